@@ -1,0 +1,18 @@
+# CUDA backend switch. KQ_CUDA=AUTO builds it when nvcc is found; the CPU build
+# never needs it. Sets KQ_HAVE_CUDA and defines KQ_WITH_CUDA for C++ code.
+set(KQ_HAVE_CUDA OFF)
+if(NOT KQ_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(KQ_HAVE_CUDA ON)
+  elseif(KQ_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "KQ_CUDA=ON but no CUDA compiler (nvcc) was found")
+  endif()
+endif()
+message(STATUS "KernelQuant CUDA backend: ${KQ_HAVE_CUDA}")

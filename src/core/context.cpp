@@ -1,0 +1,24 @@
+#include "kq/context.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "kq/error.hpp"
+
+namespace kq {
+
+std::string device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
+
+Device parse_device(const std::string& s) {
+  std::string l = s;
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (l == "cpu") return Device::CPU;
+  if (l == "cuda" || l == "gpu") return Device::CUDA;
+  raise<InvalidArgument>("unknown device '{}' (expected cpu or cuda)", s);
+}
+
+int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
+
+}  // namespace kq

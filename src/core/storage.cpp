@@ -1,0 +1,52 @@
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kq/error.hpp"
+#include "kq/tensor.hpp"
+
+namespace kq {
+
+HeapStorage::HeapStorage(size_t bytes) : size_(bytes) {
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  ptr_ = static_cast<std::byte*>(std::aligned_alloc(64, rounded == 0 ? 64 : rounded));
+  if (!ptr_) throw std::bad_alloc();
+}
+
+HeapStorage::~HeapStorage() { std::free(ptr_); }
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) raise<FormatError>("{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    raise<FormatError>("{}: not a regular file", path);
+  }
+  std::shared_ptr<MappedFile> m(new MappedFile());
+  m->path_ = path;
+  m->size_ = size_t(st.st_size);
+  if (m->size_ > 0) {
+    void* p = ::mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      raise<FormatError>("{}: mmap failed: {}", path, std::strerror(err));
+    }
+    m->ptr_ = static_cast<std::byte*>(p);
+  }
+  ::close(fd);
+  return m;
+}
+
+MappedFile::~MappedFile() {
+  if (ptr_) ::munmap(ptr_, size_);
+}
+
+}  // namespace kq

@@ -1,0 +1,125 @@
+#include "kq/tensor.hpp"
+
+#include <cstring>
+#include <limits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "kq/error.hpp"
+
+namespace kq {
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+namespace {
+void check_shape(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d < 0) raise<InvalidArgument>("negative dimension in shape {}", shape_str(s));
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
+      raise<InvalidArgument>("shape {} overflows int64", shape_str(s));
+    n *= d;
+  }
+}
+}  // namespace
+
+Tensor Tensor::empty(DType dtype, Shape shape) {
+  check_shape(shape);
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.storage_ = std::make_shared<HeapStorage>(t.nbytes());
+  return t;
+}
+
+Tensor Tensor::zeros(DType dtype, Shape shape) {
+  Tensor t = empty(dtype, std::move(shape));
+  std::memset(t.raw_mut(), 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::view(std::shared_ptr<Storage> storage, size_t offset, DType dtype, Shape shape) {
+  check_shape(shape);
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  const size_t n = t.nbytes();
+  if (!storage || offset > storage->size() || n > storage->size() - offset)
+    raise<InvalidArgument>("tensor view [{}, {}) is outside its storage of {} bytes", offset,
+                           offset + n, storage ? storage->size() : 0);
+  t.storage_ = std::move(storage);
+  t.offset_ = offset;
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  const int n = ndim();
+  if (i < 0) i += n;
+  if (i < 0 || i >= n) raise<InvalidArgument>("dimension {} out of range for shape {}", i, shape_str(shape_));
+  return shape_[size_t(i)];
+}
+
+bool Tensor::is_mapped() const { return dynamic_cast<const MappedFile*>(storage_.get()) != nullptr; }
+
+void* Tensor::raw_mut() {
+  if (!storage_) return nullptr;
+  std::byte* p = storage_->mutable_data();
+  if (!p) raise("tensor is read-only (memory-mapped); clone() it before writing");
+  return p + offset_;
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  check_shape(shape);
+  if (shape_numel(shape) != numel())
+    raise<InvalidArgument>("cannot reshape {} to {}", shape_str(shape_), shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
+  if (ndim() < 1 || begin < 0 || end < begin || end > shape_[0])
+    raise<InvalidArgument>("row slice [{}, {}) out of range for shape {}", begin, end, shape_str(shape_));
+  Tensor t = *this;
+  const size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / size_t(shape_[0]);
+  t.offset_ += size_t(begin) * row_bytes;
+  t.shape_[0] = end - begin;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(dtype_, shape_);
+  if (nbytes()) std::memcpy(t.raw_mut(), raw(), nbytes());
+  return t;
+}
+
+Tensor Tensor::to_f32() const {
+  Tensor t = empty(DType::F32, shape_);
+  convert_to_f32(dtype_, raw(), t.mutable_data<float>(), size_t(numel()));
+  return t;
+}
+
+Tensor Tensor::transposed() const {
+  if (ndim() != 2) raise<InvalidArgument>("transposed() needs a 2-D tensor, got {}", shape_str(shape_));
+  const int64_t a = shape_[0], b = shape_[1];
+  const size_t es = dtype_size(dtype_);
+  Tensor t = empty(dtype_, {b, a});
+  const auto* src = static_cast<const std::byte*>(raw());
+  auto* dst = static_cast<std::byte*>(t.raw_mut());
+  constexpr int64_t kTile = 32;
+  for (int64_t i0 = 0; i0 < a; i0 += kTile)
+    for (int64_t j0 = 0; j0 < b; j0 += kTile)
+      for (int64_t i = i0; i < std::min(a, i0 + kTile); ++i)
+        for (int64_t j = j0; j < std::min(b, j0 + kTile); ++j)
+          std::memcpy(dst + size_t(j * a + i) * es, src + size_t(i * b + j) * es, es);
+  return t;
+}
+
+}  // namespace kq

@@ -1,0 +1,68 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kq/error.hpp"
+#include "kq/tensor.hpp"
+
+using namespace kq;
+
+TEST(DType, Bf16RoundTripAndRounding) {
+  for (float f : {0.0f, -0.0f, 1.0f, -2.5f, 3.140625f, std::ldexp(1.0f, -100), 65536.0f})
+    EXPECT_EQ(bf16_to_f32(f32_to_bf16(f)), f) << f;
+  // 1 + 2^-8 is exactly halfway between bf16 1.0 and 1.0078125: ties to even -> 1.0
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)), 1.0f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+TEST(DType, F16AllCodesRoundTrip) {
+  for (uint32_t c = 0; c < 65536; ++c) {
+    const float f = f16_to_f32(uint16_t(c));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(f16_to_f32(f32_to_f16(f))));
+      continue;
+    }
+    EXPECT_EQ(f32_to_f16(f), c) << "code " << c;
+  }
+  EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);
+}
+
+TEST(DType, F16RoundsToNearestEven) {
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> u(-70000.f, 70000.f);
+  for (int i = 0; i < 100000; ++i) {
+    const float f = u(rng) * (i % 3 == 0 ? 1e-5f : 1.0f);
+    const float r = f16_to_f32(f32_to_f16(f));
+    if (std::isinf(r)) { EXPECT_GE(std::fabs(f), 65504.f); continue; }
+    // no other f16 value is strictly closer
+    const uint16_t c = f32_to_f16(f);
+    for (int d : {-1, 1}) {
+      const float o = f16_to_f32(uint16_t((c & 0x7fff) ? c + d : c));
+      if (!std::isnan(o) && !std::isinf(o)) {
+        EXPECT_LE(std::fabs(r - f), std::fabs(o - f)) << f;
+      }
+    }
+  }
+}
+
+TEST(Tensor, ShapesViewsAndErrors) {
+  Tensor t = Tensor::zeros(DType::F32, {2, 3});
+  EXPECT_EQ(t.numel(), 6);
+  EXPECT_EQ(t.nbytes(), 24u);
+  EXPECT_EQ(t.dim(-1), 3);
+  EXPECT_THROW(t.dim(2), InvalidArgument);
+  EXPECT_THROW(t.reshaped({4, 2}), InvalidArgument);
+  EXPECT_THROW(Tensor::empty(DType::F32, {-1}), InvalidArgument);
+  float* p = t.mutable_data<float>();
+  for (int i = 0; i < 6; ++i) p[i] = float(i);
+  Tensor tt = t.transposed();
+  EXPECT_EQ(tt.shape(), (Shape{3, 2}));
+  EXPECT_EQ(tt.data<float>()[1], 3.0f);
+  Tensor row = t.slice_rows(1, 2);
+  EXPECT_EQ(row.data<float>()[0], 3.0f);
+  auto st = std::make_shared<HeapStorage>(16);
+  EXPECT_THROW(Tensor::view(st, 8, DType::F32, {3}), InvalidArgument);
+}

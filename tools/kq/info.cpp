@@ -1,0 +1,26 @@
+// `kq info`: version, build, CPU features, threads, CUDA.
+#include <fmt/core.h>
+
+#include "commands.hpp"
+#include "kq/context.hpp"
+#include "kq/info.hpp"
+
+namespace kq::cli {
+
+void add_info_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Show version, build, CPU features, threads and CUDA status");
+  cmd->callback([] {
+    const CpuFeatures& f = cpu_features();
+    auto yn = [](bool b) { return b ? "yes" : "no"; };
+    fmt::print("KernelQuant {} ({} build)\n", version(), build_type());
+    fmt::print("CPU:      {}\n", cpu_model_name());
+    fmt::print("features: AVX2 {}  FMA {}  F16C {}  AVX-512F {}  AVX-512BW {}  AVX-512VL {}\n",
+               yn(f.avx2), yn(f.fma), yn(f.f16c), yn(f.avx512f), yn(f.avx512bw), yn(f.avx512vl));
+    fmt::print("          AVX-512 VNNI {}  AVX-VNNI {}  AVX-512 BF16 {}  AVX-512 FP16 {}\n",
+               yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
+    fmt::print("threads:  {}\n", resolve_threads(0));
+    fmt::print("CUDA:     {}\n", cuda_built() ? "built" : "not built (CPU-only build)");
+  });
+}
+
+}  // namespace kq::cli
