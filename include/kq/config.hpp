@@ -1,0 +1,48 @@
+#pragma once
+// Model hyper-parameters, read from a Hugging Face config.json.
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace kq {
+
+/// Supported architectures (config.json "model_type").
+enum class Arch { GPT2, Llama };
+
+/// "gpt2" / "llama"
+std::string arch_name(Arch a);
+
+/// Architecture hyper-parameters in one neutral form for both families.
+/// GPT-2 keys map as: n_layer -> num_layers, n_embd -> hidden_size, n_head ->
+/// num_heads (= num_kv_heads), n_positions -> max_positions, n_inner (or
+/// 4·n_embd) -> intermediate_size, layer_norm_epsilon -> norm_eps.
+struct ModelConfig {
+  Arch arch = Arch::GPT2;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;        ///< d_model
+  int64_t intermediate_size = 0;  ///< FFN inner width
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;          ///< query heads
+  int64_t num_kv_heads = 0;       ///< key/value heads (GQA when < num_heads)
+  int64_t head_dim = 0;           ///< from config "head_dim" when present, else hidden/heads
+  int64_t max_positions = 0;      ///< context length (n_positions / max_position_embeddings)
+  double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
+  double rope_theta = 10000.0;    ///< Llama only
+  bool tie_word_embeddings = true;
+  bool attention_bias = false;    ///< Llama q/k/v/o biases
+  bool mlp_bias = false;          ///< Llama MLP biases
+  std::string activation = "gelu_new";  ///< GPT-2 "gelu_new"; Llama "silu"
+  std::string torch_dtype;        ///< on-disk dtype named by the config ("float32", "bfloat16", ...), may be empty
+};
+
+/// Parses a config.json object. `source` names the file in error messages.
+/// Throws FormatError for unknown model_type (listing the supported ones),
+/// missing/invalid keys, inconsistent head counts, or an unsupported
+/// rope_scaling / rope_parameters.rope_type (only "default" or absent is supported).
+ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
+
+/// Reads and parses DIR/config.json. Throws FormatError naming the file.
+ModelConfig load_model_config(const std::filesystem::path& model_dir);
+
+}  // namespace kq
