@@ -1,0 +1,52 @@
+#include "formats/packed4.hpp"
+
+#include "formats/fp4.hpp"
+#include "formats/nf4.hpp"
+
+namespace kq::formats {
+
+void pack_nibbles(const uint8_t* codes, int64_t n, uint8_t* packed) {
+  int64_t i = 0;
+  for (; i + 1 < n; i += 2) packed[i >> 1] = uint8_t((codes[i] & 0xF) | ((codes[i + 1] & 0xF) << 4));
+  if (i < n) packed[i >> 1] = uint8_t(codes[i] & 0xF);
+}
+
+void unpack_nibbles(const uint8_t* packed, int64_t n, uint8_t* codes) {
+  for (int64_t i = 0; i < n; ++i) codes[i] = get_nibble(packed, i);
+}
+
+void q4_block_lut(WeightFormat f, float scale, uint8_t zero, float lut[16]) {
+  switch (f) {
+    case WeightFormat::NF4:
+      for (int c = 0; c < 16; ++c) lut[c] = kNF4[size_t(c)] * scale;
+      return;
+    case WeightFormat::FP4:
+      for (int c = 0; c < 16; ++c) lut[c] = kE2M1[size_t(c)] * scale;
+      return;
+    case WeightFormat::INT4_SYM:
+      for (int c = 0; c < 16; ++c) lut[c] = float(c - 8) * scale;
+      return;
+    case WeightFormat::INT4_ASYM:
+      for (int c = 0; c < 16; ++c) lut[c] = float(c - int(zero)) * scale;
+      return;
+    default:
+      for (int c = 0; c < 16; ++c) lut[c] = 0.0f;  // not a 4-bit format: callers never pass one
+      return;
+  }
+}
+
+uint8_t nearest_index16(const float* sorted, float x, uint8_t nan_index) {
+  if (x != x) return nan_index;
+  int i = 0;
+  while (i < 15) {
+    const float mid = 0.5f * (sorted[i] + sorted[i + 1]);
+    if (x > mid || (x == mid && (i & 1))) {
+      ++i;
+    } else {
+      break;
+    }
+  }
+  return uint8_t(i);
+}
+
+}  // namespace kq::formats
