@@ -1,0 +1,95 @@
+// FP32 Linear: oneDNN sgemm for prefill, AVX2 GEMV for decode.
+#include "kernels/linear_f32.hpp"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <cstdint>
+
+#include "kernels/cpu/linear_f32_kernels.hpp"
+#include "kernels/cpu/ops_threads.hpp"
+#include "kq/error.hpp"
+#include "kq/info.hpp"
+
+namespace kq {
+namespace cpu {
+
+
+void gemm_f32_dnnl(const float* x, int64_t M, const float* w, int64_t N, int64_t K, float* y, int threads) {
+  OmpThreadsScope scope(threads);
+  // Row-major C[M,N] = A[M,K] · B[N,K]^T: transa = 'N', transb = 'T'.
+  dnnl_sgemm('N', 'T', M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+}
+
+bool gemv_f32_avx2_supported() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma;
+}
+
+}  // namespace cpu
+
+namespace {
+
+class LinearF32 final : public Linear {
+ public:
+  LinearF32(Tensor weight, Tensor bias)
+      : w_(std::move(weight)), b_(std::move(bias)), use_avx2_gemv_(cpu::gemv_f32_avx2_supported()) {}
+
+  int64_t in_features() const override { return w_.dim(1); }
+  int64_t out_features() const override { return w_.dim(0); }
+
+  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
+    const int64_t N = w_.shape()[0], K = w_.shape()[1];
+    const float* w = w_.data<float>();
+    const int threads = resolve_threads(ctx.threads);
+    if (M == 1 && use_avx2_gemv_)
+      cpu::gemv_f32_avx2(w, N, K, x, y, threads);
+    else
+      cpu::gemm_f32_dnnl(x, M, w, N, K, y, threads);
+    if (b_.defined()) {
+      const float* b = b_.data<float>();
+      for (int64_t m = 0; m < M; ++m) {
+        float* row = y + m * N;
+        for (int64_t n = 0; n < N; ++n) row[n] += b[n];
+      }
+    }
+  }
+
+  size_t weight_bytes() const override { return w_.nbytes() + (b_.defined() ? b_.nbytes() : 0); }
+  std::string format() const override { return "f32"; }
+  Tensor dequantized_weight() const override { return w_; }
+  Tensor bias() const override { return b_; }
+
+  const float* weight_data() const { return w_.data<float>(); }
+
+ private:
+  Tensor w_;  // F32 [N, K]
+  Tensor b_;  // F32 [N] or undefined
+  bool use_avx2_gemv_;
+};
+
+}  // namespace
+
+std::unique_ptr<Linear> make_linear_f32(Tensor weight, Tensor bias) {
+  if (!weight.defined() || weight.dtype() != DType::F32 || weight.ndim() != 2)
+    raise<InvalidArgument>("make_linear_f32: weight must be a 2-D F32 tensor [out, in], got {} {}",
+                           weight.defined() ? dtype_name(weight.dtype()) : "undefined",
+                           weight.defined() ? shape_str(weight.shape()) : "");
+  if (weight.dim(0) < 1 || weight.dim(1) < 1)
+    raise<InvalidArgument>("make_linear_f32: empty weight {}", shape_str(weight.shape()));
+  if (reinterpret_cast<uintptr_t>(weight.raw()) % alignof(float) != 0)
+    raise<InvalidArgument>("make_linear_f32: weight data is not 4-byte aligned");
+  if (bias.defined()) {
+    if (bias.dtype() != DType::F32 || bias.ndim() != 1 || bias.dim(0) != weight.dim(0))
+      raise<InvalidArgument>("make_linear_f32: bias must be F32 [{}], got {} {}", weight.dim(0),
+                             dtype_name(bias.dtype()), shape_str(bias.shape()));
+    if (reinterpret_cast<uintptr_t>(bias.raw()) % alignof(float) != 0)
+      raise<InvalidArgument>("make_linear_f32: bias data is not 4-byte aligned");
+  }
+  return std::make_unique<LinearF32>(std::move(weight), std::move(bias));
+}
+
+const float* linear_f32_weight_data(const Linear& op) {
+  const auto* f = dynamic_cast<const LinearF32*>(&op);
+  return f ? f->weight_data() : nullptr;
+}
+
+}  // namespace kq

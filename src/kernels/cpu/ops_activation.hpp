@@ -1,0 +1,18 @@
+#pragma once
+// Element-wise activations of the feed-forward blocks.
+#include <cstdint>
+
+namespace kq::cpu {
+
+/// GELU, tanh approximation ("gelu_new" in GPT-2; Hendrycks & Gimpel 2016):
+/// x ← 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). In place over n floats.
+void gelu_new_inplace(float* x, int64_t n, int threads);
+
+/// SiLU / swish (Elfwing et al. 2018; Ramachandran et al. 2017): x ← x·σ(x). In place.
+void silu_inplace(float* x, int64_t n, int threads);
+
+/// SwiGLU gating (Shazeer 2020, as in Llama's MLP): gate ← silu(gate) · up,
+/// n floats each. Never throws.
+void swiglu_inplace(float* gate, const float* up, int64_t n, int threads);
+
+}  // namespace kq::cpu

@@ -1,0 +1,121 @@
+#include "kernels/cpu/ops_attention.hpp"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/ops_softmax.hpp"
+#include "kernels/cpu/ops_threads.hpp"
+
+namespace kq::cpu {
+namespace {
+
+constexpr int64_t kGemmMinRows = 8;  // fewer query rows: the direct (decode) path
+constexpr int64_t kRowBlock = 64;    // query rows per GEMM block in prefill
+
+inline float dot(const float* a, const float* b, int64_t d) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < d; ++j) s += a[j] * b[j];
+  return s;
+}
+
+inline void axpy(float a, const float* x, float* y, int64_t d) {
+#pragma omp simd
+  for (int64_t j = 0; j < d; ++j) y[j] += a * x[j];
+}
+
+// Decode path: one task per (query token i, KV head g). Every cached K and V
+// row of head g is loaded once and used for all `group` query heads.
+void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
+                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale, float* out,
+                      int64_t out_stride, float* scratch, int threads) {
+  const int64_t hd = dims.head_dim;
+  const int64_t group = dims.num_heads / dims.num_kv_heads;
+  const int64_t max_keys = pos0 + n;
+  const int64_t tasks = n * dims.num_kv_heads;
+  const int nt = int(std::min<int64_t>(threads, tasks));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* scores = scratch + int64_t(omp_get_thread_num()) * group * max_keys;  // [group, keys]
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t i = task / dims.num_kv_heads;
+      const int64_t g = task % dims.num_kv_heads;
+      const int64_t keys = pos0 + i + 1;
+      const float* K = k_cache + g * capacity * hd;
+      const float* V = v_cache + g * capacity * hd;
+      const float* qg = q + i * q_stride + g * group * hd;  // the group's query heads are adjacent
+      float* og = out + i * out_stride + g * group * hd;
+      for (int64_t t = 0; t < keys; ++t)
+        for (int64_t h = 0; h < group; ++h) scores[h * keys + t] = scale * dot(qg + h * hd, K + t * hd, hd);
+      for (int64_t h = 0; h < group; ++h) softmax_inplace(scores + h * keys, keys);
+      std::fill(og, og + group * hd, 0.0f);
+      for (int64_t t = 0; t < keys; ++t)
+        for (int64_t h = 0; h < group; ++h) axpy(scores[h * keys + t], V + t * hd, og + h * hd, hd);
+    }
+  }
+}
+
+// Prefill path: per (query head, block of <= 64 query rows), S = scale·Q·Kᵀ and
+// O = P·V as two sgemm calls over the keys visible to the block's last row.
+void attention_gemm(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
+                    const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale, float* out,
+                    int64_t out_stride, float* scratch, int threads) {
+  const int64_t hd = dims.head_dim;
+  const int64_t group = dims.num_heads / dims.num_kv_heads;
+  const int64_t max_keys = pos0 + n;
+  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
+  const int64_t tasks = dims.num_heads * blocks;
+  const int nt = int(std::min<int64_t>(threads, tasks));
+  OmpThreadsScope single(nt > 1 ? 0 : 1);  // a serial region: keep oneDNN on this thread too
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* S = scratch + int64_t(omp_get_thread_num()) * kRowBlock * max_keys;  // [rows, keys]
+    // Later blocks see more keys: hand them out dynamically, largest first.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t b = blocks - 1 - task / dims.num_heads;
+      const int64_t h = task % dims.num_heads;
+      const int64_t g = h / group;
+      const int64_t i0 = b * kRowBlock;
+      const int64_t rows = std::min(kRowBlock, n - i0);
+      const int64_t keys = pos0 + i0 + rows;  // visible to the block's last row
+      const float* K = k_cache + g * capacity * hd;
+      const float* V = v_cache + g * capacity * hd;
+      const float* Q = q + i0 * q_stride + h * hd;
+      float* O = out + i0 * out_stride + h * hd;
+      // Inside a parallel region oneDNN runs each sgemm on the calling thread.
+      dnnl_sgemm('N', 'T', rows, keys, hd, scale, Q, q_stride, K, hd, 0.0f, S, keys);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = S + r * keys;
+        const int64_t visible = pos0 + i0 + r + 1;
+        softmax_inplace(row, visible);
+        std::fill(row + visible, row + keys, 0.0f);  // causal mask
+      }
+      dnnl_sgemm('N', 'N', rows, hd, keys, 1.0f, S, keys, V, hd, 0.0f, O, out_stride);
+    }
+  }
+}
+
+}  // namespace
+
+int64_t attention_scratch_floats(const AttentionDims& dims, int64_t max_rows, int64_t max_keys, int threads) {
+  const int64_t group = dims.num_heads / dims.num_kv_heads;
+  const int64_t per_thread = std::max(group, std::min(max_rows, kRowBlock)) * max_keys;
+  return per_thread * std::max(threads, 1);
+}
+
+void causal_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
+                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale, float* out,
+                      int64_t out_stride, float* scratch, int threads) {
+  if (n < kGemmMinRows)
+    attention_direct(q, q_stride, n, pos0, k_cache, v_cache, capacity, dims, scale, out, out_stride, scratch,
+                     threads);
+  else
+    attention_gemm(q, q_stride, n, pos0, k_cache, v_cache, capacity, dims, scale, out, out_stride, scratch,
+                   threads);
+}
+
+}  // namespace kq::cpu

@@ -1,0 +1,283 @@
+// CPU ops (norms, activations, RoPE, softmax, GQA causal attention) vs naive
+// double-precision references and known values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/ops_activation.hpp"
+#include "kernels/cpu/ops_attention.hpp"
+#include "kernels/cpu/ops_math.hpp"
+#include "kernels/cpu/ops_norm.hpp"
+#include "kernels/cpu/ops_rope.hpp"
+#include "kernels/cpu/ops_softmax.hpp"
+
+using namespace kq;
+using namespace kq::cpu;
+
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+}  // namespace
+
+// ---- exp / softmax ---------------------------------------------------------
+
+TEST(OpsMath, ExpF32RelativeError) {
+  double worst = 0;
+  for (int i = 0; i <= 2000000; ++i) {
+    const float x = -87.0f + 175.0f * float(i) / 2000000.0f;
+    const double ref = std::exp(double(x));
+    worst = std::max(worst, std::fabs(double(exp_f32(x)) - ref) / ref);
+  }
+  EXPECT_LT(worst, 2e-7);
+  EXPECT_EQ(exp_f32(0.0f), 1.0f);
+  EXPECT_EQ(exp_f32(-100.0f), 0.0f);
+  EXPECT_EQ(exp_f32(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_TRUE(std::isfinite(exp_f32(1000.0f)));
+}
+
+TEST(OpsSoftmax, MatchesDoubleAndIsStable) {
+  for (int64_t n : {1, 7, 100, 8192}) {
+    auto x = random_vec(size_t(n), 11, -30.0f, 30.0f);
+    x[0] += 1000.0f;  // a huge logit must not overflow
+    double mx = -1e300;
+    for (float v : x) mx = std::max(mx, double(v));
+    double sum = 0;
+    for (float v : x) sum += std::exp(double(v) - mx);
+    EXPECT_NEAR(log_sum_exp(x.data(), n), mx + std::log(sum), 1e-9 * std::fabs(mx) + 1e-6);
+    auto y = x;
+    softmax_inplace(y.data(), n);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double ref = std::exp(double(x[size_t(i)]) - mx) / sum;
+      EXPECT_NEAR(y[size_t(i)], ref, 1e-6 * ref + 1e-30);
+      total += y[size_t(i)];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+    EXPECT_EQ(argmax(x.data(), n), 0);
+  }
+  const float ties[] = {1.0f, 3.0f, 3.0f};
+  EXPECT_EQ(argmax(ties, 3), 1);
+}
+
+// ---- norms -------------------------------------------------------------------
+
+TEST(OpsNorm, LayerNormMatchesDouble) {
+  const int64_t n = 5, d = 257;
+  auto x = random_vec(size_t(n * d), 1, -3.0f, 5.0f);
+  auto gamma = random_vec(size_t(d), 2);
+  auto beta = random_vec(size_t(d), 3);
+  for (int threads : {1, 2}) {
+    std::vector<float> y(x.size());
+    layer_norm(x.data(), n, d, gamma.data(), beta.data(), 1e-5f, y.data(), threads);
+    for (int64_t i = 0; i < n; ++i) {
+      double mean = 0, var = 0;
+      for (int64_t j = 0; j < d; ++j) mean += x[size_t(i * d + j)];
+      mean /= double(d);
+      for (int64_t j = 0; j < d; ++j) var += std::pow(x[size_t(i * d + j)] - mean, 2);
+      var /= double(d);
+      for (int64_t j = 0; j < d; ++j) {
+        const double ref = (x[size_t(i * d + j)] - mean) / std::sqrt(var + 1e-5) * gamma[size_t(j)] + beta[size_t(j)];
+        EXPECT_NEAR(y[size_t(i * d + j)], ref, 2e-6);
+      }
+    }
+  }
+  // in place
+  auto z = x;
+  layer_norm(z.data(), n, d, gamma.data(), beta.data(), 1e-5f, z.data(), 1);
+  std::vector<float> y(x.size());
+  layer_norm(x.data(), n, d, gamma.data(), beta.data(), 1e-5f, y.data(), 1);
+  EXPECT_EQ(z, y);
+}
+
+TEST(OpsNorm, RmsNormMatchesDouble) {
+  const int64_t n = 3, d = 688;
+  auto x = random_vec(size_t(n * d), 4, -2.0f, 2.0f);
+  auto gamma = random_vec(size_t(d), 5);
+  std::vector<float> y(x.size());
+  rms_norm(x.data(), n, d, gamma.data(), 1e-6f, y.data(), 2);
+  for (int64_t i = 0; i < n; ++i) {
+    double ms = 0;
+    for (int64_t j = 0; j < d; ++j) ms += std::pow(double(x[size_t(i * d + j)]), 2);
+    ms /= double(d);
+    for (int64_t j = 0; j < d; ++j)
+      EXPECT_NEAR(y[size_t(i * d + j)], x[size_t(i * d + j)] / std::sqrt(ms + 1e-6) * gamma[size_t(j)], 2e-6);
+  }
+}
+
+// ---- activations -------------------------------------------------------------
+
+TEST(OpsActivation, KnownValuesAndReference) {
+  float g[] = {1.0f, -1.0f, 3.0f, 0.0f};
+  gelu_new_inplace(g, 4, 1);
+  EXPECT_NEAR(g[0], 0.8411919906082768, 1e-6);
+  EXPECT_NEAR(g[1], -0.15880800939172324, 1e-6);
+  EXPECT_NEAR(g[2], 2.996362607918227, 1e-6);
+  EXPECT_EQ(g[3], 0.0f);
+  float s[] = {1.0f, -2.0f};
+  silu_inplace(s, 2, 1);
+  EXPECT_NEAR(s[0], 0.7310585786300049, 1e-6);
+  EXPECT_NEAR(s[1], -0.2384058440442351, 1e-6);
+
+  const size_t n = 100000;  // large enough for the multi-threaded path
+  auto x = random_vec(n, 6, -8.0f, 8.0f);
+  auto up = random_vec(n, 7);
+  auto gl = x, sw = x;
+  gelu_new_inplace(gl.data(), int64_t(n), 2);
+  swiglu_inplace(sw.data(), up.data(), int64_t(n), 2);
+  const double c = std::sqrt(2.0 / std::numbers::pi);
+  for (size_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    EXPECT_NEAR(gl[i], 0.5 * v * (1 + std::tanh(c * (v + 0.044715 * v * v * v))), 1e-5 * (1 + std::fabs(v)));
+    EXPECT_NEAR(sw[i], v / (1 + std::exp(-v)) * up[i], 1e-5 * (1 + std::fabs(v)));
+  }
+}
+
+// ---- RoPE --------------------------------------------------------------------
+
+TEST(OpsRope, RotateHalfPairing) {
+  // head_dim 4: dimension 0 pairs with 2 and 1 with 3 (not 0 with 1).
+  const RopeTable t = make_rope_table(10000.0, 4, 8);
+  float x[] = {1.0f, 0.0f, 0.0f, 0.0f};
+  apply_rope(x, 1, 1, 4, 1, t);  // position 1, frequency θ^0 = 1 for i = 0
+  EXPECT_NEAR(x[0], std::cos(1.0), 1e-7);
+  EXPECT_EQ(x[1], 0.0f);
+  EXPECT_NEAR(x[2], std::sin(1.0), 1e-7);
+  EXPECT_EQ(x[3], 0.0f);
+  float y[] = {0.0f, 1.0f, 0.0f, 0.0f};
+  apply_rope(y, 1, 1, 4, 3, t);  // i = 1: angle 3 · 10000^(−1/2)
+  EXPECT_NEAR(y[1], std::cos(3.0 / 100.0), 1e-7);
+  EXPECT_NEAR(y[3], std::sin(3.0 / 100.0), 1e-7);
+}
+
+TEST(OpsRope, MatchesDoubleReference) {
+  const int64_t hd = 64, heads = 3, n = 40, pos0 = 470, stride = heads * hd + 16;
+  const double theta = 500000.0;
+  const RopeTable table = make_rope_table(theta, hd, 512);
+  auto x = random_vec(size_t(n * stride), 8);
+  auto y = x;
+  apply_rope(y.data(), n, heads, stride, pos0, table);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const double ang = double(pos0 + t) * std::pow(theta, -2.0 * double(i) / double(hd));
+        const size_t a = size_t(t * stride + h * hd + i), b = a + size_t(hd / 2);
+        EXPECT_NEAR(y[a], x[a] * std::cos(ang) - x[b] * std::sin(ang), 1e-4);
+        EXPECT_NEAR(y[b], x[b] * std::cos(ang) + x[a] * std::sin(ang), 1e-4);
+      }
+  for (int64_t t = 0; t < n; ++t)  // padding after the heads is untouched
+    for (int64_t j = heads * hd; j < stride; ++j) EXPECT_EQ(y[size_t(t * stride + j)], x[size_t(t * stride + j)]);
+}
+
+TEST(OpsRope, ScoresDependOnlyOnRelativePosition) {
+  const int64_t hd = 32;
+  const RopeTable table = make_rope_table(10000.0, hd, 128);
+  const auto q = random_vec(hd, 9), k = random_vec(hd, 10);
+  auto score = [&](int64_t pq, int64_t pk) {
+    auto a = q, b = k;
+    apply_rope(a.data(), 1, 1, hd, pq, table);
+    apply_rope(b.data(), 1, 1, hd, pk, table);
+    double s = 0;
+    for (int64_t i = 0; i < hd; ++i) s += double(a[size_t(i)]) * b[size_t(i)];
+    return s;
+  };
+  EXPECT_NEAR(score(10, 3), score(100, 93), 1e-4);
+  EXPECT_NEAR(score(5, 5), score(77, 77), 1e-4);
+}
+
+// ---- causal attention with GQA ----------------------------------------------
+
+struct AttnCase {
+  int64_t heads, kv_heads, head_dim, pos0, n;
+};
+
+class OpsAttention : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(OpsAttention, MatchesDoubleReference) {
+  const auto c = GetParam();
+  const AttentionDims dims{c.heads, c.kv_heads, c.head_dim};
+  const int64_t hd = c.head_dim, capacity = c.pos0 + c.n + 3;
+  const int64_t q_stride = (c.heads + 2 * c.kv_heads) * hd;  // q packed with k, v as in a fused projection
+  const int64_t out_stride = c.heads * hd + 5;
+  const auto q = random_vec(size_t(c.n * q_stride), 12, -2.0f, 2.0f);
+  const auto kc = random_vec(size_t(c.kv_heads * capacity * hd), 13, -2.0f, 2.0f);
+  const auto vc = random_vec(size_t(c.kv_heads * capacity * hd), 14);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t group = c.heads / c.kv_heads;
+
+  // reference
+  std::vector<double> ref(static_cast<size_t>(c.n * c.heads * hd));
+  for (int64_t i = 0; i < c.n; ++i)
+    for (int64_t h = 0; h < c.heads; ++h) {
+      const int64_t g = h / group, keys = c.pos0 + i + 1;
+      std::vector<double> s(static_cast<size_t>(keys));
+      double mx = -1e300;
+      for (int64_t t = 0; t < keys; ++t) {
+        double d = 0;
+        for (int64_t j = 0; j < hd; ++j)
+          d += double(q[size_t(i * q_stride + h * hd + j)]) * kc[size_t((g * capacity + t) * hd + j)];
+        s[size_t(t)] = d * double(scale);
+        mx = std::max(mx, s[size_t(t)]);
+      }
+      double sum = 0;
+      for (auto& v : s) sum += (v = std::exp(v - mx));
+      for (int64_t j = 0; j < hd; ++j) {
+        double o = 0;
+        for (int64_t t = 0; t < keys; ++t) o += s[size_t(t)] / sum * vc[size_t((g * capacity + t) * hd + j)];
+        ref[size_t((i * c.heads + h) * hd + j)] = o;
+      }
+    }
+
+  for (int threads : {1, 2}) {
+    std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(dims, c.n, c.pos0 + c.n, threads)));
+    std::vector<float> out(static_cast<size_t>(c.n * out_stride), -7.0f);
+    causal_attention(q.data(), q_stride, c.n, c.pos0, kc.data(), vc.data(), capacity, dims, scale, out.data(),
+                     out_stride, scratch.data(), threads);
+    for (int64_t i = 0; i < c.n; ++i) {
+      for (int64_t j = 0; j < c.heads * hd; ++j)
+        ASSERT_NEAR(out[size_t(i * out_stride + j)], ref[size_t(i * c.heads * hd + j)], 2e-5)
+            << "token " << i << " dim " << j << " threads " << threads;
+      for (int64_t j = c.heads * hd; j < out_stride; ++j) EXPECT_EQ(out[size_t(i * out_stride + j)], -7.0f);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, OpsAttention,
+                         ::testing::Values(AttnCase{4, 4, 32, 0, 1},     // first decode step
+                                           AttnCase{8, 4, 32, 0, 5},     // GQA, direct path
+                                           AttnCase{8, 2, 64, 37, 1},    // GQA decode, group 4
+                                           AttnCase{32, 4, 64, 100, 3},  // Llama-1B-like decode
+                                           AttnCase{6, 3, 16, 0, 8},     // smallest GEMM path
+                                           AttnCase{8, 4, 32, 0, 130},   // prefill, 3 row blocks
+                                           AttnCase{12, 12, 64, 20, 70},  // MHA prefill after a prefix
+                                           AttnCase{4, 1, 8, 129, 65}));  // MQA, chunk after 129 tokens
+
+TEST(OpsAttention, ChunkedPrefillEqualsOnePass) {
+  // Running positions [0, 100) as one call or as 60 + 1 + 39 rows gives the same outputs.
+  const AttentionDims dims{8, 4, 32};
+  const int64_t hd = 32, n = 100, capacity = 100, q_stride = 8 * hd;
+  const auto q = random_vec(size_t(n * q_stride), 15);
+  const auto kc = random_vec(size_t(4 * capacity * hd), 16);
+  const auto vc = random_vec(size_t(4 * capacity * hd), 17);
+  std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(dims, n, n, 2)));
+  std::vector<float> full(static_cast<size_t>(n * q_stride)), parts(static_cast<size_t>(n * q_stride));
+  causal_attention(q.data(), q_stride, n, 0, kc.data(), vc.data(), capacity, dims, 0.2f, full.data(), q_stride,
+                   scratch.data(), 2);
+  int64_t pos = 0;
+  for (int64_t len : {60, 1, 39}) {
+    causal_attention(q.data() + pos * q_stride, q_stride, len, pos, kc.data(), vc.data(), capacity, dims, 0.2f,
+                     parts.data() + pos * q_stride, q_stride, scratch.data(), 2);
+    pos += len;
+  }
+  for (size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(full[i], parts[i], 1e-5) << i;
+}
