@@ -1,0 +1,75 @@
+#include "io/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "kq/error.hpp"
+
+namespace kq::io {
+
+void AtomicFileSink::write(const void* data, size_t n) {
+  const auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd_, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      raise<Error>("{}: write failed: {}", path_, std::strerror(errno));
+    }
+    p += w;
+    n -= size_t(w);
+    written_ += size_t(w);
+  }
+}
+
+void fsync_path(const std::filesystem::path& path) {
+  const bool is_dir = std::filesystem::is_directory(path);
+  const int fd = ::open(path.c_str(), (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) raise<Error>("{}: cannot open for fsync: {}", path.string(), std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && !(is_dir && (err == EINVAL || err == EBADF)))
+    raise<Error>("{}: fsync failed: {}", path.string(), std::strerror(err));
+}
+
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(AtomicFileSink&)>& fill) {
+  if (path.filename().empty()) raise<InvalidArgument>("'{}': not a file path", path.string());
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  std::string base_name(".");  // (built with append: GCC 12 warns falsely on "." + string)
+  base_name.append(path.filename().string()).append(".tmp-XXXXXX");
+  const std::string tmpl = (dir / base_name).string();
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  int fd = ::mkostemp(name.data(), O_CLOEXEC);
+  if (fd < 0) raise<Error>("{}: cannot create a temporary file in '{}': {}", path.string(), dir.string(),
+                           std::strerror(errno));
+  const std::string tmp(name.data());
+  try {
+    if (::fchmod(fd, 0644) != 0) raise<Error>("{}: fchmod failed: {}", path.string(), std::strerror(errno));
+    AtomicFileSink sink(fd, path.string());
+    fill(sink);
+    if (::fsync(fd) != 0) raise<Error>("{}: fsync failed: {}", path.string(), std::strerror(errno));
+    const int rc = ::close(fd);
+    fd = -1;
+    if (rc != 0) raise<Error>("{}: close failed: {}", path.string(), std::strerror(errno));
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      raise<Error>("{}: cannot rename the temporary file into place: {}", path.string(), std::strerror(errno));
+  } catch (...) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  fsync_path(dir);  // make the rename itself durable
+}
+
+void write_file_atomic(const std::filesystem::path& path, std::string_view contents) {
+  write_file_atomic(path, [&](AtomicFileSink& s) { s.write(contents); });
+}
+
+}  // namespace kq::io

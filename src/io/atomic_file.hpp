@@ -1,0 +1,44 @@
+#pragma once
+// Crash-safe file writing: write to a temporary sibling, fsync, rename.
+// After a crash the destination holds either the complete old contents or the
+// complete new contents, never a torn mix (POSIX rename(2) is atomic).
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace kq::io {
+
+/// Byte sink handed to write_file_atomic's callback: the temporary file.
+class AtomicFileSink {
+ public:
+  AtomicFileSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  /// Appends n bytes (retries short writes and EINTR). Throws Error naming the
+  /// destination path on an I/O error (e.g. ENOSPC).
+  void write(const void* data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  /// Bytes written so far.
+  size_t written() const { return written_; }
+
+ private:
+  int fd_;
+  std::string path_;
+  size_t written_ = 0;
+};
+
+/// Writes `path` atomically: creates `.<name>.tmp-XXXXXX` in the same folder
+/// (mode 0644), lets `fill` stream the contents into it, fsyncs it, renames it
+/// over `path`, then fsyncs the folder. On any failure (including an exception
+/// thrown by `fill`, which is re-thrown unchanged) the temporary is removed and
+/// `path` is untouched. I/O failures throw Error naming `path`.
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(AtomicFileSink&)>& fill);
+
+/// write_file_atomic for a byte string (config.json, tokenizer files, ...).
+void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
+
+/// fsync(2) of a file or folder. Throws Error naming the path on failure
+/// (folders on file systems that do not support fsync on them are skipped).
+void fsync_path(const std::filesystem::path& path);
+
+}  // namespace kq::io

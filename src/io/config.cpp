@@ -1,0 +1,199 @@
+// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama.
+// Key names and defaults follow transformers' GPT2Config and LlamaConfig.
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "io/json_strict.hpp"
+#include "kq/config.hpp"
+#include "kq/error.hpp"
+
+namespace kq {
+using nlohmann::json;
+
+std::string arch_name(Arch a) {
+  switch (a) {
+    case Arch::GPT2: return "gpt2";
+    case Arch::Llama: return "llama";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();  // sanity cap for any dimension
+
+/// Reads config keys with uniform error messages "<source>: key 'k': ...".
+class Reader {
+ public:
+  Reader(const json& j, const std::string& source) : j_(j), src_(source) {}
+
+  /// The value of `key`, or nullptr when absent or JSON null.
+  const json* find(const char* key) const {
+    const auto it = j_.find(key);
+    return (it == j_.end() || it->is_null()) ? nullptr : &*it;
+  }
+  /// A positive integer (<= 2^31-1). Throws when absent and no fallback.
+  int64_t size(const char* key, std::optional<int64_t> fallback = std::nullopt) const {
+    const json* v = find(key);
+    if (!v) {
+      if (fallback) return *fallback;
+      raise<FormatError>("{}: missing required key '{}'", src_, key);
+    }
+    return size_value(key, *v);
+  }
+  int64_t size_value(const std::string& key, const json& v) const {
+    // Parsed JSON holds non-negative integers as unsigned, built JSON may hold them signed.
+    const bool ok = v.is_number_unsigned() ? (v.get<uint64_t>() >= 1 && v.get<uint64_t>() <= uint64_t(kMaxSize))
+                    : v.is_number_integer() ? (v.get<int64_t>() >= 1 && v.get<int64_t>() <= kMaxSize)
+                                            : false;
+    if (!ok)
+      raise<FormatError>("{}: key '{}': expected a positive integer up to {}, got {}", src_, key, kMaxSize,
+                         v.dump());
+    return v.get<int64_t>();
+  }
+  /// A finite positive number.
+  double positive(const std::string& key, const json* v, double fallback) const {
+    if (!v) return fallback;
+    if (!v->is_number()) raise<FormatError>("{}: key '{}': expected a number, got {}", src_, key, v->dump());
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || d <= 0)
+      raise<FormatError>("{}: key '{}': expected a finite positive number, got {}", src_, key, v->dump());
+    return d;
+  }
+  double positive(const char* key, double fallback) const { return positive(key, find(key), fallback); }
+  bool boolean(const char* key, bool fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_boolean()) raise<FormatError>("{}: key '{}': expected true/false, got {}", src_, key, v->dump());
+    return v->get<bool>();
+  }
+  std::string string(const char* key, const std::string& fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_string()) raise<FormatError>("{}: key '{}': expected a string, got {}", src_, key, v->dump());
+    return v->get<std::string>();
+  }
+  const std::string& source() const { return src_; }
+
+ private:
+  const json& j_;
+  const std::string& src_;
+};
+
+ModelConfig parse_gpt2(const Reader& r) {
+  ModelConfig c;
+  c.arch = Arch::GPT2;
+  c.num_layers = r.size("n_layer");
+  c.hidden_size = r.size("n_embd");
+  c.num_heads = r.size("n_head");
+  c.num_kv_heads = c.num_heads;
+  c.vocab_size = r.size("vocab_size");
+  c.max_positions = r.find("n_positions") ? r.size("n_positions") : r.size("n_ctx");
+  c.intermediate_size = r.find("n_inner") ? r.size("n_inner") : 4 * c.hidden_size;
+  c.norm_eps = r.positive("layer_norm_epsilon", 1e-5);
+  c.activation = r.string("activation_function", "gelu_new");
+  if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
+    raise<FormatError>("{}: activation_function '{}' is not supported (supported: gelu_new, gelu_pytorch_tanh, gelu)",
+                       r.source(), c.activation);
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
+  c.attention_bias = true;  // GPT-2 c_attn / c_proj always carry biases
+  c.mlp_bias = true;        // and so do c_fc / c_proj of the MLP
+  if (c.hidden_size % c.num_heads != 0)
+    raise<FormatError>("{}: n_embd {} is not divisible by n_head {}", r.source(), c.hidden_size, c.num_heads);
+  c.head_dim = c.hidden_size / c.num_heads;
+  return c;
+}
+
+/// Rejects any RoPE variant other than the plain one ("default" or absent).
+void check_rope_type(const Reader& r, const char* where, const json& obj) {
+  if (!obj.is_object()) raise<FormatError>("{}: '{}' must be an object or null, got {}", r.source(), where, obj.dump());
+  for (const char* k : {"rope_type", "type"}) {
+    const auto it = obj.find(k);
+    if (it == obj.end() || it->is_null()) continue;
+    if (!it->is_string())
+      raise<FormatError>("{}: '{}.{}' must be a string, got {}", r.source(), where, k, it->dump());
+    if (it->get_ref<const std::string&>() != "default")
+      raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (only default RoPE)", r.source(),
+                         it->get_ref<const std::string&>(), where, k);
+  }
+}
+
+ModelConfig parse_llama(const Reader& r) {
+  ModelConfig c;
+  c.arch = Arch::Llama;
+  c.hidden_size = r.size("hidden_size");
+  c.intermediate_size = r.size("intermediate_size");
+  c.num_layers = r.size("num_hidden_layers");
+  c.num_heads = r.size("num_attention_heads");
+  c.num_kv_heads = r.size("num_key_value_heads", c.num_heads);
+  c.vocab_size = r.size("vocab_size");
+  c.max_positions = r.size("max_position_embeddings", 2048);  // LlamaConfig default
+  c.norm_eps = r.positive("rms_norm_eps", 1e-6);               // LlamaConfig default
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
+  c.attention_bias = r.boolean("attention_bias", false);
+  c.mlp_bias = r.boolean("mlp_bias", false);
+  c.activation = r.string("hidden_act", "silu");
+  if (c.activation != "silu")
+    raise<FormatError>("{}: hidden_act '{}' is not supported for llama (supported: silu)", r.source(), c.activation);
+  if (c.num_heads % c.num_kv_heads != 0)
+    raise<FormatError>("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", r.source(),
+                       c.num_heads, c.num_kv_heads);
+  if (r.find("head_dim")) {
+    c.head_dim = r.size("head_dim");
+  } else {
+    if (c.hidden_size % c.num_heads != 0)
+      raise<FormatError>("{}: hidden_size {} is not divisible by num_attention_heads {} (and no head_dim given)",
+                         r.source(), c.hidden_size, c.num_heads);
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  if (c.head_dim % 2 != 0)
+    raise<FormatError>("{}: head_dim {} must be even for RoPE", r.source(), c.head_dim);
+
+  // RoPE: transformers 4 keeps rope_theta / rope_scaling at the top level,
+  // transformers 5 moves both into rope_parameters {rope_theta, rope_type}.
+  std::optional<double> theta;
+  if (const json* rs = r.find("rope_scaling")) check_rope_type(r, "rope_scaling", *rs);
+  if (const json* rp = r.find("rope_parameters")) {
+    check_rope_type(r, "rope_parameters", *rp);
+    const auto it = rp->find("rope_theta");
+    if (it != rp->end() && !it->is_null()) theta = r.positive("rope_parameters.rope_theta", &*it, 0);
+  }
+  if (const json* top = r.find("rope_theta")) {
+    const double t = r.positive("rope_theta", top, 0);
+    if (theta && *theta != t)
+      raise<FormatError>("{}: rope_theta {} conflicts with rope_parameters.rope_theta {}", r.source(), t, *theta);
+    theta = t;
+  }
+  c.rope_theta = theta.value_or(10000.0);
+  return c;
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const json& j, const std::string& source) {
+  if (!j.is_object()) raise<FormatError>("{}: config is not a JSON object", source);
+  const Reader r(j, source);
+  const std::string type = r.string("model_type", "");
+  ModelConfig c;
+  if (type == "gpt2") {
+    c = parse_gpt2(r);
+  } else if (type == "llama") {
+    c = parse_llama(r);
+  } else {
+    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama)", source, type);
+  }
+  // transformers 5 writes "dtype"; older versions "torch_dtype".
+  c.torch_dtype = r.find("dtype") ? r.string("dtype", "") : r.string("torch_dtype", "");
+  return c;
+}
+
+ModelConfig load_model_config(const std::filesystem::path& model_dir) {
+  const std::filesystem::path file = model_dir / "config.json";
+  const json j = io::load_json_file(file, 16u << 20);
+  return parse_model_config(j, file.string());
+}
+
+}  // namespace kq

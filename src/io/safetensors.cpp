@@ -1,0 +1,254 @@
+// Safetensors reading: header validation and zero-copy tensor views.
+// Validation follows the reference implementation
+// (https://github.com/huggingface/safetensors, safetensors/src/tensor.rs):
+// header length <= 100,000,000 bytes, JSON object of {dtype, shape,
+// data_offsets}, byte size == dtype size × shape product, offsets inside the
+// data section, no two tensors sharing bytes. Unlike the reference we accept
+// gaps between tensors and trailing bytes (harmless for reading).
+#include "io/safetensors.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <limits>
+#include <optional>
+
+#include "io/json_strict.hpp"
+#include "kq/error.hpp"
+
+namespace kq {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+static_assert(std::endian::native == std::endian::little, "safetensors reading assumes a little-endian host");
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // same cap as the reference implementation
+
+/// One tensor entry of a parsed header, offsets relative to the data section.
+struct HeaderEntry {
+  std::string name;
+  DType dtype = DType::F32;
+  Shape shape;
+  uint64_t begin = 0, end = 0;
+};
+
+/// A mapped, fully validated safetensors file.
+struct ParsedFile {
+  std::shared_ptr<MappedFile> map;
+  uint64_t data_start = 0;  // 8 + N
+  std::vector<HeaderEntry> entries;
+  std::map<std::string, std::string> metadata;
+};
+
+/// A JSON number that is a non-negative integer, else nullopt (floats, negatives, other types).
+std::optional<uint64_t> as_u64(const json& v) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    if (i >= 0) return uint64_t(i);
+  }
+  return std::nullopt;
+}
+
+HeaderEntry parse_entry(const std::string& file, const std::string& name, const json& v) {
+  if (!v.is_object()) raise<FormatError>("{}: tensor '{}': header entry is not a JSON object", file, name);
+  HeaderEntry e;
+  e.name = name;
+
+  const auto dt = v.find("dtype");
+  if (dt == v.end() || !dt->is_string()) raise<FormatError>("{}: tensor '{}': missing or non-string \"dtype\"", file, name);
+  const auto parsed = parse_dtype(dt->get_ref<const std::string&>());
+  if (!parsed)
+    raise<FormatError>("{}: tensor '{}': unknown dtype '{}'", file, name, dt->get_ref<const std::string&>());
+  e.dtype = *parsed;
+
+  const auto sh = v.find("shape");
+  if (sh == v.end() || !sh->is_array()) raise<FormatError>("{}: tensor '{}': missing or non-array \"shape\"", file, name);
+  uint64_t numel = 1;
+  for (const json& d : *sh) {
+    const auto u = as_u64(d);
+    if (!u || *u > uint64_t(std::numeric_limits<int64_t>::max()))
+      raise<FormatError>("{}: tensor '{}': shape entry {} is not a non-negative integer", file, name, d.dump());
+    if (__builtin_mul_overflow(numel, *u, &numel) || numel > uint64_t(std::numeric_limits<int64_t>::max()))
+      raise<FormatError>("{}: tensor '{}': shape {} overflows the element count", file, name, sh->dump());
+    e.shape.push_back(int64_t(*u));
+  }
+  uint64_t nbytes = 0;
+  if (__builtin_mul_overflow(numel, uint64_t(dtype_size(e.dtype)), &nbytes))
+    raise<FormatError>("{}: tensor '{}': shape {} overflows the byte size", file, name, sh->dump());
+
+  const auto off = v.find("data_offsets");
+  if (off == v.end() || !off->is_array() || off->size() != 2)
+    raise<FormatError>("{}: tensor '{}': \"data_offsets\" must be an array [begin, end]", file, name);
+  const auto b = as_u64((*off)[0]), en = as_u64((*off)[1]);
+  if (!b || !en || *b > *en)
+    raise<FormatError>("{}: tensor '{}': invalid data_offsets {}", file, name, off->dump());
+  e.begin = *b;
+  e.end = *en;
+  if (e.end - e.begin != nbytes)
+    raise<FormatError>("{}: tensor '{}': data_offsets {} span {} bytes but dtype {} × shape {} needs {}", file,
+                       name, off->dump(), e.end - e.begin, dtype_name(e.dtype), shape_str(e.shape), nbytes);
+  return e;
+}
+
+ParsedFile parse_file(const fs::path& path) {
+  const std::string file = path.string();
+  ParsedFile pf;
+  pf.map = MappedFile::open(file);  // FormatError naming the file when missing
+  const auto* base = pf.map->data();
+  const uint64_t size = pf.map->size();
+  if (size < 8) raise<FormatError>("{}: file is {} bytes, too short for a safetensors header", file, size);
+  uint64_t n = 0;
+  std::memcpy(&n, base, 8);  // little-endian u64
+  if (n > kMaxHeaderBytes)
+    raise<FormatError>("{}: header length {} exceeds the {} byte limit", file, n, kMaxHeaderBytes);
+  if (n > size - 8)
+    raise<FormatError>("{}: header length {} exceeds the file size {} (truncated file?)", file, n, size);
+  if (n < 2 || base[8] != std::byte{'{'})
+    raise<FormatError>("{}: header does not start with a JSON object", file);
+  pf.data_start = 8 + n;
+  const uint64_t data_size = size - pf.data_start;
+
+  const json h =
+      io::parse_json_strict(std::string_view(reinterpret_cast<const char*>(base + 8), size_t(n)), file);
+  if (!h.is_object()) raise<FormatError>("{}: header is not a JSON object", file);
+
+  for (const auto& [key, v] : h.items()) {
+    if (key == "__metadata__") {
+      if (v.is_null()) continue;
+      if (!v.is_object()) raise<FormatError>("{}: \"__metadata__\" is not a JSON object", file);
+      for (const auto& [mk, mv] : v.items()) {
+        if (!mv.is_string())
+          raise<FormatError>("{}: \"__metadata__\" entry '{}' is not a string", file, mk);
+        pf.metadata.emplace(mk, mv.get<std::string>());
+      }
+      continue;
+    }
+    HeaderEntry e = parse_entry(file, key, v);
+    if (e.end > data_size)
+      raise<FormatError>("{}: tensor '{}': data_offsets [{}, {}] lie outside the data section of {} bytes",
+                         file, key, e.begin, e.end, data_size);
+    pf.entries.push_back(std::move(e));
+  }
+
+  // Overlap check: sorted by begin, each non-empty range must start at or
+  // after the furthest end seen so far. Empty tensors occupy no bytes.
+  std::vector<const HeaderEntry*> order;
+  for (const auto& e : pf.entries)
+    if (e.end > e.begin) order.push_back(&e);
+  std::sort(order.begin(), order.end(),
+            [](const HeaderEntry* a, const HeaderEntry* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (order[i]->begin < order[i - 1]->end)
+      raise<FormatError>("{}: tensor '{}': data_offsets [{}, {}] overlap tensor '{}' [{}, {}]", file,
+                         order[i]->name, order[i]->begin, order[i]->end, order[i - 1]->name,
+                         order[i - 1]->begin, order[i - 1]->end);
+  }
+  return pf;
+}
+
+/// A tensor view of a parsed entry. Tensors whose bytes are not aligned to
+/// their element size in the file (allowed by the format: the header length
+/// need not be a multiple of 8) are copied to aligned heap memory, so typed
+/// access through Tensor::data<T>() is always valid.
+Tensor make_tensor(const ParsedFile& pf, const HeaderEntry& e) {
+  const size_t offset = size_t(pf.data_start + e.begin);
+  Tensor t = Tensor::view(pf.map, offset, e.dtype, e.shape);
+  if (offset % dtype_size(e.dtype) != 0) return t.clone();  // mmap base is page aligned
+  return t;
+}
+
+/// Rejects shard names that escape the model folder.
+void check_shard_name(const std::string& index_file, const std::string& shard) {
+  const fs::path p(shard);
+  bool bad = shard.empty() || p.is_absolute() || p.has_root_path();
+  for (const auto& part : p)
+    if (part == "..") bad = true;
+  if (bad) raise<FormatError>("{}: shard file name '{}' is not a plain relative path", index_file, shard);
+}
+
+}  // namespace
+
+TensorStore TensorStore::open_file(const fs::path& file) {
+  ParsedFile pf = parse_file(file);
+  TensorStore ts;
+  ts.source_ = file.string();
+  ts.metadata_ = pf.metadata;
+  for (const auto& e : pf.entries) ts.tensors_.emplace(e.name, Entry{make_tensor(pf, e), ts.source_});
+  return ts;
+}
+
+TensorStore TensorStore::open_dir(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
+  const fs::path index = dir / "model.safetensors.index.json";
+  const fs::path single = dir / "model.safetensors";
+  if (!fs::exists(index, ec)) {
+    if (!fs::exists(single, ec))
+      raise<FormatError>("{}: no model.safetensors or model.safetensors.index.json in the folder", dir.string());
+    TensorStore ts = open_file(single);
+    return ts;
+  }
+
+  const std::string index_file = index.string();
+  const json j = io::load_json_file(index, kMaxHeaderBytes);
+  if (!j.is_object()) raise<FormatError>("{}: not a JSON object", index_file);
+  const auto wm = j.find("weight_map");
+  if (wm == j.end() || !wm->is_object()) raise<FormatError>("{}: missing \"weight_map\" object", index_file);
+  if (wm->empty()) raise<FormatError>("{}: \"weight_map\" is empty", index_file);
+
+  // shard file -> tensor names it must hold
+  std::map<std::string, std::vector<std::string>> by_shard;
+  for (const auto& [name, shard] : wm->items()) {
+    if (!shard.is_string())
+      raise<FormatError>("{}: tensor '{}': shard name is not a string", index_file, name);
+    const auto& s = shard.get_ref<const std::string&>();
+    check_shard_name(index_file, s);
+    by_shard[s].push_back(name);
+  }
+
+  TensorStore ts;
+  ts.source_ = dir.string();
+  for (const auto& [shard, names] : by_shard) {
+    const fs::path shard_path = dir / shard;
+    if (!fs::is_regular_file(shard_path, ec))
+      raise<FormatError>("{}: shard '{}' (holding tensor '{}') not found", index_file, shard, names.front());
+    const ParsedFile pf = parse_file(shard_path);
+    std::map<std::string, const HeaderEntry*> present;
+    for (const auto& e : pf.entries) present.emplace(e.name, &e);
+    for (const auto& name : names) {
+      const auto it = present.find(name);
+      if (it == present.end())
+        raise<FormatError>("{}: tensor '{}' is mapped to shard '{}', which has no such tensor", index_file, name,
+                           shard_path.string());
+      ts.tensors_.emplace(name, Entry{make_tensor(pf, *it->second), shard_path.string()});
+    }
+    for (const auto& [k, v] : pf.metadata) ts.metadata_.emplace(k, v);
+  }
+  return ts;
+}
+
+bool TensorStore::contains(const std::string& name) const { return tensors_.count(name) != 0; }
+
+Tensor TensorStore::get(const std::string& name) const {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) raise<FormatError>("{}: no tensor named '{}'", source_, name);
+  return it->second.tensor;
+}
+
+std::vector<std::string> TensorStore::names() const {
+  std::vector<std::string> out;
+  out.reserve(tensors_.size());
+  for (const auto& [k, v] : tensors_) out.push_back(k);
+  return out;
+}
+
+std::string TensorStore::file_of(const std::string& name) const {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) raise<FormatError>("{}: no tensor named '{}'", source_, name);
+  return it->second.file;
+}
+
+}  // namespace kq

@@ -1,0 +1,121 @@
+// Atomic file and folder writing: complete-or-untouched semantics.
+#include <gtest/gtest.h>
+
+#include "common/test_data.hpp"
+#include "io/atomic_dir.hpp"
+#include "io/atomic_file.hpp"
+#include "io/io_test_util.hpp"
+#include "io/safetensors.hpp"
+
+namespace kq {
+namespace {
+namespace fs = std::filesystem;
+using testing::read_bytes;
+using testing::TempDir;
+
+size_t entries(const fs::path& dir) {
+  return size_t(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+TEST(AtomicFile, WritesAndReplaces) {
+  TempDir tmp;
+  const fs::path f = tmp.path / "a.txt";
+  io::write_file_atomic(f, "first");
+  io::write_file_atomic(f, "second");
+  EXPECT_EQ(read_bytes(f), "second");
+  EXPECT_EQ(entries(tmp.path), 1u);
+  EXPECT_EQ(fs::status(f).permissions() & fs::perms::owner_read, fs::perms::owner_read);
+}
+
+TEST(AtomicFile, FailureKeepsOldContentsAndRemovesTemporary) {
+  TempDir tmp;
+  const fs::path f = tmp.path / "a.txt";
+  io::write_file_atomic(f, "old");
+  EXPECT_THROW(io::write_file_atomic(f,
+                                     [](io::AtomicFileSink& s) {
+                                       s.write("partial new contents");
+                                       throw InvalidArgument("stop");
+                                     }),
+               InvalidArgument);
+  EXPECT_EQ(read_bytes(f), "old");
+  EXPECT_EQ(entries(tmp.path), 1u);
+}
+
+TEST(AtomicDir, CommitCreatesFolder) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "quantized";
+  {
+    io::AtomicDir d(out);
+    EXPECT_EQ(d.staging().parent_path(), tmp.path);  // same file system
+    EXPECT_FALSE(fs::exists(out));
+    write_safetensors(d.file("model.safetensors"), {{"w", Tensor::zeros(DType::U8, {3})}});
+    io::write_file_atomic(d.file("config.json"), "{}");
+    fs::create_directory(d.staging() / "sub");
+    io::write_file_atomic(d.staging() / "sub" / "x", "x");
+    d.commit();
+    EXPECT_TRUE(d.committed());
+  }
+  EXPECT_EQ(entries(tmp.path), 1u);  // no staging folder left
+  EXPECT_EQ(entries(out), 3u);
+  EXPECT_EQ(TensorStore::open_dir(out).get("w").shape(), (Shape{3}));
+}
+
+TEST(AtomicDir, WithoutCommitNothingAppears) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  {
+    io::AtomicDir d(out);
+    io::write_file_atomic(d.file("config.json"), "{}");
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(entries(tmp.path), 0u);
+}
+
+TEST(AtomicDir, RefusesNonEmptyUnlessOverwrite) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  fs::create_directory(out);
+  io::write_file_atomic(out / "old.txt", "old");
+  testing::expect_throw_with<InvalidArgument>([&] { io::AtomicDir d(out); }, {out.string(), "overwrite"});
+  EXPECT_EQ(entries(tmp.path), 1u);
+  {
+    io::AtomicDir d(out, /*overwrite=*/true);
+    io::write_file_atomic(d.file("new.txt"), "new");
+    EXPECT_TRUE(fs::exists(out / "old.txt"));  // untouched until commit
+    d.commit();
+  }
+  EXPECT_FALSE(fs::exists(out / "old.txt"));
+  EXPECT_EQ(read_bytes(out / "new.txt"), "new");
+  EXPECT_EQ(entries(tmp.path), 1u);  // old folder and staging removed
+}
+
+TEST(AtomicDir, EmptyExistingFolderIsReplaced) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  fs::create_directory(out);
+  io::AtomicDir d(out / "");  // trailing slash tolerated
+  io::write_file_atomic(d.file("a"), "a");
+  d.commit();
+  EXPECT_EQ(read_bytes(out / "a"), "a");
+}
+
+TEST(AtomicDir, CommitFailsIfFolderFilledMeanwhile) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  io::AtomicDir d(out);
+  fs::create_directory(out);
+  io::write_file_atomic(out / "someone_else", "x");
+  testing::expect_throw_with<InvalidArgument>([&] { d.commit(); }, {out.string()});
+  EXPECT_TRUE(fs::exists(out / "someone_else"));
+}
+
+TEST(AtomicDir, RejectsFileTargetAndMissingParent) {
+  TempDir tmp;
+  io::write_file_atomic(tmp.path / "f", "x");
+  testing::expect_throw_with<InvalidArgument>([&] { io::AtomicDir d(tmp.path / "f", true); }, {"not a folder"});
+  const fs::path deep = tmp.path / "no" / "such" / "out";
+  testing::expect_throw_with<Error>([&] { io::AtomicDir d(deep); }, {deep.string()});
+}
+
+}  // namespace
+}  // namespace kq

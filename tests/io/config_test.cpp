@@ -1,0 +1,215 @@
+// config.json parsing: the shared models (values from the models README),
+// hub-style GPT-2 and transformers-4 Llama configs, and rejections.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/test_data.hpp"
+#include "io/io_test_util.hpp"
+#include "kq/config.hpp"
+
+namespace kq {
+namespace {
+using nlohmann::json;
+using testing::expect_throw_with;
+
+// The original GPT-2 (124M) config.json from the Hugging Face hub.
+const char* kHubGpt2 = R"({
+  "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+  "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+  "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+  "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": null,
+  "summary_first_dropout": 0.1, "summary_proj_to_labels": true, "summary_type": "cls_index",
+  "summary_use_proj": true, "task_specific_params": {"text-generation": {"do_sample": true, "max_length": 50}},
+  "vocab_size": 50257})";
+
+// A transformers-4 Llama config (Llama-3-8B shape): top-level rope_theta, no head_dim.
+const char* kLlama4 = R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 128000, "eos_token_id": 128001, "hidden_act": "silu", "hidden_size": 4096,
+  "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 8192,
+  "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+  "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": null, "rope_theta": 500000.0,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.40.0.dev0",
+  "use_cache": true, "vocab_size": 128256})";
+
+ModelConfig parse(const json& j) { return parse_model_config(j, "test/config.json"); }
+
+/// Expects parse() to throw FormatError naming the source and every needle.
+void expect_bad(const json& j, std::initializer_list<std::string> needles) {
+  expect_throw_with<FormatError>([&] { parse(j); }, {"test/config.json"});
+  expect_throw_with<FormatError>([&] { parse(j); }, needles);
+}
+
+TEST(Config, SharedGpt2Tiny) {
+  KQ_REQUIRE_SHARED("models/gpt2-tiny");
+  const ModelConfig c = load_model_config(testing::shared_dir() / "models/gpt2-tiny");
+  EXPECT_EQ(c.arch, Arch::GPT2);
+  EXPECT_EQ(arch_name(c.arch), "gpt2");
+  EXPECT_EQ(c.num_layers, 2);
+  EXPECT_EQ(c.hidden_size, 128);
+  EXPECT_EQ(c.num_heads, 4);
+  EXPECT_EQ(c.num_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 32);
+  EXPECT_EQ(c.intermediate_size, 512);  // n_inner null -> 4·n_embd
+  EXPECT_EQ(c.max_positions, 256);
+  EXPECT_EQ(c.vocab_size, 8192);
+  EXPECT_DOUBLE_EQ(c.norm_eps, 1e-5);
+  EXPECT_EQ(c.activation, "gelu_new");
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.torch_dtype, "float32");
+}
+
+TEST(Config, SharedGpt2Small) {
+  KQ_REQUIRE_SHARED("models/gpt2-small");
+  const ModelConfig c = load_model_config(testing::shared_dir() / "models/gpt2-small");
+  EXPECT_EQ(c.num_layers, 6);
+  EXPECT_EQ(c.hidden_size, 256);
+  EXPECT_EQ(c.num_heads, 4);
+  EXPECT_EQ(c.intermediate_size, 1024);
+  EXPECT_EQ(c.max_positions, 512);
+}
+
+TEST(Config, SharedLlamaSmall) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  const ModelConfig c = load_model_config(testing::shared_dir() / "models/llama-small");
+  EXPECT_EQ(c.arch, Arch::Llama);
+  EXPECT_EQ(arch_name(c.arch), "llama");
+  EXPECT_EQ(c.hidden_size, 256);
+  EXPECT_EQ(c.intermediate_size, 688);
+  EXPECT_EQ(c.num_layers, 4);
+  EXPECT_EQ(c.num_heads, 8);
+  EXPECT_EQ(c.num_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 32);
+  EXPECT_EQ(c.max_positions, 512);
+  EXPECT_EQ(c.vocab_size, 8192);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);  // from rope_parameters
+  EXPECT_DOUBLE_EQ(c.norm_eps, 1e-5);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_FALSE(c.mlp_bias);
+  EXPECT_EQ(c.activation, "silu");
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+}
+
+TEST(Config, HubGpt2) {
+  const ModelConfig c = parse(json::parse(kHubGpt2));
+  EXPECT_EQ(c.num_layers, 12);
+  EXPECT_EQ(c.hidden_size, 768);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.intermediate_size, 3072);
+  EXPECT_EQ(c.max_positions, 1024);
+  EXPECT_EQ(c.vocab_size, 50257);
+  EXPECT_TRUE(c.tie_word_embeddings);  // absent -> true
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_EQ(c.torch_dtype, "");
+  json j = json::parse(kHubGpt2);
+  j.erase("n_positions");  // very old configs: n_ctx only
+  j["n_ctx"] = 2048;
+  j["n_inner"] = 1000;
+  j["activation_function"] = "gelu_pytorch_tanh";
+  const ModelConfig c2 = parse(j);
+  EXPECT_EQ(c2.max_positions, 2048);
+  EXPECT_EQ(c2.intermediate_size, 1000);
+  EXPECT_EQ(c2.activation, "gelu_pytorch_tanh");
+}
+
+TEST(Config, Gpt2Rejections) {
+  json j = json::parse(kHubGpt2);
+  j["activation_function"] = "relu";
+  expect_bad(j, {"relu", "activation_function"});
+  j = json::parse(kHubGpt2);
+  j["n_head"] = 7;  // 768 % 7 != 0
+  expect_bad(j, {"n_head", "768"});
+  j = json::parse(kHubGpt2);
+  j.erase("n_layer");
+  expect_bad(j, {"n_layer"});
+  j = json::parse(kHubGpt2);
+  j.erase("n_positions");
+  j.erase("n_ctx");
+  expect_bad(j, {"n_ctx"});
+  j = json::parse(kHubGpt2);
+  j["layer_norm_epsilon"] = -1;
+  expect_bad(j, {"layer_norm_epsilon"});
+}
+
+TEST(Config, Transformers4Llama) {
+  const ModelConfig c = parse(json::parse(kLlama4));
+  EXPECT_EQ(c.arch, Arch::Llama);
+  EXPECT_EQ(c.head_dim, 128);  // derived: 4096 / 32
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.max_positions, 8192);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+  json j = json::parse(kLlama4);
+  j.erase("num_key_value_heads");
+  j.erase("rope_theta");
+  j.erase("tie_word_embeddings");
+  j["rope_scaling"] = {{"rope_type", "default"}};
+  const ModelConfig c2 = parse(j);
+  EXPECT_EQ(c2.num_kv_heads, 32);  // default: MHA
+  EXPECT_DOUBLE_EQ(c2.rope_theta, 10000.0);
+  EXPECT_FALSE(c2.tie_word_embeddings);
+  j["head_dim"] = 96;  // explicit head_dim need not be hidden / heads
+  EXPECT_EQ(parse(j).head_dim, 96);
+}
+
+TEST(Config, LlamaRejections) {
+  json j = json::parse(kLlama4);
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  expect_bad(j, {"linear", "rope_scaling"});
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+  expect_bad(j, {"llama3"});
+  j = json::parse(kLlama4);
+  j["rope_parameters"] = {{"rope_theta", 1e6}, {"rope_type", "yarn"}};
+  expect_bad(j, {"yarn", "rope_parameters"});
+  j = json::parse(kLlama4);
+  j["rope_parameters"] = {{"rope_theta", 1e6}, {"rope_type", "default"}};  // top-level says 5e5
+  expect_bad(j, {"rope_theta"});
+  j = json::parse(kLlama4);
+  j["num_key_value_heads"] = 5;
+  expect_bad(j, {"num_key_value_heads", "5"});
+  j = json::parse(kLlama4);
+  j["num_attention_heads"] = 24;  // 4096 % 24 != 0, kv 8 divides 24
+  expect_bad(j, {"hidden_size", "24"});
+  j = json::parse(kLlama4);
+  j["hidden_act"] = "gelu";
+  expect_bad(j, {"gelu", "hidden_act"});
+  j = json::parse(kLlama4);
+  j["hidden_size"] = -4096;
+  expect_bad(j, {"hidden_size"});
+  j["hidden_size"] = 4096.0;
+  expect_bad(j, {"hidden_size"});
+  j["hidden_size"] = "4096";
+  expect_bad(j, {"hidden_size"});
+  j["hidden_size"] = 1LL << 40;
+  expect_bad(j, {"hidden_size"});
+  j = json::parse(kLlama4);
+  j["attention_bias"] = "no";
+  expect_bad(j, {"attention_bias"});
+}
+
+TEST(Config, UnknownModelTypeListsSupported) {
+  json j = json::parse(kLlama4);
+  j["model_type"] = "mistral";
+  expect_bad(j, {"mistral", "supported: gpt2, llama"});
+  j.erase("model_type");
+  expect_bad(j, {"supported: gpt2, llama"});
+  expect_bad(json::array(), {"not a JSON object"});
+}
+
+TEST(Config, LoadErrorsNameTheFile) {
+  testing::TempDir tmp;
+  const auto file = (tmp.path / "config.json").string();
+  expect_throw_with<FormatError>([&] { load_model_config(tmp.path); }, {file});
+  testing::write_bytes(tmp.path / "config.json", R"({"model_type": "gpt2", "n_layer": )");
+  expect_throw_with<FormatError>([&] { load_model_config(tmp.path); }, {file, "invalid JSON"});
+  testing::write_bytes(tmp.path / "config.json", R"({"model_type": "gpt2", "model_type": "llama"})");
+  expect_throw_with<FormatError>([&] { load_model_config(tmp.path); }, {file, "duplicate", "model_type"});
+  testing::write_bytes(tmp.path / "config.json", kHubGpt2);
+  EXPECT_EQ(load_model_config(tmp.path).hidden_size, 768);
+}
+
+}  // namespace
+}  // namespace kq

@@ -1,0 +1,240 @@
+// Corrupt and malicious safetensors files, built byte by byte: every one must
+// be rejected with a FormatError naming the file (and the tensor where one is
+// at fault) — never a crash, hang or out-of-bounds read.
+#include <gtest/gtest.h>
+
+#include "common/test_data.hpp"
+#include "io/io_test_util.hpp"
+#include "io/safetensors.hpp"
+
+namespace kq {
+namespace {
+namespace fs = std::filesystem;
+using testing::expect_throw_with;
+using testing::raw_safetensors;
+using testing::raw_safetensors_n;
+using testing::TempDir;
+using testing::write_bytes;
+
+/// A valid two-tensor file: F32 [2] "a" at [0,8), BF16 [2,2] "b" at [8,16).
+std::string valid_header() {
+  return R"({"__metadata__":{"format":"pt"},)"
+         R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+         R"("b":{"dtype":"BF16","shape":[2,2],"data_offsets":[8,16]}})";
+}
+std::string valid_data() { return std::string(16, '\x3f'); }
+
+class Hostile : public ::testing::Test {
+ protected:
+  TempDir tmp;
+  /// Writes `bytes` to NAME.safetensors and expects open_file to throw a
+  /// FormatError whose message contains the file name and each of `needles`.
+  void expect_rejected(const std::string& bytes, std::initializer_list<std::string> needles = {},
+                       const std::string& name = "bad.safetensors") {
+    const fs::path p = tmp.path / name;
+    write_bytes(p, bytes);
+    expect_throw_with<FormatError>([&] { TensorStore::open_file(p); }, {p.string()});
+    if (needles.size()) expect_throw_with<FormatError>([&] { TensorStore::open_file(p); }, needles);
+  }
+  std::string tensor_file(const std::string& entries, size_t data_bytes = 16) {
+    return raw_safetensors("{" + entries + "}", std::string(data_bytes, '\0'));
+  }
+};
+
+TEST_F(Hostile, ValidBaseLoads) {
+  write_bytes(tmp.path / "ok.safetensors", raw_safetensors(valid_header(), valid_data()));
+  const TensorStore st = TensorStore::open_file(tmp.path / "ok.safetensors");
+  EXPECT_EQ(st.names(), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_F(Hostile, TooShortForHeaderLength) {
+  expect_rejected("", {"too short"});
+  expect_rejected("\x08\0\0\0\0\0\0", {"too short"});
+}
+
+TEST_F(Hostile, TruncatedAtEveryLength) {
+  const std::string full = raw_safetensors(valid_header(), valid_data());
+  for (size_t len = 0; len < full.size(); ++len) {
+    SCOPED_TRACE(len);
+    expect_rejected(full.substr(0, len));
+  }
+}
+
+TEST_F(Hostile, HeaderLengthBeyondFileOrHuge) {
+  const std::string h = valid_header(), d = valid_data();
+  expect_rejected(raw_safetensors_n(h.size() + d.size() + 1, h, d), {"exceeds the file size"});
+  expect_rejected(raw_safetensors_n(100'000'001, h, d), {"byte limit"});
+  expect_rejected(raw_safetensors_n(~uint64_t(0), h, d), {"byte limit"});
+  expect_rejected(raw_safetensors_n(uint64_t(1) << 63, h, d), {"byte limit"});
+  expect_rejected(raw_safetensors_n(0, h, d), {"JSON object"});
+}
+
+TEST_F(Hostile, MalformedJson) {
+  expect_rejected(raw_safetensors(R"({"a": )", ""), {"invalid JSON"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})" "garbage", "...."),
+                  {"invalid JSON"});
+  expect_rejected(raw_safetensors("[1, 2, 3]", ""), {"JSON object"});
+  expect_rejected(raw_safetensors("{\"\xff\xfe\":1}", ""), {"invalid JSON"});  // invalid UTF-8
+  expect_rejected(raw_safetensors(std::string("{\0}", 3), ""), {"invalid JSON"});
+  expect_rejected(raw_safetensors(std::string(100000, '[') , ""), {"JSON object"});
+  // Deep nesting, unterminated and complete: no stack overflow in parsing or destruction.
+  expect_rejected(raw_safetensors("{\"a\":" + std::string(200000, '['), ""), {"invalid JSON"});
+  expect_rejected(raw_safetensors("{\"a\":" + std::string(200000, '[') + std::string(200000, ']') + "}", ""),
+                  {"'a'", "not a JSON object"});
+}
+
+TEST_F(Hostile, NonObjectEntries) {
+  expect_rejected(tensor_file(R"("w":5)"), {"'w'", "not a JSON object"});
+  expect_rejected(tensor_file(R"("w":[0,4])"), {"'w'"});
+  expect_rejected(tensor_file(R"("__metadata__":[1])"), {"__metadata__"});
+  expect_rejected(tensor_file(R"("__metadata__":{"k":1})"), {"__metadata__", "'k'"});
+}
+
+TEST_F(Hostile, BadDType) {
+  expect_rejected(tensor_file(R"("w":{"dtype":"F33","shape":[1],"data_offsets":[0,4]})"), {"'w'", "F33"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"f32","shape":[1],"data_offsets":[0,4]})"), {"'w'", "f32"});
+  expect_rejected(tensor_file(R"("w":{"dtype":4,"shape":[1],"data_offsets":[0,4]})"), {"'w'", "dtype"});
+  expect_rejected(tensor_file(R"("w":{"shape":[1],"data_offsets":[0,4]})"), {"'w'", "dtype"});
+}
+
+TEST_F(Hostile, BadShapes) {
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[-1],"data_offsets":[0,4]})"), {"'w'", "-1"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[2.5],"data_offsets":[0,4]})"), {"'w'", "2.5"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":["4"],"data_offsets":[0,4]})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":4,"data_offsets":[0,4]})"), {"'w'", "shape"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","data_offsets":[0,4]})"), {"'w'", "shape"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[99999999999999999999],"data_offsets":[0,4]})"),
+                  {"'w'"});
+  // element-count overflow: 2^32 · 2^32 · 2^32
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]})"),
+                  {"'w'", "overflow"});
+  // byte-size overflow: 2^61 F64 elements = 2^64 bytes
+  expect_rejected(tensor_file(R"("w":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]})"),
+                  {"'w'", "overflow"});
+  // 2^62 · 2 = 2^63 elements > INT64_MAX
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4611686018427387904,2],"data_offsets":[0,0]})"),
+                  {"'w'", "overflow"});
+}
+
+TEST_F(Hostile, SizeMismatch) {
+  expect_rejected(tensor_file(R"("w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]})"), {"'w'", "16"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"BF16","shape":[3],"data_offsets":[0,3]})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"F32","shape":[0],"data_offsets":[0,4]})"), {"'w'"});
+}
+
+TEST_F(Hostile, BadOffsets) {
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[1000],"data_offsets":[0,1000]})"),
+                  {"'w'", "outside the data section"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[16,20]})"),
+                  {"'w'", "outside the data section"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[0],"data_offsets":[17,17]})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[8,4]})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[-4,0]})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[0]})"), {"'w'", "data_offsets"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[0,4,8]})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[0.0,4.0]})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":"0-4"})"), {"'w'"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[1],"data_offsets":[18446744073709551615,0]})"),
+                  {"'w'"});
+  // end = 2^64-1 with begin chosen so end - begin equals the byte size
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[18446744073709551611,18446744073709551615]})"),
+                  {"'w'", "outside"});
+}
+
+TEST_F(Hostile, OverlappingTensors) {
+  expect_rejected(tensor_file(R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                              R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]})"),
+                  {"overlap", "'a'", "'b'"});
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[16],"data_offsets":[0,16]},)"
+                              R"("b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]})"),
+                  {"overlap"});
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]},)"
+                              R"("b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]})"),
+                  {"overlap"});
+}
+
+TEST_F(Hostile, DuplicateNames) {
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                              R"("a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]})"),
+                  {"duplicate", "'a'"});
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","dtype":"F32","shape":[4],"data_offsets":[0,4]})"),
+                  {"duplicate", "'dtype'"});
+}
+
+TEST_F(Hostile, NotAFile) {
+  const fs::path missing = tmp.path / "missing.safetensors";
+  expect_throw_with<FormatError>([&] { TensorStore::open_file(missing); }, {missing.string()});
+  expect_throw_with<FormatError>([&] { TensorStore::open_file(tmp.path); }, {tmp.path.string()});
+}
+
+// ---- model folders and sharded indexes -------------------------------------
+
+class HostileDir : public Hostile {
+ protected:
+  fs::path index() const { return tmp.path / "model.safetensors.index.json"; }
+  void shard(const std::string& name) { write_bytes(tmp.path / name, raw_safetensors(valid_header(), valid_data())); }
+  void expect_dir_rejected(std::initializer_list<std::string> needles) {
+    expect_throw_with<FormatError>([&] { TensorStore::open_dir(tmp.path); }, needles);
+  }
+};
+
+TEST_F(HostileDir, ValidShardedLoads) {
+  shard("s1.safetensors");
+  write_bytes(index(), R"({"metadata":{"total_size":16},"weight_map":{"a":"s1.safetensors","b":"s1.safetensors"}})");
+  const TensorStore st = TensorStore::open_dir(tmp.path);
+  EXPECT_EQ(st.names().size(), 2u);
+  EXPECT_EQ(st.file_of("b"), (tmp.path / "s1.safetensors").string());
+}
+
+TEST_F(HostileDir, NoModelFiles) {
+  expect_dir_rejected({tmp.path.string(), "model.safetensors"});
+  const fs::path nodir = tmp.path / "nope";
+  expect_throw_with<FormatError>([&] { TensorStore::open_dir(nodir); }, {nodir.string()});
+}
+
+TEST_F(HostileDir, MissingShard) {
+  write_bytes(index(), R"({"weight_map":{"a":"model-00001-of-00002.safetensors"}})");
+  expect_dir_rejected({index().string(), "model-00001-of-00002.safetensors", "'a'", "not found"});
+}
+
+TEST_F(HostileDir, TensorAbsentFromShard) {
+  shard("s1.safetensors");
+  write_bytes(index(), R"({"weight_map":{"a":"s1.safetensors","zzz":"s1.safetensors"}})");
+  expect_dir_rejected({index().string(), "'zzz'", "s1.safetensors"});
+}
+
+TEST_F(HostileDir, BadIndexJson) {
+  write_bytes(index(), R"({"weight_map":{"a":)");
+  expect_dir_rejected({index().string(), "invalid JSON"});
+  write_bytes(index(), R"({"weights":{}})");
+  expect_dir_rejected({index().string(), "weight_map"});
+  write_bytes(index(), R"({"weight_map":{}})");
+  expect_dir_rejected({index().string(), "empty"});
+  write_bytes(index(), R"({"weight_map":{"a":3}})");
+  expect_dir_rejected({index().string(), "'a'"});
+  write_bytes(index(), R"({"weight_map":{"a":"s.safetensors","a":"t.safetensors"}})");
+  expect_dir_rejected({index().string(), "duplicate"});
+  write_bytes(index(), R"([])");
+  expect_dir_rejected({index().string()});
+}
+
+TEST_F(HostileDir, ShardPathEscapes) {
+  write_bytes(index(), R"({"weight_map":{"a":"../outside.safetensors"}})");
+  expect_dir_rejected({index().string(), "../outside.safetensors"});
+  write_bytes(index(), R"({"weight_map":{"a":"/etc/passwd"}})");
+  expect_dir_rejected({index().string(), "/etc/passwd"});
+}
+
+TEST_F(HostileDir, CorruptShardNamesTheShard) {
+  write_bytes(tmp.path / "s1.safetensors", raw_safetensors(valid_header(), "short"));
+  write_bytes(index(), R"({"weight_map":{"a":"s1.safetensors"}})");
+  expect_dir_rejected({(tmp.path / "s1.safetensors").string()});
+}
+
+TEST_F(HostileDir, CorruptSingleFileNamesTheFile) {
+  write_bytes(tmp.path / "model.safetensors", raw_safetensors_n(1u << 20, valid_header(), valid_data()));
+  expect_dir_rejected({(tmp.path / "model.safetensors").string()});
+}
+
+}  // namespace
+}  // namespace kq
