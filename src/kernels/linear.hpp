@@ -2,10 +2,12 @@
 // The one operation interface every weight format implements: a linear
 // projection. Models hold Linear ops and never see the weight format.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "kq/context.hpp"
+#include "kq/error.hpp"
 #include "kq/tensor.hpp"
 
 namespace kq {
@@ -32,6 +34,15 @@ class Linear {
   virtual Tensor dequantized_weight() const = 0;
   /// Bias F32 [N], or an undefined tensor when the layer has none.
   virtual Tensor bias() const = 0;
+  /// Adds the dense tensors holding this op's weights to `out`, named
+  /// `prefix` + suffix (quantized ops: ".qweight" codes, ".scales", ".zeros",
+  /// ".dq_codes", ".dq_scales", ".dq_mean", ".bias"; see quantized_linear.hpp),
+  /// for writing a quantized model folder. Tensors are shared, not copied.
+  /// The default throws Unsupported naming the prefix and format.
+  virtual void export_tensors(const std::string& prefix, std::map<std::string, Tensor>& out) const {
+    (void)out;
+    raise<Unsupported>("Linear '{}' of format '{}' cannot export its tensors", prefix, format());
+  }
 };
 
 }  // namespace kq
