@@ -1,0 +1,81 @@
+#include "kernels/quantized_linear.hpp"
+
+#include <cstdint>
+
+#include "kq/error.hpp"
+
+namespace kq {
+namespace {
+
+Tensor checked_bias(const Tensor& bias, int64_t N, const std::string& where) {
+  if (!bias.defined()) return {};
+  if (bias.ndim() != 1 || bias.dim(0) != N)
+    raise<InvalidArgument>("{}: bias must be [{}] (one per output channel), got {}", where, N, shape_str(bias.shape()));
+  Tensor b = bias.dtype() == DType::F32 ? bias : bias.to_f32();
+  if (reinterpret_cast<uintptr_t>(b.raw()) % alignof(float) != 0) b = b.clone();
+  return b;
+}
+
+}  // namespace
+
+QuantizedLinear::QuantizedLinear(PackedWeight weight, Tensor bias) : w_(std::move(weight)), bias_(std::move(bias)) {}
+
+size_t QuantizedLinear::weight_bytes() const { return w_.bytes() + (bias_.defined() ? bias_.nbytes() : 0); }
+
+Tensor QuantizedLinear::dequantized_weight() const {
+  Tensor w = w_.dequantize();
+  if (w_.spec.compute_dtype == DType::BF16) {
+    float* p = w.mutable_data<float>();
+    for (int64_t i = 0; i < w.numel(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
+  }
+  return w;
+}
+
+void QuantizedLinear::export_tensors(const std::string& prefix, std::map<std::string, Tensor>& out) const {
+  export_packed(w_, prefix, out);
+  if (bias_.defined()) out[prefix + ".bias"] = bias_;
+}
+
+std::unique_ptr<Linear> make_quantized_linear(PackedWeight weight, Tensor bias) {
+  validate_quant_spec(weight.spec);
+  // Check every tensor's dtype/shape/values through the loader's validation (zero copy).
+  std::map<std::string, Tensor> parts;
+  export_packed(weight, "weight", parts);
+  try {
+    weight = import_packed([&](const std::string& n) { return parts.count(n) ? parts.at(n) : Tensor(); }, "weight",
+                           weight.spec, weight.N, weight.K);
+  } catch (const FormatError& e) {
+    raise<InvalidArgument>("make_quantized_linear: inconsistent PackedWeight: {}", e.what());
+  }
+  Tensor b = checked_bias(bias, weight.N, "make_quantized_linear");
+  switch (weight.spec.format) {
+    case PrecisionFormat::INT8: return detail::make_int8_linear(std::move(weight), std::move(b));
+    case PrecisionFormat::FP8_E4M3:
+    case PrecisionFormat::FP8_E5M2: return detail::make_fp8_linear(std::move(weight), std::move(b));
+    default: return detail::make_int4_linear(std::move(weight), std::move(b));
+  }
+}
+
+std::unique_ptr<Linear> quantize_linear(const Tensor& weight_f32, const Tensor& bias, const QuantSpec& spec) {
+  PackedWeight w = quantize_weight(weight_f32, spec);
+  return make_quantized_linear(std::move(w), bias);
+}
+
+std::unique_ptr<Linear> load_quantized_linear(const std::function<Tensor(const std::string&)>& get,
+                                              const std::string& prefix, const QuantSpec& spec, int64_t N,
+                                              int64_t K) {
+  PackedWeight w = import_packed(get, prefix, spec, N, K);
+  const std::string bias_name = prefix + ".bias";
+  Tensor bias = get(bias_name);
+  if (bias.defined() && (bias.dtype() != DType::F32 || bias.shape() != Shape{N}))
+    raise<FormatError>("tensor '{}': expected F32 [{}], got {} {}", bias_name, N, dtype_name(bias.dtype()),
+                       shape_str(bias.shape()));
+  return make_quantized_linear(std::move(w), std::move(bias));
+}
+
+const QuantSpec* quantized_linear_spec(const Linear& op) {
+  const auto* q = dynamic_cast<const QuantizedLinear*>(&op);
+  return q ? &q->spec() : nullptr;
+}
+
+}  // namespace kq

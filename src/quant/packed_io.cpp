@@ -1,0 +1,102 @@
+// Export/import of PackedWeight tensors (quantized model folders).
+#include <cmath>
+#include <cstdint>
+
+#include "formats/double_quant.hpp"
+#include "kq/error.hpp"
+#include "quant/packed_weight.hpp"
+
+namespace kq {
+namespace {
+
+constexpr const char* kCodes = ".qweight";
+constexpr const char* kScales = ".scales";
+constexpr const char* kZeros = ".zeros";
+constexpr const char* kDqCodes = ".dq_codes";
+constexpr const char* kDqScales = ".dq_scales";
+constexpr const char* kDqMean = ".dq_mean";
+
+void check_finite(const Tensor& t, const std::string& name) {
+  const float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(p[i])) raise<FormatError>("tensor '{}': non-finite scale {} at index {}", name, p[i], i);
+}
+
+}  // namespace
+
+void export_packed(const PackedWeight& p, const std::string& prefix, std::map<std::string, Tensor>& out) {
+  out[prefix + kCodes] = p.codes;
+  if (p.scales.defined()) out[prefix + kScales] = p.scales;
+  if (p.zeros.defined()) out[prefix + kZeros] = p.zeros;
+  if (p.dq_codes.defined()) {
+    out[prefix + kDqCodes] = p.dq_codes;
+    out[prefix + kDqScales] = p.dq_scales;
+    out[prefix + kDqMean] = p.dq_mean;
+  }
+}
+
+PackedWeight import_packed(const TensorGetter& get, const std::string& prefix, const QuantSpec& spec, int64_t N,
+                           int64_t K) {
+  validate_quant_spec(spec);
+  if (N < 1 || K < 1) raise<InvalidArgument>("'{}': weight shape [{}, {}] must have N, K >= 1", prefix, N, K);
+  const std::string mode = spec.name();
+  auto need = [&](const char* suffix, DType dt, const Shape& shape) {
+    const std::string name = prefix + suffix;
+    Tensor t = get(name);
+    if (!t.defined()) raise<FormatError>("tensor '{}' is missing (needed by quantization mode '{}')", name, mode);
+    if (t.dtype() != dt || t.shape() != shape)
+      raise<FormatError>("tensor '{}': expected {} {} for mode '{}' with weight [{}, {}], got {} {}", name,
+                         dtype_name(dt), shape_str(shape), mode, N, K, dtype_name(t.dtype()), shape_str(t.shape()));
+    if (reinterpret_cast<uintptr_t>(t.raw()) % dtype_size(dt) != 0) t = t.clone();
+    return t;
+  };
+  auto forbid = [&](const char* suffix) {
+    const std::string name = prefix + suffix;
+    if (get(name).defined())
+      raise<FormatError>("tensor '{}' is present but quantization mode '{}' does not use it", name, mode);
+  };
+
+  PackedWeight p;
+  p.spec = spec;
+  p.N = N;
+  p.K = K;
+  const formats::WeightFormat wf = weight_format_of(spec);
+  if (formats::format_traits(wf).code_bits == 8) {
+    const bool per_tensor = spec.weight_scales == ScaleGranularity::PerTensor;
+    p.block = per_tensor ? N * K : K;
+    p.blocks_per_row = 1;
+    p.codes = need(kCodes, wf == formats::WeightFormat::INT8 ? DType::I8 : DType::U8, {N, K});
+    p.scales = need(kScales, DType::F32, {per_tensor ? 1 : N});
+    check_finite(p.scales, prefix + kScales);
+    forbid(kZeros);
+    forbid(kDqCodes);
+    return p;
+  }
+  p.block = spec.block_size;
+  p.blocks_per_row = formats::blocks_per_row(K, p.block);
+  const int64_t nb = p.blocks_per_row;
+  p.codes = need(kCodes, DType::U8, {N, (K + 1) / 2});
+  if (spec.double_quant) {
+    forbid(kScales);
+    p.dq_codes = need(kDqCodes, DType::I8, {N, nb});
+    p.dq_scales = need(kDqScales, DType::F32, {(N * nb + formats::kDqGroup - 1) / formats::kDqGroup});
+    p.dq_mean = need(kDqMean, DType::F32, {1});
+    check_finite(p.dq_scales, prefix + kDqScales);
+    check_finite(p.dq_mean, prefix + kDqMean);
+  } else {
+    forbid(kDqCodes);
+    p.scales = need(kScales, DType::F32, {N, nb});
+    check_finite(p.scales, prefix + kScales);
+  }
+  if (wf == formats::WeightFormat::INT4_ASYM) {
+    p.zeros = need(kZeros, DType::U8, {N, nb});
+    const uint8_t* z = p.zeros.data<uint8_t>();
+    for (int64_t i = 0; i < p.zeros.numel(); ++i)
+      if (z[i] > 15) raise<FormatError>("tensor '{}{}': zero point {} at index {} exceeds 15", prefix, kZeros, z[i], i);
+  } else {
+    forbid(kZeros);
+  }
+  return p;
+}
+
+}  // namespace kq
