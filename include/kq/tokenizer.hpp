@@ -1,0 +1,156 @@
+#pragma once
+// Byte-level BPE tokenizer, the GPT-2 algorithm (Radford et al. 2019,
+// "Language Models are Unsupervised Multitask Learners", §2.2; reference code
+// openai/gpt-2 encoder.py), as also used by Hugging Face's GPT2Tokenizer /
+// tokenizers ByteLevel-BPE.
+//
+// Pipeline of encode():
+//   1. (only with EncodeOptions::allow_special) split the text on the literal
+//      contents of added/special tokens such as "<|endoftext|>";
+//   2. pre-tokenize each segment with GPT-2's regex
+//        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//      (PCRE2, UTF + UCP);
+//   3. map every byte of a pre-token to its GPT-2 "bytes_to_unicode" symbol;
+//   4. apply BPE merges by rank (lowest rank first, leftmost first among equal
+//      ranks) until no merge applies; emit the ids of the resulting symbols.
+// No BOS/EOS is added and no normalization is done. \p{L}, \p{N} and \s
+// follow PCRE2's Unicode tables (Debian 12's PCRE2 10.42: Unicode 14; \s =
+// Z categories + HT LF VT FF CR, which includes U+180E but not U+0085): code
+// points assigned after that Unicode version, U+0085 and U+180E may be split
+// differently than by a tokenizer built on other tables. Token ids of text
+// made of Unicode-14 characters match openai/gpt-2 encoder.py exactly.
+//
+// Special tokens in text (a documented choice): by default (allow_special =
+// false) text is treated as raw text, so a literal "<|endoftext|>" inside the
+// text is encoded as ordinary characters ("<", "|", "endoftext", ...). This is
+// what perplexity evaluation wants (docs/EVALUATION.md tokenizes raw text;
+// none of the shared texts or tokenizer_cases.json contain the string, so both
+// choices give the same ids there) and it keeps decode(encode(x)) == x for
+// every input. Hugging Face's tokenizers instead recognize added tokens in
+// text by default; pass EncodeOptions{.allow_special = true} for that (e.g.
+// for chat/generation prompts). Only exact matches of a token's content are
+// recognized (the lstrip/rstrip/single_word flags of tokenizer.json are
+// ignored; they are all false for GPT-2).
+//
+// Invalid UTF-8 (a documented choice): encode() works on bytes and accepts any
+// byte string. PCRE2 runs with PCRE2_MATCH_INVALID_UTF, under which invalid
+// sequences never match; every maximal run of bytes that the regex leaves
+// between two matches becomes a pre-token of its own and is BPE-encoded byte
+// by byte like any other pre-token (each byte has a token). Hence for ANY byte
+// string x: decode(encode(x)) == x. Valid UTF-8 is never affected (the regex
+// covers every valid character).
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kq {
+
+/// Options of Tokenizer::encode.
+struct EncodeOptions {
+  /// Recognize the contents of added tokens (e.g. "<|endoftext|>") in the text
+  /// and emit their ids. Default false: the text is raw text (see the header comment).
+  bool allow_special = false;
+};
+
+/// A byte-level BPE tokenizer (GPT-2). Immutable after loading; copies are
+/// cheap and share the tables and the per-word cache. All const member
+/// functions are thread-safe (the word cache is guarded by a mutex).
+class Tokenizer {
+ public:
+  /// Loads the tokenizer of a Hugging Face model folder: DIR/vocab.json +
+  /// DIR/merges.txt when both exist, else DIR/tokenizer.json (fast-tokenizer
+  /// format: model.vocab, model.merges as "a b" strings or ["a","b"] pairs,
+  /// added_tokens). DIR/tokenizer_config.json, when present, names bos_token /
+  /// eos_token (and added_tokens_decoder in the vocab.json route).
+  /// Throws FormatError naming the file: missing files, bad JSON, merges or
+  /// added tokens referencing unknown tokens or ids, a byte without a token.
+  /// Throws Unsupported for a tokenizer.json that is not byte-level BPE with
+  /// the GPT-2 regex (other model/pre_tokenizer types, a normalizer,
+  /// add_prefix_space, byte_fallback, subword prefixes/suffixes).
+  static Tokenizer load(const std::filesystem::path& model_dir);
+
+  /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one
+  /// "a b" pair per line in rank order; a first line starting with "#version"
+  /// is skipped). "<|endoftext|>", if in the vocabulary, is the special
+  /// bos/eos token. Throws FormatError naming the file.
+  static Tokenizer from_files(const std::filesystem::path& vocab_json,
+                              const std::filesystem::path& merges_txt);
+
+  /// Token ids of `text` (any bytes; see the header comment). No BOS/EOS added.
+  std::vector<int32_t> encode(std::string_view text, const EncodeOptions& opts = {}) const;
+
+  /// The bytes the ids stand for, concatenated (special tokens included as
+  /// their text). The result may be invalid UTF-8 if the ids split a character.
+  /// Throws InvalidArgument for an id outside [0, vocab_size()) or unassigned.
+  std::string decode(std::span<const int32_t> ids) const;
+
+  /// Raw bytes of one token (possibly a partial UTF-8 sequence; see
+  /// StreamDecoder). Throws InvalidArgument like decode().
+  const std::string& decode_token(int32_t id) const;
+
+  /// The token's string as stored in the vocabulary (byte-level symbols,
+  /// e.g. "Ġthe" for " the"). Throws InvalidArgument like decode().
+  const std::string& id_to_token(int32_t id) const;
+
+  /// Id of a vocabulary string in its stored form ("Ġthe", "<|endoftext|>"),
+  /// or nullopt.
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+
+  /// One past the largest token id (model vocabulary and added tokens).
+  int32_t vocab_size() const;
+
+  /// Beginning/end-of-text token: tokenizer_config.json's bos_token /
+  /// eos_token when given, else "<|endoftext|>" when in the vocabulary, else nullopt.
+  std::optional<int32_t> bos_token_id() const;
+  std::optional<int32_t> eos_token_id() const;
+
+  /// true for added/special tokens (e.g. "<|endoftext|>"), which BPE never produces.
+  bool is_special(int32_t id) const;
+
+  /// Number of BPE merges.
+  size_t num_merges() const;
+
+  struct Impl;
+
+ private:
+  explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+/// Turns a stream of token ids into printable UTF-8 pieces for streaming
+/// generation. A token may end in the middle of a multi-byte character (GPT-2
+/// splits e.g. "日" into 2-3 byte tokens), so push() holds back a trailing
+/// *incomplete but so far valid* UTF-8 sequence (at most 3 bytes) until the
+/// following bytes arrive, and returns everything before it. Bytes that can
+/// never become valid UTF-8 are passed through unchanged rather than held.
+/// flush() returns what is still held (call it at the end of generation).
+/// The concatenation of all push() results and flush() equals decode(ids).
+class StreamDecoder {
+ public:
+  /// A decoder for raw bytes only (push_bytes); push(id) then throws InvalidArgument.
+  StreamDecoder() = default;
+  /// `tok` must outlive the decoder.
+  explicit StreamDecoder(const Tokenizer& tok) : tok_(&tok) {}
+
+  /// Appends the bytes of token `id`; returns the bytes now safe to print.
+  /// Throws InvalidArgument for an invalid id (see Tokenizer::decode_token)
+  /// or when constructed without a tokenizer.
+  std::string push(int32_t id);
+  /// Same with raw bytes.
+  std::string push_bytes(std::string_view bytes);
+  /// Returns and clears the held-back bytes (an incomplete sequence, printed as is).
+  std::string flush();
+  /// Bytes currently held back (0..3).
+  size_t pending() const { return buf_.size(); }
+
+ private:
+  const Tokenizer* tok_ = nullptr;
+  std::string buf_;
+};
+
+}  // namespace kq

@@ -1,0 +1,51 @@
+#pragma once
+// Byte-pair-encoding merge loop (Sennrich et al. 2016, "Neural Machine
+// Translation of Rare Words with Subword Units"; byte-level variant of GPT-2).
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace kq::tok {
+
+/// One merge rule: left + right -> merged (token ids), in rank order.
+struct MergeRule {
+  int32_t left, right, merged;
+};
+
+/// Immutable BPE model over token ids. Thread-safe.
+class BpeModel {
+ public:
+  BpeModel() = default;
+  /// byte_ids[b]: id of the single-byte token of byte b. rules: merges in
+  /// priority order (index = rank, 0 merges first); a pair listed twice keeps
+  /// its last rank (as GPT-2's dict(zip(merges, range(n))) and HF tokenizers do).
+  BpeModel(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& rules);
+
+  /// Appends the BPE ids of one pre-token (raw bytes) to `out`. Starts from
+  /// one symbol per byte and repeatedly applies the lowest-rank merge among
+  /// adjacent symbol pairs, leftmost first among equal ranks, until none
+  /// applies. O(n log n) in the word length: symbols form a linked list and
+  /// candidate pairs sit in a min-heap keyed by (rank, position), stale
+  /// entries being skipped when popped.
+  void encode_word(std::string_view bytes, std::vector<int32_t>& out) const;
+
+  size_t num_merges() const { return num_rules_; }
+
+ private:
+  struct Merge {
+    int32_t rank, merged;
+  };
+  static uint64_t key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
+  const Merge* find(int32_t a, int32_t b) const {
+    const auto it = merges_.find(key(a, b));
+    return it == merges_.end() ? nullptr : &it->second;
+  }
+
+  std::array<int32_t, 256> byte_ids_{};
+  std::unordered_map<uint64_t, Merge> merges_;
+  size_t num_rules_ = 0;
+};
+
+}  // namespace kq::tok

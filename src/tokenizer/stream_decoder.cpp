@@ -1,0 +1,27 @@
+// StreamDecoder: emits only complete UTF-8 from a stream of token bytes.
+#include "kq/error.hpp"
+#include "kq/tokenizer.hpp"
+#include "tokenizer/utf8.hpp"
+
+namespace kq {
+
+std::string StreamDecoder::push(int32_t id) {
+  if (!tok_) raise<InvalidArgument>("StreamDecoder::push({}): decoder was constructed without a tokenizer", id);
+  return push_bytes(tok_->decode_token(id));
+}
+
+std::string StreamDecoder::push_bytes(std::string_view bytes) {
+  buf_.append(bytes);
+  const size_t hold = tok::incomplete_utf8_tail(buf_);
+  std::string out = buf_.substr(0, buf_.size() - hold);
+  buf_.erase(0, buf_.size() - hold);
+  return out;
+}
+
+std::string StreamDecoder::flush() {
+  std::string out;
+  out.swap(buf_);
+  return out;
+}
+
+}  // namespace kq

@@ -1,0 +1,125 @@
+// kq::Tokenizer: loading, encode (added-token split -> GPT-2 regex -> BPE), decode.
+#include "kq/tokenizer.hpp"
+
+#include <limits>
+
+#include "kq/error.hpp"
+#include "tokenizer/tokenizer_impl.hpp"
+
+namespace kq {
+
+namespace fs = std::filesystem;
+
+Tokenizer Tokenizer::load(const fs::path& model_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(model_dir, ec)) raise<FormatError>("{}: not a directory", model_dir.string());
+  const fs::path vocab = model_dir / "vocab.json", merges = model_dir / "merges.txt";
+  const fs::path tj = model_dir / "tokenizer.json", cfg = model_dir / "tokenizer_config.json";
+  const bool have_vocab = fs::is_regular_file(vocab, ec), have_merges = fs::is_regular_file(merges, ec);
+  tok::TokenizerSpec spec;
+  bool gpt2_files = false;
+  if (have_vocab && have_merges) {
+    spec = tok::read_gpt2_files(vocab, merges);
+    gpt2_files = true;
+  } else if (fs::is_regular_file(tj, ec)) {
+    spec = tok::read_tokenizer_json(tj);
+  } else if (have_vocab || have_merges) {
+    raise<FormatError>("{}: file not found (needed with {}), and there is no tokenizer.json either",
+                       (have_vocab ? merges : vocab).string(), (have_vocab ? vocab : merges).string());
+  } else {
+    raise<FormatError>("{}: no tokenizer files (expected vocab.json + merges.txt, or tokenizer.json)",
+                       model_dir.string());
+  }
+  if (fs::is_regular_file(cfg, ec)) tok::read_tokenizer_config(cfg, spec, /*with_added=*/gpt2_files);
+  return Tokenizer(Impl::build(spec));
+}
+
+Tokenizer Tokenizer::from_files(const fs::path& vocab_json, const fs::path& merges_txt) {
+  return Tokenizer(Impl::build(tok::read_gpt2_files(vocab_json, merges_txt)));
+}
+
+void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& ids) const {
+  if (text.empty()) return;
+  std::vector<std::string_view> pieces;
+  pieces.reserve(text.size() / 4 + 1);
+  pre.split(text, pieces);
+  for (const std::string_view piece : pieces) {
+    if (cache.lookup(piece, ids)) continue;
+    const size_t start = ids.size();
+    bpe.encode_word(piece, ids);
+    cache.insert(piece, ids.data() + start, ids.size() - start);
+  }
+}
+
+void Tokenizer::Impl::check_id(int32_t id) const {
+  if (id < 0 || size_t(id) >= kind.size() || kind[size_t(id)] == kUnassigned)
+    raise<InvalidArgument>("token id {} is not in the vocabulary (vocab_size {})", id, kind.size());
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& opts) const {
+  const Impl& t = *impl_;
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 1);
+  if (!opts.allow_special || t.added_by_length.empty()) {
+    t.encode_plain(text, ids);
+    return ids;
+  }
+  // Leftmost occurrence of any added token; among tokens at the same
+  // position the longest wins (added_by_length is sorted longest first).
+  constexpr size_t npos = std::string_view::npos;
+  std::vector<size_t> next(t.added_by_length.size());  // next occurrence of each at or after pos
+  for (size_t k = 0; k < next.size(); ++k) next[k] = text.find(t.token_bytes[size_t(t.added_by_length[k])]);
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t best = npos, best_k = 0;
+    for (size_t k = 0; k < next.size(); ++k) {
+      if (next[k] != npos && next[k] < pos) next[k] = text.find(t.token_bytes[size_t(t.added_by_length[k])], pos);
+      if (next[k] < best) best = next[k], best_k = k;
+    }
+    if (best == npos) break;
+    const int32_t id = t.added_by_length[best_k];
+    t.encode_plain(text.substr(pos, best - pos), ids);
+    ids.push_back(id);
+    pos = best + t.token_bytes[size_t(id)].size();
+  }
+  if (pos < text.size()) t.encode_plain(text.substr(pos), ids);
+  return ids;
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids) const {
+  size_t n = 0;
+  for (const int32_t id : ids) {
+    impl_->check_id(id);
+    n += impl_->token_bytes[size_t(id)].size();
+  }
+  std::string out;
+  out.reserve(n);
+  for (const int32_t id : ids) out += impl_->token_bytes[size_t(id)];
+  return out;
+}
+
+const std::string& Tokenizer::decode_token(int32_t id) const {
+  impl_->check_id(id);
+  return impl_->token_bytes[size_t(id)];
+}
+
+const std::string& Tokenizer::id_to_token(int32_t id) const {
+  impl_->check_id(id);
+  return impl_->token_str[size_t(id)];
+}
+
+std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  const auto it = impl_->str_to_id.find(token);
+  return it == impl_->str_to_id.end() ? std::nullopt : std::optional<int32_t>(it->second);
+}
+
+int32_t Tokenizer::vocab_size() const { return int32_t(impl_->kind.size()); }
+std::optional<int32_t> Tokenizer::bos_token_id() const { return impl_->bos; }
+std::optional<int32_t> Tokenizer::eos_token_id() const { return impl_->eos; }
+size_t Tokenizer::num_merges() const { return impl_->bpe.num_merges(); }
+
+bool Tokenizer::is_special(int32_t id) const {
+  return id >= 0 && size_t(id) < impl_->kind.size() && impl_->kind[size_t(id)] == Impl::kAdded;
+}
+
+}  // namespace kq

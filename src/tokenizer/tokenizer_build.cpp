@@ -1,0 +1,103 @@
+// Construction and validation of Tokenizer::Impl from a TokenizerSpec.
+#include <algorithm>
+
+#include "kq/error.hpp"
+#include "tokenizer/byte_unicode.hpp"
+#include "tokenizer/tokenizer_impl.hpp"
+
+namespace kq {
+namespace {
+
+constexpr std::string_view kEndOfText = "<|endoftext|>";
+
+void add_special(Tokenizer::Impl& t, const std::string& content, int32_t id, const std::string& source) {
+  if (content.empty()) raise<FormatError>("{}: added token {} has empty content", source, id);
+  const auto k = t.kind[size_t(id)];
+  if (k != Tokenizer::Impl::kUnassigned && t.token_str[size_t(id)] != content)
+    raise<FormatError>("{}: added token '{}' has id {}, which already belongs to '{}'", source, content, id,
+                       t.token_str[size_t(id)]);
+  if (const auto it = t.str_to_id.find(content); it != t.str_to_id.end() && it->second != id)
+    raise<FormatError>("{}: added token '{}' has id {} but the vocabulary gives it id {}", source, content, id,
+                       it->second);
+  if (k == Tokenizer::Impl::kAdded) return;  // listed twice, consistently
+  t.kind[size_t(id)] = Tokenizer::Impl::kAdded;
+  t.token_str[size_t(id)] = content;
+  t.token_bytes[size_t(id)] = content;  // added tokens are literal text, not byte-level symbols
+  t.str_to_id.emplace(content, id);
+  t.added_by_length.push_back(id);
+}
+
+std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional<std::string>& name,
+                                   const std::string& source, const char* field) {
+  if (!name) {
+    const auto it = t.str_to_id.find(kEndOfText);
+    return it == t.str_to_id.end() ? std::nullopt : std::optional<int32_t>(it->second);
+  }
+  const auto it = t.str_to_id.find(*name);
+  if (it == t.str_to_id.end()) raise<FormatError>("{}: {} '{}' is not in the vocabulary", source, field, *name);
+  return it->second;
+}
+
+}  // namespace
+
+std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::TokenizerSpec& spec) {
+  auto t = std::make_shared<Impl>();
+  int64_t max_id = -1;
+  for (const auto& [s, id] : spec.vocab) max_id = std::max<int64_t>(max_id, id);
+  for (const auto& a : spec.added) max_id = std::max<int64_t>(max_id, a.id);
+  if (spec.vocab.empty()) raise<FormatError>("{}: empty vocabulary", spec.vocab_source);
+  const auto n = size_t(max_id + 1);
+  t->token_str.resize(n);
+  t->token_bytes.resize(n);
+  t->kind.assign(n, kUnassigned);
+  t->str_to_id.reserve(spec.vocab.size() + spec.added.size());
+
+  for (const auto& [s, id] : spec.vocab) {
+    if (t->kind[size_t(id)] != kUnassigned)
+      raise<FormatError>("{}: id {} is given to both '{}' and '{}'", spec.vocab_source, id, t->token_str[size_t(id)], s);
+    t->kind[size_t(id)] = kModel;
+    t->token_str[size_t(id)] = s;
+    t->token_bytes[size_t(id)] = tok::symbols_to_bytes(s);
+    t->str_to_id.emplace(s, id);
+  }
+
+  std::array<int32_t, 256> byte_ids{};
+  for (int b = 0; b < 256; ++b) {
+    const std::string sym = tok::bytes_to_symbols(std::string(1, char(b)));
+    const auto it = t->str_to_id.find(sym);
+    if (it == t->str_to_id.end())
+      raise<FormatError>("{}: no token for byte 0x{:02X} ('{}'): not a byte-level BPE vocabulary", spec.vocab_source,
+                         b, sym);
+    byte_ids[size_t(b)] = it->second;
+  }
+
+  std::vector<tok::MergeRule> rules;
+  rules.reserve(spec.merges.size());
+  for (size_t i = 0; i < spec.merges.size(); ++i) {
+    const auto& [a, b] = spec.merges[i];
+    auto lookup = [&](const std::string& s, const char* what) {
+      const auto it = t->str_to_id.find(s);
+      if (it == t->str_to_id.end())
+        raise<FormatError>("{}: merge {} ('{} {}'): {} '{}' is not in the vocabulary", spec.merges_source, i + 1, a,
+                           b, what, s);
+      return it->second;
+    };
+    rules.push_back({lookup(a, "token"), lookup(b, "token"), lookup(a + b, "merged token")});
+  }
+  t->bpe = tok::BpeModel(byte_ids, rules);
+
+  const std::string& added_src = spec.config_source.empty() ? spec.vocab_source : spec.config_source;
+  for (const auto& a : spec.added) add_special(*t, a.content, a.id, added_src);
+  if (const auto it = t->str_to_id.find(kEndOfText); it != t->str_to_id.end())
+    add_special(*t, std::string(kEndOfText), it->second, spec.vocab_source);
+  t->bos = named_token(*t, spec.bos_token, spec.config_source, "bos_token");
+  t->eos = named_token(*t, spec.eos_token, spec.config_source, "eos_token");
+  for (const auto& id : {t->bos, t->eos})
+    if (id) add_special(*t, t->token_str[size_t(*id)], *id, added_src);
+  std::stable_sort(t->added_by_length.begin(), t->added_by_length.end(), [&](int32_t x, int32_t y) {
+    return t->token_bytes[size_t(x)].size() > t->token_bytes[size_t(y)].size();
+  });
+  return t;
+}
+
+}  // namespace kq

@@ -1,0 +1,207 @@
+#include "tokenizer/tokenizer_files.hpp"
+
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "io/json_strict.hpp"
+#include "kq/error.hpp"
+
+namespace kq::tok {
+namespace {
+
+using json = nlohmann::json;
+constexpr uint64_t kMaxFileBytes = uint64_t(1) << 30;
+
+int32_t token_id(const json& v, const std::string& source, std::string_view what) {
+  if (!v.is_number_integer()) raise<FormatError>("{}: {} has a non-integer id {}", source, what, v.dump());
+  const auto id = v.get<int64_t>();
+  if (id < 0 || id > kMaxTokenId)
+    raise<FormatError>("{}: {} has id {} outside [0, {}]", source, what, id, kMaxTokenId);
+  return int32_t(id);
+}
+
+void read_vocab_object(const json& v, const std::string& source, TokenizerSpec& spec) {
+  if (!v.is_object()) raise<FormatError>("{}: vocabulary must be a JSON object {{token: id}}", source);
+  spec.vocab.reserve(v.size());
+  for (const auto& [tok, id] : v.items()) spec.vocab.emplace_back(tok, token_id(id, source, "token '" + tok + "'"));
+}
+
+/// Splits "a b" into its two tokens; false unless there is exactly one space
+/// with non-empty tokens on both sides.
+bool split_merge(std::string_view line, std::pair<std::string, std::string>& out) {
+  const size_t sp = line.find(' ');
+  if (sp == std::string_view::npos || sp == 0 || sp + 1 >= line.size()) return false;
+  if (line.find(' ', sp + 1) != std::string_view::npos) return false;
+  out = {std::string(line.substr(0, sp)), std::string(line.substr(sp + 1))};
+  return true;
+}
+
+/// The text of a special-token field of tokenizer_config.json: a string, an
+/// object {"content": ...} (AddedToken), or null/absent.
+std::optional<std::string> token_content(const json& cfg, const char* key, const std::string& source) {
+  const auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object()) {
+    const auto c = it->find("content");
+    if (c != it->end() && c->is_string()) return c->get<std::string>();
+  }
+  raise<FormatError>("{}: '{}' must be a string or an object with a string \"content\"", source, key);
+}
+
+const json& member(const json& obj, const char* key, const std::string& source, std::string_view where) {
+  const auto it = obj.find(key);
+  if (it == obj.end()) raise<FormatError>("{}: missing \"{}\" in {}", source, key, where);
+  return *it;
+}
+
+bool is_null_or_empty(const json& obj, const char* key) {
+  const auto it = obj.find(key);
+  return it == obj.end() || it->is_null() || (it->is_string() && it->get_ref<const std::string&>().empty());
+}
+
+void check_supported(const json& root, const std::string& source) {
+  const json& model = member(root, "model", source, "the top level");
+  if (!model.is_object()) raise<FormatError>("{}: \"model\" must be an object", source);
+  if (const auto t = model.find("type"); t != model.end() && *t != "BPE")
+    raise<Unsupported>("{}: model type {} is not supported (only byte-level BPE)", source, t->dump());
+  if (const auto b = model.find("byte_fallback"); b != model.end() && b->is_boolean() && b->get<bool>())
+    raise<Unsupported>("{}: BPE byte_fallback is not supported (only byte-level BPE)", source);
+  if (!is_null_or_empty(model, "continuing_subword_prefix") || !is_null_or_empty(model, "end_of_word_suffix"))
+    raise<Unsupported>("{}: BPE subword prefixes/suffixes are not supported", source);
+  if (const auto d = model.find("dropout");
+      d != model.end() && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0))
+    raise<Unsupported>("{}: BPE dropout is not supported", source);
+  if (const auto n = root.find("normalizer"); n != root.end() && !n->is_null())
+    raise<Unsupported>("{}: a normalizer ({}) is not supported", source, n->value("type", std::string("?")));
+  const auto p = root.find("pre_tokenizer");
+  if (p == root.end() || !p->is_object() || p->value("type", std::string()) != "ByteLevel")
+    raise<Unsupported>("{}: only the ByteLevel pre_tokenizer (GPT-2 regex) is supported, found {}", source,
+                       p == root.end() ? std::string("none") : p->dump().substr(0, 200));
+  if (p->value("add_prefix_space", false))
+    raise<Unsupported>("{}: ByteLevel add_prefix_space=true is not supported", source);
+  if (!p->value("use_regex", true)) raise<Unsupported>("{}: ByteLevel use_regex=false is not supported", source);
+}
+
+/// Runs f, turning nlohmann type errors (a field of the wrong JSON type) into
+/// FormatError naming the file.
+template <class F>
+auto json_guard(const std::string& source, F&& f) {
+  try {
+    return f();
+  } catch (const json::exception& e) {
+    raise<FormatError>("{}: unexpected JSON content: {}", source, e.what());
+  }
+}
+
+}  // namespace
+
+TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt) {
+  TokenizerSpec spec;
+  spec.vocab_source = vocab_json.string();
+  spec.merges_source = merges_txt.string();
+  read_vocab_object(io::load_json_file(vocab_json, kMaxFileBytes), spec.vocab_source, spec);
+
+  const std::string text = io::read_text_file(merges_txt, kMaxFileBytes);
+  size_t line_no = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
+    std::pair<std::string, std::string> m;
+    if (!split_merge(line, m))
+      raise<FormatError>("{}: line {}: expected two tokens separated by one space, got '{}'", spec.merges_source,
+                         line_no, line.substr(0, 100));
+    spec.merges.push_back(std::move(m));
+  }
+  return spec;
+}
+
+namespace {
+
+TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
+  TokenizerSpec spec;
+  spec.vocab_source = spec.merges_source = file.string();
+  const std::string& src = spec.vocab_source;
+  const json root = io::load_json_file(file, kMaxFileBytes);
+  if (!root.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
+  check_supported(root, src);
+  const json& model = root.at("model");
+  read_vocab_object(member(model, "vocab", src, "\"model\""), src, spec);
+
+  const json& merges = member(model, "merges", src, "\"model\"");
+  if (!merges.is_array()) raise<FormatError>("{}: model.merges must be an array", src);
+  spec.merges.reserve(merges.size());
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const json& m = merges[i];
+    std::pair<std::string, std::string> pair;
+    if (m.is_string()) {
+      if (!split_merge(m.get_ref<const std::string&>(), pair))
+        raise<FormatError>("{}: model.merges[{}]: expected \"a b\", got {}", src, i, m.dump().substr(0, 100));
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      pair = {m[0].get<std::string>(), m[1].get<std::string>()};
+    } else {
+      raise<FormatError>("{}: model.merges[{}]: expected \"a b\" or [\"a\", \"b\"], got {}", src, i,
+                         m.dump().substr(0, 100));
+    }
+    spec.merges.push_back(std::move(pair));
+  }
+
+  if (const auto at = root.find("added_tokens"); at != root.end() && !at->is_null()) {
+    if (!at->is_array()) raise<FormatError>("{}: added_tokens must be an array", src);
+    for (size_t i = 0; i < at->size(); ++i) {
+      const json& t = (*at)[i];
+      const auto c = t.is_object() ? t.find("content") : t.end();
+      if (!t.is_object() || c == t.end() || !c->is_string() || !t.contains("id"))
+        raise<FormatError>("{}: added_tokens[{}] needs a string \"content\" and an \"id\"", src, i);
+      spec.added.push_back({c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i))});
+    }
+  }
+  return spec;
+}
+
+void read_tokenizer_config_unguarded(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added) {
+  const std::string src = file.string();
+  spec.config_source = src;
+  const json cfg = io::load_json_file(file, kMaxFileBytes);
+  if (!cfg.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
+  if (auto b = token_content(cfg, "bos_token", src)) spec.bos_token = std::move(b);
+  if (auto e = token_content(cfg, "eos_token", src)) spec.eos_token = std::move(e);
+  if (!with_added) return;
+  const auto atd = cfg.find("added_tokens_decoder");
+  if (atd == cfg.end() || atd->is_null()) return;
+  if (!atd->is_object()) raise<FormatError>("{}: added_tokens_decoder must be an object", src);
+  for (const auto& [key, t] : atd->items()) {
+    int64_t id = -1;
+    try {
+      size_t used = 0;
+      id = std::stoll(key, &used);
+      if (used != key.size()) id = -1;
+    } catch (const std::exception&) {
+      id = -1;
+    }
+    if (id < 0 || id > kMaxTokenId)
+      raise<FormatError>("{}: added_tokens_decoder key '{}' is not a token id in [0, {}]", src, key, kMaxTokenId);
+    const auto c = t.is_object() ? t.find("content") : t.end();
+    if (!t.is_object() || c == t.end() || !c->is_string())
+      raise<FormatError>("{}: added_tokens_decoder['{}'] needs a string \"content\"", src, key);
+    spec.added.push_back({c->get<std::string>(), int32_t(id)});
+  }
+}
+
+}  // namespace
+
+TokenizerSpec read_tokenizer_json(const std::filesystem::path& file) {
+  return json_guard(file.string(), [&] { return read_tokenizer_json_unguarded(file); });
+}
+
+void read_tokenizer_config(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added) {
+  json_guard(file.string(), [&] { read_tokenizer_config_unguarded(file, spec, with_added); });
+}
+
+}  // namespace kq::tok

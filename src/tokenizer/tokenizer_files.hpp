@@ -1,0 +1,51 @@
+#pragma once
+// Reading tokenizer files into a neutral description (no validation of
+// cross-references here; Tokenizer construction checks those).
+//   - GPT-2 files: vocab.json {token: id} and merges.txt ("a b" per line).
+//   - Hugging Face tokenizer.json (fast-tokenizer format, model type BPE).
+//   - Hugging Face tokenizer_config.json (bos/eos tokens, added_tokens_decoder).
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kq::tok {
+
+struct AddedTokenSpec {
+  std::string content;  ///< literal text (not byte-level symbols)
+  int32_t id = 0;
+};
+
+/// A BPE tokenizer as read from files. Strings are vocabulary strings
+/// (byte-level symbols) except AddedTokenSpec::content.
+struct TokenizerSpec {
+  std::vector<std::pair<std::string, int32_t>> vocab;
+  std::vector<std::pair<std::string, std::string>> merges;  ///< in rank order
+  std::vector<AddedTokenSpec> added;
+  std::optional<std::string> bos_token, eos_token;  ///< contents, when a config names them
+  std::string vocab_source;   ///< file names for error messages
+  std::string merges_source;
+  std::string config_source;
+};
+
+/// Largest token id accepted (ids index dense tables).
+inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
+
+/// Reads vocab.json and merges.txt. Throws FormatError naming the file
+/// (missing/unreadable, bad JSON, non-integer or out-of-range ids, a merges
+/// line that is not two space-separated tokens).
+TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
+
+/// Reads a tokenizer.json. Throws FormatError naming the file for malformed
+/// content, Unsupported for a tokenizer that is not byte-level BPE with the
+/// GPT-2 regex and no normalizer.
+TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
+
+/// Applies tokenizer_config.json: bos_token / eos_token (a string or an object
+/// with "content") and, when `with_added` is set, the added_tokens_decoder
+/// entries ({"<id>": {"content": ...}}). Throws FormatError naming the file.
+void read_tokenizer_config(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added);
+
+}  // namespace kq::tok

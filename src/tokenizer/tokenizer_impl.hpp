@@ -1,0 +1,49 @@
+#pragma once
+// Tokenizer::Impl: the immutable tables behind kq::Tokenizer (plus the
+// thread-safe word cache), and their construction from a TokenizerSpec.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "kq/tokenizer.hpp"
+#include "tokenizer/bpe.hpp"
+#include "tokenizer/pretokenizer.hpp"
+#include "tokenizer/tokenizer_files.hpp"
+#include "tokenizer/word_cache.hpp"
+
+namespace kq {
+
+struct Tokenizer::Impl {
+  enum Kind : uint8_t { kUnassigned = 0, kModel = 1, kAdded = 2 };
+  struct StrHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+
+  std::vector<std::string> token_str;    ///< [vocab_size] vocabulary form ("Ġthe"), "" if unassigned
+  std::vector<std::string> token_bytes;  ///< [vocab_size] raw bytes the token stands for
+  std::vector<uint8_t> kind;             ///< [vocab_size] Kind
+  std::unordered_map<std::string, int32_t, StrHash, std::equal_to<>> str_to_id;
+  std::vector<int32_t> added_by_length;  ///< added token ids, longest content first (text matching)
+  std::optional<int32_t> bos, eos;
+  tok::BpeModel bpe;
+  tok::Pretokenizer pre;
+  mutable tok::WordCache cache;
+
+  /// Validates `spec` and builds the tables. "<|endoftext|>", when in the
+  /// vocabulary, is always an added (special) token and the default bos/eos.
+  /// Throws FormatError naming the spec's files.
+  static std::shared_ptr<const Impl> build(const tok::TokenizerSpec& spec);
+
+  /// Appends the ids of raw text (no added-token matching).
+  void encode_plain(std::string_view text, std::vector<int32_t>& ids) const;
+  /// Throws InvalidArgument unless id is an assigned token.
+  void check_id(int32_t id) const;
+};
+
+}  // namespace kq

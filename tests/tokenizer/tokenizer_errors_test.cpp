@@ -1,0 +1,182 @@
+// Malformed or unsupported tokenizer files give FormatError / Unsupported
+// naming the file, never a crash.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/test_data.hpp"
+#include "kq/error.hpp"
+#include "kq/tokenizer.hpp"
+#include "tokenizer/byte_unicode.hpp"
+
+using kq::Tokenizer;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+json byte_vocab() {
+  json v = json::object();
+  for (int b = 0; b < 256; ++b) v[kq::tok::bytes_to_symbols(std::string(1, char(b)))] = b;
+  v["ab"] = 256;
+  v["<|endoftext|>"] = 257;
+  return v;
+}
+
+void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+/// A minimal valid tokenizer.json (byte-level BPE, GPT-2 regex).
+json tokenizer_json() {
+  return json{{"version", "1.0"},
+              {"added_tokens", json::array({json{{"id", 257}, {"content", "<|endoftext|>"}, {"special", true}}})},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+              {"model", json{{"type", "BPE"}, {"vocab", byte_vocab()}, {"merges", json::array({"a b"})}}}};
+}
+
+/// Expects `f` to throw E whose message contains `needle`.
+template <class E, class F>
+void expect_error(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one mentioning '" << needle << "'";
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(TokenizerErrors, ValidMiniFilesLoad) {
+  kq::testing::TempDir tmp;
+  write(tmp.path / "vocab.json", byte_vocab().dump());
+  write(tmp.path / "merges.txt", "#version: 0.2\r\na b\r\n");
+  const Tokenizer a = Tokenizer::load(tmp.path);
+  EXPECT_EQ(a.encode("abc"), (std::vector<int32_t>{256, 'c'}));
+  EXPECT_EQ(a.eos_token_id(), 257);
+  kq::testing::TempDir tmp2;
+  json j = tokenizer_json();
+  write(tmp2.path / "tokenizer.json", j.dump());
+  EXPECT_EQ(Tokenizer::load(tmp2.path).encode("abc"), (std::vector<int32_t>{256, 'c'}));
+  j["model"]["merges"] = json::array({json::array({"a", "b"})});  // pair form
+  write(tmp2.path / "tokenizer.json", j.dump());
+  EXPECT_EQ(Tokenizer::load(tmp2.path).encode("ab"), (std::vector<int32_t>{256}));
+}
+
+TEST(TokenizerErrors, MissingFiles) {
+  kq::testing::TempDir tmp;
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path / "nope"); }, "nope");
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "no tokenizer files");
+  write(tmp.path / "vocab.json", byte_vocab().dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "merges.txt");
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(tmp.path / "vocab.json", tmp.path / "m.txt"); },
+                                "m.txt");
+}
+
+TEST(TokenizerErrors, BadVocabAndMerges) {
+  kq::testing::TempDir tmp;
+  const fs::path v = tmp.path / "vocab.json", m = tmp.path / "merges.txt";
+  write(m, "a b\n");
+  write(v, "{\"a\": 1,");
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "vocab.json");
+  write(v, "[1, 2]");
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "vocab.json");
+  json bad = byte_vocab();
+  bad["zz"] = "seven";
+  write(v, bad.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "non-integer");
+  bad = byte_vocab();
+  bad["zz"] = -3;
+  write(v, bad.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "-3");
+  bad = byte_vocab();
+  bad["zz"] = 256;  // same id as "ab"
+  write(v, bad.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "id 256");
+  bad = byte_vocab();
+  bad.erase(kq::tok::bytes_to_symbols("\n"));
+  write(v, bad.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "byte 0x0A");
+  write(v, byte_vocab().dump());
+  write(m, "a q\n");  // both are byte tokens, but "aq" is not in the vocabulary
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merged token 'aq'");
+  write(m, "a b\nx yz\n");
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "'yz' is not in the vocabulary");
+  write(m, "a b c\n");
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merges.txt: line 1");
+  write(m, "ab\n");
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merges.txt: line 1");
+}
+
+TEST(TokenizerErrors, BadTokenizerJson) {
+  kq::testing::TempDir tmp;
+  const fs::path f = tmp.path / "tokenizer.json";
+  write(f, "not json");
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer.json");
+  json j = tokenizer_json();
+  j["model"]["merges"] = json::array({42});
+  write(f, j.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "model.merges[0]");
+  j = tokenizer_json();
+  j["model"]["merges"] = json::array({"a zz"});
+  write(f, j.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'zz' is not in the vocabulary");
+  j = tokenizer_json();
+  j["model"].erase("vocab");
+  write(f, j.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "\"vocab\"");
+  j = tokenizer_json();
+  j["added_tokens"][0]["id"] = 5;  // id 5 is byte token "\x05"
+  write(f, j.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "<|endoftext|>");
+  j = tokenizer_json();
+  j["pre_tokenizer"]["add_prefix_space"] = "yes";  // wrong JSON type
+  write(f, j.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer.json");
+}
+
+TEST(TokenizerErrors, UnsupportedTokenizerJson) {
+  kq::testing::TempDir tmp;
+  const fs::path f = tmp.path / "tokenizer.json";
+  json j = tokenizer_json();
+  j["model"]["type"] = "WordPiece";
+  write(f, j.dump());
+  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "WordPiece");
+  j = tokenizer_json();
+  j["pre_tokenizer"] = json{{"type", "Metaspace"}};
+  write(f, j.dump());
+  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "Metaspace");
+  j = tokenizer_json();
+  j["normalizer"] = json{{"type", "NFC"}};
+  write(f, j.dump());
+  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "NFC");
+  j = tokenizer_json();
+  j["model"]["byte_fallback"] = true;
+  write(f, j.dump());
+  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "byte_fallback");
+}
+
+TEST(TokenizerErrors, TokenizerConfig) {
+  kq::testing::TempDir tmp;
+  write(tmp.path / "vocab.json", byte_vocab().dump());
+  write(tmp.path / "merges.txt", "a b\n");
+  write(tmp.path / "tokenizer_config.json", json{{"eos_token", "</s>"}}.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer_config.json: eos_token '</s>'");
+  write(tmp.path / "tokenizer_config.json", json{{"eos_token", 3}}.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer_config.json");
+  // Object form and added_tokens_decoder: "ab" (id 256) becomes a special token named by bos_token.
+  write(tmp.path / "tokenizer_config.json",
+        json{{"bos_token", json{{"content", "ab"}}},
+             {"added_tokens_decoder", json{{"256", json{{"content", "ab"}, {"special", true}}}}}}
+            .dump());
+  const Tokenizer t = Tokenizer::load(tmp.path);
+  EXPECT_EQ(t.bos_token_id(), 256);
+  EXPECT_EQ(t.eos_token_id(), 257);  // default "<|endoftext|>"
+  EXPECT_TRUE(t.is_special(256));
+  EXPECT_EQ(t.encode("a<|endoftext|>", {.allow_special = true}), (std::vector<int32_t>{'a', 257}));
+  EXPECT_EQ(t.encode("a<|endoftext|>").size(), 14u);
+  write(tmp.path / "tokenizer_config.json", json{{"added_tokens_decoder", json{{"abc", json::object()}}}}.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'abc'");
+}
