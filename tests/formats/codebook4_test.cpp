@@ -1,0 +1,154 @@
+// 4-bit formats: NF4 codebook (QLoRA), FP4 E2M1 values, INT4 codes, nibble order.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "common/tolerances.hpp"
+#include "formats/fp4.hpp"
+#include "formats/int4.hpp"
+#include "formats/nf4.hpp"
+#include "formats/packed4.hpp"
+
+namespace kq::formats {
+namespace {
+
+// The 16 NF4 values as printed in the QLoRA paper (Dettmers et al. 2023, Appendix E).
+constexpr double kPaperNF4[16] = {-1.0,
+                                  -0.6961928009986877,
+                                  -0.5250730514526367,
+                                  -0.39491748809814453,
+                                  -0.28444138169288635,
+                                  -0.18477343022823334,
+                                  -0.09105003625154495,
+                                  0.0,
+                                  0.07958029955625534,
+                                  0.16093020141124725,
+                                  0.24611230194568634,
+                                  0.33791524171829224,
+                                  0.44070982933044434,
+                                  0.5626170039176941,
+                                  0.7229568362236023,
+                                  1.0};
+
+TEST(NF4, CodebookMatchesPaper) {
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(kNF4[size_t(i)], float(kPaperNF4[i])) << i;
+}
+
+// Φ^-1 by bisection on the normal CDF.
+double norm_ppf(double p) {
+  double lo = -10, hi = 10;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+TEST(NF4, CodebookIsNormalQuantilesConstruction) {
+  // QLoRA / bitsandbytes create_normal_map(offset = 0.9677083): 8 positive
+  // quantiles on linspace(offset, 0.5, 9)[:-1], 7 negative on linspace(offset, 0.5, 8)[:-1], and 0,
+  // normalised by the largest.
+  const double off = 0.9677083;
+  std::vector<double> v{0.0};
+  for (int i = 0; i < 8; ++i) v.push_back(norm_ppf(off + i * (0.5 - off) / 8));
+  for (int j = 0; j < 7; ++j) v.push_back(-norm_ppf(off + j * (0.5 - off) / 7));
+  const double m = norm_ppf(off);
+  std::sort(v.begin(), v.end());
+  for (int i = 0; i < 16; ++i) EXPECT_NEAR(v[size_t(i)] / m, kNF4[size_t(i)], testing::kNF4ConstructionTol) << i;
+}
+
+TEST(NF4, EncodeIsNearestEntry) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.2f, 1.2f);
+  for (int t = 0; t < 20000; ++t) {
+    const float x = u(rng);
+    const uint8_t c = nf4_encode(x);
+    for (int j = 0; j < 16; ++j) ASSERT_LE(std::fabs(x - kNF4[c]), std::fabs(x - kNF4[size_t(j)])) << x;
+  }
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(nf4_encode(kNF4[size_t(i)]), i);
+  EXPECT_EQ(nf4_encode(5.0f), 15);
+  EXPECT_EQ(nf4_encode(-5.0f), 0);
+  EXPECT_EQ(nf4_encode(NAN), 7);
+}
+
+TEST(FP4, E2M1ValuesFromBitFields) {
+  for (int c = 0; c < 16; ++c) {
+    const int s = c >> 3, e = (c >> 1) & 3, m = c & 1;
+    const double mag = e == 0 ? 0.5 * m : (1.0 + 0.5 * m) * std::ldexp(1.0, e - 1);
+    EXPECT_EQ(double(kE2M1[size_t(c)]), s ? -mag : mag) << c;
+    EXPECT_EQ(std::signbit(kE2M1[size_t(c)]), bool(s)) << c;
+  }
+  const float pos[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+  for (int c = 0; c < 8; ++c) EXPECT_EQ(kE2M1[size_t(c)], pos[c]);
+}
+
+TEST(FP4, EncodeNearestTiesToEvenSaturating) {
+  for (int c = 0; c < 16; ++c) EXPECT_EQ(fp4_encode(kE2M1[size_t(c)]), c);
+  EXPECT_EQ(fp4_encode(0.25f), 0);   // tie 0 / 0.5 -> code 0 (even)
+  EXPECT_EQ(fp4_encode(0.75f), 2);   // tie 0.5 / 1 -> code 2 (1.0)
+  EXPECT_EQ(fp4_encode(1.25f), 2);   // tie 1 / 1.5 -> 1.0
+  EXPECT_EQ(fp4_encode(1.75f), 4);   // tie 1.5 / 2 -> 2.0
+  EXPECT_EQ(fp4_encode(2.5f), 4);    // tie 2 / 3 -> 2.0
+  EXPECT_EQ(fp4_encode(3.5f), 6);    // tie 3 / 4 -> 4.0
+  EXPECT_EQ(fp4_encode(5.0f), 6);    // tie 4 / 6 -> 4.0
+  EXPECT_EQ(fp4_encode(5.01f), 7);
+  EXPECT_EQ(fp4_encode(100.0f), 7);  // saturates at 6
+  EXPECT_EQ(fp4_encode(-100.0f), 15);
+  EXPECT_EQ(fp4_encode(-2.6f), 13);  // -3
+  EXPECT_EQ(fp4_encode(NAN), 0);
+}
+
+TEST(INT4, SymmetricAndAsymmetricCodes) {
+  const float s = int4_sym_scale(7.0f);
+  EXPECT_EQ(s, 1.0f);
+  EXPECT_EQ(int4_sym_encode(7.0f, s), 15);
+  EXPECT_EQ(int4_sym_encode(-7.0f, s), 1);
+  EXPECT_EQ(int4_sym_encode(0.0f, s), 8);
+  EXPECT_EQ(int4_sym_encode(2.5f, s), 10);  // ties to even: 2
+  EXPECT_EQ(int4_sym_encode(-100.0f, s), 0);
+  EXPECT_EQ(int4_sym_encode(3.0f, 0.0f), 8);
+
+  float sc;
+  uint8_t z;
+  int4_asym_params(-1.0f, 2.0f, &sc, &z);
+  EXPECT_FLOAT_EQ(sc, 0.2f);
+  EXPECT_EQ(z, 5);
+  EXPECT_EQ(int4_asym_encode(-1.0f, sc, z), 0);
+  EXPECT_EQ(int4_asym_encode(2.0f, sc, z), 15);
+  EXPECT_EQ(int4_asym_encode(0.0f, sc, z), 5);  // zero is exact
+  int4_asym_params(0.5f, 2.0f, &sc, &z);        // range extended to include 0
+  EXPECT_EQ(z, 0);
+  int4_asym_params(0.0f, 0.0f, &sc, &z);
+  EXPECT_EQ(sc, 0.0f);
+  EXPECT_EQ(int4_asym_encode(0.0f, sc, z), z);
+}
+
+TEST(Packed4, NibbleOrderLowFirst) {
+  const uint8_t codes[5] = {0x1, 0x2, 0x3, 0xF, 0x7};
+  uint8_t packed[3] = {0xAA, 0xAA, 0xAA};
+  pack_nibbles(codes, 5, packed);
+  EXPECT_EQ(packed[0], 0x21);
+  EXPECT_EQ(packed[1], 0xF3);
+  EXPECT_EQ(packed[2], 0x07);  // odd tail: high nibble is zero padding
+  uint8_t back[5];
+  unpack_nibbles(packed, 5, back);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(back[i], codes[i]);
+  EXPECT_EQ(get_nibble(packed, 3), 0xF);
+}
+
+TEST(Packed4, BlockTables) {
+  float lut[16];
+  q4_block_lut(WeightFormat::NF4, 2.0f, 0, lut);
+  for (int c = 0; c < 16; ++c) EXPECT_EQ(lut[c], 2.0f * kNF4[size_t(c)]);
+  q4_block_lut(WeightFormat::FP4, 0.5f, 0, lut);
+  for (int c = 0; c < 16; ++c) EXPECT_EQ(lut[c], 0.5f * kE2M1[size_t(c)]);
+  q4_block_lut(WeightFormat::INT4_SYM, 0.25f, 0, lut);
+  for (int c = 0; c < 16; ++c) EXPECT_EQ(lut[c], 0.25f * float(c - 8));
+  q4_block_lut(WeightFormat::INT4_ASYM, 0.25f, 3, lut);
+  for (int c = 0; c < 16; ++c) EXPECT_EQ(lut[c], 0.25f * float(c - 3));
+}
+
+}  // namespace
+}  // namespace kq::formats
