@@ -10,13 +10,21 @@ namespace kq {
 /// Supported architectures (config.json "model_type").
 enum class Arch { GPT2, Llama };
 
-/// "gpt2" / "llama"
+/// Lower-case config.json model_type: "gpt2" / "llama".
 std::string arch_name(Arch a);
 
 /// Architecture hyper-parameters in one neutral form for both families.
 /// GPT-2 keys map as: n_layer -> num_layers, n_embd -> hidden_size, n_head ->
 /// num_heads (= num_kv_heads), n_positions -> max_positions, n_inner (or
-/// 4·n_embd) -> intermediate_size, layer_norm_epsilon -> norm_eps.
+/// 4·n_embd) -> intermediate_size, layer_norm_epsilon -> norm_eps,
+/// activation_function -> activation ("gelu_new", "gelu_pytorch_tanh" — both
+/// the tanh approximation — or "gelu", the exact erf form).
+/// Llama keys: hidden_size, intermediate_size, num_hidden_layers,
+/// num_attention_heads, num_key_value_heads (default = heads), head_dim,
+/// max_position_embeddings (default 2048), rms_norm_eps (default 1e-6),
+/// rope_theta (top level or rope_parameters.rope_theta, default 10000),
+/// hidden_act (must be "silu"), tie_word_embeddings (default false).
+/// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;
   int64_t vocab_size = 0;
@@ -30,10 +38,10 @@ struct ModelConfig {
   double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
   double rope_theta = 10000.0;    ///< Llama only
   bool tie_word_embeddings = true;
-  bool attention_bias = false;    ///< Llama q/k/v/o biases
-  bool mlp_bias = false;          ///< Llama MLP biases
+  bool attention_bias = false;    ///< attention projections have biases (Llama q/k/v/o; always true for GPT-2)
+  bool mlp_bias = false;          ///< MLP projections have biases (Llama config key; always true for GPT-2)
   std::string activation = "gelu_new";  ///< GPT-2 "gelu_new"; Llama "silu"
-  std::string torch_dtype;        ///< on-disk dtype named by the config ("float32", "bfloat16", ...), may be empty
+  std::string torch_dtype;        ///< config "dtype" (transformers 5) or "torch_dtype": "float32", "bfloat16", ...; may be empty
 };
 
 /// Parses a config.json object. `source` names the file in error messages.
@@ -42,7 +50,8 @@ struct ModelConfig {
 /// rope_scaling / rope_parameters.rope_type (only "default" or absent is supported).
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 
-/// Reads and parses DIR/config.json. Throws FormatError naming the file.
+/// Reads and parses DIR/config.json (strict JSON: duplicate keys rejected).
+/// Throws FormatError naming the file.
 ModelConfig load_model_config(const std::filesystem::path& model_dir);
 
 }  // namespace kq

@@ -3,6 +3,14 @@
 // Format: https://github.com/huggingface/safetensors — 8-byte little-endian
 // header length N, N bytes of JSON {name: {dtype, shape, data_offsets:[b,e]},
 // "__metadata__": {str: str}}, then the data section; offsets are relative to it.
+//
+// Reading is strict about everything that could cause an out-of-bounds read
+// or a silent misread (see open_file) but, unlike the reference reader,
+// accepts gaps between tensors and trailing bytes. Tensors may sit at
+// unaligned file offsets (the header length need not be a multiple of 8);
+// such tensors are copied once into aligned heap memory at open time, so
+// Tensor::data<T>() is always safe to use. Aligned tensors (every file written
+// by transformers/safetensors or by write_safetensors) are zero-copy views.
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -18,12 +26,20 @@ class TensorStore {
  public:
   /// Opens a model folder: DIR/model.safetensors.index.json (sharded) if it
   /// exists, else DIR/model.safetensors. Throws FormatError naming the file.
+  /// For an index: its "weight_map" {tensor: shard file} is authoritative
+  /// (tensors a shard holds but the map does not name are ignored); errors for
+  /// a missing shard, a tensor absent from its shard, shard names that are
+  /// absolute or contain "..", and any invalid shard (named in the message).
   static TensorStore open_dir(const std::filesystem::path& dir);
   /// Opens one .safetensors file. Validates the header fully: length bounds,
   /// JSON, dtypes, dtype × shape vs byte size, offsets inside the file, no
-  /// overlaps. Throws FormatError naming the file (and tensor).
+  /// overlaps (checked on ranges sorted by begin), duplicate keys, shape
+  /// entries that are negative, non-integer or overflow int64 when
+  /// multiplied. Header length cap: 100,000,000 bytes (as the reference).
+  /// Throws FormatError naming the file (and tensor).
   static TensorStore open_file(const std::filesystem::path& file);
 
+  /// true when a tensor of that exact name exists.
   bool contains(const std::string& name) const;
   /// The tensor `name` (a read-only view of the mapping). Throws FormatError
   /// naming the tensor (and the folder) when absent.
@@ -48,7 +64,15 @@ class TensorStore {
 /// Writes `tensors` (name -> dense tensor) to `path` atomically: the data goes
 /// to a temporary file in the same folder, is fsync'ed, then renamed over
 /// `path`. On any error the temporary is removed, `path` is untouched, and
-/// Error is thrown naming the path.
+/// Error is thrown naming the path (InvalidArgument for an undefined tensor,
+/// an empty or "__metadata__" name, or names/metadata that are not UTF-8).
+/// Layout (readable by the reference safetensors reader, which requires the
+/// tensors to cover the data section with no gaps): the JSON header is
+/// padded with spaces so the data section starts on an 8-byte boundary;
+/// tensors follow back to back, ordered by the alignment their byte size
+/// allows (sizes that are multiples of 8 first, then 4, 2, 1; by name within
+/// each group), so every tensor whose size is a multiple of 8 bytes starts on
+/// an 8-byte boundary and every tensor on a multiple of its element size.
 void write_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
