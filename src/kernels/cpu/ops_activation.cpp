@@ -18,6 +18,12 @@ void gelu_new_inplace(float* x, int64_t n, int threads) {
   }
 }
 
+void gelu_erf_inplace(float* x, int64_t n, int threads) {
+  constexpr float kInvSqrt2 = 0.7071067811865476f;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kParallelMin && threads > 1)
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+}
+
 void silu_inplace(float* x, int64_t n, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (n >= kParallelMin && threads > 1)
   for (int64_t i = 0; i < n; ++i) x[i] = silu(x[i]);

@@ -8,6 +8,10 @@ namespace kq::cpu {
 /// x ← 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). In place over n floats.
 void gelu_new_inplace(float* x, int64_t n, int threads);
 
+/// GELU, exact form x·Φ(x) = 0.5·x·(1 + erf(x/√2)) (Hendrycks & Gimpel 2016;
+/// config activation "gelu"). In place over n floats.
+void gelu_erf_inplace(float* x, int64_t n, int threads);
+
 /// SiLU / swish (Elfwing et al. 2018; Ramachandran et al. 2017): x ← x·σ(x). In place.
 void silu_inplace(float* x, int64_t n, int threads);
 

@@ -1,0 +1,63 @@
+#include "models/common.hpp"
+
+#include <cstring>
+
+#include "kq/error.hpp"
+
+namespace kq::models {
+
+namespace {
+template <class E>
+void check_config_as(const ModelConfig& c, const std::string& where) {
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"vocab_size", c.vocab_size},   {"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
+      {"num_layers", c.num_layers},   {"num_heads", c.num_heads},     {"num_kv_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim},       {"max_positions", c.max_positions}};
+  for (const auto& [key, v] : sizes)
+    if (v < 1 || v > (int64_t(1) << 31)) raise<E>("{}: {} = {} is not a valid size", where, key, v);
+  if (c.num_heads % c.num_kv_heads != 0)
+    raise<E>("{}: num_heads {} is not a multiple of num_kv_heads {}", where, c.num_heads, c.num_kv_heads);
+  if (!(c.norm_eps > 0)) raise<E>("{}: norm epsilon {} must be positive", where, c.norm_eps);
+  if (c.arch == Arch::GPT2) {
+    if (c.num_kv_heads != c.num_heads)
+      raise<E>("{}: GPT-2 has num_kv_heads = num_heads, got {} and {}", where, c.num_kv_heads, c.num_heads);
+    if (c.hidden_size != c.num_heads * c.head_dim)
+      raise<E>("{}: GPT-2 hidden_size {} != num_heads {} × head_dim {}", where, c.hidden_size, c.num_heads,
+               c.head_dim);
+    if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
+      raise<Unsupported>("{}: GPT-2 activation '{}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)", where,
+                         c.activation);
+  } else {
+    if (c.head_dim % 2 != 0) raise<E>("{}: head_dim {} must be even for RoPE", where, c.head_dim);
+    if (!(c.rope_theta > 0)) raise<E>("{}: rope_theta {} must be positive", where, c.rope_theta);
+    if (c.activation != "silu")
+      raise<Unsupported>("{}: Llama activation '{}' is not supported (silu)", where, c.activation);
+  }
+}
+}  // namespace
+
+void check_config(const ModelConfig& c, const std::string& where, bool from_file) {
+  if (from_file)
+    check_config_as<FormatError>(c, where);
+  else
+    check_config_as<InvalidArgument>(c, where);
+}
+
+void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const float* k, const float* v,
+              int64_t row_stride) {
+  const int64_t hd = cache.head_dim(), cap = cache.capacity();
+  float* K = cache.keys(layer);
+  float* V = cache.values(layer);
+  for (int64_t g = 0; g < cache.num_kv_heads(); ++g)
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(K + (g * cap + pos0 + i) * hd, k + i * row_stride + g * hd, size_t(hd) * sizeof(float));
+      std::memcpy(V + (g * cap + pos0 + i) * hd, v + i * row_stride + g * hd, size_t(hd) * sizeof(float));
+    }
+}
+
+void add_inplace(float* x, const float* y, int64_t n, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= (1 << 16) && threads > 1)
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+}  // namespace kq::models

@@ -1,0 +1,57 @@
+#pragma once
+// Pieces shared by the architectures: config checks, KV-cache writes,
+// residual adds, grow-once scratch buffers, and the per-architecture factories.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kq/config.hpp"
+#include "kq/context.hpp"
+#include "kq/model.hpp"
+#include "models/weights.hpp"
+
+namespace kq::models {
+
+/// Checks that `c` describes a model this code can run (positive sizes, head
+/// counts that divide, GPT-2: hidden = heads·head_dim and kv heads = heads;
+/// Llama: even head_dim; a supported activation). `where` names the config in
+/// messages. Throws FormatError when `from_file`, else InvalidArgument;
+/// Unsupported for an activation this code does not implement.
+void check_config(const ModelConfig& c, const std::string& where, bool from_file);
+
+/// Copies the keys and values of n new tokens into layer `layer` of the cache
+/// at positions pos0 .. pos0+n−1. k, v: token i's kv_heads·head_dim values at
+/// k + i·row_stride (heads adjacent). The caller checked the capacity.
+void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const float* k, const float* v,
+              int64_t row_stride);
+
+/// x[i] += y[i] for n floats (the residual connection).
+void add_inplace(float* x, const float* y, int64_t n, int threads);
+
+/// An F32 buffer that only ever grows, so steady-state decode allocates nothing.
+class Scratch {
+ public:
+  float* get(size_t n) {
+    if (buf_.size() < n) buf_.resize(n);
+    return buf_.data();
+  }
+
+ private:
+  std::vector<float> buf_;
+};
+
+/// Rows per forward chunk for a model with `max_positions` positions.
+inline int64_t chunk_rows(int64_t max_positions) {
+  return max_positions < Model::prefill_chunk() ? max_positions : Model::prefill_chunk();
+}
+
+/// The architectures (src/models/gpt2.cpp, src/models/llama.cpp). `c` has been
+/// checked; `source_dir` is empty for random weights.
+std::unique_ptr<Model> make_gpt2(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
+                                 const std::filesystem::path& source_dir);
+std::unique_ptr<Model> make_llama(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
+                                  const std::filesystem::path& source_dir);
+
+}  // namespace kq::models

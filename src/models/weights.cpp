@@ -1,0 +1,79 @@
+#include "models/weights.hpp"
+
+#include <cstdint>
+#include <cstring>
+
+#include "kq/error.hpp"
+
+namespace kq::models {
+
+FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(TensorStore::open_dir(dir)) {}
+
+Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
+  if (!store_.contains(name))
+    raise<FormatError>("{}: missing tensor '{}' (expected shape {})", dir_.string(), name, shape_str(disk_shape));
+  Tensor t = store_.get(name);
+  if (t.shape() != disk_shape)
+    raise<FormatError>("{}: tensor '{}' in {} has shape {}, expected {}", dir_.string(), name, store_.file_of(name),
+                       shape_str(t.shape()), shape_str(disk_shape));
+  if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16)
+    raise<FormatError>("{}: tensor '{}' in {} has dtype {}; expected F32, BF16 or F16", dir_.string(), name,
+                       store_.file_of(name), dtype_name(t.dtype()));
+  disk_bytes_ += t.nbytes();
+  return t;
+}
+
+Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {
+  Tensor t = fetch(name, shape);
+  const bool aligned = reinterpret_cast<uintptr_t>(t.raw()) % alignof(float) == 0;
+  if (t.dtype() == DType::F32) return aligned ? t : t.clone();
+  return t.to_f32();
+}
+
+Tensor FileWeights::get_transposed(const std::string& name, const Shape& shape, Init) {
+  if (shape.size() != 2) raise<InvalidArgument>("get_transposed: '{}' needs a 2-D shape", name);
+  Tensor t = fetch(name, {shape[1], shape[0]});
+  if (t.dtype() != DType::F32) t = t.to_f32();
+  return t.transposed();
+}
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
+Tensor RandomWeights::get(const std::string& name, const Shape& shape, Init init) {
+  Tensor t = Tensor::empty(DType::F32, shape);
+  float* p = t.mutable_data<float>();
+  const int64_t n = t.numel();
+  disk_bytes_ += size_t(n) * disk_elem_;
+  if (init != Init::Weight) {
+    const float v = init == Init::Ones ? 1.0f : 0.0f;
+    for (int64_t i = 0; i < n; ++i) p[i] = v;
+    return t;
+  }
+  // Uniform on [-a, a] has standard deviation a/sqrt(3): a = 0.02·sqrt(3).
+  constexpr float kA = 0.034641016f;
+  const uint64_t key = splitmix64(seed_ ^ fnv1a(name));
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = splitmix64(key + uint64_t(i));
+    const float u = float(r >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits
+    p[i] = (2.0f * u - 1.0f) * kA;
+  }
+  return t;
+}
+
+}  // namespace kq::models

@@ -1,0 +1,73 @@
+#pragma once
+// Where a model's parameters come from: a safetensors folder or a seeded
+// random generator. Architectures ask for tensors by Hugging Face name and
+// expected shape and always get F32 [rows, cols] tensors back.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "io/safetensors.hpp"
+#include "kq/tensor.hpp"
+
+namespace kq::models {
+
+/// How random() initializes a parameter (ignored when loading from files).
+enum class Init {
+  Weight,  ///< linear weights and embeddings: uniform, standard deviation 0.02
+  Ones,    ///< norm gains
+  Zeros,   ///< biases
+};
+
+/// A source of F32 parameters.
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  /// Whether a tensor `name` exists (always true for random weights).
+  virtual bool contains(const std::string& name) const = 0;
+  /// Tensor `name` as F32 with exactly `shape`. Throws FormatError naming the
+  /// tensor and the folder when it is missing, has another shape or a non-float dtype.
+  virtual Tensor get(const std::string& name, const Shape& shape, Init init) = 0;
+  /// A GPT-2 Conv1D weight stored [in, out] returned as F32 [out, in] = `shape`.
+  virtual Tensor get_transposed(const std::string& name, const Shape& shape, Init init) = 0;
+  /// Bytes of the tensors handed out so far, in their on-disk dtype.
+  size_t disk_bytes() const { return disk_bytes_; }
+
+ protected:
+  size_t disk_bytes_ = 0;
+};
+
+/// Parameters from a model folder's safetensors (TensorStore::open_dir).
+/// F32 tensors that need no transpose are returned as zero-copy views of the
+/// mapping; BF16/F16 are converted to F32 on the heap.
+class FileWeights final : public WeightSource {
+ public:
+  explicit FileWeights(const std::filesystem::path& dir);
+  bool contains(const std::string& name) const override { return store_.contains(name); }
+  Tensor get(const std::string& name, const Shape& shape, Init init) override;
+  Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override;
+
+ private:
+  Tensor fetch(const std::string& name, const Shape& disk_shape);
+  std::filesystem::path dir_;
+  TensorStore store_;
+};
+
+/// Random parameters, deterministic for (seed, name): a counter-based generator
+/// (SplitMix64 of seed, name hash and element index), so the values do not
+/// depend on the thread count or on the order tensors are requested in.
+class RandomWeights final : public WeightSource {
+ public:
+  /// `disk_dtype_size`: bytes per element counted by disk_bytes() (2 for BF16/F16, 4 for F32).
+  RandomWeights(uint64_t seed, size_t disk_dtype_size) : seed_(seed), disk_elem_(disk_dtype_size) {}
+  bool contains(const std::string&) const override { return true; }
+  Tensor get(const std::string& name, const Shape& shape, Init init) override;
+  Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override {
+    return get(name, shape, init);
+  }
+
+ private:
+  uint64_t seed_;
+  size_t disk_elem_;
+};
+
+}  // namespace kq::models
