@@ -221,24 +221,25 @@ QuantSpec parse_quant_mode(std::string_view name) {
     int num = 0;
     const bool sized = t.size() > 1 && (t[0] == 'b' || t[0] == 'g') &&
                        std::from_chars(t.data() + 1, t.data() + t.size(), num).ptr == t.data() + t.size();
-    if (sized && is_4bit(s.format)) {
+    const bool four = is_4bit(s.format), codebook = four && s.format != PrecisionFormat::INT4;
+    if (sized && four) {
       s.block_size = num;
-    } else if (t == "nodq" || t == "dq") {
+    } else if ((t == "nodq" || t == "dq") && codebook) {
       s.double_quant = t == "dq";
-    } else if (t == "asym" || t == "sym") {
+    } else if ((t == "asym" || t == "sym") && s.format == PrecisionFormat::INT4) {
       s.symmetric = t == "sym";
-    } else if (t == "bf16" || t == "f32" || t == "fp32") {
+    } else if ((t == "bf16" || t == "f32" || t == "fp32") && four) {
       s.compute_dtype = t == "bf16" ? DType::BF16 : DType::F32;
     } else if ((t == "e4m3" || t == "e5m2") && is_fp8(s.format)) {
       s.format = t == "e4m3" ? PrecisionFormat::FP8_E4M3 : PrecisionFormat::FP8_E5M2;
-    } else if (t == "pt" || t == "pc") {
+    } else if ((t == "pt" || t == "pc") && !four) {
       s.weight_scales = t == "pt" ? ScaleGranularity::PerTensor : ScaleGranularity::PerChannel;
-    } else if (t == "wo" || t == "w8a8") {
+    } else if ((t == "wo" || t == "w8a8") && !four) {
       s.quantize_activations = t == "w8a8";
-    } else if (t == "nosat" || t == "sat") {
+    } else if ((t == "nosat" || t == "sat") && is_fp8(s.format)) {
       s.fp8_saturate = t == "sat";
     } else {
-      return fail(fmt::format(" (unknown part '{}')", t));
+      return fail(fmt::format(" ('{}' is not a modifier of {})", t, fam));
     }
   }
   try {

@@ -1,0 +1,178 @@
+// QuantSpec: CLI names, validation, thresholds, exact sizes.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "kq/error.hpp"
+#include "kq/quantize.hpp"
+
+namespace kq {
+namespace {
+
+TEST(QuantSpec, Presets) {
+  QuantSpec s = parse_quant_mode("int8");
+  EXPECT_EQ(s.format, PrecisionFormat::INT8);
+  EXPECT_EQ(s.weight_scales, ScaleGranularity::PerChannel);
+  EXPECT_TRUE(s.quantize_activations);
+
+  s = parse_quant_mode("int8-wo");
+  EXPECT_FALSE(s.quantize_activations);
+  EXPECT_EQ(s.weight_scales, ScaleGranularity::PerChannel);
+
+  s = parse_quant_mode("int8-pt");
+  EXPECT_EQ(s.weight_scales, ScaleGranularity::PerTensor);
+  EXPECT_TRUE(s.quantize_activations);
+
+  const QuantSpec nf4 = parse_quant_mode("nf4");
+  EXPECT_EQ(nf4.format, PrecisionFormat::NF4);
+  EXPECT_EQ(nf4.block_size, 64);
+  EXPECT_TRUE(nf4.double_quant);
+  EXPECT_EQ(nf4.weight_scales, ScaleGranularity::PerGroup);
+  EXPECT_EQ(nf4.compute_dtype, DType::F32);
+  EXPECT_EQ(parse_quant_mode("int4"), nf4);
+  EXPECT_EQ(parse_quant_mode("NF4"), nf4);
+
+  for (int b : {32, 128, 256}) EXPECT_EQ(parse_quant_mode("nf4-b" + std::to_string(b)).block_size, b);
+  EXPECT_FALSE(parse_quant_mode("nf4-nodq").double_quant);
+  EXPECT_EQ(parse_quant_mode("nf4-bf16").compute_dtype, DType::BF16);
+
+  s = parse_quant_mode("fp4");
+  EXPECT_EQ(s.format, PrecisionFormat::FP4);
+  EXPECT_EQ(s.block_size, 64);
+  EXPECT_TRUE(s.double_quant);
+
+  s = parse_quant_mode("int4-g128");
+  EXPECT_EQ(s.format, PrecisionFormat::INT4);
+  EXPECT_EQ(s.block_size, 128);
+  EXPECT_TRUE(s.symmetric);
+  EXPECT_FALSE(s.double_quant);
+  EXPECT_FALSE(parse_quant_mode("int4-g128-asym").symmetric);
+
+  s = parse_quant_mode("fp8");
+  EXPECT_EQ(s.format, PrecisionFormat::FP8_E4M3);
+  EXPECT_EQ(s.weight_scales, ScaleGranularity::PerChannel);
+  EXPECT_TRUE(s.quantize_activations);
+  EXPECT_TRUE(s.fp8_saturate);
+  EXPECT_EQ(parse_quant_mode("fp8-e5m2").format, PrecisionFormat::FP8_E5M2);
+  EXPECT_FALSE(parse_quant_mode("fp8-wo").quantize_activations);
+  EXPECT_EQ(parse_quant_mode("fp8-pt").weight_scales, ScaleGranularity::PerTensor);
+  EXPECT_FALSE(parse_quant_mode("fp8-nosat").fp8_saturate);
+}
+
+TEST(QuantSpec, EveryValidNameRoundTrips) {
+  const std::vector<std::string> names = valid_quant_mode_names();
+  EXPECT_EQ(names.size(), 4u + 16u + 16u + 16u + 16u);
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size());
+  for (const std::string& n : names) {
+    const QuantSpec s = parse_quant_mode(n);
+    EXPECT_EQ(s.name(), n);
+    EXPECT_NO_THROW(validate_quant_spec(s));
+  }
+  for (const char* preset : {"int8", "int8-wo", "int8-pt", "nf4", "nf4-b32", "nf4-b128", "nf4-b256", "nf4-nodq",
+                             "fp4", "int4-g128", "int4-g128-asym", "fp8", "fp8-e5m2", "fp8-wo", "fp8-pt"})
+    EXPECT_EQ(parse_quant_mode(preset).name(), preset);
+  EXPECT_EQ(parse_quant_mode("int4").name(), "nf4");
+  EXPECT_EQ(parse_quant_mode("fp8-e4m3").name(), "fp8");
+  EXPECT_EQ(parse_quant_mode("nf4-bf16-b128").name(), "nf4-b128-bf16");
+}
+
+TEST(QuantSpec, UnknownNamesListEveryValidName) {
+  for (const char* bad : {"", "int3", "nf4-b48", "nf4-b512", "nf4-b16", "int8-asym", "fp8-bf16", "int8-e5m2",
+                          "nf4-nodq-nodq", "int4-g128-dq", "fp8-", "nf4-wo", "int8-nosat", "fp4-b64x"}) {
+    try {
+      parse_quant_mode(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const InvalidArgument& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
+      for (const std::string& n : valid_quant_mode_names()) EXPECT_NE(msg.find(n), std::string::npos) << n;
+    }
+  }
+}
+
+TEST(QuantSpec, ValidationNamesTheField) {
+  QuantSpec s = parse_quant_mode("nf4");
+  s.block_size = 48;
+  EXPECT_THROW(validate_quant_spec(s), InvalidArgument);
+  s = parse_quant_mode("int8");
+  s.double_quant = true;
+  EXPECT_THROW(validate_quant_spec(s), InvalidArgument);
+  s = parse_quant_mode("int8");
+  s.compute_dtype = DType::BF16;
+  EXPECT_THROW(validate_quant_spec(s), InvalidArgument);
+  s = parse_quant_mode("nf4");
+  s.quantize_activations = true;
+  EXPECT_THROW(validate_quant_spec(s), InvalidArgument);
+  s.format = PrecisionFormat::FP32;
+  try {
+    validate_quant_spec(s);
+    ADD_FAILURE();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("format"), std::string::npos);
+  }
+  EXPECT_NO_THROW(validate_quant_spec(QuantSpec{}));  // default: INT8 weight-only per-channel
+}
+
+TEST(QuantSpec, FamiliesAndThresholds) {
+  EXPECT_EQ(parse_quant_mode("int8").family(), QuantFamily::INT8);
+  EXPECT_EQ(parse_quant_mode("int8-wo").family(), QuantFamily::INT8);
+  EXPECT_EQ(parse_quant_mode("nf4").family(), QuantFamily::INT4);
+  EXPECT_EQ(parse_quant_mode("fp4").family(), QuantFamily::INT4);
+  EXPECT_EQ(parse_quant_mode("int4-g128").family(), QuantFamily::INT4);
+  EXPECT_EQ(parse_quant_mode("fp8-e5m2").family(), QuantFamily::FP8);
+  EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("int8")), 2.0);
+  EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("nf4")), 5.0);
+  EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("fp4")), 5.0);
+  EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("int4-g128-asym")), 5.0);
+  EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("fp8")), 1.0);
+  EXPECT_EQ(quant_family_name(QuantFamily::FP8), "fp8");
+}
+
+TEST(QuantSpec, BitsPerWeightExact) {
+  // NF4 block 64 with double quantization on 4096 x 4096 (QLoRA's 4.127 bits):
+  // codes 4 bits, one 8-bit absmax code per 64, one F32 per 256 blocks, one F32 mean.
+  const int64_t n = 4096, k = 4096;
+  const size_t blocks = size_t(n * k / 64);
+  const size_t want = size_t(n * k / 2) + blocks + 4 * (blocks / 256) + 4;
+  EXPECT_EQ(quantized_weight_bytes(parse_quant_mode("nf4"), n, k), want);
+  const double bpw = bits_per_weight(parse_quant_mode("nf4"), n, k);
+  EXPECT_DOUBLE_EQ(bpw, 4.0 + 8.0 / 64 + 32.0 / (64 * 256) + 32.0 / double(n * k));
+  EXPECT_NEAR(bpw, 4.127, 0.0005);
+  EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("fp4"), n, k), bpw);
+  EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("nf4-nodq"), n, k), 4.5);
+  EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("int4-g128"), n, k), 4.25);
+  EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("int4-g128-asym"), n, k), 4.3125);
+  EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("int8"), n, k), 8.0 + 32.0 / k);
+  EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("fp8-pt"), n, k), 8.0 + 32.0 / double(n * k));
+  // llama-small FFN: K = 688 is 10 full blocks of 64 plus a 48-element tail; only real elements count.
+  const int64_t N = 256, K = 688;
+  EXPECT_EQ(quantized_weight_bytes(parse_quant_mode("nf4-nodq"), N, K), size_t(N * 344 + N * 11 * 4));
+  EXPECT_EQ(quantized_weight_bytes(parse_quant_mode("nf4"), N, K), size_t(N * 344 + N * 11 + 4 * 11 + 4));
+  EXPECT_EQ(quantized_weight_bytes(parse_quant_mode("int4-g128-asym"), 3, 33), size_t(3 * 17 + 3 * 4 + 3));
+  EXPECT_THROW(quantized_weight_bytes(parse_quant_mode("nf4"), 0, 4), InvalidArgument);
+}
+
+TEST(PrecisionFormat, NamesRoundTrip) {
+  for (PrecisionFormat f : {PrecisionFormat::FP32, PrecisionFormat::BF16, PrecisionFormat::FP16,
+                            PrecisionFormat::INT8, PrecisionFormat::INT4, PrecisionFormat::NF4, PrecisionFormat::FP4,
+                            PrecisionFormat::FP8_E4M3, PrecisionFormat::FP8_E5M2})
+    EXPECT_EQ(parse_precision_format(precision_format_name(f)), f);
+  EXPECT_EQ(parse_precision_format("FP8-E5M2"), PrecisionFormat::FP8_E5M2);
+  EXPECT_EQ(parse_precision_format("float32"), PrecisionFormat::FP32);
+  EXPECT_THROW(parse_precision_format("int2"), InvalidArgument);
+  EXPECT_EQ(scale_granularity_name(ScaleGranularity::PerBlock), "per-group");
+}
+
+TEST(FP8Config, ToSpec) {
+  FP8Config c;
+  c.format = FP8Format::E5M2;
+  c.saturate = false;
+  c.weight_scales = ScaleGranularity::PerTensor;
+  c.quantize_activations = false;
+  EXPECT_EQ(fp8_quant_spec(c).name(), "fp8-e5m2-pt-wo-nosat");
+  c.weight_scales = ScaleGranularity::PerGroup;
+  EXPECT_THROW(fp8_quant_spec(c), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace kq
