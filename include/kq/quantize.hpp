@@ -107,6 +107,9 @@ struct QuantSpec {
   bool operator==(const QuantSpec&) const = default;
 };
 
+/// The Python specification's name for the same struct.
+using QuantizationMode = QuantSpec;
+
 /// Parses a CLI mode name (case-insensitive). Presets:
 ///   int8 (W8A8: per-channel weights, per-token activations), int8-wo (weight-only),
 ///   int8-pt (per-tensor weights, W8A8); int4 = nf4 (NF4, block 64, double quant);

@@ -18,8 +18,10 @@
 // |ŝ − s| ≤ c_g/2, which the tests check; (2) decoding is one FMA, no table;
 // (3) within a group of 256 blocks of one layer the absmax values cluster
 // around their mean, so a uniform grid loses little against a log-spaced one
-// (the resulting scale error, ≤ 0.4 % of the group's spread, is far below the
-// ≈ 7 % step of the 4-bit codebook it multiplies).
+// (the scale error, at most 1/254 ≈ 0.4 % of the group's largest |s − mean|,
+// is far below the ≈ 7–30 % steps of the 4-bit codebook it multiplies).
+// Codes are then chosen against ŝ (not s), so each weight decodes to the
+// codebook entry nearest to w / ŝ.
 #include <cmath>
 #include <cstdint>
 
