@@ -46,6 +46,11 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
   for (const auto& [s, id] : spec.vocab) max_id = std::max<int64_t>(max_id, id);
   for (const auto& a : spec.added) max_id = std::max<int64_t>(max_id, a.id);
   if (spec.vocab.empty()) raise<FormatError>("{}: empty vocabulary", spec.vocab_source);
+  // Ids index dense tables: refuse absurdly sparse ids rather than allocate for them.
+  const int64_t entries = int64_t(spec.vocab.size() + spec.added.size());
+  if (max_id >= 2 * entries + 1024)
+    raise<FormatError>("{}: token ids are too sparse (largest id {} for {} tokens)", spec.vocab_source, max_id,
+                       entries);
   const auto n = size_t(max_id + 1);
   t->token_str.resize(n);
   t->token_bytes.resize(n);

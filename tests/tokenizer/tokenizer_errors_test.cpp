@@ -92,6 +92,10 @@ TEST(TokenizerErrors, BadVocabAndMerges) {
   write(v, bad.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "-3");
   bad = byte_vocab();
+  bad["zz"] = 1 << 23;  // in range, but would make the id tables mostly empty
+  write(v, bad.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "too sparse");
+  bad = byte_vocab();
   bad["zz"] = 256;  // same id as "ab"
   write(v, bad.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "id 256");
