@@ -1,0 +1,135 @@
+// FP8 E4M3 W8A8 decode GEMV through mma.sync m16n8k32 E4M3 (see fp8_gemv.hpp
+// and the warp-tile mapping in gemv_common.cuh). The codes go straight from
+// the 16-byte loads into the mma's A/B registers: no dequantization at all.
+#include <algorithm>
+
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device_info.hpp"
+#include "kernels/cuda/fp8_gemv.hpp"
+#include "kernels/cuda/gemv_common.cuh"
+
+namespace kq::cuda {
+namespace {
+
+using gemv::kTileK;
+
+struct Fp8GemvParams {
+  const uint8_t* x8;   // [M, K_pad]
+  const float* sx;     // [M]
+  const uint8_t* w8;   // [>= N, K_pad]
+  const float* sw;     // [N]
+  int64_t K_pad;
+  __nv_bfloat16* y;    // [M, ldy]
+  int64_t ldy;
+  int64_t N;
+  int M;
+  int k_tiles;
+  int row_groups;
+};
+
+__device__ __forceinline__ void mma_e4m3_16832(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/// This lane's 32 bytes of rows g and g+8 and of token g, for one 128-k tile.
+struct Fp8Tile {
+  uint4 wg[2], wg8[2], x[2];
+};
+
+__device__ __forceinline__ void load_tile(Fp8Tile& tl, const Fp8GemvParams& p, int kt, int64_t r0, int64_t r1,
+                                          int g, int t) {
+  const int64_t kq = int64_t(kt) * kTileK + 32 * t;
+  const uint8_t* a = p.w8 + r0 * p.K_pad + kq;
+  const uint8_t* b = p.w8 + r1 * p.K_pad + kq;
+  tl.wg[0] = gemv::ld_stream(a);
+  tl.wg[1] = gemv::ld_stream(a + 16);
+  tl.wg8[0] = gemv::ld_stream(b);
+  tl.wg8[1] = gemv::ld_stream(b + 16);
+  if (g < p.M) {
+    const uint4* xr = reinterpret_cast<const uint4*>(p.x8 + int64_t(g) * p.K_pad + kq);
+    tl.x[0] = __ldg(xr);
+    tl.x[1] = __ldg(xr + 1);
+  } else {
+    tl.x[0] = tl.x[1] = make_uint4(0, 0, 0, 0);
+  }
+}
+
+__device__ __forceinline__ void compute_tile(float (&c)[4], const Fp8Tile& tl) {
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    // Step s uses this lane's bytes 8s..8s+7: words 2s (k slots 4t..4t+3) and 2s+1 (4t+16..4t+19).
+    const int u = s >> 1, w = (s & 1) * 2;
+    mma_e4m3_16832(c, gemv::word(tl.wg[u], w), gemv::word(tl.wg8[u], w), gemv::word(tl.wg[u], w + 1),
+                   gemv::word(tl.wg8[u], w + 1), gemv::word(tl.x[u], w), gemv::word(tl.x[u], w + 1));
+  }
+}
+
+template <int kWarps>
+__global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_constant__ Fp8GemvParams p) {
+  __shared__ float red[kWarps * 4 * 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
+    const int64_t n0 = int64_t(rg) * 16;
+    const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int kt = warp; kt < p.k_tiles; kt += 2 * kWarps) {
+      Fp8Tile a, b;
+      load_tile(a, p, kt, r0, r1, g, t);
+      const bool has_b = kt + kWarps < p.k_tiles;
+      if (has_b) load_tile(b, p, kt + kWarps, r0, r1, g, t);
+      compute_tile(c, a);
+      if (has_b) compute_tile(c, b);
+    }
+    const float* sx = p.sx;
+    const float* sw = p.sw;
+    gemv::reduce_store<kWarps>(c, red, n0, p.N, p.M, p.y, p.ldy,
+                               [sx, sw](int m, int64_t n) { return sx[m] * sw[n]; });
+  }
+}
+
+template <int kWarps>
+void launch(const Fp8GemvParams& p, cudaStream_t stream) {
+  static int blocks_per_sm = [] {
+    int b = 0;
+    KQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fp8_gemv_kernel<kWarps>, kWarps * 32, 0));
+    return std::max(b, 1);
+  }();
+  const int grid = std::min(p.row_groups, blocks_per_sm * current_device().multiprocessors);
+  fp8_gemv_kernel<kWarps><<<grid, kWarps * 32, 0, stream>>>(p);
+  KQ_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
+              uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream) {
+  Fp8GemvParams p{};
+  p.x8 = x8;
+  p.sx = scale_x;
+  p.w8 = w8;
+  p.sw = scale_w;
+  p.K_pad = K_pad;
+  p.y = reinterpret_cast<__nv_bfloat16*>(y);
+  p.ldy = ldy;
+  p.N = N;
+  p.M = int(M);
+  p.k_tiles = int(K_pad / kTileK);
+  p.row_groups = int((N + 15) / 16);
+  const int sms = current_device().multiprocessors;
+  const int64_t want = (int64_t(sms) * 32 + p.row_groups - 1) / p.row_groups;
+  int warps = want <= 4 ? 4 : (want <= 8 ? 8 : 16);
+  while (warps > 4 && p.k_tiles < 2 * warps) warps /= 2;
+  if (warps == 16)
+    launch<16>(p, stream);
+  else if (warps == 8)
+    launch<8>(p, stream);
+  else
+    launch<4>(p, stream);
+}
+
+}  // namespace kq::cuda

@@ -1,0 +1,19 @@
+#pragma once
+// FP8 E4M3 W8A8 decode GEMV (M <= 8 tokens) on the FP8 tensor cores through
+// mma.sync m16n8k32 (cc >= 8.9): one warp owns 16 weight rows and a slice of
+// K, reads each weight byte once with 16-byte loads, and the per-channel x
+// per-token scales are applied to the FP32 accumulators.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace kq::cuda {
+
+/// y[m, n] = BF16(scale_x[m] · scale_w[n] · Σ_k x8[m, k] · w8[n, k]) for m < M, n < N.
+/// x8: E4M3 [M, K_pad]; w8: E4M3 [>= N, K_pad] rows (16-byte aligned, K_pad a
+/// multiple of 128, zeros beyond K in both); scale_x [M], scale_w [N] FP32;
+/// y: BF16 bits [M, ldy]. 1 <= M <= 8. Launch errors throw kq::Error.
+void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
+              uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream);
+
+}  // namespace kq::cuda

@@ -1,0 +1,121 @@
+#include "kernels/cuda/w4a16.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cuda/gemm_lt.hpp"
+#include "kernels/cuda/w4a16_launch.hpp"
+#include "kq/dtype.hpp"
+#include "kq/error.hpp"
+
+namespace kq::cuda {
+
+const char* w4_format_name(W4Format f) {
+  switch (f) {
+    case W4Format::NF4: return "nf4";
+    case W4Format::FP4: return "fp4";
+    case W4Format::INT4: return "int4";
+    case W4Format::INT4Asym: return "int4-asym";
+  }
+  return "?";
+}
+
+std::array<float, 16> w4_codebook(W4Format f) {
+  switch (f) {
+    case W4Format::NF4:
+      // QLoRA (Dettmers et al. 2023), Appendix E: the 16 NormalFloat4 values.
+      return {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+              -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+              0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+              0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+    case W4Format::FP4:
+      // OCP Microscaling Formats (MX) v1.0, E2M1.
+      return {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+    case W4Format::INT4:
+      return {0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, -8.f, -7.f, -6.f, -5.f, -4.f, -3.f, -2.f, -1.f};
+    case W4Format::INT4Asym:
+      return {0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f};
+  }
+  return {};
+}
+
+W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, const uint8_t* codes,
+                          const float* scales, const float* zeros) {
+  const char* name = w4_format_name(format);
+  if (N <= 0 || K <= 0) raise<InvalidArgument>("upload_w4_weight ({}): weight shape [{}, {}] is empty", name, N, K);
+  if (block < 32 || block > 256 || !std::has_single_bit(unsigned(block)))
+    raise<InvalidArgument>("upload_w4_weight ({}): block size {} is not a power of two in [32, 256]", name, block);
+  if (!codes || !scales) raise<InvalidArgument>("upload_w4_weight ({}): null codes or scales", name);
+  const bool asym = format == W4Format::INT4Asym;
+  if (asym != (zeros != nullptr))
+    raise<InvalidArgument>("upload_w4_weight ({}): zero points {} for this format", name,
+                           asym ? "are required" : "are not used");
+  W4Weight w;
+  w.format = format;
+  w.N = N;
+  w.K = K;
+  w.block = block;
+  const int64_t tile = std::max<int64_t>(128, block);
+  w.K_pad = (K + tile - 1) / tile * tile;
+  w.blocks_pad = w.K_pad / block;
+  const int64_t nblk = (K + block - 1) / block;  // blocks the caller provides per row
+  const int64_t ldq = w.K_pad / 2;
+
+  std::vector<uint8_t> packed(size_t(N * ldq), 0);
+  for (int64_t n = 0; n < N; ++n) {
+    const uint8_t* row = codes + n * K;
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t q = row[k];
+      if (q > 15)
+        raise<InvalidArgument>("upload_w4_weight ({}): code {} at [{}, {}] is not a 4-bit value", name, int(q), n, k);
+      packed[size_t(n * ldq + k / 2)] |= uint8_t(k % 2 ? q << 4 : q);
+    }
+  }
+  auto to_bf16 = [&](const float* src, const char* what) {
+    std::vector<uint16_t> out(size_t(N * w.blocks_pad), 0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t b = 0; b < nblk; ++b) {
+        const float v = src[n * nblk + b];
+        if (!std::isfinite(v))
+          raise<InvalidArgument>("upload_w4_weight ({}): {} of row {} block {} is not finite", name, what, n, b);
+        out[size_t(n * w.blocks_pad + b)] = f32_to_bf16(v);
+      }
+    return out;
+  };
+  w.codes.upload(packed);
+  w.scales.upload(to_bf16(scales, "scale"));
+  if (asym) w.zeros.upload(to_bf16(zeros, "zero point"));
+  return w;
+}
+
+void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
+                cudaStream_t stream, W4GemvTuning tuning) {
+  if (M < 1 || M > 8) raise<InvalidArgument>("w4a16_gemv: M = {} tokens (the decode GEMV takes 1..8)", M);
+  if (ldx < w.K || ldy < w.N)
+    raise<InvalidArgument>("w4a16_gemv: row strides ldx={} / ldy={} smaller than K={} / N={}", ldx, ldy, w.K, w.N);
+  w4a16_gemv_launch(w, x, ldx, M, y, ldy, stream, tuning);
+}
+
+void w4_dequantize_bf16(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream) {
+  if (ldo < w.K) raise<InvalidArgument>("w4_dequantize_bf16: row stride {} smaller than K={}", ldo, w.K);
+  w4_dequantize_launch(w, out, ldo, stream);
+}
+
+void w4a16_linear(GpuContext& ctx, const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+                  int64_t ldy) {
+  if (M < 1) raise<InvalidArgument>("w4a16_linear: M = {} tokens (must be >= 1)", M);
+  if (M <= 8) {
+    w4a16_gemv(w, x, ldx, M, y, ldy, ctx.stream());
+    return;
+  }
+  // Prefill: dequantize once into scratch (row stride rounded to 8 elements for
+  // 16-byte-aligned rows), then the BF16 tensor-core GEMM.
+  const int64_t ldw = (w.K + 7) / 8 * 8;
+  auto* wb = static_cast<uint16_t*>(ctx.scratch(Scratch::Weight, size_t(w.N * ldw) * 2));
+  w4_dequantize_bf16(w, wb, ldw, ctx.stream());
+  gemm_bf16(ctx, x, ldx, wb, ldw, y, ldy, M, w.N, w.K);
+}
+
+}  // namespace kq::cuda

@@ -1,0 +1,96 @@
+#pragma once
+// W4A16 on the GPU: 4-bit weights (NF4, FP4 E2M1, INT4 groups) with BF16
+// activations and FP32 accumulation.
+//  * decode (M <= 8 tokens): w4a16_gemv, our own kernel. Each warp owns 16
+//    weight rows and a slice of K; every 4-bit code is read once with 16-byte
+//    loads, dequantized through a byte -> BF16x2 lookup table in shared memory
+//    (one copy per lane, so no bank conflicts), scaled by its block's scale
+//    and fed to the tensor cores (mma.sync m16n8k16 BF16, the tokens are the
+//    n = 8 side).
+//  * prefill (M > 8): w4_dequantize_bf16 into a scratch BF16 weight, then the
+//    cuBLASLt BF16 GEMM.
+// Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = OCP
+// MX E2M1 (blockwise absmax normalised to 6), INT4 round-to-nearest groups
+// (symmetric, or asymmetric with a zero point per group).
+//
+// Device layout (W4Weight). This is the CUDA backend's own layout; the CPU
+// formats (src/formats/) are converted at upload from unpacked codes:
+//   codes   [N, K_pad/2] bytes, K_pad = round_up(K, max(128, block)): byte j of a
+//           row holds element 2j in its low nibble and 2j+1 in its high nibble;
+//           codes beyond K are 0.
+//   scales  BF16 [N, K_pad/block]: the multiplier of each block (NF4: absmax;
+//           FP4: absmax/6; INT4: scale); 0 for padding blocks.
+//   zeros   BF16 [N, K_pad/block] (INT4Asym only): zero point in code units.
+// Weight value: w[n, k] = (codebook[q] − zero) · scale (zero = 0 except INT4Asym).
+// Double-quantized absmax values (QLoRA) are expanded to BF16 scales at upload.
+// Scales are held in BF16 (relative rounding <= 2^-9), and the GEMV rounds
+// each dequantized weight to BF16 before the multiply (accumulation in FP32).
+#include <array>
+#include <cstdint>
+
+#include "kernels/cuda/device_buffer.hpp"
+#include "kernels/cuda/gpu_context.hpp"
+
+namespace kq::cuda {
+
+/// The 4-bit codebooks.
+enum class W4Format : uint8_t {
+  NF4,       ///< QLoRA NormalFloat4, codes 0..15 in ascending value order, w = NF4[q] · absmax
+  FP4,       ///< OCP E2M1: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa;
+             ///< magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}; w = E2M1[q] · scale
+  INT4,      ///< symmetric: q is a two's-complement nibble in [-8, 7], w = q · scale
+  INT4Asym,  ///< asymmetric: q in [0, 15], w = (q − zero) · scale
+};
+
+/// Name for messages: "nf4", "fp4", "int4", "int4-asym".
+const char* w4_format_name(W4Format f);
+
+/// Value of each 4-bit code before scaling (NF4 constants from the QLoRA paper).
+std::array<float, 16> w4_codebook(W4Format f);
+
+/// A 4-bit weight W [N, K] on the device, in the layout described above.
+struct W4Weight {
+  W4Format format = W4Format::NF4;
+  int64_t N = 0, K = 0;
+  int block = 64;                  ///< elements per block / group along K (power of two, 32..256)
+  int64_t K_pad = 0;               ///< round_up(K, max(128, block))
+  int64_t blocks_pad = 0;          ///< K_pad / block
+  DeviceBuffer<uint8_t> codes;     ///< [N, K_pad / 2]
+  DeviceBuffer<uint16_t> scales;   ///< BF16 [N, blocks_pad]
+  DeviceBuffer<uint16_t> zeros;    ///< BF16 [N, blocks_pad], INT4Asym only (else empty)
+  /// Bytes held on the device, padding included.
+  size_t bytes() const { return codes.bytes() + scales.bytes() + zeros.bytes(); }
+};
+
+/// Uploads a 4-bit weight from unpacked host data:
+///   codes  [N, K] one code per byte, values 0..15 (host);
+///   scales [N, ceil(K / block)] FP32 multipliers (host);
+///   zeros  [N, ceil(K / block)] FP32 zero points in code units, INT4Asym only (else nullptr).
+/// Throws InvalidArgument for empty shapes, a block size that is not a power
+/// of two in [32, 256], a code > 15, a non-finite scale, or zeros given/missing
+/// for the wrong format.
+W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, const uint8_t* codes,
+                          const float* scales, const float* zeros = nullptr);
+
+/// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
+struct W4GemvTuning {
+  int warps = 0;   ///< warps per block splitting K: 4, 8 or 16
+  int unroll = 0;  ///< warp tiles whose code loads are in flight together: 2 or 4
+};
+
+/// Decode GEMV: y[m, n] = BF16(Σ_k x[m, k] · w[n, k]) for 1 <= M <= 8.
+/// x: BF16 [M, ldx] (any ldx >= K; 16-byte-aligned rows with ldx % 8 == 0 take
+/// the vector path); y: BF16 [M, ldy]. Throws InvalidArgument for bad M/ld.
+void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
+                cudaStream_t stream, W4GemvTuning tuning = {});
+
+/// Dequantizes to BF16: out[n, k] = BF16((codebook[q] − zero) · scale) computed
+/// in FP32, for k < K; out: [N, ldo] with ldo >= K.
+void w4_dequantize_bf16(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream);
+
+/// W4A16 linear: the GEMV for M <= 8, else dequantize into ctx's scratch and
+/// run the cuBLASLt BF16 GEMM. x: BF16 [M, ldx]; y: BF16 [M, ldy].
+void w4a16_linear(GpuContext& ctx, const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+                  int64_t ldy);
+
+}  // namespace kq::cuda

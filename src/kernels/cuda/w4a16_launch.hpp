@@ -1,0 +1,18 @@
+#pragma once
+// Kernel launchers behind w4a16.hpp (arguments already validated by w4a16.cpp).
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/w4a16.hpp"
+
+namespace kq::cuda {
+
+/// Launches the decode GEMV; 1 <= M <= 8, ldx >= K, ldy >= N.
+void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
+                       cudaStream_t stream, W4GemvTuning tuning);
+
+/// Launches the BF16 dequantization into out [N, ldo], ldo >= K.
+void w4_dequantize_launch(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream);
+
+}  // namespace kq::cuda

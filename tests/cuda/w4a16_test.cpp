@@ -1,0 +1,216 @@
+// W4A16 (NF4, FP4 E2M1, INT4, INT4 asymmetric): the decode GEMV, the BF16
+// dequantization and the prefill path against float64 / exact host references
+// on fresh random weights, odd shapes and every block size.
+#ifdef KQ_WITH_CUDA
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "cuda/gpu_test_util.hpp"
+#include "cuda/tolerances.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/w4a16.hpp"
+#include "kq/error.hpp"
+
+namespace kq::testing {
+namespace {
+
+using cuda::DeviceBuffer;
+using cuda::W4Format;
+
+/// A random 4-bit weight in unpacked host form.
+struct HostW4 {
+  W4Format format;
+  int64_t N, K;
+  int block;
+  std::vector<uint8_t> codes;  // [N, K]
+  std::vector<float> scales;   // [N, nblk]
+  std::vector<float> zeros;    // [N, nblk] (INT4Asym)
+  int64_t nblk() const { return (K + block - 1) / block; }
+  /// w[n, k] in float64 from the caller's FP32 scales.
+  double value(int64_t n, int64_t k) const {
+    const auto cb = cuda::w4_codebook(format);
+    const size_t b = size_t(n * nblk() + k / block);
+    const double z = zeros.empty() ? 0.0 : zeros[b];
+    return (double(cb[codes[size_t(n * K + k)]]) - z) * scales[b];
+  }
+};
+
+HostW4 random_w4(Rng& r, W4Format f, int64_t N, int64_t K, int block) {
+  HostW4 h{f, N, K, block, {}, {}, {}};
+  h.codes.resize(size_t(N * K));
+  for (auto& c : h.codes) c = uint8_t(r.integer(0, 15));
+  h.scales.resize(size_t(N * h.nblk()));
+  for (auto& s : h.scales) s = float(r.uniform(0.005, 0.05));
+  if (f == W4Format::INT4Asym) {
+    h.zeros.resize(h.scales.size());
+    for (auto& z : h.zeros) z = float(r.integer(0, 15));
+  }
+  return h;
+}
+
+cuda::W4Weight upload(const HostW4& h) {
+  return cuda::upload_w4_weight(h.format, h.N, h.K, h.block, h.codes.data(), h.scales.data(),
+                                h.zeros.empty() ? nullptr : h.zeros.data());
+}
+
+std::vector<double> reference(const HostW4& h, const std::vector<uint16_t>& x, int64_t M, int64_t ldx) {
+  std::vector<double> wd(size_t(h.N * h.K));
+  for (int64_t n = 0; n < h.N; ++n)
+    for (int64_t k = 0; k < h.K; ++k) wd[size_t(n * h.K + k)] = h.value(n, k);
+  std::vector<double> ref(size_t(M * h.N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < h.N; ++n) {
+      double acc = 0;
+      for (int64_t k = 0; k < h.K; ++k) acc += double(bf16f(x[size_t(m * ldx + k)])) * wd[size_t(n * h.K + k)];
+      ref[size_t(m * h.N + n)] = acc;
+    }
+  return ref;
+}
+
+struct Case {
+  int64_t M, N, K, ldx;
+  int block;
+};
+
+// Odd N and K (partial row groups, partial tiles and blocks), ldx with and
+// without 16-byte row alignment, M = 1..8, every block size.
+const Case kGemvCases[] = {{1, 1, 7, 7, 32},        {1, 37, 300, 304, 64},  {2, 100, 1000, 1000, 128},
+                           {3, 257, 4096, 4099, 64}, {5, 64, 129, 136, 256}, {8, 515, 2112, 2112, 32},
+                           {4, 4096, 1024, 1024, 128}, {1, 1031, 11008, 11008, 64}};
+
+class W4A16 : public ::testing::TestWithParam<W4Format> {};
+
+TEST_P(W4A16, GemvMatchesFloat64Reference) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  for (const Case& c : kGemvCases) {
+    SCOPED_TRACE("M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+                 " ldx=" + std::to_string(c.ldx) + " block=" + std::to_string(c.block) +
+                 " seed=" + std::to_string(r.seed));
+    const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
+    const cuda::W4Weight w = upload(h);
+    const auto x = random_bf16(r, size_t(c.M * c.ldx));
+    DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.N));
+    dx.upload(x);
+    dy.fill_bytes(0xFF);
+    cuda::w4a16_gemv(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr);
+    KQ_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_LE(rel_l2(reference(h, x, c.M, c.ldx), bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.N))),
+              tol::kW4Gemv);
+  }
+}
+
+TEST_P(W4A16, EveryLaunchVariantMatchesReference) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  const Case c{3, 257, 4160, 4160, 64};
+  const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
+  const cuda::W4Weight w = upload(h);
+  const auto x = random_bf16(r, size_t(c.M * c.ldx));
+  const auto ref = reference(h, x, c.M, c.ldx);
+  DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.N));
+  dx.upload(x);
+  for (const int warps : {4, 8, 16})
+    for (const int unroll : {2, 4}) {
+      SCOPED_TRACE("warps=" + std::to_string(warps) + " unroll=" + std::to_string(unroll) +
+                   " seed=" + std::to_string(r.seed));
+      dy.fill_bytes(0xFF);
+      cuda::w4a16_gemv(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr, {warps, unroll});
+      KQ_CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_LE(rel_l2(ref, bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.N))), tol::kW4Gemv);
+    }
+}
+
+TEST_P(W4A16, DequantizeIsExactFromDeviceScales) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  const HostW4 h = random_w4(r, GetParam(), 77, 333, 64);
+  SCOPED_TRACE("seed=" + std::to_string(r.seed));
+  const cuda::W4Weight w = upload(h);
+  const int64_t ldo = 340;
+  DeviceBuffer<uint16_t> out(size_t(h.N * ldo));
+  out.fill_bytes(0xFF);
+  cuda::w4_dequantize_bf16(w, out.data(), ldo, nullptr);
+  const auto got = out.download();
+  const auto cb = cuda::w4_codebook(h.format);
+  int64_t wrong = 0, touched = 0;
+  for (int64_t n = 0; n < h.N; ++n) {
+    for (int64_t k = 0; k < h.K; ++k) {
+      // The device holds scales and zeros in BF16: BF16((cb[q] - z) * s) in FP32.
+      const size_t b = size_t(n * h.nblk() + k / h.block);
+      const float s = bf16f(f32_to_bf16(h.scales[b]));
+      const float z = h.zeros.empty() ? 0.0f : bf16f(f32_to_bf16(h.zeros[b]));
+      const uint16_t want = f32_to_bf16((cb[h.codes[size_t(n * h.K + k)]] - z) * s);
+      wrong += got[size_t(n * ldo + k)] != want;
+    }
+    for (int64_t k = h.K; k < ldo; ++k) touched += got[size_t(n * ldo + k)] != 0xFFFF;
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(touched, 0);
+}
+
+TEST_P(W4A16, PrefillMatchesFloat64Reference) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  cuda::GpuContext ctx;
+  for (const Case& c : {Case{9, 130, 515, 515, 128}, Case{37, 257, 1000, 1000, 64}}) {
+    SCOPED_TRACE("M=" + std::to_string(c.M) + " seed=" + std::to_string(r.seed));
+    const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
+    const cuda::W4Weight w = upload(h);
+    const auto x = random_bf16(r, size_t(c.M * c.ldx));
+    DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.N));
+    dx.upload(x);
+    dy.fill_bytes(0xFF);
+    cuda::w4a16_linear(ctx, w, dx.data(), c.ldx, c.M, dy.data(), c.N);
+    KQ_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_LE(rel_l2(reference(h, x, c.M, c.ldx), bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.N))),
+              tol::kW4Prefill);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, W4A16,
+                         ::testing::Values(W4Format::NF4, W4Format::FP4, W4Format::INT4, W4Format::INT4Asym),
+                         [](const auto& p) {
+                           std::string s = cuda::w4_format_name(p.param);
+                           for (auto& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s;
+                         });
+
+TEST(W4A16Args, RejectsBadInput) {
+  const std::vector<uint8_t> codes(64, 3), bad_codes(64, 16);
+  const std::vector<float> scales(2, 0.1f), zeros(2, 8.0f);
+  EXPECT_THROW(cuda::upload_w4_weight(W4Format::NF4, 1, 64, 48, codes.data(), scales.data()), InvalidArgument);
+  EXPECT_THROW(cuda::upload_w4_weight(W4Format::NF4, 1, 64, 512, codes.data(), scales.data()), InvalidArgument);
+  EXPECT_THROW(cuda::upload_w4_weight(W4Format::NF4, 1, 64, 32, bad_codes.data(), scales.data()), InvalidArgument);
+  EXPECT_THROW(cuda::upload_w4_weight(W4Format::INT4Asym, 1, 64, 32, codes.data(), scales.data()), InvalidArgument);
+  EXPECT_THROW(cuda::upload_w4_weight(W4Format::NF4, 1, 64, 32, codes.data(), scales.data(), zeros.data()),
+               InvalidArgument);
+  EXPECT_THROW(cuda::upload_w4_weight(W4Format::NF4, 0, 64, 32, codes.data(), scales.data()), InvalidArgument);
+  KQ_REQUIRE_GPU();
+  const cuda::W4Weight w = cuda::upload_w4_weight(W4Format::NF4, 1, 64, 32, codes.data(), scales.data());
+  DeviceBuffer<uint16_t> b(64 * 16);
+  EXPECT_THROW(cuda::w4a16_gemv(w, b.data(), 64, 9, b.data(), 1, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::w4a16_gemv(w, b.data(), 32, 1, b.data(), 1, nullptr), InvalidArgument);
+}
+
+TEST(W4A16Codebooks, MatchPublishedValues) {
+  const auto nf4 = cuda::w4_codebook(W4Format::NF4);
+  EXPECT_EQ(nf4[0], -1.0f);
+  EXPECT_EQ(nf4[7], 0.0f);
+  EXPECT_EQ(nf4[15], 1.0f);
+  for (int i = 1; i < 16; ++i) EXPECT_LT(nf4[size_t(i - 1)], nf4[size_t(i)]);
+  const auto fp4 = cuda::w4_codebook(W4Format::FP4);
+  // E2M1: code 0b0111 = 2^(3-1) * 1.5 = 6; 0b0001 = subnormal 0.5; sign in bit 3.
+  EXPECT_EQ(fp4[7], 6.0f);
+  EXPECT_EQ(fp4[1], 0.5f);
+  EXPECT_EQ(fp4[0xB], -1.5f);
+  const auto i4 = cuda::w4_codebook(W4Format::INT4);
+  EXPECT_EQ(i4[8], -8.0f);
+  EXPECT_EQ(i4[15], -1.0f);
+}
+
+}  // namespace
+}  // namespace kq::testing
+#endif  // KQ_WITH_CUDA
