@@ -1,0 +1,105 @@
+#pragma once
+// The main job (`kq bench`): for each quantization mode, quality (perplexity,
+// KL divergence, top-1 agreement), weight memory and latency against the
+// unquantized model, measured in the same run, with PASS/FAIL against the
+// specification's perplexity thresholds.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kq/context.hpp"
+#include "kq/optimizer.hpp"
+
+namespace kq {
+
+class Model;
+
+/// Latency of one model (docs/EVALUATION.md: decode at batch 1 with a KV cache
+/// after a prompt, after a warm-up, median of several runs).
+struct LatencyResult {
+  double decode_ms_per_token = 0;  ///< median milliseconds per decoded token
+  double decode_tokens_per_s = 0;  ///< 1000 / decode_ms_per_token
+  double prefill_ms = 0;           ///< median milliseconds to prefill the prompt
+  double prefill_tokens_per_s = 0; ///< prompt tokens / prefill seconds
+  int64_t prompt_tokens = 0;
+  int64_t decode_tokens = 0;       ///< tokens decoded per run
+  int runs = 0;
+};
+
+/// How latency is measured.
+struct LatencyOptions {
+  int64_t prompt_tokens = 128;  ///< prefill length (clamped to leave room for decode in the context)
+  int64_t decode_tokens = 32;   ///< greedy tokens decoded after the prompt, per run
+  int runs = 5;                 ///< timed runs (after one warm-up), median taken
+};
+
+/// Measures `models` (e.g. baseline and candidate) in the same run with runs
+/// interleaved (A B A B ...), so machine noise hits both alike. `prompt` must
+/// hold at least one token; it is repeated if shorter than prompt_tokens.
+/// Throws InvalidArgument for empty models/prompt or non-positive options.
+std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, std::span<const int32_t> prompt,
+                                           const LatencyOptions& options);
+
+/// Options of run_bench (the `kq bench` flags).
+struct BenchOptions {
+  std::filesystem::path model_dir;            ///< Hugging Face or KernelQuant folder
+  std::filesystem::path text;                 ///< UTF-8 evaluation text
+  std::vector<std::string> modes{"int8", "int4", "fp8"};  ///< parse_quant_mode names
+  int ctx = 0;                                ///< window length, 0 = the model's context
+  int samples = 0;                            ///< first N windows, 0 = all
+  bool quantize_lm_head = false;
+  std::vector<std::string> keep_patterns;     ///< QuantizeOptions::keep_patterns
+  LatencyOptions latency;
+  bool measure_latency = true;
+  ExecContext context;
+};
+
+/// One mode's row of the benchmark table.
+struct BenchResult {
+  std::string mode;               ///< as given (e.g. "int4")
+  std::string mode_canonical;     ///< QuantSpec::name() (e.g. "nf4")
+  std::string family;             ///< "int8" / "int4" / "fp8"
+  double ppl_before = 0, ppl_after = 0, ppl_delta_pct = 0;
+  double threshold_pct = 0;       ///< the specification's max perplexity increase for the family
+  bool pass = false;              ///< ppl_delta_pct < threshold_pct
+  double kl_div = 0;              ///< mean KL(P_fp32 ‖ P_quant) over scored tokens, nats
+  double top1_agreement = 0;      ///< fraction of scored tokens with the same argmax
+  size_t weight_bytes_before = 0; ///< whole model, original on-disk dtype
+  size_t weight_bytes_after = 0;  ///< whole model as held in memory after quantization
+  size_t linear_bytes_before = 0; ///< quantized linear layers at FP32
+  size_t linear_bytes_after = 0;  ///< the same layers quantized
+  double bits_per_weight = 0;     ///< 8 · bytes of the quantized matrices (biases excluded) / elements (real, unpadded)
+  LatencyResult latency_before, latency_after;
+  double speedup = 0;             ///< latency_before.decode_ms / latency_after.decode_ms
+  double load_seconds = 0;        ///< load + quantize time of the quantized model
+  double eval_seconds = 0;
+  size_t rss_bytes = 0;           ///< resident memory with both models loaded
+};
+
+/// Whole-run results and header information.
+struct BenchReport {
+  std::string model, text, device;
+  int ctx = 0;
+  int64_t windows = 0, scored_tokens = 0, text_tokens = 0;
+  int samples = 0;
+  int threads = 0;
+  double baseline_load_seconds = 0;
+  size_t peak_rss_bytes = 0;
+  std::vector<BenchResult> results;
+};
+
+/// Progress events for a UI: a stage name and done/total counts.
+using BenchProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
+
+/// Runs the benchmark. Throws InvalidArgument (bad mode name, ctx, text),
+/// FormatError (model/text files), Unsupported (device).
+BenchReport run_bench(const BenchOptions& options, const BenchProgressFn& progress = {});
+
+/// Resident set size of this process now / at its peak, in bytes (Linux /proc).
+size_t current_rss_bytes();
+size_t peak_rss_bytes();
+
+}  // namespace kq

@@ -1,0 +1,117 @@
+#pragma once
+// Whole-model quantization: the C++ take on the specification's
+// `quantize_dynamic(model, {Linear}, qint8)` and `LLMOptimizer(config).load_model(path)`.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kq/context.hpp"
+#include "kq/model.hpp"
+#include "kq/quantize.hpp"
+
+namespace kq {
+
+/// Which linear layers of a model to quantize, and how.
+struct QuantizeOptions {
+  /// The weight quantization applied to every selected linear layer (parse_quant_mode("int8"), ...).
+  QuantSpec spec = parse_quant_mode("int8");
+  /// Quantize the output projection to the vocabulary too (default: keep it,
+  /// like the embeddings, in its original precision).
+  bool quantize_lm_head = false;
+  /// ECMAScript regular expressions searched in each linear layer's module name
+  /// (e.g. "mlp\\.down_proj", "layers\\.0\\."): a layer matching any of them
+  /// stays in high precision, as bitsandbytes' skip-modules list does.
+  std::vector<std::string> keep_patterns;
+};
+
+/// What quantize_model did to one linear layer.
+struct LayerQuantization {
+  std::string name;           ///< module name, e.g. "model.layers.0.mlp.down_proj"
+  int64_t out_features = 0;   ///< N
+  int64_t in_features = 0;    ///< K
+  std::string format;         ///< the op's format after the call ("f32" when kept)
+  size_t bytes_before = 0;    ///< weight bytes before (as held in memory)
+  size_t bytes_after = 0;     ///< weight bytes after
+  bool quantized = false;     ///< false: kept in high precision (lm_head or keep_patterns)
+};
+
+/// Summary of quantize_model.
+struct QuantizeReport {
+  std::vector<LayerQuantization> layers;
+  /// Bytes of the quantized layers' weights, before (F32 as held) and after.
+  size_t quantized_bytes_before = 0, quantized_bytes_after = 0;
+  /// Bytes of the quantized layers' weight matrices alone (codes, scales, zero
+  /// points, double-quant data; the F32 biases, which stay unquantized, excluded).
+  size_t quantized_matrix_bytes = 0;
+  /// Elements of the quantized layers' weight matrices (real, unpadded).
+  int64_t quantized_elements = 0;
+  double seconds = 0;  ///< wall-clock time of the quantization
+  /// 8 · quantized_matrix_bytes / quantized_elements: bits per weight as held in memory.
+  double bits_per_weight() const {
+    return quantized_elements ? 8.0 * double(quantized_matrix_bytes) / double(quantized_elements) : 0.0;
+  }
+};
+
+/// Quantizes `model`'s linear layers in place (round-to-nearest with the
+/// spec's scales; the layers keep their names). Embeddings and norms stay in
+/// their loaded precision. A layer that is already quantized is an error.
+/// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named)
+/// or an already-quantized layer (named).
+QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
+
+/// Loads DIR (a Hugging Face folder or a KernelQuant quantized folder) and
+/// returns a quantized copy; the folder is not modified. Same errors as
+/// Model::load and quantize_model.
+std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
+                                      const ExecContext& ctx = {}, QuantizeReport* report = nullptr);
+
+/// Writes `model` (loaded from a folder, then quantized) as a KernelQuant
+/// quantized model folder at `out`:
+///   config.json       the source config plus "quantization_config":
+///                     {"quant_method": "kq", "format_version": 1, "mode": <QuantSpec::name()>,
+///                      "modules": {<module name>: <mode name>, ...}, "quantize_lm_head": bool,
+///                      "keep_patterns": [...]}
+///   model.safetensors every non-quantized tensor copied unchanged from the
+///                     source (names and dtypes as on disk), and for each quantized
+///                     module "<module>.<part>" tensors (Linear::export_tensors:
+///                     U8 codes, F32 scales, ...; layouts in src/formats/*.hpp)
+///   tokenizer and generation files copied from the source folder.
+/// Writing is atomic (a staging folder renamed into place: a crash or a full
+/// disk never leaves a half-written folder that looks valid). Reloading with
+/// Model::load gives bit-identical tensors.
+/// Throws InvalidArgument if the model has no source folder (random weights) or
+/// `out` exists and is not empty without `overwrite`; Error on I/O failure.
+void save_quantized_model(Model& model, const QuantizeOptions& options, const std::filesystem::path& out,
+                          bool overwrite = false);
+
+/// Configuration of an LLMOptimizer (the specification's optimizer config).
+struct OptimizerConfig {
+  /// Quantization to apply at load; std::nullopt keeps the model as loaded.
+  std::optional<QuantizeOptions> quantization;
+  /// Device and threads.
+  ExecContext context;
+};
+
+/// Loads models with a quantization config, as the specification's
+/// `LLMOptimizer(config).load_model(path)`:
+///   kq::LLMOptimizer opt({.quantization = kq::QuantizeOptions{.spec = kq::parse_quant_mode("nf4")}});
+///   auto model = opt.load_model("models/gpt2-tiny");
+class LLMOptimizer {
+ public:
+  explicit LLMOptimizer(OptimizerConfig config) : config_(std::move(config)) {}
+  /// Loads and (optionally) quantizes a model folder. Same errors as load_quantized.
+  std::unique_ptr<Model> load_model(const std::filesystem::path& dir) const;
+  /// The report of the last load_model call that quantized (empty otherwise).
+  const QuantizeReport& last_report() const { return report_; }
+  const OptimizerConfig& config() const { return config_; }
+
+ private:
+  OptimizerConfig config_;
+  mutable QuantizeReport report_;
+};
+
+}  // namespace kq

@@ -1,0 +1,115 @@
+// `kq bench`: quality, memory and latency of each quantization mode against the
+// unquantized model, in one run (protocols: docs/EVALUATION.md of the shared data).
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "io/json_strict.hpp"
+#include "kernels/linear.hpp"
+#include "kq/bench.hpp"
+#include "kq/error.hpp"
+#include "kq/eval.hpp"
+#include "kq/model.hpp"
+#include "kq/tokenizer.hpp"
+
+namespace kq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+size_t proc_status_kb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const std::string k = fmt::format("{}:", key);
+  while (std::getline(f, line))
+    if (line.starts_with(k)) return size_t(std::stoull(line.substr(k.size()))) * 1024;
+  return 0;
+}
+
+}  // namespace
+
+size_t current_rss_bytes() { return proc_status_kb("VmRSS"); }
+size_t peak_rss_bytes() { return proc_status_kb("VmHWM"); }
+
+BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
+  if (o.modes.empty()) raise<InvalidArgument>("--modes: give at least one mode");
+  if (o.context.device != Device::CPU)
+    raise<Unsupported>("--device {}: whole-model inference runs on the CPU in this version",
+                       device_name(o.context.device));
+  if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
+  // Parse every mode first so a typo fails before minutes of work.
+  std::vector<QuantSpec> specs;
+  for (const std::string& m : o.modes) specs.push_back(parse_quant_mode(m));
+
+  BenchReport rep;
+  rep.model = o.model_dir.string();
+  rep.text = o.text.string();
+  rep.device = device_name(o.context.device);
+  rep.threads = resolve_threads(o.context.threads);
+  rep.samples = o.samples;
+
+  const auto t_load = Clock::now();
+  auto base = Model::load(o.model_dir, o.context);
+  rep.baseline_load_seconds = since(t_load);
+  for (const LinearSlot& s : base->linear_layers())
+    if ((*s.op)->format() != "f32")
+      raise<InvalidArgument>("{}: the model is already quantized (layer '{}' is {}); bench needs the original model",
+                             o.model_dir.string(), s.name, (*s.op)->format());
+  const Tokenizer tok = Tokenizer::load(o.model_dir);
+  const std::vector<int32_t> tokens = tok.encode(io::read_text_file(o.text, uint64_t(1) << 31));
+  rep.text_tokens = int64_t(tokens.size());
+  if (tokens.size() < 2) raise<InvalidArgument>("{}: the text has fewer than 2 tokens", o.text.string());
+
+  for (size_t i = 0; i < specs.size(); ++i) {
+    BenchResult r;
+    r.mode = o.modes[i];
+    r.mode_canonical = specs[i].name();
+    r.family = std::string(quant_family_name(specs[i].family()));
+    r.threshold_pct = max_ppl_increase_pct(specs[i]);
+
+    const auto t0 = Clock::now();
+    QuantizeOptions qo{specs[i], o.quantize_lm_head, o.keep_patterns};
+    QuantizeReport qr;
+    auto cand = load_quantized(o.model_dir, qo, o.context, &qr);
+    r.load_seconds = since(t0);
+
+    const std::string stage = fmt::format("[{}/{}] {}", i + 1, specs.size(), r.mode);
+    const ComparisonResult c = compare_models(*base, *cand, tokens, o.ctx, o.samples, [&](int64_t d, int64_t n) {
+      if (progress) progress(fmt::format("{} perplexity", stage), d, n);
+    });
+    rep.ctx = c.ctx;
+    rep.windows = c.windows;
+    rep.scored_tokens = c.scored_tokens;
+    r.eval_seconds = c.seconds;
+    r.ppl_before = c.ppl_ref;
+    r.ppl_after = c.ppl_cand;
+    r.ppl_delta_pct = (c.ppl_cand / c.ppl_ref - 1.0) * 100.0;
+    r.pass = r.ppl_delta_pct < r.threshold_pct;
+    r.kl_div = c.mean_kl;
+    r.top1_agreement = c.top1_agreement;
+
+    r.weight_bytes_before = base->disk_weight_bytes();
+    r.weight_bytes_after = cand->weight_bytes();
+    r.linear_bytes_before = qr.quantized_bytes_before;
+    r.linear_bytes_after = qr.quantized_bytes_after;
+    r.bits_per_weight = qr.bits_per_weight();
+
+    if (o.measure_latency) {
+      if (progress) progress(fmt::format("{} latency", stage), 0, 1);
+      const auto lat = measure_latency({base.get(), cand.get()}, tokens, o.latency);
+      r.latency_before = lat[0];
+      r.latency_after = lat[1];
+      r.speedup = lat[1].decode_ms_per_token > 0 ? lat[0].decode_ms_per_token / lat[1].decode_ms_per_token : 0;
+      if (progress) progress(fmt::format("{} latency", stage), 1, 1);
+    }
+    r.rss_bytes = current_rss_bytes();
+    rep.results.push_back(std::move(r));
+  }
+  rep.peak_rss_bytes = peak_rss_bytes();
+  return rep;
+}
+
+}  // namespace kq

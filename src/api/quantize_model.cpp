@@ -1,0 +1,73 @@
+#include <chrono>
+#include <regex>
+
+#include "kernels/linear.hpp"
+#include "kernels/quantized_linear.hpp"
+#include "kq/error.hpp"
+#include "kq/optimizer.hpp"
+
+namespace kq {
+namespace {
+
+std::vector<std::regex> compile_patterns(const std::vector<std::string>& patterns) {
+  std::vector<std::regex> out;
+  for (const std::string& p : patterns) {
+    try {
+      out.emplace_back(p, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      raise<InvalidArgument>("keep pattern '{}' is not a valid regular expression: {}", p, e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
+  validate_quant_spec(options.spec);
+  const auto keep = compile_patterns(options.keep_patterns);
+  const auto t0 = std::chrono::steady_clock::now();
+  QuantizeReport report;
+  for (const LinearSlot& slot : model.linear_layers()) {
+    Linear& op = **slot.op;
+    LayerQuantization lq;
+    lq.name = slot.name;
+    lq.out_features = op.out_features();
+    lq.in_features = op.in_features();
+    lq.bytes_before = op.weight_bytes();
+    bool kept = slot.is_lm_head && !options.quantize_lm_head;
+    for (const std::regex& r : keep) kept = kept || std::regex_search(slot.name, r);
+    if (!kept) {
+      if (quantized_linear_spec(op) != nullptr)
+        raise<InvalidArgument>("layer '{}' is already quantized ({}); load the original model to requantize",
+                               slot.name, op.format());
+      *slot.op = quantize_linear(op.dequantized_weight(), op.bias(), options.spec);
+      lq.quantized = true;
+      report.quantized_bytes_before += lq.bytes_before;
+      report.quantized_bytes_after += (*slot.op)->weight_bytes();
+      const Tensor b = (*slot.op)->bias();
+      report.quantized_matrix_bytes += (*slot.op)->weight_bytes() - (b.defined() ? b.nbytes() : 0);
+      report.quantized_elements += lq.out_features * lq.in_features;
+    }
+    lq.format = (*slot.op)->format();
+    lq.bytes_after = (*slot.op)->weight_bytes();
+    report.layers.push_back(std::move(lq));
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
+                                      const ExecContext& ctx, QuantizeReport* report) {
+  auto model = Model::load(dir, ctx);
+  QuantizeReport r = quantize_model(*model, options);
+  if (report) *report = std::move(r);
+  return model;
+}
+
+std::unique_ptr<Model> LLMOptimizer::load_model(const std::filesystem::path& dir) const {
+  if (!config_.quantization) return Model::load(dir, config_.context);
+  return load_quantized(dir, *config_.quantization, config_.context, &report_);
+}
+
+}  // namespace kq

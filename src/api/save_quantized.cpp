@@ -1,0 +1,88 @@
+// `kq quantize`: writing a KernelQuant quantized model folder (layout in include/kq/optimizer.hpp).
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_dir.hpp"
+#include "io/atomic_file.hpp"
+#include "io/json_strict.hpp"
+#include "io/safetensors.hpp"
+#include "kernels/linear.hpp"
+#include "kernels/quantized_linear.hpp"
+#include "kq/error.hpp"
+#include "kq/optimizer.hpp"
+
+namespace kq {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Files of a Hugging Face folder that travel unchanged with the weights.
+constexpr const char* kSideFiles[] = {"vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+                                      "special_tokens_map.json", "generation_config.json"};
+
+/// The tensor-name prefix of a module in the source files: GPT-2 slot names
+/// always carry "transformer." but hub checkpoints store bare names.
+std::string file_prefix(const std::string& module, bool bare_gpt2) {
+  constexpr std::string_view kT = "transformer.";
+  if (bare_gpt2 && module.starts_with(kT)) return module.substr(kT.size());
+  return module;
+}
+
+}  // namespace
+
+void save_quantized_model(Model& model, const QuantizeOptions& options, const fs::path& out, bool overwrite) {
+  const fs::path src = model.source_dir();
+  if (src.empty())
+    raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");
+  if (fs::exists(out) && fs::equivalent(out, src))
+    raise<InvalidArgument>("--out '{}' is the source model folder; choose another folder", out.string());
+
+  const TensorStore store = TensorStore::open_dir(src);
+  nlohmann::json config = io::load_json_file(src / "config.json");
+  const bool bare_gpt2 = model.config().arch == Arch::GPT2 && !store.contains("transformer.wte.weight");
+
+  std::map<std::string, Tensor> tensors;
+  nlohmann::json modules = nlohmann::json::object();
+  std::set<std::string> replaced;  // file prefixes whose source tensors are superseded
+  for (const LinearSlot& slot : model.linear_layers()) {
+    const Linear& op = **slot.op;
+    const QuantSpec* spec = quantized_linear_spec(op);
+    if (!spec) continue;  // kept in high precision: its source tensors are copied below
+    const std::string prefix = file_prefix(slot.name, bare_gpt2);
+    op.export_tensors(prefix, tensors);
+    modules[slot.name] = spec->name();
+    replaced.insert(prefix + ".");
+  }
+  if (modules.empty())
+    raise<InvalidArgument>("save_quantized_model: no layer of the model is quantized; nothing to save");
+
+  for (const std::string& name : store.names()) {
+    bool superseded = false;
+    for (const std::string& p : replaced) superseded = superseded || name.starts_with(p);
+    if (!superseded && !tensors.count(name)) tensors.emplace(name, store.get(name));
+  }
+
+  nlohmann::json qc;
+  qc["quant_method"] = "kq";
+  qc["format_version"] = 1;
+  qc["mode"] = options.spec.name();
+  qc["quantize_lm_head"] = options.quantize_lm_head;
+  qc["keep_patterns"] = options.keep_patterns;
+  qc["modules"] = modules;
+  config["quantization_config"] = qc;
+
+  io::AtomicDir dir(out, overwrite);
+  write_safetensors(dir.file("model.safetensors"), tensors, {{"format", "pt"}, {"kq_quantization", qc.dump()}});
+  io::write_file_atomic(dir.file("config.json"), config.dump(2) + "\n");
+  for (const char* f : kSideFiles) {
+    const fs::path p = src / f;
+    if (!fs::exists(p)) continue;
+    io::write_file_atomic(dir.file(f), io::read_text_file(p, uint64_t(1) << 30));
+  }
+  dir.commit();
+}
+
+}  // namespace kq
