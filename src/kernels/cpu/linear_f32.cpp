@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/linear_f32_kernels.hpp"
 #include "kernels/cpu/ops_threads.hpp"
+#include "kernels/cpu/ops_vec.hpp"
 #include "kq/error.hpp"
 #include "kq/info.hpp"
 
@@ -31,7 +32,7 @@ namespace {
 class LinearF32 final : public Linear {
  public:
   LinearF32(Tensor weight, Tensor bias)
-      : w_(std::move(weight)), b_(std::move(bias)), use_avx2_gemv_(cpu::gemv_f32_avx2_supported()) {}
+      : w_(std::move(weight)), b_(std::move(bias)), use_avx2_gemv_(cpu::use_avx2()) {}
 
   int64_t in_features() const override { return w_.dim(1); }
   int64_t out_features() const override { return w_.dim(0); }

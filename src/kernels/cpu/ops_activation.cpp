@@ -1,37 +1,55 @@
 #include "kernels/cpu/ops_activation.hpp"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
+
+#include "kernels/cpu/ops_vec.hpp"
 
 namespace kq::cpu {
 namespace {
+
 constexpr int64_t kParallelMin = 1 << 15;  // below this a parallel region is not worth it
 
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
+// Runs f(begin, end) over [0, n), split in one contiguous range per thread.
+template <class F>
+void parallel_ranges(int64_t n, int threads, F&& f) {
+  const int nt = (n >= kParallelMin && threads > 1) ? threads : 1;
+  if (nt == 1) {
+    f(int64_t(0), n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t per = (n + nt - 1) / nt;
+    const int64_t b = std::min(n, per * omp_get_thread_num());
+    f(b, std::min(n, b + per));
+  }
+}
+
 }  // namespace
 
 void gelu_new_inplace(float* x, int64_t n, int threads) {
-  constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kParallelMin && threads > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    x[i] = 0.5f * v * (1.0f + std::tanh(kC * (v + 0.044715f * v * v * v)));
-  }
+  const VecKernels& k = vec_kernels();
+  parallel_ranges(n, threads, [&](int64_t b, int64_t e) { k.gelu_tanh(x + b, e - b); });
 }
 
 void gelu_erf_inplace(float* x, int64_t n, int threads) {
   constexpr float kInvSqrt2 = 0.7071067811865476f;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kParallelMin && threads > 1)
-  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  parallel_ranges(n, threads, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  });
 }
 
 void silu_inplace(float* x, int64_t n, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kParallelMin && threads > 1)
-  for (int64_t i = 0; i < n; ++i) x[i] = silu(x[i]);
+  const VecKernels& k = vec_kernels();
+  parallel_ranges(n, threads, [&](int64_t b, int64_t e) { k.silu(x + b, e - b); });
 }
 
 void swiglu_inplace(float* gate, const float* up, int64_t n, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kParallelMin && threads > 1)
-  for (int64_t i = 0; i < n; ++i) gate[i] = silu(gate[i]) * up[i];
+  const VecKernels& k = vec_kernels();
+  parallel_ranges(n, threads, [&](int64_t b, int64_t e) { k.swiglu(gate + b, up + b, e - b); });
 }
 
 }  // namespace kq::cpu

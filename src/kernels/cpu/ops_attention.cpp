@@ -5,26 +5,14 @@
 
 #include <algorithm>
 
-#include "kernels/cpu/ops_softmax.hpp"
 #include "kernels/cpu/ops_threads.hpp"
+#include "kernels/cpu/ops_vec.hpp"
 
 namespace kq::cpu {
 namespace {
 
 constexpr int64_t kGemmMinRows = 8;  // fewer query rows: the direct (decode) path
 constexpr int64_t kRowBlock = 64;    // query rows per GEMM block in prefill
-
-inline float dot(const float* a, const float* b, int64_t d) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < d; ++j) s += a[j] * b[j];
-  return s;
-}
-
-inline void axpy(float a, const float* x, float* y, int64_t d) {
-#pragma omp simd
-  for (int64_t j = 0; j < d; ++j) y[j] += a * x[j];
-}
 
 // Decode path: one task per (query token i, KV head g). Every cached K and V
 // row of head g is loaded once and used for all `group` query heads.
@@ -36,6 +24,7 @@ void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0,
   const int64_t max_keys = pos0 + n;
   const int64_t tasks = n * dims.num_kv_heads;
   const int nt = int(std::min<int64_t>(threads, tasks));
+  const VecKernels& k = vec_kernels();
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     float* scores = scratch + int64_t(omp_get_thread_num()) * group * max_keys;  // [group, keys]
@@ -49,11 +38,11 @@ void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0,
       const float* qg = q + i * q_stride + g * group * hd;  // the group's query heads are adjacent
       float* og = out + i * out_stride + g * group * hd;
       for (int64_t t = 0; t < keys; ++t)
-        for (int64_t h = 0; h < group; ++h) scores[h * keys + t] = scale * dot(qg + h * hd, K + t * hd, hd);
-      for (int64_t h = 0; h < group; ++h) softmax_inplace(scores + h * keys, keys);
+        for (int64_t h = 0; h < group; ++h) scores[h * keys + t] = scale * k.dot(qg + h * hd, K + t * hd, hd);
+      for (int64_t h = 0; h < group; ++h) k.softmax(scores + h * keys, keys);
       std::fill(og, og + group * hd, 0.0f);
       for (int64_t t = 0; t < keys; ++t)
-        for (int64_t h = 0; h < group; ++h) axpy(scores[h * keys + t], V + t * hd, og + h * hd, hd);
+        for (int64_t h = 0; h < group; ++h) k.axpy(scores[h * keys + t], V + t * hd, og + h * hd, hd);
     }
   }
 }
@@ -70,6 +59,7 @@ void attention_gemm(const float* q, int64_t q_stride, int64_t n, int64_t pos0, c
   const int64_t tasks = dims.num_heads * blocks;
   const int nt = int(std::min<int64_t>(threads, tasks));
   OmpThreadsScope single(nt > 1 ? 0 : 1);  // a serial region: keep oneDNN on this thread too
+  const VecKernels& k = vec_kernels();
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     float* S = scratch + int64_t(omp_get_thread_num()) * kRowBlock * max_keys;  // [rows, keys]
@@ -91,7 +81,7 @@ void attention_gemm(const float* q, int64_t q_stride, int64_t n, int64_t pos0, c
       for (int64_t r = 0; r < rows; ++r) {
         float* row = S + r * keys;
         const int64_t visible = pos0 + i0 + r + 1;
-        softmax_inplace(row, visible);
+        k.softmax(row, visible);
         std::fill(row + visible, row + keys, 0.0f);  // causal mask
       }
       dnnl_sgemm('N', 'N', rows, hd, keys, 1.0f, S, keys, V, hd, 0.0f, O, out_stride);

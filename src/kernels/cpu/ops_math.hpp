@@ -9,8 +9,9 @@ namespace kq::cpu {
 /// e^x in F32 with |relative error| < 2e-7 for x in [-87, 88] (Cephes expf:
 /// x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then scale by 2^n).
 /// Returns 0 for x < -87.3 (including -inf) and clamps x > 88.3 to e^88.3.
-/// NaN input gives an unspecified value. Inline and branch-free, so loops over it vectorize.
-inline float exp_f32(float x) {
+/// NaN input gives an unspecified value. Inline and branch-free, so loops over it vectorize;
+/// `static` so each ISA-specific file (ops_vec_avx2.cpp) keeps its own copy.
+static inline float exp_f32(float x) {
   const bool underflow = x < -87.3f;
   x = x > 88.3f ? 88.3f : x;  // n <= 127: 2^n stays finite
   x = x < -87.3f ? -87.3f : x;

@@ -1,0 +1,62 @@
+// Perplexity under docs/EVALUATION.md (shared data): non-overlapping windows,
+// each a fresh forward pass from position 0, scoring tokens 1 … len−1.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "eval/window_runner.hpp"
+#include "kq/error.hpp"
+#include "kq/eval.hpp"
+#include "kq/model.hpp"
+
+namespace kq {
+
+std::vector<EvalWindow> perplexity_windows(int64_t num_tokens, int ctx, int max_windows) {
+  if (ctx < 2) raise<InvalidArgument>("perplexity window length (ctx) must be >= 2, got {}", ctx);
+  if (max_windows < 0) raise<InvalidArgument>("max_windows must be >= 0 (0 = all), got {}", max_windows);
+  std::vector<EvalWindow> w;
+  for (int64_t b = 0; b < num_tokens; b += ctx) {
+    const int64_t e = std::min<int64_t>(b + ctx, num_tokens);
+    if (e - b < 2) break;  // only the last window can be this short
+    if (max_windows > 0 && int64_t(w.size()) == max_windows) break;
+    w.push_back({b, e});
+  }
+  return w;
+}
+
+PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> tokens, int ctx, int max_windows,
+                                     const ProgressFn& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t vocab = model.config().vocab_size;
+  const int threads = resolve_threads(model.context().threads);
+  PerplexityResult r;
+  r.ctx = eval::resolve_ctx(ctx, model.config().max_positions);
+  const auto windows = perplexity_windows(int64_t(tokens.size()), r.ctx, max_windows);
+  if (windows.empty())
+    raise<InvalidArgument>("perplexity: the text has {} tokens, fewer than the 2 needed to score one", tokens.size());
+
+  eval::WindowRunner runner(model, r.ctx);
+  for (const EvalWindow& w : windows) {
+    const auto win = tokens.subspan(size_t(w.begin), size_t(w.end - w.begin));
+    const int64_t len = int64_t(win.size());
+    runner.reset();
+    for (int64_t off = 0; off < len; off += runner.rows()) {
+      const int64_t m = std::min(runner.rows(), len - off);
+      const float* logits = runner.step(win.subspan(size_t(off), size_t(m)));
+      // Row i predicts token off+i+1 of the window (when there is one).
+      const int64_t scored = std::min(m, len - 1 - off);
+      double nll = 0.0;
+#pragma omp parallel for num_threads(threads) reduction(+ : nll) schedule(static)
+      for (int64_t i = 0; i < scored; ++i) nll += eval::token_nll(logits + i * vocab, vocab, win[size_t(off + i + 1)]);
+      r.nll += nll;
+      r.scored_tokens += scored;
+    }
+    ++r.windows;
+    if (progress) progress(r.windows, int64_t(windows.size()));
+  }
+  r.ppl = std::exp(r.nll / double(r.scored_tokens));
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace kq

@@ -1,0 +1,30 @@
+#include "eval/window_runner.hpp"
+
+#include "kernels/cpu/ops_softmax.hpp"
+#include "kq/error.hpp"
+
+namespace kq::eval {
+
+int resolve_ctx(int ctx, int64_t max_positions) {
+  if (ctx == 0) return int(max_positions);
+  if (ctx < 2) raise<InvalidArgument>("--ctx {}: a window needs at least 2 tokens", ctx);
+  if (ctx > max_positions)
+    raise<InvalidArgument>("--ctx {} exceeds the model's maximum context of {} positions", ctx, max_positions);
+  return ctx;
+}
+
+WindowRunner::WindowRunner(Model& model, int ctx)
+    : model_(model),
+      cache_(model.make_cache(ctx)),
+      logits_(size_t(Model::prefill_chunk() * model.config().vocab_size)) {}
+
+const float* WindowRunner::step(std::span<const int32_t> tokens) {
+  model_.forward(tokens, cache_, logits_.data(), /*all_logits=*/true);
+  return logits_.data();
+}
+
+double token_nll(const float* row, int64_t vocab, int32_t target) {
+  return cpu::log_sum_exp(row, vocab) - double(row[target]);
+}
+
+}  // namespace kq::eval

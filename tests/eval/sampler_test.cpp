@@ -1,0 +1,75 @@
+// Sampler: greedy, temperature, top-k, top-p against exact probabilities.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kq/error.hpp"
+#include "kq/eval.hpp"
+
+using namespace kq;
+
+namespace {
+
+// Frequencies of each id over `draws` samples.
+std::vector<double> frequencies(const SamplingParams& p, const std::vector<float>& logits, int draws) {
+  Sampler s(p);
+  std::vector<double> f(logits.size());
+  for (int i = 0; i < draws; ++i) f[size_t(s.sample(logits))] += 1.0 / draws;
+  return f;
+}
+
+const std::vector<float> kLogits = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+
+}  // namespace
+
+TEST(Sampler, GreedyIsArgmax) {
+  const std::vector<float> l = {0.1f, 2.0f, -1.0f, 2.0f};
+  Sampler greedy(SamplingParams{});
+  EXPECT_EQ(greedy.sample(l), 1);  // first of the tied maxima
+  Sampler top1(SamplingParams{.temperature = 5.0f, .top_k = 1});
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(top1.sample(l), 1);
+}
+
+TEST(Sampler, TemperatureOneFollowsSoftmax) {
+  const auto f = frequencies({.temperature = 1.0f, .seed = 1}, kLogits, 40000);
+  const double p[] = {0.5, 0.3, 0.15, 0.05};
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(f[i], p[i], 0.012) << i;
+}
+
+TEST(Sampler, TemperatureSharpens) {
+  // T = 0.5 squares the probabilities: 0.25, 0.09, 0.0225, 0.0025 (normalized).
+  const auto f = frequencies({.temperature = 0.5f, .seed = 2}, kLogits, 40000);
+  const double z = 0.25 + 0.09 + 0.0225 + 0.0025;
+  EXPECT_NEAR(f[0], 0.25 / z, 0.012);
+  EXPECT_NEAR(f[1], 0.09 / z, 0.012);
+}
+
+TEST(Sampler, TopKAndTopP) {
+  auto f = frequencies({.temperature = 1.0f, .top_k = 2, .seed = 3}, kLogits, 40000);
+  EXPECT_NEAR(f[0], 0.5 / 0.8, 0.012);
+  EXPECT_NEAR(f[1], 0.3 / 0.8, 0.012);
+  EXPECT_EQ(f[2] + f[3], 0.0);
+  // top_p 0.85: 0.5 + 0.3 < 0.85 <= 0.5 + 0.3 + 0.15 keeps three tokens.
+  f = frequencies({.temperature = 1.0f, .top_p = 0.85f, .seed = 4}, kLogits, 40000);
+  EXPECT_NEAR(f[2], 0.15 / 0.95, 0.012);
+  EXPECT_EQ(f[3], 0.0);
+  // top_p 0.45: the first token alone reaches it.
+  f = frequencies({.temperature = 1.0f, .top_p = 0.45f, .seed = 5}, kLogits, 1000);
+  EXPECT_NEAR(f[0], 1.0, 1e-9);
+}
+
+TEST(Sampler, SeedReproducesAndValidates) {
+  std::vector<float> l(1000);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = std::sin(float(i));
+  Sampler a({.temperature = 0.8f, .top_k = 50, .top_p = 0.9f, .seed = 7});
+  Sampler b({.temperature = 0.8f, .top_k = 50, .top_p = 0.9f, .seed = 7});
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a.sample(l), b.sample(l));
+  EXPECT_THROW(Sampler({.temperature = -1.0f}), InvalidArgument);
+  EXPECT_THROW(Sampler({.temperature = NAN}), InvalidArgument);
+  EXPECT_THROW(Sampler({.top_k = -2}), InvalidArgument);
+  EXPECT_THROW(Sampler({.top_p = 0.0f}), InvalidArgument);
+  EXPECT_THROW(Sampler({.top_p = 1.5f}), InvalidArgument);
+  Sampler s({});
+  EXPECT_THROW(s.sample({}), InvalidArgument);
+}
