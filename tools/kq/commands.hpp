@@ -5,5 +5,7 @@
 namespace kq::cli {
 
 void add_info_command(CLI::App& app);
+void add_eval_command(CLI::App& app);      // tools/kq/eval.cpp
+void add_generate_command(CLI::App& app);  // tools/kq/generate.cpp
 
 }  // namespace kq::cli

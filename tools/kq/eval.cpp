@@ -1,0 +1,103 @@
+// `kq eval`: perplexity of a model on a text file (docs/EVALUATION.md protocol).
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "io/atomic_file.hpp"
+#include "kq/error.hpp"
+#include "kq/eval.hpp"
+#include "kq/model.hpp"
+#include "kq/tokenizer.hpp"
+#include "progress.hpp"
+
+namespace kq::cli {
+namespace {
+
+struct EvalOptions {
+  std::string model;
+  std::string text;
+  int ctx = 0;
+  int samples = 0;
+  int threads = 0;
+  std::string json;
+  bool quiet = false;
+};
+
+std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) raise<FormatError>("{}: text file not found", path);
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (!f.good() && !f.eof()) raise<FormatError>("{}: cannot read the text file", path);
+  return ss.str();
+}
+
+void run_eval(const EvalOptions& o) {
+  if (o.ctx < 0) raise<InvalidArgument>("--ctx must be >= 0 (0 = the model's context), got {}", o.ctx);
+  if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
+  if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
+  const std::string text = read_text_file(o.text);  // check the cheap argument first
+  auto model = Model::load(o.model, ExecContext{Device::CPU, o.threads});
+  const Tokenizer tok = Tokenizer::load(o.model);
+  const std::vector<int32_t> tokens = tok.encode(text);
+
+  Progress bar("windows", !o.quiet);
+  const PerplexityResult r =
+      evaluate_perplexity(*model, tokens, o.ctx, o.samples, [&](int64_t d, int64_t t) { bar.update(d, t); });
+  bar.finish();
+
+  const double tps = r.seconds > 0 ? double(r.scored_tokens) / r.seconds : 0.0;
+  fmt::print("model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model, arch_name(model->config().arch),
+             model->config().num_layers, model->config().hidden_size, model->config().vocab_size);
+  fmt::print("text:          {} ({} tokens)\n", o.text, tokens.size());
+  fmt::print("perplexity:    {:.4f}\n", r.ppl);
+  fmt::print("scored tokens: {} in {} windows of up to {} tokens{}\n", r.scored_tokens, r.windows, r.ctx,
+             o.samples ? fmt::format(" (first {} windows only)", o.samples) : "");
+  fmt::print("time:          {:.2f} s ({:.0f} tokens/s, {} threads)\n", r.seconds, tps, resolve_threads(o.threads));
+
+  if (!o.json.empty()) {
+    const nlohmann::json j = {
+        {"ppl", r.ppl},
+        {"nll", r.nll},
+        {"mean_nll", r.mean_nll()},
+        {"scored_tokens", r.scored_tokens},
+        {"ctx", r.ctx},
+        {"windows", r.windows},
+        {"max_windows", o.samples},
+        {"text_tokens", tokens.size()},
+        {"model", o.model},
+        {"arch", arch_name(model->config().arch)},
+        {"text", o.text},
+        {"seconds", r.seconds},
+        {"tokens_per_second", tps},
+        {"threads", resolve_threads(o.threads)},
+    };
+    io::write_file_atomic(o.json, j.dump(2) + "\n");
+    fmt::print("wrote {}\n", o.json);
+  }
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto opts = std::make_shared<EvalOptions>();
+  auto* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file (non-overlapping windows)");
+  cmd->add_option("--model", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
+      ->required();
+  cmd->add_option("--text", opts->text, "UTF-8 text file, tokenized as one string")->required();
+  cmd->add_option("--ctx", opts->ctx, "Window length in tokens (default: the model's context length)");
+  cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (default: all)");
+  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--json", opts->json, "Also write the results as JSON to this file (atomically)");
+  cmd->add_flag("--quiet", opts->quiet, "No progress bar");
+  cmd->callback([opts] { run_eval(*opts); });
+}
+
+}  // namespace kq::cli

@@ -1,0 +1,101 @@
+// `kq generate`: stream text from a prompt (greedy or sampled).
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "commands.hpp"
+#include "kq/error.hpp"
+#include "kq/eval.hpp"
+#include "kq/model.hpp"
+#include "kq/tokenizer.hpp"
+
+namespace kq::cli {
+namespace {
+
+struct GenerateOptions {
+  std::string model;
+  std::string prompt;
+  int n = 64;
+  SamplingParams sampling;
+  int threads = 0;
+  bool ignore_eos = false;
+  bool no_echo = false;
+};
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run_generate(const GenerateOptions& o) {
+  if (o.n < 0) raise<InvalidArgument>("-n must be >= 0, got {}", o.n);
+  if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
+  Sampler sampler(o.sampling);  // validates temperature / top-k / top-p
+  auto model = Model::load(o.model, ExecContext{Device::CPU, o.threads});
+  const Tokenizer tok = Tokenizer::load(o.model);
+  const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
+
+  std::vector<int32_t> prompt = tok.encode(o.prompt);
+  if (prompt.empty()) {
+    const auto bos = tok.bos_token_id();
+    if (!bos) raise<InvalidArgument>("empty --prompt and the tokenizer has no BOS token to start from");
+    prompt.push_back(*bos);
+  }
+  if (int64_t(prompt.size()) >= max_pos)
+    raise<InvalidArgument>("the prompt has {} tokens; the model's context is {} positions", prompt.size(), max_pos);
+  int64_t n = o.n;
+  if (int64_t(prompt.size()) + n > max_pos) {
+    n = max_pos - int64_t(prompt.size());
+    fmt::print(stderr, "kq: note: generating {} tokens, the rest of the model's {}-token context\n", n, max_pos);
+  }
+
+  KVCache cache = model->make_cache(int64_t(prompt.size()) + n);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  StreamDecoder out(tok);
+  if (!o.no_echo) {
+    fmt::print("{}", o.prompt);
+    std::fflush(stdout);
+  }
+
+  // Prefill the prompt, then decode one token at a time.
+  const auto t0 = std::chrono::steady_clock::now();
+  if (n > 0) model->forward(prompt, cache, logits.data(), /*all_logits=*/false);
+  const double prefill_s = since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+  const auto eos = tok.eos_token_id();
+  int64_t generated = 0;
+  for (; generated < n; ++generated) {
+    const int32_t next = sampler.sample(logits);
+    if (eos && next == *eos && !o.ignore_eos) break;
+    fmt::print("{}", out.push(next));
+    std::fflush(stdout);
+    if (generated + 1 < n) model->forward(std::span(&next, 1), cache, logits.data());
+  }
+  fmt::print("{}\n", out.flush());
+  std::fflush(stdout);
+  const double decode_s = since(t1);
+  fmt::print(stderr, "kq: prompt {} tokens, prefill {:.1f} ms ({:.0f} tokens/s); generated {} tokens, {:.1f} tokens/s\n",
+             prompt.size(), prefill_s * 1e3, prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, generated,
+             decode_s > 0 ? double(generated) / decode_s : 0.0);
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto opts = std::make_shared<GenerateOptions>();
+  auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
+  cmd->add_option("--model", opts->model, "Hugging Face model folder")->required();
+  cmd->add_option("--prompt", opts->prompt, "Prompt text")->required();
+  cmd->add_option("-n,--max-new-tokens", opts->n, "Tokens to generate (default 64)");
+  cmd->add_option("--temperature", opts->sampling.temperature, "Sampling temperature; 0 = greedy (default)");
+  cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)");
+  cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (default 1 = off)");
+  cmd->add_option("--seed", opts->sampling.seed, "Random seed (default 0)");
+  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)");
+  cmd->add_flag("--ignore-eos", opts->ignore_eos, "Keep generating after the end-of-text token");
+  cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
+  cmd->callback([opts] { run_generate(*opts); });
+}
+
+}  // namespace kq::cli

@@ -1,0 +1,63 @@
+#pragma once
+// A progress indicator on stderr for long CLI runs: a redrawn bar
+// "\r[#####     ] 12/754 windows  8 s, ETA 40 s" when stderr is a terminal, else
+// (logs, CI) one plain line at most every 15 s once a run has lasted 15 s.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include <fmt/core.h>
+
+namespace kq::cli {
+
+class Progress {
+ public:
+  /// `unit` names what is counted ("windows"). `enabled` = false silences it.
+  explicit Progress(std::string unit, bool enabled = true)
+      : unit_(std::move(unit)), enabled_(enabled), tty_(::isatty(STDERR_FILENO) == 1), start_(Clock::now()),
+        last_(start_) {}
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  ~Progress() { finish(); }
+
+  /// Reports `done` of `total` units.
+  void update(int64_t done, int64_t total) {
+    if (!enabled_ || total <= 0) return;
+    const auto now = Clock::now();
+    const double elapsed = seconds(now - start_);
+    const double eta = done > 0 ? elapsed * double(total - done) / double(done) : 0.0;
+    if (tty_) {
+      if (done < total && seconds(now - last_) < 0.1) return;  // redraw at most 10×/s
+      constexpr int kWidth = 30;
+      const int filled = int(kWidth * done / total);
+      fmt::print(stderr, "\r[{}{}] {}/{} {}  {:.0f} s, ETA {:.0f} s ", std::string(size_t(filled), '#'),
+                 std::string(size_t(kWidth - filled), ' '), done, total, unit_, elapsed, eta);
+      drawn_ = true;
+    } else {
+      if (elapsed < 15.0 || seconds(now - last_) < 15.0) return;
+      fmt::print(stderr, "{}/{} {} ({:.0f} s, ETA {:.0f} s)\n", done, total, unit_, elapsed, eta);
+    }
+    std::fflush(stderr);
+    last_ = now;
+  }
+
+  /// Ends the bar's line (idempotent).
+  void finish() {
+    if (drawn_) fmt::print(stderr, "\n");
+    drawn_ = false;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+  std::string unit_;
+  bool enabled_;
+  bool tty_;
+  bool drawn_ = false;
+  Clock::time_point start_, last_;
+};
+
+}  // namespace kq::cli
