@@ -15,9 +15,11 @@
 # benchmarks start with them at once while the build runs in the background
 # (then the build is only checked to compile cleanly).
 # Logs and results go to $OUT (the device tool brings back at most 8 files):
-#   env.txt build.log sass.txt tests.log sanitizer.log bench.log bench.csv summary.txt
+#   env.txt build.log kernels.txt (SASS opcode counts + ncu) tests.log sanitizer.log
+#   bench.log bench.csv summary.txt
 # Environment knobs: KQ_GPU_SANITIZE=0 (skip compute-sanitizer), KQ_GPU_QUICK=1
-# (smaller benchmark), KQ_GPU_BUDGET_S (default 540: the sanitizer gets what is left).
+# (smaller benchmark), KQ_GPU_NCU=0 (skip the Nsight Compute report of the
+# decode GEMVs), KQ_GPU_BUDGET_S (default 540: the sanitizer gets what is left).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/build-gpu/out}"
@@ -82,8 +84,16 @@ for fn, c in counts.items():
     if "gemv" not in fn and "dequant" not in fn: continue
     keys = [k for k in c if re.match(r"(HMMA|QMMA|HGMMA|QGMMA|IMMA|LDG|LDS|STS|F2FP|HFMA2|HMUL2|LDL|STL|PRMT)", k)]
     print(fn[:110]); print("   ", ", ".join(f"{k}:{c[k]}" for k in sorted(keys)))
-' >"$OUT/sass.txt" 2>&1
-status "sass" "$(grep -c gemv "$OUT/sass.txt") gemv kernels listed (sass.txt)"
+' >"$OUT/kernels.txt" 2>&1
+status "sass" "$(grep -c gemv "$OUT/kernels.txt") gemv kernels listed (kernels.txt)"
+
+# Nsight Compute on the decode GEMVs (clocks left alone, as METHOD.md asks).
+if [ "${KQ_GPU_NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
+  timeout 120 ncu --clock-control none --kernel-name regex:gemv --launch-skip 1 --launch-count 12 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    "$BENCH_BIN" --profile >>"$OUT/kernels.txt" 2>&1
+  status "ncu" "rc=$? (kernels.txt)"
+fi
 
 # compute-sanitizer with the time that is left.
 if [ "${KQ_GPU_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then

@@ -1,6 +1,6 @@
 // bench_cuda: GPU kernel benchmarks for the CUDA backend.
 //
-//   bench_cuda [--csv FILE] [--quick]
+//   bench_cuda [--csv FILE] [--quick] [--profile]
 //
 // Method (the device tool's METHOD.md): CUDA events after warm-up, median of
 // many repetitions; random operands generated on the device (never zeros);
@@ -9,7 +9,8 @@
 // launch gaps do not count. Ceilings are measured in the same run: a large
 // device-to-device copy (bytes read + written) and the BF16 GEMM.
 // GEMV bandwidth counts every byte the kernel must move once: codes, scales,
-// zero points, activations and outputs.
+// zero points, activations and outputs. --profile only launches the decode
+// GEMVs a few times (for ncu).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -251,6 +252,22 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick)
     const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
     report({"gemv bf16 M=1 (cuBLASLt)", shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
   }
+  // The same traffic as the NF4 weight as a plain copy (read + write), timed the
+  // same way: the ceiling for a kernel of this size, launch and ramp included.
+  {
+    const size_t bytes = size_t(N * K) / 4;  // read + write = the NF4 codes' bytes
+    const int c = copies_for(bytes, l2);
+    std::vector<DeviceBuffer<std::byte>> src;
+    for (int i = 0; i < c; ++i) src.emplace_back(bytes);
+    DeviceBuffer<std::byte> dst(bytes);
+    const double ms = ev.graph_ms(
+        [&](int i) {
+          KQ_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src[size_t(i % c)].data(), bytes, cudaMemcpyDeviceToDevice, s));
+        },
+        s, 4 * c, reps);
+    const double gbs = 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
+    report({"copy same traffic (graph)", shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
+  }
   // W4A16 GEMVs.
   struct F {
     W4Format f;
@@ -271,15 +288,16 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick)
       const double gbs = double(wbytes + size_t(M * (K + N)) * 2) / (ms * 1e-3) / 1e9;
       report({std::string(f.name) + " M=" + std::to_string(M), shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
     }
-    if (f.f == W4Format::NF4 && !quick) {  // launch variants, to tune the defaults
+    if ((f.f == W4Format::NF4 || f.f == W4Format::INT4) && !quick) {  // launch variants, to tune the defaults
       for (const int warps : {4, 8, 16})
         for (const int unroll : {2, 4}) {
           const double ms = ev.graph_ms(
               [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, {warps, unroll}); }, s,
               4 * c, reps);
           const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
-          report({"  nf4 M=1 warps=" + std::to_string(warps) + " unroll=" + std::to_string(unroll), shape, ms * 1e3,
-                  gbs, "GB/s", pct_copy(gbs)});
+          report({std::string("  ") + w4_format_name(f.f) + " M=1 w" + std::to_string(warps) + " u" +
+                      std::to_string(unroll),
+                  shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
         }
     }
   }
@@ -341,16 +359,31 @@ void bench_prefill(Events& ev, GpuContext& ctx, int64_t M, int64_t N, int64_t K,
   report({"prefill w4a16 nf4 (dequant+gemm)", shape3(M, N, K), ms * 1e3, flop / (ms * 1e-3) / 1e12, "TFLOP/s", ""});
 }
 
+/// --profile: a few plain launches of each decode GEMV, for ncu.
+void profile_launches(GpuContext& ctx) {
+  const cudaStream_t s = ctx.stream();
+  for (const auto& [N, K] : {std::pair<int64_t, int64_t>{11008, 4096}, std::pair<int64_t, int64_t>{4096, 11008}}) {
+    DeviceBuffer<uint16_t> x{size_t(K)}, y{size_t(N)};
+    fill_random_bf16(x.data(), x.size(), 1, 1.0f, s);
+    for (const W4Format f : {W4Format::NF4, W4Format::INT4}) {
+      const W4Weight w = random_w4(f, N, K, f == W4Format::NF4 ? 64 : 128, 7, s);
+      for (int i = 0; i < 3; ++i) w4a16_gemv(w, x.data(), K, 1, y.data(), N, s);
+    }
+  }
+  KQ_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const char* csv = nullptr;
-  bool quick = false;
+  bool quick = false, profile = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--profile")) profile = true;
     else {
-      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick]\n");
+      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick] [--profile]\n");
       return 2;
     }
   }
@@ -368,6 +401,10 @@ int main(int argc, char** argv) {
       std::printf("device: %s, cc %d.%d, %d SMs, L2 %.0f MiB, cuBLASLt %zu, runtime %d\n", d.name.c_str(), d.cc_major,
                   d.cc_minor, d.multiprocessors, double(d.l2_bytes) / (1 << 20), d.cublaslt_version,
                   d.runtime_version);
+      if (profile) {
+        profile_launches(ctx);
+        return 0;
+      }
       Events ev;
       bench_copy(ev, stream);
       bench_gemms(ev, ctx, quick ? 4096 : 8192, quick);

@@ -63,14 +63,27 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
   const int64_t nblk = (K + block - 1) / block;  // blocks the caller provides per row
   const int64_t ldq = w.K_pad / 2;
 
+  // Codebook formats: plain packing (byte j = k 2j | 2j+1 << 4). INT4: within
+  // each 32-bit word of 8 codes, nibble j holds k = 2j and nibble j+4 holds
+  // k = 2j+1 (the GEMV's arithmetic dequantization wants the pair 4 bits
+  // apart); symmetric INT4 codes are stored as q ^ 8 (offset binary, value u - 8).
+  const bool interleaved = format == W4Format::INT4 || asym;
+  const uint8_t flip = format == W4Format::INT4 ? 8 : 0;
   std::vector<uint8_t> packed(size_t(N * ldq), 0);
   for (int64_t n = 0; n < N; ++n) {
     const uint8_t* row = codes + n * K;
+    uint8_t* out = packed.data() + n * ldq;
     for (int64_t k = 0; k < K; ++k) {
       const uint8_t q = row[k];
       if (q > 15)
         raise<InvalidArgument>("upload_w4_weight ({}): code {} at [{}, {}] is not a 4-bit value", name, int(q), n, k);
-      packed[size_t(n * ldq + k / 2)] |= uint8_t(k % 2 ? q << 4 : q);
+      const uint8_t u = uint8_t(q ^ flip);
+      if (interleaved) {
+        const int64_t e = k & 7, nib = (e >> 1) + (e & 1) * 4;
+        out[(k >> 3) * 4 + (nib >> 1)] |= uint8_t(u << (4 * (nib & 1)));
+      } else {
+        out[k >> 1] |= uint8_t(u << (4 * (k & 1)));
+      }
     }
   }
   auto to_bf16 = [&](const float* src, const char* what) {
@@ -84,6 +97,11 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
       }
     return out;
   };
+  if (asym)
+    for (int64_t i = 0; i < N * nblk; ++i)
+      if (!(zeros[i] >= 0.0f && zeros[i] <= 15.0f && zeros[i] == std::nearbyint(zeros[i])))
+        raise<InvalidArgument>("upload_w4_weight ({}): zero point {} of row {} block {} is not an integer in [0, 15]",
+                               name, zeros[i], i / nblk, i % nblk);
   w.codes.upload(packed);
   w.scales.upload(to_bf16(scales, "scale"));
   if (asym) w.zeros.upload(to_bf16(zeros, "zero point"));

@@ -3,10 +3,10 @@
 // activations and FP32 accumulation.
 //  * decode (M <= 8 tokens): w4a16_gemv, our own kernel. Each warp owns 16
 //    weight rows and a slice of K; every 4-bit code is read once with 16-byte
-//    loads, dequantized through a byte -> BF16x2 lookup table in shared memory
-//    (one copy per lane, so no bank conflicts), scaled by its block's scale
-//    and fed to the tensor cores (mma.sync m16n8k16 BF16, the tokens are the
-//    n = 8 side).
+//    loads, turned into BF16 pairs (NF4/FP4: a byte -> BF16x2 lookup table in
+//    shared memory, one copy per lane so no bank conflicts; INT4: arithmetic,
+//    from interleaved nibbles), scaled by its block's scale and fed to the
+//    tensor cores (mma.sync m16n8k16 BF16, the tokens are the n = 8 side).
 //  * prefill (M > 8): w4_dequantize_bf16 into a scratch BF16 weight, then the
 //    cuBLASLt BF16 GEMM.
 // Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = OCP
@@ -15,12 +15,15 @@
 //
 // Device layout (W4Weight). This is the CUDA backend's own layout; the CPU
 // formats (src/formats/) are converted at upload from unpacked codes:
-//   codes   [N, K_pad/2] bytes, K_pad = round_up(K, max(128, block)): byte j of a
-//           row holds element 2j in its low nibble and 2j+1 in its high nibble;
-//           codes beyond K are 0.
+//   codes   [N, K_pad/2] bytes, K_pad = round_up(K, max(128, block)); codes
+//           beyond K are 0. NF4/FP4 ("plain"): byte j of a row holds element 2j
+//           in its low nibble and 2j+1 in its high nibble. INT4/INT4Asym
+//           ("interleaved"): in each little-endian 32-bit word of 8 elements,
+//           nibble j (bits 4j..4j+3) holds element 2j and nibble j+4 element
+//           2j+1, j = 0..3; symmetric INT4 codes are stored as q ^ 8.
 //   scales  BF16 [N, K_pad/block]: the multiplier of each block (NF4: absmax;
 //           FP4: absmax/6; INT4: scale); 0 for padding blocks.
-//   zeros   BF16 [N, K_pad/block] (INT4Asym only): zero point in code units.
+//   zeros   BF16 [N, K_pad/block] (INT4Asym only): integer zero point in [0, 15].
 // Weight value: w[n, k] = (codebook[q] − zero) · scale (zero = 0 except INT4Asym).
 // Double-quantized absmax values (QLoRA) are expanded to BF16 scales at upload.
 // Scales are held in BF16 (relative rounding <= 2^-9), and the GEMV rounds
@@ -65,17 +68,17 @@ struct W4Weight {
 /// Uploads a 4-bit weight from unpacked host data:
 ///   codes  [N, K] one code per byte, values 0..15 (host);
 ///   scales [N, ceil(K / block)] FP32 multipliers (host);
-///   zeros  [N, ceil(K / block)] FP32 zero points in code units, INT4Asym only (else nullptr).
+///   zeros  [N, ceil(K / block)] FP32 zero points (integers in [0, 15]), INT4Asym only (else nullptr).
 /// Throws InvalidArgument for empty shapes, a block size that is not a power
-/// of two in [32, 256], a code > 15, a non-finite scale, or zeros given/missing
-/// for the wrong format.
+/// of two in [32, 256], a code > 15, a non-finite scale, a zero point that is
+/// not an integer in [0, 15], or zeros given/missing for the wrong format.
 W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, const uint8_t* codes,
                           const float* scales, const float* zeros = nullptr);
 
 /// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
 struct W4GemvTuning {
   int warps = 0;   ///< warps per block splitting K: 4, 8 or 16
-  int unroll = 0;  ///< warp tiles whose code loads are in flight together: 2 or 4
+  int unroll = 0;  ///< 128-k tiles per chunk a warp streams (one chunk in flight while it computes one): 2 or 4
 };
 
 /// Decode GEMV: y[m, n] = BF16(Σ_k x[m, k] · w[n, k]) for 1 <= M <= 8.
