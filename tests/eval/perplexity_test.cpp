@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <string>
 
@@ -33,6 +34,8 @@ struct PplCase {
   int64_t scored;
   bool long_test;  // full WikiText-2 on the larger models: only with KQ_LONG_TESTS=1
 };
+
+void PrintTo(const PplCase& c, std::ostream* os) { *os << c.model << " on " << c.text; }
 
 std::string case_name(const ::testing::TestParamInfo<PplCase>& p) {
   std::string s = std::string(p.param.model) + "_" + (std::string(p.param.text).find("wiki") != std::string::npos
