@@ -7,5 +7,7 @@ namespace kq::cli {
 void add_info_command(CLI::App& app);
 void add_eval_command(CLI::App& app);      // tools/kq/eval.cpp
 void add_generate_command(CLI::App& app);  // tools/kq/generate.cpp
+void add_quantize_command(CLI::App& app);  // tools/kq/quantize.cpp
+void add_bench_command(CLI::App& app);     // tools/kq/bench.cpp
 
 }  // namespace kq::cli

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   kq::cli::add_info_command(app);
   kq::cli::add_eval_command(app);
   kq::cli::add_generate_command(app);
+  kq::cli::add_quantize_command(app);
+  kq::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,202 @@
+// `kq bench`: the main job — quality, memory and latency per quantization mode.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "format_util.hpp"
+#include "io/atomic_file.hpp"
+#include "kq/bench.hpp"
+#include "kq/error.hpp"
+#include "progress.hpp"
+
+namespace kq::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchArgs {
+  std::string model, text, json, device = "cpu";
+  std::vector<std::string> modes{"int8", "int4", "fp8"};
+  std::vector<std::string> keep;
+  int ctx = 0, samples = 0, threads = 0, runs = 5, decode = 32, prompt = 128;
+  bool lm_head = false, no_latency = false;
+};
+
+fs::path default_model_dir() {
+  if (fs::exists(fs::path("models") / "gpt2-tiny" / "config.json")) return fs::path("models") / "gpt2-tiny";
+  return KQ_DEFAULT_MODEL_DIR;
+}
+
+void print_header(const BenchReport& r, const BenchArgs& a) {
+  fmt::print("KernelQuant bench\n");
+  fmt::print("  model   {}\n", r.model);
+  fmt::print("  device  {} ({} threads)\n", r.device, r.threads);
+  fmt::print("  modes   {}\n", fmt::join(a.modes, " "));
+  fmt::print("  text    {} ({} tokens)\n", r.text, r.text_tokens);
+  fmt::print("  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
+             r.samples ? fmt::format(", --samples {}", r.samples) : "");
+  if (!r.results.empty() && r.results[0].latency_before.runs)
+    fmt::print("  latency decode at batch 1 with a KV cache after a {}-token prompt; median of {} runs x {} tokens\n",
+               r.results[0].latency_before.prompt_tokens, r.results[0].latency_before.runs,
+               r.results[0].latency_before.decode_tokens);
+}
+
+void print_mode(const BenchResult& m) {
+  fmt::print("\n== {} ({}) ==\n", m.mode, m.mode_canonical);
+  fmt::print("  perplexity   {:.4f} -> {:.4f}  ({:+.2f} %, limit < {:.0f} %)  {}\n", m.ppl_before, m.ppl_after,
+             m.ppl_delta_pct, m.threshold_pct, m.pass ? "PASS" : "FAIL");
+  fmt::print("  KL(fp32||q)  {:.5f} nats/token   top-1 agreement {:.2f} %\n", m.kl_div, m.top1_agreement * 100);
+  fmt::print("  weights      {} -> {}  ({:.1f} % smaller, whole model vs on-disk dtype)\n",
+             human_bytes(m.weight_bytes_before), human_bytes(m.weight_bytes_after),
+             reduction_pct(m.weight_bytes_before, m.weight_bytes_after));
+  fmt::print("  linear       {} -> {}  ({:.1f} % smaller vs FP32, {:.3f} bits/weight)\n",
+             human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
+             reduction_pct(m.linear_bytes_before, m.linear_bytes_after), m.bits_per_weight);
+  if (m.latency_before.runs) {
+    fmt::print("  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x)\n", m.latency_before.decode_ms_per_token,
+               m.latency_after.decode_ms_per_token, m.speedup);
+    fmt::print("  prefill      {:.0f} -> {:.0f} tokens/s\n", m.latency_before.prefill_tokens_per_s,
+               m.latency_after.prefill_tokens_per_s);
+  }
+  fmt::print("  load+quantize {:.2f} s, eval {:.2f} s, resident {}\n", m.load_seconds, m.eval_seconds,
+             human_bytes(m.rss_bytes));
+}
+
+void print_table(const BenchReport& r) {
+  fmt::print("\n{:<10} {:>21} {:>9} {:>8} {:>7} {:>23} {:>6} {:>20} {:>8}  {}\n", "mode", "perplexity", "delta",
+             "KL", "top-1", "weights", "bits", "decode ms/token", "speedup", "result");
+  for (const BenchResult& m : r.results) {
+    fmt::print("{:<10} {:>21} {:>8.2f}% {:>8.5f} {:>6.1f}% {:>23} {:>6.3f} {:>20} {:>7.2f}x  {}\n", m.mode,
+               fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after), m.ppl_delta_pct, m.kl_div,
+               m.top1_agreement * 100,
+               fmt::format("{} -> {} (-{:.0f}%)", human_bytes(m.weight_bytes_before),
+                           human_bytes(m.weight_bytes_after),
+                           reduction_pct(m.weight_bytes_before, m.weight_bytes_after)),
+               m.bits_per_weight,
+               m.latency_before.runs ? fmt::format("{:.3f} -> {:.3f}", m.latency_before.decode_ms_per_token,
+                                                   m.latency_after.decode_ms_per_token)
+                                     : std::string("-"),
+               m.speedup, m.pass ? "PASS" : "FAIL");
+  }
+  fmt::print("peak resident memory {}, baseline load {:.2f} s\n", human_bytes(r.peak_rss_bytes),
+             r.baseline_load_seconds);
+}
+
+nlohmann::json to_json(const BenchReport& r) {
+  nlohmann::json j;
+  j["model"] = r.model;
+  j["device"] = r.device;
+  j["text"] = r.text;
+  j["ctx"] = r.ctx;
+  j["samples"] = r.samples;
+  j["windows"] = r.windows;
+  j["scored_tokens"] = r.scored_tokens;
+  j["threads"] = r.threads;
+  j["peak_rss_bytes"] = r.peak_rss_bytes;
+  j["results"] = nlohmann::json::array();
+  for (const BenchResult& m : r.results) {
+    nlohmann::json x;
+    x["mode"] = m.mode;
+    x["mode_canonical"] = m.mode_canonical;
+    x["family"] = m.family;
+    x["ppl_before"] = m.ppl_before;
+    x["ppl_after"] = m.ppl_after;
+    x["ppl_delta_pct"] = m.ppl_delta_pct;
+    x["threshold_pct"] = m.threshold_pct;
+    x["weight_bytes_before"] = m.weight_bytes_before;
+    x["weight_bytes_after"] = m.weight_bytes_after;
+    x["linear_bytes_before"] = m.linear_bytes_before;
+    x["linear_bytes_after"] = m.linear_bytes_after;
+    x["bits_per_weight"] = m.bits_per_weight;
+    x["latency_ms_before"] = m.latency_before.decode_ms_per_token;
+    x["latency_ms_after"] = m.latency_after.decode_ms_per_token;
+    x["prefill_tokens_per_s_before"] = m.latency_before.prefill_tokens_per_s;
+    x["prefill_tokens_per_s_after"] = m.latency_after.prefill_tokens_per_s;
+    x["speedup"] = m.speedup;
+    x["kl_div"] = m.kl_div;
+    x["top1_agreement"] = m.top1_agreement;
+    x["load_seconds"] = m.load_seconds;
+    x["rss_bytes"] = m.rss_bytes;
+    x["pass"] = m.pass;
+    j["results"].push_back(std::move(x));
+  }
+  return j;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand(
+      "bench", "Quantize a model in each mode and report perplexity, KL, memory and latency vs FP32, with PASS/FAIL");
+  cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)");
+  cmd->add_option("--modes", args->modes, "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
+      ->expected(1, -1);
+  cmd->add_option("--text,-t", args->text, "UTF-8 evaluation text (default: MODEL/demo-eval.txt)");
+  cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ctx", args->ctx, "Window length in tokens (default: the model's context length)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", args->device, "cpu (cuda: see docs/GPU.md)");
+  cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
+  cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
+  cmd->add_option("--keep", args->keep, "Regex of layer names to keep in high precision (repeatable)");
+  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::PositiveNumber);
+  cmd->add_option("--decode-tokens", args->decode, "Tokens decoded per latency run")->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-tokens", args->prompt, "Prompt length for latency")->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
+  cmd->callback([args] {
+    BenchOptions o;
+    o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
+    if (!args->text.empty()) {
+      o.text = args->text;
+    } else if (fs::exists(o.model_dir / "demo-eval.txt")) {
+      o.text = o.model_dir / "demo-eval.txt";
+    } else {
+      raise<InvalidArgument>("--text: no evaluation text given and {} has no demo-eval.txt",
+                             o.model_dir.string());
+    }
+    if (!fs::exists(o.text)) raise<InvalidArgument>("--text: file '{}' does not exist", o.text.string());
+    o.modes = args->modes;
+    o.ctx = args->ctx;
+    o.samples = args->samples;
+    o.quantize_lm_head = args->lm_head;
+    o.keep_patterns = args->keep;
+    o.latency.runs = args->runs;
+    o.latency.decode_tokens = args->decode;
+    o.latency.prompt_tokens = args->prompt;
+    o.measure_latency = !args->no_latency;
+    o.context.device = parse_device(args->device);
+    o.context.threads = args->threads;
+
+    std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)
+    std::string stage_now;
+    const BenchReport r = run_bench(o, [&](const std::string& stage, int64_t done, int64_t total) {
+      if (!bar || stage != stage_now) {
+        if (bar) bar->finish();
+        bar = std::make_unique<Progress>(stage);
+        stage_now = stage;
+      }
+      bar->update(done, total);
+    });
+    bar.reset();
+    print_header(r, *args);
+    for (const BenchResult& m : r.results) print_mode(m);
+    print_table(r);
+    if (!args->json.empty()) {
+      io::write_file_atomic(args->json, to_json(r).dump(2) + "\n");
+      fmt::print("wrote {}\n", args->json);
+    }
+    bool all_pass = true;
+    for (const BenchResult& m : r.results) all_pass = all_pass && m.pass;
+    if (!all_pass) throw CLI::RuntimeError(3);
+  });
+}
+
+}  // namespace kq::cli

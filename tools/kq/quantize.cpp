@@ -1,0 +1,53 @@
+// `kq quantize`: write a quantized model folder.
+#include <filesystem>
+
+#include <fmt/core.h>
+
+#include "commands.hpp"
+#include "format_util.hpp"
+#include "kq/error.hpp"
+#include "kq/optimizer.hpp"
+
+namespace kq::cli {
+
+void add_quantize_command(CLI::App& app) {
+  struct Args {
+    std::string model, mode, out;
+    std::vector<std::string> keep;
+    bool lm_head = false, overwrite = false;
+    int threads = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder");
+  cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")->required();
+  cmd->add_option("--mode", a->mode, "Quantization mode: int8 int4 nf4 fp4 int4-g128 fp8 fp8-e5m2 int8-wo ...")
+      ->required();
+  cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")->required();
+  cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
+  cmd->add_option("--keep", a->keep, "Regex of layer names to keep in high precision (repeatable)");
+  cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
+  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([a] {
+    QuantizeOptions qo;
+    qo.spec = parse_quant_mode(a->mode);
+    qo.quantize_lm_head = a->lm_head;
+    qo.keep_patterns = a->keep;
+    ExecContext ctx;
+    ctx.threads = a->threads;
+    QuantizeReport rep;
+    auto model = load_quantized(a->model, qo, ctx, &rep);
+    save_quantized_model(*model, qo, a->out, a->overwrite);
+    int quantized = 0;
+    for (const auto& l : rep.layers) quantized += l.quantized ? 1 : 0;
+    fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(),
+               qo.spec.name(), rep.seconds);
+    fmt::print("linear weights {} -> {} ({:.1f} % smaller, {:.3f} bits/weight)\n",
+               human_bytes(rep.quantized_bytes_before), human_bytes(rep.quantized_bytes_after),
+               reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), rep.bits_per_weight());
+    fmt::print("whole model in memory {} (on disk before: {})\n", human_bytes(model->weight_bytes()),
+               human_bytes(model->disk_weight_bytes()));
+    fmt::print("wrote {}\n", a->out);
+  });
+}
+
+}  // namespace kq::cli
