@@ -219,11 +219,11 @@ W4Weight random_w4(W4Format f, int64_t N, int64_t K, int block, uint64_t seed, c
   w.K_pad = (K + tile - 1) / tile * tile;
   w.blocks_pad = w.K_pad / block;
   w.codes.reserve_discard(size_t(N * w.K_pad / 2));
-  w.scales.reserve_discard(size_t(N * w.blocks_pad));
+  w.scales.reserve_discard(size_t(N * w.blocks_pad) + 1);
   fill_random_u8(w.codes.data(), w.codes.size(), seed, s);
   fill_uniform_bf16(w.scales.data(), w.scales.size(), seed + 1, 0.005f, 0.05f, s);
   if (f == W4Format::INT4Asym) {
-    w.zeros.reserve_discard(size_t(N * w.blocks_pad));
+    w.zeros.reserve_discard(size_t(N * w.blocks_pad) + 1);
     fill_uniform_bf16(w.zeros.data(), w.zeros.size(), seed + 2, 7.0f, 9.0f, s);
   }
   return w;
@@ -289,16 +289,13 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick)
       report({std::string(f.name) + " M=" + std::to_string(M), shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
     }
     if ((f.f == W4Format::NF4 || f.f == W4Format::INT4) && !quick) {  // launch variants, to tune the defaults
-      for (const int warps : {4, 8, 16})
-        for (const int unroll : {2, 4}) {
-          const double ms = ev.graph_ms(
-              [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, {warps, unroll}); }, s,
-              4 * c, reps);
-          const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
-          report({std::string("  ") + w4_format_name(f.f) + " M=1 w" + std::to_string(warps) + " u" +
-                      std::to_string(unroll),
-                  shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
-        }
+      for (const int warps : {4, 8, 16}) {
+        const double ms = ev.graph_ms(
+            [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, {warps}); }, s, 4 * c, reps);
+        const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
+        report({std::string("  ") + w4_format_name(f.f) + " M=1 warps=" + std::to_string(warps), shape, ms * 1e3, gbs,
+                "GB/s", pct_copy(gbs)});
+      }
     }
   }
   // FP8 decode: our GEMV (kernel alone, and with the activation quantization) vs cuBLASLt.

@@ -14,9 +14,8 @@ inline constexpr double kBf16Gemm = 4e-3;
 inline constexpr double kFp8Gemm = 4e-3;
 /// INT32 accumulation is exact; FP32 scaling, BF16 output.
 inline constexpr double kInt8Gemm = 4e-3;
-/// W4A16 GEMV: codebook value and block scale held in BF16 and their product
-/// rounded to BF16 before the tensor-core multiply (each ~1.5e-3 rms), plus the
-/// BF16 output rounding.
+/// W4A16 GEMV: block scales held in BF16 and NF4 code values rounded to BF16
+/// (each ~1.5e-3 rms), FP32 accumulation, BF16 output rounding.
 inline constexpr double kW4Gemv = 1e-2;
 /// W4A16 prefill: weights dequantized to BF16 (one rounding), BF16 GEMM.
 inline constexpr double kW4Prefill = 8e-3;

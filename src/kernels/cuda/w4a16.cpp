@@ -41,6 +41,11 @@ std::array<float, 16> w4_codebook(W4Format f) {
   return {};
 }
 
+int64_t w4_code_position(int64_t k) {
+  const int64_t r = k & 127;
+  return (k & ~int64_t(127)) | ((r >> 2) & 3) << 5 | (r >> 4) << 2 | (r & 3);
+}
+
 W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, const uint8_t* codes,
                           const float* scales, const float* zeros) {
   const char* name = w4_format_name(format);
@@ -63,10 +68,12 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
   const int64_t nblk = (K + block - 1) / block;  // blocks the caller provides per row
   const int64_t ldq = w.K_pad / 2;
 
-  // Codebook formats: plain packing (byte j = k 2j | 2j+1 << 4). INT4: within
-  // each 32-bit word of 8 codes, nibble j holds k = 2j and nibble j+4 holds
-  // k = 2j+1 (the GEMV's arithmetic dequantization wants the pair 4 bits
-  // apart); symmetric INT4 codes are stored as q ^ 8 (offset binary, value u - 8).
+  // Element k goes to position w4_code_position(k) of its row's code stream
+  // (the GEMV lane order, see w4a16.hpp). Codebook formats: plain packing
+  // (byte j = positions 2j | 2j+1 << 4). INT4: within each 32-bit word of 8
+  // positions, nibble j holds position 2j and nibble j+4 position 2j+1 (the
+  // GEMV's arithmetic dequantization wants a pair 4 bits apart); symmetric INT4
+  // codes are stored as q ^ 8 (offset binary, value u - 8).
   const bool interleaved = format == W4Format::INT4 || asym;
   const uint8_t flip = format == W4Format::INT4 ? 8 : 0;
   std::vector<uint8_t> packed(size_t(N * ldq), 0);
@@ -78,16 +85,18 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
       if (q > 15)
         raise<InvalidArgument>("upload_w4_weight ({}): code {} at [{}, {}] is not a 4-bit value", name, int(q), n, k);
       const uint8_t u = uint8_t(q ^ flip);
+      const int64_t pos = w4_code_position(k);
       if (interleaved) {
-        const int64_t e = k & 7, nib = (e >> 1) + (e & 1) * 4;
-        out[(k >> 3) * 4 + (nib >> 1)] |= uint8_t(u << (4 * (nib & 1)));
+        const int64_t e = pos & 7, nib = (e >> 1) + (e & 1) * 4;
+        out[(pos >> 3) * 4 + (nib >> 1)] |= uint8_t(u << (4 * (nib & 1)));
       } else {
-        out[k >> 1] |= uint8_t(u << (4 * (k & 1)));
+        out[pos >> 1] |= uint8_t(u << (4 * (pos & 1)));
       }
     }
   }
   auto to_bf16 = [&](const float* src, const char* what) {
-    std::vector<uint16_t> out(size_t(N * w.blocks_pad), 0);
+    // One spare element: the GEMV fetches scales as aligned 4-byte words.
+    std::vector<uint16_t> out(size_t(N * w.blocks_pad) + 1, 0);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t b = 0; b < nblk; ++b) {
         const float v = src[n * nblk + b];

@@ -5,8 +5,9 @@
 //    weight rows and a slice of K; every 4-bit code is read once with 16-byte
 //    loads, turned into BF16 pairs (NF4/FP4: a byte -> BF16x2 lookup table in
 //    shared memory, one copy per lane so no bank conflicts; INT4: arithmetic,
-//    from interleaved nibbles), scaled by its block's scale and fed to the
-//    tensor cores (mma.sync m16n8k16 BF16, the tokens are the n = 8 side).
+//    from interleaved nibbles) and fed unscaled to the tensor cores (mma.sync
+//    m16n8k16 BF16, the tokens are the n = 8 side); each block's scale is
+//    applied to the FP32 partial sums.
 //  * prefill (M > 8): w4_dequantize_bf16 into a scratch BF16 weight, then the
 //    cuBLASLt BF16 GEMM.
 // Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = OCP
@@ -16,18 +17,27 @@
 // Device layout (W4Weight). This is the CUDA backend's own layout; the CPU
 // formats (src/formats/) are converted at upload from unpacked codes:
 //   codes   [N, K_pad/2] bytes, K_pad = round_up(K, max(128, block)); codes
-//           beyond K are 0. NF4/FP4 ("plain"): byte j of a row holds element 2j
-//           in its low nibble and 2j+1 in its high nibble. INT4/INT4Asym
-//           ("interleaved"): in each little-endian 32-bit word of 8 elements,
-//           nibble j (bits 4j..4j+3) holds element 2j and nibble j+4 element
-//           2j+1, j = 0..3; symmetric INT4 codes are stored as q ^ 8.
-//   scales  BF16 [N, K_pad/block]: the multiplier of each block (NF4: absmax;
-//           FP4: absmax/6; INT4: scale); 0 for padding blocks.
-//   zeros   BF16 [N, K_pad/block] (INT4Asym only): integer zero point in [0, 15].
+//           beyond K are 0. Each row is a stream of 4-bit positions; element k
+//           sits at position w4_code_position(k): within each 128-k tile,
+//           k = 16s + 4t + i (s = 0..7, t = 0..3, i = 0..3) goes to position
+//           32t + 4s + i, so GEMV lane t's 16-byte load holds, for mma step s,
+//           four consecutive k of the 16 the step covers (a step never crosses
+//           a block). Positions are packed into bytes as follows.
+//           NF4/FP4 ("plain"): byte j holds position 2j in its low nibble and
+//           2j+1 in its high nibble. INT4/INT4Asym ("interleaved"): in each
+//           little-endian 32-bit word of 8 positions, nibble j (bits 4j..4j+3)
+//           holds position 2j and nibble j+4 position 2j+1, j = 0..3; symmetric
+//           INT4 codes are stored as q ^ 8.
+//   scales  BF16 [N, K_pad/block] (+1 spare element): the multiplier of each
+//           block (NF4: absmax; FP4: absmax/6; INT4: scale); 0 for padding blocks.
+//   zeros   BF16 [N, K_pad/block] (+1 spare, INT4Asym only): integer zero point in [0, 15].
 // Weight value: w[n, k] = (codebook[q] − zero) · scale (zero = 0 except INT4Asym).
 // Double-quantized absmax values (QLoRA) are expanded to BF16 scales at upload.
-// Scales are held in BF16 (relative rounding <= 2^-9), and the GEMV rounds
-// each dequantized weight to BF16 before the multiply (accumulation in FP32).
+// Scales are held in BF16 (relative rounding <= 2^-9). The GEMV multiplies
+// unscaled code values (NF4 values rounded to BF16; E2M1 and INT4 values are
+// exact) with FP32 accumulation and applies each block's scale and zero point
+// to the FP32 partial sums; the prefill path rounds (value - zero) * scale to
+// BF16 once per weight.
 #include <array>
 #include <cstdint>
 
@@ -77,12 +87,15 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
 
 /// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
 struct W4GemvTuning {
-  int warps = 0;   ///< warps per block splitting K: 4, 8 or 16
-  int unroll = 0;  ///< 128-k tiles per chunk a warp streams (one chunk in flight while it computes one): 2 or 4
+  int warps = 0;  ///< warps per block splitting K: 4, 8 or 16
 };
 
+/// Position of element k in a row's code stream (device layout above):
+/// tile base + 32 * ((k % 128 / 4) % 4) + 4 * (k % 128 / 16) + k % 4.
+int64_t w4_code_position(int64_t k);
+
 /// Decode GEMV: y[m, n] = BF16(Σ_k x[m, k] · w[n, k]) for 1 <= M <= 8.
-/// x: BF16 [M, ldx] (any ldx >= K; 16-byte-aligned rows with ldx % 8 == 0 take
+/// x: BF16 [M, ldx] (any ldx >= K; 8-byte-aligned rows with ldx % 4 == 0 take
 /// the vector path); y: BF16 [M, ldy]. Throws InvalidArgument for bad M/ld.
 void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream, W4GemvTuning tuning = {});

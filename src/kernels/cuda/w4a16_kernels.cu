@@ -1,15 +1,16 @@
 // W4A16 kernels: the decode GEMV (mma.sync m16n8k16 BF16, see
 // gemv_common.cuh for the warp tile) and the BF16 dequantization for prefill.
 //
-// Dequantization to BF16x2 pairs (two consecutive k of one row):
+// GEMV dequantization: the 4-bit codes become BF16 pairs that go straight into
+// the mma's A registers, unscaled; block scales (and INT4 zero points) are
+// applied to the FP32 partial sums once per block:
 //  * NF4 / FP4 (codebooks): a byte -> BF16x2 lookup table in shared memory,
 //    one copy per lane (entry stride 256 bytes, lane l reads word l, so the 32
 //    lanes always hit 32 different banks). One PRMT builds the byte address
 //    (code byte << 8 | lane << 2) and one LDS fetches the pair.
-//  * INT4 (arithmetic): codes are stored interleaved (w4a16.hpp), so one
-//    LOP3 turns two 4-bit codes u into the BF16 pair (128 + u) — exponent of
-//    128, u in the low mantissa bits — and a subtraction of (128 + zero) is exact.
-// Both then multiply by the block scale (one BF16 rounding) before the mma.
+//  * INT4 (arithmetic): interleaved nibbles, so one LOP3 turns two codes u
+//    into the exact BF16 pair (128 + u); the offset 128 + zero is removed in
+//    FP32 with the activation sums that a second mma (A = ones) provides.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -46,7 +47,7 @@ struct W4GemvParams {
   int64_t ldx;
   int64_t K;
   int M;
-  bool x_vec;                    // rows 16-byte aligned and ldx % 8 == 0
+  bool x_vec;                    // rows 8-byte aligned: ldx % 4 == 0
   __nv_bfloat16* y;              // [M, ldy]
   int64_t ldy;
   int64_t N;
@@ -59,8 +60,6 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-__device__ __forceinline__ __nv_bfloat162 as_bf162(uint32_t u) { return *reinterpret_cast<__nv_bfloat162*>(&u); }
-__device__ __forceinline__ uint32_t as_u32(__nv_bfloat162 v) { return *reinterpret_cast<uint32_t*>(&v); }
 
 __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                                uint32_t b0, uint32_t b1) {
@@ -70,46 +69,33 @@ __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint3
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/// The BF16x2 scale (and, for INT4, bias 128 + zero) of one row's block.
-template <Dq kDq>
-__device__ __forceinline__ void load_scale(uint32_t& s, uint32_t& b, const W4GemvParams& p, int64_t row,
-                                           int64_t blk) {
-  const __nv_bfloat16 sv = p.scales[row * p.lds + blk];
-  s = as_u32(__halves2bfloat162(sv, sv));
-  if constexpr (kDq == Dq::Int4Asym) {
-    const __nv_bfloat16 z = __hadd(p.zeros[row * p.lds + blk], __float2bfloat16_rn(128.0f));  // exact: z <= 15
-    b = as_u32(__halves2bfloat162(z, z));
-  } else if constexpr (kDq == Dq::Int4Sym) {
-    b = 0x43084308u;  // BF16x2 (136, 136): stored codes are q ^ 8, value = u - 8
-  } else {
-    b = 0;
-  }
-}
-
-/// 32 BF16 activations of token g at this lane's k = kq .. kq+31 (zeros past K or for g >= M).
-__device__ __forceinline__ void load_x(uint32_t (&x)[16], const W4GemvParams& p, int64_t kq, int g) {
+/// This lane's activations for one 128-k tile: for step s (0..7), token g's
+/// BF16 pairs at k = kb + 16s + 4t + {0, 1} (x[2s]) and {2, 3} (x[2s+1]);
+/// zeros past K or for g >= M.
+__device__ __forceinline__ void load_x(uint32_t (&x)[16], const W4GemvParams& p, int64_t kb, int g, int t) {
   if (g >= p.M) {
 #pragma unroll
     for (int i = 0; i < 16; ++i) x[i] = 0;
     return;
   }
-  const uint16_t* xr = p.x + int64_t(g) * p.ldx + kq;
-  if (p.x_vec && kq + 32 <= p.K) {
+  const uint16_t* xr = p.x + int64_t(g) * p.ldx;
+  if (p.x_vec && kb + kTileK <= p.K) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint4 v = __ldg(reinterpret_cast<const uint4*>(xr) + i);
-      x[4 * i + 0] = v.x;
-      x[4 * i + 1] = v.y;
-      x[4 * i + 2] = v.z;
-      x[4 * i + 3] = v.w;
+    for (int s = 0; s < 8; ++s) {
+      const uint2 v = __ldg(reinterpret_cast<const uint2*>(xr + kb + 16 * s + 4 * t));
+      x[2 * s] = v.x;
+      x[2 * s + 1] = v.y;
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const uint32_t lo = kq + 2 * i < p.K ? uint32_t(__ldg(xr + 2 * i)) : 0u;
-      const uint32_t hi = kq + 2 * i + 1 < p.K ? uint32_t(__ldg(xr + 2 * i + 1)) : 0u;
-      x[i] = lo | (hi << 16);
-    }
+    for (int s = 0; s < 8; ++s)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t k = kb + 16 * s + 4 * t + 2 * h;
+        const uint32_t lo = k < p.K ? uint32_t(__ldg(xr + k)) : 0u;
+        const uint32_t hi = k + 1 < p.K ? uint32_t(__ldg(xr + k + 1)) : 0u;
+        x[2 * s + h] = lo | (hi << 16);
+      }
   }
 }
 
@@ -122,44 +108,62 @@ __device__ __forceinline__ uint32_t lut_pair(const char* lut, uint32_t lane4, ui
 /// INT4 pair (128 + u_lo, 128 + u_hi) from nibbles 0 and 4 of `bits`.
 __device__ __forceinline__ uint32_t int4_pair(uint32_t bits) { return (bits & 0x000F000Fu) | 0x43004300u; }
 
-template <Dq kDq>
-__device__ __forceinline__ uint32_t scale_pair(uint32_t v, uint32_t s, uint32_t b) {
-  __nv_bfloat162 r = as_bf162(v);
-  if constexpr (kDq != Dq::Lut) r = __hsub2(r, as_bf162(b));
-  return as_u32(__hmul2(r, as_bf162(s)));
-}
+constexpr uint32_t kOnes = 0x3F803F80u;  // BF16x2 (1, 1)
 
-/// 8 mma steps over this lane's 32 codes of rows g (w0) and g+8 (w1). Step s
-/// covers this lane's k = 4s .. 4s+3: pairs (4s, 4s+1) -> A regs 0/1 and
-/// (4s+2, 4s+3) -> A regs 2/3, matching x words 2s and 2s+1.
-template <Dq kDq>
-__device__ __forceinline__ void compute_tile(float (&c)[4], const uint4& w0, const uint4& w1, uint32_t s0,
-                                             uint32_t s1, uint32_t b0, uint32_t b1, const uint32_t (&x)[16],
-                                             const char* lut, uint32_t lane4) {
+__device__ __forceinline__ float bf16_bits_to_float(uint32_t b) { return __uint_as_float(b << 16); }
+
+/// One 128-k tile of rows g (w0) and g+8 (w1) for this lane. Device layout:
+/// this lane's 16 bytes hold, for step s = 0..7, the 4 codes at
+/// k = kb + 16s + 4t + {0..3}, so a step spans 16 contiguous k and never
+/// crosses a block. Steps of one block are summed unscaled (codebook values,
+/// or 128 + u for INT4), then the block's scale (and zero point, through a
+/// ones-mma that sums the activations) is applied in FP32:
+///   Σ w x = s · (Σ (128 + u) x − (128 + z) Σ x).
+template <int kParts, Dq kDq>
+__device__ __forceinline__ void compute_tile(float (&acc)[4], const uint4& w0, const uint4& w1,
+                                             const uint32_t (&sc)[kParts][2], const uint32_t (&zc)[kParts][2],
+                                             const uint32_t (&x)[16], const char* lut, uint32_t lane4) {
+  constexpr int kSteps = 8 / kParts;
 #pragma unroll
-  for (int s = 0; s < 8; ++s) {
-    const uint32_t q0 = gemv::word(w0, s >> 1), q1 = gemv::word(w1, s >> 1);
-    uint32_t a0, a1, a2, a3;
-    if constexpr (kDq == Dq::Lut) {
-      // Plain packing: byte j of a row holds k = 2j (low nibble) and 2j+1.
-      const int i = 2 * (s & 1);
-      a0 = lut_pair(lut, lane4, q0, i);
-      a1 = lut_pair(lut, lane4, q1, i);
-      a2 = lut_pair(lut, lane4, q0, i + 1);
-      a3 = lut_pair(lut, lane4, q1, i + 1);
-    } else {
-      // Interleaved packing: nibble j of a word holds k = 2j, nibble j+4 holds 2j+1.
-      const int sh = 8 * (s & 1);
-      a0 = int4_pair(q0 >> sh);
-      a1 = int4_pair(q1 >> sh);
-      a2 = int4_pair(q0 >> (sh + 4));
-      a3 = int4_pair(q1 >> (sh + 4));
+  for (int part = 0; part < kParts; ++part) {
+    float c[4] = {0.f, 0.f, 0.f, 0.f}, o[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int ss = 0; ss < kSteps; ++ss) {
+      const int s = part * kSteps + ss;
+      const uint32_t q0 = gemv::word(w0, s >> 1), q1 = gemv::word(w1, s >> 1);
+      uint32_t a0, a1, a2, a3;
+      if constexpr (kDq == Dq::Lut) {
+        // Plain packing: the step's 4 codes are bytes 2(s&1), 2(s&1)+1 of the word, low nibble first.
+        const int i = 2 * (s & 1);
+        a0 = lut_pair(lut, lane4, q0, i);
+        a1 = lut_pair(lut, lane4, q1, i);
+        a2 = lut_pair(lut, lane4, q0, i + 1);
+        a3 = lut_pair(lut, lane4, q1, i + 1);
+      } else {
+        // Interleaved packing: code e of a word's 8 is in nibble e/2 + 4 (e % 2).
+        const int sh = 8 * (s & 1);
+        a0 = int4_pair(q0 >> sh);
+        a1 = int4_pair(q1 >> sh);
+        a2 = int4_pair(q0 >> (sh + 4));
+        a3 = int4_pair(q1 >> (sh + 4));
+      }
+      mma_bf16_16816(c, a0, a1, a2, a3, x[2 * s], x[2 * s + 1]);
+      if constexpr (kDq != Dq::Lut) mma_bf16_16816(o, kOnes, kOnes, kOnes, kOnes, x[2 * s], x[2 * s + 1]);
     }
-    a0 = scale_pair<kDq>(a0, s0, b0);
-    a1 = scale_pair<kDq>(a1, s1, b1);
-    a2 = scale_pair<kDq>(a2, s0, b0);
-    a3 = scale_pair<kDq>(a3, s1, b1);
-    mma_bf16_16816(c, a0, a1, a2, a3, x[2 * s], x[2 * s + 1]);
+    const float s0 = bf16_bits_to_float(sc[part][0]), s1 = bf16_bits_to_float(sc[part][1]);
+    if constexpr (kDq == Dq::Lut) {
+      acc[0] = fmaf(s0, c[0], acc[0]);
+      acc[1] = fmaf(s0, c[1], acc[1]);
+      acc[2] = fmaf(s1, c[2], acc[2]);
+      acc[3] = fmaf(s1, c[3], acc[3]);
+    } else {
+      const float b0 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][0]);
+      const float b1 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][1]);
+      acc[0] = fmaf(s0, fmaf(-b0, o[0], c[0]), acc[0]);
+      acc[1] = fmaf(s0, fmaf(-b0, o[1], c[1]), acc[1]);
+      acc[2] = fmaf(s1, fmaf(-b1, o[2], c[2]), acc[2]);
+      acc[3] = fmaf(s1, fmaf(-b1, o[3], c[3]), acc[3]);
+    }
   }
 }
 
@@ -167,94 +171,15 @@ constexpr size_t smem_bytes(int warps, Dq dq) {
   return size_t(warps) * 4 * 32 * sizeof(float) + (dq == Dq::Lut ? size_t(kLutBytes) : 0);
 }
 
-/// What one chunk of kUnroll tiles needs from memory that is far away (codes
-/// and block scales): loaded one chunk ahead of its use.
-template <int kUnroll>
-struct Stage {
-  uint4 w[kUnroll][2];
-  uint32_t s[kUnroll][2], b[kUnroll][2];
-};
-
-/// Where a warp is in its sequence of work items: row group `rg` (16 rows),
-/// chunk `c` of its tiles in that group.
-struct Cursor {
-  int rg, c;
-};
-
-/// The warp's state: its place in the grid and the accumulators.
-template <int kWarps, int kUnroll, Dq kDq>
-struct Walker {
-  const W4GemvParams& p;
-  const char* lut;
-  float* red;
-  int warp, g, t, groups, chunks;  // chunks per group for this warp
-  uint32_t lane4;
-  float c[4];
-
-  __device__ __forceinline__ int64_t row(int rg, int h) const {
-    return min(int64_t(rg) * 16 + 8 * h + g, p.N - 1);
-  }
-  __device__ __forceinline__ int tile(int chunk, int u) const { return warp + (chunk * kUnroll + u) * kWarps; }
-
-  __device__ __forceinline__ void load(Stage<kUnroll>& st, Cursor at) const {
-    const int64_t r0 = row(at.rg, 0), r1 = row(at.rg, 1);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int kt = tile(at.c, u);
-      if (kt < p.k_tiles) {
-        const int64_t kq = int64_t(kt) * kTileK + 32 * t;
-        st.w[u][0] = gemv::ld_stream(p.codes + r0 * p.ldq + kq / 2);
-        st.w[u][1] = gemv::ld_stream(p.codes + r1 * p.ldq + kq / 2);
-        const int64_t blk = kq >> p.block_shift;
-        load_scale<kDq>(st.s[u][0], st.b[u][0], p, r0, blk);
-        load_scale<kDq>(st.s[u][1], st.b[u][1], p, r1, blk);
-      }
-    }
-  }
-
-  __device__ __forceinline__ void compute(const Stage<kUnroll>& st, Cursor at) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int kt = tile(at.c, u);
-      if (kt < p.k_tiles) {
-        uint32_t x[16];
-        load_x(x, p, int64_t(kt) * kTileK + 32 * t, g);
-        compute_tile<kDq>(c, st.w[u][0], st.w[u][1], st.s[u][0], st.s[u][1], st.b[u][0], st.b[u][1], x, lut,
-                          lane4);
-      }
-    }
-  }
-
-  __device__ __forceinline__ Cursor next(Cursor at) const {
-    return at.c + 1 < chunks ? Cursor{at.rg, at.c + 1} : Cursor{at.rg + int(gridDim.x), 0};
-  }
-
-  /// One work item: prefetch the next into `nxt`, compute `cur`, and finish the
-  /// row group when this was its last chunk. Returns the next cursor.
-  __device__ __forceinline__ Cursor step(Stage<kUnroll>& cur, Stage<kUnroll>& nxt, Cursor at) {
-    const Cursor nx = next(at);
-    if (nx.rg < groups) load(nxt, nx);
-    compute(cur, at);
-    if (nx.c == 0) {
-      gemv::reduce_store<kWarps>(c, red, int64_t(at.rg) * 16, p.N, p.M, p.y, p.ldy,
-                                 [](int, int64_t) { return 1.0f; });
-#pragma unroll
-      for (int i = 0; i < 4; ++i) c[i] = 0.f;
-    }
-    return nx;
-  }
-};
-
-/// kWarps warps split the 128-k tiles of each 16-row group (warp w takes tiles
-/// w, w + kWarps, ...) in chunks of kUnroll tiles; a persistent grid walks the
-/// row groups. Each warp streams its chunks with one chunk of codes and scales
-/// in flight while it dequantizes and multiplies the previous one, across row
-/// groups too, so a memory latency is paid once per warp, not once per chunk.
-template <int kWarps, int kUnroll, Dq kDq>
+/// kWarps warps split the 128-k tiles of each 16-row group (each warp a
+/// contiguous range); a persistent grid walks the row groups. A warp first
+/// issues the code and scale loads of kUnroll adjacent tiles, then computes them.
+/// kParts = blocks per 128-k tile (1 for block >= 128, 2 for 64, 4 for 32).
+template <int kWarps, int kUnroll, int kParts, Dq kDq>
 __global__ void __launch_bounds__(kWarps * 32) w4a16_gemv_kernel(const __grid_constant__ W4GemvParams p) {
   extern __shared__ __align__(16) uint32_t smem[];
-  float* red = reinterpret_cast<float*>(smem);                     // [kWarps][4][32]
-  char* lut = reinterpret_cast<char*>(smem + kWarps * 4 * 32);     // [256][256 bytes]
+  float* red = reinterpret_cast<float*>(smem);                  // [kWarps][4][32]
+  char* lut = reinterpret_cast<char*>(smem + kWarps * 4 * 32);  // [256][256 bytes]
   if constexpr (kDq == Dq::Lut) {
     uint4* lut4 = reinterpret_cast<uint4*>(lut);
     for (int i = threadIdx.x; i < 256 * 8; i += kWarps * 32) {
@@ -265,27 +190,61 @@ __global__ void __launch_bounds__(kWarps * 32) w4a16_gemv_kernel(const __grid_co
     __syncthreads();
   }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int tiles = warp < p.k_tiles ? (p.k_tiles - warp + kWarps - 1) / kWarps : 0;
-  Walker<kWarps, kUnroll, kDq> wk{p,         lut,      red, warp, lane >> 2, lane & 3, int((p.N + 15) / 16),
-                                  (tiles + kUnroll - 1) / kUnroll, uint32_t(lane) << 2, {0.f, 0.f, 0.f, 0.f}};
-  if (wk.chunks == 0) {  // no tiles: still take part in every row group's reduction
-    for (int rg = blockIdx.x; rg < wk.groups; rg += gridDim.x)
-      gemv::reduce_store<kWarps>(wk.c, red, int64_t(rg) * 16, p.N, p.M, p.y, p.ldy, [](int, int64_t) { return 1.0f; });
-    return;
-  }
-  Stage<kUnroll> a, b;
-  Cursor at{int(blockIdx.x), 0};
-  if (at.rg < wk.groups) wk.load(a, at);
-  while (at.rg < wk.groups) {
-    at = wk.step(a, b, at);
-    if (at.rg >= wk.groups) break;
-    at = wk.step(b, a, at);
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t lane4 = uint32_t(lane) << 2;
+  const uint16_t* scales = reinterpret_cast<const uint16_t*>(p.scales);
+  const uint16_t* zeros = reinterpret_cast<const uint16_t*>(p.zeros);
+  const int groups = int((p.N + 15) / 16);
+  // Each warp takes a contiguous range of tiles, so its loads of one row are adjacent.
+  const int per_warp = (p.k_tiles + kWarps - 1) / kWarps;
+  const int kt_begin = min(warp * per_warp, p.k_tiles), kt_end = min(kt_begin + per_warp, p.k_tiles);
+  for (int rg = blockIdx.x; rg < groups; rg += gridDim.x) {
+    const int64_t n0 = int64_t(rg) * 16;
+    const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
+    const uint8_t* q0 = p.codes + r0 * p.ldq + 16 * t;
+    const uint8_t* q1 = p.codes + r1 * p.ldq + 16 * t;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int kt0 = kt_begin; kt0 < kt_end; kt0 += kUnroll) {
+      uint4 w0[kUnroll], w1[kUnroll];
+      uint32_t sc[kUnroll][kParts][2], zc[kUnroll][kParts][2];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int kt = kt0 + u;
+        if (kt < kt_end) {
+          w0[u] = gemv::ld_stream(q0 + int64_t(kt) * (kTileK / 2));
+          w1[u] = gemv::ld_stream(q1 + int64_t(kt) * (kTileK / 2));
+          const int64_t blk0 = (int64_t(kt) * kTileK) >> p.block_shift;
+#pragma unroll
+          for (int part = 0; part < kParts; ++part) {
+            sc[u][part][0] = scales[r0 * p.lds + blk0 + part];
+            sc[u][part][1] = scales[r1 * p.lds + blk0 + part];
+            if constexpr (kDq == Dq::Int4Asym) {
+              zc[u][part][0] = zeros[r0 * p.lds + blk0 + part];
+              zc[u][part][1] = zeros[r1 * p.lds + blk0 + part];
+            } else {
+              zc[u][part][0] = zc[u][part][1] = 0;
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int kt = kt0 + u;
+        if (kt < kt_end) {
+          uint32_t x[16];
+          load_x(x, p, int64_t(kt) * kTileK, g, t);
+          compute_tile<kParts, kDq>(acc, w0[u], w1[u], sc[u], zc[u], x, lut, lane4);
+        }
+      }
+    }
+    gemv::reduce_store<kWarps>(acc, red, n0, p.N, p.M, p.y, p.ldy, [](int, int64_t) { return 1.0f; });
   }
 }
 
-template <int kWarps, int kUnroll, Dq kDq>
+template <int kWarps, int kParts, Dq kDq>
 void launch_gemv(const W4GemvParams& p, cudaStream_t stream) {
-  auto kernel = w4a16_gemv_kernel<kWarps, kUnroll, kDq>;
+  constexpr int kUnroll = 2;
+  auto kernel = w4a16_gemv_kernel<kWarps, kUnroll, kParts, kDq>;
   constexpr size_t smem = smem_bytes(kWarps, kDq);
   static const int blocks_per_sm = [&] {
     KQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -299,33 +258,41 @@ void launch_gemv(const W4GemvParams& p, cudaStream_t stream) {
   KQ_CUDA_CHECK_LAUNCH();
 }
 
-template <int kUnroll, Dq kDq>
+template <int kParts, Dq kDq>
 void launch_gemv_warps(const W4GemvParams& p, int warps, cudaStream_t stream) {
   if (warps == 16)
-    launch_gemv<16, kUnroll, kDq>(p, stream);
+    launch_gemv<16, kParts, kDq>(p, stream);
   else if (warps == 8)
-    launch_gemv<8, kUnroll, kDq>(p, stream);
+    launch_gemv<8, kParts, kDq>(p, stream);
   else
-    launch_gemv<4, kUnroll, kDq>(p, stream);
+    launch_gemv<4, kParts, kDq>(p, stream);
 }
 
 template <Dq kDq>
 void launch_gemv_tuned(const W4GemvParams& p, W4GemvTuning tuning, cudaStream_t stream) {
-  const int unroll = tuning.unroll == 4 ? 4 : 2;
   int warps = tuning.warps;
   if (warps != 4 && warps != 8 && warps != 16) {
     // Enough warps per row group to keep ~32 warps per SM busy, each with at
-    // least two chunks to stream.
+    // least one unrolled step (2 tiles).
     const int sms = current_device().multiprocessors;
     const int64_t groups = (p.N + 15) / 16;
     const int64_t want = (int64_t(sms) * 32 + groups - 1) / groups;
     warps = want <= 4 ? 4 : (want <= 8 ? 8 : 16);
-    while (warps > 4 && p.k_tiles < 2 * unroll * warps) warps /= 2;
+    while (warps > 4 && p.k_tiles < 2 * warps) warps /= 2;
   }
-  if (unroll == 4)
-    launch_gemv_warps<4, kDq>(p, warps, stream);
-  else
+  const int parts = p.block_shift >= 7 ? 1 : (p.block_shift == 6 ? 2 : 4);
+  if (parts == 1)
+    launch_gemv_warps<1, kDq>(p, warps, stream);
+  else if (parts == 2)
     launch_gemv_warps<2, kDq>(p, warps, stream);
+  else
+    launch_gemv_warps<4, kDq>(p, warps, stream);
+}
+
+/// Position of element k in its row's code stream (see w4_code_position).
+__device__ __forceinline__ int64_t w4_position(int64_t k) {
+  const int64_t r = k & 127;
+  return (k & ~int64_t(127)) | ((r >> 2) & 3) << 5 | (r >> 4) << 2 | (r & 3);
 }
 
 /// One output element per thread: BF16((value(code) - zero) * scale) in FP32.
@@ -341,12 +308,13 @@ __global__ void w4_dequant_kernel(const uint8_t* __restrict__ codes, int64_t ldq
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t n = i / K, k = i - n * K;
     const uint8_t* row = codes + n * ldq;
+    const int64_t pos = w4_position(k);
     uint32_t u;
     if constexpr (kDq == Dq::Lut) {
-      u = (row[k >> 1] >> (4 * (k & 1))) & 15u;
+      u = (row[pos >> 1] >> (4 * (pos & 1))) & 15u;
     } else {
-      const int e = int(k & 7), nib = (e >> 1) + (e & 1) * 4;
-      u = (row[(k >> 3) * 4 + (nib >> 1)] >> (4 * (nib & 1))) & 15u;
+      const int e = int(pos & 7), nib = (e >> 1) + (e & 1) * 4;
+      u = (row[(pos >> 3) * 4 + (nib >> 1)] >> (4 * (nib & 1))) & 15u;
     }
     const int64_t blk = k >> block_shift;
     const float s = __bfloat162float(scales[n * lds + blk]);
@@ -384,7 +352,7 @@ void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
   p.ldx = ldx;
   p.K = w.K;
   p.M = int(M);
-  p.x_vec = ldx % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  p.x_vec = ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 8 == 0;
   p.y = reinterpret_cast<__nv_bfloat16*>(y);
   p.ldy = ldy;
   p.N = w.N;
