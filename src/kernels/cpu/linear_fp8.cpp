@@ -1,11 +1,12 @@
 // The FP8 Linear (OCP E4M3 / E5M2): W8A8 with dynamic per-token FP8
 // activations, or weight-only; per-channel or per-tensor weight scales.
 // Weights are stored as real one-byte FP8 codes; on CPU the product is
-// computed on the decoded values in F32.
+// computed on the decoded values in F32. Kernels come from the ISA dispatch
+// table (dispatch.hpp), chosen when the op is built.
 #include <vector>
 
 #include "formats/fp8.hpp"
-#include "kernels/cpu/linear_fp8_ref.hpp"
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/quantized_linear.hpp"
 
 namespace kq {
@@ -15,9 +16,25 @@ FP8Format fp8_format_of(const QuantSpec& s) {
   return s.format == PrecisionFormat::FP8_E5M2 ? FP8Format::E5M2 : FP8Format::E4M3;
 }
 
+/// true when an E4M3 weight holds a NaN code (S.1111.111). The quantizer never
+/// writes one (it rejects non-finite weights and saturates), but a loaded file may.
+bool has_e4m3_nan(const PackedWeight& w) {
+  if (w.spec.format != PrecisionFormat::FP8_E4M3) return false;
+  const uint8_t* c = w.codes.data<uint8_t>();
+  for (int64_t i = 0; i < w.codes.numel(); ++i)
+    if ((c[i] & 0x7F) == formats::kE4M3NaN) return true;
+  return false;
+}
+
 class Fp8Linear final : public QuantizedLinear {
  public:
-  using QuantizedLinear::QuantizedLinear;
+  // The optimized kernels decode E4M3 through FP16 bit patterns, which has no
+  // NaN for S.1111.111: such weights keep the reference kernel's NaN semantics.
+  Fp8Linear(PackedWeight weight, Tensor bias)
+      : QuantizedLinear(std::move(weight), std::move(bias)),
+        kernels_(&cpu::quant_kernels()) {
+    if (has_e4m3_nan(w_)) kernels_ = &cpu::quant_kernels(cpu::Isa::Ref);
+  }
 
   void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
     if (M <= 0) return;
@@ -32,7 +49,7 @@ class Fp8Linear final : public QuantizedLinear {
     v.N = w_.N;
     v.K = w_.K;
     if (!w_.spec.quantize_activations) {
-      cpu::gemm_f32fp8_f32_rowwise_ref(v, x, nullptr, M, y, threads);
+      kernels_->gemm_f32fp8_f32_rowwise(v, x, nullptr, M, y, threads);
       return;
     }
     // Per-token FP8 quantization of x (scale = finite absmax / max), kept as
@@ -52,8 +69,11 @@ class Fp8Linear final : public QuantizedLinear {
       s[m] = formats::fp8_scale_for(formats::finite_absmax(xr, K), f);
       for (int64_t k = 0; k < K; ++k) d[m * K + k] = table[formats::fp8_encode(xr[k] / s[m], f, sat)];
     }
-    cpu::gemm_f32fp8_f32_rowwise_ref(v, d, s, M, y, threads);
+    kernels_->gemm_f32fp8_f32_rowwise(v, d, s, M, y, threads);
   }
+
+ private:
+  const cpu::QuantKernels* kernels_;
 };
 
 }  // namespace

@@ -1,9 +1,10 @@
 // The 4-bit Linear ops (W4A16): NF4 and FP4 (blockwise absmax, optional
 // double quantization) and INT4 round-to-nearest groups (symmetric or with
-// zero points), with F32 or BF16 compute dtype.
+// zero points), with F32 or BF16 compute dtype. Kernels come from the ISA
+// dispatch table (dispatch.hpp), chosen when the op is built.
 #include <vector>
 
-#include "kernels/cpu/linear_int4_ref.hpp"
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/quantized_linear.hpp"
 
 namespace kq {
@@ -11,7 +12,8 @@ namespace {
 
 class Int4Linear final : public QuantizedLinear {
  public:
-  using QuantizedLinear::QuantizedLinear;
+  Int4Linear(PackedWeight weight, Tensor bias)
+      : QuantizedLinear(std::move(weight), std::move(bias)), kernels_(&cpu::quant_kernels()) {}
 
   void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
     if (M <= 0) return;
@@ -36,7 +38,7 @@ class Int4Linear final : public QuantizedLinear {
     v.nb = w_.blocks_per_row;
     v.bf16 = w_.spec.compute_dtype == DType::BF16;
     if (!v.bf16) {
-      cpu::gemm_f32q4_f32_blockwise_ref(v, x, M, y, threads);
+      kernels_->gemm_f32q4_f32_blockwise(v, x, M, y, threads);
       return;
     }
     // BF16 compute: activations rounded to bfloat16 once per call (per-thread scratch).
@@ -45,8 +47,11 @@ class Int4Linear final : public QuantizedLinear {
     if (xb.size() < n) xb.resize(n);
     float* p = xb.data();
     for (size_t i = 0; i < n; ++i) p[i] = bf16_to_f32(f32_to_bf16(x[i]));
-    cpu::gemm_f32q4_f32_blockwise_ref(v, p, M, y, threads);
+    kernels_->gemm_f32q4_f32_blockwise(v, p, M, y, threads);
   }
+
+ private:
+  const cpu::QuantKernels* kernels_;
 };
 
 }  // namespace

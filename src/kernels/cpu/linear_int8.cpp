@@ -1,9 +1,9 @@
 // The INT8 Linear: W8A8 (dynamic per-token INT8 activations, INT32
 // accumulation) or weight-only, with per-channel or per-tensor weight scales.
+// Kernels come from the ISA dispatch table (dispatch.hpp), chosen when the op is built.
 #include <vector>
 
-#include "formats/int8.hpp"
-#include "kernels/cpu/linear_int8_ref.hpp"
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/quantized_linear.hpp"
 
 namespace kq {
@@ -11,7 +11,8 @@ namespace {
 
 class Int8Linear final : public QuantizedLinear {
  public:
-  using QuantizedLinear::QuantizedLinear;
+  Int8Linear(PackedWeight weight, Tensor bias)
+      : QuantizedLinear(std::move(weight), std::move(bias)), kernels_(&cpu::quant_kernels()) {}
 
   void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
     if (M <= 0) return;
@@ -24,7 +25,7 @@ class Int8Linear final : public QuantizedLinear {
     v.N = w_.N;
     v.K = w_.K;
     if (!w_.spec.quantize_activations) {
-      cpu::gemm_f32s8_f32_rowwise_ref(v, x, M, y, threads);
+      kernels_->gemm_f32s8_f32_rowwise(v, x, M, y, threads);
       return;
     }
     // Dynamic per-token activation quantization into per-thread scratch
@@ -34,12 +35,12 @@ class Int8Linear final : public QuantizedLinear {
     const int64_t K = w_.K;
     if (xq.size() < size_t(M * K)) xq.resize(size_t(M * K));
     if (xs.size() < size_t(M)) xs.resize(size_t(M));
-    int8_t* q = xq.data();
-    float* s = xs.data();
-#pragma omp parallel for num_threads(threads) schedule(static) if (M > 1)
-    for (int64_t m = 0; m < M; ++m) s[m] = formats::int8_quantize_dynamic(x + m * K, K, q + m * K);
-    cpu::gemm_s8s8_f32_rowwise_ref(v, q, s, M, y, threads);
+    kernels_->quantize_rows_s8(x, M, K, xq.data(), xs.data(), threads);
+    kernels_->gemm_s8s8_f32_rowwise(v, xq.data(), xs.data(), M, y, threads);
   }
+
+ private:
+  const cpu::QuantKernels* kernels_;
 };
 
 }  // namespace

@@ -1,0 +1,128 @@
+// ISA detection, the KQ_ISA override and the per-ISA kernel tables.
+#include "kernels/cpu/dispatch.hpp"
+
+#include <cstdlib>
+
+#include "formats/int8.hpp"
+#include "kernels/cpu/quant_kernels_avx2.hpp"
+#include "kq/error.hpp"
+#include "kq/info.hpp"
+
+namespace kq::cpu {
+namespace {
+
+constexpr Isa kAllIsas[] = {Isa::Ref, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni};
+
+void quantize_rows_s8_ref(const float* x, int64_t M, int64_t K, int8_t* xq, float* xs, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (M > 1)
+  for (int64_t m = 0; m < M; ++m) xs[m] = formats::int8_quantize_dynamic(x + m * K, K, xq + m * K);
+}
+
+const QuantKernels kRefTable = {Isa::Ref,
+                                quantize_rows_s8_ref,
+                                gemm_s8s8_f32_rowwise_ref,
+                                gemm_f32s8_f32_rowwise_ref,
+                                gemm_f32fp8_f32_rowwise_ref,
+                                gemm_f32q4_f32_blockwise_ref};
+
+const QuantKernels kAvx2Table = {Isa::Avx2,
+                                 avx2::quantize_rows_s8,
+                                 avx2::gemm_s8s8_f32_rowwise,
+                                 avx2::gemm_f32s8_f32_rowwise,
+                                 avx2::gemm_f32fp8_f32_rowwise,
+                                 avx2::gemm_f32q4_f32_blockwise};
+
+/// Empty when `isa` is available, else why not.
+std::string unavailable_reason(Isa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case Isa::Ref: return {};
+    case Isa::Avx2:
+      if (!(f.avx2 && f.fma && f.f16c)) return "this CPU lacks AVX2, FMA or F16C";
+      return {};
+    case Isa::Avx512:
+    case Isa::Avx512Vnni: return "this build has no AVX-512 kernels yet (only ref and avx2)";
+  }
+  return "unknown ISA";
+}
+
+std::string available_list() {
+  std::string s;
+  for (Isa i : available_isas()) s += (s.empty() ? "" : ", ") + std::string(isa_name(i));
+  return s;
+}
+
+struct Selection {
+  Isa isa = Isa::Ref;
+  std::string error;  ///< non-empty when KQ_ISA is invalid
+};
+
+Selection select_from_env() {
+  Selection s;
+  try {
+    s.isa = isa_for_env_value(std::getenv("KQ_ISA"));
+  } catch (const InvalidArgument& e) {
+    s.error = e.what();
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Ref: return "ref";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx512Vnni: return "avx512vnni";
+  }
+  return "unknown";
+}
+
+Isa parse_isa(std::string_view name) {
+  if (name == "generic") return Isa::Ref;
+  for (Isa i : kAllIsas)
+    if (name == isa_name(i)) return i;
+  raise<InvalidArgument>("KQ_ISA='{}' is not an instruction set; valid values: ref, avx2, avx512, avx512vnni", name);
+}
+
+bool isa_available(Isa isa) { return unavailable_reason(isa).empty(); }
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> v;
+  for (Isa i : kAllIsas)
+    if (isa_available(i)) v.push_back(i);
+  return v;
+}
+
+Isa best_isa() { return available_isas().back(); }
+
+Isa isa_for_env_value(const char* value) {
+  if (!value || !*value) return best_isa();
+  const Isa isa = parse_isa(value);
+  if (const std::string why = unavailable_reason(isa); !why.empty())
+    raise<InvalidArgument>("KQ_ISA={}: {} (available: {})", value, why, available_list());
+  return isa;
+}
+
+Isa selected_isa() {
+  static const Selection sel = select_from_env();
+  if (!sel.error.empty()) raise<InvalidArgument>("{}", sel.error);
+  return sel.isa;
+}
+
+const QuantKernels& quant_kernels(Isa isa) {
+  if (const std::string why = unavailable_reason(isa); !why.empty())
+    raise<InvalidArgument>("quantized kernels for ISA '{}' are not available: {}", isa_name(isa), why);
+  return isa == Isa::Avx2 ? kAvx2Table : kRefTable;
+}
+
+const QuantKernels& quant_kernels() { return quant_kernels(selected_isa()); }
+
+}  // namespace kq::cpu
+
+namespace kq {
+
+std::string active_isa() { return std::string(cpu::isa_name(cpu::selected_isa())); }
+
+}  // namespace kq

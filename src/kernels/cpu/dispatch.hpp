@@ -1,0 +1,105 @@
+#pragma once
+// Runtime ISA dispatch of the quantized Linear kernels (INT8, FP8, NF4/FP4/INT4).
+//
+// One table of kernel function pointers per instruction set; the ops pick a
+// table once, when they are built (never inside a kernel). The choice is
+// made from CPUID (kq::cpu_features()) and can be forced with the
+// environment variable KQ_ISA:
+//   KQ_ISA=ref         the scalar reference kernels (the test oracle)
+//   KQ_ISA=avx2        AVX2 + FMA + F16C kernels
+//   KQ_ISA=avx512      reserved: no AVX-512 kernels are built yet
+//   KQ_ISA=avx512vnni  reserved: no AVX-512 VNNI kernels are built yet
+// ("generic" is accepted as a synonym of "ref": ops_vec.hpp uses that name.)
+// An unknown value, or an ISA this CPU or this build lacks, is a clear
+// kq::InvalidArgument from the op factories and from active_isa().
+//
+// Every table computes the same function. Differences between ISAs:
+//   INT8 W8A8 (integer dot products) and the activation quantizers are bit-identical
+//   to the reference; the F32-accumulating kernels (weight-only INT8, FP8,
+//   4-bit) sum in a different order and agree within
+//   tests/common/tolerances.hpp forward_tolerance(). Within one table the
+//   result of a row never depends on M (decode = prefill bits) or on threads.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/cpu/linear_fp8_ref.hpp"
+#include "kernels/cpu/linear_int4_ref.hpp"
+#include "kernels/cpu/linear_int8_ref.hpp"
+#include "kq/quantize.hpp"
+
+namespace kq::cpu {
+
+/// Instruction sets with (possibly) a kernel table, in increasing order.
+enum class Isa { Ref, Avx2, Avx512, Avx512Vnni };
+
+/// "ref", "avx2", "avx512", "avx512vnni".
+std::string_view isa_name(Isa isa);
+
+/// Parses an ISA name (case-sensitive, as listed above; "generic" = "ref").
+/// Throws InvalidArgument naming the value and the valid names.
+Isa parse_isa(std::string_view name);
+
+/// true when this build has kernels for `isa` and the CPU (and OS) supports it.
+bool isa_available(Isa isa);
+
+/// Every available ISA, ascending (always starts with Ref).
+std::vector<Isa> available_isas();
+
+/// The fastest available ISA.
+Isa best_isa();
+
+/// The ISA that KQ_ISA=`value` selects: best_isa() for nullptr or "", else the
+/// named one. Throws InvalidArgument when the value is unknown or the ISA is
+/// not available, e.g. "KQ_ISA=avx512: this build has no AVX-512 kernels yet
+/// (only ref and avx2) (available: ref, avx2)".
+Isa isa_for_env_value(const char* value);
+
+/// The ISA the quantized ops use: isa_for_env_value(getenv("KQ_ISA")). Decided
+/// once per process; when KQ_ISA is invalid every call throws the same InvalidArgument.
+Isa selected_isa();
+
+/// One ISA's kernels. Every function is thread-safe, never throws, and
+/// splits its work over `threads` OpenMP threads (static schedule, so the
+/// result does not depend on the thread count). M >= 1; y is F32 [M, N],
+/// overwritten. Layouts are those of the weight views (src/formats/*.hpp).
+struct QuantKernels {
+  Isa isa = Isa::Ref;
+
+  /// Per-token dynamic INT8 quantization of x F32 [M, K]: xs[m] and xq[m, :]
+  /// exactly as formats::int8_quantize_dynamic (absmax / 127, round half to even).
+  void (*quantize_rows_s8)(const float* x, int64_t M, int64_t K, int8_t* xq, float* xs, int threads);
+
+  /// W8A8 INT8: y = float(Σ xq·wq) · (xs[m] · ws[n]) + bias[n], INT32 accumulation
+  /// (bit-identical in every table). xq: I8 [M, K] codes in [−127, 127].
+  void (*gemm_s8s8_f32_rowwise)(const Int8WeightView& w, const int8_t* xq, const float* xs, int64_t M, float* y,
+                                int threads);
+
+  /// Weight-only INT8: y = (Σ x·wq) · ws[n] + bias[n], F32 accumulation.
+  void (*gemm_f32s8_f32_rowwise)(const Int8WeightView& w, const float* x, int64_t M, float* y, int threads);
+
+  /// FP8 (E4M3/E5M2) weights: y = (Σ x·decode(wq)) · (xs[m] · ws[n]) + bias[n];
+  /// xs == nullptr for weight-only (taken as 1). See linear_fp8_ref.hpp.
+  void (*gemm_f32fp8_f32_rowwise)(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y,
+                                  int threads);
+
+  /// 4-bit weights (NF4, FP4, INT4 sym/asym; F32 or BF16 compute): y = Σ x·ŵ + bias.
+  void (*gemm_f32q4_f32_blockwise)(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
+};
+
+/// The kernels of `isa`. Throws InvalidArgument when it is not available.
+const QuantKernels& quant_kernels(Isa isa);
+
+/// The kernels of selected_isa(). Throws as selected_isa() does.
+const QuantKernels& quant_kernels();
+
+}  // namespace kq::cpu
+
+namespace kq {
+
+/// Name of the ISA the quantized CPU kernels run with ("ref", "avx2", ...),
+/// for `kq info` and benchmark reports. Throws InvalidArgument for a bad KQ_ISA.
+std::string active_isa();
+
+}  // namespace kq

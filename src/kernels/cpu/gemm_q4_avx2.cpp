@@ -1,0 +1,288 @@
+// AVX2 4-bit Linear kernels (NF4, FP4 E2M1, INT4 symmetric / asymmetric; W4A16
+// with F32 compute): GEMV (decode) and GEMM (prefill).
+//
+// Decoding without a dequantized copy of the weight: each 4-bit code indexes
+// the format's 16-entry codebook V (NF4: kNF4; FP4: kE2M1; INT4: c − 8, or
+// c − zero for the block's zero point) with `vpshufb`, one byte plane of the
+// F32 bit patterns of V at a time, and the planes are interleaved back into
+// F32 lanes with unpack instructions. NF4 needs all 4 byte planes; the other
+// codebooks are exact in bfloat16 (low 16 bits zero), so 2 planes suffice.
+// The block scale multiplies the block's partial sum once (Σ_b s_b·Σ x·V),
+// which reorders the reference's roundings of x·(V·s) within F32 tolerance.
+//
+// One decode unit is 64 codes (32 bytes: low nibbles then high nibbles) for
+// blocks ≥ 64, or 32 codes (16 bytes) for blocks of 32. The unpack steps
+// permute k inside a unit; x is permuted the same way once per call (xp), so
+// the dot product is unchanged. The compute dtype BF16 (weights and
+// activations rounded to bfloat16) runs the reference kernel.
+#include <immintrin.h>
+
+#include <array>
+#include <bit>
+
+#include "formats/fp4.hpp"
+#include "formats/nf4.hpp"
+#include "kernels/cpu/quant_kernels_avx2.hpp"
+#include "kernels/cpu/simd_avx2.hpp"
+
+namespace kq::cpu::avx2 {
+namespace {
+
+using formats::WeightFormat;
+
+/// Byte planes of a 16-value codebook, each 16 bytes repeated in both 128-bit
+/// lanes: plane[j][c] = byte j of the F32 bits of V[c].
+struct Planes {
+  alignas(32) uint8_t plane[4][32];
+};
+
+Planes make_planes(const float* v) {
+  Planes p{};
+  for (int c = 0; c < 16; ++c) {
+    const uint32_t u = std::bit_cast<uint32_t>(v[c]);
+    for (int j = 0; j < 4; ++j) p.plane[j][c] = p.plane[j][c + 16] = uint8_t(u >> (8 * j));
+  }
+  return p;
+}
+
+struct Codebooks {
+  Planes nf4, fp4, int4_sym;
+  std::array<Planes, 16> int4_asym;  // by zero point
+  Codebooks() {
+    nf4 = make_planes(formats::kNF4.data());
+    fp4 = make_planes(formats::kE2M1.data());
+    float v[16];
+    for (int c = 0; c < 16; ++c) v[c] = float(c - 8);
+    int4_sym = make_planes(v);
+    for (int z = 0; z < 16; ++z) {
+      for (int c = 0; c < 16; ++c) v[c] = float(c - z);
+      int4_asym[size_t(z)] = make_planes(v);
+    }
+  }
+};
+
+const Codebooks& codebooks() {
+  static const Codebooks cb;
+  return cb;
+}
+
+/// The planes a kernel with NP planes reads: NP = 4 → planes 0..3, NP = 2 → planes 2, 3.
+template <int NP>
+inline void load_planes(const Planes& p, __m256i t[NP]) {
+  for (int j = 0; j < NP; ++j) t[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(p.plane[4 - NP + j]));
+}
+
+/// 32 codes (one per byte, 0..15) → 4 F32 vectors. Vector f, lane l, dword d
+/// holds the code in byte 16·l + 4·f + d.
+template <int NP>
+inline void lookup32(__m256i c, const __m256i t[NP], __m256 f[4]) {
+  if constexpr (NP == 4) {
+    const __m256i b0 = _mm256_shuffle_epi8(t[0], c), b1 = _mm256_shuffle_epi8(t[1], c);
+    const __m256i b2 = _mm256_shuffle_epi8(t[2], c), b3 = _mm256_shuffle_epi8(t[3], c);
+    const __m256i lo01 = _mm256_unpacklo_epi8(b0, b1), hi01 = _mm256_unpackhi_epi8(b0, b1);
+    const __m256i lo23 = _mm256_unpacklo_epi8(b2, b3), hi23 = _mm256_unpackhi_epi8(b2, b3);
+    f[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23));
+    f[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23));
+    f[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23));
+    f[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23));
+  } else {
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i b2 = _mm256_shuffle_epi8(t[0], c), b3 = _mm256_shuffle_epi8(t[1], c);
+    const __m256i lo = _mm256_unpacklo_epi8(b2, b3), hi = _mm256_unpackhi_epi8(b2, b3);
+    f[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, lo));
+    f[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, lo));
+    f[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, hi));
+    f[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, hi));
+  }
+}
+
+/// Decodes one unit of U codes at p (U/2 bytes) into U/8 vectors.
+/// U = 64: f[0..3] from the low nibbles (even k), f[4..7] from the high nibbles.
+/// U = 32: lane 0 of the code vector holds the low nibbles, lane 1 the high ones.
+template <int NP, int U>
+inline void decode_unit(const uint8_t* p, const __m256i t[NP], __m256 f[U / 8]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  if constexpr (U == 64) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    lookup32<NP>(_mm256_and_si256(v, m4), t, f);
+    lookup32<NP>(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), t, f + 4);
+  } else {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m256i c = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+    lookup32<NP>(_mm256_and_si256(c, m4), t, f);
+  }
+}
+
+/// Offset within a unit of the element that decoded position j holds (see decode_unit).
+template <int U>
+constexpr std::array<int, U> make_unit_order() {
+  std::array<int, U> o{};
+  for (int j = 0; j < U; ++j) {
+    const int f = (j % 32) / 8, l = (j % 8) / 4, d = j % 4;
+    o[size_t(j)] = U == 64 ? 2 * (16 * l + 4 * f + d) + j / 32 : 2 * (4 * f + d) + l;
+  }
+  return o;
+}
+
+/// x[0, K) → xp[0, kp) in decoded order, zero where the element is past K.
+template <int U>
+void permute_x(const float* x, int64_t K, int64_t kp, float* xp) {
+  static constexpr std::array<int, U> order = make_unit_order<U>();
+  for (int64_t u = 0; u < kp; u += U)
+    for (int j = 0; j < U; ++j) {
+      const int64_t k = u + order[size_t(j)];
+      xp[u + j] = k < K ? x[k] : 0.0f;
+    }
+}
+
+/// Layout facts of one call.
+struct Shape {
+  int64_t kp;  ///< padded K: (nb − 1)·block + last block rounded up to U
+};
+
+template <int U>
+Shape shape_of(const Q4WeightView& w) {
+  const int64_t last = w.K - (w.nb - 1) * w.block;
+  return {(w.nb - 1) * w.block + (last + U - 1) / U * U};
+}
+
+/// Pointer to the U/2 code bytes of unit u0 of row n, or to a zero-padded copy
+/// in buf when the unit runs past the row.
+template <int U>
+inline const uint8_t* unit_codes(const Q4WeightView& w, int64_t n, int64_t u0, uint8_t buf[32]) {
+  const uint8_t* p = w.codes + n * w.row_bytes + u0 / 2;
+  const int64_t avail = w.row_bytes - u0 / 2;
+  if (avail >= U / 2) return p;
+  copy_tail32(p, avail, buf);
+  return buf;
+}
+
+template <bool Asym>
+inline const Planes& block_planes(const Q4WeightView& w, const Planes& fixed, int64_t i) {
+  if constexpr (Asym) return codebooks().int4_asym[w.zeros[i] & 15];
+  return fixed;
+}
+
+/// R rows from n0 against the permuted token xp; totals in the canonical order.
+template <int NP, int U, bool Asym, int R>
+inline void gemv_rows(const Q4WeightView& w, const Planes& fixed, int64_t kp, int64_t n0, const float* xp,
+                      float* totals) {
+  __m256i t[Asym ? R : 1][NP];  // one set of planes, or one per row (zero points differ)
+  if constexpr (!Asym) load_planes<NP>(fixed, t[0]);
+  for (int r = 0; r < R; ++r) totals[r] = 0.0f;
+  for (int64_t c0 = 0; c0 < kp; c0 += kChunk) {
+    const int64_t c1 = std::min(kp, c0 + kChunk);
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t b0 = c0; b0 < c1; b0 += w.block) {
+      const int64_t b = b0 / w.block;
+      const int64_t b1 = std::min(c1, b0 + w.block);
+      __m256 bs[R];
+      for (int r = 0; r < R; ++r) {
+        bs[r] = _mm256_setzero_ps();
+        if constexpr (Asym) load_planes<NP>(block_planes<Asym>(w, fixed, (n0 + r) * w.nb + b), t[r]);
+      }
+      for (int64_t u0 = b0; u0 < b1; u0 += U) {
+        for (int r = 0; r < R; ++r) {
+          alignas(32) uint8_t buf[32];
+          __m256 f[U / 8];
+          decode_unit<NP, U>(unit_codes<U>(w, n0 + r, u0, buf), t[Asym ? r : 0], f);
+          for (int j = 0; j < U / 8; ++j) bs[r] = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xp + u0 + 8 * j), bs[r]);
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        acc[r] = _mm256_fmadd_ps(bs[r], _mm256_set1_ps(q4_block_scale(w, (n0 + r) * w.nb + b)), acc[r]);
+    }
+    for (int r = 0; r < R; ++r) totals[r] += hsum8(acc[r]);
+  }
+}
+
+inline float finish(const Q4WeightView& w, int64_t n, float total) { return total + (w.bias ? w.bias[n] : 0.0f); }
+
+template <int NP, int U, bool Asym>
+void gemv(const Q4WeightView& w, const Planes& fixed, const float* x, float* y, int threads) {
+  const Shape s = shape_of<U>(w);
+  thread_local std::vector<float> xbuf;
+  float* xp = scratch(xbuf, size_t(s.kp));
+  permute_x<U>(x, w.K, s.kp, xp);
+  constexpr int R = 2;
+  const int64_t groups = w.N / R;
+  const int nt = gemv_threads(w.N, w.K, threads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    float tot[R];
+    gemv_rows<NP, U, Asym, R>(w, fixed, s.kp, g * R, xp, tot);
+    for (int r = 0; r < R; ++r) y[g * R + r] = finish(w, g * R + r, tot[r]);
+  }
+  for (int64_t n = groups * R; n < w.N; ++n) {
+    float tot[1];
+    gemv_rows<NP, U, Asym, 1>(w, fixed, s.kp, n, xp, tot);
+    y[n] = finish(w, n, tot[0]);
+  }
+}
+
+template <int NP, int U, bool Asym>
+void gemm(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M, float* y, int threads) {
+  const Shape s = shape_of<U>(w);
+  const int64_t kp = s.kp;
+  thread_local std::vector<float> xbuf;
+  float* xp = scratch(xbuf, size_t(M * kp));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t m = 0; m < M; ++m) permute_x<U>(x + m * w.K, w.K, kp, xp + m * kp);
+  constexpr int NT = 2;
+  constexpr int64_t kMaxBlocks = kChunk / 32;
+  auto decode = [&](int64_t n0, int64_t nt, int64_t k0, int64_t kc, float* wbuf, float* sbuf) {
+    for (int64_t r = 0; r < NT; ++r) {
+      float* out = wbuf + r * kChunk;
+      if (r >= nt) {
+        std::memset(out, 0, size_t(kc) * sizeof(float));
+        for (int64_t j = 0; j < kMaxBlocks; ++j) sbuf[r * kMaxBlocks + j] = 0.0f;
+        continue;
+      }
+      const int64_t n = n0 + r;
+      __m256i t[NP];
+      if constexpr (!Asym) load_planes<NP>(fixed, t);
+      for (int64_t b0 = k0; b0 < k0 + kc; b0 += w.block) {
+        const int64_t b = b0 / w.block;
+        sbuf[r * kMaxBlocks + (b0 - k0) / w.block] = q4_block_scale(w, n * w.nb + b);
+        if constexpr (Asym) load_planes<NP>(block_planes<Asym>(w, fixed, n * w.nb + b), t);
+        for (int64_t u0 = b0; u0 < std::min(k0 + kc, b0 + w.block); u0 += U) {
+          alignas(32) uint8_t buf[32];
+          __m256 f[U / 8];
+          decode_unit<NP, U>(unit_codes<U>(w, n, u0, buf), t, f);
+          for (int j = 0; j < U / 8; ++j) _mm256_store_ps(out + (u0 - k0) + 8 * j, f[j]);
+        }
+      }
+    }
+  };
+  auto fin = [&](int64_t, int64_t n, float total) { return finish(w, n, total); };
+  panel_gemm<3, NT, true>(w.N, M, kp, xp, w.block, y, threads, decode, fin);
+}
+
+template <int NP, bool Asym>
+void run(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M, float* y, int threads) {
+  if (w.block >= 64) {
+    M == 1 ? gemv<NP, 64, Asym>(w, fixed, x, y, threads) : gemm<NP, 64, Asym>(w, fixed, x, M, y, threads);
+  } else {
+    M == 1 ? gemv<NP, 32, Asym>(w, fixed, x, y, threads) : gemm<NP, 32, Asym>(w, fixed, x, M, y, threads);
+  }
+}
+
+}  // namespace
+
+void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads) {
+  if (w.bf16) {
+    gemm_f32q4_f32_blockwise_ref(w, x, M, y, threads);
+    return;
+  }
+  const Codebooks& cb = codebooks();
+  switch (w.format) {
+    case WeightFormat::NF4: run<4, false>(w, cb.nf4, x, M, y, threads); return;
+    case WeightFormat::FP4: run<2, false>(w, cb.fp4, x, M, y, threads); return;
+    case WeightFormat::INT4_SYM: run<2, false>(w, cb.int4_sym, x, M, y, threads); return;
+    case WeightFormat::INT4_ASYM: run<2, true>(w, cb.int4_sym, x, M, y, threads); return;
+    default: gemm_f32q4_f32_blockwise_ref(w, x, M, y, threads); return;  // not a 4-bit format
+  }
+}
+
+}  // namespace kq::cpu::avx2

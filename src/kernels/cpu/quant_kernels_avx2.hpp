@@ -1,0 +1,33 @@
+#pragma once
+// Declarations of the AVX2 + FMA + F16C quantized kernels (gemm_*_avx2.cpp).
+// Call them only through dispatch.hpp: they execute AVX2 instructions and
+// fault on a CPU without them. Semantics: QuantKernels in dispatch.hpp.
+#include <cstdint>
+
+#include "kernels/cpu/linear_fp8_ref.hpp"
+#include "kernels/cpu/linear_int4_ref.hpp"
+#include "kernels/cpu/linear_int8_ref.hpp"
+
+namespace kq::cpu::avx2 {
+
+/// Per-token INT8 quantization, bit-identical to formats::int8_quantize_dynamic.
+void quantize_rows_s8(const float* x, int64_t M, int64_t K, int8_t* xq, float* xs, int threads);
+
+/// W8A8 INT8. GEMV (M = 1): u8·s8 `vpmaddubsw` on |w| and sign(x, w), 4 rows per pass.
+/// GEMM: `vpmaddwd` on sign-extended INT16 operands, tiles of 4 tokens × 3 rows.
+void gemm_s8s8_f32_rowwise(const Int8WeightView& w, const int8_t* xq, const float* xs, int64_t M, float* y,
+                           int threads);
+
+/// Weight-only INT8: codes sign-extended and converted to F32 in registers.
+void gemm_f32s8_f32_rowwise(const Int8WeightView& w, const float* x, int64_t M, float* y, int threads);
+
+/// FP8: codes widened to FP16 bit patterns (E5M2 exactly, E4M3 as value·2⁻⁸) and
+/// converted with `vcvtph2ps`.
+void gemm_f32fp8_f32_rowwise(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y,
+                             int threads);
+
+/// 4-bit formats: nibbles looked up with `vpshufb` in byte planes of the
+/// format's 16-value codebook, block scales applied once per block.
+void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
+
+}  // namespace kq::cpu::avx2

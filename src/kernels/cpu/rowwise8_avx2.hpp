@@ -1,0 +1,116 @@
+#pragma once
+// AVX2 GEMV/GEMM for weights stored as one byte per element, row-major
+// [N, K] (weight-only INT8, FP8), in the canonical chunked F32 order of
+// simd_avx2.hpp. Include ONLY from *_avx2.cpp files.
+//
+// Dec: `void operator()(const uint8_t* p, __m256 f[4]) const` decodes the 32
+//      codes at p into elements 0–7, 8–15, 16–23, 24–31 (k order kept); it must
+//      map code 0 to a finite value (zero-padded tails are multiplied by 0).
+// Fin: `float operator()(int64_t m, int64_t n, float total) const` → y[m, n].
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/simd_avx2.hpp"
+
+namespace kq::cpu::avx2 {
+
+inline constexpr int64_t kByteUnit = 32;  ///< codes per decode step
+
+/// R rows from n0 against one token: totals[r] in the canonical order.
+/// xtail: the last K % 32 activations, zero-padded to 32.
+template <int R, class Dec>
+inline void rowwise8_rows(const uint8_t* codes, int64_t K, int64_t n0, const float* x, const float* xtail,
+                          const Dec& dec, float* totals) {
+  const int64_t kfull = K / kByteUnit * kByteUnit;
+  const int64_t kp = (K + kByteUnit - 1) / kByteUnit * kByteUnit;
+  for (int r = 0; r < R; ++r) totals[r] = 0.0f;
+  for (int64_t c0 = 0; c0 < kp; c0 += kChunk) {
+    const int64_t c1 = std::min(kp, c0 + kChunk);
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t k = c0; k < c1; k += kByteUnit) {
+      const bool tail = k >= kfull;
+      const float* xk = tail ? xtail : x + k;
+      const __m256 x0 = _mm256_loadu_ps(xk), x1 = _mm256_loadu_ps(xk + 8);
+      const __m256 x2 = _mm256_loadu_ps(xk + 16), x3 = _mm256_loadu_ps(xk + 24);
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* p = codes + (n0 + r) * K + k;
+        alignas(32) uint8_t buf[kByteUnit];
+        if (tail) {
+          copy_tail32(p, K - k, buf);
+          p = buf;
+        }
+        __m256 f[4];
+        dec(p, f);
+        acc[r] = _mm256_fmadd_ps(f[0], x0, acc[r]);
+        acc[r] = _mm256_fmadd_ps(f[1], x1, acc[r]);
+        acc[r] = _mm256_fmadd_ps(f[2], x2, acc[r]);
+        acc[r] = _mm256_fmadd_ps(f[3], x3, acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) totals[r] += hsum8(acc[r]);
+  }
+}
+
+/// Decode (M = 1): rows in groups of 4 split over the threads.
+template <class Dec, class Fin>
+void rowwise8_gemv(const uint8_t* codes, int64_t N, int64_t K, const float* x, float* y, int threads, const Dec& dec,
+                   const Fin& fin) {
+  const int64_t kfull = K / kByteUnit * kByteUnit;
+  alignas(32) float xtail[kByteUnit] = {};
+  for (int64_t k = kfull; k < K; ++k) xtail[k - kfull] = x[k];
+  constexpr int R = 4;
+  const int64_t groups = N / R;
+  const int nt = gemv_threads(N, K, threads);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    float t[R];
+    rowwise8_rows<R>(codes, K, g * R, x, xtail, dec, t);
+    for (int r = 0; r < R; ++r) y[g * R + r] = fin(0, g * R + r, t[r]);
+  }
+  for (int64_t n = groups * R; n < N; ++n) {
+    float t[1];
+    rowwise8_rows<1>(codes, K, n, x, xtail, dec, t);
+    y[n] = fin(0, n, t[0]);
+  }
+}
+
+/// Prefill (M > 1): panels of 3 decoded rows × tiles of 4 tokens (panel_gemm).
+template <class Dec, class Fin>
+void rowwise8_gemm(const uint8_t* codes, int64_t N, int64_t K, const float* x, int64_t M, float* y, int threads,
+                   const Dec& dec, const Fin& fin) {
+  const int64_t kp = (K + kByteUnit - 1) / kByteUnit * kByteUnit;
+  thread_local std::vector<float> xbuf;
+  float* xp = scratch(xbuf, size_t(M * kp));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    std::memcpy(xp + m * kp, x + m * K, size_t(K) * sizeof(float));
+    for (int64_t k = K; k < kp; ++k) xp[m * kp + k] = 0.0f;
+  }
+  constexpr int NT = 3;
+  auto decode = [&](int64_t n0, int64_t nt, int64_t k0, int64_t kc, float* wbuf, float*) {
+    for (int64_t r = 0; r < NT; ++r) {
+      float* out = wbuf + r * kChunk;
+      if (r >= nt) {
+        std::memset(out, 0, size_t(kc) * sizeof(float));
+        continue;
+      }
+      for (int64_t k = k0; k < k0 + kc; k += kByteUnit) {
+        const uint8_t* p = codes + (n0 + r) * K + k;
+        alignas(32) uint8_t buf[kByteUnit];
+        if (k + kByteUnit > K) {
+          copy_tail32(p, K - k, buf);
+          p = buf;
+        }
+        __m256 f[4];
+        dec(p, f);
+        for (int j = 0; j < 4; ++j) _mm256_store_ps(out + (k - k0) + 8 * j, f[j]);
+      }
+    }
+  };
+  panel_gemm<4, NT, false>(N, M, kp, xp, 0, y, threads, decode, fin);
+}
+
+}  // namespace kq::cpu::avx2

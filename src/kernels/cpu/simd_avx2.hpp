@@ -1,0 +1,178 @@
+#pragma once
+// AVX2 building blocks of the quantized kernels. Include ONLY from *_avx2.cpp
+// files (they are the only ones compiled with -mavx2 -mfma -mf16c).
+//
+// The canonical F32 summation order of the weight-only kernels (INT8-wo,
+// FP8, 4-bit), shared by the GEMV (decode) and GEMM (prefill) paths so that a
+// token's output does not depend on M or on the thread count:
+//   K (padded to whole decode units with zero weights and zero activations)
+//   is cut into chunks of kChunk elements. For each output (m, n):
+//     total = 0
+//     for each chunk:  acc = 0 (8 lanes)
+//       unblocked:     acc = fma(w[k..k+8), x[k..k+8), acc) for each vector
+//       blocked (4-bit): per block: bs = 0; bs = fma(w, x, bs) per vector;
+//                      acc = fma(bs, scale[n, block], acc)
+//       total = total + hsum8(acc)
+//     y = finish(m, n, total)
+// Vector k-order is the order of the decoded weights (for 4-bit formats a
+// fixed permutation of k, applied to x as well).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace kq::cpu::avx2 {
+
+/// Elements of K per chunk of the canonical reduction (a multiple of every
+/// block size and decode unit).
+inline constexpr int64_t kChunk = 1024;
+/// Tokens per M block of the GEMM (bounds the activation chunk kept in L2).
+inline constexpr int64_t kMBlock = 48;
+
+/// Σ of the 8 lanes in a fixed order: t = lo + hi; ((t0 + t2) + (t1 + t3)).
+inline float hsum8(__m256 v) {
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+  return _mm_cvtss_f32(t);
+}
+
+/// Σ of the 8 INT32 lanes (exact; order irrelevant).
+inline int32_t hsum8_epi32(__m256i v) {
+  __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+  return _mm_cvtsi128_si32(t);
+}
+
+/// Hides a value from the optimizer so that `a * b` and a following `+ c`
+/// are not contracted into one FMA (these files are built with -mfma): the
+/// epilogues must round exactly like the scalar reference.
+inline float opaque(float v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+
+/// a · b + c with two roundings (never fused).
+inline float mul_add_unfused(float a, float b, float c) { return opaque(a * b) + c; }
+
+/// Copies n (< 32) bytes into a zero-filled 32-byte buffer.
+inline void copy_tail32(const uint8_t* src, int64_t n, uint8_t out[32]) {
+  std::memset(out, 0, 32);
+  if (n > 0) std::memcpy(out, src, size_t(n));
+}
+
+/// Grow-only scratch: at least n elements of v (allocates only when it grows).
+template <class T>
+T* scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+/// Threads for a GEMV over an [N, K] weight: one when the matrix is too small
+/// for a parallel region to pay off (the result does not depend on it).
+inline int gemv_threads(int64_t N, int64_t K, int threads) { return N * K < (int64_t(1) << 16) ? 1 : threads; }
+
+// ---- F32 panel microkernels (GEMM) -----------------------------------------
+
+/// For MT tokens × NT weight rows over one chunk of n8 vectors: out[i][r] =
+/// hsum8 of the canonical chunk accumulator. x: rows of stride ldx; w: decoded
+/// rows of stride ldw (both in the decoded k-order).
+/// Blocked: blocks of blk8 vectors (the last one may be shorter), scale of
+/// block j of row r at sc[r * lds + j].
+template <int MT, int NT, bool Blocked>
+inline void tile_chunk(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t n8, int64_t blk8,
+                       const float* sc, int64_t lds, float out[MT][NT]) {
+  __m256 acc[MT][NT];
+  for (int i = 0; i < MT; ++i)
+    for (int r = 0; r < NT; ++r) acc[i][r] = _mm256_setzero_ps();
+  if constexpr (!Blocked) {
+    (void)blk8;
+    (void)sc;
+    (void)lds;
+    for (int64_t v = 0; v < n8; ++v) {
+      __m256 wv[NT];
+      for (int r = 0; r < NT; ++r) wv[r] = _mm256_load_ps(w + r * ldw + 8 * v);
+      for (int i = 0; i < MT; ++i) {
+        const __m256 xv = _mm256_loadu_ps(x + i * ldx + 8 * v);
+        for (int r = 0; r < NT; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
+      }
+    }
+  } else {
+    for (int64_t j = 0, v0 = 0; v0 < n8; ++j, v0 += blk8) {
+      const int64_t v1 = std::min(n8, v0 + blk8);
+      __m256 bs[MT][NT];
+      for (int i = 0; i < MT; ++i)
+        for (int r = 0; r < NT; ++r) bs[i][r] = _mm256_setzero_ps();
+      for (int64_t v = v0; v < v1; ++v) {
+        __m256 wv[NT];
+        for (int r = 0; r < NT; ++r) wv[r] = _mm256_load_ps(w + r * ldw + 8 * v);
+        for (int i = 0; i < MT; ++i) {
+          const __m256 xv = _mm256_loadu_ps(x + i * ldx + 8 * v);
+          for (int r = 0; r < NT; ++r) bs[i][r] = _mm256_fmadd_ps(wv[r], xv, bs[i][r]);
+        }
+      }
+      for (int r = 0; r < NT; ++r) {
+        const __m256 s = _mm256_set1_ps(sc[r * lds + j]);
+        for (int i = 0; i < MT; ++i) acc[i][r] = _mm256_fmadd_ps(bs[i][r], s, acc[i][r]);
+      }
+    }
+  }
+  for (int i = 0; i < MT; ++i)
+    for (int r = 0; r < NT; ++r) out[i][r] = hsum8(acc[i][r]);
+}
+
+/// Canonical-order GEMM for weight-only formats. x: F32 [M, Kp] already in the
+/// decoded k-order and zero-padded to Kp (a multiple of 32). `decode(n0, nt,
+/// k0, kc, wbuf, sbuf)` writes rows n0 .. n0+nt−1, elements [k0, k0 + kc) of
+/// the decoded weight to wbuf[r * kChunk + k] (rows nt .. NT−1 zero) and, when
+/// Blocked, the scales of the blocks of that range to sbuf[r * kMaxBlocks + j].
+/// y[m, n] = finish(m, n, total). Threads own panels of NT rows.
+template <int MT, int NT, bool Blocked, class Decode, class Finish>
+void panel_gemm(int64_t N, int64_t M, int64_t Kp, const float* x, int64_t blk, float* y, int threads,
+                const Decode& decode, const Finish& finish) {
+  constexpr int64_t kMaxBlocks = kChunk / 32;
+  const int64_t panels = (N + NT - 1) / NT;
+  const int64_t blk8 = Blocked ? blk / 8 : 0;
+#pragma omp parallel num_threads(threads)
+  {
+    alignas(64) float wbuf[NT * kChunk];
+    alignas(64) float sbuf[NT * kMaxBlocks];
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < M * N; ++i) y[i] = 0.0f;
+    for (int64_t k0 = 0; k0 < Kp; k0 += kChunk) {
+      const int64_t kc = std::min(kChunk, Kp - k0);
+      for (int64_t mb = 0; mb < M; mb += kMBlock) {
+        const int64_t me = std::min(M, mb + kMBlock);
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < panels; ++p) {
+          const int64_t n0 = p * NT;
+          const int64_t nt = std::min<int64_t>(NT, N - n0);
+          decode(n0, nt, k0, kc, wbuf, sbuf);
+          auto run = [&]<int T>(int64_t m0) {
+            float out[T][NT];
+            tile_chunk<T, NT, Blocked>(x + m0 * Kp + k0, Kp, wbuf, kChunk, kc / 8, blk8, sbuf, kMaxBlocks, out);
+            for (int i = 0; i < T; ++i)
+              for (int64_t r = 0; r < nt; ++r) y[(m0 + i) * N + n0 + r] += out[i][r];
+          };
+          int64_t m0 = mb;
+          for (; m0 + MT <= me; m0 += MT) run.template operator()<MT>(m0);
+          const int64_t rest = me - m0;
+          if constexpr (MT > 3) {
+            if (rest == 3) run.template operator()<3>(m0);
+          }
+          if constexpr (MT > 2) {
+            if (rest == 2) run.template operator()<2>(m0);
+          }
+          if (rest == 1) run.template operator()<1>(m0);
+        }
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < M * N; ++i) y[i] = finish(i / N, i % N, y[i]);
+  }
+}
+
+}  // namespace kq::cpu::avx2

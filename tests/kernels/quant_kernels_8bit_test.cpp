@@ -1,0 +1,215 @@
+// Optimized INT8 / FP8 kernels of every ISA vs the scalar reference kernels:
+// W8A8 INT8 and the activation quantizer bit-identical, weight-only INT8 and
+// FP8 within F32 tolerance of a double reference; decode = prefill bits and
+// thread invariance; every FP8 code decoded exactly. Odd shapes throughout
+// (K and N not multiples of the vector width, K past one 1024/2048 chunk).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "formats/fp8.hpp"
+#include "formats/int8.hpp"
+#include "isa_test_util.hpp"
+
+namespace kq::testing {
+namespace {
+
+using cpu::Isa;
+using cpu::QuantKernels;
+
+struct Shape {
+  int64_t N, K;
+};
+constexpr Shape kShapes[] = {{7, 688}, {5, 33}, {9, 1}, {3, 100}, {1, 256}, {13, 64}, {6, 2100}, {4, 4133}};
+constexpr int64_t kBatches[] = {1, 3, 8, 17, 50};
+
+class QuantKernels8 : public ::testing::TestWithParam<Isa> {
+ protected:
+  const QuantKernels& k() const { return cpu::quant_kernels(GetParam()); }
+  const QuantKernels& ref() const { return cpu::quant_kernels(Isa::Ref); }
+};
+
+TEST_P(QuantKernels8, ActivationQuantizationBitIdentical) {
+  KQ_REQUIRE_ISA(GetParam());
+  for (int64_t K : {1, 7, 31, 32, 33, 64, 688, 1001}) {
+    const int64_t M = 5;
+    std::vector<float> x = gaussian(size_t(M * K), uint32_t(K), 3.0f);
+    for (int64_t k = 0; k < K; ++k) x[size_t(K + k)] = 0.0f;  // an all-zero token
+    x[0] = std::numeric_limits<float>::quiet_NaN();
+    if (K > 5) {
+      x[size_t(2 * K + 5)] = std::numeric_limits<float>::infinity();
+      x[size_t(3 * K + 1)] = 1e-30f;
+      x[size_t(4 * K + 2)] = -2.5f * 1e-3f;  // ties (±0.5 steps) appear with a clean absmax
+    }
+    std::vector<int8_t> q0(static_cast<size_t>(M * K)), q1(static_cast<size_t>(M * K));
+    std::vector<float> s0(static_cast<size_t>(M)), s1(static_cast<size_t>(M));
+    ref().quantize_rows_s8(x.data(), M, K, q0.data(), s0.data(), 2);
+    k().quantize_rows_s8(x.data(), M, K, q1.data(), s1.data(), 2);
+    for (int64_t m = 0; m < M; ++m) {
+      std::vector<int8_t> q(static_cast<size_t>(K));
+      EXPECT_EQ(formats::int8_quantize_dynamic(x.data() + m * K, K, q.data()), s1[size_t(m)]) << K;
+      EXPECT_EQ(std::memcmp(q.data(), q1.data() + m * K, size_t(K)), 0) << "K=" << K << " token " << m;
+    }
+    EXPECT_EQ(s0, s1);
+  }
+}
+
+TEST_P(QuantKernels8, W8A8BitIdenticalToReference) {
+  KQ_REQUIRE_ISA(GetParam());
+  for (const Shape& s : kShapes)
+    for (bool per_tensor : {false, true}) {
+      // Codes over the full signed range, −128 included (a file may hold it).
+      std::vector<uint8_t> wb = random_bytes(size_t(s.N * s.K), uint32_t(s.N * 31 + s.K));
+      wb[0] = 0x80;
+      const std::vector<float> ws = gaussian(size_t(s.N), 3, 0.01f), bias = gaussian(size_t(s.N), 4);
+      cpu::Int8WeightView w;
+      w.codes = reinterpret_cast<const int8_t*>(wb.data());
+      w.scales = ws.data();
+      w.per_tensor = per_tensor;
+      w.bias = per_tensor ? nullptr : bias.data();
+      w.N = s.N;
+      w.K = s.K;
+      for (int64_t M : kBatches) {
+        std::vector<uint8_t> xb = random_bytes(size_t(M * s.K), uint32_t(M + s.K), 1, 255);  // −127..127
+        std::vector<int8_t> xq(xb.size());
+        for (size_t i = 0; i < xb.size(); ++i) xq[i] = int8_t(int(xb[i]) - 128);
+        const std::vector<float> xs = gaussian(size_t(M), 5, 0.02f);
+        std::vector<float> y0(static_cast<size_t>(M * s.N)), y1(y0.size());
+        ref().gemm_s8s8_f32_rowwise(w, xq.data(), xs.data(), M, y0.data(), 2);
+        for (int threads : {1, 3}) {
+          std::fill(y1.begin(), y1.end(), NAN);
+          k().gemm_s8s8_f32_rowwise(w, xq.data(), xs.data(), M, y1.data(), threads);
+          ASSERT_EQ(std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float)), 0)
+              << "N=" << s.N << " K=" << s.K << " M=" << M << " per_tensor=" << per_tensor << " threads=" << threads;
+        }
+      }
+    }
+}
+
+TEST_P(QuantKernels8, WeightOnlyInt8WithinTolerance) {
+  KQ_REQUIRE_ISA(GetParam());
+  for (const Shape& s : kShapes) {
+    std::vector<uint8_t> wb = random_bytes(size_t(s.N * s.K), uint32_t(s.N + 7 * s.K), 1, 255);
+    const std::vector<float> ws = gaussian(size_t(s.N), 8, 0.01f), bias = gaussian(size_t(s.N), 9);
+    cpu::Int8WeightView w;
+    w.codes = reinterpret_cast<const int8_t*>(wb.data());
+    w.scales = ws.data();
+    w.bias = bias.data();
+    w.N = s.N;
+    w.K = s.K;
+    for (int64_t M : kBatches) {
+      const std::vector<float> x = gaussian(size_t(M * s.K), uint32_t(M * 13 + s.K));
+      auto run = [&](int64_t m, const float* xp, float* y, int t) { k().gemm_f32s8_f32_rowwise(w, xp, m, y, t); };
+      const std::vector<float> y = expect_batch_and_thread_invariant(M, s.N, s.K, x, run, "int8-wo");
+      std::vector<double> ref(y.size()), mag(y.size());
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < s.N; ++n) {
+          double acc = 0, a = 0;
+          for (int64_t kk = 0; kk < s.K; ++kk) {
+            const double t = double(x[size_t(m * s.K + kk)]) * double(w.codes[n * s.K + kk]) * ws[size_t(n)];
+            acc += t;
+            a += std::fabs(t);
+          }
+          ref[size_t(m * s.N + n)] = acc + bias[size_t(n)];
+          mag[size_t(m * s.N + n)] = a + std::fabs(bias[size_t(n)]);
+        }
+      expect_within_tolerance(y, ref, mag, M, s.N, s.K, "int8-wo N=" + std::to_string(s.N) + " K=" + std::to_string(s.K));
+    }
+  }
+}
+
+// Every finite (E4M3: non-NaN) code of each format decodes exactly: one-hot
+// rows against x = 1 give table[code] · 1 · 1 with no rounding, through both
+// the main loop (k = 5) and the zero-padded tail (k = 35 of K = 40).
+TEST_P(QuantKernels8, EveryFp8CodeDecodesExactly) {
+  KQ_REQUIRE_ISA(GetParam());
+  for (FP8Format f : {FP8Format::E4M3, FP8Format::E5M2})
+    for (int64_t pos : {5, 35}) {
+      const int64_t N = 256, K = 40;
+      std::vector<uint8_t> codes(size_t(N * K), 0);
+      for (int64_t n = 0; n < N; ++n) codes[size_t(n * K + pos)] = uint8_t(n);
+      const std::vector<float> ones(size_t(N), 1.0f);
+      cpu::Fp8WeightView w;
+      w.codes = codes.data();
+      w.scales = ones.data();
+      w.format = f;
+      w.N = N;
+      w.K = K;
+      for (int64_t M : {1, 2}) {
+        std::vector<float> x(size_t(M * K), 0.0f);
+        for (int64_t m = 0; m < M; ++m) x[size_t(m * K + pos)] = 1.0f;
+        std::vector<float> y(static_cast<size_t>(M * N));
+        k().gemm_f32fp8_f32_rowwise(w, x.data(), nullptr, M, y.data(), 2);
+        for (int64_t n = 0; n < N; ++n) {
+          const float want = formats::fp8_decode(uint8_t(n), f);
+          if (std::isnan(want) && f == FP8Format::E4M3) continue;  // ops with E4M3 NaN codes use the reference
+          for (int64_t m = 0; m < M; ++m) {
+            const float got = y[size_t(m * N + n)];
+            if (std::isnan(want))
+              EXPECT_TRUE(std::isnan(got)) << fp8_format_name(f) << " code " << n;
+            else
+              EXPECT_EQ(got, want) << fp8_format_name(f) << " code " << n << " pos " << pos << " M=" << M;
+          }
+        }
+      }
+    }
+}
+
+TEST_P(QuantKernels8, Fp8WithinToleranceOfDoubleReference) {
+  KQ_REQUIRE_ISA(GetParam());
+  for (FP8Format f : {FP8Format::E4M3, FP8Format::E5M2})
+    for (const Shape& s : kShapes)
+      for (bool w8a8 : {false, true}) {
+        // Random finite codes (E4M3 NaN and E5M2 Inf/NaN patterns replaced).
+        std::vector<uint8_t> codes = random_bytes(size_t(s.N * s.K), uint32_t(s.K * 3 + s.N + int(f)));
+        for (uint8_t& c : codes)
+          if (!std::isfinite(formats::fp8_decode(c, f))) c &= 0xF0;
+        const std::vector<float> ws = gaussian(size_t(s.N), 10, 0.01f), bias = gaussian(size_t(s.N), 11);
+        cpu::Fp8WeightView w;
+        w.codes = codes.data();
+        w.scales = ws.data();
+        w.per_tensor = s.N == 13;
+        w.format = f;
+        w.bias = s.N == 5 ? nullptr : bias.data();
+        w.N = s.N;
+        w.K = s.K;
+        for (int64_t M : kBatches) {
+          std::vector<float> x = gaussian(size_t(M * s.K), uint32_t(M * 7 + s.K), 2.0f);
+          if (w8a8)  // the op passes decoded FP8 activations
+            for (float& v : x) v = formats::fp8_decode(formats::fp8_encode(v, f, true), f);
+          const std::vector<float> xs = gaussian(size_t(M), 12, 0.1f);
+          const float* xsp = w8a8 ? xs.data() : nullptr;
+          auto run = [&](int64_t m, const float* xp, float* y, int t) {
+            // A single token of the batch keeps its own activation scale.
+            const float* sp = xsp ? xsp + (xp - x.data()) / s.K : nullptr;
+            k().gemm_f32fp8_f32_rowwise(w, xp, sp, m, y, t);
+          };
+          const std::vector<float> y = expect_batch_and_thread_invariant(M, s.N, s.K, x, run, "fp8");
+          std::vector<double> ref(y.size()), mag(y.size());
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < s.N; ++n) {
+              const double sc = double(ws[size_t(w.per_tensor ? 0 : n)]) * (w8a8 ? double(xs[size_t(m)]) : 1.0);
+              double acc = 0, a = 0;
+              for (int64_t kk = 0; kk < s.K; ++kk) {
+                const double t = double(x[size_t(m * s.K + kk)]) * formats::fp8_decode(codes[size_t(n * s.K + kk)], f);
+                acc += t;
+                a += std::fabs(t);
+              }
+              const double b = w.bias ? double(bias[size_t(n)]) : 0.0;
+              ref[size_t(m * s.N + n)] = acc * sc + b;
+              mag[size_t(m * s.N + n)] = a * std::fabs(sc) + std::fabs(b);
+            }
+          expect_within_tolerance(y, ref, mag, M, s.N, s.K,
+                                  std::string(fp8_format_name(f)) + (w8a8 ? " w8a8" : " wo") + " N=" +
+                                      std::to_string(s.N) + " K=" + std::to_string(s.K));
+        }
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, QuantKernels8, ::testing::ValuesIn(kOptimizedIsas), isa_param_name);
+
+}  // namespace
+}  // namespace kq::testing
