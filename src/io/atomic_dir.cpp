@@ -4,6 +4,8 @@
 #include <stdio.h>  // renameat2 (glibc >= 2.28, _GNU_SOURCE)
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +32,10 @@ fs::path make_sibling_dir(const fs::path& base, const char* tag) {
   name.push_back('\0');
   if (!::mkdtemp(name.data()))
     raise<Error>("{}: cannot create folder '{}': {}", base.string(), tmpl, std::strerror(errno));
+  // mkdtemp makes the folder 0700; give it the permissions mkdir would (0777 & ~umask).
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::chmod(name.data(), 0777 & ~mask);
   return fs::path(name.data());
 }
 

@@ -64,7 +64,8 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
     Gpt2Block& b = blocks_[size_t(l)];
     const std::string h = p + "h." + std::to_string(l) + ".";
     const std::string name = "transformer.h." + std::to_string(l) + ".";  // canonical slot names
-    auto linear = [&](const std::string& m, int64_t out, int64_t in) {
+    auto linear = [&](const std::string& m, int64_t out, int64_t in) -> std::unique_ptr<Linear> {
+      if (auto q = w.quantized_linear(name + m, h + m, out, in)) return q;
       return make_linear_f32(w.get_transposed(h + m + ".weight", {out, in}, Init::Weight),
                              w.get(h + m + ".bias", {out}, Init::Zeros));
     };
@@ -86,7 +87,9 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
   ln_f_b_ = w.get(p + "ln_f.bias", {d}, Init::Zeros);
   register_parameter(ln_f_w_);
   register_parameter(ln_f_b_);
-  lm_head_ = c.tie_word_embeddings ? make_linear_f32(wte_)
+  lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d);
+  if (!lm_head_)
+    lm_head_ = c.tie_word_embeddings ? make_linear_f32(wte_)
                                    : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());

@@ -56,7 +56,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   for (int64_t l = 0; l < c.num_layers; ++l) {
     LlamaBlock& b = blocks_[size_t(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto linear = [&](const std::string& m, int64_t out, int64_t in, bool bias) {
+    auto linear = [&](const std::string& m, int64_t out, int64_t in, bool bias) -> std::unique_ptr<Linear> {
+      if (auto q = w.quantized_linear(p + m, p + m, out, in)) return q;
       return make_linear_f32(w.get(p + m + ".weight", {out, in}, Init::Weight),
                              bias ? w.get(p + m + ".bias", {out}, Init::Zeros) : Tensor());
     };
@@ -81,7 +82,9 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   }
   norm_ = w.get("model.norm.weight", {d}, Init::Ones);
   register_parameter(norm_);
-  lm_head_ = c.tie_word_embeddings ? make_linear_f32(embed_)
+  lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d);
+  if (!lm_head_)
+    lm_head_ = c.tie_word_embeddings ? make_linear_f32(embed_)
                                    : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());

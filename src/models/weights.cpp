@@ -3,11 +3,58 @@
 #include <cstdint>
 #include <cstring>
 
+#include <nlohmann/json.hpp>
+
+#include "io/json_strict.hpp"
+#include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
+#include "kq/quantize.hpp"
 
 namespace kq::models {
 
-FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(TensorStore::open_dir(dir)) {}
+FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(TensorStore::open_dir(dir)) {
+  const std::filesystem::path cfg = dir / "config.json";
+  const nlohmann::json j = io::load_json_file(cfg);
+  if (!j.contains("quantization_config") || j["quantization_config"].is_null()) return;
+  const nlohmann::json& q = j["quantization_config"];
+  const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+                                 ? q["quant_method"].get<std::string>()
+                                 : std::string("?");
+  if (method != "kq")
+    raise<FormatError>("{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
+                       "\"kq\" folders; load the original unquantized model instead)",
+                       cfg.string(), method);
+  if (!q.contains("modules") || !q["modules"].is_object())
+    raise<FormatError>("{}: quantization_config.modules must be an object {{module: mode}}", cfg.string());
+  for (const auto& [module, mode] : q["modules"].items()) {
+    if (!mode.is_string())
+      raise<FormatError>("{}: quantization_config.modules['{}'] must be a mode name string", cfg.string(), module);
+    quantized_modules_[module] = mode.get<std::string>();
+  }
+}
+
+std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module, const std::string& file_prefix,
+                                                      int64_t out, int64_t in) {
+  const auto it = quantized_modules_.find(module);
+  if (it == quantized_modules_.end()) return nullptr;
+  QuantSpec spec;
+  try {
+    spec = parse_quant_mode(it->second);
+  } catch (const InvalidArgument& e) {
+    raise<FormatError>("{}: config.json quantization_config.modules['{}']: {}", dir_.string(), module, e.what());
+  }
+  auto get = [&](const std::string& n) {
+    if (!store_.contains(n)) return Tensor();
+    Tensor t = store_.get(n);
+    disk_bytes_ += t.nbytes();
+    return t;
+  };
+  try {
+    return load_quantized_linear(get, file_prefix, spec, out, in);
+  } catch (const FormatError& e) {
+    raise<FormatError>("{}: quantized layer '{}': {}", dir_.string(), module, e.what());
+  }
+}
 
 Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
   if (!store_.contains(name))

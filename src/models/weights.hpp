@@ -4,9 +4,12 @@
 // expected shape and always get F32 [rows, cols] tensors back.
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "io/safetensors.hpp"
+#include "kernels/linear.hpp"
 #include "kq/tensor.hpp"
 
 namespace kq::models {
@@ -29,6 +32,16 @@ class WeightSource {
   virtual Tensor get(const std::string& name, const Shape& shape, Init init) = 0;
   /// A GPT-2 Conv1D weight stored [in, out] returned as F32 [out, in] = `shape`.
   virtual Tensor get_transposed(const std::string& name, const Shape& shape, Init init) = 0;
+  /// The linear layer `module` (canonical slot name, e.g. "transformer.h.0.attn.c_attn")
+  /// when the source stores it quantized (a KernelQuant quantized folder), with
+  /// its tensors under `file_prefix` ("h.0.attn.c_attn" in a hub-style GPT-2
+  /// folder); nullptr when it is stored as a plain weight. `out`, `in`: the
+  /// expected [N, K]. Throws FormatError naming the tensor on a mismatch.
+  virtual std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
+                                                   int64_t out, int64_t in) {
+    (void)module, (void)file_prefix, (void)out, (void)in;
+    return nullptr;
+  }
   /// Bytes of the tensors handed out so far, in their on-disk dtype.
   size_t disk_bytes() const { return disk_bytes_; }
 
@@ -38,18 +51,24 @@ class WeightSource {
 
 /// Parameters from a model folder's safetensors (TensorStore::open_dir).
 /// F32 tensors that need no transpose are returned as zero-copy views of the
-/// mapping; BF16/F16 are converted to F32 on the heap.
+/// mapping; BF16/F16 are converted to F32 on the heap. A KernelQuant quantized
+/// folder (config.json "quantization_config": {"quant_method": "kq", "modules":
+/// {module: mode}}, written by save_quantized_model) also yields its quantized
+/// linear layers; any other quant_method is a FormatError.
 class FileWeights final : public WeightSource {
  public:
   explicit FileWeights(const std::filesystem::path& dir);
   bool contains(const std::string& name) const override { return store_.contains(name); }
   Tensor get(const std::string& name, const Shape& shape, Init init) override;
   Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override;
+  std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix, int64_t out,
+                                           int64_t in) override;
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
   std::filesystem::path dir_;
   TensorStore store_;
+  std::map<std::string, std::string> quantized_modules_;  // module -> quant mode name
 };
 
 /// Random parameters, deterministic for (seed, name): a counter-based generator

@@ -1,0 +1,182 @@
+// Whole-model quantization (quantize_model, LLMOptimizer) and quantized model
+// folders (save_quantized_model + Model::load), on the shipped demo model.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/test_data.hpp"
+#include "io/safetensors.hpp"
+#include "kernels/linear.hpp"
+#include "kq/error.hpp"
+#include "kq/eval.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+#include "kq/tokenizer.hpp"
+
+namespace fs = std::filesystem;
+using namespace kq;
+
+namespace {
+
+fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+
+std::vector<int32_t> demo_tokens(size_t max_tokens = 600) {
+  std::ifstream f(demo_dir() / "demo-eval.txt");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto ids = Tokenizer::load(demo_dir()).encode(text);
+  if (ids.size() > max_tokens) ids.resize(max_tokens);
+  return ids;
+}
+
+std::vector<float> logits_of(Model& m, const std::vector<int32_t>& ids) {
+  KVCache cache = m.make_cache(int64_t(ids.size()));
+  std::vector<float> out(ids.size() * size_t(m.config().vocab_size));
+  m.forward(ids, cache, out.data());
+  return out;
+}
+
+QuantizeOptions opts(const std::string& mode) {
+  QuantizeOptions o;
+  o.spec = parse_quant_mode(mode);
+  return o;
+}
+
+}  // namespace
+
+TEST(QuantizeModel, QuantizesEveryLinearButLmHeadByDefault) {
+  auto m = Model::load(demo_dir());
+  const QuantizeReport r = quantize_model(*m, opts("int8"));
+  ASSERT_EQ(r.layers.size(), m->linear_layers().size());
+  for (const LayerQuantization& l : r.layers) {
+    const bool lm_head = l.name == "lm_head";
+    EXPECT_EQ(l.quantized, !lm_head) << l.name;
+    EXPECT_EQ(l.format, lm_head ? "f32" : "int8") << l.name;
+  }
+  // int8 matrices: one byte per weight plus one F32 scale per row.
+  EXPECT_GT(r.bits_per_weight(), 8.0);
+  EXPECT_LT(r.bits_per_weight(), 8.3);
+  EXPECT_LT(double(r.quantized_bytes_after), 0.3 * double(r.quantized_bytes_before));
+}
+
+TEST(QuantizeModel, LmHeadOptionKeepPatternsAndErrors) {
+  auto m = Model::load(demo_dir());
+  QuantizeOptions o = opts("nf4");
+  o.quantize_lm_head = true;
+  o.keep_patterns = {"mlp\\.c_proj$"};
+  const QuantizeReport r = quantize_model(*m, o);
+  for (const LayerQuantization& l : r.layers) {
+    const bool kept = l.name.ends_with("mlp.c_proj");
+    EXPECT_EQ(l.quantized, !kept) << l.name;
+  }
+  // Quantizing an already-quantized layer is refused, naming the layer.
+  try {
+    quantize_model(*m, opts("int8"));
+    FAIL() << "expected InvalidArgument";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("already quantized"), std::string::npos) << e.what();
+  }
+  auto m2 = Model::load(demo_dir());
+  QuantizeOptions bad = opts("int8");
+  bad.keep_patterns = {"(unclosed"};
+  EXPECT_THROW(quantize_model(*m2, bad), InvalidArgument);
+}
+
+TEST(QuantizeModel, QualityOnDemoTextWithinSpecThresholds) {
+  const auto ids = demo_tokens(1024);
+  auto ref = Model::load(demo_dir());
+  for (const char* mode : {"int8", "int8-wo", "nf4", "fp4", "int4-g128", "fp8", "fp8-e5m2", "fp8-wo"}) {
+    LLMOptimizer opt({.quantization = opts(mode)});
+    auto q = opt.load_model(demo_dir());
+    const ComparisonResult c = compare_models(*ref, *q, ids);
+    const double delta = (c.ppl_cand / c.ppl_ref - 1) * 100;
+    EXPECT_LT(delta, max_ppl_increase_pct(parse_quant_mode(mode))) << mode;
+    EXPECT_GT(c.top1_agreement, 0.8) << mode;
+    EXPECT_GT(c.mean_kl, 0.0) << mode;  // quantization changes something
+  }
+}
+
+TEST(QuantizedFolder, SaveReloadIsBitIdenticalAndGivesSameLogits) {
+  kq::testing::TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  for (const char* mode : {"int8", "nf4", "int4-g128-asym", "fp8"}) {
+    SCOPED_TRACE(mode);
+    auto m = Model::load(demo_dir());
+    QuantizeOptions o = opts(mode);
+    o.quantize_lm_head = std::string(mode) == "nf4";
+    quantize_model(*m, o);
+    save_quantized_model(*m, o, out, /*overwrite=*/true);
+
+    const nlohmann::json cfg = nlohmann::json::parse(std::ifstream(out / "config.json"));
+    EXPECT_EQ(cfg["quantization_config"]["quant_method"], "kq");
+    EXPECT_EQ(cfg["quantization_config"]["mode"], parse_quant_mode(mode).name());
+    EXPECT_TRUE(fs::exists(out / "vocab.json"));
+
+    auto back = Model::load(out);
+    auto a = m->linear_layers(), b = back->linear_layers();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ((*a[i].op)->format(), (*b[i].op)->format()) << a[i].name;
+      const Tensor wa = (*a[i].op)->dequantized_weight(), wb = (*b[i].op)->dequantized_weight();
+      ASSERT_EQ(wa.nbytes(), wb.nbytes());
+      EXPECT_EQ(0, std::memcmp(wa.raw(), wb.raw(), wa.nbytes())) << a[i].name;
+    }
+    const auto ids = demo_tokens(64);
+    EXPECT_EQ(logits_of(*m, ids), logits_of(*back, ids));
+    EXPECT_EQ(m->weight_bytes(), back->weight_bytes());
+  }
+}
+
+TEST(QuantizedFolder, RefusesToOverwriteAndLeavesNothingHalfWritten) {
+  kq::testing::TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  fs::create_directories(out);
+  std::ofstream(out / "keep.txt") << "precious";
+  auto m = Model::load(demo_dir());
+  QuantizeOptions o = opts("int8");
+  quantize_model(*m, o);
+  EXPECT_THROW(save_quantized_model(*m, o, out), InvalidArgument);
+  EXPECT_TRUE(fs::exists(out / "keep.txt"));
+  // No staging folder is left next to the target.
+  for (const auto& e : fs::directory_iterator(tmp.path)) EXPECT_EQ(e.path().filename(), "q");
+  // Unquantized and random models cannot be saved as quantized folders.
+  auto plain = Model::load(demo_dir());
+  EXPECT_THROW(save_quantized_model(*plain, o, tmp.path / "p"), InvalidArgument);
+}
+
+TEST(QuantizedFolder, ForeignQuantizationConfigIsAClearError) {
+  kq::testing::TempDir tmp;
+  for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
+    fs::copy_file(demo_dir() / f, tmp.path / f);
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(demo_dir() / "config.json"));
+  cfg["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}};
+  std::ofstream(tmp.path / "config.json", std::ios::trunc) << cfg.dump();
+  try {
+    Model::load(tmp.path);
+    FAIL() << "expected FormatError";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("bitsandbytes"), std::string::npos) << e.what();
+  }
+  // A kq folder whose quantized tensor is missing names the tensor.
+  auto m = Model::load(demo_dir());
+  QuantizeOptions o = opts("int8");
+  quantize_model(*m, o);
+  const fs::path q = tmp.path / "q";
+  save_quantized_model(*m, o, q);
+  auto store = TensorStore::open_dir(q);
+  std::map<std::string, Tensor> tensors;
+  for (const auto& n : store.names())
+    if (n != "transformer.h.1.mlp.c_fc.scales") tensors[n] = store.get(n).clone();
+  write_safetensors(q / "model.safetensors", tensors);
+  try {
+    Model::load(q);
+    FAIL() << "expected FormatError";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("transformer.h.1.mlp.c_fc"), std::string::npos) << e.what();
+  }
+}
