@@ -51,11 +51,11 @@ const FP8Info& get_fp8_info();
 /// get_fp8_info().available.
 bool is_fp8_available();
 
-/// Human-readable lines for `kq info`, e.g.
-///   "GPU:        NVIDIA H200 (cc 9.0, 132 SMs, 139.8 GiB, L2 60.0 MiB)\n"
-///   "CUDA:       runtime 13.0, driver 13.0, cuBLASLt 13.1.0\n"
-///   "FP8 (E4M3): available (tensor cores, cc >= 8.9)\n"
-/// or the reason it is not available. Every line ends with '\n'.
+/// Human-readable lines for `kq info` (labels padded to 10 columns), e.g.
+///   "GPU:      NVIDIA H200 (cc 9.0, 132 SMs, 139.8 GiB, L2 60.0 MiB)\n"
+///   "CUDA:     runtime 13.0, driver 13.0, cuBLASLt 13.1.0\n"
+///   "FP8:      E4M3 tensor cores available (cc >= 8.9)\n"
+/// or "FP8:      not available: <reason>". Every line ends with '\n'.
 std::string fp8_info_report();
 
 /// Throws kq::Unsupported naming `op` when a CUDA op cannot run here: CPU-only

@@ -68,24 +68,24 @@ std::string fp8_info_report() {
   const FP8Info& i = get_fp8_info();
   std::string s;
   if (!i.cuda_built) {
-    s += "GPU:        not built (CPU-only build)\n";
+    s += "GPU:      not built (CPU-only build)\n";
   } else if (!i.device_found) {
-    s += fmt::format("GPU:        none ({})\n", i.reason);
+    s += fmt::format("GPU:      none ({})\n", i.reason);
   } else {
-    s += fmt::format("GPU:        {} (cc {}.{}, {} SMs, {:.1f} GiB, L2 {:.1f} MiB)\n", i.device_name,
+    s += fmt::format("GPU:      {} (cc {}.{}, {} SMs, {:.1f} GiB, L2 {:.1f} MiB)\n", i.device_name,
                      i.cc_major, i.cc_minor, i.multiprocessors,
                      double(i.memory_bytes) / double(1ull << 30), double(i.l2_bytes) / double(1 << 20));
   }
   if (i.cuda_built) {
-    s += fmt::format("CUDA:       runtime {}, driver {}, cuBLASLt {}\n",
+    s += fmt::format("CUDA:     runtime {}, driver {}, cuBLASLt {}\n",
                      version_string(i.cuda_runtime_version, false),
                      version_string(i.cuda_driver_version, false),
                      version_string(long(i.cublaslt_version), true));
   }
   if (i.available)
-    s += "FP8 (E4M3): available (tensor cores, cc >= 8.9)\n";
+    s += "FP8:      E4M3 tensor cores available (cc >= 8.9)\n";
   else
-    s += fmt::format("FP8 (E4M3): not available: {}\n", i.reason);
+    s += fmt::format("FP8:      not available: {}\n", i.reason);
   return s;
 }
 

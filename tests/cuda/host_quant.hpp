@@ -1,6 +1,7 @@
 #pragma once
 // Host reference of the per-token activation quantizers (w8a8_kernels.hpp),
-// written from their definitions: scale = absmax / qmax, q = round(x / scale).
+// written from their definitions: scale = absmax / qmax (1 when that is 0),
+// q = round(x / scale).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -19,10 +20,10 @@ void quantize_rows_ref(const std::vector<uint16_t>& x, int64_t M, int64_t K, int
   for (int64_t m = 0; m < M; ++m) {
     float amax = 0.0f;
     for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(bf16f(x[size_t(m * ldx + k)])));
-    const float s = amax / qmax;
+    float s = amax / qmax;
+    if (!(s > 0.0f)) s = 1.0f;  // all-zero row: scale 1 (src/formats/int8.hpp, fp8.hpp)
     scale[size_t(m)] = s;
-    if (s > 0.0f)
-      for (int64_t k = 0; k < K; ++k) q[size_t(m * K + k)] = enc(bf16f(x[size_t(m * ldx + k)]) / s);
+    for (int64_t k = 0; k < K; ++k) q[size_t(m * K + k)] = enc(bf16f(x[size_t(m * ldx + k)]) / s);
   }
 }
 

@@ -33,8 +33,8 @@ std::array<float, 16> w4_codebook(W4Format f) {
     case W4Format::FP4:
       // OCP Microscaling Formats (MX) v1.0, E2M1.
       return {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-    case W4Format::INT4:
-      return {0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, -8.f, -7.f, -6.f, -5.f, -4.f, -3.f, -2.f, -1.f};
+    case W4Format::INT4:  // offset binary: code c means c - 8 (src/formats/int4.hpp)
+      return {-8.f, -7.f, -6.f, -5.f, -4.f, -3.f, -2.f, -1.f, 0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f};
     case W4Format::INT4Asym:
       return {0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f};
   }
@@ -72,10 +72,8 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
   // (the GEMV lane order, see w4a16.hpp). Codebook formats: plain packing
   // (byte j = positions 2j | 2j+1 << 4). INT4: within each 32-bit word of 8
   // positions, nibble j holds position 2j and nibble j+4 position 2j+1 (the
-  // GEMV's arithmetic dequantization wants a pair 4 bits apart); symmetric INT4
-  // codes are stored as q ^ 8 (offset binary, value u - 8).
+  // GEMV's arithmetic dequantization wants a pair 4 bits apart).
   const bool interleaved = format == W4Format::INT4 || asym;
-  const uint8_t flip = format == W4Format::INT4 ? 8 : 0;
   std::vector<uint8_t> packed(size_t(N * ldq), 0);
   for (int64_t n = 0; n < N; ++n) {
     const uint8_t* row = codes + n * K;
@@ -84,7 +82,7 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
       const uint8_t q = row[k];
       if (q > 15)
         raise<InvalidArgument>("upload_w4_weight ({}): code {} at [{}, {}] is not a 4-bit value", name, int(q), n, k);
-      const uint8_t u = uint8_t(q ^ flip);
+      const uint8_t u = q;
       const int64_t pos = w4_code_position(k);
       if (interleaved) {
         const int64_t e = pos & 7, nib = (e >> 1) + (e & 1) * 4;
@@ -115,6 +113,24 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
   w.scales.upload(to_bf16(scales, "scale"));
   if (asym) w.zeros.upload(to_bf16(zeros, "zero point"));
   return w;
+}
+
+W4Weight upload_w4_weight_packed(W4Format format, int64_t N, int64_t K, int block, const uint8_t* packed,
+                                 const float* scales, const uint8_t* zeros) {
+  if (N <= 0 || K <= 0)
+    raise<InvalidArgument>("upload_w4_weight_packed ({}): weight shape [{}, {}] is empty", w4_format_name(format), N, K);
+  if (!packed) raise<InvalidArgument>("upload_w4_weight_packed ({}): null codes", w4_format_name(format));
+  const int64_t row_bytes = (K + 1) / 2;
+  std::vector<uint8_t> codes(size_t(N * K));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      codes[size_t(n * K + k)] = uint8_t((packed[n * row_bytes + k / 2] >> (4 * (k & 1))) & 0xF);
+  std::vector<float> z;
+  if (zeros) {
+    const int64_t nblk = (K + block - 1) / std::max(block, 1);
+    z.assign(zeros, zeros + N * nblk);
+  }
+  return upload_w4_weight(format, N, K, block, codes.data(), scales, zeros ? z.data() : nullptr);
 }
 
 void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,

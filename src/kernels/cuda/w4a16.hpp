@@ -26,8 +26,7 @@
 //           NF4/FP4 ("plain"): byte j holds position 2j in its low nibble and
 //           2j+1 in its high nibble. INT4/INT4Asym ("interleaved"): in each
 //           little-endian 32-bit word of 8 positions, nibble j (bits 4j..4j+3)
-//           holds position 2j and nibble j+4 position 2j+1, j = 0..3; symmetric
-//           INT4 codes are stored as q ^ 8.
+//           holds position 2j and nibble j+4 position 2j+1, j = 0..3.
 //   scales  BF16 [N, K_pad/block] (+1 spare element): the multiplier of each
 //           block (NF4: absmax; FP4: absmax/6; INT4: scale); 0 for padding blocks.
 //   zeros   BF16 [N, K_pad/block] (+1 spare, INT4Asym only): integer zero point in [0, 15].
@@ -51,7 +50,7 @@ enum class W4Format : uint8_t {
   NF4,       ///< QLoRA NormalFloat4, codes 0..15 in ascending value order, w = NF4[q] · absmax
   FP4,       ///< OCP E2M1: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa;
              ///< magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}; w = E2M1[q] · scale
-  INT4,      ///< symmetric: q is a two's-complement nibble in [-8, 7], w = q · scale
+  INT4,      ///< symmetric: code c in [0, 15] (offset binary, as src/formats/int4.hpp), w = (c − 8) · scale
   INT4Asym,  ///< asymmetric: q in [0, 15], w = (q − zero) · scale
 };
 
@@ -93,6 +92,13 @@ struct W4GemvTuning {
 /// Position of element k in a row's code stream (device layout above):
 /// tile base + 32 * ((k % 128 / 4) % 4) + 4 * (k % 128 / 16) + k % 4.
 int64_t w4_code_position(int64_t k);
+
+/// Same from the CPU formats' code plane (src/formats/packed4.hpp): packed
+/// [N, ceil(K/2)] bytes, element k in byte k/2, low nibble for even k; scales
+/// FP32 [N, ceil(K/block)] (double-quantized scales expanded by the caller);
+/// zeros U8 [N, ceil(K/block)] for INT4Asym (else nullptr). Throws as upload_w4_weight.
+W4Weight upload_w4_weight_packed(W4Format format, int64_t N, int64_t K, int block, const uint8_t* packed,
+                                 const float* scales, const uint8_t* zeros = nullptr);
 
 /// Decode GEMV: y[m, n] = BF16(Σ_k x[m, k] · w[n, k]) for 1 <= M <= 8.
 /// x: BF16 [M, ldx] (any ldx >= K; 8-byte-aligned rows with ldx % 4 == 0 take

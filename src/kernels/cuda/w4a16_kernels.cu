@@ -157,6 +157,7 @@ __device__ __forceinline__ void compute_tile(float (&acc)[4], const uint4& w0, c
       acc[2] = fmaf(s1, c[2], acc[2]);
       acc[3] = fmaf(s1, c[3], acc[3]);
     } else {
+      // 128 + zero point (INT4 symmetric codes are offset binary: zero 8).
       const float b0 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][0]);
       const float b1 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][1]);
       acc[0] = fmaf(s0, fmaf(-b0, o[0], c[0]), acc[0]);

@@ -60,10 +60,11 @@ __global__ void __launch_bounds__(kQuantThreads)
   float amax = 0.0f;
   for (int64_t k = threadIdx.x; k < K; k += kQuantThreads) amax = fmaxf(amax, fabsf(bf16_bits_to_float(xrow[k])));
   amax = block_max(amax, red);
-  const float s = amax / Codec::kMax;
+  float s = amax / Codec::kMax;
+  if (!(s > 0.0f)) s = 1.0f;  // all-zero row (or underflow): scale 1, as the CPU formats
   for (int64_t k = threadIdx.x; k < ldq; k += kQuantThreads) {
     typename Codec::Out v = 0;
-    if (k < K && s > 0.0f) v = Codec::encode(__fdiv_rn(bf16_bits_to_float(xrow[k]), s));
+    if (k < K) v = Codec::encode(__fdiv_rn(bf16_bits_to_float(xrow[k]), s));
     qrow[k] = v;
   }
   if (threadIdx.x == 0) scale[m] = s;

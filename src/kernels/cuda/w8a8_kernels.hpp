@@ -11,9 +11,10 @@ namespace kq::cuda {
 
 /// Per-token FP8 E4M3 quantization (OCP OFP8 rev 1.0) of BF16 activations:
 ///   scale[m] = absmax(x[m, 0:K]) / 448,  q[m, k] = E4M3(x[m, k] / scale[m])
-/// rounded to nearest even, saturating to ±448 (a row of zeros gets scale 0 and
-/// codes 0). x: BF16 bits [M, ldx]; q: [M_pad, ldq] with columns [K, ldq) and
-/// rows [M, M_pad) set to 0; scale: FP32 [M_pad] (0 for padding rows).
+/// rounded to nearest even, saturating to ±448; when absmax / 448 is 0 (a row
+/// of zeros) the scale is 1, as in src/formats/fp8.hpp. x: BF16 bits [M, ldx];
+/// q: [M_pad, ldq] with columns [K, ldq) and rows [M, M_pad) set to 0;
+/// scale: FP32 [M_pad] (0 for padding rows).
 void quantize_rows_fp8(const uint16_t* x, int64_t ldx, int64_t M, int64_t K, uint8_t* q, int64_t ldq,
                        int64_t M_pad, float* scale, cudaStream_t stream);
 
