@@ -2,7 +2,9 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "kernels/cpu/dispatch.hpp"
 #include "kq/context.hpp"
+#include "kq/fp8.hpp"
 #include "kq/info.hpp"
 
 namespace kq::cli {
@@ -10,6 +12,7 @@ namespace kq::cli {
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show version, build, CPU features, threads and CUDA status");
   cmd->callback([] {
+    const std::string isa = active_isa();  // throws on a bad KQ_ISA before anything is printed
     const CpuFeatures& f = cpu_features();
     auto yn = [](bool b) { return b ? "yes" : "no"; };
     fmt::print("KernelQuant {} ({} build)\n", version(), build_type());
@@ -18,8 +21,10 @@ void add_info_command(CLI::App& app) {
                yn(f.avx2), yn(f.fma), yn(f.f16c), yn(f.avx512f), yn(f.avx512bw), yn(f.avx512vl));
     fmt::print("          AVX-512 VNNI {}  AVX-VNNI {}  AVX-512 BF16 {}  AVX-512 FP16 {}\n",
                yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
+    fmt::print("kernels:  {} (force with KQ_ISA=ref|avx2|avx512|avx512vnni)\n", isa);
     fmt::print("threads:  {}\n", resolve_threads(0));
     fmt::print("CUDA:     {}\n", cuda_built() ? "built" : "not built (CPU-only build)");
+    fmt::print("{}", fp8_info_report());
   });
 }
 
