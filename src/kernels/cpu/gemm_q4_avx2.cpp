@@ -146,6 +146,12 @@ Shape shape_of(const Q4WeightView& w) {
   return {(w.nb - 1) * w.block + (last + U - 1) / U * U};
 }
 
+/// Units that lie entirely inside a row (the rest of kp is the padded tail unit).
+template <int U>
+inline int64_t full_units_end(const Q4WeightView& w) {
+  return w.row_bytes / (U / 2) * U;
+}
+
 /// Pointer to the U/2 code bytes of unit u0 of row n, or to a zero-padded copy
 /// in buf when the unit runs past the row.
 template <int U>
@@ -163,33 +169,60 @@ inline const Planes& block_planes(const Q4WeightView& w, const Planes& fixed, in
   return fixed;
 }
 
-/// R rows from n0 against the permuted token xp; totals in the canonical order.
-template <int NP, int U, bool Asym, int R>
+/// bs += Σ decoded(unit at p) · xp[0, U) for one row.
+template <int NP, int U>
+inline __m256 unit_dot(const uint8_t* p, const __m256i t[NP], const float* xp, __m256 bs) {
+  __m256 f[U / 8];
+  decode_unit<NP, U>(p, t, f);
+  for (int j = 0; j < U / 8; ++j) bs = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xp + 8 * j), bs);
+  return bs;
+}
+
+/// bs[r] += the units of block b (UPB units from element b·block) of each row.
+/// Full blocks read the codes in place; the last block of a row may end in a
+/// unit that runs past the row, read through a zero-padded copy.
+template <int NP, int U, bool Asym, int R, int UPB, bool Tail>
+inline void block_dot(const Q4WeightView& w, const uint8_t* const* rows, const __m256i (*t)[NP], int64_t n0, int64_t b,
+                      int64_t kp, const float* xp, __m256* bs) {
+  for (int u = 0; u < UPB; ++u) {
+    const int64_t u0 = b * w.block + u * U;
+    if (Tail && u0 >= kp) break;
+    for (int r = 0; r < R; ++r) {
+      alignas(32) uint8_t buf[32];
+      const uint8_t* p = Tail ? unit_codes<U>(w, n0 + r, u0, buf) : rows[r] + u0 / 2;
+      bs[r] = unit_dot<NP, U>(p, t[Asym ? r : 0], xp + u0, bs[r]);
+    }
+  }
+}
+
+/// R rows from n0 against the permuted token xp; totals in the canonical
+/// order. UPB = block / U decode units per block.
+template <int NP, int U, bool Asym, int R, int UPB>
 inline void gemv_rows(const Q4WeightView& w, const Planes& fixed, int64_t kp, int64_t n0, const float* xp,
                       float* totals) {
+  const int64_t bfull = full_units_end<U>(w) / w.block;  // blocks whose every unit lies inside the row
   __m256i t[Asym ? R : 1][NP];  // one set of planes, or one per row (zero points differ)
   if constexpr (!Asym) load_planes<NP>(fixed, t[0]);
-  for (int r = 0; r < R; ++r) totals[r] = 0.0f;
-  for (int64_t c0 = 0; c0 < kp; c0 += kChunk) {
-    const int64_t c1 = std::min(kp, c0 + kChunk);
+  const uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) {
+    rows[r] = w.codes + (n0 + r) * w.row_bytes;
+    totals[r] = 0.0f;
+  }
+  const int64_t bpc = kChunk / w.block;  // blocks per chunk
+  for (int64_t bc = 0; bc < w.nb; bc += bpc) {
+    const int64_t be = std::min(w.nb, bc + bpc);
     __m256 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-    for (int64_t b0 = c0; b0 < c1; b0 += w.block) {
-      const int64_t b = b0 / w.block;
-      const int64_t b1 = std::min(c1, b0 + w.block);
+    for (int64_t b = bc; b < be; ++b) {
       __m256 bs[R];
       for (int r = 0; r < R; ++r) {
         bs[r] = _mm256_setzero_ps();
         if constexpr (Asym) load_planes<NP>(block_planes<Asym>(w, fixed, (n0 + r) * w.nb + b), t[r]);
       }
-      for (int64_t u0 = b0; u0 < b1; u0 += U) {
-        for (int r = 0; r < R; ++r) {
-          alignas(32) uint8_t buf[32];
-          __m256 f[U / 8];
-          decode_unit<NP, U>(unit_codes<U>(w, n0 + r, u0, buf), t[Asym ? r : 0], f);
-          for (int j = 0; j < U / 8; ++j) bs[r] = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xp + u0 + 8 * j), bs[r]);
-        }
-      }
+      if (b < bfull)
+        block_dot<NP, U, Asym, R, UPB, false>(w, rows, t, n0, b, kp, xp, bs);
+      else
+        block_dot<NP, U, Asym, R, UPB, true>(w, rows, t, n0, b, kp, xp, bs);
       for (int r = 0; r < R; ++r)
         acc[r] = _mm256_fmadd_ps(bs[r], _mm256_set1_ps(q4_block_scale(w, (n0 + r) * w.nb + b)), acc[r]);
     }
@@ -197,26 +230,31 @@ inline void gemv_rows(const Q4WeightView& w, const Planes& fixed, int64_t kp, in
   }
 }
 
+/// Rows per GEMV pass: as many as the 16 vector registers hold without spills
+/// (planes + one block sum and one accumulator per row + lookup temporaries).
+template <int NP, bool Asym>
+constexpr int kGemvRows = NP == 4 || Asym ? 2 : 4;
+
 inline float finish(const Q4WeightView& w, int64_t n, float total) { return total + (w.bias ? w.bias[n] : 0.0f); }
 
-template <int NP, int U, bool Asym>
+template <int NP, int U, bool Asym, int UPB>
 void gemv(const Q4WeightView& w, const Planes& fixed, const float* x, float* y, int threads) {
   const Shape s = shape_of<U>(w);
   thread_local std::vector<float> xbuf;
   float* xp = scratch(xbuf, size_t(s.kp));
   permute_x<U>(x, w.K, s.kp, xp);
-  constexpr int R = 2;
+  constexpr int R = kGemvRows<NP, Asym>;
   const int64_t groups = w.N / R;
   const int nt = gemv_threads(w.N, w.K, threads);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (int64_t g = 0; g < groups; ++g) {
     float tot[R];
-    gemv_rows<NP, U, Asym, R>(w, fixed, s.kp, g * R, xp, tot);
+    gemv_rows<NP, U, Asym, R, UPB>(w, fixed, s.kp, g * R, xp, tot);
     for (int r = 0; r < R; ++r) y[g * R + r] = finish(w, g * R + r, tot[r]);
   }
   for (int64_t n = groups * R; n < w.N; ++n) {
     float tot[1];
-    gemv_rows<NP, U, Asym, 1>(w, fixed, s.kp, n, xp, tot);
+    gemv_rows<NP, U, Asym, 1, UPB>(w, fixed, s.kp, n, xp, tot);
     y[n] = finish(w, n, tot[0]);
   }
 }
@@ -261,10 +299,15 @@ void gemm(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M,
 
 template <int NP, bool Asym>
 void run(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M, float* y, int threads) {
-  if (w.block >= 64) {
-    M == 1 ? gemv<NP, 64, Asym>(w, fixed, x, y, threads) : gemm<NP, 64, Asym>(w, fixed, x, M, y, threads);
-  } else {
-    M == 1 ? gemv<NP, 32, Asym>(w, fixed, x, y, threads) : gemm<NP, 32, Asym>(w, fixed, x, M, y, threads);
+  if (M > 1) {
+    w.block >= 64 ? gemm<NP, 64, Asym>(w, fixed, x, M, y, threads) : gemm<NP, 32, Asym>(w, fixed, x, M, y, threads);
+    return;
+  }
+  switch (w.block) {
+    case 32: gemv<NP, 32, Asym, 1>(w, fixed, x, y, threads); return;
+    case 64: gemv<NP, 64, Asym, 1>(w, fixed, x, y, threads); return;
+    case 128: gemv<NP, 64, Asym, 2>(w, fixed, x, y, threads); return;
+    default: gemv<NP, 64, Asym, 4>(w, fixed, x, y, threads); return;  // 256 (validated block sizes: 32..256)
   }
 }
 
