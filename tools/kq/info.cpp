@@ -23,7 +23,6 @@ void add_info_command(CLI::App& app) {
                yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
     fmt::print("kernels:  {} (force with KQ_ISA=ref|avx2|avx512|avx512vnni)\n", isa);
     fmt::print("threads:  {}\n", resolve_threads(0));
-    fmt::print("CUDA:     {}\n", cuda_built() ? "built" : "not built (CPU-only build)");
     fmt::print("{}", fp8_info_report());
   });
 }
