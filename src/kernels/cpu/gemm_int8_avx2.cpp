@@ -7,8 +7,7 @@
 // pair sum is at most 2·128·127 = 32512 < 32767, so it never saturates and
 // a·b = w·x exactly; `vpmaddwd` with ones widens the pairs to INT32.
 // W8A8 GEMM: both operands sign-extended to INT16 and multiplied with
-// `vpmaddwd` (16 MACs per instruction, no saturation possible), tiles of
-// 4 tokens × 3 weight rows, K in chunks so the activation block stays in L2.
+// `vpmaddwd` (no saturation possible), see the GEMM section below.
 #include <immintrin.h>
 
 #include <cmath>
@@ -119,92 +118,134 @@ void s8_gemv(const Int8WeightView& w, const int8_t* xq, float xs, float* y, int 
 }
 
 // ---- W8A8 GEMM ----------------------------------------------------------------
+//
+// Broadcast layout: a panel of 16 weight rows × one K chunk is widened to
+// INT16 and stored pair-interleaved, panel[p][r] = (w[r][2p], w[r][2p+1]) as
+// one 32-bit lane, so one `vpmaddwd` of a panel vector (8 rows) with the
+// broadcast activation pair (x[2p], x[2p+1]) adds 2 products to 8 outputs.
+// Tiles of 6 tokens × 16 rows keep 12 INT32 accumulators in registers.
 
-constexpr int64_t kS16Unit = 16;     // k per vpmaddwd
-constexpr int64_t kS8Chunk = 2048;   // k per chunk (activation block: 48 tokens × 4 KB)
+constexpr int64_t kPanelRows = 16;
+constexpr int64_t kS8Chunk = 512;  // K per chunk: a 16 KB panel (L1)
+constexpr int kS8Tokens = 6;       // tokens per tile
 
-/// acc[i][r] += Σ x16[i]·w[r] over [k0, k1) (k1 − k0 a multiple of 16); rows
-/// w[r] point at the codes of k0. x16 rows of stride ldx.
-template <int MT, int NT>
-inline void s16_tile(const int16_t* x16, int64_t ldx, const int8_t* const* w, int64_t len, int32_t out[MT][NT]) {
-  __m256i acc[MT][NT];
-  for (int i = 0; i < MT; ++i)
-    for (int r = 0; r < NT; ++r) acc[i][r] = _mm256_setzero_si256();
-  for (int64_t k = 0; k < len; k += kS16Unit) {
-    __m256i wv[NT];
-    for (int r = 0; r < NT; ++r)
-      wv[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + k)));
-    for (int i = 0; i < MT; ++i) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x16 + i * ldx + k));
-      for (int r = 0; r < NT; ++r) acc[i][r] = _mm256_add_epi32(acc[i][r], _mm256_madd_epi16(xv, wv[r]));
+/// Writes the INT16 pair-interleaved panel of rows [n0, n0 + 16) ∩ [0, N),
+/// elements [k0, k0 + kc) (kc even; elements past K and rows past N are 0).
+void build_panel(const Int8WeightView& w, int64_t n0, int64_t k0, int64_t kc, int32_t* panel) {
+  const int64_t K = w.K;
+  for (int64_t h = 0; h < 2; ++h) {
+    for (int64_t p0 = 0; p0 < kc / 2; p0 += 8) {  // 8 pairs = 16 elements per step
+      __m256i R[8];
+      for (int i = 0; i < 8; ++i) {
+        const int64_t n = n0 + 8 * h + i;
+        const int64_t k = k0 + 2 * p0;
+        alignas(16) int8_t buf[16] = {};
+        const int8_t* src = buf;
+        if (n < w.N) {
+          if (k + 16 <= K)
+            src = w.codes + n * K + k;
+          else if (k < K)
+            std::memcpy(buf, w.codes + n * K + k, size_t(K - k));
+        }
+        R[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+      }
+      // 8×8 transpose of 32-bit lanes: R[i] lane j = pair p0+j of row i.
+      const __m256i t0 = _mm256_unpacklo_epi32(R[0], R[1]), t1 = _mm256_unpackhi_epi32(R[0], R[1]);
+      const __m256i t2 = _mm256_unpacklo_epi32(R[2], R[3]), t3 = _mm256_unpackhi_epi32(R[2], R[3]);
+      const __m256i t4 = _mm256_unpacklo_epi32(R[4], R[5]), t5 = _mm256_unpackhi_epi32(R[4], R[5]);
+      const __m256i t6 = _mm256_unpacklo_epi32(R[6], R[7]), t7 = _mm256_unpackhi_epi32(R[6], R[7]);
+      const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+      const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+      const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+      const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+      const __m256i out[8] = {
+          _mm256_permute2x128_si256(u0, u4, 0x20), _mm256_permute2x128_si256(u1, u5, 0x20),
+          _mm256_permute2x128_si256(u2, u6, 0x20), _mm256_permute2x128_si256(u3, u7, 0x20),
+          _mm256_permute2x128_si256(u0, u4, 0x31), _mm256_permute2x128_si256(u1, u5, 0x31),
+          _mm256_permute2x128_si256(u2, u6, 0x31), _mm256_permute2x128_si256(u3, u7, 0x31)};
+      for (int j = 0; j < 8 && p0 + j < kc / 2; ++j)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(panel + (p0 + j) * kPanelRows + 8 * h), out[j]);
     }
   }
-  for (int i = 0; i < MT; ++i)
-    for (int r = 0; r < NT; ++r) out[i][r] = hsum8_epi32(acc[i][r]);
+}
+
+/// out[i][0..16) = Σ over the chunk's pairs of panel · x16 pairs, for T tokens
+/// (x16 rows of stride ldx, pointing at the chunk start). The accumulators are
+/// locals: written through `out` (may-alias vector type) inside the loop they
+/// would be stored to memory on every step.
+template <int T>
+inline void s16_tile(const int16_t* x16, int64_t ldx, const int32_t* panel, int64_t pairs,
+                     int32_t out[T][kPanelRows]) {
+  __m256i acc[T][2];
+  for (int i = 0; i < T; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p * kPanelRows));
+    const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p * kPanelRows + 8));
+    for (int i = 0; i < T; ++i) {
+      int32_t pair;
+      std::memcpy(&pair, x16 + i * ldx + 2 * p, sizeof(pair));
+      const __m256i xv = _mm256_set1_epi32(pair);
+      acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(w0, xv));
+      acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(w1, xv));
+    }
+  }
+  for (int i = 0; i < T; ++i) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i]), acc[i][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i] + 8), acc[i][1]);
+  }
 }
 
 void s8_gemm(const Int8WeightView& w, const int8_t* xq, const float* xs, int64_t M, float* y, int threads) {
   const int64_t N = w.N, K = w.K;
-  const int64_t kp = (K + kS16Unit - 1) / kS16Unit * kS16Unit;
-  const int64_t kfull = K / kS16Unit * kS16Unit;
+  const int64_t kp = (K + 1) / 2 * 2;
   thread_local std::vector<int16_t> xbuf;
-  thread_local std::vector<int32_t> cbuf;
   int16_t* x16 = scratch(xbuf, size_t(M * kp));
-  int32_t* c = scratch(cbuf, size_t(M * N));
-  constexpr int MT = 4, NT = 3;
-  const int64_t panels = (N + NT - 1) / NT;
+  const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
 #pragma omp parallel num_threads(threads)
   {
+    alignas(64) int32_t panel[kS8Chunk / 2 * kPanelRows];
+    thread_local std::vector<int32_t> cbuf;  // INT32 sums of one panel: [M][16]
+    int32_t* c = scratch(cbuf, size_t(M * kPanelRows));
 #pragma omp for schedule(static)
     for (int64_t m = 0; m < M; ++m) {
-      for (int64_t k = 0; k < K; ++k) x16[m * kp + k] = xq[m * K + k];
-      for (int64_t k = K; k < kp; ++k) x16[m * kp + k] = 0;
+      int64_t k = 0;
+      for (; k + 16 <= K; k += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(x16 + m * kp + k),
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xq + m * K + k))));
+      for (; k < K; ++k) x16[m * kp + k] = xq[m * K + k];
+      for (; k < kp; ++k) x16[m * kp + k] = 0;
     }
-    for (int64_t k0 = 0; k0 < kp; k0 += kS8Chunk) {
-      const int64_t k1 = std::min(kp, k0 + kS8Chunk);
-      for (int64_t mb = 0; mb < M; mb += kMBlock) {
-        const int64_t me = std::min(M, mb + kMBlock);
+    // Panel-major: a panel's sums stay in L1 over all chunks; the activations
+    // stream through (0.125 bytes per multiply-add).
 #pragma omp for schedule(static)
-        for (int64_t p = 0; p < panels; ++p) {
-          const int64_t n0 = p * NT;
-          const int64_t nt = std::min<int64_t>(NT, N - n0);
-          // Rows past N repeat row n0 (computed, never stored); the K tail
-          // comes from zero-padded copies so no load leaves the weight.
-          alignas(16) int8_t tails[NT][kS16Unit] = {};
-          const int8_t* rows[NT];
-          const int8_t* trows[NT];
-          for (int r = 0; r < NT; ++r) {
-            const int64_t n = n0 + (r < nt ? r : 0);
-            rows[r] = w.codes + n * K + k0;
-            std::memcpy(tails[r], w.codes + n * K + kfull, size_t(K - kfull));
-            trows[r] = tails[r];
+    for (int64_t pn = 0; pn < panels; ++pn) {
+      const int64_t n0 = pn * kPanelRows;
+      const int64_t nt = std::min(kPanelRows, N - n0);
+      for (int64_t k0 = 0; k0 < kp; k0 += kS8Chunk) {
+        const int64_t kc = std::min(kS8Chunk, kp - k0);
+        build_panel(w, n0, k0, kc, panel);
+        auto run = [&]<int T>(int64_t m0) {
+          alignas(32) int32_t part[T][kPanelRows];
+          s16_tile<T>(x16 + m0 * kp + k0, kp, panel, kc / 2, part);
+          for (int i = 0; i < T; ++i) {
+            int32_t* dst = c + (m0 + i) * kPanelRows;
+            for (int r = 0; r < kPanelRows; ++r) dst[r] = (k0 == 0 ? 0 : dst[r]) + part[i][r];
           }
-          const int64_t main_end = std::min(k1, kfull);
-          auto run = [&]<int T>(int64_t m0) {
-            int32_t part[T][NT];
-            s16_tile<T, NT>(x16 + m0 * kp + k0, kp, rows, main_end - k0, part);
-            if (k1 > kfull) {  // the zero-padded last 16 elements
-              int32_t t2[T][NT];
-              s16_tile<T, NT>(x16 + m0 * kp + kfull, kp, trows, kS16Unit, t2);
-              for (int i = 0; i < T; ++i)
-                for (int r = 0; r < NT; ++r) part[i][r] += t2[i][r];
-            }
-            for (int i = 0; i < T; ++i)
-              for (int64_t r = 0; r < nt; ++r) {
-                int32_t& dst = c[(m0 + i) * N + n0 + r];
-                dst = (k0 == 0 ? 0 : dst) + part[i][r];
-              }
-          };
-          int64_t m0 = mb;
-          for (; m0 + MT <= me; m0 += MT) run.template operator()<MT>(m0);
-          if (me - m0 == 3) run.template operator()<3>(m0);
-          if (me - m0 == 2) run.template operator()<2>(m0);
-          if (me - m0 == 1) run.template operator()<1>(m0);
+        };
+        int64_t m0 = 0;
+        for (; m0 + kS8Tokens <= M; m0 += kS8Tokens) run.template operator()<kS8Tokens>(m0);
+        switch (M - m0) {
+          case 5: run.template operator()<5>(m0); break;
+          case 4: run.template operator()<4>(m0); break;
+          case 3: run.template operator()<3>(m0); break;
+          case 2: run.template operator()<2>(m0); break;
+          case 1: run.template operator()<1>(m0); break;
+          default: break;
         }
       }
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t r = 0; r < nt; ++r) y[m * N + n0 + r] = s8_finish(w, n0 + r, xs[m], c[m * kPanelRows + r]);
     }
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < M * N; ++i) y[i] = s8_finish(w, i % N, xs[i / N], c[i]);
   }
 }
 

@@ -241,7 +241,7 @@ template <int NP, int U, bool Asym, int UPB>
 void gemv(const Q4WeightView& w, const Planes& fixed, const float* x, float* y, int threads) {
   const Shape s = shape_of<U>(w);
   thread_local std::vector<float> xbuf;
-  float* xp = scratch(xbuf, size_t(s.kp));
+  float* xp = scratch_aligned(xbuf, size_t(s.kp));
   permute_x<U>(x, w.K, s.kp, xp);
   constexpr int R = kGemvRows<NP, Asym>;
   const int64_t groups = w.N / R;
@@ -264,37 +264,26 @@ void gemm(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M,
   const Shape s = shape_of<U>(w);
   const int64_t kp = s.kp;
   thread_local std::vector<float> xbuf;
-  float* xp = scratch(xbuf, size_t(M * kp));
+  float* xp = scratch_aligned(xbuf, size_t(M * kp));
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t m = 0; m < M; ++m) permute_x<U>(x + m * w.K, w.K, kp, xp + m * kp);
-  constexpr int NT = 2;
-  constexpr int64_t kMaxBlocks = kChunk / 32;
-  auto decode = [&](int64_t n0, int64_t nt, int64_t k0, int64_t kc, float* wbuf, float* sbuf) {
-    for (int64_t r = 0; r < NT; ++r) {
-      float* out = wbuf + r * kChunk;
-      if (r >= nt) {
-        std::memset(out, 0, size_t(kc) * sizeof(float));
-        for (int64_t j = 0; j < kMaxBlocks; ++j) sbuf[r * kMaxBlocks + j] = 0.0f;
-        continue;
-      }
-      const int64_t n = n0 + r;
-      __m256i t[NP];
-      if constexpr (!Asym) load_planes<NP>(fixed, t);
-      for (int64_t b0 = k0; b0 < k0 + kc; b0 += w.block) {
-        const int64_t b = b0 / w.block;
-        sbuf[r * kMaxBlocks + (b0 - k0) / w.block] = q4_block_scale(w, n * w.nb + b);
-        if constexpr (Asym) load_planes<NP>(block_planes<Asym>(w, fixed, n * w.nb + b), t);
-        for (int64_t u0 = b0; u0 < std::min(k0 + kc, b0 + w.block); u0 += U) {
-          alignas(32) uint8_t buf[32];
-          __m256 f[U / 8];
-          decode_unit<NP, U>(unit_codes<U>(w, n, u0, buf), t, f);
-          for (int j = 0; j < U / 8; ++j) _mm256_store_ps(out + (u0 - k0) + 8 * j, f[j]);
-        }
+  auto decode_row = [&](int64_t n, int64_t k0, int64_t kc, float* out, float* scales) {
+    __m256i t[NP];
+    if constexpr (!Asym) load_planes<NP>(fixed, t);
+    for (int64_t b0 = k0; b0 < k0 + kc; b0 += w.block) {
+      const int64_t b = b0 / w.block;
+      scales[(b0 - k0) / w.block] = q4_block_scale(w, n * w.nb + b);
+      if constexpr (Asym) load_planes<NP>(block_planes<Asym>(w, fixed, n * w.nb + b), t);
+      for (int64_t u0 = b0; u0 < std::min(k0 + kc, b0 + w.block); u0 += U) {
+        alignas(32) uint8_t buf[32];
+        __m256 f[U / 8];
+        decode_unit<NP, U>(unit_codes<U>(w, n, u0, buf), t, f);
+        for (int j = 0; j < U / 8; ++j) _mm256_store_ps(out + (u0 - k0) + 8 * j, f[j]);
       }
     }
   };
   auto fin = [&](int64_t, int64_t n, float total) { return finish(w, n, total); };
-  panel_gemm<3, NT, true>(w.N, M, kp, xp, w.block, y, threads, decode, fin);
+  panel_gemm<4, 3, true>(w.N, M, kp, xp, w.block, y, threads, decode_row, fin);
 }
 
 template <int NP, bool Asym>

@@ -14,7 +14,7 @@ namespace kq::cpu::avx2 {
 void quantize_rows_s8(const float* x, int64_t M, int64_t K, int8_t* xq, float* xs, int threads);
 
 /// W8A8 INT8. GEMV (M = 1): u8·s8 `vpmaddubsw` on |w| and sign(x, w), 4 rows per pass.
-/// GEMM: `vpmaddwd` on sign-extended INT16 operands, tiles of 4 tokens × 3 rows.
+/// GEMM: `vpmaddwd` on INT16 weight panels (16 rows) × broadcast activation pairs, tiles of 6 tokens.
 void gemm_s8s8_f32_rowwise(const Int8WeightView& w, const int8_t* xq, const float* xs, int64_t M, float* y,
                            int threads);
 

@@ -77,40 +77,32 @@ void rowwise8_gemv(const uint8_t* codes, int64_t N, int64_t K, const float* x, f
   }
 }
 
-/// Prefill (M > 1): panels of 3 decoded rows × tiles of 4 tokens (panel_gemm).
+/// Prefill (M > 1): decoded panels × tiles of 4 tokens × 3 rows (panel_gemm).
 template <class Dec, class Fin>
 void rowwise8_gemm(const uint8_t* codes, int64_t N, int64_t K, const float* x, int64_t M, float* y, int threads,
                    const Dec& dec, const Fin& fin) {
   const int64_t kp = (K + kByteUnit - 1) / kByteUnit * kByteUnit;
   thread_local std::vector<float> xbuf;
-  float* xp = scratch(xbuf, size_t(M * kp));
+  float* xp = scratch_aligned(xbuf, size_t(M * kp));
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t m = 0; m < M; ++m) {
     std::memcpy(xp + m * kp, x + m * K, size_t(K) * sizeof(float));
     for (int64_t k = K; k < kp; ++k) xp[m * kp + k] = 0.0f;
   }
-  constexpr int NT = 3;
-  auto decode = [&](int64_t n0, int64_t nt, int64_t k0, int64_t kc, float* wbuf, float*) {
-    for (int64_t r = 0; r < NT; ++r) {
-      float* out = wbuf + r * kChunk;
-      if (r >= nt) {
-        std::memset(out, 0, size_t(kc) * sizeof(float));
-        continue;
+  auto decode_row = [&](int64_t n, int64_t k0, int64_t kc, float* out, float*) {
+    for (int64_t k = k0; k < k0 + kc; k += kByteUnit) {
+      const uint8_t* p = codes + n * K + k;
+      alignas(32) uint8_t buf[kByteUnit];
+      if (k + kByteUnit > K) {
+        copy_tail32(p, K - k, buf);
+        p = buf;
       }
-      for (int64_t k = k0; k < k0 + kc; k += kByteUnit) {
-        const uint8_t* p = codes + (n0 + r) * K + k;
-        alignas(32) uint8_t buf[kByteUnit];
-        if (k + kByteUnit > K) {
-          copy_tail32(p, K - k, buf);
-          p = buf;
-        }
-        __m256 f[4];
-        dec(p, f);
-        for (int j = 0; j < 4; ++j) _mm256_store_ps(out + (k - k0) + 8 * j, f[j]);
-      }
+      __m256 f[4];
+      dec(p, f);
+      for (int j = 0; j < 4; ++j) _mm256_store_ps(out + (k - k0) + 8 * j, f[j]);
     }
   };
-  panel_gemm<4, NT, false>(N, M, kp, xp, 0, y, threads, decode, fin);
+  panel_gemm<4, 3, false>(N, M, kp, xp, 0, y, threads, decode_row, fin);
 }
 
 }  // namespace kq::cpu::avx2

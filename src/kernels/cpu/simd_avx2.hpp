@@ -28,8 +28,6 @@ namespace kq::cpu::avx2 {
 /// Elements of K per chunk of the canonical reduction (a multiple of every
 /// block size and decode unit).
 inline constexpr int64_t kChunk = 1024;
-/// Tokens per M block of the GEMM (bounds the activation chunk kept in L2).
-inline constexpr int64_t kMBlock = 48;
 
 /// Σ of the 8 lanes in a fixed order: t = lo + hi; ((t0 + t2) + (t1 + t3)).
 inline float hsum8(__m256 v) {
@@ -71,36 +69,52 @@ T* scratch(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
+/// Grow-only scratch whose first element is 64-byte aligned (whole cache
+/// lines: no 32-byte load of it straddles two lines).
+inline float* scratch_aligned(std::vector<float>& v, size_t n) {
+  float* p = scratch(v, n + 16);
+  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / sizeof(float);
+}
+
 /// Threads for a GEMV over an [N, K] weight: one when the matrix is too small
 /// for a parallel region to pay off (the result does not depend on it).
 inline int gemv_threads(int64_t N, int64_t K, int threads) { return N * K < (int64_t(1) << 16) ? 1 : threads; }
 
-// ---- F32 panel microkernels (GEMM) -----------------------------------------
+// ---- F32 panel GEMM (weight-only formats) -----------------------------------
 
-/// For MT tokens × NT weight rows over one chunk of n8 vectors: out[i][r] =
-/// hsum8 of the canonical chunk accumulator. x: rows of stride ldx; w: decoded
-/// rows of stride ldw (both in the decoded k-order).
-/// Blocked: blocks of blk8 vectors (the last one may be shorter), scale of
-/// block j of row r at sc[r * lds + j].
+/// K per decoded sub-panel: 16 rows × 256 floats = 16 KB, L1-resident.
+inline constexpr int64_t kSub = 256;
+/// Block scales per sub-panel row (blocks are ≥ 32 elements).
+inline constexpr int64_t kSubBlocks = kSub / 32;
+
+/// acc(i, r) (8 lanes at accv + i·acc_ld + r·8) continues the canonical chunk
+/// accumulator of token i, row r over n8 more vectors: x rows of stride ldx,
+/// decoded weight rows of stride ldw (same k-order). Blocked: blocks of blk8
+/// vectors from the start (the last may be shorter), scale of block j of row
+/// r at sc[r · lds + j]. first: start from zero instead of accv.
 template <int MT, int NT, bool Blocked>
-inline void tile_chunk(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t n8, int64_t blk8,
-                       const float* sc, int64_t lds, float out[MT][NT]) {
-  __m256 acc[MT][NT];
-  for (int i = 0; i < MT; ++i)
-    for (int r = 0; r < NT; ++r) acc[i][r] = _mm256_setzero_ps();
+inline void tile_acc(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t n8, int64_t blk8,
+                     const float* sc, int64_t lds, float* accv, int64_t acc_ld, bool first) {
   if constexpr (!Blocked) {
     (void)blk8;
     (void)sc;
     (void)lds;
+    __m256 acc[MT][NT];
+    for (int i = 0; i < MT; ++i)
+      for (int r = 0; r < NT; ++r) acc[i][r] = first ? _mm256_setzero_ps() : _mm256_load_ps(accv + i * acc_ld + r * 8);
     for (int64_t v = 0; v < n8; ++v) {
       __m256 wv[NT];
       for (int r = 0; r < NT; ++r) wv[r] = _mm256_load_ps(w + r * ldw + 8 * v);
       for (int i = 0; i < MT; ++i) {
-        const __m256 xv = _mm256_loadu_ps(x + i * ldx + 8 * v);
+        const __m256 xv = _mm256_load_ps(x + i * ldx + 8 * v);
         for (int r = 0; r < NT; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
       }
     }
+    for (int i = 0; i < MT; ++i)
+      for (int r = 0; r < NT; ++r) _mm256_store_ps(accv + i * acc_ld + r * 8, acc[i][r]);
   } else {
+    // Block sums in registers; the chunk accumulators are updated in memory
+    // once per block (acc = fma(bs, scale, acc), as in the GEMV).
     for (int64_t j = 0, v0 = 0; v0 < n8; ++j, v0 += blk8) {
       const int64_t v1 = std::min(n8, v0 + blk8);
       __m256 bs[MT][NT];
@@ -110,56 +124,72 @@ inline void tile_chunk(const float* x, int64_t ldx, const float* w, int64_t ldw,
         __m256 wv[NT];
         for (int r = 0; r < NT; ++r) wv[r] = _mm256_load_ps(w + r * ldw + 8 * v);
         for (int i = 0; i < MT; ++i) {
-          const __m256 xv = _mm256_loadu_ps(x + i * ldx + 8 * v);
+          const __m256 xv = _mm256_load_ps(x + i * ldx + 8 * v);
           for (int r = 0; r < NT; ++r) bs[i][r] = _mm256_fmadd_ps(wv[r], xv, bs[i][r]);
         }
       }
+      const bool fresh = first && j == 0;
       for (int r = 0; r < NT; ++r) {
         const __m256 s = _mm256_set1_ps(sc[r * lds + j]);
-        for (int i = 0; i < MT; ++i) acc[i][r] = _mm256_fmadd_ps(bs[i][r], s, acc[i][r]);
+        for (int i = 0; i < MT; ++i) {
+          float* a = accv + i * acc_ld + r * 8;
+          _mm256_store_ps(a, _mm256_fmadd_ps(bs[i][r], s, fresh ? _mm256_setzero_ps() : _mm256_load_ps(a)));
+        }
       }
     }
   }
-  for (int i = 0; i < MT; ++i)
-    for (int r = 0; r < NT; ++r) out[i][r] = hsum8(acc[i][r]);
 }
 
 /// Canonical-order GEMM for weight-only formats. x: F32 [M, Kp] already in the
-/// decoded k-order and zero-padded to Kp (a multiple of 32). `decode(n0, nt,
-/// k0, kc, wbuf, sbuf)` writes rows n0 .. n0+nt−1, elements [k0, k0 + kc) of
-/// the decoded weight to wbuf[r * kChunk + k] (rows nt .. NT−1 zero) and, when
-/// Blocked, the scales of the blocks of that range to sbuf[r * kMaxBlocks + j].
-/// y[m, n] = finish(m, n, total). Threads own panels of NT rows.
-template <int MT, int NT, bool Blocked, class Decode, class Finish>
+/// decoded k-order and zero-padded to Kp (a multiple of 32).
+/// `decode_row(n, k0, kc, out, scales)` writes elements [k0, k0 + kc) of row n
+/// of the decoded weight to out[0, kc) and, when Blocked, the scales of the
+/// blocks of that range to scales[0, ...). y[m, n] = finish(m, n, total).
+/// Threads own panels of PR = NT·⌊16/NT⌋ rows (panel-major: each weight is
+/// decoded once, a panel's sums stay in per-thread buffers, the activations
+/// stream through with 1/PR loads per multiply-add). A panel is decoded kSub
+/// elements at a time and multiplied by tiles of MT tokens × NT rows whose
+/// accumulators wait in a buffer between sub-panels (stores and loads are
+/// exact: the order is the canonical one).
+template <int MT, int NT, bool Blocked, class DecodeRow, class Finish>
 void panel_gemm(int64_t N, int64_t M, int64_t Kp, const float* x, int64_t blk, float* y, int threads,
-                const Decode& decode, const Finish& finish) {
-  constexpr int64_t kMaxBlocks = kChunk / 32;
-  const int64_t panels = (N + NT - 1) / NT;
+                const DecodeRow& decode_row, const Finish& finish) {
+  constexpr int64_t PR = NT * (16 / NT);
+  const int64_t panels = (N + PR - 1) / PR;
   const int64_t blk8 = Blocked ? blk / 8 : 0;
 #pragma omp parallel num_threads(threads)
   {
-    alignas(64) float wbuf[NT * kChunk];
-    alignas(64) float sbuf[NT * kMaxBlocks];
+    thread_local std::vector<float> wmem, amem, tmem;
+    float* wbuf = scratch_aligned(wmem, size_t(PR * kSub));     // decoded sub-panel [PR][kSub]
+    float* accbuf = scratch_aligned(amem, size_t(M * PR * 8));  // chunk accumulators [M][PR][8]
+    float* totals = scratch_aligned(tmem, size_t(M * PR));      // canonical totals [M][PR]
+    alignas(64) float sbuf[PR * kSubBlocks];
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < M * N; ++i) y[i] = 0.0f;
-    for (int64_t k0 = 0; k0 < Kp; k0 += kChunk) {
-      const int64_t kc = std::min(kChunk, Kp - k0);
-      for (int64_t mb = 0; mb < M; mb += kMBlock) {
-        const int64_t me = std::min(M, mb + kMBlock);
-#pragma omp for schedule(static)
-        for (int64_t p = 0; p < panels; ++p) {
-          const int64_t n0 = p * NT;
-          const int64_t nt = std::min<int64_t>(NT, N - n0);
-          decode(n0, nt, k0, kc, wbuf, sbuf);
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t n0 = p * PR;
+      const int64_t nt = std::min(PR, N - n0);
+      for (int64_t i = 0; i < M * PR; ++i) totals[i] = 0.0f;
+      for (int64_t k0 = 0; k0 < Kp; k0 += kChunk) {
+        const int64_t ke = std::min(Kp, k0 + kChunk);
+        for (int64_t s0 = k0; s0 < ke; s0 += kSub) {
+          const int64_t sc = std::min(kSub, ke - s0);
+          for (int64_t r = 0; r < PR; ++r) {
+            if (r < nt) {
+              decode_row(n0 + r, s0, sc, wbuf + r * kSub, sbuf + r * kSubBlocks);
+            } else {
+              std::memset(wbuf + r * kSub, 0, size_t(sc) * sizeof(float));
+              for (int64_t j = 0; j < kSubBlocks; ++j) sbuf[r * kSubBlocks + j] = 0.0f;
+            }
+          }
+          const bool first = s0 == k0;
           auto run = [&]<int T>(int64_t m0) {
-            float out[T][NT];
-            tile_chunk<T, NT, Blocked>(x + m0 * Kp + k0, Kp, wbuf, kChunk, kc / 8, blk8, sbuf, kMaxBlocks, out);
-            for (int i = 0; i < T; ++i)
-              for (int64_t r = 0; r < nt; ++r) y[(m0 + i) * N + n0 + r] += out[i][r];
+            for (int64_t j = 0; j < PR; j += NT)
+              tile_acc<T, NT, Blocked>(x + m0 * Kp + s0, Kp, wbuf + j * kSub, kSub, sc / 8, blk8,
+                                       sbuf + j * kSubBlocks, kSubBlocks, accbuf + (m0 * PR + j) * 8, PR * 8, first);
           };
-          int64_t m0 = mb;
-          for (; m0 + MT <= me; m0 += MT) run.template operator()<MT>(m0);
-          const int64_t rest = me - m0;
+          int64_t m0 = 0;
+          for (; m0 + MT <= M; m0 += MT) run.template operator()<MT>(m0);
+          const int64_t rest = M - m0;
           if constexpr (MT > 3) {
             if (rest == 3) run.template operator()<3>(m0);
           }
@@ -168,10 +198,11 @@ void panel_gemm(int64_t N, int64_t M, int64_t Kp, const float* x, int64_t blk, f
           }
           if (rest == 1) run.template operator()<1>(m0);
         }
+        for (int64_t i = 0; i < M * PR; ++i) totals[i] += hsum8(_mm256_load_ps(accbuf + i * 8));
       }
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t r = 0; r < nt; ++r) y[m * N + n0 + r] = finish(m, n0 + r, totals[m * PR + r]);
     }
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < M * N; ++i) y[i] = finish(i / N, i % N, y[i]);
   }
 }
 
