@@ -57,6 +57,47 @@ TEST_P(QuantKernels8, ActivationQuantizationBitIdentical) {
   }
 }
 
+// FP8 activation quantization: one row scaled by exactly 1 (absmax = max)
+// holding every FP8 value, every midpoint between neighbours (ties to even),
+// values just off the midpoints, subnormals, ±0, NaN and ±Inf; one random row.
+TEST_P(QuantKernels8, Fp8ActivationQuantizationBitIdentical) {
+  KQ_REQUIRE_ISA(GetParam());
+  for (FP8Format f : {FP8Format::E4M3, FP8Format::E5M2})
+    for (bool sat : {true, false}) {
+      std::vector<float> grid;
+      for (int c = 0; c < 128; ++c) {
+        const float v = formats::fp8_decode(uint8_t(c), f);
+        if (!std::isfinite(v)) continue;
+        grid.push_back(v);
+        const float nx = formats::fp8_decode(uint8_t(c + 1), f);
+        if (c < 127 && std::isfinite(nx)) {
+          const float mid = 0.5f * (v + nx);
+          grid.insert(grid.end(), {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e30f)});
+        }
+      }
+      std::vector<float> row1;
+      for (float v : grid) row1.insert(row1.end(), {v, -v});
+      row1.insert(row1.end(), {-0.0f, 1e-30f, std::numeric_limits<float>::quiet_NaN(),
+                               std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()});
+      const int64_t K = int64_t(row1.size());
+      std::vector<float> x = gaussian(size_t(2 * K), 21, 3.0f);
+      std::copy(row1.begin(), row1.end(), x.begin());
+      std::vector<float> d0(x.size()), d1(x.size()), s0(2), s1(2);
+      ref().quantize_rows_fp8(x.data(), 2, K, f, sat, d0.data(), s0.data(), 2);
+      k().quantize_rows_fp8(x.data(), 2, K, f, sat, d1.data(), s1.data(), 2);
+      EXPECT_EQ(s0, s1);
+      EXPECT_EQ(s0[0], 1.0f);  // the test row is in FP8 units
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (std::isnan(d0[i])) {
+          EXPECT_TRUE(std::isnan(d1[i])) << i;
+          continue;
+        }
+        EXPECT_EQ(std::memcmp(&d0[i], &d1[i], sizeof(float)), 0)
+            << fp8_format_name(f) << (sat ? " sat" : " nosat") << " x=" << x[i] << " ref " << d0[i] << " got " << d1[i];
+      }
+    }
+}
+
 TEST_P(QuantKernels8, W8A8BitIdenticalToReference) {
   KQ_REQUIRE_ISA(GetParam());
   for (const Shape& s : kShapes)

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 
+#include "formats/fp8.hpp"
 #include "formats/int8.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
 #include "kq/error.hpp"
@@ -18,10 +19,22 @@ void quantize_rows_s8_ref(const float* x, int64_t M, int64_t K, int8_t* xq, floa
   for (int64_t m = 0; m < M; ++m) xs[m] = formats::int8_quantize_dynamic(x + m * K, K, xq + m * K);
 }
 
+void quantize_rows_fp8_ref(const float* x, int64_t M, int64_t K, FP8Format f, bool saturate, float* xd, float* xs,
+                           int threads) {
+  const float* table = formats::fp8_table(f).data();
+#pragma omp parallel for num_threads(threads) schedule(static) if (M > 1)
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * K;
+    xs[m] = formats::fp8_scale_for(formats::finite_absmax(xr, K), f);
+    for (int64_t k = 0; k < K; ++k) xd[m * K + k] = table[formats::fp8_encode(xr[k] / xs[m], f, saturate)];
+  }
+}
+
 const QuantKernels kRefTable = {Isa::Ref,
                                 quantize_rows_s8_ref,
                                 gemm_s8s8_f32_rowwise_ref,
                                 gemm_f32s8_f32_rowwise_ref,
+                                quantize_rows_fp8_ref,
                                 gemm_f32fp8_f32_rowwise_ref,
                                 gemm_f32q4_f32_blockwise_ref};
 
@@ -29,6 +42,7 @@ const QuantKernels kAvx2Table = {Isa::Avx2,
                                  avx2::quantize_rows_s8,
                                  avx2::gemm_s8s8_f32_rowwise,
                                  avx2::gemm_f32s8_f32_rowwise,
+                                 avx2::quantize_rows_fp8,
                                  avx2::gemm_f32fp8_f32_rowwise,
                                  avx2::gemm_f32q4_f32_blockwise};
 

@@ -79,6 +79,13 @@ struct QuantKernels {
   /// Weight-only INT8: y = (Σ x·wq) · ws[n] + bias[n], F32 accumulation.
   void (*gemm_f32s8_f32_rowwise)(const Int8WeightView& w, const float* x, int64_t M, float* y, int threads);
 
+  /// Per-token dynamic FP8 quantization of x F32 [M, K] for W8A8 FP8:
+  /// xs[m] = fp8_scale_for(finite_absmax(x[m, :])) and xd[m, k] = the FP8 value
+  /// nearest to x[m, k] / xs[m] (formats::fp8_encode, then decode: exact in F32),
+  /// bit-identical in every table (NaN payloads aside).
+  void (*quantize_rows_fp8)(const float* x, int64_t M, int64_t K, FP8Format f, bool saturate, float* xd, float* xs,
+                            int threads);
+
   /// FP8 (E4M3/E5M2) weights: y = (Σ x·decode(wq)) · (xs[m] · ws[n]) + bias[n];
   /// xs == nullptr for weight-only (taken as 1). See linear_fp8_ref.hpp.
   void (*gemm_f32fp8_f32_rowwise)(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y,

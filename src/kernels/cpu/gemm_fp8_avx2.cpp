@@ -12,6 +12,9 @@
 // and saturates).
 #include <immintrin.h>
 
+#include <cfloat>
+
+#include "formats/fp8.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
 #include "kernels/cpu/rowwise8_avx2.hpp"
 
@@ -64,7 +67,79 @@ void run(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, flo
     rowwise8_gemm(w.codes, w.N, w.K, x, M, y, threads, Decoder<E4M3>{}, fin);
 }
 
+// ---- activation quantization (W8A8 FP8) ---------------------------------------
+
+/// Largest finite |x[i]| (NaN and ±Inf skipped), as formats::finite_absmax.
+float finite_absmax(const float* x, int64_t n) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 fmax = _mm256_set1_ps(FLT_MAX);
+  __m256 m = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask);
+    m = _mm256_max_ps(_mm256_and_ps(a, _mm256_cmp_ps(a, fmax, _CMP_LE_OQ)), m);  // NaN, Inf → 0
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  float r = 0.0f;
+  for (float v : lanes) r = v > r ? v : r;
+  return std::max(r, formats::finite_absmax(x + i, n - i));
+}
+
+/// FP8 parameters of one format.
+struct Fp8Params {
+  int mbits;          ///< mantissa bits
+  float sub_scale;    ///< 2^(bias − 1 + mbits): subnormal steps per unit
+  float min_normal;   ///< 2^(1 − bias)
+  float max;          ///< largest finite value
+  float overflow;     ///< value of a non-saturated overflow: NaN (E4M3) or +Inf (E5M2)
+};
+
+Fp8Params fp8_params(FP8Format f) {
+  if (f == FP8Format::E4M3) return {3, 512.0f, 0.015625f, formats::kE4M3Max, __builtin_nanf("")};
+  return {2, 65536.0f, 6.103515625e-05f, formats::kE5M2Max, __builtin_inff()};
+}
+
+/// out[i] = decode(fp8_encode(x[i] / scale)) for 8 lanes: the value rounded to
+/// the FP8 grid, nearest-even, with fp8_encode's overflow and NaN rules.
+inline __m256 fp8_round8(__m256 x, __m256 scale, const Fp8Params& p, bool saturate) {
+  const __m256 q = _mm256_div_ps(x, scale);
+  const __m256 sign = _mm256_and_ps(q, _mm256_castsi256_ps(_mm256_set1_epi32(int(0x80000000u))));
+  const __m256 a = _mm256_andnot_ps(sign, q);
+  // Normal range: round the F32 mantissa to mbits bits (a carry into the exponent is correct).
+  const int shift = 23 - p.mbits;
+  const __m256i u = _mm256_castps_si256(a);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, shift), _mm256_set1_epi32(1));
+  __m256i rn = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32((1 << (shift - 1)) - 1)), odd);
+  rn = _mm256_and_si256(rn, _mm256_set1_epi32(~((1 << shift) - 1)));
+  // Subnormal range: a multiple of the smallest subnormal (scalings by powers of two are exact).
+  const __m256 ss = _mm256_set1_ps(p.sub_scale);
+  const __m256 rs =
+      _mm256_div_ps(_mm256_round_ps(_mm256_mul_ps(a, ss), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), ss);
+  __m256 r = _mm256_blendv_ps(_mm256_castsi256_ps(rn), rs, _mm256_cmp_ps(a, _mm256_set1_ps(p.min_normal), _CMP_LT_OQ));
+  const __m256 over = _mm256_cmp_ps(r, _mm256_set1_ps(p.max), _CMP_GT_OQ);
+  r = _mm256_blendv_ps(r, _mm256_set1_ps(saturate ? p.max : p.overflow), over);
+  r = _mm256_blendv_ps(r, _mm256_set1_ps(__builtin_nanf("")), _mm256_cmp_ps(a, a, _CMP_UNORD_Q));  // NaN stays NaN
+  return _mm256_or_ps(r, sign);
+}
+
 }  // namespace
+
+void quantize_rows_fp8(const float* x, int64_t M, int64_t K, FP8Format f, bool saturate, float* xd, float* xs,
+                       int threads) {
+  const Fp8Params p = fp8_params(f);
+  const float* table = formats::fp8_table(f).data();
+#pragma omp parallel for num_threads(threads) schedule(static) if (M > 1)
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * K;
+    float* d = xd + m * K;
+    xs[m] = formats::fp8_scale_for(finite_absmax(xr, K), f);
+    const __m256 s = _mm256_set1_ps(xs[m]);
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) _mm256_storeu_ps(d + k, fp8_round8(_mm256_loadu_ps(xr + k), s, p, saturate));
+    for (; k < K; ++k) d[k] = table[formats::fp8_encode(xr[k] / xs[m], f, saturate)];
+  }
+}
 
 void gemm_f32fp8_f32_rowwise(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y,
                              int threads) {

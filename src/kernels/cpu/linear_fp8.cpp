@@ -53,7 +53,7 @@ class Fp8Linear final : public QuantizedLinear {
       return;
     }
     // Per-token FP8 quantization of x (scale = finite absmax / max), kept as
-    // the decoded FP8 values in per-thread scratch.
+    // the decoded FP8 values in per-thread scratch (grown once, reused).
     thread_local std::vector<float> xd;
     thread_local std::vector<float> xs;
     const int64_t K = w_.K;
@@ -61,14 +61,7 @@ class Fp8Linear final : public QuantizedLinear {
     if (xs.size() < size_t(M)) xs.resize(size_t(M));
     float* d = xd.data();
     float* s = xs.data();
-    const bool sat = w_.spec.fp8_saturate;
-    const float* table = formats::fp8_table(f).data();
-#pragma omp parallel for num_threads(threads) schedule(static) if (M > 1)
-    for (int64_t m = 0; m < M; ++m) {
-      const float* xr = x + m * K;
-      s[m] = formats::fp8_scale_for(formats::finite_absmax(xr, K), f);
-      for (int64_t k = 0; k < K; ++k) d[m * K + k] = table[formats::fp8_encode(xr[k] / s[m], f, sat)];
-    }
+    kernels_->quantize_rows_fp8(x, M, K, f, w_.spec.fp8_saturate, d, s, threads);
     kernels_->gemm_f32fp8_f32_rowwise(v, d, s, M, y, threads);
   }
 

@@ -21,6 +21,11 @@ void gemm_s8s8_f32_rowwise(const Int8WeightView& w, const int8_t* xq, const floa
 /// Weight-only INT8: codes sign-extended and converted to F32 in registers.
 void gemm_f32s8_f32_rowwise(const Int8WeightView& w, const float* x, int64_t M, float* y, int threads);
 
+/// Per-token FP8 quantization (W8A8 FP8), bit-identical to fp8_encode + decode:
+/// round-to-nearest-even on the F32 bits (normals) or on x·2^(bias−1+mbits) (subnormals).
+void quantize_rows_fp8(const float* x, int64_t M, int64_t K, FP8Format f, bool saturate, float* xd, float* xs,
+                       int threads);
+
 /// FP8: codes widened to FP16 bit patterns (E5M2 exactly, E4M3 as value·2⁻⁸) and
 /// converted with `vcvtph2ps`.
 void gemm_f32fp8_f32_rowwise(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y,
