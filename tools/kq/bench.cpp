@@ -138,7 +138,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)");
   cmd->add_option("--modes", args->modes, "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
       ->expected(1, -1);
-  cmd->add_option("--text,-t", args->text, "UTF-8 evaluation text (default: MODEL/demo-eval.txt)");
+  cmd->add_option("--text,-t", args->text, "UTF-8 evaluation text (default: MODEL/demo-eval.txt, else the shipped models/gpt2-tiny/demo-eval.txt)");
   cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--ctx", args->ctx, "Window length in tokens (default: the model's context length)")
       ->check(CLI::NonNegativeNumber);
@@ -159,8 +159,7 @@ void add_bench_command(CLI::App& app) {
     } else if (fs::exists(o.model_dir / "demo-eval.txt")) {
       o.text = o.model_dir / "demo-eval.txt";
     } else {
-      raise<InvalidArgument>("--text: no evaluation text given and {} has no demo-eval.txt",
-                             o.model_dir.string());
+      o.text = default_model_dir() / "demo-eval.txt";  // the shipped demo text (plain English)
     }
     if (!fs::exists(o.text)) raise<InvalidArgument>("--text: file '{}' does not exist", o.text.string());
     o.modes = args->modes;
