@@ -6,6 +6,7 @@
 #include "formats/fp8.hpp"
 #include "formats/int8.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
+#include "kernels/cpu/quant_kernels_avx512vnni.hpp"
 #include "kq/error.hpp"
 #include "kq/info.hpp"
 
@@ -46,6 +47,16 @@ const QuantKernels kAvx2Table = {Isa::Avx2,
                                  avx2::gemm_f32fp8_f32_rowwise,
                                  avx2::gemm_f32q4_f32_blockwise};
 
+// AVX-512 VNNI: its own W8A8 INT8 kernel; the other entries are the AVX2
+// kernels (every AVX-512 CPU has AVX2, FMA and F16C).
+const QuantKernels kAvx512VnniTable = {Isa::Avx512Vnni,
+                                       avx2::quantize_rows_s8,
+                                       avx512vnni::gemm_s8s8_f32_rowwise,
+                                       avx2::gemm_f32s8_f32_rowwise,
+                                       avx2::quantize_rows_fp8,
+                                       avx2::gemm_f32fp8_f32_rowwise,
+                                       avx2::gemm_f32q4_f32_blockwise};
+
 /// Empty when `isa` is available, else why not.
 std::string unavailable_reason(Isa isa) {
   const CpuFeatures& f = cpu_features();
@@ -54,8 +65,11 @@ std::string unavailable_reason(Isa isa) {
     case Isa::Avx2:
       if (!(f.avx2 && f.fma && f.f16c)) return "this CPU lacks AVX2, FMA or F16C";
       return {};
-    case Isa::Avx512:
-    case Isa::Avx512Vnni: return "this build has no AVX-512 kernels yet (only ref and avx2)";
+    case Isa::Avx512: return "this build has no separate AVX-512 (non-VNNI) kernels; use avx512vnni or avx2";
+    case Isa::Avx512Vnni:
+      if (!(f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni))
+        return "this CPU lacks AVX-512F/BW/VL with VNNI";
+      return {};
   }
   return "unknown ISA";
 }
@@ -128,7 +142,11 @@ Isa selected_isa() {
 const QuantKernels& quant_kernels(Isa isa) {
   if (const std::string why = unavailable_reason(isa); !why.empty())
     raise<InvalidArgument>("quantized kernels for ISA '{}' are not available: {}", isa_name(isa), why);
-  return isa == Isa::Avx2 ? kAvx2Table : kRefTable;
+  switch (isa) {
+    case Isa::Avx2: return kAvx2Table;
+    case Isa::Avx512Vnni: return kAvx512VnniTable;
+    default: return kRefTable;
+  }
 }
 
 const QuantKernels& quant_kernels() { return quant_kernels(selected_isa()); }

@@ -52,8 +52,8 @@ Isa best_isa();
 
 /// The ISA that KQ_ISA=`value` selects: best_isa() for nullptr or "", else the
 /// named one. Throws InvalidArgument when the value is unknown or the ISA is
-/// not available, e.g. "KQ_ISA=avx512: this build has no AVX-512 kernels yet
-/// (only ref and avx2) (available: ref, avx2)".
+/// not available, e.g. "KQ_ISA=avx512vnni: this CPU lacks AVX-512F/BW/VL with
+/// VNNI (available: ref, avx2)".
 Isa isa_for_env_value(const char* value);
 
 /// The ISA the quantized ops use: isa_for_env_value(getenv("KQ_ISA")). Decided

@@ -198,14 +198,12 @@ inline void s16_tile(const int16_t* x16, int64_t ldx, const int32_t* panel, int6
 void s8_gemm(const Int8WeightView& w, const int8_t* xq, const float* xs, int64_t M, float* y, int threads) {
   const int64_t N = w.N, K = w.K;
   const int64_t kp = (K + 1) / 2 * 2;
-  thread_local std::vector<int16_t> xbuf;
-  int16_t* x16 = scratch(xbuf, size_t(M * kp));
+  int16_t* x16 = thread_scratch_as<int16_t>(kScratchCall0, size_t(M * kp));
   const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
 #pragma omp parallel num_threads(threads)
   {
     alignas(64) int32_t panel[kS8Chunk / 2 * kPanelRows];
-    thread_local std::vector<int32_t> cbuf;  // INT32 sums of one panel: [M][16]
-    int32_t* c = scratch(cbuf, size_t(M * kPanelRows));
+    int32_t* c = thread_scratch_as<int32_t>(kScratchWorker0, size_t(M * kPanelRows));  // sums of one panel [M][16]
 #pragma omp for schedule(static)
     for (int64_t m = 0; m < M; ++m) {
       int64_t k = 0;

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <bit>
+#include <cmath>
 
 #include "formats/fp4.hpp"
 #include "formats/nf4.hpp"
@@ -146,6 +147,12 @@ Shape shape_of(const Q4WeightView& w) {
   return {(w.nb - 1) * w.block + (last + U - 1) / U * U};
 }
 
+/// Scale of flat block i (= q4_block_scale, written here so that this
+/// AVX2-compiled file instantiates no inline function shared with other files).
+inline float block_scale(const Q4WeightView& w, int64_t i) {
+  return w.dq_codes ? std::fma(float(w.dq_codes[i]), w.dq_scales[i / formats::kDqGroup], w.dq_mean) : w.scales[i];
+}
+
 /// Units that lie entirely inside a row (the rest of kp is the padded tail unit).
 template <int U>
 inline int64_t full_units_end(const Q4WeightView& w) {
@@ -224,7 +231,7 @@ inline void gemv_rows(const Q4WeightView& w, const Planes& fixed, int64_t kp, in
       else
         block_dot<NP, U, Asym, R, UPB, true>(w, rows, t, n0, b, kp, xp, bs);
       for (int r = 0; r < R; ++r)
-        acc[r] = _mm256_fmadd_ps(bs[r], _mm256_set1_ps(q4_block_scale(w, (n0 + r) * w.nb + b)), acc[r]);
+        acc[r] = _mm256_fmadd_ps(bs[r], _mm256_set1_ps(block_scale(w, (n0 + r) * w.nb + b)), acc[r]);
     }
     for (int r = 0; r < R; ++r) totals[r] += hsum8(acc[r]);
   }
@@ -240,8 +247,7 @@ inline float finish(const Q4WeightView& w, int64_t n, float total) { return tota
 template <int NP, int U, bool Asym, int UPB>
 void gemv(const Q4WeightView& w, const Planes& fixed, const float* x, float* y, int threads) {
   const Shape s = shape_of<U>(w);
-  thread_local std::vector<float> xbuf;
-  float* xp = scratch_aligned(xbuf, size_t(s.kp));
+  float* xp = thread_scratch_as<float>(kScratchCall0, size_t(s.kp));
   permute_x<U>(x, w.K, s.kp, xp);
   constexpr int R = kGemvRows<NP, Asym>;
   const int64_t groups = w.N / R;
@@ -263,8 +269,7 @@ template <int NP, int U, bool Asym>
 void gemm(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M, float* y, int threads) {
   const Shape s = shape_of<U>(w);
   const int64_t kp = s.kp;
-  thread_local std::vector<float> xbuf;
-  float* xp = scratch_aligned(xbuf, size_t(M * kp));
+  float* xp = thread_scratch_as<float>(kScratchCall0, size_t(M * kp));
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t m = 0; m < M; ++m) permute_x<U>(x + m * w.K, w.K, kp, xp + m * kp);
   auto decode_row = [&](int64_t n, int64_t k0, int64_t kc, float* out, float* scales) {
@@ -272,7 +277,7 @@ void gemm(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M,
     if constexpr (!Asym) load_planes<NP>(fixed, t);
     for (int64_t b0 = k0; b0 < k0 + kc; b0 += w.block) {
       const int64_t b = b0 / w.block;
-      scales[(b0 - k0) / w.block] = q4_block_scale(w, n * w.nb + b);
+      scales[(b0 - k0) / w.block] = block_scale(w, n * w.nb + b);
       if constexpr (Asym) load_planes<NP>(block_planes<Asym>(w, fixed, n * w.nb + b), t);
       for (int64_t u0 = b0; u0 < std::min(k0 + kc, b0 + w.block); u0 += U) {
         alignas(32) uint8_t buf[32];

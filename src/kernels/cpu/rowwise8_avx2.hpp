@@ -10,7 +10,6 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <vector>
 
 #include "kernels/cpu/simd_avx2.hpp"
 
@@ -82,8 +81,7 @@ template <class Dec, class Fin>
 void rowwise8_gemm(const uint8_t* codes, int64_t N, int64_t K, const float* x, int64_t M, float* y, int threads,
                    const Dec& dec, const Fin& fin) {
   const int64_t kp = (K + kByteUnit - 1) / kByteUnit * kByteUnit;
-  thread_local std::vector<float> xbuf;
-  float* xp = scratch_aligned(xbuf, size_t(M * kp));
+  float* xp = thread_scratch_as<float>(kScratchCall0, size_t(M * kp));
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t m = 0; m < M; ++m) {
     std::memcpy(xp + m * kp, x + m * K, size_t(K) * sizeof(float));

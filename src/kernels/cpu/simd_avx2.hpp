@@ -21,7 +21,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <vector>
+
+#include "kernels/cpu/scratch.hpp"
 
 namespace kq::cpu::avx2 {
 
@@ -60,20 +61,6 @@ inline float mul_add_unfused(float a, float b, float c) { return opaque(a * b) +
 inline void copy_tail32(const uint8_t* src, int64_t n, uint8_t out[32]) {
   std::memset(out, 0, 32);
   if (n > 0) std::memcpy(out, src, size_t(n));
-}
-
-/// Grow-only scratch: at least n elements of v (allocates only when it grows).
-template <class T>
-T* scratch(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
-/// Grow-only scratch whose first element is 64-byte aligned (whole cache
-/// lines: no 32-byte load of it straddles two lines).
-inline float* scratch_aligned(std::vector<float>& v, size_t n) {
-  float* p = scratch(v, n + 16);
-  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / sizeof(float);
 }
 
 /// Threads for a GEMV over an [N, K] weight: one when the matrix is too small
@@ -159,10 +146,9 @@ void panel_gemm(int64_t N, int64_t M, int64_t Kp, const float* x, int64_t blk, f
   const int64_t blk8 = Blocked ? blk / 8 : 0;
 #pragma omp parallel num_threads(threads)
   {
-    thread_local std::vector<float> wmem, amem, tmem;
-    float* wbuf = scratch_aligned(wmem, size_t(PR * kSub));     // decoded sub-panel [PR][kSub]
-    float* accbuf = scratch_aligned(amem, size_t(M * PR * 8));  // chunk accumulators [M][PR][8]
-    float* totals = scratch_aligned(tmem, size_t(M * PR));      // canonical totals [M][PR]
+    float* wbuf = thread_scratch_as<float>(kScratchWorker0, size_t(PR * kSub));     // decoded sub-panel [PR][kSub]
+    float* accbuf = thread_scratch_as<float>(kScratchWorker1, size_t(M * PR * 8));  // chunk accumulators [M][PR][8]
+    float* totals = thread_scratch_as<float>(kScratchWorker2, size_t(M * PR));      // canonical totals [M][PR]
     alignas(64) float sbuf[PR * kSubBlocks];
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < panels; ++p) {
