@@ -12,6 +12,9 @@ std::string device_name(Device d);
 /// Parses "cpu" or "cuda" (case-insensitive). Throws InvalidArgument naming the value.
 Device parse_device(const std::string& s);
 
+/// Largest accepted ExecContext::threads (more would only oversubscribe the CPU).
+inline constexpr int kMaxThreads = 1024;
+
 /// Runtime settings shared by every op of one model.
 struct ExecContext {
   Device device = Device::CPU;

@@ -51,6 +51,10 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   rep.threads = resolve_threads(o.context.threads);
   rep.samples = o.samples;
 
+  if (!std::filesystem::is_directory(o.model_dir))
+    raise<InvalidArgument>("--model: '{}' is not a model folder (not found)", o.model_dir.string());
+  if (!std::filesystem::is_regular_file(o.text))
+    raise<InvalidArgument>("--text: '{}' is not a readable file", o.text.string());
   const auto t_load = Clock::now();
   auto base = Model::load(o.model_dir, o.context);
   rep.baseline_load_seconds = since(t_load);
@@ -59,6 +63,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
       raise<InvalidArgument>("{}: the model is already quantized (layer '{}' is {}); bench needs the original model",
                              o.model_dir.string(), s.name, (*s.op)->format());
   const Tokenizer tok = Tokenizer::load(o.model_dir);
+  if (tok.vocab_size() > base->config().vocab_size)
+    raise<FormatError>("{}: the tokenizer has {} tokens but the model's vocabulary is {}; they do not belong together",
+                       o.model_dir.string(), tok.vocab_size(), base->config().vocab_size);
   const std::vector<int32_t> tokens = tok.encode(io::read_text_file(o.text, uint64_t(1) << 31));
   rep.text_tokens = int64_t(tokens.size());
   if (tokens.size() < 2) raise<InvalidArgument>("{}: the text has fewer than 2 tokens", o.text.string());
@@ -75,6 +82,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     QuantizeReport qr;
     auto cand = load_quantized(o.model_dir, qo, o.context, &qr);
     r.load_seconds = since(t0);
+    if (qr.quantized_elements == 0)
+      raise<InvalidArgument>("mode {}: no layer was quantized (every linear layer matched --keep); nothing to compare",
+                             r.mode);
 
     const std::string stage = fmt::format("[{}/{}] {}", i + 1, specs.size(), r.mode);
     const ComparisonResult c = compare_models(*base, *cand, tokens, o.ctx, o.samples, [&](int64_t d, int64_t n) {

@@ -1,4 +1,5 @@
 // `kq quantize`: writing a KernelQuant quantized model folder (layout in include/kq/optimizer.hpp).
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -39,6 +40,16 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
     raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");
   if (fs::exists(out) && fs::equivalent(out, src))
     raise<InvalidArgument>("--out '{}' is the source model folder; choose another folder", out.string());
+  // Never replace a folder that holds the source, nor one that is not a model folder.
+  const fs::path out_abs = fs::weakly_canonical(out), src_abs = fs::weakly_canonical(src);
+  const auto [mismatch, unused] = std::mismatch(out_abs.begin(), out_abs.end(), src_abs.begin(), src_abs.end());
+  (void)unused;
+  if (mismatch == out_abs.end())
+    raise<InvalidArgument>("--out '{}' contains the source model folder '{}'; choose another folder", out.string(),
+                           src.string());
+  if (overwrite && fs::is_directory(out) && !fs::is_empty(out) && !fs::exists(out / "config.json"))
+    raise<InvalidArgument>("--out '{}' exists and is not a model folder (no config.json); refusing to replace it",
+                           out.string());
 
   const TensorStore store = TensorStore::open_dir(src);
   nlohmann::json config = io::load_json_file(src / "config.json");
@@ -57,7 +68,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
     replaced.insert(prefix + ".");
   }
   if (modules.empty())
-    raise<InvalidArgument>("save_quantized_model: no layer of the model is quantized; nothing to save");
+    raise<InvalidArgument>("no layer of the model is quantized (every layer matched --keep?); nothing to save");
 
   for (const std::string& name : store.names()) {
     bool superseded = false;

@@ -63,7 +63,7 @@ AtomicDir::AtomicDir(fs::path out, bool overwrite) : overwrite_(overwrite) {
   if (fs::exists(fs::symlink_status(out_, ec)) && !fs::is_directory(fs::symlink_status(out_, ec)))
     raise<InvalidArgument>("{}: exists and is not a folder", out_.string());
   if (!overwrite_ && is_nonempty_dir(out_))
-    raise<InvalidArgument>("{}: folder exists and is not empty (pass overwrite to replace it)", out_.string());
+    raise<InvalidArgument>("{}: folder exists and is not empty (use --overwrite to replace it)", out_.string());
   staging_ = make_sibling_dir(out_, "tmp");
 }
 
@@ -91,7 +91,7 @@ void AtomicDir::commit() {
   if (err != ENOTEMPTY && err != EEXIST)
     raise<Error>("{}: cannot move '{}' into place: {}", out_.string(), staging_.string(), std::strerror(err));
   if (!overwrite_)
-    raise<InvalidArgument>("{}: folder exists and is not empty (pass overwrite to replace it)", out_.string());
+    raise<InvalidArgument>("{}: folder exists and is not empty (use --overwrite to replace it)", out_.string());
 
   // Replace a non-empty `out`: atomic exchange when available.
   if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, out_.c_str(), RENAME_EXCHANGE) == 0) {

@@ -99,6 +99,12 @@ ModelConfig parse_gpt2(const Reader& r) {
     raise<FormatError>("{}: activation_function '{}' is not supported (supported: gelu_new, gelu_pytorch_tanh, gelu)",
                        r.source(), c.activation);
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
+  // Attention variants that change the arithmetic: refuse rather than compute something else.
+  if (!r.boolean("scale_attn_weights", true))
+    raise<FormatError>("{}: scale_attn_weights = false is not supported (attention scores are always scaled "
+                       "by 1/sqrt(head_dim))", r.source());
+  if (r.boolean("scale_attn_by_inverse_layer_idx", false))
+    raise<FormatError>("{}: scale_attn_by_inverse_layer_idx = true is not supported", r.source());
   c.attention_bias = true;  // GPT-2 c_attn / c_proj always carry biases
   c.mlp_bias = true;        // and so do c_fc / c_proj of the MLP
   if (c.hidden_size % c.num_heads != 0)

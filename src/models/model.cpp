@@ -19,7 +19,8 @@ namespace {
 void require_cpu(const ExecContext& ctx) {
   if (ctx.device != Device::CPU)
     raise<Unsupported>("models run on the CPU only for now (device '{}' requested)", device_name(ctx.device));
-  if (ctx.threads < 0) raise<InvalidArgument>("threads must be >= 0 (0 = all cores), got {}", ctx.threads);
+  if (ctx.threads < 0 || ctx.threads > kMaxThreads)
+    raise<InvalidArgument>("--threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads, ctx.threads);
 }
 
 size_t disk_dtype_size(const std::string& torch_dtype) {

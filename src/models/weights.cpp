@@ -1,5 +1,6 @@
 #include "models/weights.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -24,6 +25,9 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     raise<FormatError>("{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
                        "\"kq\" folders; load the original unquantized model instead)",
                        cfg.string(), method);
+  if (!q.contains("format_version") || q["format_version"] != 1)
+    raise<FormatError>("{}: quantization_config.format_version must be 1 (this KernelQuant reads version 1)",
+                       cfg.string());
   if (!q.contains("modules") || !q["modules"].is_object())
     raise<FormatError>("{}: quantization_config.modules must be an object {{module: mode}}", cfg.string());
   for (const auto& [module, mode] : q["modules"].items()) {
@@ -31,7 +35,39 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
       raise<FormatError>("{}: quantization_config.modules['{}'] must be a mode name string", cfg.string(), module);
     quantized_modules_[module] = mode.get<std::string>();
   }
+  // The weights file records the modes it was written with: a file from another
+  // quantization copied into this folder must not be read with this config.
+  const auto& meta = store_.metadata();
+  if (const auto it = meta.find("kq_quantization"); it != meta.end()) {
+    nlohmann::json fq;
+    try {
+      fq = nlohmann::json::parse(it->second);
+    } catch (const nlohmann::json::exception&) {
+      raise<FormatError>("{}: safetensors metadata 'kq_quantization' is not valid JSON", dir.string());
+    }
+    if (!fq.is_object() || !fq.contains("modules") || fq["modules"] != q["modules"])
+      raise<FormatError>("{}: model.safetensors was written for other quantization modes than config.json "
+                         "records (file: {}, config: {}); the folder mixes two quantizations",
+                         dir.string(), fq.is_object() && fq.contains("mode") ? fq["mode"].dump() : "?",
+                         q.contains("mode") ? q["mode"].dump() : "?");
+  } else {
+    raise<FormatError>("{}: config.json has a kq quantization_config but model.safetensors has no "
+                       "'kq_quantization' metadata; the folder mixes files", dir.string());
+  }
 }
+
+namespace {
+/// Rejects NaN/Inf parameters (a corrupt file), naming the tensor.
+Tensor require_finite(Tensor t, const std::string& name, const std::filesystem::path& dir) {
+  const float* p = t.data<float>();
+  const int64_t n = t.numel();
+  bool ok = true;
+#pragma omp parallel for reduction(&& : ok) schedule(static) if (n > (1 << 20))
+  for (int64_t i = 0; i < n; ++i) ok = ok && std::isfinite(p[i]);
+  if (!ok) raise<FormatError>("{}: tensor '{}' holds NaN or Inf values (corrupt weights?)", dir.string(), name);
+  return t;
+}
+}  // namespace
 
 std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module, const std::string& file_prefix,
                                                       int64_t out, int64_t in) {
@@ -73,15 +109,15 @@ Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
 Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {
   Tensor t = fetch(name, shape);
   const bool aligned = reinterpret_cast<uintptr_t>(t.raw()) % alignof(float) == 0;
-  if (t.dtype() == DType::F32) return aligned ? t : t.clone();
-  return t.to_f32();
+  if (t.dtype() == DType::F32) return require_finite(aligned ? t : t.clone(), name, dir_);
+  return require_finite(t.to_f32(), name, dir_);
 }
 
 Tensor FileWeights::get_transposed(const std::string& name, const Shape& shape, Init) {
   if (shape.size() != 2) raise<InvalidArgument>("get_transposed: '{}' needs a 2-D shape", name);
   Tensor t = fetch(name, {shape[1], shape[0]});
   if (t.dtype() != DType::F32) t = t.to_f32();
-  return t.transposed();
+  return require_finite(t.transposed(), name, dir_);
 }
 
 namespace {

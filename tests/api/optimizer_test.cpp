@@ -176,7 +176,7 @@ TEST(QuantizedFolder, ForeignQuantizationConfigIsAClearError) {
   std::map<std::string, Tensor> tensors;
   for (const auto& n : store.names())
     if (n != "transformer.h.1.mlp.c_fc.scales") tensors[n] = store.get(n).clone();
-  write_safetensors(q / "model.safetensors", tensors);
+  write_safetensors(q / "model.safetensors", tensors, store.metadata());
   try {
     Model::load(q);
     FAIL() << "expected FormatError";

@@ -52,9 +52,9 @@ void print_mode(const BenchResult& m) {
   fmt::print("  perplexity   {:.4f} -> {:.4f}  ({:+.2f} %, limit < {:.0f} %)  {}\n", m.ppl_before, m.ppl_after,
              m.ppl_delta_pct, m.threshold_pct, m.pass ? "PASS" : "FAIL");
   fmt::print("  KL(fp32||q)  {:.5f} nats/token   top-1 agreement {:.2f} %\n", m.kl_div, m.top1_agreement * 100);
-  fmt::print("  weights      {} -> {}  ({:.1f} % smaller, whole model vs on-disk dtype)\n",
+  fmt::print("  weights      {} -> {}  ({:+.1f} %, whole model in memory vs on-disk dtype)\n",
              human_bytes(m.weight_bytes_before), human_bytes(m.weight_bytes_after),
-             reduction_pct(m.weight_bytes_before, m.weight_bytes_after));
+             -reduction_pct(m.weight_bytes_before, m.weight_bytes_after));
   fmt::print("  linear       {} -> {}  ({:.1f} % smaller vs FP32, {:.3f} bits/weight)\n",
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), m.bits_per_weight);
@@ -72,17 +72,18 @@ void print_table(const BenchReport& r) {
   fmt::print("\n{:<10} {:>21} {:>9} {:>8} {:>7} {:>23} {:>6} {:>20} {:>8}  {}\n", "mode", "perplexity", "delta",
              "KL", "top-1", "weights", "bits", "decode ms/token", "speedup", "result");
   for (const BenchResult& m : r.results) {
-    fmt::print("{:<10} {:>21} {:>8.2f}% {:>8.5f} {:>6.1f}% {:>23} {:>6.3f} {:>20} {:>7.2f}x  {}\n", m.mode,
+    fmt::print("{:<10} {:>21} {:>8.2f}% {:>8.5f} {:>6.1f}% {:>23} {:>6.3f} {:>20} {:>8}  {}\n", m.mode,
                fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after), m.ppl_delta_pct, m.kl_div,
                m.top1_agreement * 100,
-               fmt::format("{} -> {} (-{:.0f}%)", human_bytes(m.weight_bytes_before),
+               fmt::format("{} -> {} ({:+.0f}%)", human_bytes(m.weight_bytes_before),
                            human_bytes(m.weight_bytes_after),
-                           reduction_pct(m.weight_bytes_before, m.weight_bytes_after)),
+                           -reduction_pct(m.weight_bytes_before, m.weight_bytes_after)),
                m.bits_per_weight,
                m.latency_before.runs ? fmt::format("{:.3f} -> {:.3f}", m.latency_before.decode_ms_per_token,
                                                    m.latency_after.decode_ms_per_token)
                                      : std::string("-"),
-               m.speedup, m.pass ? "PASS" : "FAIL");
+               m.latency_before.runs ? fmt::format("{:.2f}x", m.speedup) : std::string("-"),
+               m.pass ? "PASS" : "FAIL");
   }
   fmt::print("peak resident memory {}, baseline load {:.2f} s\n", human_bytes(r.peak_rss_bytes),
              r.baseline_load_seconds);
@@ -114,11 +115,13 @@ nlohmann::json to_json(const BenchReport& r) {
     x["linear_bytes_before"] = m.linear_bytes_before;
     x["linear_bytes_after"] = m.linear_bytes_after;
     x["bits_per_weight"] = m.bits_per_weight;
-    x["latency_ms_before"] = m.latency_before.decode_ms_per_token;
-    x["latency_ms_after"] = m.latency_after.decode_ms_per_token;
-    x["prefill_tokens_per_s_before"] = m.latency_before.prefill_tokens_per_s;
-    x["prefill_tokens_per_s_after"] = m.latency_after.prefill_tokens_per_s;
-    x["speedup"] = m.speedup;
+    const bool timed = m.latency_before.runs > 0;  // --no-latency: null, not 0
+    auto num = [&](double v) { return timed ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    x["latency_ms_before"] = num(m.latency_before.decode_ms_per_token);
+    x["latency_ms_after"] = num(m.latency_after.decode_ms_per_token);
+    x["prefill_tokens_per_s_before"] = num(m.latency_before.prefill_tokens_per_s);
+    x["prefill_tokens_per_s_after"] = num(m.latency_after.prefill_tokens_per_s);
+    x["speedup"] = num(m.speedup);
     x["kl_div"] = m.kl_div;
     x["top1_agreement"] = m.top1_agreement;
     x["load_seconds"] = m.load_seconds;
@@ -139,17 +142,17 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--modes", args->modes, "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
       ->expected(1, -1);
   cmd->add_option("--text,-t", args->text, "UTF-8 evaluation text (default: MODEL/demo-eval.txt, else the shipped models/gpt2-tiny/demo-eval.txt)");
-  cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--ctx", args->ctx, "Window length in tokens (default: the model's context length)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--device", args->device, "cpu (cuda: see docs/GPU.md)");
-  cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option("--keep", args->keep, "Regex of layer names to keep in high precision (repeatable)");
-  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::PositiveNumber);
-  cmd->add_option("--decode-tokens", args->decode, "Tokens decoded per latency run")->check(CLI::PositiveNumber);
-  cmd->add_option("--prompt-tokens", args->prompt, "Prompt length for latency")->check(CLI::PositiveNumber);
+  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::Range(1, 1 << 30));
+  cmd->add_option("--decode-tokens", args->decode, "Tokens decoded per latency run")->check(CLI::Range(1, 1 << 30));
+  cmd->add_option("--prompt-tokens", args->prompt, "Prompt length for latency")->check(CLI::Range(1, 1 << 30));
   cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
   cmd->callback([args] {
     BenchOptions o;

@@ -5,6 +5,7 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "kernels/cpu/dispatch.hpp"
 #include "kq/error.hpp"
 #include "kq/info.hpp"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   kq::cli::add_quantize_command(app);
   kq::cli::add_bench_command(app);
   try {
+    (void)kq::active_isa();  // a bad KQ_ISA fails every command the same way, up front
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

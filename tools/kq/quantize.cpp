@@ -26,7 +26,7 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option("--keep", a->keep, "Regex of layer names to keep in high precision (repeatable)");
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
-  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1 << 30));
   cmd->callback([a] {
     QuantizeOptions qo;
     qo.spec = parse_quant_mode(a->mode);

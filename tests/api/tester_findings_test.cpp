@@ -1,0 +1,115 @@
+// Regression tests for what a fresh user broke (bad input must give a clear
+// error, never a crash, data loss or a silent wrong answer).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "common/test_data.hpp"
+#include "io/safetensors.hpp"
+#include "kq/error.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+
+namespace fs = std::filesystem;
+using namespace kq;
+
+namespace {
+
+fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+
+fs::path copy_demo(const fs::path& to) {
+  fs::create_directories(to);
+  for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
+    fs::copy_file(demo_dir() / f, to / f);
+  return to;
+}
+
+void set_config(const fs::path& dir, const std::string& key, const nlohmann::json& v) {
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  cfg[key] = v;
+  std::ofstream(dir / "config.json", std::ios::trunc) << cfg.dump();
+}
+
+template <class E>
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no exception";
+  return {};
+}
+
+}  // namespace
+
+TEST(TesterFindings, HugeThreadCountIsAnErrorNotACrash) {
+  ExecContext ctx;
+  ctx.threads = 100000;
+  EXPECT_NE(error_of<InvalidArgument>([&] { Model::load(demo_dir(), ctx); }).find("--threads"), std::string::npos);
+}
+
+TEST(TesterFindings, OverwriteNeverDeletesTheSourceOrANonModelFolder) {
+  kq::testing::TempDir tmp;
+  const fs::path parent = tmp.path / "p";
+  const fs::path src = copy_demo(parent / "src");
+  std::ofstream(parent / "notes.txt") << "keep me";
+  auto m = Model::load(src);
+  QuantizeOptions o;
+  quantize_model(*m, o);
+  EXPECT_NE(error_of<InvalidArgument>([&] { save_quantized_model(*m, o, parent, true); }).find("contains the source"),
+            std::string::npos);
+  const fs::path other = tmp.path / "home";
+  fs::create_directories(other);
+  std::ofstream(other / "thesis.tex") << "precious";
+  EXPECT_NE(error_of<InvalidArgument>([&] { save_quantized_model(*m, o, other, true); }).find("not a model folder"),
+            std::string::npos);
+  EXPECT_TRUE(fs::exists(parent / "notes.txt"));
+  EXPECT_TRUE(fs::exists(other / "thesis.tex"));
+  // Replacing an earlier quantized folder is what --overwrite is for.
+  save_quantized_model(*m, o, tmp.path / "q");
+  save_quantized_model(*m, o, tmp.path / "q", true);
+  EXPECT_TRUE(fs::exists(tmp.path / "q" / "config.json"));
+}
+
+TEST(TesterFindings, WeightsFileFromAnotherQuantizationIsRefused) {
+  kq::testing::TempDir tmp;
+  for (const char* mode : {"nf4", "fp4"}) {
+    auto m = Model::load(demo_dir());
+    QuantizeOptions o;
+    o.spec = parse_quant_mode(mode);
+    quantize_model(*m, o);
+    save_quantized_model(*m, o, tmp.path / mode);
+  }
+  fs::copy_file(tmp.path / "fp4" / "model.safetensors", tmp.path / "nf4" / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  EXPECT_NE(error_of<FormatError>([&] { Model::load(tmp.path / "nf4"); }).find("mixes two quantizations"),
+            std::string::npos);
+}
+
+TEST(TesterFindings, NonFiniteWeightsAreAnErrorNamingTheTensor) {
+  kq::testing::TempDir tmp;
+  const fs::path dir = copy_demo(tmp.path / "m");
+  auto store = TensorStore::open_dir(dir);
+  std::map<std::string, Tensor> t;
+  for (const auto& n : store.names()) t[n] = store.get(n).clone();
+  t["transformer.h.1.mlp.c_fc.weight"].mutable_data<float>()[17] = std::numeric_limits<float>::quiet_NaN();
+  store = TensorStore();  // drop the mapping before rewriting the file
+  write_safetensors(dir / "model.safetensors", t);
+  EXPECT_NE(error_of<FormatError>([&] { Model::load(dir); }).find("transformer.h.1.mlp.c_fc.weight"),
+            std::string::npos);
+}
+
+TEST(TesterFindings, Gpt2AttentionVariantsWeDoNotComputeAreRefused) {
+  kq::testing::TempDir tmp;
+  const fs::path a = copy_demo(tmp.path / "a");
+  set_config(a, "scale_attn_by_inverse_layer_idx", true);
+  EXPECT_THROW(Model::load(a), FormatError);
+  const fs::path b = copy_demo(tmp.path / "b");
+  set_config(b, "scale_attn_weights", false);
+  EXPECT_THROW(Model::load(b), FormatError);
+}
