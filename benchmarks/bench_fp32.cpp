@@ -38,7 +38,8 @@ void BM_LinearF32(benchmark::State& state) {
     op->forward(x.data<float>(), M, y.data(), ctx);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * double(M * N * K), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * double(M * N * K), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["threads"] = kq::resolve_threads(threads());
 }
 BENCHMARK(BM_LinearF32)
@@ -69,7 +70,8 @@ void BM_GemvF32(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(avx2 ? "avx2 row-dot" : "dnnl_sgemm");
-  state.counters["bytes/s"] = benchmark::Counter(4.0 * double(N * K), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes/s"] =
+      benchmark::Counter(4.0 * double(N * K), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_GemvF32)
     ->ArgsProduct({{5632}, {2048}, {0, 1}})

@@ -89,7 +89,8 @@ std::vector<int32_t> prompt_tokens(const kq::Model& m) {
 }
 
 void set_counters(benchmark::State& state, const kq::Model& m, double tokens_per_iter) {
-  state.counters["tokens/s"] = benchmark::Counter(tokens_per_iter, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(tokens_per_iter, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["threads"] = kq::resolve_threads(m.context().threads);
   state.counters["weight_MB"] = double(m.weight_bytes()) / 1e6;
 }
@@ -138,18 +139,36 @@ void BM_Decode(benchmark::State& state, const std::string& name) {
   set_counters(state, *m, double(steps));
 }
 
-BENCHMARK_CAPTURE(BM_Prefill, gpt2_small, std::string("gpt2-small"))->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Decode, gpt2_small, std::string("gpt2-small"))->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Prefill, llama_small, std::string("llama-small"))->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Decode, llama_small, std::string("llama-small"))->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, gpt2_small, std::string("gpt2-small"))
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, gpt2_small, std::string("gpt2-small"))
+    ->Arg(64)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, llama_small, std::string("llama-small"))
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, llama_small, std::string("llama-small"))
+    ->Arg(64)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, gpt2_124m_random, std::string("gpt2-124m-random"))
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, gpt2_124m_random, std::string("gpt2-124m-random"))
-    ->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Arg(32)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, llama_1b_random, std::string("llama-1b-random"))
-    ->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Iterations(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, llama_1b_random, std::string("llama-1b-random"))
-    ->Arg(8)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Arg(8)
+    ->Iterations(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -148,7 +148,8 @@ class Model {
   /// Runs tokens at positions cache.size() .. cache.size()+n−1 (n <= prefill_chunk(),
   /// already validated); writes K/V into the cache but does not advance it.
   /// logits: [n, vocab], or [vocab] for the last token when last_only, or nullptr.
-  virtual void forward_chunk(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool last_only) = 0;
+  virtual void forward_chunk(std::span<const int32_t> tokens, KVCache& cache, float* logits,
+                             bool last_only) = 0;
 
   /// Registration by implementations (at construction): a linear slot, and a
   /// non-linear parameter tensor (counted in WeightBytes::other).

@@ -36,8 +36,8 @@ RowStats compare_row(const float* r, const float* c, int64_t vocab, int32_t targ
 
 }  // namespace
 
-ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t> tokens, int ctx, int max_windows,
-                                const ProgressFn& progress) {
+ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t> tokens, int ctx,
+                                int max_windows, const ProgressFn& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t vocab = ref.config().vocab_size;
   if (cand.config().vocab_size != vocab)

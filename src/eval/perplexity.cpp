@@ -33,7 +33,8 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
   r.ctx = eval::resolve_ctx(ctx, model.config().max_positions);
   const auto windows = perplexity_windows(int64_t(tokens.size()), r.ctx, max_windows);
   if (windows.empty())
-    raise<InvalidArgument>("perplexity: the text has {} tokens, fewer than the 2 needed to score one", tokens.size());
+    raise<InvalidArgument>("perplexity: the text has {} tokens, fewer than the 2 needed to score one",
+                           tokens.size());
 
   eval::WindowRunner runner(model, r.ctx);
   for (const EvalWindow& w : windows) {
@@ -47,7 +48,8 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
       const int64_t scored = std::min(m, len - 1 - off);
       double nll = 0.0;
 #pragma omp parallel for num_threads(threads) reduction(+ : nll) schedule(static)
-      for (int64_t i = 0; i < scored; ++i) nll += eval::token_nll(logits + i * vocab, vocab, win[size_t(off + i + 1)]);
+      for (int64_t i = 0; i < scored; ++i)
+        nll += eval::token_nll(logits + i * vocab, vocab, win[size_t(off + i + 1)]);
       r.nll += nll;
       r.scored_tokens += scored;
     }

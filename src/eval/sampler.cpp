@@ -10,7 +10,8 @@ namespace kq {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
   if (!std::isfinite(params.temperature) || params.temperature < 0)
-    raise<InvalidArgument>("--temperature must be a finite number >= 0 (0 = greedy), got {}", params.temperature);
+    raise<InvalidArgument>("--temperature must be a finite number >= 0 (0 = greedy), got {}",
+                           params.temperature);
   if (params.top_k < 0) raise<InvalidArgument>("--top-k must be >= 0 (0 = no limit), got {}", params.top_k);
   if (!(params.top_p > 0.0f && params.top_p <= 1.0f))
     raise<InvalidArgument>("--top-p must be in (0, 1], got {}", params.top_p);
@@ -24,9 +25,12 @@ int32_t Sampler::sample(std::span<const float> logits) {
   // Candidates sorted by logit, descending (only the top k when top_k > 0).
   candidates_.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) candidates_[size_t(i)] = {logits[size_t(i)], int32_t(i)};
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   const size_t k = params_.top_k > 0 ? std::min<size_t>(size_t(params_.top_k), size_t(n)) : size_t(n);
-  std::partial_sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(k), candidates_.end(), by_logit);
+  std::partial_sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(k), candidates_.end(),
+                    by_logit);
   candidates_.resize(k);
 
   // Softmax of logits / temperature over the candidates.

@@ -9,10 +9,14 @@ namespace kq::models {
 namespace {
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
-  const std::pair<const char*, int64_t> sizes[] = {
-      {"vocab_size", c.vocab_size},   {"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
-      {"num_layers", c.num_layers},   {"num_heads", c.num_heads},     {"num_kv_heads", c.num_kv_heads},
-      {"head_dim", c.head_dim},       {"max_positions", c.max_positions}};
+  const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
+                                                   {"hidden_size", c.hidden_size},
+                                                   {"intermediate_size", c.intermediate_size},
+                                                   {"num_layers", c.num_layers},
+                                                   {"num_heads", c.num_heads},
+                                                   {"num_kv_heads", c.num_kv_heads},
+                                                   {"head_dim", c.head_dim},
+                                                   {"max_positions", c.max_positions}};
   for (const auto& [key, v] : sizes)
     if (v < 1 || v > (int64_t(1) << 31)) raise<E>("{}: {} = {} is not a valid size", where, key, v);
   if (c.num_heads % c.num_kv_heads != 0)
@@ -25,8 +29,8 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
       raise<E>("{}: GPT-2 hidden_size {} != num_heads {} × head_dim {}", where, c.hidden_size, c.num_heads,
                c.head_dim);
     if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
-      raise<Unsupported>("{}: GPT-2 activation '{}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)", where,
-                         c.activation);
+      raise<Unsupported>("{}: GPT-2 activation '{}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)",
+                         where, c.activation);
   } else {
     if (c.head_dim % 2 != 0) raise<E>("{}: head_dim {} must be even for RoPE", where, c.head_dim);
     if (!(c.rope_theta > 0)) raise<E>("{}: rope_theta {} must be positive", where, c.rope_theta);

@@ -16,12 +16,12 @@ namespace kq::models {
 namespace {
 
 struct Gpt2Block {
-  Tensor ln_1_w, ln_1_b;               // F32 [d]
-  std::unique_ptr<Linear> c_attn;      // [3d, d] -> q | k | v
-  std::unique_ptr<Linear> attn_proj;   // [d, d]
-  Tensor ln_2_w, ln_2_b;               // F32 [d]
-  std::unique_ptr<Linear> c_fc;        // [ffn, d]
-  std::unique_ptr<Linear> mlp_proj;    // [d, ffn]
+  Tensor ln_1_w, ln_1_b;              // F32 [d]
+  std::unique_ptr<Linear> c_attn;     // [3d, d] -> q | k | v
+  std::unique_ptr<Linear> attn_proj;  // [d, d]
+  Tensor ln_2_w, ln_2_b;              // F32 [d]
+  std::unique_ptr<Linear> c_fc;       // [ffn, d]
+  std::unique_ptr<Linear> mlp_proj;   // [d, ffn]
 };
 
 class Gpt2Model final : public Model {
@@ -89,13 +89,15 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
   register_parameter(ln_f_b_);
   lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d);
   if (!lm_head_)
-    lm_head_ = c.tie_word_embeddings ? make_linear_f32(wte_)
-                                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
+    lm_head_ = c.tie_word_embeddings
+                   ? make_linear_f32(wte_)
+                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());
 }
 
-void Gpt2Model::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool last_only) {
+void Gpt2Model::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, float* logits,
+                              bool last_only) {
   const ModelConfig& c = config();
   const ExecContext& ctx = context();
   const int threads = resolve_threads(ctx.threads);
@@ -104,12 +106,13 @@ void Gpt2Model::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, f
   const float eps = float(c.norm_eps);
   const cpu::AttentionDims dims{c.num_heads, c.num_kv_heads, c.head_dim};
   const float scale = 1.0f / std::sqrt(float(c.head_dim));
-  float* x = x_.get(size_t(rows * d));        // residual stream [n, d]
-  float* h = h_.get(size_t(rows * d));        // normed input / block output [n, d]
+  float* x = x_.get(size_t(rows * d));          // residual stream [n, d]
+  float* h = h_.get(size_t(rows * d));          // normed input / block output [n, d]
   float* qkv = qkv_.get(size_t(rows * 3 * d));  // [n, 3d]
-  float* att = att_.get(size_t(rows * d));    // attention output [n, d]
-  float* ff = ff_.get(size_t(rows * ffn));    // MLP hidden [n, ffn]
-  float* attn_scratch = attn_.get(size_t(cpu::attention_scratch_floats(dims, rows, c.max_positions, threads)));
+  float* att = att_.get(size_t(rows * d));      // attention output [n, d]
+  float* ff = ff_.get(size_t(rows * ffn));      // MLP hidden [n, ffn]
+  float* attn_scratch =
+      attn_.get(size_t(cpu::attention_scratch_floats(dims, rows, c.max_positions, threads)));
 
   // Token embedding + position embedding.
   for (int64_t i = 0; i < n; ++i) {
@@ -124,8 +127,8 @@ void Gpt2Model::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, f
     cpu::layer_norm(x, n, d, b.ln_1_w.data<float>(), b.ln_1_b.data<float>(), eps, h, threads);
     b.c_attn->forward(h, n, qkv, ctx);
     store_kv(cache, l, pos0, n, qkv + d, qkv + 2 * d, 3 * d);
-    cpu::causal_attention(qkv, 3 * d, n, pos0, cache.keys(l), cache.values(l), cache.capacity(), dims, scale, att,
-                          d, attn_scratch, threads);
+    cpu::causal_attention(qkv, 3 * d, n, pos0, cache.keys(l), cache.values(l), cache.capacity(), dims, scale,
+                          att, d, attn_scratch, threads);
     b.attn_proj->forward(att, n, h, ctx);
     add_inplace(x, h, n * d, threads);
     // MLP: x += c_proj(gelu(c_fc(ln_2(x)))).

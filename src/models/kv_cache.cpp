@@ -6,8 +6,9 @@ namespace kq {
 KVCache::KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity)
     : num_layers_(num_layers), num_kv_heads_(num_kv_heads), head_dim_(head_dim), capacity_(capacity) {
   if (num_layers < 1 || num_kv_heads < 1 || head_dim < 1 || capacity < 1)
-    raise<InvalidArgument>("KVCache: sizes must be positive (layers {}, kv heads {}, head_dim {}, capacity {})",
-                           num_layers, num_kv_heads, head_dim, capacity);
+    raise<InvalidArgument>(
+        "KVCache: sizes must be positive (layers {}, kv heads {}, head_dim {}, capacity {})", num_layers,
+        num_kv_heads, head_dim, capacity);
   data_.resize(size_t(2 * num_layers * layer_stride()));
 }
 

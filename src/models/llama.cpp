@@ -16,12 +16,12 @@ namespace kq::models {
 namespace {
 
 struct LlamaBlock {
-  Tensor input_norm;                 // F32 [d]
-  std::unique_ptr<Linear> q_proj;    // [heads·hd, d]
-  std::unique_ptr<Linear> k_proj;    // [kv_heads·hd, d]
-  std::unique_ptr<Linear> v_proj;    // [kv_heads·hd, d]
-  std::unique_ptr<Linear> o_proj;    // [d, heads·hd]
-  Tensor post_attention_norm;        // F32 [d]
+  Tensor input_norm;                  // F32 [d]
+  std::unique_ptr<Linear> q_proj;     // [heads·hd, d]
+  std::unique_ptr<Linear> k_proj;     // [kv_heads·hd, d]
+  std::unique_ptr<Linear> v_proj;     // [kv_heads·hd, d]
+  std::unique_ptr<Linear> o_proj;     // [d, heads·hd]
+  Tensor post_attention_norm;         // F32 [d]
   std::unique_ptr<Linear> gate_proj;  // [ffn, d]
   std::unique_ptr<Linear> up_proj;    // [ffn, d]
   std::unique_ptr<Linear> down_proj;  // [d, ffn]
@@ -84,13 +84,15 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   register_parameter(norm_);
   lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d);
   if (!lm_head_)
-    lm_head_ = c.tie_word_embeddings ? make_linear_f32(embed_)
-                                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
+    lm_head_ = c.tie_word_embeddings
+                   ? make_linear_f32(embed_)
+                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());
 }
 
-void LlamaModel::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool last_only) {
+void LlamaModel::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, float* logits,
+                               bool last_only) {
   const ModelConfig& c = config();
   const ExecContext& ctx = context();
   const int threads = resolve_threads(ctx.threads);
@@ -108,7 +110,8 @@ void LlamaModel::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, 
   float* att = att_.get(size_t(rows * q_dim));  // attention output [n, heads·hd]
   float* gate = gate_.get(size_t(rows * ffn));  // [n, ffn]
   float* up = up_.get(size_t(rows * ffn));      // [n, ffn]
-  float* attn_scratch = attn_.get(size_t(cpu::attention_scratch_floats(dims, rows, c.max_positions, threads)));
+  float* attn_scratch =
+      attn_.get(size_t(cpu::attention_scratch_floats(dims, rows, c.max_positions, threads)));
 
   // Token embedding (positions enter through RoPE).
   for (int64_t i = 0; i < n; ++i) {
@@ -126,8 +129,8 @@ void LlamaModel::forward_chunk(std::span<const int32_t> tokens, KVCache& cache, 
     cpu::apply_rope(q, n, c.num_heads, q_dim, pos0, rope_);
     cpu::apply_rope(k, n, c.num_kv_heads, kv_dim, pos0, rope_);
     store_kv(cache, l, pos0, n, k, v, kv_dim);
-    cpu::causal_attention(q, q_dim, n, pos0, cache.keys(l), cache.values(l), cache.capacity(), dims, scale, att,
-                          q_dim, attn_scratch, threads);
+    cpu::causal_attention(q, q_dim, n, pos0, cache.keys(l), cache.values(l), cache.capacity(), dims, scale,
+                          att, q_dim, attn_scratch, threads);
     b.o_proj->forward(att, n, h, ctx);
     add_inplace(x, h, n * d, threads);
     // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x).

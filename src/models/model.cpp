@@ -39,7 +39,8 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
   require_cpu(ctx);
   std::error_code ec;
   if (!fs::exists(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
-  if (!fs::is_directory(dir, ec)) raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());
+  if (!fs::is_directory(dir, ec))
+    raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());
   const ModelConfig cfg = load_model_config(dir);
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
   models::FileWeights weights(dir);
@@ -62,8 +63,8 @@ void Model::set_context(const ExecContext& ctx) {
 
 KVCache Model::make_cache(int64_t max_tokens) const {
   if (max_tokens < 0 || max_tokens > config_.max_positions)
-    raise<InvalidArgument>("KV cache size {} is outside [1, {}] (the model's max positions; 0 = all)", max_tokens,
-                           config_.max_positions);
+    raise<InvalidArgument>("KV cache size {} is outside [1, {}] (the model's max positions; 0 = all)",
+                           max_tokens, config_.max_positions);
   const int64_t cap = max_tokens == 0 ? config_.max_positions : max_tokens;
   return KVCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, cap);
 }
@@ -74,17 +75,18 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
   if (cache.num_layers() != config_.num_layers || cache.num_kv_heads() != config_.num_kv_heads ||
       cache.head_dim() != config_.head_dim || cache.capacity() > config_.max_positions)
     raise<InvalidArgument>(
-        "forward: the KV cache (layers {}, kv heads {}, head_dim {}, capacity {}) was not made for this model "
+        "forward: the KV cache (layers {}, kv heads {}, head_dim {}, capacity {}) was not made for this "
+        "model "
         "(layers {}, kv heads {}, head_dim {}, max positions {})",
         cache.num_layers(), cache.num_kv_heads(), cache.head_dim(), cache.capacity(), config_.num_layers,
         config_.num_kv_heads, config_.head_dim, config_.max_positions);
   if (n > cache.capacity() - cache.size())
-    raise<InvalidArgument>("forward: {} tokens do not fit in the KV cache (holds {} of {} tokens)", n, cache.size(),
-                           cache.capacity());
+    raise<InvalidArgument>("forward: {} tokens do not fit in the KV cache (holds {} of {} tokens)", n,
+                           cache.size(), cache.capacity());
   for (int64_t i = 0; i < n; ++i)
     if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= config_.vocab_size)
-      raise<InvalidArgument>("forward: token id {} at index {} is outside the vocabulary [0, {})", tokens[size_t(i)],
-                             i, config_.vocab_size);
+      raise<InvalidArgument>("forward: token id {} at index {} is outside the vocabulary [0, {})",
+                             tokens[size_t(i)], i, config_.vocab_size);
 
   const int64_t chunk = models::chunk_rows(config_.max_positions);
   for (int64_t begin = 0; begin < n; begin += chunk) {

@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "io/json_strict.hpp"
@@ -22,9 +21,10 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
                                  ? q["quant_method"].get<std::string>()
                                  : std::string("?");
   if (method != "kq")
-    raise<FormatError>("{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
-                       "\"kq\" folders; load the original unquantized model instead)",
-                       cfg.string(), method);
+    raise<FormatError>(
+        "{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
+        "\"kq\" folders; load the original unquantized model instead)",
+        cfg.string(), method);
   if (!q.contains("format_version") || q["format_version"] != 1)
     raise<FormatError>("{}: quantization_config.format_version must be 1 (this KernelQuant reads version 1)",
                        cfg.string());
@@ -32,7 +32,8 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     raise<FormatError>("{}: quantization_config.modules must be an object {{module: mode}}", cfg.string());
   for (const auto& [module, mode] : q["modules"].items()) {
     if (!mode.is_string())
-      raise<FormatError>("{}: quantization_config.modules['{}'] must be a mode name string", cfg.string(), module);
+      raise<FormatError>("{}: quantization_config.modules['{}'] must be a mode name string", cfg.string(),
+                         module);
     quantized_modules_[module] = mode.get<std::string>();
   }
   // The weights file records the modes it was written with: a file from another
@@ -46,13 +47,16 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
       raise<FormatError>("{}: safetensors metadata 'kq_quantization' is not valid JSON", dir.string());
     }
     if (!fq.is_object() || !fq.contains("modules") || fq["modules"] != q["modules"])
-      raise<FormatError>("{}: model.safetensors was written for other quantization modes than config.json "
-                         "records (file: {}, config: {}); the folder mixes two quantizations",
-                         dir.string(), fq.is_object() && fq.contains("mode") ? fq["mode"].dump() : "?",
-                         q.contains("mode") ? q["mode"].dump() : "?");
+      raise<FormatError>(
+          "{}: model.safetensors was written for other quantization modes than config.json "
+          "records (file: {}, config: {}); the folder mixes two quantizations",
+          dir.string(), fq.is_object() && fq.contains("mode") ? fq["mode"].dump() : "?",
+          q.contains("mode") ? q["mode"].dump() : "?");
   } else {
-    raise<FormatError>("{}: config.json has a kq quantization_config but model.safetensors has no "
-                       "'kq_quantization' metadata; the folder mixes files", dir.string());
+    raise<FormatError>(
+        "{}: config.json has a kq quantization_config but model.safetensors has no "
+        "'kq_quantization' metadata; the folder mixes files",
+        dir.string());
   }
 }
 
@@ -64,20 +68,23 @@ Tensor require_finite(Tensor t, const std::string& name, const std::filesystem::
   bool ok = true;
 #pragma omp parallel for reduction(&& : ok) schedule(static) if (n > (1 << 20))
   for (int64_t i = 0; i < n; ++i) ok = ok && std::isfinite(p[i]);
-  if (!ok) raise<FormatError>("{}: tensor '{}' holds NaN or Inf values (corrupt weights?)", dir.string(), name);
+  if (!ok)
+    raise<FormatError>("{}: tensor '{}' holds NaN or Inf values (corrupt weights?)", dir.string(), name);
   return t;
 }
 }  // namespace
 
-std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module, const std::string& file_prefix,
-                                                      int64_t out, int64_t in) {
+std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
+                                                      const std::string& file_prefix, int64_t out,
+                                                      int64_t in) {
   const auto it = quantized_modules_.find(module);
   if (it == quantized_modules_.end()) return nullptr;
   QuantSpec spec;
   try {
     spec = parse_quant_mode(it->second);
   } catch (const InvalidArgument& e) {
-    raise<FormatError>("{}: config.json quantization_config.modules['{}']: {}", dir_.string(), module, e.what());
+    raise<FormatError>("{}: config.json quantization_config.modules['{}']: {}", dir_.string(), module,
+                       e.what());
   }
   auto get = [&](const std::string& n) {
     if (!store_.contains(n)) return Tensor();
@@ -94,11 +101,12 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
 
 Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
   if (!store_.contains(name))
-    raise<FormatError>("{}: missing tensor '{}' (expected shape {})", dir_.string(), name, shape_str(disk_shape));
+    raise<FormatError>("{}: missing tensor '{}' (expected shape {})", dir_.string(), name,
+                       shape_str(disk_shape));
   Tensor t = store_.get(name);
   if (t.shape() != disk_shape)
-    raise<FormatError>("{}: tensor '{}' in {} has shape {}, expected {}", dir_.string(), name, store_.file_of(name),
-                       shape_str(t.shape()), shape_str(disk_shape));
+    raise<FormatError>("{}: tensor '{}' in {} has shape {}, expected {}", dir_.string(), name,
+                       store_.file_of(name), shape_str(t.shape()), shape_str(disk_shape));
   if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16)
     raise<FormatError>("{}: tensor '{}' in {} has dtype {}; expected F32, BF16 or F16", dir_.string(), name,
                        store_.file_of(name), dtype_name(t.dtype()));

@@ -61,8 +61,8 @@ class FileWeights final : public WeightSource {
   bool contains(const std::string& name) const override { return store_.contains(name); }
   Tensor get(const std::string& name, const Shape& shape, Init init) override;
   Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override;
-  std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix, int64_t out,
-                                           int64_t in) override;
+  std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
+                                           int64_t out, int64_t in) override;
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);

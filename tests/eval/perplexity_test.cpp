@@ -38,9 +38,8 @@ struct PplCase {
 void PrintTo(const PplCase& c, std::ostream* os) { *os << c.model << " on " << c.text; }
 
 std::string case_name(const ::testing::TestParamInfo<PplCase>& p) {
-  std::string s = std::string(p.param.model) + "_" + (std::string(p.param.text).find("wiki") != std::string::npos
-                                                          ? "wikitext2"
-                                                          : "shakespeare");
+  std::string s = std::string(p.param.model) + "_" +
+                  (std::string(p.param.text).find("wiki") != std::string::npos ? "wikitext2" : "shakespeare");
   for (char& c : s)
     if (c == '-') c = '_';
   return s;
@@ -54,7 +53,7 @@ TEST(PerplexityWindows, FollowTheProtocol) {
   EXPECT_EQ(w[0].begin, 0);
   EXPECT_EQ(w[0].end, 4);
   EXPECT_EQ(w[2].begin, 8);
-  EXPECT_EQ(w[2].end, 10);  // shorter last window
+  EXPECT_EQ(w[2].end, 10);                         // shorter last window
   EXPECT_EQ(perplexity_windows(9, 4).size(), 2u);  // a 1-token last window is dropped
   EXPECT_EQ(perplexity_windows(8, 4).size(), 2u);
   EXPECT_EQ(perplexity_windows(10, 4, 2).size(), 2u);
@@ -124,9 +123,9 @@ TEST_P(ReferencePerplexity, MatchesReadme) {
   auto model = Model::load(dir, ExecContext{Device::CPU, 1});
   const auto tokens = tokenize_file(dir, c.text);
   const PerplexityResult r = evaluate_perplexity(*model, tokens);
-  std::printf("%s on %s: PPL %.4f over %lld tokens (reference %.3f), %lld windows of %d, %.1f s\n", c.model, c.text,
-              r.ppl, static_cast<long long>(r.scored_tokens), c.ppl, static_cast<long long>(r.windows), r.ctx,
-              r.seconds);
+  std::printf("%s on %s: PPL %.4f over %lld tokens (reference %.3f), %lld windows of %d, %.1f s\n", c.model,
+              c.text, r.ppl, static_cast<long long>(r.scored_tokens), c.ppl,
+              static_cast<long long>(r.windows), r.ctx, r.seconds);
   EXPECT_EQ(r.scored_tokens, c.scored);
   EXPECT_EQ(r.ctx, model->config().max_positions);
   EXPECT_LE(std::fabs(r.ppl / c.ppl - 1.0), 1e-4) << "PPL " << r.ppl << " vs reference " << c.ppl;

@@ -1,4 +1,6 @@
 // FP32 Linear (oneDNN sgemm prefill, AVX2 GEMV decode) vs a double-precision reference.
+#include "kernels/linear_f32.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -6,7 +8,6 @@
 #include <vector>
 
 #include "kernels/cpu/linear_f32_kernels.hpp"
-#include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 
 using namespace kq;
@@ -63,8 +64,8 @@ TEST_P(LinearF32Shapes, MatchesDoubleReference) {
     for (int threads : {1, 2}) {
       std::vector<float> y(static_cast<size_t>(M * N), NAN);
       op->forward(x.data<float>(), M, y.data(), ExecContext{Device::CPU, threads});
-      EXPECT_LT(max_scaled_error(y, ref, K), 1e-5) << "M=" << M << " N=" << N << " K=" << K
-                                                  << " bias=" << with_bias << " threads=" << threads;
+      EXPECT_LT(max_scaled_error(y, ref, K), 1e-5)
+          << "M=" << M << " N=" << N << " K=" << K << " bias=" << with_bias << " threads=" << threads;
     }
   }
 }

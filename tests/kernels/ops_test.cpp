@@ -87,7 +87,8 @@ TEST(OpsNorm, LayerNormMatchesDouble) {
       for (int64_t j = 0; j < d; ++j) var += std::pow(x[size_t(i * d + j)] - mean, 2);
       var /= double(d);
       for (int64_t j = 0; j < d; ++j) {
-        const double ref = (x[size_t(i * d + j)] - mean) / std::sqrt(var + 1e-5) * gamma[size_t(j)] + beta[size_t(j)];
+        const double ref =
+            (x[size_t(i * d + j)] - mean) / std::sqrt(var + 1e-5) * gamma[size_t(j)] + beta[size_t(j)];
         EXPECT_NEAR(y[size_t(i * d + j)], ref, 2e-6);
       }
     }
@@ -176,7 +177,8 @@ TEST(OpsRope, MatchesDoubleReference) {
         EXPECT_NEAR(y[b], x[b] * std::cos(ang) + x[a] * std::sin(ang), 1e-4);
       }
   for (int64_t t = 0; t < n; ++t)  // padding after the heads is untouched
-    for (int64_t j = heads * hd; j < stride; ++j) EXPECT_EQ(y[size_t(t * stride + j)], x[size_t(t * stride + j)]);
+    for (int64_t j = heads * hd; j < stride; ++j)
+      EXPECT_EQ(y[size_t(t * stride + j)], x[size_t(t * stride + j)]);
 }
 
 TEST(OpsRope, ScoresDependOnlyOnRelativePosition) {
@@ -239,7 +241,8 @@ TEST_P(OpsAttention, MatchesDoubleReference) {
     }
 
   for (int threads : {1, 2}) {
-    std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(dims, c.n, c.pos0 + c.n, threads)));
+    std::vector<float> scratch(
+        static_cast<size_t>(attention_scratch_floats(dims, c.n, c.pos0 + c.n, threads)));
     std::vector<float> out(static_cast<size_t>(c.n * out_stride), -7.0f);
     causal_attention(q.data(), q_stride, c.n, c.pos0, kc.data(), vc.data(), capacity, dims, scale, out.data(),
                      out_stride, scratch.data(), threads);
@@ -253,12 +256,12 @@ TEST_P(OpsAttention, MatchesDoubleReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, OpsAttention,
-                         ::testing::Values(AttnCase{4, 4, 32, 0, 1},     // first decode step
-                                           AttnCase{8, 4, 32, 0, 5},     // GQA, direct path
-                                           AttnCase{8, 2, 64, 37, 1},    // GQA decode, group 4
-                                           AttnCase{32, 4, 64, 100, 3},  // Llama-1B-like decode
-                                           AttnCase{6, 3, 16, 0, 8},     // smallest GEMM path
-                                           AttnCase{8, 4, 32, 0, 130},   // prefill, 3 row blocks
+                         ::testing::Values(AttnCase{4, 4, 32, 0, 1},      // first decode step
+                                           AttnCase{8, 4, 32, 0, 5},      // GQA, direct path
+                                           AttnCase{8, 2, 64, 37, 1},     // GQA decode, group 4
+                                           AttnCase{32, 4, 64, 100, 3},   // Llama-1B-like decode
+                                           AttnCase{6, 3, 16, 0, 8},      // smallest GEMM path
+                                           AttnCase{8, 4, 32, 0, 130},    // prefill, 3 row blocks
                                            AttnCase{12, 12, 64, 20, 70},  // MHA prefill after a prefix
                                            AttnCase{4, 1, 8, 129, 65}));  // MQA, chunk after 129 tokens
 
@@ -271,12 +274,12 @@ TEST(OpsAttention, ChunkedPrefillEqualsOnePass) {
   const auto vc = random_vec(size_t(4 * capacity * hd), 17);
   std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(dims, n, n, 2)));
   std::vector<float> full(static_cast<size_t>(n * q_stride)), parts(static_cast<size_t>(n * q_stride));
-  causal_attention(q.data(), q_stride, n, 0, kc.data(), vc.data(), capacity, dims, 0.2f, full.data(), q_stride,
-                   scratch.data(), 2);
+  causal_attention(q.data(), q_stride, n, 0, kc.data(), vc.data(), capacity, dims, 0.2f, full.data(),
+                   q_stride, scratch.data(), 2);
   int64_t pos = 0;
   for (int64_t len : {60, 1, 39}) {
-    causal_attention(q.data() + pos * q_stride, q_stride, len, pos, kc.data(), vc.data(), capacity, dims, 0.2f,
-                     parts.data() + pos * q_stride, q_stride, scratch.data(), 2);
+    causal_attention(q.data() + pos * q_stride, q_stride, len, pos, kc.data(), vc.data(), capacity, dims,
+                     0.2f, parts.data() + pos * q_stride, q_stride, scratch.data(), 2);
     pos += len;
   }
   for (size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(full[i], parts[i], 1e-5) << i;

@@ -1,5 +1,7 @@
 // Every ISA's VecKernels (ops_vec.hpp) vs double-precision references,
 // including lengths that leave a partial vector.
+#include "kernels/cpu/ops_vec.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,8 +9,6 @@
 #include <numbers>
 #include <random>
 #include <vector>
-
-#include "kernels/cpu/ops_vec.hpp"
 
 using namespace kq::cpu;
 
@@ -68,7 +68,8 @@ TEST(OpsVec, Activations) {
       k->swiglu(w.data(), up.data(), n);
       for (size_t i = 0; i < size_t(n); ++i) {
         const double v = x[i], sig = 1.0 / (1.0 + std::exp(-v));
-        ASSERT_NEAR(g[i], 0.5 * v * (1 + std::tanh(c * (v + 0.044715 * v * v * v))), 1e-6 * (1 + std::fabs(v)))
+        ASSERT_NEAR(g[i], 0.5 * v * (1 + std::tanh(c * (v + 0.044715 * v * v * v))),
+                    1e-6 * (1 + std::fabs(v)))
             << k->isa << " x=" << v;
         ASSERT_NEAR(s[i], v * sig, 1e-6 * (1 + std::fabs(v))) << k->isa << " x=" << v;
         ASSERT_NEAR(w[i], v * sig * up[i], 1e-6 * (1 + std::fabs(v))) << k->isa << " x=" << v;

@@ -158,7 +158,7 @@ TEST(ModelLoad, LinearSlotsAndWeightBytes) {
     if (c.arch == Arch::GPT2) {
       ASSERT_EQ(slots.size(), size_t(4 * L + 1));
       EXPECT_EQ(slots[0].name, "transformer.h.0.attn.c_attn");
-      EXPECT_EQ((*slots[2].op)->out_features(), ffn);  // mlp.c_fc
+      EXPECT_EQ((*slots[2].op)->out_features(), ffn);          // mlp.c_fc
       other_params = c.max_positions * d + L * 4 * d + 2 * d;  // wpe, ln_1/ln_2 w+b, ln_f w+b
     } else {
       ASSERT_EQ(slots.size(), size_t(7 * L + 1));

@@ -5,9 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "common/test_data.hpp"
 #include "kq/error.hpp"
@@ -91,12 +90,15 @@ TEST_P(ModelReference, DecodeWithKVCacheEqualsFullPass) {
   cache.reset();
   int64_t pos = 0;
   for (int64_t len : {10, 1, 21}) {
-    model->forward(std::span(ref.ids).subspan(size_t(pos), size_t(len)), cache, last.data(), /*all_logits=*/false);
+    model->forward(std::span(ref.ids).subspan(size_t(pos), size_t(len)), cache, last.data(),
+                   /*all_logits=*/false);
     pos += len;
-    EXPECT_LE(rel_l2(last.data(), full.data() + (pos - 1) * V, size_t(V)), 1e-5) << "after " << pos << " tokens";
+    EXPECT_LE(rel_l2(last.data(), full.data() + (pos - 1) * V, size_t(V)), 1e-5)
+        << "after " << pos << " tokens";
   }
   EXPECT_EQ(cache.size(), n);
-  EXPECT_THROW(model->forward(std::span(ref.ids).subspan(0, 1), cache, last.data()), InvalidArgument);  // full
+  EXPECT_THROW(model->forward(std::span(ref.ids).subspan(0, 1), cache, last.data()),
+               InvalidArgument);  // full
 }
 
 TEST_P(ModelReference, SingleThreadEqualsTwoThreads) {
@@ -115,7 +117,8 @@ TEST_P(ModelReference, SingleThreadEqualsTwoThreads) {
   EXPECT_LE(rel_l2(one.data(), two.data(), one.size()), 1e-6);
 }
 
-INSTANTIATE_TEST_SUITE_P(SharedModels, ModelReference, ::testing::Values("gpt2-tiny", "gpt2-small", "llama-small"),
+INSTANTIATE_TEST_SUITE_P(SharedModels, ModelReference,
+                         ::testing::Values("gpt2-tiny", "gpt2-small", "llama-small"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            std::string s = p.param;
                            for (char& ch : s)

@@ -1,17 +1,18 @@
 // `kq eval`: perplexity of a model on a text file (docs/EVALUATION.md protocol).
+#include "kq/eval.hpp"
+
+#include <fmt/core.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <fmt/core.h>
-#include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "io/atomic_file.hpp"
 #include "kq/error.hpp"
-#include "kq/eval.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "progress.hpp"
@@ -54,13 +55,15 @@ void run_eval(const EvalOptions& o) {
   bar.finish();
 
   const double tps = r.seconds > 0 ? double(r.scored_tokens) / r.seconds : 0.0;
-  fmt::print("model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model, arch_name(model->config().arch),
-             model->config().num_layers, model->config().hidden_size, model->config().vocab_size);
+  fmt::print("model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model,
+             arch_name(model->config().arch), model->config().num_layers, model->config().hidden_size,
+             model->config().vocab_size);
   fmt::print("text:          {} ({} tokens)\n", o.text, tokens.size());
   fmt::print("perplexity:    {:.4f}\n", r.ppl);
   fmt::print("scored tokens: {} in {} windows of up to {} tokens{}\n", r.scored_tokens, r.windows, r.ctx,
              o.samples ? fmt::format(" (first {} windows only)", o.samples) : "");
-  fmt::print("time:          {:.2f} s ({:.0f} tokens/s, {} threads)\n", r.seconds, tps, resolve_threads(o.threads));
+  fmt::print("time:          {:.2f} s ({:.0f} tokens/s, {} threads)\n", r.seconds, tps,
+             resolve_threads(o.threads));
 
   if (!o.json.empty()) {
     const nlohmann::json j = {

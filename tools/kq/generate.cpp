@@ -1,9 +1,9 @@
 // `kq generate`: stream text from a prompt (greedy or sampled).
+#include <fmt/core.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
-
-#include <fmt/core.h>
 
 #include "commands.hpp"
 #include "kq/error.hpp"
@@ -43,11 +43,13 @@ void run_generate(const GenerateOptions& o) {
     prompt.push_back(*bos);
   }
   if (int64_t(prompt.size()) >= max_pos)
-    raise<InvalidArgument>("the prompt has {} tokens; the model's context is {} positions", prompt.size(), max_pos);
+    raise<InvalidArgument>("the prompt has {} tokens; the model's context is {} positions", prompt.size(),
+                           max_pos);
   int64_t n = o.n;
   if (int64_t(prompt.size()) + n > max_pos) {
     n = max_pos - int64_t(prompt.size());
-    fmt::print(stderr, "kq: note: generating {} tokens, the rest of the model's {}-token context\n", n, max_pos);
+    fmt::print(stderr, "kq: note: generating {} tokens, the rest of the model's {}-token context\n", n,
+               max_pos);
   }
 
   KVCache cache = model->make_cache(int64_t(prompt.size()) + n);
@@ -75,9 +77,11 @@ void run_generate(const GenerateOptions& o) {
   fmt::print("{}\n", out.flush());
   std::fflush(stdout);
   const double decode_s = since(t1);
-  fmt::print(stderr, "kq: prompt {} tokens, prefill {:.1f} ms ({:.0f} tokens/s); generated {} tokens, {:.1f} tokens/s\n",
-             prompt.size(), prefill_s * 1e3, prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, generated,
-             decode_s > 0 ? double(generated) / decode_s : 0.0);
+  fmt::print(
+      stderr,
+      "kq: prompt {} tokens, prefill {:.1f} ms ({:.0f} tokens/s); generated {} tokens, {:.1f} tokens/s\n",
+      prompt.size(), prefill_s * 1e3, prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, generated,
+      decode_s > 0 ? double(generated) / decode_s : 0.0);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // A progress indicator on stderr for long CLI runs: a redrawn bar
 // "\r[#####     ] 12/754 windows  8 s, ETA 40 s" when stderr is a terminal, else
 // (logs, CI) one plain line at most every 15 s once a run has lasted 15 s.
+#include <fmt/core.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -9,15 +10,16 @@
 #include <cstdio>
 #include <string>
 
-#include <fmt/core.h>
-
 namespace kq::cli {
 
 class Progress {
  public:
   /// `unit` names what is counted ("windows"). `enabled` = false silences it.
   explicit Progress(std::string unit, bool enabled = true)
-      : unit_(std::move(unit)), enabled_(enabled), tty_(::isatty(STDERR_FILENO) == 1), start_(Clock::now()),
+      : unit_(std::move(unit)),
+        enabled_(enabled),
+        tty_(::isatty(STDERR_FILENO) == 1),
+        start_(Clock::now()),
         last_(start_) {}
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;

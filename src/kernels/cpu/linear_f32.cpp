@@ -2,6 +2,7 @@
 #include "kernels/linear_f32.hpp"
 
 #include <oneapi/dnnl/dnnl.h>
+
 #include <cstdint>
 
 #include "kernels/cpu/linear_f32_kernels.hpp"
@@ -12,7 +13,6 @@
 
 namespace kq {
 namespace cpu {
-
 
 void gemm_f32_dnnl(const float* x, int64_t M, const float* w, int64_t N, int64_t K, float* y, int threads) {
   OmpThreadsScope scope(threads);

@@ -1,7 +1,7 @@
 #include "kernels/cpu/ops_attention.hpp"
 
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 
@@ -17,8 +17,8 @@ constexpr int64_t kRowBlock = 64;    // query rows per GEMM block in prefill
 // Decode path: one task per (query token i, KV head g). Every cached K and V
 // row of head g is loaded once and used for all `group` query heads.
 void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
-                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale, float* out,
-                      int64_t out_stride, float* scratch, int threads) {
+                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
+                      float* out, int64_t out_stride, float* scratch, int threads) {
   const int64_t hd = dims.head_dim;
   const int64_t group = dims.num_heads / dims.num_kv_heads;
   const int64_t max_keys = pos0 + n;
@@ -50,8 +50,8 @@ void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0,
 // Prefill path: per (query head, block of <= 64 query rows), S = scale·Q·Kᵀ and
 // O = P·V as two sgemm calls over the keys visible to the block's last row.
 void attention_gemm(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
-                    const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale, float* out,
-                    int64_t out_stride, float* scratch, int threads) {
+                    const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
+                    float* out, int64_t out_stride, float* scratch, int threads) {
   const int64_t hd = dims.head_dim;
   const int64_t group = dims.num_heads / dims.num_kv_heads;
   const int64_t max_keys = pos0 + n;
@@ -98,8 +98,8 @@ int64_t attention_scratch_floats(const AttentionDims& dims, int64_t max_rows, in
 }
 
 void causal_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
-                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale, float* out,
-                      int64_t out_stride, float* scratch, int threads) {
+                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
+                      float* out, int64_t out_stride, float* scratch, int threads) {
   if (n < kGemmMinRows)
     attention_direct(q, q_stride, n, pos0, k_cache, v_cache, capacity, dims, scale, out, out_stride, scratch,
                      threads);

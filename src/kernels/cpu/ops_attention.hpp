@@ -31,7 +31,7 @@ int64_t attention_scratch_floats(const AttentionDims& dims, int64_t max_rows, in
 /// blocks of 64 tokens go through oneDNN sgemm (scale·Q·Kᵀ, then P·V) over only
 /// the keys the block can see. Heads/blocks split over `threads`. Never throws.
 void causal_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
-                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale, float* out,
-                      int64_t out_stride, float* scratch, int threads);
+                      const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
+                      float* out, int64_t out_stride, float* scratch, int threads);
 
 }  // namespace kq::cpu

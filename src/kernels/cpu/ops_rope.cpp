@@ -23,7 +23,8 @@ RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions)
   return t;
 }
 
-void apply_rope(float* x, int64_t n, int64_t heads, int64_t row_stride, int64_t pos0, const RopeTable& table) {
+void apply_rope(float* x, int64_t n, int64_t heads, int64_t row_stride, int64_t pos0,
+                const RopeTable& table) {
   const int64_t half = table.head_dim / 2;
   for (int64_t t = 0; t < n; ++t) {
     const float* c = table.cos.data() + (pos0 + t) * half;

@@ -1,10 +1,10 @@
 // The VecKernels compiled with -mavx2 -mfma (8-wide F32 vectors).
-#include "kernels/cpu/ops_vec.hpp"
-
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "kernels/cpu/ops_vec.hpp"
 
 namespace kq::cpu {
 namespace avx2_impl {
