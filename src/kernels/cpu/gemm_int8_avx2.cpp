@@ -76,9 +76,13 @@ inline void s8_rows(const Int8WeightView& w, int64_t n0, const int8_t* xq, const
   const int64_t kfull = K / kS8Unit * kS8Unit;
   __m256i acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+  const int64_t ahead = kPrefetchGroupsS8 * R * K;  // bytes to the same offset of a later row group
   for (int64_t k = 0; k < kfull; k += kS8Unit) {
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k));
-    for (int r = 0; r < R; ++r) acc[r] = dot32_s8(xv, w.codes + (n0 + r) * K + k, acc[r]);
+    for (int r = 0; r < R; ++r) {
+      if ((k & 63) == 0) prefetch_ahead(w.codes + (n0 + r) * K + k, ahead);
+      acc[r] = dot32_s8(xv, w.codes + (n0 + r) * K + k, acc[r]);
+    }
   }
   if (kfull < K) {
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xtail));

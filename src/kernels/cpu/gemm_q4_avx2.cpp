@@ -197,6 +197,8 @@ inline void block_dot(const Q4WeightView& w, const uint8_t* const* rows, const _
     for (int r = 0; r < R; ++r) {
       alignas(32) uint8_t buf[32];
       const uint8_t* p = Tail ? unit_codes<U>(w, n0 + r, u0, buf) : rows[r] + u0 / 2;
+      if (!Tail && ((u0 / 2) & 63) == 0)  // the same offset one row group ahead (simd_avx2.hpp)
+        prefetch_ahead(p, kPrefetchGroups * R * w.row_bytes);
       bs[r] = unit_dot<NP, U>(p, t[Asym ? r : 0], xp + u0, bs[r]);
     }
   }

@@ -25,6 +25,7 @@ inline void rowwise8_rows(const uint8_t* codes, int64_t K, int64_t n0, const flo
   const int64_t kfull = K / kByteUnit * kByteUnit;
   const int64_t kp = (K + kByteUnit - 1) / kByteUnit * kByteUnit;
   for (int r = 0; r < R; ++r) totals[r] = 0.0f;
+  const int64_t ahead = kPrefetchGroups * R * K;  // bytes to the same offset of a later row group
   for (int64_t c0 = 0; c0 < kp; c0 += kChunk) {
     const int64_t c1 = std::min(kp, c0 + kChunk);
     __m256 acc[R];
@@ -36,6 +37,7 @@ inline void rowwise8_rows(const uint8_t* codes, int64_t K, int64_t n0, const flo
       const __m256 x2 = _mm256_loadu_ps(xk + 16), x3 = _mm256_loadu_ps(xk + 24);
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = codes + (n0 + r) * K + k;
+        if ((k & 63) == 0) prefetch_ahead(p, ahead);
         alignas(32) uint8_t buf[kByteUnit];
         if (tail) {
           copy_tail32(p, K - k, buf);

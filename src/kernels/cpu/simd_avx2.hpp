@@ -63,6 +63,21 @@ inline void copy_tail32(const uint8_t* src, int64_t n, uint8_t out[32]) {
   if (n > 0) std::memcpy(out, src, size_t(n));
 }
 
+/// GEMV weight prefetch, in row groups ahead. A GEMV reads R rows in
+/// lockstep; rows of 1–8 KB are too short for the hardware prefetchers to
+/// ramp up, so each kernel prefetches the same offset in the rows one (two
+/// for the cheap INT8 W8A8 kernel) groups ahead: every line once, about one
+/// group's processing time early (measured: FP8 +50–75 %, INT4 +45 %, NF4
+/// +15 %, INT8 +30 % on 2048 × 2048 matrices streamed from memory).
+inline constexpr int64_t kPrefetchGroups = 1;
+inline constexpr int64_t kPrefetchGroupsS8 = 2;
+
+/// Prefetches the line `bytes` after p into L1. The address is formed as an
+/// integer: it may lie past the weight (a prefetch never faults).
+inline void prefetch_ahead(const void* p, int64_t bytes) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(bytes)), _MM_HINT_T0);
+}
+
 /// Threads for a GEMV over an [N, K] weight: one when the matrix is too small
 /// for a parallel region to pay off (the result does not depend on it).
 inline int gemv_threads(int64_t N, int64_t K, int threads) { return N * K < (int64_t(1) << 16) ? 1 : threads; }
