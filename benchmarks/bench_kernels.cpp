@@ -47,15 +47,18 @@ double g_read_gbps = 0.0;  // measured once in main()
 
 // ---- read bandwidth ------------------------------------------------------------
 
-/// Σ of a buffer's 64-bit words with independent accumulators per thread
-/// (a pure streaming read); returns seconds for one pass.
+/// One streaming read of the buffer by all threads (each its contiguous part,
+/// QuantKernels::stream_read: the active ISA's widest loads plus a software
+/// prefetch, as the kernels read weights); returns seconds.
 double read_pass(const uint64_t* p, size_t n, uint64_t* sink) {
+  const auto read = kq::cpu::quant_kernels().stream_read;
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
-  for (size_t b = 0; b < n / 8; ++b) {
-    const uint64_t* q = p + b * 8;
-    total += (q[0] + q[1]) + (q[2] + q[3]) + (q[4] + q[5]) + (q[6] + q[7]);
+#pragma omp parallel num_threads(kq::resolve_threads(kCtx.threads)) reduction(+ : total)
+  {
+    const size_t t = size_t(omp_get_thread_num()), nt = size_t(omp_get_num_threads());
+    const size_t b = n / nt * t, e = t + 1 == nt ? n : n / nt * (t + 1);
+    total += read(p + b, e - b);
   }
   *sink += total;
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

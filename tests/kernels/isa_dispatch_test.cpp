@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/dispatch.hpp"
 #include "kq/error.hpp"
@@ -58,6 +59,15 @@ TEST(IsaDispatch, UnavailableIsaIsAClearErrorNotACrash) {
       EXPECT_NE(msg.find("available: ref"), std::string::npos) << msg;
     }
     EXPECT_THROW((void)quant_kernels(i), InvalidArgument);
+  }
+}
+
+TEST(IsaDispatch, StreamReadProbeSumsEveryWord) {
+  for (int64_t n : {0, 1, 7, 8, 9, 1000, 4099}) {
+    std::vector<uint64_t> v(static_cast<size_t>(n));
+    uint64_t want = 0;
+    for (int64_t i = 0; i < n; ++i) want += (v[size_t(i)] = uint64_t(i) * 0x9E3779B97F4A7C15ull);  // wraps
+    for (Isa i : available_isas()) EXPECT_EQ(quant_kernels(i).stream_read(v.data(), v.size()), want) << isa_name(i) << " n=" << n;
   }
 }
 

@@ -31,13 +31,26 @@ void quantize_rows_fp8_ref(const float* x, int64_t M, int64_t K, FP8Format f, bo
   }
 }
 
+uint64_t stream_read_ref(const uint64_t* p, size_t n) {
+  uint64_t s0 = 0, s1 = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __builtin_prefetch(p + i + 128);  // 1 KB ahead
+    s0 += (p[i] + p[i + 1]) + (p[i + 2] + p[i + 3]);
+    s1 += (p[i + 4] + p[i + 5]) + (p[i + 6] + p[i + 7]);
+  }
+  for (; i < n; ++i) s0 += p[i];
+  return s0 + s1;
+}
+
 const QuantKernels kRefTable = {Isa::Ref,
                                 quantize_rows_s8_ref,
                                 gemm_s8s8_f32_rowwise_ref,
                                 gemm_f32s8_f32_rowwise_ref,
                                 quantize_rows_fp8_ref,
                                 gemm_f32fp8_f32_rowwise_ref,
-                                gemm_f32q4_f32_blockwise_ref};
+                                gemm_f32q4_f32_blockwise_ref,
+                                stream_read_ref};
 
 const QuantKernels kAvx2Table = {Isa::Avx2,
                                  avx2::quantize_rows_s8,
@@ -45,7 +58,8 @@ const QuantKernels kAvx2Table = {Isa::Avx2,
                                  avx2::gemm_f32s8_f32_rowwise,
                                  avx2::quantize_rows_fp8,
                                  avx2::gemm_f32fp8_f32_rowwise,
-                                 avx2::gemm_f32q4_f32_blockwise};
+                                 avx2::gemm_f32q4_f32_blockwise,
+                                 avx2::stream_read};
 
 // AVX-512 VNNI: its own W8A8 INT8 kernel; the other entries are the AVX2
 // kernels (every AVX-512 CPU has AVX2, FMA and F16C).
@@ -55,7 +69,8 @@ const QuantKernels kAvx512VnniTable = {Isa::Avx512Vnni,
                                        avx2::gemm_f32s8_f32_rowwise,
                                        avx2::quantize_rows_fp8,
                                        avx2::gemm_f32fp8_f32_rowwise,
-                                       avx2::gemm_f32q4_f32_blockwise};
+                                       avx2::gemm_f32q4_f32_blockwise,
+                                 avx2::stream_read};
 
 /// Empty when `isa` is available, else why not.
 std::string unavailable_reason(Isa isa) {

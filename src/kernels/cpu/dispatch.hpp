@@ -19,6 +19,7 @@
 //   4-bit) sum in a different order and agree within
 //   tests/common/tolerances.hpp forward_tolerance(). Within one table the
 //   result of a row never depends on M (decode = prefill bits) or on threads.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -93,6 +94,12 @@ struct QuantKernels {
 
   /// 4-bit weights (NF4, FP4, INT4 sym/asym; F32 or BF16 compute): y = Σ x·ŵ + bias.
   void (*gemm_f32q4_f32_blockwise)(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
+
+  /// Memory probe (not a Linear kernel): the wrapping sum of the 64-bit words
+  /// p[0, n), read once, front to back, with the ISA's widest loads and a
+  /// software prefetch ahead: the streaming-read reference of bench_kernels.
+  /// Single-threaded (callers split the buffer over threads).
+  uint64_t (*stream_read)(const uint64_t* p, size_t n);
 };
 
 /// The kernels of `isa`. Throws InvalidArgument when it is not available.

@@ -2,6 +2,7 @@
 // Declarations of the AVX2 + FMA + F16C quantized kernels (gemm_*_avx2.cpp).
 // Call them only through dispatch.hpp: they execute AVX2 instructions and
 // fault on a CPU without them. Semantics: QuantKernels in dispatch.hpp.
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/cpu/linear_fp8_ref.hpp"
@@ -34,5 +35,8 @@ void gemm_f32fp8_f32_rowwise(const Fp8WeightView& w, const float* x, const float
 /// 4-bit formats: nibbles looked up with `vpshufb` in byte planes of the
 /// format's 16-value codebook, block scales applied once per block.
 void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
+
+/// Memory probe: Σ of p[0, n) with 256-bit loads and a 1 KB software prefetch.
+uint64_t stream_read(const uint64_t* p, size_t n);
 
 }  // namespace kq::cpu::avx2
