@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d /usr/src/googletest/googletest ] || { echo "missing /usr/src/googletest (apt-get install googletest)" >&2; exit 1; }
 [ -f /usr/include/fmt/format.h ] || { echo "missing /usr/include/fmt (apt-get install libfmt-dev)" >&2; exit 1; }
-rm -rf .gpu
+# Only this script's parts of .gpu/ are replaced (scripts/gpu-bundle.sh keeps
+# its bundle there too).
+rm -rf .gpu/googletest .gpu/include .gpu/bin
 mkdir -p .gpu/include
 cp -r /usr/src/googletest .gpu/googletest
 rm -rf .gpu/googletest/googlemock/test .gpu/googletest/googletest/test .gpu/googletest/googletest/samples
