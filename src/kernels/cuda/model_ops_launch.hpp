@@ -1,0 +1,51 @@
+#pragma once
+// Kernel launchers behind model_ops.hpp; arguments are validated by
+// model_ops.cpp before these are called (n > 0, d > 0, strides large enough).
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/model_ops.hpp"
+
+namespace kq::cuda::ops {
+
+void embed_rows_launch(const uint16_t* table, const uint16_t* pos_table, const int32_t* tokens,
+                       const int32_t* row_pos, int64_t n, int64_t d, float* x, cudaStream_t stream);
+/// LayerNorm when beta != nullptr or `layer` is true (gamma = weight), else RMSNorm.
+void norm_launch(bool layer, float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta,
+                 float eps, uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream);
+void add_residual_launch(float* x, const uint16_t* add, int64_t ld_add, int64_t n, int64_t d, cudaStream_t stream);
+void rope_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
+                 const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream);
+void store_kv_launch(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, const KVLayerView& kv,
+                     const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream);
+void swiglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
+                   int64_t ld_out, int64_t n, int64_t f, cudaStream_t stream);
+void gelu_tanh_launch(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream);
+void f32_to_bf16_launch(const float* in, uint16_t* out, int64_t count, cudaStream_t stream);
+void bf16_to_f32_launch(const uint16_t* in, float* out, int64_t count, cudaStream_t stream);
+
+/// Split-K plan of the decode attention kernel (flash-decoding).
+struct DecodePlan {
+  int group = 1;      ///< query heads per kv head
+  int heads_per_block = 1;  ///< query heads one block handles (1, 2 or 4)
+  int subs = 1;       ///< blocks per kv head (ceil(group / heads_per_block))
+  int splits = 1;     ///< key-range splits per (row, kv head, sub)
+  int64_t chunk = 0;  ///< keys per split
+};
+DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len);
+/// Workspace floats the decode plan needs (0 when splits == 1).
+size_t decode_workspace_floats(int64_t n, int q_heads, int head_dim, const DecodePlan& p);
+/// Upper bound of decode_workspace_floats over every kv_heads dividing q_heads and max_len <= capacity.
+size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64_t capacity);
+
+void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
+                             const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& plan,
+                             float scale, uint16_t* out, int64_t ldo, float* workspace, cudaStream_t stream);
+/// Tensor-core tiled attention (head_dim 64 or 128).
+void attention_prefill_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
+                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, float scale, uint16_t* out,
+                              int64_t ldo, cudaStream_t stream);
+
+}  // namespace kq::cuda::ops

@@ -1,0 +1,116 @@
+// RMSNorm and LayerNorm with the fused residual add: one block per row.
+// Vector width 4 (float4 for the F32 residual, 8-byte BF16 quads) when every
+// pointer and row stride allows it, else scalar. The row is read from global
+// memory once per pass; each thread reads back only the elements it wrote, so
+// the passes need no barrier besides the reductions'.
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/model_ops_common.cuh"
+#include "kernels/cuda/model_ops_launch.hpp"
+
+namespace kq::cuda::ops {
+namespace {
+
+constexpr int kNormThreads = 256;
+
+template <int V>
+struct Vec;
+template <>
+struct Vec<1> {
+  float v[1];
+  __device__ static Vec load_f32(const float* p) { return Vec{{*p}}; }
+  __device__ void store_f32(float* p) const { *p = v[0]; }
+  __device__ static Vec load_bf16(const uint16_t* p) { return Vec{{bf(*p)}}; }
+  __device__ void store_bf16(uint16_t* p) const { *p = to_bf(v[0]); }
+};
+template <>
+struct Vec<4> {
+  float v[4];
+  __device__ static Vec load_f32(const float* p) {
+    const float4 a = *reinterpret_cast<const float4*>(p);
+    return Vec{{a.x, a.y, a.z, a.w}};
+  }
+  __device__ void store_f32(float* p) const { *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]); }
+  __device__ static Vec load_bf16(const uint16_t* p) {
+    const uint2 a = *reinterpret_cast<const uint2*>(p);
+    return Vec{{bf_lo(a.x), bf_hi(a.x), bf_lo(a.y), bf_hi(a.y)}};
+  }
+  __device__ void store_bf16(uint16_t* p) const {
+    *reinterpret_cast<uint2*>(p) = make_uint2(pack_bf2(v[0], v[1]), pack_bf2(v[2], v[3]));
+  }
+};
+
+/// One block per row r: x[r] += add[r] (if add), then out[r] = norm(x[r]).
+/// kLayer: LayerNorm with gamma = weight and beta; else RMSNorm with weight.
+template <int V, bool kLayer>
+__global__ void __launch_bounds__(kNormThreads)
+    norm_kernel(float* __restrict__ x, const uint16_t* __restrict__ add, int64_t ld_add,
+                const float* __restrict__ weight, const float* __restrict__ beta, float eps,
+                uint16_t* __restrict__ out, int64_t ld_out, int64_t d) {
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  float* xr = x + r * d;
+  const int64_t nv = d / V;
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < nv; i += kNormThreads) {
+    Vec<V> a = Vec<V>::load_f32(xr + i * V);
+    if (add) {
+      const Vec<V> b = Vec<V>::load_bf16(add + r * ld_add + i * V);
+#pragma unroll
+      for (int j = 0; j < V; ++j) a.v[j] += b.v[j];
+      a.store_f32(xr + i * V);
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) sum += kLayer ? a.v[j] : a.v[j] * a.v[j];
+  }
+  sum = block_sum<kNormThreads>(sum, red);
+  float mean = 0.0f, inv;
+  if (kLayer) {
+    mean = sum / float(d);
+    float var = 0.0f;
+    for (int64_t i = threadIdx.x; i < nv; i += kNormThreads) {
+      const Vec<V> a = Vec<V>::load_f32(xr + i * V);
+#pragma unroll
+      for (int j = 0; j < V; ++j) var += (a.v[j] - mean) * (a.v[j] - mean);
+    }
+    var = block_sum<kNormThreads>(var, red);
+    inv = rsqrtf(var / float(d) + eps);
+  } else {
+    inv = rsqrtf(sum / float(d) + eps);
+  }
+  for (int64_t i = threadIdx.x; i < nv; i += kNormThreads) {
+    Vec<V> a = Vec<V>::load_f32(xr + i * V);
+    const Vec<V> w = Vec<V>::load_f32(weight + i * V);
+    Vec<V> b{};
+    if (kLayer) b = Vec<V>::load_f32(beta + i * V);
+#pragma unroll
+    for (int j = 0; j < V; ++j) a.v[j] = kLayer ? (a.v[j] - mean) * inv * w.v[j] + b.v[j] : a.v[j] * inv * w.v[j];
+    a.store_bf16(out + r * ld_out + i * V);
+  }
+}
+
+template <bool kLayer>
+void launch(bool vec, float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta,
+            float eps, uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream) {
+  // One launch covers at most 2^31 - 1 rows (far above any chunk).
+  if (vec)
+    norm_kernel<4, kLayer><<<unsigned(n), kNormThreads, 0, stream>>>(x, add, ld_add, weight, beta, eps, out, ld_out, d);
+  else
+    norm_kernel<1, kLayer><<<unsigned(n), kNormThreads, 0, stream>>>(x, add, ld_add, weight, beta, eps, out, ld_out, d);
+  KQ_CUDA_CHECK_LAUNCH();
+}
+
+bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }
+
+}  // namespace
+
+void norm_launch(bool layer, float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta,
+                 float eps, uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream) {
+  const bool vec = d % 4 == 0 && aligned(x, 16) && aligned(weight, 16) && (!beta || aligned(beta, 16)) &&
+                   aligned(out, 8) && ld_out % 4 == 0 && (!add || (aligned(add, 8) && ld_add % 4 == 0));
+  if (layer)
+    launch<true>(vec, x, add, ld_add, weight, beta, eps, out, ld_out, n, d, stream);
+  else
+    launch<false>(vec, x, add, ld_add, weight, beta, eps, out, ld_out, n, d, stream);
+}
+
+}  // namespace kq::cuda::ops
