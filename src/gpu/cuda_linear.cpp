@@ -1,0 +1,202 @@
+// The CudaLinear ops: host entry, and one op per device weight layout (BF16,
+// INT8 W8A8, FP8 E4M3 W8A8, W4A16), each adding the bias on the device.
+#include "gpu/cuda_linear.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "formats/fp8.hpp"
+#include "gpu/cuda_linear_kernels.hpp"
+#include "gpu/cuda_linear_ops.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gemm_lt.hpp"
+#include "kq/dtype.hpp"
+#include "kq/error.hpp"
+
+namespace kq::gpu {
+
+CudaLinear::CudaLinear() = default;
+CudaLinear::~CudaLinear() = default;
+
+void CudaLinear::forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const {
+  (void)ctx;
+  if (M <= 0) return;
+  const int64_t K = in_features(), N = out_features();
+  std::lock_guard<std::mutex> lock(host_mutex_);
+  if (!host_ctx_) host_ctx_ = std::make_unique<cuda::GpuContext>(nullptr, size_t(4) << 20);
+  std::vector<uint16_t> xb(size_t(M * K));
+  for (size_t i = 0; i < xb.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+  cuda::DeviceBuffer<uint16_t> dx, dy(size_t(M * N));
+  dx.upload(xb);
+  forward_device(*host_ctx_, dx.data(), K, M, dy.data(), N);
+  KQ_CUDA_CHECK(cudaStreamSynchronize(host_ctx_->stream()));
+  const std::vector<uint16_t> yb = dy.download();
+  for (size_t i = 0; i < yb.size(); ++i) y[i] = bf16_to_f32(yb[i]);
+}
+
+namespace {
+
+/// Shared state: shapes, format tag, device bias; forward_device checks the
+/// arguments, runs the layout's matmul and adds the bias.
+class CudaLinearBase : public CudaLinear {
+ public:
+  CudaLinearBase(int64_t N, int64_t K, cuda::DeviceBuffer<float> bias, std::string format)
+      : N_(N), K_(K), bias_(std::move(bias)), format_(std::move(format)) {
+    if (!bias_.empty() && bias_.size() != size_t(N))
+      raise<InvalidArgument>("CudaLinear ({}): bias has {} values, expected N = {}", format_, bias_.size(), N);
+  }
+  int64_t in_features() const override { return K_; }
+  int64_t out_features() const override { return N_; }
+  std::string format() const override { return format_; }
+  size_t weight_bytes() const override { return matrix_bytes() + bias_.bytes(); }
+  Tensor bias() const override {
+    if (bias_.empty()) return {};
+    Tensor b = Tensor::empty(DType::F32, {N_});
+    KQ_CUDA_CHECK(cudaMemcpy(b.mutable_data<float>(), bias_.data(), bias_.bytes(), cudaMemcpyDeviceToHost));
+    return b;
+  }
+
+  void forward_device(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+                      int64_t ldy) const final {
+    if (M < 1 || ldx < K_ || ldy < N_)
+      raise<InvalidArgument>("CudaLinear ({}, [{}, {}]): forward_device with M = {}, ldx = {}, ldy = {} "
+                             "(need M >= 1, ldx >= K, ldy >= N)",
+                             format_, N_, K_, M, ldx, ldy);
+    if (!x || !y) raise<InvalidArgument>("CudaLinear ({}): forward_device with a null x or y", format_);
+    matmul(ctx, x, ldx, M, y, ldy);
+    if (!bias_.empty()) detail::add_bias_bf16(y, ldy, M, N_, bias_.data(), ctx.stream());
+  }
+
+ protected:
+  /// y = BF16(x · Wᵀ), arguments already checked.
+  virtual void matmul(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+                      int64_t ldy) const = 0;
+  /// Device bytes of the weight (codes, scales, zero points, padding).
+  virtual size_t matrix_bytes() const = 0;
+
+  int64_t N_, K_;
+  cuda::DeviceBuffer<float> bias_;
+  std::string format_;
+};
+
+class Bf16CudaLinear final : public CudaLinearBase {
+ public:
+  Bf16CudaLinear(cuda::DeviceBuffer<uint16_t> w, int64_t N, int64_t K, cuda::DeviceBuffer<float> bias,
+                 std::string format)
+      : CudaLinearBase(N, K, std::move(bias), std::move(format)), w_(std::move(w)) {
+    if (N < 1 || K < 1 || w_.size() != size_t(N * K))
+      raise<InvalidArgument>("CudaLinear ({}): BF16 weight of {} elements for shape [{}, {}]", format_, w_.size(),
+                             N, K);
+  }
+  Tensor dequantized_weight() const override {
+    const std::vector<uint16_t> h = w_.download();
+    Tensor t = Tensor::empty(DType::F32, {N_, K_});
+    float* p = t.mutable_data<float>();
+    for (size_t i = 0; i < h.size(); ++i) p[i] = bf16_to_f32(h[i]);
+    return t;
+  }
+
+ protected:
+  void matmul(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+              int64_t ldy) const override {
+    cuda::gemm_bf16(ctx, x, ldx, w_.data(), K_, y, ldy, M, N_, K_);
+  }
+  size_t matrix_bytes() const override { return w_.bytes(); }
+
+ private:
+  cuda::DeviceBuffer<uint16_t> w_;
+};
+
+/// FP8 E4M3 or INT8 W8A8 on the padded W8Weight layout.
+template <class Code>
+class W8CudaLinear final : public CudaLinearBase {
+ public:
+  W8CudaLinear(cuda::W8Weight<Code> w, cuda::DeviceBuffer<float> bias, std::string format)
+      : CudaLinearBase(w.N, w.K, std::move(bias), std::move(format)), w_(std::move(w)) {}
+  Tensor dequantized_weight() const override {
+    const std::vector<Code> codes = w_.codes.download();
+    const std::vector<float> scales = w_.scale.download();
+    Tensor t = Tensor::empty(DType::F32, {N_, K_});
+    float* p = t.mutable_data<float>();
+    for (int64_t n = 0; n < N_; ++n)
+      for (int64_t k = 0; k < K_; ++k) {
+        const Code c = codes[size_t(n * w_.K_pad + k)];
+        float v;
+        if constexpr (std::is_same_v<Code, int8_t>) {
+          v = float(c);
+        } else {
+          v = formats::fp8_decode(c, FP8Format::E4M3);
+        }
+        p[n * K_ + k] = scales[size_t(n)] * v;
+      }
+    return t;
+  }
+
+ protected:
+  void matmul(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+              int64_t ldy) const override {
+    if constexpr (std::is_same_v<Code, int8_t>) {
+      cuda::int8_w8a8_linear(ctx, w_, x, ldx, M, y, ldy);
+    } else {
+      cuda::fp8_w8a8_linear(ctx, w_, x, ldx, M, y, ldy, cuda::Fp8Path::Auto);
+    }
+  }
+  size_t matrix_bytes() const override { return w_.bytes(); }
+
+ private:
+  cuda::W8Weight<Code> w_;
+};
+
+class W4CudaLinear final : public CudaLinearBase {
+ public:
+  W4CudaLinear(cuda::W4Weight w, cuda::DeviceBuffer<float> bias, std::string format)
+      : CudaLinearBase(w.N, w.K, std::move(bias), std::move(format)), w_(std::move(w)) {}
+  /// The weights of the prefill path: BF16((codebook[q] − zero) · scale).
+  Tensor dequantized_weight() const override {
+    cuda::DeviceBuffer<uint16_t> tmp(size_t(N_ * K_));
+    cuda::w4_dequantize_bf16(w_, tmp.data(), K_, nullptr);
+    KQ_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+    const std::vector<uint16_t> h = tmp.download();
+    Tensor t = Tensor::empty(DType::F32, {N_, K_});
+    float* p = t.mutable_data<float>();
+    for (size_t i = 0; i < h.size(); ++i) p[i] = bf16_to_f32(h[i]);
+    return t;
+  }
+
+ protected:
+  void matmul(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+              int64_t ldy) const override {
+    cuda::w4a16_linear(ctx, w_, x, ldx, M, y, ldy);
+  }
+  size_t matrix_bytes() const override { return w_.bytes(); }
+
+ private:
+  cuda::W4Weight w_;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaLinear> make_cuda_linear_bf16(cuda::DeviceBuffer<uint16_t> w, int64_t N, int64_t K,
+                                                  cuda::DeviceBuffer<float> bias, std::string format) {
+  return std::make_unique<Bf16CudaLinear>(std::move(w), N, K, std::move(bias), std::move(format));
+}
+
+std::unique_ptr<CudaLinear> make_cuda_linear_int8(cuda::Int8Weight w, cuda::DeviceBuffer<float> bias,
+                                                  std::string format) {
+  return std::make_unique<W8CudaLinear<int8_t>>(std::move(w), std::move(bias), std::move(format));
+}
+
+std::unique_ptr<CudaLinear> make_cuda_linear_fp8(cuda::Fp8Weight w, cuda::DeviceBuffer<float> bias,
+                                                 std::string format) {
+  return std::make_unique<W8CudaLinear<uint8_t>>(std::move(w), std::move(bias), std::move(format));
+}
+
+std::unique_ptr<CudaLinear> make_cuda_linear_w4(cuda::W4Weight w, cuda::DeviceBuffer<float> bias,
+                                                std::string format) {
+  return std::make_unique<W4CudaLinear>(std::move(w), std::move(bias), std::move(format));
+}
+
+}  // namespace kq::gpu

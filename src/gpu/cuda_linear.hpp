@@ -1,0 +1,78 @@
+#pragma once
+// Linear ops on the GPU: the CPU ops of every weight format (FP32, INT8 W8A8,
+// FP8 E4M3/E5M2, NF4, FP4, INT4 groups) converted once to the CUDA backend's
+// device layouts, run with BF16 activations (src/kernels/cuda/: cuBLASLt
+// BF16/FP8/INT8 GEMMs, our W4A16 and FP8 GEMVs).
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "kernels/cuda/gpu_context.hpp"
+#include "kernels/linear.hpp"
+
+namespace kq::gpu {
+
+/// A Linear whose weights live on the GPU. Implements the kq::Linear
+/// interface (weight_bytes = device bytes held, format = the CPU op's format
+/// tag, dequantized_weight / bias copied back to the host), plus the device
+/// entry point the CUDA model backend calls.
+class CudaLinear : public Linear {
+ public:
+  CudaLinear();
+  ~CudaLinear() override;
+  CudaLinear(const CudaLinear&) = delete;
+  CudaLinear& operator=(const CudaLinear&) = delete;
+
+  /// y[M, N] = BF16(x[M, K] · Wᵀ + bias) on the GPU, FP32 accumulation.
+  /// x: BF16 device [M, ldx] (ldx >= K); y: BF16 device [M, ldy] (ldy >= N).
+  /// Work is enqueued on ctx.stream(); no host synchronization and no
+  /// allocation once warm (scratch grows on first use of a larger M), so a
+  /// decode step can be captured in a CUDA graph after one warm-up call.
+  /// Throws InvalidArgument for M < 1 or short strides.
+  virtual void forward_device(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+                              int64_t ldy) const = 0;
+  /// Host entry of the Linear interface: rounds x (F32 [M, K], host) to BF16,
+  /// uploads it, runs forward_device on a GpuContext this op owns (created on
+  /// first use, default stream), downloads y as F32 [M, N]. Synchronous and
+  /// slow (tests only). Unlike the CPU ops it throws kq::Error when the
+  /// device fails. Thread-safe (serialized).
+  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override;
+
+ private:
+  mutable std::mutex host_mutex_;
+  mutable std::unique_ptr<cuda::GpuContext> host_ctx_;
+};
+
+/// Converts a CPU Linear (make_linear_f32 or any quantized op of
+/// kernels/quantized_linear.hpp) to the GPU. Device paths per CPU format:
+///   f32                 → BF16 weight (round to nearest even), cuBLASLt BF16 GEMM
+///                         (cuBLASLt picks its GEMV kernels at M = 1);
+///   int8 W8A8 (per-channel, or per-tensor: the one scale repeated)
+///                       → cuda::Int8Weight, int8_w8a8_linear (per-token INT8
+///                         activations, INT32 accumulation): same codes, same math;
+///   int8 weight-only    → BF16(scale · q), BF16 GEMM: keeps the CPU op's
+///                         unquantized activations (no W8A16 INT8 kernel exists;
+///                         running it as W8A8 would add activation error);
+///   fp8 E4M3 W8A8 (per-channel or per-tensor)
+///                       → cuda::Fp8Weight, fp8_w8a8_linear (our GEMV at M <= 8),
+///                         same codes; on a device without FP8 (cc < 8.9) → BF16;
+///   fp8 E5M2 (W8A8 or weight-only), fp8 E4M3 weight-only
+///                       → BF16(scale · code), BF16 GEMM. cuBLASLt has no E5M2 ×
+///                         E5M2 GEMM and weight-only means BF16 activations.
+///                         Every E5M2/E4M3 value is exact in BF16 (2 or 3 mantissa
+///                         bits, exponents inside BF16's range) but value · scale
+///                         is not: one rounding, relative error <= 2^-9, far
+///                         below the FP8 step (2^-3 / 2^-4). E5M2 W8A8's activation
+///                         quantization is not applied (activations stay BF16);
+///   nf4 / fp4 / int4-gN (symmetric, asymmetric), any block 32..256, F32 or BF16
+///   compute dtype       → cuda::W4Weight, w4a16_linear; double-quantized (QLoRA)
+///                         block scales are decoded to FP32 on the host first;
+///                         the device holds the scales in BF16 (rounding <= 2^-9).
+/// The bias (F32 [N]) is held on the device and added by a small kernel after
+/// the GEMM (y = BF16(BF16(x·Wᵀ) + bias): one extra rounding). `ctx` is used
+/// to read the device's properties; weights are uploaded synchronously.
+/// Throws Unsupported naming the format when `op` is neither of the above
+/// (e.g. already a CudaLinear), kq::Error when the device fails.
+std::unique_ptr<CudaLinear> to_cuda(const Linear& op, cuda::GpuContext& ctx);
+
+}  // namespace kq::gpu
