@@ -1,6 +1,9 @@
 // bench_cuda: GPU kernel benchmarks for the CUDA backend.
 //
-//   bench_cuda [--csv FILE] [--quick] [--profile]
+//   bench_cuda [--csv FILE] [--quick] [--profile] [--w4]
+//
+// --w4: only the copy ceiling and the W4A16 kernels (decode GEMVs on all 7B
+// shapes with launch variants, prefill fused vs dequantize + cuBLASLt).
 //
 // Method (the device tool's METHOD.md): CUDA events after warm-up, median of
 // many repetitions; random operands generated on the device (never zeros);
@@ -18,6 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.hpp"
@@ -229,12 +233,12 @@ W4Weight random_w4(W4Format f, int64_t N, int64_t K, int block, uint64_t seed, c
   return w;
 }
 
-void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick) {
+void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick, bool w4_only) {
   const cudaStream_t s = ctx.stream();
   const size_t l2 = ctx.device().l2_bytes;
   const int reps = quick ? 5 : 30;
   const std::string shape = "N=" + std::to_string(N) + " K=" + std::to_string(K);
-  DeviceBuffer<uint16_t> x(size_t(8 * K)), y(size_t(8 * N));
+  DeviceBuffer<uint16_t> x(size_t(16 * K)), y(size_t(16 * N));
   fill_random_bf16(x.data(), x.size(), 20, 1.0f, s);
 
   // BF16 GEMV through cuBLASLt: the reference point a 4-bit GEMV must beat.
@@ -281,25 +285,27 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick)
     const size_t wbytes = ws[0].bytes();
     const int c = copies_for(wbytes, l2);
     for (int i = 1; i < c; ++i) ws.push_back(random_w4(f.f, N, K, f.block, 100 + 7 * uint64_t(i), s));
-    for (const int64_t M : {int64_t(1), int64_t(8)}) {
-      if (quick && M == 8) continue;
+    for (const int64_t M : {int64_t(1), int64_t(8), int64_t(16)}) {
+      if (quick && M > 1) continue;
       const double ms = ev.graph_ms(
           [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, M, y.data(), N, s); }, s, 4 * c, reps);
       const double gbs = double(wbytes + size_t(M * (K + N)) * 2) / (ms * 1e-3) / 1e9;
       report({std::string(f.name) + " M=" + std::to_string(M), shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
     }
     if ((f.f == W4Format::NF4 || f.f == W4Format::INT4) && !quick) {  // launch variants, to tune the defaults
-      for (const int warps : {4, 8, 16}) {
+      for (const auto& [warps, tiles] : {std::pair{4, 0}, std::pair{8, 0}, std::pair{16, 4}, std::pair{16, 2}}) {
         const double ms = ev.graph_ms(
-            [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, {warps}); }, s, 4 * c, reps);
+            [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, {warps, tiles}); }, s, 4 * c,
+            reps);
         const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
-        report({std::string("  ") + w4_format_name(f.f) + " M=1 warps=" + std::to_string(warps), shape, ms * 1e3, gbs,
-                "GB/s", pct_copy(gbs)});
+        report({std::string("  ") + w4_format_name(f.f) + " M=1 w" + std::to_string(warps) + "x" +
+                    std::to_string(tiles == 0 ? (warps == 4 ? 8 : 4) : tiles),
+                shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
       }
     }
   }
   // FP8 decode: our GEMV (kernel alone, and with the activation quantization) vs cuBLASLt.
-  {
+  if (!w4_only) {
     const int64_t N_pad = (N + 15) / 16 * 16, K_pad = (K + 127) / 128 * 128;
     std::vector<Fp8Weight> ws;
     const size_t wbytes = size_t(N_pad * K_pad) + size_t(N_pad) * 4;
@@ -346,14 +352,34 @@ void bench_prefill(Events& ev, GpuContext& ctx, int64_t M, int64_t N, int64_t K,
   const cudaStream_t s = ctx.stream();
   const int reps = quick ? 5 : 20;
   const double flop = 2.0 * double(M) * double(N) * double(K);
+  const std::string shape = shape3(M, N, K);
+  auto tf = [&](double ms) { return flop / (ms * 1e-3) / 1e12; };
   DeviceBuffer<uint16_t> x(size_t(M * K)), y(size_t(M * N)), wb(size_t(N * K));
   fill_random_bf16(x.data(), x.size(), 40, 1.0f, s);
   fill_random_bf16(wb.data(), wb.size(), 41, 1.0f, s);
-  double ms = ev.median_ms([&] { gemm_bf16(ctx, x.data(), K, wb.data(), K, y.data(), N, M, N, K); }, s, 3, reps);
-  report({"prefill bf16 gemm", shape3(M, N, K), ms * 1e3, flop / (ms * 1e-3) / 1e12, "TFLOP/s", ""});
-  const W4Weight w = random_w4(W4Format::NF4, N, K, 64, 42, s);
-  ms = ev.median_ms([&] { w4a16_linear(ctx, w, x.data(), K, M, y.data(), N); }, s, 3, reps);
-  report({"prefill w4a16 nf4 (dequant+gemm)", shape3(M, N, K), ms * 1e3, flop / (ms * 1e-3) / 1e12, "TFLOP/s", ""});
+  const double bf16_ms =
+      ev.median_ms([&] { gemm_bf16(ctx, x.data(), K, wb.data(), K, y.data(), N, M, N, K); }, s, 3, reps);
+  report({"prefill bf16 gemm (cuBLASLt)", shape, bf16_ms * 1e3, tf(bf16_ms), "TFLOP/s", "baseline"});
+  auto vs = [&](double ms) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.2fx bf16 time", bf16_ms / ms);
+    return std::string(b);
+  };
+  for (const auto& [f, block, name] : {std::tuple{W4Format::NF4, 64, "nf4 b64"}, std::tuple{W4Format::INT4, 128, "int4 g128"}}) {
+    const W4Weight w = random_w4(f, N, K, block, 42, s);
+    double ms = ev.median_ms([&] { w4a16_linear(ctx, w, x.data(), K, M, y.data(), N, W4PrefillPath::Fused); }, s, 3,
+                             reps);
+    report({std::string("prefill w4a16 ") + name + " fused", shape, ms * 1e3, tf(ms), "TFLOP/s", vs(ms)});
+    ms = ev.median_ms([&] { w4a16_linear(ctx, w, x.data(), K, M, y.data(), N, W4PrefillPath::DequantGemm); }, s, 3,
+                      reps);
+    report({std::string("prefill w4a16 ") + name + " dq+gemm", shape, ms * 1e3, tf(ms), "TFLOP/s", vs(ms)});
+    if (f == W4Format::NF4) {
+      ms = ev.median_ms([&] { w4_dequantize_bf16(w, wb.data(), K, s); }, s, 3, reps);
+      const double gbs = double(w.bytes() + size_t(N * K) * 2) / (ms * 1e-3) / 1e9;
+      report({"  w4 dequantize to bf16 (nf4)", "N=" + std::to_string(N) + " K=" + std::to_string(K), ms * 1e3, gbs,
+              "GB/s", pct_copy(gbs)});
+    }
+  }
 }
 
 /// --profile: a few plain launches of each decode GEMV, for ncu.
@@ -364,7 +390,7 @@ void profile_launches(GpuContext& ctx) {
     fill_random_bf16(x.data(), x.size(), 1, 1.0f, s);
     for (const W4Format f : {W4Format::NF4, W4Format::INT4}) {
       const W4Weight w = random_w4(f, N, K, f == W4Format::NF4 ? 64 : 128, 7, s);
-      for (int i = 0; i < 3; ++i) w4a16_gemv(w, x.data(), K, 1, y.data(), N, s);
+      w4a16_gemv(w, x.data(), K, 1, y.data(), N, s);
     }
   }
   KQ_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -374,13 +400,14 @@ void profile_launches(GpuContext& ctx) {
 
 int main(int argc, char** argv) {
   const char* csv = nullptr;
-  bool quick = false, profile = false;
+  bool quick = false, profile = false, w4_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
+    else if (!std::strcmp(argv[i], "--w4")) w4_only = true;
     else {
-      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick] [--profile]\n");
+      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick] [--profile] [--w4]\n");
       return 2;
     }
   }
@@ -404,10 +431,16 @@ int main(int argc, char** argv) {
       }
       Events ev;
       bench_copy(ev, stream);
-      bench_gemms(ev, ctx, quick ? 4096 : 8192, quick);
-      bench_decode(ev, ctx, 11008, 4096, quick);
-      bench_decode(ev, ctx, 4096, 11008, quick);
-      bench_prefill(ev, ctx, 2048, 11008, 4096, quick);
+      if (!w4_only) bench_gemms(ev, ctx, quick ? 4096 : 8192, quick);
+      bench_decode(ev, ctx, 11008, 4096, quick, w4_only);
+      bench_decode(ev, ctx, 4096, 11008, quick, w4_only);
+      if (w4_only)  // the other 7B decode shapes: q/o, fused QKV, fused gate-up
+        for (const auto& [N, K] : {std::pair<int64_t, int64_t>{4096, 4096}, std::pair<int64_t, int64_t>{12288, 4096},
+                                   std::pair<int64_t, int64_t>{22016, 4096}})
+          bench_decode(ev, ctx, N, K, quick, w4_only);
+      for (const int64_t M : {int64_t(512), int64_t(2048)}) bench_prefill(ev, ctx, M, 11008, 4096, quick);
+      if (w4_only)
+        for (const int64_t M : {int64_t(32), int64_t(128)}) bench_prefill(ev, ctx, M, 11008, 4096, quick);
     }
     KQ_CUDA_CHECK(cudaStreamDestroy(stream));
   } catch (const std::exception& e) {

@@ -1,5 +1,5 @@
 // W4A16 (NF4, FP4 E2M1, INT4, INT4 asymmetric): the decode GEMV, the BF16
-// dequantization and the prefill path against float64 / exact host references
+// dequantization and the prefill paths (fused GEMM, dequantize + cuBLASLt) against float64 / exact host references
 // on fresh random weights, odd shapes and every block size.
 #ifdef KQ_WITH_CUDA
 #include <gtest/gtest.h>
@@ -68,18 +68,44 @@ std::vector<double> reference(const HostW4& h, const std::vector<uint16_t>& x, i
   return ref;
 }
 
+/// Float64 reference from the weights the prefill GEMM multiplies: each w[n, k]
+/// rounded once to BF16 from FP32 (cb[q] − z) · s with the device's BF16 scales
+/// and zero points, as w4_dequantize_bf16 gives it.
+std::vector<double> reference_bf16_weights(const HostW4& h, const std::vector<uint16_t>& x, int64_t M, int64_t ldx) {
+  const auto cb = cuda::w4_codebook(h.format);
+  std::vector<double> wd(size_t(h.N * h.K));
+  for (int64_t n = 0; n < h.N; ++n)
+    for (int64_t k = 0; k < h.K; ++k) {
+      const size_t b = size_t(n * h.nblk() + k / h.block);
+      const float s = bf16f(f32_to_bf16(h.scales[b]));
+      const float z = h.zeros.empty() ? 0.0f : bf16f(f32_to_bf16(h.zeros[b]));
+      wd[size_t(n * h.K + k)] = bf16f(f32_to_bf16((cb[h.codes[size_t(n * h.K + k)]] - z) * s));
+    }
+  std::vector<double> ref(size_t(M * h.N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < h.N; ++n) {
+      double acc = 0;
+      const double* wr = wd.data() + n * h.K;
+      const uint16_t* xr = x.data() + m * ldx;
+      for (int64_t k = 0; k < h.K; ++k) acc += double(bf16f(xr[k])) * wr[k];
+      ref[size_t(m * h.N + n)] = acc;
+    }
+  return ref;
+}
+
 struct Case {
   int64_t M, N, K, ldx;
   int block;
 };
 
 // Odd N and K (partial row groups, partial tiles and blocks), ldx with and
-// without 16-byte row alignment, M = 1..8, every block size. Every case has
+// without 16-byte row alignment, M = 1..16 (two token halves above 8), every block size. Every case has
 // hundreds of products or more: with a handful, one output's cancellation
 // would make a relative error meaningless.
 const Case kGemvCases[] = {{1, 64, 7, 7, 32},        {1, 37, 300, 304, 64},  {2, 100, 1000, 1000, 128},
                            {3, 257, 4096, 4099, 64}, {5, 64, 129, 136, 256}, {8, 515, 2112, 2112, 32},
-                           {4, 4096, 1024, 1024, 128}, {1, 1031, 11008, 11008, 64}};
+                           {4, 4096, 1024, 1024, 128}, {1, 1031, 11008, 11008, 64}, {9, 77, 1500, 1501, 32},
+                           {16, 300, 4096, 4096, 128}, {12, 33, 640, 644, 256}};
 
 class W4A16 : public ::testing::TestWithParam<W4Format> {};
 
@@ -113,10 +139,11 @@ TEST_P(W4A16, EveryLaunchVariantMatchesReference) {
   const auto ref = reference(h, x, c.M, c.ldx);
   DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.N));
   dx.upload(x);
-  for (const int warps : {4, 8, 16}) {
-    SCOPED_TRACE("warps=" + std::to_string(warps) + " seed=" + std::to_string(r.seed));
+  for (const auto& [warps, tiles] : {std::pair{4, 0}, std::pair{8, 0}, std::pair{16, 4}, std::pair{16, 2}}) {
+    SCOPED_TRACE("warps=" + std::to_string(warps) + " tiles=" + std::to_string(tiles) +
+                 " seed=" + std::to_string(r.seed));
     dy.fill_bytes(0xFF);
-    cuda::w4a16_gemv(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr, {warps});
+    cuda::w4a16_gemv(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr, {warps, tiles});
     KQ_CUDA_CHECK(cudaDeviceSynchronize());
     EXPECT_LE(rel_l2(ref, bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.N))), tol::kW4Gemv);
   }
@@ -171,23 +198,69 @@ TEST_P(W4A16, PackedUploadEqualsUnpacked) {
   EXPECT_EQ(a.zeros.download(), b.zeros.download());
 }
 
+/// Fused GEMM and dequantize + cuBLASLt paths of w4a16_linear, and w4a16_gemm
+/// itself: M, N, K not multiples of the 128 x 128 x 64 tiles, every block size,
+/// aligned and unaligned activation rows, output rows wider than N whose
+/// padding must stay untouched.
+struct PrefillCase {
+  int64_t M, N, K, ldx, ldy;
+  int block;
+};
+const PrefillCase kPrefillCases[] = {
+    {17, 130, 515, 515, 130, 128}, {37, 257, 1000, 1000, 260, 64},  {130, 200, 200, 200, 200, 32},
+    {257, 129, 640, 648, 131, 256}, {64, 384, 4096, 4096, 384, 64}, {300, 75, 77, 77, 80, 32}};
+
 TEST_P(W4A16, PrefillMatchesFloat64Reference) {
   KQ_REQUIRE_GPU();
   Rng r;
   cuda::GpuContext ctx;
-  for (const Case& c : {Case{9, 130, 515, 515, 128}, Case{37, 257, 1000, 1000, 64}}) {
-    SCOPED_TRACE("M=" + std::to_string(c.M) + " seed=" + std::to_string(r.seed));
+  for (const PrefillCase& c : kPrefillCases) {
     const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
     const cuda::W4Weight w = upload(h);
     const auto x = random_bf16(r, size_t(c.M * c.ldx));
-    DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.N));
+    const auto ref = reference_bf16_weights(h, x, c.M, c.ldx);
+    const auto ref_exact = reference(h, x, c.M, c.ldx);
+    DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.ldy));
     dx.upload(x);
-    dy.fill_bytes(0xFF);
-    cuda::w4a16_linear(ctx, w, dx.data(), c.ldx, c.M, dy.data(), c.N);
-    KQ_CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_LE(rel_l2(reference(h, x, c.M, c.ldx), bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.N))),
-              tol::kW4Prefill);
+    for (const auto path : {cuda::W4PrefillPath::Fused, cuda::W4PrefillPath::DequantGemm}) {
+      SCOPED_TRACE("M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+                   " ldx=" + std::to_string(c.ldx) + " block=" + std::to_string(c.block) +
+                   " path=" + std::to_string(int(path)) + " seed=" + std::to_string(r.seed));
+      dy.fill_bytes(0xFF);
+      cuda::w4a16_linear(ctx, w, dx.data(), c.ldx, c.M, dy.data(), c.ldy, path);
+      KQ_CUDA_CHECK(cudaDeviceSynchronize());
+      const auto got = dy.download();
+      // Against the BF16 weights the kernel multiplies: FP32 accumulation and
+      // BF16 output rounding only; against the exact weights: plus one weight rounding.
+      EXPECT_LE(rel_l2(ref, bf16_matrix(got, size_t(c.M), size_t(c.N), size_t(c.ldy))), tol::kW4Gemm);
+      EXPECT_LE(rel_l2(ref_exact, bf16_matrix(got, size_t(c.M), size_t(c.N), size_t(c.ldy))), tol::kW4Prefill);
+      int64_t touched = 0;
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t n = c.N; n < c.ldy; ++n) touched += got[size_t(m * c.ldy + n)] != 0xFFFF;
+      EXPECT_EQ(touched, 0);
+    }
   }
+}
+
+TEST_P(W4A16, FusedGemmDirectMatchesReference) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  const PrefillCase c{200, 300, 1000, 1000, 301, 64};  // odd ldy: scalar stores
+  const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
+  SCOPED_TRACE("seed=" + std::to_string(r.seed));
+  const cuda::W4Weight w = upload(h);
+  const auto x = random_bf16(r, size_t(c.M * c.ldx));
+  DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.ldy));
+  dx.upload(x);
+  dy.fill_bytes(0xFF);
+  cuda::w4a16_gemm(w, dx.data(), c.ldx, c.M, dy.data(), c.ldy, nullptr);
+  KQ_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_LE(rel_l2(reference_bf16_weights(h, x, c.M, c.ldx),
+                   bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.ldy))),
+            tol::kW4Gemm);
+  EXPECT_THROW(cuda::w4a16_gemm(w, dx.data(), 1001, c.M - 1, dy.data(), c.ldy, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::w4a16_gemm(w, dx.data() + 1, c.ldx, c.M - 1, dy.data(), c.ldy, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::w4a16_gemm(w, dx.data(), c.ldx, 0, dy.data(), c.ldy, nullptr), InvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, W4A16,
@@ -217,7 +290,7 @@ TEST(W4A16Args, RejectsBadInput) {
   KQ_REQUIRE_GPU();
   const cuda::W4Weight w = cuda::upload_w4_weight(W4Format::NF4, 1, 64, 32, codes.data(), scales.data());
   DeviceBuffer<uint16_t> b(64 * 16);
-  EXPECT_THROW(cuda::w4a16_gemv(w, b.data(), 64, 9, b.data(), 1, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::w4a16_gemv(w, b.data(), 64, 17, b.data(), 1, nullptr), InvalidArgument);
   EXPECT_THROW(cuda::w4a16_gemv(w, b.data(), 32, 1, b.data(), 1, nullptr), InvalidArgument);
 }
 

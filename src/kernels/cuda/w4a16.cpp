@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gemm_lt.hpp"
 #include "kernels/cuda/w4a16_launch.hpp"
 #include "kq/dtype.hpp"
@@ -135,10 +136,20 @@ W4Weight upload_w4_weight_packed(W4Format format, int64_t N, int64_t K, int bloc
 
 void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream, W4GemvTuning tuning) {
-  if (M < 1 || M > 8) raise<InvalidArgument>("w4a16_gemv: M = {} tokens (the decode GEMV takes 1..8)", M);
+  if (M < 1 || M > 16) raise<InvalidArgument>("w4a16_gemv: M = {} tokens (the decode GEMV takes 1..16)", M);
   if (ldx < w.K || ldy < w.N)
     raise<InvalidArgument>("w4a16_gemv: row strides ldx={} / ldy={} smaller than K={} / N={}", ldx, ldy, w.K, w.N);
   w4a16_gemv_launch(w, x, ldx, M, y, ldy, stream, tuning);
+}
+
+void w4a16_gemm(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
+                cudaStream_t stream) {
+  if (M < 1) raise<InvalidArgument>("w4a16_gemm: M = {} tokens (must be >= 1)", M);
+  if (ldx < w.K || ldy < w.N)
+    raise<InvalidArgument>("w4a16_gemm: row strides ldx={} / ldy={} smaller than K={} / N={}", ldx, ldy, w.K, w.N);
+  if (ldx % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
+    raise<InvalidArgument>("w4a16_gemm: activation rows must be 16-byte aligned (ldx = {}, a multiple of 8)", ldx);
+  w4a16_gemm_launch(w, x, ldx, M, y, ldy, stream);
 }
 
 void w4_dequantize_bf16(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream) {
@@ -147,13 +158,29 @@ void w4_dequantize_bf16(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStrea
 }
 
 void w4a16_linear(GpuContext& ctx, const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
-                  int64_t ldy) {
+                  int64_t ldy, W4PrefillPath path) {
   if (M < 1) raise<InvalidArgument>("w4a16_linear: M = {} tokens (must be >= 1)", M);
-  if (M <= 8) {
+  if (ldx < w.K || ldy < w.N)
+    raise<InvalidArgument>("w4a16_linear: row strides ldx={} / ldy={} smaller than K={} / N={}", ldx, ldy, w.K, w.N);
+  if (M <= kW4GemvMaxM) {
     w4a16_gemv(w, x, ldx, M, y, ldy, ctx.stream());
     return;
   }
-  // Prefill: dequantize once into scratch (row stride rounded to 8 elements for
+  if (path == W4PrefillPath::Auto) path = M <= kW4FusedMaxM ? W4PrefillPath::Fused : W4PrefillPath::DequantGemm;
+  if (path == W4PrefillPath::Fused) {
+    if (ldx % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+      w4a16_gemm_launch(w, x, ldx, M, y, ldy, ctx.stream());
+      return;
+    }
+    // Unaligned activation rows: copy into 16-byte-aligned scratch rows first.
+    const int64_t lda = (w.K + 7) / 8 * 8;
+    auto* xa = static_cast<uint16_t*>(ctx.scratch(Scratch::Weight, size_t(M * lda) * 2));
+    KQ_CUDA_CHECK(cudaMemcpy2DAsync(xa, size_t(lda) * 2, x, size_t(ldx) * 2, size_t(w.K) * 2, size_t(M),
+                                    cudaMemcpyDeviceToDevice, ctx.stream()));
+    w4a16_gemm_launch(w, xa, lda, M, y, ldy, ctx.stream());
+    return;
+  }
+  // Dequantize once into scratch (row stride rounded to 8 elements for
   // 16-byte-aligned rows), then the BF16 tensor-core GEMM.
   const int64_t ldw = (w.K + 7) / 8 * 8;
   auto* wb = static_cast<uint16_t*>(ctx.scratch(Scratch::Weight, size_t(w.N * ldw) * 2));

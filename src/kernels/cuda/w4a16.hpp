@@ -1,15 +1,18 @@
 #pragma once
 // W4A16 on the GPU: 4-bit weights (NF4, FP4 E2M1, INT4 groups) with BF16
 // activations and FP32 accumulation.
-//  * decode (M <= 8 tokens): w4a16_gemv, our own kernel. Each warp owns 16
-//    weight rows and a slice of K; every 4-bit code is read once with 16-byte
-//    loads, turned into BF16 pairs (NF4/FP4: a byte -> BF16x2 lookup table in
-//    shared memory, one copy per lane so no bank conflicts; INT4: arithmetic,
-//    from interleaved nibbles) and fed unscaled to the tensor cores (mma.sync
-//    m16n8k16 BF16, the tokens are the n = 8 side); each block's scale is
-//    applied to the FP32 partial sums.
-//  * prefill (M > 8): w4_dequantize_bf16 into a scratch BF16 weight, then the
-//    cuBLASLt BF16 GEMM.
+//  * decode (M <= 16 tokens): w4a16_gemv, our own kernel. One block per 16
+//    weight rows, its warps split K; every 4-bit code is read once with
+//    16-byte loads, all of a warp's first loads issued up front, turned into
+//    BF16 pairs (NF4/FP4: a byte -> BF16x2 lookup table in shared memory, one
+//    copy per lane so no bank conflicts; INT4: arithmetic, from interleaved
+//    nibbles) and fed unscaled to the tensor cores (mma.sync m16n8k16 BF16,
+//    the tokens are the n = 8 side, two halves for M > 8); each block's scale
+//    is applied to the FP32 partial sums.
+//  * prefill (M > 16): w4a16_gemm, a fused GEMM that dequantizes 128 x 64
+//    weight tiles to BF16 in shared memory and feeds mma.sync m16n8k16 BF16
+//    tensor-core tiles (cp.async multi-stage pipeline); or, for large M,
+//    w4_dequantize_bf16 into a scratch BF16 weight and the cuBLASLt BF16 GEMM.
 // Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = OCP
 // MX E2M1 (blockwise absmax normalised to 6), INT4 round-to-nearest groups
 // (symmetric, or asymmetric with a zero point per group).
@@ -86,7 +89,8 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
 
 /// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
 struct W4GemvTuning {
-  int warps = 0;  ///< warps per block splitting K: 4, 8 or 16
+  int warps = 0;  ///< warps per block splitting K: 4 (8 tiles per chunk), 8 (4 tiles) or 16 (4 tiles, or 2)
+  int tiles = 0;  ///< with warps = 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4)
 };
 
 /// Position of element k in a row's code stream (device layout above):
@@ -100,19 +104,41 @@ int64_t w4_code_position(int64_t k);
 W4Weight upload_w4_weight_packed(W4Format format, int64_t N, int64_t K, int block, const uint8_t* packed,
                                  const float* scales, const uint8_t* zeros = nullptr);
 
-/// Decode GEMV: y[m, n] = BF16(Σ_k x[m, k] · w[n, k]) for 1 <= M <= 8.
+/// Decode GEMV: y[m, n] = BF16(Σ_k x[m, k] · w[n, k]) for 1 <= M <= 16.
 /// x: BF16 [M, ldx] (any ldx >= K; 8-byte-aligned rows with ldx % 4 == 0 take
 /// the vector path); y: BF16 [M, ldy]. Throws InvalidArgument for bad M/ld.
 void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream, W4GemvTuning tuning = {});
 
+/// Fused prefill GEMM: y[m, n] = BF16(Σ_k x[m, k] · BF16(w[n, k])) for any
+/// M >= 1, each weight dequantized to BF16 once per tile in shared memory
+/// (the value w4_dequantize_bf16 gives), FP32 accumulation on the tensor cores.
+/// x: BF16 [M, ldx], 16-byte-aligned rows (x 16-byte aligned, ldx % 8 == 0,
+/// ldx >= K); y: BF16 [M, ldy], ldy >= N. Throws InvalidArgument otherwise
+/// (w4a16_linear copies unaligned activations first).
+void w4a16_gemm(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
+                cudaStream_t stream);
+
 /// Dequantizes to BF16: out[n, k] = BF16((codebook[q] − zero) · scale) computed
 /// in FP32, for k < K; out: [N, ldo] with ldo >= K.
 void w4_dequantize_bf16(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream);
 
-/// W4A16 linear: the GEMV for M <= 8, else dequantize into ctx's scratch and
-/// run the cuBLASLt BF16 GEMM. x: BF16 [M, ldx]; y: BF16 [M, ldy].
+/// How w4a16_linear computes M > kW4GemvMaxM tokens.
+enum class W4PrefillPath : uint8_t {
+  Auto,         ///< Fused below kW4FusedMaxM tokens, else DequantGemm (the faster on the H200)
+  Fused,        ///< w4a16_gemm
+  DequantGemm,  ///< w4_dequantize_bf16 into ctx's scratch + cuBLASLt BF16 GEMM
+};
+
+/// Largest M that w4a16_linear sends to the decode GEMV.
+inline constexpr int64_t kW4GemvMaxM = 16;
+/// W4PrefillPath::Auto uses the fused GEMM for M <= kW4FusedMaxM.
+inline constexpr int64_t kW4FusedMaxM = 1 << 30;
+
+/// W4A16 linear: the GEMV for M <= kW4GemvMaxM, else the prefill path chosen
+/// by `path`. x: BF16 [M, ldx]; y: BF16 [M, ldy]. Throws InvalidArgument for
+/// M < 1 or strides smaller than K / N.
 void w4a16_linear(GpuContext& ctx, const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
-                  int64_t ldy);
+                  int64_t ldy, W4PrefillPath path = W4PrefillPath::Auto);
 
 }  // namespace kq::cuda

@@ -1,7 +1,15 @@
-// W4A16 kernels: the decode GEMV (mma.sync m16n8k16 BF16, see
-// gemv_common.cuh for the warp tile) and the BF16 dequantization for prefill.
+// W4A16 decode GEMV (M <= 16 tokens): mma.sync m16n8k16 BF16 with the tokens
+// on the n = 8 side (two n8 halves for M > 8).
 //
-// GEMV dequantization: the 4-bit codes become BF16 pairs that go straight into
+// Work split (version 8 of the tuning log in docs/GPU.md): one block per
+// 16-row group, a non-persistent grid; the block's kWarps warps split the
+// group's 128-k tiles into contiguous ranges and every warp issues the loads
+// of its first kU tiles (codes, scales, zero points: 128 bytes of codes per
+// lane at kU = 4) before anything else, so the whole matrix is requested in
+// about one wave; the LUT fill and the compute follow. Partial sums are
+// reduced over the warps in shared memory.
+//
+// Dequantization: the 4-bit codes become BF16 pairs that go straight into
 // the mma's A registers, unscaled; block scales (and INT4 zero points) are
 // applied to the FP32 partial sums once per block:
 //  * NF4 / FP4 (codebooks): a byte -> BF16x2 lookup table in shared memory,
@@ -18,67 +26,48 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
-#include "kernels/cuda/gemv_common.cuh"
 #include "kernels/cuda/w4a16.hpp"
+#include "kernels/cuda/w4a16_device.cuh"
 #include "kernels/cuda/w4a16_launch.hpp"
 
 namespace kq::cuda {
 namespace {
 
-using gemv::kTileK;
+using namespace w4dev;
 
-/// How codes become values.
-enum class Dq { Lut, Int4Sym, Int4Asym };
-
-constexpr int kLutBytes = 256 * 256;  // 256 entries x 256 bytes (lanes use the first 128)
-
-struct Codebook16 {
-  float v[16];
-};
+constexpr int kTileK = 128;            // k per warp tile: 4 lanes x 32 codes
+constexpr int kLutBytes = 256 * 256;   // 256 entries x 256 bytes (lanes use the first 128)
 
 struct W4GemvParams {
-  const uint8_t* codes;          // [N, ldq]
-  int64_t ldq;                   // bytes per row = K_pad / 2
-  const __nv_bfloat16* scales;   // [N, lds]
-  const __nv_bfloat16* zeros;    // [N, lds] (INT4Asym) or null
-  int64_t lds;                   // blocks per row
-  int block_shift;               // log2(block)
-  const uint16_t* x;             // [M, ldx] BF16 bits
+  const uint8_t* codes;   // [N, ldq]
+  int64_t ldq;            // bytes per row = K_pad / 2
+  const uint16_t* scales; // BF16 [N, lds]
+  const uint16_t* zeros;  // BF16 [N, lds] (INT4Asym) or null
+  int64_t lds;            // blocks per row
+  int block_shift;        // log2(block)
+  const uint16_t* x;      // [M, ldx] BF16 bits
   int64_t ldx;
   int64_t K;
   int M;
-  bool x_vec;                    // rows 8-byte aligned: ldx % 4 == 0
-  __nv_bfloat16* y;              // [M, ldy]
+  bool x_vec;             // rows 8-byte aligned: ldx % 4 == 0
+  __nv_bfloat16* y;       // [M, ldy]
   int64_t ldy;
   int64_t N;
-  int k_tiles;                   // K_pad / 128
-  float codebook[16];            // Lut only
+  int k_tiles;            // K_pad / 128
+  int per_warp;           // tiles per warp (contiguous range)
+  float codebook[16];     // Lut only
 };
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-
-__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                               uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/// This lane's activations for one 128-k tile: for step s (0..7), token g's
-/// BF16 pairs at k = kb + 16s + 4t + {0, 1} (x[2s]) and {2, 3} (x[2s+1]);
-/// zeros past K or for g >= M.
-__device__ __forceinline__ void load_x(uint32_t (&x)[16], const W4GemvParams& p, int64_t kb, int g, int t) {
-  if (g >= p.M) {
+/// This lane's activations of token `tok` for one 128-k tile: for step s
+/// (0..7), BF16 pairs at k = kb + 16s + 4t + {0, 1} (x[2s]) and {2, 3}
+/// (x[2s+1]); zeros past K or for tok >= M.
+__device__ __forceinline__ void load_x(uint32_t (&x)[16], const W4GemvParams& p, int64_t kb, int tok, int t) {
+  if (tok >= p.M) {
 #pragma unroll
     for (int i = 0; i < 16; ++i) x[i] = 0;
     return;
   }
-  const uint16_t* xr = p.x + int64_t(g) * p.ldx;
+  const uint16_t* xr = p.x + int64_t(tok) * p.ldx;
   if (p.x_vec && kb + kTileK <= p.K) {
 #pragma unroll
     for (int s = 0; s < 8; ++s) {
@@ -100,8 +89,8 @@ __device__ __forceinline__ void load_x(uint32_t (&x)[16], const W4GemvParams& p,
 }
 
 /// Pair from byte `i` (0..3, compile-time) of `word` through the lane's LUT column.
-__device__ __forceinline__ uint32_t lut_pair(const char* lut, uint32_t lane4, uint32_t word, int i) {
-  const uint32_t off = __byte_perm(lane4, word, 0x1100u | uint32_t(4 + i) << 4);  // byte << 8 | lane << 2
+__device__ __forceinline__ uint32_t lut_pair(const char* lut, uint32_t lane4, uint32_t w, int i) {
+  const uint32_t off = __byte_perm(lane4, w, 0x1100u | uint32_t(4 + i) << 4);  // byte << 8 | lane << 2
   return *reinterpret_cast<const uint32_t*>(lut + off);
 }
 
@@ -110,27 +99,29 @@ __device__ __forceinline__ uint32_t int4_pair(uint32_t bits) { return (bits & 0x
 
 constexpr uint32_t kOnes = 0x3F803F80u;  // BF16x2 (1, 1)
 
-__device__ __forceinline__ float bf16_bits_to_float(uint32_t b) { return __uint_as_float(b << 16); }
-
-/// One 128-k tile of rows g (w0) and g+8 (w1) for this lane. Device layout:
-/// this lane's 16 bytes hold, for step s = 0..7, the 4 codes at
+/// One 128-k tile of rows g (w0) and g+8 (w1) for this lane and kN8 groups of
+/// 8 tokens. This lane's 16 bytes hold, for step s = 0..7, the 4 codes at
 /// k = kb + 16s + 4t + {0..3}, so a step spans 16 contiguous k and never
 /// crosses a block. Steps of one block are summed unscaled (codebook values,
 /// or 128 + u for INT4), then the block's scale (and zero point, through a
 /// ones-mma that sums the activations) is applied in FP32:
 ///   Σ w x = s · (Σ (128 + u) x − (128 + z) Σ x).
-template <int kParts, Dq kDq>
-__device__ __forceinline__ void compute_tile(float (&acc)[4], const uint4& w0, const uint4& w1,
+template <int kParts, Dq kDq, int kN8>
+__device__ __forceinline__ void compute_tile(float (&acc)[kN8][4], const uint4& w0, const uint4& w1,
                                              const uint32_t (&sc)[kParts][2], const uint32_t (&zc)[kParts][2],
-                                             const uint32_t (&x)[16], const char* lut, uint32_t lane4) {
+                                             const uint32_t (&x)[kN8][16], const char* lut, uint32_t lane4) {
   constexpr int kSteps = 8 / kParts;
 #pragma unroll
   for (int part = 0; part < kParts; ++part) {
-    float c[4] = {0.f, 0.f, 0.f, 0.f}, o[4] = {0.f, 0.f, 0.f, 0.f};
+    float c[kN8][4], o[kN8][4];
+#pragma unroll
+    for (int j = 0; j < kN8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) c[j][i] = o[j][i] = 0.f;
 #pragma unroll
     for (int ss = 0; ss < kSteps; ++ss) {
       const int s = part * kSteps + ss;
-      const uint32_t q0 = gemv::word(w0, s >> 1), q1 = gemv::word(w1, s >> 1);
+      const uint32_t q0 = word(w0, s >> 1), q1 = word(w1, s >> 1);
       uint32_t a0, a1, a2, a3;
       if constexpr (kDq == Dq::Lut) {
         // Plain packing: the step's 4 codes are bytes 2(s&1), 2(s&1)+1 of the word, low nibble first.
@@ -147,40 +138,88 @@ __device__ __forceinline__ void compute_tile(float (&acc)[4], const uint4& w0, c
         a2 = int4_pair(q0 >> (sh + 4));
         a3 = int4_pair(q1 >> (sh + 4));
       }
-      mma_bf16_16816(c, a0, a1, a2, a3, x[2 * s], x[2 * s + 1]);
-      if constexpr (kDq != Dq::Lut) mma_bf16_16816(o, kOnes, kOnes, kOnes, kOnes, x[2 * s], x[2 * s + 1]);
+#pragma unroll
+      for (int j = 0; j < kN8; ++j) {
+        mma_bf16_16816(c[j], a0, a1, a2, a3, x[j][2 * s], x[j][2 * s + 1]);
+        if constexpr (kDq != Dq::Lut) mma_bf16_16816(o[j], kOnes, kOnes, kOnes, kOnes, x[j][2 * s], x[j][2 * s + 1]);
+      }
     }
     const float s0 = bf16_bits_to_float(sc[part][0]), s1 = bf16_bits_to_float(sc[part][1]);
-    if constexpr (kDq == Dq::Lut) {
-      acc[0] = fmaf(s0, c[0], acc[0]);
-      acc[1] = fmaf(s0, c[1], acc[1]);
-      acc[2] = fmaf(s1, c[2], acc[2]);
-      acc[3] = fmaf(s1, c[3], acc[3]);
-    } else {
-      // 128 + zero point (INT4 symmetric codes are offset binary: zero 8).
-      const float b0 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][0]);
-      const float b1 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][1]);
-      acc[0] = fmaf(s0, fmaf(-b0, o[0], c[0]), acc[0]);
-      acc[1] = fmaf(s0, fmaf(-b0, o[1], c[1]), acc[1]);
-      acc[2] = fmaf(s1, fmaf(-b1, o[2], c[2]), acc[2]);
-      acc[3] = fmaf(s1, fmaf(-b1, o[3], c[3]), acc[3]);
+#pragma unroll
+    for (int j = 0; j < kN8; ++j) {
+      if constexpr (kDq == Dq::Lut) {
+        acc[j][0] = fmaf(s0, c[j][0], acc[j][0]);
+        acc[j][1] = fmaf(s0, c[j][1], acc[j][1]);
+        acc[j][2] = fmaf(s1, c[j][2], acc[j][2]);
+        acc[j][3] = fmaf(s1, c[j][3], acc[j][3]);
+      } else {
+        // 128 + zero point (INT4 symmetric codes are offset binary: zero 8).
+        const float b0 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][0]);
+        const float b1 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][1]);
+        acc[j][0] = fmaf(s0, fmaf(-b0, o[j][0], c[j][0]), acc[j][0]);
+        acc[j][1] = fmaf(s0, fmaf(-b0, o[j][1], c[j][1]), acc[j][1]);
+        acc[j][2] = fmaf(s1, fmaf(-b1, o[j][2], c[j][2]), acc[j][2]);
+        acc[j][3] = fmaf(s1, fmaf(-b1, o[j][3], c[j][3]), acc[j][3]);
+      }
     }
   }
 }
 
-constexpr size_t smem_bytes(int warps, Dq dq) {
-  return size_t(warps) * 4 * 32 * sizeof(float) + (dq == Dq::Lut ? size_t(kLutBytes) : 0);
+template <int kWarps, int kN8, Dq kDq>
+constexpr size_t smem_bytes() {
+  return size_t(kWarps) * kN8 * 4 * 32 * sizeof(float) + (kDq == Dq::Lut ? size_t(kLutBytes) : 0);
 }
 
-/// kWarps warps split the 128-k tiles of each 16-row group (each warp a
-/// contiguous range); a persistent grid walks the row groups. A warp first
-/// issues the code and scale loads of kUnroll adjacent tiles, then computes them.
+/// Codes, scales and zero points of kU tiles starting at kt0 (tiles >= kt_end skipped).
+template <int kU, int kParts, Dq kDq>
+__device__ __forceinline__ void load_chunk(uint4 (&w0)[kU], uint4 (&w1)[kU], uint32_t (&sc)[kU][kParts][2],
+                                           uint32_t (&zc)[kU][kParts][2], const W4GemvParams& p,
+                                           const uint8_t* q0, const uint8_t* q1, int64_t r0, int64_t r1, int kt0,
+                                           int kt_end) {
+#pragma unroll
+  for (int u = 0; u < kU; ++u) {
+    const int kt = kt0 + u;
+    if (kt < kt_end) {
+      w0[u] = ld_stream16(q0 + int64_t(kt) * (kTileK / 2));
+      w1[u] = ld_stream16(q1 + int64_t(kt) * (kTileK / 2));
+      const int64_t blk0 = (int64_t(kt) * kTileK) >> p.block_shift;
+#pragma unroll
+      for (int part = 0; part < kParts; ++part) {
+        sc[u][part][0] = ld_u16(p.scales + r0 * p.lds + blk0 + part);
+        sc[u][part][1] = ld_u16(p.scales + r1 * p.lds + blk0 + part);
+        if constexpr (kDq == Dq::Int4Asym) {
+          zc[u][part][0] = ld_u16(p.zeros + r0 * p.lds + blk0 + part);
+          zc[u][part][1] = ld_u16(p.zeros + r1 * p.lds + blk0 + part);
+        } else {
+          zc[u][part][0] = zc[u][part][1] = 0;
+        }
+      }
+    }
+  }
+}
+
+/// One block per 16-row group; kWarps warps split its 128-k tiles (each warp a
+/// contiguous range of p.per_warp tiles, processed kU at a time).
 /// kParts = blocks per 128-k tile (1 for block >= 128, 2 for 64, 4 for 32).
-template <int kWarps, int kUnroll, int kParts, Dq kDq>
-__global__ void __launch_bounds__(kWarps * 32) w4a16_gemv_kernel(const __grid_constant__ W4GemvParams p) {
+/// At least 16 warps per SM fit (<= 128 registers; 4-warp blocks of 8 tiles <= 168).
+template <int kWarps, int kU, int kParts, Dq kDq, int kN8>
+__global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 16 / kWarps) w4a16_gemv_kernel(const __grid_constant__ W4GemvParams p) {
   extern __shared__ __align__(16) uint32_t smem[];
-  float* red = reinterpret_cast<float*>(smem);                  // [kWarps][4][32]
-  char* lut = reinterpret_cast<char*>(smem + kWarps * 4 * 32);  // [256][256 bytes]
+  float* red = reinterpret_cast<float*>(smem);                        // [kWarps][kN8*4][32]
+  char* lut = reinterpret_cast<char*>(smem + kWarps * kN8 * 4 * 32);  // [256][256 bytes]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t lane4 = uint32_t(lane) << 2;
+  const int64_t n0 = int64_t(blockIdx.x) * 16;
+  const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
+  const uint8_t* q0 = p.codes + r0 * p.ldq + 16 * t;
+  const uint8_t* q1 = p.codes + r1 * p.ldq + 16 * t;
+  const int kt_begin = min(warp * p.per_warp, p.k_tiles), kt_end = min(kt_begin + p.per_warp, p.k_tiles);
+
+  uint4 w0[kU], w1[kU];
+  uint32_t sc[kU][kParts][2], zc[kU][kParts][2];
+  // The first chunk's loads go out before the LUT fill and its barrier.
+  load_chunk<kU, kParts, kDq>(w0, w1, sc, zc, p, q0, q1, r0, r1, kt_begin, kt_end);
   if constexpr (kDq == Dq::Lut) {
     uint4* lut4 = reinterpret_cast<uint4*>(lut);
     for (int i = threadIdx.x; i < 256 * 8; i += kWarps * 32) {
@@ -190,152 +229,98 @@ __global__ void __launch_bounds__(kWarps * 32) w4a16_gemv_kernel(const __grid_co
     }
     __syncthreads();
   }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t = lane & 3;
-  const uint32_t lane4 = uint32_t(lane) << 2;
-  const uint16_t* scales = reinterpret_cast<const uint16_t*>(p.scales);
-  const uint16_t* zeros = reinterpret_cast<const uint16_t*>(p.zeros);
-  const int groups = int((p.N + 15) / 16);
-  // Each warp takes a contiguous range of tiles, so its loads of one row are adjacent.
-  const int per_warp = (p.k_tiles + kWarps - 1) / kWarps;
-  const int kt_begin = min(warp * per_warp, p.k_tiles), kt_end = min(kt_begin + per_warp, p.k_tiles);
-  for (int rg = blockIdx.x; rg < groups; rg += gridDim.x) {
-    const int64_t n0 = int64_t(rg) * 16;
-    const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
-    const uint8_t* q0 = p.codes + r0 * p.ldq + 16 * t;
-    const uint8_t* q1 = p.codes + r1 * p.ldq + 16 * t;
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int kt0 = kt_begin; kt0 < kt_end; kt0 += kUnroll) {
-      uint4 w0[kUnroll], w1[kUnroll];
-      uint32_t sc[kUnroll][kParts][2], zc[kUnroll][kParts][2];
+  float acc[kN8][4];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int kt = kt0 + u;
-        if (kt < kt_end) {
-          w0[u] = gemv::ld_stream(q0 + int64_t(kt) * (kTileK / 2));
-          w1[u] = gemv::ld_stream(q1 + int64_t(kt) * (kTileK / 2));
-          const int64_t blk0 = (int64_t(kt) * kTileK) >> p.block_shift;
+  for (int j = 0; j < kN8; ++j)
 #pragma unroll
-          for (int part = 0; part < kParts; ++part) {
-            sc[u][part][0] = scales[r0 * p.lds + blk0 + part];
-            sc[u][part][1] = scales[r1 * p.lds + blk0 + part];
-            if constexpr (kDq == Dq::Int4Asym) {
-              zc[u][part][0] = zeros[r0 * p.lds + blk0 + part];
-              zc[u][part][1] = zeros[r1 * p.lds + blk0 + part];
-            } else {
-              zc[u][part][0] = zc[u][part][1] = 0;
-            }
-          }
-        }
-      }
+    for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+  for (int kt0 = kt_begin; kt0 < kt_end;) {
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int kt = kt0 + u;
-        if (kt < kt_end) {
-          uint32_t x[16];
-          load_x(x, p, int64_t(kt) * kTileK, g, t);
-          compute_tile<kParts, kDq>(acc, w0[u], w1[u], sc[u], zc[u], x, lut, lane4);
-        }
+    for (int u = 0; u < kU; ++u) {
+      const int kt = kt0 + u;
+      if (kt < kt_end) {
+        uint32_t x[kN8][16];
+#pragma unroll
+        for (int j = 0; j < kN8; ++j) load_x(x[j], p, int64_t(kt) * kTileK, g + 8 * j, t);
+        compute_tile<kParts, kDq, kN8>(acc, w0[u], w1[u], sc[u], zc[u], x, lut, lane4);
       }
     }
-    gemv::reduce_store<kWarps>(acc, red, n0, p.N, p.M, p.y, p.ldy, [](int, int64_t) { return 1.0f; });
+    kt0 += kU;
+    if (kt0 < kt_end) load_chunk<kU, kParts, kDq>(w0, w1, sc, zc, p, q0, q1, r0, r1, kt0, kt_end);
+  }
+  // Sum over the warps (split K); warp 0 writes y.
+#pragma unroll
+  for (int j = 0; j < kN8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) red[((warp * kN8 + j) * 4 + i) * 32 + lane] = acc[j][i];
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int j = 0; j < kN8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) s += red[((w * kN8 + j) * 4 + i) * 32 + lane];
+        const int m = 8 * j + 2 * t + (i & 1);
+        const int64_t n = n0 + g + (i >> 1) * 8;
+        if (m < p.M && n < p.N) p.y[int64_t(m) * p.ldy + n] = __float2bfloat16_rn(s);
+      }
   }
 }
 
-template <int kWarps, int kParts, Dq kDq>
-void launch_gemv(const W4GemvParams& p, cudaStream_t stream) {
-  constexpr int kUnroll = 2;
-  auto kernel = w4a16_gemv_kernel<kWarps, kUnroll, kParts, kDq>;
-  constexpr size_t smem = smem_bytes(kWarps, kDq);
-  static const int blocks_per_sm = [&] {
+template <int kWarps, int kU, int kParts, Dq kDq, int kN8>
+void launch_gemv(W4GemvParams p, cudaStream_t stream) {
+  auto kernel = w4a16_gemv_kernel<kWarps, kU, kParts, kDq, kN8>;
+  constexpr size_t smem = smem_bytes<kWarps, kN8, kDq>();
+  static const bool attr = [&] {
     KQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    int b = 0;
-    KQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kWarps * 32, smem));
-    return std::max(b, 1);
+    return true;
   }();
-  const int groups = int((p.N + 15) / 16);
-  const int grid = std::min(groups, blocks_per_sm * current_device().multiprocessors);
+  (void)attr;
+  p.per_warp = (p.k_tiles + kWarps - 1) / kWarps;
+  const unsigned grid = unsigned((p.N + 15) / 16);
   kernel<<<grid, kWarps * 32, smem, stream>>>(p);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
-template <int kParts, Dq kDq>
-void launch_gemv_warps(const W4GemvParams& p, int warps, cudaStream_t stream) {
-  if (warps == 16)
-    launch_gemv<16, kParts, kDq>(p, stream);
+/// (warps, tiles per chunk) configurations: {4, 8}, {8, 4}, {16, 4}, {16, 2}.
+template <int kParts, Dq kDq, int kN8>
+void launch_config(const W4GemvParams& p, int warps, int unroll, cudaStream_t stream) {
+  if (warps == 4)
+    launch_gemv<4, 8, kParts, kDq, kN8>(p, stream);
   else if (warps == 8)
-    launch_gemv<8, kParts, kDq>(p, stream);
+    launch_gemv<8, 4, kParts, kDq, kN8>(p, stream);
+  else if (unroll == 2)
+    launch_gemv<16, 2, kParts, kDq, kN8>(p, stream);
   else
-    launch_gemv<4, kParts, kDq>(p, stream);
+    launch_gemv<16, 4, kParts, kDq, kN8>(p, stream);
 }
 
 template <Dq kDq>
 void launch_gemv_tuned(const W4GemvParams& p, W4GemvTuning tuning, cudaStream_t stream) {
-  int warps = tuning.warps;
+  int warps = tuning.warps, unroll = tuning.tiles;
   if (warps != 4 && warps != 8 && warps != 16) {
-    // Enough warps per row group to keep ~32 warps per SM busy, each with at
-    // least one unrolled step (2 tiles).
-    const int sms = current_device().multiprocessors;
-    const int64_t groups = (p.N + 15) / 16;
-    const int64_t want = (int64_t(sms) * 32 + groups - 1) / groups;
-    warps = want <= 4 ? 4 : (want <= 8 ? 8 : 16);
-    while (warps > 4 && p.k_tiles < 2 * warps) warps /= 2;
+    // One chunk per warp where possible: 8 warps x 4 tiles covers K = 4096,
+    // 16 x 4 up to K = 8192; longer rows loop over chunks.
+    warps = p.k_tiles <= 16 ? 4 : (p.k_tiles <= 32 ? 8 : 16);
+    unroll = 0;
   }
   const int parts = p.block_shift >= 7 ? 1 : (p.block_shift == 6 ? 2 : 4);
-  if (parts == 1)
-    launch_gemv_warps<1, kDq>(p, warps, stream);
-  else if (parts == 2)
-    launch_gemv_warps<2, kDq>(p, warps, stream);
-  else
-    launch_gemv_warps<4, kDq>(p, warps, stream);
-}
-
-/// Position of element k in its row's code stream (see w4_code_position).
-__device__ __forceinline__ int64_t w4_position(int64_t k) {
-  const int64_t r = k & 127;
-  return (k & ~int64_t(127)) | ((r >> 2) & 3) << 5 | (r >> 4) << 2 | (r & 3);
-}
-
-/// One output element per thread: BF16((value(code) - zero) * scale) in FP32.
-template <Dq kDq>
-__global__ void w4_dequant_kernel(const uint8_t* __restrict__ codes, int64_t ldq,
-                                  const __nv_bfloat16* __restrict__ scales, const __nv_bfloat16* __restrict__ zeros,
-                                  int64_t lds, int block_shift, int64_t K, int64_t N, __nv_bfloat16* __restrict__ out,
-                                  int64_t ldo, const __grid_constant__ Codebook16 codebook) {
-  __shared__ float cb[16];
-  if (threadIdx.x < 16) cb[threadIdx.x] = codebook.v[threadIdx.x];
-  __syncthreads();
-  const int64_t total = N * K;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t n = i / K, k = i - n * K;
-    const uint8_t* row = codes + n * ldq;
-    const int64_t pos = w4_position(k);
-    uint32_t u;
-    if constexpr (kDq == Dq::Lut) {
-      u = (row[pos >> 1] >> (4 * (pos & 1))) & 15u;
-    } else {
-      const int e = int(pos & 7), nib = (e >> 1) + (e & 1) * 4;
-      u = (row[(pos >> 3) * 4 + (nib >> 1)] >> (4 * (nib & 1))) & 15u;
-    }
-    const int64_t blk = k >> block_shift;
-    const float s = __bfloat162float(scales[n * lds + blk]);
-    float v;
-    if constexpr (kDq == Dq::Lut)
-      v = cb[u];
-    else if constexpr (kDq == Dq::Int4Sym)
-      v = float(u) - 8.0f;
+  const bool two = p.M > 8;
+  auto go = [&](auto parts_c) {
+    constexpr int kP = decltype(parts_c)::value;
+    if (two)
+      launch_config<kP, kDq, 2>(p, warps, unroll, stream);
     else
-      v = float(u) - __bfloat162float(zeros[n * lds + blk]);
-    out[n * ldo + k] = __float2bfloat16_rn(v * s);
-  }
-}
-
-Dq dq_of(W4Format f) {
-  switch (f) {
-    case W4Format::INT4: return Dq::Int4Sym;
-    case W4Format::INT4Asym: return Dq::Int4Asym;
-    default: return Dq::Lut;
-  }
+      launch_config<kP, kDq, 1>(p, warps, unroll, stream);
+  };
+  if (parts == 1)
+    go(std::integral_constant<int, 1>{});
+  else if (parts == 2)
+    go(std::integral_constant<int, 2>{});
+  else
+    go(std::integral_constant<int, 4>{});
 }
 
 }  // namespace
@@ -345,8 +330,8 @@ void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
   W4GemvParams p{};
   p.codes = w.codes.data();
   p.ldq = w.K_pad / 2;
-  p.scales = reinterpret_cast<const __nv_bfloat16*>(w.scales.data());
-  p.zeros = w.format == W4Format::INT4Asym ? reinterpret_cast<const __nv_bfloat16*>(w.zeros.data()) : nullptr;
+  p.scales = w.scales.data();
+  p.zeros = w.format == W4Format::INT4Asym ? w.zeros.data() : nullptr;
   p.lds = w.blocks_pad;
   p.block_shift = __builtin_ctz(unsigned(w.block));
   p.x = x;
@@ -360,40 +345,11 @@ void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
   p.k_tiles = int(w.K_pad / kTileK);
   const std::array<float, 16> cb = w4_codebook(w.format);
   std::copy(cb.begin(), cb.end(), p.codebook);
-  switch (dq_of(w.format)) {
-    case Dq::Lut: launch_gemv_tuned<Dq::Lut>(p, tuning, stream); break;
-    case Dq::Int4Sym: launch_gemv_tuned<Dq::Int4Sym>(p, tuning, stream); break;
-    case Dq::Int4Asym: launch_gemv_tuned<Dq::Int4Asym>(p, tuning, stream); break;
+  switch (w.format) {
+    case W4Format::INT4: launch_gemv_tuned<Dq::Int4Sym>(p, tuning, stream); break;
+    case W4Format::INT4Asym: launch_gemv_tuned<Dq::Int4Asym>(p, tuning, stream); break;
+    default: launch_gemv_tuned<Dq::Lut>(p, tuning, stream); break;
   }
-}
-
-void w4_dequantize_launch(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream) {
-  Codebook16 cb{};
-  const std::array<float, 16> values = w4_codebook(w.format);
-  std::copy(values.begin(), values.end(), cb.v);
-  const int64_t total = w.N * w.K;
-  const int threads = 256;
-  const unsigned blocks = unsigned(
-      std::min<int64_t>((total + threads - 1) / threads, int64_t(current_device().multiprocessors) * 32));
-  const auto* scales = reinterpret_cast<const __nv_bfloat16*>(w.scales.data());
-  const auto* zeros = w.format == W4Format::INT4Asym ? reinterpret_cast<const __nv_bfloat16*>(w.zeros.data()) : nullptr;
-  auto* o = reinterpret_cast<__nv_bfloat16*>(out);
-  const int shift = __builtin_ctz(unsigned(w.block));
-  switch (dq_of(w.format)) {
-    case Dq::Lut:
-      w4_dequant_kernel<Dq::Lut><<<blocks, threads, 0, stream>>>(w.codes.data(), w.K_pad / 2, scales, zeros,
-                                                                 w.blocks_pad, shift, w.K, w.N, o, ldo, cb);
-      break;
-    case Dq::Int4Sym:
-      w4_dequant_kernel<Dq::Int4Sym><<<blocks, threads, 0, stream>>>(w.codes.data(), w.K_pad / 2, scales, zeros,
-                                                                     w.blocks_pad, shift, w.K, w.N, o, ldo, cb);
-      break;
-    case Dq::Int4Asym:
-      w4_dequant_kernel<Dq::Int4Asym><<<blocks, threads, 0, stream>>>(w.codes.data(), w.K_pad / 2, scales, zeros,
-                                                                      w.blocks_pad, shift, w.K, w.N, o, ldo, cb);
-      break;
-  }
-  KQ_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace kq::cuda

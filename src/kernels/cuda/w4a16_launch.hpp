@@ -8,9 +8,13 @@
 
 namespace kq::cuda {
 
-/// Launches the decode GEMV; 1 <= M <= 8, ldx >= K, ldy >= N.
+/// Launches the decode GEMV; 1 <= M <= 16, ldx >= K, ldy >= N.
 void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                        cudaStream_t stream, W4GemvTuning tuning);
+
+/// Launches the fused prefill GEMM; x rows 16-byte aligned (ldx % 8 == 0), ldy >= N.
+void w4a16_gemm_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
+                       cudaStream_t stream);
 
 /// Launches the BF16 dequantization into out [N, ldo], ldo >= K.
 void w4_dequantize_launch(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream);
