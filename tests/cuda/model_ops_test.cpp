@@ -509,7 +509,7 @@ TEST(ModelOps, AttentionAndNormReplayInCudaGraph) {
     const AttnCase& ac = attn_cases()[ci];
     SCOPED_TRACE(ac.name + " seed=" + std::to_string(r.seed));
     AttnSetup st(r, ac);
-    const int64_t d = 4096;
+    const int64_t d = int64_t(ac.qh) * ac.hd;  // the norm reads the attention output as its residual input
     const auto x0 = random_f32(r, size_t(st.n * d), -1, 1);
     const auto w = random_f32(r, size_t(d), 0.5, 1.5);
     auto dw = up(w);
