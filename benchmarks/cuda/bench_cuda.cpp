@@ -293,7 +293,8 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick,
       report({std::string(f.name) + " M=" + std::to_string(M), shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
     }
     if ((f.f == W4Format::NF4 || f.f == W4Format::INT4) && !quick) {  // launch variants, to tune the defaults
-      for (const auto& [warps, tiles] : {std::pair{4, 0}, std::pair{8, 0}, std::pair{16, 4}, std::pair{16, 2}}) {
+      for (const auto& [warps, tiles] :
+           {std::pair{4, 0}, std::pair{8, 4}, std::pair{8, 2}, std::pair{16, 4}, std::pair{16, 2}}) {
         const double ms = ev.graph_ms(
             [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, {warps, tiles}); }, s, 4 * c,
             reps);
@@ -385,6 +386,13 @@ void bench_prefill(Events& ev, GpuContext& ctx, int64_t M, int64_t N, int64_t K,
 /// --profile: a few plain launches of each decode GEMV, for ncu.
 void profile_launches(GpuContext& ctx) {
   const cudaStream_t s = ctx.stream();
+  {  // the fused prefill GEMM, M = 2048
+    const int64_t M = 2048, N = 11008, K = 4096;
+    DeviceBuffer<uint16_t> x{size_t(M * K)}, y{size_t(M * N)};
+    fill_random_bf16(x.data(), x.size(), 1, 1.0f, s);
+    const W4Weight w = random_w4(W4Format::NF4, N, K, 64, 7, s);
+    w4a16_gemm(w, x.data(), K, M, y.data(), N, s);
+  }
   for (const auto& [N, K] : {std::pair<int64_t, int64_t>{11008, 4096}, std::pair<int64_t, int64_t>{4096, 11008}}) {
     DeviceBuffer<uint16_t> x{size_t(K)}, y{size_t(N)};
     fill_random_bf16(x.data(), x.size(), 1, 1.0f, s);

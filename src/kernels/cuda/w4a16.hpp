@@ -89,8 +89,8 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
 
 /// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
 struct W4GemvTuning {
-  int warps = 0;  ///< warps per block splitting K: 4 (8 tiles per chunk), 8 (4 tiles) or 16 (4 tiles, or 2)
-  int tiles = 0;  ///< with warps = 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4)
+  int warps = 0;  ///< warps per block splitting K: 4 (8 tiles per chunk), 8 or 16 (4 tiles, or 2)
+  int tiles = 0;  ///< with warps = 8 or 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4)
 };
 
 /// Position of element k in a row's code stream (device layout above):

@@ -12,10 +12,11 @@ namespace kq::cuda::w4dev {
 enum class Dq { Lut, Int4Sym, Int4Asym };
 
 /// C[16x8] += A[16x16] · B[16x8], BF16 operands, FP32 accumulators
-/// (PTX ISA, "Matrix Fragments for mma.m16n8k16").
+/// (PTX ISA, "Matrix Fragments for mma.m16n8k16"). Not volatile: a function
+/// of its registers, so the compiler may interleave independent mma chains.
 __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                                uint32_t b0, uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])

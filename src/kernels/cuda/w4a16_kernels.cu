@@ -113,11 +113,14 @@ __device__ __forceinline__ void compute_tile(float (&acc)[kN8][4], const uint4& 
   constexpr int kSteps = 8 / kParts;
 #pragma unroll
   for (int part = 0; part < kParts; ++part) {
-    float c[kN8][4], o[kN8][4];
+    // Two independent mma chains (even / odd steps) halve the dependent latency.
+    float c[2][kN8][4], o[2][kN8][4];
 #pragma unroll
-    for (int j = 0; j < kN8; ++j)
+    for (int e = 0; e < 2; ++e)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) c[j][i] = o[j][i] = 0.f;
+      for (int j = 0; j < kN8; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) c[e][j][i] = o[e][j][i] = 0.f;
 #pragma unroll
     for (int ss = 0; ss < kSteps; ++ss) {
       const int s = part * kSteps + ss;
@@ -140,26 +143,32 @@ __device__ __forceinline__ void compute_tile(float (&acc)[kN8][4], const uint4& 
       }
 #pragma unroll
       for (int j = 0; j < kN8; ++j) {
-        mma_bf16_16816(c[j], a0, a1, a2, a3, x[j][2 * s], x[j][2 * s + 1]);
-        if constexpr (kDq != Dq::Lut) mma_bf16_16816(o[j], kOnes, kOnes, kOnes, kOnes, x[j][2 * s], x[j][2 * s + 1]);
+        mma_bf16_16816(c[s & 1][j], a0, a1, a2, a3, x[j][2 * s], x[j][2 * s + 1]);
+        if constexpr (kDq != Dq::Lut)
+          mma_bf16_16816(o[s & 1][j], kOnes, kOnes, kOnes, kOnes, x[j][2 * s], x[j][2 * s + 1]);
       }
     }
     const float s0 = bf16_bits_to_float(sc[part][0]), s1 = bf16_bits_to_float(sc[part][1]);
 #pragma unroll
     for (int j = 0; j < kN8; ++j) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        c[0][j][i] += c[1][j][i];
+        o[0][j][i] += o[1][j][i];
+      }
       if constexpr (kDq == Dq::Lut) {
-        acc[j][0] = fmaf(s0, c[j][0], acc[j][0]);
-        acc[j][1] = fmaf(s0, c[j][1], acc[j][1]);
-        acc[j][2] = fmaf(s1, c[j][2], acc[j][2]);
-        acc[j][3] = fmaf(s1, c[j][3], acc[j][3]);
+        acc[j][0] = fmaf(s0, c[0][j][0], acc[j][0]);
+        acc[j][1] = fmaf(s0, c[0][j][1], acc[j][1]);
+        acc[j][2] = fmaf(s1, c[0][j][2], acc[j][2]);
+        acc[j][3] = fmaf(s1, c[0][j][3], acc[j][3]);
       } else {
         // 128 + zero point (INT4 symmetric codes are offset binary: zero 8).
         const float b0 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][0]);
         const float b1 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(zc[part][1]);
-        acc[j][0] = fmaf(s0, fmaf(-b0, o[j][0], c[j][0]), acc[j][0]);
-        acc[j][1] = fmaf(s0, fmaf(-b0, o[j][1], c[j][1]), acc[j][1]);
-        acc[j][2] = fmaf(s1, fmaf(-b1, o[j][2], c[j][2]), acc[j][2]);
-        acc[j][3] = fmaf(s1, fmaf(-b1, o[j][3], c[j][3]), acc[j][3]);
+        acc[j][0] = fmaf(s0, fmaf(-b0, o[0][j][0], c[0][j][0]), acc[j][0]);
+        acc[j][1] = fmaf(s0, fmaf(-b0, o[0][j][1], c[0][j][1]), acc[j][1]);
+        acc[j][2] = fmaf(s1, fmaf(-b1, o[0][j][2], c[0][j][2]), acc[j][2]);
+        acc[j][3] = fmaf(s1, fmaf(-b1, o[0][j][3], c[0][j][3]), acc[j][3]);
       }
     }
   }
@@ -201,9 +210,9 @@ __device__ __forceinline__ void load_chunk(uint4 (&w0)[kU], uint4 (&w1)[kU], uin
 /// One block per 16-row group; kWarps warps split its 128-k tiles (each warp a
 /// contiguous range of p.per_warp tiles, processed kU at a time).
 /// kParts = blocks per 128-k tile (1 for block >= 128, 2 for 64, 4 for 32).
-/// At least 16 warps per SM fit (<= 128 registers; 4-warp blocks of 8 tiles <= 168).
-template <int kWarps, int kU, int kParts, Dq kDq, int kN8>
-__global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 16 / kWarps) w4a16_gemv_kernel(const __grid_constant__ W4GemvParams p) {
+/// kMinBlocks blocks per SM must fit (the register cap: 65536 / (kMinBlocks * 32 * kWarps)).
+template <int kWarps, int kU, int kParts, Dq kDq, int kN8, int kMinBlocks>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) w4a16_gemv_kernel(const __grid_constant__ W4GemvParams p) {
   extern __shared__ __align__(16) uint32_t smem[];
   float* red = reinterpret_cast<float*>(smem);                        // [kWarps][kN8*4][32]
   char* lut = reinterpret_cast<char*>(smem + kWarps * kN8 * 4 * 32);  // [256][256 bytes]
@@ -269,9 +278,13 @@ __global__ void __launch_bounds__(kWarps * 32, kWarps == 4 ? 3 : 16 / kWarps) w4
   }
 }
 
-template <int kWarps, int kU, int kParts, Dq kDq, int kN8>
+/// kWarpsPerSm: the occupancy the register cap aims at (M <= 8 with one or
+/// two blocks per 128-k tile; larger tiles of state get half).
+template <int kWarps, int kU, int kParts, Dq kDq, int kN8, int kWarpsPerSm>
 void launch_gemv(W4GemvParams p, cudaStream_t stream) {
-  auto kernel = w4a16_gemv_kernel<kWarps, kU, kParts, kDq, kN8>;
+  constexpr int kTarget = (kN8 == 1 && kParts <= 2) ? kWarpsPerSm : kWarpsPerSm / 2;
+  constexpr int kMinBlocks = kTarget / kWarps > 1 ? kTarget / kWarps : 1;
+  auto kernel = w4a16_gemv_kernel<kWarps, kU, kParts, kDq, kN8, kMinBlocks>;
   constexpr size_t smem = smem_bytes<kWarps, kN8, kDq>();
   static const bool attr = [&] {
     KQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -284,17 +297,20 @@ void launch_gemv(W4GemvParams p, cudaStream_t stream) {
   KQ_CUDA_CHECK_LAUNCH();
 }
 
-/// (warps, tiles per chunk) configurations: {4, 8}, {8, 4}, {16, 4}, {16, 2}.
+/// (warps, tiles per chunk, warps per SM the register cap aims at):
+/// {4, 8, 12}, {8, 4, 16}, {8, 2, 32}, {16, 4, 16}, {16, 2, 32}.
 template <int kParts, Dq kDq, int kN8>
 void launch_config(const W4GemvParams& p, int warps, int unroll, cudaStream_t stream) {
   if (warps == 4)
-    launch_gemv<4, 8, kParts, kDq, kN8>(p, stream);
+    launch_gemv<4, 8, kParts, kDq, kN8, 12>(p, stream);
+  else if (warps == 8 && unroll == 2)
+    launch_gemv<8, 2, kParts, kDq, kN8, 32>(p, stream);
   else if (warps == 8)
-    launch_gemv<8, 4, kParts, kDq, kN8>(p, stream);
+    launch_gemv<8, 4, kParts, kDq, kN8, 16>(p, stream);
   else if (unroll == 2)
-    launch_gemv<16, 2, kParts, kDq, kN8>(p, stream);
+    launch_gemv<16, 2, kParts, kDq, kN8, 32>(p, stream);
   else
-    launch_gemv<16, 4, kParts, kDq, kN8>(p, stream);
+    launch_gemv<16, 4, kParts, kDq, kN8, 16>(p, stream);
 }
 
 template <Dq kDq>

@@ -259,6 +259,9 @@ void launch_gemm_sc(const W4GemmParams& p, cudaStream_t stream) {
 template <Dq kDq>
 __global__ void w4_dequant_kernel(const __grid_constant__ W4GemmParams p, uint16_t* __restrict__ out, int64_t ldo,
                                   bool vec) {
+  __shared__ float cb[16];  // indexed by code: from shared memory, not the parameter space
+  if (threadIdx.x < 16) cb[threadIdx.x] = p.codebook[threadIdx.x];
+  __syncthreads();
   const int64_t runs_per_row = p.ldq / 16;
   const int64_t total = p.N * runs_per_row;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
@@ -286,7 +289,7 @@ __global__ void w4_dequant_kernel(const __grid_constant__ W4GemmParams p, uint16
       const float zero = kDq == Dq::Int4Asym ? bf16_bits_to_float(p.zeros[n * p.lds + blk]) : 0.0f;
       float v[4];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) v[e] = (p.codebook[u[e]] - zero) * scale;
+      for (int e = 0; e < 4; ++e) v[e] = (cb[u[e]] - zero) * scale;
       const uint32_t lo = pack_bf16x2(v[0], v[1]), hi = pack_bf16x2(v[2], v[3]);
       if (vec && k + 4 <= p.K) {
         *reinterpret_cast<uint2*>(orow + k) = make_uint2(lo, hi);
