@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -17,17 +18,29 @@
 namespace kq {
 
 class Linear;  // src/kernels/linear.hpp: the op interface of every weight format
+namespace models {
+class Backend;  // src/models/backend.hpp: the device ops a forward step runs on
+struct Param;
+enum class ParamKind;
+}  // namespace models
 
 /// Keys and values of the tokens a model has seen in one sequence, so each new
 /// token (decode) attends to the past without recomputing it. Layout per layer:
-/// keys and values each F32 [num_kv_heads, capacity, head_dim] (after RoPE for
-/// Llama). Create one with Model::make_cache(); one cache per sequence. Movable.
+/// keys and values each [num_kv_heads, capacity, head_dim] (after RoPE for
+/// Llama): F32 host memory for a model on the CPU, BF16 device memory for a
+/// model on CUDA (device() tells). Create one with Model::make_cache(); one
+/// cache per sequence. Movable.
 class KVCache {
  public:
   KVCache() = default;
-  /// A cache for up to `capacity` tokens, holding none. Throws InvalidArgument
-  /// for non-positive sizes.
+  /// A host (CPU, F32) cache for up to `capacity` tokens, holding none.
+  /// Throws InvalidArgument for non-positive sizes.
   KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity);
+  /// For model backends: a cache whose BF16 keys/values live in `device_storage`
+  /// (at least 2·num_layers·num_kv_heads·capacity·head_dim·2 bytes of device
+  /// memory on `device`). Throws InvalidArgument for non-positive sizes or null storage.
+  KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity, Device device,
+          std::shared_ptr<void> device_storage);
 
   /// Tokens held (= the position of the next token).
   int64_t size() const { return size_; }
@@ -35,25 +48,37 @@ class KVCache {
   int64_t capacity() const { return capacity_; }
   /// Forgets all tokens (keeps the memory): the next forward starts at position 0.
   void reset() { size_ = 0; }
-  /// Bytes of cache memory.
-  size_t bytes() const { return data_.size() * sizeof(float); }
+  /// Bytes of cache memory (host or device).
+  size_t bytes() const {
+    return device_ == Device::CPU ? data_.size() * sizeof(float)
+                                  : size_t(2 * num_layers_ * layer_stride()) * sizeof(uint16_t);
+  }
+  /// Where the cache lives: CPU (F32 host memory) or CUDA (BF16 device memory).
+  Device device() const { return device_; }
 
   int64_t num_layers() const { return num_layers_; }
   int64_t num_kv_heads() const { return num_kv_heads_; }
   int64_t head_dim() const { return head_dim_; }
 
-  /// For model implementations: layer `layer`'s keys / values, F32
-  /// [num_kv_heads, capacity, head_dim]. No bounds check on `layer`.
+  /// For model implementations, host caches only: layer `layer`'s keys /
+  /// values, F32 [num_kv_heads, capacity, head_dim]. No bounds check on `layer`.
   float* keys(int64_t layer) { return data_.data() + (2 * layer) * layer_stride(); }
   float* values(int64_t layer) { return data_.data() + (2 * layer + 1) * layer_stride(); }
+  /// For model backends, device caches only: layer `layer`'s keys / values,
+  /// BF16 bits in device memory [num_kv_heads, capacity, head_dim].
+  uint16_t* device_keys(int64_t layer) const { return device_base() + (2 * layer) * layer_stride(); }
+  uint16_t* device_values(int64_t layer) const { return device_base() + (2 * layer + 1) * layer_stride(); }
   /// For model implementations: marks n more positions as filled. Throws
   /// InvalidArgument if that exceeds the capacity.
   void advance(int64_t n);
 
  private:
   int64_t layer_stride() const { return num_kv_heads_ * capacity_ * head_dim_; }
+  uint16_t* device_base() const { return static_cast<uint16_t*>(device_data_.get()); }
   int64_t num_layers_ = 0, num_kv_heads_ = 0, head_dim_ = 0, capacity_ = 0, size_ = 0;
+  Device device_ = Device::CPU;
   std::vector<float> data_;
+  std::shared_ptr<void> device_data_;
 };
 
 /// One linear projection of a model, for quantizers: `*op` may be replaced by
@@ -76,9 +101,17 @@ struct WeightBytes {
   size_t total() const { return linear + other; }
 };
 
-/// A causal language model running on the CPU in FP32 (Linear ops may be
-/// swapped for quantized ones). Not copyable; forward() uses internal scratch
-/// buffers, so one Model must not run forward() from two threads at once.
+/// Replaces a linear layer as a model is built (e.g. quantizes it), given its
+/// slot name (LinearSlot::name) and the FP32 (or loaded quantized) op; returns
+/// the op to keep. Used so a large model never holds all its FP32 weights.
+using LinearTransform = std::function<std::unique_ptr<Linear>(const std::string& name, std::unique_ptr<Linear> op)>;
+
+/// A causal language model on the CPU (FP32, Linear ops may be swapped for
+/// quantized ones) or on a CUDA GPU (BF16 activations, F32 residual stream,
+/// BF16 KV cache, every Linear converted by gpu::to_cuda). The architecture
+/// code is the same for both; only the ops differ (src/models/backend.hpp).
+/// Not copyable; forward() uses internal scratch buffers, so one Model must
+/// not run forward() from two threads at once.
 class Model {
  public:
   virtual ~Model();
@@ -92,9 +125,14 @@ class Model {
   /// memory-mapped (zero copy). GPT-2 accepts "transformer."-prefixed and bare
   /// hub-style names (h.0.attn.c_attn.weight, wte.weight) and ignores the
   /// h.N.attn.bias / h.N.attn.masked_bias buffers.
+  /// ctx.device == CUDA: each linear layer is converted to the GPU as it is
+  /// read (the host never holds all F32 weights), embeddings become BF16 on
+  /// the device, norms F32.
   /// Throws FormatError naming the folder (and tensor) for a missing folder,
   /// config or tensor, a wrong shape or a non-float dtype; Unsupported for an
-  /// activation other than gelu_new (GPT-2) / silu (Llama).
+  /// activation other than gelu_new (GPT-2) / silu (Llama), for CUDA in a
+  /// CPU-only build or without a usable device, or for a format or activation
+  /// the GPU path lacks (exact-erf GELU).
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
 
   /// A model with random weights generated in-process (uniform with standard
@@ -104,16 +142,50 @@ class Model {
   /// "float16", else F32) sets disk_weight_bytes(). Throws InvalidArgument for
   /// an inconsistent config.
   static std::unique_ptr<Model> random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx = {});
+  /// As random(config, seed, ctx), passing every linear layer through
+  /// `transform` as it is built (then, on CUDA, converting it to the GPU), one
+  /// layer at a time: e.g. quantize a Llama-7B shape on the host and run it on
+  /// the GPU without ever holding its 27 GB of FP32 weights.
+  static std::unique_ptr<Model> random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
+                                       const LinearTransform& transform);
+  /// A random model for speed and memory benchmarks whose linear layers are
+  /// random ops of `mode` ("bf16"/"f32" = unquantized, or a quant mode name
+  /// such as "int8", "fp8", "nf4", "int4-g128"); the lm_head too when
+  /// `quantize_lm_head`, else unquantized. On CUDA the weights are drawn on
+  /// the device in their final layout (gpu::random_cuda_linear: milliseconds
+  /// per matrix, no host copy; values differ from the CPU's); on the CPU each
+  /// FP32 random layer is quantized as it is built. Embeddings and norms as
+  /// random(). Throws as random(), and InvalidArgument for an unknown mode.
+  static std::unique_ptr<Model> random_quantized(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
+                                                 const std::string& mode, bool quantize_lm_head = false);
 
   const ModelConfig& config() const { return config_; }
   const ExecContext& context() const { return ctx_; }
-  /// Changes the threads used by later forward() calls (device must stay CPU:
-  /// throws Unsupported otherwise).
+  /// Changes the CPU threads used by later forward() calls. The device must
+  /// stay the same (throws Unsupported otherwise; see to_device()).
   void set_context(const ExecContext& ctx);
+  /// Moves a CPU model (FP32 or quantized) to ctx.device: converts every
+  /// linear layer with gpu::to_cuda (quantized formats keep their codes) and
+  /// uploads embeddings (BF16) and norm parameters (F32). KV caches made
+  /// before must be made again (make_cache()). Same device: converts only
+  /// layers swapped in since (e.g. by a quantizer) and sets the threads.
+  /// Nothing changes when it throws: Unsupported for CUDA → CPU, a CPU-only
+  /// build, no usable device, or a layer format without a GPU path (naming
+  /// the layer); InvalidArgument for a bad thread count.
+  void to_device(const ExecContext& ctx);
+  /// Enables (default) or disables CUDA graphs for decode steps on CUDA: each
+  /// decode step shape (batch size, cache capacity) is captured once after a
+  /// warm-up step, then replayed. Also off when the environment variable
+  /// KQ_CUDA_GRAPHS=0. No effect on the CPU.
+  void set_cuda_graphs(bool enabled);
+  /// Diagnostics: decode steps served so far by replaying a captured CUDA
+  /// graph (0 on the CPU or with graphs off).
+  int64_t cuda_graph_replays() const;
   /// The folder the model was loaded from (empty for random()).
   const std::filesystem::path& source_dir() const { return source_dir_; }
 
-  /// A KV cache for up to `max_tokens` tokens (0 = config().max_positions).
+  /// A KV cache for up to `max_tokens` tokens (0 = config().max_positions), on
+  /// the model's device (CUDA: BF16 device memory).
   /// Throws InvalidArgument if max_tokens < 0 or > config().max_positions.
   KVCache make_cache(int64_t max_tokens = 0) const;
 
@@ -124,9 +196,19 @@ class Model {
   /// logits: F32 row-major [tokens.size(), vocab] when all_logits, else only
   /// the last token's [vocab]; may be nullptr to skip the lm_head.
   /// Throws InvalidArgument for an empty `tokens`, a token id outside
-  /// [0, vocab), a cache of another model's shape, or a cache without room
-  /// for the tokens (nothing is computed then).
+  /// [0, vocab), a cache of another model's shape or device, or a cache
+  /// without room for the tokens (nothing is computed then).
   void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits = true);
+
+  /// Batched decode: one new token per sequence, tokens[i] appended to
+  /// *caches[i] at its own position, all sequences in one step (each weight
+  /// read once for the batch); advances every cache by one.
+  /// logits: F32 row-major [tokens.size(), vocab] (row i for sequence i), or
+  /// nullptr. Equivalent to forward(tokens[i], *caches[i]) for each i.
+  /// Throws InvalidArgument for sizes that differ or are 0, a null or
+  /// repeated cache, a token outside the vocabulary, a cache of another
+  /// model's shape or device or without room (nothing is computed then).
+  void decode_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches, float* logits);
 
   /// Every linear projection, in execution order, lm_head last.
   std::vector<LinearSlot> linear_layers();
@@ -139,30 +221,57 @@ class Model {
   /// per config.torch_dtype), each tensor once.
   size_t disk_weight_bytes() const { return disk_bytes_; }
 
-  /// Maximum rows per internal forward chunk.
+  /// Maximum rows per internal forward chunk on the CPU (CUDA: 1024).
   static constexpr int64_t prefill_chunk() { return 256; }
 
  protected:
-  Model(ModelConfig config, ExecContext ctx, std::filesystem::path source_dir);
+  /// Creates the backend for ctx.device. `transform` (may be empty) is applied
+  /// by make_linear() to every linear layer before the backend converts it.
+  Model(ModelConfig config, ExecContext ctx, std::filesystem::path source_dir, LinearTransform transform = {});
 
-  /// Runs tokens at positions cache.size() .. cache.size()+n−1 (n <= prefill_chunk(),
-  /// already validated); writes K/V into the cache but does not advance it.
-  /// logits: [n, vocab], or [vocab] for the last token when last_only, or nullptr.
-  virtual void forward_chunk(std::span<const int32_t> tokens, KVCache& cache, float* logits,
-                             bool last_only) = 0;
+  /// The architecture's forward for one step of n rows, written once against
+  /// models::Backend (the step's tokens, positions and caches are held by the
+  /// backend): embed → blocks → (when `logits`) final norm and lm_head of all
+  /// rows, or of the last row only when last_only. Must issue the same op
+  /// sequence for the same (n, logits, last_only): the CUDA backend replays it
+  /// as a captured graph.
+  virtual void forward_step(models::Backend& be, int64_t n, bool logits, bool last_only) = 0;
 
-  /// Registration by implementations (at construction): a linear slot, and a
-  /// non-linear parameter tensor (counted in WeightBytes::other).
+  /// The backend the model runs on (for constructors: WeightSource::generated_linear).
+  models::Backend& backend() { return *backend_; }
+  /// For constructors: `op` passed through the LinearTransform, then
+  /// converted to the model's device. `name` is the slot name.
+  std::unique_ptr<Linear> make_linear(const std::string& name, std::unique_ptr<Linear> op);
+
+  /// Registration by implementations (at construction): a linear slot, a
+  /// non-linear parameter (counted in WeightBytes::other, uploaded to the
+  /// device) and a constant buffer (uploaded, not counted, e.g. RoPE tables).
+  /// Registered objects must stay at their address for the model's lifetime.
   void register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head = false);
-  void register_parameter(const Tensor& t);
+  void register_parameter(models::Param& p, models::ParamKind kind);
+  void register_buffer(models::Param& p);
   void set_disk_weight_bytes(size_t bytes) { disk_bytes_ = bytes; }
 
  private:
+  struct ParamEntry {
+    models::Param* param;
+    models::ParamKind kind;
+    bool counted;
+  };
+  void upload_parameters();
+  void run_step(std::span<const int32_t> tokens, std::span<const int32_t> row_seq,
+                std::span<const int32_t> row_pos, std::span<KVCache* const> caches, float* logits, bool last_only,
+                bool graphable);
+  void check_cache(const KVCache& cache, const char* where) const;
+
   ModelConfig config_;
   ExecContext ctx_;
   std::filesystem::path source_dir_;
+  LinearTransform transform_;
+  std::unique_ptr<models::Backend> backend_;
   std::vector<LinearSlot> linears_;
-  std::vector<Tensor> parameters_;
+  std::vector<ParamEntry> parameters_;
+  std::vector<int32_t> meta_;  // per-step row metadata (host), reused
   size_t disk_bytes_ = 0;
 };
 

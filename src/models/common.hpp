@@ -1,6 +1,7 @@
 #pragma once
-// Pieces shared by the architectures: config checks, KV-cache writes,
-// residual adds, grow-once scratch buffers, and the per-architecture factories.
+// Pieces shared by the architectures and the CPU backend: config checks,
+// KV-cache writes, residual adds, grow-once scratch buffers, and the
+// per-architecture factories.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -42,16 +43,12 @@ class Scratch {
   std::vector<float> buf_;
 };
 
-/// Rows per forward chunk for a model with `max_positions` positions.
-inline int64_t chunk_rows(int64_t max_positions) {
-  return max_positions < Model::prefill_chunk() ? max_positions : Model::prefill_chunk();
-}
-
 /// The architectures (src/models/gpt2.cpp, src/models/llama.cpp). `c` has been
-/// checked; `source_dir` is empty for random weights.
+/// checked; `source_dir` is empty for random weights; `transform` (may be
+/// empty) is applied to every linear layer as it is built.
 std::unique_ptr<Model> make_gpt2(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
-                                 const std::filesystem::path& source_dir);
+                                 const std::filesystem::path& source_dir, const LinearTransform& transform);
 std::unique_ptr<Model> make_llama(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
-                                  const std::filesystem::path& source_dir);
+                                  const std::filesystem::path& source_dir, const LinearTransform& transform);
 
 }  // namespace kq::models

@@ -1,5 +1,6 @@
-// kq::Model: loading/creation dispatch, input validation and chunking of
-// forward(), linear slots and weight accounting shared by all architectures.
+// kq::Model: loading/creation dispatch, backend selection and moving to a
+// device, input validation and chunking of forward() / decode_batch(), linear
+// slots and weight accounting shared by all architectures.
 #include "kq/model.hpp"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
+#include "models/backend.hpp"
 #include "models/common.hpp"
 #include "models/weights.hpp"
 
@@ -16,11 +18,15 @@ namespace kq {
 namespace fs = std::filesystem;
 
 namespace {
-void require_cpu(const ExecContext& ctx) {
-  if (ctx.device != Device::CPU)
-    raise<Unsupported>("models run on the CPU only for now (device '{}' requested)", device_name(ctx.device));
+void check_context(const ExecContext& ctx) {
+  if (ctx.device != Device::CPU && ctx.device != Device::CUDA)
+    raise<Unsupported>("models run on the CPU or CUDA (device '{}' requested)", device_name(ctx.device));
   if (ctx.threads < 0 || ctx.threads > kMaxThreads)
     raise<InvalidArgument>("--threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads, ctx.threads);
+}
+
+std::unique_ptr<models::Backend> make_backend(const ExecContext& ctx) {
+  return ctx.device == Device::CPU ? models::make_cpu_backend(ctx) : models::make_cuda_backend(ctx);
 }
 
 size_t disk_dtype_size(const std::string& torch_dtype) {
@@ -30,13 +36,17 @@ size_t disk_dtype_size(const std::string& torch_dtype) {
 }
 }  // namespace
 
-Model::Model(ModelConfig config, ExecContext ctx, fs::path source_dir)
-    : config_(std::move(config)), ctx_(ctx), source_dir_(std::move(source_dir)) {}
+Model::Model(ModelConfig config, ExecContext ctx, fs::path source_dir, LinearTransform transform)
+    : config_(std::move(config)),
+      ctx_(ctx),
+      source_dir_(std::move(source_dir)),
+      transform_(std::move(transform)),
+      backend_(make_backend(ctx_)) {}
 
 Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) {
-  require_cpu(ctx);
+  check_context(ctx);
   std::error_code ec;
   if (!fs::exists(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
   if (!fs::is_directory(dir, ec))
@@ -44,21 +54,84 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
   const ModelConfig cfg = load_model_config(dir);
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
   models::FileWeights weights(dir);
-  return cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir)
-                                : models::make_llama(cfg, weights, ctx, dir);
+  auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir, {})
+                                  : models::make_llama(cfg, weights, ctx, dir, {});
+  m->upload_parameters();
+  return m;
 }
 
 std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx) {
-  require_cpu(ctx);
+  return random(config, seed, ctx, {});
+}
+
+std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
+                                     const LinearTransform& transform) {
+  check_context(ctx);
   models::check_config(config, "Model::random: config", /*from_file=*/false);
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
-  return config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {})
-                                   : models::make_llama(config, weights, ctx, {});
+  auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, transform)
+                                     : models::make_llama(config, weights, ctx, {}, transform);
+  m->upload_parameters();
+  return m;
+}
+
+std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
+                                               const std::string& mode, bool quantize_lm_head) {
+  check_context(ctx);
+  models::check_config(config, "Model::random_quantized: config", /*from_file=*/false);
+  models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
+  weights.set_linear_mode(mode, quantize_lm_head);
+  auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, {})
+                                     : models::make_llama(config, weights, ctx, {}, {});
+  m->upload_parameters();
+  return m;
 }
 
 void Model::set_context(const ExecContext& ctx) {
-  require_cpu(ctx);
+  check_context(ctx);
+  if (ctx.device != ctx_.device)
+    raise<Unsupported>("set_context cannot move the model from '{}' to '{}'; use Model::to_device",
+                       device_name(ctx_.device), device_name(ctx.device));
+  backend_->set_context(ctx);
   ctx_ = ctx;
+}
+
+void Model::to_device(const ExecContext& ctx) {
+  check_context(ctx);
+  if (ctx_.device != Device::CPU && ctx.device == Device::CPU)
+    raise<Unsupported>("moving a model from '{}' back to the CPU is not supported; load it again on the CPU",
+                       device_name(ctx_.device));
+  // Same device: only layers swapped in since (still CPU ops) are converted.
+  std::unique_ptr<models::Backend> fresh = ctx.device == ctx_.device ? nullptr : make_backend(ctx);
+  models::Backend& be = fresh ? *fresh : *backend_;
+  // Convert everything first, so a failure leaves the model as it was.
+  std::vector<std::unique_ptr<Linear>> converted;
+  converted.reserve(linears_.size());
+  for (const LinearSlot& s : linears_) converted.push_back(be.convert(s.name, **s.op));
+  if (fresh)
+    for (ParamEntry& e : parameters_) fresh->upload(*e.param, e.kind);
+  for (size_t i = 0; i < linears_.size(); ++i)
+    if (converted[i]) *linears_[i].op = std::move(converted[i]);
+  if (fresh) backend_ = std::move(fresh);
+  backend_->set_context(ctx);
+  ctx_ = ctx;
+}
+
+void Model::set_cuda_graphs(bool enabled) { backend_->set_graphs(enabled); }
+
+int64_t Model::cuda_graph_replays() const { return backend_->graph_replays(); }
+
+std::unique_ptr<Linear> Model::make_linear(const std::string& name, std::unique_ptr<Linear> op) {
+  if (transform_) {
+    op = transform_(name, std::move(op));
+    if (!op) raise<InvalidArgument>("the linear transform returned no op for '{}'", name);
+  }
+  if (auto converted = backend_->convert(name, *op)) op = std::move(converted);
+  return op;
+}
+
+void Model::upload_parameters() {
+  for (ParamEntry& e : parameters_) backend_->upload(*e.param, e.kind);
 }
 
 KVCache Model::make_cache(int64_t max_tokens) const {
@@ -66,20 +139,49 @@ KVCache Model::make_cache(int64_t max_tokens) const {
     raise<InvalidArgument>("KV cache size {} is outside [1, {}] (the model's max positions; 0 = all)",
                            max_tokens, config_.max_positions);
   const int64_t cap = max_tokens == 0 ? config_.max_positions : max_tokens;
-  return KVCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, cap);
+  const Device dev = backend_->device();
+  if (dev == Device::CPU) return KVCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, cap);
+  const size_t bytes = size_t(2 * config_.num_layers * config_.num_kv_heads * cap * config_.head_dim) * 2;
+  return KVCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, cap, dev,
+                 backend_->alloc_cache(bytes));
+}
+
+void Model::check_cache(const KVCache& cache, const char* where) const {
+  if (cache.num_layers() != config_.num_layers || cache.num_kv_heads() != config_.num_kv_heads ||
+      cache.head_dim() != config_.head_dim || cache.capacity() > config_.max_positions)
+    raise<InvalidArgument>(
+        "{}: the KV cache (layers {}, kv heads {}, head_dim {}, capacity {}) was not made for this "
+        "model "
+        "(layers {}, kv heads {}, head_dim {}, max positions {})",
+        where, cache.num_layers(), cache.num_kv_heads(), cache.head_dim(), cache.capacity(), config_.num_layers,
+        config_.num_kv_heads, config_.head_dim, config_.max_positions);
+  if (cache.device() != backend_->device())
+    raise<InvalidArgument>("{}: the KV cache lives on '{}' but the model runs on '{}' (make_cache() again)",
+                           where, device_name(cache.device()), device_name(backend_->device()));
+}
+
+void Model::run_step(std::span<const int32_t> tokens, std::span<const int32_t> row_seq,
+                     std::span<const int32_t> row_pos, std::span<KVCache* const> caches, float* logits,
+                     bool last_only, bool graphable) {
+  models::StepRows rows;
+  rows.tokens = tokens;
+  rows.row_seq = row_seq;
+  rows.row_pos = row_pos;
+  rows.caches = caches;
+  rows.logits = logits;
+  rows.last_only = last_only;
+  rows.graphable = graphable;
+  const int64_t n = int64_t(tokens.size());
+  const bool want_logits = logits != nullptr;
+  backend_->run(rows, [this, n, want_logits, last_only](models::Backend& be) {
+    forward_step(be, n, want_logits, last_only);
+  });
 }
 
 void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits) {
   const int64_t n = int64_t(tokens.size());
   if (n == 0) raise<InvalidArgument>("forward: no tokens");
-  if (cache.num_layers() != config_.num_layers || cache.num_kv_heads() != config_.num_kv_heads ||
-      cache.head_dim() != config_.head_dim || cache.capacity() > config_.max_positions)
-    raise<InvalidArgument>(
-        "forward: the KV cache (layers {}, kv heads {}, head_dim {}, capacity {}) was not made for this "
-        "model "
-        "(layers {}, kv heads {}, head_dim {}, max positions {})",
-        cache.num_layers(), cache.num_kv_heads(), cache.head_dim(), cache.capacity(), config_.num_layers,
-        config_.num_kv_heads, config_.head_dim, config_.max_positions);
+  check_cache(cache, "forward");
   if (n > cache.capacity() - cache.size())
     raise<InvalidArgument>("forward: {} tokens do not fit in the KV cache (holds {} of {} tokens)", n,
                            cache.size(), cache.capacity());
@@ -88,23 +190,68 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
       raise<InvalidArgument>("forward: token id {} at index {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
 
-  const int64_t chunk = models::chunk_rows(config_.max_positions);
+  const int64_t chunk = std::min(config_.max_positions, backend_->max_rows());
+  KVCache* const caches[1] = {&cache};
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t len = std::min(chunk, n - begin);
     const bool last_chunk = begin + len == n;
     float* out = nullptr;
     if (logits && all_logits) out = logits + begin * config_.vocab_size;
     if (logits && !all_logits && last_chunk) out = logits;
-    forward_chunk(tokens.subspan(size_t(begin), size_t(len)), cache, out, !all_logits);
+    meta_.assign(size_t(2 * len), 0);  // row_seq = 0, row_pos = consecutive positions
+    for (int64_t i = 0; i < len; ++i) meta_[size_t(len + i)] = int32_t(cache.size() + i);
+    const std::span<const int32_t> meta(meta_);
+    run_step(tokens.subspan(size_t(begin), size_t(len)), meta.first(size_t(len)), meta.last(size_t(len)),
+             caches, out, /*last_only=*/!all_logits && len > 1, /*graphable=*/len == 1);
     cache.advance(len);
   }
+}
+
+void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches, float* logits) {
+  const int64_t n = int64_t(tokens.size());
+  if (n == 0) raise<InvalidArgument>("decode_batch: no tokens");
+  if (caches.size() != tokens.size())
+    raise<InvalidArgument>("decode_batch: {} tokens but {} KV caches (one token per sequence)", n,
+                           caches.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const KVCache* c = caches[size_t(i)];
+    if (!c) raise<InvalidArgument>("decode_batch: KV cache {} is null", i);
+    for (int64_t j = 0; j < i; ++j)
+      if (caches[size_t(j)] == c) raise<InvalidArgument>("decode_batch: sequences {} and {} share a KV cache", j, i);
+    check_cache(*c, "decode_batch");
+    if (c->size() >= c->capacity())
+      raise<InvalidArgument>("decode_batch: the KV cache of sequence {} is full ({} tokens)", i, c->capacity());
+    if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= config_.vocab_size)
+      raise<InvalidArgument>("decode_batch: token id {} of sequence {} is outside the vocabulary [0, {})",
+                             tokens[size_t(i)], i, config_.vocab_size);
+  }
+  const int64_t chunk = backend_->max_rows();
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t len = std::min(chunk, n - begin);
+    meta_.resize(size_t(2 * len));
+    for (int64_t i = 0; i < len; ++i) {
+      meta_[size_t(i)] = int32_t(i);
+      meta_[size_t(len + i)] = int32_t(caches[size_t(begin + i)]->size());
+    }
+    const std::span<const int32_t> meta(meta_);
+    run_step(tokens.subspan(size_t(begin), size_t(len)), meta.first(size_t(len)), meta.last(size_t(len)),
+             caches.subspan(size_t(begin), size_t(len)), logits ? logits + begin * config_.vocab_size : nullptr,
+             /*last_only=*/false, /*graphable=*/true);
+  }
+  for (KVCache* c : caches) c->advance(1);
 }
 
 void Model::register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head) {
   linears_.push_back(LinearSlot{std::move(name), op, is_lm_head});
 }
 
-void Model::register_parameter(const Tensor& t) { parameters_.push_back(t); }
+void Model::register_parameter(models::Param& p, models::ParamKind kind) {
+  parameters_.push_back(ParamEntry{&p, kind, true});
+}
+
+void Model::register_buffer(models::Param& p) {
+  parameters_.push_back(ParamEntry{&p, models::ParamKind::Vector, false});
+}
 
 std::vector<LinearSlot> Model::linear_layers() { return linears_; }
 
@@ -115,8 +262,16 @@ WeightBytes Model::weight_breakdown() const {
     b.linear += (*s.op)->weight_bytes();
     if (const float* p = linear_f32_weight_data(**s.op)) shared.push_back(p);
   }
-  for (const Tensor& t : parameters_)
-    if (std::find(shared.begin(), shared.end(), t.data<float>()) == shared.end()) b.other += t.nbytes();
+  const bool on_host = backend_->device() == Device::CPU;
+  for (const ParamEntry& e : parameters_) {
+    if (!e.counted) continue;
+    if (!on_host) {
+      b.other += e.param->device_bytes;
+    } else {
+      const Tensor& t = e.param->host;
+      if (std::find(shared.begin(), shared.end(), t.data<float>()) == shared.end()) b.other += t.nbytes();
+    }
+  }
   return b;
 }
 

@@ -9,6 +9,7 @@
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
+#include "models/backend.hpp"
 
 namespace kq::models {
 
@@ -165,6 +166,24 @@ Tensor RandomWeights::get(const std::string& name, const Shape& shape, Init init
     p[i] = (2.0f * u - 1.0f) * kA;
   }
   return t;
+}
+
+void RandomWeights::set_linear_mode(const std::string& mode, bool lm_head) {
+  if (!mode.empty() && mode != "bf16" && mode != "f32" && mode != "fp32") (void)parse_quant_mode(mode);
+  linear_mode_ = mode;
+  lm_head_mode_ = lm_head;
+}
+
+std::unique_ptr<Linear> RandomWeights::generated_linear(const std::string& module, int64_t out, int64_t in,
+                                                        Backend& be) {
+  if (linear_mode_.empty() || (module == "lm_head" && !lm_head_mode_)) return nullptr;
+  const bool plain = linear_mode_ == "bf16" || linear_mode_ == "f32" || linear_mode_ == "fp32";
+  if (auto op = be.random_linear(linear_mode_, out, in, splitmix64(seed_ ^ fnv1a(module)))) {
+    disk_bytes_ += size_t(out * in) * disk_elem_;
+    return op;
+  }
+  if (plain) return nullptr;
+  return quantize_linear(get(module + ".weight", {out, in}, Init::Weight), Tensor(), parse_quant_mode(linear_mode_));
 }
 
 }  // namespace kq::models

@@ -14,6 +14,8 @@
 
 namespace kq::models {
 
+class Backend;
+
 /// How random() initializes a parameter (ignored when loading from files).
 enum class Init {
   Weight,  ///< linear weights and embeddings: uniform, standard deviation 0.02
@@ -40,6 +42,14 @@ class WeightSource {
   virtual std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
                                                    int64_t out, int64_t in) {
     (void)module, (void)file_prefix, (void)out, (void)in;
+    return nullptr;
+  }
+  /// A linear layer the source generates itself in its final form (random
+  /// quantized weights for benchmarks, see RandomWeights::set_linear_mode),
+  /// on `be`'s device; nullptr for a plain weight (read with get()).
+  virtual std::unique_ptr<Linear> generated_linear(const std::string& module, int64_t out, int64_t in,
+                                                   Backend& be) {
+    (void)module, (void)out, (void)in, (void)be;
     return nullptr;
   }
   /// Bytes of the tensors handed out so far, in their on-disk dtype.
@@ -83,10 +93,22 @@ class RandomWeights final : public WeightSource {
   Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override {
     return get(name, shape, init);
   }
+  /// Makes every linear layer (the lm_head too when `lm_head`) a random op of
+  /// `mode` ("bf16"/"f32" or a parse_quant_mode name), without biases (the
+  /// random biases are zeros anyway): on CUDA generated on the device
+  /// (Backend::random_linear: gpu::random_cuda_linear, same kernels and
+  /// weight bytes as a quantized model, other values than the CPU's); on the
+  /// CPU the FP32 random weight quantized with quantize_linear. "" = plain FP32.
+  /// Throws InvalidArgument for an unknown mode.
+  void set_linear_mode(const std::string& mode, bool lm_head);
+  std::unique_ptr<Linear> generated_linear(const std::string& module, int64_t out, int64_t in,
+                                           Backend& be) override;
 
  private:
   uint64_t seed_;
   size_t disk_elem_;
+  std::string linear_mode_;
+  bool lm_head_mode_ = false;
 };
 
 }  // namespace kq::models

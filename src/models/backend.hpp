@@ -1,0 +1,161 @@
+#pragma once
+// The device-ops interface the architectures are written against. Each
+// architecture's forward (src/models/llama.cpp, gpt2.cpp) is one sequence of
+// Backend calls; the CPU backend (cpu_backend.cpp) runs them with the cpu::
+// ops and Linear::forward in F32, the CUDA backend (src/gpu/cuda_backend.cpp)
+// with the kernels of src/kernels/cuda/model_ops.hpp and gpu::CudaLinear,
+// BF16 activations, an F32 residual stream and BF16 KV caches.
+//
+// A step runs n rows; row r carries a token, the index of its sequence (KV
+// cache) and its position in that sequence. Prefill is one sequence at
+// consecutive positions; batched decode is one row per sequence. The
+// architecture code never sees positions or caches: the backend holds the
+// step's metadata (on the GPU in device memory, so a captured CUDA graph can
+// be replayed for the next decode step after uploading new metadata).
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+
+#include "kernels/cpu/ops_rope.hpp"
+#include "kernels/linear.hpp"
+#include "kq/context.hpp"
+#include "kq/model.hpp"
+#include "kq/tensor.hpp"
+
+namespace kq::models {
+
+/// A non-linear model parameter (embedding table, norm gain/bias, RoPE
+/// cos/sin table). `host` is F32 on the host; a device backend keeps a copy
+/// (Backend::upload) and records where it is.
+struct Param {
+  Tensor host;                   ///< F32, shape as loaded
+  const void* device = nullptr;  ///< device copy (Table: BF16, Vector: F32), or nullptr
+  size_t device_bytes = 0;       ///< bytes of the device copy
+};
+
+/// How a device backend stores a parameter.
+enum class ParamKind {
+  Table,   ///< embedding tables (token, position): BF16 on the GPU, rows gathered
+  Vector,  ///< norm gains/biases and RoPE tables: F32 on the GPU
+};
+
+/// RoPE tables: the CPU form (cpu::RopeTable) and the same cos/sin values as
+/// Params F32 [max_positions, head_dim/2] for device backends.
+struct Rope {
+  cpu::RopeTable table;
+  Param cos, sin;
+};
+/// Builds both forms (cpu::make_rope_table; head_dim even, checked by check_config).
+Rope make_rope(double theta, int64_t head_dim, int64_t max_positions);
+
+/// A matrix of activations in the backend's activation dtype (CPU: F32,
+/// CUDA: BF16 device memory): row r starts at p + r·ld elements.
+struct Act {
+  void* p = nullptr;
+  int64_t ld = 0;     ///< row stride in elements
+  int64_t esize = 4;  ///< bytes per element
+  /// The same rows starting at column c (e.g. K inside a fused QKV output).
+  Act col(int64_t c) const { return {static_cast<char*>(p) + c * esize, ld, esize}; }
+  /// Rows from r on.
+  Act row(int64_t r) const { return {static_cast<char*>(p) + r * ld * esize, ld, esize}; }
+  explicit operator bool() const { return p != nullptr; }
+};
+
+/// Scratch activation buffers of a step (each [rows, cols], see Backend::act).
+enum class Buf : int { H, O, Q, K, V, Att, Gate, Up, Count };
+
+/// The rows of one step and where its results go.
+struct StepRows {
+  std::span<const int32_t> tokens;   ///< [n] token ids (validated)
+  std::span<const int32_t> row_seq;  ///< [n] index into `caches`
+  std::span<const int32_t> row_pos;  ///< [n] position of the row in its sequence
+  std::span<KVCache* const> caches;  ///< the sequences' caches (the backend's device)
+  /// F32 host logits [n, vocab] (or [vocab] for the last row when last_only),
+  /// or nullptr when no logits are wanted.
+  float* logits = nullptr;
+  bool last_only = false;
+  /// A decode step the CUDA backend may capture and replay as a CUDA graph.
+  bool graphable = false;
+};
+
+/// The ops of a step, for the architectures' forward. Not thread-safe.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  /// Most rows one step may have.
+  virtual int64_t max_rows() const = 0;
+
+  // ---- model setup --------------------------------------------------------
+  /// Makes `p` usable by this backend's ops (device copy). CPU: nothing.
+  virtual void upload(Param& p, ParamKind kind) = 0;
+  /// `op` converted to run on this backend (CUDA: gpu::to_cuda), or nullptr
+  /// when `op` runs here as it is (always on the CPU). Throws Unsupported for
+  /// a format the device cannot run, naming the layer `name`.
+  virtual std::unique_ptr<Linear> convert(const std::string& name, const Linear& op) = 0;
+  /// A Linear [N, K] with random weights of `mode` ("bf16" or a quant mode
+  /// name) generated on the device (CUDA: gpu::random_cuda_linear, rms 0.02),
+  /// or nullptr when the backend has no such path (CPU).
+  virtual std::unique_ptr<Linear> random_linear(const std::string& mode, int64_t N, int64_t K, uint64_t seed) {
+    (void)mode, (void)N, (void)K, (void)seed;
+    return nullptr;
+  }
+  /// Zero-filled device memory for a KV cache (CPU: nullptr: the cache holds
+  /// its own host memory).
+  virtual std::shared_ptr<void> alloc_cache(size_t bytes) = 0;
+  /// Replaces the CPU thread count of later steps.
+  virtual void set_context(const ExecContext& ctx) = 0;
+  /// Enables/disables CUDA graphs for decode steps (CPU: ignored).
+  virtual void set_graphs(bool enabled) = 0;
+  /// Steps served by replaying a captured CUDA graph so far (CPU: 0).
+  virtual int64_t graph_replays() const { return 0; }
+
+  /// Runs one step: sets up `rows`' metadata, calls body(*this) (the
+  /// architecture's forward, which uses only the ops below), and delivers the
+  /// logits to rows.logits. The CUDA backend may replay a captured graph of
+  /// `body` instead of calling it (rows.graphable), so body must issue the
+  /// same op sequence for the same row count and flags.
+  virtual void run(const StepRows& rows, const std::function<void(Backend&)>& body) = 0;
+
+  // ---- ops of a step (n = rows of the step) --------------------------------
+  /// The residual stream, F32 [n, d] (device memory on the GPU).
+  virtual float* residual(int64_t d) = 0;
+  /// Scratch activations [n, cols] for `b`; stable within the step.
+  virtual Act act(Buf b, int64_t cols) = 0;
+  /// x[r] = table[token r] (+ pos_table[position r] when pos_table).
+  virtual void embed(const Param& table, const Param* pos_table, float* x, int64_t d) = 0;
+  /// When add: x += add (residual connection, rows [0, rows)); then out =
+  /// RMSNorm(x)·w for `rows` rows of width d.
+  virtual void rms_norm(float* x, Act add, const Param& w, float eps, Act out, int64_t rows, int64_t d) = 0;
+  /// As rms_norm with LayerNorm(x)·gamma + beta.
+  virtual void layer_norm(float* x, Act add, const Param& gamma, const Param& beta, float eps, Act out,
+                          int64_t rows, int64_t d) = 0;
+  /// y[rows, N] = x[rows, K]·Wᵀ + b with `op` (converted by convert()).
+  virtual void linear(const Linear& op, Act x, int64_t rows, Act y) = 0;
+  /// Rotates q (q_heads heads) and k (k_heads heads) of every row at its position.
+  virtual void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const Rope& r) = 0;
+  /// Writes every row's keys and values (kv_heads·head_dim each) into layer
+  /// `layer` of its sequence's cache at its position.
+  virtual void store_kv(int64_t layer, Act k, Act v) = 0;
+  /// Causal attention of every row over its sequence's cache (positions <= its own).
+  virtual void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) = 0;
+  /// gate[:, :f] = silu(gate)·up (SwiGLU).
+  virtual void swiglu(Act gate, Act up, int64_t f) = 0;
+  /// x[:, :f] = GELU(x): tanh approximation, or the erf form when exact.
+  virtual void gelu(Act x, int64_t f, bool exact) = 0;
+  /// The step's logits from the normed hidden rows h [rows, d] (the last
+  /// `rows` rows of the step): rows.logits when the step ends.
+  virtual void lm_head(const Linear& op, Act h, int64_t rows) = 0;
+};
+
+/// The CPU backend (F32, the cpu:: ops and Linear::forward).
+std::unique_ptr<Backend> make_cpu_backend(const ExecContext& ctx);
+/// The CUDA backend on the current device (src/gpu/cuda_backend.cpp). In a
+/// CPU-only build: throws Unsupported ("... needs the CUDA backend, but this
+/// build is CPU-only ...").
+std::unique_ptr<Backend> make_cuda_backend(const ExecContext& ctx);
+
+}  // namespace kq::models

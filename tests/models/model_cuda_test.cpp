@@ -1,0 +1,348 @@
+// Whole models on CUDA (BF16 activations, F32 residual, BF16 KV cache) against
+// the CPU FP32 model: logits of a full pass, decode with the KV cache vs a
+// full pass, batched decode vs separate decodes, CUDA-graph replay vs eager
+// steps, and a CPU-quantized model moved with to_device. Every test skips
+// without a CUDA build and device (KQ_REQUIRE_CUDA=1 makes that a failure).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "kernels/linear.hpp"
+#include "kernels/quantized_linear.hpp"
+#include "kq/error.hpp"
+#include "kq/model.hpp"
+#include "kq/quantize.hpp"
+
+using namespace kq;
+
+namespace {
+
+const ExecContext kCpu{Device::CPU, 2};
+const ExecContext kCuda{Device::CUDA, 2};
+
+std::filesystem::path repo_gpt2_tiny() { return std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny"; }
+
+/// Why CUDA models cannot run here, or "" when they can.
+std::string cuda_unavailable() {
+  static const std::string why = [] {
+    try {
+      Model::load(repo_gpt2_tiny(), kCuda);
+      return std::string();
+    } catch (const Unsupported& e) {
+      return std::string(e.what());
+    }
+  }();
+  return why;
+}
+
+#define REQUIRE_CUDA_MODEL()                                                         \
+  do {                                                                               \
+    const std::string why_ = cuda_unavailable();                                     \
+    if (!why_.empty()) {                                                             \
+      if (std::getenv("KQ_REQUIRE_CUDA")) FAIL() << "KQ_REQUIRE_CUDA set: " << why_; \
+      GTEST_SKIP() << why_;                                                          \
+    }                                                                                \
+  } while (0)
+
+double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+std::vector<int32_t> tokens_for(int64_t seq, int64_t n, int64_t vocab) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t[size_t(i)] = int32_t((seq * 131 + i * 37 + 7) % vocab);
+  return t;
+}
+
+/// Full-pass logits [n, vocab] of a fresh cache.
+std::vector<float> full_pass(Model& m, const std::vector<int32_t>& t) {
+  std::vector<float> out(t.size() * size_t(m.config().vocab_size));
+  KVCache c = m.make_cache(int64_t(t.size()));
+  m.forward(t, c, out.data());
+  return out;
+}
+
+ModelConfig random_gpt2() {
+  ModelConfig c;
+  c.arch = Arch::GPT2;
+  c.vocab_size = 777;
+  c.hidden_size = 256;
+  c.intermediate_size = 1024;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 4;
+  c.head_dim = 64;
+  c.max_positions = 128;
+  c.activation = "gelu_new";
+  return c;
+}
+
+ModelConfig random_llama() {
+  ModelConfig c;
+  c.arch = Arch::Llama;
+  c.vocab_size = 512;
+  c.hidden_size = 512;
+  c.intermediate_size = 1376;
+  c.num_layers = 3;
+  c.num_heads = 8;
+  c.num_kv_heads = 2;  // grouped-query attention
+  c.head_dim = 64;
+  c.max_positions = 128;
+  c.norm_eps = 1e-6;
+  c.tie_word_embeddings = false;
+  c.activation = "silu";
+  return c;
+}
+
+/// A model compared on both devices: random GPT-2 and Llama (GQA) shapes
+/// always, the repo's gpt2-tiny, and the shared models when present.
+struct Subject {
+  std::string name;
+  std::function<std::unique_ptr<Model>(const ExecContext&)> make;
+};
+
+std::vector<Subject> subjects() {
+  std::vector<Subject> s = {
+      {"random-gpt2", [](const ExecContext& c) { return Model::random(random_gpt2(), 11, c); }},
+      {"random-llama-gqa", [](const ExecContext& c) { return Model::random(random_llama(), 12, c); }},
+      {"repo gpt2-tiny", [](const ExecContext& c) { return Model::load(repo_gpt2_tiny(), c); }},
+  };
+  for (const char* rel : {"models/gpt2-tiny", "models/gpt2-small", "models/llama-small"}) {
+    if (kq::testing::have_shared(rel))
+      s.push_back({std::string("shared ") + rel,
+                   [rel](const ExecContext& c) { return Model::load(kq::testing::shared_dir() / rel, c); }});
+    else
+      std::printf("(shared %s not present: not compared)\n", rel);
+  }
+  return s;
+}
+
+/// The subject on CUDA, or nullptr (with a note) when the GPU attention has no
+/// kernel for its head_dim (a gap of the CUDA ops, reported, not hidden: the
+/// note names it).
+std::unique_ptr<Model> on_cuda(const Subject& s) {
+  auto m = s.make(kCuda);
+  KVCache c = m->make_cache(1);
+  const int32_t tok = 0;
+  try {
+    m->forward(std::span(&tok, 1), c, nullptr);
+  } catch (const Unsupported& e) {
+    if (std::string(e.what()).find("head_dim") == std::string::npos) throw;
+    std::printf("NOT RUN on CUDA: %s: %s\n", s.name.c_str(), e.what());
+    return nullptr;
+  }
+  return m;
+}
+
+}  // namespace
+
+TEST(ModelCuda, Bf16LogitsMatchCpuFp32) {
+  REQUIRE_CUDA_MODEL();
+  int compared = 0;
+  for (const Subject& sub : subjects()) {
+    auto gpu = on_cuda(sub);
+    if (!gpu) continue;
+    auto cpu = sub.make(kCpu);
+    EXPECT_EQ(gpu->context().device, Device::CUDA);
+    const int64_t V = cpu->config().vocab_size, n = 40;
+    const auto t = tokens_for(1, n, V);
+    const auto want = full_pass(*cpu, t), got = full_pass(*gpu, t);
+    const double err = rel_l2(got.data(), want.data(), want.size());
+    std::printf("%s: BF16 GPU vs FP32 CPU logits, relative L2 %.3g\n", sub.name.c_str(), err);
+    EXPECT_LE(err, 1e-2) << sub.name;
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_LE(rel_l2(got.data() + i * V, want.data() + i * V, size_t(V)), 1.5e-2) << sub.name << " row " << i;
+    ++compared;
+  }
+  EXPECT_GE(compared, 2);
+}
+
+TEST(ModelCuda, DecodeWithKVCacheMatchesFullPass) {
+  REQUIRE_CUDA_MODEL();
+  for (const Subject& sub : subjects()) {
+    auto m = on_cuda(sub);
+    if (!m) continue;
+    const int64_t V = m->config().vocab_size, n = 24;
+    const auto t = tokens_for(2, n, V);
+    const auto full = full_pass(*m, t);
+    KVCache c = m->make_cache(n);
+    std::vector<float> step(static_cast<size_t>(V));
+    // A 9-token prompt (last-row logits), then one token at a time.
+    m->forward(std::span(t).first(9), c, step.data(), /*all_logits=*/false);
+    EXPECT_LE(rel_l2(step.data(), full.data() + 8 * V, size_t(V)), 1e-2) << sub.name;
+    for (int64_t i = 9; i < n; ++i) {
+      m->forward(std::span(t).subspan(size_t(i), 1), c, step.data());
+      EXPECT_LE(rel_l2(step.data(), full.data() + i * V, size_t(V)), 1e-2) << sub.name << " token " << i;
+    }
+    EXPECT_EQ(c.size(), n);
+    EXPECT_GT(m->cuda_graph_replays(), 0) << "decode steps should replay CUDA graphs";
+  }
+}
+
+TEST(ModelCuda, DecodeBatchMatchesSeparateDecodes) {
+  REQUIRE_CUDA_MODEL();
+  for (const Subject& sub : subjects()) {
+    auto m = on_cuda(sub);
+    if (!m) continue;
+    const int64_t V = m->config().vocab_size;
+    const std::vector<int64_t> prompt_len = {5, 1, 12, 8, 3};
+    const size_t B = prompt_len.size();
+    std::vector<KVCache> batched, single;
+    for (size_t s = 0; s < B; ++s) {
+      batched.push_back(m->make_cache(32));
+      single.push_back(m->make_cache(32));
+      const auto p = tokens_for(int64_t(s), prompt_len[s], V);
+      m->forward(p, batched[s], nullptr);
+      m->forward(p, single[s], nullptr);
+    }
+    std::vector<KVCache*> ptrs;
+    for (KVCache& c : batched) ptrs.push_back(&c);
+    std::vector<float> got(B * size_t(V)), want(static_cast<size_t>(V));
+    double worst = 0;
+    for (int64_t step = 0; step < 5; ++step) {
+      std::vector<int32_t> next(B);
+      for (size_t s = 0; s < B; ++s) next[s] = int32_t((step * 53 + int64_t(s) * 11 + 3) % V);
+      m->decode_batch(next, ptrs, got.data());
+      for (size_t s = 0; s < B; ++s) {
+        m->forward(std::span(&next[s], 1), single[s], want.data());
+        const double e = rel_l2(got.data() + s * size_t(V), want.data(), size_t(V));
+        worst = std::max(worst, e);
+        EXPECT_LE(e, 1e-2) << sub.name << " step " << step << " sequence " << s;
+      }
+    }
+    std::printf("%s: decode_batch(%zu) vs separate decodes, worst relative L2 %.3g\n", sub.name.c_str(), B,
+                worst);
+  }
+}
+
+TEST(ModelCuda, GraphReplayMatchesEagerSteps) {
+  REQUIRE_CUDA_MODEL();
+  for (const Subject& sub : subjects()) {
+    auto m = on_cuda(sub);
+    if (!m) continue;
+    const int64_t V = m->config().vocab_size, n = 16;
+    const auto t = tokens_for(3, n, V);
+    // Batch 1 (one cache, n tokens one at a time), then batch 2 (two caches).
+    auto decode_all = [&](bool graphs) {
+      m->set_cuda_graphs(graphs);
+      std::vector<float> out(size_t(3 * n) * size_t(V));
+      KVCache a = m->make_cache(n);
+      for (int64_t i = 0; i < n; ++i) m->forward(std::span(t).subspan(size_t(i), 1), a, out.data() + i * V);
+      KVCache b = m->make_cache(n), c = m->make_cache(n);
+      KVCache* both[] = {&b, &c};
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t pair[] = {t[size_t(i)], t[size_t(n - 1 - i)]};
+        m->decode_batch(pair, both, out.data() + (n + 2 * i) * V);
+      }
+      return out;
+    };
+    const int64_t before = m->cuda_graph_replays();
+    const auto eager = decode_all(false);
+    EXPECT_EQ(m->cuda_graph_replays(), before);
+    const auto graph = decode_all(true);
+    EXPECT_GT(m->cuda_graph_replays(), before + n);
+    const double err = rel_l2(graph.data(), eager.data(), eager.size());
+    std::printf("%s: graph replay vs eager decode, relative L2 %.3g\n", sub.name.c_str(), err);
+    EXPECT_LE(err, 1e-3) << sub.name;
+  }
+}
+
+TEST(ModelCuda, QuantizedCpuModelMovedToDevice) {
+  REQUIRE_CUDA_MODEL();
+  for (const char* mode : {"int8", "nf4", "int4-g128", "fp8"}) {
+    auto m = Model::random(random_gpt2(), 13, kCpu);
+    const QuantSpec spec = parse_quant_mode(mode);
+    for (const LinearSlot& s : m->linear_layers())
+      if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+    const int64_t V = m->config().vocab_size;
+    const auto t = tokens_for(4, 32, V);
+    const auto want = full_pass(*m, t);
+    const size_t cpu_linear = m->weight_breakdown().linear;
+    m->to_device(kCuda);
+    EXPECT_EQ(m->context().device, Device::CUDA);
+    const auto got = full_pass(*m, t);
+    const double err = rel_l2(got.data(), want.data(), want.size());
+    std::printf("random-gpt2 %s: GPU vs CPU (both quantized) logits, relative L2 %.3g; linear bytes CPU %zu GPU %zu\n",
+                mode, err, cpu_linear, m->weight_breakdown().linear);
+    EXPECT_LE(err, 3e-2) << mode;
+    // A CPU cache is refused by the GPU model.
+    KVCache host(m->config().num_layers, m->config().num_kv_heads, m->config().head_dim, 8);
+    EXPECT_THROW(m->forward(std::span(t).first(1), host, nullptr), InvalidArgument);
+  }
+}
+
+TEST(ModelCuda, RandomLlamaWithTransformOnDevice) {
+  REQUIRE_CUDA_MODEL();
+  const ModelConfig c = random_llama();
+  int calls = 0;
+  auto count = [&](const std::string&, std::unique_ptr<Linear> op) {
+    ++calls;
+    return op;
+  };
+  auto gpu = Model::random(c, 3, kCuda, count);
+  auto cpu = Model::random(c, 3, kCpu);
+  EXPECT_EQ(calls, int(gpu->linear_layers().size()));
+  const auto t = tokens_for(5, 48, c.vocab_size);
+  const auto want = full_pass(*cpu, t), got = full_pass(*gpu, t);
+  const double err = rel_l2(got.data(), want.data(), want.size());
+  std::printf("random Llama GQA 8/2 heads: BF16 GPU vs FP32 CPU logits, relative L2 %.3g\n", err);
+  EXPECT_LE(err, 1e-2);
+  const WeightBytes wb = gpu->weight_breakdown();
+  // BF16 on the device: about half the CPU FP32 bytes.
+  EXPECT_NEAR(double(wb.linear) / double(cpu->weight_breakdown().linear), 0.5, 0.02);
+}
+
+TEST(ModelCuda, RandomQuantizedModesRunOnDevice) {
+  REQUIRE_CUDA_MODEL();
+  ModelConfig c;
+  c.arch = Arch::Llama;
+  c.vocab_size = 1024;
+  c.hidden_size = 512;
+  c.intermediate_size = 1536;
+  c.num_layers = 2;
+  c.num_heads = 8;
+  c.num_kv_heads = 4;
+  c.head_dim = 64;
+  c.max_positions = 256;
+  c.norm_eps = 1e-6;
+  c.tie_word_embeddings = false;
+  c.activation = "silu";
+  size_t bf16_bytes = 0;
+  for (const char* mode : {"bf16", "int8", "fp8", "nf4", "int4-g128"}) {
+    auto m = Model::random_quantized(c, 7, kCuda, mode);
+    const size_t bytes = m->weight_breakdown().linear;
+    if (bf16_bytes == 0) bf16_bytes = bytes;
+    const auto t = tokens_for(6, 20, c.vocab_size);
+    const auto full = full_pass(*m, t);
+    bool finite = true;
+    for (float v : full) finite = finite && std::isfinite(v);
+    EXPECT_TRUE(finite) << mode;
+    // Decode with the cache (graphs) reproduces the full pass of the same model.
+    KVCache cache = m->make_cache(20);
+    std::vector<float> step(static_cast<size_t>(c.vocab_size));
+    m->forward(std::span(t).first(10), cache, step.data(), false);
+    double worst = 0;
+    for (int64_t i = 10; i < 20; ++i) {
+      m->forward(std::span(t).subspan(size_t(i), 1), cache, step.data());
+      worst = std::max(worst, rel_l2(step.data(), full.data() + i * c.vocab_size, size_t(c.vocab_size)));
+    }
+    std::printf("random Llama %s: linear bytes %zu (%.2fx bf16), decode vs full pass worst rel L2 %.3g\n", mode,
+                bytes, double(bytes) / double(bf16_bytes), worst);
+    EXPECT_LE(worst, 2e-2) << mode;
+    if (std::string(mode) != "bf16") {
+      EXPECT_LT(bytes, bf16_bytes * 6 / 10) << mode;
+    }
+  }
+}
