@@ -82,6 +82,7 @@ struct BenchResult {
 /// Whole-run results and header information.
 struct BenchReport {
   std::string model, text, device;
+  std::string device_name;  ///< GPU name for device "cuda" (empty on the CPU)
   int ctx = 0;
   int64_t windows = 0, scored_tokens = 0, text_tokens = 0;
   int samples = 0;

@@ -64,8 +64,10 @@ struct QuantizeReport {
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 
 /// Loads DIR (a Hugging Face folder or a KernelQuant quantized folder) and
-/// returns a quantized copy; the folder is not modified. Same errors as
-/// Model::load and quantize_model.
+/// returns a quantized copy; the folder is not modified. Quantization runs on
+/// the host; for ctx.device == CUDA the quantized model is then moved to the
+/// GPU (Model::to_device; 4-bit and 8-bit layers keep their codes). Same
+/// errors as Model::load, quantize_model and Model::to_device.
 std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
                                       const ExecContext& ctx = {}, QuantizeReport* report = nullptr);
 

@@ -11,6 +11,7 @@
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
+#include "kq/fp8.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 
@@ -36,18 +37,20 @@ size_t peak_rss_bytes() { return proc_status_kb("VmHWM"); }
 
 BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   if (o.modes.empty()) raise<InvalidArgument>("--modes: give at least one mode");
-  if (o.context.device != Device::CPU)
-    raise<Unsupported>("--device {}: whole-model inference runs on the CPU in this version",
-                       device_name(o.context.device));
   if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
   // Parse every mode first so a typo fails before minutes of work.
   std::vector<QuantSpec> specs;
-  for (const std::string& m : o.modes) specs.push_back(parse_quant_mode(m));
+  for (size_t i = 0; i < o.modes.size(); ++i) {
+    for (size_t j = 0; j < i; ++j)
+      if (o.modes[j] == o.modes[i]) raise<InvalidArgument>("--modes: '{}' is given twice", o.modes[i]);
+    specs.push_back(parse_quant_mode(o.modes[i]));
+  }
 
   BenchReport rep;
   rep.model = o.model_dir.string();
   rep.text = o.text.string();
   rep.device = device_name(o.context.device);
+  if (o.context.device == Device::CUDA) rep.device_name = get_fp8_info().device_name;
   rep.threads = resolve_threads(o.context.threads);
   rep.samples = o.samples;
 

@@ -59,8 +59,13 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
 
 std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
                                       const ExecContext& ctx, QuantizeReport* report) {
-  auto model = Model::load(dir, ctx);
+  // Quantization runs on the host (round-to-nearest over the FP32 weights);
+  // a model for another device is built on the CPU, quantized, then moved.
+  ExecContext host = ctx;
+  host.device = Device::CPU;
+  auto model = Model::load(dir, host);
   QuantizeReport r = quantize_model(*model, options);
+  if (ctx.device != Device::CPU) model->to_device(ctx);
   if (report) *report = std::move(r);
   return model;
 }

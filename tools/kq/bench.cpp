@@ -36,7 +36,10 @@ fs::path default_model_dir() {
 void print_header(const BenchReport& r, const BenchArgs& a) {
   fmt::print("KernelQuant bench\n");
   fmt::print("  model   {}\n", r.model);
-  fmt::print("  device  {} ({} threads)\n", r.device, r.threads);
+  if (r.device == "cpu")
+    fmt::print("  device  cpu ({} threads)\n", r.threads);
+  else
+    fmt::print("  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
   fmt::print("  modes   {}\n", fmt::join(a.modes, " "));
   fmt::print("  text    {} ({} tokens)\n", r.text, r.text_tokens);
   fmt::print("  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
@@ -93,6 +96,7 @@ nlohmann::json to_json(const BenchReport& r) {
   nlohmann::json j;
   j["model"] = r.model;
   j["device"] = r.device;
+  if (!r.device_name.empty()) j["device_name"] = r.device_name;
   j["text"] = r.text;
   j["ctx"] = r.ctx;
   j["samples"] = r.samples;
@@ -140,19 +144,23 @@ void add_bench_command(CLI::App& app) {
       "bench", "Quantize a model in each mode and report perplexity, KL, memory and latency vs FP32, with PASS/FAIL");
   cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)");
   cmd->add_option("--modes", args->modes, "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
-      ->expected(1, -1);
+      ->expected(1, -1)
+      ->capture_default_str();
   cmd->add_option("--text,-t", args->text, "UTF-8 evaluation text (default: MODEL/demo-eval.txt, else the shipped models/gpt2-tiny/demo-eval.txt)");
   cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--ctx", args->ctx, "Window length in tokens (default: the model's context length)")
       ->check(CLI::Range(0, 1 << 30));
-  cmd->add_option("--device", args->device, "cpu (cuda: see docs/GPU.md)");
+  cmd->add_option("--device", args->device,
+                  "cpu, or cuda: the baseline is the model in BF16 on the GPU, quantized modes run the GPU kernels "
+                  "(docs/GPU.md)")
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option("--keep", args->keep, "Regex of layer names to keep in high precision (repeatable)");
-  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::Range(1, 1 << 30));
-  cmd->add_option("--decode-tokens", args->decode, "Tokens decoded per latency run")->check(CLI::Range(1, 1 << 30));
-  cmd->add_option("--prompt-tokens", args->prompt, "Prompt length for latency")->check(CLI::Range(1, 1 << 30));
+  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  cmd->add_option("--decode-tokens", args->decode, "Tokens decoded per latency run")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  cmd->add_option("--prompt-tokens", args->prompt, "Prompt length for latency")->check(CLI::Range(1, 1 << 30))->capture_default_str();
   cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
   cmd->callback([args] {
     BenchOptions o;

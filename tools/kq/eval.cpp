@@ -26,6 +26,7 @@ struct EvalOptions {
   int ctx = 0;
   int samples = 0;
   int threads = 0;
+  std::string device = "cpu";
   std::string json;
   bool quiet = false;
 };
@@ -44,8 +45,9 @@ void run_eval(const EvalOptions& o) {
   if (o.ctx < 0) raise<InvalidArgument>("--ctx must be >= 0 (0 = the model's context), got {}", o.ctx);
   if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
+  const ExecContext ctx{parse_device(o.device), o.threads};
   const std::string text = read_text_file(o.text);  // check the cheap argument first
-  auto model = Model::load(o.model, ExecContext{Device::CPU, o.threads});
+  auto model = Model::load(o.model, ctx);
   const Tokenizer tok = Tokenizer::load(o.model);
   const std::vector<int32_t> tokens = tok.encode(text);
 
@@ -62,8 +64,9 @@ void run_eval(const EvalOptions& o) {
   fmt::print("perplexity:    {:.4f}\n", r.ppl);
   fmt::print("scored tokens: {} in {} windows of up to {} tokens{}\n", r.scored_tokens, r.windows, r.ctx,
              o.samples ? fmt::format(" (first {} windows only)", o.samples) : "");
-  fmt::print("time:          {:.2f} s ({:.0f} tokens/s, {} threads)\n", r.seconds, tps,
-             resolve_threads(o.threads));
+  fmt::print("time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
+             ctx.device == Device::CPU ? fmt::format("{} threads", resolve_threads(o.threads))
+                                       : device_name(ctx.device));
 
   if (!o.json.empty()) {
     const nlohmann::json j = {
@@ -81,6 +84,7 @@ void run_eval(const EvalOptions& o) {
         {"seconds", r.seconds},
         {"tokens_per_second", tps},
         {"threads", resolve_threads(o.threads)},
+        {"device", device_name(ctx.device)},
     };
     io::write_file_atomic(o.json, j.dump(2) + "\n");
     fmt::print("wrote {}\n", o.json);
@@ -98,6 +102,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (default: the model's context length)");
   cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (default: all)");
   cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
+      ->capture_default_str();
   cmd->add_option("--json", opts->json, "Also write the results as JSON to this file (atomically)");
   cmd->add_flag("--quiet", opts->quiet, "No progress bar");
   cmd->callback([opts] { run_eval(*opts); });

@@ -20,6 +20,7 @@ struct GenerateOptions {
   int n = 64;
   SamplingParams sampling;
   int threads = 0;
+  std::string device = "cpu";
   bool ignore_eos = false;
   bool no_echo = false;
 };
@@ -32,7 +33,7 @@ void run_generate(const GenerateOptions& o) {
   if (o.n < 0) raise<InvalidArgument>("-n must be >= 0, got {}", o.n);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   Sampler sampler(o.sampling);  // validates temperature / top-k / top-p
-  auto model = Model::load(o.model, ExecContext{Device::CPU, o.threads});
+  auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
   const Tokenizer tok = Tokenizer::load(o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
@@ -97,6 +98,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (default 1 = off)");
   cmd->add_option("--seed", opts->sampling.seed, "Random seed (default 0)");
   cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")->capture_default_str();
   cmd->add_flag("--ignore-eos", opts->ignore_eos, "Keep generating after the end-of-text token");
   cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
   cmd->callback([opts] { run_generate(*opts); });
