@@ -133,6 +133,7 @@ __global__ void __launch_bounds__(kThreads)
         sum += p;
       }
       sum = warp_sum(sum);
+      __syncwarp();  // every lane has read s_m[warp] before lane 0 replaces it (shuffles order no memory)
       if (lane == 0) {
         const float a = exp2f(m_old - m_new);
         s_alpha[warp] = a;
