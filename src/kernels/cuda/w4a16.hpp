@@ -11,8 +11,9 @@
 //    is applied to the FP32 partial sums.
 //  * prefill (M > 16): w4a16_gemm, a fused GEMM that dequantizes 128 x 64
 //    weight tiles to BF16 in shared memory and feeds mma.sync m16n8k16 BF16
-//    tensor-core tiles (cp.async multi-stage pipeline); or, for large M,
-//    w4_dequantize_bf16 into a scratch BF16 weight and the cuBLASLt BF16 GEMM.
+//    tensor-core tiles (cp.async multi-stage pipeline); or w4_dequantize_bf16
+//    into a scratch BF16 weight and the cuBLASLt BF16 GEMM (w4a16_linear's
+//    default today: faster on the H200, see W4PrefillPath).
 // Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = OCP
 // MX E2M1 (blockwise absmax normalised to 6), INT4 round-to-nearest groups
 // (symmetric, or asymmetric with a zero point per group).
@@ -125,15 +126,17 @@ void w4_dequantize_bf16(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStrea
 
 /// How w4a16_linear computes M > kW4GemvMaxM tokens.
 enum class W4PrefillPath : uint8_t {
-  Auto,         ///< Fused below kW4FusedMaxM tokens, else DequantGemm (the faster on the H200)
+  Auto,         ///< Fused for M <= kW4FusedMaxM, else DequantGemm (the faster on the H200 today)
   Fused,        ///< w4a16_gemm
   DequantGemm,  ///< w4_dequantize_bf16 into ctx's scratch + cuBLASLt BF16 GEMM
 };
 
 /// Largest M that w4a16_linear sends to the decode GEMV.
 inline constexpr int64_t kW4GemvMaxM = 16;
-/// W4PrefillPath::Auto uses the fused GEMM for M <= kW4FusedMaxM.
-inline constexpr int64_t kW4FusedMaxM = 1 << 30;
+/// W4PrefillPath::Auto uses the fused GEMM for M <= kW4FusedMaxM: 0 for now,
+/// since dequantize + cuBLASLt measured faster at every M from 32 to 2048 on
+/// the H200 (docs/GPU.md, "W4A16 prefill").
+inline constexpr int64_t kW4FusedMaxM = 0;
 
 /// W4A16 linear: the GEMV for M <= kW4GemvMaxM, else the prefill path chosen
 /// by `path`. x: BF16 [M, ldx]; y: BF16 [M, ldy]. Throws InvalidArgument for

@@ -113,14 +113,13 @@ __device__ __forceinline__ void compute_tile(float (&acc)[kN8][4], const uint4& 
   constexpr int kSteps = 8 / kParts;
 #pragma unroll
   for (int part = 0; part < kParts; ++part) {
-    // Two independent mma chains (even / odd steps) halve the dependent latency.
-    float c[2][kN8][4], o[2][kN8][4];
+    // One mma chain per part: two (even / odd steps) measured no faster at
+    // M = 1 and spilled at M = 16 (tuning log, version 9).
+    float c[1][kN8][4], o[1][kN8][4];
 #pragma unroll
-    for (int e = 0; e < 2; ++e)
+    for (int j = 0; j < kN8; ++j)
 #pragma unroll
-      for (int j = 0; j < kN8; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) c[e][j][i] = o[e][j][i] = 0.f;
+      for (int i = 0; i < 4; ++i) c[0][j][i] = o[0][j][i] = 0.f;
 #pragma unroll
     for (int ss = 0; ss < kSteps; ++ss) {
       const int s = part * kSteps + ss;
@@ -143,19 +142,13 @@ __device__ __forceinline__ void compute_tile(float (&acc)[kN8][4], const uint4& 
       }
 #pragma unroll
       for (int j = 0; j < kN8; ++j) {
-        mma_bf16_16816(c[s & 1][j], a0, a1, a2, a3, x[j][2 * s], x[j][2 * s + 1]);
-        if constexpr (kDq != Dq::Lut)
-          mma_bf16_16816(o[s & 1][j], kOnes, kOnes, kOnes, kOnes, x[j][2 * s], x[j][2 * s + 1]);
+        mma_bf16_16816(c[0][j], a0, a1, a2, a3, x[j][2 * s], x[j][2 * s + 1]);
+        if constexpr (kDq != Dq::Lut) mma_bf16_16816(o[0][j], kOnes, kOnes, kOnes, kOnes, x[j][2 * s], x[j][2 * s + 1]);
       }
     }
     const float s0 = bf16_bits_to_float(sc[part][0]), s1 = bf16_bits_to_float(sc[part][1]);
 #pragma unroll
     for (int j = 0; j < kN8; ++j) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        c[0][j][i] += c[1][j][i];
-        o[0][j][i] += o[1][j][i];
-      }
       if constexpr (kDq == Dq::Lut) {
         acc[j][0] = fmaf(s0, c[0][j][0], acc[j][0]);
         acc[j][1] = fmaf(s0, c[0][j][1], acc[j][1]);
@@ -317,10 +310,10 @@ template <Dq kDq>
 void launch_gemv_tuned(const W4GemvParams& p, W4GemvTuning tuning, cudaStream_t stream) {
   int warps = tuning.warps, unroll = tuning.tiles;
   if (warps != 4 && warps != 8 && warps != 16) {
-    // One chunk per warp where possible: 8 warps x 4 tiles covers K = 4096,
-    // 16 x 4 up to K = 8192; longer rows loop over chunks.
-    warps = p.k_tiles <= 16 ? 4 : (p.k_tiles <= 32 ? 8 : 16);
-    unroll = 0;
+    // 8 warps x 4-tile chunks was the fastest variant on every 7B shape on the
+    // H200 (K = 4096 and 11008, N = 4096..22016; docs/GPU.md); longer rows loop.
+    warps = 8;
+    unroll = 4;
   }
   const int parts = p.block_shift >= 7 ? 1 : (p.block_shift == 6 ? 2 : 4);
   const bool two = p.M > 8;
