@@ -7,8 +7,9 @@
 // environment variable KQ_ISA:
 //   KQ_ISA=ref         the scalar reference kernels (the test oracle)
 //   KQ_ISA=avx2        AVX2 + FMA + F16C kernels
-//   KQ_ISA=avx512      reserved: no AVX-512 kernels are built yet
-//   KQ_ISA=avx512vnni  reserved: no AVX-512 VNNI kernels are built yet
+//   KQ_ISA=avx512      reserved: no separate AVX-512 (non-VNNI) table is built
+//   KQ_ISA=avx512vnni  AVX-512 VNNI W8A8 INT8 GEMM (prefill, M > 1); every
+//                      other entry, INT8 decode included, is the AVX2 kernel
 // ("generic" is accepted as a synonym of "ref": ops_vec.hpp uses that name.)
 // An unknown value, or an ISA this CPU or this build lacks, is a clear
 // kq::InvalidArgument from the op factories and from active_isa().
