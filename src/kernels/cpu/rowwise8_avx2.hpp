@@ -8,6 +8,7 @@
 //      map code 0 to a finite value (zero-padded tails are multiplied by 0).
 // Fin: `float operator()(int64_t m, int64_t n, float total) const` → y[m, n].
 #include <immintrin.h>
+#include <omp.h>
 
 #include <cstring>
 
@@ -17,15 +18,15 @@ namespace kq::cpu::avx2 {
 
 inline constexpr int64_t kByteUnit = 32;  ///< codes per decode step
 
-/// R rows from n0 against one token: totals[r] in the canonical order.
-/// xtail: the last K % 32 activations, zero-padded to 32.
+/// The R rows rows[0..R) (anywhere in the matrix) against one token, in
+/// lockstep: totals[r] in the canonical order. xtail: the last K % 32
+/// activations, zero-padded to 32.
 template <int R, class Dec>
-inline void rowwise8_rows(const uint8_t* codes, int64_t K, int64_t n0, const float* x, const float* xtail,
+inline void rowwise8_rows(const uint8_t* codes, int64_t K, const int64_t* rows, const float* x, const float* xtail,
                           const Dec& dec, float* totals) {
   const int64_t kfull = K / kByteUnit * kByteUnit;
   const int64_t kp = (K + kByteUnit - 1) / kByteUnit * kByteUnit;
   for (int r = 0; r < R; ++r) totals[r] = 0.0f;
-  const int64_t ahead = kPrefetchGroups * R * K;  // bytes to the same offset of a later row group
   for (int64_t c0 = 0; c0 < kp; c0 += kChunk) {
     const int64_t c1 = std::min(kp, c0 + kChunk);
     __m256 acc[R];
@@ -36,8 +37,7 @@ inline void rowwise8_rows(const uint8_t* codes, int64_t K, int64_t n0, const flo
       const __m256 x0 = _mm256_loadu_ps(xk), x1 = _mm256_loadu_ps(xk + 8);
       const __m256 x2 = _mm256_loadu_ps(xk + 16), x3 = _mm256_loadu_ps(xk + 24);
       for (int r = 0; r < R; ++r) {
-        const uint8_t* p = codes + (n0 + r) * K + k;
-        if ((k & 63) == 0) prefetch_ahead(p, ahead);
+        const uint8_t* p = codes + rows[r] * K + k;
         alignas(32) uint8_t buf[kByteUnit];
         if (tail) {
           copy_tail32(p, K - k, buf);
@@ -55,26 +55,34 @@ inline void rowwise8_rows(const uint8_t* codes, int64_t K, int64_t n0, const flo
   }
 }
 
-/// Decode (M = 1): rows in groups of 4 split over the threads.
+/// Decode (M = 1). Each thread owns a contiguous range of rows and walks its
+/// 4 quarters in lockstep, row after row: 4 long sequential streams per core
+/// that the hardware prefetchers follow (4 adjacent rows in lockstep are
+/// 1-8 KB streams, too short for them). A row's sum does not depend on which
+/// rows run beside it: the result is the canonical one for any thread count.
 template <class Dec, class Fin>
 void rowwise8_gemv(const uint8_t* codes, int64_t N, int64_t K, const float* x, float* y, int threads, const Dec& dec,
                    const Fin& fin) {
   const int64_t kfull = K / kByteUnit * kByteUnit;
   alignas(32) float xtail[kByteUnit] = {};
   for (int64_t k = kfull; k < K; ++k) xtail[k - kfull] = x[k];
-  constexpr int R = 4;
-  const int64_t groups = N / R;
   const int nt = gemv_threads(N, K, threads);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t g = 0; g < groups; ++g) {
-    float t[R];
-    rowwise8_rows<R>(codes, K, g * R, x, xtail, dec, t);
-    for (int r = 0; r < R; ++r) y[g * R + r] = fin(0, g * R + r, t[r]);
-  }
-  for (int64_t n = groups * R; n < N; ++n) {
-    float t[1];
-    rowwise8_rows<1>(codes, K, n, x, xtail, dec, t);
-    y[n] = fin(0, n, t[0]);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t lo = N * t / T, hi = N * (t + 1) / T;
+    const int64_t q = (hi - lo) / 4;
+    for (int64_t i = 0; i < q; ++i) {
+      const int64_t rows[4] = {lo + i, lo + q + i, lo + 2 * q + i, lo + 3 * q + i};
+      float tot[4];
+      rowwise8_rows<4>(codes, K, rows, x, xtail, dec, tot);
+      for (int r = 0; r < 4; ++r) y[rows[r]] = fin(0, rows[r], tot[r]);
+    }
+    for (int64_t n = lo + 4 * q; n < hi; ++n) {
+      float tot[1];
+      rowwise8_rows<1>(codes, K, &n, x, xtail, dec, tot);
+      y[n] = fin(0, n, tot[0]);
+    }
   }
 }
 
