@@ -56,6 +56,7 @@ while IFS= read -r f; do
 done < <(find "$BUILD" -maxdepth 3 -type f -perm -u+x \( -name kq -o -name 'test_*' -o -name 'bench_*' -o -name quickstart \) \
            -not -path '*/CMakeFiles/*' -not -name '*.cmake')
 [ -n "$(ls "$STAGE/bin")" ] || { echo "gpu-bundle: no programs found in $BUILD" >&2; exit 1; }
+strip --strip-unneeded "$STAGE"/bin/* 2>/dev/null || true  # symbols only: the carried tree is limited to 64 MiB
 # Their shared libraries, except glibc / libstdc++ / libgcc / CUDA (present there).
 for f in "$STAGE"/bin/*; do
   ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'

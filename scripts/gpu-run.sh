@@ -20,5 +20,6 @@ CUDA_LIB=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -d "$d" ] && CUDA_LIB="$CUDA_LIB:$d"; done
 export LD_LIBRARY_PATH="$DEST/lib$CUDA_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [ -d "$ROOT_DIR/.gpu/shared" ] && export KQ_SHARED_DIR="${KQ_SHARED_DIR:-$ROOT_DIR/.gpu/shared}"
+export KQ_SOURCE_DIR="${KQ_SOURCE_DIR:-$ROOT_DIR}"  # tests find the repo's models/gpt2-tiny
 cd "$ROOT_DIR"
 exec "$@"

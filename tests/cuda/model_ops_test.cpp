@@ -399,6 +399,8 @@ const std::vector<AttnCase>& attn_cases() {
         {"mixed sequences gqa3", 64, 6, 2, 1000, 3, {{1, 10, 40}, {0, 0, 30}, {2, 800, 1}}},
         {"gqa8 decode", 128, 16, 2, 600, 5, {}},
         {"hd256 decode", 256, 2, 1, 300, 3, {}},
+        {"hd32 decode gqa2 (gpt2-tiny / llama-small shapes)", 32, 4, 2, 300, 3, {}},
+        {"hd32 prefill 40 rows on the decode path", 32, 4, 4, 256, 1, {{0, 100, 40}}},
         {"one row prefill", 128, 4, 1, 64, 1, {{0, 63, 1}}},
     };
     for (int s = 0; s < 16; ++s) c[1].rows.push_back({s, -1, 1});

@@ -38,8 +38,10 @@ size_t LtGemmKeyHash::operator()(const LtGemmKey& k) const noexcept {
 uint32_t pointer_alignment(const void* p) {
   const auto a = reinterpret_cast<uintptr_t>(p);
   if (a == 0) return 256;
-  const uint32_t low = uint32_t(1) << std::countr_zero(a);
-  return low > 256 ? 256 : low;
+  // Addresses of large allocations can have 32 or more trailing zero bits:
+  // shifting a 32-bit 1 that far is undefined (and gave alignment 1 on the H200).
+  const int tz = std::countr_zero(a);
+  return tz >= 8 ? 256u : uint32_t(1) << tz;
 }
 
 // ---- LtPlan -------------------------------------------------------------------

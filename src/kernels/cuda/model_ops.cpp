@@ -123,8 +123,8 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   const char* op = "causal_attention";
   check_kv(op, kv);
   const int hd = kv.head_dim;
-  if (hd != 64 && hd != 128 && hd != 256)
-    raise<Unsupported>("{}: head_dim {} is not supported (64, 128 or 256)", op, hd);
+  if (hd != 32 && hd != 64 && hd != 128 && hd != 256)
+    raise<Unsupported>("{}: head_dim {} is not supported (32, 64, 128 or 256)", op, hd);
   if (q_heads <= 0 || q_heads % kv.kv_heads != 0)
     raise<InvalidArgument>("{}: q_heads {} is not a positive multiple of kv_heads {}", op, q_heads, kv.kv_heads);
   if (n < 0) raise<InvalidArgument>("{}: n = {} is negative", op, n);

@@ -109,7 +109,7 @@ size_t attention_workspace_bytes(int64_t n, int q_heads, int head_dim, int64_t c
 /// and accumulation. workspace: attention_workspace_bytes(...) bytes.
 /// max_len: an upper bound of row_pos[r] + 1 over the rows, known on the host
 /// (it sizes the launch; rows read their true length from row_pos).
-/// Requirements: head_dim 64, 128 or 256; q_heads a multiple of kv_heads;
+/// Requirements: head_dim 32, 64, 128 or 256 (32 and 256: decode kernel only); q_heads a multiple of kv_heads;
 /// 1 <= max_len <= capacity; ldq, ldo >= q_heads·head_dim; every cache
 /// pointer 16-byte aligned (K/V rows are read with 16-byte loads).
 /// Throws kq::InvalidArgument (naming the argument) otherwise, or when the

@@ -501,6 +501,7 @@ void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const 
   float* ws_acc = workspace;
   float* ws_ml = plan.splits > 1 ? workspace + size_t(n) * q_heads * plan.splits * kv.head_dim : nullptr;
   switch (kv.head_dim) {
+    case 32: decode_launch_d<32>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml, stream); break;
     case 64: decode_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml, stream); break;
     case 128: decode_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml, stream); break;
     default: decode_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml, stream); break;
