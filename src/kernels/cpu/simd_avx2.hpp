@@ -63,14 +63,13 @@ inline void copy_tail32(const uint8_t* src, int64_t n, uint8_t out[32]) {
   if (n > 0) std::memcpy(out, src, size_t(n));
 }
 
-/// GEMV weight prefetch, in row groups ahead. A GEMV reads R rows in
-/// lockstep; rows of 1–8 KB are too short for the hardware prefetchers to
-/// ramp up, so each kernel prefetches the same offset in the rows one (two
-/// for the cheap INT8 W8A8 kernel) groups ahead: every line once, about one
-/// group's processing time early (measured: FP8 +50–75 %, INT4 +45 %, NF4
-/// +15 %, INT8 +30 % on 2048 × 2048 matrices streamed from memory).
+/// 4-bit GEMV weight prefetch, in row groups ahead. The 4-bit GEMV reads R
+/// rows in lockstep; rows of 1-4 KB are too short for the hardware
+/// prefetchers to ramp up, so it prefetches the same offset in the rows one
+/// group ahead (measured +45 % INT4, +15 % NF4 on 2048 x 2048 from memory).
+/// The 8-bit GEMVs instead walk 4 long sequential streams per thread
+/// (rowwise8_avx2.hpp, gemm_int8_avx2.cpp) and need no software prefetch.
 inline constexpr int64_t kPrefetchGroups = 1;
-inline constexpr int64_t kPrefetchGroupsS8 = 2;
 
 /// Prefetches the line `bytes` after p into L1. The address is formed as an
 /// integer: it may lie past the weight (a prefetch never faults).
