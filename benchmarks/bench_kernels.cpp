@@ -11,8 +11,8 @@
 // the op holds), bw_frac = GB/s ÷ the ReadBW figure measured at start-up,
 // GFLOP/s = 2·M·N·K per second. Context: active ISA, threads, load average,
 // read bandwidth. Weights are random (speed does not depend on values).
-// Run with (target bench_bench_kernels):
-//   flock /tmp/kq-timing.lock build/benchmarks/bench_bench_kernels --benchmark_filter=GEMV/.*/N=2048/K=2048/
+// Run with (target bench_kernels):
+//   flock /tmp/kq-timing.lock build/benchmarks/bench_kernels --benchmark_filter=GEMV/.*/N=2048/K=2048/
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <omp.h>

@@ -3,7 +3,7 @@
 #
 # Here (no GPU needed):
 #   scripts/gpu-bundle.sh --shared "models/gpt2-small models/llama-small data/text/wikitext-2-test.txt" \
-#       kq test_models test_gpu test_cuda bench_bench_gpu_model
+#       kq test_models test_gpu test_cuda bench_gpu_model
 # Then:
 #   run(command="scripts/gpu-model-check.sh", carry=[".gpu"], timeout_s=600)
 #
@@ -40,7 +40,7 @@ if [ "${KQ_SKIP_TESTS:-0}" != 1 ]; then
 fi
 
 # Llama-7B shape: every mode resident, interleaved runs.
-$R bench_bench_gpu_model --shape=llama-7b --runs="$RUNS" --decode=32 --prompt=512 --batch=16 \
+$R bench_gpu_model --shape=llama-7b --runs="$RUNS" --decode=32 --prompt=512 --batch=16 \
   --json="$OUT/bench7b.json" >"$OUT/bench7b.txt" 2>&1
 note "bench_gpu_model rc=$?"
 cat "$OUT/bench7b.txt" | tee -a "$SUM"
