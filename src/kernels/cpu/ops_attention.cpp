@@ -62,7 +62,9 @@ void attention_gemm(const float* q, int64_t q_stride, int64_t n, int64_t pos0, c
   const VecKernels& k = vec_kernels();
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    float* S = scratch + int64_t(omp_get_thread_num()) * kRowBlock * max_keys;  // [rows, keys]
+    // [rows, keys]; the per-thread stride is the one attention_scratch_floats
+    // sizes (rows <= min(n, kRowBlock)), never more than the caller provided.
+    float* S = scratch + int64_t(omp_get_thread_num()) * std::max(group, std::min(n, kRowBlock)) * max_keys;
     // Later blocks see more keys: hand them out dynamically, largest first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; ++task) {
