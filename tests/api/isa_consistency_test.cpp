@@ -42,7 +42,8 @@ std::string read_file(const std::filesystem::path& p) {
 }
 
 Numbers compute(const std::string& mode) {
-  const std::filesystem::path dir = std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
+  const char* src = std::getenv("KQ_SOURCE_DIR");  // the repo elsewhere (e.g. on another machine)
+  const std::filesystem::path dir = std::filesystem::path(src ? src : KQ_SOURCE_DIR) / "models/gpt2-tiny";
   QuantizeOptions qo;
   qo.spec = parse_quant_mode(mode);
   qo.quantize_lm_head = true;
