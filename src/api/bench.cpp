@@ -41,9 +41,11 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   // Parse every mode first so a typo fails before minutes of work.
   std::vector<QuantSpec> specs;
   for (size_t i = 0; i < o.modes.size(); ++i) {
-    for (size_t j = 0; j < i; ++j)
-      if (o.modes[j] == o.modes[i]) raise<InvalidArgument>("--modes: '{}' is given twice", o.modes[i]);
     specs.push_back(parse_quant_mode(o.modes[i]));
+    for (size_t j = 0; j < i; ++j)
+      if (specs[j].name() == specs[i].name())
+        raise<InvalidArgument>("--modes: '{}' is the same mode as '{}' ({}); give each mode once", o.modes[i],
+                               o.modes[j], specs[i].name());
   }
 
   BenchReport rep;

@@ -183,6 +183,7 @@ void add_bench_command(CLI::App& app) {
     o.latency.prompt_tokens = args->prompt;
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
+    check_output_file("--json", args->json);
     o.context.threads = args->threads;
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)

@@ -15,6 +15,7 @@
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
+#include "format_util.hpp"
 #include "progress.hpp"
 
 namespace kq::cli {
@@ -46,6 +47,7 @@ void run_eval(const EvalOptions& o) {
   if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   const ExecContext ctx{parse_device(o.device), o.threads};
+  check_output_file("--json", o.json);
   const std::string text = read_text_file(o.text);  // check the cheap argument first
   auto model = Model::load(o.model, ctx);
   const Tokenizer tok = Tokenizer::load(o.model);

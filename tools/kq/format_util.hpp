@@ -1,11 +1,28 @@
 #pragma once
 // Small formatting helpers shared by the CLI subcommands.
 #include <cstddef>
+#include <filesystem>
 #include <string>
 
 #include <fmt/format.h>
 
+#include "kq/error.hpp"
+
 namespace kq::cli {
+
+/// Checks, before any work starts, that an output file option (e.g. --json)
+/// names a file in an existing folder and not a folder itself, so a long run
+/// does not end in "cannot create a temporary file". Throws InvalidArgument.
+inline void check_output_file(const char* option, const std::string& path) {
+  if (path.empty()) return;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path p(path);
+  if (fs::is_directory(p, ec)) raise<InvalidArgument>("{}: '{}' is a folder, not a file", option, path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir, ec))
+    raise<InvalidArgument>("{}: folder '{}' does not exist (for '{}')", option, dir.string(), path);
+}
 
 /// "1.23 MiB", "456.0 KiB", "12 B".
 inline std::string human_bytes(size_t b) {
