@@ -21,7 +21,7 @@ void add_info_command(CLI::App& app) {
                yn(f.avx2), yn(f.fma), yn(f.f16c), yn(f.avx512f), yn(f.avx512bw), yn(f.avx512vl));
     fmt::print("          AVX-512 VNNI {}  AVX-VNNI {}  AVX-512 BF16 {}  AVX-512 FP16 {}\n",
                yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
-    fmt::print("kernels:  {} (force with KQ_ISA=ref|avx2|avx512|avx512vnni)\n", isa);
+    fmt::print("kernels:  {} (force with KQ_ISA=ref|avx2|avx512vnni)\n", isa);
     fmt::print("threads:  {}\n", resolve_threads(0));
     fmt::print("{}", fp8_info_report());
   });
