@@ -39,6 +39,15 @@ void CudaLinear::forward(const float* x, int64_t M, float* y, const ExecContext&
 
 namespace {
 
+/// Downloads a BF16 [N, K] device matrix as an F32 host tensor (exact).
+Tensor bf16_matrix_to_f32(const cuda::DeviceBuffer<uint16_t>& d, int64_t N, int64_t K) {
+  const std::vector<uint16_t> h = d.download(size_t(N * K));
+  Tensor t = Tensor::empty(DType::F32, {N, K});
+  float* p = t.mutable_data<float>();
+  for (size_t i = 0; i < h.size(); ++i) p[i] = bf16_to_f32(h[i]);
+  return t;
+}
+
 /// Shared state: shapes, format tag, device bias; forward_device checks the
 /// arguments, runs the layout's matmul and adds the bias.
 class CudaLinearBase : public CudaLinear {
@@ -92,11 +101,7 @@ class Bf16CudaLinear final : public CudaLinearBase {
                              N, K);
   }
   Tensor dequantized_weight() const override {
-    const std::vector<uint16_t> h = w_.download();
-    Tensor t = Tensor::empty(DType::F32, {N_, K_});
-    float* p = t.mutable_data<float>();
-    for (size_t i = 0; i < h.size(); ++i) p[i] = bf16_to_f32(h[i]);
-    return t;
+    return bf16_matrix_to_f32(w_, N_, K_);
   }
 
  protected:
@@ -159,11 +164,7 @@ class W4CudaLinear final : public CudaLinearBase {
     cuda::DeviceBuffer<uint16_t> tmp(size_t(N_ * K_));
     cuda::w4_dequantize_bf16(w_, tmp.data(), K_, nullptr);
     KQ_CUDA_CHECK(cudaStreamSynchronize(nullptr));
-    const std::vector<uint16_t> h = tmp.download();
-    Tensor t = Tensor::empty(DType::F32, {N_, K_});
-    float* p = t.mutable_data<float>();
-    for (size_t i = 0; i < h.size(); ++i) p[i] = bf16_to_f32(h[i]);
-    return t;
+    return bf16_matrix_to_f32(tmp, N_, K_);
   }
 
  protected:

@@ -134,20 +134,14 @@ void s8_gemv(const Int8WeightView& w, const int8_t* xq, float xs, float* y, int 
   const int64_t kfull = K / kS8Unit * kS8Unit;
   alignas(32) int8_t xtail[kS8Unit] = {};
   for (int64_t k = kfull; k < K; ++k) xtail[k - kfull] = xq[k];
-  const int nt = gemv_threads(N, K, threads);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t lo = N * t / T, hi = N * (t + 1) / T;
-    const int64_t q = (hi - lo) / 4;
-    for (int64_t i = 0; i < q; ++i) {
-      const int64_t rows[4] = {lo + i, lo + q + i, lo + 2 * q + i, lo + 3 * q + i};
-      int32_t a[4];
-      s8_rows4_dot(w, rows, xq, xtail, a);
-      for (int r = 0; r < 4; ++r) y[rows[r]] = s8_finish(w, rows[r], xs, a[r]);
-    }
-    for (int64_t n = lo + 4 * q; n < hi; ++n) y[n] = s8_finish(w, n, xs, s8_row_dot(w, n, xq, xtail));
-  }
+  for_each_row_quartered(
+      N, K, threads,
+      [&](const int64_t* rows) {
+        int32_t a[4];
+        s8_rows4_dot(w, rows, xq, xtail, a);
+        for (int r = 0; r < 4; ++r) y[rows[r]] = s8_finish(w, rows[r], xs, a[r]);
+      },
+      [&](int64_t n) { y[n] = s8_finish(w, n, xs, s8_row_dot(w, n, xq, xtail)); });
 }
 
 // ---- W8A8 GEMM ----------------------------------------------------------------

@@ -66,24 +66,18 @@ void rowwise8_gemv(const uint8_t* codes, int64_t N, int64_t K, const float* x, f
   const int64_t kfull = K / kByteUnit * kByteUnit;
   alignas(32) float xtail[kByteUnit] = {};
   for (int64_t k = kfull; k < K; ++k) xtail[k - kfull] = x[k];
-  const int nt = gemv_threads(N, K, threads);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t lo = N * t / T, hi = N * (t + 1) / T;
-    const int64_t q = (hi - lo) / 4;
-    for (int64_t i = 0; i < q; ++i) {
-      const int64_t rows[4] = {lo + i, lo + q + i, lo + 2 * q + i, lo + 3 * q + i};
-      float tot[4];
-      rowwise8_rows<4>(codes, K, rows, x, xtail, dec, tot);
-      for (int r = 0; r < 4; ++r) y[rows[r]] = fin(0, rows[r], tot[r]);
-    }
-    for (int64_t n = lo + 4 * q; n < hi; ++n) {
-      float tot[1];
-      rowwise8_rows<1>(codes, K, &n, x, xtail, dec, tot);
-      y[n] = fin(0, n, tot[0]);
-    }
-  }
+  for_each_row_quartered(
+      N, K, threads,
+      [&](const int64_t* rows) {
+        float tot[4];
+        rowwise8_rows<4>(codes, K, rows, x, xtail, dec, tot);
+        for (int r = 0; r < 4; ++r) y[rows[r]] = fin(0, rows[r], tot[r]);
+      },
+      [&](int64_t n) {
+        float tot[1];
+        rowwise8_rows<1>(codes, K, &n, x, xtail, dec, tot);
+        y[n] = fin(0, n, tot[0]);
+      });
 }
 
 /// Prefill (M > 1): decoded panels × tiles of 4 tokens × 3 rows (panel_gemm).

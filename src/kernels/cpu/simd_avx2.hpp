@@ -17,6 +17,7 @@
 // Vector k-order is the order of the decoded weights (for 4-bit formats a
 // fixed permutation of k, applied to x as well).
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -80,6 +81,28 @@ inline void prefetch_ahead(const void* p, int64_t bytes) {
 /// Threads for a GEMV over an [N, K] weight: one when the matrix is too small
 /// for a parallel region to pay off (the result does not depend on it).
 inline int gemv_threads(int64_t N, int64_t K, int threads) { return N * K < (int64_t(1) << 16) ? 1 : threads; }
+
+/// The decode GEMVs' row schedule over N output rows: each of the
+/// gemv_threads(N, K, threads) OpenMP threads owns a contiguous range of rows
+/// and cuts it into 4 equal quarters walked in lockstep, row after row — 4 long
+/// sequential weight streams per core that the hardware prefetchers follow (4
+/// ADJACENT rows in lockstep are 1-8 KB streams, too short for them). four(rows)
+/// gets the 4 row indices (int64_t[4]) of one step; one(n) each row left over.
+template <class Four, class One>
+void for_each_row_quartered(int64_t N, int64_t K, int threads, const Four& four, const One& one) {
+  const int nt = gemv_threads(N, K, threads);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t lo = N * t / T, hi = N * (t + 1) / T;
+    const int64_t q = (hi - lo) / 4;
+    for (int64_t i = 0; i < q; ++i) {
+      const int64_t rows[4] = {lo + i, lo + q + i, lo + 2 * q + i, lo + 3 * q + i};
+      four(rows);
+    }
+    for (int64_t n = lo + 4 * q; n < hi; ++n) one(n);
+  }
+}
 
 // ---- F32 panel GEMM (weight-only formats) -----------------------------------
 
