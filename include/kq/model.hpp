@@ -250,6 +250,10 @@ class Model {
   void register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head = false);
   void register_parameter(models::Param& p, models::ParamKind kind);
   void register_buffer(models::Param& p);
+  /// Registers linear slots (already registered) that read the same input and
+  /// may be fused by the backend (Backend::fuse: after construction and after
+  /// every to_device), e.g. Llama's q/k/v and gate/up.
+  void register_fusion(std::vector<std::unique_ptr<Linear>*> slots);
   void set_disk_weight_bytes(size_t bytes) { disk_bytes_ = bytes; }
 
  private:
@@ -259,6 +263,7 @@ class Model {
     bool counted;
   };
   void upload_parameters();
+  void fuse_linears();
   void run_step(std::span<const int32_t> tokens, std::span<const int32_t> row_seq,
                 std::span<const int32_t> row_pos, std::span<KVCache* const> caches, float* logits, bool last_only,
                 bool graphable);
@@ -271,6 +276,7 @@ class Model {
   std::unique_ptr<models::Backend> backend_;
   std::vector<LinearSlot> linears_;
   std::vector<ParamEntry> parameters_;
+  std::vector<std::vector<std::unique_ptr<Linear>*>> fusions_;
   std::vector<int32_t> meta_;  // per-step row metadata (host), reused
   size_t disk_bytes_ = 0;
 };

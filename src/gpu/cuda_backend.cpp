@@ -177,6 +177,19 @@ class CudaBackend final : public models::Backend {
     }
   }
 
+  void fuse(std::span<std::unique_ptr<Linear>* const> slots) override {
+    std::vector<const CudaLinear*> ops;
+    for (auto* slot : slots) {
+      const auto* op = dynamic_cast<const CudaLinear*>(slot->get());
+      if (!op) return;  // a CPU op swapped in: to_device converts it first
+      ops.push_back(op);
+    }
+    auto parts = fuse_cuda_linears(ops);
+    if (parts.empty()) return;  // not fusable: the ops run one by one
+    clear_graphs();             // captured steps call the old ops
+    for (size_t i = 0; i < parts.size(); ++i) *slots[i] = std::move(parts[i]);
+  }
+
   std::unique_ptr<Linear> random_linear(const std::string& mode, int64_t N, int64_t K, uint64_t seed) override {
     return random_cuda_linear(mode, N, K, seed, eager_->ctx);
   }
@@ -265,6 +278,25 @@ class CudaBackend final : public models::Backend {
           "Model::to_device: call to_device again to convert it)",
           op.format());
     cl->forward_device(ws_->ctx, bf16(x), x.ld, rows, bf16(y), y.ld);
+  }
+
+  /// A group whose ops are, in order, all the parts of one fused op runs that
+  /// op once into act(bufs[0]); any other group runs op by op.
+  void linear_group(std::span<const Linear* const> ops, Act x, int64_t rows, std::span<const Buf> bufs,
+                    std::span<Act> ys) override {
+    const auto* first = dynamic_cast<const CudaLinearPart*>(ops[0]);
+    bool whole = first != nullptr && first->col0() == 0;
+    int64_t cols = 0;
+    for (size_t i = 0; whole && i < ops.size(); ++i) {
+      const auto* p = dynamic_cast<const CudaLinearPart*>(ops[i]);
+      whole = p && p->whole() == first->whole() && p->col0() == cols;
+      if (whole) cols += p->out_features();
+    }
+    if (!whole || cols != first->whole()->out_features()) return Backend::linear_group(ops, x, rows, bufs, ys);
+    const Act y = act(bufs[0], cols);
+    first->whole()->forward_device(ws_->ctx, bf16(x), x.ld, rows, bf16(y), y.ld);
+    for (size_t i = 0; i < ops.size(); ++i)
+      ys[i] = y.col(static_cast<const CudaLinearPart*>(ops[i])->col0());
   }
 
   void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const models::Rope& r) override {

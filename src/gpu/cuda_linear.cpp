@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,23 @@ Tensor bf16_matrix_to_f32(const cuda::DeviceBuffer<uint16_t>& d, int64_t N, int6
   return t;
 }
 
+/// One buffer holding `parts` one after the other (device-to-device copies),
+/// plus `spare` zeroed elements at the end.
+template <class T>
+cuda::DeviceBuffer<T> concat_buffers(const std::vector<const cuda::DeviceBuffer<T>*>& parts, size_t spare = 0) {
+  size_t n = spare;
+  for (const auto* b : parts) n += b->size();
+  cuda::DeviceBuffer<T> out(n);
+  size_t at = 0;
+  for (const auto* b : parts) {
+    if (!b->empty())
+      KQ_CUDA_CHECK(cudaMemcpy(out.data() + at, b->data(), b->bytes(), cudaMemcpyDeviceToDevice));
+    at += b->size();
+  }
+  if (spare) KQ_CUDA_CHECK(cudaMemset(out.data() + at, 0, spare * sizeof(T)));
+  return out;
+}
+
 /// Shared state: shapes, format tag, device bias; forward_device checks the
 /// arguments, runs the layout's matmul and adds the bias.
 class CudaLinearBase : public CudaLinear {
@@ -86,6 +104,23 @@ class CudaLinearBase : public CudaLinear {
   /// Device bytes of the weight (codes, scales, zero points, padding).
   virtual size_t matrix_bytes() const = 0;
 
+ public:
+  /// The rows of `ops` (this op first; every op of this op's concrete type,
+  /// format and K, checked by fuse_cuda_linears) as one op, or nullptr with
+  /// `why` set when this layout cannot concatenate them.
+  virtual std::unique_ptr<CudaLinear> concat(const std::vector<const CudaLinearBase*>& ops,
+                                             std::string& why) const = 0;
+  const cuda::DeviceBuffer<float>& bias_buffer() const { return bias_; }
+
+  /// The ops' biases one after the other (empty when none has one).
+  static cuda::DeviceBuffer<float> concat_bias(const std::vector<const CudaLinearBase*>& ops) {
+    std::vector<const cuda::DeviceBuffer<float>*> parts;
+    for (const auto* o : ops) parts.push_back(&o->bias_);
+    return concat_buffers(parts);
+  }
+
+ protected:
+
   int64_t N_, K_;
   cuda::DeviceBuffer<float> bias_;
   std::string format_;
@@ -110,6 +145,17 @@ class Bf16CudaLinear final : public CudaLinearBase {
     cuda::gemm_bf16(ctx, x, ldx, w_.data(), K_, y, ldy, M, N_, K_);
   }
   size_t matrix_bytes() const override { return w_.bytes(); }
+
+ public:
+  std::unique_ptr<CudaLinear> concat(const std::vector<const CudaLinearBase*>& ops, std::string&) const override {
+    std::vector<const cuda::DeviceBuffer<uint16_t>*> parts;
+    int64_t N = 0;
+    for (const auto* o : ops) {
+      parts.push_back(&static_cast<const Bf16CudaLinear*>(o)->w_);
+      N += o->out_features();
+    }
+    return std::make_unique<Bf16CudaLinear>(concat_buffers(parts), N, K_, concat_bias(ops), format_);
+  }
 
  private:
   cuda::DeviceBuffer<uint16_t> w_;
@@ -151,6 +197,35 @@ class W8CudaLinear final : public CudaLinearBase {
   }
   size_t matrix_bytes() const override { return w_.bytes(); }
 
+ public:
+  /// Rows are padded to 16 on the device: every op but the last must have N a
+  /// multiple of 16 (then the padded rows of the fused op are the last op's).
+  std::unique_ptr<CudaLinear> concat(const std::vector<const CudaLinearBase*>& ops,
+                                     std::string& why) const override {
+    std::vector<const cuda::DeviceBuffer<Code>*> codes;
+    std::vector<const cuda::DeviceBuffer<float>*> scales;
+    cuda::W8Weight<Code> w;
+    w.K = w_.K;
+    w.K_pad = w_.K_pad;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const auto& o = static_cast<const W8CudaLinear*>(ops[i])->w_;
+      if (o.K_pad != w_.K_pad || (i + 1 < ops.size() && o.N != o.N_pad)) {
+        why = "an output count that is not a multiple of 16";
+        return nullptr;
+      }
+      codes.push_back(&o.codes);
+      scales.push_back(&o.scale);
+      w.N += o.N;
+      w.N_pad += o.N_pad;
+    }
+    // `scale` holds every row's scale either way; the parts' per-tensor
+    // scales may differ, so the whole is per-channel.
+    w.per_channel = true;
+    w.codes = concat_buffers(codes);
+    w.scale = concat_buffers(scales);
+    return std::make_unique<W8CudaLinear>(std::move(w), concat_bias(ops), format_);
+  }
+
  private:
   cuda::W8Weight<Code> w_;
 };
@@ -174,11 +249,84 @@ class W4CudaLinear final : public CudaLinearBase {
   }
   size_t matrix_bytes() const override { return w_.bytes(); }
 
+ public:
+  std::unique_ptr<CudaLinear> concat(const std::vector<const CudaLinearBase*>& ops,
+                                     std::string& why) const override {
+    std::vector<const cuda::DeviceBuffer<uint8_t>*> codes;
+    std::vector<const cuda::DeviceBuffer<uint16_t>*> scales, zeros;
+    std::vector<cuda::DeviceBuffer<uint16_t>> trimmed;  // scales / zeros without their spare element
+    trimmed.reserve(2 * ops.size());
+    cuda::W4Weight w;
+    w.format = w_.format;
+    w.K = w_.K;
+    w.block = w_.block;
+    w.K_pad = w_.K_pad;
+    w.blocks_pad = w_.blocks_pad;
+    for (const auto* op : ops) {
+      const cuda::W4Weight& o = static_cast<const W4CudaLinear*>(op)->w_;
+      if (o.format != w_.format || o.block != w_.block || o.K_pad != w_.K_pad || o.zeros.empty() != w_.zeros.empty()) {
+        why = "4-bit codebooks, block sizes or zero points that differ";
+        return nullptr;
+      }
+      codes.push_back(&o.codes);
+      const size_t n = size_t(o.N * o.blocks_pad);
+      for (const auto* src : {&o.scales, &o.zeros}) {
+        if (src->empty()) continue;
+        cuda::DeviceBuffer<uint16_t> t(n);
+        KQ_CUDA_CHECK(cudaMemcpy(t.data(), src->data(), n * sizeof(uint16_t), cudaMemcpyDeviceToDevice));
+        trimmed.push_back(std::move(t));
+        (src == &o.scales ? scales : zeros).push_back(&trimmed.back());
+      }
+      w.N += o.N;
+    }
+    w.codes = concat_buffers(codes);
+    w.scales = concat_buffers(scales, 1);  // the spare element the GEMV's word loads may touch
+    if (!zeros.empty()) w.zeros = concat_buffers(zeros, 1);
+    return std::make_unique<W4CudaLinear>(std::move(w), concat_bias(ops), format_);
+  }
+
  private:
   cuda::W4Weight w_;
 };
 
 }  // namespace
+
+std::vector<std::unique_ptr<CudaLinearPart>> fuse_cuda_linears(std::span<const CudaLinear* const> ops,
+                                                               std::string* why) {
+  std::string reason;
+  auto fail = [&](std::string r) {
+    if (why) *why = std::move(r);
+    return std::vector<std::unique_ptr<CudaLinearPart>>{};
+  };
+  if (ops.size() < 2) return fail("fewer than two linears");
+  std::vector<const CudaLinearBase*> base;
+  for (const CudaLinear* op : ops) {
+    const auto* b = dynamic_cast<const CudaLinearBase*>(op);
+    if (!b) return fail("a linear that is not a plain device op (already fused?)");
+    const CudaLinearBase& first = base.empty() ? *b : *base.front();
+    if (typeid(*b) != typeid(first) || b->format() != first.format() || b->in_features() != first.in_features())
+      return fail("formats or input features that differ");
+    if (b->bias_buffer().empty() != first.bias_buffer().empty()) return fail("a bias on some linears only");
+    base.push_back(b);
+  }
+  for (size_t i = 0; i + 1 < base.size(); ++i)
+    if (base[i]->out_features() % 16 != 0) return fail("an output count that is not a multiple of 16");
+  std::shared_ptr<const CudaLinear> whole = base.front()->concat(base, reason);
+  if (!whole) return fail(reason);
+  const size_t total = whole->weight_bytes();
+  const int64_t N = whole->out_features();
+  std::vector<std::unique_ptr<CudaLinearPart>> parts;
+  int64_t col0 = 0;
+  size_t given = 0;
+  for (size_t i = 0; i < base.size(); ++i) {
+    const int64_t n = base[i]->out_features();
+    const size_t bytes = i + 1 < base.size() ? size_t(double(total) * double(n) / double(N)) : total - given;
+    parts.push_back(std::make_unique<CudaLinearPart>(whole, col0, n, bytes));
+    col0 += n;
+    given += bytes;
+  }
+  return parts;
+}
 
 std::unique_ptr<CudaLinear> make_cuda_linear_bf16(cuda::DeviceBuffer<uint16_t> w, int64_t N, int64_t K,
                                                   cuda::DeviceBuffer<float> bias, std::string format) {

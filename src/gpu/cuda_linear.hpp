@@ -6,7 +6,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
+#include <string>
+#include <vector>
 
+#include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/gpu_context.hpp"
 #include "kernels/linear.hpp"
 
@@ -42,6 +46,48 @@ class CudaLinear : public Linear {
   mutable std::mutex host_mutex_;
   mutable std::unique_ptr<cuda::GpuContext> host_ctx_;
 };
+
+/// Output columns [col0, col0 + N) of a fused CudaLinear (fuse_cuda_linears):
+/// computes what one of the fused linears did (same in/out features, format,
+/// weights and bias). The CUDA backend runs the whole fused op once for the
+/// group (Backend::linear_group); forward_device of a part alone runs the
+/// whole op into a scratch buffer of the part and copies its columns
+/// (correct, not fast; the scratch grows on first use, so warm it before a
+/// graph capture). weight_bytes: the whole op's bytes shared by columns
+/// (the last part takes the remainder), so the parts sum to the whole.
+class CudaLinearPart final : public CudaLinear {
+ public:
+  CudaLinearPart(std::shared_ptr<const CudaLinear> whole, int64_t col0, int64_t n, size_t bytes);
+  const std::shared_ptr<const CudaLinear>& whole() const { return whole_; }
+  int64_t col0() const { return col0_; }
+
+  int64_t in_features() const override { return whole_->in_features(); }
+  int64_t out_features() const override { return n_; }
+  size_t weight_bytes() const override { return bytes_; }
+  std::string format() const override { return whole_->format(); }
+  Tensor dequantized_weight() const override;
+  Tensor bias() const override;
+  void forward_device(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+                      int64_t ldy) const override;
+
+ private:
+  std::shared_ptr<const CudaLinear> whole_;
+  int64_t col0_, n_;
+  size_t bytes_;
+  mutable cuda::DeviceBuffer<uint16_t> scratch_;  // [M, whole N]
+};
+
+/// Fuses linears that read the same input into one CudaLinear whose weight
+/// is theirs concatenated along N (device-to-device copies; the inputs are
+/// left as they are), returned as one CudaLinearPart per input in order (the
+/// parts share the fused op; drop the inputs to free their memory). Fusable:
+/// CudaLinears made by to_cuda / random_cuda_linear of one device layout and
+/// format tag (and, for 4-bit, one codebook, block size and zero-point kind),
+/// one K, all with a bias or none, and every N but the last a multiple of 16
+/// (the 8-bit layouts pad rows to 16). Otherwise returns no parts and sets
+/// `why` (when given) to the reason. Throws kq::Error when the device fails.
+std::vector<std::unique_ptr<CudaLinearPart>> fuse_cuda_linears(std::span<const CudaLinear* const> ops,
+                                                               std::string* why = nullptr);
 
 /// Converts a CPU Linear (make_linear_f32 or any quantized op of
 /// kernels/quantized_linear.hpp) to the GPU. Device paths per CPU format:

@@ -103,6 +103,14 @@ class Backend {
     (void)mode, (void)N, (void)K, (void)seed;
     return nullptr;
   }
+  /// Fuses linears that read the same input (Llama's q/k/v, gate/up) where
+  /// this backend has a faster path for the group: the CUDA backend
+  /// concatenates their weights along N into one device op (one GEMV per step
+  /// instead of several) and replaces each slot by a view of its output
+  /// columns, still usable alone. Groups it cannot fuse (formats, K or bias
+  /// presence differ, an N not a multiple of 16, an op already fused) stay as
+  /// they are. CPU: nothing. Throws kq::Error when the device fails.
+  virtual void fuse(std::span<std::unique_ptr<Linear>* const> slots) { (void)slots; }
   /// Zero-filled device memory for a KV cache (CPU: nullptr: the cache holds
   /// its own host memory).
   virtual std::shared_ptr<void> alloc_cache(size_t bytes) = 0;
@@ -135,6 +143,18 @@ class Backend {
                           int64_t rows, int64_t d) = 0;
   /// y[rows, N] = x[rows, K]·Wᵀ + b with `op` (converted by convert()).
   virtual void linear(const Linear& op, Act x, int64_t rows, Act y) = 0;
+  /// ys[i] = x·W_iᵀ + b_i for linears that share the input x [rows, K]; each
+  /// output [rows, N_i] is placed where the backend likes: in act(bufs[i]) by
+  /// default (one linear() each), or, for a group fused by fuse(), in columns
+  /// of one act(bufs[0]) buffer written by one fused call. ops, bufs and ys
+  /// have one entry per linear.
+  virtual void linear_group(std::span<const Linear* const> ops, Act x, int64_t rows, std::span<const Buf> bufs,
+                            std::span<Act> ys) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      ys[i] = act(bufs[i], ops[i]->out_features());
+      linear(*ops[i], x, rows, ys[i]);
+    }
+  }
   /// Rotates q (q_heads heads) and k (k_heads heads) of every row at its position.
   virtual void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const Rope& r) = 0;
   /// Writes every row's keys and values (kv_heads·head_dim each) into layer

@@ -77,6 +77,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     register_linear(p + "mlp.gate_proj", &b.gate_proj);
     register_linear(p + "mlp.up_proj", &b.up_proj);
     register_linear(p + "mlp.down_proj", &b.down_proj);
+    register_fusion({&b.q_proj, &b.k_proj, &b.v_proj});
+    register_fusion({&b.gate_proj, &b.up_proj});
   }
   norm_.host = w.get("model.norm.weight", {d}, Init::Ones);
   register_parameter(norm_, ParamKind::Vector);
@@ -94,18 +96,17 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
 void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_only) {
   const ModelConfig& c = config();
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
-  const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t q_dim = c.num_heads * c.head_dim;
   const float eps = float(c.norm_eps);
   const float scale = 1.0f / std::sqrt(float(c.head_dim));
   float* x = be.residual(d);            // residual stream [n, d]
   const Act h = be.act(Buf::H, d);      // normed input [n, d]
   const Act o = be.act(Buf::O, d);      // sub-layer output, added to x by the next norm [n, d]
-  const Act q = be.act(Buf::Q, q_dim);  // [n, heads·hd]
-  const Act k = be.act(Buf::K, kv_dim);
-  const Act v = be.act(Buf::V, kv_dim);
   const Act att = be.act(Buf::Att, q_dim);  // attention output [n, heads·hd]
-  const Act gate = be.act(Buf::Gate, ffn);
-  const Act up = be.act(Buf::Up, ffn);
+  constexpr Buf kQkvBufs[] = {Buf::Q, Buf::K, Buf::V};
+  constexpr Buf kGateUpBufs[] = {Buf::Gate, Buf::Up};
+  Act qkv[3];     // q [n, heads·hd], k and v [n, kv_heads·hd] (columns of one buffer when fused)
+  Act gate_up[2]; // gate and up [n, ffn]
 
   // Token embedding (positions enter through RoPE).
   be.embed(embed_, nullptr, x, d);
@@ -115,19 +116,19 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
     // Attention: x += o_proj(attention(rope(q_proj(h)), rope(k_proj(h)), v_proj(h))), h = rms_norm(x);
     // the previous block's MLP output o is added to x first.
     be.rms_norm(x, l > 0 ? o : Act{}, b.input_norm, eps, h, n, d);
-    be.linear(*b.q_proj, h, n, q);
-    be.linear(*b.k_proj, h, n, k);
-    be.linear(*b.v_proj, h, n, v);
+    const Linear* qkv_ops[] = {b.q_proj.get(), b.k_proj.get(), b.v_proj.get()};
+    be.linear_group(qkv_ops, h, n, kQkvBufs, qkv);
+    const Act q = qkv[0], k = qkv[1], v = qkv[2];
     be.rope(q, c.num_heads, k, c.num_kv_heads, c.head_dim, rope_);
     be.store_kv(l, k, v);
     be.attention(l, q, c.num_heads, scale, att);
     be.linear(*b.o_proj, att, n, o);
     // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x).
     be.rms_norm(x, o, b.post_attention_norm, eps, h, n, d);
-    be.linear(*b.gate_proj, h, n, gate);
-    be.linear(*b.up_proj, h, n, up);
-    be.swiglu(gate, up, ffn);
-    be.linear(*b.down_proj, gate, n, o);
+    const Linear* gate_up_ops[] = {b.gate_proj.get(), b.up_proj.get()};
+    be.linear_group(gate_up_ops, h, n, kGateUpBufs, gate_up);
+    be.swiglu(gate_up[0], gate_up[1], ffn);
+    be.linear(*b.down_proj, gate_up[0], n, o);
   }
 
   // Last residual add, final RMSNorm and lm_head, for every row or only the last one.

@@ -115,6 +115,11 @@ void Model::to_device(const ExecContext& ctx) {
   if (fresh) backend_ = std::move(fresh);
   backend_->set_context(ctx);
   ctx_ = ctx;
+  fuse_linears();
+}
+
+void Model::fuse_linears() {
+  for (const auto& group : fusions_) backend_->fuse(group);
 }
 
 void Model::set_cuda_graphs(bool enabled) { backend_->set_graphs(enabled); }
@@ -132,6 +137,7 @@ std::unique_ptr<Linear> Model::make_linear(const std::string& name, std::unique_
 
 void Model::upload_parameters() {
   for (ParamEntry& e : parameters_) backend_->upload(*e.param, e.kind);
+  fuse_linears();
 }
 
 KVCache Model::make_cache(int64_t max_tokens) const {
@@ -248,6 +254,8 @@ void Model::register_linear(std::string name, std::unique_ptr<Linear>* op, bool 
 void Model::register_parameter(models::Param& p, models::ParamKind kind) {
   parameters_.push_back(ParamEntry{&p, kind, true});
 }
+
+void Model::register_fusion(std::vector<std::unique_ptr<Linear>*> slots) { fusions_.push_back(std::move(slots)); }
 
 void Model::register_buffer(models::Param& p) {
   parameters_.push_back(ParamEntry{&p, models::ParamKind::Vector, false});

@@ -360,5 +360,105 @@ TEST(RandomCudaLinear, ValidWeightsInTheToCudaLayout) {
   EXPECT_THROW(gpu::random_cuda_linear("int8", 0, 128, 1, ctx), InvalidArgument);
 }
 
+// fuse_cuda_linears: q/k/v-like groups (N 48, 16, 37: the last need not be a
+// multiple of 16) fused per format; each part alone, and the fused op over the
+// whole group, against the float64 reference of the original CPU op.
+TEST(CudaLinearFuse, PartsAndWholeMatchTheOriginalOps) {
+  KQ_GPU_REQUIRE_DEVICE();
+  Rng r;
+  cuda::GpuContext ctx;
+  const int64_t K = 300;
+  const std::vector<int64_t> Ns = {48, 16, 37};
+  for (const std::string mode : {"f32", "int8", "int8-pt", "fp8", "fp8-pt", "fp8-e5m2", "nf4", "fp4", "int4-g128",
+                                 "int4-g32-asym"})
+    for (bool with_bias : {false, true}) {
+      const Expect e = expect_for(mode);
+      std::vector<std::unique_ptr<Linear>> cpu;
+      std::vector<std::unique_ptr<CudaLinear>> separate;
+      std::vector<const CudaLinear*> ops;
+      size_t separate_bytes = 0;
+      for (int64_t N : Ns) {
+        cpu.push_back(make_cpu_op(r, mode, N, K, with_bias, 3.0));
+        separate.push_back(gpu::to_cuda(*cpu.back(), ctx));
+        ops.push_back(separate.back().get());
+        separate_bytes += separate.back()->weight_bytes();
+      }
+      std::string why;
+      auto parts = gpu::fuse_cuda_linears(ops, &why);
+      ASSERT_EQ(parts.size(), Ns.size()) << mode << ": " << why;
+      separate.clear();  // the parts must not depend on the inputs
+      size_t fused_bytes = 0;
+      int64_t col = 0;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const CudaLinear& p = *parts[i];
+        EXPECT_EQ(p.format(), cpu[i]->format());
+        EXPECT_EQ(p.out_features(), Ns[i]);
+        EXPECT_EQ(p.in_features(), K);
+        EXPECT_EQ(parts[i]->col0(), col);
+        EXPECT_EQ(parts[i]->whole(), parts[0]->whole());
+        EXPECT_EQ(p.bias().defined(), with_bias) << mode;
+        col += Ns[i];
+        fused_bytes += p.weight_bytes();
+        for (int64_t M : {1, 9}) {
+          const int64_t ldx = K + 3, ldy = Ns[i] + 5;
+          const std::vector<uint16_t> x = random_x(r, M, K, ldx);
+          EXPECT_LE(rel_l2(reference(*cpu[i], x, M, ldx, e.act), run_device(p, ctx, x, M, ldx, ldy)), e.tol)
+              << mode << " part " << i << " M=" << M << " bias=" << with_bias;
+        }
+        // The weight read back is the part's rows of the whole (same values as the original op's readback).
+        const Tensor wc = cpu[i]->dequantized_weight(), wg = p.dequantized_weight();
+        ASSERT_EQ(wg.numel(), wc.numel()) << mode;
+        EXPECT_LE(rel_l2(std::vector<double>(wc.data<float>(), wc.data<float>() + wc.numel()),
+                         std::vector<float>(wg.data<float>(), wg.data<float>() + wg.numel())),
+                  e.act != Act::BF16 ? 0.0 : kTolWeightReadback)
+            << mode << " part " << i;
+      }
+      EXPECT_EQ(fused_bytes, parts[0]->whole()->weight_bytes());
+      // Only the spare element of 4-bit scales / zeros is shared; 8-bit rows are padded per part.
+      EXPECT_LE(fused_bytes, separate_bytes) << mode;
+      EXPECT_GE(fused_bytes + 64, separate_bytes) << mode;
+      // The whole op: one call, the parts' columns side by side.
+      const int64_t M = 3, ldx = K, ldy = col + 2;
+      const std::vector<uint16_t> x = random_x(r, M, K, ldx);
+      const std::vector<float> got = run_device(*parts[0]->whole(), ctx, x, M, ldx, ldy);
+      int64_t c0 = 0;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const std::vector<double> ref = reference(*cpu[i], x, M, ldx, e.act);
+        std::vector<float> cols;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < Ns[i]; ++n) cols.push_back(got[size_t(m * col + c0 + n)]);
+        EXPECT_LE(rel_l2(ref, cols), e.tol) << mode << " whole, part " << i;
+        c0 += Ns[i];
+      }
+    }
+}
+
+TEST(CudaLinearFuse, RefusesWhatItCannotFuse) {
+  KQ_GPU_REQUIRE_DEVICE();
+  Rng r;
+  cuda::GpuContext ctx;
+  auto op = [&](const std::string& mode, int64_t N, int64_t K, bool bias) {
+    return gpu::to_cuda(*make_cpu_op(r, mode, N, K, bias, 1.0), ctx);
+  };
+  auto refused = [&](const CudaLinear& a, const CudaLinear& b) {
+    const CudaLinear* ops[] = {&a, &b};
+    std::string why;
+    const bool none = gpu::fuse_cuda_linears(ops, &why).empty();
+    EXPECT_FALSE(why.empty());
+    return none;
+  };
+  EXPECT_TRUE(refused(*op("int8", 32, 128, false), *op("nf4", 32, 128, false)));   // formats
+  EXPECT_TRUE(refused(*op("nf4", 32, 128, false), *op("nf4", 32, 256, false)));    // K
+  EXPECT_TRUE(refused(*op("int8", 32, 128, true), *op("int8", 32, 128, false)));   // bias on one only
+  EXPECT_TRUE(refused(*op("f32", 40, 128, false), *op("f32", 32, 128, false)));    // first N not a multiple of 16
+  const auto a = op("int4-g128", 32, 256, false), b = op("int4-g128", 16, 256, false);
+  const CudaLinear* ab[] = {a.get(), b.get()};
+  auto parts = gpu::fuse_cuda_linears(ab);
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_TRUE(refused(*parts[0], *parts[1]));  // already fused
+  const CudaLinear* one[] = {a.get()};
+  EXPECT_TRUE(gpu::fuse_cuda_linears(one).empty());
+}
+
 }  // namespace
 }  // namespace kq::testing

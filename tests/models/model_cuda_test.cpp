@@ -19,6 +19,9 @@
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/quantize.hpp"
+#ifdef KQ_WITH_CUDA
+#include "gpu/cuda_linear.hpp"
+#endif
 
 using namespace kq;
 
@@ -290,6 +293,43 @@ TEST(ModelCuda, QuantizedCpuModelMovedToDevice) {
     // A CPU cache is refused by the GPU model.
     KVCache host(m->config().num_layers, m->config().num_kv_heads, m->config().head_dim, 8);
     EXPECT_THROW(m->forward(std::span(t).first(1), host, nullptr), InvalidArgument);
+  }
+}
+
+// Llama's q/k/v and gate/up are fused on the device (Backend::fuse): one GEMV
+// per group. A quantized CPU Llama (GQA) moved to CUDA runs the fused groups
+// and gives the CPU model's logits; the slots stay usable one by one.
+TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
+  REQUIRE_CUDA_MODEL();
+  for (const char* mode : {"int8", "nf4", "fp8", "int4-g128-asym"}) {
+    auto m = Model::random(random_llama(), 21, kCpu);
+    const QuantSpec spec = parse_quant_mode(mode);
+    for (const LinearSlot& s : m->linear_layers())
+      if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+    const auto t = tokens_for(4, 24, m->config().vocab_size);
+    const auto want = full_pass(*m, t);
+    std::vector<Tensor> q_weight_cpu;
+    for (const LinearSlot& s : m->linear_layers())
+      if (s.name.ends_with("q_proj")) q_weight_cpu.push_back((*s.op)->dequantized_weight());
+    m->to_device(kCuda);
+    int fused = 0;
+#ifdef KQ_WITH_CUDA
+    for (const LinearSlot& s : m->linear_layers()) fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
+#endif
+    EXPECT_EQ(fused, 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
+    const auto got = full_pass(*m, t);
+    const double err = rel_l2(got.data(), want.data(), want.size());
+    std::printf("random Llama %s, fused q/k/v and gate/up: GPU vs CPU logits, relative L2 %.3g\n", mode, err);
+    EXPECT_LE(err, spec.quantize_activations ? 8e-2 : 3e-2) << mode;
+    // A part alone: q_proj's weight read back from the fused op.
+    size_t i = 0;
+    for (const LinearSlot& s : m->linear_layers())
+      if (s.name.ends_with("q_proj")) {
+        const Tensor w = (*s.op)->dequantized_weight();
+        ASSERT_EQ(w.numel(), q_weight_cpu[i].numel());
+        EXPECT_LE(rel_l2(w.data<float>(), q_weight_cpu[i].data<float>(), size_t(w.numel())), 5e-3) << mode;
+        ++i;
+      }
   }
 }
 
