@@ -13,3 +13,4 @@
 #include "kq/quantize.hpp"   // QuantSpec / QuantizationMode, FP8Config, quantize_to_fp8
 #include "kq/tensor.hpp"     // Tensor
 #include "kq/tokenizer.hpp"  // Tokenizer
+#include "kq/warning.hpp"    // set_warning_handler, warn
