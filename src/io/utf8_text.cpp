@@ -1,0 +1,72 @@
+// UTF-8 validation of user text (RFC 3629 §4, Table 3-7 of the Unicode Standard).
+#include "io/utf8_text.hpp"
+
+#include "io/json_strict.hpp"
+#include "kq/error.hpp"
+
+namespace kq::io {
+namespace {
+
+/// Length (1..4) of the well-formed sequence at s[i], or 0 if ill-formed.
+size_t sequence_length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;  // no overlong 3-byte forms
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;  // no overlong 4-byte forms
+    if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+  } else {
+    return 0;  // 0x80..0xC1 (continuation or overlong 2-byte lead), 0xF5..0xFF
+  }
+  if (i + len > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < len; ++k)
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+  return len;
+}
+
+}  // namespace
+
+std::optional<size_t> find_invalid_utf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    // Fast path over ASCII.
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const size_t n = sequence_length(text, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::nullopt;
+}
+
+void check_utf8(std::string_view text, const std::string& source) {
+  const auto bad = find_invalid_utf8(text);
+  if (!bad) return;
+  size_t line = 1, line_start = 0;
+  for (size_t k = 0; k < *bad; ++k)
+    if (text[k] == '\n') ++line, line_start = k + 1;
+  raise<FormatError>(
+      "{}: invalid UTF-8 at byte offset {} (line {}, column {}): byte 0x{:02X}; the text must be UTF-8 "
+      "(convert it first, e.g. iconv -f latin1 -t utf-8)",
+      source, *bad, line, *bad - line_start + 1, static_cast<unsigned char>(text[*bad]));
+}
+
+std::string read_utf8_text_file(const std::filesystem::path& file, uint64_t max_bytes) {
+  std::string text = read_text_file(file, max_bytes);
+  check_utf8(text, file.string());
+  return text;
+}
+
+}  // namespace kq::io

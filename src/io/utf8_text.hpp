@@ -1,0 +1,32 @@
+#pragma once
+// UTF-8 validation of user text (evaluation texts, prompts): RFC 3629
+// well-formedness, so a text in another encoding (Latin-1, UTF-16, a binary
+// file) is reported where it goes wrong instead of being tokenized into
+// silent garbage.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kq::io {
+
+/// Byte offset of the first byte of `text` that does not start a well-formed
+/// UTF-8 sequence (RFC 3629 §4: overlong forms, surrogates U+D800..U+DFFF,
+/// values above U+10FFFF, stray continuation bytes and truncated sequences are
+/// all ill-formed), or nullopt when all of `text` is valid UTF-8.
+std::optional<size_t> find_invalid_utf8(std::string_view text);
+
+/// Throws FormatError "<source>: invalid UTF-8 at byte offset N (line L,
+/// column C): byte 0xXX ..." when `text` is not valid UTF-8 (see
+/// find_invalid_utf8). `source` names the file or option (e.g. "--prompt").
+/// Lines and columns count from 1; the column counts bytes.
+void check_utf8(std::string_view text, const std::string& source);
+
+/// Reads a whole text file (at most `max_bytes`) and checks that it is UTF-8
+/// (check_utf8 naming the file). A UTF-8 byte order mark is kept (it is valid
+/// UTF-8). Throws FormatError naming the file: missing, unreadable, too large,
+/// or not UTF-8.
+std::string read_utf8_text_file(const std::filesystem::path& file, uint64_t max_bytes);
+
+}  // namespace kq::io
