@@ -62,16 +62,21 @@ struct EncodeOptions {
 /// functions are thread-safe (the word cache is guarded by a mutex).
 class Tokenizer {
  public:
-  /// Loads the tokenizer of a Hugging Face model folder: DIR/vocab.json +
-  /// DIR/merges.txt when both exist, else DIR/tokenizer.json (fast-tokenizer
-  /// format: model.vocab, model.merges as "a b" strings or ["a","b"] pairs,
-  /// added_tokens). DIR/tokenizer_config.json, when present, names bos_token /
-  /// eos_token (and added_tokens_decoder in the vocab.json route).
-  /// Throws FormatError naming the file: missing files, bad JSON, merges or
-  /// added tokens referencing unknown tokens or ids, a byte without a token.
-  /// Throws Unsupported for a tokenizer.json that is not byte-level BPE with
-  /// the GPT-2 regex (other model/pre_tokenizer types, a normalizer,
-  /// add_prefix_space, byte_fallback, subword prefixes/suffixes).
+  /// Loads the tokenizer of a Hugging Face model folder. DIR/tokenizer.json
+  /// (fast-tokenizer format: model.vocab, model.merges as "a b" strings or
+  /// ["a","b"] pairs, added_tokens) is preferred, as transformers'
+  /// AutoTokenizer does; DIR/vocab.json + DIR/merges.txt are used when there is
+  /// no tokenizer.json, or when it describes a tokenizer this library does not
+  /// support (Unsupported below) and the pair exists. source() says which.
+  /// DIR/tokenizer_config.json, when present, names bos_token / eos_token (and
+  /// added_tokens_decoder in the vocab.json route).
+  /// Throws FormatError naming the file: missing files, bad JSON (a malformed
+  /// tokenizer.json is an error even when vocab.json + merges.txt exist),
+  /// merges or added tokens referencing unknown tokens or ids, a byte without
+  /// a token. Throws Unsupported for a tokenizer.json that is not byte-level
+  /// BPE with the GPT-2 regex (other model/pre_tokenizer types, a normalizer,
+  /// add_prefix_space, byte_fallback, subword prefixes/suffixes) when there is
+  /// no vocab.json + merges.txt to fall back to.
   static Tokenizer load(const std::filesystem::path& model_dir);
 
   /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one
@@ -114,6 +119,11 @@ class Tokenizer {
 
   /// Number of BPE merges.
   size_t num_merges() const;
+
+  /// The files the tokenizer was built from: "tokenizer.json",
+  /// "vocab.json + merges.txt", or "vocab.json + merges.txt (tokenizer.json
+  /// not used: <why>)" when load() fell back (see load()).
+  const std::string& source() const;
 
   struct Impl;
 

@@ -16,26 +16,44 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
   const fs::path vocab = model_dir / "vocab.json", merges = model_dir / "merges.txt";
   const fs::path tj = model_dir / "tokenizer.json", cfg = model_dir / "tokenizer_config.json";
   const bool have_vocab = fs::is_regular_file(vocab, ec), have_merges = fs::is_regular_file(merges, ec);
+  const bool have_json = fs::is_regular_file(tj, ec);
   tok::TokenizerSpec spec;
   bool gpt2_files = false;
-  if (have_vocab && have_merges) {
-    spec = tok::read_gpt2_files(vocab, merges);
-    gpt2_files = true;
-  } else if (fs::is_regular_file(tj, ec)) {
-    spec = tok::read_tokenizer_json(tj);
-  } else if (have_vocab || have_merges) {
-    raise<FormatError>("{}: file not found (needed with {}), and there is no tokenizer.json either",
-                       (have_vocab ? merges : vocab).string(), (have_vocab ? vocab : merges).string());
-  } else {
-    raise<FormatError>("{}: no tokenizer files (expected vocab.json + merges.txt, or tokenizer.json)",
-                       model_dir.string());
+  // tokenizer.json first (what transformers' AutoTokenizer loads: the fast
+  // tokenizer), unless it describes a tokenizer we do not support and the
+  // GPT-2 file pair is there too. A malformed tokenizer.json stays an error.
+  std::string skipped;  // why tokenizer.json was not used
+  if (have_json) {
+    try {
+      spec = tok::read_tokenizer_json(tj);
+      spec.description = "tokenizer.json";
+    } catch (const Unsupported& e) {
+      if (!(have_vocab && have_merges)) throw;
+      skipped = e.what();
+    }
+  }
+  if (spec.description.empty()) {
+    if (have_vocab && have_merges) {
+      spec = tok::read_gpt2_files(vocab, merges);
+      spec.description = skipped.empty() ? std::string("vocab.json + merges.txt")
+                                         : fmt::format("vocab.json + merges.txt (tokenizer.json not used: {})", skipped);
+      gpt2_files = true;
+    } else if (have_vocab || have_merges) {
+      raise<FormatError>("{}: file not found (needed with {}), and there is no tokenizer.json either",
+                         (have_vocab ? merges : vocab).string(), (have_vocab ? vocab : merges).string());
+    } else {
+      raise<FormatError>("{}: no tokenizer files (expected tokenizer.json, or vocab.json + merges.txt)",
+                         model_dir.string());
+    }
   }
   if (fs::is_regular_file(cfg, ec)) tok::read_tokenizer_config(cfg, spec, /*with_added=*/gpt2_files);
   return Tokenizer(Impl::build(spec));
 }
 
 Tokenizer Tokenizer::from_files(const fs::path& vocab_json, const fs::path& merges_txt) {
-  return Tokenizer(Impl::build(tok::read_gpt2_files(vocab_json, merges_txt)));
+  tok::TokenizerSpec spec = tok::read_gpt2_files(vocab_json, merges_txt);
+  spec.description = fmt::format("{} + {}", vocab_json.filename().string(), merges_txt.filename().string());
+  return Tokenizer(Impl::build(spec));
 }
 
 void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& ids) const {
@@ -117,6 +135,7 @@ int32_t Tokenizer::vocab_size() const { return int32_t(impl_->kind.size()); }
 std::optional<int32_t> Tokenizer::bos_token_id() const { return impl_->bos; }
 std::optional<int32_t> Tokenizer::eos_token_id() const { return impl_->eos; }
 size_t Tokenizer::num_merges() const { return impl_->bpe.num_merges(); }
+const std::string& Tokenizer::source() const { return impl_->source; }
 
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && size_t(id) < impl_->kind.size() && impl_->kind[size_t(id)] == Impl::kAdded;

@@ -42,6 +42,7 @@ std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional
 
 std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::TokenizerSpec& spec) {
   auto t = std::make_shared<Impl>();
+  t->source = spec.description;
   int64_t max_id = -1;
   for (const auto& [s, id] : spec.vocab) max_id = std::max<int64_t>(max_id, id);
   for (const auto& a : spec.added) max_id = std::max<int64_t>(max_id, a.id);
