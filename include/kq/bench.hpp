@@ -31,15 +31,32 @@ struct LatencyResult {
 
 /// How latency is measured.
 struct LatencyOptions {
-  int64_t prompt_tokens = 128;  ///< prefill length (clamped to leave room for decode in the context)
+  int64_t prompt_tokens = 128;  ///< prefill length
   int64_t decode_tokens = 32;   ///< greedy tokens decoded after the prompt, per run
   int runs = 5;                 ///< timed runs (after one warm-up), median taken
+  /// Whether prompt_tokens / decode_tokens may be reduced when prompt + decode
+  /// do not fit the model's context (values the user did not choose, i.e.
+  /// defaults). false (the default): such a value is an InvalidArgument.
+  bool fit_prompt_tokens = false;
+  bool fit_decode_tokens = false;
 };
+
+/// `o` resolved against a context of `max_positions` tokens (the smallest of
+/// the models measured): prompt_tokens + decode_tokens must be <= max_positions.
+/// When they are not, the values marked fit_* are reduced (decode to leave at
+/// least one prompt token, then the prompt to what is left) and each
+/// reduction is reported with kq::warn() naming the option (--prompt-tokens /
+/// --decode-tokens), the value asked and the value used. Throws
+/// InvalidArgument naming the options when the values that may not be reduced
+/// do not fit, or for non-positive values.
+LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions);
 
 /// Measures `models` (e.g. baseline and candidate) in the same run with runs
 /// interleaved (A B A B ...), so machine noise hits both alike. `prompt` must
 /// hold at least one token; it is repeated if shorter than prompt_tokens.
-/// Throws InvalidArgument for empty models/prompt or non-positive options.
+/// The options are resolved with fit_latency_options against the models'
+/// smallest context first. Throws InvalidArgument for empty models/prompt,
+/// non-positive options or options that do not fit (see fit_latency_options).
 std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, std::span<const int32_t> prompt,
                                            const LatencyOptions& options);
 
@@ -52,7 +69,7 @@ struct BenchOptions {
   int samples = 0;                            ///< first N windows, 0 = all
   bool quantize_lm_head = false;
   std::vector<std::string> keep_patterns;     ///< QuantizeOptions::keep_patterns
-  LatencyOptions latency;
+  LatencyOptions latency;                     ///< resolved with fit_latency_options before any work
   bool measure_latency = true;
   ExecContext context;
 };
@@ -82,6 +99,7 @@ struct BenchResult {
 /// Whole-run results and header information.
 struct BenchReport {
   std::string model, text, device;
+  std::string tokenizer;    ///< the files the tokenizer came from (Tokenizer::source())
   std::string device_name;  ///< GPU name for device "cuda" (empty on the CPU)
   int ctx = 0;
   int64_t windows = 0, scored_tokens = 0, text_tokens = 0;
@@ -95,8 +113,11 @@ struct BenchReport {
 /// Progress events for a UI: a stage name and done/total counts.
 using BenchProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
 
-/// Runs the benchmark. Throws InvalidArgument (bad mode name, ctx, text),
-/// FormatError (model/text files), Unsupported (device).
+/// Runs the benchmark. Throws InvalidArgument (bad mode name, ctx, latency
+/// options that do not fit the model's context, text), FormatError
+/// (model/text files; a text that is not valid UTF-8, naming the byte offset),
+/// Unsupported (device). Non-fatal findings (e.g. a --keep pattern matching
+/// no layer, latency defaults reduced to fit) go to kq::warn().
 BenchReport run_bench(const BenchOptions& options, const BenchProgressFn& progress = {});
 
 /// Resident set size of this process now / at its peak, in bytes (Linux /proc).

@@ -50,6 +50,8 @@ struct QuantizeReport {
   /// Elements of the quantized layers' weight matrices (real, unpadded).
   int64_t quantized_elements = 0;
   double seconds = 0;  ///< wall-clock time of the quantization
+  /// QuantizeOptions::keep_patterns that matched no linear layer (each also reported with kq::warn()).
+  std::vector<std::string> unmatched_keep_patterns;
   /// 8 · quantized_matrix_bytes / quantized_elements: bits per weight as held in memory.
   double bits_per_weight() const {
     return quantized_elements ? 8.0 * double(quantized_matrix_bytes) / double(quantized_elements) : 0.0;
@@ -60,7 +62,9 @@ struct QuantizeReport {
 /// spec's scales; the layers keep their names). Embeddings and norms stay in
 /// their loaded precision. A layer that is already quantized is an error.
 /// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named)
-/// or an already-quantized layer (named).
+/// or an already-quantized layer (named). A keep pattern that matches no layer
+/// is not an error: it is listed in QuantizeReport::unmatched_keep_patterns and
+/// reported with kq::warn() naming the pattern.
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 
 /// Loads DIR (a Hugging Face folder or a KernelQuant quantized folder) and

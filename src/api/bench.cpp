@@ -6,7 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "io/json_strict.hpp"
+#include "eval/window_runner.hpp"
+#include "io/utf8_text.hpp"
 #include "kernels/linear.hpp"
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
@@ -67,11 +68,16 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     if ((*s.op)->format() != "f32")
       raise<InvalidArgument>("{}: the model is already quantized (layer '{}' is {}); bench needs the original model",
                              o.model_dir.string(), s.name, (*s.op)->format());
+  // Latency options that cannot fit fail (or defaults shrink, with a warning) before minutes of work.
+  (void)eval::resolve_ctx(o.ctx, base->config().max_positions);  // an --ctx that does not fit, named now
+  LatencyOptions latency = o.latency;
+  if (o.measure_latency) latency = fit_latency_options(o.latency, base->config().max_positions);
   const Tokenizer tok = Tokenizer::load(o.model_dir);
+  rep.tokenizer = tok.source();
   if (tok.vocab_size() > base->config().vocab_size)
     raise<FormatError>("{}: the tokenizer has {} tokens but the model's vocabulary is {}; they do not belong together",
                        o.model_dir.string(), tok.vocab_size(), base->config().vocab_size);
-  const std::vector<int32_t> tokens = tok.encode(io::read_text_file(o.text, uint64_t(1) << 31));
+  const std::vector<int32_t> tokens = tok.encode(io::read_utf8_text_file(o.text, uint64_t(1) << 31));
   rep.text_tokens = int64_t(tokens.size());
   if (tokens.size() < 2) raise<InvalidArgument>("{}: the text has fewer than 2 tokens", o.text.string());
 
@@ -114,7 +120,7 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
 
     if (o.measure_latency) {
       if (progress) progress(fmt::format("{} latency", stage), 0, 1);
-      const auto lat = measure_latency({base.get(), cand.get()}, tokens, o.latency);
+      const auto lat = measure_latency({base.get(), cand.get()}, tokens, latency);
       r.latency_before = lat[0];
       r.latency_after = lat[1];
       r.speedup = lat[1].decode_ms_per_token > 0 ? lat[0].decode_ms_per_token / lat[1].decode_ms_per_token : 0;

@@ -1,11 +1,13 @@
 // Decode and prefill latency, measured for several models in one interleaved run.
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <vector>
 
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
+#include "kq/warning.hpp"
 
 namespace kq {
 namespace {
@@ -41,17 +43,51 @@ double run_once(Model& m, KVCache& cache, std::span<const int32_t> prompt, int64
 
 }  // namespace
 
+LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions) {
+  if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
+    raise<InvalidArgument>(
+        "latency: --prompt-tokens, --decode-tokens and --runs must be positive (got {}, {}, {})", o.prompt_tokens,
+        o.decode_tokens, o.runs);
+  if (max_positions < 2)
+    raise<InvalidArgument>("latency: the model's context of {} positions leaves no room for a prompt and a decoded token",
+                           max_positions);
+  LatencyOptions r = o;
+  if (r.prompt_tokens + r.decode_tokens <= max_positions) return r;
+  const std::string limit = fmt::format("the model's context of {} positions", max_positions);
+  if (!o.fit_prompt_tokens && !o.fit_decode_tokens)
+    raise<InvalidArgument>("--prompt-tokens {} + --decode-tokens {} = {} tokens do not fit {}; give at most {} in all",
+                           o.prompt_tokens, o.decode_tokens, o.prompt_tokens + o.decode_tokens, limit,
+                           max_positions);
+  if (!o.fit_prompt_tokens && o.prompt_tokens >= max_positions)
+    raise<InvalidArgument>("--prompt-tokens {} does not fit {} with at least one decoded token; give at most {}",
+                           o.prompt_tokens, limit, max_positions - 1);
+  if (!o.fit_decode_tokens && o.decode_tokens >= max_positions)
+    raise<InvalidArgument>("--decode-tokens {} does not fit {} with at least one prompt token; give at most {}",
+                           o.decode_tokens, limit, max_positions - 1);
+  if (o.fit_decode_tokens) {  // decode gives way first when both may (the prompt is what prefill measures)
+    const int64_t keep_prompt = o.fit_prompt_tokens ? std::min(o.prompt_tokens, max_positions / 2) : o.prompt_tokens;
+    r.decode_tokens = std::min(o.decode_tokens, max_positions - keep_prompt);
+  }
+  r.prompt_tokens = std::min(o.prompt_tokens, max_positions - r.decode_tokens);
+  if (r.decode_tokens != o.decode_tokens)
+    warn(fmt::format("--decode-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
+                     "fit {}",
+                     r.decode_tokens, o.decode_tokens, limit));
+  if (r.prompt_tokens != o.prompt_tokens)
+    warn(fmt::format("--prompt-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
+                     "fit {}",
+                     r.prompt_tokens, o.prompt_tokens, limit));
+  return r;
+}
+
 std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, std::span<const int32_t> prompt,
-                                           const LatencyOptions& o) {
+                                           const LatencyOptions& options) {
   if (models.empty()) raise<InvalidArgument>("measure_latency: no model given");
   if (prompt.empty()) raise<InvalidArgument>("measure_latency: empty prompt");
-  if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
-    raise<InvalidArgument>("measure_latency: prompt_tokens, decode_tokens and runs must be positive");
-
   int64_t max_pos = models[0]->config().max_positions;
   for (Model* m : models) max_pos = std::min(max_pos, m->config().max_positions);
-  const int64_t decode = std::min(o.decode_tokens, max_pos - 1);
-  const int64_t plen = std::max<int64_t>(1, std::min(o.prompt_tokens, max_pos - decode));
+  const LatencyOptions o = fit_latency_options(options, max_pos);
+  const int64_t decode = o.decode_tokens, plen = o.prompt_tokens;
   std::vector<int32_t> p(static_cast<size_t>(plen));
   for (int64_t i = 0; i < plen; ++i) p[size_t(i)] = prompt[size_t(i) % prompt.size()];
 

@@ -5,6 +5,7 @@
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
+#include "kq/warning.hpp"
 
 namespace kq {
 namespace {
@@ -28,6 +29,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   const auto keep = compile_patterns(options.keep_patterns);
   const auto t0 = std::chrono::steady_clock::now();
   QuantizeReport report;
+  std::vector<bool> pattern_used(keep.size(), false);
   for (const LinearSlot& slot : model.linear_layers()) {
     Linear& op = **slot.op;
     LayerQuantization lq;
@@ -36,7 +38,8 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     lq.in_features = op.in_features();
     lq.bytes_before = op.weight_bytes();
     bool kept = slot.is_lm_head && !options.quantize_lm_head;
-    for (const std::regex& r : keep) kept = kept || std::regex_search(slot.name, r);
+    for (size_t i = 0; i < keep.size(); ++i)
+      if (std::regex_search(slot.name, keep[i])) kept = pattern_used[i] = true;
     if (!kept) {
       if (quantized_linear_spec(op) != nullptr)
         raise<InvalidArgument>("layer '{}' is already quantized ({}); load the original model to requantize",
@@ -52,6 +55,13 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     lq.format = (*slot.op)->format();
     lq.bytes_after = (*slot.op)->weight_bytes();
     report.layers.push_back(std::move(lq));
+  }
+  for (size_t i = 0; i < keep.size(); ++i) {
+    if (pattern_used[i]) continue;
+    report.unmatched_keep_patterns.push_back(options.keep_patterns[i]);
+    const std::vector<LinearSlot> slots = model.linear_layers();
+    warn(fmt::format("--keep '{}' matches no linear layer, so it keeps nothing (layer names look like '{}')",
+                     options.keep_patterns[i], slots.empty() ? std::string("?") : slots.front().name));
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;

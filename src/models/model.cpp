@@ -57,6 +57,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
   auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir, {})
                                   : models::make_llama(cfg, weights, ctx, dir, {});
   m->upload_parameters();
+  weights.warn_unused_tensors(cfg);  // e.g. layers beyond num_hidden_layers: a warning, not an error
   return m;
 }
 

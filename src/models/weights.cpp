@@ -3,12 +3,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "io/json_strict.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
+#include "kq/warning.hpp"
 #include "models/backend.hpp"
 
 namespace kq::models {
@@ -47,12 +49,33 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     } catch (const nlohmann::json::exception&) {
       raise<FormatError>("{}: safetensors metadata 'kq_quantization' is not valid JSON", dir.string());
     }
-    if (!fq.is_object() || !fq.contains("modules") || fq["modules"] != q["modules"])
+    if (!fq.is_object() || !fq.contains("modules") || !fq["modules"].is_object())
+      raise<FormatError>("{}: safetensors metadata 'kq_quantization' has no \"modules\" object", dir.string());
+    if (fq["modules"] != q["modules"]) {
+      // Name the first module (by name) whose mode differs, else the first one only the file has.
+      const nlohmann::json& fm = fq["modules"];
+      auto mode_of = [](const nlohmann::json& m, const std::string& k) {
+        return m.contains(k) ? m[k].dump() : std::string("not quantized");
+      };
+      std::string module;
+      for (const auto& [k, v] : q["modules"].items())
+        if (!fm.contains(k) || fm[k] != v) {
+          module = k;
+          break;
+        }
+      if (module.empty())
+        for (const auto& [k, v] : fm.items())
+          if (!q["modules"].contains(k)) {
+            module = k;
+            break;
+          }
       raise<FormatError>(
-          "{}: model.safetensors was written for other quantization modes than config.json "
-          "records (file: {}, config: {}); the folder mixes two quantizations",
-          dir.string(), fq.is_object() && fq.contains("mode") ? fq["mode"].dump() : "?",
-          q.contains("mode") ? q["mode"].dump() : "?");
+          "{}: module '{}' is {} in model.safetensors but {} in config.json quantization_config.modules; "
+          "model.safetensors was written for other quantization modes (file: {}, config: {}): the folder mixes "
+          "two quantizations",
+          dir.string(), module, mode_of(fm, module), mode_of(q["modules"], module),
+          fq.contains("mode") ? fq["mode"].dump() : "?", q.contains("mode") ? q["mode"].dump() : "?");
+    }
   } else {
     raise<FormatError>(
         "{}: config.json has a kq quantization_config but model.safetensors has no "
@@ -91,6 +114,7 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
     if (!store_.contains(n)) return Tensor();
     Tensor t = store_.get(n);
     disk_bytes_ += t.nbytes();
+    used_.insert(n);
     return t;
   };
   try {
@@ -112,7 +136,38 @@ Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
     raise<FormatError>("{}: tensor '{}' in {} has dtype {}; expected F32, BF16 or F16", dir_.string(), name,
                        store_.file_of(name), dtype_name(t.dtype()));
   disk_bytes_ += t.nbytes();
+  used_.insert(name);
   return t;
+}
+
+namespace {
+/// Buffers Hugging Face checkpoints carry that no inference code reads:
+/// RoPE inverse frequencies (recomputed from rope_theta) and GPT-2's causal
+/// mask buffers.
+bool is_known_unused_buffer(const std::string& name) {
+  for (const std::string_view suffix : {".rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias"})
+    if (name.ends_with(suffix) && name.size() > suffix.size()) return true;
+  return false;
+}
+}  // namespace
+
+std::vector<std::string> FileWeights::unused_tensors() const {
+  std::vector<std::string> out;
+  for (const std::string& n : store_.names())
+    if (!used_.count(n) && !is_known_unused_buffer(n)) out.push_back(n);
+  return out;
+}
+
+void FileWeights::warn_unused_tensors(const ModelConfig& c) const {
+  const std::vector<std::string> unused = unused_tensors();
+  if (unused.empty()) return;
+  constexpr size_t kShown = 5;
+  std::string names;
+  for (size_t i = 0; i < unused.size() && i < kShown; ++i) names += fmt::format("{}'{}'", i ? ", " : "", unused[i]);
+  if (unused.size() > kShown) names += ", ...";
+  warn(fmt::format("{}: {} tensor{} in the weights {} not used by the {} architecture with {} layers and {} ignored: {}",
+                   dir_.string(), unused.size(), unused.size() == 1 ? "" : "s", unused.size() == 1 ? "is" : "are",
+                   arch_name(c.arch), c.num_layers, unused.size() == 1 ? "was" : "were", names));
 }
 
 Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {

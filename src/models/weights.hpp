@@ -6,10 +6,13 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "io/safetensors.hpp"
 #include "kernels/linear.hpp"
+#include "kq/config.hpp"
 #include "kq/tensor.hpp"
 
 namespace kq::models {
@@ -74,11 +77,22 @@ class FileWeights final : public WeightSource {
   std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
                                            int64_t out, int64_t in) override;
 
+  /// Names (sorted) of the tensors in the folder that no get(),
+  /// get_transposed() or quantized_linear() call has read, except buffers no
+  /// inference code needs (*.rotary_emb.inv_freq, GPT-2's *.attn.bias and
+  /// *.attn.masked_bias). Call after the model is built.
+  std::vector<std::string> unused_tensors() const;
+  /// Reports unused_tensors(), if any, in one kq::warn() call: the folder, how
+  /// many, the architecture and layer count of `config`, and the first names
+  /// (e.g. extra layers beyond num_hidden_layers). Not an error.
+  void warn_unused_tensors(const ModelConfig& config) const;
+
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
   std::filesystem::path dir_;
   TensorStore store_;
   std::map<std::string, std::string> quantized_modules_;  // module -> quant mode name
+  std::set<std::string> used_;                            // tensors read so far
 };
 
 /// Random parameters, deterministic for (seed, name): a counter-based generator
