@@ -1,9 +1,10 @@
 // bench_cuda: GPU kernel benchmarks for the CUDA backend.
 //
-//   bench_cuda [--csv FILE] [--quick] [--profile] [--w4]
+//   bench_cuda [--csv FILE] [--quick] [--profile] [--w4] [--w4gemv]
 //
 // --w4: only the copy ceiling and the W4A16 kernels (decode GEMVs on all 7B
 // shapes with launch variants, prefill fused vs dequantize + cuBLASLt).
+// --w4gemv: as --w4 without the prefill benchmarks.
 //
 // Method (the device tool's METHOD.md): CUDA events after warm-up, median of
 // many repetitions; random operands generated on the device (never zeros);
@@ -293,15 +294,19 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick,
       report({std::string(f.name) + " M=" + std::to_string(M), shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
     }
     if ((f.f == W4Format::NF4 || f.f == W4Format::INT4) && !quick) {  // launch variants, to tune the defaults
-      for (const auto& [warps, tiles] :
-           {std::pair{4, 0}, std::pair{8, 4}, std::pair{8, 2}, std::pair{16, 4}, std::pair{16, 2}}) {
+      struct V {
+        W4GemvTuning t;
+        const char* name;
+      };
+      for (const V& v : {V{{8, 4, 1, 0}, "split-K w8x4"}, V{{16, 4, 2, 0}, "stream w16 d4"},
+                         V{{24, 2, 2, 0}, "stream w24 d2"}, V{{24, 3, 2, 0}, "stream w24 d3"},
+                         V{{32, 2, 2, 0}, "stream w32 d2"}, V{{24, 2, 2, 1}, "stream w24 d2 grp"},
+                         V{{32, 2, 2, 1}, "stream w32 d2 grp"}}) {
         const double ms = ev.graph_ms(
-            [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, {warps, tiles}); }, s, 4 * c,
-            reps);
+            [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, v.t); }, s, 4 * c, reps);
         const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
-        report({std::string("  ") + w4_format_name(f.f) + " M=1 w" + std::to_string(warps) + "x" +
-                    std::to_string(tiles == 0 ? (warps == 4 ? 8 : 4) : tiles),
-                shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
+        report({std::string("  ") + w4_format_name(f.f) + " M=1 " + v.name, shape, ms * 1e3, gbs, "GB/s",
+                pct_copy(gbs)});
       }
     }
   }
@@ -408,14 +413,15 @@ void profile_launches(GpuContext& ctx) {
 
 int main(int argc, char** argv) {
   const char* csv = nullptr;
-  bool quick = false, profile = false, w4_only = false;
+  bool quick = false, profile = false, w4_only = false, gemv_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
     else if (!std::strcmp(argv[i], "--w4")) w4_only = true;
+    else if (!std::strcmp(argv[i], "--w4gemv")) w4_only = gemv_only = true;
     else {
-      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick] [--profile] [--w4]\n");
+      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick] [--profile] [--w4] [--w4gemv]\n");
       return 2;
     }
   }
@@ -446,8 +452,9 @@ int main(int argc, char** argv) {
         for (const auto& [N, K] : {std::pair<int64_t, int64_t>{4096, 4096}, std::pair<int64_t, int64_t>{12288, 4096},
                                    std::pair<int64_t, int64_t>{22016, 4096}})
           bench_decode(ev, ctx, N, K, quick, w4_only);
-      for (const int64_t M : {int64_t(512), int64_t(2048)}) bench_prefill(ev, ctx, M, 11008, 4096, quick);
-      if (w4_only)
+      if (!gemv_only)
+        for (const int64_t M : {int64_t(512), int64_t(2048)}) bench_prefill(ev, ctx, M, 11008, 4096, quick);
+      if (w4_only && !gemv_only)
         for (const int64_t M : {int64_t(32), int64_t(128)}) bench_prefill(ev, ctx, M, 11008, 4096, quick);
     }
     KQ_CUDA_CHECK(cudaStreamDestroy(stream));

@@ -149,6 +149,43 @@ TEST_P(W4A16, EveryLaunchVariantMatchesReference) {
   }
 }
 
+/// M = 1 goes to the streaming kernel (one block per SM, rows split evenly,
+/// partial 16-row groups, x staged in shared memory): every variant, both item
+/// orders, odd shapes, all block sizes, x with and without 8-byte alignment,
+/// and the split-K kernel at M = 1 for comparison.
+TEST_P(W4A16, StreamKernelVariantsMatchReference) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  struct StreamCase {
+    int64_t N, K;
+    int block;
+    int64_t x_offset;  // elements: 1 = x only 2-byte aligned
+  };
+  const StreamCase cases[] = {{37, 300, 64, 0},   {1031, 11008, 64, 1}, {515, 2112, 32, 0}, {300, 4096, 128, 1},
+                              {33, 640, 256, 0},  {2500, 1000, 32, 0},  {4096, 515, 128, 0}, {1, 129, 64, 1}};
+  const cuda::W4GemvTuning variants[] = {{0, 0, 0, 0},  {16, 4, 2, 0}, {24, 2, 2, 0}, {24, 3, 2, 0}, {32, 2, 2, 0},
+                                         {24, 2, 2, 1}, {32, 2, 2, 1}, {16, 4, 2, 1}, {8, 4, 1, 0}};
+  for (const StreamCase& c : cases) {
+    const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
+    const cuda::W4Weight w = upload(h);
+    const auto xall = random_bf16(r, size_t(c.K + c.x_offset));
+    const std::vector<uint16_t> x(xall.begin() + c.x_offset, xall.end());
+    const auto ref = reference(h, x, 1, c.K);
+    DeviceBuffer<uint16_t> dx, dy(size_t(c.N));
+    dx.upload(xall);
+    for (const cuda::W4GemvTuning& v : variants) {
+      SCOPED_TRACE("N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " block=" + std::to_string(c.block) +
+                   " x_offset=" + std::to_string(c.x_offset) + " warps=" + std::to_string(v.warps) +
+                   " tiles=" + std::to_string(v.tiles) + " kernel=" + std::to_string(v.kernel) +
+                   " order=" + std::to_string(v.order) + " seed=" + std::to_string(r.seed));
+      dy.fill_bytes(0xFF);
+      cuda::w4a16_gemv(w, dx.data() + c.x_offset, c.K, 1, dy.data(), c.N, nullptr, v);
+      KQ_CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_LE(rel_l2(ref, bf16_matrix(dy.download(), 1, size_t(c.N), size_t(c.N))), tol::kW4Gemv);
+    }
+  }
+}
+
 TEST_P(W4A16, DequantizeIsExactFromDeviceScales) {
   KQ_REQUIRE_GPU();
   Rng r;

@@ -1,6 +1,7 @@
 // `kq bench`: the main job — quality, memory and latency per quantization mode.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "io/atomic_file.hpp"
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
+#include "kq/warning.hpp"
 #include "progress.hpp"
 
 namespace kq::cli {
@@ -41,6 +43,7 @@ void print_header(const BenchReport& r, const BenchArgs& a) {
   else
     fmt::print("  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
   fmt::print("  modes   {}\n", fmt::join(a.modes, " "));
+  fmt::print("  tokenizer {}\n", r.tokenizer);
   fmt::print("  text    {} ({} tokens)\n", r.text, r.text_tokens);
   fmt::print("  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
              r.samples ? fmt::format(", --samples {}", r.samples) : "");
@@ -71,23 +74,54 @@ void print_mode(const BenchResult& m) {
              human_bytes(m.rss_bytes));
 }
 
-void print_table(const BenchReport& r) {
-  fmt::print("\n{:<10} {:>21} {:>9} {:>8} {:>7} {:>23} {:>6} {:>20} {:>8}  {}\n", "mode", "perplexity", "delta",
-             "KL", "top-1", "weights", "bits", "decode ms/token", "speedup", "result");
-  for (const BenchResult& m : r.results) {
-    fmt::print("{:<10} {:>21} {:>8.2f}% {:>8.5f} {:>6.1f}% {:>23} {:>6.3f} {:>20} {:>8}  {}\n", m.mode,
-               fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after), m.ppl_delta_pct, m.kl_div,
-               m.top1_agreement * 100,
-               fmt::format("{} -> {} ({:+.0f}%)", human_bytes(m.weight_bytes_before),
-                           human_bytes(m.weight_bytes_after),
-                           -reduction_pct(m.weight_bytes_before, m.weight_bytes_after)),
-               m.bits_per_weight,
-               m.latency_before.runs ? fmt::format("{:.3f} -> {:.3f}", m.latency_before.decode_ms_per_token,
-                                                   m.latency_after.decode_ms_per_token)
-                                     : std::string("-"),
-               m.latency_before.runs ? fmt::format("{:.2f}x", m.speedup) : std::string("-"),
-               m.pass ? "PASS" : "FAIL");
+/// One row of the summary table, as text cells (widths are computed from them).
+std::vector<std::string> table_row(const BenchResult& m) {
+  const bool timed = m.latency_before.runs > 0;
+  return {m.mode,
+          fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after),
+          fmt::format("{:.2f}%", m.ppl_delta_pct),
+          fmt::format("{:.5f}", m.kl_div),
+          fmt::format("{:.1f}%", m.top1_agreement * 100),
+          fmt::format("{} -> {} ({:+.0f}%)", human_bytes(m.weight_bytes_before), human_bytes(m.weight_bytes_after),
+                      -reduction_pct(m.weight_bytes_before, m.weight_bytes_after)),
+          fmt::format("{:.3f}", m.bits_per_weight),
+          timed ? fmt::format("{:.3f} -> {:.3f}", m.latency_before.decode_ms_per_token,
+                              m.latency_after.decode_ms_per_token)
+                : std::string("-"),
+          timed ? fmt::format("{:.2f}x", m.speedup) : std::string("-"),
+          m.pass ? "PASS" : "FAIL"};
+}
+
+/// The summary table, columns as wide as their widest cell (long mode names
+/// such as "int4-g128-asym-bf16" do not shift the other columns).
+std::string format_bench_table(const BenchReport& r) {
+  const std::vector<std::string> header{"mode",  "perplexity", "delta",           "KL",      "top-1",
+                                        "weights", "bits",     "decode ms/token", "speedup", "result"};
+  std::vector<std::vector<std::string>> rows{header};
+  for (const BenchResult& m : r.results) rows.push_back(table_row(m));
+  std::vector<size_t> width(header.size(), 0);
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      // The mode is left-aligned, numbers right-aligned, the result last and unpadded.
+      const std::string pad(width[c] - row[c].size(), ' ');
+      if (c == 0)
+        line += row[c] + pad;
+      else if (c + 1 == row.size())
+        line += "  " + row[c];
+      else
+        line += "  " + pad + row[c];
+    }
+    out += line + "\n";
   }
+  return out;
+}
+
+void print_table(const BenchReport& r) {
+  fmt::print("\n{}", format_bench_table(r));
   fmt::print("peak resident memory {}, baseline load {:.2f} s\n", human_bytes(r.peak_rss_bytes),
              r.baseline_load_seconds);
 }
@@ -146,23 +180,37 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--modes", args->modes, "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
       ->expected(1, -1)
       ->capture_default_str();
-  cmd->add_option("--text,-t", args->text, "UTF-8 evaluation text (default: MODEL/demo-eval.txt, else the shipped models/gpt2-tiny/demo-eval.txt)");
-  cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")->check(CLI::Range(0, 1 << 30));
-  cmd->add_option("--ctx", args->ctx, "Window length in tokens (default: the model's context length)")
-      ->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--text,-t", args->text,
+                  "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset (default: "
+                  "MODEL/demo-eval.txt, else the shipped models/gpt2-tiny/demo-eval.txt)");
+  cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  cmd->add_option("--ctx", args->ctx, "Window length in tokens (0 = the model's context length)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
   cmd->add_option("--device", args->device,
                   "cpu, or cuda: the baseline is the model in BF16 on the GPU, quantized modes run the GPU kernels "
                   "(docs/GPU.md)")
       ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--threads", args->threads, "CPU threads (0 = all cores)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
   cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
-  cmd->add_option("--keep", args->keep, "Regex of layer names to keep in high precision (repeatable)");
+  cmd->add_option("--keep", args->keep,
+                  "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
   cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
-  cmd->add_option("--decode-tokens", args->decode, "Tokens decoded per latency run")->check(CLI::Range(1, 1 << 30))->capture_default_str();
-  cmd->add_option("--prompt-tokens", args->prompt, "Prompt length for latency")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  CLI::Option* decode_opt = cmd->add_option(
+      "--decode-tokens", args->decode,
+      "Tokens decoded per latency run (a default that does not fit the model's context is reduced, with a warning; "
+      "a value given that does not fit is an error)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  CLI::Option* prompt_opt = cmd->add_option(
+      "--prompt-tokens", args->prompt,
+      "Prompt length for latency (a default that does not fit the model's context is reduced, with a warning; a "
+      "value given that does not fit is an error)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
   cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
-  cmd->callback([args] {
+  cmd->callback([args, decode_opt, prompt_opt] {
     BenchOptions o;
     o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
     if (!args->text.empty()) {
@@ -181,6 +229,8 @@ void add_bench_command(CLI::App& app) {
     o.latency.runs = args->runs;
     o.latency.decode_tokens = args->decode;
     o.latency.prompt_tokens = args->prompt;
+    o.latency.fit_decode_tokens = decode_opt->count() == 0;  // only defaults may shrink to fit the context
+    o.latency.fit_prompt_tokens = prompt_opt->count() == 0;
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
     check_output_file("--json", args->json);
@@ -197,6 +247,9 @@ void add_bench_command(CLI::App& app) {
       bar->update(done, total);
     });
     bar.reset();
+    if (r.samples > r.windows)
+      warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
+                       r.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));
     print_header(r, *args);
     for (const BenchResult& m : r.results) print_mode(m);
     print_table(r);

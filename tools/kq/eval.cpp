@@ -5,16 +5,16 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
 #include "commands.hpp"
 #include "io/atomic_file.hpp"
+#include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
+#include "kq/warning.hpp"
 #include "format_util.hpp"
 #include "progress.hpp"
 
@@ -32,23 +32,14 @@ struct EvalOptions {
   bool quiet = false;
 };
 
-std::string read_text_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) raise<FormatError>("{}: text file not found", path);
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (!f.good() && !f.eof()) raise<FormatError>("{}: cannot read the text file", path);
-  return ss.str();
-}
-
 void run_eval(const EvalOptions& o) {
   if (o.ctx < 0) raise<InvalidArgument>("--ctx must be >= 0 (0 = the model's context), got {}", o.ctx);
   if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   const ExecContext ctx{parse_device(o.device), o.threads};
   check_output_file("--json", o.json);
-  const std::string text = read_text_file(o.text);  // check the cheap argument first
+  // Check the cheap argument first; invalid UTF-8 is an error naming the byte offset.
+  const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
   auto model = Model::load(o.model, ctx);
   const Tokenizer tok = Tokenizer::load(o.model);
   const std::vector<int32_t> tokens = tok.encode(text);
@@ -57,11 +48,15 @@ void run_eval(const EvalOptions& o) {
   const PerplexityResult r =
       evaluate_perplexity(*model, tokens, o.ctx, o.samples, [&](int64_t d, int64_t t) { bar.update(d, t); });
   bar.finish();
+  if (o.samples > r.windows)
+    warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
+                     o.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));
 
   const double tps = r.seconds > 0 ? double(r.scored_tokens) / r.seconds : 0.0;
   fmt::print("model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model,
              arch_name(model->config().arch), model->config().num_layers, model->config().hidden_size,
              model->config().vocab_size);
+  fmt::print("tokenizer:     {}\n", tok.source());
   fmt::print("text:          {} ({} tokens)\n", o.text, tokens.size());
   fmt::print("perplexity:    {:.4f}\n", r.ppl);
   fmt::print("scored tokens: {} in {} windows of up to {} tokens{}\n", r.scored_tokens, r.windows, r.ctx,
@@ -100,13 +95,19 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file (non-overlapping windows)");
   cmd->add_option("--model", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
       ->required();
-  cmd->add_option("--text", opts->text, "UTF-8 text file, tokenized as one string")->required();
-  cmd->add_option("--ctx", opts->ctx, "Window length in tokens (default: the model's context length)");
-  cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (default: all)");
-  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--text", opts->text, "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset)")->required();
+  cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the model's context length)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (0 = all)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
       ->capture_default_str();
-  cmd->add_option("--json", opts->json, "Also write the results as JSON to this file (atomically)");
+  cmd->add_option("--json", opts->json, "Also write the results as JSON to this file (atomically; default: none)");
   cmd->add_flag("--quiet", opts->quiet, "No progress bar");
   cmd->callback([opts] { run_eval(*opts); });
 }

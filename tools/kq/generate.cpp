@@ -6,10 +6,12 @@
 #include <string>
 
 #include "commands.hpp"
+#include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
+#include "kq/warning.hpp"
 
 namespace kq::cli {
 namespace {
@@ -29,10 +31,11 @@ double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void run_generate(const GenerateOptions& o) {
+void run_generate(const GenerateOptions& o, bool n_given) {
   if (o.n < 0) raise<InvalidArgument>("-n must be >= 0, got {}", o.n);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   Sampler sampler(o.sampling);  // validates temperature / top-k / top-p
+  io::check_utf8(o.prompt, "--prompt");  // invalid UTF-8 is an error naming the byte offset
   auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
   const Tokenizer tok = Tokenizer::load(o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
@@ -44,13 +47,16 @@ void run_generate(const GenerateOptions& o) {
     prompt.push_back(*bos);
   }
   if (int64_t(prompt.size()) >= max_pos)
-    raise<InvalidArgument>("the prompt has {} tokens; the model's context is {} positions", prompt.size(),
-                           max_pos);
+    raise<InvalidArgument>("--prompt has {} tokens; the model's context is {} positions (at most {} prompt tokens)",
+                           prompt.size(), max_pos, max_pos - 1);
+  // -n is a maximum (generation also stops at the end-of-text token): one that
+  // does not fit the context is reduced to what fits, and said so on stderr.
   int64_t n = o.n;
   if (int64_t(prompt.size()) + n > max_pos) {
     n = max_pos - int64_t(prompt.size());
-    fmt::print(stderr, "kq: note: generating {} tokens, the rest of the model's {}-token context\n", n,
-               max_pos);
+    warn(fmt::format("-n/--max-new-tokens: generating at most {} tokens instead of the {}{}: the prompt's {} tokens "
+                     "leave {} of the model's {} positions",
+                     n, n_given ? "requested " : "default ", o.n, prompt.size(), n, max_pos));
   }
 
   KVCache cache = model->make_cache(int64_t(prompt.size()) + n);
@@ -91,17 +97,27 @@ void add_generate_command(CLI::App& app) {
   auto opts = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
   cmd->add_option("--model", opts->model, "Hugging Face model folder")->required();
-  cmd->add_option("--prompt", opts->prompt, "Prompt text")->required();
-  cmd->add_option("-n,--max-new-tokens", opts->n, "Tokens to generate (default 64)");
-  cmd->add_option("--temperature", opts->sampling.temperature, "Sampling temperature; 0 = greedy (default)");
-  cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)");
-  cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (default 1 = off)");
-  cmd->add_option("--seed", opts->sampling.seed, "Random seed (default 0)");
-  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--prompt", opts->prompt, "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)")
+      ->required();
+  CLI::Option* n_opt =
+      cmd->add_option("-n,--max-new-tokens", opts->n,
+                      "Tokens to generate at most (reduced, with a warning, to what the model's context leaves)")
+          ->check(CLI::Range(0, 1 << 30))
+          ->capture_default_str();
+  cmd->add_option("--temperature", opts->sampling.temperature, "Sampling temperature; 0 = greedy")
+      ->capture_default_str();
+  cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
+      ->capture_default_str();
+  cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (1 = off)")
+      ->capture_default_str();
+  cmd->add_option("--seed", opts->sampling.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")->capture_default_str();
   cmd->add_flag("--ignore-eos", opts->ignore_eos, "Keep generating after the end-of-text token");
   cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
-  cmd->callback([opts] { run_generate(*opts); });
+  cmd->callback([opts, n_opt] { run_generate(*opts, n_opt->count() > 0); });
 }
 
 }  // namespace kq::cli

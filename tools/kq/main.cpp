@@ -1,29 +1,89 @@
 // kq — the KernelQuant command-line tool.
+//
+// Exit status: 0 success; 1 an error in the input or the run (a kq::Error:
+// missing or malformed files, option values the model cannot take, ...);
+// 2 a usage error (unknown command or option, missing required option, a
+// value of the wrong type or out of range); 3 `kq bench` ran but a mode
+// failed its threshold; 70 an internal error (a bug: please report it).
 #include <cstdio>
 #include <exception>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 
 #include "commands.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kq/error.hpp"
 #include "kq/info.hpp"
+#include "kq/warning.hpp"
+
+namespace {
+
+constexpr int kUsageError = 2;
+constexpr int kInternalError = 70;  // sysexits.h EX_SOFTWARE
+
+/// The first argument that is not an option: the command. The top-level
+/// options (--help, --version) take no value, so no value can be mistaken for it.
+const char* command_word(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--") return i + 1 < argc ? argv[i + 1] : nullptr;
+    if (!a.starts_with("-")) return argv[i];
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"kq — quantize transformer language models and run them fast (KernelQuant " +
                kq::version() + ")"};
   app.require_subcommand(1);
   app.set_version_flag("--version", kq::version());
+  app.footer(
+      "Exit status: 0 ok, 1 error in the input or the run, 2 usage error, 3 bench: a mode failed, 70 internal "
+      "error.\nRun 'kq COMMAND --help' for the options of a command.");
   kq::cli::add_info_command(app);
   kq::cli::add_eval_command(app);
   kq::cli::add_generate_command(app);
   kq::cli::add_quantize_command(app);
   kq::cli::add_bench_command(app);
+
+  // Library warnings go to stderr, each distinct message once (`kq bench`
+  // loads the model once per mode and would repeat them).
+  std::set<std::string> warned;
+  kq::set_warning_handler([&warned](const std::string& m) {
+    if (warned.insert(m).second) {
+      fmt::print(stderr, "kq: warning: {}\n", m);
+      std::fflush(stderr);
+    }
+  });
+
+  if (const char* word = command_word(argc, argv)) {
+    std::vector<std::string> names;
+    bool known = false;
+    for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
+      names.push_back(s->get_name());
+      known = known || s->check_name(word);
+    }
+    if (!known) {
+      fmt::print(stderr, "kq: error: unknown command '{}' (commands: {}; see 'kq --help')\n", word,
+                 fmt::join(names, ", "));
+      return kUsageError;
+    }
+  }
   try {
     (void)kq::active_isa();  // a bad KQ_ISA fails every command the same way, up front
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {  // thrown by a command for its own exit status (bench: 3)
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int rc = app.exit(e);  // prints help / version / the usage error
+    return rc == 0 ? 0 : kUsageError;
   } catch (const kq::Error& e) {
     fmt::print(stderr, "kq: error: {}\n", e.what());
     return 1;
@@ -32,7 +92,7 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "kq: internal error: {}\n", e.what());
-    return 2;
+    return kInternalError;
   }
   return 0;
 }

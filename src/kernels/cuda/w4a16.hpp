@@ -90,8 +90,12 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
 
 /// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
 struct W4GemvTuning {
-  int warps = 0;  ///< warps per block splitting K: 4 (8 tiles per chunk), 8 or 16 (4 tiles, or 2)
-  int tiles = 0;  ///< with warps = 8 or 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4)
+  int warps = 0;   ///< split-K kernel: warps per block, 4 (8 tiles per chunk), 8 or 16 (4 tiles, or 2);
+                   ///< streaming kernel: warps per block, 16 (ring depth 4), 24 (depth 2 or 3) or 32 (depth 2)
+  int tiles = 0;   ///< split-K kernel, warps = 8 or 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4);
+                   ///< streaming kernel, 24 warps: ring depth, 2 or 3 (0 = 2)
+  int kernel = 0;  ///< 0 = automatic (streaming for M = 1), 1 = split-K, 2 = streaming (M = 1 only, else split-K)
+  int order = 0;   ///< streaming kernel: 0 = tile-major items (x reused), 1 = group-major
 };
 
 /// Position of element k in a row's code stream (device layout above):

@@ -336,6 +336,7 @@ void launch_gemv_tuned(const W4GemvParams& p, W4GemvTuning tuning, cudaStream_t 
 
 void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                        cudaStream_t stream, W4GemvTuning tuning) {
+  if (M == 1 && tuning.kernel != 1 && w4a16_gemv_stream_launch(w, x, y, stream, tuning)) return;
   W4GemvParams p{};
   p.codes = w.codes.data();
   p.ldq = w.K_pad / 2;
