@@ -46,37 +46,43 @@ double run_once(Model& m, KVCache& cache, std::span<const int32_t> prompt, int64
 LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions) {
   if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
     raise<InvalidArgument>(
-        "latency: --prompt-tokens, --decode-tokens and --runs must be positive (got {}, {}, {})", o.prompt_tokens,
-        o.decode_tokens, o.runs);
+        "latency: --prompt-tokens, --decode-tokens and --runs must be positive (got {}, {}, {})",
+        o.prompt_tokens, o.decode_tokens, o.runs);
   if (max_positions < 2)
-    raise<InvalidArgument>("latency: the model's context of {} positions leaves no room for a prompt and a decoded token",
-                           max_positions);
+    raise<InvalidArgument>(
+        "latency: the model's context of {} positions leaves no room for a prompt and a decoded token",
+        max_positions);
   LatencyOptions r = o;
   if (r.prompt_tokens + r.decode_tokens <= max_positions) return r;
   const std::string limit = fmt::format("the model's context of {} positions", max_positions);
   if (!o.fit_prompt_tokens && !o.fit_decode_tokens)
-    raise<InvalidArgument>("--prompt-tokens {} + --decode-tokens {} = {} tokens do not fit {}; give at most {} in all",
-                           o.prompt_tokens, o.decode_tokens, o.prompt_tokens + o.decode_tokens, limit,
-                           max_positions);
+    raise<InvalidArgument>(
+        "--prompt-tokens {} + --decode-tokens {} = {} tokens do not fit {}; give at most {} in all",
+        o.prompt_tokens, o.decode_tokens, o.prompt_tokens + o.decode_tokens, limit, max_positions);
   if (!o.fit_prompt_tokens && o.prompt_tokens >= max_positions)
-    raise<InvalidArgument>("--prompt-tokens {} does not fit {} with at least one decoded token; give at most {}",
-                           o.prompt_tokens, limit, max_positions - 1);
+    raise<InvalidArgument>(
+        "--prompt-tokens {} does not fit {} with at least one decoded token; give at most {}",
+        o.prompt_tokens, limit, max_positions - 1);
   if (!o.fit_decode_tokens && o.decode_tokens >= max_positions)
-    raise<InvalidArgument>("--decode-tokens {} does not fit {} with at least one prompt token; give at most {}",
-                           o.decode_tokens, limit, max_positions - 1);
+    raise<InvalidArgument>(
+        "--decode-tokens {} does not fit {} with at least one prompt token; give at most {}", o.decode_tokens,
+        limit, max_positions - 1);
   if (o.fit_decode_tokens) {  // decode gives way first when both may (the prompt is what prefill measures)
-    const int64_t keep_prompt = o.fit_prompt_tokens ? std::min(o.prompt_tokens, max_positions / 2) : o.prompt_tokens;
+    const int64_t keep_prompt =
+        o.fit_prompt_tokens ? std::min(o.prompt_tokens, max_positions / 2) : o.prompt_tokens;
     r.decode_tokens = std::min(o.decode_tokens, max_positions - keep_prompt);
   }
   r.prompt_tokens = std::min(o.prompt_tokens, max_positions - r.decode_tokens);
   if (r.decode_tokens != o.decode_tokens)
-    warn(fmt::format("--decode-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
-                     "fit {}",
-                     r.decode_tokens, o.decode_tokens, limit));
+    warn(fmt::format(
+        "--decode-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
+        "fit {}",
+        r.decode_tokens, o.decode_tokens, limit));
   if (r.prompt_tokens != o.prompt_tokens)
-    warn(fmt::format("--prompt-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
-                     "fit {}",
-                     r.prompt_tokens, o.prompt_tokens, limit));
+    warn(fmt::format(
+        "--prompt-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
+        "fit {}",
+        r.prompt_tokens, o.prompt_tokens, limit));
   return r;
 }
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <string_view>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "io/json_strict.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -50,7 +50,8 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
       raise<FormatError>("{}: safetensors metadata 'kq_quantization' is not valid JSON", dir.string());
     }
     if (!fq.is_object() || !fq.contains("modules") || !fq["modules"].is_object())
-      raise<FormatError>("{}: safetensors metadata 'kq_quantization' has no \"modules\" object", dir.string());
+      raise<FormatError>("{}: safetensors metadata 'kq_quantization' has no \"modules\" object",
+                         dir.string());
     if (fq["modules"] != q["modules"]) {
       // Name the first module (by name) whose mode differs, else the first one only the file has.
       const nlohmann::json& fm = fq["modules"];
@@ -71,7 +72,8 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
           }
       raise<FormatError>(
           "{}: module '{}' is {} in model.safetensors but {} in config.json quantization_config.modules; "
-          "model.safetensors was written for other quantization modes (file: {}, config: {}): the folder mixes "
+          "model.safetensors was written for other quantization modes (file: {}, config: {}): the folder "
+          "mixes "
           "two quantizations",
           dir.string(), module, mode_of(fm, module), mode_of(q["modules"], module),
           fq.contains("mode") ? fq["mode"].dump() : "?", q.contains("mode") ? q["mode"].dump() : "?");
@@ -163,11 +165,13 @@ void FileWeights::warn_unused_tensors(const ModelConfig& c) const {
   if (unused.empty()) return;
   constexpr size_t kShown = 5;
   std::string names;
-  for (size_t i = 0; i < unused.size() && i < kShown; ++i) names += fmt::format("{}'{}'", i ? ", " : "", unused[i]);
+  for (size_t i = 0; i < unused.size() && i < kShown; ++i)
+    names += fmt::format("{}'{}'", i ? ", " : "", unused[i]);
   if (unused.size() > kShown) names += ", ...";
-  warn(fmt::format("{}: {} tensor{} in the weights {} not used by the {} architecture with {} layers and {} ignored: {}",
-                   dir_.string(), unused.size(), unused.size() == 1 ? "" : "s", unused.size() == 1 ? "is" : "are",
-                   arch_name(c.arch), c.num_layers, unused.size() == 1 ? "was" : "were", names));
+  warn(fmt::format(
+      "{}: {} tensor{} in the weights {} not used by the {} architecture with {} layers and {} ignored: {}",
+      dir_.string(), unused.size(), unused.size() == 1 ? "" : "s", unused.size() == 1 ? "is" : "are",
+      arch_name(c.arch), c.num_layers, unused.size() == 1 ? "was" : "were", names));
 }
 
 Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {

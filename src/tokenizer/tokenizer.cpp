@@ -35,8 +35,9 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
   if (spec.description.empty()) {
     if (have_vocab && have_merges) {
       spec = tok::read_gpt2_files(vocab, merges);
-      spec.description = skipped.empty() ? std::string("vocab.json + merges.txt")
-                                         : fmt::format("vocab.json + merges.txt (tokenizer.json not used: {})", skipped);
+      spec.description = skipped.empty()
+                             ? std::string("vocab.json + merges.txt")
+                             : fmt::format("vocab.json + merges.txt (tokenizer.json not used: {})", skipped);
       gpt2_files = true;
     } else if (have_vocab || have_merges) {
       raise<FormatError>("{}: file not found (needed with {}), and there is no tokenizer.json either",

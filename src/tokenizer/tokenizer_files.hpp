@@ -28,7 +28,7 @@ struct TokenizerSpec {
   std::string vocab_source;   ///< file names for error messages
   std::string merges_source;
   std::string config_source;
-  std::string description;    ///< which files were used, for Tokenizer::source()
+  std::string description;  ///< which files were used, for Tokenizer::source()
 };
 
 /// Largest token id accepted (ids index dense tables).

@@ -9,7 +9,8 @@
 
 TEST(Warning, HandlerReceivesMessagesAndIsRestored) {
   std::vector<std::string> got;
-  const kq::WarningHandler previous = kq::set_warning_handler([&](const std::string& m) { got.push_back(m); });
+  const kq::WarningHandler previous =
+      kq::set_warning_handler([&](const std::string& m) { got.push_back(m); });
   kq::warn("first");
   kq::warn("second");
   const kq::WarningHandler mine = kq::set_warning_handler(previous);
@@ -17,7 +18,7 @@ TEST(Warning, HandlerReceivesMessagesAndIsRestored) {
   EXPECT_EQ(got[0], "first");
   EXPECT_EQ(got[1], "second");
   EXPECT_TRUE(static_cast<bool>(mine));  // the handler we installed came back
-  kq::warn("to the default handler");     // not captured any more
+  kq::warn("to the default handler");    // not captured any more
   EXPECT_EQ(got.size(), 2u);
 }
 

@@ -45,7 +45,8 @@ const std::unordered_set<std::string>& all_scalar_encodings() {
   return *set;
 }
 
-/// Offset of the first byte where no scalar encoding starts (UTF-8 is prefix-free, so greedy parsing is exact).
+/// Offset of the first byte where no scalar encoding starts (UTF-8 is prefix-free, so greedy parsing is
+/// exact).
 std::optional<size_t> reference_invalid(const std::string& s) {
   const auto& enc = all_scalar_encodings();
   size_t i = 0;
@@ -110,13 +111,14 @@ TEST(Utf8Text, ReadFileChecksTheEncoding) {
   kq::testing::TempDir tmp;
   const auto good = tmp.path / "good.txt", bad = tmp.path / "bad.txt";
   std::ofstream(good, std::ios::binary) << "\xEF\xBB\xBFhello \xE2\x82\xAC\n";  // BOM is valid UTF-8
-  std::ofstream(bad, std::ios::binary) << "\xFF\xFEh\0i";                        // UTF-16 LE BOM
+  std::ofstream(bad, std::ios::binary) << "\xFF\xFEh\0i";                       // UTF-16 LE BOM
   EXPECT_EQ(kq::io::read_utf8_text_file(good, 1 << 20), "\xEF\xBB\xBFhello \xE2\x82\xAC\n");
   try {
     kq::io::read_utf8_text_file(bad, 1 << 20);
     FAIL() << "no error";
   } catch (const kq::FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find(bad.string() + ": invalid UTF-8 at byte offset 0"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(bad.string() + ": invalid UTF-8 at byte offset 0"),
+              std::string::npos)
         << e.what();
   }
 }

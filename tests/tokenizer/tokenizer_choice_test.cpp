@@ -4,9 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/test_data.hpp"
 #include "kq/error.hpp"
@@ -67,7 +66,8 @@ TEST(TokenizerChoice, UnsupportedTokenizerJsonFallsBackToVocabAndMerges) {
   tj["normalizer"] = json{{"type", "NFC"}};
   write_tokenizer_folder(tmp.path, tj);
   const Tokenizer t = Tokenizer::load(tmp.path);
-  EXPECT_NE(t.source().find("vocab.json + merges.txt (tokenizer.json not used:"), std::string::npos) << t.source();
+  EXPECT_NE(t.source().find("vocab.json + merges.txt (tokenizer.json not used:"), std::string::npos)
+      << t.source();
   EXPECT_NE(t.source().find("normalizer"), std::string::npos) << t.source();
   EXPECT_EQ(t.encode("Hello world"), Tokenizer::load(demo_dir()).encode("Hello world"));
   // Without the pair there is nothing to fall back to: the Unsupported error stands.
