@@ -82,7 +82,8 @@ std::vector<std::string> table_row(const BenchResult& m) {
           fmt::format("{:.2f}%", m.ppl_delta_pct),
           fmt::format("{:.5f}", m.kl_div),
           fmt::format("{:.1f}%", m.top1_agreement * 100),
-          fmt::format("{} -> {} ({:+.0f}%)", human_bytes(m.weight_bytes_before), human_bytes(m.weight_bytes_after),
+          fmt::format("{} -> {} ({:+.0f}%)", human_bytes(m.weight_bytes_before),
+                      human_bytes(m.weight_bytes_after),
                       -reduction_pct(m.weight_bytes_before, m.weight_bytes_after)),
           fmt::format("{:.3f}", m.bits_per_weight),
           timed ? fmt::format("{:.3f} -> {:.3f}", m.latency_before.decode_ms_per_token,
@@ -95,8 +96,8 @@ std::vector<std::string> table_row(const BenchResult& m) {
 /// The summary table, columns as wide as their widest cell (long mode names
 /// such as "int4-g128-asym-bf16" do not shift the other columns).
 std::string format_bench_table(const BenchReport& r) {
-  const std::vector<std::string> header{"mode",  "perplexity", "delta",           "KL",      "top-1",
-                                        "weights", "bits",     "decode ms/token", "speedup", "result"};
+  const std::vector<std::string> header{"mode",    "perplexity", "delta",           "KL",      "top-1",
+                                        "weights", "bits",       "decode ms/token", "speedup", "result"};
   std::vector<std::vector<std::string>> rows{header};
   for (const BenchResult& m : r.results) rows.push_back(table_row(m));
   std::vector<size_t> width(header.size(), 0);
@@ -198,17 +199,22 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
-  cmd->add_option("--keep", args->keep,
-                  "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
+  cmd->add_option(
+      "--keep", args->keep,
+      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
   cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
-  CLI::Option* decode_opt = cmd->add_option(
-      "--decode-tokens", args->decode,
-      "Tokens decoded per latency run (a default that does not fit the model's context is reduced, with a warning; "
-      "a value given that does not fit is an error)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
-  CLI::Option* prompt_opt = cmd->add_option(
-      "--prompt-tokens", args->prompt,
-      "Prompt length for latency (a default that does not fit the model's context is reduced, with a warning; a "
-      "value given that does not fit is an error)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  CLI::Option* decode_opt = cmd->add_option("--decode-tokens", args->decode,
+                                            "Tokens decoded per latency run (a default that does not fit the "
+                                            "model's context is reduced, with a warning; "
+                                            "a value given that does not fit is an error)")
+                                ->check(CLI::Range(1, 1 << 30))
+                                ->capture_default_str();
+  CLI::Option* prompt_opt = cmd->add_option("--prompt-tokens", args->prompt,
+                                            "Prompt length for latency (a default that does not fit the "
+                                            "model's context is reduced, with a warning; a "
+                                            "value given that does not fit is an error)")
+                                ->check(CLI::Range(1, 1 << 30))
+                                ->capture_default_str();
   cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
   cmd->callback([args, decode_opt, prompt_opt] {
     BenchOptions o;

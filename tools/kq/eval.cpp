@@ -9,13 +9,13 @@
 #include <string>
 
 #include "commands.hpp"
+#include "format_util.hpp"
 #include "io/atomic_file.hpp"
 #include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
-#include "format_util.hpp"
 #include "progress.hpp"
 
 namespace kq::cli {
@@ -95,7 +95,10 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file (non-overlapping windows)");
   cmd->add_option("--model", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
       ->required();
-  cmd->add_option("--text", opts->text, "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset)")->required();
+  cmd->add_option(
+         "--text", opts->text,
+         "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset)")
+      ->required();
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the model's context length)")
       ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
@@ -107,7 +110,8 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
       ->capture_default_str();
-  cmd->add_option("--json", opts->json, "Also write the results as JSON to this file (atomically; default: none)");
+  cmd->add_option("--json", opts->json,
+                  "Also write the results as JSON to this file (atomically; default: none)");
   cmd->add_flag("--quiet", opts->quiet, "No progress bar");
   cmd->callback([opts] { run_eval(*opts); });
 }

@@ -47,16 +47,18 @@ void run_generate(const GenerateOptions& o, bool n_given) {
     prompt.push_back(*bos);
   }
   if (int64_t(prompt.size()) >= max_pos)
-    raise<InvalidArgument>("--prompt has {} tokens; the model's context is {} positions (at most {} prompt tokens)",
-                           prompt.size(), max_pos, max_pos - 1);
+    raise<InvalidArgument>(
+        "--prompt has {} tokens; the model's context is {} positions (at most {} prompt tokens)",
+        prompt.size(), max_pos, max_pos - 1);
   // -n is a maximum (generation also stops at the end-of-text token): one that
   // does not fit the context is reduced to what fits, and said so on stderr.
   int64_t n = o.n;
   if (int64_t(prompt.size()) + n > max_pos) {
     n = max_pos - int64_t(prompt.size());
-    warn(fmt::format("-n/--max-new-tokens: generating at most {} tokens instead of the {}{}: the prompt's {} tokens "
-                     "leave {} of the model's {} positions",
-                     n, n_given ? "requested " : "default ", o.n, prompt.size(), n, max_pos));
+    warn(fmt::format(
+        "-n/--max-new-tokens: generating at most {} tokens instead of the {}{}: the prompt's {} tokens "
+        "leave {} of the model's {} positions",
+        n, n_given ? "requested " : "default ", o.n, prompt.size(), n, max_pos));
   }
 
   KVCache cache = model->make_cache(int64_t(prompt.size()) + n);
@@ -97,11 +99,13 @@ void add_generate_command(CLI::App& app) {
   auto opts = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
   cmd->add_option("--model", opts->model, "Hugging Face model folder")->required();
-  cmd->add_option("--prompt", opts->prompt, "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)")
+  cmd->add_option("--prompt", opts->prompt,
+                  "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)")
       ->required();
   CLI::Option* n_opt =
-      cmd->add_option("-n,--max-new-tokens", opts->n,
-                      "Tokens to generate at most (reduced, with a warning, to what the model's context leaves)")
+      cmd->add_option(
+             "-n,--max-new-tokens", opts->n,
+             "Tokens to generate at most (reduced, with a warning, to what the model's context leaves)")
           ->check(CLI::Range(0, 1 << 30))
           ->capture_default_str();
   cmd->add_option("--temperature", opts->sampling.temperature, "Sampling temperature; 0 = greedy")

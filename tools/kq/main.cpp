@@ -45,8 +45,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", kq::version());
   app.footer(
-      "Exit status: 0 ok, 1 error in the input or the run, 2 usage error, 3 bench: a mode failed, 70 internal "
-      "error.\nRun 'kq COMMAND --help' for the options of a command.");
+      "Exit status: 0 ok, 1 error in the input or the run, 2 usage error, 3 bench: a mode failed,\n"
+      "70 internal error. Run 'kq COMMAND --help' for the options of a command.");
   kq::cli::add_info_command(app);
   kq::cli::add_eval_command(app);
   kq::cli::add_generate_command(app);

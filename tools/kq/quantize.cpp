@@ -24,8 +24,9 @@ void add_quantize_command(CLI::App& app) {
       ->required();
   cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")->required();
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
-  cmd->add_option("--keep", a->keep,
-                  "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
+  cmd->add_option(
+      "--keep", a->keep,
+      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")
       ->check(CLI::Range(0, 1 << 30))

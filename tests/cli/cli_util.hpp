@@ -1,0 +1,62 @@
+#pragma once
+// Runs the `kq` program (KQ_CLI_BINARY) and captures its exit status, stdout and stderr.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "common/test_data.hpp"
+
+namespace kq::testing {
+
+struct CliResult {
+  int status = -1;  ///< exit status (-1: killed by a signal)
+  std::string out, err;
+};
+
+inline std::string read_all(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+/// Single-quotes `s` for /bin/sh.
+inline std::string sh_quote(const std::string& s) {
+  std::string q(1, '\'');
+  for (char c : s) {
+    if (c == '\'')
+      q.append("'\\''");
+    else
+      q.push_back(c);
+  }
+  q.push_back('\'');
+  return q;
+}
+
+/// Runs `kq ARGS` (each argument quoted) in the source folder, stdin from /dev/null.
+inline CliResult run_kq(const std::vector<std::string>& args) {
+  TempDir tmp;
+  // (built with append: GCC 12 warns falsely on "literal" + std::string)
+  std::string cmd("cd ");
+  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && ").append(sh_quote(KQ_CLI_BINARY));
+  for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
+  cmd.append(" </dev/null >").append(sh_quote((tmp.path / "out").string()));
+  cmd.append(" 2>").append(sh_quote((tmp.path / "err").string()));
+  const int rc = std::system(cmd.c_str());
+  CliResult r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.out = read_all(tmp.path / "out");
+  r.err = read_all(tmp.path / "err");
+  return r;
+}
+
+/// The shipped demo model (always present).
+inline std::filesystem::path demo_model() {
+  return std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
+}
+
+}  // namespace kq::testing

@@ -1,0 +1,137 @@
+// What `kq` says on stderr when it cannot do exactly what was asked: errors for
+// exact sizes that do not fit the model, one warning line for reduced defaults
+// and caps, unmatched --keep patterns, text that is not UTF-8; and the bench
+// table's alignment with long mode names.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli_util.hpp"
+
+using kq::testing::demo_model;
+using kq::testing::run_kq;
+
+namespace {
+
+bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+size_t count(const std::string& s, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
+  return n;
+}
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+const std::string kDemoText = (demo_model() / "demo-eval.txt").string();
+
+}  // namespace
+
+TEST(CliMessages, BenchLatencyOptionGivenThatDoesNotFitIsAnError) {
+  const auto r =
+      run_kq({"bench", "--modes", "int8", "--samples", "1", "--threads", "1", "--prompt-tokens", "300"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(has(r.err, "--prompt-tokens 300")) << r.err;
+  EXPECT_TRUE(has(r.err, "256 positions")) << r.err;
+  EXPECT_FALSE(has(r.out, "PASS")) << r.out;  // rejected before any work
+  const auto r2 = run_kq({"bench", "--modes", "int8", "--samples", "1", "--threads", "1", "--prompt-tokens",
+                          "200", "--decode-tokens", "100"});
+  EXPECT_EQ(r2.status, 1);
+  EXPECT_TRUE(has(r2.err, "--prompt-tokens 200 + --decode-tokens 100")) << r2.err;
+}
+
+TEST(CliMessages, BenchDefaultThatDoesNotFitIsReducedWithOneWarningLine) {
+  // --decode-tokens 200 is honoured; the default 128-token prompt shrinks to 256 - 200.
+  const auto r = run_kq({"bench", "--modes", "int8", "--samples", "1", "--threads", "1", "--runs", "1",
+                         "--decode-tokens", "200"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count(r.err, "kq: warning: --prompt-tokens: using 56 instead of the default 128"), 1u) << r.err;
+  EXPECT_TRUE(has(r.out, "after a 56-token prompt; median of 1 runs x 200 tokens")) << r.out;
+}
+
+TEST(CliMessages, BenchTableColumnsFollowTheLongestModeName) {
+  const auto r = run_kq({"bench", "--modes", "int8", "nf4-b256-bf16", "int4-g128-asym", "--samples", "1",
+                         "--threads", "1", "--no-latency"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::string> table;
+  bool in_table = false;
+  for (const std::string& l : lines(r.out)) {
+    if (l.starts_with("mode ")) in_table = true;
+    if (in_table && l.starts_with("peak resident")) break;
+    if (in_table) table.push_back(l);
+  }
+  ASSERT_EQ(table.size(), 4u) << r.out;
+  // Every column but the last (result) is padded to a common width: the text
+  // before the result cell has the same length on every line, and each
+  // mode cell is followed by padding up to the widest one.
+  const size_t w = table[0].rfind("  ");
+  for (const std::string& l : table) EXPECT_EQ(l.rfind("  "), w) << "\n" << r.out;
+  EXPECT_TRUE(table[2].starts_with("nf4-b256-bf16  ")) << table[2];
+  EXPECT_TRUE(table[1].starts_with("int8           ")) << table[1];
+  EXPECT_EQ(table[0].find("perplexity") + 10, table[1].find(" ->") + 11);  // right-aligned "x.xxx -> y.yyy"
+}
+
+TEST(CliMessages, KeepPatternMatchingNoLayerIsWarnedOnceNamingIt) {
+  const auto r = run_kq({"bench", "--modes", "int8", "fp8", "--samples", "1", "--threads", "1",
+                         "--no-latency", "--keep", "mlp\\.down_proj", "--keep", "c_fc"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count(r.err, "--keep 'mlp\\.down_proj' matches no linear layer"), 1u)
+      << r.err;  // 2 modes, 1 line
+  EXPECT_FALSE(has(r.err, "--keep 'c_fc'")) << r.err;
+}
+
+TEST(CliMessages, TextThatIsNotUtf8IsAnErrorNamingFileAndOffset) {
+  kq::testing::TempDir tmp;
+  const auto bad = tmp.path / "latin1.txt";
+  std::ofstream(bad, std::ios::binary) << "One line.\nNa\xEFve text.\n";
+  const auto r = run_kq({"eval", "--model", demo_model().string(), "--text", bad.string(), "--quiet"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(has(r.err, bad.string() + ": invalid UTF-8 at byte offset 12 (line 2, column 3)")) << r.err;
+  const auto b = run_kq({"bench", "--modes", "int8", "--text", bad.string(), "--no-latency"});
+  EXPECT_EQ(b.status, 1);
+  EXPECT_TRUE(has(b.err, "invalid UTF-8 at byte offset 12")) << b.err;
+  const auto g = run_kq({"generate", "--model", demo_model().string(), "--prompt", "caf\xE9", "-n", "1"});
+  EXPECT_EQ(g.status, 1);
+  EXPECT_TRUE(has(g.err, "--prompt: invalid UTF-8 at byte offset 3")) << g.err;
+  // --help says what happens.
+  EXPECT_TRUE(has(run_kq({"eval", "--help"}).out, "invalid UTF-8 is an error")) << "eval --help";
+}
+
+TEST(CliMessages, EvalSaysWhichTokenizerFilesAndWarnsWhenSamplesExceedTheWindows) {
+  const auto r = run_kq({"eval", "--model", demo_model().string(), "--text", kDemoText, "--samples", "99",
+                         "--threads", "1", "--quiet"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "tokenizer:     tokenizer.json")) << r.out;
+  EXPECT_EQ(count(r.err, "kq: warning: --samples 99: the text has only 7 windows of 256 tokens"), 1u)
+      << r.err;
+}
+
+TEST(CliMessages, GenerateReducesMaxNewTokensToTheContextWithAWarning) {
+  std::string prompt;
+  for (int i = 0; i < 240; ++i) prompt += " the";  // one token each
+  for (const bool given : {false, true}) {
+    std::vector<std::string> args{"generate",  "--model", demo_model().string(), "--prompt",    prompt,
+                                  "--threads", "1",       "--no-echo",           "--ignore-eos"};
+    if (given) args.insert(args.end(), {"-n", "100"});
+    const auto r = run_kq(args);
+    EXPECT_EQ(r.status, 0) << r.err;
+    const std::string want = given ? "instead of the requested 100" : "instead of the default 64";
+    EXPECT_EQ(count(r.err, "kq: warning: -n/--max-new-tokens: generating at most 16 tokens " + want), 1u)
+        << r.err;
+    EXPECT_TRUE(has(r.err, "prompt 240 tokens")) << r.err;
+  }
+  std::string too_long;
+  for (int i = 0; i < 300; ++i) too_long += " the";
+  const auto r =
+      run_kq({"generate", "--model", demo_model().string(), "--prompt", too_long, "--threads", "1"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(has(r.err, "--prompt has 300 tokens")) << r.err;
+}

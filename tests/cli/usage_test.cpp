@@ -1,0 +1,58 @@
+// `kq` usage errors and help texts (items a fresh user tripped on).
+#include <gtest/gtest.h>
+
+#include <regex>
+
+#include "cli/cli_util.hpp"
+
+using kq::testing::run_kq;
+
+TEST(CliUsage, UnknownCommandIsNamedAndIsAUsageError) {
+  const auto r = run_kq({"foo"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("unknown command 'foo'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("kq --help"), std::string::npos) << r.err;
+  for (const char* c : {"info", "eval", "generate", "quantize", "bench"})
+    EXPECT_NE(r.err.find(c), std::string::npos) << "command list lacks " << c << ": " << r.err;
+  EXPECT_EQ(r.err.find("A subcommand is required"), std::string::npos) << r.err;
+  // Options before the command do not hide it.
+  const auto r2 = run_kq({"--", "frobnicate"});
+  EXPECT_EQ(r2.status, 2);
+  EXPECT_NE(r2.err.find("unknown command 'frobnicate'"), std::string::npos) << r2.err;
+}
+
+TEST(CliUsage, EveryUsageErrorHasTheSameExitStatus) {
+  EXPECT_EQ(run_kq({}).status, 2);                           // no command
+  EXPECT_EQ(run_kq({"eval"}).status, 2);                     // missing required option
+  EXPECT_EQ(run_kq({"bench", "--bogus"}).status, 2);         // unknown option
+  EXPECT_EQ(run_kq({"bench", "--runs", "zero"}).status, 2);  // not a number
+  EXPECT_EQ(run_kq({"eval", "--model", "m", "--text", "t", "--ctx", "-5"}).status, 2);  // out of range
+  // Help and version are not errors; a bad model folder is an input error (1), not a usage error.
+  EXPECT_EQ(run_kq({"--help"}).status, 0);
+  EXPECT_EQ(run_kq({"--version"}).status, 0);
+  EXPECT_EQ(run_kq({"eval", "--model", "/nonexistent", "--text", "README.md"}).status, 1);
+}
+
+TEST(CliUsage, EvalHelpShowsTheDefaultOfEveryValueOption) {
+  const auto r = run_kq({"eval", "--help"});
+  ASSERT_EQ(r.status, 0);
+  // CLI11 prints a default as "=VALUE" after the type.
+  for (const char* opt : {"--ctx", "--samples", "--threads", "--device"}) {
+    std::string pattern(opt);
+    pattern.append(" [A-Z]+[^\\n]*=[^ \\n]+");
+    const std::regex with_default(pattern);
+    EXPECT_TRUE(std::regex_search(r.out, with_default)) << opt << " has no default in:\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("--samples INT:INT in [0 - 1073741824]=0"), std::string::npos) << r.out;
+}
+
+TEST(CliUsage, GenerateHelpShowsDefaults) {
+  const auto r = run_kq({"generate", "--help"});
+  ASSERT_EQ(r.status, 0);
+  for (const char* opt : {"--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed", "--threads"}) {
+    std::string pattern(opt);
+    pattern.append(" [A-Z]+[^\\n]*=[^ \\n]+");
+    const std::regex with_default(pattern);
+    EXPECT_TRUE(std::regex_search(r.out, with_default)) << opt << " has no default in:\n" << r.out;
+  }
+}
