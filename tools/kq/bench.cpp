@@ -133,6 +133,7 @@ nlohmann::json to_json(const BenchReport& r) {
   j["device"] = r.device;
   if (!r.device_name.empty()) j["device_name"] = r.device_name;
   j["text"] = r.text;
+  j["tokenizer"] = r.tokenizer;
   j["ctx"] = r.ctx;
   j["samples"] = r.samples;
   j["windows"] = r.windows;

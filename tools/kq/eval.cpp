@@ -78,6 +78,7 @@ void run_eval(const EvalOptions& o) {
         {"model", o.model},
         {"arch", arch_name(model->config().arch)},
         {"text", o.text},
+        {"tokenizer", tok.source()},
         {"seconds", r.seconds},
         {"tokens_per_second", tps},
         {"threads", resolve_threads(o.threads)},

@@ -26,15 +26,11 @@ namespace {
 constexpr int kUsageError = 2;
 constexpr int kInternalError = 70;  // sysexits.h EX_SOFTWARE
 
-/// The first argument that is not an option: the command. The top-level
-/// options (--help, --version) take no value, so no value can be mistaken for it.
+/// The command word: the first argument when it is not an option (an option
+/// first, e.g. `kq --threads 4 bench`, is left to CLI11, which names it).
 const char* command_word(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--") return i + 1 < argc ? argv[i + 1] : nullptr;
-    if (!a.starts_with("-")) return argv[i];
-  }
-  return nullptr;
+  if (argc < 2 || std::string_view(argv[1]).starts_with("-")) return nullptr;
+  return argv[1];
 }
 
 }  // namespace
