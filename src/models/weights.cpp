@@ -70,13 +70,15 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
             module = k;
             break;
           }
+      const std::string file_mode = fq.contains("mode") ? fq["mode"].dump() : "?";
+      const std::string config_mode = q.contains("mode") ? q["mode"].dump() : "?";
       raise<FormatError>(
-          "{}: module '{}' is {} in model.safetensors but {} in config.json quantization_config.modules; "
-          "model.safetensors was written for other quantization modes (file: {}, config: {}): the folder "
-          "mixes "
-          "two quantizations",
+          "{}: module '{}' is {} in model.safetensors but {} in config.json quantization_config.modules: "
+          "the folder mixes two quantizations{}",
           dir.string(), module, mode_of(fm, module), mode_of(q["modules"], module),
-          fq.contains("mode") ? fq["mode"].dump() : "?", q.contains("mode") ? q["mode"].dump() : "?");
+          file_mode == config_mode ? std::string()
+                                   : fmt::format(" (model.safetensors written as {}, config.json says {})",
+                                                 file_mode, config_mode));
     }
   } else {
     raise<FormatError>(
