@@ -140,8 +140,10 @@ void check_norm(bool layer) {
     int64_t n, d, ld;
   };
   // ld % 4 == 0 with d % 4 == 0 takes the vectorized path; the others the scalar one.
+  // d <= 16384 on the vector path: registers (1, 2, 4 or 8 slots); beyond: the loop.
   for (const Shape s : {Shape{1, 4096, 4096}, Shape{16, 4096, 4100}, Shape{3, 37, 40}, Shape{17, 768, 771},
-                        Shape{2, 11008, 11008}}) {
+                        Shape{2, 11008, 11008}, Shape{5, 768, 768}, Shape{1, 2052, 2056}, Shape{2, 16384, 16384},
+                        Shape{2, 16388, 16388}}) {
     for (bool with_add : {false, true}) {
       SCOPED_TRACE("n=" + std::to_string(s.n) + " d=" + std::to_string(s.d) + " ld=" + std::to_string(s.ld) +
                    (with_add ? " +add" : "") + " seed=" + std::to_string(r.seed));

@@ -31,7 +31,13 @@ void check_quantizer(Launch launch, Ref ref) {
   Rng r;
   for (const auto& [M, K, ldx, ldq, M_pad] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{1, 7, 7, 128, 1},
                                               {3, 1000, 1003, 1024, 16},
-                                              {37, 4096, 4096, 4096, 48}}) {
+                                              {37, 4096, 4096, 4096, 48},
+                                              // register path: 1, 2, 4 and 8 slots; K > 32768 loops again
+                                              {1, 4096, 4096, 4096, 1},
+                                              {2, 11008, 11008, 11008, 16},
+                                              {1, 8200, 8208, 8320, 1},
+                                              {3, 20480, 20480, 20480, 16},
+                                              {1, 32776, 32776, 32896, 1}}) {
     SCOPED_TRACE("M=" + std::to_string(M) + " K=" + std::to_string(K) + " seed=" + std::to_string(r.seed));
     const auto x = activations(r, M, K, ldx);
     DeviceBuffer<uint16_t> dx;
