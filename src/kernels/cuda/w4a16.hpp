@@ -94,8 +94,8 @@ struct W4GemvTuning {
                    ///< streaming kernel: warps per block, 16 (ring depth 4), 24 (depth 2 or 3) or 32 (depth 2)
   int tiles = 0;   ///< split-K kernel, warps = 8 or 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4);
                    ///< streaming kernel, 24 warps: ring depth, 2 or 3 (0 = 2)
-  int kernel = 0;  ///< 0 = automatic (streaming for M = 1), 1 = split-K, 2 = streaming (M = 1 only, else split-K)
-  int order = 0;   ///< streaming kernel: 0 = tile-major items (x reused), 1 = group-major
+  int kernel = 0;  ///< 0 = automatic (streaming for M = 1), 1 = split-K, 2 = streaming (M = 1 only, else split-K),
+                   ///< 3 = streaming, tile-major version 11 (M = 1 only)
 };
 
 /// Position of element k in a row's code stream (device layout above):

@@ -1,28 +1,31 @@
-// W4A16 decode GEMV for one token (M = 1): the "streaming" kernel (version 10
-// of the tuning log in docs/GPU.md).
+// W4A16 decode GEMV for one token (M = 1): the "streaming" kernel (versions
+// 10-11 of the tuning log in docs/GPU.md).
 //
-// Work split: one block per SM (grid = multiprocessors, or fewer for small N).
+// Work split: one block per SM (grid = multiprocessors, or N for small N).
 // Block c owns the rows [c·N/P, (c+1)·N/P), so every SM moves the same number
-// of weight bytes whatever N is; its rows are cut into 16-row groups (the last
+// of weight bytes whatever N is; its rows are cut into 8-row groups (the last
 // one partial: its missing rows repeat the block's last row, which costs no
-// DRAM traffic, only compute). The block's (group, 128-k tile) items are split
-// into one contiguous range per warp, tile-major by default (consecutive items
-// of a warp share a tile, so the warp's x registers are reused) or group-major.
-// Each warp streams its items through a ring of kD register slots: the loads
-// of item i + kD (codes, scales, zero points) are issued right after item i is
+// DRAM traffic, only compute). An item is one group x two 128-k tiles (1 KB
+// of codes): the mma's A rows 0..7 are the group's rows at the first tile,
+// rows 8..15 the same rows at the second, and the B columns alternate the two
+// tiles' x, so C[g][0] + C[g+8][1] is row g's sum over 256 k. The block's
+// items are split into one contiguous range per warp, tile-major (consecutive
+// items of a warp share their tiles, so its x registers are reused). Each warp
+// streams its items through a ring of kD register slots: the loads of item
+// i + kD (codes, scales, zero points) are issued right after item i is
 // computed, so kD KB of codes per warp stay in flight with no barrier.
 //
-// Activation: x is staged once per block in shared memory, in the lanes' step
-// order (one LDS.128 per two mma steps), zero-padded to K_pad; for INT4 the
-// per-block sums Σx are computed there too. Every lane feeds the same token to
-// the mma's B operand, so all 8 token columns of C hold the same dot product
-// and lane t = 0 takes column 0: no branch or zero fill on the x path.
+// Activation: x is staged once per block in shared memory in the lanes' order
+// (one LDS.128 per two mma steps), zero-padded; for INT4 the per-part sums Σx
+// are computed there too (so no ones-mma). Every lane feeds x (no branch, no
+// zero fill), so all token columns of C hold copies of the two tile sums.
 //
-// Dequantization as in the split-K kernel (w4a16_kernels.cu): NF4/FP4 through
-// a lane-private byte -> BF16x2 table in shared memory (PRMT + LDS per pair),
-// INT4 arithmetic from interleaved nibbles (128 + u, exact in BF16), scales
-// and zero points applied to the FP32 partial sums; INT4 removes the offset
-// (128 + zero) with the staged sums instead of a second mma.
+// Dequantization: NF4/FP4 through a lane-private byte -> BF16x2 table in
+// shared memory placed at a 64 KB-aligned shared address, so one PRMT builds
+// the LDS address (code byte << 8 | lane << 2 | table base) with no add; INT4
+// arithmetic from interleaved nibbles (one SHF + one three-input LOP3 per pair
+// of codes: 128 + u, exact in BF16). Scales and zero points are applied to the
+// FP32 partial sums; INT4 removes the offset (128 + zero) with the staged sums.
 //
 // Partial sums: each warp adds its items' sums into its own shared-memory
 // slot per (group, row); after one barrier the block adds the slots of all
@@ -31,6 +34,7 @@
 
 #include <algorithm>
 #include <array>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
@@ -58,11 +62,13 @@ struct StreamParams {
   int K;
   int N;
   int k_tiles;             // K_pad / 128
+  int pairs;               // ceil(k_tiles / 2): an item is 8 rows x 2 tiles
   int ctas;                // gridDim.x
-  int g_max;               // 16-row groups per block, at most
-  int order;               // 0: tile-major items, 1: group-major
+  int g_max;               // 8-row groups per block, at most
   bool x_vec;              // x 8-byte aligned
-  uint32_t off_x, off_sums, off_slots;  // shared-memory offsets (bytes)
+  uint32_t off_sums, off_slots;  // bytes after the staged x (which starts the data area)
+  uint32_t s_pair;         // scales from one tile pair to the next: 2 * (128 / block), or 1 for block 256
+  uint32_t s_step;         // scales from a pair's first tile to its second: 128 / block, or 0 for block 256
   float base;              // INT4 offset: 136 (symmetric, 128 + 8) or 128 (asymmetric, + zero)
   float codebook[16];      // Lut only
 };
@@ -94,22 +100,30 @@ __device__ __forceinline__ float part_value(const ScaleWords<kParts>& s, int par
   return (part & 1) ? __uint_as_float(w & 0xFFFF0000u) : __uint_as_float(w << 16);
 }
 
-/// One ring slot: this lane's codes of rows g and g + 8 for one tile, and their scales / zero points.
+/// One ring slot: this lane's codes of row g for the item's two tiles, and their scales / zero points.
 template <int kParts, Dq kDq>
 struct Slot {
-  uint4 w0, w1;
+  uint4 w0, w1;                // tile 2p, tile 2p + 1
   ScaleWords<kParts> s0, s1;
-  ScaleWords<kParts> z0, z1;  // INT4Asym only
+  ScaleWords<kParts> z0, z1;   // INT4Asym only
 };
 
-/// Pair from byte `i` (0..3, compile-time) of `w` through the lane's LUT column (LUT at shared offset 0).
-__device__ __forceinline__ uint32_t lut_pair(const unsigned char* lut, uint32_t lane4, uint32_t w, int i) {
-  const uint32_t off = __byte_perm(lane4, w, 0x1100u | uint32_t(4 + i) << 4);  // byte << 8 | lane << 2
-  return *reinterpret_cast<const uint32_t*>(lut + off);
+/// Pair from byte `i` (0..3, compile-time) of `w` through the lane's LUT column:
+/// lut_lane = LUT shared address (64 KB aligned) | lane << 2, so one PRMT gives
+/// the entry's address (byte << 8) with no add.
+__device__ __forceinline__ uint32_t lut_pair(uint32_t lut_lane, uint32_t w, int i) {
+  const uint32_t addr = __byte_perm(lut_lane, w, 0x3200u | uint32_t(4 + i) << 4);
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
 }
 
-/// INT4 pair (128 + u_lo, 128 + u_hi) from nibbles 0 and 4 of `bits`.
-__device__ __forceinline__ uint32_t int4_pair(uint32_t bits) { return (bits & 0x000F000Fu) | 0x43004300u; }
+/// (bits & mask) | magic in one LOP3 (the compiler splits it when both are immediates).
+__device__ __forceinline__ uint32_t and_or(uint32_t bits, uint32_t mask, uint32_t magic) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(bits), "r"(mask), "r"(magic));
+  return r;
+}
 
 /// C[16x8] = A · B with zero accumulators.
 __device__ __forceinline__ void mma_bf16_16816_zero(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
@@ -120,37 +134,39 @@ __device__ __forceinline__ void mma_bf16_16816_zero(float (&c)[4], uint32_t a0, 
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "f"(0.0f));
 }
 
-/// A operand of step s (0..7, compile-time) from the lane's code words of rows g (w0) and g + 8 (w1).
+/// A operand of step s (0..7, compile-time): rows 0..7 of A from w0 (tile 2p), rows 8..15 from w1 (tile 2p + 1).
 template <Dq kDq>
-__device__ __forceinline__ void a_operand(uint32_t (&a)[4], const uint4& w0, const uint4& w1, int s,
-                                          const unsigned char* lut, uint32_t lane4) {
+__device__ __forceinline__ void a_operand(uint32_t (&a)[4], const uint4& w0, const uint4& w1, int s, uint32_t lut_lane,
+                                          uint32_t mask, uint32_t magic) {
   const uint32_t q0 = word(w0, s >> 1), q1 = word(w1, s >> 1);
   if constexpr (kDq == Dq::Lut) {
     // Plain packing: the step's 4 codes are bytes 2(s&1), 2(s&1)+1 of the word, low nibble first.
     const int i = 2 * (s & 1);
-    a[0] = lut_pair(lut, lane4, q0, i);
-    a[1] = lut_pair(lut, lane4, q1, i);
-    a[2] = lut_pair(lut, lane4, q0, i + 1);
-    a[3] = lut_pair(lut, lane4, q1, i + 1);
+    a[0] = lut_pair(lut_lane, q0, i);
+    a[1] = lut_pair(lut_lane, q1, i);
+    a[2] = lut_pair(lut_lane, q0, i + 1);
+    a[3] = lut_pair(lut_lane, q1, i + 1);
   } else {
     // Interleaved packing: code e of a word's 8 is in nibble e/2 + 4 (e % 2).
     const int sh = 8 * (s & 1);
-    a[0] = int4_pair(q0 >> sh);
-    a[1] = int4_pair(q1 >> sh);
-    a[2] = int4_pair(q0 >> (sh + 4));
-    a[3] = int4_pair(q1 >> (sh + 4));
+    a[0] = and_or(q0 >> sh, mask, magic);
+    a[1] = and_or(q1 >> sh, mask, magic);
+    a[2] = and_or(q0 >> (sh + 4), mask, magic);
+    a[3] = and_or(q1 >> (sh + 4), mask, magic);
   }
 }
 
-/// Σ_k x·w of one item for rows g (sum0) and g + 8 (sum1), scales and zero points applied.
-/// xb: the tile's B operands (step s: xb[2s], xb[2s+1]); sums: the tile's per-part (Σx, base·Σx).
+/// Σ_k x·w of one item (row g, tiles 2p and 2p + 1), scales and zero points applied.
+/// A rows 0..7 hold tile 2p and rows 8..15 tile 2p + 1 of the group's 8 rows;
+/// the lanes with even g feed x of tile 2p, odd g of tile 2p + 1, so C[g][0]
+/// (c[0]) is row g's tile 2p and C[g + 8][1] (c[3]) its tile 2p + 1.
+/// xb: this lane's B operands (step s: xb[2s], xb[2s+1]); sums: per tile and part (Σx, base·Σx).
 template <int kParts, Dq kDq>
-__device__ __forceinline__ void compute_item(float& sum0, float& sum1, const Slot<kParts, kDq>& sl,
-                                             const uint32_t (&xb)[16], const float2* sums, const unsigned char* lut,
-                                             uint32_t lane4) {
+__device__ __forceinline__ float compute_item(const Slot<kParts, kDq>& sl, const uint32_t (&xb)[16],
+                                              const float2* sums0, const float2* sums1, uint32_t lut_lane,
+                                              uint32_t mask, uint32_t magic) {
   constexpr int kSteps = 8 / kParts;
-  // Two independent mma chains: the two halves of each part for kParts = 1
-  // (even / odd steps), else consecutive parts.
+  // Two independent mma chains: even / odd steps for kParts = 1, else one per part.
   float c[kParts == 1 ? 2 : kParts][4];
 #pragma unroll
   for (int ss = 0; ss < kSteps; ++ss) {
@@ -159,7 +175,7 @@ __device__ __forceinline__ void compute_item(float& sum0, float& sum1, const Slo
       const int s = part * kSteps + ss;
       const int ch = kParts == 1 ? (ss & 1) : part;
       uint32_t a[4];
-      a_operand<kDq>(a, sl.w0, sl.w1, s, lut, lane4);
+      a_operand<kDq>(a, sl.w0, sl.w1, s, lut_lane, mask, magic);
       if (kParts == 1 ? ss < 2 : ss == 0)
         mma_bf16_16816_zero(c[ch], a[0], a[1], a[2], a[3], xb[2 * s], xb[2 * s + 1]);
       else
@@ -168,96 +184,48 @@ __device__ __forceinline__ void compute_item(float& sum0, float& sum1, const Slo
   }
   if constexpr (kParts == 1) {
     c[0][0] += c[1][0];
-    c[0][2] += c[1][2];
+    c[0][3] += c[1][3];
   }
+  float sum = 0.f;
 #pragma unroll
   for (int part = 0; part < kParts; ++part) {
     const float s0 = part_value<kParts>(sl.s0, part), s1 = part_value<kParts>(sl.s1, part);
-    const float v0 = c[part][0], v1 = c[part][2];
+    const float v0 = c[part][0], v1 = c[part][3];
     if constexpr (kDq == Dq::Lut) {
-      sum0 = fmaf(s0, v0, sum0);
-      sum1 = fmaf(s1, v1, sum1);
+      sum = fmaf(s0, v0, sum);
+      sum = fmaf(s1, v1, sum);
     } else {
-      const float2 sx = sums[part];
+      const float2 x0 = sums0[part], x1 = sums1[part];
       if constexpr (kDq == Dq::Int4Sym) {
-        sum0 = fmaf(s0, v0 - sx.y, sum0);
-        sum1 = fmaf(s1, v1 - sx.y, sum1);
+        sum = fmaf(s0, v0 - x0.y, sum);
+        sum = fmaf(s1, v1 - x1.y, sum);
       } else {
         const float z0 = part_value<kParts>(sl.z0, part), z1 = part_value<kParts>(sl.z1, part);
-        sum0 = fmaf(s0, fmaf(-z0, sx.x, v0 - sx.y), sum0);
-        sum1 = fmaf(s1, fmaf(-z1, sx.x, v1 - sx.y), sum1);
+        sum = fmaf(s0, fmaf(-z0, x0.x, v0 - x0.y), sum);
+        sum = fmaf(s1, fmaf(-z1, x1.x, v1 - x1.y), sum);
       }
     }
   }
+  return sum;
 }
 
-/// Item position: (tile, group) advanced in the block's item order.
-__device__ __forceinline__ void advance(int& tile, int& grp, int order, int groups, int k_tiles) {
-  if (order == 0) {
-    if (++grp == groups) {
-      grp = 0;
-      ++tile;
-    }
-  } else if (++tile == k_tiles) {
-    tile = 0;
-    ++grp;
-  }
+/// Byte offset of x element k in the staged layout: 256-k pairs of tiles; in a
+/// pair, the 16-byte chunk (step pair sp, tile parity h, lane t) holds
+/// k = 128 (2 pp + h) + 16 (2 sp + j) + 4 t + i at 512 pp + 128 sp + 64 h + 16 t + 8 j + 2 i,
+/// so the lanes (h = g & 1, t) of one LDS.128 read 128 contiguous bytes.
+__device__ __forceinline__ uint32_t x_offset(int tile, int lane) {
+  const int s = lane >> 2, t = lane & 3;
+  return uint32_t((tile >> 1) * 512 + (s >> 1) * 128 + (tile & 1) * 64 + t * 16 + (s & 1) * 8);
 }
 
-template <int kWarps, int kD, int kParts, Dq kDq>
-__global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const __grid_constant__ StreamParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const unsigned char* lut = smem;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t = lane & 3;
-  const uint32_t lane4 = uint32_t(lane) << 2;
-
-  // This block's rows [rb, re) and this warp's items [i0, i1).
-  const int rb = int(int64_t(blockIdx.x) * p.N / p.ctas), re = int(int64_t(blockIdx.x + 1) * p.N / p.ctas);
-  const int groups = (re - rb + 15) >> 4;
-  const int items = groups * p.k_tiles;
-  const int i0 = int(int64_t(warp) * items / kWarps), i1 = int(int64_t(warp + 1) * items / kWarps);
-  int tile0, grp0;
-  if (p.order == 0) {
-    tile0 = groups > 0 ? i0 / groups : 0;
-    grp0 = i0 - tile0 * groups;
-  } else {
-    grp0 = i0 / p.k_tiles;
-    tile0 = i0 - grp0 * p.k_tiles;
-  }
-
-  // Loads of one item into a ring slot.
-  const int row_lo = rb + g, row_last = re - 1;
-  const uint8_t* codes_t = p.codes + 16 * t;
-  auto load_item = [&](Slot<kParts, kDq>& sl, int tile, int grp) {
-    const uint32_t r0 = uint32_t(min(row_lo + 16 * grp, row_last));
-    const uint32_t r1 = uint32_t(min(row_lo + 16 * grp + 8, row_last));
-    const uint8_t* q = codes_t + uint32_t(tile) * (kTileK / 2);
-    sl.w0 = ld_stream16(q + size_t(r0) * p.ldq);
-    sl.w1 = ld_stream16(q + size_t(r1) * p.ldq);
-    const uint32_t blk = (uint32_t(tile) * kTileK) >> p.block_shift;
-    sl.s0 = ld_scales<kParts>(p.scales + blk + size_t(r0) * p.lds);
-    sl.s1 = ld_scales<kParts>(p.scales + blk + size_t(r1) * p.lds);
-    if constexpr (kDq == Dq::Int4Asym) {
-      sl.z0 = ld_scales<kParts>(p.zeros + blk + size_t(r0) * p.lds);
-      sl.z1 = ld_scales<kParts>(p.zeros + blk + size_t(r1) * p.lds);
-    }
-  };
-
-  // The ring's first kD items go out before anything else.
-  Slot<kParts, kDq> ring[kD];
-  int lt = tile0, lg = grp0;
-#pragma unroll
-  for (int d = 0; d < kD; ++d)
-    if (i0 + d < i1) {
-      load_item(ring[d], lt, lg);
-      advance(lt, lg, p.order, groups, p.k_tiles);
-    }
-
-  // Stage x in step order (and, for INT4, the per-part sums Σx), zero-padded to K_pad.
-  unsigned char* xs = smem + p.off_x;
-  float2* sums = reinterpret_cast<float2*>(smem + p.off_sums);
-  for (int kt = warp; kt < p.k_tiles; kt += kWarps) {
+/// Block prologue: stages x (zero past K, 2 * pairs tiles) in the x_offset
+/// layout and, for INT4, the per-part sums (Σx, base·Σx); fills the LUT
+/// (NF4/FP4); zeroes the slots; ends with a barrier.
+template <int kWarps, int kParts, Dq kDq>
+__device__ __forceinline__ void stage_block(const StreamParams& p, unsigned char* lut, unsigned char* xs, float2* sums,
+                                            float* slots, int warp, int lane) {
+  // Stage x (zero past K, 2 * pairs tiles) and, for INT4, the per-part sums Σx.
+  for (int kt = warp; kt < 2 * p.pairs; kt += kWarps) {
     const int k = kt * kTileK + 4 * lane;
     uint32_t e[4];
     if (p.x_vec && k + 4 <= p.K) {
@@ -270,9 +238,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
 #pragma unroll
       for (int i = 0; i < 4; ++i) e[i] = k + i < p.K ? uint32_t(__ldg(p.x + k + i)) : 0u;
     }
-    const int s = lane >> 2;
-    *reinterpret_cast<uint2*>(xs + kt * 256 + (s >> 1) * 64 + t * 16 + (s & 1) * 8) =
-        make_uint2(e[0] | e[1] << 16, e[2] | e[3] << 16);
+    *reinterpret_cast<uint2*>(xs + x_offset(kt, lane)) = make_uint2(e[0] | e[1] << 16, e[2] | e[3] << 16);
     if constexpr (kDq != Dq::Lut) {
       // One part = 128 / kParts k = 32 / kParts lanes.
       float sx = (bf16_bits_to_float(e[0]) + bf16_bits_to_float(e[1])) +
@@ -283,52 +249,122 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
     }
   }
   if constexpr (kDq == Dq::Lut) {
-    uint4* lut4 = reinterpret_cast<uint4*>(smem);
+    uint4* lut4 = reinterpret_cast<uint4*>(lut);
     for (int i = threadIdx.x; i < 256 * 8; i += kWarps * 32) {
       const int b = i >> 3;
       const uint32_t v = pack_bf16x2(p.codebook[b & 15], p.codebook[b >> 4]);
       lut4[b * 16 + (i & 7)] = make_uint4(v, v, v, v);
     }
   }
-  float* slots = reinterpret_cast<float*>(smem + p.off_slots);  // [kWarps][g_max][16]
-  for (int i = threadIdx.x; i < kWarps * p.g_max * 16; i += kWarps * 32) slots[i] = 0.f;
+  for (int i = threadIdx.x; i < kWarps * p.g_max * 8; i += kWarps * 32) slots[i] = 0.f;
   __syncthreads();
+}
 
-  float* my_slots = slots + warp * p.g_max * 16;
-  int ct = tile0, cg = grp0, xtile = -1;
+template <int kWarps, int kD, int kParts, Dq kDq>
+__global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const __grid_constant__ StreamParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  // Shared layout: [LUT, 64 KB aligned in the shared window (Lut only)] [x] [sums] [slots].
+  const uint32_t smem_base = smem_addr(smem);
+  const uint32_t lut_addr = kDq == Dq::Lut ? (smem_base + 0xFFFFu) & ~0xFFFFu : smem_base;
+  unsigned char* data = smem + (lut_addr - smem_base) + (kDq == Dq::Lut ? kLutBytes : 0);
+  unsigned char* xs = data;
+  float2* sums = reinterpret_cast<float2*>(data + p.off_sums);
+  float* slots = reinterpret_cast<float*>(data + p.off_slots);  // [kWarps][g_max][8]
+  const uint32_t lut_lane = lut_addr | uint32_t(lane) << 2;
+  uint32_t mask = 0x000F000Fu, magic = 0x43004300u;  // INT4: (128 + u_lo, 128 + u_hi) from nibbles 0 and 4
+  asm volatile("" : "+r"(mask), "+r"(magic));      // keep both in registers for the 3-input LOP3
+
+  // This block's rows [rb, re), its 8-row groups, and this warp's items [i0, i1),
+  // tile-major: item i = (pair i / groups, group i % groups).
+  const int rb = int(int64_t(blockIdx.x) * p.N / p.ctas), re = int(int64_t(blockIdx.x + 1) * p.N / p.ctas);
+  const int groups = (re - rb + 7) >> 3;
+  const int items = groups * p.pairs;
+  const int i0 = int(int64_t(warp) * items / kWarps), i1 = int(int64_t(warp + 1) * items / kWarps);
+  const int pair0 = groups > 0 ? i0 / groups : 0, grp0 = i0 - pair0 * groups;
+  const int row_g = rb + g, row_last = re - 1;
+  const int kt_last = p.k_tiles - 1;
+  const int tile_sh = p.block_shift > 7 ? p.block_shift - 7 : 0;  // tiles per scale block: 1 << tile_sh
+  const uint32_t blks_per_tile = p.block_shift >= 7 ? 1u : 1u << (7 - p.block_shift);
+
+  // Load side: per pair, the two tiles' code and scale base pointers; per item, one row.
+  const uint8_t *qb0 = nullptr, *qb1 = nullptr;
+  const uint16_t *sb0 = nullptr, *sb1 = nullptr, *zb0 = nullptr, *zb1 = nullptr;
+  auto set_pair = [&](int pr) {
+    const int kt0 = 2 * pr, kt1 = min(2 * pr + 1, kt_last);
+    qb0 = p.codes + 16 * t + uint32_t(kt0) * (kTileK / 2);
+    qb1 = p.codes + 16 * t + uint32_t(kt1) * (kTileK / 2);
+    const uint32_t b0 = (uint32_t(kt0) >> tile_sh) * blks_per_tile, b1 = (uint32_t(kt1) >> tile_sh) * blks_per_tile;
+    sb0 = p.scales + b0;
+    sb1 = p.scales + b1;
+    if constexpr (kDq == Dq::Int4Asym) {
+      zb0 = p.zeros + b0;
+      zb1 = p.zeros + b1;
+    }
+  };
+  auto load_item = [&](Slot<kParts, kDq>& sl, int grp) {
+    const uint32_t r = uint32_t(min(row_g + 8 * grp, row_last));
+    sl.w0 = ld_stream16(qb0 + size_t(r) * p.ldq);
+    sl.w1 = ld_stream16(qb1 + size_t(r) * p.ldq);
+    sl.s0 = ld_scales<kParts>(sb0 + size_t(r) * p.lds);
+    sl.s1 = ld_scales<kParts>(sb1 + size_t(r) * p.lds);
+    if constexpr (kDq == Dq::Int4Asym) {
+      sl.z0 = ld_scales<kParts>(zb0 + size_t(r) * p.lds);
+      sl.z1 = ld_scales<kParts>(zb1 + size_t(r) * p.lds);
+    }
+  };
+
+  // The ring's first kD items go out before anything else.
+  Slot<kParts, kDq> ring[kD];
+  int lp = pair0, lg = grp0;
+  set_pair(lp);
+#pragma unroll
+  for (int d = 0; d < kD; ++d)
+    if (i0 + d < i1) {
+      load_item(ring[d], lg);
+      if (++lg == groups) {
+        lg = 0;
+        set_pair(++lp);
+      }
+    }
+
+  stage_block<kWarps, kParts, kDq>(p, smem + (lut_addr - smem_base), xs, sums, slots, warp, lane);
+
+  float* my_slots = slots + warp * p.g_max * 8 + g;
+  const unsigned char* x_lane = xs + (g & 1) * 64 + t * 16;
+  int cp = pair0, cg = grp0, xpair = -1;
   uint32_t xb[16];
-  float acc0 = 0.f, acc1 = 0.f;
   for (int i = i0; i < i1;) {
 #pragma unroll
     for (int d = 0; d < kD; ++d) {
       if (i < i1) {
-        if (ct != xtile) {
-          xtile = ct;
-          const unsigned char* xt = xs + ct * 256 + t * 16;
+        if (cp != xpair) {
+          xpair = cp;
 #pragma unroll
           for (int sp = 0; sp < 4; ++sp) {
-            const uint4 v = *reinterpret_cast<const uint4*>(xt + sp * 64);
+            const uint4 v = *reinterpret_cast<const uint4*>(x_lane + cp * 512 + sp * 128);
             xb[4 * sp] = v.x;
             xb[4 * sp + 1] = v.y;
             xb[4 * sp + 2] = v.z;
             xb[4 * sp + 3] = v.w;
           }
         }
-        compute_item<kParts, kDq>(acc0, acc1, ring[d], xb, sums + ct * kParts, lut, lane4);
+        const float v = compute_item<kParts, kDq>(ring[d], xb, sums + 2 * cp * kParts, sums + (2 * cp + 1) * kParts,
+                                                  lut_lane, mask, magic);
         if (i + kD < i1) {
-          load_item(ring[d], lt, lg);
-          advance(lt, lg, p.order, groups, p.k_tiles);
-        }
-        const int pg = cg;
-        advance(ct, cg, p.order, groups, p.k_tiles);
-        ++i;
-        if (cg != pg || i == i1) {
-          if (t == 0) {
-            my_slots[pg * 16 + g] += acc0;
-            my_slots[pg * 16 + g + 8] += acc1;
+          load_item(ring[d], lg);
+          if (++lg == groups) {
+            lg = 0;
+            set_pair(++lp);
           }
-          acc0 = acc1 = 0.f;
         }
+        if (t == 0) my_slots[cg * 8] += v;
+        if (++cg == groups) {
+          cg = 0;
+          ++cp;
+        }
+        ++i;
       }
     }
   }
@@ -336,14 +372,127 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
   for (int r = rb + int(threadIdx.x); r < re; r += kWarps * 32) {
     const int j = r - rb;
     float s = 0.f;
-    for (int w = 0; w < kWarps; ++w) s += slots[(w * p.g_max + (j >> 4)) * 16 + (j & 15)];
+    for (int w = 0; w < kWarps; ++w) s += slots[(w * p.g_max + (j >> 3)) * 8 + (j & 7)];
     p.y[r] = __float2bfloat16_rn(s);
   }
 }
 
+/// Predicated 16-byte shared load: lanes with `on` false keep v (the GEMV's
+/// lanes g >= 2 feed B columns whose results are never read, and keep zeros).
+__device__ __forceinline__ void lds128_if(uint32_t (&v)[4], uint32_t addr, bool on) {
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.u32 p, %4, 0;\n @p ld.shared.v4.u32 {%0, %1, %2, %3}, [%5];\n}"
+      : "+r"(v[0]), "+r"(v[1]), "+r"(v[2]), "+r"(v[3])
+      : "r"(uint32_t(on)), "r"(addr));
+}
+
+/// Version 12: as w4a16_gemv_stream_kernel, but group-major items (a warp walks
+/// the tile pairs of one 8-row group, then the next), so the group's sum stays
+/// in a register (two accumulators: the running group and the one finished
+/// before it, stored at the next group change when its value is long ready);
+/// only the lanes g = 0, 1 (B columns 0 and 1) load x, one LDS.128 wavefront
+/// each; and each unrolled round of kD items has no branch (loads of the ring
+/// clamped to the warp's last item, counters by selects), so the compiler can
+/// overlap one item's mma chain with the next item's table lookups.
 template <int kWarps, int kD, int kParts, Dq kDq>
+__global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream2_kernel(const __grid_constant__ StreamParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t smem_base = smem_addr(smem);
+  const uint32_t lut_addr = kDq == Dq::Lut ? (smem_base + 0xFFFFu) & ~0xFFFFu : smem_base;
+  unsigned char* data = smem + (lut_addr - smem_base) + (kDq == Dq::Lut ? kLutBytes : 0);
+  unsigned char* xs = data;
+  float2* sums = reinterpret_cast<float2*>(data + p.off_sums);
+  float* slots = reinterpret_cast<float*>(data + p.off_slots);  // [kWarps][g_max][8]
+  const uint32_t lut_lane = lut_addr | uint32_t(lane) << 2;
+  uint32_t mask = 0x000F000Fu, magic = 0x43004300u;
+  asm volatile("" : "+r"(mask), "+r"(magic));
+
+  const int rb = int(int64_t(blockIdx.x) * p.N / p.ctas), re = int(int64_t(blockIdx.x + 1) * p.N / p.ctas);
+  const int groups = (re - rb + 7) >> 3;
+  const int pairs = p.pairs;
+  const int items = groups * pairs;
+  const int i0 = int(int64_t(warp) * items / kWarps), i1 = int(int64_t(warp + 1) * items / kWarps);
+  const int row_g = rb + g, row_last = re - 1;
+  const int kt_last = p.k_tiles - 1;
+  const uint8_t* codes_t = p.codes + 16 * t;
+
+  // Load side: item (lg, lp), advanced up to the warp's last item and then held there.
+  int li = i0, lg = i0 / pairs, lp = i0 - (i0 / pairs) * pairs;
+  auto load_item = [&](Slot<kParts, kDq>& sl) {
+    const uint32_t r = uint32_t(min(row_g + 8 * lg, row_last));
+    const uint32_t d = uint32_t(min(2 * lp + 1, kt_last) - 2 * lp);  // 0 for the odd last tile
+    const uint8_t* q0 = codes_t + (size_t(r) * p.ldq + uint32_t(lp) * kTileK);
+    sl.w0 = ld_stream16(q0);
+    sl.w1 = ld_stream16(q0 + d * (kTileK / 2));
+    const size_t so = size_t(r) * p.lds + uint32_t(lp) * p.s_pair;
+    sl.s0 = ld_scales<kParts>(p.scales + so);
+    sl.s1 = ld_scales<kParts>(p.scales + so + d * p.s_step);
+    if constexpr (kDq == Dq::Int4Asym) {
+      sl.z0 = ld_scales<kParts>(p.zeros + so);
+      sl.z1 = ld_scales<kParts>(p.zeros + so + d * p.s_step);
+    }
+    const bool adv = li + 1 < i1;
+    const bool wrap = lp + 1 == pairs;
+    lp = adv ? (wrap ? 0 : lp + 1) : lp;
+    lg = adv && wrap ? lg + 1 : lg;
+    li = adv ? li + 1 : li;
+  };
+  Slot<kParts, kDq> ring[kD];
+#pragma unroll
+  for (int d = 0; d < kD; ++d) load_item(ring[d]);
+
+  stage_block<kWarps, kParts, kDq>(p, smem + (lut_addr - smem_base), xs, sums, slots, warp, lane);
+
+  float* my_slots = slots + warp * p.g_max * 8 + g;
+  const uint32_t x_lane = smem_addr(xs) + uint32_t((g & 1) * 64 + t * 16);
+  const bool x_on = g < 2;
+  uint32_t xq[4][4] = {};
+  int ci = i0, cg = i0 / pairs, cp = i0 - (i0 / pairs) * pairs;
+  float acc0 = 0.f, acc1 = 0.f;  // acc1: group g1 (running); acc0: group g0 (finished, not yet stored)
+  int g0 = -1, g1 = cg;
+  while (ci < i1) {
+#pragma unroll
+    for (int d = 0; d < kD; ++d) {
+      const bool valid = ci < i1;
+#pragma unroll
+      for (int sp = 0; sp < 4; ++sp) lds128_if(xq[sp], x_lane + uint32_t(cp) * 512 + sp * 128, x_on);
+      uint32_t xb[16];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) xb[j] = xq[j >> 2][j & 3];
+      float v = compute_item<kParts, kDq>(ring[d], xb, sums + 2 * cp * kParts, sums + (2 * cp + 1) * kParts, lut_lane,
+                                          mask, magic);
+      load_item(ring[d]);
+      v = valid ? v : 0.f;
+      const bool change = valid && cg != g1;
+      if (change && t == 0 && g0 >= 0) my_slots[g0 * 8] = acc0;
+      acc0 = change ? acc1 : acc0;
+      g0 = change ? g1 : g0;
+      acc1 = change ? v : acc1 + v;
+      g1 = change ? cg : g1;
+      const bool wrap = cp + 1 == pairs;
+      cp = wrap ? 0 : cp + 1;
+      cg = wrap ? cg + 1 : cg;
+      ++ci;
+    }
+  }
+  if (t == 0) {
+    if (g0 >= 0) my_slots[g0 * 8] = acc0;
+    if (i0 < i1) my_slots[g1 * 8] = acc1;
+  }
+  __syncthreads();
+  for (int r = rb + int(threadIdx.x); r < re; r += kWarps * 32) {
+    const int j = r - rb;
+    float s = 0.f;
+    for (int w = 0; w < kWarps; ++w) s += slots[(w * p.g_max + (j >> 3)) * 8 + (j & 7)];
+    p.y[r] = __float2bfloat16_rn(s);
+  }
+}
+
+template <int kWarps, int kD, int kParts, Dq kDq, bool kV12>
 void launch_stream(const StreamParams& p, size_t smem, cudaStream_t stream) {
-  auto kernel = w4a16_gemv_stream_kernel<kWarps, kD, kParts, kDq>;
+  auto kernel = kV12 ? w4a16_gemv_stream2_kernel<kWarps, kD, kParts, kDq> : w4a16_gemv_stream_kernel<kWarps, kD, kParts, kDq>;
   static const bool attr = [&] {
     KQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        int(current_device().smem_per_block_optin)));
@@ -354,28 +503,37 @@ void launch_stream(const StreamParams& p, size_t smem, cudaStream_t stream) {
   KQ_CUDA_CHECK_LAUNCH();
 }
 
-/// (warps, ring depth): {16, 4}, {24, 2}, {24, 3}, {32, 2}.
-template <int kParts, Dq kDq>
+/// (warps, ring depth): {16, 4}, {20, 3}, {24, 2}, {24, 3}, {32, 2}.
+template <int kParts, Dq kDq, bool kV12>
 void launch_stream_config(const StreamParams& p, size_t smem, int warps, int depth, cudaStream_t stream) {
   if (warps == 16)
-    launch_stream<16, 4, kParts, kDq>(p, smem, stream);
+    launch_stream<16, 4, kParts, kDq, kV12>(p, smem, stream);
   else if (warps == 32)
-    launch_stream<32, 2, kParts, kDq>(p, smem, stream);
+    launch_stream<32, 2, kParts, kDq, kV12>(p, smem, stream);
+  else if (warps == 20)
+    launch_stream<20, 3, kParts, kDq, kV12>(p, smem, stream);
   else if (depth == 3)
-    launch_stream<24, 3, kParts, kDq>(p, smem, stream);
+    launch_stream<24, 3, kParts, kDq, kV12>(p, smem, stream);
   else
-    launch_stream<24, 2, kParts, kDq>(p, smem, stream);
+    launch_stream<24, 2, kParts, kDq, kV12>(p, smem, stream);
 }
 
 template <Dq kDq>
-void launch_stream_parts(const StreamParams& p, size_t smem, int warps, int depth, cudaStream_t stream) {
+void launch_stream_parts(const StreamParams& p, size_t smem, int warps, int depth, bool v12, cudaStream_t stream) {
   const int parts = p.block_shift >= 7 ? 1 : (p.block_shift == 6 ? 2 : 4);
+  auto go = [&](auto parts_c) {
+    constexpr int kP = decltype(parts_c)::value;
+    if (v12)
+      launch_stream_config<kP, kDq, true>(p, smem, warps, depth, stream);
+    else
+      launch_stream_config<kP, kDq, false>(p, smem, warps, depth, stream);
+  };
   if (parts == 1)
-    launch_stream_config<1, kDq>(p, smem, warps, depth, stream);
+    go(std::integral_constant<int, 1>{});
   else if (parts == 2)
-    launch_stream_config<2, kDq>(p, smem, warps, depth, stream);
+    go(std::integral_constant<int, 2>{});
   else
-    launch_stream_config<4, kDq>(p, smem, warps, depth, stream);
+    go(std::integral_constant<int, 4>{});
 }
 
 }  // namespace
@@ -384,12 +542,13 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
                               W4GemvTuning tuning) {
   const DeviceQuery& dev = current_device();
   int warps = tuning.warps, depth = tuning.tiles;
-  if (warps != 16 && warps != 24 && warps != 32) {
+  if (warps != 16 && warps != 20 && warps != 24 && warps != 32) {
     warps = 24;
     depth = 2;
   }
   const int parts = w.block >= kTileK ? 1 : kTileK / w.block;
   const bool lut = w.format == W4Format::NF4 || w.format == W4Format::FP4;
+  const bool v12 = tuning.kernel != 3;  // 3: version 11 (tile-major), else version 12
   StreamParams p{};
   p.codes = w.codes.data();
   p.scales = w.scales.data();
@@ -402,27 +561,30 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   p.K = int(w.K);
   p.N = int(w.N);
   p.k_tiles = int(w.K_pad / kTileK);
+  p.pairs = (p.k_tiles + 1) / 2;
   p.ctas = int(std::min<int64_t>(w.N, std::max(dev.multiprocessors, 1)));
   const int64_t rows_max = (w.N + p.ctas - 1) / p.ctas;
-  p.g_max = int((rows_max + 15) / 16);
-  p.order = tuning.order;
+  p.g_max = int((rows_max + 7) / 8);
   p.x_vec = reinterpret_cast<uintptr_t>(x) % 8 == 0;
+  p.s_pair = w.block >= 2 * kTileK ? 1u : uint32_t(2 * kTileK / w.block);
+  p.s_step = w.block >= 2 * kTileK ? 0u : uint32_t(kTileK / w.block);
   p.base = w.format == W4Format::INT4 ? 136.0f : 128.0f;
   const std::array<float, 16> cb = w4_codebook(w.format);
   std::copy(cb.begin(), cb.end(), p.codebook);
-  size_t off = lut ? size_t(kLutBytes) : 0;
-  p.off_x = uint32_t(off);
-  off += size_t(p.k_tiles) * 256;
+  // Data area: x (2 * pairs tiles of 256 bytes), sums (INT4), slots; the LUT
+  // (NF4/FP4) goes first at a 64 KB-aligned shared address: up to 64 KB of padding.
+  size_t off = size_t(p.pairs) * 512;
   p.off_sums = uint32_t(off);
-  off += lut ? 0 : size_t(p.k_tiles) * size_t(parts) * sizeof(float2);
+  off += lut ? 0 : size_t(p.pairs) * 2 * size_t(parts) * sizeof(float2);
   p.off_slots = uint32_t(off);
-  off += size_t(warps) * size_t(p.g_max) * 16 * sizeof(float);
+  off += size_t(warps) * size_t(p.g_max) * 8 * sizeof(float);
+  if (lut) off += 2 * size_t(kLutBytes);
   if (off > dev.smem_per_block_optin || w.K_pad / 2 > int64_t(UINT32_MAX) || w.N > int64_t(INT32_MAX) / 2)
     return false;  // too long or too many rows for one block's shared memory: the split-K kernel
   switch (w.format) {
-    case W4Format::INT4: launch_stream_parts<Dq::Int4Sym>(p, off, warps, depth, stream); break;
-    case W4Format::INT4Asym: launch_stream_parts<Dq::Int4Asym>(p, off, warps, depth, stream); break;
-    default: launch_stream_parts<Dq::Lut>(p, off, warps, depth, stream); break;
+    case W4Format::INT4: launch_stream_parts<Dq::Int4Sym>(p, off, warps, depth, v12, stream); break;
+    case W4Format::INT4Asym: launch_stream_parts<Dq::Int4Asym>(p, off, warps, depth, v12, stream); break;
+    default: launch_stream_parts<Dq::Lut>(p, off, warps, depth, v12, stream); break;
   }
   return true;
 }
