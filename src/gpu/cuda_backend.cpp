@@ -308,6 +308,16 @@ class CudaBackend final : public models::Backend {
     cuda::store_kv(bf16(k), k.ld, bf16(v), v.ld, view(layer), ws_->row_seq, ws_->row_pos, n_, stream_);
   }
 
+  void rope_store_kv(int64_t layer, Act q, int64_t q_heads, Act k, Act v, int64_t k_heads, int64_t head_dim,
+                     const models::Rope& r) override {
+    const cuda::KVLayerView kv = view(layer);
+    if (kv.kv_heads != k_heads || kv.head_dim != head_dim)
+      raise<InvalidArgument>("rope_store_kv: {} heads of {} for a cache of {} heads of {}", k_heads, head_dim,
+                             kv.kv_heads, kv.head_dim);
+    cuda::rope_store_kv(bf16(q), q.ld, int(q_heads), bf16(k), k.ld, bf16(v), v.ld, kv, dev32(r.cos), dev32(r.sin),
+                        ws_->row_seq, ws_->row_pos, n_, stream_);
+  }
+
   void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) override {
     const cuda::KVLayerView kv = view(layer);
     const size_t bytes = cuda::attention_workspace_bytes(n_, int(q_heads), kv.head_dim, capacity_);

@@ -160,6 +160,13 @@ class Backend {
   /// Writes every row's keys and values (kv_heads·head_dim each) into layer
   /// `layer` of its sequence's cache at its position.
   virtual void store_kv(int64_t layer, Act k, Act v) = 0;
+  /// rope(q, q_heads, k, k_heads, head_dim, r) then store_kv(layer, k, v):
+  /// one kernel on CUDA (the default runs the two ops).
+  virtual void rope_store_kv(int64_t layer, Act q, int64_t q_heads, Act k, Act v, int64_t k_heads, int64_t head_dim,
+                             const Rope& r) {
+    rope(q, q_heads, k, k_heads, head_dim, r);
+    store_kv(layer, k, v);
+  }
   /// Causal attention of every row over its sequence's cache (positions <= its own).
   virtual void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) = 0;
   /// gate[:, :f] = silu(gate)·up (SwiGLU).

@@ -119,8 +119,7 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
     const Linear* qkv_ops[] = {b.q_proj.get(), b.k_proj.get(), b.v_proj.get()};
     be.linear_group(qkv_ops, h, n, kQkvBufs, qkv);
     const Act q = qkv[0], k = qkv[1], v = qkv[2];
-    be.rope(q, c.num_heads, k, c.num_kv_heads, c.head_dim, rope_);
-    be.store_kv(l, k, v);
+    be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope_);
     be.attention(l, q, c.num_heads, scale, att);
     be.linear(*b.o_proj, att, n, o);
     // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x).

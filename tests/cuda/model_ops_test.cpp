@@ -376,6 +376,41 @@ TEST(ModelOps, StoreKv) {
   }
 }
 
+// rope_store_kv is rope then store_kv in one kernel: bit-identical q, k and caches.
+TEST(ModelOps, RopeStoreKvEqualsRopeThenStoreKv) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  SCOPED_TRACE("seed=" + std::to_string(r.seed));
+  for (int hd : {64, 128}) {
+    const int qh = 8, kvh = 2, half = hd / 2;
+    const int64_t cap = 40, n = 7, ldq = qh * hd + 6, ldk = kvh * hd + 5, ldv = kvh * hd + 1;
+    std::vector<float> cs(size_t(cap * half)), sn(cs.size());
+    for (size_t i = 0; i < cs.size(); ++i) {
+      cs[i] = float(std::cos(0.37 * double(i)));
+      sn[i] = float(std::sin(0.37 * double(i)));
+    }
+    const std::vector<int32_t> seq = {0, 0, 0, 1, 2, 2, 1}, pos = {0, 1, 2, 39, 7, 8, 20};
+    const auto q0 = random_bf16(r, size_t(n * ldq)), k0 = random_bf16(r, size_t(n * ldk));
+    const auto v = random_bf16(r, size_t(n * ldv));
+    auto dcs = up(cs), dsn = up(sn);
+    auto dseq = up(seq), dpos = up(pos);
+    auto dv = up(v);
+    Caches two(r, kvh, hd, cap, {0, 0, 0}), one(r, kvh, hd, cap, {0, 0, 0});
+    auto q2 = up(q0), k2 = up(k0), q1 = up(q0), k1 = up(k0);
+    cuda::rope(q2.data(), ldq, qh, k2.data(), ldk, kvh, hd, dcs.data(), dsn.data(), dpos.data(), n, nullptr);
+    cuda::store_kv(k2.data(), ldk, dv.data(), ldv, two.view, dseq.data(), dpos.data(), n, nullptr);
+    cuda::rope_store_kv(q1.data(), ldq, qh, k1.data(), ldk, dv.data(), ldv, one.view, dcs.data(), dsn.data(),
+                        dseq.data(), dpos.data(), n, nullptr);
+    sync();
+    EXPECT_TRUE(q1.download() == q2.download()) << "q, head_dim " << hd;
+    EXPECT_TRUE(k1.download() == k2.download()) << "k, head_dim " << hd;
+    for (size_t s = 0; s < 3; ++s) {
+      EXPECT_TRUE(one.dk[s].download() == two.dk[s].download()) << "keys of sequence " << s << ", head_dim " << hd;
+      EXPECT_TRUE(one.dv[s].download() == two.dv[s].download()) << "values of sequence " << s << ", head_dim " << hd;
+    }
+  }
+}
+
 // ---------------------------------------------------------- attention ----
 
 struct RowSpan {

@@ -2,6 +2,9 @@
 // launchers of model_ops_*.cu. Nothing here synchronizes or allocates.
 #include "kernels/cuda/model_ops.hpp"
 
+#include <initializer_list>
+#include <utility>
+
 #include "kernels/cuda/model_ops_launch.hpp"
 #include "kq/error.hpp"
 
@@ -103,6 +106,25 @@ void store_kv(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, co
   check_ld("store_kv", "ldv", ldv, cols);
   if (n == 0) return;
   ops::store_kv_launch(k, ldk, v, ldv, kv, row_seq, row_pos, n, stream);
+}
+
+void rope_store_kv(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv,
+                   const KVLayerView& kv, const float* cos, const float* sin, const int32_t* row_seq,
+                   const int32_t* row_pos, int64_t n, cudaStream_t stream) {
+  check_kv("rope_store_kv", kv);
+  const int head_dim = kv.head_dim;
+  if (head_dim % 2 != 0) raise<InvalidArgument>("rope_store_kv: head_dim {} must be even", head_dim);
+  if (q_heads < 0) raise<InvalidArgument>("rope_store_kv: negative head count");
+  check_rows("rope_store_kv", n, head_dim);
+  for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", q}, {"k", k}, {"v", v}, {"cos", cos},
+                                  {"sin", sin}, {"row_seq", row_seq}, {"row_pos", row_pos}})
+    check_ptr("rope_store_kv", name, ptr);
+  const int64_t cols = int64_t(kv.kv_heads) * head_dim;
+  check_ld("rope_store_kv", "ldq", ldq, int64_t(q_heads) * head_dim);
+  check_ld("rope_store_kv", "ldk", ldk, cols);
+  check_ld("rope_store_kv", "ldv", ldv, cols);
+  if (n == 0) return;
+  ops::rope_store_kv_launch(q, ldq, q_heads, k, ldk, v, ldv, kv, cos, sin, row_seq, row_pos, n, stream);
 }
 
 size_t attention_workspace_bytes(int64_t n, int q_heads, int head_dim, int64_t capacity) {

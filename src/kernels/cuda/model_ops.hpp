@@ -82,6 +82,14 @@ void rope(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k
 void store_kv(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, const KVLayerView& kv,
               const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream);
 
+/// rope(q, k) then store_kv(k, v) in one kernel (one launch per decode layer
+/// instead of two): q and k rotated in place, the rotated keys and the values
+/// written to the caches. k holds kv.kv_heads heads of kv.head_dim; the same
+/// results and errors as the two calls.
+void rope_store_kv(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv,
+                   const KVLayerView& kv, const float* cos, const float* sin, const int32_t* row_seq,
+                   const int32_t* row_pos, int64_t n, cudaStream_t stream);
+
 /// Which attention kernel causal_attention runs.
 ///  * Decode: flash-decoding (one block per row, kv head and key split, then
 ///    a combine pass when split); efficient whenever rows belong to different

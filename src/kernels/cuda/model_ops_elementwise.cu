@@ -72,6 +72,41 @@ __global__ void store_kv_kernel(const uint16_t* __restrict__ k, int64_t ldk, con
   }
 }
 
+/// rope_kernel and store_kv_kernel in one pass: columns [0, qp) rotate q
+/// pairs, [qp, qp + kp) rotate k pairs (written back to k and to the cache),
+/// the rest copy v into the cache. Same arithmetic as the two kernels.
+__global__ void rope_store_kv_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, uint16_t* __restrict__ k,
+                                     int64_t ldk, const uint16_t* __restrict__ v, int64_t ldv, KVLayerView kv,
+                                     const float* __restrict__ cos_t, const float* __restrict__ sin_t,
+                                     const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos,
+                                     int64_t n) {
+  const int hd = kv.head_dim, half = hd / 2;
+  const int64_t qp = int64_t(q_heads) * half, kp = int64_t(kv.kv_heads) * half;
+  const int64_t cols = qp + kp + int64_t(kv.kv_heads) * hd;
+  KQ_ROWS_LOOP(n, cols) {
+    const int64_t p = row_pos[r];
+    if (c < qp + kp) {
+      const bool is_q = c < qp;
+      const int64_t j = is_q ? c : c - qp;
+      const int head = int(j / half), i = int(j % half);
+      uint16_t* base = is_q ? q + r * ldq + int64_t(head) * hd : k + r * ldk + int64_t(head) * hd;
+      const float cs = cos_t[p * half + i], sn = sin_t[p * half + i];
+      const float a = bf(base[i]), b = bf(base[i + half]);
+      const uint16_t ra = to_bf(a * cs - b * sn), rb = to_bf(b * cs + a * sn);
+      base[i] = ra;
+      base[i + half] = rb;
+      if (!is_q) {
+        uint16_t* dst = kv.k[row_seq[r]] + (int64_t(head) * kv.capacity + p) * hd;
+        dst[i] = ra;
+        dst[i + half] = rb;
+      }
+    } else {
+      const int64_t j = c - qp - kp, h = j / hd, i = j % hd;
+      kv.v[row_seq[r]][(h * kv.capacity + p) * hd + i] = v[r * ldv + j];
+    }
+  }
+}
+
 __global__ void swiglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint16_t* __restrict__ up, int64_t ld_up,
                               uint16_t* out, int64_t ld_out, int64_t n, int64_t f) {
   // out may alias gate (same element read then written by one thread): no __restrict__ on them.
@@ -126,6 +161,15 @@ void store_kv_launch(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t 
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
   const RowGrid g(n, int64_t(kv.kv_heads) * kv.head_dim);
   store_kv_kernel<<<g.grid, kThreads, 0, stream>>>(k, ldk, v, ldv, kv, row_seq, row_pos, n);
+  KQ_CUDA_CHECK_LAUNCH();
+}
+
+void rope_store_kv_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v,
+                          int64_t ldv, const KVLayerView& kv, const float* cos, const float* sin,
+                          const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
+  const RowGrid g(n, int64_t(q_heads + 3 * kv.kv_heads) * (kv.head_dim / 2));
+  rope_store_kv_kernel<<<g.grid, kThreads, 0, stream>>>(q, ldq, q_heads, k, ldk, v, ldv, kv, cos, sin, row_seq,
+                                                         row_pos, n);
   KQ_CUDA_CHECK_LAUNCH();
 }
 

@@ -20,6 +20,9 @@ void rope_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk
                  const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream);
 void store_kv_launch(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, const KVLayerView& kv,
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream);
+void rope_store_kv_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v,
+                          int64_t ldv, const KVLayerView& kv, const float* cos, const float* sin,
+                          const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream);
 void swiglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
                    int64_t ld_out, int64_t n, int64_t f, cudaStream_t stream);
 void gelu_tanh_launch(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream);
