@@ -3,6 +3,8 @@
 
 #include "gpu/cuda_linear_kernels.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 
 namespace kq::gpu::detail {
 namespace {
@@ -15,6 +17,7 @@ __device__ __forceinline__ uint16_t float_to_bf16(float f) { return __bfloat16_a
 /// Grid: x covers N in blocks of kThreads, y strides over rows.
 __global__ void __launch_bounds__(kThreads)
     add_bias_kernel(uint16_t* __restrict__ y, int64_t ldy, int64_t M, int64_t N, const float* __restrict__ bias) {
+  kq::cuda::pdl_wait();
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (n >= N) return;
   const float b = bias[n];
@@ -43,8 +46,7 @@ unsigned grid_for(size_t n) {
 void add_bias_bf16(uint16_t* y, int64_t ldy, int64_t M, int64_t N, const float* bias, cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
   const dim3 grid(unsigned((N + kThreads - 1) / kThreads), unsigned(M < 65535 ? M : 65535));
-  add_bias_kernel<<<grid, kThreads, 0, stream>>>(y, ldy, M, N, bias);
-  KQ_CUDA_CHECK_LAUNCH();
+  cuda::launch_pdl(add_bias_kernel, grid, dim3(kThreads), 0, stream, y, ldy, M, N, bias);
 }
 
 void fill_u16(uint16_t* p, size_t n, uint16_t value, cudaStream_t stream) {

@@ -7,6 +7,8 @@
 #include "kernels/cuda/device_info.hpp"
 #include "kernels/cuda/fp8_gemv.hpp"
 #include "kernels/cuda/gemv_common.cuh"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 
 namespace kq::cuda {
 namespace {
@@ -73,6 +75,18 @@ __global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_cons
   __shared__ float red[kWarps * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
+  // Before waiting for the previous kernel (PDL): start pulling this warp's
+  // first two weight tiles into L2 (weights are not written by any kernel).
+  if (blockIdx.x < p.row_groups) {
+    const int64_t n0 = int64_t(blockIdx.x) * 16;
+    const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
+    for (int kt = warp; kt < p.k_tiles && kt < warp + 2 * kWarps; kt += kWarps) {
+      const int64_t kq = int64_t(kt) * kTileK + 32 * t;
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r0 * p.K_pad + kq));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r1 * p.K_pad + kq));
+    }
+  }
+  pdl_wait();
   for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
     const int64_t n0 = int64_t(rg) * 16;
     const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
@@ -100,8 +114,7 @@ void launch(const Fp8GemvParams& p, cudaStream_t stream) {
     return std::max(b, 1);
   }();
   const int grid = std::min(p.row_groups, blocks_per_sm * current_device().multiprocessors);
-  fp8_gemv_kernel<kWarps><<<grid, kWarps * 32, 0, stream>>>(p);
-  KQ_CUDA_CHECK_LAUNCH();
+  launch_pdl(fp8_gemv_kernel<kWarps>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
 }
 
 }  // namespace

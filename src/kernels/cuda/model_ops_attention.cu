@@ -24,6 +24,8 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/model_ops_common.cuh"
 #include "kernels/cuda/model_ops_launch.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 
 namespace kq::cuda::ops {
 namespace {
@@ -54,6 +56,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float sc[GB][kSub];
   __shared__ float s_m[GB], s_l[GB], s_alpha[GB];
   __shared__ float red[KPB][GB][D];
+  pdl_wait();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int sl = lane % T, kg = warp * KPW + lane / T;
@@ -202,6 +205,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     attn_combine_kernel(int q_heads, int head_dim, int splits, const float* __restrict__ ws_acc,
                         const float* __restrict__ ws_ml, uint16_t* __restrict__ out, int64_t ldo) {
+  pdl_wait();
   const int64_t rh = blockIdx.x;
   const int64_t r = rh / q_heads, h = rh % q_heads;
   const float* ml = ws_ml + rh * splits * 2;
@@ -225,9 +229,8 @@ void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerV
                      const int32_t* row_pos, int64_t n, const DecodePlan& p, float scale_log2, uint16_t* out,
                      int64_t ldo, float* ws_acc, float* ws_ml, cudaStream_t stream) {
   const dim3 grid(unsigned(n * kv.kv_heads * p.subs), unsigned(p.splits));
-  attn_decode_kernel<D, GB><<<grid, kThreads, 0, stream>>>(q, ldq, q_heads, kv, row_seq, row_pos, p.group, p.subs,
-                                                          p.chunk, p.splits, scale_log2, out, ldo, ws_acc, ws_ml);
-  KQ_CUDA_CHECK_LAUNCH();
+  launch_pdl(attn_decode_kernel<D, GB>, grid, dim3(kThreads), 0, stream, q, ldq, q_heads, kv, row_seq,
+             row_pos, p.group, p.subs, p.chunk, p.splits, scale_log2, out, ldo, ws_acc, ws_ml);
 }
 
 template <int D>
@@ -507,9 +510,9 @@ void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const 
     default: decode_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml, stream); break;
   }
   if (plan.splits > 1) {
-    attn_combine_kernel<<<unsigned(n * q_heads), kThreads, 0, stream>>>(q_heads, kv.head_dim, plan.splits, ws_acc,
-                                                                      ws_ml, out, ldo);
-    KQ_CUDA_CHECK_LAUNCH();
+    launch_pdl(attn_combine_kernel, dim3(unsigned(n * q_heads)), dim3(kThreads), 0, stream, q_heads,
+               kv.head_dim, plan.splits, static_cast<const float*>(ws_acc), static_cast<const float*>(ws_ml),
+               out, ldo);
   }
 }
 

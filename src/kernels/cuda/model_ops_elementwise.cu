@@ -5,6 +5,8 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/model_ops_common.cuh"
 #include "kernels/cuda/model_ops_launch.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 
 namespace kq::cuda::ops {
 namespace {
@@ -28,6 +30,7 @@ struct RowGrid {
 __global__ void embed_kernel(const uint16_t* __restrict__ table, const uint16_t* __restrict__ pos_table,
                              const int32_t* __restrict__ tokens, const int32_t* __restrict__ row_pos, int64_t n,
                              int64_t d, float* __restrict__ x) {
+  pdl_wait();
   KQ_ROWS_LOOP(n, d) {
     float v = bf(table[int64_t(tokens[r]) * d + c]);
     if (pos_table) v += bf(pos_table[int64_t(row_pos[r]) * d + c]);
@@ -37,6 +40,7 @@ __global__ void embed_kernel(const uint16_t* __restrict__ table, const uint16_t*
 
 __global__ void add_residual_kernel(float* __restrict__ x, const uint16_t* __restrict__ add, int64_t ld_add,
                                     int64_t n, int64_t d) {
+  pdl_wait();
   KQ_ROWS_LOOP(n, d) x[r * d + c] += bf(add[r * ld_add + c]);
 }
 
@@ -44,6 +48,7 @@ __global__ void add_residual_kernel(float* __restrict__ x, const uint16_t* __res
 __global__ void rope_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, uint16_t* __restrict__ k,
                             int64_t ldk, int k_heads, int head_dim, const float* __restrict__ cos_t,
                             const float* __restrict__ sin_t, const int32_t* __restrict__ row_pos, int64_t n) {
+  pdl_wait();
   const int half = head_dim / 2;
   const int64_t pairs = int64_t(q_heads + k_heads) * half;
   KQ_ROWS_LOOP(n, pairs) {
@@ -62,6 +67,7 @@ __global__ void rope_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, 
 __global__ void store_kv_kernel(const uint16_t* __restrict__ k, int64_t ldk, const uint16_t* __restrict__ v,
                                 int64_t ldv, KVLayerView kv, const int32_t* __restrict__ row_seq,
                                 const int32_t* __restrict__ row_pos, int64_t n) {
+  pdl_wait();
   const int64_t cols = int64_t(kv.kv_heads) * kv.head_dim;
   KQ_ROWS_LOOP(n, cols) {
     const int64_t h = c / kv.head_dim, i = c % kv.head_dim;
@@ -80,6 +86,7 @@ __global__ void rope_store_kv_kernel(uint16_t* __restrict__ q, int64_t ldq, int 
                                      const float* __restrict__ cos_t, const float* __restrict__ sin_t,
                                      const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos,
                                      int64_t n) {
+  pdl_wait();
   const int hd = kv.head_dim, half = hd / 2;
   const int64_t qp = int64_t(q_heads) * half, kp = int64_t(kv.kv_heads) * half;
   const int64_t cols = qp + kp + int64_t(kv.kv_heads) * hd;
@@ -109,6 +116,7 @@ __global__ void rope_store_kv_kernel(uint16_t* __restrict__ q, int64_t ldq, int 
 
 __global__ void swiglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint16_t* __restrict__ up, int64_t ld_up,
                               uint16_t* out, int64_t ld_out, int64_t n, int64_t f) {
+  pdl_wait();
   // out may alias gate (same element read then written by one thread): no __restrict__ on them.
   KQ_ROWS_LOOP(n, f) {
     const float g = bf(gate[r * ld_gate + c]);
@@ -118,6 +126,7 @@ __global__ void swiglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint1
 }
 
 __global__ void gelu_tanh_kernel(uint16_t* __restrict__ x, int64_t ld, int64_t n, int64_t f) {
+  pdl_wait();
   KQ_ROWS_LOOP(n, f) {
     const float v = bf(x[r * ld + c]);
     const float t = tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v));  // sqrt(2/pi)
@@ -126,11 +135,13 @@ __global__ void gelu_tanh_kernel(uint16_t* __restrict__ x, int64_t ld, int64_t n
 }
 
 __global__ void f32_to_bf16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out, int64_t count) {
+  pdl_wait();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = to_bf(in[i]);
 }
 
 __global__ void bf16_to_f32_kernel(const uint16_t* __restrict__ in, float* __restrict__ out, int64_t count) {
+  pdl_wait();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = bf(in[i]);
 }
@@ -140,27 +151,28 @@ __global__ void bf16_to_f32_kernel(const uint16_t* __restrict__ in, float* __res
 void embed_rows_launch(const uint16_t* table, const uint16_t* pos_table, const int32_t* tokens,
                        const int32_t* row_pos, int64_t n, int64_t d, float* x, cudaStream_t stream) {
   const RowGrid g(n, d);
-  embed_kernel<<<g.grid, kThreads, 0, stream>>>(table, pos_table, tokens, row_pos, n, d, x);
+  launch_pdl(embed_kernel, g.grid, dim3(kThreads), 0, stream, table, pos_table, tokens, row_pos, n, d, x);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 void add_residual_launch(float* x, const uint16_t* add, int64_t ld_add, int64_t n, int64_t d, cudaStream_t stream) {
   const RowGrid g(n, d);
-  add_residual_kernel<<<g.grid, kThreads, 0, stream>>>(x, add, ld_add, n, d);
+  launch_pdl(add_residual_kernel, g.grid, dim3(kThreads), 0, stream, x, add, ld_add, n, d);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 void rope_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
                  const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
   const RowGrid g(n, int64_t(q_heads + k_heads) * (head_dim / 2));
-  rope_kernel<<<g.grid, kThreads, 0, stream>>>(q, ldq, q_heads, k, ldk, k_heads, head_dim, cos, sin, row_pos, n);
+  launch_pdl(rope_kernel, g.grid, dim3(kThreads), 0, stream, q, ldq, q_heads, k, ldk, k_heads, head_dim, cos,
+             sin, row_pos, n);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 void store_kv_launch(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, const KVLayerView& kv,
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
   const RowGrid g(n, int64_t(kv.kv_heads) * kv.head_dim);
-  store_kv_kernel<<<g.grid, kThreads, 0, stream>>>(k, ldk, v, ldv, kv, row_seq, row_pos, n);
+  launch_pdl(store_kv_kernel, g.grid, dim3(kThreads), 0, stream, k, ldk, v, ldv, kv, row_seq, row_pos, n);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
@@ -168,31 +180,31 @@ void rope_store_kv_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, in
                           int64_t ldv, const KVLayerView& kv, const float* cos, const float* sin,
                           const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
   const RowGrid g(n, int64_t(q_heads + 3 * kv.kv_heads) * (kv.head_dim / 2));
-  rope_store_kv_kernel<<<g.grid, kThreads, 0, stream>>>(q, ldq, q_heads, k, ldk, v, ldv, kv, cos, sin, row_seq,
-                                                         row_pos, n);
+  launch_pdl(rope_store_kv_kernel, g.grid, dim3(kThreads), 0, stream, q, ldq, q_heads, k, ldk, v, ldv, kv,
+             cos, sin, row_seq, row_pos, n);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 void swiglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
                    int64_t ld_out, int64_t n, int64_t f, cudaStream_t stream) {
   const RowGrid g(n, f);
-  swiglu_kernel<<<g.grid, kThreads, 0, stream>>>(gate, ld_gate, up, ld_up, out, ld_out, n, f);
+  launch_pdl(swiglu_kernel, g.grid, dim3(kThreads), 0, stream, gate, ld_gate, up, ld_up, out, ld_out, n, f);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 void gelu_tanh_launch(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream) {
   const RowGrid g(n, f);
-  gelu_tanh_kernel<<<g.grid, kThreads, 0, stream>>>(x, ld, n, f);
+  launch_pdl(gelu_tanh_kernel, g.grid, dim3(kThreads), 0, stream, x, ld, n, f);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 void f32_to_bf16_launch(const float* in, uint16_t* out, int64_t count, cudaStream_t stream) {
-  f32_to_bf16_kernel<<<grid_for(count, kThreads, 4096), kThreads, 0, stream>>>(in, out, count);
+  launch_pdl(f32_to_bf16_kernel, grid_for(count, kThreads, 4096), dim3(kThreads), 0, stream, in, out, count);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 void bf16_to_f32_launch(const uint16_t* in, float* out, int64_t count, cudaStream_t stream) {
-  bf16_to_f32_kernel<<<grid_for(count, kThreads, 4096), kThreads, 0, stream>>>(in, out, count);
+  launch_pdl(bf16_to_f32_kernel, grid_for(count, kThreads, 4096), dim3(kThreads), 0, stream, in, out, count);
   KQ_CUDA_CHECK_LAUNCH();
 }
 

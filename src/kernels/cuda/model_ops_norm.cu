@@ -7,6 +7,8 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/model_ops_common.cuh"
 #include "kernels/cuda/model_ops_launch.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 
 namespace kq::cuda::ops {
 namespace {
@@ -48,6 +50,7 @@ __global__ void __launch_bounds__(kNormThreads)
                 const float* __restrict__ weight, const float* __restrict__ beta, float eps,
                 uint16_t* __restrict__ out, int64_t ld_out, int64_t d) {
   __shared__ float red[32];
+  pdl_wait();
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
   const int64_t nv = d / V;
@@ -102,6 +105,7 @@ __global__ void __launch_bounds__(kRegThreads)
                     const float* __restrict__ weight, const float* __restrict__ beta, float eps,
                     uint16_t* __restrict__ out, int64_t ld_out, int64_t d) {
   __shared__ float red[32];
+  pdl_wait();
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
   const int nv = int(d / 4);
@@ -160,9 +164,8 @@ __global__ void __launch_bounds__(kRegThreads)
 template <int kIt, bool kLayer>
 void launch_reg(float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta, float eps,
                 uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream) {
-  norm_reg_kernel<kIt, kLayer><<<unsigned(n), kRegThreads, 0, stream>>>(x, add, ld_add, weight, beta, eps, out,
-                                                                         ld_out, d);
-  KQ_CUDA_CHECK_LAUNCH();
+  launch_pdl(norm_reg_kernel<kIt, kLayer>, dim3(unsigned(n)), dim3(kRegThreads), 0, stream, x, add, ld_add,
+             weight, beta, eps, out, ld_out, d);
 }
 
 template <bool kLayer>
@@ -181,11 +184,8 @@ void launch(bool vec, float* x, const uint16_t* add, int64_t ld_add, const float
       launch_reg<8, kLayer>(x, add, ld_add, weight, beta, eps, out, ld_out, n, d, stream);
     return;
   }
-  if (vec)
-    norm_kernel<4, kLayer><<<unsigned(n), kNormThreads, 0, stream>>>(x, add, ld_add, weight, beta, eps, out, ld_out, d);
-  else
-    norm_kernel<1, kLayer><<<unsigned(n), kNormThreads, 0, stream>>>(x, add, ld_add, weight, beta, eps, out, ld_out, d);
-  KQ_CUDA_CHECK_LAUNCH();
+  launch_pdl(vec ? norm_kernel<4, kLayer> : norm_kernel<1, kLayer>, dim3(unsigned(n)), dim3(kNormThreads), 0,
+             stream, x, add, ld_add, weight, beta, eps, out, ld_out, d);
 }
 
 bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }

@@ -4,6 +4,8 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 #include "kernels/cuda/w8a8_kernels.hpp"
 
 namespace kq::cuda {
@@ -52,6 +54,7 @@ __global__ void __launch_bounds__(kQuantThreads)
     quantize_rows_kernel(const uint16_t* __restrict__ x, int64_t ldx, int64_t M, int64_t K,
                          typename Codec::Out* __restrict__ q, int64_t ldq, float* __restrict__ scale) {
   __shared__ float red[kQuantThreads / 32];
+  pdl_wait();
   const int64_t m = blockIdx.x;
   typename Codec::Out* qrow = q + m * ldq;
   if (m >= M) {
@@ -84,6 +87,7 @@ __global__ void __launch_bounds__(kRegThreads)
     quantize_rows_reg_kernel(const uint16_t* __restrict__ x, int64_t ldx, int64_t M, int64_t K,
                              typename Codec::Out* __restrict__ q, int64_t ldq, float* __restrict__ scale) {
   __shared__ float red[kRegThreads / 32];
+  pdl_wait();
   const int64_t m = blockIdx.x;
   typename Codec::Out* qrow = q + m * ldq;
   const int n8 = int(K / 8), nq8 = int(ldq / 8);
@@ -139,13 +143,17 @@ bool launch_quantize_reg(const uint16_t* x, int64_t ldx, int64_t M, int64_t K, t
   if (!ok) return false;
   const unsigned grid = unsigned(M_pad);
   if (K <= 8 * kRegThreads)
-    quantize_rows_reg_kernel<Codec, 1><<<grid, kRegThreads, 0, stream>>>(x, ldx, M, K, q, ldq, scale);
+    launch_pdl(quantize_rows_reg_kernel<Codec, 1>, dim3(grid), dim3(kRegThreads), 0, stream, x, ldx, M, K, q,
+               ldq, scale);
   else if (K <= 2 * 8 * kRegThreads)
-    quantize_rows_reg_kernel<Codec, 2><<<grid, kRegThreads, 0, stream>>>(x, ldx, M, K, q, ldq, scale);
+    launch_pdl(quantize_rows_reg_kernel<Codec, 2>, dim3(grid), dim3(kRegThreads), 0, stream, x, ldx, M, K, q,
+               ldq, scale);
   else if (K <= 4 * 8 * kRegThreads)
-    quantize_rows_reg_kernel<Codec, 4><<<grid, kRegThreads, 0, stream>>>(x, ldx, M, K, q, ldq, scale);
+    launch_pdl(quantize_rows_reg_kernel<Codec, 4>, dim3(grid), dim3(kRegThreads), 0, stream, x, ldx, M, K, q,
+               ldq, scale);
   else
-    quantize_rows_reg_kernel<Codec, 8><<<grid, kRegThreads, 0, stream>>>(x, ldx, M, K, q, ldq, scale);
+    launch_pdl(quantize_rows_reg_kernel<Codec, 8>, dim3(grid), dim3(kRegThreads), 0, stream, x, ldx, M, K, q,
+               ldq, scale);
   KQ_CUDA_CHECK_LAUNCH();
   return true;
 }
@@ -183,7 +191,8 @@ void quantize_rows_fp8(const uint16_t* x, int64_t ldx, int64_t M, int64_t K, uin
                        int64_t M_pad, float* scale, cudaStream_t stream) {
   if (M_pad <= 0) return;
   if (launch_quantize_reg<Fp8Codec>(x, ldx, M, K, q, ldq, M_pad, scale, stream)) return;
-  quantize_rows_kernel<Fp8Codec><<<unsigned(M_pad), kQuantThreads, 0, stream>>>(x, ldx, M, K, q, ldq, scale);
+  launch_pdl(quantize_rows_kernel<Fp8Codec>, dim3(unsigned(M_pad)), dim3(kQuantThreads), 0, stream, x, ldx, M,
+             K, q, ldq, scale);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
@@ -191,7 +200,8 @@ void quantize_rows_int8(const uint16_t* x, int64_t ldx, int64_t M, int64_t K, in
                         int64_t M_pad, float* scale, cudaStream_t stream) {
   if (M_pad <= 0) return;
   if (launch_quantize_reg<Int8Codec>(x, ldx, M, K, q, ldq, M_pad, scale, stream)) return;
-  quantize_rows_kernel<Int8Codec><<<unsigned(M_pad), kQuantThreads, 0, stream>>>(x, ldx, M, K, q, ldq, scale);
+  launch_pdl(quantize_rows_kernel<Int8Codec>, dim3(unsigned(M_pad)), dim3(kQuantThreads), 0, stream, x, ldx,
+             M, K, q, ldq, scale);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
