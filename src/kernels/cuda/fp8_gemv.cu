@@ -2,6 +2,7 @@
 // and the warp-tile mapping in gemv_common.cuh). The codes go straight from
 // the 16-byte loads into the mma's A/B registers: no dequantization at all.
 #include <algorithm>
+#include <cstdlib>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
@@ -70,17 +71,20 @@ __device__ __forceinline__ void compute_tile(float (&c)[4], const Fp8Tile& tl) {
   }
 }
 
-template <int kWarps>
+/// kTiles: 128-k tiles a warp loads before computing them (bytes in flight
+/// per lane: 64 · kTiles of weights); 4 halves the serial load -> compute
+/// trips of long rows (K = 11008: 3 trips -> 2 at 16 warps).
+template <int kWarps, int kTiles>
 __global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_constant__ Fp8GemvParams p) {
   __shared__ float red[kWarps * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   // Before waiting for the previous kernel (PDL): start pulling this warp's
-  // first two weight tiles into L2 (weights are not written by any kernel).
+  // first weight tiles into L2 (weights are not written by any kernel).
   if (blockIdx.x < p.row_groups) {
     const int64_t n0 = int64_t(blockIdx.x) * 16;
     const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
-    for (int kt = warp; kt < p.k_tiles && kt < warp + 2 * kWarps; kt += kWarps) {
+    for (int kt = warp; kt < p.k_tiles && kt < warp + kTiles * kWarps; kt += kWarps) {
       const int64_t kq = int64_t(kt) * kTileK + 32 * t;
       asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r0 * p.K_pad + kq));
       asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r1 * p.K_pad + kq));
@@ -91,13 +95,14 @@ __global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_cons
     const int64_t n0 = int64_t(rg) * 16;
     const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
     float c[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int kt = warp; kt < p.k_tiles; kt += 2 * kWarps) {
-      Fp8Tile a, b;
-      load_tile(a, p, kt, r0, r1, g, t);
-      const bool has_b = kt + kWarps < p.k_tiles;
-      if (has_b) load_tile(b, p, kt + kWarps, r0, r1, g, t);
-      compute_tile(c, a);
-      if (has_b) compute_tile(c, b);
+    for (int kt = warp; kt < p.k_tiles; kt += kTiles * kWarps) {
+      Fp8Tile tl[kTiles];
+#pragma unroll
+      for (int u = 0; u < kTiles; ++u)
+        if (kt + u * kWarps < p.k_tiles) load_tile(tl[u], p, kt + u * kWarps, r0, r1, g, t);
+#pragma unroll
+      for (int u = 0; u < kTiles; ++u)
+        if (kt + u * kWarps < p.k_tiles) compute_tile(c, tl[u]);
     }
     const float* sx = p.sx;
     const float* sw = p.sw;
@@ -106,15 +111,35 @@ __global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_cons
   }
 }
 
-template <int kWarps>
+template <int kWarps, int kTiles>
 void launch(const Fp8GemvParams& p, cudaStream_t stream) {
   static int blocks_per_sm = [] {
     int b = 0;
-    KQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fp8_gemv_kernel<kWarps>, kWarps * 32, 0));
+    KQ_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fp8_gemv_kernel<kWarps, kTiles>, kWarps * 32, 0));
     return std::max(b, 1);
   }();
   const int grid = std::min(p.row_groups, blocks_per_sm * current_device().multiprocessors);
-  launch_pdl(fp8_gemv_kernel<kWarps>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
+  launch_pdl(fp8_gemv_kernel<kWarps, kTiles>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
+}
+
+/// Tiles in flight per warp: 4 when a warp has at least 3 tiles of a row
+/// group to do, else 2; KQ_FP8_GEMV_TILES=2 or 4 forces one (A/B benchmarks).
+int tiles_for(int k_tiles, int warps) {
+  static const int forced = [] {
+    const char* e = std::getenv("KQ_FP8_GEMV_TILES");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced == 2 || forced == 4) return forced;
+  return k_tiles >= 3 * warps ? 4 : 2;
+}
+
+template <int kWarps>
+void launch_w(const Fp8GemvParams& p, cudaStream_t stream) {
+  if (tiles_for(p.k_tiles, kWarps) == 4)
+    launch<kWarps, 4>(p, stream);
+  else
+    launch<kWarps, 2>(p, stream);
 }
 
 }  // namespace
@@ -138,11 +163,11 @@ void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const 
   int warps = want <= 4 ? 4 : (want <= 8 ? 8 : 16);
   while (warps > 4 && p.k_tiles < 2 * warps) warps /= 2;
   if (warps == 16)
-    launch<16>(p, stream);
+    launch_w<16>(p, stream);
   else if (warps == 8)
-    launch<8>(p, stream);
+    launch_w<8>(p, stream);
   else
-    launch<4>(p, stream);
+    launch_w<4>(p, stream);
 }
 
 }  // namespace kq::cuda
