@@ -141,6 +141,7 @@ struct Variant {
   double build_s = 0;
   std::vector<double> prefill_ms, decode1_ms, decodeB_ms;  // per run
   int64_t replays = 0;
+  size_t kv_cache_bytes = 0;  // device bytes of one sequence's KV cache (prompt + decode positions)
 };
 
 // One run of every measurement for one model. Logits go to the host every
@@ -153,6 +154,7 @@ void run_once(Variant& v, const Options& o, const std::vector<int32_t>& prompt, 
 
   // Prefill + batch-1 decode on one cache.
   kq::KVCache cache = m.make_cache(o.prompt + o.decode);
+  v.kv_cache_bytes = cache.bytes();
   auto t = Clock::now();
   m.forward(prompt, cache, logits.data(), /*all_logits=*/false);
   v.prefill_ms.push_back(ms_since(t));
@@ -239,6 +241,9 @@ int main(int argc, char** argv) {
                cfg.vocab_size, info.device_name);
     fmt::print("prompt {} tokens, decode {} tokens per run, batch {}, {} runs (median), lm_head {}, CUDA graphs {}\n\n",
                o.prompt, o.decode, o.batch, o.runs, o.lm_head ? "quantized" : "BF16", o.graphs ? "on" : "off");
+    const size_t kv = vars.front().kv_cache_bytes;
+    fmt::print("KV cache (BF16, {} positions): {:.3f} GB per sequence, {:.2f} GB at batch {} (not in GPU mem)\n\n",
+               o.prompt + o.decode, double(kv) / 1e9, double(kv) * double(o.batch) / 1e9, o.batch);
     const Variant& base = vars.front();
     const double base_d1 = median(base.decode1_ms);
     fmt::print("| mode | weights GB | GPU mem GB | prefill tok/s | decode b=1 tok/s | vs {} | decode b={} tok/s | vs {} |\n",
@@ -260,6 +265,7 @@ int main(int argc, char** argv) {
       j["results"].push_back({{"mode", v.mode},
                               {"weight_bytes", v.weight_bytes},
                               {"device_bytes", v.device_bytes},
+                              {"kv_cache_bytes_per_sequence", v.kv_cache_bytes},
                               {"build_seconds", v.build_s},
                               {"prefill_tokens_per_s", pf},
                               {"decode_b1_tokens_per_s", d1},
