@@ -1,7 +1,11 @@
 #pragma once
 // W4A16 on the GPU: 4-bit weights (NF4, FP4 E2M1, INT4 groups) with BF16
 // activations and FP32 accumulation.
-//  * decode (M <= 16 tokens): w4a16_gemv, our own kernel. One block per 16
+//  * decode (M <= 16 tokens): w4a16_gemv, our own kernels. M = 1 on large
+//    weights: the streaming kernel (w4a16_gemv_stream.cu: one block per SM
+//    owning N / SMs rows, x staged in shared memory, items of 8 rows x 256 k
+//    streamed through a per-warp register ring). Otherwise the split-K
+//    kernel (w4a16_kernels.cu): one block per 16
 //    weight rows, its warps split K; every 4-bit code is read once with
 //    16-byte loads, all of a warp's first loads issued up front, turned into
 //    BF16 pairs (NF4/FP4: a byte -> BF16x2 lookup table in shared memory, one
@@ -91,11 +95,11 @@ W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, cons
 /// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
 struct W4GemvTuning {
   int warps = 0;   ///< split-K kernel: warps per block, 4 (8 tiles per chunk), 8 or 16 (4 tiles, or 2);
-                   ///< streaming kernel: warps per block, 16 (ring depth 4), 24 (depth 2 or 3) or 32 (depth 2)
+                   ///< streaming kernel: warps per block, 16 (ring depth 4), 20 (3), 24 (2 or 3) or 32 (2)
   int tiles = 0;   ///< split-K kernel, warps = 8 or 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4);
                    ///< streaming kernel, 24 warps: ring depth, 2 or 3 (0 = 2)
-  int kernel = 0;  ///< 0 = automatic (streaming for M = 1), 1 = split-K, 2 = streaming (M = 1 only, else split-K),
-                   ///< 3 = streaming, tile-major version 11 (M = 1 only)
+  int kernel = 0;  ///< 0 = automatic (streaming for M = 1 and N * K_pad >= 2^25, else split-K), 1 = split-K,
+                   ///< 2 = streaming (M = 1 only; split-K otherwise or where its shared memory would not hold x)
 };
 
 /// Position of element k in a row's code stream (device layout above):

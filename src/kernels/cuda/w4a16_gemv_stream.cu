@@ -1,5 +1,5 @@
 // W4A16 decode GEMV for one token (M = 1): the "streaming" kernel (versions
-// 10-11 of the tuning log in docs/GPU.md).
+// 10-13 of the tuning log in docs/GPU.md).
 //
 // Work split: one block per SM (grid = multiprocessors, or N for small N).
 // Block c owns the rows [c·N/P, (c+1)·N/P), so every SM moves the same number
@@ -34,7 +34,6 @@
 
 #include <algorithm>
 #include <array>
-#include <type_traits>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
@@ -67,8 +66,6 @@ struct StreamParams {
   int g_max;               // 8-row groups per block, at most
   bool x_vec;              // x 8-byte aligned
   uint32_t off_sums, off_slots;  // bytes after the staged x (which starts the data area)
-  uint32_t s_pair;         // scales from one tile pair to the next: 2 * (128 / block), or 1 for block 256
-  uint32_t s_step;         // scales from a pair's first tile to its second: 128 / block, or 0 for block 256
   float base;              // INT4 offset: 136 (symmetric, 128 + 8) or 128 (asymmetric, + zero)
   float codebook[16];      // Lut only
 };
@@ -278,11 +275,14 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
 
   // This block's rows [rb, re), its 8-row groups, and this warp's items [i0, i1),
   // tile-major: item i = (pair i / groups, group i % groups).
-  const int rb = int(int64_t(blockIdx.x) * p.N / p.ctas), re = int(int64_t(blockIdx.x + 1) * p.N / p.ctas);
+  // 32-bit unsigned arithmetic throughout (the host checks N * ctas and 32 * items < 2^32).
+  const int rb = int(blockIdx.x * uint32_t(p.N) / uint32_t(p.ctas));
+  const int re = int((blockIdx.x + 1) * uint32_t(p.N) / uint32_t(p.ctas));
   const int groups = (re - rb + 7) >> 3;
-  const int items = groups * p.pairs;
-  const int i0 = int(int64_t(warp) * items / kWarps), i1 = int(int64_t(warp + 1) * items / kWarps);
-  const int pair0 = groups > 0 ? i0 / groups : 0, grp0 = i0 - pair0 * groups;
+  const uint32_t items = uint32_t(groups * p.pairs);
+  const int i0 = int(uint32_t(warp) * items / kWarps), i1 = int(uint32_t(warp + 1) * items / kWarps);
+  const int pair0 = int(uint32_t(i0) / uint32_t(groups)), grp0 = i0 - pair0 * groups;
+
   const int row_g = rb + g, row_last = re - 1;
   const int kt_last = p.k_tiles - 1;
   const int tile_sh = p.block_shift > 7 ? p.block_shift - 7 : 0;  // tiles per scale block: 1 << tile_sh
@@ -377,122 +377,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
   }
 }
 
-/// Predicated 16-byte shared load: lanes with `on` false keep v (the GEMV's
-/// lanes g >= 2 feed B columns whose results are never read, and keep zeros).
-__device__ __forceinline__ void lds128_if(uint32_t (&v)[4], uint32_t addr, bool on) {
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.u32 p, %4, 0;\n @p ld.shared.v4.u32 {%0, %1, %2, %3}, [%5];\n}"
-      : "+r"(v[0]), "+r"(v[1]), "+r"(v[2]), "+r"(v[3])
-      : "r"(uint32_t(on)), "r"(addr));
-}
-
-/// Version 12: as w4a16_gemv_stream_kernel, but group-major items (a warp walks
-/// the tile pairs of one 8-row group, then the next), so the group's sum stays
-/// in a register (two accumulators: the running group and the one finished
-/// before it, stored at the next group change when its value is long ready);
-/// only the lanes g = 0, 1 (B columns 0 and 1) load x, one LDS.128 wavefront
-/// each; and each unrolled round of kD items has no branch (loads of the ring
-/// clamped to the warp's last item, counters by selects), so the compiler can
-/// overlap one item's mma chain with the next item's table lookups.
 template <int kWarps, int kD, int kParts, Dq kDq>
-__global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream2_kernel(const __grid_constant__ StreamParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t = lane & 3;
-  const uint32_t smem_base = smem_addr(smem);
-  const uint32_t lut_addr = kDq == Dq::Lut ? (smem_base + 0xFFFFu) & ~0xFFFFu : smem_base;
-  unsigned char* data = smem + (lut_addr - smem_base) + (kDq == Dq::Lut ? kLutBytes : 0);
-  unsigned char* xs = data;
-  float2* sums = reinterpret_cast<float2*>(data + p.off_sums);
-  float* slots = reinterpret_cast<float*>(data + p.off_slots);  // [kWarps][g_max][8]
-  const uint32_t lut_lane = lut_addr | uint32_t(lane) << 2;
-  uint32_t mask = 0x000F000Fu, magic = 0x43004300u;
-  asm volatile("" : "+r"(mask), "+r"(magic));
-
-  const int rb = int(int64_t(blockIdx.x) * p.N / p.ctas), re = int(int64_t(blockIdx.x + 1) * p.N / p.ctas);
-  const int groups = (re - rb + 7) >> 3;
-  const int pairs = p.pairs;
-  const int items = groups * pairs;
-  const int i0 = int(int64_t(warp) * items / kWarps), i1 = int(int64_t(warp + 1) * items / kWarps);
-  const int row_g = rb + g, row_last = re - 1;
-  const int kt_last = p.k_tiles - 1;
-  const uint8_t* codes_t = p.codes + 16 * t;
-
-  // Load side: item (lg, lp), advanced up to the warp's last item and then held there.
-  int li = i0, lg = i0 / pairs, lp = i0 - (i0 / pairs) * pairs;
-  auto load_item = [&](Slot<kParts, kDq>& sl) {
-    const uint32_t r = uint32_t(min(row_g + 8 * lg, row_last));
-    const uint32_t d = uint32_t(min(2 * lp + 1, kt_last) - 2 * lp);  // 0 for the odd last tile
-    const uint8_t* q0 = codes_t + (size_t(r) * p.ldq + uint32_t(lp) * kTileK);
-    sl.w0 = ld_stream16(q0);
-    sl.w1 = ld_stream16(q0 + d * (kTileK / 2));
-    const size_t so = size_t(r) * p.lds + uint32_t(lp) * p.s_pair;
-    sl.s0 = ld_scales<kParts>(p.scales + so);
-    sl.s1 = ld_scales<kParts>(p.scales + so + d * p.s_step);
-    if constexpr (kDq == Dq::Int4Asym) {
-      sl.z0 = ld_scales<kParts>(p.zeros + so);
-      sl.z1 = ld_scales<kParts>(p.zeros + so + d * p.s_step);
-    }
-    const bool adv = li + 1 < i1;
-    const bool wrap = lp + 1 == pairs;
-    lp = adv ? (wrap ? 0 : lp + 1) : lp;
-    lg = adv && wrap ? lg + 1 : lg;
-    li = adv ? li + 1 : li;
-  };
-  Slot<kParts, kDq> ring[kD];
-#pragma unroll
-  for (int d = 0; d < kD; ++d) load_item(ring[d]);
-
-  stage_block<kWarps, kParts, kDq>(p, smem + (lut_addr - smem_base), xs, sums, slots, warp, lane);
-
-  float* my_slots = slots + warp * p.g_max * 8 + g;
-  const uint32_t x_lane = smem_addr(xs) + uint32_t((g & 1) * 64 + t * 16);
-  const bool x_on = g < 2;
-  uint32_t xq[4][4] = {};
-  int ci = i0, cg = i0 / pairs, cp = i0 - (i0 / pairs) * pairs;
-  float acc0 = 0.f, acc1 = 0.f;  // acc1: group g1 (running); acc0: group g0 (finished, not yet stored)
-  int g0 = -1, g1 = cg;
-  while (ci < i1) {
-#pragma unroll
-    for (int d = 0; d < kD; ++d) {
-      const bool valid = ci < i1;
-#pragma unroll
-      for (int sp = 0; sp < 4; ++sp) lds128_if(xq[sp], x_lane + uint32_t(cp) * 512 + sp * 128, x_on);
-      uint32_t xb[16];
-#pragma unroll
-      for (int j = 0; j < 16; ++j) xb[j] = xq[j >> 2][j & 3];
-      float v = compute_item<kParts, kDq>(ring[d], xb, sums + 2 * cp * kParts, sums + (2 * cp + 1) * kParts, lut_lane,
-                                          mask, magic);
-      load_item(ring[d]);
-      v = valid ? v : 0.f;
-      const bool change = valid && cg != g1;
-      if (change && t == 0 && g0 >= 0) my_slots[g0 * 8] = acc0;
-      acc0 = change ? acc1 : acc0;
-      g0 = change ? g1 : g0;
-      acc1 = change ? v : acc1 + v;
-      g1 = change ? cg : g1;
-      const bool wrap = cp + 1 == pairs;
-      cp = wrap ? 0 : cp + 1;
-      cg = wrap ? cg + 1 : cg;
-      ++ci;
-    }
-  }
-  if (t == 0) {
-    if (g0 >= 0) my_slots[g0 * 8] = acc0;
-    if (i0 < i1) my_slots[g1 * 8] = acc1;
-  }
-  __syncthreads();
-  for (int r = rb + int(threadIdx.x); r < re; r += kWarps * 32) {
-    const int j = r - rb;
-    float s = 0.f;
-    for (int w = 0; w < kWarps; ++w) s += slots[(w * p.g_max + (j >> 3)) * 8 + (j & 7)];
-    p.y[r] = __float2bfloat16_rn(s);
-  }
-}
-
-template <int kWarps, int kD, int kParts, Dq kDq, bool kV12>
 void launch_stream(const StreamParams& p, size_t smem, cudaStream_t stream) {
-  auto kernel = kV12 ? w4a16_gemv_stream2_kernel<kWarps, kD, kParts, kDq> : w4a16_gemv_stream_kernel<kWarps, kD, kParts, kDq>;
+  auto kernel = w4a16_gemv_stream_kernel<kWarps, kD, kParts, kDq>;
   static const bool attr = [&] {
     KQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        int(current_device().smem_per_block_optin)));
@@ -504,36 +391,29 @@ void launch_stream(const StreamParams& p, size_t smem, cudaStream_t stream) {
 }
 
 /// (warps, ring depth): {16, 4}, {20, 3}, {24, 2}, {24, 3}, {32, 2}.
-template <int kParts, Dq kDq, bool kV12>
+template <int kParts, Dq kDq>
 void launch_stream_config(const StreamParams& p, size_t smem, int warps, int depth, cudaStream_t stream) {
   if (warps == 16)
-    launch_stream<16, 4, kParts, kDq, kV12>(p, smem, stream);
+    launch_stream<16, 4, kParts, kDq>(p, smem, stream);
   else if (warps == 32)
-    launch_stream<32, 2, kParts, kDq, kV12>(p, smem, stream);
+    launch_stream<32, 2, kParts, kDq>(p, smem, stream);
   else if (warps == 20)
-    launch_stream<20, 3, kParts, kDq, kV12>(p, smem, stream);
+    launch_stream<20, 3, kParts, kDq>(p, smem, stream);
   else if (depth == 3)
-    launch_stream<24, 3, kParts, kDq, kV12>(p, smem, stream);
+    launch_stream<24, 3, kParts, kDq>(p, smem, stream);
   else
-    launch_stream<24, 2, kParts, kDq, kV12>(p, smem, stream);
+    launch_stream<24, 2, kParts, kDq>(p, smem, stream);
 }
 
 template <Dq kDq>
-void launch_stream_parts(const StreamParams& p, size_t smem, int warps, int depth, bool v12, cudaStream_t stream) {
+void launch_stream_parts(const StreamParams& p, size_t smem, int warps, int depth, cudaStream_t stream) {
   const int parts = p.block_shift >= 7 ? 1 : (p.block_shift == 6 ? 2 : 4);
-  auto go = [&](auto parts_c) {
-    constexpr int kP = decltype(parts_c)::value;
-    if (v12)
-      launch_stream_config<kP, kDq, true>(p, smem, warps, depth, stream);
-    else
-      launch_stream_config<kP, kDq, false>(p, smem, warps, depth, stream);
-  };
   if (parts == 1)
-    go(std::integral_constant<int, 1>{});
+    launch_stream_config<1, kDq>(p, smem, warps, depth, stream);
   else if (parts == 2)
-    go(std::integral_constant<int, 2>{});
+    launch_stream_config<2, kDq>(p, smem, warps, depth, stream);
   else
-    go(std::integral_constant<int, 4>{});
+    launch_stream_config<4, kDq>(p, smem, warps, depth, stream);
 }
 
 }  // namespace
@@ -548,7 +428,7 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   }
   const int parts = w.block >= kTileK ? 1 : kTileK / w.block;
   const bool lut = w.format == W4Format::NF4 || w.format == W4Format::FP4;
-  const bool v12 = tuning.kernel != 3;  // 3: version 11 (tile-major), else version 12
+
   StreamParams p{};
   p.codes = w.codes.data();
   p.scales = w.scales.data();
@@ -566,8 +446,6 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   const int64_t rows_max = (w.N + p.ctas - 1) / p.ctas;
   p.g_max = int((rows_max + 7) / 8);
   p.x_vec = reinterpret_cast<uintptr_t>(x) % 8 == 0;
-  p.s_pair = w.block >= 2 * kTileK ? 1u : uint32_t(2 * kTileK / w.block);
-  p.s_step = w.block >= 2 * kTileK ? 0u : uint32_t(kTileK / w.block);
   p.base = w.format == W4Format::INT4 ? 136.0f : 128.0f;
   const std::array<float, 16> cb = w4_codebook(w.format);
   std::copy(cb.begin(), cb.end(), p.codebook);
@@ -579,12 +457,14 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   p.off_slots = uint32_t(off);
   off += size_t(warps) * size_t(p.g_max) * 8 * sizeof(float);
   if (lut) off += 2 * size_t(kLutBytes);
-  if (off > dev.smem_per_block_optin || w.K_pad / 2 > int64_t(UINT32_MAX) || w.N > int64_t(INT32_MAX) / 2)
-    return false;  // too long or too many rows for one block's shared memory: the split-K kernel
+  const int64_t items_max = int64_t(p.g_max) * p.pairs;
+  if (off > dev.smem_per_block_optin || w.N * p.ctas >= (int64_t(1) << 32) || 32 * items_max >= (int64_t(1) << 32) ||
+      int64_t(p.ldq) * w.N >= (int64_t(1) << 32) || w.blocks_pad * w.N * 2 >= (int64_t(1) << 32))
+    return false;  // shared memory or 32-bit index arithmetic too small: the split-K kernel
   switch (w.format) {
-    case W4Format::INT4: launch_stream_parts<Dq::Int4Sym>(p, off, warps, depth, v12, stream); break;
-    case W4Format::INT4Asym: launch_stream_parts<Dq::Int4Asym>(p, off, warps, depth, v12, stream); break;
-    default: launch_stream_parts<Dq::Lut>(p, off, warps, depth, v12, stream); break;
+    case W4Format::INT4: launch_stream_parts<Dq::Int4Sym>(p, off, warps, depth, stream); break;
+    case W4Format::INT4Asym: launch_stream_parts<Dq::Int4Asym>(p, off, warps, depth, stream); break;
+    default: launch_stream_parts<Dq::Lut>(p, off, warps, depth, stream); break;
   }
   return true;
 }

@@ -336,7 +336,11 @@ void launch_gemv_tuned(const W4GemvParams& p, W4GemvTuning tuning, cudaStream_t 
 
 void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                        cudaStream_t stream, W4GemvTuning tuning) {
-  if (M == 1 && tuning.kernel != 1 && w4a16_gemv_stream_launch(w, x, y, stream, tuning)) return;
+  // M = 1: the streaming kernel (w4a16_gemv_stream.cu) where it measured faster
+  // on the H200: every 7B decode shape but 4096 x 4096 (16.8 M weights, where
+  // the split-K kernel's 256 blocks finish first).
+  const bool stream_auto = tuning.kernel == 0 && w.N * w.K_pad >= (int64_t(1) << 25);
+  if (M == 1 && (tuning.kernel == 2 || stream_auto) && w4a16_gemv_stream_launch(w, x, y, stream, tuning)) return;
   W4GemvParams p{};
   p.codes = w.codes.data();
   p.ldq = w.K_pad / 2;
