@@ -1,7 +1,9 @@
-// FP8 E4M3 W8A8 decode GEMV through mma.sync m16n8k32 E4M3 (see fp8_gemv.hpp
-// and the warp-tile mapping in gemv_common.cuh). The codes go straight from
-// the 16-byte loads into the mma's A/B registers: no dequantization at all.
+// FP8 E4M3 and INT8 W8A8 decode GEMVs through mma.sync m16n8k32 (E4M3 with
+// FP32 accumulators, or S8 with exact INT32 accumulators; see fp8_gemv.hpp and
+// the warp-tile mapping in gemv_common.cuh). The codes go straight from the
+// 16-byte loads into the mma's A/B registers: no dequantization at all.
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 
 #include "kernels/cuda/cuda_check.hpp"
@@ -30,13 +32,28 @@ struct Fp8GemvParams {
   int row_groups;
 };
 
-__device__ __forceinline__ void mma_e4m3_16832(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                               uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+/// C[16x8] += A[16x32] · B[32x8] on 8-bit codes; the fragment layouts of the
+/// E4M3 and S8 shapes are the same (PTX ISA, "mma.m16n8k32").
+struct E4m3Mma {
+  using Acc = float;
+  __device__ static void mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                             uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+};
+struct S8Mma {
+  using Acc = int32_t;
+  __device__ static void mma(int32_t (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                             uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+};
 
 /// This lane's 32 bytes of rows g and g+8 and of token g, for one 128-k tile.
 struct Fp8Tile {
@@ -61,12 +78,13 @@ __device__ __forceinline__ void load_tile(Fp8Tile& tl, const Fp8GemvParams& p, i
   }
 }
 
-__device__ __forceinline__ void compute_tile(float (&c)[4], const Fp8Tile& tl) {
+template <class Mma>
+__device__ __forceinline__ void compute_tile(typename Mma::Acc (&c)[4], const Fp8Tile& tl) {
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
     // Step s uses this lane's bytes 8s..8s+7: words 2s (k slots 4t..4t+3) and 2s+1 (4t+16..4t+19).
     const int u = s >> 1, w = (s & 1) * 2;
-    mma_e4m3_16832(c, gemv::word(tl.wg[u], w), gemv::word(tl.wg8[u], w), gemv::word(tl.wg[u], w + 1),
+    Mma::mma(c, gemv::word(tl.wg[u], w), gemv::word(tl.wg8[u], w), gemv::word(tl.wg[u], w + 1),
                    gemv::word(tl.wg8[u], w + 1), gemv::word(tl.x[u], w), gemv::word(tl.x[u], w + 1));
   }
 }
@@ -74,9 +92,10 @@ __device__ __forceinline__ void compute_tile(float (&c)[4], const Fp8Tile& tl) {
 /// kTiles: 128-k tiles a warp loads before computing them (bytes in flight
 /// per lane: 64 · kTiles of weights); 4 halves the serial load -> compute
 /// trips of long rows (K = 11008: 3 trips -> 2 at 16 warps).
-template <int kWarps, int kTiles>
-__global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_constant__ Fp8GemvParams p) {
-  __shared__ float red[kWarps * 4 * 32];
+template <class Mma, int kWarps, int kTiles>
+__global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_constant__ Fp8GemvParams p) {
+  using Acc = typename Mma::Acc;
+  __shared__ Acc red[kWarps * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   // Before waiting for the previous kernel (PDL): start pulling this warp's
@@ -94,7 +113,7 @@ __global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_cons
   for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
     const int64_t n0 = int64_t(rg) * 16;
     const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
-    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    Acc c[4] = {0, 0, 0, 0};
     for (int kt = warp; kt < p.k_tiles; kt += kTiles * kWarps) {
       Fp8Tile tl[kTiles];
 #pragma unroll
@@ -102,7 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_cons
         if (kt + u * kWarps < p.k_tiles) load_tile(tl[u], p, kt + u * kWarps, r0, r1, g, t);
 #pragma unroll
       for (int u = 0; u < kTiles; ++u)
-        if (kt + u * kWarps < p.k_tiles) compute_tile(c, tl[u]);
+        if (kt + u * kWarps < p.k_tiles) compute_tile<Mma>(c, tl[u]);
     }
     const float* sx = p.sx;
     const float* sw = p.sw;
@@ -111,16 +130,16 @@ __global__ void __launch_bounds__(kWarps * 32) fp8_gemv_kernel(const __grid_cons
   }
 }
 
-template <int kWarps, int kTiles>
+template <class Mma, int kWarps, int kTiles>
 void launch(const Fp8GemvParams& p, cudaStream_t stream) {
   static int blocks_per_sm = [] {
     int b = 0;
     KQ_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fp8_gemv_kernel<kWarps, kTiles>, kWarps * 32, 0));
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, w8_gemv_kernel<Mma, kWarps, kTiles>, kWarps * 32, 0));
     return std::max(b, 1);
   }();
   const int grid = std::min(p.row_groups, blocks_per_sm * current_device().multiprocessors);
-  launch_pdl(fp8_gemv_kernel<kWarps, kTiles>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
+  launch_pdl(w8_gemv_kernel<Mma, kWarps, kTiles>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
 }
 
 /// Tiles in flight per warp: 4 when a warp has at least 3 tiles of a row
@@ -134,18 +153,17 @@ int tiles_for(int k_tiles, int warps) {
   return k_tiles >= 3 * warps ? 4 : 2;
 }
 
-template <int kWarps>
+template <class Mma, int kWarps>
 void launch_w(const Fp8GemvParams& p, cudaStream_t stream) {
   if (tiles_for(p.k_tiles, kWarps) == 4)
-    launch<kWarps, 4>(p, stream);
+    launch<Mma, kWarps, 4>(p, stream);
   else
-    launch<kWarps, 2>(p, stream);
+    launch<Mma, kWarps, 2>(p, stream);
 }
 
-}  // namespace
-
-void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
-              uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream) {
+template <class Mma>
+void w8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
+             uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream) {
   Fp8GemvParams p{};
   p.x8 = x8;
   p.sx = scale_x;
@@ -163,11 +181,24 @@ void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const 
   int warps = want <= 4 ? 4 : (want <= 8 ? 8 : 16);
   while (warps > 4 && p.k_tiles < 2 * warps) warps /= 2;
   if (warps == 16)
-    launch_w<16>(p, stream);
+    launch_w<Mma, 16>(p, stream);
   else if (warps == 8)
-    launch_w<8>(p, stream);
+    launch_w<Mma, 8>(p, stream);
   else
-    launch_w<4>(p, stream);
+    launch_w<Mma, 4>(p, stream);
+}
+
+}  // namespace
+
+void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
+              uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream) {
+  w8_gemv<E4m3Mma>(x8, scale_x, w8, scale_w, K_pad, y, ldy, M, N, stream);
+}
+
+void int8_gemv(const int8_t* x8, const float* scale_x, const int8_t* w8, const float* scale_w, int64_t K_pad,
+               uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream) {
+  w8_gemv<S8Mma>(reinterpret_cast<const uint8_t*>(x8), scale_x, reinterpret_cast<const uint8_t*>(w8), scale_w, K_pad,
+                 y, ldy, M, N, stream);
 }
 
 }  // namespace kq::cuda

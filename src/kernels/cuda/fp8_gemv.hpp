@@ -1,8 +1,10 @@
 #pragma once
-// FP8 E4M3 W8A8 decode GEMV (M <= 8 tokens) on the FP8 tensor cores through
-// mma.sync m16n8k32 (cc >= 8.9): one warp owns 16 weight rows and a slice of
-// K, reads each weight byte once with 16-byte loads, and the per-channel x
-// per-token scales are applied to the FP32 accumulators.
+// W8A8 decode GEMVs (M <= 8 tokens) on the tensor cores through mma.sync
+// m16n8k32: FP8 E4M3 (cc >= 8.9, FP32 accumulators) and INT8 (cc >= 8.0,
+// exact INT32 accumulators). One warp owns 16 weight rows and a slice of K,
+// reads each weight byte once with 16-byte loads, and the per-channel x
+// per-token scales are applied to the accumulators. One kernel template
+// serves both (fp8_gemv.cu).
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -15,5 +17,11 @@ namespace kq::cuda {
 /// y: BF16 bits [M, ldy]. 1 <= M <= 8. Launch errors throw kq::Error.
 void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
               uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream);
+
+/// y[m, n] = BF16(scale_x[m] · scale_w[n] · Σ_k x8[m, k] · w8[n, k]) with the
+/// sum over INT8 codes computed exactly in INT32 (as cuBLASLt's IMMA GEMM
+/// does), then converted to FP32 once. Layouts and limits as fp8_gemv.
+void int8_gemv(const int8_t* x8, const float* scale_x, const int8_t* w8, const float* scale_w, int64_t K_pad,
+               uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream);
 
 }  // namespace kq::cuda

@@ -1,5 +1,5 @@
 #pragma once
-// Device helpers shared by the decode GEMV kernels (w4a16.cu, fp8_gemv.cu).
+// Device helpers shared by the decode GEMV kernels (w4a16*.cu, fp8_gemv.cu: FP8 and INT8).
 //
 // Warp tile: a warp owns 16 weight rows (n0 .. n0+15) and computes, with the
 // tensor cores' m16n8kK shape, C[16 rows, 8 tokens] += W[16, k] · X[8, k]ᵀ.
@@ -33,16 +33,17 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
 
 /// Sums the 4 accumulators of each lane over the block's warps (split K) and
 /// lets warp 0 write y[m, n] = BF16(scale(m, n) · acc) for m < M, n < N.
-/// red: shared float [warps][4][32]. Ends with a barrier, so red can be reused.
-template <int kWarps, class Scale>
-__device__ __forceinline__ void reduce_store(float (&c)[4], float* red, int64_t n0, int64_t N, int M,
+/// T: float, or int32_t for integer mma (summed exactly, converted once).
+/// red: shared T [warps][4][32]. Ends with a barrier, so red can be reused.
+template <int kWarps, class T, class Scale>
+__device__ __forceinline__ void reduce_store(T (&c)[4], T* red, int64_t n0, int64_t N, int M,
                                              __nv_bfloat16* __restrict__ y, int64_t ldy, Scale scale) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int i = 0; i < 4; ++i) red[(warp * 4 + i) * 32 + lane] = c[i];
   __syncthreads();
   if (warp == 0) {
-    float s[4] = {0.f, 0.f, 0.f, 0.f};
+    T s[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int w = 0; w < kWarps; ++w)
 #pragma unroll
@@ -52,7 +53,7 @@ __device__ __forceinline__ void reduce_store(float (&c)[4], float* red, int64_t 
     for (int i = 0; i < 4; ++i) {
       const int m = 2 * t + (i & 1);
       const int64_t n = n0 + g + (i >> 1) * 8;
-      if (m < M && n < N) y[int64_t(m) * ldy + n] = __float2bfloat16_rn(scale(m, n) * s[i]);
+      if (m < M && n < N) y[int64_t(m) * ldy + n] = __float2bfloat16_rn(scale(m, n) * float(s[i]));
     }
   }
   __syncthreads();

@@ -102,6 +102,15 @@ void fp8_w8a8_linear(GpuContext& ctx, const Fp8Weight& w, const uint16_t* x, int
 void int8_w8a8_linear(GpuContext& ctx, const Int8Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
                       int64_t ldy) {
   check_call("int8_w8a8_linear", M, ldx, w.K, ldy, w.N);
+  const DeviceQuery& dev = ctx.device();
+  if (M <= 8 && dev.cc_major >= 8) {
+    // Decode: our INT8 GEMV (same codes, same exact INT32 sums as the GEMM).
+    auto* q = static_cast<int8_t*>(ctx.scratch(Scratch::ActQ, size_t(M * w.K_pad)));
+    auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M) * sizeof(float)));
+    quantize_rows_int8(x, ldx, M, w.K, q, w.K_pad, M, sx, ctx.stream());
+    int8_gemv(q, sx, w.codes.data(), w.scale.data(), w.K_pad, y, ldy, M, w.N, ctx.stream());
+    return;
+  }
   const int64_t M_pad = round_up(M, 16);
   auto* q = static_cast<int8_t*>(ctx.scratch(Scratch::ActQ, size_t(M_pad * w.K_pad)));
   auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M_pad) * sizeof(float)));

@@ -56,9 +56,10 @@ enum class Fp8Path {
 void fp8_w8a8_linear(GpuContext& ctx, const Fp8Weight& w, const uint16_t* x, int64_t ldx, int64_t M,
                      uint16_t* y, int64_t ldy, Fp8Path path = Fp8Path::Auto);
 
-/// INT8 W8A8 linear: per-token INT8 activations, cuBLASLt IMMA with INT32
-/// accumulation into a scratch [M_pad, N_pad] (M_pad = round_up(M, 16)), then
-/// the dequantization kernel y = BF16(acc · scale_x[m] · scale_w[n]).
+/// INT8 W8A8 linear: per-token INT8 activations, then for M <= 8 (decode) our
+/// INT8 GEMV (int8_gemv, exact INT32 sums), else cuBLASLt IMMA with INT32
+/// accumulation into a scratch [M_pad, N_pad] (M_pad = round_up(M, 16)) and
+/// the dequantization kernel; both give y = BF16(acc · scale_x[m] · scale_w[n]).
 /// Throws as fp8_w8a8_linear.
 void int8_w8a8_linear(GpuContext& ctx, const Int8Weight& w, const uint16_t* x, int64_t ldx, int64_t M,
                       uint16_t* y, int64_t ldy);
