@@ -37,6 +37,8 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 #include "kernels/cuda/w4a16.hpp"
 #include "kernels/cuda/w4a16_device.cuh"
 #include "kernels/cuda/w4a16_launch.hpp"
@@ -329,6 +331,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
       }
     }
 
+  // x is the previous kernel's output (PDL: the weight loads above may overlap it).
+  pdl_wait();
   stage_block<kWarps, kParts, kDq>(p, smem + (lut_addr - smem_base), xs, sums, slots, warp, lane);
 
   float* my_slots = slots + warp * p.g_max * 8 + g;
@@ -386,8 +390,7 @@ void launch_stream(const StreamParams& p, size_t smem, cudaStream_t stream) {
     return true;
   }();
   (void)attr;
-  kernel<<<unsigned(p.ctas), kWarps * 32, smem, stream>>>(p);
-  KQ_CUDA_CHECK_LAUNCH();
+  launch_pdl(kernel, dim3(unsigned(p.ctas)), dim3(kWarps * 32), smem, stream, p);
 }
 
 /// (warps, ring depth): {16, 4}, {20, 3}, {24, 2}, {24, 3}, {32, 2}.

@@ -26,6 +26,8 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
 #include "kernels/cuda/w4a16.hpp"
 #include "kernels/cuda/w4a16_device.cuh"
 #include "kernels/cuda/w4a16_launch.hpp"
@@ -220,8 +222,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) w4a16_gemv_kernel(con
 
   uint4 w0[kU], w1[kU];
   uint32_t sc[kU][kParts][2], zc[kU][kParts][2];
-  // The first chunk's loads go out before the LUT fill and its barrier.
+  // The first chunk's loads go out before the LUT fill and its barrier, and
+  // before waiting for the previous kernel (PDL: weights are never written).
   load_chunk<kU, kParts, kDq>(w0, w1, sc, zc, p, q0, q1, r0, r1, kt_begin, kt_end);
+  pdl_wait();
   if constexpr (kDq == Dq::Lut) {
     uint4* lut4 = reinterpret_cast<uint4*>(lut);
     for (int i = threadIdx.x; i < 256 * 8; i += kWarps * 32) {
@@ -286,8 +290,7 @@ void launch_gemv(W4GemvParams p, cudaStream_t stream) {
   (void)attr;
   p.per_warp = (p.k_tiles + kWarps - 1) / kWarps;
   const unsigned grid = unsigned((p.N + 15) / 16);
-  kernel<<<grid, kWarps * 32, smem, stream>>>(p);
-  KQ_CUDA_CHECK_LAUNCH();
+  launch_pdl(kernel, dim3(grid), dim3(kWarps * 32), smem, stream, p);
 }
 
 /// (warps, tiles per chunk, warps per SM the register cap aims at):
