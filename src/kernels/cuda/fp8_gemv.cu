@@ -91,7 +91,7 @@ __device__ __forceinline__ void compute_tile(typename Mma::Acc (&c)[4], const Fp
 
 /// kTiles: 128-k tiles a warp loads before computing them (bytes in flight
 /// per lane: 64 · kTiles of weights); 4 halves the serial load -> compute
-/// trips of long rows (K = 11008: 3 trips -> 2 at 16 warps).
+/// trips of long rows but measured slower (fewer warps fit: registers).
 template <class Mma, int kWarps, int kTiles>
 __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_constant__ Fp8GemvParams p) {
   using Acc = typename Mma::Acc;
@@ -142,15 +142,15 @@ void launch(const Fp8GemvParams& p, cudaStream_t stream) {
   launch_pdl(w8_gemv_kernel<Mma, kWarps, kTiles>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
 }
 
-/// Tiles in flight per warp: 4 when a warp has at least 3 tiles of a row
-/// group to do, else 2; KQ_FP8_GEMV_TILES=2 or 4 forces one (A/B benchmarks).
+/// Tiles in flight per warp: 2. KQ_FP8_GEMV_TILES=4 selects 4 where a warp
+/// has at least 3 tiles of a row group (A/B runs): measured slower on the H200
+/// in the Llama-7B decode (FP8 290 vs 309 tok/s, INT8 305 vs 314; docs/GPU.md).
 int tiles_for(int k_tiles, int warps) {
   static const int forced = [] {
     const char* e = std::getenv("KQ_FP8_GEMV_TILES");
     return e ? std::atoi(e) : 0;
   }();
-  if (forced == 2 || forced == 4) return forced;
-  return k_tiles >= 3 * warps ? 4 : 2;
+  return forced == 4 && k_tiles >= 3 * warps ? 4 : 2;
 }
 
 template <class Mma, int kWarps>
