@@ -12,7 +12,6 @@
 #include "kernels/cuda/gemv_common.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/pdl.hpp"
-#include "kernels/cuda/w8a8_codec.cuh"
 
 namespace kq::cuda {
 namespace {
@@ -31,17 +30,12 @@ struct Fp8GemvParams {
   int M;
   int k_tiles;
   int row_groups;
-  // M = 1 with the per-token quantization fused (x8 and sx unused): BF16 x [K].
-  const uint16_t* xb;
-  int64_t K;
-  bool xb_vec;  // xb 16-byte aligned and K % 8 == 0
 };
 
 /// C[16x8] += A[16x32] · B[32x8] on 8-bit codes; the fragment layouts of the
 /// E4M3 and S8 shapes are the same (PTX ISA, "mma.m16n8k32").
 struct E4m3Mma {
   using Acc = float;
-  using Codec = w8codec::Fp8Codec;
   __device__ static void mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                              uint32_t b1) {
     asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -52,7 +46,6 @@ struct E4m3Mma {
 };
 struct S8Mma {
   using Acc = int32_t;
-  using Codec = w8codec::Int8Codec;
   __device__ static void mma(int32_t (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                              uint32_t b1) {
     asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -67,9 +60,8 @@ struct Fp8Tile {
   uint4 wg[2], wg8[2], x[2];
 };
 
-/// xs: the block's quantized x in shared memory (fused quantization), else null.
-__device__ __forceinline__ void load_tile(Fp8Tile& tl, const Fp8GemvParams& p, const uint8_t* xs, int kt,
-                                          int64_t r0, int64_t r1, int g, int t) {
+__device__ __forceinline__ void load_tile(Fp8Tile& tl, const Fp8GemvParams& p, int kt, int64_t r0, int64_t r1,
+                                          int g, int t) {
   const int64_t kq = int64_t(kt) * kTileK + 32 * t;
   const uint8_t* a = p.w8 + r0 * p.K_pad + kq;
   const uint8_t* b = p.w8 + r1 * p.K_pad + kq;
@@ -77,11 +69,7 @@ __device__ __forceinline__ void load_tile(Fp8Tile& tl, const Fp8GemvParams& p, c
   tl.wg[1] = gemv::ld_stream(a + 16);
   tl.wg8[0] = gemv::ld_stream(b);
   tl.wg8[1] = gemv::ld_stream(b + 16);
-  if (xs) {
-    const uint4* xr = reinterpret_cast<const uint4*>(xs + kq);
-    tl.x[0] = g == 0 ? xr[0] : make_uint4(0, 0, 0, 0);
-    tl.x[1] = g == 0 ? xr[1] : make_uint4(0, 0, 0, 0);
-  } else if (g < p.M) {
+  if (g < p.M) {
     const uint4* xr = reinterpret_cast<const uint4*>(p.x8 + int64_t(g) * p.K_pad + kq);
     tl.x[0] = __ldg(xr);
     tl.x[1] = __ldg(xr + 1);
@@ -122,41 +110,6 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
     }
   }
   pdl_wait();
-  // Fused per-token quantization (M = 1): every block quantizes x into shared
-  // memory itself, exactly as quantize_rows_* does (absmax, IEEE division).
-  extern __shared__ __align__(16) uint8_t xq[];  // [K_pad] codes, then BF16 x [K] (when p.xb)
-  float s_fused = 0.0f;
-  if (p.xb) {
-    using Codec = typename Mma::Codec;
-    uint16_t* xh = reinterpret_cast<uint16_t*>(xq + p.K_pad);
-    float amax = 0.0f;
-    if (p.xb_vec) {
-#pragma unroll 4
-      for (int i = threadIdx.x; i < int(p.K / 8); i += kWarps * 32) {
-        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p.xb) + i);
-        reinterpret_cast<uint4*>(xh)[i] = v;
-        const uint32_t w4[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          amax = fmaxf(amax, fmaxf(fabsf(__uint_as_float(w4[e] << 16)), fabsf(__uint_as_float(w4[e] & 0xFFFF0000u))));
-      }
-    } else {
-#pragma unroll 4
-      for (int k = threadIdx.x; k < int(p.K); k += kWarps * 32) {
-        const uint16_t v = __ldg(p.xb + k);
-        xh[k] = v;
-        amax = fmaxf(amax, fabsf(__uint_as_float(uint32_t(v) << 16)));
-      }
-    }
-    amax = w8codec::block_max<kWarps * 32>(amax, reinterpret_cast<float*>(red));  // barriers: xh is complete
-    float sc = amax / Codec::kMax;
-    if (!(sc > 0.0f)) sc = 1.0f;
-    for (int k = threadIdx.x; k < int(p.K_pad); k += kWarps * 32)
-      xq[k] = k < p.K ? uint8_t(Codec::encode(__fdiv_rn(__uint_as_float(uint32_t(xh[k]) << 16), sc))) : 0;
-    __syncthreads();
-    s_fused = sc;
-  }
-  const uint8_t* xs = p.xb ? xq : nullptr;
   for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
     const int64_t n0 = int64_t(rg) * 16;
     const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
@@ -165,16 +118,15 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
       Fp8Tile tl[kTiles];
 #pragma unroll
       for (int u = 0; u < kTiles; ++u)
-        if (kt + u * kWarps < p.k_tiles) load_tile(tl[u], p, xs, kt + u * kWarps, r0, r1, g, t);
+        if (kt + u * kWarps < p.k_tiles) load_tile(tl[u], p, kt + u * kWarps, r0, r1, g, t);
 #pragma unroll
       for (int u = 0; u < kTiles; ++u)
         if (kt + u * kWarps < p.k_tiles) compute_tile<Mma>(c, tl[u]);
     }
     const float* sx = p.sx;
     const float* sw = p.sw;
-    gemv::reduce_store<kWarps>(c, red, n0, p.N, p.M, p.y, p.ldy, [sx, sw, s_fused](int m, int64_t n) {
-      return (sx ? sx[m] : s_fused) * sw[n];
-    });
+    gemv::reduce_store<kWarps>(c, red, n0, p.N, p.M, p.y, p.ldy,
+                               [sx, sw](int m, int64_t n) { return sx[m] * sw[n]; });
   }
 }
 
@@ -187,8 +139,7 @@ void launch(const Fp8GemvParams& p, cudaStream_t stream) {
     return std::max(b, 1);
   }();
   const int grid = std::min(p.row_groups, blocks_per_sm * current_device().multiprocessors);
-  const size_t smem = p.xb ? size_t(p.K_pad + 2 * p.K) : 0;  // <= 3 * kFusedQuantMaxKPad = 48 KB: no opt-in
-  launch_pdl(w8_gemv_kernel<Mma, kWarps, kTiles>, dim3(unsigned(grid)), dim3(kWarps * 32), smem, stream, p);
+  launch_pdl(w8_gemv_kernel<Mma, kWarps, kTiles>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
 }
 
 /// Tiles in flight per warp: 2. KQ_FP8_GEMV_TILES=4 selects 4 where a warp
@@ -212,12 +163,8 @@ void launch_w(const Fp8GemvParams& p, cudaStream_t stream) {
 
 template <class Mma>
 void w8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
-             uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream, const uint16_t* xb = nullptr,
-             int64_t K = 0) {
+             uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream) {
   Fp8GemvParams p{};
-  p.xb = xb;
-  p.K = K;
-  p.xb_vec = xb && K % 8 == 0 && reinterpret_cast<uintptr_t>(xb) % 16 == 0;
   p.x8 = x8;
   p.sx = scale_x;
   p.w8 = w8;
@@ -246,16 +193,6 @@ void w8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const f
 void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const float* scale_w, int64_t K_pad,
               uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream) {
   w8_gemv<E4m3Mma>(x8, scale_x, w8, scale_w, K_pad, y, ldy, M, N, stream);
-}
-
-void fp8_gemv_quantize_x(const uint16_t* x, int64_t K, const uint8_t* w8, const float* scale_w, int64_t K_pad,
-                         uint16_t* y, int64_t N, cudaStream_t stream) {
-  w8_gemv<E4m3Mma>(nullptr, nullptr, w8, scale_w, K_pad, y, N, 1, N, stream, x, K);
-}
-
-void int8_gemv_quantize_x(const uint16_t* x, int64_t K, const int8_t* w8, const float* scale_w, int64_t K_pad,
-                          uint16_t* y, int64_t N, cudaStream_t stream) {
-  w8_gemv<S8Mma>(nullptr, nullptr, reinterpret_cast<const uint8_t*>(w8), scale_w, K_pad, y, N, 1, N, stream, x, K);
 }
 
 void int8_gemv(const int8_t* x8, const float* scale_x, const int8_t* w8, const float* scale_w, int64_t K_pad,

@@ -24,17 +24,4 @@ void fp8_gemv(const uint8_t* x8, const float* scale_x, const uint8_t* w8, const 
 void int8_gemv(const int8_t* x8, const float* scale_x, const int8_t* w8, const float* scale_w, int64_t K_pad,
                uint16_t* y, int64_t ldy, int64_t M, int64_t N, cudaStream_t stream);
 
-/// Largest K_pad the *_quantize_x GEMVs take: each block holds x in shared
-/// memory as BF16 and as codes (3·K_pad bytes <= 48 KB, no opt-in needed).
-inline constexpr int64_t kFusedQuantMaxKPad = 16 * 1024;
-
-/// Decode of one token with its per-token quantization fused: every block
-/// quantizes x (BF16 [K]) itself, with the codes and scale quantize_rows_fp8 /
-/// quantize_rows_int8 give, then computes y [N] as fp8_gemv / int8_gemv. One
-/// launch instead of two. K_pad <= kFusedQuantMaxKPad (the caller checks).
-void fp8_gemv_quantize_x(const uint16_t* x, int64_t K, const uint8_t* w8, const float* scale_w, int64_t K_pad,
-                         uint16_t* y, int64_t N, cudaStream_t stream);
-void int8_gemv_quantize_x(const uint16_t* x, int64_t K, const int8_t* w8, const float* scale_w, int64_t K_pad,
-                          uint16_t* y, int64_t N, cudaStream_t stream);
-
 }  // namespace kq::cuda

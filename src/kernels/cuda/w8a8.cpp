@@ -1,8 +1,6 @@
 #include "kernels/cuda/w8a8.hpp"
 
 #include <cmath>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
 #include "kernels/cuda/fp8_gemv.hpp"
@@ -41,16 +39,6 @@ W8Weight<Code> upload_w8(const char* what, const Code* codes, const float* scale
   return w;
 }
 
-/// Whether the M = 1 decode GEMV quantizes x itself (one launch instead of
-/// two): K_pad <= kFusedQuantMaxKPad, unless KQ_W8_FUSED_QUANT=0 (A/B runs).
-bool fused_quant(int64_t K_pad) {
-  static const bool allowed = [] {
-    const char* e = std::getenv("KQ_W8_FUSED_QUANT");
-    return !(e && std::string(e) == "0");
-  }();
-  return allowed && K_pad <= kFusedQuantMaxKPad;
-}
-
 void check_call(const char* op, int64_t M, int64_t ldx, int64_t K, int64_t ldy, int64_t N) {
   if (M <= 0) raise<InvalidArgument>("{}: M = {} tokens (must be >= 1)", op, M);
   if (ldx < K || ldy < N)
@@ -79,10 +67,6 @@ void fp8_w8a8_linear(GpuContext& ctx, const Fp8Weight& w, const uint16_t* x, int
   if (path == Fp8Path::Gemv && M > 8)
     raise<InvalidArgument>("fp8_w8a8_linear: the decode GEMV takes M <= 8 tokens, got {}", M);
   const bool gemv = path == Fp8Path::Gemv || (path == Fp8Path::Auto && M <= 8);
-  if (gemv && M == 1 && fused_quant(w.K_pad)) {
-    fp8_gemv_quantize_x(x, w.K, w.codes.data(), w.scale.data(), w.K_pad, y, w.N, ctx.stream());
-    return;
-  }
   const int64_t M_pad = gemv ? M : round_up(M, 16);
   auto* q = static_cast<uint8_t*>(ctx.scratch(Scratch::ActQ, size_t(M_pad * w.K_pad)));
   auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M_pad) * sizeof(float)));
@@ -119,10 +103,6 @@ void int8_w8a8_linear(GpuContext& ctx, const Int8Weight& w, const uint16_t* x, i
                       int64_t ldy) {
   check_call("int8_w8a8_linear", M, ldx, w.K, ldy, w.N);
   const DeviceQuery& dev = ctx.device();
-  if (M == 1 && dev.cc_major >= 8 && fused_quant(w.K_pad)) {
-    int8_gemv_quantize_x(x, w.K, w.codes.data(), w.scale.data(), w.K_pad, y, w.N, ctx.stream());
-    return;
-  }
   if (M <= 8 && dev.cc_major >= 8) {
     // Decode: our INT8 GEMV (same codes, same exact INT32 sums as the GEMM).
     auto* q = static_cast<int8_t*>(ctx.scratch(Scratch::ActQ, size_t(M * w.K_pad)));

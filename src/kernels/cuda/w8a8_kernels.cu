@@ -6,7 +6,6 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/pdl.hpp"
-#include "kernels/cuda/w8a8_codec.cuh"
 #include "kernels/cuda/w8a8_kernels.hpp"
 
 namespace kq::cuda {
@@ -16,9 +15,38 @@ constexpr int kQuantThreads = 256;
 
 __device__ __forceinline__ float bf16_bits_to_float(uint16_t b) { return __uint_as_float(uint32_t(b) << 16); }
 
-using w8codec::block_max;
-using w8codec::Fp8Codec;
-using w8codec::Int8Codec;
+/// Block-wide max of non-negative values (kThreads threads).
+template <int kThreads>
+__device__ float block_max(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < kThreads / 32 ? red[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (lane == 0) red[0] = v;
+  }
+  __syncthreads();
+  return red[0];
+}
+
+struct Fp8Codec {
+  static constexpr float kMax = 448.0f;
+  using Out = uint8_t;
+  __device__ static Out encode(float v) {
+    return Out(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+  }
+};
+
+struct Int8Codec {
+  static constexpr float kMax = 127.0f;
+  using Out = int8_t;
+  __device__ static Out encode(float v) {
+    const int q = __float2int_rn(v);
+    return Out(q > 127 ? 127 : (q < -127 ? -127 : q));
+  }
+};
 
 /// One block per row of q (M_pad rows).
 template <class Codec>
