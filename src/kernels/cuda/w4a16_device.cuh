@@ -75,4 +75,19 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 
 __device__ __forceinline__ float bf16_bits_to_float(uint32_t b) { return __uint_as_float(b << 16); }
 
+/// Fills the NF4/FP4 lookup table of the decode GEMVs (64 KB of shared
+/// memory): entry b (a code byte, low nibble first) at byte 256·b holds the
+/// BF16 pair (codebook[b & 15], codebook[b >> 4]) in its first 32 words, one
+/// copy per lane, so a warp's lookups never share a bank. kThreads threads
+/// share the work; no barrier (the caller syncs before the first lookup).
+template <int kThreads>
+__device__ __forceinline__ void fill_lut(void* lut, const float* codebook) {
+  uint4* lut4 = reinterpret_cast<uint4*>(lut);
+  for (int i = threadIdx.x; i < 256 * 8; i += kThreads) {
+    const int b = i >> 3;
+    const uint32_t v = pack_bf16x2(codebook[b & 15], codebook[b >> 4]);
+    lut4[b * 16 + (i & 7)] = make_uint4(v, v, v, v);
+  }
+}
+
 }  // namespace kq::cuda::w4dev

@@ -248,12 +248,7 @@ __device__ __forceinline__ void stage_block(const StreamParams& p, unsigned char
     }
   }
   if constexpr (kDq == Dq::Lut) {
-    uint4* lut4 = reinterpret_cast<uint4*>(lut);
-    for (int i = threadIdx.x; i < 256 * 8; i += kWarps * 32) {
-      const int b = i >> 3;
-      const uint32_t v = pack_bf16x2(p.codebook[b & 15], p.codebook[b >> 4]);
-      lut4[b * 16 + (i & 7)] = make_uint4(v, v, v, v);
-    }
+    fill_lut<kWarps * 32>(lut, p.codebook);
   }
   for (int i = threadIdx.x; i < kWarps * p.g_max * 8; i += kWarps * 32) slots[i] = 0.f;
   __syncthreads();

@@ -227,12 +227,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) w4a16_gemv_kernel(con
   load_chunk<kU, kParts, kDq>(w0, w1, sc, zc, p, q0, q1, r0, r1, kt_begin, kt_end);
   pdl_wait();
   if constexpr (kDq == Dq::Lut) {
-    uint4* lut4 = reinterpret_cast<uint4*>(lut);
-    for (int i = threadIdx.x; i < 256 * 8; i += kWarps * 32) {
-      const int b = i >> 3;
-      const uint32_t v = pack_bf16x2(p.codebook[b & 15], p.codebook[b >> 4]);
-      lut4[b * 16 + (i & 7)] = make_uint4(v, v, v, v);
-    }
+    fill_lut<kWarps * 32>(lut, p.codebook);
     __syncthreads();
   }
   float acc[kN8][4];
