@@ -94,6 +94,14 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 void save_quantized_model(Model& model, const QuantizeOptions& options, const std::filesystem::path& out,
                           bool overwrite = false);
 
+/// The checks save_quantized_model makes of `out` before writing, for callers
+/// that want to fail before loading and quantizing (`kq quantize` does): the
+/// folder `out` would be created in exists and is writable; `out` is not a
+/// file; a non-empty `out` needs `overwrite` and then must be a model folder
+/// (config.json); `out` is neither the source folder `src` nor contains it
+/// (skipped when `src` is empty). Throws InvalidArgument naming `out`.
+void check_quantized_output(const std::filesystem::path& out, const std::filesystem::path& src, bool overwrite);
+
 /// Configuration of an LLMOptimizer (the specification's optimizer config).
 struct OptimizerConfig {
   /// Quantization to apply at load; std::nullopt keeps the model as loaded.

@@ -1,5 +1,9 @@
 // `kq quantize`: writing a KernelQuant quantized model folder (layout in include/kq/optimizer.hpp).
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -34,11 +38,23 @@ std::string file_prefix(const std::string& module, bool bare_gpt2) {
 
 }  // namespace
 
-void save_quantized_model(Model& model, const QuantizeOptions& options, const fs::path& out, bool overwrite) {
-  const fs::path src = model.source_dir();
-  if (src.empty())
-    raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");
-  if (fs::exists(out) && fs::equivalent(out, src))
+void check_quantized_output(const fs::path& out, const fs::path& src, bool overwrite) {
+  std::error_code ec;
+  if (out.empty()) raise<InvalidArgument>("--out is empty: give the folder to write");
+  const fs::path parent = fs::absolute(out, ec).lexically_normal().parent_path();
+  if (!fs::is_directory(parent, ec))
+    raise<InvalidArgument>("--out '{}': the folder it would be created in, '{}', does not exist", out.string(),
+                           parent.string());
+  if (::access(parent.c_str(), W_OK | X_OK) != 0)
+    raise<InvalidArgument>("--out '{}': cannot create it in '{}' ({})", out.string(), parent.string(),
+                           std::strerror(errno));
+  if (fs::exists(fs::symlink_status(out, ec)) && !fs::is_directory(out, ec))
+    raise<InvalidArgument>("--out '{}' exists and is not a folder", out.string());
+  if (!overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec))
+    raise<InvalidArgument>("--out '{}': folder exists and is not empty (use --overwrite to replace it)",
+                           out.string());
+  if (src.empty()) return;
+  if (fs::exists(out, ec) && fs::exists(src, ec) && fs::equivalent(out, src))
     raise<InvalidArgument>("--out '{}' is the source model folder; choose another folder", out.string());
   // Never replace a folder that holds the source, nor one that is not a model folder.
   const fs::path out_abs = fs::weakly_canonical(out), src_abs = fs::weakly_canonical(src);
@@ -50,6 +66,13 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   if (overwrite && fs::is_directory(out) && !fs::is_empty(out) && !fs::exists(out / "config.json"))
     raise<InvalidArgument>("--out '{}' exists and is not a model folder (no config.json); refusing to replace it",
                            out.string());
+}
+
+void save_quantized_model(Model& model, const QuantizeOptions& options, const fs::path& out, bool overwrite) {
+  const fs::path src = model.source_dir();
+  if (src.empty())
+    raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");
+  check_quantized_output(out, src, overwrite);
 
   const TensorStore store = TensorStore::open_dir(src);
   nlohmann::json config = io::load_json_file(src / "config.json");

@@ -153,6 +153,32 @@ TEST(QuantizedFolder, RefusesToOverwriteAndLeavesNothingHalfWritten) {
   EXPECT_THROW(save_quantized_model(*plain, o, tmp.path / "p"), InvalidArgument);
 }
 
+// The output checks run before any work (kq quantize calls them before loading).
+TEST(QuantizedFolder, OutputIsCheckedUpFront) {
+  kq::testing::TempDir tmp;
+  auto throws_naming = [&](const fs::path& out, bool overwrite, const std::string& part) {
+    try {
+      check_quantized_output(out, demo_dir(), overwrite);
+      ADD_FAILURE() << "no error for " << out;
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  throws_naming(tmp.path / "missing" / "q", false, "does not exist");
+  std::ofstream(tmp.path / "file") << "x";
+  throws_naming(tmp.path / "file", true, "not a folder");
+  throws_naming(tmp.path / "file" / "q", false, "does not exist");
+  fs::create_directories(tmp.path / "full");
+  std::ofstream(tmp.path / "full" / "keep.txt") << "precious";
+  throws_naming(tmp.path / "full", false, "not empty");
+  throws_naming(tmp.path / "full", true, "not a model folder");
+  throws_naming(demo_dir(), true, "source model folder");
+  EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", demo_dir(), false));
+  EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", fs::path(), false));
+  EXPECT_TRUE(fs::exists(tmp.path / "full" / "keep.txt"));
+  EXPECT_FALSE(fs::exists(tmp.path / "new"));
+}
+
 TEST(QuantizedFolder, ForeignQuantizationConfigIsAClearError) {
   kq::testing::TempDir tmp;
   for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})

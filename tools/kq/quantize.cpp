@@ -39,6 +39,7 @@ void add_quantize_command(CLI::App& app) {
     ExecContext ctx;
     ctx.threads = a->threads;
     QuantizeReport rep;
+    check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
     auto model = load_quantized(a->model, qo, ctx, &rep);
     save_quantized_model(*model, qo, a->out, a->overwrite);
     int quantized = 0;
