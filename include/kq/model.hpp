@@ -124,7 +124,10 @@ class Model {
   /// are transposed to [out, in]; F32 tensors that need no change stay
   /// memory-mapped (zero copy). GPT-2 accepts "transformer."-prefixed and bare
   /// hub-style names (h.0.attn.c_attn.weight, wte.weight) and ignores the
-  /// h.N.attn.bias / h.N.attn.masked_bias buffers.
+  /// h.N.attn.bias / h.N.attn.masked_bias buffers. Tensors of the file that
+  /// the architecture does not use (e.g. layers beyond num_hidden_layers) are
+  /// reported once through kq::warn (kq/warning.hpp) with their count and first
+  /// names; RoPE inv_freq buffers are not reported.
   /// ctx.device == CUDA: each linear layer is converted to the GPU as it is
   /// read (the host never holds all F32 weights), embeddings become BF16 on
   /// the device, norms F32.
