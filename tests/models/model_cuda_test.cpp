@@ -333,6 +333,33 @@ TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
   }
 }
 
+// A layer swapped after to_device (here q_proj of layer 0, on the CPU, then
+// to_device again): its group is no longer fused as a whole, so k/v run as
+// parts of the old fused op (CudaLinearPart alone) and q as its own op; the
+// logits still match the CPU model with the same swap.
+TEST(ModelCuda, LayerSwappedAfterFusionStillMatchesCpu) {
+  REQUIRE_CUDA_MODEL();
+  const ModelConfig c = random_llama();
+  auto cpu = Model::random(c, 5, kCpu);
+  auto gpu = Model::random(c, 5, kCpu);
+  gpu->to_device(kCuda);
+  const QuantSpec spec = parse_quant_mode("nf4");
+  const std::string name = "model.layers.0.self_attn.q_proj";
+  Tensor w, b;  // the CPU model's FP32 q_proj: both models get the same NF4 op of it
+  for (const LinearSlot& s : cpu->linear_layers())
+    if (s.name == name) w = (*s.op)->dequantized_weight(), b = (*s.op)->bias();
+  ASSERT_TRUE(w.defined());
+  for (Model* m : {cpu.get(), gpu.get()})
+    for (const LinearSlot& s : m->linear_layers())
+      if (s.name == name) *s.op = quantize_linear(w, b, spec);
+  gpu->to_device(kCuda);  // converts the swapped layer; its group stays unfused
+  const auto t = tokens_for(4, 16, c.vocab_size);
+  const auto want = full_pass(*cpu, t), got = full_pass(*gpu, t);
+  const double err = rel_l2(got.data(), want.data(), want.size());
+  std::printf("random Llama, q_proj of layer 0 swapped after fusion: GPU vs CPU logits, relative L2 %.3g\n", err);
+  EXPECT_LE(err, 3e-2);
+}
+
 TEST(ModelCuda, RandomLlamaWithTransformOnDevice) {
   REQUIRE_CUDA_MODEL();
   const ModelConfig c = random_llama();
