@@ -63,9 +63,37 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
   if (mismatch == out_abs.end())
     raise<InvalidArgument>("--out '{}' contains the source model folder '{}'; choose another folder", out.string(),
                            src.string());
-  if (overwrite && fs::is_directory(out) && !fs::is_empty(out) && !fs::exists(out / "config.json"))
-    raise<InvalidArgument>("--out '{}' exists and is not a model folder (no config.json); refusing to replace it",
-                           out.string());
+  if (overwrite && fs::is_directory(out) && !fs::is_empty(out)) {
+    // Only a folder this function wrote may be replaced: config.json with a kq
+    // quantization_config, and no file it would not write (so an original model
+    // folder, or one holding other work, is never deleted).
+    if (!fs::exists(out / "config.json"))
+      raise<InvalidArgument>("--out '{}' exists and is not a model folder (no config.json); refusing to replace it",
+                             out.string());
+    bool kq_folder = false;
+    try {
+      const nlohmann::json cfg = io::load_json_file(out / "config.json");
+      kq_folder = cfg.is_object() && cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
+                  cfg["quantization_config"].value("quant_method", "") == "kq";
+    } catch (const Error&) {
+      kq_folder = false;
+    }
+    if (!kq_folder)
+      raise<InvalidArgument>(
+          "--out '{}' is not a folder written by kq quantize (its config.json has no kq quantization_config); "
+          "refusing to replace it with --overwrite",
+          out.string());
+    for (const auto& e : fs::directory_iterator(out)) {
+      const std::string name = e.path().filename().string();
+      const bool ours = name == "config.json" || name == "model.safetensors" ||
+                        std::find(std::begin(kSideFiles), std::end(kSideFiles), name) != std::end(kSideFiles);
+      if (!ours || !e.is_regular_file())
+        raise<InvalidArgument>(
+            "--out '{}' holds '{}', which kq quantize does not write; refusing to replace the folder with "
+            "--overwrite (move it away first)",
+            out.string(), name);
+    }
+  }
 }
 
 void save_quantized_model(Model& model, const QuantizeOptions& options, const fs::path& out, bool overwrite) {

@@ -72,6 +72,11 @@ ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t
         kl += s.kl;
         ag += s.agree;
       }
+      if (!std::isfinite(nr))
+        raise<Error>(
+            "compare: the reference model produced non-finite logits in window {} (tokens {}..{}): its weights "
+            "or activations overflow (damaged or out-of-range weights?)",
+            r.windows, w.begin, w.end - 1);
       r.nll_ref += nr;
       r.nll_cand += nc;
       kl_sum += kl;

@@ -173,6 +173,23 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
   throws_naming(tmp.path / "full", false, "not empty");
   throws_naming(tmp.path / "full", true, "not a model folder");
   throws_naming(demo_dir(), true, "source model folder");
+  // --overwrite replaces only a folder kq quantize wrote, holding nothing else.
+  const fs::path orig = tmp.path / "orig";
+  fs::create_directories(orig);
+  for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
+    fs::copy_file(demo_dir() / f, orig / f);
+  throws_naming(orig, true, "not a folder written by kq quantize");
+  auto m = Model::load(demo_dir());
+  QuantizeOptions o = opts("int8");
+  quantize_model(*m, o);
+  const fs::path q = tmp.path / "q";
+  save_quantized_model(*m, o, q);
+  EXPECT_NO_THROW(check_quantized_output(q, demo_dir(), true));
+  save_quantized_model(*m, o, q, /*overwrite=*/true);  // a kq folder is replaced
+  fs::create_directories(q / "checkpoints");
+  throws_naming(q, true, "checkpoints");
+  EXPECT_THROW(save_quantized_model(*m, o, q, true), InvalidArgument);
+  EXPECT_TRUE(fs::exists(q / "checkpoints"));
   EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", demo_dir(), false));
   EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", fs::path(), false));
   EXPECT_TRUE(fs::exists(tmp.path / "full" / "keep.txt"));

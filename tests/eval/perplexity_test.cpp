@@ -4,12 +4,14 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <ostream>
 #include <sstream>
 #include <string>
 
 #include "common/test_data.hpp"
+#include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
 #include "kq/model.hpp"
@@ -60,6 +62,28 @@ TEST(PerplexityWindows, FollowTheProtocol) {
   EXPECT_TRUE(perplexity_windows(1, 4).empty());
   EXPECT_THROW(perplexity_windows(10, 1), InvalidArgument);
   EXPECT_THROW(perplexity_windows(10, 4, -1), InvalidArgument);
+}
+
+// Weights that overflow (finite on disk, so accepted at load) give non-finite
+// logits: a clear error, never a NaN perplexity reported as a result.
+TEST(Perplexity, OverflowingWeightsAreAnError) {
+  const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
+  auto model = Model::load(dir);
+  for (const LinearSlot& s : model->linear_layers())
+    if (s.name == "transformer.h.0.attn.c_attn") {
+      Tensor w = (*s.op)->dequantized_weight();
+      float* p = w.mutable_data<float>();
+      for (int i = 0; i < 100; ++i) p[i] = 3e38f;
+      *s.op = make_linear_f32(w, (*s.op)->bias());
+    }
+  std::vector<int32_t> tokens(64);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i * 7 % 100);
+  try {
+    evaluate_perplexity(*model, tokens, 32, 0);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite logits"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Perplexity, MatchesDirectComputationFromLogits) {

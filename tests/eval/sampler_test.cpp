@@ -31,6 +31,16 @@ TEST(Sampler, GreedyIsArgmax) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(top1.sample(l), 1);
 }
 
+TEST(Sampler, NonFiniteLogitsAreAnError) {
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    const std::vector<float> l = {0.1f, bad, -1.0f};
+    Sampler greedy(SamplingParams{});
+    EXPECT_THROW(greedy.sample(l), Error) << bad;
+    Sampler warm(SamplingParams{.temperature = 0.7f});
+    EXPECT_THROW(warm.sample(l), Error) << bad;
+  }
+}
+
 TEST(Sampler, TemperatureOneFollowsSoftmax) {
   const auto f = frequencies({.temperature = 1.0f, .seed = 1}, kLogits, 40000);
   const double p[] = {0.5, 0.3, 0.15, 0.05};
