@@ -1,7 +1,9 @@
 // `kq` usage errors and help texts (items a fresh user tripped on).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <regex>
+#include <string>
 
 #include "cli/cli_util.hpp"
 
@@ -60,4 +62,22 @@ TEST(CliUsage, GenerateHelpShowsDefaults) {
     const std::regex with_default(pattern);
     EXPECT_TRUE(std::regex_search(r.out, with_default)) << opt << " has no default in:\n" << r.out;
   }
+}
+
+// kq waits passively between OpenMP regions unless the user chose otherwise
+// (spinning threads made decode ~100x slower on a busy machine).
+TEST(CliUsage, OpenMpWaitPolicyDefaultsToPassive) {
+  const char* saved = std::getenv("OMP_WAIT_POLICY");
+  const std::string keep = saved ? saved : "";
+  ::unsetenv("OMP_WAIT_POLICY");
+  const auto r = run_kq({"info"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has_text(r.out, "OpenMP wait policy PASSIVE")) << r.out;
+  ::setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
+  const auto a = run_kq({"info"});
+  EXPECT_TRUE(has_text(a.out, "OpenMP wait policy ACTIVE")) << a.out;
+  if (saved)
+    ::setenv("OMP_WAIT_POLICY", keep.c_str(), 1);
+  else
+    ::unsetenv("OMP_WAIT_POLICY");
 }

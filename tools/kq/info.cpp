@@ -1,4 +1,6 @@
 // `kq info`: version, build, CPU features, threads, CUDA.
+#include <cstdlib>
+
 #include <fmt/core.h>
 
 #include "commands.hpp"
@@ -22,7 +24,9 @@ void add_info_command(CLI::App& app) {
     fmt::print("          AVX-512 VNNI {}  AVX-VNNI {}  AVX-512 BF16 {}  AVX-512 FP16 {}\n",
                yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
     fmt::print("kernels:  {} (force with KQ_ISA=ref|avx2|avx512vnni)\n", isa);
-    fmt::print("threads:  {}\n", resolve_threads(0));
+    const char* wait = std::getenv("OMP_WAIT_POLICY");
+    fmt::print("threads:  {} (OpenMP wait policy {}; kq's default is PASSIVE, OMP_WAIT_POLICY=ACTIVE spins)\n",
+               resolve_threads(0), wait ? wait : "runtime default");
     fmt::print("{}", fp8_info_report());
   });
 }
