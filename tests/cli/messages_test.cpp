@@ -4,6 +4,7 @@
 // table's alignment with long mode names.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -134,4 +135,41 @@ TEST(CliMessages, GenerateReducesMaxNewTokensToTheContextWithAWarning) {
       run_kq({"generate", "--model", demo_model().string(), "--prompt", too_long, "--threads", "1"});
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(has(r.err, "--prompt has 300 tokens")) << r.err;
+}
+
+// A tokenizer with more tokens than the model is an error at load, naming the
+// folder and both sizes (it used to surface mid-forward as a bad token id).
+TEST(CliMessages, TokenizerLargerThanTheModelIsNamedAtLoad) {
+  kq::testing::TempDir tmp;
+  for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json"})
+    std::filesystem::copy_file(demo_model() / f, tmp.path / f);
+  std::string tj;
+  {
+    std::ifstream in(tmp.path / "tokenizer.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    tj = ss.str();
+  }
+  const size_t at = tj.find("\"vocab\": {");
+  ASSERT_NE(at, std::string::npos);
+  tj.insert(at + 10, "\"zzqqzzqq\": 9000,");
+  std::ofstream(tmp.path / "tokenizer.json", std::ios::trunc) << tj;
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"generate", "--model", tmp.path.string(), "--prompt", "hi", "-n", "2"},
+        std::vector<std::string>{"eval", "--model", tmp.path.string(), "--text",
+                                 (demo_model() / "demo-eval.txt").string()}}) {
+    const auto r = run_kq(cmd);
+    EXPECT_EQ(r.status, 1) << cmd[0];
+    EXPECT_NE(r.err.find("9001 tokens but the model's vocabulary is 8192"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out.find("hi"), std::string::npos) << "nothing generated: " << r.out;
+  }
+}
+
+// --json in a folder that cannot be written is named before the run.
+TEST(CliMessages, UnwritableJsonFolderIsAnErrorBeforeTheRun) {
+  const auto r = run_kq({"eval", "--model", demo_model().string(), "--text", (demo_model() / "demo-eval.txt").string(),
+                         "--json", "/proc/kq-test.json"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("cannot write"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("perplexity"), std::string::npos) << "ran before failing: " << r.out;
 }

@@ -1,12 +1,18 @@
 #pragma once
 // Small formatting helpers shared by the CLI subcommands.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "kq/error.hpp"
+#include "kq/tokenizer.hpp"
 
 namespace kq::cli {
 
@@ -22,6 +28,27 @@ inline void check_output_file(const char* option, const std::string& path) {
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   if (!fs::is_directory(dir, ec))
     raise<InvalidArgument>("{}: folder '{}' does not exist (for '{}')", option, dir.string(), path);
+  // Writable before minutes of work (a read-only mount was only found at the
+  // end): the output is written atomically through a temporary file in that
+  // folder, so make (and remove) one now.
+  std::string probe = (dir / ".kq-write-check-XXXXXX").string();
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0)
+    raise<InvalidArgument>("{}: cannot write '{}' in folder '{}' ({})", option, path, dir.string(),
+                           std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+  if (fs::exists(p, ec) && ::access(p.c_str(), W_OK) != 0)
+    raise<InvalidArgument>("{}: cannot overwrite '{}' ({})", option, path, std::strerror(errno));
+}
+
+/// The tokenizer of a model folder must not produce ids the model does not
+/// have (a tokenizer of another model was caught only mid-forward, by id).
+inline void check_tokenizer_fits(const Tokenizer& tok, int64_t model_vocab, const std::string& dir) {
+  if (tok.vocab_size() > model_vocab)
+    raise<FormatError>("{}: the tokenizer ({}) has {} tokens but the model's vocabulary is {}; they do not belong "
+                       "together",
+                       dir, tok.source(), tok.vocab_size(), model_vocab);
 }
 
 /// "1.23 MiB", "456.0 KiB", "12 B".

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "format_util.hpp"
 #include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
@@ -38,6 +39,7 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   io::check_utf8(o.prompt, "--prompt");  // invalid UTF-8 is an error naming the byte offset
   auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
   const Tokenizer tok = Tokenizer::load(o.model);
+  check_tokenizer_fits(tok, model->config().vocab_size, o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
   std::vector<int32_t> prompt = tok.encode(o.prompt);
