@@ -48,6 +48,7 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) {
   check_context(ctx);
   std::error_code ec;
+  if (dir.empty()) raise<InvalidArgument>("the model folder path is empty (give --model DIR)");
   if (!fs::exists(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
   if (!fs::is_directory(dir, ec))
     raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());

@@ -173,3 +173,20 @@ TEST(CliMessages, UnwritableJsonFolderIsAnErrorBeforeTheRun) {
   EXPECT_NE(r.err.find("cannot write"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("perplexity"), std::string::npos) << "ran before failing: " << r.out;
 }
+
+// Small usage checks: --json naming the --text file, an empty --model, an unknown --device.
+TEST(CliMessages, OutputThatIsTheInputEmptyModelUnknownDevice) {
+  kq::testing::TempDir tmp;
+  const std::string text = (tmp.path / "t.txt").string();
+  std::filesystem::copy_file(demo_model() / "demo-eval.txt", text);
+  const auto same = run_kq({"eval", "--model", demo_model().string(), "--text", text, "--json", text});
+  EXPECT_EQ(same.status, 1);
+  EXPECT_NE(same.err.find("is the --text file"), std::string::npos) << same.err;
+  EXPECT_GT(std::filesystem::file_size(text), 1000u) << "the input text was overwritten";
+  const auto empty = run_kq({"eval", "--model", "", "--text", text});
+  EXPECT_EQ(empty.status, 1);
+  EXPECT_NE(empty.err.find("model folder path is empty"), std::string::npos) << empty.err;
+  const auto dev = run_kq({"eval", "--model", demo_model().string(), "--text", text, "--device", "tpu"});
+  EXPECT_EQ(dev.status, 2);
+  EXPECT_NE(dev.err.find("--device"), std::string::npos) << dev.err;
+}

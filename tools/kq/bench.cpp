@@ -191,9 +191,11 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--ctx", args->ctx, "Window length in tokens (0 = the model's context length)")
       ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
-  cmd->add_option("--device", args->device,
-                  "cpu, or cuda: the baseline is the model in BF16 on the GPU, quantized modes run the GPU kernels "
-                  "(docs/GPU.md)")
+  cmd->add_option(
+         "--device", args->device,
+         "cpu, or cuda: the baseline is the model in BF16 on the GPU, quantized modes run the GPU kernels "
+         "(docs/GPU.md)")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "CPU threads (0 = all cores)")
       ->check(CLI::Range(0, 1 << 30))
@@ -241,6 +243,7 @@ void add_bench_command(CLI::App& app) {
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
     check_output_file("--json", args->json);
+    check_not_input("--json", args->json, "--text", args->text);
     o.context.threads = args->threads;
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)

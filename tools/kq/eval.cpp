@@ -38,6 +38,7 @@ void run_eval(const EvalOptions& o) {
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   const ExecContext ctx{parse_device(o.device), o.threads};
   check_output_file("--json", o.json);
+  check_not_input("--json", o.json, "--text", o.text);
   // Check the cheap argument first; invalid UTF-8 is an error naming the byte offset.
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
   auto model = Model::load(o.model, ctx);
@@ -111,6 +112,7 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
   cmd->add_option("--json", opts->json,
                   "Also write the results as JSON to this file (atomically; default: none)");

@@ -42,6 +42,16 @@ inline void check_output_file(const char* option, const std::string& path) {
     raise<InvalidArgument>("{}: cannot overwrite '{}' ({})", option, path, std::strerror(errno));
 }
 
+/// An output option must not name an input file (e.g. --json the same file as
+/// --text: the input would be replaced). Throws InvalidArgument.
+inline void check_not_input(const char* out_option, const std::string& out, const char* in_option,
+                            const std::string& in) {
+  std::error_code ec;
+  if (!out.empty() && !in.empty() && std::filesystem::exists(out, ec) &&
+      std::filesystem::equivalent(out, in, ec))
+    raise<InvalidArgument>("{} '{}' is the {} file; choose another output file", out_option, out, in_option);
+}
+
 /// The tokenizer of a model folder must not produce ids the model does not
 /// have (a tokenizer of another model was caught only mid-forward, by id).
 inline void check_tokenizer_fits(const Tokenizer& tok, int64_t model_vocab, const std::string& dir) {

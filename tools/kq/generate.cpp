@@ -120,7 +120,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
       ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
-  cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")->capture_default_str();
+  cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
+      ->capture_default_str();
   cmd->add_flag("--ignore-eos", opts->ignore_eos, "Keep generating after the end-of-text token");
   cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
   cmd->callback([opts, n_opt] { run_generate(*opts, n_opt->count() > 0); });
