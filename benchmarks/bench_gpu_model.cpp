@@ -259,9 +259,10 @@ int main(int argc, char** argv) {
       const double d1 = 1000 / median(v.decode1_ms);
       const double dB = v.decodeB_ms.empty() ? 0 : double(o.batch) * 1000 / median(v.decodeB_ms);
       const double base_dB = base.decodeB_ms.empty() ? 0 : double(o.batch) * 1000 / median(base.decodeB_ms);
-      fmt::print("| {} | {:.2f} | {:.2f} | {:.0f} | {:.1f} | {:.2f}x | {:.0f} | {:.2f}x |\n", v.mode,
-                 double(v.weight_bytes) / 1e9, double(v.device_bytes) / 1e9, pf, d1, base_d1 / median(v.decode1_ms),
-                 dB, base_dB > 0 ? dB / base_dB : 0.0);
+      const std::string batch_cols =
+          dB > 0 ? fmt::format("{:.0f} | {:.2f}x", dB, base_dB > 0 ? dB / base_dB : 0.0) : std::string("- | -");
+      fmt::print("| {} | {:.2f} | {:.2f} | {:.0f} | {:.1f} | {:.2f}x | {} |\n", v.mode, double(v.weight_bytes) / 1e9,
+                 double(v.device_bytes) / 1e9, pf, d1, base_d1 / median(v.decode1_ms), batch_cols);
       j["results"].push_back({{"mode", v.mode},
                               {"weight_bytes", v.weight_bytes},
                               {"device_bytes", v.device_bytes},
