@@ -190,3 +190,18 @@ TEST(CliMessages, OutputThatIsTheInputEmptyModelUnknownDevice) {
   EXPECT_EQ(dev.status, 2);
   EXPECT_NE(dev.err.find("--device"), std::string::npos) << dev.err;
 }
+
+// A literal <|endoftext|> in --prompt is raw text by default (a documented
+// choice, include/kq/tokenizer.hpp) and one special token with --special-tokens.
+TEST(CliMessages, SpecialTokensInThePromptOnlyWhenAsked) {
+  const std::vector<std::string> base = {"generate", "--model", demo_model().string(), "--prompt", "<|endoftext|>",
+                                         "-n", "1", "--threads", "1"};
+  const auto raw = run_kq(base);
+  EXPECT_EQ(raw.status, 0) << raw.err;
+  EXPECT_NE(raw.err.find("prompt 8 tokens"), std::string::npos) << raw.err;
+  auto args = base;
+  args.push_back("--special-tokens");
+  const auto special = run_kq(args);
+  EXPECT_EQ(special.status, 0) << special.err;
+  EXPECT_NE(special.err.find("prompt 1 tokens"), std::string::npos) << special.err;
+}

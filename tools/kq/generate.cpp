@@ -25,6 +25,7 @@ struct GenerateOptions {
   int threads = 0;
   std::string device = "cpu";
   bool ignore_eos = false;
+  bool special_tokens = false;
   bool no_echo = false;
 };
 
@@ -42,7 +43,7 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   check_tokenizer_fits(tok, model->config().vocab_size, o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
-  std::vector<int32_t> prompt = tok.encode(o.prompt);
+  std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});
   if (prompt.empty()) {
     const auto bos = tok.bos_token_id();
     if (!bos) raise<InvalidArgument>("empty --prompt and the tokenizer has no BOS token to start from");
@@ -124,6 +125,9 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
   cmd->add_flag("--ignore-eos", opts->ignore_eos, "Keep generating after the end-of-text token");
+  cmd->add_flag("--special-tokens", opts->special_tokens,
+                "Recognize added/special tokens such as <|endoftext|> in --prompt and emit their ids (as Hugging "
+                "Face tokenizers do); default: the prompt is raw text");
   cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
   cmd->callback([opts, n_opt] { run_generate(*opts, n_opt->count() > 0); });
 }
