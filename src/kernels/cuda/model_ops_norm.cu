@@ -1,6 +1,7 @@
 // RMSNorm and LayerNorm with the fused residual add: one block per row.
 // Rows of up to 16384 elements on the vector path are held in registers
-// (norm_reg_kernel); longer or unaligned rows loop. Vector width 4 (float4 for the F32 residual, 8-byte BF16 quads) when every
+// (norm_reg_kernel); longer or unaligned rows loop (norm_kernel). Vector
+// width 4 (float4 for the F32 residual, 8-byte BF16 quads) when every
 // pointer and row stride allows it, else scalar. The row is read from global
 // memory once per pass; each thread reads back only the elements it wrote, so
 // the passes need no barrier besides the reductions'.

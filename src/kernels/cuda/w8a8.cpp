@@ -102,20 +102,17 @@ void fp8_w8a8_linear(GpuContext& ctx, const Fp8Weight& w, const uint16_t* x, int
 void int8_w8a8_linear(GpuContext& ctx, const Int8Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
                       int64_t ldy) {
   check_call("int8_w8a8_linear", M, ldx, w.K, ldy, w.N);
-  const DeviceQuery& dev = ctx.device();
-  if (M <= 8 && dev.cc_major >= 8) {
-    // Decode: our INT8 GEMV (same codes, same exact INT32 sums as the GEMM).
-    auto* q = static_cast<int8_t*>(ctx.scratch(Scratch::ActQ, size_t(M * w.K_pad)));
-    auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M) * sizeof(float)));
-    quantize_rows_int8(x, ldx, M, w.K, q, w.K_pad, M, sx, ctx.stream());
+  // Decode: our INT8 GEMV (same codes, same exact INT32 sums as the GEMM), on M rows; else M padded to 16.
+  const bool gemv = M <= 8 && ctx.device().cc_major >= 8;
+  const int64_t M_pad = gemv ? M : round_up(M, 16);
+  auto* q = static_cast<int8_t*>(ctx.scratch(Scratch::ActQ, size_t(M_pad * w.K_pad)));
+  auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M_pad) * sizeof(float)));
+  quantize_rows_int8(x, ldx, M, w.K, q, w.K_pad, M_pad, sx, ctx.stream());
+  if (gemv) {
     int8_gemv(q, sx, w.codes.data(), w.scale.data(), w.K_pad, y, ldy, M, w.N, ctx.stream());
     return;
   }
-  const int64_t M_pad = round_up(M, 16);
-  auto* q = static_cast<int8_t*>(ctx.scratch(Scratch::ActQ, size_t(M_pad * w.K_pad)));
-  auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M_pad) * sizeof(float)));
   auto* d = static_cast<int32_t*>(ctx.scratch(Scratch::GemmOut, size_t(M_pad * w.N_pad) * sizeof(int32_t)));
-  quantize_rows_int8(x, ldx, M, w.K, q, w.K_pad, M_pad, sx, ctx.stream());
   gemm_int8(ctx, q, w.K_pad, w.codes.data(), w.K_pad, d, w.N_pad, M_pad, w.N_pad, w.K_pad);
   scale_rows_cols_to_bf16(d, w.N_pad, sx, w.scale.data(), y, ldy, M, w.N, ctx.stream());
 }
