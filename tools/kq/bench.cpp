@@ -1,18 +1,19 @@
 // `kq bench`: the main job — quality, memory and latency per quantization mode.
+#include "kq/bench.hpp"
+
+#include <fmt/core.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-
-#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "format_util.hpp"
+#include "int_option.hpp"
 #include "io/atomic_file.hpp"
-#include "kq/bench.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
 #include "progress.hpp"
@@ -186,10 +187,10 @@ void add_bench_command(CLI::App& app) {
                   "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset (default: "
                   "MODEL/demo-eval.txt, else the shipped models/gpt2-tiny/demo-eval.txt)");
   cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--ctx", args->ctx, "Window length in tokens (0 = the model's context length)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option(
          "--device", args->device,
@@ -198,25 +199,27 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "CPU threads (0 = all cores)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option(
       "--keep", args->keep,
       "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
-  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")
+      ->transform(integer_in(1, 1 << 30))
+      ->capture_default_str();
   CLI::Option* decode_opt = cmd->add_option("--decode-tokens", args->decode,
                                             "Tokens decoded per latency run (a default that does not fit the "
                                             "model's context is reduced, with a warning; "
                                             "a value given that does not fit is an error)")
-                                ->check(CLI::Range(1, 1 << 30))
+                                ->transform(integer_in(1, 1 << 30))
                                 ->capture_default_str();
   CLI::Option* prompt_opt = cmd->add_option("--prompt-tokens", args->prompt,
                                             "Prompt length for latency (a default that does not fit the "
                                             "model's context is reduced, with a warning; a "
                                             "value given that does not fit is an error)")
-                                ->check(CLI::Range(1, 1 << 30))
+                                ->transform(integer_in(1, 1 << 30))
                                 ->capture_default_str();
   cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
   cmd->callback([args, decode_opt, prompt_opt] {

@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "format_util.hpp"
+#include "int_option.hpp"
 #include "io/atomic_file.hpp"
 #include "io/utf8_text.hpp"
 #include "kq/error.hpp"
@@ -103,13 +104,13 @@ void add_eval_command(CLI::App& app) {
          "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset)")
       ->required();
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the model's context length)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (0 = all)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))

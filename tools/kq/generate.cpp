@@ -3,10 +3,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "commands.hpp"
 #include "format_util.hpp"
+#include "int_option.hpp"
 #include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
@@ -109,17 +111,18 @@ void add_generate_command(CLI::App& app) {
       cmd->add_option(
              "-n,--max-new-tokens", opts->n,
              "Tokens to generate at most (reduced, with a warning, to what the model's context leaves)")
-          ->check(CLI::Range(0, 1 << 30))
+          ->transform(integer_in(0, 1 << 30))
           ->capture_default_str();
   cmd->add_option("--temperature", opts->sampling.temperature, "Sampling temperature; 0 = greedy")
       ->capture_default_str();
   cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
+      ->transform(integer_in(0, std::numeric_limits<int>::max()))
       ->capture_default_str();
   cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (1 = off)")
       ->capture_default_str();
   cmd->add_option("--seed", opts->sampling.seed, "Random seed")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))

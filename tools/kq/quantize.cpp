@@ -1,10 +1,11 @@
 // `kq quantize`: write a quantized model folder.
-#include <filesystem>
-
 #include <fmt/core.h>
+
+#include <filesystem>
 
 #include "commands.hpp"
 #include "format_util.hpp"
+#include "int_option.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
 
@@ -29,7 +30,7 @@ void add_quantize_command(CLI::App& app) {
       "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")
-      ->check(CLI::Range(0, 1 << 30))
+      ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->callback([a] {
     QuantizeOptions qo;

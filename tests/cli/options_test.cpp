@@ -1,0 +1,72 @@
+// Option values `kq` refuses with a usage error (exit 2) naming the option and
+// what is wrong with the value (fresh-user findings).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "cli/cli_util.hpp"
+
+using kq::testing::demo_model;
+using kq::testing::run_kq;
+
+namespace {
+
+bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+/// A command line (without the option under test) and one integer option it takes.
+struct IntegerOption {
+  std::vector<std::string> command;
+  std::string option;
+};
+
+/// Every integer option of every command, each with the arguments its command requires.
+std::vector<IntegerOption> integer_options() {
+  const std::string m = demo_model().string(), t = (demo_model() / "demo-eval.txt").string();
+  const std::vector<std::string> eval{"eval", "--model", m, "--text", t};
+  const std::vector<std::string> bench{"bench"};
+  const std::vector<std::string> generate{"generate", "--model", m, "--prompt", "hi"};
+  const std::vector<std::string> quantize{"quantize", "--model",       m, "--mode", "int8",
+                                          "--out",    "/nonexistent/q"};
+  return {{eval, "--ctx"},
+          {eval, "--samples"},
+          {eval, "--threads"},
+          {bench, "--ctx"},
+          {bench, "--samples"},
+          {bench, "--threads"},
+          {bench, "--runs"},
+          {bench, "--decode-tokens"},
+          {bench, "--prompt-tokens"},
+          {generate, "--threads"},
+          {generate, "--max-new-tokens"},
+          {generate, "--top-k"},
+          {quantize, "--threads"}};
+}
+
+kq::testing::CliResult run_with(const IntegerOption& o, const std::string& value) {
+  std::vector<std::string> args = o.command;
+  args.push_back(o.option);
+  args.push_back(value);
+  return run_kq(args);
+}
+
+}  // namespace
+
+// "--ctx abc" said "Value abc not in range 0 to 1073741824".
+TEST(CliOptions, IntegerOptionGivenANonNumberSaysSoNamingTheOption) {
+  for (const IntegerOption& o : integer_options()) {
+    const auto r = run_with(o, "abc");
+    EXPECT_EQ(r.status, 2) << o.command[0] << " " << o.option << ": " << r.err;
+    EXPECT_TRUE(has(r.err, o.option + ": 'abc' is not a number (expected an integer in [")) << r.err;
+    EXPECT_FALSE(has(r.err, "not in range")) << r.err;
+    const auto f = run_with(o, "1.5");
+    EXPECT_EQ(f.status, 2) << o.command[0] << " " << o.option << ": " << f.err;
+    EXPECT_TRUE(has(f.err, o.option + ": '1.5' is not an integer")) << f.err;
+  }
+  // A number outside the range is still called that.
+  const auto r = run_kq({"eval", "--model", demo_model().string(), "--text", "t", "--ctx", "-5"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "--ctx: '-5' is out of range (expected an integer in [0, 1073741824])")) << r.err;
+  // The help text still shows the range.
+  EXPECT_TRUE(has(run_kq({"bench", "--help"}).out, "--runs INT:INT in [1 - 1073741824]=5"));
+}
