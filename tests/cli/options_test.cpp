@@ -40,6 +40,7 @@ std::vector<IntegerOption> integer_options() {
           {generate, "--threads"},
           {generate, "--max-new-tokens"},
           {generate, "--top-k"},
+          {generate, "--seed"},
           {quantize, "--threads"}};
 }
 
@@ -69,4 +70,25 @@ TEST(CliOptions, IntegerOptionGivenANonNumberSaysSoNamingTheOption) {
   EXPECT_TRUE(has(r.err, "--ctx: '-5' is out of range (expected an integer in [0, 1073741824])")) << r.err;
   // The help text still shows the range.
   EXPECT_TRUE(has(run_kq({"bench", "--help"}).out, "--runs INT:INT in [1 - 1073741824]=5"));
+}
+
+// --seed -1 and --seed 2^64 were taken silently (CLI11's strtoull wraps -1 to
+// 2^64-1 and clamps larger values); the seed is a uint64 (std::mt19937_64).
+TEST(CliOptions, SeedOutsideUint64IsAUsageErrorNamingSeed) {
+  const std::vector<std::string> base{"generate", "--model", demo_model().string(), "--prompt", "hi",
+                                      "-n",       "1",       "--threads",           "1"};
+  for (const char* bad : {"-1", "18446744073709551616", "99999999999999999999999"}) {
+    auto args = base;
+    args.insert(args.end(), {"--seed", bad});
+    const auto r = run_kq(args);
+    EXPECT_EQ(r.status, 2) << bad << ": " << r.err;
+    EXPECT_TRUE(has(r.err, std::string("--seed: '") + bad +
+                               "' is out of range (expected an integer in [0, 18446744073709551615])"))
+        << r.err;
+    EXPECT_FALSE(has(r.out, "hi")) << "generated with a bad seed: " << r.out;
+  }
+  auto args = base;
+  args.insert(args.end(), {"--seed", "18446744073709551615", "--temperature", "1"});
+  const auto r = run_kq(args);
+  EXPECT_EQ(r.status, 0) << r.err;  // the largest seed is fine
 }

@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <string>
@@ -120,7 +121,9 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (1 = off)")
       ->capture_default_str();
-  cmd->add_option("--seed", opts->sampling.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--seed", opts->sampling.seed, "Random seed (of std::mt19937_64)")
+      ->transform(integer_in<uint64_t>(0, std::numeric_limits<uint64_t>::max()))
+      ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
       ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
