@@ -1,15 +1,17 @@
 // `kq bench`: quality, memory and latency of each quantization mode against the
 // unquantized model, in one run (protocols: docs/EVALUATION.md of the shared data).
+#include "kq/bench.hpp"
+
+#include <fmt/format.h>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
 
-#include <fmt/format.h>
-
 #include "eval/window_runner.hpp"
+#include "io/file_kind.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/linear.hpp"
-#include "kq/bench.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
 #include "kq/fp8.hpp"
@@ -59,8 +61,8 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
 
   if (!std::filesystem::is_directory(o.model_dir))
     raise<InvalidArgument>("--model: '{}' is not a model folder (not found)", o.model_dir.string());
-  if (!std::filesystem::is_regular_file(o.text))
-    raise<InvalidArgument>("--text: '{}' is not a readable file", o.text.string());
+  if (const auto why = io::why_not_regular_file(o.text))
+    raise<InvalidArgument>("--text: '{}' {}", o.text.string(), *why);
   const auto t_load = Clock::now();
   auto base = Model::load(o.model_dir, o.context);
   rep.baseline_load_seconds = since(t_load);

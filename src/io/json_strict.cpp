@@ -4,6 +4,7 @@
 #include <set>
 #include <vector>
 
+#include "io/file_kind.hpp"
 #include "kq/error.hpp"
 
 namespace kq::io {
@@ -47,9 +48,8 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
 }
 
 std::string read_text_file(const std::filesystem::path& file, uint64_t max_bytes) {
+  if (const auto why = why_not_regular_file(file)) raise<FormatError>("{}: {}", file.string(), *why);
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec))
-    raise<FormatError>("{}: file not found (or not a regular file)", file.string());
   const uint64_t size = std::filesystem::file_size(file, ec);
   if (ec) raise<FormatError>("{}: cannot stat: {}", file.string(), ec.message());
   if (size > max_bytes)

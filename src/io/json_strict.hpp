@@ -16,6 +16,8 @@ namespace kq::io {
 nlohmann::json parse_json_strict(std::string_view text, const std::string& source);
 
 /// Reads a whole (small) text file. Throws FormatError naming the file if it
+/// is not a regular file (saying what it is instead: not found, a directory,
+/// a device, a FIFO, ...; see why_not_regular_file, nothing is opened then),
 /// cannot be opened or read, or is larger than `max_bytes`.
 std::string read_text_file(const std::filesystem::path& file, uint64_t max_bytes);
 

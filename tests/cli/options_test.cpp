@@ -1,8 +1,10 @@
 // Option values `kq` refuses with a usage error (exit 2) naming the option and
 // what is wrong with the value (fresh-user findings).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/cli_util.hpp"
@@ -91,4 +93,32 @@ TEST(CliOptions, SeedOutsideUint64IsAUsageErrorNamingSeed) {
   args.insert(args.end(), {"--seed", "18446744073709551615", "--temperature", "1"});
   const auto r = run_kq(args);
   EXPECT_EQ(r.status, 0) << r.err;  // the largest seed is fine
+}
+
+// "--text -" and "--text /dev/zero" were reported as "not found". Standard
+// input is not read (documented in --help); a folder, a device or a FIFO is
+// named for what it is, and nothing is opened (a FIFO or /dev/zero would hang).
+TEST(CliOptions, TextThatIsNotARegularFileSaysWhatItIs) {
+  kq::testing::TempDir tmp;
+  const std::string fifo = (tmp.path / "pipe").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string m = demo_model().string();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"-", "--text -: reading the text from standard input is not supported"},
+      {"/dev/zero", "--text: '/dev/zero' is a character device, not a regular file"},
+      {tmp.path.string(), "--text: '" + tmp.path.string() + "' is a directory, not a file"},
+      {fifo, "--text: '" + fifo + "' is a FIFO (named pipe), not a regular file"},
+      {(tmp.path / "missing.txt").string(),
+       "--text: '" + (tmp.path / "missing.txt").string() + "' not found"}};
+  for (const auto& [text, want] : cases) {
+    for (const std::vector<std::string>& cmd :
+         {std::vector<std::string>{"eval", "--model", m, "--text", text, "--quiet"},
+          std::vector<std::string>{"bench", "--modes", "int8", "--no-latency", "--text", text}}) {
+      const auto r = run_kq(cmd);
+      EXPECT_EQ(r.status, 1) << cmd[0] << " --text " << text << ": " << r.err;
+      EXPECT_TRUE(has(r.err, want)) << cmd[0] << ": " << r.err;
+    }
+  }
+  EXPECT_TRUE(has(run_kq({"eval", "--help"}).out, "standard input is not read")) << "eval --help";
+  EXPECT_TRUE(has(run_kq({"bench", "--help"}).out, "standard input is not read")) << "bench --help";
 }

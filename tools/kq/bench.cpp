@@ -184,8 +184,9 @@ void add_bench_command(CLI::App& app) {
       ->expected(1, -1)
       ->capture_default_str();
   cmd->add_option("--text,-t", args->text,
-                  "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset (default: "
-                  "MODEL/demo-eval.txt, else the shipped models/gpt2-tiny/demo-eval.txt)");
+                  "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset; standard input "
+                  "is not read: '-' is an error (default: MODEL/demo-eval.txt, else the shipped "
+                  "models/gpt2-tiny/demo-eval.txt)");
   cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")
       ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
@@ -232,7 +233,7 @@ void add_bench_command(CLI::App& app) {
     } else {
       o.text = default_model_dir() / "demo-eval.txt";  // the shipped demo text (plain English)
     }
-    if (!fs::exists(o.text)) raise<InvalidArgument>("--text: file '{}' does not exist", o.text.string());
+    check_input_file("--text", o.text.string());
     o.modes = args->modes;
     o.ctx = args->ctx;
     o.samples = args->samples;

@@ -38,6 +38,7 @@ void run_eval(const EvalOptions& o) {
   if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   const ExecContext ctx{parse_device(o.device), o.threads};
+  check_input_file("--text", o.text);
   check_output_file("--json", o.json);
   check_not_input("--json", o.json, "--text", o.text);
   // Check the cheap argument first; invalid UTF-8 is an error naming the byte offset.
@@ -101,7 +102,8 @@ void add_eval_command(CLI::App& app) {
       ->required();
   cmd->add_option(
          "--text", opts->text,
-         "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset)")
+         "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset; "
+         "standard input is not read: '-' is an error)")
       ->required();
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the model's context length)")
       ->transform(integer_in(0, 1 << 30))

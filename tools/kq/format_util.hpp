@@ -1,16 +1,16 @@
 #pragma once
 // Small formatting helpers shared by the CLI subcommands.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
 
-#include <fmt/format.h>
-
+#include "io/file_kind.hpp"
 #include "kq/error.hpp"
 #include "kq/tokenizer.hpp"
 
@@ -40,6 +40,21 @@ inline void check_output_file(const char* option, const std::string& path) {
   ::unlink(probe.c_str());
   if (fs::exists(p, ec) && ::access(p.c_str(), W_OK) != 0)
     raise<InvalidArgument>("{}: cannot overwrite '{}' ({})", option, path, std::strerror(errno));
+}
+
+/// Checks an input file option (--text) before any work: "-" (standard input,
+/// which kq does not read: the text is tokenized as one string and `kq bench`
+/// reads it once per run) and a path that is not a regular file are
+/// InvalidArgument naming the option and saying what the path is (not found,
+/// a directory, a device such as /dev/zero, a FIFO, ...). Nothing is opened,
+/// so a FIFO or a device cannot block or stream forever.
+inline void check_input_file(const char* option, const std::string& path) {
+  if (path == "-")
+    raise<InvalidArgument>(
+        "{} -: reading the text from standard input is not supported; save it to a file and give its path",
+        option);
+  if (const auto why = io::why_not_regular_file(path))
+    raise<InvalidArgument>("{}: '{}' {}", option, path, *why);
 }
 
 /// An output option must not name an input file (e.g. --json the same file as

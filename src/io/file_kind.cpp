@@ -1,0 +1,34 @@
+// Input paths that are not regular files, named for what they are.
+#include "io/file_kind.hpp"
+
+#include <system_error>
+
+namespace kq::io {
+
+std::optional<std::string> why_not_regular_file(const std::filesystem::path& file) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(file, ec);  // follows symbolic links; never throws with ec
+  switch (st.type()) {
+    case fs::file_type::regular:
+      return std::nullopt;
+    case fs::file_type::not_found:
+      return std::string("not found");
+    case fs::file_type::directory:
+      return std::string("is a directory, not a file");
+    case fs::file_type::character:
+      return std::string("is a character device, not a regular file");
+    case fs::file_type::block:
+      return std::string("is a block device, not a regular file");
+    case fs::file_type::fifo:
+      return std::string("is a FIFO (named pipe), not a regular file");
+    case fs::file_type::socket:
+      return std::string("is a socket, not a regular file");
+    default:
+      break;
+  }
+  if (ec) return "cannot be accessed (" + ec.message() + ")";
+  return std::string("is not a regular file");
+}
+
+}  // namespace kq::io

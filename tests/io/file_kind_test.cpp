@@ -1,0 +1,52 @@
+// Input paths that are not regular files (src/io/file_kind.hpp): each kind is
+// named, read_text_file says so naming the file, and nothing is opened (a
+// FIFO with no writer would block this test forever if it were).
+#include "io/file_kind.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "common/test_data.hpp"
+#include "io/json_strict.hpp"
+#include "kq/error.hpp"
+
+namespace fs = std::filesystem;
+using kq::io::why_not_regular_file;
+
+namespace {
+
+std::string read_error(const fs::path& p) {
+  try {
+    (void)kq::io::read_text_file(p, 1 << 20);
+  } catch (const kq::FormatError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(FileKind, EachKindIsNamedAndNothingIsOpened) {
+  kq::testing::TempDir tmp;
+  const fs::path file = tmp.path / "a.txt", fifo = tmp.path / "pipe", link = tmp.path / "link";
+  std::ofstream(file) << "text";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  fs::create_symlink("/dev/zero", link);
+
+  EXPECT_EQ(why_not_regular_file(file), std::nullopt);
+  EXPECT_EQ(why_not_regular_file(tmp.path / "missing"), "not found");
+  EXPECT_EQ(why_not_regular_file(tmp.path), "is a directory, not a file");
+  EXPECT_EQ(why_not_regular_file("/dev/zero"), "is a character device, not a regular file");
+  EXPECT_EQ(why_not_regular_file(link), "is a character device, not a regular file");  // links are followed
+  EXPECT_EQ(why_not_regular_file(fifo), "is a FIFO (named pipe), not a regular file");
+
+  EXPECT_EQ(kq::io::read_text_file(file, 100), "text");
+  EXPECT_EQ(read_error(tmp.path), tmp.path.string() + ": is a directory, not a file");
+  EXPECT_EQ(read_error("/dev/zero"), "/dev/zero: is a character device, not a regular file");
+  EXPECT_EQ(read_error(fifo), fifo.string() + ": is a FIFO (named pipe), not a regular file");
+  EXPECT_EQ(read_error(tmp.path / "missing"), (tmp.path / "missing").string() + ": not found");
+}
