@@ -15,10 +15,44 @@
 
 namespace kq::models {
 
+namespace {
+
+/// A folder written by kq quantize whose config.json lost its
+/// quantization_config (copied over from the original model, edited by hand)
+/// failed at its first quantized layer as "missing tensor '...weight'". The
+/// weights say what they are: the 'kq_quantization' safetensors metadata
+/// save_quantized_model writes, or the ".qweight" codes tensors of
+/// export_packed (src/quant/packed_io.cpp). Throws FormatError naming the
+/// config.json when either is there.
+void reject_quantized_weights_without_config(const TensorStore& store, const std::filesystem::path& dir,
+                                             const std::filesystem::path& cfg) {
+  std::string evidence;
+  if (store.metadata().count("kq_quantization")) {
+    evidence = "its safetensors metadata has the 'kq_quantization' record kq quantize writes";
+  } else {
+    for (const std::string& name : store.names())
+      if (name.ends_with(".qweight")) {
+        evidence = fmt::format("tensor '{}' in {} holds quantized codes as kq quantize writes them", name,
+                               store.file_of(name));
+        break;
+      }
+  }
+  if (evidence.empty()) return;
+  raise<FormatError>(
+      "{}: the folder looks like a kq-quantized model ({}), but {} has no quantization_config; put back the "
+      "config.json that kq quantize wrote (or load the original model folder)",
+      dir.string(), evidence, cfg.string());
+}
+
+}  // namespace
+
 FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(TensorStore::open_dir(dir)) {
   const std::filesystem::path cfg = dir / "config.json";
   const nlohmann::json j = io::load_json_file(cfg);
-  if (!j.contains("quantization_config") || j["quantization_config"].is_null()) return;
+  if (!j.contains("quantization_config") || j["quantization_config"].is_null()) {
+    reject_quantized_weights_without_config(store_, dir, cfg);
+    return;
+  }
   const nlohmann::json& q = j["quantization_config"];
   const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                  ? q["quant_method"].get<std::string>()
