@@ -1,10 +1,12 @@
 // bench_cuda: GPU kernel benchmarks for the CUDA backend.
 //
-//   bench_cuda [--csv FILE] [--quick] [--profile] [--w4] [--w4gemv]
+//   bench_cuda [--csv FILE] [--quick] [--profile] [--w4] [--w4gemv] [--gemv]
 //
 // --w4: only the copy ceiling and the W4A16 kernels (decode GEMVs on all 7B
 // shapes with launch variants, prefill fused vs dequantize + cuBLASLt).
 // --w4gemv: as --w4 without the prefill benchmarks.
+// --gemv: only the copy ceiling and every decode GEMV (BF16, W4A16, FP8, INT8)
+// on the two FFN shapes: no GEMMs, no prefill.
 //
 // Method (the device tool's METHOD.md): CUDA events after warm-up, median of
 // many repetitions; random operands generated on the device (never zeros);
@@ -300,7 +302,8 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick,
       };
       for (const V& v : {V{{8, 4, 1}, "split-K w8x4"}, V{{16, 4, 2}, "stream w16 d4"}, V{{20, 3, 2}, "stream w20 d3"},
                          V{{24, 2, 2}, "stream w24 d2"}, V{{24, 3, 2}, "stream w24 d3"}, V{{32, 2, 2}, "stream w32 d2"},
-                         V{{24, 2, 2}, "stream w24 d2 (again)"}}) {
+                         V{{16, 8, 3}, "stream-smem w16 d8"}, V{{16, 4, 3}, "stream-smem w16 d4"},
+                         V{{24, 4, 3}, "stream-smem w24 d4"}, V{{24, 2, 2}, "stream w24 d2 (again)"}}) {
         const double ms = ev.graph_ms(
             [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, v.t); }, s, 4 * c, reps);
         const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
@@ -419,8 +422,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
     else if (!std::strcmp(argv[i], "--w4")) w4_only = true;
     else if (!std::strcmp(argv[i], "--w4gemv")) w4_only = gemv_only = true;
+    else if (!std::strcmp(argv[i], "--gemv")) gemv_only = true;
     else {
-      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick] [--profile] [--w4] [--w4gemv]\n");
+      std::fprintf(stderr, "usage: bench_cuda [--csv FILE] [--quick] [--profile] [--w4] [--w4gemv] [--gemv]\n");
       return 2;
     }
   }
@@ -444,7 +448,7 @@ int main(int argc, char** argv) {
       }
       Events ev;
       bench_copy(ev, stream);
-      if (!w4_only) bench_gemms(ev, ctx, quick ? 4096 : 8192, quick);
+      if (!w4_only && !gemv_only) bench_gemms(ev, ctx, quick ? 4096 : 8192, quick);
       bench_decode(ev, ctx, 11008, 4096, quick, w4_only);
       bench_decode(ev, ctx, 4096, 11008, quick, w4_only);
       if (w4_only)  // the other 7B decode shapes: q/o, fused QKV, fused gate-up
