@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,29 @@ struct LatencyResult {
   int64_t prompt_tokens = 0;
   int64_t decode_tokens = 0;       ///< tokens decoded per run
   int runs = 0;
+  /// Each timed run's decode milliseconds per token (the run's decode time /
+  /// decode_tokens), in run order; `runs` values.
+  std::vector<double> decode_ms_per_token_runs;
+  /// relative_spread(decode_ms_per_token_runs): how much the runs disagree.
+  double decode_spread = 0;
 };
+
+/// Run-to-run spread above which latency is called unstable: (max − min) /
+/// median of the runs' decode ms/token > 20 %. Runs of the same decode on an
+/// idle machine agree within a few per cent; a fifth means other work (or
+/// frequency scaling) interfered, and a speedup computed from them is not to
+/// be trusted.
+inline constexpr double kUnstableLatencySpread = 0.20;
+
+/// (max − min) / median of `run_values` (e.g. the runs' decode ms/token; any
+/// unit, values > 0): 0 for fewer than two values or a median of 0. The
+/// median of an even count is the mean of the middle two.
+double relative_spread(std::span<const double> run_values);
+
+/// Whether repeated latency runs `run_values` disagree too much to be trusted:
+/// relative_spread(run_values) > kUnstableLatencySpread. A pure function of
+/// the values (tested as such).
+bool latency_is_unstable(std::span<const double> run_values);
 
 /// How latency is measured.
 struct LatencyOptions {
@@ -109,6 +132,12 @@ struct BenchReport {
   size_t peak_rss_bytes = 0;
   std::vector<BenchResult> results;
 };
+
+/// The warning for a benchmarked mode whose latency runs (baseline or
+/// quantized, latency_is_unstable) disagree too much, naming the mode and both
+/// spreads in per cent, the threshold and the advice; "" when both are stable
+/// or latency was not measured. The CLI hands it to kq::warn().
+std::string latency_stability_warning(const BenchResult& result);
 
 /// Progress events for a UI: a stage name and done/total counts.
 using BenchProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;

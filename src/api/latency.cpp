@@ -1,6 +1,9 @@
 // Decode and prefill latency, measured for several models in one interleaved run.
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
+#include <numeric>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,30 @@ double run_once(Model& m, KVCache& cache, std::span<const int32_t> prompt, int64
 }
 
 }  // namespace
+
+double relative_spread(std::span<const double> run_values) {
+  if (run_values.size() < 2) return 0.0;
+  const double mid = median(std::vector<double>(run_values.begin(), run_values.end()));
+  if (!(mid > 0)) return 0.0;
+  const auto [lo, hi] = std::minmax_element(run_values.begin(), run_values.end());
+  return (*hi - *lo) / mid;
+}
+
+bool latency_is_unstable(std::span<const double> run_values) {
+  return relative_spread(run_values) > kUnstableLatencySpread;
+}
+
+std::string latency_stability_warning(const BenchResult& r) {
+  const LatencyResult &a = r.latency_before, &b = r.latency_after;
+  if (!latency_is_unstable(a.decode_ms_per_token_runs) && !latency_is_unstable(b.decode_ms_per_token_runs))
+    return {};
+  return fmt::format(
+      "mode {}: unstable latency: the decode ms/token of the {} runs spread by {:.0f} % for the baseline and "
+      "{:.0f} % for {} ((max - min) / median; more than {:.0f} % is unstable), so the {:.2f}x speedup is "
+      "unreliable; the machine was busy: rerun when it is idle, or with more --runs",
+      r.mode, std::max(a.runs, b.runs), relative_spread(a.decode_ms_per_token_runs) * 100,
+      relative_spread(b.decode_ms_per_token_runs) * 100, r.mode, kUnstableLatencySpread * 100, r.speedup);
+}
 
 LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions) {
   if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
@@ -100,7 +127,7 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
   struct State {
     KVCache cache;
     std::vector<float> logits;
-    std::vector<double> prefill_ms, token_ms;
+    std::vector<double> prefill_ms, token_ms, run_ms_per_token;
   };
   std::vector<State> st(models.size());
   for (size_t i = 0; i < models.size(); ++i) {
@@ -110,8 +137,13 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
     run_once(*models[i], st[i].cache, p, decode, st[i].logits, warm);  // warm-up
   }
   for (int r = 0; r < o.runs; ++r)
-    for (size_t i = 0; i < models.size(); ++i)
+    for (size_t i = 0; i < models.size(); ++i) {
+      const size_t first = st[i].token_ms.size();
       st[i].prefill_ms.push_back(run_once(*models[i], st[i].cache, p, decode, st[i].logits, st[i].token_ms));
+      const double run_ms =
+          std::accumulate(st[i].token_ms.begin() + std::ptrdiff_t(first), st[i].token_ms.end(), 0.0);
+      st[i].run_ms_per_token.push_back(run_ms / double(decode));
+    }
 
   std::vector<LatencyResult> out;
   for (State& s : st) {
@@ -123,6 +155,8 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
     lr.prompt_tokens = plen;
     lr.decode_tokens = decode;
     lr.runs = o.runs;
+    lr.decode_ms_per_token_runs = s.run_ms_per_token;
+    lr.decode_spread = relative_spread(lr.decode_ms_per_token_runs);
     out.push_back(lr);
   }
   return out;

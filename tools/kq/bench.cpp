@@ -66,8 +66,11 @@ void print_mode(const BenchResult& m) {
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), m.bits_per_weight);
   if (m.latency_before.runs) {
-    fmt::print("  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x)\n", m.latency_before.decode_ms_per_token,
-               m.latency_after.decode_ms_per_token, m.speedup);
+    fmt::print(
+        "  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x; run-to-run spread {:.0f} % -> {:.0f} %{})\n",
+        m.latency_before.decode_ms_per_token, m.latency_after.decode_ms_per_token, m.speedup,
+        m.latency_before.decode_spread * 100, m.latency_after.decode_spread * 100,
+        latency_stability_warning(m).empty() ? "" : ", UNSTABLE");
     fmt::print("  prefill      {:.0f} -> {:.0f} tokens/s\n", m.latency_before.prefill_tokens_per_s,
                m.latency_after.prefill_tokens_per_s);
   }
@@ -163,6 +166,11 @@ nlohmann::json to_json(const BenchReport& r) {
     x["prefill_tokens_per_s_before"] = num(m.latency_before.prefill_tokens_per_s);
     x["prefill_tokens_per_s_after"] = num(m.latency_after.prefill_tokens_per_s);
     x["speedup"] = num(m.speedup);
+    // (max - min) / median of the runs' decode ms/token; > kUnstableLatencySpread is unstable.
+    x["latency_spread_before"] = num(m.latency_before.decode_spread);
+    x["latency_spread_after"] = num(m.latency_after.decode_spread);
+    x["latency_unstable"] =
+        timed ? nlohmann::json(!latency_stability_warning(m).empty()) : nlohmann::json(nullptr);
     x["kl_div"] = m.kl_div;
     x["top1_agreement"] = m.top1_agreement;
     x["load_seconds"] = m.load_seconds;
@@ -267,6 +275,9 @@ void add_bench_command(CLI::App& app) {
     print_header(r, *args);
     for (const BenchResult& m : r.results) print_mode(m);
     print_table(r);
+    std::fflush(stdout);  // the warnings (stderr) come after the table, where the speedups are read
+    for (const BenchResult& m : r.results)
+      if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
     if (!args->json.empty()) {
       io::write_file_atomic(args->json, to_json(r).dump(2) + "\n");
       fmt::print("wrote {}\n", args->json);

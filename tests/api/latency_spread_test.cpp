@@ -1,0 +1,70 @@
+// Unstable latency in `kq bench` (fresh-user finding: a busy machine gave
+// speedups nobody could trust, without a word). The decision is a pure
+// function of the runs' times, tested here with given values, not by timing.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "kq/bench.hpp"
+#include "kq/model.hpp"
+
+using namespace kq;
+
+TEST(LatencySpread, MaxMinusMinOverMedian) {
+  EXPECT_DOUBLE_EQ(relative_spread(std::vector<double>{10, 11, 12}), 2.0 / 11.0);
+  EXPECT_DOUBLE_EQ(relative_spread(std::vector<double>{12, 10, 11}), 2.0 / 11.0);  // order does not matter
+  EXPECT_DOUBLE_EQ(relative_spread(std::vector<double>{10, 12}), 2.0 / 11.0);  // median of two: their mean
+  EXPECT_DOUBLE_EQ(relative_spread(std::vector<double>{1, 10, 10, 10}), 9.0 / 10.0);
+  EXPECT_EQ(relative_spread(std::vector<double>{5}), 0.0);  // one run: nothing to compare
+  EXPECT_EQ(relative_spread(std::vector<double>{}), 0.0);
+  EXPECT_EQ(relative_spread(std::vector<double>{0, 0, 0}), 0.0);
+}
+
+TEST(LatencySpread, UnstableAboveTwentyPercent) {
+  EXPECT_DOUBLE_EQ(kUnstableLatencySpread, 0.20);
+  EXPECT_FALSE(latency_is_unstable(std::vector<double>{1.00, 1.01, 0.99, 1.02, 1.00}));
+  EXPECT_FALSE(latency_is_unstable(std::vector<double>{10, 10, 12}));  // exactly 20 %: not above
+  EXPECT_TRUE(latency_is_unstable(std::vector<double>{10, 10, 12.1}));
+  EXPECT_TRUE(latency_is_unstable(
+      std::vector<double>{0.27, 0.26, 0.41, 0.27, 0.28}));  // one run slowed by other work
+  EXPECT_FALSE(latency_is_unstable(std::vector<double>{0.41}));
+}
+
+TEST(LatencySpread, WarningNamesTheModeAndTheSpreads) {
+  BenchResult r;
+  r.mode = "int4";
+  r.speedup = 1.5;
+  r.latency_before.runs = r.latency_after.runs = 5;
+  r.latency_before.decode_ms_per_token_runs = {1.0, 1.0, 1.0, 1.0, 1.0};
+  r.latency_after.decode_ms_per_token_runs = {0.5, 0.5, 0.5, 0.5, 0.5};
+  EXPECT_EQ(latency_stability_warning(r), "");                           // both stable
+  r.latency_after.decode_ms_per_token_runs = {0.5, 0.5, 0.7, 0.5, 0.5};  // 40 %
+  const std::string w = latency_stability_warning(r);
+  EXPECT_NE(w.find("mode int4: unstable latency"), std::string::npos) << w;
+  EXPECT_NE(w.find("5 runs spread by 0 % for the baseline and 40 % for int4"), std::string::npos) << w;
+  EXPECT_NE(w.find("more than 20 % is unstable"), std::string::npos) << w;
+  EXPECT_NE(w.find("1.50x speedup is unreliable"), std::string::npos) << w;
+  r.latency_after.decode_ms_per_token_runs = {0.5, 0.5, 0.5, 0.5, 0.5};
+  r.latency_before.decode_ms_per_token_runs = {1.0, 1.3, 1.0, 1.0,
+                                               1.0};  // the baseline alone: still a warning
+  EXPECT_NE(latency_stability_warning(r).find("30 % for the baseline"), std::string::npos);
+  EXPECT_EQ(latency_stability_warning(BenchResult{}), "");  // --no-latency
+}
+
+// measure_latency reports every run and the spread of exactly those values
+// (structure only: no assertion on how long anything took).
+TEST(LatencySpread, MeasureLatencyReportsEachRun) {
+  auto m =
+      Model::load(std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny", ExecContext{Device::CPU, 1});
+  LatencyOptions o;
+  o.prompt_tokens = 4;
+  o.decode_tokens = 3;
+  o.runs = 4;
+  const std::vector<int32_t> prompt{464, 2068, 100, 200};
+  const auto res = measure_latency({m.get()}, prompt, o);
+  ASSERT_EQ(res.size(), 1u);
+  ASSERT_EQ(res[0].decode_ms_per_token_runs.size(), 4u);
+  for (double v : res[0].decode_ms_per_token_runs) EXPECT_GT(v, 0.0);
+  EXPECT_DOUBLE_EQ(res[0].decode_spread, relative_spread(res[0].decode_ms_per_token_runs));
+}
