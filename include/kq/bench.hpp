@@ -87,6 +87,9 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
 struct BenchOptions {
   std::filesystem::path model_dir;            ///< Hugging Face or KernelQuant folder
   std::filesystem::path text;                 ///< UTF-8 evaluation text
+  /// Encode added/special tokens such as "<|endoftext|>" in the text as their
+  /// ids (EncodeOptions::allow_special); default false: the text is raw text.
+  bool allow_special_tokens = false;
   std::vector<std::string> modes{"int8", "int4", "fp8"};  ///< parse_quant_mode names
   int ctx = 0;                                ///< window length, 0 = the model's context
   int samples = 0;                            ///< first N windows, 0 = all
@@ -123,6 +126,7 @@ struct BenchResult {
 struct BenchReport {
   std::string model, text, device;
   std::string tokenizer;    ///< the files the tokenizer came from (Tokenizer::source())
+  bool special_tokens = false;  ///< BenchOptions::allow_special_tokens
   std::string device_name;  ///< GPU name for device "cuda" (empty on the CPU)
   int ctx = 0;
   int64_t windows = 0, scored_tokens = 0, text_tokens = 0;

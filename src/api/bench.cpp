@@ -79,7 +79,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   if (tok.vocab_size() > base->config().vocab_size)
     raise<FormatError>("{}: the tokenizer has {} tokens but the model's vocabulary is {}; they do not belong together",
                        o.model_dir.string(), tok.vocab_size(), base->config().vocab_size);
-  const std::vector<int32_t> tokens = tok.encode(io::read_utf8_text_file(o.text, uint64_t(1) << 31));
+  const std::vector<int32_t> tokens = tok.encode(io::read_utf8_text_file(o.text, uint64_t(1) << 31),
+                                                 EncodeOptions{.allow_special = o.allow_special_tokens});
+  rep.special_tokens = o.allow_special_tokens;
   rep.text_tokens = int64_t(tokens.size());
   if (tokens.size() < 2) raise<InvalidArgument>("{}: the text has fewer than 2 tokens", o.text.string());
 

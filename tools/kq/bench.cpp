@@ -28,7 +28,7 @@ struct BenchArgs {
   std::vector<std::string> modes{"int8", "int4", "fp8"};
   std::vector<std::string> keep;
   int ctx = 0, samples = 0, threads = 0, runs = 5, decode = 32, prompt = 128;
-  bool lm_head = false, no_latency = false;
+  bool lm_head = false, no_latency = false, special_tokens = false;
 };
 
 fs::path default_model_dir() {
@@ -45,7 +45,8 @@ void print_header(const BenchReport& r, const BenchArgs& a) {
     fmt::print("  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
   fmt::print("  modes   {}\n", fmt::join(a.modes, " "));
   fmt::print("  tokenizer {}\n", r.tokenizer);
-  fmt::print("  text    {} ({} tokens)\n", r.text, r.text_tokens);
+  fmt::print("  text    {}{} ({} tokens)\n", r.text, r.special_tokens ? ", special tokens recognized" : "",
+             r.text_tokens);
   fmt::print("  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
              r.samples ? fmt::format(", --samples {}", r.samples) : "");
   if (!r.results.empty() && r.results[0].latency_before.runs)
@@ -138,6 +139,7 @@ nlohmann::json to_json(const BenchReport& r) {
   if (!r.device_name.empty()) j["device_name"] = r.device_name;
   j["text"] = r.text;
   j["tokenizer"] = r.tokenizer;
+  j["special_tokens"] = r.special_tokens;
   j["ctx"] = r.ctx;
   j["samples"] = r.samples;
   j["windows"] = r.windows;
@@ -231,6 +233,10 @@ void add_bench_command(CLI::App& app) {
                                 ->transform(integer_in(1, 1 << 30))
                                 ->capture_default_str();
   cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
+  cmd->add_flag(
+      "--special-tokens", args->special_tokens,
+      "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
+      "Face tokenizers do); default: the text is raw text");
   cmd->callback([args, decode_opt, prompt_opt] {
     BenchOptions o;
     o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
@@ -242,6 +248,7 @@ void add_bench_command(CLI::App& app) {
       o.text = default_model_dir() / "demo-eval.txt";  // the shipped demo text (plain English)
     }
     check_input_file("--text", o.text.string());
+    o.allow_special_tokens = args->special_tokens;
     o.modes = args->modes;
     o.ctx = args->ctx;
     o.samples = args->samples;

@@ -31,6 +31,7 @@ struct EvalOptions {
   std::string device = "cpu";
   std::string json;
   bool quiet = false;
+  bool special_tokens = false;
 };
 
 void run_eval(const EvalOptions& o) {
@@ -46,7 +47,7 @@ void run_eval(const EvalOptions& o) {
   auto model = Model::load(o.model, ctx);
   const Tokenizer tok = Tokenizer::load(o.model);
   check_tokenizer_fits(tok, model->config().vocab_size, o.model);
-  const std::vector<int32_t> tokens = tok.encode(text);
+  const std::vector<int32_t> tokens = tok.encode(text, EncodeOptions{.allow_special = o.special_tokens});
 
   Progress bar("windows", !o.quiet);
   const PerplexityResult r =
@@ -61,7 +62,8 @@ void run_eval(const EvalOptions& o) {
              arch_name(model->config().arch), model->config().num_layers, model->config().hidden_size,
              model->config().vocab_size);
   fmt::print("tokenizer:     {}\n", tok.source());
-  fmt::print("text:          {} ({} tokens)\n", o.text, tokens.size());
+  fmt::print("text:          {}{} ({} tokens)\n", o.text,
+             o.special_tokens ? ", special tokens recognized" : "", tokens.size());
   fmt::print("perplexity:    {:.4f}\n", r.ppl);
   fmt::print("scored tokens: {} in {} windows of up to {} tokens{}\n", r.scored_tokens, r.windows, r.ctx,
              o.samples ? fmt::format(" (first {} windows only)", o.samples) : "");
@@ -83,6 +85,7 @@ void run_eval(const EvalOptions& o) {
         {"arch", arch_name(model->config().arch)},
         {"text", o.text},
         {"tokenizer", tok.source()},
+        {"special_tokens", o.special_tokens},
         {"seconds", r.seconds},
         {"tokens_per_second", tps},
         {"threads", resolve_threads(o.threads)},
@@ -119,6 +122,10 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--json", opts->json,
                   "Also write the results as JSON to this file (atomically; default: none)");
+  cmd->add_flag(
+      "--special-tokens", opts->special_tokens,
+      "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
+      "Face tokenizers do); default: the text is raw text");
   cmd->add_flag("--quiet", opts->quiet, "No progress bar");
   cmd->callback([opts] { run_eval(*opts); });
 }
