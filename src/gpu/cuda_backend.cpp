@@ -12,7 +12,10 @@
 // metadata into the same device buffers and replays the graph. Attention is
 // captured with max_len = the cache capacity (kernels read each row's true
 // length from the device metadata). Each shape owns its workspace and
-// GpuContext, so nothing a graph points at is ever reallocated.
+// GpuContext, so nothing a graph points at is ever reallocated. RMSNorm and
+// SwiGLU launches wait for the next op, so a W8A8 linear's per-token
+// quantization can run in the kernel that produces its input
+// (deferred_producer.hpp).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -25,6 +28,7 @@
 
 #include "gpu/cuda_linear.hpp"
 #include "gpu/cuda_linear_random.hpp"
+#include "gpu/deferred_producer.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/gpu_context.hpp"
@@ -222,7 +226,7 @@ class CudaBackend final : public models::Backend {
       max_len_ = int64_t(max_pos) + 1;
       upload_meta();
       ws_->logit_rows = 0;
-      body(*this);
+      step(body);
       finish();
       return;
     }
@@ -239,7 +243,7 @@ class CudaBackend final : public models::Backend {
     upload_meta();
     if (!g.warmed) {
       ws_->logit_rows = 0;
-      body(*this);  // warm-up: allocations and plans happen here, outside any capture
+      step(body);  // warm-up: allocations and plans happen here, outside any capture
       g.warmed = true;
     } else {
       if (!g.exec) capture(g, body);
@@ -250,23 +254,31 @@ class CudaBackend final : public models::Backend {
   }
 
   // ---- ops -------------------------------------------------------------------
-  float* residual(int64_t d) override { return grow(ws_->residual, size_t(n_ * d)); }
+  // A buffer that grows is reallocated: the deferred op may point into it.
+  float* residual(int64_t d) override {
+    if (size_t(n_ * d) > ws_->residual.size()) deferred_.flush(stream_);
+    return grow(ws_->residual, size_t(n_ * d));
+  }
 
   Act act(Buf b, int64_t cols) override {
-    return Act{grow(ws_->bufs[size_t(b)], size_t(n_ * cols)), cols, int64_t(sizeof(uint16_t))};
+    cuda::DeviceBuffer<uint16_t>& buf = ws_->bufs[size_t(b)];
+    if (size_t(n_ * cols) > buf.size()) deferred_.flush(stream_);
+    return Act{grow(buf, size_t(n_ * cols)), cols, int64_t(sizeof(uint16_t))};
   }
 
   void embed(const Param& table, const Param* pos_table, float* x, int64_t d) override {
+    deferred_.flush(stream_);
     cuda::embed_rows(dev16(table), pos_table ? dev16(*pos_table) : nullptr, ws_->tokens, ws_->row_pos, n_, d, x,
                      stream_);
   }
 
   void rms_norm(float* x, Act add, const Param& w, float eps, Act out, int64_t rows, int64_t d) override {
-    cuda::rms_norm(x, bf16(add), add.ld, dev32(w), eps, bf16(out), out.ld, rows, d, stream_);
+    deferred_.defer_rms_norm(x, add, dev32(w), eps, out, rows, d, stream_);
   }
 
   void layer_norm(float* x, Act add, const Param& gamma, const Param& beta, float eps, Act out, int64_t rows,
                   int64_t d) override {
+    deferred_.flush(stream_);
     cuda::layer_norm(x, bf16(add), add.ld, dev32(gamma), dev32(beta), eps, bf16(out), out.ld, rows, d, stream_);
   }
 
@@ -277,6 +289,7 @@ class CudaBackend final : public models::Backend {
           "a Linear of format '{}' runs on the CPU but the model is on CUDA (a layer was swapped after "
           "Model::to_device: call to_device again to convert it)",
           op.format());
+    const QuantizedScope scope(ws_->ctx, deferred_.produce_for(*cl, x, rows, ws_->ctx));
     cl->forward_device(ws_->ctx, bf16(x), x.ld, rows, bf16(y), y.ld);
   }
 
@@ -294,22 +307,26 @@ class CudaBackend final : public models::Backend {
     }
     if (!whole || cols != first->whole()->out_features()) return Backend::linear_group(ops, x, rows, bufs, ys);
     const Act y = act(bufs[0], cols);
+    const QuantizedScope scope(ws_->ctx, deferred_.produce_for(*first->whole(), x, rows, ws_->ctx));
     first->whole()->forward_device(ws_->ctx, bf16(x), x.ld, rows, bf16(y), y.ld);
     for (size_t i = 0; i < ops.size(); ++i)
       ys[i] = y.col(static_cast<const CudaLinearPart*>(ops[i])->col0());
   }
 
   void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const models::Rope& r) override {
+    deferred_.flush(stream_);
     cuda::rope(bf16(q), q.ld, int(q_heads), bf16(k), k.ld, int(k_heads), int(head_dim), dev32(r.cos),
                dev32(r.sin), ws_->row_pos, n_, stream_);
   }
 
   void store_kv(int64_t layer, Act k, Act v) override {
+    deferred_.flush(stream_);
     cuda::store_kv(bf16(k), k.ld, bf16(v), v.ld, view(layer), ws_->row_seq, ws_->row_pos, n_, stream_);
   }
 
   void rope_store_kv(int64_t layer, Act q, int64_t q_heads, Act k, Act v, int64_t k_heads, int64_t head_dim,
                      const models::Rope& r) override {
+    deferred_.flush(stream_);
     const cuda::KVLayerView kv = view(layer);
     if (kv.kv_heads != k_heads || kv.head_dim != head_dim)
       raise<InvalidArgument>("rope_store_kv: {} heads of {} for a cache of {} heads of {}", k_heads, head_dim,
@@ -319,6 +336,7 @@ class CudaBackend final : public models::Backend {
   }
 
   void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) override {
+    deferred_.flush(stream_);
     const cuda::KVLayerView kv = view(layer);
     const size_t bytes = cuda::attention_workspace_bytes(n_, int(q_heads), kv.head_dim, capacity_);
     void* ws = bytes ? grow(ws_->attention, bytes) : nullptr;
@@ -326,11 +344,10 @@ class CudaBackend final : public models::Backend {
                            bf16(out), out.ld, ws, stream_);
   }
 
-  void swiglu(Act gate, Act up, int64_t f) override {
-    cuda::swiglu(bf16(gate), gate.ld, bf16(up), up.ld, bf16(gate), gate.ld, n_, f, stream_);
-  }
+  void swiglu(Act gate, Act up, int64_t f) override { deferred_.defer_swiglu(gate, up, n_, f, stream_); }
 
   void gelu(Act x, int64_t f, bool exact) override {
+    deferred_.flush(stream_);
     if (exact)
       raise<Unsupported>(
           "the exact (erf) GELU activation 'gelu' has no CUDA kernel yet; GPT-2 models with gelu_new / "
@@ -348,6 +365,17 @@ class CudaBackend final : public models::Backend {
   }
 
  private:
+  /// The architecture's forward, then the op it left deferred.
+  void step(const std::function<void(Backend&)>& body) {
+    try {
+      body(*this);
+    } catch (...) {
+      deferred_ = DeferredProducer{};  // never launch a half step's op into the next one
+      throw;
+    }
+    deferred_.flush(stream_);
+  }
+
   static const uint16_t* dev16(const Param& p) { return static_cast<const uint16_t*>(p.device); }
   static const float* dev32(const Param& p) { return static_cast<const float*>(p.device); }
 
@@ -403,7 +431,7 @@ class CudaBackend final : public models::Backend {
     cudaGraph_t graph = nullptr;
     KQ_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
-      body(*this);
+      step(body);
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -431,6 +459,7 @@ class CudaBackend final : public models::Backend {
   // The step being run.
   StepRows rows_;
   Workspace* ws_ = nullptr;
+  DeferredProducer deferred_;
   int64_t n_ = 0, layers_ = 0, capacity_ = 0, max_len_ = 0;
 };
 

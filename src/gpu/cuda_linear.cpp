@@ -198,6 +198,9 @@ class W8CudaLinear final : public CudaLinearBase {
   size_t matrix_bytes() const override { return w_.bytes(); }
 
  public:
+  InputCodes input_codes() const override {
+    return {std::is_same_v<Code, int8_t> ? cuda::ActCode::Int8 : cuda::ActCode::E4M3, w_.K_pad};
+  }
   /// Rows are padded to 16 on the device: every op but the last must have N a
   /// multiple of 16 (then the padded rows of the fused op are the last op's).
   std::unique_ptr<CudaLinear> concat(const std::vector<const CudaLinearBase*>& ops,

@@ -35,6 +35,15 @@ class CudaLinear : public Linear {
   /// Throws InvalidArgument for M < 1 or short strides.
   virtual void forward_device(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
                               int64_t ldy) const = 0;
+  /// How this op quantizes its input per token at decode (W8A8: E4M3 or
+  /// INT8 rows padded to K_pad columns), so the kernel producing the input
+  /// can write those codes itself (cuda::QuantizedInput, set on the context
+  /// for the call). {None, 0} for ops that read BF16 activations.
+  struct InputCodes {
+    cuda::ActCode code = cuda::ActCode::None;
+    int64_t K_pad = 0;
+  };
+  virtual InputCodes input_codes() const { return {}; }
   /// Host entry of the Linear interface: rounds x (F32 [M, K], host) to BF16,
   /// uploads it, runs forward_device on a GpuContext this op owns (created on
   /// first use, default stream), downloads y as F32 [M, N]. Synchronous and
@@ -69,6 +78,7 @@ class CudaLinearPart final : public CudaLinear {
   Tensor bias() const override;
   void forward_device(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
                       int64_t ldy) const override;
+  InputCodes input_codes() const override { return whole_->input_codes(); }
 
  private:
   std::shared_ptr<const CudaLinear> whole_;

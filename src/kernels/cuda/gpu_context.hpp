@@ -10,6 +10,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "kernels/cuda/act_code.hpp"
 #include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/device_info.hpp"
 
@@ -88,6 +89,24 @@ class LtPlan {
 /// Scratch buffers a GpuContext hands out; each slot is one DeviceBuffer.
 enum class Scratch : int { ActQ = 0, ActScale, GemmOut, Weight, Count };
 
+/// Activations already quantized per token by the kernel that produced them
+/// (the decode step's RMSNorm or SwiGLU, model_ops.hpp): for the BF16 input
+/// x [M, ldx] with K columns, q [M, ldq] holds its `code` codes (zero past K)
+/// and scale FP32 [M] its per-token scales, exactly what quantize_rows_fp8 /
+/// quantize_rows_int8 would write. A W8A8 decode GEMV whose input is x (same
+/// pointer, M, K, ldq = its K_pad, code) uses them instead of quantizing.
+struct QuantizedInput {
+  const uint16_t* x = nullptr;
+  int64_t M = 0, K = 0, ldq = 0;
+  ActCode code = ActCode::None;
+  const void* q = nullptr;
+  const float* scale = nullptr;
+  /// Whether this describes input x of an M x K linear with padded row ldq and `c` codes.
+  bool matches(const uint16_t* x_, int64_t M_, int64_t K_, int64_t ldq_, ActCode c) const {
+    return code != ActCode::None && x == x_ && M == M_ && K == K_ && ldq == ldq_ && code == c;
+  }
+};
+
 /// The CUDA backend's state for one stream: cuBLASLt handle, workspace,
 /// cached plans and scratch memory. Not thread-safe: use one per host thread
 /// / stream. The stream is borrowed (nullptr = the legacy default stream).
@@ -112,6 +131,13 @@ class GpuContext {
   /// until the next scratch() call for the same slot asks for more.
   void* scratch(Scratch slot, size_t bytes);
 
+  /// The activations a producer kernel quantized for the next linear (see
+  /// QuantizedInput); the caller that set it clears it once that linear has
+  /// been enqueued, so it never outlives the buffer contents it describes.
+  const QuantizedInput& quantized_input() const { return quantized_input_; }
+  void set_quantized_input(const QuantizedInput& q) { quantized_input_ = q; }
+  void clear_quantized_input() { quantized_input_ = QuantizedInput{}; }
+
  private:
   cudaStream_t stream_;
   const DeviceQuery* device_;
@@ -119,6 +145,7 @@ class GpuContext {
   DeviceBuffer<std::byte> workspace_;
   std::unordered_map<LtGemmKey, std::unique_ptr<LtPlan>, LtGemmKeyHash> plans_;
   std::array<DeviceBuffer<std::byte>, size_t(Scratch::Count)> scratch_;
+  QuantizedInput quantized_input_;
 };
 
 /// Largest power of two (at most 256) dividing the address: the alignment

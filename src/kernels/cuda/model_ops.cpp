@@ -51,6 +51,17 @@ void rms_norm(float* x, const uint16_t* add, int64_t ld_add, const float* weight
   ops::norm_launch(false, x, add, ld_add, weight, nullptr, eps, out, ld_out, n, d, stream);
 }
 
+bool rms_norm_quantize(float* x, const uint16_t* add, int64_t ld_add, const float* weight, float eps,
+                       uint16_t* out, int64_t ld_out, int64_t n, int64_t d, ActCode code, void* q,
+                       int64_t ldq, float* scale, cudaStream_t stream) {
+  check_norm("rms_norm_quantize", x, add, ld_add, weight, out, ld_out, n, d);
+  check_ptr("rms_norm_quantize", "q", q);
+  check_ptr("rms_norm_quantize", "scale", scale);
+  if (n == 0) return true;
+  return ops::rms_norm_quant_launch(x, add, ld_add, weight, eps, out, ld_out, n, d, code, q, ldq, scale,
+                                    stream);
+}
+
 void layer_norm(float* x, const uint16_t* add, int64_t ld_add, const float* gamma, const float* beta, float eps,
                 uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream) {
   check_norm("layer_norm", x, add, ld_add, gamma, out, ld_out, n, d);
@@ -184,6 +195,23 @@ void swiglu(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t l
   check_ld("swiglu", "ld_out", ld_out, f);
   if (n == 0) return;
   ops::swiglu_launch(gate, ld_gate, up, ld_up, out, ld_out, n, f, stream);
+}
+
+bool swiglu_quantize(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
+                     int64_t ld_out, int64_t n, int64_t f, ActCode code, void* q, int64_t ldq, float* scale,
+                     cudaStream_t stream) {
+  check_rows("swiglu_quantize", n, f);
+  for (const auto& [name, p] : {std::pair<const char*, const void*>{"gate", gate},
+                                {"up", up},
+                                {"out", out},
+                                {"q", q},
+                                {"scale", scale}})
+    check_ptr("swiglu_quantize", name, p);
+  check_ld("swiglu_quantize", "ld_gate", ld_gate, f);
+  check_ld("swiglu_quantize", "ld_up", ld_up, f);
+  check_ld("swiglu_quantize", "ld_out", ld_out, f);
+  if (n == 0) return true;
+  return ops::swiglu_quant_launch(gate, ld_gate, up, ld_up, out, ld_out, n, f, code, q, ldq, scale, stream);
 }
 
 void gelu_tanh_inplace(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream) {

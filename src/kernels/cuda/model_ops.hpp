@@ -28,6 +28,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/act_code.hpp"
+
 namespace kq::cuda {
 
 /// Where the KV caches of the sequences of one step live, for one layer:
@@ -56,6 +58,19 @@ void embed_rows(const uint16_t* table, const uint16_t* pos_table, const int32_t*
 /// [n, ld_add] or nullptr; weight: F32 [d]; out: BF16 [n, ld_out].
 void rms_norm(float* x, const uint16_t* add, int64_t ld_add, const float* weight, float eps, uint16_t* out,
               int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream);
+
+/// rms_norm whose BF16 output row is also quantized per token for a W8A8
+/// linear, in the same kernel: q [n, ldq] gets the `code` codes (E4M3 or
+/// INT8 bytes, zero in columns [d, ldq)) and scale FP32 [n] the per-token
+/// scales, bit for bit what quantize_rows_fp8 / quantize_rows_int8
+/// (w8a8_kernels.hpp) would write from `out`. Returns false with nothing
+/// launched when the row does not fit the register kernel (d % 4 != 0, d >
+/// 16384, unaligned pointers or strides, ldq < d or ldq % 4 != 0): then call
+/// rms_norm and let the linear quantize. Throws InvalidArgument as rms_norm
+/// and for a null q or scale.
+bool rms_norm_quantize(float* x, const uint16_t* add, int64_t ld_add, const float* weight, float eps,
+                       uint16_t* out, int64_t ld_out, int64_t n, int64_t d, ActCode code, void* q,
+                       int64_t ldq, float* scale, cudaStream_t stream);
 
 /// LayerNorm (Ba et al. 2016, as in GPT-2): out = BF16((x − mean) / sqrt(var +
 /// eps) · gamma + beta), population variance; optional fused residual add as
@@ -135,6 +150,15 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
 /// out may alias gate.
 void swiglu(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
             int64_t ld_out, int64_t n, int64_t f, cudaStream_t stream);
+
+/// swiglu whose output is also quantized per token for a W8A8 linear, as
+/// rms_norm_quantize (q [n, ldq], scale [n], the same codes quantize_rows_*
+/// would give from `out`). Returns false with nothing launched unless f % 8
+/// == 0, f <= 16384, the BF16 rows are 16-byte aligned (pointers and strides
+/// in elements multiples of 8) and ldq >= f is a multiple of 8. Throws as swiglu.
+bool swiglu_quantize(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
+                     int64_t ld_out, int64_t n, int64_t f, ActCode code, void* q, int64_t ldq, float* scale,
+                     cudaStream_t stream);
 
 /// GELU, tanh approximation (GPT-2's gelu_new), in place on BF16 [n, ld] (f columns).
 void gelu_tanh_inplace(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream);

@@ -25,6 +25,14 @@ void rope_store_kv_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, in
                           const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream);
 void swiglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
                    int64_t ld_out, int64_t n, int64_t f, cudaStream_t stream);
+/// The fused norm / SwiGLU + per-token quantization kernels; false (nothing
+/// launched) when the shapes or alignments do not fit their register paths.
+bool rms_norm_quant_launch(float* x, const uint16_t* add, int64_t ld_add, const float* weight, float eps,
+                           uint16_t* out, int64_t ld_out, int64_t n, int64_t d, ActCode code, void* q,
+                           int64_t ldq, float* scale, cudaStream_t stream);
+bool swiglu_quant_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up,
+                         uint16_t* out, int64_t ld_out, int64_t n, int64_t f, ActCode code, void* q,
+                         int64_t ldq, float* scale, cudaStream_t stream);
 void gelu_tanh_launch(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream);
 void f32_to_bf16_launch(const float* in, uint16_t* out, int64_t count, cudaStream_t stream);
 void bf16_to_f32_launch(const uint16_t* in, float* out, int64_t count, cudaStream_t stream);

@@ -5,11 +5,14 @@
 // pointer and row stride allows it, else scalar. The row is read from global
 // memory once per pass; each thread reads back only the elements it wrote, so
 // the passes need no barrier besides the reductions'.
+#include <type_traits>
+
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/model_ops_common.cuh"
 #include "kernels/cuda/model_ops_launch.hpp"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/pdl.hpp"
+#include "kernels/cuda/w8a8_codec.cuh"
 
 namespace kq::cuda::ops {
 namespace {
@@ -99,12 +102,15 @@ constexpr int kRegThreads = 512;
 /// every load of the row (x, add, weight, beta) is issued before the first
 /// use, so a row costs about one memory latency instead of one per loop trip
 /// (a decode step's norms are one row each: 5 us -> ~2.5 us as measured by
-/// Nsight Compute on the H200).
-template <int kIt, bool kLayer>
+/// Nsight Compute on the H200). Codec (Fp8Codec / Int8Codec, or void): also
+/// quantizes the BF16 output row per token into q [n, ldq] (zero past d) and
+/// scale [n], as quantize_rows_fp8 / _int8 would from `out`.
+template <int kIt, bool kLayer, class Codec = void>
 __global__ void __launch_bounds__(kRegThreads)
     norm_reg_kernel(float* __restrict__ x, const uint16_t* __restrict__ add, int64_t ld_add,
                     const float* __restrict__ weight, const float* __restrict__ beta, float eps,
-                    uint16_t* __restrict__ out, int64_t ld_out, int64_t d) {
+                    uint16_t* __restrict__ out, int64_t ld_out, int64_t d, uint8_t* __restrict__ q,
+                    int64_t ldq, float* __restrict__ scale) {
   __shared__ float red[32];
   pdl_wait();
   const int64_t r = blockIdx.x;
@@ -160,13 +166,60 @@ __global__ void __launch_bounds__(kRegThreads)
       a[j].store_bf16(out + r * ld_out + i * 4);
     }
   }
+  if constexpr (!std::is_void_v<Codec>) {
+    // Per-token quantization of the BF16 values just stored (rounded the same way).
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kIt; ++j)
+      if (int(threadIdx.x) + j * kRegThreads < nv)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          a[j].v[e] = bf(to_bf(a[j].v[e]));
+          amax = fmaxf(amax, fabsf(a[j].v[e]));
+        }
+    const float s = row_scale<Codec>(block_max<kRegThreads>(amax, red));
+    uint8_t* qr = q + r * ldq;
+#pragma unroll
+    for (int j = 0; j < kIt; ++j) {
+      const int i = int(threadIdx.x) + j * kRegThreads;
+      if (i < nv) {
+        uint32_t packed = 0;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) packed |= code_byte<Codec>(a[j].v[e], s) << (8 * e);
+        reinterpret_cast<uint32_t*>(qr)[i] = packed;
+      }
+    }
+    for (int i = nv + int(threadIdx.x); i < int(ldq / 4); i += kRegThreads)
+      reinterpret_cast<uint32_t*>(qr)[i] = 0;
+    if (threadIdx.x == 0) scale[r] = s;
+  }
 }
 
-template <int kIt, bool kLayer>
-void launch_reg(float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta, float eps,
-                uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream) {
-  launch_pdl(norm_reg_kernel<kIt, kLayer>, dim3(unsigned(n)), dim3(kRegThreads), 0, stream, x, add, ld_add,
-             weight, beta, eps, out, ld_out, d);
+template <int kIt, bool kLayer, class Codec = void>
+void launch_reg(float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta,
+                float eps, uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream,
+                uint8_t* q = nullptr, int64_t ldq = 0, float* scale = nullptr) {
+  launch_pdl(norm_reg_kernel<kIt, kLayer, Codec>, dim3(unsigned(n)), dim3(kRegThreads), 0, stream, x, add,
+             ld_add, weight, beta, eps, out, ld_out, d, q, ldq, scale);
+}
+
+template <class Codec>
+void launch_rms_quant(float* x, const uint16_t* add, int64_t ld_add, const float* weight, float eps,
+                      uint16_t* out, int64_t ld_out, int64_t n, int64_t d, uint8_t* q, int64_t ldq,
+                      float* scale, cudaStream_t stream) {
+  constexpr int64_t kRow = 4 * kRegThreads;
+  if (d <= kRow)
+    launch_reg<1, false, Codec>(x, add, ld_add, weight, nullptr, eps, out, ld_out, n, d, stream, q, ldq,
+                                scale);
+  else if (d <= 2 * kRow)
+    launch_reg<2, false, Codec>(x, add, ld_add, weight, nullptr, eps, out, ld_out, n, d, stream, q, ldq,
+                                scale);
+  else if (d <= 4 * kRow)
+    launch_reg<4, false, Codec>(x, add, ld_add, weight, nullptr, eps, out, ld_out, n, d, stream, q, ldq,
+                                scale);
+  else
+    launch_reg<8, false, Codec>(x, add, ld_add, weight, nullptr, eps, out, ld_out, n, d, stream, q, ldq,
+                                scale);
 }
 
 template <bool kLayer>
@@ -191,16 +244,35 @@ void launch(bool vec, float* x, const uint16_t* add, int64_t ld_add, const float
 
 bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }
 
+bool vector_path(float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta,
+                 const uint16_t* out, int64_t ld_out, int64_t d) {
+  return d % 4 == 0 && aligned(x, 16) && aligned(weight, 16) && (!beta || aligned(beta, 16)) &&
+         aligned(out, 8) && ld_out % 4 == 0 && (!add || (aligned(add, 8) && ld_add % 4 == 0));
+}
+
 }  // namespace
 
 void norm_launch(bool layer, float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta,
                  float eps, uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream) {
-  const bool vec = d % 4 == 0 && aligned(x, 16) && aligned(weight, 16) && (!beta || aligned(beta, 16)) &&
-                   aligned(out, 8) && ld_out % 4 == 0 && (!add || (aligned(add, 8) && ld_add % 4 == 0));
+  const bool vec = vector_path(x, add, ld_add, weight, beta, out, ld_out, d);
   if (layer)
     launch<true>(vec, x, add, ld_add, weight, beta, eps, out, ld_out, n, d, stream);
   else
     launch<false>(vec, x, add, ld_add, weight, beta, eps, out, ld_out, n, d, stream);
+}
+
+bool rms_norm_quant_launch(float* x, const uint16_t* add, int64_t ld_add, const float* weight, float eps,
+                           uint16_t* out, int64_t ld_out, int64_t n, int64_t d, ActCode code, void* q,
+                           int64_t ldq, float* scale, cudaStream_t stream) {
+  if (code == ActCode::None || !vector_path(x, add, ld_add, weight, nullptr, out, ld_out, d) ||
+      d > 8 * 4 * kRegThreads || ldq < d || ldq % 4 != 0 || !aligned(q, 4))
+    return false;
+  auto* q8 = static_cast<uint8_t*>(q);
+  if (code == ActCode::E4M3)
+    launch_rms_quant<Fp8Codec>(x, add, ld_add, weight, eps, out, ld_out, n, d, q8, ldq, scale, stream);
+  else
+    launch_rms_quant<Int8Codec>(x, add, ld_add, weight, eps, out, ld_out, n, d, q8, ldq, scale, stream);
+  return true;
 }
 
 }  // namespace kq::cuda::ops

@@ -68,6 +68,12 @@ void fp8_w8a8_linear(GpuContext& ctx, const Fp8Weight& w, const uint16_t* x, int
     raise<InvalidArgument>("fp8_w8a8_linear: the decode GEMV takes M <= 8 tokens, got {}", M);
   const bool gemv = path == Fp8Path::Gemv || (path == Fp8Path::Auto && M <= 8);
   const int64_t M_pad = gemv ? M : round_up(M, 16);
+  const QuantizedInput& pre = ctx.quantized_input();
+  if (gemv && pre.matches(x, M, w.K, w.K_pad, ActCode::E4M3)) {  // quantized by the producing kernel
+    fp8_gemv(static_cast<const uint8_t*>(pre.q), pre.scale, w.codes.data(), w.scale.data(), w.K_pad, y, ldy,
+             M, w.N, ctx.stream());
+    return;
+  }
   auto* q = static_cast<uint8_t*>(ctx.scratch(Scratch::ActQ, size_t(M_pad * w.K_pad)));
   auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M_pad) * sizeof(float)));
   quantize_rows_fp8(x, ldx, M, w.K, q, w.K_pad, M_pad, sx, ctx.stream());
@@ -105,6 +111,12 @@ void int8_w8a8_linear(GpuContext& ctx, const Int8Weight& w, const uint16_t* x, i
   // Decode: our INT8 GEMV (same codes, same exact INT32 sums as the GEMM), on M rows; else M padded to 16.
   const bool gemv = M <= 8 && ctx.device().cc_major >= 8;
   const int64_t M_pad = gemv ? M : round_up(M, 16);
+  const QuantizedInput& pre = ctx.quantized_input();
+  if (gemv && pre.matches(x, M, w.K, w.K_pad, ActCode::Int8)) {  // quantized by the producing kernel
+    int8_gemv(static_cast<const int8_t*>(pre.q), pre.scale, w.codes.data(), w.scale.data(), w.K_pad, y, ldy,
+              M, w.N, ctx.stream());
+    return;
+  }
   auto* q = static_cast<int8_t*>(ctx.scratch(Scratch::ActQ, size_t(M_pad * w.K_pad)));
   auto* sx = static_cast<float*>(ctx.scratch(Scratch::ActScale, size_t(M_pad) * sizeof(float)));
   quantize_rows_int8(x, ldx, M, w.K, q, w.K_pad, M_pad, sx, ctx.stream());

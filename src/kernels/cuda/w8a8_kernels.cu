@@ -1,11 +1,11 @@
 #include <cuda_bf16.h>
-#include <cuda_fp8.h>
 
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/pdl.hpp"
+#include "kernels/cuda/w8a8_codec.cuh"
 #include "kernels/cuda/w8a8_kernels.hpp"
 
 namespace kq::cuda {
@@ -14,39 +14,6 @@ namespace {
 constexpr int kQuantThreads = 256;
 
 __device__ __forceinline__ float bf16_bits_to_float(uint16_t b) { return __uint_as_float(uint32_t(b) << 16); }
-
-/// Block-wide max of non-negative values (kThreads threads).
-template <int kThreads>
-__device__ float block_max(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kThreads / 32 ? red[lane] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    if (lane == 0) red[0] = v;
-  }
-  __syncthreads();
-  return red[0];
-}
-
-struct Fp8Codec {
-  static constexpr float kMax = 448.0f;
-  using Out = uint8_t;
-  __device__ static Out encode(float v) {
-    return Out(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
-  }
-};
-
-struct Int8Codec {
-  static constexpr float kMax = 127.0f;
-  using Out = int8_t;
-  __device__ static Out encode(float v) {
-    const int q = __float2int_rn(v);
-    return Out(q > 127 ? 127 : (q < -127 ? -127 : q));
-  }
-};
 
 /// One block per row of q (M_pad rows).
 template <class Codec>
@@ -66,8 +33,7 @@ __global__ void __launch_bounds__(kQuantThreads)
   float amax = 0.0f;
   for (int64_t k = threadIdx.x; k < K; k += kQuantThreads) amax = fmaxf(amax, fabsf(bf16_bits_to_float(xrow[k])));
   amax = block_max<kQuantThreads>(amax, red);
-  float s = amax / Codec::kMax;
-  if (!(s > 0.0f)) s = 1.0f;  // all-zero row (or underflow): scale 1, as the CPU formats
+  const float s = row_scale<Codec>(amax);
   for (int64_t k = threadIdx.x; k < ldq; k += kQuantThreads) {
     typename Codec::Out v = 0;
     if (k < K) v = Codec::encode(__fdiv_rn(bf16_bits_to_float(xrow[k]), s));
@@ -112,8 +78,7 @@ __global__ void __launch_bounds__(kRegThreads)
       amax = fmaxf(amax, fmaxf(fabsf(__uint_as_float(w4[e] << 16)), fabsf(__uint_as_float(w4[e] & 0xFFFF0000u))));
   }
   amax = block_max<kRegThreads>(amax, red);
-  float s = amax / Codec::kMax;
-  if (!(s > 0.0f)) s = 1.0f;
+  const float s = row_scale<Codec>(amax);
 #pragma unroll
   for (int j = 0; j < kIt; ++j) {
     const int i = int(threadIdx.x) + j * kRegThreads;
@@ -124,8 +89,7 @@ __global__ void __launch_bounds__(kRegThreads)
       for (int e = 0; e < 8; ++e) {
         const uint32_t w = w4[e / 2];
         const float f = (e & 1) ? __uint_as_float(w & 0xFFFF0000u) : __uint_as_float(w << 16);
-        const uint32_t c = uint8_t(Codec::encode(__fdiv_rn(f, s)));
-        packed[e / 4] |= c << (8 * (e % 4));
+        packed[e / 4] |= code_byte<Codec>(f, s) << (8 * (e % 4));
       }
       reinterpret_cast<uint2*>(qrow)[i] = make_uint2(packed[0], packed[1]);
     }

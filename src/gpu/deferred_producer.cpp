@@ -1,0 +1,79 @@
+#include "gpu/deferred_producer.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "kernels/cuda/model_ops.hpp"
+
+namespace kq::gpu {
+namespace {
+
+uint16_t* bf16(models::Act a) { return static_cast<uint16_t*>(a.p); }
+
+bool fusion_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("KQ_FUSED_QUANT");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
+/// Rows of the decode GEMV path of the W8A8 linears (w8a8.hpp: M <= 8).
+constexpr int64_t kMaxDecodeRows = 8;
+
+}  // namespace
+
+void DeferredProducer::defer_rms_norm(float* x, models::Act add, const float* weight, float eps,
+                                      models::Act out, int64_t rows, int64_t d, cudaStream_t stream) {
+  flush(stream);
+  op_ = Op{Kind::RmsNorm, x, add, {}, out, weight, eps, rows, d};
+}
+
+void DeferredProducer::defer_swiglu(models::Act gate, models::Act up, int64_t rows, int64_t f,
+                                    cudaStream_t stream) {
+  flush(stream);
+  op_ = Op{Kind::Swiglu, nullptr, gate, up, gate, nullptr, 0.0f, rows, f};
+}
+
+void DeferredProducer::launch(const Op& o, cudaStream_t stream) const {
+  if (o.kind == Kind::RmsNorm)
+    cuda::rms_norm(o.x, bf16(o.in), o.in.ld, o.weight, o.eps, bf16(o.out), o.out.ld, o.rows, o.cols, stream);
+  else if (o.kind == Kind::Swiglu)
+    cuda::swiglu(bf16(o.in), o.in.ld, bf16(o.in2), o.in2.ld, bf16(o.out), o.out.ld, o.rows, o.cols, stream);
+}
+
+void DeferredProducer::flush(cudaStream_t stream) {
+  const Op o = std::exchange(op_, Op{});
+  launch(o, stream);
+}
+
+bool DeferredProducer::produce_for(const CudaLinear& op, models::Act x, int64_t rows, cuda::GpuContext& ctx) {
+  const CudaLinear::InputCodes codes = op.input_codes();
+  const int64_t K = op.in_features();
+  const Op o = op_;
+  const bool match = o.kind != Kind::None && fusion_enabled() && codes.code != cuda::ActCode::None &&
+                     rows <= kMaxDecodeRows && o.rows == rows && o.cols == K && o.out.p == x.p &&
+                     o.out.ld == x.ld && codes.K_pad >= K;
+  if (!match) {
+    flush(ctx.stream());
+    return false;
+  }
+  void* q = ctx.scratch(cuda::Scratch::ActQ, size_t(rows * codes.K_pad));
+  auto* scale = static_cast<float*>(ctx.scratch(cuda::Scratch::ActScale, size_t(rows) * sizeof(float)));
+  const bool fused =
+      o.kind == Kind::RmsNorm
+          ? cuda::rms_norm_quantize(o.x, bf16(o.in), o.in.ld, o.weight, o.eps, bf16(o.out), o.out.ld, rows, K,
+                                    codes.code, q, codes.K_pad, scale, ctx.stream())
+          : cuda::swiglu_quantize(bf16(o.in), o.in.ld, bf16(o.in2), o.in2.ld, bf16(o.out), o.out.ld, rows, K,
+                                  codes.code, q, codes.K_pad, scale, ctx.stream());
+  op_ = Op{};
+  if (!fused) {  // shapes the fused kernels do not take: as it is, and the linear quantizes
+    launch(o, ctx.stream());
+    return false;
+  }
+  ctx.set_quantized_input({bf16(x), rows, K, codes.K_pad, codes.code, q, scale});
+  return true;
+}
+
+}  // namespace kq::gpu
