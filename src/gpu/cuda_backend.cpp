@@ -289,6 +289,7 @@ class CudaBackend final : public models::Backend {
           "a Linear of format '{}' runs on the CPU but the model is on CUDA (a layer was swapped after "
           "Model::to_device: call to_device again to convert it)",
           op.format());
+    if (deferred_.linear_of_swiglu(*cl, x, rows, y, ws_->ctx)) return;
     const QuantizedScope scope(ws_->ctx, deferred_.produce_for(*cl, x, rows, ws_->ctx));
     cl->forward_device(ws_->ctx, bf16(x), x.ld, rows, bf16(y), y.ld);
   }

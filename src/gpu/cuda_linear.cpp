@@ -97,12 +97,24 @@ class CudaLinearBase : public CudaLinear {
     if (!bias_.empty()) detail::add_bias_bf16(y, ldy, M, N_, bias_.data(), ctx.stream());
   }
 
+  bool forward_swiglu(cuda::GpuContext& ctx, const uint16_t* gate, const uint16_t* up, uint16_t* y) const final {
+    if (!gate || !up || !y) raise<InvalidArgument>("CudaLinear ({}): forward_swiglu with a null pointer", format_);
+    if (!matmul_swiglu(ctx, gate, up, y)) return false;
+    if (!bias_.empty()) detail::add_bias_bf16(y, N_, 1, N_, bias_.data(), ctx.stream());
+    return true;
+  }
+
  protected:
   /// y = BF16(x · Wᵀ), arguments already checked.
   virtual void matmul(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
                       int64_t ldy) const = 0;
   /// Device bytes of the weight (codes, scales, zero points, padding).
   virtual size_t matrix_bytes() const = 0;
+  /// y = BF16(BF16(silu(gate) · up) · Wᵀ) for one token, or false (nothing enqueued).
+  virtual bool matmul_swiglu(cuda::GpuContext& ctx, const uint16_t* gate, const uint16_t* up, uint16_t* y) const {
+    (void)ctx, (void)gate, (void)up, (void)y;
+    return false;
+  }
 
  public:
   /// The rows of `ops` (this op first; every op of this op's concrete type,
@@ -251,6 +263,9 @@ class W4CudaLinear final : public CudaLinearBase {
     cuda::w4a16_linear(ctx, w_, x, ldx, M, y, ldy);
   }
   size_t matrix_bytes() const override { return w_.bytes(); }
+  bool matmul_swiglu(cuda::GpuContext& ctx, const uint16_t* gate, const uint16_t* up, uint16_t* y) const override {
+    return cuda::w4a16_gemv_swiglu(w_, gate, up, y, ctx.stream());
+  }
 
  public:
   std::unique_ptr<CudaLinear> concat(const std::vector<const CudaLinearBase*>& ops,

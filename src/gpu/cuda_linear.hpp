@@ -44,6 +44,16 @@ class CudaLinear : public Linear {
     int64_t K_pad = 0;
   };
   virtual InputCodes input_codes() const { return {}; }
+  /// y[1, N] = BF16(h · Wᵀ + bias) for one token whose input is the SwiGLU
+  /// h = BF16(silu(gate) · up) (gate, up: BF16 device [K]), computed by this
+  /// op while it reads its input (the 4-bit streaming GEMV), so no SwiGLU
+  /// kernel runs and gate is left as it is. Returns false with nothing
+  /// enqueued where the op has no such path (then run the SwiGLU and
+  /// forward_device).
+  virtual bool forward_swiglu(cuda::GpuContext& ctx, const uint16_t* gate, const uint16_t* up, uint16_t* y) const {
+    (void)ctx, (void)gate, (void)up, (void)y;
+    return false;
+  }
   /// Host entry of the Linear interface: rounds x (F32 [M, K], host) to BF16,
   /// uploads it, runs forward_device on a GpuContext this op owns (created on
   /// first use, default stream), downloads y as F32 [M, N]. Synchronous and

@@ -48,6 +48,16 @@ void DeferredProducer::flush(cudaStream_t stream) {
   launch(o, stream);
 }
 
+bool DeferredProducer::linear_of_swiglu(const CudaLinear& op, models::Act x, int64_t rows, models::Act y,
+                                        cuda::GpuContext& ctx) {
+  const Op o = op_;
+  if (o.kind != Kind::Swiglu || !fusion_enabled() || rows != 1 || o.rows != 1 || o.out.p != x.p ||
+      o.cols != op.in_features() || !op.forward_swiglu(ctx, bf16(o.in), bf16(o.in2), bf16(y)))
+    return false;
+  op_ = Op{};
+  return true;
+}
+
 bool DeferredProducer::produce_for(const CudaLinear& op, models::Act x, int64_t rows, cuda::GpuContext& ctx) {
   const CudaLinear::InputCodes codes = op.input_codes();
   const int64_t K = op.in_features();

@@ -12,7 +12,9 @@
 // kernel runs and the linear is handed a cuda::QuantizedInput; before any
 // other op the deferred kernel is launched as it is. The results are the same
 // bits either way (the fused kernels reproduce the stand-alone quantizers).
-// KQ_FUSED_QUANT=0 turns the fusion off (A/B runs).
+// Likewise a one-row SwiGLU feeding a 4-bit linear is computed by that
+// linear's GEMV while it stages its input (linear_of_swiglu).
+// KQ_FUSED_QUANT=0 turns both fusions off (A/B runs).
 #include <cstdint>
 
 #include "gpu/cuda_linear.hpp"
@@ -38,6 +40,13 @@ class DeferredProducer {
   /// QuantizedInput and true is returned (clear it after op's call: see
   /// QuantizedScope). Otherwise flush() and false.
   bool produce_for(const CudaLinear& op, models::Act x, int64_t rows, cuda::GpuContext& ctx);
+  /// When the deferred op is a one-row SwiGLU whose output is x and `op`
+  /// computes it while reading its input (CudaLinear::forward_swiglu: the
+  /// 4-bit streaming GEMV), runs y = op(SwiGLU) instead of both and returns
+  /// true: the SwiGLU's output is then never written (gate keeps its input
+  /// values; only this op reads it in the architectures). Otherwise false,
+  /// nothing launched.
+  bool linear_of_swiglu(const CudaLinear& op, models::Act x, int64_t rows, models::Act y, cuda::GpuContext& ctx);
 
  private:
   enum class Kind { None, RmsNorm, Swiglu };

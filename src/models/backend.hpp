@@ -169,7 +169,10 @@ class Backend {
   }
   /// Causal attention of every row over its sequence's cache (positions <= its own).
   virtual void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) = 0;
-  /// gate[:, :f] = silu(gate)·up (SwiGLU).
+  /// gate[:, :f] = silu(gate)·up (SwiGLU). Read the result only through the
+  /// next op (the architectures pass it to the down projection): the CUDA
+  /// backend may compute it inside that op (a 4-bit decode GEMV stages
+  /// silu(gate)·up itself) and leave gate as it was.
   virtual void swiglu(Act gate, Act up, int64_t f) = 0;
   /// x[:, :f] = GELU(x): tanh approximation, or the erf form when exact.
   virtual void gelu(Act x, int64_t f, bool exact) = 0;

@@ -142,6 +142,12 @@ void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, ui
   w4a16_gemv_launch(w, x, ldx, M, y, ldy, stream, tuning);
 }
 
+bool w4a16_gemv_swiglu(const W4Weight& w, const uint16_t* gate, const uint16_t* up, uint16_t* y,
+                       cudaStream_t stream) {
+  if (!gate || !up || !y) raise<InvalidArgument>("w4a16_gemv_swiglu: null gate, up or y");
+  return w4a16_gemv_stream_launch(w, gate, y, stream, W4GemvTuning{0, 0, 2}, up);
+}
+
 void w4a16_gemm(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream) {
   if (M < 1) raise<InvalidArgument>("w4a16_gemm: M = {} tokens (must be >= 1)", M);

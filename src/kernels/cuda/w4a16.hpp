@@ -119,6 +119,16 @@ W4Weight upload_w4_weight_packed(W4Format format, int64_t N, int64_t K, int bloc
 void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream, W4GemvTuning tuning = {});
 
+/// Decode GEMV of an MLP's down projection with the SwiGLU folded in, for
+/// one token: y[n] = BF16(Σ_k h[k] · w[n, k]) with h[k] = BF16(silu(gate[k]) ·
+/// up[k]) computed while the streaming kernel stages its input (the values
+/// model_ops' swiglu would store), so no separate SwiGLU kernel runs and
+/// gate is left as it is. gate, up: BF16 [K]; y: BF16 [N]. Returns false with
+/// nothing launched where the streaming kernel cannot take w (its shared
+/// memory or 32-bit index limits); then run swiglu and w4a16_gemv.
+bool w4a16_gemv_swiglu(const W4Weight& w, const uint16_t* gate, const uint16_t* up, uint16_t* y,
+                       cudaStream_t stream);
+
 /// Fused prefill GEMM: y[m, n] = BF16(Σ_k x[m, k] · BF16(w[n, k])) for any
 /// M >= 1, each weight dequantized to BF16 once per tile in shared memory
 /// (the value w4_dequantize_bf16 gives), FP32 accumulation on the tensor cores.

@@ -55,7 +55,8 @@ struct StreamParams {
   const uint8_t* codes;    // [N, ldq]
   const uint16_t* scales;  // BF16 [N, lds]
   const uint16_t* zeros;   // BF16 [N, lds] (INT4Asym) or null
-  const uint16_t* x;       // BF16 [K] (token 0)
+  const uint16_t* x;       // BF16 [K] (token 0); with `up`: SwiGLU's gate
+  const uint16_t* up;      // BF16 [K] or null: x is then BF16(silu(gate) · up), computed while staging
   __nv_bfloat16* y;        // BF16 [N]
   uint32_t ldq;            // code bytes per row (K_pad / 2)
   uint32_t lds;            // scales per row (blocks_pad)
@@ -217,6 +218,20 @@ __device__ __forceinline__ uint32_t x_offset(int tile, int lane) {
   return uint32_t((tile >> 1) * 512 + (s >> 1) * 128 + (tile & 1) * 64 + t * 16 + (s & 1) * 8);
 }
 
+/// BF16 elements k..k+3 of v (0 past K) in the low halves of e[0..3]; vec: v 8-byte aligned.
+__device__ __forceinline__ void load4(const uint16_t* v, int k, int K, bool vec, uint32_t (&e)[4]) {
+  if (vec && k + 4 <= K) {
+    const uint2 w = __ldg(reinterpret_cast<const uint2*>(v + k));
+    e[0] = w.x & 0xFFFFu;
+    e[1] = w.x >> 16;
+    e[2] = w.y & 0xFFFFu;
+    e[3] = w.y >> 16;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) e[i] = k + i < K ? uint32_t(__ldg(v + k + i)) : 0u;
+  }
+}
+
 /// Block prologue: stages x (zero past K, 2 * pairs tiles) in the x_offset
 /// layout and, for INT4, the per-part sums (Σx, base·Σx); fills the LUT
 /// (NF4/FP4); zeroes the slots; ends with a barrier.
@@ -227,15 +242,16 @@ __device__ __forceinline__ void stage_block(const StreamParams& p, unsigned char
   for (int kt = warp; kt < 2 * p.pairs; kt += kWarps) {
     const int k = kt * kTileK + 4 * lane;
     uint32_t e[4];
-    if (p.x_vec && k + 4 <= p.K) {
-      const uint2 v = __ldg(reinterpret_cast<const uint2*>(p.x + k));
-      e[0] = v.x & 0xFFFFu;
-      e[1] = v.x >> 16;
-      e[2] = v.y & 0xFFFFu;
-      e[3] = v.y >> 16;
-    } else {
+    load4(p.x, k, p.K, p.x_vec, e);
+    if (p.up) {
+      // The SwiGLU, exactly as model_ops' swiglu kernel rounds it (silu(0) · u = 0 past K).
+      uint32_t u[4];
+      load4(p.up, k, p.K, p.x_vec, u);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) e[i] = k + i < p.K ? uint32_t(__ldg(p.x + k + i)) : 0u;
+      for (int i = 0; i < 4; ++i) {
+        const float g = bf16_bits_to_float(e[i]);
+        e[i] = __bfloat16_as_ushort(__float2bfloat16_rn(g / (1.0f + expf(-g)) * bf16_bits_to_float(u[i])));
+      }
     }
     *reinterpret_cast<uint2*>(xs + x_offset(kt, lane)) = make_uint2(e[0] | e[1] << 16, e[2] | e[3] << 16);
     if constexpr (kDq != Dq::Lut) {
@@ -417,7 +433,7 @@ void launch_stream_parts(const StreamParams& p, size_t smem, int warps, int dept
 }  // namespace
 
 bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y, cudaStream_t stream,
-                              W4GemvTuning tuning) {
+                              W4GemvTuning tuning, const uint16_t* up) {
   const DeviceQuery& dev = current_device();
   int warps = tuning.warps, depth = tuning.tiles;
   if (warps != 16 && warps != 20 && warps != 24 && warps != 32) {
@@ -432,6 +448,7 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   p.scales = w.scales.data();
   p.zeros = w.format == W4Format::INT4Asym ? w.zeros.data() : nullptr;
   p.x = x;
+  p.up = up;
   p.y = reinterpret_cast<__nv_bfloat16*>(y);
   p.ldq = uint32_t(w.K_pad / 2);
   p.lds = uint32_t(w.blocks_pad);
@@ -443,7 +460,7 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   p.ctas = int(std::min<int64_t>(w.N, std::max(dev.multiprocessors, 1)));
   const int64_t rows_max = (w.N + p.ctas - 1) / p.ctas;
   p.g_max = int((rows_max + 7) / 8);
-  p.x_vec = reinterpret_cast<uintptr_t>(x) % 8 == 0;
+  p.x_vec = reinterpret_cast<uintptr_t>(x) % 8 == 0 && (!up || reinterpret_cast<uintptr_t>(up) % 8 == 0);
   p.base = w.format == W4Format::INT4 ? 136.0f : 128.0f;
   const std::array<float, 16> cb = w4_codebook(w.format);
   std::copy(cb.begin(), cb.end(), p.codebook);

@@ -14,8 +14,9 @@ void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
 
 /// Launches the streaming decode GEMV for M = 1 (w4a16_gemv_stream.cu); returns
 /// false, launching nothing, where a block's shared memory cannot hold x.
+/// up != nullptr: x is SwiGLU's gate and the GEMV's input BF16(silu(x) · up).
 bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y, cudaStream_t stream,
-                              W4GemvTuning tuning);
+                              W4GemvTuning tuning, const uint16_t* up = nullptr);
 
 /// Launches the fused prefill GEMM; x rows 16-byte aligned (ldx % 8 == 0), ldy >= N.
 void w4a16_gemm_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
