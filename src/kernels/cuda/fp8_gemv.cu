@@ -130,6 +130,92 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
   }
 }
 
+/// The same GEMV software-pipelined across row groups: each warp walks its
+/// tiles (row group rg = blockIdx.x, blockIdx.x + gridDim.x, ...; tile kt =
+/// warp, warp + kWarps, ...) as one sequence and loads tile i + 1 (in the next
+/// row group once this one's are done) before computing tile i, so a load is
+/// in flight during every compute and every row group's reduction instead of
+/// the loads stopping at each row-group boundary. Two tiles of registers, as
+/// kTiles = 2 above; same sums in the same order, so the same results.
+template <class Mma, int kWarps>
+__global__ void __launch_bounds__(kWarps * 32) w8_gemv_pipe_kernel(const __grid_constant__ Fp8GemvParams p) {
+  using Acc = typename Mma::Acc;
+  __shared__ Acc red[kWarps * 4 * 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  if (blockIdx.x < p.row_groups) {  // as w8_gemv_kernel: first tiles into L2 before the wait
+    const int64_t n0 = int64_t(blockIdx.x) * 16;
+    const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
+    for (int kt = warp; kt < p.k_tiles && kt < warp + 2 * kWarps; kt += kWarps) {
+      const int64_t kq = int64_t(kt) * kTileK + 32 * t;
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r0 * p.K_pad + kq));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r1 * p.K_pad + kq));
+    }
+  }
+  pdl_wait();
+  const float* sx = p.sx;
+  const float* sw = p.sw;
+  const auto scale = [sx, sw](int m, int64_t n) { return sx[m] * sw[n]; };
+  if (warp >= p.k_tiles) {  // no tiles (K < 128 · kWarps): zeros into every row group's reduction
+    for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
+      Acc c[4] = {0, 0, 0, 0};
+      gemv::reduce_store<kWarps>(c, red, int64_t(rg) * 16, p.N, p.M, p.y, p.ldy, scale);
+    }
+    return;
+  }
+  int rg = blockIdx.x, kt = warp;
+  if (rg >= p.row_groups) return;
+  const auto load = [&](Fp8Tile& tl, int r, int k) {
+    const int64_t n0 = int64_t(r) * 16;
+    load_tile(tl, p, k, min(n0 + g, p.N - 1), min(n0 + g + 8, p.N - 1), g, t);
+  };
+  Acc c[4] = {0, 0, 0, 0};
+  // One tile: issue the next tile's loads, compute this one, reduce at the end of a row group.
+  const auto step = [&](const Fp8Tile& cur, Fp8Tile& nxt) -> bool {
+    int nrg = rg, nkt = kt + kWarps;
+    const bool last = nkt >= p.k_tiles;
+    if (last) {
+      nkt = warp;
+      nrg = rg + int(gridDim.x);
+    }
+    if (nrg < p.row_groups) load(nxt, nrg, nkt);
+    compute_tile<Mma>(c, cur);
+    if (last) {
+      gemv::reduce_store<kWarps>(c, red, int64_t(rg) * 16, p.N, p.M, p.y, p.ldy, scale);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) c[i] = 0;
+    }
+    rg = nrg;
+    kt = nkt;
+    return rg < p.row_groups;
+  };
+  Fp8Tile a, b;
+  load(a, rg, kt);
+  while (step(a, b) && step(b, a)) {
+  }
+}
+
+template <class Mma, int kWarps>
+void launch_pipe(const Fp8GemvParams& p, cudaStream_t stream) {
+  static int blocks_per_sm = [] {
+    int b = 0;
+    KQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, w8_gemv_pipe_kernel<Mma, kWarps>, kWarps * 32, 0));
+    return std::max(b, 1);
+  }();
+  const int grid = std::min(p.row_groups, blocks_per_sm * current_device().multiprocessors);
+  launch_pdl(w8_gemv_pipe_kernel<Mma, kWarps>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
+}
+
+/// Whether the W8 GEMVs run pipelined across row groups (w8_gemv_pipe_kernel):
+/// yes unless KQ_W8_GEMV_PIPE=0 (A/B runs).
+bool pipelined() {
+  static const bool on = [] {
+    const char* e = std::getenv("KQ_W8_GEMV_PIPE");
+    return !(e && std::atoi(e) == 0);
+  }();
+  return on;
+}
+
 template <class Mma, int kWarps, int kTiles>
 void launch(const Fp8GemvParams& p, cudaStream_t stream) {
   static int blocks_per_sm = [] {
@@ -155,7 +241,9 @@ int tiles_for(int k_tiles, int warps) {
 
 template <class Mma, int kWarps>
 void launch_w(const Fp8GemvParams& p, cudaStream_t stream) {
-  if (tiles_for(p.k_tiles, kWarps) == 4)
+  if (pipelined())
+    launch_pipe<Mma, kWarps>(p, stream);
+  else if (tiles_for(p.k_tiles, kWarps) == 4)
     launch<Mma, kWarps, 4>(p, stream);
   else
     launch<Mma, kWarps, 2>(p, stream);
