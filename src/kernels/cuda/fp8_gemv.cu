@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
@@ -132,12 +133,13 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
 
 /// The same GEMV software-pipelined across row groups: each warp walks its
 /// tiles (row group rg = blockIdx.x, blockIdx.x + gridDim.x, ...; tile kt =
-/// warp, warp + kWarps, ...) as one sequence and loads tile i + 1 (in the next
-/// row group once this one's are done) before computing tile i, so a load is
-/// in flight during every compute and every row group's reduction instead of
-/// the loads stopping at each row-group boundary. Two tiles of registers, as
-/// kTiles = 2 above; same sums in the same order, so the same results.
-template <class Mma, int kWarps>
+/// warp, warp + kWarps, ...) as one sequence through a ring of kDepth tile
+/// buffers, loading tile i + kDepth - 1 (in the next row group once this
+/// one's are issued) before computing tile i, so loads stay in flight during
+/// every compute and every row group's reduction instead of stopping at each
+/// row-group boundary. Each warp adds its tiles in the same order as
+/// w8_gemv_kernel, so the results are the same.
+template <class Mma, int kWarps, int kDepth>
 __global__ void __launch_bounds__(kWarps * 32) w8_gemv_pipe_kernel(const __grid_constant__ Fp8GemvParams p) {
   using Acc = typename Mma::Acc;
   __shared__ Acc red[kWarps * 4 * 32];
@@ -146,7 +148,7 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_pipe_kernel(const __grid_
   if (blockIdx.x < p.row_groups) {  // as w8_gemv_kernel: first tiles into L2 before the wait
     const int64_t n0 = int64_t(blockIdx.x) * 16;
     const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
-    for (int kt = warp; kt < p.k_tiles && kt < warp + 2 * kWarps; kt += kWarps) {
+    for (int kt = warp; kt < p.k_tiles && kt < warp + kDepth * kWarps; kt += kWarps) {
       const int64_t kq = int64_t(kt) * kTileK + 32 * t;
       asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r0 * p.K_pad + kq));
       asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r1 * p.K_pad + kq));
@@ -163,57 +165,77 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_pipe_kernel(const __grid_
     }
     return;
   }
-  int rg = blockIdx.x, kt = warp;
-  if (rg >= p.row_groups) return;
+  if (int(blockIdx.x) >= p.row_groups) return;
+  // Next tile of a cursor; true when it leaves its row group.
+  const auto advance = [&](int& r, int& k) {
+    k += kWarps;
+    if (k < p.k_tiles) return false;
+    k = warp;
+    r += int(gridDim.x);
+    return true;
+  };
   const auto load = [&](Fp8Tile& tl, int r, int k) {
     const int64_t n0 = int64_t(r) * 16;
     load_tile(tl, p, k, min(n0 + g, p.N - 1), min(n0 + g + 8, p.N - 1), g, t);
   };
-  Acc c[4] = {0, 0, 0, 0};
-  // One tile: issue the next tile's loads, compute this one, reduce at the end of a row group.
-  const auto step = [&](const Fp8Tile& cur, Fp8Tile& nxt) -> bool {
-    int nrg = rg, nkt = kt + kWarps;
-    const bool last = nkt >= p.k_tiles;
-    if (last) {
-      nkt = warp;
-      nrg = rg + int(gridDim.x);
-    }
-    if (nrg < p.row_groups) load(nxt, nrg, nkt);
-    compute_tile<Mma>(c, cur);
-    if (last) {
-      gemv::reduce_store<kWarps>(c, red, int64_t(rg) * 16, p.N, p.M, p.y, p.ldy, scale);
+  int rg = blockIdx.x, kt = warp;  // the tile computed next
+  int lrg = rg, lkt = kt;          // the tile loaded next
+  Fp8Tile ring[kDepth];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) c[i] = 0;
-    }
-    rg = nrg;
-    kt = nkt;
+  for (int d = 0; d + 1 < kDepth; ++d) {
+    if (lrg < p.row_groups) load(ring[d], lrg, lkt);
+    advance(lrg, lkt);
+  }
+  Acc c[4] = {0, 0, 0, 0};
+  // One step on ring slot D (a compile-time index, whether or not the loop
+  // below is unrolled: the ring must stay in registers); false when done.
+  const auto step = [&](auto D) {
+    constexpr int d = decltype(D)::value;
+    if (lrg < p.row_groups) load(ring[(d + kDepth - 1) % kDepth], lrg, lkt);
+    advance(lrg, lkt);
+    compute_tile<Mma>(c, ring[d]);
+    const int done = rg;
+    if (!advance(rg, kt)) return true;
+    gemv::reduce_store<kWarps>(c, red, int64_t(done) * 16, p.N, p.M, p.y, p.ldy, scale);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) c[i] = 0;
     return rg < p.row_groups;
   };
-  Fp8Tile a, b;
-  load(a, rg, kt);
-  while (step(a, b) && step(b, a)) {
+  using S0 = std::integral_constant<int, 0>;
+  using S1 = std::integral_constant<int, 1>;
+  using S2 = std::integral_constant<int, 2>;
+  if constexpr (kDepth == 2) {
+    while (step(S0{}) && step(S1{})) {
+    }
+  } else {
+    while (step(S0{}) && step(S1{}) && step(S2{})) {
+    }
   }
 }
 
-template <class Mma, int kWarps>
+template <class Mma, int kWarps, int kDepth>
 void launch_pipe(const Fp8GemvParams& p, cudaStream_t stream) {
-  static int blocks_per_sm = [] {
+  auto kernel = w8_gemv_pipe_kernel<Mma, kWarps, kDepth>;
+  static int blocks_per_sm = [&] {
     int b = 0;
-    KQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, w8_gemv_pipe_kernel<Mma, kWarps>, kWarps * 32, 0));
+    KQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kWarps * 32, 0));
     return std::max(b, 1);
   }();
   const int grid = std::min(p.row_groups, blocks_per_sm * current_device().multiprocessors);
-  launch_pdl(w8_gemv_pipe_kernel<Mma, kWarps>, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
+  launch_pdl(kernel, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
 }
 
-/// Whether the W8 GEMVs run pipelined across row groups (w8_gemv_pipe_kernel):
-/// yes unless KQ_W8_GEMV_PIPE=0 (A/B runs).
-bool pipelined() {
-  static const bool on = [] {
+/// Tile buffers of the pipelined W8 GEMV (w8_gemv_pipe_kernel): 3 (H200, same
+/// call: FP8 Llama-7B decode 347.0 / 349.2 tok/s vs 343.7 / 341.8 with 2 and
+/// 331.3 with w8_gemv_kernel; INT8 equal with 2 and 3), or KQ_W8_GEMV_PIPE=2;
+/// KQ_W8_GEMV_PIPE=0 selects w8_gemv_kernel (A/B runs).
+int pipe_depth() {
+  static const int depth = [] {
     const char* e = std::getenv("KQ_W8_GEMV_PIPE");
-    return !(e && std::atoi(e) == 0);
+    const int v = e ? std::atoi(e) : 3;
+    return v == 0 || v == 2 ? v : 3;
   }();
-  return on;
+  return depth;
 }
 
 template <class Mma, int kWarps, int kTiles>
@@ -241,8 +263,10 @@ int tiles_for(int k_tiles, int warps) {
 
 template <class Mma, int kWarps>
 void launch_w(const Fp8GemvParams& p, cudaStream_t stream) {
-  if (pipelined())
-    launch_pipe<Mma, kWarps>(p, stream);
+  if (pipe_depth() == 2)
+    launch_pipe<Mma, kWarps, 2>(p, stream);
+  else if (pipe_depth() == 3)
+    launch_pipe<Mma, kWarps, 3>(p, stream);
   else if (tiles_for(p.k_tiles, kWarps) == 4)
     launch<Mma, kWarps, 4>(p, stream);
   else
