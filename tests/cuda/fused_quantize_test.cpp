@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device_test_util.hpp"
 #include "cuda/gpu_test_util.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_buffer.hpp"
@@ -23,20 +24,6 @@ namespace {
 
 using cuda::ActCode;
 using cuda::DeviceBuffer;
-
-template <class T>
-DeviceBuffer<T> up(const std::vector<T>& h) {
-  DeviceBuffer<T> d;
-  d.upload(h);
-  return d;
-}
-
-template <class T>
-DeviceBuffer<T> poisoned(size_t n) {
-  DeviceBuffer<T> d(n);
-  d.fill_bytes(0xFF);
-  return d;
-}
 
 /// The stand-alone quantizer of `code` on x [n, ld] (K columns) into q [n, ldq], scale [n].
 void quantize(ActCode code, const uint16_t* x, int64_t ld, int64_t n, int64_t K, void* q, int64_t ldq,

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device_test_util.hpp"
 #include "cuda/gpu_test_util.hpp"
 #include "cuda/tolerances.hpp"
 #include "kernels/cuda/device_buffer.hpp"
@@ -31,20 +32,6 @@ constexpr double kAttention = 5e-3;
 constexpr double kBf16Out = 4e-3;
 
 constexpr uint16_t kPoison16 = 0xFFFF;
-
-template <class T>
-DeviceBuffer<T> up(const std::vector<T>& h) {
-  DeviceBuffer<T> d;
-  d.upload(h);
-  return d;
-}
-
-template <class T>
-DeviceBuffer<T> poisoned(size_t n) {
-  DeviceBuffer<T> d(n);
-  d.fill_bytes(0xFF);
-  return d;
-}
 
 void sync() { KQ_CUDA_CHECK(cudaDeviceSynchronize()); }
 

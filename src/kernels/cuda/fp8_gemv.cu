@@ -90,6 +90,21 @@ __device__ __forceinline__ void compute_tile(typename Mma::Acc (&c)[4], const Fp
   }
 }
 
+/// Before waiting for the previous kernel (PDL): asks L2 for this block's
+/// first row group's first `tiles` tiles per warp (weights are written by no
+/// kernel), so DRAM is busy while the wait lasts.
+template <int kWarps>
+__device__ __forceinline__ void prefetch_first_tiles(const Fp8GemvParams& p, int tiles, int warp, int g, int t) {
+  if (int(blockIdx.x) >= p.row_groups) return;
+  const int64_t n0 = int64_t(blockIdx.x) * 16;
+  const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
+  for (int kt = warp; kt < p.k_tiles && kt < warp + tiles * kWarps; kt += kWarps) {
+    const int64_t kq = int64_t(kt) * kTileK + 32 * t;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r0 * p.K_pad + kq));
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r1 * p.K_pad + kq));
+  }
+}
+
 /// kTiles: 128-k tiles a warp loads before computing them (bytes in flight
 /// per lane: 64 · kTiles of weights); 4 halves the serial load -> compute
 /// trips of long rows but measured slower (fewer warps fit: registers).
@@ -99,17 +114,7 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
   __shared__ Acc red[kWarps * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  // Before waiting for the previous kernel (PDL): start pulling this warp's
-  // first weight tiles into L2 (weights are not written by any kernel).
-  if (blockIdx.x < p.row_groups) {
-    const int64_t n0 = int64_t(blockIdx.x) * 16;
-    const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
-    for (int kt = warp; kt < p.k_tiles && kt < warp + kTiles * kWarps; kt += kWarps) {
-      const int64_t kq = int64_t(kt) * kTileK + 32 * t;
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r0 * p.K_pad + kq));
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r1 * p.K_pad + kq));
-    }
-  }
+  prefetch_first_tiles<kWarps>(p, kTiles, warp, g, t);
   pdl_wait();
   for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
     const int64_t n0 = int64_t(rg) * 16;
@@ -145,15 +150,7 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_pipe_kernel(const __grid_
   __shared__ Acc red[kWarps * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  if (blockIdx.x < p.row_groups) {  // as w8_gemv_kernel: first tiles into L2 before the wait
-    const int64_t n0 = int64_t(blockIdx.x) * 16;
-    const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
-    for (int kt = warp; kt < p.k_tiles && kt < warp + kDepth * kWarps; kt += kWarps) {
-      const int64_t kq = int64_t(kt) * kTileK + 32 * t;
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r0 * p.K_pad + kq));
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.w8 + r1 * p.K_pad + kq));
-    }
-  }
+  prefetch_first_tiles<kWarps>(p, kDepth, warp, g, t);  // as w8_gemv_kernel
   pdl_wait();
   const float* sx = p.sx;
   const float* sw = p.sw;
