@@ -144,8 +144,11 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
 /// every compute and every row group's reduction instead of stopping at each
 /// row-group boundary. Each warp adds its tiles in the same order as
 /// w8_gemv_kernel, so the results are the same.
+/// kDepth 2 asks for 2 blocks per SM (64 registers at 16 warps: INT8 measured
+/// faster so, FP8 slower; pipe_depth picks per type).
 template <class Mma, int kWarps, int kDepth>
-__global__ void __launch_bounds__(kWarps * 32) w8_gemv_pipe_kernel(const __grid_constant__ Fp8GemvParams p) {
+__global__ void __launch_bounds__(kWarps * 32, kDepth == 2 ? 2 : 1)
+    w8_gemv_pipe_kernel(const __grid_constant__ Fp8GemvParams p) {
   using Acc = typename Mma::Acc;
   __shared__ Acc red[kWarps * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -222,15 +225,19 @@ void launch_pipe(const Fp8GemvParams& p, cudaStream_t stream) {
   launch_pdl(kernel, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
 }
 
-/// Tile buffers of the pipelined W8 GEMV (w8_gemv_pipe_kernel): 3 (H200, same
-/// call: FP8 Llama-7B decode 347.0 / 349.2 tok/s vs 343.7 / 341.8 with 2 and
-/// 331.3 with w8_gemv_kernel; INT8 equal with 2 and 3), or KQ_W8_GEMV_PIPE=2;
-/// KQ_W8_GEMV_PIPE=0 selects w8_gemv_kernel (A/B runs).
+/// Tile buffers of the pipelined W8 GEMV (w8_gemv_pipe_kernel). Defaults
+/// measured on the H200 (Llama-7B decode b=1, prompt 128, same call): FP8 3
+/// (352.0 tok/s vs 336.9 with 2; 331.3 with w8_gemv_kernel in an earlier
+/// call), INT8 2, whose kernel then fits 2 blocks per SM (357.4 vs 351.9 with
+/// 3). KQ_W8_GEMV_PIPE=2 or 3 forces one for both, 0 selects w8_gemv_kernel
+/// (A/B runs).
+template <class Mma>
 int pipe_depth() {
   static const int depth = [] {
     const char* e = std::getenv("KQ_W8_GEMV_PIPE");
-    const int v = e ? std::atoi(e) : 3;
-    return v == 0 || v == 2 ? v : 3;
+    const int fallback = std::is_same_v<Mma, S8Mma> ? 2 : 3;
+    const int v = e ? std::atoi(e) : fallback;
+    return v == 0 || v == 2 || v == 3 ? v : fallback;
   }();
   return depth;
 }
@@ -260,9 +267,9 @@ int tiles_for(int k_tiles, int warps) {
 
 template <class Mma, int kWarps>
 void launch_w(const Fp8GemvParams& p, cudaStream_t stream) {
-  if (pipe_depth() == 2)
+  if (pipe_depth<Mma>() == 2)
     launch_pipe<Mma, kWarps, 2>(p, stream);
-  else if (pipe_depth() == 3)
+  else if (pipe_depth<Mma>() == 3)
     launch_pipe<Mma, kWarps, 3>(p, stream);
   else if (tiles_for(p.k_tiles, kWarps) == 4)
     launch<Mma, kWarps, 4>(p, stream);
