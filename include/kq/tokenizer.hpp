@@ -125,6 +125,12 @@ class Tokenizer {
   /// not used: <why>)" when load() fell back (see load()).
   const std::string& source() const;
 
+  /// Checks that this tokenizer belongs to a model of `model_vocab` tokens:
+  /// a tokenizer with more tokens than the model (another model's) would give
+  /// ids the model does not have, caught only mid-forward. Throws FormatError
+  /// naming `model_dir`, source() and both sizes.
+  void check_fits(int64_t model_vocab, const std::string& model_dir) const;
+
   struct Impl;
 
  private:

@@ -76,9 +76,7 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   if (o.measure_latency) latency = fit_latency_options(o.latency, base->config().max_positions);
   const Tokenizer tok = Tokenizer::load(o.model_dir);
   rep.tokenizer = tok.source();
-  if (tok.vocab_size() > base->config().vocab_size)
-    raise<FormatError>("{}: the tokenizer has {} tokens but the model's vocabulary is {}; they do not belong together",
-                       o.model_dir.string(), tok.vocab_size(), base->config().vocab_size);
+  tok.check_fits(base->config().vocab_size, o.model_dir.string());
   const std::vector<int32_t> tokens = tok.encode(io::read_utf8_text_file(o.text, uint64_t(1) << 31),
                                                  EncodeOptions{.allow_special = o.allow_special_tokens});
   rep.special_tokens = o.allow_special_tokens;

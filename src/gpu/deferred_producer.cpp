@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "kernels/cuda/model_ops.hpp"
+#include "kernels/cuda/w8a8.hpp"
 
 namespace kq::gpu {
 namespace {
@@ -18,9 +19,6 @@ bool fusion_enabled() {
   }();
   return on;
 }
-
-/// Rows of the decode GEMV path of the W8A8 linears (w8a8.hpp: M <= 8).
-constexpr int64_t kMaxDecodeRows = 8;
 
 }  // namespace
 
@@ -63,7 +61,7 @@ bool DeferredProducer::produce_for(const CudaLinear& op, models::Act x, int64_t 
   const int64_t K = op.in_features();
   const Op o = op_;
   const bool match = o.kind != Kind::None && fusion_enabled() && codes.code != cuda::ActCode::None &&
-                     rows <= kMaxDecodeRows && o.rows == rows && o.cols == K && o.out.p == x.p &&
+                     rows <= cuda::kW8GemvMaxM && o.rows == rows && o.cols == K && o.out.p == x.p &&
                      o.out.ld == x.ld && codes.K_pad >= K;
   if (!match) {
     flush(ctx.stream());

@@ -138,6 +138,13 @@ std::optional<int32_t> Tokenizer::eos_token_id() const { return impl_->eos; }
 size_t Tokenizer::num_merges() const { return impl_->bpe.num_merges(); }
 const std::string& Tokenizer::source() const { return impl_->source; }
 
+void Tokenizer::check_fits(int64_t model_vocab, const std::string& model_dir) const {
+  if (vocab_size() > model_vocab)
+    raise<FormatError>("{}: the tokenizer ({}) has {} tokens but the model's vocabulary is {}; they do not belong "
+                       "together",
+                       model_dir, source(), vocab_size(), model_vocab);
+}
+
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && size_t(id) < impl_->kind.size() && impl_->kind[size_t(id)] == Impl::kAdded;
 }

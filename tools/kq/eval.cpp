@@ -46,7 +46,7 @@ void run_eval(const EvalOptions& o) {
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
   auto model = Model::load(o.model, ctx);
   const Tokenizer tok = Tokenizer::load(o.model);
-  check_tokenizer_fits(tok, model->config().vocab_size, o.model);
+  tok.check_fits(model->config().vocab_size, o.model);
   const std::vector<int32_t> tokens = tok.encode(text, EncodeOptions{.allow_special = o.special_tokens});
 
   Progress bar("windows", !o.quiet);

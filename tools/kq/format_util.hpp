@@ -12,7 +12,6 @@
 
 #include "io/file_kind.hpp"
 #include "kq/error.hpp"
-#include "kq/tokenizer.hpp"
 
 namespace kq::cli {
 
@@ -65,15 +64,6 @@ inline void check_not_input(const char* out_option, const std::string& out, cons
   if (!out.empty() && !in.empty() && std::filesystem::exists(out, ec) &&
       std::filesystem::equivalent(out, in, ec))
     raise<InvalidArgument>("{} '{}' is the {} file; choose another output file", out_option, out, in_option);
-}
-
-/// The tokenizer of a model folder must not produce ids the model does not
-/// have (a tokenizer of another model was caught only mid-forward, by id).
-inline void check_tokenizer_fits(const Tokenizer& tok, int64_t model_vocab, const std::string& dir) {
-  if (tok.vocab_size() > model_vocab)
-    raise<FormatError>("{}: the tokenizer ({}) has {} tokens but the model's vocabulary is {}; they do not belong "
-                       "together",
-                       dir, tok.source(), tok.vocab_size(), model_vocab);
 }
 
 /// "1.23 MiB", "456.0 KiB", "12 B".

@@ -43,7 +43,7 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   io::check_utf8(o.prompt, "--prompt");  // invalid UTF-8 is an error naming the byte offset
   auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
   const Tokenizer tok = Tokenizer::load(o.model);
-  check_tokenizer_fits(tok, model->config().vocab_size, o.model);
+  tok.check_fits(model->config().vocab_size, o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
   std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});

@@ -64,9 +64,9 @@ void fp8_w8a8_linear(GpuContext& ctx, const Fp8Weight& w, const uint16_t* x, int
   if (dev.cc_major * 10 + dev.cc_minor < 89)
     raise<Unsupported>("fp8_w8a8_linear: {} (cc {}.{}) has no FP8 tensor cores (cc >= 8.9 needed)", dev.name,
                        dev.cc_major, dev.cc_minor);
-  if (path == Fp8Path::Gemv && M > 8)
-    raise<InvalidArgument>("fp8_w8a8_linear: the decode GEMV takes M <= 8 tokens, got {}", M);
-  const bool gemv = path == Fp8Path::Gemv || (path == Fp8Path::Auto && M <= 8);
+  if (path == Fp8Path::Gemv && M > kW8GemvMaxM)
+    raise<InvalidArgument>("fp8_w8a8_linear: the decode GEMV takes M <= {} tokens, got {}", kW8GemvMaxM, M);
+  const bool gemv = path == Fp8Path::Gemv || (path == Fp8Path::Auto && M <= kW8GemvMaxM);
   const int64_t M_pad = gemv ? M : round_up(M, 16);
   const QuantizedInput& pre = ctx.quantized_input();
   if (gemv && pre.matches(x, M, w.K, w.K_pad, ActCode::E4M3)) {  // quantized by the producing kernel
@@ -109,7 +109,7 @@ void int8_w8a8_linear(GpuContext& ctx, const Int8Weight& w, const uint16_t* x, i
                       int64_t ldy) {
   check_call("int8_w8a8_linear", M, ldx, w.K, ldy, w.N);
   // Decode: our INT8 GEMV (same codes, same exact INT32 sums as the GEMM), on M rows; else M padded to 16.
-  const bool gemv = M <= 8 && ctx.device().cc_major >= 8;
+  const bool gemv = M <= kW8GemvMaxM && ctx.device().cc_major >= 8;
   const int64_t M_pad = gemv ? M : round_up(M, 16);
   const QuantizedInput& pre = ctx.quantized_input();
   if (gemv && pre.matches(x, M, w.K, w.K_pad, ActCode::Int8)) {  // quantized by the producing kernel

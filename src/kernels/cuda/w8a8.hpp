@@ -41,6 +41,10 @@ Fp8Weight upload_fp8_weight(const uint8_t* codes_host, const float* scales_host,
 Int8Weight upload_int8_weight(const int8_t* codes_host, const float* scales_host, bool per_channel, int64_t N,
                               int64_t K);
 
+/// Largest M that the W8A8 linears send to the decode GEMV (fp8_gemv.hpp);
+/// more rows run cuBLASLt with M padded to 16.
+inline constexpr int64_t kW8GemvMaxM = 8;
+
 /// How fp8_w8a8_linear computes.
 enum class Fp8Path {
   Auto,          ///< decode GEMV for M <= 8, else Fused if cuBLASLt has it, else Epilogue
