@@ -1,0 +1,340 @@
+// Decode path of causal attention over BF16 KV caches (see model_ops.hpp):
+// flash-decoding (Dao et al. 2023, "Flash-Decoding for long-context
+// inference"): one block per (row, kv head, group slice of up to 4 query
+// heads, key split); each K/V row of the split is read once for all the
+// block's query heads (grouped-query attention). A block walks its key range
+// in sub-chunks of 64 keys (32 at D = 256) whose K and V rows it first loads
+// into registers, all at once: scores into shared memory (D/8 lanes per key,
+// 16-byte loads, shuffle reduction), FP32 online softmax per head, then P·V
+// with each lane owning 8 dims of one key slot. The first sub-chunk's rows
+// that earlier steps wrote are loaded before the PDL wait, so that DRAM round
+// trip overlaps the RoPE / KV-write kernel before it. With one split the
+// block writes the output; with several, (m, l, unnormalized acc) go to the
+// workspace and a combine kernel merges them.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/model_ops_common.cuh"
+#include "kernels/cuda/model_ops_launch.hpp"
+#include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/pdl.hpp"
+
+namespace kq::cuda::ops {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int64_t kMinChunk = 64;       // fewest keys per split
+constexpr int64_t kTargetBlocks = 528;  // blocks wanted (4 per SM of an H100/H200)
+
+__device__ __forceinline__ uint4 ldg16(const uint16_t* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+
+__device__ __forceinline__ void unpack8(const uint4& w, float (&f)[8]) {
+  f[0] = bf_lo(w.x), f[1] = bf_hi(w.x), f[2] = bf_lo(w.y), f[3] = bf_hi(w.y);
+  f[4] = bf_lo(w.z), f[5] = bf_hi(w.z), f[6] = bf_lo(w.w), f[7] = bf_hi(w.w);
+}
+
+/// Keys per decode sub-chunk: each thread holds KPB-strided rows of K and V
+/// for a whole sub-chunk in registers (8 rows of each at D = 128), so a
+/// sub-chunk costs one memory round trip.
+template <int D>
+__host__ __device__ constexpr int decode_sub_keys() {
+  return D == 256 ? 32 : 64;
+}
+
+/// Merges the splits' partial softmax results of row r, query head h
+/// (rh = r · q_heads + h) into out, with the block's threads.
+__device__ __forceinline__ void combine_splits(int64_t rh, int q_heads, int head_dim, int splits,
+                                               const float* ws_acc, const float* ws_ml, uint16_t* out,
+                                               int64_t ldo) {
+  const int64_t r = rh / q_heads, h = rh % q_heads;
+  const float* ml = ws_ml + rh * splits * 2;
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s)
+    if (__ldcg(ml + 2 * s + 1) > 0.0f) M = fmaxf(M, __ldcg(ml + 2 * s));
+  float L = 0.0f;
+  for (int s = 0; s < splits; ++s)
+    if (__ldcg(ml + 2 * s + 1) > 0.0f) L += exp2f(__ldcg(ml + 2 * s) - M) * __ldcg(ml + 2 * s + 1);
+  const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+  for (int dd = threadIdx.x; dd < head_dim; dd += blockDim.x) {
+    float a = 0.0f;
+    for (int s = 0; s < splits; ++s)
+      if (__ldcg(ml + 2 * s + 1) > 0.0f)
+        a += exp2f(__ldcg(ml + 2 * s) - M) * __ldcg(ws_acc + (rh * splits + s) * head_dim + dd);
+    out[r * ldo + h * head_dim + dd] = to_bf(a * inv);
+  }
+}
+
+template <int D, int GB>
+__global__ void __launch_bounds__(kThreads)
+    attn_decode_kernel(const uint16_t* __restrict__ q, int64_t ldq, int q_heads, KVLayerView kv,
+                       const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos, int64_t n,
+                       int group, int subs, int64_t chunk, int splits, float scale_log2,
+                       uint16_t* __restrict__ out, int64_t ldo, float* __restrict__ ws_acc,
+                       float* __restrict__ ws_ml) {
+  constexpr int T = D / 8;      // lanes per key row (8 dims each)
+  constexpr int KPW = 32 / T;   // key rows per warp step
+  constexpr int KPB = 4 * KPW;  // key rows per block step
+  constexpr int kSubK = decode_sub_keys<D>();
+  constexpr int R = kSubK / KPB;  // K and V rows per thread per sub-chunk
+  __shared__ float sc[GB][kSubK];
+  __shared__ float s_m[GB], s_l[GB], s_alpha[GB];
+  __shared__ float red[KPB][GB][D];
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int sl = lane % T, kg = warp * KPW + lane / T;  // this thread's key rows: kg, kg + KPB, ...
+  const int per_row = kv.kv_heads * subs;
+  const int64_t r = int64_t(blockIdx.x) / per_row;
+  const int rem = int(int64_t(blockIdx.x) % per_row);
+  const int g = rem / subs, sb = rem % subs;
+  const int h0 = g * group + sb * GB;
+  const int gb = min(GB, group - sb * GB);
+  // Positions and sequence ids are step inputs uploaded before the step's
+  // kernels, so they may be read before the PDL wait.
+  const int64_t len = int64_t(row_pos[r]) + 1;
+  const int seq = row_seq[r];
+  const int64_t kbeg = int64_t(blockIdx.y) * chunk;
+  const int64_t kend = min(len, kbeg + chunk);
+  const uint16_t* kbase = kv.k[seq] + int64_t(g) * kv.capacity * D + sl * 8;
+  const uint16_t* vbase = kv.v[seq] + int64_t(g) * kv.capacity * D + sl * 8;
+
+  // K and V rows [c0, c0 + cn) ∩ [lo, hi) of a sub-chunk into registers.
+  uint4 kr[R], vr[R];
+  const auto load_rows = [&](int64_t c0, int cn, int64_t lo, int64_t hi) {
+#pragma unroll
+    for (int u = 0; u < R; ++u) {
+      const int i = u * KPB + kg;
+      const int64_t pos = c0 + i;
+      if (i < cn && pos >= lo && pos < hi) {
+        kr[u] = ldg16(kbase + pos * D);
+        vr[u] = ldg16(vbase + pos * D);
+      }
+    }
+  };
+#pragma unroll
+  for (int u = 0; u < R; ++u) kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+  // Before the wait: the first sub-chunk's rows that earlier steps wrote. This
+  // step's kernels write at most n positions per sequence, the newest ones
+  // (>= len - n for this row's keys), so rows below len - n are final.
+  const int cn0 = int(min(int64_t(kSubK), kend - kbeg));
+  load_rows(kbeg, cn0, 0, len - n);
+  pdl_wait();
+  load_rows(kbeg, cn0, len - n, kend);  // the rows this step's K/V write produced
+
+  float qf[GB][8];
+#pragma unroll
+  for (int j = 0; j < GB; ++j)
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      qf[j][e] = j < gb ? bf(q[r * ldq + int64_t(h0 + j) * D + sl * 8 + e]) * scale_log2 : 0.0f;
+  if (threadIdx.x < GB) {
+    s_m[threadIdx.x] = -INFINITY;
+    s_l[threadIdx.x] = 0.0f;
+    s_alpha[threadIdx.x] = 1.0f;
+  }
+  float acc[GB][8];
+#pragma unroll
+  for (int j = 0; j < GB; ++j)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[j][e] = 0.0f;
+  __syncthreads();
+
+  for (int64_t c0 = kbeg; c0 < kend; c0 += kSubK) {
+    const int cn = int(min(int64_t(kSubK), kend - c0));
+    if (c0 != kbeg) load_rows(c0, cn, 0, kend);
+      // Scores (already in log2 units); every lane takes part in the shuffles.
+#pragma unroll
+    for (int u = 0; u < R; ++u) {
+      float kf[8];
+      unpack8(kr[u], kf);
+      float s[GB];
+#pragma unroll
+      for (int j = 0; j < GB; ++j) {
+        s[j] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s[j] = fmaf(qf[j][e], kf[e], s[j]);
+      }
+#pragma unroll
+      for (int o = T / 2; o > 0; o >>= 1)
+#pragma unroll
+        for (int j = 0; j < GB; ++j) s[j] += __shfl_xor_sync(0xffffffffu, s[j], o);
+      const int i = u * KPB + kg;
+      if (sl == 0 && i < cn)
+#pragma unroll
+        for (int j = 0; j < GB; ++j) sc[j][i] = s[j];
+    }
+    __syncthreads();
+    if (warp < gb) {  // warp j: online-softmax update of head j
+      float mx = -INFINITY;
+      for (int i = lane; i < cn; i += 32) mx = fmaxf(mx, sc[warp][i]);
+      mx = warp_max(mx);
+      const float m_old = s_m[warp];
+      const float m_new = fmaxf(m_old, mx);
+      float sum = 0.0f;
+      for (int i = lane; i < cn; i += 32) {
+        const float p = exp2f(sc[warp][i] - m_new);
+        sc[warp][i] = p;
+        sum += p;
+      }
+      sum = warp_sum(sum);
+      __syncwarp();  // every lane has read s_m[warp] before lane 0 replaces it (shuffles order no memory)
+      if (lane == 0) {
+        const float a = exp2f(m_old - m_new);
+        s_alpha[warp] = a;
+        s_l[warp] = s_l[warp] * a + sum;
+        s_m[warp] = m_new;
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < GB; ++j) {
+      const float a = j < gb ? s_alpha[j] : 1.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[j][e] *= a;
+    }
+#pragma unroll
+    for (int u = 0; u < R; ++u) {
+      const int i = u * KPB + kg;
+      if (i < cn) {
+        float vf[8];
+        unpack8(vr[u], vf);
+#pragma unroll
+        for (int j = 0; j < GB; ++j) {
+          const float p = j < gb ? sc[j][i] : 0.0f;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[j][e] = fmaf(p, vf[e], acc[j][e]);
+        }
+      }
+    }
+    __syncthreads();  // sc is overwritten by the next sub-chunk
+  }
+
+#pragma unroll
+  for (int j = 0; j < GB; ++j)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) red[kg][j][sl * 8 + e] = acc[j][e];
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < gb * D; idx += kThreads) {
+    const int j = idx / D, dd = idx % D;
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < KPB; ++k) s += red[k][j][dd];
+    const int h = h0 + j;
+    if (splits == 1) {
+      const float l = s_l[j];
+      out[r * ldo + int64_t(h) * D + dd] = to_bf(l > 0.0f ? s / l : 0.0f);
+    } else {
+      const int64_t slot = (r * q_heads + h) * splits + blockIdx.y;
+      ws_acc[slot * D + dd] = s;
+      if (dd == 0) {
+        ws_ml[slot * 2] = s_m[j];
+        ws_ml[slot * 2 + 1] = s_l[j];
+      }
+    }
+  }
+}
+
+/// One block per (row, query head): merges the splits' partial softmax results.
+__global__ void __launch_bounds__(kThreads)
+    attn_combine_kernel(int q_heads, int head_dim, int splits, const float* __restrict__ ws_acc,
+                        const float* __restrict__ ws_ml, uint16_t* __restrict__ out, int64_t ldo) {
+  pdl_wait();
+  combine_splits(blockIdx.x, q_heads, head_dim, splits, ws_acc, ws_ml, out, ldo);
+}
+
+template <int D, int GB>
+void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
+                     const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& p,
+                     float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
+                     cudaStream_t stream) {
+  const dim3 grid(unsigned(n * kv.kv_heads * p.subs), unsigned(p.splits));
+  launch_pdl(attn_decode_kernel<D, GB>, grid, dim3(kThreads), 0, stream, q, ldq, q_heads, kv, row_seq,
+             row_pos, n, p.group, p.subs, p.chunk, p.splits, scale_log2, out, ldo, ws_acc, ws_ml);
+}
+
+template <int D>
+void decode_launch_d(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
+                     const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& p,
+                     float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
+                     cudaStream_t stream) {
+  switch (p.heads_per_block) {
+    case 1:
+      decode_launch_t<D, 1>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, scale_log2, out, ldo, ws_acc, ws_ml,
+                            stream);
+      break;
+    case 2:
+      decode_launch_t<D, 2>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, scale_log2, out, ldo, ws_acc, ws_ml,
+                            stream);
+      break;
+    default:
+      decode_launch_t<D, 4>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, scale_log2, out, ldo, ws_acc, ws_ml,
+                            stream);
+      break;
+  }
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len) {
+  DecodePlan p;
+  p.group = q_heads / kv_heads;
+  p.heads_per_block = p.group == 1 ? 1 : (p.group == 2 ? 2 : 4);
+  p.subs = int(ceil_div(p.group, p.heads_per_block));
+  const int64_t base = n * kv_heads * p.subs;
+  const int64_t max_splits = std::max<int64_t>(1, ceil_div(max_len, kMinChunk));
+  const int64_t splits = std::clamp<int64_t>(ceil_div(kTargetBlocks, base), 1, max_splits);
+  p.chunk = ceil_div(ceil_div(max_len, splits), 16) * 16;
+  p.splits = int(ceil_div(max_len, p.chunk));
+  return p;
+}
+
+size_t decode_workspace_floats(int64_t n, int q_heads, int head_dim, const DecodePlan& p) {
+  return p.splits > 1 ? size_t(n) * size_t(q_heads) * size_t(p.splits) * size_t(head_dim + 2) : 0;
+}
+
+size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64_t capacity) {
+  // Every plan has n·kv_heads·subs >= ceil(n·q_heads / 4) blocks per split, and
+  // rounding the chunk up never adds splits.
+  const int64_t base = std::max<int64_t>(1, ceil_div(n * q_heads, 4));
+  const int64_t max_splits = std::max<int64_t>(1, ceil_div(capacity, kMinChunk));
+  const int64_t splits = std::clamp<int64_t>(ceil_div(kTargetBlocks, base), 1, max_splits);
+  return splits > 1 ? size_t(n) * size_t(q_heads) * size_t(splits) * size_t(head_dim + 2) : 0;
+}
+
+void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
+                             const int32_t* row_seq, const int32_t* row_pos, int64_t n,
+                             const DecodePlan& plan, float scale, uint16_t* out, int64_t ldo,
+                             float* workspace, cudaStream_t stream) {
+  const float scale_log2 = scale * 1.4426950408889634f;
+  float* ws_acc = workspace;
+  float* ws_ml = plan.splits > 1 ? workspace + size_t(n) * q_heads * plan.splits * kv.head_dim : nullptr;
+  switch (kv.head_dim) {
+    case 32:
+      decode_launch_d<32>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml,
+                          stream);
+      break;
+    case 64:
+      decode_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml,
+                          stream);
+      break;
+    case 128:
+      decode_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc,
+                           ws_ml, stream);
+      break;
+    default:
+      decode_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc,
+                           ws_ml, stream);
+      break;
+  }
+  if (plan.splits > 1) {
+    launch_pdl(attn_combine_kernel, dim3(unsigned(n * q_heads)), dim3(kThreads), 0, stream, q_heads,
+               kv.head_dim, plan.splits, static_cast<const float*>(ws_acc), static_cast<const float*>(ws_ml),
+               out, ldo);
+  }
+}
+
+}  // namespace kq::cuda::ops
