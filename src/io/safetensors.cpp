@@ -211,20 +211,29 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
 
   TensorStore ts;
   ts.source_ = dir.string();
+  // A tensor a shard holds but the index does not list is loaded too (the
+  // file is valid, so it is not dropped unseen); one held by two shards is
+  // ambiguous and rejected, whether the index lists it or not.
+  std::map<std::string, std::string> holder;  // tensor -> the shard file that holds it
   for (const auto& [shard, names] : by_shard) {
     const fs::path shard_path = dir / shard;
     if (!fs::is_regular_file(shard_path, ec))
       raise<FormatError>("{}: shard '{}' (holding tensor '{}') not found", index_file, shard, names.front());
     const ParsedFile pf = parse_file(shard_path);
     std::map<std::string, const HeaderEntry*> present;
-    for (const auto& e : pf.entries) present.emplace(e.name, &e);
-    for (const auto& name : names) {
-      const auto it = present.find(name);
-      if (it == present.end())
-        raise<FormatError>("{}: tensor '{}' is mapped to shard '{}', which has no such tensor", index_file, name,
-                           shard_path.string());
-      ts.tensors_.emplace(name, Entry{make_tensor(pf, *it->second), shard_path.string()});
+    for (const auto& e : pf.entries) {
+      present.emplace(e.name, &e);
+      const auto [it, fresh] = holder.emplace(e.name, shard_path.string());
+      if (!fresh)
+        raise<FormatError>("{}: tensor '{}' is held by two shards, '{}' and '{}'", index_file, e.name,
+                           it->second, shard_path.string());
     }
+    for (const auto& name : names)
+      if (!present.count(name))
+        raise<FormatError>("{}: tensor '{}' is mapped to shard '{}', which has no such tensor", index_file,
+                           name, shard_path.string());
+    for (const auto& e : pf.entries)
+      ts.tensors_.emplace(e.name, Entry{make_tensor(pf, e), shard_path.string()});
     for (const auto& [k, v] : pf.metadata) ts.metadata_.emplace(k, v);
   }
   return ts;

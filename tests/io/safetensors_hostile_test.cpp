@@ -203,6 +203,23 @@ TEST_F(HostileDir, TensorAbsentFromShard) {
   expect_dir_rejected({index().string(), "'zzz'", "s1.safetensors"});
 }
 
+TEST_F(HostileDir, UnlistedTensorInAShardIsLoaded) {
+  shard("s1.safetensors");  // holds a and b
+  write_bytes(index(), R"({"weight_map":{"a":"s1.safetensors"}})");
+  const TensorStore st = TensorStore::open_dir(tmp.path);
+  ASSERT_TRUE(st.contains("b"));
+  EXPECT_EQ(st.file_of("b"), (tmp.path / "s1.safetensors").string());
+  EXPECT_EQ(st.get("b").dtype(), DType::BF16);
+  EXPECT_EQ(st.get("b").shape().size(), 2u);
+}
+
+TEST_F(HostileDir, TensorHeldByTwoShards) {
+  shard("s1.safetensors");
+  shard("s2.safetensors");  // both hold a and b
+  write_bytes(index(), R"({"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}})");
+  expect_dir_rejected({index().string(), "two shards", "s1.safetensors", "s2.safetensors"});
+}
+
 TEST_F(HostileDir, BadIndexJson) {
   write_bytes(index(), R"({"weight_map":{"a":)");
   expect_dir_rejected({index().string(), "invalid JSON"});
