@@ -3,8 +3,8 @@
 // inference"): one block per (row, kv head, group slice of up to 4 query
 // heads, key split); each K/V row of the split is read once for all the
 // block's query heads (grouped-query attention). A block walks its key range
-// in sub-chunks of 64 keys (32 at D = 256) whose K and V rows it first loads
-// into registers, all at once: scores into shared memory (D/8 lanes per key,
+// in sub-chunks of 8192 / D keys whose K and V rows it first loads into
+// registers, all at once: scores into shared memory (D/8 lanes per key,
 // 16-byte loads, shuffle reduction), FP32 online softmax per head, then P·V
 // with each lane owning 8 dims of one key slot. The first sub-chunk's rows
 // that earlier steps wrote are loaded before the PDL wait, so that DRAM round
@@ -36,12 +36,13 @@ __device__ __forceinline__ void unpack8(const uint4& w, float (&f)[8]) {
   f[4] = bf_lo(w.z), f[5] = bf_hi(w.z), f[6] = bf_lo(w.w), f[7] = bf_hi(w.w);
 }
 
-/// Keys per decode sub-chunk: each thread holds KPB-strided rows of K and V
-/// for a whole sub-chunk in registers (8 rows of each at D = 128), so a
-/// sub-chunk costs one memory round trip.
+/// Keys per decode sub-chunk: 8 rows per thread of K and of V (a block steps
+/// over 4 · 32 / (D / 8) keys), held in registers for the whole sub-chunk, so
+/// a sub-chunk costs one memory round trip: 256 keys at D = 32, 128 at 64,
+/// 64 at 128, 32 at 256.
 template <int D>
 __host__ __device__ constexpr int decode_sub_keys() {
-  return D == 256 ? 32 : 64;
+  return 8 * 4 * (32 / (D / 8));
 }
 
 /// Merges the splits' partial softmax results of row r, query head h
