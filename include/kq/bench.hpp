@@ -143,6 +143,11 @@ struct BenchReport {
 /// or latency was not measured. The CLI hands it to kq::warn().
 std::string latency_stability_warning(const BenchResult& result);
 
+/// The quantization specs of `modes` (parse_quant_mode names), in order.
+/// Throws InvalidArgument for an empty list, an unknown name, or two names of
+/// the same mode (e.g. "int4" and "nf4"), naming them.
+std::vector<QuantSpec> parse_bench_modes(const std::vector<std::string>& modes);
+
 /// Progress events for a UI: a stage name and done/total counts.
 using BenchProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
 

@@ -145,13 +145,22 @@ class Tokenizer {
 /// following bytes arrive, and returns everything before it. Bytes that can
 /// never become valid UTF-8 are passed through unchanged rather than held.
 /// flush() returns what is still held (call it at the end of generation).
-/// The concatenation of all push() results and flush() equals decode(ids).
+/// The concatenation of all push() results and flush() equals decode(ids)
+/// (InvalidBytes::Keep), or that with every ill-formed part replaced by
+/// U+FFFD (InvalidBytes::Replace: always valid UTF-8, for a terminal).
 class StreamDecoder {
  public:
+  /// What happens to bytes that can never become valid UTF-8.
+  enum class InvalidBytes {
+    Keep,     ///< passed through unchanged
+    Replace,  ///< one U+FFFD per maximal ill-formed subpart (as Hugging Face decode / Python
+              ///< errors="replace")
+  };
   /// A decoder for raw bytes only (push_bytes); push(id) then throws InvalidArgument.
-  StreamDecoder() = default;
+  explicit StreamDecoder(InvalidBytes mode = InvalidBytes::Keep) : mode_(mode) {}
   /// `tok` must outlive the decoder.
-  explicit StreamDecoder(const Tokenizer& tok) : tok_(&tok) {}
+  explicit StreamDecoder(const Tokenizer& tok, InvalidBytes mode = InvalidBytes::Keep)
+      : tok_(&tok), mode_(mode) {}
 
   /// Appends the bytes of token `id`; returns the bytes now safe to print.
   /// Throws InvalidArgument for an invalid id (see Tokenizer::decode_token)
@@ -159,13 +168,15 @@ class StreamDecoder {
   std::string push(int32_t id);
   /// Same with raw bytes.
   std::string push_bytes(std::string_view bytes);
-  /// Returns and clears the held-back bytes (an incomplete sequence, printed as is).
+  /// Returns and clears the held-back bytes (an incomplete sequence: as is,
+  /// or one U+FFFD with InvalidBytes::Replace).
   std::string flush();
   /// Bytes currently held back (0..3).
   size_t pending() const { return buf_.size(); }
 
  private:
   const Tokenizer* tok_ = nullptr;
+  InvalidBytes mode_ = InvalidBytes::Keep;
   std::string buf_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -38,18 +39,23 @@ size_t proc_status_kb(const char* key) {
 size_t current_rss_bytes() { return proc_status_kb("VmRSS"); }
 size_t peak_rss_bytes() { return proc_status_kb("VmHWM"); }
 
-BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
-  if (o.modes.empty()) raise<InvalidArgument>("--modes: give at least one mode");
-  if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
-  // Parse every mode first so a typo fails before minutes of work.
+std::vector<QuantSpec> parse_bench_modes(const std::vector<std::string>& modes) {
+  if (modes.empty()) raise<InvalidArgument>("--modes: give at least one mode");
   std::vector<QuantSpec> specs;
-  for (size_t i = 0; i < o.modes.size(); ++i) {
-    specs.push_back(parse_quant_mode(o.modes[i]));
+  for (size_t i = 0; i < modes.size(); ++i) {
+    specs.push_back(parse_quant_mode(modes[i]));
     for (size_t j = 0; j < i; ++j)
       if (specs[j].name() == specs[i].name())
-        raise<InvalidArgument>("--modes: '{}' is the same mode as '{}' ({}); give each mode once", o.modes[i],
-                               o.modes[j], specs[i].name());
+        raise<InvalidArgument>("--modes: '{}' is the same mode as '{}' ({}); give each mode once", modes[i],
+                               modes[j], specs[i].name());
   }
+  return specs;
+}
+
+BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
+  if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
+  // Parse every mode first so a typo fails before minutes of work.
+  const std::vector<QuantSpec> specs = parse_bench_modes(o.modes);
 
   BenchReport rep;
   rep.model = o.model_dir.string();
@@ -131,7 +137,10 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     r.rss_bytes = current_rss_bytes();
     rep.results.push_back(std::move(r));
   }
-  rep.peak_rss_bytes = peak_rss_bytes();
+  // The kernel updates VmHWM lazily, so it can read below a VmRSS sampled
+  // earlier: the peak is at least every resident figure reported.
+  rep.peak_rss_bytes = std::max(peak_rss_bytes(), current_rss_bytes());
+  for (const auto& r : rep.results) rep.peak_rss_bytes = std::max(rep.peak_rss_bytes, r.rss_bytes);
   return rep;
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "io/file_kind.hpp"
 #include "kq/error.hpp"
 
 namespace kq::io {
@@ -38,8 +39,35 @@ void fsync_path(const std::filesystem::path& path) {
     raise<Error>("{}: fsync failed: {}", path.string(), std::strerror(err));
 }
 
-void write_file_atomic(const std::filesystem::path& path, const std::function<void(AtomicFileSink&)>& fill) {
-  if (path.filename().empty()) raise<InvalidArgument>("'{}': not a file path", path.string());
+namespace {
+
+/// Where write_file_atomic puts the new file: `path`, or the file a symbolic
+/// link at `path` points to (the link stays a link). Throws InvalidArgument
+/// when that is something other than a regular file (a folder, a device such
+/// as /dev/null, a FIFO, a socket): renaming over it would replace it.
+std::filesystem::path atomic_target(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path target = path;
+  for (int hops = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {  // dangling links included
+    if (hops == 40) raise<Error>("{}: too many levels of symbolic links", path.string());
+    const fs::path next = fs::read_symlink(target, ec);
+    if (ec) raise<Error>("{}: cannot read the symbolic link: {}", path.string(), ec.message());
+    target = next.is_absolute() ? next : target.parent_path() / next;
+  }
+  if (fs::exists(fs::symlink_status(target, ec)))
+    if (const auto why = why_not_regular_file(target))
+      raise<InvalidArgument>("'{}' {}; output files are only written as regular files (nothing was written)",
+                             path.string(), *why);
+  return target;
+}
+
+}  // namespace
+
+void write_file_atomic(const std::filesystem::path& requested,
+                       const std::function<void(AtomicFileSink&)>& fill) {
+  if (requested.filename().empty()) raise<InvalidArgument>("'{}': not a file path", requested.string());
+  const std::filesystem::path path = atomic_target(requested);
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
   std::string base_name(".");  // (built with append: GCC 12 warns falsely on "." + string)
   base_name.append(path.filename().string()).append(".tmp-XXXXXX");

@@ -31,7 +31,10 @@ class AtomicFileSink {
 /// (mode 0644), lets `fill` stream the contents into it, fsyncs it, renames it
 /// over `path`, then fsyncs the folder. On any failure (including an exception
 /// thrown by `fill`, which is re-thrown unchanged) the temporary is removed and
-/// `path` is untouched. I/O failures throw Error naming `path`.
+/// `path` is untouched. I/O failures throw Error naming `path`. A symbolic
+/// link at `path` is followed (the file it points to is replaced, the link
+/// kept); a folder, device, FIFO or socket there is refused with
+/// InvalidArgument before anything is written.
 void write_file_atomic(const std::filesystem::path& path, const std::function<void(AtomicFileSink&)>& fill);
 
 /// write_file_atomic for a byte string (config.json, tokenizer files, ...).

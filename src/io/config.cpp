@@ -188,6 +188,8 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
     c = parse_gpt2(r);
   } else if (type == "llama") {
     c = parse_llama(r);
+  } else if (type.empty()) {
+    raise<FormatError>("{}: no \"model_type\" (supported: gpt2, llama)", source);
   } else {
     raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama)", source, type);
   }

@@ -13,6 +13,7 @@
 #include <limits>
 #include <optional>
 
+#include "io/file_kind.hpp"
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
 
@@ -185,12 +186,12 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   if (!fs::is_directory(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
   const fs::path index = dir / "model.safetensors.index.json";
   const fs::path single = dir / "model.safetensors";
-  if (!fs::exists(index, ec)) {
-    if (!fs::exists(single, ec))
-      raise<FormatError>("{}: no model.safetensors or model.safetensors.index.json in the folder", dir.string());
-    TensorStore ts = open_file(single);
-    return ts;
-  }
+  // model.safetensors first, as Hugging Face transformers loads it: a folder
+  // holding both reads the single file, not the shards.
+  if (fs::exists(single, ec)) return open_file(single);
+  if (!fs::exists(index, ec))
+    raise<FormatError>("{}: no model.safetensors or model.safetensors.index.json in the folder",
+                       dir.string());
 
   const std::string index_file = index.string();
   const json j = io::load_json_file(index, kMaxHeaderBytes);
@@ -217,8 +218,8 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   std::map<std::string, std::string> holder;  // tensor -> the shard file that holds it
   for (const auto& [shard, names] : by_shard) {
     const fs::path shard_path = dir / shard;
-    if (!fs::is_regular_file(shard_path, ec))
-      raise<FormatError>("{}: shard '{}' (holding tensor '{}') not found", index_file, shard, names.front());
+    if (const auto why = io::why_not_regular_file(shard_path))
+      raise<FormatError>("{}: shard '{}' (holding tensor '{}') {}", index_file, shard, names.front(), *why);
     const ParsedFile pf = parse_file(shard_path);
     std::map<std::string, const HeaderEntry*> present;
     for (const auto& e : pf.entries) {

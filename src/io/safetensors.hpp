@@ -24,12 +24,14 @@ namespace kq {
 /// Tensors of one or more safetensors files, memory-mapped (zero copy).
 class TensorStore {
  public:
-  /// Opens a model folder: DIR/model.safetensors.index.json (sharded) if it
-  /// exists, else DIR/model.safetensors. Throws FormatError naming the file.
-  /// For an index: its "weight_map" {tensor: shard file} is authoritative
-  /// (tensors a shard holds but the map does not name are ignored); errors for
-  /// a missing shard, a tensor absent from its shard, shard names that are
-  /// absolute or contain "..", and any invalid shard (named in the message).
+  /// Opens a model folder: DIR/model.safetensors if it exists (as Hugging
+  /// Face transformers does), else DIR/model.safetensors.index.json (sharded).
+  /// Throws FormatError naming the file. For an index: every tensor its
+  /// "weight_map" {tensor: shard file} names must be in that shard, and the
+  /// shards' other tensors are loaded too; errors for a missing shard (or one
+  /// that is not a regular file), a tensor absent from its shard, a tensor
+  /// held by two shards, shard names that are absolute or contain "..", and
+  /// any invalid shard (named in the message).
   static TensorStore open_dir(const std::filesystem::path& dir);
   /// Opens one .safetensors file. Validates the header fully: length bounds,
   /// JSON, dtypes, dtype × shape vs byte size, offsets inside the file, no

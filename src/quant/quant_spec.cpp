@@ -180,8 +180,9 @@ std::vector<std::string> valid_quant_mode_names() {
 
 QuantSpec parse_quant_mode(std::string_view name) {
   auto fail = [&](std::string_view why) -> QuantSpec {
-    raise<InvalidArgument>("unknown quantization mode '{}'{}; valid modes: {}", name, why,
-                           fmt::join(valid_quant_mode_names(), ", "));
+    raise<InvalidArgument>(
+        "unknown quantization mode '{}'{}; valid modes: int4 (the specification's INT4 mode = nf4), {}", name,
+        why, fmt::join(valid_quant_mode_names(), ", "));
   };
   const std::string l = lower(name);
   std::vector<std::string> tok;

@@ -15,13 +15,13 @@ std::string StreamDecoder::push_bytes(std::string_view bytes) {
   const size_t hold = tok::incomplete_utf8_tail(buf_);
   std::string out = buf_.substr(0, buf_.size() - hold);
   buf_.erase(0, buf_.size() - hold);
-  return out;
+  return mode_ == InvalidBytes::Replace ? tok::replace_invalid_utf8(out) : out;
 }
 
 std::string StreamDecoder::flush() {
   std::string out;
   out.swap(buf_);
-  return out;
+  return mode_ == InvalidBytes::Replace ? tok::replace_invalid_utf8(out) : out;
 }
 
 }  // namespace kq

@@ -87,4 +87,24 @@ size_t incomplete_utf8_tail(std::string_view s) {
   return 0;
 }
 
+std::string replace_invalid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp;
+    if (const size_t len = decode_utf8(s, i, cp)) {
+      out.append(s.substr(i, len));
+      i += len;
+      continue;
+    }
+    // Maximal subpart: the lead byte plus the continuation bytes it allows, up to the first that breaks it.
+    const Lead l = lead_info(uint8_t(s[i]));
+    size_t k = 1;
+    while (l.len > 1 && k < l.len && i + k < s.size() && continuations_ok(s, i, k + 1, l)) ++k;
+    append_utf8(out, 0xFFFD);
+    i += k;
+  }
+  return out;
+}
+
 }  // namespace kq::tok

@@ -21,4 +21,11 @@ size_t decode_utf8(std::string_view s, size_t i, char32_t& cp);
 /// become valid.
 size_t incomplete_utf8_tail(std::string_view s);
 
+/// `s` with every ill-formed part replaced by U+FFFD: one replacement per
+/// maximal subpart, i.e. a lead byte and the continuation bytes that could
+/// still have completed it, or one byte otherwise (the Unicode Standard,
+/// section 3.9, "U+FFFD Substitution of Maximal Subparts", as Python's
+/// errors="replace" and Hugging Face decode do).
+std::string replace_invalid_utf8(std::string_view s);
+
 }  // namespace kq::tok

@@ -3,6 +3,7 @@
 // and caps, unmatched --keep patterns, text that is not UTF-8; and the bench
 // table's alignment with long mode names.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,26 @@ TEST(CliMessages, UnwritableJsonFolderIsAnErrorBeforeTheRun) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("cannot write"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("perplexity"), std::string::npos) << "ran before failing: " << r.out;
+}
+
+// --json at a device, a FIFO (or anything but a regular file) is refused before
+// the run, and the device or FIFO is left as it was (the atomic rename would
+// have replaced it with a plain file).
+TEST(CliMessages, JsonAtADeviceOrFifoIsRefusedAndLeftAlone) {
+  kq::testing::TempDir tmp;
+  const std::filesystem::path fifo = tmp.path / "out.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& target : {fifo.string(), std::string("/dev/null")}) {
+    for (const char* cmd : {"eval", "bench"}) {
+      const auto r = run_kq(
+          {cmd, "--model", demo_model().string(), "--text", kDemoText, "--json", target, "--samples", "1"});
+      EXPECT_EQ(r.status, 1) << cmd << " " << target;
+      EXPECT_TRUE(has(r.err, "--json") && has(r.err, target)) << r.err;
+      EXPECT_FALSE(has(r.out, "perplexity")) << "ran before failing: " << r.out;
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_fifo(std::filesystem::symlink_status(fifo)));
+  EXPECT_TRUE(std::filesystem::is_character_file(std::filesystem::status("/dev/null")));
 }
 
 // Small usage checks: --json naming the --text file, an empty --model, an unknown --device.

@@ -34,6 +34,15 @@ TEST(CliUsage, EveryUsageErrorHasTheSameExitStatus) {
   EXPECT_EQ(run_kq({"bench", "--bogus"}).status, 2);         // unknown option
   EXPECT_EQ(run_kq({"bench", "--runs", "zero"}).status, 2);  // not a number
   EXPECT_EQ(run_kq({"eval", "--model", "m", "--text", "t", "--ctx", "-5"}).status, 2);  // out of range
+  // Unknown or repeated quantization modes, before any work.
+  const auto unknown = run_kq({"bench", "--modes", "int8", "int3"});
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_TRUE(has_text(unknown.err, "--modes") && has_text(unknown.err, "'int3'")) << unknown.err;
+  EXPECT_TRUE(has_text(unknown.err, "int4 (")) << "the default mode is listed: " << unknown.err;
+  const auto twice = run_kq({"bench", "--modes", "int4", "nf4"});
+  EXPECT_EQ(twice.status, 2);
+  EXPECT_TRUE(has_text(twice.err, "same mode")) << twice.err;
+  EXPECT_EQ(run_kq({"quantize", "--model", "m", "--mode", "int3", "--out", "o"}).status, 2);
   // Help and version are not errors; a bad model folder is an input error (1), not a usage error.
   EXPECT_EQ(run_kq({"--help"}).status, 0);
   EXPECT_EQ(run_kq({"--version"}).status, 0);

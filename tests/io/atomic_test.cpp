@@ -1,5 +1,6 @@
 // Atomic file and folder writing: complete-or-untouched semantics.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "common/test_data.hpp"
 #include "io/atomic_dir.hpp"
@@ -39,6 +40,38 @@ TEST(AtomicFile, FailureKeepsOldContentsAndRemovesTemporary) {
                InvalidArgument);
   EXPECT_EQ(read_bytes(f), "old");
   EXPECT_EQ(entries(tmp.path), 1u);
+}
+
+TEST(AtomicFile, RefusesDevicesFifosAndFolders) {
+  TempDir tmp;
+  const fs::path fifo = tmp.path / "pipe.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const fs::path& p : {fifo, fs::path("/dev/null"), tmp.path}) {
+    try {
+      io::write_file_atomic(p, "{}");
+      ADD_FAILURE() << p << " was written over";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(p.string()), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_TRUE(fs::is_fifo(fs::symlink_status(fifo)));
+  EXPECT_TRUE(fs::is_character_file(fs::status("/dev/null")));
+  EXPECT_EQ(entries(tmp.path), 1u);  // no temporary left behind
+}
+
+TEST(AtomicFile, WritesThroughASymbolicLink) {
+  TempDir tmp;
+  const fs::path target = tmp.path / "real.json", link = tmp.path / "link.json";
+  io::write_file_atomic(target, "old");
+  fs::create_symlink(target, link);
+  io::write_file_atomic(link, "new");
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(link)));
+  EXPECT_EQ(read_bytes(target), "new");
+  const fs::path dangling = tmp.path / "dangling.json";
+  fs::create_symlink(tmp.path / "later.json", dangling);
+  io::write_file_atomic(dangling, "created");
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dangling)));
+  EXPECT_EQ(read_bytes(tmp.path / "later.json"), "created");
 }
 
 TEST(AtomicDir, CommitCreatesFolder) {

@@ -195,7 +195,7 @@ TEST(Config, UnknownModelTypeListsSupported) {
   j["model_type"] = "mistral";
   expect_bad(j, {"mistral", "supported: gpt2, llama"});
   j.erase("model_type");
-  expect_bad(j, {"supported: gpt2, llama"});
+  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama"});
   expect_bad(json::array(), {"not a JSON object"});
 }
 

@@ -220,6 +220,21 @@ TEST_F(HostileDir, TensorHeldByTwoShards) {
   expect_dir_rejected({index().string(), "two shards", "s1.safetensors", "s2.safetensors"});
 }
 
+TEST_F(HostileDir, SingleFileWinsOverAnIndex) {
+  // As Hugging Face transformers: model.safetensors is read when both are there.
+  write_bytes(tmp.path / "model.safetensors", raw_safetensors(valid_header(), valid_data()));
+  write_bytes(index(), R"({"weight_map":{"zzz":"missing.safetensors"}})");
+  const TensorStore st = TensorStore::open_dir(tmp.path);
+  EXPECT_TRUE(st.contains("a"));
+  EXPECT_EQ(st.file_of("a"), (tmp.path / "model.safetensors").string());
+}
+
+TEST_F(HostileDir, ShardThatIsAFolderIsNamedAsOne) {
+  fs::create_directory(tmp.path / "s1.safetensors");
+  write_bytes(index(), R"({"weight_map":{"a":"s1.safetensors"}})");
+  expect_dir_rejected({index().string(), "s1.safetensors", "is a directory"});
+}
+
 TEST_F(HostileDir, BadIndexJson) {
   write_bytes(index(), R"({"weight_map":{"a":)");
   expect_dir_rejected({index().string(), "invalid JSON"});

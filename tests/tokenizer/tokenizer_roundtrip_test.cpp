@@ -186,6 +186,30 @@ TEST(TokenizerStream, HoldsOnlyValidPrefixes) {
   EXPECT_EQ(sd.flush(), "");
 }
 
+TEST(TokenizerStream, ReplaceModeEmitsValidUtf8Only) {
+  using Mode = kq::StreamDecoder::InvalidBytes;
+  const std::string fffd = "\xEF\xBF\xBD";
+  kq::StreamDecoder sd(Mode::Replace);
+  EXPECT_EQ(sd.push_bytes("\xA6"), fffd);                        // a lone continuation byte
+  EXPECT_EQ(sd.push_bytes("\xEF\xBC"), "");                      // held: could still become valid
+  EXPECT_EQ(sd.push_bytes(" "), fffd + " ");                     // one U+FFFD for the maximal subpart
+  EXPECT_EQ(sd.push_bytes("a\xE6\x97"), "a");                    // valid prefixes are still held ...
+  EXPECT_EQ(sd.push_bytes("\xA5"), "\xE6\x97\xA5");              // ... and completed (日)
+  EXPECT_EQ(sd.push_bytes("\xC0\xAF\xFF"), fffd + fffd + fffd);  // overlong lead, stray byte, invalid byte
+  EXPECT_EQ(sd.push_bytes("\xED\xA0\x80"), fffd + fffd + fffd);  // a surrogate: E0..9F only after ED
+  EXPECT_EQ(sd.push_bytes("\xF0\x9F\x9A"), "");
+  EXPECT_EQ(sd.flush(), fffd);  // incomplete at the end
+  // Every piece the replace mode returns is valid UTF-8, on random bytes too.
+  std::mt19937 rng(7);
+  kq::StreamDecoder r(Mode::Replace);
+  for (int i = 0; i < 2000; ++i) {
+    std::string bytes(size_t(rng() % 4), '\0');
+    for (char& c : bytes) c = char(rng() & 0xFF);
+    EXPECT_TRUE(is_valid_utf8(r.push_bytes(bytes)));
+  }
+  EXPECT_TRUE(is_valid_utf8(r.flush()));
+}
+
 TEST(TokenizerRoundTrip, ConcurrentEncodeIsConsistent) {
   KQ_REQUIRE_SHARED("models/gpt2-tiny");
   const Tokenizer t = Tokenizer::load(shared_dir() / "models/gpt2-tiny");  // fresh, empty cache

@@ -16,6 +16,7 @@
 #include "io/atomic_file.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
+#include "mode_option.hpp"
 #include "progress.hpp"
 
 namespace kq::cli {
@@ -190,8 +191,10 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "bench", "Quantize a model in each mode and report perplexity, KL, memory and latency vs FP32, with PASS/FAIL");
   cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)");
-  cmd->add_option("--modes", args->modes, "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
+  cmd->add_option("--modes", args->modes,
+                  "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
       ->expected(1, -1)
+      ->check(cli::quant_mode())
       ->capture_default_str();
   cmd->add_option("--text,-t", args->text,
                   "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset; standard input "
@@ -250,6 +253,11 @@ void add_bench_command(CLI::App& app) {
     check_input_file("--text", o.text.string());
     o.allow_special_tokens = args->special_tokens;
     o.modes = args->modes;
+    try {  // two names of one mode: a usage error (exit 2), like an unknown name
+      (void)parse_bench_modes(o.modes);
+    } catch (const InvalidArgument& e) {
+      throw CLI::ValidationError(e.what());
+    }
     o.ctx = args->ctx;
     o.samples = args->samples;
     o.quantize_lm_head = args->lm_head;

@@ -65,8 +65,9 @@ void run_eval(const EvalOptions& o) {
   fmt::print("text:          {}{} ({} tokens)\n", o.text,
              o.special_tokens ? ", special tokens recognized" : "", tokens.size());
   fmt::print("perplexity:    {:.4f}\n", r.ppl);
-  fmt::print("scored tokens: {} in {} windows of up to {} tokens{}\n", r.scored_tokens, r.windows, r.ctx,
-             o.samples ? fmt::format(" (first {} windows only)", o.samples) : "");
+  fmt::print("scored tokens: {} in {} window{} of up to {} tokens{}\n", r.scored_tokens, r.windows,
+             r.windows == 1 ? "" : "s", r.ctx,
+             o.samples && o.samples <= r.windows ? fmt::format(" (first {} windows only)", o.samples) : "");
   fmt::print("time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
              ctx.device == Device::CPU ? fmt::format("{} threads", resolve_threads(o.threads))
                                        : device_name(ctx.device));

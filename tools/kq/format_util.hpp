@@ -22,8 +22,20 @@ inline void check_output_file(const char* option, const std::string& path) {
   if (path.empty()) return;
   namespace fs = std::filesystem;
   std::error_code ec;
-  const fs::path p(path);
-  if (fs::is_directory(p, ec)) raise<InvalidArgument>("{}: '{}' is a folder, not a file", option, path);
+  const fs::path given(path);
+  if (fs::is_directory(given, ec)) raise<InvalidArgument>("{}: '{}' is a folder, not a file", option, path);
+  // A device (/dev/null), FIFO or socket there would be replaced by the
+  // atomic rename: refuse it. A symbolic link is written through (the file
+  // it points to is replaced), so check that file's folder.
+  if (fs::exists(given, ec))
+    if (const auto why = io::why_not_regular_file(given))
+      raise<InvalidArgument>("{}: '{}' {}; kq writes its output files as regular files", option, path, *why);
+  fs::path p = given;  // the file a symbolic link (chain) points to, even if it does not exist yet
+  for (int hops = 0; hops < 40 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
+    const fs::path next = fs::read_symlink(p, ec);
+    if (ec) break;
+    p = next.is_absolute() ? next : p.parent_path() / next;
+  }
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   if (!fs::is_directory(dir, ec))
     raise<InvalidArgument>("{}: folder '{}' does not exist (for '{}')", option, dir.string(), path);

@@ -69,7 +69,7 @@ void run_generate(const GenerateOptions& o, bool n_given) {
 
   KVCache cache = model->make_cache(int64_t(prompt.size()) + n);
   std::vector<float> logits(static_cast<size_t>(vocab));
-  StreamDecoder out(tok);
+  StreamDecoder out(tok, StreamDecoder::InvalidBytes::Replace);  // stdout gets valid UTF-8 only
   if (!o.no_echo) {
     fmt::print("{}", o.prompt);
     std::fflush(stdout);
@@ -92,6 +92,10 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   fmt::print("{}\n", out.flush());
   std::fflush(stdout);
   const double decode_s = since(t1);
+  if (n == 0) {  // nothing ran: no rates to report
+    fmt::print(stderr, "kq: prompt {} tokens; -n 0: nothing generated\n", prompt.size());
+    return;
+  }
   fmt::print(
       stderr,
       "kq: prompt {} tokens, prefill {:.1f} ms ({:.0f} tokens/s); generated {} tokens, {:.1f} tokens/s\n",

@@ -8,6 +8,7 @@
 #include "int_option.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
+#include "mode_option.hpp"
 
 namespace kq::cli {
 
@@ -21,8 +22,10 @@ void add_quantize_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder");
   cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")->required();
-  cmd->add_option("--mode", a->mode, "Quantization mode: int8 int4 nf4 fp4 int4-g128 fp8 fp8-e5m2 int8-wo ...")
-      ->required();
+  cmd->add_option("--mode", a->mode,
+                  "Quantization mode: int8 int4 nf4 fp4 int4-g128 fp8 fp8-e5m2 int8-wo ...")
+      ->required()
+      ->check(cli::quant_mode());
   cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")->required();
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option(

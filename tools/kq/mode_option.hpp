@@ -1,0 +1,29 @@
+#pragma once
+// The validator of the quantization-mode options (`kq bench --modes`, `kq
+// quantize --mode`): a mode name parse_quant_mode does not know is a usage
+// error (exit status 2) before any work, like every other malformed option
+// value; CLI11 prefixes the message with the option's name.
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "kq/error.hpp"
+#include "kq/quantize.hpp"
+
+namespace kq::cli {
+
+/// Accepts what parse_quant_mode accepts; otherwise its message (the unknown
+/// name and the valid modes).
+inline CLI::Validator quant_mode() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        try {
+          (void)parse_quant_mode(value);
+          return {};
+        } catch (const InvalidArgument& e) {
+          return e.what();
+        }
+      },
+      "MODE");
+}
+
+}  // namespace kq::cli
