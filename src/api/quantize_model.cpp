@@ -54,6 +54,12 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     }
     lq.format = (*slot.op)->format();
     lq.bytes_after = (*slot.op)->weight_bytes();
+    if (slot.is_lm_head && lq.quantized && model.config().tie_word_embeddings)
+      warn(fmt::format(
+          "--quantize-lm-head: this model ties lm_head to the token embedding, which the input side still "
+          "needs as it is; the quantized lm_head ({:.2f} MiB) is a second copy, so the model grows by that "
+          "much",
+          double(lq.bytes_after) / (1024.0 * 1024.0)));
     report.layers.push_back(std::move(lq));
   }
   for (size_t i = 0; i < keep.size(); ++i) {

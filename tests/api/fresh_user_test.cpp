@@ -112,6 +112,26 @@ TEST(FreshUser, ExtraTensorsAreWarnedOnceWithCountAndNamesButKnownBuffersAreNot)
   EXPECT_EQ(a, b);
 }
 
+TEST(FreshUser, QuantizingATiedLmHeadIsWarnedAsASecondCopy) {
+  const fs::path dir = demo_dir();
+  auto m = Model::load(dir);
+  ASSERT_TRUE(m->config().tie_word_embeddings);  // GPT-2 ties lm_head to wte
+  QuantizeOptions o;
+  o.spec = parse_quant_mode("nf4");
+  {
+    WarningCapture w;
+    quantize_model(*m, o);
+    EXPECT_TRUE(w.messages.empty());  // lm_head kept: nothing to say
+  }
+  auto m2 = Model::load(dir);
+  o.quantize_lm_head = true;
+  WarningCapture w;
+  quantize_model(*m2, o);
+  ASSERT_EQ(w.messages.size(), 1u);
+  EXPECT_NE(w.messages[0].find("--quantize-lm-head"), std::string::npos) << w.messages[0];
+  EXPECT_NE(w.messages[0].find("second copy"), std::string::npos) << w.messages[0];
+}
+
 TEST(FreshUser, KeepPatternMatchingNoLayerIsWarnedAndReported) {
   auto m = Model::load(demo_dir());
   QuantizeOptions o;

@@ -67,6 +67,9 @@ void print_mode(const BenchResult& m) {
   fmt::print("  linear       {} -> {}  ({:.1f} % smaller vs FP32, {:.3f} bits/weight)\n",
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), m.bits_per_weight);
+  if (m.weight_bytes_after > m.linear_bytes_after)
+    fmt::print("  other        {}  (embeddings, norms, unquantized layers: held in FP32)\n",
+               human_bytes(m.weight_bytes_after - m.linear_bytes_after));
   if (m.latency_before.runs) {
     fmt::print(
         "  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x; run-to-run spread {:.0f} % -> {:.0f} %{})\n",
