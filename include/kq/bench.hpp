@@ -148,6 +148,17 @@ std::string latency_stability_warning(const BenchResult& result);
 /// the same mode (e.g. "int4" and "nf4"), naming them.
 std::vector<QuantSpec> parse_bench_modes(const std::vector<std::string>& modes);
 
+/// Fewest scored tokens for which `kq bench` gives its PASS/FAIL verdicts
+/// without a warning: a perplexity over fewer moves by per cents from the
+/// luck of the tokens alone (the demo text scores 1,648; the protocol of
+/// docs/EVALUATION.md scores the whole wikitext-2 test set).
+inline constexpr int64_t kMinScoredTokensForVerdict = 1000;
+
+/// The warning for a report whose perplexities cover fewer than
+/// kMinScoredTokensForVerdict tokens: the count and what to do about it; ""
+/// otherwise. The CLI hands it to kq::warn().
+std::string few_scored_tokens_warning(const BenchReport& report);
+
 /// Progress events for a UI: a stage name and done/total counts.
 using BenchProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
 

@@ -31,6 +31,21 @@ TEST(LatencySpread, UnstableAboveTwentyPercent) {
   EXPECT_FALSE(latency_is_unstable(std::vector<double>{0.41}));
 }
 
+// A verdict over one scored token (fresh-user finding) comes with a warning.
+TEST(BenchVerdict, FewScoredTokensAreWarned) {
+  BenchReport rep;
+  EXPECT_EQ(few_scored_tokens_warning(rep), "");  // no mode, no verdict
+  rep.results.emplace_back();
+  rep.scored_tokens = 1;
+  const std::string w = few_scored_tokens_warning(rep);
+  EXPECT_NE(w.find("only 1 scored token:"), std::string::npos) << w;
+  EXPECT_NE(w.find("--samples"), std::string::npos) << w;
+  rep.scored_tokens = kMinScoredTokensForVerdict - 1;
+  EXPECT_NE(few_scored_tokens_warning(rep), "");
+  rep.scored_tokens = kMinScoredTokensForVerdict;
+  EXPECT_EQ(few_scored_tokens_warning(rep), "");
+}
+
 TEST(LatencySpread, WarningNamesTheModeAndTheSpreads) {
   BenchResult r;
   r.mode = "int4";

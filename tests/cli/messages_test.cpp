@@ -195,6 +195,16 @@ TEST(CliMessages, JsonAtADeviceOrFifoIsRefusedAndLeftAlone) {
   EXPECT_TRUE(std::filesystem::is_character_file(std::filesystem::status("/dev/null")));
 }
 
+// PASS/FAIL over a handful of scored tokens is printed with a warning; the demo's default run has none.
+TEST(CliMessages, FewScoredTokensWarnTheVerdict) {
+  const auto few =
+      run_kq({"bench", "--modes", "int8", "--samples", "1", "--ctx", "8", "--no-latency", "--threads", "1"});
+  EXPECT_EQ(few.status, 0) << few.err;
+  EXPECT_EQ(count(few.err, "kq: warning: the perplexities cover only 7 scored tokens"), 1u) << few.err;
+  const auto demo = run_kq({"bench", "--modes", "int8", "--no-latency", "--threads", "1"});
+  EXPECT_FALSE(has(demo.err, "scored token")) << demo.err;
+}
+
 // Small usage checks: --json naming the --text file, an empty --model, an unknown --device.
 TEST(CliMessages, OutputThatIsTheInputEmptyModelUnknownDevice) {
   kq::testing::TempDir tmp;

@@ -296,6 +296,7 @@ void add_bench_command(CLI::App& app) {
     std::fflush(stdout);  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
+    if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);
     if (!args->json.empty()) {
       io::write_file_atomic(args->json, to_json(r).dump(2) + "\n");
       fmt::print("wrote {}\n", args->json);
