@@ -48,13 +48,7 @@ namespace {
 std::filesystem::path atomic_target(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  fs::path target = path;
-  for (int hops = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {  // dangling links included
-    if (hops == 40) raise<Error>("{}: too many levels of symbolic links", path.string());
-    const fs::path next = fs::read_symlink(target, ec);
-    if (ec) raise<Error>("{}: cannot read the symbolic link: {}", path.string(), ec.message());
-    target = next.is_absolute() ? next : target.parent_path() / next;
-  }
+  const fs::path target = symlink_target(path);
   if (fs::exists(fs::symlink_status(target, ec)))
     if (const auto why = why_not_regular_file(target))
       raise<InvalidArgument>("'{}' {}; output files are only written as regular files (nothing was written)",

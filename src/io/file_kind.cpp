@@ -3,6 +3,8 @@
 
 #include <system_error>
 
+#include "kq/error.hpp"
+
 namespace kq::io {
 
 std::optional<std::string> why_not_regular_file(const std::filesystem::path& file) {
@@ -29,6 +31,19 @@ std::optional<std::string> why_not_regular_file(const std::filesystem::path& fil
   }
   if (ec) return "cannot be accessed (" + ec.message() + ")";
   return std::string("is not a regular file");
+}
+
+std::filesystem::path symlink_target(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path target = path;
+  for (int hops = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {
+    if (hops == 40) raise<Error>("{}: too many levels of symbolic links", path.string());
+    const fs::path next = fs::read_symlink(target, ec);
+    if (ec) raise<Error>("{}: cannot read the symbolic link: {}", path.string(), ec.message());
+    target = next.is_absolute() ? next : target.parent_path() / next;
+  }
+  return target;
 }
 
 }  // namespace kq::io

@@ -16,4 +16,11 @@ namespace kq::io {
 /// permission). Only stat(2) is used: nothing is opened. Never throws.
 std::optional<std::string> why_not_regular_file(const std::filesystem::path& file);
 
+/// Where a chain of symbolic links at `path` ends: `path` itself when it is
+/// not a link; the end need not exist (a dangling link names the file it
+/// would create). Relative link targets are taken from the link's folder.
+/// Throws kq::Error naming `path` after 40 links (a loop) or when a link
+/// cannot be read.
+std::filesystem::path symlink_target(const std::filesystem::path& path);
+
 }  // namespace kq::io

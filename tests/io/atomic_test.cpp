@@ -72,6 +72,15 @@ TEST(AtomicFile, WritesThroughASymbolicLink) {
   io::write_file_atomic(dangling, "created");
   EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dangling)));
   EXPECT_EQ(read_bytes(tmp.path / "later.json"), "created");
+  // A loop of links is an error naming the path, and nothing is written.
+  fs::create_symlink(tmp.path / "loop-b", tmp.path / "loop-a");
+  fs::create_symlink(tmp.path / "loop-a", tmp.path / "loop-b");
+  try {
+    io::write_file_atomic(tmp.path / "loop-a", "x");
+    ADD_FAILURE() << "a symbolic-link loop was written through";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("symbolic links"), std::string::npos) << e.what();
+  }
 }
 
 TEST(AtomicDir, CommitCreatesFolder) {

@@ -30,12 +30,7 @@ inline void check_output_file(const char* option, const std::string& path) {
   if (fs::exists(given, ec))
     if (const auto why = io::why_not_regular_file(given))
       raise<InvalidArgument>("{}: '{}' {}; kq writes its output files as regular files", option, path, *why);
-  fs::path p = given;  // the file a symbolic link (chain) points to, even if it does not exist yet
-  for (int hops = 0; hops < 40 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
-    const fs::path next = fs::read_symlink(p, ec);
-    if (ec) break;
-    p = next.is_absolute() ? next : p.parent_path() / next;
-  }
+  const fs::path p = io::symlink_target(given);  // where the file will be written
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   if (!fs::is_directory(dir, ec))
     raise<InvalidArgument>("{}: folder '{}' does not exist (for '{}')", option, dir.string(), path);
