@@ -64,6 +64,17 @@ class Reader {
     return d;
   }
   double positive(const char* key, double fallback) const { return positive(key, find(key), fallback); }
+  /// A norm epsilon: positive and below 1 (added to the variance of
+  /// activations; 1e300, finite as a double, is infinite as the FP32 the
+  /// kernels use and turns every output uniform).
+  double epsilon(const char* key, double fallback) const {
+    const double d = positive(key, fallback);
+    if (d >= 1.0)
+      raise<FormatError>(
+          "{}: key '{}': {} is not a norm epsilon (expected a small positive number such as 1e-5)", src_, key,
+          find(key)->dump());
+    return d;
+  }
   bool boolean(const char* key, bool fallback) const {
     const json* v = find(key);
     if (!v) return fallback;
@@ -93,7 +104,7 @@ ModelConfig parse_gpt2(const Reader& r) {
   c.vocab_size = r.size("vocab_size");
   c.max_positions = r.find("n_positions") ? r.size("n_positions") : r.size("n_ctx");
   c.intermediate_size = r.find("n_inner") ? r.size("n_inner") : 4 * c.hidden_size;
-  c.norm_eps = r.positive("layer_norm_epsilon", 1e-5);
+  c.norm_eps = r.epsilon("layer_norm_epsilon", 1e-5);
   c.activation = r.string("activation_function", "gelu_new");
   if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
     raise<FormatError>("{}: activation_function '{}' is not supported (supported: gelu_new, gelu_pytorch_tanh, gelu)",
@@ -137,7 +148,7 @@ ModelConfig parse_llama(const Reader& r) {
   c.num_kv_heads = r.size("num_key_value_heads", c.num_heads);
   c.vocab_size = r.size("vocab_size");
   c.max_positions = r.size("max_position_embeddings", 2048);  // LlamaConfig default
-  c.norm_eps = r.positive("rms_norm_eps", 1e-6);               // LlamaConfig default
+  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);               // LlamaConfig default
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
   c.attention_bias = r.boolean("attention_bias", false);
   c.mlp_bias = r.boolean("mlp_bias", false);

@@ -190,6 +190,17 @@ TEST(Config, LlamaRejections) {
   expect_bad(j, {"attention_bias"});
 }
 
+TEST(Config, NormEpsilonMustBeSmall) {
+  json j = json::parse(kLlama4);
+  j["rms_norm_eps"] = 1e300;  // finite as a double, infinite in FP32
+  expect_bad(j, {"rms_norm_eps", "not a norm epsilon"});
+  j["rms_norm_eps"] = 1.0;
+  expect_bad(j, {"rms_norm_eps"});
+  j = json::parse(kHubGpt2);
+  j["layer_norm_epsilon"] = 2.5;
+  expect_bad(j, {"layer_norm_epsilon"});
+}
+
 TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
   j["model_type"] = "mistral";
