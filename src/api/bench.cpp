@@ -42,9 +42,8 @@ size_t peak_rss_bytes() { return proc_status_kb("VmHWM"); }
 std::string few_scored_tokens_warning(const BenchReport& r) {
   if (r.results.empty() || r.scored_tokens >= kMinScoredTokensForVerdict) return {};
   return fmt::format(
-      "the perplexities cover only {} scored token{}: PASS/FAIL against per-cent thresholds is not reliable "
-      "on "
-      "fewer than {} (give more --samples, a larger --ctx or a longer --text)",
+      "the perplexities cover only {} scored token{}: PASS/FAIL against per-cent thresholds is not "
+      "reliable on fewer than {} (give more --samples, a larger --ctx or a longer --text)",
       r.scored_tokens, r.scored_tokens == 1 ? "" : "s", kMinScoredTokensForVerdict);
 }
 

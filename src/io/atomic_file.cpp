@@ -39,13 +39,7 @@ void fsync_path(const std::filesystem::path& path) {
     raise<Error>("{}: fsync failed: {}", path.string(), std::strerror(err));
 }
 
-namespace {
-
-/// Where write_file_atomic puts the new file: `path`, or the file a symbolic
-/// link at `path` points to (the link stays a link). Throws InvalidArgument
-/// when that is something other than a regular file (a folder, a device such
-/// as /dev/null, a FIFO, a socket): renaming over it would replace it.
-std::filesystem::path atomic_target(const std::filesystem::path& path) {
+std::filesystem::path atomic_write_target(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path target = symlink_target(path);
@@ -56,12 +50,10 @@ std::filesystem::path atomic_target(const std::filesystem::path& path) {
   return target;
 }
 
-}  // namespace
-
 void write_file_atomic(const std::filesystem::path& requested,
                        const std::function<void(AtomicFileSink&)>& fill) {
   if (requested.filename().empty()) raise<InvalidArgument>("'{}': not a file path", requested.string());
-  const std::filesystem::path path = atomic_target(requested);
+  const std::filesystem::path path = atomic_write_target(requested);
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
   std::string base_name(".");  // (built with append: GCC 12 warns falsely on "." + string)
   base_name.append(path.filename().string()).append(".tmp-XXXXXX");

@@ -37,6 +37,13 @@ class AtomicFileSink {
 /// InvalidArgument before anything is written.
 void write_file_atomic(const std::filesystem::path& path, const std::function<void(AtomicFileSink&)>& fill);
 
+/// Where write_file_atomic(path, ...) puts the new file: `path`, or the file
+/// a chain of symbolic links at `path` ends at (the links stay links).
+/// Throws InvalidArgument naming `path` when that is something other than a
+/// regular file (a folder, a device such as /dev/null, a FIFO, a socket):
+/// renaming over it would replace it. Nothing is opened or written.
+std::filesystem::path atomic_write_target(const std::filesystem::path& path);
+
 /// write_file_atomic for a byte string (config.json, tokenizer files, ...).
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
 

@@ -221,16 +221,14 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
     if (const auto why = io::why_not_regular_file(shard_path))
       raise<FormatError>("{}: shard '{}' (holding tensor '{}') {}", index_file, shard, names.front(), *why);
     const ParsedFile pf = parse_file(shard_path);
-    std::map<std::string, const HeaderEntry*> present;
     for (const auto& e : pf.entries) {
-      present.emplace(e.name, &e);
       const auto [it, fresh] = holder.emplace(e.name, shard_path.string());
       if (!fresh)
         raise<FormatError>("{}: tensor '{}' is held by two shards, '{}' and '{}'", index_file, e.name,
                            it->second, shard_path.string());
     }
     for (const auto& name : names)
-      if (!present.count(name))
+      if (const auto it = holder.find(name); it == holder.end() || it->second != shard_path.string())
         raise<FormatError>("{}: tensor '{}' is mapped to shard '{}', which has no such tensor", index_file,
                            name, shard_path.string());
     for (const auto& e : pf.entries)

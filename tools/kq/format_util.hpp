@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 
+#include "io/atomic_file.hpp"
 #include "io/file_kind.hpp"
 #include "kq/error.hpp"
 
@@ -24,13 +25,12 @@ inline void check_output_file(const char* option, const std::string& path) {
   std::error_code ec;
   const fs::path given(path);
   if (fs::is_directory(given, ec)) raise<InvalidArgument>("{}: '{}' is a folder, not a file", option, path);
-  // A device (/dev/null), FIFO or socket there would be replaced by the
-  // atomic rename: refuse it. A symbolic link is written through (the file
-  // it points to is replaced), so check that file's folder.
-  if (fs::exists(given, ec))
-    if (const auto why = io::why_not_regular_file(given))
-      raise<InvalidArgument>("{}: '{}' {}; kq writes its output files as regular files", option, path, *why);
-  const fs::path p = io::symlink_target(given);  // where the file will be written
+  fs::path p;  // where the file will be written (through symbolic links; never over a device or FIFO)
+  try {
+    p = io::atomic_write_target(given);
+  } catch (const InvalidArgument& e) {
+    raise<InvalidArgument>("{}: {}", option, e.what());
+  }
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   if (!fs::is_directory(dir, ec))
     raise<InvalidArgument>("{}: folder '{}' does not exist (for '{}')", option, dir.string(), path);

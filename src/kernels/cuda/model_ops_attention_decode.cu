@@ -45,29 +45,6 @@ __host__ __device__ constexpr int decode_sub_keys() {
   return 8 * 4 * (32 / (D / 8));
 }
 
-/// Merges the splits' partial softmax results of row r, query head h
-/// (rh = r · q_heads + h) into out, with the block's threads.
-__device__ __forceinline__ void combine_splits(int64_t rh, int q_heads, int head_dim, int splits,
-                                               const float* ws_acc, const float* ws_ml, uint16_t* out,
-                                               int64_t ldo) {
-  const int64_t r = rh / q_heads, h = rh % q_heads;
-  const float* ml = ws_ml + rh * splits * 2;
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s)
-    if (__ldcg(ml + 2 * s + 1) > 0.0f) M = fmaxf(M, __ldcg(ml + 2 * s));
-  float L = 0.0f;
-  for (int s = 0; s < splits; ++s)
-    if (__ldcg(ml + 2 * s + 1) > 0.0f) L += exp2f(__ldcg(ml + 2 * s) - M) * __ldcg(ml + 2 * s + 1);
-  const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-  for (int dd = threadIdx.x; dd < head_dim; dd += blockDim.x) {
-    float a = 0.0f;
-    for (int s = 0; s < splits; ++s)
-      if (__ldcg(ml + 2 * s + 1) > 0.0f)
-        a += exp2f(__ldcg(ml + 2 * s) - M) * __ldcg(ws_acc + (rh * splits + s) * head_dim + dd);
-    out[r * ldo + h * head_dim + dd] = to_bf(a * inv);
-  }
-}
-
 template <int D, int GB>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_kernel(const uint16_t* __restrict__ q, int64_t ldq, int q_heads, KVLayerView kv,
@@ -242,7 +219,22 @@ __global__ void __launch_bounds__(kThreads)
     attn_combine_kernel(int q_heads, int head_dim, int splits, const float* __restrict__ ws_acc,
                         const float* __restrict__ ws_ml, uint16_t* __restrict__ out, int64_t ldo) {
   pdl_wait();
-  combine_splits(blockIdx.x, q_heads, head_dim, splits, ws_acc, ws_ml, out, ldo);
+  const int64_t rh = blockIdx.x;
+  const int64_t r = rh / q_heads, h = rh % q_heads;
+  const float* ml = ws_ml + rh * splits * 2;
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s)
+    if (ml[2 * s + 1] > 0.0f) M = fmaxf(M, ml[2 * s]);
+  float L = 0.0f;
+  for (int s = 0; s < splits; ++s)
+    if (ml[2 * s + 1] > 0.0f) L += exp2f(ml[2 * s] - M) * ml[2 * s + 1];
+  const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+  for (int dd = threadIdx.x; dd < head_dim; dd += kThreads) {
+    float a = 0.0f;
+    for (int s = 0; s < splits; ++s)
+      if (ml[2 * s + 1] > 0.0f) a += exp2f(ml[2 * s] - M) * ws_acc[(rh * splits + s) * head_dim + dd];
+    out[r * ldo + h * head_dim + dd] = to_bf(a * inv);
+  }
 }
 
 template <int D, int GB>
