@@ -12,6 +12,7 @@
 
 #include "io/atomic_dir.hpp"
 #include "io/atomic_file.hpp"
+#include "io/file_kind.hpp"
 #include "io/json_strict.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/linear.hpp"
@@ -41,10 +42,12 @@ std::string file_prefix(const std::string& module, bool bare_gpt2) {
 void check_quantized_output(const fs::path& out, const fs::path& src, bool overwrite) {
   std::error_code ec;
   if (out.empty()) raise<InvalidArgument>("--out is empty: give the folder to write");
-  const fs::path parent = fs::absolute(out, ec).lexically_normal().parent_path();
-  if (!fs::is_directory(parent, ec))
-    raise<InvalidArgument>("--out '{}': the folder it would be created in, '{}', does not exist", out.string(),
-                           parent.string());
+  fs::path full = fs::absolute(out, ec).lexically_normal();
+  if (full.filename().empty()) full = full.parent_path();  // "q/" names the folder q, as in AtomicDir
+  const fs::path parent = full.parent_path();
+  // Missing, or a file on the way ("'notes.txt' is not a directory").
+  if (const auto why = io::why_not_folder(parent))
+    raise<InvalidArgument>("--out '{}': cannot create it: {}", out.string(), *why);
   if (::access(parent.c_str(), W_OK | X_OK) != 0)
     raise<InvalidArgument>("--out '{}': cannot create it in '{}' ({})", out.string(), parent.string(),
                            std::strerror(errno));
@@ -137,13 +140,16 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   config["quantization_config"] = qc;
 
   io::AtomicDir dir(out, overwrite);
-  write_safetensors(dir.file("model.safetensors"), tensors, {{"format", "pt"}, {"kq_quantization", qc.dump()}});
-  io::write_file_atomic(dir.file("config.json"), config.dump(2) + "\n");
-  for (const char* f : kSideFiles) {
-    const fs::path p = src / f;
-    if (!fs::exists(p)) continue;
-    io::write_file_atomic(dir.file(f), io::read_text_file(p, uint64_t(1) << 30));
-  }
+  dir.write([&] {  // errors (e.g. a full disk) name `out`, not the staging folder
+    write_safetensors(dir.file("model.safetensors"), tensors,
+                      {{"format", "pt"}, {"kq_quantization", qc.dump()}});
+    io::write_file_atomic(dir.file("config.json"), config.dump(2) + "\n");
+    for (const char* f : kSideFiles) {
+      const fs::path p = src / f;
+      if (!fs::exists(p)) continue;
+      io::write_file_atomic(dir.file(f), io::read_text_file(p, uint64_t(1) << 30));
+    }
+  });
   dir.commit();
 }
 

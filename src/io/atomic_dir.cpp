@@ -25,13 +25,16 @@ bool is_nonempty_dir(const fs::path& p) {
   return fs::is_directory(p, ec) && !fs::is_empty(p, ec);
 }
 
-/// mkdtemp on "<base>.<tag>-XXXXXX".
+/// mkdtemp on "<base>.<tag>-XXXXXX". A failure names `base` only.
 fs::path make_sibling_dir(const fs::path& base, const char* tag) {
   std::string tmpl = base.string() + "." + tag + "-XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
-  if (!::mkdtemp(name.data()))
-    raise<Error>("{}: cannot create folder '{}': {}", base.string(), tmpl, std::strerror(errno));
+  if (!::mkdtemp(name.data())) {
+    const int err = errno;
+    raise<Error>("{}: cannot write it: {}", base.string(),
+                 temporary_sibling_failure(base.parent_path(), err));
+  }
   // mkdtemp makes the folder 0700; give it the permissions mkdir would (0777 & ~umask).
   const mode_t mask = ::umask(0);
   ::umask(mask);
@@ -49,6 +52,29 @@ void fsync_tree(const fs::path& root) {
   }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) fsync_path(*it);
   fsync_path(root);
+}
+
+/// `message` with each occurrence of `from` (the staging folder) replaced by `to` (the target).
+std::string renamed(std::string message, const std::string& from, const std::string& to) {
+  for (size_t at = message.find(from); at != std::string::npos; at = message.find(from, at + to.size()))
+    message.replace(at, from.size(), to);
+  return message;
+}
+
+/// Runs `f`; a kq::Error from it is re-thrown, same type, naming `out` where it named `staging`.
+void naming_target(const fs::path& staging, const fs::path& out, const std::function<void()>& f) {
+  const std::string from = staging.string(), to = out.string();
+  try {
+    f();
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(renamed(e.what(), from, to));
+  } catch (const FormatError& e) {
+    throw FormatError(renamed(e.what(), from, to));
+  } catch (const Unsupported& e) {
+    throw Unsupported(renamed(e.what(), from, to));
+  } catch (const Error& e) {
+    throw Error(renamed(e.what(), from, to));
+  }
 }
 
 }  // namespace
@@ -73,13 +99,19 @@ AtomicDir::~AtomicDir() {
   fs::remove_all(staging_, ec);
 }
 
+void AtomicDir::write(const std::function<void()>& write_files) const {
+  naming_target(staging_, out_, write_files);
+}
+
 void AtomicDir::commit() {
   if (committed_) raise<Error>("{}: AtomicDir::commit() called twice", out_.string());
-  try {
-    fsync_tree(staging_);
-  } catch (const fs::filesystem_error& e) {
-    raise<Error>("{}: cannot list the staging folder: {}", out_.string(), e.what());
-  }
+  naming_target(staging_, out_, [&] {
+    try {
+      fsync_tree(staging_);
+    } catch (const fs::filesystem_error& e) {
+      raise<Error>("{}: cannot list the new folder's files: {}", out_.string(), e.code().message());
+    }
+  });
   const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
 
   if (::rename(staging_.c_str(), out_.c_str()) == 0) {  // out absent or an empty folder
@@ -89,7 +121,7 @@ void AtomicDir::commit() {
   }
   const int err = errno;
   if (err != ENOTEMPTY && err != EEXIST)
-    raise<Error>("{}: cannot move '{}' into place: {}", out_.string(), staging_.string(), std::strerror(err));
+    raise<Error>("{}: cannot move the new folder into place: {}", out_.string(), std::strerror(err));
   if (!overwrite_)
     raise<InvalidArgument>("{}: folder exists and is not empty (use --overwrite to replace it)", out_.string());
 
@@ -104,7 +136,8 @@ void AtomicDir::commit() {
   }
   const int xerr = errno;
   if (xerr != EINVAL && xerr != ENOSYS && xerr != ENOTSUP)
-    raise<Error>("{}: cannot swap in '{}': {}", out_.string(), staging_.string(), std::strerror(xerr));
+    raise<Error>("{}: cannot replace the old folder with the new one: {}", out_.string(),
+                 std::strerror(xerr));
 
   // Fallback: out -> out.old-XXXXXX, staging -> out, delete old.
   const fs::path old = make_sibling_dir(out_, "old");
@@ -117,7 +150,7 @@ void AtomicDir::commit() {
   if (::rename(staging_.c_str(), out_.c_str()) != 0) {
     const int e3 = errno;
     ::rename(old.c_str(), out_.c_str());  // best effort: put the old folder back
-    raise<Error>("{}: cannot move '{}' into place: {}", out_.string(), staging_.string(), std::strerror(e3));
+    raise<Error>("{}: cannot move the new folder into place: {}", out_.string(), std::strerror(e3));
   }
   committed_ = true;
   fsync_path(parent);

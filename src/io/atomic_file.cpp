@@ -39,6 +39,18 @@ void fsync_path(const std::filesystem::path& path) {
     raise<Error>("{}: fsync failed: {}", path.string(), std::strerror(err));
 }
 
+std::string temporary_sibling_failure(const std::filesystem::path& dir, int err) {
+  if (const auto why = why_not_folder(dir)) return *why;
+  if (err == ENAMETOOLONG)
+    return "the name is too long: the output is first written under a temporary name up to 12 bytes "
+           "longer in the same folder, and that name must fit the file system's limit (usually 255 "
+           "bytes); choose a shorter name";
+  const std::string shown = dir.empty() ? std::string(".") : dir.string();
+  if (err == EACCES || err == EPERM || err == EROFS)
+    return fmt::format("no permission to create files in folder '{}' ({})", shown, std::strerror(err));
+  return fmt::format("cannot create a file in folder '{}' ({})", shown, std::strerror(err));
+}
+
 std::filesystem::path atomic_write_target(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -61,8 +73,10 @@ void write_file_atomic(const std::filesystem::path& requested,
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   int fd = ::mkostemp(name.data(), O_CLOEXEC);
-  if (fd < 0) raise<Error>("{}: cannot create a temporary file in '{}': {}", path.string(), dir.string(),
-                           std::strerror(errno));
+  if (fd < 0) {
+    const int err = errno;
+    raise<Error>("{}: cannot write it: {}", path.string(), temporary_sibling_failure(dir, err));
+  }
   const std::string tmp(name.data());
   try {
     if (::fchmod(fd, 0644) != 0) raise<Error>("{}: fchmod failed: {}", path.string(), std::strerror(errno));

@@ -31,7 +31,8 @@ class AtomicFileSink {
 /// (mode 0644), lets `fill` stream the contents into it, fsyncs it, renames it
 /// over `path`, then fsyncs the folder. On any failure (including an exception
 /// thrown by `fill`, which is re-thrown unchanged) the temporary is removed and
-/// `path` is untouched. I/O failures throw Error naming `path`. A symbolic
+/// `path` is untouched. I/O failures throw Error naming `path` (never the
+/// temporary name; see temporary_sibling_failure for why it cannot be made). A symbolic
 /// link at `path` is followed (the file it points to is replaced, the link
 /// kept); a folder, device, FIFO or socket there is refused with
 /// InvalidArgument before anything is written.
@@ -43,6 +44,15 @@ void write_file_atomic(const std::filesystem::path& path, const std::function<vo
 /// regular file (a folder, a device such as /dev/null, a FIFO, a socket):
 /// renaming over it would replace it. Nothing is opened or written.
 std::filesystem::path atomic_write_target(const std::filesystem::path& path);
+
+/// Why the temporary sibling of an atomic write (write_file_atomic's
+/// `.<name>.tmp-XXXXXX`, AtomicDir's `<out>.tmp-XXXXXX`) could not be created
+/// in folder `dir`, given the errno `err` of mkostemp/mkdtemp, as a clause to
+/// put after "<user's path>: cannot write it: ": why_not_folder(dir) when `dir`
+/// is not a usable folder ("'notes.txt' is not a directory", ...); for
+/// ENAMETOOLONG, that the name leaves no room for the temporary name's
+/// suffix; otherwise the system message with `dir`. Names no temporary name.
+std::string temporary_sibling_failure(const std::filesystem::path& dir, int err);
 
 /// write_file_atomic for a byte string (config.json, tokenizer files, ...).
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);

@@ -33,6 +33,27 @@ std::optional<std::string> why_not_regular_file(const std::filesystem::path& fil
   return std::string("is not a regular file");
 }
 
+std::optional<std::string> why_not_folder(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  const fs::path d = dir.empty() ? fs::path(".") : dir;
+  // The nearest part of `d` that exists (stat fails with ENOENT or ENOTDIR,
+  // both "not found" to std::filesystem, below a file) says what is wrong.
+  for (fs::path p = d;; p = p.parent_path()) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(p, ec);
+    if (st.type() == fs::file_type::directory) {
+      if (p == d) return std::nullopt;
+      break;  // a folder on the way exists: the folders below it do not
+    }
+    if (st.type() != fs::file_type::not_found) {
+      if (ec) return fmt::format("'{}' cannot be accessed ({})", p.string(), ec.message());
+      return fmt::format("'{}' is not a directory", p.string());
+    }
+    if (!p.has_relative_path() || p.parent_path().empty() || p.parent_path() == p) break;
+  }
+  return fmt::format("folder '{}' does not exist", d.string());
+}
+
 std::filesystem::path symlink_target(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -16,6 +16,17 @@ namespace kq::io {
 /// permission). Only stat(2) is used: nothing is opened. Never throws.
 std::optional<std::string> why_not_regular_file(const std::filesystem::path& file);
 
+/// nullopt when `dir` is an existing folder (symbolic links followed; an
+/// empty path means "."), so an output file can be created in it as far as
+/// its kind goes (permissions are not checked); otherwise why not, as a whole
+/// clause naming the path at fault: "'notes.txt' is not a directory" when
+/// `dir` or a folder on the way to it (e.g. "notes.txt" of "notes.txt/sub")
+/// exists but is a file, device, FIFO or socket; "folder 'out/sub' does not
+/// exist"; "'x' cannot be accessed (<system message>)" (e.g. a folder on the
+/// way without permission). Only stat(2) is used. Never throws (except
+/// std::bad_alloc).
+std::optional<std::string> why_not_folder(const std::filesystem::path& dir);
+
 /// Where a chain of symbolic links at `path` ends: `path` itself when it is
 /// not a link; the end need not exist (a dangling link names the file it
 /// would create). Relative link targets are taken from the link's folder.

@@ -167,7 +167,7 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
   throws_naming(tmp.path / "missing" / "q", false, "does not exist");
   std::ofstream(tmp.path / "file") << "x";
   throws_naming(tmp.path / "file", true, "not a folder");
-  throws_naming(tmp.path / "file" / "q", false, "does not exist");
+  throws_naming(tmp.path / "file" / "q", false, "is not a directory");
   fs::create_directories(tmp.path / "full");
   std::ofstream(tmp.path / "full" / "keep.txt") << "precious";
   throws_naming(tmp.path / "full", false, "not empty");
@@ -192,6 +192,7 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
   EXPECT_TRUE(fs::exists(q / "checkpoints"));
   EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", demo_dir(), false));
   EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", fs::path(), false));
+  EXPECT_NO_THROW(check_quantized_output(tmp.path / "new" / "", demo_dir(), false));  // trailing slash
   EXPECT_TRUE(fs::exists(tmp.path / "full" / "keep.txt"));
   EXPECT_FALSE(fs::exists(tmp.path / "new"));
 }

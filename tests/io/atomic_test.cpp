@@ -159,5 +159,72 @@ TEST(AtomicDir, RejectsFileTargetAndMissingParent) {
   testing::expect_throw_with<Error>([&] { io::AtomicDir d(deep); }, {deep.string()});
 }
 
+// An output whose folder is a regular file: the message names that file as
+// "not a directory" (not a temporary name, not errno's "Not a directory" alone).
+TEST(AtomicFile, FolderThatIsAFileIsNamed) {
+  TempDir tmp;
+  const fs::path file = tmp.path / "notes.txt";
+  io::write_file_atomic(file, "x");
+  for (const fs::path& out : {file / "out.json", file / "sub" / "out.json"}) {
+    const std::string msg = testing::expect_throw_with<Error>(
+        [&] { io::write_file_atomic(out, "{}"); },
+        {out.string(), std::string("'") + file.string() + "' is not a directory"});
+    EXPECT_EQ(msg.find(".tmp-"), std::string::npos) << msg;
+  }
+  for (const fs::path& out : {file / "q", file / "sub" / "q"}) {
+    const std::string msg = testing::expect_throw_with<Error>(
+        [&] { io::AtomicDir d(out); },
+        {out.string(), std::string("'") + file.string() + "' is not a directory"});
+    EXPECT_EQ(msg.find("XXXXXX"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find(".tmp-"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(read_bytes(file), "x");
+}
+
+// A name that fits the file system but not with the temporary sibling's
+// suffix added: the message names the user's path only (never the
+// `.tmp-XXXXXX` template) and says what to do.
+TEST(AtomicFile, NameTooLongForTheTemporaryNamesTheUserPathOnly) {
+  TempDir tmp;
+  const long name_max = ::pathconf(tmp.path.c_str(), _PC_NAME_MAX);
+  if (name_max < 32 || name_max > 4096) GTEST_SKIP() << "unusual NAME_MAX " << name_max;
+  const fs::path out = tmp.path / std::string(size_t(name_max) - 4, 'n');
+  for (int dir = 0; dir < 2; ++dir) {
+    const std::string msg = testing::expect_throw_with<Error>(
+        [&] {
+          if (dir) {
+            io::AtomicDir d(out);
+          } else {
+            io::write_file_atomic(out, "{}");
+          }
+        },
+        {out.string(), "choose a shorter name"});
+    EXPECT_EQ(msg.find("XXXXXX"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find(".tmp-"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(entries(tmp.path), 0u);
+}
+
+// Errors while filling the staging folder (e.g. a full disk) name the target
+// folder the user asked for, with the exception's type kept.
+TEST(AtomicDir, WriteErrorsNameTheTargetNotTheStagingFolder) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  io::AtomicDir d(out);
+  const std::string msg = testing::expect_throw_with<Error>(
+      [&] { d.write([&] { io::write_file_atomic(d.file("sub") / "x.json", "{}"); }); },
+      {(out / "sub" / "x.json").string(),
+       std::string("folder '") + (out / "sub").string() + "' does not exist"});
+  EXPECT_EQ(msg.find(d.staging().string()), std::string::npos) << msg;
+  EXPECT_EQ(msg.find(".tmp-"), std::string::npos) << msg;
+  testing::expect_throw_with<FormatError>(
+      [&] { d.write([&] { raise<FormatError>("{}: bad", d.file("a.json").string()); }); },
+      {(out / "a.json").string() + ": bad"});
+  EXPECT_THROW(d.write([] { throw std::runtime_error("other"); }), std::runtime_error);
+  d.write([&] { io::write_file_atomic(d.file("ok.json"), "{}"); });
+  d.commit();
+  EXPECT_EQ(read_bytes(out / "ok.json"), "{}");
+}
+
 }  // namespace
 }  // namespace kq

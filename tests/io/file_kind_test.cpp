@@ -50,3 +50,24 @@ TEST(FileKind, EachKindIsNamedAndNothingIsOpened) {
   EXPECT_EQ(read_error(fifo), fifo.string() + ": is a FIFO (named pipe), not a regular file");
   EXPECT_EQ(read_error(tmp.path / "missing"), (tmp.path / "missing").string() + ": not found");
 }
+
+// The folder an output goes in: a file on the way is named as "not a
+// directory", a missing folder as missing; existing folders (and "") pass.
+TEST(FileKind, OutputFolderNamesTheFileOnTheWay) {
+  using kq::io::why_not_folder;
+  kq::testing::TempDir tmp;
+  const fs::path file = tmp.path / "notes.txt";
+  std::ofstream(file) << "text";
+  EXPECT_EQ(why_not_folder(tmp.path), std::nullopt);
+  EXPECT_EQ(why_not_folder(""), std::nullopt);  // the current folder
+  const std::string not_dir = std::string("'") + file.string() + "' is not a directory";
+  EXPECT_EQ(why_not_folder(file), not_dir);
+  EXPECT_EQ(why_not_folder(file / "sub"), not_dir);
+  EXPECT_EQ(why_not_folder(file / "sub" / "deeper"), not_dir);
+  EXPECT_EQ(why_not_folder(file.string() + "/"), not_dir);
+  EXPECT_EQ(why_not_folder("/dev/null/x"), "'/dev/null' is not a directory");
+  EXPECT_EQ(why_not_folder(tmp.path / "a" / "b"),
+            std::string("folder '") + (tmp.path / "a" / "b").string() + "' does not exist");
+  // A relative path is named as given.
+  EXPECT_EQ(why_not_folder("kq-no-such-folder/b"), "folder 'kq-no-such-folder/b' does not exist");
+}

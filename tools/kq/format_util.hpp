@@ -17,8 +17,9 @@
 namespace kq::cli {
 
 /// Checks, before any work starts, that an output file option (e.g. --json)
-/// names a file in an existing folder and not a folder itself, so a long run
-/// does not end in "cannot create a temporary file". Throws InvalidArgument.
+/// names a file in an existing, writable folder and not a folder itself, so a
+/// long run does not end in a write error. Throws InvalidArgument naming the
+/// option and the path (a file on the way is named: "'x' is not a directory").
 inline void check_output_file(const char* option, const std::string& path) {
   if (path.empty()) return;
   namespace fs = std::filesystem;
@@ -32,16 +33,22 @@ inline void check_output_file(const char* option, const std::string& path) {
     raise<InvalidArgument>("{}: {}", option, e.what());
   }
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir, ec))
-    raise<InvalidArgument>("{}: folder '{}' does not exist (for '{}')", option, dir.string(), path);
+  // Missing, or a file on the way ("'notes.txt' is not a directory").
+  if (const auto why = io::why_not_folder(dir))
+    raise<InvalidArgument>("{}: cannot write '{}': {}", option, path, *why);
   // Writable before minutes of work (a read-only mount was only found at the
   // end): the output is written atomically through a temporary file in that
-  // folder, so make (and remove) one now.
-  std::string probe = (dir / ".kq-write-check-XXXXXX").string();
+  // folder, so make (and remove) one now, with a name as long as the writer's
+  // `.<name>.tmp-XXXXXX` (a name too long for it is found here too).
+  std::string probe_name(".");  // (built with append: GCC 12 warns falsely on "." + string)
+  probe_name.append(p.filename().string()).append(".tmp-XXXXXX");
+  std::string probe = (dir / probe_name).string();
   const int fd = ::mkstemp(probe.data());
-  if (fd < 0)
-    raise<InvalidArgument>("{}: cannot write '{}' in folder '{}' ({})", option, path, dir.string(),
-                           std::strerror(errno));
+  if (fd < 0) {
+    const int err = errno;
+    raise<InvalidArgument>("{}: cannot write '{}': {}", option, path,
+                           io::temporary_sibling_failure(dir, err));
+  }
   ::close(fd);
   ::unlink(probe.c_str());
   if (fs::exists(p, ec) && ::access(p.c_str(), W_OK) != 0)
