@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "io/file_kind.hpp"
+#include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 
 namespace kq::io {
@@ -40,10 +41,11 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
   json j;
   try {
     j = json::parse(text.begin(), text.end(), on_event);
-  } catch (const json::exception& e) {
-    raise<FormatError>("{}: invalid JSON: {}", source, e.what());
+  } catch (const json::exception& e) {  // its "last read: '...'" quotes the file's bytes as they are
+    raise<FormatError>("{}: invalid JSON: {}", source, escape_for_terminal(e.what()));
   }
-  if (found_duplicate) raise<FormatError>("{}: duplicate JSON key '{}'", source, duplicate);
+  if (found_duplicate)
+    raise<FormatError>("{}: duplicate JSON key '{}'", source, escape_for_terminal(duplicate));
   return j;
 }
 

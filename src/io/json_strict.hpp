@@ -12,7 +12,10 @@
 namespace kq::io {
 
 /// Parses `text` as JSON. Throws FormatError "<source>: ..." on a syntax
-/// error, invalid UTF-8, or a key that appears twice in the same object.
+/// error, invalid UTF-8, or a key that appears twice in the same object; the
+/// bytes of `text` such a message quotes are escaped (escape_for_terminal in
+/// io/utf8_text.hpp: invalid UTF-8 and control characters as \xNN), so a
+/// binary or hostile file never sends raw bytes to the terminal.
 nlohmann::json parse_json_strict(std::string_view text, const std::string& source);
 
 /// Reads a whole (small) text file. Throws FormatError naming the file if it

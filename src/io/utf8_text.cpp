@@ -1,6 +1,8 @@
 // UTF-8 validation of user text (RFC 3629 §4, Table 3-7 of the Unicode Standard).
 #include "io/utf8_text.hpp"
 
+#include <fmt/format.h>
+
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
 
@@ -49,6 +51,32 @@ std::optional<size_t> find_invalid_utf8(std::string_view text) {
     i += n;
   }
   return std::nullopt;
+}
+
+std::string escape_for_terminal(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7F) {
+      out.push_back(char(c));
+      ++i;
+      continue;
+    }
+    const size_t n = c < 0x80 ? 0 : sequence_length(text, i);  // ASCII here is a control character
+    if (n == 0) {  // a C0 control, DEL, or a byte of no well-formed sequence
+      out += fmt::format("\\x{:02X}", c);
+      ++i;
+    } else if (n == 2 && c == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0) {  // U+0080..U+009F
+      out += fmt::format("\\u{:04X}", static_cast<unsigned char>(text[i + 1]));
+      i += 2;
+    } else {
+      out.append(text.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
 }
 
 void check_utf8(std::string_view text, const std::string& source) {

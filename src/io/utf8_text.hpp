@@ -17,6 +17,17 @@ namespace kq::io {
 /// all ill-formed), or nullopt when all of `text` is valid UTF-8.
 std::optional<size_t> find_invalid_utf8(std::string_view text);
 
+/// `text` made safe to print on a terminal, for error messages that quote
+/// bytes of a file (JSON parse errors, keys, tensor names): valid UTF-8 text
+/// is kept as it is; every byte that is not part of a well-formed UTF-8
+/// sequence (see find_invalid_utf8) and every C0 control character
+/// (U+0000..U+001F: also tab and newline) and DEL is written as `\xNN` (two
+/// upper-case hex digits), and a C1 control character (U+0080..U+009F, which
+/// terminals may act on, e.g. U+009B CSI) as `\u00NN`. Backslashes are kept,
+/// so escaping twice changes nothing more. The result is valid UTF-8 without
+/// control characters. Never throws (except std::bad_alloc).
+std::string escape_for_terminal(std::string_view text);
+
 /// Throws FormatError "<source>: invalid UTF-8 at byte offset N (line L,
 /// column C): byte 0xXX ..." when `text` is not valid UTF-8 (see
 /// find_invalid_utf8). `source` names the file or option (e.g. "--prompt").

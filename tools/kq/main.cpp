@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "io/utf8_text.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kq/error.hpp"
 #include "kq/info.hpp"
@@ -66,11 +67,13 @@ int main(int argc, char** argv) {
   kq::cli::add_bench_command(app);
 
   // Library warnings go to stderr, each distinct message once (`kq bench`
-  // loads the model once per mode and would repeat them).
+  // loads the model once per mode and would repeat them). Messages may quote
+  // names from model files (tensor names, JSON keys): control characters and
+  // invalid UTF-8 in them are printed escaped (\xNN), never sent raw to the terminal.
   std::set<std::string> warned;
   kq::set_warning_handler([&warned](const std::string& m) {
     if (warned.insert(m).second) {
-      fmt::print(stderr, "kq: warning: {}\n", m);
+      fmt::print(stderr, "kq: warning: {}\n", kq::io::escape_for_terminal(m));
       std::fflush(stderr);
     }
   });
@@ -97,13 +100,13 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);  // prints help / version / the usage error
     return rc == 0 ? 0 : kUsageError;
   } catch (const kq::Error& e) {
-    fmt::print(stderr, "kq: error: {}\n", e.what());
+    fmt::print(stderr, "kq: error: {}\n", kq::io::escape_for_terminal(e.what()));
     return 1;
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "kq: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "kq: internal error: {}\n", e.what());
+    fmt::print(stderr, "kq: internal error: {}\n", kq::io::escape_for_terminal(e.what()));
     return kInternalError;
   }
   return 0;
