@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -53,6 +54,31 @@ std::optional<uint64_t> as_u64(const json& v) {
   return std::nullopt;
 }
 
+/// Why `v` (for which as_u64 gave nullopt) is no unsigned 64-bit integer, as
+/// a phrase after the value's name. The JSON reader keeps integers beyond the
+/// unsigned 64-bit range, and numbers with a fraction or exponent, as doubles:
+/// those are never printed in floating-point form (18446744073709551616 would
+/// read 1.8446744073709552e+19, 1e30 as 1e+30), only a small fraction is shown.
+std::string why_not_u64(const json& v) {
+  constexpr const char* kNot = "is not a valid unsigned 64-bit integer";
+  if (v.is_number_integer()) return fmt::format("{}: it is negative ({})", kNot, v.get<int64_t>());
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    const std::string text = fmt::format("{}", d);
+    const bool plain = text.find_first_of("eEn") == std::string::npos;  // no exponent, inf or nan
+    const std::string shown = plain ? std::string(" (") + text + ")" : "";
+    if (d >= 18446744073709551616.0)
+      return fmt::format("{}: it is above 18446744073709551615, the largest one", kNot);
+    if (d < 0) return fmt::format("{}: it is negative{}", kNot, shown);
+    if (d != std::floor(d)) return fmt::format("{}: it is not a whole number{}", kNot, shown);
+    return fmt::format("{}: it is written in floating-point form (a decimal point or an exponent)", kNot);
+  }
+  if (v.is_string()) return fmt::format("{}: it is a string", kNot);
+  if (v.is_boolean()) return fmt::format("{}: it is a boolean", kNot);
+  if (v.is_null()) return fmt::format("{}: it is null", kNot);
+  return fmt::format("{}: it is {}", kNot, v.is_array() ? "an array" : "an object");
+}
+
 HeaderEntry parse_entry(const std::string& file, const std::string& name, const json& v) {
   if (!v.is_object()) raise<FormatError>("{}: tensor '{}': header entry is not a JSON object", file, name);
   HeaderEntry e;
@@ -67,15 +93,24 @@ HeaderEntry parse_entry(const std::string& file, const std::string& name, const 
 
   const auto sh = v.find("shape");
   if (sh == v.end() || !sh->is_array()) raise<FormatError>("{}: tensor '{}': missing or non-array \"shape\"", file, name);
-  uint64_t numel = 1;
-  for (const json& d : *sh) {
+  constexpr uint64_t kMaxDim = uint64_t(std::numeric_limits<int64_t>::max());
+  // Every entry first, so that a shape printed below holds only integers.
+  for (size_t i = 0; i < sh->size(); ++i) {
+    const json& d = (*sh)[i];
     const auto u = as_u64(d);
-    if (!u || *u > uint64_t(std::numeric_limits<int64_t>::max()))
-      raise<FormatError>("{}: tensor '{}': shape entry {} is not a non-negative integer", file, name, d.dump());
-    if (__builtin_mul_overflow(numel, *u, &numel) || numel > uint64_t(std::numeric_limits<int64_t>::max()))
-      raise<FormatError>("{}: tensor '{}': shape {} overflows the element count", file, name, sh->dump());
+    if (!u)
+      raise<FormatError>("{}: tensor '{}': shape entry {} (counting from 0) {}", file, name, i,
+                         why_not_u64(d));
+    if (*u > kMaxDim)
+      raise<FormatError>("{}: tensor '{}': shape entry {} (counting from 0) is {}, above the largest "
+                         "dimension {}",
+                         file, name, i, *u, kMaxDim);
     e.shape.push_back(int64_t(*u));
   }
+  uint64_t numel = 1;
+  for (const int64_t dim : e.shape)
+    if (__builtin_mul_overflow(numel, uint64_t(dim), &numel) || numel > kMaxDim)
+      raise<FormatError>("{}: tensor '{}': shape {} overflows the element count", file, name, sh->dump());
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(numel, uint64_t(dtype_size(e.dtype)), &nbytes))
     raise<FormatError>("{}: tensor '{}': shape {} overflows the byte size", file, name, sh->dump());
@@ -84,8 +119,14 @@ HeaderEntry parse_entry(const std::string& file, const std::string& name, const 
   if (off == v.end() || !off->is_array() || off->size() != 2)
     raise<FormatError>("{}: tensor '{}': \"data_offsets\" must be an array [begin, end]", file, name);
   const auto b = as_u64((*off)[0]), en = as_u64((*off)[1]);
-  if (!b || !en || *b > *en)
-    raise<FormatError>("{}: tensor '{}': invalid data_offsets {}", file, name, off->dump());
+  if (!b)
+    raise<FormatError>("{}: tensor '{}': data_offsets begin (the first) {}", file, name,
+                       why_not_u64((*off)[0]));
+  if (!en)
+    raise<FormatError>("{}: tensor '{}': data_offsets end (the second) {}", file, name,
+                       why_not_u64((*off)[1]));
+  if (*b > *en)
+    raise<FormatError>("{}: tensor '{}': data_offsets {}: begin is after end", file, name, off->dump());
   e.begin = *b;
   e.end = *en;
   if (e.end - e.begin != nbytes)

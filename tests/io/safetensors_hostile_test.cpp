@@ -141,6 +141,44 @@ TEST_F(Hostile, BadOffsets) {
                   {"'w'", "outside"});
 }
 
+// Numbers outside the unsigned 64-bit range are parsed as floating point;
+// the message says what is wrong with them instead of printing 1e+30 or
+// 1.8446744073709552e+19 (which is not what the file holds).
+TEST_F(Hostile, OffsetsOutsideU64AreNamedNotPrintedAsFloats) {
+  for (const char* v : {"1e30", "18446744073709551616", "99999999999999999999", "2e19"}) {
+    SCOPED_TRACE(v);
+    const std::string w = R"("w":{"dtype":"U8",)";
+    const std::string end = w + R"("shape":[4],"data_offsets":[0,)" + v + "]}";
+    const std::string begin = w + R"("shape":[4],"data_offsets":[)" + v + ",4]}";
+    const std::string shape = w + R"("shape":[)" + v + R"(],"data_offsets":[0,4]})";
+    for (const std::string& entry : {end, begin, shape}) {
+      const fs::path p = tmp.path / "big.safetensors";
+      write_bytes(p, tensor_file(entry));
+      const std::string msg = expect_throw_with<FormatError>(
+          [&] { TensorStore::open_file(p); },
+          {p.string(), "tensor 'w'", "not a valid unsigned 64-bit integer", "above 18446744073709551615"});
+      EXPECT_EQ(msg.find("e+"), std::string::npos) << msg;
+      EXPECT_EQ(msg.find("inf"), std::string::npos) << msg;
+      EXPECT_EQ(msg.find("null"), std::string::npos) << msg;
+    }
+  }
+  // Beyond double's range the JSON reader itself refuses the number, quoting it as written.
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[0,1e400]})"),
+                  {"invalid JSON", "'1e400'"});
+  // Which offset, and what it is instead of an unsigned integer.
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[0,1e30]})"),
+                  {"end (the second)"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[-4,0]})"),
+                  {"begin (the first)", "negative (-4)"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[0,4.5]})"),
+                  {"not a whole number (4.5)"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[0,4.0]})"),
+                  {"written in floating-point form"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":["0",4]})"), {"a string"});
+  expect_rejected(tensor_file(R"("w":{"dtype":"U8","shape":[4],"data_offsets":[8,4]})"),
+                  {"data_offsets [8,4]", "begin is after end"});
+}
+
 TEST_F(Hostile, OverlappingTensors) {
   expect_rejected(tensor_file(R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                               R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]})"),
