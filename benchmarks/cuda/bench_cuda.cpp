@@ -16,7 +16,7 @@
 // device-to-device copy (bytes read + written) and the BF16 GEMM.
 // GEMV bandwidth counts every byte the kernel must move once: codes, scales,
 // zero points, activations and outputs. --profile only launches the decode
-// GEMVs a few times (for ncu).
+// GEMVs (M = 1 and 16) a few times (for ncu).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -301,6 +301,21 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick,
           [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, M, y.data(), N, s); }, s, 4 * c, reps);
       const double gbs = double(wbytes + size_t(M * (K + N)) * 2) / (ms * 1e-3) / 1e9;
       report({std::string(f.name) + " M=" + std::to_string(M), shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
+      if (M > 1 && !quick) {  // the batch kernel's warp counts against the split-K kernel, same traffic
+        struct V {
+          W4GemvTuning t;
+          const char* name;
+        };
+        for (const V& v : {V{{8, 4, 1}, "split-K w8x4"}, V{{16, 0, 3}, "batch w16"},
+                           V{{12, 0, 3}, "batch w12"}, V{{8, 0, 3}, "batch w8"}}) {
+          const double vms =
+              ev.graph_ms([&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, M, y.data(), N, s, v.t); },
+                          s, 4 * c, reps);
+          const double vgbs = double(wbytes + size_t(M * (K + N)) * 2) / (vms * 1e-3) / 1e9;
+          report({std::string("  ") + w4_format_name(f.f) + " M=" + std::to_string(M) + " " + v.name, shape,
+                  vms * 1e3, vgbs, "GB/s", pct_copy(vgbs)});
+        }
+      }
     }
     if ((f.f == W4Format::NF4 || f.f == W4Format::INT4) && !quick) {  // launch variants, to tune the defaults
       struct V {
@@ -408,11 +423,11 @@ void profile_launches(GpuContext& ctx) {
     w4a16_gemm(w, x.data(), K, M, y.data(), N, s);
   }
   for (const auto& [N, K] : {std::pair<int64_t, int64_t>{11008, 4096}, std::pair<int64_t, int64_t>{4096, 11008}}) {
-    DeviceBuffer<uint16_t> x{size_t(K)}, y{size_t(N)};
+    DeviceBuffer<uint16_t> x{size_t(16 * K)}, y{size_t(16 * N)};
     fill_random_bf16(x.data(), x.size(), 1, 1.0f, s);
     for (const W4Format f : {W4Format::NF4, W4Format::INT4}) {
       const W4Weight w = random_w4(f, N, K, f == W4Format::NF4 ? 64 : 128, 7, s);
-      w4a16_gemv(w, x.data(), K, 1, y.data(), N, s);
+      for (const int64_t M : {1, 16}) w4a16_gemv(w, x.data(), K, M, y.data(), N, s);
     }
   }
   KQ_CUDA_CHECK(cudaStreamSynchronize(s));

@@ -144,7 +144,7 @@ TEST_P(W4A16, EveryLaunchVariantMatchesReference) {
     SCOPED_TRACE("warps=" + std::to_string(warps) + " tiles=" + std::to_string(tiles) +
                  " seed=" + std::to_string(r.seed));
     dy.fill_bytes(0xFF);
-    cuda::w4a16_gemv(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr, {warps, tiles});
+    cuda::w4a16_gemv(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr, {warps, tiles, 1});
     KQ_CUDA_CHECK(cudaDeviceSynchronize());
     EXPECT_LE(rel_l2(ref, bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.N))), tol::kW4Gemv);
   }
@@ -184,6 +184,52 @@ TEST_P(W4A16, StreamKernelVariantsMatchReference) {
       cuda::w4a16_gemv(w, dx.data() + c.x_offset, c.K, 1, dy.data(), c.N, nullptr, v);
       KQ_CUDA_CHECK(cudaDeviceSynchronize());
       EXPECT_LE(rel_l2(ref, bf16_matrix(dy.download(), 1, size_t(c.N), size_t(c.N))), tol::kW4Gemv);
+    }
+  }
+}
+
+/// The batch kernel (M >= 2 by default; one block per SM, 16-row groups in
+/// passes of up to 3 or 4, warps splitting K, x tiles double-buffered in
+/// shared memory): every M from 1 to 16 (one and two token halves), its three
+/// warp configurations, blocks with several passes (N large against the SMs)
+/// and with one partial group, warps with no tile (K of one or two tiles),
+/// x rows unaligned or with odd ldx, every block size; and the same bits on
+/// a second run (the warps' partial sums are added in a fixed order).
+TEST_P(W4A16, BatchKernelMatchesReferenceAtEveryM) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  struct BatchCase {
+    int64_t N, K, ldx, x_offset;
+    int block;
+  };
+  const BatchCase cases[] = {{6000, 1000, 1000, 0, 64}, {300, 4096, 4099, 0, 128},   {37, 300, 304, 1, 32},
+                             {13000, 256, 256, 0, 256}, {1031, 11008, 11008, 0, 64}, {515, 129, 136, 0, 32},
+                             {2000, 4100, 4104, 0, 128}};
+  for (const BatchCase& c : cases) {
+    const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
+    const cuda::W4Weight w = upload(h);
+    for (const int64_t M : {1, 2, 3, 7, 8, 9, 13, 16}) {
+      if (c.N * c.K > 4'000'000 && M != 2 && M != 16) continue;  // the float64 reference's cost
+      const auto xall = random_bf16(r, size_t(M * c.ldx + c.x_offset));
+      const std::vector<uint16_t> x(xall.begin() + c.x_offset, xall.end());
+      const auto ref = reference(h, x, M, c.ldx);
+      DeviceBuffer<uint16_t> dx, dy(size_t(M * c.N));
+      dx.upload(xall);
+      for (const int warps : {0, 8, 12, 16}) {
+        SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+                     " ldx=" + std::to_string(c.ldx) + " x_offset=" + std::to_string(c.x_offset) +
+                     " block=" + std::to_string(c.block) + " warps=" + std::to_string(warps) +
+                     " seed=" + std::to_string(r.seed));
+        dy.fill_bytes(0xFF);
+        cuda::w4a16_gemv(w, dx.data() + c.x_offset, c.ldx, M, dy.data(), c.N, nullptr, {warps, 0, 3});
+        KQ_CUDA_CHECK(cudaDeviceSynchronize());
+        const auto first = dy.download();
+        EXPECT_LE(rel_l2(ref, bf16_matrix(first, size_t(M), size_t(c.N), size_t(c.N))), tol::kW4Gemv);
+        dy.fill_bytes(0xFF);
+        cuda::w4a16_gemv(w, dx.data() + c.x_offset, c.ldx, M, dy.data(), c.N, nullptr, {warps, 0, 3});
+        KQ_CUDA_CHECK(cudaDeviceSynchronize());
+        EXPECT_EQ(first, dy.download());
+      }
     }
   }
 }

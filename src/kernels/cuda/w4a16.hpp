@@ -4,9 +4,12 @@
 //  * decode (M <= 16 tokens): w4a16_gemv, our own kernels. M = 1 on large
 //    weights: the streaming kernel (w4a16_gemv_stream.cu: one block per SM
 //    owning N / SMs rows, x staged in shared memory, items of 8 rows x 256 k
-//    streamed through a per-warp register ring). Otherwise the split-K
-//    kernel (w4a16_kernels.cu): one block per 16
-//    weight rows, its warps split K; every 4-bit code is read once with
+//    streamed through a per-warp register ring). M = 2..16: the batch
+//    kernel (w4a16_gemv_batch.cu: one block per SM owning N / SMs rows, its
+//    warps split K, each x tile staged once and shared by up to three
+//    16-row groups). Otherwise (M = 1 on small weights, or where the others'
+//    shared memory does not fit) the split-K kernel (w4a16_kernels.cu): one
+//    block per 16 weight rows, its warps split K. Every 4-bit code is read once with
 //    16-byte loads, all of a warp's first loads issued up front, turned into
 //    BF16 pairs (NF4/FP4: a byte -> BF16x2 lookup table in shared memory, one
 //    copy per lane so no bank conflicts; INT4: arithmetic, from interleaved
@@ -98,8 +101,9 @@ struct W4GemvTuning {
                    ///< streaming kernel: warps per block, 16 (ring depth 4), 20 (3), 24 (2 or 3) or 32 (2)
   int tiles = 0;   ///< split-K kernel, warps = 8 or 16: 128-k tiles per warp chunk, 2 or 4 (0 = 4);
                    ///< streaming kernel, 24 warps: ring depth, 2 or 3 (0 = 2)
-  int kernel = 0;  ///< 0 = automatic (streaming for M = 1 and N * K_pad >= 2^25, else split-K), 1 = split-K,
-                   ///< 2 = streaming (M = 1 only; split-K otherwise or where its shared memory would not hold x)
+  int kernel = 0;  ///< 0 = automatic (M = 1: streaming for N * K_pad >= 2^25, else split-K; M >= 2: batch),
+                   ///< 1 = split-K, 2 = streaming (M = 1 only; split-K otherwise or where its shared memory
+                   ///< would not hold x), 3 = batch (any M; warps 16, 12 or 8; split-K where it does not fit)
 };
 
 /// Position of element k in a row's code stream (device layout above):

@@ -75,6 +75,41 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 
 __device__ __forceinline__ float bf16_bits_to_float(uint32_t b) { return __uint_as_float(b << 16); }
 
+/// Pair from byte `i` (0..3, compile-time after unrolling) of `w` through the
+/// lane's column of the NF4/FP4 lookup table (fill_lut): one PRMT builds the
+/// byte offset (code byte << 8 | lane << 2) from lane4 = lane << 2.
+__device__ __forceinline__ uint32_t lut_pair(const char* lut, uint32_t lane4, uint32_t w, int i) {
+  const uint32_t off = __byte_perm(lane4, w, 0x1100u | uint32_t(4 + i) << 4);
+  return *reinterpret_cast<const uint32_t*>(lut + off);
+}
+
+/// INT4 BF16 pair (128 + u_lo, 128 + u_hi), exact, from nibbles 0 and 4 of `bits`.
+__device__ __forceinline__ uint32_t int4_pair(uint32_t bits) { return (bits & 0x000F000Fu) | 0x43004300u; }
+
+/// A operand of mma step s (0..7, compile-time after unrolling) for one
+/// 128-k tile of rows g (q0 = this lane's 16 code bytes of the row) and g + 8
+/// (q1), unscaled: codebook values (NF4/FP4) or 128 + u (INT4). The step's 4
+/// codes per row are bytes 2(s&1), 2(s&1)+1 of word s/2 (plain packing, low
+/// nibble first) or nibbles (s&1)·2 .. of the interleaved word (w4a16.hpp).
+template <Dq kDq>
+__device__ __forceinline__ void a_operand_16rows(uint32_t (&a)[4], const uint4& q0, const uint4& q1, int s,
+                                                 const char* lut, uint32_t lane4) {
+  const uint32_t w0 = word(q0, s >> 1), w1 = word(q1, s >> 1);
+  if constexpr (kDq == Dq::Lut) {
+    const int i = 2 * (s & 1);
+    a[0] = lut_pair(lut, lane4, w0, i);
+    a[1] = lut_pair(lut, lane4, w1, i);
+    a[2] = lut_pair(lut, lane4, w0, i + 1);
+    a[3] = lut_pair(lut, lane4, w1, i + 1);
+  } else {
+    const int sh = 8 * (s & 1);
+    a[0] = int4_pair(w0 >> sh);
+    a[1] = int4_pair(w1 >> sh);
+    a[2] = int4_pair(w0 >> (sh + 4));
+    a[3] = int4_pair(w1 >> (sh + 4));
+  }
+}
+
 /// Fills the NF4/FP4 lookup table of the decode GEMVs (64 KB of shared
 /// memory): entry b (a code byte, low nibble first) at byte 256·b holds the
 /// BF16 pair (codebook[b & 15], codebook[b >> 4]) in its first 32 words, one

@@ -1,5 +1,7 @@
-// W4A16 decode GEMV (M <= 16 tokens): mma.sync m16n8k16 BF16 with the tokens
-// on the n = 8 side (two n8 halves for M > 8).
+// W4A16 decode GEMV (M <= 16 tokens), the split-K kernel: mma.sync m16n8k16
+// BF16 with the tokens on the n = 8 side (two n8 halves for M > 8). Taken for
+// M = 1 on small weights and where the streaming (M = 1) or batch (M >= 2)
+// kernels do not fit; w4a16_gemv_launch below picks the kernel.
 //
 // Work split (version 8 of the tuning log in docs/GPU.md): one block per
 // 16-row group, a non-persistent grid; the block's kWarps warps split the
@@ -90,15 +92,6 @@ __device__ __forceinline__ void load_x(uint32_t (&x)[16], const W4GemvParams& p,
   }
 }
 
-/// Pair from byte `i` (0..3, compile-time) of `word` through the lane's LUT column.
-__device__ __forceinline__ uint32_t lut_pair(const char* lut, uint32_t lane4, uint32_t w, int i) {
-  const uint32_t off = __byte_perm(lane4, w, 0x1100u | uint32_t(4 + i) << 4);  // byte << 8 | lane << 2
-  return *reinterpret_cast<const uint32_t*>(lut + off);
-}
-
-/// INT4 pair (128 + u_lo, 128 + u_hi) from nibbles 0 and 4 of `bits`.
-__device__ __forceinline__ uint32_t int4_pair(uint32_t bits) { return (bits & 0x000F000Fu) | 0x43004300u; }
-
 constexpr uint32_t kOnes = 0x3F803F80u;  // BF16x2 (1, 1)
 
 /// One 128-k tile of rows g (w0) and g+8 (w1) for this lane and kN8 groups of
@@ -125,26 +118,11 @@ __device__ __forceinline__ void compute_tile(float (&acc)[kN8][4], const uint4& 
 #pragma unroll
     for (int ss = 0; ss < kSteps; ++ss) {
       const int s = part * kSteps + ss;
-      const uint32_t q0 = word(w0, s >> 1), q1 = word(w1, s >> 1);
-      uint32_t a0, a1, a2, a3;
-      if constexpr (kDq == Dq::Lut) {
-        // Plain packing: the step's 4 codes are bytes 2(s&1), 2(s&1)+1 of the word, low nibble first.
-        const int i = 2 * (s & 1);
-        a0 = lut_pair(lut, lane4, q0, i);
-        a1 = lut_pair(lut, lane4, q1, i);
-        a2 = lut_pair(lut, lane4, q0, i + 1);
-        a3 = lut_pair(lut, lane4, q1, i + 1);
-      } else {
-        // Interleaved packing: code e of a word's 8 is in nibble e/2 + 4 (e % 2).
-        const int sh = 8 * (s & 1);
-        a0 = int4_pair(q0 >> sh);
-        a1 = int4_pair(q1 >> sh);
-        a2 = int4_pair(q0 >> (sh + 4));
-        a3 = int4_pair(q1 >> (sh + 4));
-      }
+      uint32_t a[4];
+      a_operand_16rows<kDq>(a, w0, w1, s, lut, lane4);
 #pragma unroll
       for (int j = 0; j < kN8; ++j) {
-        mma_bf16_16816(c[0][j], a0, a1, a2, a3, x[j][2 * s], x[j][2 * s + 1]);
+        mma_bf16_16816(c[0][j], a[0], a[1], a[2], a[3], x[j][2 * s], x[j][2 * s + 1]);
         if constexpr (kDq != Dq::Lut) mma_bf16_16816(o[0][j], kOnes, kOnes, kOnes, kOnes, x[j][2 * s], x[j][2 * s + 1]);
       }
     }
@@ -339,6 +317,13 @@ void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
   // the split-K kernel's 256 blocks finish first).
   const bool stream_auto = tuning.kernel == 0 && w.N * w.K_pad >= (int64_t(1) << 25);
   if (M == 1 && (tuning.kernel == 2 || stream_auto) && w4a16_gemv_stream_launch(w, x, y, stream, tuning)) return;
+  // M >= 2: the batch kernel (w4a16_gemv_batch.cu) reads x once per SM instead of once per 16 rows.
+  // Its warp count is taken from `tuning` only when it is asked for by name (kernel = 3).
+  const bool batch_auto = tuning.kernel == 0 && M >= 2;
+  if ((tuning.kernel == 3 || batch_auto) &&
+      w4a16_gemv_batch_launch(w, x, ldx, M, y, ldy, stream,
+                              W4GemvTuning{tuning.kernel == 3 ? tuning.warps : 0, 0, 3}))
+    return;
   W4GemvParams p{};
   p.codes = w.codes.data();
   p.ldq = w.K_pad / 2;

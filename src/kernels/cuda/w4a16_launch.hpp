@@ -18,6 +18,12 @@ void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
 bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y, cudaStream_t stream,
                               W4GemvTuning tuning, const uint16_t* up = nullptr);
 
+/// Launches the small-batch decode GEMV (w4a16_gemv_batch.cu: one block per
+/// SM, x tiles shared by up to three 16-row groups) for 1 <= M <= 16; returns
+/// false, launching nothing, where its shared memory does not fit the device.
+bool w4a16_gemv_batch_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
+                             int64_t ldy, cudaStream_t stream, W4GemvTuning tuning);
+
 /// Launches the fused prefill GEMM; x rows 16-byte aligned (ldx % 8 == 0), ldy >= N.
 void w4a16_gemm_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                        cudaStream_t stream);
