@@ -363,16 +363,21 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick,
         s, 4 * c, reps);
     double gbs = double(wbytes + size_t(K + 2 * N)) / (ms * 1e-3) / 1e9;
     report({"fp8 gemv kernel M=1", shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
-    for (const auto& [path, label] : {std::pair{Fp8Path::Gemv, "fp8_w8a8_linear gemv M=1"},
-                                      std::pair{Fp8Path::Fused, "fp8_w8a8_linear lt-fused M=1"},
-                                      std::pair{Fp8Path::Epilogue, "fp8_w8a8_linear lt-epilogue M=1"}}) {
-      try {
-        ms = ev.graph_ms([&](int i) { fp8_w8a8_linear(ctx, ws[size_t(i % c)], x.data(), K, 1, y.data(), N, path); },
-                         s, 4 * c, reps);
-        gbs = double(wbytes + size_t(2 * K + 2 * N)) / (ms * 1e-3) / 1e9;
-        report({label, shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
-      } catch (const std::exception& e) {
-        report({label, shape, 0, 0, "-", e.what()});
+    for (const int64_t M : {int64_t(1), int64_t(8), int64_t(16)}) {
+      if (quick && M > 1) continue;
+      for (const auto& [path, label] : {std::pair{Fp8Path::Gemv, "fp8_w8a8_linear gemv"},
+                                        std::pair{Fp8Path::Fused, "fp8_w8a8_linear lt-fused"},
+                                        std::pair{Fp8Path::Epilogue, "fp8_w8a8_linear lt-epilogue"}}) {
+        const std::string row = std::string(label) + " M=" + std::to_string(M);
+        try {
+          ms = ev.graph_ms(
+              [&](int i) { fp8_w8a8_linear(ctx, ws[size_t(i % c)], x.data(), K, M, y.data(), N, path); }, s,
+              4 * c, reps);
+          gbs = double(wbytes + size_t(M * (2 * K + 2 * N))) / (ms * 1e-3) / 1e9;
+          report({row, shape, ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
+        } catch (const std::exception& e) {
+          report({row, shape, 0, 0, "-", e.what()});
+        }
       }
     }
   }

@@ -120,7 +120,7 @@ std::vector<std::unique_ptr<CudaLinearPart>> fuse_cuda_linears(std::span<const C
 ///                         unquantized activations (no W8A16 INT8 kernel exists;
 ///                         running it as W8A8 would add activation error);
 ///   fp8 E4M3 W8A8 (per-channel or per-tensor)
-///                       → cuda::Fp8Weight, fp8_w8a8_linear (our GEMV at M <= 8),
+///                       → cuda::Fp8Weight, fp8_w8a8_linear (our GEMV at M <= 16),
 ///                         same codes; on a device without FP8 (cc < 8.9) → BF16;
 ///   fp8 E5M2 (W8A8 or weight-only), fp8 E4M3 weight-only
 ///                       → BF16(scale · code), BF16 GEMM. cuBLASLt has no E5M2 ×

@@ -21,10 +21,14 @@ struct Case {
   bool per_channel;
 };
 
-// The last two: 16 warps over a long K with a partial last trip; 4 warps,
-// persistent over 1250 row groups (with KQ_FP8_GEMV_TILES=4: the 4-tile variant).
-const Case kCases[] = {{1, 1000, 333, true},  {3, 257, 4096, true}, {8, 100, 200, false}, {37, 300, 520, true},
-                       {100, 64, 4096, true}, {2, 40, 8000, true},  {1, 20000, 1536, false}};
+// {2, 40, 8000}: 16 warps over a long K with a partial last trip; {1, 20000,
+// 1536}: 4 warps, persistent over 1250 row groups (with KQ_FP8_GEMV_TILES=4:
+// the 4-tile variant); M = 9..16: the GEMV's two token halves (the second
+// partial at 12 and 9; 9 x 20000: persistent).
+const Case kCases[] = {{1, 1000, 333, true},    {3, 257, 4096, true},   {8, 100, 200, false},
+                       {37, 300, 520, true},    {100, 64, 4096, true},  {2, 40, 8000, true},
+                       {1, 20000, 1536, false}, {16, 1031, 2000, true}, {12, 300, 4096, false},
+                       {9, 20000, 512, true}};
 
 std::string name(const Case& c) {
   return "M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
@@ -56,7 +60,7 @@ TEST_P(Fp8Linear, MatchesFloat64Reference) {
   Rng r;
   cuda::GpuContext ctx;
   for (const Case& c : kCases) {
-    if (path == cuda::Fp8Path::Gemv && c.M > 8) continue;
+    if (path == cuda::Fp8Path::Gemv && c.M > cuda::kW8GemvMaxM) continue;
     SCOPED_TRACE(name(c) + " seed=" + std::to_string(r.seed));
     const int64_t ldx = c.K + 3;
     const auto x = random_bf16(r, size_t(c.M * ldx));
@@ -140,8 +144,9 @@ TEST(W8A8, RejectsBadArguments) {
   KQ_REQUIRE_FP8();
   cuda::GpuContext ctx;
   const cuda::Fp8Weight w = cuda::upload_fp8_weight(codes.data(), &scale, false, 1, 16);
-  DeviceBuffer<uint16_t> b(16 * 16);
-  EXPECT_THROW(cuda::fp8_w8a8_linear(ctx, w, b.data(), 16, 9, b.data(), 1, cuda::Fp8Path::Gemv), InvalidArgument);
+  DeviceBuffer<uint16_t> b(17 * 16);
+  EXPECT_THROW(cuda::fp8_w8a8_linear(ctx, w, b.data(), 16, 17, b.data(), 1, cuda::Fp8Path::Gemv),
+               InvalidArgument);
   EXPECT_THROW(cuda::fp8_w8a8_linear(ctx, w, b.data(), 8, 1, b.data(), 1), InvalidArgument);
 }
 

@@ -56,13 +56,16 @@ struct S8Mma {
   }
 };
 
-/// This lane's 32 bytes of rows g and g+8 and of token g, for one 128-k tile.
+/// This lane's 32 bytes of rows g and g+8 and of tokens g + 8j (j < kN8: one
+/// or two halves of 8 tokens), for one 128-k tile.
+template <int kN8 = 1>
 struct Fp8Tile {
-  uint4 wg[2], wg8[2], x[2];
+  uint4 wg[2], wg8[2], x[kN8][2];
 };
 
-__device__ __forceinline__ void load_tile(Fp8Tile& tl, const Fp8GemvParams& p, int kt, int64_t r0, int64_t r1,
-                                          int g, int t) {
+template <int kN8>
+__device__ __forceinline__ void load_tile(Fp8Tile<kN8>& tl, const Fp8GemvParams& p, int kt, int64_t r0,
+                                          int64_t r1, int g, int t) {
   const int64_t kq = int64_t(kt) * kTileK + 32 * t;
   const uint8_t* a = p.w8 + r0 * p.K_pad + kq;
   const uint8_t* b = p.w8 + r1 * p.K_pad + kq;
@@ -70,23 +73,28 @@ __device__ __forceinline__ void load_tile(Fp8Tile& tl, const Fp8GemvParams& p, i
   tl.wg[1] = gemv::ld_stream(a + 16);
   tl.wg8[0] = gemv::ld_stream(b);
   tl.wg8[1] = gemv::ld_stream(b + 16);
-  if (g < p.M) {
-    const uint4* xr = reinterpret_cast<const uint4*>(p.x8 + int64_t(g) * p.K_pad + kq);
-    tl.x[0] = __ldg(xr);
-    tl.x[1] = __ldg(xr + 1);
-  } else {
-    tl.x[0] = tl.x[1] = make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int j = 0; j < kN8; ++j) {
+    if (g + 8 * j < p.M) {
+      const uint4* xr = reinterpret_cast<const uint4*>(p.x8 + int64_t(g + 8 * j) * p.K_pad + kq);
+      tl.x[j][0] = __ldg(xr);
+      tl.x[j][1] = __ldg(xr + 1);
+    } else {
+      tl.x[j][0] = tl.x[j][1] = make_uint4(0, 0, 0, 0);
+    }
   }
 }
 
-template <class Mma>
-__device__ __forceinline__ void compute_tile(typename Mma::Acc (&c)[4], const Fp8Tile& tl) {
+template <class Mma, int kN8>
+__device__ __forceinline__ void compute_tile(typename Mma::Acc (&c)[kN8][4], const Fp8Tile<kN8>& tl) {
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
     // Step s uses this lane's bytes 8s..8s+7: words 2s (k slots 4t..4t+3) and 2s+1 (4t+16..4t+19).
     const int u = s >> 1, w = (s & 1) * 2;
-    Mma::mma(c, gemv::word(tl.wg[u], w), gemv::word(tl.wg8[u], w), gemv::word(tl.wg[u], w + 1),
-                   gemv::word(tl.wg8[u], w + 1), gemv::word(tl.x[u], w), gemv::word(tl.x[u], w + 1));
+#pragma unroll
+    for (int j = 0; j < kN8; ++j)
+      Mma::mma(c[j], gemv::word(tl.wg[u], w), gemv::word(tl.wg8[u], w), gemv::word(tl.wg[u], w + 1),
+               gemv::word(tl.wg8[u], w + 1), gemv::word(tl.x[j][u], w), gemv::word(tl.x[j][u], w + 1));
   }
 }
 
@@ -119,19 +127,19 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
   for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
     const int64_t n0 = int64_t(rg) * 16;
     const int64_t r0 = min(n0 + g, p.N - 1), r1 = min(n0 + g + 8, p.N - 1);
-    Acc c[4] = {0, 0, 0, 0};
+    Acc c[1][4] = {{0, 0, 0, 0}};
     for (int kt = warp; kt < p.k_tiles; kt += kTiles * kWarps) {
-      Fp8Tile tl[kTiles];
+      Fp8Tile<1> tl[kTiles];
 #pragma unroll
       for (int u = 0; u < kTiles; ++u)
         if (kt + u * kWarps < p.k_tiles) load_tile(tl[u], p, kt + u * kWarps, r0, r1, g, t);
 #pragma unroll
       for (int u = 0; u < kTiles; ++u)
-        if (kt + u * kWarps < p.k_tiles) compute_tile<Mma>(c, tl[u]);
+        if (kt + u * kWarps < p.k_tiles) compute_tile<Mma, 1>(c, tl[u]);
     }
     const float* sx = p.sx;
     const float* sw = p.sw;
-    gemv::reduce_store<kWarps>(c, red, n0, p.N, p.M, p.y, p.ldy,
+    gemv::reduce_store<kWarps>(c[0], red, n0, p.N, p.M, p.y, p.ldy,
                                [sx, sw](int m, int64_t n) { return sx[m] * sw[n]; });
   }
 }
@@ -145,9 +153,10 @@ __global__ void __launch_bounds__(kWarps * 32) w8_gemv_kernel(const __grid_const
 /// row-group boundary. Each warp adds its tiles in the same order as
 /// w8_gemv_kernel, so the results are the same.
 /// kDepth 2 asks for 2 blocks per SM (64 registers at 16 warps: INT8 measured
-/// faster so, FP8 slower; pipe_depth picks per type).
-template <class Mma, int kWarps, int kDepth>
-__global__ void __launch_bounds__(kWarps * 32, kDepth == 2 ? 2 : 1)
+/// faster so, FP8 slower; pipe_depth picks per type) where one token half
+/// (kN8 = 1, M <= 8); two halves (M = 9..16) keep one block per SM.
+template <class Mma, int kWarps, int kDepth, int kN8>
+__global__ void __launch_bounds__(kWarps * 32, kDepth == 2 && kN8 == 1 ? 2 : 1)
     w8_gemv_pipe_kernel(const __grid_constant__ Fp8GemvParams p) {
   using Acc = typename Mma::Acc;
   __shared__ Acc red[kWarps * 4 * 32];
@@ -157,11 +166,17 @@ __global__ void __launch_bounds__(kWarps * 32, kDepth == 2 ? 2 : 1)
   pdl_wait();
   const float* sx = p.sx;
   const float* sw = p.sw;
-  const auto scale = [sx, sw](int m, int64_t n) { return sx[m] * sw[n]; };
+  // Token half j's sums: rows m + 8j of y and of the activation scales.
+  const auto store = [&](Acc(&c)[kN8][4], int64_t n0) {
+#pragma unroll
+    for (int j = 0; j < kN8; ++j)
+      gemv::reduce_store<kWarps>(c[j], red, n0, p.N, p.M - 8 * j, p.y + int64_t(8 * j) * p.ldy, p.ldy,
+                                 [sx, sw, j](int m, int64_t n) { return sx[m + 8 * j] * sw[n]; });
+  };
   if (warp >= p.k_tiles) {  // no tiles (K < 128 · kWarps): zeros into every row group's reduction
     for (int rg = blockIdx.x; rg < p.row_groups; rg += gridDim.x) {
-      Acc c[4] = {0, 0, 0, 0};
-      gemv::reduce_store<kWarps>(c, red, int64_t(rg) * 16, p.N, p.M, p.y, p.ldy, scale);
+      Acc c[kN8][4] = {};
+      store(c, int64_t(rg) * 16);
     }
     return;
   }
@@ -174,31 +189,33 @@ __global__ void __launch_bounds__(kWarps * 32, kDepth == 2 ? 2 : 1)
     r += int(gridDim.x);
     return true;
   };
-  const auto load = [&](Fp8Tile& tl, int r, int k) {
+  const auto load = [&](Fp8Tile<kN8>& tl, int r, int k) {
     const int64_t n0 = int64_t(r) * 16;
     load_tile(tl, p, k, min(n0 + g, p.N - 1), min(n0 + g + 8, p.N - 1), g, t);
   };
   int rg = blockIdx.x, kt = warp;  // the tile computed next
   int lrg = rg, lkt = kt;          // the tile loaded next
-  Fp8Tile ring[kDepth];
+  Fp8Tile<kN8> ring[kDepth];
 #pragma unroll
   for (int d = 0; d + 1 < kDepth; ++d) {
     if (lrg < p.row_groups) load(ring[d], lrg, lkt);
     advance(lrg, lkt);
   }
-  Acc c[4] = {0, 0, 0, 0};
+  Acc c[kN8][4] = {};
   // One step on ring slot D (a compile-time index, whether or not the loop
   // below is unrolled: the ring must stay in registers); false when done.
   const auto step = [&](auto D) {
     constexpr int d = decltype(D)::value;
     if (lrg < p.row_groups) load(ring[(d + kDepth - 1) % kDepth], lrg, lkt);
     advance(lrg, lkt);
-    compute_tile<Mma>(c, ring[d]);
+    compute_tile<Mma, kN8>(c, ring[d]);
     const int done = rg;
     if (!advance(rg, kt)) return true;
-    gemv::reduce_store<kWarps>(c, red, int64_t(done) * 16, p.N, p.M, p.y, p.ldy, scale);
+    store(c, int64_t(done) * 16);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) c[i] = 0;
+    for (int j = 0; j < kN8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) c[j][i] = 0;
     return rg < p.row_groups;
   };
   using S0 = std::integral_constant<int, 0>;
@@ -213,9 +230,9 @@ __global__ void __launch_bounds__(kWarps * 32, kDepth == 2 ? 2 : 1)
   }
 }
 
-template <class Mma, int kWarps, int kDepth>
+template <class Mma, int kWarps, int kDepth, int kN8 = 1>
 void launch_pipe(const Fp8GemvParams& p, cudaStream_t stream) {
-  auto kernel = w8_gemv_pipe_kernel<Mma, kWarps, kDepth>;
+  auto kernel = w8_gemv_pipe_kernel<Mma, kWarps, kDepth, kN8>;
   static int blocks_per_sm = [&] {
     int b = 0;
     KQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kWarps * 32, 0));
@@ -267,7 +284,9 @@ int tiles_for(int k_tiles, int warps) {
 
 template <class Mma, int kWarps>
 void launch_w(const Fp8GemvParams& p, cudaStream_t stream) {
-  if (pipe_depth<Mma>() == 2)
+  if (p.M > 8)  // two token halves: the pipelined kernel, 2 tile buffers (registers)
+    launch_pipe<Mma, kWarps, 2, 2>(p, stream);
+  else if (pipe_depth<Mma>() == 2)
     launch_pipe<Mma, kWarps, 2>(p, stream);
   else if (pipe_depth<Mma>() == 3)
     launch_pipe<Mma, kWarps, 3>(p, stream);

@@ -5,7 +5,7 @@
 //   y[m, n] = scale_x[m] · scale_w[n] · Σ_k q_x[m, k] · q_w[n, k]
 // (SmoothQuant / LLM.int8()-style W8A8 without outliers; FP8 as in
 // "FP8 Formats for Deep Learning", Micikevicius et al. 2022).
-// Prefill (M > 8) runs cuBLASLt; decode (M <= 8) of FP8 runs our own GEMV
+// Prefill (M > 16) runs cuBLASLt; decode (M <= 16) of FP8 runs our own GEMV
 // (fp8_gemv.hpp). BF16 tensors are uint16_t bits; all data pointers are device
 // pointers unless a comment says host; work is enqueued on ctx.stream().
 #include <cstdint>
@@ -43,14 +43,14 @@ Int8Weight upload_int8_weight(const int8_t* codes_host, const float* scales_host
 
 /// Largest M that the W8A8 linears send to the decode GEMV (fp8_gemv.hpp);
 /// more rows run cuBLASLt with M padded to 16.
-inline constexpr int64_t kW8GemvMaxM = 8;
+inline constexpr int64_t kW8GemvMaxM = 16;
 
 /// How fp8_w8a8_linear computes.
 enum class Fp8Path {
-  Auto,          ///< decode GEMV for M <= 8, else Fused if cuBLASLt has it, else Epilogue
-  Gemv,          ///< our mma.sync E4M3 GEMV (M <= 8 only)
-  Fused,         ///< cuBLASLt with per-channel x per-token scales fused (OUTER_VEC_32F)
-  Epilogue,      ///< cuBLASLt FP32 output, then a scaling kernel
+  Auto,      ///< decode GEMV for M <= 16, else Fused if cuBLASLt has it, else Epilogue
+  Gemv,      ///< our mma.sync E4M3 GEMV (M <= 16 only)
+  Fused,     ///< cuBLASLt with per-channel x per-token scales fused (OUTER_VEC_32F)
+  Epilogue,  ///< cuBLASLt FP32 output, then a scaling kernel
 };
 
 /// FP8 W8A8 linear: quantizes x (BF16 [M, ldx]) per token to E4M3, then
@@ -60,7 +60,7 @@ enum class Fp8Path {
 void fp8_w8a8_linear(GpuContext& ctx, const Fp8Weight& w, const uint16_t* x, int64_t ldx, int64_t M,
                      uint16_t* y, int64_t ldy, Fp8Path path = Fp8Path::Auto);
 
-/// INT8 W8A8 linear: per-token INT8 activations, then for M <= 8 (decode) our
+/// INT8 W8A8 linear: per-token INT8 activations, then for M <= 16 (decode) our
 /// INT8 GEMV (int8_gemv, exact INT32 sums), else cuBLASLt IMMA with INT32
 /// accumulation into a scratch [M_pad, N_pad] (M_pad = round_up(M, 16)) and
 /// the dequantization kernel; both give y = BF16(acc · scale_x[m] · scale_w[n]).
