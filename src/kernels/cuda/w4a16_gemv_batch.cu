@@ -17,10 +17,10 @@
 // once per block and pass, not once per 16 rows.
 //
 // Pipelining, per warp and without block barriers inside a pass: kGP register
-// slots hold the codes and scales of the current tile's items; once the tile
-// is computed (its items step by step, so the kGP x token-half mma chains are
-// independent), each slot loads the same group's item of the next tile (or of
-// the next pass's first tile). The next x tile is copied into the
+// slots hold the codes and scales of the current tile's items; each slot then
+// loads the same group's item of the next tile (or of the next pass's first
+// tile): NF4/FP4 item by item, INT4 once the tile is computed (its items step
+// by step, so the kGP x token-half mma chains are independent). The next x tile is copied into the
 // warp's second x buffer with cp.async while the current one is used.
 //
 // Compute: mma.sync m16n8k16 BF16 with A = 16 rows x 16 k of dequantized
@@ -102,6 +102,33 @@ __device__ __forceinline__ void stage_x(const BatchParams& p, unsigned char* buf
       for (int i = 0; i < 8; ++i) e[i] = k + i < p.K ? uint32_t(__ldg(row + k + i)) : 0u;
       *reinterpret_cast<uint4*>(dst) =
           make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16);
+    }
+  }
+}
+
+/// acc += the item's scale (and, for INT4, zero-point offset) applied to the
+/// unscaled sums c of one part (a scale block) of the tile: rows g (c[j][0..1])
+/// and g + 8 (c[j][2..3]); o: per token, the part's Σx (INT4 only).
+template <int kParts, Dq kDq, int kN8>
+__device__ __forceinline__ void add_scaled(float (&acc)[kN8][4], const float (&c)[kN8][4],
+                                           const Item<kParts, kDq>& it, int part,
+                                           const float (&o)[kDq == Dq::Lut ? 1 : kParts][kN8][4]) {
+  const float s0 = bf16_bits_to_float(it.s[part][0]), s1 = bf16_bits_to_float(it.s[part][1]);
+#pragma unroll
+  for (int j = 0; j < kN8; ++j) {
+    if constexpr (kDq == Dq::Lut) {
+      acc[j][0] = fmaf(s0, c[j][0], acc[j][0]);
+      acc[j][1] = fmaf(s0, c[j][1], acc[j][1]);
+      acc[j][2] = fmaf(s1, c[j][2], acc[j][2]);
+      acc[j][3] = fmaf(s1, c[j][3], acc[j][3]);
+    } else {
+      // 128 + zero point (INT4 symmetric codes are offset binary: zero 8).
+      const float b0 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(it.z[part][0]);
+      const float b1 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(it.z[part][1]);
+      acc[j][0] = fmaf(s0, fmaf(-b0, o[part][j][0], c[j][0]), acc[j][0]);
+      acc[j][1] = fmaf(s0, fmaf(-b0, o[part][j][1], c[j][1]), acc[j][1]);
+      acc[j][2] = fmaf(s1, fmaf(-b1, o[part][j][2], c[j][2]), acc[j][2]);
+      acc[j][3] = fmaf(s1, fmaf(-b1, o[part][j][3], c[j][3]), acc[j][3]);
     }
   }
 }
@@ -218,61 +245,62 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
             }
           }
       }
-      // The kGP items step by step (independent mma chains: one per item and token half).
       const int gp = min(kGP, groups - pass * kGP);
+      if constexpr (kDq == Dq::Lut) {
+        // NF4 / FP4: item by item, each slot refilled as soon as its item is
+        // done (interleaving the groups, as INT4 does below, measured slower
+        // here: three items' table lookups in flight).
 #pragma unroll
-      for (int part = 0; part < kParts; ++part) {
-        float c[kGP][kN8][4];
+        for (int gi = 0; gi < kGP; ++gi) {
+          if (gi < gp) {
 #pragma unroll
-        for (int gi = 0; gi < kGP; ++gi)
+            for (int part = 0; part < kParts; ++part) {
+              float c[kN8][4] = {};
 #pragma unroll
-          for (int j = 0; j < kN8; ++j)
+              for (int ss = 0; ss < kSteps; ++ss) {
+                const int s = part * kSteps + ss;
+                uint32_t a[4];
+                a_operand_16rows<kDq>(a, ring[gi].w0, ring[gi].w1, s, lut, lane4);
 #pragma unroll
-            for (int i = 0; i < 4; ++i) c[gi][j][i] = 0.f;
+                for (int j = 0; j < kN8; ++j)
+                  mma_bf16_16816(c[j], a[0], a[1], a[2], a[3], xr[j][2 * s], xr[j][2 * s + 1]);
+              }
+              add_scaled<kParts, kDq, kN8>(acc[gi], c, ring[gi], part, o);
+            }
+            const int next_grp = next_pass * kGP + gi;
+            if (has_next && next_grp < groups) load_item(ring[gi], next_grp, next_kt);
+          }
+        }
+      } else {
+        // INT4: the kGP items step by step (independent mma chains, one per item and token half).
 #pragma unroll
-        for (int ss = 0; ss < kSteps; ++ss) {
-          const int s = part * kSteps + ss;
+        for (int part = 0; part < kParts; ++part) {
+          float c[kGP][kN8][4] = {};
+#pragma unroll
+          for (int ss = 0; ss < kSteps; ++ss) {
+            const int s = part * kSteps + ss;
+#pragma unroll
+            for (int gi = 0; gi < kGP; ++gi) {
+              if (gi < gp) {
+                uint32_t a[4];
+                a_operand_16rows<kDq>(a, ring[gi].w0, ring[gi].w1, s, lut, lane4);
+#pragma unroll
+                for (int j = 0; j < kN8; ++j)
+                  mma_bf16_16816(c[gi][j], a[0], a[1], a[2], a[3], xr[j][2 * s], xr[j][2 * s + 1]);
+              }
+            }
+          }
+#pragma unroll
+          for (int gi = 0; gi < kGP; ++gi) add_scaled<kParts, kDq, kN8>(acc[gi], c[gi], ring[gi], part, o);
+        }
+        // Refill the slots with the next step's items (groups past the last: nothing; their sums are never
+        // written).
+        if (has_next) {
 #pragma unroll
           for (int gi = 0; gi < kGP; ++gi) {
-            if (gi < gp) {
-              uint32_t a[4];
-              a_operand_16rows<kDq>(a, ring[gi].w0, ring[gi].w1, s, lut, lane4);
-#pragma unroll
-              for (int j = 0; j < kN8; ++j)
-                mma_bf16_16816(c[gi][j], a[0], a[1], a[2], a[3], xr[j][2 * s], xr[j][2 * s + 1]);
-            }
+            const int next_grp = next_pass * kGP + gi;
+            if (next_grp < groups) load_item(ring[gi], next_grp, next_kt);
           }
-        }
-#pragma unroll
-        for (int gi = 0; gi < kGP; ++gi) {
-          const Item<kParts, kDq>& it = ring[gi];
-          const float s0 = bf16_bits_to_float(it.s[part][0]), s1 = bf16_bits_to_float(it.s[part][1]);
-#pragma unroll
-          for (int j = 0; j < kN8; ++j) {
-            if constexpr (kDq == Dq::Lut) {
-              acc[gi][j][0] = fmaf(s0, c[gi][j][0], acc[gi][j][0]);
-              acc[gi][j][1] = fmaf(s0, c[gi][j][1], acc[gi][j][1]);
-              acc[gi][j][2] = fmaf(s1, c[gi][j][2], acc[gi][j][2]);
-              acc[gi][j][3] = fmaf(s1, c[gi][j][3], acc[gi][j][3]);
-            } else {
-              // 128 + zero point (INT4 symmetric codes are offset binary: zero 8).
-              const float b0 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(it.z[part][0]);
-              const float b1 = kDq == Dq::Int4Sym ? 136.0f : 128.0f + bf16_bits_to_float(it.z[part][1]);
-              acc[gi][j][0] = fmaf(s0, fmaf(-b0, o[part][j][0], c[gi][j][0]), acc[gi][j][0]);
-              acc[gi][j][1] = fmaf(s0, fmaf(-b0, o[part][j][1], c[gi][j][1]), acc[gi][j][1]);
-              acc[gi][j][2] = fmaf(s1, fmaf(-b1, o[part][j][2], c[gi][j][2]), acc[gi][j][2]);
-              acc[gi][j][3] = fmaf(s1, fmaf(-b1, o[part][j][3], c[gi][j][3]), acc[gi][j][3]);
-            }
-          }
-        }
-      }
-      // Refill the slots with the next step's items (groups past the last: nothing; their sums are never
-      // written).
-      if (has_next) {
-#pragma unroll
-        for (int gi = 0; gi < kGP; ++gi) {
-          const int next_grp = next_pass * kGP + gi;
-          if (next_grp < groups) load_item(ring[gi], next_grp, next_kt);
         }
       }
     }
