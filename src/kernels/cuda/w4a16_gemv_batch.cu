@@ -11,8 +11,8 @@
 // partial: its missing rows repeat the block's last row, no DRAM traffic),
 // so every SM moves the same weight bytes. The block's warps split K into
 // contiguous 128-k tile ranges and walk them once per pass of up to kGP
-// groups: for each tile, the warp's x tile (all tokens, 256 bytes per token)
-// is in shared memory, read into registers once and used for the kGP
+// groups: for each tile, the warp's x tile (all tokens, 256 bytes each, at a
+// 288-byte stride) is in shared memory, read into registers once and used for the kGP
 // groups' items (16 rows x 128 k, 1 KB of codes each). So x is read from L2
 // once per block and pass, not once per 16 rows.
 //
@@ -20,8 +20,9 @@
 // slots hold the codes and scales of the current tile's items; each slot then
 // loads the same group's item of the next tile (or of the next pass's first
 // tile): NF4/FP4 item by item, INT4 once the tile is computed (its items step
-// by step, so the kGP x token-half mma chains are independent). The next x tile is copied into the
-// warp's second x buffer with cp.async while the current one is used.
+// by step, so the kGP x token-half mma chains are independent). The next x
+// tile is copied into the warp's second x buffer with cp.async while the
+// current one is used.
 //
 // Compute: mma.sync m16n8k16 BF16 with A = 16 rows x 16 k of dequantized
 // codes (unscaled: codebook values, or 128 + u for INT4, as in the split-K
