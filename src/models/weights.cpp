@@ -148,17 +148,25 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
     raise<FormatError>("{}: config.json quantization_config.modules['{}']: {}", dir_.string(), module,
                        e.what());
   }
+  std::vector<std::string> read;  // tensors handed out, to name the file an error is about
   auto get = [&](const std::string& n) {
     if (!store_.contains(n)) return Tensor();
     Tensor t = store_.get(n);
     disk_bytes_ += t.nbytes();
     used_.insert(n);
+    read.push_back(n);
     return t;
   };
   try {
     return load_quantized_linear(get, file_prefix, spec, out, in);
   } catch (const FormatError& e) {
-    raise<FormatError>("{}: quantized layer '{}': {}", dir_.string(), module, e.what());
+    // A bad value (scale, code, zero point) is reported with its tensor name;
+    // add the safetensors file holding it (shards may split a layer's tensors).
+    const std::string what = e.what();
+    std::string file;
+    for (const std::string& n : read)
+      if (what.find("'" + n + "'") != std::string::npos) file = fmt::format(" (in {})", store_.file_of(n));
+    raise<FormatError>("{}: quantized layer '{}'{}: {}", dir_.string(), module, file, what);
   }
 }
 

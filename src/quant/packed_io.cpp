@@ -1,8 +1,10 @@
 // Export/import of PackedWeight tensors (quantized model folders).
+#include <array>
 #include <cmath>
 #include <cstdint>
 
 #include "formats/double_quant.hpp"
+#include "formats/fp8.hpp"
 #include "kq/error.hpp"
 #include "quant/packed_weight.hpp"
 
@@ -20,6 +22,25 @@ void check_finite(const Tensor& t, const std::string& name) {
   const float* p = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i)
     if (!std::isfinite(p[i])) raise<FormatError>("tensor '{}': non-finite scale {} at index {}", name, p[i], i);
+}
+
+/// FP8 codes must decode to finite values: the quantizer saturates (finite
+/// weights only), so a NaN code (E4M3 0x7F/0xFF; E5M2 0x7D-0x7F and
+/// 0xFD-0xFF) or an Inf code (E5M2 0x7C/0xFC) means a corrupt file. One pass
+/// over the codes. Throws FormatError naming the tensor, code and index.
+void check_fp8_codes(const Tensor& codes, const std::string& name, FP8Format f, int64_t K) {
+  const std::array<float, 256>& table = formats::fp8_table(f);
+  std::array<bool, 256> bad{};
+  for (size_t c = 0; c < 256; ++c) bad[c] = !std::isfinite(table[c]);
+  const uint8_t* p = codes.data<uint8_t>();
+  const int64_t n = codes.numel();
+  int64_t i = 0;
+  while (i < n && !bad[p[i]]) ++i;
+  if (i < n)
+    raise<FormatError>("tensor '{}': FP8 {} code 0x{:02X} ({}) at index {} (row {}, column {}); kq quantize never "
+                       "writes non-finite codes",
+                       name, f == FP8Format::E4M3 ? "E4M3" : "E5M2", p[i], std::isnan(table[p[i]]) ? "NaN" : "Inf",
+                       i, i / K, i % K);
 }
 
 }  // namespace
@@ -66,6 +87,9 @@ PackedWeight import_packed(const TensorGetter& get, const std::string& prefix, c
     p.block = per_tensor ? N * K : K;
     p.blocks_per_row = 1;
     p.codes = need(kCodes, wf == formats::WeightFormat::INT8 ? DType::I8 : DType::U8, {N, K});
+    if (wf != formats::WeightFormat::INT8)
+      check_fp8_codes(p.codes, prefix + kCodes,
+                      wf == formats::WeightFormat::FP8_E4M3 ? FP8Format::E4M3 : FP8Format::E5M2, K);
     p.scales = need(kScales, DType::F32, {per_tensor ? 1 : N});
     check_finite(p.scales, prefix + kScales);
     forbid(kZeros);

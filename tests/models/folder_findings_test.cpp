@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,8 @@
 #include "io/safetensors.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
+#include "kq/quantize.hpp"
+#include "quant/packed_weight.hpp"
 
 using namespace kq;
 using kq::testing::TempDir;
@@ -108,4 +111,56 @@ TEST(FolderFindings, IndexPointingATensorAtTheWrongShardNamesIndexTensorAndShard
   EXPECT_TRUE(has(msg, "'" + moved + "'")) << msg;
   EXPECT_TRUE(has(msg, "model-00001-of-00002.safetensors")) << msg;
   EXPECT_TRUE(has(msg, "has no such tensor")) << msg;
+}
+
+namespace {
+
+/// A kq-quantized folder (config.json quantization_config + 'kq_quantization'
+/// metadata, as kq quantize writes them) with the one module
+/// transformer.h.0.mlp.c_fc in `mode`; `corrupt` edits its tensors first.
+template <class F>
+fs::path quantized_folder(const TempDir& tmp, const std::string& name, const std::string& mode, F&& corrupt) {
+  const std::string module = "transformer.h.0.mlp.c_fc";
+  auto t = demo_tensors();
+  const Tensor w = t.at(module + ".weight").to_f32().transposed().clone();  // Conv1D [in, out] -> [N=out, K=in]
+  t.erase(module + ".weight");
+  std::map<std::string, Tensor> q;
+  export_packed(quantize_weight(w, parse_quant_mode(mode)), module, q);
+  for (auto& [n, v] : q) t[n] = v.clone();
+  corrupt(t);
+  const nlohmann::json modules = {{module, mode}};
+  const fs::path dir = tmp.path / name;
+  fs::create_directories(dir);
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(demo_dir() / "config.json"));
+  cfg["quantization_config"] = {{"quant_method", "kq"}, {"format_version", 1}, {"mode", mode}, {"modules", modules}};
+  { std::ofstream(dir / "config.json") << cfg.dump(); }
+  write_safetensors(dir / "model.safetensors", t,
+                    {{"kq_quantization", nlohmann::json{{"mode", mode}, {"modules", modules}}.dump()}});
+  return dir;
+}
+
+template <class T>
+void set_element(std::map<std::string, Tensor>& t, const std::string& name, int64_t i, T v) {
+  std::memcpy(static_cast<T*>(t.at(name).raw_mut()) + i, &v, sizeof(T));
+}
+
+}  // namespace
+
+// Fresh-user finding: FP8 E4M3 NaN codes loaded silently; eval then failed with
+// "non-finite logits in window 0", naming neither file nor tensor.
+TEST(FolderFindings, Fp8NanCodesAreRejectedAtLoadNamingFileTensorAndIndex) {
+  TempDir tmp;
+  EXPECT_NO_THROW(Model::load(quantized_folder(tmp, "ok", "fp8", [](auto&) {})));
+  for (const uint8_t code : {uint8_t(0x7F), uint8_t(0xFF)}) {
+    const fs::path dir = quantized_folder(tmp, fmt::format("nan{:02x}", code), "fp8", [&](auto& t) {
+      set_element<uint8_t>(t, "transformer.h.0.mlp.c_fc.qweight", 300, code);  // row 2, column 44 of [512, 128]
+    });
+    const std::string msg = format_error_of([&] { Model::load(dir); });
+    EXPECT_TRUE(has(msg, "quantized layer 'transformer.h.0.mlp.c_fc'")) << msg;
+    EXPECT_TRUE(has(msg, (dir / "model.safetensors").string())) << msg;
+    EXPECT_TRUE(has(msg, fmt::format("tensor 'transformer.h.0.mlp.c_fc.qweight': FP8 E4M3 code 0x{:02X} (NaN) at "
+                                     "index 300 (row 2, column 44)",
+                                     code)))
+        << msg;
+  }
 }

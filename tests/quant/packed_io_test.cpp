@@ -4,6 +4,10 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "kq/error.hpp"
 #include "quant/packed_weight.hpp"
@@ -85,6 +89,36 @@ TEST(PackedIO, ErrorsNameTheTensor) {
   expect_format_error(dq, parse_quant_mode("nf4"), "'x.dq_mean'");
 
   EXPECT_THROW(import_packed(getter(m), "x", asym, 0, 70), InvalidArgument);
+}
+
+
+std::map<std::string, Tensor> exported(const std::string& mode) {
+  std::map<std::string, Tensor> m;
+  export_packed(quantize_weight(testing::gaussian_weight(4, 70, 1), parse_quant_mode(mode)), "x", m);
+  return m;
+}
+
+// Fresh-user finding: FP8 codes that decode to NaN (E4M3 has one NaN pattern
+// per sign, S.1111.111) loaded silently and eval failed later with
+// "non-finite logits". The quantizer saturates, so such codes mean corruption.
+TEST(PackedIO, RejectsNonFiniteFp8Codes) {
+  for (const auto& [mode, code] : std::vector<std::pair<std::string, uint8_t>>{
+           {"fp8", 0x7F}, {"fp8", 0xFF}, {"fp8-e5m2", 0x7C}, {"fp8-e5m2", 0xFE}}) {
+    auto m = exported(mode);
+    m["x.qweight"] = m.at("x.qweight").clone();
+    static_cast<uint8_t*>(m["x.qweight"].raw_mut())[75] = code;  // row 1, column 5
+    const std::string want = fmt::format("tensor 'x.qweight': FP8 {} code 0x{:02X} ({}) at index 75 (row 1, column 5)",
+                                         mode == "fp8" ? "E4M3" : "E5M2", code, code == 0x7C ? "Inf" : "NaN");
+    expect_format_error(m, parse_quant_mode(mode), want);
+  }
+  // Every finite code is accepted: all 254 finite E4M3 codes in one tensor.
+  auto m = exported("fp8");
+  m["x.qweight"] = m.at("x.qweight").clone();
+  uint8_t* c = static_cast<uint8_t*>(m["x.qweight"].raw_mut());
+  int64_t i = 0;
+  for (int code = 0; code < 256; ++code)
+    if ((code & 0x7F) != 0x7F) c[i++] = uint8_t(code);
+  EXPECT_NO_THROW(import_packed(getter(m), "x", parse_quant_mode("fp8"), 4, 70));
 }
 
 }  // namespace
