@@ -1,7 +1,9 @@
 #include "io/json_strict.hpp"
 
 #include <fstream>
-#include <set>
+#include <optional>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "io/file_kind.hpp"
@@ -10,43 +12,76 @@
 
 namespace kq::io {
 
+namespace {
+
+/// A SAX handler (nlohmann::json_sax) that builds nothing: it keeps, for every
+/// open object, a hash set of the keys seen so far in it, and records the
+/// first key that repeats, so the check costs O(1) per key (linear overall).
+/// nlohmann's callback parser is not used: on every nested object's end it
+/// scans the whole parent object for discarded members, which is quadratic in
+/// the member count (a safetensors header with 10^6 tensors never finished).
+class DuplicateKeyFinder {
+ public:
+  using json = nlohmann::json;
+
+  bool null() { return true; }
+  bool boolean(bool /*val*/) { return true; }
+  bool number_integer(json::number_integer_t /*val*/) { return true; }
+  bool number_unsigned(json::number_unsigned_t /*val*/) { return true; }
+  bool number_float(json::number_float_t /*val*/, const json::string_t& /*text*/) { return true; }
+  bool string(json::string_t& /*val*/) { return true; }
+  bool binary(json::binary_t& /*val*/) { return true; }
+  bool start_array(std::size_t /*elements*/) { return true; }
+  bool end_array() { return true; }
+
+  bool start_object(std::size_t /*elements*/) {
+    open_objects_.emplace_back();  // an empty set allocates nothing (deep nesting stays cheap)
+    return true;
+  }
+  bool end_object() {
+    if (!open_objects_.empty()) open_objects_.pop_back();
+    return true;
+  }
+  bool key(json::string_t& val) {
+    // Keys always belong to the innermost open object; after the first
+    // duplicate the sets are not grown any more (only syntax is still checked).
+    if (!duplicate_ && !open_objects_.empty() && !open_objects_.back().insert(val).second) duplicate_ = val;
+    return true;
+  }
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/, const json::exception& ex) {
+    syntax_error_ = ex.what();
+    return false;  // stop parsing
+  }
+
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+  const std::optional<std::string>& syntax_error() const { return syntax_error_; }
+
+ private:
+  std::vector<std::unordered_set<std::string>> open_objects_;  // one per open object; arrays push nothing
+  std::optional<std::string> duplicate_;
+  std::optional<std::string> syntax_error_;
+};
+
+}  // namespace
+
 nlohmann::json parse_json_strict(std::string_view text, const std::string& source) {
   using json = nlohmann::json;
-  // One set of seen keys per open object; arrays do not push.
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  bool found_duplicate = false;
-  auto on_event = [&](int /*depth*/, json::parse_event_t ev, json& parsed) {
-    switch (ev) {
-      case json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
-        break;
-      case json::parse_event_t::key:
-        if (!found_duplicate && !open_objects.empty() && parsed.is_string()) {
-          const auto& key = parsed.get_ref<const std::string&>();
-          if (!open_objects.back().insert(key).second) {
-            found_duplicate = true;
-            duplicate = key;
-          }
-        }
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  json j;
+  // Pass 1 (SAX, no DOM): syntax, UTF-8 and duplicate keys. A syntax error
+  // anywhere wins over a duplicate key, as nlohmann reports it.
+  DuplicateKeyFinder finder;
+  const bool ok = json::sax_parse(text.begin(), text.end(), &finder);
+  if (!ok || finder.syntax_error())  // its "last read: '...'" quotes the file's bytes as they are
+    raise<FormatError>("{}: invalid JSON: {}", source,
+                       escape_for_terminal(finder.syntax_error().value_or("parse stopped")));
+  if (finder.duplicate())
+    raise<FormatError>("{}: duplicate JSON key '{}'", source, escape_for_terminal(*finder.duplicate()));
+  // Pass 2: nlohmann's plain DOM parser (linear; no callback). The text was
+  // just accepted, so an error here is not expected, but is reported the same.
   try {
-    j = json::parse(text.begin(), text.end(), on_event);
-  } catch (const json::exception& e) {  // its "last read: '...'" quotes the file's bytes as they are
+    return json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {
     raise<FormatError>("{}: invalid JSON: {}", source, escape_for_terminal(e.what()));
   }
-  if (found_duplicate)
-    raise<FormatError>("{}: duplicate JSON key '{}'", source, escape_for_terminal(duplicate));
-  return j;
 }
 
 std::string read_text_file(const std::filesystem::path& file, uint64_t max_bytes) {

@@ -77,3 +77,65 @@ TEST(JsonStrict, EscapingKeepsValidTextAndMarksEveryOtherByte) {
     }
   }
 }
+
+namespace {
+
+std::string expect_duplicate(const std::string& text, const std::string& key) {
+  const std::string msg = parse_error(text);
+  EXPECT_NE(msg.find("duplicate JSON key '" + key + "'"), std::string::npos) << text << "\n" << msg;
+  return msg;
+}
+
+}  // namespace
+
+TEST(JsonStrict, DuplicateKeysAreFoundAtEveryNestingLevel) {
+  expect_duplicate(R"({"a": 1, "b": 2, "a": 3})", "a");                                 // top level
+  expect_duplicate(R"({"a": {"x": 1, "y": {}, "x": 2}})", "x");                         // nested object
+  expect_duplicate(R"({"a": {"b": {"c": {"d": 1, "d": 2}}}})", "d");                    // deeper
+  expect_duplicate(R"({"a": [1, {"k": true, "k": false}]})", "k");                      // object in an array
+  expect_duplicate(R"([[{"z": null}], [{"q": 1, "q": 1}]])", "q");                      // top-level array
+  expect_duplicate(R"({"t": {"u": 1}, "v": [], "t": 2})", "t");                         // after a closed child
+  expect_duplicate(R"({"a": {"m": 1}, "b": {"n": 1, "m": 2, "n": 3}})", "n");           // sibling objects
+  // A key repeated only in different objects (siblings, parent and child) is fine.
+  const auto ok = kq::io::parse_json_strict(
+      R"({"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}], "c": {"a": 3}})", "config.json");
+  EXPECT_EQ(ok["a"]["a"]["a"], 1);
+  EXPECT_EQ(ok["b"][1]["a"], 2);
+  EXPECT_EQ(ok["c"]["a"], 3);
+  // A syntax error anywhere is reported as such, even after a duplicate key.
+  EXPECT_NE(parse_error(R"({"a": 1, "a": 2)").find("invalid JSON"), std::string::npos);
+  // Deep nesting (objects and arrays) neither overflows the stack nor loses a duplicate.
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "{\"o\":[";
+  deep += "{\"w\":0,\"w\":1}";
+  for (int i = 0; i < 100000; ++i) deep += "]}";
+  expect_duplicate(deep, "w");
+}
+
+// One object with 300,000 members, each an object of its own (the shape of a
+// safetensors header with 300,000 tensors). No timing assertion: the size is
+// the check. nlohmann's callback parser, which parse_json_strict used before,
+// scans the whole parent object at the end of every member object, so this
+// took ~4.5e10 member visits (many minutes; 30,000 members already took 30 s
+// to over 120 s) and CI would time out; the linear parse takes a few seconds
+// at most (about 3 s CPU on the shared 2-core dev box, building the text included).
+TEST(JsonStrict, LargeObjectParsesInLinearTime) {
+  constexpr int kMembers = 300000;
+  std::string text = "{";
+  for (int i = 0; i < kMembers; ++i) {
+    if (i) text += ',';
+    text += "\"t" + std::to_string(i) + "\":{\"dtype\":\"F32\",\"shape\":[" + std::to_string(i) +
+            "],\"data_offsets\":[0,0]}";
+  }
+  text += '}';
+  const auto j = kq::io::parse_json_strict(text, "model.safetensors");
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j.size(), size_t(kMembers));
+  EXPECT_EQ(j["t0"]["shape"][0], 0);
+  EXPECT_EQ(j["t299999"]["shape"][0], 299999);
+  EXPECT_EQ(j["t123456"]["dtype"], "F32");
+  // The same object with one key repeated at the very end is still rejected.
+  text.back() = ',';
+  text += "\"t150000\":{}}";
+  expect_duplicate(text, "t150000");
+}
