@@ -18,10 +18,31 @@ constexpr const char* kDqCodes = ".dq_codes";
 constexpr const char* kDqScales = ".dq_scales";
 constexpr const char* kDqMean = ".dq_mean";
 
-void check_finite(const Tensor& t, const std::string& name) {
+/// What a scale tensor may hold besides being finite.
+enum class ScaleRule {
+  /// INT8/FP8 per-channel or per-tensor scales: the quantizer writes absmax / max,
+  /// or 1 for an all-zero row (int8_scale_for, fp8_scale_for), never 0.
+  Positive,
+  /// 4-bit block scales (absmax-based: an all-zero block gets 0) and the
+  /// double-quantization group scales / mean (max |s - mean| / 127 and the
+  /// mean of such scales): 0 is legal, a negative value never is.
+  NonNegative,
+};
+
+/// The one check every quantized format's scale tensors go through on load:
+/// finite, never negative, and > 0 where the quantizer never writes 0.
+/// Throws FormatError naming the tensor and the index of the first bad value.
+void check_scales(const Tensor& t, const std::string& name, ScaleRule rule) {
   const float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (!std::isfinite(p[i])) raise<FormatError>("tensor '{}': non-finite scale {} at index {}", name, p[i], i);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const float s = p[i];
+    if (!std::isfinite(s)) raise<FormatError>("tensor '{}': non-finite scale {} at index {}", name, s, i);
+    if (s < 0.0f)
+      raise<FormatError>("tensor '{}': negative scale {} at index {} (kq quantize writes scales >= 0)", name, s, i);
+    if (s == 0.0f && rule == ScaleRule::Positive)
+      raise<FormatError>(
+          "tensor '{}': zero scale at index {} (kq quantize writes scale 1 for an all-zero row, never 0)", name, i);
+  }
 }
 
 /// FP8 codes must decode to finite values: the quantizer saturates (finite
@@ -91,7 +112,7 @@ PackedWeight import_packed(const TensorGetter& get, const std::string& prefix, c
       check_fp8_codes(p.codes, prefix + kCodes,
                       wf == formats::WeightFormat::FP8_E4M3 ? FP8Format::E4M3 : FP8Format::E5M2, K);
     p.scales = need(kScales, DType::F32, {per_tensor ? 1 : N});
-    check_finite(p.scales, prefix + kScales);
+    check_scales(p.scales, prefix + kScales, ScaleRule::Positive);
     forbid(kZeros);
     forbid(kDqCodes);
     return p;
@@ -105,12 +126,12 @@ PackedWeight import_packed(const TensorGetter& get, const std::string& prefix, c
     p.dq_codes = need(kDqCodes, DType::I8, {N, nb});
     p.dq_scales = need(kDqScales, DType::F32, {(N * nb + formats::kDqGroup - 1) / formats::kDqGroup});
     p.dq_mean = need(kDqMean, DType::F32, {1});
-    check_finite(p.dq_scales, prefix + kDqScales);
-    check_finite(p.dq_mean, prefix + kDqMean);
+    check_scales(p.dq_scales, prefix + kDqScales, ScaleRule::NonNegative);
+    check_scales(p.dq_mean, prefix + kDqMean, ScaleRule::NonNegative);
   } else {
     forbid(kDqCodes);
     p.scales = need(kScales, DType::F32, {N, nb});
-    check_finite(p.scales, prefix + kScales);
+    check_scales(p.scales, prefix + kScales, ScaleRule::NonNegative);
   }
   if (wf == formats::WeightFormat::INT4_ASYM) {
     p.zeros = need(kZeros, DType::U8, {N, nb});

@@ -67,11 +67,14 @@ using TensorGetter = std::function<Tensor(const std::string&)>;
 
 /// Rebuilds a PackedWeight from tensors written by export_packed (bit-identical).
 /// Views are kept zero-copy when suitably aligned, else copied. Throws
-/// FormatError naming the tensor when one is missing or has the wrong dtype,
-/// shape, or invalid values (non-finite scales, zero points > 15, an FP8 code
-/// that decodes to NaN or Inf: E4M3 0x7F/0xFF, E5M2 0x7C-0x7F/0xFC-0xFF, found
-/// in one pass over the codes, named with its index); InvalidArgument for an
-/// invalid spec or N, K < 1.
+/// FormatError naming the tensor (and the index of the first bad value) when
+/// one is missing or has the wrong dtype, shape, or invalid values: a
+/// non-finite or negative scale (block, per-channel, per-tensor or
+/// double-quantization scale/mean), a zero INT8/FP8 scale (the quantizer
+/// writes 1 for an all-zero row; a zero 4-bit block scale is legal: all-zero
+/// block), an FP8 code that decodes to NaN or Inf (E4M3 0x7F/0xFF, E5M2
+/// 0x7C-0x7F/0xFC-0xFF; one pass over the codes), a zero point > 15.
+/// InvalidArgument for an invalid spec or N, K < 1.
 PackedWeight import_packed(const TensorGetter& get, const std::string& prefix, const QuantSpec& spec, int64_t N,
                            int64_t K);
 

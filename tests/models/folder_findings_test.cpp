@@ -164,3 +164,19 @@ TEST(FolderFindings, Fp8NanCodesAreRejectedAtLoadNamingFileTensorAndIndex) {
         << msg;
   }
 }
+
+// Fresh-user finding: negative and zero INT8 scales loaded silently (perplexity drifted).
+TEST(FolderFindings, NegativeOrZeroInt8ScalesAreRejectedAtLoadNamingFileTensorAndIndex) {
+  TempDir tmp;
+  EXPECT_NO_THROW(Model::load(quantized_folder(tmp, "ok", "int8", [](auto&) {})));
+  const fs::path neg = quantized_folder(
+      tmp, "neg", "int8", [](auto& t) { set_element(t, "transformer.h.0.mlp.c_fc.scales", 3, -0.01f); });
+  std::string msg = format_error_of([&] { Model::load(neg); });
+  EXPECT_TRUE(has(msg, (neg / "model.safetensors").string())) << msg;
+  EXPECT_TRUE(has(msg, "tensor 'transformer.h.0.mlp.c_fc.scales': negative scale -0.01 at index 3")) << msg;
+  const fs::path zero = quantized_folder(
+      tmp, "zero", "int8", [](auto& t) { set_element(t, "transformer.h.0.mlp.c_fc.scales", 3, 0.0f); });
+  msg = format_error_of([&] { Model::load(zero); });
+  EXPECT_TRUE(has(msg, (zero / "model.safetensors").string())) << msg;
+  EXPECT_TRUE(has(msg, "tensor 'transformer.h.0.mlp.c_fc.scales': zero scale at index 3")) << msg;
+}

@@ -92,6 +92,15 @@ TEST(PackedIO, ErrorsNameTheTensor) {
 }
 
 
+/// A copy of m with element i of tensor `name` (F32) set to v.
+std::map<std::string, Tensor> with_f32(const std::map<std::string, Tensor>& m, const std::string& name, int64_t i,
+                                       float v) {
+  auto c = m;
+  c[name] = m.at(name).clone();
+  std::memcpy(static_cast<float*>(c[name].raw_mut()) + i, &v, sizeof(float));
+  return c;
+}
+
 std::map<std::string, Tensor> exported(const std::string& mode) {
   std::map<std::string, Tensor> m;
   export_packed(quantize_weight(testing::gaussian_weight(4, 70, 1), parse_quant_mode(mode)), "x", m);
@@ -119,6 +128,53 @@ TEST(PackedIO, RejectsNonFiniteFp8Codes) {
   for (int code = 0; code < 256; ++code)
     if ((code & 0x7F) != 0x7F) c[i++] = uint8_t(code);
   EXPECT_NO_THROW(import_packed(getter(m), "x", parse_quant_mode("fp8"), 4, 70));
+}
+
+// Fresh-user finding: negative and zero scales were accepted (perplexity drifted).
+TEST(PackedIO, RejectsNegativeScalesInEveryModeAndZeroScalesWhereNeverWritten) {
+  for (const std::string& mode : valid_quant_mode_names()) {
+    const QuantSpec spec = parse_quant_mode(mode);
+    const auto m = exported(mode);
+    const bool dq = m.count("x.dq_scales") > 0;
+    const std::string scales = dq ? "x.dq_scales" : "x.scales";
+    const int64_t i = m.at(scales).numel() - 1;
+    expect_format_error(with_f32(m, scales, i, -0.25f), spec,
+                        fmt::format("tensor '{}': negative scale -0.25 at index {}", scales, i));
+    if (dq) {
+      expect_format_error(with_f32(m, "x.dq_mean", 0, -1e-3f), spec, "tensor 'x.dq_mean': negative scale");
+      // A zero group scale is what double_quantize writes for a group of equal scales.
+      EXPECT_NO_THROW(import_packed(getter(with_f32(m, scales, i, 0.0f)), "x", spec, 4, 70)) << mode;
+    } else if (formats::format_traits(weight_format_of(spec)).code_bits == 8) {
+      expect_format_error(with_f32(m, scales, i, 0.0f), spec,
+                          fmt::format("tensor 'x.scales': zero scale at index {}", i));
+      expect_format_error(with_f32(m, scales, i, -0.0f), spec, "zero scale");
+    } else {
+      EXPECT_NO_THROW(import_packed(getter(with_f32(m, scales, i, 0.0f)), "x", spec, 4, 70)) << mode;
+    }
+  }
+}
+
+// The rule above follows what the quantizer writes for an all-zero row:
+// scale 1 for INT8/FP8 (so 0 never appears), scale 0 for a 4-bit block (so 0 must load).
+TEST(PackedIO, AllZeroRowsRoundTripUnderTheScaleRule) {
+  Tensor w = testing::gaussian_weight(4, 70, 2).clone();
+  float* p = w.mutable_data<float>();
+  for (int64_t k = 0; k < 70; ++k) p[2 * 70 + k] = 0.0f;
+  for (const std::string& mode : valid_quant_mode_names()) {
+    const QuantSpec spec = parse_quant_mode(mode);
+    const PackedWeight q = quantize_weight(w, spec);
+    const int bits = formats::format_traits(weight_format_of(spec)).code_bits;
+    if (bits == 8 && spec.weight_scales != ScaleGranularity::PerTensor) {
+      EXPECT_EQ(q.scales.data<float>()[2], 1.0f) << mode;
+    }
+    if (bits == 4 && q.scales.defined()) {
+      EXPECT_EQ(q.scales.data<float>()[2 * q.blocks_per_row], 0.0f) << mode;
+    }
+    std::map<std::string, Tensor> m;
+    export_packed(q, "x", m);
+    const PackedWeight r = import_packed(getter(m), "x", spec, 4, 70);
+    EXPECT_TRUE(same_bytes(q.dequantize(), r.dequantize())) << mode;
+  }
 }
 
 }  // namespace
