@@ -38,6 +38,30 @@ std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional
   return it->second;
 }
 
+/// A byte-level BPE vocabulary reaches a token longer than one byte only
+/// through merges (Sennrich et al. 2016; GPT-2's merges.txt has one merge per
+/// such token). With zero merges every byte would become its own token: a
+/// plausible-looking but wrong tokenization (fresh-user finding: an empty
+/// merges.txt gave 6859 tokens instead of 1655). Throws FormatError naming
+/// the merges source when there are no merges although the vocabulary has
+/// multi-byte tokens; special/added tokens (literal text) do not count.
+void reject_merges_missing(const Tokenizer::Impl& t, const tok::TokenizerSpec& spec) {
+  if (!spec.merges.empty()) return;
+  size_t multi = 0;
+  const std::string* example = nullptr;
+  for (size_t id = 0; id < t.kind.size(); ++id)
+    if (t.kind[id] == Tokenizer::Impl::kModel && t.token_bytes[id].size() > 1) {
+      if (!example) example = &t.token_str[id];
+      ++multi;
+    }
+  if (multi == 0) return;  // a byte-only vocabulary needs no merges
+  raise<FormatError>(
+      "{}: no merges, but the vocabulary ({}) has {} multi-byte tokens (e.g. '{}') that only merges can produce; "
+      "every byte would become its own token. The merges are empty or missing: restore them from the model's "
+      "original files",
+      spec.merges_source, spec.vocab_source, multi, *example);
+}
+
 }  // namespace
 
 std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::TokenizerSpec& spec) {
@@ -96,6 +120,7 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
   for (const auto& a : spec.added) add_special(*t, a.content, a.id, added_src);
   if (const auto it = t->str_to_id.find(kEndOfText); it != t->str_to_id.end())
     add_special(*t, std::string(kEndOfText), it->second, spec.vocab_source);
+  reject_merges_missing(*t, spec);
   t->bos = named_token(*t, spec.bos_token, spec.config_source, "bos_token");
   t->eos = named_token(*t, spec.eos_token, spec.config_source, "eos_token");
   for (const auto& id : {t->bos, t->eos})

@@ -184,3 +184,31 @@ TEST(TokenizerErrors, TokenizerConfig) {
   write(tmp.path / "tokenizer_config.json", json{{"added_tokens_decoder", json{{"abc", json::object()}}}}.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'abc'");
 }
+
+// Fresh-user finding: an empty merges.txt (no tokenizer.json) was accepted and
+// every byte became its own token (6859 tokens for the demo text instead of
+// 1655), with a plausible-looking perplexity.
+TEST(TokenizerErrors, NoMergesForAVocabularyWithMultiByteTokensIsAnError) {
+  kq::testing::TempDir tmp;
+  const fs::path v = tmp.path / "vocab.json", m = tmp.path / "merges.txt";
+  write(v, byte_vocab().dump());  // 256 bytes + "ab" + "<|endoftext|>"
+  for (const std::string merges : {"", "#version: 0.2\n", "\n\n"}) {
+    write(m, merges);
+    expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
+                                  m.string() + ": no merges, but the vocabulary (" + v.string() +
+                                      ") has 1 multi-byte tokens (e.g. 'ab')");
+  }
+  // The same rule for tokenizer.json's model.merges.
+  kq::testing::TempDir tmp2;
+  json j = tokenizer_json();
+  j["model"]["merges"] = json::array();
+  write(tmp2.path / "tokenizer.json", j.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp2.path); }, "tokenizer.json: no merges");
+  // A byte-only vocabulary (special tokens aside) needs no merges: still loads.
+  json bytes_only = byte_vocab();
+  bytes_only.erase("ab");
+  write(v, bytes_only.dump());
+  write(m, "");
+  const Tokenizer t = Tokenizer::load(tmp.path);
+  EXPECT_EQ(t.encode("ab<|endoftext|>", {.allow_special = true}), (std::vector<int32_t>{'a', 'b', 257}));
+}
