@@ -23,6 +23,15 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
   // tokenizer), unless it describes a tokenizer we do not support and the
   // GPT-2 file pair is there too. A malformed tokenizer.json stays an error.
   std::string skipped;  // why tokenizer.json was not used
+  if (!have_json && fs::exists(fs::symlink_status(tj, ec))) {
+    // There but not a file (a directory, a dangling link, a device): say so
+    // rather than fall back to vocab.json + merges.txt without a word.
+    skipped = fs::is_directory(tj, ec) ? fmt::format("{} is a directory, not a file", tj.string())
+              : fs::exists(tj, ec)     ? fmt::format("{} is not a regular file", tj.string())
+                                       : fmt::format("{} is a link to a missing file", tj.string());
+    if (!(have_vocab && have_merges))
+      raise<FormatError>("{}; and vocab.json + merges.txt are not both there either", skipped);
+  }
   if (have_json) {
     try {
       spec = tok::read_tokenizer_json(tj);

@@ -212,3 +212,23 @@ TEST(TokenizerErrors, NoMergesForAVocabularyWithMultiByteTokensIsAnError) {
   const Tokenizer t = Tokenizer::load(tmp.path);
   EXPECT_EQ(t.encode("ab<|endoftext|>", {.allow_special = true}), (std::vector<int32_t>{'a', 'b', 257}));
 }
+
+// Fresh-user finding: a tokenizer.json that is a directory was skipped without
+// the "(tokenizer.json not used: ...)" note an unsupported one gets.
+TEST(TokenizerErrors, TokenizerJsonThatIsNoFileIsNamedInTheSource) {
+  kq::testing::TempDir tmp;
+  fs::create_directories(tmp.path / "tokenizer.json");
+  write(tmp.path / "vocab.json", byte_vocab().dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
+                                (tmp.path / "tokenizer.json").string() + " is a directory, not a file");
+  write(tmp.path / "merges.txt", "a b\n");
+  const Tokenizer t = Tokenizer::load(tmp.path);
+  EXPECT_EQ(t.source(), "vocab.json + merges.txt (tokenizer.json not used: " +
+                            (tmp.path / "tokenizer.json").string() + " is a directory, not a file)");
+  EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));
+  fs::remove(tmp.path / "tokenizer.json");
+  fs::create_symlink(tmp.path / "gone.json", tmp.path / "tokenizer.json");
+  EXPECT_EQ(Tokenizer::load(tmp.path).source(), "vocab.json + merges.txt (tokenizer.json not used: " +
+                                                    (tmp.path / "tokenizer.json").string() +
+                                                    " is a link to a missing file)");
+}
