@@ -51,7 +51,9 @@ ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t
     raise<InvalidArgument>("compare_models: the text has {} tokens, fewer than the 2 needed to score one",
                            tokens.size());
 
-  eval::WindowRunner run_ref(ref, r.ctx), run_cand(cand, r.ctx);
+  // Buffers sized to the longest window scored, not to ctx (same windows).
+  const int64_t capacity = eval::window_capacity(windows);
+  eval::WindowRunner run_ref(ref, capacity), run_cand(cand, capacity);
   double kl_sum = 0, agree_sum = 0;
   for (const EvalWindow& w : windows) {
     const auto win = tokens.subspan(size_t(w.begin), size_t(w.end - w.begin));

@@ -36,7 +36,8 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
     raise<InvalidArgument>("perplexity: the text has {} tokens, fewer than the 2 needed to score one",
                            tokens.size());
 
-  eval::WindowRunner runner(model, r.ctx);
+  // Buffers sized to the longest window scored, not to ctx (same windows).
+  eval::WindowRunner runner(model, eval::window_capacity(windows));
   for (const EvalWindow& w : windows) {
     const auto win = tokens.subspan(size_t(w.begin), size_t(w.end - w.begin));
     const int64_t len = int64_t(win.size());

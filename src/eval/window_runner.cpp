@@ -1,5 +1,7 @@
 #include "eval/window_runner.hpp"
 
+#include <algorithm>
+
 #include "kernels/cpu/ops_softmax.hpp"
 #include "kq/error.hpp"
 
@@ -14,9 +16,23 @@ int resolve_ctx(int ctx, int64_t max_positions) {
   return ctx;
 }
 
-WindowRunner::WindowRunner(Model& model, int ctx)
+int64_t window_capacity(std::span<const EvalWindow> windows) {
+  int64_t longest = 0;
+  for (const EvalWindow& w : windows) longest = std::max(longest, w.end - w.begin);
+  return longest;
+}
+
+namespace {
+// make_cache(0) would mean "the model's whole context": the case this avoids.
+int64_t checked_capacity(int64_t capacity) {
+  if (capacity < 1) raise<InvalidArgument>("WindowRunner: capacity must be >= 1 token, got {}", capacity);
+  return capacity;
+}
+}  // namespace
+
+WindowRunner::WindowRunner(Model& model, int64_t capacity)
     : model_(model),
-      cache_(model.make_cache(ctx)),
+      cache_(model.make_cache(checked_capacity(capacity))),
       logits_(size_t(Model::prefill_chunk() * model.config().vocab_size)) {}
 
 const float* WindowRunner::step(std::span<const int32_t> tokens) {

@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "kq/eval.hpp"
 #include "kq/model.hpp"
 
 namespace kq::eval {
@@ -14,10 +15,23 @@ namespace kq::eval {
 /// ctx > max_positions.
 int resolve_ctx(int ctx, int64_t max_positions);
 
-/// A model, a KV cache of `ctx` tokens and a logits buffer of rows() × vocab.
+/// The KV cache length, in tokens, that scoring `windows` needs: the length
+/// of the longest window, i.e. min(ctx, tokens in the text) under the
+/// docs/EVALUATION.md protocol (perplexity_windows), not ctx itself, so a
+/// model whose context is 10^6 positions scoring a 1,655-token text holds a
+/// cache (and attention scratch) of 1,655 positions. The windows, and so the
+/// scored tokens and the perplexity, are unchanged. 0 for no windows.
+int64_t window_capacity(std::span<const EvalWindow> windows);
+
+/// A model, a KV cache of `capacity` tokens (window_capacity of the windows
+/// it will run) and a logits buffer of rows() × vocab.
 class WindowRunner {
  public:
-  WindowRunner(Model& model, int ctx);
+  /// Throws InvalidArgument when `capacity` is < 1 or more than the model's
+  /// positions (Model::make_cache).
+  WindowRunner(Model& model, int64_t capacity);
+  /// The KV cache length in tokens: the longest window this runner can score.
+  int64_t capacity() const { return cache_.capacity(); }
   /// Rows per step.
   int64_t rows() const { return Model::prefill_chunk(); }
   /// Starts a new window at position 0.
