@@ -95,7 +95,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
                                                  EncodeOptions{.allow_special = o.allow_special_tokens});
   rep.special_tokens = o.allow_special_tokens;
   rep.text_tokens = int64_t(tokens.size());
-  if (tokens.size() < 2) raise<InvalidArgument>("{}: the text has fewer than 2 tokens", o.text.string());
+  if (tokens.size() < 2)
+    raise<InvalidArgument>("--text '{}': the text has {} token{}, fewer than the 2 needed to score one",
+                           o.text.string(), tokens.size(), tokens.size() == 1 ? "" : "s");
 
   for (size_t i = 0; i < specs.size(); ++i) {
     BenchResult r;

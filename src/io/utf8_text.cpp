@@ -3,7 +3,12 @@
 
 #include <fmt/format.h>
 
-#include "io/json_strict.hpp"
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "io/file_kind.hpp"
 #include "kq/error.hpp"
 
 namespace kq::io {
@@ -92,7 +97,21 @@ void check_utf8(std::string_view text, const std::string& source) {
 }
 
 std::string read_utf8_text_file(const std::filesystem::path& file, uint64_t max_bytes) {
-  std::string text = read_text_file(file, max_bytes);
+  // Streamed to the end of the file: the size a file reports is not trusted
+  // (/proc files report 0 bytes and hold text; a file may grow while read).
+  if (const auto why = why_not_regular_file(file)) raise<FormatError>("{}: {}", file.string(), *why);
+  std::ifstream in(file, std::ios::binary);
+  if (!in) raise<FormatError>("{}: cannot open for reading: {}", file.string(), std::strerror(errno));
+  std::string text;
+  std::vector<char> chunk(size_t(1) << 16);
+  while (in) {
+    in.read(chunk.data(), std::streamsize(chunk.size()));
+    const auto got = uint64_t(in.gcount());
+    if (got > max_bytes - text.size())
+      raise<FormatError>("{}: file is more than the {} bytes allowed", file.string(), max_bytes);
+    text.append(chunk.data(), size_t(got));
+  }
+  if (in.bad()) raise<FormatError>("{}: read error", file.string());
   check_utf8(text, file.string());
   return text;
 }

@@ -34,8 +34,9 @@ std::string escape_for_terminal(std::string_view text);
 /// Lines and columns count from 1; the column counts bytes.
 void check_utf8(std::string_view text, const std::string& source);
 
-/// Reads a whole text file (at most `max_bytes`) and checks that it is UTF-8
-/// (check_utf8 naming the file). A UTF-8 byte order mark is kept (it is valid
+/// Reads a whole text file (at most `max_bytes`), streamed to its end (the
+/// reported size is not trusted: /proc files report 0), and checks that it is
+/// UTF-8 (check_utf8 naming the file). A UTF-8 byte order mark is kept (it is valid
 /// UTF-8). Throws FormatError naming the file: missing, unreadable, too large,
 /// or not UTF-8.
 std::string read_utf8_text_file(const std::filesystem::path& file, uint64_t max_bytes);

@@ -48,6 +48,9 @@ void run_eval(const EvalOptions& o) {
   const Tokenizer tok = Tokenizer::load(o.model);
   tok.check_fits(model->config().vocab_size, o.model);
   const std::vector<int32_t> tokens = tok.encode(text, EncodeOptions{.allow_special = o.special_tokens});
+  if (tokens.size() < 2)  // named here: evaluate_perplexity does not know the file
+    raise<InvalidArgument>("--text '{}': the text has {} token{}, fewer than the 2 needed to score one", o.text,
+                           tokens.size(), tokens.size() == 1 ? "" : "s");
 
   Progress bar("windows", !o.quiet);
   const PerplexityResult r =
