@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
+#include "kq/context.hpp"
 #include "io/atomic_file.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
@@ -216,7 +217,7 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, 1 << 30))
+      ->transform(integer_in(0, kMaxThreads))
       ->capture_default_str();
   cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");

@@ -11,6 +11,7 @@
 #include "commands.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
+#include "kq/context.hpp"
 #include "io/atomic_file.hpp"
 #include "io/utf8_text.hpp"
 #include "kq/error.hpp"
@@ -119,7 +120,7 @@ void add_eval_command(CLI::App& app) {
       ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, 1 << 30))
+      ->transform(integer_in(0, kMaxThreads))
       ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))

@@ -10,12 +10,14 @@
 #include "commands.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
+#include "kq/context.hpp"
 #include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
+#include "real_option.hpp"
 
 namespace kq::cli {
 namespace {
@@ -119,17 +121,19 @@ void add_generate_command(CLI::App& app) {
           ->transform(integer_in(0, 1 << 30))
           ->capture_default_str();
   cmd->add_option("--temperature", opts->sampling.temperature, "Sampling temperature; 0 = greedy")
+      ->check(real_in<float>({0.0, std::numeric_limits<double>::infinity()}))
       ->capture_default_str();
   cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
       ->transform(integer_in(0, std::numeric_limits<int>::max()))
       ->capture_default_str();
   cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (1 = off)")
+      ->check(real_in<float>({.lo = 0.0, .hi = 1.0, .lo_open = true}))
       ->capture_default_str();
   cmd->add_option("--seed", opts->sampling.seed, "Random seed (of std::mt19937_64)")
       ->transform(integer_in<uint64_t>(0, std::numeric_limits<uint64_t>::max()))
       ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, 1 << 30))
+      ->transform(integer_in(0, kMaxThreads))
       ->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))

@@ -57,6 +57,11 @@ int main(int argc, char** argv) {
                kq::version() + ")"};
   app.require_subcommand(1);
   app.set_version_flag("--version", kq::version());
+  // Usage errors (exit status 2) start with "kq: error:" like every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return fmt::format("kq: error: {}\nRun with --help for more information.\n",
+                       kq::io::escape_for_terminal(e.what()));
+  });
   app.footer(
       "Exit status: 0 ok, 1 error in the input or the run, 2 usage error, 3 bench: a mode failed,\n"
       "70 internal error. Run 'kq COMMAND --help' for the options of a command.");

@@ -6,6 +6,7 @@
 #include "commands.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
+#include "kq/context.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
 #include "mode_option.hpp"
@@ -33,7 +34,7 @@ void add_quantize_command(CLI::App& app) {
       "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, 1 << 30))
+      ->transform(integer_in(0, kMaxThreads))
       ->capture_default_str();
   cmd->callback([a] {
     QuantizeOptions qo;
