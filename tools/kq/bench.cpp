@@ -219,7 +219,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "CPU threads (0 = all cores)")
       ->transform(integer_in(0, kMaxThreads))
       ->capture_default_str();
-  cmd->add_option("--json", args->json, "Also write the results as JSON to this file (atomically)");
+  CLI::Option* json_opt = cmd->add_option(
+      "--json", args->json,
+      "Also write the results as JSON to this file (atomically). It must not be the --text file or an "
+      "existing file inside the --model folder (a new file there is fine)");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option(
       "--keep", args->keep,
@@ -244,7 +247,7 @@ void add_bench_command(CLI::App& app) {
       "--special-tokens", args->special_tokens,
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
       "Face tokenizers do); default: the text is raw text");
-  cmd->callback([args, decode_opt, prompt_opt] {
+  cmd->callback([args, decode_opt, prompt_opt, json_opt] {
     BenchOptions o;
     o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
     if (!args->text.empty()) {
@@ -273,8 +276,7 @@ void add_bench_command(CLI::App& app) {
     o.latency.fit_prompt_tokens = prompt_opt->count() == 0;
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
-    check_output_file("--json", args->json);
-    check_not_input("--json", args->json, "--text", args->text);
+    check_json_output(json_opt->count() > 0, args->json, o.text.string(), o.model_dir);
     o.context.threads = args->threads;
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)

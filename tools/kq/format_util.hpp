@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -78,6 +79,53 @@ inline void check_not_input(const char* out_option, const std::string& out, cons
   if (!out.empty() && !in.empty() && std::filesystem::exists(out, ec) &&
       std::filesystem::equivalent(out, in, ec))
     raise<InvalidArgument>("{} '{}' is the {} file; choose another output file", out_option, out, in_option);
+}
+
+/// An output option must not replace a file of the model folder (e.g. --json
+/// cpy/model.safetensors: the weights would become JSON). The rule: any file
+/// that exists inside `model_dir` (at any depth) is refused, as resolved
+/// through symbolic links, "." and "..", and a hard link to a file directly in
+/// the folder too. The model load reads config.json, generation_config.json,
+/// tokenizer*.json, vocab.json, merges.txt, special_tokens_map.json,
+/// *.safetensors and *.safetensors.index.json, and the folder holds other
+/// inputs besides (demo-eval.txt, `kq bench`'s default text; files a later
+/// version may read): nothing there that exists is kq's to replace. A new file
+/// in the folder is allowed. A model folder that does not exist is left to the
+/// model load to name. Throws InvalidArgument naming the option, the file and
+/// the folder.
+inline void check_not_model_file(const char* out_option, const std::string& out,
+                                 const std::filesystem::path& model_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (out.empty() || model_dir.empty() || !fs::exists(out, ec)) return;  // a new file: nothing to replace
+  const fs::path target = fs::canonical(out, ec);  // through symbolic links, ".", ".."
+  if (ec) return;
+  const fs::path dir = fs::canonical(model_dir, ec);
+  if (ec || !fs::is_directory(dir, ec)) return;
+  bool inside = std::mismatch(dir.begin(), dir.end(), target.begin(), target.end()).first == dir.end();
+  for (auto it = fs::directory_iterator(dir, ec); !inside && !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::error_code ec2;
+    inside = it->is_regular_file(ec2) && fs::equivalent(it->path(), target, ec2);  // a hard link
+  }
+  if (inside)
+    raise<InvalidArgument>(
+        "{} '{}' is a file of the --model folder '{}' (the model's own files are inputs and are never "
+        "replaced); choose a file outside it or a new name",
+        out_option, out, model_dir.string());
+}
+
+/// The --json option of `kq eval` and `kq bench`, checked before the run, in
+/// one place: `given` but empty ("--json ''") is an error like --out's, the
+/// folder must be writable (check_output_file), and it must not name an
+/// existing file of the --model folder (check_not_model_file) or the --text
+/// file (check_not_input). Throws InvalidArgument naming the option and the file.
+inline void check_json_output(bool given, const std::string& json, const std::string& text,
+                              const std::filesystem::path& model_dir) {
+  if (given && json.empty()) raise<InvalidArgument>("--json is empty: give the file to write");
+  check_output_file("--json", json);
+  check_not_model_file("--json", json, model_dir);
+  check_not_input("--json", json, "--text", text);
 }
 
 /// "1.23 MiB", "456.0 KiB", "12 B".
