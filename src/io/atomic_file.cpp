@@ -62,14 +62,20 @@ std::filesystem::path atomic_write_target(const std::filesystem::path& path) {
   return target;
 }
 
+std::string temporary_file_template(const std::filesystem::path& target) {
+  const std::filesystem::path dir =
+      target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  std::string base_name(".");  // (built with append: GCC 12 warns falsely on "." + string)
+  base_name.append(target.filename().string()).append(".tmp-XXXXXX");
+  return (dir / base_name).string();
+}
+
 void write_file_atomic(const std::filesystem::path& requested,
                        const std::function<void(AtomicFileSink&)>& fill) {
   if (requested.filename().empty()) raise<InvalidArgument>("'{}': not a file path", requested.string());
   const std::filesystem::path path = atomic_write_target(requested);
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  std::string base_name(".");  // (built with append: GCC 12 warns falsely on "." + string)
-  base_name.append(path.filename().string()).append(".tmp-XXXXXX");
-  const std::string tmpl = (dir / base_name).string();
+  const std::string tmpl = temporary_file_template(path);
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   int fd = ::mkostemp(name.data(), O_CLOEXEC);

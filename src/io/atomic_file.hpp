@@ -45,6 +45,12 @@ void write_file_atomic(const std::filesystem::path& path, const std::function<vo
 /// renaming over it would replace it. Nothing is opened or written.
 std::filesystem::path atomic_write_target(const std::filesystem::path& path);
 
+/// The mkstemp template of write_file_atomic's temporary file for `target`
+/// (already resolved by atomic_write_target): `<folder>/.<name>.tmp-XXXXXX`.
+/// Also what a pre-run check creates to prove the folder writable with a name
+/// as long as the real one's.
+std::string temporary_file_template(const std::filesystem::path& target);
+
 /// Why the temporary sibling of an atomic write (write_file_atomic's
 /// `.<name>.tmp-XXXXXX`, AtomicDir's `<out>.tmp-XXXXXX`) could not be created
 /// in folder `dir`, given the errno `err` of mkostemp/mkdtemp, as a clause to

@@ -39,11 +39,9 @@ inline void check_output_file(const char* option, const std::string& path) {
     raise<InvalidArgument>("{}: cannot write '{}': {}", option, path, *why);
   // Writable before minutes of work (a read-only mount was only found at the
   // end): the output is written atomically through a temporary file in that
-  // folder, so make (and remove) one now, with a name as long as the writer's
-  // `.<name>.tmp-XXXXXX` (a name too long for it is found here too).
-  std::string probe_name(".");  // (built with append: GCC 12 warns falsely on "." + string)
-  probe_name.append(p.filename().string()).append(".tmp-XXXXXX");
-  std::string probe = (dir / probe_name).string();
+  // folder, so make (and remove) one now, named as the writer names it (a
+  // name too long for it is found here too).
+  std::string probe = io::temporary_file_template(p);
   const int fd = ::mkstemp(probe.data());
   if (fd < 0) {
     const int err = errno;

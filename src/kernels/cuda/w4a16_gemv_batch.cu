@@ -292,7 +292,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
             }
           }
 #pragma unroll
-          for (int gi = 0; gi < kGP; ++gi) add_scaled<kParts, kDq, kN8>(acc[gi], c[gi], ring[gi], part, o);
+          for (int gi = 0; gi < kGP; ++gi)
+            if (gi < gp) add_scaled<kParts, kDq, kN8>(acc[gi], c[gi], ring[gi], part, o);
         }
         // Refill the slots with the next step's items (groups past the last: nothing; their sums are never
         // written).
