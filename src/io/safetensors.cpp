@@ -3,8 +3,10 @@
 // (https://github.com/huggingface/safetensors, safetensors/src/tensor.rs):
 // header length <= 100,000,000 bytes, JSON object of {dtype, shape,
 // data_offsets}, byte size == dtype size × shape product, offsets inside the
-// data section, no two tensors sharing bytes. Unlike the reference we accept
-// gaps between tensors and trailing bytes (harmless for reading).
+// data section, no two tensors sharing bytes, and — as the format's
+// specification requires ("the byte buffer needs to be entirely indexed, and
+// cannot contain holes. This prevents the creation of polyglot files") — no
+// gap between tensors, no byte before the first or after the last.
 #include "io/safetensors.hpp"
 
 #include <algorithm>
@@ -135,6 +137,72 @@ HeaderEntry parse_entry(const std::string& file, const std::string& name, const 
   return e;
 }
 
+/// "tensor 'a' [b, e]", or `none` when `e` is null (for messages).
+std::string describe(const HeaderEntry* e, const char* none) {
+  return e ? fmt::format("tensor '{}' [{}, {}]", e->name, e->begin, e->end) : std::string(none);
+}
+
+/// Rejects two tensors sharing bytes: sorted by begin, each non-empty range
+/// must start at or after the end of the one before (once sorted, no earlier
+/// range ends further, or it would overlap that one first). Empty tensors
+/// occupy no bytes and are placed by check_coverage.
+void check_overlaps(const std::string& file, const std::vector<HeaderEntry>& entries) {
+  std::vector<const HeaderEntry*> order;
+  for (const auto& e : entries)
+    if (e.end > e.begin) order.push_back(&e);
+  std::sort(order.begin(), order.end(),
+            [](const HeaderEntry* a, const HeaderEntry* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (order[i]->begin < order[i - 1]->end)
+      raise<FormatError>("{}: tensor '{}': data_offsets [{}, {}] overlap tensor '{}' [{}, {}]", file,
+                         order[i]->name, order[i]->begin, order[i]->end, order[i - 1]->name,
+                         order[i - 1]->begin, order[i - 1]->end);
+  }
+}
+
+/// Rejects data-section bytes no tensor indexes (the specification's "cannot
+/// contain holes"): with the ranges sorted by (begin, end), the first starts
+/// at 0, each starts where the one before ended, and the last ends at the end
+/// of the file. An empty tensor must sit on such a boundary too (as in the
+/// reference reader), not inside another tensor's bytes. Ranges are known
+/// not to overlap (check_overlaps) and to lie inside the data section.
+/// Offsets in messages are relative to the data section; the file offsets
+/// (data_start + offset) are given for the hole itself.
+void check_coverage(const std::string& file, uint64_t data_start, uint64_t data_size,
+                    const std::vector<HeaderEntry>& entries) {
+  std::vector<const HeaderEntry*> order;
+  for (const auto& e : entries) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](const HeaderEntry* a, const HeaderEntry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  constexpr const char* kRule =
+      "the safetensors format requires the tensors to cover the data section with no holes";
+  uint64_t pos = 0;                  // end of the bytes covered so far
+  const HeaderEntry* last = nullptr;  // the tensor that ends at pos (null: none yet)
+  for (const HeaderEntry* e : order) {
+    if (e->begin > pos)
+      raise<FormatError>("{}: data bytes [{}, {}) (file offsets [{}, {})) belong to no tensor: a hole between "
+                         "{} and tensor '{}' [{}, {}] ({})",
+                         file, pos, e->begin, data_start + pos, data_start + e->begin,
+                         describe(last, "the start of the data section"), e->name, e->begin, e->end, kRule);
+    if (e->begin < pos)  // only an empty tensor can start before pos: the others do not overlap
+      raise<FormatError>("{}: tensor '{}': empty tensor at data offset {} lies inside {} (an empty tensor must "
+                         "sit between two tensors, as the reference reader requires)",
+                         file, e->name, e->begin, describe(last, "another tensor"));
+    if (e->end > pos || !last) last = e;
+    pos = e->end;
+  }
+  if (pos < data_size && !last)
+    raise<FormatError>("{}: data bytes [0, {}) (file offsets [{}, {})) belong to no tensor: the header lists no "
+                       "tensor but the data section is not empty ({})",
+                       file, data_size, data_start, data_start + data_size, kRule);
+  if (pos < data_size)
+    raise<FormatError>("{}: data bytes [{}, {}) (file offsets [{}, {})) belong to no tensor: {} trailing bytes "
+                       "after the last tensor, {} ({})",
+                       file, pos, data_size, data_start + pos, data_start + data_size, data_size - pos,
+                       describe(last, ""), kRule);
+}
+
 ParsedFile parse_file(const fs::path& path) {
   const std::string file = path.string();
   ParsedFile pf;
@@ -175,19 +243,8 @@ ParsedFile parse_file(const fs::path& path) {
     pf.entries.push_back(std::move(e));
   }
 
-  // Overlap check: sorted by begin, each non-empty range must start at or
-  // after the furthest end seen so far. Empty tensors occupy no bytes.
-  std::vector<const HeaderEntry*> order;
-  for (const auto& e : pf.entries)
-    if (e.end > e.begin) order.push_back(&e);
-  std::sort(order.begin(), order.end(),
-            [](const HeaderEntry* a, const HeaderEntry* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < order.size(); ++i) {
-    if (order[i]->begin < order[i - 1]->end)
-      raise<FormatError>("{}: tensor '{}': data_offsets [{}, {}] overlap tensor '{}' [{}, {}]", file,
-                         order[i]->name, order[i]->begin, order[i]->end, order[i - 1]->name,
-                         order[i - 1]->begin, order[i - 1]->end);
-  }
+  check_overlaps(file, pf.entries);
+  check_coverage(file, pf.data_start, data_size, pf.entries);
   return pf;
 }
 

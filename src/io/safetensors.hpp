@@ -5,8 +5,10 @@
 // "__metadata__": {str: str}}, then the data section; offsets are relative to it.
 //
 // Reading is strict about everything that could cause an out-of-bounds read
-// or a silent misread (see open_file) but, unlike the reference reader,
-// accepts gaps between tensors and trailing bytes. Tensors may sit at
+// or a silent misread (see open_file) and, like the reference reader, about
+// the format's rule that the data section is entirely indexed with no holes
+// (no gap between tensors, no trailing bytes: this prevents polyglot files).
+// Tensors may sit at
 // unaligned file offsets (the header length need not be a multiple of 8);
 // such tensors are copied once into aligned heap memory at open time, so
 // Tensor::data<T>() is always safe to use. Aligned tensors (every file written
@@ -35,10 +37,14 @@ class TensorStore {
   static TensorStore open_dir(const std::filesystem::path& dir);
   /// Opens one .safetensors file. Validates the header fully: length bounds,
   /// JSON, dtypes, dtype × shape vs byte size, offsets inside the file, no
-  /// overlaps (checked on ranges sorted by begin), duplicate keys, shape
-  /// entries that are negative, non-integer or overflow int64 when
-  /// multiplied. Header length cap: 100,000,000 bytes (as the reference).
-  /// Throws FormatError naming the file (and tensor).
+  /// overlaps (checked on ranges sorted by begin), no holes (sorted by
+  /// data_offsets, the first tensor starts at data offset 0, each next one
+  /// where the one before ended, the last ends at the end of the file; an
+  /// empty tensor sits on such a boundary), duplicate keys, shape entries
+  /// that are negative, non-integer or overflow int64 when multiplied. Header
+  /// length cap: 100,000,000 bytes (as the reference). Throws FormatError
+  /// naming the file (and tensor); for a hole or trailing bytes, the byte
+  /// range (data-section and file offsets) and the tensors around it.
   static TensorStore open_file(const std::filesystem::path& file);
 
   /// true when a tensor of that exact name exists.
@@ -68,8 +74,9 @@ class TensorStore {
 /// `path`. On any error the temporary is removed, `path` is untouched, and
 /// Error is thrown naming the path (InvalidArgument for an undefined tensor,
 /// an empty or "__metadata__" name, or names/metadata that are not UTF-8).
-/// Layout (readable by the reference safetensors reader, which requires the
-/// tensors to cover the data section with no gaps): the JSON header is
+/// Layout (valid under the format's no-holes rule, which open_file and the
+/// reference reader enforce: the tensors cover the data section with no gaps
+/// and nothing follows the last one): the JSON header is
 /// padded with spaces so the data section starts on an 8-byte boundary;
 /// tensors follow back to back, ordered by the alignment their byte size
 /// allows (sizes that are multiples of 8 first, then 4, 2, 1; by name within

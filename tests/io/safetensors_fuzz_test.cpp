@@ -22,7 +22,7 @@ std::string base_file() {
       R"({"__metadata__":{"format":"pt","k":"v"},)"
       R"("emb":{"dtype":"F32","shape":[3,2],"data_offsets":[0,24]},)"
       R"("h.0.w":{"dtype":"BF16","shape":[2,2],"data_offsets":[24,32]},)"
-      R"("h.0.q":{"dtype":"I8","shape":[5],"data_offsets":[32,37]},)"
+      R"("h.0.q":{"dtype":"I8","shape":[6],"data_offsets":[32,38]},)"
       R"("h.0.s":{"dtype":"F16","shape":[1],"data_offsets":[38,40]},)"
       R"("z":{"dtype":"F64","shape":[0],"data_offsets":[40,40]}})";
   std::string data(40, '\0');

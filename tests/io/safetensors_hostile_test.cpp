@@ -3,6 +3,8 @@
 // at fault) — never a crash, hang or out-of-bounds read.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "common/test_data.hpp"
 #include "io/io_test_util.hpp"
 #include "io/safetensors.hpp"
@@ -189,6 +191,76 @@ TEST_F(Hostile, OverlappingTensors) {
   expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]},)"
                               R"("b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]})"),
                   {"overlap"});
+  // Overlapping tensors that also leave no hole and no trailing byte.
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[12],"data_offsets":[0,12]},)"
+                              R"("b":{"dtype":"U8","shape":[8],"data_offsets":[8,16]})"),
+                  {"overlap", "'a'", "'b'", "[0, 12]", "[8, 16]"});
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[16],"data_offsets":[0,16]},)"
+                              R"("b":{"dtype":"U8","shape":[16],"data_offsets":[0,16]})"),
+                  {"overlap"});
+}
+
+// The format's specification: "the byte buffer needs to be entirely indexed,
+// and cannot contain holes. This prevents the creation of polyglot files."
+// The reference reader rejects gaps, bytes before the first tensor and bytes
+// after the last; so do we, naming the byte range and the tensors around it.
+TEST_F(Hostile, HoleBetweenTensors) {
+  const std::string entries = R"("a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                              R"("b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]})";
+  const std::string bytes = tensor_file(entries, 12);
+  const size_t data_start = bytes.size() - 12;
+  expect_rejected(bytes, {"data bytes [4, 8)", "hole", "tensor 'a' [0, 4]", "tensor 'b' [8, 12]",
+                          fmt::format("file offsets [{}, {})", data_start + 4, data_start + 8)});
+  // The same hole with the entries listed in the other order, and a 1-byte hole.
+  expect_rejected(tensor_file(R"("b":{"dtype":"U8","shape":[4],"data_offsets":[5,9]},)"
+                              R"("a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]})", 9),
+                  {"data bytes [4, 5)", "'a'", "'b'"});
+}
+
+TEST_F(Hostile, BytesBeforeTheFirstTensor) {
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]})", 8),
+                  {"data bytes [0, 4)", "start of the data section", "tensor 'a' [4, 8]"});
+}
+
+TEST_F(Hostile, TrailingBytesAfterTheLastTensor) {
+  const std::string entries = R"("a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                              R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]})";
+  expect_rejected(tensor_file(entries, 9), {"data bytes [8, 9)", "1 trailing bytes", "tensor 'b' [4, 8]"});
+  expect_rejected(raw_safetensors(valid_header(), valid_data() + "<html>polyglot</html>"),
+                  {"data bytes [16, 37)", "trailing", "tensor 'b' [8, 16]"});
+  // No tensors at all, yet data bytes.
+  expect_rejected(raw_safetensors(R"({"__metadata__":{"format":"pt"}})", "xyz"),
+                  {"data bytes [0, 3)", "lists no tensor"});
+  expect_rejected(raw_safetensors("{}", "x"), {"data bytes [0, 1)"});
+}
+
+TEST_F(Hostile, EmptyTensorInsideAnotherTensor) {
+  // As the reference reader: an empty tensor sits between tensors, not inside one.
+  expect_rejected(tensor_file(R"("a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},)"
+                              R"("z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]})", 8),
+                  {"tensor 'z'", "inside tensor 'a' [0, 8]"});
+}
+
+TEST_F(Hostile, FullyIndexedFilesWithEmptyTensorsLoad) {
+  const std::vector<std::string> ok = {
+      raw_safetensors(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                      R"("z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
+                      R"("y":{"dtype":"F32","shape":[2,0],"data_offsets":[0,0]},)"
+                      R"("b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}})",
+                      "abcdef"),
+      raw_safetensors(R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})"),
+      raw_safetensors(R"({"__metadata__":{"format":"pt"}})"),
+      raw_safetensors("{}"),
+  };
+  for (size_t i = 0; i < ok.size(); ++i) {
+    SCOPED_TRACE(i);
+    const fs::path p = tmp.path / fmt::format("ok{}.safetensors", i);
+    write_bytes(p, ok[i]);
+    EXPECT_NO_THROW(TensorStore::open_file(p));
+  }
+  const TensorStore st = TensorStore::open_file(tmp.path / "ok0.safetensors");
+  EXPECT_EQ(st.names(), (std::vector<std::string>{"a", "b", "y", "z"}));
+  EXPECT_EQ(std::string(static_cast<const char*>(st.get("b").raw()), 2), "ef");
 }
 
 TEST_F(Hostile, DuplicateNames) {
@@ -249,6 +321,12 @@ TEST_F(HostileDir, UnlistedTensorInAShardIsLoaded) {
   EXPECT_EQ(st.file_of("b"), (tmp.path / "s1.safetensors").string());
   EXPECT_EQ(st.get("b").dtype(), DType::BF16);
   EXPECT_EQ(st.get("b").shape().size(), 2u);
+}
+
+TEST_F(HostileDir, ShardWithTrailingBytes) {
+  write_bytes(tmp.path / "s1.safetensors", raw_safetensors(valid_header(), valid_data() + "junk"));
+  write_bytes(index(), R"({"weight_map":{"a":"s1.safetensors","b":"s1.safetensors"}})");
+  expect_dir_rejected({(tmp.path / "s1.safetensors").string(), "data bytes [16, 20)", "trailing"});
 }
 
 TEST_F(HostileDir, TensorHeldByTwoShards) {
