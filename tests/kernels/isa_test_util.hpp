@@ -21,7 +21,7 @@ inline void PrintTo(Isa isa, std::ostream* os) { *os << isa_name(isa); }
 namespace kq::testing {
 
 /// Optimized ISAs the kernel tests are instantiated for (Ref is the oracle).
-inline const std::vector<cpu::Isa> kOptimizedIsas = {cpu::Isa::Avx2, cpu::Isa::Avx512, cpu::Isa::Avx512Vnni};
+inline const std::vector<cpu::Isa> kOptimizedIsas = {cpu::Isa::Avx2, cpu::Isa::Avx512Vnni};
 
 inline std::string isa_param_name(const ::testing::TestParamInfo<cpu::Isa>& p) {
   return std::string(cpu::isa_name(p.param));

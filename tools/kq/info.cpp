@@ -7,14 +7,41 @@
 #include "kernels/cpu/dispatch.hpp"
 #include "kq/context.hpp"
 #include "kq/fp8.hpp"
+#include "kq/error.hpp"
 #include "kq/info.hpp"
+#include "kq/warning.hpp"
 
 namespace kq::cli {
+namespace {
+
+/// The "kernels:" lines. `kq info` is what a user runs to see what the machine
+/// supports, so a KQ_ISA this CPU lacks (or an unknown value) is reported here,
+/// with the error every other command gives, instead of failing the report.
+void print_kernels() {
+  const std::string values = cpu::isa_env_value_names("|");
+  const std::string best(cpu::isa_name(cpu::best_isa()));
+  std::string available;
+  for (cpu::Isa i : cpu::available_isas()) available.append(available.empty() ? "" : ", ").append(cpu::isa_name(i));
+  const char* env = std::getenv("KQ_ISA");
+  try {
+    const std::string isa = active_isa();
+    fmt::print("kernels:  {} ({}; available here: {}; force with KQ_ISA={})\n", isa,
+               env && *env ? fmt::format("forced with KQ_ISA={}", env) : std::string("the best this CPU has"),
+               available, values);
+  } catch (const InvalidArgument& e) {
+    fmt::print("kernels:  KQ_ISA={} IS NOT USABLE HERE: {}\n", env ? env : "", e.what());
+    fmt::print("          every other kq command fails with that error (exit 1) while KQ_ISA is set so;\n");
+    fmt::print("          unset KQ_ISA to use {} (the best this CPU has; available here: {}; values: {})\n", best,
+               available, values);
+    warn(fmt::format("{} (kq info reports anyway; other commands fail)", e.what()));
+  }
+}
+
+}  // namespace
 
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show version, build, CPU features, threads and CUDA status");
   cmd->callback([] {
-    const std::string isa = active_isa();  // throws on a bad KQ_ISA before anything is printed
     const CpuFeatures& f = cpu_features();
     auto yn = [](bool b) { return b ? "yes" : "no"; };
     fmt::print("KernelQuant {} ({} build)\n", version(), build_type());
@@ -23,7 +50,7 @@ void add_info_command(CLI::App& app) {
                yn(f.avx2), yn(f.fma), yn(f.f16c), yn(f.avx512f), yn(f.avx512bw), yn(f.avx512vl));
     fmt::print("          AVX-512 VNNI {}  AVX-VNNI {}  AVX-512 BF16 {}  AVX-512 FP16 {}\n",
                yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
-    fmt::print("kernels:  {} (force with KQ_ISA=ref|avx2|avx512vnni)\n", isa);
+    print_kernels();
     const char* wait = std::getenv("OMP_WAIT_POLICY");
     fmt::print("threads:  {} (OpenMP wait policy {}; kq's default is PASSIVE, OMP_WAIT_POLICY=ACTIVE spins)\n",
                resolve_threads(0), wait ? wait : "runtime default");

@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
     }
   });
 
-  if (const char* word = command_word(argc, argv)) {
+  const char* word = command_word(argc, argv);
+  if (word) {
     std::vector<std::string> names;
     bool known = false;
     for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
@@ -97,7 +98,9 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    (void)kq::active_isa();  // a bad KQ_ISA fails every command the same way, up front
+    // A bad KQ_ISA fails every command the same way, up front; except `kq info`,
+    // which reports it (it is how a user finds out what this CPU supports).
+    if (!word || std::string_view(word) != "info") (void)kq::active_isa();
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {  // thrown by a command for its own exit status (bench: 3)
     return e.get_exit_code();

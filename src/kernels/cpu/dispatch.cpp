@@ -13,7 +13,7 @@
 namespace kq::cpu {
 namespace {
 
-constexpr Isa kAllIsas[] = {Isa::Ref, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni};
+constexpr Isa kAllIsas[] = {Isa::Ref, Isa::Avx2, Isa::Avx512Vnni};
 
 void quantize_rows_s8_ref(const float* x, int64_t M, int64_t K, int8_t* xq, float* xs, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (M > 1)
@@ -93,7 +93,6 @@ std::string unavailable_reason(Isa isa) {
     case Isa::Avx2:
       if (!(f.avx2 && f.fma && f.f16c)) return "this CPU lacks AVX2, FMA or F16C";
       return {};
-    case Isa::Avx512: return "this build has no separate AVX-512 (non-VNNI) kernels; use avx512vnni or avx2";
     case Isa::Avx512Vnni:
       if (!(f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni))
         return "this CPU lacks AVX-512F/BW/VL with VNNI";
@@ -129,17 +128,33 @@ std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::Ref: return "ref";
     case Isa::Avx2: return "avx2";
-    case Isa::Avx512: return "avx512";
     case Isa::Avx512Vnni: return "avx512vnni";
   }
   return "unknown";
 }
 
+const std::vector<IsaEnvValue>& isa_env_values() {
+  static const std::vector<IsaEnvValue> values = {
+      {"ref", Isa::Ref, "scalar reference quantized kernels (the test oracle)"},
+      {"avx2", Isa::Avx2, "AVX2 + FMA + F16C quantized kernels"},
+      {"avx512vnni", Isa::Avx512Vnni, "AVX-512 VNNI INT8 prefill GEMM, AVX2 for the rest"},
+      {"generic", Isa::Ref, "ref, and baseline x86-64 FP32/vector ops as well"},
+  };
+  return values;
+}
+
+std::string isa_env_value_names(std::string_view sep) {
+  std::string s;
+  for (const IsaEnvValue& v : isa_env_values()) s.append(s.empty() ? "" : sep).append(v.name);
+  return s;
+}
+
 Isa parse_isa(std::string_view name) {
-  if (name == "generic") return Isa::Ref;
-  for (Isa i : kAllIsas)
-    if (name == isa_name(i)) return i;
-  raise<InvalidArgument>("KQ_ISA='{}' is not an instruction set; valid values: ref, avx2, avx512, avx512vnni", name);
+  for (const IsaEnvValue& v : isa_env_values())
+    if (name == v.name) return v.isa;
+  const char* hint = name == "avx512" ? " (this build has no separate non-VNNI AVX-512 kernels)" : "";
+  raise<InvalidArgument>("KQ_ISA='{}' is not an instruction set{}; valid values: {}", name, hint,
+                         isa_env_value_names(", "));
 }
 
 bool isa_available(Isa isa) { return unavailable_reason(isa).empty(); }

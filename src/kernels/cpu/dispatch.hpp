@@ -4,15 +4,18 @@
 // One table of kernel function pointers per instruction set; the ops pick a
 // table once, when they are built (never inside a kernel). The choice is
 // made from CPUID (kq::cpu_features()) and can be forced with the
-// environment variable KQ_ISA:
+// environment variable KQ_ISA. The values it accepts are listed once, in
+// isa_env_values() (dispatch.cpp), which the parser, its error messages and
+// `kq info` all use:
 //   KQ_ISA=ref         the scalar reference kernels (the test oracle)
 //   KQ_ISA=avx2        AVX2 + FMA + F16C kernels
-//   KQ_ISA=avx512      reserved: no separate AVX-512 (non-VNNI) table is built
 //   KQ_ISA=avx512vnni  AVX-512 VNNI W8A8 INT8 GEMM (prefill, M > 1); every
 //                      other entry, INT8 decode included, is the AVX2 kernel
-// ("generic" is accepted as a synonym of "ref": ops_vec.hpp uses that name.)
-// An unknown value, or an ISA this CPU or this build lacks, is a clear
-// kq::InvalidArgument from the op factories and from active_isa().
+//   KQ_ISA=generic     ref, and the FP32/vector ops too take their baseline
+//                      x86-64 path (ops_vec.hpp, linear_f32)
+// (There is no separate non-VNNI AVX-512 table, so "avx512" is not a value.)
+// An unknown value, or an ISA this CPU lacks, is a clear kq::InvalidArgument
+// from the op factories and from active_isa().
 //
 // Every table computes the same function. Differences between ISAs:
 //   INT8 W8A8 (integer dot products) and the activation quantizers are bit-identical
@@ -33,14 +36,29 @@
 
 namespace kq::cpu {
 
-/// Instruction sets with (possibly) a kernel table, in increasing order.
-enum class Isa { Ref, Avx2, Avx512, Avx512Vnni };
+/// Instruction sets with a kernel table in this build, in increasing order.
+enum class Isa { Ref, Avx2, Avx512Vnni };
 
-/// "ref", "avx2", "avx512", "avx512vnni".
+/// "ref", "avx2", "avx512vnni".
 std::string_view isa_name(Isa isa);
 
-/// Parses an ISA name (case-sensitive, as listed above; "generic" = "ref").
-/// Throws InvalidArgument naming the value and the valid names.
+/// One value KQ_ISA accepts: its spelling, the kernel table it selects and
+/// what it means (one line, for `kq info`).
+struct IsaEnvValue {
+  std::string_view name;
+  Isa isa;
+  std::string_view meaning;
+};
+
+/// Every value KQ_ISA accepts, the one list parse_isa(), its error messages,
+/// `kq info` and the README (checked by a test) use: ref, avx2, avx512vnni, generic.
+const std::vector<IsaEnvValue>& isa_env_values();
+
+/// The names of isa_env_values() joined by `sep`, e.g. "ref|avx2|avx512vnni|generic".
+std::string isa_env_value_names(std::string_view sep);
+
+/// Parses a KQ_ISA value (case-sensitive; one of isa_env_values(); "generic"
+/// selects the Ref table). Throws InvalidArgument naming the value and the valid names.
 Isa parse_isa(std::string_view name);
 
 /// true when this build has kernels for `isa` and the CPU (and OS) supports it.
