@@ -84,7 +84,7 @@ void run_eval(const EvalOptions& o) {
         {"scored_tokens", r.scored_tokens},
         {"ctx", r.ctx},
         {"windows", r.windows},
-        {"max_windows", o.samples},
+        {"samples", o.samples},  // the --samples limit (0 = all windows), as in kq bench --json
         {"text_tokens", tokens.size()},
         {"model", o.model},
         {"arch", arch_name(model->config().arch)},
@@ -106,10 +106,10 @@ void run_eval(const EvalOptions& o) {
 void add_eval_command(CLI::App& app) {
   auto opts = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file (non-overlapping windows)");
-  cmd->add_option("--model", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
+  cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
       ->required();
   cmd->add_option(
-         "--text", opts->text,
+         "--text,-t", opts->text,
          "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset; "
          "standard input is not read: '-' is an error)")
       ->required();

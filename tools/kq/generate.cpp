@@ -110,7 +110,7 @@ void run_generate(const GenerateOptions& o, bool n_given) {
 void add_generate_command(CLI::App& app) {
   auto opts = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
-  cmd->add_option("--model", opts->model, "Hugging Face model folder")->required();
+  cmd->add_option("--model,-m", opts->model, "Hugging Face model folder")->required();
   cmd->add_option("--prompt", opts->prompt,
                   "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)")
       ->required();
