@@ -1,12 +1,15 @@
 // `kq generate`: stream text from a prompt (greedy or sampled).
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <string>
 
+#include "api/generation_config.hpp"
 #include "commands.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
@@ -58,7 +61,14 @@ void run_generate(const GenerateOptions& o, bool n_given) {
     raise<InvalidArgument>(
         "--prompt has {} tokens; the model's context is {} positions (at most {} prompt tokens)",
         prompt.size(), max_pos, max_pos - 1);
-  // -n is a maximum (generation also stops at the end-of-text token): one that
+  // Generation stops at an end-of-sequence token: eos_token_id of
+  // generation_config.json, else config.json (an int or a list), else the
+  // tokenizer's EOS token; --ignore-eos keeps going. The EOS token is not printed.
+  EosTokens eos = load_eos_token_ids(o.model, vocab);
+  if (eos.source.empty())
+    if (const auto t = tok.eos_token_id()) eos.ids = {*t};
+  auto is_eos = [&](int32_t t) { return std::find(eos.ids.begin(), eos.ids.end(), t) != eos.ids.end(); };
+  // -n is a maximum (generation also stops at the end-of-sequence token): one that
   // does not fit the context is reduced to what fits, and said so on stderr.
   int64_t n = o.n;
   if (int64_t(prompt.size()) + n > max_pos) {
@@ -82,11 +92,14 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   if (n > 0) model->forward(prompt, cache, logits.data(), /*all_logits=*/false);
   const double prefill_s = since(t0);
   const auto t1 = std::chrono::steady_clock::now();
-  const auto eos = tok.eos_token_id();
   int64_t generated = 0;
+  std::optional<int32_t> stopped_at;  // the EOS token that ended generation
   for (; generated < n; ++generated) {
     const int32_t next = sampler.sample(logits);
-    if (eos && next == *eos && !o.ignore_eos) break;
+    if (!o.ignore_eos && is_eos(next)) {
+      stopped_at = next;
+      break;
+    }
     fmt::print("{}", out.push(next));
     std::fflush(stdout);
     if (generated + 1 < n) model->forward(std::span(&next, 1), cache, logits.data());
@@ -100,9 +113,10 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   }
   fmt::print(
       stderr,
-      "kq: prompt {} tokens, prefill {:.1f} ms ({:.0f} tokens/s); generated {} tokens, {:.1f} tokens/s\n",
+      "kq: prompt {} tokens, prefill {:.1f} ms ({:.0f} tokens/s); generated {} tokens, {:.1f} tokens/s{}\n",
       prompt.size(), prefill_s * 1e3, prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, generated,
-      decode_s > 0 ? double(generated) / decode_s : 0.0);
+      decode_s > 0 ? double(generated) / decode_s : 0.0,
+      stopped_at ? fmt::format("; stopped at end-of-sequence token {}", *stopped_at) : std::string());
 }
 
 }  // namespace
@@ -138,7 +152,10 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
-  cmd->add_flag("--ignore-eos", opts->ignore_eos, "Keep generating after the end-of-text token");
+  cmd->add_flag("--ignore-eos", opts->ignore_eos,
+                "Keep generating after an end-of-sequence token (default: stop there, without printing it; "
+                "the ids are eos_token_id of generation_config.json, else config.json, else the tokenizer's "
+                "EOS token)");
   cmd->add_flag("--special-tokens", opts->special_tokens,
                 "Recognize added/special tokens such as <|endoftext|> in --prompt and emit their ids (as Hugging "
                 "Face tokenizers do); default: the prompt is raw text");

@@ -1,0 +1,92 @@
+// EOS token ids for generation: generation_config.json over config.json (as in
+// Hugging Face transformers), an int or a list, and clear errors for bad values.
+#include "api/generation_config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "kq/error.hpp"
+#include "kq/warning.hpp"
+
+namespace kq {
+namespace {
+
+using testing::TempDir;
+
+void write(const std::filesystem::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+TEST(GenerationConfig, GenerationConfigTakesPrecedenceOverConfig) {
+  TempDir d;
+  write(d.path / "config.json", R"({"eos_token_id": 7})");
+  EosTokens e = load_eos_token_ids(d.path, 100);
+  EXPECT_EQ(e.ids, std::vector<int32_t>{7});
+  EXPECT_EQ(e.source, (d.path / "config.json").string());
+  write(d.path / "generation_config.json", R"({"eos_token_id": [5, 9, 5]})");
+  e = load_eos_token_ids(d.path, 100);
+  EXPECT_EQ(e.ids, (std::vector<int32_t>{5, 9}));  // a list, duplicates once
+  EXPECT_EQ(e.source, (d.path / "generation_config.json").string());
+  // generation_config.json without the key (or with null) leaves config.json's.
+  write(d.path / "generation_config.json", R"({"bos_token_id": 1, "eos_token_id": null})");
+  EXPECT_EQ(load_eos_token_ids(d.path, 100).ids, std::vector<int32_t>{7});
+  // An empty list sets no EOS token (it does not fall back).
+  write(d.path / "generation_config.json", R"({"eos_token_id": []})");
+  e = load_eos_token_ids(d.path, 100);
+  EXPECT_TRUE(e.ids.empty());
+  EXPECT_FALSE(e.source.empty());
+}
+
+TEST(GenerationConfig, NeitherFileSetsIt) {
+  TempDir d;
+  EXPECT_TRUE(load_eos_token_ids(d.path, 100).source.empty());
+  write(d.path / "config.json", R"({"vocab_size": 100})");
+  const EosTokens e = load_eos_token_ids(d.path, 100);
+  EXPECT_TRUE(e.ids.empty());
+  EXPECT_TRUE(e.source.empty());
+}
+
+TEST(GenerationConfig, ShippedDemoModel) {
+  const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
+  const EosTokens e = load_eos_token_ids(dir, 8192);
+  EXPECT_EQ(e.ids, std::vector<int32_t>{0});  // <|endoftext|>, both files
+  EXPECT_EQ(e.source, (dir / "generation_config.json").string());
+}
+
+TEST(GenerationConfig, BadValuesAreFormatErrorsNamingFileAndKey) {
+  for (const char* bad : {R"("2")", "1.5", "-1", "true", "[1, \"x\"]", "[[1]]", "4294967296", "{}"}) {
+    TempDir d;
+    write(d.path / "generation_config.json", std::string(R"({"eos_token_id": )") + bad + "}");
+    try {
+      (void)load_eos_token_ids(d.path, 100);
+      ADD_FAILURE() << "accepted eos_token_id " << bad;
+    } catch (const FormatError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("generation_config.json"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("eos_token_id"), std::string::npos) << msg;
+    }
+  }
+  TempDir d;
+  write(d.path / "config.json", R"({"eos_token_id": 1, "eos_token_id": 2})");  // duplicate key
+  EXPECT_THROW((void)load_eos_token_ids(d.path, 100), FormatError);
+  write(d.path / "config.json", "[1]");
+  EXPECT_THROW((void)load_eos_token_ids(d.path, 100), FormatError);
+}
+
+TEST(GenerationConfig, IdOutsideTheVocabularyIsDroppedWithAWarning) {
+  TempDir d;
+  write(d.path / "config.json", R"({"eos_token_id": [3, 100, 250]})");
+  std::vector<std::string> warnings;
+  const WarningHandler old = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  const EosTokens e = load_eos_token_ids(d.path, 100);
+  set_warning_handler(old);
+  EXPECT_EQ(e.ids, std::vector<int32_t>{3});
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_NE(warnings[0].find("eos_token_id 100"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("config.json"), std::string::npos) << warnings[0];
+}
+
+}  // namespace
+}  // namespace kq
