@@ -224,6 +224,15 @@ class Model {
   /// per config.torch_dtype), each tensor once.
   size_t disk_weight_bytes() const { return disk_bytes_; }
 
+  /// Bytes of the model's constant buffers in host memory (the registered
+  /// ones: Llama's RoPE cos/sin tables, F32 [positions, head_dim/2] each; not
+  /// weights, so not in weight_bytes()). Position tables are sized on demand:
+  /// min(256, config().max_positions) positions at first, grown (to at least
+  /// the capacity, at least doubling, at most config().max_positions) when
+  /// forward() or decode_batch() runs a KV cache of a larger capacity, so a
+  /// config's max_position_embeddings alone allocates nothing big.
+  size_t buffer_bytes() const;
+
   /// Maximum rows per internal forward chunk on the CPU (CUDA: 1024).
   static constexpr int64_t prefill_chunk() { return 256; }
 
@@ -257,6 +266,13 @@ class Model {
   /// may be fused by the backend (Backend::fuse: after construction and after
   /// every to_device), e.g. Llama's q/k/v and gate/up.
   void register_fusion(std::vector<std::unique_ptr<Linear>*> slots);
+  /// Called by forward() and decode_batch() before a step, outside any CUDA
+  /// graph capture, with the largest capacity of the step's KV caches
+  /// (<= config().max_positions): position-dependent buffers (Llama's RoPE
+  /// tables) must then cover positions [0, capacity), grown on the host and
+  /// uploaded again with backend().upload (a registered buffer keeps its
+  /// address; only its contents change). Default: nothing.
+  virtual void reserve_positions(int64_t capacity) { (void)capacity; }
   void set_disk_weight_bytes(size_t bytes) { disk_bytes_ = bytes; }
 
  private:

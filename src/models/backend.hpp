@@ -42,14 +42,18 @@ enum class ParamKind {
   Vector,  ///< norm gains/biases and RoPE tables: F32 on the GPU
 };
 
-/// RoPE tables: the CPU form (cpu::RopeTable) and the same cos/sin values as
-/// Params F32 [max_positions, head_dim/2] for device backends.
+/// RoPE tables for positions [0, table.max_positions): the CPU form
+/// (cpu::RopeTable) and the same cos/sin values as Params F32
+/// [positions, head_dim/2] for device backends. A model sizes them to the KV
+/// caches it runs (Model::reserve_positions), not to config.max_positions.
 struct Rope {
   cpu::RopeTable table;
   Param cos, sin;
 };
-/// Builds both forms (cpu::make_rope_table; head_dim even, checked by check_config).
-Rope make_rope(double theta, int64_t head_dim, int64_t max_positions);
+/// Builds both forms for `positions` positions (cpu::make_rope_table; head_dim
+/// even, checked by check_config). Position p's values do not depend on
+/// `positions`: a smaller table is a prefix of a larger one, bit for bit.
+Rope make_rope(double theta, int64_t head_dim, int64_t positions);
 
 /// A matrix of activations in the backend's activation dtype (CPU: F32,
 /// CUDA: BF16 device memory): row r starts at p + r·ld elements.

@@ -34,15 +34,6 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
   } else {
     if (c.head_dim % 2 != 0) raise<E>("{}: head_dim {} must be even for RoPE", where, c.head_dim);
     if (!(c.rope_theta > 0)) raise<E>("{}: rope_theta {} must be positive", where, c.rope_theta);
-    // RoPE cos/sin tables are precomputed for every position (host F32 plus
-    // the backend's copy: 8·max_positions·head_dim bytes); a hostile or
-    // very long max_position_embeddings must not take gigabytes silently.
-    constexpr int64_t kMaxRopeBytes = int64_t(256) << 20;
-    if (8 * c.max_positions * c.head_dim > kMaxRopeBytes)
-      raise<Unsupported>(
-          "{}: max_position_embeddings {} with head_dim {} would need {} MiB of RoPE tables (limit {} MiB); "
-          "lower max_position_embeddings in config.json to the context you need",
-          where, c.max_positions, c.head_dim, 8 * c.max_positions * c.head_dim >> 20, kMaxRopeBytes >> 20);
     if (c.activation != "silu")
       raise<Unsupported>("{}: Llama activation '{}' is not supported (silu)", where, c.activation);
   }

@@ -18,10 +18,10 @@
 
 namespace kq::models {
 
-Rope make_rope(double theta, int64_t head_dim, int64_t max_positions) {
+Rope make_rope(double theta, int64_t head_dim, int64_t positions) {
   Rope r;
-  r.table = cpu::make_rope_table(theta, head_dim, max_positions);
-  const Shape shape{max_positions, head_dim / 2};
+  r.table = cpu::make_rope_table(theta, head_dim, positions);
+  const Shape shape{positions, head_dim / 2};
   r.cos.host = Tensor::empty(DType::F32, shape);
   r.sin.host = Tensor::empty(DType::F32, shape);
   std::copy(r.table.cos.begin(), r.table.cos.end(), r.cos.host.mutable_data<float>());

@@ -1,6 +1,7 @@
 // Llama (Touvron et al. 2023): RMSNorm pre-norm blocks, rotary position
 // embeddings (rotate_half convention), grouped-query attention, SwiGLU MLP.
 // Weights follow transformers' LlamaForCausalLM.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/linear.hpp"
@@ -30,18 +31,24 @@ class LlamaModel final : public Model {
 
  protected:
   void forward_step(Backend& be, int64_t n, bool logits, bool last_only) override;
+  void reserve_positions(int64_t capacity) override;
 
  private:
   Param embed_;  // F32 [vocab, d]
   std::vector<LlamaBlock> blocks_;
   Param norm_;                       // F32 [d]
   std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares embed_ when tied (on the CPU)
-  Rope rope_;                        // cos/sin [max_positions, hd/2]
+  Rope rope_;  // cos/sin [positions, hd/2]: positions grow on demand (reserve_positions)
 };
+
+/// Positions the RoPE tables cover before any step: one CPU prefill chunk, so
+/// a config's max_position_embeddings (131072 for Llama 3, or a hostile 10^8)
+/// costs nothing until a KV cache that long is run.
+constexpr int64_t kInitialRopePositions = Model::prefill_chunk();
 
 LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
                        const std::filesystem::path& dir, const LinearTransform& transform)
-    : Model(c, ctx, dir, transform), rope_(make_rope(c.rope_theta, c.head_dim, c.max_positions)) {
+    : Model(c, ctx, dir, transform), rope_(make_rope(c.rope_theta, c.head_dim, std::min(c.max_positions, kInitialRopePositions))) {
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
 
@@ -91,6 +98,22 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   lm_head_ = make_linear("lm_head", std::move(lm_head_));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());
+}
+
+// Rebuilds the tables for more positions. Each position's cos/sin depend only
+// on the position (cpu::make_rope_table), so the values are the same as those
+// of a table built for config().max_positions at load time. The new tables are
+// uploaded before they replace the old ones, so a failure changes nothing.
+// Growth at least doubles, so a series of longer caches costs O(final size).
+void LlamaModel::reserve_positions(int64_t capacity) {
+  const ModelConfig& c = config();
+  const int64_t have = rope_.table.max_positions;
+  if (capacity <= have) return;
+  const int64_t want = std::min(c.max_positions, std::max(capacity, 2 * have));
+  Rope grown = make_rope(c.rope_theta, c.head_dim, want);
+  backend().upload(grown.cos, ParamKind::Vector);
+  backend().upload(grown.sin, ParamKind::Vector);
+  rope_ = std::move(grown);  // registered Params keep their address
 }
 
 void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_only) {

@@ -198,6 +198,7 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
       raise<InvalidArgument>("forward: token id {} at index {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
 
+  reserve_positions(cache.capacity());
   const int64_t chunk = std::min(config_.max_positions, backend_->max_rows());
   KVCache* const caches[1] = {&cache};
   for (int64_t begin = 0; begin < n; begin += chunk) {
@@ -233,6 +234,9 @@ void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* con
       raise<InvalidArgument>("decode_batch: token id {} of sequence {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
   }
+  int64_t capacity = 0;
+  for (const KVCache* c : caches) capacity = std::max(capacity, c->capacity());
+  reserve_positions(capacity);
   const int64_t chunk = backend_->max_rows();
   for (int64_t begin = 0; begin < n; begin += chunk) {
     const int64_t len = std::min(chunk, n - begin);
@@ -264,6 +268,13 @@ void Model::register_buffer(models::Param& p) {
 }
 
 std::vector<LinearSlot> Model::linear_layers() { return linears_; }
+
+size_t Model::buffer_bytes() const {
+  size_t bytes = 0;
+  for (const ParamEntry& e : parameters_)
+    if (!e.counted) bytes += e.param->host.nbytes();
+  return bytes;
+}
 
 WeightBytes Model::weight_breakdown() const {
   WeightBytes b;
