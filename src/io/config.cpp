@@ -3,6 +3,12 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <nlohmann/json.hpp>
 
@@ -25,10 +31,28 @@ namespace {
 
 constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();  // sanity cap for any dimension
 
+/// The same quantity under transformers' GPT2Config and LlamaConfig names,
+/// for errors about a config whose keys belong to the other architecture.
+struct KeyPair {
+  const char* gpt2;
+  const char* llama;
+};
+constexpr KeyPair kKeyPairs[] = {
+    {"n_layer", "num_hidden_layers"},      {"n_embd", "hidden_size"},
+    {"n_head", "num_attention_heads"},     {"n_positions", "max_position_embeddings"},
+    {"n_inner", "intermediate_size"},      {"layer_norm_epsilon", "rms_norm_eps"},
+    {"activation_function", "hidden_act"},
+};
+/// Keys only one of the two architectures' configs has (pairs above plus these).
+constexpr const char* kGpt2OnlyKeys[] = {"n_ctx"};
+constexpr const char* kLlamaOnlyKeys[] = {"num_key_value_heads", "rope_theta", "rope_parameters"};
+
 /// Reads config keys with uniform error messages "<source>: key 'k': ...".
+/// `type` is the config's model_type ("gpt2" or "llama"), named when a
+/// required key is missing.
 class Reader {
  public:
-  Reader(const json& j, const std::string& source) : j_(j), src_(source) {}
+  Reader(const json& j, const std::string& source, const std::string& type) : j_(j), src_(source), type_(type) {}
 
   /// The value of `key`, or nullptr when absent or JSON null.
   const json* find(const char* key) const {
@@ -40,9 +64,35 @@ class Reader {
     const json* v = find(key);
     if (!v) {
       if (fallback) return *fallback;
-      raise<FormatError>("{}: missing required key '{}'", src_, key);
+      missing(key);
     }
     return size_value(key, *v);
+  }
+  /// Throws FormatError for the absent required `key` (`alt`: another key
+  /// that would do), naming the model_type, and, when the file holds keys of
+  /// the other architecture, those keys and that model_type.
+  [[noreturn]] void missing(const char* key, const char* alt = nullptr) const {
+    const bool gpt2 = type_ == "gpt2";
+    std::vector<std::string> foreign;  // keys only the other architecture uses, present here
+    for (const KeyPair& p : kKeyPairs)
+      if (find(gpt2 ? p.llama : p.gpt2)) foreign.push_back(fmt::format("'{}'", gpt2 ? p.llama : p.gpt2));
+    const std::span<const char* const> only = gpt2 ? std::span<const char* const>(kLlamaOnlyKeys)
+                                                   : std::span<const char* const>(kGpt2OnlyKeys);
+    for (const char* k : only)
+      if (find(k)) foreign.push_back(fmt::format("'{}'", k));
+    std::string other;
+    if (!foreign.empty()) {
+      std::string counterpart;  // the other architecture's name for `key`, when the file has it
+      for (const KeyPair& p : kKeyPairs)
+        if (std::string_view(gpt2 ? p.gpt2 : p.llama) == key && find(gpt2 ? p.llama : p.gpt2))
+          counterpart = fmt::format(" ('{}' is the {} name of '{}')", gpt2 ? p.llama : p.gpt2,
+                                    gpt2 ? "Llama" : "GPT-2", key);
+      other = fmt::format("; the file has {}, keys of a {} config{}: is \"model_type\" meant to be \"{}\"?",
+                          fmt::join(foreign, ", "), gpt2 ? "Llama" : "GPT-2", counterpart,
+                          gpt2 ? "llama" : "gpt2");
+    }
+    raise<FormatError>("{}: model_type '{}' requires key '{}'{}, which is missing{}", src_, type_, key,
+                       alt ? fmt::format(" (or '{}')", alt) : std::string(), other);
   }
   int64_t size_value(const std::string& key, const json& v) const {
     // Parsed JSON holds non-negative integers as unsigned, built JSON may hold them signed.
@@ -92,6 +142,7 @@ class Reader {
  private:
   const json& j_;
   const std::string& src_;
+  const std::string type_;
 };
 
 ModelConfig parse_gpt2(const Reader& r) {
@@ -102,6 +153,7 @@ ModelConfig parse_gpt2(const Reader& r) {
   c.num_heads = r.size("n_head");
   c.num_kv_heads = c.num_heads;
   c.vocab_size = r.size("vocab_size");
+  if (!r.find("n_positions") && !r.find("n_ctx")) r.missing("n_positions", "n_ctx");
   c.max_positions = r.find("n_positions") ? r.size("n_positions") : r.size("n_ctx");
   c.intermediate_size = r.find("n_inner") ? r.size("n_inner") : 4 * c.hidden_size;
   c.norm_eps = r.epsilon("layer_norm_epsilon", 1e-5);
@@ -192,8 +244,8 @@ ModelConfig parse_llama(const Reader& r) {
 
 ModelConfig parse_model_config(const json& j, const std::string& source) {
   if (!j.is_object()) raise<FormatError>("{}: config is not a JSON object", source);
-  const Reader r(j, source);
-  const std::string type = r.string("model_type", "");
+  const std::string type = Reader(j, source, "").string("model_type", "");
+  const Reader r(j, source, type);
   ModelConfig c;
   if (type == "gpt2") {
     c = parse_gpt2(r);

@@ -201,6 +201,33 @@ TEST(Config, NormEpsilonMustBeSmall) {
   expect_bad(j, {"layer_norm_epsilon"});
 }
 
+// Fresh-user finding: a gpt2 model_type over a Llama config (or the reverse)
+// said only "missing required key 'n_layer'". The error names the file, the
+// model_type and the key that model_type needs, and the other architecture's
+// keys the file holds.
+TEST(Config, ModelTypeOfTheOtherArchitectureIsNamed) {
+  json j = json::parse(kLlama4);
+  j["model_type"] = "gpt2";
+  expect_bad(j, {"model_type 'gpt2' requires key 'n_layer', which is missing", "'num_hidden_layers'",
+                 "'hidden_size'", "'num_key_value_heads'", "keys of a Llama config",
+                 "'num_hidden_layers' is the Llama name of 'n_layer'", "meant to be \"llama\""});
+  j = json::parse(kHubGpt2);
+  j["model_type"] = "llama";
+  expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is missing", "'n_embd'", "'n_layer'",
+                 "'n_ctx'", "keys of a GPT-2 config", "'n_embd' is the GPT-2 name of 'hidden_size'",
+                 "meant to be \"gpt2\""});
+  // A key simply missing: the model_type and key, no guess at another architecture.
+  j = json::parse(kLlama4);
+  j.erase("num_hidden_layers");
+  const std::string msg = expect_throw_with<FormatError>(
+      [&] { parse(j); }, {"test/config.json", "model_type 'llama' requires key 'num_hidden_layers'"});
+  EXPECT_EQ(msg.find("meant to be"), std::string::npos) << msg;
+  j = json::parse(kHubGpt2);
+  j.erase("n_positions");
+  j.erase("n_ctx");
+  expect_bad(j, {"model_type 'gpt2' requires key 'n_positions' (or 'n_ctx'), which is missing"});
+}
+
 TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
   j["model_type"] = "mistral";
