@@ -71,6 +71,13 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     if (!mode.is_string())
       raise<FormatError>("{}: quantization_config.modules['{}'] must be a mode name string", cfg.string(),
                          module);
+    // Every mode is checked here, before the comparison with the weights'
+    // own record below, which would call an unknown mode "two quantizations".
+    try {
+      parse_quant_mode(mode.get_ref<const std::string&>());
+    } catch (const InvalidArgument& e) {  // "unknown quantization mode 'x'...; valid modes: ..."
+      raise<FormatError>("{}: quantization_config.modules['{}']: {}", cfg.string(), module, e.what());
+    }
     quantized_modules_[module] = mode.get<std::string>();
   }
   // The weights file records the modes it was written with: a file from another

@@ -67,7 +67,9 @@ class WeightSource {
 /// mapping; BF16/F16 are converted to F32 on the heap. A KernelQuant quantized
 /// folder (config.json "quantization_config": {"quant_method": "kq", "modules":
 /// {module: mode}}, written by save_quantized_model) also yields its quantized
-/// linear layers; any other quant_method is a FormatError, and so is a folder
+/// linear layers (a mode that parse_quant_mode does not know is a FormatError
+/// naming config.json, the module and the mode, listing the valid modes);
+/// any other quant_method is a FormatError, and so is a folder
 /// whose weights are kq-quantized ('kq_quantization' metadata or "*.qweight"
 /// tensors) while its config.json has no quantization_config (named).
 class FileWeights final : public WeightSource {

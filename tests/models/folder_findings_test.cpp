@@ -180,3 +180,34 @@ TEST(FolderFindings, NegativeOrZeroInt8ScalesAreRejectedAtLoadNamingFileTensorAn
   EXPECT_TRUE(has(msg, (zero / "model.safetensors").string())) << msg;
   EXPECT_TRUE(has(msg, "tensor 'transformer.h.0.mlp.c_fc.scales': zero scale at index 3")) << msg;
 }
+
+// Fresh-user finding: an unknown mode in config.json quantization_config.modules
+// was reported as "the folder mixes two quantizations" (the weights' own record
+// disagreed). It is a FormatError naming config.json, the module and the mode,
+// listing the valid modes, whether or not the weights' record agrees.
+TEST(FolderFindings, UnknownModuleModeIsNamedWithTheValidModes) {
+  TempDir tmp;
+  const std::string module = "transformer.h.0.mlp.c_fc";
+  for (const bool also_in_weights : {false, true}) {
+    const fs::path dir =
+        quantized_folder(tmp, also_in_weights ? "both" : "config", "int8", [](auto&) {});
+    nlohmann::json cfg = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+    cfg["quantization_config"]["modules"][module] = "int9";
+    { std::ofstream(dir / "config.json") << cfg.dump(); }
+    if (also_in_weights) {
+      const TensorStore store = TensorStore::open_dir(dir);
+      std::map<std::string, Tensor> t;
+      for (const auto& n : store.names()) t[n] = store.get(n).clone();
+      write_safetensors(dir / "model.safetensors", t,
+                        {{"kq_quantization",
+                          nlohmann::json{{"mode", "int8"}, {"modules", {{module, "int9"}}}}.dump()}});
+    }
+    const std::string msg = format_error_of([&] { Model::load(dir); });
+    EXPECT_TRUE(has(msg, (dir / "config.json").string())) << msg;
+    EXPECT_TRUE(has(msg, "quantization_config.modules['" + module + "']")) << msg;
+    EXPECT_TRUE(has(msg, "unknown quantization mode 'int9'")) << msg;
+    EXPECT_TRUE(has(msg, "valid modes")) << msg;
+    for (const std::string& m : valid_quant_mode_names()) EXPECT_TRUE(has(msg, m)) << m << ": " << msg;
+    EXPECT_FALSE(has(msg, "mixes")) << msg;
+  }
+}
