@@ -81,7 +81,16 @@ TEST(ModelOps, AttentionWorkspaceBoundCoversEveryPlan) {
         if (q_heads % kv_heads) continue;
         for (int64_t capacity : {1, 63, 64, 512, 1000, 4096})
           for (int64_t max_len : {int64_t(1), capacity / 2 + 1, capacity}) {
+            // Clusters merge the splits on chip: no workspace, at most 16 splits, never one.
+            const auto cp = cuda::ops::decode_plan(n, q_heads, kv_heads, max_len, 16);
+            ASSERT_GE(int64_t(cp.splits) * cp.chunk, max_len);
+            if (cp.cluster) {
+              ASSERT_GT(cp.splits, 1);
+              ASSERT_LE(cp.splits, 16);
+              ASSERT_EQ(cuda::ops::decode_workspace_floats(n, q_heads, 128, cp), 0u);
+            }
             const auto plan = cuda::ops::decode_plan(n, q_heads, kv_heads, max_len);
+            ASSERT_FALSE(plan.cluster);
             ASSERT_GE(int64_t(plan.splits) * plan.chunk, max_len);
             ASSERT_LT(int64_t(plan.splits - 1) * plan.chunk, max_len);
             ASSERT_LE(cuda::ops::decode_workspace_floats(n, q_heads, 128, plan) * sizeof(float),
@@ -426,6 +435,10 @@ const std::vector<AttnCase>& attn_cases() {
         {"hd32 decode gqa2 (gpt2-tiny / llama-small shapes)", 32, 4, 2, 300, 3, {}},
         {"hd32 prefill 40 rows on the decode path", 32, 4, 4, 256, 1, {{0, 100, 40}}},
         {"one row prefill", 128, 4, 1, 64, 1, {{0, 63, 1}}},
+        // 2 blocks per split at 4000 keys: more splits than a cluster holds (workspace + combine kernel)
+        {"long context gqa4 decode b1", 128, 8, 2, 4096, 1, {{0, 3999, 1}}},
+        // 12 blocks per split: a non-portable 16-block cluster on Hopper
+        {"decode 16 splits mha", 128, 12, 12, 1024, 1, {{0, 1023, 1}}},
     };
     for (int s = 0; s < 16; ++s) c[1].rows.push_back({s, -1, 1});
     for (int s = 0; s < 5; ++s) c[7].rows.push_back({s, -1, 1});

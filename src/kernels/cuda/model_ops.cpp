@@ -176,7 +176,8 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
     ops::attention_prefill_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, scale, out, ldo, stream);
     return;
   }
-  const ops::DecodePlan plan = ops::decode_plan(n, q_heads, kv.kv_heads, max_len);
+  const ops::DecodePlan plan =
+      ops::decode_plan(n, q_heads, kv.kv_heads, max_len, ops::decode_cluster_limit());
   if (ops::decode_workspace_floats(n, q_heads, hd, plan) > 0 && !workspace)
     raise<InvalidArgument>("{}: workspace is null but {} bytes are needed (attention_workspace_bytes)", op,
                            ops::decode_workspace_floats(n, q_heads, hd, plan) * sizeof(float));

@@ -9,14 +9,24 @@
 // with each lane owning 8 dims of one key slot. The first sub-chunk's rows
 // that earlier steps wrote are loaded before the PDL wait, so that DRAM round
 // trip overlaps the RoPE / KV-write kernel before it. With one split the
-// block writes the output; with several, (m, l, unnormalized acc) go to the
-// workspace and a combine kernel merges them.
+// block writes the output. With several, the splits of one (row, kv head,
+// sub) are a thread-block cluster (Hopper, up to 16 blocks) when the plan
+// allows it: each block leaves (m, l, unnormalized acc) in its shared memory
+// and, after a cluster barrier, every block merges a share of the output
+// elements by reading its peers' shared memory (distributed shared memory),
+// with no workspace round trip and no second kernel. Otherwise (more splits,
+// or clusters unavailable) the partial results go to the workspace and a
+// combine kernel merges them.
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device_info.hpp"
 #include "kernels/cuda/model_ops_common.cuh"
 #include "kernels/cuda/model_ops_launch.hpp"
 #include "kernels/cuda/pdl.cuh"
@@ -27,7 +37,8 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int64_t kMinChunk = 64;       // fewest keys per split
-constexpr int64_t kTargetBlocks = 528;  // blocks wanted (4 per SM of an H100/H200)
+constexpr int64_t kTargetBlocks = 512;  // blocks wanted (~4 per SM of an H100/H200)
+constexpr int kMaxClusterSplits = 16;   // Hopper's largest (non-portable) cluster
 
 __device__ __forceinline__ uint4 ldg16(const uint16_t* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
 
@@ -45,7 +56,7 @@ __host__ __device__ constexpr int decode_sub_keys() {
   return 8 * 4 * (32 / (D / 8));
 }
 
-template <int D, int GB>
+template <int D, int GB, bool kCluster>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_kernel(const uint16_t* __restrict__ q, int64_t ldq, int q_heads, KVLayerView kv,
                        const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos, int64_t n,
@@ -60,6 +71,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float sc[GB][kSubK];
   __shared__ float s_m[GB], s_l[GB], s_alpha[GB];
   __shared__ float red[KPB][GB][D];
+  __shared__ float part[kCluster ? GB : 1][kCluster ? D : 1];  // this split's unnormalized output
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int sl = lane % T, kg = warp * KPW + lane / T;  // this thread's key rows: kg, kg + KPB, ...
@@ -200,7 +212,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int k = 0; k < KPB; ++k) s += red[k][j][dd];
     const int h = h0 + j;
-    if (splits == 1) {
+    if constexpr (kCluster) {
+      part[j][dd] = s;
+    } else if (splits == 1) {
       const float l = s_l[j];
       out[r * ldo + int64_t(h) * D + dd] = to_bf(l > 0.0f ? s / l : 0.0f);
     } else {
@@ -211,6 +225,39 @@ __global__ void __launch_bounds__(kThreads)
         ws_ml[slot * 2 + 1] = s_l[j];
       }
     }
+  }
+  if constexpr (kCluster) {
+    // The cluster is this block's `splits` key splits (cluster dims 1 x splits);
+    // block y merges output elements y, y + splits, ... from every peer's
+    // shared memory. Empty splits (l = 0) carry m = -inf and are skipped.
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();  // every split's part, s_m and s_l are written
+    for (int idx = int(threadIdx.x) * splits + int(blockIdx.y); idx < gb * D; idx += kThreads * splits) {
+      const int j = idx / D, dd = idx % D;
+      float m[kMaxClusterSplits], l[kMaxClusterSplits], a[kMaxClusterSplits];
+#pragma unroll
+      for (int sp = 0; sp < kMaxClusterSplits; ++sp)
+        if (sp < splits) {
+          m[sp] = *cluster.map_shared_rank(&s_m[j], unsigned(sp));
+          l[sp] = *cluster.map_shared_rank(&s_l[j], unsigned(sp));
+          a[sp] = *cluster.map_shared_rank(&part[j][dd], unsigned(sp));
+        }
+      float M = -INFINITY;
+#pragma unroll
+      for (int sp = 0; sp < kMaxClusterSplits; ++sp)
+        if (sp < splits && l[sp] > 0.0f) M = fmaxf(M, m[sp]);
+      float L = 0.0f, acc_o = 0.0f;
+#pragma unroll
+      for (int sp = 0; sp < kMaxClusterSplits; ++sp)
+        if (sp < splits && l[sp] > 0.0f) {
+          const float w = exp2f(m[sp] - M);
+          L = fmaf(w, l[sp], L);
+          acc_o = fmaf(w, a[sp], acc_o);
+        }
+      out[r * ldo + int64_t(h0 + j) * D + dd] = to_bf(L > 0.0f ? acc_o / L : 0.0f);
+    }
+    cluster.sync();  // no block leaves while a peer may still read its shared memory
   }
 }
 
@@ -243,8 +290,20 @@ void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerV
                      float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
                      cudaStream_t stream) {
   const dim3 grid(unsigned(n * kv.kv_heads * p.subs), unsigned(p.splits));
-  launch_pdl(attn_decode_kernel<D, GB>, grid, dim3(kThreads), 0, stream, q, ldq, q_heads, kv, row_seq,
-             row_pos, n, p.group, p.subs, p.chunk, p.splits, scale_log2, out, ldo, ws_acc, ws_ml);
+  if (p.cluster) {
+    auto kernel = attn_decode_kernel<D, GB, true>;
+    static const bool attr = [&] {  // clusters of more than 8 blocks are opt-in
+      KQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+      return true;
+    }();
+    (void)attr;
+    launch_pdl_cluster(kernel, grid, dim3(1, unsigned(p.splits)), dim3(kThreads), 0, stream, q, ldq, q_heads,
+                       kv, row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, scale_log2, out, ldo,
+                       ws_acc, ws_ml);
+  } else {
+    launch_pdl(attn_decode_kernel<D, GB, false>, grid, dim3(kThreads), 0, stream, q, ldq, q_heads, kv,
+               row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, scale_log2, out, ldo, ws_acc, ws_ml);
+  }
 }
 
 template <int D>
@@ -272,7 +331,17 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len) {
+int decode_cluster_limit() {
+  static const int limit = [] {
+    const char* env = std::getenv("KQ_ATTN_CLUSTER");
+    if (env && std::strcmp(env, "0") == 0) return 0;
+    const DeviceQuery& dev = current_device();
+    return dev.found && dev.cc_major >= 9 ? kMaxClusterSplits : 0;
+  }();
+  return limit;
+}
+
+DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len, int max_cluster) {
   DecodePlan p;
   p.group = q_heads / kv_heads;
   p.heads_per_block = p.group == 1 ? 1 : (p.group == 2 ? 2 : 4);
@@ -282,11 +351,13 @@ DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len) {
   const int64_t splits = std::clamp<int64_t>(ceil_div(kTargetBlocks, base), 1, max_splits);
   p.chunk = ceil_div(ceil_div(max_len, splits), 16) * 16;
   p.splits = int(ceil_div(max_len, p.chunk));
+  p.cluster = p.splits > 1 && p.splits <= std::min(max_cluster, kMaxClusterSplits);
   return p;
 }
 
 size_t decode_workspace_floats(int64_t n, int q_heads, int head_dim, const DecodePlan& p) {
-  return p.splits > 1 ? size_t(n) * size_t(q_heads) * size_t(p.splits) * size_t(head_dim + 2) : 0;
+  return p.splits > 1 && !p.cluster ? size_t(n) * size_t(q_heads) * size_t(p.splits) * size_t(head_dim + 2)
+                                    : 0;
 }
 
 size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64_t capacity) {
@@ -304,7 +375,9 @@ void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const 
                              float* workspace, cudaStream_t stream) {
   const float scale_log2 = scale * 1.4426950408889634f;
   float* ws_acc = workspace;
-  float* ws_ml = plan.splits > 1 ? workspace + size_t(n) * q_heads * plan.splits * kv.head_dim : nullptr;
+  float* ws_ml = plan.splits > 1 && !plan.cluster
+                     ? workspace + size_t(n) * q_heads * plan.splits * kv.head_dim
+                     : nullptr;
   switch (kv.head_dim) {
     case 32:
       decode_launch_d<32>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml,
@@ -323,7 +396,7 @@ void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const 
                            ws_ml, stream);
       break;
   }
-  if (plan.splits > 1) {
+  if (plan.splits > 1 && !plan.cluster) {
     launch_pdl(attn_combine_kernel, dim3(unsigned(n * q_heads)), dim3(kThreads), 0, stream, q_heads,
                kv.head_dim, plan.splits, static_cast<const float*>(ws_acc), static_cast<const float*>(ws_ml),
                out, ldo);

@@ -44,8 +44,15 @@ struct DecodePlan {
   int subs = 1;       ///< blocks per kv head (ceil(group / heads_per_block))
   int splits = 1;     ///< key-range splits per (row, kv head, sub)
   int64_t chunk = 0;  ///< keys per split
+  bool cluster =
+      false;  ///< the splits of one (row, kv head, sub) run as one thread-block cluster (no workspace)
 };
-DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len);
+/// The plan for n rows; max_cluster: the largest cluster the device may run
+/// (0: no clusters, the workspace and combine kernel merge the splits).
+DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len, int max_cluster = 0);
+/// Largest cluster decode_plan may use on the current device: 16 on compute
+/// capability >= 9.0 (Hopper), 0 before or when KQ_ATTN_CLUSTER=0. Read once per process.
+int decode_cluster_limit();
 /// Workspace floats the decode plan needs (0 when splits == 1).
 size_t decode_workspace_floats(int64_t n, int q_heads, int head_dim, const DecodePlan& p);
 /// Upper bound of decode_workspace_floats over every kv_heads dividing q_heads and max_len <= capacity.
