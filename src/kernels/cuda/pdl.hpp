@@ -18,29 +18,12 @@ namespace kq::cuda {
 /// >= 9.0 and the environment does not set KQ_CUDA_PDL=0. Read once per process.
 bool pdl_enabled();
 
-/// kernel<<<grid, block, smem, stream>>>(args...), with the programmatic
-/// stream serialization attribute when pdl_enabled(). Throws kq::Error when
-/// the launch fails.
-template <class... KArgs, class... Args>
-void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                Args&&... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1] = {};
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 1 : 0;
-  KQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
-}
-
-/// launch_pdl with thread-block clusters of `cluster` blocks (compute
-/// capability >= 9.0; grid must be a multiple of cluster in each dimension;
-/// clusters above 8 blocks need the kernel's non-portable-cluster attribute).
-/// Throws kq::Error when the launch fails.
+/// kernel<<<grid, block, smem, stream>>>(args...) in thread-block clusters of
+/// `cluster` blocks (none when cluster is 1 x 1 x 1; otherwise compute
+/// capability >= 9.0, grid a multiple of cluster in each dimension, and more
+/// than 8 blocks need the kernel's non-portable-cluster attribute), with the
+/// programmatic stream serialization attribute when pdl_enabled(). Throws
+/// kq::Error when the launch fails.
 template <class... KArgs, class... Args>
 void launch_pdl_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 cluster, dim3 block, size_t smem,
                         cudaStream_t stream, Args&&... args) {
@@ -50,15 +33,29 @@ void launch_pdl_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 cluster, dim3 
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[2] = {};
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = cluster.x;
-  attr[0].val.clusterDim.y = cluster.y;
-  attr[0].val.clusterDim.z = cluster.z;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  unsigned n = 0;
+  if (pdl_enabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n++].val.clusterDim.z = cluster.z;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 2 : 1;
+  cfg.numAttrs = n;
   KQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+/// kernel<<<grid, block, smem, stream>>>(args...), with the programmatic
+/// stream serialization attribute when pdl_enabled(). Throws kq::Error when
+/// the launch fails.
+template <class... KArgs, class... Args>
+void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                Args&&... args) {
+  launch_pdl_cluster(kernel, grid, dim3(1, 1, 1), block, smem, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace kq::cuda
