@@ -88,6 +88,19 @@ TEST(CliIsa, InfoReportsAForcedIsaThisCpuLacks) {
   EXPECT_TRUE(has(r.out, error)) << "info does not show the error other commands give (" << error << "):\n" << r.out;
 }
 
+TEST(CliIsa, HelpWorksWhateverKqIsaSays) {
+  ScopedEnv env("KQ_ISA", "sse9");
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--help"}, {"eval", "--help"}, {"bench", "-h"}, {"quantize", "--help"}}) {
+    const auto r = run_kq(args);
+    EXPECT_EQ(r.status, 0) << args[0] << ": " << r.err;
+    EXPECT_TRUE(has(r.out, "--")) << r.out;
+  }
+  const auto r = run_kq({"eval", "--samples", "1"});  // a command that runs still fails up front
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "is not an instruction set")) << r.err;
+}
+
 TEST(CliIsa, InfoReportsAnUnknownValue) {
   ScopedEnv env("KQ_ISA", "sse9");
   const auto r = run_kq({"info"});

@@ -7,6 +7,7 @@
 // failed its threshold; 70 an internal error (a bug: please report it).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -99,8 +100,12 @@ int main(int argc, char** argv) {
   }
   try {
     // A bad KQ_ISA fails every command the same way, up front; except `kq info`,
-    // which reports it (it is how a user finds out what this CPU supports).
-    if (!word || std::string_view(word) != "info") (void)kq::active_isa();
+    // which reports it (it is how a user finds out what this CPU supports), and
+    // help, which runs no kernel.
+    const bool help = std::any_of(argv + 1, argv + argc, [](const char* a) {
+      return std::string_view(a) == "-h" || std::string_view(a) == "--help";
+    });
+    if (!help && (!word || std::string_view(word) != "info")) (void)kq::active_isa();
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {  // thrown by a command for its own exit status (bench: 3)
     return e.get_exit_code();
