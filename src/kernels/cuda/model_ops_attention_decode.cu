@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
@@ -335,8 +336,12 @@ int decode_cluster_limit() {
   static const int limit = [] {
     const char* env = std::getenv("KQ_ATTN_CLUSTER");
     if (env && std::strcmp(env, "0") == 0) return 0;
-    const DeviceQuery& dev = current_device();
-    return dev.found && dev.cc_major >= 9 ? kMaxClusterSplits : 0;
+    try {  // no device or driver: no clusters (the caller's checks and launch report the rest)
+      const DeviceQuery& dev = current_device();
+      return dev.found && dev.cc_major >= 9 ? kMaxClusterSplits : 0;
+    } catch (const std::exception&) {
+      return 0;
+    }
   }();
   return limit;
 }

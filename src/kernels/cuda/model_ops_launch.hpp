@@ -51,7 +51,8 @@ struct DecodePlan {
 /// (0: no clusters, the workspace and combine kernel merge the splits).
 DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len, int max_cluster = 0);
 /// Largest cluster decode_plan may use on the current device: 16 on compute
-/// capability >= 9.0 (Hopper), 0 before or when KQ_ATTN_CLUSTER=0. Read once per process.
+/// capability >= 9.0 (Hopper), 0 before, without a device or when KQ_ATTN_CLUSTER=0.
+/// Read once per process; never throws.
 int decode_cluster_limit();
 /// Workspace floats the decode plan needs (0 when splits == 1).
 size_t decode_workspace_floats(int64_t n, int q_heads, int head_dim, const DecodePlan& p);
