@@ -91,23 +91,33 @@ class Tokenizer {
 
   /// The bytes the ids stand for, concatenated (special tokens included as
   /// their text). The result may be invalid UTF-8 if the ids split a character.
-  /// Throws InvalidArgument for an id outside [0, vocab_size()) or unassigned.
+  /// Padding ids (see for_model()) decode to nothing (zero bytes).
+  /// Throws InvalidArgument for any other id that is not an assigned token:
+  /// negative, unassigned, or >= model_vocab_size(); the message names the
+  /// tokenizer's size (and the model's, when for_model() gave it).
   std::string decode(std::span<const int32_t> ids) const;
 
   /// Raw bytes of one token (possibly a partial UTF-8 sequence; see
-  /// StreamDecoder). Throws InvalidArgument like decode().
+  /// StreamDecoder); empty for a padding id. Throws InvalidArgument like decode().
   const std::string& decode_token(int32_t id) const;
 
   /// The token's string as stored in the vocabulary (byte-level symbols,
-  /// e.g. "Ġthe" for " the"). Throws InvalidArgument like decode().
+  /// e.g. "Ġthe" for " the"). Throws InvalidArgument like decode(), and also
+  /// for a padding id (it has no vocabulary string).
   const std::string& id_to_token(int32_t id) const;
 
   /// Id of a vocabulary string in its stored form ("Ġthe", "<|endoftext|>"),
   /// or nullopt.
   std::optional<int32_t> token_to_id(std::string_view token) const;
 
-  /// One past the largest token id (model vocabulary and added tokens).
+  /// One past the largest token id of the tokenizer (BPE vocabulary and
+  /// added tokens). The model's vocabulary may be larger: model_vocab_size().
   int32_t vocab_size() const;
+
+  /// The vocabulary size of the model this tokenizer was bound to by
+  /// for_model() (config.json vocab_size, the rows of the embedding and of
+  /// lm_head); vocab_size() when it was not bound.
+  int64_t model_vocab_size() const;
 
   /// Beginning/end-of-text token: tokenizer_config.json's bos_token /
   /// eos_token when given, else "<|endoftext|>" when in the vocabulary, else nullopt.
@@ -131,11 +141,30 @@ class Tokenizer {
   /// naming `model_dir`, source() and both sizes.
   void check_fits(int64_t model_vocab, const std::string& model_dir) const;
 
+  /// This tokenizer bound to a model whose vocabulary has `model_vocab` ids
+  /// (config.json vocab_size). Many checkpoints pad the embedding and lm_head
+  /// beyond the tokenizer (to a multiple of 64 or 128, e.g. 50257 -> 50304),
+  /// so a sampler can pick an id that no token stands for. In the returned
+  /// tokenizer such padding ids, i.e. ids in [0, model_vocab) that the
+  /// tokenizer does not assign (>= vocab_size(), or a gap in its ids), decode
+  /// to nothing (zero bytes; a documented choice, not U+FFFD: Hugging Face's
+  /// fast tokenizers, the `tokenizers` library that transformers' decode runs,
+  /// drop ids they have no token for, so their decode yields "" for them too),
+  /// and generation goes on. Ids < 0 or >= model_vocab stay an InvalidArgument.
+  /// Encoding is unchanged (it never produces a padding id). Checks the sizes
+  /// as check_fits() does (FormatError naming `model_dir`); throws
+  /// InvalidArgument when model_vocab is above 2^31 (ids are int32).
+  Tokenizer for_model(int64_t model_vocab, const std::string& model_dir) const;
+
   struct Impl;
 
  private:
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  /// The bytes of `id`, nullptr for a padding id; throws InvalidArgument
+  /// (decode's errors) for any other unassigned id.
+  const std::string* bytes_of(int32_t id) const;
   std::shared_ptr<const Impl> impl_;
+  int64_t model_vocab_ = 0;  ///< 0: not bound to a model (no padding ids)
 };
 
 /// Turns a stream of token ids into printable UTF-8 pieces for streaming
@@ -163,8 +192,9 @@ class StreamDecoder {
       : tok_(&tok), mode_(mode) {}
 
   /// Appends the bytes of token `id`; returns the bytes now safe to print.
-  /// Throws InvalidArgument for an invalid id (see Tokenizer::decode_token)
-  /// or when constructed without a tokenizer.
+  /// A padding id (Tokenizer::for_model) appends nothing. Throws
+  /// InvalidArgument for an invalid id (see Tokenizer::decode_token) or when
+  /// constructed without a tokenizer.
   std::string push(int32_t id);
   /// Same with raw bytes.
   std::string push_bytes(std::string_view bytes);

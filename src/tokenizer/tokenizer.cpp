@@ -80,8 +80,24 @@ void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& 
 }
 
 void Tokenizer::Impl::check_id(int32_t id) const {
-  if (id < 0 || size_t(id) >= kind.size() || kind[size_t(id)] == kUnassigned)
-    raise<InvalidArgument>("token id {} is not in the vocabulary (vocab_size {})", id, kind.size());
+  if (id < 0 || size_t(id) >= kind.size())
+    raise<InvalidArgument>("token id {} is not in the vocabulary: the tokenizer ({}) has {} ids (0..{})", id, source,
+                           kind.size(), kind.size() - 1);
+  if (kind[size_t(id)] == kUnassigned)
+    raise<InvalidArgument>("token id {} is not assigned to any token by the tokenizer ({}, ids 0..{})", id, source,
+                           kind.size() - 1);
+}
+
+const std::string* Tokenizer::bytes_of(int32_t id) const {
+  const Impl& t = *impl_;
+  if (id >= 0 && size_t(id) < t.kind.size() && t.kind[size_t(id)] != Impl::kUnassigned)
+    return &t.token_bytes[size_t(id)];
+  if (model_vocab_ == 0) t.check_id(id);  // not bound to a model: every unassigned id is an error
+  if (id < 0 || id >= model_vocab_)
+    raise<InvalidArgument>(
+        "token id {} is not in the vocabulary: the model has {} ids (0..{}), its tokenizer ({}) has {}", id,
+        model_vocab_, model_vocab_ - 1, t.source, t.kind.size());
+  return nullptr;  // a padding id of the model's vocabulary
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& opts) const {
@@ -116,23 +132,27 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   size_t n = 0;
-  for (const int32_t id : ids) {
-    impl_->check_id(id);
-    n += impl_->token_bytes[size_t(id)].size();
-  }
+  for (const int32_t id : ids)  // all checked before any output
+    if (const std::string* b = bytes_of(id)) n += b->size();
   std::string out;
   out.reserve(n);
-  for (const int32_t id : ids) out += impl_->token_bytes[size_t(id)];
+  for (const int32_t id : ids)
+    if (const std::string* b = bytes_of(id)) out += *b;  // a padding id adds nothing
   return out;
 }
 
 const std::string& Tokenizer::decode_token(int32_t id) const {
-  impl_->check_id(id);
-  return impl_->token_bytes[size_t(id)];
+  static const std::string nothing;
+  const std::string* b = bytes_of(id);
+  return b ? *b : nothing;
 }
 
 const std::string& Tokenizer::id_to_token(int32_t id) const {
-  impl_->check_id(id);
+  if (!bytes_of(id))
+    raise<InvalidArgument>(
+        "token id {} is a padding id of the model's vocabulary ({} ids; the tokenizer ({}) has {}): it has no "
+        "vocabulary string",
+        id, model_vocab_, impl_->source, vocab_size());
   return impl_->token_str[size_t(id)];
 }
 
@@ -142,6 +162,7 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
 }
 
 int32_t Tokenizer::vocab_size() const { return int32_t(impl_->kind.size()); }
+int64_t Tokenizer::model_vocab_size() const { return model_vocab_ > 0 ? model_vocab_ : vocab_size(); }
 std::optional<int32_t> Tokenizer::bos_token_id() const { return impl_->bos; }
 std::optional<int32_t> Tokenizer::eos_token_id() const { return impl_->eos; }
 size_t Tokenizer::num_merges() const { return impl_->bpe.num_merges(); }
@@ -152,6 +173,17 @@ void Tokenizer::check_fits(int64_t model_vocab, const std::string& model_dir) co
     raise<FormatError>("{}: the tokenizer ({}) has {} tokens but the model's vocabulary is {}; they do not belong "
                        "together",
                        model_dir, source(), vocab_size(), model_vocab);
+}
+
+Tokenizer Tokenizer::for_model(int64_t model_vocab, const std::string& model_dir) const {
+  constexpr int64_t max_ids = int64_t(std::numeric_limits<int32_t>::max()) + 1;
+  if (model_vocab > max_ids)
+    raise<InvalidArgument>("{}: the model's vocabulary of {} ids exceeds the {} that int32 token ids can name",
+                           model_dir, model_vocab, max_ids);
+  check_fits(model_vocab, model_dir);
+  Tokenizer bound = *this;
+  bound.model_vocab_ = model_vocab;
+  return bound;
 }
 
 bool Tokenizer::is_special(int32_t id) const {
