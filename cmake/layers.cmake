@@ -26,7 +26,8 @@ function(kq_add_layer NAME)
   endif()
   target_include_directories(kq_${NAME} ${vis}
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
-    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src>)
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_link_libraries(kq_${NAME} ${vis} ${L_DEPS})
   if(srcs)
     target_link_libraries(kq_${NAME} PRIVATE kq_warnings)
