@@ -1,15 +1,23 @@
 #include "io/atomic_dir.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>  // renameat2 (glibc >= 2.28, _GNU_SOURCE)
 #include <unistd.h>
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "io/atomic_file.hpp"
@@ -19,6 +27,29 @@ namespace kq::io {
 namespace fs = std::filesystem;
 
 namespace {
+
+/// The staging folders of the AtomicDirs alive in this process, and the lock
+/// that orders their creation, removal and commit against the signal watcher.
+/// Never destroyed: the watcher thread may use it while the process exits.
+struct StagingRegistry {
+  std::mutex mutex;
+  std::set<std::string> dirs;
+};
+
+StagingRegistry& registry() {
+  static StagingRegistry* r = new StagingRegistry;
+  return *r;
+}
+
+/// Removes `dir` and everything in it; retried a few times, as a writer may add
+/// a file between the listing and the final rmdir. Never throws.
+void remove_tree(const fs::path& dir) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (!fs::exists(fs::symlink_status(dir, ec))) return;
+  }
+}
 
 bool is_nonempty_dir(const fs::path& p) {
   std::error_code ec;
@@ -77,26 +108,145 @@ void naming_target(const fs::path& staging, const fs::path& out, const std::func
   }
 }
 
+// ---- removal of the staging folders on SIGINT / SIGTERM / SIGHUP ----
+
+constexpr int kCleanupSignals[] = {SIGINT, SIGTERM, SIGHUP};
+int g_signal_pipe[2] = {-1, -1};  // [0] read by the watcher, [1] written (non-blocking) by the handler
+
+extern "C" void on_cleanup_signal(int sig) {
+  const int saved = errno;  // only async-signal-safe calls here
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+/// The watcher thread: waits for a signal number from the handler, removes
+/// every registered staging folder, then ends the process by that signal.
+[[noreturn]] void watch_cleanup_signals() {
+  unsigned char byte = 0;
+  for (;;) {
+    const ssize_t n = ::read(g_signal_pipe[0], &byte, 1);
+    if (n == 1) break;
+    if (n < 0 && errno == EINTR) continue;
+    for (;;) ::pause();  // the pipe is gone (cannot happen): leave the process alone
+  }
+  const int sig = byte;
+  // Taken and never released: no AtomicDir may create, commit or remove a
+  // folder after this point, and the process ends below.
+  registry().mutex.lock();
+  for (const std::string& d : registry().dirs) remove_tree(d);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigemptyset(&dfl.sa_mask);
+  ::sigaction(sig, &dfl, nullptr);
+  sigset_t set;
+  ::sigemptyset(&set);
+  ::sigaddset(&set, sig);
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  ::raise(sig);        // the default action: the process is killed by `sig`
+  ::_exit(128 + sig);  // not reached
+}
+
+void install_cleanup_handlers() {
+  if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0)
+    raise<Error>("cannot set up the interrupt handler: pipe: {}", std::strerror(errno));
+  ::fcntl(g_signal_pipe[1], F_SETFL, ::fcntl(g_signal_pipe[1], F_GETFL) | O_NONBLOCK);
+  try {
+    std::thread(watch_cleanup_signals).detach();
+  } catch (const std::system_error& e) {
+    raise<Error>("cannot set up the interrupt handler: thread: {}", e.what());
+  }
+  for (const int sig : kCleanupSignals) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;  // e.g. nohup
+    struct sigaction sa {};
+    sa.sa_handler = on_cleanup_signal;
+    ::sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
+/// "<name>.tmp-XXXXXX" / "<name>.old-XXXXXX" as mkdtemp makes them.
+bool is_staging_name(const std::string& entry, const std::string& name) {
+  constexpr size_t kSuffix = 6;
+  for (const char* tag : {".tmp-", ".old-"}) {
+    const std::string prefix = name + tag;
+    if (entry.size() == prefix.size() + kSuffix && entry.starts_with(prefix) &&
+        std::all_of(entry.begin() + std::ptrdiff_t(prefix.size()), entry.end(),
+                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }))
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
 
-AtomicDir::AtomicDir(fs::path out, bool overwrite) : overwrite_(overwrite) {
+void remove_staging_dirs_on_signals() {
+  static std::once_flag once;
+  std::call_once(once, install_cleanup_handlers);
+}
+
+std::vector<fs::path> staging_leftovers(const fs::path& out) {
+  fs::path target;
+  try {
+    target = AtomicDir::resolve_target(out);
+  } catch (const Error&) {
+    target = out.lexically_normal();
+    if (target.filename().empty()) target = target.parent_path();
+  }
+  std::vector<fs::path> found;
+  const std::string name = target.filename().string();
+  if (name.empty()) return found;
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(parent, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::error_code ec2;
+    if (is_staging_name(it->path().filename().string(), name) && it->is_directory(ec2) && !it->is_symlink(ec2))
+      found.push_back(target.has_parent_path() ? it->path() : it->path().filename());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+fs::path AtomicDir::resolve_target(fs::path out) {
   out = out.lexically_normal();
   if (out.filename().empty()) out = out.parent_path();  // "dir/" -> "dir"
   if (out.empty() || out == "." || out == "..")
     raise<InvalidArgument>("'{}': not a usable output folder name", out.string());
-  out_ = out;
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(out_, ec)) && !fs::is_directory(fs::symlink_status(out_, ec)))
-    raise<InvalidArgument>("{}: exists and is not a folder", out_.string());
+  const fs::file_status link = fs::symlink_status(out, ec);
+  if (fs::is_symlink(link)) {
+    const fs::path to = fs::read_symlink(out, ec);
+    const fs::file_status st = fs::status(out, ec);
+    if (!fs::exists(st))
+      raise<InvalidArgument>("{}: is a symbolic link to '{}', which does not exist (give the folder itself)",
+                             out.string(), to.string());
+    if (!fs::is_directory(st))
+      raise<InvalidArgument>("{}: is a symbolic link to '{}', which is not a folder", out.string(), to.string());
+    const fs::path real = fs::canonical(out, ec);
+    if (ec) raise<InvalidArgument>("{}: cannot follow the symbolic link: {}", out.string(), ec.message());
+    return real;
+  }
+  if (fs::exists(link) && !fs::is_directory(link))
+    raise<InvalidArgument>("{}: exists and is not a folder", out.string());
+  return out;
+}
+
+AtomicDir::AtomicDir(fs::path out, bool overwrite) : out_(resolve_target(std::move(out))), overwrite_(overwrite) {
   if (!overwrite_ && is_nonempty_dir(out_))
     raise<InvalidArgument>("{}: folder exists and is not empty (use --overwrite to replace it)", out_.string());
+  const std::lock_guard lock(registry().mutex);  // no interrupt between mkdtemp and the registration
   staging_ = make_sibling_dir(out_, "tmp");
+  registry().dirs.insert(staging_.string());
 }
 
 AtomicDir::~AtomicDir() {
   if (committed_ || staging_.empty()) return;
+  const std::lock_guard lock(registry().mutex);
   std::error_code ec;
   fs::remove_all(staging_, ec);
+  registry().dirs.erase(staging_.string());
 }
 
 void AtomicDir::write(const std::function<void()>& write_files) const {
@@ -113,9 +263,13 @@ void AtomicDir::commit() {
     }
   });
   const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
+  // The moves below run whole or not at all with respect to the interrupt
+  // watcher (remove_staging_dirs_on_signals), which waits for this lock.
+  const std::lock_guard lock(registry().mutex);
 
   if (::rename(staging_.c_str(), out_.c_str()) == 0) {  // out absent or an empty folder
     committed_ = true;
+    registry().dirs.erase(staging_.string());
     fsync_path(parent);
     return;
   }
@@ -132,6 +286,7 @@ void AtomicDir::commit() {
     fsync_path(parent);
     std::error_code ec;
     fs::remove_all(staging_, ec);
+    registry().dirs.erase(staging_.string());
     return;
   }
   const int xerr = errno;
@@ -153,6 +308,7 @@ void AtomicDir::commit() {
     raise<Error>("{}: cannot move the new folder into place: {}", out_.string(), std::strerror(e3));
   }
   committed_ = true;
+  registry().dirs.erase(staging_.string());
   fsync_path(parent);
   std::error_code ec;
   fs::remove_all(old, ec);

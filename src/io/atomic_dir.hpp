@@ -4,7 +4,13 @@
 // `<out>.tmp-XXXXXX` on the same file system, fsync'ed, and only then renamed
 // to `<out>`. A crash at any point leaves either no `<out>`, the old `<out>`,
 // or the complete new `<out>` — never a half-written folder under that name.
-// Stale `<out>.tmp-*` / `<out>.old-*` siblings from a crash can be deleted.
+// Stale `<out>.tmp-*` / `<out>.old-*` siblings from a crash can be deleted
+// (staging_leftovers() finds them). A process that calls
+// remove_staging_dirs_on_signals() also removes its staging folders when it is
+// interrupted (SIGINT, SIGTERM, SIGHUP).
+//
+// `out` may be a symbolic link to a folder: the link is followed, and the
+// folder it points to is the one written (the link itself stays).
 //
 // Error messages name `<out>` (and files under it), never the staging name.
 //
@@ -18,14 +24,15 @@
 #include <filesystem>
 #include <functional>
 #include <string_view>
+#include <vector>
 
 namespace kq::io {
 
 /// A staging folder that becomes `out` on commit().
 class AtomicDir {
  public:
-  /// Creates the staging folder next to `out`. Throws InvalidArgument when
-  /// `out` exists and is not a folder, or is a non-empty folder and
+  /// Creates the staging folder next to resolve_target(out). Throws
+  /// InvalidArgument as resolve_target() does, or when `out` is a non-empty folder and
   /// `overwrite` is false; Error naming `out` (not the staging name) when the
   /// staging folder cannot be created: the folder `out` goes in is missing or
   /// is a file ("'notes.txt' is not a directory"), no permission, or a name
@@ -40,8 +47,16 @@ class AtomicDir {
   const std::filesystem::path& staging() const { return staging_; }
   /// staging() / name.
   std::filesystem::path file(std::string_view name) const { return staging_ / name; }
-  /// The final folder.
+  /// The final folder (resolve_target(out): a symbolic link followed).
   const std::filesystem::path& target() const { return out_; }
+
+  /// The folder AtomicDir(out) writes: `out` lexically normalized ("q/" is
+  /// q); when `out` is a symbolic link to a folder, the folder it points to
+  /// (fs::canonical), so that the new folder replaces the link's target and
+  /// the link stays. Throws InvalidArgument naming `out` when it is empty,
+  /// "." or ".."; exists and is not a folder; or is a symbolic link to
+  /// something that does not exist or is not a folder (naming the link's target).
+  static std::filesystem::path resolve_target(std::filesystem::path out);
   bool committed() const { return committed_; }
 
   /// Runs `write_files`, which writes into staging() (through file()). A
@@ -68,5 +83,24 @@ class AtomicDir {
   bool overwrite_ = false;
   bool committed_ = false;
 };
+
+/// Installs, once per process, handlers for SIGINT, SIGTERM and SIGHUP (each
+/// unless it is ignored, e.g. SIGHUP under nohup) that remove the staging
+/// folder of every AtomicDir not yet committed, then let the signal end the
+/// process as it would have (killed by it: a shell shows status 128 + N,
+/// 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). The handler itself only
+/// writes the signal number to a pipe (async-signal-safe); a watcher thread
+/// does the removal, holding the lock that AtomicDir's constructor,
+/// destructor and commit() take, so a folder is never half-moved into place.
+/// Throws Error if the pipe or the thread cannot be created.
+void remove_staging_dirs_on_signals();
+
+/// Leftovers of earlier interrupted (or still running) writes of `out`:
+/// existing folders named `<out>.tmp-XXXXXX` or `<out>.old-XXXXXX` (six
+/// characters [A-Za-z0-9], mkdtemp's) next to resolve_target(out) (next to
+/// `out` itself when it cannot be resolved). Sorted; never throws (an
+/// unreadable parent folder gives none). Nothing is deleted: another process
+/// may be writing one of them.
+std::vector<std::filesystem::path> staging_leftovers(const std::filesystem::path& out);
 
 }  // namespace kq::io

@@ -2,16 +2,37 @@
 #include <fmt/core.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
+#include "io/atomic_dir.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
+#include "kq/warning.hpp"
 #include "mode_option.hpp"
 
 namespace kq::cli {
+namespace {
+
+/// Warns about `<out>.tmp-XXXXXX` / `<out>.old-XXXXXX` folders left next to
+/// --out by an interrupted (killed, crashed) or still-running kq quantize.
+/// They are named, never deleted: another process may be writing one.
+void warn_staging_leftovers(const std::string& out) {
+  const std::vector<std::filesystem::path> left = io::staging_leftovers(out);
+  if (left.empty()) return;
+  std::string names;
+  for (const auto& p : left) names.append(names.empty() ? "'" : ", '").append(p.string()).append("'");
+  warn(fmt::format(
+      "--out '{}': {} unfinished output folder{} of an interrupted or still-running kq quantize next to it: {} "
+      "(not deleted; remove {} if no kq quantize is writing '{}')",
+      out, left.size(), left.size() == 1 ? "" : "s", names, left.size() == 1 ? "it" : "them", out));
+}
+
+}  // namespace
 
 void add_quantize_command(CLI::App& app) {
   struct Args {
@@ -37,6 +58,9 @@ void add_quantize_command(CLI::App& app) {
       ->transform(integer_in(0, kMaxThreads))
       ->capture_default_str();
   cmd->callback([a] {
+    // Ctrl-C, SIGTERM or SIGHUP while the folder is written removes the
+    // staging folder (<out>.tmp-XXXXXX) before the signal ends the process.
+    io::remove_staging_dirs_on_signals();
     QuantizeOptions qo;
     qo.spec = parse_quant_mode(a->mode);
     qo.quantize_lm_head = a->lm_head;
@@ -45,6 +69,7 @@ void add_quantize_command(CLI::App& app) {
     ctx.threads = a->threads;
     QuantizeReport rep;
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
+    warn_staging_leftovers(a->out);
     auto model = load_quantized(a->model, qo, ctx, &rep);
     save_quantized_model(*model, qo, a->out, a->overwrite);
     int quantized = 0;
