@@ -296,7 +296,7 @@ void add_bench_command(CLI::App& app) {
     print_header(r, *args);
     for (const BenchResult& m : r.results) print_mode(m);
     print_table(r);
-    std::fflush(stdout);  // the warnings (stderr) come after the table, where the speedups are read
+    flush_stdout();  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
     if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);

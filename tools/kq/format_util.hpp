@@ -7,9 +7,11 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "io/atomic_file.hpp"
 #include "io/file_kind.hpp"
@@ -124,6 +126,17 @@ inline void check_json_output(bool given, const std::string& json, const std::st
   check_output_file("--json", json);
   check_not_model_file("--json", json, model_dir);
   check_not_input("--json", json, "--text", text);
+}
+
+/// fflush(stdout), for output streamed as it is produced (kq generate). A
+/// failed write (a full disk, /dev/full, a closed pipe) throws
+/// std::system_error with its errno, which main() reports as "kq: error
+/// writing to standard output: <strerror>" (exit status 1): no point going on
+/// when the output is lost, and the errno is known only here.
+inline void flush_stdout() {
+  errno = 0;
+  if (std::fflush(stdout) != 0)
+    throw std::system_error(errno ? errno : EIO, std::generic_category(), "standard output");
 }
 
 /// "1.23 MiB", "456.0 KiB", "12 B".

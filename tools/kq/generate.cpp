@@ -84,7 +84,7 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   StreamDecoder out(tok, StreamDecoder::InvalidBytes::Replace);  // stdout gets valid UTF-8 only
   if (!o.no_echo) {
     fmt::print("{}", o.prompt);
-    std::fflush(stdout);
+    flush_stdout();
   }
 
   // Prefill the prompt, then decode one token at a time.
@@ -101,11 +101,11 @@ void run_generate(const GenerateOptions& o, bool n_given) {
       break;
     }
     fmt::print("{}", out.push(next));
-    std::fflush(stdout);
+    flush_stdout();
     if (generated + 1 < n) model->forward(std::span(&next, 1), cache, logits.data());
   }
   fmt::print("{}\n", out.flush());
-  std::fflush(stdout);
+  flush_stdout();
   const double decode_s = since(t1);
   if (n == 0) {  // nothing ran: no rates to report
     fmt::print(stderr, "kq: prompt {} tokens; -n 0: nothing generated\n", prompt.size());

@@ -5,15 +5,21 @@
 // 2 a usage error (unknown command or option, missing required option, a
 // value of the wrong type or out of range); 3 `kq bench` ran but a mode
 // failed its threshold; 70 an internal error (a bug: please report it).
+// Output that cannot be written to standard output (a full disk, /dev/full,
+// a closed pipe) is an error: "kq: error writing to standard output: ...", 1.
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <iostream>
 #include <set>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <fmt/core.h>
@@ -48,6 +54,22 @@ void default_passive_wait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY")) return;
   if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
   ::execv("/proc/self/exe", argv);  // returns only when it fails: carry on with the default policy
+}
+
+/// Flushes standard output (C stdio and std::cout, which CLI11's help and
+/// --version use) and says whether everything written to it arrived. On a
+/// failure prints "kq: error writing to standard output: <strerror>" to
+/// stderr: a command whose output is lost has failed, whatever it computed.
+/// `err` is the errno of a write that failed earlier (fmt::print and
+/// cli::flush_stdout throw std::system_error), 0 if none is known.
+bool stdout_ok(int err = 0) {
+  errno = 0;
+  if (std::fflush(stdout) != 0 && errno != 0 && err == 0) err = errno;
+  std::cout.flush();  // (synced with stdio: already flushed above)
+  if (!std::ferror(stdout) && !std::cout.fail() && err == 0) return true;
+  fmt::print(stderr, "kq: error writing to standard output: {}\n",
+             err ? std::strerror(err) : "a write failed");
+  return false;
 }
 
 }  // namespace
@@ -108,19 +130,30 @@ int main(int argc, char** argv) {
     if (!help && (!word || std::string_view(word) != "info")) (void)kq::active_isa();
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {  // thrown by a command for its own exit status (bench: 3)
-    return e.get_exit_code();
+    return stdout_ok() ? e.get_exit_code() : 1;
   } catch (const CLI::ParseError& e) {
+    errno = 0;
     const int rc = app.exit(e);  // prints help / version / the usage error
-    return rc == 0 ? 0 : kUsageError;
+    const int exit_errno = errno;  // of a failed write, when its std::endl flushed std::cout
+    if (rc == 0) return stdout_ok(std::ferror(stdout) || std::cout.fail() ? exit_errno : 0) ? 0 : 1;
+    return kUsageError;
   } catch (const kq::Error& e) {
     fmt::print(stderr, "kq: error: {}\n", kq::io::escape_for_terminal(e.what()));
     return 1;
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "kq: error: out of memory\n");
     return 1;
+  } catch (const std::system_error& e) {
+    // fmt::print throws this when a write to standard output fails.
+    if (std::ferror(stdout)) {
+      stdout_ok(e.code().value());
+      return 1;
+    }
+    fmt::print(stderr, "kq: internal error: {}\n", kq::io::escape_for_terminal(e.what()));
+    return kInternalError;
   } catch (const std::exception& e) {
     fmt::print(stderr, "kq: internal error: {}\n", kq::io::escape_for_terminal(e.what()));
     return kInternalError;
   }
-  return 0;
+  return stdout_ok() ? 0 : 1;
 }
