@@ -96,7 +96,8 @@ TEST(CliIsa, HelpWorksWhateverKqIsaSays) {
     EXPECT_EQ(r.status, 0) << args[0] << ": " << r.err;
     EXPECT_TRUE(has(r.out, "--")) << r.out;
   }
-  const auto r = run_kq({"eval", "--samples", "1"});  // a command that runs still fails up front
+  // A command that runs still fails up front (once its command line is valid).
+  const auto r = run_kq({"eval", "--model", kq::testing::demo_model().string(), "--text", "README.md", "--samples", "1"});
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_TRUE(has(r.err, "is not an instruction set")) << r.err;
 }
@@ -142,4 +143,28 @@ TEST(CliIsa, ListedValuesAreTheAcceptedValues) {
   // The README documents the same list.
   const std::string readme = kq::testing::read_all(std::filesystem::path(KQ_SOURCE_DIR) / "README.md");
   EXPECT_TRUE(has(readme, "`KQ_ISA=" + list + "`")) << "README.md does not list KQ_ISA=" << list;
+}
+
+TEST(CliIsa, VersionAndUsageErrorsWhateverKqIsaSays) {
+  ScopedEnv env("KQ_ISA", "sse9");
+  // --version runs no kernel: it works.
+  const auto v = run_kq({"--version"});
+  EXPECT_EQ(v.status, 0) << v.err;
+  EXPECT_FALSE(v.out.empty());
+  EXPECT_FALSE(has(v.err, "is not an instruction set")) << v.err;
+  // Usage errors are found while parsing, before the ISA check: exit 2 and
+  // the usage error, not exit 1 and the KQ_ISA error.
+  const std::string model = kq::testing::demo_model().string();
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"eval", "--no-such-option"},
+           {"eval", "--model"},
+           {"quantize", "--mode", "int8"},
+           {"generate", "-m", model},
+           {"eval", "--samples", "abc"},
+           {"--no-such-option"}}) {
+    const auto r = run_kq(args);
+    EXPECT_EQ(r.status, 2) << args[0] << " " << args[1 % args.size()] << ": " << r.err;
+    EXPECT_TRUE(r.err.rfind("kq: error: ", 0) == 0) << r.err;
+    EXPECT_FALSE(has(r.err, "is not an instruction set")) << r.err;
+  }
 }

@@ -9,7 +9,6 @@
 // a closed pipe) is an error: "kq: error writing to standard output: ...", 1.
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -120,14 +119,14 @@ int main(int argc, char** argv) {
       return kUsageError;
     }
   }
+  // A bad KQ_ISA fails every command the same way, up front: once the command
+  // line is parsed (so usage errors are exit 2, and --help and --version work
+  // whatever KQ_ISA says), before the command runs. Except `kq info`, which
+  // reports it (it is how a user finds out what this CPU supports).
+  app.parse_complete_callback([&app] {
+    if (!app.got_subcommand("info")) (void)kq::active_isa();
+  });
   try {
-    // A bad KQ_ISA fails every command the same way, up front; except `kq info`,
-    // which reports it (it is how a user finds out what this CPU supports), and
-    // help, which runs no kernel.
-    const bool help = std::any_of(argv + 1, argv + argc, [](const char* a) {
-      return std::string_view(a) == "-h" || std::string_view(a) == "--help";
-    });
-    if (!help && (!word || std::string_view(word) != "info")) (void)kq::active_isa();
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {  // thrown by a command for its own exit status (bench: 3)
     return stdout_ok() ? e.get_exit_code() : 1;
