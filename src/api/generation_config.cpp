@@ -17,10 +17,10 @@ namespace {
 /// One integer id of `file`'s eos_token_id. Throws FormatError.
 int32_t parse_id(const nlohmann::json& v, const std::string& file) {
   if (!v.is_number_integer())
-    raise<FormatError>("{}: eos_token_id must be an integer or a list of integers, got {}", file, v.dump());
+    raise<FormatError>("{}: eos_token_id must be an integer or a list of integers, got {}", file, io::json_excerpt(v));
   if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(std::numeric_limits<int32_t>::max())
                              : (v.get<int64_t>() < 0 || v.get<int64_t>() > std::numeric_limits<int32_t>::max()))
-    raise<FormatError>("{}: eos_token_id {} is not a token id (0 .. 2^31-1)", file, v.dump());
+    raise<FormatError>("{}: eos_token_id {} is not a token id (0 .. 2^31-1)", file, io::json_excerpt(v));
   return static_cast<int32_t>(v.get<int64_t>());
 }
 

@@ -91,7 +91,8 @@ class Reader {
                           fmt::join(foreign, ", "), gpt2 ? "Llama" : "GPT-2", counterpart,
                           gpt2 ? "llama" : "gpt2");
     }
-    raise<FormatError>("{}: model_type '{}' requires key '{}'{}, which is missing{}", src_, type_, key,
+    raise<FormatError>("{}: model_type '{}' requires key '{}'{}, which is missing{}", src_,
+                       io::text_excerpt(type_), key,
                        alt ? fmt::format(" (or '{}')", alt) : std::string(), other);
   }
   int64_t size_value(const std::string& key, const json& v) const {
@@ -101,16 +102,16 @@ class Reader {
                                             : false;
     if (!ok)
       raise<FormatError>("{}: key '{}': expected a positive integer up to {}, got {}", src_, key, kMaxSize,
-                         v.dump());
+                         io::json_excerpt(v));
     return v.get<int64_t>();
   }
   /// A finite positive number.
   double positive(const std::string& key, const json* v, double fallback) const {
     if (!v) return fallback;
-    if (!v->is_number()) raise<FormatError>("{}: key '{}': expected a number, got {}", src_, key, v->dump());
+    if (!v->is_number()) raise<FormatError>("{}: key '{}': expected a number, got {}", src_, key, io::json_excerpt(*v));
     const double d = v->get<double>();
     if (!std::isfinite(d) || d <= 0)
-      raise<FormatError>("{}: key '{}': expected a finite positive number, got {}", src_, key, v->dump());
+      raise<FormatError>("{}: key '{}': expected a finite positive number, got {}", src_, key, io::json_excerpt(*v));
     return d;
   }
   double positive(const char* key, double fallback) const { return positive(key, find(key), fallback); }
@@ -122,19 +123,20 @@ class Reader {
     if (d >= 1.0)
       raise<FormatError>(
           "{}: key '{}': {} is not a norm epsilon (expected a small positive number such as 1e-5)", src_, key,
-          find(key)->dump());
+          io::json_excerpt(*find(key)));
     return d;
   }
   bool boolean(const char* key, bool fallback) const {
     const json* v = find(key);
     if (!v) return fallback;
-    if (!v->is_boolean()) raise<FormatError>("{}: key '{}': expected true/false, got {}", src_, key, v->dump());
+    if (!v->is_boolean())
+      raise<FormatError>("{}: key '{}': expected true/false, got {}", src_, key, io::json_excerpt(*v));
     return v->get<bool>();
   }
   std::string string(const char* key, const std::string& fallback) const {
     const json* v = find(key);
     if (!v) return fallback;
-    if (!v->is_string()) raise<FormatError>("{}: key '{}': expected a string, got {}", src_, key, v->dump());
+    if (!v->is_string()) raise<FormatError>("{}: key '{}': expected a string, got {}", src_, key, io::json_excerpt(*v));
     return v->get<std::string>();
   }
   const std::string& source() const { return src_; }
@@ -160,7 +162,7 @@ ModelConfig parse_gpt2(const Reader& r) {
   c.activation = r.string("activation_function", "gelu_new");
   if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
     raise<FormatError>("{}: activation_function '{}' is not supported (supported: gelu_new, gelu_pytorch_tanh, gelu)",
-                       r.source(), c.activation);
+                       r.source(), io::text_excerpt(c.activation));
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
   // Attention variants that change the arithmetic: refuse rather than compute something else.
   if (!r.boolean("scale_attn_weights", true))
@@ -178,15 +180,16 @@ ModelConfig parse_gpt2(const Reader& r) {
 
 /// Rejects any RoPE variant other than the plain one ("default" or absent).
 void check_rope_type(const Reader& r, const char* where, const json& obj) {
-  if (!obj.is_object()) raise<FormatError>("{}: '{}' must be an object or null, got {}", r.source(), where, obj.dump());
+  if (!obj.is_object())
+    raise<FormatError>("{}: '{}' must be an object or null, got {}", r.source(), where, io::json_excerpt(obj));
   for (const char* k : {"rope_type", "type"}) {
     const auto it = obj.find(k);
     if (it == obj.end() || it->is_null()) continue;
     if (!it->is_string())
-      raise<FormatError>("{}: '{}.{}' must be a string, got {}", r.source(), where, k, it->dump());
+      raise<FormatError>("{}: '{}.{}' must be a string, got {}", r.source(), where, k, io::json_excerpt(*it));
     if (it->get_ref<const std::string&>() != "default")
       raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (only default RoPE)", r.source(),
-                         it->get_ref<const std::string&>(), where, k);
+                         io::text_excerpt(it->get_ref<const std::string&>()), where, k);
   }
 }
 
@@ -206,7 +209,8 @@ ModelConfig parse_llama(const Reader& r) {
   c.mlp_bias = r.boolean("mlp_bias", false);
   c.activation = r.string("hidden_act", "silu");
   if (c.activation != "silu")
-    raise<FormatError>("{}: hidden_act '{}' is not supported for llama (supported: silu)", r.source(), c.activation);
+    raise<FormatError>("{}: hidden_act '{}' is not supported for llama (supported: silu)", r.source(),
+                       io::text_excerpt(c.activation));
   if (c.num_heads % c.num_kv_heads != 0)
     raise<FormatError>("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", r.source(),
                        c.num_heads, c.num_kv_heads);
@@ -254,7 +258,8 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   } else if (type.empty()) {
     raise<FormatError>("{}: no \"model_type\" (supported: gpt2, llama)", source);
   } else {
-    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama)", source, type);
+    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama)", source,
+                       io::text_excerpt(type));
   }
   // transformers 5 writes "dtype"; older versions "torch_dtype".
   c.torch_dtype = r.find("dtype") ? r.string("dtype", "") : r.string("torch_dtype", "");

@@ -1,9 +1,13 @@
 #include "io/json_strict.hpp"
 
+#include <fmt/core.h>
+
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "io/file_kind.hpp"
@@ -31,14 +35,19 @@ class DuplicateKeyFinder {
   bool number_float(json::number_float_t /*val*/, const json::string_t& /*text*/) { return true; }
   bool string(json::string_t& /*val*/) { return true; }
   bool binary(json::binary_t& /*val*/) { return true; }
-  bool start_array(std::size_t /*elements*/) { return true; }
-  bool end_array() { return true; }
+  bool start_array(std::size_t /*elements*/) { return enter(); }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
 
   bool start_object(std::size_t /*elements*/) {
-    open_objects_.emplace_back();  // an empty set allocates nothing (deep nesting stays cheap)
+    if (!enter()) return false;
+    open_objects_.emplace_back();  // an empty set allocates nothing
     return true;
   }
   bool end_object() {
+    --depth_;
     if (!open_objects_.empty()) open_objects_.pop_back();
     return true;
   }
@@ -55,8 +64,20 @@ class DuplicateKeyFinder {
 
   const std::optional<std::string>& duplicate() const { return duplicate_; }
   const std::optional<std::string>& syntax_error() const { return syntax_error_; }
+  bool too_deep() const { return too_deep_; }
 
  private:
+  /// One more open array/object; false (stop parsing) beyond kMaxJsonDepth.
+  bool enter() {
+    if (++depth_ > kMaxJsonDepth) {
+      too_deep_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  std::size_t depth_ = 0;  // arrays/objects open now
+  bool too_deep_ = false;
   std::vector<std::unordered_set<std::string>> open_objects_;  // one per open object; arrays push nothing
   std::optional<std::string> duplicate_;
   std::optional<std::string> syntax_error_;
@@ -70,6 +91,9 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
   // anywhere wins over a duplicate key, as nlohmann reports it.
   DuplicateKeyFinder finder;
   const bool ok = json::sax_parse(text.begin(), text.end(), &finder);
+  if (finder.too_deep())  // checked first: parsing stopped there, the rest was not read
+    raise<FormatError>("{}: JSON arrays/objects nested more than {} levels deep (model files nest a few levels)",
+                       source, kMaxJsonDepth);
   if (!ok || finder.syntax_error())  // its "last read: '...'" quotes the file's bytes as they are
     raise<FormatError>("{}: invalid JSON: {}", source,
                        escape_for_terminal(finder.syntax_error().value_or("parse stopped")));
@@ -82,6 +106,79 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& sourc
   } catch (const json::exception& e) {
     raise<FormatError>("{}: invalid JSON: {}", source, escape_for_terminal(e.what()));
   }
+}
+
+namespace {
+
+/// Builds json_excerpt's text: stops adding once more than `limit` bytes are
+/// written, and summarizes containers at nesting level kExcerptDepth.
+class Excerpt {
+ public:
+  using json = nlohmann::json;
+  static constexpr int kExcerptDepth = 3;
+
+  explicit Excerpt(std::size_t limit) : limit_(limit) {}
+
+  void value(const json& v, int depth) {
+    if (full()) return;
+    if (v.is_array() || v.is_object()) {
+      if (depth >= kExcerptDepth && !v.empty()) {
+        out_ += v.is_array() ? fmt::format("<array of {} element{}>", v.size(), v.size() == 1 ? "" : "s")
+                             : fmt::format("<object of {} member{}>", v.size(), v.size() == 1 ? "" : "s");
+        return;
+      }
+      out_ += v.is_array() ? '[' : '{';
+      bool first = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (full()) return;
+        if (!first) out_ += ',';
+        first = false;
+        if (v.is_object()) {
+          quoted(it.key());
+          out_ += ':';
+        }
+        value(*it, depth + 1);
+      }
+      out_ += v.is_array() ? ']' : '}';
+    } else if (v.is_string()) {
+      quoted(v.get_ref<const std::string&>());
+    } else {
+      out_ += v.dump();  // a number, boolean, null or binary: short, no recursion
+    }
+  }
+
+  std::string take() && { return std::move(out_); }
+
+ private:
+  bool full() const { return out_.size() > limit_; }
+
+  /// `s` as a JSON string, only as much of it as can still be shown (a cut
+  /// UTF-8 sequence becomes U+FFFD; the whole excerpt is cut later anyway).
+  void quoted(const std::string& s) {
+    const std::size_t room = limit_ + 1 - std::min(out_.size(), limit_);
+    const json piece = s.size() <= room ? s : s.substr(0, room);
+    out_ += piece.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  std::size_t limit_;
+  std::string out_;
+};
+
+}  // namespace
+
+std::string json_excerpt(const nlohmann::json& v, std::size_t max_chars) {
+  Excerpt e(max_chars);
+  e.value(v, 0);
+  return text_excerpt(std::move(e).take(), max_chars);
+}
+
+std::string text_excerpt(std::string_view text, std::size_t max_chars) {
+  if (text.size() <= max_chars) return escape_for_terminal(text);
+  std::size_t cut = max_chars;  // back to the start of a UTF-8 character
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  std::string out = escape_for_terminal(text.substr(0, cut));
+  out += "...";
+  return out;
 }
 
 std::string read_text_file(const std::filesystem::path& file, uint64_t max_bytes) {

@@ -1,7 +1,10 @@
 #pragma once
 // Strict JSON parsing for untrusted model files (safetensors headers, index
 // and config files): RFC 8259 JSON via nlohmann::json, plus rejection of
-// duplicate keys in any object (nlohmann would silently keep the last one).
+// duplicate keys in any object (nlohmann would silently keep the last one)
+// and of nesting deeper than kMaxJsonDepth; and a bounded rendering of a JSON
+// value for error messages (json_excerpt).
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -11,12 +14,39 @@
 
 namespace kq::io {
 
+/// Deepest nesting of arrays/objects parse_json_strict accepts. nlohmann's
+/// parser and destructor are iterative, but copying, comparing and dump()ing a
+/// value recurse once per level: a 100,000-deep value in a config.json
+/// overflowed the stack (SIGSEGV) when an error message dump()ed it. Model
+/// files nest a handful of levels (safetensors headers 3, tokenizer.json < 10).
+inline constexpr std::size_t kMaxJsonDepth = 512;
+
 /// Parses `text` as JSON. Throws FormatError "<source>: ..." on a syntax
-/// error, invalid UTF-8, or a key that appears twice in the same object; the
+/// error, invalid UTF-8, arrays/objects nested more than kMaxJsonDepth deep,
+/// or a key that appears twice in the same object; the
 /// bytes of `text` such a message quotes are escaped (escape_for_terminal in
 /// io/utf8_text.hpp: invalid UTF-8 and control characters as \xNN), so a
 /// binary or hostile file never sends raw bytes to the terminal.
 nlohmann::json parse_json_strict(std::string_view text, const std::string& source);
+
+/// A short, printable rendering of JSON value `v` for an error message: JSON
+/// text (as nlohmann's dump() would write it, compact) where that fits in
+/// `max_chars` characters, else cut there (at a UTF-8 character boundary)
+/// with "..." appended; non-empty arrays/objects at nesting level 3 or deeper
+/// (`v` itself is level 0) are shown as "<array of N elements>" / "<object of N members>" instead of
+/// their content. Never recurses more than those few levels and never builds
+/// more than about `max_chars` characters, whatever the size or depth of `v`
+/// (dump() on a multi-megabyte value echoed all of it; on a 100,000-deep one
+/// it overflowed the stack). Control characters and invalid UTF-8 in strings
+/// are escaped (escape_for_terminal, io/utf8_text.hpp). Never throws (except
+/// std::bad_alloc).
+std::string json_excerpt(const nlohmann::json& v, std::size_t max_chars = 80);
+
+/// `text` for an error message: cut after `max_chars` bytes (at a UTF-8
+/// character boundary) with "..." appended when longer, and escaped with
+/// escape_for_terminal. For strings from a file (a model_type, an activation
+/// name) that may be megabytes long. Never throws (except std::bad_alloc).
+std::string text_excerpt(std::string_view text, std::size_t max_chars = 80);
 
 /// Reads a whole (small) text file. Throws FormatError naming the file if it
 /// is not a regular file (saying what it is instead: not found, a directory,

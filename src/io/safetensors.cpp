@@ -112,10 +112,10 @@ HeaderEntry parse_entry(const std::string& file, const std::string& name, const 
   uint64_t numel = 1;
   for (const int64_t dim : e.shape)
     if (__builtin_mul_overflow(numel, uint64_t(dim), &numel) || numel > kMaxDim)
-      raise<FormatError>("{}: tensor '{}': shape {} overflows the element count", file, name, sh->dump());
+      raise<FormatError>("{}: tensor '{}': shape {} overflows the element count", file, name, io::json_excerpt(*sh));
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(numel, uint64_t(dtype_size(e.dtype)), &nbytes))
-    raise<FormatError>("{}: tensor '{}': shape {} overflows the byte size", file, name, sh->dump());
+    raise<FormatError>("{}: tensor '{}': shape {} overflows the byte size", file, name, io::json_excerpt(*sh));
 
   const auto off = v.find("data_offsets");
   if (off == v.end() || !off->is_array() || off->size() != 2)
@@ -128,12 +128,12 @@ HeaderEntry parse_entry(const std::string& file, const std::string& name, const 
     raise<FormatError>("{}: tensor '{}': data_offsets end (the second) {}", file, name,
                        why_not_u64((*off)[1]));
   if (*b > *en)
-    raise<FormatError>("{}: tensor '{}': data_offsets {}: begin is after end", file, name, off->dump());
+    raise<FormatError>("{}: tensor '{}': data_offsets {}: begin is after end", file, name, io::json_excerpt(*off));
   e.begin = *b;
   e.end = *en;
   if (e.end - e.begin != nbytes)
     raise<FormatError>("{}: tensor '{}': data_offsets {} span {} bytes but dtype {} × shape {} needs {}", file,
-                       name, off->dump(), e.end - e.begin, dtype_name(e.dtype), shape_str(e.shape), nbytes);
+                       name, io::json_excerpt(*off), e.end - e.begin, dtype_name(e.dtype), shape_str(e.shape), nbytes);
   return e;
 }
 

@@ -97,7 +97,7 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
       // Name the first module (by name) whose mode differs, else the first one only the file has.
       const nlohmann::json& fm = fq["modules"];
       auto mode_of = [](const nlohmann::json& m, const std::string& k) {
-        return m.contains(k) ? m[k].dump() : std::string("not quantized");
+        return m.contains(k) ? io::json_excerpt(m[k]) : std::string("not quantized");
       };
       std::string module;
       for (const auto& [k, v] : q["modules"].items())
@@ -111,8 +111,8 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
             module = k;
             break;
           }
-      const std::string file_mode = fq.contains("mode") ? fq["mode"].dump() : "?";
-      const std::string config_mode = q.contains("mode") ? q["mode"].dump() : "?";
+      const std::string file_mode = fq.contains("mode") ? io::json_excerpt(fq["mode"]) : "?";
+      const std::string config_mode = q.contains("mode") ? io::json_excerpt(q["mode"]) : "?";
       raise<FormatError>(
           "{}: module '{}' is {} in model.safetensors but {} in config.json quantization_config.modules: "
           "the folder mixes two quantizations{}",

@@ -14,7 +14,7 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxFileBytes = uint64_t(1) << 30;
 
 int32_t token_id(const json& v, const std::string& source, std::string_view what) {
-  if (!v.is_number_integer()) raise<FormatError>("{}: {} has a non-integer id {}", source, what, v.dump());
+  if (!v.is_number_integer()) raise<FormatError>("{}: {} has a non-integer id {}", source, what, io::json_excerpt(v));
   const auto id = v.get<int64_t>();
   if (id < 0 || id > kMaxTokenId)
     raise<FormatError>("{}: {} has id {} outside [0, {}]", source, what, id, kMaxTokenId);
@@ -65,7 +65,7 @@ void check_supported(const json& root, const std::string& source) {
   const json& model = member(root, "model", source, "the top level");
   if (!model.is_object()) raise<FormatError>("{}: \"model\" must be an object", source);
   if (const auto t = model.find("type"); t != model.end() && *t != "BPE")
-    raise<Unsupported>("{}: model type {} is not supported (only byte-level BPE)", source, t->dump());
+    raise<Unsupported>("{}: model type {} is not supported (only byte-level BPE)", source, io::json_excerpt(*t));
   if (const auto b = model.find("byte_fallback"); b != model.end() && b->is_boolean() && b->get<bool>())
     raise<Unsupported>("{}: BPE byte_fallback is not supported (only byte-level BPE)", source);
   if (!is_null_or_empty(model, "continuing_subword_prefix") || !is_null_or_empty(model, "end_of_word_suffix"))
@@ -78,7 +78,7 @@ void check_supported(const json& root, const std::string& source) {
   const auto p = root.find("pre_tokenizer");
   if (p == root.end() || !p->is_object() || p->value("type", std::string()) != "ByteLevel")
     raise<Unsupported>("{}: only the ByteLevel pre_tokenizer (GPT-2 regex) is supported, found {}", source,
-                       p == root.end() ? std::string("none") : p->dump().substr(0, 200));
+                       p == root.end() ? std::string("none") : io::json_excerpt(*p));
   if (p->value("add_prefix_space", false))
     raise<Unsupported>("{}: ByteLevel add_prefix_space=true is not supported", source);
   if (!p->value("use_regex", true)) raise<Unsupported>("{}: ByteLevel use_regex=false is not supported", source);
@@ -142,12 +142,12 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
     std::pair<std::string, std::string> pair;
     if (m.is_string()) {
       if (!split_merge(m.get_ref<const std::string&>(), pair))
-        raise<FormatError>("{}: model.merges[{}]: expected \"a b\", got {}", src, i, m.dump().substr(0, 100));
+        raise<FormatError>("{}: model.merges[{}]: expected \"a b\", got {}", src, i, io::json_excerpt(m));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       pair = {m[0].get<std::string>(), m[1].get<std::string>()};
     } else {
       raise<FormatError>("{}: model.merges[{}]: expected \"a b\" or [\"a\", \"b\"], got {}", src, i,
-                         m.dump().substr(0, 100));
+                         io::json_excerpt(m));
     }
     spec.merges.push_back(std::move(pair));
   }

@@ -104,12 +104,18 @@ TEST(JsonStrict, DuplicateKeysAreFoundAtEveryNestingLevel) {
   EXPECT_EQ(ok["c"]["a"], 3);
   // A syntax error anywhere is reported as such, even after a duplicate key.
   EXPECT_NE(parse_error(R"({"a": 1, "a": 2)").find("invalid JSON"), std::string::npos);
-  // Deep nesting (objects and arrays) neither overflows the stack nor loses a duplicate.
+  // Deep nesting (objects and arrays, 501 levels: within kMaxJsonDepth) does not lose a duplicate.
   std::string deep;
-  for (int i = 0; i < 100000; ++i) deep += "{\"o\":[";
+  for (int i = 0; i < 250; ++i) deep += "{\"o\":[";
   deep += "{\"w\":0,\"w\":1}";
-  for (int i = 0; i < 100000; ++i) deep += "]}";
+  for (int i = 0; i < 250; ++i) deep += "]}";
   expect_duplicate(deep, "w");
+  // 100,000 levels are refused (json_excerpt_test.cpp has the depth limit's own tests).
+  std::string deeper;
+  for (int i = 0; i < 50000; ++i) deeper += "{\"o\":[";
+  deeper += "{\"w\":0,\"w\":1}";
+  for (int i = 0; i < 50000; ++i) deeper += "]}";
+  EXPECT_NE(parse_error(deeper).find("nested more than"), std::string::npos);
 }
 
 // One object with 300,000 members, each an object of its own (the shape of a

@@ -79,9 +79,11 @@ TEST_F(Hostile, MalformedJson) {
   expect_rejected(raw_safetensors("{\"\xff\xfe\":1}", ""), {"invalid JSON"});  // invalid UTF-8
   expect_rejected(raw_safetensors(std::string("{\0}", 3), ""), {"invalid JSON"});
   expect_rejected(raw_safetensors(std::string(100000, '[') , ""), {"JSON object"});
-  // Deep nesting, unterminated and complete: no stack overflow in parsing or destruction.
-  expect_rejected(raw_safetensors("{\"a\":" + std::string(200000, '['), ""), {"invalid JSON"});
+  // Deep nesting, unterminated and complete: refused (more than kMaxJsonDepth levels), no stack overflow.
+  expect_rejected(raw_safetensors("{\"a\":" + std::string(200000, '['), ""), {"nested more than"});
   expect_rejected(raw_safetensors("{\"a\":" + std::string(200000, '[') + std::string(200000, ']') + "}", ""),
+                  {"nested more than"});
+  expect_rejected(raw_safetensors("{\"a\":" + std::string(500, '[') + std::string(500, ']') + "}", ""),
                   {"'a'", "not a JSON object"});
 }
 

@@ -1,0 +1,80 @@
+// Hostile JSON values in tokenizer files: error messages quote a bounded
+// excerpt (io::json_excerpt), not the whole value (a multi-megabyte merges
+// entry or pre_tokenizer was echoed whole, or cut in the middle of a UTF-8
+// character), and deep nesting is a FormatError naming the file, not a crash.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/test_data.hpp"
+#include "io/utf8_text.hpp"
+#include "kq/error.hpp"
+#include "kq/tokenizer.hpp"
+#include "tokenizer/byte_unicode.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+json tokenizer_json() {
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[kq::tok::bytes_to_symbols(std::string(1, char(b)))] = b;
+  vocab["ab"] = 256;
+  return json{{"version", "1.0"},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+              {"model", json{{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"a b"})}}}};
+}
+
+/// The FormatError or Unsupported message of loading DIR with tokenizer.json = `text`.
+std::string load_error(const kq::testing::TempDir& d, const std::string& text) {
+  std::ofstream(d.path / "tokenizer.json", std::ios::binary) << text;
+  try {
+    (void)kq::Tokenizer::load(d.path);
+  } catch (const kq::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "accepted";
+  return {};
+}
+
+TEST(TokenizerHostileJson, MessagesQuoteABoundedExcerpt) {
+  kq::testing::TempDir d;
+  const std::string huge(2u << 20, 'x');
+  json j = tokenizer_json();
+  j["model"]["merges"] = json::array({json::array({huge, huge, huge})});  // not a pair
+  std::string msg = load_error(d, j.dump());
+  EXPECT_NE(msg.find("model.merges[0]"), std::string::npos) << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 500u) << msg.substr(0, 500);
+  j = tokenizer_json();
+  j["model"]["merges"] = json::array({std::string(100, 'a') + std::string(50, ' ')});  // not "a b"
+  msg = load_error(d, j.dump());
+  EXPECT_LT(msg.size(), 500u) << msg;
+  j = tokenizer_json();
+  std::string e;  // 2-byte characters: the excerpt is never cut inside one
+  for (int i = 0; i < 200; ++i) e += "\xC3\xA9";
+  j["pre_tokenizer"] = json{{"type", "Metaspace"}, {"repl", e}};
+  msg = load_error(d, j.dump());
+  EXPECT_NE(msg.find("pre_tokenizer"), std::string::npos) << msg;
+  EXPECT_FALSE(kq::io::find_invalid_utf8(msg).has_value()) << msg;
+  EXPECT_LT(msg.size(), 500u) << msg;
+  j = tokenizer_json();
+  j["model"]["type"] = json::array({huge});
+  msg = load_error(d, j.dump());
+  EXPECT_LT(msg.size(), 500u) << msg.substr(0, 500);
+}
+
+TEST(TokenizerHostileJson, DeepNestingIsAFormatErrorNamingTheFile) {
+  kq::testing::TempDir d;
+  std::string text = tokenizer_json().dump();
+  text.insert(1, "\"extra\":" + std::string(200000, '[') + std::string(200000, ']') + ",");
+  const std::string msg = load_error(d, text);
+  EXPECT_NE(msg.find((d.path / "tokenizer.json").string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("nested more than"), std::string::npos) << msg;
+}
+
+}  // namespace
