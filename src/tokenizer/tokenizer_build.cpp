@@ -1,7 +1,11 @@
 // Construction and validation of Tokenizer::Impl from a TokenizerSpec.
 #include <algorithm>
 
+#include <fmt/core.h>
+
+#include "io/json_strict.hpp"
 #include "kq/error.hpp"
+#include "kq/warning.hpp"
 #include "tokenizer/byte_unicode.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 
@@ -27,6 +31,15 @@ void add_special(Tokenizer::Impl& t, const std::string& content, int32_t id, con
   t.added_by_length.push_back(id);
 }
 
+/// The id of the special token `field` (bos_token / eos_token) that
+/// tokenizer_config.json names, or "<|endoftext|>" when it names none. A
+/// named token that is neither in the vocabulary nor an added token is a
+/// warning (kq::warn, naming the file, the field and the token) and the token
+/// is treated as absent (nullopt): Hugging Face transformers loads such a
+/// tokenizer (it would append the token to the vocabulary, with an id the
+/// model's embedding does not have), so refusing it made every command fail;
+/// what truly needs the token (generation from an empty prompt needs a BOS
+/// token) fails there, saying the tokenizer has none.
 std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional<std::string>& name,
                                    const std::string& source, const char* field) {
   if (!name) {
@@ -34,7 +47,11 @@ std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional
     return it == t.str_to_id.end() ? std::nullopt : std::optional<int32_t>(it->second);
   }
   const auto it = t.str_to_id.find(*name);
-  if (it == t.str_to_id.end()) raise<FormatError>("{}: {} '{}' is not in the vocabulary", source, field, *name);
+  if (it == t.str_to_id.end()) {
+    warn(fmt::format("{}: {} '{}' is not in the vocabulary nor an added token; the tokenizer has no {}",
+                     source, field, io::text_excerpt(*name), field));
+    return std::nullopt;
+  }
   return it->second;
 }
 

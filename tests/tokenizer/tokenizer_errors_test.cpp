@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
 #include "kq/error.hpp"
 #include "kq/tokenizer.hpp"
+#include "kq/warning.hpp"
 #include "tokenizer/byte_unicode.hpp"
 
 using kq::Tokenizer;
@@ -166,8 +170,6 @@ TEST(TokenizerErrors, TokenizerConfig) {
   kq::testing::TempDir tmp;
   write(tmp.path / "vocab.json", byte_vocab().dump());
   write(tmp.path / "merges.txt", "a b\n");
-  write(tmp.path / "tokenizer_config.json", json{{"eos_token", "</s>"}}.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer_config.json: eos_token '</s>'");
   write(tmp.path / "tokenizer_config.json", json{{"eos_token", 3}}.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer_config.json");
   // Object form and added_tokens_decoder: "ab" (id 256) becomes a special token named by bos_token.
@@ -183,6 +185,48 @@ TEST(TokenizerErrors, TokenizerConfig) {
   EXPECT_EQ(t.encode("a<|endoftext|>").size(), 14u);
   write(tmp.path / "tokenizer_config.json", json{{"added_tokens_decoder", json{{"abc", json::object()}}}}.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'abc'");
+}
+
+// Fresh-user finding: a tokenizer_config.json whose eos_token (or bos_token)
+// is not in the vocabulary made every command fail (FormatError), although
+// Hugging Face transformers loads such a tokenizer. It is a warning naming the
+// file and the token, and the tokenizer has no such token (not even the
+// "<|endoftext|>" default: the config named another one). unk_token and
+// pad_token are not used by kq: not in the vocabulary is not even a warning.
+TEST(TokenizerErrors, SpecialTokenNotInTheVocabularyIsAWarningAndAbsent) {
+  kq::testing::TempDir tmp;
+  write(tmp.path / "vocab.json", byte_vocab().dump());
+  write(tmp.path / "merges.txt", "a b\n");
+  std::vector<std::string> warnings;
+  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  write(tmp.path / "tokenizer_config.json",
+        json{{"eos_token", "</s>"}, {"bos_token", json{{"content", "<s>"}}}, {"unk_token", "<unk>"},
+             {"pad_token", "<pad>"}}
+            .dump());
+  const Tokenizer t = Tokenizer::load(tmp.path);
+  kq::set_warning_handler(previous);
+  EXPECT_FALSE(t.eos_token_id().has_value());
+  EXPECT_FALSE(t.bos_token_id().has_value());
+  EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // otherwise a working tokenizer
+  ASSERT_EQ(warnings.size(), 2u);
+  const std::string cfg = (tmp.path / "tokenizer_config.json").string();
+  for (const auto& [w, needle] : {std::pair{warnings[0], std::string("bos_token '<s>'")},
+                                  std::pair{warnings[1], std::string("eos_token '</s>'")}}) {
+    EXPECT_NE(w.find(cfg), std::string::npos) << w;
+    EXPECT_NE(w.find(needle), std::string::npos) << w;
+    EXPECT_NE(w.find("not in the vocabulary"), std::string::npos) << w;
+  }
+  // A token the vocabulary has is still found, and a huge absent name is cut in the warning.
+  warnings.clear();
+  kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  write(tmp.path / "tokenizer_config.json",
+        json{{"bos_token", "ab"}, {"eos_token", std::string(1u << 20, 'z')}}.dump());
+  const Tokenizer u = Tokenizer::load(tmp.path);
+  kq::set_warning_handler(previous);
+  EXPECT_EQ(u.bos_token_id(), 256);
+  EXPECT_FALSE(u.eos_token_id().has_value());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_LT(warnings[0].size(), 400u);
 }
 
 // Fresh-user finding: an empty merges.txt (no tokenizer.json) was accepted and
