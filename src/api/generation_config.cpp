@@ -2,8 +2,11 @@
 #include "api/generation_config.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
 #include <optional>
+#include <string>
+#include <system_error>
 
 #include <fmt/core.h>
 
@@ -24,11 +27,35 @@ int32_t parse_id(const nlohmann::json& v, const std::string& file) {
   return static_cast<int32_t>(v.get<int64_t>());
 }
 
-/// The ids `file` sets, or nullopt when the file is absent, or the key is
-/// absent or null (the next source is used then).
-std::optional<EosTokens> eos_from(const std::filesystem::path& path, int64_t vocab_size) {
+/// Whether anything is at `path`: false only when there is nothing there (not
+/// even a link). A symbolic link that leads nowhere (dangling, or a loop) is a
+/// FormatError naming the file: such a file was meant to be read, so treating
+/// it as absent would silently use the next source.
+bool present(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return std::nullopt;
+  const fs::file_status link = fs::symlink_status(path, ec);
+  if (link.type() == fs::file_type::not_found) return false;
+  if (ec) raise<FormatError>("{}: cannot be accessed ({})", path.string(), ec.message());
+  if (fs::is_symlink(link)) {
+    const fs::file_status target = fs::status(path, ec);
+    if (target.type() == fs::file_type::not_found || ec) {
+      std::error_code read_ec;
+      const fs::path to = fs::read_symlink(path, read_ec);
+      raise<FormatError>("{}: is a symbolic link to '{}', which {}; fix or remove the link", path.string(),
+                         to.string(),
+                         target.type() == fs::file_type::not_found ? std::string("does not exist")
+                                                                   : "cannot be reached (" + ec.message() + ")");
+    }
+  }
+  return true;
+}
+
+/// The ids `path` sets, or nullopt when the file is absent, or the key is
+/// absent or null, or every id it lists is outside the vocabulary (the next
+/// source, named by `next` in warnings, is used then).
+std::optional<EosTokens> eos_from(const std::filesystem::path& path, int64_t vocab_size, const char* next) {
+  if (!present(path)) return std::nullopt;
   const std::string file = path.string();
   const nlohmann::json j = io::load_json_file(path);
   if (!j.is_object()) raise<FormatError>("{}: expected a JSON object", file);
@@ -39,6 +66,12 @@ std::optional<EosTokens> eos_from(const std::filesystem::path& path, int64_t voc
   std::vector<int32_t> ids;
   if (it->is_array()) {
     for (const nlohmann::json& v : *it) ids.push_back(parse_id(v, file));
+    if (ids.empty()) {
+      warn(fmt::format("{}: eos_token_id is an empty list: generation does not stop at an end-of-sequence token "
+                       "(as in Hugging Face transformers); remove the key to use {}",
+                       file, next));
+      return e;
+    }
   } else {
     ids.push_back(parse_id(*it, file));
   }
@@ -51,14 +84,20 @@ std::optional<EosTokens> eos_from(const std::filesystem::path& path, int64_t voc
     }
     e.ids.push_back(id);
   }
+  if (e.ids.empty()) {  // every id was outside the vocabulary
+    warn(fmt::format("{}: no eos_token_id is inside the vocabulary; using {} instead", file, next));
+    return std::nullopt;
+  }
   return e;
 }
 
 }  // namespace
 
 EosTokens load_eos_token_ids(const std::filesystem::path& model_dir, int64_t vocab_size) {
-  if (auto e = eos_from(model_dir / "generation_config.json", vocab_size)) return *std::move(e);
-  if (auto e = eos_from(model_dir / "config.json", vocab_size)) return *std::move(e);
+  if (auto e = eos_from(model_dir / "generation_config.json", vocab_size,
+                        "config.json's eos_token_id (or the tokenizer's EOS token)"))
+    return *std::move(e);
+  if (auto e = eos_from(model_dir / "config.json", vocab_size, "the tokenizer's EOS token")) return *std::move(e);
   return {};
 }
 

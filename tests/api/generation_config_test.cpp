@@ -32,11 +32,17 @@ TEST(GenerationConfig, GenerationConfigTakesPrecedenceOverConfig) {
   // generation_config.json without the key (or with null) leaves config.json's.
   write(d.path / "generation_config.json", R"({"bos_token_id": 1, "eos_token_id": null})");
   EXPECT_EQ(load_eos_token_ids(d.path, 100).ids, std::vector<int32_t>{7});
-  // An empty list sets no EOS token (it does not fall back).
+  // An empty list sets no EOS token (it does not fall back, as in transformers), with a warning.
   write(d.path / "generation_config.json", R"({"eos_token_id": []})");
+  std::vector<std::string> warnings;
+  const WarningHandler old = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
   e = load_eos_token_ids(d.path, 100);
+  set_warning_handler(old);
   EXPECT_TRUE(e.ids.empty());
-  EXPECT_FALSE(e.source.empty());
+  EXPECT_EQ(e.source, (d.path / "generation_config.json").string());
+  ASSERT_EQ(warnings.size(), 1u);  // fresh-user finding: it used to be silent
+  EXPECT_NE(warnings[0].find("generation_config.json: eos_token_id is an empty list"), std::string::npos)
+      << warnings[0];
 }
 
 TEST(GenerationConfig, NeitherFileSetsIt) {
@@ -86,6 +92,56 @@ TEST(GenerationConfig, IdOutsideTheVocabularyIsDroppedWithAWarning) {
   ASSERT_EQ(warnings.size(), 2u);
   EXPECT_NE(warnings[0].find("eos_token_id 100"), std::string::npos) << warnings[0];
   EXPECT_NE(warnings[0].find("config.json"), std::string::npos) << warnings[0];
+}
+
+// Fresh-user finding: a list whose ids are all outside the vocabulary
+// disabled EOS; the file is passed over (with warnings) for the next source.
+TEST(GenerationConfig, AllIdsOutsideTheVocabularyFallBackToTheNextSource) {
+  TempDir d;
+  write(d.path / "config.json", R"({"eos_token_id": 7})");
+  write(d.path / "generation_config.json", R"({"eos_token_id": [100, 250]})");
+  std::vector<std::string> warnings;
+  const WarningHandler old = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  EosTokens e = load_eos_token_ids(d.path, 100);
+  EXPECT_EQ(e.ids, std::vector<int32_t>{7});
+  EXPECT_EQ(e.source, (d.path / "config.json").string());
+  ASSERT_EQ(warnings.size(), 3u);  // 100, 250, and the fallback
+  EXPECT_NE(warnings[2].find("generation_config.json: no eos_token_id is inside the vocabulary"), std::string::npos)
+      << warnings[2];
+  // config.json's ids all outside too: no source (the tokenizer's EOS token is used).
+  write(d.path / "config.json", R"({"eos_token_id": 100})");
+  warnings.clear();
+  e = load_eos_token_ids(d.path, 100);
+  set_warning_handler(old);
+  EXPECT_TRUE(e.ids.empty());
+  EXPECT_TRUE(e.source.empty());
+  EXPECT_EQ(warnings.size(), 5u);  // generation_config.json: 100, 250, fallback; config.json: 100, fallback
+}
+
+// Fresh-user finding: a dangling symbolic link generation_config.json was
+// taken for an absent file (config.json's EOS was used silently).
+TEST(GenerationConfig, DanglingLinkIsAFormatErrorNamingTheFile) {
+  TempDir d;
+  write(d.path / "config.json", R"({"eos_token_id": 7})");
+  const auto gen = d.path / "generation_config.json";
+  std::filesystem::create_symlink(d.path / "no_such_file.json", gen);
+  try {
+    (void)load_eos_token_ids(d.path, 100);
+    ADD_FAILURE() << "a dangling link was taken for an absent file";
+  } catch (const FormatError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(gen.string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("no_such_file.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("does not exist"), std::string::npos) << msg;
+  }
+  // A link loop is an error too; a link to a real file is read.
+  std::filesystem::remove(gen);
+  std::filesystem::create_symlink(gen, gen);
+  EXPECT_THROW((void)load_eos_token_ids(d.path, 100), FormatError);
+  std::filesystem::remove(gen);
+  write(d.path / "real.json", R"({"eos_token_id": 9})");
+  std::filesystem::create_symlink(d.path / "real.json", gen);
+  EXPECT_EQ(load_eos_token_ids(d.path, 100).ids, std::vector<int32_t>{9});
 }
 
 }  // namespace
