@@ -19,6 +19,7 @@
 #include "kq/warning.hpp"
 #include "mode_option.hpp"
 #include "progress.hpp"
+#include "threads_option.hpp"
 
 namespace kq::cli {
 namespace {
@@ -216,9 +217,7 @@ void add_bench_command(CLI::App& app) {
          "(docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, kMaxThreads))
-      ->capture_default_str();
+  add_threads_option(cmd, args->threads);
   CLI::Option* json_opt = cmd->add_option(
       "--json", args->json,
       "Also write the results as JSON to this file (atomically). It must not be the --text file or an "

@@ -19,6 +19,7 @@
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
 #include "progress.hpp"
+#include "threads_option.hpp"
 
 namespace kq::cli {
 namespace {
@@ -119,9 +120,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (0 = all)")
       ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
-  cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, kMaxThreads))
-      ->capture_default_str();
+  add_threads_option(cmd, opts->threads);
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();

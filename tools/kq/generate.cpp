@@ -21,6 +21,7 @@
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
 #include "real_option.hpp"
+#include "threads_option.hpp"
 
 namespace kq::cli {
 namespace {
@@ -146,9 +147,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", opts->sampling.seed, "Random seed (of std::mt19937_64)")
       ->transform(integer_in<uint64_t>(0, std::numeric_limits<uint64_t>::max()))
       ->capture_default_str();
-  cmd->add_option("--threads", opts->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, kMaxThreads))
-      ->capture_default_str();
+  add_threads_option(cmd, opts->threads);
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();

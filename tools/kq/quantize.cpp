@@ -14,6 +14,7 @@
 #include "kq/optimizer.hpp"
 #include "kq/warning.hpp"
 #include "mode_option.hpp"
+#include "threads_option.hpp"
 
 namespace kq::cli {
 namespace {
@@ -54,9 +55,7 @@ void add_quantize_command(CLI::App& app) {
       "--keep", a->keep,
       "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
-  cmd->add_option("--threads", a->threads, "CPU threads (0 = all cores)")
-      ->transform(integer_in(0, kMaxThreads))
-      ->capture_default_str();
+  add_threads_option(cmd, a->threads);
   cmd->callback([a] {
     // Ctrl-C, SIGTERM or SIGHUP while the folder is written removes the
     // staging folder (<out>.tmp-XXXXXX) before the signal ends the process.
