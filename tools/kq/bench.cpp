@@ -19,6 +19,7 @@
 #include "kq/warning.hpp"
 #include "mode_option.hpp"
 #include "progress.hpp"
+#include "keep_option.hpp"
 #include "threads_option.hpp"
 
 namespace kq::cli {
@@ -225,7 +226,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option(
       "--keep", args->keep,
-      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
+      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)")
+      ->check(regex_pattern());
   cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")
       ->transform(integer_in(1, 1 << 30))
       ->capture_default_str();

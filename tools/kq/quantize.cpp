@@ -1,6 +1,7 @@
 // `kq quantize`: write a quantized model folder.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "kq/optimizer.hpp"
 #include "kq/warning.hpp"
 #include "mode_option.hpp"
+#include "keep_option.hpp"
 #include "threads_option.hpp"
 
 namespace kq::cli {
@@ -31,6 +33,36 @@ void warn_staging_leftovers(const std::string& out) {
       "--out '{}': {} unfinished output folder{} of an interrupted or still-running kq quantize next to it: {} "
       "(not deleted; remove {} if no kq quantize is writing '{}')",
       out, left.size(), left.size() == 1 ? "" : "s", names, left.size() == 1 ? "it" : "them", out));
+}
+
+/// --out against --model, before the library's checks (check_quantized_output):
+/// a symbolic link is said to be one (a link to a folder is followed: the
+/// folder it points to is written, the link stays; a link to a file or to
+/// nothing is refused), and the output folder must be neither the input
+/// folder nor inside it (resolved through symbolic links, "." and "..").
+/// Throws InvalidArgument naming the option and both folders.
+void check_out_against_model(const std::string& out, const std::string& model) {
+  namespace fs = std::filesystem;
+  if (out.empty()) return;  // check_quantized_output names it
+  fs::path target;
+  try {
+    target = io::AtomicDir::resolve_target(out);
+  } catch (const InvalidArgument& e) {
+    raise<InvalidArgument>("--out {}", e.what());
+  }
+  std::error_code ec;
+  const fs::path src = fs::canonical(model, ec);
+  if (ec || !fs::is_directory(src, ec)) return;  // the model load names a missing --model
+  const fs::path dst = fs::weakly_canonical(fs::absolute(target, ec), ec);
+  if (ec) return;
+  if (dst == src)
+    raise<InvalidArgument>("--out '{}' is the --model folder '{}': the output folder must not be the input folder",
+                           out, model);
+  if (std::mismatch(src.begin(), src.end(), dst.begin(), dst.end()).first == src.end())
+    raise<InvalidArgument>(
+        "--out '{}' is inside the --model folder '{}': the output folder must not be inside the input folder "
+        "(nor be it); choose a folder outside it",
+        out, model);
 }
 
 }  // namespace
@@ -53,7 +85,8 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option(
       "--keep", a->keep,
-      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)");
+      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)")
+      ->check(regex_pattern());
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   add_threads_option(cmd, a->threads);
   cmd->callback([a] {
@@ -67,6 +100,7 @@ void add_quantize_command(CLI::App& app) {
     ExecContext ctx;
     ctx.threads = a->threads;
     QuantizeReport rep;
+    check_out_against_model(a->out, a->model);
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
     warn_staging_leftovers(a->out);
     auto model = load_quantized(a->model, qo, ctx, &rep);

@@ -1,0 +1,66 @@
+// kq quantize's --out and --keep: a symbolic link is said to be one (a link
+// to a folder is followed), the output folder is neither the input folder nor
+// inside it, and a --keep that is not a regular expression is a usage error.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "cli/cli_util.hpp"
+
+using kq::testing::run_kq;
+using kq::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+}  // namespace
+
+TEST(CliQuantizeOut, KeepThatIsNotARegexIsAUsageError) {
+  TempDir tmp;
+  const auto q = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8", "-o",
+                         (tmp.path / "q").string(), "--keep", "(("});
+  EXPECT_EQ(q.status, 2) << q.err;
+  EXPECT_TRUE(has(q.err, "kq: error: --keep: '((' is not a valid regular expression")) << q.err;
+  EXPECT_FALSE(fs::exists(tmp.path / "q"));
+  const auto b = run_kq({"bench", "--modes", "int8", "--keep", "a[", "--samples", "1"});
+  EXPECT_EQ(b.status, 2) << b.err;
+  EXPECT_TRUE(has(b.err, "kq: error: --keep: 'a[' is not a valid regular expression")) << b.err;
+}
+
+TEST(CliQuantizeOut, OutputInsideOrEqualToTheInputFolderIsRefused) {
+  TempDir tmp;
+  const fs::path model = tmp.path / "m";
+  fs::copy(kq::testing::demo_model(), model);
+  for (const fs::path& out : {model / "sub", model / "a" / ".." / "sub2", model, fs::path(model.string() + "/")}) {
+    const auto r = run_kq({"quantize", "-m", model.string(), "--mode", "int8", "-o", out.string()});
+    EXPECT_EQ(r.status, 1) << out << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "the output folder must not be")) << out << ": " << r.err;
+  }
+  // Through a symbolic link to a folder of the model too.
+  fs::create_directory(model / "inner");
+  fs::create_directory_symlink(model / "inner", tmp.path / "link");
+  const auto r = run_kq({"quantize", "-m", model.string(), "--mode", "int8", "-o", (tmp.path / "link").string()});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "inside the --model folder")) << r.err;
+  EXPECT_FALSE(fs::exists(model / "sub"));
+  EXPECT_TRUE(fs::is_empty(model / "inner"));
+}
+
+TEST(CliQuantizeOut, SymbolicLinkIsNamedAndALinkToAFolderIsFollowed) {
+  TempDir tmp;
+  const std::string model = kq::testing::demo_model().string();
+  fs::create_directory(tmp.path / "real");
+  fs::create_directory_symlink(tmp.path / "real", tmp.path / "link");
+  const auto ok = run_kq({"quantize", "-m", model, "--mode", "int8", "-o", (tmp.path / "link").string()});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_TRUE(fs::is_symlink(tmp.path / "link"));
+  EXPECT_TRUE(fs::is_regular_file(tmp.path / "real" / "model.safetensors"));
+  fs::create_symlink(tmp.path / "nowhere", tmp.path / "dangling");
+  const auto bad = run_kq({"quantize", "-m", model, "--mode", "int8", "-o", (tmp.path / "dangling").string()});
+  EXPECT_EQ(bad.status, 1) << bad.err;
+  EXPECT_TRUE(has(bad.err, "is a symbolic link to '")) << bad.err;
+  EXPECT_FALSE(has(bad.err, "is not a folder\n") && !has(bad.err, "symbolic link")) << bad.err;
+}
