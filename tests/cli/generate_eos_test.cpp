@@ -108,7 +108,7 @@ TEST(CliGenerateEos, GenerationConfigListTakesPrecedence) {
   const auto r = generate(m, 6);
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, want.out) << "expected the " << j << " token(s) before EOS " << g[j];
-  EXPECT_TRUE(has(r.err, "generated " + std::to_string(j) + " tokens")) << r.err;
+  EXPECT_TRUE(has(r.err, "generated " + std::to_string(j) + (j == 1 ? " token," : " tokens,"))) << r.err;
   EXPECT_TRUE(has(r.err, "stopped at end-of-sequence token " + std::to_string(g[j]))) << r.err;
 }
 

@@ -234,5 +234,5 @@ TEST(CliMessages, SpecialTokensInThePromptOnlyWhenAsked) {
   args.push_back("--special-tokens");
   const auto special = run_kq(args);
   EXPECT_EQ(special.status, 0) << special.err;
-  EXPECT_NE(special.err.find("prompt 1 tokens"), std::string::npos) << special.err;
+  EXPECT_NE(special.err.find("prompt 1 token,"), std::string::npos) << special.err;
 }

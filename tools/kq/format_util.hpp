@@ -139,6 +139,11 @@ inline void flush_stdout() {
     throw std::system_error(errno ? errno : EIO, std::generic_category(), "standard output");
 }
 
+/// "1 token", "2 tokens", "0 tokens": `n` and `noun`, with an "s" unless n is 1.
+inline std::string count_noun(long long n, const char* noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+}
+
 /// "1.23 MiB", "456.0 KiB", "12 B".
 inline std::string human_bytes(size_t b) {
   const double v = double(b);

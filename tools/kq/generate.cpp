@@ -109,13 +109,14 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   flush_stdout();
   const double decode_s = since(t1);
   if (n == 0) {  // nothing ran: no rates to report
-    fmt::print(stderr, "kq: prompt {} tokens; -n 0: nothing generated\n", prompt.size());
+    fmt::print(stderr, "kq: prompt {}; -n 0: nothing generated\n", count_noun((long long)prompt.size(), "token"));
     return;
   }
   fmt::print(
       stderr,
-      "kq: prompt {} tokens, prefill {:.1f} ms ({:.0f} tokens/s); generated {} tokens, {:.1f} tokens/s{}\n",
-      prompt.size(), prefill_s * 1e3, prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, generated,
+      "kq: prompt {}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}, {:.1f} tokens/s{}\n",
+      count_noun((long long)prompt.size(), "token"), prefill_s * 1e3,
+      prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, count_noun(generated, "token"),
       decode_s > 0 ? double(generated) / decode_s : 0.0,
       stopped_at ? fmt::format("; stopped at end-of-sequence token {}", *stopped_at) : std::string());
 }

@@ -4,7 +4,9 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "io/utf8_text.hpp"
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cpu/ops_vec.hpp"
 #include "kq/context.hpp"
 #include "kq/fp8.hpp"
 #include "kq/error.hpp"
@@ -22,14 +24,24 @@ void print_kernels() {
   const std::string best(cpu::isa_name(cpu::best_isa()));
   std::string available;
   for (cpu::Isa i : cpu::available_isas()) available.append(available.empty() ? "" : ", ").append(cpu::isa_name(i));
-  const char* env = std::getenv("KQ_ISA");
+  const char* raw_env = std::getenv("KQ_ISA");
+  // The value as the user set it, control characters and invalid UTF-8 escaped (\n, \xNN).
+  const std::string env = raw_env ? io::escape_for_terminal(raw_env) : std::string();
   try {
     const std::string isa = active_isa();
-    fmt::print("kernels:  {} ({}; available here: {}; force with KQ_ISA={})\n", isa,
-               env && *env ? fmt::format("forced with KQ_ISA={}", env) : std::string("the best this CPU has"),
+    // What was asked (KQ_ISA) and what runs: the quantized kernels' table and
+    // the FP32/vector ops' (KQ_ISA=generic selects the scalar reference
+    // quantized kernels and the baseline x86-64 vector ops, no AVX2).
+    const std::string runs =
+        env == "generic"
+            ? std::string("generic (portable C++ kernels: the scalar reference quantized kernels and the baseline "
+                          "x86-64 FP32/vector ops, no AVX2")
+            : fmt::format("{} (FP32/vector ops {}", isa, cpu::use_avx2() ? "avx2" : "baseline x86-64");
+    fmt::print("kernels:  {}; {}; available here: {}; force with KQ_ISA={})\n", runs,
+               !env.empty() ? fmt::format("forced with KQ_ISA={}", env) : std::string("the best this CPU has"),
                available, values);
   } catch (const InvalidArgument& e) {
-    fmt::print("kernels:  KQ_ISA={} IS NOT USABLE HERE: {}\n", env ? env : "", e.what());
+    fmt::print("kernels:  KQ_ISA={} IS NOT USABLE HERE: {}\n", env, io::escape_for_terminal(e.what()));
     fmt::print("          every other kq command fails with that error (exit 1) while KQ_ISA is set so;\n");
     fmt::print("          unset KQ_ISA to use {} (the best this CPU has; available here: {}; values: {})\n", best,
                available, values);
