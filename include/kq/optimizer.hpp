@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +15,23 @@
 #include "kq/quantize.hpp"
 
 namespace kq {
+
+/// Calibration for modes that look at activations (AWQ): text the model runs
+/// over before quantization. Use text the quality is not reported on (e.g.
+/// WikiText-2 *valid* when reporting on *test*).
+struct CalibrationOptions {
+  /// Token ids of the calibration text (Tokenizer::encode); empty = none.
+  std::vector<int32_t> tokens;
+  /// Tokens per forward window, each starting at position 0 (0 = min(512, the model's context)).
+  int64_t window = 0;
+  /// Tokens used at most (the first ones of `tokens`) for the input statistics.
+  int64_t max_tokens = 32768;
+  /// Input rows kept per layer for AWQ's output-error searches (spread over the
+  /// tokens). The searches cost about 30 · rows · N · K multiply-adds per layer.
+  int64_t search_rows = 1024;
+  /// AWQ: grid points of α in [0, 1) (the AWQ reference code uses 20).
+  int grid = 20;
+};
 
 /// Which linear layers of a model to quantize, and how.
 struct QuantizeOptions {
@@ -26,6 +44,14 @@ struct QuantizeOptions {
   /// (e.g. "mlp\\.down_proj", "layers\\.0\\."): a layer matching any of them
   /// stays in high precision, as bitsandbytes' skip-modules list does.
   std::vector<std::string> keep_patterns;
+  /// Calibration text for AWQ modes (required by them, unused by the others).
+  CalibrationOptions calibration;
+  /// Per-layer overrides (mixed precision, e.g. AdaptivePlan::to_options()):
+  /// module name (LinearSlot::name) -> the spec for that layer, or
+  /// std::nullopt to keep it in its original precision. An override decides
+  /// its layer whatever quantize_lm_head and keep_patterns say; layers not in
+  /// the map get `spec`. A name that is no linear layer of the model is an InvalidArgument.
+  std::map<std::string, std::optional<QuantSpec>> layer_specs;
 };
 
 /// What quantize_model did to one linear layer.
@@ -37,6 +63,9 @@ struct LayerQuantization {
   size_t bytes_before = 0;    ///< weight bytes before (as held in memory)
   size_t bytes_after = 0;     ///< weight bytes after
   bool quantized = false;     ///< false: kept in high precision (lm_head or keep_patterns)
+  /// AWQ modes: the α chosen (s_k ∝ mean|x_k|^α) and the relative output error
+  /// on the calibration rows with plain round-to-nearest (α = 0) and with AWQ; -1 otherwise.
+  double awq_alpha = -1, awq_rtn_error = -1, awq_error = -1;
 };
 
 /// Summary of quantize_model.
@@ -61,8 +90,11 @@ struct QuantizeReport {
 /// Quantizes `model`'s linear layers in place (round-to-nearest with the
 /// spec's scales; the layers keep their names). Embeddings and norms stay in
 /// their loaded precision. A layer that is already quantized is an error.
-/// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named)
-/// or an already-quantized layer (named). A keep pattern that matches no layer
+/// AWQ modes first run the model over options.calibration.tokens (on the CPU)
+/// to collect each layer's input statistics, then search each layer's scales.
+/// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named),
+/// an already-quantized layer (named), an AWQ mode without calibration tokens, or a
+/// layer_specs entry that names no linear layer or holds an invalid spec (named). A keep pattern that matches no layer
 /// is not an error: it is listed in QuantizeReport::unmatched_keep_patterns and
 /// reported with kq::warn() naming the pattern.
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
@@ -78,7 +110,8 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 /// Writes `model` (loaded from a folder, then quantized) as a KernelQuant
 /// quantized model folder at `out`:
 ///   config.json       the source config plus "quantization_config":
-///                     {"quant_method": "kq", "format_version": 1, "mode": <QuantSpec::name()>,
+///                     {"quant_method": "kq", "format_version": 1, "mode": <QuantSpec::name()>
+///                      ("mixed" when options.layer_specs is not empty),
 ///                      "modules": {<module name>: <mode name>, ...}, "quantize_lm_head": bool,
 ///                      "keep_patterns": [...]}
 ///   model.safetensors every non-quantized tensor copied unchanged from the

@@ -100,6 +100,13 @@ struct QuantSpec {
   DType compute_dtype = DType::F32;
   /// FP8 only: saturating conversion of activations (see FP8Config::saturate).
   bool fp8_saturate = true;
+  /// INT4 only: AWQ, activation-aware weight quantization (Lin et al., MLSys
+  /// 2024): each input channel k of W is multiplied by s_k = mean|x_k|^α
+  /// (α searched per layer on calibration activations to minimise the layer's
+  /// output error) before round-to-nearest, and the op divides x by s at run
+  /// time, so salient channels keep more precision. Needs calibration tokens
+  /// (QuantizeOptions::calibration); stores one extra F32 [K] per layer.
+  bool awq = false;
 
   /// Canonical mode name, accepted by parse_quant_mode (e.g. "int8", "nf4-b128-nodq", "fp8-e5m2-wo").
   std::string name() const;
@@ -116,7 +123,8 @@ using QuantizationMode = QuantSpec;
 ///   nf4-b32/-b128/-b256 (block size), nf4-nodq (no double quant); fp4 (E2M1, block 64,
 ///   double quant); int4-g128 (symmetric INT4, group 128), int4-g128-asym;
 ///   fp8 (E4M3 W8A8, per-channel weights, per-token activations), fp8-e5m2, fp8-wo
-///   (weight-only), fp8-pt (per-tensor weights). Modifiers combine in any order:
+///   (weight-only), fp8-pt (per-tensor weights); awq = awq-g128 (AWQ INT4, group
+///   128, zero points, as the AWQ paper), awq-g128-sym. Modifiers combine in any order:
 ///   -bN / -gN, -nodq, -asym, -bf16 (4-bit compute dtype), -e4m3/-e5m2, -pt, -wo, -nosat.
 /// Throws InvalidArgument for an unknown name, listing every valid name.
 QuantSpec parse_quant_mode(std::string_view name);
@@ -131,11 +139,11 @@ void validate_quant_spec(const QuantSpec& spec);
 QuantSpec fp8_quant_spec(const FP8Config& cfg);
 
 /// Maximum perplexity increase in percent allowed by the specification
-/// (docs/EVALUATION.md): INT8 2, INT4/NF4/FP4 5, FP8 1.
+/// (docs/EVALUATION.md): INT8 2, INT4/NF4/FP4 5, AWQ INT4 3, FP8 1.
 double max_ppl_increase_pct(const QuantSpec& spec);
 
 /// Exact bytes a weight [N, K] occupies in `spec` (codes, scales, zero points,
-/// double-quant codes/scales/mean), bias excluded. Throws InvalidArgument for
+/// double-quant codes/scales/mean, AWQ's F32 [K] input scales), bias excluded. Throws InvalidArgument for
 /// an invalid spec or negative sizes.
 size_t quantized_weight_bytes(const QuantSpec& spec, int64_t N, int64_t K);
 

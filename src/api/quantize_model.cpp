@@ -1,6 +1,9 @@
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <regex>
 
+#include "api/awq.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
@@ -22,14 +25,56 @@ std::vector<std::regex> compile_patterns(const std::vector<std::string>& pattern
   return out;
 }
 
+/// Every layer_specs entry names a linear layer of `model` and holds a valid spec (or none).
+void check_layer_specs(Model& model, const std::map<std::string, std::optional<QuantSpec>>& layer_specs) {
+  if (layer_specs.empty()) return;
+  const std::vector<LinearSlot> slots = model.linear_layers();
+  for (const auto& [name, spec] : layer_specs) {
+    if (std::none_of(slots.begin(), slots.end(), [&](const LinearSlot& s) { return s.name == name; }))
+      raise<InvalidArgument>("layer_specs: '{}' is not a linear layer of the model (layer names look like '{}')",
+                             name, slots.empty() ? std::string("?") : slots.front().name);
+    if (!spec) continue;
+    try {
+      validate_quant_spec(*spec);
+    } catch (const InvalidArgument& e) {
+      raise<InvalidArgument>("layer_specs['{}']: {}", name, e.what());
+    }
+  }
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   validate_quant_spec(options.spec);
   const auto keep = compile_patterns(options.keep_patterns);
+  check_layer_specs(model, options.layer_specs);
   const auto t0 = std::chrono::steady_clock::now();
   QuantizeReport report;
   std::vector<bool> pattern_used(keep.size(), false);
+
+  // The spec of every layer to quantize (kept layers have none).
+  std::map<std::string, QuantSpec> plan;
+  for (const LinearSlot& slot : model.linear_layers()) {
+    bool kept = slot.is_lm_head && !options.quantize_lm_head;
+    for (size_t i = 0; i < keep.size(); ++i)
+      if (std::regex_search(slot.name, keep[i])) kept = pattern_used[i] = true;
+    const auto override_it = options.layer_specs.find(slot.name);  // an override decides its layer
+    if (override_it != options.layer_specs.end()) kept = !override_it->second.has_value();
+    if (kept) continue;
+    if (quantized_linear_spec(**slot.op) != nullptr)
+      raise<InvalidArgument>("layer '{}' is already quantized ({}); load the original model to requantize",
+                             slot.name, (*slot.op)->format());
+    plan.emplace(slot.name, override_it != options.layer_specs.end() ? *override_it->second : options.spec);
+  }
+  // AWQ layers: activation statistics from the calibration text, on the model as loaded.
+  std::map<std::string, awq::ActivationStats> stats;
+  if (std::any_of(plan.begin(), plan.end(), [](const auto& p) { return p.second.awq; }))
+    stats = awq::collect_activation_stats(model, options.calibration.tokens, options.calibration,
+                                          [&](const std::string& name) {
+                                            const auto it = plan.find(name);
+                                            return it != plan.end() && it->second.awq;
+                                          });
+
   for (const LinearSlot& slot : model.linear_layers()) {
     Linear& op = **slot.op;
     LayerQuantization lq;
@@ -37,14 +82,18 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     lq.out_features = op.out_features();
     lq.in_features = op.in_features();
     lq.bytes_before = op.weight_bytes();
-    bool kept = slot.is_lm_head && !options.quantize_lm_head;
-    for (size_t i = 0; i < keep.size(); ++i)
-      if (std::regex_search(slot.name, keep[i])) kept = pattern_used[i] = true;
-    if (!kept) {
-      if (quantized_linear_spec(op) != nullptr)
-        raise<InvalidArgument>("layer '{}' is already quantized ({}); load the original model to requantize",
-                               slot.name, op.format());
-      *slot.op = quantize_linear(op.dequantized_weight(), op.bias(), options.spec);
+    if (const auto it = plan.find(slot.name); it != plan.end()) {
+      const QuantSpec& spec = it->second;
+      if (spec.awq) {
+        awq::ScaleSearch r =
+            awq::search_scales(op.dequantized_weight(), op.bias(), stats.at(slot.name), spec, options.calibration.grid);
+        lq.awq_alpha = r.alpha;
+        lq.awq_rtn_error = r.rtn_error;
+        lq.awq_error = r.error;
+        *slot.op = std::move(r.op);
+      } else {
+        *slot.op = quantize_linear(op.dequantized_weight(), op.bias(), spec);
+      }
       lq.quantized = true;
       report.quantized_bytes_before += lq.bytes_before;
       report.quantized_bytes_after += (*slot.op)->weight_bytes();

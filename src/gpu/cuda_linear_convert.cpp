@@ -101,6 +101,11 @@ std::unique_ptr<CudaLinear> to_cuda(const Linear& op, cuda::GpuContext& ctx) {
     return make_cuda_linear_bf16(upload_bf16(w, N, K), N, K, upload_bias(op), op.format());
   }
   const QuantSpec* spec = quantized_linear_spec(op);
+  if (spec && spec->awq)
+    raise<Unsupported>(
+        "to_cuda: {} (AWQ) has no GPU path yet: the W4A16 kernels do not apply its per-input-channel scales; "
+        "run it on the CPU, or use int4-g128 / nf4 on the GPU",
+        op.format());
   const auto* q = dynamic_cast<const QuantizedLinear*>(&op);
   if (!spec || !q)
     raise<Unsupported>("to_cuda: Linear of format '{}' has no GPU path (expected an FP32 or quantized CPU op)",

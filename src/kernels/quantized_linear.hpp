@@ -26,7 +26,8 @@ std::unique_ptr<Linear> make_quantized_linear(PackedWeight weight, Tensor bias);
 
 /// Rebuilds an op, bit-identically, from the tensors its export_tensors()
 /// wrote under `prefix` (prefix.qweight, .scales, .zeros, .dq_codes,
-/// .dq_scales, .dq_mean, optional .bias F32 [N]). `get(name)` returns the
+/// .dq_scales, .dq_mean, optional .bias F32 [N]; AWQ modes also .awq_scales
+/// F32 [K], giving an AwqLinear). `get(name)` returns the
 /// tensor or an undefined Tensor when absent (wrap TensorStore as
 /// `[&](auto& n) { return store.contains(n) ? store.get(n) : Tensor(); }`).
 /// Throws FormatError naming the tensor that is missing or has the wrong
@@ -34,7 +35,8 @@ std::unique_ptr<Linear> make_quantized_linear(PackedWeight weight, Tensor bias);
 std::unique_ptr<Linear> load_quantized_linear(const std::function<Tensor(const std::string&)>& get,
                                               const std::string& prefix, const QuantSpec& spec, int64_t N, int64_t K);
 
-/// The spec of a quantized op made by the functions above, nullptr for any other Linear.
+/// The spec of a quantized op made by the functions above (an AwqLinear's AWQ
+/// spec included), nullptr for any other Linear.
 const QuantSpec* quantized_linear_spec(const Linear& op);
 
 /// Shared state and accessors of the quantized ops; forward() is per format.

@@ -55,7 +55,8 @@ formats::WeightFormat weight_format_of(const QuantSpec& spec);
 /// absmax-based; with double quantization the codes are chosen against the
 /// decoded (double-quantized) scales. Parallel over rows (OpenMP).
 /// Throws InvalidArgument for an invalid spec, a non-2-D or empty weight, a
-/// non-float dtype, or a non-finite weight (naming its [n, k]).
+/// non-float dtype, a non-finite weight (naming its [n, k]), or an AWQ spec
+/// (spec.awq: its scales come from calibration, see kernels/awq_linear.hpp).
 PackedWeight quantize_weight(const Tensor& w, const QuantSpec& spec);
 
 /// Adds the defined tensors under `prefix`: prefix.qweight (codes), .scales,

@@ -87,6 +87,8 @@ void validate_quant_spec(const QuantSpec& s) {
     raise<InvalidArgument>("QuantSpec.format {} is not a quantized weight format", fname);
   if (!s.fp8_saturate && !is_fp8(s.format))
     raise<InvalidArgument>("QuantSpec.fp8_saturate = false applies only to FP8 formats, not {}", fname);
+  if (s.awq && s.format != PrecisionFormat::INT4)
+    raise<InvalidArgument>("QuantSpec.awq (activation-aware scales) applies to int4 only, not {}", fname);
   if (is_4bit(s.format)) {
     if (!valid_block(s.block_size))
       raise<InvalidArgument>("QuantSpec.block_size {} for {}: must be a power of two in [32, 256]", s.block_size,
@@ -131,7 +133,10 @@ std::string QuantSpec::name() const {
     if (!fp8_saturate) n += "-nosat";
     return n;
   }
-  if (format == PrecisionFormat::INT4) {
+  if (format == PrecisionFormat::INT4 && awq) {
+    n = fmt::format("awq-g{}", block_size);  // AWQ's own default is asymmetric (zero points)
+    if (symmetric) n += "-sym";
+  } else if (format == PrecisionFormat::INT4) {
     n = fmt::format("int4-g{}", block_size);
     if (!symmetric) n += "-asym";
   } else {
@@ -161,19 +166,22 @@ std::vector<std::string> valid_quant_mode_names() {
   for (PrecisionFormat f : {PrecisionFormat::NF4, PrecisionFormat::FP4, PrecisionFormat::INT4})
     for (int b : {32, 64, 128, 256})
       for (bool variant : {true, false})  // NF4/FP4: double quant; INT4: symmetric
-        for (DType c : {DType::F32, DType::BF16}) {
-          QuantSpec s;
-          s.format = f;
-          s.block_size = b;
-          s.weight_scales = ScaleGranularity::PerGroup;
-          s.compute_dtype = c;
-          if (f == PrecisionFormat::INT4) {
-            s.symmetric = variant;
-          } else {
-            s.double_quant = variant;
+        for (DType c : {DType::F32, DType::BF16})
+          for (bool awq : {false, true}) {
+            if (awq && f != PrecisionFormat::INT4) continue;
+            QuantSpec s;
+            s.format = f;
+            s.block_size = b;
+            s.weight_scales = ScaleGranularity::PerGroup;
+            s.compute_dtype = c;
+            s.awq = awq;
+            if (f == PrecisionFormat::INT4) {
+              s.symmetric = variant;
+            } else {
+              s.double_quant = variant;
+            }
+            add(s);
           }
-          add(s);
-        }
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -181,7 +189,7 @@ std::vector<std::string> valid_quant_mode_names() {
 QuantSpec parse_quant_mode(std::string_view name) {
   auto fail = [&](std::string_view why) -> QuantSpec {
     raise<InvalidArgument>(
-        "unknown quantization mode '{}'{}; valid modes: int4 (the specification's INT4 mode = nf4), {}", name,
+        "unknown quantization mode '{}'{}; valid modes: int4 (the specification's INT4 mode = nf4), awq (= awq-g128), {}", name,
         why, fmt::join(valid_quant_mode_names(), ", "));
   };
   const std::string l = lower(name);
@@ -211,6 +219,12 @@ QuantSpec parse_quant_mode(std::string_view name) {
     s.format = PrecisionFormat::INT4;
     s.block_size = kDefaultInt4Group;
     s.weight_scales = ScaleGranularity::PerGroup;
+  } else if (fam == "awq") {
+    s.format = PrecisionFormat::INT4;
+    s.block_size = kDefaultInt4Group;
+    s.weight_scales = ScaleGranularity::PerGroup;
+    s.symmetric = false;
+    s.awq = true;
   } else {
     return fail("");
   }
@@ -264,7 +278,7 @@ QuantSpec fp8_quant_spec(const FP8Config& cfg) {
 double max_ppl_increase_pct(const QuantSpec& spec) {
   switch (spec.family()) {
     case QuantFamily::INT8: return 2.0;
-    case QuantFamily::INT4: return 5.0;
+    case QuantFamily::INT4: return spec.awq ? 3.0 : 5.0;
     case QuantFamily::FP8: return 1.0;
   }
   return 0.0;
@@ -283,6 +297,7 @@ size_t quantized_weight_bytes(const QuantSpec& s, int64_t N, int64_t K) {
     bytes += 4 * blocks;
   }
   if (!s.symmetric) bytes += blocks;
+  if (s.awq) bytes += 4 * k;  // the F32 [K] input-channel scales
   return bytes;
 }
 

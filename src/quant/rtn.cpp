@@ -29,6 +29,11 @@ Tensor as_f32_matrix(const Tensor& w) {
 
 PackedWeight quantize_weight(const Tensor& w_in, const QuantSpec& spec) {
   validate_quant_spec(spec);
+  if (spec.awq)
+    raise<InvalidArgument>(
+        "quantize_weight: {} needs calibration activations (AWQ searches its input-channel scales on them); "
+        "quantize the scaled weight with the plain int4 spec, or use quantize_model with calibration tokens",
+        spec.name());
   const Tensor w = as_f32_matrix(w_in);
   const float* wp = w.data<float>();
   const int64_t N = w.dim(0), K = w.dim(1);

@@ -1,0 +1,291 @@
+// AWQ calibration and scale search (see awq.hpp).
+#include "api/awq.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "kernels/awq_linear.hpp"
+#include "kernels/linear_f32.hpp"
+#include "kernels/quantized_linear.hpp"
+#include "kq/error.hpp"
+#include "quant/packed_weight.hpp"
+
+namespace kq::awq {
+namespace {
+
+/// Passes every call to the wrapped op and records its input rows.
+class ObservedLinear : public Linear {
+ public:
+  ObservedLinear(std::unique_ptr<Linear> op, ActivationStats& stats, int64_t stride, int64_t max_rows)
+      : op_(std::move(op)), stats_(stats), stride_(stride), max_rows_(max_rows) {
+    stats_.sum_abs.assign(size_t(op_->in_features()), 0.0);
+  }
+  int64_t in_features() const override { return op_->in_features(); }
+  int64_t out_features() const override { return op_->out_features(); }
+  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
+    const int64_t K = in_features();
+    for (int64_t m = 0; m < M; ++m) {
+      const float* row = x + m * K;
+      for (int64_t k = 0; k < K; ++k) stats_.sum_abs[size_t(k)] += std::fabs(double(row[k]));
+      if (sampled(stats_.rows) && stats_.sample_rows < max_rows_) {
+        stats_.samples.insert(stats_.samples.end(), row, row + K);
+        ++stats_.sample_rows;
+      }
+      ++stats_.rows;
+    }
+    op_->forward(x, M, y, ctx);
+  }
+  size_t weight_bytes() const override { return op_->weight_bytes(); }
+  std::string format() const override { return op_->format(); }
+  Tensor dequantized_weight() const override { return op_->dequantized_weight(); }
+  Tensor bias() const override { return op_->bias(); }
+  std::unique_ptr<Linear> release() { return std::move(op_); }
+
+ private:
+  /// About one row in `stride_`, chosen by a hash of the row index rather than
+  /// every stride-th row: a stride that divides the window would always pick
+  /// the windows' first positions, whose activations are outliers (attention
+  /// sinks) and would dominate the output-error objective.
+  bool sampled(int64_t row) const {
+    uint64_t z = uint64_t(row) + 0x9E3779B97F4A7C15ull;  // splitmix64 finalizer
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return z % uint64_t(stride_) == 0;
+  }
+
+  std::unique_ptr<Linear> op_;
+  ActivationStats& stats_;
+  int64_t stride_, max_rows_;
+};
+
+/// Puts the observed ops back when it leaves scope.
+class RestoreOps {
+ public:
+  void add(std::unique_ptr<Linear>* slot) { slots_.push_back(slot); }
+  ~RestoreOps() {
+    for (std::unique_ptr<Linear>* s : slots_)
+      if (auto* o = dynamic_cast<ObservedLinear*>(s->get())) *s = o->release();
+  }
+
+ private:
+  std::vector<std::unique_ptr<Linear>*> slots_;
+};
+
+/// Σ over the elements of a − b, squared (or of a alone when b is null).
+double sq_diff(const std::vector<float>& a, const std::vector<float>* b) {
+  double e = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = double(a[i]) - (b ? double((*b)[i]) : 0.0);
+    e += d * d;
+  }
+  return e;
+}
+
+/// AWQ's weight clipping (the reference code's auto_clip): for every row n and
+/// group g of the scaled weight ws [N, K], the clipping range ±r·absmax(n, g)
+/// with r in {1, 1 − 1/20, …, 0.55} whose quantized group gives the smallest
+/// output error Σ_samples (x_g · Δ_g)² on the scaled inputs x / s, computed as
+/// Δ_gᵀ C_g Δ_g with the group's Gram matrix C_g = X_gᵀ X_g. Clamps ws in place.
+void clip_search(Tensor& ws, const std::vector<float>& X, int64_t S, const std::vector<float>& inv_s,
+                 const QuantSpec& base) {
+  constexpr int kSteps = 10;  // r = 1 − i/20, i < 10 (max shrink 0.5)
+  const int64_t N = ws.dim(0), K = ws.dim(1), G = base.block_size;
+  const int64_t ng = (K + G - 1) / G;
+  // Gram matrices of the scaled inputs per group: C[g] is [G, G] (tail zero-padded).
+  std::vector<float> C(size_t(ng * G * G), 0.0f);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t g = 0; g < ng; ++g) {
+    const int64_t k0 = g * G, len = std::min(G, K - k0);
+    float* c = C.data() + g * G * G;
+    for (int64_t r = 0; r < S; ++r) {
+      const float* x = X.data() + r * K + k0;
+      for (int64_t i = 0; i < len; ++i) {
+        const float xi = x[i] * inv_s[size_t(k0 + i)];
+        for (int64_t j = 0; j < len; ++j) c[i * G + j] += xi * x[j] * inv_s[size_t(k0 + j)];
+      }
+    }
+  }
+  float* w = ws.mutable_data<float>();
+  std::vector<float> absmax(size_t(N * ng), 0.0f), best_err(size_t(N * ng), INFINITY), best_r(size_t(N * ng), 1.0f);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      float& a = absmax[size_t(n * ng + k / G)];
+      a = std::max(a, std::fabs(w[n * K + k]));
+    }
+  Tensor clamped = Tensor::empty(DType::F32, {N, K});
+  for (int i = 0; i < kSteps; ++i) {
+    const float r = 1.0f - float(i) / 20.0f;
+    float* cw = clamped.mutable_data<float>();
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) {
+        const float m = r * absmax[size_t(n * ng + k / G)];
+        cw[n * K + k] = std::clamp(w[n * K + k], -m, m);
+      }
+    const Tensor dq = quantize_weight(clamped, base).dequantize();
+    const float* q = dq.data<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      std::vector<float> d(static_cast<size_t>(G)), v(static_cast<size_t>(G));
+      for (int64_t g = 0; g < ng; ++g) {
+        const int64_t k0 = g * G, len = std::min(G, K - k0);
+        for (int64_t j = 0; j < len; ++j) d[size_t(j)] = w[n * K + k0 + j] - q[n * K + k0 + j];
+        const float* c = C.data() + g * G * G;
+        // v = C·d column by column (C is symmetric; no reduction in the inner
+        // loop, so it vectorizes), then e = d·v.
+        std::fill(v.begin(), v.end(), 0.0f);
+        for (int64_t b = 0; b < len; ++b) {
+          const float db = d[size_t(b)];
+          const float* cb = c + b * G;
+          for (int64_t a = 0; a < len; ++a) v[size_t(a)] += cb[a] * db;
+        }
+        double e = 0;
+        for (int64_t a = 0; a < len; ++a) e += double(d[size_t(a)]) * double(v[size_t(a)]);
+        const size_t idx = size_t(n * ng + g);
+        if (e < best_err[idx]) {
+          best_err[idx] = float(e);
+          best_r[idx] = r;
+        }
+      }
+    }
+  }
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      const float m = best_r[size_t(n * ng + k / G)] * absmax[size_t(n * ng + k / G)];
+      w[n * K + k] = std::clamp(w[n * K + k], -m, m);
+    }
+}
+
+}  // namespace
+
+std::map<std::string, ActivationStats> collect_activation_stats(Model& model, std::span<const int32_t> tokens,
+                                                                const CalibrationOptions& options,
+                                                                const std::function<bool(const std::string&)>& want) {
+  if (model.context().device != Device::CPU)
+    raise<InvalidArgument>("AWQ calibration runs on the CPU; load the model with --device cpu (it moves after)");
+  if (tokens.empty())
+    raise<InvalidArgument>("AWQ needs calibration text (--calibration FILE / QuantizeOptions::calibration.tokens)");
+  const int64_t max_pos = model.config().max_positions;
+  const int64_t window = options.window > 0 ? options.window : std::min<int64_t>(512, max_pos);
+  if (window < 2 || window > max_pos)
+    raise<InvalidArgument>("calibration window {} must be in [2, {}] (the model's context)", window, max_pos);
+  if (options.search_rows < 1 || options.max_tokens < 1)
+    raise<InvalidArgument>("calibration search_rows and max_tokens must be >= 1 (got {} and {})",
+                           options.search_rows, options.max_tokens);
+  const int64_t total = std::min<int64_t>(int64_t(tokens.size()), options.max_tokens);
+  const int64_t stride = std::max<int64_t>(1, total / options.search_rows);
+
+  std::map<std::string, ActivationStats> stats;
+  bool lm_head_observed = false;
+  RestoreOps restore;
+  for (const LinearSlot& slot : model.linear_layers()) {
+    if (!want(slot.name)) continue;
+    ActivationStats& st = stats[slot.name];
+    *slot.op = std::make_unique<ObservedLinear>(std::move(*slot.op), st, stride, options.search_rows);
+    restore.add(slot.op);
+    lm_head_observed = lm_head_observed || slot.is_lm_head;
+  }
+  if (stats.empty()) return stats;
+  KVCache cache = model.make_cache(window);
+  std::vector<float> logits;
+  for (int64_t b = 0; b < total; b += window) {
+    const int64_t n = std::min(window, total - b);
+    if (n < 2 && b > 0) break;  // as the perplexity protocol, a 1-token tail adds nothing
+    cache.reset();
+    if (lm_head_observed) logits.resize(size_t(n * model.config().vocab_size));
+    model.forward(tokens.subspan(size_t(b), size_t(n)), cache, lm_head_observed ? logits.data() : nullptr, true);
+  }
+  return stats;
+}
+
+ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
+                          const QuantSpec& spec, int grid, bool clip) {
+  if (!spec.awq) raise<InvalidArgument>("awq::search_scales: {} is not an AWQ mode", spec.name());
+  if (grid < 1) raise<InvalidArgument>("AWQ grid must be >= 1, got {}", grid);
+  const Tensor w = weight.dtype() == DType::F32 ? weight : weight.to_f32();
+  const int64_t N = w.dim(0), K = w.dim(1);
+  if (int64_t(stats.sum_abs.size()) != K || stats.sample_rows < 1 || stats.rows < 1)
+    raise<InvalidArgument>("awq::search_scales: statistics for {} inputs with {} sampled rows; the weight has K = {}",
+                           stats.sum_abs.size(), stats.sample_rows, K);
+  const QuantSpec base = awq_base_spec(spec);
+  const int64_t S = stats.sample_rows;
+  const float* wp = w.data<float>();
+
+  // X and the reference output X·Wᵀ [S, N].
+  const std::vector<float>& X = stats.samples;
+  std::vector<float> ref(size_t(S * N)), out(size_t(S * N));
+  const ExecContext cpu{};
+  make_linear_f32(w.clone())->forward(X.data(), S, ref.data(), cpu);
+  const double ref_norm = std::max(sq_diff(ref, nullptr), 1e-30);
+
+  std::vector<double> mean(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k)
+    mean[size_t(k)] = std::max(stats.sum_abs[size_t(k)] / double(stats.rows), 1e-4);
+
+  ScaleSearch best;
+  best.error = INFINITY;
+  Tensor best_s;
+  Tensor scaled = Tensor::empty(DType::F32, {N, K});
+  for (int i = 0; i < grid; ++i) {
+    const double alpha = double(i) / double(grid);
+    Tensor s = Tensor::empty(DType::F32, {K});
+    float* sp = s.mutable_data<float>();
+    double smax = 0, smin = INFINITY;
+    for (int64_t k = 0; k < K; ++k) {
+      const double v = std::pow(mean[size_t(k)], alpha);
+      smax = std::max(smax, v);
+      smin = std::min(smin, v);
+      sp[k] = float(v);
+    }
+    const double norm = std::sqrt(smax * smin);
+    for (int64_t k = 0; k < K; ++k) sp[k] = float(double(sp[k]) / norm);
+    float* ws = scaled.mutable_data<float>();
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
+    PackedWeight pw = quantize_weight(scaled, base);
+    std::unique_ptr<Linear> op = make_awq_linear(std::move(pw), bias, s);
+    // The op's own forward: exactly what inference will compute.
+    op->forward(X.data(), S, out.data(), cpu);
+    if (bias.defined()) {
+      const Tensor b = bias.dtype() == DType::F32 ? bias : bias.to_f32();
+      const float* bp = b.data<float>();
+      for (int64_t r = 0; r < S; ++r)
+        for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= bp[n];
+    }
+    const double err = sq_diff(out, &ref) / ref_norm;
+    if (i == 0) best.rtn_error = err;
+    if (err < best.error) {
+      best.error = err;
+      best.alpha = float(alpha);
+      best.op = std::move(op);
+      best_s = s;
+    }
+  }
+  if (!clip) return best;
+
+  // Clipping of the chosen scaled weight; kept only if the layer's output error falls.
+  const float* sp = best_s.data<float>();
+  std::vector<float> inv_s(static_cast<size_t>(K));
+  float* ws = scaled.mutable_data<float>();
+  for (int64_t k = 0; k < K; ++k) inv_s[size_t(k)] = 1.0f / sp[k];
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
+  clip_search(scaled, X, S, inv_s, base);
+  std::unique_ptr<Linear> op = make_awq_linear(quantize_weight(scaled, base), bias, best_s);
+  op->forward(X.data(), S, out.data(), cpu);
+  if (bias.defined()) {
+    const Tensor b = bias.dtype() == DType::F32 ? bias : bias.to_f32();
+    for (int64_t r = 0; r < S; ++r)
+      for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= b.data<float>()[n];
+  }
+  const double err = sq_diff(out, &ref) / ref_norm;
+  if (err < best.error) {
+    best.error = err;
+    best.op = std::move(op);
+    best.clipped = true;
+  }
+  return best;
+}
+
+}  // namespace kq::awq

@@ -1,0 +1,64 @@
+#pragma once
+// AWQ (activation-aware weight quantization, Lin et al., "AWQ: Activation-aware
+// Weight Quantization for LLM Compression and Acceleration", MLSys 2024):
+// calibration statistics of every linear layer's input and the per-layer
+// search of the input-channel scales. The op it produces is
+// kernels/awq_linear.hpp.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/linear.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+
+namespace kq::awq {
+
+/// What one linear layer saw during calibration.
+struct ActivationStats {
+  std::vector<double> sum_abs;  ///< Σ |x_k| over all rows, [K]
+  int64_t rows = 0;             ///< rows seen
+  std::vector<float> samples;   ///< a subset of the rows, row-major [sample_rows, K] (F32)
+  int64_t sample_rows = 0;
+};
+
+/// Runs `model` (FP32 or partly quantized, on the CPU) over `tokens` in
+/// windows of options.window tokens (at most options.max_tokens in all; each
+/// window starts at position 0, as the perplexity protocol does) and records,
+/// for every linear layer whose name `want` accepts, Σ|x_k| and about one
+/// input row in tokens / search_rows, picked by a hash of the row index (at
+/// most options.search_rows rows; every layer keeps the same rows).
+/// The model's ops are restored afterwards, also when an exception leaves.
+/// Throws InvalidArgument for a model not on the CPU, empty tokens, a
+/// window < 2 or > max_positions, or search_rows < 1.
+std::map<std::string, ActivationStats> collect_activation_stats(Model& model, std::span<const int32_t> tokens,
+                                                                const CalibrationOptions& options,
+                                                                const std::function<bool(const std::string&)>& want);
+
+/// The result of the scale search of one layer.
+struct ScaleSearch {
+  std::unique_ptr<Linear> op;  ///< the AwqLinear
+  float alpha = 0;             ///< chosen α: s_k ∝ mean|x_k|^α (0 = plain round-to-nearest)
+  double rtn_error = 0;        ///< relative output error ||X(W−Ŵ)ᵀ||² / ||XWᵀ||² at α = 0
+  double error = 0;            ///< the same for the op returned (<= rtn_error)
+  bool clipped = false;        ///< the clipping search lowered the error and was kept
+};
+
+/// AWQ's grid search for one layer: for α = 0, 1/grid, …, (grid−1)/grid,
+/// s_k = max(mean|x_k|, 1e-4)^α normalised by sqrt(max s · min s) (as the
+/// AWQ reference code does), Ŵ = Q(W·diag(s))·diag(1/s) with Q the
+/// round-to-nearest INT4 of awq_base_spec(spec); keeps the α whose output
+/// error on the sampled rows is smallest (ties: the smaller α). With `clip`,
+/// then the reference code's weight clipping: per row and group, the range
+/// ±r·absmax (r = 1, 0.95, …, 0.55) with the smallest output error of that
+/// group, kept when it lowers the layer's error.
+/// weight: F32 [N, K]; bias: F32 [N] or undefined. Throws InvalidArgument for
+/// a non-AWQ spec, stats of another K or without sampled rows, grid < 1.
+ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
+                          const QuantSpec& spec, int grid, bool clip = true);
+
+}  // namespace kq::awq
