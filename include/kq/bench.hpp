@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "kq/adaptive.hpp"
 #include "kq/context.hpp"
 #include "kq/optimizer.hpp"
 
@@ -90,7 +92,7 @@ struct BenchOptions {
   /// Encode added/special tokens such as "<|endoftext|>" in the text as their
   /// ids (EncodeOptions::allow_special); default false: the text is raw text.
   bool allow_special_tokens = false;
-  std::vector<std::string> modes{"int8", "int4", "fp8"};  ///< parse_quant_mode names
+  std::vector<std::string> modes{"int8", "int4", "fp8"};  ///< parse_quant_mode / parse_adaptive_mode names
   int ctx = 0;                                ///< window length, 0 = the model's context
   int samples = 0;                            ///< first N windows, 0 = all
   bool quantize_lm_head = false;
@@ -103,8 +105,8 @@ struct BenchOptions {
 /// One mode's row of the benchmark table.
 struct BenchResult {
   std::string mode;               ///< as given (e.g. "int4")
-  std::string mode_canonical;     ///< QuantSpec::name() (e.g. "nf4")
-  std::string family;             ///< "int8" / "int4" / "fp8"
+  std::string mode_canonical;     ///< QuantSpec::name() (e.g. "nf4"), or adaptive_mode_name() ("adaptive-r80")
+  std::string family;             ///< "int8" / "int4" / "fp8" (adaptive: of the plan's lowest precision)
   double ppl_before = 0, ppl_after = 0, ppl_delta_pct = 0;
   double threshold_pct = 0;       ///< the specification's max perplexity increase for the family
   bool pass = false;              ///< ppl_delta_pct < threshold_pct
@@ -143,10 +145,20 @@ struct BenchReport {
 /// or latency was not measured. The CLI hands it to kq::warn().
 std::string latency_stability_warning(const BenchResult& result);
 
-/// The quantization specs of `modes` (parse_quant_mode names), in order.
+/// One entry of `kq bench --modes`: a fixed quantization or an adaptive plan.
+struct BenchMode {
+  std::string name;       ///< as given
+  std::string canonical;  ///< QuantSpec::name() or adaptive_mode_name()
+  std::optional<QuantSpec> spec;            ///< a parse_quant_mode mode
+  std::optional<AdaptiveOptions> adaptive;  ///< an adaptive mode (parse_adaptive_mode): the per-layer plan is
+                                            ///< made on the model; its PASS threshold is that of the lowest
+                                            ///< precision the plan uses (lowest_precision_spec)
+};
+
+/// The modes of `modes` (parse_quant_mode or parse_adaptive_mode names), in order.
 /// Throws InvalidArgument for an empty list, an unknown name, or two names of
-/// the same mode (e.g. "int4" and "nf4"), naming them.
-std::vector<QuantSpec> parse_bench_modes(const std::vector<std::string>& modes);
+/// the same mode (e.g. "int4" and "nf4", "adaptive" and "adaptive-r80"), naming them.
+std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes);
 
 /// Fewest scored tokens for which `kq bench` gives its PASS/FAIL verdicts
 /// without a warning: a perplexity over fewer moves by per cents from the

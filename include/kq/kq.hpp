@@ -1,5 +1,6 @@
 #pragma once
 // KernelQuant public API, everything in one include.
+#include "kq/adaptive.hpp"   // adaptive (mixed) precision per layer: plan_adaptive_precision
 #include "kq/bench.hpp"      // kq bench: quality / memory / latency per mode
 #include "kq/config.hpp"     // ModelConfig from config.json
 #include "kq/context.hpp"    // ExecContext, Device

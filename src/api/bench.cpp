@@ -13,6 +13,7 @@
 #include "io/file_kind.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/linear.hpp"
+#include "kq/adaptive.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
 #include "kq/fp8.hpp"
@@ -47,23 +48,32 @@ std::string few_scored_tokens_warning(const BenchReport& r) {
       r.scored_tokens, r.scored_tokens == 1 ? "" : "s", kMinScoredTokensForVerdict);
 }
 
-std::vector<QuantSpec> parse_bench_modes(const std::vector<std::string>& modes) {
+std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes) {
   if (modes.empty()) raise<InvalidArgument>("--modes: give at least one mode");
-  std::vector<QuantSpec> specs;
+  std::vector<BenchMode> out;
   for (size_t i = 0; i < modes.size(); ++i) {
-    specs.push_back(parse_quant_mode(modes[i]));
+    BenchMode m;
+    m.name = modes[i];
+    if (is_adaptive_mode(modes[i])) {
+      m.adaptive = parse_adaptive_mode(modes[i]);
+      m.canonical = adaptive_mode_name(*m.adaptive);
+    } else {
+      m.spec = parse_quant_mode(modes[i]);
+      m.canonical = m.spec->name();
+    }
     for (size_t j = 0; j < i; ++j)
-      if (specs[j].name() == specs[i].name())
+      if (out[j].canonical == m.canonical)
         raise<InvalidArgument>("--modes: '{}' is the same mode as '{}' ({}); give each mode once", modes[i],
-                               modes[j], specs[i].name());
+                               modes[j], m.canonical);
+    out.push_back(std::move(m));
   }
-  return specs;
+  return out;
 }
 
 BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
   // Parse every mode first so a typo fails before minutes of work.
-  const std::vector<QuantSpec> specs = parse_bench_modes(o.modes);
+  const std::vector<BenchMode> specs = parse_bench_modes(o.modes);
 
   BenchReport rep;
   rep.model = o.model_dir.string();
@@ -102,18 +112,34 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   for (size_t i = 0; i < specs.size(); ++i) {
     BenchResult r;
     r.mode = o.modes[i];
-    r.mode_canonical = specs[i].name();
-    r.family = std::string(quant_family_name(specs[i].family()));
-    r.threshold_pct = max_ppl_increase_pct(specs[i]);
+    r.mode_canonical = specs[i].canonical;
 
     const auto t0 = Clock::now();
-    QuantizeOptions qo{specs[i], o.quantize_lm_head, o.keep_patterns};
     QuantizeReport qr;
-    auto cand = load_quantized(o.model_dir, qo, o.context, &qr);
+    std::unique_ptr<Model> cand;
+    std::optional<QuantSpec> threshold_spec = specs[i].spec;
+    if (specs[i].adaptive) {
+      // The per-layer plan is made on the host model as loaded, then moved like load_quantized does.
+      AdaptiveOptions ao = *specs[i].adaptive;
+      ao.quantize_lm_head = o.quantize_lm_head;
+      ao.keep_patterns = o.keep_patterns;
+      ExecContext host = o.context;
+      host.device = Device::CPU;
+      cand = Model::load(o.model_dir, host);
+      AdaptivePlan plan;
+      qr = quantize_model_adaptive(*cand, ao, &plan);
+      if (o.context.device != Device::CPU) cand->to_device(o.context);
+      threshold_spec = lowest_precision_spec(plan);
+    } else {
+      const QuantizeOptions qo{*specs[i].spec, o.quantize_lm_head, o.keep_patterns};
+      cand = load_quantized(o.model_dir, qo, o.context, &qr);
+    }
     r.load_seconds = since(t0);
     if (qr.quantized_elements == 0)
       raise<InvalidArgument>("mode {}: no layer was quantized (every linear layer matched --keep); nothing to compare",
                              r.mode);
+    r.family = std::string(quant_family_name(threshold_spec->family()));
+    r.threshold_pct = max_ppl_increase_pct(*threshold_spec);
 
     const std::string stage = fmt::format("[{}/{}] {}", i + 1, specs.size(), r.mode);
     const ComparisonResult c = compare_models(*base, *cand, tokens, o.ctx, o.samples, [&](int64_t d, int64_t n) {

@@ -133,7 +133,8 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   nlohmann::json qc;
   qc["quant_method"] = "kq";
   qc["format_version"] = 1;
-  qc["mode"] = options.spec.name();
+  // Per-layer overrides (adaptive precision) mix formats: the modules map says which.
+  qc["mode"] = options.layer_specs.empty() ? options.spec.name() : std::string("mixed");
   qc["quantize_lm_head"] = options.quantize_lm_head;
   qc["keep_patterns"] = options.keep_patterns;
   qc["modules"] = modules;

@@ -1,0 +1,189 @@
+#pragma once
+// Entropy-based adaptive precision (the specification's "analyse each layer,
+// allocate a precision per layer to reach a target memory reduction at least
+// quality loss"; its Python names: AllocationStrategy, PrecisionFormat, a
+// per-layer analysis and a plan): every linear layer is analysed (Shannon
+// entropy of its weights, measured reconstruction error of each candidate
+// format), then a knapsack over the layers picks one candidate per layer so
+// that the memory reduction reaches the target and the estimated quality loss
+// is minimal — in the spirit of the mixed-precision bit allocation of HAQ /
+// HAWQ (per-layer sensitivity × quantization perturbation, minimised under a
+// size budget), with weight statistics in place of Hessians or RL.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kq/optimizer.hpp"
+#include "kq/quantize.hpp"
+
+namespace kq {
+
+class Model;
+
+/// How a layer's sensitivity s_i (the weight of its quantization error in the
+/// estimated loss s_i · e_ic) is obtained.
+enum class AllocationStrategy {
+  /// The specification's default: s_i = H_i / 8, the Shannon entropy of the
+  /// layer's weight histogram (weight_entropy_bits, 256 bins) normalised by its
+  /// maximum log2(256) = 8 bits. Layers whose weights use the range more
+  /// evenly carry more information per weight and weigh more.
+  Entropy,
+  /// s_i = 1: the measured relative reconstruction error alone.
+  ReconstructionError,
+  /// Baseline without a per-layer choice: every layer gets the same option,
+  /// the one with the most bytes whose uniform use still meets the target.
+  Uniform,
+};
+
+/// "entropy", "error", "uniform".
+std::string_view allocation_strategy_name(AllocationStrategy s);
+
+/// Parses "entropy", "error" (also "reconstruction-error", '-'/'_' alike) or
+/// "uniform", case-insensitive. Throws InvalidArgument naming the value and
+/// listing the valid names.
+AllocationStrategy parse_allocation_strategy(std::string_view s);
+
+/// What plan_adaptive_precision may choose from, and the target.
+struct AdaptiveOptions {
+  /// Fraction of the quantizable layers' FP32 weight-matrix bytes (4·N·K each,
+  /// biases excluded) to remove, in (0, 1): 0.80 keeps at most 20 % of them.
+  double target_reduction = 0.80;
+  AllocationStrategy strategy = AllocationStrategy::Entropy;
+  /// Quantized formats a layer may get (default INT8 W8A8 per-channel, about
+  /// 75 % reduction, and NF4 block 64 with double quantization, about 87 %).
+  /// Each must pass validate_quant_spec; AWQ specs are refused (they need calibration).
+  std::vector<QuantSpec> candidates{parse_quant_mode("int8"), parse_quant_mode("nf4")};
+  /// Whether a layer may also stay in FP32 (0 % reduction, zero error).
+  bool allow_keep = true;
+  /// As QuantizeOptions: analyse and quantize the output projection too
+  /// (default: it stays in its original precision and is not part of the budget).
+  bool quantize_lm_head = false;
+  /// As QuantizeOptions::keep_patterns: matching layers stay in high precision
+  /// and are not part of the budget.
+  std::vector<std::string> keep_patterns;
+};
+
+/// Number of histogram bins of weight_entropy_bits (so H is in [0, 8] bits).
+inline constexpr int kEntropyBins = 256;
+
+/// Shannon entropy, in bits, of a weight tensor's value distribution: each
+/// w is mapped to u = w / absmax in [-1, 1] (absmax over the tensor) and counted in
+/// bin min(floor((u + 1) / 2 · 256), 255) of 256 equal bins; with p_b the
+/// fraction of weights in bin b, H = −Σ_b p_b · log2 p_b. Uniform occupancy of
+/// the bins gives 8, a constant tensor (or all zeros, or one element) 0.
+/// w: F32, any shape, finite. Throws InvalidArgument for another dtype, an
+/// empty tensor or a non-finite value.
+double weight_entropy_bits(std::span<const float> w);
+
+/// One option of one layer in a plan.
+struct CandidateAnalysis {
+  /// The quantization, or std::nullopt for keeping the layer in FP32.
+  std::optional<QuantSpec> spec;
+  std::string format;  ///< spec->name(), or "f32"
+  /// Bytes of the weight matrix in this option (quantized_weight_bytes, or 4·N·K), bias excluded.
+  size_t bytes = 0;
+  /// Measured relative reconstruction error ||W − Q(W)||² / ||W||² of the real
+  /// quantizer's round trip (quantize_linear, then dequantized_weight); 0 when kept or W = 0.
+  double rel_error = 0;
+  /// Estimated loss: sensitivity · rel_error (what the allocator minimises, summed over layers).
+  double est_loss = 0;
+};
+
+/// The analysis of one linear layer and the option chosen for it.
+struct LayerAnalysis {
+  std::string name;         ///< module name (LinearSlot::name)
+  int64_t N = 0, K = 0;     ///< out / in features of W [N, K]
+  double entropy_bits = 0;  ///< weight_entropy_bits(W), in [0, 8]
+  double sensitivity = 0;   ///< s_i (see AllocationStrategy)
+  std::vector<CandidateAnalysis>
+      candidates;  ///< AdaptiveOptions::candidates in order, then "keep" if allowed
+  int chosen = 0;  ///< index into candidates
+  const CandidateAnalysis& choice() const { return candidates.at(size_t(chosen)); }
+};
+
+/// The result of plan_adaptive_precision.
+struct AdaptivePlan {
+  std::vector<LayerAnalysis> layers;  ///< the quantizable layers, in model order
+  AllocationStrategy strategy = AllocationStrategy::Entropy;
+  double target_reduction = 0;
+  /// Σ 4·N·K over the layers (FP32 matrices) and Σ of the chosen options' bytes.
+  size_t bytes_before = 0, bytes_after = 0;
+  double achieved_reduction = 0;  ///< 1 − bytes_after / bytes_before (>= target_reduction)
+  double estimated_loss = 0;      ///< Σ of the chosen options' est_loss
+  bool quantize_lm_head = false;
+  std::vector<std::string> keep_patterns;
+  /// QuantizeOptions that apply the plan: layer_specs holds every planned
+  /// layer (std::nullopt for a kept one); spec is the first candidate (used by
+  /// no planned layer; only named as the folder's "mode" if saved).
+  QuantizeOptions to_options() const;
+};
+
+/// One option of one layer for allocate_precision.
+struct AllocationChoice {
+  size_t bytes = 0;  ///< memory of the layer in this option
+  double loss = 0;   ///< estimated loss (>= 0) of the layer in this option
+};
+
+/// The multiple-choice knapsack of the plan: picks one option per layer
+/// (returned as indices into each layer's options) with Σ bytes <=
+/// budget_bytes and Σ loss minimal. Exact: a dynamic program over the Pareto
+/// front of (bytes, loss) partial sums, states that cannot fit the budget
+/// pruned. When the front would exceed max_exact_states states (huge models),
+/// it falls back to the greedy of the mixed-precision literature: start every
+/// layer at its smallest option, then repeatedly take the upgrade (layer,
+/// option) with the largest loss reduction per extra byte that still fits,
+/// until none does (optimal for the LP relaxation; the integer result can
+/// miss the optimum by less than one upgrade's gain). Deterministic: ties go
+/// to fewer bytes, then to the lower option index of the earlier layer.
+/// Throws InvalidArgument for a layer without options, a negative or
+/// non-finite loss, or a budget below Σ of each layer's smallest option
+/// (naming both byte counts).
+std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoice>>& layers,
+                                    size_t budget_bytes, size_t max_exact_states = size_t(1) << 18);
+
+/// Analyses every quantizable linear layer of `model` (not the lm_head unless
+/// options.quantize_lm_head, none matching options.keep_patterns; the model is
+/// not modified) and allocates an option per layer: with budget = (1 −
+/// target_reduction) · Σ 4·N·K bytes, allocate_precision over est_loss
+/// (Entropy, ReconstructionError) or the uniform choice (Uniform). Each
+/// candidate is quantized once per layer to measure its error, so this takes
+/// about as long as quantizing the model once per candidate.
+/// Throws InvalidArgument for target_reduction outside (0, 1) or not finite,
+/// no candidates, an invalid or AWQ candidate (named), two equal candidates, a
+/// malformed keep pattern, an already-quantized layer (named), no quantizable
+/// layer, or a target that cannot be met even with every layer at its smallest
+/// option (naming the target and the largest reachable reduction).
+AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& options);
+
+/// plan_adaptive_precision, then quantize_model(model, plan.to_options()).
+/// The plan is stored in *plan_out when given. Same errors as both.
+QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options,
+                                       AdaptivePlan* plan_out = nullptr);
+
+/// Whether `name` is an adaptive mode name for the CLI (`kq quantize --mode`,
+/// `kq bench --modes`): it starts with "adaptive" (case-insensitive).
+bool is_adaptive_mode(std::string_view name);
+
+/// Parses an adaptive mode name: "adaptive" (target 0.80, entropy strategy),
+/// "adaptive-rP" (target P % of the FP32 bytes removed, P a number in (0, 100),
+/// e.g. adaptive-r85 or adaptive-r82.5), optionally followed by "-entropy",
+/// "-error" or "-uniform" (the strategy); default candidates (INT8 W8A8, NF4
+/// b64 double quant, FP32). Case-insensitive. Throws InvalidArgument naming the
+/// value and the accepted form.
+AdaptiveOptions parse_adaptive_mode(std::string_view name);
+
+/// The canonical name parse_adaptive_mode reads back: "adaptive-r80",
+/// "adaptive-r82.5-error" (the strategy only when not entropy). Candidates
+/// other than the defaults are not part of the name.
+std::string adaptive_mode_name(const AdaptiveOptions& options);
+
+/// The chosen quantization with the fewest bits per weight (the plan's lowest
+/// precision; it decides the specification's perplexity threshold, e.g. NF4's
+/// 5 %), or std::nullopt when every layer is kept.
+std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan);
+
+}  // namespace kq

@@ -1,0 +1,313 @@
+// Entropy-based adaptive precision (include/kq/adaptive.hpp): per-layer
+// analysis (weight entropy, measured error of each candidate) and the plan.
+// The knapsack itself is in adaptive_allocate.cpp.
+#include "kq/adaptive.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <regex>
+
+#include "kernels/linear.hpp"
+#include "kernels/quantized_linear.hpp"
+#include "kq/error.hpp"
+#include "kq/model.hpp"
+
+namespace kq {
+namespace {
+
+/// Lower case, '_' as '-'.
+std::string normalise(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = c == '_' ? '-' : char(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+/// ||a − b||² / ||a||² in double (0 when a = 0).
+double relative_error(const float* a, const float* b, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(a[i]) * double(a[i]);
+  }
+  return den > 0 ? num / den : 0.0;
+}
+
+void check_options(const AdaptiveOptions& o) {
+  if (!std::isfinite(o.target_reduction) || o.target_reduction <= 0 || o.target_reduction >= 1)
+    raise<InvalidArgument>(
+        "adaptive precision: target reduction must be in (0, 1) (e.g. 0.8 = remove 80 %), got {}",
+        o.target_reduction);
+  if (o.candidates.empty()) raise<InvalidArgument>("adaptive precision: give at least one candidate format");
+  for (size_t i = 0; i < o.candidates.size(); ++i) {
+    const QuantSpec& c = o.candidates[i];
+    try {
+      validate_quant_spec(c);
+    } catch (const InvalidArgument& e) {
+      raise<InvalidArgument>("adaptive precision: candidate {}: {}", i, e.what());
+    }
+    if (c.awq)
+      raise<InvalidArgument>(
+          "adaptive precision: candidate '{}' is an AWQ mode, which needs calibration; "
+          "give round-to-nearest formats",
+          c.name());
+    for (size_t j = 0; j < i; ++j)
+      if (o.candidates[j] == c)
+        raise<InvalidArgument>("adaptive precision: candidate '{}' is given twice", c.name());
+  }
+}
+
+/// The analysis of one layer (options in AdaptiveOptions order, then keep), losses filled in.
+LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const AdaptiveOptions& o) {
+  LayerAnalysis la;
+  la.name = name;
+  la.N = op.out_features();
+  la.K = op.in_features();
+  const Tensor w = op.dequantized_weight();  // F32 [N, K]
+  const float* wp = w.data<float>();
+  const int64_t n = w.numel();
+  la.entropy_bits = weight_entropy_bits(std::span<const float>(wp, size_t(n)));
+  la.sensitivity = o.strategy == AllocationStrategy::Entropy ? la.entropy_bits / 8.0 : 1.0;
+  for (const QuantSpec& spec : o.candidates) {
+    CandidateAnalysis c;
+    c.spec = spec;
+    c.format = spec.name();
+    c.bytes = quantized_weight_bytes(spec, la.N, la.K);
+    const Tensor dq = quantize_linear(w, Tensor(), spec)->dequantized_weight();
+    c.rel_error = relative_error(wp, dq.data<float>(), n);
+    c.est_loss = la.sensitivity * c.rel_error;
+    la.candidates.push_back(std::move(c));
+  }
+  if (o.allow_keep) {
+    CandidateAnalysis c;
+    c.format = "f32";
+    c.bytes = size_t(la.N) * size_t(la.K) * sizeof(float);
+    la.candidates.push_back(std::move(c));
+  }
+  return la;
+}
+
+/// Uniform: the option index (same for every layer) with the most total bytes within the budget.
+int uniform_choice(const std::vector<LayerAnalysis>& layers, size_t budget, const AdaptiveOptions& o,
+                   size_t bytes_before) {
+  int best = -1;
+  size_t best_bytes = 0, smallest = SIZE_MAX;
+  for (size_t c = 0; c < layers.front().candidates.size(); ++c) {
+    size_t total = 0;
+    for (const LayerAnalysis& l : layers) total += l.candidates[c].bytes;
+    smallest = std::min(smallest, total);
+    if (total <= budget && (best < 0 || total > best_bytes)) {
+      best = int(c);
+      best_bytes = total;
+    }
+  }
+  if (best < 0)
+    raise<InvalidArgument>(
+        "adaptive precision: target reduction {:.4f} cannot be reached with one format for every layer "
+        "(uniform); "
+        "the largest uniform reduction is {:.4f}",
+        o.target_reduction, 1.0 - double(smallest) / double(bytes_before));
+  return best;
+}
+
+}  // namespace
+
+std::string_view allocation_strategy_name(AllocationStrategy s) {
+  switch (s) {
+    case AllocationStrategy::Entropy:
+      return "entropy";
+    case AllocationStrategy::ReconstructionError:
+      return "error";
+    case AllocationStrategy::Uniform:
+      return "uniform";
+  }
+  return "?";
+}
+
+AllocationStrategy parse_allocation_strategy(std::string_view s) {
+  const std::string v = normalise(s);
+  if (v == "entropy") return AllocationStrategy::Entropy;
+  if (v == "error" || v == "reconstruction-error") return AllocationStrategy::ReconstructionError;
+  if (v == "uniform") return AllocationStrategy::Uniform;
+  raise<InvalidArgument>("unknown allocation strategy '{}' (valid: entropy, error, uniform)", s);
+}
+
+double weight_entropy_bits(std::span<const float> w) {
+  if (w.empty()) raise<InvalidArgument>("weight_entropy_bits: empty tensor");
+  float absmax = 0;
+  for (const float x : w) {
+    if (!std::isfinite(x)) raise<InvalidArgument>("weight_entropy_bits: non-finite value {}", x);
+    absmax = std::max(absmax, std::fabs(x));
+  }
+  if (absmax == 0) return 0.0;
+  std::vector<int64_t> counts(kEntropyBins, 0);
+  for (const float x : w) {
+    const double u = double(x) / double(absmax);  // [-1, 1]
+    const int b = std::min(int(std::floor((u + 1.0) * 0.5 * kEntropyBins)), kEntropyBins - 1);
+    ++counts[size_t(std::max(b, 0))];
+  }
+  double h = 0;
+  const double total = double(w.size());
+  for (const int64_t c : counts)
+    if (c > 0) {
+      const double p = double(c) / total;
+      h -= p * std::log2(p);
+    }
+  return std::max(h, 0.0);  // a single bin gives -0
+}
+
+QuantizeOptions AdaptivePlan::to_options() const {
+  QuantizeOptions o;
+  if (!layers.empty()) {
+    const auto& cands = layers.front().candidates;
+    const auto first =
+        std::find_if(cands.begin(), cands.end(), [](const CandidateAnalysis& c) { return c.spec; });
+    if (first != cands.end()) o.spec = *first->spec;
+  }
+  o.quantize_lm_head = quantize_lm_head;
+  o.keep_patterns = keep_patterns;
+  for (const LayerAnalysis& l : layers) o.layer_specs[l.name] = l.choice().spec;
+  return o;
+}
+
+AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
+  check_options(o);
+  std::vector<std::regex> keep;
+  for (const std::string& p : o.keep_patterns) {
+    try {
+      keep.emplace_back(p, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      raise<InvalidArgument>("keep pattern '{}' is not a valid regular expression: {}", p, e.what());
+    }
+  }
+  AdaptivePlan plan;
+  plan.strategy = o.strategy;
+  plan.target_reduction = o.target_reduction;
+  plan.quantize_lm_head = o.quantize_lm_head;
+  plan.keep_patterns = o.keep_patterns;
+  for (const LinearSlot& slot : model.linear_layers()) {
+    if (slot.is_lm_head && !o.quantize_lm_head) continue;
+    if (std::any_of(keep.begin(), keep.end(),
+                    [&](const std::regex& r) { return std::regex_search(slot.name, r); }))
+      continue;
+    const Linear& op = **slot.op;
+    if (quantized_linear_spec(op) != nullptr)
+      raise<InvalidArgument>(
+          "layer '{}' is already quantized ({}); load the original model to plan its precision", slot.name,
+          op.format());
+    plan.layers.push_back(analyse_layer(slot.name, op, o));
+  }
+  if (plan.layers.empty())
+    raise<InvalidArgument>(
+        "adaptive precision: no linear layer to quantize (every layer is the lm_head or kept)");
+
+  for (const LayerAnalysis& l : plan.layers) plan.bytes_before += size_t(l.N) * size_t(l.K) * sizeof(float);
+  const size_t budget = size_t(std::floor((1.0 - o.target_reduction) * double(plan.bytes_before)));
+  size_t min_bytes = 0;
+  for (const LayerAnalysis& l : plan.layers) {
+    size_t m = SIZE_MAX;
+    for (const CandidateAnalysis& c : l.candidates) m = std::min(m, c.bytes);
+    min_bytes += m;
+  }
+  if (min_bytes > budget)
+    raise<InvalidArgument>(
+        "adaptive precision: target reduction {:.4f} cannot be reached: with every layer at its smallest "
+        "candidate "
+        "the reduction is {:.4f}",
+        o.target_reduction, 1.0 - double(min_bytes) / double(plan.bytes_before));
+
+  if (o.strategy == AllocationStrategy::Uniform) {
+    const int c = uniform_choice(plan.layers, budget, o, plan.bytes_before);
+    for (LayerAnalysis& l : plan.layers) l.chosen = c;
+  } else {
+    std::vector<std::vector<AllocationChoice>> table;
+    for (const LayerAnalysis& l : plan.layers) {
+      std::vector<AllocationChoice> opts;
+      for (const CandidateAnalysis& c : l.candidates) opts.push_back({c.bytes, c.est_loss});
+      table.push_back(std::move(opts));
+    }
+    const std::vector<int> pick = allocate_precision(table, budget);
+    for (size_t i = 0; i < pick.size(); ++i) plan.layers[i].chosen = pick[i];
+  }
+  for (const LayerAnalysis& l : plan.layers) {
+    plan.bytes_after += l.choice().bytes;
+    plan.estimated_loss += l.choice().est_loss;
+  }
+  plan.achieved_reduction = 1.0 - double(plan.bytes_after) / double(plan.bytes_before);
+  return plan;
+}
+
+bool is_adaptive_mode(std::string_view name) { return normalise(name).starts_with("adaptive"); }
+
+AdaptiveOptions parse_adaptive_mode(std::string_view name) {
+  const std::string v = normalise(name);
+  auto bad = [&] {
+    raise<InvalidArgument>(
+        "mode '{}': an adaptive mode is adaptive[-rP][-entropy|-error|-uniform] with P the per cent of the "
+        "FP32 "
+        "bytes to remove, in (0, 100) (e.g. adaptive, adaptive-r85, adaptive-r82.5-error)",
+        name);
+  };
+  if (!v.starts_with("adaptive")) bad();
+  AdaptiveOptions o;
+  std::string_view rest = std::string_view(v).substr(8);
+  bool have_target = false, have_strategy = false;
+  while (!rest.empty()) {
+    if (rest.front() != '-') bad();
+    rest.remove_prefix(1);
+    const size_t end = rest.find('-');
+    const std::string part(rest.substr(0, end));
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+    if (!have_target && !have_strategy && part.size() > 1 && part[0] == 'r') {
+      const std::string num = part.substr(1);
+      if (num.find_first_not_of("0123456789.") != std::string::npos || num.front() == '.' ||
+          num.back() == '.' || std::count(num.begin(), num.end(), '.') > 1)
+        bad();
+      const double pct = std::stod(num);
+      if (!(pct > 0 && pct < 100)) bad();
+      o.target_reduction = pct / 100.0;
+      have_target = true;
+    } else if (!have_strategy && (part == "entropy" || part == "error" || part == "uniform")) {
+      o.strategy = parse_allocation_strategy(part);
+      have_strategy = true;
+    } else {
+      bad();
+    }
+  }
+  return o;
+}
+
+std::string adaptive_mode_name(const AdaptiveOptions& o) {
+  std::string s = fmt::format("adaptive-r{:g}", std::round(o.target_reduction * 1e6) / 1e4);
+  if (o.strategy != AllocationStrategy::Entropy)
+    s += fmt::format("-{}", allocation_strategy_name(o.strategy));
+  return s;
+}
+
+std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan) {
+  std::optional<QuantSpec> best;
+  double best_bits = 0;
+  for (const LayerAnalysis& l : plan.layers) {
+    const CandidateAnalysis& c = l.choice();
+    if (!c.spec) continue;
+    const double bits = bits_per_weight(*c.spec, l.N, l.K);
+    if (!best || bits < best_bits) {
+      best = c.spec;
+      best_bits = bits;
+    }
+  }
+  return best;
+}
+
+QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options, AdaptivePlan* plan_out) {
+  AdaptivePlan plan = plan_adaptive_precision(model, options);
+  QuantizeReport report = quantize_model(model, plan.to_options());
+  if (plan_out) *plan_out = std::move(plan);
+  return report;
+}
+
+}  // namespace kq
