@@ -48,8 +48,8 @@ void run_generate(const GenerateOptions& o, bool n_given) {
   Sampler sampler(o.sampling);  // validates temperature / top-k / top-p
   io::check_utf8(o.prompt, "--prompt");  // invalid UTF-8 is an error naming the byte offset
   auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
-  const Tokenizer tok = Tokenizer::load(o.model);
-  tok.check_fits(model->config().vocab_size, o.model);
+  // for_model: ids of a padded model vocabulary that the tokenizer lacks decode to nothing.
+  const Tokenizer tok = Tokenizer::load(o.model).for_model(model->config().vocab_size, o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
   std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});

@@ -1,0 +1,49 @@
+// AWQ from the command line: `kq quantize --mode awq` calibrates on the shipped
+// demo text by default and writes a folder the other commands load;
+// `kq bench` runs AWQ by default on the CPU and refuses it up front on the GPU.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "cli/cli_util.hpp"
+#include "common/test_data.hpp"
+
+using kq::testing::run_kq;
+
+namespace {
+const std::string kDemo = std::string(KQ_SOURCE_DIR) + "/models/gpt2-tiny";
+}
+
+TEST(CliAwq, QuantizeCalibratesAndTheFolderEvaluates) {
+  kq::testing::TempDir tmp;
+  const std::string out = (tmp.path / "awq").string();
+  const auto q = run_kq({"quantize", "-m", kDemo, "--mode", "awq", "-o", out});
+  ASSERT_EQ(q.status, 0) << q.err;
+  EXPECT_NE(q.out.find("AWQ calibration text"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("demo-calibration.txt"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("transformer.h.1.mlp.c_proj"), std::string::npos) << q.out;  // the per-layer alpha table
+  EXPECT_NE(q.out.find("to awq-g128"), std::string::npos) << q.out;
+  const auto e = run_kq({"eval", "-m", out, "-t", kDemo + "/demo-eval.txt"});
+  EXPECT_EQ(e.status, 0) << e.err;
+  EXPECT_NE(e.out.find("perplexity:"), std::string::npos) << e.out;
+
+  // A calibration file that does not exist is named.
+  const auto bad = run_kq({"quantize", "-m", kDemo, "--mode", "awq", "-o", (tmp.path / "x").string(),
+                           "--calibration", "/nonexistent/calib.txt"});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("/nonexistent/calib.txt"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path / "x"));
+}
+
+TEST(CliAwq, BenchRunsAwqByDefaultOnTheCpuAndRefusesItOnTheGpu) {
+  const auto b = run_kq({"bench", "--no-latency", "--samples", "1"});
+  ASSERT_EQ(b.status == 0 || b.status == 3, true) << b.err;
+  EXPECT_NE(b.out.find("== awq (awq-g128) =="), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find("limit < 3 %"), std::string::npos) << b.out;  // the specification's AWQ bar
+  EXPECT_NE(b.out.find("calibration"), std::string::npos) << b.out;
+
+  const auto g = run_kq({"bench", "--modes", "awq", "--device", "cuda", "--no-latency"});
+  EXPECT_EQ(g.status, 2) << g.err;  // a usage error, found before any device is touched
+  EXPECT_NE(g.err.find("AWQ has no GPU path"), std::string::npos) << g.err;
+}
