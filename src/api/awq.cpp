@@ -219,6 +219,17 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
   make_linear_f32(w.clone())->forward(X.data(), S, ref.data(), cpu);
   const double ref_norm = std::max(sq_diff(ref, nullptr), 1e-30);
 
+  // Relative output error of a candidate op on the sampled rows, through the
+  // op's own forward (exactly what inference computes), its bias removed.
+  const Tensor b32 = !bias.defined() || bias.dtype() == DType::F32 ? bias : bias.to_f32();
+  auto error_of = [&](const Linear& op) {
+    op.forward(X.data(), S, out.data(), cpu);
+    if (b32.defined())
+      for (int64_t r = 0; r < S; ++r)
+        for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= b32.data<float>()[n];
+    return sq_diff(out, &ref) / ref_norm;
+  };
+
   std::vector<double> mean(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k)
     mean[size_t(k)] = std::max(stats.sum_abs[size_t(k)] / double(stats.rows), 1e-4);
@@ -245,15 +256,7 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
       for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
     PackedWeight pw = quantize_weight(scaled, base);
     std::unique_ptr<Linear> op = make_awq_linear(std::move(pw), bias, s);
-    // The op's own forward: exactly what inference will compute.
-    op->forward(X.data(), S, out.data(), cpu);
-    if (bias.defined()) {
-      const Tensor b = bias.dtype() == DType::F32 ? bias : bias.to_f32();
-      const float* bp = b.data<float>();
-      for (int64_t r = 0; r < S; ++r)
-        for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= bp[n];
-    }
-    const double err = sq_diff(out, &ref) / ref_norm;
+    const double err = error_of(*op);
     if (i == 0) best.rtn_error = err;
     if (err < best.error) {
       best.error = err;
@@ -273,13 +276,7 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
     for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
   clip_search(scaled, X, S, inv_s, base);
   std::unique_ptr<Linear> op = make_awq_linear(quantize_weight(scaled, base), bias, best_s);
-  op->forward(X.data(), S, out.data(), cpu);
-  if (bias.defined()) {
-    const Tensor b = bias.dtype() == DType::F32 ? bias : bias.to_f32();
-    for (int64_t r = 0; r < S; ++r)
-      for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= b.data<float>()[n];
-  }
-  const double err = sq_diff(out, &ref) / ref_norm;
+  const double err = error_of(*op);
   if (err < best.error) {
     best.error = err;
     best.op = std::move(op);
