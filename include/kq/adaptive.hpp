@@ -117,8 +117,8 @@ struct AdaptivePlan {
   bool quantize_lm_head = false;
   std::vector<std::string> keep_patterns;
   /// QuantizeOptions that apply the plan: layer_specs holds every planned
-  /// layer (std::nullopt for a kept one); spec is the first candidate (used by
-  /// no planned layer; only named as the folder's "mode" if saved).
+  /// layer (std::nullopt for a kept one); spec is the first candidate (it
+  /// applies to no planned layer); a saved folder's mode is then "mixed".
   QuantizeOptions to_options() const;
 };
 

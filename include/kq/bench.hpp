@@ -97,6 +97,9 @@ struct BenchOptions {
   int samples = 0;                            ///< first N windows, 0 = all
   bool quantize_lm_head = false;
   std::vector<std::string> keep_patterns;     ///< QuantizeOptions::keep_patterns
+  /// UTF-8 calibration text for AWQ modes (QuantizeOptions::calibration); other
+  /// modes ignore it. Empty with an AWQ mode is an InvalidArgument.
+  std::filesystem::path calibration;
   LatencyOptions latency;                     ///< resolved with fit_latency_options before any work
   bool measure_latency = true;
   ExecContext context;
@@ -127,6 +130,7 @@ struct BenchResult {
 /// Whole-run results and header information.
 struct BenchReport {
   std::string model, text, device;
+  std::string calibration;  ///< BenchOptions::calibration when an AWQ mode ran, else empty
   std::string tokenizer;    ///< the files the tokenizer came from (Tokenizer::source())
   bool special_tokens = false;  ///< BenchOptions::allow_special_tokens
   std::string device_name;  ///< GPU name for device "cuda" (empty on the CPU)

@@ -19,6 +19,7 @@
 #include "kq/fp8.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
+#include "kq/warning.hpp"
 
 namespace kq {
 namespace {
@@ -109,6 +110,23 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     raise<InvalidArgument>("--text '{}': the text has {} token{}, fewer than the 2 needed to score one",
                            o.text.string(), tokens.size(), tokens.size() == 1 ? "" : "s");
 
+  // AWQ modes: the calibration text, tokenized once (it should not be the evaluation text).
+  CalibrationOptions calibration;
+  if (std::any_of(specs.begin(), specs.end(), [](const BenchMode& m) { return m.spec && m.spec->awq; })) {
+    if (o.calibration.empty())
+      raise<InvalidArgument>("AWQ modes need --calibration FILE: text to collect activation statistics on "
+                             "(not the --text it is evaluated on; e.g. WikiText-2 valid when reporting on test)");
+    if (o.context.device != Device::CPU)
+      raise<InvalidArgument>("AWQ modes have no GPU path yet; run them with --device cpu");
+    std::error_code ec;
+    if (std::filesystem::equivalent(o.calibration, o.text, ec))
+      warn(fmt::format("--calibration '{}' is the evaluation text: AWQ is then tuned on the text it is scored on, "
+                       "which flatters its perplexity",
+                       o.calibration.string()));
+    calibration.tokens = tok.encode(io::read_utf8_text_file(o.calibration, uint64_t(1) << 31));
+    rep.calibration = o.calibration.string();
+  }
+
   for (size_t i = 0; i < specs.size(); ++i) {
     BenchResult r;
     r.mode = o.modes[i];
@@ -131,7 +149,7 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
       if (o.context.device != Device::CPU) cand->to_device(o.context);
       threshold_spec = lowest_precision_spec(plan);
     } else {
-      const QuantizeOptions qo{*specs[i].spec, o.quantize_lm_head, o.keep_patterns};
+      const QuantizeOptions qo{*specs[i].spec, o.quantize_lm_head, o.keep_patterns, calibration};
       cand = load_quantized(o.model_dir, qo, o.context, &qr);
     }
     r.load_seconds = since(t0);

@@ -17,6 +17,7 @@
 #include "io/atomic_file.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
+#include "demo_files.hpp"
 #include "mode_option.hpp"
 #include "progress.hpp"
 #include "keep_option.hpp"
@@ -28,17 +29,12 @@ namespace {
 namespace fs = std::filesystem;
 
 struct BenchArgs {
-  std::string model, text, json, device = "cpu";
+  std::string model, text, json, device = "cpu", calibration;
   std::vector<std::string> modes{"int8", "int4", "fp8"};
   std::vector<std::string> keep;
   int ctx = 0, samples = 0, threads = 0, runs = 5, decode = 32, prompt = 128;
   bool lm_head = false, no_latency = false, special_tokens = false;
 };
-
-fs::path default_model_dir() {
-  if (fs::exists(fs::path("models") / "gpt2-tiny" / "config.json")) return fs::path("models") / "gpt2-tiny";
-  return KQ_DEFAULT_MODEL_DIR;
-}
 
 void print_header(const BenchReport& r, const BenchArgs& a) {
   fmt::print("KernelQuant bench\n");
@@ -51,6 +47,7 @@ void print_header(const BenchReport& r, const BenchArgs& a) {
   fmt::print("  tokenizer {}\n", r.tokenizer);
   fmt::print("  text    {}{} ({} tokens)\n", r.text, r.special_tokens ? ", special tokens recognized" : "",
              r.text_tokens);
+  if (!r.calibration.empty()) fmt::print("  calibration {} (AWQ)\n", r.calibration);
   fmt::print("  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
              r.samples ? fmt::format(", --samples {}", r.samples) : "");
   if (!r.results.empty() && r.results[0].latency_before.runs)
@@ -145,6 +142,7 @@ nlohmann::json to_json(const BenchReport& r) {
   j["device"] = r.device;
   if (!r.device_name.empty()) j["device_name"] = r.device_name;
   j["text"] = r.text;
+  if (!r.calibration.empty()) j["calibration"] = r.calibration;
   j["tokenizer"] = r.tokenizer;
   j["special_tokens"] = r.special_tokens;
   j["ctx"] = r.ctx;
@@ -197,11 +195,15 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "bench", "Quantize a model in each mode and report perplexity, KL, memory and latency vs FP32, with PASS/FAIL");
   cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)");
-  cmd->add_option("--modes", args->modes,
-                  "Quantization modes (int8 int4 fp8 nf4 fp4 int4-g128 fp8-e5m2 int8-wo ...)")
-      ->expected(1, -1)
-      ->check(cli::quant_mode())
-      ->capture_default_str();
+  CLI::Option* modes_opt =
+      cmd->add_option("--modes", args->modes,
+                      "Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; default: the "
+                      "specification's int8 int4 awq fp8 on the CPU, int8 int4 fp8 with --device cuda, where AWQ "
+                      "has no GPU path yet). adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, "
+                      "nf4 or f32) removing P % (default 80) of the linear FP32 bytes; its PASS threshold is that of "
+                      "the lowest precision the plan uses (nf4: 5 %)")
+          ->expected(1, -1)
+          ->check(cli::quant_mode());
   cmd->add_option("--text,-t", args->text,
                   "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset; standard input "
                   "is not read: '-' is an error (default: MODEL/demo-eval.txt, else the shipped "
@@ -218,6 +220,10 @@ void add_bench_command(CLI::App& app) {
          "(docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
+  cmd->add_option("--calibration", args->calibration,
+                  "UTF-8 calibration text for AWQ modes, not the --text they are scored on (default: "
+                  "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt); "
+                  "other modes do not read it");
   add_threads_option(cmd, args->threads);
   CLI::Option* json_opt = cmd->add_option(
       "--json", args->json,
@@ -248,7 +254,7 @@ void add_bench_command(CLI::App& app) {
       "--special-tokens", args->special_tokens,
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
       "Face tokenizers do); default: the text is raw text");
-  cmd->callback([args, decode_opt, prompt_opt, json_opt] {
+  cmd->callback([args, decode_opt, prompt_opt, json_opt, modes_opt] {
     BenchOptions o;
     o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
     if (!args->text.empty()) {
@@ -261,10 +267,19 @@ void add_bench_command(CLI::App& app) {
     check_input_file("--text", o.text.string());
     o.allow_special_tokens = args->special_tokens;
     o.modes = args->modes;
+    if (modes_opt->count() == 0 && parse_device(args->device) == Device::CPU) o.modes = {"int8", "int4", "awq", "fp8"};
+    bool awq = false;
     try {  // two names of one mode: a usage error (exit 2), like an unknown name
-      (void)parse_bench_modes(o.modes);
+      for (const BenchMode& m : parse_bench_modes(o.modes)) awq = awq || (m.spec && m.spec->awq);
     } catch (const InvalidArgument& e) {
       throw CLI::ValidationError(e.what());
+    }
+    if (awq && parse_device(args->device) != Device::CPU)
+      throw CLI::ValidationError("--modes awq: AWQ has no GPU path yet (the W4A16 kernels do not apply its "
+                                 "per-input-channel scales); run it with --device cpu, or use int4-g128 on the GPU");
+    if (awq) {
+      o.calibration = calibration_text(args->calibration, o.model_dir);
+      check_input_file("--calibration", o.calibration.string());
     }
     o.ctx = args->ctx;
     o.samples = args->samples;

@@ -6,18 +6,23 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "kq/adaptive.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
 
 namespace kq::cli {
 
-/// Accepts what parse_quant_mode accepts; otherwise its message (the unknown
-/// name and the valid modes).
+/// Accepts what parse_quant_mode or (for names starting with "adaptive")
+/// parse_adaptive_mode accepts; otherwise its message (the unknown name and
+/// the valid modes, or the adaptive form).
 inline CLI::Validator quant_mode() {
   return CLI::Validator(
       [](std::string& value) -> std::string {
         try {
-          (void)parse_quant_mode(value);
+          if (is_adaptive_mode(value))
+            (void)parse_adaptive_mode(value);  // adaptive, adaptive-r85, ... (kq/adaptive.hpp)
+          else
+            (void)parse_quant_mode(value);
           return {};
         } catch (const InvalidArgument& e) {
           return e.what();

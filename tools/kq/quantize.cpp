@@ -6,15 +6,20 @@
 #include <string>
 #include <vector>
 
+#include "adaptive_option.hpp"
 #include "commands.hpp"
+#include "demo_files.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
 #include "io/atomic_dir.hpp"
+#include "io/utf8_text.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
+#include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
 #include "mode_option.hpp"
+#include "real_option.hpp"
 #include "keep_option.hpp"
 #include "threads_option.hpp"
 
@@ -69,32 +74,53 @@ void check_out_against_model(const std::string& out, const std::string& model) {
 
 void add_quantize_command(CLI::App& app) {
   struct Args {
-    std::string model, mode, out;
+    std::string model, mode, out, calibration;
     std::vector<std::string> keep;
     bool lm_head = false, overwrite = false;
+    double target = 0.8;  // --target-reduction (adaptive modes)
+    std::string strategy;  // --strategy (adaptive modes)
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder");
   cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")->required();
   cmd->add_option("--mode", a->mode,
-                  "Quantization mode: int8 int4 nf4 fp4 int4-g128 fp8 fp8-e5m2 int8-wo ...")
+                  "Quantization mode: int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
+                  "adaptive: a precision per layer (see --target-reduction)")
       ->required()
       ->check(cli::quant_mode());
+  CLI::Option* target_opt =
+      cmd->add_option("--target-reduction", a->target,
+                      "--mode adaptive: fraction of the linear layers' FP32 weight bytes to remove; each layer "
+                      "gets int8, nf4 or stays f32 so that this is reached at the least estimated loss (default "
+                      "0.8, or P/100 of adaptive-rP)")
+          ->check(real_in<double>({0, 1, true, true}));
+  CLI::Option* strategy_opt =
+      cmd->add_option("--strategy", a->strategy,
+                      "--mode adaptive: layer sensitivity: entropy (weight entropy x measured error; default), "
+                      "error (measured error alone), uniform (one format for all)")
+          ->check(CLI::IsMember({"entropy", "error", "uniform"}, CLI::ignore_case));
   cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")->required();
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option(
       "--keep", a->keep,
       "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)")
       ->check(regex_pattern());
+  cmd->add_option("--calibration", a->calibration,
+                  "AWQ modes: UTF-8 calibration text, not text you will report quality on (default: "
+                  "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)");
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   add_threads_option(cmd, a->threads);
-  cmd->callback([a] {
+  cmd->callback([a, target_opt, strategy_opt] {
+    const bool adaptive = is_adaptive_mode(a->mode);
+    if (!adaptive && (target_opt->count() > 0 || strategy_opt->count() > 0))
+      throw CLI::ValidationError("--target-reduction and --strategy go with --mode adaptive (or adaptive-rP), not " +
+                                 a->mode);
     // Ctrl-C, SIGTERM or SIGHUP while the folder is written removes the
     // staging folder (<out>.tmp-XXXXXX) before the signal ends the process.
     io::remove_staging_dirs_on_signals();
     QuantizeOptions qo;
-    qo.spec = parse_quant_mode(a->mode);
+    if (!adaptive) qo.spec = parse_quant_mode(a->mode);
     qo.quantize_lm_head = a->lm_head;
     qo.keep_patterns = a->keep;
     ExecContext ctx;
@@ -103,12 +129,43 @@ void add_quantize_command(CLI::App& app) {
     check_out_against_model(a->out, a->model);
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
     warn_staging_leftovers(a->out);
-    auto model = load_quantized(a->model, qo, ctx, &rep);
+    if (qo.spec.awq) {
+      const std::filesystem::path calib = calibration_text(a->calibration, a->model);
+      check_input_file("--calibration", calib.string());
+      qo.calibration.tokens = Tokenizer::load(a->model).encode(io::read_utf8_text_file(calib, uint64_t(1) << 31));
+      fmt::print("AWQ calibration text {} ({} tokens{})\n", calib.string(), qo.calibration.tokens.size(),
+                 int64_t(qo.calibration.tokens.size()) > qo.calibration.max_tokens
+                     ? fmt::format(", the first {} used", qo.calibration.max_tokens)
+                     : std::string());
+      flush_stdout();
+    }
+    std::unique_ptr<Model> model;
+    std::string mode_name = qo.spec.name();
+    if (adaptive) {  // analyse every layer, plan a format per layer, quantize with the plan
+      AdaptiveOptions ao = adaptive_options(a->mode, target_opt->count() > 0, a->target, a->strategy);
+      ao.quantize_lm_head = a->lm_head;
+      ao.keep_patterns = a->keep;
+      model = Model::load(a->model, ctx);
+      AdaptivePlan plan;
+      rep = quantize_model_adaptive(*model, ao, &plan);
+      print_adaptive_plan(plan);
+      qo = plan.to_options();
+      mode_name = adaptive_mode_name(ao);
+    } else {
+      model = load_quantized(a->model, qo, ctx, &rep);
+    }
     save_quantized_model(*model, qo, a->out, a->overwrite);
     int quantized = 0;
     for (const auto& l : rep.layers) quantized += l.quantized ? 1 : 0;
-    fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(),
-               qo.spec.name(), rep.seconds);
+    if (qo.spec.awq) {
+      // Per layer: the alpha chosen and the output error on the calibration rows, RTN vs AWQ.
+      fmt::print("{:<48} {:>5}  {:>12}  {:>12}\n", "layer", "alpha", "RTN error", "AWQ error");
+      for (const auto& l : rep.layers)
+        if (l.awq_alpha >= 0)
+          fmt::print("{:<48} {:>5.2f}  {:>12.3e}  {:>12.3e}\n", l.name, l.awq_alpha, l.awq_rtn_error, l.awq_error);
+    }
+    fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
+               rep.seconds);
     fmt::print("linear weights {} -> {} ({:.1f} % smaller, {:.3f} bits/weight)\n",
                human_bytes(rep.quantized_bytes_before), human_bytes(rep.quantized_bytes_after),
                reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), rep.bits_per_weight());
