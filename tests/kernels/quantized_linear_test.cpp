@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "common/rtn_modes.hpp"
 #include "common/tolerances.hpp"
 #include "formats/fp8.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -181,13 +182,13 @@ std::string mode_param_name(const ::testing::TestParamInfo<std::string>& p) {
   return n;
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, QuantizedLinearAllModes, ::testing::ValuesIn(valid_quant_mode_names()),
+INSTANTIATE_TEST_SUITE_P(Modes, QuantizedLinearAllModes, ::testing::ValuesIn(kq::testing::rtn_mode_names()),
                          mode_param_name);
 
 TEST(QuantizedLinear, ReconstructionErrorPerFormat) {
   const int64_t N = 64, K = 688;
   const std::vector<float> wv = gaussian(size_t(N * K), 11, 0.05f);
-  for (const std::string& mode : valid_quant_mode_names()) {
+  for (const std::string& mode : kq::testing::rtn_mode_names()) {
     const QuantSpec spec = parse_quant_mode(mode);
     const std::vector<float> d = values(quantize_linear(tensor_from(wv, {N, K}), Tensor(), spec)->dequantized_weight());
     double num = 0, den = 0;

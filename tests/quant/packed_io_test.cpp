@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "common/rtn_modes.hpp"
 #include "kq/error.hpp"
 #include "quant/packed_weight.hpp"
 #include "quant/test_weights.hpp"
@@ -25,7 +26,7 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 }
 
 TEST(PackedIO, RoundTripEveryMode) {
-  for (const std::string& mode : valid_quant_mode_names()) {
+  for (const std::string& mode : kq::testing::rtn_mode_names()) {
     const QuantSpec spec = parse_quant_mode(mode);
     const PackedWeight p = quantize_weight(testing::gaussian_weight(5, 100, 3), spec);
     std::map<std::string, Tensor> m;
@@ -132,7 +133,7 @@ TEST(PackedIO, RejectsNonFiniteFp8Codes) {
 
 // Fresh-user finding: negative and zero scales were accepted (perplexity drifted).
 TEST(PackedIO, RejectsNegativeScalesInEveryModeAndZeroScalesWhereNeverWritten) {
-  for (const std::string& mode : valid_quant_mode_names()) {
+  for (const std::string& mode : kq::testing::rtn_mode_names()) {
     const QuantSpec spec = parse_quant_mode(mode);
     const auto m = exported(mode);
     const bool dq = m.count("x.dq_scales") > 0;
@@ -160,7 +161,7 @@ TEST(PackedIO, AllZeroRowsRoundTripUnderTheScaleRule) {
   Tensor w = testing::gaussian_weight(4, 70, 2).clone();
   float* p = w.mutable_data<float>();
   for (int64_t k = 0; k < 70; ++k) p[2 * 70 + k] = 0.0f;
-  for (const std::string& mode : valid_quant_mode_names()) {
+  for (const std::string& mode : kq::testing::rtn_mode_names()) {
     const QuantSpec spec = parse_quant_mode(mode);
     const PackedWeight q = quantize_weight(w, spec);
     const int bits = formats::format_traits(weight_format_of(spec)).code_bits;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/rtn_modes.hpp"
 #include "common/tolerances.hpp"
 #include "formats/fp4.hpp"
 #include "formats/nf4.hpp"
@@ -66,7 +67,7 @@ TEST_P(RtnAllModes, SizesShapesAndReconstruction) {
   EXPECT_LE(rel_rms(w, quantize_weight(w, spec).dequantize()), testing::max_rel_rms_error(spec));
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, RtnAllModes, ::testing::ValuesIn(valid_quant_mode_names()),
+INSTANTIATE_TEST_SUITE_P(Modes, RtnAllModes, ::testing::ValuesIn(kq::testing::rtn_mode_names()),
                          [](const ::testing::TestParamInfo<std::string>& p) {
                            std::string n = p.param;
                            std::replace(n.begin(), n.end(), '-', '_');
