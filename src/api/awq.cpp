@@ -234,10 +234,17 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
   for (int64_t k = 0; k < K; ++k)
     mean[size_t(k)] = std::max(stats.sum_abs[size_t(k)] / double(stats.rows), 1e-4);
 
+  // W·diag(s) into `scaled`.
+  Tensor scaled = Tensor::empty(DType::F32, {N, K});
+  auto scale_weight = [&](const float* sp) {
+    float* ws = scaled.mutable_data<float>();
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
+  };
+
   ScaleSearch best;
   best.error = INFINITY;
   Tensor best_s;
-  Tensor scaled = Tensor::empty(DType::F32, {N, K});
   for (int i = 0; i < grid; ++i) {
     const double alpha = double(i) / double(grid);
     Tensor s = Tensor::empty(DType::F32, {K});
@@ -251,9 +258,7 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
     }
     const double norm = std::sqrt(smax * smin);
     for (int64_t k = 0; k < K; ++k) sp[k] = float(double(sp[k]) / norm);
-    float* ws = scaled.mutable_data<float>();
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
+    scale_weight(sp);
     PackedWeight pw = quantize_weight(scaled, base);
     std::unique_ptr<Linear> op = make_awq_linear(std::move(pw), bias, s);
     const double err = error_of(*op);
@@ -270,10 +275,8 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
   // Clipping of the chosen scaled weight; kept only if the layer's output error falls.
   const float* sp = best_s.data<float>();
   std::vector<float> inv_s(static_cast<size_t>(K));
-  float* ws = scaled.mutable_data<float>();
   for (int64_t k = 0; k < K; ++k) inv_s[size_t(k)] = 1.0f / sp[k];
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
+  scale_weight(sp);
   clip_search(scaled, X, S, inv_s, base);
   std::unique_ptr<Linear> op = make_awq_linear(quantize_weight(scaled, base), bias, best_s);
   const double err = error_of(*op);

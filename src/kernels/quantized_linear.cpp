@@ -65,32 +65,26 @@ std::unique_ptr<Linear> quantize_linear(const Tensor& weight_f32, const Tensor& 
 std::unique_ptr<Linear> load_quantized_linear(const std::function<Tensor(const std::string&)>& get,
                                               const std::string& prefix, const QuantSpec& spec, int64_t N,
                                               int64_t K) {
-  if (spec.awq) {
-    // AWQ: the plain INT4 tensors of W·diag(s), then s.
-    PackedWeight w = import_packed(get, prefix, awq_base_spec(spec), N, K);
-    const std::string sname = prefix + ".awq_scales";
-    Tensor s = get(sname);
-    if (!s.defined()) raise<FormatError>("tensor '{}' is missing (mode {} needs its input scales)", sname, spec.name());
-    if (s.dtype() != DType::F32 || s.shape() != Shape{K})
-      raise<FormatError>("tensor '{}': expected F32 [{}], got {} {}", sname, K, dtype_name(s.dtype()),
-                         shape_str(s.shape()));
-    Tensor bias = get(prefix + ".bias");
-    if (bias.defined() && (bias.dtype() != DType::F32 || bias.shape() != Shape{N}))
-      raise<FormatError>("tensor '{}': expected F32 [{}], got {} {}", prefix + ".bias", N, dtype_name(bias.dtype()),
-                         shape_str(bias.shape()));
-    try {
-      return make_awq_linear(std::move(w), std::move(bias), std::move(s));
-    } catch (const InvalidArgument& e) {
-      raise<FormatError>("tensor '{}': {}", sname, e.what());
-    }
+  // An F32 [n] tensor of the folder (undefined when absent), its dtype and shape checked.
+  auto f32_vector = [&](const std::string& name, int64_t n) {
+    Tensor t = get(name);
+    if (t.defined() && (t.dtype() != DType::F32 || t.shape() != Shape{n}))
+      raise<FormatError>("tensor '{}': expected F32 [{}], got {} {}", name, n, dtype_name(t.dtype()),
+                         shape_str(t.shape()));
+    return t;
+  };
+  // AWQ stores the plain INT4 tensors of W·diag(s), then s.
+  PackedWeight w = import_packed(get, prefix, spec.awq ? awq_base_spec(spec) : spec, N, K);
+  Tensor bias = f32_vector(prefix + ".bias", N);
+  if (!spec.awq) return make_quantized_linear(std::move(w), std::move(bias));
+  const std::string sname = prefix + ".awq_scales";
+  Tensor s = f32_vector(sname, K);
+  if (!s.defined()) raise<FormatError>("tensor '{}' is missing (mode {} needs its input scales)", sname, spec.name());
+  try {
+    return make_awq_linear(std::move(w), std::move(bias), std::move(s));
+  } catch (const InvalidArgument& e) {
+    raise<FormatError>("tensor '{}': {}", sname, e.what());
   }
-  PackedWeight w = import_packed(get, prefix, spec, N, K);
-  const std::string bias_name = prefix + ".bias";
-  Tensor bias = get(bias_name);
-  if (bias.defined() && (bias.dtype() != DType::F32 || bias.shape() != Shape{N}))
-    raise<FormatError>("tensor '{}': expected F32 [{}], got {} {}", bias_name, N, dtype_name(bias.dtype()),
-                       shape_str(bias.shape()));
-  return make_quantized_linear(std::move(w), std::move(bias));
 }
 
 const QuantSpec* quantized_linear_spec(const Linear& op) {

@@ -10,6 +10,8 @@
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "api/awq.hpp"
 #include "common/test_data.hpp"
@@ -73,6 +75,16 @@ double output_error(const Tensor& w, const Linear& op, const awq::ActivationStat
       den += a * a;
     }
   return num / den;
+}
+
+/// awq (calibrated on `calib`) and the round-to-nearest INT4 it improves on (same groups, zero points).
+std::pair<QuantizeOptions, QuantizeOptions> awq_and_baseline(const std::vector<int32_t>& calib) {
+  QuantizeOptions rtn;
+  rtn.spec = parse_quant_mode("int4-g128-asym");
+  QuantizeOptions awq = rtn;
+  awq.spec = parse_quant_mode("awq");
+  awq.calibration.tokens = calib;
+  return {awq, rtn};
 }
 
 }  // namespace
@@ -188,11 +200,7 @@ TEST(AwqModel, DemoModelBeatsRoundToNearestAndRoundTrips) {
   ASSERT_GT(calib.size(), 1000u);
 
   auto ref = Model::load(dir);
-  QuantizeOptions rtn;
-  rtn.spec = parse_quant_mode("int4-g128-asym");
-  QuantizeOptions awq = rtn;
-  awq.spec = parse_quant_mode("awq");
-  awq.calibration.tokens = calib;
+  const auto [awq, rtn] = awq_and_baseline(calib);
   QuantizeReport rep;
   auto q_awq = load_quantized(dir, awq, {}, &rep);
   auto q_rtn = load_quantized(dir, rtn);
@@ -235,11 +243,7 @@ TEST_P(AwqShared, BeatsRoundToNearestOnWikiText) {
   const int windows = e ? std::atoi(e) : 16;
 
   auto ref = Model::load(dir);
-  QuantizeOptions rtn;
-  rtn.spec = parse_quant_mode("int4-g128-asym");
-  QuantizeOptions awq = rtn;
-  awq.spec = parse_quant_mode("awq");
-  awq.calibration.tokens = calib;
+  const auto [awq, rtn] = awq_and_baseline(calib);
   auto q_awq = load_quantized(dir, awq);
   auto q_rtn = load_quantized(dir, rtn);
   const ComparisonResult a = compare_models(*ref, *q_awq, test, 0, windows);
