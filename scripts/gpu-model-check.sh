@@ -10,11 +10,11 @@
 # Runs, with logs in $OUT: the GPU tests (test_gpu: every Linear format on the
 # device; test_cuda: model ops and kernels; test_models: GPU model tests with
 # KQ_REQUIRE_CUDA=1 so a missing device fails), the Llama-7B-shape benchmark
-# (bench_gpu_model: BF16 / FP8 / INT8 / NF4 / INT4-g128, batch 1 and 16,
+# (bench_gpu_model: BF16 / FP8 / INT8 / NF4 / INT4-g128 / AWQ, batch 1 and 16,
 # 512-token prefill, GPU memory), perplexity on the GPU against the CPU FP32
 # perplexity of the same windows (kq eval), and `kq bench --device cuda`.
 # Knobs: KQ_SAMPLES (windows for the perplexity runs, default 40),
-# KQ_BENCH_RUNS (default 3), KQ_SKIP_TESTS=1.
+# KQ_BENCH_RUNS (default 3), KQ_BENCH_MODES (bench_gpu_model --modes), KQ_SKIP_TESTS=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/build-gpu/out}"
@@ -26,6 +26,7 @@ SUM="$OUT/summary.txt"
 : >"$SUM"
 note() { printf '%s\n' "$*" | tee -a "$SUM"; }
 T=.gpu/shared/data/text/wikitext-2-test.txt
+V=.gpu/shared/data/text/wikitext-2-valid.txt
 
 $R kq info >"$OUT/tests.log" 2>&1
 note "== $(grep -E '^GPU:' "$OUT/tests.log")"
@@ -41,6 +42,7 @@ fi
 
 # Llama-7B shape: every mode resident, interleaved runs.
 $R bench_gpu_model --shape=llama-7b --runs="$RUNS" --decode=32 --prompt=512 --batch=16 \
+  --modes="${KQ_BENCH_MODES:-bf16,fp8,int8,nf4,int4-g128,awq}" \
   --json="$OUT/bench7b.json" >"$OUT/bench7b.txt" 2>&1
 note "bench_gpu_model rc=$?"
 cat "$OUT/bench7b.txt" | tee -a "$SUM"
@@ -57,6 +59,18 @@ cat "$OUT/bench7b.txt" | tee -a "$SUM"
     $R kq bench --model ".gpu/shared/models/$m" --text "$T" --samples "$S" --device cuda \
       --modes int8 int4 fp8 int4-g128 --json "$OUT/bench-$m.json"
     echo "kq bench $m rc=$?"
+    # AWQ: quantized on the CPU (calibration WikiText-2 valid), the folder
+    # evaluated on the CPU and on the GPU on the same windows.
+    if [ -f "$V" ]; then
+      q="${TMPDIR:-/tmp}/kq-awq-$m"
+      rm -rf "$q"
+      $R kq quantize --model ".gpu/shared/models/$m" --mode awq --calibration "$V" --out "$q" >/dev/null
+      echo "kq quantize awq $m rc=$?"
+      for d in cpu cuda; do
+        printf '%s awq %s: ' "$m" "$d"
+        $R kq eval --model "$q" --text "$T" --samples "$S" --device "$d" --quiet | grep -E '^perplexity' | tr -s ' '
+      done
+    fi
   done
 } >"$OUT/ppl.txt" 2>/tmp/kq-ppl.err
 tail -5 /tmp/kq-ppl.err >>"$OUT/ppl.txt"

@@ -282,6 +282,11 @@ class W4CudaLinear final : public CudaLinearBase {
     w.blocks_pad = w_.blocks_pad;
     for (const auto* op : ops) {
       const cuda::W4Weight& o = static_cast<const W4CudaLinear*>(op)->w_;
+      if (!o.x_scale.empty()) {
+        // Each AWQ linear has its own s: one fused x could not carry them all.
+        why = "AWQ input scales (each linear has its own)";
+        return nullptr;
+      }
       if (o.format != w_.format || o.block != w_.block || o.K_pad != w_.K_pad || o.zeros.empty() != w_.zeros.empty()) {
         why = "4-bit codebooks, block sizes or zero points that differ";
         return nullptr;

@@ -6,6 +6,7 @@
 #include "formats/fp8.hpp"
 #include "gpu/cuda_linear.hpp"
 #include "gpu/cuda_linear_ops.hpp"
+#include "kernels/awq_linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/dtype.hpp"
@@ -63,7 +64,9 @@ std::unique_ptr<CudaLinear> convert_w8a8(const QuantizedLinear& q) {
   return make_cuda_linear_fp8(std::move(w), upload_bias(q), q.format());
 }
 
-std::unique_ptr<CudaLinear> convert_w4(const QuantizedLinear& q) {
+/// The 4-bit layout of q; `awq` (or null): the AWQ op q is the inner op of,
+/// whose 1 / s become the weight's input scales and whose tag the op takes.
+std::unique_ptr<CudaLinear> convert_w4(const QuantizedLinear& q, const AwqLinear* awq = nullptr) {
   const PackedWeight& p = q.packed();
   cuda::W4Format f = cuda::W4Format::NF4;
   switch (p.spec.format) {
@@ -76,7 +79,14 @@ std::unique_ptr<CudaLinear> convert_w4(const QuantizedLinear& q) {
   const uint8_t* zeros = f == cuda::W4Format::INT4Asym ? p.zeros.data<uint8_t>() : nullptr;
   cuda::W4Weight w = cuda::upload_w4_weight_packed(f, p.N, p.K, p.spec.block_size, p.codes.data<uint8_t>(),
                                                    scales.data(), zeros);
-  return make_cuda_linear_w4(std::move(w), upload_bias(q), q.format());
+  if (!awq) return make_cuda_linear_w4(std::move(w), upload_bias(q), q.format());
+  const Tensor& s = awq->scales();
+  if (s.dtype() != DType::F32 || s.numel() != p.K)
+    raise<InvalidArgument>("to_cuda ({}): AWQ scales must be F32 [{}]", awq->format(), p.K);
+  std::vector<float> inv(size_t(p.K));
+  for (int64_t k = 0; k < p.K; ++k) inv[size_t(k)] = 1.0f / s.data<float>()[k];
+  cuda::set_w4_input_scale(w, inv.data());  // throws for 1 / s not finite and > 0
+  return make_cuda_linear_w4(std::move(w), upload_bias(q), awq->format());
 }
 
 }  // namespace
@@ -100,12 +110,15 @@ std::unique_ptr<CudaLinear> to_cuda(const Linear& op, cuda::GpuContext& ctx) {
     const int64_t N = op.out_features(), K = op.in_features();
     return make_cuda_linear_bf16(upload_bf16(w, N, K), N, K, upload_bias(op), op.format());
   }
+  if (const auto* awq = dynamic_cast<const AwqLinear*>(&op)) {
+    // AWQ: the INT4 weight of W · diag(s), with 1 / s applied to x by the W4A16 kernels.
+    const auto* inner = dynamic_cast<const QuantizedLinear*>(&awq->inner());
+    if (!inner || device_layout(inner->spec(), ctx.device()) != DeviceLayout::W4)
+      raise<Unsupported>("to_cuda: {} (AWQ) over a '{}' op has no GPU path (expected a 4-bit op)", op.format(),
+                         awq->inner().format());
+    return convert_w4(*inner, awq);
+  }
   const QuantSpec* spec = quantized_linear_spec(op);
-  if (spec && spec->awq)
-    raise<Unsupported>(
-        "to_cuda: {} (AWQ) has no GPU path yet: the W4A16 kernels do not apply its per-input-channel scales; "
-        "run it on the CPU, or use int4-g128 / nf4 on the GPU",
-        op.format());
   const auto* q = dynamic_cast<const QuantizedLinear*>(&op);
   if (!spec || !q)
     raise<Unsupported>("to_cuda: Linear of format '{}' has no GPU path (expected an FP32 or quantized CPU op)",

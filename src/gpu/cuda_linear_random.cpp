@@ -8,12 +8,14 @@
 #include <array>
 #include <cmath>
 #include <numbers>
+#include <random>
 #include <type_traits>
 #include <vector>
 
 #include "formats/fp8.hpp"
 #include "gpu/cuda_linear_kernels.hpp"
 #include "gpu/cuda_linear_ops.hpp"
+#include "kernels/awq_linear.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/random_fill.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -111,6 +113,15 @@ cuda::W8Weight<Code> device_w8(const QuantSpec& spec, int64_t N, int64_t K, uint
   return w;
 }
 
+/// AWQ's input scales for random weights: 2^u, u uniform in [-1, 1], per input channel.
+std::vector<float> awq_input_scales(int64_t K, uint64_t seed) {
+  std::mt19937_64 gen(sub_seed(seed, 3));
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<float> xs(static_cast<size_t>(K));
+  for (auto& v : xs) v = float(std::exp2(u(gen)));
+  return xs;
+}
+
 std::unique_ptr<CudaLinear> device_w4(const QuantSpec& spec, int64_t N, int64_t K, uint64_t seed,
                                       cuda::GpuContext& ctx, float sigma) {
   cuda::W4Weight w;
@@ -136,6 +147,10 @@ std::unique_ptr<CudaLinear> device_w4(const QuantSpec& spec, int64_t N, int64_t 
   if (w.format == cuda::W4Format::INT4Asym) {
     w.zeros = cuda::DeviceBuffer<uint16_t>(nscale);
     detail::fill_u16(w.zeros.data(), nscale, f32_to_bf16(8.0f), ctx.stream());
+  }
+  if (spec.awq) {
+    const std::vector<float> xs = awq_input_scales(K, seed);
+    cuda::set_w4_input_scale(w, xs.data());
   }
   return make_cuda_linear_w4(std::move(w), {}, spec.name());
 }
@@ -176,6 +191,16 @@ std::unique_ptr<CudaLinear> random_cuda_linear(const QuantSpec& spec, int64_t N,
         return finish(make_cuda_linear_fp8(device_w8<uint8_t>(spec, N, K, seed, ctx, sigma), {}, spec.name()), ctx);
       case DeviceLayout::W4: return finish(device_w4(spec, N, K, seed, ctx, sigma), ctx);
     }
+  }
+  if (spec.awq) {
+    // The INT4 weight of W · diag(s), s = 1 / the input scales above.
+    const std::vector<float> xs = awq_input_scales(K, seed);
+    Tensor w = host_normal(N, K, seed, sigma), s = Tensor::empty(DType::F32, {K});
+    float* pw = w.mutable_data<float>();
+    for (int64_t k = 0; k < K; ++k) s.mutable_data<float>()[k] = 1.0f / xs[size_t(k)];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) pw[n * K + k] *= s.data<float>()[k];
+    return to_cuda(*make_awq_linear(quantize_weight(w, awq_base_spec(spec)), Tensor(), s), ctx);
   }
   const auto cpu = quantize_linear(host_normal(N, K, seed, sigma), Tensor(), spec);
   return to_cuda(*cpu, ctx);

@@ -22,9 +22,11 @@ namespace kq::gpu {
 ///    uniform in [-127, 127], E4M3 codes uniform over the finite non-zero
 ///    codes, 4-bit codes uniform, BF16 weights ~N(0, sigma²); per-channel
 ///    (or per-block) scales uniform in ±10 % (±50 % for 4-bit blocks) around the
-///    value giving rms sigma; INT4 asymmetric zero points 8. Milliseconds per matrix.
+///    value giving rms sigma; INT4 asymmetric zero points 8; AWQ modes add input
+///    scales 2^u, u uniform in [-1, 1] (host RNG). Milliseconds per matrix.
 ///  * Otherwise: an F32 N(0, sigma²) matrix drawn on the host (OpenMP over rows),
-///    quantized with quantize_linear (round to nearest) and converted by to_cuda.
+///    quantized with quantize_linear (round to nearest; AWQ: W · diag(s) with s = 1 /
+///    the input scales above, as an AwqLinear) and converted by to_cuda.
 /// Throws InvalidArgument for N, K < 1, sigma <= 0 or an invalid spec, kq::Error
 /// when the device fails (e.g. out of memory).
 std::unique_ptr<CudaLinear> random_cuda_linear(const QuantSpec& spec, int64_t N, int64_t K, uint64_t seed,

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "cuda/gpu_test_util.hpp"
 #include "cuda/tolerances.hpp"
@@ -387,6 +388,101 @@ INSTANTIATE_TEST_SUITE_P(Formats, W4A16,
                              if (ch == '-') ch = '_';
                            return s;
                          });
+
+/// Input scales (W4Weight::x_scale, AWQ's 1 / s): every path of w4a16_linear
+/// (streaming GEMV at M = 1 on large and small N, batch GEMV, fused GEMM,
+/// dequantize + cuBLASLt) and the SwiGLU GEMV against the float64 product
+/// W · (x ⊙ scale); the paths that cannot take the scales must refuse them.
+TEST_P(W4A16, InputScalesApplyOnEveryPath) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  cuda::GpuContext ctx;
+  struct ScaleCase {
+    int64_t M, N, K, ldx;
+    int block;
+    cuda::W4PrefillPath path;
+  };
+  const ScaleCase cases[] = {{1, 3001, 11008, 11008, 128, cuda::W4PrefillPath::Auto},
+                             {1, 37, 300, 303, 64, cuda::W4PrefillPath::Auto},
+                             {5, 257, 1000, 1001, 128, cuda::W4PrefillPath::Auto},
+                             {16, 300, 4096, 4096, 32, cuda::W4PrefillPath::Auto},
+                             {37, 257, 1000, 1003, 64, cuda::W4PrefillPath::Fused},
+                             {130, 200, 640, 640, 128, cuda::W4PrefillPath::DequantGemm}};
+  for (const ScaleCase& c : cases) {
+    SCOPED_TRACE("M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+                 " ldx=" + std::to_string(c.ldx) + " path=" + std::to_string(int(c.path)) +
+                 " seed=" + std::to_string(r.seed));
+    const HostW4 h = random_w4(r, GetParam(), c.N, c.K, c.block);
+    cuda::W4Weight w = upload(h);
+    std::vector<float> xs(size_t(c.K));
+    for (auto& v : xs) v = float(std::exp2(r.uniform(-3.0, 3.0)));  // AWQ's 1 / s spans decades
+    cuda::set_w4_input_scale(w, xs.data());
+    EXPECT_EQ(w.bytes(), w.codes.bytes() + w.scales.bytes() + w.zeros.bytes() + size_t(c.K) * 4);
+    const auto x = random_bf16(r, size_t(c.M * c.ldx));
+    // Reference: the exact product with x ⊙ scale in float64 (no rounding of the scaled x).
+    std::vector<double> ref(size_t(c.M * c.N));
+    for (int64_t m = 0; m < c.M; ++m)
+      for (int64_t n = 0; n < c.N; ++n) {
+        double acc = 0;
+        for (int64_t k = 0; k < c.K; ++k)
+          acc += double(bf16f(x[size_t(m * c.ldx + k)])) * double(xs[size_t(k)]) * h.value(n, k);
+        ref[size_t(m * c.N + n)] = acc;
+      }
+    DeviceBuffer<uint16_t> dx, dy(size_t(c.M * c.N));
+    dx.upload(x);
+    dy.fill_bytes(0xFF);
+    cuda::w4a16_linear(ctx, w, dx.data(), c.ldx, c.M, dy.data(), c.N, c.path);
+    KQ_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto got = bf16_matrix(dy.download(), size_t(c.M), size_t(c.N), size_t(c.N));
+    EXPECT_LE(rel_l2(ref, got), c.M > cuda::kW4GemvMaxM ? tol::kW4Prefill : tol::kW4Gemv);
+    // Without the scales the result is far off: the check above can fail.
+    std::vector<double> unscaled(ref.size());
+    for (int64_t m = 0; m < c.M; ++m)
+      for (int64_t n = 0; n < c.N; ++n) {
+        double acc = 0;
+        for (int64_t k = 0; k < c.K; ++k) acc += double(bf16f(x[size_t(m * c.ldx + k)])) * h.value(n, k);
+        unscaled[size_t(m * c.N + n)] = acc;
+      }
+    EXPECT_GT(rel_l2(unscaled, got), 0.1);
+    if (c.M > 1 && c.M <= cuda::kW4GemvMaxM) {
+      EXPECT_THROW(cuda::w4a16_gemv(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr), InvalidArgument);
+    }
+    if (c.M > cuda::kW4GemvMaxM && c.ldx % 8 == 0) {
+      EXPECT_THROW(cuda::w4a16_gemm(w, dx.data(), c.ldx, c.M, dy.data(), c.N, nullptr), InvalidArgument);
+    }
+  }
+  // The SwiGLU GEMV scales h = BF16(silu(gate) · up) before the product: equal
+  // to the SwiGLU kernel, then the scaled streaming GEMV.
+  const HostW4 h = random_w4(r, GetParam(), 2048, 11008, 128);
+  cuda::W4Weight w = upload(h);
+  std::vector<float> xs(size_t(h.K));
+  for (auto& v : xs) v = float(std::exp2(r.uniform(-3.0, 3.0)));
+  cuda::set_w4_input_scale(w, xs.data());
+  const auto gate = random_bf16(r, size_t(h.K), 2.0), upv = random_bf16(r, size_t(h.K), 2.0);
+  DeviceBuffer<uint16_t> dg, du, dh(size_t(h.K)), y1(size_t(h.N)), y2(size_t(h.N));
+  dg.upload(gate);
+  du.upload(upv);
+  y1.fill_bytes(0xFF);
+  y2.fill_bytes(0xFF);
+  cuda::swiglu(dg.data(), h.K, du.data(), h.K, dh.data(), h.K, 1, h.K, nullptr);
+  cuda::w4a16_linear(ctx, w, dh.data(), h.K, 1, y1.data(), h.N);
+  ASSERT_TRUE(cuda::w4a16_gemv_swiglu(w, dg.data(), du.data(), y2.data(), nullptr));
+  KQ_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_EQ(y1.download(), y2.download());
+}
+
+TEST(W4A16InputScale, RejectsScalesThatAreNotFiniteAndPositive) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  const HostW4 h = random_w4(r, W4Format::INT4Asym, 16, 256, 128);
+  for (const float bad : {0.0f, -1.0f, std::numeric_limits<float>::infinity(), std::nanf("")}) {
+    cuda::W4Weight w = upload(h);
+    std::vector<float> xs(256, 1.0f);
+    xs[200] = bad;
+    EXPECT_THROW(cuda::set_w4_input_scale(w, xs.data()), InvalidArgument);
+    EXPECT_TRUE(w.x_scale.empty());
+  }
+}
 
 TEST(W4A16Args, RejectsBadInput) {
   const std::vector<uint8_t> codes(64, 3), bad_codes(64, 16);

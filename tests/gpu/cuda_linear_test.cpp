@@ -92,7 +92,15 @@ std::unique_ptr<Linear> make_cpu_op(Rng& r, const std::string& mode, int64_t N, 
     for (int64_t i = 0; i < N; ++i) b.mutable_data<float>()[i] = float(r.normal() * bias_sigma);
   }
   if (mode == "f32") return make_linear_f32(w, b);
-  return quantize_linear(w, b, parse_quant_mode(mode));
+  const QuantSpec spec = parse_quant_mode(mode);
+  if (!spec.awq) return quantize_linear(w, b, spec);
+  // AWQ: random per-input-channel scales s in [1/4, 4] (what the search finds
+  // spans about that), the INT4 weight of W · diag(s) and s.
+  Tensor s = Tensor::empty(DType::F32, {K});
+  for (int64_t k = 0; k < K; ++k) s.mutable_data<float>()[k] = float(std::exp2(r.uniform(-2.0, 2.0)));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) pw[n * K + k] *= s.data<float>()[k];
+  return make_awq_linear(quantize_weight(w, awq_base_spec(spec)), b, s);
 }
 
 /// float64 reference y [M, N] of the CPU op's weights for BF16 x [M, ldx],
@@ -197,34 +205,25 @@ TEST(CudaLinear, EveryCpuModeConverts) {
   KQ_GPU_REQUIRE_DEVICE();
   Rng r;
   cuda::GpuContext ctx;
-  for (const std::string& mode : valid_quant_mode_names())
-    if (!parse_quant_mode(mode).awq) check_mode(r, ctx, mode, {40, 200}, {1, 9});
+  for (const std::string& mode : valid_quant_mode_names()) check_mode(r, ctx, mode, {40, 200}, {1, 9});
 }
 
-// AWQ has no GPU path yet (the W4A16 kernels do not divide x by its input
-// scales): converting one is a clear Unsupported, not a silently wrong op.
-TEST(CudaLinear, AwqIsRefusedClearly) {
+// AWQ (the INT4 weight of W · diag(s) with 1 / s applied to x by the W4A16
+// kernels) on every path: M = 1 streaming GEMV, batch GEMV, prefill.
+TEST(CudaLinear, AwqMatchesTheCpuOpOnEveryPath) {
   KQ_GPU_REQUIRE_DEVICE();
+  Rng r;
   cuda::GpuContext ctx;
-  Tensor w = Tensor::empty(DType::F32, {16, 128});
-  for (int64_t i = 0; i < w.numel(); ++i) w.mutable_data<float>()[i] = 0.01f * float(i % 17) - 0.08f;
-  Tensor s = Tensor::empty(DType::F32, {128});
-  for (int64_t k = 0; k < 128; ++k) s.mutable_data<float>()[k] = 1.0f + 0.01f * float(k);
-  const QuantSpec spec = parse_quant_mode("awq");
-  const auto op = make_awq_linear(quantize_weight(w, awq_base_spec(spec)), Tensor(), s);
-  try {
-    (void)gpu::to_cuda(*op, ctx);
-    FAIL() << "an AWQ op was converted";
-  } catch (const Unsupported& e) {
-    EXPECT_NE(std::string(e.what()).find("AWQ"), std::string::npos) << e.what();
-  }
+  for (const std::string mode : {"awq", "awq-g64", "awq-g128-sym"})
+    for (Shape s : {Shape{37, 300}, Shape{130, 1000}}) check_mode(r, ctx, mode, s, {1, 2, 16, 17, 64});
 }
 
 TEST(CudaLinear, DeviceWeightsMatchCpuOp) {
   KQ_GPU_REQUIRE_DEVICE();
   Rng r;
   cuda::GpuContext ctx;
-  for (const std::string mode : {"f32", "int8", "int8-pt", "fp8", "fp8-e5m2", "nf4", "fp4", "int4-g128-asym"}) {
+  for (const std::string mode :
+       {"f32", "int8", "int8-pt", "fp8", "fp8-e5m2", "nf4", "fp4", "int4-g128-asym", "awq", "awq-g128-sym"}) {
     const auto cpu = make_cpu_op(r, mode, 33, 260, true, 1.0);
     const auto gpu = gpu::to_cuda(*cpu, ctx);
     const Tensor wc = cpu->dequantized_weight(), wg = gpu->dequantized_weight();
@@ -473,6 +472,7 @@ TEST(CudaLinearFuse, RefusesWhatItCannotFuse) {
   EXPECT_TRUE(refused(*op("nf4", 32, 128, false), *op("nf4", 32, 256, false)));    // K
   EXPECT_TRUE(refused(*op("int8", 32, 128, true), *op("int8", 32, 128, false)));   // bias on one only
   EXPECT_TRUE(refused(*op("f32", 40, 128, false), *op("f32", 32, 128, false)));    // first N not a multiple of 16
+  EXPECT_TRUE(refused(*op("awq", 32, 256, false), *op("awq", 32, 256, false)));    // AWQ: one s per linear
   const auto a = op("int4-g128", 32, 256, false), b = op("int4-g128", 16, 256, false);
   const CudaLinear* ab[] = {a.get(), b.get()};
   auto parts = gpu::fuse_cuda_linears(ab);

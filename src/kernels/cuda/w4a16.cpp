@@ -134,18 +134,31 @@ W4Weight upload_w4_weight_packed(W4Format format, int64_t N, int64_t K, int bloc
   return upload_w4_weight(format, N, K, block, codes.data(), scales, zeros ? z.data() : nullptr);
 }
 
+void set_w4_input_scale(W4Weight& w, const float* scale) {
+  if (!scale) raise<InvalidArgument>("set_w4_input_scale: null scale");
+  for (int64_t k = 0; k < w.K; ++k)
+    if (!(std::isfinite(scale[k]) && scale[k] > 0.0f))
+      raise<InvalidArgument>("set_w4_input_scale: input scale {} at k = {} is not finite and > 0", scale[k], k);
+  w.x_scale.upload(scale, size_t(w.K));
+}
+
 void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream, W4GemvTuning tuning) {
   if (M < 1 || M > 16) raise<InvalidArgument>("w4a16_gemv: M = {} tokens (the decode GEMV takes 1..16)", M);
   if (ldx < w.K || ldy < w.N)
     raise<InvalidArgument>("w4a16_gemv: row strides ldx={} / ldy={} smaller than K={} / N={}", ldx, ldy, w.K, w.N);
+  if (!w.x_scale.empty()) {
+    if (M == 1 && w4a16_gemv_stream_launch(w, x, y, stream, tuning, nullptr, w.x_scale.data())) return;
+    raise<InvalidArgument>("w4a16_gemv: a weight with input scales (AWQ) at M = {} needs w4a16_linear", M);
+  }
   w4a16_gemv_launch(w, x, ldx, M, y, ldy, stream, tuning);
 }
 
 bool w4a16_gemv_swiglu(const W4Weight& w, const uint16_t* gate, const uint16_t* up, uint16_t* y,
                        cudaStream_t stream) {
   if (!gate || !up || !y) raise<InvalidArgument>("w4a16_gemv_swiglu: null gate, up or y");
-  return w4a16_gemv_stream_launch(w, gate, y, stream, W4GemvTuning{0, 0, 2}, up);
+  return w4a16_gemv_stream_launch(w, gate, y, stream, W4GemvTuning{0, 0, 2}, up,
+                                  w.x_scale.empty() ? nullptr : w.x_scale.data());
 }
 
 void w4a16_gemm(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
@@ -155,6 +168,7 @@ void w4a16_gemm(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, ui
     raise<InvalidArgument>("w4a16_gemm: row strides ldx={} / ldy={} smaller than K={} / N={}", ldx, ldy, w.K, w.N);
   if (ldx % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
     raise<InvalidArgument>("w4a16_gemm: activation rows must be 16-byte aligned (ldx = {}, a multiple of 8)", ldx);
+  if (!w.x_scale.empty()) raise<InvalidArgument>("w4a16_gemm: a weight with input scales (AWQ) needs w4a16_linear");
   w4a16_gemm_launch(w, x, ldx, M, y, ldy, stream);
 }
 
@@ -168,11 +182,28 @@ void w4a16_linear(GpuContext& ctx, const W4Weight& w, const uint16_t* x, int64_t
   if (M < 1) raise<InvalidArgument>("w4a16_linear: M = {} tokens (must be >= 1)", M);
   if (ldx < w.K || ldy < w.N)
     raise<InvalidArgument>("w4a16_linear: row strides ldx={} / ldy={} smaller than K={} / N={}", ldx, ldy, w.K, w.N);
+  if (path == W4PrefillPath::Auto) path = M <= kW4FusedMaxM ? W4PrefillPath::Fused : W4PrefillPath::DequantGemm;
+  if (!w.x_scale.empty()) {
+    // Input scales: the streaming GEMV (M = 1) and the dequantization apply
+    // them; the batch / split-K GEMVs and the fused GEMM read x ⊙ x_scale from
+    // 16-byte-aligned scratch rows.
+    if (M == 1 && w4a16_gemv_stream_launch(w, x, y, ctx.stream(), W4GemvTuning{0, 0, 2}, nullptr, w.x_scale.data()))
+      return;
+    if (M <= kW4GemvMaxM || path == W4PrefillPath::Fused) {
+      const int64_t lda = (w.K + 7) / 8 * 8;
+      auto* xa = static_cast<uint16_t*>(ctx.scratch(Scratch::Weight, size_t(M * lda) * 2));
+      w4_scale_input_launch(x, ldx, M, w.K, w.x_scale.data(), xa, lda, ctx.stream());
+      if (M <= kW4GemvMaxM)
+        w4a16_gemv_launch(w, xa, lda, M, y, ldy, ctx.stream(), {});
+      else
+        w4a16_gemm_launch(w, xa, lda, M, y, ldy, ctx.stream());
+      return;
+    }
+  }
   if (M <= kW4GemvMaxM) {
     w4a16_gemv(w, x, ldx, M, y, ldy, ctx.stream());
     return;
   }
-  if (path == W4PrefillPath::Auto) path = M <= kW4FusedMaxM ? W4PrefillPath::Fused : W4PrefillPath::DequantGemm;
   if (path == W4PrefillPath::Fused) {
     if (ldx % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
       w4a16_gemm_launch(w, x, ldx, M, y, ldy, ctx.stream());

@@ -81,8 +81,12 @@ struct W4Weight {
   DeviceBuffer<uint8_t> codes;     ///< [N, K_pad / 2]
   DeviceBuffer<uint16_t> scales;   ///< BF16 [N, blocks_pad]
   DeviceBuffer<uint16_t> zeros;    ///< BF16 [N, blocks_pad], INT4Asym only (else empty)
+  /// FP32 [K] per-input-channel multipliers of x, or empty for none: the op is
+  /// then y = W · (x ⊙ x_scale). AWQ (Lin et al., MLSys 2024) stores its
+  /// quantized W · diag(s) with x_scale = 1 / s (set_w4_input_scale).
+  DeviceBuffer<float> x_scale;
   /// Bytes held on the device, padding included.
-  size_t bytes() const { return codes.bytes() + scales.bytes() + zeros.bytes(); }
+  size_t bytes() const { return codes.bytes() + scales.bytes() + zeros.bytes() + x_scale.bytes(); }
 };
 
 /// Uploads a 4-bit weight from unpacked host data:
@@ -94,6 +98,15 @@ struct W4Weight {
 /// not an integer in [0, 15], or zeros given/missing for the wrong format.
 W4Weight upload_w4_weight(W4Format format, int64_t N, int64_t K, int block, const uint8_t* codes,
                           const float* scales, const float* zeros = nullptr);
+
+/// Gives `w` per-input-channel multipliers (W4Weight::x_scale): scale FP32
+/// [K] on the host, each finite and > 0 (AWQ: 1 / s). Every entry point below
+/// then computes W · (x ⊙ scale): the streaming GEMV, the SwiGLU GEMV and
+/// w4_dequantize_bf16 apply it inside the kernel (x rounded to BF16 after the
+/// multiply, as the activations are; the dequantized weights rounded once),
+/// w4a16_linear on every path (a scaled copy of x in scratch where the kernel
+/// cannot apply it). Throws InvalidArgument naming the first bad index.
+void set_w4_input_scale(W4Weight& w, const float* scale);
 
 /// Launch knobs of the decode GEMV (0 = automatic), for benchmarks and tuning.
 struct W4GemvTuning {
@@ -119,7 +132,9 @@ W4Weight upload_w4_weight_packed(W4Format format, int64_t N, int64_t K, int bloc
 
 /// Decode GEMV: y[m, n] = BF16(Σ_k x[m, k] · w[n, k]) for 1 <= M <= 16.
 /// x: BF16 [M, ldx] (any ldx >= K; 8-byte-aligned rows with ldx % 4 == 0 take
-/// the vector path); y: BF16 [M, ldy]. Throws InvalidArgument for bad M/ld.
+/// the vector path); y: BF16 [M, ldy]. Throws InvalidArgument for bad M/ld,
+/// and for a weight with input scales (x_scale) unless M = 1 and the
+/// streaming kernel takes it (w4a16_linear handles every case).
 void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream, W4GemvTuning tuning = {});
 
@@ -127,7 +142,7 @@ void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, ui
 /// one token: y[n] = BF16(Σ_k h[k] · w[n, k]) with h[k] = BF16(silu(gate[k]) ·
 /// up[k]) computed while the streaming kernel stages its input (the values
 /// model_ops' swiglu would store), so no separate SwiGLU kernel runs and
-/// gate is left as it is. gate, up: BF16 [K]; y: BF16 [N]. Returns false with
+/// gate is left as it is; input scales (x_scale) multiply h. gate, up: BF16 [K]; y: BF16 [N]. Returns false with
 /// nothing launched where the streaming kernel cannot take w (its shared
 /// memory or 32-bit index limits); then run swiglu and w4a16_gemv.
 bool w4a16_gemv_swiglu(const W4Weight& w, const uint16_t* gate, const uint16_t* up, uint16_t* y,
@@ -138,12 +153,14 @@ bool w4a16_gemv_swiglu(const W4Weight& w, const uint16_t* gate, const uint16_t* 
 /// (the value w4_dequantize_bf16 gives), FP32 accumulation on the tensor cores.
 /// x: BF16 [M, ldx], 16-byte-aligned rows (x 16-byte aligned, ldx % 8 == 0,
 /// ldx >= K); y: BF16 [M, ldy], ldy >= N. Throws InvalidArgument otherwise
-/// (w4a16_linear copies unaligned activations first).
+/// (w4a16_linear copies unaligned activations first) and for a weight with
+/// input scales (x_scale: w4a16_linear scales x first).
 void w4a16_gemm(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream);
 
-/// Dequantizes to BF16: out[n, k] = BF16((codebook[q] − zero) · scale) computed
-/// in FP32, for k < K; out: [N, ldo] with ldo >= K.
+/// Dequantizes to BF16: out[n, k] = BF16((codebook[q] − zero) · scale ·
+/// x_scale[k]) computed in FP32 (x_scale[k] = 1 when the weight has none), for
+/// k < K; out: [N, ldo] with ldo >= K.
 void w4_dequantize_bf16(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream);
 
 /// How w4a16_linear computes M > kW4GemvMaxM tokens.
@@ -161,8 +178,8 @@ inline constexpr int64_t kW4GemvMaxM = 16;
 inline constexpr int64_t kW4FusedMaxM = 0;
 
 /// W4A16 linear: the GEMV for M <= kW4GemvMaxM, else the prefill path chosen
-/// by `path`. x: BF16 [M, ldx]; y: BF16 [M, ldy]. Throws InvalidArgument for
-/// M < 1 or strides smaller than K / N.
+/// by `path`; input scales (x_scale) applied on every path. x: BF16 [M, ldx];
+/// y: BF16 [M, ldy]. Throws InvalidArgument for M < 1 or strides smaller than K / N.
 void w4a16_linear(GpuContext& ctx, const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
                   int64_t ldy, W4PrefillPath path = W4PrefillPath::Auto);
 

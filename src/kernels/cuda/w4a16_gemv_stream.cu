@@ -57,6 +57,7 @@ struct StreamParams {
   const uint16_t* zeros;   // BF16 [N, lds] (INT4Asym) or null
   const uint16_t* x;       // BF16 [K] (token 0); with `up`: SwiGLU's gate
   const uint16_t* up;      // BF16 [K] or null: x is then BF16(silu(gate) · up), computed while staging
+  const float* x_scale;    // FP32 [K] or null: the input is then BF16(that · x_scale) (AWQ's 1 / s)
   __nv_bfloat16* y;        // BF16 [N]
   uint32_t ldq;            // code bytes per row (K_pad / 2)
   uint32_t lds;            // scales per row (blocks_pad)
@@ -253,6 +254,12 @@ __device__ __forceinline__ void stage_block(const StreamParams& p, unsigned char
         e[i] = __bfloat16_as_ushort(__float2bfloat16_rn(g / (1.0f + expf(-g)) * bf16_bits_to_float(u[i])));
       }
     }
+    if (p.x_scale) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (k + i < p.K)
+          e[i] = __bfloat16_as_ushort(__float2bfloat16_rn(bf16_bits_to_float(e[i]) * __ldg(p.x_scale + k + i)));
+    }
     *reinterpret_cast<uint2*>(xs + x_offset(kt, lane)) = make_uint2(e[0] | e[1] << 16, e[2] | e[3] << 16);
     if constexpr (kDq != Dq::Lut) {
       // One part = 128 / kParts k = 32 / kParts lanes.
@@ -433,7 +440,7 @@ void launch_stream_parts(const StreamParams& p, size_t smem, int warps, int dept
 }  // namespace
 
 bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y, cudaStream_t stream,
-                              W4GemvTuning tuning, const uint16_t* up) {
+                              W4GemvTuning tuning, const uint16_t* up, const float* x_scale) {
   const DeviceQuery& dev = current_device();
   int warps = tuning.warps, depth = tuning.tiles;
   if (warps != 16 && warps != 20 && warps != 24 && warps != 32) {
@@ -449,6 +456,7 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   p.zeros = w.format == W4Format::INT4Asym ? w.zeros.data() : nullptr;
   p.x = x;
   p.up = up;
+  p.x_scale = x_scale;
   p.y = reinterpret_cast<__nv_bfloat16*>(y);
   p.ldq = uint32_t(w.K_pad / 2);
   p.lds = uint32_t(w.blocks_pad);

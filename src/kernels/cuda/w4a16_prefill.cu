@@ -41,6 +41,7 @@ struct W4GemmParams {
   int64_t ldq;
   const uint16_t* scales;  // BF16 [N, lds]
   const uint16_t* zeros;   // BF16 [N, lds] or null
+  const float* x_scale;    // FP32 [K] or null: dequantization only (W4Weight::x_scale)
   int64_t lds;
   int block_shift;
   uint16_t* y;  // BF16 [M, ldy]
@@ -290,6 +291,10 @@ __global__ void w4_dequant_kernel(const __grid_constant__ W4GemmParams p, uint16
       float v[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) v[e] = (cb[u[e]] - zero) * scale;
+      if (p.x_scale) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[e] *= k + e < p.K ? __ldg(p.x_scale + k + e) : 0.0f;
+      }
       const uint32_t lo = pack_bf16x2(v[0], v[1]), hi = pack_bf16x2(v[2], v[3]);
       if (vec && k + 4 <= p.K) {
         *reinterpret_cast<uint2*>(orow + k) = make_uint2(lo, hi);
@@ -335,7 +340,8 @@ void w4a16_gemm_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
 }
 
 void w4_dequantize_launch(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStream_t stream) {
-  const W4GemmParams p = weight_params(w);
+  W4GemmParams p = weight_params(w);
+  p.x_scale = w.x_scale.empty() ? nullptr : w.x_scale.data();
   const bool vec = ldo % 4 == 0 && reinterpret_cast<uintptr_t>(out) % 8 == 0;
   const int64_t total = w.N * (w.K_pad / 32);
   const int threads = 256;
