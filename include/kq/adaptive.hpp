@@ -49,8 +49,12 @@ AllocationStrategy parse_allocation_strategy(std::string_view s);
 
 /// What plan_adaptive_precision may choose from, and the target.
 struct AdaptiveOptions {
-  /// Fraction of the quantizable layers' FP32 weight-matrix bytes (4·N·K each,
-  /// biases excluded) to remove, in (0, 1): 0.80 keeps at most 20 % of them.
+  /// Fraction of the planned layers' FP32 bytes to remove: each layer's weight
+  /// matrix (4·N·K) and F32 bias (4·N, which every option keeps) — what the
+  /// layer holds in memory, the bytes QuantizeReport and `kq bench` count.
+  /// 0.80 keeps at most 20 % of them. In (0, 1), and a whole number of
+  /// 0.000001 (adaptive_mode_name gives P = 100 · target to 4 decimals) away
+  /// from both ends: round(target · 10^6) in [1, 999999].
   double target_reduction = 0.80;
   AllocationStrategy strategy = AllocationStrategy::Entropy;
   /// Quantized formats a layer may get (default INT8 W8A8 per-channel, about
@@ -97,6 +101,7 @@ struct CandidateAnalysis {
 struct LayerAnalysis {
   std::string name;         ///< module name (LinearSlot::name)
   int64_t N = 0, K = 0;     ///< out / in features of W [N, K]
+  size_t bias_bytes = 0;    ///< bytes of the F32 bias (4·N, 0 without one): the same in every option
   double entropy_bits = 0;  ///< weight_entropy_bits(W), in [0, 8]
   double sensitivity = 0;   ///< s_i (see AllocationStrategy)
   std::vector<CandidateAnalysis>
@@ -110,10 +115,16 @@ struct AdaptivePlan {
   std::vector<LayerAnalysis> layers;  ///< the quantizable layers, in model order
   AllocationStrategy strategy = AllocationStrategy::Entropy;
   double target_reduction = 0;
-  /// Σ 4·N·K over the layers (FP32 matrices) and Σ of the chosen options' bytes.
+  /// Σ (4·N·K + bias_bytes) over the layers (FP32, as the layers are held
+  /// before) and Σ (chosen option's bytes + bias_bytes): the bytes the target
+  /// refers to, and those QuantizeReport counts for the same layers.
   size_t bytes_before = 0, bytes_after = 0;
   double achieved_reduction = 0;  ///< 1 − bytes_after / bytes_before (>= target_reduction)
   double estimated_loss = 0;      ///< Σ of the chosen options' est_loss
+  /// Whether the knapsack was solved exactly (false: allocate_precision fell
+  /// back to its greedy, the Pareto front having outgrown max_exact_states;
+  /// always true for the Uniform strategy).
+  bool exact = true;
   bool quantize_lm_head = false;
   std::vector<std::string> keep_patterns;
   /// QuantizeOptions that apply the plan: layer_specs holds every planned
@@ -121,6 +132,10 @@ struct AdaptivePlan {
   /// applies to no planned layer); a saved folder's mode is then "mixed".
   QuantizeOptions to_options() const;
 };
+
+/// Pareto-front states above which allocate_precision falls back to its greedy
+/// (2^18 = 262,144; a state is 24 bytes, and one front is kept per layer).
+inline constexpr size_t kMaxExactKnapsackStates = size_t(1) << 18;
 
 /// One option of one layer for allocate_precision.
 struct AllocationChoice {
@@ -141,9 +156,11 @@ struct AllocationChoice {
 /// to fewer bytes, then to the lower option index of the earlier layer.
 /// Throws InvalidArgument for a layer without options, a negative or
 /// non-finite loss, or a budget below Σ of each layer's smallest option
-/// (naming both byte counts).
+/// (naming both byte counts). *exact (when given) says whether the result is
+/// the exact one (false: the greedy was used).
 std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoice>>& layers,
-                                    size_t budget_bytes, size_t max_exact_states = size_t(1) << 18);
+                                    size_t budget_bytes, size_t max_exact_states = kMaxExactKnapsackStates,
+                                    bool* exact = nullptr);
 
 /// Analyses every quantizable linear layer of `model` (not the lm_head unless
 /// options.quantize_lm_head, none matching options.keep_patterns; the model is
@@ -156,11 +173,33 @@ std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoi
 /// no candidates, an invalid or AWQ candidate (named), two equal candidates, a
 /// malformed keep pattern, an already-quantized layer (named), no quantizable
 /// layer, or a target that cannot be met even with every layer at its smallest
-/// option (naming the target and the largest reachable reduction).
+/// option (naming the target and the largest reachable reduction) — all of
+/// these before any layer is analysed (check_adaptive_options).
 AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& options);
 
+/// What plan_adaptive_precision checks before analysing any layer: the
+/// options, and from the layers' shapes alone (fast: nothing is quantized)
+/// that there is a layer to plan and that the target can be reached with
+/// every planned layer at its smallest option. Throws the same
+/// InvalidArgument plan_adaptive_precision would. Returns the largest
+/// reachable reduction on this model (1 − Σ smallest bytes / bytes_before).
+double check_adaptive_options(Model& model, const AdaptiveOptions& options);
+
+/// The reduction no model can reach beyond with options.candidates (and
+/// FP32, if allowed): 1 − the fewest bytes per FP32 byte of a candidate on a
+/// bias-free 2^20 x 2^20 layer (smaller layers, padding and biases only add
+/// bytes). With the default candidates NF4's 0.8710. A model-independent
+/// bound: the CLI refuses a target above it as a usage error before loading
+/// the model. Throws InvalidArgument for invalid candidates (as check_adaptive_options).
+double adaptive_reduction_limit(const AdaptiveOptions& options);
+
 /// plan_adaptive_precision, then quantize_model(model, plan.to_options()).
-/// The plan is stored in *plan_out when given. Same errors as both.
+/// The plan is stored in *plan_out when given. Same errors as both. The
+/// report's quantized_bytes_before / quantized_bytes_after cover every
+/// planned layer, those the plan keeps in FP32 included (the bytes the target
+/// refers to: 1 − after / before = plan.achieved_reduction >= the target);
+/// quantized_matrix_bytes, quantized_elements and bits_per_weight() cover the
+/// quantized layers only.
 QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options,
                                        AdaptivePlan* plan_out = nullptr);
 
@@ -169,16 +208,21 @@ QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& opti
 bool is_adaptive_mode(std::string_view name);
 
 /// Parses an adaptive mode name: "adaptive" (target 0.80, entropy strategy),
-/// "adaptive-rP" (target P % of the FP32 bytes removed, P a number in (0, 100),
-/// e.g. adaptive-r85 or adaptive-r82.5), optionally followed by "-entropy",
-/// "-error" or "-uniform" (the strategy); default candidates (INT8 W8A8, NF4
-/// b64 double quant, FP32). Case-insensitive. Throws InvalidArgument naming the
-/// value and the accepted form.
+/// "adaptive-rP" (target P % of the FP32 bytes removed, P a decimal number in
+/// (0, 100) with at most 4 decimals, e.g. adaptive-r85 or adaptive-r82.5),
+/// optionally followed by "-entropy", "-error" or "-uniform" (the strategy);
+/// default candidates (INT8 W8A8, NF4 b64 double quant, FP32).
+/// Case-insensitive. Whether the target can be reached is not checked here
+/// (adaptive_reduction_limit, check_adaptive_options). Throws InvalidArgument
+/// naming the value (its first 40 characters and its length when longer) and
+/// the accepted form and range.
 AdaptiveOptions parse_adaptive_mode(std::string_view name);
 
 /// The canonical name parse_adaptive_mode reads back: "adaptive-r80",
-/// "adaptive-r82.5-error" (the strategy only when not entropy). Candidates
-/// other than the defaults are not part of the name.
+/// "adaptive-r82.5-error" (the strategy only when not entropy), P rounded to
+/// 4 decimals (exact for every parsed name and every target that
+/// AdaptiveOptions allows). Candidates other than the defaults are not part
+/// of the name.
 std::string adaptive_mode_name(const AdaptiveOptions& options);
 
 /// The chosen quantization with the fewest bits per weight (the plan's lowest

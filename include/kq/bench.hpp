@@ -117,8 +117,10 @@ struct BenchResult {
   double top1_agreement = 0;      ///< fraction of scored tokens with the same argmax
   size_t weight_bytes_before = 0; ///< whole model, original on-disk dtype
   size_t weight_bytes_after = 0;  ///< whole model as held in memory after quantization
-  size_t linear_bytes_before = 0; ///< quantized linear layers at FP32
-  size_t linear_bytes_after = 0;  ///< the same layers quantized
+  /// Quantized linear layers at FP32, biases included (QuantizeReport::quantized_bytes_before);
+  /// for an adaptive mode every planned layer, those it keeps in FP32 included: the bytes its target refers to.
+  size_t linear_bytes_before = 0;
+  size_t linear_bytes_after = 0;  ///< the same layers quantized (1 − after / before: the reduction)
   double bits_per_weight = 0;     ///< 8 · bytes of the quantized matrices (biases excluded) / elements (real, unpadded)
   LatencyResult latency_before, latency_after;
   double speedup = 0;             ///< latency_before.decode_ms / latency_after.decode_ms
@@ -178,7 +180,10 @@ std::string few_scored_tokens_warning(const BenchReport& report);
 /// Progress events for a UI: a stage name and done/total counts.
 using BenchProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
 
-/// Runs the benchmark. Throws InvalidArgument (bad mode name, ctx, latency
+/// Runs the benchmark. Every mode is checked before the first one runs: its
+/// name, and for an adaptive mode whether the model's layers can reach its
+/// target (check_adaptive_options). Throws InvalidArgument (bad mode name, an
+/// adaptive target beyond this model's reach, naming the mode; ctx, latency
 /// options that do not fit the model's context, text), FormatError
 /// (model/text files; a text that is not valid UTF-8, naming the byte offset),
 /// Unsupported (device). Non-fatal findings (e.g. a --keep pattern matching

@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <regex>
+#include <system_error>
 
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -37,10 +39,20 @@ double relative_error(const float* a, const float* b, int64_t n) {
   return den > 0 ? num / den : 0.0;
 }
 
+/// `s` for a message: as it is up to 48 characters, else its first 40 and its length.
+std::string shown(std::string_view s) {
+  if (s.size() <= 48) return std::string(s);
+  return fmt::format("{}... ({} characters)", s.substr(0, 40), s.size());
+}
+
 void check_options(const AdaptiveOptions& o) {
-  if (!std::isfinite(o.target_reduction) || o.target_reduction <= 0 || o.target_reduction >= 1)
+  // round(target · 10^6) in [1, 999999]: adaptive_mode_name's P (4 decimals) is then in (0, 100).
+  const double units = std::round(o.target_reduction * 1e6);
+  if (!std::isfinite(o.target_reduction) || o.target_reduction <= 0 || o.target_reduction >= 1 || units < 1 ||
+      units > 999999)
     raise<InvalidArgument>(
-        "adaptive precision: target reduction must be in (0, 1) (e.g. 0.8 = remove 80 %), got {}",
+        "adaptive precision: target reduction must be in (0, 1), at least 0.000001 from either end (e.g. 0.8 = "
+        "remove 80 %), got {}",
         o.target_reduction);
   if (o.candidates.empty()) raise<InvalidArgument>("adaptive precision: give at least one candidate format");
   for (size_t i = 0; i < o.candidates.size(); ++i) {
@@ -61,12 +73,85 @@ void check_options(const AdaptiveOptions& o) {
   }
 }
 
+/// Bytes of a linear layer's bias as held (F32 [N]; 0 without one).
+size_t bias_bytes(const Linear& op) {
+  const Tensor b = op.bias();
+  return b.defined() ? b.nbytes() : 0;
+}
+
+/// The fewest bytes of a [N, K] weight matrix among the options of `o`.
+size_t smallest_option_bytes(const AdaptiveOptions& o, int64_t N, int64_t K) {
+  size_t m = o.allow_keep ? size_t(N) * size_t(K) * sizeof(float) : SIZE_MAX;
+  for (const QuantSpec& spec : o.candidates) m = std::min(m, quantized_weight_bytes(spec, N, K));
+  return m;
+}
+
+/// The layers a plan covers (not the lm_head unless asked, none matching a keep
+/// pattern), after checking the options; none may be quantized already, and
+/// there must be one.
+std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
+  check_options(o);
+  std::vector<std::regex> keep;
+  for (const std::string& p : o.keep_patterns) {
+    try {
+      keep.emplace_back(p, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      raise<InvalidArgument>("keep pattern '{}' is not a valid regular expression: {}", p, e.what());
+    }
+  }
+  std::vector<LinearSlot> slots;
+  for (const LinearSlot& slot : model.linear_layers()) {
+    if (slot.is_lm_head && !o.quantize_lm_head) continue;
+    if (std::any_of(keep.begin(), keep.end(),
+                    [&](const std::regex& r) { return std::regex_search(slot.name, r); }))
+      continue;
+    const Linear& op = **slot.op;
+    if (quantized_linear_spec(op) != nullptr)
+      raise<InvalidArgument>(
+          "layer '{}' is already quantized ({}); load the original model to plan its precision", slot.name,
+          op.format());
+    slots.push_back(slot);
+  }
+  if (slots.empty())
+    raise<InvalidArgument>(
+        "adaptive precision: no linear layer to quantize (every layer is the lm_head or kept)");
+  return slots;
+}
+
+/// The byte accounting of a plan over `slots`, from their shapes alone.
+struct PlanBytes {
+  size_t before = 0;     ///< Σ 4·N·K + bias
+  size_t smallest = 0;   ///< Σ smallest option + bias
+  size_t biases = 0;     ///< Σ bias
+  size_t budget = 0;     ///< floor((1 − target) · before): the most bytes the plan may keep
+};
+
+/// PlanBytes of `slots`; throws InvalidArgument when the target cannot be reached.
+PlanBytes plan_bytes(const std::vector<LinearSlot>& slots, const AdaptiveOptions& o) {
+  PlanBytes b;
+  for (const LinearSlot& slot : slots) {
+    const Linear& op = **slot.op;
+    const size_t bias = bias_bytes(op);
+    b.before += size_t(op.out_features()) * size_t(op.in_features()) * sizeof(float) + bias;
+    b.smallest += smallest_option_bytes(o, op.out_features(), op.in_features()) + bias;
+    b.biases += bias;
+  }
+  b.budget = size_t(std::floor((1.0 - o.target_reduction) * double(b.before)));
+  if (b.smallest > b.budget)
+    raise<InvalidArgument>(
+        "adaptive precision: target reduction {:.6g} cannot be reached: with every layer at its smallest "
+        "candidate the reduction is {:.6f} (the largest reachable; the layers' FP32 bytes, biases included)",
+        o.target_reduction, std::floor((1.0 - double(b.smallest) / double(b.before)) * 1e6) / 1e6);
+  return b;
+}
+
 /// The analysis of one layer (options in AdaptiveOptions order, then keep), losses filled in.
 LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const AdaptiveOptions& o) {
   LayerAnalysis la;
   la.name = name;
   la.N = op.out_features();
   la.K = op.in_features();
+  la.bias_bytes = bias_bytes(op);
   const Tensor w = op.dequantized_weight();  // F32 [N, K]
   const float* wp = w.data<float>();
   const int64_t n = w.numel();
@@ -91,14 +176,15 @@ LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const Ada
   return la;
 }
 
-/// Uniform: the option index (same for every layer) with the most total bytes within the budget.
+/// Uniform: the option index (same for every layer) with the most total bytes
+/// within the budget (`budget` and `bytes_before` include the biases).
 int uniform_choice(const std::vector<LayerAnalysis>& layers, size_t budget, const AdaptiveOptions& o,
                    size_t bytes_before) {
   int best = -1;
   size_t best_bytes = 0, smallest = SIZE_MAX;
   for (size_t c = 0; c < layers.front().candidates.size(); ++c) {
     size_t total = 0;
-    for (const LayerAnalysis& l : layers) total += l.candidates[c].bytes;
+    for (const LayerAnalysis& l : layers) total += l.candidates[c].bytes + l.bias_bytes;
     smallest = std::min(smallest, total);
     if (total <= budget && (best < 0 || total > best_bytes)) {
       best = int(c);
@@ -174,54 +260,32 @@ QuantizeOptions AdaptivePlan::to_options() const {
   return o;
 }
 
-AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
+double check_adaptive_options(Model& model, const AdaptiveOptions& o) {
+  const PlanBytes b = plan_bytes(planned_slots(model, o), o);
+  return 1.0 - double(b.smallest) / double(b.before);
+}
+
+double adaptive_reduction_limit(const AdaptiveOptions& o) {
   check_options(o);
-  std::vector<std::regex> keep;
-  for (const std::string& p : o.keep_patterns) {
-    try {
-      keep.emplace_back(p, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      raise<InvalidArgument>("keep pattern '{}' is not a valid regular expression: {}", p, e.what());
-    }
-  }
+  constexpr int64_t kSide = int64_t(1) << 20;  // a 2^20 x 2^20 layer: larger than any model's
+  const double fp32 = double(kSide) * double(kSide) * sizeof(float);
+  return 1.0 - double(smallest_option_bytes(o, kSide, kSide)) / fp32;
+}
+
+AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
+  // Every check that needs no analysis first (options, layers, reachability).
+  const std::vector<LinearSlot> slots = planned_slots(model, o);
+  const PlanBytes bytes = plan_bytes(slots, o);
   AdaptivePlan plan;
   plan.strategy = o.strategy;
   plan.target_reduction = o.target_reduction;
   plan.quantize_lm_head = o.quantize_lm_head;
   plan.keep_patterns = o.keep_patterns;
-  for (const LinearSlot& slot : model.linear_layers()) {
-    if (slot.is_lm_head && !o.quantize_lm_head) continue;
-    if (std::any_of(keep.begin(), keep.end(),
-                    [&](const std::regex& r) { return std::regex_search(slot.name, r); }))
-      continue;
-    const Linear& op = **slot.op;
-    if (quantized_linear_spec(op) != nullptr)
-      raise<InvalidArgument>(
-          "layer '{}' is already quantized ({}); load the original model to plan its precision", slot.name,
-          op.format());
-    plan.layers.push_back(analyse_layer(slot.name, op, o));
-  }
-  if (plan.layers.empty())
-    raise<InvalidArgument>(
-        "adaptive precision: no linear layer to quantize (every layer is the lm_head or kept)");
-
-  for (const LayerAnalysis& l : plan.layers) plan.bytes_before += size_t(l.N) * size_t(l.K) * sizeof(float);
-  const size_t budget = size_t(std::floor((1.0 - o.target_reduction) * double(plan.bytes_before)));
-  size_t min_bytes = 0;
-  for (const LayerAnalysis& l : plan.layers) {
-    size_t m = SIZE_MAX;
-    for (const CandidateAnalysis& c : l.candidates) m = std::min(m, c.bytes);
-    min_bytes += m;
-  }
-  if (min_bytes > budget)
-    raise<InvalidArgument>(
-        "adaptive precision: target reduction {:.4f} cannot be reached: with every layer at its smallest "
-        "candidate "
-        "the reduction is {:.4f}",
-        o.target_reduction, 1.0 - double(min_bytes) / double(plan.bytes_before));
+  for (const LinearSlot& slot : slots) plan.layers.push_back(analyse_layer(slot.name, **slot.op, o));
+  plan.bytes_before = bytes.before;
 
   if (o.strategy == AllocationStrategy::Uniform) {
-    const int c = uniform_choice(plan.layers, budget, o, plan.bytes_before);
+    const int c = uniform_choice(plan.layers, bytes.budget, o, plan.bytes_before);
     for (LayerAnalysis& l : plan.layers) l.chosen = c;
   } else {
     std::vector<std::vector<AllocationChoice>> table;
@@ -230,11 +294,13 @@ AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
       for (const CandidateAnalysis& c : l.candidates) opts.push_back({c.bytes, c.est_loss});
       table.push_back(std::move(opts));
     }
-    const std::vector<int> pick = allocate_precision(table, budget);
+    // The biases stay in every option: the matrices share what is left of the budget.
+    const std::vector<int> pick =
+        allocate_precision(table, bytes.budget - bytes.biases, kMaxExactKnapsackStates, &plan.exact);
     for (size_t i = 0; i < pick.size(); ++i) plan.layers[i].chosen = pick[i];
   }
   for (const LayerAnalysis& l : plan.layers) {
-    plan.bytes_after += l.choice().bytes;
+    plan.bytes_after += l.choice().bytes + l.bias_bytes;
     plan.estimated_loss += l.choice().est_loss;
   }
   plan.achieved_reduction = 1.0 - double(plan.bytes_after) / double(plan.bytes_before);
@@ -248,9 +314,9 @@ AdaptiveOptions parse_adaptive_mode(std::string_view name) {
   auto bad = [&] {
     raise<InvalidArgument>(
         "mode '{}': an adaptive mode is adaptive[-rP][-entropy|-error|-uniform] with P the per cent of the "
-        "FP32 "
-        "bytes to remove, in (0, 100) (e.g. adaptive, adaptive-r85, adaptive-r82.5-error)",
-        name);
+        "linear layers' FP32 bytes to remove, a number in (0, 100) with at most 4 decimals (e.g. adaptive, "
+        "adaptive-r85, adaptive-r82.5-error)",
+        shown(name));
   };
   if (!v.starts_with("adaptive")) bad();
   AdaptiveOptions o;
@@ -264,11 +330,14 @@ AdaptiveOptions parse_adaptive_mode(std::string_view name) {
     rest = end == std::string_view::npos ? std::string_view() : rest.substr(end);
     if (!have_target && !have_strategy && part.size() > 1 && part[0] == 'r') {
       const std::string num = part.substr(1);
+      const size_t dot = num.find('.');
       if (num.find_first_not_of("0123456789.") != std::string::npos || num.front() == '.' ||
-          num.back() == '.' || std::count(num.begin(), num.end(), '.') > 1)
+          num.back() == '.' || std::count(num.begin(), num.end(), '.') > 1 ||
+          (dot != std::string::npos && num.size() - dot - 1 > 4))
         bad();
-      const double pct = std::stod(num);
-      if (!(pct > 0 && pct < 100)) bad();
+      double pct = 0;  // from_chars: no exception, and 400 nines are out of range (not infinite)
+      const auto [end_ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), pct);
+      if (ec != std::errc() || end_ptr != num.data() + num.size() || !(pct > 0 && pct < 100)) bad();
       o.target_reduction = pct / 100.0;
       have_target = true;
     } else if (!have_strategy && (part == "entropy" || part == "error" || part == "uniform")) {
@@ -306,6 +375,14 @@ std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan) {
 QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options, AdaptivePlan* plan_out) {
   AdaptivePlan plan = plan_adaptive_precision(model, options);
   QuantizeReport report = quantize_model(model, plan.to_options());
+  // The layers the plan keeps in FP32 are part of the bytes the target refers to.
+  for (const LayerQuantization& lq : report.layers)
+    if (!lq.quantized && std::any_of(plan.layers.begin(), plan.layers.end(), [&](const LayerAnalysis& l) {
+          return l.name == lq.name && !l.choice().spec;
+        })) {
+      report.quantized_bytes_before += lq.bytes_before;
+      report.quantized_bytes_after += lq.bytes_after;
+    }
   if (plan_out) *plan_out = std::move(plan);
   return report;
 }

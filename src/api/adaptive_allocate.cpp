@@ -71,7 +71,9 @@ struct State {
 
 }  // namespace
 
-std::vector<int> allocate_precision(const Layers& layers, size_t budget_bytes, size_t max_exact_states) {
+std::vector<int> allocate_precision(const Layers& layers, size_t budget_bytes, size_t max_exact_states,
+                                    bool* exact) {
+  if (exact) *exact = false;  // until the exact program finishes
   for (size_t i = 0; i < layers.size(); ++i) {
     if (layers[i].empty()) raise<InvalidArgument>("allocate_precision: layer {} has no options", i);
     for (size_t c = 0; c < layers[i].size(); ++c)
@@ -120,6 +122,7 @@ std::vector<int> allocate_precision(const Layers& layers, size_t budget_bytes, s
     front = std::move(kept);
   }
   // The front's last state has the least loss (its loss strictly decreases with bytes).
+  if (exact) *exact = true;
   std::vector<int> pick(layers.size(), 0);
   uint32_t idx = uint32_t(front.size() - 1);
   for (size_t i = layers.size(); i-- > 0;) {

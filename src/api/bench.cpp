@@ -95,6 +95,18 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     if ((*s.op)->format() != "f32")
       raise<InvalidArgument>("{}: the model is already quantized (layer '{}' is {}); bench needs the original model",
                              o.model_dir.string(), s.name, (*s.op)->format());
+  // Adaptive targets this model cannot reach (from its layers' shapes) fail before any mode runs.
+  for (const BenchMode& m : specs) {
+    if (!m.adaptive) continue;
+    AdaptiveOptions ao = *m.adaptive;
+    ao.quantize_lm_head = o.quantize_lm_head;
+    ao.keep_patterns = o.keep_patterns;
+    try {
+      (void)check_adaptive_options(*base, ao);
+    } catch (const InvalidArgument& e) {
+      raise<InvalidArgument>("--modes {}: {}", m.name, e.what());
+    }
+  }
   // Latency options that cannot fit fail (or defaults shrink, with a warning) before minutes of work.
   (void)eval::resolve_ctx(o.ctx, base->config().max_positions);  // an --ctx that does not fit, named now
   LatencyOptions latency = o.latency;
@@ -145,7 +157,7 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
       host.device = Device::CPU;
       cand = Model::load(o.model_dir, host);
       AdaptivePlan plan;
-      qr = quantize_model_adaptive(*cand, ao, &plan);
+      qr = quantize_model_adaptive(*cand, ao, &plan);  // its bytes: every planned layer (the target's)
       if (o.context.device != Device::CPU) cand->to_device(o.context);
       threshold_spec = lowest_precision_spec(plan);
     } else {

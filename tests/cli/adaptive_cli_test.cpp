@@ -31,7 +31,7 @@ TEST(CliAdaptive, QuantizePrintsThePlanAndWritesAMixedFolder) {
   const auto r = run_kq(
       {"quantize", "-m", model, "--mode", "adaptive", "--target-reduction", "0.8", "-o", out.string()});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_TRUE(has(r.out, "adaptive precision plan (entropy strategy, target 80.0 %")) << r.out;
+  EXPECT_TRUE(has(r.out, "adaptive precision plan (entropy strategy, target 80 %")) << r.out;
   EXPECT_TRUE(has(r.out, "transformer.h.0.attn.c_attn")) << r.out;
   EXPECT_TRUE(has(r.out, "adaptive-r80")) << r.out;
   // The folder holds what the plan printed, module by module.
@@ -59,19 +59,26 @@ TEST(CliAdaptive, QuantizePrintsThePlanAndWritesAMixedFolder) {
   const auto s = run_kq({"quantize", "-m", model, "--mode", "adaptive-r85", "--strategy", "error", "-o",
                          (tmp.path / "q2").string()});
   ASSERT_EQ(s.status, 0) << s.err;
-  EXPECT_TRUE(has(s.out, "(error strategy, target 85.0 %")) << s.out;
+  EXPECT_TRUE(has(s.out, "(error strategy, target 85 %")) << s.out;
 }
 
 TEST(CliAdaptive, BadValuesAreErrors) {
   TempDir tmp;
   const std::string model = kq::testing::demo_model().string();
   const std::string out = (tmp.path / "q").string();
-  // Beyond NF4 everywhere: an error naming the target and the largest reachable reduction.
+  // Beyond NF4 everywhere on any model: a usage error naming the target and the largest reduction.
   const auto far =
       run_kq({"quantize", "-m", model, "--mode", "adaptive", "--target-reduction", "0.95", "-o", out});
-  EXPECT_EQ(far.status, 1) << far.err;
-  EXPECT_TRUE(has(far.err, "0.9500 cannot be reached")) << far.err;
-  EXPECT_TRUE(has(far.err, "the reduction is 0.8")) << far.err;
+  EXPECT_EQ(far.status, 2) << far.err;
+  EXPECT_TRUE(has(far.err, "--target-reduction 0.95: a target reduction of 95 % cannot be reached")) << far.err;
+  EXPECT_TRUE(has(far.err, "at most 87.10 %")) << far.err;
+  EXPECT_FALSE(fs::exists(out));
+  // Beyond this model (its biases, its shapes) but not beyond every model: an error of the run (exit 1).
+  const auto near =
+      run_kq({"quantize", "-m", model, "--mode", "adaptive", "--target-reduction", "0.87", "-o", out});
+  EXPECT_EQ(near.status, 1) << near.err;
+  EXPECT_TRUE(has(near.err, "0.87 cannot be reached")) << near.err;
+  EXPECT_TRUE(has(near.err, "the reduction is 0.8659")) << near.err;
   EXPECT_FALSE(fs::exists(out));
   // Usage errors (exit 2): out of range, unknown strategy, a bad adaptive name, options without an adaptive
   // mode.
@@ -109,4 +116,72 @@ TEST(CliAdaptive, BenchRunsAnAdaptiveMode) {
   const auto twice =
       run_kq({"bench", "--modes", "adaptive", "adaptive-r80", "--samples", "1", "--no-latency"});
   EXPECT_EQ(twice.status, 2) << twice.err;
+}
+
+// ---- fresh-user findings ----
+
+TEST(CliAdaptive, HugeTargetIsAUsageErrorNamingTheModeShortenedAndTheRange) {
+  // 400 nines: std::stod threw std::out_of_range, "kq: internal error: stod", exit 70.
+  TempDir tmp;
+  const std::string mode = "adaptive-r" + std::string(400, '9');
+  const auto b = run_kq({"bench", "--modes", mode});
+  const auto q = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", mode, "-o",
+                         (tmp.path / "q").string()});
+  for (const auto* r : {&b, &q}) {
+    EXPECT_EQ(r->status, 2) << r->err;
+    EXPECT_TRUE(has(r->err, "'adaptive-r9999")) << r->err;
+    EXPECT_TRUE(has(r->err, "(410 characters)")) << r->err;
+    EXPECT_TRUE(has(r->err, "a number in (0, 100)")) << r->err;
+    EXPECT_FALSE(has(r->err, "internal error")) << r->err;
+    EXPECT_LT(r->err.size(), 600u) << r->err;
+  }
+  // adaptive-r0 (remove nothing) is no mode: the same usage error.
+  const auto zero = run_kq({"bench", "--modes", "adaptive-r0"});
+  EXPECT_EQ(zero.status, 2) << zero.err;
+  EXPECT_TRUE(has(zero.err, "'adaptive-r0'")) << zero.err;
+  EXPECT_TRUE(has(zero.err, "(0, 100)")) << zero.err;
+}
+
+TEST(CliAdaptive, UnreachableTargetFailsBeforeAnyModeRuns) {
+  // Beyond every model (NF4 everywhere removes at most 87.1 %): a usage error, before int8 runs.
+  const auto far = run_kq({"bench", "--modes", "int8", "adaptive-r99", "--samples", "1", "--no-latency"});
+  EXPECT_EQ(far.status, 2) << far.err;
+  EXPECT_TRUE(has(far.err, "mode 'adaptive-r99': a target reduction of 99 % cannot be reached")) << far.err;
+  EXPECT_TRUE(has(far.err, "87.10 %")) << far.err;
+  EXPECT_EQ(far.out, "");
+  // Beyond this model only (86.59 % at most on gpt2-tiny): named as soon as the model is loaded.
+  const auto near = run_kq({"bench", "--modes", "int8", "adaptive-r87", "--samples", "1", "--no-latency"});
+  EXPECT_EQ(near.status, 1) << near.err;
+  EXPECT_TRUE(has(near.err, "--modes adaptive-r87:")) << near.err;
+  EXPECT_TRUE(has(near.err, "the reduction is 0.8659")) << near.err;
+  EXPECT_EQ(near.out, "") << "a mode ran before the unreachable one was refused";
+  EXPECT_FALSE(has(near.err, "int8 perplexity")) << near.err;
+}
+
+TEST(CliAdaptive, PlannedAndReportedReductionsAreOneFigureAboveTheTarget) {
+  // The plan counted the weight matrices, the report the biases too: 80.2 % planned, 79.8 % reported.
+  TempDir tmp;
+  const auto r = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "adaptive-r80", "-o",
+                         (tmp.path / "q").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto pct_after = [&](const std::string& start) {
+    const size_t at = r.out.find(start);
+    EXPECT_NE(at, std::string::npos) << start << "\n" << r.out;
+    if (at == std::string::npos) return 0.0;
+    const size_t open = r.out.find('(', at);
+    return std::stod(r.out.substr(open + 1));
+  };
+  const double planned = pct_after("  planned: "), reported = pct_after("linear weights ");
+  EXPECT_GE(planned, 80.0) << r.out;
+  EXPECT_GE(reported, 80.0) << r.out;
+  EXPECT_NEAR(planned, reported, 0.051) << r.out;  // one figure, printed to 2 and 1 decimals
+  EXPECT_TRUE(has(r.out, "biases included")) << r.out;
+  EXPECT_TRUE(has(r.out, "exact knapsack")) << r.out;
+
+  const fs::path json = tmp.path / "b.json";
+  const auto b = run_kq({"bench", "--modes", "adaptive-r80", "--samples", "1", "--no-latency", "--json",
+                         json.string()});
+  ASSERT_TRUE(b.status == 0 || b.status == 3) << b.err;
+  const nlohmann::json a = read_json(json)["results"][0];
+  EXPECT_GE(1.0 - a["linear_bytes_after"].get<double>() / a["linear_bytes_before"].get<double>(), 0.80);
 }

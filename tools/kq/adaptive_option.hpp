@@ -3,28 +3,69 @@
 // name and --target-reduction / --strategy, and the printed per-layer plan.
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
+#include <cmath>
 #include <string>
 
 #include "format_util.hpp"
 #include "kq/adaptive.hpp"
+#include "kq/error.hpp"
 
 namespace kq::cli {
 
+/// A mode name for a message: as given up to 48 characters, else its first 40
+/// and its length (a name of 400 digits is not echoed whole).
+inline std::string shown_mode(const std::string& name) {
+  if (name.size() <= 48) return name;
+  return fmt::format("{}... ({} characters)", name.substr(0, 40), name.size());
+}
+
+/// "" when `o`'s target can be reached on some model; otherwise why not: no
+/// model lets o's formats remove more than adaptive_reduction_limit(o) of the
+/// FP32 bytes (NF4 everywhere: 87.1 %), so a larger target is a usage error,
+/// found before the model is loaded. `what` names the value: the mode, or
+/// (option_given) --target-reduction, whose range is then given as a fraction.
+inline std::string adaptive_target_beyond_limit(const AdaptiveOptions& o, const std::string& what,
+                                                bool option_given = false) {
+  const double limit = adaptive_reduction_limit(o);
+  if (o.target_reduction <= limit) return {};
+  const double pct = std::floor(limit * 1e4) / 1e2;  // 87.10: below the limit, as printed
+  return fmt::format(
+      "{}: a target reduction of {:g} % cannot be reached on any model: with int8, nf4 or f32 per layer at most "
+      "{:.2f} % of the linear layers' FP32 bytes can be removed (nf4 everywhere); {}",
+      what, std::round(o.target_reduction * 1e6) / 1e4, pct,
+      option_given ? fmt::format("give a value in (0, {:.4f}]", pct / 100)
+                   : fmt::format("give adaptive-rP with P in (0, {:.2f}]", pct));
+}
+
 /// parse_adaptive_mode(mode), then --target-reduction (when given, in (0, 1))
-/// and --strategy (when not empty) override what the name says.
+/// and --strategy (when not empty) override what the name says. A target no
+/// model can reach (adaptive_target_beyond_limit), or one finer than 0.000001
+/// from either end, is a usage error (CLI::ValidationError, exit status 2)
+/// before the model is loaded.
 inline AdaptiveOptions adaptive_options(const std::string& mode, bool target_given, double target,
                                         const std::string& strategy) {
   AdaptiveOptions o = parse_adaptive_mode(mode);
   if (target_given) o.target_reduction = target;
   if (!strategy.empty()) o.strategy = parse_allocation_strategy(strategy);
+  const std::string what =
+      target_given ? fmt::format("--target-reduction {}", target) : fmt::format("--mode {}", shown_mode(mode));
+  try {
+    if (const std::string why = adaptive_target_beyond_limit(o, what, target_given); !why.empty())
+      throw CLI::ValidationError(why);
+  } catch (const InvalidArgument& e) {  // a target too close to 0 or 1 for a name (AdaptiveOptions)
+    throw CLI::ValidationError(fmt::format("{}: {}", what, e.what()));
+  }
   return o;
 }
 
 /// One line per planned layer: name, shape [N, K], weight entropy (bits), the
-/// format chosen, its bytes and measured relative error; then the totals.
+/// format chosen, its matrix's bytes and measured relative error; then the
+/// totals (the layers' bytes, biases included: the figure the target refers
+/// to and the quantize report prints) and whether the knapsack was exact.
 inline void print_adaptive_plan(const AdaptivePlan& plan) {
-  fmt::print("adaptive precision plan ({} strategy, target {:.1f} % of the FP32 linear bytes removed):\n",
-             allocation_strategy_name(plan.strategy), 100.0 * plan.target_reduction);
+  fmt::print("adaptive precision plan ({} strategy, target {:g} % of the linear layers' FP32 bytes removed):\n",
+             allocation_strategy_name(plan.strategy), std::round(plan.target_reduction * 1e6) / 1e4);
   fmt::print("  {:<40} {:>11} {:>8} {:>8} {:>10} {:>10}\n", "layer", "N x K", "entropy", "format", "bytes",
              "rel. error");
   for (const LayerAnalysis& l : plan.layers) {
@@ -32,9 +73,10 @@ inline void print_adaptive_plan(const AdaptivePlan& plan) {
     fmt::print("  {:<40} {:>11} {:>8.3f} {:>8} {:>10} {:>10.3e}\n", l.name, fmt::format("{}x{}", l.N, l.K),
                l.entropy_bits, c.format, human_bytes(c.bytes), c.rel_error);
   }
-  fmt::print("  planned: {} -> {} ({:.1f} % smaller), estimated loss {:.4e}\n",
-             human_bytes(plan.bytes_before), human_bytes(plan.bytes_after), 100.0 * plan.achieved_reduction,
-             plan.estimated_loss);
+  fmt::print("  planned: {} -> {} ({:.2f} % smaller, biases included), estimated loss {:.4e}, {}\n",
+             human_bytes(plan.bytes_before), human_bytes(plan.bytes_after),
+             std::floor(plan.achieved_reduction * 1e4) / 1e2, plan.estimated_loss,
+             plan.exact ? "exact knapsack" : "greedy knapsack (too many layer combinations for the exact one)");
 }
 
 }  // namespace kq::cli

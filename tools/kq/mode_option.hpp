@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "adaptive_option.hpp"
 #include "kq/adaptive.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
@@ -14,13 +15,15 @@ namespace kq::cli {
 
 /// Accepts what parse_quant_mode or (for names starting with "adaptive")
 /// parse_adaptive_mode accepts; otherwise its message (the unknown name and
-/// the valid modes, or the adaptive form).
+/// the valid modes, or the adaptive form). An adaptive target that no model
+/// can reach (adaptive_target_beyond_limit: above NF4's 87.1 %) is refused
+/// too, so `kq bench --modes int8 adaptive-r99` fails before int8 runs.
 inline CLI::Validator quant_mode() {
   return CLI::Validator(
       [](std::string& value) -> std::string {
         try {
-          if (is_adaptive_mode(value))
-            (void)parse_adaptive_mode(value);  // adaptive, adaptive-r85, ... (kq/adaptive.hpp)
+          if (is_adaptive_mode(value))  // adaptive, adaptive-r85, ... (kq/adaptive.hpp)
+            return adaptive_target_beyond_limit(parse_adaptive_mode(value), "mode '" + shown_mode(value) + "'");
           else
             (void)parse_quant_mode(value);
           return {};
