@@ -30,20 +30,28 @@ namespace fs = std::filesystem;
 
 struct BenchArgs {
   std::string model, text, json, device = "cpu", calibration;
-  std::vector<std::string> modes{"int8", "int4", "fp8"};
+  std::vector<std::string> modes;  ///< --modes as given (empty: default_modes)
   std::vector<std::string> keep;
   int ctx = 0, samples = 0, threads = 0, runs = 5, decode = 32, prompt = 128;
   bool lm_head = false, no_latency = false, special_tokens = false;
 };
 
-void print_header(const BenchReport& r, const BenchArgs& a) {
+/// The modes run without --modes: the specification's four on the CPU; on the
+/// GPU without AWQ, which has no GPU path yet.
+std::vector<std::string> default_modes(Device device) {
+  if (device == Device::CPU) return {"int8", "int4", "awq", "fp8"};
+  return {"int8", "int4", "fp8"};
+}
+
+/// The run's header; `modes` are the modes run, as given (or the defaults).
+void print_header(const BenchReport& r, const std::vector<std::string>& modes) {
   fmt::print("KernelQuant bench\n");
   fmt::print("  model   {}\n", r.model);
   if (r.device == "cpu")
     fmt::print("  device  cpu ({} threads)\n", r.threads);
   else
     fmt::print("  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
-  fmt::print("  modes   {}\n", fmt::join(a.modes, " "));
+  fmt::print("  modes   {}\n", fmt::join(modes, " "));
   fmt::print("  tokenizer {}\n", r.tokenizer);
   fmt::print("  text    {}{} ({} tokens)\n", r.text, r.special_tokens ? ", special tokens recognized" : "",
              r.text_tokens);
@@ -200,7 +208,8 @@ void add_bench_command(CLI::App& app) {
                       "Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; default: the "
                       "specification's int8 int4 awq fp8 on the CPU, int8 int4 fp8 with --device cuda, where AWQ "
                       "has no GPU path yet). adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, "
-                      "nf4 or f32) removing P % (default 80) of the linear FP32 bytes; its PASS threshold is that of "
+                      "nf4 or f32) removing P % (default 80; P in (0, 100), at most 4 decimals; at most 87.1 % can "
+                      "be reached, nf4 everywhere) of the linear layers' FP32 bytes; its PASS threshold is that of "
                       "the lowest precision the plan uses (nf4: 5 %)")
           ->expected(1, -1)
           ->check(cli::quant_mode());
@@ -223,7 +232,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--calibration", args->calibration,
                   "UTF-8 calibration text for AWQ modes, not the --text they are scored on (default: "
                   "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt); "
-                  "other modes do not read it");
+                  "other modes do not read it (given without an AWQ mode: a warning, and it is ignored)");
   add_threads_option(cmd, args->threads);
   CLI::Option* json_opt = cmd->add_option(
       "--json", args->json,
@@ -266,8 +275,7 @@ void add_bench_command(CLI::App& app) {
     }
     check_input_file("--text", o.text.string());
     o.allow_special_tokens = args->special_tokens;
-    o.modes = args->modes;
-    if (modes_opt->count() == 0 && parse_device(args->device) == Device::CPU) o.modes = {"int8", "int4", "awq", "fp8"};
+    o.modes = modes_opt->count() > 0 ? args->modes : default_modes(parse_device(args->device));
     bool awq = false;
     try {  // two names of one mode: a usage error (exit 2), like an unknown name
       for (const BenchMode& m : parse_bench_modes(o.modes)) awq = awq || (m.spec && m.spec->awq);
@@ -280,6 +288,9 @@ void add_bench_command(CLI::App& app) {
     if (awq) {
       o.calibration = calibration_text(args->calibration, o.model_dir);
       check_input_file("--calibration", o.calibration.string());
+    } else if (!args->calibration.empty()) {
+      warn(fmt::format("--calibration '{}' is only used by AWQ modes, and --modes has none ({}); ignored",
+                       args->calibration, fmt::join(o.modes, " ")));
     }
     o.ctx = args->ctx;
     o.samples = args->samples;
@@ -309,7 +320,7 @@ void add_bench_command(CLI::App& app) {
     if (r.samples > r.windows)
       warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
                        r.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));
-    print_header(r, *args);
+    print_header(r, o.modes);
     for (const BenchResult& m : r.results) print_mode(m);
     print_table(r);
     flush_stdout();  // the warnings (stderr) come after the table, where the speedups are read

@@ -1,0 +1,44 @@
+// `kq bench` fresh-user findings about its modes: the header names the modes
+// actually run (with no --modes, the CPU default includes awq), and a
+// --calibration that no mode reads is warned about, not silently ignored.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cli/cli_util.hpp"
+
+using kq::testing::demo_model;
+using kq::testing::run_kq;
+
+namespace {
+
+bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+}  // namespace
+
+TEST(CliBenchModes, HeaderNamesTheModesRun) {
+  // The header printed the option's default (int8 int4 fp8) while the CPU ran int8 int4 awq fp8.
+  const auto d = run_kq({"bench", "--samples", "1", "--no-latency", "--threads", "1"});
+  ASSERT_TRUE(d.status == 0 || d.status == 3) << d.err;
+  EXPECT_TRUE(has(d.out, "\n  modes   int8 int4 awq fp8\n")) << d.out;
+  EXPECT_TRUE(has(d.out, "== awq (awq-g128) ==")) << d.out;
+  const auto g = run_kq({"bench", "--modes", "fp8", "nf4-b32", "--samples", "1", "--no-latency", "--threads", "1"});
+  ASSERT_TRUE(g.status == 0 || g.status == 3) << g.err;
+  EXPECT_TRUE(has(g.out, "\n  modes   fp8 nf4-b32\n")) << g.out;
+}
+
+TEST(CliBenchModes, CalibrationWithoutAnAwqModeIsWarned) {
+  const std::string calib = (demo_model() / "demo-calibration.txt").string();
+  const auto r = run_kq({"bench", "--modes", "int8", "--calibration", calib, "--samples", "1", "--no-latency",
+                         "--threads", "1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: warning: --calibration '" + calib + "' is only used by AWQ modes")) << r.err;
+  EXPECT_TRUE(has(r.err, "ignored")) << r.err;
+  EXPECT_FALSE(has(r.out, "calibration")) << r.out;  // the header names no calibration text
+  // With an AWQ mode it is read, and not warned about.
+  const auto a = run_kq({"bench", "--modes", "awq", "--calibration", calib, "--samples", "1", "--no-latency",
+                         "--threads", "1"});
+  ASSERT_TRUE(a.status == 0 || a.status == 3) << a.err;
+  EXPECT_FALSE(has(a.err, "--calibration")) << a.err;
+  EXPECT_TRUE(has(a.out, "  calibration " + calib + " (AWQ)")) << a.out;
+}
