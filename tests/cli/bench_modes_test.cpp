@@ -1,6 +1,7 @@
 // `kq bench` fresh-user findings about its modes: the header names the modes
 // actually run (with no --modes, the CPU default includes awq), and a
-// --calibration that no mode reads is warned about, not silently ignored.
+// --calibration that no mode reads is a usage error (as in kq quantize), not
+// silently ignored.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -27,14 +28,14 @@ TEST(CliBenchModes, HeaderNamesTheModesRun) {
   EXPECT_TRUE(has(g.out, "\n  modes   fp8 nf4-b32\n")) << g.out;
 }
 
-TEST(CliBenchModes, CalibrationWithoutAnAwqModeIsWarned) {
+TEST(CliBenchModes, CalibrationWithoutAnAwqModeIsAUsageError) {
   const std::string calib = (demo_model() / "demo-calibration.txt").string();
-  const auto r = run_kq({"bench", "--modes", "int8", "--calibration", calib, "--samples", "1", "--no-latency",
-                         "--threads", "1"});
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_TRUE(has(r.err, "kq: warning: --calibration '" + calib + "' is only used by AWQ modes")) << r.err;
-  EXPECT_TRUE(has(r.err, "ignored")) << r.err;
-  EXPECT_FALSE(has(r.out, "calibration")) << r.out;  // the header names no calibration text
+  const auto r = run_kq({"bench", "--modes", "int8", "fp8", "--calibration", calib, "--samples", "1",
+                         "--no-latency", "--threads", "1"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: --calibration goes with the AWQ modes")) << r.err;
+  EXPECT_TRUE(has(r.err, "--modes has none (int8 fp8)")) << r.err;
+  EXPECT_EQ(r.out, "");  // before any mode ran
   // With an AWQ mode it is read, and not warned about.
   const auto a = run_kq({"bench", "--modes", "awq", "--calibration", calib, "--samples", "1", "--no-latency",
                          "--threads", "1"});

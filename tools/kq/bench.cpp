@@ -232,7 +232,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--calibration", args->calibration,
                   "UTF-8 calibration text for AWQ modes, not the --text they are scored on (default: "
                   "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt); "
-                  "other modes do not read it (given without an AWQ mode: a warning, and it is ignored)");
+                  "other modes do not read it (given without an AWQ mode among --modes: a usage error)");
   add_threads_option(cmd, args->threads);
   CLI::Option* json_opt = cmd->add_option(
       "--json", args->json,
@@ -288,9 +288,10 @@ void add_bench_command(CLI::App& app) {
     if (awq) {
       o.calibration = calibration_text(args->calibration, o.model_dir);
       check_input_file("--calibration", o.calibration.string());
-    } else if (!args->calibration.empty()) {
-      warn(fmt::format("--calibration '{}' is only used by AWQ modes, and --modes has none ({}); ignored",
-                       args->calibration, fmt::join(o.modes, " ")));
+    } else if (!args->calibration.empty()) {  // an option no mode uses is a usage error, as in kq quantize
+      throw CLI::ValidationError(fmt::format(
+          "--calibration goes with the AWQ modes (awq, awq-g64, awq-sym, ...); --modes has none ({})",
+          fmt::join(o.modes, " ")));
     }
     o.ctx = args->ctx;
     o.samples = args->samples;
