@@ -128,8 +128,6 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     if (o.calibration.empty())
       raise<InvalidArgument>("AWQ modes need --calibration FILE: text to collect activation statistics on "
                              "(not the --text it is evaluated on; e.g. WikiText-2 valid when reporting on test)");
-    if (o.context.device != Device::CPU)
-      raise<InvalidArgument>("AWQ modes have no GPU path yet; run them with --device cpu");
     std::error_code ec;
     if (std::filesystem::equivalent(o.calibration, o.text, ec))
       warn(fmt::format("--calibration '{}' is the evaluation text: AWQ is then tuned on the text it is scored on, "

@@ -187,10 +187,13 @@ std::vector<std::string> valid_quant_mode_names() {
 }
 
 QuantSpec parse_quant_mode(std::string_view name) {
+  // A hostile name (thousands of characters) is shown cut, with its length.
+  const std::string shown = name.size() <= 40 ? std::string(name)
+                                              : fmt::format("{}... ({} characters)", name.substr(0, 40), name.size());
   auto fail = [&](std::string_view why) -> QuantSpec {
     raise<InvalidArgument>(
-        "unknown quantization mode '{}'{}; valid modes: int4 (the specification's INT4 mode = nf4), awq (= awq-g128), {}", name,
-        why, fmt::join(valid_quant_mode_names(), ", "));
+        "unknown quantization mode '{}'{}; valid modes: int4 (the specification's INT4 mode = nf4), awq (= awq-g128), {}",
+        shown, why, fmt::join(valid_quant_mode_names(), ", "));
   };
   const std::string l = lower(name);
   std::vector<std::string> tok;
@@ -234,8 +237,13 @@ QuantSpec parse_quant_mode(std::string_view name) {
     if (std::find(seen.begin(), seen.end(), t) != seen.end()) return fail(fmt::format(" (repeated '{}')", t));
     seen.push_back(t);
     int num = 0;
-    const bool sized = t.size() > 1 && (t[0] == 'b' || t[0] == 'g') &&
-                       std::from_chars(t.data() + 1, t.data() + t.size(), num).ptr == t.data() + t.size();
+    bool sized = false;
+    if (t.size() > 1 && (t[0] == 'b' || t[0] == 'g')) {
+      const auto [ptr, ec] = std::from_chars(t.data() + 1, t.data() + t.size(), num);
+      sized = ptr == t.data() + t.size();
+      if (sized && ec == std::errc::result_out_of_range)
+        return fail(fmt::format(" (block / group size {} is out of range)", t.size() > 21 ? t.substr(0, 20) + "..." : t));
+    }
     const bool four = is_4bit(s.format), codebook = four && s.format != PrecisionFormat::INT4;
     if (sized && four) {
       s.block_size = num;

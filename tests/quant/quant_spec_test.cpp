@@ -90,6 +90,29 @@ TEST(QuantSpec, UnknownNamesListEveryValidName) {
   }
 }
 
+// Sizes that overflow an int are out of range, not read as 0 (which would
+// report "block_size 0"), and a hostile name is shown cut with its length.
+TEST(QuantSpec, HugeSizesAndNamesAreClearErrors) {
+  const std::vector<std::string> names = {"int4-g99999999999", "nf4-b4294967296", "awq-g" + std::string(400, '9')};
+  for (const std::string& name : names) {
+    try {
+      (void)parse_quant_mode(name);
+      FAIL() << name << " parsed";
+    } catch (const InvalidArgument& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("out of range"), std::string::npos) << m;
+      EXPECT_EQ(m.find("block_size 0"), std::string::npos) << m;
+      EXPECT_EQ(m.find(std::string(100, '9')), std::string::npos) << "the 400 digits are echoed in full";
+    }
+  }
+  try {
+    (void)parse_quant_mode(std::string(5000, 'x'));
+    FAIL();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("(5000 characters)"), std::string::npos) << e.what();
+  }
+}
+
 TEST(QuantSpec, ValidationNamesTheField) {
   QuantSpec s = parse_quant_mode("nf4");
   s.block_size = 48;

@@ -36,12 +36,8 @@ struct BenchArgs {
   bool lm_head = false, no_latency = false, special_tokens = false;
 };
 
-/// The modes run without --modes: the specification's four on the CPU; on the
-/// GPU without AWQ, which has no GPU path yet.
-std::vector<std::string> default_modes(Device device) {
-  if (device == Device::CPU) return {"int8", "int4", "awq", "fp8"};
-  return {"int8", "int4", "fp8"};
-}
+/// The modes run without --modes: the specification's four, on either device.
+std::vector<std::string> default_modes() { return {"int8", "int4", "awq", "fp8"}; }
 
 /// The run's header; `modes` are the modes run, as given (or the defaults).
 void print_header(const BenchReport& r, const std::vector<std::string>& modes) {
@@ -206,8 +202,7 @@ void add_bench_command(CLI::App& app) {
   CLI::Option* modes_opt =
       cmd->add_option("--modes", args->modes,
                       "Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; default: the "
-                      "specification's int8 int4 awq fp8 on the CPU, int8 int4 fp8 with --device cuda, where AWQ "
-                      "has no GPU path yet). adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, "
+                      "specification's int8 int4 awq fp8). adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, "
                       "nf4 or f32) removing P % (default 80; P in (0, 100), at most 4 decimals; at most 87.1 % can "
                       "be reached, nf4 everywhere) of the linear layers' FP32 bytes; its PASS threshold is that of "
                       "the lowest precision the plan uses (nf4: 5 %)")
@@ -275,16 +270,13 @@ void add_bench_command(CLI::App& app) {
     }
     check_input_file("--text", o.text.string());
     o.allow_special_tokens = args->special_tokens;
-    o.modes = modes_opt->count() > 0 ? args->modes : default_modes(parse_device(args->device));
+    o.modes = modes_opt->count() > 0 ? args->modes : default_modes();
     bool awq = false;
     try {  // two names of one mode: a usage error (exit 2), like an unknown name
       for (const BenchMode& m : parse_bench_modes(o.modes)) awq = awq || (m.spec && m.spec->awq);
     } catch (const InvalidArgument& e) {
       throw CLI::ValidationError(e.what());
     }
-    if (awq && parse_device(args->device) != Device::CPU)
-      throw CLI::ValidationError("--modes awq: AWQ has no GPU path yet (the W4A16 kernels do not apply its "
-                                 "per-input-channel scales); run it with --device cpu, or use int4-g128 on the GPU");
     if (awq) {
       o.calibration = calibration_text(args->calibration, o.model_dir);
       check_input_file("--calibration", o.calibration.string());
