@@ -109,61 +109,61 @@ void naming_target(const fs::path& staging, const fs::path& out, const std::func
 }
 
 // ---- removal of the staging folders on SIGINT / SIGTERM / SIGHUP ----
+//
+// No signal handler runs: the signals are blocked in the installing thread
+// (and so in every thread it starts later: OpenMP and oneDNN workers) and a
+// watcher thread takes them synchronously with sigwait(). An asynchronous
+// handler, even one that only write()s to a pipe, is delivered on whatever
+// thread is running, in the middle of any code; on a thread inside oneDNN's
+// sgemm that corrupted the heap ("corrupted size vs. prev_size while
+// consolidating", an abort in free() under dnnl_sgemm), in about 1 of 40
+// interrupted `kq quantize --mode awq` runs of gpt2-small.
 
 constexpr int kCleanupSignals[] = {SIGINT, SIGTERM, SIGHUP};
-int g_signal_pipe[2] = {-1, -1};  // [0] read by the watcher, [1] written (non-blocking) by the handler
 
-extern "C" void on_cleanup_signal(int sig) {
-  const int saved = errno;  // only async-signal-safe calls here
-  const unsigned char byte = static_cast<unsigned char>(sig);
-  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &byte, 1);
-  errno = saved;
-}
-
-/// The watcher thread: waits for a signal number from the handler, removes
-/// every registered staging folder, then ends the process by that signal.
-[[noreturn]] void watch_cleanup_signals() {
-  unsigned char byte = 0;
-  for (;;) {
-    const ssize_t n = ::read(g_signal_pipe[0], &byte, 1);
-    if (n == 1) break;
-    if (n < 0 && errno == EINTR) continue;
-    for (;;) ::pause();  // the pipe is gone (cannot happen): leave the process alone
+/// The watcher thread: waits for one of `set`, removes every registered
+/// staging folder, then ends the process by that signal.
+[[noreturn]] void watch_cleanup_signals(sigset_t set) {
+  int sig = 0;
+  while (::sigwait(&set, &sig) != 0) {
   }
-  const int sig = byte;
   // Taken and never released: no AtomicDir may create, commit or remove a
   // folder after this point, and the process ends below.
   registry().mutex.lock();
   for (const std::string& d : registry().dirs) remove_tree(d);
+  // The default action, on this thread only (it is blocked in every other):
+  // the process is killed by `sig` without running any exit code (atexit,
+  // static destructors) while the other threads still run.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   ::sigemptyset(&dfl.sa_mask);
   ::sigaction(sig, &dfl, nullptr);
-  sigset_t set;
-  ::sigemptyset(&set);
-  ::sigaddset(&set, sig);
-  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-  ::raise(sig);        // the default action: the process is killed by `sig`
+  sigset_t one;
+  ::sigemptyset(&one);
+  ::sigaddset(&one, sig);
+  ::pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+  ::raise(sig);        // delivered on return from raise: the process is killed by `sig`
   ::_exit(128 + sig);  // not reached
 }
 
 void install_cleanup_handlers() {
-  if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0)
-    raise<Error>("cannot set up the interrupt handler: pipe: {}", std::strerror(errno));
-  ::fcntl(g_signal_pipe[1], F_SETFL, ::fcntl(g_signal_pipe[1], F_GETFL) | O_NONBLOCK);
-  try {
-    std::thread(watch_cleanup_signals).detach();
-  } catch (const std::system_error& e) {
-    raise<Error>("cannot set up the interrupt handler: thread: {}", e.what());
-  }
+  (void)registry();  // allocated here, not on the watcher at the interrupt
+  sigset_t set;
+  ::sigemptyset(&set);
   for (const int sig : kCleanupSignals) {
     struct sigaction old {};
     if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;  // e.g. nohup
-    struct sigaction sa {};
-    sa.sa_handler = on_cleanup_signal;
-    ::sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    ::sigaction(sig, &sa, nullptr);
+    ::sigaddset(&set, sig);
+  }
+  if (::sigisemptyset(&set)) return;  // all three ignored: nothing to take
+  sigset_t before;
+  if (const int err = ::pthread_sigmask(SIG_BLOCK, &set, &before); err != 0)
+    raise<Error>("cannot set up the interrupt handler: pthread_sigmask: {}", std::strerror(err));
+  try {
+    std::thread(watch_cleanup_signals, set).detach();  // inherits the blocked set, as sigwait needs
+  } catch (const std::system_error& e) {
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    raise<Error>("cannot set up the interrupt handler: thread: {}", e.what());
   }
 }
 

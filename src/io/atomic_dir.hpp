@@ -84,15 +84,24 @@ class AtomicDir {
   bool committed_ = false;
 };
 
-/// Installs, once per process, handlers for SIGINT, SIGTERM and SIGHUP (each
-/// unless it is ignored, e.g. SIGHUP under nohup) that remove the staging
-/// folder of every AtomicDir not yet committed, then let the signal end the
-/// process as it would have (killed by it: a shell shows status 128 + N,
-/// 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). The handler itself only
-/// writes the signal number to a pipe (async-signal-safe); a watcher thread
-/// does the removal, holding the lock that AtomicDir's constructor,
-/// destructor and commit() take, so a folder is never half-moved into place.
-/// Throws Error if the pipe or the thread cannot be created.
+/// Installs, once per process, the removal of the staging folder of every
+/// AtomicDir not yet committed on SIGINT, SIGTERM and SIGHUP (each unless it
+/// is ignored, e.g. SIGHUP under nohup); the signal then ends the process as
+/// it would have (killed by it: a shell shows status 128 + N, 130 for SIGINT,
+/// 143 for SIGTERM, 129 for SIGHUP), without running exit code (atexit,
+/// static destructors) beside live threads. No signal handler is installed:
+/// the signals are blocked in the calling thread, and so in every thread it
+/// starts afterwards, and a watcher thread takes them with sigwait(), so they
+/// never interrupt computing threads (an asynchronous handler on a thread
+/// inside oneDNN corrupted the heap). The watcher removes the folders
+/// holding the lock that AtomicDir's constructor, destructor and commit()
+/// take, so a folder is never half-moved into place.
+/// Call it from the main thread before any other thread starts (before the
+/// first OpenMP parallel region): a thread started earlier does not block the
+/// signals and, when the kernel picks it, the signal ends the process without
+/// the removal. The calling thread keeps the signals blocked (a process it
+/// starts inherits that mask). Throws Error if the mask or the thread cannot
+/// be set up.
 void remove_staging_dirs_on_signals();
 
 /// Leftovers of earlier interrupted (or still running) writes of `out`:
