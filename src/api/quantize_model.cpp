@@ -52,6 +52,15 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   QuantizeReport report;
   std::vector<bool> pattern_used(keep.size(), false);
 
+  // A model loaded from a quantized folder is refused as a whole, also when
+  // every quantized layer would be kept (e.g. --keep .): re-saving its layers
+  // as they are would pass for a quantization of 0 layers.
+  for (const LinearSlot& slot : model.linear_layers())
+    if (quantized_linear_spec(**slot.op) != nullptr)
+      raise<InvalidArgument>(
+          "the model is already quantized (layer '{}' is {}: loaded from a quantized folder, or quantized "
+          "before); load the original model to requantize",
+          slot.name, (*slot.op)->format());
   // The spec of every layer to quantize (kept layers have none).
   std::map<std::string, QuantSpec> plan;
   for (const LinearSlot& slot : model.linear_layers()) {
@@ -61,9 +70,6 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     const auto override_it = options.layer_specs.find(slot.name);  // an override decides its layer
     if (override_it != options.layer_specs.end()) kept = !override_it->second.has_value();
     if (kept) continue;
-    if (quantized_linear_spec(**slot.op) != nullptr)
-      raise<InvalidArgument>("layer '{}' is already quantized ({}); load the original model to requantize",
-                             slot.name, (*slot.op)->format());
     plan.emplace(slot.name, override_it != options.layer_specs.end() ? *override_it->second : options.spec);
   }
   // AWQ layers: activation statistics from the calibration text, on the model as loaded.

@@ -56,19 +56,25 @@ QuantSpec awq_base_spec(const QuantSpec& awq_spec) {
 }
 
 std::unique_ptr<Linear> make_awq_linear(PackedWeight weight, Tensor bias, Tensor scales) {
+  // Messages name what is wrong, not this function: the loader prefixes them
+  // with the tensor (and file) they came from.
   if (weight.spec.format != PrecisionFormat::INT4 || weight.spec.awq)
-    raise<InvalidArgument>("make_awq_linear: the scaled weight must be plain INT4 (int4-gN), got {}",
-                           weight.spec.name());
+    raise<InvalidArgument>("the AWQ scaled weight must be plain INT4 (int4-gN), got {}", weight.spec.name());
   const int64_t K = weight.K;
   if (!scales.defined() || scales.dtype() != DType::F32 || scales.shape() != Shape{K})
-    raise<InvalidArgument>("make_awq_linear: scales must be F32 [{}] (one per input channel), got {}", K,
+    raise<InvalidArgument>("AWQ scales must be F32 [{}] (one per input channel), got {}", K,
                            scales.defined() ? fmt::format("{} {}", dtype_name(scales.dtype()), shape_str(scales.shape()))
                                             : std::string("none"));
   if (reinterpret_cast<uintptr_t>(scales.raw()) % alignof(float) != 0) scales = scales.clone();
   const float* s = scales.data<float>();
+  // The op divides x by s: s must be finite and > 0, and so must 1/s (a
+  // subnormal s such as 1e-45 passes the first test but 1/s is inf).
   for (int64_t k = 0; k < K; ++k)
-    if (!(std::isfinite(s[k]) && s[k] > 0.0f))
-      raise<InvalidArgument>("make_awq_linear: scale {} at input channel {} is not finite and > 0", s[k], k);
+    if (!(std::isfinite(s[k]) && s[k] > 0.0f && std::isfinite(1.0f / s[k])))
+      raise<InvalidArgument>(
+          "AWQ scale {} at input channel {} is unusable: every scale must be finite and > 0 with a finite "
+          "reciprocal 1/s (corrupt file?)",
+          s[k], k);
   QuantSpec spec = weight.spec;
   spec.awq = true;
   return std::make_unique<AwqLinear>(make_quantized_linear(std::move(weight), std::move(bias)), std::move(scales),

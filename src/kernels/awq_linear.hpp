@@ -54,7 +54,8 @@ class AwqLinear : public Linear {
 /// The AWQ op from the packed INT4 weight of W · diag(s) (weight.spec: INT4,
 /// awq = false), its bias (F32 [N] or undefined) and s (F32 [K]).
 /// Throws InvalidArgument for a non-INT4 weight, or scales that are not F32
-/// [K] or hold a value that is not finite and > 0 (naming its index).
+/// [K] or hold a value that is not finite and > 0 or whose reciprocal is not
+/// finite (e.g. 1e-45; naming its index). Messages do not name this function.
 std::unique_ptr<Linear> make_awq_linear(PackedWeight weight, Tensor bias, Tensor scales);
 
 /// The plain INT4 spec an AWQ spec stores its scaled weight in (awq = false).

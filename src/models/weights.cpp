@@ -169,10 +169,13 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   } catch (const FormatError& e) {
     // A bad value (scale, code, zero point) is reported with its tensor name;
     // add the safetensors file holding it (shards may split a layer's tensors).
+    // A missing tensor is in no file: name the file of the layer's other
+    // tensors, where it was looked for.
     const std::string what = e.what();
     std::string file;
     for (const std::string& n : read)
       if (what.find("'" + n + "'") != std::string::npos) file = fmt::format(" (in {})", store_.file_of(n));
+    if (file.empty() && !read.empty()) file = fmt::format(" (in {})", store_.file_of(read.front()));
     raise<FormatError>("{}: quantized layer '{}'{}: {}", dir_.string(), module, file, what);
   }
 }
