@@ -1,7 +1,12 @@
 // `kq quantize`: write a quantized model folder.
 #include <fmt/core.h>
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -12,7 +17,9 @@
 #include "format_util.hpp"
 #include "int_option.hpp"
 #include "io/atomic_dir.hpp"
+#include "io/json_strict.hpp"
 #include "io/utf8_text.hpp"
+#include "kq/config.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
@@ -70,6 +77,62 @@ void check_out_against_model(const std::string& out, const std::string& model) {
         out, model);
 }
 
+/// --model must be an original model, not a folder kq quantize wrote (its
+/// config.json has a kq quantization_config): requantizing one, or re-saving
+/// it with every layer kept, would pass for a quantization. Throws
+/// InvalidArgument naming the folder and its mode; a config.json that cannot
+/// be read is left to the model load, which names the problem.
+void check_model_not_quantized(const std::string& model) {
+  nlohmann::json cfg;
+  try {
+    cfg = io::load_json_file(std::filesystem::path(model) / "config.json");
+  } catch (const Error&) {
+    return;
+  }
+  if (!cfg.is_object() || !cfg.contains("quantization_config") || !cfg["quantization_config"].is_object()) return;
+  const nlohmann::json& qc = cfg["quantization_config"];
+  if (!qc.contains("quant_method") || qc["quant_method"] != "kq") return;
+  const std::string mode = qc.contains("mode") && qc["mode"].is_string() ? qc["mode"].get<std::string>() : "?";
+  raise<InvalidArgument>(
+      "--model '{}' is already quantized (a folder written by kq quantize, mode {}); quantize the original model "
+      "folder instead",
+      model, mode);
+}
+
+/// The calibration tokens of AWQ from the text file `calib` (the --calibration
+/// option's value or its default): an empty or whitespace-only file is an
+/// error naming it; a text shorter than one calibration window of the model
+/// (or than 128 tokens) is warned about, naming it and its token count, and used.
+std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, const std::string& model_dir,
+                                        const CalibrationOptions& options) {
+  check_input_file("--calibration", calib.string());
+  const std::string text = io::read_utf8_text_file(calib, uint64_t(1) << 31);
+  if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; }))
+    raise<InvalidArgument>("--calibration '{}': the file {}; AWQ needs calibration text (a few thousand tokens of "
+                           "ordinary text in the model's language)",
+                           calib.string(), text.empty() ? "is empty" : "holds only whitespace");
+  std::vector<int32_t> tokens = Tokenizer::load(model_dir).encode(text);
+  // One window of the calibration forward pass (awq::collect_activation_stats).
+  int64_t window = options.window > 0 ? options.window : 512;
+  if (options.window <= 0) {
+    try {
+      window = std::min<int64_t>(512, load_model_config(model_dir).max_positions);
+    } catch (const Error&) {
+      // the model load below names what is wrong with the folder
+    }
+  }
+  constexpr int64_t kFewTokens = 128;
+  const int64_t n = int64_t(tokens.size());
+  if (n < std::max(window, kFewTokens))
+    warn(fmt::format(
+        "--calibration '{}': only {} token{} of calibration text, {} (AWQ chooses its scales from these "
+        "activations alone; give a few thousand tokens for reliable scales)",
+        calib.string(), n, n == 1 ? "" : "s",
+        n < window ? fmt::format("less than one calibration window of {} tokens", window)
+                   : fmt::format("fewer than {}", kFewTokens)));
+  return tokens;
+}
+
 }  // namespace
 
 void add_quantize_command(CLI::App& app) {
@@ -86,7 +149,10 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")->required();
   cmd->add_option("--mode", a->mode,
                   "Quantization mode: int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
-                  "adaptive: a precision per layer (see --target-reduction)")
+                  "awq = awq-g128 (zero points), awq-gN (N = 32, 64, 128, 256), awq-sym, awq-bf16; "
+                  "adaptive: a precision per layer (see --target-reduction). A 4-bit block size may be "
+                  "written -bN or -gN (awq-b64 = awq-g64), and a modifier that restates the default is "
+                  "accepted (awq-g128-asym = awq); the output names the mode canonically")
       ->required()
       ->check(cli::quant_mode());
   CLI::Option* target_opt =
@@ -106,18 +172,25 @@ void add_quantize_command(CLI::App& app) {
       "--keep", a->keep,
       "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)")
       ->check(regex_pattern());
-  cmd->add_option("--calibration", a->calibration,
-                  "AWQ modes: UTF-8 calibration text, not text you will report quality on (default: "
-                  "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)");
+  CLI::Option* calibration_opt =
+      cmd->add_option("--calibration", a->calibration,
+                      "AWQ modes only: UTF-8 calibration text, not text you will report quality on (default: "
+                      "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)");
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   add_threads_option(cmd, a->threads);
-  cmd->callback([a, target_opt, strategy_opt] {
+  cmd->callback([a, target_opt, strategy_opt, calibration_opt] {
     const bool adaptive = is_adaptive_mode(a->mode);
     if (!adaptive && (target_opt->count() > 0 || strategy_opt->count() > 0))
       throw CLI::ValidationError("--target-reduction and --strategy go with --mode adaptive (or adaptive-rP), not " +
                                  a->mode);
+    // An option the mode does not use is a usage error, not silently ignored.
+    if (calibration_opt->count() > 0 && (adaptive || !parse_quant_mode(a->mode).awq))
+      throw CLI::ValidationError("--calibration goes with the AWQ modes (awq, awq-g64, awq-sym, ...), not " +
+                                 a->mode);
     // Ctrl-C, SIGTERM or SIGHUP while the folder is written removes the
     // staging folder (<out>.tmp-XXXXXX) before the signal ends the process.
+    // Before any other thread starts: the signals are blocked in this thread
+    // and so in the OpenMP/oneDNN workers it starts, which they must never interrupt.
     io::remove_staging_dirs_on_signals();
     QuantizeOptions qo;
     if (!adaptive) qo.spec = parse_quant_mode(a->mode);
@@ -126,13 +199,13 @@ void add_quantize_command(CLI::App& app) {
     ExecContext ctx;
     ctx.threads = a->threads;
     QuantizeReport rep;
+    check_model_not_quantized(a->model);
     check_out_against_model(a->out, a->model);
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
     warn_staging_leftovers(a->out);
     if (qo.spec.awq) {
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
-      check_input_file("--calibration", calib.string());
-      qo.calibration.tokens = Tokenizer::load(a->model).encode(io::read_utf8_text_file(calib, uint64_t(1) << 31));
+      qo.calibration.tokens = calibration_tokens(calib, a->model, qo.calibration);
       fmt::print("AWQ calibration text {} ({} tokens{})\n", calib.string(), qo.calibration.tokens.size(),
                  int64_t(qo.calibration.tokens.size()) > qo.calibration.max_tokens
                      ? fmt::format(", the first {} used", qo.calibration.max_tokens)
@@ -154,10 +227,19 @@ void add_quantize_command(CLI::App& app) {
     } else {
       model = load_quantized(a->model, qo, ctx, &rep);
     }
-    save_quantized_model(*model, qo, a->out, a->overwrite);
     int quantized = 0;
     for (const auto& l : rep.layers) quantized += l.quantized ? 1 : 0;
-    if (qo.spec.awq) {
+    if (quantized == 0)  // every layer kept: writing a copy of the model would pass for a quantization
+      raise<InvalidArgument>(
+          "nothing to quantize: every one of the {} linear layers of '{}' is kept in high precision{}; no folder "
+          "written",
+          rep.layers.size(), a->model,
+          a->keep.empty() ? std::string()
+                          : fmt::format(" (--keep {})", fmt::join(a->keep.begin(), a->keep.end(), " --keep ")));
+    save_quantized_model(*model, qo, a->out, a->overwrite);
+    const bool awq_table =
+        std::any_of(rep.layers.begin(), rep.layers.end(), [](const auto& l) { return l.awq_alpha >= 0; });
+    if (awq_table) {
       // Per layer: the alpha chosen and the output error on the calibration rows, RTN vs AWQ.
       fmt::print("{:<48} {:>5}  {:>12}  {:>12}\n", "layer", "alpha", "RTN error", "AWQ error");
       for (const auto& l : rep.layers)
