@@ -216,6 +216,12 @@ class Model {
   /// Every linear projection, in execution order, lm_head last.
   std::vector<LinearSlot> linear_layers();
 
+  /// The groups of linear layers that read the same input, by module name
+  /// (LinearSlot::name), as the architecture registered them (Llama: q/k/v
+  /// and gate/up of every layer; GPT-2 none, its c_attn is one matrix): what a
+  /// backend may fuse, and what AWQ gives one set of input scales.
+  std::vector<std::vector<std::string>> fusion_groups() const;
+
   /// Bytes of all weights in memory (linear + other). A tied lm_head that still
   /// shares the embedding matrix is counted once.
   size_t weight_bytes() const { return weight_breakdown().total(); }

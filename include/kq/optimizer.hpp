@@ -64,7 +64,8 @@ struct LayerQuantization {
   size_t bytes_after = 0;     ///< weight bytes after
   bool quantized = false;     ///< false: kept in high precision (lm_head or keep_patterns)
   /// AWQ modes: the α chosen (s_k ∝ mean|x_k|^α) and the relative output error
-  /// on the calibration rows with plain round-to-nearest (α = 0) and with AWQ; -1 otherwise.
+  /// on the calibration rows with plain round-to-nearest (α = 0) and with AWQ
+  /// (for a layer of a group sharing s: the group's, over all its outputs); -1 otherwise.
   double awq_alpha = -1, awq_rtn_error = -1, awq_error = -1;
 };
 
@@ -91,7 +92,10 @@ struct QuantizeReport {
 /// spec's scales; the layers keep their names). Embeddings and norms stay in
 /// their loaded precision. A layer that is already quantized is an error.
 /// AWQ modes first run the model over options.calibration.tokens (on the CPU)
-/// to collect each layer's input statistics, then search each layer's scales.
+/// to collect each layer's input statistics, then search the scales: one s
+/// per Model::fusion_groups() group whose members all get the same AWQ spec
+/// (q/k/v, gate/up, as AWQ's reference code does; the GPU then still fuses
+/// them), one s per layer otherwise.
 /// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named),
 /// an already-quantized layer (named), an AWQ mode without calibration tokens, or a
 /// layer_specs entry that names no linear layer or holds an invalid spec (named). A keep pattern that matches no layer

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <utility>
+#include <vector>
 
 #include "kernels/awq_linear.hpp"
 #include "kernels/linear_f32.hpp"
@@ -199,15 +201,45 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
   return stats;
 }
 
-ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
-                          const QuantSpec& spec, int grid, bool clip) {
+std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, std::span<const Tensor> biases,
+                                             const ActivationStats& stats, const QuantSpec& spec, int grid, bool clip) {
   if (!spec.awq) raise<InvalidArgument>("awq::search_scales: {} is not an AWQ mode", spec.name());
   if (grid < 1) raise<InvalidArgument>("AWQ grid must be >= 1, got {}", grid);
-  const Tensor w = weight.dtype() == DType::F32 ? weight : weight.to_f32();
-  const int64_t N = w.dim(0), K = w.dim(1);
+  if (weights.empty() || biases.size() != weights.size())
+    raise<InvalidArgument>("awq::search_group_scales: {} weights and {} biases", weights.size(), biases.size());
+  // The group's weights as one [N, K] matrix (rows of each member in order) and its bias.
+  std::vector<Tensor> w32;
+  int64_t N = 0;
+  const int64_t K = weights[0].dim(1);
+  for (const Tensor& t : weights) {
+    w32.push_back(t.dtype() == DType::F32 ? t : t.to_f32());
+    if (w32.back().dim(1) != K)
+      raise<InvalidArgument>("awq::search_group_scales: members with K = {} and {}", K, w32.back().dim(1));
+    N += w32.back().dim(0);
+  }
   if (int64_t(stats.sum_abs.size()) != K || stats.sample_rows < 1 || stats.rows < 1)
     raise<InvalidArgument>("awq::search_scales: statistics for {} inputs with {} sampled rows; the weight has K = {}",
                            stats.sum_abs.size(), stats.sample_rows, K);
+  const bool any_bias = std::any_of(biases.begin(), biases.end(), [](const Tensor& b) { return b.defined(); });
+  Tensor w = Tensor::empty(DType::F32, {N, K}), bias;
+  if (any_bias) bias = Tensor::empty(DType::F32, {N});
+  {
+    int64_t row = 0;
+    for (size_t i = 0; i < w32.size(); ++i) {
+      const int64_t n = w32[i].dim(0);
+      std::copy_n(w32[i].data<float>(), n * K, w.mutable_data<float>() + row * K);
+      if (any_bias) {
+        float* bp = bias.mutable_data<float>() + row;
+        if (biases[i].defined()) {
+          const Tensor b = biases[i].dtype() == DType::F32 ? biases[i] : biases[i].to_f32();
+          std::copy_n(b.data<float>(), n, bp);
+        } else {
+          std::fill_n(bp, n, 0.0f);
+        }
+      }
+      row += n;
+    }
+  }
   const QuantSpec base = awq_base_spec(spec);
   const int64_t S = stats.sample_rows;
   const float* wp = w.data<float>();
@@ -221,12 +253,11 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
 
   // Relative output error of a candidate op on the sampled rows, through the
   // op's own forward (exactly what inference computes), its bias removed.
-  const Tensor b32 = !bias.defined() || bias.dtype() == DType::F32 ? bias : bias.to_f32();
   auto error_of = [&](const Linear& op) {
     op.forward(X.data(), S, out.data(), cpu);
-    if (b32.defined())
+    if (bias.defined())
       for (int64_t r = 0; r < S; ++r)
-        for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= b32.data<float>()[n];
+        for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= bias.data<float>()[n];
     return sq_diff(out, &ref) / ref_norm;
   };
 
@@ -259,33 +290,52 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
     const double norm = std::sqrt(smax * smin);
     for (int64_t k = 0; k < K; ++k) sp[k] = float(double(sp[k]) / norm);
     scale_weight(sp);
-    PackedWeight pw = quantize_weight(scaled, base);
-    std::unique_ptr<Linear> op = make_awq_linear(std::move(pw), bias, s);
-    const double err = error_of(*op);
+    const double err = error_of(*make_awq_linear(quantize_weight(scaled, base), bias, s));
     if (i == 0) best.rtn_error = err;
     if (err < best.error) {
       best.error = err;
       best.alpha = float(alpha);
-      best.op = std::move(op);
       best_s = s;
     }
   }
-  if (!clip) return best;
-
-  // Clipping of the chosen scaled weight; kept only if the layer's output error falls.
-  const float* sp = best_s.data<float>();
-  std::vector<float> inv_s(static_cast<size_t>(K));
-  for (int64_t k = 0; k < K; ++k) inv_s[size_t(k)] = 1.0f / sp[k];
-  scale_weight(sp);
-  clip_search(scaled, X, S, inv_s, base);
-  std::unique_ptr<Linear> op = make_awq_linear(quantize_weight(scaled, base), bias, best_s);
-  const double err = error_of(*op);
-  if (err < best.error) {
-    best.error = err;
-    best.op = std::move(op);
-    best.clipped = true;
+  scale_weight(best_s.data<float>());
+  if (clip) {
+    // Clipping of the chosen scaled weight; kept only if the group's output error falls.
+    std::vector<float> inv_s(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) inv_s[size_t(k)] = 1.0f / best_s.data<float>()[k];
+    Tensor clipped = scaled.clone();
+    clip_search(clipped, X, S, inv_s, base);
+    const double err = error_of(*make_awq_linear(quantize_weight(clipped, base), bias, best_s));
+    if (err < best.error) {
+      best.error = err;
+      best.clipped = true;
+      scaled = std::move(clipped);
+    }
   }
-  return best;
+  // One op per member: its rows of the chosen (clipped) W·diag(s), quantized
+  // row by row exactly as the group was, and the group's s.
+  std::vector<ScaleSearch> result;
+  int64_t row = 0;
+  for (size_t i = 0; i < w32.size(); ++i) {
+    const int64_t n = w32[i].dim(0);
+    Tensor part = Tensor::empty(DType::F32, {n, K});
+    std::copy_n(scaled.data<float>() + row * K, n * K, part.mutable_data<float>());
+    ScaleSearch r;
+    r.alpha = best.alpha;
+    r.rtn_error = best.rtn_error;
+    r.error = best.error;
+    r.clipped = best.clipped;
+    r.op = make_awq_linear(quantize_weight(part, base), biases[i], best_s);
+    result.push_back(std::move(r));
+    row += n;
+  }
+  return result;
+}
+
+ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
+                          const QuantSpec& spec, int grid, bool clip) {
+  const Tensor w[] = {weight}, b[] = {bias};
+  return std::move(search_group_scales(w, b, stats, spec, grid, clip).front());
 }
 
 }  // namespace kq::awq

@@ -61,4 +61,18 @@ struct ScaleSearch {
 ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
                           const QuantSpec& spec, int grid, bool clip = true);
 
+/// The same search for linears that read the same input (Llama's q/k/v, or
+/// gate/up), as the AWQ reference code scales them: one s for the group,
+/// chosen (α, then clipping) on the output error of all its rows together,
+/// so the members' ops hold the same input scales and a backend can still
+/// fuse them (the GPU's fused q/k/v and gate/up GEMVs). weights: F32 [N_i, K]
+/// each, one K; biases: F32 [N_i] or undefined, one per weight; stats: the
+/// group's input (any member's). Returns one ScaleSearch per member, in
+/// order, each with the group's α and errors. Throws as search_scales, and
+/// InvalidArgument for no weights, a bias count that differs, or members of
+/// different K.
+std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, std::span<const Tensor> biases,
+                                             const ActivationStats& stats, const QuantSpec& spec, int grid,
+                                             bool clip = true);
+
 }  // namespace kq::awq

@@ -81,6 +81,32 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
                                             return it != plan.end() && it->second.awq;
                                           });
 
+  // AWQ over linears that read one input (Llama's q/k/v, gate/up): one s for
+  // the group, as AWQ's reference code scales them, so a backend can still
+  // fuse them (the GPU's fused GEMVs need one x for the group).
+  std::map<std::string, awq::ScaleSearch> awq_grouped;
+  if (!stats.empty()) {
+    std::map<std::string, Linear*> ops;
+    for (const LinearSlot& slot : model.linear_layers()) ops.emplace(slot.name, slot.op->get());
+    for (const std::vector<std::string>& group : model.fusion_groups()) {
+      const auto first = plan.find(group.empty() ? std::string() : group.front());
+      if (group.size() < 2 || first == plan.end() || !first->second.awq) continue;
+      const bool same = std::all_of(group.begin(), group.end(), [&](const std::string& n) {
+        const auto it = plan.find(n);
+        return it != plan.end() && it->second.name() == first->second.name();
+      });
+      if (!same) continue;  // members of other precisions: each searched alone below
+      std::vector<Tensor> weights, biases;
+      for (const std::string& n : group) {
+        weights.push_back(ops.at(n)->dequantized_weight());
+        biases.push_back(ops.at(n)->bias());
+      }
+      std::vector<awq::ScaleSearch> r = awq::search_group_scales(weights, biases, stats.at(group.front()),
+                                                                 first->second, options.calibration.grid);
+      for (size_t i = 0; i < group.size(); ++i) awq_grouped.emplace(group[i], std::move(r[i]));
+    }
+  }
+
   for (const LinearSlot& slot : model.linear_layers()) {
     Linear& op = **slot.op;
     LayerQuantization lq;
@@ -91,8 +117,11 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     if (const auto it = plan.find(slot.name); it != plan.end()) {
       const QuantSpec& spec = it->second;
       if (spec.awq) {
-        awq::ScaleSearch r =
-            awq::search_scales(op.dequantized_weight(), op.bias(), stats.at(slot.name), spec, options.calibration.grid);
+        const auto grouped = awq_grouped.find(slot.name);
+        awq::ScaleSearch r = grouped != awq_grouped.end() ? std::move(grouped->second)
+                                                          : awq::search_scales(op.dequantized_weight(), op.bias(),
+                                                                               stats.at(slot.name), spec,
+                                                                               options.calibration.grid);
         lq.awq_alpha = r.alpha;
         lq.awq_rtn_error = r.rtn_error;
         lq.awq_error = r.error;

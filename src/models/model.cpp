@@ -269,6 +269,18 @@ void Model::register_buffer(models::Param& p) {
 
 std::vector<LinearSlot> Model::linear_layers() { return linears_; }
 
+std::vector<std::vector<std::string>> Model::fusion_groups() const {
+  std::vector<std::vector<std::string>> groups;
+  for (const auto& group : fusions_) {
+    std::vector<std::string> names;
+    for (const std::unique_ptr<Linear>* slot : group)
+      for (const LinearSlot& s : linears_)
+        if (s.op == slot) names.push_back(s.name);
+    groups.push_back(std::move(names));
+  }
+  return groups;
+}
+
 size_t Model::buffer_bytes() const {
   size_t bytes = 0;
   for (const ParamEntry& e : parameters_)

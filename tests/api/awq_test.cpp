@@ -181,6 +181,95 @@ TEST(AwqSearch, BeatsRoundToNearestWithSalientChannels) {
   EXPECT_LT(r.error, 0.7 * r.rtn_error) << "alpha " << r.alpha;
 }
 
+// Linears that read one input get one s (AWQ's reference code scales q/k/v
+// and gate/up together): every member holds the group's scales, each op is
+// its rows of the group's result, and the group's reported error is that of
+// all members' outputs together; a group of one is search_scales.
+TEST(AwqSearch, GroupSharesOneScaleVector) {
+  const int64_t K = 256, S = 64;
+  const Tensor w[] = {random_matrix(32, K, 11), random_matrix(16, K, 12), random_matrix(48, K, 13)};
+  const Tensor b1 = random_matrix(1, 16, 14).reshaped({16});
+  const Tensor b[] = {Tensor(), b1, Tensor()};
+  const awq::ActivationStats st = outlier_stats(S, K, 15);
+  const QuantSpec spec = parse_quant_mode("awq-g128");
+  const std::vector<awq::ScaleSearch> r = awq::search_group_scales(w, b, st, spec, 10);
+  ASSERT_EQ(r.size(), 3u);
+  const auto& s0 = dynamic_cast<const AwqLinear&>(*r[0].op).scales();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& op = dynamic_cast<const AwqLinear&>(*r[i].op);
+    EXPECT_EQ(op.out_features(), w[i].dim(0));
+    EXPECT_EQ(op.bias().defined(), b[i].defined());
+    for (int64_t k = 0; k < K; ++k) ASSERT_EQ(op.scales().data<float>()[k], s0.data<float>()[k]) << i << " " << k;
+    EXPECT_EQ(r[i].alpha, r[0].alpha);
+    EXPECT_EQ(r[i].error, r[0].error);
+    const double e = output_error(w[i], op, st);
+    // Recombine the group's relative error from the members' (weighted by their output energy).
+    double energy = 0;
+    for (int64_t row = 0; row < S; ++row)
+      for (int64_t n = 0; n < w[i].dim(0); ++n) {
+        double a = 0;
+        for (int64_t k = 0; k < K; ++k) a += double(st.samples[size_t(row * K + k)]) * w[i].data<float>()[n * K + k];
+        energy += a * a;
+      }
+    num += e * energy;
+    den += energy;
+  }
+  EXPECT_NEAR(num / den, r[0].error, 1e-3 * r[0].error);
+  EXPECT_GT(r[0].alpha, 0.0f);
+  EXPECT_LT(r[0].error, r[0].rtn_error);
+  // A group of one is the single-layer search, bit for bit.
+  const awq::ScaleSearch one = awq::search_scales(w[1], b1, st, spec, 10);
+  const Tensor wa = one.op->dequantized_weight();
+  const Tensor wb = awq::search_group_scales(std::span(w + 1, 1), std::span(b + 1, 1), st, spec, 10)[0].op->dequantized_weight();
+  ASSERT_EQ(wa.numel(), wb.numel());
+  for (int64_t i = 0; i < wa.numel(); ++i) ASSERT_EQ(wa.data<float>()[i], wb.data<float>()[i]);
+  // Members of different K are refused.
+  const Tensor bad[] = {random_matrix(8, K, 16), random_matrix(8, 128, 17)};
+  const Tensor nob[] = {Tensor(), Tensor()};
+  EXPECT_THROW(awq::search_group_scales(bad, nob, st, spec, 10), InvalidArgument);
+}
+
+// quantize_model gives each fusion group of a Llama (q/k/v, gate/up) one s,
+// and the other layers (o, down) their own.
+TEST(AwqModel, LlamaGroupsShareScales) {
+  ModelConfig c;
+  c.arch = Arch::Llama;
+  c.vocab_size = 300;
+  c.hidden_size = 128;
+  c.intermediate_size = 256;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 32;
+  c.max_positions = 64;
+  c.tie_word_embeddings = false;
+  c.activation = "silu";
+  auto m = Model::random(c, 31);
+  const auto groups = m->fusion_groups();
+  ASSERT_EQ(groups.size(), 4u);
+  EXPECT_EQ(groups[0], (std::vector<std::string>{"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                                                 "model.layers.0.self_attn.v_proj"}));
+  QuantizeOptions o;
+  o.spec = parse_quant_mode("awq");
+  for (int i = 0; i < 400; ++i) o.calibration.tokens.push_back(int32_t((i * 37 + 11) % 300));
+  o.calibration.window = 32;
+  (void)quantize_model(*m, o);
+  std::map<std::string, const AwqLinear*> ops;
+  for (const LinearSlot& s : m->linear_layers())
+    if (const auto* a = dynamic_cast<const AwqLinear*>(s.op->get())) ops[s.name] = a;
+  ASSERT_EQ(ops.size(), 14u);
+  auto same = [&](const std::string& a, const std::string& b) {
+    const Tensor& sa = ops.at(a)->scales();
+    const Tensor& sb = ops.at(b)->scales();
+    return std::equal(sa.data<float>(), sa.data<float>() + sa.numel(), sb.data<float>());
+  };
+  for (const auto& g : groups)
+    for (const std::string& n : g) EXPECT_TRUE(same(g.front(), n)) << n;
+  EXPECT_FALSE(same("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.o_proj"));
+  EXPECT_FALSE(same("model.layers.0.self_attn.q_proj", "model.layers.0.mlp.gate_proj"));
+}
+
 TEST(AwqModel, NeedsCalibrationTokens) {
   const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
   auto m = Model::load(dir);
