@@ -280,11 +280,12 @@ class W4CudaLinear final : public CudaLinearBase {
     w.block = w_.block;
     w.K_pad = w_.K_pad;
     w.blocks_pad = w_.blocks_pad;
+    // AWQ input scales: one x feeds the fused op, so every part must scale it alike.
+    const std::vector<float> x_scale = w_.x_scale.download();
     for (const auto* op : ops) {
       const cuda::W4Weight& o = static_cast<const W4CudaLinear*>(op)->w_;
-      if (!o.x_scale.empty()) {
-        // Each AWQ linear has its own s: one fused x could not carry them all.
-        why = "AWQ input scales (each linear has its own)";
+      if (o.x_scale.size() != w_.x_scale.size() || (!o.x_scale.empty() && o.x_scale.download() != x_scale)) {
+        why = "AWQ input scales that differ (AWQ searched these linears one by one)";
         return nullptr;
       }
       if (o.format != w_.format || o.block != w_.block || o.K_pad != w_.K_pad || o.zeros.empty() != w_.zeros.empty()) {
@@ -305,6 +306,7 @@ class W4CudaLinear final : public CudaLinearBase {
     w.codes = concat_buffers(codes);
     w.scales = concat_buffers(scales, 1);  // the spare element the GEMV's word loads may touch
     if (!zeros.empty()) w.zeros = concat_buffers(zeros, 1);
+    if (!x_scale.empty()) w.x_scale.upload(x_scale);
     return std::make_unique<W4CudaLinear>(std::move(w), concat_bias(ops), format_);
   }
 

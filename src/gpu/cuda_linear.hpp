@@ -103,7 +103,7 @@ class CudaLinearPart final : public CudaLinear {
 /// parts share the fused op; drop the inputs to free their memory). Fusable:
 /// CudaLinears made by to_cuda / random_cuda_linear of one device layout and
 /// format tag (and, for 4-bit, one codebook, block size and zero-point kind),
-/// one K, all with a bias or none, no AWQ input scales, and every N but the last a multiple of 16
+/// one K, all with a bias or none, the same AWQ input scales or none, and every N but the last a multiple of 16
 /// (the 8-bit layouts pad rows to 16). Otherwise returns no parts and sets
 /// `why` (when given) to the reason. Throws kq::Error when the device fails.
 std::vector<std::unique_ptr<CudaLinearPart>> fuse_cuda_linears(std::span<const CudaLinear* const> ops,
@@ -137,7 +137,8 @@ std::vector<std::unique_ptr<CudaLinearPart>> fuse_cuda_linears(std::span<const C
 ///   awq-gN (AwqLinear: INT4 weight of W · diag(s))
 ///                       → the same W4Weight with input scales 1 / s (FP32 [K],
 ///                         cuda::set_w4_input_scale), applied to x by the kernels;
-///                         format tag of the AWQ op. Not fusable (fuse_cuda_linears).
+///                         format tag of the AWQ op. Fusable with ops of the same
+///                         scales (quantize_model gives q/k/v and gate/up one s).
 /// The bias (F32 [N]) is held on the device and added by a small kernel after
 /// the GEMM (y = BF16(BF16(x·Wᵀ) + bias): one extra rounding). `ctx` is used
 /// to read the device's properties; weights are uploaded synchronously.

@@ -113,9 +113,12 @@ cuda::W8Weight<Code> device_w8(const QuantSpec& spec, int64_t N, int64_t K, uint
   return w;
 }
 
-/// AWQ's input scales for random weights: 2^u, u uniform in [-1, 1], per input channel.
-std::vector<float> awq_input_scales(int64_t K, uint64_t seed) {
-  std::mt19937_64 gen(sub_seed(seed, 3));
+/// AWQ's input scales for random weights: 2^u, u uniform in [-1, 1], per
+/// input channel, drawn from K alone: linears of one K share them, as the
+/// members of a group that reads one input do (quantize_model), so q/k/v and
+/// gate/up of a random model fuse like a quantized one's.
+std::vector<float> awq_input_scales(int64_t K) {
+  std::mt19937_64 gen(sub_seed(uint64_t(K), 3));
   std::uniform_real_distribution<double> u(-1.0, 1.0);
   std::vector<float> xs(static_cast<size_t>(K));
   for (auto& v : xs) v = float(std::exp2(u(gen)));
@@ -149,7 +152,7 @@ std::unique_ptr<CudaLinear> device_w4(const QuantSpec& spec, int64_t N, int64_t 
     detail::fill_u16(w.zeros.data(), nscale, f32_to_bf16(8.0f), ctx.stream());
   }
   if (spec.awq) {
-    const std::vector<float> xs = awq_input_scales(K, seed);
+    const std::vector<float> xs = awq_input_scales(K);
     cuda::set_w4_input_scale(w, xs.data());
   }
   return make_cuda_linear_w4(std::move(w), {}, spec.name());
@@ -194,7 +197,7 @@ std::unique_ptr<CudaLinear> random_cuda_linear(const QuantSpec& spec, int64_t N,
   }
   if (spec.awq) {
     // The INT4 weight of W · diag(s), s = 1 / the input scales above.
-    const std::vector<float> xs = awq_input_scales(K, seed);
+    const std::vector<float> xs = awq_input_scales(K);
     Tensor w = host_normal(N, K, seed, sigma), s = Tensor::empty(DType::F32, {K});
     float* pw = w.mutable_data<float>();
     for (int64_t k = 0; k < K; ++k) s.mutable_data<float>()[k] = 1.0f / xs[size_t(k)];

@@ -23,7 +23,8 @@ namespace kq::gpu {
 ///    codes, 4-bit codes uniform, BF16 weights ~N(0, sigma²); per-channel
 ///    (or per-block) scales uniform in ±10 % (±50 % for 4-bit blocks) around the
 ///    value giving rms sigma; INT4 asymmetric zero points 8; AWQ modes add input
-///    scales 2^u, u uniform in [-1, 1] (host RNG). Milliseconds per matrix.
+///    scales 2^u, u uniform in [-1, 1] (host RNG seeded by K alone, so linears of
+///    one K share them, as a group's members do). Milliseconds per matrix.
 ///  * Otherwise: an F32 N(0, sigma²) matrix drawn on the host (OpenMP over rows),
 ///    quantized with quantize_linear (round to nearest; AWQ: W · diag(s) with s = 1 /
 ///    the input scales above, as an AwqLinear) and converted by to_cuda.

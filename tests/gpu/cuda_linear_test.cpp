@@ -80,9 +80,17 @@ Expect expect_for(const std::string& mode) {
   }
 }
 
-/// The CPU op for `mode` ("f32" or a quantization mode) on a random N(0, 1) weight.
+/// AWQ's per-input-channel scales s in [1/4, 4] (what the search finds spans about that).
+Tensor random_awq_scales(Rng& r, int64_t K) {
+  Tensor s = Tensor::empty(DType::F32, {K});
+  for (int64_t k = 0; k < K; ++k) s.mutable_data<float>()[k] = float(std::exp2(r.uniform(-2.0, 2.0)));
+  return s;
+}
+
+/// The CPU op for `mode` ("f32" or a quantization mode) on a random N(0, 1) weight;
+/// AWQ modes use `awq_scales` (F32 [K]) when given, else random ones.
 std::unique_ptr<Linear> make_cpu_op(Rng& r, const std::string& mode, int64_t N, int64_t K, bool with_bias,
-                                    double bias_sigma) {
+                                    double bias_sigma, const Tensor* awq_scales = nullptr) {
   Tensor w = Tensor::empty(DType::F32, {N, K});
   float* pw = w.mutable_data<float>();
   for (int64_t i = 0; i < N * K; ++i) pw[i] = float(r.normal());
@@ -94,10 +102,8 @@ std::unique_ptr<Linear> make_cpu_op(Rng& r, const std::string& mode, int64_t N, 
   if (mode == "f32") return make_linear_f32(w, b);
   const QuantSpec spec = parse_quant_mode(mode);
   if (!spec.awq) return quantize_linear(w, b, spec);
-  // AWQ: random per-input-channel scales s in [1/4, 4] (what the search finds
-  // spans about that), the INT4 weight of W · diag(s) and s.
-  Tensor s = Tensor::empty(DType::F32, {K});
-  for (int64_t k = 0; k < K; ++k) s.mutable_data<float>()[k] = float(std::exp2(r.uniform(-2.0, 2.0)));
+  // AWQ: the INT4 weight of W · diag(s) and s.
+  const Tensor s = awq_scales ? *awq_scales : random_awq_scales(r, K);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) pw[n * K + k] *= s.data<float>()[k];
   return make_awq_linear(quantize_weight(w, awq_base_spec(spec)), b, s);
@@ -391,15 +397,18 @@ TEST(CudaLinearFuse, PartsAndWholeMatchTheOriginalOps) {
   const int64_t K = 300;
   const std::vector<int64_t> Ns = {48, 16, 37};
   for (const std::string mode : {"f32", "int8", "int8-pt", "fp8", "fp8-pt", "fp8-e5m2", "nf4", "fp4", "int4-g128",
-                                 "int4-g32-asym"})
+                                 "int4-g32-asym", "awq", "awq-g64-sym"})
     for (bool with_bias : {false, true}) {
       const Expect e = expect_for(mode);
+      // AWQ: one s for the group, as quantize_model gives linears that read one input.
+      const bool awq = mode != "f32" && parse_quant_mode(mode).awq;
+      const Tensor awq_s = random_awq_scales(r, K);
       std::vector<std::unique_ptr<Linear>> cpu;
       std::vector<std::unique_ptr<CudaLinear>> separate;
       std::vector<const CudaLinear*> ops;
       size_t separate_bytes = 0;
       for (int64_t N : Ns) {
-        cpu.push_back(make_cpu_op(r, mode, N, K, with_bias, 3.0));
+        cpu.push_back(make_cpu_op(r, mode, N, K, with_bias, 3.0, &awq_s));
         separate.push_back(gpu::to_cuda(*cpu.back(), ctx));
         ops.push_back(separate.back().get());
         separate_bytes += separate.back()->weight_bytes();
@@ -437,7 +446,9 @@ TEST(CudaLinearFuse, PartsAndWholeMatchTheOriginalOps) {
       EXPECT_EQ(fused_bytes, parts[0]->whole()->weight_bytes());
       // Only the spare element of 4-bit scales / zeros is shared; 8-bit rows are padded per part.
       EXPECT_LE(fused_bytes, separate_bytes) << mode;
-      EXPECT_GE(fused_bytes + 64, separate_bytes) << mode;
+      // AWQ: the separate ops held one copy of the shared input scales each, the whole one.
+      const size_t shared_scales = awq ? (Ns.size() - 1) * size_t(K) * sizeof(float) : 0;
+      EXPECT_GE(fused_bytes + 64 + shared_scales, separate_bytes) << mode;
       // The whole op: one call, the parts' columns side by side.
       const int64_t M = 3, ldx = K, ldy = col + 2;
       const std::vector<uint16_t> x = random_x(r, M, K, ldx);
@@ -472,7 +483,7 @@ TEST(CudaLinearFuse, RefusesWhatItCannotFuse) {
   EXPECT_TRUE(refused(*op("nf4", 32, 128, false), *op("nf4", 32, 256, false)));    // K
   EXPECT_TRUE(refused(*op("int8", 32, 128, true), *op("int8", 32, 128, false)));   // bias on one only
   EXPECT_TRUE(refused(*op("f32", 40, 128, false), *op("f32", 32, 128, false)));    // first N not a multiple of 16
-  EXPECT_TRUE(refused(*op("awq", 32, 256, false), *op("awq", 32, 256, false)));    // AWQ: one s per linear
+  EXPECT_TRUE(refused(*op("awq", 32, 256, false), *op("awq", 32, 256, false)));    // AWQ scales that differ
   const auto a = op("int4-g128", 32, 256, false), b = op("int4-g128", 16, 256, false);
   const CudaLinear* ab[] = {a.get(), b.get()};
   auto parts = gpu::fuse_cuda_linears(ab);

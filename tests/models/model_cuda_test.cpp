@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -335,56 +336,71 @@ TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
 }
 
 // AWQ on the GPU: a random Llama (GQA) whose linears are AWQ ops (the INT4
-// weight of W · diag(s) with random per-input-channel scales s, as the search
-// in src/api/awq.cpp leaves them; the search itself is tested in tests/api),
-// moved to CUDA: each linear keeps its own input scales, so q/k/v and gate/up
-// stay unfused; the full pass and the one-token decode steps (streaming GEMV,
-// the down projection with the SwiGLU and the scales inside) give the CPU
-// model's logits.
+// weight of W · diag(s) with random per-input-channel scales s; the search
+// itself is tested in tests/api), moved to CUDA. With one s per fusion group
+// (what quantize_model gives q/k/v and gate/up) the groups are fused; with one
+// s per linear they are not. Either way the full pass and the one-token
+// decode steps (streaming GEMV, the down projection with the SwiGLU and the
+// scales inside) give the CPU model's logits.
 TEST(ModelCuda, AwqModelMatchesCpu) {
   REQUIRE_CUDA_MODEL();
-  auto m = Model::random(random_llama(), 23, kCpu);
-  const QuantSpec spec = parse_quant_mode("awq");
-  uint64_t state = 0x9E3779B97F4A7C15ull;
-  for (const LinearSlot& sl : m->linear_layers()) {
-    if (sl.is_lm_head) continue;
-    Tensor w = (*sl.op)->dequantized_weight();
-    const int64_t N = w.shape()[0], K = w.shape()[1];
-    Tensor s = Tensor::empty(DType::F32, {K});
-    for (int64_t k = 0; k < K; ++k) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      s.mutable_data<float>()[k] = float(std::exp2(double(state >> 11) / double(1ull << 53) * 4.0 - 2.0));
+  for (const bool shared : {true, false}) {
+    auto m = Model::random(random_llama(), 23, kCpu);
+    const QuantSpec spec = parse_quant_mode("awq");
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    auto random_scales = [&](int64_t K) {
+      Tensor s = Tensor::empty(DType::F32, {K});
+      for (int64_t k = 0; k < K; ++k) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        s.mutable_data<float>()[k] = float(std::exp2(double(state >> 11) / double(1ull << 53) * 4.0 - 2.0));
+      }
+      return s;
+    };
+    std::map<std::string, Tensor> group_scales;  // member name -> its group's s
+    if (shared)
+      for (const auto& g : m->fusion_groups()) {
+        const Tensor s = random_scales(m->config().hidden_size);
+        for (const std::string& n : g) group_scales[n] = s;
+      }
+    for (const LinearSlot& sl : m->linear_layers()) {
+      if (sl.is_lm_head) continue;
+      Tensor w = (*sl.op)->dequantized_weight();
+      const int64_t N = w.shape()[0], K = w.shape()[1];
+      const auto g = group_scales.find(sl.name);
+      const Tensor s = g != group_scales.end() ? g->second : random_scales(K);
+      float* pw = w.mutable_data<float>();
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k) pw[n * K + k] *= s.data<float>()[k];
+      *sl.op = make_awq_linear(quantize_weight(w, awq_base_spec(spec)), (*sl.op)->bias(), s);
     }
-    float* pw = w.mutable_data<float>();
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) pw[n * K + k] *= s.data<float>()[k];
-    *sl.op = make_awq_linear(quantize_weight(w, awq_base_spec(spec)), (*sl.op)->bias(), s);
-  }
-  const int64_t V = m->config().vocab_size;
-  const auto t = tokens_for(4, 24, V);
-  const auto want = full_pass(*m, t);
-  // One-token steps on the CPU: the reference of the GPU's decode path.
-  std::vector<float> want_steps(t.size() * size_t(V));
-  {
-    KVCache c = m->make_cache(int64_t(t.size()));
-    for (size_t i = 0; i < t.size(); ++i) m->forward(std::span(t).subspan(i, 1), c, want_steps.data() + i * size_t(V));
-  }
-  m->to_device(kCuda);
-  int fused = 0;
+    const int64_t V = m->config().vocab_size;
+    const auto t = tokens_for(4, 24, V);
+    const auto want = full_pass(*m, t);
+    // One-token steps on the CPU: the reference of the GPU's decode path.
+    std::vector<float> want_steps(t.size() * size_t(V));
+    {
+      KVCache c = m->make_cache(int64_t(t.size()));
+      for (size_t i = 0; i < t.size(); ++i)
+        m->forward(std::span(t).subspan(i, 1), c, want_steps.data() + i * size_t(V));
+    }
+    m->to_device(kCuda);
+    int fused = 0;
 #ifdef KQ_WITH_CUDA
-  for (const LinearSlot& s : m->linear_layers()) fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
+    for (const LinearSlot& s : m->linear_layers())
+      fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
 #endif
-  EXPECT_EQ(fused, 0) << "AWQ linears have one input scale vector each: not fusable";
-  const auto got = full_pass(*m, t);
-  const double err = rel_l2(got.data(), want.data(), want.size());
-  std::vector<float> steps(t.size() * size_t(V));
-  KVCache c = m->make_cache(int64_t(t.size()));
-  for (size_t i = 0; i < t.size(); ++i) m->forward(std::span(t).subspan(i, 1), c, steps.data() + i * size_t(V));
-  const double err_steps = rel_l2(steps.data(), want_steps.data(), want_steps.size());
-  std::printf("random Llama awq: GPU vs CPU logits, relative L2 %.3g (full pass), %.3g (decode steps)\n", err,
-              err_steps);
-  EXPECT_LE(err, 3e-2);
-  EXPECT_LE(err_steps, 3e-2);
+    EXPECT_EQ(fused, shared ? 5 * int(m->config().num_layers) : 0) << "shared " << shared;
+    const auto got = full_pass(*m, t);
+    const double err = rel_l2(got.data(), want.data(), want.size());
+    std::vector<float> steps(t.size() * size_t(V));
+    KVCache c = m->make_cache(int64_t(t.size()));
+    for (size_t i = 0; i < t.size(); ++i) m->forward(std::span(t).subspan(i, 1), c, steps.data() + i * size_t(V));
+    const double err_steps = rel_l2(steps.data(), want_steps.data(), want_steps.size());
+    std::printf("random Llama awq (%s scales): GPU vs CPU logits, relative L2 %.3g (full pass), %.3g (decode steps)\n",
+                shared ? "group" : "per-linear", err, err_steps);
+    EXPECT_LE(err, 3e-2);
+    EXPECT_LE(err_steps, 3e-2);
+  }
 }
 
 // A layer swapped after to_device (here q_proj of layer 0, on the CPU, then

@@ -292,8 +292,13 @@ __global__ void w4_dequant_kernel(const __grid_constant__ W4GemmParams p, uint16
 #pragma unroll
       for (int e = 0; e < 4; ++e) v[e] = (cb[u[e]] - zero) * scale;
       if (p.x_scale) {
+        if (k + 4 <= p.K) {  // k is a multiple of 4: one aligned 16-byte load
+          const float4 xs = __ldg(reinterpret_cast<const float4*>(p.x_scale + k));
+          v[0] *= xs.x, v[1] *= xs.y, v[2] *= xs.z, v[3] *= xs.w;
+        } else {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) v[e] *= k + e < p.K ? __ldg(p.x_scale + k + e) : 0.0f;
+          for (int e = 0; e < 4; ++e) v[e] *= k + e < p.K ? __ldg(p.x_scale + k + e) : 0.0f;
+        }
       }
       const uint32_t lo = pack_bf16x2(v[0], v[1]), hi = pack_bf16x2(v[2], v[3]);
       if (vec && k + 4 <= p.K) {
