@@ -3,7 +3,7 @@
 // FFN 11008): attention decode at batch 1 / 16 and prefill chunks of 256
 // rows, norms, SwiGLU, RoPE.
 //
-//   bench_model_ops [--quick]
+//   bench_model_ops [--quick] [--launch-floor]
 //
 // Method: each op is captured `launches` times into one CUDA graph and the
 // graph replayed; median over repetitions of the time per launch (launch gaps
@@ -21,7 +21,9 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_buffer.hpp"
+#include "kernels/cuda/launch_probe.hpp"
 #include "kernels/cuda/model_ops.hpp"
+#include "kernels/cuda/pdl.hpp"
 #include "kernels/cuda/random_fill.hpp"
 
 namespace {
@@ -143,15 +145,38 @@ void bench_mlp_rope(cudaStream_t s, int64_t n, int reps) {
   row("rope q+k", "n " + std::to_string(n) + " 32+32 heads of 128", us, double(n) * 8192 * 4 / (us * 1e-6) / 1e9);
 }
 
+/// --launch-floor: microseconds per launch of a chain of probe kernels
+/// (pdl_wait, one atomic per block) in one graph: the floor each of a decode
+/// step's ~260 dependent launches pays however little it computes.
+void bench_launch_floor(cudaStream_t s, int reps) {
+  DeviceBuffer<uint32_t> counter(64);
+  counter.fill_bytes(0, s);
+  for (int threads : {32, 256, 1024})
+    for (int blocks : {1, 132, 264, 688}) {
+      const double us = graph_us([&](int) { launch_probe(blocks, threads, counter.data(), s); }, s, 256, reps);
+      std::printf("%-40s %-34s %9.2f us\n", "launch floor (probe chain, PDL if on)",
+                  (std::to_string(blocks) + " blocks x " + std::to_string(threads) + " threads").c_str(), us);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
-  for (int i = 1; i < argc; ++i) quick |= std::strcmp(argv[i], "--quick") == 0;
+  bool quick = false, launch_floor = false;
+  for (int i = 1; i < argc; ++i) {
+    quick |= std::strcmp(argv[i], "--quick") == 0;
+    launch_floor |= std::strcmp(argv[i], "--launch-floor") == 0;
+  }
   const int reps = quick ? 5 : 20;
   try {
     cudaStream_t s;
     KQ_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    if (launch_floor) {
+      std::printf("PDL %s (KQ_CUDA_PDL=0 turns it off)\n", pdl_enabled() ? "on" : "off");
+      bench_launch_floor(s, reps);
+      KQ_CUDA_CHECK(cudaStreamDestroy(s));
+      return 0;
+    }
     for (int kvh : {32, 8}) {
       bench_attention(s, 1, kvh, 1, 511, AttentionPath::Decode, reps);
       bench_attention(s, 16, kvh, 1, 511, AttentionPath::Decode, reps);
