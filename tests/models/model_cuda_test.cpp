@@ -344,8 +344,10 @@ TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
 // scales inside) give the CPU model's logits.
 TEST(ModelCuda, AwqModelMatchesCpu) {
   REQUIRE_CUDA_MODEL();
-  for (const bool shared : {true, false}) {
-    auto m = Model::random(random_llama(), 23, kCpu);
+  // Llama with one s per group and per linear; GPT-2 (biases, LayerNorm, GELU before mlp.c_proj).
+  for (const int variant : {0, 1, 2}) {
+    const bool shared = variant == 0;
+    auto m = variant < 2 ? Model::random(random_llama(), 23, kCpu) : Model::random(random_gpt2(), 24, kCpu);
     const QuantSpec spec = parse_quant_mode("awq");
     uint64_t state = 0x9E3779B97F4A7C15ull;
     auto random_scales = [&](int64_t K) {
@@ -389,15 +391,15 @@ TEST(ModelCuda, AwqModelMatchesCpu) {
     for (const LinearSlot& s : m->linear_layers())
       fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
 #endif
-    EXPECT_EQ(fused, shared ? 5 * int(m->config().num_layers) : 0) << "shared " << shared;
+    EXPECT_EQ(fused, shared ? 5 * int(m->config().num_layers) : 0) << "variant " << variant;
     const auto got = full_pass(*m, t);
     const double err = rel_l2(got.data(), want.data(), want.size());
     std::vector<float> steps(t.size() * size_t(V));
     KVCache c = m->make_cache(int64_t(t.size()));
     for (size_t i = 0; i < t.size(); ++i) m->forward(std::span(t).subspan(i, 1), c, steps.data() + i * size_t(V));
     const double err_steps = rel_l2(steps.data(), want_steps.data(), want_steps.size());
-    std::printf("random Llama awq (%s scales): GPU vs CPU logits, relative L2 %.3g (full pass), %.3g (decode steps)\n",
-                shared ? "group" : "per-linear", err, err_steps);
+    std::printf("random %s awq (%s scales): GPU vs CPU logits, relative L2 %.3g (full pass), %.3g (decode steps)\n",
+                variant < 2 ? "Llama" : "GPT-2", shared ? "group" : "per-linear", err, err_steps);
     EXPECT_LE(err, 3e-2);
     EXPECT_LE(err_steps, 3e-2);
   }
