@@ -75,10 +75,12 @@ class RestoreOps {
   std::vector<std::unique_ptr<Linear>*> slots_;
 };
 
-/// Σ over the elements of a − b, squared (or of a alone when b is null).
-double sq_diff(const std::vector<float>& a, const std::vector<float>* b) {
+/// Σ over the elements of a − b, squared (or of a alone when b is null),
+/// over the elements i with keep[i] != 0.
+double sq_diff(const std::vector<float>& a, const std::vector<float>* b, const std::vector<char>& keep) {
   double e = 0;
   for (size_t i = 0; i < a.size(); ++i) {
+    if (!keep[i]) continue;
     const double d = double(a[i]) - (b ? double((*b)[i]) : 0.0);
     e += d * d;
   }
@@ -249,7 +251,15 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
   std::vector<float> ref(size_t(S * N)), out(size_t(S * N));
   const ExecContext cpu{};
   make_linear_f32(w.clone())->forward(X.data(), S, ref.data(), cpu);
-  const double ref_norm = std::max(sq_diff(ref, nullptr), 1e-30);
+  // Reference outputs that overflow (a weight near FLT_MAX times an input
+  // above 1) say nothing about a candidate's error: they are left out, so the
+  // error stays finite and the candidates remain comparable.
+  std::vector<char> ref_ok(ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) ref_ok[i] = std::isfinite(ref[i]) ? 1 : 0;
+  const double ref_norm = std::max(sq_diff(ref, nullptr, ref_ok), 1e-30);
+  // No finite reference at all (the sampled inputs themselves overflowed): no
+  // error is known, every candidate's is NaN and the search falls back to RTN.
+  const bool any_ref = std::find(ref_ok.begin(), ref_ok.end(), char(1)) != ref_ok.end();
 
   // Relative output error of a candidate op on the sampled rows, through the
   // op's own forward (exactly what inference computes), its bias removed.
@@ -258,24 +268,34 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
     if (bias.defined())
       for (int64_t r = 0; r < S; ++r)
         for (int64_t n = 0; n < N; ++n) out[size_t(r * N + n)] -= bias.data<float>()[n];
-    return sq_diff(out, &ref) / ref_norm;
+    return any_ref ? sq_diff(out, &ref, ref_ok) / ref_norm : NAN;
   };
 
   std::vector<double> mean(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k)
     mean[size_t(k)] = std::max(stats.sum_abs[size_t(k)] / double(stats.rows), 1e-4);
 
-  // W·diag(s) into `scaled`.
+  // W·diag(s) into `scaled`; false when an element is not finite (a weight
+  // near FLT_MAX times s_k > 1 overflows).
   Tensor scaled = Tensor::empty(DType::F32, {N, K});
   auto scale_weight = [&](const float* sp) {
     float* ws = scaled.mutable_data<float>();
+    bool finite = true;
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) ws[n * K + k] = wp[n * K + k] * sp[k];
+      for (int64_t k = 0; k < K; ++k) {
+        ws[n * K + k] = wp[n * K + k] * sp[k];
+        finite = finite && std::isfinite(ws[n * K + k]);
+      }
+    return finite;
   };
 
+  // Candidates whose scaled weight or output error is not finite are skipped;
+  // α = 0 (s = 1, plain round-to-nearest) is always a candidate, so the result
+  // is never worse than RTN, and is RTN when no error is finite.
   ScaleSearch best;
   best.error = INFINITY;
-  Tensor best_s;
+  best.rtn_error = INFINITY;
+  Tensor best_s, rtn_s;
   for (int i = 0; i < grid; ++i) {
     const double alpha = double(i) / double(grid);
     Tensor s = Tensor::empty(DType::F32, {K});
@@ -289,17 +309,26 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
     }
     const double norm = std::sqrt(smax * smin);
     for (int64_t k = 0; k < K; ++k) sp[k] = float(double(sp[k]) / norm);
-    scale_weight(sp);
+    // At α = 0 (s = 1) a non-finite weight is the input's: quantize_weight names it.
+    if (!scale_weight(sp) && i > 0) continue;
     const double err = error_of(*make_awq_linear(quantize_weight(scaled, base), bias, s));
-    if (i == 0) best.rtn_error = err;
-    if (err < best.error) {
+    if (i == 0) {
+      best.rtn_error = err;
+      rtn_s = s;
+    }
+    if (std::isfinite(err) && err < best.error) {
       best.error = err;
       best.alpha = float(alpha);
       best_s = s;
     }
   }
+  if (!best_s.defined()) {  // no finite error at all: plain RTN
+    best.error = best.rtn_error;
+    best.alpha = 0;
+    best_s = rtn_s;
+  }
   scale_weight(best_s.data<float>());
-  if (clip) {
+  if (clip && std::isfinite(best.error)) {
     // Clipping of the chosen scaled weight; kept only if the group's output error falls.
     std::vector<float> inv_s(static_cast<size_t>(K));
     for (int64_t k = 0; k < K; ++k) inv_s[size_t(k)] = 1.0f / best_s.data<float>()[k];
