@@ -85,7 +85,10 @@ std::string fp8_info_report() {
   if (i.available)
     s += "FP8:      E4M3 tensor cores available (cc >= 8.9)\n";
   else
-    s += fmt::format("FP8:      not available: {}\n", i.reason);
+    s += fmt::format(
+        "FP8:      GPU FP8 tensor cores not available: {}; the fp8 quantization modes still run on the CPU "
+        "(FP8 weights decoded to FP32)\n",
+        i.reason);
   return s;
 }
 

@@ -91,8 +91,9 @@ void validate_quant_spec(const QuantSpec& s) {
     raise<InvalidArgument>("QuantSpec.awq (activation-aware scales) applies to int4 only, not {}", fname);
   if (is_4bit(s.format)) {
     if (!valid_block(s.block_size))
-      raise<InvalidArgument>("QuantSpec.block_size {} for {}: must be a power of two in [32, 256]", s.block_size,
-                             fname);
+      raise<InvalidArgument>("QuantSpec.block_size {} ({} size of {}) is not a power of two in [32, 256]",
+                             s.block_size, s.format == PrecisionFormat::INT4 ? "the group" : "the block",
+                             s.awq ? std::string_view("awq") : fname);
     if (s.weight_scales != ScaleGranularity::PerGroup)
       raise<InvalidArgument>("QuantSpec.weight_scales for {} must be per-group (got {})", fname,
                              scale_granularity_name(s.weight_scales));
@@ -265,6 +266,11 @@ QuantSpec parse_quant_mode(std::string_view name) {
       return fail(fmt::format(" ('{}' is not a modifier of {})", t, fam));
     }
   }
+  // The size given in the name (-gN / -bN), named as the mode names it.
+  if (is_4bit(s.format) && !valid_block(s.block_size))
+    raise<InvalidArgument>(
+        "{} size {} is not a power of two in [32, 256] (mode '{}': use 32, 64, 128 or 256)",
+        s.format == PrecisionFormat::INT4 ? "group" : "block", s.block_size, shown);
   try {
     validate_quant_spec(s);
   } catch (const InvalidArgument& e) {

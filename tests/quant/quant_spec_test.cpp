@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
@@ -77,7 +79,7 @@ TEST(QuantSpec, EveryValidNameRoundTrips) {
 }
 
 TEST(QuantSpec, UnknownNamesListEveryValidName) {
-  for (const char* bad : {"", "int3", "nf4-b48", "nf4-b512", "nf4-b16", "int8-asym", "fp8-bf16", "int8-e5m2",
+  for (const char* bad : {"", "int3", "int8-asym", "fp8-bf16", "int8-e5m2",
                           "nf4-nodq-nodq", "int4-g128-dq", "fp8-", "nf4-wo", "int8-nosat", "fp4-b64x"}) {
     try {
       parse_quant_mode(bad);
@@ -86,6 +88,31 @@ TEST(QuantSpec, UnknownNamesListEveryValidName) {
       const std::string msg = e.what();
       EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
       for (const std::string& n : valid_quant_mode_names()) EXPECT_NE(msg.find(n), std::string::npos) << n;
+    }
+  }
+}
+
+// A 4-bit block / group size that is not a power of two in [32, 256] says so,
+// as the mode names it ("group size" for int4 and AWQ, "block size" for the
+// codebook formats), without C++ field names or the format behind the mode
+// ("QuantSpec.block_size 7 for int4" for awq-g7).
+TEST(QuantSpec, BadBlockSizeNamesTheModeAndTheSize) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"awq-g7", "group size 7"},     {"int4-g48", "group size 48"}, {"nf4-b48", "block size 48"},
+      {"nf4-b512", "block size 512"}, {"fp4-b16", "block size 16"},  {"awq-b64", ""}};
+  for (const auto& [name, what] : cases) {
+    if (what.empty()) {  // a valid size: parsed
+      EXPECT_NO_THROW((void)parse_quant_mode(name)) << name;
+      continue;
+    }
+    try {
+      (void)parse_quant_mode(name);
+      ADD_FAILURE() << "accepted '" << name << "'";
+    } catch (const InvalidArgument& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(what + " is not a power of two in [32, 256] (mode '" + name + "'"), std::string::npos) << m;
+      EXPECT_EQ(m.find("QuantSpec"), std::string::npos) << m;
+      EXPECT_EQ(m.find("for int4"), std::string::npos) << m;
     }
   }
 }

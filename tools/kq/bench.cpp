@@ -36,59 +36,72 @@ struct BenchArgs {
   bool lm_head = false, no_latency = false, special_tokens = false;
 };
 
+/// Whether the run scored enough tokens (kMinScoredTokensForVerdict) for its
+/// PASS/FAIL against per-cent thresholds to mean something.
+bool verdict_reliable(const BenchReport& r) { return r.scored_tokens >= kMinScoredTokensForVerdict; }
+
+/// "PASS" / "FAIL", with a "?" when the verdict is not `reliable`.
+std::string verdict(const BenchResult& m, bool reliable) {
+  return std::string(m.pass ? "PASS" : "FAIL") + (reliable ? "" : "?");
+}
+
 /// The modes run without --modes: the specification's four, on either device.
 std::vector<std::string> default_modes() { return {"int8", "int4", "awq", "fp8"}; }
 
-/// The run's header; `modes` are the modes run, as given (or the defaults).
-void print_header(const BenchReport& r, const std::vector<std::string>& modes) {
-  fmt::print("KernelQuant bench\n");
-  fmt::print("  model   {}\n", r.model);
+/// The run's header, to `out`; `modes` are the modes run, as given (or the defaults).
+void print_header(std::FILE* out, const BenchReport& r, const std::vector<std::string>& modes) {
+  fmt::print(out, "KernelQuant bench\n");
+  fmt::print(out, "  model   {}\n", r.model);
   if (r.device == "cpu")
-    fmt::print("  device  cpu ({} threads)\n", r.threads);
+    fmt::print(out, "  device  cpu ({} threads)\n", r.threads);
   else
-    fmt::print("  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
-  fmt::print("  modes   {}\n", fmt::join(modes, " "));
-  fmt::print("  tokenizer {}\n", r.tokenizer);
-  fmt::print("  text    {}{} ({} tokens)\n", r.text, r.special_tokens ? ", special tokens recognized" : "",
-             r.text_tokens);
-  if (!r.calibration.empty()) fmt::print("  calibration {} (AWQ)\n", r.calibration);
-  fmt::print("  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
+    fmt::print(out, "  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
+  fmt::print(out, "  modes   {}\n", fmt::join(modes, " "));
+  fmt::print(out, "  tokenizer {}\n", r.tokenizer);
+  fmt::print(out, "  text    {}{} ({})\n", r.text, r.special_tokens ? ", special tokens recognized" : "",
+             count_noun(r.text_tokens, "token"));
+  if (!r.calibration.empty()) fmt::print(out, "  calibration {} (AWQ)\n", r.calibration);
+  fmt::print(out, "  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
              r.samples ? fmt::format(", --samples {}", r.samples) : "");
   if (!r.results.empty() && r.results[0].latency_before.runs)
-    fmt::print("  latency decode at batch 1 with a KV cache after a {}-token prompt; median of {} runs x {} tokens\n",
-               r.results[0].latency_before.prompt_tokens, r.results[0].latency_before.runs,
-               r.results[0].latency_before.decode_tokens);
+    fmt::print(out,
+               "  latency decode at batch 1 with a KV cache after a {}-token prompt; median of {} x {}\n",
+               r.results[0].latency_before.prompt_tokens, count_noun(r.results[0].latency_before.runs, "run"),
+               count_noun(r.results[0].latency_before.decode_tokens, "token"));
 }
 
-void print_mode(const BenchResult& m) {
-  fmt::print("\n== {} ({}) ==\n", m.mode, m.mode_canonical);
-  fmt::print("  perplexity   {:.4f} -> {:.4f}  ({:+.2f} %, limit < {:.0f} %)  {}\n", m.ppl_before, m.ppl_after,
-             m.ppl_delta_pct, m.threshold_pct, m.pass ? "PASS" : "FAIL");
-  fmt::print("  KL(fp32||q)  {:.5f} nats/token   top-1 agreement {:.2f} %\n", m.kl_div, m.top1_agreement * 100);
-  fmt::print("  weights      {} -> {}  ({:+.1f} %, whole model in memory vs on-disk dtype)\n",
+/// One mode's report, to `out`; `reliable`: false marks the verdict "PASS?" / "FAIL?".
+void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
+  fmt::print(out, "\n== {} ({}) ==\n", m.mode, m.mode_canonical);
+  fmt::print(out, "  perplexity   {:.4f} -> {:.4f}  ({:+.2f} %, limit < {:.0f} %)  {}\n", m.ppl_before,
+             m.ppl_after, m.ppl_delta_pct, m.threshold_pct, verdict(m, reliable));
+  fmt::print(out, "  KL(fp32||q)  {:.5f} nats/token   top-1 agreement {:.2f} %\n", m.kl_div,
+             m.top1_agreement * 100);
+  fmt::print(out, "  weights      {} -> {}  ({:+.1f} %, whole model in memory vs on-disk dtype)\n",
              human_bytes(m.weight_bytes_before), human_bytes(m.weight_bytes_after),
              -reduction_pct(m.weight_bytes_before, m.weight_bytes_after));
-  fmt::print("  linear       {} -> {}  ({:.1f} % smaller vs FP32, {:.3f} bits/weight)\n",
+  fmt::print(out, "  linear       {} -> {}  ({:.1f} % smaller vs FP32, {:.3f} bits/weight)\n",
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), m.bits_per_weight);
   if (m.weight_bytes_after > m.linear_bytes_after)
-    fmt::print("  other        {}  (embeddings, norms, unquantized layers: held in FP32)\n",
+    fmt::print(out, "  other        {}  (embeddings, norms, unquantized layers: held in FP32)\n",
                human_bytes(m.weight_bytes_after - m.linear_bytes_after));
   if (m.latency_before.runs) {
     fmt::print(
+        out,
         "  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x; run-to-run spread {:.0f} % -> {:.0f} %{})\n",
         m.latency_before.decode_ms_per_token, m.latency_after.decode_ms_per_token, m.speedup,
         m.latency_before.decode_spread * 100, m.latency_after.decode_spread * 100,
         latency_stability_warning(m).empty() ? "" : ", UNSTABLE");
-    fmt::print("  prefill      {:.0f} -> {:.0f} tokens/s\n", m.latency_before.prefill_tokens_per_s,
+    fmt::print(out, "  prefill      {:.0f} -> {:.0f} tokens/s\n", m.latency_before.prefill_tokens_per_s,
                m.latency_after.prefill_tokens_per_s);
   }
-  fmt::print("  load+quantize {:.2f} s, eval {:.2f} s, resident {}\n", m.load_seconds, m.eval_seconds,
+  fmt::print(out, "  load+quantize {:.2f} s, eval {:.2f} s, resident {}\n", m.load_seconds, m.eval_seconds,
              human_bytes(m.rss_bytes));
 }
 
 /// One row of the summary table, as text cells (widths are computed from them).
-std::vector<std::string> table_row(const BenchResult& m) {
+std::vector<std::string> table_row(const BenchResult& m, bool reliable) {
   const bool timed = m.latency_before.runs > 0;
   return {m.mode,
           fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after),
@@ -103,16 +116,17 @@ std::vector<std::string> table_row(const BenchResult& m) {
                               m.latency_after.decode_ms_per_token)
                 : std::string("-"),
           timed ? fmt::format("{:.2f}x", m.speedup) : std::string("-"),
-          m.pass ? "PASS" : "FAIL"};
+          verdict(m, reliable)};
 }
 
 /// The summary table, columns as wide as their widest cell (long mode names
 /// such as "int4-g128-asym-bf16" do not shift the other columns).
 std::string format_bench_table(const BenchReport& r) {
+  const bool reliable = verdict_reliable(r);
   const std::vector<std::string> header{"mode",    "perplexity", "delta",           "KL",      "top-1",
                                         "weights", "bits",       "decode ms/token", "speedup", "result"};
   std::vector<std::vector<std::string>> rows{header};
-  for (const BenchResult& m : r.results) rows.push_back(table_row(m));
+  for (const BenchResult& m : r.results) rows.push_back(table_row(m, reliable));
   std::vector<size_t> width(header.size(), 0);
   for (const auto& row : rows)
     for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
@@ -134,10 +148,17 @@ std::string format_bench_table(const BenchReport& r) {
   return out;
 }
 
-void print_table(const BenchReport& r) {
-  fmt::print("\n{}", format_bench_table(r));
-  fmt::print("peak resident memory {}, baseline load {:.2f} s\n", human_bytes(r.peak_rss_bytes),
+/// The summary table and the peak memory, to `out`; then, when the verdicts
+/// are unreliable (too few scored tokens), a line saying so.
+void print_table(std::FILE* out, const BenchReport& r) {
+  fmt::print(out, "\n{}", format_bench_table(r));
+  fmt::print(out, "peak resident memory {}, baseline load {:.2f} s\n", human_bytes(r.peak_rss_bytes),
              r.baseline_load_seconds);
+  if (!verdict_reliable(r))
+    fmt::print(out,
+               "result unreliable (PASS? / FAIL?): the perplexities cover only {}, fewer than {}; the exit "
+               "status still follows PASS / FAIL\n",
+               count_noun(r.scored_tokens, "scored token"), kMinScoredTokensForVerdict);
 }
 
 nlohmann::json to_json(const BenchReport& r) {
@@ -153,6 +174,8 @@ nlohmann::json to_json(const BenchReport& r) {
   j["samples"] = r.samples;
   j["windows"] = r.windows;
   j["scored_tokens"] = r.scored_tokens;
+  // false: fewer than kMinScoredTokensForVerdict scored tokens, the results' "pass" is not reliable
+  j["reliable"] = verdict_reliable(r);
   j["threads"] = r.threads;
   j["peak_rss_bytes"] = r.peak_rss_bytes;
   j["results"] = nlohmann::json::array();
@@ -232,7 +255,8 @@ void add_bench_command(CLI::App& app) {
   CLI::Option* json_opt = cmd->add_option(
       "--json", args->json,
       "Also write the results as JSON to this file (atomically). It must not be the --text file or an "
-      "existing file inside the --model folder (a new file there is fine)");
+      "existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
+      "output and the human-readable report to standard error");
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   cmd->add_option(
       "--keep", args->keep,
@@ -313,14 +337,20 @@ void add_bench_command(CLI::App& app) {
     if (r.samples > r.windows)
       warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
                        r.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));
-    print_header(r, o.modes);
-    for (const BenchResult& m : r.results) print_mode(m);
-    print_table(r);
+    // --json -: standard output carries the JSON alone, the report goes to standard error.
+    const bool json_stdout = args->json == "-";
+    std::FILE* out = json_stdout ? stderr : stdout;
+    print_header(out, r, o.modes);
+    for (const BenchResult& m : r.results) print_mode(out, m, verdict_reliable(r));
+    print_table(out, r);
     flush_stdout();  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
     if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);
-    if (!args->json.empty()) {
+    if (json_stdout) {
+      fmt::print("{}\n", to_json(r).dump(2));
+      flush_stdout();
+    } else if (!args->json.empty()) {
       io::write_file_atomic(args->json, to_json(r).dump(2) + "\n");
       fmt::print("wrote {}\n", args->json);
     }

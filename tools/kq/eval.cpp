@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -63,17 +64,22 @@ void run_eval(const EvalOptions& o) {
                      o.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));
 
   const double tps = r.seconds > 0 ? double(r.scored_tokens) / r.seconds : 0.0;
-  fmt::print("model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model,
+  // --json -: standard output carries the JSON alone, the report goes to standard error.
+  const bool json_stdout = o.json == "-";
+  std::FILE* out = json_stdout ? stderr : stdout;
+  fmt::print(out, "model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model,
              arch_name(model->config().arch), model->config().num_layers, model->config().hidden_size,
              model->config().vocab_size);
-  fmt::print("tokenizer:     {}\n", tok.source());
-  fmt::print("text:          {}{} ({} tokens)\n", o.text,
-             o.special_tokens ? ", special tokens recognized" : "", tokens.size());
-  fmt::print("perplexity:    {:.4f}\n", r.ppl);
-  fmt::print("scored tokens: {} in {} window{} of up to {} tokens{}\n", r.scored_tokens, r.windows,
+  fmt::print(out, "tokenizer:     {}\n", tok.source());
+  fmt::print(out, "text:          {}{} ({})\n", o.text, o.special_tokens ? ", special tokens recognized" : "",
+             count_noun(static_cast<long long>(tokens.size()), "token"));
+  fmt::print(out, "perplexity:    {:.4f}\n", r.ppl);
+  fmt::print(out, "scored tokens: {} in {} window{} of up to {} tokens{}\n", r.scored_tokens, r.windows,
              r.windows == 1 ? "" : "s", r.ctx,
-             o.samples && o.samples <= r.windows ? fmt::format(" (first {} windows only)", o.samples) : "");
-  fmt::print("time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
+             !o.samples || o.samples > r.windows ? std::string()
+             : o.samples == 1                    ? std::string(" (first window only)")
+                                                 : fmt::format(" (first {} windows only)", o.samples));
+  fmt::print(out, "time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
              ctx.device == Device::CPU ? fmt::format("{} threads", resolve_threads(o.threads))
                                        : device_name(ctx.device));
 
@@ -97,8 +103,13 @@ void run_eval(const EvalOptions& o) {
         {"threads", resolve_threads(o.threads)},
         {"device", device_name(ctx.device)},
     };
-    io::write_file_atomic(o.json, j.dump(2) + "\n");
-    fmt::print("wrote {}\n", o.json);
+    if (json_stdout) {
+      fmt::print("{}\n", j.dump(2));
+      flush_stdout();
+    } else {
+      io::write_file_atomic(o.json, j.dump(2) + "\n");
+      fmt::print("wrote {}\n", o.json);
+    }
   }
 }
 
@@ -127,7 +138,8 @@ void add_eval_command(CLI::App& app) {
   CLI::Option* json_opt = cmd->add_option(
       "--json", opts->json,
       "Also write the results as JSON to this file (atomically; default: none). It must not be the --text "
-      "file or an existing file inside the --model folder (a new file there is fine)");
+      "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to "
+      "standard output and the human-readable report to standard error");
   cmd->add_flag(
       "--special-tokens", opts->special_tokens,
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
