@@ -206,7 +206,10 @@ void check_coverage(const std::string& file, uint64_t data_start, uint64_t data_
 ParsedFile parse_file(const fs::path& path) {
   const std::string file = path.string();
   ParsedFile pf;
-  pf.map = MappedFile::open(file);  // FormatError naming the file when missing
+  // stat before open: opening a FIFO (named pipe) for reading blocks until a
+  // writer comes, and a device would be read without end.
+  if (const auto why = io::why_not_regular_file(path)) raise<FormatError>("{}: {}", file, *why);
+  pf.map = MappedFile::open(file);  // FormatError naming the file when it cannot be opened
   const auto* base = pf.map->data();
   const uint64_t size = pf.map->size();
   if (size < 8) raise<FormatError>("{}: file is {} bytes, too short for a safetensors header", file, size);

@@ -62,7 +62,8 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
     const std::string h = p + "h." + std::to_string(l) + ".";
     const std::string name = "transformer.h." + std::to_string(l) + ".";  // canonical slot names
     auto linear = [&](const std::string& m, int64_t out, int64_t in) -> std::unique_ptr<Linear> {
-      if (auto q = w.quantized_linear(name + m, h + m, out, in)) return make_linear(name + m, std::move(q));
+      if (auto q = w.quantized_linear(name + m, h + m, out, in, /*bias=*/true))
+        return make_linear(name + m, std::move(q));
       if (auto g = w.generated_linear(name + m, out, in, backend())) return make_linear(name + m, std::move(g));
       return make_linear(name + m, make_linear_f32(w.get_transposed(h + m + ".weight", {out, in}, Init::Weight),
                                                    w.get(h + m + ".bias", {out}, Init::Zeros)));
@@ -85,7 +86,7 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
   ln_f_b_.host = w.get(p + "ln_f.bias", {d}, Init::Zeros);
   register_parameter(ln_f_w_, ParamKind::Vector);
   register_parameter(ln_f_b_, ParamKind::Vector);
-  lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d);
+  lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d, /*bias=*/false);
   if (!lm_head_) lm_head_ = w.generated_linear("lm_head", c.vocab_size, d, backend());
   if (!lm_head_)
     lm_head_ = c.tie_word_embeddings

@@ -61,7 +61,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     LlamaBlock& b = blocks_[size_t(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
     auto linear = [&](const std::string& m, int64_t out, int64_t in, bool bias) -> std::unique_ptr<Linear> {
-      if (auto q = w.quantized_linear(p + m, p + m, out, in)) return make_linear(p + m, std::move(q));
+      if (auto q = w.quantized_linear(p + m, p + m, out, in, bias)) return make_linear(p + m, std::move(q));
       if (auto g = w.generated_linear(p + m, out, in, backend())) return make_linear(p + m, std::move(g));
       return make_linear(p + m, make_linear_f32(w.get(p + m + ".weight", {out, in}, Init::Weight),
                                                 bias ? w.get(p + m + ".bias", {out}, Init::Zeros) : Tensor()));
@@ -89,7 +89,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   }
   norm_.host = w.get("model.norm.weight", {d}, Init::Ones);
   register_parameter(norm_, ParamKind::Vector);
-  lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d);
+  lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d, /*bias=*/false);
   if (!lm_head_) lm_head_ = w.generated_linear("lm_head", c.vocab_size, d, backend());
   if (!lm_head_)
     lm_head_ = c.tie_word_embeddings

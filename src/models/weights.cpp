@@ -1,9 +1,11 @@
 #include "models/weights.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string_view>
 
 #include "io/json_strict.hpp"
@@ -42,6 +44,86 @@ void reject_quantized_weights_without_config(const TensorStore& store, const std
       "{}: the folder looks like a kq-quantized model ({}), but {} has no quantization_config; put back the "
       "config.json that kq quantize wrote (or load the original model folder)",
       dir.string(), evidence, cfg.string());
+}
+
+/// Checks the fields of a kq quantization record (config.json
+/// quantization_config or the 'kq_quantization' safetensors metadata) that
+/// the loader does not read but that describe the folder: "mode" (required:
+/// "mixed" for a per-layer (adaptive) plan, else a parse_quant_mode name that
+/// every module's mode matches), "quantize_lm_head" (a boolean: false while
+/// lm_head is quantized, or true while lm_head is not quantized and no keep
+/// pattern covers it, is refused for a single-mode record) and
+/// "keep_patterns" (an array of valid ECMAScript regular expressions that
+/// match no quantized module of a single-mode record); the last two may be
+/// absent (older folders). `where` names the record ("<file>: quantization_config").
+/// Throws FormatError naming the record and the field.
+void check_quantization_record(const nlohmann::json& q, const std::string& where) {
+  if (!q.contains("mode"))
+    raise<FormatError>("{}.mode is missing (kq quantize writes the mode name, or \"mixed\" for an adaptive plan)",
+                       where);
+  if (!q["mode"].is_string())
+    raise<FormatError>("{}.mode must be a string, not {}", where, io::json_excerpt(q["mode"]));
+  const std::string mode = q["mode"].get<std::string>();
+  const nlohmann::json& modules = q["modules"];
+  const bool mixed = mode == "mixed";
+  std::string canonical;
+  if (!mixed) {
+    try {
+      canonical = parse_quant_mode(mode).name();
+    } catch (const InvalidArgument& e) {
+      raise<FormatError>("{}.mode: {} (or \"mixed\" for an adaptive plan)", where, e.what());
+    }
+    for (const auto& [module, m] : modules.items()) {
+      std::string module_mode;
+      try {
+        module_mode = parse_quant_mode(m.get<std::string>()).name();
+      } catch (const InvalidArgument& e) {
+        raise<FormatError>("{}.modules['{}']: {}", where, module, e.what());
+      }
+      if (module_mode != canonical)
+        raise<FormatError>("{}.mode is '{}' but module '{}' is {}: a folder of one mode has every module in it "
+                           "(\"mixed\" is written for an adaptive plan)",
+                           where, mode, module, io::json_excerpt(m));
+    }
+  }
+  std::vector<std::regex> keep;
+  if (q.contains("keep_patterns")) {
+    const nlohmann::json& k = q["keep_patterns"];
+    if (!k.is_array())
+      raise<FormatError>("{}.keep_patterns must be an array of regular expression strings, not {}", where,
+                         io::json_excerpt(k));
+    for (size_t i = 0; i < k.size(); ++i) {
+      if (!k[i].is_string())
+        raise<FormatError>("{}.keep_patterns[{}] must be a string, not {}", where, i, io::json_excerpt(k[i]));
+      try {
+        keep.emplace_back(k[i].get<std::string>(), std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        raise<FormatError>("{}.keep_patterns[{}] '{}' is not a valid regular expression: {}", where, i,
+                           k[i].get<std::string>(), e.what());
+      }
+    }
+    if (!mixed)
+      for (const auto& [module, m] : modules.items())
+        for (size_t i = 0; i < keep.size(); ++i)
+          if (std::regex_search(module, keep[i]))
+            raise<FormatError>("{}.keep_patterns[{}] '{}' matches module '{}', which is quantized ({})", where, i,
+                               k[i].get<std::string>(), module, io::json_excerpt(m));
+  }
+  if (q.contains("quantize_lm_head")) {
+    const nlohmann::json& l = q["quantize_lm_head"];
+    if (!l.is_boolean())
+      raise<FormatError>("{}.quantize_lm_head must be true or false, not {}", where, io::json_excerpt(l));
+    const bool head_quantized = modules.contains("lm_head");
+    if (head_quantized && !l.get<bool>())
+      raise<FormatError>("{}.quantize_lm_head is false but module 'lm_head' is quantized ({})", where,
+                         io::json_excerpt(modules["lm_head"]));
+    const bool head_kept = std::any_of(keep.begin(), keep.end(),
+                                       [](const std::regex& r) { return std::regex_search("lm_head", r); });
+    if (!mixed && !head_quantized && l.get<bool>() && !head_kept)
+      raise<FormatError>("{}.quantize_lm_head is true but module 'lm_head' is not quantized (not in modules, "
+                         "and no keep pattern matches it)",
+                         where);
+  }
 }
 
 }  // namespace
@@ -121,6 +203,15 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
                                    : fmt::format(" (model.safetensors written as {}, config.json says {})",
                                                  file_mode, config_mode));
     }
+    // The descriptive fields: each record must be sound and the two must agree.
+    check_quantization_record(q, cfg.string() + ": quantization_config");
+    check_quantization_record(fq, dir.string() + ": model.safetensors metadata 'kq_quantization'");
+    for (const char* field : {"mode", "quantize_lm_head", "keep_patterns"})
+      if (fq.contains(field) != q.contains(field) || (q.contains(field) && fq[field] != q[field]))
+        raise<FormatError>("{}: {} is {} in model.safetensors ('kq_quantization' metadata) but {} in config.json "
+                           "quantization_config: the folder mixes two quantizations",
+                           dir.string(), field, fq.contains(field) ? io::json_excerpt(fq[field]) : "absent",
+                           q.contains(field) ? io::json_excerpt(q[field]) : "absent");
   } else {
     raise<FormatError>(
         "{}: config.json has a kq quantization_config but model.safetensors has no "
@@ -145,9 +236,14 @@ Tensor require_finite(Tensor t, const std::string& name, const std::filesystem::
 
 std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
                                                       const std::string& file_prefix, int64_t out,
-                                                      int64_t in) {
+                                                      int64_t in, bool bias) {
   const auto it = quantized_modules_.find(module);
   if (it == quantized_modules_.end()) return nullptr;
+  // load_quantized_linear takes a bias when there is one; a layer that has a
+  // bias by the architecture but lost it would run with none (wrong output).
+  if (bias && !store_.contains(file_prefix + ".bias"))
+    raise<FormatError>("{}: missing tensor '{}' (expected shape {})", dir_.string(), file_prefix + ".bias",
+                       shape_str(Shape{out}));
   QuantSpec spec;
   try {
     spec = parse_quant_mode(it->second);

@@ -41,10 +41,13 @@ class WeightSource {
   /// when the source stores it quantized (a KernelQuant quantized folder), with
   /// its tensors under `file_prefix` ("h.0.attn.c_attn" in a hub-style GPT-2
   /// folder); nullptr when it is stored as a plain weight. `out`, `in`: the
-  /// expected [N, K]. Throws FormatError naming the tensor on a mismatch.
+  /// expected [N, K]; `bias`: whether the architecture gives this layer a
+  /// bias (as for the FP32 path), so that a missing "<file_prefix>.bias" is
+  /// the same "missing tensor" FormatError. Throws FormatError naming the
+  /// tensor on a mismatch.
   virtual std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
-                                                   int64_t out, int64_t in) {
-    (void)module, (void)file_prefix, (void)out, (void)in;
+                                                   int64_t out, int64_t in, bool bias) {
+    (void)module, (void)file_prefix, (void)out, (void)in, (void)bias;
     return nullptr;
   }
   /// A linear layer the source generates itself in its final form (random
@@ -79,7 +82,7 @@ class FileWeights final : public WeightSource {
   Tensor get(const std::string& name, const Shape& shape, Init init) override;
   Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override;
   std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
-                                           int64_t out, int64_t in) override;
+                                           int64_t out, int64_t in, bool bias) override;
 
   /// Names (sorted) of the tensors in the folder that no get(),
   /// get_transposed() or quantized_linear() call has read, except buffers no
