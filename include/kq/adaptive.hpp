@@ -199,7 +199,9 @@ double adaptive_reduction_limit(const AdaptiveOptions& options);
 /// planned layer, those the plan keeps in FP32 included (the bytes the target
 /// refers to: 1 − after / before = plan.achieved_reduction >= the target);
 /// quantized_matrix_bytes, quantized_elements and bits_per_weight() cover the
-/// quantized layers only.
+/// same planned layers (an FP32 one counts 32 bits per weight), so the bits
+/// per weight agree with the reduction; layers outside the plan (lm_head not
+/// quantized, keep_patterns) are in none of them.
 QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options,
                                        AdaptivePlan* plan_out = nullptr);
 
@@ -217,6 +219,19 @@ bool is_adaptive_mode(std::string_view name);
 /// naming the value (its first 40 characters and its length when longer) and
 /// the accepted form and range.
 AdaptiveOptions parse_adaptive_mode(std::string_view name);
+
+/// Which settings an adaptive mode name states itself rather than leaving to
+/// the defaults: "adaptive-r70" states the target, "adaptive-error" the
+/// strategy, "adaptive" neither.
+struct AdaptiveModeParts {
+  bool target = false;    ///< an "-rP" part is given
+  bool strategy = false;  ///< an "-entropy", "-error" or "-uniform" part is given
+};
+
+/// parse_adaptive_mode(name) that also reports, when `parts` is not null,
+/// which settings the name gives (so that an option giving another value can
+/// be refused as a conflict). Throws as parse_adaptive_mode.
+AdaptiveOptions parse_adaptive_mode(std::string_view name, AdaptiveModeParts* parts);
 
 /// The canonical name parse_adaptive_mode reads back: "adaptive-r80",
 /// "adaptive-r82.5-error" (the strategy only when not entropy), P rounded to

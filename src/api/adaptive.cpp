@@ -309,7 +309,9 @@ AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
 
 bool is_adaptive_mode(std::string_view name) { return normalise(name).starts_with("adaptive"); }
 
-AdaptiveOptions parse_adaptive_mode(std::string_view name) {
+AdaptiveOptions parse_adaptive_mode(std::string_view name) { return parse_adaptive_mode(name, nullptr); }
+
+AdaptiveOptions parse_adaptive_mode(std::string_view name, AdaptiveModeParts* parts) {
   const std::string v = normalise(name);
   auto bad = [&] {
     raise<InvalidArgument>(
@@ -347,6 +349,7 @@ AdaptiveOptions parse_adaptive_mode(std::string_view name) {
       bad();
     }
   }
+  if (parts) *parts = AdaptiveModeParts{have_target, have_strategy};
   return o;
 }
 
@@ -375,13 +378,22 @@ std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan) {
 QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options, AdaptivePlan* plan_out) {
   AdaptivePlan plan = plan_adaptive_precision(model, options);
   QuantizeReport report = quantize_model(model, plan.to_options());
-  // The layers the plan keeps in FP32 are part of the bytes the target refers to.
+  // The layers the plan keeps in FP32 are part of the bytes the target refers
+  // to, and of the bits per weight (an FP32 layer is 32 bits/weight: a plan
+  // keeping most layers is not "8 bits/weight" because its few quantized ones are).
+  const std::vector<LinearSlot> slots = model.linear_layers();
   for (const LayerQuantization& lq : report.layers)
     if (!lq.quantized && std::any_of(plan.layers.begin(), plan.layers.end(), [&](const LayerAnalysis& l) {
           return l.name == lq.name && !l.choice().spec;
         })) {
       report.quantized_bytes_before += lq.bytes_before;
       report.quantized_bytes_after += lq.bytes_after;
+      size_t bias_bytes = 0;
+      for (const LinearSlot& slot : slots)
+        if (slot.name == lq.name)
+          if (const Tensor b = (*slot.op)->bias(); b.defined()) bias_bytes = b.nbytes();
+      report.quantized_matrix_bytes += lq.bytes_after - bias_bytes;
+      report.quantized_elements += lq.out_features * lq.in_features;
     }
   if (plan_out) *plan_out = std::move(plan);
   return report;

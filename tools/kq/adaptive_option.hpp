@@ -39,15 +39,31 @@ inline std::string adaptive_target_beyond_limit(const AdaptiveOptions& o, const 
 }
 
 /// parse_adaptive_mode(mode), then --target-reduction (when given, in (0, 1))
-/// and --strategy (when not empty) override what the name says. A target no
-/// model can reach (adaptive_target_beyond_limit), or one finer than 0.000001
-/// from either end, is a usage error (CLI::ValidationError, exit status 2)
-/// before the model is loaded.
+/// and --strategy (when not empty) fill in what the name leaves to the
+/// defaults. An option that disagrees with what the name states
+/// ("adaptive-r70" with --target-reduction 0.5, "adaptive-error" with
+/// --strategy uniform; the same value twice is fine), a target no model can
+/// reach (adaptive_target_beyond_limit), or one finer than 0.000001 from
+/// either end, is a usage error (CLI::ValidationError, exit status 2) before
+/// the model is loaded.
 inline AdaptiveOptions adaptive_options(const std::string& mode, bool target_given, double target,
                                         const std::string& strategy) {
-  AdaptiveOptions o = parse_adaptive_mode(mode);
+  AdaptiveModeParts parts;
+  AdaptiveOptions o = parse_adaptive_mode(mode, &parts);
+  if (target_given && parts.target && std::round(target * 1e6) != std::round(o.target_reduction * 1e6))
+    throw CLI::ValidationError(fmt::format(
+        "--mode {} asks for a target reduction of {:g} % but --target-reduction {} for {:g} %: give one of them "
+        "(or the same value in both)",
+        shown_mode(mode), std::round(o.target_reduction * 1e6) / 1e4, target, std::round(target * 1e6) / 1e4));
   if (target_given) o.target_reduction = target;
-  if (!strategy.empty()) o.strategy = parse_allocation_strategy(strategy);
+  if (!strategy.empty()) {
+    const AllocationStrategy s = parse_allocation_strategy(strategy);
+    if (parts.strategy && s != o.strategy)
+      throw CLI::ValidationError(fmt::format(
+          "--mode {} asks for the {} strategy but --strategy {} for {}: give one of them (or the same in both)",
+          shown_mode(mode), allocation_strategy_name(o.strategy), strategy, allocation_strategy_name(s)));
+    o.strategy = s;
+  }
   const std::string what =
       target_given ? fmt::format("--target-reduction {}", target) : fmt::format("--mode {}", shown_mode(mode));
   try {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "api/generation_config.hpp"
 #include "commands.hpp"
@@ -42,10 +43,20 @@ double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void run_generate(const GenerateOptions& o, bool n_given) {
+/// `sampling_given`: the sampling options given on the command line (--top-k,
+/// --top-p, --seed), warned about as having no effect at temperature 0.
+void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std::string>& sampling_given) {
   if (o.n < 0) raise<InvalidArgument>("-n must be >= 0, got {}", o.n);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   Sampler sampler(o.sampling);  // validates temperature / top-k / top-p
+  if (o.sampling.temperature == 0 && !sampling_given.empty()) {
+    std::string names;
+    for (size_t i = 0; i < sampling_given.size(); ++i)
+      names += (i == 0 ? "" : i + 1 == sampling_given.size() ? " and " : ", ") + sampling_given[i];
+    warn(fmt::format("{} {} no effect at --temperature 0 (greedy decoding, the default): give --temperature > 0 "
+                     "to sample",
+                     names, sampling_given.size() == 1 ? "has" : "have"));
+  }
   io::check_utf8(o.prompt, "--prompt");  // invalid UTF-8 is an error naming the byte offset
   auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
   // for_model: ids of a padded model vocabulary that the tokenizer lacks decode to nothing.
@@ -136,16 +147,20 @@ void add_generate_command(CLI::App& app) {
              "Tokens to generate at most (reduced, with a warning, to what the model's context leaves)")
           ->transform(integer_in(0, 1 << 30))
           ->capture_default_str();
-  cmd->add_option("--temperature", opts->sampling.temperature, "Sampling temperature; 0 = greedy")
+  cmd->add_option("--temperature", opts->sampling.temperature,
+                  "Sampling temperature; 0 = greedy (--top-k, --top-p and --seed then have no effect)")
       ->check(real_in<float>({0.0, std::numeric_limits<double>::infinity()}))
       ->capture_default_str();
-  cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
+  CLI::Option* top_k_opt =
+      cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
       ->transform(integer_in(0, std::numeric_limits<int>::max()))
       ->capture_default_str();
-  cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (1 = off)")
+  CLI::Option* top_p_opt =
+      cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (1 = off)")
       ->check(real_in<float>({.lo = 0.0, .hi = 1.0, .lo_open = true}))
       ->capture_default_str();
-  cmd->add_option("--seed", opts->sampling.seed, "Random seed (of std::mt19937_64)")
+  CLI::Option* seed_opt =
+      cmd->add_option("--seed", opts->sampling.seed, "Random seed (of std::mt19937_64)")
       ->transform(integer_in<uint64_t>(0, std::numeric_limits<uint64_t>::max()))
       ->capture_default_str();
   add_threads_option(cmd, opts->threads);
@@ -160,7 +175,12 @@ void add_generate_command(CLI::App& app) {
                 "Recognize added/special tokens such as <|endoftext|> in --prompt and emit their ids (as Hugging "
                 "Face tokenizers do); default: the prompt is raw text");
   cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
-  cmd->callback([opts, n_opt] { run_generate(*opts, n_opt->count() > 0); });
+  cmd->callback([opts, n_opt, top_k_opt, top_p_opt, seed_opt] {
+    std::vector<std::string> sampling_given;
+    for (const CLI::Option* opt : {top_k_opt, top_p_opt, seed_opt})
+      if (opt->count() > 0) sampling_given.push_back(opt->get_name());
+    run_generate(*opts, n_opt->count() > 0, sampling_given);
+  });
 }
 
 }  // namespace kq::cli
