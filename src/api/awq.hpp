@@ -55,7 +55,10 @@ struct ScaleSearch {
 /// error on the sampled rows is smallest (ties: the smaller α). With `clip`,
 /// then the reference code's weight clipping: per row and group, the range
 /// ±r·absmax (r = 1, 0.95, …, 0.55) with the smallest output error of that
-/// group, kept when it lowers the layer's error.
+/// group, kept when it lowers the layer's error. Candidates whose scaled
+/// weight or error is not finite (a weight near FLT_MAX times s) are skipped;
+/// α = 0 (plain round-to-nearest) always stands, so the result is never
+/// worse than it (error NaN when no output error is finite).
 /// weight: F32 [N, K]; bias: F32 [N] or undefined. Throws InvalidArgument for
 /// a non-AWQ spec, stats of another K or without sampled rows, grid < 1.
 ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,

@@ -3,6 +3,8 @@
 #include <map>
 #include <regex>
 
+#include <fmt/format.h>
+
 #include "api/awq.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -101,8 +103,13 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
         weights.push_back(ops.at(n)->dequantized_weight());
         biases.push_back(ops.at(n)->bias());
       }
-      std::vector<awq::ScaleSearch> r = awq::search_group_scales(weights, biases, stats.at(group.front()),
-                                                                 first->second, options.calibration.grid);
+      std::vector<awq::ScaleSearch> r;
+      try {
+        r = awq::search_group_scales(weights, biases, stats.at(group.front()), first->second,
+                                     options.calibration.grid);
+      } catch (const InvalidArgument& e) {  // e.g. a non-finite weight: name the group's layers
+        raise<InvalidArgument>("layers '{}': {}", fmt::join(group, "', '"), e.what());
+      }
       for (size_t i = 0; i < group.size(); ++i) awq_grouped.emplace(group[i], std::move(r[i]));
     }
   }
@@ -116,18 +123,22 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     lq.bytes_before = op.weight_bytes();
     if (const auto it = plan.find(slot.name); it != plan.end()) {
       const QuantSpec& spec = it->second;
-      if (spec.awq) {
-        const auto grouped = awq_grouped.find(slot.name);
-        awq::ScaleSearch r = grouped != awq_grouped.end() ? std::move(grouped->second)
-                                                          : awq::search_scales(op.dequantized_weight(), op.bias(),
-                                                                               stats.at(slot.name), spec,
-                                                                               options.calibration.grid);
-        lq.awq_alpha = r.alpha;
-        lq.awq_rtn_error = r.rtn_error;
-        lq.awq_error = r.error;
-        *slot.op = std::move(r.op);
-      } else {
-        *slot.op = quantize_linear(op.dequantized_weight(), op.bias(), spec);
+      try {
+        if (spec.awq) {
+          const auto grouped = awq_grouped.find(slot.name);
+          awq::ScaleSearch r = grouped != awq_grouped.end()
+                                   ? std::move(grouped->second)
+                                   : awq::search_scales(op.dequantized_weight(), op.bias(), stats.at(slot.name), spec,
+                                                        options.calibration.grid);
+          lq.awq_alpha = r.alpha;
+          lq.awq_rtn_error = r.rtn_error;
+          lq.awq_error = r.error;
+          *slot.op = std::move(r.op);
+        } else {
+          *slot.op = quantize_linear(op.dequantized_weight(), op.bias(), spec);
+        }
+      } catch (const InvalidArgument& e) {  // e.g. a non-finite weight: name the layer
+        raise<InvalidArgument>("layer '{}' ({}): {}", slot.name, spec.name(), e.what());
       }
       lq.quantized = true;
       report.quantized_bytes_before += lq.bytes_before;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "common/test_data.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/linear.hpp"
+#include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
 #include "kq/model.hpp"
@@ -85,6 +87,32 @@ TEST(QuantizeModel, LmHeadOptionKeepPatternsAndErrors) {
   QuantizeOptions bad = opts("int8");
   bad.keep_patterns = {"(unclosed"};
   EXPECT_THROW(quantize_model(*m2, bad), InvalidArgument);
+}
+
+// A layer whose weight cannot be quantized (here an inf) is named in the
+// error, with its mode, for round-to-nearest and for AWQ (whose q/k/v-style
+// groups name every member; GPT-2 has none, so one layer is named).
+TEST(QuantizeModel, ErrorsNameTheLayer) {
+  for (const char* mode : {"int8", "nf4", "awq"}) {
+    auto m = Model::load(demo_dir());
+    for (const LinearSlot& s : m->linear_layers())
+      if (s.name.ends_with("h.1.mlp.c_proj")) {
+        Tensor w = (*s.op)->dequantized_weight();
+        w.mutable_data<float>()[3] = std::numeric_limits<float>::infinity();
+        *s.op = make_linear_f32(w, (*s.op)->bias());
+      }
+    QuantizeOptions o = opts(mode);
+    if (o.spec.awq)
+      for (int i = 0; i < 300; ++i) o.calibration.tokens.push_back(int32_t((i * 31 + 7) % 500));
+    try {
+      quantize_model(*m, o);
+      FAIL() << mode << ": an inf weight was quantized";
+    } catch (const InvalidArgument& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("h.1.mlp.c_proj"), std::string::npos) << mode << ": " << msg;
+      EXPECT_NE(msg.find("non-finite"), std::string::npos) << mode << ": " << msg;
+    }
+  }
 }
 
 TEST(QuantizeModel, QualityOnDemoTextWithinSpecThresholds) {

@@ -206,7 +206,8 @@ void add_quantize_command(CLI::App& app) {
     if (qo.spec.awq) {
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
       qo.calibration.tokens = calibration_tokens(calib, a->model, qo.calibration);
-      fmt::print("AWQ calibration text {} ({} tokens{})\n", calib.string(), qo.calibration.tokens.size(),
+      fmt::print("AWQ calibration text {} ({} token{}{})\n", calib.string(), qo.calibration.tokens.size(),
+                 qo.calibration.tokens.size() == 1 ? "" : "s",
                  int64_t(qo.calibration.tokens.size()) > qo.calibration.max_tokens
                      ? fmt::format(", the first {} used", qo.calibration.max_tokens)
                      : std::string());
