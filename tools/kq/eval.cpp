@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <string>
 
 #include "commands.hpp"
@@ -15,6 +16,7 @@
 #include "kq/context.hpp"
 #include "io/atomic_file.hpp"
 #include "io/utf8_text.hpp"
+#include "kernels/linear.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
@@ -37,6 +39,27 @@ struct EvalOptions {
   bool special_tokens = false;
   bool json_given = false;  ///< --json was on the command line (an empty value is an error)
 };
+
+/// How the model's linear layers are held: "nf4 (8 linear layers), lm_head f32",
+/// "int8 x3, nf4 x5 (8 linear layers), lm_head f32" (an adaptive folder); fills
+/// `counts` (format -> layers, lm_head excluded) and `lm_head` (its format, or "").
+std::string weight_formats(Model& m, std::map<std::string, int>& counts, std::string& lm_head) {
+  int layers = 0;
+  for (const LinearSlot& s : m.linear_layers()) {
+    if (s.is_lm_head) {
+      lm_head = (*s.op)->format();
+    } else {
+      ++counts[(*s.op)->format()];
+      ++layers;
+    }
+  }
+  std::string list;
+  for (const auto& [format, n] : counts)
+    list += (list.empty() ? "" : ", ") + (counts.size() == 1 ? format : fmt::format("{} x{}", format, n));
+  std::string r = fmt::format("{} ({})", list, count_noun(layers, "linear layer"));
+  if (!lm_head.empty()) r += ", lm_head " + lm_head;
+  return r;
+}
 
 void run_eval(const EvalOptions& o) {
   if (o.ctx < 0) raise<InvalidArgument>("--ctx must be >= 0 (0 = the model's context), got {}", o.ctx);
@@ -70,6 +93,9 @@ void run_eval(const EvalOptions& o) {
   fmt::print(out, "model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model,
              arch_name(model->config().arch), model->config().num_layers, model->config().hidden_size,
              model->config().vocab_size);
+  std::map<std::string, int> formats;
+  std::string lm_head_format;
+  fmt::print(out, "weights:       {}\n", weight_formats(*model, formats, lm_head_format));
   fmt::print(out, "tokenizer:     {}\n", tok.source());
   fmt::print(out, "text:          {}{} ({})\n", o.text, o.special_tokens ? ", special tokens recognized" : "",
              count_noun(static_cast<long long>(tokens.size()), "token"));
@@ -95,6 +121,8 @@ void run_eval(const EvalOptions& o) {
         {"text_tokens", tokens.size()},
         {"model", o.model},
         {"arch", arch_name(model->config().arch)},
+        {"weight_formats", formats},  // format -> linear layers holding it (lm_head apart)
+        {"lm_head_format", lm_head_format},
         {"text", o.text},
         {"tokenizer", tok.source()},
         {"special_tokens", o.special_tokens},

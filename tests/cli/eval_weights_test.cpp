@@ -1,0 +1,44 @@
+// kq eval says how the model's linear layers are held (a quantized folder's
+// mode, an adaptive folder's mix), in the report and in --json.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_util.hpp"
+#include "common/test_data.hpp"
+
+using kq::testing::read_all;
+using kq::testing::run_kq;
+
+namespace {
+const std::string kDemo = std::string(KQ_SOURCE_DIR) + "/models/gpt2-tiny";
+}
+
+TEST(CliEval, ReportsTheWeightFormats) {
+  kq::testing::TempDir tmp;
+  const std::string text = kDemo + "/demo-eval.txt";
+  const auto f = run_kq({"eval", "-m", kDemo, "-t", text, "--samples", "1", "--quiet"});
+  ASSERT_EQ(f.status, 0) << f.err;
+  EXPECT_NE(f.out.find("weights:       f32 (8 linear layers), lm_head f32"), std::string::npos) << f.out;
+
+  const std::string nf4 = (tmp.path / "nf4").string();
+  ASSERT_EQ(run_kq({"quantize", "-m", kDemo, "--mode", "nf4", "-o", nf4}).status, 0);
+  const std::string json = (tmp.path / "e.json").string();
+  const auto q = run_kq({"eval", "-m", nf4, "-t", text, "--samples", "1", "--quiet", "--json", json});
+  ASSERT_EQ(q.status, 0) << q.err;
+  EXPECT_NE(q.out.find("weights:       nf4 (8 linear layers), lm_head f32"), std::string::npos) << q.out;
+  const nlohmann::json j = nlohmann::json::parse(read_all(json));
+  EXPECT_EQ(j.at("weight_formats"), (nlohmann::json{{"nf4", 8}})) << j.dump();
+  EXPECT_EQ(j.at("lm_head_format"), "f32");
+
+  // An adaptive folder: the mix, format by format.
+  const std::string mixed = (tmp.path / "mixed").string();
+  ASSERT_EQ(run_kq({"quantize", "-m", kDemo, "--mode", "adaptive", "-o", mixed}).status, 0);
+  const auto a = run_kq({"eval", "-m", mixed, "-t", text, "--samples", "1", "--quiet"});
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_NE(a.out.find(" x"), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("(8 linear layers)"), std::string::npos) << a.out;
+}
