@@ -2,6 +2,7 @@
 #include "api/awq.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <span>
 #include <utility>
@@ -10,7 +11,9 @@
 #include "kernels/awq_linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/quantized_linear.hpp"
+#include "io/utf8_text.hpp"
 #include "kq/error.hpp"
+#include "kq/warning.hpp"
 #include "quant/packed_weight.hpp"
 
 namespace kq::awq {
@@ -201,6 +204,26 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
     model.forward(tokens.subspan(size_t(b), size_t(n)), cache, lm_head_observed ? logits.data() : nullptr, true);
   }
   return stats;
+}
+
+std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, const Tokenizer& tok, int64_t window) {
+  const std::string text = io::read_utf8_text_file(file, uint64_t(1) << 31);
+  if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; }))
+    raise<InvalidArgument>("--calibration '{}': the file {}; AWQ needs calibration text (a few thousand tokens of "
+                           "ordinary text in the model's language)",
+                           file.string(), text.empty() ? "is empty" : "holds only whitespace");
+  std::vector<int32_t> tokens = tok.encode(text);
+  // Fewer tokens than one window or than 128 give unreliable scales.
+  constexpr int64_t kFewTokens = 128;
+  const int64_t n = int64_t(tokens.size());
+  if (n < std::max(window, kFewTokens))
+    warn(fmt::format(
+        "--calibration '{}': only {} token{} of calibration text, {} (AWQ chooses its scales from these "
+        "activations alone; give a few thousand tokens for reliable scales)",
+        file.string(), n, n == 1 ? "" : "s",
+        n < window ? fmt::format("less than one calibration window of {} tokens", window)
+                   : fmt::format("fewer than {}", kFewTokens)));
+  return tokens;
 }
 
 std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, std::span<const Tensor> biases,

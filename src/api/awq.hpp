@@ -5,6 +5,7 @@
 // search of the input-channel scales. The op it produces is
 // kernels/awq_linear.hpp.
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -15,8 +16,18 @@
 #include "kernels/linear.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
+#include "kq/tokenizer.hpp"
 
 namespace kq::awq {
+
+/// AWQ's calibration tokens from a UTF-8 text file (`--calibration` of kq
+/// quantize and kq bench): the text encoded by `tok`. window: tokens per
+/// calibration forward window (collect_activation_stats), for the warning.
+/// Throws InvalidArgument naming the file when it is empty or holds only
+/// whitespace (and as io::read_utf8_text_file for an unreadable file or
+/// invalid UTF-8); a text shorter than one window or than 128 tokens is
+/// reported with kq::warn(), naming the file and its token count, and returned.
+std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, const Tokenizer& tok, int64_t window);
 
 /// What one linear layer saw during calibration.
 struct ActivationStats {

@@ -5,11 +5,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <sstream>
 
+#include "api/awq.hpp"
 #include "eval/window_runner.hpp"
 #include "io/file_kind.hpp"
 #include "io/utf8_text.hpp"
@@ -136,24 +136,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
                        o.calibration.string()));
     if (const auto why = io::why_not_regular_file(o.calibration))
       raise<InvalidArgument>("--calibration: '{}' {}", o.calibration.string(), *why);
-    const std::string text = io::read_utf8_text_file(o.calibration, uint64_t(1) << 31);
-    if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; }))
-      raise<InvalidArgument>("--calibration '{}': the file {}; AWQ needs calibration text (a few thousand "
-                             "tokens of ordinary text in the model's language)",
-                             o.calibration.string(), text.empty() ? "is empty" : "holds only whitespace");
-    calibration.tokens = tok.encode(text);
-    // As kq quantize: a text shorter than one calibration window (that of
-    // awq::collect_activation_stats) or than 128 tokens gives unreliable scales.
-    const int64_t window = std::min<int64_t>(512, base->config().max_positions);
-    constexpr int64_t kFewTokens = 128;
-    const int64_t n = int64_t(calibration.tokens.size());
-    if (n < std::max(window, kFewTokens))
-      warn(fmt::format(
-          "--calibration '{}': only {} token{} of calibration text, {} (AWQ chooses its scales from these "
-          "activations alone; give a few thousand tokens for reliable scales)",
-          o.calibration.string(), n, n == 1 ? "" : "s",
-          n < window ? fmt::format("less than one calibration window of {} tokens", window)
-                     : fmt::format("fewer than {}", kFewTokens)));
+    // One window of the calibration forward pass (awq::collect_activation_stats).
+    calibration.tokens =
+        awq::read_calibration_tokens(o.calibration, tok, std::min<int64_t>(512, base->config().max_positions));
     rep.calibration = o.calibration.string();
   }
 

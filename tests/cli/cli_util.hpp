@@ -39,11 +39,15 @@ inline std::string sh_quote(const std::string& s) {
 }
 
 /// Runs `kq ARGS` (each argument quoted) in the source folder, stdin from /dev/null.
-inline CliResult run_kq(const std::vector<std::string>& args) {
+/// time_limit_s > 0: a kq that blocks is killed after that many seconds
+/// (status 124, as timeout(1) reports it) instead of hanging the test.
+inline CliResult run_kq(const std::vector<std::string>& args, int time_limit_s = 0) {
   TempDir tmp;
   // (built with append: GCC 12 warns falsely on "literal" + std::string)
   std::string cmd("cd ");
-  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && ").append(sh_quote(KQ_CLI_BINARY));
+  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && ");
+  if (time_limit_s > 0) cmd.append("timeout -s KILL ").append(std::to_string(time_limit_s)).append(" ");
+  cmd.append(sh_quote(KQ_CLI_BINARY));
   for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
   cmd.append(" </dev/null >").append(sh_quote((tmp.path / "out").string()));
   cmd.append(" 2>").append(sh_quote((tmp.path / "err").string()));

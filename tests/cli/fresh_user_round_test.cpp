@@ -16,33 +16,13 @@
 
 using kq::testing::CliResult;
 using kq::testing::demo_model;
-using kq::testing::read_all;
 using kq::testing::run_kq;
-using kq::testing::sh_quote;
 using kq::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
 bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-/// run_kq with a time limit: a kq that blocks is killed after `seconds`
-/// (status 124, as timeout(1) reports it) instead of hanging the test.
-CliResult run_kq_limited(const std::vector<std::string>& args, int seconds) {
-  TempDir tmp;
-  std::string cmd("cd ");
-  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && timeout -s KILL ").append(std::to_string(seconds)).append(" ");
-  cmd.append(sh_quote(KQ_CLI_BINARY));
-  for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
-  cmd.append(" </dev/null >").append(sh_quote((tmp.path / "out").string()));
-  cmd.append(" 2>").append(sh_quote((tmp.path / "err").string()));
-  const int rc = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = read_all(tmp.path / "out");
-  r.err = read_all(tmp.path / "err");
-  return r;
-}
 
 }  // namespace
 
@@ -60,7 +40,7 @@ TEST(FreshUserRound, SingleFileWeightsThatAreAFifoAreRefusedAtOnce) {
        {std::vector<std::string>{"eval", "-m", dir.string(), "-t", text, "--samples", "1"},
         std::vector<std::string>{"quantize", "-m", dir.string(), "--mode", "int8", "-o",
                                  (tmp.path / "out").string()}}) {
-    const CliResult r = run_kq_limited(cmd, 30);
+    const CliResult r = run_kq(cmd, 30);
     EXPECT_EQ(r.status, 1) << cmd[0] << " (124/-1: it blocked): " << r.err;
     EXPECT_TRUE(has(r.err, fifo.string() + ": is a FIFO (named pipe), not a regular file")) << cmd[0] << ": "
                                                                                             << r.err;

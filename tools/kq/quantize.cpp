@@ -5,20 +5,19 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "adaptive_option.hpp"
+#include "api/awq.hpp"
 #include "commands.hpp"
 #include "demo_files.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/json_strict.hpp"
-#include "io/utf8_text.hpp"
 #include "kq/config.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
@@ -106,12 +105,6 @@ void check_model_not_quantized(const std::string& model) {
 std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, const std::string& model_dir,
                                         const CalibrationOptions& options) {
   check_input_file("--calibration", calib.string());
-  const std::string text = io::read_utf8_text_file(calib, uint64_t(1) << 31);
-  if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; }))
-    raise<InvalidArgument>("--calibration '{}': the file {}; AWQ needs calibration text (a few thousand tokens of "
-                           "ordinary text in the model's language)",
-                           calib.string(), text.empty() ? "is empty" : "holds only whitespace");
-  std::vector<int32_t> tokens = Tokenizer::load(model_dir).encode(text);
   // One window of the calibration forward pass (awq::collect_activation_stats).
   int64_t window = options.window > 0 ? options.window : 512;
   if (options.window <= 0) {
@@ -121,16 +114,7 @@ std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, cons
       // the model load below names what is wrong with the folder
     }
   }
-  constexpr int64_t kFewTokens = 128;
-  const int64_t n = int64_t(tokens.size());
-  if (n < std::max(window, kFewTokens))
-    warn(fmt::format(
-        "--calibration '{}': only {} token{} of calibration text, {} (AWQ chooses its scales from these "
-        "activations alone; give a few thousand tokens for reliable scales)",
-        calib.string(), n, n == 1 ? "" : "s",
-        n < window ? fmt::format("less than one calibration window of {} tokens", window)
-                   : fmt::format("fewer than {}", kFewTokens)));
-  return tokens;
+  return awq::read_calibration_tokens(calib, Tokenizer::load(model_dir), window);
 }
 
 }  // namespace
