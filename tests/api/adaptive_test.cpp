@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/bench.hpp"
@@ -34,7 +35,7 @@ using namespace kq;
 
 namespace {
 
-fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+using kq::testing::demo_model;
 
 std::vector<int32_t> text_tokens(const fs::path& dir, const fs::path& text) {
   std::ifstream f(text);
@@ -237,7 +238,7 @@ TEST(AdaptiveAllocate, HandMadeProblem) {
 // ---- the plan on the demo model ----
 
 TEST(AdaptivePlan, MeetsTargetIsOptimalAndQuantizesToItsBytes) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   AdaptiveOptions o;
   o.target_reduction = 0.80;
   const AdaptivePlan plan = plan_adaptive_precision(*m, o);
@@ -300,7 +301,7 @@ TEST(AdaptivePlan, MeetsTargetIsOptimalAndQuantizesToItsBytes) {
 }
 
 TEST(AdaptivePlan, UniformAndErrorStrategies) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   AdaptiveOptions o;
   o.strategy = AllocationStrategy::Uniform;
   o.target_reduction = 0.80;  // above int8's ~75 %: nf4 everywhere
@@ -318,7 +319,7 @@ TEST(AdaptivePlan, UniformAndErrorStrategies) {
 }
 
 TEST(AdaptivePlan, Errors) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   AdaptiveOptions o;
   o.target_reduction = 0.95;  // beyond nf4's ~87 %
   try {
@@ -360,7 +361,7 @@ TEST(AdaptivePlan, Errors) {
 }
 
 TEST(AdaptivePlan, LayerSpecsOverrideKeepAndLmHead) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   QuantizeOptions q;
   q.spec = parse_quant_mode("int8");
   q.keep_patterns = {"attn"};
@@ -381,7 +382,7 @@ TEST(AdaptivePlan, LayerSpecsOverrideKeepAndLmHead) {
 }
 
 TEST(AdaptivePlan, MixedFolderSavesAndReloadsBitIdentical) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   AdaptivePlan plan;
   AdaptiveOptions o;
   o.target_reduction = 0.78;
@@ -403,7 +404,7 @@ TEST(AdaptivePlan, MixedFolderSavesAndReloadsBitIdentical) {
     EXPECT_EQ(std::memcmp(wa.data<float>(), wb.data<float>(), wa.nbytes()), 0) << a[i].name;
   }
   EXPECT_GE(formats.size(), 3u) << "int8, nf4 and f32 (at least the lm_head) in one folder";
-  const std::vector<int32_t> ids = text_tokens(demo_dir(), demo_dir() / "demo-eval.txt");
+  const std::vector<int32_t> ids = text_tokens(demo_model(), demo_model() / "demo-eval.txt");
   const std::vector<int32_t> head(ids.begin(), ids.begin() + 64);
   std::vector<float> la(64 * 8192), lb(64 * 8192);
   KVCache ca = m->make_cache(64), cb = r->make_cache(64);
@@ -420,7 +421,7 @@ TEST(AdaptivePlan, MixedFolderSavesAndReloadsBitIdentical) {
 void check_adaptive_beats_inverted(const fs::path& dir, double target, int ctx, int windows, bool ppl_vs_inverted,
                                    AllocationStrategy strategy = AllocationStrategy::Entropy) {
   const std::vector<int32_t> ids =
-      text_tokens(dir, demo_dir() / "demo-eval.txt");  // one tokenizer for all models
+      text_tokens(dir, demo_model() / "demo-eval.txt");  // one tokenizer for all models
   auto base = Model::load(dir);
   AdaptiveOptions o;
   o.target_reduction = target;
@@ -470,7 +471,7 @@ void check_adaptive_beats_inverted(const fs::path& dir, double target, int ctx, 
 // inverted plan's (0.0091 vs 0.0137): a perplexity gap of 0.4 % on so few
 // tokens is luck, the KL is the damage.
 TEST(AdaptivePlan, BeatsTheInvertedPlanOnTheDemoModel) {
-  check_adaptive_beats_inverted(demo_dir(), 0.80, 0, 0, /*ppl_vs_inverted=*/false);
+  check_adaptive_beats_inverted(demo_model(), 0.80, 0, 0, /*ppl_vs_inverted=*/false);
 }
 
 TEST(AdaptivePlan, BeatsTheInvertedPlanOnLlamaSmall) {
@@ -515,8 +516,8 @@ TEST(AdaptiveMode, BenchRunsAnAdaptiveModeWithTheLowestPrecisionsThreshold) {
   EXPECT_THROW(parse_bench_modes({"adaptive-r120"}), InvalidArgument);
 
   BenchOptions o;
-  o.model_dir = demo_dir();
-  o.text = demo_dir() / "demo-eval.txt";
+  o.model_dir = demo_model();
+  o.text = demo_model() / "demo-eval.txt";
   o.modes = {"adaptive-r80"};
   o.samples = 2;
   o.measure_latency = false;
@@ -528,7 +529,7 @@ TEST(AdaptiveMode, BenchRunsAnAdaptiveModeWithTheLowestPrecisionsThreshold) {
   EXPECT_EQ(b.threshold_pct, max_ppl_increase_pct(parse_quant_mode("nf4")));
   // Bits per weight over every planned layer, FP32 layers the plan keeps
   // included (32 bits each), as the reduction counts them.
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   const AdaptivePlan plan = plan_adaptive_precision(*m, parse_adaptive_mode("adaptive-r80"));
   size_t planned = 0;
   int64_t elements = 0;
@@ -539,7 +540,7 @@ TEST(AdaptiveMode, BenchRunsAnAdaptiveModeWithTheLowestPrecisionsThreshold) {
   EXPECT_DOUBLE_EQ(b.bits_per_weight, 8.0 * double(planned) / double(elements));
   // Its perplexity is that of the model quantized with the plan, on the same windows.
   quantize_model(*m, plan.to_options());
-  const std::vector<int32_t> ids = text_tokens(demo_dir(), o.text);
+  const std::vector<int32_t> ids = text_tokens(demo_model(), o.text);
   EXPECT_NEAR(b.ppl_after, evaluate_perplexity(*m, ids, 0, 2).ppl, 1e-9 * b.ppl_after);
   EXPECT_GT(b.kl_div, 0.0);
 }
@@ -568,7 +569,7 @@ TEST(AdaptiveMode, HugeOrOverPreciseTargetIsAnInvalidArgumentNamingTheModeShorte
   EXPECT_EQ(adaptive_mode_name(parse_adaptive_mode("adaptive-r99.9999-uniform")), "adaptive-r99.9999-uniform");
   EXPECT_EQ(adaptive_mode_name(parse_adaptive_mode("adaptive-r0080")), "adaptive-r80");
   // A target that no name can say ("adaptive-r0", "adaptive-r100") is refused by the planner too.
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   for (double t : {1e-7, 1.0 - 1e-7}) {
     AdaptiveOptions o;
     o.target_reduction = t;
@@ -581,7 +582,7 @@ TEST(AdaptivePlan, ReportedReductionIsThePlannedOneAndMeetsTheTarget) {
   // The plan counted the weight matrices only, the report the biases too: a
   // target of 0.80 was planned at 80.2 % and reported at 79.8 %.
   for (const double target : {0.30, 0.70, 0.80, 0.85}) {
-    auto m = Model::load(demo_dir());
+    auto m = Model::load(demo_model());
     AdaptiveOptions o;
     o.target_reduction = target;
     AdaptivePlan plan;
@@ -604,7 +605,7 @@ TEST(AdaptivePlan, ReportedReductionIsThePlannedOneAndMeetsTheTarget) {
 }
 
 TEST(AdaptivePlan, ReachabilityIsKnownFromTheShapesAlone) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   AdaptiveOptions o;
   const double limit = adaptive_reduction_limit(o);  // any model: NF4 b64 double quant everywhere
   EXPECT_NEAR(limit, 1.0 - (0.5 + 1.0 / 64 + 4.0 / (64 * 256)) / 4, 1e-9);
@@ -634,8 +635,8 @@ TEST(AdaptiveAllocate, SaysWhetherTheResultIsExact) {
 
 TEST(AdaptiveMode, BenchChecksEveryAdaptiveTargetBeforeTheFirstModeRuns) {
   BenchOptions o;
-  o.model_dir = demo_dir();
-  o.text = demo_dir() / "demo-eval.txt";
+  o.model_dir = demo_model();
+  o.text = demo_model() / "demo-eval.txt";
   o.modes = {"int8", "adaptive-r87"};  // gpt2-tiny reaches at most 86.59 %
   o.samples = 1;
   o.measure_latency = false;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/safetensors.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
@@ -28,7 +29,7 @@ namespace fs = std::filesystem;
 const fs::path kDemo = fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
 const std::string kScales = "transformer.h.1.mlp.c_fc.awq_scales";
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// The demo model quantized with AWQ (a coarse α grid: the values do not matter here) into `out`.
 void write_awq_folder(const fs::path& out) {

@@ -15,6 +15,7 @@
 
 #include "api/awq.hpp"
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kernels/awq_linear.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/eval.hpp"
@@ -27,10 +28,7 @@ using namespace kq;
 
 namespace {
 
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using kq::testing::read_all;
 
 Tensor random_matrix(int64_t R, int64_t C, uint32_t seed, float sigma = 0.05f) {
   Tensor t = Tensor::empty(DType::F32, {R, C});
@@ -284,8 +282,8 @@ TEST(AwqModel, NeedsCalibrationTokens) {
 TEST(AwqModel, DemoModelBeatsRoundToNearestAndRoundTrips) {
   const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
   const Tokenizer tok = Tokenizer::load(dir);
-  const auto calib = tok.encode(read_text(dir / "demo-calibration.txt"));
-  const auto eval = tok.encode(read_text(dir / "demo-eval.txt"));
+  const auto calib = tok.encode(read_all(dir / "demo-calibration.txt"));
+  const auto eval = tok.encode(read_all(dir / "demo-eval.txt"));
   ASSERT_GT(calib.size(), 1000u);
 
   auto ref = Model::load(dir);
@@ -326,8 +324,8 @@ TEST_P(AwqShared, BeatsRoundToNearestOnWikiText) {
   KQ_REQUIRE_SHARED("data/text/wikitext-2-test.txt");
   const auto dir = kq::testing::shared_dir() / model;
   const Tokenizer tok = Tokenizer::load(dir);
-  const auto calib = tok.encode(read_text(kq::testing::shared_dir() / "data/text/wikitext-2-valid.txt"));
-  const auto test = tok.encode(read_text(kq::testing::shared_dir() / "data/text/wikitext-2-test.txt"));
+  const auto calib = tok.encode(read_all(kq::testing::shared_dir() / "data/text/wikitext-2-valid.txt"));
+  const auto test = tok.encode(read_all(kq::testing::shared_dir() / "data/text/wikitext-2-test.txt"));
   const char* e = std::getenv("KQ_QUALITY_WINDOWS");
   const int windows = e ? std::atoi(e) : 16;
 

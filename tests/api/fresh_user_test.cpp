@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/safetensors.hpp"
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
@@ -26,12 +27,12 @@ using namespace kq;
 
 namespace {
 
-fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+using kq::testing::demo_model;
 
 fs::path copy_demo(const fs::path& to) {
   fs::create_directories(to);
   for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json"})
-    fs::copy_file(demo_dir() / f, to / f);
+    fs::copy_file(demo_model() / f, to / f);
   return to;
 }
 
@@ -50,18 +51,8 @@ struct WarningCapture {
   }
 };
 
-template <class E>
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
-
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::error_of;
+using kq::testing::has;
 
 }  // namespace
 
@@ -103,7 +94,7 @@ TEST(FreshUser, ExtraTensorsAreWarnedOnceWithCountAndNamesButKnownBuffersAreNot)
   // Only the first few names are listed.
   EXPECT_TRUE(has(msg, ", ...")) << msg;
   // The extra layer changes nothing: same logits as the shipped model.
-  auto ref = Model::load(demo_dir());
+  auto ref = Model::load(demo_model());
   const std::vector<int32_t> ids{1, 2, 3, 4};
   std::vector<float> a(size_t(4 * m->config().vocab_size)), b(a.size());
   auto ca = m->make_cache(), cb = ref->make_cache();
@@ -113,7 +104,7 @@ TEST(FreshUser, ExtraTensorsAreWarnedOnceWithCountAndNamesButKnownBuffersAreNot)
 }
 
 TEST(FreshUser, QuantizingATiedLmHeadIsWarnedAsASecondCopy) {
-  const fs::path dir = demo_dir();
+  const fs::path dir = demo_model();
   auto m = Model::load(dir);
   ASSERT_TRUE(m->config().tie_word_embeddings);  // GPT-2 ties lm_head to wte
   QuantizeOptions o;
@@ -133,7 +124,7 @@ TEST(FreshUser, QuantizingATiedLmHeadIsWarnedAsASecondCopy) {
 }
 
 TEST(FreshUser, KeepPatternMatchingNoLayerIsWarnedAndReported) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   QuantizeOptions o;
   o.keep_patterns = {"mlp\\.down_proj", "c_fc"};  // a Llama name on a GPT-2 model, and a GPT-2 name
   WarningCapture w;
@@ -149,7 +140,7 @@ TEST(FreshUser, KeepPatternMatchingNoLayerIsWarnedAndReported) {
 TEST(FreshUser, MixedQuantizedFolderNamesTheModule) {
   kq::testing::TempDir tmp;
   for (const char* mode : {"nf4", "int8"}) {
-    auto m = Model::load(demo_dir());
+    auto m = Model::load(demo_model());
     QuantizeOptions o;
     o.spec = parse_quant_mode(mode);
     if (std::string(mode) == "int8") o.keep_patterns = {"h\\.0\\.attn\\.c_attn"};
@@ -218,8 +209,8 @@ TEST(FreshUser, LatencyOptionsThatDoNotFitAreErrorsUnlessDefaults) {
 TEST(FreshUser, BenchRejectsLatencyOptionsBeforeAnyWorkAndTextThatIsNotUtf8) {
   kq::testing::TempDir tmp;
   BenchOptions o;
-  o.model_dir = demo_dir();
-  o.text = demo_dir() / "demo-eval.txt";
+  o.model_dir = demo_model();
+  o.text = demo_model() / "demo-eval.txt";
   o.modes = {"int8"};
   o.samples = 1;
   o.latency.prompt_tokens = 300;  // the demo model has 256 positions

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
 
@@ -17,23 +18,23 @@ namespace {
 
 using testing::TempDir;
 
-void write(const std::filesystem::path& p, const std::string& text) { std::ofstream(p) << text; }
+using kq::testing::write_text;
 
 TEST(GenerationConfig, GenerationConfigTakesPrecedenceOverConfig) {
   TempDir d;
-  write(d.path / "config.json", R"({"eos_token_id": 7})");
+  write_text(d.path / "config.json", R"({"eos_token_id": 7})");
   EosTokens e = load_eos_token_ids(d.path, 100);
   EXPECT_EQ(e.ids, std::vector<int32_t>{7});
   EXPECT_EQ(e.source, (d.path / "config.json").string());
-  write(d.path / "generation_config.json", R"({"eos_token_id": [5, 9, 5]})");
+  write_text(d.path / "generation_config.json", R"({"eos_token_id": [5, 9, 5]})");
   e = load_eos_token_ids(d.path, 100);
   EXPECT_EQ(e.ids, (std::vector<int32_t>{5, 9}));  // a list, duplicates once
   EXPECT_EQ(e.source, (d.path / "generation_config.json").string());
   // generation_config.json without the key (or with null) leaves config.json's.
-  write(d.path / "generation_config.json", R"({"bos_token_id": 1, "eos_token_id": null})");
+  write_text(d.path / "generation_config.json", R"({"bos_token_id": 1, "eos_token_id": null})");
   EXPECT_EQ(load_eos_token_ids(d.path, 100).ids, std::vector<int32_t>{7});
   // An empty list sets no EOS token (it does not fall back, as in transformers), with a warning.
-  write(d.path / "generation_config.json", R"({"eos_token_id": []})");
+  write_text(d.path / "generation_config.json", R"({"eos_token_id": []})");
   std::vector<std::string> warnings;
   const WarningHandler old = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
   e = load_eos_token_ids(d.path, 100);
@@ -48,7 +49,7 @@ TEST(GenerationConfig, GenerationConfigTakesPrecedenceOverConfig) {
 TEST(GenerationConfig, NeitherFileSetsIt) {
   TempDir d;
   EXPECT_TRUE(load_eos_token_ids(d.path, 100).source.empty());
-  write(d.path / "config.json", R"({"vocab_size": 100})");
+  write_text(d.path / "config.json", R"({"vocab_size": 100})");
   const EosTokens e = load_eos_token_ids(d.path, 100);
   EXPECT_TRUE(e.ids.empty());
   EXPECT_TRUE(e.source.empty());
@@ -64,7 +65,7 @@ TEST(GenerationConfig, ShippedDemoModel) {
 TEST(GenerationConfig, BadValuesAreFormatErrorsNamingFileAndKey) {
   for (const char* bad : {R"("2")", "1.5", "-1", "true", "[1, \"x\"]", "[[1]]", "4294967296", "{}"}) {
     TempDir d;
-    write(d.path / "generation_config.json", std::string(R"({"eos_token_id": )") + bad + "}");
+    write_text(d.path / "generation_config.json", std::string(R"({"eos_token_id": )") + bad + "}");
     try {
       (void)load_eos_token_ids(d.path, 100);
       ADD_FAILURE() << "accepted eos_token_id " << bad;
@@ -75,15 +76,15 @@ TEST(GenerationConfig, BadValuesAreFormatErrorsNamingFileAndKey) {
     }
   }
   TempDir d;
-  write(d.path / "config.json", R"({"eos_token_id": 1, "eos_token_id": 2})");  // duplicate key
+  write_text(d.path / "config.json", R"({"eos_token_id": 1, "eos_token_id": 2})");  // duplicate key
   EXPECT_THROW((void)load_eos_token_ids(d.path, 100), FormatError);
-  write(d.path / "config.json", "[1]");
+  write_text(d.path / "config.json", "[1]");
   EXPECT_THROW((void)load_eos_token_ids(d.path, 100), FormatError);
 }
 
 TEST(GenerationConfig, IdOutsideTheVocabularyIsDroppedWithAWarning) {
   TempDir d;
-  write(d.path / "config.json", R"({"eos_token_id": [3, 100, 250]})");
+  write_text(d.path / "config.json", R"({"eos_token_id": [3, 100, 250]})");
   std::vector<std::string> warnings;
   const WarningHandler old = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
   const EosTokens e = load_eos_token_ids(d.path, 100);
@@ -98,8 +99,8 @@ TEST(GenerationConfig, IdOutsideTheVocabularyIsDroppedWithAWarning) {
 // disabled EOS; the file is passed over (with warnings) for the next source.
 TEST(GenerationConfig, AllIdsOutsideTheVocabularyFallBackToTheNextSource) {
   TempDir d;
-  write(d.path / "config.json", R"({"eos_token_id": 7})");
-  write(d.path / "generation_config.json", R"({"eos_token_id": [100, 250]})");
+  write_text(d.path / "config.json", R"({"eos_token_id": 7})");
+  write_text(d.path / "generation_config.json", R"({"eos_token_id": [100, 250]})");
   std::vector<std::string> warnings;
   const WarningHandler old = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
   EosTokens e = load_eos_token_ids(d.path, 100);
@@ -109,7 +110,7 @@ TEST(GenerationConfig, AllIdsOutsideTheVocabularyFallBackToTheNextSource) {
   EXPECT_NE(warnings[2].find("generation_config.json: no eos_token_id is inside the vocabulary"), std::string::npos)
       << warnings[2];
   // config.json's ids all outside too: no source (the tokenizer's EOS token is used).
-  write(d.path / "config.json", R"({"eos_token_id": 100})");
+  write_text(d.path / "config.json", R"({"eos_token_id": 100})");
   warnings.clear();
   e = load_eos_token_ids(d.path, 100);
   set_warning_handler(old);
@@ -122,7 +123,7 @@ TEST(GenerationConfig, AllIdsOutsideTheVocabularyFallBackToTheNextSource) {
 // taken for an absent file (config.json's EOS was used silently).
 TEST(GenerationConfig, DanglingLinkIsAFormatErrorNamingTheFile) {
   TempDir d;
-  write(d.path / "config.json", R"({"eos_token_id": 7})");
+  write_text(d.path / "config.json", R"({"eos_token_id": 7})");
   const auto gen = d.path / "generation_config.json";
   std::filesystem::create_symlink(d.path / "no_such_file.json", gen);
   try {
@@ -139,7 +140,7 @@ TEST(GenerationConfig, DanglingLinkIsAFormatErrorNamingTheFile) {
   std::filesystem::create_symlink(gen, gen);
   EXPECT_THROW((void)load_eos_token_ids(d.path, 100), FormatError);
   std::filesystem::remove(gen);
-  write(d.path / "real.json", R"({"eos_token_id": 9})");
+  write_text(d.path / "real.json", R"({"eos_token_id": 9})");
   std::filesystem::create_symlink(d.path / "real.json", gen);
   EXPECT_EQ(load_eos_token_ids(d.path, 100).ids, std::vector<int32_t>{9});
 }

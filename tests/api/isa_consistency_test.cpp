@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kq/eval.hpp"
 #include "kq/model.hpp"
@@ -34,12 +35,7 @@ struct Numbers {
   std::vector<float> logits;  // [64, vocab] of the first 64 tokens
 };
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using kq::testing::read_all;
 
 Numbers compute(const std::string& mode) {
   const char* src = std::getenv("KQ_SOURCE_DIR");  // the repo elsewhere (e.g. on another machine)
@@ -49,7 +45,7 @@ Numbers compute(const std::string& mode) {
   qo.quantize_lm_head = true;
   auto model = load_quantized(dir, qo, ExecContext{Device::CPU, 2});
   const Tokenizer tok = Tokenizer::load(dir);
-  const std::vector<int32_t> tokens = tok.encode(read_file(dir / "demo-eval.txt"));
+  const std::vector<int32_t> tokens = tok.encode(read_all(dir / "demo-eval.txt"));
   Numbers n;
   n.ppl = evaluate_perplexity(*model, tokens, /*ctx=*/128, /*max_windows=*/4).ppl;
   const int64_t t = 64, vocab = model->config().vocab_size;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
@@ -26,12 +27,12 @@ using namespace kq;
 
 namespace {
 
-fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+using kq::testing::demo_model;
 
 std::vector<int32_t> demo_tokens(size_t max_tokens = 600) {
-  std::ifstream f(demo_dir() / "demo-eval.txt");
+  std::ifstream f(demo_model() / "demo-eval.txt");
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto ids = Tokenizer::load(demo_dir()).encode(text);
+  auto ids = Tokenizer::load(demo_model()).encode(text);
   if (ids.size() > max_tokens) ids.resize(max_tokens);
   return ids;
 }
@@ -52,7 +53,7 @@ QuantizeOptions opts(const std::string& mode) {
 }  // namespace
 
 TEST(QuantizeModel, QuantizesEveryLinearButLmHeadByDefault) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   const QuantizeReport r = quantize_model(*m, opts("int8"));
   ASSERT_EQ(r.layers.size(), m->linear_layers().size());
   for (const LayerQuantization& l : r.layers) {
@@ -67,7 +68,7 @@ TEST(QuantizeModel, QuantizesEveryLinearButLmHeadByDefault) {
 }
 
 TEST(QuantizeModel, LmHeadOptionKeepPatternsAndErrors) {
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   QuantizeOptions o = opts("nf4");
   o.quantize_lm_head = true;
   o.keep_patterns = {"mlp\\.c_proj$"};
@@ -83,7 +84,7 @@ TEST(QuantizeModel, LmHeadOptionKeepPatternsAndErrors) {
   } catch (const InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("already quantized"), std::string::npos) << e.what();
   }
-  auto m2 = Model::load(demo_dir());
+  auto m2 = Model::load(demo_model());
   QuantizeOptions bad = opts("int8");
   bad.keep_patterns = {"(unclosed"};
   EXPECT_THROW(quantize_model(*m2, bad), InvalidArgument);
@@ -94,7 +95,7 @@ TEST(QuantizeModel, LmHeadOptionKeepPatternsAndErrors) {
 // groups name every member; GPT-2 has none, so one layer is named).
 TEST(QuantizeModel, ErrorsNameTheLayer) {
   for (const char* mode : {"int8", "nf4", "awq"}) {
-    auto m = Model::load(demo_dir());
+    auto m = Model::load(demo_model());
     for (const LinearSlot& s : m->linear_layers())
       if (s.name.ends_with("h.1.mlp.c_proj")) {
         Tensor w = (*s.op)->dequantized_weight();
@@ -117,13 +118,13 @@ TEST(QuantizeModel, ErrorsNameTheLayer) {
 
 TEST(QuantizeModel, QualityOnDemoTextWithinSpecThresholds) {
   const auto ids = demo_tokens(1024);
-  auto ref = Model::load(demo_dir());
+  auto ref = Model::load(demo_model());
   // fp8-e5m2 keeps 2 mantissa bits: on this 128-wide model it costs about
   // 2.5 % (it FAILs the FP8 family's 1 % in `kq bench`, honestly), so it is
   // held to the 4-bit bar here.
   for (const char* mode : {"int8", "int8-wo", "nf4", "fp4", "int4-g128", "fp8", "fp8-e5m2", "fp8-wo"}) {
     LLMOptimizer opt({.quantization = opts(mode)});
-    auto q = opt.load_model(demo_dir());
+    auto q = opt.load_model(demo_model());
     const ComparisonResult c = compare_models(*ref, *q, ids);
     const double delta = (c.ppl_cand / c.ppl_ref - 1) * 100;
     const bool e5m2 = std::string(mode) == "fp8-e5m2";
@@ -138,7 +139,7 @@ TEST(QuantizedFolder, SaveReloadIsBitIdenticalAndGivesSameLogits) {
   const fs::path out = tmp.path / "q";
   for (const char* mode : {"int8", "nf4", "int4-g128-asym", "fp8"}) {
     SCOPED_TRACE(mode);
-    auto m = Model::load(demo_dir());
+    auto m = Model::load(demo_model());
     QuantizeOptions o = opts(mode);
     o.quantize_lm_head = std::string(mode) == "nf4";
     quantize_model(*m, o);
@@ -169,7 +170,7 @@ TEST(QuantizedFolder, RefusesToOverwriteAndLeavesNothingHalfWritten) {
   const fs::path out = tmp.path / "q";
   fs::create_directories(out);
   std::ofstream(out / "keep.txt") << "precious";
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   QuantizeOptions o = opts("int8");
   quantize_model(*m, o);
   EXPECT_THROW(save_quantized_model(*m, o, out), InvalidArgument);
@@ -177,7 +178,7 @@ TEST(QuantizedFolder, RefusesToOverwriteAndLeavesNothingHalfWritten) {
   // No staging folder is left next to the target.
   for (const auto& e : fs::directory_iterator(tmp.path)) EXPECT_EQ(e.path().filename(), "q");
   // Unquantized and random models cannot be saved as quantized folders.
-  auto plain = Model::load(demo_dir());
+  auto plain = Model::load(demo_model());
   EXPECT_THROW(save_quantized_model(*plain, o, tmp.path / "p"), InvalidArgument);
 }
 
@@ -186,7 +187,7 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
   kq::testing::TempDir tmp;
   auto throws_naming = [&](const fs::path& out, bool overwrite, const std::string& part) {
     try {
-      check_quantized_output(out, demo_dir(), overwrite);
+      check_quantized_output(out, demo_model(), overwrite);
       ADD_FAILURE() << "no error for " << out;
     } catch (const InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
@@ -200,27 +201,27 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
   std::ofstream(tmp.path / "full" / "keep.txt") << "precious";
   throws_naming(tmp.path / "full", false, "not empty");
   throws_naming(tmp.path / "full", true, "not a model folder");
-  throws_naming(demo_dir(), true, "source model folder");
+  throws_naming(demo_model(), true, "source model folder");
   // --overwrite replaces only a folder kq quantize wrote, holding nothing else.
   const fs::path orig = tmp.path / "orig";
   fs::create_directories(orig);
   for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
-    fs::copy_file(demo_dir() / f, orig / f);
+    fs::copy_file(demo_model() / f, orig / f);
   throws_naming(orig, true, "not a folder written by kq quantize");
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   QuantizeOptions o = opts("int8");
   quantize_model(*m, o);
   const fs::path q = tmp.path / "q";
   save_quantized_model(*m, o, q);
-  EXPECT_NO_THROW(check_quantized_output(q, demo_dir(), true));
+  EXPECT_NO_THROW(check_quantized_output(q, demo_model(), true));
   save_quantized_model(*m, o, q, /*overwrite=*/true);  // a kq folder is replaced
   fs::create_directories(q / "checkpoints");
   throws_naming(q, true, "checkpoints");
   EXPECT_THROW(save_quantized_model(*m, o, q, true), InvalidArgument);
   EXPECT_TRUE(fs::exists(q / "checkpoints"));
-  EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", demo_dir(), false));
+  EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", demo_model(), false));
   EXPECT_NO_THROW(check_quantized_output(tmp.path / "new", fs::path(), false));
-  EXPECT_NO_THROW(check_quantized_output(tmp.path / "new" / "", demo_dir(), false));  // trailing slash
+  EXPECT_NO_THROW(check_quantized_output(tmp.path / "new" / "", demo_model(), false));  // trailing slash
   EXPECT_TRUE(fs::exists(tmp.path / "full" / "keep.txt"));
   EXPECT_FALSE(fs::exists(tmp.path / "new"));
 }
@@ -228,8 +229,8 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
 TEST(QuantizedFolder, ForeignQuantizationConfigIsAClearError) {
   kq::testing::TempDir tmp;
   for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
-    fs::copy_file(demo_dir() / f, tmp.path / f);
-  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(demo_dir() / "config.json"));
+    fs::copy_file(demo_model() / f, tmp.path / f);
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(demo_model() / "config.json"));
   cfg["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}};
   std::ofstream(tmp.path / "config.json", std::ios::trunc) << cfg.dump();
   try {
@@ -239,7 +240,7 @@ TEST(QuantizedFolder, ForeignQuantizationConfigIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("bitsandbytes"), std::string::npos) << e.what();
   }
   // A kq folder whose quantized tensor is missing names the tensor.
-  auto m = Model::load(demo_dir());
+  auto m = Model::load(demo_model());
   QuantizeOptions o = opts("int8");
   quantize_model(*m, o);
   const fs::path q = tmp.path / "q";

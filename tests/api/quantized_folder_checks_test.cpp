@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/safetensors.hpp"
 #include "kq/adaptive.hpp"
 #include "kq/error.hpp"
@@ -31,7 +32,7 @@ namespace {
 
 const fs::path kDemo = fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// The FormatError Model::load(dir) throws ("" and a test failure when none).
 std::string load_error(const fs::path& dir) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/safetensors.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
@@ -19,12 +20,12 @@ using namespace kq;
 
 namespace {
 
-fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+using kq::testing::demo_model;
 
 fs::path copy_demo(const fs::path& to) {
   fs::create_directories(to);
   for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
-    fs::copy_file(demo_dir() / f, to / f);
+    fs::copy_file(demo_model() / f, to / f);
   return to;
 }
 
@@ -34,23 +35,14 @@ void set_config(const fs::path& dir, const std::string& key, const nlohmann::jso
   std::ofstream(dir / "config.json", std::ios::trunc) << cfg.dump();
 }
 
-template <class E>
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
+using kq::testing::error_of;
 
 }  // namespace
 
 TEST(TesterFindings, HugeThreadCountIsAnErrorNotACrash) {
   ExecContext ctx;
   ctx.threads = 100000;
-  EXPECT_NE(error_of<InvalidArgument>([&] { Model::load(demo_dir(), ctx); }).find("--threads"), std::string::npos);
+  EXPECT_NE(error_of<InvalidArgument>([&] { Model::load(demo_model(), ctx); }).find("--threads"), std::string::npos);
 }
 
 TEST(TesterFindings, OverwriteNeverDeletesTheSourceOrANonModelFolder) {
@@ -79,7 +71,7 @@ TEST(TesterFindings, OverwriteNeverDeletesTheSourceOrANonModelFolder) {
 TEST(TesterFindings, WeightsFileFromAnotherQuantizationIsRefused) {
   kq::testing::TempDir tmp;
   for (const char* mode : {"nf4", "fp4"}) {
-    auto m = Model::load(demo_dir());
+    auto m = Model::load(demo_model());
     QuantizeOptions o;
     o.spec = parse_quant_mode(mode);
     quantize_model(*m, o);

@@ -15,7 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 nlohmann::json read_json(const fs::path& p) {
   std::ifstream f(p);

@@ -33,7 +33,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// A running `kq quantize -m gpt2-tiny --mode awq -o OUT`, stdout on a pipe, stderr in a file.
 struct Quantize {

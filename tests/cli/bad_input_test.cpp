@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 const std::string kDemoText = (demo_model() / "demo-eval.txt").string();
 
@@ -39,10 +39,7 @@ fs::path copy_demo(const fs::path& dir) {
   return m;
 }
 
-void write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
+using kq::testing::write_text;
 
 /// Replaces `from` by `to` in the JSON header of a safetensors file (the
 /// 8-byte length is rewritten; the data section is kept as it is).
@@ -58,7 +55,7 @@ void edit_safetensors_header(const fs::path& file, const std::string& from, cons
   const uint64_t n2 = header.size();
   std::string out(8, '\0');
   std::memcpy(out.data(), &n2, 8);
-  write_file(file, out + header + data);
+  write_text(file, out + header + data);
 }
 
 /// true when every byte of `s` is printable ASCII, a newline, or part of a
@@ -87,7 +84,7 @@ bool terminal_safe(const std::string& s) {
 TEST(CliBadInput, OutputFolderThatIsAFileIsNamed) {
   TempDir tmp;
   const fs::path file = tmp.path / "notes.txt";
-  write_file(file, "keep me\n");
+  write_text(file, "keep me\n");
   const std::string named = std::string("'") + file.string() + "' is not a directory";
   for (const fs::path& out : {file / "q", file / "sub" / "q"}) {
     const auto r =
@@ -145,7 +142,7 @@ TEST(CliBadInput, MalformedJsonBytesAreEscaped) {
        "\\x1B]0;title\\x07"},
   };
   for (const auto& [json, escaped] : cases) {
-    write_file(m / "config.json", json);
+    write_text(m / "config.json", json);
     const auto r = run_kq({"eval", "--model", m.string(), "--text", kDemoText});
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_TRUE(has(r.err, (m / "config.json").string())) << r.err;

@@ -23,12 +23,8 @@ namespace {
 
 const std::string kDemo = kq::testing::demo_model().string();
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-fs::path write_text(const fs::path& p, const std::string& text) {
-  std::ofstream(p, std::ios::binary) << text;
-  return p;
-}
+using kq::testing::has;
+using kq::testing::write_text;
 
 }  // namespace
 

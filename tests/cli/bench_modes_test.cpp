@@ -10,12 +10,7 @@
 
 using kq::testing::demo_model;
 using kq::testing::run_kq;
-
-namespace {
-
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-}  // namespace
+using kq::testing::has;
 
 TEST(CliBenchModes, HeaderNamesTheModesRun) {
   // The header printed the option's default (int8 int4 fp8) while the CPU ran int8 int4 awq fp8.

@@ -1,5 +1,6 @@
 #pragma once
 // Runs the `kq` program (KQ_CLI_BINARY) and captures its exit status, stdout and stderr.
+// The helpers of common/test_util.hpp (has, write_text, read_all, demo_model) come with it.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 
 namespace kq::testing {
 
@@ -17,13 +19,6 @@ struct CliResult {
   int status = -1;  ///< exit status (-1: killed by a signal)
   std::string out, err;
 };
-
-inline std::string read_all(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 /// Single-quotes `s` for /bin/sh.
 inline std::string sh_quote(const std::string& s) {
@@ -83,10 +78,5 @@ class ScopedEnv {
   std::string name_;
   std::optional<std::string> old_;
 };
-
-/// The shipped demo model (always present).
-inline std::filesystem::path demo_model() {
-  return std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
-}
 
 }  // namespace kq::testing

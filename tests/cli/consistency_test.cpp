@@ -15,7 +15,7 @@ using kq::testing::run_kq;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// The subcommand names listed by `kq --help`.
 std::vector<std::string> subcommands() {

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 const char* const kPrompt = "Once upon a time";
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// The first `n` tokens the demo model produces greedily (argmax) after kPrompt.
 std::vector<int32_t> greedy_tokens(int n) {

@@ -10,12 +10,7 @@
 
 using kq::testing::run_kq;
 using kq::testing::ScopedEnv;
-
-namespace {
-
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-}  // namespace
+using kq::testing::has;
 
 TEST(CliWording, GenerateCountsOneTokenInTheSingular) {
   const auto r = run_kq({"generate", "-m", kq::testing::demo_model().string(), "--prompt", "Hello", "-n", "1",

@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// Entries of `dir` whose name contains ".tmp-".
 std::vector<std::string> tmp_entries(const fs::path& dir) {

@@ -17,7 +17,7 @@ using kq::testing::ScopedEnv;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// The CPU flags of /proc/cpuinfo (Linux spelling: avx2, fma, f16c, avx512f,
 /// avx512bw, avx512vl, avx512_vnni): an oracle independent of kq's CPUID code.

@@ -18,13 +18,8 @@ using kq::testing::run_kq;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-size_t count(const std::string& s, const std::string& needle) {
-  size_t n = 0;
-  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
-  return n;
-}
+using kq::testing::has;
+using kq::testing::count;
 
 std::vector<std::string> lines(const std::string& s) {
   std::vector<std::string> out;

@@ -13,10 +13,7 @@
 
 using kq::testing::demo_model;
 using kq::testing::run_kq;
-
-namespace {
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-}  // namespace
+using kq::testing::has;
 
 TEST(CliOptionRange, OutOfRangeValuesAreUsageErrors) {
   struct Case {

@@ -14,7 +14,7 @@ using kq::testing::run_kq;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// A command line (without the option under test) and one integer option it takes.
 struct IntegerOption {

@@ -17,7 +17,7 @@ using kq::testing::run_kq;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 /// The command line of `cmd` (eval or bench, the quick settings) on `model` with `extra`.
 std::vector<std::string> quick(const std::string& cmd, const fs::path& model, std::vector<std::string> extra) {

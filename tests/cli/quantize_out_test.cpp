@@ -12,11 +12,7 @@ using kq::testing::run_kq;
 using kq::testing::TempDir;
 namespace fs = std::filesystem;
 
-namespace {
-
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-}  // namespace
+using kq::testing::has;
 
 TEST(CliQuantizeOut, KeepThatIsNotARegexIsAUsageError) {
   TempDir tmp;

@@ -15,7 +15,7 @@ using kq::testing::run_kq;
 
 namespace {
 
-bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+using kq::testing::has;
 
 std::vector<std::string> quick(const std::string& cmd, std::vector<std::string> extra) {
   std::vector<std::string> a{cmd, "--model", demo_model().string(), "--samples", "1", "--threads", "1"};

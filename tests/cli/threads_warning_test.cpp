@@ -10,16 +10,7 @@
 #include "kq/context.hpp"
 
 using kq::testing::run_kq;
-
-namespace {
-
-size_t count(const std::string& s, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
-  return n;
-}
-
-}  // namespace
+using kq::testing::count;
 
 TEST(CliThreads, MoreThreadsThanTheMachineHasIsWarnedOnce) {
   const unsigned cores = std::thread::hardware_concurrency();

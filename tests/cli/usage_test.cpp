@@ -8,10 +8,7 @@
 #include "cli/cli_util.hpp"
 
 using kq::testing::run_kq;
-
-namespace {
-bool has_text(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-}  // namespace
+using kq::testing::has;
 
 TEST(CliUsage, UnknownCommandIsNamedAndIsAUsageError) {
   const auto r = run_kq({"foo"});
@@ -24,8 +21,8 @@ TEST(CliUsage, UnknownCommandIsNamedAndIsAUsageError) {
   // An option before the command is named as such, not taken for a command.
   const auto r2 = run_kq({"--threads", "4", "bench"});
   EXPECT_EQ(r2.status, 2);
-  EXPECT_FALSE(has_text(r2.err, "unknown command")) << r2.err;
-  EXPECT_TRUE(has_text(r2.err, "--threads")) << r2.err;
+  EXPECT_FALSE(has(r2.err, "unknown command")) << r2.err;
+  EXPECT_TRUE(has(r2.err, "--threads")) << r2.err;
 }
 
 TEST(CliUsage, EveryUsageErrorHasTheSameExitStatus) {
@@ -37,11 +34,11 @@ TEST(CliUsage, EveryUsageErrorHasTheSameExitStatus) {
   // Unknown or repeated quantization modes, before any work.
   const auto unknown = run_kq({"bench", "--modes", "int8", "int3"});
   EXPECT_EQ(unknown.status, 2);
-  EXPECT_TRUE(has_text(unknown.err, "--modes") && has_text(unknown.err, "'int3'")) << unknown.err;
-  EXPECT_TRUE(has_text(unknown.err, "int4 (")) << "the default mode is listed: " << unknown.err;
+  EXPECT_TRUE(has(unknown.err, "--modes") && has(unknown.err, "'int3'")) << unknown.err;
+  EXPECT_TRUE(has(unknown.err, "int4 (")) << "the default mode is listed: " << unknown.err;
   const auto twice = run_kq({"bench", "--modes", "int4", "nf4"});
   EXPECT_EQ(twice.status, 2);
-  EXPECT_TRUE(has_text(twice.err, "same mode")) << twice.err;
+  EXPECT_TRUE(has(twice.err, "same mode")) << twice.err;
   EXPECT_EQ(run_kq({"quantize", "--model", "m", "--mode", "int3", "--out", "o"}).status, 2);
   // Help and version are not errors; a bad model folder is an input error (1), not a usage error.
   EXPECT_EQ(run_kq({"--help"}).status, 0);
@@ -81,10 +78,10 @@ TEST(CliUsage, OpenMpWaitPolicyDefaultsToPassive) {
   ::unsetenv("OMP_WAIT_POLICY");
   const auto r = run_kq({"info"});
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_TRUE(has_text(r.out, "OpenMP wait policy PASSIVE")) << r.out;
+  EXPECT_TRUE(has(r.out, "OpenMP wait policy PASSIVE")) << r.out;
   ::setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
   const auto a = run_kq({"info"});
-  EXPECT_TRUE(has_text(a.out, "OpenMP wait policy ACTIVE")) << a.out;
+  EXPECT_TRUE(has(a.out, "OpenMP wait policy ACTIVE")) << a.out;
   if (saved)
     ::setenv("OMP_WAIT_POLICY", keep.c_str(), 1);
   else

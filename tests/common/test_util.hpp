@@ -1,0 +1,57 @@
+#pragma once
+// Small helpers the test programs share: substring checks and counts, writing and
+// reading whole files, the shipped demo model, the message of an expected
+// exception.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+
+namespace kq::testing {
+
+/// true when `needle` occurs in `s`.
+inline bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+
+/// How many times `needle` occurs in `s` (overlapping occurrences counted).
+inline size_t count(const std::string& s, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
+  return n;
+}
+
+/// Writes `text` to `p` byte for byte (created, or replaced), and returns `p`.
+inline std::filesystem::path write_text(const std::filesystem::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+  return p;
+}
+
+/// The whole content of `p` ("" when it cannot be opened).
+inline std::string read_all(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+/// The shipped demo model (always present).
+inline std::filesystem::path demo_model() {
+  return std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
+}
+
+/// The message of the E that `f` throws; a test failure (and "") when it throws nothing.
+template <class E>
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no exception";
+  return {};
+}
+
+}  // namespace kq::testing
