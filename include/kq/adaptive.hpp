@@ -220,6 +220,13 @@ bool is_adaptive_mode(std::string_view name);
 /// the accepted form and range.
 AdaptiveOptions parse_adaptive_mode(std::string_view name);
 
+/// Every spelling of an adaptive mode name that parse_adaptive_mode accepts
+/// (case aside), for lists of valid modes: "adaptive", "adaptive-<strategy>"
+/// for every AllocationStrategy (allocation_strategy_name), then the same
+/// with "-rP" after "adaptive", where P stands for the per cent to remove
+/// (e.g. adaptive-r85-error).
+std::vector<std::string> valid_adaptive_mode_names();
+
 /// Which settings an adaptive mode name states itself rather than leaving to
 /// the defaults: "adaptive-r70" states the target, "adaptive-error" the
 /// strategy, "adaptive" neither.

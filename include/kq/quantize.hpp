@@ -129,6 +129,12 @@ using QuantizationMode = QuantSpec;
 /// Throws InvalidArgument for an unknown name, listing every valid name.
 QuantSpec parse_quant_mode(std::string_view name);
 
+/// parse_quant_mode(name), with `more_valid` (further names the caller
+/// accepts besides, e.g. the adaptive modes of `kq quantize` and `kq bench`:
+/// valid_adaptive_mode_names) appended to the list of valid modes in the
+/// unknown-name error. Throws as parse_quant_mode.
+QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid);
+
 /// Every canonical mode name parse_quant_mode accepts (aliases like "int4" excluded), sorted.
 std::vector<std::string> valid_quant_mode_names();
 

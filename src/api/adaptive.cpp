@@ -202,6 +202,10 @@ int uniform_choice(const std::vector<LayerAnalysis>& layers, size_t budget, cons
 
 }  // namespace
 
+/// Every AllocationStrategy, in declaration order.
+constexpr AllocationStrategy kAllocationStrategies[] = {
+    AllocationStrategy::Entropy, AllocationStrategy::ReconstructionError, AllocationStrategy::Uniform};
+
 std::string_view allocation_strategy_name(AllocationStrategy s) {
   switch (s) {
     case AllocationStrategy::Entropy:
@@ -351,6 +355,16 @@ AdaptiveOptions parse_adaptive_mode(std::string_view name, AdaptiveModeParts* pa
   }
   if (parts) *parts = AdaptiveModeParts{have_target, have_strategy};
   return o;
+}
+
+std::vector<std::string> valid_adaptive_mode_names() {
+  std::vector<std::string> names;
+  for (const char* base : {"adaptive", "adaptive-rP"}) {  // the grammar of parse_adaptive_mode
+    names.push_back(base);
+    for (const AllocationStrategy s : kAllocationStrategies)
+      names.push_back(fmt::format("{}-{}", base, allocation_strategy_name(s)));
+  }
+  return names;
 }
 
 std::string adaptive_mode_name(const AdaptiveOptions& o) {

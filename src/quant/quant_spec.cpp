@@ -187,14 +187,17 @@ std::vector<std::string> valid_quant_mode_names() {
   return names;
 }
 
-QuantSpec parse_quant_mode(std::string_view name) {
+QuantSpec parse_quant_mode(std::string_view name) { return parse_quant_mode(name, {}); }
+
+QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
   // A hostile name (thousands of characters) is shown cut, with its length.
   const std::string shown = name.size() <= 40 ? std::string(name)
                                               : fmt::format("{}... ({} characters)", name.substr(0, 40), name.size());
   auto fail = [&](std::string_view why) -> QuantSpec {
     raise<InvalidArgument>(
-        "unknown quantization mode '{}'{}; valid modes: int4 (the specification's INT4 mode = nf4), awq (= awq-g128), {}",
-        shown, why, fmt::join(valid_quant_mode_names(), ", "));
+        "unknown quantization mode '{}'{}; valid modes: int4 (the specification's INT4 mode = nf4), awq (= awq-g128), "
+        "{}{}{}",
+        shown, why, fmt::join(valid_quant_mode_names(), ", "), more_valid.empty() ? "" : ", ", more_valid);
   };
   const std::string l = lower(name);
   std::vector<std::string> tok;

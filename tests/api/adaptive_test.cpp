@@ -506,6 +506,38 @@ TEST(AdaptiveMode, NamesParseAndRoundTrip) {
   }
 }
 
+// valid_adaptive_mode_names feeds the CLI's list of valid modes: every name
+// it gives parses (P read as 85), each strategy with and without a target, and
+// nothing else (no name the grammar refuses, none twice).
+TEST(AdaptiveMode, ValidNamesAreExactlyTheAcceptedSpellings) {
+  const std::vector<std::string> names = valid_adaptive_mode_names();
+  std::set<std::pair<bool, AllocationStrategy>> seen;  // (target given, strategy)
+  int without_strategy = 0;
+  for (const std::string& name : names) {
+    std::string concrete = name;
+    if (const size_t p = concrete.find("-rP"); p != std::string::npos) concrete.replace(p, 3, "-r85");
+    AdaptiveModeParts parts;
+    AdaptiveOptions o;
+    ASSERT_NO_THROW(o = parse_adaptive_mode(concrete, &parts)) << name;
+    EXPECT_EQ(parts.target, concrete != name) << name;
+    if (parts.target) {
+      EXPECT_DOUBLE_EQ(o.target_reduction, 0.85) << name;
+    }
+    if (parts.strategy) {
+      EXPECT_TRUE(seen.insert({parts.target, o.strategy}).second) << name << " twice";
+    } else {
+      ++without_strategy;
+    }
+  }
+  EXPECT_EQ(without_strategy, 2);  // adaptive, adaptive-rP
+  for (const AllocationStrategy s :
+       {AllocationStrategy::Entropy, AllocationStrategy::ReconstructionError, AllocationStrategy::Uniform})
+    for (const bool target : {false, true}) {
+      EXPECT_TRUE(seen.count({target, s})) << allocation_strategy_name(s) << (target ? " with -rP" : "");
+    }
+  EXPECT_EQ(names.size(), seen.size() + 2);
+}
+
 TEST(AdaptiveMode, BenchRunsAnAdaptiveModeWithTheLowestPrecisionsThreshold) {
   const std::vector<BenchMode> modes = parse_bench_modes({"int8", "adaptive-r80"});
   ASSERT_EQ(modes.size(), 2u);

@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "cli/cli_util.hpp"
+#include "kq/adaptive.hpp"
+#include "kq/quantize.hpp"
 
 using kq::testing::demo_model;
 using kq::testing::run_kq;
@@ -37,4 +40,22 @@ TEST(CliBenchModes, CalibrationWithoutAnAwqModeIsAUsageError) {
   ASSERT_TRUE(a.status == 0 || a.status == 3) << a.err;
   EXPECT_FALSE(has(a.err, "--calibration")) << a.err;
   EXPECT_TRUE(has(a.out, "  calibration " + calib + " (AWQ)")) << a.out;
+}
+
+// The list of valid modes in the unknown-mode error left out the adaptive
+// modes that kq quantize --mode and kq bench --modes accept.
+TEST(CliBenchModes, UnknownModeListsEveryModeTheAdaptiveOnesToo) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"quantize", "-m", demo_model().string(), "--mode", "bogus", "-o", "unused"},
+        std::vector<std::string>{"bench", "--modes", "int8", "bogus"}}) {
+    const auto r = run_kq(args);
+    EXPECT_EQ(r.status, 2) << args[0] << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "unknown quantization mode 'bogus'; valid modes: ")) << r.err;
+    for (const std::string& name : kq::valid_quant_mode_names())
+      EXPECT_TRUE(has(r.err, " " + name + ",")) << args[0] << ": " << name << " missing: " << r.err;
+    for (const std::string& name : kq::valid_adaptive_mode_names())
+      EXPECT_TRUE(has(r.err, " " + name + ",") || has(r.err, " " + name + " (")) << args[0] << ": " << name
+                                                                                << " missing: " << r.err;
+    EXPECT_TRUE(has(r.err, "adaptive-rP-uniform (adaptive = adaptive-r80; P: the per cent")) << r.err;
+  }
 }

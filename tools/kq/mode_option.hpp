@@ -3,6 +3,8 @@
 // quantize --mode`): a mode name parse_quant_mode does not know is a usage
 // error (exit status 2) before any work, like every other malformed option
 // value; CLI11 prefixes the message with the option's name.
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
 #include <string>
 
@@ -13,11 +15,21 @@
 
 namespace kq::cli {
 
+/// The adaptive modes for the list of valid modes in the unknown-mode error
+/// (valid_adaptive_mode_names), with what "adaptive" and P mean.
+inline std::string adaptive_modes_for_list() {
+  return fmt::format(
+      "{} (adaptive = {}; P: the per cent of the linear layers' FP32 bytes to remove, in (0, 100), e.g. "
+      "adaptive-r85)",
+      fmt::join(valid_adaptive_mode_names(), ", "), adaptive_mode_name(AdaptiveOptions{}));
+}
+
 /// Accepts what parse_quant_mode or (for names starting with "adaptive")
 /// parse_adaptive_mode accepts; otherwise its message (the unknown name and
-/// the valid modes, or the adaptive form). An adaptive target that no model
-/// can reach (adaptive_target_beyond_limit: above NF4's 87.1 %) is refused
-/// too, so `kq bench --modes int8 adaptive-r99` fails before int8 runs.
+/// the valid modes, the adaptive ones included, or the adaptive form). An
+/// adaptive target that no model can reach (adaptive_target_beyond_limit:
+/// above NF4's 87.1 %) is refused too, so `kq bench --modes int8
+/// adaptive-r99` fails before int8 runs.
 inline CLI::Validator quant_mode() {
   return CLI::Validator(
       [](std::string& value) -> std::string {
@@ -25,7 +37,7 @@ inline CLI::Validator quant_mode() {
           if (is_adaptive_mode(value))  // adaptive, adaptive-r85, ... (kq/adaptive.hpp)
             return adaptive_target_beyond_limit(parse_adaptive_mode(value), "mode '" + shown_mode(value) + "'");
           else
-            (void)parse_quant_mode(value);
+            (void)parse_quant_mode(value, adaptive_modes_for_list());
           return {};
         } catch (const InvalidArgument& e) {
           return e.what();
