@@ -122,12 +122,18 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 ///                     source (names and dtypes as on disk), and for each quantized
 ///                     module "<module>.<part>" tensors (Linear::export_tensors:
 ///                     U8 codes, F32 scales, ...; layouts in src/formats/*.hpp)
-///   tokenizer and generation files copied from the source folder.
+///   side files      copied byte for byte from the source folder when there:
+///                     vocab.json, merges.txt, tokenizer.json, tokenizer_config.json,
+///                     special_tokens_map.json, generation_config.json,
+///                     added_tokens.json, chat_template.json, chat_template.jinja
+///                     (checked first: check_quantized_side_files).
 /// Writing is atomic (a staging folder renamed into place: a crash or a full
 /// disk never leaves a half-written folder that looks valid). Reloading with
 /// Model::load gives bit-identical tensors.
 /// Throws InvalidArgument if the model has no source folder (random weights) or
-/// `out` exists and is not empty without `overwrite`; Error on I/O failure.
+/// `out` exists and is not empty without `overwrite`; FormatError for a side
+/// file that check_quantized_side_files refuses (before anything is written);
+/// Error on I/O failure.
 void save_quantized_model(Model& model, const QuantizeOptions& options, const std::filesystem::path& out,
                           bool overwrite = false);
 
@@ -138,6 +144,22 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const st
 /// (config.json); `out` is neither the source folder `src` nor contains it
 /// (skipped when `src` is empty). Throws InvalidArgument naming `out`.
 void check_quantized_output(const std::filesystem::path& out, const std::filesystem::path& src, bool overwrite);
+
+/// The checks save_quantized_model makes of the side files it copies from the
+/// source folder `src`, for callers that want to fail before loading and
+/// quantizing (`kq quantize` does). The loaders that will read the copies run
+/// on the originals, so that a file they would refuse in the quantized folder
+/// is refused now: Tokenizer::load(src) (tokenizer.json, vocab.json +
+/// merges.txt, tokenizer_config.json; skipped when none of the first three is
+/// there) and, when `vocab_size` > 0, Tokenizer::check_fits(vocab_size);
+/// load_eos_token_ids(src, vocab_size) (generation_config.json, else
+/// config.json's eos_token_id). Every side file that is there must be a
+/// regular file of at most 1 GiB. Files no loader reads
+/// (special_tokens_map.json, added_tokens.json, chat_template.json,
+/// chat_template.jinja) are not parsed. A tokenizer.json that is well formed
+/// but not one kq runs (Unsupported) is warned about (kq::warn), not refused.
+/// Throws FormatError naming the file.
+void check_quantized_side_files(const std::filesystem::path& src, int64_t vocab_size);
 
 /// Configuration of an LLMOptimizer (the specification's optimizer config).
 struct OptimizerConfig {

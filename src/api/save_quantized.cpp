@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/generation_config.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/atomic_file.hpp"
 #include "io/file_kind.hpp"
@@ -19,15 +20,29 @@
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
+#include "kq/tokenizer.hpp"
+#include "kq/warning.hpp"
 
 namespace kq {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// Files of a Hugging Face folder that travel unchanged with the weights.
-constexpr const char* kSideFiles[] = {"vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-                                      "special_tokens_map.json", "generation_config.json"};
+/// Files of a Hugging Face folder that travel unchanged (byte for byte) with
+/// the weights. The loaders read vocab.json, merges.txt, tokenizer.json and
+/// tokenizer_config.json (Tokenizer::load) and generation_config.json
+/// (load_eos_token_ids): check_quantized_side_files runs them on the source
+/// before anything is written. No loader of ours reads special_tokens_map.json,
+/// added_tokens.json (transformers' slow tokenizers; tokenizer.json and
+/// tokenizer_config.json carry the same tokens), chat_template.json or
+/// chat_template.jinja (transformers' chat templates): they are copied for
+/// other tools without being parsed, so no JSON check of ours applies to them.
+constexpr const char* kSideFiles[] = {"vocab.json",        "merges.txt",         "tokenizer.json",
+                                      "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                                      "added_tokens.json", "chat_template.json", "chat_template.jinja"};
+
+/// Largest side file copied (io::read_text_file's limit in the copy).
+constexpr uint64_t kMaxSideFileBytes = uint64_t(1) << 30;
 
 /// The tensor-name prefix of a module in the source files: GPT-2 slot names
 /// always carry "transformer." but hub checkpoints store bare names.
@@ -99,11 +114,53 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
   }
 }
 
+void check_quantized_side_files(const fs::path& src, int64_t vocab_size) {
+  // Every side file that is there must be one the copy can read.
+  std::error_code ec;
+  for (const char* f : kSideFiles) {
+    const fs::path p = src / f;
+    if (!fs::exists(p, ec)) continue;  // as in the copy: absent, not copied
+    if (const auto why = io::why_not_regular_file(p))
+      raise<FormatError>("{}: {}; it cannot be copied into the quantized folder", p.string(), *why);
+    if (const uint64_t size = fs::file_size(p, ec); !ec && size > kMaxSideFileBytes)
+      raise<FormatError>("{}: file is {} bytes, more than the {} bytes allowed", p.string(), size, kMaxSideFileBytes);
+  }
+  // The loaders that will read the copies, run on the originals (the copies
+  // are the same bytes): what they refuse there they refuse here.
+  const auto refused = [](const Error& e) {
+    raise<FormatError>("{} (the file would be copied into the quantized folder, which would then not load; fix or "
+                       "remove it; nothing was written)",
+                       e.what());
+  };
+  bool tokenizer = false;
+  for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt"}) tokenizer = tokenizer || fs::exists(src / f, ec);
+  if (tokenizer) {  // a folder without tokenizer files stays quantizable (weights only)
+    try {
+      const Tokenizer tok = Tokenizer::load(src);
+      if (vocab_size > 0) tok.check_fits(vocab_size, src.string());
+    } catch (const Unsupported& e) {
+      // Well formed, but not a tokenizer kq runs: the folder still serves
+      // other tools and the API; kq eval / generate refuse it as they refuse this one.
+      warn(fmt::format("{}; it is copied into the quantized folder, whose tokenizer kq eval, kq generate and kq "
+                       "bench will refuse as well",
+                       e.what()));
+    } catch (const Error& e) {
+      refused(e);
+    }
+  }
+  try {
+    (void)load_eos_token_ids(src, vocab_size);  // generation_config.json (else config.json), as kq generate reads it
+  } catch (const Error& e) {
+    refused(e);
+  }
+}
+
 void save_quantized_model(Model& model, const QuantizeOptions& options, const fs::path& out, bool overwrite) {
   const fs::path src = model.source_dir();
   if (src.empty())
     raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");
   check_quantized_output(out, src, overwrite);
+  check_quantized_side_files(src, model.config().vocab_size);
 
   const TensorStore store = TensorStore::open_dir(src);
   nlohmann::json config = io::load_json_file(src / "config.json");

@@ -117,6 +117,20 @@ std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, cons
   return awq::read_calibration_tokens(calib, Tokenizer::load(model_dir), window);
 }
 
+/// check_quantized_side_files on --model with the vocabulary size of its
+/// config.json, before the model is loaded: a tokenizer or generation file the
+/// quantized folder's loaders would refuse fails the command before any work.
+/// A config.json that cannot be read is left to the model load, which names it.
+void check_side_files(const std::string& model_dir) {
+  int64_t vocab_size = 0;
+  try {
+    vocab_size = load_model_config(model_dir).vocab_size;
+  } catch (const Error&) {
+    return;
+  }
+  check_quantized_side_files(model_dir, vocab_size);
+}
+
 }  // namespace
 
 void add_quantize_command(CLI::App& app) {
@@ -186,6 +200,7 @@ void add_quantize_command(CLI::App& app) {
     check_model_not_quantized(a->model);
     check_out_against_model(a->out, a->model);
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
+    check_side_files(a->model);
     warn_staging_leftovers(a->out);
     if (qo.spec.awq) {
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
