@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cpu/ops_softmax.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
@@ -249,7 +250,7 @@ void run_variant(Variant& v, kq::KVCache& cache, const std::vector<int32_t>& pro
   v.model->forward(prompt, cache, logits.data(), /*all_logits=*/false);
   const double pre = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   for (int64_t i = 0; i < decode; ++i) {
-    const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const int32_t next = int32_t(kq::cpu::argmax(logits.data(), int64_t(logits.size())));
     const auto t = Clock::now();
     v.model->forward(std::span<const int32_t>(&next, 1), cache, logits.data());
     if (record) v.token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());

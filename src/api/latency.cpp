@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/ops_softmax.hpp"
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
@@ -24,7 +25,7 @@ double median(std::vector<double> v) {
 }
 
 int32_t argmax(const std::vector<float>& logits) {
-  return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return int32_t(cpu::argmax(logits.data(), int64_t(logits.size())));
 }
 
 // One run: prefill the prompt, then decode greedily; returns the prefill time

@@ -70,6 +70,35 @@ TEST(OpsSoftmax, MatchesDoubleAndIsStable) {
   EXPECT_EQ(argmax(ties, 3), 1);
 }
 
+// argmax against the plain first-largest scan on every length around its
+// 16-wide blocks, the maximum at every position, ties, NaNs and infinities.
+TEST(OpsSoftmax, ArgmaxIsTheFirstLargestValue) {
+  uint32_t seed = 11;
+  const auto scan = [](const std::vector<float>& v) {
+    int64_t best = -1;
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isnan(v[i]) && (best < 0 || v[i] > v[size_t(best)])) best = int64_t(i);
+    return best < 0 ? int64_t(0) : best;
+  };
+  for (int64_t n = 1; n <= 70; ++n)
+    for (int64_t at = 0; at < n; ++at) {
+      std::vector<float> v = random_vec(size_t(n), seed++);
+      v[size_t(at)] = 10.0f;
+      ASSERT_EQ(argmax(v.data(), n), at) << "n=" << n;
+      v[size_t(n - 1)] = 10.0f;  // a tie later on: still the first
+      ASSERT_EQ(argmax(v.data(), n), at) << "n=" << n;
+      v[0] = std::numeric_limits<float>::quiet_NaN();
+      ASSERT_EQ(argmax(v.data(), n), scan(v)) << "n=" << n << " (NaN first)";
+    }
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> lows(40, -inf), nans(33, nan);
+  EXPECT_EQ(argmax(lows.data(), 40), 0);
+  EXPECT_EQ(argmax(nans.data(), 33), 0);
+  std::vector<float> big = random_vec(32000, seed);
+  big[31999] = inf;
+  EXPECT_EQ(argmax(big.data(), 32000), 31999);
+}
+
 // ---- norms -------------------------------------------------------------------
 
 TEST(OpsNorm, LayerNormMatchesDouble) {

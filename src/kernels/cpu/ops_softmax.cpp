@@ -8,11 +8,6 @@ void softmax_inplace(float* x, int64_t n) { vec_kernels().softmax(x, n); }
 
 double log_sum_exp(const float* x, int64_t n) { return vec_kernels().log_sum_exp(x, n); }
 
-int64_t argmax(const float* x, int64_t n) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;
-  return best;
-}
+int64_t argmax(const float* x, int64_t n) { return vec_kernels().argmax(x, n); }
 
 }  // namespace kq::cpu

@@ -13,7 +13,8 @@ void softmax_inplace(float* x, int64_t n);
 /// log p_i = x_i − log_sum_exp(x). n >= 1. Never throws.
 double log_sum_exp(const float* x, int64_t n);
 
-/// Index of the largest element (the first one on ties). n >= 1.
+/// Index of the largest element (the first one on ties; NaNs are skipped, 0
+/// when every value is NaN). n >= 1.
 int64_t argmax(const float* x, int64_t n);
 
 }  // namespace kq::cpu

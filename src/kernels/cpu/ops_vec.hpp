@@ -27,6 +27,8 @@ struct VecKernels {
   void (*axpy)(float a, const float* x, float* y, int64_t n);
   /// For KL divergence: with p_v = e^{r_v − lse_r}, adds Σ p_v·(r_v − c_v) to *weighted and Σ p_v to *mass.
   void (*kl_sums)(const float* r, const float* c, double lse_r, int64_t n, double* weighted, double* mass);
+  /// Index of the first largest value, NaNs skipped (0 when all are NaN). n >= 1.
+  int64_t (*argmax)(const float* x, int64_t n);
 };
 
 /// The kernels for this CPU (see the header comment).

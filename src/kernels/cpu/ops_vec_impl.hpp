@@ -61,8 +61,19 @@ inline VF vexp(VF x) {
 }
 
 float vmax_of(const float* x, int64_t n) {
-  VF m = vset(kNegInf);
+  // Four running maxima (independent chains), NaNs skipped (v > m is false).
+  VF m = vset(kNegInf), m1 = m, m2 = m, m3 = m;
   int64_t i = 0;
+  for (; i + 4 * kW <= n; i += 4 * kW) {
+    const VF v0 = vload(x + i), v1 = vload(x + i + kW), v2 = vload(x + i + 2 * kW), v3 = vload(x + i + 3 * kW);
+    m = v0 > m ? v0 : m;
+    m1 = v1 > m1 ? v1 : m1;
+    m2 = v2 > m2 ? v2 : m2;
+    m3 = v3 > m3 ? v3 : m3;
+  }
+  m1 = m1 > m ? m1 : m;
+  m3 = m3 > m2 ? m3 : m2;
+  m = m3 > m1 ? m3 : m1;
   for (; i + kW <= n; i += kW) {
     const VF v = vload(x + i);
     m = v > m ? v : m;
@@ -183,8 +194,25 @@ void k_kl_sums(const float* r, const float* c, double lse_r, int64_t n, double* 
   *mass += z;
 }
 
+int64_t k_argmax(const float* x, int64_t n) {
+  const float m = vmax_of(x, n);
+  const VF vm = vset(m);
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) {  // the first vector holding m, then the lane
+    const VI eq = vload(x + i) == vm;
+    uint64_t w[sizeof(VI) / sizeof(uint64_t)];
+    std::memcpy(w, &eq, sizeof eq);
+    uint64_t any = 0;
+    for (const uint64_t v : w) any |= v;
+    if (any) break;
+  }
+  for (; i < n; ++i)
+    if (x[i] == m) return i;
+  return 0;  // every value NaN
+}
+
 constexpr ::kq::cpu::VecKernels make_table(const char* isa) {
-  return {isa, k_log_sum_exp, k_softmax, k_gelu_tanh, k_silu, k_swiglu, k_dot, k_axpy, k_kl_sums};
+  return {isa, k_log_sum_exp, k_softmax, k_gelu_tanh, k_silu, k_swiglu, k_dot, k_axpy, k_kl_sums, k_argmax};
 }
 
 }  // namespace
