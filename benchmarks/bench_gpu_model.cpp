@@ -8,6 +8,10 @@
 //                   [--batch=16] [--prompt=512] [--decode=64] [--runs=5]
 //                   [--quantize-lm-head] [--no-graphs] [--json=FILE]
 //
+// With KQ_CUDA_STEP_TIMING=1 it also splits a batch-1 decode step into GPU time
+// (CUDA events around each graph replay) and host time (the rest of the wall
+// time: metadata upload, graph launch, logits copy, the argmax).
+//
 // Needs a CUDA build and a GPU (prints the reason and exits 2 otherwise).
 #include <algorithm>
 #include <chrono>
@@ -24,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.hpp"
+#include "kernels/cpu/ops_softmax.hpp"
 #include "kq/error.hpp"
 #include "kq/fp8.hpp"
 #include "kq/model.hpp"
@@ -140,6 +145,8 @@ struct Variant {
   size_t device_bytes = 0;     // cudaMemGetInfo growth while building it
   double build_s = 0;
   std::vector<double> prefill_ms, decode1_ms, decodeB_ms;  // per run
+  std::vector<double> decode1_gpu_ms;  // per run: GPU ms of a replayed b=1 step (KQ_CUDA_STEP_TIMING=1; else empty)
+  std::vector<double> decode1_argmax_ms;  // per run: host ms of the argmax over the logits, per step
   int64_t replays = 0;
   size_t kv_cache_bytes = 0;  // device bytes of one sequence's KV cache (prompt + decode positions)
 };
@@ -159,12 +166,20 @@ void run_once(Variant& v, const Options& o, const std::vector<int32_t>& prompt, 
   m.forward(prompt, cache, logits.data(), /*all_logits=*/false);
   v.prefill_ms.push_back(ms_since(t));
   int32_t next = tok(rng);
+  const int64_t replays0 = m.cuda_graph_replays();
+  const double gpu0 = m.cuda_graph_gpu_ms();
+  double argmax_ms = 0;
   t = Clock::now();
   for (int64_t i = 0; i < o.decode; ++i) {
     m.forward(std::span<const int32_t>(&next, 1), cache, logits.data(), false);
-    next = int32_t(std::max_element(logits.begin(), logits.begin() + vocab) - logits.begin());
+    const auto a = Clock::now();
+    next = int32_t(kq::cpu::argmax(logits.data(), vocab));
+    argmax_ms += ms_since(a);
   }
   v.decode1_ms.push_back(ms_since(t) / double(o.decode));
+  v.decode1_argmax_ms.push_back(argmax_ms / double(o.decode));
+  if (const int64_t r = m.cuda_graph_replays() - replays0; r > 0 && m.cuda_graph_gpu_ms() > gpu0)
+    v.decode1_gpu_ms.push_back((m.cuda_graph_gpu_ms() - gpu0) / double(r));
 
   // Batch-B decode: B sequences prefilled with the same prompt, then decode_batch steps.
   if (o.batch > 1) {
@@ -183,7 +198,7 @@ void run_once(Variant& v, const Options& o, const std::vector<int32_t>& prompt, 
       m.decode_batch(toks, ptrs, logits.data());
       for (int64_t b = 0; b < o.batch; ++b) {
         const float* row = logits.data() + b * vocab;
-        toks[size_t(b)] = int32_t(std::max_element(row, row + vocab) - row);
+        toks[size_t(b)] = int32_t(kq::cpu::argmax(row, vocab));
       }
     }
     v.decodeB_ms.push_back(ms_since(t) / double(o.decode));
@@ -231,7 +246,8 @@ int main(int argc, char** argv) {
     // One warm-up run each (captures the graphs, fills cuBLASLt plan caches), then interleaved timed runs.
     for (auto& v : vars) {
       run_once(v, o, prompt, rng);
-      v.prefill_ms.clear(), v.decode1_ms.clear(), v.decodeB_ms.clear();
+      v.prefill_ms.clear(), v.decode1_ms.clear(), v.decodeB_ms.clear(), v.decode1_gpu_ms.clear();
+      v.decode1_argmax_ms.clear();
     }
     for (int r = 0; r < o.runs; ++r)
       for (auto& v : vars) run_once(v, o, prompt, rng);
@@ -272,9 +288,20 @@ int main(int argc, char** argv) {
                               {"decode_b1_tokens_per_s", d1},
                               {"decode_batch_tokens_per_s", dB},
                               {"decode_b1_ms", v.decode1_ms},
+                              {"decode_b1_gpu_ms", v.decode1_gpu_ms},
                               {"prefill_ms", v.prefill_ms},
                               {"decode_batch_ms", v.decodeB_ms},
                               {"graph_replays", v.replays}});
+    }
+    if (!vars.front().decode1_gpu_ms.empty()) {
+      fmt::print("\nDecode b=1, one step (KQ_CUDA_STEP_TIMING=1: CUDA events around each graph replay):\n\n");
+      fmt::print("| mode | wall ms | GPU ms | host ms (wall - GPU) | of which the caller's argmax |\n");
+      fmt::print("| --- | ---: | ---: | ---: | ---: |\n");
+      for (const Variant& v : vars) {
+        const double wall = median(v.decode1_ms), gpu = median(v.decode1_gpu_ms);
+        fmt::print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} |\n", v.mode, wall, gpu, wall - gpu,
+                   median(v.decode1_argmax_ms));
+      }
     }
     if (!o.json.empty()) kq::io::write_file_atomic(o.json, j.dump(2) + "\n");
     return 0;

@@ -184,6 +184,11 @@ class Model {
   /// Diagnostics: decode steps served so far by replaying a captured CUDA
   /// graph (0 on the CPU or with graphs off).
   int64_t cuda_graph_replays() const;
+  /// Diagnostics: GPU time (ms) of those replays, from CUDA events recorded
+  /// around each replay when the environment variable KQ_CUDA_STEP_TIMING=1
+  /// was set at the first step (0 otherwise, and on the CPU). A step's wall
+  /// time minus this is the host's share (metadata upload, launch, logits copy).
+  double cuda_graph_gpu_ms() const;
   /// The folder the model was loaded from (empty for random()).
   const std::filesystem::path& source_dir() const { return source_dir_; }
 

@@ -127,6 +127,40 @@ struct GraphEntry {
   cudaGraphExec_t exec = nullptr;
 };
 
+/// KQ_CUDA_STEP_TIMING=1: CUDA events around every graph replay (diagnostics, Model::cuda_graph_gpu_ms).
+bool step_timing_by_env() {
+  const char* e = std::getenv("KQ_CUDA_STEP_TIMING");
+  return e && std::strcmp(e, "1") == 0;
+}
+
+/// A pair of CUDA events (timing enabled) around one stretch of a stream.
+class EventPair {
+ public:
+  EventPair() {
+    KQ_CUDA_CHECK(cudaEventCreate(&begin_));
+    const cudaError_t e = cudaEventCreate(&end_);
+    if (e != cudaSuccess) cudaEventDestroy(begin_);
+    KQ_CUDA_CHECK(e);
+  }
+  ~EventPair() {
+    cudaEventDestroy(begin_);
+    cudaEventDestroy(end_);
+  }
+  EventPair(const EventPair&) = delete;
+  EventPair& operator=(const EventPair&) = delete;
+  cudaEvent_t begin() const { return begin_; }
+  cudaEvent_t end() const { return end_; }
+  /// Milliseconds between the two (both recorded and complete).
+  float ms() const {
+    float v = 0;
+    KQ_CUDA_CHECK(cudaEventElapsedTime(&v, begin_, end_));
+    return v;
+  }
+
+ private:
+  cudaEvent_t begin_ = nullptr, end_ = nullptr;
+};
+
 bool graphs_allowed_by_env() {
   const char* e = std::getenv("KQ_CUDA_GRAPHS");
   return !(e && (std::strcmp(e, "0") == 0 || std::strcmp(e, "off") == 0 || std::strcmp(e, "false") == 0));
@@ -152,6 +186,7 @@ class CudaBackend final : public models::Backend {
   void set_context(const ExecContext& ctx) override { ctx_ = ctx; }
   void set_graphs(bool enabled) override { graphs_ = enabled; }
   int64_t graph_replays() const override { return replays_; }
+  double graph_gpu_ms() const override { return replay_gpu_ms_; }
 
   void upload(Param& p, ParamKind kind) override {
     const Tensor& t = p.host;
@@ -247,8 +282,13 @@ class CudaBackend final : public models::Backend {
       g.warmed = true;
     } else {
       if (!g.exec) capture(g, body);
+      if (timing_) KQ_CUDA_CHECK(cudaEventRecord(timing_->begin(), stream_));
       KQ_CUDA_CHECK(cudaGraphLaunch(g.exec, stream_));
+      if (timing_) KQ_CUDA_CHECK(cudaEventRecord(timing_->end(), stream_));
       ++replays_;
+      finish();
+      if (timing_) replay_gpu_ms_ += timing_->ms();
+      return;
     }
     finish();
   }
@@ -457,6 +497,8 @@ class CudaBackend final : public models::Backend {
   std::vector<cuda::DeviceBuffer<std::byte>> params_;
   bool graphs_ = true;
   int64_t replays_ = 0;
+  double replay_gpu_ms_ = 0;  // with timing_: GPU time of the replays
+  std::unique_ptr<EventPair> timing_ = step_timing_by_env() ? std::make_unique<EventPair>() : nullptr;
   // The step being run.
   StepRows rows_;
   Workspace* ws_ = nullptr;

@@ -124,6 +124,8 @@ class Backend {
   virtual void set_graphs(bool enabled) = 0;
   /// Steps served by replaying a captured CUDA graph so far (CPU: 0).
   virtual int64_t graph_replays() const { return 0; }
+  /// GPU ms of those replays when KQ_CUDA_STEP_TIMING=1 (else and CPU: 0).
+  virtual double graph_gpu_ms() const { return 0; }
 
   /// Runs one step: sets up `rows`' metadata, calls body(*this) (the
   /// architecture's forward, which uses only the ops below), and delivers the

@@ -128,6 +128,8 @@ void Model::set_cuda_graphs(bool enabled) { backend_->set_graphs(enabled); }
 
 int64_t Model::cuda_graph_replays() const { return backend_->graph_replays(); }
 
+double Model::cuda_graph_gpu_ms() const { return backend_->graph_gpu_ms(); }
+
 std::unique_ptr<Linear> Model::make_linear(const std::string& name, std::unique_ptr<Linear> op) {
   if (transform_) {
     op = transform_(name, std::move(op));

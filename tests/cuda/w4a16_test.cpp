@@ -189,6 +189,39 @@ TEST_P(W4A16, StreamKernelVariantsMatchReference) {
   }
 }
 
+/// Inputs of any magnitude BF16 holds (2^-100 .. 2^90 times N(0, 1), far
+/// outside FP16's range), and tiles whose values span 2^24 (a few huge values
+/// among ordinary ones), keep the float64 reference's relative accuracy on the
+/// streaming kernel and the automatic choice (a guard for any kernel that
+/// stages x in a narrower type or offsets the codes before the mma).
+TEST_P(W4A16, StreamKernelKeepsPrecisionAtAnyInputScale) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  const int64_t N = 3001, K = 4160;
+  const HostW4 h = random_w4(r, GetParam(), N, K, 64);
+  const cuda::W4Weight w = upload(h);
+  const auto base = random_bf16(r, size_t(K));
+  for (const int e2 : {-100, -24, 0, 17, 90}) {
+    for (const bool spread : {false, true}) {
+      SCOPED_TRACE("x scaled by 2^" + std::to_string(e2) + (spread ? ", every 61st value x 2^24" : "") +
+                   " seed=" + std::to_string(r.seed));
+      std::vector<uint16_t> x(base.size());
+      for (size_t k = 0; k < x.size(); ++k)
+        x[k] = f32_to_bf16(std::ldexp(bf16f(base[k]), e2 + (spread && k % 61 == 0 ? 24 : 0)));
+      const auto ref = reference(h, x, 1, K);
+      DeviceBuffer<uint16_t> dx, dy(static_cast<size_t>(N));
+      dx.upload(x);
+      for (const cuda::W4GemvTuning& v : {cuda::W4GemvTuning{0, 0, 2}, cuda::W4GemvTuning{0, 0, 0}}) {
+        dy.fill_bytes(0xFF);
+        cuda::w4a16_gemv(w, dx.data(), K, 1, dy.data(), N, nullptr, v);
+        KQ_CUDA_CHECK(cudaDeviceSynchronize());
+        EXPECT_LE(rel_l2(ref, bf16_matrix(dy.download(), 1, size_t(N), size_t(N))), tol::kW4Gemv)
+            << "kernel=" << v.kernel;
+      }
+    }
+  }
+}
+
 /// The batch kernel (M >= 2 by default; one block per SM, 16-row groups in
 /// passes of up to 3 or 4, warps splitting K, x tiles double-buffered in
 /// shared memory): every M from 1 to 16 (one and two token halves), its three
