@@ -53,7 +53,7 @@ constexpr size_t kMaxGraphs = 16;
 
 uint16_t* bf16(Act a) { return static_cast<uint16_t*>(a.p); }
 
-/// Page-locked host memory (cudaMallocHost), grow-only, for the metadata upload.
+/// Page-locked host memory (cudaMallocHost), grow-only: the metadata upload and the logits' download.
 class PinnedBuffer {
  public:
   PinnedBuffer() = default;
@@ -103,6 +103,7 @@ struct Workspace {
   cuda::DeviceBuffer<std::byte> attention;
   cuda::DeviceBuffer<uint16_t> logits_bf16;
   cuda::DeviceBuffer<float> logits_f32;
+  PinnedBuffer host_logits;  // the step's copy of logits_f32 (a graph captures its address)
   // Set up per step (device pointers into `meta`).
   const int32_t* tokens = nullptr;
   const int32_t* row_seq = nullptr;
@@ -403,6 +404,13 @@ class CudaBackend final : public models::Backend {
     cuda::bf16_to_f32(y, grow(ws_->logits_f32, size_t(rows * vocab)), rows * vocab, stream_);
     ws_->logit_rows = rows;
     ws_->vocab = vocab;
+    // The download is part of the step (and of its graph): into pinned memory,
+    // a DMA right after the last kernel; finish() copies it to the caller.
+    if (rows_.logits) {
+      const size_t bytes = size_t(rows * vocab) * sizeof(float);
+      KQ_CUDA_CHECK(cudaMemcpyAsync(ws_->host_logits.get(bytes), ws_->logits_f32.data(), bytes,
+                                    cudaMemcpyDeviceToHost, stream_));
+    }
   }
 
  private:
@@ -461,11 +469,9 @@ class CudaBackend final : public models::Backend {
 
   /// Delivers the logits (F32, to the caller's host buffer) and waits for the step.
   void finish() {
-    if (rows_.logits && ws_->logit_rows > 0)
-      KQ_CUDA_CHECK(cudaMemcpyAsync(rows_.logits, ws_->logits_f32.data(),
-                                    size_t(ws_->logit_rows * ws_->vocab) * sizeof(float), cudaMemcpyDeviceToHost,
-                                    stream_));
     KQ_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (rows_.logits && ws_->logit_rows > 0)
+      std::memcpy(rows_.logits, ws_->host_logits.get(0), size_t(ws_->logit_rows * ws_->vocab) * sizeof(float));
   }
 
   void capture(GraphEntry& g, const std::function<void(Backend&)>& body) {
