@@ -42,7 +42,10 @@ struct QuantizeOptions {
   bool quantize_lm_head = false;
   /// ECMAScript regular expressions searched in each linear layer's module name
   /// (e.g. "mlp\\.down_proj", "layers\\.0\\."): a layer matching any of them
-  /// stays in high precision, as bitsandbytes' skip-modules list does.
+  /// stays in high precision, as bitsandbytes' skip-modules list does. Matched
+  /// with PCRE2 within bounds (src/quant/keep_pattern.hpp): at most 1024 bytes
+  /// and 32 nested parentheses, and no catastrophic backtracking (e.g.
+  /// "(.*)*x$"); beyond them the pattern is an InvalidArgument.
   std::vector<std::string> keep_patterns;
   /// Calibration text for AWQ modes (required by them, unused by the others).
   CalibrationOptions calibration;

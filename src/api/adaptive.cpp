@@ -10,13 +10,14 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <regex>
 #include <system_error>
+#include <vector>
 
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
+#include "quant/keep_pattern.hpp"
 
 namespace kq {
 namespace {
@@ -91,19 +92,17 @@ size_t smallest_option_bytes(const AdaptiveOptions& o, int64_t N, int64_t K) {
 /// there must be one.
 std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
   check_options(o);
-  std::vector<std::regex> keep;
-  for (const std::string& p : o.keep_patterns) {
-    try {
-      keep.emplace_back(p, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      raise<InvalidArgument>("keep pattern '{}' is not a valid regular expression: {}", p, e.what());
-    }
+  std::vector<KeepPattern> keep;
+  try {
+    keep = compile_keep_patterns(o.keep_patterns);
+  } catch (const InvalidArgument& e) {
+    raise<InvalidArgument>("keep pattern {}", e.what());
   }
   std::vector<LinearSlot> slots;
   for (const LinearSlot& slot : model.linear_layers()) {
     if (slot.is_lm_head && !o.quantize_lm_head) continue;
     if (std::any_of(keep.begin(), keep.end(),
-                    [&](const std::regex& r) { return std::regex_search(slot.name, r); }))
+                    [&](const KeepPattern& r) { return r.search(slot.name); }))
       continue;
     const Linear& op = **slot.op;
     if (quantized_linear_spec(op) != nullptr)

@@ -1,7 +1,6 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
-#include <regex>
 
 #include <fmt/format.h>
 
@@ -11,20 +10,19 @@
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
 #include "kq/warning.hpp"
+#include "quant/keep_pattern.hpp"
 
 namespace kq {
 namespace {
 
-std::vector<std::regex> compile_patterns(const std::vector<std::string>& patterns) {
-  std::vector<std::regex> out;
-  for (const std::string& p : patterns) {
-    try {
-      out.emplace_back(p, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      raise<InvalidArgument>("keep pattern '{}' is not a valid regular expression: {}", p, e.what());
-    }
+/// The keep patterns compiled (bounded PCRE2, src/quant/keep_pattern.hpp); a
+/// bad one is InvalidArgument "keep pattern '<p>' ...".
+std::vector<KeepPattern> compile_patterns(const std::vector<std::string>& patterns) {
+  try {
+    return compile_keep_patterns(patterns);
+  } catch (const InvalidArgument& e) {
+    raise<InvalidArgument>("keep pattern {}", e.what());
   }
-  return out;
 }
 
 /// Every layer_specs entry names a linear layer of `model` and holds a valid spec (or none).
@@ -68,7 +66,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   for (const LinearSlot& slot : model.linear_layers()) {
     bool kept = slot.is_lm_head && !options.quantize_lm_head;
     for (size_t i = 0; i < keep.size(); ++i)
-      if (std::regex_search(slot.name, keep[i])) kept = pattern_used[i] = true;
+      if (keep[i].search(slot.name)) kept = pattern_used[i] = true;
     const auto override_it = options.layer_specs.find(slot.name);  // an override decides its layer
     if (override_it != options.layer_specs.end()) kept = !override_it->second.has_value();
     if (kept) continue;

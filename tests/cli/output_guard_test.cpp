@@ -83,13 +83,14 @@ TEST(CliOutputGuard, JsonAsANewFileInTheModelFolderIsWritten) {
   EXPECT_GT(nlohmann::json::parse(read_all(out)).at("ppl").get<double>(), 1.0);
 }
 
-// --json "" is an error like --out "" (it was silently ignored: nothing written, exit 0).
+// --json "" is an error like --out "" (it was silently ignored: nothing written, exit 0);
+// a usage error (exit 2, an empty option value), found while parsing.
 TEST(CliOutputGuard, EmptyJsonIsAnError) {
   const std::string text = (demo_model() / "demo-eval.txt").string();
   for (const char* cmd : {"eval", "bench"}) {
     const auto r = run_kq(quick(cmd, demo_model(), {"--text", text, "--json", ""}));
-    EXPECT_EQ(r.status, 1) << cmd;
-    EXPECT_TRUE(has(r.err, "kq: error: --json is empty")) << r.err;
+    EXPECT_EQ(r.status, 2) << cmd;
+    EXPECT_TRUE(has(r.err, "kq: error: --json: the path is empty")) << r.err;
     EXPECT_FALSE(has(r.out, "perplexity")) << "ran before failing: " << r.out;
   }
 }

@@ -21,6 +21,7 @@
 #include "mode_option.hpp"
 #include "progress.hpp"
 #include "keep_option.hpp"
+#include "path_option.hpp"
 #include "threads_option.hpp"
 
 namespace kq::cli {
@@ -221,7 +222,8 @@ void add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand(
       "bench", "Quantize a model in each mode and report perplexity, KL, memory and latency vs FP32, with PASS/FAIL");
-  cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)");
+  cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)")
+      ->check(non_empty_path());
   CLI::Option* modes_opt =
       cmd->add_option("--modes", args->modes,
                       "Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; default: the "
@@ -234,7 +236,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--text,-t", args->text,
                   "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset; standard input "
                   "is not read: '-' is an error (default: MODEL/demo-eval.txt, else the shipped "
-                  "models/gpt2-tiny/demo-eval.txt)");
+                  "models/gpt2-tiny/demo-eval.txt)")
+      ->check(non_empty_path());
   cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")
       ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
@@ -250,18 +253,19 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--calibration", args->calibration,
                   "UTF-8 calibration text for AWQ modes, not the --text they are scored on (default: "
                   "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt); "
-                  "other modes do not read it (given without an AWQ mode among --modes: a usage error)");
+                  "other modes do not read it (given without an AWQ mode among --modes: a usage error)")
+      ->check(non_empty_path());
   add_threads_option(cmd, args->threads);
   CLI::Option* json_opt = cmd->add_option(
       "--json", args->json,
-      "Also write the results as JSON to this file (atomically). It must not be the --text file or an "
-      "existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
-      "output and the human-readable report to standard error");
+      "Also write the results as JSON to this file (atomically). It must not be the --text or --calibration "
+      "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
+      "output and the human-readable report to standard error")
+      ->check(non_empty_path());
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
-  cmd->add_option(
-      "--keep", args->keep,
-      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)")
-      ->check(regex_pattern());
+  add_keep_option(cmd, args->keep,
+                  "Regex of layer names to keep in high precision (repeatable, one pattern each, taken verbatim; "
+                  "one that matches no layer is warned)");
   cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")
       ->transform(integer_in(1, 1 << 30))
       ->capture_default_str();
@@ -321,6 +325,8 @@ void add_bench_command(CLI::App& app) {
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
     check_json_output(json_opt->count() > 0, args->json, o.text.string(), o.model_dir);
+    // The calibration text is an input too (it was overwritten by the JSON, exit 0).
+    if (args->json != "-") check_not_input("--json", args->json, "--calibration", o.calibration.string());
     o.context.threads = args->threads;
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)

@@ -1,33 +1,51 @@
 #pragma once
-// The validator of --keep (kq quantize, kq bench): a layer-name pattern must
-// be a valid regular expression, checked while the command line is parsed, so
-// a bad one is a usage error (exit status 2) naming the option, the pattern
-// and what is wrong with it.
+// --keep (kq quantize, kq bench) and the non-empty check of path options.
+// A layer-name pattern must be a valid, bounded regular expression, checked
+// while the command line is parsed, so a bad one is a usage error (exit
+// status 2) naming the option, the pattern and what is wrong with it.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
-#include <regex>
 #include <string>
+#include <vector>
+
+#include "kq/error.hpp"
+#include "quant/keep_pattern.hpp"
 
 namespace kq::cli {
 
-/// CLI11 validator: the value compiles as a std::regex in ECMAScript syntax,
-/// the syntax quantize_model() uses for QuantizeOptions::keep_patterns. The
-/// message (CLI11 prefixes the option's name) quotes the pattern and the
-/// std::regex_error, e.g. "'((' is not a valid regular expression (ECMAScript):
-/// Mismatched '(' and ')' in regular expression". Help shows "REGEX".
+/// CLI11 validator: the value is a keep pattern that KeepPattern compiles
+/// (valid in ECMAScript and PCRE2, at most kMaxKeepPatternLength bytes and
+/// kMaxKeepPatternNesting nested parentheses, no catastrophic backtracking on
+/// a layer name); the empty pattern, which would keep every layer, is
+/// refused. The message (CLI11 prefixes the option's name) quotes the
+/// pattern, e.g. "'((' is not a valid regular expression: missing closing
+/// parenthesis (at offset 2)". Help shows "REGEX".
 inline CLI::Validator regex_pattern() {
   return CLI::Validator(
       [](std::string& input) -> std::string {
+        if (input.empty()) return "the pattern is empty (it would keep every layer); give a layer-name regex";
         try {
-          const std::regex compiled(input, std::regex::ECMAScript);
+          const KeepPattern compiled(input);
           (void)compiled;
-        } catch (const std::regex_error& e) {
-          return fmt::format("'{}' is not a valid regular expression (ECMAScript): {}", input, e.what());
+        } catch (const InvalidArgument& e) {
+          return e.what();
         }
         return {};
       },
       "REGEX");
+}
+
+/// Adds the repeatable --keep option to `cmd`. Each occurrence is one pattern
+/// taken verbatim: CLI11's list syntax is off for it (allow_extra_args
+/// false: "[mlp]" stayed "mlp" and "[c_fc,c_proj]" became two patterns; no
+/// delimiter: "a,b" stays one alternation-free pattern), so a character class
+/// reaches the matcher unchanged.
+inline CLI::Option* add_keep_option(CLI::App* cmd, std::vector<std::string>& keep, const std::string& help) {
+  return cmd->add_option("--keep", keep, help)
+      ->allow_extra_args(false)
+      ->delimiter('\0')
+      ->check(regex_pattern());
 }
 
 }  // namespace kq::cli

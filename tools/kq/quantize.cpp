@@ -27,6 +27,7 @@
 #include "mode_option.hpp"
 #include "real_option.hpp"
 #include "keep_option.hpp"
+#include "path_option.hpp"
 #include "threads_option.hpp"
 
 namespace kq::cli {
@@ -74,6 +75,24 @@ void check_out_against_model(const std::string& out, const std::string& model) {
         "--out '{}' is inside the --model folder '{}': the output folder must not be inside the input folder "
         "(nor be it); choose a folder outside it",
         out, model);
+}
+
+/// --out against an input file that is not in the model folder (the AWQ
+/// --calibration text): it must be neither the output folder itself nor
+/// inside it, which --overwrite would replace (the file was deleted, exit 0).
+/// Resolved through symbolic links, "." and "..". Throws InvalidArgument
+/// naming both options and paths.
+void check_out_against_input(const std::string& out, const char* in_option, const std::filesystem::path& in) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path src = fs::canonical(in, ec);
+  if (ec) return;  // a missing input is named where it is read
+  const fs::path dst = fs::weakly_canonical(fs::absolute(io::AtomicDir::resolve_target(out), ec), ec);
+  if (ec) return;
+  if (std::mismatch(dst.begin(), dst.end(), src.begin(), src.end()).first == dst.end())
+    raise<InvalidArgument>(
+        "--out '{}' would replace the {} file '{}'{}; choose another output folder", out, in_option, in.string(),
+        dst == src ? "" : " (it is inside that folder)");
 }
 
 /// --model must be an original model, not a folder kq quantize wrote (its
@@ -144,7 +163,9 @@ void add_quantize_command(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder");
-  cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")->required();
+  cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")
+      ->required()
+      ->check(non_empty_path());
   cmd->add_option("--mode", a->mode,
                   "Quantization mode: int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
                   "awq = awq-g128 (zero points), awq-gN (N = 32, 64, 128, 256), awq-sym, awq-bf16; "
@@ -164,16 +185,18 @@ void add_quantize_command(CLI::App& app) {
                       "--mode adaptive: layer sensitivity: entropy (weight entropy x measured error; default), "
                       "error (measured error alone), uniform (one format for all)")
           ->check(CLI::IsMember({"entropy", "error", "uniform"}, CLI::ignore_case));
-  cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")->required();
+  cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")
+      ->required()
+      ->check(non_empty_path());
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
-  cmd->add_option(
-      "--keep", a->keep,
-      "Regex of layer names to keep in high precision (repeatable; one that matches no layer is warned)")
-      ->check(regex_pattern());
+  add_keep_option(cmd, a->keep,
+                  "Regex of layer names to keep in high precision (repeatable, one pattern each, taken verbatim; "
+                  "one that matches no layer is warned)");
   CLI::Option* calibration_opt =
       cmd->add_option("--calibration", a->calibration,
                       "AWQ modes only: UTF-8 calibration text, not text you will report quality on (default: "
-                      "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)");
+                      "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)")
+          ->check(non_empty_path());
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   add_threads_option(cmd, a->threads);
   cmd->callback([a, target_opt, strategy_opt, calibration_opt] {
@@ -199,6 +222,7 @@ void add_quantize_command(CLI::App& app) {
     QuantizeReport rep;
     check_model_not_quantized(a->model);
     check_out_against_model(a->out, a->model);
+    if (qo.spec.awq) check_out_against_input(a->out, "--calibration", calibration_text(a->calibration, a->model));
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
     check_side_files(a->model);
     warn_staging_leftovers(a->out);

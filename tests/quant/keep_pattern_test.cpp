@@ -1,0 +1,56 @@
+// KeepPattern (src/quant/keep_pattern.hpp): bounded PCRE2 compile and search
+// of layer-name patterns; hostile patterns are InvalidArgument, not a stack
+// overflow (std::regex) or an unbounded search.
+#include "quant/keep_pattern.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "kq/error.hpp"
+
+namespace kq {
+namespace {
+
+TEST(KeepPattern, SearchesLikeTheEcmaScriptRegexItReplaces) {
+  EXPECT_TRUE(KeepPattern("mlp\\.c_proj").search("transformer.h.0.mlp.c_proj"));
+  EXPECT_FALSE(KeepPattern("mlp\\.c_proj").search("transformer.h.0.attn.c_proj"));
+  EXPECT_TRUE(KeepPattern(R"(^(\w+\.)*mlp\.c_proj$)").search("transformer.h.11.mlp.c_proj"));
+  EXPECT_FALSE(KeepPattern(R"(^(\w+\.)*mlp\.c_proj$)").search("transformer.h.11.mlp.c_proj2"));
+  EXPECT_TRUE(KeepPattern("[mlp]").search("lm_head"));          // a character class, not "mlp"
+  EXPECT_FALSE(KeepPattern("[xyz]").search("lm_head"));
+  EXPECT_TRUE(KeepPattern("layers\\.(0|1)\\.").search("model.layers.1.mlp.up_proj"));
+}
+
+TEST(KeepPattern, InvalidPatternsAreNamed) {
+  for (const std::string p : {"((", "a[", "*a"}) {
+    try {
+      KeepPattern k(p);
+      ADD_FAILURE() << p << " compiled";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + p + "' is not a valid regular expression"), std::string::npos)
+          << e.what();
+    }
+  }
+  // PCRE2 syntax that std::regex (ECMAScript) refuses: a quantized folder's loader would refuse it.
+  EXPECT_THROW(KeepPattern("(?i)mlp"), InvalidArgument);
+}
+
+TEST(KeepPattern, HostilePatternsAreRefusedNotRun) {
+  EXPECT_THROW(KeepPattern(std::string(20000, '(') + std::string(20000, ')')), InvalidArgument);
+  EXPECT_THROW(KeepPattern(std::string(100000, 'a')), InvalidArgument);
+  EXPECT_THROW(KeepPattern(std::string(kMaxKeepPatternNesting + 1, '(') + "a" +
+                           std::string(kMaxKeepPatternNesting + 1, ')')),
+               InvalidArgument);
+  EXPECT_NO_THROW(KeepPattern(std::string(kMaxKeepPatternLength, 'a')));
+  EXPECT_NO_THROW(KeepPattern(std::string(8, '(') + "a" + std::string(8, ')')));
+  try {
+    KeepPattern k("(.*)*x$");
+    ADD_FAILURE() << "(.*)*x$ compiled";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("backtracks too much"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kq
