@@ -19,9 +19,9 @@ std::string pcre2_message(int code) {
 /// Typical module names, searched once at compile time with PCRE2's
 /// shortcuts off, so a pattern that backtracks exponentially on a layer name
 /// is refused up front rather than only on the model where it would hit.
-constexpr const char* kProbeNames[] = {
-    "model.layers.31.self_attn.q_proj", "model.layers.0.mlp.down_proj", "transformer.h.11.mlp.c_proj",
-    "transformer.h.0.attn.c_attn", "lm_head"};
+constexpr const char* kProbeNames[] = {"model.layers.31.self_attn.q_proj", "model.layers.0.mlp.down_proj",
+                                       "transformer.h.11.mlp.c_proj", "transformer.h.0.attn.c_attn",
+                                       "lm_head"};
 
 struct Code {
   pcre2_code* code = nullptr;
@@ -43,8 +43,7 @@ int match(const pcre2_code* code, std::string_view name) {
   static thread_local MatchContext mc;
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
   if (!md) throw std::bad_alloc();
-  const int rc =
-      pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(name.data()), name.size(), 0, 0, md, mc.ctx);
+  const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(name.data()), name.size(), 0, 0, md, mc.ctx);
   pcre2_match_data_free(md);
   return rc == PCRE2_ERROR_NOMATCH ? 0 : rc < 0 ? rc : 1;
 }
@@ -55,8 +54,8 @@ pcre2_code* compile(const std::string& pattern, uint32_t options) {
   pcre2_set_parens_nest_limit(cc, kMaxKeepPatternNesting);
   int err = 0;
   PCRE2_SIZE off = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &err,
-                                   &off, cc);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &err, &off, cc);
   pcre2_compile_context_free(cc);
   if (!code)
     raise<InvalidArgument>("'{}' is not a valid regular expression: {} (at offset {})", pattern,
@@ -68,7 +67,8 @@ pcre2_code* compile(const std::string& pattern, uint32_t options) {
 
 struct KeepPattern::Compiled : Code {};
 
-KeepPattern::KeepPattern(std::string pattern) : pattern_(std::move(pattern)), c_(std::make_unique<Compiled>()) {
+KeepPattern::KeepPattern(std::string pattern)
+    : pattern_(std::move(pattern)), c_(std::make_unique<Compiled>()) {
   if (pattern_.size() > kMaxKeepPatternLength)
     raise<InvalidArgument>("a pattern of {} bytes is too long for a layer-name pattern (at most {}): '{}...'",
                            pattern_.size(), kMaxKeepPatternLength, pattern_.substr(0, 40));

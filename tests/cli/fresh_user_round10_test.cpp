@@ -48,9 +48,9 @@ TEST(CliFreshUser10, QuantizeOutOverTheCalibrationFileIsRefused) {
   fs::create_directories(tmp.path / "dir");
   const fs::path cal = tmp.path / "dir" / "cal.txt";
   fs::copy_file(demo_model() / "demo-calibration.txt", cal);
-  for (const fs::path& out : {tmp.path / "dir", tmp.path / "dir" / "." }) {
-    const auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "awq", "--calibration", cal.string(),
-                           "-o", out.string(), "--overwrite", "--threads", "1"});
+  for (const fs::path& out : {tmp.path / "dir", tmp.path / "dir" / "."}) {
+    const auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "awq", "--calibration",
+                           cal.string(), "-o", out.string(), "--overwrite", "--threads", "1"});
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_TRUE(has(r.err, "would replace the --calibration file")) << r.err;
     EXPECT_TRUE(fs::is_regular_file(cal)) << "the calibration text was removed";
@@ -69,15 +69,15 @@ TEST(CliFreshUser10, KeepBracketsAreARegexClass) {
     EXPECT_TRUE(has(r.err, "nothing to quantize")) << r.err;
     EXPECT_TRUE(has(r.err, "(--keep " + p + ")")) << r.err;
   }
-  // A class that matches some layers only: "[f]" is in c_fc only (3 of 9 layers kept: mlp.c_fc).
+  // A class inside a pattern that matches some layers only (the mlp.c_fc ones), and a comma kept as a comma.
   const fs::path out = tmp.path / "q2";
-  const auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "--keep", "c_[f]c", "--keep",
-                         "x,y", "-o", out.string(), "--threads", "1"});
+  const auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "--keep", "c_[f]c",
+                         "--keep", "x,y", "-o", out.string(), "--threads", "1"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(recorded_keep_patterns(out), (std::vector<std::string>{"c_[f]c", "x,y"}));
   // kq bench takes the same option the same way.
-  const auto b = run_kq({"bench", "--modes", "int8", "--keep", "[mlp]", "--samples", "1", "--no-latency",
-                         "--threads", "1"});
+  const auto b = run_kq(
+      {"bench", "--modes", "int8", "--keep", "[mlp]", "--samples", "1", "--no-latency", "--threads", "1"});
   EXPECT_NE(b.status, 2) << b.err;
   EXPECT_FALSE(has(b.err, "matches no layer")) << b.err;
 }

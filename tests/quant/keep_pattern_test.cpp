@@ -17,7 +17,7 @@ TEST(KeepPattern, SearchesLikeTheEcmaScriptRegexItReplaces) {
   EXPECT_FALSE(KeepPattern("mlp\\.c_proj").search("transformer.h.0.attn.c_proj"));
   EXPECT_TRUE(KeepPattern(R"(^(\w+\.)*mlp\.c_proj$)").search("transformer.h.11.mlp.c_proj"));
   EXPECT_FALSE(KeepPattern(R"(^(\w+\.)*mlp\.c_proj$)").search("transformer.h.11.mlp.c_proj2"));
-  EXPECT_TRUE(KeepPattern("[mlp]").search("lm_head"));          // a character class, not "mlp"
+  EXPECT_TRUE(KeepPattern("[mlp]").search("lm_head"));  // a character class, not "mlp"
   EXPECT_FALSE(KeepPattern("[xyz]").search("lm_head"));
   EXPECT_TRUE(KeepPattern("layers\\.(0|1)\\.").search("model.layers.1.mlp.up_proj"));
 }
@@ -28,7 +28,8 @@ TEST(KeepPattern, InvalidPatternsAreNamed) {
       KeepPattern k(p);
       ADD_FAILURE() << p << " compiled";
     } catch (const InvalidArgument& e) {
-      EXPECT_NE(std::string(e.what()).find("'" + p + "' is not a valid regular expression"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find("'" + p + "' is not a valid regular expression"),
+                std::string::npos)
           << e.what();
     }
   }
