@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -121,6 +122,43 @@ void naming_target(const fs::path& staging, const fs::path& out, const std::func
 
 constexpr int kCleanupSignals[] = {SIGINT, SIGTERM, SIGHUP};
 
+// ---- SIGBUS from a truncated memory-mapped file ----
+//
+// The handler runs on the faulting thread, possibly inside any code, so it
+// only reads these lock-free atomics and calls write, kill, sleep and _exit.
+
+/// The real-time signal with which the SIGBUS handler asks the watcher to
+/// remove the staging folders and exit with status 1 (0: no watcher).
+std::atomic<int> g_fault_signal{0};
+/// The message the SIGBUS handler writes (a string literal given once).
+std::atomic<const char*> g_fault_message{nullptr};
+/// Set by the first thread that faults; later ones only wait for the end.
+std::atomic<bool> g_faulted{false};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free &&
+              std::atomic<const char*>::is_always_lock_free);
+
+/// A SIGBUS handler: the file behind a mapping is shorter than the mapping.
+void on_mapped_file_fault(int) {
+  if (!g_faulted.exchange(true)) {
+    if (const char* m = g_fault_message.load()) {
+      size_t len = 0;
+      while (m[len] != '\0') ++len;
+      while (len > 0) {
+        const ssize_t w = ::write(STDERR_FILENO, m, len);
+        if (w <= 0) break;
+        m += w, len -= size_t(w);
+      }
+    }
+    const int watcher = g_fault_signal.load();
+    if (watcher == 0) ::_exit(1);
+    ::kill(::getpid(), watcher);  // blocked in every thread but the watcher, which takes it
+  }
+  // Returning would run the faulting access again: wait for the watcher (or
+  // the first faulting thread) to end the process.
+  for (int i = 0; i < 30; ++i) ::sleep(1);
+  ::_exit(1);
+}
+
 /// The watcher thread: waits for one of `set`, removes every registered
 /// staging folder, then ends the process by that signal.
 [[noreturn]] void watch_cleanup_signals(sigset_t set) {
@@ -131,6 +169,7 @@ constexpr int kCleanupSignals[] = {SIGINT, SIGTERM, SIGHUP};
   // folder after this point, and the process ends below.
   registry().mutex.lock();
   for (const std::string& d : registry().dirs) remove_tree(d);
+  if (sig == g_fault_signal.load()) ::_exit(1);  // a SIGBUS (exit_on_mapped_file_fault) wrote its message
   // The default action, on this thread only (it is blocked in every other):
   // the process is killed by `sig` without running any exit code (atexit,
   // static destructors) while the other threads still run.
@@ -155,12 +194,15 @@ void install_cleanup_handlers() {
     if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;  // e.g. nohup
     ::sigaddset(&set, sig);
   }
-  if (::sigisemptyset(&set)) return;  // all three ignored: nothing to take
+  // The SIGBUS handler's request (exit_on_mapped_file_fault), always taken.
+  const int fault_signal = SIGRTMIN + 1;
+  ::sigaddset(&set, fault_signal);
   sigset_t before;
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &set, &before); err != 0)
     raise<Error>("cannot set up the interrupt handler: pthread_sigmask: {}", std::strerror(err));
   try {
     std::thread(watch_cleanup_signals, set).detach();  // inherits the blocked set, as sigwait needs
+    g_fault_signal.store(fault_signal);
   } catch (const std::system_error& e) {
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     raise<Error>("cannot set up the interrupt handler: thread: {}", e.what());
@@ -185,6 +227,19 @@ bool is_staging_name(const std::string& entry, const std::string& name) {
 void remove_staging_dirs_on_signals() {
   static std::once_flag once;
   std::call_once(once, install_cleanup_handlers);
+}
+
+void exit_on_mapped_file_fault(const char* message) {
+  static std::once_flag once;
+  std::call_once(once, [message] {
+    g_fault_message.store(message);
+    struct sigaction sa {};
+    sa.sa_handler = on_mapped_file_fault;
+    ::sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    if (::sigaction(SIGBUS, &sa, nullptr) != 0)
+      raise<Error>("cannot set up the SIGBUS handler: sigaction: {}", std::strerror(errno));
+  });
 }
 
 std::vector<fs::path> staging_leftovers(const fs::path& out) {

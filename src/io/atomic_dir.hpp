@@ -104,6 +104,21 @@ class AtomicDir {
 /// be set up.
 void remove_staging_dirs_on_signals();
 
+/// Installs, once per process, a SIGBUS handler for the fault a memory-mapped
+/// file raises when it is truncated (or replaced) while it is being read
+/// (safetensors weights are mapped, not read): the first faulting thread
+/// writes `message` (kept as given: pass a string literal) to standard error
+/// with write(2) and the process exits with status 1 instead of dying by the
+/// signal with no word. The handler does only async-signal-safe work. When
+/// remove_staging_dirs_on_signals() is installed, the handler does not exit
+/// itself: it wakes the watcher thread (kill(2) with a real-time signal only
+/// that thread accepts), which removes the staging folders as for SIGINT and
+/// then calls _exit(1); removing folders (std::filesystem, a mutex) may not be
+/// done inside a signal handler. The faulting thread waits in the handler
+/// meanwhile (at most 30 s, then _exit(1) anyway). A SIGBUS with another
+/// cause ends the process the same way (it cannot continue either).
+void exit_on_mapped_file_fault(const char* message);
+
 /// Leftovers of earlier interrupted (or still running) writes of `out`:
 /// existing folders named `<out>.tmp-XXXXXX` or `<out>.old-XXXXXX` (six
 /// characters [A-Za-z0-9], mkdtemp's) next to resolve_target(out) (next to

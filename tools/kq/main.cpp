@@ -15,6 +15,7 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <regex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -25,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "io/atomic_dir.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kq/error.hpp"
@@ -55,6 +57,20 @@ void default_passive_wait(char** argv) {
   ::execv("/proc/self/exe", argv);  // returns only when it fails: carry on with the default policy
 }
 
+/// CLI11's message for an option given more often than it takes values,
+/// "--prompt: At Most 1 required but received 2", said plainly: "--prompt was
+/// given 2 times; it takes one value (give it once; quote a value with
+/// spaces)". Other messages are returned unchanged.
+std::string plain_usage_message(std::string message) {
+  static const std::regex at_most(R"(^(\S+): At Most (\d+) required but received (\d+)$)");
+  std::smatch m;
+  if (!std::regex_match(message, m, at_most)) return message;
+  if (m[2] == "1")
+    return fmt::format("{} was given {} times; it takes one value (give it once; quote a value that has spaces)",
+                       m[1].str(), m[3].str());
+  return fmt::format("{} takes at most {} values; it was given {}", m[1].str(), m[2].str(), m[3].str());
+}
+
 /// Flushes standard output (C stdio and std::cout, which CLI11's help and
 /// --version use) and says whether everything written to it arrived. On a
 /// failure prints "kq: error writing to standard output: <strerror>" to
@@ -75,6 +91,11 @@ bool stdout_ok(int err = 0) {
 
 int main(int argc, char** argv) {
   default_passive_wait(argv);
+  // The weights are memory-mapped: a model file truncated while kq runs
+  // raises SIGBUS at the next read of a page past its new end. Say so and
+  // exit 1 (removing the staging folders of `kq quantize`) instead of dying
+  // by the signal without a word.
+  kq::io::exit_on_mapped_file_fault("kq: error: a model file changed or was truncated while it was being read\n");
   CLI::App app{"kq — quantize transformer language models and run them fast (KernelQuant " +
                kq::version() + ")"};
   app.require_subcommand(1);
@@ -82,7 +103,7 @@ int main(int argc, char** argv) {
   // Usage errors (exit status 2) start with "kq: error:" like every other error.
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return fmt::format("kq: error: {}\nRun with --help for more information.\n",
-                       kq::io::escape_for_terminal(e.what()));
+                       kq::io::escape_for_terminal(plain_usage_message(e.what())));
   });
   app.footer(
       "Exit status: 0 ok, 1 error in the input or the run, 2 usage error, 3 bench: a mode failed,\n"
