@@ -87,13 +87,21 @@ std::string escape_for_terminal(std::string_view text) {
 void check_utf8(std::string_view text, const std::string& source) {
   const auto bad = find_invalid_utf8(text);
   if (!bad) return;
-  size_t line = 1, line_start = 0;
-  for (size_t k = 0; k < *bad; ++k)
-    if (text[k] == '\n') ++line, line_start = k + 1;
+  // The column counts characters (code points), as an editor shows it: the
+  // text before the bad byte is valid UTF-8, so every byte that is not a
+  // continuation byte (10xxxxxx) starts one character.
+  size_t line = 1, column = 1;
+  for (size_t k = 0; k < *bad; ++k) {
+    if (text[k] == '\n') {
+      ++line, column = 1;
+    } else if ((static_cast<unsigned char>(text[k]) & 0xC0) != 0x80) {
+      ++column;
+    }
+  }
   raise<FormatError>(
       "{}: invalid UTF-8 at byte offset {} (line {}, column {}): byte 0x{:02X}; the text must be UTF-8 "
       "(convert it first, e.g. iconv -f latin1 -t utf-8)",
-      source, *bad, line, *bad - line_start + 1, static_cast<unsigned char>(text[*bad]));
+      source, *bad, line, column, static_cast<unsigned char>(text[*bad]));
 }
 
 std::string read_utf8_text_file(const std::filesystem::path& file, uint64_t max_bytes) {

@@ -31,7 +31,7 @@ std::string escape_for_terminal(std::string_view text);
 /// Throws FormatError "<source>: invalid UTF-8 at byte offset N (line L,
 /// column C): byte 0xXX ..." when `text` is not valid UTF-8 (see
 /// find_invalid_utf8). `source` names the file or option (e.g. "--prompt").
-/// Lines and columns count from 1; the column counts bytes.
+/// Lines and columns count from 1; the column counts characters (code points), as an editor does.
 void check_utf8(std::string_view text, const std::string& source);
 
 /// Reads a whole text file (at most `max_bytes`), streamed to its end (the

@@ -134,7 +134,9 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
   t->bpe = tok::BpeModel(byte_ids, rules);
 
   const std::string& added_src = spec.config_source.empty() ? spec.vocab_source : spec.config_source;
-  for (const auto& a : spec.added) add_special(*t, a.content, a.id, added_src);
+  // Each listed token is blamed on the file that lists it (tokenizer.json's
+  // added_tokens or tokenizer_config.json's added_tokens_decoder).
+  for (const auto& a : spec.added) add_special(*t, a.content, a.id, a.source.empty() ? added_src : a.source);
   if (const auto it = t->str_to_id.find(kEndOfText); it != t->str_to_id.end())
     add_special(*t, std::string(kEndOfText), it->second, spec.vocab_source);
   reject_merges_missing(*t, spec);

@@ -159,7 +159,8 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
       const auto c = t.is_object() ? t.find("content") : t.end();
       if (!t.is_object() || c == t.end() || !c->is_string() || !t.contains("id"))
         raise<FormatError>("{}: added_tokens[{}] needs a string \"content\" and an \"id\"", src, i);
-      spec.added.push_back({c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i))});
+      spec.added.push_back({c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)),
+                            src});
     }
   }
   return spec;
@@ -190,7 +191,7 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
     const auto c = t.is_object() ? t.find("content") : t.end();
     if (!t.is_object() || c == t.end() || !c->is_string())
       raise<FormatError>("{}: added_tokens_decoder['{}'] needs a string \"content\"", src, key);
-    spec.added.push_back({c->get<std::string>(), int32_t(id)});
+    spec.added.push_back({c->get<std::string>(), int32_t(id), src});
   }
 }
 

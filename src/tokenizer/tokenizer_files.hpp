@@ -16,6 +16,7 @@ namespace kq::tok {
 struct AddedTokenSpec {
   std::string content;  ///< literal text (not byte-level symbols)
   int32_t id = 0;
+  std::string source;  ///< the file that lists it, for error messages ("" = the vocabulary's / config's)
 };
 
 /// A BPE tokenizer as read from files. Strings are vocabulary strings

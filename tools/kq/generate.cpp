@@ -1,12 +1,15 @@
 // `kq generate`: stream text from a prompt (greedy or sampled).
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,8 +42,53 @@ struct GenerateOptions {
   bool no_echo = false;
 };
 
+/// The model's KV cache for `positions` (the prompt and `n` new tokens). A
+/// cache larger than this machine's memory (CPU: F32 keys and values of every
+/// layer) is an error naming its size and the -n that asked for it, before
+/// anything is allocated; an allocation that fails all the same (a CUDA
+/// device's memory, or memory taken by others) is turned into the same error.
+KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
+  const ModelConfig& c = model.config();
+  const bool on_cpu = model.context().device == Device::CPU;
+  const double bytes = 2.0 * double(c.num_layers) * double(c.num_kv_heads) * double(c.head_dim) *
+                       double(positions) * (on_cpu ? sizeof(float) : sizeof(uint16_t));
+  const auto too_big = [&](const std::string& why) {
+    return fmt::format(
+        "-n/--max-new-tokens {}: the KV cache for {} positions (the prompt and -n) needs {} ({} layers x {} KV "
+        "heads x head_dim {} x {} positions x 2 (keys and values) x {} bytes); {}: give a smaller -n",
+        n, positions, human_bytes(size_t(std::min(bytes, 1e19))), c.num_layers, c.num_kv_heads, c.head_dim,
+        positions, on_cpu ? 4 : 2, why);
+  };
+  if (on_cpu) {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && bytes > double(pages) * double(page))
+      raise<InvalidArgument>("{}", too_big(fmt::format("this machine has {} of memory",
+                                                        human_bytes(size_t(pages) * size_t(page)))));
+  }
+  try {
+    return model.make_cache(positions);
+  } catch (const std::bad_alloc&) {
+    raise<Error>("{}", too_big("it could not be allocated (out of memory)"));
+  } catch (const std::length_error&) {
+    raise<Error>("{}", too_big("it could not be allocated (out of memory)"));
+  }
+}
+
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// The text of token `id` for a message: double-quoted, with control
+/// characters and invalid UTF-8 escaped (\n, \xNN), e.g. "<|endoftext|>".
+std::string eos_text(const Tokenizer& tok, int32_t id) {
+  std::string text;
+  for (const char ch : tok.decode_token(id)) {
+    if (ch == '\n') text += "\\n";
+    else if (ch == '\t') text += "\\t";
+    else if (ch == '"' || ch == '\\') text += std::string("\\") + ch;
+    else text += ch;
+  }
+  return "\"" + io::escape_for_terminal(text) + "\"";
 }
 
 /// `sampling_given`: the sampling options given on the command line (--top-k,
@@ -86,12 +134,13 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   if (int64_t(prompt.size()) + n > max_pos) {
     n = max_pos - int64_t(prompt.size());
     warn(fmt::format(
-        "-n/--max-new-tokens: generating at most {} tokens instead of the {}{}: the prompt's {} tokens "
+        "-n/--max-new-tokens: generating at most {} instead of the {}{}: the prompt's {} "
         "leave {} of the model's {} positions",
-        n, n_given ? "requested " : "default ", o.n, prompt.size(), n, max_pos));
+        count_noun(n, "token"), n_given ? "requested " : "default ", o.n,
+        count_noun((long long)prompt.size(), "token"), n, max_pos));
   }
 
-  KVCache cache = model->make_cache(int64_t(prompt.size()) + n);
+  KVCache cache = make_cache_for(*model, int64_t(prompt.size()) + n, n);
   std::vector<float> logits(static_cast<size_t>(vocab));
   StreamDecoder out(tok, StreamDecoder::InvalidBytes::Replace);  // stdout gets valid UTF-8 only
   if (!o.no_echo) {
@@ -129,7 +178,8 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
       count_noun((long long)prompt.size(), "token"), prefill_s * 1e3,
       prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, count_noun(generated, "token"),
       decode_s > 0 ? double(generated) / decode_s : 0.0,
-      stopped_at ? fmt::format("; stopped at end-of-sequence token {}", *stopped_at) : std::string());
+      stopped_at ? fmt::format("; stopped at end-of-sequence token {} ({})", *stopped_at, eos_text(tok, *stopped_at))
+                 : std::string());
 }
 
 }  // namespace
@@ -149,7 +199,9 @@ void add_generate_command(CLI::App& app) {
           ->capture_default_str();
   cmd->add_option("--temperature", opts->sampling.temperature,
                   "Sampling temperature; 0 = greedy (--top-k, --top-p and --seed then have no effect)")
-      ->check(real_in<float>({0.0, std::numeric_limits<double>::infinity()}))
+      // The upper bound is the largest float (the temperature is a float), so
+      // that a value beyond it names the real limit rather than "inf".
+      ->check(real_in<float>({0.0, double(std::numeric_limits<float>::max())}))
       ->capture_default_str();
   CLI::Option* top_k_opt =
       cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
