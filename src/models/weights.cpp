@@ -137,9 +137,10 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
   }
   const nlohmann::json& q = j["quantization_config"];
   if (!q.is_object())
-    raise<FormatError>("{}: quantization_config is not an object (it is {}); a kq folder's is an object with "
-                       "\"quant_method\": \"kq\"",
-                       cfg.string(), io::json_excerpt(q));
+    raise<FormatError>(
+        "{}: quantization_config is not an object (it is {}); a kq folder's is an object with "
+        "\"quant_method\": \"kq\"",
+        cfg.string(), io::json_excerpt(q));
   const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
                                  ? q["quant_method"].get<std::string>()
                                  : std::string("?");

@@ -159,8 +159,8 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
       const auto c = t.is_object() ? t.find("content") : t.end();
       if (!t.is_object() || c == t.end() || !c->is_string() || !t.contains("id"))
         raise<FormatError>("{}: added_tokens[{}] needs a string \"content\" and an \"id\"", src, i);
-      spec.added.push_back({c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)),
-                            src});
+      spec.added.push_back(
+          {c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)), src});
     }
   }
   return spec;

@@ -6,8 +6,8 @@
 // memory"; --temperature 3.5e38 said the limit was "inf"; "1 tokens", an EOS
 // stop without the token's text, CLI11's "At Most 1 required but received 2";
 // the column of an invalid UTF-8 byte counted bytes, not characters.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -120,7 +120,8 @@ TEST(FreshUserRound10b, ModelFileTruncatedDuringARunIsACleanError) {
   TempDir tmp;
   const fs::path m = tmp.path / "m", err = tmp.path / "err";
   fs::copy(demo_model(), m, fs::copy_options::recursive);
-  Running kq({"generate", "-m", m.string(), "--prompt", "Once upon a time", "-n", "50", "--threads", "1"}, err);
+  Running kq({"generate", "-m", m.string(), "--prompt", "Once upon a time", "-n", "50", "--threads", "1"},
+             err);
   ASSERT_GT(kq.pid, 0);
   ASSERT_TRUE(kq.wait_for("Once upon a time")) << kq.out << read_all(err);
   ASSERT_EQ(::kill(kq.pid, SIGSTOP), 0);
@@ -131,7 +132,8 @@ TEST(FreshUserRound10b, ModelFileTruncatedDuringARunIsACleanError) {
   const int status = kq.wait();
   const std::string e = read_all(err);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1)
-      << "status " << status << (WIFSIGNALED(status) ? " (killed by a signal)" : "") << "\n" << e;
+      << "status " << status << (WIFSIGNALED(status) ? " (killed by a signal)" : "") << "\n"
+      << e;
   EXPECT_TRUE(has(e, "kq: error: a model file changed or was truncated while it was being read")) << e;
 }
 
@@ -149,8 +151,8 @@ TEST(FreshUserRound10b, BadAddedTokenNamesTheFileThatListsIt) {
 
 TEST(FreshUserRound10b, QuantizationConfigThatIsNotAnObjectIsSaidSo) {
   TempDir tmp;
-  const fs::path m =
-      demo_copy_with(tmp.path / "copy", "config.json", [](nlohmann::json& j) { j["quantization_config"] = "x"; });
+  const fs::path m = demo_copy_with(tmp.path / "copy", "config.json",
+                                    [](nlohmann::json& j) { j["quantization_config"] = "x"; });
   const CliResult r = run_kq({"eval", "-m", m.string(), "-t", (m / "demo-eval.txt").string(), "--quiet"});
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_TRUE(has(r.err, (m / "config.json").string() + ": quantization_config is not an object")) << r.err;
@@ -169,8 +171,8 @@ TEST(FreshUserRound10b, KvCacheLargerThanMemoryNamesItsSizeAndN) {
   nlohmann::json j = nlohmann::json::parse(read_all(llama / "config.json"));
   j["max_position_embeddings"] = 2147483647;
   std::ofstream(m / "config.json") << j.dump(2);
-  const CliResult r =
-      run_kq({"generate", "-m", m.string(), "--prompt", "The king", "-n", "1073741824", "--threads", "1"}, 120);
+  const CliResult r = run_kq(
+      {"generate", "-m", m.string(), "--prompt", "The king", "-n", "1073741824", "--threads", "1"}, 120);
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_TRUE(has(r.err, "-n/--max-new-tokens 1073741824: the KV cache for")) << r.err;
   EXPECT_TRUE(has(r.err, "GiB")) << r.err;
@@ -185,7 +187,8 @@ TEST(FreshUserRound10b, TemperatureLimitIsTheLargestFloat) {
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_TRUE(has(r.err, "in [0, 3.4028234663852886e+38]")) << r.err;
   EXPECT_FALSE(has(r.err, "inf)")) << r.err;
-  r = run_kq({"generate", "-m", m, "--prompt", "The king", "-n", "1", "--temperature", "3.4e38", "--threads", "1"});
+  r = run_kq(
+      {"generate", "-m", m, "--prompt", "The king", "-n", "1", "--temperature", "3.4e38", "--threads", "1"});
   EXPECT_EQ(r.status, 0) << r.err;
 }
 
@@ -203,7 +206,8 @@ TEST(FreshUserRound10b, GenerateMessagesReadWell) {
   std::string prompt;
   for (int64_t i = 0; i < max_pos - 1; ++i) prompt += " a";
   ASSERT_EQ(int64_t(tok.encode(prompt).size()), max_pos - 1) << "\" a\" is not one token each";
-  r = run_kq({"generate", "-m", m, "--prompt", prompt, "-n", "5", "--no-echo", "--threads", "1", "--ignore-eos"});
+  r = run_kq(
+      {"generate", "-m", m, "--prompt", prompt, "-n", "5", "--no-echo", "--threads", "1", "--ignore-eos"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(has(r.err, "generating at most 1 token instead of the requested 5")) << r.err;
   EXPECT_FALSE(has(r.err, "1 tokens")) << r.err;
@@ -218,9 +222,11 @@ TEST(FreshUserRound10b, GenerateMessagesReadWell) {
   model->forward(ids, cache, logits.data(), /*all_logits=*/false);
   const int32_t first = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   TempDir tmp;
-  const fs::path c = demo_copy_with(tmp.path / "eos", "config.json", [&](nlohmann::json& j) { j["eos_token_id"] = first; });
+  const fs::path c =
+      demo_copy_with(tmp.path / "eos", "config.json", [&](nlohmann::json& j) { j["eos_token_id"] = first; });
   fs::remove(c / "generation_config.json");
-  r = run_kq({"generate", "-m", c.string(), "--prompt", "The king", "-n", "3", "--no-echo", "--threads", "1"});
+  r = run_kq(
+      {"generate", "-m", c.string(), "--prompt", "The king", "-n", "3", "--no-echo", "--threads", "1"});
   EXPECT_EQ(r.status, 0) << r.err;
   std::string text = tok.decode_token(first);
   if (text.find_first_of("\"\\\n\t") != std::string::npos || text.find('\x7f') != std::string::npos)

@@ -3,8 +3,8 @@
 // writes the given message and exits with status 1 (and removes the staging
 // folders of AtomicDirs when remove_staging_dirs_on_signals() is installed)
 // instead of being killed by the signal without a word.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -28,7 +28,8 @@ constexpr char kMessage[] = "test: a mapped file was truncated\n";
 /// Forks a child that (optionally) installs the handlers, optionally starts an
 /// AtomicDir for `out`, maps a 64 KiB file, truncates it to 100 bytes and
 /// reads its last page. The child's stderr goes to `err`. Returns its wait status.
-int fault_in_child(const fs::path& file, const fs::path& err, bool handler, bool staging, const fs::path& out) {
+int fault_in_child(const fs::path& file, const fs::path& err, bool handler, bool staging,
+                   const fs::path& out) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -62,13 +63,15 @@ int fault_in_child(const fs::path& file, const fs::path& err, bool handler, bool
 TEST(MappedFileFault, WithoutTheHandlerTheProcessDiesBySigbus) {
   // The reference behaviour the handler fixes (a shell shows 135, no message).
   TempDir tmp;
-  const int status = fault_in_child(testing::write_text(tmp.path / "w.bin", ""), tmp.path / "err", false, false, {});
+  const int status =
+      fault_in_child(testing::write_text(tmp.path / "w.bin", ""), tmp.path / "err", false, false, {});
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS) << "status " << status;
 }
 
 TEST(MappedFileFault, HandlerWritesTheMessageAndExitsWithStatus1) {
   TempDir tmp;
-  const int status = fault_in_child(testing::write_text(tmp.path / "w.bin", ""), tmp.path / "err", true, false, {});
+  const int status =
+      fault_in_child(testing::write_text(tmp.path / "w.bin", ""), tmp.path / "err", true, false, {});
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
   EXPECT_EQ(testing::read_all(tmp.path / "err"), kMessage);
 }
@@ -76,7 +79,8 @@ TEST(MappedFileFault, HandlerWritesTheMessageAndExitsWithStatus1) {
 TEST(MappedFileFault, StagingFoldersAreRemovedBeforeTheExit) {
   TempDir tmp;
   const fs::path out = tmp.path / "q";
-  const int status = fault_in_child(testing::write_text(tmp.path / "w.bin", ""), tmp.path / "err", true, true, out);
+  const int status =
+      fault_in_child(testing::write_text(tmp.path / "w.bin", ""), tmp.path / "err", true, true, out);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
   EXPECT_EQ(testing::read_all(tmp.path / "err"), kMessage);
   EXPECT_TRUE(io::staging_leftovers(out).empty()) << io::staging_leftovers(out).front();

@@ -54,8 +54,8 @@ KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
                        double(positions) * (on_cpu ? sizeof(float) : sizeof(uint16_t));
   const auto too_big = [&](const std::string& why) {
     return fmt::format(
-        "-n/--max-new-tokens {}: the KV cache for {} positions (the prompt and -n) needs {} ({} layers x {} KV "
-        "heads x head_dim {} x {} positions x 2 (keys and values) x {} bytes); {}: give a smaller -n",
+        "-n/--max-new-tokens {}: the KV cache for {} positions (the prompt and -n) needs {} ({} layers x "
+        "{} KV heads x head_dim {} x {} positions x 2 (keys and values) x {} bytes); {}: give a smaller -n",
         n, positions, human_bytes(size_t(std::min(bytes, 1e19))), c.num_layers, c.num_kv_heads, c.head_dim,
         positions, on_cpu ? 4 : 2, why);
   };
@@ -63,7 +63,7 @@ KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0 && bytes > double(pages) * double(page))
       raise<InvalidArgument>("{}", too_big(fmt::format("this machine has {} of memory",
-                                                        human_bytes(size_t(pages) * size_t(page)))));
+                                                       human_bytes(size_t(pages) * size_t(page)))));
   }
   try {
     return model.make_cache(positions);
@@ -83,10 +83,14 @@ double since(std::chrono::steady_clock::time_point t0) {
 std::string eos_text(const Tokenizer& tok, int32_t id) {
   std::string text;
   for (const char ch : tok.decode_token(id)) {
-    if (ch == '\n') text += "\\n";
-    else if (ch == '\t') text += "\\t";
-    else if (ch == '"' || ch == '\\') text += std::string("\\") + ch;
-    else text += ch;
+    if (ch == '\n')
+      text += "\\n";
+    else if (ch == '\t')
+      text += "\\t";
+    else if (ch == '"' || ch == '\\')
+      text += std::string("\\") + ch;
+    else
+      text += ch;
   }
   return "\"" + io::escape_for_terminal(text) + "\"";
 }
@@ -178,8 +182,9 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
       count_noun((long long)prompt.size(), "token"), prefill_s * 1e3,
       prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, count_noun(generated, "token"),
       decode_s > 0 ? double(generated) / decode_s : 0.0,
-      stopped_at ? fmt::format("; stopped at end-of-sequence token {} ({})", *stopped_at, eos_text(tok, *stopped_at))
-                 : std::string());
+      stopped_at
+          ? fmt::format("; stopped at end-of-sequence token {} ({})", *stopped_at, eos_text(tok, *stopped_at))
+          : std::string());
 }
 
 }  // namespace

@@ -66,8 +66,9 @@ std::string plain_usage_message(std::string message) {
   std::smatch m;
   if (!std::regex_match(message, m, at_most)) return message;
   if (m[2] == "1")
-    return fmt::format("{} was given {} times; it takes one value (give it once; quote a value that has spaces)",
-                       m[1].str(), m[3].str());
+    return fmt::format(
+        "{} was given {} times; it takes one value (give it once; quote a value that has spaces)", m[1].str(),
+        m[3].str());
   return fmt::format("{} takes at most {} values; it was given {}", m[1].str(), m[2].str(), m[3].str());
 }
 
@@ -95,7 +96,8 @@ int main(int argc, char** argv) {
   // raises SIGBUS at the next read of a page past its new end. Say so and
   // exit 1 (removing the staging folders of `kq quantize`) instead of dying
   // by the signal without a word.
-  kq::io::exit_on_mapped_file_fault("kq: error: a model file changed or was truncated while it was being read\n");
+  kq::io::exit_on_mapped_file_fault(
+      "kq: error: a model file changed or was truncated while it was being read\n");
   CLI::App app{"kq — quantize transformer language models and run them fast (KernelQuant " +
                kq::version() + ")"};
   app.require_subcommand(1);
