@@ -132,6 +132,11 @@ TEST(QuantizedFolderChecks, DescriptiveFieldsAreCheckedAgainstTheModules) {
   expect_refused([](json& q) { q.erase("mode"); }, "mode", "mode is missing");
   expect_refused([](json& q) { q["keep_patterns"] = json::array({"("}); }, "keep_patterns",
                  "keep_patterns[0] '(' is not a valid regular expression");
+  // Hostile patterns (std::regex overflowed its stack or backtracked for hours): refused within kq's bounds.
+  expect_refused([](json& q) { q["keep_patterns"] = json::array({std::string(20000, '(') + std::string(20000, ')')}); },
+                 "keep_patterns", "keep_patterns[0] a pattern of 40000 bytes is too long");
+  expect_refused([](json& q) { q["keep_patterns"] = json::array({"(.*)*x$"}); }, "keep_patterns",
+                 "keep_patterns[0] ");
   expect_refused([](json& q) { q["keep_patterns"] = "x"; }, "keep_patterns",
                  "keep_patterns must be an array of regular expression strings, not \"x\"");
   expect_refused([](json& q) { q["keep_patterns"] = json::array({"mlp"}); }, "keep_patterns",
