@@ -290,9 +290,19 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   // model.safetensors first, as Hugging Face transformers loads it: a folder
   // holding both reads the single file, not the shards.
   if (fs::exists(single, ec)) return open_file(single);
-  if (!fs::exists(index, ec))
+  if (!fs::exists(index, ec)) {
+    // A PyTorch-pickle checkpoint is the common case: say how to convert it
+    // (kq never unpickles: a pickle can run code).
+    for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
+      if (fs::exists(dir / pickle, ec))
+        raise<FormatError>(
+            "{}: no model.safetensors or model.safetensors.index.json in the folder, only {} (PyTorch pickle, "
+            "which kq does not read); convert it with transformers: "
+            "AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)",
+            dir.string(), pickle);
     raise<FormatError>("{}: no model.safetensors or model.safetensors.index.json in the folder",
                        dir.string());
+  }
 
   const std::string index_file = index.string();
   const json j = io::load_json_file(index, kMaxHeaderBytes);

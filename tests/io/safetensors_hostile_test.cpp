@@ -304,6 +304,12 @@ TEST_F(HostileDir, NoModelFiles) {
   expect_throw_with<FormatError>([&] { TensorStore::open_dir(nodir); }, {nodir.string()});
 }
 
+// A folder with only a PyTorch pickle checkpoint: the error says how to convert it.
+TEST_F(HostileDir, PickleOnlyFolderSaysHowToConvert) {
+  write_bytes(tmp.path / "pytorch_model.bin", "PK\x03\x04 not read");
+  expect_dir_rejected({tmp.path.string(), "only pytorch_model.bin", "safe_serialization=True"});
+}
+
 TEST_F(HostileDir, MissingShard) {
   write_bytes(index(), R"({"weight_map":{"a":"model-00001-of-00002.safetensors"}})");
   expect_dir_rejected({index().string(), "model-00001-of-00002.safetensors", "'a'", "not found"});
