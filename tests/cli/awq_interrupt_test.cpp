@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cli/cli_util.hpp"
+#include "cli/running_kq.hpp"
 
 using kq::testing::TempDir;
 namespace fs = std::filesystem;
@@ -36,66 +37,10 @@ namespace {
 using kq::testing::has;
 
 /// A running `kq quantize -m gpt2-tiny --mode awq -o OUT`, stdout on a pipe, stderr in a file.
-struct Quantize {
-  pid_t pid = -1;
-  int out_fd = -1;
-  fs::path err_file;
-  std::string out;  ///< stdout read so far
-
-  Quantize(const fs::path& out_dir, const fs::path& err) : err_file(err) {
-    int p[2];
-    if (::pipe(p) != 0) return;
-    const std::string model = kq::testing::demo_model().string(), o = out_dir.string();
-    pid = ::fork();
-    if (pid == 0) {
-      const int null = ::open("/dev/null", O_RDONLY);
-      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(null, 0);
-      ::dup2(p[1], 1);
-      ::dup2(e, 2);
-      ::close(p[0]);
-      for (int s : {SIGINT, SIGTERM, SIGHUP}) ::signal(s, SIG_DFL);  // not inherited from the test runner
-      sigset_t none;
-      ::sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      const char* argv[] = {KQ_CLI_BINARY, "quantize", "-m", model.c_str(), "--mode", "awq", "-o", o.c_str(), nullptr};
-      ::execv(KQ_CLI_BINARY, const_cast<char* const*>(argv));
-      ::_exit(127);
-    }
-    ::close(p[1]);
-    out_fd = p[0];
-  }
-  ~Quantize() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (out_fd >= 0) ::close(out_fd);
-  }
-
-  /// Reads stdout until it holds `needle` (true) or ends (false).
-  bool wait_for(const std::string& needle) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    char buf[4096];
-    while (!has(out, needle) && std::chrono::steady_clock::now() < deadline) {
-      pollfd p{out_fd, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      const ssize_t n = ::read(out_fd, buf, sizeof buf);
-      if (n <= 0) return false;
-      out.append(buf, size_t(n));
-    }
-    return has(out, needle);
-  }
-
-  /// waitpid's status (the process is then gone).
-  int wait() {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-
-  std::string err() const { return kq::testing::read_all(err_file); }
+struct Quantize : kq::testing::RunningKq {
+  Quantize(const fs::path& out_dir, const fs::path& err)
+      : RunningKq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "awq", "-o", out_dir.string()},
+                  err) {}
 };
 
 /// The hexadecimal signal mask of field `key` ("SigCgt:", "SigBlk:") in a /proc status file; false if unreadable.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cli/cli_util.hpp"
+#include "cli/running_kq.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 
@@ -30,6 +31,7 @@ using kq::testing::demo_model;
 using kq::testing::has;
 using kq::testing::read_all;
 using kq::testing::run_kq;
+using kq::testing::RunningKq;
 using kq::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -45,68 +47,6 @@ fs::path demo_copy_with(const fs::path& dir, const char* name, F&& edit) {
   return dir;
 }
 
-/// Runs `kq ARGS` with stdout on a pipe and stderr in `err_file`; the test
-/// reads stdout until a line appears, then acts on the running process.
-struct Running {
-  pid_t pid = -1;
-  int out_fd = -1;
-  std::string out;
-
-  Running(const std::vector<std::string>& args, const fs::path& err_file) {
-    int p[2];
-    if (::pipe(p) != 0) return;
-    pid = ::fork();
-    if (pid == 0) {
-      const int null = ::open("/dev/null", O_RDONLY);
-      const int e = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(null, 0);
-      ::dup2(p[1], 1);
-      ::dup2(e, 2);
-      ::close(p[0]);
-      sigset_t none;
-      ::sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      std::vector<char*> argv{const_cast<char*>(KQ_CLI_BINARY)};
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(KQ_CLI_BINARY, argv.data());
-      ::_exit(127);
-    }
-    ::close(p[1]);
-    out_fd = p[0];
-  }
-  ~Running() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (out_fd >= 0) ::close(out_fd);
-  }
-  /// Reads stdout until it holds `needle` (true) or ends (false).
-  bool wait_for(const std::string& needle) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    char buf[4096];
-    while (!has(out, needle) && std::chrono::steady_clock::now() < deadline) {
-      pollfd pf{out_fd, POLLIN, 0};
-      if (::poll(&pf, 1, 100) <= 0) continue;
-      const ssize_t n = ::read(out_fd, buf, sizeof buf);
-      if (n <= 0) return false;
-      out.append(buf, size_t(n));
-    }
-    return has(out, needle);
-  }
-  /// waitpid's status (stdout is drained first so that kq never blocks on it).
-  int wait() {
-    char buf[4096];
-    while (::read(out_fd, buf, sizeof buf) > 0) {
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-};
-
 }  // namespace
 
 // The weights are memory-mapped: truncating model.safetensors while kq ran
@@ -120,7 +60,7 @@ TEST(FreshUserRound10b, ModelFileTruncatedDuringARunIsACleanError) {
   TempDir tmp;
   const fs::path m = tmp.path / "m", err = tmp.path / "err";
   fs::copy(demo_model(), m, fs::copy_options::recursive);
-  Running kq({"generate", "-m", m.string(), "--prompt", "Once upon a time", "-n", "50", "--threads", "1"},
+  RunningKq kq({"generate", "-m", m.string(), "--prompt", "Once upon a time", "-n", "50", "--threads", "1"},
              err);
   ASSERT_GT(kq.pid, 0);
   ASSERT_TRUE(kq.wait_for("Once upon a time")) << kq.out << read_all(err);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/io_test_util.hpp"
 #include "io/json_strict.hpp"
 #include "io/utf8_text.hpp"
@@ -35,17 +36,6 @@ json deep_array(int depth) {
 
 std::string nested_text(size_t depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
 
-/// The FormatError message of f, or a test failure.
-template <class F>
-std::string format_error(F&& f) {
-  try {
-    f();
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no FormatError";
-  return {};
-}
 
 TEST(JsonExcerpt, ShortValuesAreTheirJsonText) {
   for (const char* text : {"1", "-2.5", "true", "null", R"("abc")", "[1,2,3]", R"({"a":[1,{"b":null}]})", "[]",
@@ -96,7 +86,7 @@ TEST(JsonStrict, NestingDeeperThanTheLimitIsAFormatErrorNamingTheSource) {
   EXPECT_EQ(io::parse_json_strict(nested_text(limit), "x.json").dump(), nested_text(limit));
   for (const std::string& text : {nested_text(limit + 1), nested_text(200000), "{\"a\":" + std::string(200000, '['),
                                   std::string(100000, '[') /* unterminated */}) {
-    const std::string msg = format_error([&] { (void)io::parse_json_strict(text, "x.json"); });
+    const std::string msg = testing::error_of<FormatError>([&] { (void)io::parse_json_strict(text, "x.json"); });
     EXPECT_NE(msg.find("x.json"), std::string::npos) << msg;
     EXPECT_NE(msg.find("nested more than 512 levels"), std::string::npos) << msg;
   }
@@ -112,7 +102,7 @@ TEST(Config, DeeplyNestedValueIsAFormatErrorNotACrash) {
     j.erase(key);
     const std::string text = "{\"" + std::string(key) + "\":" + nested_text(200000) + "," + j.dump().substr(1);
     testing::write_bytes(d.path / "config.json", text);
-    const std::string msg = format_error([&] { (void)load_model_config(d.path); });
+    const std::string msg = testing::error_of<FormatError>([&] { (void)load_model_config(d.path); });
     EXPECT_NE(msg.find((d.path / "config.json").string()), std::string::npos) << key << ": " << msg;
     EXPECT_LT(msg.size(), 400u) << key << ": " << msg.substr(0, 400);
   }
@@ -135,7 +125,7 @@ TEST(Config, ErrorMessagesDoNotEchoHugeOrDeepValues) {
     for (int variant = 0; variant < 2; ++variant) {
       json j = *c.base;
       j[c.key] = variant == 0 ? deep_array(200000) : json(std::string(4u << 20, '7'));
-      const std::string msg = format_error([&] { (void)parse_model_config(j, "m/config.json"); });
+      const std::string msg = testing::error_of<FormatError>([&] { (void)parse_model_config(j, "m/config.json"); });
       EXPECT_NE(msg.find("m/config.json"), std::string::npos) << c.key << ": " << msg.substr(0, 300);
       EXPECT_NE(msg.find(c.key), std::string::npos) << c.key << ": " << msg.substr(0, 300);
       EXPECT_LT(msg.size(), 400u) << c.key << ": " << msg.substr(0, 400);
@@ -152,17 +142,17 @@ TEST(Config, UnsupportedNamesAreCutInMessages) {
   for (const char* key : {"activation_function", "model_type"}) {
     json k = j;
     k[key] = huge;
-    const std::string msg = format_error([&] { (void)parse_model_config(k, "m/config.json"); });
+    const std::string msg = testing::error_of<FormatError>([&] { (void)parse_model_config(k, "m/config.json"); });
     EXPECT_NE(msg.find("qqq..."), std::string::npos) << msg.substr(0, 300);
     EXPECT_LT(msg.size(), 400u) << msg.substr(0, 400);
   }
   j = json::parse(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                       "num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 64})");
   j["hidden_act"] = huge;
-  EXPECT_LT(format_error([&] { (void)parse_model_config(j, "m/config.json"); }).size(), 400u);
+  EXPECT_LT(testing::error_of<FormatError>([&] { (void)parse_model_config(j, "m/config.json"); }).size(), 400u);
   j["hidden_act"] = "silu";
   j["rope_scaling"] = {{"rope_type", huge}};
-  EXPECT_LT(format_error([&] { (void)parse_model_config(j, "m/config.json"); }).size(), 400u);
+  EXPECT_LT(testing::error_of<FormatError>([&] { (void)parse_model_config(j, "m/config.json"); }).size(), 400u);
 }
 
 }  // namespace

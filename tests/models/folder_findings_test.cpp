@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/safetensors.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
@@ -32,16 +33,6 @@ std::map<std::string, Tensor> demo_tensors() {
   return m;
 }
 
-template <class F>
-std::string format_error_of(F&& f) {
-  try {
-    f();
-  } catch (const FormatError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a FormatError";
-  return {};
-}
 
 bool has(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
 
@@ -67,7 +58,7 @@ TEST(FolderFindings, KqQuantizedTensorsWithoutQuantizationConfigSaySo) {
   t["transformer.h.0.attn.c_attn.qweight"] = Tensor::zeros(DType::I8, {w.dim(1), w.dim(0)});
   t["transformer.h.0.attn.c_attn.scales"] = Tensor::zeros(DType::F32, {w.dim(1)});
   const fs::path by_name = folder(tmp, "names", t);
-  std::string msg = format_error_of([&] { Model::load(by_name); });
+  std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(by_name); });
   EXPECT_TRUE(has(msg, (by_name / "config.json").string() + " has no quantization_config")) << msg;
   EXPECT_TRUE(has(msg, "kq-quantized")) << msg;
   EXPECT_TRUE(has(msg, "transformer.h.0.attn.c_attn.qweight")) << msg;
@@ -75,7 +66,7 @@ TEST(FolderFindings, KqQuantizedTensorsWithoutQuantizationConfigSaySo) {
 
   // The weights file's own record (kq_quantization metadata) is enough.
   const fs::path by_meta = folder(tmp, "meta", t, {{"kq_quantization", R"({"mode":"int8"})"}});
-  msg = format_error_of([&] { Model::load(by_meta); });
+  msg = kq::testing::error_of<FormatError>([&] { Model::load(by_meta); });
   EXPECT_TRUE(has(msg, (by_meta / "config.json").string() + " has no quantization_config")) << msg;
   EXPECT_TRUE(has(msg, "kq_quantization")) << msg;
 
@@ -106,7 +97,7 @@ TEST(FolderFindings, IndexPointingATensorAtTheWrongShardNamesIndexTensorAndShard
   wm[moved] = "model-00001-of-00002.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
   { std::ofstream(index) << nlohmann::json{{"weight_map", wm}}.dump(); }
-  const std::string msg = format_error_of([&] { Model::load(dir); });
+  const std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(dir); });
   EXPECT_TRUE(has(msg, index.string())) << msg;
   EXPECT_TRUE(has(msg, "'" + moved + "'")) << msg;
   EXPECT_TRUE(has(msg, "model-00001-of-00002.safetensors")) << msg;
@@ -155,7 +146,7 @@ TEST(FolderFindings, Fp8NanCodesAreRejectedAtLoadNamingFileTensorAndIndex) {
     const fs::path dir = quantized_folder(tmp, fmt::format("nan{:02x}", code), "fp8", [&](auto& t) {
       set_element<uint8_t>(t, "transformer.h.0.mlp.c_fc.qweight", 300, code);  // row 2, column 44 of [512, 128]
     });
-    const std::string msg = format_error_of([&] { Model::load(dir); });
+    const std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(dir); });
     EXPECT_TRUE(has(msg, "quantized layer 'transformer.h.0.mlp.c_fc'")) << msg;
     EXPECT_TRUE(has(msg, (dir / "model.safetensors").string())) << msg;
     EXPECT_TRUE(has(msg, fmt::format("tensor 'transformer.h.0.mlp.c_fc.qweight': FP8 E4M3 code 0x{:02X} (NaN) at "
@@ -171,12 +162,12 @@ TEST(FolderFindings, NegativeOrZeroInt8ScalesAreRejectedAtLoadNamingFileTensorAn
   EXPECT_NO_THROW(Model::load(quantized_folder(tmp, "ok", "int8", [](auto&) {})));
   const fs::path neg = quantized_folder(
       tmp, "neg", "int8", [](auto& t) { set_element(t, "transformer.h.0.mlp.c_fc.scales", 3, -0.01f); });
-  std::string msg = format_error_of([&] { Model::load(neg); });
+  std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(neg); });
   EXPECT_TRUE(has(msg, (neg / "model.safetensors").string())) << msg;
   EXPECT_TRUE(has(msg, "tensor 'transformer.h.0.mlp.c_fc.scales': negative scale -0.01 at index 3")) << msg;
   const fs::path zero = quantized_folder(
       tmp, "zero", "int8", [](auto& t) { set_element(t, "transformer.h.0.mlp.c_fc.scales", 3, 0.0f); });
-  msg = format_error_of([&] { Model::load(zero); });
+  msg = kq::testing::error_of<FormatError>([&] { Model::load(zero); });
   EXPECT_TRUE(has(msg, (zero / "model.safetensors").string())) << msg;
   EXPECT_TRUE(has(msg, "tensor 'transformer.h.0.mlp.c_fc.scales': zero scale at index 3")) << msg;
 }
@@ -202,7 +193,7 @@ TEST(FolderFindings, UnknownModuleModeIsNamedWithTheValidModes) {
                         {{"kq_quantization",
                           nlohmann::json{{"mode", "int8"}, {"modules", {{module, "int9"}}}}.dump()}});
     }
-    const std::string msg = format_error_of([&] { Model::load(dir); });
+    const std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(dir); });
     EXPECT_TRUE(has(msg, (dir / "config.json").string())) << msg;
     EXPECT_TRUE(has(msg, "quantization_config.modules['" + module + "']")) << msg;
     EXPECT_TRUE(has(msg, "unknown quantization mode 'int9'")) << msg;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
@@ -16,6 +17,7 @@
 
 using namespace kq;
 using kq::testing::shared_dir;
+using kq::testing::error_of;
 using kq::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -46,16 +48,6 @@ std::map<std::string, Tensor> gpt2_tiny_tensors() {
   return m;
 }
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return {};
-}
 
 ModelConfig small_config(Arch arch) {
   ModelConfig c;

@@ -256,7 +256,7 @@ void add_bench_command(CLI::App& app) {
                   "other modes do not read it (given without an AWQ mode among --modes: a usage error)")
       ->check(non_empty_path());
   add_threads_option(cmd, args->threads);
-  CLI::Option* json_opt = cmd->add_option(
+  cmd->add_option(
       "--json", args->json,
       "Also write the results as JSON to this file (atomically). It must not be the --text or --calibration "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
@@ -286,7 +286,7 @@ void add_bench_command(CLI::App& app) {
       "--special-tokens", args->special_tokens,
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
       "Face tokenizers do); default: the text is raw text");
-  cmd->callback([args, decode_opt, prompt_opt, json_opt, modes_opt] {
+  cmd->callback([args, decode_opt, prompt_opt, modes_opt] {
     BenchOptions o;
     o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
     if (!args->text.empty()) {
@@ -324,9 +324,7 @@ void add_bench_command(CLI::App& app) {
     o.latency.fit_prompt_tokens = prompt_opt->count() == 0;
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
-    check_json_output(json_opt->count() > 0, args->json, o.text.string(), o.model_dir);
-    // The calibration text is an input too (it was overwritten by the JSON, exit 0).
-    if (args->json != "-") check_not_input("--json", args->json, "--calibration", o.calibration.string());
+    check_json_output(args->json, o.text.string(), o.model_dir, o.calibration.string());
     o.context.threads = args->threads;
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)

@@ -38,7 +38,6 @@ struct EvalOptions {
   std::string json;
   bool quiet = false;
   bool special_tokens = false;
-  bool json_given = false;  ///< --json was on the command line (an empty value is an error)
 };
 
 /// How the model's linear layers are held: "nf4 (8 linear layers), lm_head f32",
@@ -68,7 +67,7 @@ void run_eval(const EvalOptions& o) {
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
   const ExecContext ctx{parse_device(o.device), o.threads};
   check_input_file("--text", o.text);
-  check_json_output(o.json_given, o.json, o.text, o.model);
+  check_json_output(o.json, o.text, o.model);
   // Check the cheap argument first; invalid UTF-8 is an error naming the byte offset.
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
   auto model = Model::load(o.model, ctx);
@@ -166,7 +165,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
       ->capture_default_str();
-  CLI::Option* json_opt = cmd->add_option(
+  cmd->add_option(
       "--json", opts->json,
       "Also write the results as JSON to this file (atomically; default: none). It must not be the --text "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to "
@@ -177,10 +176,7 @@ void add_eval_command(CLI::App& app) {
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
       "Face tokenizers do); default: the text is raw text");
   cmd->add_flag("--quiet", opts->quiet, "No progress bar");
-  cmd->callback([opts, json_opt] {
-    opts->json_given = json_opt->count() > 0;
-    run_eval(*opts);
-  });
+  cmd->callback([opts] { run_eval(*opts); });
 }
 
 }  // namespace kq::cli

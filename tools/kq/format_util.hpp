@@ -116,19 +116,21 @@ inline void check_not_model_file(const char* out_option, const std::string& out,
 }
 
 /// The --json option of `kq eval` and `kq bench`, checked before the run, in
-/// one place: `given` but empty ("--json ''") is an error like --out's, the
-/// folder must be writable (check_output_file), and it must not name an
-/// existing file of the --model folder (check_not_model_file) or the --text
-/// file (check_not_input). "-" is standard output (nothing to check: the
-/// subcommand then prints the JSON alone on standard output and its report on
-/// standard error). Throws InvalidArgument naming the option and the file.
-inline void check_json_output(bool given, const std::string& json, const std::string& text,
-                              const std::filesystem::path& model_dir) {
-  if (given && json.empty()) raise<InvalidArgument>("--json is empty: give the file to write");
-  if (json == "-") return;
+/// one place (an empty value is refused while the command line is parsed,
+/// path_option.hpp): the folder must be writable (check_output_file), and it
+/// must not name an existing file of the --model folder
+/// (check_not_model_file), the --text file or the --calibration file (`kq
+/// bench`'s AWQ text; "" for none) (check_not_input). "-" is standard output
+/// (nothing to check: the subcommand then prints the JSON alone on standard
+/// output and its report on standard error). Throws InvalidArgument naming
+/// the option and the file.
+inline void check_json_output(const std::string& json, const std::string& text,
+                              const std::filesystem::path& model_dir, const std::string& calibration = {}) {
+  if (json.empty() || json == "-") return;
   check_output_file("--json", json);
   check_not_model_file("--json", json, model_dir);
   check_not_input("--json", json, "--text", text);
+  check_not_input("--json", json, "--calibration", calibration);
 }
 
 /// fflush(stdout), for output streamed as it is produced (kq generate). A

@@ -1,6 +1,5 @@
 #pragma once
-// --keep (kq quantize, kq bench) and the non-empty check of path options.
-// A layer-name pattern must be a valid, bounded regular expression, checked
+// --keep (kq quantize, kq bench). A layer-name pattern must be a valid, bounded regular expression, checked
 // while the command line is parsed, so a bad one is a usage error (exit
 // status 2) naming the option, the pattern and what is wrong with it.
 #include <fmt/format.h>

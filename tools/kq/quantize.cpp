@@ -47,15 +47,12 @@ void warn_staging_leftovers(const std::string& out) {
       out, left.size(), left.size() == 1 ? "" : "s", names, left.size() == 1 ? "it" : "them", out));
 }
 
-/// --out against --model, before the library's checks (check_quantized_output):
-/// a symbolic link is said to be one (a link to a folder is followed: the
-/// folder it points to is written, the link stays; a link to a file or to
-/// nothing is refused), and the output folder must be neither the input
-/// folder nor inside it (resolved through symbolic links, "." and "..").
-/// Throws InvalidArgument naming the option and both folders.
-void check_out_against_model(const std::string& out, const std::string& model) {
+/// The folder --out writes, resolved through symbolic links, "." and ".."
+/// (io::AtomicDir::resolve_target: a link to a folder is followed, a link to
+/// a file or to nothing is refused, naming --out); empty when it cannot be
+/// resolved (left to the checks that write it).
+std::filesystem::path resolved_out(const std::string& out) {
   namespace fs = std::filesystem;
-  if (out.empty()) return;  // check_quantized_output names it
   fs::path target;
   try {
     target = io::AtomicDir::resolve_target(out);
@@ -63,14 +60,29 @@ void check_out_against_model(const std::string& out, const std::string& model) {
     raise<InvalidArgument>("--out {}", e.what());
   }
   std::error_code ec;
-  const fs::path src = fs::canonical(model, ec);
-  if (ec || !fs::is_directory(src, ec)) return;  // the model load names a missing --model
   const fs::path dst = fs::weakly_canonical(fs::absolute(target, ec), ec);
-  if (ec) return;
+  return ec ? fs::path{} : dst;
+}
+
+/// Whether the canonical path `p` is the folder `dir` or inside it.
+bool is_within(const std::filesystem::path& p, const std::filesystem::path& dir) {
+  return std::mismatch(dir.begin(), dir.end(), p.begin(), p.end()).first == dir.end();
+}
+
+/// --out against --model, before the library's checks (check_quantized_output):
+/// the output folder must be neither the input folder nor inside it
+/// (resolved_out). Throws InvalidArgument naming the option and both folders.
+void check_out_against_model(const std::string& out, const std::string& model) {
+  namespace fs = std::filesystem;
+  if (out.empty()) return;  // check_quantized_output names it
+  const fs::path dst = resolved_out(out);
+  std::error_code ec;
+  const fs::path src = fs::canonical(model, ec);
+  if (ec || !fs::is_directory(src, ec) || dst.empty()) return;  // the model load names a missing --model
   if (dst == src)
     raise<InvalidArgument>("--out '{}' is the --model folder '{}': the output folder must not be the input folder",
                            out, model);
-  if (std::mismatch(src.begin(), src.end(), dst.begin(), dst.end()).first == src.end())
+  if (is_within(dst, src))
     raise<InvalidArgument>(
         "--out '{}' is inside the --model folder '{}': the output folder must not be inside the input folder "
         "(nor be it); choose a folder outside it",
@@ -80,16 +92,14 @@ void check_out_against_model(const std::string& out, const std::string& model) {
 /// --out against an input file that is not in the model folder (the AWQ
 /// --calibration text): it must be neither the output folder itself nor
 /// inside it, which --overwrite would replace (the file was deleted, exit 0).
-/// Resolved through symbolic links, "." and "..". Throws InvalidArgument
-/// naming both options and paths.
+/// Throws InvalidArgument naming both options and paths.
 void check_out_against_input(const std::string& out, const char* in_option, const std::filesystem::path& in) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path src = fs::canonical(in, ec);
   if (ec) return;  // a missing input is named where it is read
-  const fs::path dst = fs::weakly_canonical(fs::absolute(io::AtomicDir::resolve_target(out), ec), ec);
-  if (ec) return;
-  if (std::mismatch(dst.begin(), dst.end(), src.begin(), src.end()).first == dst.end())
+  const fs::path dst = resolved_out(out);
+  if (!dst.empty() && is_within(src, dst))
     raise<InvalidArgument>(
         "--out '{}' would replace the {} file '{}'{}; choose another output folder", out, in_option, in.string(),
         dst == src ? "" : " (it is inside that folder)");
