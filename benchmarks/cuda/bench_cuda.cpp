@@ -408,11 +408,11 @@ void bench_prefill(Events& ev, GpuContext& ctx, int64_t M, int64_t N, int64_t K,
     ms = ev.median_ms([&] { w4a16_linear(ctx, w, x.data(), K, M, y.data(), N, W4PrefillPath::DequantGemm); }, s, 3,
                       reps);
     report({std::string("prefill w4a16 ") + name + " dq+gemm", shape, ms * 1e3, tf(ms), "TFLOP/s", vs(ms)});
-    if (f == W4Format::NF4) {
+    {
       ms = ev.median_ms([&] { w4_dequantize_bf16(w, wb.data(), K, s); }, s, 3, reps);
       const double gbs = double(w.bytes() + size_t(N * K) * 2) / (ms * 1e-3) / 1e9;
-      report({"  w4 dequantize to bf16 (nf4)", "N=" + std::to_string(N) + " K=" + std::to_string(K), ms * 1e3, gbs,
-              "GB/s", pct_copy(gbs)});
+      report({std::string("  w4 dequantize to bf16 (") + name + ")", "N=" + std::to_string(N) + " K=" + std::to_string(K),
+              ms * 1e3, gbs, "GB/s", pct_copy(gbs)});
     }
   }
 }

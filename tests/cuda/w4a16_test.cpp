@@ -302,29 +302,46 @@ TEST_P(W4A16, SwigluFoldedIntoTheGemvEqualsSwigluThenGemv) {
 TEST_P(W4A16, DequantizeIsExactFromDeviceScales) {
   KQ_REQUIRE_GPU();
   Rng r;
-  const HostW4 h = random_w4(r, GetParam(), 77, 333, 64);
-  SCOPED_TRACE("seed=" + std::to_string(r.seed));
-  const cuda::W4Weight w = upload(h);
-  const int64_t ldo = 340;
-  DeviceBuffer<uint16_t> out(size_t(h.N * ldo));
-  out.fill_bytes(0xFF);
-  cuda::w4_dequantize_bf16(w, out.data(), ldo, nullptr);
-  const auto got = out.download();
-  const auto cb = cuda::w4_codebook(h.format);
-  int64_t wrong = 0, touched = 0;
-  for (int64_t n = 0; n < h.N; ++n) {
-    for (int64_t k = 0; k < h.K; ++k) {
-      // The device holds scales and zeros in BF16: BF16((cb[q] - z) * s) in FP32.
-      const size_t b = size_t(n * h.nblk() + k / h.block);
-      const float s = bf16f(f32_to_bf16(h.scales[b]));
-      const float z = h.zeros.empty() ? 0.0f : bf16f(f32_to_bf16(h.zeros[b]));
-      const uint16_t want = f32_to_bf16((cb[h.codes[size_t(n * h.K + k)]] - z) * s);
-      wrong += got[size_t(n * ldo + k)] != want;
+  // (K, ldo, block, input scales): element stores (ldo % 8 != 0), 16-byte stores with a partial last run,
+  // several 1024-k segments per row, every block size, AWQ's input scales.
+  struct DequantCase {
+    int64_t K, ldo;
+    int block;
+    bool x_scale;
+  };
+  const DequantCase cases[] = {{333, 340, 64, false}, {333, 336, 32, false}, {1283, 1288, 128, false},
+                        {2048, 2048, 256, false}, {1100, 1104, 64, true}, {301, 305, 128, true}};
+  for (const DequantCase& c : cases) {
+    const HostW4 h = random_w4(r, GetParam(), 77, c.K, c.block);
+    SCOPED_TRACE("K=" + std::to_string(c.K) + " ldo=" + std::to_string(c.ldo) + " block=" +
+                 std::to_string(c.block) + " x_scale=" + std::to_string(c.x_scale) + " seed=" + std::to_string(r.seed));
+    cuda::W4Weight w = upload(h);
+    std::vector<float> xs;
+    if (c.x_scale) {
+      for (int64_t k = 0; k < c.K; ++k) xs.push_back(float(std::exp2(r.uniform(-3.0, 3.0))));
+      cuda::set_w4_input_scale(w, xs.data());
     }
-    for (int64_t k = h.K; k < ldo; ++k) touched += got[size_t(n * ldo + k)] != 0xFFFF;
+    DeviceBuffer<uint16_t> out(size_t(h.N * c.ldo));
+    out.fill_bytes(0xFF);
+    cuda::w4_dequantize_bf16(w, out.data(), c.ldo, nullptr);
+    const auto got = out.download();
+    const auto cb = cuda::w4_codebook(h.format);
+    int64_t wrong = 0, touched = 0;
+    for (int64_t n = 0; n < h.N; ++n) {
+      for (int64_t k = 0; k < h.K; ++k) {
+        // The device holds scales and zeros in BF16: BF16((cb[q] - z) * s [* x_scale]) in FP32.
+        const size_t b = size_t(n * h.nblk() + k / h.block);
+        const float s = bf16f(f32_to_bf16(h.scales[b]));
+        const float z = h.zeros.empty() ? 0.0f : bf16f(f32_to_bf16(h.zeros[b]));
+        float v = (cb[h.codes[size_t(n * h.K + k)]] - z) * s;
+        if (c.x_scale) v *= xs[size_t(k)];
+        wrong += got[size_t(n * c.ldo + k)] != f32_to_bf16(v);
+      }
+      for (int64_t k = h.K; k < c.ldo; ++k) touched += got[size_t(n * c.ldo + k)] != 0xFFFF;
+    }
+    EXPECT_EQ(wrong, 0);
+    EXPECT_EQ(touched, 0);
   }
-  EXPECT_EQ(wrong, 0);
-  EXPECT_EQ(touched, 0);
 }
 
 TEST_P(W4A16, PackedUploadEqualsUnpacked) {
