@@ -70,6 +70,9 @@ struct LayerQuantization {
   /// on the calibration rows with plain round-to-nearest (α = 0) and with AWQ
   /// (for a layer of a group sharing s: the group's, over all its outputs); -1 otherwise.
   double awq_alpha = -1, awq_rtn_error = -1, awq_error = -1;
+  /// AWQ modes: s also divides by the weight's mean normalized magnitude per
+  /// input channel to the power 1 − α (AutoAWQ's "duo scaling"), see awq_alpha.
+  bool awq_duo = false;
 };
 
 /// Summary of quantize_model.

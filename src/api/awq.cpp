@@ -315,17 +315,39 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
   // Candidates whose scaled weight or output error is not finite are skipped;
   // α = 0 (s = 1, plain round-to-nearest) is always a candidate, so the result
   // is never worse than RTN, and is RTN when no error is finite.
+  // AutoAWQ's "duo scaling" (casper-hansen/AutoAWQ, quantizer.py): the weight's
+  // side too, w_k = the mean over rows of |W[n][k]| / max |W[n][·]| of k's group.
+  std::vector<double> wmean(static_cast<size_t>(K), 0.0);
+  {
+    const int64_t gs = std::min<int64_t>(base.block_size > 0 ? base.block_size : K, K);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t g0 = 0; g0 < K; g0 += gs) {
+        const int64_t g1 = std::min(K, g0 + gs);
+        double amax = 0;
+        for (int64_t k = g0; k < g1; ++k) amax = std::max(amax, double(std::fabs(wp[n * K + k])));
+        if (!std::isfinite(amax)) continue;  // such a row is skipped (its candidates are not finite anyway)
+        for (int64_t k = g0; k < g1; ++k) wmean[size_t(k)] += std::fabs(wp[n * K + k]) / (amax + 1e-6);
+      }
+    for (double& v : wmean) v /= double(N);
+  }
+
+  // Candidates whose scaled weight or output error is not finite are skipped;
+  // α = 0 (s = 1, plain round-to-nearest) is always a candidate, so the result
+  // is never worse than RTN, and is RTN when no error is finite.
   ScaleSearch best;
   best.error = INFINITY;
   best.rtn_error = INFINITY;
   Tensor best_s, rtn_s;
-  for (int i = 0; i < grid; ++i) {
-    const double alpha = double(i) / double(grid);
+  for (int i = 0; i < 2 * grid; ++i) {
+    // i < grid: s_k = mean|x_k|^α (the paper); then s_k = mean|x_k|^α / (w_k^(1−α) + 1e-4) (duo scaling).
+    const bool duo = i >= grid;
+    const double alpha = double(i % grid) / double(grid);
     Tensor s = Tensor::empty(DType::F32, {K});
     float* sp = s.mutable_data<float>();
     double smax = 0, smin = INFINITY;
     for (int64_t k = 0; k < K; ++k) {
-      const double v = std::pow(mean[size_t(k)], alpha);
+      double v = std::pow(mean[size_t(k)], alpha);
+      if (duo) v = std::max(v / (std::pow(wmean[size_t(k)], 1.0 - alpha) + 1e-4), 1e-4);
       smax = std::max(smax, v);
       smin = std::min(smin, v);
       sp[k] = float(v);
@@ -342,12 +364,14 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
     if (std::isfinite(err) && err < best.error) {
       best.error = err;
       best.alpha = float(alpha);
+      best.duo = duo;
       best_s = s;
     }
   }
   if (!best_s.defined()) {  // no finite error at all: plain RTN
     best.error = best.rtn_error;
     best.alpha = 0;
+    best.duo = false;
     best_s = rtn_s;
   }
   scale_weight(best_s.data<float>());
@@ -374,6 +398,7 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
     std::copy_n(scaled.data<float>() + row * K, n * K, part.mutable_data<float>());
     ScaleSearch r;
     r.alpha = best.alpha;
+    r.duo = best.duo;
     r.rtn_error = best.rtn_error;
     r.error = best.error;
     r.clipped = best.clipped;

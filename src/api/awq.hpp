@@ -54,6 +54,7 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
 struct ScaleSearch {
   std::unique_ptr<Linear> op;  ///< the AwqLinear
   float alpha = 0;             ///< chosen α: s_k ∝ mean|x_k|^α (0 = plain round-to-nearest)
+  bool duo = false;            ///< s_k ∝ mean|x_k|^α / mean_n(|W_nk| / group absmax)^(1−α) (AutoAWQ's duo scaling)
   double rtn_error = 0;        ///< relative output error ||X(W−Ŵ)ᵀ||² / ||XWᵀ||² at α = 0
   double error = 0;            ///< the same for the op returned (<= rtn_error)
   bool clipped = false;        ///< the clipping search lowered the error and was kept
@@ -61,9 +62,12 @@ struct ScaleSearch {
 
 /// AWQ's grid search for one layer: for α = 0, 1/grid, …, (grid−1)/grid,
 /// s_k = max(mean|x_k|, 1e-4)^α normalised by sqrt(max s · min s) (as the
-/// AWQ reference code does), Ŵ = Q(W·diag(s))·diag(1/s) with Q the
-/// round-to-nearest INT4 of awq_base_spec(spec); keeps the α whose output
-/// error on the sampled rows is smallest (ties: the smaller α). With `clip`,
+/// AWQ reference code does), and the same α grid for AutoAWQ's "duo scaling"
+/// s_k = mean|x_k|^α / (w_k^(1−α) + 1e-4), w_k the mean over rows of |W_nk|
+/// divided by the absmax of its quantization group; Ŵ = Q(W·diag(s))·diag(1/s)
+/// with Q the round-to-nearest INT4 of awq_base_spec(spec); keeps the
+/// candidate whose output error on the sampled rows is smallest (ties: the
+/// first, paper's form before duo, smaller α before larger). With `clip`,
 /// then the reference code's weight clipping: per row and group, the range
 /// ±r·absmax (r = 1, 0.95, …, 0.55) with the smallest output error of that
 /// group, kept when it lowers the layer's error. Candidates whose scaled

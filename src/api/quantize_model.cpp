@@ -129,6 +129,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
                                    : awq::search_scales(op.dequantized_weight(), op.bias(), stats.at(slot.name), spec,
                                                         options.calibration.grid);
           lq.awq_alpha = r.alpha;
+          lq.awq_duo = r.duo;
           lq.awq_rtn_error = r.rtn_error;
           lq.awq_error = r.error;
           *slot.op = std::move(r.op);

@@ -179,6 +179,26 @@ TEST(AwqSearch, BeatsRoundToNearestWithSalientChannels) {
   EXPECT_LT(r.error, 0.7 * r.rtn_error) << "alpha " << r.alpha;
 }
 
+// AutoAWQ's duo scaling (s_k = mean|x_k|^α / w_k^(1−α)) is searched too. With
+// every input channel of the same mean |x| the paper's s is 1 for every α (plain
+// round-to-nearest), so a gain can only come from the weight side: here 7 of
+// every 8 columns are 20x smaller than the rest, and round-to-nearest with the
+// group's absmax set by the large ones wipes them out.
+TEST(AwqSearch, DuoScalingEvensOutColumnMagnitudes) {
+  const int64_t N = 48, K = 256, S = 64;
+  Tensor w = random_matrix(N, K, 21, 1.0f);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      if (k % 8 != 0) w.mutable_data<float>()[n * K + k] *= 0.05f;
+  awq::ActivationStats st = outlier_stats(S, K, 22);
+  st.sum_abs.assign(size_t(K), 0.8 * double(S));  // the same mean |x| for every channel
+  const QuantSpec spec = parse_quant_mode("awq-g128");
+  const awq::ScaleSearch r = awq::search_scales(w, Tensor(), st, spec, 20);
+  EXPECT_TRUE(r.duo) << "alpha " << r.alpha;
+  EXPECT_NEAR(output_error(w, *r.op, st), r.error, 1e-3 * r.error);
+  EXPECT_LT(r.error, 0.5 * r.rtn_error) << "alpha " << r.alpha << " error " << r.error << " rtn " << r.rtn_error;
+}
+
 // Linears that read one input get one s (AWQ's reference code scales q/k/v
 // and gate/up together): every member holds the group's scales, each op is
 // its rows of the group's result, and the group's reported error is that of

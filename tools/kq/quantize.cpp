@@ -274,11 +274,13 @@ void add_quantize_command(CLI::App& app) {
     const bool awq_table =
         std::any_of(rep.layers.begin(), rep.layers.end(), [](const auto& l) { return l.awq_alpha >= 0; });
     if (awq_table) {
-      // Per layer: the alpha chosen and the output error on the calibration rows, RTN vs AWQ.
-      fmt::print("{:<48} {:>5}  {:>12}  {:>12}\n", "layer", "alpha", "RTN error", "AWQ error");
+      // Per layer: the scale form and alpha chosen and the output error on the calibration rows, RTN vs AWQ.
+      // s = |x|^a: the paper's form; s = |x|^a/|w|^(1-a): AutoAWQ's duo scaling.
+      fmt::print("{:<48} {:>15} {:>5}  {:>12}  {:>12}\n", "layer", "s", "alpha", "RTN error", "AWQ error");
       for (const auto& l : rep.layers)
         if (l.awq_alpha >= 0)
-          fmt::print("{:<48} {:>5.2f}  {:>12.3e}  {:>12.3e}\n", l.name, l.awq_alpha, l.awq_rtn_error, l.awq_error);
+          fmt::print("{:<48} {:>15} {:>5.2f}  {:>12.3e}  {:>12.3e}\n", l.name, l.awq_duo ? "|x|^a/|w|^(1-a)" : "|x|^a",
+                     l.awq_alpha, l.awq_rtn_error, l.awq_error);
     }
     fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
                rep.seconds);
