@@ -15,6 +15,7 @@
 
 #include "api/generation_config.hpp"
 #include "commands.hpp"
+#include "diag.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
 #include "kq/context.hpp"
@@ -173,11 +174,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   flush_stdout();
   const double decode_s = since(t1);
   if (n == 0) {  // nothing ran: no rates to report
-    fmt::print(stderr, "kq: prompt {}; -n 0: nothing generated\n", count_noun((long long)prompt.size(), "token"));
+    print_diag("kq: prompt {}; -n 0: nothing generated\n", count_noun((long long)prompt.size(), "token"));
     return;
   }
-  fmt::print(
-      stderr,
+  print_diag(
       "kq: prompt {}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}, {:.1f} tokens/s{}\n",
       count_noun((long long)prompt.size(), "token"), prefill_s * 1e3,
       prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, count_noun(generated, "token"),

@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "diag.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/cpu/dispatch.hpp"
@@ -83,7 +84,7 @@ bool stdout_ok(int err = 0) {
   if (std::fflush(stdout) != 0 && errno != 0 && err == 0) err = errno;
   std::cout.flush();  // (synced with stdio: already flushed above)
   if (!std::ferror(stdout) && !std::cout.fail() && err == 0) return true;
-  fmt::print(stderr, "kq: error writing to standard output: {}\n",
+  kq::cli::print_diag("kq: error writing to standard output: {}\n",
              err ? std::strerror(err) : "a write failed");
   return false;
 }
@@ -123,8 +124,7 @@ int main(int argc, char** argv) {
   std::set<std::string> warned;
   kq::set_warning_handler([&warned](const std::string& m) {
     if (warned.insert(m).second) {
-      fmt::print(stderr, "kq: warning: {}\n", kq::io::escape_for_terminal(m));
-      std::fflush(stderr);
+      kq::cli::print_diag("kq: warning: {}\n", kq::io::escape_for_terminal(m));
     }
   });
 
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
       known = known || s->check_name(word);
     }
     if (!known) {
-      fmt::print(stderr, "kq: error: unknown command '{}' (commands: {}; see 'kq --help')\n", word,
+      kq::cli::print_diag("kq: error: unknown command '{}' (commands: {}; see 'kq --help')\n", word,
                  fmt::join(names, ", "));
       return kUsageError;
     }
@@ -160,10 +160,10 @@ int main(int argc, char** argv) {
     if (rc == 0) return stdout_ok(std::ferror(stdout) || std::cout.fail() ? exit_errno : 0) ? 0 : 1;
     return kUsageError;
   } catch (const kq::Error& e) {
-    fmt::print(stderr, "kq: error: {}\n", kq::io::escape_for_terminal(e.what()));
+    kq::cli::print_diag("kq: error: {}\n", kq::io::escape_for_terminal(e.what()));
     return 1;
   } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "kq: error: out of memory\n");
+    kq::cli::print_diag("kq: error: out of memory\n");
     return 1;
   } catch (const std::system_error& e) {
     // fmt::print throws this when a write to standard output fails.
@@ -171,10 +171,12 @@ int main(int argc, char** argv) {
       stdout_ok(e.code().value());
       return 1;
     }
-    fmt::print(stderr, "kq: internal error: {}\n", kq::io::escape_for_terminal(e.what()));
+    // ... or to stderr (the report of `--json -` goes there): nothing can be said.
+    if (std::ferror(stderr)) return 1;
+    kq::cli::print_diag("kq: internal error: {}\n", kq::io::escape_for_terminal(e.what()));
     return kInternalError;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "kq: internal error: {}\n", kq::io::escape_for_terminal(e.what()));
+    kq::cli::print_diag("kq: internal error: {}\n", kq::io::escape_for_terminal(e.what()));
     return kInternalError;
   }
   return stdout_ok() ? 0 : 1;

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <string>
 
+#include "diag.hpp"
+
 namespace kq::cli {
 
 class Progress {
@@ -35,20 +37,19 @@ class Progress {
       if (done < total && seconds(now - last_) < 0.1) return;  // redraw at most 10×/s
       constexpr int kWidth = 30;
       const int filled = int(kWidth * done / total);
-      fmt::print(stderr, "\r[{}{}] {}/{} {}  {:.0f} s, ETA {:.0f} s ", std::string(size_t(filled), '#'),
+      print_diag("\r[{}{}] {}/{} {}  {:.0f} s, ETA {:.0f} s ", std::string(size_t(filled), '#'),
                  std::string(size_t(kWidth - filled), ' '), done, total, unit_, elapsed, eta);
       drawn_ = true;
     } else {
       if (elapsed < 15.0 || seconds(now - last_) < 15.0) return;
-      fmt::print(stderr, "{}/{} {} ({:.0f} s, ETA {:.0f} s)\n", done, total, unit_, elapsed, eta);
+      print_diag("{}/{} {} ({:.0f} s, ETA {:.0f} s)\n", done, total, unit_, elapsed, eta);
     }
-    std::fflush(stderr);
     last_ = now;
   }
 
   /// Ends the bar's line (idempotent).
   void finish() {
-    if (drawn_) fmt::print(stderr, "\n");
+    if (drawn_) print_diag("\n");
     drawn_ = false;
   }
 

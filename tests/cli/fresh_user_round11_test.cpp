@@ -1,0 +1,48 @@
+// Findings of the round-11 fresh-user test of the installed kq, each re-run
+// here: diagnostics to a stderr that cannot be written (full disk, closed)
+// aborted kq (SIGABRT, exit 134) from inside its own error handler.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "cli/cli_util.hpp"
+#include "common/test_util.hpp"
+
+namespace kq::testing {
+namespace {
+
+/// Exit status of `kq ARGS` with stdout to /dev/null and stderr redirected as
+/// `err_redirect` says ("2>/dev/full", "2>&-"); -1 when a signal ended it.
+int status_with_stderr(const std::vector<std::string>& args, const std::string& err_redirect) {
+  std::string cmd("cd ");
+  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && ").append(sh_quote(KQ_CLI_BINARY));
+  for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
+  cmd.append(" </dev/null >/dev/null ").append(err_redirect);
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) && WEXITSTATUS(rc) < 128 ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(FreshUserRound11, UnwritableStderrLosesTheMessageNotTheExitStatus) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full on this machine";
+  const std::string m = demo_model().string();
+  for (const std::string redirect : {"2>/dev/full", "2>&-"}) {
+    SCOPED_TRACE(redirect);
+    // A generation that worked: its statistics line cannot be written.
+    EXPECT_EQ(status_with_stderr({"generate", "-m", m, "--prompt", "hello", "-n", "3", "--threads", "1"}, redirect), 0);
+    // A warning (top-k at temperature 0) on the way.
+    EXPECT_EQ(status_with_stderr({"generate", "-m", m, "--prompt", "hi", "-n", "2", "--top-k", "3", "--threads", "1"},
+                                 redirect),
+              0);
+    // An error: the message is lost, the status is the error's.
+    EXPECT_EQ(status_with_stderr({"eval", "-m", "/nonexistent-kq-model", "-t", "README.md"}, redirect), 1);
+    // A usage error.
+    EXPECT_EQ(status_with_stderr({"eval", "--no-such-option"}, redirect), 2);
+  }
+}
+
+}  // namespace
+}  // namespace kq::testing
