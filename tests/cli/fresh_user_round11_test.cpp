@@ -1,6 +1,7 @@
 // Findings of the round-11 fresh-user test of the installed kq, each re-run
 // here: diagnostics to a stderr that cannot be written (full disk, closed)
-// aborted kq (SIGABRT, exit 134) from inside its own error handler.
+// aborted kq (SIGABRT, exit 134) from inside its own error handler; a
+// mistyped option was reported as a missing required one.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -42,6 +43,25 @@ TEST(FreshUserRound11, UnwritableStderrLosesTheMessageNotTheExitStatus) {
     // A usage error.
     EXPECT_EQ(status_with_stderr({"eval", "--no-such-option"}, redirect), 2);
   }
+}
+
+TEST(FreshUserRound11, MistypedOptionIsNamedBeforeMissingRequiredOnes) {
+  CliResult r = run_kq({"eval", "--modle", "x", "-t", "README.md"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "unknown option --modle for 'kq eval' (did you mean --model?)")) << r.err;
+  EXPECT_FALSE(has(r.err, "is required")) << r.err;
+  r = run_kq({"generate", "--mdoel=x", "--prompt", "hi"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "unknown option --mdoel for 'kq generate' (did you mean --model?)")) << r.err;
+  r = run_kq({"generate", "--help-all"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "unknown option --help-all")) << r.err;
+  // Nothing close: no suggestion. After "--" nothing is an option.
+  r = run_kq({"bench", "--zzzzzzzz"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "unknown option --zzzzzzzz for 'kq bench'\n")) << r.err;
+  r = run_kq({"generate", "-m", demo_model().string(), "-n", "1", "--threads", "1", "--prompt", "x", "--", "--modle"});
+  EXPECT_FALSE(has(r.err, "unknown option")) << r.err;
 }
 
 }  // namespace

@@ -9,12 +9,14 @@
 // a closed pipe) is an error: "kq: error writing to standard output: ...", 1.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <string>
@@ -44,6 +46,49 @@ constexpr int kInternalError = 70;  // sysexits.h EX_SOFTWARE
 const char* command_word(int argc, char** argv) {
   if (argc < 2 || std::string_view(argv[1]).starts_with("-")) return nullptr;
   return argv[1];
+}
+
+/// Levenshtein distance of two short strings (option names).
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+/// The first "--name" (or "--name=value") among the arguments after the
+/// command word that `cmd` has no option for, with the closest option name
+/// when one is near ("unknown option --modle (did you mean --model?)").
+/// CLI11 checks required options before it reports unknown ones, so a
+/// mistyped --model read "--model is required". Arguments after "--" are not
+/// options.
+std::optional<std::string> unknown_long_option(const CLI::App& cmd, int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view a(argv[i]);
+    if (a == "--") return std::nullopt;
+    if (!a.starts_with("--") || a.size() < 3) continue;
+    const std::string name(a.substr(0, a.find('=')));
+    if (cmd.get_option_no_throw(name)) continue;
+    std::string best;
+    size_t best_d = 3;  // suggest only close names
+    for (const CLI::Option* o : cmd.get_options()) {
+      for (const std::string& l : o->get_lnames()) {
+        const size_t d = edit_distance(name.substr(2), l);
+        if (d < best_d) best_d = d, best = "--" + l;
+      }
+    }
+    return best.empty() ? fmt::format("unknown option {} for 'kq {}'", name, cmd.get_name())
+                        : fmt::format("unknown option {} for 'kq {}' (did you mean {}?)", name, cmd.get_name(), best);
+  }
+  return std::nullopt;
 }
 
 /// OpenMP threads that spin between parallel regions are a disaster on a
@@ -139,6 +184,11 @@ int main(int argc, char** argv) {
     if (!known) {
       kq::cli::print_diag("kq: error: unknown command '{}' (commands: {}; see 'kq --help')\n", word,
                  fmt::join(names, ", "));
+      return kUsageError;
+    }
+    if (const auto unknown = unknown_long_option(*app.get_subcommand(word), argc, argv)) {
+      kq::cli::print_diag("kq: error: {}\nRun with --help for more information.\n",
+                          kq::io::escape_for_terminal(*unknown));
       return kUsageError;
     }
   }
