@@ -66,7 +66,13 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   for (const LinearSlot& slot : model.linear_layers()) {
     bool kept = slot.is_lm_head && !options.quantize_lm_head;
     for (size_t i = 0; i < keep.size(); ++i)
-      if (keep[i].search(slot.name)) kept = pattern_used[i] = true;
+      if (keep[i].search(slot.name)) {
+        if (slot.is_lm_head && options.quantize_lm_head && !kept)
+          warn(fmt::format("--quantize-lm-head (quantize_lm_head) is set, but keep pattern '{}' keeps the lm_head "
+                           "'{}' in high precision",
+                           options.keep_patterns[i], slot.name));
+        kept = pattern_used[i] = true;
+      }
     const auto override_it = options.layer_specs.find(slot.name);  // an override decides its layer
     if (override_it != options.layer_specs.end()) kept = !override_it->second.has_value();
     if (kept) continue;

@@ -1,12 +1,16 @@
 // Findings of the round-11 fresh-user test of the installed kq, each re-run
 // here: diagnostics to a stderr that cannot be written (full disk, closed)
 // aborted kq (SIGABRT, exit 134) from inside its own error handler; a
-// mistyped option was reported as a missing required one.
+// mistyped option was reported as a missing required one; a refused --json
+// first probed the input folder with a temporary file; options that were
+// silently ignored or contradicted.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -62,6 +66,47 @@ TEST(FreshUserRound11, MistypedOptionIsNamedBeforeMissingRequiredOnes) {
   EXPECT_TRUE(has(r.err, "unknown option --zzzzzzzz for 'kq bench'\n")) << r.err;
   r = run_kq({"generate", "-m", demo_model().string(), "-n", "1", "--threads", "1", "--prompt", "x", "--", "--modle"});
   EXPECT_FALSE(has(r.err, "unknown option")) << r.err;
+}
+
+TEST(FreshUserRound11, RefusedJsonLeavesTheInputFoldersAlone) {
+  namespace fs = std::filesystem;
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  const fs::path text = tmp.path / "t" / "a.txt";
+  fs::create_directories(text.parent_path());
+  write_text(text, "The king said hello to the queen.");
+  const auto m_time = fs::last_write_time(m), t_time = fs::last_write_time(text.parent_path());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a probe file would move the folders' mtimes
+  CliResult r = run_kq({"eval", "-m", m.string(), "-t", text.string(), "--json", (m / "config.json").string()});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "is a file of the --model folder")) << r.err;
+  r = run_kq({"eval", "-m", m.string(), "-t", text.string(), "--json", text.string()});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "is the --text file")) << r.err;
+  EXPECT_EQ(fs::last_write_time(m), m_time);
+  EXPECT_EQ(fs::last_write_time(text.parent_path()), t_time);
+}
+
+TEST(FreshUserRound11, IgnoredOrContradictoryOptionsAreSaid) {
+  const std::string m = demo_model().string();
+  // An empty --model is a usage error in generate too, as in every other command.
+  CliResult r = run_kq({"generate", "-m", "", "--prompt", "hi"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "--model: the path is empty")) << r.err;
+  // Latency options with --no-latency would be ignored.
+  for (const char* opt : {"--runs", "--decode-tokens", "--prompt-tokens"}) {
+    r = run_kq({"bench", "-m", m, "--modes", "int8", "--samples", "1", "--no-latency", opt, "3"});
+    EXPECT_EQ(r.status, 2) << opt << ": " << r.err;
+    EXPECT_TRUE(has(r.err, std::string(opt) + " excludes --no-latency")) << r.err;
+  }
+  // --quantize-lm-head with a --keep that keeps the lm_head: warned.
+  TempDir tmp;
+  r = run_kq({"quantize", "-m", m, "--mode", "int8", "-o", (tmp.path / "q").string(), "--quantize-lm-head", "--keep",
+              "^lm_head$"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "--quantize-lm-head (quantize_lm_head) is set, but keep pattern '^lm_head$' keeps the lm_head"))
+      << r.err;
 }
 
 }  // namespace

@@ -266,9 +266,9 @@ void add_bench_command(CLI::App& app) {
   add_keep_option(cmd, args->keep,
                   "Regex of layer names to keep in high precision (repeatable, one pattern each, taken verbatim; "
                   "one that matches no layer is warned)");
-  cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")
-      ->transform(integer_in(1, 1 << 30))
-      ->capture_default_str();
+  CLI::Option* runs_opt = cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")
+                              ->transform(integer_in(1, 1 << 30))
+                              ->capture_default_str();
   CLI::Option* decode_opt = cmd->add_option("--decode-tokens", args->decode,
                                             "Tokens decoded per latency run (a default that does not fit the "
                                             "model's context is reduced, with a warning; "
@@ -281,7 +281,11 @@ void add_bench_command(CLI::App& app) {
                                             "value given that does not fit is an error)")
                                 ->transform(integer_in(1, 1 << 30))
                                 ->capture_default_str();
-  cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement");
+  // The latency options would be ignored with --no-latency: giving both is a usage error.
+  cmd->add_flag("--no-latency", args->no_latency, "Skip the latency measurement")
+      ->excludes(runs_opt)
+      ->excludes(decode_opt)
+      ->excludes(prompt_opt);
   cmd->add_flag(
       "--special-tokens", args->special_tokens,
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "

@@ -127,10 +127,12 @@ inline void check_not_model_file(const char* out_option, const std::string& out,
 inline void check_json_output(const std::string& json, const std::string& text,
                               const std::filesystem::path& model_dir, const std::string& calibration = {}) {
   if (json.empty() || json == "-") return;
-  check_output_file("--json", json);
+  // The input checks first: check_output_file probes the folder with a
+  // temporary file, which must not appear (even briefly) in an input folder.
   check_not_model_file("--json", json, model_dir);
   check_not_input("--json", json, "--text", text);
   check_not_input("--json", json, "--calibration", calibration);
+  check_output_file("--json", json);
 }
 
 /// fflush(stdout), for output streamed as it is produced (kq generate). A

@@ -25,6 +25,7 @@
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
+#include "path_option.hpp"
 #include "real_option.hpp"
 #include "threads_option.hpp"
 
@@ -192,7 +193,9 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
 void add_generate_command(CLI::App& app) {
   auto opts = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
-  cmd->add_option("--model,-m", opts->model, "Hugging Face model folder")->required();
+  cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
+      ->required()
+      ->check(non_empty_path());
   cmd->add_option("--prompt", opts->prompt,
                   "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)")
       ->required();
