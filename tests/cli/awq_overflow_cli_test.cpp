@@ -14,34 +14,10 @@
 
 #include "cli/cli_util.hpp"
 
+using kq::testing::poke_first_float;
 using kq::testing::run_kq;
 using kq::testing::TempDir;
 namespace fs = std::filesystem;
-
-namespace {
-
-/// Sets the first element of F32 tensor `name` in the safetensors file `file` to `value`.
-void poke_first_float(const fs::path& file, const std::string& name, float value) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f) << file;
-  unsigned char len8[8];
-  f.read(reinterpret_cast<char*>(len8), 8);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len8[i];
-  std::string header(n, '\0');
-  f.read(header.data(), std::streamsize(n));
-  const nlohmann::json h = nlohmann::json::parse(header);
-  ASSERT_TRUE(h.contains(name)) << name;
-  ASSERT_EQ(h[name]["dtype"], "F32");
-  const uint64_t off = 8 + n + h[name]["data_offsets"][0].get<uint64_t>();
-  char bytes[4];
-  std::memcpy(bytes, &value, 4);  // little-endian host (x86-64), as the file
-  f.seekp(std::streamoff(off));
-  f.write(bytes, 4);
-  ASSERT_TRUE(f) << file;
-}
-
-}  // namespace
 
 TEST(CliAwqOverflow, WeightNearFltMaxQuantizesWithoutCrashOrFalseInf) {
   for (const char* tensor : {"transformer.h.0.attn.c_attn.weight", "transformer.h.0.mlp.c_fc.weight",

@@ -1,11 +1,16 @@
 #pragma once
-// Runs the `kq` program (KQ_CLI_BINARY) and captures its exit status, stdout and stderr.
+// Runs the `kq` program (KQ_CLI_BINARY) and captures its exit status, stdout and stderr;
+// poke_first_float edits a weight of a copied model in place.
 // The helpers of common/test_util.hpp (has, write_text, read_all, demo_model) come with it.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -78,5 +83,26 @@ class ScopedEnv {
   std::string name_;
   std::optional<std::string> old_;
 };
+
+/// Sets the first element of F32 tensor `name` in the safetensors file `file` to `value`.
+inline void poke_first_float(const std::filesystem::path& file, const std::string& name, float value) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f) << file;
+  unsigned char len8[8];
+  f.read(reinterpret_cast<char*>(len8), 8);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len8[i];
+  std::string header(n, '\0');
+  f.read(header.data(), std::streamsize(n));
+  const nlohmann::json h = nlohmann::json::parse(header);
+  ASSERT_TRUE(h.contains(name)) << name;
+  ASSERT_EQ(h[name]["dtype"], "F32");
+  const uint64_t off = 8 + n + h[name]["data_offsets"][0].get<uint64_t>();
+  char bytes[4];
+  std::memcpy(bytes, &value, 4);  // little-endian host (x86-64), as the file
+  f.seekp(std::streamoff(off));
+  f.write(bytes, 4);
+  ASSERT_TRUE(f) << file;
+}
 
 }  // namespace kq::testing

@@ -109,5 +109,21 @@ TEST(FreshUserRound11, IgnoredOrContradictoryOptionsAreSaid) {
       << r.err;
 }
 
+// A generation that fails after the echoed prompt ends its line first: the
+// error on stderr read "Hello worldkq: error: ..." on a terminal.
+TEST(FreshUserRound11, GenerationErrorEndsTheStreamedLine) {
+  namespace fs = std::filesystem;
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  // ln_f's first gain and wte's first element near FLT_MAX: token 0's logit overflows to inf.
+  poke_first_float(m / "model.safetensors", "transformer.ln_f.weight", 3e38f);
+  poke_first_float(m / "model.safetensors", "transformer.wte.weight", 3e38f);
+  const CliResult r = run_kq({"generate", "-m", m.string(), "--prompt", "Hello world", "-n", "3", "--threads", "1"});
+  ASSERT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "non-finite logit")) << r.err;
+  EXPECT_EQ(r.out, "Hello world\n");
+}
+
 }  // namespace
 }  // namespace kq::testing

@@ -154,22 +154,34 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     flush_stdout();
   }
 
-  // Prefill the prompt, then decode one token at a time.
+  // Prefill the prompt, then decode one token at a time. An error on the way
+  // (e.g. a non-finite logit) ends the text streamed so far with a newline, so
+  // the message on stderr does not run on after it on a terminal.
   const auto t0 = std::chrono::steady_clock::now();
-  if (n > 0) model->forward(prompt, cache, logits.data(), /*all_logits=*/false);
-  const double prefill_s = since(t0);
-  const auto t1 = std::chrono::steady_clock::now();
   int64_t generated = 0;
   std::optional<int32_t> stopped_at;  // the EOS token that ended generation
-  for (; generated < n; ++generated) {
-    const int32_t next = sampler.sample(logits);
-    if (!o.ignore_eos && is_eos(next)) {
-      stopped_at = next;
-      break;
+  double prefill_s = 0;
+  std::chrono::steady_clock::time_point t1;
+  try {
+    if (n > 0) model->forward(prompt, cache, logits.data(), /*all_logits=*/false);
+    prefill_s = since(t0);
+    t1 = std::chrono::steady_clock::now();
+    for (; generated < n; ++generated) {
+      const int32_t next = sampler.sample(logits);
+      if (!o.ignore_eos && is_eos(next)) {
+        stopped_at = next;
+        break;
+      }
+      fmt::print("{}", out.push(next));
+      flush_stdout();
+      if (generated + 1 < n) model->forward(std::span(&next, 1), cache, logits.data());
     }
-    fmt::print("{}", out.push(next));
-    flush_stdout();
-    if (generated + 1 < n) model->forward(std::span(&next, 1), cache, logits.data());
+  } catch (const kq::Error&) {
+    if (!o.no_echo || generated > 0) {
+      (void)std::fputs("\n", stdout);
+      (void)std::fflush(stdout);
+    }
+    throw;
   }
   fmt::print("{}\n", out.flush());
   flush_stdout();
