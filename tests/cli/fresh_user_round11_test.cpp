@@ -109,6 +109,21 @@ TEST(FreshUserRound11, IgnoredOrContradictoryOptionsAreSaid) {
       << r.err;
 }
 
+TEST(FreshUserRound11, HelpCommandIsTheHelpFlag) {
+  CliResult r = run_kq({"help"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, run_kq({"--help"}).out);
+  r = run_kq({"help", "eval"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, run_kq({"eval", "--help"}).out);
+  r = run_kq({"help", "nope"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "unknown command 'nope'")) << r.err;
+  r = run_kq({"help", "eval", "bench"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "usage: kq help [COMMAND]")) << r.err;
+}
+
 // A generation that fails after the echoed prompt ends its line first: the
 // error on stderr read "Hello worldkq: error: ..." on a terminal.
 TEST(FreshUserRound11, GenerationErrorEndsTheStreamedLine) {

@@ -173,6 +173,21 @@ int main(int argc, char** argv) {
     }
   });
 
+  // `kq help [COMMAND]` is `kq [COMMAND] --help`.
+  std::vector<char*> help_args;
+  char help_flag[] = "--help";
+  if (const char* w = command_word(argc, argv); w && std::string_view(w) == "help") {
+    if (argc > 3) {
+      kq::cli::print_diag("kq: error: usage: kq help [COMMAND] (one command at most)\n");
+      return kUsageError;
+    }
+    help_args.push_back(argv[0]);
+    if (argc == 3) help_args.push_back(argv[2]);
+    help_args.push_back(help_flag);
+    help_args.push_back(nullptr);
+    argc = int(help_args.size()) - 1;
+    argv = help_args.data();
+  }
   const char* word = command_word(argc, argv);
   if (word) {
     std::vector<std::string> names;
