@@ -85,8 +85,13 @@ class DuplicateKeyFinder {
 
 }  // namespace
 
-nlohmann::json parse_json_strict(std::string_view text, const std::string& source) {
+nlohmann::json parse_json_strict(std::string_view text, const std::string& source, uint64_t first_offset) {
   using json = nlohmann::json;
+  // nlohmann's lexer takes a NUL byte for the end of the input (as in a C
+  // string): "{...}\0junk" parsed as "{...}". JSON text cannot hold one (in a
+  // string it must be escaped as \u0000), so any NUL is an error.
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
+    raise<FormatError>("{}: a NUL byte at offset {} (JSON text cannot contain one)", source, first_offset + nul);
   // Pass 1 (SAX, no DOM): syntax, UTF-8 and duplicate keys. A syntax error
   // anywhere wins over a duplicate key, as nlohmann reports it.
   DuplicateKeyFinder finder;

@@ -22,12 +22,15 @@ namespace kq::io {
 inline constexpr std::size_t kMaxJsonDepth = 512;
 
 /// Parses `text` as JSON. Throws FormatError "<source>: ..." on a syntax
-/// error, invalid UTF-8, arrays/objects nested more than kMaxJsonDepth deep,
+/// error, invalid UTF-8, a NUL byte anywhere (nlohmann would stop reading
+/// there and ignore the rest; the message gives its offset in the file,
+/// `first_offset` being that of text[0], e.g. 8 for a safetensors header),
+/// arrays/objects nested more than kMaxJsonDepth deep,
 /// or a key that appears twice in the same object; the
 /// bytes of `text` such a message quotes are escaped (escape_for_terminal in
 /// io/utf8_text.hpp: invalid UTF-8 and control characters as \xNN), so a
 /// binary or hostile file never sends raw bytes to the terminal.
-nlohmann::json parse_json_strict(std::string_view text, const std::string& source);
+nlohmann::json parse_json_strict(std::string_view text, const std::string& source, uint64_t first_offset = 0);
 
 /// A short, printable rendering of JSON value `v` for an error message: JSON
 /// text (as nlohmann's dump() would write it, compact) where that fits in

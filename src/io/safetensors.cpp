@@ -225,7 +225,7 @@ ParsedFile parse_file(const fs::path& path) {
   const uint64_t data_size = size - pf.data_start;
 
   const json h =
-      io::parse_json_strict(std::string_view(reinterpret_cast<const char*>(base + 8), size_t(n)), file);
+      io::parse_json_strict(std::string_view(reinterpret_cast<const char*>(base + 8), size_t(n)), file, 8);
   if (!h.is_object()) raise<FormatError>("{}: header is not a JSON object", file);
 
   for (const auto& [key, v] : h.items()) {

@@ -172,8 +172,8 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
   if (const auto it = meta.find("kq_quantization"); it != meta.end()) {
     nlohmann::json fq;
     try {
-      fq = nlohmann::json::parse(it->second);
-    } catch (const nlohmann::json::exception&) {
+      fq = io::parse_json_strict(it->second, "kq_quantization");  // strict: a NUL byte would end nlohmann's parse
+    } catch (const FormatError&) {
       raise<FormatError>("{}: safetensors metadata 'kq_quantization' is not valid JSON", dir.string());
     }
     if (!fq.is_object() || !fq.contains("modules") || !fq["modules"].is_object())

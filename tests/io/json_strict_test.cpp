@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -116,6 +120,42 @@ TEST(JsonStrict, DuplicateKeysAreFoundAtEveryNestingLevel) {
   deeper += "{\"w\":0,\"w\":1}";
   for (int i = 0; i < 50000; ++i) deeper += "]}";
   EXPECT_NE(parse_error(deeper).find("nested more than"), std::string::npos);
+}
+
+// A NUL byte ends nlohmann's input (as in a C string): "{...}\0junk" was
+// accepted, everything after the NUL ignored (config.json, tokenizer.json,
+// generation_config.json, ... all read through load_json_file). Any NUL is an
+// error giving its offset in the file.
+TEST(JsonStrict, NulByteIsRefusedWithItsOffset) {
+  using namespace std::string_literals;
+  EXPECT_EQ(parse_error("{\"n_embd\": 64}\0{\"junk\": "s),
+            "config.json: a NUL byte at offset 14 (JSON text cannot contain one)");
+  EXPECT_NE(parse_error("{\"a\": 1}\0"s).find("at offset 8 "), std::string::npos);  // a NUL alone at the end
+  EXPECT_NE(parse_error("\0{\"a\": 1}"s).find("at offset 0 "), std::string::npos);
+  EXPECT_NE(parse_error("{\"a\": \"x\0y\"}"s).find("at offset 8 "), std::string::npos);  // inside a string
+  // The offset counts from `first_offset` (a safetensors header starts at byte 8 of its file).
+  try {
+    (void)kq::io::parse_json_strict("{} \0"s, "model.safetensors", 8);
+    ADD_FAILURE() << "no error";
+  } catch (const kq::FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.safetensors: a NUL byte at offset 11 "), std::string::npos)
+        << e.what();
+  }
+  // An escaped NUL (\u0000) in a string is valid JSON.
+  EXPECT_EQ(kq::io::parse_json_strict(R"({"a": "x\u0000y"})", "config.json")["a"], "x\0y"s);
+  // Through load_json_file: the message names the file.
+  const auto file = std::filesystem::temp_directory_path() / ("kq_json_nul_" + std::to_string(::getpid()) + ".json");
+  {
+    std::ofstream f(file, std::ios::binary);
+    f << "{\"eos_token_id\": 2}\n" << '\0' << "{\"junk\": ";
+  }
+  try {
+    (void)kq::io::load_json_file(file);
+    ADD_FAILURE() << "no error";
+  } catch (const kq::FormatError& e) {
+    EXPECT_EQ(std::string(e.what()), file.string() + ": a NUL byte at offset 20 (JSON text cannot contain one)");
+  }
+  std::filesystem::remove(file);
 }
 
 // One object with 300,000 members, each an object of its own (the shape of a

@@ -77,7 +77,7 @@ TEST_F(Hostile, MalformedJson) {
                   {"invalid JSON"});
   expect_rejected(raw_safetensors("[1, 2, 3]", ""), {"JSON object"});
   expect_rejected(raw_safetensors("{\"\xff\xfe\":1}", ""), {"invalid JSON"});  // invalid UTF-8
-  expect_rejected(raw_safetensors(std::string("{\0}", 3), ""), {"invalid JSON"});
+  expect_rejected(raw_safetensors(std::string("{\0}", 3), ""), {"a NUL byte at offset 9"});
   expect_rejected(raw_safetensors(std::string(100000, '[') , ""), {"JSON object"});
   // Deep nesting, unterminated and complete: refused (more than kMaxJsonDepth levels), no stack overflow.
   expect_rejected(raw_safetensors("{\"a\":" + std::string(200000, '['), ""), {"nested more than"});
@@ -85,6 +85,20 @@ TEST_F(Hostile, MalformedJson) {
                   {"nested more than"});
   expect_rejected(raw_safetensors("{\"a\":" + std::string(500, '[') + std::string(500, ']') + "}", ""),
                   {"'a'", "not a JSON object"});
+}
+
+// The format pads the header with spaces (0x20); the reference implementation
+// (serde_json) refuses any other trailing byte. A NUL ended nlohmann's parse:
+// NUL padding, or a NUL followed by junk, was accepted unseen.
+TEST_F(Hostile, NulInTheHeaderIsRefusedWithItsFileOffset) {
+  const std::string h = valid_header();
+  expect_rejected(raw_safetensors(h + std::string(6, '\0'), valid_data()),
+                  {fmt::format("a NUL byte at offset {} (JSON text cannot contain one)", 8 + h.size())});
+  expect_rejected(raw_safetensors(h + std::string(1, '\0') + "{\"junk\": ", valid_data()),
+                  {fmt::format("a NUL byte at offset {} ", 8 + h.size())});
+  // Padding with spaces is the format's own: it loads.
+  write_bytes(tmp.path / "ok.safetensors", raw_safetensors(h + std::string(6, ' '), valid_data()));
+  EXPECT_EQ(TensorStore::open_file(tmp.path / "ok.safetensors").names().size(), 2u);
 }
 
 TEST_F(Hostile, NonObjectEntries) {
@@ -372,6 +386,8 @@ TEST_F(HostileDir, BadIndexJson) {
   expect_dir_rejected({index().string(), "duplicate"});
   write_bytes(index(), R"([])");
   expect_dir_rejected({index().string()});
+  write_bytes(index(), std::string(R"({"weight_map":{"a":"s1.safetensors"}})") + '\0' + R"({"junk": )");
+  expect_dir_rejected({index().string(), "a NUL byte at offset 37"});
 }
 
 TEST_F(HostileDir, ShardPathEscapes) {

@@ -202,3 +202,21 @@ TEST(FolderFindings, UnknownModuleModeIsNamedWithTheValidModes) {
     EXPECT_FALSE(has(msg, "mixes")) << msg;
   }
 }
+
+// The 'kq_quantization' metadata of a quantized folder is JSON read with the
+// strict parser: a NUL byte (\u0000 in the header's JSON string) followed by
+// anything used to end nlohmann's parse, so a record naming other modules
+// after the NUL was accepted as the one before it.
+TEST(FolderFindings, KqQuantizationMetadataWithANulByteIsRefused) {
+  TempDir tmp;
+  const std::string module = "transformer.h.0.mlp.c_fc";
+  const fs::path dir = quantized_folder(tmp, "nul", "int8", [](auto&) {});
+  EXPECT_NO_THROW(Model::load(dir));
+  const TensorStore store = TensorStore::open_dir(dir);
+  std::map<std::string, Tensor> t;
+  for (const auto& n : store.names()) t[n] = store.get(n).clone();
+  const std::string record = nlohmann::json{{"mode", "int8"}, {"modules", {{module, "int8"}}}}.dump();
+  write_safetensors(dir / "model.safetensors", t, {{"kq_quantization", record + std::string(1, '\0') + "{junk"}});
+  const std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(dir); });
+  EXPECT_TRUE(has(msg, "safetensors metadata 'kq_quantization' is not valid JSON")) << msg;
+}
