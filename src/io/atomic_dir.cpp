@@ -274,6 +274,12 @@ fs::path AtomicDir::resolve_target(fs::path out) {
   if (fs::is_symlink(link)) {
     const fs::path to = fs::read_symlink(out, ec);
     const fs::file_status st = fs::status(out, ec);
+    if (ec == std::errc::too_many_symbolic_link_levels)  // ELOOP: not "does not exist"
+      raise<InvalidArgument>("{}: is a symbolic link loop (a link to '{}': {}); fix or remove the link", out.string(),
+                             to.string(), ec.message());
+    if (!fs::exists(st) && ec)
+      raise<InvalidArgument>("{}: is a symbolic link to '{}', which cannot be reached ({})", out.string(),
+                             to.string(), ec.message());
     if (!fs::exists(st))
       raise<InvalidArgument>("{}: is a symbolic link to '{}', which does not exist (give the folder itself)",
                              out.string(), to.string());

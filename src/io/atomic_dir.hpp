@@ -55,7 +55,8 @@ class AtomicDir {
   /// (fs::canonical), so that the new folder replaces the link's target and
   /// the link stays. Throws InvalidArgument naming `out` when it is empty,
   /// "." or ".."; exists and is not a folder; or is a symbolic link to
-  /// something that does not exist or is not a folder (naming the link's target).
+  /// something that does not exist, cannot be reached (a loop: said so) or is
+  /// not a folder (naming the link's target).
   static std::filesystem::path resolve_target(std::filesystem::path out);
   bool committed() const { return committed_; }
 

@@ -14,8 +14,12 @@ std::optional<std::string> why_not_regular_file(const std::filesystem::path& fil
   switch (st.type()) {
     case fs::file_type::regular:
       return std::nullopt;
-    case fs::file_type::not_found:
+    case fs::file_type::not_found: {
+      std::error_code link_ec;
+      if (fs::is_symlink(fs::symlink_status(file, link_ec)))  // dangling: the link itself is there
+        return "is a symbolic link to '" + fs::read_symlink(file, link_ec).string() + "', which does not exist";
       return std::string("not found");
+    }
     case fs::file_type::directory:
       return std::string("is a directory, not a file");
     case fs::file_type::character:
@@ -28,6 +32,12 @@ std::optional<std::string> why_not_regular_file(const std::filesystem::path& fil
       return std::string("is a socket, not a regular file");
     default:
       break;
+  }
+  if (ec == std::errc::too_many_symbolic_link_levels) {  // ELOOP: the file itself, or a folder on the way
+    std::error_code link_ec;
+    const fs::file_status link = fs::symlink_status(file, link_ec);
+    if (!link_ec && fs::is_symlink(link)) return "is a symbolic link loop (" + ec.message() + ")";
+    return "cannot be accessed: a folder on the way is a symbolic link loop (" + ec.message() + ")";
   }
   if (ec) return "cannot be accessed (" + ec.message() + ")";
   return std::string("is not a regular file");

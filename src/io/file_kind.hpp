@@ -10,10 +10,13 @@ namespace kq::io {
 
 /// nullopt when `file` is a regular file (symbolic links followed); otherwise
 /// why it cannot be read as one, as a phrase to put after the quoted name:
-/// "not found", "is a directory, not a file", "is a character device, not a
+/// "not found", "is a symbolic link to 'x', which does not exist", "is a
+/// symbolic link loop (<system message>)" (also said of a folder on the way),
+/// "is a directory, not a file", "is a character device, not a
 /// regular file" (also: block device, FIFO (named pipe), socket), or "cannot
 /// be accessed (<system message>)" (e.g. a folder on the way without
-/// permission). Only stat(2) is used: nothing is opened. Never throws.
+/// permission). Only stat(2) and readlink(2) are used: nothing is opened.
+/// Never throws (except std::bad_alloc).
 std::optional<std::string> why_not_regular_file(const std::filesystem::path& file);
 
 /// nullopt when `dir` is an existing folder (symbolic links followed; an

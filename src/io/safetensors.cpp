@@ -287,10 +287,17 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   if (!fs::is_directory(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
   const fs::path index = dir / "model.safetensors.index.json";
   const fs::path single = dir / "model.safetensors";
+  // Anything at `p`, even a symbolic link leading nowhere (dangling, a loop)
+  // or a file that cannot be stat()ed: it is read, and the reading says what
+  // is wrong with it (fs::exists said false: "no model.safetensors ...").
+  const auto present = [](const fs::path& p) {
+    std::error_code link_ec;
+    return fs::symlink_status(p, link_ec).type() != fs::file_type::not_found;
+  };
   // model.safetensors first, as Hugging Face transformers loads it: a folder
   // holding both reads the single file, not the shards.
-  if (fs::exists(single, ec)) return open_file(single);
-  if (!fs::exists(index, ec)) {
+  if (present(single)) return open_file(single);
+  if (!present(index)) {
     // A PyTorch-pickle checkpoint is the common case: say how to convert it
     // (kq never unpickles: a pickle can run code).
     for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"})

@@ -88,6 +88,17 @@ TEST(FreshUserRound11, RefusedJsonLeavesTheInputFoldersAlone) {
   EXPECT_EQ(fs::last_write_time(text.parent_path()), t_time);
 }
 
+// --json /dev/stdout through a pipe said "cannot create a file in folder
+// '/proc/self/fd'"; through a redirect it replaced the shell's file.
+TEST(FreshUserRound11, JsonToAStreamPointsToTheDash) {
+  for (const char* stream : {"/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/1"}) {
+    const CliResult r = run_kq({"eval", "-m", demo_model().string(), "-t", "README.md", "--json", stream});
+    EXPECT_EQ(r.status, 1) << stream << ": " << r.err;
+    EXPECT_TRUE(has(r.err, std::string("--json: '") + stream + "' is a stream, not a file; give --json - for standard output"))
+        << r.err;
+  }
+}
+
 TEST(FreshUserRound11, IgnoredOrContradictoryOptionsAreSaid) {
   const std::string m = demo_model().string();
   // An empty --model is a usage error in generate too, as in every other command.

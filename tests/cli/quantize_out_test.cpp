@@ -60,3 +60,15 @@ TEST(CliQuantizeOut, SymbolicLinkIsNamedAndALinkToAFolderIsFollowed) {
   EXPECT_TRUE(has(bad.err, "is a symbolic link to '")) << bad.err;
   EXPECT_FALSE(has(bad.err, "is not a folder\n") && !has(bad.err, "symbolic link")) << bad.err;
 }
+
+// Fresh-user finding: an --out that is a symbolic link to itself was "a
+// symbolic link to 'selfloop', which does not exist"; it is named as a loop.
+TEST(CliQuantizeOut, SymbolicLinkLoopIsNamedAsOne) {
+  TempDir tmp;
+  const fs::path loop = tmp.path / "selfloop";
+  fs::create_symlink("selfloop", loop);
+  const auto r = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8", "-o", loop.string()});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: --out " + loop.string() + ": is a symbolic link loop")) << r.err;
+  EXPECT_FALSE(has(r.err, "does not exist")) << r.err;
+}

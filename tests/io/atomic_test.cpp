@@ -159,6 +159,19 @@ TEST(AtomicDir, RejectsFileTargetAndMissingParent) {
   testing::expect_throw_with<Error>([&] { io::AtomicDir d(deep); }, {deep.string()});
 }
 
+// Fresh-user finding: --out a symbolic link to itself was "a symbolic link to
+// 'selfloop', which does not exist"; it is named as a loop, and nothing is created.
+TEST(AtomicDir, SymbolicLinkLoopIsNamedAsALoop) {
+  TempDir tmp;
+  const fs::path loop = tmp.path / "selfloop";
+  fs::create_symlink("selfloop", loop);
+  const std::string msg = testing::expect_throw_with<InvalidArgument>(
+      [&] { io::AtomicDir d(loop); },
+      {loop.string() + ": is a symbolic link loop (a link to 'selfloop': Too many levels of symbolic links)"});
+  EXPECT_EQ(msg.find("does not exist"), std::string::npos) << msg;
+  EXPECT_EQ(entries(tmp.path), 1u);
+}
+
 // An output whose folder is a regular file: the message names that file as
 // "not a directory" (not a temporary name, not errno's "Not a directory" alone).
 TEST(AtomicFile, FolderThatIsAFileIsNamed) {

@@ -71,3 +71,22 @@ TEST(FileKind, OutputFolderNamesTheFileOnTheWay) {
   // A relative path is named as given.
   EXPECT_EQ(why_not_folder("kq-no-such-folder/b"), "folder 'kq-no-such-folder/b' does not exist");
 }
+
+// Fresh-user finding: a symbolic link loop was "cannot be accessed (Too many
+// levels of symbolic links)", or (model.safetensors, --out) taken for a
+// missing file; a dangling link was "not found" though `ls` shows it.
+TEST(FileKind, LinkLoopsAndDanglingLinksAreNamedAsSuch) {
+  kq::testing::TempDir tmp;
+  const fs::path self = tmp.path / "self.json", a = tmp.path / "a", b = tmp.path / "b";
+  fs::create_symlink("self.json", self);
+  fs::create_symlink("b", a);
+  fs::create_symlink("a", b);
+  EXPECT_EQ(why_not_regular_file(self), "is a symbolic link loop (Too many levels of symbolic links)");
+  EXPECT_EQ(why_not_regular_file(a), "is a symbolic link loop (Too many levels of symbolic links)");
+  EXPECT_EQ(why_not_regular_file(a / "config.json"),
+            "cannot be accessed: a folder on the way is a symbolic link loop (Too many levels of symbolic links)");
+  EXPECT_EQ(read_error(self), self.string() + ": is a symbolic link loop (Too many levels of symbolic links)");
+  const fs::path dangling = tmp.path / "dangling.json";
+  fs::create_symlink("gone.json", dangling);
+  EXPECT_EQ(why_not_regular_file(dangling), "is a symbolic link to 'gone.json', which does not exist");
+}

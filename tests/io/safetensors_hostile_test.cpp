@@ -318,6 +318,21 @@ TEST_F(HostileDir, NoModelFiles) {
   expect_throw_with<FormatError>([&] { TensorStore::open_dir(nodir); }, {nodir.string()});
 }
 
+// Fresh-user finding: a model.safetensors (or index) that is a symbolic link
+// loop, or a dangling link, was taken for an absent file: "no
+// model.safetensors or model.safetensors.index.json in the folder".
+TEST_F(HostileDir, WeightsFileThatIsABrokenLinkIsNamedNotMissing) {
+  const fs::path single = tmp.path / "model.safetensors";
+  fs::create_symlink("model.safetensors", single);
+  expect_dir_rejected({single.string() + ": is a symbolic link loop (Too many levels of symbolic links)"});
+  fs::remove(single);
+  fs::create_symlink("gone.safetensors", single);
+  expect_dir_rejected({single.string() + ": is a symbolic link to 'gone.safetensors', which does not exist"});
+  fs::remove(single);
+  fs::create_symlink("model.safetensors.index.json", index());
+  expect_dir_rejected({index().string() + ": is a symbolic link loop"});
+}
+
 // A folder with only a PyTorch pickle checkpoint: the error says how to convert it.
 TEST_F(HostileDir, PickleOnlyFolderSaysHowToConvert) {
   write_bytes(tmp.path / "pytorch_model.bin", "PK\x03\x04 not read");

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "io/atomic_file.hpp"
@@ -28,6 +29,11 @@ inline void check_output_file(const char* option, const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path given(path);
+  // /dev/stdout and the like name a stream, not a file kq can replace atomically
+  // (through a pipe there is no folder to write in; through a redirect the shell's file would be replaced).
+  for (const char* stream : {"/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/fd/", "/proc/self/fd/"})
+    if (path == stream || (std::string_view(stream).ends_with('/') && path.starts_with(stream)))
+      raise<InvalidArgument>("{}: '{}' is a stream, not a file; give {} - for standard output", option, path, option);
   if (fs::is_directory(given, ec)) raise<InvalidArgument>("{}: '{}' is a folder, not a file", option, path);
   fs::path p;  // where the file will be written (through symbolic links; never over a device or FIFO)
   try {
