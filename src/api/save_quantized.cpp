@@ -66,26 +66,35 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
   if (::access(parent.c_str(), W_OK | X_OK) != 0)
     raise<InvalidArgument>("--out '{}': cannot create it in '{}' ({})", out.string(), parent.string(),
                            std::strerror(errno));
-  if (fs::exists(fs::symlink_status(out, ec)) && !fs::is_directory(out, ec))
+  // `out` itself: a stat error other than "not there" (ENAMETOOLONG for a name
+  // longer than the file system allows, EACCES) is named here; the throwing
+  // std::filesystem calls below would end in "internal error: filesystem error".
+  const fs::file_status out_link = fs::symlink_status(out, ec);
+  if (ec && out_link.type() != fs::file_type::not_found)
+    raise<InvalidArgument>("--out '{}': cannot be accessed ({})", out.string(), ec.message());
+  if (fs::exists(out_link) && !fs::is_directory(out, ec))
     raise<InvalidArgument>("--out '{}' exists and is not a folder", out.string());
   if (!overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec))
     raise<InvalidArgument>("--out '{}': folder exists and is not empty (use --overwrite to replace it)",
                            out.string());
   if (src.empty()) return;
-  if (fs::exists(out, ec) && fs::exists(src, ec) && fs::equivalent(out, src))
+  if (fs::exists(out, ec) && fs::exists(src, ec) && fs::equivalent(out, src, ec))
     raise<InvalidArgument>("--out '{}' is the source model folder; choose another folder", out.string());
   // Never replace a folder that holds the source, nor one that is not a model folder.
-  const fs::path out_abs = fs::weakly_canonical(out), src_abs = fs::weakly_canonical(src);
+  const fs::path out_abs = fs::weakly_canonical(out, ec);
+  if (ec) raise<InvalidArgument>("--out '{}': cannot be resolved ({})", out.string(), ec.message());
+  std::error_code src_ec;  // a source that cannot be resolved is named by the model load
+  const fs::path src_abs = fs::weakly_canonical(src, src_ec);
   const auto [mismatch, unused] = std::mismatch(out_abs.begin(), out_abs.end(), src_abs.begin(), src_abs.end());
   (void)unused;
-  if (mismatch == out_abs.end())
+  if (!src_ec && mismatch == out_abs.end())
     raise<InvalidArgument>("--out '{}' contains the source model folder '{}'; choose another folder", out.string(),
                            src.string());
-  if (overwrite && fs::is_directory(out) && !fs::is_empty(out)) {
+  if (overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec)) {
     // Only a folder this function wrote may be replaced: config.json with a kq
     // quantization_config, and no file it would not write (so an original model
     // folder, or one holding other work, is never deleted).
-    if (!fs::exists(out / "config.json"))
+    if (!fs::exists(out / "config.json", ec))
       raise<InvalidArgument>("--out '{}' exists and is not a model folder (no config.json); refusing to replace it",
                              out.string());
     bool kq_folder = false;

@@ -61,6 +61,18 @@ TEST(CliQuantizeOut, SymbolicLinkIsNamedAndALinkToAFolderIsFollowed) {
   EXPECT_FALSE(has(bad.err, "is not a folder\n") && !has(bad.err, "symbolic link")) << bad.err;
 }
 
+// Fresh-user finding: an --out name longer than the file system allows (255
+// bytes) ended in "kq: internal error: filesystem error: status: File name too
+// long" (exit 70); it is exit 1 naming --out, as for --json, --text and -o LONG/sub.
+TEST(CliQuantizeOut, NameTooLongIsNamedWithTheOption) {
+  TempDir tmp;
+  const std::string long_name = (tmp.path / std::string(300, 'x')).string();
+  const auto r = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8", "-o", long_name});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: --out '" + long_name + "': cannot be accessed (File name too long)")) << r.err;
+  EXPECT_FALSE(has(r.err, "internal error")) << r.err;
+}
+
 // Fresh-user finding: an --out that is a symbolic link to itself was "a
 // symbolic link to 'selfloop', which does not exist"; it is named as a loop.
 TEST(CliQuantizeOut, SymbolicLinkLoopIsNamedAsOne) {
