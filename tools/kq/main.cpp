@@ -129,8 +129,7 @@ bool stdout_ok(int err = 0) {
   if (std::fflush(stdout) != 0 && errno != 0 && err == 0) err = errno;
   std::cout.flush();  // (synced with stdio: already flushed above)
   if (!std::ferror(stdout) && !std::cout.fail() && err == 0) return true;
-  kq::cli::print_diag("kq: error writing to standard output: {}\n",
-             err ? std::strerror(err) : "a write failed");
+  kq::cli::print_diag("kq: error writing to standard output: {}\n", err ? std::strerror(err) : "a write failed");
   return false;
 }
 
@@ -198,7 +197,7 @@ int main(int argc, char** argv) {
     }
     if (!known) {
       kq::cli::print_diag("kq: error: unknown command '{}' (commands: {}; see 'kq --help')\n", word,
-                 fmt::join(names, ", "));
+                          fmt::join(names, ", "));
       return kUsageError;
     }
     if (const auto unknown = unknown_long_option(*app.get_subcommand(word), argc, argv)) {
