@@ -275,10 +275,13 @@ __device__ __forceinline__ void run_codes(const uint4& q, int s, uint32_t (&u)[4
 /// per warp), and the lanes t = 2h, 2h + 1 swap halves with one shuffle per
 /// pair of steps, so that every lane stores whole 16-byte runs of 8 BF16
 /// (k = 128 tile + 16 s + 8 h + 0..7). `warps` = N · segs; `vec`: out 16-byte
-/// aligned and ldo % 8 == 0. (A resident grid whose warps keep the next
-/// item's loads in flight measured no faster: 41-42 vs 39-41 us.)
+/// aligned and ldo % 8 == 0. Occupancy decides its speed: at most 40
+/// registers (6 blocks of 8 warps per SM) with two steps' values live at a
+/// time; all eight at once took 48-70 registers and was slower than the old
+/// 8-byte-store kernel for INT4 with zero points. (A resident grid whose warps
+/// keep the next item's loads in flight measured no faster.)
 template <Dq kDq>
-__global__ void __launch_bounds__(256) w4_dequant_kernel(const __grid_constant__ W4GemmParams p,
+__global__ void __launch_bounds__(256, 6) w4_dequant_kernel(const __grid_constant__ W4GemmParams p,
                                                          uint16_t* __restrict__ out, int64_t ldo, bool vec,
                                                          int segs, int64_t warps, int k_tiles) {
   __shared__ float cb[16];  // indexed by code: from shared memory, not the parameter space
@@ -296,10 +299,10 @@ __global__ void __launch_bounds__(256) w4_dequant_kernel(const __grid_constant__
     const uint4 q = have ? ld_stream16(p.codes + n * p.ldq + int64_t(kt) * 64 + 16 * t) : make_uint4(0, 0, 0, 0);
     const uint16_t* srow = p.scales + n * p.lds;
     const uint16_t* zrow = kDq == Dq::Int4Asym ? p.zeros + n * p.lds : nullptr;
-    uint2 piece[8];  // k = 128 kt + 16 s + 4 t + (0..3) as BF16
+    // Step s's 4 values (k = 128 kt + 16 s + 4 t + 0..3) as BF16, for s = 0, 1, ..., 7 in order (the
+    // scale and zero point are reloaded at each block's first step).
     float scale = 0.0f, zero = 0.0f;
-#pragma unroll
-    for (int s = 0; s < 8; ++s) {
+    const auto piece_of = [&](int s) {
       const int k = kt * 128 + 16 * s + 4 * t;
       if (have && (s & (sps - 1)) == 0) {
         const int64_t blk = int64_t(kt * 128 + 16 * s) >> p.block_shift;
@@ -320,19 +323,20 @@ __global__ void __launch_bounds__(256) w4_dequant_kernel(const __grid_constant__
           for (int e = 0; e < 4; ++e) v[e] *= k + e < p.K ? __ldg(p.x_scale + k + e) : 0.0f;
         }
       }
-      piece[s] = make_uint2(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]));
-    }
-    // Lane t = 2h stores run (s = 2j, h), lane 2h + 1 run (2j + 1, h); each gets the other half from its partner.
+      return make_uint2(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]));
+    };
+    // Lane t = 2h stores run (s = 2j, h), lane 2h + 1 run (2j + 1, h); each gets the other half from its
+    // partner. Two steps at a time: few registers, so many warps per SM keep loads in flight.
     const bool odd = t & 1;
     uint16_t* orow = out + n * ldo;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const uint2 send = odd ? piece[2 * j] : piece[2 * j + 1];
+      const uint2 p0 = piece_of(2 * j), p1 = piece_of(2 * j + 1);
+      const uint2 send = odd ? p0 : p1;
       uint2 recv;
       recv.x = __shfl_xor_sync(0xFFFFFFFFu, send.x, 1);
       recv.y = __shfl_xor_sync(0xFFFFFFFFu, send.y, 1);
-      const uint4 run = odd ? make_uint4(recv.x, recv.y, piece[2 * j + 1].x, piece[2 * j + 1].y)
-                            : make_uint4(piece[2 * j].x, piece[2 * j].y, recv.x, recv.y);
+      const uint4 run = odd ? make_uint4(recv.x, recv.y, p1.x, p1.y) : make_uint4(p0.x, p0.y, recv.x, recv.y);
       const int k0 = kt * 128 + 16 * (2 * j + int(odd)) + 8 * (t >> 1);
       if (vec && k0 + 8 <= p.K) {
         *reinterpret_cast<uint4*>(orow + k0) = run;
@@ -387,16 +391,15 @@ void w4_dequantize_launch(const W4Weight& w, uint16_t* out, int64_t ldo, cudaStr
   const int threads = 256;
   // One warp per item (the loop in the kernel only serves grids past 2^20 blocks).
   const int64_t blocks = std::min<int64_t>((warps + threads / 32 - 1) / (threads / 32), int64_t(1) << 20);
+  const unsigned g = unsigned(blocks);
   switch (w.format) {
     case W4Format::INT4:
-      w4_dequant_kernel<Dq::Int4Sym><<<unsigned(blocks), threads, 0, stream>>>(p, out, ldo, vec, segs, warps, k_tiles);
+      w4_dequant_kernel<Dq::Int4Sym><<<g, threads, 0, stream>>>(p, out, ldo, vec, segs, warps, k_tiles);
       break;
     case W4Format::INT4Asym:
-      w4_dequant_kernel<Dq::Int4Asym><<<unsigned(blocks), threads, 0, stream>>>(p, out, ldo, vec, segs, warps, k_tiles);
+      w4_dequant_kernel<Dq::Int4Asym><<<g, threads, 0, stream>>>(p, out, ldo, vec, segs, warps, k_tiles);
       break;
-    default:
-      w4_dequant_kernel<Dq::Lut><<<unsigned(blocks), threads, 0, stream>>>(p, out, ldo, vec, segs, warps, k_tiles);
-      break;
+    default: w4_dequant_kernel<Dq::Lut><<<g, threads, 0, stream>>>(p, out, ldo, vec, segs, warps, k_tiles); break;
   }
   KQ_CUDA_CHECK_LAUNCH();
 }
