@@ -111,6 +111,11 @@ TEST(FreshUserRound11, IgnoredOrContradictoryOptionsAreSaid) {
     EXPECT_EQ(r.status, 2) << opt << ": " << r.err;
     EXPECT_TRUE(has(r.err, std::string(opt) + " excludes --no-latency")) << r.err;
   }
+  // An option where a mode name is required: said so, not "unknown quantization mode" and the list.
+  r = run_kq({"bench", "--modes", "--no-latency"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "--modes: expected a mode name, got the option '--no-latency'")) << r.err;
+  EXPECT_FALSE(has(r.err, "valid modes")) << r.err;
   // --quantize-lm-head with a --keep that keeps the lm_head: warned.
   TempDir tmp;
   r = run_kq({"quantize", "-m", m, "--mode", "int8", "-o", (tmp.path / "q").string(), "--quantize-lm-head", "--keep",

@@ -33,6 +33,9 @@ inline std::string adaptive_modes_for_list() {
 inline CLI::Validator quant_mode() {
   return CLI::Validator(
       [](std::string& value) -> std::string {
+        // `--modes --no-latency`: CLI11 gives the option to --modes as its required value.
+        if (value.starts_with("--"))
+          return "expected a mode name, got the option '" + value + "'";
         try {
           if (is_adaptive_mode(value))  // adaptive, adaptive-r85, ... (kq/adaptive.hpp)
             return adaptive_target_beyond_limit(parse_adaptive_mode(value), "mode '" + shown_mode(value) + "'");
