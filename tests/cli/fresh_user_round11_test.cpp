@@ -60,6 +60,10 @@ TEST(FreshUserRound11, MistypedOptionIsNamedBeforeMissingRequiredOnes) {
   r = run_kq({"generate", "--help-all"});
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_TRUE(has(r.err, "unknown option --help-all")) << r.err;
+  // A short option the command does not have (CLI11 said "not expected: 5 -n", reversed).
+  r = run_kq({"eval", "-m", demo_model().string(), "-t", "README.md", "-n", "5"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "unknown option -n for 'kq eval'")) << r.err;
   // Nothing close: no suggestion. After "--" nothing is an option.
   r = run_kq({"bench", "--zzzzzzzz"});
   EXPECT_EQ(r.status, 2) << r.err;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -64,9 +65,9 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-/// The first "--name" (or "--name=value") among the arguments after the
-/// command word that `cmd` has no option for, with the closest option name
-/// when one is near ("unknown option --modle (did you mean --model?)").
+/// The first "--name" (or "--name=value") or "-x" among the arguments after
+/// the command word that `cmd` has no option for, with the closest option
+/// name when one is near ("unknown option --modle (did you mean --model?)").
 /// CLI11 checks required options before it reports unknown ones, so a
 /// mistyped --model read "--model is required". Arguments after "--" are not
 /// options.
@@ -74,6 +75,11 @@ std::optional<std::string> unknown_long_option(const CLI::App& cmd, int argc, ch
   for (int i = 2; i < argc; ++i) {
     const std::string_view a(argv[i]);
     if (a == "--") return std::nullopt;
+    // A short option: exactly "-x" with x a letter (not a negative number such as "-1").
+    if (a.size() == 2 && a[0] == '-' && std::isalpha(static_cast<unsigned char>(a[1]))) {
+      if (cmd.get_option_no_throw(std::string(a))) continue;
+      return fmt::format("unknown option {} for 'kq {}'", a, cmd.get_name());
+    }
     if (!a.starts_with("--") || a.size() < 3) continue;
     const std::string name(a.substr(0, a.find('=')));
     if (cmd.get_option_no_throw(name)) continue;
