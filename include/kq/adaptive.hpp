@@ -155,8 +155,9 @@ struct AllocationChoice {
 /// miss the optimum by less than one upgrade's gain). Deterministic: ties go
 /// to fewer bytes, then to the lower option index of the earlier layer.
 /// Throws InvalidArgument for a layer without options, a negative or
-/// non-finite loss, or a budget below Σ of each layer's smallest option
-/// (naming both byte counts). *exact (when given) says whether the result is
+/// non-finite loss, byte counts whose sum over the layers overflows size_t,
+/// or a budget below Σ of each layer's smallest option (naming both byte
+/// counts). *exact (when given) says whether the result is
 /// the exact one (false: the greedy was used).
 std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoice>>& layers,
                                     size_t budget_bytes, size_t max_exact_states = kMaxExactKnapsackStates,

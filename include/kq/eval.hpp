@@ -97,7 +97,9 @@ class Sampler {
   /// Throws InvalidArgument for temperature < 0 or non-finite, top_k < 0, or
   /// top_p outside (0, 1].
   explicit Sampler(const SamplingParams& params);
-  /// The next token id for logits F32 [vocab]. Throws InvalidArgument for empty logits.
+  /// The next token id for logits F32 [vocab]. A -inf logit masks its token
+  /// (never sampled). Throws InvalidArgument for empty logits or every logit
+  /// -inf, Error for a NaN or +inf logit (the model overflowed), naming the token.
   int32_t sample(std::span<const float> logits);
   const SamplingParams& params() const { return params_; }
 

@@ -29,18 +29,25 @@ enum class ParamKind;
 /// keys and values each [num_kv_heads, capacity, head_dim] (after RoPE for
 /// Llama): F32 host memory for a model on the CPU, BF16 device memory for a
 /// model on CUDA (device() tells). Create one with Model::make_cache(); one
-/// cache per sequence. Movable.
+/// cache per sequence. Movable: a moved-from cache is empty (capacity 0; a
+/// forward with it throws InvalidArgument). Copyable (a copy of a device cache
+/// shares its device memory).
 class KVCache {
  public:
   KVCache() = default;
   /// A host (CPU, F32) cache for up to `capacity` tokens, holding none.
-  /// Throws InvalidArgument for non-positive sizes.
+  /// Throws InvalidArgument for non-positive sizes or an element count past
+  /// 2^56, std::bad_alloc when the host memory is not there.
   KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity);
   /// For model backends: a cache whose BF16 keys/values live in `device_storage`
   /// (at least 2·num_layers·num_kv_heads·capacity·head_dim·2 bytes of device
   /// memory on `device`). Throws InvalidArgument for non-positive sizes or null storage.
   KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity, Device device,
           std::shared_ptr<void> device_storage);
+  KVCache(KVCache&& other) noexcept;
+  KVCache& operator=(KVCache&& other) noexcept;
+  KVCache(const KVCache&) = default;
+  KVCache& operator=(const KVCache&) = default;
 
   /// Tokens held (= the position of the next token).
   int64_t size() const { return size_; }

@@ -136,7 +136,9 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 /// Writing is atomic (a staging folder renamed into place: a crash or a full
 /// disk never leaves a half-written folder that looks valid). Reloading with
 /// Model::load gives bit-identical tensors.
-/// Throws InvalidArgument if the model has no source folder (random weights) or
+/// Throws InvalidArgument if the model has no source folder (random weights),
+/// no layer is quantized, a quantized layer's format is not options.spec
+/// (without layer_specs: pass the options the model was quantized with), or
 /// `out` exists and is not empty without `overwrite`; FormatError for a side
 /// file that check_quantized_side_files refuses (before anything is written);
 /// Error on I/O failure.

@@ -150,7 +150,7 @@ double max_ppl_increase_pct(const QuantSpec& spec);
 
 /// Exact bytes a weight [N, K] occupies in `spec` (codes, scales, zero points,
 /// double-quant codes/scales/mean, AWQ's F32 [K] input scales), bias excluded. Throws InvalidArgument for
-/// an invalid spec or negative sizes.
+/// an invalid spec, sizes below 1 or more than 2^56 elements.
 size_t quantized_weight_bytes(const QuantSpec& spec, int64_t N, int64_t K);
 
 /// 8 · quantized_weight_bytes / (N · K): bits per real weight element

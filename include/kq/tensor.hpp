@@ -61,7 +61,8 @@ class MappedFile final : public Storage {
 /// Tensor shape, outermost dimension first.
 using Shape = std::vector<int64_t>;
 
-/// Number of elements of a shape (1 for a scalar shape {}).
+/// Number of elements of a shape (1 for a scalar shape {}). Throws
+/// InvalidArgument when the product overflows int64.
 int64_t shape_numel(const Shape& s);
 
 /// "[2, 3, 4]"
@@ -101,9 +102,10 @@ class Tensor {
   Tensor reshaped(Shape shape) const;
   /// Rows [begin, end) of dimension 0, sharing storage.
   Tensor slice_rows(int64_t begin, int64_t end) const;
-  /// Deep copy into heap storage.
+  /// Deep copy into heap storage. Throws InvalidArgument for an undefined tensor.
   Tensor clone() const;
-  /// Heap copy converted to F32 (F32, F16, BF16, F64 sources). Throws InvalidArgument otherwise.
+  /// Heap copy converted to F32 (F32, F16, BF16, F64 sources). Throws InvalidArgument otherwise
+  /// (other dtypes, an undefined tensor).
   Tensor to_f32() const;
   /// 2-D transpose into a new heap tensor: [a, b] -> [b, a]. Any dtype.
   Tensor transposed() const;

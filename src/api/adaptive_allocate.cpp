@@ -85,7 +85,18 @@ std::vector<int> allocate_precision(const Layers& layers, size_t budget_bytes, s
   // min_rest[i]: the fewest bytes layers i.. can take.
   std::vector<size_t> min_rest(layers.size() + 1, 0);
   for (size_t i = layers.size(); i-- > 0;)
-    min_rest[i] = min_rest[i + 1] + layers[i][size_t(smallest[i])].bytes;
+    if (__builtin_add_overflow(min_rest[i + 1], layers[i][size_t(smallest[i])].bytes, &min_rest[i]))
+      raise<InvalidArgument>("allocate_precision: the layers' smallest options add up to more than {} bytes",
+                             std::numeric_limits<size_t>::max());
+  // Every sum of chosen bytes must fit size_t too (the states add them up).
+  size_t largest = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    size_t m = 0;
+    for (const AllocationChoice& o : layers[i]) m = std::max(m, o.bytes);
+    if (__builtin_add_overflow(largest, m, &largest))
+      raise<InvalidArgument>("allocate_precision: the layers' largest options add up to more than {} bytes",
+                             std::numeric_limits<size_t>::max());
+  }
   if (min_rest[0] > budget_bytes)
     raise<InvalidArgument>(
         "allocate_precision: the budget of {} bytes is below {} bytes, what every layer at its smallest "

@@ -81,12 +81,12 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
         "latency: the model's context of {} positions leaves no room for a prompt and a decoded token",
         max_positions);
   LatencyOptions r = o;
-  if (r.prompt_tokens + r.decode_tokens <= max_positions) return r;
+  if (r.prompt_tokens <= max_positions - r.decode_tokens) return r;  // (no overflow: both are positive)
   const std::string limit = fmt::format("the model's context of {} positions", max_positions);
   if (!o.fit_prompt_tokens && !o.fit_decode_tokens)
     raise<InvalidArgument>(
-        "--prompt-tokens {} + --decode-tokens {} = {} tokens do not fit {}; give at most {} in all",
-        o.prompt_tokens, o.decode_tokens, o.prompt_tokens + o.decode_tokens, limit, max_positions);
+        "--prompt-tokens {} + --decode-tokens {} do not fit {}; give at most {} in all", o.prompt_tokens,
+        o.decode_tokens, limit, max_positions);
   if (!o.fit_prompt_tokens && o.prompt_tokens >= max_positions)
     raise<InvalidArgument>(
         "--prompt-tokens {} does not fit {} with at least one decoded token; give at most {}",
@@ -117,6 +117,8 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
 std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, std::span<const int32_t> prompt,
                                            const LatencyOptions& options) {
   if (models.empty()) raise<InvalidArgument>("measure_latency: no model given");
+  for (size_t i = 0; i < models.size(); ++i)
+    if (!models[i]) raise<InvalidArgument>("measure_latency: models[{}] is null", i);
   if (prompt.empty()) raise<InvalidArgument>("measure_latency: empty prompt");
   int64_t max_pos = models[0]->config().max_positions;
   for (Model* m : models) max_pos = std::min(max_pos, m->config().max_positions);

@@ -189,6 +189,15 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   }
   if (modules.empty())
     raise<InvalidArgument>("no layer of the model is quantized (every layer matched --keep?); nothing to save");
+  // config.json says one mode for the folder (unless per-layer specs mix them), and the loader holds every
+  // module to it: options that do not describe the model would write a folder that does not load.
+  if (options.layer_specs.empty())
+    for (const auto& [name, mode] : modules.items())
+      if (mode.get<std::string>() != options.spec.name())
+        raise<InvalidArgument>(
+            "save_quantized_model: layer '{}' is {} but the options say {}; pass the QuantizeOptions the model was "
+            "quantized with",
+            name, mode.get<std::string>(), options.spec.name());
 
   for (const std::string& name : store.names()) {
     bool superseded = false;

@@ -12,7 +12,9 @@ namespace kq {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    if (__builtin_mul_overflow(n, d, &n))
+      raise<InvalidArgument>("shape {} overflows int64", shape_str(s));
   return n;
 }
 
@@ -95,12 +97,14 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
 }
 
 Tensor Tensor::clone() const {
+  if (!defined()) raise<InvalidArgument>("clone() of an undefined (default-constructed) tensor");
   Tensor t = empty(dtype_, shape_);
   if (nbytes()) std::memcpy(t.raw_mut(), raw(), nbytes());
   return t;
 }
 
 Tensor Tensor::to_f32() const {
+  if (!defined()) raise<InvalidArgument>("to_f32() of an undefined (default-constructed) tensor");
   Tensor t = empty(DType::F32, shape_);
   convert_to_f32(dtype_, raw(), t.mutable_data<float>(), size_t(numel()));
   return t;

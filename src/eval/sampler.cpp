@@ -20,11 +20,17 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 int32_t Sampler::sample(std::span<const float> logits) {
   const int64_t n = int64_t(logits.size());
   if (n == 0) raise<InvalidArgument>("Sampler::sample: empty logits");
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(logits[size_t(i)]))
-      raise<Error>("generate: the model produced a non-finite logit (token {}): its weights or activations "
+  // -inf is a masked token (probability 0); NaN or +inf means the model overflowed.
+  bool any = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = logits[size_t(i)];
+    if (std::isnan(v) || v == INFINITY)
+      raise<Error>("generate: the model produced a non-finite logit (token {}: {}): its weights or activations "
                    "overflow (damaged or out-of-range weights?)",
-                   i);
+                   i, v);
+    any = any || v != -INFINITY;
+  }
+  if (!any) raise<InvalidArgument>("Sampler::sample: every one of the {} logits is -inf (every token masked)", n);
   if (params_.temperature == 0.0f || params_.top_k == 1) return int32_t(cpu::argmax(logits.data(), n));
 
   // Candidates sorted by logit, descending (only the top k when top_k > 0).

@@ -1,3 +1,5 @@
+#include <utility>
+
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 
@@ -9,8 +11,42 @@ void check_sizes(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int
     raise<InvalidArgument>(
         "KVCache: sizes must be positive (layers {}, kv heads {}, head_dim {}, capacity {})", num_layers,
         num_kv_heads, head_dim, capacity);
+  // Keys and values: 2 · layers · kv heads · capacity · head_dim elements, which must not overflow.
+  int64_t n = 2;
+  for (const int64_t f : {num_layers, num_kv_heads, capacity, head_dim})
+    if (__builtin_mul_overflow(n, f, &n) || n > int64_t(1) << 56)
+      raise<InvalidArgument>(
+          "KVCache: 2 x {} layers x {} kv heads x {} positions x head_dim {} elements is too many", num_layers,
+          num_kv_heads, capacity, head_dim);
 }
 }  // namespace
+
+KVCache::KVCache(KVCache&& o) noexcept
+    : num_layers_(std::exchange(o.num_layers_, 0)),
+      num_kv_heads_(std::exchange(o.num_kv_heads_, 0)),
+      head_dim_(std::exchange(o.head_dim_, 0)),
+      capacity_(std::exchange(o.capacity_, 0)),
+      size_(std::exchange(o.size_, 0)),
+      device_(std::exchange(o.device_, Device::CPU)),
+      data_(std::move(o.data_)),
+      device_data_(std::move(o.device_data_)) {
+  o.data_.clear();
+}
+
+KVCache& KVCache::operator=(KVCache&& o) noexcept {
+  if (this != &o) {
+    KVCache tmp(std::move(o));
+    std::swap(num_layers_, tmp.num_layers_);
+    std::swap(num_kv_heads_, tmp.num_kv_heads_);
+    std::swap(head_dim_, tmp.head_dim_);
+    std::swap(capacity_, tmp.capacity_);
+    std::swap(size_, tmp.size_);
+    std::swap(device_, tmp.device_);
+    data_.swap(tmp.data_);
+    device_data_.swap(tmp.device_data_);
+  }
+  return *this;
+}
 
 KVCache::KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity)
     : num_layers_(num_layers), num_kv_heads_(num_kv_heads), head_dim_(head_dim), capacity_(capacity) {

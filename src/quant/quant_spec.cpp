@@ -304,6 +304,9 @@ double max_ppl_increase_pct(const QuantSpec& spec) {
 size_t quantized_weight_bytes(const QuantSpec& s, int64_t N, int64_t K) {
   validate_quant_spec(s);
   if (N < 1 || K < 1) raise<InvalidArgument>("weight shape [{}, {}]: both dimensions must be >= 1", N, K);
+  // At most 2^56 elements: every sum below then stays far inside size_t.
+  if (int64_t nk = 0; __builtin_mul_overflow(N, K, &nk) || nk > int64_t(1) << 56)
+    raise<InvalidArgument>("weight shape [{}, {}]: more than 2^56 elements", N, K);
   const size_t n = size_t(N), k = size_t(K);
   if (!is_4bit(s.format)) return n * k + 4 * (s.weight_scales == ScaleGranularity::PerTensor ? 1 : n);
   const size_t blocks = n * ((k + size_t(s.block_size) - 1) / size_t(s.block_size));

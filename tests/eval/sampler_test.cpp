@@ -31,14 +31,28 @@ TEST(Sampler, GreedyIsArgmax) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(top1.sample(l), 1);
 }
 
-TEST(Sampler, NonFiniteLogitsAreAnError) {
-  for (float bad : {NAN, INFINITY, -INFINITY}) {
+TEST(Sampler, NanOrPlusInfinityLogitsAreAnError) {
+  for (float bad : {NAN, INFINITY}) {
     const std::vector<float> l = {0.1f, bad, -1.0f};
     Sampler greedy(SamplingParams{});
     EXPECT_THROW(greedy.sample(l), Error) << bad;
     Sampler warm(SamplingParams{.temperature = 0.7f});
     EXPECT_THROW(warm.sample(l), Error) << bad;
   }
+}
+
+// -inf is the usual way to ban a token (API-user finding: it was an error
+// blaming the model's weights): never sampled, greedy or not.
+TEST(Sampler, MinusInfinityMasksItsToken) {
+  const std::vector<float> l = {-INFINITY, 1.0f, 2.0f, -INFINITY};
+  Sampler greedy(SamplingParams{});
+  EXPECT_EQ(greedy.sample(l), 2);
+  const std::vector<float> top_masked = {3.0f, 1.0f, -INFINITY};
+  Sampler warm(SamplingParams{.temperature = 1.0f, .top_k = 3, .seed = 3});
+  for (int i = 0; i < 2000; ++i) EXPECT_NE(warm.sample(top_masked), 2);
+  const std::vector<float> all = {-INFINITY, -INFINITY};
+  EXPECT_THROW(greedy.sample(all), InvalidArgument);
+  EXPECT_THROW(warm.sample(all), InvalidArgument);
 }
 
 TEST(Sampler, TemperatureOneFollowsSoftmax) {

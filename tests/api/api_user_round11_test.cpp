@@ -1,0 +1,85 @@
+// Findings of a fresh C++ user of the installed library (round 11), each re-run
+// here: crashes on a moved-from KV cache, on size products that overflow, on
+// undefined tensors and a null model; a saved folder its own loader refused;
+// overflowing byte and token counts returned as garbage.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "common/test_util.hpp"
+#include "kq/adaptive.hpp"
+#include "kq/bench.hpp"
+#include "kq/error.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+#include "kq/quantize.hpp"
+#include "kq/tensor.hpp"
+
+namespace kq {
+namespace {
+
+using kq::testing::demo_model;
+
+TEST(ApiUserRound11, MovedFromKvCacheIsEmptyAndRefusedNotACrash) {
+  auto m = Model::load(demo_model());
+  KVCache kv = m->make_cache(16);
+  KVCache kv2 = std::move(kv);
+  EXPECT_EQ(kv.capacity(), 0);  // NOLINT(bugprone-use-after-move): the documented moved-from state
+  EXPECT_EQ(kv.bytes(), 0u);
+  EXPECT_EQ(kv2.capacity(), 16);
+  const std::vector<int32_t> t{1, 2, 3};
+  std::vector<float> logits(3 * size_t(m->config().vocab_size));
+  EXPECT_THROW(m->forward(t, kv, logits.data()), InvalidArgument);  // was SIGSEGV in store_kv
+  EXPECT_NO_THROW(m->forward(t, kv2, logits.data()));
+  KVCache kv3;
+  kv3 = std::move(kv2);
+  EXPECT_EQ(kv3.size(), 3);
+  EXPECT_EQ(kv2.capacity(), 0);  // NOLINT(bugprone-use-after-move)
+}
+
+TEST(ApiUserRound11, SizeProductsThatOverflowAreRefused) {
+  EXPECT_THROW(KVCache(1, 1, 1, int64_t(1) << 62), InvalidArgument);  // was SIGSEGV (memset past a wrapped size)
+  EXPECT_THROW(KVCache(1 << 20, 1 << 20, 1 << 20, 1 << 20), InvalidArgument);
+  EXPECT_THROW(quantized_weight_bytes(parse_quant_mode("nf4"), int64_t(1) << 40, int64_t(1) << 40),
+               InvalidArgument);  // returned 4
+  EXPECT_THROW(shape_numel({int64_t(1) << 40, int64_t(1) << 40}), InvalidArgument);  // returned 0
+  const size_t big = std::numeric_limits<size_t>::max();
+  EXPECT_THROW(allocate_precision({{{big, 0}}, {{big, 0}}}, big), InvalidArgument);  // was SIGSEGV
+  // prompt + decode wrapped negative and "fit".
+  const int64_t huge = std::numeric_limits<int64_t>::max();
+  EXPECT_THROW(fit_latency_options({.prompt_tokens = huge, .decode_tokens = 10}, 256), InvalidArgument);
+  EXPECT_THROW(fit_latency_options({.prompt_tokens = 10, .decode_tokens = huge}, 256), InvalidArgument);
+}
+
+TEST(ApiUserRound11, UndefinedTensorAndNullModelAreInvalidArguments) {
+  const Tensor t;
+  EXPECT_THROW((void)t.clone(), InvalidArgument);   // was SIGSEGV
+  EXPECT_THROW((void)t.to_f32(), InvalidArgument);  // was SIGSEGV
+  const std::vector<int32_t> prompt{1};
+  EXPECT_THROW(measure_latency({nullptr}, prompt, {}), InvalidArgument);  // was SIGSEGV
+}
+
+// Options that do not describe the model: the folder said "int8" for nf4
+// layers, and Model::load refused what save_quantized_model had written.
+TEST(ApiUserRound11, SaveRefusesOptionsThatDoNotMatchTheModel) {
+  kq::testing::TempDir tmp;
+  auto m = Model::load(demo_model());
+  QuantizeOptions nf4;
+  nf4.spec = parse_quant_mode("nf4");
+  quantize_model(*m, nf4);
+  QuantizeOptions int8;
+  int8.spec = parse_quant_mode("int8");
+  const std::string msg = kq::testing::error_of<InvalidArgument>([&] { save_quantized_model(*m, int8, tmp.path / "q"); });
+  EXPECT_TRUE(kq::testing::has(msg, "is nf4 but the options say int8")) << msg;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path / "q"));
+  save_quantized_model(*m, nf4, tmp.path / "q");
+  EXPECT_NO_THROW(Model::load(tmp.path / "q"));
+}
+
+}  // namespace
+}  // namespace kq
