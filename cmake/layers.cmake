@@ -31,7 +31,8 @@ function(kq_add_layer NAME)
   target_link_libraries(kq_${NAME} ${vis} ${L_DEPS})
   if(srcs)
     target_link_libraries(kq_${NAME} PRIVATE kq_warnings)
-    target_compile_definitions(kq_${NAME} PUBLIC
+    # PRIVATE: only kq::version() / build_type() read them; consumers of the package must not get them.
+    target_compile_definitions(kq_${NAME} PRIVATE
       KQ_VERSION="${PROJECT_VERSION}" KQ_BUILD_TYPE="${CMAKE_BUILD_TYPE}")
   endif()
   foreach(f IN LISTS srcs)

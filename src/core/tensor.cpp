@@ -63,9 +63,9 @@ Tensor Tensor::view(std::shared_ptr<Storage> storage, size_t offset, DType dtype
 
 int64_t Tensor::dim(int i) const {
   const int n = ndim();
-  if (i < 0) i += n;
-  if (i < 0 || i >= n) raise<InvalidArgument>("dimension {} out of range for shape {}", i, shape_str(shape_));
-  return shape_[size_t(i)];
+  const int j = i < 0 ? i + n : i;  // the message names the index given, not the shifted one
+  if (j < 0 || j >= n) raise<InvalidArgument>("dimension {} out of range for shape {}", i, shape_str(shape_));
+  return shape_[size_t(j)];
 }
 
 bool Tensor::is_mapped() const { return dynamic_cast<const MappedFile*>(storage_.get()) != nullptr; }

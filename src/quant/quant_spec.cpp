@@ -236,6 +236,19 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
     return fail("");
   }
   std::vector<std::string> seen;
+  // One modifier per setting: "int4-g128-asym-sym" or "nf4-b32-b64" would let the last one win.
+  std::vector<std::pair<std::string, std::string>> setting_of;  // (setting, the modifier that set it)
+  const auto set_once = [&](const char* setting, const std::string& t) -> bool {
+    for (const auto& [which, by] : setting_of)
+      if (which == setting) return false;
+    setting_of.emplace_back(setting, t);
+    return true;
+  };
+  const auto contradiction = [&](const char* setting, const std::string& t) {
+    for (const auto& [which, by] : setting_of)
+      if (which == setting) return fail(fmt::format(" ('{}' and '{}' both set the {})", by, t, setting));
+    return fail("");
+  };
   for (size_t i = 1; i < tok.size(); ++i) {
     const std::string& t = tok[i];
     if (std::find(seen.begin(), seen.end(), t) != seen.end()) return fail(fmt::format(" (repeated '{}')", t));
@@ -249,6 +262,16 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
         return fail(fmt::format(" (block / group size {} is out of range)", t.size() > 21 ? t.substr(0, 20) + "..." : t));
     }
     const bool four = is_4bit(s.format), codebook = four && s.format != PrecisionFormat::INT4;
+    const char* setting = sized && four                                           ? "block / group size"
+                          : (t == "nodq" || t == "dq")                            ? "double quantization"
+                          : (t == "asym" || t == "sym")                           ? "zero points"
+                          : (t == "bf16" || t == "f32" || t == "fp32")            ? "compute dtype"
+                          : (t == "e4m3" || t == "e5m2")                          ? "FP8 format"
+                          : (t == "pt" || t == "pc")                              ? "scale granularity"
+                          : (t == "wo" || t == "w8a8")                            ? "activation quantization"
+                          : (t == "nosat" || t == "sat")                          ? "saturation"
+                                                                                  : nullptr;
+    if (setting && !set_once(setting, t)) return contradiction(setting, t);
     if (sized && four) {
       s.block_size = num;
     } else if ((t == "nodq" || t == "dq") && codebook) {

@@ -62,6 +62,9 @@ TEST(ApiUserRound11, UndefinedTensorAndNullModelAreInvalidArguments) {
   EXPECT_THROW((void)t.to_f32(), InvalidArgument);  // was SIGSEGV
   const std::vector<int32_t> prompt{1};
   EXPECT_THROW(measure_latency({nullptr}, prompt, {}), InvalidArgument);  // was SIGSEGV
+  // The index given is named ("dimension -1" was said for -3).
+  const std::string msg = kq::testing::error_of<InvalidArgument>([] { (void)Tensor::zeros(DType::F32, {2, 3}).dim(-3); });
+  EXPECT_TRUE(kq::testing::has(msg, "dimension -3 out of range for shape [2, 3]")) << msg;
 }
 
 // Options that do not describe the model: the folder said "int8" for nf4

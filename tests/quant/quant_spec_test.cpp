@@ -119,6 +119,31 @@ TEST(QuantSpec, BadBlockSizeNamesTheModeAndTheSize) {
 
 // Sizes that overflow an int are out of range, not read as 0 (which would
 // report "block_size 0"), and a hostile name is shown cut with its length.
+// API-user finding: contradictory modifiers were accepted, the last one winning
+// ("int4-g128-asym-sym" was int4-g128, "fp8-e5m2-e4m3" fp8).
+TEST(QuantSpec, ContradictoryModifiersAreRefused) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"int4-g128-asym-sym", "'asym' and 'sym' both set the zero points"},
+      {"fp8-e5m2-e4m3", "'e5m2' and 'e4m3' both set the FP8 format"},
+      {"nf4-b32-b64", "'b32' and 'b64' both set the block / group size"},
+      {"nf4-nodq-dq", "'nodq' and 'dq' both set the double quantization"},
+      {"int8-pt-pc", "'pt' and 'pc' both set the scale granularity"},
+      {"fp8-wo-w8a8", "'wo' and 'w8a8' both set the activation quantization"},
+      {"nf4-bf16-f32", "'bf16' and 'f32' both set the compute dtype"},
+      {"fp8-nosat-sat", "'nosat' and 'sat' both set the saturation"}};
+  for (const auto& [name, why] : cases) {
+    try {
+      (void)parse_quant_mode(name);
+      ADD_FAILURE() << "accepted '" << name << "'";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  }
+  // One modifier per setting stays valid, in any order.
+  EXPECT_EQ(parse_quant_mode("int4-asym-g64").name(), "int4-g64-asym");
+  EXPECT_EQ(parse_quant_mode("fp8-wo-e5m2-pt").name(), parse_quant_mode("fp8-e5m2-pt-wo").name());
+}
+
 TEST(QuantSpec, HugeSizesAndNamesAreClearErrors) {
   const std::vector<std::string> names = {"int4-g99999999999", "nf4-b4294967296", "awq-g" + std::string(400, '9')};
   for (const std::string& name : names) {
