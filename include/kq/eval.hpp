@@ -49,7 +49,9 @@ struct PerplexityResult {
 /// max_windows: evaluate only the first N windows (0 = all).
 /// progress: called after each window (may be empty).
 /// Throws InvalidArgument when ctx is 1, negative or beyond the model's max
-/// positions, or when the tokens give no window of 2 or more tokens.
+/// positions, when the tokens give no window of 2 or more tokens, or for a
+/// token id outside the vocabulary in the windows scored (naming its index in
+/// `tokens`), before any window runs.
 PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> tokens, int ctx = 0,
                                      int max_windows = 0, const ProgressFn& progress = {});
 

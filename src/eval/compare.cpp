@@ -50,6 +50,7 @@ ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t
   if (windows.empty())
     raise<InvalidArgument>("compare_models: the text has {} tokens, fewer than the 2 needed to score one",
                            tokens.size());
+  eval::check_token_ids(tokens, windows.back().end, vocab, "compare_models");
 
   // Buffers sized to the longest window scored, not to ctx (same windows).
   const int64_t capacity = eval::window_capacity(windows);

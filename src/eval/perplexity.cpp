@@ -35,6 +35,7 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
   if (windows.empty())
     raise<InvalidArgument>("perplexity: the text has {} tokens, fewer than the 2 needed to score one",
                            tokens.size());
+  eval::check_token_ids(tokens, windows.back().end, vocab, "perplexity");
 
   // Buffers sized to the longest window scored, not to ctx (same windows).
   eval::WindowRunner runner(model, eval::window_capacity(windows));

@@ -16,6 +16,14 @@ int resolve_ctx(int ctx, int64_t max_positions) {
   return ctx;
 }
 
+void check_token_ids(std::span<const int32_t> tokens, int64_t end, int64_t vocab, const char* what) {
+  const int64_t n = std::min<int64_t>(end, int64_t(tokens.size()));
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= vocab)
+      raise<InvalidArgument>("{}: token id {} at index {} is outside the vocabulary [0, {})", what, tokens[size_t(i)],
+                             i, vocab);
+}
+
 int64_t window_capacity(std::span<const EvalWindow> windows) {
   int64_t longest = 0;
   for (const EvalWindow& w : windows) longest = std::max(longest, w.end - w.begin);

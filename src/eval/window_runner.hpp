@@ -15,6 +15,11 @@ namespace kq::eval {
 /// ctx > max_positions.
 int resolve_ctx(int ctx, int64_t max_positions);
 
+/// Checks, before any window runs, that tokens[0, end) are ids of a
+/// vocabulary of `vocab`; throws InvalidArgument naming `what` ("perplexity"),
+/// the id and its index in `tokens` (a forward names the index in its window).
+void check_token_ids(std::span<const int32_t> tokens, int64_t end, int64_t vocab, const char* what);
+
 /// The KV cache length, in tokens, that scoring `windows` needs: the length
 /// of the longest window, i.e. min(ctx, tokens in the text) under the
 /// docs/EVALUATION.md protocol (perplexity_windows), not ctx itself, so a

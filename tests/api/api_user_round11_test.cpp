@@ -15,6 +15,7 @@
 #include "kq/adaptive.hpp"
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
+#include "kq/eval.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
 #include "kq/quantize.hpp"
@@ -65,6 +66,22 @@ TEST(ApiUserRound11, UndefinedTensorAndNullModelAreInvalidArguments) {
   // The index given is named ("dimension -1" was said for -3).
   const std::string msg = kq::testing::error_of<InvalidArgument>([] { (void)Tensor::zeros(DType::F32, {2, 3}).dim(-3); });
   EXPECT_TRUE(kq::testing::has(msg, "dimension -3 out of range for shape [2, 3]")) << msg;
+}
+
+// A bad token id is named at its index in the caller's span (the forward of
+// window 2 said "index 44" for index 300).
+TEST(ApiUserRound11, BadTokenIdIsNamedAtItsIndexInTheSpan) {
+  auto m = Model::load(demo_model());
+  std::vector<int32_t> ids(400, 5);
+  ids[300] = 99999;
+  std::string msg = kq::testing::error_of<InvalidArgument>([&] { (void)evaluate_perplexity(*m, ids, 128); });
+  EXPECT_TRUE(kq::testing::has(msg, "perplexity: token id 99999 at index 300 is outside the vocabulary")) << msg;
+  auto c = Model::load(demo_model());
+  msg = kq::testing::error_of<InvalidArgument>([&] { (void)compare_models(*m, *c, ids, 128); });
+  EXPECT_TRUE(kq::testing::has(msg, "compare_models: token id 99999 at index 300")) << msg;
+  ids[300] = 5;
+  ids[399] = -1;  // past the windows max_windows = 2 scores: not looked at
+  EXPECT_NO_THROW((void)evaluate_perplexity(*m, ids, 128, 2));
 }
 
 // Options that do not describe the model: the folder said "int8" for nf4
