@@ -218,7 +218,9 @@ ParsedFile parse_file(const fs::path& path) {
   if (n > kMaxHeaderBytes)
     raise<FormatError>("{}: header length {} exceeds the {} byte limit", file, n, kMaxHeaderBytes);
   if (n > size - 8)
-    raise<FormatError>("{}: header length {} exceeds the file size {} (truncated file?)", file, n, size);
+    raise<FormatError>("{}: header length {} does not fit in the file: {} bytes after its 8-byte length field "
+                       "(truncated file?)",
+                       file, n, size - 8);
   if (n < 2 || base[8] != std::byte{'{'})
     raise<FormatError>("{}: header does not start with a JSON object", file);
   pf.data_start = 8 + n;

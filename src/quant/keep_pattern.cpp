@@ -86,8 +86,8 @@ KeepPattern::KeepPattern(std::string pattern)
     const int rc = match(probe.code, name);
     if (rc < 0)
       raise<InvalidArgument>(
-          "'{}' backtracks too much to be searched in layer names ({} on '{}'); simplify it (e.g. no nested "
-          "repetition such as '(.*)*')",
+          "'{}' backtracks too much to be searched in layer names ({} on the typical layer name '{}', "
+          "tried before any model is read); simplify it (e.g. no nested repetition such as '(.*)*')",
           pattern_, pcre2_message(rc), name);
   }
 }

@@ -64,7 +64,11 @@ TEST_F(Hostile, TruncatedAtEveryLength) {
 
 TEST_F(Hostile, HeaderLengthBeyondFileOrHuge) {
   const std::string h = valid_header(), d = valid_data();
-  expect_rejected(raw_safetensors_n(h.size() + d.size() + 1, h, d), {"exceeds the file size"});
+  // One byte more than the file holds after the length field (API-user finding: the message compared the
+  // header length with the whole file size, "5915280 exceeds the file size 5915280").
+  expect_rejected(raw_safetensors_n(h.size() + d.size() + 1, h, d),
+                  {fmt::format("header length {} does not fit in the file: {} bytes after its 8-byte length field",
+                               h.size() + d.size() + 1, h.size() + d.size())});
   expect_rejected(raw_safetensors_n(100'000'001, h, d), {"byte limit"});
   expect_rejected(raw_safetensors_n(~uint64_t(0), h, d), {"byte limit"});
   expect_rejected(raw_safetensors_n(uint64_t(1) << 63, h, d), {"byte limit"});
