@@ -22,7 +22,9 @@ struct ExecContext {
   int threads = 0;
 };
 
-/// Number of threads ExecContext{threads} will actually use.
+/// Number of threads ExecContext{threads} will actually use: `threads` when
+/// positive (returned as given: the range [0, kMaxThreads] is checked where an
+/// ExecContext is set, not here), else OpenMP's default.
 int resolve_threads(int threads);
 
 }  // namespace kq
