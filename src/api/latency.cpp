@@ -71,6 +71,14 @@ std::string latency_stability_warning(const BenchResult& r) {
       relative_spread(b.decode_ms_per_token_runs) * 100, r.mode, kUnstableLatencySpread * 100, r.speedup);
 }
 
+namespace {
+/// "= 160 tokens " for a sum that fits int64, "" for one that overflows.
+std::string sum_text(int64_t a, int64_t b) {
+  int64_t sum = 0;
+  return __builtin_add_overflow(a, b, &sum) ? std::string() : fmt::format("= {} tokens ", sum);
+}
+}  // namespace
+
 LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions) {
   if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
     raise<InvalidArgument>(
@@ -85,8 +93,8 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
   const std::string limit = fmt::format("the model's context of {} positions", max_positions);
   if (!o.fit_prompt_tokens && !o.fit_decode_tokens)
     raise<InvalidArgument>(
-        "--prompt-tokens {} + --decode-tokens {} do not fit {}; give at most {} in all", o.prompt_tokens,
-        o.decode_tokens, limit, max_positions);
+        "--prompt-tokens {} + --decode-tokens {} {}do not fit {}; give at most {} in all", o.prompt_tokens,
+        o.decode_tokens, sum_text(o.prompt_tokens, o.decode_tokens), limit, max_positions);
   if (!o.fit_prompt_tokens && o.prompt_tokens >= max_positions)
     raise<InvalidArgument>(
         "--prompt-tokens {} does not fit {} with at least one decoded token; give at most {}",

@@ -151,8 +151,10 @@ TEST(FreshUserRound11, GenerationErrorEndsTheStreamedLine) {
   TempDir tmp;
   const fs::path m = tmp.path / "m";
   fs::copy(demo_model(), m, fs::copy_options::recursive);
-  // ln_f's first gain and wte's first element near FLT_MAX: token 0's logit overflows to inf.
-  poke_first_float(m / "model.safetensors", "transformer.ln_f.weight", 3e38f);
+  // ln_f's first output fixed at 3e38 (gain 0, bias 3e38) and wte's first element 3e38: token 0's logit is
+  // +inf whatever the input (a -inf logit would be a masked token, not an error).
+  poke_first_float(m / "model.safetensors", "transformer.ln_f.weight", 0.0f);
+  poke_first_float(m / "model.safetensors", "transformer.ln_f.bias", 3e38f);
   poke_first_float(m / "model.safetensors", "transformer.wte.weight", 3e38f);
   const CliResult r = run_kq({"generate", "-m", m.string(), "--prompt", "Hello world", "-n", "3", "--threads", "1"});
   ASSERT_EQ(r.status, 1) << r.err;
