@@ -160,8 +160,9 @@ void check_quantized_output(const std::filesystem::path& out, const std::filesys
 /// is refused now: Tokenizer::load(src) (tokenizer.json, vocab.json +
 /// merges.txt, tokenizer_config.json; skipped when none of the first three is
 /// there) and, when `vocab_size` > 0, Tokenizer::check_fits(vocab_size);
-/// load_eos_token_ids(src, vocab_size) (generation_config.json, else
-/// config.json's eos_token_id). Every side file that is there must be a
+/// and the end-of-sequence ids `kq generate` reads (generation_config.json's
+/// eos_token_id, else config.json's; each must be an id of the vocabulary;
+/// src/api/generation_config.hpp). Every side file that is there must be a
 /// regular file of at most 1 GiB. Files no loader reads
 /// (special_tokens_map.json, added_tokens.json, chat_template.json,
 /// chat_template.jinja) are not parsed. A tokenizer.json that is well formed
