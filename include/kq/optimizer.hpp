@@ -161,7 +161,8 @@ void check_quantized_output(const std::filesystem::path& out, const std::filesys
 /// merges.txt, tokenizer_config.json; skipped when none of the first three is
 /// there) and, when `vocab_size` > 0, Tokenizer::check_fits(vocab_size);
 /// and the end-of-sequence ids `kq generate` reads (generation_config.json's
-/// eos_token_id, else config.json's; each must be an id of the vocabulary;
+/// eos_token_id, else config.json's: integers or lists of them in 0 ..
+/// 2^31-1; ids past the vocabulary are warned about and ignored;
 /// src/api/generation_config.hpp). Every side file that is there must be a
 /// regular file of at most 1 GiB. Files no loader reads
 /// (special_tokens_map.json, added_tokens.json, chat_template.json,
