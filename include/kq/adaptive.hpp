@@ -245,7 +245,7 @@ AdaptiveOptions parse_adaptive_mode(std::string_view name, AdaptiveModeParts* pa
 /// "adaptive-r82.5-error" (the strategy only when not entropy), P rounded to
 /// 4 decimals (exact for every parsed name and every target that
 /// AdaptiveOptions allows). Candidates other than the defaults are not part
-/// of the name.
+/// of the name. Throws InvalidArgument for a target_reduction outside (0, 1).
 std::string adaptive_mode_name(const AdaptiveOptions& options);
 
 /// The chosen quantization with the fewest bits per weight (the plan's lowest

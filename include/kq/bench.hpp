@@ -45,7 +45,8 @@ struct LatencyResult {
 inline constexpr double kUnstableLatencySpread = 0.20;
 
 /// (max − min) / median of `run_values` (e.g. the runs' decode ms/token; any
-/// unit, values > 0): 0 for fewer than two values or a median of 0. The
+/// unit, values > 0): 0 for fewer than two values or a median of 0; +inf when
+/// a value is NaN, infinite or negative (so latency_is_unstable says so). The
 /// median of an even count is the mean of the middle two.
 double relative_spread(std::span<const double> run_values);
 
@@ -185,8 +186,9 @@ using BenchProgressFn = std::function<void(const std::string& stage, int64_t don
 /// name, and for an adaptive mode whether the model's layers can reach its
 /// target (check_adaptive_options). Throws InvalidArgument (bad mode name, an
 /// adaptive target beyond this model's reach, naming the mode; ctx, latency
-/// options that do not fit the model's context, text), FormatError
-/// (model/text files; a text that is not valid UTF-8, naming the byte offset),
+/// options that do not fit the model's context; a text or calibration path
+/// that is missing or not a regular file), FormatError (model files; a text
+/// that is not valid UTF-8, naming the byte offset),
 /// Unsupported (device). Non-fatal findings (e.g. a --keep pattern matching
 /// no layer, latency defaults reduced to fit) go to kq::warn().
 BenchReport run_bench(const BenchOptions& options, const BenchProgressFn& progress = {});

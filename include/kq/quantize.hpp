@@ -174,7 +174,8 @@ struct Fp8Tensor {
 Fp8Tensor quantize_to_fp8(const Tensor& x_f32, const FP8Config& cfg);
 
 /// F32 tensor of the codes' shape: decode(code) · scale. Throws InvalidArgument
-/// when codes/scales do not match (dtype, shape, granularity).
+/// when codes/scales do not match (dtype, shape, granularity) or the format is
+/// not an FP8Format value.
 Tensor dequantize_from_fp8(const Fp8Tensor& t);
 
 }  // namespace kq

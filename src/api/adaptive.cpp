@@ -46,7 +46,7 @@ std::string shown(std::string_view s) {
   return fmt::format("{}... ({} characters)", s.substr(0, 40), s.size());
 }
 
-void check_options(const AdaptiveOptions& o) {
+void check_target(const AdaptiveOptions& o) {
   // round(target · 10^6) in [1, 999999]: adaptive_mode_name's P (4 decimals) is then in (0, 100).
   const double units = std::round(o.target_reduction * 1e6);
   if (!std::isfinite(o.target_reduction) || o.target_reduction <= 0 || o.target_reduction >= 1 || units < 1 ||
@@ -55,6 +55,10 @@ void check_options(const AdaptiveOptions& o) {
         "adaptive precision: target reduction must be in (0, 1), at least 0.000001 from either end (e.g. 0.8 = "
         "remove 80 %), got {}",
         o.target_reduction);
+}
+
+void check_options(const AdaptiveOptions& o) {
+  check_target(o);
   if (o.candidates.empty()) raise<InvalidArgument>("adaptive precision: give at least one candidate format");
   for (size_t i = 0; i < o.candidates.size(); ++i) {
     const QuantSpec& c = o.candidates[i];
@@ -367,6 +371,7 @@ std::vector<std::string> valid_adaptive_mode_names() {
 }
 
 std::string adaptive_mode_name(const AdaptiveOptions& o) {
+  check_target(o);  // a name parse_adaptive_mode would refuse ("adaptive-r150") is never made
   std::string s = fmt::format("adaptive-r{:g}", std::round(o.target_reduction * 1e6) / 1e4);
   if (o.strategy != AllocationStrategy::Entropy)
     s += fmt::format("-{}", allocation_strategy_name(o.strategy));

@@ -174,6 +174,8 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
   if (tokens.empty())
     raise<InvalidArgument>("AWQ needs calibration text (--calibration FILE / QuantizeOptions::calibration.tokens)");
   const int64_t max_pos = model.config().max_positions;
+  if (options.window < 0)
+    raise<InvalidArgument>("calibration window {} must be >= 0 (0 = min(512, the model's context))", options.window);
   const int64_t window = options.window > 0 ? options.window : std::min<int64_t>(512, max_pos);
   if (window < 2 || window > max_pos)
     raise<InvalidArgument>("calibration window {} must be in [2, {}] (the model's context)", window, max_pos);

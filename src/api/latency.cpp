@@ -1,6 +1,7 @@
 // Decode and prefill latency, measured for several models in one interleaved run.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <numeric>
 #include <span>
@@ -48,6 +49,9 @@ double run_once(Model& m, KVCache& cache, std::span<const int32_t> prompt, int64
 }  // namespace
 
 double relative_spread(std::span<const double> run_values) {
+  // A run that measured nothing sensible (NaN, inf, negative) makes the set untrustworthy, not stable.
+  for (const double v : run_values)
+    if (!(v >= 0 && std::isfinite(v))) return INFINITY;
   if (run_values.size() < 2) return 0.0;
   const double mid = median(std::vector<double>(run_values.begin(), run_values.end()));
   if (!(mid > 0)) return 0.0;

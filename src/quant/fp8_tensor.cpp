@@ -37,6 +37,8 @@ Fp8Tensor quantize_to_fp8(const Tensor& x_in, const FP8Config& cfg) {
 }
 
 Tensor dequantize_from_fp8(const Fp8Tensor& t) {
+  if (t.format != FP8Format::E4M3 && t.format != FP8Format::E5M2)
+    raise<InvalidArgument>("dequantize_from_fp8: format {} is neither E4M3 nor E5M2", int(t.format));
   if (!t.codes.defined() || t.codes.dtype() != DType::U8)
     raise<InvalidArgument>("dequantize_from_fp8: codes must be a U8 tensor");
   if (!t.scales.defined() || t.scales.dtype() != DType::F32 || t.scales.ndim() != 1)

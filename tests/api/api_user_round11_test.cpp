@@ -68,6 +68,31 @@ TEST(ApiUserRound11, UndefinedTensorAndNullModelAreInvalidArguments) {
   EXPECT_TRUE(kq::testing::has(msg, "dimension -3 out of range for shape [2, 3]")) << msg;
 }
 
+// Garbage in is said, not passed on: a name parse_adaptive_mode refuses, a
+// NaN timing read as stable, an FP8Format that is neither format, a negative
+// calibration window taken for the default.
+TEST(ApiUserRound11, OutOfRangeValuesAreRefusedOrFlagged) {
+  AdaptiveOptions a;
+  a.target_reduction = 1.5;
+  EXPECT_THROW((void)adaptive_mode_name(a), InvalidArgument);  // was "adaptive-r150"
+  a.target_reduction = 0.8;
+  EXPECT_EQ(adaptive_mode_name(a), "adaptive-r80");
+  const std::vector<double> nan_run{NAN, 1.0, 2.0}, negative{1.0, -1.0}, fine{1.0, 1.05, 1.02};
+  EXPECT_TRUE(latency_is_unstable(nan_run));  // was false (the spread was NaN)
+  EXPECT_TRUE(latency_is_unstable(negative));
+  EXPECT_FALSE(latency_is_unstable(fine));
+  Fp8Tensor t = quantize_to_fp8(Tensor::zeros(DType::F32, {2, 4}), FP8Config{});
+  t.format = FP8Format(9);
+  EXPECT_THROW((void)dequantize_from_fp8(t), InvalidArgument);  // was NaN
+  auto m = Model::load(demo_model());
+  QuantizeOptions awq;
+  awq.spec = parse_quant_mode("awq");
+  awq.calibration.tokens = std::vector<int32_t>(300, 5);
+  awq.calibration.window = -1;
+  const std::string msg = kq::testing::error_of<InvalidArgument>([&] { quantize_model(*m, awq); });
+  EXPECT_TRUE(kq::testing::has(msg, "calibration window -1 must be >= 0")) << msg;
+}
+
 // A bad token id is named at its index in the caller's span (the forward of
 // window 2 said "index 44" for index 300).
 TEST(ApiUserRound11, BadTokenIdIsNamedAtItsIndexInTheSpan) {
