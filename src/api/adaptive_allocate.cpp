@@ -82,13 +82,8 @@ std::vector<int> allocate_precision(const Layers& layers, size_t budget_bytes, s
                                i, c, layers[i][c].loss);
   }
   const std::vector<int> smallest = smallest_options(layers);
-  // min_rest[i]: the fewest bytes layers i.. can take.
-  std::vector<size_t> min_rest(layers.size() + 1, 0);
-  for (size_t i = layers.size(); i-- > 0;)
-    if (__builtin_add_overflow(min_rest[i + 1], layers[i][size_t(smallest[i])].bytes, &min_rest[i]))
-      raise<InvalidArgument>("allocate_precision: the layers' smallest options add up to more than {} bytes",
-                             std::numeric_limits<size_t>::max());
-  // Every sum of chosen bytes must fit size_t too (the states add them up).
+  // Every sum of chosen bytes (the states add them up, and min_rest below) must fit size_t: the sum of
+  // each layer's largest option bounds them all.
   size_t largest = 0;
   for (size_t i = 0; i < layers.size(); ++i) {
     size_t m = 0;
@@ -97,6 +92,9 @@ std::vector<int> allocate_precision(const Layers& layers, size_t budget_bytes, s
       raise<InvalidArgument>("allocate_precision: the layers' largest options add up to more than {} bytes",
                              std::numeric_limits<size_t>::max());
   }
+  // min_rest[i]: the fewest bytes layers i.. can take.
+  std::vector<size_t> min_rest(layers.size() + 1, 0);
+  for (size_t i = layers.size(); i-- > 0;) min_rest[i] = min_rest[i + 1] + layers[i][size_t(smallest[i])].bytes;
   if (min_rest[0] > budget_bytes)
     raise<InvalidArgument>(
         "allocate_precision: the budget of {} bytes is below {} bytes, what every layer at its smallest "

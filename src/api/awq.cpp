@@ -314,9 +314,6 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
     return finite;
   };
 
-  // Candidates whose scaled weight or output error is not finite are skipped;
-  // α = 0 (s = 1, plain round-to-nearest) is always a candidate, so the result
-  // is never worse than RTN, and is RTN when no error is finite.
   // AutoAWQ's "duo scaling" (casper-hansen/AutoAWQ, quantizer.py): the weight's
   // side too, w_k = the mean over rows of |W[n][k]| / max |W[n][·]| of k's group.
   std::vector<double> wmean(static_cast<size_t>(K), 0.0);

@@ -1,7 +1,6 @@
 #include "kq/tensor.hpp"
 
 #include <cstring>
-#include <limits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -22,13 +21,9 @@ std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, 
 
 namespace {
 void check_shape(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) {
+  for (int64_t d : s)
     if (d < 0) raise<InvalidArgument>("negative dimension in shape {}", shape_str(s));
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
-      raise<InvalidArgument>("shape {} overflows int64", shape_str(s));
-    n *= d;
-  }
+  (void)shape_numel(s);  // throws when the element count overflows int64
 }
 }  // namespace
 

@@ -140,7 +140,7 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
         "{}: quantization_config is not an object (it is {}); a kq folder's is an object with "
         "\"quant_method\": \"kq\"",
         cfg.string(), io::json_excerpt(q));
-  const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+  const std::string method = q.contains("quant_method") && q["quant_method"].is_string()
                                  ? q["quant_method"].get<std::string>()
                                  : std::string("?");
   if (method != "kq")

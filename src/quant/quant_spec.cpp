@@ -238,17 +238,6 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
   std::vector<std::string> seen;
   // One modifier per setting: "int4-g128-asym-sym" or "nf4-b32-b64" would let the last one win.
   std::vector<std::pair<std::string, std::string>> setting_of;  // (setting, the modifier that set it)
-  const auto set_once = [&](const char* setting, const std::string& t) -> bool {
-    for (const auto& [which, by] : setting_of)
-      if (which == setting) return false;
-    setting_of.emplace_back(setting, t);
-    return true;
-  };
-  const auto contradiction = [&](const char* setting, const std::string& t) {
-    for (const auto& [which, by] : setting_of)
-      if (which == setting) return fail(fmt::format(" ('{}' and '{}' both set the {})", by, t, setting));
-    return fail("");
-  };
   for (size_t i = 1; i < tok.size(); ++i) {
     const std::string& t = tok[i];
     if (std::find(seen.begin(), seen.end(), t) != seen.end()) return fail(fmt::format(" (repeated '{}')", t));
@@ -271,7 +260,11 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
                           : (t == "wo" || t == "w8a8")                            ? "activation quantization"
                           : (t == "nosat" || t == "sat")                          ? "saturation"
                                                                                   : nullptr;
-    if (setting && !set_once(setting, t)) return contradiction(setting, t);
+    if (setting) {
+      for (const auto& [which, by] : setting_of)
+        if (which == setting) return fail(fmt::format(" ('{}' and '{}' both set the {})", by, t, setting));
+      setting_of.emplace_back(setting, t);
+    }
     if (sized && four) {
       s.block_size = num;
     } else if ((t == "nodq" || t == "dq") && codebook) {

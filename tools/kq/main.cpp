@@ -71,7 +71,7 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 /// CLI11 checks required options before it reports unknown ones, so a
 /// mistyped --model read "--model is required". Arguments after "--" are not
 /// options.
-std::optional<std::string> unknown_long_option(const CLI::App& cmd, int argc, char** argv) {
+std::optional<std::string> unknown_option(const CLI::App& cmd, int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string_view a(argv[i]);
     if (a == "--") return std::nullopt;
@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
                           fmt::join(names, ", "));
       return kUsageError;
     }
-    if (const auto unknown = unknown_long_option(*app.get_subcommand(word), argc, argv)) {
+    if (const auto unknown = unknown_option(*app.get_subcommand(word), argc, argv)) {
       kq::cli::print_diag("kq: error: {}\nRun with --help for more information.\n",
                           kq::io::escape_for_terminal(*unknown));
       return kUsageError;
