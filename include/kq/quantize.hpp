@@ -109,6 +109,9 @@ struct QuantSpec {
   bool awq = false;
 
   /// Canonical mode name, accepted by parse_quant_mode (e.g. "int8", "nf4-b128-nodq", "fp8-e5m2-wo").
+  /// Throws InvalidArgument (validate_quant_spec's message, naming the offending field) for a spec
+  /// that is not valid: no mode has it, and the fields it has would pass for another mode's (a format
+  /// of FP32 with NF4's block fields read "fp4").
   std::string name() const;
   QuantFamily family() const;
   bool operator==(const QuantSpec&) const = default;

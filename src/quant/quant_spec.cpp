@@ -125,6 +125,7 @@ QuantFamily QuantSpec::family() const {
 }
 
 std::string QuantSpec::name() const {
+  validate_quant_spec(*this);  // an invalid spec has no name (the fields would name another mode)
   std::string n;
   if (format == PrecisionFormat::INT8 || is_fp8(format)) {
     n = format == PrecisionFormat::INT8 ? "int8" : "fp8";

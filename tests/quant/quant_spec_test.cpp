@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -186,6 +187,30 @@ TEST(QuantSpec, ValidationNamesTheField) {
     EXPECT_NE(std::string(e.what()).find("format"), std::string::npos);
   }
   EXPECT_NO_THROW(validate_quant_spec(QuantSpec{}));  // default: INT8 weight-only per-channel
+}
+
+// An invalid spec had a valid-looking name: FP32 with NF4's fields was "fp4",
+// FP16 with INT8's was "fp4-b0-nodq". name() refuses it, naming the field.
+TEST(QuantSpec, NameOfAnInvalidSpecIsRefused) {
+  QuantSpec s = parse_quant_mode("nf4");
+  s.format = PrecisionFormat::FP32;
+  try {
+    (void)s.name();
+    ADD_FAILURE() << "name() of an FP32 spec did not throw";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("QuantSpec.format fp32 is not a quantized weight format"), std::string::npos)
+        << e.what();
+  }
+  s = QuantSpec{};
+  s.format = PrecisionFormat::FP16;
+  EXPECT_THROW((void)s.name(), InvalidArgument);
+  s = parse_quant_mode("nf4");
+  s.block_size = 48;  // no nf4-b48 mode
+  EXPECT_THROW((void)s.name(), InvalidArgument);
+  s = parse_quant_mode("int8");
+  s.double_quant = true;  // "int8" would name a spec without it
+  EXPECT_THROW((void)s.name(), InvalidArgument);
+  EXPECT_EQ(QuantSpec{}.name(), "int8-wo");  // the default spec is valid and named
 }
 
 TEST(QuantSpec, FamiliesAndThresholds) {
