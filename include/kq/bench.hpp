@@ -71,10 +71,10 @@ struct LatencyOptions {
 /// the models measured): prompt_tokens + decode_tokens must be <= max_positions.
 /// When they are not, the values marked fit_* are reduced (decode to leave at
 /// least one prompt token, then the prompt to what is left) and each
-/// reduction is reported with kq::warn() naming the option (--prompt-tokens /
-/// --decode-tokens), the value asked and the value used. Throws
-/// InvalidArgument naming the options when the values that may not be reduced
-/// do not fit, or for non-positive values.
+/// reduction is reported with kq::warn() naming the field
+/// (LatencyOptions::prompt_tokens / LatencyOptions::decode_tokens), the value
+/// asked and the value used. Throws InvalidArgument naming the fields when the
+/// values that may not be reduced do not fit, or for non-positive values.
 LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions);
 
 /// Measures `models` (e.g. baseline and candidate) in the same run with runs
@@ -189,7 +189,8 @@ using BenchProgressFn = std::function<void(const std::string& stage, int64_t don
 /// options that do not fit the model's context; a text or calibration path
 /// that is missing or not a regular file), FormatError (model files; a text
 /// that is not valid UTF-8, naming the byte offset),
-/// Unsupported (device). Non-fatal findings (e.g. a --keep pattern matching
+/// Unsupported (device). Messages name the BenchOptions fields they concern
+/// ("BenchOptions::samples ..."). Non-fatal findings (e.g. a keep pattern matching
 /// no layer, latency defaults reduced to fit) go to kq::warn().
 BenchReport run_bench(const BenchOptions& options, const BenchProgressFn& progress = {});
 

@@ -150,7 +150,8 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const st
 /// folder `out` would be created in exists and is writable; `out` is not a
 /// file; a non-empty `out` needs `overwrite` and then must be a model folder
 /// (config.json); `out` is neither the source folder `src` nor contains it
-/// (skipped when `src` is empty). Throws InvalidArgument naming `out`.
+/// (skipped when `src` is empty). Throws InvalidArgument naming `out`
+/// ("output folder '<out>': ...").
 void check_quantized_output(const std::filesystem::path& out, const std::filesystem::path& src, bool overwrite);
 
 /// The checks save_quantized_model makes of the side files it copies from the

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <span>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -170,9 +171,10 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
                                                                 const CalibrationOptions& options,
                                                                 const std::function<bool(const std::string&)>& want) {
   if (model.context().device != Device::CPU)
-    raise<InvalidArgument>("AWQ calibration runs on the CPU; load the model with --device cpu (it moves after)");
+    raise<InvalidArgument>(
+        "AWQ calibration runs on the CPU; load the model with ExecContext::device = Device::CPU (it moves after)");
   if (tokens.empty())
-    raise<InvalidArgument>("AWQ needs calibration text (--calibration FILE / QuantizeOptions::calibration.tokens)");
+    raise<InvalidArgument>("AWQ needs calibration text (QuantizeOptions::calibration.tokens)");
   const int64_t max_pos = model.config().max_positions;
   if (options.window < 0)
     raise<InvalidArgument>("calibration window {} must be >= 0 (0 = min(512, the model's context))", options.window);
@@ -208,21 +210,22 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
   return stats;
 }
 
-std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, const Tokenizer& tok, int64_t window) {
+std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, const Tokenizer& tok, int64_t window,
+                                             std::string_view source) {
   const std::string text = io::read_utf8_text_file(file, uint64_t(1) << 31);
   if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; }))
-    raise<InvalidArgument>("--calibration '{}': the file {}; AWQ needs calibration text (a few thousand tokens of "
+    raise<InvalidArgument>("{} '{}': the file {}; AWQ needs calibration text (a few thousand tokens of "
                            "ordinary text in the model's language)",
-                           file.string(), text.empty() ? "is empty" : "holds only whitespace");
+                           source, file.string(), text.empty() ? "is empty" : "holds only whitespace");
   std::vector<int32_t> tokens = tok.encode(text);
   // Fewer tokens than one window or than 128 give unreliable scales.
   constexpr int64_t kFewTokens = 128;
   const int64_t n = int64_t(tokens.size());
   if (n < std::max(window, kFewTokens))
     warn(fmt::format(
-        "--calibration '{}': only {} token{} of calibration text, {} (AWQ chooses its scales from these "
+        "{} '{}': only {} token{} of calibration text, {} (AWQ chooses its scales from these "
         "activations alone; give a few thousand tokens for reliable scales)",
-        file.string(), n, n == 1 ? "" : "s",
+        source, file.string(), n, n == 1 ? "" : "s",
         n < window ? fmt::format("less than one calibration window of {} tokens", window)
                    : fmt::format("fewer than {}", kFewTokens)));
   return tokens;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/linear.hpp"
@@ -21,13 +22,16 @@
 namespace kq::awq {
 
 /// AWQ's calibration tokens from a UTF-8 text file (`--calibration` of kq
-/// quantize and kq bench): the text encoded by `tok`. window: tokens per
-/// calibration forward window (collect_activation_stats), for the warning.
-/// Throws InvalidArgument naming the file when it is empty or holds only
-/// whitespace (and as io::read_utf8_text_file for an unreadable file or
-/// invalid UTF-8); a text shorter than one window or than 128 tokens is
-/// reported with kq::warn(), naming the file and its token count, and returned.
-std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, const Tokenizer& tok, int64_t window);
+/// quantize, BenchOptions::calibration): the text encoded by `tok`. window:
+/// tokens per calibration forward window (collect_activation_stats), for the
+/// warning. `source` names where the file came from in messages (the caller's
+/// option or field, e.g. "BenchOptions::calibration"). Throws InvalidArgument
+/// naming `source` and the file when it is empty or holds only whitespace (and
+/// as io::read_utf8_text_file for an unreadable file or invalid UTF-8); a text
+/// shorter than one window or than 128 tokens is reported with kq::warn(),
+/// naming `source`, the file and its token count, and returned.
+std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, const Tokenizer& tok, int64_t window,
+                                             std::string_view source);
 
 /// What one linear layer saw during calibration.
 struct ActivationStats {

@@ -46,12 +46,13 @@ std::string few_scored_tokens_warning(const BenchReport& r) {
   if (r.results.empty() || r.scored_tokens >= kMinScoredTokensForVerdict) return {};
   return fmt::format(
       "the perplexities cover only {} scored token{}: PASS/FAIL against per-cent thresholds is not "
-      "reliable on fewer than {} (give more --samples, a larger --ctx or a longer --text)",
+      "reliable on fewer than {} (give more BenchOptions::samples, a larger BenchOptions::ctx or a longer "
+      "BenchOptions::text)",
       r.scored_tokens, r.scored_tokens == 1 ? "" : "s", kMinScoredTokensForVerdict);
 }
 
 std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes) {
-  if (modes.empty()) raise<InvalidArgument>("--modes: give at least one mode");
+  if (modes.empty()) raise<InvalidArgument>("BenchOptions::modes: give at least one mode");
   std::vector<BenchMode> out;
   for (size_t i = 0; i < modes.size(); ++i) {
     BenchMode m;
@@ -65,7 +66,7 @@ std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes) 
     }
     for (size_t j = 0; j < i; ++j)
       if (out[j].canonical == m.canonical)
-        raise<InvalidArgument>("--modes: '{}' is the same mode as '{}' ({}); give each mode once", modes[i],
+        raise<InvalidArgument>("BenchOptions::modes: '{}' is the same mode as '{}' ({}); give each mode once", modes[i],
                                modes[j], m.canonical);
     out.push_back(std::move(m));
   }
@@ -73,7 +74,7 @@ std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes) 
 }
 
 BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
-  if (o.samples < 0) raise<InvalidArgument>("--samples must be >= 0 (0 = all windows), got {}", o.samples);
+  if (o.samples < 0) raise<InvalidArgument>("BenchOptions::samples must be >= 0 (0 = all windows), got {}", o.samples);
   // Parse every mode first so a typo fails before minutes of work.
   const std::vector<BenchMode> specs = parse_bench_modes(o.modes);
 
@@ -86,9 +87,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   rep.samples = o.samples;
 
   if (!std::filesystem::is_directory(o.model_dir))
-    raise<InvalidArgument>("--model: '{}' is not a model folder (not found)", o.model_dir.string());
+    raise<InvalidArgument>("BenchOptions::model_dir: '{}' is not a model folder (not found)", o.model_dir.string());
   if (const auto why = io::why_not_regular_file(o.text))
-    raise<InvalidArgument>("--text: '{}' {}", o.text.string(), *why);
+    raise<InvalidArgument>("BenchOptions::text: '{}' {}", o.text.string(), *why);
   const auto t_load = Clock::now();
   auto base = Model::load(o.model_dir, o.context);
   rep.baseline_load_seconds = since(t_load);
@@ -105,11 +106,11 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     try {
       (void)check_adaptive_options(*base, ao);
     } catch (const InvalidArgument& e) {
-      raise<InvalidArgument>("--modes {}: {}", m.name, e.what());
+      raise<InvalidArgument>("BenchOptions::modes {}: {}", m.name, e.what());
     }
   }
   // Latency options that cannot fit fail (or defaults shrink, with a warning) before minutes of work.
-  (void)eval::resolve_ctx(o.ctx, base->config().max_positions);  // an --ctx that does not fit, named now
+  (void)eval::resolve_ctx(o.ctx, base->config().max_positions);  // a BenchOptions::ctx that does not fit, named now
   LatencyOptions latency = o.latency;
   if (o.measure_latency) latency = fit_latency_options(o.latency, base->config().max_positions);
   const Tokenizer tok = Tokenizer::load(o.model_dir);
@@ -120,25 +121,27 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   rep.special_tokens = o.allow_special_tokens;
   rep.text_tokens = int64_t(tokens.size());
   if (tokens.size() < 2)
-    raise<InvalidArgument>("--text '{}': the text has {} token{}, fewer than the 2 needed to score one",
+    raise<InvalidArgument>("BenchOptions::text '{}': the text has {} token{}, fewer than the 2 needed to score one",
                            o.text.string(), tokens.size(), tokens.size() == 1 ? "" : "s");
 
   // AWQ modes: the calibration text, tokenized once (it should not be the evaluation text).
   CalibrationOptions calibration;
   if (std::any_of(specs.begin(), specs.end(), [](const BenchMode& m) { return m.spec && m.spec->awq; })) {
     if (o.calibration.empty())
-      raise<InvalidArgument>("AWQ modes need --calibration FILE: text to collect activation statistics on "
-                             "(not the --text it is evaluated on; e.g. WikiText-2 valid when reporting on test)");
+      raise<InvalidArgument>(
+          "AWQ modes need BenchOptions::calibration: text to collect activation statistics on (not the "
+          "BenchOptions::text it is evaluated on; e.g. WikiText-2 valid when reporting on test)");
     std::error_code ec;
     if (std::filesystem::equivalent(o.calibration, o.text, ec))
-      warn(fmt::format("--calibration '{}' is the evaluation text: AWQ is then tuned on the text it is scored on, "
-                       "which flatters its perplexity",
+      warn(fmt::format("BenchOptions::calibration '{}' is the evaluation text: AWQ is then tuned on the text it "
+                       "is scored on, which flatters its perplexity",
                        o.calibration.string()));
     if (const auto why = io::why_not_regular_file(o.calibration))
-      raise<InvalidArgument>("--calibration: '{}' {}", o.calibration.string(), *why);
+      raise<InvalidArgument>("BenchOptions::calibration: '{}' {}", o.calibration.string(), *why);
     // One window of the calibration forward pass (awq::collect_activation_stats).
     calibration.tokens =
-        awq::read_calibration_tokens(o.calibration, tok, std::min<int64_t>(512, base->config().max_positions));
+        awq::read_calibration_tokens(o.calibration, tok, std::min<int64_t>(512, base->config().max_positions),
+                                    "BenchOptions::calibration");
     rep.calibration = o.calibration.string();
   }
 
@@ -169,8 +172,10 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     }
     r.load_seconds = since(t0);
     if (qr.quantized_elements == 0)
-      raise<InvalidArgument>("mode {}: no layer was quantized (every linear layer matched --keep); nothing to compare",
-                             r.mode);
+      raise<InvalidArgument>(
+          "mode {}: no layer was quantized (every linear layer matched BenchOptions::keep_patterns); nothing to "
+          "compare",
+          r.mode);
     r.family = std::string(quant_family_name(threshold_spec->family()));
     r.threshold_pct = max_ppl_increase_pct(*threshold_spec);
 

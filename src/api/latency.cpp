@@ -70,7 +70,7 @@ std::string latency_stability_warning(const BenchResult& r) {
   return fmt::format(
       "mode {}: unstable latency: the decode ms/token of the {} runs spread by {:.0f} % for the baseline and "
       "{:.0f} % for {} ((max - min) / median; more than {:.0f} % is unstable), so the {:.2f}x speedup is "
-      "unreliable; the machine was busy: rerun when it is idle, or with more --runs",
+      "unreliable; the machine was busy: rerun when it is idle, or with more LatencyOptions::runs",
       r.mode, std::max(a.runs, b.runs), relative_spread(a.decode_ms_per_token_runs) * 100,
       relative_spread(b.decode_ms_per_token_runs) * 100, r.mode, kUnstableLatencySpread * 100, r.speedup);
 }
@@ -86,7 +86,8 @@ std::string sum_text(int64_t a, int64_t b) {
 LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions) {
   if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
     raise<InvalidArgument>(
-        "latency: --prompt-tokens, --decode-tokens and --runs must be positive (got {}, {}, {})",
+        "latency: LatencyOptions::prompt_tokens, LatencyOptions::decode_tokens and LatencyOptions::runs must be "
+        "positive (got {}, {}, {})",
         o.prompt_tokens, o.decode_tokens, o.runs);
   if (max_positions < 2)
     raise<InvalidArgument>(
@@ -97,16 +98,16 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
   const std::string limit = fmt::format("the model's context of {} positions", max_positions);
   if (!o.fit_prompt_tokens && !o.fit_decode_tokens)
     raise<InvalidArgument>(
-        "--prompt-tokens {} + --decode-tokens {} {}do not fit {}; give at most {} in all", o.prompt_tokens,
-        o.decode_tokens, sum_text(o.prompt_tokens, o.decode_tokens), limit, max_positions);
+        "LatencyOptions::prompt_tokens {} + LatencyOptions::decode_tokens {} {}do not fit {}; give at most {} in all",
+        o.prompt_tokens, o.decode_tokens, sum_text(o.prompt_tokens, o.decode_tokens), limit, max_positions);
   if (!o.fit_prompt_tokens && o.prompt_tokens >= max_positions)
     raise<InvalidArgument>(
-        "--prompt-tokens {} does not fit {} with at least one decoded token; give at most {}",
+        "LatencyOptions::prompt_tokens {} does not fit {} with at least one decoded token; give at most {}",
         o.prompt_tokens, limit, max_positions - 1);
   if (!o.fit_decode_tokens && o.decode_tokens >= max_positions)
     raise<InvalidArgument>(
-        "--decode-tokens {} does not fit {} with at least one prompt token; give at most {}", o.decode_tokens,
-        limit, max_positions - 1);
+        "LatencyOptions::decode_tokens {} does not fit {} with at least one prompt token; give at most {}",
+        o.decode_tokens, limit, max_positions - 1);
   if (o.fit_decode_tokens) {  // decode gives way first when both may (the prompt is what prefill measures)
     const int64_t keep_prompt =
         o.fit_prompt_tokens ? std::min(o.prompt_tokens, max_positions / 2) : o.prompt_tokens;
@@ -115,12 +116,12 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
   r.prompt_tokens = std::min(o.prompt_tokens, max_positions - r.decode_tokens);
   if (r.decode_tokens != o.decode_tokens)
     warn(fmt::format(
-        "--decode-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
+        "LatencyOptions::decode_tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
         "fit {}",
         r.decode_tokens, o.decode_tokens, limit));
   if (r.prompt_tokens != o.prompt_tokens)
     warn(fmt::format(
-        "--prompt-tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
+        "LatencyOptions::prompt_tokens: using {} instead of the default {} so that the prompt and the decoded tokens "
         "fit {}",
         r.prompt_tokens, o.prompt_tokens, limit));
   return r;

@@ -68,7 +68,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     for (size_t i = 0; i < keep.size(); ++i)
       if (keep[i].search(slot.name)) {
         if (slot.is_lm_head && options.quantize_lm_head && !kept)
-          warn(fmt::format("--quantize-lm-head (quantize_lm_head) is set, but keep pattern '{}' keeps the lm_head "
+          warn(fmt::format("QuantizeOptions::quantize_lm_head is set, but keep pattern '{}' keeps the lm_head "
                            "'{}' in high precision",
                            options.keep_patterns[i], slot.name));
         kept = pattern_used[i] = true;
@@ -156,8 +156,8 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     lq.bytes_after = (*slot.op)->weight_bytes();
     if (slot.is_lm_head && lq.quantized && model.config().tie_word_embeddings)
       warn(fmt::format(
-          "--quantize-lm-head: this model ties lm_head to the token embedding, which the input side still "
-          "needs as it is; the quantized lm_head ({:.2f} MiB) is a second copy, so the model grows by that "
+          "QuantizeOptions::quantize_lm_head: this model ties lm_head to the token embedding, which the input side "
+          "still needs as it is; the quantized lm_head ({:.2f} MiB) is a second copy, so the model grows by that "
           "much",
           double(lq.bytes_after) / (1024.0 * 1024.0)));
     report.layers.push_back(std::move(lq));
@@ -166,8 +166,9 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     if (pattern_used[i]) continue;
     report.unmatched_keep_patterns.push_back(options.keep_patterns[i]);
     const std::vector<LinearSlot> slots = model.linear_layers();
-    warn(fmt::format("--keep '{}' matches no linear layer, so it keeps nothing (layer names look like '{}')",
-                     options.keep_patterns[i], slots.empty() ? std::string("?") : slots.front().name));
+    warn(fmt::format(
+        "QuantizeOptions::keep_patterns '{}' matches no linear layer, so it keeps nothing (layer names look like '{}')",
+        options.keep_patterns[i], slots.empty() ? std::string("?") : slots.front().name));
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;

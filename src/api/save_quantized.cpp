@@ -56,47 +56,47 @@ std::string file_prefix(const std::string& module, bool bare_gpt2) {
 
 void check_quantized_output(const fs::path& out, const fs::path& src, bool overwrite) {
   std::error_code ec;
-  if (out.empty()) raise<InvalidArgument>("--out is empty: give the folder to write");
+  if (out.empty()) raise<InvalidArgument>("the output folder path is empty: give the folder to write");
   fs::path full = fs::absolute(out, ec).lexically_normal();
   if (full.filename().empty()) full = full.parent_path();  // "q/" names the folder q, as in AtomicDir
   const fs::path parent = full.parent_path();
   // Missing, or a file on the way ("'notes.txt' is not a directory").
   if (const auto why = io::why_not_folder(parent))
-    raise<InvalidArgument>("--out '{}': cannot create it: {}", out.string(), *why);
+    raise<InvalidArgument>("output folder '{}': cannot create it: {}", out.string(), *why);
   if (::access(parent.c_str(), W_OK | X_OK) != 0)
-    raise<InvalidArgument>("--out '{}': cannot create it in '{}' ({})", out.string(), parent.string(),
+    raise<InvalidArgument>("output folder '{}': cannot create it in '{}' ({})", out.string(), parent.string(),
                            std::strerror(errno));
   // `out` itself: a stat error other than "not there" (ENAMETOOLONG for a name
   // longer than the file system allows, EACCES) is named here; the throwing
   // std::filesystem calls below would end in "internal error: filesystem error".
   const fs::file_status out_link = fs::symlink_status(out, ec);
   if (ec && out_link.type() != fs::file_type::not_found)
-    raise<InvalidArgument>("--out '{}': cannot be accessed ({})", out.string(), ec.message());
+    raise<InvalidArgument>("output folder '{}': cannot be accessed ({})", out.string(), ec.message());
   if (fs::exists(out_link) && !fs::is_directory(out, ec))
-    raise<InvalidArgument>("--out '{}' exists and is not a folder", out.string());
+    raise<InvalidArgument>("output folder '{}' exists and is not a folder", out.string());
   if (!overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec))
-    raise<InvalidArgument>("--out '{}': folder exists and is not empty (use --overwrite to replace it)",
+    raise<InvalidArgument>("output folder '{}': folder exists and is not empty (overwrite = true replaces it)",
                            out.string());
   if (src.empty()) return;
   if (fs::exists(out, ec) && fs::exists(src, ec) && fs::equivalent(out, src, ec))
-    raise<InvalidArgument>("--out '{}' is the source model folder; choose another folder", out.string());
+    raise<InvalidArgument>("output folder '{}' is the source model folder; choose another folder", out.string());
   // Never replace a folder that holds the source, nor one that is not a model folder.
   const fs::path out_abs = fs::weakly_canonical(out, ec);
-  if (ec) raise<InvalidArgument>("--out '{}': cannot be resolved ({})", out.string(), ec.message());
+  if (ec) raise<InvalidArgument>("output folder '{}': cannot be resolved ({})", out.string(), ec.message());
   std::error_code src_ec;  // a source that cannot be resolved is named by the model load
   const fs::path src_abs = fs::weakly_canonical(src, src_ec);
   const auto [mismatch, unused] = std::mismatch(out_abs.begin(), out_abs.end(), src_abs.begin(), src_abs.end());
   (void)unused;
   if (!src_ec && mismatch == out_abs.end())
-    raise<InvalidArgument>("--out '{}' contains the source model folder '{}'; choose another folder", out.string(),
-                           src.string());
+    raise<InvalidArgument>("output folder '{}' contains the source model folder '{}'; choose another folder",
+                           out.string(), src.string());
   if (overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec)) {
     // Only a folder this function wrote may be replaced: config.json with a kq
     // quantization_config, and no file it would not write (so an original model
     // folder, or one holding other work, is never deleted).
     if (!fs::exists(out / "config.json", ec))
-      raise<InvalidArgument>("--out '{}' exists and is not a model folder (no config.json); refusing to replace it",
-                             out.string());
+      raise<InvalidArgument>(
+          "output folder '{}' exists and is not a model folder (no config.json); refusing to replace it", out.string());
     bool kq_folder = false;
     try {
       const nlohmann::json cfg = io::load_json_file(out / "config.json");
@@ -107,8 +107,8 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
     }
     if (!kq_folder)
       raise<InvalidArgument>(
-          "--out '{}' is not a folder written by kq quantize (its config.json has no kq quantization_config); "
-          "refusing to replace it with --overwrite",
+          "output folder '{}' is not a folder written by kq quantize (its config.json has no kq quantization_config); "
+          "refusing to replace it with overwrite = true",
           out.string());
     for (const auto& e : fs::directory_iterator(out)) {
       const std::string name = e.path().filename().string();
@@ -116,8 +116,8 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
                         std::find(std::begin(kSideFiles), std::end(kSideFiles), name) != std::end(kSideFiles);
       if (!ours || !e.is_regular_file())
         raise<InvalidArgument>(
-            "--out '{}' holds '{}', which kq quantize does not write; refusing to replace the folder with "
-            "--overwrite (move it away first)",
+            "output folder '{}' holds '{}', which kq quantize does not write; refusing to replace the folder with "
+            "overwrite = true (move it away first)",
             out.string(), name);
     }
   }
@@ -188,7 +188,8 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
     replaced.insert(prefix + ".");
   }
   if (modules.empty())
-    raise<InvalidArgument>("no layer of the model is quantized (every layer matched --keep?); nothing to save");
+    raise<InvalidArgument>(
+        "no layer of the model is quantized (every layer matched QuantizeOptions::keep_patterns?); nothing to save");
   // config.json says one mode for the folder (unless per-layer specs mix them), and the loader holds every
   // module to it: options that do not describe the model would write a folder that does not load.
   if (options.layer_specs.empty())

@@ -10,11 +10,12 @@ namespace kq {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
   if (!std::isfinite(params.temperature) || params.temperature < 0)
-    raise<InvalidArgument>("--temperature must be a finite number >= 0 (0 = greedy), got {}",
+    raise<InvalidArgument>("SamplingParams::temperature must be a finite number >= 0 (0 = greedy), got {}",
                            params.temperature);
-  if (params.top_k < 0) raise<InvalidArgument>("--top-k must be >= 0 (0 = no limit), got {}", params.top_k);
+  if (params.top_k < 0)
+    raise<InvalidArgument>("SamplingParams::top_k must be >= 0 (0 = no limit), got {}", params.top_k);
   if (!(params.top_p > 0.0f && params.top_p <= 1.0f))
-    raise<InvalidArgument>("--top-p must be in (0, 1], got {}", params.top_p);
+    raise<InvalidArgument>("SamplingParams::top_p must be in (0, 1], got {}", params.top_p);
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {

@@ -296,7 +296,7 @@ fs::path AtomicDir::resolve_target(fs::path out) {
 
 AtomicDir::AtomicDir(fs::path out, bool overwrite) : out_(resolve_target(std::move(out))), overwrite_(overwrite) {
   if (!overwrite_ && is_nonempty_dir(out_))
-    raise<InvalidArgument>("{}: folder exists and is not empty (use --overwrite to replace it)", out_.string());
+    raise<InvalidArgument>("{}: folder exists and is not empty (overwrite = true replaces it)", out_.string());
   const std::lock_guard lock(registry().mutex);  // no interrupt between mkdtemp and the registration
   staging_ = make_sibling_dir(out_, "tmp");
   registry().dirs.insert(staging_.string());
@@ -338,7 +338,7 @@ void AtomicDir::commit() {
   if (err != ENOTEMPTY && err != EEXIST)
     raise<Error>("{}: cannot move the new folder into place: {}", out_.string(), std::strerror(err));
   if (!overwrite_)
-    raise<InvalidArgument>("{}: folder exists and is not empty (use --overwrite to replace it)", out_.string());
+    raise<InvalidArgument>("{}: folder exists and is not empty (overwrite = true replaces it)", out_.string());
 
   // Replace a non-empty `out`: atomic exchange when available.
   if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, out_.c_str(), RENAME_EXCHANGE) == 0) {

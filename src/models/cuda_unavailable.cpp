@@ -9,7 +9,7 @@ namespace kq::models {
 std::unique_ptr<Backend> make_cuda_backend(const ExecContext&) {
   raise<Unsupported>(
       "running a model on 'cuda' needs the CUDA backend, but this build is CPU-only; reconfigure with "
-      "-DKQ_CUDA=ON on a machine with the CUDA toolkit (nvcc), or use --device cpu");
+      "-DKQ_CUDA=ON on a machine with the CUDA toolkit (nvcc), or use ExecContext::device = Device::CPU");
 }
 
 }  // namespace kq::models

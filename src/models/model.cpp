@@ -22,7 +22,7 @@ void check_context(const ExecContext& ctx) {
   if (ctx.device != Device::CPU && ctx.device != Device::CUDA)
     raise<Unsupported>("models run on the CPU or CUDA (device '{}' requested)", device_name(ctx.device));
   if (ctx.threads < 0 || ctx.threads > kMaxThreads)
-    raise<InvalidArgument>("--threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads, ctx.threads);
+    raise<InvalidArgument>("ExecContext::threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads, ctx.threads);
 }
 
 std::unique_ptr<models::Backend> make_backend(const ExecContext& ctx) {
@@ -48,7 +48,7 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) {
   check_context(ctx);
   std::error_code ec;
-  if (dir.empty()) raise<InvalidArgument>("the model folder path is empty (give --model DIR)");
+  if (dir.empty()) raise<InvalidArgument>("the model folder path is empty");
   if (!fs::exists(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
   if (!fs::is_directory(dir, ec))
     raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());

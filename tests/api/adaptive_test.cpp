@@ -678,7 +678,7 @@ TEST(AdaptiveMode, BenchChecksEveryAdaptiveTargetBeforeTheFirstModeRuns) {
     FAIL() << "expected InvalidArgument";
   } catch (const InvalidArgument& e) {
     const std::string w = e.what();
-    EXPECT_NE(w.find("--modes adaptive-r87"), std::string::npos) << w;
+    EXPECT_NE(w.find("BenchOptions::modes adaptive-r87"), std::string::npos) << w;
     EXPECT_NE(w.find("0.8659"), std::string::npos) << w;  // the largest reachable reduction
   }
   EXPECT_EQ(progress_calls, 0) << "int8 ran before the adaptive mode was refused";

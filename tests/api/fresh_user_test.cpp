@@ -119,7 +119,7 @@ TEST(FreshUser, QuantizingATiedLmHeadIsWarnedAsASecondCopy) {
   WarningCapture w;
   quantize_model(*m2, o);
   ASSERT_EQ(w.messages.size(), 1u);
-  EXPECT_NE(w.messages[0].find("--quantize-lm-head"), std::string::npos) << w.messages[0];
+  EXPECT_NE(w.messages[0].find("QuantizeOptions::quantize_lm_head"), std::string::npos) << w.messages[0];
   EXPECT_NE(w.messages[0].find("second copy"), std::string::npos) << w.messages[0];
 }
 
@@ -131,7 +131,7 @@ TEST(FreshUser, KeepPatternMatchingNoLayerIsWarnedAndReported) {
   const QuantizeReport r = quantize_model(*m, o);
   EXPECT_EQ(r.unmatched_keep_patterns, std::vector<std::string>{"mlp\\.down_proj"});
   ASSERT_EQ(w.messages.size(), 1u) << w.all();
-  EXPECT_TRUE(has(w.messages[0], "--keep 'mlp\\.down_proj' matches no linear layer")) << w.messages[0];
+  EXPECT_TRUE(has(w.messages[0], "QuantizeOptions::keep_patterns 'mlp\\.down_proj' matches no linear layer")) << w.messages[0];
   int kept = 0;
   for (const auto& l : r.layers) kept += !l.quantized && !has(l.name, "lm_head");
   EXPECT_EQ(kept, 2);  // c_fc of both blocks
@@ -162,7 +162,7 @@ TEST(FreshUser, LatencyOptionsThatDoNotFitAreErrorsUnlessDefaults) {
   EXPECT_EQ(fit_latency_options(o, 160).prompt_tokens, 128);
   EXPECT_EQ(fit_latency_options(o, 160).decode_tokens, 32);
   std::string e = error_of<InvalidArgument>([&] { fit_latency_options(o, 100); });
-  EXPECT_TRUE(has(e, "--prompt-tokens 128 + --decode-tokens 32 = 160")) << e;
+  EXPECT_TRUE(has(e, "LatencyOptions::prompt_tokens 128 + LatencyOptions::decode_tokens 32 = 160")) << e;
   EXPECT_TRUE(has(e, "100 positions")) << e;
 
   {  // only the default prompt may shrink: prompt = 100 - 32, one warning naming it
@@ -173,14 +173,14 @@ TEST(FreshUser, LatencyOptionsThatDoNotFitAreErrorsUnlessDefaults) {
     EXPECT_EQ(r.prompt_tokens, 68);
     EXPECT_EQ(r.decode_tokens, 32);
     ASSERT_EQ(w.messages.size(), 1u) << w.all();
-    EXPECT_TRUE(has(w.messages[0], "--prompt-tokens: using 68 instead of the default 128")) << w.messages[0];
+    EXPECT_TRUE(has(w.messages[0], "LatencyOptions::prompt_tokens: using 68 instead of the default 128")) << w.messages[0];
   }
   {  // explicit decode that alone fills the context
     LatencyOptions d = o;
     d.fit_prompt_tokens = true;
     d.decode_tokens = 100;
     e = error_of<InvalidArgument>([&] { fit_latency_options(d, 100); });
-    EXPECT_TRUE(has(e, "--decode-tokens 100")) << e;
+    EXPECT_TRUE(has(e, "LatencyOptions::decode_tokens 100")) << e;
     EXPECT_TRUE(has(e, "at most 99")) << e;
   }
   {  // both defaults: both may shrink, and together they fit exactly
@@ -215,7 +215,7 @@ TEST(FreshUser, BenchRejectsLatencyOptionsBeforeAnyWorkAndTextThatIsNotUtf8) {
   o.samples = 1;
   o.latency.prompt_tokens = 300;  // the demo model has 256 positions
   std::string e = error_of<InvalidArgument>([&] { run_bench(o); });
-  EXPECT_TRUE(has(e, "--prompt-tokens 300")) << e;
+  EXPECT_TRUE(has(e, "LatencyOptions::prompt_tokens 300")) << e;
 
   o.latency = LatencyOptions{};
   o.measure_latency = false;

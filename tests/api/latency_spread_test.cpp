@@ -39,7 +39,7 @@ TEST(BenchVerdict, FewScoredTokensAreWarned) {
   rep.scored_tokens = 1;
   const std::string w = few_scored_tokens_warning(rep);
   EXPECT_NE(w.find("only 1 scored token:"), std::string::npos) << w;
-  EXPECT_NE(w.find("--samples"), std::string::npos) << w;
+  EXPECT_NE(w.find("BenchOptions::samples"), std::string::npos) << w;
   rep.scored_tokens = kMinScoredTokensForVerdict - 1;
   EXPECT_NE(few_scored_tokens_warning(rep), "");
   rep.scored_tokens = kMinScoredTokensForVerdict;

@@ -42,7 +42,8 @@ using kq::testing::error_of;
 TEST(TesterFindings, HugeThreadCountIsAnErrorNotACrash) {
   ExecContext ctx;
   ctx.threads = 100000;
-  EXPECT_NE(error_of<InvalidArgument>([&] { Model::load(demo_model(), ctx); }).find("--threads"), std::string::npos);
+  EXPECT_NE(error_of<InvalidArgument>([&] { Model::load(demo_model(), ctx); }).find("ExecContext::threads"),
+            std::string::npos);
 }
 
 TEST(TesterFindings, OverwriteNeverDeletesTheSourceOrANonModelFolder) {

@@ -125,7 +125,7 @@ TEST(FreshUserRound11, IgnoredOrContradictoryOptionsAreSaid) {
   r = run_kq({"quantize", "-m", m, "--mode", "int8", "-o", (tmp.path / "q").string(), "--quantize-lm-head", "--keep",
               "^lm_head$"});
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_TRUE(has(r.err, "--quantize-lm-head (quantize_lm_head) is set, but keep pattern '^lm_head$' keeps the lm_head"))
+  EXPECT_TRUE(has(r.err, "--quantize-lm-head is set, but keep pattern '^lm_head$' keeps the lm_head"))
       << r.err;
 }
 

@@ -36,6 +36,7 @@
 #include "kq/error.hpp"
 #include "kq/info.hpp"
 #include "kq/warning.hpp"
+#include "option_names.hpp"
 
 namespace {
 
@@ -156,7 +157,7 @@ int main(int argc, char** argv) {
   // Usage errors (exit status 2) start with "kq: error:" like every other error.
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return fmt::format("kq: error: {}\nRun with --help for more information.\n",
-                       kq::io::escape_for_terminal(plain_usage_message(e.what())));
+                       kq::io::escape_for_terminal(plain_usage_message(kq::cli::with_option_names(e.what()))));
   });
   app.footer(
       "Exit status: 0 ok, 1 error in the input or the run, 2 usage error, 3 bench: a mode failed,\n"
@@ -171,8 +172,10 @@ int main(int argc, char** argv) {
   // loads the model once per mode and would repeat them). Messages may quote
   // names from model files (tensor names, JSON keys): control characters and
   // invalid UTF-8 in them are printed escaped (\xNN), never sent raw to the terminal.
+  // The C++ names they quote (BenchOptions::samples) read as the options (--samples).
   std::set<std::string> warned;
-  kq::set_warning_handler([&warned](const std::string& m) {
+  kq::set_warning_handler([&warned](const std::string& message) {
+    const std::string m = kq::cli::with_option_names(message);
     if (warned.insert(m).second) {
       kq::cli::print_diag("kq: warning: {}\n", kq::io::escape_for_terminal(m));
     }
@@ -229,8 +232,8 @@ int main(int argc, char** argv) {
     const int exit_errno = errno;  // of a failed write, when its std::endl flushed std::cout
     if (rc == 0) return stdout_ok(std::ferror(stdout) || std::cout.fail() ? exit_errno : 0) ? 0 : 1;
     return kUsageError;
-  } catch (const kq::Error& e) {
-    kq::cli::print_diag("kq: error: {}\n", kq::io::escape_for_terminal(e.what()));
+  } catch (const kq::Error& e) {  // the library's C++ names (ExecContext::threads) read as options (--threads)
+    kq::cli::print_diag("kq: error: {}\n", kq::io::escape_for_terminal(kq::cli::with_option_names(e.what())));
     return 1;
   } catch (const std::bad_alloc&) {
     kq::cli::print_diag("kq: error: out of memory\n");

@@ -143,7 +143,7 @@ std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, cons
       // the model load below names what is wrong with the folder
     }
   }
-  return awq::read_calibration_tokens(calib, Tokenizer::load(model_dir), window);
+  return awq::read_calibration_tokens(calib, Tokenizer::load(model_dir), window, "--calibration");
 }
 
 /// check_quantized_side_files on --model with the vocabulary size of its

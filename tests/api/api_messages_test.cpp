@@ -1,0 +1,137 @@
+// Errors and warnings of the library reached through the C++ API name the
+// API's own fields and parameters (ExecContext::threads, BenchOptions::samples,
+// "output folder '...'"), never a flag of the `kq` program, which a C++ caller
+// does not have (they said "--threads", "--samples", "--out", ...). The `kq`
+// CLI puts its options back in (tools/kq/option_names.hpp; tests/cli/
+// api_names_cli_test.cpp checks that).
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "common/test_util.hpp"
+#include "kq/bench.hpp"
+#include "kq/context.hpp"
+#include "kq/error.hpp"
+#include "kq/eval.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+#include "kq/warning.hpp"
+
+namespace kq {
+namespace {
+
+namespace fs = std::filesystem;
+using kq::testing::demo_model;
+using kq::testing::error_of;
+using kq::testing::has;
+
+/// Whether `m` names a command-line flag: "--" followed by a letter.
+bool names_a_flag(const std::string& m) {
+  for (size_t at = m.find("--"); at != std::string::npos; at = m.find("--", at + 1))
+    if (at + 2 < m.size() && std::isalpha(static_cast<unsigned char>(m[at + 2]))) return true;
+  return false;
+}
+
+/// `m` names `field` and no flag.
+::testing::AssertionResult names_field(const std::string& m, const std::string& field) {
+  if (!has(m, field)) return ::testing::AssertionFailure() << "'" << field << "' not in: " << m;
+  if (names_a_flag(m)) return ::testing::AssertionFailure() << "names a command-line flag: " << m;
+  return ::testing::AssertionSuccess();
+}
+
+TEST(ApiMessages, ErrorsNameTheApiFieldNotACommandLineFlag) {
+  ExecContext ctx;
+  ctx.threads = kMaxThreads + 1;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { Model::load(demo_model(), ctx); }),
+                          "ExecContext::threads must be in [0, "));
+
+  auto model = Model::load(demo_model());
+  const std::vector<int32_t> tokens(8, 1);
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { evaluate_perplexity(*model, tokens, 1); }),
+                          "context length (ctx) 1"));
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { evaluate_perplexity(*model, tokens, 100000); }),
+                          "context length (ctx) 100000 exceeds"));
+
+  SamplingParams p;
+  p.temperature = -1;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { Sampler s(p); }), "SamplingParams::temperature"));
+  p = SamplingParams{};
+  p.top_k = -1;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { Sampler s(p); }), "SamplingParams::top_k"));
+  p = SamplingParams{};
+  p.top_p = 0;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { Sampler s(p); }), "SamplingParams::top_p"));
+
+  BenchOptions b;
+  b.model_dir = demo_model();
+  b.text = demo_model() / "demo-eval.txt";
+  b.samples = -1;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "BenchOptions::samples must be >= 0"));
+  b.samples = 1;
+  b.modes = {};
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "BenchOptions::modes"));
+  b.modes = {"int8"};
+  b.model_dir = demo_model() / "no-such-folder";
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "BenchOptions::model_dir"));
+  b.model_dir = demo_model();
+  b.text = demo_model() / "no-such-text.txt";
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "BenchOptions::text"));
+  b.text = demo_model() / "demo-eval.txt";
+  b.modes = {"awq"};
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "BenchOptions::calibration"));
+  b.modes = {"int8"};
+  b.ctx = 1;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "context length (ctx) 1"));
+  b.ctx = 0;
+  b.latency.prompt_tokens = 300;  // the demo model has 256 positions
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "LatencyOptions::prompt_tokens 300"));
+
+  LatencyOptions l;
+  l.runs = 0;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { fit_latency_options(l, 256); }), "LatencyOptions::runs"));
+
+  // The output folder of save_quantized_model / check_quantized_output, and its `overwrite`.
+  kq::testing::TempDir tmp;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { check_quantized_output("", demo_model(), false); }),
+                          "output folder path is empty"));
+  const fs::path full = tmp.path / "full";
+  fs::create_directories(full);
+  kq::testing::write_text(full / "notes.txt", "mine");
+  std::string e = error_of<InvalidArgument>([&] { check_quantized_output(full, demo_model(), false); });
+  EXPECT_TRUE(names_field(e, "output folder '" + full.string() + "': folder exists and is not empty")) << e;
+  EXPECT_TRUE(has(e, "(overwrite = true replaces it)")) << e;
+  e = error_of<InvalidArgument>([&] { check_quantized_output(full, demo_model(), true); });
+  EXPECT_TRUE(names_field(e, "output folder '" + full.string() + "' exists and is not a model folder")) << e;
+  kq::testing::write_text(full / "config.json", "{}");
+  e = error_of<InvalidArgument>([&] { check_quantized_output(full, demo_model(), true); });
+  EXPECT_TRUE(names_field(e, "refusing to replace it with overwrite = true")) << e;
+}
+
+TEST(ApiMessages, WarningsNameTheApiFieldNotACommandLineFlag) {
+  std::vector<std::string> warnings;
+  const WarningHandler previous = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  auto model = Model::load(demo_model());
+  QuantizeOptions o;
+  o.keep_patterns = {"no_such_layer"};
+  quantize_model(*model, o);
+  LatencyOptions l;
+  l.fit_prompt_tokens = true;
+  (void)fit_latency_options(l, 100);
+  BenchReport r;
+  r.results.emplace_back();
+  r.scored_tokens = 1;
+  warnings.push_back(few_scored_tokens_warning(r));
+  set_warning_handler(previous);
+  ASSERT_EQ(warnings.size(), 3u);
+  EXPECT_TRUE(names_field(warnings[0], "QuantizeOptions::keep_patterns 'no_such_layer' matches no linear layer"));
+  EXPECT_TRUE(names_field(warnings[1], "LatencyOptions::prompt_tokens: using 68"));
+  EXPECT_TRUE(names_field(warnings[2], "more BenchOptions::samples, a larger BenchOptions::ctx"));
+}
+
+}  // namespace
+}  // namespace kq
