@@ -140,12 +140,12 @@ TEST(FreshUserRound10b, GenerateMessagesReadWell) {
   EXPECT_TRUE(has(r.err, "--prompt was given 2 times; it takes one value")) << r.err;
   EXPECT_FALSE(has(r.err, "At Most")) << r.err;
 
-  // A prompt that leaves one position: "generating at most 1 tokens".
+  // A prompt that fills the context (the one new token needs no position): "generating at most 1 tokens".
   const kq::Tokenizer tok = kq::Tokenizer::load(demo_model());
   const int64_t max_pos = kq::Model::load(demo_model())->config().max_positions;
   std::string prompt;
-  for (int64_t i = 0; i < max_pos - 1; ++i) prompt += " a";
-  ASSERT_EQ(int64_t(tok.encode(prompt).size()), max_pos - 1) << "\" a\" is not one token each";
+  for (int64_t i = 0; i < max_pos; ++i) prompt += " a";
+  ASSERT_EQ(int64_t(tok.encode(prompt).size()), max_pos) << "\" a\" is not one token each";
   r = run_kq(
       {"generate", "-m", m, "--prompt", prompt, "-n", "5", "--no-echo", "--threads", "1", "--ignore-eos"});
   EXPECT_EQ(r.status, 0) << r.err;

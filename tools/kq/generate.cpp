@@ -44,10 +44,11 @@ struct GenerateOptions {
   bool no_echo = false;
 };
 
-/// The model's KV cache for `positions` (the prompt and `n` new tokens). A
-/// cache larger than this machine's memory (CPU: F32 keys and values of every
-/// layer) is an error naming its size and the -n that asked for it, before
-/// anything is allocated; an allocation that fails all the same (a CUDA
+/// The model's KV cache for `positions` (the prompt and all of the `n` new
+/// tokens but the last, which is never fed back: cache_positions). A cache
+/// larger than this machine's memory (CPU: F32 keys and values of every layer)
+/// is an error naming its size and the -n that asked for it, before anything
+/// is allocated; an allocation that fails all the same (a CUDA
 /// device's memory, or memory taken by others) is turned into the same error.
 KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
   const ModelConfig& c = model.config();
@@ -56,8 +57,9 @@ KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
                        double(positions) * (on_cpu ? sizeof(float) : sizeof(uint16_t));
   const auto too_big = [&](const std::string& why) {
     return fmt::format(
-        "-n/--max-new-tokens {}: the KV cache for {} positions (the prompt and -n) needs {} ({} layers x "
-        "{} KV heads x head_dim {} x {} positions x 2 (keys and values) x {} bytes); {}: give a smaller -n",
+        "-n/--max-new-tokens {}: the KV cache for {} positions (the prompt and the -n tokens but the last) "
+        "needs {} ({} layers x {} KV heads x head_dim {} x {} positions x 2 (keys and values) x {} bytes); {}: "
+        "give a smaller -n",
         n, positions, human_bytes(size_t(std::min(bytes, 1e19))), c.num_layers, c.num_kv_heads, c.head_dim,
         positions, on_cpu ? 4 : 2, why);
   };
@@ -75,6 +77,12 @@ KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
     raise<Error>("{}", too_big("it could not be allocated (out of memory)"));
   }
 }
+
+/// Positions of the KV cache that generating `n` tokens after a prompt of
+/// `prompt_tokens` takes: the prompt's, and one for each generated token that is
+/// fed back to produce the next, i.e. every one but the last (prompt + n - 1
+/// for n >= 1; the prompt's for n = 0, when nothing runs).
+int64_t cache_positions(int64_t prompt_tokens, int64_t n) { return prompt_tokens + std::max<int64_t>(n - 1, 0); }
 
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -123,10 +131,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     if (!bos) raise<InvalidArgument>("empty --prompt and the tokenizer has no BOS token to start from");
     prompt.push_back(*bos);
   }
-  if (int64_t(prompt.size()) >= max_pos)
+  if (int64_t(prompt.size()) > max_pos)
     raise<InvalidArgument>(
         "--prompt has {} tokens; the model's context is {} positions (at most {} prompt tokens)",
-        prompt.size(), max_pos, max_pos - 1);
+        prompt.size(), max_pos, max_pos);
   // Generation stops at an end-of-sequence token: eos_token_id of
   // generation_config.json, else config.json (an int or a list), else the
   // tokenizer's EOS token; --ignore-eos keeps going. The EOS token is not printed.
@@ -135,18 +143,18 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     if (const auto t = tok.eos_token_id()) eos.ids = {*t};
   auto is_eos = [&](int32_t t) { return std::find(eos.ids.begin(), eos.ids.end(), t) != eos.ids.end(); };
   // -n is a maximum (generation also stops at the end-of-sequence token): one that
-  // does not fit the context is reduced to what fits, and said so on stderr.
+  // does not fit the context (cache_positions) is reduced to what fits, and said so on stderr.
   int64_t n = o.n;
-  if (int64_t(prompt.size()) + n > max_pos) {
-    n = max_pos - int64_t(prompt.size());
+  if (cache_positions(int64_t(prompt.size()), n) > max_pos) {
+    n = max_pos - int64_t(prompt.size()) + 1;
     warn(fmt::format(
         "-n/--max-new-tokens: generating at most {} instead of the {}{}: the prompt's {} "
-        "leave {} of the model's {} positions",
+        "leave {} of the model's {} positions (the last generated token needs none)",
         count_noun(n, "token"), n_given ? "requested " : "default ", o.n,
-        count_noun((long long)prompt.size(), "token"), n, max_pos));
+        count_noun((long long)prompt.size(), "token"), max_pos - int64_t(prompt.size()), max_pos));
   }
 
-  KVCache cache = make_cache_for(*model, int64_t(prompt.size()) + n, n);
+  KVCache cache = make_cache_for(*model, cache_positions(int64_t(prompt.size()), n), n);
   std::vector<float> logits(static_cast<size_t>(vocab));
   StreamDecoder out(tok, StreamDecoder::InvalidBytes::Replace);  // stdout gets valid UTF-8 only
   if (!o.no_echo) {
