@@ -68,9 +68,7 @@ fs::path make_sibling_dir(const fs::path& base, const char* tag) {
                  temporary_sibling_failure(base.parent_path(), err));
   }
   // mkdtemp makes the folder 0700; give it the permissions mkdir would (0777 & ~umask).
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::chmod(name.data(), 0777 & ~mask);
+  ::chmod(name.data(), 0777 & ~current_umask());
   return fs::path(name.data());
 }
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -62,6 +63,29 @@ std::filesystem::path atomic_write_target(const std::filesystem::path& path) {
   return target;
 }
 
+mode_t current_umask() {
+  // umask(2) can only be read by setting it; /proc/self/status (Linux >= 4.7)
+  // has it without the moment in which a file created by another thread
+  // would get the wrong mode.
+  if (FILE* f = std::fopen("/proc/self/status", "re")) {
+    char line[256];
+    unsigned mask = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, f)) found = std::sscanf(line, "Umask: %o", &mask) == 1;
+    std::fclose(f);
+    if (found) return mode_t(mask & 0777);
+  }
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  return mask;
+}
+
+mode_t output_file_mode(const std::filesystem::path& target) {
+  struct stat st {};
+  if (::stat(target.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return st.st_mode & 0777;
+  return 0666 & ~current_umask();
+}
+
 std::string temporary_file_template(const std::filesystem::path& target) {
   const std::filesystem::path dir =
       target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
@@ -85,7 +109,9 @@ void write_file_atomic(const std::filesystem::path& requested,
   }
   const std::string tmp(name.data());
   try {
-    if (::fchmod(fd, 0644) != 0) raise<Error>("{}: fchmod failed: {}", path.string(), std::strerror(errno));
+    // mkostemp made it 0600: give it the mode of the file it replaces, or a new file's.
+    if (::fchmod(fd, output_file_mode(path)) != 0)
+      raise<Error>("{}: fchmod failed: {}", path.string(), std::strerror(errno));
     AtomicFileSink sink(fd, path.string());
     fill(sink);
     if (::fsync(fd) != 0) raise<Error>("{}: fsync failed: {}", path.string(), std::strerror(errno));

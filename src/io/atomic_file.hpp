@@ -2,6 +2,8 @@
 // Crash-safe file writing: write to a temporary sibling, fsync, rename.
 // After a crash the destination holds either the complete old contents or the
 // complete new contents, never a torn mix (POSIX rename(2) is atomic).
+#include <sys/types.h>
+
 #include <cstddef>
 #include <filesystem>
 #include <functional>
@@ -28,7 +30,7 @@ class AtomicFileSink {
 };
 
 /// Writes `path` atomically: creates `.<name>.tmp-XXXXXX` in the same folder
-/// (mode 0644), lets `fill` stream the contents into it, fsyncs it, renames it
+/// (mode: output_file_mode's), lets `fill` stream the contents into it, fsyncs it, renames it
 /// over `path`, then fsyncs the folder. On any failure (including an exception
 /// thrown by `fill`, which is re-thrown unchanged) the temporary is removed and
 /// `path` is untouched. I/O failures throw Error naming `path` (never the
@@ -44,6 +46,17 @@ void write_file_atomic(const std::filesystem::path& path, const std::function<vo
 /// regular file (a folder, a device such as /dev/null, a FIFO, a socket):
 /// renaming over it would replace it. Nothing is opened or written.
 std::filesystem::path atomic_write_target(const std::filesystem::path& path);
+
+/// The process's file mode creation mask (umask(2)), read without changing
+/// it for other threads (from /proc/self/status where the kernel has it).
+mode_t current_umask();
+
+/// The permission bits write_file_atomic gives the file it writes at `target`
+/// (already resolved by atomic_write_target): those of the file it replaces,
+/// so that a `chmod 600` file stays 600; else what open(2) and fopen give a
+/// new file, 0666 & ~umask. Never throws (a file that cannot be examined
+/// counts as absent).
+mode_t output_file_mode(const std::filesystem::path& target);
 
 /// The mkstemp template of write_file_atomic's temporary file for `target`
 /// (already resolved by atomic_write_target): `<folder>/.<name>.tmp-XXXXXX`.

@@ -83,6 +83,52 @@ TEST(AtomicFile, WritesThroughASymbolicLink) {
   }
 }
 
+/// Sets the umask for the life of the object, then puts the old one back.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
+  ~ScopedUmask() { ::umask(old_); }
+
+ private:
+  mode_t old_;
+};
+
+mode_t mode_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+// A new file gets 0666 & ~umask, as open(2) and fopen give it (it was always
+// 0644, readable by all under umask 077); a replaced file keeps its mode (a
+// chmod 600 file became 0644); files in an AtomicDir's folder are new files.
+TEST(AtomicFile, ModeFollowsTheUmaskAndTheReplacedFile) {
+  TempDir tmp;
+  {
+    const ScopedUmask mask(077);
+    EXPECT_EQ(io::current_umask(), mode_t(077));
+    io::write_file_atomic(tmp.path / "private.json", "{}");
+    EXPECT_EQ(mode_of(tmp.path / "private.json"), mode_t(0600));
+    io::AtomicDir d(tmp.path / "q");
+    d.write([&] { io::write_file_atomic(d.file("config.json"), "{}"); });
+    d.commit();
+    EXPECT_EQ(mode_of(tmp.path / "q"), mode_t(0700));
+    EXPECT_EQ(mode_of(tmp.path / "q" / "config.json"), mode_t(0600));
+  }
+  const ScopedUmask mask(002);
+  io::write_file_atomic(tmp.path / "shared.json", "{}");
+  EXPECT_EQ(mode_of(tmp.path / "shared.json"), mode_t(0664));
+  const fs::path keep = tmp.path / "keep.json";
+  io::write_file_atomic(keep, "old");
+  ASSERT_EQ(::chmod(keep.c_str(), 0600), 0);
+  io::write_file_atomic(keep, "new");
+  EXPECT_EQ(mode_of(keep), mode_t(0600));
+  ASSERT_EQ(::chmod(keep.c_str(), 0640), 0);
+  io::write_file_atomic(keep, "newer");
+  EXPECT_EQ(mode_of(keep), mode_t(0640));
+  EXPECT_EQ(read_bytes(keep), "newer");
+}
+
 TEST(AtomicDir, CommitCreatesFolder) {
   TempDir tmp;
   const fs::path out = tmp.path / "quantized";
