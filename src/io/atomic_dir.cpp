@@ -35,6 +35,7 @@ namespace {
 struct StagingRegistry {
   std::mutex mutex;
   std::set<std::string> dirs;
+  std::vector<std::string> written;  // targets of the AtomicDirs committed, for the interrupt message
 };
 
 StagingRegistry& registry() {
@@ -120,6 +121,59 @@ void naming_target(const fs::path& staging, const fs::path& out, const std::func
 
 constexpr int kCleanupSignals[] = {SIGINT, SIGTERM, SIGHUP};
 
+/// The kCleanupSignals the watcher takes (not those ignored at installation);
+/// written once before the watcher starts, then only read.
+sigset_t g_watched;
+std::atomic<bool> g_watching{false};
+
+/// Hands a cleanup signal pending on the calling thread to the watcher. Such
+/// a signal was sent to this thread alone (tgkill, a debugger's `signal
+/// SIGINT`), not to the process as Ctrl-C does; blocked here, and never taken
+/// by the watcher's sigwait, it stayed pending for good and the interrupt was
+/// lost (kq quantize exited 0). It is taken off this thread and sent to the
+/// process, which the watcher takes it from.
+void forward_pending_signals() {
+  if (!g_watching.load()) return;
+  sigset_t pending;
+  if (::sigpending(&pending) != 0) return;
+  for (const int sig : kCleanupSignals) {
+    if (::sigismember(&g_watched, sig) != 1 || ::sigismember(&pending, sig) != 1) continue;
+    sigset_t one;
+    ::sigemptyset(&one);
+    ::sigaddset(&one, sig);
+    const struct timespec now {};
+    if (::sigtimedwait(&one, nullptr, &now) == sig) ::kill(::getpid(), sig);
+  }
+}
+
+/// forward_pending_signals() when destroyed: at the end of AtomicDir::commit(),
+/// after its lock is released, so that an interrupt sent to the committing
+/// thread (before or during the move) is reported as one after the move.
+struct ForwardPendingSignals {
+  ForwardPendingSignals() = default;
+  ~ForwardPendingSignals() { forward_pending_signals(); }
+  ForwardPendingSignals(const ForwardPendingSignals&) = delete;
+  ForwardPendingSignals& operator=(const ForwardPendingSignals&) = delete;
+};
+
+/// "<program>: interrupted: <out> was written completely before stopping"
+/// on stderr for each folder committed before the watcher got the signal:
+/// the interrupt is not silently dropped, and the user knows the folder is
+/// whole (it is never half-moved into place).
+void report_written_folders() {
+  for (const std::string& out : registry().written) {
+    const std::string line =
+        fmt::format("{}: interrupted: {} was written completely before stopping\n", program_invocation_short_name, out);
+    const char* p = line.data();
+    size_t left = line.size();
+    while (left > 0) {
+      const ssize_t w = ::write(STDERR_FILENO, p, left);
+      if (w <= 0) break;
+      p += w, left -= size_t(w);
+    }
+  }
+}
+
 // ---- SIGBUS from a truncated memory-mapped file ----
 //
 // The handler runs on the faulting thread, possibly inside any code, so it
@@ -168,6 +222,7 @@ void on_mapped_file_fault(int) {
   registry().mutex.lock();
   for (const std::string& d : registry().dirs) remove_tree(d);
   if (sig == g_fault_signal.load()) ::_exit(1);  // a SIGBUS (exit_on_mapped_file_fault) wrote its message
+  report_written_folders();
   // The default action, on this thread only (it is blocked in every other):
   // the process is killed by `sig` without running any exit code (atexit,
   // static destructors) while the other threads still run.
@@ -198,9 +253,11 @@ void install_cleanup_handlers() {
   sigset_t before;
   if (const int err = ::pthread_sigmask(SIG_BLOCK, &set, &before); err != 0)
     raise<Error>("cannot set up the interrupt handler: pthread_sigmask: {}", std::strerror(err));
+  g_watched = set;
   try {
     std::thread(watch_cleanup_signals, set).detach();  // inherits the blocked set, as sigwait needs
     g_fault_signal.store(fault_signal);
+    g_watching.store(true);
   } catch (const std::system_error& e) {
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     raise<Error>("cannot set up the interrupt handler: thread: {}", e.what());
@@ -314,6 +371,7 @@ void AtomicDir::write(const std::function<void()>& write_files) const {
 
 void AtomicDir::commit() {
   if (committed_) raise<Error>("{}: AtomicDir::commit() called twice", out_.string());
+  const ForwardPendingSignals forward;  // (destroyed after `lock` below: the watcher sees the folder written)
   naming_target(staging_, out_, [&] {
     try {
       fsync_tree(staging_);
@@ -329,6 +387,7 @@ void AtomicDir::commit() {
   if (::rename(staging_.c_str(), out_.c_str()) == 0) {  // out absent or an empty folder
     committed_ = true;
     registry().dirs.erase(staging_.string());
+    registry().written.push_back(out_.string());
     fsync_path(parent);
     return;
   }
@@ -342,6 +401,7 @@ void AtomicDir::commit() {
   if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, out_.c_str(), RENAME_EXCHANGE) == 0) {
     // staging_ now names the old folder.
     committed_ = true;
+    registry().written.push_back(out_.string());
     fsync_path(parent);
     std::error_code ec;
     fs::remove_all(staging_, ec);
@@ -368,6 +428,7 @@ void AtomicDir::commit() {
   }
   committed_ = true;
   registry().dirs.erase(staging_.string());
+  registry().written.push_back(out_.string());
   fsync_path(parent);
   std::error_code ec;
   fs::remove_all(old, ec);

@@ -96,7 +96,14 @@ class AtomicDir {
 /// never interrupt computing threads (an asynchronous handler on a thread
 /// inside oneDNN corrupted the heap). The watcher removes the folders
 /// holding the lock that AtomicDir's constructor, destructor and commit()
-/// take, so a folder is never half-moved into place.
+/// take, so a folder is never half-moved into place. An interrupt that
+/// comes after a commit() moved its folder into place (or waited for it) is
+/// not dropped either: the watcher writes "<program>: interrupted: <out> was
+/// written completely before stopping" to standard error for each committed
+/// folder, and the signal ends the process as above (130 for SIGINT, not 0).
+/// A signal sent to the thread that commits alone (not to the process, as
+/// Ctrl-C does: tgkill, a debugger), which the watcher cannot take, is handed
+/// to the watcher when commit() ends.
 /// Call it from the main thread before any other thread starts (before the
 /// first OpenMP parallel region): a thread started earlier does not block the
 /// signals and, when the kernel picks it, the signal ends the process without

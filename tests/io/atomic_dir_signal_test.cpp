@@ -3,7 +3,9 @@
 // or SIGHUP, and the process still ends by that signal; staging_leftovers()
 // finds the `<out>.tmp-XXXXXX` folders an interrupted write left; a symbolic
 // link to a folder as `out` is followed.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include <string>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/atomic_file.hpp"
 #include "kq/error.hpp"
@@ -121,6 +124,56 @@ TEST(AtomicDirSignals, SymbolicLinkToAFolderIsFollowed) {
     } catch (const InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find("is a symbolic link to '"), std::string::npos) << e.what();
     }
+  }
+}
+
+/// Forks a child that installs the handlers, writes `out` through an
+/// AtomicDir and is interrupted by SIGINT around commit(): sent to its own
+/// thread (as a debugger's `signal SIGINT` does) before commit() when
+/// `to_thread`, else to the process right after commit(). The child then
+/// waits; it exits 0 if it is not killed. Its stderr goes to `err`. Returns
+/// its wait status.
+int interrupt_a_commit(const fs::path& out, const fs::path& err, bool to_thread) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(e, 2);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) ::signal(s, SIG_DFL);  // not inherited from the test runner
+    try {
+      io::remove_staging_dirs_on_signals();
+      io::AtomicDir dir(out);
+      io::write_file_atomic(dir.file("config.json"), "{}\n");
+      if (to_thread) ::pthread_kill(::pthread_self(), SIGINT);  // pending here: this thread blocks it
+      dir.commit();
+      if (!to_thread) ::kill(::getpid(), SIGINT);
+      ::sleep(20);  // the watcher ends the process meanwhile
+      ::_exit(0);
+    } catch (...) {
+      ::_exit(99);
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+
+// An interrupt during or after the final move into place was dropped when it
+// was sent to the committing thread (kq quantize printed "wrote out_g" and
+// exited 0 under gdb's `signal SIGINT`), and ended the process without a
+// word otherwise. The folder is complete either way; the process now says so
+// and ends by the signal (status 130 in a shell).
+TEST(AtomicDirSignals, InterruptAroundTheCommitIsReportedNotDropped) {
+  for (const bool to_thread : {true, false}) {
+    SCOPED_TRACE(to_thread ? "sent to the committing thread" : "sent to the process after the commit");
+    TempDir tmp;
+    const fs::path out = tmp.path / "q";
+    const int status = interrupt_a_commit(out, tmp.path / "err", to_thread);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "status " << status;
+    const std::string err = testing::read_all(tmp.path / "err");
+    EXPECT_NE(err.find("interrupted: " + out.string() + " was written completely before stopping"), std::string::npos)
+        << err;
+    EXPECT_EQ(testing::read_all(out / "config.json"), "{}\n");
+    EXPECT_TRUE(io::staging_leftovers(out).empty()) << io::staging_leftovers(out).front();
   }
 }
 
