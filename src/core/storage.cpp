@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "core/mapped_regions.hpp"
 #include "kq/error.hpp"
 #include "kq/tensor.hpp"
 
@@ -40,13 +41,16 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
       raise<FormatError>("{}: mmap failed: {}", path, std::strerror(err));
     }
     m->ptr_ = static_cast<std::byte*>(p);
+    core::register_mapping(p, m->size_, m->path_);  // for a truncated file's SIGBUS message
   }
   ::close(fd);
   return m;
 }
 
 MappedFile::~MappedFile() {
-  if (ptr_) ::munmap(ptr_, size_);
+  if (!ptr_) return;
+  core::unregister_mapping(ptr_);
+  ::munmap(ptr_, size_);
 }
 
 }  // namespace kq

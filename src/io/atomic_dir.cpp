@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/mapped_regions.hpp"
 #include "io/atomic_file.hpp"
 #include "kq/error.hpp"
 
@@ -189,16 +190,52 @@ std::atomic<bool> g_faulted{false};
 static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free &&
               std::atomic<const char*>::is_always_lock_free);
 
+/// write(2) of all `len` bytes to stderr (async-signal-safe).
+void write_stderr(const char* p, size_t len) {
+  while (len > 0) {
+    const ssize_t w = ::write(STDERR_FILENO, p, len);
+    if (w <= 0) return;
+    p += w, len -= size_t(w);
+  }
+}
+
+/// `s` to stderr with control characters and DEL as \xNN (a name from a
+/// model folder must not drive the terminal); async-signal-safe.
+void write_stderr_escaped(const char* s) {
+  for (; *s != '\0'; ++s) {
+    const auto c = static_cast<unsigned char>(*s);
+    if (c >= 0x20 && c != 0x7f) {
+      write_stderr(s, 1);
+      continue;
+    }
+    constexpr char kHex[] = "0123456789abcdef";
+    const char esc[4] = {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+    write_stderr(esc, 4);
+  }
+}
+
 /// A SIGBUS handler: the file behind a mapping is shorter than the mapping.
-void on_mapped_file_fault(int) {
+/// The message is followed by the file (and tensor) at the faulting address
+/// when core::mapped_file_at knows it: "...: <file> (tensor '<name>')".
+void on_mapped_file_fault(int, siginfo_t* info, void*) {
   if (!g_faulted.exchange(true)) {
     if (const char* m = g_fault_message.load()) {
       size_t len = 0;
       while (m[len] != '\0') ++len;
-      while (len > 0) {
-        const ssize_t w = ::write(STDERR_FILENO, m, len);
-        if (w <= 0) break;
-        m += w, len -= size_t(w);
+      const bool newline = len > 0 && m[len - 1] == '\n';
+      const core::MappedPlace place = core::mapped_file_at(info ? info->si_addr : nullptr);
+      if (!place.file) {
+        write_stderr(m, len);
+      } else {
+        write_stderr(m, newline ? len - 1 : len);
+        write_stderr(": ", 2);
+        write_stderr_escaped(place.file);
+        if (place.region) {
+          write_stderr(" (tensor '", 10);
+          write_stderr_escaped(place.region);
+          write_stderr("')", 2);
+        }
+        if (newline) write_stderr("\n", 1);
       }
     }
     const int watcher = g_fault_signal.load();
@@ -289,9 +326,9 @@ void exit_on_mapped_file_fault(const char* message) {
   std::call_once(once, [message] {
     g_fault_message.store(message);
     struct sigaction sa {};
-    sa.sa_handler = on_mapped_file_fault;
+    sa.sa_sigaction = on_mapped_file_fault;
     ::sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
+    sa.sa_flags = SA_SIGINFO;
     if (::sigaction(SIGBUS, &sa, nullptr) != 0)
       raise<Error>("cannot set up the SIGBUS handler: sigaction: {}", std::strerror(errno));
   });

@@ -116,8 +116,10 @@ void remove_staging_dirs_on_signals();
 /// file raises when it is truncated (or replaced) while it is being read
 /// (safetensors weights are mapped, not read): the first faulting thread
 /// writes `message` (kept as given: pass a string literal) to standard error
-/// with write(2) and the process exits with status 1 instead of dying by the
-/// signal with no word. The handler does only async-signal-safe work. When
+/// with write(2), with ": <file> (tensor '<name>')" before its final newline
+/// when the faulting address is in a file MappedFile mapped (the tensor when
+/// the safetensors reader named those bytes), and the process exits with
+/// status 1 instead of dying by the signal with no word. The handler does only async-signal-safe work. When
 /// remove_staging_dirs_on_signals() is installed, the handler does not exit
 /// itself: it wakes the watcher thread (kill(2) with a real-time signal only
 /// that thread accepts), which removes the staging folders as for SIGINT and

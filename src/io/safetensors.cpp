@@ -16,6 +16,7 @@
 #include <limits>
 #include <optional>
 
+#include "core/mapped_regions.hpp"
 #include "io/file_kind.hpp"
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
@@ -250,6 +251,13 @@ ParsedFile parse_file(const fs::path& path) {
 
   check_overlaps(file, pf.entries);
   check_coverage(file, pf.data_start, data_size, pf.entries);
+  // A SIGBUS in these bytes (the file truncated meanwhile) names the tensor.
+  std::vector<core::NamedRange> ranges;
+  ranges.reserve(pf.entries.size());
+  for (const auto& e : pf.entries)
+    if (e.end > e.begin)
+      ranges.push_back({size_t(pf.data_start + e.begin), size_t(pf.data_start + e.end), e.name});
+  core::name_mapping_regions(base, std::move(ranges));
   return pf;
 }
 

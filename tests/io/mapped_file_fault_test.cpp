@@ -17,6 +17,7 @@
 #include "common/test_util.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/atomic_file.hpp"
+#include "io/safetensors.hpp"
 
 namespace kq {
 namespace {
@@ -85,6 +86,35 @@ TEST(MappedFileFault, StagingFoldersAreRemovedBeforeTheExit) {
   EXPECT_EQ(testing::read_all(tmp.path / "err"), kMessage);
   EXPECT_TRUE(io::staging_leftovers(out).empty()) << io::staging_leftovers(out).front();
   EXPECT_FALSE(fs::exists(out));
+}
+
+// The message names the file that was truncated and the tensor being read
+// (it said only "a model file changed or was truncated").
+TEST(MappedFileFault, MessageNamesTheFileAndTheTensor) {
+  TempDir tmp;
+  const fs::path file = tmp.path / "model.safetensors", err = tmp.path / "err";
+  write_safetensors(file, {{"a", Tensor::zeros(DType::F32, {4})}, {"big", Tensor::zeros(DType::F32, {16384})}});
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(e, 2);
+    ::signal(SIGBUS, SIG_DFL);
+    try {
+      io::exit_on_mapped_file_fault(kMessage);
+      const TensorStore store = TensorStore::open_file(file);
+      const Tensor big = store.get("big");
+      if (::truncate(file.c_str(), 100) != 0) ::_exit(95);
+      const auto* p = static_cast<volatile const char*>(big.raw());
+      const char c = p[big.nbytes() - 1];  // SIGBUS here
+      ::_exit(c == 0 ? 90 : 91);           // not reached
+    } catch (...) {
+      ::_exit(99);
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
+  EXPECT_EQ(testing::read_all(err), "test: a mapped file was truncated: " + file.string() + " (tensor 'big')\n");
 }
 
 }  // namespace
