@@ -66,24 +66,38 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
+/// The number of arguments CLI11 takes as the values of `opt` when it is
+/// given without "=VALUE": the arguments right after it, whatever they start
+/// with (`--prompt "-- Robert Frost"`, `-t -notes.txt`); 0 for a flag.
+int values_taken(const CLI::Option& opt) {
+  return std::max(0, std::min(opt.get_type_size_min(), opt.get_items_expected_min()));
+}
+
 /// The first "--name" (or "--name=value") or "-x" among the arguments after
 /// the command word that `cmd` has no option for, with the closest option
 /// name when one is near ("unknown option --modle (did you mean --model?)").
 /// CLI11 checks required options before it reports unknown ones, so a
-/// mistyped --model read "--model is required". Arguments after "--" are not
-/// options.
+/// mistyped --model read "--model is required". The value of an option that
+/// takes one (values_taken) is not an option even when it starts with '-'
+/// (as CLI11 reads it), and arguments after "--" are not options.
 std::optional<std::string> unknown_option(const CLI::App& cmd, int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string_view a(argv[i]);
     if (a == "--") return std::nullopt;
     // A short option: exactly "-x" with x a letter (not a negative number such as "-1").
     if (a.size() == 2 && a[0] == '-' && std::isalpha(static_cast<unsigned char>(a[1]))) {
-      if (cmd.get_option_no_throw(std::string(a))) continue;
+      if (const CLI::Option* o = cmd.get_option_no_throw(std::string(a))) {
+        i += values_taken(*o);
+        continue;
+      }
       return fmt::format("unknown option {} for 'kq {}'", a, cmd.get_name());
     }
     if (!a.starts_with("--") || a.size() < 3) continue;
     const std::string name(a.substr(0, a.find('=')));
-    if (cmd.get_option_no_throw(name)) continue;
+    if (const CLI::Option* o = cmd.get_option_no_throw(name)) {
+      if (name.size() == a.size()) i += values_taken(*o);  // "--name=value" carries its value
+      continue;
+    }
     std::string best;
     size_t best_d = 3;  // suggest only close names
     for (const CLI::Option* o : cmd.get_options()) {
