@@ -67,7 +67,8 @@ class Tokenizer {
   /// ["a","b"] pairs, added_tokens) is preferred, as transformers'
   /// AutoTokenizer does; DIR/vocab.json + DIR/merges.txt are used when there is
   /// no tokenizer.json, or when it describes a tokenizer this library does not
-  /// support (Unsupported below) and the pair exists. source() says which.
+  /// support (Unsupported below) and the pair exists. source() says which; such
+  /// a fallback is also a warning (kq::warn) naming tokenizer.json and why.
   /// DIR/tokenizer_config.json, when present, names bos_token / eos_token (and
   /// added_tokens_decoder in the vocab.json route).
   /// Throws FormatError naming the file: missing files, bad JSON (a malformed

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "kq/error.hpp"
+#include "kq/warning.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 
 namespace kq {
@@ -48,6 +49,12 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
                              ? std::string("vocab.json + merges.txt")
                              : fmt::format("vocab.json + merges.txt (tokenizer.json not used: {})", skipped);
       gpt2_files = true;
+      // The fallback changes which tokenizer runs: said once here, for every caller (not only
+      // those that print source()).
+      if (!skipped.empty())
+        warn(fmt::format("{}; tokenizer.json is not used, {} + merges.txt are instead (the tokens may differ from "
+                         "those tokenizer.json describes)",
+                         skipped, vocab.string()));
     } else if (have_vocab || have_merges) {
       raise<FormatError>("{}: file not found (needed with {}), and there is no tokenizer.json either",
                          (have_vocab ? merges : vocab).string(), (have_vocab ? vocab : merges).string());

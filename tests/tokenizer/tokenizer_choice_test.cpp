@@ -6,10 +6,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "common/test_data.hpp"
 #include "kq/error.hpp"
 #include "kq/tokenizer.hpp"
+#include "kq/warning.hpp"
 
 using kq::Tokenizer;
 using json = nlohmann::json;
@@ -73,6 +76,34 @@ TEST(TokenizerChoice, UnsupportedTokenizerJsonFallsBackToVocabAndMerges) {
   // Without the pair there is nothing to fall back to: the Unsupported error stands.
   fs::remove(tmp.path / "vocab.json");
   EXPECT_THROW(Tokenizer::load(tmp.path), kq::Unsupported);
+}
+
+// New-user finding: the fallback was said only in source(), which kq eval and
+// kq bench print but kq generate and kq quantize do not: a tokenizer other
+// than the folder's tokenizer.json ran without a word. Tokenizer::load warns,
+// once per load, naming tokenizer.json, why it is not used and what is.
+TEST(TokenizerChoice, FallbackFromAnUnsupportedTokenizerJsonIsAWarning) {
+  kq::testing::TempDir tmp;
+  json tj = json::parse(slurp(demo_dir() / "tokenizer.json"));
+  tj["normalizer"] = json{{"type", "Lowercase"}};
+  write_tokenizer_folder(tmp.path, tj);
+  std::vector<std::string> warnings;
+  const kq::WarningHandler previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  const Tokenizer t = Tokenizer::load(tmp.path);
+  kq::set_warning_handler(previous);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find((tmp.path / "tokenizer.json").string() + ": a normalizer (Lowercase) is not supported"),
+            std::string::npos)
+      << warnings[0];
+  EXPECT_NE(warnings[0].find("tokenizer.json is not used, " + (tmp.path / "vocab.json").string() + " + merges.txt"),
+            std::string::npos)
+      << warnings[0];
+  // A folder whose tokenizer.json is used warns about nothing.
+  warnings.clear();
+  kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  (void)Tokenizer::load(demo_dir());
+  kq::set_warning_handler(previous);
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
 }
 
 TEST(TokenizerChoice, MalformedTokenizerJsonIsAnErrorEvenWithThePair) {
