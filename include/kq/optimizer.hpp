@@ -159,8 +159,9 @@ void check_quantized_output(const std::filesystem::path& out, const std::filesys
 /// quantizing (`kq quantize` does). The loaders that will read the copies run
 /// on the originals, so that a file they would refuse in the quantized folder
 /// is refused now: Tokenizer::load(src) (tokenizer.json, vocab.json +
-/// merges.txt, tokenizer_config.json; skipped when none of the first three is
-/// there) and, when `vocab_size` > 0, Tokenizer::check_fits(vocab_size);
+/// merges.txt, tokenizer_config.json; when none of the first three is there,
+/// a warning (kq::warn) that the quantized folder will have no tokenizer)
+/// and, when `vocab_size` > 0, Tokenizer::check_fits(vocab_size);
 /// and the end-of-sequence ids `kq generate` reads (generation_config.json's
 /// eos_token_id, else config.json's: integers or lists of them in 0 ..
 /// 2^31-1; ids past the vocabulary are warned about and ignored;

@@ -156,6 +156,10 @@ void check_quantized_side_files(const fs::path& src, int64_t vocab_size) {
     } catch (const Error& e) {
       refused(e);
     }
+  } else {
+    warn(fmt::format("{}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt); the quantized folder will "
+                     "have none either, and kq eval, kq generate and kq bench need them: add them to it",
+                     src.string()));
   }
   try {
     (void)load_eos_token_ids(src, vocab_size);  // generation_config.json (else config.json), as kq generate reads it

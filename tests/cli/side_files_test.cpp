@@ -110,7 +110,8 @@ TEST(CliQuantizeSideFiles, HuggingFaceExtrasAreCopiedByteForByte) {
 // The loaders' own choice decides what is checked: with a usable
 // tokenizer.json, vocab.json is not read (not by kq eval either), so a broken
 // one does not stop kq quantize; and a folder without tokenizer files stays
-// quantizable (weights only).
+// quantizable (weights only), with a warning (new-user finding: it wrote a
+// folder kq eval and kq generate then refused, without a word).
 TEST(CliQuantizeSideFiles, OnlyWhatTheLoadersReadIsChecked) {
   TempDir tmp;
   const fs::path m = copy_demo(tmp.path);
@@ -123,6 +124,13 @@ TEST(CliQuantizeSideFiles, OnlyWhatTheLoadersReadIsChecked) {
   for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"}) fs::remove(m / f);
   const auto bare = quantize(m, tmp.path / "bare");
   EXPECT_EQ(bare.status, 0) << bare.err;
+  const std::string warning = "kq: warning: " + m.string() +
+                              ": no tokenizer files (tokenizer.json, or vocab.json + merges.txt); the quantized "
+                              "folder will have none either, and kq eval, kq generate and kq bench need them";
+  const size_t at = bare.err.find(warning);
+  EXPECT_NE(at, std::string::npos) << bare.err;
+  EXPECT_EQ(bare.err.find(warning, at + 1), std::string::npos) << "warned once: " << bare.err;
+  EXPECT_FALSE(has(e.err, "no tokenizer files")) << e.err;
 }
 
 // A well-formed tokenizer.json that kq does not run (here BPE byte_fallback)
