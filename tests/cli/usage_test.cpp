@@ -87,3 +87,98 @@ TEST(CliUsage, OpenMpWaitPolicyDefaultsToPassive) {
   else
     ::unsetenv("OMP_WAIT_POLICY");
 }
+
+// New-user findings, small messages. `kq --bogus` said "A subcommand is
+// required"; `kq` alone printed only that line; kq help was not listed.
+TEST(CliUsage, NoCommandOrAnOptionFirstIsExplained) {
+  auto r = run_kq({"--bogus"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "kq: error: unknown option --bogus for 'kq'")) << r.err;
+  EXPECT_FALSE(has(r.err, "A subcommand is required")) << r.err;
+  r = run_kq({"--bogus=1", "eval"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "unknown option --bogus for 'kq'")) << r.err;
+  r = run_kq({});
+  EXPECT_EQ(r.status, 2);
+  for (const char* c : {"info", "eval", "generate", "quantize", "bench", "help"})
+    EXPECT_TRUE(has(r.err, std::string("\n  ") + c + " ")) << "command list lacks " << c << ": " << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: no command given")) << r.err;
+  EXPECT_FALSE(has(r.err, "A subcommand is required")) << r.err;
+  // kq help is listed with the commands, and still works.
+  r = run_kq({"--help"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n  help +Show this help, or a command's options: kq help "
+                                                  "\\[COMMAND\\]")))
+      << r.out;
+  EXPECT_EQ(run_kq({"help"}).out, r.out);
+  EXPECT_EQ(run_kq({"-h"}).status, 0);
+  EXPECT_EQ(run_kq({"help", "eval"}).out, run_kq({"eval", "--help"}).out);
+}
+
+// An empty --text / --json said "give a file or folder", though a folder is
+// refused for both.
+TEST(CliUsage, EmptyPathSaysWhatToGive) {
+  const std::string m = kq::testing::demo_model().string();
+  auto r = run_kq({"eval", "-m", m, "-t", ""});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "the path is empty; give a file\n")) << r.err;
+  r = run_kq({"eval", "-m", m, "-t", "README.md", "--json", ""});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "the path is empty; give a file\n")) << r.err;
+  r = run_kq({"bench", "--calibration", ""});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "the path is empty; give a file\n")) << r.err;
+  r = run_kq({"eval", "-m", "", "-t", "README.md"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "the path is empty; give a folder\n")) << r.err;
+  r = run_kq({"quantize", "-m", m, "--mode", "int8", "-o", ""});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(has(r.err, "the path is empty; give a folder\n")) << r.err;
+}
+
+// --ctx 1 is out of range for every model (a window of one token scores
+// nothing): a usage error (2), as the README's exit-status table says, not 1.
+TEST(CliUsage, CtxOneIsAUsageError) {
+  const std::string m = kq::testing::demo_model().string();
+  for (const char* cmd : {"eval", "bench"}) {
+    const auto r = run_kq({cmd, "-m", m, "-t", "README.md", "--ctx", "1"});
+    EXPECT_EQ(r.status, 2) << cmd << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "--ctx: '1' is out of range: a window of 1 token scores nothing")) << r.err;
+  }
+  EXPECT_EQ(run_kq({"eval", "-m", m, "-t", "README.md", "--ctx", "2", "--samples", "1", "--quiet"}).status, 0);
+}
+
+// With --runs 1 there is no run-to-run spread to measure: it read "0 %".
+TEST(CliUsage, BenchSpreadOfOneRunIsNotAvailable) {
+  const auto r = run_kq({"bench", "--modes", "int8", "--samples", "1", "--ctx", "16", "--runs", "1",
+                         "--prompt-tokens", "4", "--decode-tokens", "2", "--threads", "1", "--json", "-"});
+  ASSERT_TRUE(r.status == 0 || r.status == 3) << r.err;
+  EXPECT_TRUE(has(r.err, "run-to-run spread n/a (1 run)")) << r.err;
+  EXPECT_FALSE(has(r.err, "spread 0 %")) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const nlohmann::json& x = j["results"][0];
+  EXPECT_TRUE(x["latency_spread_before"].is_null()) << x;
+  EXPECT_TRUE(x["latency_spread_after"].is_null()) << x;
+  EXPECT_TRUE(x["latency_unstable"].is_null()) << x;
+  EXPECT_TRUE(x["latency_ms_before"].is_number()) << x;
+  const auto two = run_kq({"bench", "--modes", "int8", "--samples", "1", "--ctx", "16", "--runs", "2",
+                           "--prompt-tokens", "4", "--decode-tokens", "2", "--threads", "1", "--json", "-"});
+  ASSERT_TRUE(two.status == 0 || two.status == 3) << two.err;
+  EXPECT_TRUE(nlohmann::json::parse(two.out)["results"][0]["latency_spread_before"].is_number());
+}
+
+// libgomp ignores an OMP_WAIT_POLICY that is not ACTIVE or PASSIVE (any case,
+// blanks around): kq info reported "OpenMP wait policy garbage" as if in effect.
+TEST(CliUsage, InvalidOpenMpWaitPolicyIsReportedAsIgnored) {
+  {
+    kq::testing::ScopedEnv env("OMP_WAIT_POLICY", "garbage");
+    const auto r = run_kq({"info"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(has(r.out, "OpenMP wait policy runtime default: OMP_WAIT_POLICY=garbage is invalid (not ACTIVE or "
+                           "PASSIVE) and ignored"))
+        << r.out;
+  }
+  kq::testing::ScopedEnv env("OMP_WAIT_POLICY", " passive");
+  const auto r = run_kq({"info"});
+  EXPECT_TRUE(has(r.out, "OpenMP wait policy PASSIVE;")) << r.out;
+}

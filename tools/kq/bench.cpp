@@ -71,6 +71,10 @@ void print_header(std::FILE* out, const BenchReport& r, const std::vector<std::s
                count_noun(r.results[0].latency_before.decode_tokens, "token"));
 }
 
+/// Whether the latency of `m` was timed over 2 or more runs, so that their
+/// run-to-run spread means something (with --runs 1 it is 0 by definition).
+bool spread_measured(const BenchResult& m) { return m.latency_before.runs >= 2 && m.latency_after.runs >= 2; }
+
 /// One mode's report, to `out`; `reliable`: false marks the verdict "PASS?" / "FAIL?".
 void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
   fmt::print(out, "\n== {} ({}) ==\n", m.mode, m.mode_canonical);
@@ -88,12 +92,14 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
     fmt::print(out, "  other        {}  (embeddings, norms, unquantized layers: held in FP32)\n",
                human_bytes(m.weight_bytes_after - m.linear_bytes_after));
   if (m.latency_before.runs) {
-    fmt::print(
-        out,
-        "  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x; run-to-run spread {:.0f} % -> {:.0f} %{})\n",
-        m.latency_before.decode_ms_per_token, m.latency_after.decode_ms_per_token, m.speedup,
-        m.latency_before.decode_spread * 100, m.latency_after.decode_spread * 100,
-        latency_stability_warning(m).empty() ? "" : ", UNSTABLE");
+    // One run has no spread to measure (--runs 1): "n/a", not "0 %".
+    const std::string spread =
+        spread_measured(m)
+            ? fmt::format("run-to-run spread {:.0f} % -> {:.0f} %{}", m.latency_before.decode_spread * 100,
+                          m.latency_after.decode_spread * 100, latency_stability_warning(m).empty() ? "" : ", UNSTABLE")
+            : std::string("run-to-run spread n/a (1 run)");
+    fmt::print(out, "  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x; {})\n", m.latency_before.decode_ms_per_token,
+               m.latency_after.decode_ms_per_token, m.speedup, spread);
     fmt::print(out, "  prefill      {:.0f} -> {:.0f} tokens/s\n", m.latency_before.prefill_tokens_per_s,
                m.latency_after.prefill_tokens_per_s);
   }
@@ -202,10 +208,11 @@ nlohmann::json to_json(const BenchReport& r) {
     x["prefill_tokens_per_s_after"] = num(m.latency_after.prefill_tokens_per_s);
     x["speedup"] = num(m.speedup);
     // (max - min) / median of the runs' decode ms/token; > kUnstableLatencySpread is unstable.
-    x["latency_spread_before"] = num(m.latency_before.decode_spread);
-    x["latency_spread_after"] = num(m.latency_after.decode_spread);
-    x["latency_unstable"] =
-        timed ? nlohmann::json(!latency_stability_warning(m).empty()) : nlohmann::json(nullptr);
+    // null with --no-latency, and with --runs 1 (one run has no spread to measure).
+    const bool spread = timed && spread_measured(m);
+    x["latency_spread_before"] = spread ? nlohmann::json(m.latency_before.decode_spread) : nlohmann::json(nullptr);
+    x["latency_spread_after"] = spread ? nlohmann::json(m.latency_after.decode_spread) : nlohmann::json(nullptr);
+    x["latency_unstable"] = spread ? nlohmann::json(!latency_stability_warning(m).empty()) : nlohmann::json(nullptr);
     x["kl_div"] = m.kl_div;
     x["top1_agreement"] = m.top1_agreement;
     x["load_seconds"] = m.load_seconds;
@@ -223,7 +230,7 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "bench", "Quantize a model in each mode and report perplexity, KL, memory and latency vs FP32, with PASS/FAIL");
   cmd->add_option("--model,-m", args->model, "Model folder (default: the shipped demo model models/gpt2-tiny)")
-      ->check(non_empty_path());
+      ->check(non_empty_path("folder"));
   CLI::Option* modes_opt =
       cmd->add_option("--modes", args->modes,
                       "Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; default: the "
@@ -237,12 +244,12 @@ void add_bench_command(CLI::App& app) {
                   "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset; standard input "
                   "is not read: '-' is an error (default: MODEL/demo-eval.txt, else the shipped "
                   "models/gpt2-tiny/demo-eval.txt)")
-      ->check(non_empty_path());
+      ->check(non_empty_path("file"));
   cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")
       ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--ctx", args->ctx, "Window length in tokens (0 = the model's context length)")
-      ->transform(integer_in(0, 1 << 30))
+      ->transform(window_length())
       ->capture_default_str();
   cmd->add_option(
          "--device", args->device,
@@ -254,14 +261,14 @@ void add_bench_command(CLI::App& app) {
                   "UTF-8 calibration text for AWQ modes, not the --text they are scored on (default: "
                   "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt); "
                   "other modes do not read it (given without an AWQ mode among --modes: a usage error)")
-      ->check(non_empty_path());
+      ->check(non_empty_path("file"));
   add_threads_option(cmd, args->threads);
   cmd->add_option(
       "--json", args->json,
       "Also write the results as JSON to this file (atomically). It must not be the --text or --calibration "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
       "output and the human-readable report to standard error")
-      ->check(non_empty_path());
+      ->check(non_empty_path("file"));
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   add_keep_option(cmd, args->keep,
                   "Regex of layer names to keep in high precision (repeatable, one pattern each, taken verbatim; "

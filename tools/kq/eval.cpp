@@ -148,15 +148,15 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file (non-overlapping windows)");
   cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
       ->required()
-      ->check(non_empty_path());
+      ->check(non_empty_path("folder"));
   cmd->add_option(
          "--text,-t", opts->text,
          "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset; "
          "standard input is not read: '-' is an error)")
       ->required()
-      ->check(non_empty_path());
+      ->check(non_empty_path("file"));
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the model's context length)")
-      ->transform(integer_in(0, 1 << 30))
+      ->transform(window_length())
       ->capture_default_str();
   cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (0 = all)")
       ->transform(integer_in(0, 1 << 30))
@@ -170,7 +170,7 @@ void add_eval_command(CLI::App& app) {
       "Also write the results as JSON to this file (atomically; default: none). It must not be the --text "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to "
       "standard output and the human-readable report to standard error")
-      ->check(non_empty_path());
+      ->check(non_empty_path("file"));
   cmd->add_flag(
       "--special-tokens", opts->special_tokens,
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "

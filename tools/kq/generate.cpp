@@ -215,7 +215,7 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
   cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
       ->required()
-      ->check(non_empty_path());
+      ->check(non_empty_path("folder"));
   cmd->add_option("--prompt", opts->prompt,
                   "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)")
       ->required();

@@ -1,5 +1,8 @@
 // `kq info`: version, build, CPU features, threads, CUDA.
+#include <cctype>
 #include <cstdlib>
+#include <string>
+#include <string_view>
 
 #include <fmt/core.h>
 
@@ -49,6 +52,24 @@ void print_kernels() {
   }
 }
 
+/// The OpenMP wait policy in effect, from OMP_WAIT_POLICY (`env`, null when
+/// unset): ACTIVE or PASSIVE as the OpenMP runtime reads it (any case,
+/// surrounding white space ignored). Any other value is ignored by the runtime
+/// (libgomp and LLVM's libomp: it keeps its default), so it is reported as
+/// such, escaped, rather than as if in effect.
+std::string wait_policy_report(const char* env) {
+  if (!env) return "runtime default";
+  std::string_view v(env);
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!v.empty() && space(v.front())) v.remove_prefix(1);
+  while (!v.empty() && space(v.back())) v.remove_suffix(1);
+  std::string upper(v);
+  for (char& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
+  if (upper == "ACTIVE" || upper == "PASSIVE") return upper;
+  return fmt::format("runtime default: OMP_WAIT_POLICY={} is invalid (not ACTIVE or PASSIVE) and ignored",
+                     io::escape_for_terminal(env));
+}
+
 }  // namespace
 
 void add_info_command(CLI::App& app) {
@@ -63,9 +84,8 @@ void add_info_command(CLI::App& app) {
     fmt::print("          AVX-512 VNNI {}  AVX-VNNI {}  AVX-512 BF16 {}  AVX-512 FP16 {}\n",
                yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
     print_kernels();
-    const char* wait = std::getenv("OMP_WAIT_POLICY");
     fmt::print("threads:  {} (OpenMP wait policy {}; kq's default is PASSIVE, OMP_WAIT_POLICY=ACTIVE spins)\n",
-               resolve_threads(0), wait ? wait : "runtime default");
+               resolve_threads(0), wait_policy_report(std::getenv("OMP_WAIT_POLICY")));
     fmt::print("{}", fp8_info_report());
   });
 }

@@ -107,4 +107,22 @@ CLI::Validator integer_in(T lo, T hi) {
       fmt::format("{} in [{} - {}]", std::is_signed_v<T> ? "INT" : "UINT", lo, hi));
 }
 
+/// The validator of --ctx (kq eval, kq bench), a window length in tokens: 0
+/// (the model's context length) or 2 .. 2^30. 1 is out of range for every
+/// model (a window of one token has no next token to score), so it is a usage
+/// error too, not an error of the run. Add it with transform(), as integer_in.
+inline CLI::Validator window_length() {
+  return CLI::Validator(
+      [](std::string& input) {
+        int value = 0;
+        std::string error = parse_integer_in<int>(input, 0, 1 << 30, value);
+        if (error.empty() && value == 1)
+          error = "'1' is out of range: a window of 1 token scores nothing (give 0 = the model's context length, or "
+                  "2 to 1073741824)";
+        if (error.empty()) input = std::to_string(value);
+        return error;
+      },
+      "INT 0 or in [2 - 1073741824]");
+}
+
 }  // namespace kq::cli

@@ -181,6 +181,9 @@ int main(int argc, char** argv) {
   kq::cli::add_generate_command(app);
   kq::cli::add_quantize_command(app);
   kq::cli::add_bench_command(app);
+  // `kq help [COMMAND]` is rewritten to `kq [COMMAND] --help` below, before parsing; it is
+  // registered only to be listed with the commands in `kq --help` (its callback never runs).
+  app.add_subcommand("help", "Show this help, or a command's options: kq help [COMMAND]");
 
   // Library warnings go to stderr, each distinct message once (`kq bench`
   // loads the model once per mode and would repeat them). Messages may quote
@@ -209,6 +212,23 @@ int main(int argc, char** argv) {
     help_args.push_back(nullptr);
     argc = int(help_args.size()) - 1;
     argv = help_args.data();
+  }
+  // No arguments: the usage and the command list (on stderr: it is a usage error), not just
+  // "A subcommand is required".
+  if (argc < 2) {
+    app.name(argv[0]);  // ("Usage: kq ...", as CLI11 names the program when it parses)
+    kq::cli::print_diag("{}\nkq: error: no command given (see the list above)\n", app.help());
+    return kUsageError;
+  }
+  // An option before any command: kq's own options are --help and --version; another one
+  // (`kq --bogus`, `kq --threads 4 bench`) is named, not reported as "A subcommand is required".
+  if (const std::string_view first(argv[1]); first.starts_with("-") && first != "--" &&
+                                             !app.get_option_no_throw(std::string(first.substr(0, first.find('='))))) {
+    kq::cli::print_diag(
+        "kq: error: unknown option {} for 'kq' (a command comes first, then its options: kq COMMAND [OPTIONS]; "
+        "see 'kq --help')\n",
+        kq::io::escape_for_terminal(std::string(first.substr(0, first.find('=')))));
+    return kUsageError;
   }
   const char* word = command_word(argc, argv);
   if (word) {

@@ -7,13 +7,13 @@
 
 namespace kq::cli {
 
-/// CLI11 validator of path options (--model, --text, --out, --json,
-/// --calibration): an empty value is a usage error (exit status 2); CLI11
-/// prefixes the option's name.
-inline CLI::Validator non_empty_path() {
+/// CLI11 validator of path options: an empty value is a usage error (exit
+/// status 2) saying what to give, `what`: "file" (--text, --json,
+/// --calibration) or "folder" (--model, --out); CLI11 prefixes the option's name.
+inline CLI::Validator non_empty_path(const std::string& what) {
   return CLI::Validator(
-      [](std::string& input) -> std::string {
-        return input.empty() ? std::string("the path is empty; give a file or folder") : std::string();
+      [what](std::string& input) -> std::string {
+        return input.empty() ? "the path is empty; give a " + what : std::string();
       },
       "PATH");
 }

@@ -175,7 +175,7 @@ void add_quantize_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder");
   cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")
       ->required()
-      ->check(non_empty_path());
+      ->check(non_empty_path("folder"));
   cmd->add_option("--mode", a->mode,
                   "Quantization mode: int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
                   "awq = awq-g128 (zero points), awq-gN (N = 32, 64, 128, 256), awq-sym, awq-bf16; "
@@ -197,7 +197,7 @@ void add_quantize_command(CLI::App& app) {
           ->check(CLI::IsMember({"entropy", "error", "uniform"}, CLI::ignore_case));
   cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")
       ->required()
-      ->check(non_empty_path());
+      ->check(non_empty_path("folder"));
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   add_keep_option(cmd, a->keep,
                   "Regex of layer names to keep in high precision (repeatable, one pattern each, taken verbatim; "
@@ -206,7 +206,7 @@ void add_quantize_command(CLI::App& app) {
       cmd->add_option("--calibration", a->calibration,
                       "AWQ modes only: UTF-8 calibration text, not text you will report quality on (default: "
                       "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)")
-          ->check(non_empty_path());
+          ->check(non_empty_path("file"));
   cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
   add_threads_option(cmd, a->threads);
   cmd->callback([a, target_opt, strategy_opt, calibration_opt] {
