@@ -182,3 +182,12 @@ TEST(CliUsage, InvalidOpenMpWaitPolicyIsReportedAsIgnored) {
   const auto r = run_kq({"info"});
   EXPECT_TRUE(has(r.out, "OpenMP wait policy PASSIVE;")) << r.out;
 }
+
+// --overwrite's refusals were documented nowhere a user looks first.
+TEST(CliUsage, QuantizeHelpSaysWhatOverwriteRefuses) {
+  const auto r = run_kq({"quantize", "--help"});
+  ASSERT_EQ(r.status, 0);
+  for (const char* s : {"only a folder kq quantize wrote", "without config.json", "no kq quantization_config",
+                        "holding files kq quantize does not write is refused"})
+    EXPECT_TRUE(has(r.out, s)) << s << " missing in:\n" << r.out;
+}

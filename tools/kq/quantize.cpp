@@ -207,7 +207,10 @@ void add_quantize_command(CLI::App& app) {
                       "AWQ modes only: UTF-8 calibration text, not text you will report quality on (default: "
                       "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)")
           ->check(non_empty_path("file"));
-  cmd->add_flag("--overwrite", a->overwrite, "Replace OUT if it exists (atomically)");
+  cmd->add_flag("--overwrite", a->overwrite,
+                "Replace OUT if it exists (atomically); only a folder kq quantize wrote: one without config.json, "
+                "whose config.json has no kq quantization_config, or holding files kq quantize does not write is "
+                "refused");
   add_threads_option(cmd, a->threads);
   cmd->callback([a, target_opt, strategy_opt, calibration_opt] {
     const bool adaptive = is_adaptive_mode(a->mode);
