@@ -17,6 +17,7 @@ __device__ __forceinline__ uint16_t float_to_bf16(float f) { return __bfloat16_a
 /// Grid: x covers N in blocks of kThreads, y strides over rows.
 __global__ void __launch_bounds__(kThreads)
     add_bias_kernel(uint16_t* __restrict__ y, int64_t ldy, int64_t M, int64_t N, const float* __restrict__ bias) {
+  kq::cuda::pdl_launch_dependents();
   kq::cuda::pdl_wait();
   const int64_t n = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (n >= N) return;

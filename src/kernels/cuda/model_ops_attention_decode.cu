@@ -111,6 +111,7 @@ __global__ void __launch_bounds__(kThreads)
   // (>= len - n for this row's keys), so rows below len - n are final.
   const int cn0 = int(min(int64_t(kSubK), kend - kbeg));
   load_rows(kbeg, cn0, 0, len - n);
+  pdl_launch_dependents();
   pdl_wait();
   load_rows(kbeg, cn0, len - n, kend);  // the rows this step's K/V write produced
 
@@ -266,6 +267,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     attn_combine_kernel(int q_heads, int head_dim, int splits, const float* __restrict__ ws_acc,
                         const float* __restrict__ ws_ml, uint16_t* __restrict__ out, int64_t ldo) {
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t rh = blockIdx.x;
   const int64_t r = rh / q_heads, h = rh % q_heads;

@@ -30,6 +30,7 @@ struct RowGrid {
 __global__ void embed_kernel(const uint16_t* __restrict__ table, const uint16_t* __restrict__ pos_table,
                              const int32_t* __restrict__ tokens, const int32_t* __restrict__ row_pos, int64_t n,
                              int64_t d, float* __restrict__ x) {
+  pdl_launch_dependents();
   pdl_wait();
   KQ_ROWS_LOOP(n, d) {
     float v = bf(table[int64_t(tokens[r]) * d + c]);
@@ -40,6 +41,7 @@ __global__ void embed_kernel(const uint16_t* __restrict__ table, const uint16_t*
 
 __global__ void add_residual_kernel(float* __restrict__ x, const uint16_t* __restrict__ add, int64_t ld_add,
                                     int64_t n, int64_t d) {
+  pdl_launch_dependents();
   pdl_wait();
   KQ_ROWS_LOOP(n, d) x[r * d + c] += bf(add[r * ld_add + c]);
 }
@@ -48,6 +50,7 @@ __global__ void add_residual_kernel(float* __restrict__ x, const uint16_t* __res
 __global__ void rope_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, uint16_t* __restrict__ k,
                             int64_t ldk, int k_heads, int head_dim, const float* __restrict__ cos_t,
                             const float* __restrict__ sin_t, const int32_t* __restrict__ row_pos, int64_t n) {
+  pdl_launch_dependents();
   pdl_wait();
   const int half = head_dim / 2;
   const int64_t pairs = int64_t(q_heads + k_heads) * half;
@@ -67,6 +70,7 @@ __global__ void rope_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, 
 __global__ void store_kv_kernel(const uint16_t* __restrict__ k, int64_t ldk, const uint16_t* __restrict__ v,
                                 int64_t ldv, KVLayerView kv, const int32_t* __restrict__ row_seq,
                                 const int32_t* __restrict__ row_pos, int64_t n) {
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t cols = int64_t(kv.kv_heads) * kv.head_dim;
   KQ_ROWS_LOOP(n, cols) {
@@ -86,6 +90,7 @@ __global__ void rope_store_kv_kernel(uint16_t* __restrict__ q, int64_t ldq, int 
                                      const float* __restrict__ cos_t, const float* __restrict__ sin_t,
                                      const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos,
                                      int64_t n) {
+  pdl_launch_dependents();
   pdl_wait();
   const int hd = kv.head_dim, half = hd / 2;
   const int64_t qp = int64_t(q_heads) * half, kp = int64_t(kv.kv_heads) * half;
@@ -116,6 +121,7 @@ __global__ void rope_store_kv_kernel(uint16_t* __restrict__ q, int64_t ldq, int 
 
 __global__ void swiglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint16_t* __restrict__ up, int64_t ld_up,
                               uint16_t* out, int64_t ld_out, int64_t n, int64_t f) {
+  pdl_launch_dependents();
   pdl_wait();
   // out may alias gate (same element read then written by one thread): no __restrict__ on them.
   KQ_ROWS_LOOP(n, f) {
@@ -126,6 +132,7 @@ __global__ void swiglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint1
 }
 
 __global__ void gelu_tanh_kernel(uint16_t* __restrict__ x, int64_t ld, int64_t n, int64_t f) {
+  pdl_launch_dependents();
   pdl_wait();
   KQ_ROWS_LOOP(n, f) {
     const float v = bf(x[r * ld + c]);
@@ -135,12 +142,14 @@ __global__ void gelu_tanh_kernel(uint16_t* __restrict__ x, int64_t ld, int64_t n
 }
 
 __global__ void f32_to_bf16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out, int64_t count) {
+  pdl_launch_dependents();
   pdl_wait();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = to_bf(in[i]);
 }
 
 __global__ void bf16_to_f32_kernel(const uint16_t* __restrict__ in, float* __restrict__ out, int64_t count) {
+  pdl_launch_dependents();
   pdl_wait();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = bf(in[i]);

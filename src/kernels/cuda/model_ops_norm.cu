@@ -54,6 +54,7 @@ __global__ void __launch_bounds__(kNormThreads)
                 const float* __restrict__ weight, const float* __restrict__ beta, float eps,
                 uint16_t* __restrict__ out, int64_t ld_out, int64_t d) {
   __shared__ float red[32];
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;
@@ -112,6 +113,7 @@ __global__ void __launch_bounds__(kRegThreads)
                     uint16_t* __restrict__ out, int64_t ld_out, int64_t d, uint8_t* __restrict__ q,
                     int64_t ldq, float* __restrict__ scale) {
   __shared__ float red[32];
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t r = blockIdx.x;
   float* xr = x + r * d;

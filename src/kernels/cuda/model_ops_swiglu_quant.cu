@@ -25,6 +25,7 @@ __global__ void __launch_bounds__(kThreads)
                         uint16_t* out, int64_t ld_out, int64_t f, uint8_t* __restrict__ q, int64_t ldq,
                         float* __restrict__ scale) {
   __shared__ float red[32];
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t r = blockIdx.x;
   const int n8 = int(f / 8);

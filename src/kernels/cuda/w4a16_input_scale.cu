@@ -19,6 +19,7 @@ constexpr int kThreads = 256;
 __global__ void __launch_bounds__(kThreads)
     scale_input_kernel(const uint16_t* __restrict__ x, int64_t ldx, int64_t M, int64_t K,
                        const float* __restrict__ scale, uint16_t* __restrict__ out, int64_t ldo) {
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t k = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (k >= K) return;

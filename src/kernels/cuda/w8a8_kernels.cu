@@ -21,6 +21,7 @@ __global__ void __launch_bounds__(kQuantThreads)
     quantize_rows_kernel(const uint16_t* __restrict__ x, int64_t ldx, int64_t M, int64_t K,
                          typename Codec::Out* __restrict__ q, int64_t ldq, float* __restrict__ scale) {
   __shared__ float red[kQuantThreads / 32];
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t m = blockIdx.x;
   typename Codec::Out* qrow = q + m * ldq;
@@ -53,6 +54,7 @@ __global__ void __launch_bounds__(kRegThreads)
     quantize_rows_reg_kernel(const uint16_t* __restrict__ x, int64_t ldx, int64_t M, int64_t K,
                              typename Codec::Out* __restrict__ q, int64_t ldq, float* __restrict__ scale) {
   __shared__ float red[kRegThreads / 32];
+  pdl_launch_dependents();
   pdl_wait();
   const int64_t m = blockIdx.x;
   typename Codec::Out* qrow = q + m * ldq;
