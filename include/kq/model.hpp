@@ -139,7 +139,10 @@ class Model {
   /// read (the host never holds all F32 weights), embeddings become BF16 on
   /// the device, norms F32.
   /// Throws FormatError naming the folder (and tensor) for a missing folder,
-  /// config or tensor, a wrong shape or a non-float dtype; Unsupported for an
+  /// config or tensor, a wrong shape or a non-float dtype, and naming
+  /// config.json and the key, before anything is allocated per layer, for a
+  /// layer count above the layers the safetensors files hold or an embedding
+  /// (or Llama layer-0 attention) shape that contradicts the config's sizes; Unsupported for an
   /// activation other than gelu_new (GPT-2) / silu (Llama), for CUDA in a
   /// CPU-only build or without a usable device, or for a format or activation
   /// the GPU path lacks (exact-erf GELU).

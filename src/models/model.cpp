@@ -55,6 +55,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
   const ModelConfig cfg = load_model_config(dir);
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
   models::FileWeights weights(dir);
+  weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
   auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir, {})
                                   : models::make_llama(cfg, weights, ctx, dir, {});
   m->upload_parameters();

@@ -1,11 +1,14 @@
 #include "models/weights.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string_view>
+#include <tuple>
 
 #include "io/json_strict.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -294,6 +297,75 @@ Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
   disk_bytes_ += t.nbytes();
   used_.insert(name);
   return t;
+}
+
+namespace {
+/// The layer index N of a tensor named `<prefix>N.<rest>`, if `name` is one.
+std::optional<int64_t> layer_index(const std::string& name, std::string_view prefix) {
+  if (!name.starts_with(prefix)) return std::nullopt;
+  const char* first = name.data() + prefix.size();
+  const char* last = name.data() + name.size();
+  int64_t n = -1;
+  const auto [end, ec] = std::from_chars(first, last, n);
+  if (ec != std::errc() || end == first || end == last || *end != '.' || n < 0) return std::nullopt;
+  return n;
+}
+}  // namespace
+
+void FileWeights::check_config_sizes(const ModelConfig& c) const {
+  const std::string cfg = (dir_ / "config.json").string();
+  const bool gpt2 = c.arch == Arch::GPT2;
+  // The files named in messages: the one holding the tensors, or the folder's shards.
+  const auto files = [&](const std::vector<std::string>& names) {
+    std::set<std::string> f;
+    for (const std::string& n : names) f.insert(store_.file_of(n));
+    if (f.size() == 1) return *f.begin();
+    return fmt::format("the {} safetensors files of {}", f.size(), dir_.string());
+  };
+  std::vector<std::string> layer_tensors;
+  int64_t layers = 0;  // highest layer index + 1
+  for (const std::string& n : store_.names()) {
+    std::optional<int64_t> l;
+    for (const std::string_view prefix : gpt2 ? std::vector<std::string_view>{"transformer.h.", "h."}
+                                              : std::vector<std::string_view>{"model.layers."})
+      if (!l) l = layer_index(n, prefix);
+    if (!l) continue;
+    layers = std::max(layers, *l + 1);
+    layer_tensors.push_back(n);
+  }
+  const char* layer_key = gpt2 ? "n_layer" : "num_hidden_layers";
+  if (c.num_layers > layers)
+    raise<FormatError>("{}: {} = {} but {} {}", cfg, layer_key, c.num_layers,
+                       layer_tensors.empty() ? fmt::format("{} has", dir_.string()) : files(layer_tensors) + " has",
+                       layers == 0 ? fmt::format("no layer tensors ('{}0.*')", gpt2 ? "transformer.h." : "model.layers.")
+                                   : fmt::format("tensors for {} layer{}", layers, layers == 1 ? "" : "s"));
+  const char* hidden_key = gpt2 ? "n_embd" : "hidden_size";
+  const std::string embed = gpt2 ? (store_.contains("transformer.wte.weight") ? "transformer.wte.weight" : "wte.weight")
+                                 : "model.embed_tokens.weight";
+  if (store_.contains(embed)) {
+    const Shape s = store_.get(embed).shape();
+    if (s != Shape{c.vocab_size, c.hidden_size})
+      raise<FormatError>("{}: vocab_size = {} and {} = {} but tensor '{}' in {} has shape {}, expected [vocab_size, "
+                         "{}]",
+                         cfg, c.vocab_size, hidden_key, c.hidden_size, embed, store_.file_of(embed), shape_str(s),
+                         hidden_key);
+  }
+  if (gpt2) return;
+  // Llama's RoPE tables are sized by head_dim before any layer is read.
+  const char* head_dim_key = "head_dim (hidden_size / num_attention_heads when absent)";
+  for (const auto& [proj, heads, heads_key] :
+       {std::tuple{"q_proj", c.num_heads, "num_attention_heads"},
+        std::tuple{"k_proj", c.num_kv_heads, "num_key_value_heads"}}) {
+    const std::string name = fmt::format("model.layers.0.self_attn.{}.weight", proj);
+    if (!store_.contains(name)) continue;
+    const Tensor t = store_.get(name);
+    if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16) continue;  // quantized
+    if (t.shape() != Shape{heads * c.head_dim, c.hidden_size})
+      raise<FormatError>("{}: {} = {}, {} = {} and hidden_size = {} but tensor '{}' in {} has shape {}, expected "
+                         "[{} × head_dim, hidden_size]",
+                         cfg, heads_key, heads, head_dim_key, c.head_dim, c.hidden_size, name, store_.file_of(name),
+                         shape_str(t.shape()), heads_key);
+  }
 }
 
 namespace {

@@ -84,6 +84,20 @@ class FileWeights final : public WeightSource {
   std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
                                            int64_t out, int64_t in, bool bias) override;
 
+  /// Checks the sizes of `config` (read from the folder's config.json)
+  /// against the tensors in the folder's safetensors headers, before the
+  /// model allocates anything per layer or per size: a hand-edited n_layer
+  /// of 30000000 allocated 9 GB before "missing tensor 'transformer.h.2...'",
+  /// one of 200000000 failed as "out of memory". Throws FormatError naming
+  /// config.json, the key and the file when the layer count (n_layer,
+  /// num_hidden_layers) exceeds the layers the files have tensors for
+  /// (transformer.h.N / h.N, model.layers.N: the highest N + 1); when the
+  /// token embedding is not [vocab_size, hidden size]; for Llama, when layer
+  /// 0's (unquantized) q_proj / k_proj is not [heads × head_dim, hidden].
+  /// Fewer layers in the config than in the files is not an error
+  /// (warn_unused_tensors says so after the load).
+  void check_config_sizes(const ModelConfig& config) const;
+
   /// Names (sorted) of the tensors in the folder that no get(),
   /// get_transposed() or quantized_linear() call has read, except buffers no
   /// inference code needs (*.rotary_emb.inv_freq, GPT-2's *.attn.bias and
