@@ -334,11 +334,13 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
     layer_tensors.push_back(n);
   }
   const char* layer_key = gpt2 ? "n_layer" : "num_hidden_layers";
-  if (c.num_layers > layers)
-    raise<FormatError>("{}: {} = {} but {} {}", cfg, layer_key, c.num_layers,
-                       layer_tensors.empty() ? fmt::format("{} has", dir_.string()) : files(layer_tensors) + " has",
-                       layers == 0 ? fmt::format("no layer tensors ('{}0.*')", gpt2 ? "transformer.h." : "model.layers.")
-                                   : fmt::format("tensors for {} layer{}", layers, layers == 1 ? "" : "s"));
+  if (c.num_layers > layers) {
+    const std::string holder = layer_tensors.empty() ? dir_.string() : files(layer_tensors);
+    const std::string held = layers == 0
+                                 ? fmt::format("no layer tensors ('{}0.*')", gpt2 ? "transformer.h." : "model.layers.")
+                                 : fmt::format("tensors for {} layer{}", layers, layers == 1 ? "" : "s");
+    raise<FormatError>("{}: {} = {} but {} has {}", cfg, layer_key, c.num_layers, holder, held);
+  }
   const char* hidden_key = gpt2 ? "n_embd" : "hidden_size";
   const std::string embed = gpt2 ? (store_.contains("transformer.wte.weight") ? "transformer.wte.weight" : "wte.weight")
                                  : "model.embed_tokens.weight";
