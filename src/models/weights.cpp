@@ -22,6 +22,10 @@ namespace kq::models {
 
 namespace {
 
+/// The prefix of GPT-2 tensor names saved by transformers ("transformer.wte.weight"),
+/// absent in hub checkpoints ("wte.weight").
+constexpr std::string_view kGpt2Prefix = "transformer.";
+
 /// A folder written by kq quantize whose config.json lost its
 /// quantization_config (copied over from the original model, edited by hand)
 /// failed at its first quantized layer as "missing tensor '...weight'". The
@@ -128,6 +132,21 @@ void check_quantization_record(const nlohmann::json& q, const std::string& where
   }
 }
 
+/// Whether the store holds a tensor of linear layer `module` (canonical
+/// slot name): `<module>.*`, or for GPT-2's "transformer.h.N..." slots the
+/// hub-style `h.N...*` names.
+bool has_module_tensors(const TensorStore& store, const std::string& module) {
+  const std::vector<std::string> names = store.names();  // sorted
+  for (std::string prefix : {module + ".", module.starts_with(kGpt2Prefix)
+                                               ? module.substr(kGpt2Prefix.size()) + "."
+                                               : std::string()}) {
+    if (prefix.empty()) continue;
+    const auto it = std::lower_bound(names.begin(), names.end(), prefix);
+    if (it != names.end() && it->starts_with(prefix)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(TensorStore::open_dir(dir)) {
@@ -167,6 +186,12 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     } catch (const InvalidArgument& e) {  // "unknown quantization mode 'x'...; valid modes: ..."
       raise<FormatError>("{}: quantization_config.modules['{}']: {}", cfg.string(), module, e.what());
     }
+    // A module no tensor belongs to (a layer the model does not have) was
+    // reported as "not quantized in model.safetensors ... mixes two quantizations".
+    if (!has_module_tensors(store_, module))
+      raise<FormatError>("{}: quantization_config.modules['{}']: the model has no such layer (no tensor '{}.*' in "
+                         "the safetensors files of {})",
+                         cfg.string(), module, module, dir.string());
     quantized_modules_[module] = mode.get<std::string>();
   }
   // The weights file records the modes it was written with: a file from another
@@ -248,9 +273,7 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   if (it == quantized_modules_.end()) return nullptr;
   // load_quantized_linear takes a bias when there is one; a layer that has a
   // bias by the architecture but lost it would run with none (wrong output).
-  if (bias && !store_.contains(file_prefix + ".bias"))
-    raise<FormatError>("{}: missing tensor '{}' (expected shape {})", dir_.string(), file_prefix + ".bias",
-                       shape_str(Shape{out}));
+  if (bias && !store_.contains(file_prefix + ".bias")) raise_missing(file_prefix + ".bias", Shape{out});
   QuantSpec spec;
   try {
     spec = parse_quant_mode(it->second);
@@ -283,10 +306,20 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   }
 }
 
+void FileWeights::raise_missing(const std::string& name, const Shape& shape) const {
+  // GPT-2 names are all "transformer.<name>" or all bare: a file with both
+  // forms was reported as missing the one it has under the other form.
+  const std::string other = name.starts_with(kGpt2Prefix) ? name.substr(kGpt2Prefix.size())
+                                                          : std::string(kGpt2Prefix) + name;
+  if (store_.contains(other))
+    raise<FormatError>("{}: missing tensor '{}' (expected shape {}), but '{}' is in {}: the file mixes GPT-2 "
+                       "tensor names with and without the 'transformer.' prefix; give every tensor the same form",
+                       dir_.string(), name, shape_str(shape), other, store_.file_of(other));
+  raise<FormatError>("{}: missing tensor '{}' (expected shape {})", dir_.string(), name, shape_str(shape));
+}
+
 Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
-  if (!store_.contains(name))
-    raise<FormatError>("{}: missing tensor '{}' (expected shape {})", dir_.string(), name,
-                       shape_str(disk_shape));
+  if (!store_.contains(name)) raise_missing(name, disk_shape);
   Tensor t = store_.get(name);
   if (t.shape() != disk_shape)
     raise<FormatError>("{}: tensor '{}' in {} has shape {}, expected {}", dir_.string(), name,

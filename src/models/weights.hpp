@@ -72,6 +72,8 @@ class WeightSource {
 /// {module: mode}}, written by save_quantized_model) also yields its quantized
 /// linear layers (a mode that parse_quant_mode does not know is a FormatError
 /// naming config.json, the module and the mode, listing the valid modes);
+/// a module no tensor of the folder belongs to is a FormatError naming
+/// config.json and the module ("the model has no such layer");
 /// any other quant_method is a FormatError, and so is a folder
 /// whose weights are kq-quantized ('kq_quantization' metadata or "*.qweight"
 /// tensors) while its config.json has no quantization_config (named).
@@ -110,6 +112,10 @@ class FileWeights final : public WeightSource {
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
+  /// Throws FormatError "missing tensor '<name>' (expected shape ...)", saying
+  /// that the file mixes GPT-2's "transformer." prefixed and bare names when
+  /// `name` is there under the other form.
+  [[noreturn]] void raise_missing(const std::string& name, const Shape& shape) const;
   std::filesystem::path dir_;
   TensorStore store_;
   std::map<std::string, std::string> quantized_modules_;  // module -> quant mode name

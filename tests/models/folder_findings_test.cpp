@@ -220,3 +220,41 @@ TEST(FolderFindings, KqQuantizationMetadataWithANulByteIsRefused) {
   const std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(dir); });
   EXPECT_TRUE(has(msg, "safetensors metadata 'kq_quantization' is not valid JSON")) << msg;
 }
+
+// New-user finding: a quantization_config.modules entry for a layer the model
+// does not have (transformer.h.9 of a 2-layer model) was reported as "not
+// quantized in model.safetensors ... the folder mixes two quantizations".
+TEST(FolderFindings, ModuleOfALayerTheModelLacksIsNamed) {
+  TempDir tmp;
+  const std::string module = "transformer.h.9.mlp.c_fc";
+  const fs::path dir = quantized_folder(tmp, "extra", "int8", [](auto&) {});
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  cfg["quantization_config"]["modules"][module] = "int8";
+  { std::ofstream(dir / "config.json") << cfg.dump(); }
+  const std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(dir); });
+  EXPECT_TRUE(has(msg, (dir / "config.json").string() + ": quantization_config.modules['" + module +
+                           "']: the model has no such layer (no tensor '" + module + ".*'"))
+      << msg;
+  EXPECT_FALSE(has(msg, "mixes")) << msg;
+}
+
+// New-user finding: a GPT-2 file with 'transformer.wte.weight' beside a bare
+// 'wpe.weight' said only "missing tensor 'transformer.wpe.weight'".
+TEST(FolderFindings, MixedGpt2NamePrefixesAreSaid) {
+  TempDir tmp;
+  for (const bool bare_first : {false, true}) {
+    auto t = demo_tensors();
+    std::map<std::string, Tensor> mixed;
+    for (auto& [n, v] : t) {  // all bare (hub style) or all prefixed, but wpe in the other form
+      const std::string bare = n.starts_with("transformer.") ? n.substr(std::strlen("transformer.")) : n;
+      const bool prefixed = (bare == "wpe.weight") == bare_first;
+      mixed[prefixed ? "transformer." + bare : bare] = v;
+    }
+    const fs::path dir = folder(tmp, bare_first ? "bare" : "prefixed", mixed);
+    const std::string msg = kq::testing::error_of<FormatError>([&] { Model::load(dir); });
+    EXPECT_TRUE(has(msg, bare_first ? "missing tensor 'wpe.weight'" : "missing tensor 'transformer.wpe.weight'"))
+        << msg;
+    EXPECT_TRUE(has(msg, bare_first ? "but 'transformer.wpe.weight' is in " : "but 'wpe.weight' is in ")) << msg;
+    EXPECT_TRUE(has(msg, "mixes GPT-2 tensor names with and without the 'transformer.' prefix")) << msg;
+  }
+}
