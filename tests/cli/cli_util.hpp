@@ -38,14 +38,15 @@ inline std::string sh_quote(const std::string& s) {
   return q;
 }
 
-/// Runs `kq ARGS` (each argument quoted) in the source folder, stdin from /dev/null.
+/// Runs `kq ARGS` (each argument quoted) in the folder `dir`, stdin from /dev/null.
 /// time_limit_s > 0: a kq that blocks is killed after that many seconds
 /// (status 124, as timeout(1) reports it) instead of hanging the test.
-inline CliResult run_kq(const std::vector<std::string>& args, int time_limit_s = 0) {
+inline CliResult run_kq_in(const std::filesystem::path& dir, const std::vector<std::string>& args,
+                           int time_limit_s = 0) {
   TempDir tmp;
   // (built with append: GCC 12 warns falsely on "literal" + std::string)
   std::string cmd("cd ");
-  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && ");
+  cmd.append(sh_quote(dir.string())).append(" && ");
   if (time_limit_s > 0) cmd.append("timeout -s KILL ").append(std::to_string(time_limit_s)).append(" ");
   cmd.append(sh_quote(KQ_CLI_BINARY));
   for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
@@ -57,6 +58,11 @@ inline CliResult run_kq(const std::vector<std::string>& args, int time_limit_s =
   r.out = read_all(tmp.path / "out");
   r.err = read_all(tmp.path / "err");
   return r;
+}
+
+/// run_kq_in the source folder (where the tests' relative paths start).
+inline CliResult run_kq(const std::vector<std::string>& args, int time_limit_s = 0) {
+  return run_kq_in(KQ_SOURCE_DIR, args, time_limit_s);
 }
 
 /// Sets (or, with nullptr, unsets) one environment variable for the lifetime

@@ -18,22 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// `kq ARGS` run in the folder `dir` (for relative paths that start with '-').
-CliResult run_kq_in(const fs::path& dir, const std::vector<std::string>& args) {
-  TempDir tmp;
-  std::string cmd("cd ");
-  cmd.append(sh_quote(dir.string())).append(" && ").append(sh_quote(KQ_CLI_BINARY));
-  for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
-  cmd.append(" </dev/null >").append(sh_quote((tmp.path / "out").string()));
-  cmd.append(" 2>").append(sh_quote((tmp.path / "err").string()));
-  const int rc = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = read_all(tmp.path / "out");
-  r.err = read_all(tmp.path / "err");
-  return r;
-}
-
 TEST(CliOptionValue, PromptStartingWithADashIsThePrompt) {
   const std::string m = demo_model().string();
   for (const std::string prompt : {"-- Robert Frost", "---", "-x", "-n", "--help", "--modle", "--"}) {

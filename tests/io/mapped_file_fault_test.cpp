@@ -26,16 +26,24 @@ using testing::TempDir;
 
 constexpr char kMessage[] = "test: a mapped file was truncated\n";
 
-/// Forks a child that (optionally) installs the handlers, optionally starts an
-/// AtomicDir for `out`, maps a 64 KiB file, truncates it to 100 bytes and
-/// reads its last page. The child's stderr goes to `err`. Returns its wait status.
-int fault_in_child(const fs::path& file, const fs::path& err, bool handler, bool staging,
-                   const fs::path& out) {
+/// fork(); in the child, stderr goes to `err` and SIGBUS has its default action.
+pid_t fork_child(const fs::path& err) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(e, 2);
     ::signal(SIGBUS, SIG_DFL);
+  }
+  return pid;
+}
+
+/// Forks a child that (optionally) installs the handlers, optionally starts an
+/// AtomicDir for `out`, maps a 64 KiB file, truncates it to 100 bytes and
+/// reads its last page. The child's stderr goes to `err`. Returns its wait status.
+int fault_in_child(const fs::path& file, const fs::path& err, bool handler, bool staging,
+                   const fs::path& out) {
+  const pid_t pid = fork_child(err);
+  if (pid == 0) {
     try {
       if (staging) io::remove_staging_dirs_on_signals();
       if (handler) io::exit_on_mapped_file_fault(kMessage);
@@ -94,11 +102,8 @@ TEST(MappedFileFault, MessageNamesTheFileAndTheTensor) {
   TempDir tmp;
   const fs::path file = tmp.path / "model.safetensors", err = tmp.path / "err";
   write_safetensors(file, {{"a", Tensor::zeros(DType::F32, {4})}, {"big", Tensor::zeros(DType::F32, {16384})}});
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_child(err);
   if (pid == 0) {
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(e, 2);
-    ::signal(SIGBUS, SIG_DFL);
     try {
       io::exit_on_mapped_file_fault(kMessage);
       const TensorStore store = TensorStore::open_file(file);
