@@ -2,7 +2,7 @@
 # Builds KernelQuant and runs the main job on a fresh Debian machine:
 #   scripts/bench.sh [kq bench options...]
 # With no options this quantizes the shipped demo model (models/gpt2-tiny) in
-# the three specification modes and prints the quality/memory/latency table.
+# the specification's four modes (int8 int4 awq fp8) and prints the quality / memory / latency table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
