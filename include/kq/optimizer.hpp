@@ -40,12 +40,14 @@ struct QuantizeOptions {
   /// Quantize the output projection to the vocabulary too (default: keep it,
   /// like the embeddings, in its original precision).
   bool quantize_lm_head = false;
-  /// ECMAScript regular expressions searched in each linear layer's module name
-  /// (e.g. "mlp\\.down_proj", "layers\\.0\\."): a layer matching any of them
-  /// stays in high precision, as bitsandbytes' skip-modules list does. Matched
-  /// with PCRE2 within bounds (src/quant/keep_pattern.hpp): at most 1024 bytes
-  /// and 32 nested parentheses, and no catastrophic backtracking (e.g.
-  /// "(.*)*x$"); beyond them the pattern is an InvalidArgument.
+  /// PCRE2 regular expressions (Perl syntax: lookarounds, "\\Q...\\E" and
+  /// possessive quantifiers included; case-sensitive unless "(?i)") searched,
+  /// not anchored, in each linear layer's module name (e.g. "mlp\\.down_proj",
+  /// "layers\\.0\\."): a layer matching any of them stays in high precision, as
+  /// bitsandbytes' skip-modules list does. Checked and matched by PCRE2 alone,
+  /// within bounds (src/quant/keep_pattern.hpp): at most 1024 bytes and 32
+  /// nested parentheses, and no catastrophic backtracking (e.g. "(.*)*x$");
+  /// beyond them, or not valid PCRE2, the pattern is an InvalidArgument.
   std::vector<std::string> keep_patterns;
   /// Calibration text for AWQ modes (required by them, unused by the others).
   CalibrationOptions calibration;

@@ -60,7 +60,7 @@ void reject_quantized_weights_without_config(const TensorStore& store, const std
 /// every module's mode matches), "quantize_lm_head" (a boolean: false while
 /// lm_head is quantized, or true while lm_head is not quantized and no keep
 /// pattern covers it, is refused for a single-mode record) and
-/// "keep_patterns" (an array of valid ECMAScript regular expressions that
+/// "keep_patterns" (an array of valid PCRE2 regular expressions (KeepPattern) that
 /// match no quantized module of a single-mode record); the last two may be
 /// absent (older folders). `where` names the record ("<file>: quantization_config").
 /// Throws FormatError naming the record and the field.

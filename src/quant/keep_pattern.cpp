@@ -3,8 +3,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include <regex>
-
 #include "kq/error.hpp"
 
 namespace kq {
@@ -72,14 +70,9 @@ KeepPattern::KeepPattern(std::string pattern)
   if (pattern_.size() > kMaxKeepPatternLength)
     raise<InvalidArgument>("a pattern of {} bytes is too long for a layer-name pattern (at most {}): '{}...'",
                            pattern_.size(), kMaxKeepPatternLength, pattern_.substr(0, 40));
-  // Bounded now (length, nesting), so the recursive std::regex compiler is safe to run.
+  // One dialect, PCRE2's, for the check and the search (a second compile by
+  // std::regex ECMAScript refused PCRE2 lookbehinds that the search would run).
   c_->code = compile(pattern_, 0);
-  try {
-    const std::regex ecmascript(pattern_, std::regex::ECMAScript);
-    (void)ecmascript;
-  } catch (const std::regex_error& e) {
-    raise<InvalidArgument>("'{}' is not a valid regular expression (ECMAScript): {}", pattern_, e.what());
-  }
   Code probe;
   probe.code = compile(pattern_, PCRE2_NO_START_OPTIMIZE | PCRE2_NO_AUTO_POSSESS | PCRE2_NO_DOTSTAR_ANCHOR);
   for (const char* name : kProbeNames) {

@@ -19,10 +19,11 @@ inline constexpr uint32_t kMaxKeepPatternNesting = 32;
 /// PCRE2 match limit (backtracking steps) of one search of a layer name.
 inline constexpr uint32_t kKeepPatternMatchLimit = 1'000'000;
 
-/// A compiled keep pattern. The syntax is the common part of ECMAScript and
-/// PCRE2 regular expressions: a pattern must compile in both (std::regex
-/// ECMAScript is what a quantized folder's loader checks its keep_patterns
-/// with), and it is searched (not anchored) in the layer's module name.
+/// A compiled keep pattern: a PCRE2 regular expression (Perl syntax, e.g.
+/// lookbehind "(?<=h\\.0\\.)attn", "\\Q...\\E", possessive "++"; compiled with
+/// no options: case-sensitive unless it says "(?i)", not UTF), checked and searched by PCRE2 alone
+/// (also where a quantized folder's loader checks its keep_patterns), and
+/// searched (not anchored) in the layer's module name.
 class KeepPattern {
  public:
   /// Compiles `pattern`. Throws InvalidArgument (the message quotes the

@@ -33,8 +33,27 @@ TEST(KeepPattern, InvalidPatternsAreNamed) {
           << e.what();
     }
   }
-  // PCRE2 syntax that std::regex (ECMAScript) refuses: a quantized folder's loader would refuse it.
-  EXPECT_THROW(KeepPattern("(?i)mlp"), InvalidArgument);
+}
+
+// One dialect, PCRE2's, for the check and the search: a lookbehind (valid
+// PCRE2) was refused as "not a valid regular expression (ECMAScript)" while
+// PCRE-only "\\Q...\\E" and "++" were accepted and searched PCRE-style.
+TEST(KeepPattern, IsPcre2ForTheCheckAndTheSearch) {
+  const KeepPattern behind(R"((?<=h\.0\.)attn)");
+  EXPECT_TRUE(behind.search("transformer.h.0.attn.c_attn"));
+  EXPECT_FALSE(behind.search("transformer.h.1.attn.c_attn"));
+  EXPECT_TRUE(KeepPattern(R"(\Qh.0.\E)").search("transformer.h.0.mlp.c_fc"));
+  EXPECT_FALSE(KeepPattern(R"(\Qh.0.\E)").search("transformer.hx0ymlp.c_fc"));  // '.' quoted, not any character
+  EXPECT_TRUE(KeepPattern(R"(h\.0++\.)").search("transformer.h.0.mlp.c_fc"));
+  EXPECT_TRUE(KeepPattern("(?i)MLP").search("transformer.h.0.mlp.c_fc"));
+  EXPECT_FALSE(KeepPattern("MLP").search("transformer.h.0.mlp.c_fc"));
+  try {
+    KeepPattern k("(?<=a+)b");  // PCRE2 10.42 refuses a lookbehind of unbounded length
+    ADD_FAILURE() << "compiled";
+  } catch (const InvalidArgument& e) {
+    EXPECT_EQ(std::string(e.what()).find("ECMAScript"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is not a valid regular expression:"), std::string::npos) << e.what();
+  }
 }
 
 TEST(KeepPattern, HostilePatternsAreRefusedNotRun) {
