@@ -29,9 +29,15 @@ struct CalibrationOptions {
   /// Input rows kept per layer for AWQ's output-error searches (spread over the
   /// tokens). The searches cost about 30 · rows · N · K multiply-adds per layer.
   int64_t search_rows = 1024;
-  /// AWQ: grid points of α in [0, 1) (the AWQ reference code uses 20).
+  /// AWQ: grid points of α in [0, 1) (the AWQ reference code uses 20), in
+  /// [1, kMaxAwqGrid]; each point costs two quantizations and error evaluations per layer.
   int grid = 20;
 };
+
+/// Largest CalibrationOptions::grid accepted: 50 times the AWQ reference
+/// code's 20 points (a grid of 1000 takes about 50 times as long); a finer
+/// grid of α only refines a choice that 20 points already make.
+inline constexpr int kMaxAwqGrid = 1000;
 
 /// Which linear layers of a model to quantize, and how.
 struct QuantizeOptions {
@@ -105,7 +111,11 @@ struct QuantizeReport {
 /// (q/k/v, gate/up, as AWQ's reference code does; the GPU then still fuses
 /// them), one s per layer otherwise.
 /// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named),
-/// an already-quantized layer (named), an AWQ mode without calibration tokens, or a
+/// an already-quantized layer (named), an AWQ mode without calibration tokens,
+/// with a calibration token outside [0, vocab_size) (naming
+/// QuantizeOptions::calibration.tokens and the index) or with a
+/// CalibrationOptions::grid outside [1, kMaxAwqGrid] (named; both checked
+/// before the calibration runs), or a
 /// layer_specs entry that names no linear layer or holds an invalid spec (named). A keep pattern that matches no layer
 /// is not an error: it is listed in QuantizeReport::unmatched_keep_patterns and
 /// reported with kq::warn() naming the pattern.

@@ -165,6 +165,14 @@ void clip_search(Tensor& ws, const std::vector<float>& X, int64_t S, const std::
     }
 }
 
+/// CalibrationOptions::grid in [1, kMaxAwqGrid]: a larger grid never finishes on a real model.
+void check_grid(int grid) {
+  if (grid < 1 || grid > kMaxAwqGrid)
+    raise<InvalidArgument>(
+        "CalibrationOptions::grid (AWQ's points of α) must be in [1, {}], got {} (the AWQ reference code uses 20)",
+        kMaxAwqGrid, grid);
+}
+
 }  // namespace
 
 std::map<std::string, ActivationStats> collect_activation_stats(Model& model, std::span<const int32_t> tokens,
@@ -175,6 +183,14 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
         "AWQ calibration runs on the CPU; load the model with ExecContext::device = Device::CPU (it moves after)");
   if (tokens.empty())
     raise<InvalidArgument>("AWQ needs calibration text (QuantizeOptions::calibration.tokens)");
+  // Named here, before any window runs (the forward would only say "forward: token id ... at index ...").
+  const int64_t vocab = model.config().vocab_size;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab)
+      raise<InvalidArgument>(
+          "QuantizeOptions::calibration.tokens[{}] = {} is not a token id of the model (vocabulary [0, {}))", i,
+          tokens[i], vocab);
+  check_grid(options.grid);
   const int64_t max_pos = model.config().max_positions;
   if (options.window < 0)
     raise<InvalidArgument>("calibration window {} must be >= 0 (0 = min(512, the model's context))", options.window);
@@ -234,7 +250,7 @@ std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, 
 std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, std::span<const Tensor> biases,
                                              const ActivationStats& stats, const QuantSpec& spec, int grid, bool clip) {
   if (!spec.awq) raise<InvalidArgument>("awq::search_scales: {} is not an AWQ mode", spec.name());
-  if (grid < 1) raise<InvalidArgument>("AWQ grid must be >= 1, got {}", grid);
+  check_grid(grid);
   if (weights.empty() || biases.size() != weights.size())
     raise<InvalidArgument>("awq::search_group_scales: {} weights and {} biases", weights.size(), biases.size());
   // The group's weights as one [N, K] matrix (rows of each member in order) and its bias.
@@ -340,7 +356,7 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
   best.error = INFINITY;
   best.rtn_error = INFINITY;
   Tensor best_s, rtn_s;
-  for (int i = 0; i < 2 * grid; ++i) {
+  for (int64_t i = 0; i < 2 * int64_t(grid); ++i) {  // (2 * grid in int wrapped negative for grid >= 2^30)
     // i < grid: s_k = mean|x_k|^α (the paper); then s_k = mean|x_k|^α / (w_k^(1−α) + 1e-4) (duo scaling).
     const bool duo = i >= grid;
     const double alpha = double(i % grid) / double(grid);

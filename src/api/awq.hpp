@@ -48,8 +48,10 @@ struct ActivationStats {
 /// input row in tokens / search_rows, picked by a hash of the row index (at
 /// most options.search_rows rows; every layer keeps the same rows).
 /// The model's ops are restored afterwards, also when an exception leaves.
-/// Throws InvalidArgument for a model not on the CPU, empty tokens, a
-/// window < 2 or > max_positions, or search_rows < 1.
+/// Throws InvalidArgument for a model not on the CPU, empty tokens, a token
+/// outside [0, vocab_size) (naming QuantizeOptions::calibration.tokens and the
+/// index), a window < 2 or > max_positions, search_rows < 1, or a grid outside
+/// [1, kMaxAwqGrid] (naming CalibrationOptions::grid), all before any window runs.
 std::map<std::string, ActivationStats> collect_activation_stats(Model& model, std::span<const int32_t> tokens,
                                                                 const CalibrationOptions& options,
                                                                 const std::function<bool(const std::string&)>& want);
@@ -79,7 +81,8 @@ struct ScaleSearch {
 /// α = 0 (plain round-to-nearest) always stands, so the result is never
 /// worse than it (error NaN when no output error is finite).
 /// weight: F32 [N, K]; bias: F32 [N] or undefined. Throws InvalidArgument for
-/// a non-AWQ spec, stats of another K or without sampled rows, grid < 1.
+/// a non-AWQ spec, stats of another K or without sampled rows, a grid
+/// outside [1, kMaxAwqGrid].
 ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
                           const QuantSpec& spec, int grid, bool clip = true);
 
