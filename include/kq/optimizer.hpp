@@ -148,10 +148,18 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 /// Writing is atomic (a staging folder renamed into place: a crash or a full
 /// disk never leaves a half-written folder that looks valid). Reloading with
 /// Model::load gives bit-identical tensors.
+/// `options` must be those the model was quantized with: config.json records
+/// them, so each linear layer must be held as quantize_model(model, options)
+/// leaves it (its layer_specs entry; else kept in high precision when it is
+/// the lm_head without quantize_lm_head or a keep pattern matches it; else
+/// quantized to options.spec).
 /// Throws InvalidArgument if the model has no source folder (random weights),
-/// no layer is quantized, a quantized layer's format is not options.spec
-/// (without layer_specs: pass the options the model was quantized with), or
-/// `out` exists and is not empty without `overwrite`; FormatError for a side
+/// no layer is quantized, a layer is not held as `options` say (naming the
+/// layer and the option: a quantized layer of another format than
+/// options.spec or its layer_specs entry, a quantized layer that a keep
+/// pattern matches or an lm_head quantized without quantize_lm_head, a
+/// layer in high precision that the options would quantize), a keep pattern
+/// is malformed, or `out` exists and is not empty without `overwrite`; FormatError for a side
 /// file that check_quantized_side_files refuses (before anything is written);
 /// Error on I/O failure.
 void save_quantized_model(Model& model, const QuantizeOptions& options, const std::filesystem::path& out,

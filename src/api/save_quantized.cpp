@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +25,7 @@
 #include "kq/optimizer.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
+#include "quant/keep_pattern.hpp"
 
 namespace kq {
 namespace {
@@ -50,6 +54,53 @@ std::string file_prefix(const std::string& module, bool bare_gpt2) {
   constexpr std::string_view kT = "transformer.";
   if (bare_gpt2 && module.starts_with(kT)) return module.substr(kT.size());
   return module;
+}
+
+/// `options` describe how `model`'s layers are held, layer by layer as
+/// quantize_model(model, options) decides: a layer_specs entry, else kept
+/// (the lm_head without quantize_lm_head, or a keep pattern matching), else
+/// options.spec. config.json records the options (its mode, quantize_lm_head
+/// and keep_patterns), and the loader holds the folder to them: options that
+/// do not describe the model would write a record that is false, or a folder
+/// that does not load. Throws InvalidArgument naming the first layer that differs.
+void check_options_describe_model(Model& model, const QuantizeOptions& options) {
+  std::vector<KeepPattern> keep;
+  try {
+    keep = compile_keep_patterns(options.keep_patterns);
+  } catch (const InvalidArgument& e) {
+    raise<InvalidArgument>("save_quantized_model: QuantizeOptions::keep_patterns: keep pattern {}", e.what());
+  }
+  constexpr std::string_view kPass = "pass the QuantizeOptions the model was quantized with";
+  for (const LinearSlot& slot : model.linear_layers()) {
+    const QuantSpec* held = quantized_linear_spec(**slot.op);
+    const std::string held_name = held ? held->name() : fmt::format("not quantized ({})", (*slot.op)->format());
+    if (const auto it = options.layer_specs.find(slot.name); it != options.layer_specs.end()) {
+      if (held ? !it->second || it->second->name() != held->name() : it->second.has_value())
+        raise<InvalidArgument>("save_quantized_model: layer '{}' is {} but QuantizeOptions::layer_specs says {}; {}",
+                               slot.name, held_name, it->second ? it->second->name() : "keep it", kPass);
+      continue;
+    }
+    const bool lm_head_kept = slot.is_lm_head && !options.quantize_lm_head;
+    const auto match = std::find_if(keep.begin(), keep.end(), [&](const KeepPattern& k) { return k.search(slot.name); });
+    if (held && lm_head_kept)
+      raise<InvalidArgument>(
+          "save_quantized_model: the lm_head '{}' is {} but QuantizeOptions::quantize_lm_head is false; {}", slot.name,
+          held_name, kPass);
+    if (held && match != keep.end())
+      raise<InvalidArgument>(
+          "save_quantized_model: layer '{}' is {} but QuantizeOptions::keep_patterns '{}' matches it, which says it "
+          "stays in high precision; {}",
+          slot.name, held_name, match->pattern(), kPass);
+    if (!held && !lm_head_kept && match == keep.end())
+      raise<InvalidArgument>(
+          "save_quantized_model: layer '{}' is {} but the options say {}: no QuantizeOptions::keep_patterns entry "
+          "matches it{}; {}",
+          slot.name, held_name, options.spec.name(),
+          slot.is_lm_head ? " and QuantizeOptions::quantize_lm_head is true" : "", kPass);
+    if (held && held->name() != options.spec.name())
+      raise<InvalidArgument>("save_quantized_model: layer '{}' is {} but the options say {}; {}", slot.name,
+                             held_name, options.spec.name(), kPass);
+  }
 }
 
 }  // namespace
@@ -194,15 +245,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   if (modules.empty())
     raise<InvalidArgument>(
         "no layer of the model is quantized (every layer matched QuantizeOptions::keep_patterns?); nothing to save");
-  // config.json says one mode for the folder (unless per-layer specs mix them), and the loader holds every
-  // module to it: options that do not describe the model would write a folder that does not load.
-  if (options.layer_specs.empty())
-    for (const auto& [name, mode] : modules.items())
-      if (mode.get<std::string>() != options.spec.name())
-        raise<InvalidArgument>(
-            "save_quantized_model: layer '{}' is {} but the options say {}; pass the QuantizeOptions the model was "
-            "quantized with",
-            name, mode.get<std::string>(), options.spec.name());
+  check_options_describe_model(model, options);
 
   for (const std::string& name : store.names()) {
     bool superseded = false;

@@ -69,5 +69,44 @@ TEST(ApiUserRound12b, AwqCalibrationTokenOutsideTheVocabularyNamesTheField) {
   EXPECT_TRUE(has(msg, "QuantizeOptions::calibration.tokens[" + std::to_string(ids.size() - 1) + "] = -1")) << msg;
 }
 
+// Saving with keep_patterns the model was not quantized with succeeded and
+// config.json recorded "keep_patterns": ["mlp"] beside int8 mlp layers.
+TEST(ApiUserRound12b, SaveRefusesKeepPatternsAndLmHeadThatDoNotDescribeTheModel) {
+  kq::testing::TempDir tmp;
+  auto m = Model::load(demo_model());
+  quantize_model(*m, {.spec = parse_quant_mode("int8")});
+  std::string msg = error_of<InvalidArgument>([&] {
+    save_quantized_model(*m, {.spec = parse_quant_mode("int8"), .keep_patterns = {"mlp"}}, tmp.path / "a");
+  });
+  EXPECT_TRUE(has(msg, "QuantizeOptions::keep_patterns 'mlp' matches it")) << msg;
+  EXPECT_TRUE(has(msg, "mlp")) << msg;
+  // lm_head is held unquantized, but quantize_lm_head = true says it would be quantized.
+  msg = error_of<InvalidArgument>([&] {
+    save_quantized_model(*m, {.spec = parse_quant_mode("int8"), .quantize_lm_head = true}, tmp.path / "b");
+  });
+  EXPECT_TRUE(has(msg, "QuantizeOptions::quantize_lm_head is true")) << msg;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path / "a"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path / "b"));
+  EXPECT_NO_THROW(save_quantized_model(*m, {.spec = parse_quant_mode("int8")}, tmp.path / "c"));
+
+  // Quantized with a keep pattern: saving without it would record that the kept layers are quantized.
+  auto k = Model::load(demo_model());
+  const QuantizeOptions keep_mlp{.spec = parse_quant_mode("int8"), .keep_patterns = {R"(mlp\.c_proj)"}};
+  quantize_model(*k, keep_mlp);
+  msg = error_of<InvalidArgument>(
+      [&] { save_quantized_model(*k, {.spec = parse_quant_mode("int8")}, tmp.path / "d"); });
+  EXPECT_TRUE(has(msg, "mlp.c_proj' is not quantized")) << msg;
+  EXPECT_TRUE(has(msg, "no QuantizeOptions::keep_patterns entry matches it")) << msg;
+  save_quantized_model(*k, keep_mlp, tmp.path / "e");
+  EXPECT_NO_THROW(Model::load(tmp.path / "e"));
+
+  // Quantized with the lm_head: saving without quantize_lm_head is refused.
+  auto h = Model::load(demo_model());
+  quantize_model(*h, {.spec = parse_quant_mode("int8"), .quantize_lm_head = true});
+  msg = error_of<InvalidArgument>(
+      [&] { save_quantized_model(*h, {.spec = parse_quant_mode("int8")}, tmp.path / "f"); });
+  EXPECT_TRUE(has(msg, "QuantizeOptions::quantize_lm_head is false")) << msg;
+}
+
 }  // namespace
 }  // namespace kq
