@@ -82,8 +82,9 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
 /// hold at least one token; it is repeated if shorter than prompt_tokens.
 /// The options are resolved with fit_latency_options against the models'
 /// smallest context first. Throws InvalidArgument for empty models/prompt, a
-/// null model, non-positive options or options that do not fit (see
-/// fit_latency_options).
+/// null model, a prompt token outside a model's [0, vocab_size) (naming
+/// prompt[i] and models[j], before any run), non-positive options or options
+/// that do not fit (see fit_latency_options).
 std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, std::span<const int32_t> prompt,
                                            const LatencyOptions& options);
 

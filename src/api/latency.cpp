@@ -133,6 +133,13 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
   for (size_t i = 0; i < models.size(); ++i)
     if (!models[i]) raise<InvalidArgument>("measure_latency: models[{}] is null", i);
   if (prompt.empty()) raise<InvalidArgument>("measure_latency: empty prompt");
+  // Named here (the forward would only say "forward: token id ... at index ..." of the repeated prompt).
+  for (size_t i = 0; i < models.size(); ++i)
+    for (size_t t = 0; t < prompt.size(); ++t)
+      if (prompt[t] < 0 || prompt[t] >= models[i]->config().vocab_size)
+        raise<InvalidArgument>(
+            "measure_latency: prompt[{}] = {} is not a token id of models[{}] (vocabulary [0, {}))", t, prompt[t], i,
+            models[i]->config().vocab_size);
   int64_t max_pos = models[0]->config().max_positions;
   for (Model* m : models) max_pos = std::min(max_pos, m->config().max_positions);
   const LatencyOptions o = fit_latency_options(options, max_pos);

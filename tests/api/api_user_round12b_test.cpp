@@ -13,6 +13,7 @@
 
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
+#include "kq/bench.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
@@ -67,6 +68,16 @@ TEST(ApiUserRound12b, AwqCalibrationTokenOutsideTheVocabularyNamesTheField) {
   msg = error_of<InvalidArgument>(
       [&] { quantize_model(*m, {.spec = parse_quant_mode("awq"), .calibration = {.tokens = ids}}); });
   EXPECT_TRUE(has(msg, "QuantizeOptions::calibration.tokens[" + std::to_string(ids.size() - 1) + "] = -1")) << msg;
+}
+
+// A bad prompt id was "forward: token id 99999 at index 1 ..." without naming measure_latency's prompt.
+TEST(ApiUserRound12b, LatencyPromptTokenOutsideTheVocabularyNamesThePrompt) {
+  auto m = Model::load(demo_model());
+  const std::vector<int32_t> prompt{1, 99999, 3};
+  const std::string msg = error_of<InvalidArgument>(
+      [&] { (void)measure_latency({m.get()}, prompt, {.prompt_tokens = 8, .decode_tokens = 2, .runs = 1}); });
+  EXPECT_TRUE(has(msg, "measure_latency: prompt[1] = 99999")) << msg;
+  EXPECT_TRUE(has(msg, "models[0]")) << msg;
 }
 
 // Saving with keep_patterns the model was not quantized with succeeded and
