@@ -130,6 +130,12 @@ struct AdaptivePlan {
   /// QuantizeOptions that apply the plan: layer_specs holds every planned
   /// layer (std::nullopt for a kept one); spec is the first candidate (it
   /// applies to no planned layer); a saved folder's mode is then "mixed".
+  /// A plan without layers (e.g. a default-constructed AdaptivePlan{}) is not
+  /// refused: its options have an empty layer_specs and QuantizeOptions'
+  /// default spec, INT8 W8A8, so quantize_model then quantizes to INT8 every
+  /// linear layer that the plan's keep_patterns and quantize_lm_head do not
+  /// keep: a uniform quantization, not a plan. Make plans with
+  /// plan_adaptive_precision (it never returns one without layers).
   QuantizeOptions to_options() const;
 };
 
