@@ -205,12 +205,20 @@ struct OptimizerConfig {
 /// `LLMOptimizer(config).load_model(path)`:
 ///   kq::LLMOptimizer opt({.quantization = kq::QuantizeOptions{.spec = kq::parse_quant_mode("nf4")}});
 ///   auto model = opt.load_model("models/gpt2-tiny");
+/// Thread safety: load_model is const but records its report in the object
+/// (last_report), unsynchronized: calls of load_model on one LLMOptimizer
+/// from several threads at once, or load_model in one thread while another
+/// reads last_report, are a data race. Give each thread its own LLMOptimizer
+/// (it is cheap: a copy of the config), or call load_quantized, which returns
+/// the report through its own argument.
 class LLMOptimizer {
  public:
   explicit LLMOptimizer(OptimizerConfig config) : config_(std::move(config)) {}
-  /// Loads and (optionally) quantizes a model folder. Same errors as load_quantized.
+  /// Loads and (optionally) quantizes a model folder; with a quantization,
+  /// replaces last_report() (not thread-safe, see the class). Same errors as load_quantized.
   std::unique_ptr<Model> load_model(const std::filesystem::path& dir) const;
-  /// The report of the last load_model call that quantized (empty otherwise).
+  /// The report of the last load_model call that quantized (empty otherwise);
+  /// the reference stays valid, its content changes with the next such call.
   const QuantizeReport& last_report() const { return report_; }
   const OptimizerConfig& config() const { return config_; }
 
