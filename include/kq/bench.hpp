@@ -95,7 +95,13 @@ struct BenchOptions {
   /// Encode added/special tokens such as "<|endoftext|>" in the text as their
   /// ids (EncodeOptions::allow_special); default false: the text is raw text.
   bool allow_special_tokens = false;
-  std::vector<std::string> modes{"int8", "int4", "fp8"};  ///< parse_quant_mode / parse_adaptive_mode names
+  /// parse_quant_mode / parse_adaptive_mode names. The default is the
+  /// specification's four modes without "awq": an AWQ mode needs
+  /// `calibration`, which has no default here. `kq bench` without --modes runs
+  /// int8 int4 awq fp8, because the CLI supplies a calibration text
+  /// (MODEL/demo-calibration.txt, else the shipped demo model's); add "awq"
+  /// with a calibration file to do the same.
+  std::vector<std::string> modes{"int8", "int4", "fp8"};
   int ctx = 0;                                ///< window length, 0 = the model's context
   int samples = 0;                            ///< first N windows, 0 = all
   bool quantize_lm_head = false;
