@@ -84,7 +84,10 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
 /// smallest context first. Throws InvalidArgument for empty models/prompt, a
 /// null model, a prompt token outside a model's [0, vocab_size) (naming
 /// prompt[i] and models[j], before any run), non-positive options or options
-/// that do not fit (see fit_latency_options).
+/// that do not fit (see fit_latency_options). Timings depend on OpenMP's wait
+/// policy, which the library leaves at OpenMP's default (spinning): on a
+/// shared machine start the program with OMP_WAIT_POLICY=PASSIVE, as `kq`
+/// does (ExecContext says why and how).
 std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, std::span<const int32_t> prompt,
                                            const LatencyOptions& options);
 
@@ -198,7 +201,10 @@ using BenchProgressFn = std::function<void(const std::string& stage, int64_t don
 /// that is not valid UTF-8, naming the byte offset),
 /// Unsupported (device). Messages name the BenchOptions fields they concern
 /// ("BenchOptions::samples ..."). Non-fatal findings (e.g. a keep pattern matching
-/// no layer, latency defaults reduced to fit) go to kq::warn().
+/// no layer, latency defaults reduced to fit) go to kq::warn(). The latency
+/// figures depend on OpenMP's wait policy: `kq bench` runs with
+/// OMP_WAIT_POLICY=PASSIVE unless set, a library caller with OpenMP's default
+/// unless it starts the program with it set (ExecContext says why and how).
 BenchReport run_bench(const BenchOptions& options, const BenchProgressFn& progress = {});
 
 /// Resident set size of this process now / at its peak, in bytes (Linux /proc).

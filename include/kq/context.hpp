@@ -16,6 +16,17 @@ Device parse_device(const std::string& s);
 inline constexpr int kMaxThreads = 1024;
 
 /// Runtime settings shared by every op of one model.
+///
+/// OpenMP's wait policy: the CPU ops run in OpenMP parallel regions, and a
+/// program using the library gets OpenMP's default, under which idle worker
+/// threads spin between regions. On a machine shared with other work that is
+/// very slow (gpt2-tiny measure_latency on a shared 2-core machine: ~64 ms per
+/// decoded token spinning vs ~0.2 ms with OMP_WAIT_POLICY=PASSIVE). The `kq`
+/// CLI makes PASSIVE its default; a library user sets it: OMP_WAIT_POLICY=PASSIVE
+/// in the environment the program starts with (libgomp, GCC's OpenMP, reads
+/// it once when the library is loaded, before main, so a setenv() in main
+/// comes too late; `kq` re-executes itself with it set, tools/kq/main.cpp).
+/// ACTIVE (spinning) is up to ~30 % faster on a dedicated, otherwise idle machine.
 struct ExecContext {
   Device device = Device::CPU;
   /// Worker threads for CPU ops; 0 means OpenMP's default (all cores or OMP_NUM_THREADS).
