@@ -62,7 +62,7 @@ class MappedFile final : public Storage {
 using Shape = std::vector<int64_t>;
 
 /// Number of elements of a shape (1 for a scalar shape {}). Throws
-/// InvalidArgument when the product overflows int64.
+/// InvalidArgument on a negative dimension or when the product overflows int64.
 int64_t shape_numel(const Shape& s);
 
 /// "[2, 3, 4]"
@@ -74,12 +74,13 @@ class Tensor {
  public:
   Tensor() = default;
 
-  /// Uninitialised heap tensor. Throws InvalidArgument on negative dims.
+  /// Uninitialised heap tensor. Throws InvalidArgument on negative dims, or when the
+  /// element count or the byte size (numel x dtype_size) overflows int64.
   static Tensor empty(DType dtype, Shape shape);
-  /// Zero-filled heap tensor.
+  /// Zero-filled heap tensor. Throws as empty().
   static Tensor zeros(DType dtype, Shape shape);
   /// A view of `storage` bytes [offset, offset + nbytes). Throws InvalidArgument
-  /// if the range does not fit inside the storage.
+  /// as empty() for the shape, and if the range does not fit inside the storage.
   static Tensor view(std::shared_ptr<Storage> storage, size_t offset, DType dtype, Shape shape);
 
   bool defined() const { return storage_ != nullptr; }
@@ -98,7 +99,8 @@ class Tensor {
   template <class T> const T* data() const { return static_cast<const T*>(raw()); }
   template <class T> T* mutable_data() { return static_cast<T*>(raw_mut()); }
 
-  /// Same bytes, new shape with the same element count. Throws InvalidArgument.
+  /// Same bytes, new shape with the same element count. Throws InvalidArgument (a negative
+  /// dimension, an overflowing size, another element count).
   Tensor reshaped(Shape shape) const;
   /// Rows [begin, end) of dimension 0, sharing storage.
   Tensor slice_rows(int64_t begin, int64_t end) const;

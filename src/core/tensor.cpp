@@ -10,6 +10,8 @@
 namespace kq {
 
 int64_t shape_numel(const Shape& s) {
+  for (int64_t d : s)
+    if (d < 0) raise<InvalidArgument>("negative dimension in shape {}", shape_str(s));
   int64_t n = 1;
   for (int64_t d : s)
     if (__builtin_mul_overflow(n, d, &n))
@@ -20,15 +22,20 @@ int64_t shape_numel(const Shape& s) {
 std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 namespace {
-void check_shape(const Shape& s) {
-  for (int64_t d : s)
-    if (d < 0) raise<InvalidArgument>("negative dimension in shape {}", shape_str(s));
-  (void)shape_numel(s);  // throws when the element count overflows int64
+// The one check of a new tensor's shape: no negative dimension, and an element
+// count and a byte size (numel x element size) that fit int64, so that nbytes()
+// cannot wrap (a wrapped 0 let empty() allocate nothing for 2^62 elements).
+void check_shape(DType dtype, const Shape& s) {
+  const int64_t n = shape_numel(s);  // throws on a negative dimension or an int64 overflow
+  int64_t bytes = 0;
+  if (__builtin_mul_overflow(n, int64_t(dtype_size(dtype)), &bytes))
+    raise<InvalidArgument>("shape {} of {} is {} elements of {} bytes, which overflows int64", shape_str(s),
+                           dtype_name(dtype), n, dtype_size(dtype));
 }
 }  // namespace
 
 Tensor Tensor::empty(DType dtype, Shape shape) {
-  check_shape(shape);
+  check_shape(dtype, shape);
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -43,7 +50,7 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
 }
 
 Tensor Tensor::view(std::shared_ptr<Storage> storage, size_t offset, DType dtype, Shape shape) {
-  check_shape(shape);
+  check_shape(dtype, shape);
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -73,7 +80,7 @@ void* Tensor::raw_mut() {
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
-  check_shape(shape);
+  check_shape(dtype_, shape);
   if (shape_numel(shape) != numel())
     raise<InvalidArgument>("cannot reshape {} to {}", shape_str(shape_), shape_str(shape));
   Tensor t = *this;
