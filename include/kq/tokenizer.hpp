@@ -60,6 +60,9 @@ struct EncodeOptions {
 /// A byte-level BPE tokenizer (GPT-2). Immutable after loading; copies are
 /// cheap and share the tables and the per-word cache. All const member
 /// functions are thread-safe (the word cache is guarded by a mutex).
+/// Movable: a moved-from tokenizer has no tables; every member function called
+/// on it throws InvalidArgument ("Tokenizer: moved-from or default ...") until
+/// a loaded tokenizer is assigned to it.
 class Tokenizer {
  public:
   /// Loads the tokenizer of a Hugging Face model folder. DIR/tokenizer.json
@@ -161,6 +164,8 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  /// The tables; throws InvalidArgument for a moved-from tokenizer (impl_ null).
+  const Impl& impl() const;
   /// The bytes of `id`, nullptr for a padding id; throws InvalidArgument
   /// (decode's errors) for any other unassigned id.
   const std::string* bytes_of(int32_t id) const;

@@ -95,8 +95,15 @@ void Tokenizer::Impl::check_id(int32_t id) const {
                            kind.size() - 1);
 }
 
+const Tokenizer::Impl& Tokenizer::impl() const {
+  if (!impl_)
+    raise<InvalidArgument>("Tokenizer: moved-from or default tokenizer (it has no tables); load one with "
+                           "Tokenizer::load() or assign a loaded one to it");
+  return *impl_;
+}
+
 const std::string* Tokenizer::bytes_of(int32_t id) const {
-  const Impl& t = *impl_;
+  const Impl& t = impl();
   if (id >= 0 && size_t(id) < t.kind.size() && t.kind[size_t(id)] != Impl::kUnassigned)
     return &t.token_bytes[size_t(id)];
   if (model_vocab_ == 0) t.check_id(id);  // not bound to a model: every unassigned id is an error
@@ -108,7 +115,7 @@ const std::string* Tokenizer::bytes_of(int32_t id) const {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& opts) const {
-  const Impl& t = *impl_;
+  const Impl& t = impl();
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 1);
   if (!opts.allow_special || t.added_by_length.empty()) {
@@ -159,21 +166,21 @@ const std::string& Tokenizer::id_to_token(int32_t id) const {
     raise<InvalidArgument>(
         "token id {} is a padding id of the model's vocabulary ({} ids; the tokenizer ({}) has {}): it has no "
         "vocabulary string",
-        id, model_vocab_, impl_->source, vocab_size());
-  return impl_->token_str[size_t(id)];
+        id, model_vocab_, impl().source, vocab_size());
+  return impl().token_str[size_t(id)];
 }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
-  const auto it = impl_->str_to_id.find(token);
-  return it == impl_->str_to_id.end() ? std::nullopt : std::optional<int32_t>(it->second);
+  const auto it = impl().str_to_id.find(token);
+  return it == impl().str_to_id.end() ? std::nullopt : std::optional<int32_t>(it->second);
 }
 
-int32_t Tokenizer::vocab_size() const { return int32_t(impl_->kind.size()); }
+int32_t Tokenizer::vocab_size() const { return int32_t(impl().kind.size()); }
 int64_t Tokenizer::model_vocab_size() const { return model_vocab_ > 0 ? model_vocab_ : vocab_size(); }
-std::optional<int32_t> Tokenizer::bos_token_id() const { return impl_->bos; }
-std::optional<int32_t> Tokenizer::eos_token_id() const { return impl_->eos; }
-size_t Tokenizer::num_merges() const { return impl_->bpe.num_merges(); }
-const std::string& Tokenizer::source() const { return impl_->source; }
+std::optional<int32_t> Tokenizer::bos_token_id() const { return impl().bos; }
+std::optional<int32_t> Tokenizer::eos_token_id() const { return impl().eos; }
+size_t Tokenizer::num_merges() const { return impl().bpe.num_merges(); }
+const std::string& Tokenizer::source() const { return impl().source; }
 
 void Tokenizer::check_fits(int64_t model_vocab, const std::string& model_dir) const {
   if (vocab_size() > model_vocab)
@@ -194,7 +201,8 @@ Tokenizer Tokenizer::for_model(int64_t model_vocab, const std::string& model_dir
 }
 
 bool Tokenizer::is_special(int32_t id) const {
-  return id >= 0 && size_t(id) < impl_->kind.size() && impl_->kind[size_t(id)] == Impl::kAdded;
+  const Impl& t = impl();
+  return id >= 0 && size_t(id) < t.kind.size() && t.kind[size_t(id)] == Impl::kAdded;
 }
 
 }  // namespace kq

@@ -52,6 +52,25 @@ TEST(ApiUserRound12, ShapeNumelRefusesNegativeDimensions) {
   EXPECT_EQ(shape_numel({0, 5}), 0);
 }
 
+// Every call on a moved-from tokenizer dereferenced a null table (SIGSEGV).
+TEST(ApiUserRound12, MovedFromTokenizerIsRefusedNotACrash) {
+  Tokenizer t = Tokenizer::load(demo_model());
+  Tokenizer u = std::move(t);
+  // NOLINTBEGIN(bugprone-use-after-move): the documented moved-from state
+  const std::string msg = error_of<InvalidArgument>([&] { (void)t.encode("hello"); });
+  EXPECT_TRUE(has(msg, "Tokenizer: moved-from or default")) << msg;
+  EXPECT_THROW((void)t.source(), InvalidArgument);
+  EXPECT_THROW((void)t.vocab_size(), InvalidArgument);
+  EXPECT_THROW((void)t.decode_token(0), InvalidArgument);
+  EXPECT_THROW((void)t.token_to_id("a"), InvalidArgument);
+  EXPECT_THROW((void)t.is_special(0), InvalidArgument);
+  EXPECT_THROW((void)t.for_model(100000, "dir"), InvalidArgument);
+  EXPECT_EQ(u.decode(u.encode("hello")), "hello");
+  t = u;  // assigning a loaded tokenizer makes it usable again
+  EXPECT_EQ(t.encode("hello"), u.encode("hello"));
+  // NOLINTEND(bugprone-use-after-move)
+}
+
   QuantSpec s = parse_quant_mode("nf4");
   s.format = PrecisionFormat(99);
   std::string msg = error_of<InvalidArgument>([&] { validate_quant_spec(s); });
