@@ -39,7 +39,7 @@ enum class AllocationStrategy {
   Uniform,
 };
 
-/// "entropy", "error", "uniform".
+/// "entropy", "error", "uniform"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string_view allocation_strategy_name(AllocationStrategy s);
 
 /// Parses "entropy", "error" (also "reconstruction-error", '-'/'_' alike) or
@@ -177,7 +177,8 @@ std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoi
 /// candidate is quantized once per layer to measure its error, so this takes
 /// about as long as quantizing the model once per candidate.
 /// Throws InvalidArgument for target_reduction outside (0, 1) or not finite,
-/// no candidates, an invalid or AWQ candidate (named), two equal candidates, a
+/// a strategy outside AllocationStrategy (e.g. AllocationStrategy(9)), no
+/// candidates, an invalid or AWQ candidate (named), two equal candidates, a
 /// malformed keep pattern, an already-quantized layer (named), no quantizable
 /// layer, or a target that cannot be met even with every layer at its smallest
 /// option (naming the target and the largest reachable reduction) — all of
@@ -251,12 +252,14 @@ AdaptiveOptions parse_adaptive_mode(std::string_view name, AdaptiveModeParts* pa
 /// "adaptive-r82.5-error" (the strategy only when not entropy), P rounded to
 /// 4 decimals (exact for every parsed name and every target that
 /// AdaptiveOptions allows). Candidates other than the defaults are not part
-/// of the name. Throws InvalidArgument for a target_reduction outside (0, 1).
+/// of the name. Throws InvalidArgument for a target_reduction outside (0, 1) or a
+/// strategy outside AllocationStrategy.
 std::string adaptive_mode_name(const AdaptiveOptions& options);
 
 /// The chosen quantization with the fewest bits per weight (the plan's lowest
 /// precision; it decides the specification's perplexity threshold, e.g. NF4's
-/// 5 %), or std::nullopt when every layer is kept.
+/// 5 %), or std::nullopt when every layer is kept. Throws InvalidArgument naming the
+/// layer when a layer's `chosen` is not an index into its candidates (a hand-edited plan).
 std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan);
 
 }  // namespace kq

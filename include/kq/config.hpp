@@ -10,7 +10,7 @@ namespace kq {
 /// Supported architectures (config.json "model_type").
 enum class Arch { GPT2, Llama };
 
-/// Lower-case config.json model_type: "gpt2" / "llama".
+/// Lower-case config.json model_type: "gpt2" / "llama"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string arch_name(Arch a);
 
 /// Architecture hyper-parameters in one neutral form for both families.

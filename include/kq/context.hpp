@@ -7,7 +7,7 @@ namespace kq {
 /// Where a model runs.
 enum class Device { CPU, CUDA };
 
-/// "cpu" / "cuda"
+/// "cpu" / "cuda"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string device_name(Device d);
 /// Parses "cpu" or "cuda" (case-insensitive). Throws InvalidArgument naming the value.
 Device parse_device(const std::string& s);

@@ -37,6 +37,11 @@ constexpr size_t dtype_size(DType t) {
 }
 
 /// Safetensors spelling of a dtype ("F32", "BF16", "F8_E4M3", ...).
+/// The rule of every *_name function of a kq enum (dtype_name, device_name,
+/// arch_name, precision_format_name, scale_granularity_name, fp8_format_name,
+/// quant_family_name, allocation_strategy_name): a value outside the enum (a
+/// cast such as DType(99)) is named "unknown(99)", never as a valid value, and
+/// naming never throws.
 std::string_view dtype_name(DType t);
 
 /// Parses a safetensors dtype string; std::nullopt when unknown.

@@ -145,7 +145,9 @@ class Model {
   /// (or Llama layer-0 attention) shape that contradicts the config's sizes; Unsupported for an
   /// activation other than gelu_new (GPT-2) / silu (Llama), for CUDA in a
   /// CPU-only build or without a usable device, or for a format or activation
-  /// the GPU path lacks (exact-erf GELU).
+  /// the GPU path lacks (exact-erf GELU). Throws InvalidArgument for an empty `dir`
+  /// path, for a ctx.device that is not a Device value (e.g. Device(7)) and for
+  /// ctx.threads outside [0, kMaxThreads].
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
 
   /// A model with random weights generated in-process (uniform with standard

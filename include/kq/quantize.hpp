@@ -26,7 +26,8 @@ namespace kq {
 /// groups (int4-gN modes); NF4 and FP4 are the 4-bit codebook formats.
 enum class PrecisionFormat { FP32, BF16, FP16, INT8, INT4, NF4, FP4, FP8_E4M3, FP8_E5M2 };
 
-/// "fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp4", "fp8_e4m3", "fp8_e5m2".
+/// "fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp4", "fp8_e4m3", "fp8_e5m2";
+/// "unknown(N)" for a value outside the enum (see dtype_name).
 std::string_view precision_format_name(PrecisionFormat f);
 
 /// Parses a precision name (case-insensitive; '-' and '_' are interchangeable,
@@ -43,7 +44,7 @@ enum class ScaleGranularity {
   PerBlock = PerGroup,
 };
 
-/// "per-tensor", "per-channel", "per-token", "per-group".
+/// "per-tensor", "per-channel", "per-token", "per-group"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string_view scale_granularity_name(ScaleGranularity g);
 
 /// The two OCP 8-bit floating-point formats (OFP8 specification rev 1.0).
@@ -52,10 +53,11 @@ enum class FP8Format {
   E5M2,  ///< 1 sign, 5 exponent (bias 15), 2 mantissa bits; max 57344, IEEE-like ±Inf and NaN
 };
 
-/// "e4m3" / "e5m2".
+/// "e4m3" / "e5m2"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string_view fp8_format_name(FP8Format f);
 
-/// Largest finite magnitude: 448 (E4M3) or 57344 (E5M2).
+/// Largest finite magnitude: 448 (E4M3) or 57344 (E5M2). Throws InvalidArgument for
+/// a value that is neither (e.g. FP8Format(5)).
 float fp8_max(FP8Format f);
 
 /// How tensors are converted to FP8 (OCP OFP8 rev 1.0).
@@ -73,7 +75,7 @@ struct FP8Config {
 /// Quality family of a quantization mode (decides the perplexity threshold).
 enum class QuantFamily { INT8, INT4, FP8 };
 
-/// "int8" / "int4" / "fp8".
+/// "int8" / "int4" / "fp8"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string_view quant_family_name(QuantFamily f);
 
 /// One struct fully describing how a Linear weight [N, K] is quantized.
@@ -113,6 +115,9 @@ struct QuantSpec {
   /// that is not valid: no mode has it, and the fields it has would pass for another mode's (a format
   /// of FP32 with NF4's block fields read "fp4").
   std::string name() const;
+  /// INT8 for int8, FP8 for both FP8 formats, INT4 for int4/nf4/fp4 (AWQ included). Throws
+  /// InvalidArgument for a format that is not a quantized weight format (FP32, BF16, FP16, or a
+  /// value outside PrecisionFormat): such a spec has no family and no threshold.
   QuantFamily family() const;
   bool operator==(const QuantSpec&) const = default;
 };
@@ -141,14 +146,16 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid);
 /// Every canonical mode name parse_quant_mode accepts (aliases like "int4" excluded), sorted.
 std::vector<std::string> valid_quant_mode_names();
 
-/// Checks a hand-built spec. Throws InvalidArgument naming the offending field.
+/// Checks a hand-built spec. Throws InvalidArgument naming the offending field; a format
+/// outside PrecisionFormat is said first ("QuantSpec.format 99 is not a PrecisionFormat").
 void validate_quant_spec(const QuantSpec& spec);
 
 /// The spec for an FP8Config (block_size 0, compute F32).
 QuantSpec fp8_quant_spec(const FP8Config& cfg);
 
 /// Maximum perplexity increase in percent allowed by the specification
-/// (docs/EVALUATION.md): INT8 2, INT4/NF4/FP4 5, AWQ INT4 3, FP8 1.
+/// (docs/EVALUATION.md): INT8 2, INT4/NF4/FP4 5, AWQ INT4 3, FP8 1. Throws InvalidArgument
+/// as QuantSpec::family() for a format that is not a quantized weight format.
 double max_ppl_increase_pct(const QuantSpec& spec);
 
 /// Exact bytes a weight [N, K] occupies in `spec` (codes, scales, zero points,
@@ -173,7 +180,8 @@ struct Fp8Tensor {
 /// over finite values (scale 1 when that absmax is 0), code = fp8(x / scale)
 /// rounded to nearest even, saturating or not per cfg.saturate.
 /// cfg.weight_scales: PerTensor, or PerChannel / PerToken = one scale per slice of dim 0.
-/// Throws InvalidArgument for other granularities or a non-float dtype.
+/// Throws InvalidArgument for other granularities, a non-float dtype or a cfg.format that is
+/// neither E4M3 nor E5M2.
 Fp8Tensor quantize_to_fp8(const Tensor& x_f32, const FP8Config& cfg);
 
 /// F32 tensor of the codes' shape: decode(code) · scale. Throws InvalidArgument

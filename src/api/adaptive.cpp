@@ -13,6 +13,7 @@
 #include <system_error>
 #include <vector>
 
+#include "core/enum_name.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
@@ -57,8 +58,17 @@ void check_target(const AdaptiveOptions& o) {
         o.target_reduction);
 }
 
+void check_strategy(const AdaptiveOptions& o) {
+  if (o.strategy != AllocationStrategy::Entropy && o.strategy != AllocationStrategy::ReconstructionError &&
+      o.strategy != AllocationStrategy::Uniform)
+    raise<InvalidArgument>("adaptive precision: AdaptiveOptions.strategy {} is not an AllocationStrategy (entropy, "
+                           "error, uniform)",
+                           int(o.strategy));
+}
+
 void check_options(const AdaptiveOptions& o) {
   check_target(o);
+  check_strategy(o);
   if (o.candidates.empty()) raise<InvalidArgument>("adaptive precision: give at least one candidate format");
   for (size_t i = 0; i < o.candidates.size(); ++i) {
     const QuantSpec& c = o.candidates[i];
@@ -218,7 +228,7 @@ std::string_view allocation_strategy_name(AllocationStrategy s) {
     case AllocationStrategy::Uniform:
       return "uniform";
   }
-  return "?";
+  return unknown_enum_name(int64_t(s));
 }
 
 AllocationStrategy parse_allocation_strategy(std::string_view s) {
@@ -372,6 +382,7 @@ std::vector<std::string> valid_adaptive_mode_names() {
 
 std::string adaptive_mode_name(const AdaptiveOptions& o) {
   check_target(o);  // a name parse_adaptive_mode would refuse ("adaptive-r150") is never made
+  check_strategy(o);
   std::string s = fmt::format("adaptive-r{:g}", std::round(o.target_reduction * 1e6) / 1e4);
   if (o.strategy != AllocationStrategy::Entropy)
     s += fmt::format("-{}", allocation_strategy_name(o.strategy));
@@ -382,6 +393,9 @@ std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan) {
   std::optional<QuantSpec> best;
   double best_bits = 0;
   for (const LayerAnalysis& l : plan.layers) {
+    if (l.chosen < 0 || size_t(l.chosen) >= l.candidates.size())
+      raise<InvalidArgument>("lowest_precision_spec: layer '{}' has chosen = {}, outside its {} candidates", l.name,
+                             l.chosen, l.candidates.size());
     const CandidateAnalysis& c = l.choice();
     if (!c.spec) continue;
     const double bits = bits_per_weight(*c.spec, l.N, l.K);

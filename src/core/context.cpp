@@ -5,11 +5,18 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/enum_name.hpp"
 #include "kq/error.hpp"
 
 namespace kq {
 
-std::string device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
+std::string device_name(Device d) {
+  switch (d) {
+    case Device::CPU: return "cpu";
+    case Device::CUDA: return "cuda";
+  }
+  return std::string(unknown_enum_name(int64_t(d)));
+}
 
 Device parse_device(const std::string& s) {
   std::string l = s;

@@ -3,6 +3,7 @@
 #include <array>
 #include <utility>
 
+#include "core/enum_name.hpp"
 #include "kq/error.hpp"
 
 namespace kq {
@@ -18,7 +19,7 @@ constexpr std::array<std::pair<DType, std::string_view>, 12> kNames{{
 std::string_view dtype_name(DType t) {
   for (const auto& [d, n] : kNames)
     if (d == t) return n;
-  return "?";
+  return unknown_enum_name(int64_t(t));
 }
 
 std::optional<DType> parse_dtype(std::string_view name) {

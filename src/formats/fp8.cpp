@@ -4,6 +4,9 @@
 #include <cmath>
 #include <limits>
 
+#include "core/enum_name.hpp"
+#include "kq/error.hpp"
+
 namespace kq::formats {
 namespace {
 
@@ -114,8 +117,20 @@ void fp8_dequantize_row(const uint8_t* codes, int64_t n, float scale, FP8Format 
 
 namespace kq {
 
-std::string_view fp8_format_name(FP8Format f) { return f == FP8Format::E4M3 ? "e4m3" : "e5m2"; }
+std::string_view fp8_format_name(FP8Format f) {
+  switch (f) {
+    case FP8Format::E4M3: return "e4m3";
+    case FP8Format::E5M2: return "e5m2";
+  }
+  return unknown_enum_name(int64_t(f));
+}
 
-float fp8_max(FP8Format f) { return f == FP8Format::E4M3 ? formats::kE4M3Max : formats::kE5M2Max; }
+float fp8_max(FP8Format f) {
+  switch (f) {
+    case FP8Format::E4M3: return formats::kE4M3Max;
+    case FP8Format::E5M2: return formats::kE5M2Max;
+  }
+  raise<InvalidArgument>("fp8_max: FP8Format {} is neither E4M3 nor E5M2", int(f));
+}
 
 }  // namespace kq

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/enum_name.hpp"
 #include "io/json_strict.hpp"
 #include "kq/config.hpp"
 #include "kq/error.hpp"
@@ -24,7 +25,7 @@ std::string arch_name(Arch a) {
     case Arch::GPT2: return "gpt2";
     case Arch::Llama: return "llama";
   }
-  return "?";
+  return std::string(unknown_enum_name(int64_t(a)));
 }
 
 namespace {

@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 void check_context(const ExecContext& ctx) {
   if (ctx.device != Device::CPU && ctx.device != Device::CUDA)
-    raise<Unsupported>("models run on the CPU or CUDA (device '{}' requested)", device_name(ctx.device));
+    raise<InvalidArgument>("ExecContext::device {} is not a Device (cpu or cuda)", int(ctx.device));
   if (ctx.threads < 0 || ctx.threads > kMaxThreads)
     raise<InvalidArgument>("ExecContext::threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads, ctx.threads);
 }

@@ -9,6 +9,8 @@ namespace kq {
 
 Fp8Tensor quantize_to_fp8(const Tensor& x_in, const FP8Config& cfg) {
   if (!x_in.defined()) raise<InvalidArgument>("quantize_to_fp8: input tensor is undefined");
+  if (cfg.format != FP8Format::E4M3 && cfg.format != FP8Format::E5M2)
+    raise<InvalidArgument>("quantize_to_fp8: FP8Config.format {} is neither E4M3 nor E5M2", int(cfg.format));
   const ScaleGranularity g = cfg.weight_scales;
   if (g != ScaleGranularity::PerTensor && g != ScaleGranularity::PerChannel && g != ScaleGranularity::PerToken)
     raise<InvalidArgument>("quantize_to_fp8: scale granularity {} is not supported (per-tensor, per-channel, per-token)",

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/enum_name.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
 
@@ -43,7 +44,7 @@ std::string_view precision_format_name(PrecisionFormat f) {
     case PrecisionFormat::FP8_E4M3: return "fp8_e4m3";
     case PrecisionFormat::FP8_E5M2: return "fp8_e5m2";
   }
-  return "?";
+  return unknown_enum_name(int64_t(f));
 }
 
 PrecisionFormat parse_precision_format(std::string_view s) {
@@ -69,7 +70,7 @@ std::string_view scale_granularity_name(ScaleGranularity g) {
     case ScaleGranularity::PerToken: return "per-token";
     case ScaleGranularity::PerGroup: return "per-group";
   }
-  return "?";
+  return unknown_enum_name(int64_t(g));
 }
 
 std::string_view quant_family_name(QuantFamily f) {
@@ -78,10 +79,12 @@ std::string_view quant_family_name(QuantFamily f) {
     case QuantFamily::INT4: return "int4";
     case QuantFamily::FP8: return "fp8";
   }
-  return "?";
+  return unknown_enum_name(int64_t(f));
 }
 
 void validate_quant_spec(const QuantSpec& s) {
+  if (int(s.format) < int(PrecisionFormat::FP32) || int(s.format) > int(PrecisionFormat::FP8_E5M2))
+    raise<InvalidArgument>("QuantSpec.format {} is not a PrecisionFormat", int(s.format));
   const std::string_view fname = precision_format_name(s.format);
   if (s.format == PrecisionFormat::FP32 || s.format == PrecisionFormat::BF16 || s.format == PrecisionFormat::FP16)
     raise<InvalidArgument>("QuantSpec.format {} is not a quantized weight format", fname);
@@ -119,6 +122,8 @@ void validate_quant_spec(const QuantSpec& s) {
 }
 
 QuantFamily QuantSpec::family() const {
+  if (int(format) < int(PrecisionFormat::INT8) || int(format) > int(PrecisionFormat::FP8_E5M2))
+    raise<InvalidArgument>("QuantSpec::family: format {} is not a quantized weight format", precision_format_name(format));
   if (format == PrecisionFormat::INT8) return QuantFamily::INT8;
   if (is_fp8(format)) return QuantFamily::FP8;
   return QuantFamily::INT4;

@@ -71,12 +71,67 @@ TEST(ApiUserRound12, MovedFromTokenizerIsRefusedNotACrash) {
   // NOLINTEND(bugprone-use-after-move)
 }
 
+// An out-of-range enum value was named as a valid one ("cpu", "e5m2") or as
+// "?" in a message about another field.
+TEST(ApiUserRound12, OutOfRangeEnumValuesAreNamedUnknown) {
+  EXPECT_EQ(device_name(Device(7)), "unknown(7)");
+  EXPECT_EQ(fp8_format_name(FP8Format(5)), "unknown(5)");
+  EXPECT_EQ(precision_format_name(PrecisionFormat(99)), "unknown(99)");
+  EXPECT_EQ(scale_granularity_name(ScaleGranularity(9)), "unknown(9)");
+  EXPECT_EQ(quant_family_name(QuantFamily(9)), "unknown(9)");
+  EXPECT_EQ(dtype_name(DType(200)), "unknown(200)");
+  EXPECT_EQ(arch_name(Arch(3)), "unknown(3)");
+  EXPECT_EQ(allocation_strategy_name(AllocationStrategy(9)), "unknown(9)");
+  EXPECT_EQ(device_name(Device::CUDA), "cuda");
+  EXPECT_EQ(fp8_format_name(FP8Format::E5M2), "e5m2");
+
   QuantSpec s = parse_quant_mode("nf4");
   s.format = PrecisionFormat(99);
   std::string msg = error_of<InvalidArgument>([&] { validate_quant_spec(s); });
   EXPECT_TRUE(has(msg, "QuantSpec.format 99 is not a PrecisionFormat")) << msg;
   msg = error_of<InvalidArgument>([] { (void)Model::load(demo_model(), {.device = Device(7)}); });
   EXPECT_TRUE(has(msg, "ExecContext::device 7 is not a Device")) << msg;
+}
+
+// Invalid enum values went through: FP8 codes that dequantize refused, a
+// maximum of 57344, a plan, the INT4 family and its 5 % threshold for FP32.
+TEST(ApiUserRound12, OutOfRangeEnumValuesAreRefused) {
+  FP8Config cfg;
+  cfg.format = FP8Format(7);
+  EXPECT_THROW((void)quantize_to_fp8(Tensor::zeros(DType::F32, {2, 4}), cfg), InvalidArgument);
+  EXPECT_THROW((void)fp8_max(FP8Format(5)), InvalidArgument);
+  AdaptiveOptions a;
+  a.strategy = AllocationStrategy(9);
+  auto m = Model::load(demo_model());
+  std::string msg = error_of<InvalidArgument>([&] { (void)plan_adaptive_precision(*m, a); });
+  EXPECT_TRUE(has(msg, "AdaptiveOptions.strategy 9 is not an AllocationStrategy")) << msg;
+  EXPECT_THROW((void)adaptive_mode_name(a), InvalidArgument);  // was "adaptive-r80-?"
+  QuantSpec fp32;
+  fp32.format = PrecisionFormat::FP32;
+  msg = error_of<InvalidArgument>([&] { (void)fp32.family(); });
+  EXPECT_TRUE(has(msg, "format fp32 is not a quantized weight format")) << msg;
+  EXPECT_THROW((void)max_ppl_increase_pct(fp32), InvalidArgument);
+  fp32.format = PrecisionFormat(42);
+  EXPECT_THROW((void)fp32.family(), InvalidArgument);
+  EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("nf4")), 5.0);
+}
+
+// A hand-edited plan whose chosen index is out of range threw std::out_of_range.
+TEST(ApiUserRound12, LowestPrecisionSpecNamesABadChosenIndex) {
+  AdaptivePlan plan;
+  LayerAnalysis l;
+  l.name = "h.0.mlp.c_fc";
+  l.candidates.resize(2);
+  l.chosen = 5;
+  plan.layers.push_back(l);
+  const std::string msg = error_of<InvalidArgument>([&] { (void)lowest_precision_spec(plan); });
+  EXPECT_TRUE(has(msg, "layer 'h.0.mlp.c_fc' has chosen = 5")) << msg;
+}
+
+// Model::load("") documented FormatError for a missing folder but threw
+// InvalidArgument; the doc now says so (the behaviour is kept).
+TEST(ApiUserRound12, EmptyModelPathIsAnInvalidArgumentAsDocumented) {
+  EXPECT_THROW((void)Model::load(""), InvalidArgument);
 }
 
 }  // namespace
