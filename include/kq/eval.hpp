@@ -25,7 +25,9 @@ struct EvalWindow {
 /// data): non-overlapping windows of `ctx` tokens starting at 0, ctx, 2·ctx, …;
 /// the last may be shorter; a window of fewer than 2 tokens is dropped. Only
 /// the first `max_windows` are returned when max_windows > 0.
-/// Throws InvalidArgument for ctx < 2 or max_windows < 0.
+/// Throws InvalidArgument for ctx < 2, max_windows < 0, num_tokens < 0, or more
+/// than 2^31 − 1 windows to return (a huge num_tokens without max_windows: the
+/// list is not allocated).
 std::vector<EvalWindow> perplexity_windows(int64_t num_tokens, int ctx, int max_windows = 0);
 
 /// Result of evaluate_perplexity.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 #include "eval/window_runner.hpp"
 #include "kq/error.hpp"
@@ -14,12 +16,20 @@ namespace kq {
 std::vector<EvalWindow> perplexity_windows(int64_t num_tokens, int ctx, int max_windows) {
   if (ctx < 2) raise<InvalidArgument>("perplexity window length (ctx) must be >= 2, got {}", ctx);
   if (max_windows < 0) raise<InvalidArgument>("max_windows must be >= 0 (0 = all), got {}", max_windows);
+  if (num_tokens < 0) raise<InvalidArgument>("perplexity: token count must be >= 0, got {}", num_tokens);
+  // The count first (a last window of fewer than 2 tokens is dropped), so that a huge
+  // num_tokens is refused instead of allocating for it, and no b + ctx can overflow.
+  int64_t count = num_tokens / ctx + (num_tokens % ctx >= 2 ? 1 : 0);
+  if (max_windows > 0) count = std::min<int64_t>(count, max_windows);
+  constexpr int64_t kMaxWindows = std::numeric_limits<int32_t>::max();
+  if (count > kMaxWindows)
+    raise<InvalidArgument>("perplexity: {} tokens in windows of {} are {} windows, more than {}; pass max_windows",
+                           num_tokens, ctx, count, kMaxWindows);
   std::vector<EvalWindow> w;
-  for (int64_t b = 0; b < num_tokens; b += ctx) {
-    const int64_t e = std::min<int64_t>(b + ctx, num_tokens);
-    if (e - b < 2) break;  // only the last window can be this short
-    if (max_windows > 0 && int64_t(w.size()) == max_windows) break;
-    w.push_back({b, e});
+  w.reserve(size_t(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t b = i * ctx;
+    w.push_back({b, num_tokens - b < ctx ? num_tokens : b + ctx});
   }
   return w;
 }

@@ -116,6 +116,26 @@ TEST(ApiUserRound12, OutOfRangeEnumValuesAreRefused) {
   EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("nf4")), 5.0);
 }
 
+// perplexity_windows(-10, 256) returned no windows without a word and
+// perplexity_windows(INT64_MAX - 5, 2) threw std::bad_alloc.
+TEST(ApiUserRound12, PerplexityWindowCountsAreChecked) {
+  std::string msg = error_of<InvalidArgument>([] { (void)perplexity_windows(-10, 256); });
+  EXPECT_TRUE(has(msg, "token count must be >= 0, got -10")) << msg;
+  const int64_t huge = std::numeric_limits<int64_t>::max() - 5;
+  msg = error_of<InvalidArgument>([&] { (void)perplexity_windows(huge, 2); });
+  EXPECT_TRUE(has(msg, "pass max_windows")) << msg;
+  const auto capped = perplexity_windows(huge, 2, 3);  // bounded by max_windows: fine
+  ASSERT_EQ(capped.size(), 3u);
+  EXPECT_EQ(capped[2].begin, 4);
+  EXPECT_EQ(capped[2].end, 6);
+  const auto w = perplexity_windows(7, 4);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[1].begin, 4);
+  EXPECT_EQ(w[1].end, 7);
+  EXPECT_EQ(perplexity_windows(9, 4).size(), 2u);  // the last window of 1 token is dropped
+  EXPECT_TRUE(perplexity_windows(0, 2).empty());
+}
+
 // A hand-edited plan whose chosen index is out of range threw std::out_of_range.
 TEST(ApiUserRound12, LowestPrecisionSpecNamesABadChosenIndex) {
   AdaptivePlan plan;
