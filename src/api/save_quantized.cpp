@@ -81,7 +81,8 @@ void check_options_describe_model(Model& model, const QuantizeOptions& options) 
       continue;
     }
     const bool lm_head_kept = slot.is_lm_head && !options.quantize_lm_head;
-    const auto match = std::find_if(keep.begin(), keep.end(), [&](const KeepPattern& k) { return k.search(slot.name); });
+    const auto match =
+        std::find_if(keep.begin(), keep.end(), [&](const KeepPattern& k) { return k.search(slot.name); });
     if (held && lm_head_kept)
       raise<InvalidArgument>(
           "save_quantized_model: the lm_head '{}' is {} but QuantizeOptions::quantize_lm_head is false; {}", slot.name,
