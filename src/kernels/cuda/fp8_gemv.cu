@@ -273,17 +273,20 @@ void launch_pipe(const Fp8GemvParams& p, cudaStream_t stream) {
   launch_pdl(kernel, dim3(unsigned(grid)), dim3(kWarps * 32), 0, stream, p);
 }
 
-/// Tile buffers of the pipelined W8 GEMV (w8_gemv_pipe_kernel). Defaults
-/// measured on the H200 (Llama-7B decode b=1, prompt 128, same call): FP8 3
+/// Tile buffers of the pipelined W8 GEMV (w8_gemv_pipe_kernel): 3 for FP8
+/// and INT8. Measured on the H200 (Llama-7B decode b=1, same call): FP8 3
 /// (352.0 tok/s vs 336.9 with 2; 331.3 with w8_gemv_kernel in an earlier
-/// call), INT8 2, whose kernel then fits 2 blocks per SM (357.4 vs 351.9 with
-/// 3). KQ_W8_GEMV_PIPE=2 or 3 forces one for both, 0 selects w8_gemv_kernel
-/// (A/B runs).
+/// call); INT8 took 2 (whose kernel fits 2 blocks per SM: 357.4 vs 351.9 with
+/// 3) until the first tiles' weights were loaded before the PDL wait and the
+/// one-row kernels triggered early (stop 12): then 3 measured 373.5 / 372.3
+/// vs 361.3 / 361.2 tok/s with 2 (FP8 unchanged, 369.0 / 367.3 vs 369.3 /
+/// 369.4). KQ_W8_GEMV_PIPE=2 or 3 forces one for both, 0 selects
+/// w8_gemv_kernel (A/B runs).
 template <class Mma>
 int pipe_depth() {
   static const int depth = [] {
     const char* e = std::getenv("KQ_W8_GEMV_PIPE");
-    const int fallback = std::is_same_v<Mma, S8Mma> ? 2 : 3;
+    const int fallback = 3;
     const int v = e ? std::atoi(e) : fallback;
     return v == 0 || v == 2 || v == 3 ? v : fallback;
   }();
