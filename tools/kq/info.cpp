@@ -1,12 +1,14 @@
 // `kq info`: version, build, CPU features, threads, CUDA.
 #include <cctype>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "wait_policy.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/ops_vec.hpp"
@@ -53,19 +55,12 @@ void print_kernels() {
 }
 
 /// The OpenMP wait policy in effect, from OMP_WAIT_POLICY (`env`, null when
-/// unset): ACTIVE or PASSIVE as the OpenMP runtime reads it (any case,
-/// surrounding white space ignored). Any other value is ignored by the runtime
-/// (libgomp and LLVM's libomp: it keeps its default), so it is reported as
-/// such, escaped, rather than as if in effect.
+/// unset; parse_wait_policy). kq replaces a value the runtime would ignore by
+/// PASSIVE before the runtime loads (default_passive_wait in main.cpp), so the
+/// last case is seen only when that re-execution failed.
 std::string wait_policy_report(const char* env) {
   if (!env) return "runtime default";
-  std::string_view v(env);
-  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
-  while (!v.empty() && space(v.front())) v.remove_prefix(1);
-  while (!v.empty() && space(v.back())) v.remove_suffix(1);
-  std::string upper(v);
-  for (char& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
-  if (upper == "ACTIVE" || upper == "PASSIVE") return upper;
+  if (const std::optional<std::string> p = parse_wait_policy(env)) return *p;
   return fmt::format("runtime default: OMP_WAIT_POLICY={} is invalid (not ACTIVE or PASSIVE) and ignored",
                      io::escape_for_terminal(env));
 }

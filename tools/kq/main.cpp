@@ -37,6 +37,7 @@
 #include "kq/info.hpp"
 #include "kq/warning.hpp"
 #include "option_names.hpp"
+#include "wait_policy.hpp"
 
 namespace {
 
@@ -117,9 +118,16 @@ std::optional<std::string> unknown_option(const CLI::App& cmd, int argc, char** 
 /// 2 cores: 16.6 tokens/s spinning vs 1,033 sleeping). libgomp reads
 /// OMP_WAIT_POLICY when it is loaded, before main, so the CLI makes PASSIVE its
 /// default by re-executing itself once with it set. A user's own setting
-/// (e.g. ACTIVE for benchmarks on a dedicated machine) is left alone.
+/// (e.g. ACTIVE for benchmarks on a dedicated machine) is left alone; one the
+/// runtime would ignore (parse_wait_policy) is replaced by PASSIVE, with a
+/// warning, since the runtime would otherwise spin as if it were unset.
 void default_passive_wait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY")) return;
+  const char* env = std::getenv("OMP_WAIT_POLICY");
+  if (env && kq::cli::parse_wait_policy(env)) return;
+  if (env)
+    kq::cli::print_diag(
+        "kq: warning: OMP_WAIT_POLICY={} is not ACTIVE or PASSIVE (the OpenMP runtime ignores it); kq uses PASSIVE\n",
+        kq::io::escape_for_terminal(env));
   if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
   ::execv("/proc/self/exe", argv);  // returns only when it fails: carry on with the default policy
 }
