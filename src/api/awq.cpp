@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "eval/window_runner.hpp"
 #include "kernels/awq_linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -185,11 +186,10 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
     raise<InvalidArgument>("AWQ needs calibration text (QuantizeOptions::calibration.tokens)");
   // Named here, before any window runs (the forward would only say "forward: token id ... at index ...").
   const int64_t vocab = model.config().vocab_size;
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0 || tokens[i] >= vocab)
-      raise<InvalidArgument>(
-          "QuantizeOptions::calibration.tokens[{}] = {} is not a token id of the model (vocabulary [0, {}))", i,
-          tokens[i], vocab);
+  if (const auto i = eval::first_token_outside(tokens, vocab))
+    raise<InvalidArgument>(
+        "QuantizeOptions::calibration.tokens[{}] = {} is not a token id of the model (vocabulary [0, {}))", *i,
+        tokens[*i], vocab);
   check_grid(options.grid);
   const int64_t max_pos = model.config().max_positions;
   if (options.window < 0)

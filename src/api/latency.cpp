@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/window_runner.hpp"
 #include "kernels/cpu/ops_softmax.hpp"
 #include "kq/bench.hpp"
 #include "kq/error.hpp"
@@ -135,11 +136,9 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
   if (prompt.empty()) raise<InvalidArgument>("measure_latency: empty prompt");
   // Named here (the forward would only say "forward: token id ... at index ..." of the repeated prompt).
   for (size_t i = 0; i < models.size(); ++i)
-    for (size_t t = 0; t < prompt.size(); ++t)
-      if (prompt[t] < 0 || prompt[t] >= models[i]->config().vocab_size)
-        raise<InvalidArgument>(
-            "measure_latency: prompt[{}] = {} is not a token id of models[{}] (vocabulary [0, {}))", t, prompt[t], i,
-            models[i]->config().vocab_size);
+    if (const auto t = eval::first_token_outside(prompt, models[i]->config().vocab_size))
+      raise<InvalidArgument>("measure_latency: prompt[{}] = {} is not a token id of models[{}] (vocabulary [0, {}))",
+                             *t, prompt[*t], i, models[i]->config().vocab_size);
   int64_t max_pos = models[0]->config().max_positions;
   for (Model* m : models) max_pos = std::min(max_pos, m->config().max_positions);
   const LatencyOptions o = fit_latency_options(options, max_pos);

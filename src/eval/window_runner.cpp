@@ -16,12 +16,17 @@ int resolve_ctx(int ctx, int64_t max_positions) {
   return ctx;
 }
 
+std::optional<size_t> first_token_outside(std::span<const int32_t> tokens, int64_t vocab) {
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab) return i;
+  return std::nullopt;
+}
+
 void check_token_ids(std::span<const int32_t> tokens, int64_t end, int64_t vocab, const char* what) {
-  const int64_t n = std::min<int64_t>(end, int64_t(tokens.size()));
-  for (int64_t i = 0; i < n; ++i)
-    if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= vocab)
-      raise<InvalidArgument>("{}: token id {} at index {} is outside the vocabulary [0, {})", what, tokens[size_t(i)],
-                             i, vocab);
+  const size_t n = size_t(std::clamp<int64_t>(end, 0, int64_t(tokens.size())));
+  if (const auto i = first_token_outside(tokens.first(n), vocab))
+    raise<InvalidArgument>("{}: token id {} at index {} is outside the vocabulary [0, {})", what, tokens[*i], *i,
+                           vocab);
 }
 
 int64_t window_capacity(std::span<const EvalWindow> windows) {

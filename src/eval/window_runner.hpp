@@ -1,7 +1,9 @@
 #pragma once
 // Runs a model over one evaluation window chunk by chunk, so logits never
 // need more than prefill_chunk() × vocab floats whatever the window length.
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -14,6 +16,12 @@ namespace kq::eval {
 /// InvalidArgument (naming the value and the limit) for ctx < 0, ctx == 1 or
 /// ctx > max_positions.
 int resolve_ctx(int ctx, int64_t max_positions);
+
+/// The index of the first of `tokens` that is not an id of a vocabulary of
+/// `vocab` (< 0 or >= vocab), if any. The one check behind check_token_ids
+/// and the callers that name their own parameter (AWQ's calibration tokens,
+/// measure_latency's prompt).
+std::optional<size_t> first_token_outside(std::span<const int32_t> tokens, int64_t vocab);
 
 /// Checks, before any window runs, that tokens[0, end) are ids of a
 /// vocabulary of `vocab`; throws InvalidArgument naming `what` ("perplexity"),

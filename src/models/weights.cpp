@@ -132,19 +132,16 @@ void check_quantization_record(const nlohmann::json& q, const std::string& where
   }
 }
 
-/// Whether the store holds a tensor of linear layer `module` (canonical
-/// slot name): `<module>.*`, or for GPT-2's "transformer.h.N..." slots the
-/// hub-style `h.N...*` names.
-bool has_module_tensors(const TensorStore& store, const std::string& module) {
-  const std::vector<std::string> names = store.names();  // sorted
-  for (std::string prefix : {module + ".", module.starts_with(kGpt2Prefix)
-                                               ? module.substr(kGpt2Prefix.size()) + "."
-                                               : std::string()}) {
-    if (prefix.empty()) continue;
+/// Whether `names` (the store's tensor names, sorted) hold a tensor of linear
+/// layer `module` (canonical slot name): `<module>.*`, or for GPT-2's
+/// "transformer.h.N..." slots the hub-style `h.N...*` names.
+bool has_module_tensors(const std::vector<std::string>& names, const std::string& module) {
+  const auto has_prefix = [&](const std::string& prefix) {
     const auto it = std::lower_bound(names.begin(), names.end(), prefix);
-    if (it != names.end() && it->starts_with(prefix)) return true;
-  }
-  return false;
+    return it != names.end() && it->starts_with(prefix);
+  };
+  return has_prefix(module + ".") ||
+         (module.starts_with(kGpt2Prefix) && has_prefix(module.substr(kGpt2Prefix.size()) + "."));
 }
 
 }  // namespace
@@ -175,6 +172,7 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
                        cfg.string());
   if (!q.contains("modules") || !q["modules"].is_object())
     raise<FormatError>("{}: quantization_config.modules must be an object {{module: mode}}", cfg.string());
+  const std::vector<std::string> tensor_names = store_.names();  // sorted
   for (const auto& [module, mode] : q["modules"].items()) {
     if (!mode.is_string())
       raise<FormatError>("{}: quantization_config.modules['{}'] must be a mode name string", cfg.string(),
@@ -188,7 +186,7 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     }
     // A module no tensor belongs to (a layer the model does not have) was
     // reported as "not quantized in model.safetensors ... mixes two quantizations".
-    if (!has_module_tensors(store_, module))
+    if (!has_module_tensors(tensor_names, module))
       raise<FormatError>("{}: quantization_config.modules['{}']: the model has no such layer (no tensor '{}.*' in "
                          "the safetensors files of {})",
                          cfg.string(), module, module, dir.string());
