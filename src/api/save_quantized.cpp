@@ -267,8 +267,8 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   io::AtomicDir dir(out, overwrite);
   dir.write([&] {  // errors (e.g. a full disk) name `out`, not the staging folder
     write_safetensors(dir.file("model.safetensors"), tensors,
-                      {{"format", "pt"}, {"kq_quantization", qc.dump()}});
-    io::write_file_atomic(dir.file("config.json"), config.dump(2) + "\n");
+                      {{"format", "pt"}, {"kq_quantization", io::json_text(qc)}});
+    io::write_file_atomic(dir.file("config.json"), io::json_text(config, 2) + "\n");
     for (const char* f : kSideFiles) {
       const fs::path p = src / f;
       if (!fs::exists(p)) continue;

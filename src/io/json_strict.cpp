@@ -177,6 +177,10 @@ std::string json_excerpt(const nlohmann::json& v, std::size_t max_chars) {
   return text_excerpt(std::move(e).take(), max_chars);
 }
 
+std::string json_text(const nlohmann::json& v, int indent) {
+  return v.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string text_excerpt(std::string_view text, std::size_t max_chars) {
   if (text.size() <= max_chars) return escape_for_terminal(text);
   std::size_t cut = max_chars;  // back to the start of a UTF-8 character

@@ -2,8 +2,9 @@
 // Strict JSON parsing for untrusted model files (safetensors headers, index
 // and config files): RFC 8259 JSON via nlohmann::json, plus rejection of
 // duplicate keys in any object (nlohmann would silently keep the last one)
-// and of nesting deeper than kMaxJsonDepth; and a bounded rendering of a JSON
-// value for error messages (json_excerpt).
+// and of nesting deeper than kMaxJsonDepth; a bounded rendering of a JSON
+// value for error messages (json_excerpt); and the text of every JSON file
+// kq writes (json_text).
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -50,6 +51,15 @@ std::string json_excerpt(const nlohmann::json& v, std::size_t max_chars = 80);
 /// escape_for_terminal. For strings from a file (a model_type, an activation
 /// name) that may be megabytes long. Never throws (except std::bad_alloc).
 std::string text_excerpt(std::string_view text, std::size_t max_chars = 80);
+
+/// The JSON text of `v` for a file kq writes (`kq eval` / `kq bench` --json,
+/// a quantized folder's config.json and its safetensors metadata): as
+/// nlohmann's dump(indent), except that a string that is not valid UTF-8
+/// (e.g. a file or folder name in another encoding, from the command line)
+/// does not throw: each invalid byte is written as U+FFFD, the rest of the
+/// string as it is. Every JSON writer of kq goes through it (dump() threw
+/// type_error.316, an internal error after all the work, nothing written).
+std::string json_text(const nlohmann::json& v, int indent = -1);
 
 /// Reads a whole (small) text file. Throws FormatError naming the file if it
 /// is not a regular file (saying what it is instead: not found, a directory,

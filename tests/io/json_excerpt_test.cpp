@@ -155,5 +155,18 @@ TEST(Config, UnsupportedNamesAreCutInMessages) {
   EXPECT_LT(testing::error_of<FormatError>([&] { (void)parse_model_config(j, "m/config.json"); }).size(), 400u);
 }
 
+TEST(JsonText, InvalidUtf8IsReplacedNotThrown) {
+  // A file name in another encoding, from the command line (round-12 finding: dump() threw type_error.316).
+  const json j = {{"text", "bad\xffname.txt"}, {"ok", "caf\xc3\xa9"}, {"n", 2}};
+  EXPECT_THROW((void)j.dump(), json::type_error);
+  const std::string t = io::json_text(j);
+  const json back = json::parse(t);  // valid UTF-8 JSON
+  EXPECT_EQ(back["text"], "bad\xef\xbf\xbdname.txt");  // U+FFFD for the invalid byte
+  EXPECT_EQ(back["ok"], "caf\xc3\xa9");
+  EXPECT_EQ(back["n"], 2);
+  const json plain = {{"a", 1}, {"b", "x"}};
+  EXPECT_EQ(io::json_text(plain, 2), plain.dump(2));  // otherwise exactly dump(indent)
+}
+
 }  // namespace
 }  // namespace kq

@@ -15,6 +15,7 @@
 #include "int_option.hpp"
 #include "kq/context.hpp"
 #include "io/atomic_file.hpp"
+#include "io/json_strict.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
 #include "demo_files.hpp"
@@ -363,10 +364,10 @@ void add_bench_command(CLI::App& app) {
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
     if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);
     if (json_stdout) {
-      fmt::print("{}\n", to_json(r).dump(2));
+      fmt::print("{}\n", io::json_text(to_json(r), 2));
       flush_stdout();
     } else if (!args->json.empty()) {
-      io::write_file_atomic(args->json, to_json(r).dump(2) + "\n");
+      io::write_file_atomic(args->json, io::json_text(to_json(r), 2) + "\n");
       fmt::print("wrote {}\n", args->json);
     }
     bool all_pass = true;

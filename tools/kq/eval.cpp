@@ -16,6 +16,7 @@
 #include "path_option.hpp"
 #include "kq/context.hpp"
 #include "io/atomic_file.hpp"
+#include "io/json_strict.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/linear.hpp"
 #include "kq/error.hpp"
@@ -132,10 +133,10 @@ void run_eval(const EvalOptions& o) {
         {"device", device_name(ctx.device)},
     };
     if (json_stdout) {
-      fmt::print("{}\n", j.dump(2));
+      fmt::print("{}\n", io::json_text(j, 2));
       flush_stdout();
     } else {
-      io::write_file_atomic(o.json, j.dump(2) + "\n");
+      io::write_file_atomic(o.json, io::json_text(j, 2) + "\n");
       fmt::print("wrote {}\n", o.json);
     }
   }
