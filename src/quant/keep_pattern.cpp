@@ -61,6 +61,24 @@ pcre2_code* compile(const std::string& pattern, uint32_t options) {
   return code;
 }
 
+/// Throws InvalidArgument when `pattern` is not valid UTF-8 (RFC 3629, as
+/// PCRE2 checks it: the pattern is compiled as a UTF literal only for that
+/// check; it is matched bytewise, not in UTF mode). A quantized folder's
+/// config.json holds the patterns, and JSON text is UTF-8.
+void check_utf8(const std::string& pattern) {
+  int err = 0;
+  PCRE2_SIZE off = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                   PCRE2_UTF | PCRE2_LITERAL, &err, &off, nullptr);
+  pcre2_code_free(code);
+  // (a PCRE2 built without Unicode support fails with another error: no check then)
+  if (!code && err <= PCRE2_ERROR_UTF8_ERR1 && err >= PCRE2_ERROR_UTF8_ERR21)
+    raise<InvalidArgument>(
+        "'{}' is not valid UTF-8 ({} at byte offset {}); a layer-name pattern is saved in the quantized folder's "
+        "config.json, which is UTF-8 text",
+        pattern, pcre2_message(err), off);
+}
+
 }  // namespace
 
 struct KeepPattern::Compiled : Code {};
@@ -70,6 +88,7 @@ KeepPattern::KeepPattern(std::string pattern)
   if (pattern_.size() > kMaxKeepPatternLength)
     raise<InvalidArgument>("a pattern of {} bytes is too long for a layer-name pattern (at most {}): '{}...'",
                            pattern_.size(), kMaxKeepPatternLength, pattern_.substr(0, 40));
+  check_utf8(pattern_);
   // One dialect, PCRE2's, for the check and the search (a second compile by
   // std::regex ECMAScript refused PCRE2 lookbehinds that the search would run).
   c_->code = compile(pattern_, 0);

@@ -28,7 +28,8 @@ class KeepPattern {
  public:
   /// Compiles `pattern`. Throws InvalidArgument (the message quotes the
   /// pattern, without a prefix naming the option) when it is longer than
-  /// kMaxKeepPatternLength, nests parentheses deeper than
+  /// kMaxKeepPatternLength, is not valid UTF-8 (it is saved in a quantized
+  /// folder's config.json), nests parentheses deeper than
   /// kMaxKeepPatternNesting, is not a valid regular expression, or
   /// backtracks catastrophically on a typical layer name such as
   /// "model.layers.31.self_attn.q_proj" (e.g. "(.*)*x$").

@@ -1,6 +1,7 @@
 // Findings of the round-12 fresh-user test of the installed kq (README only),
 // each re-run here: file and folder names that are not UTF-8 ended kq with an
-// internal error after all the work (the JSON writer threw).
+// internal error after all the work (the JSON writer threw); a --keep pattern
+// that is not UTF-8 likewise.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -40,6 +41,19 @@ TEST(FreshUserRound12, NonUtf8NamesAreWrittenToJsonWithReplacementCharacters) {
   j = nlohmann::json::parse(read_all(tmp.path / "b.json"));
   EXPECT_EQ(j["model"], "m\xef\xbf\xbd");
   EXPECT_EQ(j["calibration"], "c\xef\xbf\xbd.txt");
+}
+
+TEST(FreshUserRound12, NonUtf8KeepPatternIsAUsageError) {
+  TempDir tmp;
+  CliResult r = run_kq_in(tmp.path, {"quantize", "-m", demo_model().string(), "--mode", "int8", "--keep", "h\xff",
+                                     "-o", "qx"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "--keep")) << r.err;
+  EXPECT_TRUE(has(r.err, "is not valid UTF-8")) << r.err;
+  EXPECT_FALSE(fs::exists(tmp.path / "qx"));
+  r = run_kq_in(tmp.path, {"bench", "--modes", "int8", "--keep", "c_\xc3", "--no-latency"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "--keep")) << r.err;
 }
 
 }  // namespace

@@ -72,5 +72,18 @@ TEST(KeepPattern, HostilePatternsAreRefusedNotRun) {
   }
 }
 
+TEST(KeepPattern, InvalidUtf8IsRefused) {
+  // Saved in a quantized folder's config.json (round-12 finding: an internal error after all the work).
+  for (const std::string& p : {std::string("h\xff"), std::string("\xc3("), std::string("a\xed\xa0\x80")}) {
+    try {
+      KeepPattern k(p);
+      ADD_FAILURE() << "compiled";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("is not valid UTF-8"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_TRUE(KeepPattern("caf\xc3\xa9|c_fc").search("transformer.h.0.mlp.c_fc"));  // valid UTF-8 is fine
+}
+
 }  // namespace
 }  // namespace kq

@@ -14,7 +14,7 @@
 namespace kq::cli {
 
 /// CLI11 validator: the value is a keep pattern that KeepPattern compiles
-/// (valid PCRE2, at most kMaxKeepPatternLength bytes and
+/// (valid UTF-8 and PCRE2, at most kMaxKeepPatternLength bytes and
 /// kMaxKeepPatternNesting nested parentheses, no catastrophic backtracking on
 /// a layer name); the empty pattern, which would keep every layer, is
 /// refused. The message (CLI11 prefixes the option's name) quotes the
