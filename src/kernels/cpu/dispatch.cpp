@@ -6,6 +6,7 @@
 #include "formats/fp8.hpp"
 #include "formats/int8.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
+#include "kernels/cpu/quant_kernels_avx512.hpp"
 #include "kernels/cpu/quant_kernels_avx512vnni.hpp"
 #include "kq/error.hpp"
 #include "kq/info.hpp"
@@ -56,6 +57,14 @@ void gemm_s8s8_f32_rowwise_vnni_table(const Int8WeightView& w, const int8_t* xq,
     avx512vnni::gemm_s8s8_f32_rowwise(w, xq, xs, M, y, threads);
 }
 
+// 4-bit weights on AVX-512 machines: one `vpermps` looks up 16 codes
+// (gemm_q4_avx512.cpp); what it does not handle (compute dtype BF16) takes the
+// AVX2 kernel, which hands that to the reference.
+void gemm_f32q4_f32_blockwise_avx512_table(const Q4WeightView& w, const float* x, int64_t M, float* y,
+                                           int threads) {
+  if (!avx512::gemm_f32q4_f32_blockwise(w, x, M, y, threads)) avx2::gemm_f32q4_f32_blockwise(w, x, M, y, threads);
+}
+
 const QuantKernels kRefTable = {Isa::Ref,
                                 quantize_rows_s8_ref,
                                 gemm_s8s8_f32_rowwise_ref,
@@ -74,15 +83,15 @@ const QuantKernels kAvx2Table = {Isa::Avx2,
                                  avx2::gemm_f32q4_f32_blockwise,
                                  avx2::stream_read};
 
-// AVX-512 VNNI: its own W8A8 INT8 GEMM; the other entries are the AVX2
-// kernels (every AVX-512 CPU has AVX2, FMA and F16C).
+// AVX-512 VNNI: its own W8A8 INT8 GEMM and 4-bit kernels; the other entries
+// are the AVX2 kernels (every AVX-512 CPU has AVX2, FMA and F16C).
 const QuantKernels kAvx512VnniTable = {Isa::Avx512Vnni,
                                        avx2::quantize_rows_s8,
                                        gemm_s8s8_f32_rowwise_vnni_table,
                                        avx2::gemm_f32s8_f32_rowwise,
                                        avx2::quantize_rows_fp8,
                                        avx2::gemm_f32fp8_f32_rowwise,
-                                       avx2::gemm_f32q4_f32_blockwise,
+                                       gemm_f32q4_f32_blockwise_avx512_table,
                                        avx2::stream_read};
 
 /// Empty when `isa` is available, else why not.
@@ -137,7 +146,7 @@ const std::vector<IsaEnvValue>& isa_env_values() {
   static const std::vector<IsaEnvValue> values = {
       {"ref", Isa::Ref, "scalar reference quantized kernels (the test oracle)"},
       {"avx2", Isa::Avx2, "AVX2 + FMA + F16C quantized kernels"},
-      {"avx512vnni", Isa::Avx512Vnni, "AVX-512 VNNI INT8 prefill GEMM, AVX2 for the rest"},
+      {"avx512vnni", Isa::Avx512Vnni, "AVX-512 VNNI INT8 prefill GEMM, AVX-512 4-bit kernels, AVX2 for the rest"},
       {"generic", Isa::Ref, "ref, and baseline x86-64 FP32/vector ops as well"},
   };
   return values;

@@ -9,8 +9,9 @@
 // `kq info` all use:
 //   KQ_ISA=ref         the scalar reference kernels (the test oracle)
 //   KQ_ISA=avx2        AVX2 + FMA + F16C kernels
-//   KQ_ISA=avx512vnni  AVX-512 VNNI W8A8 INT8 GEMM (prefill, M > 1); every
-//                      other entry, INT8 decode included, is the AVX2 kernel
+//   KQ_ISA=avx512vnni  AVX-512 VNNI W8A8 INT8 GEMM (prefill, M > 1) and
+//                      AVX-512 4-bit GEMV / GEMM; every other entry, INT8
+//                      decode included, is the AVX2 kernel
 //   KQ_ISA=generic     ref, and the FP32/vector ops too take their baseline
 //                      x86-64 path (ops_vec.hpp, linear_f32)
 // (There is no separate non-VNNI AVX-512 table, so "avx512" is not a value.)
