@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "core/mapped_file_identity.hpp"
 #include "core/mapped_regions.hpp"
 #include "kq/error.hpp"
 #include "kq/tensor.hpp"
@@ -30,6 +31,9 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     ::close(fd);
     raise<FormatError>("{}: not a regular file", path);
   }
+  // (before the map: a change between this fstat and the mapping is seen too)
+  core::record_mapped_file(path, uint64_t(st.st_dev), uint64_t(st.st_ino), int64_t(st.st_size),
+                           int64_t(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec);
   std::shared_ptr<MappedFile> m(new MappedFile());
   m->path_ = path;
   m->size_ = size_t(st.st_size);

@@ -1,15 +1,20 @@
 // Findings of the round-12 fresh-user test of the installed kq (README only),
 // each re-run here: file and folder names that are not UTF-8 ended kq with an
 // internal error after all the work (the JSON writer threw); a --keep pattern
-// that is not UTF-8 likewise.
+// that is not UTF-8 likewise; a model file rewritten in place during a run
+// (no truncation, so no SIGBUS) gave wrong results and exit 0.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
+#include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli/cli_util.hpp"
+#include "cli/running_kq.hpp"
 #include "common/test_util.hpp"
 
 namespace kq::testing {
@@ -54,6 +59,33 @@ TEST(FreshUserRound12, NonUtf8KeepPatternIsAUsageError) {
   r = run_kq_in(tmp.path, {"bench", "--modes", "int8", "--keep", "c_\xc3", "--no-latency"});
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_TRUE(has(r.err, "--keep")) << r.err;
+}
+
+// As FreshUserRound10b.ModelFileTruncatedDuringARunIsACleanError, with the
+// file rewritten in place instead: same size, a weight changed. The
+// modification time is moved on explicitly (file system timestamps are
+// coarser than the few milliseconds between the load and the rewrite here).
+TEST(FreshUserRound12, ModelFileRewrittenInPlaceDuringARunIsTheDocumentedError) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "m", err = tmp.path / "err";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  RunningKq kq({"generate", "-m", m.string(), "--prompt", "Once upon a time", "-n", "20", "--threads", "1"}, err);
+  ASSERT_GT(kq.pid, 0);
+  ASSERT_TRUE(kq.wait_for("Once upon a time")) << kq.out << read_all(err);
+  ASSERT_EQ(::kill(kq.pid, SIGSTOP), 0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(kq.pid, &st, WUNTRACED), kq.pid);
+  const fs::path file = m / "model.safetensors";
+  const auto size = fs::file_size(file);
+  poke_first_float(file, "transformer.ln_f.weight", 0.5f);
+  fs::last_write_time(file, fs::last_write_time(file) + std::chrono::seconds(2));
+  ASSERT_EQ(fs::file_size(file), size);
+  ASSERT_EQ(::kill(kq.pid, SIGCONT), 0);
+  const int status = kq.wait();
+  const std::string e = read_all(err);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status << "\n" << e;
+  EXPECT_TRUE(has(e, "kq: error: a model file changed or was truncated while it was being read: " + file.string() +
+                         " (it was modified")) << e;
 }
 
 }  // namespace

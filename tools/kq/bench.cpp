@@ -20,6 +20,7 @@
 #include "kq/warning.hpp"
 #include "demo_files.hpp"
 #include "mode_option.hpp"
+#include "model_files.hpp"
 #include "progress.hpp"
 #include "keep_option.hpp"
 #include "path_option.hpp"
@@ -350,6 +351,7 @@ void add_bench_command(CLI::App& app) {
       bar->update(done, total);
     });
     bar.reset();
+    check_model_files_unchanged();
     if (r.samples > r.windows)
       warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
                        r.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));

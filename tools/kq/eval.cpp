@@ -23,6 +23,7 @@
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
+#include "model_files.hpp"
 #include "progress.hpp"
 #include "threads_option.hpp"
 
@@ -83,6 +84,7 @@ void run_eval(const EvalOptions& o) {
   const PerplexityResult r =
       evaluate_perplexity(*model, tokens, o.ctx, o.samples, [&](int64_t d, int64_t t) { bar.update(d, t); });
   bar.finish();
+  check_model_files_unchanged();
   if (o.samples > r.windows)
     warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
                      o.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));

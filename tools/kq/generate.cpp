@@ -25,6 +25,7 @@
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
+#include "model_files.hpp"
 #include "path_option.hpp"
 #include "real_option.hpp"
 #include "threads_option.hpp"
@@ -194,6 +195,7 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   fmt::print("{}\n", out.flush());
   flush_stdout();
   const double decode_s = since(t1);
+  check_model_files_unchanged("the text generated above may not be the model's");
   if (n == 0) {  // nothing ran: no rates to report
     print_diag("kq: prompt {}; -n 0: nothing generated\n", count_noun((long long)prompt.size(), "token"));
     return;

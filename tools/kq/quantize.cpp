@@ -25,6 +25,7 @@
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
 #include "mode_option.hpp"
+#include "model_files.hpp"
 #include "real_option.hpp"
 #include "keep_option.hpp"
 #include "path_option.hpp"
@@ -273,7 +274,9 @@ void add_quantize_command(CLI::App& app) {
           rep.layers.size(), a->model,
           a->keep.empty() ? std::string()
                           : fmt::format(" (--keep {})", fmt::join(a->keep.begin(), a->keep.end(), " --keep ")));
+    check_model_files_unchanged("no folder written");
     save_quantized_model(*model, qo, a->out, a->overwrite);
+    check_model_files_unchanged(fmt::format("--out '{}' was written from it: remove it", a->out));
     const bool awq_table =
         std::any_of(rep.layers.begin(), rep.layers.end(), [](const auto& l) { return l.awq_alpha >= 0; });
     if (awq_table) {
