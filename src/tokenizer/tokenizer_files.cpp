@@ -1,11 +1,14 @@
 #include "tokenizer/tokenizer_files.hpp"
 
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
+#include "kq/warning.hpp"
 
 namespace kq::tok {
 namespace {
@@ -84,6 +87,73 @@ void check_supported(const json& root, const std::string& source) {
   if (!p->value("use_regex", true)) raise<Unsupported>("{}: ByteLevel use_regex=false is not supported", source);
 }
 
+/// The special tokens a post-processor adds around a single text: `before`
+/// and `after` it (TemplateProcessing's "single" template, RobertaProcessing's
+/// and BertProcessing's cls / sep, and those of a Sequence's processors).
+void added_special_tokens(const json& p, std::vector<std::string>& before, std::vector<std::string>& after) {
+  if (!p.is_object()) return;
+  const std::string type = p.value("type", std::string());
+  if (type == "Sequence") {
+    if (const auto ps = p.find("processors"); ps != p.end() && ps->is_array())
+      for (const json& q : *ps) added_special_tokens(q, before, after);
+  } else if (type == "TemplateProcessing") {
+    const auto single = p.find("single");
+    if (single == p.end() || !single->is_array()) return;
+    bool seen_sequence = false;
+    for (const json& piece : *single) {
+      if (!piece.is_object()) continue;
+      if (piece.contains("Sequence")) seen_sequence = true;
+      const auto st = piece.find("SpecialToken");
+      if (st != piece.end() && st->is_object() && st->contains("id") && (*st)["id"].is_string())
+        (seen_sequence ? after : before).push_back((*st)["id"].get<std::string>());
+    }
+  } else if (type == "RobertaProcessing" || type == "BertProcessing") {
+    for (const auto& [key, list] : {std::pair{"cls", &before}, std::pair{"sep", &after}})
+      if (const auto t = p.find(key); t != p.end() && t->is_array() && !t->empty() && (*t)[0].is_string())
+        list->push_back((*t)[0].get<std::string>());
+  }
+}
+
+/// "'<s>', '</s>'"
+std::string quoted_list(const std::vector<std::string>& tokens) {
+  std::string s;
+  for (const std::string& t : tokens) s += (s.empty() ? "'" : ", '") + io::text_excerpt(t, 40) + "'";
+  return s;
+}
+
+/// Warns (kq::warn, naming the file) about the parts of a tokenizer.json kq
+/// uses that it does not apply, where Hugging Face would: a post_processor
+/// that adds special tokens around the text (e.g. BOS before it), a
+/// "truncation" setting, and a decoder that is not ByteLevel (kq decodes as
+/// byte-level BPE).
+void warn_ignored_features(const json& root, const std::string& source) {
+  if (const auto p = root.find("post_processor"); p != root.end()) {
+    std::vector<std::string> before, after;
+    added_special_tokens(*p, before, after);
+    if (!before.empty() || !after.empty())
+      warn(fmt::format("{}: the post_processor ({}) adds special tokens to every encoded text ({}{}{}), as Hugging "
+                       "Face tokenizers apply it; kq ignores it: the ids are those of the text alone",
+                       source, io::text_excerpt(p->value("type", std::string("?")), 40),
+                       before.empty() ? "" : quoted_list(before) + " before it",
+                       !before.empty() && !after.empty() ? ", " : "",
+                       after.empty() ? "" : quoted_list(after) + " after it"));
+  }
+  if (const auto t = root.find("truncation"); t != root.end() && !t->is_null())
+    warn(fmt::format("{}: \"truncation\" ({}) is ignored: kq never truncates a text", source, io::json_excerpt(*t)));
+  if (const auto d = root.find("decoder"); d != root.end() && !d->is_null()) {
+    bool byte_level = d->is_object() && d->value("type", std::string()) == "ByteLevel";
+    if (d->is_object() && d->value("type", std::string()) == "Sequence")
+      if (const auto ds = d->find("decoders"); ds != d->end() && ds->is_array() && !ds->empty()) {
+        byte_level = true;
+        for (const json& x : *ds)
+          byte_level = byte_level && x.is_object() && x.value("type", std::string()) == "ByteLevel";
+      }
+    if (!byte_level)
+      warn(fmt::format("{}: the decoder {} is ignored: kq decodes ids as byte-level BPE (a ByteLevel decoder)", source,
+                       io::json_excerpt(*d)));
+  }
+}
+
 /// Runs f, turning nlohmann type errors (a field of the wrong JSON type) into
 /// FormatError naming the file.
 template <class F>
@@ -131,6 +201,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
   const json root = io::load_json_file(file, kMaxFileBytes);
   if (!root.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   check_supported(root, src);
+  warn_ignored_features(root, src);
   const json& model = root.at("model");
   read_vocab_object(member(model, "vocab", src, "\"model\""), src, spec);
 
@@ -173,6 +244,13 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
   if (!cfg.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   if (auto b = token_content(cfg, "bos_token", src)) spec.bos_token = std::move(b);
   if (auto e = token_content(cfg, "eos_token", src)) spec.eos_token = std::move(e);
+  // Hugging Face adds these tokens to every encoded text; kq does not.
+  for (const auto& [key, what, token] : {std::tuple{"add_bos_token", "BOS", &spec.bos_token},
+                                         std::tuple{"add_eos_token", "EOS", &spec.eos_token}})
+    if (const auto a = cfg.find(key); a != cfg.end() && a->is_boolean() && a->get<bool>())
+      warn(fmt::format("{}: \"{}\": true is ignored: Hugging Face adds the {} token{} to every encoded text, kq "
+                       "does not (the ids are those of the text alone)",
+                       src, key, what, *token ? " '" + io::text_excerpt(**token, 40) + "'" : std::string()));
   if (!with_added) return;
   const auto atd = cfg.find("added_tokens_decoder");
   if (atd == cfg.end() || atd->is_null()) return;

@@ -2,7 +2,8 @@
 // each re-run here: file and folder names that are not UTF-8 ended kq with an
 // internal error after all the work (the JSON writer threw); a --keep pattern
 // that is not UTF-8 likewise; a model file rewritten in place during a run
-// (no truncation, so no SIGBUS) gave wrong results and exit 0.
+// (no truncation, so no SIGBUS) gave wrong results and exit 0; tokenizer
+// settings that add tokens were ignored without a word.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -86,6 +87,22 @@ TEST(FreshUserRound12, ModelFileRewrittenInPlaceDuringARunIsTheDocumentedError) 
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status << "\n" << e;
   EXPECT_TRUE(has(e, "kq: error: a model file changed or was truncated while it was being read: " + file.string() +
                          " (it was modified")) << e;
+}
+
+// Hugging Face would add the BOS token to every text; kq does not, and says so once.
+TEST(FreshUserRound12, AddBosTokenIsWarnedAsIgnored) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  nlohmann::json cfg = nlohmann::json::parse(read_all(m / "tokenizer_config.json"));
+  cfg["add_bos_token"] = true;
+  write_text(m / "tokenizer_config.json", cfg.dump());
+  const CliResult r = run_kq({"generate", "-m", m.string(), "--prompt", "Hello", "-n", "2", "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count(r.err, "kq: warning: " + (m / "tokenizer_config.json").string() +
+                             ": \"add_bos_token\": true is ignored: Hugging Face adds the BOS token '<|endoftext|>'"),
+            1u)
+      << r.err;
 }
 
 }  // namespace

@@ -276,3 +276,52 @@ TEST(TokenizerErrors, TokenizerJsonThatIsNoFileIsNamedInTheSource) {
                                                     (tmp.path / "tokenizer.json").string() +
                                                     " is a link to a missing file)");
 }
+
+// Fresh-user finding (round 12): a post_processor that adds special tokens
+// (TemplateProcessing with BOS before the text), tokenizer_config.json's
+// "add_bos_token": true, a "truncation" setting and a decoder that is not
+// ByteLevel were silently ignored, where Hugging Face applies them. Each is a
+// warning naming the file and what is ignored; the tokens are unchanged.
+TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
+  kq::testing::TempDir tmp;
+  json j = tokenizer_json();
+  j["post_processor"] = json::parse(R"({"type": "Sequence", "processors": [
+      {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+      {"type": "TemplateProcessing",
+       "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+       "pair": [], "special_tokens": {}}]})");
+  j["truncation"] = json::parse(R"({"direction": "Right", "max_length": 512, "strategy": "LongestFirst"})");
+  j["decoder"] = json::parse(R"({"type": "Metaspace", "replacement": "_"})");
+  write(tmp.path / "tokenizer.json", j.dump());
+  write(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", true}}.dump());
+  std::vector<std::string> warnings;
+  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  const Tokenizer t = Tokenizer::load(tmp.path);
+  kq::set_warning_handler(previous);
+  EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // nothing added
+  const std::string tj = (tmp.path / "tokenizer.json").string(), cfg = (tmp.path / "tokenizer_config.json").string();
+  ASSERT_EQ(warnings.size(), 4u);
+  EXPECT_EQ(warnings[0], tj + ": the post_processor (Sequence) adds special tokens to every encoded text "
+                              "('<|endoftext|>' before it), as Hugging Face tokenizers apply it; kq ignores it: the "
+                              "ids are those of the text alone");
+  EXPECT_NE(warnings[1].find(tj + ": \"truncation\" ("), std::string::npos) << warnings[1];
+  EXPECT_NE(warnings[1].find("is ignored: kq never truncates a text"), std::string::npos) << warnings[1];
+  EXPECT_NE(warnings[2].find(tj + ": the decoder {\"replacement\":\"_\",\"type\":\"Metaspace\"} is ignored"),
+            std::string::npos)
+      << warnings[2];
+  EXPECT_EQ(warnings[3], cfg + ": \"add_bos_token\": true is ignored: Hugging Face adds the BOS token "
+                               "'<|endoftext|>' to every encoded text, kq does not (the ids are those of the text "
+                               "alone)");
+  // The usual GPT-2 files (a ByteLevel post_processor and decoder, no truncation, no add_bos_token): no warning.
+  j = tokenizer_json();
+  j["post_processor"] = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false})");
+  j["decoder"] = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true})");
+  j["truncation"] = nullptr;
+  write(tmp.path / "tokenizer.json", j.dump());
+  write(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", false}}.dump());
+  warnings.clear();
+  kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  (void)Tokenizer::load(tmp.path);
+  kq::set_warning_handler(previous);
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+}
