@@ -3,7 +3,8 @@
 // internal error after all the work (the JSON writer threw); a --keep pattern
 // that is not UTF-8 likewise; a model file rewritten in place during a run
 // (no truncation, so no SIGBUS) gave wrong results and exit 0; tokenizer
-// settings that add tokens were ignored without a word.
+// settings that add tokens were ignored without a word; a model with a
+// context of 1 position was reported as a bad --ctx.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -103,6 +104,32 @@ TEST(FreshUserRound12, AddBosTokenIsWarnedAsIgnored) {
                              ": \"add_bos_token\": true is ignored: Hugging Face adds the BOS token '<|endoftext|>'"),
             1u)
       << r.err;
+}
+
+// A model whose context is 1 position: the evaluation commands said "perplexity window length (ctx) must be >=
+// 2, got 1" (no --ctx was given) and "calibration window 1 must be in [2, 1]".
+TEST(FreshUserRound12, ModelContextTooSmallToEvaluateNamesConfigJson) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  nlohmann::json cfg = nlohmann::json::parse(read_all(m / "config.json"));
+  cfg["n_positions"] = 1;
+  write_text(m / "config.json", cfg.dump());
+  const std::string text = (demo_model() / "demo-eval.txt").string();
+  const std::string says = "kq: error: " + (m / "config.json").string() +
+                           ": n_positions is 1: the model's context is too small to evaluate (";
+  for (const auto& [args, windows] :
+       {std::pair{std::vector<std::string>{"eval", "-m", m.string(), "-t", text, "--quiet"}, "perplexity windows"},
+        std::pair{std::vector<std::string>{"bench", "-m", m.string(), "--modes", "int8", "--no-latency"},
+                  "perplexity windows"},
+        std::pair{std::vector<std::string>{"quantize", "-m", m.string(), "--mode", "awq", "-o",
+                                           (tmp.path / "q").string()},
+                  "AWQ calibration windows"}}) {
+    SCOPED_TRACE(args[0]);
+    const CliResult r = run_kq(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_TRUE(has(r.err, says + windows + " need at least 2 positions)")) << r.err;
+  }
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "kq/warning.hpp"
 #include "demo_files.hpp"
 #include "mode_option.hpp"
+#include "model_context.hpp"
 #include "model_files.hpp"
 #include "progress.hpp"
 #include "keep_option.hpp"
@@ -338,6 +339,7 @@ void add_bench_command(CLI::App& app) {
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
     check_json_output(args->json, o.text.string(), o.model_dir, o.calibration.string());
+    if (o.ctx == 0) check_context_evaluable(o.model_dir, "perplexity windows");
     o.context.threads = args->threads;
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)

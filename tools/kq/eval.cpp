@@ -23,6 +23,7 @@
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
+#include "model_context.hpp"
 #include "model_files.hpp"
 #include "progress.hpp"
 #include "threads_option.hpp"
@@ -70,6 +71,7 @@ void run_eval(const EvalOptions& o) {
   const ExecContext ctx{parse_device(o.device), o.threads};
   check_input_file("--text", o.text);
   check_json_output(o.json, o.text, o.model);
+  if (o.ctx == 0) check_context_evaluable(o.model, "perplexity windows");
   // Check the cheap argument first; invalid UTF-8 is an error naming the byte offset.
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
   auto model = Model::load(o.model, ctx);

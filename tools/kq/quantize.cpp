@@ -25,6 +25,7 @@
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
 #include "mode_option.hpp"
+#include "model_context.hpp"
 #include "model_files.hpp"
 #include "real_option.hpp"
 #include "keep_option.hpp"
@@ -241,6 +242,7 @@ void add_quantize_command(CLI::App& app) {
     check_side_files(a->model);
     warn_staging_leftovers(a->out);
     if (qo.spec.awq) {
+      check_context_evaluable(a->model, "AWQ calibration windows");
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
       qo.calibration.tokens = calibration_tokens(calib, a->model, qo.calibration);
       fmt::print("AWQ calibration text {} ({} token{}{})\n", calib.string(), qo.calibration.tokens.size(),
