@@ -4,7 +4,8 @@
 // that is not UTF-8 likewise; a model file rewritten in place during a run
 // (no truncation, so no SIGBUS) gave wrong results and exit 0; tokenizer
 // settings that add tokens were ignored without a word; a model with a
-// context of 1 position was reported as a bad --ctx.
+// context of 1 position was reported as a bad --ctx; the --samples warning
+// gave the wrong window length.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -130,6 +131,24 @@ TEST(FreshUserRound12, ModelContextTooSmallToEvaluateNamesConfigJson) {
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_TRUE(has(r.err, says + windows + " need at least 2 positions)")) << r.err;
   }
+}
+
+// "--samples 2: the text has only 1 window of 256 tokens" for a text of 3 tokens: the real window lengths.
+TEST(FreshUserRound12, SamplesBeyondTheTextSaysTheRealWindowLengths) {
+  TempDir tmp;
+  write_text(tmp.path / "short.txt", "hello world");  // 3 tokens for the demo tokenizer
+  CliResult r = run_kq_in(tmp.path, {"eval", "-m", demo_model().string(), "-t", "short.txt", "--samples", "2",
+                                     "--quiet", "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: warning: --samples 2: the text (3 tokens) has only 1 window, of 3 tokens (at most 256 "
+                         "per window); it was evaluated (as with --samples 1)\n"))
+      << r.err;
+  r = run_kq({"eval", "-m", demo_model().string(), "-t", (demo_model() / "demo-eval.txt").string(), "--ctx", "100",
+              "--samples", "20", "--quiet", "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: warning: --samples 20: the text (1655 tokens) has only 17 windows, 16 of 100 tokens and "
+                         "1 of 55 (at most 100 per window); all 17 were evaluated (as with --samples 17)\n"))
+      << r.err;
 }
 
 }  // namespace

@@ -107,7 +107,9 @@ TEST(CliMessages, EvalSaysWhichTokenizerFilesAndWarnsWhenSamplesExceedTheWindows
                          "--threads", "1", "--quiet"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(has(r.out, "tokenizer:     tokenizer.json")) << r.out;
-  EXPECT_EQ(count(r.err, "kq: warning: --samples 99: the text has only 7 windows of 256 tokens"), 1u)
+  EXPECT_EQ(count(r.err, "kq: warning: --samples 99: the text (1655 tokens) has only 7 windows, 6 of 256 tokens and 1 "
+                        "of 119"),
+            1u)
       << r.err;
 }
 

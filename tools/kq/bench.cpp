@@ -355,8 +355,7 @@ void add_bench_command(CLI::App& app) {
     bar.reset();
     check_model_files_unchanged();
     if (r.samples > r.windows)
-      warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
-                       r.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));
+      warn(samples_beyond_text_warning(r.samples, r.windows, r.text_tokens, r.ctx));
     // --json -: standard output carries the JSON alone, the report goes to standard error.
     const bool json_stdout = args->json == "-";
     std::FILE* out = json_stdout ? stderr : stdout;

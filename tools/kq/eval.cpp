@@ -88,8 +88,7 @@ void run_eval(const EvalOptions& o) {
   bar.finish();
   check_model_files_unchanged();
   if (o.samples > r.windows)
-    warn(fmt::format("--samples {}: the text has only {} window{} of {} tokens; all of them were evaluated",
-                     o.samples, r.windows, r.windows == 1 ? "" : "s", r.ctx));
+    warn(samples_beyond_text_warning(o.samples, r.windows, int64_t(tokens.size()), r.ctx));
 
   const double tps = r.seconds > 0 ? double(r.scored_tokens) / r.seconds : 0.0;
   // --json -: standard output carries the JSON alone, the report goes to standard error.
