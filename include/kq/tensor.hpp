@@ -24,6 +24,9 @@ class Storage {
 /// Heap storage, 64-byte aligned (one cache line / one AVX-512 vector).
 class HeapStorage final : public Storage {
  public:
+  /// Allocates `bytes` (rounded up to a multiple of 64; 0 allocates one line).
+  /// Throws std::bad_alloc when the memory cannot be allocated, including a
+  /// `bytes` whose rounding would overflow size_t (more than SIZE_MAX - 63).
   explicit HeapStorage(size_t bytes);
   ~HeapStorage() override;
   HeapStorage(const HeapStorage&) = delete;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -16,6 +17,9 @@
 namespace kq {
 
 HeapStorage::HeapStorage(size_t bytes) : size_(bytes) {
+  // Rounded up to whole 64-byte lines; a size within 63 of SIZE_MAX would wrap to
+  // a tiny allocation while size() still claimed `bytes` (Tensor::view trusts size()).
+  if (bytes > SIZE_MAX - 63) throw std::bad_alloc();
   const size_t rounded = (bytes + 63) / 64 * 64;
   ptr_ = static_cast<std::byte*>(std::aligned_alloc(64, rounded == 0 ? 64 : rounded));
   if (!ptr_) throw std::bad_alloc();
