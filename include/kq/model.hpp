@@ -155,7 +155,8 @@ class Model {
   /// speed and memory benchmarks of large shapes (GPT-2 124M, Llama 1B) —
   /// speed does not depend on weight values. config.torch_dtype ("bfloat16",
   /// "float16", else F32) sets disk_weight_bytes(). Throws InvalidArgument for
-  /// an inconsistent config.
+  /// an inconsistent config (a size outside [1, 2^31], head counts that do not
+  /// divide, an arch that is not an Arch value such as Arch(9), ...).
   static std::unique_ptr<Model> random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx = {});
   /// As random(config, seed, ctx), passing every linear layer through
   /// `transform` as it is built (then, on CUDA, converting it to the GPU), one

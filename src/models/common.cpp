@@ -9,6 +9,8 @@ namespace kq::models {
 namespace {
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
+  if (c.arch != Arch::GPT2 && c.arch != Arch::Llama)
+    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2 or llama)", where, int(c.arch));
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
                                                    {"intermediate_size", c.intermediate_size},

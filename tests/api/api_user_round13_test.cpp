@@ -11,7 +11,9 @@
 #include <string>
 
 #include "common/test_util.hpp"
+#include "kq/config.hpp"
 #include "kq/error.hpp"
+#include "kq/model.hpp"
 #include "kq/tensor.hpp"
 
 namespace kq {
@@ -28,6 +30,32 @@ TEST(ApiUserRound13, HeapStorageSizeNearSizeMaxIsBadAlloc) {
   EXPECT_THROW((void)std::make_shared<HeapStorage>(max - 62), std::bad_alloc);
   EXPECT_EQ(std::make_shared<HeapStorage>(100)->size(), 100u);
   EXPECT_EQ(std::make_shared<HeapStorage>(0)->size(), 0u);
+}
+
+// A small consistent GPT-2 shape for Model::random / random_quantized.
+ModelConfig tiny_gpt2() {
+  ModelConfig c;
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_layers = 1;
+  c.num_heads = 2;
+  c.num_kv_heads = 2;
+  c.head_dim = 16;
+  c.max_positions = 16;
+  return c;
+}
+
+// arch = Arch(9) built a model whose config().arch was "unknown(9)" (the Llama
+// path ran for it); the docs promise InvalidArgument for an inconsistent config.
+TEST(ApiUserRound13, ModelConfigArchOutsideTheEnumIsRefused) {
+  ModelConfig c = tiny_gpt2();
+  c.arch = Arch(9);
+  std::string msg = error_of<InvalidArgument>([&] { (void)Model::random(c, 1); });
+  EXPECT_TRUE(has(msg, "Model::random: config: ModelConfig::arch 9 is not an Arch (gpt2 or llama)")) << msg;
+  msg = error_of<InvalidArgument>([&] { (void)Model::random_quantized(c, 1, {}, "int8"); });
+  EXPECT_TRUE(has(msg, "Model::random_quantized: config: ModelConfig::arch 9")) << msg;
+  EXPECT_EQ(Model::random(tiny_gpt2(), 1)->config().arch, Arch::GPT2);
 }
 
 }  // namespace
