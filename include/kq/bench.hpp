@@ -93,7 +93,10 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
 
 /// Options of run_bench (the `kq bench` flags).
 struct BenchOptions {
-  std::filesystem::path model_dir;            ///< Hugging Face or KernelQuant folder
+  /// The original (unquantized) Hugging Face model folder: each mode quantizes
+  /// it and is compared with it. A KernelQuant quantized folder is refused
+  /// (InvalidArgument naming a quantized layer: "bench needs the original model").
+  std::filesystem::path model_dir;
   std::filesystem::path text;                 ///< UTF-8 evaluation text
   /// Encode added/special tokens such as "<|endoftext|>" in the text as their
   /// ids (EncodeOptions::allow_special); default false: the text is raw text.

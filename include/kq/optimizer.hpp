@@ -121,8 +121,11 @@ struct QuantizeReport {
 /// reported with kq::warn() naming the pattern.
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 
-/// Loads DIR (a Hugging Face folder or a KernelQuant quantized folder) and
-/// returns a quantized copy; the folder is not modified. Quantization runs on
+/// Loads DIR (a Hugging Face folder: unquantized weights) and returns a
+/// quantized copy; the folder is not modified. A KernelQuant quantized folder
+/// (save_quantized_model's output) is refused: quantize_model throws
+/// InvalidArgument naming a quantized layer ("the model is already
+/// quantized ..."); load it with Model::load instead. Quantization runs on
 /// the host; for ctx.device == CUDA the quantized model is then moved to the
 /// GPU (Model::to_device; 4-bit and 8-bit layers keep their codes). Same
 /// errors as Model::load, quantize_model and Model::to_device.
@@ -214,8 +217,12 @@ struct OptimizerConfig {
 class LLMOptimizer {
  public:
   explicit LLMOptimizer(OptimizerConfig config) : config_(std::move(config)) {}
-  /// Loads and (optionally) quantizes a model folder; with a quantization,
-  /// replaces last_report() (not thread-safe, see the class). Same errors as load_quantized.
+  /// Loads and (optionally) quantizes a model folder. Without a quantization
+  /// (config().quantization empty) it is Model::load: a Hugging Face or a
+  /// KernelQuant quantized folder. With one it is load_quantized (a Hugging
+  /// Face folder; a quantized folder is refused with InvalidArgument) and
+  /// replaces last_report() (not thread-safe, see the class). Same errors as
+  /// Model::load / load_quantized.
   std::unique_ptr<Model> load_model(const std::filesystem::path& dir) const;
   /// The report of the last load_model call that quantized (empty otherwise);
   /// the reference stays valid, its content changes with the next such call.

@@ -10,15 +10,20 @@
 #include <new>
 #include <string>
 
+#include "common/test_data.hpp"
 #include "common/test_util.hpp"
+#include "kq/bench.hpp"
 #include "kq/config.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+#include "kq/quantize.hpp"
 #include "kq/tensor.hpp"
 
 namespace kq {
 namespace {
 
+using kq::testing::demo_model;
 using kq::testing::error_of;
 using kq::testing::has;
 
@@ -56,6 +61,29 @@ TEST(ApiUserRound13, ModelConfigArchOutsideTheEnumIsRefused) {
   msg = error_of<InvalidArgument>([&] { (void)Model::random_quantized(c, 1, {}, "int8"); });
   EXPECT_TRUE(has(msg, "Model::random_quantized: config: ModelConfig::arch 9")) << msg;
   EXPECT_EQ(Model::random(tiny_gpt2(), 1)->config().arch, Arch::GPT2);
+}
+
+// The docs said load_quantized / LLMOptimizer::load_model accept "a Hugging
+// Face folder or a KernelQuant quantized folder" and BenchOptions::model_dir a
+// "Hugging Face or KernelQuant folder"; quantizing refuses a quantized folder
+// (by design: requantizing quantized weights), as the docs now say. Loading
+// without a quantization accepts it.
+TEST(ApiUserRound13, QuantizedFolderIsRefusedWhereTheDocsSaySo) {
+  kq::testing::TempDir tmp;
+  const auto q = tmp.path / "int8";
+  const QuantizeOptions o{.spec = parse_quant_mode("int8")};
+  auto m = load_quantized(demo_model(), o);
+  save_quantized_model(*m, o, q);
+  std::string msg = error_of<InvalidArgument>([&] { (void)load_quantized(q, o); });
+  EXPECT_TRUE(has(msg, "the model is already quantized")) << msg;
+  msg = error_of<InvalidArgument>([&] { (void)LLMOptimizer({.quantization = o}).load_model(q); });
+  EXPECT_TRUE(has(msg, "the model is already quantized")) << msg;
+  EXPECT_NE(LLMOptimizer({}).load_model(q), nullptr);  // no quantization: Model::load
+  BenchOptions b;
+  b.model_dir = q;
+  b.text = demo_model() / "demo-calibration.txt";
+  msg = error_of<InvalidArgument>([&] { (void)run_bench(b); });
+  EXPECT_TRUE(has(msg, "bench needs the original model")) << msg;
 }
 
 }  // namespace
