@@ -9,6 +9,7 @@
 #include "kq/eval.hpp"       // perplexity, model comparison, sampling
 #include "kq/fp8.hpp"        // is_fp8_available(), get_fp8_info()
 #include "kq/info.hpp"       // version, CPU features
+#include "kq/linear.hpp"     // Linear: the op of a model's linear layer (LinearSlot, LinearTransform)
 #include "kq/model.hpp"      // Model, KVCache
 #include "kq/optimizer.hpp"  // quantize_model, save_quantized_model, LLMOptimizer
 #include "kq/quantize.hpp"   // QuantSpec / QuantizationMode, FP8Config, quantize_to_fp8

@@ -13,11 +13,11 @@
 
 #include "kq/config.hpp"
 #include "kq/context.hpp"
+#include "kq/linear.hpp"
 #include "kq/tensor.hpp"
 
 namespace kq {
 
-class Linear;  // src/kernels/linear.hpp: the op interface of every weight format
 namespace models {
 class Backend;  // src/models/backend.hpp: the device ops a forward step runs on
 struct Param;
@@ -110,7 +110,8 @@ struct WeightBytes {
 
 /// Replaces a linear layer as a model is built (e.g. quantizes it), given its
 /// slot name (LinearSlot::name) and the FP32 (or loaded quantized) op; returns
-/// the op to keep. Used so a large model never holds all its FP32 weights.
+/// the op to keep (Linear: kq/linear.hpp; returning nullptr throws
+/// InvalidArgument naming the layer). Used so a large model never holds all its FP32 weights.
 using LinearTransform = std::function<std::unique_ptr<Linear>(const std::string& name, std::unique_ptr<Linear> op)>;
 
 /// A causal language model on the CPU (FP32, Linear ops may be swapped for

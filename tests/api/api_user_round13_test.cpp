@@ -9,12 +9,14 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "kq/bench.hpp"
 #include "kq/config.hpp"
 #include "kq/error.hpp"
+#include "kq/linear.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
 #include "kq/quantize.hpp"
@@ -84,6 +86,51 @@ TEST(ApiUserRound13, QuantizedFolderIsRefusedWhereTheDocsSaySo) {
   b.text = demo_model() / "demo-calibration.txt";
   msg = error_of<InvalidArgument>([&] { (void)run_bench(b); });
   EXPECT_TRUE(has(msg, "bench needs the original model")) << msg;
+}
+
+// A Linear implemented by a user: counts the forward calls of the op it wraps.
+class CountingLinear final : public Linear {
+ public:
+  CountingLinear(std::unique_ptr<Linear> inner, int* calls) : inner_(std::move(inner)), calls_(calls) {}
+  int64_t in_features() const override { return inner_->in_features(); }
+  int64_t out_features() const override { return inner_->out_features(); }
+  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
+    ++*calls_;
+    inner_->forward(x, M, y, ctx);
+  }
+  size_t weight_bytes() const override { return inner_->weight_bytes(); }
+  std::string format() const override { return "counting-" + inner_->format(); }
+  Tensor dequantized_weight() const override { return inner_->dequantized_weight(); }
+  Tensor bias() const override { return inner_->bias(); }
+
+ private:
+  std::unique_ptr<Linear> inner_;
+  int* calls_;
+};
+
+// LinearTransform, Model::random(..., transform) and LinearSlot::op named
+// kq::Linear, which the installed headers only forward-declared: even an
+// identity transform did not compile. kq/linear.hpp is public now (model.hpp
+// includes it).
+TEST(ApiUserRound13, LinearTransformsCompileAndRunFromThePublicHeaders) {
+  std::vector<std::string> names;
+  auto same = Model::random(tiny_gpt2(), 3, {}, [&](const std::string& name, std::unique_ptr<Linear> op) {
+    names.push_back(name);
+    return op;
+  });
+  EXPECT_EQ(names.size(), same->linear_layers().size());
+  int calls = 0;
+  auto counted = Model::random(tiny_gpt2(), 3, {}, [&](const std::string&, std::unique_ptr<Linear> op) {
+    return std::unique_ptr<Linear>(std::make_unique<CountingLinear>(std::move(op), &calls));
+  });
+  for (const LinearSlot& s : counted->linear_layers()) EXPECT_EQ((*s.op)->format(), "counting-f32") << s.name;
+  const std::vector<int32_t> tokens{1, 2, 3};
+  std::vector<float> a(3 * 64), b(a.size());
+  KVCache ca = same->make_cache(), cb = counted->make_cache();
+  same->forward(tokens, ca, a.data());
+  counted->forward(tokens, cb, b.data());
+  EXPECT_EQ(a, b);
+  EXPECT_GT(calls, 0);
 }
 
 }  // namespace

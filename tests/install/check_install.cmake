@@ -1,7 +1,8 @@
 # ctest install_find_package: installs the build into a scratch prefix, builds
 # tests/install/consumer against it (find_package(KernelQuant), kq::kq, the
-# README's example examples/quickstart.cpp), runs it on the installed demo
-# model, and runs the installed `kq info`. Fails on any step's non-zero exit.
+# README's example examples/quickstart.cpp, and a LinearTransform from the
+# installed headers), runs them (quickstart on the installed demo model), and
+# runs the installed `kq info`. Fails on any step's non-zero exit.
 #   cmake -DBUILD_DIR=... -DWORK_DIR=... -DSOURCE_DIR=... -DGENERATOR=... -P check_install.cmake
 foreach(v BUILD_DIR WORK_DIR SOURCE_DIR GENERATOR)
   if(NOT DEFINED ${v})
@@ -32,4 +33,5 @@ run_step("configure the consumer" ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/instal
   -DKQ_EXAMPLE_MODEL_DIR=${prefix}/share/kernelquant/models/gpt2-tiny)
 run_step("build the consumer" ${CMAKE_COMMAND} --build ${WORK_DIR}/consumer)
 run_step("run the consumer" ${WORK_DIR}/consumer/quickstart)
+run_step("run the consumer's LinearTransform" ${WORK_DIR}/consumer/linear_transform)
 run_step("installed kq info" ${prefix}/bin/kq info)
