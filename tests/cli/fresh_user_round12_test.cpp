@@ -5,7 +5,7 @@
 // (no truncation, so no SIGBUS) gave wrong results and exit 0; tokenizer
 // settings that add tokens were ignored without a word; a model with a
 // context of 1 position was reported as a bad --ctx; the --samples warning
-// gave the wrong window length.
+// gave the wrong window length; an overflowed perplexity printed "-nan%".
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -149,6 +149,32 @@ TEST(FreshUserRound12, SamplesBeyondTheTextSaysTheRealWindowLengths) {
   EXPECT_TRUE(has(r.err, "kq: warning: --samples 20: the text (1655 tokens) has only 17 windows, 16 of 100 tokens and "
                          "1 of 55 (at most 100 per window); all 17 were evaluated (as with --samples 17)\n"))
       << r.err;
+}
+
+// A perplexity that overflows (finite logits, a mean negative log-likelihood beyond 709.78): kq bench printed
+// "inf -> inf  -nan%". ln_f's first output fixed at 1e4 and wte's first element 1e4: token 0's logit is 1e8.
+TEST(FreshUserRound12, OverflowedPerplexityIsInfWithDeltaNotApplicableAndANote) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  poke_first_float(m / "model.safetensors", "transformer.ln_f.weight", 0.0f);
+  poke_first_float(m / "model.safetensors", "transformer.ln_f.bias", 1e4f);
+  poke_first_float(m / "model.safetensors", "transformer.wte.weight", 1e4f);
+  CliResult r = run_kq({"bench", "-m", m.string(), "--modes", "int8", "--samples", "1", "--no-latency", "--threads",
+                        "1"});
+  EXPECT_EQ(r.status, 3) << r.err;
+  EXPECT_FALSE(has(r.out, "nan")) << r.out;
+  EXPECT_TRUE(has(r.out, "perplexity   inf -> inf  (n/a, limit < 2 %)")) << r.out;
+  EXPECT_TRUE(has(r.out, "inf -> inf    n/a")) << r.out;  // the table
+  EXPECT_EQ(count(r.err, "kq: warning: the perplexities of the baseline and mode int8 overflowed: the mean negative "
+                         "log-likelihood is above 709.78 nats/token"),
+            1u)
+      << r.err;
+  r = run_kq({"eval", "-m", m.string(), "-t", (m / "demo-eval.txt").string(), "--samples", "1", "--quiet",
+              "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "perplexity:    inf\n")) << r.out;
+  EXPECT_TRUE(has(r.err, "kq: warning: the perplexity of the model overflowed")) << r.err;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -78,11 +79,27 @@ void print_header(std::FILE* out, const BenchReport& r, const std::vector<std::s
 /// run-to-run spread means something (with --runs 1 it is 0 by definition).
 bool spread_measured(const BenchResult& m) { return m.latency_before.runs >= 2 && m.latency_after.runs >= 2; }
 
+/// Whether both perplexities of `m` are finite, so that their delta means
+/// something (one that overflowed is inf: the delta is printed "n/a").
+bool delta_defined(const BenchResult& m) { return std::isfinite(m.ppl_before) && std::isfinite(m.ppl_after); }
+
+/// The warning for perplexities that overflowed to inf (the baseline's, a
+/// mode's), naming them; "" when none did.
+std::string ppl_overflow_warning(const BenchReport& r) {
+  std::vector<std::string> whose;
+  if (!r.results.empty() && std::isinf(r.results[0].ppl_before)) whose.push_back("the baseline");
+  for (const BenchResult& m : r.results)
+    if (std::isinf(m.ppl_after)) whose.push_back("mode " + m.mode);
+  if (whose.empty()) return {};
+  return perplexity_overflow_warning(whose, "; the delta is n/a");
+}
+
 /// One mode's report, to `out`; `reliable`: false marks the verdict "PASS?" / "FAIL?".
 void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
   fmt::print(out, "\n== {} ({}) ==\n", m.mode, m.mode_canonical);
-  fmt::print(out, "  perplexity   {:.4f} -> {:.4f}  ({:+.2f} %, limit < {:.0f} %)  {}\n", m.ppl_before,
-             m.ppl_after, m.ppl_delta_pct, m.threshold_pct, verdict(m, reliable));
+  fmt::print(out, "  perplexity   {:.4f} -> {:.4f}  ({}, limit < {:.0f} %)  {}\n", m.ppl_before, m.ppl_after,
+             delta_defined(m) ? fmt::format("{:+.2f} %", m.ppl_delta_pct) : std::string("n/a"), m.threshold_pct,
+             verdict(m, reliable));
   fmt::print(out, "  KL(fp32||q)  {:.5f} nats/token   top-1 agreement {:.2f} %\n", m.kl_div,
              m.top1_agreement * 100);
   fmt::print(out, "  weights      {} -> {}  ({:+.1f} %, whole model in memory vs on-disk dtype)\n",
@@ -115,7 +132,7 @@ std::vector<std::string> table_row(const BenchResult& m, bool reliable) {
   const bool timed = m.latency_before.runs > 0;
   return {m.mode,
           fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after),
-          fmt::format("{:.2f}%", m.ppl_delta_pct),
+          delta_defined(m) ? fmt::format("{:.2f}%", m.ppl_delta_pct) : std::string("n/a"),
           fmt::format("{:.5f}", m.kl_div),
           fmt::format("{:.1f}%", m.top1_agreement * 100),
           fmt::format("{} -> {} ({:+.0f}%)", human_bytes(m.weight_bytes_before),
@@ -366,6 +383,7 @@ void add_bench_command(CLI::App& app) {
     for (const BenchResult& m : r.results)
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
     if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);
+    if (const std::string w = ppl_overflow_warning(r); !w.empty()) warn(w);
     if (json_stdout) {
       fmt::print("{}\n", io::json_text(to_json(r), 2));
       flush_stdout();

@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -89,6 +90,8 @@ void run_eval(const EvalOptions& o) {
   check_model_files_unchanged();
   if (o.samples > r.windows)
     warn(samples_beyond_text_warning(o.samples, r.windows, int64_t(tokens.size()), r.ctx));
+  if (std::isinf(r.ppl))
+    warn(perplexity_overflow_warning({"the model"}, fmt::format(" (mean_nll {:.6g})", r.mean_nll())));
 
   const double tps = r.seconds > 0 ? double(r.scored_tokens) / r.seconds : 0.0;
   // --json -: standard output carries the JSON alone, the report goes to standard error.

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "io/atomic_file.hpp"
 #include "io/file_kind.hpp"
@@ -176,6 +177,20 @@ inline std::string samples_beyond_text_warning(int samples, int64_t windows, int
   return fmt::format("--samples {}: the text ({}) has only {}, {} (at most {} per window); {} (as with --samples {})",
                      samples, count_noun(text_tokens, "token"), count_noun(windows, "window"), sizes, ctx,
                      windows == 1 ? "it was evaluated" : fmt::format("all {} were evaluated", windows), windows);
+}
+
+/// The note of `kq eval` and `kq bench` (a warning) for a perplexity that
+/// overflowed: exp(mean negative log-likelihood) beyond a double is +inf,
+/// printed "inf" (null in --json). `whose`: {"the model"}, {"the baseline",
+/// "mode int8"}, ... (not empty); `rest`: what else follows ("" or "; ...").
+inline std::string perplexity_overflow_warning(const std::vector<std::string>& whose, const std::string& rest = {}) {
+  std::string names;
+  for (size_t i = 0; i < whose.size(); ++i)
+    names += (i == 0 ? "" : i + 1 == whose.size() ? " and " : ", ") + whose[i];
+  return fmt::format(
+      "the {} of {} overflowed: the mean negative log-likelihood is above 709.78 nats/token, whose exp() no double "
+      "holds; printed as inf, null in --json{}",
+      whose.size() == 1 ? "perplexity" : "perplexities", names, rest);
 }
 
 /// "1.23 MiB", "456.0 KiB", "12 B".
