@@ -172,7 +172,10 @@ class Model {
   /// the device in their final layout (gpu::random_cuda_linear: milliseconds
   /// per matrix, no host copy; values differ from the CPU's); on the CPU each
   /// FP32 random layer is quantized as it is built. Embeddings and norms as
-  /// random(). Throws as random(), and InvalidArgument for an unknown mode.
+  /// random(). "fp32" is another name of "f32"; AWQ modes run on CUDA only (on
+  /// the CPU a quantized AWQ layer needs calibration data: quantize_model).
+  /// Throws as random(), and InvalidArgument for an unknown mode (the empty
+  /// one included; the message lists the valid modes) or an AWQ mode on the CPU.
   static std::unique_ptr<Model> random_quantized(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
                                                  const std::string& mode, bool quantize_lm_head = false);
 

@@ -9,6 +9,7 @@
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
+#include "kq/quantize.hpp"
 #include "models/backend.hpp"
 #include "models/common.hpp"
 #include "models/weights.hpp"
@@ -27,6 +28,23 @@ void check_context(const ExecContext& ctx) {
 
 std::unique_ptr<models::Backend> make_backend(const ExecContext& ctx) {
   return ctx.device == Device::CPU ? models::make_cpu_backend(ctx) : models::make_cuda_backend(ctx);
+}
+
+// random_quantized's mode: "bf16" / "f32" / "fp32" (unquantized) or a parse_quant_mode name. AWQ
+// searches its scales on calibration data; only the CUDA backend draws random AWQ layers without it.
+void check_random_mode(const std::string& mode, Device device) {
+  if (mode == "bf16" || mode == "f32" || mode == "fp32") return;
+  QuantSpec spec;
+  try {
+    spec = parse_quant_mode(mode, "bf16, f32, fp32 (unquantized)");
+  } catch (const InvalidArgument& e) {
+    raise<InvalidArgument>("Model::random_quantized: {}", e.what());
+  }
+  if (spec.awq && device == Device::CPU)
+    raise<InvalidArgument>(
+        "Model::random_quantized: mode '{}' is AWQ, which needs calibration data (quantize_model with "
+        "QuantizeOptions::calibration); a random AWQ model is not available on the CPU",
+        mode);
 }
 
 size_t disk_dtype_size(const std::string& torch_dtype) {
@@ -82,6 +100,7 @@ std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64
                                                const std::string& mode, bool quantize_lm_head) {
   check_context(ctx);
   models::check_config(config, "Model::random_quantized: config", /*from_file=*/false);
+  check_random_mode(mode, ctx.device);
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
   weights.set_linear_mode(mode, quantize_lm_head);
   auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, {})

@@ -133,5 +133,20 @@ TEST(ApiUserRound13, LinearTransformsCompileAndRunFromThePublicHeaders) {
   EXPECT_GT(calls, 0);
 }
 
+// random_quantized("") built an unquantized model; the unknown-mode list did not
+// name "bf16" / "f32", which it accepts; "awq" failed in an internal function.
+TEST(ApiUserRound13, RandomQuantizedModesAreChecked) {
+  std::string msg = error_of<InvalidArgument>([] { (void)Model::random_quantized(tiny_gpt2(), 1, {}, ""); });
+  EXPECT_TRUE(has(msg, "Model::random_quantized: unknown quantization mode ''")) << msg;
+  EXPECT_TRUE(has(msg, "bf16, f32, fp32 (unquantized)")) << msg;
+  msg = error_of<InvalidArgument>([] { (void)Model::random_quantized(tiny_gpt2(), 1, {}, "int3"); });
+  EXPECT_TRUE(has(msg, "bf16, f32")) << msg;
+  msg = error_of<InvalidArgument>([] { (void)Model::random_quantized(tiny_gpt2(), 1, {}, "awq"); });
+  EXPECT_TRUE(has(msg, "Model::random_quantized: mode 'awq' is AWQ, which needs calibration data")) << msg;
+  EXPECT_FALSE(has(msg, "quantize_weight")) << msg;
+  EXPECT_EQ((*Model::random_quantized(tiny_gpt2(), 1, {}, "f32")->linear_layers()[0].op)->format(), "f32");
+  EXPECT_NE((*Model::random_quantized(tiny_gpt2(), 1, {}, "int8")->linear_layers()[0].op)->format(), "f32");
+}
+
 }  // namespace
 }  // namespace kq
