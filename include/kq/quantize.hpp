@@ -150,7 +150,9 @@ std::vector<std::string> valid_quant_mode_names();
 /// outside PrecisionFormat is said first ("QuantSpec.format 99 is not a PrecisionFormat").
 void validate_quant_spec(const QuantSpec& spec);
 
-/// The spec for an FP8Config (block_size 0, compute F32).
+/// The spec for an FP8Config (block_size 0, compute F32). Throws InvalidArgument
+/// for a cfg.format that is neither E4M3 nor E5M2 (e.g. FP8Format(7)), and as
+/// validate_quant_spec for the other fields.
 QuantSpec fp8_quant_spec(const FP8Config& cfg);
 
 /// Maximum perplexity increase in percent allowed by the specification

@@ -305,6 +305,8 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
 }
 
 QuantSpec fp8_quant_spec(const FP8Config& cfg) {
+  if (cfg.format != FP8Format::E4M3 && cfg.format != FP8Format::E5M2)
+    raise<InvalidArgument>("fp8_quant_spec: FP8Config.format {} is neither E4M3 nor E5M2", int(cfg.format));
   QuantSpec s;
   s.format = cfg.format == FP8Format::E4M3 ? PrecisionFormat::FP8_E4M3 : PrecisionFormat::FP8_E5M2;
   s.weight_scales = cfg.weight_scales;

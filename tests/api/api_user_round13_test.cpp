@@ -148,5 +148,15 @@ TEST(ApiUserRound13, RandomQuantizedModesAreChecked) {
   EXPECT_NE((*Model::random_quantized(tiny_gpt2(), 1, {}, "int8")->linear_layers()[0].op)->format(), "f32");
 }
 
+// fp8_quant_spec({.format = FP8Format(7)}) returned an "fp8-e5m2" spec.
+TEST(ApiUserRound13, Fp8QuantSpecRefusesAFormatOutsideTheEnum) {
+  FP8Config cfg;
+  cfg.format = FP8Format(7);
+  const std::string msg = error_of<InvalidArgument>([&] { (void)fp8_quant_spec(cfg); });
+  EXPECT_TRUE(has(msg, "fp8_quant_spec: FP8Config.format 7 is neither E4M3 nor E5M2")) << msg;
+  cfg.format = FP8Format::E5M2;
+  EXPECT_EQ(fp8_quant_spec(cfg).format, PrecisionFormat::FP8_E5M2);
+}
+
 }  // namespace
 }  // namespace kq
