@@ -178,12 +178,16 @@ struct Fp8Tensor {
   ScaleGranularity granularity = ScaleGranularity::PerTensor;
 };
 
-/// Quantizes x (F32, F16 or BF16; at least 1-D) to FP8 with scale = absmax / fp8_max
-/// over finite values (scale 1 when that absmax is 0), code = fp8(x / scale)
-/// rounded to nearest even, saturating or not per cfg.saturate.
+/// Quantizes x (F32, F16, BF16 or F64, converted to F32 first; at least 1-D for
+/// PerChannel / PerToken) to FP8 with scale = absmax / fp8_max over finite values
+/// (scale 1 when that absmax is 0; when absmax / fp8_max is below the smallest
+/// normal float, as for absmax 1e-44, the scale is the smallest float, subnormal
+/// included, for which absmax / scale still fits the format, never 0), code =
+/// fp8(x / scale) rounded to nearest even, saturating or not per cfg.saturate.
 /// cfg.weight_scales: PerTensor, or PerChannel / PerToken = one scale per slice of dim 0.
-/// Throws InvalidArgument for other granularities, a non-float dtype or a cfg.format that is
-/// neither E4M3 nor E5M2.
+/// Throws InvalidArgument ("quantize_to_fp8: ...") for other granularities, an
+/// undefined tensor, another dtype (integers, FP8, BOOL) or a cfg.format that
+/// is neither E4M3 nor E5M2.
 Fp8Tensor quantize_to_fp8(const Tensor& x_f32, const FP8Config& cfg);
 
 /// F32 tensor of the codes' shape: decode(code) · scale. Throws InvalidArgument

@@ -100,8 +100,17 @@ float finite_absmax(const float* x, int64_t n) {
 }
 
 float fp8_scale_for(float absmax, FP8Format f) {
-  const float s = absmax / fp8_max(f);
-  return s > 0.0f && std::isfinite(s) ? s : 1.0f;
+  const float max = fp8_max(f);
+  float s = absmax / max;
+  if (!(absmax > 0.0f) || !std::isfinite(s)) return 1.0f;
+  // absmax / max below the smallest normal float: rounded to the coarse subnormal
+  // grid (or to 0 under absmax ~6e-43), so absmax / s may not fit the format: the
+  // next float up until it does (a few steps at most).
+  if (s < std::numeric_limits<float>::min()) {
+    if (s == 0.0f) s = std::numeric_limits<float>::denorm_min();
+    while (absmax / s > max) s = std::nextafter(s, std::numeric_limits<float>::infinity());
+  }
+  return s;
 }
 
 void fp8_quantize_row(const float* x, int64_t n, float scale, FP8Format f, bool saturate, uint8_t* codes) {

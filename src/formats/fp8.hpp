@@ -48,6 +48,9 @@ uint8_t fp8_encode(float x, FP8Format f, bool saturate);
 float finite_absmax(const float* x, int64_t n);
 
 /// Dynamic scale for values with the given finite absmax: absmax / max, or 1 when absmax is 0.
+/// When absmax / max is below the smallest normal float (absmax < ~5e-36 for E4M3), the
+/// smallest float >= denorm_min for which absmax / scale <= max: never 0 (absmax / 448
+/// underflowed to 0 for absmax ~1e-44, and scale 1 then decoded everything to 0).
 float fp8_scale_for(float absmax, FP8Format f);
 
 /// codes[i] = fp8_encode(x[i] / scale) for i < n.

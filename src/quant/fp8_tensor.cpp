@@ -18,7 +18,11 @@ Fp8Tensor quantize_to_fp8(const Tensor& x_in, const FP8Config& cfg) {
   if (g != ScaleGranularity::PerTensor && x_in.ndim() < 1)
     raise<InvalidArgument>("quantize_to_fp8: {} scales need a tensor of at least 1 dimension",
                            scale_granularity_name(g));
-  Tensor x = x_in.dtype() == DType::F32 ? x_in : x_in.to_f32();
+  const DType dt = x_in.dtype();
+  if (dt != DType::F32 && dt != DType::F16 && dt != DType::BF16 && dt != DType::F64)
+    raise<InvalidArgument>("quantize_to_fp8: the input tensor's dtype is {}; expected F32, F16, BF16 or F64",
+                           dtype_name(dt));
+  Tensor x = dt == DType::F32 ? x_in : x_in.to_f32();
   if (reinterpret_cast<uintptr_t>(x.raw()) % alignof(float) != 0) x = x.clone();
   const int64_t rows = g == ScaleGranularity::PerTensor ? 1 : x.dim(0);
   const int64_t inner = rows > 0 ? x.numel() / rows : 0;

@@ -4,7 +4,9 @@
 // code did not keep, messages that did not name the API function.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
@@ -15,6 +17,7 @@
 #include "common/test_util.hpp"
 #include "kq/bench.hpp"
 #include "kq/config.hpp"
+#include "kq/dtype.hpp"
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
@@ -156,6 +159,62 @@ TEST(ApiUserRound13, Fp8QuantSpecRefusesAFormatOutsideTheEnum) {
   EXPECT_TRUE(has(msg, "fp8_quant_spec: FP8Config.format 7 is neither E4M3 nor E5M2")) << msg;
   cfg.format = FP8Format::E5M2;
   EXPECT_EQ(fp8_quant_spec(cfg).format, PrecisionFormat::FP8_E5M2);
+}
+
+Tensor f32_tensor(Shape shape, const std::vector<float>& v) {
+  Tensor t = Tensor::empty(DType::F32, std::move(shape));
+  std::memcpy(t.raw_mut(), v.data(), v.size() * sizeof(float));
+  return t;
+}
+
+// {1e-44, -3.3e-45} per tensor: absmax / 448 underflowed to 0, the scale became
+// 1 and both values decoded to 0 (100 % error). Tiny magnitudes now round-trip
+// within FP8's own precision (plus the float subnormal grid).
+TEST(ApiUserRound13, Fp8TinyMagnitudesRoundTrip) {
+  const float denorm = std::numeric_limits<float>::denorm_min();
+  for (const FP8Format f : {FP8Format::E4M3, FP8Format::E5M2})
+    for (const bool saturate : {true, false}) {
+      const FP8Config cfg{.format = f, .saturate = saturate, .weight_scales = ScaleGranularity::PerTensor};
+      const Tensor x = f32_tensor({2}, {1e-44f, -3.3e-45f});
+      const Fp8Tensor q = quantize_to_fp8(x, cfg);
+      EXPECT_GT(q.scales.data<float>()[0], 0.0f);
+      const Tensor d = dequantize_from_fp8(q);
+      EXPECT_EQ(d.data<float>()[0], x.data<float>()[0]) << fp8_format_name(f);
+      EXPECT_EQ(d.data<float>()[1], x.data<float>()[1]) << fp8_format_name(f);
+      // Per channel, from subnormal to just normal absmax: relative error of the format, never all zeros.
+      const std::vector<float> amax{1e-44f, 7e-43f, 3e-42f, 1e-40f, 1e-39f, 2e-38f, 1e-36f};
+      std::vector<float> v;
+      for (float a : amax)
+        for (int i = 0; i < 8; ++i) v.push_back(a * float((i * 37) % 17 - 8) / 8.0f);
+      const int64_t rows = int64_t(amax.size());
+      const FP8Config per_row{.format = f, .saturate = saturate, .weight_scales = ScaleGranularity::PerChannel};
+      const Fp8Tensor qc = quantize_to_fp8(f32_tensor({rows, 8}, v), per_row);
+      const Tensor dc = dequantize_from_fp8(qc);
+      const float rel = f == FP8Format::E4M3 ? 1.0f / 16 : 1.0f / 8;  // half a step of the 3 / 2 mantissa bits
+      for (int64_t r = 0; r < rows; ++r)
+        for (int i = 0; i < 8; ++i) {
+          const float want = v[size_t(r * 8 + i)], got = dc.data<float>()[r * 8 + i];
+          EXPECT_TRUE(std::isfinite(got));
+          EXPECT_LE(std::fabs(got - want), rel * amax[size_t(r)] + 2 * denorm)
+              << fp8_format_name(f) << " row " << r << " value " << want << " got " << got;
+        }
+    }
+  // absmax 0 still gives scale 1.
+  EXPECT_EQ(quantize_to_fp8(Tensor::zeros(DType::F32, {3}), {}).scales.data<float>()[0], 1.0f);
+}
+
+// quantize_to_fp8(I8 tensor) said "cannot convert dtype I8 to F32" (no function
+// named); F64 was accepted though the docs listed F32 / F16 / BF16 only.
+TEST(ApiUserRound13, QuantizeToFp8NamesItselfForAnIntegerTensor) {
+  for (const DType dt : {DType::I8, DType::I32, DType::U8, DType::F8_E4M3, DType::BOOL}) {
+    const std::string msg = error_of<InvalidArgument>([&] { (void)quantize_to_fp8(Tensor::zeros(dt, {2, 2}), {}); });
+    EXPECT_TRUE(has(msg, "quantize_to_fp8: the input tensor's dtype is " + std::string(dtype_name(dt)) +
+                             "; expected F32, F16, BF16 or F64"))
+        << msg;
+  }
+  Tensor x = Tensor::zeros(DType::F64, {2});
+  x.mutable_data<double>()[0] = 1.5;
+  EXPECT_EQ(dequantize_from_fp8(quantize_to_fp8(x, {})).data<float>()[0], 1.5f);
 }
 
 }  // namespace
