@@ -41,7 +41,8 @@ class KVCache {
   KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity);
   /// For model backends: a cache whose BF16 keys/values live in `device_storage`
   /// (at least 2·num_layers·num_kv_heads·capacity·head_dim·2 bytes of device
-  /// memory on `device`). Throws InvalidArgument for non-positive sizes or null storage.
+  /// memory on `device`). Throws InvalidArgument for non-positive sizes, null storage,
+  /// or a `device` that is CPU or not a Device value (e.g. Device(7)).
   KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity, Device device,
           std::shared_ptr<void> device_storage);
   KVCache(KVCache&& other) noexcept;

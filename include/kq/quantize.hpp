@@ -191,8 +191,9 @@ struct Fp8Tensor {
 Fp8Tensor quantize_to_fp8(const Tensor& x_f32, const FP8Config& cfg);
 
 /// F32 tensor of the codes' shape: decode(code) · scale. Throws InvalidArgument
-/// when codes/scales do not match (dtype, shape, granularity) or the format is
-/// not an FP8Format value.
+/// ("dequantize_from_fp8: ...") when codes/scales do not match (dtype, shape,
+/// granularity), a scale is not finite and positive (NaN, Inf, 0 or negative;
+/// naming Fp8Tensor::scales and the index), or the format is not an FP8Format value.
 Tensor dequantize_from_fp8(const Fp8Tensor& t);
 
 }  // namespace kq

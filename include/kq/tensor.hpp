@@ -77,7 +77,8 @@ class Tensor {
  public:
   Tensor() = default;
 
-  /// Uninitialised heap tensor. Throws InvalidArgument on negative dims, or when the
+  /// Uninitialised heap tensor. Throws InvalidArgument for a dtype that is not a
+  /// DType value (a cast such as DType(99)), on negative dims, or when the
   /// element count or the byte size (numel x dtype_size) overflows int64.
   static Tensor empty(DType dtype, Shape shape);
   /// Zero-filled heap tensor. Throws as empty().

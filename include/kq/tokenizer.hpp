@@ -192,10 +192,11 @@ class StreamDecoder {
               ///< errors="replace")
   };
   /// A decoder for raw bytes only (push_bytes); push(id) then throws InvalidArgument.
-  explicit StreamDecoder(InvalidBytes mode = InvalidBytes::Keep) : mode_(mode) {}
+  /// Both constructors throw InvalidArgument for a `mode` that is not an
+  /// InvalidBytes value (e.g. InvalidBytes(7)).
+  explicit StreamDecoder(InvalidBytes mode = InvalidBytes::Keep);
   /// `tok` must outlive the decoder.
-  explicit StreamDecoder(const Tokenizer& tok, InvalidBytes mode = InvalidBytes::Keep)
-      : tok_(&tok), mode_(mode) {}
+  explicit StreamDecoder(const Tokenizer& tok, InvalidBytes mode = InvalidBytes::Keep);
 
   /// Appends the bytes of token `id`; returns the bytes now safe to print.
   /// A padding id (Tokenizer::for_model) appends nothing. Throws

@@ -26,6 +26,8 @@ namespace {
 // count and a byte size (numel x element size) that fit int64, so that nbytes()
 // cannot wrap (a wrapped 0 let empty() allocate nothing for 2^62 elements).
 void check_shape(DType dtype, const Shape& s) {
+  if (uint8_t(dtype) > uint8_t(DType::F64))  // dtype_size() would say 1 byte for it
+    raise<InvalidArgument>("Tensor::empty / zeros / view: dtype {} is not a DType", int(dtype));
   const int64_t n = shape_numel(s);  // throws on a negative dimension or an int64 overflow
   int64_t bytes = 0;
   if (__builtin_mul_overflow(n, int64_t(dtype_size(dtype)), &bytes))

@@ -63,6 +63,8 @@ KVCache::KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int
       device_(device),
       device_data_(std::move(device_storage)) {
   check_sizes(num_layers, num_kv_heads, head_dim, capacity);
+  if (device != Device::CPU && device != Device::CUDA)  // bytes() and the backends branch on it
+    raise<InvalidArgument>("KVCache: device {} is not a Device (cpu or cuda)", int(device));
   if (device == Device::CPU || !device_data_)
     raise<InvalidArgument>("KVCache: a device cache needs a non-CPU device and device memory");
 }

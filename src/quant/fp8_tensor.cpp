@@ -1,4 +1,5 @@
 // Tensor-level FP8 conversion (quantize_to_fp8 / dequantize_from_fp8).
+#include <cmath>
 #include <cstdint>
 
 #include "formats/fp8.hpp"
@@ -62,6 +63,11 @@ Tensor dequantize_from_fp8(const Fp8Tensor& t) {
                            shape_str(t.codes.shape()));
   Tensor scales = t.scales;
   if (reinterpret_cast<uintptr_t>(scales.raw()) % alignof(float) != 0) scales = scales.clone();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float s = scales.data<float>()[r];
+    if (!(s > 0.0f) || !std::isfinite(s))  // NaN / Inf / sign-flipped / all-zero outputs otherwise
+      raise<InvalidArgument>("dequantize_from_fp8: Fp8Tensor::scales[{}] = {} must be finite and positive", r, s);
+  }
   Tensor out = Tensor::empty(DType::F32, t.codes.shape());
   const int64_t inner = rows > 0 ? t.codes.numel() / rows : 0;
   for (int64_t r = 0; r < rows; ++r)

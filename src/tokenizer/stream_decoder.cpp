@@ -5,6 +5,18 @@
 
 namespace kq {
 
+namespace {
+StreamDecoder::InvalidBytes checked(StreamDecoder::InvalidBytes mode) {
+  if (mode != StreamDecoder::InvalidBytes::Keep && mode != StreamDecoder::InvalidBytes::Replace)
+    raise<InvalidArgument>("StreamDecoder: mode {} is not an InvalidBytes value (Keep or Replace)", int(mode));
+  return mode;
+}
+}  // namespace
+
+StreamDecoder::StreamDecoder(InvalidBytes mode) : mode_(checked(mode)) {}
+
+StreamDecoder::StreamDecoder(const Tokenizer& tok, InvalidBytes mode) : tok_(&tok), mode_(checked(mode)) {}
+
 std::string StreamDecoder::push(int32_t id) {
   if (!tok_) raise<InvalidArgument>("StreamDecoder::push({}): decoder was constructed without a tokenizer", id);
   return push_bytes(tok_->decode_token(id));

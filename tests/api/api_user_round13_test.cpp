@@ -24,6 +24,7 @@
 #include "kq/optimizer.hpp"
 #include "kq/quantize.hpp"
 #include "kq/tensor.hpp"
+#include "kq/tokenizer.hpp"
 
 namespace kq {
 namespace {
@@ -215,6 +216,39 @@ TEST(ApiUserRound13, QuantizeToFp8NamesItselfForAnIntegerTensor) {
   Tensor x = Tensor::zeros(DType::F64, {2});
   x.mutable_data<double>()[0] = 1.5;
   EXPECT_EQ(dequantize_from_fp8(quantize_to_fp8(x, {})).data<float>()[0], 1.5f);
+}
+
+// dequantize_from_fp8 decoded with a NaN or negative scale (NaN / sign-flipped output).
+TEST(ApiUserRound13, DequantizeFromFp8RefusesScalesThatAreNotFinitePositive) {
+  const Tensor x = f32_tensor({2, 2}, {1.0f, -2.0f, 3.0f, 0.5f});
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {nan, -1.0f, 0.0f, inf}) {
+    Fp8Tensor q = quantize_to_fp8(x, {.weight_scales = ScaleGranularity::PerChannel});
+    q.scales.mutable_data<float>()[1] = bad;
+    const std::string msg = error_of<InvalidArgument>([&] { (void)dequantize_from_fp8(q); });
+    EXPECT_TRUE(has(msg, "dequantize_from_fp8: Fp8Tensor::scales[1] = ")) << msg;
+    EXPECT_TRUE(has(msg, "must be finite and positive")) << msg;
+  }
+}
+
+// KVCache(..., Device(7), ...) was accepted (bytes() took the CUDA branch);
+// StreamDecoder(InvalidBytes(7)) too; Tensor::empty(DType(99), {4}) allocated
+// 1 byte per element.
+TEST(ApiUserRound13, EnumValuesOutsideTheirEnumAreRefused) {
+  auto storage = std::make_shared<int>(0);
+  std::string msg = error_of<InvalidArgument>([&] { KVCache c(1, 1, 4, 4, Device(7), storage); });
+  EXPECT_TRUE(has(msg, "KVCache: device 7 is not a Device (cpu or cuda)")) << msg;
+  using IB = StreamDecoder::InvalidBytes;
+  msg = error_of<InvalidArgument>([] { StreamDecoder d(IB(7)); });
+  EXPECT_TRUE(has(msg, "StreamDecoder: mode 7 is not an InvalidBytes value")) << msg;
+  const Tokenizer tok = Tokenizer::load(demo_model());
+  EXPECT_THROW(StreamDecoder(tok, IB(9)), InvalidArgument);
+  EXPECT_EQ(StreamDecoder(IB::Replace).push_bytes("a\xff"), "a\xef\xbf\xbd");
+  msg = error_of<InvalidArgument>([] { (void)Tensor::empty(DType(99), {4}); });
+  EXPECT_TRUE(has(msg, "Tensor::empty / zeros / view: dtype 99 is not a DType")) << msg;
+  EXPECT_THROW((void)Tensor::zeros(DType(12), {4}), InvalidArgument);
+  EXPECT_THROW((void)Tensor::view(std::make_shared<HeapStorage>(64), 0, DType(200), {4}), InvalidArgument);
+  EXPECT_EQ(Tensor::empty(DType::F64, {4}).nbytes(), 32u);
 }
 
 }  // namespace
