@@ -40,7 +40,8 @@ struct ModelConfig {
   bool tie_word_embeddings = true;
   bool attention_bias = false;    ///< attention projections have biases (Llama q/k/v/o; always true for GPT-2)
   bool mlp_bias = false;          ///< MLP projections have biases (Llama config key; always true for GPT-2)
-  std::string activation = "gelu_new";  ///< GPT-2 "gelu_new"; Llama "silu"
+  /// GPT-2 "gelu_new" or "gelu_pytorch_tanh" (tanh approximation) or "gelu" (exact erf); Llama "silu".
+  std::string activation = "gelu_new";
   std::string torch_dtype;        ///< config "dtype" (transformers 5) or "torch_dtype": "float32", "bfloat16", ...; may be empty
 };
 

@@ -9,7 +9,8 @@ enum class Device { CPU, CUDA };
 
 /// "cpu" / "cuda"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string device_name(Device d);
-/// Parses "cpu" or "cuda" (case-insensitive). Throws InvalidArgument naming the value.
+/// Parses "cpu" or "cuda" (case-insensitive; "gpu" is accepted as another name
+/// of "cuda", as the kq CLI's --device accepts it). Throws InvalidArgument naming the value.
 Device parse_device(const std::string& s);
 
 /// Largest accepted ExecContext::threads (more would only oversubscribe the CPU).

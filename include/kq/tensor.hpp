@@ -75,6 +75,10 @@ std::string shape_str(const Shape& s);
 /// shallow (they share storage); use clone() for a deep copy.
 class Tensor {
  public:
+  /// An undefined tensor: defined() is false and raw() nullptr. Its dtype is F32
+  /// and its shape the scalar shape {}, so numel() is 1 and nbytes() 4 although it
+  /// holds no bytes: check defined() before using the sizes of a tensor that may
+  /// be undefined (an optional bias, say).
   Tensor() = default;
 
   /// Uninitialised heap tensor. Throws InvalidArgument for a dtype that is not a

@@ -176,8 +176,11 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
 }
 
 void check_quantized_side_files(const fs::path& src, int64_t vocab_size) {
-  // Every side file that is there must be one the copy can read.
   std::error_code ec;
+  if (!fs::is_directory(src, ec))  // else every file would be "absent": only the no-tokenizer warning
+    raise<FormatError>("check_quantized_side_files: {}: not a model folder ({})", src.string(),
+                       fs::exists(src, ec) ? "not a folder" : "not found");
+  // Every side file that is there must be one the copy can read.
   for (const char* f : kSideFiles) {
     const fs::path p = src / f;
     if (!fs::exists(p, ec)) continue;  // as in the copy: absent, not copied

@@ -23,7 +23,7 @@ Device parse_device(const std::string& s) {
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   if (l == "cpu") return Device::CPU;
   if (l == "cuda" || l == "gpu") return Device::CUDA;
-  raise<InvalidArgument>("unknown device '{}' (expected cpu or cuda)", s);
+  raise<InvalidArgument>("parse_device: unknown device '{}' (expected cpu, cuda or gpu = cuda)", s);
 }
 
 int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }

@@ -17,6 +17,7 @@
 #include "common/test_util.hpp"
 #include "kq/bench.hpp"
 #include "kq/config.hpp"
+#include "kq/context.hpp"
 #include "kq/dtype.hpp"
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
@@ -249,6 +250,29 @@ TEST(ApiUserRound13, EnumValuesOutsideTheirEnumAreRefused) {
   EXPECT_THROW((void)Tensor::zeros(DType(12), {4}), InvalidArgument);
   EXPECT_THROW((void)Tensor::view(std::make_shared<HeapStorage>(64), 0, DType(200), {4}), InvalidArgument);
   EXPECT_EQ(Tensor::empty(DType::F64, {4}).nbytes(), 32u);
+}
+
+// Documented now, as the code does: the "gelu" (erf) activation loads; a
+// missing source folder is a FormatError of check_quantized_side_files (it
+// only warned); "gpu" parses as cuda; a default Tensor's sizes.
+TEST(ApiUserRound13, DocumentedBehaviourOfActivationsSideFilesDevicesAndUndefinedTensors) {
+  ModelConfig c = tiny_gpt2();
+  c.activation = "gelu";
+  EXPECT_NO_THROW((void)Model::random(c, 1));
+  c.activation = "relu";
+  EXPECT_THROW((void)Model::random(c, 1), Unsupported);
+  std::string msg = error_of<FormatError>([] { check_quantized_side_files("/nonexistent", 0); });
+  EXPECT_TRUE(has(msg, "check_quantized_side_files: /nonexistent: not a model folder (not found)")) << msg;
+  msg = error_of<FormatError>([] { check_quantized_side_files(demo_model() / "config.json", 0); });
+  EXPECT_TRUE(has(msg, "not a model folder (not a folder)")) << msg;
+  EXPECT_EQ(parse_device("GPU"), Device::CUDA);
+  msg = error_of<InvalidArgument>([] { (void)parse_device("tpu"); });
+  EXPECT_TRUE(has(msg, "parse_device: unknown device 'tpu'")) << msg;
+  const Tensor undefined;
+  EXPECT_FALSE(undefined.defined());
+  EXPECT_EQ(undefined.raw(), nullptr);
+  EXPECT_EQ(undefined.numel(), 1);
+  EXPECT_EQ(undefined.nbytes(), 4u);
 }
 
 }  // namespace
