@@ -52,9 +52,10 @@ struct AdaptiveOptions {
   /// Fraction of the planned layers' FP32 bytes to remove: each layer's weight
   /// matrix (4·N·K) and F32 bias (4·N, which every option keeps) — what the
   /// layer holds in memory, the bytes QuantizeReport and `kq bench` count.
-  /// 0.80 keeps at most 20 % of them. In (0, 1), and a whole number of
-  /// 0.000001 (adaptive_mode_name gives P = 100 · target to 4 decimals) away
-  /// from both ends: round(target · 10^6) in [1, 999999].
+  /// 0.80 keeps at most 20 % of them. In (0, 1), at least 0.000001 away from
+  /// both ends: round(target · 10^6) in [1, 999999]. Any value in between is
+  /// planned for as given (0.8000004 too); adaptive_mode_name names the target
+  /// rounded to 0.000001 (P = 100 · target to 4 decimals).
   double target_reduction = 0.80;
   AllocationStrategy strategy = AllocationStrategy::Entropy;
   /// Quantized formats a layer may get (default INT8 W8A8 per-channel, about
@@ -249,11 +250,13 @@ struct AdaptiveModeParts {
 AdaptiveOptions parse_adaptive_mode(std::string_view name, AdaptiveModeParts* parts);
 
 /// The canonical name parse_adaptive_mode reads back: "adaptive-r80",
-/// "adaptive-r82.5-error" (the strategy only when not entropy), P rounded to
-/// 4 decimals (exact for every parsed name and every target that
-/// AdaptiveOptions allows). Candidates other than the defaults are not part
-/// of the name. Throws InvalidArgument for a target_reduction outside (0, 1) or a
-/// strategy outside AllocationStrategy.
+/// "adaptive-r82.5-error" (the strategy only when not entropy), P = 100 ·
+/// target rounded to 4 decimals: exact for every parsed name and every target
+/// that is a whole number of 0.000001. Another target is named as the nearest
+/// such one, which the name then reads back as: 0.8000004 gives "adaptive-r80"
+/// (0.8). Candidates other than the defaults are not part of the name. Throws
+/// InvalidArgument for a target_reduction outside (0, 1) (as
+/// AdaptiveOptions::target_reduction says) or a strategy outside AllocationStrategy.
 std::string adaptive_mode_name(const AdaptiveOptions& options);
 
 /// The chosen quantization with the fewest bits per weight (the plan's lowest

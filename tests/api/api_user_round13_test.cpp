@@ -15,6 +15,7 @@
 
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
+#include "kq/adaptive.hpp"
 #include "kq/bench.hpp"
 #include "kq/config.hpp"
 #include "kq/context.hpp"
@@ -273,6 +274,32 @@ TEST(ApiUserRound13, DocumentedBehaviourOfActivationsSideFilesDevicesAndUndefine
   EXPECT_EQ(undefined.raw(), nullptr);
   EXPECT_EQ(undefined.numel(), 1);
   EXPECT_EQ(undefined.nbytes(), 4u);
+}
+
+// check_adaptive_options accepted 0.5000004 while the docs seemed to ask for a
+// whole number of 0.000001 ("... a whole number of 0.000001 away from both
+// ends": meant as the distance from 0 and 1), and adaptive_mode_name claimed an
+// exact name for every allowed target though 0.8000004 gave "adaptive-r80"
+// (0.8). The docs now say what the code does: any target at least 0.000001 from
+// both ends is planned for as given; the name rounds it to 0.000001.
+TEST(ApiUserRound13, AdaptiveTargetsBetweenMillionthsArePlannedAsGivenAndNamedRounded) {
+  AdaptiveOptions o;
+  auto m = Model::load(demo_model());
+  o.target_reduction = 0.5000004;
+  EXPECT_NO_THROW((void)check_adaptive_options(*m, o));
+  EXPECT_GE(plan_adaptive_precision(*m, o).achieved_reduction, 0.5000004);
+  o.target_reduction = 0.8000004;
+  EXPECT_EQ(adaptive_mode_name(o), "adaptive-r80");
+  EXPECT_EQ(parse_adaptive_mode(adaptive_mode_name(o)).target_reduction, 0.8);
+  for (const double t : {0.8, 0.825, 0.123456}) {  // whole millionths: exact
+    o.target_reduction = t;
+    EXPECT_DOUBLE_EQ(parse_adaptive_mode(adaptive_mode_name(o)).target_reduction, t) << t;
+  }
+  for (const double t : {4e-7, 1.0 - 4e-7}) {  // less than 0.000001 from an end
+    o.target_reduction = t;
+    EXPECT_THROW((void)check_adaptive_options(*m, o), InvalidArgument) << t;
+    EXPECT_THROW((void)adaptive_mode_name(o), InvalidArgument) << t;
+  }
 }
 
 }  // namespace
