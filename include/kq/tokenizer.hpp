@@ -77,7 +77,10 @@ class Tokenizer {
   /// Throws FormatError naming the file: missing files, bad JSON (a malformed
   /// tokenizer.json is an error even when vocab.json + merges.txt exist),
   /// merges or added tokens referencing unknown tokens or ids, a byte without
-  /// a token. Throws Unsupported for a tokenizer.json that is not byte-level
+  /// a token, a token id (vocab.json, tokenizer.json's model.vocab and
+  /// added_tokens, tokenizer_config.json's added_tokens_decoder keys) that is not
+  /// an integer in [0, 16777215] (2^24 - 1), or ids so sparse that the largest
+  /// is >= 2 x the token count + 1024. Throws Unsupported for a tokenizer.json that is not byte-level
   /// BPE with the GPT-2 regex (other model/pre_tokenizer types, a normalizer,
   /// add_prefix_space, byte_fallback, subword prefixes/suffixes) when there is
   /// no vocab.json + merges.txt to fall back to.
@@ -86,7 +89,8 @@ class Tokenizer {
   /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one
   /// "a b" pair per line in rank order; a first line starting with "#version"
   /// is skipped). "<|endoftext|>", if in the vocabulary, is the special
-  /// bos/eos token. Throws FormatError naming the file.
+  /// bos/eos token. Ids must be integers in [0, 16777215] (2^24 - 1), as for
+  /// load(). Throws FormatError naming the file.
   static Tokenizer from_files(const std::filesystem::path& vocab_json,
                               const std::filesystem::path& merges_txt);
 

@@ -26,7 +26,7 @@ int32_t Sampler::sample(std::span<const float> logits) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = logits[size_t(i)];
     if (std::isnan(v) || v == INFINITY)
-      raise<Error>("generate: the model produced a non-finite logit (token {}: {}): its weights or activations "
+      raise<Error>("Sampler::sample: the model produced a non-finite logit (token {}: {}): its weights or activations "
                    "overflow (damaged or out-of-range weights?)",
                    i, v);
     any = any || v != -INFINITY;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <system_error>
 
+#include "io/file_kind.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
@@ -47,6 +48,21 @@ void check_random_mode(const std::string& mode, Device device) {
         mode);
 }
 
+// Random weights are F32 [rows, hidden_size] per matrix: each byte size must fit int64, or
+// Tensor::empty refuses it with a message naming neither the function nor the config field.
+void check_random_shapes(const ModelConfig& c, const char* where) {
+  const std::pair<const char*, int64_t> rows[] = {{"vocab_size", c.vocab_size},
+                                                  {"intermediate_size", c.intermediate_size},
+                                                  {"max_positions", c.max_positions},
+                                                  {"num_heads x head_dim", c.num_heads * c.head_dim}};
+  for (const auto& [key, n] : rows) {
+    int64_t bytes = 0;
+    if (__builtin_mul_overflow(n, c.hidden_size, &bytes) || __builtin_mul_overflow(bytes, int64_t(4), &bytes))
+      raise<InvalidArgument>("{}: config: {} {} x hidden_size {} F32 weights ({} bytes each) overflow int64", where,
+                             key, n, c.hidden_size, 4);
+  }
+}
+
 size_t disk_dtype_size(const std::string& torch_dtype) {
   if (torch_dtype == "bfloat16" || torch_dtype == "float16" || torch_dtype == "bf16" || torch_dtype == "fp16")
     return 2;
@@ -67,7 +83,9 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
   check_context(ctx);
   std::error_code ec;
   if (dir.empty()) raise<InvalidArgument>("the model folder path is empty");
-  if (!fs::exists(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
+  // Not found, or a symbolic link loop / dangling link (said so: "not found" misled).
+  if (!fs::exists(dir, ec))
+    raise<FormatError>("{}: model folder {}", dir.string(), io::why_not_regular_file(dir).value_or("not found"));
   if (!fs::is_directory(dir, ec))
     raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());
   const ModelConfig cfg = load_model_config(dir);
@@ -89,6 +107,7 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, c
                                      const LinearTransform& transform) {
   check_context(ctx);
   models::check_config(config, "Model::random: config", /*from_file=*/false);
+  check_random_shapes(config, "Model::random");
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
   auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, transform)
                                      : models::make_llama(config, weights, ctx, {}, transform);
@@ -100,6 +119,7 @@ std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64
                                                const std::string& mode, bool quantize_lm_head) {
   check_context(ctx);
   models::check_config(config, "Model::random_quantized: config", /*from_file=*/false);
+  check_random_shapes(config, "Model::random_quantized");
   check_random_mode(mode, ctx.device);
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
   weights.set_linear_mode(mode, quantize_lm_head);

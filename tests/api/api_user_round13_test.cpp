@@ -21,6 +21,7 @@
 #include "kq/context.hpp"
 #include "kq/dtype.hpp"
 #include "kq/error.hpp"
+#include "kq/eval.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
@@ -300,6 +301,25 @@ TEST(ApiUserRound13, AdaptiveTargetsBetweenMillionthsArePlannedAsGivenAndNamedRo
     EXPECT_THROW((void)check_adaptive_options(*m, o), InvalidArgument) << t;
     EXPECT_THROW((void)adaptive_mode_name(o), InvalidArgument) << t;
   }
+}
+
+// Sampler::sample's NaN / Inf error began "generate: ..."; Model::random with
+// vocab = hidden = 2^31 - 1 said "shape [...] of F32 ... overflows int64".
+TEST(ApiUserRound13, MessagesNameTheFunctionAndTheConfigFields) {
+  Sampler s(SamplingParams{});
+  const std::vector<float> logits{0.0f, std::numeric_limits<float>::quiet_NaN()};
+  const std::string msg = error_of<Error>([&] { (void)s.sample(logits); });
+  EXPECT_TRUE(has(msg, "Sampler::sample: the model produced a non-finite logit (token 1: nan)")) << msg;
+  EXPECT_FALSE(has(msg, "generate:")) << msg;
+  ModelConfig c = tiny_gpt2();
+  c.vocab_size = c.hidden_size = std::numeric_limits<int32_t>::max();
+  c.num_heads = c.num_kv_heads = 1;
+  c.head_dim = c.hidden_size;
+  std::string m = error_of<InvalidArgument>([&] { (void)Model::random(c, 1); });
+  EXPECT_TRUE(has(m, "Model::random: config: vocab_size 2147483647 x hidden_size 2147483647 F32 weights")) << m;
+  EXPECT_TRUE(has(m, "overflow int64")) << m;
+  m = error_of<InvalidArgument>([&] { (void)Model::random_quantized(c, 1, {}, "int8"); });
+  EXPECT_TRUE(has(m, "Model::random_quantized: config: vocab_size")) << m;
 }
 
 }  // namespace
