@@ -86,8 +86,13 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
   rep.threads = resolve_threads(o.context.threads);
   rep.samples = o.samples;
 
-  if (!std::filesystem::is_directory(o.model_dir))
-    raise<InvalidArgument>("BenchOptions::model_dir: '{}' is not a model folder (not found)", o.model_dir.string());
+  if (std::error_code ec; !std::filesystem::exists(o.model_dir, ec)) {  // (a symbolic link loop: said, not thrown)
+    const std::string why = io::why_not_regular_file(o.model_dir).value_or("not found");
+    raise<InvalidArgument>("BenchOptions::model_dir: '{}' {}", o.model_dir.string(),
+                           why == "not found" ? "is not a model folder (not found)" : why);
+  }
+  if (std::error_code ec; !std::filesystem::is_directory(o.model_dir, ec))
+    raise<InvalidArgument>("BenchOptions::model_dir: '{}' is not a model folder (not a folder)", o.model_dir.string());
   if (const auto why = io::why_not_regular_file(o.text))
     raise<InvalidArgument>("BenchOptions::text: '{}' {}", o.text.string(), *why);
   const auto t_load = Clock::now();

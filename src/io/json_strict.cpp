@@ -3,6 +3,8 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -197,8 +199,11 @@ std::string read_text_file(const std::filesystem::path& file, uint64_t max_bytes
   if (ec) raise<FormatError>("{}: cannot stat: {}", file.string(), ec.message());
   if (size > max_bytes)
     raise<FormatError>("{}: file is {} bytes, more than the {} bytes allowed", file.string(), size, max_bytes);
+  errno = 0;
   std::ifstream in(file, std::ios::binary);
-  if (!in) raise<FormatError>("{}: cannot open for reading", file.string());
+  if (!in)  // (errno of the failed open(2), as in read_utf8_text_file: e.g. "Permission denied")
+    raise<FormatError>("{}: cannot open for reading: {}", file.string(),
+                       errno ? std::strerror(errno) : "the open failed");
   std::string text(size_t(size), '\0');
   in.read(text.data(), std::streamsize(size));
   if (in.gcount() != std::streamsize(size)) raise<FormatError>("{}: short read", file.string());

@@ -294,7 +294,9 @@ TensorStore TensorStore::open_file(const fs::path& file) {
 
 TensorStore TensorStore::open_dir(const fs::path& dir) {
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) raise<FormatError>("{}: model folder not found", dir.string());
+  if (!fs::exists(dir, ec))  // not found, a symbolic link loop or a dangling link
+    raise<FormatError>("{}: model folder {}", dir.string(), io::why_not_regular_file(dir).value_or("not found"));
+  if (!fs::is_directory(dir, ec)) raise<FormatError>("{}: not a folder (expected a model folder)", dir.string());
   const fs::path index = dir / "model.safetensors.index.json";
   const fs::path single = dir / "model.safetensors";
   // Anything at `p`, even a symbolic link leading nowhere (dangling, a loop)
@@ -325,7 +327,10 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   const json j = io::load_json_file(index, kMaxHeaderBytes);
   if (!j.is_object()) raise<FormatError>("{}: not a JSON object", index_file);
   const auto wm = j.find("weight_map");
-  if (wm == j.end() || !wm->is_object()) raise<FormatError>("{}: missing \"weight_map\" object", index_file);
+  if (wm == j.end()) raise<FormatError>("{}: missing \"weight_map\" object", index_file);
+  if (!wm->is_object())
+    raise<FormatError>("{}: \"weight_map\" is not an object (expected {{\"tensor name\": \"file\"}}), it is {}",
+                       index_file, io::json_excerpt(*wm));
   if (wm->empty()) raise<FormatError>("{}: \"weight_map\" is empty", index_file);
 
   // shard file -> tensor names it must hold

@@ -159,9 +159,16 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
         "{}: quantization_config is not an object (it is {}); a kq folder's is an object with "
         "\"quant_method\": \"kq\"",
         cfg.string(), io::json_excerpt(q));
-  const std::string method = q.contains("quant_method") && q["quant_method"].is_string()
-                                 ? q["quant_method"].get<std::string>()
-                                 : std::string("?");
+  // Missing, or not a string: said so ("quant_method '?' is not supported" read as a method named '?').
+  if (!q.contains("quant_method") || q["quant_method"].is_null())
+    raise<FormatError>(
+        "{}: quantization_config has no \"quant_method\" (a kq folder's is \"kq\"; load the original unquantized "
+        "model if this is another tool's quantization)",
+        cfg.string());
+  if (!q["quant_method"].is_string())
+    raise<FormatError>("{}: quantization_config.quant_method is not a string (it is {}); a kq folder's is \"kq\"",
+                       cfg.string(), io::json_excerpt(q["quant_method"]));
+  const std::string method = q["quant_method"].get<std::string>();
   if (method != "kq")
     raise<FormatError>(
         "{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "

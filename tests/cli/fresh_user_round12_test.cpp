@@ -5,10 +5,12 @@
 // (no truncation, so no SIGBUS) gave wrong results and exit 0; tokenizer
 // settings that add tokens were ignored without a word; a model with a
 // context of 1 position was reported as a bad --ctx; the --samples warning
-// gave the wrong window length; an overflowed perplexity printed "-nan%".
+// gave the wrong window length; an overflowed perplexity printed "-nan%";
+// messages that misnamed the problem.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -175,6 +177,82 @@ TEST(FreshUserRound12, OverflowedPerplexityIsInfWithDeltaNotApplicableAndANote) 
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(has(r.out, "perplexity:    inf\n")) << r.out;
   EXPECT_TRUE(has(r.err, "kq: warning: the perplexity of the model overflowed")) << r.err;
+}
+
+// Messages of the round: a symbolic link loop as --model read "model folder not found" (kq bench: an internal
+// error), one as --json did not name --json; a weight_map that is an array was "missing"; an empty
+// quantization_config was "quant_method '?' is not supported"; "1 threads".
+TEST(FreshUserRound12, MessagesSayWhatIsWrong) {
+  TempDir tmp;
+  fs::create_symlink("loop2", tmp.path / "loop1");
+  fs::create_symlink("loop1", tmp.path / "loop2");
+  fs::create_symlink("nowhere", tmp.path / "dangling");
+  const std::string text = (demo_model() / "demo-eval.txt").string();
+  CliResult r = run_kq_in(tmp.path, {"eval", "-m", "loop1", "-t", text, "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: loop1: model folder is a symbolic link loop")) << r.err;
+  r = run_kq_in(tmp.path, {"eval", "-m", "dangling", "-t", text, "--quiet"});
+  EXPECT_TRUE(has(r.err, "kq: error: dangling: model folder is a symbolic link to 'nowhere', which does not exist"))
+      << r.err;
+  r = run_kq_in(tmp.path, {"bench", "-m", "loop1", "--modes", "int8", "--no-latency"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: --model: 'loop1' is a symbolic link loop")) << r.err;
+  r = run_kq_in(tmp.path, {"eval", "-m", demo_model().string(), "-t", text, "--json", "loop1", "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: --json: loop1: too many levels of symbolic links")) << r.err;
+
+  const fs::path sharded = tmp.path / "sharded";
+  fs::copy(demo_model(), sharded, fs::copy_options::recursive);
+  fs::rename(sharded / "model.safetensors", sharded / "model-00001-of-00001.safetensors");
+  write_text(sharded / "model.safetensors.index.json", R"({"weight_map": ["model-00001-of-00001.safetensors"]})");
+  r = run_kq({"eval", "-m", sharded.string(), "-t", text, "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "model.safetensors.index.json: \"weight_map\" is not an object")) << r.err;
+
+  const fs::path q = tmp.path / "q";
+  fs::copy(demo_model(), q, fs::copy_options::recursive);
+  nlohmann::json cfg = nlohmann::json::parse(read_all(q / "config.json"));
+  cfg["quantization_config"] = nlohmann::json::object();
+  write_text(q / "config.json", cfg.dump());
+  r = run_kq({"eval", "-m", q.string(), "-t", text, "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (q / "config.json").string() + ": quantization_config has no \"quant_method\"")) << r.err;
+  EXPECT_FALSE(has(r.err, "'?'")) << r.err;
+
+  r = run_kq({"eval", "-m", demo_model().string(), "-t", text, "--samples", "1", "--threads", "1", "--quiet"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "tokens/s, 1 thread)")) << r.out;
+  r = run_kq({"generate", "-m", demo_model().string(), "--prompt", "a", "-n", "300", "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "the prompt's 1 token leaves 255 of the model's 256 positions")) << r.err;
+}
+
+// `--keep c_fc c_attn` was refused while help showed "--keep TEXT:REGEX ...", a list.
+TEST(FreshUserRound12, KeepHelpSaysOnePatternPerOption) {
+  const CliResult h = run_kq({"quantize", "--help"});
+  EXPECT_TRUE(has(h.out, "--keep TEXT:REGEX ")) << h.out;
+  EXPECT_FALSE(has(h.out, "REGEX ...")) << h.out;
+  EXPECT_TRUE(has(h.out, "one pattern per --keep: repeat the option for more (--keep c_fc --keep c_attn)")) << h.out;
+  EXPECT_FALSE(has(run_kq({"bench", "--help"}).out, "REGEX ..."));
+  TempDir tmp;
+  const CliResult r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "--keep", "c_fc", "--keep",
+                              "c_attn", "-o", (tmp.path / "q").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(read_all(tmp.path / "q" / "config.json"))["quantization_config"]["keep_patterns"],
+            nlohmann::json::parse(R"(["c_fc", "c_attn"])"));
+}
+
+// As root (permissions do not stop it) the file is readable: skipped.
+TEST(FreshUserRound12, UnreadableJsonFileSaysWhy) {
+  if (::geteuid() == 0) GTEST_SKIP() << "running as root: a mode-000 file is readable";
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  fs::permissions(m / "config.json", fs::perms::none);
+  const CliResult r = run_kq({"eval", "-m", m.string(), "-t", (m / "demo-eval.txt").string(), "--quiet"});
+  fs::permissions(m / "config.json", fs::perms::owner_all);
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (m / "config.json").string() + ": cannot open for reading: Permission denied")) << r.err;
 }
 
 }  // namespace

@@ -58,7 +58,7 @@ void print_header(std::FILE* out, const BenchReport& r, const std::vector<std::s
   fmt::print(out, "KernelQuant bench\n");
   fmt::print(out, "  model   {}\n", r.model);
   if (r.device == "cpu")
-    fmt::print(out, "  device  cpu ({} threads)\n", r.threads);
+    fmt::print(out, "  device  cpu ({})\n", count_noun(r.threads, "thread"));
   else
     fmt::print(out, "  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
   fmt::print(out, "  modes   {}\n", fmt::join(modes, " "));
@@ -291,8 +291,8 @@ void add_bench_command(CLI::App& app) {
       ->check(non_empty_path("file"));
   cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   add_keep_option(cmd, args->keep,
-                  "Regex of layer names to keep in high precision (repeatable, one pattern each, taken verbatim; "
-                  "one that matches no layer is warned)");
+                  "Regex of layer names to keep in high precision, taken verbatim; one pattern per --keep: repeat "
+                  "the option for more (--keep c_fc --keep c_attn); one that matches no layer is warned");
   CLI::Option* runs_opt = cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")
                               ->transform(integer_in(1, 1 << 30))
                               ->capture_default_str();
@@ -322,7 +322,7 @@ void add_bench_command(CLI::App& app) {
     o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
     if (!args->text.empty()) {
       o.text = args->text;
-    } else if (fs::exists(o.model_dir / "demo-eval.txt")) {
+    } else if (std::error_code ec; fs::exists(o.model_dir / "demo-eval.txt", ec)) {  // (a loop: no, not a throw)
       o.text = o.model_dir / "demo-eval.txt";
     } else {
       o.text = default_model_dir() / "demo-eval.txt";  // the shipped demo text (plain English)

@@ -10,8 +10,8 @@ namespace kq::cli {
 /// cmake/install.cmake), else the source tree kq was built from.
 inline std::filesystem::path default_model_dir() {
   namespace fs = std::filesystem;
-  if (fs::exists(fs::path("models") / "gpt2-tiny" / "config.json")) return fs::path("models") / "gpt2-tiny";
-  std::error_code ec;
+  std::error_code ec;  // (a symbolic link loop on the way: not there, not a throw)
+  if (fs::exists(fs::path("models") / "gpt2-tiny" / "config.json", ec)) return fs::path("models") / "gpt2-tiny";
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     const fs::path installed = exe.parent_path().parent_path() / "share" / "kernelquant" / "models" / "gpt2-tiny";

@@ -113,7 +113,7 @@ void run_eval(const EvalOptions& o) {
              : o.samples == 1                    ? std::string(" (first window only)")
                                                  : fmt::format(" (first {} windows only)", o.samples));
   fmt::print(out, "time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
-             ctx.device == Device::CPU ? fmt::format("{} threads", resolve_threads(o.threads))
+             ctx.device == Device::CPU ? count_noun(resolve_threads(o.threads), "thread")
                                        : device_name(ctx.device));
 
   if (!o.json.empty()) {

@@ -39,7 +39,7 @@ inline void check_output_file(const char* option, const std::string& path) {
   fs::path p;  // where the file will be written (through symbolic links; never over a device or FIFO)
   try {
     p = io::atomic_write_target(given);
-  } catch (const InvalidArgument& e) {
+  } catch (const Error& e) {  // InvalidArgument (a device there), Error (a symbolic link loop)
     raise<InvalidArgument>("{}: {}", option, e.what());
   }
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");

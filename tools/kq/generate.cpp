@@ -150,9 +150,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     n = max_pos - int64_t(prompt.size()) + 1;
     warn(fmt::format(
         "-n/--max-new-tokens: generating at most {} instead of the {}{}: the prompt's {} "
-        "leave {} of the model's {} positions (the last generated token needs none)",
+        "{} {} of the model's {} positions (the last generated token needs none)",
         count_noun(n, "token"), n_given ? "requested " : "default ", o.n,
-        count_noun((long long)prompt.size(), "token"), max_pos - int64_t(prompt.size()), max_pos));
+        count_noun((long long)prompt.size(), "token"), prompt.size() == 1 ? "leaves" : "leave",
+        max_pos - int64_t(prompt.size()), max_pos));
   }
 
   KVCache cache = make_cache_for(*model, cache_positions(int64_t(prompt.size()), n), n);

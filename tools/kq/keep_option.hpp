@@ -39,11 +39,15 @@ inline CLI::Validator regex_pattern() {
 /// taken verbatim: CLI11's list syntax is off for it (allow_extra_args
 /// false: "[mlp]" stayed "mlp" and "[c_fc,c_proj]" became two patterns; no
 /// delimiter: "a,b" stays one alternation-free pattern), so a character class
-/// reaches the matcher unchanged.
+/// reaches the matcher unchanged. One value per occurrence, all occurrences
+/// kept (expected(1), TakeAll), so help shows "--keep TEXT:REGEX", not the
+/// "TEXT:REGEX ..." of a list, which suggested `--keep c_fc c_attn`.
 inline CLI::Option* add_keep_option(CLI::App* cmd, std::vector<std::string>& keep, const std::string& help) {
   return cmd->add_option("--keep", keep, help)
       ->allow_extra_args(false)
       ->delimiter('\0')
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->check(regex_pattern());
 }
 

@@ -202,8 +202,8 @@ void add_quantize_command(CLI::App& app) {
       ->check(non_empty_path("folder"));
   cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
   add_keep_option(cmd, a->keep,
-                  "Regex of layer names to keep in high precision (repeatable, one pattern each, taken verbatim; "
-                  "one that matches no layer is warned)");
+                  "Regex of layer names to keep in high precision, taken verbatim; one pattern per --keep: repeat "
+                  "the option for more (--keep c_fc --keep c_attn); one that matches no layer is warned");
   CLI::Option* calibration_opt =
       cmd->add_option("--calibration", a->calibration,
                       "AWQ modes only: UTF-8 calibration text, not text you will report quality on (default: "
