@@ -255,5 +255,33 @@ TEST(FreshUserRound12, UnreadableJsonFileSaysWhy) {
   EXPECT_TRUE(has(r.err, (m / "config.json").string() + ": cannot open for reading: Permission denied")) << r.err;
 }
 
+// --overwrite into an existing empty folder was accepted while README and help said an --out without
+// config.json is refused: an empty folder is written like a new one (documented), a non-empty one is refused.
+TEST(FreshUserRound12, EmptyOutFolderIsWrittenLikeANewOneAsDocumented) {
+  TempDir tmp;
+  for (const bool overwrite : {false, true}) {
+    const fs::path out = tmp.path / (overwrite ? "e2" : "e1");
+    fs::create_directories(out);
+    std::vector<std::string> args{"quantize", "-m", demo_model().string(), "--mode", "int8", "-o", out.string()};
+    if (overwrite) args.push_back("--overwrite");
+    const CliResult r = run_kq(args);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(fs::exists(out / "config.json"));
+  }
+  const fs::path full = tmp.path / "full";
+  fs::create_directories(full);
+  write_text(full / "notes.txt", "mine");
+  const CliResult r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "-o", full.string(),
+                              "--overwrite"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(read_all(full / "notes.txt"), "mine");
+  const std::string help = run_kq({"quantize", "--help"}).out;
+  EXPECT_TRUE(has(help, "an empty folder is written like a new one, with or without --overwrite")) << help;
+  EXPECT_TRUE(has(help, "a non-empty one without config.json")) << help;
+  const std::string readme = read_all(fs::path(KQ_SOURCE_DIR) / "README.md");
+  EXPECT_TRUE(has(readme, "An `--out` that is an empty folder is written like a\n  new one, with or without "
+                          "`--overwrite`."));
+}
+
 }  // namespace
 }  // namespace kq::testing

@@ -210,9 +210,10 @@ void add_quantize_command(CLI::App& app) {
                       "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)")
           ->check(non_empty_path("file"));
   cmd->add_flag("--overwrite", a->overwrite,
-                "Replace OUT if it exists (atomically); only a folder kq quantize wrote: one without config.json, "
-                "whose config.json has no kq quantization_config, or holding files kq quantize does not write is "
-                "refused");
+                "Replace OUT if it exists and is not empty (atomically; an empty folder is written like a new one, "
+                "with or without --overwrite); only a folder kq quantize wrote: a non-empty one without config.json, "
+                "one whose config.json has no kq quantization_config, or one holding files kq quantize does not "
+                "write is refused");
   add_threads_option(cmd, a->threads);
   cmd->callback([a, target_opt, strategy_opt, calibration_opt] {
     const bool adaptive = is_adaptive_mode(a->mode);
