@@ -23,7 +23,8 @@ std::string arch_name(Arch a);
 /// num_attention_heads, num_key_value_heads (default = heads), head_dim,
 /// max_position_embeddings (default 2048), rms_norm_eps (default 1e-6),
 /// rope_theta (top level or rope_parameters.rope_theta, default 10000),
-/// hidden_act (must be "silu"), tie_word_embeddings (default false).
+/// hidden_act (must be "silu", or "swish": transformers' alias, read as
+/// "silu"), tie_word_embeddings (default false).
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;

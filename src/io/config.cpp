@@ -209,9 +209,10 @@ ModelConfig parse_llama(const Reader& r) {
   c.attention_bias = r.boolean("attention_bias", false);
   c.mlp_bias = r.boolean("mlp_bias", false);
   c.activation = r.string("hidden_act", "silu");
+  if (c.activation == "swish") c.activation = "silu";  // transformers' ACT2FN: the same function (x * sigmoid(x))
   if (c.activation != "silu")
-    raise<FormatError>("{}: hidden_act '{}' is not supported for llama (supported: silu)", r.source(),
-                       io::text_excerpt(c.activation));
+    raise<FormatError>("{}: hidden_act '{}' is not supported for llama (supported: silu, or swish, its alias)",
+                       r.source(), io::text_excerpt(c.activation));
   if (c.num_heads % c.num_kv_heads != 0)
     raise<FormatError>("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", r.source(),
                        c.num_heads, c.num_kv_heads);

@@ -249,5 +249,15 @@ TEST(Config, LoadErrorsNameTheFile) {
   EXPECT_EQ(load_model_config(tmp.path).hidden_size, 768);
 }
 
+// Fresh-user finding (round 12): "swish", transformers' name for the same function as "silu" (ACT2FN maps both
+// to SiLU), was refused.
+TEST(Config, LlamaSwishIsSilu) {
+  json j = json::parse(kLlama4);
+  j["hidden_act"] = "swish";
+  EXPECT_EQ(parse(j).activation, "silu");
+  j["hidden_act"] = "swiglu";
+  expect_bad(j, {"swiglu", "hidden_act", "supported: silu, or swish"});
+}
+
 }  // namespace
 }  // namespace kq
