@@ -6,7 +6,8 @@
 // settings that add tokens were ignored without a word; a model with a
 // context of 1 position was reported as a bad --ctx; the --samples warning
 // gave the wrong window length; an overflowed perplexity printed "-nan%";
-// messages that misnamed the problem.
+// messages that misnamed the problem; an empty --out folder was not what the
+// docs said; --json through a link to standard output replaced the report.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -281,6 +282,25 @@ TEST(FreshUserRound12, EmptyOutFolderIsWrittenLikeANewOneAsDocumented) {
   const std::string readme = read_all(fs::path(KQ_SOURCE_DIR) / "README.md");
   EXPECT_TRUE(has(readme, "An `--out` that is an empty folder is written like a\n  new one, with or without "
                           "`--overwrite`."));
+}
+
+// --json naming, through a link, the file standard output (or error) writes to replaced the report with the
+// JSON; it is refused like /dev/stdout (same device and inode as fd 1 or 2).
+TEST(FreshUserRound12, JsonOnTheFileOfStandardOutputIsRefused) {
+  if (!fs::exists("/proc/self/fd/1")) GTEST_SKIP() << "no /proc/self/fd";
+  TempDir tmp;
+  fs::create_symlink("/proc/self/fd/1", tmp.path / "myout");
+  fs::create_symlink("/proc/self/fd/2", tmp.path / "myerr");
+  const std::string text = (demo_model() / "demo-eval.txt").string();
+  for (const auto& [link, stream] : {std::pair{"myout", "standard output"}, std::pair{"myerr", "standard error"}}) {
+    const CliResult r = run_kq_in(tmp.path, {"eval", "-m", demo_model().string(), "-t", text, "--json", link,
+                                             "--samples", "1", "--quiet"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_TRUE(has(r.err, std::string("kq: error: --json: '") + link + "' is the file " + stream +
+                               " writes to; give --json - for the JSON on standard output"))
+        << r.err;
+    EXPECT_FALSE(has(r.out, "\"ppl\"")) << r.out;
+  }
 }
 
 }  // namespace

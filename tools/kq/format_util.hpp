@@ -1,6 +1,7 @@
 #pragma once
 // Small formatting helpers shared by the CLI subcommands.
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,7 +24,9 @@ namespace kq::cli {
 
 /// Checks, before any work starts, that an output file option (e.g. --json)
 /// names a file in an existing, writable folder and not a folder itself, so a
-/// long run does not end in a write error. Throws InvalidArgument naming the
+/// long run does not end in a write error, nor a stream (/dev/stdout, ...) or
+/// the file standard output or standard error already writes to (same device
+/// and inode, whatever the name). Throws InvalidArgument naming the
 /// option and the path (a file on the way is named: "'x' is not a directory").
 inline void check_output_file(const char* option, const std::string& path) {
   if (path.empty()) return;
@@ -35,6 +38,13 @@ inline void check_output_file(const char* option, const std::string& path) {
   for (const char* stream : {"/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/fd/", "/proc/self/fd/"})
     if (path == stream || (std::string_view(stream).ends_with('/') && path.starts_with(stream)))
       raise<InvalidArgument>("{}: '{}' is a stream, not a file; give {} - for standard output", option, path, option);
+  // The file standard output or standard error already writes to, by any name (a link to /proc/self/fd/1, the
+  // file of a `>` redirection): replacing it would lose the report. Compared by device and inode.
+  if (struct stat target {}; ::stat(path.c_str(), &target) == 0)
+    for (const auto& [fd, stream] : {std::pair{1, "standard output"}, std::pair{2, "standard error"}})
+      if (struct stat s {}; ::fstat(fd, &s) == 0 && s.st_dev == target.st_dev && s.st_ino == target.st_ino)
+        raise<InvalidArgument>("{}: '{}' is the file {} writes to; give {} - for the JSON on standard output", option,
+                               path, stream, option);
   if (fs::is_directory(given, ec)) raise<InvalidArgument>("{}: '{}' is a folder, not a file", option, path);
   fs::path p;  // where the file will be written (through symbolic links; never over a device or FIFO)
   try {
