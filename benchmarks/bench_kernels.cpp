@@ -1,4 +1,5 @@
-// Quantized CPU Linear kernels vs the FP32 baseline (make_linear_f32):
+// Quantized CPU Linear kernels vs the FP32 baseline (make_linear_f32), and the
+// 16-bit unquantized Linear (modes bf16 / f16: make_linear_w16):
 //   ReadBW/<MB>           streaming read bandwidth of this machine (all threads)
 //   GEMV/<mode>/N/K/mem   decode (M = 1), rotating through >= KQ_BENCH_ROTATE_MB
 //                         (default 1024) MB of weight copies: a MEMORY figure
@@ -28,6 +29,7 @@
 
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/context.hpp"
 
@@ -113,6 +115,12 @@ Tensor random_weight(int64_t N, int64_t K, uint64_t seed) {
 
 std::unique_ptr<Linear> make_op(const std::string& mode, const Tensor& w) {
   if (mode == "fp32") return kq::make_linear_f32(w.clone());
+  if (mode == "bf16" || mode == "f16") {
+    const kq::DType t = mode == "bf16" ? kq::DType::BF16 : kq::DType::F16;
+    Tensor w16 = Tensor::empty(t, w.shape());
+    kq::convert_from_f32(t, w.data<float>(), w16.raw_mut(), size_t(w.numel()));
+    return kq::make_linear_w16(std::move(w16));
+  }
   return kq::quantize_linear(w, Tensor(), kq::parse_quant_mode(mode));
 }
 
@@ -124,6 +132,7 @@ std::unique_ptr<Linear> copy_op(const Linear& op) {
       if (t->defined()) *t = t->clone();
     return kq::make_quantized_linear(std::move(p), Tensor());
   }
+  if (const Tensor* w16 = kq::linear_w16_weight(op)) return kq::make_linear_w16(w16->clone());
   return kq::make_linear_f32(op.dequantized_weight().clone());
 }
 
@@ -193,8 +202,8 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
 
-  const std::vector<std::string> modes = {"fp32",     "int8", "int8-wo", "fp8",       "fp8-e5m2",
-                                          "fp8-wo",   "nf4",  "fp4",     "int4-g128", "int4-g128-asym"};
+  const std::vector<std::string> modes = {"fp32", "bf16",   "f16", "int8",      "int8-wo",       "fp8",
+                                          "fp8-e5m2", "fp8-wo", "nf4", "fp4", "int4-g128", "int4-g128-asym"};
   // Square shapes of the issue plus the Llama-3.2-1B MLP projections (up/gate: 8192×2048, down: 2048×8192).
   const std::vector<std::pair<int64_t, int64_t>> gemv_shapes = {{768, 768},   {2048, 2048}, {4096, 4096},
                                                                 {5632, 5632}, {8192, 2048}, {2048, 8192}};

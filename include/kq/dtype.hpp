@@ -68,4 +68,9 @@ uint16_t f32_to_f16(float f);
 /// Throws InvalidArgument for non-floating source types.
 void convert_to_f32(DType src_t, const void* src, float* dst, size_t n);
 
+/// Converts n floats at `src` to `dst_t` (F32, F16 or BF16; round to nearest
+/// even, as f32_to_f16 / f32_to_bf16) at `dst`: exact for values that came
+/// from that dtype. Throws InvalidArgument for other destination types.
+void convert_from_f32(DType dst_t, const float* src, void* dst, size_t n);
+
 }  // namespace kq

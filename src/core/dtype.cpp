@@ -91,4 +91,24 @@ void convert_to_f32(DType src_t, const void* src, float* dst, size_t n) {
   }
 }
 
+void convert_from_f32(DType dst_t, const float* src, void* dst, size_t n) {
+  switch (dst_t) {
+    case DType::F32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::F16: {
+      auto* d = static_cast<uint16_t*>(dst);
+      for (size_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
+      return;
+    }
+    case DType::BF16: {
+      auto* d = static_cast<uint16_t*>(dst);
+      for (size_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+      return;
+    }
+    default:
+      raise<InvalidArgument>("cannot convert F32 to dtype {}", dtype_name(dst_t));
+  }
+}
+
 }  // namespace kq

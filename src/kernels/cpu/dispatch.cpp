@@ -72,6 +72,7 @@ const QuantKernels kRefTable = {Isa::Ref,
                                 quantize_rows_fp8_ref,
                                 gemm_f32fp8_f32_rowwise_ref,
                                 gemm_f32q4_f32_blockwise_ref,
+                                gemm_f32w16_f32_ref,
                                 stream_read_ref};
 
 const QuantKernels kAvx2Table = {Isa::Avx2,
@@ -81,6 +82,7 @@ const QuantKernels kAvx2Table = {Isa::Avx2,
                                  avx2::quantize_rows_fp8,
                                  avx2::gemm_f32fp8_f32_rowwise,
                                  avx2::gemm_f32q4_f32_blockwise,
+                                 avx2::gemm_f32w16_f32,
                                  avx2::stream_read};
 
 // AVX-512 VNNI: its own W8A8 INT8 GEMM and 4-bit kernels; the other entries
@@ -92,6 +94,7 @@ const QuantKernels kAvx512VnniTable = {Isa::Avx512Vnni,
                                        avx2::quantize_rows_fp8,
                                        avx2::gemm_f32fp8_f32_rowwise,
                                        gemm_f32q4_f32_blockwise_avx512_table,
+                                       avx2::gemm_f32w16_f32,
                                        avx2::stream_read};
 
 /// Empty when `isa` is available, else why not.

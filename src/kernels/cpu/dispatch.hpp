@@ -1,5 +1,7 @@
 #pragma once
-// Runtime ISA dispatch of the quantized Linear kernels (INT8, FP8, NF4/FP4/INT4).
+// Runtime ISA dispatch of the quantized Linear kernels (INT8, FP8, NF4/FP4/INT4)
+// and of the 16-bit (BF16/F16) Linear that holds a quantized model's
+// unquantized layers in their on-disk dtype.
 //
 // One table of kernel function pointers per instruction set; the ops pick a
 // table once, when they are built (never inside a kernel). The choice is
@@ -23,7 +25,10 @@
 //   to the reference; the F32-accumulating kernels (weight-only INT8, FP8,
 //   4-bit) sum in a different order and agree within
 //   tests/common/tolerances.hpp forward_tolerance(). Within one table the
-//   result of a row never depends on M (decode = prefill bits) or on threads.
+//   result of a row never depends on M (decode = prefill bits) or on threads,
+//   except for the 16-bit Linear's AVX2 kernel, which is unquantized and
+//   computes as the FP32 Linear does: a GEMV for M = 1, oneDNN sgemm (its own
+//   summation order) for M > 1.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -33,6 +38,7 @@
 #include "kernels/cpu/linear_fp8_ref.hpp"
 #include "kernels/cpu/linear_int4_ref.hpp"
 #include "kernels/cpu/linear_int8_ref.hpp"
+#include "kernels/cpu/linear_w16_ref.hpp"
 #include "kq/quantize.hpp"
 
 namespace kq::cpu {
@@ -114,6 +120,11 @@ struct QuantKernels {
 
   /// 4-bit weights (NF4, FP4, INT4 sym/asym; F32 or BF16 compute): y = Σ x·ŵ + bias.
   void (*gemm_f32q4_f32_blockwise)(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
+
+  /// 16-bit unquantized weights (BF16 or F16, converted to F32 exactly as
+  /// read): y = Σ x·f32(w) + bias[n], F32 accumulation. See linear_w16_ref.hpp;
+  /// the AVX2 kernel's M = 1 and M > 1 paths sum in different orders (above).
+  void (*gemm_f32w16_f32)(const W16WeightView& w, const float* x, int64_t M, float* y, int threads);
 
   /// Memory probe (not a Linear kernel): the wrapping sum of the 64-bit words
   /// p[0, n), read once, front to back, with the ISA's widest loads and a

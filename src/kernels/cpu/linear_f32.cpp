@@ -15,9 +15,14 @@ namespace kq {
 namespace cpu {
 
 void gemm_f32_dnnl(const float* x, int64_t M, const float* w, int64_t N, int64_t K, float* y, int threads) {
+  gemm_f32_dnnl_ldy(x, M, w, N, K, y, N, threads);
+}
+
+void gemm_f32_dnnl_ldy(const float* x, int64_t M, const float* w, int64_t N, int64_t K, float* y, int64_t ldy,
+                       int threads) {
   OmpThreadsScope scope(threads);
   // Row-major C[M,N] = A[M,K] · B[N,K]^T: transa = 'N', transb = 'T'.
-  dnnl_sgemm('N', 'T', M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+  dnnl_sgemm('N', 'T', M, N, K, 1.0f, x, K, w, K, 0.0f, y, ldy);
 }
 
 bool gemv_f32_avx2_supported() {
@@ -31,8 +36,8 @@ namespace {
 
 class LinearF32 final : public Linear {
  public:
-  LinearF32(Tensor weight, Tensor bias)
-      : w_(std::move(weight)), b_(std::move(bias)), use_avx2_gemv_(cpu::use_avx2()) {}
+  LinearF32(Tensor weight, Tensor bias, DType disk_dtype)
+      : w_(std::move(weight)), b_(std::move(bias)), disk_dtype_(disk_dtype), use_avx2_gemv_(cpu::use_avx2()) {}
 
   int64_t in_features() const override { return w_.dim(1); }
   int64_t out_features() const override { return w_.dim(0); }
@@ -60,16 +65,20 @@ class LinearF32 final : public Linear {
   Tensor bias() const override { return b_; }
 
   const float* weight_data() const { return w_.data<float>(); }
+  DType disk_dtype() const { return disk_dtype_; }
 
  private:
   Tensor w_;  // F32 [N, K]
   Tensor b_;  // F32 [N] or undefined
+  DType disk_dtype_;  // F32, BF16 or F16
   bool use_avx2_gemv_;
 };
 
 }  // namespace
 
-std::unique_ptr<Linear> make_linear_f32(Tensor weight, Tensor bias) {
+std::unique_ptr<Linear> make_linear_f32(Tensor weight, Tensor bias, DType disk_dtype) {
+  if (disk_dtype != DType::F32 && disk_dtype != DType::BF16 && disk_dtype != DType::F16)
+    raise<InvalidArgument>("make_linear_f32: disk dtype must be F32, BF16 or F16, got {}", dtype_name(disk_dtype));
   if (!weight.defined() || weight.dtype() != DType::F32 || weight.ndim() != 2)
     raise<InvalidArgument>("make_linear_f32: weight must be a 2-D F32 tensor [out, in], got {} {}",
                            weight.defined() ? dtype_name(weight.dtype()) : "undefined",
@@ -85,12 +94,17 @@ std::unique_ptr<Linear> make_linear_f32(Tensor weight, Tensor bias) {
     if (reinterpret_cast<uintptr_t>(bias.raw()) % alignof(float) != 0)
       raise<InvalidArgument>("make_linear_f32: bias data is not 4-byte aligned");
   }
-  return std::make_unique<LinearF32>(std::move(weight), std::move(bias));
+  return std::make_unique<LinearF32>(std::move(weight), std::move(bias), disk_dtype);
 }
 
 const float* linear_f32_weight_data(const Linear& op) {
   const auto* f = dynamic_cast<const LinearF32*>(&op);
   return f ? f->weight_data() : nullptr;
+}
+
+DType linear_f32_disk_dtype(const Linear& op) {
+  const auto* f = dynamic_cast<const LinearF32*>(&op);
+  return f ? f->disk_dtype() : DType::F32;
 }
 
 }  // namespace kq

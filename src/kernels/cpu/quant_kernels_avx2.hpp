@@ -8,6 +8,7 @@
 #include "kernels/cpu/linear_fp8_ref.hpp"
 #include "kernels/cpu/linear_int4_ref.hpp"
 #include "kernels/cpu/linear_int8_ref.hpp"
+#include "kernels/cpu/linear_w16_ref.hpp"
 
 namespace kq::cpu::avx2 {
 
@@ -35,6 +36,11 @@ void gemm_f32fp8_f32_rowwise(const Fp8WeightView& w, const float* x, const float
 /// 4-bit formats: nibbles looked up with `vpshufb` in byte planes of the
 /// format's 16-value codebook, block scales applied once per block.
 void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
+
+/// 16-bit (BF16 / F16) weights, F32 activations. GEMV (M = 1): weights converted
+/// in registers (BF16 shifted, F16 `vcvtph2ps`), 4 rows per pass. GEMM: panels
+/// converted to F32 scratch, then oneDNN sgemm (linear_w16_avx2.cpp).
+void gemm_f32w16_f32(const W16WeightView& w, const float* x, int64_t M, float* y, int threads);
 
 /// Memory probe: Σ of p[0, n) with 256-bit loads and a 1 KB software prefetch.
 uint64_t stream_read(const uint64_t* p, size_t n);

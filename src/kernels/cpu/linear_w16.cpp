@@ -1,0 +1,71 @@
+// The 16-bit (BF16 / F16) unquantized Linear; kernels from the ISA dispatch
+// table (linear_w16_ref.cpp, linear_w16_avx2.cpp), chosen when the op is built.
+#include "kernels/linear_w16.hpp"
+
+#include <cstdint>
+
+#include "kernels/cpu/dispatch.hpp"
+#include "kq/error.hpp"
+
+namespace kq {
+namespace {
+
+class LinearW16 final : public Linear {
+ public:
+  LinearW16(Tensor weight, Tensor bias)
+      : w_(std::move(weight)), b_(std::move(bias)), kernels_(&cpu::quant_kernels()) {}
+
+  int64_t in_features() const override { return w_.dim(1); }
+  int64_t out_features() const override { return w_.dim(0); }
+
+  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
+    if (M <= 0) return;
+    cpu::W16WeightView v;
+    v.w = w_.data<uint16_t>();
+    v.dtype = w_.dtype();
+    v.bias = b_.defined() ? b_.data<float>() : nullptr;
+    v.N = w_.dim(0);
+    v.K = w_.dim(1);
+    kernels_->gemm_f32w16_f32(v, x, M, y, resolve_threads(ctx.threads));
+  }
+
+  size_t weight_bytes() const override { return w_.nbytes() + (b_.defined() ? b_.nbytes() : 0); }
+  std::string format() const override { return w_.dtype() == DType::BF16 ? "bf16" : "f16"; }
+  Tensor dequantized_weight() const override { return w_.to_f32(); }
+  Tensor bias() const override { return b_; }
+
+  const Tensor& weight() const { return w_; }
+
+ private:
+  Tensor w_;  // BF16 or F16 [N, K]
+  Tensor b_;  // F32 [N] or undefined
+  const cpu::QuantKernels* kernels_;
+};
+
+}  // namespace
+
+std::unique_ptr<Linear> make_linear_w16(Tensor weight, Tensor bias) {
+  if (!weight.defined() || (weight.dtype() != DType::BF16 && weight.dtype() != DType::F16) || weight.ndim() != 2)
+    raise<InvalidArgument>("make_linear_w16: weight must be a 2-D BF16 or F16 tensor [out, in], got {} {}",
+                           weight.defined() ? dtype_name(weight.dtype()) : "undefined",
+                           weight.defined() ? shape_str(weight.shape()) : "");
+  if (weight.dim(0) < 1 || weight.dim(1) < 1)
+    raise<InvalidArgument>("make_linear_w16: empty weight {}", shape_str(weight.shape()));
+  if (reinterpret_cast<uintptr_t>(weight.raw()) % alignof(uint16_t) != 0)
+    raise<InvalidArgument>("make_linear_w16: weight data is not 2-byte aligned");
+  if (bias.defined()) {
+    if (bias.dtype() != DType::F32 || bias.ndim() != 1 || bias.dim(0) != weight.dim(0))
+      raise<InvalidArgument>("make_linear_w16: bias must be F32 [{}], got {} {}", weight.dim(0),
+                             dtype_name(bias.dtype()), shape_str(bias.shape()));
+    if (reinterpret_cast<uintptr_t>(bias.raw()) % alignof(float) != 0)
+      raise<InvalidArgument>("make_linear_w16: bias data is not 4-byte aligned");
+  }
+  return std::make_unique<LinearW16>(std::move(weight), std::move(bias));
+}
+
+const Tensor* linear_w16_weight(const Linear& op) {
+  const auto* w = dynamic_cast<const LinearW16*>(&op);
+  return w ? &w->weight() : nullptr;
+}
+
+}  // namespace kq

@@ -1,0 +1,131 @@
+// AVX2 + F16C kernel of the 16-bit (BF16 / F16) unquantized Linear.
+//
+// Decode (M = 1): a GEMV that converts the weights in registers as it streams
+// them (BF16: the 16 bits shifted into the high half of an F32 lane; F16:
+// `vcvtph2ps`), 4 rows per pass so x is loaded once per 4 rows: it reads 2
+// bytes per weight where the FP32 Linear's GEMV reads 4.
+// Prefill (M > 1): panels of weight rows are converted to F32 in per-thread
+// scratch (exact) and multiplied with oneDNN's sgemm, as the FP32 Linear does
+// (gemm_f32_dnnl_ldy); the conversion is read once per panel and call, against
+// M·N·K multiply-adds.
+// Both sum in F32, in different orders (as the FP32 Linear's two paths do).
+// No std:: templates or header inline functions here (see scratch.hpp).
+#include <immintrin.h>
+#include <omp.h>
+
+#include <cstring>
+
+#include "kernels/cpu/linear_f32_kernels.hpp"
+#include "kernels/cpu/quant_kernels_avx2.hpp"
+#include "kernels/cpu/scratch.hpp"
+
+namespace kq::cpu::avx2 {
+namespace {
+
+/// Σ of the 8 lanes.
+inline float hsum(__m256 v) {
+  __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+  a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
+  return _mm_cvtss_f32(a);
+}
+
+/// The 8 weights at p as F32 (exact).
+template <bool BF16>
+inline __m256 load8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (BF16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  else
+    return _mm256_cvtph_ps(h);
+}
+
+/// One weight as F32 (exact).
+template <bool BF16>
+inline float load1(const uint16_t* p) {
+  if constexpr (BF16) {
+    const uint32_t u = uint32_t(*p) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  } else {
+    return _cvtsh_ss(*p);
+  }
+}
+
+/// y[0..R) = rows w[0..R) (row stride K) · x, x loaded once per 8 columns for all R rows.
+template <bool BF16, int R>
+inline void dot_rows(const uint16_t* w, int64_t K, const float* x, const float* bias, float* y) {
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + k);
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(load8<BF16>(w + r * K + k), xv, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = hsum(acc[r]);
+    for (int64_t j = k; j < K; ++j) s += load1<BF16>(w + r * K + j) * x[j];
+    y[r] = bias ? s + bias[r] : s;
+  }
+}
+
+template <bool BF16>
+void gemv(const W16WeightView& w, const float* x, float* y, int threads) {
+  const int64_t N = w.N, K = w.K, blocks = N / 4;
+  // Below ~64K weights a parallel region costs more than it saves (as the FP32 GEMV).
+  const int nt = (N * K < (int64_t(1) << 16)) ? 1 : threads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t b = 0; b < blocks; ++b)
+    dot_rows<BF16, 4>(w.w + 4 * b * K, K, x, w.bias ? w.bias + 4 * b : nullptr, y + 4 * b);
+  for (int64_t n = blocks * 4; n < N; ++n) dot_rows<BF16, 1>(w.w + n * K, K, x, w.bias ? w.bias + n : nullptr, y + n);
+}
+
+/// out[0, len) = F32 of p[0, len).
+template <bool BF16>
+inline void convert_row(const uint16_t* p, int64_t len, float* out) {
+  int64_t k = 0;
+  for (; k + 8 <= len; k += 8) _mm256_storeu_ps(out + k, load8<BF16>(p + k));
+  for (; k < len; ++k) out[k] = load1<BF16>(p + k);
+}
+
+/// F32 elements of one converted weight panel (4 MiB): big enough that
+/// sgemm runs on wide panels, small enough to stay in the outer caches.
+constexpr int64_t kPanelElems = int64_t(1) << 20;
+
+template <bool BF16>
+void gemm(const W16WeightView& w, const float* x, int64_t M, float* y, int threads) {
+  const int64_t N = w.N, K = w.K;
+  int64_t rows = kPanelElems / K / 16 * 16;
+  if (rows < 16) rows = 16;
+  if (rows > N) rows = N;
+  float* panel = thread_scratch_as<float>(kScratchCall0, size_t(rows * K));
+  for (int64_t n0 = 0; n0 < N; n0 += rows) {
+    const int64_t nb = N - n0 < rows ? N - n0 : rows;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && nb * K >= (int64_t(1) << 16))
+    for (int64_t r = 0; r < nb; ++r) convert_row<BF16>(w.w + (n0 + r) * K, K, panel + r * K);
+    gemm_f32_dnnl_ldy(x, M, panel, nb, K, y + n0, N, threads);
+  }
+  if (w.bias)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) y[m * N + n] += w.bias[n];
+}
+
+template <bool BF16>
+void run(const W16WeightView& w, const float* x, int64_t M, float* y, int threads) {
+  if (M == 1)
+    gemv<BF16>(w, x, y, threads);
+  else
+    gemm<BF16>(w, x, M, y, threads);
+}
+
+}  // namespace
+
+void gemm_f32w16_f32(const W16WeightView& w, const float* x, int64_t M, float* y, int threads) {
+  if (w.dtype == DType::BF16)
+    run<true>(w, x, M, y, threads);
+  else
+    run<false>(w, x, M, y, threads);
+}
+
+}  // namespace kq::cpu::avx2
