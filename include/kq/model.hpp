@@ -129,7 +129,9 @@ class Model {
 
   /// Loads a Hugging Face model folder: DIR/config.json (GPT2LMHeadModel or
   /// LlamaForCausalLM) and DIR/model.safetensors or a sharded index. Weights
-  /// are converted to F32 (BF16/F16 on disk), GPT-2 Conv1D weights [in, out]
+  /// are converted to F32 (BF16/F16 on disk), except in a kq-quantized folder,
+  /// whose unquantized embeddings and linears stay BF16/F16
+  /// (hold_unquantized_in_disk_dtype); GPT-2 Conv1D weights [in, out]
   /// are transposed to [out, in]; F32 tensors that need no change stay
   /// memory-mapped (zero copy). GPT-2 accepts "transformer."-prefixed and bare
   /// hub-style names (h.0.attn.c_attn.weight, wte.weight) and ignores the
@@ -244,6 +246,20 @@ class Model {
   /// and gate/up of every layer; GPT-2 none, its c_attn is one matrix): what a
   /// backend may fuse, and what AWQ gives one set of input scales.
   std::vector<std::vector<std::string>> fusion_groups() const;
+
+  /// Holds every weight that is not quantized and was BF16 or F16 on disk in
+  /// that 16-bit dtype instead of F32: the embedding tables and the FP32 linear
+  /// layers (the lm_head, tied or not; layers kept by keep patterns), which
+  /// become 16-bit Linear ops (src/kernels/linear_w16.hpp); a tied lm_head that
+  /// shares the token embedding goes on sharing it (one 16-bit copy). Exact:
+  /// the F32 values came from that dtype, and compute stays F32 (only the
+  /// summation order of those layers changes). quantize_model calls it once a
+  /// layer is quantized, load() for a kq-quantized folder; an unquantized
+  /// model stays F32. Norm parameters, quantized layers, weights that were F32
+  /// on disk, random weights, and layers already converted to a device are
+  /// left as they are (on CUDA only the host tables change: the device holds
+  /// BF16 copies). Calling it again changes nothing. Throws only std::bad_alloc.
+  void hold_unquantized_in_disk_dtype();
 
   /// Bytes of all weights in memory (linear + other). A tied lm_head that still
   /// shares the embedding matrix is counted once.

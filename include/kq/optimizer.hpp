@@ -70,7 +70,8 @@ struct LayerQuantization {
   std::string name;           ///< module name, e.g. "model.layers.0.mlp.down_proj"
   int64_t out_features = 0;   ///< N
   int64_t in_features = 0;    ///< K
-  std::string format;         ///< the op's format after the call ("f32" when kept)
+  std::string format;         ///< the op's format after the call ("f32" when kept; "bf16"/"f16" when
+                              ///< kept from a 16-bit checkpoint, see Model::hold_unquantized_in_disk_dtype)
   size_t bytes_before = 0;    ///< weight bytes before (as held in memory)
   size_t bytes_after = 0;     ///< weight bytes after
   bool quantized = false;     ///< false: kept in high precision (lm_head or keep_patterns)
@@ -103,8 +104,11 @@ struct QuantizeReport {
 };
 
 /// Quantizes `model`'s linear layers in place (round-to-nearest with the
-/// spec's scales; the layers keep their names). Embeddings and norms stay in
-/// their loaded precision. A layer that is already quantized is an error.
+/// spec's scales; the layers keep their names). Once a layer is quantized,
+/// what stays unquantized (embedding tables, the lm_head unless quantized,
+/// kept layers) is held in its on-disk dtype when that was BF16/F16
+/// (Model::hold_unquantized_in_disk_dtype: the same values in half the bytes
+/// of F32); norms stay F32. A layer that is already quantized is an error.
 /// AWQ modes first run the model over options.calibration.tokens (on the CPU)
 /// to collect each layer's input statistics, then search the scales: one s
 /// per Model::fusion_groups() group whose members all get the same AWQ spec

@@ -162,6 +162,18 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
           double(lq.bytes_after) / (1024.0 * 1024.0)));
     report.layers.push_back(std::move(lq));
   }
+  // What stays unquantized is held in its on-disk dtype (BF16/F16 checkpoints:
+  // half the bytes of F32, the same values); the kept layers' report follows.
+  if (report.quantized_elements > 0) {
+    model.hold_unquantized_in_disk_dtype();
+    const std::vector<LinearSlot> slots = model.linear_layers();
+    for (size_t i = 0; i < slots.size() && i < report.layers.size(); ++i) {
+      LayerQuantization& lq = report.layers[i];
+      if (lq.quantized) continue;
+      lq.format = (*slots[i].op)->format();
+      lq.bytes_after = (*slots[i].op)->weight_bytes();
+    }
+  }
   for (size_t i = 0; i < keep.size(); ++i) {
     if (pattern_used[i]) continue;
     report.unmatched_keep_patterns.push_back(options.keep_patterns[i]);

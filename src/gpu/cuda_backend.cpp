@@ -194,11 +194,21 @@ class CudaBackend final : public models::Backend {
     const size_t n = size_t(t.numel());
     cuda::DeviceBuffer<std::byte> buf;
     if (kind == ParamKind::Table) {
-      std::vector<uint16_t> h(n);
-      const float* src = t.data<float>();
-      for (size_t i = 0; i < n; ++i) h[i] = f32_to_bf16(src[i]);
+      // BF16 on the device. The host table is F32, or BF16/F16 in a quantized
+      // model (Model::hold_unquantized_in_disk_dtype): BF16 is copied as it
+      // is; F32 and F16 values are rounded to BF16 (nearest even) as before.
+      std::vector<uint16_t> h;
+      const uint16_t* src16 = t.data<uint16_t>();
+      if (t.dtype() != DType::BF16) {
+        h.resize(n);
+        if (t.dtype() == DType::F16)
+          for (size_t i = 0; i < n; ++i) h[i] = f32_to_bf16(f16_to_f32(src16[i]));
+        else
+          for (size_t i = 0; i < n; ++i) h[i] = f32_to_bf16(t.data<float>()[i]);
+        src16 = h.data();
+      }
       buf.reserve_discard(n * sizeof(uint16_t));
-      KQ_CUDA_CHECK(cudaMemcpy(buf.data(), h.data(), n * sizeof(uint16_t), cudaMemcpyHostToDevice));
+      KQ_CUDA_CHECK(cudaMemcpy(buf.data(), src16, n * sizeof(uint16_t), cudaMemcpyHostToDevice));
     } else {
       buf.reserve_discard(n * sizeof(float));
       KQ_CUDA_CHECK(cudaMemcpy(buf.data(), t.data<float>(), n * sizeof(float), cudaMemcpyHostToDevice));

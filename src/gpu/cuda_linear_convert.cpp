@@ -1,4 +1,4 @@
-// to_cuda: converts the CPU Linear ops (FP32 and every quantized format) to
+// to_cuda: converts the CPU Linear ops (FP32, 16-bit and every quantized format) to
 // the CUDA backend's device layouts (see cuda_linear.hpp for the mapping).
 #include <algorithm>
 #include <vector>
@@ -8,6 +8,7 @@
 #include "gpu/cuda_linear_ops.hpp"
 #include "kernels/awq_linear.hpp"
 #include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/dtype.hpp"
 #include "kq/error.hpp"
@@ -31,6 +32,23 @@ cuda::DeviceBuffer<uint16_t> upload_bf16(const float* w, int64_t N, int64_t K) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N * K; ++i) h[size_t(i)] = f32_to_bf16(w[i]);
   cuda::DeviceBuffer<uint16_t> d;
+  d.upload(h);
+  return d;
+}
+
+/// Uploads a 16-bit host matrix [N, K] as BF16: BF16 bits as they are, F16
+/// values rounded to BF16 (nearest even), the rounding an F32 copy of them got.
+cuda::DeviceBuffer<uint16_t> upload_w16_as_bf16(const Tensor& w) {
+  const int64_t n = w.numel();
+  const uint16_t* src = w.data<uint16_t>();
+  cuda::DeviceBuffer<uint16_t> d;
+  if (w.dtype() == DType::BF16) {
+    d.upload(src, size_t(n));
+    return d;
+  }
+  std::vector<uint16_t> h(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) h[size_t(i)] = f32_to_bf16(f16_to_f32(src[i]));
   d.upload(h);
   return d;
 }
@@ -110,6 +128,9 @@ std::unique_ptr<CudaLinear> to_cuda(const Linear& op, cuda::GpuContext& ctx) {
     const int64_t N = op.out_features(), K = op.in_features();
     return make_cuda_linear_bf16(upload_bf16(w, N, K), N, K, upload_bias(op), op.format());
   }
+  if (const Tensor* w = linear_w16_weight(op))  // a quantized model's unquantized BF16/F16 layer
+    return make_cuda_linear_bf16(upload_w16_as_bf16(*w), op.out_features(), op.in_features(), upload_bias(op),
+                                 op.format());
   if (const auto* awq = dynamic_cast<const AwqLinear*>(&op)) {
     // AWQ: the INT4 weight of W · diag(s), with 1 / s applied to x by the W4A16 kernels.
     const auto* inner = dynamic_cast<const QuantizedLinear*>(&awq->inner());
@@ -121,7 +142,7 @@ std::unique_ptr<CudaLinear> to_cuda(const Linear& op, cuda::GpuContext& ctx) {
   const QuantSpec* spec = quantized_linear_spec(op);
   const auto* q = dynamic_cast<const QuantizedLinear*>(&op);
   if (!spec || !q)
-    raise<Unsupported>("to_cuda: Linear of format '{}' has no GPU path (expected an FP32 or quantized CPU op)",
+    raise<Unsupported>("to_cuda: Linear of format '{}' has no GPU path (expected an FP32, 16-bit or quantized CPU op)",
                        op.format());
   switch (device_layout(*spec, ctx.device())) {
     case DeviceLayout::BF16: return dequantized_to_bf16(*q);

@@ -28,10 +28,13 @@
 namespace kq::models {
 
 /// A non-linear model parameter (embedding table, norm gain/bias, RoPE
-/// cos/sin table). `host` is F32 on the host; a device backend keeps a copy
-/// (Backend::upload) and records where it is.
+/// cos/sin table). `host` is on the host: F32, except the embedding tables
+/// (ParamKind::Table) of a quantized model, which
+/// Model::hold_unquantized_in_disk_dtype turns into their BF16/F16 disk_dtype.
+/// A device backend keeps a copy (Backend::upload) and records where it is.
 struct Param {
-  Tensor host;                   ///< F32, shape as loaded
+  Tensor host;                   ///< F32 (Table: F32, BF16 or F16), shape as loaded
+  DType disk_dtype = DType::F32; ///< dtype on disk (F32, BF16, F16; random weights: F32)
   const void* device = nullptr;  ///< device copy (Table: BF16, Vector: F32), or nullptr
   size_t device_bytes = 0;       ///< bytes of the device copy
 };
@@ -95,6 +98,7 @@ class Backend {
 
   // ---- model setup --------------------------------------------------------
   /// Makes `p` usable by this backend's ops (device copy). CPU: nothing.
+  /// A Table's host copy may be F32, BF16 or F16, a Vector's is F32.
   virtual void upload(Param& p, ParamKind kind) = 0;
   /// `op` converted to run on this backend (CUDA: gpu::to_cuda), or nullptr
   /// when `op` runs here as it is (always on the CPU). Throws Unsupported for
@@ -139,7 +143,8 @@ class Backend {
   virtual float* residual(int64_t d) = 0;
   /// Scratch activations [n, cols] for `b`; stable within the step.
   virtual Act act(Buf b, int64_t cols) = 0;
-  /// x[r] = table[token r] (+ pos_table[position r] when pos_table).
+  /// x[r] = table[token r] (+ pos_table[position r] when pos_table), in F32;
+  /// the tables' host copies may be F32, BF16 or F16 (converted exactly).
   virtual void embed(const Param& table, const Param* pos_table, float* x, int64_t d) = 0;
   /// When add: x += add (residual connection, rows [0, rows)); then out =
   /// RMSNorm(x)·w for `rows` rows of width d.

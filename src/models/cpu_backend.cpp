@@ -75,15 +75,21 @@ class CpuBackend final : public Backend {
   }
 
   void embed(const Param& table, const Param* pos_table, float* x, int64_t d) override {
-    const float* t = table.host.data<float>();
+    // Rows of a 16-bit table (a quantized model's) are converted exactly; the
+    // sum with the position row is the same F32 addition as for F32 tables.
+    const Tensor& t = table.host;
+    const size_t row_bytes = size_t(d) * dtype_size(t.dtype());
+    float* pe = pos_table ? pos_row_.get(size_t(d)) : nullptr;
     for (int64_t r = 0; r < n_; ++r) {
-      const float* te = t + int64_t(rows_.tokens[size_t(r)]) * d;
       float* xr = x + r * d;
+      const auto* te = static_cast<const std::byte*>(t.raw()) + size_t(rows_.tokens[size_t(r)]) * row_bytes;
+      convert_to_f32(t.dtype(), te, xr, size_t(d));
       if (pos_table) {
-        const float* pe = pos_table->host.data<float>() + int64_t(rows_.row_pos[size_t(r)]) * d;
-        for (int64_t j = 0; j < d; ++j) xr[j] = te[j] + pe[j];
-      } else {
-        std::copy(te, te + d, xr);
+        const Tensor& p = pos_table->host;
+        const auto* row = static_cast<const std::byte*>(p.raw()) +
+                          size_t(rows_.row_pos[size_t(r)]) * size_t(d) * dtype_size(p.dtype());
+        convert_to_f32(p.dtype(), row, pe, size_t(d));
+        for (int64_t j = 0; j < d; ++j) xr[j] += pe[j];
       }
     }
   }
@@ -166,7 +172,7 @@ class CpuBackend final : public Backend {
   StepRows rows_;
   int64_t n_ = 0;
   std::vector<Run> runs_;
-  Scratch residual_, attn_;
+  Scratch residual_, attn_, pos_row_;
   std::array<Scratch, size_t(Buf::Count)> bufs_;
 };
 

@@ -31,11 +31,11 @@ class Gpt2Model final : public Model {
   void forward_step(Backend& be, int64_t n, bool logits, bool last_only) override;
 
  private:
-  Param wte_;  // F32 [vocab, d]
-  Param wpe_;  // F32 [max_positions, d]
+  Param wte_;  // F32 [vocab, d] (a quantized model: its BF16/F16 disk dtype)
+  Param wpe_;  // F32 [max_positions, d] (likewise)
   std::vector<Gpt2Block> blocks_;
   Param ln_f_w_, ln_f_b_;            // F32 [d]
-  std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares wte_ when tied (on the CPU)
+  std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares wte_'s host tensor when tied (on the CPU)
   bool exact_gelu_ = false;          // "gelu" (erf) instead of the tanh approximation
 };
 
@@ -53,7 +53,9 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
   exact_gelu_ = c.activation == "gelu";
 
   wte_.host = w.get(p + "wte.weight", {c.vocab_size, d}, Init::Weight);
+  wte_.disk_dtype = w.disk_dtype(p + "wte.weight");
   wpe_.host = w.get(p + "wpe.weight", {c.max_positions, d}, Init::Weight);
+  wpe_.disk_dtype = w.disk_dtype(p + "wpe.weight");
   register_parameter(wte_, ParamKind::Table);
   register_parameter(wpe_, ParamKind::Table);
   blocks_.resize(size_t(c.num_layers));
@@ -66,7 +68,8 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
         return make_linear(name + m, std::move(q));
       if (auto g = w.generated_linear(name + m, out, in, backend())) return make_linear(name + m, std::move(g));
       return make_linear(name + m, make_linear_f32(w.get_transposed(h + m + ".weight", {out, in}, Init::Weight),
-                                                   w.get(h + m + ".bias", {out}, Init::Zeros)));
+                                                   w.get(h + m + ".bias", {out}, Init::Zeros),
+                                                   w.disk_dtype(h + m + ".weight")));
     };
     b.ln_1_w.host = w.get(h + "ln_1.weight", {d}, Init::Ones);
     b.ln_1_b.host = w.get(h + "ln_1.bias", {d}, Init::Zeros);
@@ -91,7 +94,8 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
   if (!lm_head_)
     lm_head_ = c.tie_word_embeddings
                    ? make_linear_f32(wte_.host)
-                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
+                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight), Tensor(),
+                                     w.disk_dtype("lm_head.weight"));
   lm_head_ = make_linear("lm_head", std::move(lm_head_));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());

@@ -34,10 +34,10 @@ class LlamaModel final : public Model {
   void reserve_positions(int64_t capacity) override;
 
  private:
-  Param embed_;  // F32 [vocab, d]
+  Param embed_;  // F32 [vocab, d] (a quantized model: its BF16/F16 disk dtype)
   std::vector<LlamaBlock> blocks_;
   Param norm_;                       // F32 [d]
-  std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares embed_ when tied (on the CPU)
+  std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares embed_'s host tensor when tied (on the CPU)
   Rope rope_;  // cos/sin [positions, hd/2]: positions grow on demand (reserve_positions)
 };
 
@@ -53,6 +53,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
 
   embed_.host = w.get("model.embed_tokens.weight", {c.vocab_size, d}, Init::Weight);
+  embed_.disk_dtype = w.disk_dtype("model.embed_tokens.weight");
   register_parameter(embed_, ParamKind::Table);
   register_buffer(rope_.cos);
   register_buffer(rope_.sin);
@@ -64,7 +65,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
       if (auto q = w.quantized_linear(p + m, p + m, out, in, bias)) return make_linear(p + m, std::move(q));
       if (auto g = w.generated_linear(p + m, out, in, backend())) return make_linear(p + m, std::move(g));
       return make_linear(p + m, make_linear_f32(w.get(p + m + ".weight", {out, in}, Init::Weight),
-                                                bias ? w.get(p + m + ".bias", {out}, Init::Zeros) : Tensor()));
+                                                bias ? w.get(p + m + ".bias", {out}, Init::Zeros) : Tensor(),
+                                                w.disk_dtype(p + m + ".weight")));
     };
     b.input_norm.host = w.get(p + "input_layernorm.weight", {d}, Init::Ones);
     b.q_proj = linear("self_attn.q_proj", q_dim, d, c.attention_bias);
@@ -94,7 +96,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   if (!lm_head_)
     lm_head_ = c.tie_word_embeddings
                    ? make_linear_f32(embed_.host)
-                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight));
+                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight), Tensor(),
+                                     w.disk_dtype("lm_head.weight"));
   lm_head_ = make_linear("lm_head", std::move(lm_head_));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());

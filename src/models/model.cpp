@@ -9,6 +9,7 @@
 #include "io/file_kind.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
 #include "models/backend.hpp"
@@ -63,6 +64,22 @@ void check_random_shapes(const ModelConfig& c, const char* where) {
   }
 }
 
+bool is_16bit(DType t) { return t == DType::BF16 || t == DType::F16; }
+
+/// A heap copy of `t` (F32) in `dtype` (BF16 or F16): exact for values that came from that dtype.
+Tensor to_16bit(const Tensor& t, DType dtype) {
+  Tensor out = Tensor::empty(dtype, t.shape());
+  convert_from_f32(dtype, t.data<float>(), out.raw_mut(), size_t(t.numel()));
+  return out;
+}
+
+/// Where the weights of a dense (F32 or 16-bit) Linear start, else nullptr.
+const void* dense_weight_data(const Linear& op) {
+  if (const float* w = linear_f32_weight_data(op)) return w;
+  if (const Tensor* w = linear_w16_weight(op)) return w->raw();
+  return nullptr;
+}
+
 size_t disk_dtype_size(const std::string& torch_dtype) {
   if (torch_dtype == "bfloat16" || torch_dtype == "float16" || torch_dtype == "bf16" || torch_dtype == "fp16")
     return 2;
@@ -94,6 +111,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
   auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir, {})
                                   : models::make_llama(cfg, weights, ctx, dir, {});
+  if (weights.quantized()) m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
   m->upload_parameters();
   weights.warn_unused_tensors(cfg);  // e.g. layers beyond num_hidden_layers: a warning, not an error
   return m;
@@ -330,12 +348,37 @@ size_t Model::buffer_bytes() const {
   return bytes;
 }
 
+void Model::hold_unquantized_in_disk_dtype() {
+  // Tables first. The F32 tensors they replace are kept until the end, so that
+  // a tied lm_head still pointing at one is recognised by its address.
+  std::vector<std::pair<Tensor, const Tensor*>> replaced;  // (old F32 table, its 16-bit successor)
+  for (ParamEntry& e : parameters_) {
+    models::Param& p = *e.param;
+    if (e.kind != models::ParamKind::Table || p.host.dtype() != DType::F32 || !is_16bit(p.disk_dtype)) continue;
+    Tensor old = p.host;
+    p.host = to_16bit(old, p.disk_dtype);
+    replaced.emplace_back(std::move(old), &p.host);
+  }
+  for (const LinearSlot& s : linears_) {
+    const Linear& op = **s.op;
+    const float* w = linear_f32_weight_data(op);
+    if (!w) continue;  // quantized, already 16-bit, or a device op
+    const auto table = std::find_if(replaced.begin(), replaced.end(),
+                                     [&](const auto& r) { return r.first.template data<float>() == w; });
+    if (table != replaced.end()) {
+      *s.op = make_linear_w16(*table->second, op.bias());  // shares the 16-bit table
+    } else if (const DType d = linear_f32_disk_dtype(op); is_16bit(d)) {
+      *s.op = make_linear_w16(to_16bit(op.dequantized_weight(), d), op.bias());
+    }
+  }
+}
+
 WeightBytes Model::weight_breakdown() const {
   WeightBytes b;
-  std::vector<const float*> shared;  // F32 Linear weights (a tied lm_head shares the embedding)
+  std::vector<const void*> shared;  // dense Linear weights (a tied lm_head shares the embedding)
   for (const LinearSlot& s : linears_) {
     b.linear += (*s.op)->weight_bytes();
-    if (const float* p = linear_f32_weight_data(**s.op)) shared.push_back(p);
+    if (const void* p = dense_weight_data(**s.op)) shared.push_back(p);
   }
   const bool on_host = backend_->device() == Device::CPU;
   for (const ParamEntry& e : parameters_) {
@@ -344,7 +387,7 @@ WeightBytes Model::weight_breakdown() const {
       b.other += e.param->device_bytes;
     } else {
       const Tensor& t = e.param->host;
-      if (std::find(shared.begin(), shared.end(), t.data<float>()) == shared.end()) b.other += t.nbytes();
+      if (std::find(shared.begin(), shared.end(), t.raw()) == shared.end()) b.other += t.nbytes();
     }
   }
   return b;

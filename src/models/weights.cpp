@@ -447,6 +447,12 @@ Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {
   return require_finite(t.to_f32(), name, dir_);
 }
 
+DType FileWeights::disk_dtype(const std::string& name) const {
+  if (!store_.contains(name)) return DType::F32;
+  const DType t = store_.get(name).dtype();
+  return t == DType::BF16 || t == DType::F16 ? t : DType::F32;
+}
+
 Tensor FileWeights::get_transposed(const std::string& name, const Shape& shape, Init) {
   if (shape.size() != 2) raise<InvalidArgument>("get_transposed: '{}' needs a 2-D shape", name);
   Tensor t = fetch(name, {shape[1], shape[0]});

@@ -58,6 +58,16 @@ class WeightSource {
     (void)module, (void)out, (void)in, (void)be;
     return nullptr;
   }
+  /// The dtype tensor `name` is stored in (F32, BF16 or F16), for
+  /// Param::disk_dtype and make_linear_f32's disk_dtype. Default (random
+  /// weights, whose values are F32 whatever config.torch_dtype says): F32.
+  virtual DType disk_dtype(const std::string& name) const {
+    (void)name;
+    return DType::F32;
+  }
+  /// Whether the source is a KernelQuant quantized folder (its unquantized
+  /// parts are then held in their disk dtype, see Model::load).
+  virtual bool quantized() const { return false; }
   /// Bytes of the tensors handed out so far, in their on-disk dtype.
   size_t disk_bytes() const { return disk_bytes_; }
 
@@ -85,6 +95,11 @@ class FileWeights final : public WeightSource {
   Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override;
   std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
                                            int64_t out, int64_t in, bool bias) override;
+  /// The tensor's dtype in the folder (F32 when the folder has no such tensor:
+  /// get() names the missing tensor).
+  DType disk_dtype(const std::string& name) const override;
+  /// true when config.json has a kq quantization_config.
+  bool quantized() const override { return !quantized_modules_.empty(); }
 
   /// Checks the sizes of `config` (read from the folder's config.json)
   /// against the tensors in the folder's safetensors headers, before the

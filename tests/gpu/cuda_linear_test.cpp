@@ -20,6 +20,7 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_info.hpp"
 #include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
@@ -268,6 +269,32 @@ TEST(CudaLinear, WeightBytesAreTheDeviceLayouts) {
   EXPECT_EQ(gpu::to_cuda(*make_cpu_op(r, "nf4", N, K, false, 1.0), ctx)->weight_bytes(), w4);
   const size_t w4a = size_t(N * kp / 2 + 2 * 2 * (N * kp / 128 + 1));
   EXPECT_EQ(gpu::to_cuda(*make_cpu_op(r, "int4-g128-asym", N, K, false, 1.0), ctx)->weight_bytes(), w4a);
+}
+
+// A quantized model's unquantized BF16/F16 layers (make_linear_w16) reach the
+// device as BF16: BF16 bits unchanged, F16 rounded as an F32 copy of the same
+// values was before, so the device op equals to_cuda of the FP32 op over those values.
+TEST(CudaLinear, SixteenBitOpsUploadAsTheFp32OpOfTheSameValues) {
+  KQ_GPU_REQUIRE_DEVICE();
+  cuda::GpuContext ctx;
+  const int64_t N = 37, K = 300;
+  for (const DType t : {DType::BF16, DType::F16}) {
+    std::vector<float> v(static_cast<size_t>(N * K));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = float(int64_t(i * 7919 % 2001) - 1000) * 1.37e-3f;
+    Tensor w16 = Tensor::empty(t, {N, K});
+    convert_from_f32(t, v.data(), w16.raw_mut(), v.size());
+    const Tensor w32 = w16.to_f32();
+    Tensor b = Tensor::empty(DType::F32, {N});
+    for (int64_t n = 0; n < N; ++n) b.mutable_data<float>()[n] = 0.01f * float(n);
+    const auto g16 = gpu::to_cuda(*make_linear_w16(w16, b), ctx);
+    const auto g32 = gpu::to_cuda(*make_linear_f32(w32, b), ctx);
+    EXPECT_EQ(g16->format(), t == DType::BF16 ? "bf16" : "f16");
+    EXPECT_EQ(g16->weight_bytes(), g32->weight_bytes());
+    const Tensor a = g16->dequantized_weight(), c = g32->dequantized_weight();
+    ASSERT_EQ(a.numel(), c.numel());
+    for (int64_t i = 0; i < a.numel(); ++i)
+      ASSERT_EQ(a.data<float>()[i], c.data<float>()[i]) << dtype_name(t) << " " << i;
+  }
 }
 
 TEST(CudaLinear, HostForwardMatchesReference) {

@@ -109,7 +109,7 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), m.bits_per_weight);
   if (m.weight_bytes_after > m.linear_bytes_after)
-    fmt::print(out, "  other        {}  (embeddings, norms, unquantized layers: held in FP32)\n",
+    fmt::print(out, "  other        {}  (embeddings, unquantized layers: in their on-disk dtype; norms: FP32)\n",
                human_bytes(m.weight_bytes_after - m.linear_bytes_after));
   if (m.latency_before.runs) {
     // One run has no spread to measure (--runs 1): "n/a", not "0 %".
