@@ -301,6 +301,37 @@ TEST(ModelCuda, QuantizedCpuModelMovedToDevice) {
 // Llama's q/k/v and gate/up are fused on the device (Backend::fuse): one GEMV
 // per group. A quantized CPU Llama (GQA) moved to CUDA runs the fused groups
 // and gives the CPU model's logits; the slots stay usable one by one.
+// A quantized BF16 checkpoint holds its embedding table and tied lm_head in
+// BF16 on the host (Model::hold_unquantized_in_disk_dtype): moved to the GPU
+// it is the same device model as the one whose host parts stayed F32 (both
+// are rounded to the same BF16 there), so the logits agree bit for bit.
+TEST(ModelCuda, SixteenBitHostPartsGiveTheSameDeviceModel) {
+  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_SHARED("models/llama-small");
+  const std::filesystem::path dir = kq::testing::shared_dir() / "models/llama-small";
+  const QuantSpec spec = parse_quant_mode("int8");
+  std::unique_ptr<Model> m[2];
+  for (auto& mi : m) {
+    mi = Model::load(dir, kCpu);
+    for (const LinearSlot& s : mi->linear_layers())
+      if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+  }
+  m[0]->hold_unquantized_in_disk_dtype();
+  for (const LinearSlot& s : m[0]->linear_layers()) {
+    if (s.is_lm_head) {
+      EXPECT_EQ((*s.op)->format(), "bf16");
+    }
+  }
+  const auto t = tokens_for(5, 24, m[0]->config().vocab_size);
+  const auto cpu = full_pass(*m[0], t);
+  for (auto& mi : m) mi->to_device(kCuda);
+  const auto got16 = full_pass(*m[0], t), got32 = full_pass(*m[1], t);
+  ASSERT_EQ(got16.size(), got32.size());
+  for (size_t i = 0; i < got16.size(); ++i) ASSERT_EQ(got16[i], got32[i]) << "logit " << i;
+  EXPECT_EQ(m[0]->weight_bytes(), m[1]->weight_bytes());
+  EXPECT_LE(rel_l2(got16.data(), cpu.data(), cpu.size()), 8e-2);  // W8A8 from BF16 vs F32 activations
+}
+
 TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
   REQUIRE_CUDA_MODEL();
   for (const char* mode : {"int8", "nf4", "fp8", "int4-g128-asym"}) {

@@ -89,9 +89,9 @@ inline void convert_row(const uint16_t* p, int64_t len, float* out) {
   for (; k < len; ++k) out[k] = load1<BF16>(p + k);
 }
 
-/// F32 elements of one converted weight panel (4 MiB): big enough that
+/// F32 elements of one converted weight panel (16 MiB): big enough that
 /// sgemm runs on wide panels, small enough to stay in the outer caches.
-constexpr int64_t kPanelElems = int64_t(1) << 20;
+constexpr int64_t kPanelElems = int64_t(1) << 22;
 
 template <bool BF16>
 void gemm(const W16WeightView& w, const float* x, int64_t M, float* y, int threads) {
