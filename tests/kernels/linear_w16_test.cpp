@@ -1,7 +1,7 @@
 // The 16-bit (BF16 / F16) unquantized Linear: the scalar reference kernel and
 // every optimized ISA's kernel against a double recomputation over the exactly
 // converted weights, decode (M = 1) and prefill rows, odd shapes (N and K not
-// multiples of the vector width, K past one chunk, N over several GEMM panels);
+// multiples of the vector width, K past one chunk, N over two GEMM panels);
 // the op (make_linear_w16) against the FP32 Linear over the same values.
 #include "kernels/linear_w16.hpp"
 
@@ -23,8 +23,8 @@ using cpu::Isa;
 struct W16Shape {
   int64_t N, K;
 };
-// {500, 4133}: the AVX2 GEMM converts 240-row panels there (2^20 / K, rounded to 16), so 3 panels.
-constexpr W16Shape kW16Shapes[] = {{7, 688}, {5, 33}, {9, 1}, {3, 100}, {1, 256}, {13, 64}, {6, 2100}, {500, 4133}};
+// {2100, 2100}: the AVX2 GEMM converts panels of 1984 rows there (2^22 / K, rounded down to 16), so 2.
+constexpr W16Shape kW16Shapes[] = {{7, 688}, {5, 33}, {9, 1}, {3, 100}, {1, 256}, {13, 64}, {6, 4133}, {2100, 2100}};
 constexpr int64_t kW16Batches[] = {1, 3, 8, 17};
 
 /// A random weight N(0, 1) [N, K] in `dtype` (BF16 or F16) bits.
