@@ -65,6 +65,13 @@ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 // are the same instructions.
 inline __m512 permute16(__m512i idx, __m512 table) { return _mm512_maskz_permutexvar_ps(0xFFFF, idx, table); }
 inline __m512i shift_right(__m512i v, unsigned bits) { return _mm512_maskz_srli_epi32(0xFFFF, v, bits); }
+inline __m512 s8_to_ps(__m128i v) {
+  return _mm512_maskz_cvtepi32_ps(0xFFFF, _mm512_maskz_cvtepi8_epi32(0xFFFF, v));
+}
+inline __m512 u4_to_ps(__m128i v) {  // the low nibble of each byte
+  const __m512i u = _mm512_and_si512(_mm512_maskz_cvtepu8_epi32(0xFFFF, v), _mm512_set1_epi32(15));
+  return _mm512_maskz_cvtepi32_ps(0xFFFF, u);
+}
 
 /// Σ of the 16 lanes in a fixed order (pairwise halves). Through memory:
 /// GCC 12's 512 -> 256-bit extracts trip -Wmaybe-uninitialized inside its own headers.
@@ -109,6 +116,32 @@ template <bool Asym>
 inline void chunk_scales(const Q4WeightView& w, int64_t n, int64_t c0, float* s, float* z) {
   const int64_t b0 = c0 / w.block;
   const int64_t nbc = w.block >= kChunk ? 1 : kChunk / w.block;
+  if (b0 + nbc <= w.nb) {  // a whole chunk of blocks: 16 at a time, the same values as block_scale
+    const int64_t i0 = n * w.nb + b0;
+    for (int64_t q = 0; q < nbc; q += 16) {
+      const int64_t lanes = min64(16, nbc - q);
+      const __mmask16 m = __mmask16((1u << lanes) - 1u);
+      const int64_t i = i0 + q;
+      __m512 v;
+      if (w.dq_codes) {
+        const __m512 codes = s8_to_ps(_mm_maskz_loadu_epi8(m, w.dq_codes + i));
+        // Lanes from the next group of kDqGroup blocks on take its scale (a chunk crosses at most one boundary).
+        const int64_t g = i / formats::kDqGroup;
+        const int64_t next = (g + 1) * formats::kDqGroup - i;  // first lane of group g + 1
+        __m512 gs = _mm512_set1_ps(w.dq_scales[g]);
+        if (next < lanes)
+          gs = _mm512_mask_blend_ps(__mmask16(m & ~((1u << next) - 1u)), gs, _mm512_set1_ps(w.dq_scales[g + 1]));
+        v = _mm512_fmadd_ps(codes, gs, _mm512_set1_ps(w.dq_mean));  // dq_decode, one rounding
+      } else {
+        v = _mm512_maskz_loadu_ps(m, w.scales + i);
+      }
+      _mm512_mask_storeu_ps(s + q, m, v);
+      if constexpr (Asym) {
+        _mm512_mask_storeu_ps(z + q, m, u4_to_ps(_mm_maskz_loadu_epi8(m, w.zeros + i)));
+      }
+    }
+    return;
+  }
   for (int64_t q = 0; q < nbc; ++q) {
     const int64_t i = n * w.nb + min64(b0 + q, w.nb - 1);
     s[q] = block_scale(w, i);
