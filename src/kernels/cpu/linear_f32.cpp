@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/dense_linear_args.hpp"
 #include "kernels/cpu/linear_f32_kernels.hpp"
 #include "kernels/cpu/ops_threads.hpp"
 #include "kernels/cpu/ops_vec.hpp"
@@ -79,21 +80,7 @@ class LinearF32 final : public Linear {
 std::unique_ptr<Linear> make_linear_f32(Tensor weight, Tensor bias, DType disk_dtype) {
   if (disk_dtype != DType::F32 && disk_dtype != DType::BF16 && disk_dtype != DType::F16)
     raise<InvalidArgument>("make_linear_f32: disk dtype must be F32, BF16 or F16, got {}", dtype_name(disk_dtype));
-  if (!weight.defined() || weight.dtype() != DType::F32 || weight.ndim() != 2)
-    raise<InvalidArgument>("make_linear_f32: weight must be a 2-D F32 tensor [out, in], got {} {}",
-                           weight.defined() ? dtype_name(weight.dtype()) : "undefined",
-                           weight.defined() ? shape_str(weight.shape()) : "");
-  if (weight.dim(0) < 1 || weight.dim(1) < 1)
-    raise<InvalidArgument>("make_linear_f32: empty weight {}", shape_str(weight.shape()));
-  if (reinterpret_cast<uintptr_t>(weight.raw()) % alignof(float) != 0)
-    raise<InvalidArgument>("make_linear_f32: weight data is not 4-byte aligned");
-  if (bias.defined()) {
-    if (bias.dtype() != DType::F32 || bias.ndim() != 1 || bias.dim(0) != weight.dim(0))
-      raise<InvalidArgument>("make_linear_f32: bias must be F32 [{}], got {} {}", weight.dim(0),
-                             dtype_name(bias.dtype()), shape_str(bias.shape()));
-    if (reinterpret_cast<uintptr_t>(bias.raw()) % alignof(float) != 0)
-      raise<InvalidArgument>("make_linear_f32: bias data is not 4-byte aligned");
-  }
+  cpu::check_dense_linear_args("make_linear_f32", weight, {DType::F32}, "F32", bias);
   return std::make_unique<LinearF32>(std::move(weight), std::move(bias), disk_dtype);
 }
 

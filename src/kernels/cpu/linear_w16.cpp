@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/dense_linear_args.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kq/error.hpp"
 
@@ -45,21 +46,7 @@ class LinearW16 final : public Linear {
 }  // namespace
 
 std::unique_ptr<Linear> make_linear_w16(Tensor weight, Tensor bias) {
-  if (!weight.defined() || (weight.dtype() != DType::BF16 && weight.dtype() != DType::F16) || weight.ndim() != 2)
-    raise<InvalidArgument>("make_linear_w16: weight must be a 2-D BF16 or F16 tensor [out, in], got {} {}",
-                           weight.defined() ? dtype_name(weight.dtype()) : "undefined",
-                           weight.defined() ? shape_str(weight.shape()) : "");
-  if (weight.dim(0) < 1 || weight.dim(1) < 1)
-    raise<InvalidArgument>("make_linear_w16: empty weight {}", shape_str(weight.shape()));
-  if (reinterpret_cast<uintptr_t>(weight.raw()) % alignof(uint16_t) != 0)
-    raise<InvalidArgument>("make_linear_w16: weight data is not 2-byte aligned");
-  if (bias.defined()) {
-    if (bias.dtype() != DType::F32 || bias.ndim() != 1 || bias.dim(0) != weight.dim(0))
-      raise<InvalidArgument>("make_linear_w16: bias must be F32 [{}], got {} {}", weight.dim(0),
-                             dtype_name(bias.dtype()), shape_str(bias.shape()));
-    if (reinterpret_cast<uintptr_t>(bias.raw()) % alignof(float) != 0)
-      raise<InvalidArgument>("make_linear_w16: bias data is not 4-byte aligned");
-  }
+  cpu::check_dense_linear_args("make_linear_w16", weight, {DType::BF16, DType::F16}, "BF16 or F16", bias);
   return std::make_unique<LinearW16>(std::move(weight), std::move(bias));
 }
 

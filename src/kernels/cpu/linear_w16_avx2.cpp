@@ -18,17 +18,10 @@
 #include "kernels/cpu/linear_f32_kernels.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
 #include "kernels/cpu/scratch.hpp"
+#include "kernels/cpu/simd_avx2.hpp"
 
 namespace kq::cpu::avx2 {
 namespace {
-
-/// Σ of the 8 lanes.
-inline float hsum(__m256 v) {
-  __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-  a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
-  return _mm_cvtss_f32(a);
-}
 
 /// The 8 weights at p as F32 (exact).
 template <bool BF16>
@@ -64,7 +57,7 @@ inline void dot_rows(const uint16_t* w, int64_t K, const float* x, const float* 
     for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(load8<BF16>(w + r * K + k), xv, acc[r]);
   }
   for (int r = 0; r < R; ++r) {
-    float s = hsum(acc[r]);
+    float s = hsum8(acc[r]);
     for (int64_t j = k; j < K; ++j) s += load1<BF16>(w + r * K + j) * x[j];
     y[r] = bias ? s + bias[r] : s;
   }
