@@ -62,10 +62,15 @@ struct AdaptiveOptions {
   /// 75 % reduction, and NF4 block 64 with double quantization, about 87 %).
   /// Each must pass validate_quant_spec; AWQ specs are refused (they need calibration).
   std::vector<QuantSpec> candidates{parse_quant_mode("int8"), parse_quant_mode("nf4")};
-  /// Whether a layer may also stay in FP32 (0 % reduction, zero error).
+  /// Whether a layer may also stay unquantized (zero error), priced as it is
+  /// held once the model is quantized: F32 (0 % reduction), or BF16 / F16 (50 %)
+  /// for a layer of a 16-bit checkpoint (Model::hold_unquantized_in_disk_dtype).
   bool allow_keep = true;
   /// As QuantizeOptions: analyse and quantize the output projection too
   /// (default: it stays in its original precision and is not part of the budget).
+  /// Not for an lm_head tied to the token embedding, which the input side keeps:
+  /// quantizing it would add a second copy, so the plan leaves it (kq::warn says
+  /// so) and AdaptivePlan::quantize_lm_head is false.
   bool quantize_lm_head = false;
   /// As QuantizeOptions::keep_patterns: matching layers stay in high precision
   /// and are not part of the budget.
@@ -86,10 +91,11 @@ double weight_entropy_bits(std::span<const float> w);
 
 /// One option of one layer in a plan.
 struct CandidateAnalysis {
-  /// The quantization, or std::nullopt for keeping the layer in FP32.
+  /// The quantization, or std::nullopt for keeping the layer unquantized.
   std::optional<QuantSpec> spec;
-  std::string format;  ///< spec->name(), or "f32"
-  /// Bytes of the weight matrix in this option (quantized_weight_bytes, or 4·N·K), bias excluded.
+  std::string format;  ///< spec->name(), or the kept dtype: "f32", "bf16" or "f16" (AdaptiveOptions::allow_keep)
+  /// Bytes of the weight matrix in this option (quantized_weight_bytes, or N·K times
+  /// the kept dtype's size), bias excluded.
   size_t bytes = 0;
   /// Measured relative reconstruction error ||W − Q(W)||² / ||W||² of the real
   /// quantizer's round trip (quantize_linear, then dequantized_weight); 0 when kept or W = 0.

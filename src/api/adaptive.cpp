@@ -15,9 +15,12 @@
 
 #include "core/enum_name.hpp"
 #include "kernels/linear.hpp"
+#include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
+#include "kq/warning.hpp"
 #include "quant/keep_pattern.hpp"
 
 namespace kq {
@@ -94,16 +97,32 @@ size_t bias_bytes(const Linear& op) {
   return b.defined() ? b.nbytes() : 0;
 }
 
-/// The fewest bytes of a [N, K] weight matrix among the options of `o`.
-size_t smallest_option_bytes(const AdaptiveOptions& o, int64_t N, int64_t K) {
-  size_t m = o.allow_keep ? size_t(N) * size_t(K) * sizeof(float) : SIZE_MAX;
+/// The dtype an unquantized (kept) layer is held in once its model is
+/// quantized: its on-disk dtype, BF16 / F16 for a 16-bit checkpoint
+/// (Model::hold_unquantized_in_disk_dtype), else F32.
+DType kept_dtype(const Linear& op) {
+  if (const Tensor* w = linear_w16_weight(op)) return w->dtype();
+  return linear_f32_disk_dtype(op);
+}
+
+/// The fewest bytes of a [N, K] weight matrix among the options of `o`, the
+/// keep option holding `kept` (F32, BF16 or F16).
+size_t smallest_option_bytes(const AdaptiveOptions& o, int64_t N, int64_t K, DType kept = DType::F32) {
+  size_t m = o.allow_keep ? size_t(N) * size_t(K) * dtype_size(kept) : SIZE_MAX;
   for (const QuantSpec& spec : o.candidates) m = std::min(m, quantized_weight_bytes(spec, N, K));
   return m;
 }
 
-/// The layers a plan covers (not the lm_head unless asked, none matching a keep
-/// pattern), after checking the options; none may be quantized already, and
-/// there must be one.
+/// Whether the plan can quantize the lm_head: asked for, and not tied to the
+/// token embedding (which the input side keeps as it is: a quantized tied
+/// lm_head is a second copy, so quantizing it adds bytes instead of removing them).
+bool plans_lm_head(const Model& model, const AdaptiveOptions& o) {
+  return o.quantize_lm_head && !model.config().tie_word_embeddings;
+}
+
+/// The layers a plan covers (not the lm_head unless plans_lm_head, none
+/// matching a keep pattern), after checking the options; none may be quantized
+/// already, and there must be one.
 std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
   check_options(o);
   std::vector<KeepPattern> keep;
@@ -114,7 +133,7 @@ std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
   }
   std::vector<LinearSlot> slots;
   for (const LinearSlot& slot : model.linear_layers()) {
-    if (slot.is_lm_head && !o.quantize_lm_head) continue;
+    if (slot.is_lm_head && !plans_lm_head(model, o)) continue;
     if (std::any_of(keep.begin(), keep.end(),
                     [&](const KeepPattern& r) { return r.search(slot.name); }))
       continue;
@@ -146,7 +165,7 @@ PlanBytes plan_bytes(const std::vector<LinearSlot>& slots, const AdaptiveOptions
     const Linear& op = **slot.op;
     const size_t bias = bias_bytes(op);
     b.before += size_t(op.out_features()) * size_t(op.in_features()) * sizeof(float) + bias;
-    b.smallest += smallest_option_bytes(o, op.out_features(), op.in_features()) + bias;
+    b.smallest += smallest_option_bytes(o, op.out_features(), op.in_features(), kept_dtype(op)) + bias;
     b.biases += bias;
   }
   b.budget = size_t(std::floor((1.0 - o.target_reduction) * double(b.before)));
@@ -180,10 +199,11 @@ LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const Ada
     c.est_loss = la.sensitivity * c.rel_error;
     la.candidates.push_back(std::move(c));
   }
-  if (o.allow_keep) {
+  if (o.allow_keep) {  // priced as held once the model is quantized: a 16-bit checkpoint's layers stay 16-bit
+    const DType kept = kept_dtype(op);
     CandidateAnalysis c;
-    c.format = "f32";
-    c.bytes = size_t(la.N) * size_t(la.K) * sizeof(float);
+    c.format = kept == DType::BF16 ? "bf16" : kept == DType::F16 ? "f16" : "f32";
+    c.bytes = size_t(la.N) * size_t(la.K) * dtype_size(kept);
     la.candidates.push_back(std::move(c));
   }
   return la;
@@ -296,7 +316,11 @@ AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
   AdaptivePlan plan;
   plan.strategy = o.strategy;
   plan.target_reduction = o.target_reduction;
-  plan.quantize_lm_head = o.quantize_lm_head;
+  plan.quantize_lm_head = plans_lm_head(model, o);
+  if (o.quantize_lm_head && !plan.quantize_lm_head)
+    warn("AdaptiveOptions::quantize_lm_head: this model ties lm_head to the token embedding, which the input side "
+         "keeps as it is; a quantized lm_head would be a second copy (more bytes, not fewer), so the plan leaves it "
+         "as it is");
   plan.keep_patterns = o.keep_patterns;
   for (const LinearSlot& slot : slots) plan.layers.push_back(analyse_layer(slot.name, **slot.op, o));
   plan.bytes_before = bytes.before;
@@ -410,9 +434,20 @@ std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan) {
 QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options, AdaptivePlan* plan_out) {
   AdaptivePlan plan = plan_adaptive_precision(model, options);
   QuantizeReport report = quantize_model(model, plan.to_options());
-  // The layers the plan keeps in FP32 are part of the bytes the target refers
-  // to, and of the bits per weight (an FP32 layer is 32 bits/weight: a plan
-  // keeping most layers is not "8 bits/weight" because its few quantized ones are).
+  // The plan priced its kept layers as held once the model is quantized (16-bit
+  // for a 16-bit checkpoint): also when it quantizes none of them.
+  if (report.quantized_elements == 0) {
+    model.hold_unquantized_in_disk_dtype();
+    const std::vector<LinearSlot> held = model.linear_layers();
+    for (size_t i = 0; i < held.size() && i < report.layers.size(); ++i) {
+      report.layers[i].format = (*held[i].op)->format();
+      report.layers[i].bytes_after = (*held[i].op)->weight_bytes();
+    }
+  }
+  // The layers the plan keeps unquantized are part of the bytes the target
+  // refers to, and of the bits per weight (an FP32 layer is 32 bits/weight, a
+  // BF16 one 16: a plan keeping most layers is not "8 bits/weight" because its
+  // few quantized ones are).
   const std::vector<LinearSlot> slots = model.linear_layers();
   for (const LayerQuantization& lq : report.layers)
     if (!lq.quantized && std::any_of(plan.layers.begin(), plan.layers.end(), [&](const LayerAnalysis& l) {

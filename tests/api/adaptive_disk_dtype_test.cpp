@@ -1,0 +1,81 @@
+// Adaptive precision on a 16-bit (BF16) checkpoint: the layers a plan keeps
+// are held in BF16 once the model is quantized, so the plan prices them so
+// (planned bytes = the bytes the quantize report then counts), and a tied
+// lm_head is never planned (quantizing it would add a second copy).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "common/test_util.hpp"
+#include "kq/adaptive.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+#include "kq/warning.hpp"
+
+namespace kq {
+namespace {
+
+std::unique_ptr<Model> load_llama_small() {
+  return Model::load(kq::testing::shared_dir() / "models/llama-small");
+}
+
+TEST(AdaptiveDiskDtype, KeptLayersOfABf16CheckpointArePricedAndHeldAsBf16) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  for (const double target : {0.3, 0.6}) {
+    auto m = load_llama_small();
+    AdaptiveOptions o;
+    o.target_reduction = target;
+    AdaptivePlan plan;
+    const QuantizeReport r = quantize_model_adaptive(*m, o, &plan);
+    int kept = 0;
+    for (const LayerAnalysis& l : plan.layers) {
+      const CandidateAnalysis& keep = l.candidates.back();  // allow_keep: the last option
+      EXPECT_FALSE(keep.spec.has_value());
+      EXPECT_EQ(keep.format, "bf16") << l.name;
+      EXPECT_EQ(keep.bytes, size_t(l.N) * size_t(l.K) * 2) << l.name;
+      if (!l.choice().spec) ++kept;
+    }
+    EXPECT_GT(kept, 0) << "target " << target << ": the plan should keep some layers for this test to mean anything";
+    // What the plan priced is what the model holds and the report counts.
+    EXPECT_EQ(plan.bytes_before, r.quantized_bytes_before) << target;
+    EXPECT_EQ(plan.bytes_after, r.quantized_bytes_after) << target;
+    EXPECT_GE(plan.achieved_reduction, target);
+    EXPECT_NEAR(1.0 - double(r.quantized_bytes_after) / double(r.quantized_bytes_before), plan.achieved_reduction,
+                1e-12);
+    for (const LinearSlot& s : m->linear_layers())
+      for (const LayerAnalysis& l : plan.layers)
+        if (l.name == s.name && !l.choice().spec) {
+          EXPECT_EQ((*s.op)->format(), "bf16") << s.name;
+        }
+  }
+}
+
+TEST(AdaptiveDiskDtype, ATiedLmHeadIsNotPlannedEvenWhenAsked) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  auto m = load_llama_small();
+  ASSERT_TRUE(m->config().tie_word_embeddings);
+  const size_t whole_before = m->weight_bytes();
+  AdaptiveOptions o;
+  o.target_reduction = 0.3;
+  o.quantize_lm_head = true;
+  std::vector<std::string> warnings;
+  const WarningHandler old = set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
+  AdaptivePlan plan;
+  quantize_model_adaptive(*m, o, &plan);
+  set_warning_handler(old);
+  EXPECT_FALSE(plan.quantize_lm_head);
+  for (const LayerAnalysis& l : plan.layers) EXPECT_NE(l.name, "lm_head");
+  bool said = false;
+  for (const std::string& w : warnings) said = said || w.find("AdaptiveOptions::quantize_lm_head") != std::string::npos;
+  EXPECT_TRUE(said);
+  for (const LinearSlot& s : m->linear_layers())
+    if (s.is_lm_head) {
+      EXPECT_EQ((*s.op)->format(), "bf16");
+    }
+  EXPECT_LT(m->weight_bytes(), whole_before);  // smaller, not a second copy of the embedding
+}
+
+}  // namespace
+}  // namespace kq
