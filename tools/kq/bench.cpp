@@ -109,7 +109,8 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), m.bits_per_weight);
   if (m.weight_bytes_after > m.linear_bytes_after)
-    fmt::print(out, "  other        {}  (embeddings, unquantized layers: in their on-disk dtype; norms: FP32)\n",
+    fmt::print(out,
+               "  other        {}  (embeddings, unquantized layers: in their on-disk dtype; biases, norms: FP32)\n",
                human_bytes(m.weight_bytes_after - m.linear_bytes_after));
   if (m.latency_before.runs) {
     // One run has no spread to measure (--runs 1): "n/a", not "0 %".
@@ -254,9 +255,10 @@ void add_bench_command(CLI::App& app) {
   CLI::Option* modes_opt =
       cmd->add_option("--modes", args->modes,
                       "Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; default: the "
-                      "specification's int8 int4 awq fp8). adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, "
-                      "nf4 or f32) removing P % (default 80; P in (0, 100), at most 4 decimals; at most 87.1 % can "
-                      "be reached, nf4 everywhere) of the linear layers' FP32 bytes; its PASS threshold is that of "
+                      "specification's int8 int4 awq fp8). adaptive / adaptive-rP[-error|-uniform]: a precision per "
+                      "layer (int8, nf4 or unquantized) removing P % (default 80; P in (0, 100), at most 4 decimals; "
+                      "at most 87.1 % can be reached, nf4 everywhere) of the linear layers' FP32 bytes; its PASS "
+                      "threshold is that of "
                       "the lowest precision the plan uses (nf4: 5 %)")
           ->expected(1, -1)
           ->check(cli::quant_mode());
@@ -289,7 +291,9 @@ void add_bench_command(CLI::App& app) {
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
       "output and the human-readable report to standard error")
       ->check(non_empty_path("file"));
-  cmd->add_flag("--quantize-lm-head", args->lm_head, "Quantize lm_head too (default: keep it in FP32)");
+  cmd->add_flag("--quantize-lm-head", args->lm_head,
+                "Quantize lm_head too (default: keep it in its original precision, FP32 or the 16-bit dtype of a "
+                "BF16/F16 checkpoint)");
   add_keep_option(cmd, args->keep,
                   "Regex of layer names to keep in high precision, taken verbatim; one pattern per --keep: repeat "
                   "the option for more (--keep c_fc --keep c_attn); one that matches no layer is warned");
@@ -361,14 +365,23 @@ void add_bench_command(CLI::App& app) {
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)
     std::string stage_now;
-    const BenchReport r = run_bench(o, [&](const std::string& stage, int64_t done, int64_t total) {
-      if (!bar || stage != stage_now) {
-        if (bar) bar->finish();
-        bar = std::make_unique<Progress>(stage);
-        stage_now = stage;
-      }
-      bar->update(done, total);
-    });
+    BenchReport r;
+    try {
+      r = run_bench(o, [&](const std::string& stage, int64_t done, int64_t total) {
+        if (!bar || stage != stage_now) {
+          if (bar) bar->finish();
+          bar = std::make_unique<Progress>(stage);
+          stage_now = stage;
+        }
+        bar->update(done, total);
+      });
+    } catch (const FormatError&) {
+      // Each mode loads the model again: a file truncated or replaced during
+      // the run fails that load as "corrupt"; say what happened instead.
+      bar.reset();
+      check_model_files_unchanged();
+      throw;
+    }
     bar.reset();
     check_model_files_unchanged();
     if (r.samples > r.windows)

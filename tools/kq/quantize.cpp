@@ -200,7 +200,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")
       ->required()
       ->check(non_empty_path("folder"));
-  cmd->add_flag("--quantize-lm-head", a->lm_head, "Quantize lm_head too (default: keep it in FP32)");
+  cmd->add_flag("--quantize-lm-head", a->lm_head,
+                "Quantize lm_head too (default: keep it in its original precision, FP32 or the 16-bit dtype of a "
+                "BF16/F16 checkpoint)");
   add_keep_option(cmd, a->keep,
                   "Regex of layer names to keep in high precision, taken verbatim; one pattern per --keep: repeat "
                   "the option for more (--keep c_fc --keep c_attn); one that matches no layer is warned");
