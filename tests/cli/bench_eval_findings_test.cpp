@@ -80,6 +80,25 @@ TEST(CliBenchFindings, FewScoredTokensMarkTheVerdictUnreliable) {
   EXPECT_FALSE(has(all.out, "unreliable")) << all.out;
 }
 
+// The JSON records the settings that change what a mode quantizes: two runs,
+// with and without --quantize-lm-head / --keep, had identical settings fields.
+TEST(CliBenchFindings, JsonRecordsQuantizeLmHeadAndKeepPatterns) {
+  TempDir tmp;
+  const fs::path json = tmp.path / "r.json";
+  const auto plain = run_kq({"bench", "--modes", "int8", "--samples", "1", "--threads", "1", "--no-latency",
+                             "--json", json.string()});
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  const auto a = nlohmann::json::parse(kq::testing::read_all(json));
+  EXPECT_EQ(a.at("quantize_lm_head"), false);
+  EXPECT_EQ(a.at("keep"), nlohmann::json::array());
+  const auto set = run_kq({"bench", "--modes", "int8", "--samples", "1", "--threads", "1", "--no-latency",
+                           "--quantize-lm-head", "--keep", "c_fc", "--keep", "h\\.1\\.", "--json", json.string()});
+  ASSERT_EQ(set.status, 0) << set.err;
+  const auto b = nlohmann::json::parse(kq::testing::read_all(json));
+  EXPECT_EQ(b.at("quantize_lm_head"), true);
+  EXPECT_EQ(b.at("keep"), (nlohmann::json{"c_fc", "h\\.1\\."}));
+}
+
 // --json -: the JSON alone on standard output, the report on standard error,
 // in kq eval and kq bench alike (it wrote a file named "-").
 TEST(CliBenchFindings, JsonDashIsStandardOutput) {

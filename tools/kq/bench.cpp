@@ -189,7 +189,8 @@ void print_table(std::FILE* out, const BenchReport& r) {
                count_noun(r.scored_tokens, "scored token"), kMinScoredTokensForVerdict);
 }
 
-nlohmann::json to_json(const BenchReport& r) {
+/// The --json document: the run's settings (`o` as run), then one object per mode.
+nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
   nlohmann::json j;
   j["model"] = r.model;
   j["device"] = r.device;
@@ -205,6 +206,8 @@ nlohmann::json to_json(const BenchReport& r) {
   // false: fewer than kMinScoredTokensForVerdict scored tokens, the results' "pass" is not reliable
   j["reliable"] = verdict_reliable(r);
   j["threads"] = r.threads;
+  j["quantize_lm_head"] = o.quantize_lm_head;  // --quantize-lm-head
+  j["keep"] = o.keep_patterns;                  // --keep patterns, as given
   j["peak_rss_bytes"] = r.peak_rss_bytes;
   j["results"] = nlohmann::json::array();
   for (const BenchResult& m : r.results) {
@@ -398,10 +401,10 @@ void add_bench_command(CLI::App& app) {
     if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);
     if (const std::string w = ppl_overflow_warning(r); !w.empty()) warn(w);
     if (json_stdout) {
-      fmt::print("{}\n", io::json_text(to_json(r), 2));
+      fmt::print("{}\n", io::json_text(to_json(r, o), 2));
       flush_stdout();
     } else if (!args->json.empty()) {
-      io::write_file_atomic(args->json, io::json_text(to_json(r), 2) + "\n");
+      io::write_file_atomic(args->json, io::json_text(to_json(r, o), 2) + "\n");
       fmt::print("wrote {}\n", args->json);
     }
     bool all_pass = true;
