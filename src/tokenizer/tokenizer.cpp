@@ -64,6 +64,13 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
     }
   }
   if (fs::is_regular_file(cfg, ec)) tok::read_tokenizer_config(cfg, spec, /*with_added=*/gpt2_files);
+  // The slow GPT-2 tokenizer of transformers also reads added_tokens.json (tokens matched
+  // before BPE); kq takes added tokens from tokenizer.json / tokenizer_config.json only.
+  if (const fs::path added = model_dir / "added_tokens.json"; gpt2_files && fs::exists(added, ec))
+    warn(fmt::format("{}: ignored: kq takes added tokens from tokenizer_config.json's added_tokens_decoder (with "
+                     "vocab.json + merges.txt) or tokenizer.json; Hugging Face's GPT-2 tokenizer would match the "
+                     "tokens listed here as single tokens",
+                     added.string()));
   return Tokenizer(Impl::build(spec));
 }
 

@@ -121,13 +121,25 @@ std::string quoted_list(const std::vector<std::string>& tokens) {
   return s;
 }
 
+/// Whether Python would take the JSON value as true (`if value:`): true, a
+/// non-zero number, a non-empty string, array or object.
+bool python_truthy(const json& v) {
+  if (v.is_boolean()) return v.get<bool>();
+  if (v.is_number()) return v.get<double>() != 0.0;
+  if (v.is_string() || v.is_array() || v.is_object()) return !v.empty();
+  return false;
+}
+
 /// Warns (kq::warn, naming the file) about the parts of a tokenizer.json kq
 /// uses that it does not apply, where Hugging Face would: a post_processor
 /// that adds special tokens around the text (e.g. BOS before it), a
 /// "truncation" setting, and a decoder that is not ByteLevel (kq decodes as
 /// byte-level BPE).
 void warn_ignored_features(const json& root, const std::string& source) {
-  if (const auto p = root.find("post_processor"); p != root.end()) {
+  if (const auto p = root.find("post_processor"); p != root.end() && !p->is_null() && !p->is_object()) {
+    warn(fmt::format("{}: the post_processor {} is not an object and is ignored (Hugging Face would refuse it)",
+                     source, io::json_excerpt(*p)));
+  } else if (p != root.end()) {
     std::vector<std::string> before, after;
     added_special_tokens(*p, before, after);
     if (!before.empty() || !after.empty())
@@ -244,13 +256,20 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
   if (!cfg.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   if (auto b = token_content(cfg, "bos_token", src)) spec.bos_token = std::move(b);
   if (auto e = token_content(cfg, "eos_token", src)) spec.eos_token = std::move(e);
-  // Hugging Face adds these tokens to every encoded text; kq does not.
+  // Hugging Face adds these tokens to every encoded text; kq does not. transformers
+  // tests the value as Python would: "true", 1 (or even "false", a non-empty string) count.
   for (const auto& [key, what, token] : {std::tuple{"add_bos_token", "BOS", &spec.bos_token},
                                          std::tuple{"add_eos_token", "EOS", &spec.eos_token}})
-    if (const auto a = cfg.find(key); a != cfg.end() && a->is_boolean() && a->get<bool>())
-      warn(fmt::format("{}: \"{}\": true is ignored: Hugging Face adds the {} token{} to every encoded text, kq "
+    if (const auto a = cfg.find(key); a != cfg.end() && python_truthy(*a))
+      warn(fmt::format("{}: \"{}\": {} is ignored: Hugging Face adds the {} token{} to every encoded text, kq "
                        "does not (the ids are those of the text alone)",
-                       src, key, what, *token ? " '" + io::text_excerpt(**token, 40) + "'" : std::string()));
+                       src, key, io::json_excerpt(*a), what,
+                       *token ? " '" + io::text_excerpt(**token, 40) + "'" : std::string()));
+  // The GPT-2 (slow) tokenizer puts a space before the text; kq encodes the text as it is.
+  if (const auto a = cfg.find("add_prefix_space"); a != cfg.end() && python_truthy(*a))
+    warn(fmt::format("{}: \"add_prefix_space\": {} is ignored: Hugging Face's GPT-2 tokenizer puts a space before "
+                     "the text, kq encodes the text as it is (the first word's ids differ)",
+                     src, io::json_excerpt(*a)));
   if (!with_added) return;
   const auto atd = cfg.find("added_tokens_decoder");
   if (atd == cfg.end() || atd->is_null()) return;

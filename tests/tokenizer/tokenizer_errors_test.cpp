@@ -282,6 +282,52 @@ TEST(TokenizerErrors, TokenizerJsonThatIsNoFileIsNamedInTheSource) {
 // "add_bos_token": true, a "truncation" setting and a decoder that is not
 // ByteLevel were silently ignored, where Hugging Face applies them. Each is a
 // warning naming the file and what is ignored; the tokens are unchanged.
+// More settings transformers would apply and kq does not (fresh-user round 13b): add_bos_token given as
+// "true" or 1 (Python truthiness), add_prefix_space in tokenizer_config.json, a post_processor that is not an
+// object, and added_tokens.json next to vocab.json + merges.txt.
+TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
+  kq::testing::TempDir tmp;
+  json j = tokenizer_json();
+  j["post_processor"] = "TemplateProcessing";
+  write(tmp.path / "tokenizer.json", j.dump());
+  write(tmp.path / "tokenizer_config.json",
+        json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", "true"}, {"add_eos_token", 1},
+             {"add_prefix_space", true}}
+            .dump());
+  std::vector<std::string> warnings;
+  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  const Tokenizer t = Tokenizer::load(tmp.path);
+  kq::set_warning_handler(previous);
+  EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // nothing added
+  const std::string tj = (tmp.path / "tokenizer.json").string(), cfg = (tmp.path / "tokenizer_config.json").string();
+  ASSERT_EQ(warnings.size(), 4u);
+  EXPECT_EQ(warnings[0], tj + ": the post_processor \"TemplateProcessing\" is not an object and is ignored (Hugging "
+                              "Face would refuse it)");
+  EXPECT_EQ(warnings[1].rfind(cfg + ": \"add_bos_token\": \"true\" is ignored: Hugging Face adds the BOS token", 0),
+            0u)
+      << warnings[1];
+  EXPECT_EQ(warnings[2].rfind(cfg + ": \"add_eos_token\": 1 is ignored: Hugging Face adds the EOS token", 0), 0u)
+      << warnings[2];
+  EXPECT_EQ(warnings[3].rfind(cfg + ": \"add_prefix_space\": true is ignored: Hugging Face's GPT-2 tokenizer puts a "
+                                    "space before the text",
+                              0),
+            0u)
+      << warnings[3];
+  // The GPT-2 file pair with an added_tokens.json, which kq does not read.
+  kq::testing::TempDir g;
+  write(g.path / "vocab.json", byte_vocab().dump());
+  write(g.path / "merges.txt", "#version: 0.2\na b\n");
+  write(g.path / "added_tokens.json", json{{"<|extra|>", 258}}.dump());
+  warnings.clear();
+  kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  (void)Tokenizer::load(g.path);
+  kq::set_warning_handler(previous);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].rfind((g.path / "added_tokens.json").string() + ": ignored: kq takes added tokens from", 0),
+            0u)
+      << warnings[0];
+}
+
 TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   kq::testing::TempDir tmp;
   json j = tokenizer_json();
