@@ -25,7 +25,7 @@ struct W16Shape {
 };
 // {2100, 2100}: the AVX2 GEMM converts panels of 1984 rows there (2^22 / K, rounded down to 16), so 2.
 constexpr W16Shape kW16Shapes[] = {{7, 688}, {5, 33}, {9, 1}, {3, 100}, {1, 256}, {13, 64}, {6, 4133}, {2100, 2100}};
-constexpr int64_t kW16Batches[] = {1, 3, 8, 17};
+constexpr int64_t kW16Batches[] = {1, 2, 3, 4, 8, 17};  // 2..4: the AVX2 small-batch path
 
 /// A random weight N(0, 1) [N, K] in `dtype` (BF16 or F16) bits.
 std::vector<uint16_t> random_w16(int64_t N, int64_t K, DType dtype, uint32_t seed) {

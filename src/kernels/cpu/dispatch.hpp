@@ -27,8 +27,9 @@
 //   tests/common/tolerances.hpp forward_tolerance(). Within one table the
 //   result of a row never depends on M (decode = prefill bits) or on threads,
 //   except for the 16-bit Linear's AVX2 kernel, which is unquantized and
-//   computes as the FP32 Linear does: a GEMV for M = 1, oneDNN sgemm (its own
-//   summation order) for M > 1.
+//   computes as the FP32 Linear does: a GEMV for M = 1, one reading each weight
+//   once for all tokens for M = 2..4, oneDNN sgemm (its own summation order) for
+//   M > 4.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -123,7 +124,7 @@ struct QuantKernels {
 
   /// 16-bit unquantized weights (BF16 or F16, converted to F32 exactly as
   /// read): y = Σ x·f32(w) + bias[n], F32 accumulation. See linear_w16_ref.hpp;
-  /// the AVX2 kernel's M = 1 and M > 1 paths sum in different orders (above).
+  /// the AVX2 kernel's M = 1, M = 2..4 and M > 4 paths sum in different orders (above).
   void (*gemm_f32w16_f32)(const W16WeightView& w, const float* x, int64_t M, float* y, int threads);
 
   /// Memory probe (not a Linear kernel): the wrapping sum of the 64-bit words

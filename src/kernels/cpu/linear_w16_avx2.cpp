@@ -4,12 +4,15 @@
 // them (BF16: the 16 bits shifted into the high half of an F32 lane; F16:
 // `vcvtph2ps`), 4 rows per pass so x is loaded once per 4 rows: it reads 2
 // bytes per weight where the FP32 Linear's GEMV reads 4.
-// Prefill (M > 1): panels of weight rows are converted to F32 in per-thread
+// Small batches (M = 2..4, batched decode): the same, 2 rows x M tokens per
+// pass, each weight converted once for all tokens.
+// Prefill (M > 4): panels of weight rows are converted to F32 in per-thread
 // scratch (exact) and multiplied with oneDNN's sgemm, as the FP32 Linear does
 // (gemm_f32_dnnl_ldy); the conversion is read once per panel and call, against
 // M·N·K multiply-adds.
-// Both sum in F32, in different orders (as the FP32 Linear's two paths do).
-// No std:: templates or header inline functions here (see scratch.hpp).
+// All sum in F32, in different orders (as the FP32 Linear's paths do).
+// No std:: templates or baseline headers' inline functions here (see
+// scratch.hpp); simd_avx2.hpp is included only by AVX2 files.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -74,6 +77,44 @@ void gemv(const W16WeightView& w, const float* x, float* y, int threads) {
   for (int64_t n = blocks * 4; n < N; ++n) dot_rows<BF16, 1>(w.w + n * K, K, x, w.bias ? w.bias + n : nullptr, y + n);
 }
 
+/// Small batches (2 <= M <= kSmallBatch tokens, e.g. batched decode): each
+/// weight is read and converted once for all MT tokens, where a converted
+/// panel would move the whole matrix three times. y[m·ldy + r] for R rows
+/// from w (row stride K) and MT tokens from x (row stride K).
+constexpr int64_t kSmallBatch = 4;
+
+template <bool BF16, int R, int MT>
+inline void dot_rows_tokens(const uint16_t* w, int64_t K, const float* x, const float* bias, float* y, int64_t ldy) {
+  __m256 acc[R][MT];
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < MT; ++m) acc[r][m] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = load8<BF16>(w + r * K + k);
+    for (int m = 0; m < MT; ++m) {
+      const __m256 xv = _mm256_loadu_ps(x + m * K + k);
+      for (int r = 0; r < R; ++r) acc[r][m] = _mm256_fmadd_ps(wv[r], xv, acc[r][m]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < MT; ++m) {
+      float s = hsum8(acc[r][m]);
+      for (int64_t j = k; j < K; ++j) s += load1<BF16>(w + r * K + j) * x[m * K + j];
+      y[m * ldy + r] = bias ? s + bias[r] : s;
+    }
+}
+
+template <bool BF16, int MT>
+void gemv_tokens(const W16WeightView& w, const float* x, float* y, int threads) {
+  const int64_t N = w.N, K = w.K, pairs = N / 2;
+  const int nt = (N * K < (int64_t(1) << 16)) ? 1 : threads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t p = 0; p < pairs; ++p)
+    dot_rows_tokens<BF16, 2, MT>(w.w + 2 * p * K, K, x, w.bias ? w.bias + 2 * p : nullptr, y + 2 * p, N);
+  if (N % 2) dot_rows_tokens<BF16, 1, MT>(w.w + (N - 1) * K, K, x, w.bias ? w.bias + N - 1 : nullptr, y + N - 1, N);
+}
+
 /// out[0, len) = F32 of p[0, len).
 template <bool BF16>
 inline void convert_row(const uint16_t* p, int64_t len, float* out) {
@@ -106,10 +147,13 @@ void gemm(const W16WeightView& w, const float* x, int64_t M, float* y, int threa
 
 template <bool BF16>
 void run(const W16WeightView& w, const float* x, int64_t M, float* y, int threads) {
-  if (M == 1)
-    gemv<BF16>(w, x, y, threads);
-  else
-    gemm<BF16>(w, x, M, y, threads);
+  switch (M) {
+    case 1: gemv<BF16>(w, x, y, threads); return;
+    case 2: gemv_tokens<BF16, 2>(w, x, y, threads); return;
+    case 3: gemv_tokens<BF16, 3>(w, x, y, threads); return;
+    case kSmallBatch: gemv_tokens<BF16, kSmallBatch>(w, x, y, threads); return;
+    default: gemm<BF16>(w, x, M, y, threads); return;
+  }
 }
 
 }  // namespace
