@@ -13,6 +13,7 @@
 #include <system_error>
 #include <vector>
 
+#include "api/hold_unquantized.hpp"
 #include "core/enum_name.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
@@ -436,14 +437,7 @@ QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& opti
   QuantizeReport report = quantize_model(model, plan.to_options());
   // The plan priced its kept layers as held once the model is quantized (16-bit
   // for a 16-bit checkpoint): also when it quantizes none of them.
-  if (report.quantized_elements == 0) {
-    model.hold_unquantized_in_disk_dtype();
-    const std::vector<LinearSlot> held = model.linear_layers();
-    for (size_t i = 0; i < held.size() && i < report.layers.size(); ++i) {
-      report.layers[i].format = (*held[i].op)->format();
-      report.layers[i].bytes_after = (*held[i].op)->weight_bytes();
-    }
-  }
+  if (report.quantized_elements == 0) hold_unquantized_and_report(model, report);
   // The layers the plan keeps unquantized are part of the bytes the target
   // refers to, and of the bits per weight (an FP32 layer is 32 bits/weight, a
   // BF16 one 16: a plan keeping most layers is not "8 bits/weight" because its

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "api/awq.hpp"
+#include "api/hold_unquantized.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
@@ -43,6 +44,17 @@ void check_layer_specs(Model& model, const std::map<std::string, std::optional<Q
 }
 
 }  // namespace
+
+void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
+  model.hold_unquantized_in_disk_dtype();
+  const std::vector<LinearSlot> slots = model.linear_layers();
+  for (size_t i = 0; i < slots.size() && i < report.layers.size(); ++i) {
+    LayerQuantization& lq = report.layers[i];
+    if (lq.quantized) continue;
+    lq.format = (*slots[i].op)->format();
+    lq.bytes_after = (*slots[i].op)->weight_bytes();
+  }
+}
 
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   validate_quant_spec(options.spec);
@@ -164,16 +176,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   }
   // What stays unquantized is held in its on-disk dtype (BF16/F16 checkpoints:
   // half the bytes of F32, the same values); the kept layers' report follows.
-  if (report.quantized_elements > 0) {
-    model.hold_unquantized_in_disk_dtype();
-    const std::vector<LinearSlot> slots = model.linear_layers();
-    for (size_t i = 0; i < slots.size() && i < report.layers.size(); ++i) {
-      LayerQuantization& lq = report.layers[i];
-      if (lq.quantized) continue;
-      lq.format = (*slots[i].op)->format();
-      lq.bytes_after = (*slots[i].op)->weight_bytes();
-    }
-  }
+  if (report.quantized_elements > 0) hold_unquantized_and_report(model, report);
   for (size_t i = 0; i < keep.size(); ++i) {
     if (pattern_used[i]) continue;
     report.unmatched_keep_patterns.push_back(options.keep_patterns[i]);

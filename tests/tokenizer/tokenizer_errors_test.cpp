@@ -40,6 +40,17 @@ json tokenizer_json() {
               {"model", json{{"type", "BPE"}, {"vocab", byte_vocab()}, {"merges", json::array({"a b"})}}}};
 }
 
+/// Tokenizer::load(dir), with the warnings it gives appended to `warnings`
+/// (the previous handler restored afterwards, also when load throws).
+Tokenizer load_collecting_warnings(const fs::path& dir, std::vector<std::string>& warnings) {
+  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  struct Restore {
+    kq::WarningHandler h;
+    ~Restore() { kq::set_warning_handler(std::move(h)); }
+  } restore{previous};
+  return Tokenizer::load(dir);
+}
+
 /// Expects `f` to throw E whose message contains `needle`.
 template <class E, class F>
 void expect_error(F&& f, const std::string& needle) {
@@ -198,13 +209,11 @@ TEST(TokenizerErrors, SpecialTokenNotInTheVocabularyIsAWarningAndAbsent) {
   write(tmp.path / "vocab.json", byte_vocab().dump());
   write(tmp.path / "merges.txt", "a b\n");
   std::vector<std::string> warnings;
-  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
   write(tmp.path / "tokenizer_config.json",
         json{{"eos_token", "</s>"}, {"bos_token", json{{"content", "<s>"}}}, {"unk_token", "<unk>"},
              {"pad_token", "<pad>"}}
             .dump());
-  const Tokenizer t = Tokenizer::load(tmp.path);
-  kq::set_warning_handler(previous);
+  const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
   EXPECT_FALSE(t.eos_token_id().has_value());
   EXPECT_FALSE(t.bos_token_id().has_value());
   EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // otherwise a working tokenizer
@@ -218,11 +227,9 @@ TEST(TokenizerErrors, SpecialTokenNotInTheVocabularyIsAWarningAndAbsent) {
   }
   // A token the vocabulary has is still found, and a huge absent name is cut in the warning.
   warnings.clear();
-  kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
   write(tmp.path / "tokenizer_config.json",
         json{{"bos_token", "ab"}, {"eos_token", std::string(1u << 20, 'z')}}.dump());
-  const Tokenizer u = Tokenizer::load(tmp.path);
-  kq::set_warning_handler(previous);
+  const Tokenizer u = load_collecting_warnings(tmp.path, warnings);
   EXPECT_EQ(u.bos_token_id(), 256);
   EXPECT_FALSE(u.eos_token_id().has_value());
   ASSERT_EQ(warnings.size(), 1u);
@@ -295,9 +302,7 @@ TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
              {"add_prefix_space", true}}
             .dump());
   std::vector<std::string> warnings;
-  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
-  const Tokenizer t = Tokenizer::load(tmp.path);
-  kq::set_warning_handler(previous);
+  const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
   EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // nothing added
   const std::string tj = (tmp.path / "tokenizer.json").string(), cfg = (tmp.path / "tokenizer_config.json").string();
   ASSERT_EQ(warnings.size(), 4u);
@@ -319,9 +324,7 @@ TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
   write(g.path / "merges.txt", "#version: 0.2\na b\n");
   write(g.path / "added_tokens.json", json{{"<|extra|>", 258}}.dump());
   warnings.clear();
-  kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
-  (void)Tokenizer::load(g.path);
-  kq::set_warning_handler(previous);
+  (void)load_collecting_warnings(g.path, warnings);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_EQ(warnings[0].rfind((g.path / "added_tokens.json").string() + ": ignored: kq takes added tokens from", 0),
             0u)
@@ -341,9 +344,7 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   write(tmp.path / "tokenizer.json", j.dump());
   write(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", true}}.dump());
   std::vector<std::string> warnings;
-  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
-  const Tokenizer t = Tokenizer::load(tmp.path);
-  kq::set_warning_handler(previous);
+  const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
   EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // nothing added
   const std::string tj = (tmp.path / "tokenizer.json").string(), cfg = (tmp.path / "tokenizer_config.json").string();
   ASSERT_EQ(warnings.size(), 4u);
@@ -366,8 +367,6 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   write(tmp.path / "tokenizer.json", j.dump());
   write(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", false}}.dump());
   warnings.clear();
-  kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
-  (void)Tokenizer::load(tmp.path);
-  kq::set_warning_handler(previous);
+  (void)load_collecting_warnings(tmp.path, warnings);
   EXPECT_TRUE(warnings.empty()) << warnings.front();
 }

@@ -21,15 +21,18 @@ namespace kq::cli {
 /// cannot be read is left to the model load, which names the problem.
 inline void check_context_evaluable(const std::filesystem::path& model_dir, const std::string& what) {
   ModelConfig cfg;
-  nlohmann::json j;
   try {
     cfg = load_model_config(model_dir);
-    j = io::load_json_file(model_dir / "config.json");
   } catch (const Error&) {
     return;
   }
   if (cfg.max_positions >= 2) return;
-  // The key parse_model_config read the context from.
+  // The key parse_model_config read the context from (the JSON read again only here).
+  nlohmann::json j;
+  try {
+    j = io::load_json_file(model_dir / "config.json");
+  } catch (const Error&) {
+  }
   const char* key = cfg.arch != Arch::GPT2 ? "max_position_embeddings"
                     : j.is_object() && j.contains("n_positions") && !j["n_positions"].is_null() ? "n_positions"
                                                                                                   : "n_ctx";
