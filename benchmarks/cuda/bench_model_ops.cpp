@@ -66,10 +66,12 @@ void row(const std::string& name, const std::string& shape, double us, double gb
 }
 
 /// Attention over `copies` per-layer caches of `seqs` sequences.
+/// The cache holds `capacity` positions (0: exactly pos0 + rows_per_seq) and
+/// max_len is the capacity, as in a decode step's CUDA graph.
 void bench_attention(cudaStream_t s, int seqs, int kv_heads, int64_t rows_per_seq, int64_t pos0, AttentionPath path,
-                     int reps) {
+                     int reps, int64_t capacity = 0) {
   const int qh = 32, hd = 128;
-  const int64_t cap = pos0 + rows_per_seq, n = seqs * rows_per_seq;
+  const int64_t cap = std::max(capacity, pos0 + rows_per_seq), n = seqs * rows_per_seq;
   const size_t cache_elems = size_t(kv_heads) * size_t(cap) * hd;
   const size_t layer_bytes = size_t(seqs) * cache_elems * 2 * 2;
   const int copies = int(std::clamp<size_t>((size_t(256) << 20) / layer_bytes + 1, 1, 32));
@@ -105,10 +107,12 @@ void bench_attention(cudaStream_t s, int seqs, int kv_heads, int64_t rows_per_se
       },
       s, 4 * copies, reps);
   // K/V bytes each sequence must read once (its longest row's keys).
-  const double bytes = double(seqs) * kv_heads * double(cap) * hd * 2 * 2;
+  const double bytes = double(seqs) * kv_heads * double(pos0 + rows_per_seq) * hd * 2 * 2;
   const char* pn = path == AttentionPath::Decode ? "decode" : (path == AttentionPath::Prefill ? "prefill" : "auto");
   row(std::string("attention ") + pn + " b" + std::to_string(seqs) + (kv_heads == qh ? " MHA" : " GQA"),
-      "rows " + std::to_string(n) + " ctx " + std::to_string(cap) + " kv_heads " + std::to_string(kv_heads), us,
+      "rows " + std::to_string(n) + " ctx " + std::to_string(pos0 + rows_per_seq) +
+          (cap > pos0 + rows_per_seq ? " of " + std::to_string(cap) : "") + " kv_heads " + std::to_string(kv_heads),
+      us,
       bytes / (us * 1e-6) / 1e9);
 }
 
@@ -181,6 +185,7 @@ int main(int argc, char** argv) {
       bench_attention(s, 1, kvh, 1, 511, AttentionPath::Decode, reps);
       bench_attention(s, 16, kvh, 1, 511, AttentionPath::Decode, reps);
       bench_attention(s, 1, kvh, 1, 2047, AttentionPath::Decode, reps);
+      bench_attention(s, 1, kvh, 1, 511, AttentionPath::Decode, reps, 4096);  // a cache sized for the whole context
       bench_attention(s, 1, kvh, 256, 256, AttentionPath::Prefill, reps);
       bench_attention(s, 1, kvh, 256, 0, AttentionPath::Prefill, reps);
     }

@@ -508,9 +508,10 @@ struct AttnSetup {
     return ref;
   }
 
-  void launch(uint16_t* out, cuda::AttentionPath path, cudaStream_t stream) {
-    cuda::causal_attention(dq.data(), ldq, c.qh, caches->view, dseq.data(), dpos.data(), n, max_len, scale, out, ldo,
-                           ws.data(), stream, path);
+  /// at_capacity: max_len = the cache capacity, as a CUDA graph captured for every position passes it.
+  void launch(uint16_t* out, cuda::AttentionPath path, cudaStream_t stream, bool at_capacity = false) {
+    cuda::causal_attention(dq.data(), ldq, c.qh, caches->view, dseq.data(), dpos.data(), n,
+                           at_capacity ? c.cap : max_len, scale, out, ldo, ws.data(), stream, path);
   }
 };
 
@@ -525,17 +526,20 @@ TEST(ModelOps, CausalAttentionMatchesFloat64Reference) {
     AttnSetup st(r, ac);
     const auto ref = st.reference();
     const int64_t cols = int64_t(ac.qh) * ac.hd;
-    for (auto path : {cuda::AttentionPath::Auto, cuda::AttentionPath::Decode, cuda::AttentionPath::Prefill}) {
-      SCOPED_TRACE(ac.name + " n=" + std::to_string(st.n) + " path=" + path_name(path) +
-                   " seed=" + std::to_string(r.seed));
-      auto dout = poisoned<uint16_t>(size_t(st.n * st.ldo));
-      st.ws.fill_bytes(0xFF);
-      st.launch(dout.data(), path, nullptr);
-      sync();
-      const auto out = dout.download();
-      EXPECT_LE(rel_l2(ref, bf16_matrix(out, size_t(st.n), size_t(cols), size_t(st.ldo))), kAttention);
-      EXPECT_EQ(touched_padding(out, st.n, cols, st.ldo), 0);
-    }
+    for (auto path : {cuda::AttentionPath::Auto, cuda::AttentionPath::Decode, cuda::AttentionPath::Prefill})
+      for (bool at_capacity : {false, true}) {
+        // The decode plan splits the keys for max_len; each row's keys are split by its own length.
+        if (at_capacity && path != cuda::AttentionPath::Decode) continue;
+        SCOPED_TRACE(ac.name + " n=" + std::to_string(st.n) + " path=" + path_name(path) +
+                     (at_capacity ? " max_len=capacity" : "") + " seed=" + std::to_string(r.seed));
+        auto dout = poisoned<uint16_t>(size_t(st.n * st.ldo));
+        st.ws.fill_bytes(0xFF);
+        st.launch(dout.data(), path, nullptr, at_capacity);
+        sync();
+        const auto out = dout.download();
+        EXPECT_LE(rel_l2(ref, bf16_matrix(out, size_t(st.n), size_t(cols), size_t(st.ldo))), kAttention);
+        EXPECT_EQ(touched_padding(out, st.n, cols, st.ldo), 0);
+      }
   }
 }
 
