@@ -131,7 +131,10 @@ class Model {
   /// LlamaForCausalLM) and DIR/model.safetensors or a sharded index. Weights
   /// are converted to F32 (BF16/F16 on disk), except in a kq-quantized folder,
   /// whose unquantized embeddings and linears stay BF16/F16
-  /// (hold_unquantized_in_disk_dtype); GPT-2 Conv1D weights [in, out]
+  /// (hold_unquantized_in_disk_dtype): the model then holds every FP32 weight
+  /// (a 7B BF16 checkpoint: about 28 GB); to quantize a folder, load_quantized
+  /// (kq/optimizer.hpp) quantizes each layer as it is read instead, through
+  /// load(dir, ctx, transform). GPT-2 Conv1D weights [in, out]
   /// are transposed to [out, in]; F32 tensors that need no change stay
   /// memory-mapped (zero copy). GPT-2 accepts "transformer."-prefixed and bare
   /// hub-style names (h.0.attn.c_attn.weight, wte.weight) and ignores the
@@ -153,6 +156,17 @@ class Model {
   /// path, for a ctx.device that is not a Device value (e.g. Device(7)) and for
   /// ctx.threads outside [0, kMaxThreads].
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
+  /// As load(dir, ctx), passing every linear layer through `transform` as it
+  /// is read (in linear_layers() order, lm_head last; a tied lm_head arrives
+  /// as an FP32 op over the embedding table), then, on CUDA, converting it to
+  /// the GPU. A layer's weights are read just before its call, so a transform
+  /// that quantizes leaves one layer's FP32 weights alive at a time, never all
+  /// of them (load_quantized builds on this). The layers of a kq-quantized
+  /// folder arrive quantized. `transform` is not kept past the call. Same
+  /// errors as load(dir, ctx), and whatever `transform` throws (returning
+  /// nullptr: InvalidArgument naming the layer).
+  static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx,
+                                     const LinearTransform& transform);
 
   /// A model with random weights generated in-process (uniform with standard
   /// deviation 0.02, norm gains 1, biases 0; deterministic for a seed), for

@@ -126,13 +126,24 @@ struct QuantizeReport {
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 
 /// Loads DIR (a Hugging Face folder: unquantized weights) and returns a
-/// quantized copy; the folder is not modified. A KernelQuant quantized folder
-/// (save_quantized_model's output) is refused: quantize_model throws
-/// InvalidArgument naming a quantized layer ("the model is already
-/// quantized ..."); load it with Model::load instead. Quantization runs on
-/// the host; for ctx.device == CUDA the quantized model is then moved to the
-/// GPU (Model::to_device; 4-bit and 8-bit layers keep their codes). Same
-/// errors as Model::load, quantize_model and Model::to_device.
+/// quantized copy; the folder is not modified. The model, the report and the
+/// warnings are those of Model::load(dir) followed by quantize_model(model,
+/// options), but without AWQ and layer_specs each linear layer is quantized
+/// as it is read (Model::load's LinearTransform), and a kept one held in its
+/// BF16/F16 disk dtype then: the host holds one layer's FP32 weights at a time
+/// besides the FP32 embedding tables (converted to their disk dtype at the
+/// end), so the peak is about the quantized model plus the embeddings, not
+/// the whole FP32 model (a 7B BF16 checkpoint: about 28 GB). AWQ modes
+/// calibrate on the FP32 model and layer_specs name its layers: they load the
+/// whole model first, then quantize it. report->seconds counts the
+/// quantization, not the reading. A KernelQuant quantized folder
+/// (save_quantized_model's output) is refused once loaded: InvalidArgument
+/// naming a quantized layer ("the model is already quantized ..."); load it
+/// with Model::load instead. Quantization runs on the host; for ctx.device ==
+/// CUDA the quantized model is then moved to the GPU (Model::to_device; 4-bit
+/// and 8-bit layers keep their codes). Same errors as Model::load,
+/// quantize_model and Model::to_device; a layer that fails to quantize is
+/// reported when it is read, before the rest of the folder.
 std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
                                       const ExecContext& ctx = {}, QuantizeReport* report = nullptr);
 

@@ -1,12 +1,22 @@
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "api/awq.hpp"
 #include "api/hold_unquantized.hpp"
 #include "kernels/linear.hpp"
+#include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
@@ -43,6 +53,124 @@ void check_layer_specs(Model& model, const std::map<std::string, std::optional<Q
   }
 }
 
+/// quantize_model's refusal of a model that is already quantized, naming its first quantized layer.
+[[noreturn]] void raise_already_quantized(const std::string& layer, const std::string& format) {
+  raise<InvalidArgument>(
+      "the model is already quantized (layer '{}' is {}: loaded from a quantized folder, or quantized before); load "
+      "the original model to requantize",
+      layer, format);
+}
+
+using Clock = std::chrono::steady_clock;
+
+/// quantize_model's decisions and step for each linear layer, in one place for
+/// its two callers: quantize_model (every layer of a loaded model, in place)
+/// and load_quantized's streaming load (each layer as Model::load reads it).
+/// The layers go through plan() and step() in Model::linear_layers() order,
+/// then finish() ends the quantization.
+class LayerQuantizer {
+ public:
+  /// Quantizes layer `op` by `spec` in step() instead of round-to-nearest
+  /// (AWQ), filling lq's AWQ fields.
+  using Quantize = std::function<std::unique_ptr<Linear>(Linear& op, const QuantSpec& spec, LayerQuantization& lq)>;
+
+  /// Checks options.spec and compiles options.keep_patterns: InvalidArgument
+  /// as quantize_model. `options` must outlive the object.
+  explicit LayerQuantizer(const QuantizeOptions& options) : options_(options) {
+    validate_quant_spec(options.spec);
+    keep_ = compile_patterns(options.keep_patterns);
+    pattern_used_.assign(keep_.size(), false);
+  }
+
+  /// The spec layer `name` gets, or std::nullopt to keep it in high
+  /// precision: its layer_specs entry; else kept when it is the lm_head
+  /// without quantize_lm_head or a keep pattern matches it (the pattern
+  /// counts as used; one that overrides quantize_lm_head is warned about,
+  /// queued until flush_warnings()); else options.spec.
+  std::optional<QuantSpec> plan(const std::string& name, bool is_lm_head) {
+    bool kept = is_lm_head && !options_.quantize_lm_head;
+    for (size_t i = 0; i < keep_.size(); ++i)
+      if (keep_[i].search(name)) {
+        if (is_lm_head && options_.quantize_lm_head && !kept)
+          queued_.push_back(fmt::format("QuantizeOptions::quantize_lm_head is set, but keep pattern '{}' keeps the "
+                                        "lm_head '{}' in high precision",
+                                        options_.keep_patterns[i], name));
+        kept = pattern_used_[i] = true;
+      }
+    if (const auto it = options_.layer_specs.find(name); it != options_.layer_specs.end()) return it->second;
+    if (kept) return std::nullopt;
+    return options_.spec;
+  }
+
+  /// Replaces `op` by its quantization with `spec` (by `quantize` when given,
+  /// else round-to-nearest), or keeps it when `spec` is std::nullopt, and
+  /// appends the layer's LayerQuantization to `report`, adding a quantized
+  /// layer to its totals. Throws InvalidArgument naming the layer and the
+  /// mode when the quantization fails (e.g. a non-finite weight).
+  void step(const std::string& name, std::unique_ptr<Linear>& op, const std::optional<QuantSpec>& spec,
+            QuantizeReport& report, const Quantize& quantize = {}) const {
+    LayerQuantization lq;
+    lq.name = name;
+    lq.out_features = op->out_features();
+    lq.in_features = op->in_features();
+    lq.bytes_before = op->weight_bytes();
+    if (spec) {
+      try {
+        op = quantize ? quantize(*op, *spec, lq) : quantize_linear(op->dequantized_weight(), op->bias(), *spec);
+      } catch (const InvalidArgument& e) {
+        raise<InvalidArgument>("layer '{}' ({}): {}", name, spec->name(), e.what());
+      }
+      lq.quantized = true;
+      report.quantized_bytes_before += lq.bytes_before;
+      report.quantized_bytes_after += op->weight_bytes();
+      const Tensor b = op->bias();
+      report.quantized_matrix_bytes += op->weight_bytes() - (b.defined() ? b.nbytes() : 0);
+      report.quantized_elements += lq.out_features * lq.in_features;
+    }
+    lq.format = op->format();
+    lq.bytes_after = op->weight_bytes();
+    report.layers.push_back(std::move(lq));
+  }
+
+  /// Hands the warnings plan() queued to kq::warn, in order.
+  void flush_warnings() {
+    for (const std::string& w : queued_) warn(w);
+    queued_.clear();
+  }
+
+  /// After the last step(), on the model as built: warns about a quantized
+  /// lm_head tied to the token embedding (a second copy); when a layer was
+  /// quantized, holds what stays unquantized in its disk dtype
+  /// (hold_unquantized_and_report); lists each keep pattern that matched no
+  /// layer in report.unmatched_keep_patterns and warns about it.
+  void finish(Model& model, QuantizeReport& report) const {
+    const std::vector<LinearSlot> slots = model.linear_layers();
+    for (size_t i = 0; i < slots.size() && i < report.layers.size(); ++i)
+      if (slots[i].is_lm_head && report.layers[i].quantized && model.config().tie_word_embeddings)
+        warn(fmt::format(
+            "QuantizeOptions::quantize_lm_head: this model ties lm_head to the token embedding, which the input "
+            "side still needs as it is; the quantized lm_head ({:.2f} MiB) is a second copy, so the model grows by "
+            "that much",
+            double(report.layers[i].bytes_after) / (1024.0 * 1024.0)));
+    // What stays unquantized is held in its on-disk dtype (BF16/F16 checkpoints:
+    // half the bytes of F32, the same values); the kept layers' report follows.
+    if (report.quantized_elements > 0) hold_unquantized_and_report(model, report);
+    for (size_t i = 0; i < keep_.size(); ++i) {
+      if (pattern_used_[i]) continue;
+      report.unmatched_keep_patterns.push_back(options_.keep_patterns[i]);
+      warn(fmt::format("QuantizeOptions::keep_patterns '{}' matches no linear layer, so it keeps nothing (layer "
+                       "names look like '{}')",
+                       options_.keep_patterns[i], slots.empty() ? std::string("?") : slots.front().name));
+    }
+  }
+
+ private:
+  const QuantizeOptions& options_;
+  std::vector<KeepPattern> keep_;
+  std::vector<bool> pattern_used_;
+  std::vector<std::string> queued_;  // plan()'s warnings
+};
+
 }  // namespace
 
 void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
@@ -57,39 +185,21 @@ void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
 }
 
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
-  validate_quant_spec(options.spec);
-  const auto keep = compile_patterns(options.keep_patterns);
+  LayerQuantizer quantizer(options);
   check_layer_specs(model, options.layer_specs);
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   QuantizeReport report;
-  std::vector<bool> pattern_used(keep.size(), false);
 
   // A model loaded from a quantized folder is refused as a whole, also when
   // every quantized layer would be kept (e.g. --keep .): re-saving its layers
   // as they are would pass for a quantization of 0 layers.
   for (const LinearSlot& slot : model.linear_layers())
-    if (quantized_linear_spec(**slot.op) != nullptr)
-      raise<InvalidArgument>(
-          "the model is already quantized (layer '{}' is {}: loaded from a quantized folder, or quantized "
-          "before); load the original model to requantize",
-          slot.name, (*slot.op)->format());
+    if (quantized_linear_spec(**slot.op) != nullptr) raise_already_quantized(slot.name, (*slot.op)->format());
   // The spec of every layer to quantize (kept layers have none).
   std::map<std::string, QuantSpec> plan;
-  for (const LinearSlot& slot : model.linear_layers()) {
-    bool kept = slot.is_lm_head && !options.quantize_lm_head;
-    for (size_t i = 0; i < keep.size(); ++i)
-      if (keep[i].search(slot.name)) {
-        if (slot.is_lm_head && options.quantize_lm_head && !kept)
-          warn(fmt::format("QuantizeOptions::quantize_lm_head is set, but keep pattern '{}' keeps the lm_head "
-                           "'{}' in high precision",
-                           options.keep_patterns[i], slot.name));
-        kept = pattern_used[i] = true;
-      }
-    const auto override_it = options.layer_specs.find(slot.name);  // an override decides its layer
-    if (override_it != options.layer_specs.end()) kept = !override_it->second.has_value();
-    if (kept) continue;
-    plan.emplace(slot.name, override_it != options.layer_specs.end() ? *override_it->second : options.spec);
-  }
+  for (const LinearSlot& slot : model.linear_layers())
+    if (std::optional<QuantSpec> spec = quantizer.plan(slot.name, slot.is_lm_head)) plan.emplace(slot.name, *spec);
+  quantizer.flush_warnings();
   // AWQ layers: activation statistics from the calibration text, on the model as loaded.
   std::map<std::string, awq::ActivationStats> stats;
   if (std::any_of(plan.begin(), plan.end(), [](const auto& p) { return p.second.awq; }))
@@ -130,64 +240,85 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     }
   }
 
+  // AWQ layers: the scales searched for the group, else for the layer alone.
+  const LayerQuantizer::Quantize awq_quantize = [&](Linear& op, const QuantSpec& spec, LayerQuantization& lq) {
+    const auto grouped = awq_grouped.find(lq.name);
+    awq::ScaleSearch r = grouped != awq_grouped.end()
+                             ? std::move(grouped->second)
+                             : awq::search_scales(op.dequantized_weight(), op.bias(), stats.at(lq.name), spec,
+                                                  options.calibration.grid);
+    lq.awq_alpha = r.alpha;
+    lq.awq_duo = r.duo;
+    lq.awq_rtn_error = r.rtn_error;
+    lq.awq_error = r.error;
+    return std::move(r.op);
+  };
   for (const LinearSlot& slot : model.linear_layers()) {
-    Linear& op = **slot.op;
-    LayerQuantization lq;
-    lq.name = slot.name;
-    lq.out_features = op.out_features();
-    lq.in_features = op.in_features();
-    lq.bytes_before = op.weight_bytes();
-    if (const auto it = plan.find(slot.name); it != plan.end()) {
-      const QuantSpec& spec = it->second;
-      try {
-        if (spec.awq) {
-          const auto grouped = awq_grouped.find(slot.name);
-          awq::ScaleSearch r = grouped != awq_grouped.end()
-                                   ? std::move(grouped->second)
-                                   : awq::search_scales(op.dequantized_weight(), op.bias(), stats.at(slot.name), spec,
-                                                        options.calibration.grid);
-          lq.awq_alpha = r.alpha;
-          lq.awq_duo = r.duo;
-          lq.awq_rtn_error = r.rtn_error;
-          lq.awq_error = r.error;
-          *slot.op = std::move(r.op);
-        } else {
-          *slot.op = quantize_linear(op.dequantized_weight(), op.bias(), spec);
-        }
-      } catch (const InvalidArgument& e) {  // e.g. a non-finite weight: name the layer
-        raise<InvalidArgument>("layer '{}' ({}): {}", slot.name, spec.name(), e.what());
-      }
-      lq.quantized = true;
-      report.quantized_bytes_before += lq.bytes_before;
-      report.quantized_bytes_after += (*slot.op)->weight_bytes();
-      const Tensor b = (*slot.op)->bias();
-      report.quantized_matrix_bytes += (*slot.op)->weight_bytes() - (b.defined() ? b.nbytes() : 0);
-      report.quantized_elements += lq.out_features * lq.in_features;
-    }
-    lq.format = (*slot.op)->format();
-    lq.bytes_after = (*slot.op)->weight_bytes();
-    if (slot.is_lm_head && lq.quantized && model.config().tie_word_embeddings)
-      warn(fmt::format(
-          "QuantizeOptions::quantize_lm_head: this model ties lm_head to the token embedding, which the input side "
-          "still needs as it is; the quantized lm_head ({:.2f} MiB) is a second copy, so the model grows by that "
-          "much",
-          double(lq.bytes_after) / (1024.0 * 1024.0)));
-    report.layers.push_back(std::move(lq));
+    const auto it = plan.find(slot.name);
+    const std::optional<QuantSpec> spec = it != plan.end() ? std::optional<QuantSpec>(it->second) : std::nullopt;
+    quantizer.step(slot.name, *slot.op, spec, report, spec && spec->awq ? awq_quantize : LayerQuantizer::Quantize());
   }
-  // What stays unquantized is held in its on-disk dtype (BF16/F16 checkpoints:
-  // half the bytes of F32, the same values); the kept layers' report follows.
-  if (report.quantized_elements > 0) hold_unquantized_and_report(model, report);
-  for (size_t i = 0; i < keep.size(); ++i) {
-    if (pattern_used[i]) continue;
-    report.unmatched_keep_patterns.push_back(options.keep_patterns[i]);
-    const std::vector<LinearSlot> slots = model.linear_layers();
-    warn(fmt::format(
-        "QuantizeOptions::keep_patterns '{}' matches no linear layer, so it keeps nothing (layer names look like '{}')",
-        options.keep_patterns[i], slots.empty() ? std::string("?") : slots.front().name));
-  }
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  quantizer.finish(model, report);
+  report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return report;
 }
+
+namespace {
+
+/// load_quantized without AWQ and layer_specs: each linear layer is quantized
+/// (or, kept, held in its 16-bit disk dtype when it was BF16/F16 on disk) as
+/// Model::load reads it, so the host holds one layer's FP32 weights at a time
+/// (besides the FP32 embedding tables, as Model::load holds them). The model
+/// and the report are those of Model::load + quantize_model; report.seconds
+/// counts the quantization steps only, not the reading.
+std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQuantizer& quantizer,
+                                      const ExecContext& host, QuantizeReport& report) {
+  std::string quantized, quantized_format;  // a layer the folder holds quantized: refused once loaded
+  std::vector<std::string> held;            // kept layers held in their 16-bit disk dtype as read
+  Clock::duration spent{};
+  const LinearTransform transform = [&](const std::string& name, std::unique_ptr<Linear> op) {
+    if (!quantized.empty()) return op;  // refused below, after the load's own errors, as quantize_model does
+    if (quantized_linear_spec(*op) != nullptr) {
+      quantized = name;
+      quantized_format = op->format();
+      return op;
+    }
+    const auto t0 = Clock::now();
+    // Both architectures name their output projection "lm_head" (LinearSlot::is_lm_head).
+    const std::optional<QuantSpec> spec = quantizer.plan(name, name == "lm_head");
+    quantizer.step(name, op, spec, report);
+    // A kept layer is held as finish() will hold it (a tied lm_head, an FP32 op over the embedding table,
+    // was F32 to make_linear_f32 and stays: finish() makes it share the 16-bit table).
+    if (!spec)
+      if (auto w16 = linear_in_disk_dtype(*op)) {
+        op = std::move(w16);
+        held.push_back(name);
+      }
+#ifdef __GLIBC__
+    // The FP32 weight just freed goes back to the system: glibc serves blocks under its dynamic mmap threshold
+    // (up to 32 MiB) from its heaps and keeps them when freed, and the quantized layers allocated in between
+    // stop them from being reused, so the model's FP32 layers would pile up in the resident memory anyway.
+    malloc_trim(0);
+#endif
+    spent += Clock::now() - t0;
+    return op;
+  };
+  auto model = Model::load(dir, host, transform);
+  if (!quantized.empty()) raise_already_quantized(quantized, quantized_format);
+  const auto t0 = Clock::now();
+  quantizer.flush_warnings();  // after Model::load's own warnings, as for Model::load + quantize_model
+  // Nothing quantized (every layer kept): quantize_model holds nothing in 16 bits then, so neither does this.
+  if (report.quantized_elements == 0)
+    for (const LinearSlot& slot : model->linear_layers())
+      if (std::find(held.begin(), held.end(), slot.name) != held.end())
+        *slot.op = make_linear_f32((*slot.op)->dequantized_weight(), (*slot.op)->bias(),
+                                   linear_w16_weight(**slot.op)->dtype());
+  quantizer.finish(*model, report);
+  report.seconds = std::chrono::duration<double>(spent + (Clock::now() - t0)).count();
+  return model;
+}
+
+}  // namespace
 
 std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
                                       const ExecContext& ctx, QuantizeReport* report) {
@@ -195,8 +326,24 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
   // a model for another device is built on the CPU, quantized, then moved.
   ExecContext host = ctx;
   host.device = Device::CPU;
-  auto model = Model::load(dir, host);
-  QuantizeReport r = quantize_model(*model, options);
+  QuantizeReport r;
+  std::unique_ptr<Model> model;
+  // AWQ calibrates on the whole FP32 model, and layer_specs are checked against
+  // the loaded model's layers: those load first. So do invalid options, for
+  // quantize_model to report them after the load's own errors, as before.
+  std::optional<LayerQuantizer> quantizer;
+  if (!options.spec.awq && options.layer_specs.empty()) {
+    try {
+      quantizer.emplace(options);
+    } catch (const InvalidArgument&) {  // quantize_model raises it again
+    }
+  }
+  if (quantizer) {
+    model = load_streaming(dir, *quantizer, host, r);
+  } else {
+    model = Model::load(dir, host);
+    r = quantize_model(*model, options);
+  }
   if (ctx.device != Device::CPU) model->to_device(ctx);
   if (report) *report = std::move(r);
   return model;

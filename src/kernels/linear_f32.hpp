@@ -1,6 +1,7 @@
 #pragma once
 // The FP32 (unquantized) Linear: the baseline every quantized format is
 // measured against, and the format models load into.
+#include <cstddef>
 #include <memory>
 
 #include "kernels/linear.hpp"
@@ -29,5 +30,15 @@ const float* linear_f32_weight_data(const Linear& op);
 
 /// The disk_dtype given to make_linear_f32 when `op` is an FP32 Linear, else DType::F32.
 DType linear_f32_disk_dtype(const Linear& op);
+
+/// Diagnostics for tests of peak memory (a loader that must not hold every
+/// FP32 weight at once): the weight bytes of the FP32 Linear ops alive now,
+/// each op counting its weight tensor (a tied lm_head counts the table it
+/// shares; biases not counted), and the most bytes alive at once since the
+/// last reset_linear_f32_peak_bytes(), which sets the peak to the bytes alive
+/// now. Process-wide, thread-safe.
+size_t linear_f32_live_bytes();
+size_t linear_f32_peak_bytes();
+void reset_linear_f32_peak_bytes();
 
 }  // namespace kq

@@ -28,4 +28,12 @@ std::unique_ptr<Linear> make_linear_w16(Tensor weight, Tensor bias = {});
 /// shares the embedding table; the CUDA conversion uploads it.
 const Tensor* linear_w16_weight(const Linear& op);
 
+/// An FP32 Linear (make_linear_f32) whose weight was BF16 or F16 on disk
+/// (its disk_dtype), held in that dtype: a make_linear_w16 op over a heap copy
+/// of the weight in it (exact: the F32 values came from that dtype) and the
+/// same bias. nullptr for any other op (quantized, 16-bit already, F32 on
+/// disk, a device op). What Model::hold_unquantized_in_disk_dtype does to each
+/// such layer that does not share an embedding table. Throws only std::bad_alloc.
+std::unique_ptr<Linear> linear_in_disk_dtype(const Linear& op);
+
 }  // namespace kq

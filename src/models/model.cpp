@@ -96,7 +96,9 @@ Model::Model(ModelConfig config, ExecContext ctx, fs::path source_dir, LinearTra
 
 Model::~Model() = default;
 
-std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) {
+std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) { return load(dir, ctx, {}); }
+
+std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, const LinearTransform& transform) {
   check_context(ctx);
   std::error_code ec;
   if (dir.empty()) raise<InvalidArgument>("the model folder path is empty");
@@ -109,8 +111,9 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
   models::FileWeights weights(dir);
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
-  auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir, {})
-                                  : models::make_llama(cfg, weights, ctx, dir, {});
+  auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir, transform)
+                                  : models::make_llama(cfg, weights, ctx, dir, transform);
+  m->transform_ = {};  // built: its captures need not outlive the call
   if (weights.quantized()) m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
   m->upload_parameters();
   weights.warn_unused_tensors(cfg);  // e.g. layers beyond num_hidden_layers: a warning, not an error
@@ -129,6 +132,7 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, c
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
   auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, transform)
                                      : models::make_llama(config, weights, ctx, {}, transform);
+  m->transform_ = {};  // built: its captures need not outlive the call
   m->upload_parameters();
   return m;
 }
@@ -367,8 +371,8 @@ void Model::hold_unquantized_in_disk_dtype() {
                                      [&](const auto& r) { return r.first.template data<float>() == w; });
     if (table != replaced.end()) {
       *s.op = make_linear_w16(*table->second, op.bias());  // shares the 16-bit table
-    } else if (const DType d = linear_f32_disk_dtype(op); is_16bit(d)) {
-      *s.op = make_linear_w16(to_16bit(op.dequantized_weight(), d), op.bias());
+    } else if (auto held = linear_in_disk_dtype(op)) {
+      *s.op = std::move(held);
     }
   }
 }

@@ -3,6 +3,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "kernels/cpu/dense_linear_args.hpp"
@@ -35,10 +36,22 @@ bool gemv_f32_avx2_supported() {
 
 namespace {
 
+// linear_f32_live_bytes / linear_f32_peak_bytes.
+std::atomic<size_t> g_live_bytes{0};
+std::atomic<size_t> g_peak_bytes{0};
+
 class LinearF32 final : public Linear {
  public:
   LinearF32(Tensor weight, Tensor bias, DType disk_dtype)
-      : w_(std::move(weight)), b_(std::move(bias)), disk_dtype_(disk_dtype), use_avx2_gemv_(cpu::use_avx2()) {}
+      : w_(std::move(weight)), b_(std::move(bias)), disk_dtype_(disk_dtype), use_avx2_gemv_(cpu::use_avx2()) {
+    const size_t live = g_live_bytes.fetch_add(w_.nbytes()) + w_.nbytes();
+    size_t peak = g_peak_bytes.load();
+    while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live)) {
+    }
+  }
+  ~LinearF32() override { g_live_bytes.fetch_sub(w_.nbytes()); }
+  LinearF32(const LinearF32&) = delete;
+  LinearF32& operator=(const LinearF32&) = delete;
 
   int64_t in_features() const override { return w_.dim(1); }
   int64_t out_features() const override { return w_.dim(0); }
@@ -93,5 +106,11 @@ DType linear_f32_disk_dtype(const Linear& op) {
   const auto* f = dynamic_cast<const LinearF32*>(&op);
   return f ? f->disk_dtype() : DType::F32;
 }
+
+size_t linear_f32_live_bytes() { return g_live_bytes.load(); }
+
+size_t linear_f32_peak_bytes() { return g_peak_bytes.load(); }
+
+void reset_linear_f32_peak_bytes() { g_peak_bytes.store(g_live_bytes.load()); }
 
 }  // namespace kq

@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/dense_linear_args.hpp"
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 
 namespace kq {
@@ -53,6 +54,15 @@ std::unique_ptr<Linear> make_linear_w16(Tensor weight, Tensor bias) {
 const Tensor* linear_w16_weight(const Linear& op) {
   const auto* w = dynamic_cast<const LinearW16*>(&op);
   return w ? &w->weight() : nullptr;
+}
+
+std::unique_ptr<Linear> linear_in_disk_dtype(const Linear& op) {
+  const float* w = linear_f32_weight_data(op);
+  const DType d = linear_f32_disk_dtype(op);
+  if (!w || (d != DType::BF16 && d != DType::F16)) return nullptr;
+  Tensor held = Tensor::empty(d, {op.out_features(), op.in_features()});
+  convert_from_f32(d, w, held.raw_mut(), size_t(held.numel()));
+  return make_linear_w16(std::move(held), op.bias());
 }
 
 }  // namespace kq

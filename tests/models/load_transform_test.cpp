@@ -1,0 +1,82 @@
+// Model::load(dir, ctx, transform): every linear layer passes through the
+// LinearTransform as it is read, in linear_layers() order, so a transform that
+// quantizes leaves one layer's FP32 weights alive at a time (what
+// load_quantized builds on; tests/api/streaming_quantize_test.cpp compares the
+// result with load-then-quantize).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "common/test_util.hpp"
+#include "kernels/linear_f32.hpp"
+#include "kernels/quantized_linear.hpp"
+#include "kq/error.hpp"
+#include "kq/model.hpp"
+#include "kq/quantize.hpp"
+
+using namespace kq;
+using kq::testing::error_of;
+using kq::testing::shared_dir;
+
+namespace {
+
+constexpr const char* kLlama = "models/llama-small";
+
+std::vector<float> logits_of(Model& m) {
+  const std::vector<int32_t> ids = {1, 50, 300, 7, 4000};
+  std::vector<float> out(ids.size() * size_t(m.config().vocab_size));
+  KVCache cache = m.make_cache(8);
+  m.forward(ids, cache, out.data());
+  return out;
+}
+
+std::unique_ptr<Linear> int8_of(const Linear& op) {
+  return quantize_linear(op.dequantized_weight(), op.bias(), parse_quant_mode("int8"));
+}
+
+TEST(ModelLoadTransform, EachLayerPassesThroughAsItIsRead) {
+  KQ_REQUIRE_SHARED(kLlama);
+  const size_t live = linear_f32_live_bytes();
+  std::vector<std::string> seen;
+  auto m = Model::load(shared_dir() / kLlama, {}, [&](const std::string& name, std::unique_ptr<Linear> op) {
+    seen.push_back(name);
+    EXPECT_EQ(op->format(), "f32") << name;
+    // The layers before were read and quantized: this one's FP32 weights are the only ones alive
+    // (the tied lm_head: an FP32 op over the embedding table).
+    EXPECT_EQ(linear_f32_live_bytes() - live, size_t(op->out_features() * op->in_features()) * 4) << name;
+    return name == "lm_head" ? std::move(op) : int8_of(*op);
+  });
+  std::vector<std::string> slots;
+  for (const LinearSlot& s : m->linear_layers()) {
+    slots.push_back(s.name);
+    EXPECT_EQ((*s.op)->format(), s.is_lm_head ? "f32" : "int8") << s.name;
+  }
+  EXPECT_EQ(seen, slots);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back(), "lm_head");
+
+  // The same model as the layers replaced after the load.
+  auto ref = Model::load(shared_dir() / kLlama);
+  for (const LinearSlot& s : ref->linear_layers())
+    if (!s.is_lm_head) *s.op = int8_of(**s.op);
+  const std::vector<float> a = logits_of(*m), b = logits_of(*ref);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+TEST(ModelLoadTransform, NoOpReturnedIsAnError) {
+  KQ_REQUIRE_SHARED(kLlama);
+  const std::string e = error_of<InvalidArgument>([] {
+    Model::load(shared_dir() / kLlama, {}, [](const std::string&, std::unique_ptr<Linear>) {
+      return std::unique_ptr<Linear>();
+    });
+  });
+  EXPECT_NE(e.find("the linear transform returned no op for 'model.layers.0.self_attn.q_proj'"), std::string::npos)
+      << e;
+}
+
+}  // namespace
