@@ -1,5 +1,8 @@
 #include "core/mapped_regions.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -90,6 +93,14 @@ MappedPlace mapped_file_at(const void* addr) {
     return place;
   }
   return {};
+}
+
+void release_mapped_pages(const void* p, size_t n) {
+  if (n == 0) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = uintptr_t(p) / page * page;  // a mapping starts on a page and spans whole pages
+  const uintptr_t end = (uintptr_t(p) + n + page - 1) / page * page;
+  (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // only a hint for the memory
 }
 
 }  // namespace kq::core

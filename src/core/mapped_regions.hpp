@@ -34,6 +34,14 @@ void name_mapping_regions(const void* base, std::vector<NamedRange> ranges);
 /// Forgets the mapping at `base` (before it is unmapped). Never throws.
 void unregister_mapping(const void* base);
 
+/// Drops this process's resident pages of the mapped bytes [p, p + n) (a
+/// MappedFile's read-only mapping; the pages at either end are dropped whole):
+/// for bytes read once and copied, e.g. a BF16 weight converted to F32, which
+/// would otherwise count in the resident memory until the file is unmapped.
+/// Touched again, they are read again from the file (madvise MADV_DONTNEED on a
+/// read-only private mapping). Never throws; does nothing for n == 0.
+void release_mapped_pages(const void* p, size_t n);
+
 /// The mapping holding `addr`, if any. Async-signal-safe: lock-free atomic
 /// reads only, so a SIGBUS handler may call it.
 MappedPlace mapped_file_at(const void* addr);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <tuple>
 
+#include "core/mapped_regions.hpp"
 #include "io/json_strict.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
@@ -258,6 +259,15 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
 }
 
 namespace {
+/// `copy`, a heap copy of the file's tensor `source` (converted, transposed or
+/// aligned): the pages of `source` that the copy read are dropped from the
+/// resident memory when it is a view of the mapping (core::release_mapped_pages),
+/// so that a load holds each weight once, not also the file's pages it was read from.
+Tensor release_source(const Tensor& source, Tensor copy) {
+  if (source.is_mapped()) core::release_mapped_pages(source.raw(), source.nbytes());
+  return copy;
+}
+
 /// Rejects NaN/Inf parameters (a corrupt file), naming the tensor.
 Tensor require_finite(Tensor t, const std::string& name, const std::filesystem::path& dir) {
   const float* p = t.data<float>();
@@ -443,8 +453,8 @@ void FileWeights::warn_unused_tensors(const ModelConfig& c) const {
 Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {
   Tensor t = fetch(name, shape);
   const bool aligned = reinterpret_cast<uintptr_t>(t.raw()) % alignof(float) == 0;
-  if (t.dtype() == DType::F32) return require_finite(aligned ? t : t.clone(), name, dir_);
-  return require_finite(t.to_f32(), name, dir_);
+  if (t.dtype() == DType::F32 && aligned) return require_finite(t, name, dir_);  // a view of the mapping
+  return release_source(t, require_finite(t.dtype() == DType::F32 ? t.clone() : t.to_f32(), name, dir_));
 }
 
 DType FileWeights::disk_dtype(const std::string& name) const {
@@ -455,9 +465,8 @@ DType FileWeights::disk_dtype(const std::string& name) const {
 
 Tensor FileWeights::get_transposed(const std::string& name, const Shape& shape, Init) {
   if (shape.size() != 2) raise<InvalidArgument>("get_transposed: '{}' needs a 2-D shape", name);
-  Tensor t = fetch(name, {shape[1], shape[0]});
-  if (t.dtype() != DType::F32) t = t.to_f32();
-  return require_finite(t.transposed(), name, dir_);
+  const Tensor t = fetch(name, {shape[1], shape[0]});
+  return release_source(t, require_finite((t.dtype() != DType::F32 ? t.to_f32() : t).transposed(), name, dir_));
 }
 
 namespace {

@@ -2,11 +2,13 @@
 // LinearTransform as it is read, in linear_layers() order, so a transform that
 // quantizes leaves one layer's FP32 weights alive at a time (what
 // load_quantized builds on; tests/api/streaming_quantize_test.cpp compares the
-// result with load-then-quantize).
+// result with load-then-quantize), and the file pages a BF16 weight was read
+// from do not stay resident once it is converted.
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,38 @@ TEST(ModelLoadTransform, NoOpReturnedIsAnError) {
   });
   EXPECT_NE(e.find("the linear transform returned no op for 'model.layers.0.self_attn.q_proj'"), std::string::npos)
       << e;
+}
+
+/// Resident kB of this process's mappings of `file` (/proc/self/smaps), or -1 without /proc.
+long resident_kb_of_mapping(const std::filesystem::path& file) {
+  std::ifstream smaps("/proc/self/smaps");
+  if (!smaps) return -1;
+  const std::string path = std::filesystem::canonical(file).string();
+  long kb = 0;
+  bool in_file = false;
+  for (std::string line; std::getline(smaps, line);) {
+    if (line.size() > path.size() && line.ends_with(" " + path)) {
+      in_file = true;
+    } else if (line.starts_with("Rss:")) {
+      if (in_file) kb += std::stol(line.substr(4));
+      in_file = false;
+    }
+  }
+  return kb;
+}
+
+TEST(ModelLoadTransform, Bf16PagesReadAreNotKeptResident) {
+  KQ_REQUIRE_SHARED(kLlama);
+  const std::filesystem::path file = shared_dir() / kLlama / "model.safetensors";  // every tensor BF16
+  if (resident_kb_of_mapping(file) < 0) GTEST_SKIP() << "no /proc/self/smaps";
+  long at_lm_head = -1;  // when the last layer is read, every tensor has been converted to F32
+  Model::load(shared_dir() / kLlama, {}, [&](const std::string& name, std::unique_ptr<Linear> op) {
+    if (name == "lm_head") at_lm_head = resident_kb_of_mapping(file);
+    return op;
+  });
+  const long file_kb = long(std::filesystem::file_size(file) / 1024);
+  EXPECT_GE(at_lm_head, 0);
+  EXPECT_LT(at_lm_head, file_kb / 4) << "of " << file_kb << " kB mapped";
 }
 
 }  // namespace
