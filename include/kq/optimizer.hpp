@@ -132,8 +132,9 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 /// as it is read (Model::load's LinearTransform), and a kept one held in its
 /// BF16/F16 disk dtype then: the host holds one layer's FP32 weights at a time
 /// besides the FP32 embedding tables (converted to their disk dtype at the
-/// end), so the peak is about the quantized model plus the embeddings, not
-/// the whole FP32 model (a 7B BF16 checkpoint: about 28 GB). AWQ modes
+/// end), so the peak is about the quantized model plus the FP32 embeddings
+/// and one layer, not the whole FP32 model (a 7B BF16 checkpoint: about 28 GB;
+/// docs/PERFORMANCE.md has measurements). AWQ modes
 /// calibrate on the FP32 model and layer_specs name its layers: they load the
 /// whole model first, then quantize it. report->seconds counts the
 /// quantization, not the reading. A KernelQuant quantized folder

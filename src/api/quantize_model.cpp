@@ -287,8 +287,8 @@ std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQua
     // Both architectures name their output projection "lm_head" (LinearSlot::is_lm_head).
     const std::optional<QuantSpec> spec = quantizer.plan(name, name == "lm_head");
     quantizer.step(name, op, spec, report);
-    // A kept layer is held as finish() will hold it (a tied lm_head, an FP32 op over the embedding table,
-    // was F32 to make_linear_f32 and stays: finish() makes it share the 16-bit table).
+    // A kept layer is held now as finish() would hold it. A kept tied lm_head (an FP32 op over the embedding
+    // table, whose disk dtype it does not record) stays F32 here: finish() makes it share the 16-bit table.
     if (!spec)
       if (auto w16 = linear_in_disk_dtype(*op)) {
         op = std::move(w16);
