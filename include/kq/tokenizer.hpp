@@ -7,12 +7,18 @@
 // Pipeline of encode():
 //   1. (only with EncodeOptions::allow_special) split the text on the literal
 //      contents of added/special tokens such as "<|endoftext|>";
-//   2. pre-tokenize each segment with GPT-2's regex
+//   2. pre-tokenize each segment with a regex (PCRE2, UTF + UCP): GPT-2's
 //        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-//      (PCRE2, UTF + UCP);
+//      (vocab.json + merges.txt, tokenizer.json's ByteLevel pre_tokenizer), or
+//      the pattern of tokenizer.json's Split pre_tokenizer (Llama-3's
+//      (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|...);
+//      the matches and the text between them are the pre-tokens (Split's
+//      behavior "Isolated"), empty ones dropped;
 //   3. map every byte of a pre-token to its GPT-2 "bytes_to_unicode" symbol;
-//   4. apply BPE merges by rank (lowest rank first, leftmost first among equal
-//      ranks) until no merge applies; emit the ids of the resulting symbols.
+//   4. with tokenizer.json's model.ignore_merges (Llama-3), a pre-token that is
+//      itself a vocabulary token is that token; otherwise apply BPE merges by
+//      rank (lowest rank first, leftmost first among equal ranks) until no
+//      merge applies; emit the ids of the resulting symbols.
 // No BOS/EOS is added and no normalization is done. \p{L}, \p{N} and \s
 // follow PCRE2's Unicode tables (Debian 12's PCRE2 10.42: Unicode 14; \s =
 // Z categories + HT LF VT FF CR, which includes U+180E but not U+0085): code
@@ -37,8 +43,8 @@
 // sequences never match; every maximal run of bytes that the regex leaves
 // between two matches becomes a pre-token of its own and is BPE-encoded byte
 // by byte like any other pre-token (each byte has a token). Hence for ANY byte
-// string x: decode(encode(x)) == x. Valid UTF-8 is never affected (the regex
-// covers every valid character).
+// string x: decode(encode(x)) == x. Valid UTF-8 is never affected (GPT-2's and
+// Llama-3's regexes cover every valid character).
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -80,10 +86,13 @@ class Tokenizer {
   /// a token, a token id (vocab.json, tokenizer.json's model.vocab and
   /// added_tokens, tokenizer_config.json's added_tokens_decoder keys) that is not
   /// an integer in [0, 16777215] (2^24 - 1), or ids so sparse that the largest
-  /// is >= 2 x the token count + 1024. Throws Unsupported for a tokenizer.json that is not byte-level
-  /// BPE with the GPT-2 regex (other model/pre_tokenizer types, a normalizer,
-  /// add_prefix_space, byte_fallback, subword prefixes/suffixes) when there is
-  /// no vocab.json + merges.txt to fall back to.
+  /// is >= 2 x the token count + 1024, a Split regex that PCRE2 cannot compile
+  /// (its message and offset). Throws Unsupported for a tokenizer.json that is
+  /// not byte-level BPE whose pre_tokenizer is ByteLevel with the GPT-2 regex or
+  /// Sequence [Split (behavior "Isolated", invert false), ByteLevel with
+  /// use_regex false] (other model/pre_tokenizer types and layouts, a
+  /// normalizer, add_prefix_space, byte_fallback, subword prefixes/suffixes)
+  /// when there is no vocab.json + merges.txt to fall back to.
   static Tokenizer load(const std::filesystem::path& model_dir);
 
   /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one

@@ -1,11 +1,13 @@
 #include "tokenizer/bpe.hpp"
 
 #include <queue>
+#include <utility>
 
 namespace kq::tok {
 
-BpeModel::BpeModel(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& rules)
-    : byte_ids_(byte_ids), num_rules_(rules.size()) {
+BpeModel::BpeModel(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& rules,
+                   WholeWords whole_words)
+    : byte_ids_(byte_ids), whole_words_(std::move(whole_words)), num_rules_(rules.size()) {
   merges_.reserve(rules.size());
   for (size_t r = 0; r < rules.size(); ++r)
     merges_.insert_or_assign(key(rules[r].left, rules[r].right), Merge{int32_t(r), rules[r].merged});
@@ -25,6 +27,11 @@ struct Candidate {
 void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) const {
   const auto n = int32_t(bytes.size());
   if (n == 0) return;
+  if (!whole_words_.empty())
+    if (const auto it = whole_words_.find(bytes); it != whole_words_.end()) {
+      out.push_back(it->second);
+      return;
+    }
   if (n == 1) {
     out.push_back(byte_ids_[uint8_t(bytes[0])]);
     return;

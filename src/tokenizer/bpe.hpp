@@ -3,6 +3,8 @@
 // Translation of Rare Words with Subword Units"; byte-level variant of GPT-2).
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -21,17 +23,27 @@ class BpeModel {
   /// byte_ids[b]: id of the single-byte token of byte b. rules: merges in
   /// priority order (index = rank, 0 merges first); a pair listed twice keeps
   /// its last rank (as GPT-2's dict(zip(merges, range(n))) and HF tokenizers do).
-  BpeModel(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& rules);
+  /// whole_words (raw bytes -> id), when not empty, is Hugging Face's BPE
+  /// "ignore_merges": a pre-token equal to a key is that one token, without
+  /// merging (Llama-3: its vocabulary comes from tiktoken, which looks a word up whole first).
+  struct StrHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  using WholeWords = std::unordered_map<std::string, int32_t, StrHash, std::equal_to<>>;
+  BpeModel(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& rules, WholeWords whole_words = {});
 
   /// Appends the BPE ids of one pre-token (raw bytes) to `out`. Starts from
   /// one symbol per byte and repeatedly applies the lowest-rank merge among
   /// adjacent symbol pairs, leftmost first among equal ranks, until none
   /// applies. O(n log n) in the word length: symbols form a linked list and
   /// candidate pairs sit in a min-heap keyed by (rank, position), stale
-  /// entries being skipped when popped.
+  /// entries being skipped when popped. With whole words (ignore_merges), a
+  /// pre-token that is one of them gives its id alone.
   void encode_word(std::string_view bytes, std::vector<int32_t>& out) const;
 
   size_t num_merges() const { return num_rules_; }
+  bool ignore_merges() const { return !whole_words_.empty(); }
 
  private:
   struct Merge {
@@ -45,6 +57,7 @@ class BpeModel {
 
   std::array<int32_t, 256> byte_ids_{};
   std::unordered_map<uint64_t, Merge> merges_;
+  WholeWords whole_words_;
   size_t num_rules_ = 0;
 };
 

@@ -3,9 +3,12 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
 #include <string>
 
+#include "io/json_strict.hpp"
 #include "kq/error.hpp"
+#include "tokenizer/utf8.hpp"
 
 namespace kq::tok {
 namespace {
@@ -29,20 +32,36 @@ struct MatchData {
 
 }  // namespace
 
+std::string literal_pattern(std::string_view text) {
+  std::string p;
+  p.reserve(2 * text.size());
+  for (const char ch : text) {
+    const auto u = static_cast<unsigned char>(ch);
+    const bool alnum = (u >= '0' && u <= '9') || (u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z');
+    if (u < 0x80 && !alnum) p.push_back('\\');
+    p.push_back(ch);
+  }
+  return p;
+}
+
 struct Pretokenizer::Compiled {
   pcre2_code* code = nullptr;
   bool jit = false;
   ~Compiled() { pcre2_code_free(code); }
 };
 
-Pretokenizer::Pretokenizer() : c_(std::make_unique<Compiled>()) {
+Pretokenizer::Pretokenizer(std::string_view pattern, std::string_view source) : c_(std::make_unique<Compiled>()) {
   int err = 0;
   PCRE2_SIZE err_off = 0;
-  c_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern.data()), kGpt2Pattern.size(),
+  c_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
-  if (!c_->code)
-    raise<Error>("tokenizer: PCRE2 cannot compile the GPT-2 pattern at offset {}: {}", err_off,
-                 pcre2_message(err));
+  if (!c_->code) {
+    if (source.empty())
+      raise<Error>("tokenizer: PCRE2 cannot compile the pre-tokenization pattern at offset {}: {}", err_off,
+                   pcre2_message(err));
+    raise<FormatError>("{}: the pre-tokenizer's regex '{}' does not compile (PCRE2, at offset {}: {})", source,
+                       io::text_excerpt(pattern), err_off, pcre2_message(err));
+  }
   // JIT is optional: without it (or if it fails) the interpreter is used.
   c_->jit = pcre2_jit_compile(c_->code, PCRE2_JIT_COMPLETE) == 0;
 }
@@ -55,9 +74,10 @@ void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& o
   MatchData m(c_->code);
   const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   const size_t n = text.size();
-  size_t pos = 0;      // where the next search starts
-  size_t covered = 0;  // end of the last emitted piece
-  while (pos < n) {
+  size_t pos = 0;                // where the next search starts
+  size_t covered = 0;            // end of the last match
+  bool skip_next_empty = false;  // rust-onig's FindMatches: drop the first empty match after a non-empty one
+  while (pos <= n) {
     int rc = pcre2_match(c_->code, subject, n, pos, 0, m.md, nullptr);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)  // retry with the heap-based interpreter
       rc = pcre2_match(c_->code, subject, n, pos, PCRE2_NO_JIT, m.md, nullptr);
@@ -65,17 +85,20 @@ void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& o
     if (rc < 0) raise<Error>("tokenizer: pre-tokenization failed at byte {}: {}", pos, pcre2_message(rc));
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(m.md);
     const size_t b = ov[0], e = ov[1];
-    if (b > covered) {  // bytes no match covers (invalid UTF-8)
-      out.push_back(text.substr(covered, b - covered));
-      covered = b;
-    }
-    if (e > b) {
-      out.push_back(text.substr(b, e - b));
-      covered = e;
-      pos = e;
+    pos = e;
+    if (e == b) {  // an empty match: search on from the next character
+      char32_t cp = 0;
+      pos += e < n ? std::max<size_t>(1, decode_utf8(text, e, cp)) : 1;
+      if (skip_next_empty) {
+        skip_next_empty = false;
+        continue;
+      }
     } else {
-      pos = b + 1;  // empty match: impossible with this pattern; never loop
+      skip_next_empty = true;
     }
+    if (b > covered) out.push_back(text.substr(covered, b - covered));  // bytes between matches
+    if (e > b) out.push_back(text.substr(b, e - b));
+    covered = e;
   }
   if (covered < n) out.push_back(text.substr(covered));
 }

@@ -79,10 +79,24 @@ void reject_merges_missing(const Tokenizer::Impl& t, const tok::TokenizerSpec& s
       spec.merges_source, spec.vocab_source, multi, *example);
 }
 
+/// The vocabulary's tokens by their raw bytes, for BPE ignore_merges. Hugging
+/// Face looks the byte-level form of a pre-token up in the model's vocabulary
+/// (not the added tokens); that form consists of byte symbols only, so a
+/// vocabulary string with other characters can never be looked up and is left out.
+tok::BpeModel::WholeWords whole_words(const tok::TokenizerSpec& spec) {
+  tok::BpeModel::WholeWords words;
+  words.reserve(spec.vocab.size());
+  for (const auto& [s, id] : spec.vocab) {
+    std::string bytes = tok::symbols_to_bytes(s);
+    if (tok::bytes_to_symbols(bytes) == s) words.emplace(std::move(bytes), id);
+  }
+  return words;
+}
+
 }  // namespace
 
 std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::TokenizerSpec& spec) {
-  auto t = std::make_shared<Impl>();
+  auto t = std::make_shared<Impl>(spec.pretokenizer_regex, spec.pretokenizer_source);
   t->source = spec.description;
   int64_t max_id = -1;
   for (const auto& [s, id] : spec.vocab) max_id = std::max<int64_t>(max_id, id);
@@ -131,7 +145,7 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
     };
     rules.push_back({lookup(a, "token"), lookup(b, "token"), lookup(a + b, "merged token")});
   }
-  t->bpe = tok::BpeModel(byte_ids, rules);
+  t->bpe = tok::BpeModel(byte_ids, rules, spec.ignore_merges ? whole_words(spec) : tok::BpeModel::WholeWords{});
 
   const std::string& added_src = spec.config_source.empty() ? spec.vocab_source : spec.config_source;
   // Each listed token is blamed on the file that lists it (tokenizer.json's

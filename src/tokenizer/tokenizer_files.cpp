@@ -78,13 +78,85 @@ void check_supported(const json& root, const std::string& source) {
     raise<Unsupported>("{}: BPE dropout is not supported", source);
   if (const auto n = root.find("normalizer"); n != root.end() && !n->is_null())
     raise<Unsupported>("{}: a normalizer ({}) is not supported", source, n->value("type", std::string("?")));
-  const auto p = root.find("pre_tokenizer");
-  if (p == root.end() || !p->is_object() || p->value("type", std::string()) != "ByteLevel")
-    raise<Unsupported>("{}: only the ByteLevel pre_tokenizer (GPT-2 regex) is supported, found {}", source,
-                       p == root.end() ? std::string("none") : io::json_excerpt(*p));
-  if (p->value("add_prefix_space", false))
+}
+
+/// The "type" of a pre-tokenizer object ("" when it is not an object or has none).
+std::string type_of(const json& p) { return p.is_object() ? p.value("type", std::string()) : std::string(); }
+
+/// Checks a ByteLevel pre-tokenizer: no prefix space, and use_regex as
+/// `regex` wants it (true alone: the GPT-2 regex splits; false after a Split,
+/// which has split the text already).
+void check_byte_level(const json& p, bool regex, const std::string& source) {
+  if (p.value("add_prefix_space", false))
     raise<Unsupported>("{}: ByteLevel add_prefix_space=true is not supported", source);
-  if (!p->value("use_regex", true)) raise<Unsupported>("{}: ByteLevel use_regex=false is not supported", source);
+  const bool use_regex = p.value("use_regex", true);
+  if (regex && !use_regex) raise<Unsupported>("{}: ByteLevel use_regex=false is not supported", source);
+  if (!regex && use_regex)
+    raise<Unsupported>("{}: ByteLevel use_regex=true after a Split is not supported (the GPT-2 regex would split "
+                       "each Split piece again)",
+                       source);
+}
+
+/// The regex of a Split pre-tokenizer with behavior "Isolated" (matches and
+/// the text between them are pieces) and invert false: its {"Regex": ...}
+/// pattern as is, or its {"String": ...} matched literally (Hugging Face
+/// compiles the escaped string).
+std::string split_regex(const json& p, const std::string& source) {
+  const json& behavior = member(p, "behavior", source, "the Split pre_tokenizer");
+  if (behavior != "Isolated")
+    raise<Unsupported>("{}: Split pre_tokenizer behavior {} is not supported (only \"Isolated\")", source,
+                       io::json_excerpt(behavior));
+  if (const auto inv = p.find("invert"); inv != p.end() && !inv->is_null()) {
+    if (!inv->is_boolean())
+      raise<FormatError>("{}: Split \"invert\" must be true or false, got {}", source, io::json_excerpt(*inv));
+    if (inv->get<bool>()) raise<Unsupported>("{}: Split pre_tokenizer with invert=true is not supported", source);
+  }
+  const json& pattern = member(p, "pattern", source, "the Split pre_tokenizer");
+  if (pattern.is_object() && pattern.size() == 1) {
+    if (const auto r = pattern.find("Regex"); r != pattern.end() && r->is_string()) return r->get<std::string>();
+    if (const auto s = pattern.find("String"); s != pattern.end() && s->is_string())
+      return literal_pattern(s->get_ref<const std::string&>());
+  }
+  raise<FormatError>("{}: Split \"pattern\" must be {{\"Regex\": \"...\"}} or {{\"String\": \"...\"}}, got {}",
+                     source, io::json_excerpt(pattern));
+}
+
+/// The pre-tokenization regex of tokenizer.json's pre_tokenizer: GPT-2's for
+/// ByteLevel with use_regex (alone or alone in a Sequence), the Split's for a
+/// Sequence [Split, ByteLevel without use_regex] (Llama-3). Throws
+/// Unsupported naming the file and the offending part for anything else.
+std::string pretokenizer_regex(const json& root, const std::string& source) {
+  const auto p = root.find("pre_tokenizer");
+  const std::string type = p == root.end() ? std::string() : type_of(*p);
+  if (type == "ByteLevel") {
+    check_byte_level(*p, /*regex=*/true, source);
+    return std::string(kGpt2Pattern);
+  }
+  if (type != "Sequence")
+    raise<Unsupported>("{}: only the ByteLevel pre_tokenizer (GPT-2 regex) or a Sequence of a Split and a ByteLevel "
+                       "is supported, found {}",
+                       source, p == root.end() ? std::string("none") : io::json_excerpt(*p));
+  const json& list = member(*p, "pretokenizers", source, "the Sequence pre_tokenizer");
+  if (!list.is_array())
+    raise<FormatError>("{}: the Sequence pre_tokenizer's \"pretokenizers\" must be an array", source);
+  std::string types;  // "Split, ByteLevel"
+  for (const json& x : list) {
+    const std::string t = type_of(x);
+    types += (types.empty() ? "" : ", ") + (t.empty() ? io::json_excerpt(x, 40) : io::text_excerpt(t, 40));
+  }
+  if (list.empty() || type_of(list.back()) != "ByteLevel")
+    raise<Unsupported>("{}: the pre_tokenizer Sequence [{}] is not supported: it must end with ByteLevel (byte-level "
+                       "BPE)",
+                       source, types);
+  if (list.size() == 1) {
+    check_byte_level(list[0], /*regex=*/true, source);
+    return std::string(kGpt2Pattern);
+  }
+  if (list.size() > 2 || type_of(list[0]) != "Split")
+    raise<Unsupported>("{}: the pre_tokenizer Sequence [{}] is not supported (only [Split, ByteLevel])", source, types);
+  std::string regex = split_regex(list[0], source);
+  check_byte_level(list[1], /*regex=*/false, source);
+  return regex;
 }
 
 /// The special tokens a post-processor adds around a single text: `before`
@@ -213,8 +285,15 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
   const json root = io::load_json_file(file, kMaxFileBytes);
   if (!root.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   check_supported(root, src);
+  spec.pretokenizer_regex = pretokenizer_regex(root, src);
+  spec.pretokenizer_source = src;
   warn_ignored_features(root, src);
   const json& model = root.at("model");
+  if (const auto im = model.find("ignore_merges"); im != model.end() && !im->is_null()) {
+    if (!im->is_boolean())
+      raise<FormatError>("{}: model.ignore_merges must be true or false, got {}", src, io::json_excerpt(*im));
+    spec.ignore_merges = im->get<bool>();
+  }
   read_vocab_object(member(model, "vocab", src, "\"model\""), src, spec);
 
   const json& merges = member(model, "merges", src, "\"model\"");

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "tokenizer/pretokenizer.hpp"
+
 namespace kq::tok {
 
 struct AddedTokenSpec {
@@ -26,6 +28,13 @@ struct TokenizerSpec {
   std::vector<std::pair<std::string, std::string>> merges;  ///< in rank order
   std::vector<AddedTokenSpec> added;
   std::optional<std::string> bos_token, eos_token;  ///< contents, when a config names them
+  /// The pre-tokenization regex (PCRE2 syntax): GPT-2's, or the pattern of a
+  /// tokenizer.json's Split pre-tokenizer.
+  std::string pretokenizer_regex = std::string(kGpt2Pattern);
+  std::string pretokenizer_source;  ///< the file that gives pretokenizer_regex ("" = kq's GPT-2 pattern)
+  /// BPE "ignore_merges" (tokenizer.json): a pre-token that is itself a
+  /// vocabulary token is that token, whatever the merges would make of it.
+  bool ignore_merges = false;
   std::string vocab_source;   ///< file names for error messages
   std::string merges_source;
   std::string config_source;
@@ -41,8 +50,11 @@ inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
 TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
 /// Reads a tokenizer.json. Throws FormatError naming the file for malformed
-/// content, Unsupported for a tokenizer that is not byte-level BPE with the
-/// GPT-2 regex and no normalizer.
+/// content, Unsupported for a tokenizer that is not byte-level BPE without a
+/// normalizer whose pre_tokenizer is ByteLevel with the GPT-2 regex (GPT-2)
+/// or a Sequence of a Split (behavior "Isolated", not inverted) and a
+/// ByteLevel without regex (Llama-3); the Split's pattern becomes
+/// spec.pretokenizer_regex (compiled, and checked, by Tokenizer construction).
 TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 
 /// Applies tokenizer_config.json: bos_token / eos_token (a string or an object

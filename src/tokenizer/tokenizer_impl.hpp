@@ -34,7 +34,13 @@ struct Tokenizer::Impl {
   std::string source;  ///< which files it was built from (Tokenizer::source())
   tok::BpeModel bpe;
   tok::Pretokenizer pre;
+  /// Results of pre+bpe per pre-token: one cache per Impl, i.e. per regex
+  /// and BPE model (tokenizers built from different files never share one).
   mutable tok::WordCache cache;
+
+  /// Compiles the pre-tokenization regex (tok::Pretokenizer: FormatError
+  /// naming `regex_source` when PCRE2 rejects it); build() fills the rest.
+  Impl(std::string_view regex, std::string_view regex_source) : pre(regex, regex_source) {}
 
   /// Validates `spec` and builds the tables. "<|endoftext|>", when in the
   /// vocabulary, is always an added (special) token and the default bos/eos.
