@@ -2,7 +2,8 @@
 // Byte-level BPE tokenizer, the GPT-2 algorithm (Radford et al. 2019,
 // "Language Models are Unsupervised Multitask Learners", §2.2; reference code
 // openai/gpt-2 encoder.py), as also used by Hugging Face's GPT2Tokenizer /
-// tokenizers ByteLevel-BPE.
+// tokenizers ByteLevel-BPE; and the SentencePiece-style BPE with byte
+// fallback of Llama-2's tokenizer.json (below).
 //
 // Pipeline of encode():
 //   1. (only with EncodeOptions::allow_special) split the text on the literal
@@ -19,7 +20,28 @@
 //      itself a vocabulary token is that token; otherwise apply BPE merges by
 //      rank (lowest rank first, leftmost first among equal ranks) until no
 //      merge applies; emit the ids of the resulting symbols.
-// No BOS/EOS is added and no normalization is done. \p{L}, \p{N} and \s
+// No BOS/EOS is added and no other normalization is done.
+//
+// SentencePiece-style tokenizer.json (Llama-2, TinyLlama, Mistral: BPE
+// converted from SentencePiece, byte_fallback) replaces steps 2-4: each
+// section of text (all of it, or each part between added tokens) is ONE
+// word, its spaces replaced by "▁" (U+2581) and "▁" prepended, as the file
+// says: the legacy normalizer [Prepend "▁", Replace " " -> "▁"] prepends to
+// every non-empty section; the Metaspace pre_tokenizer (split false)
+// prepends, unless the section already starts with "▁" or " ", to the first
+// section only (prepend_scheme "first": not after an added token), to every
+// one ("always") or to none ("never"). BPE then starts from the word's
+// characters, not bytes: a character without a vocabulary token becomes the
+// "<0xNN>" tokens of its UTF-8 bytes (byte_fallback; an ill-formed byte is
+// such a character), else the unk token (consecutive ones fused with
+// fuse_unk), as Hugging Face's BPE does; merges apply by rank as above.
+// decode() turns "▁" into " " and "<0xNN>" into its byte and, as the
+// decoder's Strip (or a Metaspace decoder) says, drops one leading space of
+// the decoded text; decode_token() never strips. So decode(encode(x)) == x
+// for text without added tokens, except that text starting with " " (or
+// containing "▁") does not survive a Metaspace layout, as in Hugging Face.
+//
+// \p{L}, \p{N} and \s
 // follow PCRE2's Unicode tables (Debian 12's PCRE2 10.42: Unicode 14; \s =
 // Z categories + HT LF VT FF CR, which includes U+180E but not U+0085): code
 // points assigned after that Unicode version, U+0085 and U+180E may be split
@@ -63,7 +85,8 @@ struct EncodeOptions {
   bool allow_special = false;
 };
 
-/// A byte-level BPE tokenizer (GPT-2). Immutable after loading; copies are
+/// A BPE tokenizer (byte-level as GPT-2's and Llama-3's, or SentencePiece-style
+/// as Llama-2's). Immutable after loading; copies are
 /// cheap and share the tables and the per-word cache. All const member
 /// functions are thread-safe (the word cache is guarded by a mutex).
 /// Movable: a moved-from tokenizer has no tables; every member function called
@@ -87,12 +110,18 @@ class Tokenizer {
   /// added_tokens, tokenizer_config.json's added_tokens_decoder keys) that is not
   /// an integer in [0, 16777215] (2^24 - 1), or ids so sparse that the largest
   /// is >= 2 x the token count + 1024, a Split regex that PCRE2 cannot compile
-  /// (its message and offset). Throws Unsupported for a tokenizer.json that is
-  /// not byte-level BPE whose pre_tokenizer is ByteLevel with the GPT-2 regex or
-  /// Sequence [Split (behavior "Isolated", invert false), ByteLevel with
-  /// use_regex false] (other model/pre_tokenizer types and layouts, a
-  /// normalizer, add_prefix_space, byte_fallback, subword prefixes/suffixes)
-  /// when there is no vocab.json + merges.txt to fall back to.
+  /// (its message and offset), a model.unk_token that is not in the
+  /// vocabulary. Throws Unsupported for a tokenizer.json that is not BPE of
+  /// one of these kinds: byte-level whose pre_tokenizer is ByteLevel with the
+  /// GPT-2 regex or Sequence [Split (behavior "Isolated", invert false),
+  /// ByteLevel with use_regex false], without a normalizer; SentencePiece-style
+  /// (see the header comment) with the normalizer Sequence [Prepend "▁",
+  /// Replace " " -> "▁"] (or that Replace alone) and no pre_tokenizer, or no
+  /// normalizer and a Metaspace pre_tokenizer with replacement "▁" and split
+  /// false (other model/pre_tokenizer/normalizer types and layouts,
+  /// add_prefix_space, byte_fallback with ByteLevel, subword
+  /// prefixes/suffixes, dropout) when there is no vocab.json + merges.txt to
+  /// fall back to.
   static Tokenizer load(const std::filesystem::path& model_dir);
 
   /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one
@@ -107,7 +136,9 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, const EncodeOptions& opts = {}) const;
 
   /// The bytes the ids stand for, concatenated (special tokens included as
-  /// their text). The result may be invalid UTF-8 if the ids split a character.
+  /// their text); for a SentencePiece-style tokenizer whose decoder strips
+  /// it, without one leading space (see the header comment). The result may
+  /// be invalid UTF-8 if the ids split a character.
   /// Padding ids (see for_model()) decode to nothing (zero bytes).
   /// Throws InvalidArgument for any other id that is not an assigned token:
   /// negative, unassigned, or >= model_vocab_size(); the message names the
@@ -119,7 +150,7 @@ class Tokenizer {
   const std::string& decode_token(int32_t id) const;
 
   /// The token's string as stored in the vocabulary (byte-level symbols,
-  /// e.g. "Ġthe" for " the"). Throws InvalidArgument like decode(), and also
+  /// e.g. "Ġthe" for " the"; SentencePiece pieces, e.g. "▁the", "<0x0A>"). Throws InvalidArgument like decode(), and also
   /// for a padding id (it has no vocabulary string).
   const std::string& id_to_token(int32_t id) const;
 

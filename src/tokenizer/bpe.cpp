@@ -3,6 +3,8 @@
 #include <queue>
 #include <utility>
 
+#include "tokenizer/utf8.hpp"
+
 namespace kq::tok {
 
 BpeModel::BpeModel(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& rules,
@@ -11,6 +13,12 @@ BpeModel::BpeModel(const std::array<int32_t, 256>& byte_ids, const std::vector<M
   merges_.reserve(rules.size());
   for (size_t r = 0; r < rules.size(); ++r)
     merges_.insert_or_assign(key(rules[r].left, rules[r].right), Merge{int32_t(r), rules[r].merged});
+}
+
+BpeModel::BpeModel(CharSymbols chars, const std::vector<MergeRule>& rules, WholeWords whole_words)
+    : BpeModel(std::array<int32_t, 256>{}, rules, std::move(whole_words)) {
+  by_chars_ = true;
+  chars_ = std::move(chars);
 }
 
 namespace {
@@ -32,15 +40,55 @@ void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) co
       out.push_back(it->second);
       return;
     }
-  if (n == 1) {
-    out.push_back(byte_ids_[uint8_t(bytes[0])]);
-    return;
+  std::vector<int32_t> id;
+  if (by_chars_) {
+    char_symbols(bytes, id);
+  } else {
+    if (n == 1) {
+      out.push_back(byte_ids_[uint8_t(bytes[0])]);
+      return;
+    }
+    id.resize(size_t(n));
+    for (size_t i = 0; i < size_t(n); ++i) id[i] = byte_ids_[uint8_t(bytes[i])];
   }
+  merge_all(id, out);
+}
+
+void BpeModel::char_symbols(std::string_view word, std::vector<int32_t>& id) const {
+  id.reserve(word.size());
+  bool unk_pending = false;  // Hugging Face's `unk`: emitted before the next character with a token, or at the end
+  for (size_t i = 0; i < word.size();) {
+    char32_t cp = 0;
+    const size_t len = decode_utf8(word, i, cp);
+    const std::string_view ch = word.substr(i, len ? len : 1);  // an ill-formed byte: a character of its own
+    i += ch.size();
+    if (len)
+      if (const auto it = chars_.chars.find(cp); it != chars_.chars.end()) {
+        if (unk_pending) id.push_back(chars_.unk);
+        unk_pending = false;
+        id.push_back(it->second);
+        continue;
+      }
+    bool bytes_known = true;
+    for (const char b : ch) bytes_known = bytes_known && chars_.byte_tokens[uint8_t(b)] >= 0;
+    if (bytes_known) {
+      for (const char b : ch) id.push_back(chars_.byte_tokens[uint8_t(b)]);
+      continue;
+    }
+    if (chars_.unk < 0) continue;  // no unk token: the character is dropped
+    if (unk_pending && !chars_.fuse_unk) id.push_back(chars_.unk);
+    unk_pending = true;
+  }
+  if (unk_pending) id.push_back(chars_.unk);
+}
+
+void BpeModel::merge_all(std::vector<int32_t>& id, std::vector<int32_t>& out) const {
+  const auto n = int32_t(id.size());
+  if (n == 0) return;
   // Doubly linked list of symbols; a merged-away symbol gets id -1.
   const auto len = static_cast<size_t>(n);
-  std::vector<int32_t> id(len), prev(len), next(len);
+  std::vector<int32_t> prev(len), next(len);
   for (int32_t i = 0; i < n; ++i) {
-    id[size_t(i)] = byte_ids_[uint8_t(bytes[size_t(i)])];
     prev[size_t(i)] = i - 1;
     next[size_t(i)] = i + 1 < n ? i + 1 : -1;
   }

@@ -1,4 +1,5 @@
-// kq::Tokenizer: loading, encode (added-token split -> GPT-2 regex -> BPE), decode.
+// kq::Tokenizer: loading, encode (added-token split -> GPT-2 regex, or the
+// SentencePiece "▁" rule -> BPE), decode.
 #include "kq/tokenizer.hpp"
 
 #include <limits>
@@ -80,8 +81,17 @@ Tokenizer Tokenizer::from_files(const fs::path& vocab_json, const fs::path& merg
   return Tokenizer(Impl::build(spec));
 }
 
-void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& ids) const {
+void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& ids, bool at_text_start) const {
   if (text.empty()) return;
+  if (metaspace) {  // SentencePiece-style: the section is one word, "▁" for spaces
+    std::string word;
+    metaspace->apply(text, at_text_start, word);
+    if (cache.lookup(word, ids)) return;  // only short words are cached (WordCache::kMaxKeyBytes)
+    const size_t start = ids.size();
+    bpe.encode_word(word, ids);
+    cache.insert(word, ids.data() + start, ids.size() - start);
+    return;
+  }
   std::vector<std::string_view> pieces;
   pieces.reserve(text.size() / 4 + 1);
   pre.split(text, pieces);
@@ -143,11 +153,11 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
     }
     if (best == npos) break;
     const int32_t id = t.added_by_length[best_k];
-    t.encode_plain(text.substr(pos, best - pos), ids);
+    t.encode_plain(text.substr(pos, best - pos), ids, pos == 0);
     ids.push_back(id);
     pos = best + t.token_bytes[size_t(id)].size();
   }
-  if (pos < text.size()) t.encode_plain(text.substr(pos), ids);
+  if (pos < text.size()) t.encode_plain(text.substr(pos), ids, pos == 0);
   return ids;
 }
 
@@ -159,6 +169,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   out.reserve(n);
   for (const int32_t id : ids)
     if (const std::string* b = bytes_of(id)) out += *b;  // a padding id adds nothing
+  if (impl().strip_leading_space && !out.empty() && out.front() == ' ') out.erase(0, 1);
   return out;
 }
 

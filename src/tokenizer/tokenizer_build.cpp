@@ -8,6 +8,7 @@
 #include "kq/warning.hpp"
 #include "tokenizer/byte_unicode.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
+#include "tokenizer/utf8.hpp"
 
 namespace kq {
 namespace {
@@ -61,22 +62,34 @@ std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional
 /// plausible-looking but wrong tokenization (fresh-user finding: an empty
 /// merges.txt gave 6859 tokens instead of 1655). Throws FormatError naming
 /// the merges source when there are no merges although the vocabulary has
-/// multi-byte tokens; special/added tokens (literal text) do not count.
+/// multi-byte tokens; special/added tokens (literal text) do not count. The
+/// same holds for multi-character tokens of a SentencePiece-style vocabulary
+/// (BPE from characters; its "<0xNN>" byte tokens and unk token do not count).
 void reject_merges_missing(const Tokenizer::Impl& t, const tok::TokenizerSpec& spec) {
   if (!spec.merges.empty()) return;
   size_t multi = 0;
   const std::string* example = nullptr;
+  // A SentencePiece-style vocabulary starts from characters: only tokens of
+  // several characters need merges ("<0xNN>" byte tokens and the unk token do not).
+  auto needs_merges = [&](size_t id) {
+    if (!spec.sentencepiece) return t.token_bytes[id].size() > 1;
+    const std::string& s = t.token_str[id];
+    char32_t cp = 0;
+    return !s.empty() && tok::decode_utf8(s, 0, cp) != s.size() && !tok::byte_fallback_value(s) &&
+           s != spec.sentencepiece->unk_token;
+  };
   for (size_t id = 0; id < t.kind.size(); ++id)
-    if (t.kind[id] == Tokenizer::Impl::kModel && t.token_bytes[id].size() > 1) {
+    if (t.kind[id] == Tokenizer::Impl::kModel && needs_merges(id)) {
       if (!example) example = &t.token_str[id];
       ++multi;
     }
   if (multi == 0) return;  // a byte-only vocabulary needs no merges
   raise<FormatError>(
-      "{}: no merges, but the vocabulary ({}) has {} multi-byte tokens (e.g. '{}') that only merges can produce; "
-      "every byte would become its own token. The merges are empty or missing: restore them from the model's "
+      "{}: no merges, but the vocabulary ({}) has {} multi-{} tokens (e.g. '{}') that only merges can produce; "
+      "every {} would become its own token. The merges are empty or missing: restore them from the model's "
       "original files",
-      spec.merges_source, spec.vocab_source, multi, *example);
+      spec.merges_source, spec.vocab_source, multi, spec.sentencepiece ? "character" : "byte", *example,
+      spec.sentencepiece ? "character" : "byte");
 }
 
 /// The vocabulary's tokens by their raw bytes, for BPE ignore_merges. Hugging
@@ -91,6 +104,42 @@ tok::BpeModel::WholeWords whole_words(const tok::TokenizerSpec& spec) {
     if (tok::bytes_to_symbols(bytes) == s) words.emplace(std::move(bytes), id);
   }
   return words;
+}
+
+/// SentencePiece-style BPE ignore_merges: the word (the text with "▁") is
+/// looked up among the vocabulary strings as they are.
+tok::BpeModel::WholeWords vocab_words(const tok::TokenizerSpec& spec) {
+  tok::BpeModel::WholeWords words;
+  words.reserve(spec.vocab.size());
+  for (const auto& [s, id] : spec.vocab) words.emplace(s, id);
+  return words;
+}
+
+/// The first symbols of a SentencePiece-style BPE (tok::BpeModel::CharSymbols)
+/// from the model's vocabulary (`t` holds it, before the added tokens): its
+/// one-character tokens, its "<0xNN>" tokens (with byte_fallback), its unk
+/// token. A model.unk_token that is not in the vocabulary is a FormatError
+/// naming the file (Hugging Face fails on the first character that needs it).
+tok::BpeModel::CharSymbols char_symbols(const Tokenizer::Impl& t, const tok::TokenizerSpec& spec) {
+  const tok::SentencePieceSpec& sp = *spec.sentencepiece;
+  tok::BpeModel::CharSymbols c;
+  for (const auto& [s, id] : spec.vocab) {
+    char32_t cp = 0;
+    if (!s.empty() && tok::decode_utf8(s, 0, cp) == s.size()) c.chars.emplace(cp, id);
+  }
+  for (int b = 0; b < 256; ++b) {
+    const auto it = sp.byte_fallback ? t.str_to_id.find(tok::byte_fallback_token(uint8_t(b))) : t.str_to_id.end();
+    c.byte_tokens[size_t(b)] = it == t.str_to_id.end() ? -1 : it->second;
+  }
+  if (sp.unk_token) {
+    const auto it = t.str_to_id.find(*sp.unk_token);
+    if (it == t.str_to_id.end())
+      raise<FormatError>("{}: model.unk_token '{}' is not in the vocabulary", spec.vocab_source,
+                         io::text_excerpt(*sp.unk_token));
+    c.unk = it->second;
+  }
+  c.fuse_unk = sp.fuse_unk;
+  return c;
 }
 
 }  // namespace
@@ -118,12 +167,12 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
       raise<FormatError>("{}: id {} is given to both '{}' and '{}'", spec.vocab_source, id, t->token_str[size_t(id)], s);
     t->kind[size_t(id)] = kModel;
     t->token_str[size_t(id)] = s;
-    t->token_bytes[size_t(id)] = tok::symbols_to_bytes(s);
+    t->token_bytes[size_t(id)] = spec.sentencepiece ? tok::metaspace_to_bytes(s) : tok::symbols_to_bytes(s);
     t->str_to_id.emplace(s, id);
   }
 
   std::array<int32_t, 256> byte_ids{};
-  for (int b = 0; b < 256; ++b) {
+  for (int b = 0; b < 256 && !spec.sentencepiece; ++b) {  // SentencePiece-style: char_symbols instead
     const std::string sym = tok::bytes_to_symbols(std::string(1, char(b)));
     const auto it = t->str_to_id.find(sym);
     if (it == t->str_to_id.end())
@@ -145,7 +194,14 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
     };
     rules.push_back({lookup(a, "token"), lookup(b, "token"), lookup(a + b, "merged token")});
   }
-  t->bpe = tok::BpeModel(byte_ids, rules, spec.ignore_merges ? whole_words(spec) : tok::BpeModel::WholeWords{});
+  if (spec.sentencepiece) {
+    t->bpe = tok::BpeModel(char_symbols(*t, spec), rules,
+                           spec.ignore_merges ? vocab_words(spec) : tok::BpeModel::WholeWords{});
+    t->metaspace = spec.sentencepiece->metaspace;
+    t->strip_leading_space = spec.sentencepiece->strip_leading_space;
+  } else {
+    t->bpe = tok::BpeModel(byte_ids, rules, spec.ignore_merges ? whole_words(spec) : tok::BpeModel::WholeWords{});
+  }
 
   const std::string& added_src = spec.config_source.empty() ? spec.vocab_source : spec.config_source;
   // Each listed token is blamed on the file that lists it (tokenizer.json's

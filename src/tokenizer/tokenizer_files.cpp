@@ -68,20 +68,175 @@ void check_supported(const json& root, const std::string& source) {
   const json& model = member(root, "model", source, "the top level");
   if (!model.is_object()) raise<FormatError>("{}: \"model\" must be an object", source);
   if (const auto t = model.find("type"); t != model.end() && *t != "BPE")
-    raise<Unsupported>("{}: model type {} is not supported (only byte-level BPE)", source, io::json_excerpt(*t));
-  if (const auto b = model.find("byte_fallback"); b != model.end() && b->is_boolean() && b->get<bool>())
-    raise<Unsupported>("{}: BPE byte_fallback is not supported (only byte-level BPE)", source);
+    raise<Unsupported>("{}: model type {} is not supported (only BPE)", source, io::json_excerpt(*t));
   if (!is_null_or_empty(model, "continuing_subword_prefix") || !is_null_or_empty(model, "end_of_word_suffix"))
     raise<Unsupported>("{}: BPE subword prefixes/suffixes are not supported", source);
   if (const auto d = model.find("dropout");
       d != model.end() && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0))
     raise<Unsupported>("{}: BPE dropout is not supported", source);
-  if (const auto n = root.find("normalizer"); n != root.end() && !n->is_null())
-    raise<Unsupported>("{}: a normalizer ({}) is not supported", source, n->value("type", std::string("?")));
 }
 
 /// The "type" of a pre-tokenizer object ("" when it is not an object or has none).
 std::string type_of(const json& p) { return p.is_object() ? p.value("type", std::string()) : std::string(); }
+
+/// The boolean `obj[key]`; `absent` when it is missing or null. Any other JSON
+/// type is a FormatError naming the file, `where` and the key.
+bool flag(const json& obj, const char* key, bool absent, const std::string& source, std::string_view where) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return absent;
+  if (!it->is_boolean())
+    raise<FormatError>("{}: {} \"{}\" must be true or false, got {}", source, where, key, io::json_excerpt(*it));
+  return it->get<bool>();
+}
+
+/// Whether `x` has a string member `key` equal to `value`.
+bool has_member(const json& x, const char* key, std::string_view value) {
+  const auto it = x.find(key);
+  return it != x.end() && it->is_string() && it->get_ref<const std::string&>() == value;
+}
+
+/// A Replace (normalizer or decoder) of the String `from` by `to`.
+bool is_replace(const json& x, std::string_view from, std::string_view to) {
+  if (type_of(x) != "Replace" || !has_member(x, "content", to)) return false;
+  const auto p = x.find("pattern");
+  return p != x.end() && p->is_object() && p->size() == 1 && has_member(*p, "String", from);
+}
+
+/// "Sequence [Prepend, Replace]" or "Lowercase": the types of a normalizer, for messages.
+std::string normalizer_types(const json& n) {
+  if (type_of(n) != "Sequence" || !n.contains("normalizers") || !n["normalizers"].is_array())
+    return type_of(n).empty() ? io::json_excerpt(n, 40) : io::text_excerpt(type_of(n), 40);
+  std::string types;
+  for (const json& x : n["normalizers"])
+    types += (types.empty() ? "" : ", ") +
+             (type_of(x).empty() ? io::json_excerpt(x, 40) : io::text_excerpt(type_of(x), 40));
+  return "Sequence [" + types + "]";
+}
+
+/// The "▁" rule of a SentencePiece-style normalizer: a Sequence [Prepend "▁",
+/// Replace " " -> "▁"] (the legacy Llama-2 conversion; Prepend, to a non-empty
+/// text only, is left out with add_prefix_space false), or that Replace alone.
+/// Throws Unsupported naming the file and the normalizer's parts otherwise.
+MetaspaceRule normalizer_rule(const json& n, const std::string& source) {
+  std::vector<const json*> parts;
+  if (type_of(n) == "Sequence") {
+    const json& list = member(n, "normalizers", source, "the Sequence normalizer");
+    if (!list.is_array()) raise<FormatError>("{}: the Sequence normalizer's \"normalizers\" must be an array", source);
+    for (const json& x : list) parts.push_back(&x);
+  } else {
+    parts.push_back(&n);
+  }
+  MetaspaceRule rule;
+  size_t i = 0;
+  if (parts.size() == 2 && type_of(*parts[0]) == "Prepend" && has_member(*parts[0], "prepend", kMetaspace)) {
+    rule.prepend = MetaspaceRule::Prepend::kEverySection;
+    i = 1;
+  }
+  if (parts.size() != i + 1 || !is_replace(*parts[i], " ", kMetaspace)) {
+    if (type_of(n) != "Sequence")
+      raise<Unsupported>("{}: a normalizer ({}) is not supported", source, normalizer_types(n));
+    raise<Unsupported>("{}: a normalizer ({}) is not supported (only [Prepend \"\u2581\", Replace \" \" -> \"\u2581\"] "
+                       "or that Replace alone)",
+                       source, normalizer_types(n));
+  }
+  return rule;
+}
+
+/// The "▁" rule of a Metaspace pre_tokenizer: replacement "▁", split false
+/// (the text is one word; Hugging Face's default is true), prepend_scheme
+/// "first", "always" or "never" (absent: add_prefix_space, default true, is
+/// "always"). A section that starts with "▁" (or " ") gets none prepended.
+MetaspaceRule metaspace_rule(const json& p, const std::string& source) {
+  const std::string where = "the Metaspace pre_tokenizer";
+  if (const auto r = p.find("replacement"); r != p.end() && !(r->is_string() && *r == kMetaspace))
+    raise<Unsupported>("{}: {} with replacement {} is not supported (only \"\u2581\")", source, where,
+                       io::json_excerpt(*r, 40));
+  if (flag(p, "split", true, source, where))
+    raise<Unsupported>("{}: {} with split=true (the default) is not supported (only split false: the whole text is "
+                       "one word, as in Llama-2)",
+                       source, where);
+  MetaspaceRule rule;
+  rule.unless_leading_metaspace = true;
+  const auto scheme = p.find("prepend_scheme");
+  if (scheme == p.end() || scheme->is_null()) {
+    rule.prepend = flag(p, "add_prefix_space", true, source, where) ? MetaspaceRule::Prepend::kEverySection
+                                                                    : MetaspaceRule::Prepend::kNever;
+  } else if (*scheme == "first") {
+    rule.prepend = MetaspaceRule::Prepend::kFirstSection;
+  } else if (*scheme == "always") {
+    rule.prepend = MetaspaceRule::Prepend::kEverySection;
+  } else if (*scheme == "never") {
+    rule.prepend = MetaspaceRule::Prepend::kNever;
+  } else {
+    raise<FormatError>("{}: {}'s prepend_scheme must be \"first\", \"always\" or \"never\", got {}", source, where,
+                       io::json_excerpt(*scheme, 40));
+  }
+  return rule;
+}
+
+/// The SentencePiece-style description of a tokenizer.json that has a
+/// normalizer or a Metaspace pre_tokenizer (BPE from characters: no
+/// ByteLevel), or nullopt when it has neither (byte-level BPE, checked by
+/// pretokenizer_regex). Throws Unsupported naming the file and the part for a
+/// normalizer other than normalizer_rule's, a pre_tokenizer beside it, or a
+/// Metaspace other than metaspace_rule's; FormatError for wrongly typed model
+/// fields (byte_fallback, fuse_unk, unk_token).
+std::optional<SentencePieceSpec> sentencepiece_layout(const json& root, const std::string& source) {
+  const auto n = root.find("normalizer");
+  const auto p = root.find("pre_tokenizer");
+  const bool has_normalizer = n != root.end() && !n->is_null(), has_pre = p != root.end() && !p->is_null();
+  if (!has_normalizer && !(has_pre && type_of(*p) == "Metaspace")) return std::nullopt;
+  SentencePieceSpec sp;
+  if (has_normalizer) {
+    sp.metaspace = normalizer_rule(*n, source);
+    if (has_pre)
+      raise<Unsupported>("{}: the pre_tokenizer {} with the normalizer ({}) is not supported (only none: the whole "
+                         "text is one word)",
+                         source, io::json_excerpt(*p, 80), normalizer_types(*n));
+  } else {
+    sp.metaspace = metaspace_rule(*p, source);
+  }
+  const json& model = root.at("model");
+  sp.byte_fallback = flag(model, "byte_fallback", false, source, "model");
+  sp.fuse_unk = flag(model, "fuse_unk", false, source, "model");
+  if (const auto u = model.find("unk_token"); u != model.end() && !u->is_null()) {
+    if (!u->is_string())
+      raise<FormatError>("{}: model.unk_token must be a string, got {}", source, io::json_excerpt(*u));
+    sp.unk_token = u->get<std::string>();
+  }
+  return sp;
+}
+
+/// The decoder of a SentencePiece-style tokenizer.json: whether it strips one
+/// leading space (Sequence [Replace "▁" -> " ", ByteFallback, Fuse, Strip " "
+/// start 1 stop 0], the Strip left out with add_prefix_space false; or a
+/// Metaspace decoder whose prepend_scheme is not "never"). Any other decoder is
+/// a warning naming the file: kq decodes "▁" as a space and "<0xNN>" as its
+/// byte all the same, stripping a leading space when encoding prepends "▁".
+bool sentencepiece_strip(const json& root, const SentencePieceSpec& sp, const std::string& source) {
+  const auto d = root.find("decoder");
+  if (d != root.end() && type_of(*d) == "Sequence")
+    if (const auto ds = d->find("decoders"); ds != d->end() && ds->is_array() && (ds->size() == 3 || ds->size() == 4)) {
+      const json& l = *ds;
+      const bool strip = l.size() == 4;
+      if (is_replace(l[0], kMetaspace, " ") && type_of(l[1]) == "ByteFallback" && type_of(l[2]) == "Fuse" &&
+          (!strip || (type_of(l[3]) == "Strip" && has_member(l[3], "content", " ") && l[3].value("start", -1) == 1 &&
+                      l[3].value("stop", -1) == 0)))
+        return strip;
+    }
+  if (d != root.end() && type_of(*d) == "Metaspace" && has_member(*d, "replacement", kMetaspace)) {
+    const auto scheme = d->find("prepend_scheme");
+    if (scheme == d->end() || scheme->is_null()) return d->value("add_prefix_space", true);
+    if (*scheme == "first" || *scheme == "always") return true;
+    if (*scheme == "never") return false;
+  }
+  const bool strip = sp.metaspace.prepend != MetaspaceRule::Prepend::kNever;
+  warn(fmt::format("{}: the decoder {} is ignored: kq decodes SentencePiece pieces (\"\u2581\" as a space, "
+                   "\"<0xNN>\" as that byte){}",
+                   source, d == root.end() ? std::string("(none)") : io::json_excerpt(*d),
+                   strip ? ", dropping one leading space (the \"\u2581\" encoding prepends)" : ""));
+  return strip;
+}
 
 /// Checks a ByteLevel pre-tokenizer: no prefix space, and use_regex as
 /// `regex` wants it (true alone: the GPT-2 regex splits; false after a Split,
@@ -205,9 +360,9 @@ bool python_truthy(const json& v) {
 /// Warns (kq::warn, naming the file) about the parts of a tokenizer.json kq
 /// uses that it does not apply, where Hugging Face would: a post_processor
 /// that adds special tokens around the text (e.g. BOS before it), a
-/// "truncation" setting, and a decoder that is not ByteLevel (kq decodes as
-/// byte-level BPE).
-void warn_ignored_features(const json& root, const std::string& source) {
+/// "truncation" setting, and (with `byte_level_decoder`, byte-level BPE) a
+/// decoder that is not ByteLevel (kq decodes as byte-level BPE).
+void warn_ignored_features(const json& root, const std::string& source, bool byte_level_decoder) {
   if (const auto p = root.find("post_processor"); p != root.end() && !p->is_null() && !p->is_object()) {
     warn(fmt::format("{}: the post_processor {} is not an object and is ignored (Hugging Face would refuse it)",
                      source, io::json_excerpt(*p)));
@@ -224,7 +379,7 @@ void warn_ignored_features(const json& root, const std::string& source) {
   }
   if (const auto t = root.find("truncation"); t != root.end() && !t->is_null())
     warn(fmt::format("{}: \"truncation\" ({}) is ignored: kq never truncates a text", source, io::json_excerpt(*t)));
-  if (const auto d = root.find("decoder"); d != root.end() && !d->is_null()) {
+  if (const auto d = root.find("decoder"); byte_level_decoder && d != root.end() && !d->is_null()) {
     bool byte_level = d->is_object() && d->value("type", std::string()) == "ByteLevel";
     if (d->is_object() && d->value("type", std::string()) == "Sequence")
       if (const auto ds = d->find("decoders"); ds != d->end() && ds->is_array() && !ds->empty()) {
@@ -285,10 +440,18 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
   const json root = io::load_json_file(file, kMaxFileBytes);
   if (!root.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   check_supported(root, src);
-  spec.pretokenizer_regex = pretokenizer_regex(root, src);
-  spec.pretokenizer_source = src;
-  warn_ignored_features(root, src);
   const json& model = root.at("model");
+  spec.sentencepiece = sentencepiece_layout(root, src);
+  if (!spec.sentencepiece) {
+    if (flag(model, "byte_fallback", false, src, "model"))
+      raise<Unsupported>("{}: BPE byte_fallback is not supported with a byte-level pre_tokenizer (only in "
+                         "SentencePiece-style tokenizers: a Metaspace pre_tokenizer or a Prepend/Replace normalizer)",
+                         src);
+    spec.pretokenizer_regex = pretokenizer_regex(root, src);
+    spec.pretokenizer_source = src;
+  }
+  warn_ignored_features(root, src, /*byte_level_decoder=*/!spec.sentencepiece);
+  if (spec.sentencepiece) spec.sentencepiece->strip_leading_space = sentencepiece_strip(root, *spec.sentencepiece, src);
   if (const auto im = model.find("ignore_merges"); im != model.end() && !im->is_null()) {
     if (!im->is_boolean())
       raise<FormatError>("{}: model.ignore_merges must be true or false, got {}", src, io::json_excerpt(*im));

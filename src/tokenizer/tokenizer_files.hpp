@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "tokenizer/metaspace.hpp"
 #include "tokenizer/pretokenizer.hpp"
 
 namespace kq::tok {
@@ -21,8 +22,20 @@ struct AddedTokenSpec {
   std::string source;  ///< the file that lists it, for error messages ("" = the vocabulary's / config's)
 };
 
+/// The SentencePiece-style part of a tokenizer.json (Llama-2): BPE from
+/// characters with byte fallback instead of byte-level BPE.
+struct SentencePieceSpec {
+  MetaspaceRule metaspace;  ///< the normalizer's or the Metaspace pre_tokenizer's "▁" handling
+  bool byte_fallback = false;
+  std::optional<std::string> unk_token;  ///< model.unk_token
+  bool fuse_unk = false;
+  /// The decoder strips one leading space from the decoded text (Strip " "
+  /// start 1 after Replace "▁" -> " ", or a Metaspace decoder that prepends).
+  bool strip_leading_space = false;
+};
+
 /// A BPE tokenizer as read from files. Strings are vocabulary strings
-/// (byte-level symbols) except AddedTokenSpec::content.
+/// (byte-level symbols, or SentencePiece pieces with "▁") except AddedTokenSpec::content.
 struct TokenizerSpec {
   std::vector<std::pair<std::string, int32_t>> vocab;
   std::vector<std::pair<std::string, std::string>> merges;  ///< in rank order
@@ -35,6 +48,8 @@ struct TokenizerSpec {
   /// BPE "ignore_merges" (tokenizer.json): a pre-token that is itself a
   /// vocabulary token is that token, whatever the merges would make of it.
   bool ignore_merges = false;
+  /// Set for a SentencePiece-style tokenizer.json (no pre-tokenization regex then).
+  std::optional<SentencePieceSpec> sentencepiece;
   std::string vocab_source;   ///< file names for error messages
   std::string merges_source;
   std::string config_source;
@@ -50,11 +65,15 @@ inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
 TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
 /// Reads a tokenizer.json. Throws FormatError naming the file for malformed
-/// content, Unsupported for a tokenizer that is not byte-level BPE without a
-/// normalizer whose pre_tokenizer is ByteLevel with the GPT-2 regex (GPT-2)
-/// or a Sequence of a Split (behavior "Isolated", not inverted) and a
-/// ByteLevel without regex (Llama-3); the Split's pattern becomes
-/// spec.pretokenizer_regex (compiled, and checked, by Tokenizer construction).
+/// content, Unsupported for a tokenizer that is not BPE of one of these
+/// kinds: byte-level without a normalizer whose pre_tokenizer is ByteLevel
+/// with the GPT-2 regex (GPT-2) or a Sequence of a Split (behavior
+/// "Isolated", not inverted) and a ByteLevel without regex (Llama-3; the
+/// Split's pattern becomes spec.pretokenizer_regex, compiled and checked by
+/// Tokenizer construction); SentencePiece-style (Llama-2; spec.sentencepiece)
+/// with a normalizer Sequence [Prepend "▁" (optional), Replace " " -> "▁"] and
+/// no pre_tokenizer, or no normalizer and a Metaspace pre_tokenizer
+/// (replacement "▁", split false, any prepend_scheme).
 TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 
 /// Applies tokenizer_config.json: bos_token / eos_token (a string or an object

@@ -34,6 +34,11 @@ struct Tokenizer::Impl {
   std::string source;  ///< which files it was built from (Tokenizer::source())
   tok::BpeModel bpe;
   tok::Pretokenizer pre;
+  /// SentencePiece-style (TokenizerSpec::sentencepiece): each section of text
+  /// becomes one word by this rule (no regex), BPE starts from characters.
+  std::optional<tok::MetaspaceRule> metaspace;
+  /// decode() drops one leading space (the SentencePiece decoder's Strip).
+  bool strip_leading_space = false;
   /// Results of pre+bpe per pre-token: one cache per Impl, i.e. per regex
   /// and BPE model (tokenizers built from different files never share one).
   mutable tok::WordCache cache;
@@ -47,8 +52,10 @@ struct Tokenizer::Impl {
   /// Throws FormatError naming the spec's files.
   static std::shared_ptr<const Impl> build(const tok::TokenizerSpec& spec);
 
-  /// Appends the ids of raw text (no added-token matching).
-  void encode_plain(std::string_view text, std::vector<int32_t>& ids) const;
+  /// Appends the ids of raw text (no added-token matching). `at_text_start`:
+  /// the text begins the encoded text (not after an added token), for the
+  /// SentencePiece rule that prepends "▁" to the first section only.
+  void encode_plain(std::string_view text, std::vector<int32_t>& ids, bool at_text_start = true) const;
   /// Throws InvalidArgument unless id is an assigned token.
   void check_id(int32_t id) const;
 };
