@@ -144,8 +144,9 @@ MetaspaceRule normalizer_rule(const json& n, const std::string& source) {
 
 /// The "▁" rule of a Metaspace pre_tokenizer: replacement "▁", split false
 /// (the text is one word; Hugging Face's default is true), prepend_scheme
-/// "first", "always" or "never" (absent: add_prefix_space, default true, is
-/// "always"). A section that starts with "▁" (or " ") gets none prepended.
+/// "first", "always" or "never" (default "always"; add_prefix_space false,
+/// from older files, must come with "never", as Hugging Face requires). A
+/// section that starts with "▁" (or " ") gets none prepended.
 MetaspaceRule metaspace_rule(const json& p, const std::string& source) {
   const std::string where = "the Metaspace pre_tokenizer";
   if (const auto r = p.find("replacement"); r != p.end() && !(r->is_string() && *r == kMetaspace))
@@ -158,9 +159,13 @@ MetaspaceRule metaspace_rule(const json& p, const std::string& source) {
   MetaspaceRule rule;
   rule.unless_leading_metaspace = true;
   const auto scheme = p.find("prepend_scheme");
+  const bool prefix_space = flag(p, "add_prefix_space", true, source, where);
+  if (!prefix_space && (scheme == p.end() || scheme->is_null() || *scheme != "never"))
+    raise<FormatError>("{}: {}'s add_prefix_space false does not match its prepend_scheme {} (it must be \"never\")",
+                       source, where,
+                       scheme == p.end() ? std::string("(absent: \"always\")") : io::json_excerpt(*scheme));
   if (scheme == p.end() || scheme->is_null()) {
-    rule.prepend = flag(p, "add_prefix_space", true, source, where) ? MetaspaceRule::Prepend::kEverySection
-                                                                    : MetaspaceRule::Prepend::kNever;
+    rule.prepend = MetaspaceRule::Prepend::kEverySection;
   } else if (*scheme == "first") {
     rule.prepend = MetaspaceRule::Prepend::kFirstSection;
   } else if (*scheme == "always") {
@@ -210,9 +215,11 @@ std::optional<SentencePieceSpec> sentencepiece_layout(const json& root, const st
 /// The decoder of a SentencePiece-style tokenizer.json: whether it strips one
 /// leading space (Sequence [Replace "▁" -> " ", ByteFallback, Fuse, Strip " "
 /// start 1 stop 0], the Strip left out with add_prefix_space false; or a
-/// Metaspace decoder whose prepend_scheme is not "never"). Any other decoder is
-/// a warning naming the file: kq decodes "▁" as a space and "<0xNN>" as its
-/// byte all the same, stripping a leading space when encoding prepends "▁".
+/// Metaspace decoder whose prepend_scheme is not "never": Hugging Face's drops
+/// every "▁" of the first token and leaves "<0xNN>" as text, kq drops one
+/// leading space and decodes the byte). Any other decoder is a warning naming
+/// the file: kq decodes "▁" as a space and "<0xNN>" as its byte all the same,
+/// stripping a leading space when encoding prepends "▁".
 bool sentencepiece_strip(const json& root, const SentencePieceSpec& sp, const std::string& source) {
   const auto d = root.find("decoder");
   if (d != root.end() && type_of(*d) == "Sequence")

@@ -336,6 +336,16 @@ TEST(TokenizerSentencePiece, UnsupportedLayoutsAreNamed) {
   kq::testing::TempDir tmp;
   write(tmp.path / "tokenizer.json", x.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"tokenizer.json", "prepend_scheme", "sometimes"});
+  // Older files: add_prefix_space true is "always" (the default), false must come with "never" (as Hugging Face).
+  x = meta;
+  x["pre_tokenizer"].erase("prepend_scheme");
+  x["pre_tokenizer"]["add_prefix_space"] = true;
+  EXPECT_EQ(load_json(tmp, x).encode("hello</s>hello", {.allow_special = true}), (Ids{kMetaHello, kEos, kMetaHello}));
+  x["pre_tokenizer"]["add_prefix_space"] = false;
+  write(tmp.path / "tokenizer.json", x.dump());
+  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"add_prefix_space false", "must be \"never\""});
+  x["pre_tokenizer"]["prepend_scheme"] = "never";
+  EXPECT_EQ(load_json(tmp, x).encode("hello"), Ids{kHello});
   // Multi-character pieces without merges: refused as for byte-level BPE.
   x = meta;
   x["model"]["merges"] = json::array();
