@@ -49,10 +49,16 @@ AllocationStrategy parse_allocation_strategy(std::string_view s);
 
 /// What plan_adaptive_precision may choose from, and the target.
 struct AdaptiveOptions {
-  /// Fraction of the planned layers' FP32 bytes to remove: each layer's weight
-  /// matrix (4·N·K) and F32 bias (4·N, which every option keeps) — what the
-  /// layer holds in memory, the bytes QuantizeReport and `kq bench` count.
-  /// 0.80 keeps at most 20 % of them. In (0, 1), at least 0.000001 away from
+  /// Fraction to remove of the planned layers' bytes as the model holds them
+  /// unquantized: each layer's weight matrix in the checkpoint's on-disk dtype
+  /// (N·K times 4 for F32, 2 for a BF16 / F16 checkpoint: what the keep option
+  /// holds, Model::hold_unquantized_in_disk_dtype) and its bias as held (F32,
+  /// 4·N, which every option keeps). 0.80 keeps at most 20 % of them; keeping
+  /// every layer removes nothing, whatever the dtype. NF4 everywhere removes
+  /// about 87 % of an F32 checkpoint's bytes but only about 74 % of a 16-bit
+  /// one's (its weights already take half the bytes), so the default 0.80 is
+  /// beyond reach on a BF16 / F16 checkpoint (check_adaptive_options names the
+  /// largest reachable target). In (0, 1), at least 0.000001 away from
   /// both ends: round(target · 10^6) in [1, 999999]. Any value in between is
   /// planned for as given (0.8000004 too); adaptive_mode_name names the target
   /// rounded to 0.000001 (P = 100 · target to 4 decimals).
@@ -62,9 +68,10 @@ struct AdaptiveOptions {
   /// 75 % reduction, and NF4 block 64 with double quantization, about 87 %).
   /// Each must pass validate_quant_spec; AWQ specs are refused (they need calibration).
   std::vector<QuantSpec> candidates{parse_quant_mode("int8"), parse_quant_mode("nf4")};
-  /// Whether a layer may also stay unquantized (zero error), priced as it is
-  /// held once the model is quantized: F32 (0 % reduction), or BF16 / F16 (50 %)
-  /// for a layer of a 16-bit checkpoint (Model::hold_unquantized_in_disk_dtype).
+  /// Whether a layer may also stay unquantized (zero error, 0 % reduction),
+  /// priced as it is held once the model is quantized: in its on-disk dtype,
+  /// F32, or BF16 / F16 for a layer of a 16-bit checkpoint
+  /// (Model::hold_unquantized_in_disk_dtype).
   bool allow_keep = true;
   /// As QuantizeOptions: analyse and quantize the output projection too
   /// (default: it stays in its original precision and is not part of the budget).
@@ -109,6 +116,10 @@ struct LayerAnalysis {
   std::string name;         ///< module name (LinearSlot::name)
   int64_t N = 0, K = 0;     ///< out / in features of W [N, K]
   size_t bias_bytes = 0;    ///< bytes of the F32 bias (4·N, 0 without one): the same in every option
+  /// The dtype the layer is held in unquantized, the keep option's: its
+  /// on-disk dtype (F32, or BF16 / F16 for a 16-bit checkpoint). Its matrix
+  /// counts N·K · dtype_size(held) bytes in AdaptivePlan::bytes_before.
+  DType held = DType::F32;
   double entropy_bits = 0;  ///< weight_entropy_bits(W), in [0, 8]
   double sensitivity = 0;   ///< s_i (see AllocationStrategy)
   std::vector<CandidateAnalysis>
@@ -122,9 +133,11 @@ struct AdaptivePlan {
   std::vector<LayerAnalysis> layers;  ///< the quantizable layers, in model order
   AllocationStrategy strategy = AllocationStrategy::Entropy;
   double target_reduction = 0;
-  /// Σ (4·N·K + bias_bytes) over the layers (FP32, as the layers are held
-  /// before) and Σ (chosen option's bytes + bias_bytes): the bytes the target
-  /// refers to, and those QuantizeReport counts for the same layers.
+  /// Σ (N·K · dtype_size(held) + bias_bytes) over the layers (the layers
+  /// unquantized, as the model holds them: 4 bytes per weight for an F32
+  /// checkpoint, 2 for a BF16 / F16 one) and Σ (chosen option's bytes +
+  /// bias_bytes): the bytes the target refers to, and those
+  /// quantize_model_adaptive's QuantizeReport counts for the same layers.
   size_t bytes_before = 0, bytes_after = 0;
   double achieved_reduction = 0;  ///< 1 − bytes_after / bytes_before (>= target_reduction)
   double estimated_loss = 0;      ///< Σ of the chosen options' est_loss
@@ -179,7 +192,8 @@ std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoi
 /// Analyses every quantizable linear layer of `model` (not the lm_head unless
 /// options.quantize_lm_head, none matching options.keep_patterns; the model is
 /// not modified) and allocates an option per layer: with budget = (1 −
-/// target_reduction) · Σ 4·N·K bytes, allocate_precision over est_loss
+/// target_reduction) · bytes_before (the layers unquantized, in their on-disk
+/// dtype, biases included), allocate_precision over est_loss
 /// (Entropy, ReconstructionError) or the uniform choice (Uniform). Each
 /// candidate is quantized once per layer to measure its error, so this takes
 /// about as long as quantizing the model once per candidate.
@@ -200,23 +214,31 @@ AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& option
 /// reachable reduction on this model (1 − Σ smallest bytes / bytes_before).
 double check_adaptive_options(Model& model, const AdaptiveOptions& options);
 
-/// The reduction no model can reach beyond with options.candidates (and
-/// FP32, if allowed): 1 − the fewest bytes per FP32 byte of a candidate on a
-/// bias-free 2^20 x 2^20 layer (smaller layers, padding and biases only add
-/// bytes). With the default candidates NF4's 0.8710. A model-independent
-/// bound: the CLI refuses a target above it as a usage error before loading
-/// the model. Throws InvalidArgument for invalid candidates (as check_adaptive_options).
-double adaptive_reduction_limit(const AdaptiveOptions& options);
+/// The reduction no model whose layers are held in `held` (their on-disk
+/// dtype: F32, BF16 or F16) can reach beyond with options.candidates (and
+/// keeping, if allowed): 1 − the fewest bytes of a candidate per byte held on
+/// a bias-free 2^20 x 2^20 layer (smaller layers, padding and biases only add
+/// bytes). With the default candidates NF4's 0.8710 for F32, 0.7420 for BF16 /
+/// F16. With held = F32 a bound for every model (a 16-bit checkpoint reaches
+/// less): the CLI refuses a target above it as a usage error before loading
+/// the model; check_adaptive_options then checks the model's own bound.
+/// Throws InvalidArgument for invalid candidates (as check_adaptive_options)
+/// or a `held` other than F32, BF16 and F16.
+double adaptive_reduction_limit(const AdaptiveOptions& options, DType held = DType::F32);
 
 /// plan_adaptive_precision, then quantize_model(model, plan.to_options()).
 /// The plan is stored in *plan_out when given. Same errors as both. The
 /// report's quantized_bytes_before / quantized_bytes_after cover every
-/// planned layer, those the plan keeps in FP32 included (the bytes the target
-/// refers to: 1 − after / before = plan.achieved_reduction >= the target);
-/// quantized_matrix_bytes, quantized_elements and bits_per_weight() cover the
-/// same planned layers (an FP32 one counts 32 bits per weight), so the bits
-/// per weight agree with the reduction; layers outside the plan (lm_head not
-/// quantized, keep_patterns) are in none of them.
+/// planned layer, those the plan keeps unquantized included, and are
+/// plan.bytes_before / plan.bytes_after: before counts every planned layer in
+/// its on-disk dtype, as AdaptiveOptions::target_reduction does (so 1 − after
+/// / before = plan.achieved_reduction >= the target; for a 16-bit checkpoint
+/// this is not the sum of the layers' LayerQuantization::bytes_before, which
+/// are the F32 bytes the loaded model held); quantized_matrix_bytes,
+/// quantized_elements and bits_per_weight() cover the same planned layers (a
+/// kept one counts 32 or 16 bits per weight), so the bits per weight agree
+/// with the reduction; layers outside the plan (lm_head not quantized,
+/// keep_patterns) are in none of them.
 QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options,
                                        AdaptivePlan* plan_out = nullptr);
 
@@ -225,7 +247,8 @@ QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& opti
 bool is_adaptive_mode(std::string_view name);
 
 /// Parses an adaptive mode name: "adaptive" (target 0.80, entropy strategy),
-/// "adaptive-rP" (target P % of the FP32 bytes removed, P a decimal number in
+/// "adaptive-rP" (target P % removed of the planned layers' bytes as held
+/// unquantized, see AdaptiveOptions::target_reduction; P a decimal number in
 /// (0, 100) with at most 4 decimals, e.g. adaptive-r85 or adaptive-r82.5),
 /// optionally followed by "-entropy", "-error" or "-uniform" (the strategy);
 /// default candidates (INT8 W8A8, NF4 b64 double quant, FP32).
@@ -270,5 +293,11 @@ std::string adaptive_mode_name(const AdaptiveOptions& options);
 /// 5 %), or std::nullopt when every layer is kept. Throws InvalidArgument naming the
 /// layer when a layer's `chosen` is not an index into its candidates (a hand-edited plan).
 std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan);
+
+/// The dtypes the plan's layers are held in unquantized (LayerAnalysis::held),
+/// what its bytes_before and target refer to, for messages: "f32", "bf16" or
+/// "f16", or several joined with '+' in the order first seen ("bf16+f32")
+/// when the checkpoint mixes them; "" for a plan without layers.
+std::string held_dtype_names(const AdaptivePlan& plan);
 
 }  // namespace kq

@@ -133,9 +133,13 @@ struct BenchResult {
   size_t weight_bytes_before = 0; ///< whole model, original on-disk dtype
   size_t weight_bytes_after = 0;  ///< whole model as held in memory after quantization
   /// Quantized linear layers at FP32, biases included (QuantizeReport::quantized_bytes_before);
-  /// for an adaptive mode every planned layer, those it keeps in FP32 included: the bytes its target refers to.
+  /// for an adaptive mode every planned layer, those it keeps unquantized included, in the
+  /// checkpoint's on-disk dtype (linear_before_dtype): the bytes its target refers to.
   size_t linear_bytes_before = 0;
   size_t linear_bytes_after = 0;  ///< the same layers quantized (1 − after / before: the reduction)
+  /// The dtype linear_bytes_before counts the layers' weights in: "f32"; for an adaptive
+  /// mode the on-disk dtype the plan refers to (held_dtype_names: "f32", "bf16", "f16").
+  std::string linear_before_dtype = "f32";
   double bits_per_weight = 0;     ///< 8 · bytes of the quantized matrices (biases excluded) / elements (real, unpadded)
   LatencyResult latency_before, latency_after;
   double speedup = 0;             ///< latency_before.decode_ms / latency_after.decode_ms
@@ -202,7 +206,11 @@ using BenchProgressFn = std::function<void(const std::string& stage, int64_t don
 /// options that do not fit the model's context; a text or calibration path
 /// that is missing or not a regular file), FormatError (model files; a text
 /// that is not valid UTF-8, naming the byte offset),
-/// Unsupported (device). Messages name the BenchOptions fields they concern
+/// Unsupported (device); an adaptive mode whose plan quantizes no layer
+/// (which a target in (0, 1) never gives) is an InvalidArgument naming the mode,
+/// as is a mode whose every layer is kept (keep_patterns), after the modes
+/// before it have run.
+/// Messages name the BenchOptions fields they concern
 /// ("BenchOptions::samples ..."). Non-fatal findings (e.g. a keep pattern matching
 /// no layer, latency defaults reduced to fit) go to kq::warn(). The latency
 /// figures depend on OpenMP's wait policy: `kq bench` runs with

@@ -4,6 +4,7 @@
 #include "kq/adaptive.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
@@ -106,6 +107,18 @@ DType kept_dtype(const Linear& op) {
   return linear_f32_disk_dtype(op);
 }
 
+/// "f32", "bf16" or "f16": the keep option's format for a layer held in `d`.
+std::string held_name(DType d) { return d == DType::BF16 ? "bf16" : d == DType::F16 ? "f16" : "f32"; }
+
+/// The held_name of each of `held`, once, in the order first seen, joined with '+' ("bf16", "bf16+f32").
+std::string held_names(const std::vector<DType>& held) {
+  std::vector<std::string> names;
+  for (const DType d : held)
+    if (std::string n = held_name(d); std::find(names.begin(), names.end(), n) == names.end())
+      names.push_back(std::move(n));
+  return fmt::format("{}", fmt::join(names, "+"));
+}
+
 /// The fewest bytes of a [N, K] weight matrix among the options of `o`, the
 /// keep option holding `kept` (F32, BF16 or F16).
 size_t smallest_option_bytes(const AdaptiveOptions& o, int64_t N, int64_t K, DType kept = DType::F32) {
@@ -151,9 +164,9 @@ std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
   return slots;
 }
 
-/// The byte accounting of a plan over `slots`, from their shapes alone.
+/// The byte accounting of a plan over `slots`, from their shapes and held dtypes alone.
 struct PlanBytes {
-  size_t before = 0;     ///< Σ 4·N·K + bias
+  size_t before = 0;     ///< Σ N·K · size of the held (on-disk) dtype + bias: what the target refers to
   size_t smallest = 0;   ///< Σ smallest option + bias
   size_t biases = 0;     ///< Σ bias
   size_t budget = 0;     ///< floor((1 − target) · before): the most bytes the plan may keep
@@ -162,19 +175,24 @@ struct PlanBytes {
 /// PlanBytes of `slots`; throws InvalidArgument when the target cannot be reached.
 PlanBytes plan_bytes(const std::vector<LinearSlot>& slots, const AdaptiveOptions& o) {
   PlanBytes b;
+  std::vector<DType> held;  // for the message
   for (const LinearSlot& slot : slots) {
     const Linear& op = **slot.op;
     const size_t bias = bias_bytes(op);
-    b.before += size_t(op.out_features()) * size_t(op.in_features()) * sizeof(float) + bias;
-    b.smallest += smallest_option_bytes(o, op.out_features(), op.in_features(), kept_dtype(op)) + bias;
+    const DType kept = kept_dtype(op);
+    b.before += size_t(op.out_features()) * size_t(op.in_features()) * dtype_size(kept) + bias;
+    b.smallest += smallest_option_bytes(o, op.out_features(), op.in_features(), kept) + bias;
     b.biases += bias;
+    held.push_back(kept);
   }
   b.budget = size_t(std::floor((1.0 - o.target_reduction) * double(b.before)));
   if (b.smallest > b.budget)
     raise<InvalidArgument>(
         "adaptive precision: target reduction {:.6g} cannot be reached: with every layer at its smallest "
-        "candidate the reduction is {:.6f} (the largest reachable; the layers' FP32 bytes, biases included)",
-        o.target_reduction, std::floor((1.0 - double(b.smallest) / double(b.before)) * 1e6) / 1e6);
+        "candidate the reduction is {:.6f} (the largest reachable; reductions are of the layers' bytes as the "
+        "model holds them unquantized, in their on-disk dtype {}, biases included)",
+        o.target_reduction, std::floor((1.0 - double(b.smallest) / double(b.before)) * 1e6) / 1e6,
+        held_names(held));
   return b;
 }
 
@@ -185,6 +203,7 @@ LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const Ada
   la.N = op.out_features();
   la.K = op.in_features();
   la.bias_bytes = bias_bytes(op);
+  la.held = kept_dtype(op);
   const Tensor w = op.dequantized_weight();  // F32 [N, K]
   const float* wp = w.data<float>();
   const int64_t n = w.numel();
@@ -201,10 +220,9 @@ LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const Ada
     la.candidates.push_back(std::move(c));
   }
   if (o.allow_keep) {  // priced as held once the model is quantized: a 16-bit checkpoint's layers stay 16-bit
-    const DType kept = kept_dtype(op);
     CandidateAnalysis c;
-    c.format = kept == DType::BF16 ? "bf16" : kept == DType::F16 ? "f16" : "f32";
-    c.bytes = size_t(la.N) * size_t(la.K) * dtype_size(kept);
+    c.format = held_name(la.held);
+    c.bytes = size_t(la.N) * size_t(la.K) * dtype_size(la.held);
     la.candidates.push_back(std::move(c));
   }
   return la;
@@ -303,11 +321,13 @@ double check_adaptive_options(Model& model, const AdaptiveOptions& o) {
   return 1.0 - double(b.smallest) / double(b.before);
 }
 
-double adaptive_reduction_limit(const AdaptiveOptions& o) {
+double adaptive_reduction_limit(const AdaptiveOptions& o, DType held) {
   check_options(o);
+  if (held != DType::F32 && held != DType::BF16 && held != DType::F16)
+    raise<InvalidArgument>("adaptive_reduction_limit: held dtype {} is not F32, BF16 or F16", dtype_name(held));
   constexpr int64_t kSide = int64_t(1) << 20;  // a 2^20 x 2^20 layer: larger than any model's
-  const double fp32 = double(kSide) * double(kSide) * sizeof(float);
-  return 1.0 - double(smallest_option_bytes(o, kSide, kSide)) / fp32;
+  const double before = double(kSide) * double(kSide) * double(dtype_size(held));
+  return 1.0 - double(smallest_option_bytes(o, kSide, kSide, held)) / before;
 }
 
 AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
@@ -349,6 +369,12 @@ AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
   return plan;
 }
 
+std::string held_dtype_names(const AdaptivePlan& plan) {
+  std::vector<DType> held;
+  for (const LayerAnalysis& l : plan.layers) held.push_back(l.held);
+  return held_names(held);
+}
+
 bool is_adaptive_mode(std::string_view name) { return normalise(name).starts_with("adaptive"); }
 
 AdaptiveOptions parse_adaptive_mode(std::string_view name) { return parse_adaptive_mode(name, nullptr); }
@@ -358,8 +384,8 @@ AdaptiveOptions parse_adaptive_mode(std::string_view name, AdaptiveModeParts* pa
   auto bad = [&] {
     raise<InvalidArgument>(
         "mode '{}': an adaptive mode is adaptive[-rP][-entropy|-error|-uniform] with P the per cent of the "
-        "linear layers' FP32 bytes to remove, a number in (0, 100) with at most 4 decimals (e.g. adaptive, "
-        "adaptive-r85, adaptive-r82.5-error)",
+        "linear layers' bytes to remove (as the model holds them unquantized: in its on-disk dtype), a number in "
+        "(0, 100) with at most 4 decimals (e.g. adaptive, adaptive-r85, adaptive-r82.5-error)",
         shown(name));
   };
   if (!v.starts_with("adaptive")) bad();
@@ -441,13 +467,15 @@ QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& opti
   // The layers the plan keeps unquantized are part of the bytes the target
   // refers to, and of the bits per weight (an FP32 layer is 32 bits/weight, a
   // BF16 one 16: a plan keeping most layers is not "8 bits/weight" because its
-  // few quantized ones are).
+  // few quantized ones are). "Before" is what the target refers to: every
+  // planned layer in its on-disk dtype (quantize_model counted the quantized
+  // ones as the loaded model held them, in F32).
+  report.quantized_bytes_before = plan.bytes_before;
   const std::vector<LinearSlot> slots = model.linear_layers();
   for (const LayerQuantization& lq : report.layers)
     if (!lq.quantized && std::any_of(plan.layers.begin(), plan.layers.end(), [&](const LayerAnalysis& l) {
           return l.name == lq.name && !l.choice().spec;
         })) {
-      report.quantized_bytes_before += lq.bytes_before;
       report.quantized_bytes_after += lq.bytes_after;
       size_t bias_bytes = 0;
       for (const LinearSlot& slot : slots)

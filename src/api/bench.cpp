@@ -169,8 +169,16 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
       cand = Model::load(o.model_dir, host);
       AdaptivePlan plan;
       qr = quantize_model_adaptive(*cand, ao, &plan);  // its bytes: every planned layer (the target's)
-      if (o.context.device != Device::CPU) cand->to_device(o.context);
       threshold_spec = lowest_precision_spec(plan);
+      // Every target in (0, 1) quantizes a layer (keeping all removes nothing); a plan that did not would
+      // have no precision to judge it by.
+      if (!threshold_spec)
+        raise<InvalidArgument>(
+            "BenchOptions::modes {}: the adaptive plan keeps every one of its {} layers unquantized ({}), "
+            "which reaches no target; nothing to compare",
+            r.mode, plan.layers.size(), held_dtype_names(plan));
+      r.linear_before_dtype = held_dtype_names(plan);
+      if (o.context.device != Device::CPU) cand->to_device(o.context);
     } else {
       const QuantizeOptions qo{*specs[i].spec, o.quantize_lm_head, o.keep_patterns, calibration};
       cand = load_quantized(o.model_dir, qo, o.context, &qr);

@@ -474,9 +474,10 @@ TEST(AdaptivePlan, BeatsTheInvertedPlanOnTheDemoModel) {
   check_adaptive_beats_inverted(demo_model(), 0.80, 0, 0, /*ppl_vs_inverted=*/false);
 }
 
+// llama-small is BF16 on disk: 60 % of its layers' BF16 bytes is the byte budget of 80 % of their FP32 size.
 TEST(AdaptivePlan, BeatsTheInvertedPlanOnLlamaSmall) {
   KQ_REQUIRE_SHARED("models/llama-small");
-  check_adaptive_beats_inverted(kq::testing::shared_dir() / "models/llama-small", 0.80, 0, 2,
+  check_adaptive_beats_inverted(kq::testing::shared_dir() / "models/llama-small", 0.60, 0, 2,
                                 /*ppl_vs_inverted=*/true);
 }
 
@@ -652,6 +653,21 @@ TEST(AdaptivePlan, ReachabilityIsKnownFromTheShapesAlone) {
   o.candidates = {parse_quant_mode("int8")};  // int8 or f32: at most about 75 %
   EXPECT_LT(adaptive_reduction_limit(o), 0.7501);
   EXPECT_GT(adaptive_reduction_limit(o), 0.7499);
+}
+
+// The bound for a 16-bit checkpoint, whose layers are held in 2 bytes per
+// weight: NF4 everywhere removes about 74 % of them (round 14: the target was
+// measured against FP32 bytes, so a BF16 model "met" 50 % by keeping every layer).
+TEST(AdaptivePlan, ReductionLimitDependsOnTheHeldDtype) {
+  AdaptiveOptions o;
+  const double nf4_bytes_per_weight = (0.5 + 1.0 / 64 + 4.0 / (64 * 256));
+  EXPECT_NEAR(adaptive_reduction_limit(o, DType::F32), 1.0 - nf4_bytes_per_weight / 4, 1e-9);
+  EXPECT_NEAR(adaptive_reduction_limit(o, DType::BF16), 1.0 - nf4_bytes_per_weight / 2, 1e-9);
+  EXPECT_EQ(adaptive_reduction_limit(o, DType::F16), adaptive_reduction_limit(o, DType::BF16));
+  EXPECT_EQ(adaptive_reduction_limit(o), adaptive_reduction_limit(o, DType::F32));
+  EXPECT_THROW(adaptive_reduction_limit(o, DType::F64), InvalidArgument);
+  o.candidates = {parse_quant_mode("int8")};  // int8 or bf16: about 50 %
+  EXPECT_NEAR(adaptive_reduction_limit(o, DType::BF16), 0.5, 0.001);
 }
 
 TEST(AdaptiveAllocate, SaysWhetherTheResultIsExact) {

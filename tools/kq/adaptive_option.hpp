@@ -21,8 +21,10 @@ inline std::string shown_mode(const std::string& name) {
 }
 
 /// "" when `o`'s target can be reached on some model; otherwise why not: no
-/// model lets o's formats remove more than adaptive_reduction_limit(o) of the
-/// FP32 bytes (NF4 everywhere: 87.1 %), so a larger target is a usage error,
+/// model lets o's formats remove more than adaptive_reduction_limit(o) of its
+/// linear layers' bytes (NF4 everywhere on an F32 checkpoint: 87.1 %; a 16-bit
+/// checkpoint reaches less, which the message says and the check after loading,
+/// check_adaptive_options, enforces), so a larger target is a usage error,
 /// found before the model is loaded. `what` names the value: the mode, or
 /// (option_given) --target-reduction, whose range is then given as a fraction.
 inline std::string adaptive_target_beyond_limit(const AdaptiveOptions& o, const std::string& what,
@@ -30,10 +32,12 @@ inline std::string adaptive_target_beyond_limit(const AdaptiveOptions& o, const 
   const double limit = adaptive_reduction_limit(o);
   if (o.target_reduction <= limit) return {};
   const double pct = std::floor(limit * 1e4) / 1e2;  // 87.10: below the limit, as printed
+  const double pct16 = std::floor(adaptive_reduction_limit(o, DType::BF16) * 1e4) / 1e2;  // 74.20
   return fmt::format(
-      "{}: a target reduction of {:g} % cannot be reached on any model: with int8, nf4 or f32 per layer at most "
-      "{:.2f} % of the linear layers' FP32 bytes can be removed (nf4 everywhere); {}",
-      what, std::round(o.target_reduction * 1e6) / 1e4, pct,
+      "{}: a target reduction of {:g} % cannot be reached on any model: with int8, nf4 or unquantized per layer "
+      "at most {:.2f} % of the linear layers' bytes can be removed (nf4 everywhere, F32 checkpoint; {:.2f} % of "
+      "a BF16 / F16 checkpoint's); {}",
+      what, std::round(o.target_reduction * 1e6) / 1e4, pct, pct16,
       option_given ? fmt::format("give a value in (0, {:.4f}]", pct / 100)
                    : fmt::format("give adaptive-rP with P in (0, {:.2f}]", pct));
 }
@@ -77,11 +81,13 @@ inline AdaptiveOptions adaptive_options(const std::string& mode, bool target_giv
 
 /// One line per planned layer: name, shape [N, K], weight entropy (bits), the
 /// format chosen, its matrix's bytes and measured relative error; then the
-/// totals (the layers' bytes, biases included: the figure the target refers
-/// to and the quantize report prints) and whether the knapsack was exact.
+/// totals (the layers' bytes, unquantized in their on-disk dtype before,
+/// biases included: the figure the target refers to and the quantize report
+/// prints) and whether the knapsack was exact.
 inline void print_adaptive_plan(const AdaptivePlan& plan) {
-  fmt::print("adaptive precision plan ({} strategy, target {:g} % of the linear layers' FP32 bytes removed):\n",
-             allocation_strategy_name(plan.strategy), std::round(plan.target_reduction * 1e6) / 1e4);
+  fmt::print("adaptive precision plan ({} strategy, target {:g} % of the linear layers' {} bytes removed):\n",
+             allocation_strategy_name(plan.strategy), std::round(plan.target_reduction * 1e6) / 1e4,
+             held_dtype_names(plan));
   fmt::print("  {:<40} {:>11} {:>8} {:>8} {:>10} {:>10}\n", "layer", "N x K", "entropy", "format", "bytes",
              "rel. error");
   for (const LayerAnalysis& l : plan.layers) {

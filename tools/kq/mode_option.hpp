@@ -19,8 +19,8 @@ namespace kq::cli {
 /// (valid_adaptive_mode_names), with what "adaptive" and P mean.
 inline std::string adaptive_modes_for_list() {
   return fmt::format(
-      "{} (adaptive = {}; P: the per cent of the linear layers' FP32 bytes to remove, in (0, 100), e.g. "
-      "adaptive-r85)",
+      "{} (adaptive = {}; P: the per cent of the linear layers' bytes (in their on-disk dtype) to remove, in "
+      "(0, 100), e.g. adaptive-r85)",
       fmt::join(valid_adaptive_mode_names(), ", "), adaptive_mode_name(AdaptiveOptions{}));
 }
 
