@@ -199,6 +199,13 @@ std::string few_scored_tokens_warning(const BenchReport& report);
 /// Progress events for a UI: a stage name and done/total counts.
 using BenchProgressFn = std::function<void(const std::string& stage, int64_t done, int64_t total)>;
 
+/// Called by run_bench as soon as a mode is done, with the report so far: its
+/// results end with that mode's, and ctx, windows and scored_tokens are set
+/// (peak_rss_bytes is set only in the report run_bench returns). A UI shows
+/// each finished mode at once (`kq bench` prints its block), so that an
+/// interrupted run or a later mode's error does not lose them.
+using BenchResultFn = std::function<void(const BenchReport& so_far)>;
+
 /// Runs the benchmark. Every mode is checked before the first one runs: its
 /// name, and for an adaptive mode whether the model's layers can reach its
 /// target (check_adaptive_options). Throws InvalidArgument (bad mode name, an
@@ -216,7 +223,8 @@ using BenchProgressFn = std::function<void(const std::string& stage, int64_t don
 /// figures depend on OpenMP's wait policy: `kq bench` runs with
 /// OMP_WAIT_POLICY=PASSIVE unless set, a library caller with OpenMP's default
 /// unless it starts the program with it set (ExecContext says why and how).
-BenchReport run_bench(const BenchOptions& options, const BenchProgressFn& progress = {});
+BenchReport run_bench(const BenchOptions& options, const BenchProgressFn& progress = {},
+                      const BenchResultFn& on_result = {});
 
 /// Resident set size of this process now / at its peak, in bytes (Linux /proc).
 size_t current_rss_bytes();

@@ -73,7 +73,7 @@ std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes) 
   return out;
 }
 
-BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
+BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, const BenchResultFn& on_result) {
   if (o.samples < 0) raise<InvalidArgument>("BenchOptions::samples must be >= 0 (0 = all windows), got {}", o.samples);
   // Parse every mode first so a typo fails before minutes of work.
   const std::vector<BenchMode> specs = parse_bench_modes(o.modes);
@@ -223,6 +223,7 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress) {
     }
     r.rss_bytes = current_rss_bytes();
     rep.results.push_back(std::move(r));
+    if (on_result) on_result(rep);
   }
   // The kernel updates VmHWM lazily, so it can read below a VmRSS sampled
   // earlier: the peak is at least every resident figure reported.

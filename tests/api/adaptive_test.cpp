@@ -681,6 +681,28 @@ TEST(AdaptiveAllocate, SaysWhetherTheResultIsExact) {
   EXPECT_LE(totals(t, g).bytes, 12u);
 }
 
+// Round 14: run_bench hands each finished mode to on_result (kq bench prints
+// it at once), with the run's windows and the modes so far.
+TEST(AdaptiveMode, BenchHandsEachFinishedModeToOnResult) {
+  BenchOptions o;
+  o.model_dir = demo_model();
+  o.text = demo_model() / "demo-eval.txt";
+  o.modes = {"int8", "adaptive-r30"};
+  o.samples = 1;
+  o.measure_latency = false;
+  std::vector<std::string> seen;
+  const BenchReport r = run_bench(o, {}, [&](const BenchReport& so_far) {
+    EXPECT_EQ(so_far.results.size(), seen.size() + 1);
+    EXPECT_EQ(so_far.windows, 1);
+    EXPECT_GT(so_far.scored_tokens, 0);
+    seen.push_back(so_far.results.back().mode);
+  });
+  EXPECT_EQ(seen, o.modes);
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[0].linear_before_dtype, "f32");
+  EXPECT_EQ(r.results[1].linear_before_dtype, "f32");  // gpt2-tiny is F32 on disk
+}
+
 TEST(AdaptiveMode, BenchChecksEveryAdaptiveTargetBeforeTheFirstModeRuns) {
   BenchOptions o;
   o.model_dir = demo_model();

@@ -88,5 +88,27 @@ TEST(FreshUserRound14, AdaptiveTargetsBeyondABf16CheckpointNameItsReach) {
   EXPECT_TRUE(has(u.err, "74.20 % of a BF16 / F16 checkpoint's")) << u.err;
 }
 
+TEST(FreshUserRound14, BenchPrintsEachModeAsItFinishes) {
+  KQ_REQUIRE_SHARED("data/text/shakespeare-test.txt");
+  TempDir tmp;
+  // Enough windows that the second mode takes a while after the first mode's block.
+  RunningKq kq({"bench", "-m", demo_model().string(), "-t", shakespeare().string(), "--modes", "int8", "nf4",
+                "--samples", "24", "--no-latency", "--threads", "1"},
+               tmp.path / "err");
+  ASSERT_GT(kq.pid, 0);
+  // int8's whole block (its last line is load+quantize) arrives while nf4 still runs: before, stdout to a
+  // pipe was flushed only at exit, so nothing came until the process had ended.
+  ASSERT_TRUE(kq.wait_for("== int8 (int8) ==")) << kq.out << kq.err();
+  ASSERT_TRUE(kq.wait_for("load+quantize")) << kq.out << kq.err();
+  EXPECT_TRUE(has(kq.out, "KernelQuant bench")) << kq.out;
+  int status = 0;
+  EXPECT_EQ(::waitpid(kq.pid, &status, WNOHANG), 0) << "kq had ended before int8's block arrived:\n" << kq.out;
+  EXPECT_FALSE(has(kq.out, "== nf4")) << kq.out;
+  ::kill(kq.pid, SIGINT);  // what the tester's Ctrl-C did: the finished mode is already out
+  status = kq.wait();
+  EXPECT_FALSE(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 3))
+      << "the run ended before it was interrupted";
+}
+
 }  // namespace
 }  // namespace kq::testing

@@ -374,32 +374,48 @@ void add_bench_command(CLI::App& app) {
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)
     std::string stage_now;
+    // --json -: standard output carries the JSON alone, the report goes to standard error.
+    const bool json_stdout = args->json == "-";
+    std::FILE* out = json_stdout ? stderr : stdout;
+    // The header and each mode's block are printed (and flushed: stdout may be a
+    // file or a pipe) as soon as the mode is done, so that an interrupted run or
+    // a later mode's error keeps the finished ones.
+    size_t printed = 0;
+    auto unchanged = [&] {
+      check_model_files_unchanged(printed == 0 ? "the results are not reported"
+                                               : "the modes reported above ran before it; the rest are not reported");
+    };
     BenchReport r;
     try {
-      r = run_bench(o, [&](const std::string& stage, int64_t done, int64_t total) {
-        if (!bar || stage != stage_now) {
-          if (bar) bar->finish();
-          bar = std::make_unique<Progress>(stage);
-          stage_now = stage;
-        }
-        bar->update(done, total);
-      });
+      r = run_bench(
+          o,
+          [&](const std::string& stage, int64_t done, int64_t total) {
+            if (!bar || stage != stage_now) {
+              if (bar) bar->finish();
+              bar = std::make_unique<Progress>(stage);
+              stage_now = stage;
+            }
+            bar->update(done, total);
+          },
+          [&](const BenchReport& so_far) {
+            if (bar) bar->finish();
+            unchanged();
+            if (printed == 0) print_header(out, so_far, o.modes);
+            print_mode(out, so_far.results.back(), verdict_reliable(so_far));
+            ++printed;
+            flush_stdout();
+          });
     } catch (const FormatError&) {
       // Each mode loads the model again: a file truncated or replaced during
       // the run fails that load as "corrupt"; say what happened instead.
       bar.reset();
-      check_model_files_unchanged();
+      unchanged();
       throw;
     }
     bar.reset();
-    check_model_files_unchanged();
+    unchanged();
     if (r.samples > r.windows)
       warn(samples_beyond_text_warning(r.samples, r.windows, r.text_tokens, r.ctx));
-    // --json -: standard output carries the JSON alone, the report goes to standard error.
-    const bool json_stdout = args->json == "-";
-    std::FILE* out = json_stdout ? stderr : stdout;
-    print_header(out, r, o.modes);
-    for (const BenchResult& m : r.results) print_mode(out, m, verdict_reliable(r));
     print_table(out, r);
     flush_stdout();  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)

@@ -115,6 +115,7 @@ void run_eval(const EvalOptions& o) {
   fmt::print(out, "time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
              ctx.device == Device::CPU ? count_noun(resolve_threads(o.threads), "thread")
                                        : device_name(ctx.device));
+  flush_stdout();  // the report is out before the JSON is written (stdout may be a file or a pipe)
 
   if (!o.json.empty()) {
     const nlohmann::json j = {
