@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "api/awq.hpp"
 #include "eval/window_runner.hpp"
@@ -35,6 +38,24 @@ size_t proc_status_kb(const char* key) {
   while (std::getline(f, line))
     if (line.starts_with(k)) return size_t(std::stoull(line.substr(k.size()))) * 1024;
   return 0;
+}
+
+/// Whether the regular files `a` and `b` hold the same bytes (the sizes first,
+/// then the contents, 1 MiB at a time); false when either cannot be read.
+bool same_content(const std::filesystem::path& a, const std::filesystem::path& b) {
+  std::error_code ea, eb;
+  const uintmax_t size = std::filesystem::file_size(a, ea);
+  if (ea || size != std::filesystem::file_size(b, eb) || eb) return false;
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  if (!fa || !fb) return false;
+  std::vector<char> ba(1 << 20), bb(1 << 20);
+  for (uintmax_t left = size; left > 0;) {
+    const auto n = std::streamsize(std::min<uintmax_t>(left, ba.size()));
+    if (!fa.read(ba.data(), n) || !fb.read(bb.data(), n)) return false;
+    if (!std::equal(ba.begin(), ba.begin() + n, bb.begin())) return false;
+    left -= uintmax_t(n);
+  }
+  return true;
 }
 
 }  // namespace
@@ -136,13 +157,14 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
       raise<InvalidArgument>(
           "AWQ modes need BenchOptions::calibration: text to collect activation statistics on (not the "
           "BenchOptions::text it is evaluated on; e.g. WikiText-2 valid when reporting on test)");
-    std::error_code ec;
-    if (std::filesystem::equivalent(o.calibration, o.text, ec))
-      warn(fmt::format("BenchOptions::calibration '{}' is the evaluation text: AWQ is then tuned on the text it "
-                       "is scored on, which flatters its perplexity",
-                       o.calibration.string()));
     if (const auto why = io::why_not_regular_file(o.calibration))
       raise<InvalidArgument>("BenchOptions::calibration: '{}' {}", o.calibration.string(), *why);
+    std::error_code ec;
+    const bool same_file = std::filesystem::equivalent(o.calibration, o.text, ec);
+    if (same_file || same_content(o.calibration, o.text))
+      warn(fmt::format("BenchOptions::calibration '{}' is the evaluation text, BenchOptions::text '{}'{}: AWQ is "
+                       "then tuned on the text it is scored on, which flatters its perplexity",
+                       o.calibration.string(), o.text.string(), same_file ? "" : " (a byte-identical copy)"));
     // One window of the calibration forward pass (awq::collect_activation_stats).
     calibration.tokens =
         awq::read_calibration_tokens(o.calibration, tok, std::min<int64_t>(512, base->config().max_positions),

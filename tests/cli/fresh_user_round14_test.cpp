@@ -110,5 +110,31 @@ TEST(FreshUserRound14, BenchPrintsEachModeAsItFinishes) {
       << "the run ended before it was interrupted";
 }
 
+TEST(FreshUserRound14, ByteIdenticalCalibrationCopyOfTheTextIsWarned) {
+  TempDir tmp;
+  const std::string text = read_all(demo_model() / "demo-eval.txt");
+  write_text(tmp.path / "eval.txt", text);
+  write_text(tmp.path / "calib.txt", text);
+  CliResult r = run_kq_in(tmp.path, {"bench", "--modes", "awq", "-t", "eval.txt", "--calibration", "calib.txt",
+                                     "--samples", "1", "--no-latency", "--threads", "1"});
+  ASSERT_TRUE(r.status == 0 || r.status == 3) << r.err;
+  EXPECT_TRUE(has(r.err, "--calibration 'calib.txt' is the evaluation text, --text 'eval.txt' (a byte-identical "
+                         "copy): AWQ is then tuned on the text it is scored on"))
+      << r.err;
+  // The same file: the same warning, without "copy".
+  r = run_kq_in(tmp.path, {"bench", "--modes", "awq", "-t", "eval.txt", "--calibration", "eval.txt", "--samples", "1",
+                           "--no-latency", "--threads", "1"});
+  ASSERT_TRUE(r.status == 0 || r.status == 3) << r.err;
+  EXPECT_TRUE(has(r.err, "--calibration 'eval.txt' is the evaluation text, --text 'eval.txt': AWQ")) << r.err;
+  // Same size, one byte different: no warning.
+  std::string other = text;
+  other[other.size() / 2] = other[other.size() / 2] == 'x' ? 'y' : 'x';
+  write_text(tmp.path / "calib.txt", other);
+  r = run_kq_in(tmp.path, {"bench", "--modes", "awq", "-t", "eval.txt", "--calibration", "calib.txt", "--samples",
+                           "1", "--no-latency", "--threads", "1"});
+  ASSERT_TRUE(r.status == 0 || r.status == 3) << r.err;
+  EXPECT_FALSE(has(r.err, "is the evaluation text")) << r.err;
+}
+
 }  // namespace
 }  // namespace kq::testing
