@@ -94,7 +94,7 @@ void validate_quant_spec(const QuantSpec& s) {
     raise<InvalidArgument>("QuantSpec.awq (activation-aware scales) applies to int4 only, not {}", fname);
   if (is_4bit(s.format)) {
     if (!valid_block(s.block_size))
-      raise<InvalidArgument>("QuantSpec.block_size {} ({} size of {}) is not a power of two in [32, 256]",
+      raise<InvalidArgument>("QuantSpec.block_size {} ({} size of {}) must be a power of two in [32, 256]",
                              s.block_size, s.format == PrecisionFormat::INT4 ? "the group" : "the block",
                              s.awq ? std::string_view("awq") : fname);
     if (s.weight_scales != ScaleGranularity::PerGroup)
@@ -294,7 +294,7 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
   // The size given in the name (-gN / -bN), named as the mode names it.
   if (is_4bit(s.format) && !valid_block(s.block_size))
     raise<InvalidArgument>(
-        "{} size {} is not a power of two in [32, 256] (mode '{}': use 32, 64, 128 or 256)",
+        "{} size {} must be a power of two in [32, 256] (mode '{}': use 32, 64, 128 or 256)",
         s.format == PrecisionFormat::INT4 ? "group" : "block", s.block_size, shown);
   try {
     validate_quant_spec(s);

@@ -137,14 +137,14 @@ TEST(CliBenchFindings, GroupSizeNotAPowerOfTwoNamesTheMode) {
     const auto r = run_kq({"quantize", "-m", kDemo, "--mode", mode, "-o", (tmp.path / "q").string()});
     EXPECT_EQ(r.status, 2) << r.err;
     const std::string size = mode.substr(mode.find('g') + 1);
-    EXPECT_TRUE(has(r.err, "group size " + size + " is not a power of two in [32, 256] (mode '" + mode + "'"))
+    EXPECT_TRUE(has(r.err, "group size " + size + " must be a power of two in [32, 256] (mode '" + mode + "'"))
         << r.err;
     EXPECT_FALSE(has(r.err, "QuantSpec")) << r.err;
     EXPECT_FALSE(has(r.err, "for int4")) << r.err;
   }
   const auto n = run_kq({"bench", "--modes", "nf4-b100", "--samples", "1"});
   EXPECT_EQ(n.status, 2) << n.err;
-  EXPECT_TRUE(has(n.err, "block size 100 is not a power of two in [32, 256] (mode 'nf4-b100'")) << n.err;
+  EXPECT_TRUE(has(n.err, "block size 100 must be a power of two in [32, 256] (mode 'nf4-b100'")) << n.err;
 }
 
 TEST(CliBenchFindings, InfoSaysFp8ModesRunOnTheCpu) {

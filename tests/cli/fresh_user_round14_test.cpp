@@ -136,5 +136,12 @@ TEST(FreshUserRound14, ByteIdenticalCalibrationCopyOfTheTextIsWarned) {
   EXPECT_FALSE(has(r.err, "is the evaluation text")) << r.err;
 }
 
+TEST(FreshUserRound14, BlockSizeMessageSaysWhatIsRequired) {
+  const CliResult r = run_kq({"bench", "--modes", "nf4-b512"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "block size 512 must be a power of two in [32, 256]")) << r.err;
+  EXPECT_FALSE(has(r.err, "is not a power of two")) << r.err;  // 512 is one
+}
+
 }  // namespace
 }  // namespace kq::testing

@@ -111,7 +111,7 @@ TEST(QuantSpec, BadBlockSizeNamesTheModeAndTheSize) {
       ADD_FAILURE() << "accepted '" << name << "'";
     } catch (const InvalidArgument& e) {
       const std::string m = e.what();
-      EXPECT_NE(m.find(what + " is not a power of two in [32, 256] (mode '" + name + "'"), std::string::npos) << m;
+      EXPECT_NE(m.find(what + " must be a power of two in [32, 256] (mode '" + name + "'"), std::string::npos) << m;
       EXPECT_EQ(m.find("QuantSpec"), std::string::npos) << m;
       EXPECT_EQ(m.find("for int4"), std::string::npos) << m;
     }
