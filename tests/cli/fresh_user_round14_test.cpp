@@ -143,5 +143,15 @@ TEST(FreshUserRound14, BlockSizeMessageSaysWhatIsRequired) {
   EXPECT_FALSE(has(r.err, "is not a power of two")) << r.err;  // 512 is one
 }
 
+TEST(FreshUserRound14, ThreadsZeroIsOpenMpsDefault) {
+  const ScopedEnv one("OMP_NUM_THREADS", "1");
+  const CliResult info = run_kq({"info"});
+  ASSERT_EQ(info.status, 0) << info.err;
+  EXPECT_TRUE(has(info.out, "threads:  1 (")) << info.out;
+  const CliResult help = run_kq({"eval", "--help"});
+  EXPECT_TRUE(has(help.out, "0 = OpenMP's default: OMP_NUM_THREADS when set")) << help.out;
+  EXPECT_TRUE(has(read_all(fs::path(KQ_SOURCE_DIR) / "README.md"), "`OMP_NUM_THREADS=1` gives 1 thread"));
+}
+
 }  // namespace
 }  // namespace kq::testing

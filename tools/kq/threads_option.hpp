@@ -1,6 +1,6 @@
 #pragma once
 // The --threads option, the same in every `kq` command: an integer in
-// [0, kq::kMaxThreads] (0 = all cores), and a warning when it asks for more
+// [0, kq::kMaxThreads] (0 = OpenMP's default), and a warning when it asks for more
 // threads than the machine has.
 #include <fmt/format.h>
 
@@ -33,7 +33,9 @@ inline void warn_if_more_threads_than_cores(const std::string& text) {
 /// (integer_in: a usage error, exit 2) and warned when above the machine's
 /// hardware threads (warn_if_more_threads_than_cores).
 inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
-  return cmd->add_option("--threads", threads, "CPU threads (0 = all cores)")
+  return cmd->add_option("--threads", threads,
+                         "CPU threads (0 = OpenMP's default: OMP_NUM_THREADS when set, else every core kq may run "
+                         "on; kq info prints it)")
       ->transform(integer_in(0, kMaxThreads))  // runs first (transform() puts it in front)
       ->each(warn_if_more_threads_than_cores)
       ->capture_default_str();
