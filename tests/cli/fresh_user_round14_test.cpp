@@ -153,5 +153,18 @@ TEST(FreshUserRound14, ThreadsZeroIsOpenMpsDefault) {
   EXPECT_TRUE(has(read_all(fs::path(KQ_SOURCE_DIR) / "README.md"), "`OMP_NUM_THREADS=1` gives 1 thread"));
 }
 
+TEST(FreshUserRound14, EmptyPromptSaysItStartsFromTheBosToken) {
+  const CliResult r = run_kq({"generate", "-m", demo_model().string(), "--prompt", "", "-n", "2", "--threads", "1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: prompt 1 token (empty --prompt: the BOS token ")) << r.err;
+  EXPECT_TRUE(has(r.err, " \"<|endoftext|>\"), prefill")) << r.err;
+  const CliResult z = run_kq({"generate", "-m", demo_model().string(), "--prompt", "", "-n", "0"});
+  ASSERT_EQ(z.status, 0) << z.err;
+  EXPECT_TRUE(has(z.err, "(empty --prompt: the BOS token ")) << z.err;
+  const CliResult p = run_kq({"generate", "-m", demo_model().string(), "--prompt", "Hello", "-n", "1"});
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_FALSE(has(p.err, "empty --prompt")) << p.err;
+}
+
 }  // namespace
 }  // namespace kq::testing

@@ -127,10 +127,14 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
   std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});
+  // An empty prompt starts from the BOS token (as transformers' generate does without input ids);
+  // the summary line on stderr says so.
+  std::string prompt_note;
   if (prompt.empty()) {
     const auto bos = tok.bos_token_id();
     if (!bos) raise<InvalidArgument>("empty --prompt and the tokenizer has no BOS token to start from");
     prompt.push_back(*bos);
+    prompt_note = fmt::format(" (empty --prompt: the BOS token {} {})", *bos, eos_text(tok, *bos));
   }
   if (int64_t(prompt.size()) > max_pos)
     raise<InvalidArgument>(
@@ -198,12 +202,13 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   const double decode_s = since(t1);
   check_model_files_unchanged("the text generated above may not be the model's");
   if (n == 0) {  // nothing ran: no rates to report
-    print_diag("kq: prompt {}; -n 0: nothing generated\n", count_noun((long long)prompt.size(), "token"));
+    print_diag("kq: prompt {}{}; -n 0: nothing generated\n", count_noun((long long)prompt.size(), "token"),
+               prompt_note);
     return;
   }
   print_diag(
-      "kq: prompt {}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}, {:.1f} tokens/s{}\n",
-      count_noun((long long)prompt.size(), "token"), prefill_s * 1e3,
+      "kq: prompt {}{}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}, {:.1f} tokens/s{}\n",
+      count_noun((long long)prompt.size(), "token"), prompt_note, prefill_s * 1e3,
       prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, count_noun(generated, "token"),
       decode_s > 0 ? double(generated) / decode_s : 0.0,
       stopped_at
