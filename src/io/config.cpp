@@ -194,6 +194,16 @@ void check_rope_type(const Reader& r, const char* where, const json& obj) {
   }
 }
 
+/// Rejects a partial_rotary_factor (at `key`; `v` null when absent) other than 1.
+void check_partial_rotary_factor(const Reader& r, const char* key, const json* v) {
+  if (!v) return;
+  const double f = r.positive(key, v, 1.0);
+  if (f != 1.0)
+    raise<FormatError>("{}: {} {} is not supported (RoPE over that fraction of head_dim; kq rotates the whole "
+                       "head_dim: only 1)",
+                       r.source(), key, io::json_excerpt(*v));
+}
+
 ModelConfig parse_llama(const Reader& r) {
   ModelConfig c;
   c.arch = Arch::Llama;
@@ -243,6 +253,12 @@ ModelConfig parse_llama(const Reader& r) {
     theta = t;
   }
   c.rope_theta = theta.value_or(10000.0);
+  // transformers rotates only partial_rotary_factor · head_dim dimensions of each head (the
+  // rest pass unrotated); kq rotates them all: refuse rather than compute another model.
+  check_partial_rotary_factor(r, "partial_rotary_factor", r.find("partial_rotary_factor"));
+  if (const json* rp = r.find("rope_parameters"))
+    if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
+      check_partial_rotary_factor(r, "rope_parameters.partial_rotary_factor", &*it);
   return c;
 }
 

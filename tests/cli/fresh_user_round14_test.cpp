@@ -166,5 +166,27 @@ TEST(FreshUserRound14, EmptyPromptSaysItStartsFromTheBosToken) {
   EXPECT_FALSE(has(p.err, "empty --prompt")) << p.err;
 }
 
+TEST(FreshUserRound14, PartialRotaryFactorIsRefusedNamingConfigJson) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::create_directory(m);
+  for (const auto& e : fs::directory_iterator(llama_small()))
+    if (e.path().filename() != "config.json") fs::create_symlink(e.path(), m / e.path().filename());
+  nlohmann::json cfg = nlohmann::json::parse(read_all(llama_small() / "config.json"));
+  cfg["partial_rotary_factor"] = 0.5;
+  write_text(m / "config.json", cfg.dump(2));
+  const CliResult r = run_kq({"eval", "-m", m.string(), "-t", (demo_model() / "demo-eval.txt").string(),
+                              "--samples", "1", "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (m / "config.json").string())) << r.err;
+  EXPECT_TRUE(has(r.err, "partial_rotary_factor 0.5 is not supported")) << r.err;
+  cfg["partial_rotary_factor"] = 1.0;  // the whole head_dim: what kq computes
+  write_text(m / "config.json", cfg.dump(2));
+  const CliResult ok = run_kq({"eval", "-m", m.string(), "-t", (demo_model() / "demo-eval.txt").string(),
+                               "--samples", "1", "--quiet"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
 }  // namespace
 }  // namespace kq::testing

@@ -190,6 +190,25 @@ TEST(Config, LlamaRejections) {
   expect_bad(j, {"attention_bias"});
 }
 
+// Fresh-user finding (round 14): partial_rotary_factor (transformers rotates only that fraction of head_dim)
+// was ignored; kq rotates the whole head_dim, so any other value is refused, naming the file and the key.
+TEST(Config, LlamaPartialRotaryFactorOtherThanOneIsRefused) {
+  json j = json::parse(kLlama4);
+  j["partial_rotary_factor"] = 0.5;
+  expect_bad(j, {"partial_rotary_factor 0.5 is not supported", "head_dim"});
+  j["partial_rotary_factor"] = "half";
+  expect_bad(j, {"partial_rotary_factor", "expected a number"});
+  j["partial_rotary_factor"] = 1.0;  // the whole head_dim, as kq computes
+  EXPECT_EQ(parse(j).head_dim, 128);
+  j["partial_rotary_factor"] = nullptr;
+  EXPECT_EQ(parse(j).head_dim, 128);
+  j = json::parse(kLlama4);  // transformers 5 keeps it in rope_parameters
+  j["rope_parameters"] = {{"rope_theta", 5e5}, {"rope_type", "default"}, {"partial_rotary_factor", 0.25}};
+  expect_bad(j, {"rope_parameters.partial_rotary_factor 0.25 is not supported"});
+  j["rope_parameters"]["partial_rotary_factor"] = 1;
+  EXPECT_EQ(parse(j).head_dim, 128);
+}
+
 TEST(Config, NormEpsilonMustBeSmall) {
   json j = json::parse(kLlama4);
   j["rms_norm_eps"] = 1e300;  // finite as a double, infinite in FP32
