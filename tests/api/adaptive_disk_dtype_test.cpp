@@ -4,12 +4,17 @@
 // lm_head is never planned (quantizing it would add a second copy).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
+#include "io/safetensors.hpp"
 #include "kq/adaptive.hpp"
+#include "kq/dtype.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
@@ -88,6 +93,58 @@ TEST(AdaptiveDiskDtype, TheTargetIsMeasuredAgainstTheBf16Bytes) {
     EXPECT_NE(w.find("the reduction is 0.741999"), std::string::npos) << w;
     EXPECT_NE(w.find("on-disk dtype bf16"), std::string::npos) << w;
   }
+}
+
+/// llama-small with its BF16 weights converted to F16 (config.json saying float16), in `dir`.
+std::filesystem::path write_f16_llama_small(const std::filesystem::path& dir) {
+  const std::filesystem::path src = kq::testing::shared_dir() / "models/llama-small";
+  std::filesystem::create_directories(dir);
+  for (const auto& e : std::filesystem::directory_iterator(src)) {
+    const std::string name = e.path().filename().string();
+    if (name == "config.json" || name.ends_with(".safetensors")) continue;
+    std::filesystem::copy_file(e.path(), dir / name);
+  }
+  nlohmann::json cfg = nlohmann::json::parse(kq::testing::read_all(src / "config.json"));
+  cfg["torch_dtype"] = "float16";
+  kq::testing::write_text(dir / "config.json", cfg.dump(2));
+  const TensorStore store = TensorStore::open_dir(src);
+  std::map<std::string, Tensor> tensors;
+  for (const std::string& name : store.names()) {
+    const Tensor t = store.get(name);
+    std::vector<float> f(size_t(t.numel()));
+    convert_to_f32(t.dtype(), t.raw(), f.data(), f.size());
+    Tensor h = Tensor::empty(DType::F16, t.shape());
+    convert_from_f32(DType::F16, f.data(), h.mutable_data<uint16_t>(), f.size());
+    tensors.emplace(name, std::move(h));
+  }
+  write_safetensors(dir / "model.safetensors", tensors);
+  return dir;
+}
+
+// The same on an F16 checkpoint (the tester's F16 models crashed kq bench as the BF16 one did).
+TEST(AdaptiveDiskDtype, TheTargetIsMeasuredAgainstTheF16Bytes) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  kq::testing::TempDir tmp;
+  auto m = Model::load(write_f16_llama_small(tmp.path / "f16"));
+  AdaptiveOptions o;
+  o.target_reduction = 0.3;
+  AdaptivePlan plan;
+  const QuantizeReport r = quantize_model_adaptive(*m, o, &plan);
+  size_t before = 0;
+  for (const LayerAnalysis& l : plan.layers) {
+    EXPECT_EQ(l.held, DType::F16) << l.name;
+    EXPECT_EQ(l.candidates.back().format, "f16") << l.name;
+    before += size_t(l.N) * size_t(l.K) * 2 + l.bias_bytes;
+  }
+  EXPECT_EQ(plan.bytes_before, before);
+  EXPECT_EQ(r.quantized_bytes_before, before);
+  EXPECT_EQ(held_dtype_names(plan), "f16");
+  EXPECT_TRUE(lowest_precision_spec(plan).has_value());
+  EXPECT_GE(plan.achieved_reduction, 0.3);
+  EXPECT_LT(plan.achieved_reduction, 0.4);
+  o.target_reduction = 0.8;
+  auto fresh = Model::load(tmp.path / "f16");
+  EXPECT_THROW(check_adaptive_options(*fresh, o), InvalidArgument);
 }
 
 TEST(AdaptiveDiskDtype, ATiedLmHeadIsNotPlannedEvenWhenAsked) {
