@@ -2,7 +2,6 @@
 // naming the file, never a crash.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,10 +13,15 @@
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
 #include "tokenizer/byte_unicode.hpp"
+#include "tokenizer/tokenizer_test_util.hpp"
 
 using kq::Tokenizer;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
+
+using kq::testing::expect_error_containing;
+using kq::testing::load_collecting_warnings;
+using kq::testing::write_file;
 
 namespace {
 
@@ -29,8 +33,6 @@ json byte_vocab() {
   return v;
 }
 
-void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
-
 /// A minimal valid tokenizer.json (byte-level BPE, GPT-2 regex).
 json tokenizer_json() {
   return json{{"version", "1.0"},
@@ -40,120 +42,98 @@ json tokenizer_json() {
               {"model", json{{"type", "BPE"}, {"vocab", byte_vocab()}, {"merges", json::array({"a b"})}}}};
 }
 
-/// Tokenizer::load(dir), with the warnings it gives appended to `warnings`
-/// (the previous handler restored afterwards, also when load throws).
-Tokenizer load_collecting_warnings(const fs::path& dir, std::vector<std::string>& warnings) {
-  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
-  struct Restore {
-    kq::WarningHandler h;
-    ~Restore() { kq::set_warning_handler(std::move(h)); }
-  } restore{previous};
-  return Tokenizer::load(dir);
-}
-
-/// Expects `f` to throw E whose message contains `needle`.
-template <class E, class F>
-void expect_error(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning '" << needle << "'";
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
-
 }  // namespace
 
 TEST(TokenizerErrors, ValidMiniFilesLoad) {
   kq::testing::TempDir tmp;
-  write(tmp.path / "vocab.json", byte_vocab().dump());
-  write(tmp.path / "merges.txt", "#version: 0.2\r\na b\r\n");
+  write_file(tmp.path / "vocab.json", byte_vocab().dump());
+  write_file(tmp.path / "merges.txt", "#version: 0.2\r\na b\r\n");
   const Tokenizer a = Tokenizer::load(tmp.path);
   EXPECT_EQ(a.encode("abc"), (std::vector<int32_t>{256, 'c'}));
   EXPECT_EQ(a.eos_token_id(), 257);
   kq::testing::TempDir tmp2;
   json j = tokenizer_json();
-  write(tmp2.path / "tokenizer.json", j.dump());
+  write_file(tmp2.path / "tokenizer.json", j.dump());
   EXPECT_EQ(Tokenizer::load(tmp2.path).encode("abc"), (std::vector<int32_t>{256, 'c'}));
   j["model"]["merges"] = json::array({json::array({"a", "b"})});  // pair form
-  write(tmp2.path / "tokenizer.json", j.dump());
+  write_file(tmp2.path / "tokenizer.json", j.dump());
   EXPECT_EQ(Tokenizer::load(tmp2.path).encode("ab"), (std::vector<int32_t>{256}));
 }
 
 TEST(TokenizerErrors, MissingFiles) {
   kq::testing::TempDir tmp;
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path / "nope"); }, "nope");
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "no tokenizer files");
-  write(tmp.path / "vocab.json", byte_vocab().dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "merges.txt");
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(tmp.path / "vocab.json", tmp.path / "m.txt"); },
-                                "m.txt");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path / "nope"); }, "nope");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "no tokenizer files");
+  write_file(tmp.path / "vocab.json", byte_vocab().dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "merges.txt");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(tmp.path / "vocab.json", tmp.path / "m.txt"); },
+                                           "m.txt");
 }
 
 TEST(TokenizerErrors, BadVocabAndMerges) {
   kq::testing::TempDir tmp;
   const fs::path v = tmp.path / "vocab.json", m = tmp.path / "merges.txt";
-  write(m, "a b\n");
-  write(v, "{\"a\": 1,");
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "vocab.json");
-  write(v, "[1, 2]");
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "vocab.json");
+  write_file(m, "a b\n");
+  write_file(v, "{\"a\": 1,");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "vocab.json");
+  write_file(v, "[1, 2]");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "vocab.json");
   json bad = byte_vocab();
   bad["zz"] = "seven";
-  write(v, bad.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "non-integer");
+  write_file(v, bad.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "non-integer");
   bad = byte_vocab();
   bad["zz"] = -3;
-  write(v, bad.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "-3");
+  write_file(v, bad.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "-3");
   bad = byte_vocab();
   bad["zz"] = 1 << 23;  // in range, but would make the id tables mostly empty
-  write(v, bad.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "too sparse");
+  write_file(v, bad.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "too sparse");
   bad = byte_vocab();
   bad["zz"] = 256;  // same id as "ab"
-  write(v, bad.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "id 256");
+  write_file(v, bad.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "id 256");
   bad = byte_vocab();
   bad.erase(kq::tok::bytes_to_symbols("\n"));
-  write(v, bad.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "byte 0x0A");
-  write(v, byte_vocab().dump());
-  write(m, "a q\n");  // both are byte tokens, but "aq" is not in the vocabulary
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merged token 'aq'");
-  write(m, "a b\nx yz\n");
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "'yz' is not in the vocabulary");
-  write(m, "a b c\n");
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merges.txt: line 1");
-  write(m, "ab\n");
-  expect_error<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merges.txt: line 1");
+  write_file(v, bad.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "byte 0x0A");
+  write_file(v, byte_vocab().dump());
+  write_file(m, "a q\n");  // both are byte tokens, but "aq" is not in the vocabulary
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merged token 'aq'");
+  write_file(m, "a b\nx yz\n");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "'yz' is not in the vocabulary");
+  write_file(m, "a b c\n");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merges.txt: line 1");
+  write_file(m, "ab\n");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::from_files(v, m); }, "merges.txt: line 1");
 }
 
 TEST(TokenizerErrors, BadTokenizerJson) {
   kq::testing::TempDir tmp;
   const fs::path f = tmp.path / "tokenizer.json";
-  write(f, "not json");
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer.json");
+  write_file(f, "not json");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer.json");
   json j = tokenizer_json();
   j["model"]["merges"] = json::array({42});
-  write(f, j.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "model.merges[0]");
+  write_file(f, j.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "model.merges[0]");
   j = tokenizer_json();
   j["model"]["merges"] = json::array({"a zz"});
-  write(f, j.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'zz' is not in the vocabulary");
+  write_file(f, j.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'zz' is not in the vocabulary");
   j = tokenizer_json();
   j["model"].erase("vocab");
-  write(f, j.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "\"vocab\"");
+  write_file(f, j.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "\"vocab\"");
   j = tokenizer_json();
   j["added_tokens"][0]["id"] = 5;  // id 5 is byte token "\x05"
-  write(f, j.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "<|endoftext|>");
+  write_file(f, j.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "<|endoftext|>");
   j = tokenizer_json();
   j["pre_tokenizer"]["add_prefix_space"] = "yes";  // wrong JSON type
-  write(f, j.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer.json");
+  write_file(f, j.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer.json");
 }
 
 TEST(TokenizerErrors, UnsupportedTokenizerJson) {
@@ -161,30 +141,30 @@ TEST(TokenizerErrors, UnsupportedTokenizerJson) {
   const fs::path f = tmp.path / "tokenizer.json";
   json j = tokenizer_json();
   j["model"]["type"] = "WordPiece";
-  write(f, j.dump());
-  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "WordPiece");
+  write_file(f, j.dump());
+  expect_error_containing<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "WordPiece");
   j = tokenizer_json();
   j["pre_tokenizer"] = json{{"type", "Metaspace"}};
-  write(f, j.dump());
-  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "Metaspace");
+  write_file(f, j.dump());
+  expect_error_containing<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "Metaspace");
   j = tokenizer_json();
   j["normalizer"] = json{{"type", "NFC"}};
-  write(f, j.dump());
-  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "NFC");
+  write_file(f, j.dump());
+  expect_error_containing<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "NFC");
   j = tokenizer_json();
   j["model"]["byte_fallback"] = true;
-  write(f, j.dump());
-  expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "byte_fallback");
+  write_file(f, j.dump());
+  expect_error_containing<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, "byte_fallback");
 }
 
 TEST(TokenizerErrors, TokenizerConfig) {
   kq::testing::TempDir tmp;
-  write(tmp.path / "vocab.json", byte_vocab().dump());
-  write(tmp.path / "merges.txt", "a b\n");
-  write(tmp.path / "tokenizer_config.json", json{{"eos_token", 3}}.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer_config.json");
+  write_file(tmp.path / "vocab.json", byte_vocab().dump());
+  write_file(tmp.path / "merges.txt", "a b\n");
+  write_file(tmp.path / "tokenizer_config.json", json{{"eos_token", 3}}.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "tokenizer_config.json");
   // Object form and added_tokens_decoder: "ab" (id 256) becomes a special token named by bos_token.
-  write(tmp.path / "tokenizer_config.json",
+  write_file(tmp.path / "tokenizer_config.json",
         json{{"bos_token", json{{"content", "ab"}}},
              {"added_tokens_decoder", json{{"256", json{{"content", "ab"}, {"special", true}}}}}}
             .dump());
@@ -194,8 +174,8 @@ TEST(TokenizerErrors, TokenizerConfig) {
   EXPECT_TRUE(t.is_special(256));
   EXPECT_EQ(t.encode("a<|endoftext|>", {.allow_special = true}), (std::vector<int32_t>{'a', 257}));
   EXPECT_EQ(t.encode("a<|endoftext|>").size(), 14u);
-  write(tmp.path / "tokenizer_config.json", json{{"added_tokens_decoder", json{{"abc", json::object()}}}}.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'abc'");
+  write_file(tmp.path / "tokenizer_config.json", json{{"added_tokens_decoder", json{{"abc", json::object()}}}}.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'abc'");
 }
 
 // Fresh-user finding: a tokenizer_config.json whose eos_token (or bos_token)
@@ -206,10 +186,10 @@ TEST(TokenizerErrors, TokenizerConfig) {
 // pad_token are not used by kq: not in the vocabulary is not even a warning.
 TEST(TokenizerErrors, SpecialTokenNotInTheVocabularyIsAWarningAndAbsent) {
   kq::testing::TempDir tmp;
-  write(tmp.path / "vocab.json", byte_vocab().dump());
-  write(tmp.path / "merges.txt", "a b\n");
+  write_file(tmp.path / "vocab.json", byte_vocab().dump());
+  write_file(tmp.path / "merges.txt", "a b\n");
   std::vector<std::string> warnings;
-  write(tmp.path / "tokenizer_config.json",
+  write_file(tmp.path / "tokenizer_config.json",
         json{{"eos_token", "</s>"}, {"bos_token", json{{"content", "<s>"}}}, {"unk_token", "<unk>"},
              {"pad_token", "<pad>"}}
             .dump());
@@ -227,7 +207,7 @@ TEST(TokenizerErrors, SpecialTokenNotInTheVocabularyIsAWarningAndAbsent) {
   }
   // A token the vocabulary has is still found, and a huge absent name is cut in the warning.
   warnings.clear();
-  write(tmp.path / "tokenizer_config.json",
+  write_file(tmp.path / "tokenizer_config.json",
         json{{"bos_token", "ab"}, {"eos_token", std::string(1u << 20, 'z')}}.dump());
   const Tokenizer u = load_collecting_warnings(tmp.path, warnings);
   EXPECT_EQ(u.bos_token_id(), 256);
@@ -242,24 +222,24 @@ TEST(TokenizerErrors, SpecialTokenNotInTheVocabularyIsAWarningAndAbsent) {
 TEST(TokenizerErrors, NoMergesForAVocabularyWithMultiByteTokensIsAnError) {
   kq::testing::TempDir tmp;
   const fs::path v = tmp.path / "vocab.json", m = tmp.path / "merges.txt";
-  write(v, byte_vocab().dump());  // 256 bytes + "ab" + "<|endoftext|>"
+  write_file(v, byte_vocab().dump());  // 256 bytes + "ab" + "<|endoftext|>"
   for (const std::string merges : {"", "#version: 0.2\n", "\n\n"}) {
-    write(m, merges);
-    expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
-                                  m.string() + ": no merges, but the vocabulary (" + v.string() +
-                                      ") has 1 multi-byte tokens (e.g. 'ab')");
+    write_file(m, merges);
+    expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
+                                             m.string() + ": no merges, but the vocabulary (" + v.string() +
+                                                 ") has 1 multi-byte tokens (e.g. 'ab')");
   }
   // The same rule for tokenizer.json's model.merges.
   kq::testing::TempDir tmp2;
   json j = tokenizer_json();
   j["model"]["merges"] = json::array();
-  write(tmp2.path / "tokenizer.json", j.dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp2.path); }, "tokenizer.json: no merges");
+  write_file(tmp2.path / "tokenizer.json", j.dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp2.path); }, "tokenizer.json: no merges");
   // A byte-only vocabulary (special tokens aside) needs no merges: still loads.
   json bytes_only = byte_vocab();
   bytes_only.erase("ab");
-  write(v, bytes_only.dump());
-  write(m, "");
+  write_file(v, bytes_only.dump());
+  write_file(m, "");
   const Tokenizer t = Tokenizer::load(tmp.path);
   EXPECT_EQ(t.encode("ab<|endoftext|>", {.allow_special = true}), (std::vector<int32_t>{'a', 'b', 257}));
 }
@@ -269,10 +249,10 @@ TEST(TokenizerErrors, NoMergesForAVocabularyWithMultiByteTokensIsAnError) {
 TEST(TokenizerErrors, TokenizerJsonThatIsNoFileIsNamedInTheSource) {
   kq::testing::TempDir tmp;
   fs::create_directories(tmp.path / "tokenizer.json");
-  write(tmp.path / "vocab.json", byte_vocab().dump());
-  expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
-                                (tmp.path / "tokenizer.json").string() + " is a directory, not a file");
-  write(tmp.path / "merges.txt", "a b\n");
+  write_file(tmp.path / "vocab.json", byte_vocab().dump());
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
+                                           (tmp.path / "tokenizer.json").string() + " is a directory, not a file");
+  write_file(tmp.path / "merges.txt", "a b\n");
   const Tokenizer t = Tokenizer::load(tmp.path);
   EXPECT_EQ(t.source(), "vocab.json + merges.txt (tokenizer.json not used: " +
                             (tmp.path / "tokenizer.json").string() + " is a directory, not a file)");
@@ -296,8 +276,8 @@ TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
   kq::testing::TempDir tmp;
   json j = tokenizer_json();
   j["post_processor"] = "TemplateProcessing";
-  write(tmp.path / "tokenizer.json", j.dump());
-  write(tmp.path / "tokenizer_config.json",
+  write_file(tmp.path / "tokenizer.json", j.dump());
+  write_file(tmp.path / "tokenizer_config.json",
         json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", "true"}, {"add_eos_token", 1},
              {"add_prefix_space", true}}
             .dump());
@@ -320,9 +300,9 @@ TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
       << warnings[3];
   // The GPT-2 file pair with an added_tokens.json, which kq does not read.
   kq::testing::TempDir g;
-  write(g.path / "vocab.json", byte_vocab().dump());
-  write(g.path / "merges.txt", "#version: 0.2\na b\n");
-  write(g.path / "added_tokens.json", json{{"<|extra|>", 258}}.dump());
+  write_file(g.path / "vocab.json", byte_vocab().dump());
+  write_file(g.path / "merges.txt", "#version: 0.2\na b\n");
+  write_file(g.path / "added_tokens.json", json{{"<|extra|>", 258}}.dump());
   warnings.clear();
   (void)load_collecting_warnings(g.path, warnings);
   ASSERT_EQ(warnings.size(), 1u);
@@ -341,8 +321,8 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
        "pair": [], "special_tokens": {}}]})");
   j["truncation"] = json::parse(R"({"direction": "Right", "max_length": 512, "strategy": "LongestFirst"})");
   j["decoder"] = json::parse(R"({"type": "Metaspace", "replacement": "_"})");
-  write(tmp.path / "tokenizer.json", j.dump());
-  write(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", true}}.dump());
+  write_file(tmp.path / "tokenizer.json", j.dump());
+  write_file(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", true}}.dump());
   std::vector<std::string> warnings;
   const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
   EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // nothing added
@@ -364,8 +344,8 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   j["post_processor"] = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false})");
   j["decoder"] = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true})");
   j["truncation"] = nullptr;
-  write(tmp.path / "tokenizer.json", j.dump());
-  write(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", false}}.dump());
+  write_file(tmp.path / "tokenizer.json", j.dump());
+  write_file(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", false}}.dump());
   warnings.clear();
   (void)load_collecting_warnings(tmp.path, warnings);
   EXPECT_TRUE(warnings.empty()) << warnings.front();

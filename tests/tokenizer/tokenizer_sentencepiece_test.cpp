@@ -6,7 +6,6 @@
 // whose expected ids are worked out by hand.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <random>
 #include <string>
 #include <utility>
@@ -19,11 +18,16 @@
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
 #include "tokenizer/metaspace.hpp"
+#include "tokenizer/tokenizer_test_util.hpp"
 
 using kq::Tokenizer;
 using json = nlohmann::json;
 using Ids = std::vector<int32_t>;
 namespace fs = std::filesystem;
+
+using kq::testing::expect_error;
+using kq::testing::load_collecting_warnings;
+using kq::testing::write_file;
 
 namespace {
 
@@ -107,32 +111,9 @@ json sp_tokenizer_json(Layout layout, const std::string& scheme = "first") {
                     {"merges", merges}}}};
 }
 
-void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
-
 Tokenizer load_json(const kq::testing::TempDir& dir, const json& tj) {
-  write(dir.path / "tokenizer.json", tj.dump());
+  write_file(dir.path / "tokenizer.json", tj.dump());
   return Tokenizer::load(dir.path);
-}
-
-/// Tokenizer::load(dir), with the warnings it gives appended to `warnings`.
-Tokenizer load_collecting_warnings(const fs::path& dir, std::vector<std::string>& warnings) {
-  const auto previous = kq::set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
-  struct Restore {
-    kq::WarningHandler h;
-    ~Restore() { kq::set_warning_handler(std::move(h)); }
-  } restore{previous};
-  return Tokenizer::load(dir);
-}
-
-/// Expects `f` to throw E whose message contains every one of `needles`.
-template <class E, class F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning '" << needles[0] << "'";
-  } catch (const E& e) {
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace
@@ -223,7 +204,7 @@ TEST(TokenizerSentencePiece, DecodeRoundTrips) {
   tj["decoder"] = json{{"type", "Metaspace"}, {"replacement", kMeta}, {"prepend_scheme", "first"}, {"split", false}};
   EXPECT_EQ(load_json(tmp, tj).decode(Ids{kMetaHello}), "hello");
   tj["decoder"] = json{{"type", "ByteLevel"}};
-  write(tmp.path / "tokenizer.json", tj.dump());
+  write_file(tmp.path / "tokenizer.json", tj.dump());
   std::vector<std::string> warnings;
   EXPECT_EQ(load_collecting_warnings(tmp.path, warnings).decode(Ids{kMetaHello}), "hello");
   ASSERT_EQ(warnings.size(), 1u);
@@ -281,7 +262,7 @@ TEST(TokenizerSentencePiece, UnknownCharactersAndMissingByteTokens) {
   }
   kq::testing::TempDir tmp;
   tj["model"]["unk_token"] = "<nope>";
-  write(tmp.path / "tokenizer.json", tj.dump());
+  write_file(tmp.path / "tokenizer.json", tj.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"tokenizer.json", "unk_token '<nope>'"});
 }
 
@@ -346,14 +327,14 @@ TEST(TokenizerSentencePiece, UnsupportedLayoutsAreNamed) {
   unsupported.push_back({x, "BPE dropout is not supported"});
   for (const auto& [tj, needle] : unsupported) {
     kq::testing::TempDir tmp;
-    write(tmp.path / "tokenizer.json", tj.dump());
+    write_file(tmp.path / "tokenizer.json", tj.dump());
     expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); },
                                   {(tmp.path / "tokenizer.json").string() + ": ", needle});
   }
   x = meta;
   x["pre_tokenizer"]["prepend_scheme"] = "sometimes";
   kq::testing::TempDir tmp;
-  write(tmp.path / "tokenizer.json", x.dump());
+  write_file(tmp.path / "tokenizer.json", x.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"tokenizer.json", "prepend_scheme", "sometimes"});
   // Older files: add_prefix_space true is "always" (the default), false must come with "never" (as Hugging Face).
   x = meta;
@@ -361,13 +342,13 @@ TEST(TokenizerSentencePiece, UnsupportedLayoutsAreNamed) {
   x["pre_tokenizer"]["add_prefix_space"] = true;
   EXPECT_EQ(load_json(tmp, x).encode("hello</s>hello", {.allow_special = true}), (Ids{kMetaHello, kEos, kMetaHello}));
   x["pre_tokenizer"]["add_prefix_space"] = false;
-  write(tmp.path / "tokenizer.json", x.dump());
+  write_file(tmp.path / "tokenizer.json", x.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"add_prefix_space false", "must be \"never\""});
   x["pre_tokenizer"]["prepend_scheme"] = "never";
   EXPECT_EQ(load_json(tmp, x).encode("hello"), Ids{kHello});
   // Multi-character pieces without merges: refused as for byte-level BPE.
   x = meta;
   x["model"]["merges"] = json::array();
-  write(tmp.path / "tokenizer.json", x.dump());
+  write_file(tmp.path / "tokenizer.json", x.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"no merges", "multi-character tokens"});
 }

@@ -19,6 +19,7 @@
 #include "kq/warning.hpp"
 #include "tokenizer/byte_unicode.hpp"
 #include "tokenizer/pretokenizer.hpp"
+#include "tokenizer/tokenizer_test_util.hpp"
 
 using kq::Tokenizer;
 using kq::testing::shared_dir;
@@ -26,6 +27,10 @@ using json = nlohmann::json;
 using Ids = std::vector<int32_t>;
 using Pieces = std::vector<std::string_view>;
 namespace fs = std::filesystem;
+
+using kq::testing::expect_error;
+using kq::testing::load_collecting_warnings;
+using kq::testing::write_file;
 
 namespace {
 
@@ -43,8 +48,6 @@ std::string read_file(const fs::path& p) {
   ss << in.rdbuf();
   return ss.str();
 }
-
-void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
 json split_pre_tokenizer(const json& pattern, const std::string& behavior = "Isolated", bool invert = false) {
   return json{{"type", "Split"}, {"pattern", pattern}, {"behavior", behavior}, {"invert", invert}};
@@ -80,29 +83,8 @@ json mini_tokenizer_json(const json& pre_tokenizer, const std::vector<std::strin
 }
 
 Tokenizer load_json(const fs::path& dir, const json& tj) {
-  write(dir / "tokenizer.json", tj.dump());
+  write_file(dir / "tokenizer.json", tj.dump());
   return Tokenizer::load(dir);
-}
-
-/// Tokenizer::load(dir), with the warnings it gives appended to `warnings`.
-Tokenizer load_collecting_warnings(const fs::path& dir, std::vector<std::string>& warnings) {
-  const auto previous = kq::set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
-  struct Restore {
-    kq::WarningHandler h;
-    ~Restore() { kq::set_warning_handler(std::move(h)); }
-  } restore{previous};
-  return Tokenizer::load(dir);
-}
-
-/// Expects `f` to throw E whose message contains every one of `needles`.
-template <class E, class F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning '" << needles[0] << "'";
-  } catch (const E& e) {
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
@@ -119,9 +101,9 @@ TEST(TokenizerSplit, Gpt2RegexAsSplitEqualsByteLevel) {
   const fs::path orig_dir = shared_dir() / "models/gpt2-tiny";
   kq::testing::TempDir a_dir, b_dir;
   json tj = json::parse(read_file(orig_dir / "tokenizer.json"));
-  write(a_dir.path / "tokenizer.json", tj.dump());
+  write_file(a_dir.path / "tokenizer.json", tj.dump());
   tj["pre_tokenizer"] = sequence(split_pre_tokenizer(json{{"Regex", kByteLevelRegex}}));
-  write(b_dir.path / "tokenizer.json", tj.dump());
+  write_file(b_dir.path / "tokenizer.json", tj.dump());
   const Tokenizer a = Tokenizer::load(a_dir.path), b = Tokenizer::load(b_dir.path);
   ASSERT_EQ(b.source(), "tokenizer.json");  // used, not refused
   const auto cases = json::parse(read_file(shared_dir() / "data/tokenizer_cases.json"));
@@ -257,7 +239,7 @@ TEST(TokenizerSplit, IgnoreMergesUsesWholeVocabularyTokens) {
   kq::testing::TempDir tmp;
   json tj = mini_tokenizer_json(byte_level(true), extra, {{"b", "c"}}, false);
   tj["model"]["ignore_merges"] = "yes";
-  write(tmp.path / "tokenizer.json", tj.dump());
+  write_file(tmp.path / "tokenizer.json", tj.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"tokenizer.json", "ignore_merges"});
 }
 
@@ -266,12 +248,12 @@ TEST(TokenizerSplit, IgnoreMergesUsesWholeVocabularyTokens) {
 TEST(TokenizerSplit, InvalidRegexIsAFormatErrorNamingTheFile) {
   kq::testing::TempDir tmp;
   const json tj = mini_tokenizer_json(sequence(split_pre_tokenizer(json{{"Regex", "(?i:'s|\\p{L}+"}})), {}, {}, true);
-  write(tmp.path / "tokenizer.json", tj.dump());
+  write_file(tmp.path / "tokenizer.json", tj.dump());
   const std::string file = (tmp.path / "tokenizer.json").string();
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
                                 {file, "(?i:'s|\\p{L}+", "offset 13", "missing closing parenthesis"});
-  write(tmp.path / "vocab.json", tj["model"]["vocab"].dump());
-  write(tmp.path / "merges.txt", "#version: 0.2\n");
+  write_file(tmp.path / "vocab.json", tj["model"]["vocab"].dump());
+  write_file(tmp.path / "merges.txt", "#version: 0.2\n");
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {file, "missing closing parenthesis"});
 }
 
@@ -299,13 +281,13 @@ TEST(TokenizerSplit, UnsupportedLayoutsAreNamedAndFallBack) {
   for (const auto& [pre, needles] : cases) {
     kq::testing::TempDir tmp;
     const json tj = mini_tokenizer_json(pre, {"ab"}, {{"a", "b"}}, false);
-    write(tmp.path / "tokenizer.json", tj.dump());
+    write_file(tmp.path / "tokenizer.json", tj.dump());
     const std::string file = (tmp.path / "tokenizer.json").string();
     std::vector<std::string> want = needles;
     want.push_back(file);
     expect_error<kq::Unsupported>([&] { Tokenizer::load(tmp.path); }, want);
-    write(tmp.path / "vocab.json", tj["model"]["vocab"].dump());
-    write(tmp.path / "merges.txt", "#version: 0.2\n" + sym("a") + " " + sym("b") + "\n");
+    write_file(tmp.path / "vocab.json", tj["model"]["vocab"].dump());
+    write_file(tmp.path / "merges.txt", "#version: 0.2\n" + sym("a") + " " + sym("b") + "\n");
     std::vector<std::string> warnings;
     const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
     EXPECT_TRUE(contains(t.source(), "vocab.json + merges.txt (tokenizer.json not used: " + file)) << t.source();
@@ -317,6 +299,6 @@ TEST(TokenizerSplit, UnsupportedLayoutsAreNamedAndFallBack) {
   // A Split without a usable pattern is malformed.
   kq::testing::TempDir tmp;
   no_pattern["pattern"] = json{{"Glob", "*"}};
-  write(tmp.path / "tokenizer.json", mini_tokenizer_json(sequence(no_pattern), {}, {}, false).dump());
+  write_file(tmp.path / "tokenizer.json", mini_tokenizer_json(sequence(no_pattern), {}, {}, false).dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"tokenizer.json", "Glob"});
 }
