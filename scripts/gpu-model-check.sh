@@ -35,6 +35,8 @@ if [ "${KQ_SKIP_TESTS:-0}" != 1 ]; then
   {
     $R test_gpu --gtest_brief=1; echo "test_gpu rc=$?"
     $R test_cuda --gtest_brief=1; echo "test_cuda rc=$?"
+    # the decode attention's workspace + combine path, which Hopper's clusters replace
+    KQ_ATTN_CLUSTER=0 $R test_cuda --gtest_brief=1 --gtest_filter='ModelOps.*Attention*'; echo "test_cuda(no clusters) rc=$?"
     KQ_REQUIRE_CUDA=1 $R test_models --gtest_brief=1 --gtest_filter='ModelCuda*'; echo "test_models(GPU) rc=$?"
     # the CPU kernels too: this machine's CPU runs the AVX-512 instantiations that CI cannot
     $R test_kernels --gtest_brief=1; echo "test_kernels(CPU) rc=$?"

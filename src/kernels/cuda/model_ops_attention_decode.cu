@@ -1,7 +1,8 @@
 // Decode path of causal attention over BF16 KV caches (see model_ops.hpp):
 // flash-decoding (Dao et al. 2023, "Flash-Decoding for long-context
 // inference"): one block per (row, kv head, group slice of up to 4 query
-// heads, key split); each K/V row of the split is read once for all the
+// heads, key split; each row's keys are split evenly by its own length, the
+// plan only bounds the split); each K/V row of the split is read once for all the
 // block's query heads (grouped-query attention). A block walks its key range
 // in sub-chunks of 8192 / D keys whose K and V rows it first loads into
 // registers, all at once: scores into shared memory (D/8 lanes per key,
@@ -86,8 +87,14 @@ __global__ void __launch_bounds__(kThreads)
   // kernels, so they may be read before the PDL wait.
   const int64_t len = int64_t(row_pos[r]) + 1;
   const int seq = row_seq[r];
-  const int64_t kbeg = int64_t(blockIdx.y) * chunk;
-  const int64_t kend = min(len, kbeg + chunk);
+  // This row's keys split evenly over the splits (multiples of 16 keys, at
+  // least kMinChunk): the plan's chunk serves the longest row the launch
+  // allows (a decode step's graph is captured for the cache capacity), so a
+  // shorter row would leave its keys to the first few splits, each walking
+  // several sub-chunks.
+  const int64_t row_chunk = min(chunk, max(kMinChunk, ((len + splits - 1) / splits + 15) / 16 * 16));
+  const int64_t kbeg = int64_t(blockIdx.y) * row_chunk;
+  const int64_t kend = min(len, kbeg + row_chunk);
   const uint16_t* kbase = kv.k[seq] + int64_t(g) * kv.capacity * D + sl * 8;
   const uint16_t* vbase = kv.v[seq] + int64_t(g) * kv.capacity * D + sl * 8;
 
@@ -355,7 +362,11 @@ DecodePlan decode_plan(int64_t n, int q_heads, int kv_heads, int64_t max_len, in
   p.subs = int(ceil_div(p.group, p.heads_per_block));
   const int64_t base = n * kv_heads * p.subs;
   const int64_t max_splits = std::max<int64_t>(1, ceil_div(max_len, kMinChunk));
-  const int64_t splits = std::clamp<int64_t>(ceil_div(kTargetBlocks, base), 1, max_splits);
+  int64_t splits = std::clamp<int64_t>(ceil_div(kTargetBlocks, base), 1, max_splits);
+  // Where clusters run, no more splits than one cluster holds: merging on chip
+  // beats more, smaller splits merged through the workspace by a second kernel
+  // (H200, b1 GQA-4 at 512 keys of a 4096-position cache: docs/GPU.md, stop 14).
+  if (max_cluster > 1) splits = std::min<int64_t>(splits, std::min(max_cluster, kMaxClusterSplits));
   p.chunk = ceil_div(ceil_div(max_len, splits), 16) * 16;
   p.splits = int(ceil_div(max_len, p.chunk));
   p.cluster = p.splits > 1 && p.splits <= std::min(max_cluster, kMaxClusterSplits);
