@@ -30,6 +30,24 @@ struct MatchData {
   MatchData& operator=(const MatchData&) = delete;
 };
 
+/// Where in `text` the match attempt that made a search from `pos` fail with
+/// `rc` started: PCRE2 tries each start in turn and reports no position. The
+/// starts from `pos` are tried one character at a time, anchored (each
+/// earlier one found no match, or the search would have returned it); the
+/// first that fails with `rc` is the one, else `pos`.
+size_t failing_start(const pcre2_code* code, pcre2_match_data* md, std::string_view text, size_t pos, int rc) {
+  const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  for (size_t s = pos; s <= text.size();) {
+    int r = pcre2_match(code, subject, text.size(), s, PCRE2_ANCHORED, md, nullptr);
+    if (r == PCRE2_ERROR_JIT_STACKLIMIT)
+      r = pcre2_match(code, subject, text.size(), s, PCRE2_ANCHORED | PCRE2_NO_JIT, md, nullptr);
+    if (r == rc) return s;
+    char32_t cp = 0;
+    s += s < text.size() ? std::max<size_t>(1, decode_utf8(text, s, cp)) : 1;
+  }
+  return pos;
+}
+
 }  // namespace
 
 std::string literal_pattern(std::string_view text) {
@@ -47,6 +65,7 @@ std::string literal_pattern(std::string_view text) {
 struct Pretokenizer::Compiled {
   pcre2_code* code = nullptr;
   bool jit = false;
+  std::string pattern, source;  // for the messages of split()
   ~Compiled() { pcre2_code_free(code); }
 };
 
@@ -64,6 +83,8 @@ Pretokenizer::Pretokenizer(std::string_view pattern, std::string_view source) : 
   }
   // JIT is optional: without it (or if it fails) the interpreter is used.
   c_->jit = pcre2_jit_compile(c_->code, PCRE2_JIT_COMPLETE) == 0;
+  c_->pattern = pattern;
+  c_->source = source;
 }
 
 Pretokenizer::~Pretokenizer() = default;
@@ -82,7 +103,15 @@ void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& o
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)  // retry with the heap-based interpreter
       rc = pcre2_match(c_->code, subject, n, pos, PCRE2_NO_JIT, m.md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) raise<Error>("tokenizer: pre-tokenization failed at byte {}: {}", pos, pcre2_message(rc));
+    if (rc < 0) {
+      const size_t at = failing_start(c_->code, m.md, text, pos, rc);
+      if (c_->source.empty())
+        raise<Error>("tokenizer: pre-tokenization failed at byte {}: {}", at, pcre2_message(rc));
+      const bool limit = rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT;
+      raise<Error>("{}: the pre-tokenizer's regex '{}' failed on the text at byte {}: {}{}", c_->source,
+                   io::text_excerpt(c_->pattern), at, pcre2_message(rc),
+                   limit ? " (the pattern backtracks too much on the text from there)" : "");
+    }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(m.md);
     const size_t b = ov[0], e = ov[1];
     pos = e;

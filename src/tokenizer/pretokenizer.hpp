@@ -40,7 +40,10 @@ class Pretokenizer {
   /// UTF-8, which never matches. As the regex iterator of Hugging Face
   /// tokenizers (Oniguruma's find_iter), an empty match ends the run before
   /// it, and one right where the previous match ended is skipped by one
-  /// character. Throws kq::Error if PCRE2 reports a matching error (resource limits).
+  /// character. Throws kq::Error if PCRE2 reports a matching error (resource
+  /// limits: a pattern that backtracks catastrophically) naming the file that
+  /// gives the pattern, the pattern and the byte of `text` where the failing
+  /// match attempt started.
   void split(std::string_view text, std::vector<std::string_view>& out) const;
 
   /// true when the pattern was JIT-compiled.

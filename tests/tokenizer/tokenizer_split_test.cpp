@@ -257,6 +257,18 @@ TEST(TokenizerSplit, InvalidRegexIsAFormatErrorNamingTheFile) {
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {file, "missing closing parenthesis"});
 }
 
+// A Split regex that backtracks catastrophically exceeds PCRE2's match limit:
+// the error names the file, the pattern and the byte where the failing match
+// attempt started (12: the a's; the search that failed started at 0).
+TEST(TokenizerSplit, MatchLimitNamesTheFilePatternAndAttemptStart) {
+  kq::testing::TempDir tmp;
+  const Tokenizer tok = load_json(tmp.path, mini_tokenizer_json(sequence(split_pre_tokenizer(json{{"Regex", "(a+)+$"}})),
+                                                                 {}, {}, true));
+  const std::string file = (tmp.path / "tokenizer.json").string();
+  expect_error<kq::Error>([&] { tok.encode("hello world " + std::string(50, 'a') + "b"); },
+                          {file, "regex '(a+)+$'", "at byte 12:", "match limit exceeded"});
+}
+
 // Layouts kq does not run are Unsupported naming the file and the piece; with
 // vocab.json + merges.txt beside it, the fallback warning says the same.
 TEST(TokenizerSplit, UnsupportedLayoutsAreNamedAndFallBack) {
