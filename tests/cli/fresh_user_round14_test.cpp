@@ -19,9 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "../../tools/kq/model_files.hpp"
 #include "cli/cli_util.hpp"
 #include "cli/running_kq.hpp"
 #include "common/test_util.hpp"
+#include "io/atomic_dir.hpp"
+#include "kq/kq.hpp"
 
 namespace kq::testing {
 namespace {
@@ -186,6 +189,32 @@ TEST(FreshUserRound14, PartialRotaryFactorIsRefusedNamingConfigJson) {
   const CliResult ok = run_kq({"eval", "-m", m.string(), "-t", (demo_model() / "demo-eval.txt").string(),
                                "--samples", "1", "--quiet"});
   EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
+// Round 14b: the source model.safetensors truncated while `kq quantize` wrote
+// its output ended with "OUT/model.safetensors: write failed: Bad address"
+// (write(2) from the vanished mapped pages fails with EFAULT, no SIGBUS). The
+// same failure without timing: the source is truncated between the load and
+// the save that kq quantize runs through cli::write_from_model_files.
+TEST(FreshUserRound14b, SourceTruncatedBeforeTheSaveIsTheDocumentedError) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "m", out = tmp.path / "q";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  QuantizeOptions qo;
+  qo.spec = parse_quant_mode("int8");
+  std::unique_ptr<Model> model = load_quantized(m, qo);
+  const fs::path file = m / "model.safetensors";
+  fs::resize_file(file, 4096);
+  try {
+    cli::write_from_model_files([&] { save_quantized_model(*model, qo, out); }, "no folder written");
+    ADD_FAILURE() << "the save succeeded";
+  } catch (const FormatError& e) {
+    EXPECT_TRUE(has(e.what(), "a model file changed or was truncated while it was being read: " + file.string()))
+        << e.what();
+    EXPECT_TRUE(has(e.what(), "no folder written")) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(io::staging_leftovers(out.string()).empty());
 }
 
 }  // namespace

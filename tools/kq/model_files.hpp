@@ -4,6 +4,7 @@
 // pages are read (main.cpp: exit_on_mapped_file_fault); one rewritten in
 // place with ordinary numbers raises nothing, and the mapped pages show the
 // new bytes: `kq eval` printed a wrong perplexity and exited 0.
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,22 @@ inline void check_model_files_unchanged(const std::string& consequence = "the re
   if (changed.empty()) return;
   raise<FormatError>("a model file changed or was truncated while it was being read: {} ({}); {}",
                      changed.front().path, changed.front().what, consequence);
+}
+
+/// Runs `write` (kq quantize's save, which writes tensors straight from the
+/// mapped model files). When it throws and a mapped file changed meanwhile,
+/// the error is check_model_files_unchanged's with `consequence`, not the
+/// write's: write(2) from the pages of a file truncated under it fails with
+/// EFAULT instead of raising SIGBUS, and "OUT/model.safetensors: write
+/// failed: Bad address" blamed the output. Otherwise rethrows.
+template <class Write>
+void write_from_model_files(Write&& write, const std::string& consequence) {
+  try {
+    write();
+  } catch (const std::exception&) {
+    check_model_files_unchanged(consequence);
+    throw;
+  }
 }
 
 }  // namespace kq::cli

@@ -281,7 +281,8 @@ void add_quantize_command(CLI::App& app) {
           a->keep.empty() ? std::string()
                           : fmt::format(" (--keep {})", fmt::join(a->keep.begin(), a->keep.end(), " --keep ")));
     check_model_files_unchanged("no folder written");
-    save_quantized_model(*model, qo, a->out, a->overwrite);
+    // The staging folder is removed as the save fails (io::AtomicDir), before the error is reported.
+    write_from_model_files([&] { save_quantized_model(*model, qo, a->out, a->overwrite); }, "no folder written");
     check_model_files_unchanged(fmt::format("--out '{}' was written from it: remove it", a->out));
     const bool awq_table =
         std::any_of(rep.layers.begin(), rep.layers.end(), [](const auto& l) { return l.awq_alpha >= 0; });
