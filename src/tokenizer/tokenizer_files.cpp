@@ -1,5 +1,6 @@
 #include "tokenizer/tokenizer_files.hpp"
 
+#include <algorithm>
 #include <string_view>
 #include <tuple>
 #include <vector>
@@ -400,6 +401,59 @@ void warn_ignored_features(const json& root, const std::string& source, bool byt
   }
 }
 
+/// The settings of an added token (an added_tokens entry of tokenizer.json, a
+/// value of tokenizer_config.json's added_tokens_decoder) that kq does not
+/// apply and Hugging Face does: "lstrip", "rstrip", "single_word" true, and
+/// "normalized" true on a "special" one when the tokenizer has a normalizer
+/// (`has_normalizer`; without one the normalized text is the text). "lstrip,
+/// rstrip", empty when none.
+std::string ignored_added_token_settings(const json& t, bool has_normalizer) {
+  const auto on = [&](const char* key) {
+    const auto it = t.find(key);
+    return it != t.end() && it->is_boolean() && it->get<bool>();
+  };
+  std::string set;
+  for (const char* key : {"lstrip", "rstrip", "single_word"})
+    if (on(key)) set += (set.empty() ? "" : ", ") + std::string(key);
+  if (has_normalizer && on("special") && on("normalized")) set += set.empty() ? "normalized" : ", normalized";
+  return set;
+}
+
+/// Warns once, naming the file, about the added tokens of `tokens` (each
+/// "'content' (lstrip, rstrip)", from ignored_added_token_settings) whose
+/// settings kq ignores; nothing when there are none.
+void warn_ignored_added_token_settings(const std::vector<std::string>& tokens, const std::string& source) {
+  if (tokens.empty()) return;
+  constexpr size_t kShown = 8;
+  std::string list;
+  for (size_t i = 0; i < tokens.size() && i < kShown; ++i) list += (i ? ", " : "") + tokens[i];
+  if (tokens.size() > kShown) list += fmt::format(" and {} more", tokens.size() - kShown);
+  warn(fmt::format("{}: added token settings are ignored: {}. Hugging Face strips the spaces before (lstrip) or "
+                   "after (rstrip) such a token, matches a single_word one only as a whole word and a normalized "
+                   "special one in the normalized text; kq (--special-tokens) matches each token's content as "
+                   "written and keeps the text around it",
+                   source, list));
+}
+
+/// Warns, naming the file, when byte_fallback is on, some of the 256 byte
+/// tokens "<0xNN>" are not in the vocabulary and there is no unk_token: a
+/// character without a token that has one of those bytes is dropped from the
+/// ids (as Hugging Face's BPE drops it).
+void warn_missing_byte_tokens(const TokenizerSpec& spec, const std::string& source) {
+  const SentencePieceSpec& sp = *spec.sentencepiece;
+  if (!sp.byte_fallback || sp.unk_token) return;
+  std::vector<bool> have(256, false);
+  for (const auto& [tok, id] : spec.vocab)
+    if (const auto b = byte_fallback_value(tok); b && tok == byte_fallback_token(*b)) have[*b] = true;
+  const auto missing = size_t(std::count(have.begin(), have.end(), false));
+  if (missing == 0) return;
+  const auto first = uint8_t(std::find(have.begin(), have.end(), false) - have.begin());
+  warn(fmt::format("{}: model.byte_fallback is true but {} of the 256 byte tokens are not in the vocabulary (e.g. "
+                   "'{}') and there is no model.unk_token: a character without a token that has one of those bytes "
+                   "is dropped from the ids, as Hugging Face drops it",
+                   source, missing, byte_fallback_token(first)));
+}
+
 /// Runs f, turning nlohmann type errors (a field of the wrong JSON type) into
 /// FormatError naming the file.
 template <class F>
@@ -484,8 +538,13 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
     spec.merges.push_back(std::move(pair));
   }
 
+  if (spec.sentencepiece) warn_missing_byte_tokens(spec, src);
+
   if (const auto at = root.find("added_tokens"); at != root.end() && !at->is_null()) {
     if (!at->is_array()) raise<FormatError>("{}: added_tokens must be an array", src);
+    const auto n = root.find("normalizer");
+    const bool has_normalizer = n != root.end() && !n->is_null();
+    std::vector<std::string> ignored;  // tokens with settings kq does not apply
     for (size_t i = 0; i < at->size(); ++i) {
       const json& t = (*at)[i];
       const auto c = t.is_object() ? t.find("content") : t.end();
@@ -493,7 +552,10 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
         raise<FormatError>("{}: added_tokens[{}] needs a string \"content\" and an \"id\"", src, i);
       spec.added.push_back(
           {c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)), src});
+      if (const std::string set = ignored_added_token_settings(t, has_normalizer); !set.empty())
+        ignored.push_back(fmt::format("'{}' ({})", io::text_excerpt(c->get_ref<const std::string&>(), 40), set));
     }
+    warn_ignored_added_token_settings(ignored, src);
   }
   return spec;
 }
@@ -523,6 +585,7 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
   const auto atd = cfg.find("added_tokens_decoder");
   if (atd == cfg.end() || atd->is_null()) return;
   if (!atd->is_object()) raise<FormatError>("{}: added_tokens_decoder must be an object", src);
+  std::vector<std::string> ignored;  // tokens with settings kq does not apply
   for (const auto& [key, t] : atd->items()) {
     int64_t id = -1;
     try {
@@ -538,7 +601,11 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
     if (!t.is_object() || c == t.end() || !c->is_string())
       raise<FormatError>("{}: added_tokens_decoder['{}'] needs a string \"content\"", src, key);
     spec.added.push_back({c->get<std::string>(), int32_t(id), src});
+    // The vocab.json + merges.txt route has no normalizer.
+    if (const std::string set = ignored_added_token_settings(t, /*has_normalizer=*/false); !set.empty())
+      ignored.push_back(fmt::format("'{}' ({})", io::text_excerpt(c->get_ref<const std::string&>(), 40), set));
   }
+  warn_ignored_added_token_settings(ignored, src);
 }
 
 }  // namespace

@@ -311,6 +311,50 @@ TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
       << warnings[0];
 }
 
+// Added tokens with "lstrip", "rstrip" or "single_word" true (fresh-user round
+// 14b): Hugging Face strips the spaces beside such a token or matches it only
+// as a whole word; kq matched the content and kept the spaces without a word.
+// One warning names the file and the tokens; in tokenizer_config.json's
+// added_tokens_decoder (the vocab.json + merges.txt route) too. "normalized"
+// true on a special token is ignored without a normalizer (GPT-2 has it).
+TEST(TokenizerErrors, AddedTokenStripAndSingleWordAreWarned) {
+  kq::testing::TempDir tmp;
+  json j = tokenizer_json();
+  j["added_tokens"][0]["lstrip"] = true;
+  j["added_tokens"][0]["rstrip"] = true;
+  j["added_tokens"][0]["normalized"] = true;
+  j["model"]["vocab"]["<|x|>"] = 258;
+  j["added_tokens"].push_back(json{{"id", 258}, {"content", "<|x|>"}, {"single_word", true}, {"lstrip", false},
+                                   {"special", false}});
+  write_file(tmp.path / "tokenizer.json", j.dump());
+  std::vector<std::string> warnings;
+  const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
+  EXPECT_EQ(t.encode("a <|endoftext|> b", {.allow_special = true}),
+            (std::vector<int32_t>{'a', ' ', 257, ' ', 'b'}));  // the spaces are kept
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].rfind((tmp.path / "tokenizer.json").string() + ": added token settings are ignored: "
+                                  "'<|endoftext|>' (lstrip, rstrip), '<|x|>' (single_word). Hugging Face strips the "
+                                  "spaces before (lstrip) or after (rstrip) such a token",
+                              0),
+            0u)
+      << warnings[0];
+  kq::testing::TempDir g;
+  write_file(g.path / "vocab.json", byte_vocab().dump());
+  write_file(g.path / "merges.txt", "#version: 0.2\na b\n");
+  write_file(g.path / "tokenizer_config.json",
+             json{{"added_tokens_decoder",
+                   {{"257", {{"content", "<|endoftext|>"}, {"rstrip", true}, {"special", true}}}}}}
+                 .dump());
+  warnings.clear();
+  (void)load_collecting_warnings(g.path, warnings);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].rfind((g.path / "tokenizer_config.json").string() + ": added token settings are ignored: "
+                                  "'<|endoftext|>' (rstrip).",
+                              0),
+            0u)
+      << warnings[0];
+}
+
 TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   kq::testing::TempDir tmp;
   json j = tokenizer_json();

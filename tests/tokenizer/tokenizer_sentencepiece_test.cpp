@@ -196,11 +196,19 @@ TEST(TokenizerSentencePiece, DecodeRoundTrips) {
     EXPECT_EQ(ids, (Ids{kMetaHello, kEos}));
     EXPECT_EQ(t.decode(ids), "hello</s>");
   }
-  // A decoder without the Strip keeps the space; one kq does not know is a warning.
+  // A decoder without the Strip keeps the space, without a warning (fresh-user
+  // round 14b read the README as warning about it); one kq does not know is a warning.
   kq::testing::TempDir tmp;
   json tj = sp_tokenizer_json(Layout::kLegacy);
   tj["decoder"] = strip_decoder(false);
-  EXPECT_EQ(load_json(tmp, tj).decode(Ids{kMetaHello}), " hello");
+  {
+    write_file(tmp.path / "tokenizer.json", tj.dump());
+    std::vector<std::string> none;
+    const Tokenizer t = load_collecting_warnings(tmp.path, none);
+    EXPECT_EQ(t.decode(Ids{kMetaHello}), " hello");
+    EXPECT_EQ(t.decode(t.encode(" hello")), "  hello");  // the prepended "▁" and the text's space
+    EXPECT_TRUE(none.empty()) << none.at(0);
+  }
   tj["decoder"] = json{{"type", "Metaspace"}, {"replacement", kMeta}, {"prepend_scheme", "first"}, {"split", false}};
   EXPECT_EQ(load_json(tmp, tj).decode(Ids{kMetaHello}), "hello");
   tj["decoder"] = json{{"type", "ByteLevel"}};
@@ -264,6 +272,43 @@ TEST(TokenizerSentencePiece, UnknownCharactersAndMissingByteTokens) {
   tj["model"]["unk_token"] = "<nope>";
   write_file(tmp.path / "tokenizer.json", tj.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"tokenizer.json", "unk_token '<nope>'"});
+}
+
+// A character with neither a byte token nor an unk_token is dropped (as in
+// Hugging Face) and was silently (fresh-user round 14b): byte_fallback with
+// byte tokens missing and no unk_token is a warning naming the file; "normalized"
+// true on a special token, with the normalizer this layout has, is warned as ignored.
+TEST(TokenizerSentencePiece, MissingByteTokensWithoutUnkAreWarned) {
+  json tj = sp_tokenizer_json(Layout::kLegacy);
+  for (int b = 0xE0; b <= 0xEF; ++b) tj["model"]["vocab"].erase(kq::tok::byte_fallback_token(uint8_t(b)));
+  const std::string text = "a\xE2\x82\xAC" "b";  // € has no token and no byte token E2
+  for (const bool unk : {true, false}) {
+    kq::testing::TempDir tmp;
+    tj["model"]["unk_token"] = unk ? json("<unk>") : json(nullptr);
+    write_file(tmp.path / "tokenizer.json", tj.dump());
+    std::vector<std::string> warnings;
+    // Without unk, a and b meet once € is dropped, and "a b" outranks "▁ a".
+    EXPECT_EQ(load_collecting_warnings(tmp.path, warnings).encode(text),
+              unk ? (Ids{kMetaA, kUnk, kB}) : (Ids{kMetaId, kAb}));
+    if (unk) {
+      EXPECT_TRUE(warnings.empty()) << warnings.at(0);
+      continue;
+    }
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_EQ(warnings[0], (tmp.path / "tokenizer.json").string() +
+                               ": model.byte_fallback is true but 16 of the 256 byte tokens are not in the vocabulary "
+                               "(e.g. '<0xE0>') and there is no model.unk_token: a character without a token that has "
+                               "one of those bytes is dropped from the ids, as Hugging Face drops it");
+  }
+  kq::testing::TempDir tmp;
+  tj["model"]["unk_token"] = "<unk>";
+  tj["added_tokens"][1]["normalized"] = true;  // <s>
+  write_file(tmp.path / "tokenizer.json", tj.dump());
+  std::vector<std::string> warnings;
+  (void)load_collecting_warnings(tmp.path, warnings);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find(": added token settings are ignored: '<s>' (normalized)."), std::string::npos)
+      << warnings[0];
 }
 
 // model.ignore_merges: the whole word (text with "▁") that is a vocabulary
