@@ -1,0 +1,50 @@
+#pragma once
+// The parts of a Hugging Face tokenizer.json that say how text becomes BPE
+// words (normalizer, pre_tokenizer) and how pieces become text again
+// (decoder): the layouts kq runs are byte-level BPE with the GPT-2 regex or a
+// Split regex (Llama-3), and SentencePiece-style BPE with byte fallback
+// (Llama-2). tokenizer_files.cpp reads the rest of the file.
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "tokenizer/tokenizer_files.hpp"
+
+namespace kq::tok {
+
+/// obj[key]; FormatError "SOURCE: missing "key" in WHERE" when absent.
+const nlohmann::json& member(const nlohmann::json& obj, const char* key, const std::string& source,
+                             std::string_view where);
+
+/// The "type" of a tokenizer.json component object ("" when it is not an object or has none).
+std::string type_of(const nlohmann::json& p);
+
+/// The boolean `obj[key]`; `absent` when it is missing or null. Any other JSON
+/// type is a FormatError naming the file, `where` and the key.
+bool flag(const nlohmann::json& obj, const char* key, bool absent, const std::string& source,
+          std::string_view where);
+
+/// The SentencePiece-style description of a tokenizer.json that has a
+/// normalizer or a Metaspace pre_tokenizer (BPE from characters: no
+/// ByteLevel), or nullopt when it has neither (byte-level BPE, read by
+/// pretokenizer_regex). Throws Unsupported naming the file and the part for
+/// a normalizer other than [Prepend "▁", Replace " " -> "▁"] (or that Replace
+/// alone), a pre_tokenizer beside it, or a Metaspace other than replacement
+/// "▁" with split false; FormatError for wrongly typed fields.
+std::optional<SentencePieceSpec> sentencepiece_layout(const nlohmann::json& root, const std::string& source);
+
+/// Whether the decoder of a SentencePiece-style tokenizer.json strips one
+/// leading space after decoding; any decoder kq does not recognize is a
+/// warning naming the file (kq decodes "▁" as a space and "<0xNN>" as its
+/// byte all the same).
+bool sentencepiece_strip(const nlohmann::json& root, const SentencePieceSpec& sp, const std::string& source);
+
+/// The pre-tokenization regex of a byte-level tokenizer.json: GPT-2's for a
+/// ByteLevel pre_tokenizer with use_regex (alone or alone in a Sequence), the
+/// Split's for a Sequence [Split, ByteLevel without use_regex] (Llama-3).
+/// Throws Unsupported naming the file and the offending part for anything else.
+std::string pretokenizer_regex(const nlohmann::json& root, const std::string& source);
+
+}  // namespace kq::tok
