@@ -20,7 +20,8 @@
 //      itself a vocabulary token is that token; otherwise apply BPE merges by
 //      rank (lowest rank first, leftmost first among equal ranks) until no
 //      merge applies; emit the ids of the resulting symbols.
-// No BOS/EOS is added and no other normalization is done.
+// No BOS/EOS is added (Tokenizer::prompt_prefix() says which Hugging Face
+// would add) and no other normalization is done.
 //
 // SentencePiece-style tokenizer.json (Llama-2, TinyLlama, Mistral: BPE
 // converted from SentencePiece, byte_fallback) replaces steps 2-4: each
@@ -171,6 +172,25 @@ class Tokenizer {
   /// eos_token when given, else "<|endoftext|>" when in the vocabulary, else nullopt.
   std::optional<int32_t> bos_token_id() const;
   std::optional<int32_t> eos_token_id() const;
+
+  /// The ids of the special tokens Hugging Face adds before (prompt_prefix)
+  /// and after (prompt_suffix) every single encoded text, e.g. {1} ("<s>")
+  /// and {} for Llama-2, {128000} ("<|begin_of_text|>") and {} for Llama-3,
+  /// {} and {} for GPT-2. They come from tokenizer.json's post_processor (the
+  /// "single" template of TemplateProcessing, cls / sep of Roberta- and
+  /// BertProcessing, and those of a Sequence's processors, in order); a
+  /// tokenizer_config.json that gives add_bos_token / add_eos_token replaces
+  /// the part before / after with the BOS / EOS token (bos_token / eos_token,
+  /// default "<|endoftext|>") when the value is true as Python tests it, and
+  /// with nothing otherwise, as transformers' slow tokenizers (and
+  /// LlamaTokenizerFast) do. Such a token that is not in the vocabulary nor
+  /// an added token is a warning at load, and that list is empty. encode()
+  /// never adds them: a caller that wants Hugging Face's ids puts them around
+  /// the text (`kq generate` puts the prefix before its prompt; perplexity
+  /// evaluation uses neither, docs/EVALUATION.md). Never throws on a loaded
+  /// tokenizer (InvalidArgument on a moved-from one).
+  const std::vector<int32_t>& prompt_prefix() const;
+  const std::vector<int32_t>& prompt_suffix() const;
 
   /// true for added/special tokens (e.g. "<|endoftext|>"), which BPE never produces.
   bool is_special(int32_t id) const;

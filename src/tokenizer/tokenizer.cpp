@@ -197,6 +197,8 @@ int32_t Tokenizer::vocab_size() const { return int32_t(impl().kind.size()); }
 int64_t Tokenizer::model_vocab_size() const { return model_vocab_ > 0 ? model_vocab_ : vocab_size(); }
 std::optional<int32_t> Tokenizer::bos_token_id() const { return impl().bos; }
 std::optional<int32_t> Tokenizer::eos_token_id() const { return impl().eos; }
+const std::vector<int32_t>& Tokenizer::prompt_prefix() const { return impl().prefix; }
+const std::vector<int32_t>& Tokenizer::prompt_suffix() const { return impl().suffix; }
 size_t Tokenizer::num_merges() const { return impl().bpe.num_merges(); }
 const std::string& Tokenizer::source() const { return impl().source; }
 

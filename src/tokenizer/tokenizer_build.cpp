@@ -56,6 +56,28 @@ std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional
   return it->second;
 }
 
+/// The ids of the special tokens `contents` (TokenizerSpec::prefix_tokens /
+/// suffix_tokens) that `source` says Hugging Face adds `where` ("before" /
+/// "after") every text. One that is neither in the vocabulary nor an added
+/// token is a warning naming the file and the token, and none is added (an
+/// empty result): a partial prefix would be neither Hugging Face's ids nor the
+/// text's.
+std::vector<int32_t> special_ids(const Tokenizer::Impl& t, const std::vector<std::string>& contents,
+                                 const std::string& source, const char* where) {
+  std::vector<int32_t> ids;
+  for (const std::string& c : contents) {
+    const auto it = t.str_to_id.find(c);
+    if (it == t.str_to_id.end()) {
+      warn(fmt::format("{}: the special token '{}' to add {} the text is not in the vocabulary nor an added token; "
+                       "kq adds none {} it",
+                       source, io::text_excerpt(c), where, where));
+      return {};
+    }
+    ids.push_back(it->second);
+  }
+  return ids;
+}
+
 /// A byte-level BPE vocabulary reaches a token longer than one byte only
 /// through merges (Sennrich et al. 2016; GPT-2's merges.txt has one merge per
 /// such token). With zero merges every byte would become its own token: a
@@ -214,6 +236,8 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
   t->eos = named_token(*t, spec.eos_token, spec.config_source, "eos_token");
   for (const auto& id : {t->bos, t->eos})
     if (id) add_special(*t, t->token_str[size_t(*id)], *id, added_src);
+  t->prefix = special_ids(*t, spec.prefix_tokens, spec.prefix_source, "before");
+  t->suffix = special_ids(*t, spec.suffix_tokens, spec.suffix_source, "after");
   std::stable_sort(t->added_by_length.begin(), t->added_by_length.end(), [&](int32_t x, int32_t y) {
     return t->token_bytes[size_t(x)].size() > t->token_bytes[size_t(y)].size();
   });

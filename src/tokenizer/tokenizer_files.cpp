@@ -116,25 +116,38 @@ bool python_truthy(const json& v) {
   return false;
 }
 
-/// Warns (kq::warn, naming the file) about the parts of a tokenizer.json kq
-/// uses that it does not apply, where Hugging Face would: a post_processor
-/// that adds special tokens around the text (e.g. BOS before it), a
-/// "truncation" setting, and (with `byte_level_decoder`, byte-level BPE) a
-/// decoder that is not ByteLevel (kq decodes as byte-level BPE).
-void warn_ignored_features(const json& root, const std::string& source, bool byte_level_decoder) {
+/// What kq does with the special tokens Hugging Face adds to every encoded
+/// text, for the load-time warnings (README "Tokenizer files").
+constexpr const char* kSpecialTokensUse =
+    "kq's encode() never adds them; `kq generate` puts the ones before the text in front of its prompt "
+    "(Tokenizer::prompt_prefix(); --no-special-prefix omits them), `kq eval` and `kq bench` do not (their "
+    "perplexity protocol: the ids of the text alone)";
+
+/// Reads the special tokens a tokenizer.json's post_processor adds around a
+/// single text into spec.prefix_tokens / suffix_tokens, and warns (kq::warn,
+/// naming the file) about the parts of a tokenizer.json kq uses that it does
+/// not apply, where Hugging Face would: a post_processor that adds special
+/// tokens around the text (e.g. BOS before it; applied only as
+/// kSpecialTokensUse says) or is not an object, a "truncation" setting, and
+/// (with `byte_level_decoder`, byte-level BPE) a decoder that is not
+/// ByteLevel (kq decodes as byte-level BPE).
+void read_post_processor_and_warn(const json& root, const std::string& source, bool byte_level_decoder,
+                                  TokenizerSpec& spec) {
   if (const auto p = root.find("post_processor"); p != root.end() && !p->is_null() && !p->is_object()) {
     warn(fmt::format("{}: the post_processor {} is not an object and is ignored (Hugging Face would refuse it)",
                      source, io::json_excerpt(*p)));
   } else if (p != root.end()) {
-    std::vector<std::string> before, after;
+    std::vector<std::string>&before = spec.prefix_tokens, &after = spec.suffix_tokens;
     added_special_tokens(*p, before, after);
+    if (!before.empty()) spec.prefix_source = source;
+    if (!after.empty()) spec.suffix_source = source;
     if (!before.empty() || !after.empty())
       warn(fmt::format("{}: the post_processor ({}) adds special tokens to every encoded text ({}{}{}), as Hugging "
-                       "Face tokenizers apply it; kq ignores it: the ids are those of the text alone",
+                       "Face tokenizers apply it; {}",
                        source, io::text_excerpt(p->value("type", std::string("?")), 40),
                        before.empty() ? "" : quoted_list(before) + " before it",
                        !before.empty() && !after.empty() ? ", " : "",
-                       after.empty() ? "" : quoted_list(after) + " after it"));
+                       after.empty() ? "" : quoted_list(after) + " after it", kSpecialTokensUse));
   }
   if (const auto t = root.find("truncation"); t != root.end() && !t->is_null())
     warn(fmt::format("{}: \"truncation\" ({}) is ignored: kq never truncates a text", source, io::json_excerpt(*t)));
@@ -262,7 +275,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
     spec.pretokenizer_regex = pretokenizer_regex(root, src);
     spec.pretokenizer_source = src;
   }
-  warn_ignored_features(root, src, /*byte_level_decoder=*/!spec.sentencepiece);
+  read_post_processor_and_warn(root, src, /*byte_level_decoder=*/!spec.sentencepiece, spec);
   if (spec.sentencepiece) spec.sentencepiece->strip_leading_space = sentencepiece_strip(root, *spec.sentencepiece, src);
   if (const auto im = model.find("ignore_merges"); im != model.end() && !im->is_null()) {
     if (!im->is_boolean())
@@ -318,15 +331,22 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
   if (!cfg.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   if (auto b = token_content(cfg, "bos_token", src)) spec.bos_token = std::move(b);
   if (auto e = token_content(cfg, "eos_token", src)) spec.eos_token = std::move(e);
-  // Hugging Face adds these tokens to every encoded text; kq does not. transformers
-  // tests the value as Python would: "true", 1 (or even "false", a non-empty string) count.
-  for (const auto& [key, what, token] : {std::tuple{"add_bos_token", "BOS", &spec.bos_token},
-                                         std::tuple{"add_eos_token", "EOS", &spec.eos_token}})
-    if (const auto a = cfg.find(key); a != cfg.end() && python_truthy(*a))
-      warn(fmt::format("{}: \"{}\": {} is ignored: Hugging Face adds the {} token{} to every encoded text, kq "
-                       "does not (the ids are those of the text alone)",
-                       src, key, io::json_excerpt(*a), what,
-                       *token ? " '" + io::text_excerpt(**token, 40) + "'" : std::string()));
+  // Hugging Face's slow tokenizers (and LlamaTokenizerFast, which rewrites its post_processor
+  // from them) add these tokens to every encoded text when the value is true as Python tests
+  // it: "true", 1 (or even "false", a non-empty string) count. Given, the value replaces the
+  // post_processor's tokens before / after the text (prefix_tokens / suffix_tokens).
+  for (const auto& [key, what, token, list, list_source] :
+       {std::tuple{"add_bos_token", "BOS", &spec.bos_token, &spec.prefix_tokens, &spec.prefix_source},
+        std::tuple{"add_eos_token", "EOS", &spec.eos_token, &spec.suffix_tokens, &spec.suffix_source}}) {
+    const auto a = cfg.find(key);
+    if (a == cfg.end() || a->is_null()) continue;
+    list->clear();
+    *list_source = src;
+    if (!python_truthy(*a)) continue;
+    list->push_back(token->value_or("<|endoftext|>"));
+    warn(fmt::format("{}: \"{}\": {}: Hugging Face adds the {} token '{}' to every encoded text; {}", src, key,
+                     io::json_excerpt(*a), what, io::text_excerpt(list->back(), 40), kSpecialTokensUse));
+  }
   // The GPT-2 (slow) tokenizer puts a space before the text; kq encodes the text as it is.
   if (const auto a = cfg.find("add_prefix_space"); a != cfg.end() && python_truthy(*a))
     warn(fmt::format("{}: \"add_prefix_space\": {} is ignored: Hugging Face's GPT-2 tokenizer puts a space before "

@@ -41,6 +41,12 @@ struct TokenizerSpec {
   std::vector<std::pair<std::string, std::string>> merges;  ///< in rank order
   std::vector<AddedTokenSpec> added;
   std::optional<std::string> bos_token, eos_token;  ///< contents, when a config names them
+  /// The special tokens (contents) Hugging Face adds before / after a single
+  /// encoded text: tokenizer.json's post_processor, then tokenizer_config.json's
+  /// add_bos_token / add_eos_token, when given, replace the part before / after
+  /// (Tokenizer::prompt_prefix()). The file that said so, for messages.
+  std::vector<std::string> prefix_tokens, suffix_tokens;
+  std::string prefix_source, suffix_source;
   /// The pre-tokenization regex (PCRE2 syntax): GPT-2's, or the pattern of a
   /// tokenizer.json's Split pre-tokenizer.
   std::string pretokenizer_regex = std::string(kGpt2Pattern);
@@ -77,7 +83,10 @@ TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std
 TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 
 /// Applies tokenizer_config.json: bos_token / eos_token (a string or an object
-/// with "content") and, when `with_added` is set, the added_tokens_decoder
+/// with "content"), add_bos_token / add_eos_token (prefix_tokens /
+/// suffix_tokens: the BOS / EOS token when Python takes the value as true,
+/// none otherwise; bos_token / eos_token default to "<|endoftext|>") and,
+/// when `with_added` is set, the added_tokens_decoder
 /// entries ({"<id>": {"content": ...}}). Throws FormatError naming the file.
 void read_tokenizer_config(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added);
 

@@ -31,6 +31,7 @@ struct Tokenizer::Impl {
   std::unordered_map<std::string, int32_t, StrHash, std::equal_to<>> str_to_id;
   std::vector<int32_t> added_by_length;  ///< added token ids, longest content first (text matching)
   std::optional<int32_t> bos, eos;
+  std::vector<int32_t> prefix, suffix;  ///< Tokenizer::prompt_prefix() / prompt_suffix()
   std::string source;  ///< which files it was built from (Tokenizer::source())
   tok::BpeModel bpe;
   tok::Pretokenizer pre;

@@ -94,7 +94,8 @@ TEST(FreshUserRound12, ModelFileRewrittenInPlaceDuringARunIsTheDocumentedError) 
                          " (it was modified")) << e;
 }
 
-// Hugging Face would add the BOS token to every text; kq does not, and says so once.
+// Hugging Face would add the BOS token to every text; kq says so once, and that only `kq generate` adds it
+// (GenerateSpecialPrefix tests that it does).
 TEST(FreshUserRound12, AddBosTokenIsWarnedAsIgnored) {
   TempDir tmp;
   const fs::path m = tmp.path / "m";
@@ -105,7 +106,9 @@ TEST(FreshUserRound12, AddBosTokenIsWarnedAsIgnored) {
   const CliResult r = run_kq({"generate", "-m", m.string(), "--prompt", "Hello", "-n", "2", "--threads", "1"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(count(r.err, "kq: warning: " + (m / "tokenizer_config.json").string() +
-                             ": \"add_bos_token\": true is ignored: Hugging Face adds the BOS token '<|endoftext|>'"),
+                             ": \"add_bos_token\": true: Hugging Face adds the BOS token '<|endoftext|>' to every "
+                             "encoded text; kq's encode() never adds them; `kq generate` puts the ones before the "
+                             "text in front of its prompt"),
             1u)
       << r.err;
 }

@@ -288,11 +288,12 @@ TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
   ASSERT_EQ(warnings.size(), 4u);
   EXPECT_EQ(warnings[0], tj + ": the post_processor \"TemplateProcessing\" is not an object and is ignored (Hugging "
                               "Face would refuse it)");
-  EXPECT_EQ(warnings[1].rfind(cfg + ": \"add_bos_token\": \"true\" is ignored: Hugging Face adds the BOS token", 0),
-            0u)
+  EXPECT_EQ(warnings[1].rfind(cfg + ": \"add_bos_token\": \"true\": Hugging Face adds the BOS token", 0), 0u)
       << warnings[1];
-  EXPECT_EQ(warnings[2].rfind(cfg + ": \"add_eos_token\": 1 is ignored: Hugging Face adds the EOS token", 0), 0u)
+  EXPECT_EQ(warnings[2].rfind(cfg + ": \"add_eos_token\": 1: Hugging Face adds the EOS token", 0), 0u)
       << warnings[2];
+  EXPECT_EQ(t.prompt_prefix(), (std::vector<int32_t>{257}));  // for kq generate
+  EXPECT_EQ(t.prompt_suffix(), (std::vector<int32_t>{257}));
   EXPECT_EQ(warnings[3].rfind(cfg + ": \"add_prefix_space\": true is ignored: Hugging Face's GPT-2 tokenizer puts a "
                                     "space before the text",
                               0),
@@ -373,15 +374,19 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   const std::string tj = (tmp.path / "tokenizer.json").string(), cfg = (tmp.path / "tokenizer_config.json").string();
   ASSERT_EQ(warnings.size(), 4u);
   EXPECT_EQ(warnings[0], tj + ": the post_processor (Sequence) adds special tokens to every encoded text "
-                              "('<|endoftext|>' before it), as Hugging Face tokenizers apply it; kq ignores it: the "
-                              "ids are those of the text alone");
+                              "('<|endoftext|>' before it), as Hugging Face tokenizers apply it; kq's encode() never "
+                              "adds them; `kq generate` puts the ones before the text in front of its prompt "
+                              "(Tokenizer::prompt_prefix(); --no-special-prefix omits them), `kq eval` and `kq bench` "
+                              "do not (their perplexity protocol: the ids of the text alone)");
   EXPECT_NE(warnings[1].find(tj + ": \"truncation\" ("), std::string::npos) << warnings[1];
   EXPECT_NE(warnings[1].find("is ignored: kq never truncates a text"), std::string::npos) << warnings[1];
   EXPECT_NE(warnings[2].find(tj + ": the decoder {\"replacement\":\"_\",\"type\":\"Metaspace\"} is ignored"),
             std::string::npos)
       << warnings[2];
-  EXPECT_EQ(warnings[3], cfg + ": \"add_bos_token\": true is ignored: Hugging Face adds the BOS token "
-                               "'<|endoftext|>' to every encoded text, kq does not (the ids are those of the text "
+  EXPECT_EQ(warnings[3], cfg + ": \"add_bos_token\": true: Hugging Face adds the BOS token '<|endoftext|>' to every "
+                               "encoded text; kq's encode() never adds them; `kq generate` puts the ones before the "
+                               "text in front of its prompt (Tokenizer::prompt_prefix(); --no-special-prefix omits "
+                               "them), `kq eval` and `kq bench` do not (their perplexity protocol: the ids of the text "
                                "alone)");
   // The usual GPT-2 files (a ByteLevel post_processor and decoder, no truncation, no add_bos_token): no warning.
   j = tokenizer_json();

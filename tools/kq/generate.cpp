@@ -43,6 +43,7 @@ struct GenerateOptions {
   bool ignore_eos = false;
   bool special_tokens = false;
   bool no_echo = false;
+  bool no_special_prefix = false;
 };
 
 /// The model's KV cache for `positions` (the prompt and all of the `n` new
@@ -127,9 +128,23 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
   std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});
-  // An empty prompt starts from the BOS token (as transformers' generate does without input ids);
-  // the summary line on stderr says so.
+  // The special tokens Hugging Face puts before every text (Llama-2's "<s>", Llama-3's
+  // "<|begin_of_text|>") go before the prompt, as transformers' tokenizer(prompt) gives them, unless
+  // --no-special-prefix; those after the text (an EOS) do not: generation continues the text. The
+  // summary line on stderr says so. An empty prompt is then the prefix alone (no second BOS).
   std::string prompt_note;
+  if (const std::vector<int32_t>& prefix = tok.prompt_prefix(); !o.no_special_prefix && !prefix.empty()) {
+    std::string which;
+    for (const int32_t id : prefix) which += fmt::format("{}{} {}", which.empty() ? "" : ", ", id, eos_text(tok, id));
+    prompt.insert(prompt.begin(), prefix.begin(), prefix.end());
+    prompt_note = fmt::format(" (with the tokenizer's special {} {} before the {}, as Hugging Face adds {}; "
+                              "--no-special-prefix omits {})",
+                              prefix.size() == 1 ? "token" : "tokens", which,
+                              o.prompt.empty() ? "empty --prompt" : "text", prefix.size() == 1 ? "it" : "them",
+                              prefix.size() == 1 ? "it" : "them");
+  }
+  // An empty prompt (without a prefix) starts from the BOS token (as transformers' generate does
+  // without input ids); the summary line on stderr says so.
   if (prompt.empty()) {
     const auto bos = tok.bos_token_id();
     if (!bos) raise<InvalidArgument>("empty --prompt and the tokenizer has no BOS token to start from");
@@ -263,6 +278,10 @@ void add_generate_command(CLI::App& app) {
                 "Recognize added/special tokens such as <|endoftext|> in --prompt and emit their ids (as Hugging "
                 "Face tokenizers do); default: the prompt is raw text");
   cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
+  cmd->add_flag("--no-special-prefix", opts->no_special_prefix,
+                "Do not put the special tokens the tokenizer adds before every text (e.g. Llama's BOS, from "
+                "tokenizer.json's post_processor or add_bos_token) before the prompt (default: they are put there, "
+                "as Hugging Face tokenizers do; tokens after the text, e.g. an EOS, never are)");
   cmd->callback([opts, n_opt, top_k_opt, top_p_opt, seed_opt] {
     std::vector<std::string> sampling_given;
     for (const CLI::Option* opt : {top_k_opt, top_p_opt, seed_opt})

@@ -1,0 +1,95 @@
+// `kq generate` puts the special tokens the tokenizer adds before every text
+// (Tokenizer::prompt_prefix(): Llama-2's "<s>", Llama-3's
+// "<|begin_of_text|>") before the prompt, as transformers' tokenizer(prompt)
+// does, and says so on its summary line; --no-special-prefix omits them; an
+// empty prompt gets the BOS once. Checked on a copy of llama-small whose
+// tokenizer.json's post_processor puts "<|endoftext|>" (id 0) before the text.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/cli_util.hpp"
+#include "common/test_data.hpp"
+
+using kq::testing::has;
+using kq::testing::read_all;
+using kq::testing::run_kq;
+using kq::testing::TempDir;
+using kq::testing::write_text;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A copy of llama-small in `dir` whose tokenizer.json's post_processor
+/// (TemplateProcessing, as Llama-3's) adds "<|endoftext|>" before every text;
+/// empty when the shared model is absent.
+fs::path llama_with_bos(const fs::path& dir) {
+  const fs::path llama = kq::testing::shared_dir() / "models" / "llama-small";
+  if (!fs::exists(llama / "config.json")) return {};
+  fs::copy(llama, dir, fs::copy_options::recursive);
+  nlohmann::json j = nlohmann::json::parse(read_all(dir / "tokenizer.json"));
+  j["post_processor"] = nlohmann::json::parse(R"({"type": "TemplateProcessing",
+      "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+      "pair": [], "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0],
+                                                         "tokens": ["<|endoftext|>"]}}})");
+  write_text(dir / "tokenizer.json", j.dump());
+  return dir;
+}
+
+}  // namespace
+
+TEST(GenerateSpecialPrefix, PromptGetsTheTokenizersPrefix) {
+  TempDir tmp;
+  const fs::path m = llama_with_bos(tmp.path / "m");
+  if (m.empty()) GTEST_SKIP() << "no shared llama-small";
+  const std::vector<std::string> args{"generate", "-m", m.string(), "--prompt", "Once upon a time", "-n", "3",
+                                      "--threads", "1"};
+  const kq::testing::CliResult with = run_kq(args);
+  ASSERT_EQ(with.status, 0) << with.err;
+  // "Once upon a time" is 4 tokens of llama-small's tokenizer; the BOS makes 5.
+  EXPECT_TRUE(has(with.err, "kq: prompt 5 tokens (with the tokenizer's special token 0 \"<|endoftext|>\" before the "
+                            "text, as Hugging Face adds it; --no-special-prefix omits it), prefill "))
+      << with.err;
+  EXPECT_TRUE(has(with.err, "`kq generate` puts the ones before the text in front of its prompt")) << with.err;
+
+  std::vector<std::string> off = args;
+  off.push_back("--no-special-prefix");
+  const kq::testing::CliResult without = run_kq(off);
+  ASSERT_EQ(without.status, 0) << without.err;
+  EXPECT_TRUE(has(without.err, "kq: prompt 4 tokens, prefill ")) << without.err;
+  EXPECT_EQ(without.out.rfind("Once upon a time", 0), 0u) << without.out;  // the echo is the text alone either way
+  EXPECT_EQ(with.out.rfind("Once upon a time", 0), 0u) << with.out;
+}
+
+// An empty prompt is the prefix alone: one BOS, not the prefix's and the empty prompt's.
+TEST(GenerateSpecialPrefix, EmptyPromptGetsOneBos) {
+  TempDir tmp;
+  const fs::path m = llama_with_bos(tmp.path / "m");
+  if (m.empty()) GTEST_SKIP() << "no shared llama-small";
+  for (const bool off : {false, true}) {
+    std::vector<std::string> args{"generate", "-m", m.string(), "--prompt", "", "-n", "2", "--threads", "1"};
+    if (off) args.push_back("--no-special-prefix");
+    const kq::testing::CliResult r = run_kq(args);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(has(r.err, off ? "kq: prompt 1 token (empty --prompt: the BOS token 0 \"<|endoftext|>\"), prefill "
+                               : "kq: prompt 1 token (with the tokenizer's special token 0 \"<|endoftext|>\" before "
+                                 "the empty --prompt, as Hugging Face adds it; --no-special-prefix omits it), "
+                                 "prefill "))
+        << r.err;
+  }
+}
+
+// The shipped GPT-2 and llama-small tokenizers add nothing: the summary is as before.
+TEST(GenerateSpecialPrefix, Gpt2TokenizerAddsNothing) {
+  for (const char* name : {"gpt2-tiny", "llama-small"}) {
+    const fs::path dir = kq::testing::shared_dir() / "models" / name;
+    if (!fs::exists(dir / "config.json")) continue;
+    const kq::testing::CliResult r =
+        run_kq({"generate", "-m", dir.string(), "--prompt", "Once upon a time", "-n", "2", "--threads", "1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(has(r.err, "kq: prompt 4 tokens, prefill ")) << r.err;
+    EXPECT_FALSE(has(r.err, "special")) << r.err;
+  }
+}

@@ -1,0 +1,149 @@
+// Tokenizer::prompt_prefix() / prompt_suffix(): the special tokens Hugging
+// Face adds before / after every single encoded text (Llama-2's "<s>",
+// Llama-3's "<|begin_of_text|>"), from tokenizer.json's post_processor and
+// tokenizer_config.json's add_bos_token / add_eos_token. encode() adds none.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/test_data.hpp"
+#include "kq/tokenizer.hpp"
+#include "tokenizer/byte_unicode.hpp"
+#include "tokenizer/tokenizer_test_util.hpp"
+
+using kq::Tokenizer;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+using kq::testing::load_collecting_warnings;
+using kq::testing::write_file;
+
+namespace {
+
+using Ids = std::vector<int32_t>;
+
+/// A byte-level BPE tokenizer.json with the added tokens "<s>" (258) and
+/// "</s>" (259) and the given post_processor.
+json tokenizer_json(const json& post_processor) {
+  json v = json::object();
+  for (int b = 0; b < 256; ++b) v[kq::tok::bytes_to_symbols(std::string(1, char(b)))] = b;
+  v["ab"] = 256;
+  v["<|endoftext|>"] = 257;
+  json added = json::array();
+  for (const auto& [content, id] : {std::pair{"<|endoftext|>", 257}, {"<s>", 258}, {"</s>", 259}})
+    added.push_back(json{{"id", id}, {"content", content}, {"special", true}});
+  return json{{"version", "1.0"},
+              {"added_tokens", added},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+              {"post_processor", post_processor},
+              {"model", json{{"type", "BPE"}, {"vocab", v}, {"merges", json::array({"a b"})}}}};
+}
+
+/// TemplateProcessing whose "single" template is `before` tokens, $A, `after` tokens (Llama's layout).
+json template_processing(const std::vector<std::string>& before, const std::vector<std::string>& after) {
+  json single = json::array(), special = json::object();
+  for (const std::string& t : before) single.push_back(json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}});
+  single.push_back(json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+  for (const std::string& t : after) single.push_back(json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}});
+  return json{{"type", "TemplateProcessing"}, {"single", single}, {"pair", json::array()}, {"special_tokens", special}};
+}
+
+Tokenizer load(const fs::path& dir, const json& post_processor, const json* config,
+               std::vector<std::string>& warnings) {
+  write_file(dir / "tokenizer.json", tokenizer_json(post_processor).dump());
+  if (config) write_file(dir / "tokenizer_config.json", config->dump());
+  return load_collecting_warnings(dir, warnings);
+}
+
+}  // namespace
+
+TEST(TokenizerPromptPrefix, FromTemplateProcessing) {
+  kq::testing::TempDir tmp;
+  std::vector<std::string> warnings;
+  const Tokenizer t = load(tmp.path, template_processing({"<s>"}, {}), nullptr, warnings);
+  EXPECT_EQ(t.prompt_prefix(), (Ids{258}));
+  EXPECT_EQ(t.prompt_suffix(), Ids{});
+  EXPECT_EQ(t.encode("abc"), (Ids{256, 'c'}));  // encode() adds nothing
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("`kq generate` puts the ones before the text in front of its prompt"), std::string::npos)
+      << warnings[0];
+
+  kq::testing::TempDir tmp2;
+  warnings.clear();
+  const Tokenizer both = load(tmp2.path, template_processing({"<s>", "<|endoftext|>"}, {"</s>"}), nullptr, warnings);
+  EXPECT_EQ(both.prompt_prefix(), (Ids{258, 257}));
+  EXPECT_EQ(both.prompt_suffix(), (Ids{259}));
+}
+
+TEST(TokenizerPromptPrefix, FromASequencePostProcessor) {
+  kq::testing::TempDir tmp;
+  std::vector<std::string> warnings;
+  const json seq{{"type", "Sequence"},
+                 {"processors", json::array({json{{"type", "ByteLevel"}, {"add_prefix_space", true},
+                                                  {"trim_offsets", false}, {"use_regex", true}},
+                                             template_processing({"<s>"}, {"</s>"})})}};
+  const Tokenizer t = load(tmp.path, seq, nullptr, warnings);
+  EXPECT_EQ(t.prompt_prefix(), (Ids{258}));
+  EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+}
+
+// tokenizer_config.json's add_bos_token / add_eos_token, when given, replace the part before / after the text
+// (as transformers' slow tokenizers and LlamaTokenizerFast apply them).
+TEST(TokenizerPromptPrefix, FromAddBosToken) {
+  const json byte_level{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}};
+  std::vector<std::string> warnings;
+  {
+    kq::testing::TempDir tmp;
+    const json cfg{{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"add_bos_token", true}, {"add_eos_token", false}};
+    const Tokenizer t = load(tmp.path, byte_level, &cfg, warnings);
+    EXPECT_EQ(t.prompt_prefix(), (Ids{258}));
+    EXPECT_EQ(t.prompt_suffix(), Ids{});
+  }
+  {  // false replaces the template's BOS; an absent add_eos_token keeps its EOS
+    kq::testing::TempDir tmp;
+    const json cfg{{"bos_token", "<s>"}, {"add_bos_token", false}};
+    const Tokenizer t = load(tmp.path, template_processing({"<s>"}, {"</s>"}), &cfg, warnings);
+    EXPECT_EQ(t.prompt_prefix(), Ids{});
+    EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+  }
+  {  // no bos_token named: "<|endoftext|>", as GPT2Tokenizer's default
+    kq::testing::TempDir tmp;
+    const json cfg{{"add_bos_token", 1}};
+    const Tokenizer t = load(tmp.path, byte_level, &cfg, warnings);
+    EXPECT_EQ(t.prompt_prefix(), (Ids{257}));
+  }
+}
+
+TEST(TokenizerPromptPrefix, NoneForGpt2) {
+  kq::testing::TempDir tmp;
+  std::vector<std::string> warnings;
+  const json byte_level{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}};
+  const json cfg{{"bos_token", "<|endoftext|>"}, {"add_bos_token", false}};
+  const Tokenizer t = load(tmp.path, byte_level, &cfg, warnings);
+  EXPECT_EQ(t.prompt_prefix(), Ids{});
+  EXPECT_EQ(t.prompt_suffix(), Ids{});
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  for (const char* m : {"gpt2-tiny", "llama-small"}) {
+    const fs::path dir = kq::testing::shared_dir() / "models" / m;
+    if (!fs::exists(dir / "config.json")) continue;
+    const Tokenizer s = Tokenizer::load(dir);
+    EXPECT_EQ(s.prompt_prefix(), Ids{}) << m;
+    EXPECT_EQ(s.prompt_suffix(), Ids{}) << m;
+  }
+}
+
+// A token the template names that the tokenizer does not have: a warning naming the file, and no prefix.
+TEST(TokenizerPromptPrefix, UnknownTokenIsWarnedAndNotAdded) {
+  kq::testing::TempDir tmp;
+  std::vector<std::string> warnings;
+  const Tokenizer t = load(tmp.path, template_processing({"<s>", "<bos>"}, {}), nullptr, warnings);
+  EXPECT_EQ(t.prompt_prefix(), Ids{});
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[1], (tmp.path / "tokenizer.json").string() +
+                             ": the special token '<bos>' to add before the text is not in the vocabulary nor an "
+                             "added token; kq adds none before it");
+}
