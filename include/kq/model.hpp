@@ -111,7 +111,8 @@ struct WeightBytes {
 
 /// Replaces a linear layer as a model is built (e.g. quantizes it), given its
 /// slot name (LinearSlot::name) and the FP32 (or loaded quantized) op; returns
-/// the op to keep (Linear: kq/linear.hpp; returning nullptr throws
+/// the op to keep (Linear: kq/linear.hpp), with the same in/out features as
+/// the op it was given (returning nullptr or an op of another shape throws
 /// InvalidArgument naming the layer). Used so a large model never holds all its FP32 weights.
 using LinearTransform = std::function<std::unique_ptr<Linear>(const std::string& name, std::unique_ptr<Linear> op)>;
 
@@ -164,7 +165,8 @@ class Model {
   /// of them (load_quantized builds on this). The layers of a kq-quantized
   /// folder arrive quantized. `transform` is not kept past the call. Same
   /// errors as load(dir, ctx), and whatever `transform` throws (returning
-  /// nullptr: InvalidArgument naming the layer).
+  /// nullptr or an op whose in/out features differ from the layer's:
+  /// InvalidArgument naming the layer).
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx,
                                      const LinearTransform& transform);
 
@@ -179,7 +181,9 @@ class Model {
   /// As random(config, seed, ctx), passing every linear layer through
   /// `transform` as it is built (then, on CUDA, converting it to the GPU), one
   /// layer at a time: e.g. quantize a Llama-7B shape on the host and run it on
-  /// the GPU without ever holding its 27 GB of FP32 weights.
+  /// the GPU without ever holding its 27 GB of FP32 weights. `transform` is
+  /// not kept past the call. Same errors as random(config, seed, ctx), and
+  /// those of `transform` as for load(dir, ctx, transform).
   static std::unique_ptr<Model> random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
                                        const LinearTransform& transform);
   /// A random model for speed and memory benchmarks whose linear layers are

@@ -194,8 +194,15 @@ double Model::cuda_graph_gpu_ms() const { return backend_->graph_gpu_ms(); }
 
 std::unique_ptr<Linear> Model::make_linear(const std::string& name, std::unique_ptr<Linear> op) {
   if (transform_) {
+    const int64_t out = op->out_features(), in = op->in_features();
     op = transform_(name, std::move(op));
     if (!op) raise<InvalidArgument>("the linear transform returned no op for '{}'", name);
+    // The model's buffers are sized for the layer's shape: another one would read or write past them.
+    if (op->out_features() != out || op->in_features() != in)
+      raise<InvalidArgument>(
+          "the linear transform returned an op of {} out x {} in features for '{}', which has {} x {}; a "
+          "replacement must keep the layer's shape",
+          op->out_features(), op->in_features(), name, out, in);
   }
   if (auto converted = backend_->convert(name, *op)) op = std::move(converted);
   return op;

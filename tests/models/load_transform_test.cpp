@@ -4,6 +4,7 @@
 // load_quantized builds on; tests/api/streaming_quantize_test.cpp compares the
 // result with load-then-quantize), and the file pages a BF16 weight was read
 // from do not stay resident once it is converted.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -79,6 +80,29 @@ TEST(ModelLoadTransform, NoOpReturnedIsAnError) {
   });
   EXPECT_NE(e.find("the linear transform returned no op for 'model.layers.0.self_attn.q_proj'"), std::string::npos)
       << e;
+}
+
+// An op of another shape than the layer's would have the forward read or write past the model's buffers
+// (a tied lm_head of 4x the vocabulary corrupted the heap): refused at load, naming the layer and both shapes.
+TEST(ModelLoadTransform, OpOfAnotherShapeIsAnErrorNamingTheLayer) {
+  KQ_REQUIRE_SHARED(kLlama);
+  for (const std::string target : {"model.layers.0.self_attn.q_proj", "lm_head"}) {
+    for (const bool wrong_in : {false, true}) {
+      int64_t out = 0, in = 0;
+      const std::string e = error_of<InvalidArgument>([&] {
+        Model::load(shared_dir() / kLlama, {}, [&](const std::string& name, std::unique_ptr<Linear> op) {
+          if (name != target) return op;
+          out = op->out_features();
+          in = op->in_features();
+          return make_linear_f32(Tensor::zeros(DType::F32, wrong_in ? Shape{out, 2 * in} : Shape{4 * out, in}));
+        });
+      });
+      const std::string want = fmt::format(
+          "the linear transform returned an op of {} out x {} in features for '{}', which has {} x {}",
+          wrong_in ? out : 4 * out, wrong_in ? 2 * in : in, target, out, in);
+      EXPECT_NE(e.find(want), std::string::npos) << e;
+    }
+  }
 }
 
 /// Resident kB of this process's mappings of `file` (/proc/self/smaps), or -1 without /proc.
