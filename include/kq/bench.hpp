@@ -203,7 +203,9 @@ using BenchProgressFn = std::function<void(const std::string& stage, int64_t don
 /// results end with that mode's, and ctx, windows and scored_tokens are set
 /// (peak_rss_bytes is set only in the report run_bench returns). A UI shows
 /// each finished mode at once (`kq bench` prints its block), so that an
-/// interrupted run or a later mode's error does not lose them.
+/// interrupted run or a later mode's error does not lose them. An exception
+/// it throws ends run_bench there and reaches run_bench's caller unchanged:
+/// the modes after it do not run.
 using BenchResultFn = std::function<void(const BenchReport& so_far)>;
 
 /// Runs the benchmark. Every mode is checked before the first one runs: its

@@ -703,6 +703,29 @@ TEST(AdaptiveMode, BenchHandsEachFinishedModeToOnResult) {
   EXPECT_EQ(r.results[1].linear_before_dtype, "f32");  // gpt2-tiny is F32 on disk
 }
 
+// A UI that stops in on_result (BenchResultFn): its exception reaches the caller as thrown, and no later mode runs.
+TEST(AdaptiveMode, BenchOnResultExceptionEndsTheRun) {
+  BenchOptions o;
+  o.model_dir = demo_model();
+  o.text = demo_model() / "demo-eval.txt";
+  o.modes = {"int8", "int4"};
+  o.samples = 1;
+  o.measure_latency = false;
+  struct Stop {};
+  int results = 0;
+  std::vector<std::string> stages;
+  EXPECT_THROW(run_bench(
+                   o, [&](const std::string& stage, int64_t, int64_t) { stages.push_back(stage); },
+                   [&](const BenchReport&) {
+                     ++results;
+                     throw Stop{};
+                   }),
+               Stop);
+  EXPECT_EQ(results, 1);
+  EXPECT_FALSE(stages.empty());  // int8's ("[1/2] int8 ...")
+  for (const std::string& s : stages) EXPECT_EQ(s.find("int4"), std::string::npos) << s;
+}
+
 TEST(AdaptiveMode, BenchChecksEveryAdaptiveTargetBeforeTheFirstModeRuns) {
   BenchOptions o;
   o.model_dir = demo_model();
