@@ -105,6 +105,24 @@ TEST(ModelLoadTransform, OpOfAnotherShapeIsAnErrorNamingTheLayer) {
   }
 }
 
+// An lm_head of another shape put into its LinearSlot after the load (API-user round 14: forward wrote 4x the
+// vocabulary's logits past the caller's buffer, "double free or corruption"): each step refuses it first.
+TEST(ModelLoadTransform, LmHeadOfAnotherShapeInItsSlotIsRefusedByForward) {
+  KQ_REQUIRE_SHARED(kLlama);
+  auto m = Model::load(shared_dir() / kLlama);
+  const int64_t vocab = m->config().vocab_size, d = m->config().hidden_size;
+  for (const Shape& wrong : {Shape{4 * vocab, d}, Shape{vocab, 2 * d}}) {
+    for (const LinearSlot& s : m->linear_layers())
+      if (s.is_lm_head) *s.op = make_linear_f32(Tensor::zeros(DType::F32, wrong));
+    const std::string e = error_of<InvalidArgument>([&] { logits_of(*m); });
+    EXPECT_NE(e.find(fmt::format("layer 'lm_head' holds an op of {} out x {} in features, but the model maps {} "
+                                 "hidden features to {} logits",
+                                 wrong[0], wrong[1], d, vocab)),
+              std::string::npos)
+        << e;
+  }
+}
+
 /// Resident kB of this process's mappings of `file` (/proc/self/smaps), or -1 without /proc.
 long resident_kb_of_mapping(const std::filesystem::path& file) {
   std::ifstream smaps("/proc/self/smaps");
