@@ -262,9 +262,11 @@ int main(int argc, char** argv) {
                o.prompt + o.decode, double(kv) / 1e9, double(kv) * double(o.batch) / 1e9, o.batch);
     const Variant& base = vars.front();
     const double base_d1 = median(base.decode1_ms);
-    fmt::print("| mode | weights GB | GPU mem GB | prefill tok/s | decode b=1 tok/s | vs {} | decode b={} tok/s | vs {} |\n",
-               base.mode, o.batch, base.mode);
-    fmt::print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    // At --batch=1 there is no batch run: its two columns are left out.
+    const bool batch_run = o.batch > 1;
+    fmt::print("| mode | weights GB | GPU mem GB | prefill tok/s | decode b=1 tok/s | vs {} |{}\n", base.mode,
+               batch_run ? fmt::format(" decode b={} tok/s | vs {} |", o.batch, base.mode) : "");
+    fmt::print("| --- | ---: | ---: | ---: | ---: | ---: |{}\n", batch_run ? " ---: | ---: |" : "");
     nlohmann::json j;
     j["shape"] = o.shape;
     j["device"] = info.device_name;
@@ -276,8 +278,10 @@ int main(int argc, char** argv) {
       const double dB = v.decodeB_ms.empty() ? 0 : double(o.batch) * 1000 / median(v.decodeB_ms);
       const double base_dB = base.decodeB_ms.empty() ? 0 : double(o.batch) * 1000 / median(base.decodeB_ms);
       const std::string batch_cols =
-          dB > 0 ? fmt::format("{:.0f} | {:.2f}x", dB, base_dB > 0 ? dB / base_dB : 0.0) : std::string("- | -");
-      fmt::print("| {} | {:.2f} | {:.2f} | {:.0f} | {:.1f} | {:.2f}x | {} |\n", v.mode, double(v.weight_bytes) / 1e9,
+          !batch_run ? std::string()
+          : dB > 0   ? fmt::format(" {:.0f} | {:.2f}x |", dB, base_dB > 0 ? dB / base_dB : 0.0)
+                     : std::string(" - | - |");
+      fmt::print("| {} | {:.2f} | {:.2f} | {:.0f} | {:.1f} | {:.2f}x |{}\n", v.mode, double(v.weight_bytes) / 1e9,
                  double(v.device_bytes) / 1e9, pf, d1, base_d1 / median(v.decode1_ms), batch_cols);
       j["results"].push_back({{"mode", v.mode},
                               {"weight_bytes", v.weight_bytes},
