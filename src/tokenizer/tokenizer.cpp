@@ -65,6 +65,7 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
     }
   }
   if (fs::is_regular_file(cfg, ec)) tok::read_tokenizer_config(cfg, spec, /*with_added=*/gpt2_files);
+  tok::warn_post_processor_tokens(spec);  // what tokenizer_config.json left of them
   // The slow GPT-2 tokenizer of transformers also reads added_tokens.json (tokens matched
   // before BPE); kq takes added tokens from tokenizer.json / tokenizer_config.json only.
   if (const fs::path added = model_dir / "added_tokens.json"; gpt2_files && fs::exists(added, ec))

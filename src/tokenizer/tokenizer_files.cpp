@@ -124,30 +124,26 @@ constexpr const char* kSpecialTokensUse =
     "perplexity protocol: the ids of the text alone)";
 
 /// Reads the special tokens a tokenizer.json's post_processor adds around a
-/// single text into spec.prefix_tokens / suffix_tokens, and warns (kq::warn,
-/// naming the file) about the parts of a tokenizer.json kq uses that it does
-/// not apply, where Hugging Face would: a post_processor that adds special
-/// tokens around the text (e.g. BOS before it; applied only as
-/// kSpecialTokensUse says) or is not an object, a "truncation" setting, and
-/// (with `byte_level_decoder`, byte-level BPE) a decoder that is not
-/// ByteLevel (kq decodes as byte-level BPE).
+/// single text into spec.prefix_tokens / suffix_tokens (warned about later, by
+/// warn_post_processor_tokens: tokenizer_config.json may replace them), and
+/// warns (kq::warn, naming the file) about the parts of a tokenizer.json kq
+/// uses that it does not apply, where Hugging Face would: a post_processor
+/// that is not an object, a "truncation" setting, and (with
+/// `byte_level_decoder`, byte-level BPE) a decoder that is not ByteLevel (kq
+/// decodes as byte-level BPE).
 void read_post_processor_and_warn(const json& root, const std::string& source, bool byte_level_decoder,
                                   TokenizerSpec& spec) {
   if (const auto p = root.find("post_processor"); p != root.end() && !p->is_null() && !p->is_object()) {
     warn(fmt::format("{}: the post_processor {} is not an object and is ignored (Hugging Face would refuse it)",
                      source, io::json_excerpt(*p)));
   } else if (p != root.end()) {
-    std::vector<std::string>&before = spec.prefix_tokens, &after = spec.suffix_tokens;
-    added_special_tokens(*p, before, after);
-    if (!before.empty()) spec.prefix_source = source;
-    if (!after.empty()) spec.suffix_source = source;
-    if (!before.empty() || !after.empty())
-      warn(fmt::format("{}: the post_processor ({}) adds special tokens to every encoded text ({}{}{}), as Hugging "
-                       "Face tokenizers apply it; {}",
-                       source, io::text_excerpt(p->value("type", std::string("?")), 40),
-                       before.empty() ? "" : quoted_list(before) + " before it",
-                       !before.empty() && !after.empty() ? ", " : "",
-                       after.empty() ? "" : quoted_list(after) + " after it", kSpecialTokensUse));
+    added_special_tokens(*p, spec.prefix_tokens, spec.suffix_tokens);
+    if (!spec.prefix_tokens.empty()) spec.prefix_source = source;
+    if (!spec.suffix_tokens.empty()) spec.suffix_source = source;
+    if (!spec.prefix_tokens.empty() || !spec.suffix_tokens.empty()) {
+      spec.post_processor_source = source;
+      spec.post_processor_type = p->value("type", std::string("?"));
+    }
   }
   if (const auto t = root.find("truncation"); t != root.end() && !t->is_null())
     warn(fmt::format("{}: \"truncation\" ({}) is ignored: kq never truncates a text", source, io::json_excerpt(*t)));
@@ -380,6 +376,23 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
 }
 
 }  // namespace
+
+void warn_post_processor_tokens(const TokenizerSpec& spec) {
+  if (spec.post_processor_source.empty()) return;
+  // A part tokenizer_config.json's add_bos_token / add_eos_token replaced names that file as its source.
+  const auto left = [&](const std::vector<std::string>& tokens, const std::string& source) {
+    return source == spec.post_processor_source ? tokens : std::vector<std::string>{};
+  };
+  const std::vector<std::string> before = left(spec.prefix_tokens, spec.prefix_source);
+  const std::vector<std::string> after = left(spec.suffix_tokens, spec.suffix_source);
+  if (before.empty() && after.empty()) return;
+  warn(fmt::format("{}: the post_processor ({}) adds special tokens to every encoded text ({}{}{}), as Hugging Face "
+                   "tokenizers apply it; {}",
+                   spec.post_processor_source, io::text_excerpt(spec.post_processor_type, 40),
+                   before.empty() ? "" : quoted_list(before) + " before it",
+                   !before.empty() && !after.empty() ? ", " : "",
+                   after.empty() ? "" : quoted_list(after) + " after it", kSpecialTokensUse));
+}
 
 TokenizerSpec read_tokenizer_json(const std::filesystem::path& file) {
   return json_guard(file.string(), [&] { return read_tokenizer_json_unguarded(file); });

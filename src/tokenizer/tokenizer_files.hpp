@@ -47,6 +47,10 @@ struct TokenizerSpec {
   /// (Tokenizer::prompt_prefix()). The file that said so, for messages.
   std::vector<std::string> prefix_tokens, suffix_tokens;
   std::string prefix_source, suffix_source;
+  /// The tokenizer.json whose post_processor adds special tokens around a text
+  /// and that post_processor's type ("TemplateProcessing"), for
+  /// warn_post_processor_tokens; both "" when it adds none.
+  std::string post_processor_source, post_processor_type;
   /// The pre-tokenization regex (PCRE2 syntax): GPT-2's, or the pattern of a
   /// tokenizer.json's Split pre-tokenizer.
   std::string pretokenizer_regex = std::string(kGpt2Pattern);
@@ -70,8 +74,10 @@ inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
 /// line that is not two space-separated tokens).
 TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
-/// Reads a tokenizer.json. Throws FormatError naming the file for malformed
-/// content, Unsupported for a tokenizer that is not BPE of one of these
+/// Reads a tokenizer.json (its post_processor's special tokens into
+/// prefix_tokens / suffix_tokens: warn_post_processor_tokens warns about them
+/// once tokenizer_config.json is applied). Throws FormatError naming the file
+/// for malformed content, Unsupported for a tokenizer that is not BPE of one of these
 /// kinds: byte-level without a normalizer whose pre_tokenizer is ByteLevel
 /// with the GPT-2 regex (GPT-2) or a Sequence of a Split (behavior
 /// "Isolated", not inverted) and a ByteLevel without regex (Llama-3; the
@@ -89,5 +95,14 @@ TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 /// when `with_added` is set, the added_tokens_decoder
 /// entries ({"<id>": {"content": ...}}). Throws FormatError naming the file.
 void read_tokenizer_config(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added);
+
+/// Warns (kq::warn, naming the tokenizer.json) about the special tokens its
+/// post_processor adds around a text that still apply once
+/// tokenizer_config.json is read: the part before / after the text that
+/// add_bos_token / add_eos_token replaced (read_tokenizer_config, which warns
+/// about its own tokens) is not mentioned, and nothing is said when neither
+/// part is left. Call after read_tokenizer_config (or without one). Never throws
+/// (except what the warning handler throws).
+void warn_post_processor_tokens(const TokenizerSpec& spec);
 
 }  // namespace kq::tok

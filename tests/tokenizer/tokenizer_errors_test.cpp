@@ -367,27 +367,29 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   j["truncation"] = json::parse(R"({"direction": "Right", "max_length": 512, "strategy": "LongestFirst"})");
   j["decoder"] = json::parse(R"({"type": "Metaspace", "replacement": "_"})");
   write_file(tmp.path / "tokenizer.json", j.dump());
-  write_file(tmp.path / "tokenizer_config.json", json{{"bos_token", "<|endoftext|>"}, {"add_bos_token", true}}.dump());
+  // add_eos_token (not add_bos_token: it would replace the template's BOS, and the post_processor's warning with it)
+  write_file(tmp.path / "tokenizer_config.json", json{{"eos_token", "<|endoftext|>"}, {"add_eos_token", true}}.dump());
   std::vector<std::string> warnings;
   const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
   EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{256, 'c'}));  // nothing added
   const std::string tj = (tmp.path / "tokenizer.json").string(), cfg = (tmp.path / "tokenizer_config.json").string();
   ASSERT_EQ(warnings.size(), 4u);
-  EXPECT_EQ(warnings[0], tj + ": the post_processor (Sequence) adds special tokens to every encoded text "
-                              "('<|endoftext|>' before it), as Hugging Face tokenizers apply it; kq's encode() never "
-                              "adds them; `kq generate` puts the ones before the text in front of its prompt "
-                              "(Tokenizer::prompt_prefix(); --no-special-prefix omits them), `kq eval` and `kq bench` "
-                              "do not (their perplexity protocol: the ids of the text alone)");
-  EXPECT_NE(warnings[1].find(tj + ": \"truncation\" ("), std::string::npos) << warnings[1];
-  EXPECT_NE(warnings[1].find("is ignored: kq never truncates a text"), std::string::npos) << warnings[1];
-  EXPECT_NE(warnings[2].find(tj + ": the decoder {\"replacement\":\"_\",\"type\":\"Metaspace\"} is ignored"),
+  EXPECT_NE(warnings[0].find(tj + ": \"truncation\" ("), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("is ignored: kq never truncates a text"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[1].find(tj + ": the decoder {\"replacement\":\"_\",\"type\":\"Metaspace\"} is ignored"),
             std::string::npos)
-      << warnings[2];
-  EXPECT_EQ(warnings[3], cfg + ": \"add_bos_token\": true: Hugging Face adds the BOS token '<|endoftext|>' to every "
+      << warnings[1];
+  EXPECT_EQ(warnings[2], cfg + ": \"add_eos_token\": true: Hugging Face adds the EOS token '<|endoftext|>' to every "
                                "encoded text; kq's encode() never adds them; `kq generate` puts the ones before the "
                                "text in front of its prompt (Tokenizer::prompt_prefix(); --no-special-prefix omits "
                                "them), `kq eval` and `kq bench` do not (their perplexity protocol: the ids of the text "
                                "alone)");
+  // The post_processor's tokens are warned about once tokenizer_config.json is read (what it leaves of them).
+  EXPECT_EQ(warnings[3], tj + ": the post_processor (Sequence) adds special tokens to every encoded text "
+                              "('<|endoftext|>' before it), as Hugging Face tokenizers apply it; kq's encode() never "
+                              "adds them; `kq generate` puts the ones before the text in front of its prompt "
+                              "(Tokenizer::prompt_prefix(); --no-special-prefix omits them), `kq eval` and `kq bench` "
+                              "do not (their perplexity protocol: the ids of the text alone)");
   // The usual GPT-2 files (a ByteLevel post_processor and decoder, no truncation, no add_bos_token): no warning.
   j = tokenizer_json();
   j["post_processor"] = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false})");

@@ -118,6 +118,43 @@ TEST(TokenizerPromptPrefix, FromAddBosToken) {
   }
 }
 
+// The post_processor's warning names only the tokens tokenizer_config.json's add_bos_token / add_eos_token leave
+// of it (it warned about a BOS that "add_bos_token": false had removed).
+TEST(TokenizerPromptPrefix, PostProcessorWarningOnlyForTokensThatApply) {
+  std::vector<std::string> warnings;
+  {  // false removes the only token: no warning
+    kq::testing::TempDir tmp;
+    const json cfg{{"bos_token", "<s>"}, {"add_bos_token", false}};
+    const Tokenizer t = load(tmp.path, template_processing({"<s>"}, {}), &cfg, warnings);
+    EXPECT_EQ(t.prompt_prefix(), Ids{});
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+  }
+  {  // false removes the BOS; the EOS after the text is left
+    kq::testing::TempDir tmp;
+    warnings.clear();
+    const json cfg{{"bos_token", "<s>"}, {"add_bos_token", false}};
+    const Tokenizer t = load(tmp.path, template_processing({"<s>"}, {"</s>"}), &cfg, warnings);
+    EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_EQ(warnings[0].rfind((tmp.path / "tokenizer.json").string() +
+                                    ": the post_processor (TemplateProcessing) adds special tokens to every encoded "
+                                    "text ('</s>' after it), as Hugging Face tokenizers apply it; ",
+                                0),
+              0u)
+        << warnings[0];
+  }
+  {  // true replaces the template's BOS with bos_token: only tokenizer_config.json's warning
+    kq::testing::TempDir tmp;
+    warnings.clear();
+    const json cfg{{"bos_token", "<|endoftext|>"}, {"add_bos_token", true}};
+    const Tokenizer t = load(tmp.path, template_processing({"<s>"}, {}), &cfg, warnings);
+    EXPECT_EQ(t.prompt_prefix(), (Ids{257}));
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_EQ(warnings[0].rfind((tmp.path / "tokenizer_config.json").string() + ": \"add_bos_token\": true: ", 0), 0u)
+        << warnings[0];
+  }
+}
+
 TEST(TokenizerPromptPrefix, NoneForGpt2) {
   kq::testing::TempDir tmp;
   std::vector<std::string> warnings;
