@@ -90,7 +90,8 @@ class KVCache {
 };
 
 /// One linear projection of a model, for quantizers: `*op` may be replaced by
-/// any Linear with the same in/out features.
+/// any Linear with the same in/out features (forward() and decode_batch()
+/// refuse an op of another shape, or none, naming the layer).
 struct LinearSlot {
   /// Hugging Face module name, e.g. "model.layers.0.self_attn.q_proj",
   /// "transformer.h.0.attn.c_attn" (GPT-2 names always use the "transformer."
@@ -242,8 +243,10 @@ class Model {
   /// logits: F32 row-major [tokens.size(), vocab] when all_logits, else only
   /// the last token's [vocab]; may be nullptr to skip the lm_head.
   /// Throws InvalidArgument for an empty `tokens`, a token id outside
-  /// [0, vocab), a cache of another model's shape or device, or a cache
-  /// without room for the tokens (nothing is computed then).
+  /// [0, vocab), a cache of another model's shape or device, a cache
+  /// without room for the tokens, or a linear layer whose op, put into its
+  /// LinearSlot after the load, has other in/out features than the layer's
+  /// (or is null), naming the layer and both shapes (nothing is computed then).
   void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits = true);
 
   /// Batched decode: one new token per sequence, tokens[i] appended to
@@ -253,7 +256,8 @@ class Model {
   /// nullptr. Equivalent to forward(tokens[i], *caches[i]) for each i.
   /// Throws InvalidArgument for sizes that differ or are 0, a null or
   /// repeated cache, a token outside the vocabulary, a cache of another
-  /// model's shape or device or without room (nothing is computed then).
+  /// model's shape or device or without room, or a linear layer of another
+  /// shape as for forward() (nothing is computed then).
   void decode_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches, float* logits);
 
   /// Every linear projection, in execution order, lm_head last.
@@ -322,6 +326,8 @@ class Model {
   /// non-linear parameter (counted in WeightBytes::other, uploaded to the
   /// device) and a constant buffer (uploaded, not counted, e.g. RoPE tables).
   /// Registered objects must stay at their address for the model's lifetime.
+  /// A linear slot's op must be there: its in/out features, as built, are
+  /// what forward() and decode_batch() check a later replacement against.
   void register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head = false);
   void register_parameter(models::Param& p, models::ParamKind kind);
   void register_buffer(models::Param& p);
@@ -350,6 +356,7 @@ class Model {
                 std::span<const int32_t> row_pos, std::span<KVCache* const> caches, float* logits, bool last_only,
                 bool graphable);
   void check_cache(const KVCache& cache, const char* where) const;
+  void check_linear_shapes(const char* where) const;
 
   ModelConfig config_;
   ExecContext ctx_;
@@ -357,6 +364,11 @@ class Model {
   LinearTransform transform_;
   std::unique_ptr<models::Backend> backend_;
   std::vector<LinearSlot> linears_;
+  /// linears_[i]'s out / in features as the layer was built: what each forward checks its op against.
+  struct LinearShape {
+    int64_t out, in;
+  };
+  std::vector<LinearShape> linear_shapes_;
   std::vector<ParamEntry> parameters_;
   std::vector<std::vector<std::unique_ptr<Linear>*>> fusions_;
   std::vector<int32_t> meta_;  // per-step row metadata (host), reused

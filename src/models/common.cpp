@@ -61,14 +61,6 @@ void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const floa
     }
 }
 
-void check_lm_head(const Linear& op, int64_t vocab, int64_t hidden) {
-  if (op.out_features() != vocab || op.in_features() != hidden)
-    raise<InvalidArgument>(
-        "layer 'lm_head' holds an op of {} out x {} in features, but the model maps {} hidden features to {} "
-        "logits; a replacement put into a LinearSlot must keep the layer's shape",
-        op.out_features(), op.in_features(), hidden, vocab);
-}
-
 void add_inplace(float* x, const float* y, int64_t n, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (n >= (1 << 16) && threads > 1)
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];

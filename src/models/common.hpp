@@ -28,12 +28,6 @@ void check_config(const ModelConfig& c, const std::string& where, bool from_file
 void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const float* k, const float* v,
               int64_t row_stride);
 
-/// Checks, before each step writes logits, that the op in the lm_head slot
-/// maps `hidden` features to `vocab` logits: a LinearSlot replacement of
-/// another shape would read or write past the step's buffers (the caller's
-/// logits). Throws InvalidArgument naming the layer and both shapes.
-void check_lm_head(const Linear& op, int64_t vocab, int64_t hidden);
-
 /// x[i] += y[i] for n floats (the residual connection).
 void add_inplace(float* x, const float* y, int64_t n, int threads);
 

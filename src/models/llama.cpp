@@ -160,7 +160,6 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
   if (!logits) return;
   const int64_t first = last_only ? n - 1 : 0;
   be.rms_norm(x + first * d, o.row(first), norm_, eps, h, n - first, d);
-  check_lm_head(*lm_head_, config().vocab_size, d);
   be.lm_head(*lm_head_, h, n - first);
 }
 

@@ -239,6 +239,25 @@ void Model::check_cache(const KVCache& cache, const char* where) const {
                            where, device_name(cache.device()), device_name(backend_->device()));
 }
 
+// A LinearSlot can be given an op of another shape after the load; the step's buffers are sized for the
+// layer's, so the op would read or write past them (a 4x-vocabulary lm_head: past the caller's logits). Integer
+// compares only, once per call: every layer, before anything is computed.
+void Model::check_linear_shapes(const char* where) const {
+  for (size_t i = 0; i < linears_.size(); ++i) {
+    const LinearSlot& s = linears_[i];
+    const Linear* op = s.op->get();
+    const LinearShape want = linear_shapes_[i];
+    if (!op) raise<InvalidArgument>("{}: layer '{}' holds no op (a null Linear was put into its LinearSlot)", where,
+                                    s.name);
+    if (op->out_features() == want.out && op->in_features() == want.in) continue;
+    raise<InvalidArgument>(
+        "{}: layer '{}' holds an op of {} out x {} in features, but the model maps {} {} to {} {}; a replacement "
+        "put into a LinearSlot must keep the layer's shape",
+        where, s.name, op->out_features(), op->in_features(), want.in,
+        s.is_lm_head ? "hidden features" : "input features", want.out, s.is_lm_head ? "logits" : "output features");
+  }
+}
+
 void Model::run_step(std::span<const int32_t> tokens, std::span<const int32_t> row_seq,
                      std::span<const int32_t> row_pos, std::span<KVCache* const> caches, float* logits,
                      bool last_only, bool graphable) {
@@ -268,6 +287,7 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
     if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= config_.vocab_size)
       raise<InvalidArgument>("forward: token id {} at index {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
+  check_linear_shapes("forward");
 
   reserve_positions(cache.capacity());
   const int64_t chunk = std::min(config_.max_positions, backend_->max_rows());
@@ -305,6 +325,7 @@ void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* con
       raise<InvalidArgument>("decode_batch: token id {} of sequence {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
   }
+  check_linear_shapes("decode_batch");
   int64_t capacity = 0;
   for (const KVCache* c : caches) capacity = std::max(capacity, c->capacity());
   reserve_positions(capacity);
@@ -326,6 +347,7 @@ void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* con
 
 void Model::register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head) {
   linears_.push_back(LinearSlot{std::move(name), op, is_lm_head});
+  linear_shapes_.push_back(LinearShape{(*op)->out_features(), (*op)->in_features()});
 }
 
 void Model::register_parameter(models::Param& p, models::ParamKind kind) {

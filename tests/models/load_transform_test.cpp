@@ -123,6 +123,56 @@ TEST(ModelLoadTransform, LmHeadOfAnotherShapeInItsSlotIsRefusedByForward) {
   }
 }
 
+/// Puts ops of another shape (4x the out features, then 2x the in features) into `layer`'s LinearSlot of `m`
+/// and checks that prefill, decode (after a prefill with the layer's own op) and decode_batch each refuse them
+/// before anything is computed (the caches keep their size), naming the layer and both shapes; with the layer's
+/// own op back, forward runs again.
+void expect_other_shape_refused_by_every_forward(Model& m, const std::string& layer) {
+  std::unique_ptr<Linear>* slot = nullptr;
+  for (const LinearSlot& s : m.linear_layers())
+    if (s.name == layer) slot = s.op;
+  ASSERT_NE(slot, nullptr) << layer;
+  const std::vector<int32_t> prompt = {1, 50, 7}, next = {300};
+  std::vector<float> logits(prompt.size() * size_t(m.config().vocab_size));
+  KVCache decoding = m.make_cache(8);
+  m.forward(prompt, decoding, logits.data());
+  std::unique_ptr<Linear> own = std::move(*slot);
+  const int64_t out = own->out_features(), in = own->in_features();
+  for (const Shape& wrong : {Shape{4 * out, in}, Shape{out, 2 * in}}) {
+    *slot = make_linear_f32(Tensor::zeros(DType::F32, wrong));
+    const std::string want = fmt::format(
+        "layer '{}' holds an op of {} out x {} in features, but the model maps {} input features to {} output "
+        "features; a replacement put into a LinearSlot must keep the layer's shape",
+        layer, wrong[0], wrong[1], in, out);
+    KVCache fresh = m.make_cache(8);
+    const std::string prefill = error_of<InvalidArgument>([&] { m.forward(prompt, fresh, logits.data()); });
+    EXPECT_NE(prefill.find("forward: " + want), std::string::npos) << prefill;
+    const std::string decode = error_of<InvalidArgument>([&] { m.forward(next, decoding, logits.data()); });
+    EXPECT_NE(decode.find("forward: " + want), std::string::npos) << decode;
+    KVCache* caches[] = {&decoding};
+    const std::string batch = error_of<InvalidArgument>([&] { m.decode_batch(next, caches, logits.data()); });
+    EXPECT_NE(batch.find("decode_batch: " + want), std::string::npos) << batch;
+    EXPECT_EQ(fresh.size(), 0);
+    EXPECT_EQ(decoding.size(), int64_t(prompt.size()));
+  }
+  *slot = std::move(own);
+  m.forward(next, decoding, logits.data());
+  EXPECT_EQ(decoding.size(), int64_t(prompt.size() + 1));
+}
+
+// A layer other than the lm_head of another shape put into its LinearSlot after the load (API-user round 14: the
+// CPU backend's "linear output has row stride N, expected M", naming no layer): every forward refuses it first.
+TEST(ModelLoadTransform, MiddleLayerOfAnotherShapeInItsSlotIsRefusedByEveryForwardLlama) {
+  KQ_REQUIRE_SHARED(kLlama);
+  auto m = Model::load(shared_dir() / kLlama);
+  expect_other_shape_refused_by_every_forward(*m, "model.layers.1.mlp.down_proj");
+}
+
+TEST(ModelLoadTransform, MiddleLayerOfAnotherShapeInItsSlotIsRefusedByEveryForwardGpt2) {
+  auto m = Model::load(kq::testing::demo_model());  // gpt2-tiny, shipped with the sources
+  expect_other_shape_refused_by_every_forward(*m, "transformer.h.1.mlp.c_fc");
+}
+
 /// Resident kB of this process's mappings of `file` (/proc/self/smaps), or -1 without /proc.
 long resident_kb_of_mapping(const std::filesystem::path& file) {
   std::ifstream smaps("/proc/self/smaps");
