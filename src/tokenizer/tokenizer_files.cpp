@@ -73,37 +73,76 @@ void check_supported(const json& root, const std::string& source) {
     raise<Unsupported>("{}: BPE dropout is not supported", source);
 }
 
+/// The special token `name` of a TemplateProcessing's template as its
+/// "special_tokens" (`map`, null when there is none) gives it: its "ids" and
+/// "tokens". Throws FormatError naming the file and the token when `name` is
+/// not in the map (Hugging Face's tokenizers load that, then fail to encode a
+/// text with special tokens: "Missing SpecialToken with id") or its entry has
+/// no "ids" array of ids in [0, kMaxTokenId] or no "tokens" array of strings
+/// (Hugging Face refuses that at load).
+AroundTextToken template_token(const json* map, const std::string& name, const std::string& source) {
+  const std::string quoted = fmt::format("'{}'", io::text_excerpt(name, 40));
+  if (!map || map->find(name) == map->end())
+    raise<FormatError>("{}: the post_processor's TemplateProcessing adds the special token {} to every text, but its "
+                       "\"special_tokens\" has no entry {} (Hugging Face's tokenizers cannot encode a text with it: "
+                       "\"Missing SpecialToken with id\")",
+                       source, quoted, quoted);
+  const json& e = map->at(name);
+  const auto ids = e.find("ids"), tokens = e.find("tokens");  // (end() when e is not an object)
+  if (ids == e.end() || !ids->is_array() || tokens == e.end() || !tokens->is_array())
+    raise<FormatError>("{}: the post_processor's special_tokens entry {} needs an \"ids\" and a \"tokens\" array, "
+                       "got {}",
+                       source, quoted, io::json_excerpt(e));
+  AroundTextToken t{name, std::vector<int32_t>{}, {}};
+  for (size_t i = 0; i < ids->size(); ++i)
+    t.ids->push_back(token_id((*ids)[i], source, fmt::format("the post_processor's special token {} (ids[{}])",
+                                                             quoted, i)));
+  for (const json& s : *tokens) {
+    if (!s.is_string())
+      raise<FormatError>("{}: the post_processor's special_tokens entry {} has a \"tokens\" element {} that is not "
+                         "a string",
+                         source, quoted, io::json_excerpt(s));
+    t.tokens.push_back(s.get<std::string>());
+  }
+  return t;
+}
+
 /// The special tokens a post-processor adds around a single text: `before`
-/// and `after` it (TemplateProcessing's "single" template, RobertaProcessing's
-/// and BertProcessing's cls / sep, and those of a Sequence's processors).
-void added_special_tokens(const json& p, std::vector<std::string>& before, std::vector<std::string>& after) {
+/// and `after` it (TemplateProcessing's "single" template, with its
+/// special_tokens' ids: template_token, which throws as it says;
+/// RobertaProcessing's and BertProcessing's cls / sep, by content; and those
+/// of a Sequence's processors).
+void added_special_tokens(const json& p, std::vector<AroundTextToken>& before, std::vector<AroundTextToken>& after,
+                          const std::string& source) {
   if (!p.is_object()) return;
   const std::string type = p.value("type", std::string());
   if (type == "Sequence") {
     if (const auto ps = p.find("processors"); ps != p.end() && ps->is_array())
-      for (const json& q : *ps) added_special_tokens(q, before, after);
+      for (const json& q : *ps) added_special_tokens(q, before, after, source);
   } else if (type == "TemplateProcessing") {
     const auto single = p.find("single");
     if (single == p.end() || !single->is_array()) return;
+    const auto map = p.find("special_tokens");
+    const json* special = map != p.end() && map->is_object() ? &*map : nullptr;
     bool seen_sequence = false;
     for (const json& piece : *single) {
       if (!piece.is_object()) continue;
       if (piece.contains("Sequence")) seen_sequence = true;
       const auto st = piece.find("SpecialToken");
       if (st != piece.end() && st->is_object() && st->contains("id") && (*st)["id"].is_string())
-        (seen_sequence ? after : before).push_back((*st)["id"].get<std::string>());
+        (seen_sequence ? after : before).push_back(template_token(special, (*st)["id"].get<std::string>(), source));
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
     for (const auto& [key, list] : {std::pair{"cls", &before}, std::pair{"sep", &after}})
       if (const auto t = p.find(key); t != p.end() && t->is_array() && !t->empty() && (*t)[0].is_string())
-        list->push_back((*t)[0].get<std::string>());
+        list->push_back({(*t)[0].get<std::string>()});
   }
 }
 
 /// "'<s>', '</s>'"
-std::string quoted_list(const std::vector<std::string>& tokens) {
+std::string quoted_list(const std::vector<AroundTextToken>& tokens) {
   std::string s;
-  for (const std::string& t : tokens) s += (s.empty() ? "'" : ", '") + io::text_excerpt(t, 40) + "'";
+  for (const AroundTextToken& t : tokens) s += (s.empty() ? "'" : ", '") + io::text_excerpt(t.name, 40) + "'";
   return s;
 }
 
@@ -137,7 +176,7 @@ void read_post_processor_and_warn(const json& root, const std::string& source, b
     warn(fmt::format("{}: the post_processor {} is not an object and is ignored (Hugging Face would refuse it)",
                      source, io::json_excerpt(*p)));
   } else if (p != root.end()) {
-    added_special_tokens(*p, spec.prefix_tokens, spec.suffix_tokens);
+    added_special_tokens(*p, spec.prefix_tokens, spec.suffix_tokens, source);
     if (!spec.prefix_tokens.empty()) spec.prefix_source = source;
     if (!spec.suffix_tokens.empty()) spec.suffix_source = source;
     if (!spec.prefix_tokens.empty() || !spec.suffix_tokens.empty()) {
@@ -339,9 +378,9 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
     list->clear();
     *list_source = src;
     if (!python_truthy(*a)) continue;
-    list->push_back(token->value_or("<|endoftext|>"));
+    list->push_back({token->value_or("<|endoftext|>")});
     warn(fmt::format("{}: \"{}\": {}: Hugging Face adds the {} token '{}' to every encoded text; {}", src, key,
-                     io::json_excerpt(*a), what, io::text_excerpt(list->back(), 40), kSpecialTokensUse));
+                     io::json_excerpt(*a), what, io::text_excerpt(list->back().name, 40), kSpecialTokensUse));
   }
   // The GPT-2 (slow) tokenizer puts a space before the text; kq encodes the text as it is.
   if (const auto a = cfg.find("add_prefix_space"); a != cfg.end() && python_truthy(*a))
@@ -380,11 +419,11 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
 void warn_post_processor_tokens(const TokenizerSpec& spec) {
   if (spec.post_processor_source.empty()) return;
   // A part tokenizer_config.json's add_bos_token / add_eos_token replaced names that file as its source.
-  const auto left = [&](const std::vector<std::string>& tokens, const std::string& source) {
-    return source == spec.post_processor_source ? tokens : std::vector<std::string>{};
+  const auto left = [&](const std::vector<AroundTextToken>& tokens, const std::string& source) {
+    return source == spec.post_processor_source ? tokens : std::vector<AroundTextToken>{};
   };
-  const std::vector<std::string> before = left(spec.prefix_tokens, spec.prefix_source);
-  const std::vector<std::string> after = left(spec.suffix_tokens, spec.suffix_source);
+  const std::vector<AroundTextToken> before = left(spec.prefix_tokens, spec.prefix_source);
+  const std::vector<AroundTextToken> after = left(spec.suffix_tokens, spec.suffix_source);
   if (before.empty() && after.empty()) return;
   warn(fmt::format("{}: the post_processor ({}) adds special tokens to every encoded text ({}{}{}), as Hugging Face "
                    "tokenizers apply it; {}",

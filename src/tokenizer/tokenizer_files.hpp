@@ -22,6 +22,20 @@ struct AddedTokenSpec {
   std::string source;  ///< the file that lists it, for error messages ("" = the vocabulary's / config's)
 };
 
+/// A special token Hugging Face adds before / after a single encoded text
+/// (TokenizerSpec::prefix_tokens / suffix_tokens).
+struct AroundTextToken {
+  /// Its content; for a TemplateProcessing's token, the template's name for it
+  /// (the key of its "special_tokens", by convention the content).
+  std::string name;
+  /// A TemplateProcessing's token: the ids Hugging Face adds for it (its
+  /// special_tokens entry's "ids", whatever the vocabulary gives `name`), with
+  /// that entry's "tokens" (contents, checked against the vocabulary).
+  /// Absent: the id of `name` in the vocabulary / added tokens.
+  std::optional<std::vector<int32_t>> ids;
+  std::vector<std::string> tokens;
+};
+
 /// The SentencePiece-style part of a tokenizer.json (Llama-2): BPE from
 /// characters with byte fallback instead of byte-level BPE.
 struct SentencePieceSpec {
@@ -45,7 +59,7 @@ struct TokenizerSpec {
   /// encoded text: tokenizer.json's post_processor, then tokenizer_config.json's
   /// add_bos_token / add_eos_token, when given, replace the part before / after
   /// (Tokenizer::prompt_prefix()). The file that said so, for messages.
-  std::vector<std::string> prefix_tokens, suffix_tokens;
+  std::vector<AroundTextToken> prefix_tokens, suffix_tokens;
   std::string prefix_source, suffix_source;
   /// The tokenizer.json whose post_processor adds special tokens around a text
   /// and that post_processor's type ("TemplateProcessing"), for
@@ -85,7 +99,16 @@ TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std
 /// Tokenizer construction); SentencePiece-style (Llama-2; spec.sentencepiece)
 /// with a normalizer Sequence [Prepend "▁" (optional), Replace " " -> "▁"] and
 /// no pre_tokenizer, or no normalizer and a Metaspace pre_tokenizer
-/// (replacement "▁", split false, any prepend_scheme).
+/// (replacement "▁", split false, any prepend_scheme). A TemplateProcessing
+/// post_processor (also inside a Sequence) whose "single" template names a
+/// special token that is not in its "special_tokens", or whose entry there
+/// has no "ids" array of token ids or no "tokens" array of strings, is a
+/// FormatError naming the file and the token: Hugging Face's tokenizers
+/// refuse such an entry at load and, for a missing one, fail to encode any
+/// text with special tokens ("Missing SpecialToken with id"); the "pair"
+/// template (never used for a single text) is not checked. The entry's ids
+/// are the ones added, as Hugging Face adds them even where the vocabulary
+/// gives the token another id (Tokenizer construction warns then).
 TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 
 /// Applies tokenizer_config.json: bos_token / eos_token (a string or an object

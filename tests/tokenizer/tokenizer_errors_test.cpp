@@ -363,7 +363,8 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
       {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
       {"type": "TemplateProcessing",
        "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-       "pair": [], "special_tokens": {}}]})");
+       "pair": [], "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [257],
+                                                        "tokens": ["<|endoftext|>"]}}}]})");
   j["truncation"] = json::parse(R"({"direction": "Right", "max_length": 512, "strategy": "LongestFirst"})");
   j["decoder"] = json::parse(R"({"type": "Metaspace", "replacement": "_"})");
   write_file(tmp.path / "tokenizer.json", j.dump());

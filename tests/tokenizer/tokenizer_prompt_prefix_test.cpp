@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
+#include "kq/error.hpp"
 #include "kq/tokenizer.hpp"
 #include "tokenizer/byte_unicode.hpp"
 #include "tokenizer/tokenizer_test_util.hpp"
@@ -43,12 +44,19 @@ json tokenizer_json(const json& post_processor) {
               {"model", json{{"type", "BPE"}, {"vocab", v}, {"merges", json::array({"a b"})}}}};
 }
 
-/// TemplateProcessing whose "single" template is `before` tokens, $A, `after` tokens (Llama's layout).
+/// TemplateProcessing whose "single" template is `before` tokens, $A, `after` tokens (Llama's layout), each in its
+/// special_tokens with the id tokenizer_json() gives it ("<|endoftext|>" 257, "<s>" 258, "</s>" 259; 300, no
+/// token's, for another).
 json template_processing(const std::vector<std::string>& before, const std::vector<std::string>& after) {
   json single = json::array(), special = json::object();
-  for (const std::string& t : before) single.push_back(json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}});
+  const auto add = [&](const std::string& t) {
+    single.push_back(json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}});
+    const int id = t == "<|endoftext|>" ? 257 : t == "<s>" ? 258 : t == "</s>" ? 259 : 300;
+    special[t] = json{{"id", t}, {"ids", {id}}, {"tokens", {t}}};
+  };
+  for (const std::string& t : before) add(t);
   single.push_back(json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
-  for (const std::string& t : after) single.push_back(json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}});
+  for (const std::string& t : after) add(t);
   return json{{"type", "TemplateProcessing"}, {"single", single}, {"pair", json::array()}, {"special_tokens", special}};
 }
 
@@ -173,7 +181,7 @@ TEST(TokenizerPromptPrefix, NoneForGpt2) {
   }
 }
 
-// A token the template names that the tokenizer does not have: a warning naming the file, and no prefix.
+// A token the template names with an id the tokenizer does not have: a warning naming the file, and no prefix.
 TEST(TokenizerPromptPrefix, UnknownTokenIsWarnedAndNotAdded) {
   kq::testing::TempDir tmp;
   std::vector<std::string> warnings;
@@ -181,6 +189,72 @@ TEST(TokenizerPromptPrefix, UnknownTokenIsWarnedAndNotAdded) {
   EXPECT_EQ(t.prompt_prefix(), Ids{});
   ASSERT_EQ(warnings.size(), 2u);
   EXPECT_EQ(warnings[1], (tmp.path / "tokenizer.json").string() +
-                             ": the special token '<bos>' to add before the text is not in the vocabulary nor an "
-                             "added token; kq adds none before it");
+                             ": the special token '<bos>' to add before the text has id 300 in the post_processor's "
+                             "special_tokens, which is not in the vocabulary nor an added token; kq adds none before "
+                             "it");
+  // A content tokenizer_config.json names that the tokenizer does not have: the same, by content.
+  kq::testing::TempDir tmp2;
+  warnings.clear();
+  const json cfg{{"bos_token", "<bos>"}, {"add_bos_token", true}};
+  const Tokenizer c = load(tmp2.path, json(nullptr), &cfg, warnings);
+  EXPECT_EQ(c.prompt_prefix(), Ids{});
+  ASSERT_FALSE(warnings.empty());
+  EXPECT_EQ(warnings.back(), (tmp2.path / "tokenizer_config.json").string() +
+                                 ": the special token '<bos>' to add before the text is not in the vocabulary nor an "
+                                 "added token; kq adds none before it");
+}
+
+// TemplateProcessing names its special tokens, and special_tokens gives their ids. A name missing from
+// special_tokens was taken by content; Hugging Face's tokenizers cannot encode a text with it ("Missing
+// SpecialToken with id"): a FormatError naming the file and the token. So is an entry without "ids" or "tokens"
+// (Hugging Face refuses it at load). The "pair" template, never used for a single text, is not checked.
+TEST(TokenizerPromptPrefix, TemplateTokenMissingFromSpecialTokensIsAnError) {
+  kq::testing::TempDir tmp;
+  const std::string tj = (tmp.path / "tokenizer.json").string();
+  std::vector<std::string> warnings;
+  json pp = template_processing({"<s>"}, {"</s>"});
+  pp["special_tokens"].erase("</s>");
+  kq::testing::expect_error<kq::FormatError>(
+      [&] { (void)load(tmp.path, pp, nullptr, warnings); },
+      {tj + ": the post_processor's TemplateProcessing adds the special token '</s>' to every text, but its "
+            "\"special_tokens\" has no entry '</s>'",
+       "Missing SpecialToken with id"});
+  const json seq{{"type", "Sequence"}, {"processors", json::array({pp})}};
+  kq::testing::expect_error<kq::FormatError>([&] { (void)load(tmp.path, seq, nullptr, warnings); },
+                                             {tj + ": ", "no entry '</s>'"});
+  pp.erase("special_tokens");
+  kq::testing::expect_error<kq::FormatError>([&] { (void)load(tmp.path, pp, nullptr, warnings); },
+                                             {tj + ": ", "no entry '<s>'"});
+  pp = template_processing({"<s>"}, {});
+  pp["special_tokens"]["<s>"].erase("ids");
+  kq::testing::expect_error<kq::FormatError>(
+      [&] { (void)load(tmp.path, pp, nullptr, warnings); },
+      {tj + ": the post_processor's special_tokens entry '<s>' needs an \"ids\" and a \"tokens\" array"});
+  pp = template_processing({"<s>"}, {});
+  pp["special_tokens"]["<s>"]["ids"] = json::array({-1});
+  kq::testing::expect_error<kq::FormatError>([&] { (void)load(tmp.path, pp, nullptr, warnings); },
+                                             {tj + ": the post_processor's special token '<s>' (ids[0]) has id -1"});
+  pp = template_processing({"<s>"}, {});
+  pp["pair"] = json::array({json{{"SpecialToken", {{"id", "<cls>"}, {"type_id", 0}}}}});
+  EXPECT_EQ(load(tmp.path, pp, nullptr, warnings).prompt_prefix(), (Ids{258}));
+}
+
+// Hugging Face adds the ids special_tokens gives, whatever the vocabulary gives the token; kq adds the same, and
+// warns when they differ.
+TEST(TokenizerPromptPrefix, TemplateIdsAreTheOnesAdded) {
+  kq::testing::TempDir tmp;
+  std::vector<std::string> warnings;
+  json pp = template_processing({"<s>"}, {});
+  pp["special_tokens"]["<s>"]["ids"] = json::array({259});
+  EXPECT_EQ(load(tmp.path, pp, nullptr, warnings).prompt_prefix(), (Ids{259}));
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[1], (tmp.path / "tokenizer.json").string() +
+                             ": the post_processor's special_tokens give '<s>' the id 259, but the vocabulary / added "
+                             "tokens give it 258 (id 259 is '</s>'); kq adds id 259 before the text, as Hugging Face "
+                             "does");
+  // Several ids for one template token, all added; ids that agree with the vocabulary: no warning but the first.
+  warnings.clear();
+  pp["special_tokens"]["<s>"] = json{{"id", "<s>"}, {"ids", {258, 257}}, {"tokens", {"<s>", "<|endoftext|>"}}};
+  EXPECT_EQ(load(tmp.path, pp, nullptr, warnings).prompt_prefix(), (Ids{258, 257}));
+  EXPECT_EQ(warnings.size(), 1u);
 }
