@@ -18,6 +18,21 @@ namespace {
 using json = nlohmann::json;
 constexpr uint64_t kMaxFileBytes = uint64_t(1) << 30;
 
+/// Reads and parses a tokenizer JSON file (tokenizer.json, tokenizer_config.json,
+/// vocab.json) as io::load_json_file does (its errors), except that a UTF-8
+/// byte-order mark (EF BB BF) before the JSON is a FormatError naming the
+/// file: Hugging Face refuses it (tokenizers' serde_json: "expected value at
+/// line 1 column 1"; transformers' json.load: "Unexpected UTF-8 BOM"), and RFC
+/// 8259 forbids writing one; kq's JSON parser would skip it without a word.
+json load_tokenizer_json_file(const std::filesystem::path& file) {
+  const std::string text = io::read_text_file(file, kMaxFileBytes);
+  if (text.starts_with("\xEF\xBB\xBF"))
+    raise<FormatError>("{}: starts with a UTF-8 byte-order mark (bytes EF BB BF) before the JSON, which Hugging Face "
+                       "refuses (JSON text must not begin with one); remove those 3 bytes",
+                       file.string());
+  return io::parse_json_strict(text, file.string());
+}
+
 int32_t token_id(const json& v, const std::string& source, std::string_view what) {
   if (!v.is_number_integer()) raise<FormatError>("{}: {} has a non-integer id {}", source, what, io::json_excerpt(v));
   const auto id = v.get<int64_t>();
@@ -270,7 +285,7 @@ TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std
   TokenizerSpec spec;
   spec.vocab_source = vocab_json.string();
   spec.merges_source = merges_txt.string();
-  read_vocab_object(io::load_json_file(vocab_json, kMaxFileBytes), spec.vocab_source, spec);
+  read_vocab_object(load_tokenizer_json_file(vocab_json), spec.vocab_source, spec);
 
   const std::string text = io::read_text_file(merges_txt, kMaxFileBytes);
   size_t line_no = 0;
@@ -297,7 +312,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
   TokenizerSpec spec;
   spec.vocab_source = spec.merges_source = file.string();
   const std::string& src = spec.vocab_source;
-  const json root = io::load_json_file(file, kMaxFileBytes);
+  const json root = load_tokenizer_json_file(file);
   if (!root.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   check_supported(root, src);
   const json& model = root.at("model");
@@ -362,7 +377,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
 void read_tokenizer_config_unguarded(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added) {
   const std::string src = file.string();
   spec.config_source = src;
-  const json cfg = io::load_json_file(file, kMaxFileBytes);
+  const json cfg = load_tokenizer_json_file(file);
   if (!cfg.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   if (auto b = token_content(cfg, "bos_token", src)) spec.bos_token = std::move(b);
   if (auto e = token_content(cfg, "eos_token", src)) spec.eos_token = std::move(e);

@@ -84,14 +84,16 @@ struct TokenizerSpec {
 inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
 
 /// Reads vocab.json and merges.txt. Throws FormatError naming the file
-/// (missing/unreadable, bad JSON, non-integer or out-of-range ids, a merges
-/// line that is not two space-separated tokens).
+/// (missing/unreadable, bad JSON or a UTF-8 byte-order mark before it,
+/// non-integer or out-of-range ids, a merges line that is not two
+/// space-separated tokens).
 TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
 /// Reads a tokenizer.json (its post_processor's special tokens into
 /// prefix_tokens / suffix_tokens: warn_post_processor_tokens warns about them
 /// once tokenizer_config.json is applied). Throws FormatError naming the file
-/// for malformed content, Unsupported for a tokenizer that is not BPE of one of these
+/// for malformed content (also a UTF-8 byte-order mark before the JSON, which
+/// Hugging Face's parser refuses), Unsupported for a tokenizer that is not BPE of one of these
 /// kinds: byte-level without a normalizer whose pre_tokenizer is ByteLevel
 /// with the GPT-2 regex (GPT-2) or a Sequence of a Split (behavior
 /// "Isolated", not inverted) and a ByteLevel without regex (Llama-3; the
@@ -116,7 +118,9 @@ TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 /// suffix_tokens: the BOS / EOS token when Python takes the value as true,
 /// none otherwise; bos_token / eos_token default to "<|endoftext|>") and,
 /// when `with_added` is set, the added_tokens_decoder
-/// entries ({"<id>": {"content": ...}}). Throws FormatError naming the file.
+/// entries ({"<id>": {"content": ...}}). Throws FormatError naming the file
+/// (malformed content, also a UTF-8 byte-order mark before the JSON, which
+/// transformers' json.load refuses).
 void read_tokenizer_config(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added);
 
 /// Warns (kq::warn, naming the tokenizer.json) about the special tokens its

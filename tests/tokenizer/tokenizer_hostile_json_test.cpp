@@ -77,4 +77,35 @@ TEST(TokenizerHostileJson, DeepNestingIsAFormatErrorNamingTheFile) {
   EXPECT_NE(msg.find("nested more than"), std::string::npos) << msg;
 }
 
+// A UTF-8 byte-order mark before the JSON was skipped without a word (nlohmann's parser skips it); Hugging Face
+// refuses it (tokenizers' serde_json: "expected value at line 1 column 1"; transformers' json.load of
+// tokenizer_config.json and vocab.json: "Unexpected UTF-8 BOM"). A FormatError naming the file, as for each file.
+TEST(TokenizerHostileJson, Utf8ByteOrderMarkIsAFormatErrorNamingTheFile) {
+  const std::string bom = "\xEF\xBB\xBF";
+  kq::testing::TempDir d;
+  std::string msg = load_error(d, bom + tokenizer_json().dump());
+  EXPECT_EQ(msg.rfind((d.path / "tokenizer.json").string() + ": starts with a UTF-8 byte-order mark", 0), 0u) << msg;
+  std::ofstream(d.path / "tokenizer_config.json", std::ios::binary) << bom + R"({"bos_token": "ab"})";
+  msg = load_error(d, tokenizer_json().dump());
+  EXPECT_EQ(msg.rfind((d.path / "tokenizer_config.json").string() + ": starts with a UTF-8 byte-order mark", 0), 0u)
+      << msg;
+  kq::testing::TempDir g;  // vocab.json + merges.txt
+  std::ofstream(g.path / "vocab.json", std::ios::binary) << bom + tokenizer_json()["model"]["vocab"].dump();
+  std::ofstream(g.path / "merges.txt", std::ios::binary) << "#version: 0.2\na b\n";
+  try {
+    (void)kq::Tokenizer::load(g.path);
+    ADD_FAILURE() << "accepted";
+  } catch (const kq::FormatError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind((g.path / "vocab.json").string() + ": starts with a UTF-8 byte-order mark", 0),
+              0u)
+        << e.what();
+  }
+  // The same bytes later in the file are the character U+FEFF, as in any JSON string.
+  json j = tokenizer_json();
+  j["added_tokens"] = json::array({json{{"id", 257}, {"content", bom}, {"special", true}}});
+  std::ofstream(d.path / "tokenizer_config.json", std::ios::binary) << R"({"bos_token": "ab"})";
+  std::ofstream(d.path / "tokenizer.json", std::ios::binary) << j.dump();
+  EXPECT_EQ(kq::Tokenizer::load(d.path).vocab_size(), 258);
+}
+
 }  // namespace
