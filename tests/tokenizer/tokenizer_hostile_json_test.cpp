@@ -96,9 +96,8 @@ TEST(TokenizerHostileJson, Utf8ByteOrderMarkIsAFormatErrorNamingTheFile) {
     (void)kq::Tokenizer::load(g.path);
     ADD_FAILURE() << "accepted";
   } catch (const kq::FormatError& e) {
-    EXPECT_EQ(std::string(e.what()).rfind((g.path / "vocab.json").string() + ": starts with a UTF-8 byte-order mark", 0),
-              0u)
-        << e.what();
+    const std::string m = e.what();
+    EXPECT_EQ(m.rfind((g.path / "vocab.json").string() + ": starts with a UTF-8 byte-order mark", 0), 0u) << m;
   }
   // The same bytes later in the file are the character U+FEFF, as in any JSON string.
   json j = tokenizer_json();
