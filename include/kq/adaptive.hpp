@@ -52,8 +52,10 @@ struct AdaptiveOptions {
   /// Fraction to remove of the planned layers' bytes as the model holds them
   /// unquantized: each layer's weight matrix in the checkpoint's on-disk dtype
   /// (N·K times 4 for F32, 2 for a BF16 / F16 checkpoint: what the keep option
-  /// holds, Model::hold_unquantized_in_disk_dtype) and its bias as held (F32,
-  /// 4·N, which every option keeps). 0.80 keeps at most 20 % of them; keeping
+  /// holds, Model::hold_unquantized_in_disk_dtype; LinearSlot::disk_dtype,
+  /// recorded at load, so also for a layer whose op the caller replaced, e.g.
+  /// by a wrapper of their own) and its bias as held (F32, 4·N, which every
+  /// option keeps). 0.80 keeps at most 20 % of them; keeping
   /// every layer removes nothing, whatever the dtype. NF4 everywhere removes
   /// about 87 % of an F32 checkpoint's bytes but only about 74 % of a 16-bit
   /// one's (its weights already take half the bytes), so the default 0.80 is
@@ -71,7 +73,10 @@ struct AdaptiveOptions {
   /// Whether a layer may also stay unquantized (zero error, 0 % reduction),
   /// priced as it is held once the model is quantized: in its on-disk dtype,
   /// F32, or BF16 / F16 for a layer of a 16-bit checkpoint
-  /// (Model::hold_unquantized_in_disk_dtype).
+  /// (Model::hold_unquantized_in_disk_dtype). A layer holding a caller's own
+  /// op (a Linear that is not kq's, e.g. a wrapper) is kept as it is, so it
+  /// is priced at the op's weight_bytes() less its bias (possibly more than
+  /// its on-disk bytes: keeping it then removes less than nothing).
   bool allow_keep = true;
   /// As QuantizeOptions: analyse and quantize the output projection too
   /// (default: it stays in its original precision and is not part of the budget).
@@ -100,9 +105,11 @@ double weight_entropy_bits(std::span<const float> w);
 struct CandidateAnalysis {
   /// The quantization, or std::nullopt for keeping the layer unquantized.
   std::optional<QuantSpec> spec;
-  std::string format;  ///< spec->name(), or the kept dtype: "f32", "bf16" or "f16" (AdaptiveOptions::allow_keep)
+  /// spec->name(), or the kept dtype: "f32", "bf16" or "f16" (AdaptiveOptions::allow_keep; a caller's own
+  /// op: its Linear::format()).
+  std::string format;
   /// Bytes of the weight matrix in this option (quantized_weight_bytes, or N·K times
-  /// the kept dtype's size), bias excluded.
+  /// the kept dtype's size; a caller's own op kept: its weight_bytes() less its bias), bias excluded.
   size_t bytes = 0;
   /// Measured relative reconstruction error ||W − Q(W)||² / ||W||² of the real
   /// quantizer's round trip (quantize_linear, then dequantized_weight); 0 when kept or W = 0.
@@ -116,9 +123,10 @@ struct LayerAnalysis {
   std::string name;         ///< module name (LinearSlot::name)
   int64_t N = 0, K = 0;     ///< out / in features of W [N, K]
   size_t bias_bytes = 0;    ///< bytes of the F32 bias (4·N, 0 without one): the same in every option
-  /// The dtype the layer is held in unquantized, the keep option's: its
-  /// on-disk dtype (F32, or BF16 / F16 for a 16-bit checkpoint). Its matrix
-  /// counts N·K · dtype_size(held) bytes in AdaptivePlan::bytes_before.
+  /// The layer's on-disk dtype (LinearSlot::disk_dtype: F32, or BF16 / F16
+  /// for a 16-bit checkpoint), which kq's own op is held in unquantized (the
+  /// keep option's) and which its matrix counts in AdaptivePlan::bytes_before
+  /// (N·K · dtype_size(held)), whatever op the slot holds.
   DType held = DType::F32;
   double entropy_bits = 0;  ///< weight_entropy_bits(W), in [0, 8]
   double sensitivity = 0;   ///< s_i (see AllocationStrategy)
@@ -193,7 +201,8 @@ std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoi
 /// options.quantize_lm_head, none matching options.keep_patterns; the model is
 /// not modified) and allocates an option per layer: with budget = (1 −
 /// target_reduction) · bytes_before (the layers unquantized, in their on-disk
-/// dtype, biases included), allocate_precision over est_loss
+/// dtype LinearSlot::disk_dtype, also where the slot holds a caller's own op,
+/// biases included), allocate_precision over est_loss
 /// (Entropy, ReconstructionError) or the uniform choice (Uniform). Each
 /// candidate is quantized once per layer to measure its error, so this takes
 /// about as long as quantizing the model once per candidate.

@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kq/config.hpp"
@@ -101,6 +102,14 @@ struct LinearSlot {
   /// The output projection to the vocabulary (tied to the token embedding when
   /// config().tie_word_embeddings).
   bool is_lm_head = false;
+  /// The dtype the layer's weight matrix was stored in on disk (F32, BF16 or
+  /// F16; a tied lm_head: the token embedding's), recorded as the model was
+  /// built, before any LinearTransform, and kept whatever op is put into the
+  /// slot later: what the FP32 op kq built for the layer is held in when it
+  /// stays unquantized (hold_unquantized_in_disk_dtype), and what adaptive
+  /// precision counts the layer's bytes before quantization in. F32 for
+  /// random weights and for a layer read quantized from a kq-quantized folder.
+  DType disk_dtype = DType::F32;
 };
 
 /// Bytes of a model's weights in memory.
@@ -319,7 +328,8 @@ class Model {
   /// The backend the model runs on (for constructors: WeightSource::generated_linear).
   models::Backend& backend() { return *backend_; }
   /// For constructors: `op` passed through the LinearTransform, then
-  /// converted to the model's device. `name` is the slot name.
+  /// converted to the model's device. `name` is the slot name; the disk dtype
+  /// of `op` as given is recorded for register_linear (LinearSlot::disk_dtype).
   std::unique_ptr<Linear> make_linear(const std::string& name, std::unique_ptr<Linear> op);
 
   /// Registration by implementations (at construction): a linear slot, a
@@ -327,7 +337,8 @@ class Model {
   /// device) and a constant buffer (uploaded, not counted, e.g. RoPE tables).
   /// Registered objects must stay at their address for the model's lifetime.
   /// A linear slot's op must be there: its in/out features, as built, are
-  /// what forward() and decode_batch() check a later replacement against.
+  /// what forward() and decode_batch() check a later replacement against;
+  /// its LinearSlot::disk_dtype is the one make_linear() recorded for `name`.
   void register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head = false);
   void register_parameter(models::Param& p, models::ParamKind kind);
   void register_buffer(models::Param& p);
@@ -369,6 +380,8 @@ class Model {
     int64_t out, in;
   };
   std::vector<LinearShape> linear_shapes_;
+  /// make_linear's (slot name, LinearSlot::disk_dtype) until register_linear takes it.
+  std::vector<std::pair<std::string, DType>> built_disk_dtypes_;
   std::vector<ParamEntry> parameters_;
   std::vector<std::vector<std::unique_ptr<Linear>*>> fusions_;
   std::vector<int32_t> meta_;  // per-step row metadata (host), reused

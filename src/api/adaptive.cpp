@@ -99,16 +99,29 @@ size_t bias_bytes(const Linear& op) {
   return b.defined() ? b.nbytes() : 0;
 }
 
-/// The dtype an unquantized (kept) layer is held in once its model is
-/// quantized: its on-disk dtype, BF16 / F16 for a 16-bit checkpoint
-/// (Model::hold_unquantized_in_disk_dtype), else F32.
-DType kept_dtype(const Linear& op) {
-  if (const Tensor* w = linear_w16_weight(op)) return w->dtype();
-  return linear_f32_disk_dtype(op);
-}
-
 /// "f32", "bf16" or "f16": the keep option's format for a layer held in `d`.
 std::string held_name(DType d) { return d == DType::BF16 ? "bf16" : d == DType::F16 ? "f16" : "f32"; }
+
+/// The keep option of a layer holding `op`: what its matrix costs (bias excluded) once the model is
+/// quantized, and the option's format. kq's own dense ops are then held in their on-disk dtype (BF16 / F16 for
+/// a 16-bit checkpoint, Model::hold_unquantized_in_disk_dtype); any other op (a caller's own Linear put into
+/// the slot, e.g. a wrapper) is left as it is, so it costs the bytes it reports, under its own format.
+struct KeepOption {
+  size_t bytes = 0;
+  std::string format;
+};
+
+/// The KeepOption of a layer holding `op`.
+KeepOption keep_option(const Linear& op) {
+  const size_t nk = size_t(op.out_features()) * size_t(op.in_features());
+  if (const Tensor* w = linear_w16_weight(op)) return {nk * dtype_size(w->dtype()), held_name(w->dtype())};
+  if (linear_f32_weight_data(op)) {
+    const DType d = linear_f32_disk_dtype(op);
+    return {nk * dtype_size(d), held_name(d)};
+  }
+  const size_t bytes = op.weight_bytes(), bias = bias_bytes(op);
+  return {bytes > bias ? bytes - bias : 0, op.format()};
+}
 
 /// The held_name of each of `held`, once, in the order first seen, joined with '+' ("bf16", "bf16+f32").
 std::string held_names(const std::vector<DType>& held) {
@@ -120,9 +133,9 @@ std::string held_names(const std::vector<DType>& held) {
 }
 
 /// The fewest bytes of a [N, K] weight matrix among the options of `o`, the
-/// keep option holding `kept` (F32, BF16 or F16).
-size_t smallest_option_bytes(const AdaptiveOptions& o, int64_t N, int64_t K, DType kept = DType::F32) {
-  size_t m = o.allow_keep ? size_t(N) * size_t(K) * dtype_size(kept) : SIZE_MAX;
+/// keep option costing `keep_bytes`.
+size_t smallest_option_bytes(const AdaptiveOptions& o, int64_t N, int64_t K, size_t keep_bytes) {
+  size_t m = o.allow_keep ? keep_bytes : SIZE_MAX;
   for (const QuantSpec& spec : o.candidates) m = std::min(m, quantized_weight_bytes(spec, N, K));
   return m;
 }
@@ -164,9 +177,9 @@ std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
   return slots;
 }
 
-/// The byte accounting of a plan over `slots`, from their shapes and held dtypes alone.
+/// The byte accounting of a plan over `slots`, from their shapes, disk dtypes and keep options alone.
 struct PlanBytes {
-  size_t before = 0;     ///< Σ N·K · size of the held (on-disk) dtype + bias: what the target refers to
+  size_t before = 0;     ///< Σ N·K · size of LinearSlot::disk_dtype + bias: what the target refers to
   size_t smallest = 0;   ///< Σ smallest option + bias
   size_t biases = 0;     ///< Σ bias
   size_t budget = 0;     ///< floor((1 − target) · before): the most bytes the plan may keep
@@ -179,11 +192,10 @@ PlanBytes plan_bytes(const std::vector<LinearSlot>& slots, const AdaptiveOptions
   for (const LinearSlot& slot : slots) {
     const Linear& op = **slot.op;
     const size_t bias = bias_bytes(op);
-    const DType kept = kept_dtype(op);
-    b.before += size_t(op.out_features()) * size_t(op.in_features()) * dtype_size(kept) + bias;
-    b.smallest += smallest_option_bytes(o, op.out_features(), op.in_features(), kept) + bias;
+    b.before += size_t(op.out_features()) * size_t(op.in_features()) * dtype_size(slot.disk_dtype) + bias;
+    b.smallest += smallest_option_bytes(o, op.out_features(), op.in_features(), keep_option(op).bytes) + bias;
     b.biases += bias;
-    held.push_back(kept);
+    held.push_back(slot.disk_dtype);
   }
   b.budget = size_t(std::floor((1.0 - o.target_reduction) * double(b.before)));
   if (b.smallest > b.budget)
@@ -197,13 +209,14 @@ PlanBytes plan_bytes(const std::vector<LinearSlot>& slots, const AdaptiveOptions
 }
 
 /// The analysis of one layer (options in AdaptiveOptions order, then keep), losses filled in.
-LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const AdaptiveOptions& o) {
+LayerAnalysis analyse_layer(const LinearSlot& slot, const AdaptiveOptions& o) {
+  const Linear& op = **slot.op;
   LayerAnalysis la;
-  la.name = name;
+  la.name = slot.name;
   la.N = op.out_features();
   la.K = op.in_features();
   la.bias_bytes = bias_bytes(op);
-  la.held = kept_dtype(op);
+  la.held = slot.disk_dtype;
   const Tensor w = op.dequantized_weight();  // F32 [N, K]
   const float* wp = w.data<float>();
   const int64_t n = w.numel();
@@ -220,9 +233,10 @@ LayerAnalysis analyse_layer(const std::string& name, const Linear& op, const Ada
     la.candidates.push_back(std::move(c));
   }
   if (o.allow_keep) {  // priced as held once the model is quantized: a 16-bit checkpoint's layers stay 16-bit
+    KeepOption keep = keep_option(op);
     CandidateAnalysis c;
-    c.format = held_name(la.held);
-    c.bytes = size_t(la.N) * size_t(la.K) * dtype_size(la.held);
+    c.format = std::move(keep.format);
+    c.bytes = keep.bytes;
     la.candidates.push_back(std::move(c));
   }
   return la;
@@ -327,7 +341,7 @@ double adaptive_reduction_limit(const AdaptiveOptions& o, DType held) {
     raise<InvalidArgument>("adaptive_reduction_limit: held dtype {} is not F32, BF16 or F16", dtype_name(held));
   constexpr int64_t kSide = int64_t(1) << 20;  // a 2^20 x 2^20 layer: larger than any model's
   const double before = double(kSide) * double(kSide) * double(dtype_size(held));
-  return 1.0 - double(smallest_option_bytes(o, kSide, kSide, held)) / before;
+  return 1.0 - double(smallest_option_bytes(o, kSide, kSide, size_t(before))) / before;
 }
 
 AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
@@ -343,7 +357,7 @@ AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
          "keeps as it is; a quantized lm_head would be a second copy (more bytes, not fewer), so the plan leaves it "
          "as it is");
   plan.keep_patterns = o.keep_patterns;
-  for (const LinearSlot& slot : slots) plan.layers.push_back(analyse_layer(slot.name, **slot.op, o));
+  for (const LinearSlot& slot : slots) plan.layers.push_back(analyse_layer(slot, o));
   plan.bytes_before = bytes.before;
 
   if (o.strategy == AllocationStrategy::Uniform) {

@@ -193,6 +193,14 @@ int64_t Model::cuda_graph_replays() const { return backend_->graph_replays(); }
 double Model::cuda_graph_gpu_ms() const { return backend_->graph_gpu_ms(); }
 
 std::unique_ptr<Linear> Model::make_linear(const std::string& name, std::unique_ptr<Linear> op) {
+  // LinearSlot::disk_dtype, from the op as read: a 16-bit op's dtype, an FP32 op's recorded disk dtype, or for
+  // one over a registered table (a tied lm_head) the table's.
+  DType disk = linear_f32_disk_dtype(*op);
+  if (const Tensor* w16 = linear_w16_weight(*op)) disk = w16->dtype();
+  if (const float* w = linear_f32_weight_data(*op))
+    for (const ParamEntry& e : parameters_)
+      if (e.param->host.raw() == w) disk = e.param->disk_dtype;
+  built_disk_dtypes_.emplace_back(name, disk);
   if (transform_) {
     const int64_t out = op->out_features(), in = op->in_features();
     op = transform_(name, std::move(op));
@@ -346,7 +354,14 @@ void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* con
 }
 
 void Model::register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head) {
-  linears_.push_back(LinearSlot{std::move(name), op, is_lm_head});
+  DType disk = DType::F32;
+  const auto built = std::find_if(built_disk_dtypes_.begin(), built_disk_dtypes_.end(),
+                                  [&](const auto& b) { return b.first == name; });
+  if (built != built_disk_dtypes_.end()) {
+    disk = built->second;
+    built_disk_dtypes_.erase(built);
+  }
+  linears_.push_back(LinearSlot{std::move(name), op, is_lm_head, disk});
   linear_shapes_.push_back(LinearShape{(*op)->out_features(), (*op)->in_features()});
 }
 

@@ -1,11 +1,13 @@
 // Adaptive precision on a 16-bit (BF16) checkpoint: the layers a plan keeps
 // are held in BF16 once the model is quantized, so the plan prices them so
-// (planned bytes = the bytes the quantize report then counts), and a tied
+// (planned bytes = the bytes the quantize report then counts), a caller's own
+// op in a slot is measured against the layer's BF16 bytes too, and a tied
 // lm_head is never planned (quantizing it would add a second copy).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "kq/adaptive.hpp"
 #include "kq/dtype.hpp"
 #include "kq/error.hpp"
+#include "kq/linear.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
 #include "kq/warning.hpp"
@@ -145,6 +148,57 @@ TEST(AdaptiveDiskDtype, TheTargetIsMeasuredAgainstTheF16Bytes) {
   o.target_reduction = 0.8;
   auto fresh = Model::load(tmp.path / "f16");
   EXPECT_THROW(check_adaptive_options(*fresh, o), InvalidArgument);
+}
+
+/// A caller's own Linear: kq's op it wraps does the work (e.g. a wrapper that logs or times the layer).
+class WrapperLinear final : public Linear {
+ public:
+  explicit WrapperLinear(std::unique_ptr<Linear> inner) : inner_(std::move(inner)) {}
+  int64_t in_features() const override { return inner_->in_features(); }
+  int64_t out_features() const override { return inner_->out_features(); }
+  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
+    inner_->forward(x, M, y, ctx);
+  }
+  size_t weight_bytes() const override { return inner_->weight_bytes(); }
+  std::string format() const override { return "wrapped-" + inner_->format(); }
+  Tensor dequantized_weight() const override { return inner_->dequantized_weight(); }
+  Tensor bias() const override { return inner_->bias(); }
+
+ private:
+  std::unique_ptr<Linear> inner_;
+};
+
+// A caller's own op in a slot was priced as F32 (the disk dtype was read from kq's FP32 op class), so on a BF16
+// checkpoint the target was measured against 4 bytes a weight for those layers, as before f519eb9. The bytes
+// before are the layers' on-disk BF16 bytes (LinearSlot::disk_dtype), whatever op the slot holds; keeping the
+// wrapper costs what it holds, since it stays as it is (FP32 inside): its weight_bytes less its bias.
+TEST(AdaptiveDiskDtype, ACallersOwnOpIsMeasuredAgainstTheLayersDiskBytes) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  AdaptiveOptions o;
+  o.target_reduction = 0.3;
+  const AdaptivePlan unwrapped = plan_adaptive_precision(*load_llama_small(), o);
+  auto m = load_llama_small();
+  for (const LinearSlot& s : m->linear_layers()) {
+    EXPECT_EQ(s.disk_dtype, DType::BF16) << s.name;  // the tied lm_head: the embedding's
+    if (!s.is_lm_head) *s.op = std::make_unique<WrapperLinear>(std::move(*s.op));
+  }
+  for (const LinearSlot& s : m->linear_layers()) EXPECT_EQ(s.disk_dtype, DType::BF16) << s.name;  // kept
+  AdaptivePlan plan;
+  const QuantizeReport r = quantize_model_adaptive(*m, o, &plan);
+  EXPECT_EQ(plan.bytes_before, unwrapped.bytes_before);
+  EXPECT_EQ(held_dtype_names(plan), "bf16");
+  ASSERT_EQ(plan.layers.size(), unwrapped.layers.size());
+  for (const LayerAnalysis& l : plan.layers) {
+    EXPECT_EQ(l.held, DType::BF16) << l.name;
+    const CandidateAnalysis& keep = l.candidates.back();  // allow_keep: the last option
+    EXPECT_FALSE(keep.spec.has_value());
+    EXPECT_EQ(keep.format, "wrapped-f32") << l.name;
+    EXPECT_EQ(keep.bytes, size_t(l.N) * size_t(l.K) * 4) << l.name;
+  }
+  EXPECT_GE(plan.achieved_reduction, o.target_reduction);
+  // What the plan priced is what the model holds and the report counts.
+  EXPECT_EQ(plan.bytes_before, r.quantized_bytes_before);
+  EXPECT_EQ(plan.bytes_after, r.quantized_bytes_after);
 }
 
 TEST(AdaptiveDiskDtype, ATiedLmHeadIsNotPlannedEvenWhenAsked) {
