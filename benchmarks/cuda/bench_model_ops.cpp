@@ -3,7 +3,7 @@
 // FFN 11008): attention decode at batch 1 / 16 and prefill chunks of 256
 // rows, norms, SwiGLU, RoPE.
 //
-//   bench_model_ops [--quick] [--launch-floor]
+//   bench_model_ops [--quick] [--launch-floor] [--stream-floor]
 //
 // Method: each op is captured `launches` times into one CUDA graph and the
 // graph replayed; median over repetitions of the time per launch (launch gaps
@@ -25,6 +25,7 @@
 #include "kernels/cuda/model_ops.hpp"
 #include "kernels/cuda/pdl.hpp"
 #include "kernels/cuda/random_fill.hpp"
+#include "kernels/cuda/stream_probe.hpp"
 
 namespace {
 
@@ -163,18 +164,102 @@ void bench_launch_floor(cudaStream_t s, int reps) {
     }
 }
 
+/// --stream-floor: a Llama-7B decode step's reads (b = 1, 512 positions of
+/// context) without its arithmetic, per layer as the 4-bit step runs it: norm,
+/// q/k/v weights, RoPE, the layer's K/V rows, o weights, norm, gate/up
+/// weights, down weights (one-row kernels read 32 KB in one block); then the
+/// final norm and the BF16 lm_head. Timed as (a) one kernel reading all the
+/// bytes, (b) one kernel per phase chained with PDL, (c) one persistent kernel
+/// with a grid barrier per phase. For weights of 4.125 (INT4-g128), 8.0625
+/// (FP8 with per-row scales) and 16 bits per weight.
+void bench_stream_floor(cudaStream_t s, int reps) {
+  int dev = 0, sms = 0;
+  KQ_CUDA_CHECK(cudaGetDevice(&dev));
+  KQ_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const uint64_t d = 4096, ffn = 11008, layers = 32, vocab = 32000, ctx = 512;
+  auto round16 = [](double b) { return (uint64_t(b) + 15) / 16 * 16; };
+  struct Mode {
+    const char* name;
+    double bits;
+  };
+  std::vector<std::vector<StreamPhase>> plans;
+  uint64_t max_bytes = 0;
+  const Mode modes[] = {{"INT4-g128", 4.125}, {"FP8", 8.0625}, {"BF16", 16}};
+  for (const Mode& m : modes) {
+    std::vector<StreamPhase> ph;
+    uint64_t off = 0;
+    auto add = [&](uint64_t bytes, bool one) {
+      ph.push_back({off, bytes, one});
+      off += bytes;
+    };
+    auto w = [&](uint64_t n, uint64_t k) { return round16(double(n * k) * m.bits / 8); };
+    for (uint64_t l = 0; l < layers; ++l) {
+      add(32768, true), add(w(3 * d, d), false), add(32768, true), add(ctx * d * 2 * 2, false);
+      add(w(d, d), false), add(32768, true), add(w(2 * ffn, d), false), add(w(d, ffn), false);
+    }
+    add(32768, true), add(vocab * d * 2, false);
+    max_bytes = std::max(max_bytes, off);
+    plans.push_back(std::move(ph));
+  }
+  DeviceBuffer<uint8_t> buf(max_bytes);
+  buf.fill_bytes(0x5a, s);
+  DeviceBuffer<uint32_t> sink(static_cast<size_t>(sms)), counter(1);
+  sink.fill_bytes(0, s);
+  std::printf("stream floor: a Llama-7B b=1 decode step's reads (512 positions), %d blocks x 768 threads\n", sms);
+  for (size_t i = 0; i < plans.size(); ++i) {
+    for (bool fold : {false, true}) {
+      // fold: the one-block phases left out (done redundantly by every block of the next phase in a fused design)
+      std::vector<StreamPhase> ph;
+      for (const StreamPhase& p : plans[i])
+        if (!(fold && p.one_block)) ph.push_back(p);
+      const uint64_t total = plans[i].back().offset + plans[i].back().bytes;
+      const StreamPhase all{0, total, false};
+      DeviceBuffer<StreamPhase> dph(ph.size());
+      KQ_CUDA_CHECK(
+          cudaMemcpyAsync(dph.data(), ph.data(), ph.size() * sizeof(StreamPhase), cudaMemcpyHostToDevice, s));
+      for (int depth : {4, 12}) {
+        const double one = graph_us(
+            [&](int) { stream_probe_launched(buf.data(), &all, 1, sms, depth, sink.data(), s); }, s, 2, reps);
+        const double chain = graph_us(
+            [&](int) { stream_probe_launched(buf.data(), ph.data(), ph.size(), sms, depth, sink.data(), s); }, s, 2,
+            reps);
+        const double pers = graph_us(
+            [&](int) {
+              stream_probe_persistent(buf.data(), dph.data(), int(ph.size()), sms, depth, counter.data(), sink.data(),
+                                      s);
+            },
+            s, 2, reps);
+        uint32_t s0 = 0;
+        KQ_CUDA_CHECK(cudaMemcpy(&s0, sink.data(), sizeof(s0), cudaMemcpyDeviceToHost));
+        std::printf("%-10s %6.3f GB, %3zu phases, depth %2d: one kernel %7.1f us (%5.0f GB/s) | a kernel per phase "
+                    "%7.1f us | persistent %7.1f us%s\n",
+                    modes[i].name, double(total) / 1e9, ph.size(), depth, one, double(total) / (one * 1e3), chain,
+                    pers, s0 == 0xdeadbeefu ? " (BARRIER TIMED OUT: not all blocks resident)" : "");
+        std::fflush(stdout);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, launch_floor = false;
+  bool quick = false, launch_floor = false, stream_floor = false;
   for (int i = 1; i < argc; ++i) {
     quick |= std::strcmp(argv[i], "--quick") == 0;
     launch_floor |= std::strcmp(argv[i], "--launch-floor") == 0;
+    stream_floor |= std::strcmp(argv[i], "--stream-floor") == 0;
   }
   const int reps = quick ? 5 : 20;
   try {
     cudaStream_t s;
     KQ_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    if (stream_floor) {
+      std::printf("PDL %s (KQ_CUDA_PDL=0 turns it off)\n", pdl_enabled() ? "on" : "off");
+      bench_stream_floor(s, reps);
+      KQ_CUDA_CHECK(cudaStreamDestroy(s));
+      return 0;
+    }
     if (launch_floor) {
       std::printf("PDL %s (KQ_CUDA_PDL=0 turns it off)\n", pdl_enabled() ? "on" : "off");
       bench_launch_floor(s, reps);
