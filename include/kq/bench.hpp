@@ -126,6 +126,9 @@ struct BenchResult {
   std::string mode_canonical;     ///< QuantSpec::name() (e.g. "nf4"), or adaptive_mode_name() ("adaptive-r80")
   std::string family;             ///< "int8" / "int4" / "fp8" (adaptive: of the plan's lowest precision)
   double ppl_before = 0, ppl_after = 0, ppl_delta_pct = 0;
+  /// Mean negative log-likelihood per scored token, nats, of the unquantized / quantized model
+  /// (ppl = exp(mean NLL)); finite when a perplexity overflows to inf (a mean NLL above 709.78).
+  double mean_nll_before = 0, mean_nll_after = 0;
   double threshold_pct = 0;       ///< the specification's max perplexity increase for the family
   bool pass = false;              ///< ppl_delta_pct < threshold_pct
   double kl_div = 0;              ///< mean KL(P_fp32 ‖ P_quant) over scored tokens, nats
@@ -144,7 +147,7 @@ struct BenchResult {
   LatencyResult latency_before, latency_after;
   double speedup = 0;             ///< latency_before.decode_ms / latency_after.decode_ms
   double load_seconds = 0;        ///< load + quantize time of the quantized model
-  double eval_seconds = 0;
+  double eval_seconds = 0;        ///< wall-clock seconds of the perplexity / KL pass over both models
   size_t rss_bytes = 0;           ///< resident memory with both models loaded
 };
 
@@ -159,7 +162,7 @@ struct BenchReport {
   int64_t windows = 0, scored_tokens = 0, text_tokens = 0;
   int samples = 0;
   int threads = 0;
-  double baseline_load_seconds = 0;
+  double baseline_load_seconds = 0;  ///< wall-clock seconds to load the unquantized model
   size_t peak_rss_bytes = 0;
   std::vector<BenchResult> results;
 };

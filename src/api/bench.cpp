@@ -224,6 +224,8 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     r.eval_seconds = c.seconds;
     r.ppl_before = c.ppl_ref;
     r.ppl_after = c.ppl_cand;
+    r.mean_nll_before = c.scored_tokens ? c.nll_ref / double(c.scored_tokens) : 0.0;
+    r.mean_nll_after = c.scored_tokens ? c.nll_cand / double(c.scored_tokens) : 0.0;
     r.ppl_delta_pct = (c.ppl_cand / c.ppl_ref - 1.0) * 100.0;
     r.pass = r.ppl_delta_pct < r.threshold_pct;
     r.kl_div = c.mean_kl;

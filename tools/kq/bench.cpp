@@ -101,6 +101,9 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
   fmt::print(out, "  perplexity   {:.4f} -> {:.4f}  ({}, limit < {:.0f} %)  {}\n", m.ppl_before, m.ppl_after,
              delta_defined(m) ? fmt::format("{:+.2f} %", m.ppl_delta_pct) : std::string("n/a"), m.threshold_pct,
              verdict(m, reliable));
+  // An overflowed perplexity (inf) compares nothing: the mean NLL it came from still does.
+  if (!delta_defined(m))
+    fmt::print(out, "  mean NLL     {:.4f} -> {:.4f} nats/token\n", m.mean_nll_before, m.mean_nll_after);
   fmt::print(out, "  KL(fp32||q)  {:.5f} nats/token   top-1 agreement {:.2f} %\n", m.kl_div,
              m.top1_agreement * 100);
   fmt::print(out, "  weights      {} -> {}  ({:+.1f} %, whole model in memory vs on-disk dtype)\n",
@@ -214,6 +217,14 @@ nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
   j["quantize_lm_head"] = o.quantize_lm_head;  // --quantize-lm-head
   j["keep"] = o.keep_patterns;                  // --keep patterns, as given
   j["peak_rss_bytes"] = r.peak_rss_bytes;
+  j["text_tokens"] = r.text_tokens;                      // the text's tokens, as in kq eval --json
+  j["baseline_load_seconds"] = r.baseline_load_seconds;  // loading the unquantized model
+  // The latency settings as run (defaults reduced to fit the context included); null with --no-latency.
+  const LatencyResult* lat = !r.results.empty() && r.results[0].latency_before.runs ? &r.results[0].latency_before
+                                                                                     : nullptr;
+  j["latency_prompt_tokens"] = lat ? nlohmann::json(lat->prompt_tokens) : nlohmann::json(nullptr);
+  j["latency_decode_tokens"] = lat ? nlohmann::json(lat->decode_tokens) : nlohmann::json(nullptr);
+  j["latency_runs"] = lat ? nlohmann::json(lat->runs) : nlohmann::json(nullptr);
   j["results"] = nlohmann::json::array();
   for (const BenchResult& m : r.results) {
     nlohmann::json x;
@@ -248,6 +259,13 @@ nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
     x["load_seconds"] = m.load_seconds;
     x["rss_bytes"] = m.rss_bytes;
     x["pass"] = m.pass;
+    // Mean NLL per scored token, nats (ppl = exp of it): finite where a perplexity overflowed (null above).
+    x["mean_nll_before"] = m.mean_nll_before;
+    x["mean_nll_after"] = m.mean_nll_after;
+    x["eval_seconds"] = m.eval_seconds;  // the perplexity / KL pass over both models
+    // "other" of the report: embeddings, unquantized layers, biases and norms, as held.
+    x["other_bytes_after"] = m.weight_bytes_after > m.linear_bytes_after ? m.weight_bytes_after - m.linear_bytes_after
+                                                                         : size_t(0);
     j["results"].push_back(std::move(x));
   }
   return j;
