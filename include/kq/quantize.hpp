@@ -134,7 +134,11 @@ using QuantizationMode = QuantSpec;
 ///   (weight-only), fp8-pt (per-tensor weights); awq = awq-g128 (AWQ INT4, group
 ///   128, zero points, as the AWQ paper), awq-g128-sym. Modifiers combine in any order:
 ///   -bN / -gN, -nodq, -asym, -bf16 (4-bit compute dtype), -e4m3/-e5m2, -pt, -wo, -nosat.
-/// Throws InvalidArgument for an unknown name, listing every valid name.
+///   A 4-bit size may be written -bN or -gN (nf4-g64 = nf4-b64, awq-b64 = awq-g64), except after
+///   int4: "int4" alone is nf4, int4 with -gN, -sym or -asym is integer INT4 (int4-sym =
+///   int4-g128), and any other int4 name (int4-b64, int4-bf16, int4-nodq) is ambiguous.
+/// Throws InvalidArgument for an unknown name, listing every valid name, and for an ambiguous
+/// int4 name, naming the unambiguous spellings (int4-b64: nf4-b64 or int4-g64).
 QuantSpec parse_quant_mode(std::string_view name);
 
 /// parse_quant_mode(name), with `more_valid` (further names the caller

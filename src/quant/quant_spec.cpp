@@ -217,6 +217,36 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
   bool int4_integer = false;
   for (size_t i = 1; i < tok.size(); ++i)
     if (!tok[i].empty() && (tok[i][0] == 'g' || tok[i] == "asym" || tok[i] == "sym")) int4_integer = true;
+  // "int4" alone is the specification's INT4 = nf4; with a group size (-gN) or zero points (-sym / -asym) it is
+  // integer INT4. Any other int4 name ("int4-b64", "int4-bf16") could mean either, and -bN / -gN otherwise
+  // name one size: refused, naming the two unambiguous spellings.
+  if (fam == "int4" && tok.size() > 1 && !int4_integer) {
+    std::string as_nf4 = "nf4", as_int4;
+    bool sized = false;
+    for (size_t i = 1; i < tok.size(); ++i) {
+      const bool size_token = tok[i].size() > 1 && tok[i][0] == 'b' && std::isdigit((unsigned char)tok[i][1]);
+      sized = sized || size_token;
+      as_nf4 += "-" + tok[i];
+      as_int4 += "-" + (size_token ? "g" + tok[i].substr(1) : tok[i]);
+    }
+    as_int4 = (sized ? "int4" : "int4-g" + std::to_string(kDefaultInt4Group)) + as_int4;
+    std::vector<std::string> alternatives;
+    for (const std::string& alt : {as_nf4, as_int4}) {
+      try {
+        const QuantSpec a = parse_quant_mode(alt);
+        alternatives.push_back(fmt::format("{} ({}, {} of {}{})", alt,
+                                           a.format == PrecisionFormat::NF4 ? "NF4" : "integer INT4",
+                                           a.format == PrecisionFormat::NF4 ? "blocks" : "groups", a.block_size,
+                                           a.format == PrecisionFormat::NF4 ? ", the specification's INT4" : ""));
+      } catch (const InvalidArgument&) {
+        // not a valid name of that format (int4-nodq has no integer spelling)
+      }
+    }
+    if (alternatives.empty()) return fail("");
+    raise<InvalidArgument>("quantization mode '{}' is ambiguous: int4 alone is NF4 (the specification's INT4), "
+                           "int4 with -gN, -sym or -asym is integer INT4; write {}",
+                           shown, fmt::join(alternatives, " or "));
+  }
   if (fam == "int8") {
     s.format = PrecisionFormat::INT8;
     s.quantize_activations = true;

@@ -59,3 +59,30 @@ TEST(CliBenchModes, UnknownModeListsEveryModeTheAdaptiveOnesToo) {
     EXPECT_TRUE(has(r.err, "adaptive-rP-uniform (adaptive = adaptive-r80; P: the per cent")) << r.err;
   }
 }
+
+// Fresh-user finding: "int4-b64" was NF4 and "int4-g64" integer INT4 though the
+// help said -bN = -gN, and the summary table showed only the mode as given
+// ("int4-b128", its format only in the section header). An ambiguous int4 name
+// is a usage error naming both spellings; the table shows what a mode resolved to.
+TEST(CliBenchModes, AmbiguousInt4IsRefusedAndTheTableNamesTheResolvedMode) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"quantize", "-m", demo_model().string(), "--mode", "int4-b64", "-o", "unused"},
+        std::vector<std::string>{"bench", "--modes", "int8", "int4-b64"}}) {
+    const auto r = run_kq(args);
+    EXPECT_EQ(r.status, 2) << args[0] << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "quantization mode 'int4-b64' is ambiguous")) << r.err;
+    EXPECT_TRUE(has(r.err, "write nf4-b64 (NF4, blocks of 64, the specification's INT4) or int4-g64 (integer INT4, "
+                           "groups of 64)"))
+        << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  const auto h = run_kq({"quantize", "--help"});
+  EXPECT_TRUE(has(h.out, "int4 alone is nf4")) << h.out;
+  EXPECT_FALSE(has(h.out, "A 4-bit block size may be written -bN or -gN (awq")) << h.out;
+  const auto b = run_kq({"bench", "--modes", "int4", "awq-b64", "int8", "--samples", "1", "--no-latency",
+                         "--threads", "1"});
+  ASSERT_TRUE(b.status == 0 || b.status == 3) << b.err;
+  EXPECT_TRUE(has(b.out, "\nint4 (nf4)  ")) << b.out;
+  EXPECT_TRUE(has(b.out, "\nawq-b64 (awq-g64)  ")) << b.out;
+  EXPECT_TRUE(has(b.out, "\nint8               ")) << b.out;
+}

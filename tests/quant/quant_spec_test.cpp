@@ -145,6 +145,40 @@ TEST(QuantSpec, ContradictoryModifiersAreRefused) {
   EXPECT_EQ(parse_quant_mode("fp8-wo-e5m2-pt").name(), parse_quant_mode("fp8-e5m2-pt-wo").name());
 }
 
+// Fresh-user finding: "int4-b64" was NF4 (nf4) and "int4-g64" integer INT4
+// (int4-g64), "int4-bf16" NF4 and "int4-asym" integer INT4, though the help
+// said a 4-bit size may be written -bN or -gN. "int4" alone stays nf4 and
+// int4 with -gN / -sym / -asym integer INT4; any other int4 name is refused,
+// naming the two unambiguous spellings.
+TEST(QuantSpec, AmbiguousInt4NamesAreRefusedNamingBothSpellings) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"int4-b64", {"nf4-b64 (NF4, blocks of 64, the specification's INT4)", "int4-g64 (integer INT4, groups of 64)"}},
+      {"int4-b128", {"nf4-b128 (NF4, blocks of 128", "int4-g128 (integer INT4, groups of 128)"}},
+      {"int4-bf16", {"nf4-bf16 (NF4, blocks of 64", "int4-g128-bf16 (integer INT4, groups of 128)"}},
+      {"INT4-b32-bf16", {"nf4-b32-bf16 (NF4, blocks of 32", "int4-g32-bf16 (integer INT4, groups of 32)"}},
+      {"int4-nodq", {"write nf4-nodq (NF4, blocks of 64"}}};
+  for (const auto& [name, want] : cases) {
+    try {
+      (void)parse_quant_mode(name);
+      ADD_FAILURE() << "accepted '" << name << "'";
+    } catch (const InvalidArgument& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("quantization mode '" + name + "' is ambiguous"), std::string::npos) << m;
+      for (const std::string& w : want) EXPECT_NE(m.find(w), std::string::npos) << w << " in: " << m;
+    }
+  }
+  EXPECT_THROW((void)parse_quant_mode("int4-b48"), InvalidArgument);  // neither spelling is valid
+  EXPECT_THROW((void)parse_quant_mode("int4-bogus"), InvalidArgument);
+  // The unambiguous names are unchanged.
+  EXPECT_EQ(parse_quant_mode("int4").name(), "nf4");
+  EXPECT_EQ(parse_quant_mode("int4-g64").name(), "int4-g64");
+  EXPECT_EQ(parse_quant_mode("int4-sym").name(), "int4-g128");
+  EXPECT_EQ(parse_quant_mode("int4-asym").name(), "int4-g128-asym");
+  EXPECT_EQ(parse_quant_mode("int4-g64-bf16").name(), "int4-g64-bf16");
+  EXPECT_EQ(parse_quant_mode("nf4-g64").name(), parse_quant_mode("nf4-b64").name());
+  EXPECT_EQ(parse_quant_mode("awq-b64").name(), "awq-g64");
+}
+
 TEST(QuantSpec, HugeSizesAndNamesAreClearErrors) {
   const std::vector<std::string> names = {"int4-g99999999999", "nf4-b4294967296", "awq-g" + std::string(400, '9')};
   for (const std::string& name : names) {

@@ -139,7 +139,9 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
 /// One row of the summary table, as text cells (widths are computed from them).
 std::vector<std::string> table_row(const BenchResult& m, bool reliable) {
   const bool timed = m.latency_before.runs > 0;
-  return {m.mode,
+  // The mode as given, and what it resolved to when that is another name ("int4 (nf4)", "awq (awq-g128)").
+  return {m.mode_canonical.empty() || m.mode_canonical == m.mode ? m.mode
+                                                                  : fmt::format("{} ({})", m.mode, m.mode_canonical),
           fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after),
           delta_defined(m) ? fmt::format("{:.2f}%", m.ppl_delta_pct) : std::string("n/a"),
           fmt::format("{:.5f}", m.kl_div),
@@ -156,7 +158,7 @@ std::vector<std::string> table_row(const BenchResult& m, bool reliable) {
 }
 
 /// The summary table, columns as wide as their widest cell (long mode names
-/// such as "int4-g128-asym-bf16" do not shift the other columns).
+/// such as "int4-g128-asym-bf16" or "awq (awq-g128)" do not shift the other columns).
 std::string format_bench_table(const BenchReport& r) {
   const bool reliable = verdict_reliable(r);
   const std::vector<std::string> header{"mode",    "perplexity", "delta",           "KL",      "top-1",
