@@ -15,10 +15,15 @@ std::string arch_name(Arch a);
 
 /// Architecture hyper-parameters in one neutral form for both families.
 /// GPT-2 keys map as: n_layer -> num_layers, n_embd -> hidden_size, n_head ->
-/// num_heads (= num_kv_heads), n_positions -> max_positions, n_inner (or
-/// 4·n_embd) -> intermediate_size, layer_norm_epsilon -> norm_eps,
+/// num_heads (= num_kv_heads), n_positions (else n_ctx) -> max_positions,
+/// n_inner (or 4·n_embd; intermediate_size is not read, as in transformers)
+/// -> intermediate_size, layer_norm_epsilon -> norm_eps,
 /// activation_function -> activation ("gelu_new", "gelu_pytorch_tanh" — both
 /// the tanh approximation — or "gelu", the exact erf form).
+/// GPT2Config.attribute_map's aliases num_hidden_layers, hidden_size,
+/// num_attention_heads and max_position_embeddings are accepted for n_layer,
+/// n_embd, n_head and n_positions; a config giving both names different
+/// values is refused (transformers silently takes the alias).
 /// Llama keys: hidden_size, intermediate_size, num_hidden_layers,
 /// num_attention_heads, num_key_value_heads (default = heads), head_dim,
 /// max_position_embeddings (default 2048), rms_norm_eps (default 1e-6),
@@ -48,7 +53,8 @@ struct ModelConfig {
 
 /// Parses a config.json object. `source` names the file in error messages.
 /// Throws FormatError for unknown model_type (listing the supported ones),
-/// missing/invalid keys, inconsistent head counts, or an unsupported
+/// missing/invalid keys, a GPT-2 key and its alias with different values
+/// (naming both keys and values), inconsistent head counts, or an unsupported
 /// rope_scaling / rope_parameters.rope_type (only "default" or absent is supported).
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 

@@ -44,6 +44,19 @@ constexpr KeyPair kKeyPairs[] = {
     {"n_inner", "intermediate_size"},      {"layer_norm_epsilon", "rms_norm_eps"},
     {"activation_function", "hidden_act"},
 };
+/// The pairs above that transformers' GPT2Config.attribute_map also accepts
+/// under the Llama name (one attribute: either key sets it).
+constexpr KeyPair kGpt2Aliases[] = {
+    {"n_layer", "num_hidden_layers"},
+    {"n_embd", "hidden_size"},
+    {"n_head", "num_attention_heads"},
+    {"n_positions", "max_position_embeddings"},
+};
+bool is_gpt2_alias(const char* llama_key) {
+  for (const KeyPair& a : kGpt2Aliases)
+    if (std::string_view(a.llama) == llama_key) return true;
+  return false;
+}
 /// Keys only one of the two architectures' configs has (pairs above plus these).
 constexpr const char* kGpt2OnlyKeys[] = {"n_ctx"};
 constexpr const char* kLlamaOnlyKeys[] = {"num_key_value_heads", "rope_theta", "rope_parameters"};
@@ -69,14 +82,16 @@ class Reader {
     }
     return size_value(key, *v);
   }
-  /// Throws FormatError for the absent required `key` (`alt`: another key
-  /// that would do), naming the model_type, and, when the file holds keys of
-  /// the other architecture, those keys and that model_type.
-  [[noreturn]] void missing(const char* key, const char* alt = nullptr) const {
+  /// Throws FormatError for the absent required `key` (`alt`: the other keys
+  /// that would do, quoted, e.g. "'a' or 'b'"; empty when none), naming the
+  /// model_type, and, when the file holds keys of the other architecture,
+  /// those keys and that model_type.
+  [[noreturn]] void missing(const char* key, const std::string& alt = {}) const {
     const bool gpt2 = type_ == "gpt2";
     std::vector<std::string> foreign;  // keys only the other architecture uses, present here
     for (const KeyPair& p : kKeyPairs)
-      if (find(gpt2 ? p.llama : p.gpt2)) foreign.push_back(fmt::format("'{}'", gpt2 ? p.llama : p.gpt2));
+      if (!(gpt2 && is_gpt2_alias(p.llama)) && find(gpt2 ? p.llama : p.gpt2))
+        foreign.push_back(fmt::format("'{}'", gpt2 ? p.llama : p.gpt2));
     const std::span<const char* const> only = gpt2 ? std::span<const char* const>(kLlamaOnlyKeys)
                                                    : std::span<const char* const>(kGpt2OnlyKeys);
     for (const char* k : only)
@@ -94,7 +109,7 @@ class Reader {
     }
     raise<FormatError>("{}: model_type '{}' requires key '{}'{}, which is missing{}", src_,
                        io::text_excerpt(type_), key,
-                       alt ? fmt::format(" (or '{}')", alt) : std::string(), other);
+                       alt.empty() ? std::string() : fmt::format(" (or {})", alt), other);
   }
   int64_t size_value(const std::string& key, const json& v) const {
     // Parsed JSON holds non-negative integers as unsigned, built JSON may hold them signed.
@@ -148,16 +163,37 @@ class Reader {
   const std::string type_;
 };
 
+/// A GPT-2 size under its GPT2Config name `key` or its attribute_map alias
+/// `alias` (the Llama name). Both present with different values: FormatError
+/// naming both keys and values (transformers reads them into one attribute,
+/// the alias silently winning). Neither present: `fallback` (a key read
+/// instead, e.g. n_ctx) if given and present, else the missing-key error.
+int64_t gpt2_size(const Reader& r, const char* key, const char* alias, const char* fallback = nullptr) {
+  const json* v = r.find(key);
+  const json* a = r.find(alias);
+  if (v && a) {
+    const int64_t x = r.size_value(key, *v), y = r.size_value(alias, *a);
+    if (x != y)
+      raise<FormatError>("{}: {} {} conflicts with {} {} (transformers' GPT2Config reads '{}' as '{}': give one, or "
+                         "the same value in both)",
+                         r.source(), key, x, alias, y, alias, key);
+    return x;
+  }
+  if (v) return r.size_value(key, *v);
+  if (a) return r.size_value(alias, *a);
+  if (fallback && r.find(fallback)) return r.size(fallback);
+  r.missing(key, fallback ? fmt::format("'{}' or '{}'", alias, fallback) : fmt::format("'{}'", alias));
+}
+
 ModelConfig parse_gpt2(const Reader& r) {
   ModelConfig c;
   c.arch = Arch::GPT2;
-  c.num_layers = r.size("n_layer");
-  c.hidden_size = r.size("n_embd");
-  c.num_heads = r.size("n_head");
+  c.num_layers = gpt2_size(r, "n_layer", "num_hidden_layers");
+  c.hidden_size = gpt2_size(r, "n_embd", "hidden_size");
+  c.num_heads = gpt2_size(r, "n_head", "num_attention_heads");
   c.num_kv_heads = c.num_heads;
   c.vocab_size = r.size("vocab_size");
-  if (!r.find("n_positions") && !r.find("n_ctx")) r.missing("n_positions", "n_ctx");
-  c.max_positions = r.find("n_positions") ? r.size("n_positions") : r.size("n_ctx");
+  c.max_positions = gpt2_size(r, "n_positions", "max_position_embeddings", "n_ctx");
   c.intermediate_size = r.find("n_inner") ? r.size("n_inner") : 4 * c.hidden_size;
   c.norm_eps = r.epsilon("layer_norm_epsilon", 1e-5);
   c.activation = r.string("activation_function", "gelu_new");

@@ -387,7 +387,18 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
     const std::string held = layers == 0
                                  ? fmt::format("no layer tensors ('{}0.*')", gpt2 ? "transformer.h." : "model.layers.")
                                  : fmt::format("tensors for {} layer{}", layers, layers == 1 ? "" : "s");
-    raise<FormatError>("{}: {} = {} but {} has {}", cfg, layer_key, c.num_layers, holder, held);
+    // A config of one architecture over the other's checkpoint (a GPT-2 config may use the Llama key names,
+    // transformers' aliases, so it parses): name the other architecture's layers when the files hold them.
+    std::string other;
+    if (layers == 0)
+      for (const std::string& n : store_.names())
+        if (gpt2 ? layer_index(n, "model.layers.").has_value()
+                 : (layer_index(n, "transformer.h.") || layer_index(n, "h."))) {
+          other = fmt::format("; it has '{}' of a {} checkpoint: is \"model_type\" meant to be \"{}\"?", n,
+                              gpt2 ? "Llama" : "GPT-2", gpt2 ? "llama" : "gpt2");
+          break;
+        }
+    raise<FormatError>("{}: {} = {} but {} has {}{}", cfg, layer_key, c.num_layers, holder, held, other);
   }
   const char* hidden_key = gpt2 ? "n_embd" : "hidden_size";
   const std::string embed = gpt2 ? (store_.contains("transformer.wte.weight") ? "transformer.wte.weight" : "wte.weight")

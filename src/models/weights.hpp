@@ -111,8 +111,9 @@ class FileWeights final : public WeightSource {
   /// one of 200000000 failed as "out of memory". Throws FormatError naming
   /// config.json, the key and the file when the layer count (n_layer,
   /// num_hidden_layers) exceeds the layers the files have tensors for
-  /// (transformer.h.N / h.N, model.layers.N: the highest N + 1); when the
-  /// token embedding is not [vocab_size, hidden size]; for Llama, when layer
+  /// (transformer.h.N / h.N, model.layers.N: the highest N + 1; with none,
+  /// a layer tensor of the other architecture is named, with the model_type
+  /// meant); when the token embedding is not [vocab_size, hidden size]; for Llama, when layer
   /// 0's (unquantized) q_proj / k_proj is not [heads × head_dim, hidden].
   /// Fewer layers in the config than in the files is not an error
   /// (warn_unused_tensors says so after the load).

@@ -2,6 +2,10 @@
 // hub-style GPT-2 and transformers-4 Llama configs, and rejections.
 #include <gtest/gtest.h>
 
+#include <tuple>
+#include <utility>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
@@ -224,12 +228,20 @@ TEST(Config, NormEpsilonMustBeSmall) {
 // said only "missing required key 'n_layer'". The error names the file, the
 // model_type and the key that model_type needs, and the other architecture's
 // keys the file holds.
+// Since GPT-2 accepts the Llama names of its sizes (GPT2Config.attribute_map),
+// a whole Llama config parses as gpt2, as in transformers (Model::load then
+// names the Llama tensors: ConfigSizes.LlamaCheckpointUnderGpt2ModelTypeIsNamed);
+// a key missing under both names still lists the Llama-only keys.
 TEST(Config, ModelTypeOfTheOtherArchitectureIsNamed) {
   json j = json::parse(kLlama4);
   j["model_type"] = "gpt2";
-  expect_bad(j, {"model_type 'gpt2' requires key 'n_layer', which is missing", "'num_hidden_layers'",
-                 "'hidden_size'", "'num_key_value_heads'", "keys of a Llama config",
-                 "'num_hidden_layers' is the Llama name of 'n_layer'", "meant to be \"llama\""});
+  j.erase("num_hidden_layers");
+  std::string msg = expect_throw_with<FormatError>(
+      [&] { parse(j); },
+      {"test/config.json", "model_type 'gpt2' requires key 'n_layer' (or 'num_hidden_layers'), which is missing",
+       "'intermediate_size'", "'rms_norm_eps'", "'num_key_value_heads'", "'rope_theta'", "keys of a Llama config",
+       "meant to be \"llama\""});
+  EXPECT_EQ(msg.find("'hidden_size'"), std::string::npos) << msg;  // an alias GPT-2 reads, not a foreign key
   j = json::parse(kHubGpt2);
   j["model_type"] = "llama";
   expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is missing", "'n_embd'", "'n_layer'",
@@ -238,13 +250,61 @@ TEST(Config, ModelTypeOfTheOtherArchitectureIsNamed) {
   // A key simply missing: the model_type and key, no guess at another architecture.
   j = json::parse(kLlama4);
   j.erase("num_hidden_layers");
-  const std::string msg = expect_throw_with<FormatError>(
+  msg = expect_throw_with<FormatError>(
       [&] { parse(j); }, {"test/config.json", "model_type 'llama' requires key 'num_hidden_layers'"});
   EXPECT_EQ(msg.find("meant to be"), std::string::npos) << msg;
   j = json::parse(kHubGpt2);
   j.erase("n_positions");
   j.erase("n_ctx");
-  expect_bad(j, {"model_type 'gpt2' requires key 'n_positions' (or 'n_ctx'), which is missing"});
+  expect_bad(j, {"model_type 'gpt2' requires key 'n_positions' (or 'max_position_embeddings' or 'n_ctx'), which "
+                 "is missing"});
+}
+
+// Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
+// n_positions. A config with only transformers' aliases (GPT2Config.
+// attribute_map: num_hidden_layers, hidden_size, num_attention_heads,
+// max_position_embeddings) was refused as "requires key 'n_layer' ... meant to
+// be llama?", and an alias contradicting its key was ignored without a word
+// (transformers takes the alias). Aliases are read; a conflict is an error.
+TEST(Config, Gpt2AliasesAreReadAndConflictsRefused) {
+  const ModelConfig hub = parse(json::parse(kHubGpt2));
+  json j = json::parse(kHubGpt2);
+  for (const auto& [key, alias] : {std::pair{"n_layer", "num_hidden_layers"}, std::pair{"n_embd", "hidden_size"},
+                                   std::pair{"n_head", "num_attention_heads"},
+                                   std::pair{"n_positions", "max_position_embeddings"}}) {
+    j[alias] = j[key];
+    EXPECT_EQ(parse(j).num_heads, 12);  // both names, one value: fine
+    j.erase(key);
+  }
+  j.erase("n_ctx");
+  const ModelConfig c = parse(j);  // aliases only
+  EXPECT_EQ(c.num_layers, hub.num_layers);
+  EXPECT_EQ(c.hidden_size, hub.hidden_size);
+  EXPECT_EQ(c.num_heads, hub.num_heads);
+  EXPECT_EQ(c.head_dim, hub.head_dim);
+  EXPECT_EQ(c.max_positions, hub.max_positions);
+  EXPECT_EQ(c.intermediate_size, hub.intermediate_size);
+  j["num_attention_heads"] = 7;  // checks read the alias's value
+  expect_bad(j, {"n_embd 768 is not divisible by n_head 7"});
+  j["num_attention_heads"] = 0;
+  expect_bad(j, {"key 'num_attention_heads': expected a positive integer"});
+  // The alias before n_ctx, as n_positions is.
+  j = json::parse(kHubGpt2);
+  j.erase("n_positions");
+  j["max_position_embeddings"] = 512;
+  EXPECT_EQ(parse(j).max_positions, 512);
+  // intermediate_size is no GPT2Config alias: n_inner (else 4·n_embd) is read, as transformers does.
+  j["intermediate_size"] = 1000;
+  EXPECT_EQ(parse(j).intermediate_size, 3072);
+  // A key and its alias with different values: refused, naming both.
+  for (const auto& [key, alias, value, other] :
+       {std::tuple{"n_head", "num_attention_heads", 12, 8}, std::tuple{"n_layer", "num_hidden_layers", 12, 3},
+        std::tuple{"n_embd", "hidden_size", 768, 512},
+        std::tuple{"n_positions", "max_position_embeddings", 1024, 2048}}) {
+    j = json::parse(kHubGpt2);
+    j[alias] = other;
+    expect_bad(j, {fmt::format("{} {} conflicts with {} {}", key, value, alias, other)});
+  }
 }
 
 TEST(Config, UnknownModelTypeListsSupported) {

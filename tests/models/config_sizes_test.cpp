@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
@@ -28,6 +30,18 @@ fs::path edited_copy(const TempDir& tmp, const fs::path& src, const std::string&
   for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(src / f, dir / f);
   nlohmann::json j = nlohmann::json::parse(kq::testing::read_all(dir / "config.json"));
   j[key] = value;
+  kq::testing::write_text(dir / "config.json", j.dump(2));
+  return dir;
+}
+
+/// A copy of model folder `src` in tmp/name with config.json passed through `edit`.
+fs::path edited_copy(const TempDir& tmp, const fs::path& src, const std::string& name,
+                     const std::function<void(nlohmann::json&)>& edit) {
+  const fs::path dir = tmp.path / name;
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(src / f, dir / f);
+  nlohmann::json j = nlohmann::json::parse(kq::testing::read_all(dir / "config.json"));
+  edit(j);
   kq::testing::write_text(dir / "config.json", j.dump(2));
   return dir;
 }
@@ -73,4 +87,42 @@ TEST(ConfigSizes, LlamaLayerCountAndHeadDimAreCheckedBeforeAllocating) {
   msg = load_error(edited_copy(tmp, src, "head_dim", "head_dim", 200000000));
   EXPECT_TRUE(kq::testing::has(msg, "head_dim (hidden_size / num_attention_heads when absent) = 200000000")) << msg;
   EXPECT_TRUE(kq::testing::has(msg, "'model.layers.0.self_attn.q_proj.weight'")) << msg;
+}
+
+// Fresh-user finding: a GPT-2 config.json with transformers' alias names
+// (GPT2Config.attribute_map) was refused when it had only those, and an alias
+// contradicting its key ("num_attention_heads": 8 beside "n_head": 4) loaded
+// the same model without a word. Aliases load the same model; a conflict is
+// an error naming both keys and values.
+TEST(ConfigSizes, Gpt2AliasesLoadTheSameModelAndConflictsAreRefused) {
+  TempDir tmp;
+  const fs::path aliases = edited_copy(tmp, kq::testing::demo_model(), "aliases", [](nlohmann::json& j) {
+    for (const auto& [key, alias] : {std::pair{"n_layer", "num_hidden_layers"}, std::pair{"n_embd", "hidden_size"},
+                                     std::pair{"n_head", "num_attention_heads"},
+                                     std::pair{"n_positions", "max_position_embeddings"}}) {
+      j[alias] = j[key];
+      j.erase(key);
+    }
+  });
+  const auto a = Model::load(aliases);
+  const auto m = Model::load(kq::testing::demo_model());
+  EXPECT_EQ(a->config().num_layers, m->config().num_layers);
+  EXPECT_EQ(a->config().hidden_size, m->config().hidden_size);
+  EXPECT_EQ(a->config().num_heads, m->config().num_heads);
+  EXPECT_EQ(a->config().max_positions, m->config().max_positions);
+  const std::string msg = load_error(edited_copy(tmp, kq::testing::demo_model(), "heads", "num_attention_heads", 8));
+  EXPECT_TRUE(kq::testing::has(msg, "config.json: n_head 4 conflicts with num_attention_heads 8")) << msg;
+}
+
+// A whole Llama config parses under model_type "gpt2" (its size keys are
+// GPT-2's aliases); the load names the Llama layer tensors and the model_type meant.
+TEST(ConfigSizes, LlamaCheckpointUnderGpt2ModelTypeIsNamed) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  TempDir tmp;
+  const fs::path dir = edited_copy(tmp, kq::testing::shared_dir() / "models/llama-small", "gpt2",
+                                   [](nlohmann::json& j) { j["model_type"] = "gpt2"; });
+  const std::string msg = load_error(dir);
+  EXPECT_TRUE(kq::testing::has(msg, "n_layer = 4 but ")) << msg;
+  EXPECT_TRUE(kq::testing::has(msg, "has no layer tensors ('transformer.h.0.*'); it has 'model.layers.")) << msg;
+  EXPECT_TRUE(kq::testing::has(msg, "of a Llama checkpoint: is \"model_type\" meant to be \"llama\"?")) << msg;
 }
