@@ -104,7 +104,11 @@ class Tokenizer {
   /// a fallback is also a warning (kq::warn) naming tokenizer.json and why.
   /// DIR/tokenizer_config.json, when present, names bos_token / eos_token (and
   /// added_tokens_decoder in the vocab.json route).
-  /// Throws FormatError naming the file: missing files, bad JSON (a malformed
+  /// Throws FormatError naming the file: missing files, a tokenizer_config.json
+  /// (or a vocab.json / merges.txt needed) that is there but not a regular file
+  /// (a folder, FIFO, device or dangling link, named as such and never
+  /// opened; a tokenizer.json that is no file is the fallback above, or this
+  /// error without the pair), bad JSON (a malformed
   /// tokenizer.json is an error even when vocab.json + merges.txt exist),
   /// merges or added tokens referencing unknown tokens or ids, a byte without
   /// a token, a token id (vocab.json, tokenizer.json's model.vocab and

@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "io/file_kind.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
@@ -31,8 +32,13 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
     skipped = fs::is_directory(tj, ec) ? fmt::format("{} is a directory, not a file", tj.string())
               : fs::exists(tj, ec)     ? fmt::format("{} is not a regular file", tj.string())
                                        : fmt::format("{} is a link to a missing file", tj.string());
-    if (!(have_vocab && have_merges))
-      raise<FormatError>("{}; and vocab.json + merges.txt are not both there either", skipped);
+    if (!(have_vocab && have_merges)) {
+      std::string which;  // one of the pair that is there but no regular file, named for what it is
+      for (const fs::path& f : {vocab, merges})
+        if (const auto why = io::why_not_regular_file(f); why && *why != "not found" && which.empty())
+          which = fmt::format(" ({}: {})", f.string(), *why);
+      raise<FormatError>("{}; and vocab.json + merges.txt are not both there either{}", skipped, which);
+    }
   }
   if (have_json) {
     try {
@@ -56,15 +62,26 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
         warn(fmt::format("{}; tokenizer.json is not used, {} + merges.txt are instead (the tokens may differ from "
                          "those tokenizer.json describes)",
                          skipped, vocab.string()));
-    } else if (have_vocab || have_merges) {
-      raise<FormatError>("{}: file not found (needed with {}), and there is no tokenizer.json either",
-                         (have_vocab ? merges : vocab).string(), (have_vocab ? vocab : merges).string());
+    } else if (have_vocab || have_merges || fs::exists(fs::symlink_status(vocab, ec)) ||
+               fs::exists(fs::symlink_status(merges, ec))) {
+      // The one that cannot be used, named for what it is (a FIFO, a folder, a dangling link: never opened),
+      // preferring one that is there over one that is absent.
+      const auto why = [](const fs::path& f) { return io::why_not_regular_file(f).value_or("not found"); };
+      const fs::path& bad = have_vocab ? merges : have_merges ? vocab : why(vocab) != "not found" ? vocab : merges;
+      raise<FormatError>("{}: {} (needed with {}), and there is no tokenizer.json either", bad.string(), why(bad),
+                         (bad == vocab ? merges : vocab).string());
     } else {
       raise<FormatError>("{}: no tokenizer files (expected tokenizer.json, or vocab.json + merges.txt)",
                          model_dir.string());
     }
   }
-  if (fs::is_regular_file(cfg, ec)) tok::read_tokenizer_config(cfg, spec, /*with_added=*/gpt2_files);
+  // Anything at tokenizer_config.json is read, so that one that is not a regular file (a folder, a FIFO,
+  // /dev/zero, a dangling link) is a FormatError naming it (io::read_text_file checks the kind before opening),
+  // as for generation_config.json and as transformers fails to open it: skipping it would drop its settings
+  // (add_bos_token, bos_token, added tokens) without a word. (A tokenizer.json that is no file is a warning
+  // only because vocab.json + merges.txt are a whole tokenizer in its place; nothing replaces this file.)
+  if (fs::symlink_status(cfg, ec).type() != fs::file_type::not_found)
+    tok::read_tokenizer_config(cfg, spec, /*with_added=*/gpt2_files);
   tok::warn_post_processor_tokens(spec);  // what tokenizer_config.json left of them
   // The slow GPT-2 tokenizer of transformers also reads added_tokens.json (tokens matched
   // before BPE); kq takes added tokens from tokenizer.json / tokenizer_config.json only.

@@ -1,6 +1,7 @@
 // Malformed or unsupported tokenizer files give FormatError / Unsupported
 // naming the file, never a crash.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <string>
 #include <utility>
@@ -262,6 +263,59 @@ TEST(TokenizerErrors, TokenizerJsonThatIsNoFileIsNamedInTheSource) {
   EXPECT_EQ(Tokenizer::load(tmp.path).source(), "vocab.json + merges.txt (tokenizer.json not used: " +
                                                     (tmp.path / "tokenizer.json").string() +
                                                     " is a link to a missing file)");
+}
+
+// Fresh-user finding: a tokenizer_config.json that is not a regular file (a
+// folder, a FIFO, a link to /dev/zero) was skipped without a word, dropping
+// its settings (add_bos_token, bos_token, added tokens), where a
+// generation_config.json like it is an error, kq quantize refuses it and
+// transformers fails to open it: now a FormatError naming it for what it is.
+// A merges.txt that is a FIFO was "file not found". Nothing here opens a FIFO:
+// the loader checks the kind first (a regression fails, it does not hang).
+TEST(TokenizerErrors, SideFilesThatAreNoRegularFilesAreNamedNotSkipped) {
+  kq::testing::TempDir tmp;
+  const fs::path cfg = tmp.path / "tokenizer_config.json";
+  write_file(tmp.path / "vocab.json", byte_vocab().dump());
+  write_file(tmp.path / "merges.txt", "a b\n");
+  const auto expect_cfg_error = [&](const std::string& why) {
+    expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, cfg.string() + ": " + why);
+  };
+  fs::create_directory(cfg);
+  expect_cfg_error("is a directory, not a file");
+  fs::remove(cfg);
+  ASSERT_EQ(::mkfifo(cfg.c_str(), 0600), 0);
+  expect_cfg_error("is a FIFO (named pipe), not a regular file");
+  fs::remove(cfg);
+  fs::create_symlink("/dev/zero", cfg);
+  expect_cfg_error("is a character device, not a regular file");
+  fs::remove(cfg);
+  fs::create_symlink(tmp.path / "gone.json", cfg);
+  expect_cfg_error("is a symbolic link to '" + (tmp.path / "gone.json").string() + "', which does not exist");
+  write_file(tmp.path / "tokenizer.json", tokenizer_json().dump());  // the tokenizer.json route alike
+  expect_cfg_error("is a symbolic link to");
+  fs::remove(cfg);
+  write_file(cfg, R"({"add_bos_token": false})");  // a regular one is read, as before
+  EXPECT_EQ(Tokenizer::load(tmp.path).encode("abc"), (std::vector<int32_t>{256, 'c'}));
+
+  // merges.txt a FIFO: named as one, without a tokenizer.json and beside a tokenizer.json that is no file.
+  fs::remove(cfg);
+  fs::remove(tmp.path / "tokenizer.json");
+  const fs::path merges = tmp.path / "merges.txt";
+  fs::remove(merges);
+  ASSERT_EQ(::mkfifo(merges.c_str(), 0600), 0);
+  kq::testing::expect_error<kq::FormatError>(
+      [&] { Tokenizer::load(tmp.path); },
+      {merges.string() + ": is a FIFO (named pipe), not a regular file (needed with " +
+           (tmp.path / "vocab.json").string() + ")",
+       "there is no tokenizer.json"});
+  fs::remove(tmp.path / "vocab.json");  // the FIFO is named, not the absent vocab.json
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
+                                           merges.string() + ": is a FIFO (named pipe), not a regular file");
+  write_file(tmp.path / "vocab.json", byte_vocab().dump());
+  fs::create_directory(tmp.path / "tokenizer.json");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); },
+                                           "are not both there either (" + merges.string() +
+                                               ": is a FIFO (named pipe), not a regular file)");
 }
 
 // Fresh-user finding (round 12): a post_processor that adds special tokens
