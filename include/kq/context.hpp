@@ -36,7 +36,11 @@ struct ExecContext {
 
 /// Number of threads ExecContext{threads} will actually use: `threads` when
 /// positive (returned as given: the range [0, kMaxThreads] is checked where an
-/// ExecContext is set, not here), else OpenMP's default.
+/// ExecContext is set, not here), else OpenMP's default (omp_get_max_threads():
+/// OMP_NUM_THREADS when set, else one per core). Throws InvalidArgument, naming
+/// OMP_NUM_THREADS and its value, when `threads` is 0 and that default is more
+/// than kMaxThreads (libgomp crashes or fails to create that many threads), so
+/// a CPU forward pass with such a default fails before its first op runs.
 int resolve_threads(int threads);
 
 }  // namespace kq

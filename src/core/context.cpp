@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+
+#include <fmt/format.h>
 
 #include "core/enum_name.hpp"
 #include "kq/error.hpp"
@@ -26,6 +29,19 @@ Device parse_device(const std::string& s) {
   raise<InvalidArgument>("parse_device: unknown device '{}' (expected cpu, cuda or gpu = cuda)", s);
 }
 
-int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
+int resolve_threads(int threads) {
+  if (threads > 0) return threads;
+  const int n = omp_get_max_threads();
+  if (n > kMaxThreads) {  // a parallel region that large crashes libgomp (SIGSEGV, or "Thread creation failed")
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    raise<InvalidArgument>(
+        "{}: OpenMP's default of {} threads, which ExecContext::threads = 0 takes, is more than {}, the most "
+        "ExecContext::threads accepts; set OMP_NUM_THREADS to at most {} (or unset it: one thread per core) or "
+        "ExecContext::threads to a count",
+        env ? fmt::format("OMP_NUM_THREADS={}", env) : std::string("omp_get_max_threads()"), n, kMaxThreads,
+        kMaxThreads);
+  }
+  return n;
+}
 
 }  // namespace kq

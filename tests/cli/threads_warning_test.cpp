@@ -34,3 +34,42 @@ TEST(CliThreads, MoreThreadsThanTheMachineHasIsWarnedOnce) {
     }
   }
 }
+
+// Fresh-user finding: OMP_NUM_THREADS=100000 crashed kq (SIGSEGV in libgomp's
+// GOMP_parallel from the first layer_norm; 50000: "libgomp: Thread creation
+// failed"), and `kq info` printed "threads: 100000", while --threads above
+// kq::kMaxThreads is refused; OMP_NUM_THREADS above the cores was not warned
+// as --threads is. Now an error naming OMP_NUM_THREADS before any work (exit 1,
+// an environment error like a bad KQ_ISA), and the same warning; with --threads
+// given the environment value is not used, and not checked.
+TEST(CliThreads, OmpNumThreadsIsCheckedLikeThreads) {
+  const std::string model = kq::testing::demo_model().string();
+  const std::string text = (kq::testing::demo_model() / "demo-eval.txt").string();
+  {
+    kq::testing::ScopedEnv env("OMP_NUM_THREADS", "100000");
+    const std::vector<std::string> eval = {"eval", "-m", model, "-t", text, "--samples", "1"};
+    for (const std::vector<std::string>& args : {eval, std::vector<std::string>{"info"}}) {
+      const auto r = run_kq(args);
+      EXPECT_EQ(r.status, 1) << args[0] << ": " << r.err;
+      EXPECT_TRUE(kq::testing::has(r.err, "kq: error: OMP_NUM_THREADS=100000: OpenMP's default of 100000 threads"))
+          << r.err;
+      EXPECT_TRUE(kq::testing::has(r.err, "set OMP_NUM_THREADS to at most 1024")) << r.err;
+      EXPECT_EQ(r.out, "") << args[0];
+    }
+    const auto t = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "1"});
+    EXPECT_EQ(t.status, 0) << t.err;
+  }
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores == 0 || cores >= unsigned(kq::kMaxThreads)) GTEST_SKIP() << "hardware_concurrency() is " << cores;
+  const std::string over = std::to_string(cores + 1);
+  kq::testing::ScopedEnv env("OMP_NUM_THREADS", over.c_str());
+  const auto w = run_kq({"eval", "-m", model, "-t", text, "--samples", "1"});
+  EXPECT_EQ(w.status, 0) << w.err;
+  EXPECT_EQ(count(w.err, "kq: warning: OMP_NUM_THREADS=" + over + " (OpenMP's default, used without --threads): "
+                             "more threads than the " + std::to_string(cores) + " this machine has"),
+            1u)
+      << w.err;
+  const auto g = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "1"});
+  EXPECT_EQ(g.status, 0) << g.err;
+  EXPECT_EQ(count(g.err, "OMP_NUM_THREADS"), 0u) << g.err;
+}

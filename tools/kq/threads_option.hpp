@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -27,6 +28,25 @@ inline void warn_if_more_threads_than_cores(const std::string& text) {
       "--threads {}: more threads than the {} this machine has (std::thread::hardware_concurrency()); "
       "the extra threads share the cores and usually make kq slower, not faster",
       threads, cores));
+}
+
+/// Checks OpenMP's default thread count, which a command takes when `cmd` (the
+/// command run) has no --threads given: above kq::kMaxThreads (e.g.
+/// OMP_NUM_THREADS=100000, which crashes libgomp) kq::resolve_threads throws
+/// InvalidArgument naming OMP_NUM_THREADS; with OMP_NUM_THREADS set above
+/// std::thread::hardware_concurrency() it is warned as --threads is. Called
+/// once the command line is parsed, before the command runs any parallel region.
+inline void check_default_threads(const CLI::App& cmd) {
+  if (const CLI::Option* o = cmd.get_option_no_throw("--threads"); o && o->count() > 0) return;
+  const int threads = kq::resolve_threads(0);
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (!env || cores == 0 || unsigned(threads) <= cores) return;
+  warn(fmt::format(
+      "OMP_NUM_THREADS={} (OpenMP's default, used without --threads): more threads than the {} this machine has "
+      "(std::thread::hardware_concurrency()); the extra threads share the cores and usually make kq slower, not "
+      "faster",
+      env, cores));
 }
 
 /// Adds --threads to `cmd`, stored in `threads`: range-checked while parsing
