@@ -310,7 +310,8 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--calibration", args->calibration,
                   "UTF-8 calibration text for AWQ modes, not the --text they are scored on (default: "
-                  "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt); "
+                  "MODEL/demo-calibration.txt, else the shipped demo model's, found from where kq is installed or "
+                  "built, not in the current folder); "
                   "other modes do not read it (given without an AWQ mode among --modes: a usage error)")
       ->check(non_empty_path("file"));
   add_threads_option(cmd, args->threads);
@@ -360,7 +361,7 @@ void add_bench_command(CLI::App& app) {
     } else {
       o.text = default_model_dir() / "demo-eval.txt";  // the shipped demo text (plain English)
     }
-    check_input_file("--text", o.text.string());
+    check_input_file(input_name("--text", !args->text.empty(), "text").c_str(), o.text.string());
     o.allow_special_tokens = args->special_tokens;
     o.modes = modes_opt->count() > 0 ? args->modes : default_modes();
     bool awq = false;
@@ -371,7 +372,8 @@ void add_bench_command(CLI::App& app) {
     }
     if (awq) {
       o.calibration = calibration_text(args->calibration, o.model_dir);
-      check_input_file("--calibration", o.calibration.string());
+      check_input_file(input_name("--calibration", !args->calibration.empty(), "calibration text").c_str(),
+                       o.calibration.string());
     } else if (!args->calibration.empty()) {  // an option no mode uses is a usage error, as in kq quantize
       throw CLI::ValidationError(fmt::format(
           "--calibration goes with the AWQ modes (awq, awq-g64, awq-sym, ...); --modes has none ({})",

@@ -1,17 +1,18 @@
 #pragma once
 // Where `kq` finds the shipped demo model and its texts.
 #include <filesystem>
+#include <string>
 #include <system_error>
 
 namespace kq::cli {
 
-/// The shipped demo model: ./models/gpt2-tiny (a source checkout), else next
-/// to an installed kq (PREFIX/share/kernelquant/models/gpt2-tiny, see
-/// cmake/install.cmake), else the source tree kq was built from.
+/// The shipped demo model, found from where kq is, whatever the current
+/// folder (a ./models/gpt2-tiny there is not it): next to an installed kq
+/// (PREFIX/share/kernelquant/models/gpt2-tiny, see cmake/install.cmake), else
+/// the source tree kq was built from (an absolute path).
 inline std::filesystem::path default_model_dir() {
   namespace fs = std::filesystem;
   std::error_code ec;  // (a symbolic link loop on the way: not there, not a throw)
-  if (fs::exists(fs::path("models") / "gpt2-tiny" / "config.json", ec)) return fs::path("models") / "gpt2-tiny";
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     const fs::path installed = exe.parent_path().parent_path() / "share" / "kernelquant" / "models" / "gpt2-tiny";
@@ -29,6 +30,13 @@ inline std::filesystem::path calibration_text(const std::filesystem::path& given
   std::error_code ec;
   if (std::filesystem::exists(model_dir / "demo-calibration.txt", ec)) return model_dir / "demo-calibration.txt";
   return default_model_dir() / "demo-calibration.txt";
+}
+
+/// How messages name an input file: `option` (e.g. "--calibration") when the
+/// user gave it, else "the default WHAT (no OPTION given)", so that an error
+/// about a default file does not blame an option the user never gave.
+inline std::string input_name(const std::string& option, bool given, const std::string& what) {
+  return given ? option : "the default " + what + " (no " + option + " given)";
 }
 
 }  // namespace kq::cli

@@ -130,12 +130,13 @@ void check_model_not_quantized(const std::string& model) {
 }
 
 /// The calibration tokens of AWQ from the text file `calib` (the --calibration
-/// option's value or its default): an empty or whitespace-only file is an
-/// error naming it; a text shorter than one calibration window of the model
-/// (or than 128 tokens) is warned about, naming it and its token count, and used.
-std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, const std::string& model_dir,
-                                        const CalibrationOptions& options) {
-  check_input_file("--calibration", calib.string());
+/// option's value or its default; `name` names it in messages, input_name): an
+/// empty or whitespace-only file is an error naming it; a text shorter than one
+/// calibration window of the model (or than 128 tokens) is warned about, naming
+/// it and its token count, and used.
+std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, const std::string& name,
+                                        const std::string& model_dir, const CalibrationOptions& options) {
+  check_input_file(name.c_str(), calib.string());
   // One window of the calibration forward pass (awq::collect_activation_stats).
   int64_t window = options.window > 0 ? options.window : 512;
   if (options.window <= 0) {
@@ -145,7 +146,7 @@ std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, cons
       // the model load below names what is wrong with the folder
     }
   }
-  return awq::read_calibration_tokens(calib, Tokenizer::load(model_dir), window, "--calibration");
+  return awq::read_calibration_tokens(calib, Tokenizer::load(model_dir), window, name);
 }
 
 /// check_quantized_side_files on --model with the vocabulary size of its
@@ -213,7 +214,8 @@ void add_quantize_command(CLI::App& app) {
   CLI::Option* calibration_opt =
       cmd->add_option("--calibration", a->calibration,
                       "AWQ modes only: UTF-8 calibration text, not text you will report quality on (default: "
-                      "MODEL/demo-calibration.txt, else the shipped models/gpt2-tiny/demo-calibration.txt)")
+                      "MODEL/demo-calibration.txt, else the shipped demo model's demo-calibration.txt, found from "
+                      "where kq is installed or built, not in the current folder)")
           ->check(non_empty_path("file"));
   cmd->add_flag("--overwrite", a->overwrite,
                 "Replace OUT if it exists and is not empty (atomically; an empty folder is written like a new one, "
@@ -251,7 +253,8 @@ void add_quantize_command(CLI::App& app) {
     if (qo.spec.awq) {
       check_context_evaluable(a->model, "AWQ calibration windows");
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
-      qo.calibration.tokens = calibration_tokens(calib, a->model, qo.calibration);
+      qo.calibration.tokens = calibration_tokens(
+          calib, input_name("--calibration", !a->calibration.empty(), "calibration text"), a->model, qo.calibration);
       fmt::print("AWQ calibration text {} ({} token{}{})\n", calib.string(), qo.calibration.tokens.size(),
                  qo.calibration.tokens.size() == 1 ? "" : "s",
                  int64_t(qo.calibration.tokens.size()) > qo.calibration.max_tokens
