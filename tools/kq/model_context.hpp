@@ -33,9 +33,11 @@ inline void check_context_evaluable(const std::filesystem::path& model_dir, cons
     j = io::load_json_file(model_dir / "config.json");
   } catch (const Error&) {
   }
-  const char* key = cfg.arch != Arch::GPT2 ? "max_position_embeddings"
-                    : j.is_object() && j.contains("n_positions") && !j["n_positions"].is_null() ? "n_positions"
-                                                                                                  : "n_ctx";
+  const auto has = [&](const char* k) { return j.is_object() && j.contains(k) && !j[k].is_null(); };
+  const char* key = cfg.arch != Arch::GPT2          ? "max_position_embeddings"
+                    : has("n_positions")             ? "n_positions"
+                    : has("max_position_embeddings") ? "max_position_embeddings"  // GPT2Config's alias
+                                                     : "n_ctx";
   raise<FormatError>(
       "{}: {} is {}: the model's context is too small to evaluate ({} need at least 2 positions)",
       (model_dir / "config.json").string(), key, cfg.max_positions, what);
