@@ -30,7 +30,7 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
     // There but not a file (a directory, a dangling link, a device): say so
     // rather than fall back to vocab.json + merges.txt without a word.
     skipped = fs::is_directory(tj, ec) ? fmt::format("{} is a directory, not a file", tj.string())
-              : fs::exists(tj, ec)     ? fmt::format("{} is not a regular file", tj.string())
+              : fs::exists(tj, ec)     ? fmt::format("{} {}", tj.string(), io::why_not_regular_file(tj).value_or(""))
                                        : fmt::format("{} is a link to a missing file", tj.string());
     if (!(have_vocab && have_merges)) {
       std::string which;  // one of the pair that is there but no regular file, named for what it is

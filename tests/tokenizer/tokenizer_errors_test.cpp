@@ -263,6 +263,17 @@ TEST(TokenizerErrors, TokenizerJsonThatIsNoFileIsNamedInTheSource) {
   EXPECT_EQ(Tokenizer::load(tmp.path).source(), "vocab.json + merges.txt (tokenizer.json not used: " +
                                                     (tmp.path / "tokenizer.json").string() +
                                                     " is a link to a missing file)");
+  // A FIFO or a device is named for what it is (it said "is not a regular file"); neither is opened.
+  fs::remove(tmp.path / "tokenizer.json");
+  ASSERT_EQ(::mkfifo((tmp.path / "tokenizer.json").c_str(), 0600), 0);
+  EXPECT_EQ(Tokenizer::load(tmp.path).source(), "vocab.json + merges.txt (tokenizer.json not used: " +
+                                                    (tmp.path / "tokenizer.json").string() +
+                                                    " is a FIFO (named pipe), not a regular file)");
+  fs::remove(tmp.path / "tokenizer.json");
+  fs::create_symlink("/dev/zero", tmp.path / "tokenizer.json");
+  EXPECT_EQ(Tokenizer::load(tmp.path).source(), "vocab.json + merges.txt (tokenizer.json not used: " +
+                                                    (tmp.path / "tokenizer.json").string() +
+                                                    " is a character device, not a regular file)");
 }
 
 // Fresh-user finding: a tokenizer_config.json that is not a regular file (a
