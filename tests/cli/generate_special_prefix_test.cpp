@@ -93,3 +93,30 @@ TEST(GenerateSpecialPrefix, Gpt2TokenizerAddsNothing) {
     EXPECT_FALSE(has(r.err, "special")) << r.err;
   }
 }
+
+// Fresh-user finding: "--prompt has 513 tokens; ... at most 512" did not say
+// that 1 of them was the BOS kq added, which --no-special-prefix omits.
+TEST(GenerateSpecialPrefix, PromptTooLongByThePrefixSaysSo) {
+  TempDir tmp;
+  const fs::path m = llama_with_bos(tmp.path / "m");
+  if (m.empty()) GTEST_SKIP() << "no shared llama-small";
+  auto words = [](int n) {
+    std::string s = "a";
+    for (int i = 1; i < n; ++i) s += " a";
+    return s;  // n tokens of llama-small's tokenizer
+  };
+  const auto r = run_kq({"generate", "-m", m.string(), "--prompt", words(512), "-n", "1", "--threads", "1"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "--prompt has 513 tokens (1 of them the tokenizer's special prefix added before the text; "
+                         "--no-special-prefix omits it, and the text's own tokens fit); the model's context is 512 "
+                         "positions"))
+      << r.err;
+  const auto ok = run_kq({"generate", "-m", m.string(), "--prompt", words(512), "-n", "1", "--threads", "1",
+                          "--no-special-prefix"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  const auto far = run_kq({"generate", "-m", m.string(), "--prompt", words(600), "-n", "1", "--threads", "1"});
+  EXPECT_EQ(far.status, 1) << far.err;
+  EXPECT_TRUE(has(far.err, "--prompt has 601 tokens (1 of them the tokenizer's special prefix added before the "
+                           "text; the text's own tokens do not fit either)"))
+      << far.err;
+}

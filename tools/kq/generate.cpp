@@ -133,7 +133,9 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   // --no-special-prefix; those after the text (an EOS) do not: generation continues the text. The
   // summary line on stderr says so. An empty prompt is then the prefix alone (no second BOS).
   std::string prompt_note;
+  size_t prefix_added = 0;  // tokens of the special prefix put before the text, for the too-long error
   if (const std::vector<int32_t>& prefix = tok.prompt_prefix(); !o.no_special_prefix && !prefix.empty()) {
+    prefix_added = prefix.size();
     std::string which;
     for (const int32_t id : prefix) which += fmt::format("{}{} {}", which.empty() ? "" : ", ", id, eos_text(tok, id));
     prompt.insert(prompt.begin(), prefix.begin(), prefix.end());
@@ -151,10 +153,18 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     prompt.push_back(*bos);
     prompt_note = fmt::format(" (empty --prompt: the BOS token {} {})", *bos, eos_text(tok, *bos));
   }
-  if (int64_t(prompt.size()) > max_pos)
-    raise<InvalidArgument>(
-        "--prompt has {} tokens; the model's context is {} positions (at most {} prompt tokens)",
-        prompt.size(), max_pos, max_pos);
+  if (int64_t(prompt.size()) > max_pos) {
+    // Say when the tokenizer's prefix (a BOS) is what makes it too long, and that --no-special-prefix omits it.
+    std::string added;
+    if (prefix_added > 0)
+      added = fmt::format(" ({} of them the tokenizer's special prefix{} added before the text; {})", prefix_added,
+                          prefix_added == 1 ? "" : " tokens",
+                          int64_t(prompt.size() - prefix_added) <= max_pos
+                              ? "--no-special-prefix omits it, and the text's own tokens fit"
+                              : "the text's own tokens do not fit either");
+    raise<InvalidArgument>("--prompt has {} tokens{}; the model's context is {} positions (at most {} prompt tokens)",
+                           prompt.size(), added, max_pos, max_pos);
+  }
   // Generation stops at an end-of-sequence token: eos_token_id of
   // generation_config.json, else config.json (an int or a list), else the
   // tokenizer's EOS token; --ignore-eos keeps going. The EOS token is not printed.
