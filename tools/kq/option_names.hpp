@@ -36,6 +36,7 @@ inline std::string with_option_names(std::string message) {
       {"QuantizeOptions::calibration.tokens", "--calibration FILE"},
       {"QuantizeOptions::keep_patterns", "--keep"},
       {"QuantizeOptions::quantize_lm_head", "--quantize-lm-head"},
+      {"AdaptiveOptions::quantize_lm_head", "--quantize-lm-head"},
       // save_quantized_model / check_quantized_output: the `out` folder and `overwrite`.
       {"the output folder path is empty", "--out is empty"},
       {"output folder '", "--out '"},

@@ -1,0 +1,29 @@
+// Findings of the round-15 fresh-user test of kq (minor messages), each
+// re-run here: kq quantize --mode adaptive --quantize-lm-head on a tied model
+// warned with the C++ name AdaptiveOptions::quantize_lm_head; --target-reduction's
+// help said (0, 1) while 1e-7 was refused after parsing and 5e-7 silently
+// rounded to 1e-6; kq quantize's "linear weights" line did not say what it is
+// measured against (FP32, also for a BF16 checkpoint), as kq bench's does.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "cli/cli_util.hpp"
+#include "common/test_data.hpp"
+
+namespace fs = std::filesystem;
+using kq::testing::demo_model;
+using kq::testing::has;
+using kq::testing::run_kq;
+using kq::testing::TempDir;
+
+TEST(FreshUserRound15, AdaptiveLmHeadWarningNamesTheOption) {
+  TempDir tmp;
+  const auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "adaptive", "--quantize-lm-head", "-o",
+                         (tmp.path / "q").string(), "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: warning: --quantize-lm-head: this model ties lm_head to the token embedding")) << r.err;
+  EXPECT_FALSE(has(r.err, "AdaptiveOptions::")) << r.err;
+}
