@@ -116,6 +116,9 @@ inline CLI::Validator window_length() {
       [](std::string& input) {
         int value = 0;
         std::string error = parse_integer_in<int>(input, 0, 1 << 30, value);
+        // The range as the help gives it (1 is not a window), not parse_integer_in's "[0, 1073741824]".
+        if (const size_t at = error.find("[0, 1073741824]"); at != std::string::npos)
+          error.replace(at, 15, "[2, 1073741824] or 0 (the model's context length)");
         if (error.empty() && value == 1)
           error = "'1' is out of range: a window of 1 token scores nothing (give 0 = the model's context length, or "
                   "2 to 1073741824)";
