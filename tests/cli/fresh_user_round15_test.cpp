@@ -27,3 +27,20 @@ TEST(FreshUserRound15, AdaptiveLmHeadWarningNamesTheOption) {
   EXPECT_TRUE(has(r.err, "kq: warning: --quantize-lm-head: this model ties lm_head to the token embedding")) << r.err;
   EXPECT_FALSE(has(r.err, "AdaptiveOptions::")) << r.err;
 }
+
+TEST(FreshUserRound15, TargetReductionHelpAndCheckAgree) {
+  EXPECT_TRUE(has(run_kq({"quantize", "--help"}).out, "--target-reduction FLOAT:FLOAT in [0.000001, 0.999999]"));
+  TempDir tmp;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"1e-7", "'1e-7' is out of range (expected a finite number in [0.000001, 0.999999])"},
+      {"5e-7", "'5e-7' is out of range"},
+      {"0.9999995", "'0.9999995' is out of range"},
+      {"0.1234567", "'0.1234567' has more than 6 decimals"}};
+  for (const auto& [value, why] : cases) {
+    const auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "adaptive", "--target-reduction", value,
+                           "-o", (tmp.path / "q").string()});
+    EXPECT_EQ(r.status, 2) << value << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "kq: error: --target-reduction: " + why)) << r.err;
+    EXPECT_FALSE(fs::exists(tmp.path / "q"));
+  }
+}

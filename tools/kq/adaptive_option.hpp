@@ -10,6 +10,7 @@
 #include "format_util.hpp"
 #include "kq/adaptive.hpp"
 #include "kq/error.hpp"
+#include "real_option.hpp"
 
 namespace kq::cli {
 
@@ -77,6 +78,26 @@ inline AdaptiveOptions adaptive_options(const std::string& mode, bool target_giv
     throw CLI::ValidationError(fmt::format("{}: {}", what, e.what()));
   }
   return o;
+}
+
+/// The validator of --target-reduction: a fraction in [0.000001, 0.999999]
+/// with at most 6 decimals, what AdaptiveOptions::target_reduction keeps (it
+/// is rounded to 0.000001, adaptive-rP's 4 decimals of a per cent): 1e-7 or
+/// 5e-7 would be refused or rounded to 0.000001 after parsing, without a word.
+inline CLI::Validator target_reduction_value() {
+  return CLI::Validator(
+      [](std::string& input) {
+        const RealInterval range{0.000001, 0.999999, false, false};
+        double value = 0;
+        std::string error = parse_real_in(input, range, value);
+        if (const size_t at = error.find("[1e-06,"); at != std::string::npos) error.replace(at, 7, "[0.000001,");
+        if (error.empty() && std::fabs(value * 1e6 - std::round(value * 1e6)) > 1e-6)
+          error = fmt::format("'{}' has more than 6 decimals (expected a fraction in [0.000001, 0.999999] with at "
+                              "most 6 decimals, e.g. 0.8 = remove 80 %)",
+                              input);
+        return error;
+      },
+      "FLOAT in [0.000001, 0.999999]");
 }
 
 /// One line per planned layer: name, shape [N, K], weight entropy (bits), the

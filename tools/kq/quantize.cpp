@@ -195,8 +195,9 @@ void add_quantize_command(CLI::App& app) {
                       "--mode adaptive: fraction of the linear layers' weight bytes to remove, counted as the "
                       "model holds them unquantized (its on-disk dtype: f32, or bf16 / f16 for a 16-bit checkpoint, "
                       "where nf4 everywhere removes about 74 %); each layer gets int8, nf4 or stays unquantized so "
-                      "that this is reached at the least estimated loss (default 0.8, or P/100 of adaptive-rP)")
-          ->check(real_in<double>({0, 1, true, true}));
+                      "that this is reached at the least estimated loss (default 0.8, or P/100 of adaptive-rP); in "
+                      "[0.000001, 0.999999], at most 6 decimals")
+          ->check(target_reduction_value());
   CLI::Option* strategy_opt =
       cmd->add_option("--strategy", a->strategy,
                       "--mode adaptive: layer sensitivity: entropy (weight entropy x measured error; default), "
