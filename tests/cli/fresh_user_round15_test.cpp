@@ -44,3 +44,22 @@ TEST(FreshUserRound15, TargetReductionHelpAndCheckAgree) {
     EXPECT_FALSE(fs::exists(tmp.path / "q"));
   }
 }
+
+TEST(FreshUserRound15, QuantizeSaysWhatTheLinearWeightsAreMeasuredAgainst) {
+  TempDir tmp;
+  const auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "-o", (tmp.path / "q").string(),
+                         "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, " % smaller vs FP32, ")) << r.out;
+  const fs::path llama = kq::testing::shared_dir() / "models" / "llama-small";
+  if (!fs::exists(llama / "config.json")) GTEST_SKIP() << "no shared llama-small (a BF16 checkpoint)";
+  const auto b = run_kq({"quantize", "-m", llama.string(), "--mode", "int8", "-o", (tmp.path / "b").string(),
+                         "--threads", "1"});
+  EXPECT_EQ(b.status, 0) << b.err;
+  EXPECT_TRUE(has(b.out, "linear weights 11.06 MiB -> ")) << b.out;  // FP32 bytes of a BF16 checkpoint's layers
+  EXPECT_TRUE(has(b.out, " % smaller vs FP32, ")) << b.out;
+  const auto a = run_kq({"quantize", "-m", llama.string(), "--mode", "adaptive-r60", "-o", (tmp.path / "a").string(),
+                         "--threads", "1"});
+  EXPECT_EQ(a.status, 0) << a.err;
+  EXPECT_TRUE(has(a.out, " % smaller vs BF16, ")) << a.out;  // an adaptive plan counts the on-disk dtype
+}

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -265,6 +266,7 @@ void add_quantize_command(CLI::App& app) {
     }
     std::unique_ptr<Model> model;
     std::string mode_name = qo.spec.name();
+    std::string linear_vs = "FP32";  // what quantized_bytes_before counts: FP32, or an adaptive plan's on-disk dtype
     if (adaptive) {  // analyse every layer, plan a format per layer, quantize with the plan
       AdaptiveOptions ao = adaptive_options(a->mode, target_opt->count() > 0, a->target, a->strategy);
       ao.quantize_lm_head = a->lm_head;
@@ -275,6 +277,10 @@ void add_quantize_command(CLI::App& app) {
       print_adaptive_plan(plan);
       qo = plan.to_options();
       mode_name = adaptive_mode_name(ao);
+      linear_vs = held_dtype_names(plan);
+      std::transform(linear_vs.begin(), linear_vs.end(), linear_vs.begin(),
+                     [](unsigned char c) { return char(std::toupper(c)); });
+      if (linear_vs == "F32") linear_vs = "FP32";
     } else {
       model = load_quantized(a->model, qo, ctx, &rep);
     }
@@ -304,9 +310,10 @@ void add_quantize_command(CLI::App& app) {
     }
     fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
                rep.seconds);
-    fmt::print("linear weights {} -> {} ({:.1f} % smaller, {:.3f} bits/weight)\n",
+    fmt::print("linear weights {} -> {} ({:.1f} % smaller vs {}, {:.3f} bits/weight)\n",
                human_bytes(rep.quantized_bytes_before), human_bytes(rep.quantized_bytes_after),
-               reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), rep.bits_per_weight());
+               reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), linear_vs,
+               rep.bits_per_weight());
     fmt::print("whole model in memory {} (on disk before: {})\n", human_bytes(model->weight_bytes()),
                human_bytes(model->disk_weight_bytes()));
     fmt::print("wrote {}\n", a->out);
