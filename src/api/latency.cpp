@@ -64,16 +64,32 @@ bool latency_is_unstable(std::span<const double> run_values) {
   return relative_spread(run_values) > kUnstableLatencySpread;
 }
 
+namespace {
+/// A spread (a fraction) as a per cent with as few decimals (0 to 4) as make the
+/// printed value compare with the kUnstableLatencySpread threshold as the value does:
+/// 0.2026 is "20.3", not "20" (which would read as not above 20 %); 0.4 is "40".
+std::string spread_pct_text(double spread) {
+  const double pct = spread * 100, limit = kUnstableLatencySpread * 100;
+  std::string text;
+  for (int decimals = 0; decimals <= 4; ++decimals) {
+    text = fmt::format("{:.{}f}", pct, decimals);
+    if ((std::stod(text) > limit) == (pct > limit)) break;
+  }
+  return text;
+}
+}  // namespace
+
 std::string latency_stability_warning(const BenchResult& r) {
   const LatencyResult &a = r.latency_before, &b = r.latency_after;
   if (!latency_is_unstable(a.decode_ms_per_token_runs) && !latency_is_unstable(b.decode_ms_per_token_runs))
     return {};
   return fmt::format(
-      "mode {}: unstable latency: the decode ms/token of the {} runs spread by {:.0f} % for the baseline and "
-      "{:.0f} % for {} ((max - min) / median; more than {:.0f} % is unstable), so the {:.2f}x speedup is "
+      "mode {}: unstable latency: the decode ms/token of the {} runs spread by {} % for the baseline and "
+      "{} % for {} ((max - min) / median; more than {:.0f} % is unstable), so the {:.2f}x speedup is "
       "unreliable; the machine was busy: rerun when it is idle, or with more LatencyOptions::runs",
-      r.mode, std::max(a.runs, b.runs), relative_spread(a.decode_ms_per_token_runs) * 100,
-      relative_spread(b.decode_ms_per_token_runs) * 100, r.mode, kUnstableLatencySpread * 100, r.speedup);
+      r.mode, std::max(a.runs, b.runs), spread_pct_text(relative_spread(a.decode_ms_per_token_runs)),
+      spread_pct_text(relative_spread(b.decode_ms_per_token_runs)), r.mode, kUnstableLatencySpread * 100,
+      r.speedup);
 }
 
 namespace {

@@ -67,6 +67,23 @@ TEST(LatencySpread, WarningNamesTheModeAndTheSpreads) {
   EXPECT_EQ(latency_stability_warning(BenchResult{}), "");  // --no-latency
 }
 
+// Fresh-user finding: a spread of 0.2026 read "spread by 20 % ... more than 20 %
+// is unstable". A value just above the threshold gets the decimals that show it;
+// an infinite spread (a run that failed) still reads "inf".
+TEST(LatencySpread, ASpreadJustAboveTheThresholdIsPrintedAboveIt) {
+  BenchResult r;
+  r.mode = "int8";
+  r.speedup = 1.0;
+  r.latency_before.runs = r.latency_after.runs = 3;
+  r.latency_before.decode_ms_per_token_runs = {1.0, 1.0, 1.0};
+  r.latency_after.decode_ms_per_token_runs = {1.0, 1.0, 1.2026};
+  std::string w = latency_stability_warning(r);
+  EXPECT_NE(w.find("spread by 0 % for the baseline and 20.3 % for int8"), std::string::npos) << w;
+  r.latency_after.decode_ms_per_token_runs = {1.0, 1.0, 1.20004};
+  w = latency_stability_warning(r);
+  EXPECT_NE(w.find("and 20.004 % for int8"), std::string::npos) << w;
+}
+
 // measure_latency reports every run and the spread of exactly those values
 // (structure only: no assertion on how long anything took).
 TEST(LatencySpread, MeasureLatencyReportsEachRun) {
