@@ -30,7 +30,8 @@ inline constexpr int kMaxThreads = 1024;
 /// ACTIVE (spinning) is up to ~30 % faster on a dedicated, otherwise idle machine.
 struct ExecContext {
   Device device = Device::CPU;
-  /// Worker threads for CPU ops; 0 means OpenMP's default (all cores or OMP_NUM_THREADS).
+  /// Worker threads for CPU ops; 0 means OpenMP's default (all cores or OMP_NUM_THREADS, or
+  /// set_default_threads). Work that takes no ExecContext (quantizing weights) uses that default.
   int threads = 0;
 };
 
@@ -42,5 +43,16 @@ struct ExecContext {
 /// than kMaxThreads (libgomp crashes or fails to create that many threads), so
 /// a CPU forward pass with such a default fails before its first op runs.
 int resolve_threads(int threads);
+
+/// Sets OpenMP's default thread count (omp_set_num_threads) for this process:
+/// what resolve_threads(0) returns from then on, and what the CPU work that
+/// takes no ExecContext uses (weight quantization, AWQ's search, loading and
+/// converting weights). `threads` in [1, kMaxThreads]; throws InvalidArgument
+/// otherwise. `kq --threads N` calls it, so N bounds every parallel region.
+void set_default_threads(int threads);
+
+/// CPUs this process may run on (its affinity mask: `taskset`, cgroups'
+/// cpusets), else std::thread::hardware_concurrency(); 0 when unknown.
+unsigned usable_cpus();
 
 }  // namespace kq

@@ -1,6 +1,9 @@
 #include "kq/context.hpp"
 
 #include <omp.h>
+#include <sched.h>
+
+#include <thread>
 
 #include <algorithm>
 #include <cctype>
@@ -42,6 +45,22 @@ int resolve_threads(int threads) {
         kMaxThreads);
   }
   return n;
+}
+
+void set_default_threads(int threads) {
+  if (threads < 1 || threads > kMaxThreads)
+    raise<InvalidArgument>("set_default_threads: threads must be in [1, {}], got {}", kMaxThreads, threads);
+  omp_set_num_threads(threads);
+}
+
+unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return unsigned(n);
+  }
+  return std::thread::hardware_concurrency();
 }
 
 }  // namespace kq

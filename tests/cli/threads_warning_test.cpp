@@ -2,6 +2,9 @@
 // (through kq::warn), in every command that takes --threads; at or below it, nothing.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,8 +16,8 @@ using kq::testing::run_kq;
 using kq::testing::count;
 
 TEST(CliThreads, MoreThreadsThanTheMachineHasIsWarnedOnce) {
-  const unsigned cores = std::thread::hardware_concurrency();
-  if (cores == 0 || cores >= unsigned(kq::kMaxThreads)) GTEST_SKIP() << "hardware_concurrency() is " << cores;
+  const unsigned cores = kq::usable_cpus();
+  if (cores == 0 || cores >= unsigned(kq::kMaxThreads)) GTEST_SKIP() << "usable_cpus() is " << cores;
   const std::string over = std::to_string(cores + 1), at = std::to_string(cores);
   // A missing model fails right after the command line is parsed: no work is run.
   const std::string missing = "/nonexistent/kq-model";
@@ -28,7 +31,7 @@ TEST(CliThreads, MoreThreadsThanTheMachineHasIsWarnedOnce) {
       const auto r = run_kq(args);
       EXPECT_EQ(r.status, 1) << command << " " << threads << ": " << r.err;
       const std::string warning = std::string("kq: warning: --threads ").append(threads).append(": more threads than the ")
-                                      .append(std::to_string(cores)).append(" this machine has");
+                                      .append(std::to_string(cores)).append(" CPUs kq may run on");
       EXPECT_EQ(count(r.err, warning), threads == over ? 1u : 0u) << command << " " << threads << ": " << r.err;
       EXPECT_EQ(count(r.err, "kq: warning: --threads"), threads == over ? 1u : 0u) << r.err;
     }
@@ -59,17 +62,42 @@ TEST(CliThreads, OmpNumThreadsIsCheckedLikeThreads) {
     const auto t = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "1"});
     EXPECT_EQ(t.status, 0) << t.err;
   }
-  const unsigned cores = std::thread::hardware_concurrency();
-  if (cores == 0 || cores >= unsigned(kq::kMaxThreads)) GTEST_SKIP() << "hardware_concurrency() is " << cores;
+  const unsigned cores = kq::usable_cpus();
+  if (cores == 0 || cores >= unsigned(kq::kMaxThreads)) GTEST_SKIP() << "usable_cpus() is " << cores;
   const std::string over = std::to_string(cores + 1);
   kq::testing::ScopedEnv env("OMP_NUM_THREADS", over.c_str());
   const auto w = run_kq({"eval", "-m", model, "-t", text, "--samples", "1"});
   EXPECT_EQ(w.status, 0) << w.err;
-  EXPECT_EQ(count(w.err, "kq: warning: OMP_NUM_THREADS=" + over + " (OpenMP's default, used without --threads): "
-                             "more threads than the " + std::to_string(cores) + " this machine has"),
+  EXPECT_EQ(count(w.err, "kq: warning: OMP_NUM_THREADS=" + over + " (OpenMP's default, used without --threads or "
+                             "with --threads 0): more threads than the " + std::to_string(cores) + " CPUs kq may run on"),
             1u)
       << w.err;
   const auto g = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "1"});
   EXPECT_EQ(g.status, 0) << g.err;
   EXPECT_EQ(count(g.err, "OMP_NUM_THREADS"), 0u) << g.err;
+}
+
+// Tester finding (round 15): --threads N did not bound the parallel regions that
+// take no ExecContext (weight quantization, AWQ's search, BF16 weight
+// conversion), which used OpenMP's default: with OMP_NUM_THREADS=100000 and
+// --threads 2, `kq quantize --mode int8` crashed (SIGSEGV in GOMP_parallel from
+// kq::quantize_weight), and --threads 0 skipped the OMP_NUM_THREADS check.
+// Now --threads N > 0 is OpenMP's default for the whole run.
+TEST(CliThreads, ThreadsBoundsEveryParallelRegion) {
+  const std::string model = kq::testing::demo_model().string();
+  const std::string text = (kq::testing::demo_model() / "demo-eval.txt").string();
+  kq::testing::ScopedEnv env("OMP_NUM_THREADS", "100000");
+  const std::string out = (std::filesystem::temp_directory_path() /
+                           ("kq-threads-" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(out);
+  for (const char* mode : {"int8", "nf4", "awq"}) {
+    const auto q = run_kq({"quantize", "-m", model, "--mode", mode, "-o", out, "--threads", "2"});
+    EXPECT_EQ(q.status, 0) << mode << ": " << q.err;
+    const auto e = run_kq({"eval", "-m", out, "-t", text, "--samples", "1", "--threads", "2"});
+    EXPECT_EQ(e.status, 0) << mode << ": " << e.err;
+    std::filesystem::remove_all(out);
+  }
+  const auto z = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "0"});
+  EXPECT_EQ(z.status, 1) << z.err;
+  EXPECT_TRUE(kq::testing::has(z.err, "OMP_NUM_THREADS=100000")) << z.err;
 }

@@ -262,11 +262,11 @@ int main(int argc, char** argv) {
   // line is parsed (so usage errors are exit 2, and --help and --version work
   // whatever KQ_ISA says), before the command runs. Except `kq info`, which
   // reports it (it is how a user finds out what this CPU supports).
-  // Likewise OpenMP's default thread count (OMP_NUM_THREADS), which a command
-  // without --threads uses: above kq::kMaxThreads an error, above the cores a warning.
+  // Likewise the threads: --threads N becomes OpenMP's default for every parallel region; without it,
+  // OpenMP's default (OMP_NUM_THREADS) above kq::kMaxThreads is an error, above the CPUs a warning.
   app.parse_complete_callback([&app] {
     if (!app.got_subcommand("info")) (void)kq::active_isa();
-    for (const CLI::App* cmd : app.get_subcommands()) kq::cli::check_default_threads(*cmd);
+    for (const CLI::App* cmd : app.get_subcommands()) kq::cli::apply_threads(*cmd);
   });
   try {
     app.parse(argc, argv);

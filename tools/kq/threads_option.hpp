@@ -16,35 +16,40 @@
 namespace kq::cli {
 
 /// Warns (kq::warn; the CLI prints each distinct warning once) when `text`,
-/// a --threads value, is more than std::thread::hardware_concurrency() (not
+/// a --threads value, is more than kq::usable_cpus() (its CPU affinity; not
 /// warned when that is unknown, i.e. 0). Oversubscribed OpenMP threads share
 /// the cores and usually make kq slower, never faster.
 inline void warn_if_more_threads_than_cores(const std::string& text) {
   int threads = 0;
   if (!parse_integer_in<int>(text, 0, kMaxThreads, threads).empty()) return;  // the range check reports it
-  const unsigned cores = std::thread::hardware_concurrency();
+  const unsigned cores = usable_cpus();
   if (cores == 0 || unsigned(threads) <= cores) return;
   warn(fmt::format(
-      "--threads {}: more threads than the {} this machine has (std::thread::hardware_concurrency()); "
+      "--threads {}: more threads than the {} CPUs kq may run on (its CPU affinity); "
       "the extra threads share the cores and usually make kq slower, not faster",
       threads, cores));
 }
 
-/// Checks OpenMP's default thread count, which a command takes when `cmd` (the
-/// command run) has no --threads given: above kq::kMaxThreads (e.g.
-/// OMP_NUM_THREADS=100000, which crashes libgomp) kq::resolve_threads throws
-/// InvalidArgument naming OMP_NUM_THREADS; with OMP_NUM_THREADS set above
-/// std::thread::hardware_concurrency() it is warned as --threads is. Called
-/// once the command line is parsed, before the command runs any parallel region.
-inline void check_default_threads(const CLI::App& cmd) {
-  if (const CLI::Option* o = cmd.get_option_no_throw("--threads"); o && o->count() > 0) return;
+/// Applies `cmd`'s (the command run) --threads N > 0 as OpenMP's default
+/// (kq::set_default_threads), so that N bounds every parallel region, those
+/// that take no ExecContext (quantization, AWQ's search, weight loading)
+/// included, whatever OMP_NUM_THREADS says. Without --threads, or with
+/// --threads 0, checks OpenMP's default, which the command then takes: above
+/// kq::kMaxThreads (e.g. OMP_NUM_THREADS=100000, which crashes libgomp)
+/// kq::resolve_threads throws InvalidArgument naming OMP_NUM_THREADS; with
+/// OMP_NUM_THREADS set above the CPUs kq may run on it is warned as --threads
+/// is. Called once the command line is parsed, before the command runs any
+/// parallel region.
+inline void apply_threads(const CLI::App& cmd) {
+  if (const CLI::Option* o = cmd.get_option_no_throw("--threads"); o && o->count() > 0)
+    if (const int n = o->as<int>(); n > 0) return kq::set_default_threads(n);
   const int threads = kq::resolve_threads(0);
   const char* env = std::getenv("OMP_NUM_THREADS");
-  const unsigned cores = std::thread::hardware_concurrency();
+  const unsigned cores = usable_cpus();
   if (!env || cores == 0 || unsigned(threads) <= cores) return;
   warn(fmt::format(
-      "OMP_NUM_THREADS={} (OpenMP's default, used without --threads): more threads than the {} this machine has "
-      "(std::thread::hardware_concurrency()); the extra threads share the cores and usually make kq slower, not "
+      "OMP_NUM_THREADS={} (OpenMP's default, used without --threads or with --threads 0): more threads than the {} "
+      "CPUs kq may run on (its CPU affinity); the extra threads share the cores and usually make kq slower, not "
       "faster",
       env, cores));
 }
