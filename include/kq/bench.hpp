@@ -125,6 +125,8 @@ struct BenchResult {
   std::string mode;               ///< as given (e.g. "int4")
   std::string mode_canonical;     ///< QuantSpec::name() (e.g. "nf4"), or adaptive_mode_name() ("adaptive-r80")
   std::string family;             ///< "int8" / "int4" / "fp8" (adaptive: of the plan's lowest precision)
+  /// Perplexity before / after (inf where it overflowed); ppl_delta_pct = (after / before - 1) · 100, computed as
+  /// (exp(mean_nll_after - mean_nll_before) - 1) · 100, so it stays finite where a perplexity overflowed.
   double ppl_before = 0, ppl_after = 0, ppl_delta_pct = 0;
   /// Mean negative log-likelihood per scored token, nats, of the unquantized / quantized model
   /// (ppl = exp(mean NLL)); finite when a perplexity overflows to inf (a mean NLL above 709.78).

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -226,7 +227,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     r.ppl_after = c.ppl_cand;
     r.mean_nll_before = c.scored_tokens ? c.nll_ref / double(c.scored_tokens) : 0.0;
     r.mean_nll_after = c.scored_tokens ? c.nll_cand / double(c.scored_tokens) : 0.0;
-    r.ppl_delta_pct = (c.ppl_cand / c.ppl_ref - 1.0) * 100.0;
+    // ppl_after / ppl_before - 1 = exp(Δ mean NLL) - 1: finite even where a perplexity overflowed to inf.
+    r.ppl_delta_pct = c.scored_tokens ? std::expm1(r.mean_nll_after - r.mean_nll_before) * 100.0
+                                      : (c.ppl_cand / c.ppl_ref - 1.0) * 100.0;
     r.pass = r.ppl_delta_pct < r.threshold_pct;
     r.kl_div = c.mean_kl;
     r.top1_agreement = c.top1_agreement;

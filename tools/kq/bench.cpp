@@ -80,9 +80,10 @@ void print_header(std::FILE* out, const BenchReport& r, const std::vector<std::s
 /// run-to-run spread means something (with --runs 1 it is 0 by definition).
 bool spread_measured(const BenchResult& m) { return m.latency_before.runs >= 2 && m.latency_after.runs >= 2; }
 
-/// Whether both perplexities of `m` are finite, so that their delta means
-/// something (one that overflowed is inf: the delta is printed "n/a").
-bool delta_defined(const BenchResult& m) { return std::isfinite(m.ppl_before) && std::isfinite(m.ppl_after); }
+/// Whether the perplexity delta of `m` is a number (it is computed from the
+/// mean NLLs, so a perplexity that overflowed to inf leaves it defined; NaN,
+/// printed "n/a", only when no token was scored).
+bool delta_defined(const BenchResult& m) { return std::isfinite(m.ppl_delta_pct); }
 
 /// The warning for perplexities that overflowed to inf (the baseline's, a
 /// mode's), naming them; "" when none did.
@@ -92,7 +93,7 @@ std::string ppl_overflow_warning(const BenchReport& r) {
   for (const BenchResult& m : r.results)
     if (std::isinf(m.ppl_after)) whose.push_back("mode " + m.mode);
   if (whose.empty()) return {};
-  return perplexity_overflow_warning(whose, "; the delta is n/a");
+  return perplexity_overflow_warning(whose, "; the delta is computed from the mean NLLs (exp(after - before) - 1)");
 }
 
 /// One mode's report, to `out`; `reliable`: false marks the verdict "PASS?" / "FAIL?".
@@ -101,8 +102,8 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
   fmt::print(out, "  perplexity   {:.4f} -> {:.4f}  ({}, limit < {:.0f} %)  {}\n", m.ppl_before, m.ppl_after,
              delta_defined(m) ? fmt::format("{:+.2f} %", m.ppl_delta_pct) : std::string("n/a"), m.threshold_pct,
              verdict(m, reliable));
-  // An overflowed perplexity (inf) compares nothing: the mean NLL it came from still does.
-  if (!delta_defined(m))
+  // An overflowed perplexity (inf) is shown with the mean NLL it came from, which the delta is computed from.
+  if (!std::isfinite(m.ppl_before) || !std::isfinite(m.ppl_after))
     fmt::print(out, "  mean NLL     {:.4f} -> {:.4f} nats/token\n", m.mean_nll_before, m.mean_nll_after);
   fmt::print(out, "  KL(fp32||q)  {:.5f} nats/token   top-1 agreement {:.2f} %\n", m.kl_div,
              m.top1_agreement * 100);
