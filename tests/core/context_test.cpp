@@ -28,3 +28,23 @@ TEST(ResolveThreads, OpenMpDefaultAboveTheLimitIsRefused) {
   EXPECT_EQ(kq::resolve_threads(0), kq::kMaxThreads);
   omp_set_num_threads(saved);
 }
+
+// set_default_threads is OpenMP's default from then on (what --threads N sets for
+// the whole run); a count outside [1, kMaxThreads] is refused, naming the range.
+TEST(SetDefaultThreads, SetsOpenMpsDefaultAndRefusesOutOfRange) {
+  const int saved = omp_get_max_threads();
+  kq::set_default_threads(3);
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  EXPECT_EQ(kq::resolve_threads(0), 3);
+  for (int bad : {0, -1, kq::kMaxThreads + 1}) {
+    try {
+      kq::set_default_threads(bad);
+      ADD_FAILURE() << "set_default_threads accepted " << bad;
+    } catch (const kq::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("must be in [1, 1024]"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(omp_get_max_threads(), 3);  // a refused count changes nothing
+  omp_set_num_threads(saved);
+  EXPECT_GE(kq::usable_cpus(), 1u);
+}
