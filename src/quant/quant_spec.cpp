@@ -219,7 +219,8 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
     if (!tok[i].empty() && (tok[i][0] == 'g' || tok[i] == "asym" || tok[i] == "sym")) int4_integer = true;
   // "int4" alone is the specification's INT4 = nf4; with a group size (-gN) or zero points (-sym / -asym) it is
   // integer INT4. Any other int4 name ("int4-b64", "int4-bf16") could mean either, and -bN / -gN otherwise
-  // name one size: refused, naming the two unambiguous spellings.
+  // name one size: refused, naming the two unambiguous spellings. A name that neither spelling makes valid
+  // ("int4-b48", "int4-e4m3") goes on to be parsed as NF4, whose error says what is wrong with it, as nf4's does.
   if (fam == "int4" && tok.size() > 1 && !int4_integer) {
     std::string as_nf4 = "nf4", as_int4;
     bool sized = false;
@@ -242,10 +243,10 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
         // not a valid name of that format (int4-nodq has no integer spelling)
       }
     }
-    if (alternatives.empty()) return fail("");
-    raise<InvalidArgument>("quantization mode '{}' is ambiguous: int4 alone is NF4 (the specification's INT4), "
-                           "int4 with -gN, -sym or -asym is integer INT4; write {}",
-                           shown, fmt::join(alternatives, " or "));
+    if (!alternatives.empty())
+      raise<InvalidArgument>("quantization mode '{}' is ambiguous: int4 alone is NF4 (the specification's INT4), "
+                             "int4 with -gN, -sym or -asym is integer INT4; write {}",
+                             shown, fmt::join(alternatives, " or "));
   }
   if (fam == "int8") {
     s.format = PrecisionFormat::INT8;
@@ -331,6 +332,8 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
   } catch (const InvalidArgument& e) {
     return fail(fmt::format(" ({})", e.what()));
   }
+  // Not reached for an ambiguous int4 name: its NF4 spelling would have been valid.
+  if (fam == "int4" && tok.size() > 1 && !int4_integer) return fail("");
   return s;
 }
 
