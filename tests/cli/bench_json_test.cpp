@@ -87,14 +87,11 @@ TEST(CliBenchJson, HoldsEveryNumberOfThePrintedReport) {
 
 // A perplexity that overflows is inf in the report and null in the JSON; the mean NLL (above 709.78 nats/token)
 // is a finite number in both, so the modes can still be compared. The model of
-// FreshUserRound12.OverflowedPerplexityIsInfWithDeltaNotApplicableAndANote: token 0's logit is 1e8.
+// FreshUserRound12.OverflowedPerplexityIsInfWithDeltaNotApplicableAndANote (copy_demo_model_with_overflowing_perplexity).
 TEST(CliBenchJson, OverflowedPerplexityKeepsTheMeanNll) {
   TempDir tmp;
   const fs::path model = tmp.path / "m";
-  fs::copy(demo_model(), model, fs::copy_options::recursive);
-  poke_first_float(model / "model.safetensors", "transformer.ln_f.weight", 0.0f);
-  poke_first_float(model / "model.safetensors", "transformer.ln_f.bias", 1e4f);
-  poke_first_float(model / "model.safetensors", "transformer.wte.weight", 1e4f);
+  copy_demo_model_with_overflowing_perplexity(model);
   const std::string json = (tmp.path / "b.json").string();
   const CliResult r = run_kq({"bench", "-m", model.string(), "--modes", "int8", "--samples", "1", "--no-latency",
                               "--threads", "1", "--json", json});

@@ -111,4 +111,14 @@ inline void poke_first_float(const std::filesystem::path& file, const std::strin
   ASSERT_TRUE(f) << file;
 }
 
+/// A copy of the demo model in `dir` whose perplexity overflows to inf: token 0's
+/// logit is 1e8 at every position (ln_f weight 0, bias 1e4; wte[0][0] 1e4), so the
+/// mean NLL is far above 709.78 nats/token while every forward stays finite.
+inline void copy_demo_model_with_overflowing_perplexity(const std::filesystem::path& dir) {
+  std::filesystem::copy(demo_model(), dir, std::filesystem::copy_options::recursive);
+  poke_first_float(dir / "model.safetensors", "transformer.ln_f.weight", 0.0f);
+  poke_first_float(dir / "model.safetensors", "transformer.ln_f.bias", 1e4f);
+  poke_first_float(dir / "model.safetensors", "transformer.wte.weight", 1e4f);
+}
+
 }  // namespace kq::testing

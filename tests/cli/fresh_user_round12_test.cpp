@@ -162,10 +162,7 @@ TEST(FreshUserRound12, SamplesBeyondTheTextSaysTheRealWindowLengths) {
 TEST(FreshUserRound12, OverflowedPerplexityIsInfWithDeltaNotApplicableAndANote) {
   TempDir tmp;
   const fs::path m = tmp.path / "m";
-  fs::copy(demo_model(), m, fs::copy_options::recursive);
-  poke_first_float(m / "model.safetensors", "transformer.ln_f.weight", 0.0f);
-  poke_first_float(m / "model.safetensors", "transformer.ln_f.bias", 1e4f);
-  poke_first_float(m / "model.safetensors", "transformer.wte.weight", 1e4f);
+  copy_demo_model_with_overflowing_perplexity(m);
   CliResult r = run_kq({"bench", "-m", m.string(), "--modes", "int8", "--samples", "1", "--no-latency", "--threads",
                         "1"});
   // Round 15: the delta is exp(mean NLL after - before) - 1, the perplexity ratio, which stays finite when
