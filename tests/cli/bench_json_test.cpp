@@ -87,7 +87,8 @@ TEST(CliBenchJson, HoldsEveryNumberOfThePrintedReport) {
 
 // A perplexity that overflows is inf in the report and null in the JSON; the mean NLL (above 709.78 nats/token)
 // is a finite number in both, so the modes can still be compared. The model of
-// FreshUserRound12.OverflowedPerplexityIsInfWithDeltaNotApplicableAndANote (copy_demo_model_with_overflowing_perplexity).
+// FreshUserRound12.OverflowedPerplexityIsInfWithDeltaNotApplicableAndANote
+// (copy_demo_model_with_overflowing_perplexity).
 TEST(CliBenchJson, OverflowedPerplexityKeepsTheMeanNll) {
   TempDir tmp;
   const fs::path model = tmp.path / "m";
