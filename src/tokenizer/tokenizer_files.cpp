@@ -433,9 +433,14 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
 
 void warn_post_processor_tokens(const TokenizerSpec& spec) {
   if (spec.post_processor_source.empty()) return;
-  // A part tokenizer_config.json's add_bos_token / add_eos_token replaced names that file as its source.
+  // A part tokenizer_config.json's add_bos_token / add_eos_token replaced names that file as its source. A template
+  // token whose special_tokens entry has "ids": [] adds nothing (in Hugging Face and kq): not named.
   const auto left = [&](const std::vector<AroundTextToken>& tokens, const std::string& source) {
-    return source == spec.post_processor_source ? tokens : std::vector<AroundTextToken>{};
+    std::vector<AroundTextToken> adding;
+    if (source == spec.post_processor_source)
+      for (const AroundTextToken& t : tokens)
+        if (!t.ids || !t.ids->empty()) adding.push_back(t);
+    return adding;
   };
   const std::vector<AroundTextToken> before = left(spec.prefix_tokens, spec.prefix_source);
   const std::vector<AroundTextToken> after = left(spec.suffix_tokens, spec.suffix_source);

@@ -163,6 +163,36 @@ TEST(TokenizerPromptPrefix, PostProcessorWarningOnlyForTokensThatApply) {
   }
 }
 
+// Tester finding: a special_tokens entry with "ids": [] adds nothing (Hugging Face, kq), yet the warning said the
+// post_processor adds it ("('<|endoftext|>' before it)"). The warning names only the tokens that add ids.
+TEST(TokenizerPromptPrefix, PostProcessorWarningSkipsTokensWithNoIds) {
+  std::vector<std::string> warnings;
+  {  // the only token adds no id: no warning
+    kq::testing::TempDir tmp;
+    json pp = template_processing({"<|endoftext|>"}, {});
+    pp["special_tokens"]["<|endoftext|>"]["ids"] = json::array();
+    const Tokenizer t = load(tmp.path, pp, nullptr, warnings);
+    EXPECT_EQ(t.prompt_prefix(), Ids{});
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+  }
+  {  // "<|endoftext|>" before the text adds no id, "</s>" after it does: only "</s>" is named
+    kq::testing::TempDir tmp;
+    warnings.clear();
+    json pp = template_processing({"<|endoftext|>"}, {"</s>"});
+    pp["special_tokens"]["<|endoftext|>"]["ids"] = json::array();
+    const Tokenizer t = load(tmp.path, pp, nullptr, warnings);
+    EXPECT_EQ(t.prompt_prefix(), Ids{});
+    EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_EQ(warnings[0].rfind((tmp.path / "tokenizer.json").string() +
+                                    ": the post_processor (TemplateProcessing) adds special tokens to every encoded "
+                                    "text ('</s>' after it), as Hugging Face tokenizers apply it; ",
+                                0),
+              0u)
+        << warnings[0];
+  }
+}
+
 TEST(TokenizerPromptPrefix, NoneForGpt2) {
   kq::testing::TempDir tmp;
   std::vector<std::string> warnings;
