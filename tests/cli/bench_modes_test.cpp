@@ -85,4 +85,8 @@ TEST(CliBenchModes, AmbiguousInt4IsRefusedAndTheTableNamesTheResolvedMode) {
   EXPECT_TRUE(has(b.out, "\nint4 (nf4)  ")) << b.out;
   EXPECT_TRUE(has(b.out, "\nawq-b64 (awq-g64)  ")) << b.out;
   EXPECT_TRUE(has(b.out, "\nint8               ")) << b.out;
+  // The section headers likewise: the resolved name only when it differs (it was "== int8 (int8) ==").
+  EXPECT_TRUE(has(b.out, "\n== int4 (nf4) ==\n")) << b.out;
+  EXPECT_TRUE(has(b.out, "\n== awq-b64 (awq-g64) ==\n")) << b.out;
+  EXPECT_TRUE(has(b.out, "\n== int8 ==\n")) << b.out;
 }

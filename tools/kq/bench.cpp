@@ -96,9 +96,15 @@ std::string ppl_overflow_warning(const BenchReport& r) {
   return perplexity_overflow_warning(whose, "; the delta is computed from the mean NLLs (exp(after - before) - 1)");
 }
 
+/// The mode as given, and what it resolved to when that is another name ("int4 (nf4)", "awq (awq-g128)", "int8").
+std::string shown_mode(const BenchResult& m) {
+  return m.mode_canonical.empty() || m.mode_canonical == m.mode ? m.mode
+                                                                : fmt::format("{} ({})", m.mode, m.mode_canonical);
+}
+
 /// One mode's report, to `out`; `reliable`: false marks the verdict "PASS?" / "FAIL?".
 void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
-  fmt::print(out, "\n== {} ({}) ==\n", m.mode, m.mode_canonical);
+  fmt::print(out, "\n== {} ==\n", shown_mode(m));
   fmt::print(out, "  perplexity   {:.4f} -> {:.4f}  ({}, limit < {:.0f} %)  {}\n", m.ppl_before, m.ppl_after,
              delta_defined(m) ? fmt::format("{:+.2f} %", m.ppl_delta_pct) : std::string("n/a"), m.threshold_pct,
              verdict(m, reliable));
@@ -140,9 +146,7 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
 /// One row of the summary table, as text cells (widths are computed from them).
 std::vector<std::string> table_row(const BenchResult& m, bool reliable) {
   const bool timed = m.latency_before.runs > 0;
-  // The mode as given, and what it resolved to when that is another name ("int4 (nf4)", "awq (awq-g128)").
-  return {m.mode_canonical.empty() || m.mode_canonical == m.mode ? m.mode
-                                                                  : fmt::format("{} ({})", m.mode, m.mode_canonical),
+  return {shown_mode(m),
           fmt::format("{:.3f} -> {:.3f}", m.ppl_before, m.ppl_after),
           delta_defined(m) ? fmt::format("{:.2f}%", m.ppl_delta_pct) : std::string("n/a"),
           fmt::format("{:.5f}", m.kl_div),
