@@ -79,6 +79,13 @@ TEST(CliBenchModes, AmbiguousInt4IsRefusedAndTheTableNamesTheResolvedMode) {
   const auto h = run_kq({"quantize", "--help"});
   EXPECT_TRUE(has(h.out, "int4 alone is nf4")) << h.out;
   EXPECT_FALSE(has(h.out, "A 4-bit block size may be written -bN or -gN (awq")) << h.out;
+  // kq bench --help states the same rule (tester finding: only kq quantize --help did).
+  const std::string rule = "int4 alone is nf4 (NF4, the specification's INT4); int4-gN, int4-sym, int4-asym are "
+                           "integer INT4 (groups of N, default 128); any other int4-... name (int4-b64, int4-bf16) "
+                           "is refused as ambiguous.";
+  EXPECT_TRUE(has(h.out, rule)) << h.out;
+  const auto bh = run_kq({"bench", "--help"});
+  EXPECT_TRUE(has(bh.out, rule)) << bh.out;
   const auto b = run_kq({"bench", "--modes", "int4", "awq-b64", "int8", "--samples", "1", "--no-latency",
                          "--threads", "1"});
   ASSERT_TRUE(b.status == 0 || b.status == 3) << b.err;

@@ -288,12 +288,14 @@ void add_bench_command(CLI::App& app) {
       ->check(non_empty_path("folder"));
   CLI::Option* modes_opt =
       cmd->add_option("--modes", args->modes,
-                      "Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; default: the "
-                      "specification's int8 int4 awq fp8). adaptive / adaptive-rP[-error|-uniform]: a precision per "
-                      "layer (int8, nf4 or unquantized) removing P % (default 80; P in (0, 100), at most 4 decimals; "
-                      "at most 87.1 % can be reached, nf4 everywhere, 74.2 % on a BF16 / F16 checkpoint) of the "
-                      "linear layers' bytes in their on-disk dtype; its PASS threshold is that of "
-                      "the lowest precision the plan uses (nf4: 5 %)")
+                      std::string("Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
+                                  "default: the specification's int8 int4 awq fp8). ") +
+                          cli::kInt4NamingHelp +
+                          " adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, nf4 or "
+                          "unquantized) removing P % (default 80; P in (0, 100), at most 4 decimals; at most 87.1 % "
+                          "can be reached, nf4 everywhere, 74.2 % on a BF16 / F16 checkpoint) of the linear layers' "
+                          "bytes in their on-disk dtype; its PASS threshold is that of the lowest precision the plan "
+                          "uses (nf4: 5 %)")
           ->expected(1, -1)
           ->check(cli::quant_mode());
   cmd->add_option("--text,-t", args->text,

@@ -15,6 +15,12 @@
 
 namespace kq::cli {
 
+/// How an int4 mode name reads, for the help of `kq quantize --mode` and `kq
+/// bench --modes` (parse_quant_mode's ambiguity rule).
+inline constexpr const char* kInt4NamingHelp =
+    "int4 alone is nf4 (NF4, the specification's INT4); int4-gN, int4-sym, int4-asym are integer INT4 (groups of N, "
+    "default 128); any other int4-... name (int4-b64, int4-bf16) is refused as ambiguous.";
+
 /// The adaptive modes for the list of valid modes in the unknown-mode error
 /// (valid_adaptive_mode_names), with what "adaptive" and P mean.
 inline std::string adaptive_modes_for_list() {

@@ -181,14 +181,13 @@ void add_quantize_command(CLI::App& app) {
       ->required()
       ->check(non_empty_path("folder"));
   cmd->add_option("--mode", a->mode,
-                  "Quantization mode: int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
-                  "awq = awq-g128 (zero points), awq-gN (N = 32, 64, 128, 256), awq-sym, awq-bf16; "
-                  "adaptive: a precision per layer (see --target-reduction). int4 alone is nf4 (NF4, the "
-                  "specification's INT4); int4-gN, int4-sym, int4-asym are integer INT4 (groups of N, default "
-                  "128); any other int4-... name (int4-b64, int4-bf16) is refused as ambiguous. Otherwise a 4-bit "
-                  "block size may be written -bN or -gN (awq-b64 = awq-g64, nf4-g64 = nf4-b64), and a modifier "
-                  "that restates the default is accepted (awq-g128-asym = awq); the output names the mode "
-                  "canonically")
+                  std::string("Quantization mode: int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
+                              "awq = awq-g128 (zero points), awq-gN (N = 32, 64, 128, 256), awq-sym, awq-bf16; "
+                              "adaptive: a precision per layer (see --target-reduction). ") +
+                      cli::kInt4NamingHelp +
+                      " Otherwise a 4-bit block size may be written -bN or -gN (awq-b64 = awq-g64, nf4-g64 = "
+                      "nf4-b64), and a modifier that restates the default is accepted (awq-g128-asym = awq); the "
+                      "output names the mode canonically")
       ->required()
       ->check(cli::quant_mode());
   CLI::Option* target_opt =
