@@ -58,7 +58,8 @@ struct ModelConfig {
 /// rope_scaling / rope_parameters.rope_type (only "default" or absent is supported).
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 
-/// Reads and parses DIR/config.json (strict JSON: duplicate keys rejected).
+/// Reads and parses DIR/config.json (strict JSON: duplicate keys rejected; a
+/// UTF-8 byte-order mark before it refused, as transformers' json.load does).
 /// Throws FormatError naming the file.
 ModelConfig load_model_config(const std::filesystem::path& model_dir);
 

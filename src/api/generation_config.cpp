@@ -57,7 +57,7 @@ bool present(const std::filesystem::path& path) {
 std::optional<EosTokens> eos_from(const std::filesystem::path& path, int64_t vocab_size, const char* next) {
   if (!present(path)) return std::nullopt;
   const std::string file = path.string();
-  const nlohmann::json j = io::load_json_file(path);
+  const nlohmann::json j = io::load_hf_json_file(path);  // a BOM: transformers' json.load refuses it
   if (!j.is_object()) raise<FormatError>("{}: expected a JSON object", file);
   const auto it = j.find("eos_token_id");
   if (it == j.end() || it->is_null()) return std::nullopt;

@@ -32,8 +32,8 @@ struct EosTokens {
 /// a loop) is not absent: FormatError naming the file and the link's target.
 /// Throws FormatError naming the file and the key for a value that is not an
 /// integer or a list of integers, or an id < 0 or > 2^31 - 1, and (from
-/// io::load_json_file) for an unreadable file, nesting deeper than
-/// io::kMaxJsonDepth or invalid JSON.
+/// io::load_hf_json_file) for an unreadable file, a UTF-8 byte-order mark
+/// before the JSON, nesting deeper than io::kMaxJsonDepth or invalid JSON.
 EosTokens load_eos_token_ids(const std::filesystem::path& model_dir, int64_t vocab_size);
 
 }  // namespace kq

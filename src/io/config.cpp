@@ -322,7 +322,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
   const std::filesystem::path file = model_dir / "config.json";
-  const json j = io::load_json_file(file, 16u << 20);
+  const json j = io::load_hf_json_file(file, 16u << 20);  // a BOM: transformers' json.load refuses it
   return parse_model_config(j, file.string());
 }
 

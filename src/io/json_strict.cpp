@@ -214,4 +214,17 @@ nlohmann::json load_json_file(const std::filesystem::path& file, uint64_t max_by
   return parse_json_strict(read_text_file(file, max_bytes), file.string());
 }
 
+void refuse_utf8_bom(std::string_view text, const std::filesystem::path& file) {
+  if (text.starts_with("\xEF\xBB\xBF"))
+    raise<FormatError>("{}: starts with a UTF-8 byte-order mark (bytes EF BB BF) before the JSON, which Hugging Face "
+                       "refuses (JSON text must not begin with one); remove those 3 bytes",
+                       file.string());
+}
+
+nlohmann::json load_hf_json_file(const std::filesystem::path& file, uint64_t max_bytes) {
+  const std::string text = read_text_file(file, max_bytes);
+  refuse_utf8_bom(text, file);
+  return parse_json_strict(text, file.string());
+}
+
 }  // namespace kq::io

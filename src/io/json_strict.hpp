@@ -70,4 +70,17 @@ std::string read_text_file(const std::filesystem::path& file, uint64_t max_bytes
 /// Reads and parses a JSON file with parse_json_strict (at most `max_bytes`).
 nlohmann::json load_json_file(const std::filesystem::path& file, uint64_t max_bytes = 64u << 20);
 
+/// Throws FormatError naming `file` when `text` (its contents) starts with a
+/// UTF-8 byte-order mark (EF BB BF). For the files of a Hugging Face folder,
+/// which Hugging Face refuses with one before the JSON (tokenizers'
+/// serde_json: "expected value at line 1 column 1"; transformers' json.load:
+/// "Unexpected UTF-8 BOM"; RFC 8259 forbids writing one), where kq's JSON
+/// parser would skip it without a word.
+void refuse_utf8_bom(std::string_view text, const std::filesystem::path& file);
+
+/// load_json_file for a JSON file of a Hugging Face folder (config.json,
+/// generation_config.json, tokenizer.json, tokenizer_config.json, vocab.json):
+/// also refuse_utf8_bom.
+nlohmann::json load_hf_json_file(const std::filesystem::path& file, uint64_t max_bytes = 64u << 20);
+
 }  // namespace kq::io

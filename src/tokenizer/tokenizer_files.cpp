@@ -21,17 +21,8 @@ constexpr uint64_t kMaxFileBytes = uint64_t(1) << 30;
 /// Reads and parses a tokenizer JSON file (tokenizer.json, tokenizer_config.json,
 /// vocab.json) as io::load_json_file does (its errors), except that a UTF-8
 /// byte-order mark (EF BB BF) before the JSON is a FormatError naming the
-/// file: Hugging Face refuses it (tokenizers' serde_json: "expected value at
-/// line 1 column 1"; transformers' json.load: "Unexpected UTF-8 BOM"), and RFC
-/// 8259 forbids writing one; kq's JSON parser would skip it without a word.
-json load_tokenizer_json_file(const std::filesystem::path& file) {
-  const std::string text = io::read_text_file(file, kMaxFileBytes);
-  if (text.starts_with("\xEF\xBB\xBF"))
-    raise<FormatError>("{}: starts with a UTF-8 byte-order mark (bytes EF BB BF) before the JSON, which Hugging Face "
-                       "refuses (JSON text must not begin with one); remove those 3 bytes",
-                       file.string());
-  return io::parse_json_strict(text, file.string());
-}
+/// file (io::load_hf_json_file: Hugging Face refuses it).
+json load_tokenizer_json_file(const std::filesystem::path& file) { return io::load_hf_json_file(file, kMaxFileBytes); }
 
 int32_t token_id(const json& v, const std::string& source, std::string_view what) {
   if (!v.is_number_integer()) raise<FormatError>("{}: {} has a non-integer id {}", source, what, io::json_excerpt(v));
@@ -288,14 +279,23 @@ TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std
   read_vocab_object(load_tokenizer_json_file(vocab_json), spec.vocab_source, spec);
 
   const std::string text = io::read_text_file(merges_txt, kMaxFileBytes);
+  // A UTF-8 byte-order mark: Hugging Face's slow tokenizer reads merges.txt as utf-8 (the BOM a U+FEFF of line 1)
+  // and skips line 1, so a BOM before "#version" changes nothing and is skipped with that line; before a merge it
+  // would drop that merge there, and make it "\ufeffa b" here: refused, naming the BOM.
+  const bool bom = text.starts_with("\xEF\xBB\xBF");
   size_t line_no = 0;
-  for (size_t pos = 0; pos < text.size();) {
+  for (size_t pos = bom ? 3 : 0; pos < text.size();) {
     size_t end = text.find('\n', pos);
     if (end == std::string::npos) end = text.size();
     std::string_view line(text.data() + pos, end - pos);
     pos = end + 1;
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line_no == 1 && bom && !line.starts_with("#version"))
+      raise<FormatError>("{}: starts with a UTF-8 byte-order mark (bytes EF BB BF) before a line 1 '{}' that is not "
+                         "the \"#version\" line (Hugging Face's slow tokenizer skips line 1: that merge would be "
+                         "dropped); remove those 3 bytes",
+                         spec.merges_source, io::text_excerpt(line, 40));
     if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
     std::pair<std::string, std::string> m;
     if (!split_merge(line, m))

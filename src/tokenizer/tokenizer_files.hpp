@@ -86,7 +86,10 @@ inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
 /// Reads vocab.json and merges.txt. Throws FormatError naming the file
 /// (missing/unreadable, bad JSON or a UTF-8 byte-order mark before it,
 /// non-integer or out-of-range ids, a merges line that is not two
-/// space-separated tokens).
+/// space-separated tokens, a UTF-8 byte-order mark before a line 1 that is
+/// not the "#version" line). A byte-order mark before merges.txt's "#version"
+/// line is skipped with that line, as Hugging Face's slow tokenizer skips
+/// line 1.
 TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
 /// Reads a tokenizer.json (its post_processor's special tokens into

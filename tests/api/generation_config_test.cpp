@@ -46,6 +46,23 @@ TEST(GenerationConfig, GenerationConfigTakesPrecedenceOverConfig) {
       << warnings[0];
 }
 
+// Tester finding: a UTF-8 byte-order mark before generation_config.json / config.json was accepted without a word,
+// while transformers' json.load refuses it; refused naming the file, as tokenizer.json's is.
+TEST(GenerationConfig, Utf8ByteOrderMarkIsRefusedNamingTheFile) {
+  for (const char* name : {"generation_config.json", "config.json"}) {
+    TempDir d;
+    write_text(d.path / name, "\xEF\xBB\xBF" R"({"eos_token_id": 7})");
+    try {
+      (void)load_eos_token_ids(d.path, 100);
+      ADD_FAILURE() << name << " accepted";
+    } catch (const FormatError& e) {
+      const std::string m = e.what();
+      EXPECT_EQ(m.rfind((d.path / name).string() + ": starts with a UTF-8 byte-order mark (bytes EF BB BF)", 0), 0u)
+          << m;
+    }
+  }
+}
+
 TEST(GenerationConfig, NeitherFileSetsIt) {
   TempDir d;
   EXPECT_TRUE(load_eos_token_ids(d.path, 100).source.empty());

@@ -328,6 +328,16 @@ TEST(Config, LoadErrorsNameTheFile) {
   EXPECT_EQ(load_model_config(tmp.path).hidden_size, 768);
 }
 
+// Tester finding: a UTF-8 byte-order mark before config.json was accepted without a word, while transformers'
+// json.load refuses it ("Unexpected UTF-8 BOM"); refused naming the file, as tokenizer.json's is.
+TEST(Config, Utf8ByteOrderMarkIsRefusedNamingTheFile) {
+  testing::TempDir tmp;
+  const auto file = (tmp.path / "config.json").string();
+  testing::write_bytes(tmp.path / "config.json", "\xEF\xBB\xBF" + std::string(kHubGpt2));
+  expect_throw_with<FormatError>([&] { load_model_config(tmp.path); },
+                                 {file + ": starts with a UTF-8 byte-order mark (bytes EF BB BF) before the JSON"});
+}
+
 // Fresh-user finding (round 12): "swish", transformers' name for the same function as "silu" (ACT2FN maps both
 // to SiLU), was refused.
 TEST(Config, LlamaSwishIsSilu) {

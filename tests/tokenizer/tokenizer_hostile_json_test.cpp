@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -105,6 +106,30 @@ TEST(TokenizerHostileJson, Utf8ByteOrderMarkIsAFormatErrorNamingTheFile) {
   std::ofstream(d.path / "tokenizer_config.json", std::ios::binary) << R"({"bos_token": "ab"})";
   std::ofstream(d.path / "tokenizer.json", std::ios::binary) << j.dump();
   EXPECT_EQ(kq::Tokenizer::load(d.path).vocab_size(), 258);
+}
+
+// Tester finding: a UTF-8 byte-order mark before merges.txt gave "merge 1 ('\ufeff#version: 0.2') ... not in the
+// vocabulary". Hugging Face's slow tokenizer reads it as utf-8 and skips line 1, so before "#version" it changes
+// nothing and is skipped with that line; before a merge (which Hugging Face would drop) it is refused, naming it.
+TEST(TokenizerHostileJson, Utf8ByteOrderMarkBeforeMergesTxt) {
+  const std::string bom = "\xEF\xBB\xBF";
+  kq::testing::TempDir g;
+  std::ofstream(g.path / "vocab.json", std::ios::binary) << tokenizer_json()["model"]["vocab"].dump();
+  std::ofstream(g.path / "merges.txt", std::ios::binary) << bom + "#version: 0.2\na b\n";
+  const kq::Tokenizer t = kq::Tokenizer::load(g.path);
+  EXPECT_EQ(t.encode("ab"), std::vector<int32_t>{256});
+  std::ofstream(g.path / "merges.txt", std::ios::binary) << bom + "a b\n";
+  try {
+    (void)kq::Tokenizer::load(g.path);
+    ADD_FAILURE() << "accepted";
+  } catch (const kq::FormatError& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.rfind((g.path / "merges.txt").string() + ": starts with a UTF-8 byte-order mark (bytes EF BB BF) "
+                                                          "before a line 1 'a b' that is not the \"#version\" line",
+                      0),
+              0u)
+        << m;
+  }
 }
 
 }  // namespace
