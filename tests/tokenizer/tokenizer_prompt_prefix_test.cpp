@@ -67,6 +67,15 @@ Tokenizer load(const fs::path& dir, const json& post_processor, const json* conf
   return load_collecting_warnings(dir, warnings);
 }
 
+/// Whether `warning` is tokenizer.json's (in `dir`) post_processor warning naming exactly `tokens`, e.g.
+/// "('</s>' after it)".
+bool is_post_processor_warning(const std::string& warning, const fs::path& dir, const std::string& tokens) {
+  return warning.rfind((dir / "tokenizer.json").string() +
+                           ": the post_processor (TemplateProcessing) adds special tokens to every encoded text (" +
+                           tokens + "), as Hugging Face tokenizers apply it; ",
+                       0) == 0;
+}
+
 }  // namespace
 
 TEST(TokenizerPromptPrefix, FromTemplateProcessing) {
@@ -144,12 +153,7 @@ TEST(TokenizerPromptPrefix, PostProcessorWarningOnlyForTokensThatApply) {
     const Tokenizer t = load(tmp.path, template_processing({"<s>"}, {"</s>"}), &cfg, warnings);
     EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
     ASSERT_EQ(warnings.size(), 1u);
-    EXPECT_EQ(warnings[0].rfind((tmp.path / "tokenizer.json").string() +
-                                    ": the post_processor (TemplateProcessing) adds special tokens to every encoded "
-                                    "text ('</s>' after it), as Hugging Face tokenizers apply it; ",
-                                0),
-              0u)
-        << warnings[0];
+    EXPECT_TRUE(is_post_processor_warning(warnings[0], tmp.path, "'</s>' after it")) << warnings[0];
   }
   {  // true replaces the template's BOS with bos_token: only tokenizer_config.json's warning
     kq::testing::TempDir tmp;
@@ -184,12 +188,7 @@ TEST(TokenizerPromptPrefix, PostProcessorWarningSkipsTokensWithNoIds) {
     EXPECT_EQ(t.prompt_prefix(), Ids{});
     EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
     ASSERT_EQ(warnings.size(), 1u);
-    EXPECT_EQ(warnings[0].rfind((tmp.path / "tokenizer.json").string() +
-                                    ": the post_processor (TemplateProcessing) adds special tokens to every encoded "
-                                    "text ('</s>' after it), as Hugging Face tokenizers apply it; ",
-                                0),
-              0u)
-        << warnings[0];
+    EXPECT_TRUE(is_post_processor_warning(warnings[0], tmp.path, "'</s>' after it")) << warnings[0];
   }
 }
 
