@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -117,12 +116,10 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
              human_bytes(m.weight_bytes_before), human_bytes(m.weight_bytes_after),
              -reduction_pct(m.weight_bytes_before, m.weight_bytes_after));
   // Against FP32; an adaptive mode against the on-disk dtype its target refers to (BF16 for a BF16 checkpoint).
-  std::string vs = m.linear_before_dtype;
-  std::transform(vs.begin(), vs.end(), vs.begin(), [](unsigned char c) { return char(std::toupper(c)); });
-  if (vs == "F32") vs = "FP32";
   fmt::print(out, "  linear       {} -> {}  ({:.1f} % smaller vs {}, {:.3f} bits/weight)\n",
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
-             reduction_pct(m.linear_bytes_before, m.linear_bytes_after), vs, m.bits_per_weight);
+             reduction_pct(m.linear_bytes_before, m.linear_bytes_after), linear_basis_label(m.linear_before_dtype),
+             m.bits_per_weight);
   if (m.weight_bytes_after > m.linear_bytes_after)
     fmt::print(out,
                "  other        {}  (embeddings, unquantized layers: in their on-disk dtype; biases, norms: FP32)\n",

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -201,6 +202,13 @@ inline std::string perplexity_overflow_warning(const std::vector<std::string>& w
       "the {} of {} overflowed: the mean negative log-likelihood is above 709.78 nats/token, whose exp() no double "
       "holds; printed as inf, null in --json{}",
       whose.size() == 1 ? "perplexity" : "perplexities", names, rest);
+}
+
+/// The dtype(s) linear-layer bytes "before" are counted in, for "N % smaller vs ...": an
+/// AdaptivePlan's held_dtype_names ("f32", "bf16", "bf16+f32") upper-cased, "f32" as "FP32".
+inline std::string linear_basis_label(std::string held) {
+  std::transform(held.begin(), held.end(), held.begin(), [](unsigned char c) { return char(std::toupper(c)); });
+  return held == "F32" ? "FP32" : held;
 }
 
 /// "1.23 MiB", "456.0 KiB", "12 B".

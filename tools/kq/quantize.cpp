@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -276,10 +275,7 @@ void add_quantize_command(CLI::App& app) {
       print_adaptive_plan(plan);
       qo = plan.to_options();
       mode_name = adaptive_mode_name(ao);
-      linear_vs = held_dtype_names(plan);
-      std::transform(linear_vs.begin(), linear_vs.end(), linear_vs.begin(),
-                     [](unsigned char c) { return char(std::toupper(c)); });
-      if (linear_vs == "F32") linear_vs = "FP32";
+      linear_vs = linear_basis_label(held_dtype_names(plan));
     } else {
       model = load_quantized(a->model, qo, ctx, &rep);
     }
