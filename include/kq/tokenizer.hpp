@@ -182,7 +182,8 @@ class Tokenizer {
   /// and {} for Llama-2, {128000} ("<|begin_of_text|>") and {} for Llama-3,
   /// {} and {} for GPT-2. They come from tokenizer.json's post_processor (the
   /// "single" template of TemplateProcessing, cls / sep of Roberta- and
-  /// BertProcessing, and those of a Sequence's processors, in order); a
+  /// BertProcessing, with the ids they give as Hugging Face adds them, and
+  /// those of a Sequence's processors, in order); a
   /// tokenizer_config.json that gives add_bos_token / add_eos_token replaces
   /// the part before / after with the BOS / EOS token (bos_token / eos_token,
   /// default "<|endoftext|>") when the value is true as Python tests it, and

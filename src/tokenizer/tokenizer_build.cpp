@@ -58,14 +58,15 @@ std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional
 
 /// The ids of the special tokens `tokens` (TokenizerSpec::prefix_tokens /
 /// suffix_tokens) that `source` says Hugging Face adds `where` ("before" /
-/// "after") every text: a TemplateProcessing's ids as its special_tokens give
-/// them (as Hugging Face adds them), else the id of the token's content. A
-/// content, or a template's id, that is neither in the vocabulary nor an added
-/// token is a warning naming the file and the token, and none is added (an
-/// empty result): a partial prefix would be neither Hugging Face's ids nor the
-/// text's. A template id that the vocabulary / added tokens give to another
-/// token than the entry's "tokens" says is a warning naming the file, the
-/// token and both ids; the template's id is added.
+/// "after") every text: the ids the post_processor gives (a
+/// TemplateProcessing's special_tokens, a Roberta- / BertProcessing's cls /
+/// sep pair; as Hugging Face adds them), else the id of the token's content. A
+/// content, or a post_processor's id, that is neither in the vocabulary nor an
+/// added token is a warning naming the file and the token, and none is added
+/// (an empty result): a partial prefix would be neither Hugging Face's ids nor
+/// the text's. A post_processor's id that the vocabulary / added tokens give
+/// to another token than the post_processor says is a warning naming the
+/// file, the token and both ids; the post_processor's id is added.
 std::vector<int32_t> special_ids(const Tokenizer::Impl& t, const std::vector<tok::AroundTextToken>& tokens,
                                  const std::string& source, const char* where) {
   std::vector<int32_t> ids;
@@ -84,16 +85,16 @@ std::vector<int32_t> special_ids(const Tokenizer::Impl& t, const std::vector<tok
     for (size_t i = 0; i < s.ids->size(); ++i) {
       const int32_t id = (*s.ids)[i];
       if (size_t(id) >= t.kind.size() || t.kind[size_t(id)] == Tokenizer::Impl::kUnassigned) {
-        warn(fmt::format("{}: the special token '{}' to add {} the text has id {} in the post_processor's "
-                         "special_tokens, which is not in the vocabulary nor an added token; kq adds none {} it",
-                         source, io::text_excerpt(s.name), where, id, where));
+        warn(fmt::format("{}: the special token '{}' to add {} the text has id {} in the post_processor's {}, "
+                         "which is not in the vocabulary nor an added token; kq adds none {} it",
+                         source, io::text_excerpt(s.name), where, id, s.ids_origin, where));
         return {};
       }
       if (i < s.tokens.size())
         if (const auto it = t.str_to_id.find(s.tokens[i]); it != t.str_to_id.end() && it->second != id)
-          warn(fmt::format("{}: the post_processor's special_tokens give '{}' the id {}, but the vocabulary / added "
-                           "tokens give it {} (id {} is '{}'); kq adds id {} {} the text, as Hugging Face does",
-                           source, io::text_excerpt(s.tokens[i]), id, it->second, id,
+          warn(fmt::format("{}: the special token '{}' has id {} in the post_processor's {}, but the vocabulary / "
+                           "added tokens give it {} (id {} is '{}'); kq adds id {} {} the text, as Hugging Face does",
+                           source, io::text_excerpt(s.tokens[i]), id, s.ids_origin, it->second, id,
                            io::text_excerpt(t.token_str[size_t(id)]), id, where));
       ids.push_back(id);
     }

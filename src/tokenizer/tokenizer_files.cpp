@@ -99,7 +99,7 @@ AroundTextToken template_token(const json* map, const std::string& name, const s
     raise<FormatError>("{}: the post_processor's special_tokens entry {} needs an \"ids\" and a \"tokens\" array, "
                        "got {}",
                        source, quoted, io::json_excerpt(e));
-  AroundTextToken t{name, std::vector<int32_t>{}, {}};
+  AroundTextToken t{name, std::vector<int32_t>{}, {}, "special_tokens"};
   for (size_t i = 0; i < ids->size(); ++i)
     t.ids->push_back(token_id((*ids)[i], source, fmt::format("the post_processor's special token {} (ids[{}])",
                                                              quoted, i)));
@@ -113,11 +113,29 @@ AroundTextToken template_token(const json* map, const std::string& name, const s
   return t;
 }
 
+/// The token `key` ("cls" / "sep") of a RobertaProcessing / BertProcessing
+/// post_processor `p` (of type `type`): its [token, id] pair, whose id Hugging
+/// Face adds whatever the vocabulary gives the token. Throws FormatError
+/// naming the file, the type and the key when the pair is missing or is not a
+/// string and an id in [0, kMaxTokenId] (Hugging Face refuses that at load).
+AroundTextToken cls_sep_token(const json& p, const char* key, const std::string& type, const std::string& source) {
+  const auto t = p.find(key);
+  if (t == p.end() || !t->is_array() || t->size() != 2 || !(*t)[0].is_string())
+    raise<FormatError>("{}: the post_processor's {} needs \"{}\" as a [token, id] pair, got {} (Hugging Face's "
+                       "tokenizers refuse it)",
+                       source, type, key, t == p.end() ? std::string("none") : io::json_excerpt(*t));
+  const std::string content = (*t)[0].get<std::string>();
+  const int32_t id = token_id((*t)[1], source, fmt::format("the post_processor's {} \"{}\" token '{}'", type, key,
+                                                           io::text_excerpt(content, 40)));
+  return {content, std::vector<int32_t>{id}, {content}, fmt::format("\"{}\"", key)};
+}
+
 /// The special tokens a post-processor adds around a single text: `before`
 /// and `after` it (TemplateProcessing's "single" template, with its
 /// special_tokens' ids: template_token, which throws as it says;
-/// RobertaProcessing's and BertProcessing's cls / sep, by content; and those
-/// of a Sequence's processors).
+/// RobertaProcessing's and BertProcessing's cls / sep, with their ids:
+/// cls_sep_token, which throws as it says; and those of a Sequence's
+/// processors).
 void added_special_tokens(const json& p, std::vector<AroundTextToken>& before, std::vector<AroundTextToken>& after,
                           const std::string& source) {
   if (!p.is_object()) return;
@@ -140,8 +158,7 @@ void added_special_tokens(const json& p, std::vector<AroundTextToken>& before, s
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
     for (const auto& [key, list] : {std::pair{"cls", &before}, std::pair{"sep", &after}})
-      if (const auto t = p.find(key); t != p.end() && t->is_array() && !t->empty() && (*t)[0].is_string())
-        list->push_back({(*t)[0].get<std::string>()});
+      list->push_back(cls_sep_token(p, key, type, source));
   }
 }
 

@@ -28,12 +28,18 @@ struct AroundTextToken {
   /// Its content; for a TemplateProcessing's token, the template's name for it
   /// (the key of its "special_tokens", by convention the content).
   std::string name;
-  /// A TemplateProcessing's token: the ids Hugging Face adds for it (its
-  /// special_tokens entry's "ids", whatever the vocabulary gives `name`), with
-  /// that entry's "tokens" (contents, checked against the vocabulary).
-  /// Absent: the id of `name` in the vocabulary / added tokens.
+  /// A post_processor's token: the ids Hugging Face adds for it, whatever the
+  /// vocabulary gives `name` (a TemplateProcessing's special_tokens entry's
+  /// "ids"; the id of a RobertaProcessing's / BertProcessing's [token, id]
+  /// "cls" / "sep" pair), with the contents they stand for (that entry's
+  /// "tokens"; the pair's token), checked against the vocabulary. Absent: the
+  /// id of `name` in the vocabulary / added tokens (tokenizer_config.json's
+  /// add_bos_token / add_eos_token).
   std::optional<std::vector<int32_t>> ids;
   std::vector<std::string> tokens;
+  /// Where the post_processor gives `ids`, for messages: "special_tokens",
+  /// "\"cls\"", "\"sep\"" ("" when `ids` is absent).
+  std::string ids_origin;
 };
 
 /// The SentencePiece-style part of a tokenizer.json (Llama-2): BPE from
@@ -113,7 +119,11 @@ TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std
 /// text with special tokens ("Missing SpecialToken with id"); the "pair"
 /// template (never used for a single text) is not checked. The entry's ids
 /// are the ones added, as Hugging Face adds them even where the vocabulary
-/// gives the token another id (Tokenizer construction warns then).
+/// gives the token another id (Tokenizer construction warns then). So are the
+/// ids of a RobertaProcessing's / BertProcessing's "cls" (before the text) and
+/// "sep" (after it): one of them that is missing or not a [token, id] pair (a
+/// string and an id in [0, kMaxTokenId]) is a FormatError naming the file and
+/// the key, as Hugging Face refuses it at load.
 TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 
 /// Applies tokenizer_config.json: bos_token / eos_token (a string or an object

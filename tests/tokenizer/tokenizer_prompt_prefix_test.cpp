@@ -278,12 +278,81 @@ TEST(TokenizerPromptPrefix, TemplateIdsAreTheOnesAdded) {
   EXPECT_EQ(load(tmp.path, pp, nullptr, warnings).prompt_prefix(), (Ids{259}));
   ASSERT_EQ(warnings.size(), 2u);
   EXPECT_EQ(warnings[1], (tmp.path / "tokenizer.json").string() +
-                             ": the post_processor's special_tokens give '<s>' the id 259, but the vocabulary / added "
-                             "tokens give it 258 (id 259 is '</s>'); kq adds id 259 before the text, as Hugging Face "
-                             "does");
+                             ": the special token '<s>' has id 259 in the post_processor's special_tokens, but the "
+                             "vocabulary / added tokens give it 258 (id 259 is '</s>'); kq adds id 259 before the "
+                             "text, as Hugging Face does");
   // Several ids for one template token, all added; ids that agree with the vocabulary: no warning but the first.
   warnings.clear();
   pp["special_tokens"]["<s>"] = json{{"id", "<s>"}, {"ids", {258, 257}}, {"tokens", {"<s>", "<|endoftext|>"}}};
   EXPECT_EQ(load(tmp.path, pp, nullptr, warnings).prompt_prefix(), (Ids{258, 257}));
   EXPECT_EQ(warnings.size(), 1u);
+}
+
+// RobertaProcessing / BertProcessing give cls (before the text) and sep (after it) as [token, id] pairs, and
+// Hugging Face adds the ids, whatever the vocabulary gives the token; kq took the tokens by content (a pair whose id
+// differed from the vocabulary's gave the vocabulary's id, one whose content was not there added nothing). A pair
+// that is missing or not [string, id] is refused at load by Hugging Face: a FormatError naming the file and the key.
+TEST(TokenizerPromptPrefix, RobertaAndBertProcessingAddTheirIds) {
+  kq::testing::TempDir tmp;
+  const std::string tj = (tmp.path / "tokenizer.json").string();
+  std::vector<std::string> warnings;
+  json roberta{{"type", "RobertaProcessing"}, {"sep", json::array({"</s>", 259})}, {"cls", json::array({"<s>", 258})},
+               {"trim_offsets", true}, {"add_prefix_space", false}};
+  Tokenizer t = load(tmp.path, roberta, nullptr, warnings);
+  EXPECT_EQ(t.prompt_prefix(), (Ids{258}));
+  EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].rfind(tj + ": the post_processor (RobertaProcessing) adds special tokens to every encoded "
+                                   "text ('<s>' before it, '</s>' after it)",
+                              0),
+            0u)
+      << warnings[0];
+  // The pair's id, not the vocabulary's: warned naming both.
+  warnings.clear();
+  roberta["cls"] = json::array({"<s>", 257});
+  t = load(tmp.path, roberta, nullptr, warnings);
+  EXPECT_EQ(t.prompt_prefix(), (Ids{257}));
+  EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[1], tj + ": the special token '<s>' has id 257 in the post_processor's \"cls\", but the "
+                              "vocabulary / added tokens give it 258 (id 257 is '<|endoftext|>'); kq adds id 257 "
+                              "before the text, as Hugging Face does");
+  // BertProcessing (also inside a Sequence): a content the vocabulary lacks is still added by its id.
+  warnings.clear();
+  const json bert{
+      {"type", "BertProcessing"}, {"sep", json::array({"[SEP]", 259})}, {"cls", json::array({"[CLS]", 258})}};
+  t = load(tmp.path, json{{"type", "Sequence"}, {"processors", json::array({bert})}}, nullptr, warnings);
+  EXPECT_EQ(t.prompt_prefix(), (Ids{258}));
+  EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+  // An id no token has: warned, none added (as for a template's).
+  warnings.clear();
+  roberta["cls"] = json::array({"<s>", 300});
+  t = load(tmp.path, roberta, nullptr, warnings);
+  EXPECT_EQ(t.prompt_prefix(), Ids{});
+  EXPECT_EQ(t.prompt_suffix(), (Ids{259}));
+  ASSERT_FALSE(warnings.empty());
+  EXPECT_EQ(warnings.back(), tj + ": the special token '<s>' to add before the text has id 300 in the post_processor's "
+                                  "\"cls\", which is not in the vocabulary nor an added token; kq adds none before it");
+  // Not a [token, id] pair: refused naming the file, the type and the key.
+  for (const json& bad : {json::array({"<s>"}), json::array({"<s>", 258, 0}), json::array({258, "<s>"}), json("<s>"),
+                         json(nullptr)}) {
+    json pp = bert;
+    pp["cls"] = bad;
+    kq::testing::expect_error<kq::FormatError>(
+        [&] { (void)load(tmp.path, pp, nullptr, warnings); },
+        {tj + ": the post_processor's BertProcessing needs \"cls\" as a [token, id] pair, got "});
+  }
+  json pp = roberta;
+  pp.erase("sep");
+  kq::testing::expect_error<kq::FormatError>(
+      [&] { (void)load(tmp.path, pp, nullptr, warnings); },
+      {tj + ": the post_processor's RobertaProcessing needs \"sep\" as a [token, id] pair, got none"});
+  pp = roberta;
+  pp["sep"] = json::array({"</s>", -1});
+  kq::testing::expect_error<kq::FormatError>(
+      [&] { (void)load(tmp.path, pp, nullptr, warnings); },
+      {tj + ": the post_processor's RobertaProcessing \"sep\" token '</s>' has id -1 outside [0, "});
+  pp["sep"] = json::array({"</s>", 2.5});
+  kq::testing::expect_error<kq::FormatError>([&] { (void)load(tmp.path, pp, nullptr, warnings); },
+                                             {tj + ": ", "\"sep\" token '</s>' has a non-integer id 2.5"});
 }
