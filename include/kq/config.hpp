@@ -49,12 +49,23 @@ struct ModelConfig {
   /// GPT-2 "gelu_new" or "gelu_pytorch_tanh" (tanh approximation) or "gelu" (exact erf); Llama "silu".
   std::string activation = "gelu_new";
   std::string torch_dtype;        ///< config "dtype" (transformers 5) or "torch_dtype": "float32", "bfloat16", ...; may be empty
+  /// The config.json keys num_layers, hidden_size, num_heads and
+  /// max_positions were read from, as the file writes them, for messages that
+  /// name them: GPT-2's "n_layer", "n_embd", "n_head", "n_positions", or the
+  /// attribute_map alias the file gives instead ("num_hidden_layers",
+  /// "hidden_size", "num_attention_heads", "max_position_embeddings"; "n_ctx"
+  /// for a context given by neither); Llama's own names. Set by
+  /// parse_model_config; empty in a config built in code.
+  struct SizeKeys {
+    std::string num_layers, hidden_size, num_heads, max_positions;
+  } size_keys;
 };
 
 /// Parses a config.json object. `source` names the file in error messages.
 /// Throws FormatError for unknown model_type (listing the supported ones),
 /// missing/invalid keys, a GPT-2 key and its alias with different values
-/// (naming both keys and values), inconsistent head counts, or an unsupported
+/// (naming both keys and values), inconsistent head counts (named by the keys
+/// the file uses: ModelConfig::size_keys), or an unsupported
 /// rope_scaling / rope_parameters.rope_type (only "default" or absent is supported).
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 

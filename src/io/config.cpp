@@ -164,13 +164,16 @@ class Reader {
 };
 
 /// A GPT-2 size under its GPT2Config name `key` or its attribute_map alias
-/// `alias` (the Llama name). Both present with different values: FormatError
+/// `alias` (the Llama name); `used` is set to the key it was read from (`key`
+/// when the file has both). Both present with different values: FormatError
 /// naming both keys and values (transformers reads them into one attribute,
 /// the alias silently winning). Neither present: `fallback` (a key read
 /// instead, e.g. n_ctx) if given and present, else the missing-key error.
-int64_t gpt2_size(const Reader& r, const char* key, const char* alias, const char* fallback = nullptr) {
+int64_t gpt2_size(const Reader& r, std::string& used, const char* key, const char* alias,
+                  const char* fallback = nullptr) {
   const json* v = r.find(key);
   const json* a = r.find(alias);
+  used = !v && !a && fallback && r.find(fallback) ? fallback : !v && a ? alias : key;
   if (v && a) {
     const int64_t x = r.size_value(key, *v), y = r.size_value(alias, *a);
     if (x != y)
@@ -188,12 +191,13 @@ int64_t gpt2_size(const Reader& r, const char* key, const char* alias, const cha
 ModelConfig parse_gpt2(const Reader& r) {
   ModelConfig c;
   c.arch = Arch::GPT2;
-  c.num_layers = gpt2_size(r, "n_layer", "num_hidden_layers");
-  c.hidden_size = gpt2_size(r, "n_embd", "hidden_size");
-  c.num_heads = gpt2_size(r, "n_head", "num_attention_heads");
+  ModelConfig::SizeKeys& k = c.size_keys;
+  c.num_layers = gpt2_size(r, k.num_layers, "n_layer", "num_hidden_layers");
+  c.hidden_size = gpt2_size(r, k.hidden_size, "n_embd", "hidden_size");
+  c.num_heads = gpt2_size(r, k.num_heads, "n_head", "num_attention_heads");
   c.num_kv_heads = c.num_heads;
   c.vocab_size = r.size("vocab_size");
-  c.max_positions = gpt2_size(r, "n_positions", "max_position_embeddings", "n_ctx");
+  c.max_positions = gpt2_size(r, k.max_positions, "n_positions", "max_position_embeddings", "n_ctx");
   c.intermediate_size = r.find("n_inner") ? r.size("n_inner") : 4 * c.hidden_size;
   c.norm_eps = r.epsilon("layer_norm_epsilon", 1e-5);
   c.activation = r.string("activation_function", "gelu_new");
@@ -210,7 +214,8 @@ ModelConfig parse_gpt2(const Reader& r) {
   c.attention_bias = true;  // GPT-2 c_attn / c_proj always carry biases
   c.mlp_bias = true;        // and so do c_fc / c_proj of the MLP
   if (c.hidden_size % c.num_heads != 0)
-    raise<FormatError>("{}: n_embd {} is not divisible by n_head {}", r.source(), c.hidden_size, c.num_heads);
+    raise<FormatError>("{}: {} {} is not divisible by {} {}", r.source(), k.hidden_size, c.hidden_size, k.num_heads,
+                       c.num_heads);
   c.head_dim = c.hidden_size / c.num_heads;
   return c;
 }
@@ -243,6 +248,7 @@ void check_partial_rotary_factor(const Reader& r, const char* key, const json* v
 ModelConfig parse_llama(const Reader& r) {
   ModelConfig c;
   c.arch = Arch::Llama;
+  c.size_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"};
   c.hidden_size = r.size("hidden_size");
   c.intermediate_size = r.size("intermediate_size");
   c.num_layers = r.size("num_hidden_layers");

@@ -381,7 +381,7 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
     layers = std::max(layers, *l + 1);
     layer_tensors.push_back(n);
   }
-  const char* layer_key = gpt2 ? "n_layer" : "num_hidden_layers";
+  const std::string& layer_key = c.size_keys.num_layers;  // as config.json writes it (an alias, maybe)
   if (c.num_layers > layers) {
     const std::string holder = layer_tensors.empty() ? dir_.string() : files(layer_tensors);
     const std::string held = layers == 0
@@ -400,7 +400,7 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
         }
     raise<FormatError>("{}: {} = {} but {} has {}{}", cfg, layer_key, c.num_layers, holder, held, other);
   }
-  const char* hidden_key = gpt2 ? "n_embd" : "hidden_size";
+  const std::string& hidden_key = c.size_keys.hidden_size;
   const std::string embed = gpt2 ? (store_.contains("transformer.wte.weight") ? "transformer.wte.weight" : "wte.weight")
                                  : "model.embed_tokens.weight";
   if (store_.contains(embed)) {

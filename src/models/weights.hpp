@@ -109,8 +109,8 @@ class FileWeights final : public WeightSource {
   /// model allocates anything per layer or per size: a hand-edited n_layer
   /// of 30000000 allocated 9 GB before "missing tensor 'transformer.h.2...'",
   /// one of 200000000 failed as "out of memory". Throws FormatError naming
-  /// config.json, the key and the file when the layer count (n_layer,
-  /// num_hidden_layers) exceeds the layers the files have tensors for
+  /// config.json, the key as the file writes it (ModelConfig::size_keys) and
+  /// the file when the layer count (n_layer, num_hidden_layers) exceeds the layers the files have tensors for
   /// (transformer.h.N / h.N, model.layers.N: the highest N + 1; with none,
   /// a layer tensor of the other architecture is named, with the model_type
   /// meant); when the token embedding is not [vocab_size, hidden size]; for Llama, when layer

@@ -284,8 +284,8 @@ TEST(Config, Gpt2AliasesAreReadAndConflictsRefused) {
   EXPECT_EQ(c.head_dim, hub.head_dim);
   EXPECT_EQ(c.max_positions, hub.max_positions);
   EXPECT_EQ(c.intermediate_size, hub.intermediate_size);
-  j["num_attention_heads"] = 7;  // checks read the alias's value
-  expect_bad(j, {"n_embd 768 is not divisible by n_head 7"});
+  j["num_attention_heads"] = 7;  // checks read the alias's value, and name it
+  expect_bad(j, {"hidden_size 768 is not divisible by num_attention_heads 7"});
   j["num_attention_heads"] = 0;
   expect_bad(j, {"key 'num_attention_heads': expected a positive integer"});
   // The alias before n_ctx, as n_positions is.
@@ -305,6 +305,35 @@ TEST(Config, Gpt2AliasesAreReadAndConflictsRefused) {
     j[alias] = other;
     expect_bad(j, {fmt::format("{} {} conflicts with {} {}", key, value, alias, other)});
   }
+}
+
+// A size given under an alias is named by that key, not by the GPT2Config name the file does not have (it said
+// "n_embd 768 is not divisible by n_head 7" of a file with hidden_size and num_attention_heads):
+// ModelConfig::size_keys hold the keys as the file writes them, for every message about those sizes.
+TEST(Config, SizeKeysAreTheKeysTheFileUses) {
+  using Keys = std::tuple<std::string, std::string, std::string, std::string>;
+  const auto keys = [](const ModelConfig& c) {
+    return Keys{c.size_keys.num_layers, c.size_keys.hidden_size, c.size_keys.num_heads, c.size_keys.max_positions};
+  };
+  EXPECT_EQ(keys(parse(json::parse(kHubGpt2))), (Keys{"n_layer", "n_embd", "n_head", "n_positions"}));
+  json j = json::parse(kHubGpt2);
+  j["num_hidden_layers"] = 12;  // both names, one value: the GPT2Config name
+  j["hidden_size"] = 768;
+  j.erase("n_head");
+  j["num_attention_heads"] = 12;
+  j.erase("n_positions");  // n_ctx only
+  EXPECT_EQ(keys(parse(j)), (Keys{"n_layer", "n_embd", "num_attention_heads", "n_ctx"}));
+  j.erase("n_ctx");
+  j["max_position_embeddings"] = 1024;
+  EXPECT_EQ(keys(parse(j)), (Keys{"n_layer", "n_embd", "num_attention_heads", "max_position_embeddings"}));
+  j["num_attention_heads"] = 7;  // one key of each form: each named as written
+  expect_bad(j, {"test/config.json: n_embd 768 is not divisible by num_attention_heads 7"});
+  j.erase("n_embd");
+  j["n_head"] = 7;
+  expect_bad(j, {"test/config.json: hidden_size 768 is not divisible by n_head 7"});
+  EXPECT_EQ(keys(parse(json::parse(kLlama4))),
+            (Keys{"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"}));
+  EXPECT_EQ(keys(ModelConfig{}), (Keys{"", "", "", ""}));
 }
 
 TEST(Config, UnknownModelTypeListsSupported) {

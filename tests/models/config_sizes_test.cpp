@@ -114,6 +114,31 @@ TEST(ConfigSizes, Gpt2AliasesLoadTheSameModelAndConflictsAreRefused) {
   EXPECT_TRUE(kq::testing::has(msg, "config.json: n_head 4 conflicts with num_attention_heads 8")) << msg;
 }
 
+// A GPT-2 config giving its sizes under transformers' aliases: the size errors name the aliases, the keys the file
+// has (they said "n_layer = 3" and "n_embd = 128000" of a file without those keys).
+TEST(ConfigSizes, Gpt2SizeErrorsNameTheAliasTheFileUses) {
+  TempDir tmp;
+  const auto aliased = [&](const std::string& name, const char* alias, int64_t value) {
+    return edited_copy(tmp, kq::testing::demo_model(), name, [&](nlohmann::json& j) {
+      for (const auto& [key, a] : {std::pair{"n_layer", "num_hidden_layers"}, std::pair{"n_embd", "hidden_size"}}) {
+        j[a] = j[key];
+        j.erase(key);
+      }
+      j[alias] = value;
+    });
+  };
+  const fs::path layers = aliased("layers", "num_hidden_layers", 3);
+  std::string msg = load_error(layers);
+  EXPECT_TRUE(kq::testing::has(msg, (layers / "config.json").string() + ": num_hidden_layers = 3 but " +
+                                        (layers / "model.safetensors").string() + " has tensors for 2 layers"))
+      << msg;
+  msg = load_error(aliased("wide", "hidden_size", 128000));
+  EXPECT_TRUE(kq::testing::has(msg, "config.json: vocab_size = 8192 and hidden_size = 128000 but tensor "
+                                    "'transformer.wte.weight'"))
+      << msg;
+  EXPECT_TRUE(kq::testing::has(msg, "expected [vocab_size, hidden_size]")) << msg;
+}
+
 // A whole Llama config parses under model_type "gpt2" (its size keys are
 // GPT-2's aliases); the load names the Llama layer tensors and the model_type meant.
 TEST(ConfigSizes, LlamaCheckpointUnderGpt2ModelTypeIsNamed) {
@@ -122,7 +147,7 @@ TEST(ConfigSizes, LlamaCheckpointUnderGpt2ModelTypeIsNamed) {
   const fs::path dir = edited_copy(tmp, kq::testing::shared_dir() / "models/llama-small", "gpt2",
                                    [](nlohmann::json& j) { j["model_type"] = "gpt2"; });
   const std::string msg = load_error(dir);
-  EXPECT_TRUE(kq::testing::has(msg, "n_layer = 4 but ")) << msg;
+  EXPECT_TRUE(kq::testing::has(msg, "num_hidden_layers = 4 but ")) << msg;  // the key the file has
   EXPECT_TRUE(kq::testing::has(msg, "has no layer tensors ('transformer.h.0.*'); it has 'model.layers.")) << msg;
   EXPECT_TRUE(kq::testing::has(msg, "of a Llama checkpoint: is \"model_type\" meant to be \"llama\"?")) << msg;
 }

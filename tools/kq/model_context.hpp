@@ -5,17 +5,16 @@
 // model's context, and said "perplexity window length (ctx) must be >= 2,
 // got 1" (no --ctx was given) or "calibration window 1 must be in [2, 1]".
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <string>
 
-#include "io/json_strict.hpp"
 #include "kq/config.hpp"
 #include "kq/error.hpp"
 
 namespace kq::cli {
 
 /// Throws FormatError "<model>/config.json: n_positions is 1: the model's
-/// context is too small to evaluate (<what> need at least 2 positions)" when
+/// context is too small to evaluate (<what> need at least 2 positions)",
+/// naming the key as the file writes it (ModelConfig::size_keys), when
 /// the model's context is shorter than 2 positions; `what` names the windows
 /// ("perplexity windows", "AWQ calibration windows"). A config.json that
 /// cannot be read is left to the model load, which names the problem.
@@ -27,20 +26,9 @@ inline void check_context_evaluable(const std::filesystem::path& model_dir, cons
     return;
   }
   if (cfg.max_positions >= 2) return;
-  // The key parse_model_config read the context from (the JSON read again only here).
-  nlohmann::json j;
-  try {
-    j = io::load_json_file(model_dir / "config.json");
-  } catch (const Error&) {
-  }
-  const auto has = [&](const char* k) { return j.is_object() && j.contains(k) && !j[k].is_null(); };
-  const char* key = cfg.arch != Arch::GPT2          ? "max_position_embeddings"
-                    : has("n_positions")             ? "n_positions"
-                    : has("max_position_embeddings") ? "max_position_embeddings"  // GPT2Config's alias
-                                                     : "n_ctx";
   raise<FormatError>(
       "{}: {} is {}: the model's context is too small to evaluate ({} need at least 2 positions)",
-      (model_dir / "config.json").string(), key, cfg.max_positions, what);
+      (model_dir / "config.json").string(), cfg.size_keys.max_positions, cfg.max_positions, what);
 }
 
 }  // namespace kq::cli
