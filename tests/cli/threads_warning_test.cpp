@@ -54,7 +54,10 @@ TEST(CliThreads, OmpNumThreadsIsCheckedLikeThreads) {
     for (const std::vector<std::string>& args : {eval, std::vector<std::string>{"info"}}) {
       const auto r = run_kq(args);
       EXPECT_EQ(r.status, 1) << args[0] << ": " << r.err;
-      EXPECT_TRUE(kq::testing::has(r.err, "kq: error: OMP_NUM_THREADS=100000: OpenMP's default of 100000 threads"))
+      EXPECT_TRUE(kq::testing::has(r.err, args[0] == "info" ? "kq: error: OMP_NUM_THREADS=100000: OpenMP's default "
+                                                              "is more than 1024 threads"  // (InfoNamesOnly...)
+                                                            : "kq: error: OMP_NUM_THREADS=100000: OpenMP's default "
+                                                              "of 100000 threads"))
           << r.err;
       EXPECT_TRUE(kq::testing::has(r.err, "set OMP_NUM_THREADS to at most 1024")) << r.err;
       EXPECT_EQ(r.out, "") << args[0];
@@ -75,6 +78,35 @@ TEST(CliThreads, OmpNumThreadsIsCheckedLikeThreads) {
   const auto g = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "1"});
   EXPECT_EQ(g.status, 0) << g.err;
   EXPECT_EQ(count(g.err, "OMP_NUM_THREADS"), 0u) << g.err;
+}
+
+// `kq info` has no --threads, yet its OMP_NUM_THREADS error said "... the most --threads accepts; set
+// OMP_NUM_THREADS to at most 1024 ... or --threads to a count" (the library's message, which names
+// ExecContext::threads), and its warning "(OpenMP's default, used without --threads or with --threads 0)". A
+// command without --threads names only OMP_NUM_THREADS; those with it still name --threads.
+TEST(CliThreads, InfoNamesOnlyOmpNumThreads) {
+  {
+    kq::testing::ScopedEnv env("OMP_NUM_THREADS", "100000");
+    const auto r = run_kq({"info"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.err, "kq: error: OMP_NUM_THREADS=100000: OpenMP's default is more than 1024 threads, the most kq "
+                     "runs with; set OMP_NUM_THREADS to at most 1024 (or unset it: one thread per core)\n");
+    EXPECT_EQ(r.out, "");
+    const auto e = run_kq({"eval", "-m", "/nonexistent/kq-model", "--text", "README.md"});
+    EXPECT_EQ(e.status, 1) << e.err;
+    EXPECT_TRUE(kq::testing::has(e.err, "or --threads to a count")) << e.err;
+  }
+  const unsigned cores = kq::usable_cpus();
+  if (cores == 0 || cores >= unsigned(kq::kMaxThreads)) GTEST_SKIP() << "usable_cpus() is " << cores;
+  const std::string over = std::to_string(cores + 1);
+  kq::testing::ScopedEnv env("OMP_NUM_THREADS", over.c_str());
+  const auto w = run_kq({"info"});
+  EXPECT_EQ(w.status, 0) << w.err;
+  EXPECT_EQ(count(w.err, "kq: warning: OMP_NUM_THREADS=" + over + " (OpenMP's default): more threads than the " +
+                             std::to_string(cores) + " CPUs kq may run on"),
+            1u)
+      << w.err;
+  EXPECT_EQ(count(w.err, "--threads"), 0u) << w.err;
 }
 
 // Tester finding (round 15): --threads N did not bound the parallel regions that

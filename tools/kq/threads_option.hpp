@@ -11,6 +11,7 @@
 
 #include "int_option.hpp"
 #include "kq/context.hpp"
+#include "kq/error.hpp"
 #include "kq/warning.hpp"
 
 namespace kq::cli {
@@ -36,22 +37,35 @@ inline void warn_if_more_threads_than_cores(const std::string& text) {
 /// included, whatever OMP_NUM_THREADS says. Without --threads, or with
 /// --threads 0, checks OpenMP's default, which the command then takes: above
 /// kq::kMaxThreads (e.g. OMP_NUM_THREADS=100000, which crashes libgomp)
-/// kq::resolve_threads throws InvalidArgument naming OMP_NUM_THREADS; with
+/// kq::resolve_threads throws InvalidArgument naming OMP_NUM_THREADS (and
+/// ExecContext::threads, which the CLI reads as --threads); for a command
+/// that has no --threads (`kq info`) the InvalidArgument names only
+/// OMP_NUM_THREADS, the one setting such a command takes. With
 /// OMP_NUM_THREADS set above the CPUs kq may run on it is warned as --threads
-/// is. Called once the command line is parsed, before the command runs any
-/// parallel region.
+/// is (the warning names --threads only for a command that has it). Called
+/// once the command line is parsed, before the command runs any parallel
+/// region.
 inline void apply_threads(const CLI::App& cmd) {
-  if (const CLI::Option* o = cmd.get_option_no_throw("--threads"); o && o->count() > 0)
-    if (const int n = o->as<int>(); n > 0) return kq::set_default_threads(n);
-  const int threads = kq::resolve_threads(0);
+  const CLI::Option* option = cmd.get_option_no_throw("--threads");
+  if (option && option->count() > 0)
+    if (const int n = option->as<int>(); n > 0) return kq::set_default_threads(n);
   const char* env = std::getenv("OMP_NUM_THREADS");
+  int threads = 0;
+  try {
+    threads = kq::resolve_threads(0);
+  } catch (const InvalidArgument&) {
+    if (option) throw;
+    raise<InvalidArgument>("{}: OpenMP's default is more than {} threads, the most kq runs with; set "
+                           "OMP_NUM_THREADS to at most {} (or unset it: one thread per core)",
+                           env ? fmt::format("OMP_NUM_THREADS={}", env) : std::string("omp_get_max_threads()"),
+                           kMaxThreads, kMaxThreads);
+  }
   const unsigned cores = usable_cpus();
   if (!env || cores == 0 || unsigned(threads) <= cores) return;
   warn(fmt::format(
-      "OMP_NUM_THREADS={} (OpenMP's default, used without --threads or with --threads 0): more threads than the {} "
-      "CPUs kq may run on (its CPU affinity); the extra threads share the cores and usually make kq slower, not "
-      "faster",
-      env, cores));
+      "OMP_NUM_THREADS={} (OpenMP's default{}): more threads than the {} CPUs kq may run on (its CPU affinity); the "
+      "extra threads share the cores and usually make kq slower, not faster",
+      env, option ? ", used without --threads or with --threads 0" : "", cores));
 }
 
 /// Adds --threads to `cmd`, stored in `threads`: range-checked while parsing
