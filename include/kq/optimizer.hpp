@@ -187,10 +187,12 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const st
 /// The checks save_quantized_model makes of `out` before writing, for callers
 /// that want to fail before loading and quantizing (`kq quantize` does): the
 /// folder `out` would be created in exists and is writable; `out` is not a
-/// file; a non-empty `out` needs `overwrite` and then must be a model folder
-/// (config.json); `out` is neither the source folder `src` nor contains it
-/// (skipped when `src` is empty). Throws InvalidArgument naming `out`
-/// ("output folder '<out>': ...").
+/// file; a non-empty `out` needs `overwrite` and then must be a folder
+/// save_quantized_model wrote (a config.json that Model::load can read, with a
+/// kq quantization_config; no other files); `out` is neither the source folder
+/// `src` nor contains it (skipped when `src` is empty). Throws InvalidArgument
+/// naming `out` ("output folder '<out>': ...") and, for a config.json that
+/// cannot be read (bad JSON, a UTF-8 byte-order mark), why.
 void check_quantized_output(const std::filesystem::path& out, const std::filesystem::path& src, bool overwrite);
 
 /// The checks save_quantized_model makes of the side files it copies from the

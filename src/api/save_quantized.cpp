@@ -150,18 +150,19 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
       raise<InvalidArgument>(
           "output folder '{}' exists and is not a model folder (no config.json); refusing to replace it", out.string());
     bool kq_folder = false;
+    std::string why = "its config.json has no kq quantization_config";
     try {
-      const nlohmann::json cfg = io::load_json_file(out / "config.json");
+      const nlohmann::json cfg = io::load_hf_json_file(out / "config.json");  // as Model::load reads it
       kq_folder = cfg.is_object() && cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
                   cfg["quantization_config"].value("quant_method", "") == "kq";
-    } catch (const Error&) {
-      kq_folder = false;
+    } catch (const Error& e) {
+      why = fmt::format("its config.json cannot be read: {}", e.what());
     }
     if (!kq_folder)
       raise<InvalidArgument>(
-          "output folder '{}' is not a folder written by kq quantize (its config.json has no kq quantization_config); "
-          "refusing to replace it with overwrite = true",
-          out.string());
+          "output folder '{}' is not a folder written by kq quantize ({}); refusing to replace it with overwrite = "
+          "true",
+          out.string(), why);
     for (const auto& e : fs::directory_iterator(out)) {
       const std::string name = e.path().filename().string();
       const bool ours = name == "config.json" || name == "model.safetensors" ||
@@ -231,7 +232,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   check_quantized_side_files(src, model.config().vocab_size);
 
   const TensorStore store = TensorStore::open_dir(src);
-  nlohmann::json config = io::load_json_file(src / "config.json");
+  nlohmann::json config = io::load_hf_json_file(src / "config.json");
   const bool bare_gpt2 = model.config().arch == Arch::GPT2 && !store.contains("transformer.wte.weight");
 
   std::map<std::string, Tensor> tensors;

@@ -149,7 +149,7 @@ bool has_module_tensors(const std::vector<std::string>& names, const std::string
 
 FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(TensorStore::open_dir(dir)) {
   const std::filesystem::path cfg = dir / "config.json";
-  const nlohmann::json j = io::load_json_file(cfg);
+  const nlohmann::json j = io::load_hf_json_file(cfg);  // as load_model_config reads it
   if (!j.contains("quantization_config") || j["quantization_config"].is_null()) {
     reject_quantized_weights_without_config(store_, dir, cfg);
     return;

@@ -224,6 +224,12 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
   EXPECT_NO_THROW(check_quantized_output(tmp.path / "new" / "", demo_model(), false));  // trailing slash
   EXPECT_TRUE(fs::exists(tmp.path / "full" / "keep.txt"));
   EXPECT_FALSE(fs::exists(tmp.path / "new"));
+  // A config.json Model::load refuses (a UTF-8 byte-order mark before it) is not a kq folder's: it is not
+  // replaced, and the message says why (it was replaced: the check's parser skipped the mark).
+  kq::testing::write_text(q / "config.json", "\xEF\xBB\xBF" + kq::testing::read_all(q / "config.json"));
+  fs::remove_all(q / "checkpoints");
+  throws_naming(q, true, "is not a folder written by kq quantize (its config.json cannot be read: " +
+                             (q / "config.json").string() + ": starts with a UTF-8 byte-order mark");
 }
 
 TEST(QuantizedFolder, ForeignQuantizationConfigIsAClearError) {

@@ -84,3 +84,28 @@ TEST(CliQuantizeOut, SymbolicLinkLoopIsNamedAsOne) {
   EXPECT_TRUE(has(r.err, "kq: error: --out " + loop.string() + ": is a symbolic link loop")) << r.err;
   EXPECT_FALSE(has(r.err, "does not exist")) << r.err;
 }
+
+// Every reader of config.json refuses a UTF-8 byte-order mark before it, as load_model_config does (d3cdec4;
+// transformers' json.load refuses it). kq quantize's up-front checks read it with a parser that skips one: a kq
+// folder whose config.json had one was called "already quantized" as --model (instead of the load's error naming
+// the mark), and was replaced as an --out with --overwrite.
+TEST(CliQuantizeOut, ConfigJsonWithAByteOrderMarkIsRefusedByTheUpFrontChecks) {
+  TempDir tmp;
+  const std::string model = kq::testing::demo_model().string();
+  const fs::path q = tmp.path / "q";
+  const auto made = run_kq({"quantize", "-m", model, "--mode", "int8", "-o", q.string()});
+  ASSERT_EQ(made.status, 0) << made.err;
+  const std::string config = kq::testing::read_all(q / "config.json");
+  kq::testing::write_text(q / "config.json", "\xEF\xBB\xBF" + config);
+  const std::string bom = (q / "config.json").string() + ": starts with a UTF-8 byte-order mark (bytes EF BB BF)";
+  const auto in = run_kq({"quantize", "-m", q.string(), "--mode", "int8", "-o", (tmp.path / "q2").string()});
+  EXPECT_EQ(in.status, 1) << in.err;
+  EXPECT_TRUE(has(in.err, "kq: error: " + bom)) << in.err;
+  EXPECT_FALSE(has(in.err, "already quantized")) << in.err;
+  const auto out = run_kq({"quantize", "-m", model, "--mode", "int8", "-o", q.string(), "--overwrite"});
+  EXPECT_EQ(out.status, 1) << out.err;
+  EXPECT_TRUE(has(out.err, "kq: error: --out '" + q.string() + "' is not a folder written by kq quantize (its "
+                               "config.json cannot be read: " + bom))
+      << out.err;
+  EXPECT_EQ(kq::testing::read_all(q / "config.json"), "\xEF\xBB\xBF" + config);  // not replaced
+}

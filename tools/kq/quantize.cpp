@@ -115,7 +115,7 @@ void check_out_against_input(const std::string& out, const char* in_option, cons
 void check_model_not_quantized(const std::string& model) {
   nlohmann::json cfg;
   try {
-    cfg = io::load_json_file(std::filesystem::path(model) / "config.json");
+    cfg = io::load_hf_json_file(std::filesystem::path(model) / "config.json");  // as the model load reads it
   } catch (const Error&) {
     return;
   }
