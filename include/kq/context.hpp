@@ -36,18 +36,25 @@ struct ExecContext {
 };
 
 /// Number of threads ExecContext{threads} will actually use: `threads` when
-/// positive (returned as given: the range [0, kMaxThreads] is checked where an
-/// ExecContext is set, not here), else OpenMP's default (omp_get_max_threads():
-/// OMP_NUM_THREADS when set, else one per core). Throws InvalidArgument, naming
-/// OMP_NUM_THREADS and its value, when `threads` is 0 and that default is more
-/// than kMaxThreads (libgomp crashes or fails to create that many threads), so
-/// a CPU forward pass with such a default fails before its first op runs.
+/// positive (the range [0, kMaxThreads] is checked where an ExecContext is set,
+/// not here), else OpenMP's default (omp_get_max_threads(): OMP_NUM_THREADS
+/// when set, else one per core); in both cases no more than OpenMP gives a
+/// parallel region: at most OMP_THREAD_LIMIT, and 1 when called inside a
+/// parallel region that allows no nested one. The CPU kernels (and oneDNN)
+/// split their work by this count, so it also turns off OpenMP's dynamic
+/// adjustment (omp_set_dynamic(0), for the calling thread), under which
+/// OMP_DYNAMIC=true gave regions fewer threads than asked on a loaded machine.
+/// Throws InvalidArgument, naming OMP_NUM_THREADS and its value, when
+/// `threads` is 0 and that default is more than kMaxThreads (libgomp crashes
+/// or fails to create that many threads), so a CPU forward pass with such a
+/// default fails before its first op runs.
 int resolve_threads(int threads);
 
 /// Sets OpenMP's default thread count (omp_set_num_threads) for this process:
 /// what resolve_threads(0) returns from then on, and what the CPU work that
 /// takes no ExecContext uses (weight quantization, AWQ's search, loading and
-/// converting weights). `threads` in [1, kMaxThreads]; throws InvalidArgument
+/// converting weights); bounded and with dynamic adjustment off as in
+/// resolve_threads. `threads` in [1, kMaxThreads]; throws InvalidArgument
 /// otherwise. `kq --threads N` calls it, so N bounds every parallel region.
 void set_default_threads(int threads);
 

@@ -32,8 +32,24 @@ Device parse_device(const std::string& s) {
   raise<InvalidArgument>("parse_device: unknown device '{}' (expected cpu, cuda or gpu = cuda)", s);
 }
 
+namespace {
+
+/// The threads OpenMP gives a parallel region started here when asked for n:
+/// kq's kernels and oneDNN split their work by the count they ask for, so
+/// OpenMP's dynamic adjustment (OMP_DYNAMIC=true: fewer threads on a loaded
+/// machine) is turned off for the calling thread, the count is bounded by
+/// OMP_THREAD_LIMIT, and it is 1 inside a caller's parallel region that allows
+/// no nested one (max-active-levels reached).
+int team_size(int n) {
+  omp_set_dynamic(0);
+  if (omp_get_active_level() >= omp_get_max_active_levels()) return 1;
+  return std::max(1, std::min(n, omp_get_thread_limit()));
+}
+
+}  // namespace
+
 int resolve_threads(int threads) {
-  if (threads > 0) return threads;
+  if (threads > 0) return team_size(threads);
   const int n = omp_get_max_threads();
   if (n > kMaxThreads) {  // a parallel region that large crashes libgomp (SIGSEGV, or "Thread creation failed")
     const char* env = std::getenv("OMP_NUM_THREADS");
@@ -44,13 +60,13 @@ int resolve_threads(int threads) {
         env ? fmt::format("OMP_NUM_THREADS={}", env) : std::string("omp_get_max_threads()"), n, kMaxThreads,
         kMaxThreads);
   }
-  return n;
+  return team_size(n);
 }
 
 void set_default_threads(int threads) {
   if (threads < 1 || threads > kMaxThreads)
     raise<InvalidArgument>("set_default_threads: threads must be in [1, {}], got {}", kMaxThreads, threads);
-  omp_set_num_threads(threads);
+  omp_set_num_threads(team_size(threads));
 }
 
 unsigned usable_cpus() {

@@ -48,3 +48,28 @@ TEST(SetDefaultThreads, SetsOpenMpsDefaultAndRefusesOutOfRange) {
   omp_set_num_threads(saved);
   EXPECT_GE(kq::usable_cpus(), 1u);
 }
+
+// Tester finding (round 16): under OMP_DYNAMIC=true or OMP_THREAD_LIMIT below the
+// count asked for, OpenMP gave parallel regions fewer threads than kq's kernels
+// (and oneDNN) had split their work for, and perplexities came out wrong
+// (38116 for 76.9). resolve_threads is the count a region really gets, and it
+// turns dynamic adjustment off; inside a caller's parallel region that allows
+// no nested one it is 1 (OMP_THREAD_LIMIT itself is read once at start-up: the
+// CLI test CliThreads.FewerThreadsThanAskedGiveTheSamePerplexity covers it).
+TEST(ResolveThreads, IsTheTeamOpenMpGives) {
+  const bool dynamic = omp_get_dynamic();
+  omp_set_dynamic(1);
+  EXPECT_EQ(kq::resolve_threads(2), 2);
+  EXPECT_FALSE(omp_get_dynamic());
+  const int levels = omp_get_max_active_levels();
+  omp_set_max_active_levels(1);
+  int inside = 0;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    inside = kq::resolve_threads(2);
+  }
+  omp_set_max_active_levels(levels);
+  omp_set_dynamic(dynamic);
+  EXPECT_EQ(inside, 1);
+}

@@ -1,6 +1,7 @@
 // CPU ops (norms, activations, RoPE, softmax, GQA causal attention) vs naive
 // double-precision references and known values.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -171,6 +172,37 @@ TEST(OpsActivation, KnownValuesAndReference) {
     EXPECT_NEAR(gl[i], 0.5 * v * (1 + std::tanh(c * (v + 0.044715 * v * v * v))), 1e-5 * (1 + std::fabs(v)));
     EXPECT_NEAR(sw[i], v / (1 + std::exp(-v)) * up[i], 1e-5 * (1 + std::fabs(v)));
   }
+}
+
+/// OpenMP may give a parallel region fewer threads than asked: OMP_DYNAMIC,
+/// OMP_THREAD_LIMIT, or a call from inside the caller's own parallel region (as
+/// here: with one active level the inner region has one thread). The
+/// activations must still cover the whole array (they split it by the count
+/// asked for, leaving most of it untouched: a tester's perplexity 38116 for 76.9).
+TEST(OpsActivation, WholeArrayWhenOpenMpGivesFewerThreads) {
+  const size_t n = 100000;  // large enough for the multi-threaded path
+  const auto x = random_vec(n, 8, -8.0f, 8.0f);
+  const auto up = random_vec(n, 9);
+  auto want_gelu = x, want_silu = x, want_swiglu = x;
+  gelu_new_inplace(want_gelu.data(), int64_t(n), 1);
+  silu_inplace(want_silu.data(), int64_t(n), 1);
+  swiglu_inplace(want_swiglu.data(), up.data(), int64_t(n), 1);
+  auto gelu = x, silu = x, swiglu = x;
+  const int levels = omp_get_max_active_levels();
+  omp_set_max_active_levels(1);
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    {
+      gelu_new_inplace(gelu.data(), int64_t(n), 2);
+      silu_inplace(silu.data(), int64_t(n), 2);
+      swiglu_inplace(swiglu.data(), up.data(), int64_t(n), 2);
+    }
+  }
+  omp_set_max_active_levels(levels);
+  EXPECT_EQ(gelu, want_gelu);
+  EXPECT_EQ(silu, want_silu);
+  EXPECT_EQ(swiglu, want_swiglu);
 }
 
 // ---- RoPE --------------------------------------------------------------------

@@ -12,7 +12,9 @@ namespace {
 
 constexpr int64_t kParallelMin = 1 << 15;  // below this a parallel region is not worth it
 
-// Runs f(begin, end) over [0, n), split in one contiguous range per thread.
+// Runs f(begin, end) over [0, n), split in one contiguous range per thread of
+// the team OpenMP actually gives (OMP_DYNAMIC, OMP_THREAD_LIMIT or a caller's
+// enclosing parallel region can make it smaller than `threads`).
 template <class F>
 void parallel_ranges(int64_t n, int threads, F&& f) {
   const int nt = (n >= kParallelMin && threads > 1) ? threads : 1;
@@ -22,7 +24,8 @@ void parallel_ranges(int64_t n, int threads, F&& f) {
   }
 #pragma omp parallel num_threads(nt)
   {
-    const int64_t per = (n + nt - 1) / nt;
+    const int64_t team = omp_get_num_threads();
+    const int64_t per = (n + team - 1) / team;
     const int64_t b = std::min(n, per * omp_get_thread_num());
     f(b, std::min(n, b + per));
   }
