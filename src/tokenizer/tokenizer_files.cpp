@@ -296,24 +296,42 @@ TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std
   read_vocab_object(load_tokenizer_json_file(vocab_json), spec.vocab_source, spec);
 
   const std::string text = io::read_text_file(merges_txt, kMaxFileBytes);
-  // A UTF-8 byte-order mark: Hugging Face's slow tokenizer reads merges.txt as utf-8 (the BOM a U+FEFF of line 1)
-  // and skips line 1, so a BOM before "#version" changes nothing and is skipped with that line; before a merge it
-  // would drop that merge there, and make it "\ufeffa b" here: refused, naming the BOM.
+  // Hugging Face's slow tokenizer (GPT2Tokenizer, which AutoTokenizer converts without a tokenizer.json) reads
+  // merges.txt as utf-8 text, read().split("\n")[1:-1]: it drops line 1, whatever it holds, and what follows the last
+  // newline. So a line 1 that is a merge (no "#version" line) would be dropped there and used here: refused. A last
+  // line without a newline is dropped as there, with a warning. A UTF-8 byte-order mark is a U+FEFF of line 1: before
+  // "#version" it changes nothing and is skipped with that line; before a merge it is refused, naming the BOM.
   const bool bom = text.starts_with("\xEF\xBB\xBF");
   size_t line_no = 0;
   for (size_t pos = bom ? 3 : 0; pos < text.size();) {
     size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
+    const bool unterminated = end == std::string::npos;
+    if (unterminated) end = text.size();
     std::string_view line(text.data() + pos, end - pos);
     pos = end + 1;
     ++line_no;
+    // Python's text mode reads a lone '\r' as a newline too: a last line ending with one is not dropped there.
+    const bool dropped_last = unterminated && !line.ends_with('\r');
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line_no == 1 && bom && !line.starts_with("#version"))
-      raise<FormatError>("{}: starts with a UTF-8 byte-order mark (bytes EF BB BF) before a line 1 '{}' that is not "
-                         "the \"#version\" line (Hugging Face's slow tokenizer skips line 1: that merge would be "
-                         "dropped); remove those 3 bytes",
+    if (line_no == 1 && !line.empty() && !line.starts_with("#version")) {
+      if (bom)
+        raise<FormatError>("{}: starts with a UTF-8 byte-order mark (bytes EF BB BF) before a line 1 '{}' that is not "
+                           "the \"#version\" line (Hugging Face's slow tokenizer skips line 1: that merge would be "
+                           "dropped); remove those 3 bytes",
+                           spec.merges_source, io::text_excerpt(line, 40));
+      raise<FormatError>("{}: line 1 '{}' is not the \"#version\" line: Hugging Face's slow tokenizer skips line 1 of "
+                         "merges.txt whatever it holds, so it would drop that merge; add a '#version: 0.2' line before "
+                         "it (or make line 1 that line, if it is no merge)",
                          spec.merges_source, io::text_excerpt(line, 40));
-    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
+    }
+    if (line.empty() || line_no == 1) continue;
+    if (dropped_last) {
+      warn(fmt::format("{}: the last line ({}, '{}') does not end with a newline; Hugging Face's slow tokenizer drops "
+                       "it (it reads merges.txt as read().split(\"\\n\")[1:-1]), so kq drops it too; end the file "
+                       "with a newline to use that merge",
+                       spec.merges_source, line_no, io::text_excerpt(line, 40)));
+      continue;
+    }
     std::pair<std::string, std::string> m;
     if (!split_merge(line, m))
       raise<FormatError>("{}: line {}: expected two tokens separated by one space, got '{}'", spec.merges_source,

@@ -92,10 +92,11 @@ inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
 /// Reads vocab.json and merges.txt. Throws FormatError naming the file
 /// (missing/unreadable, bad JSON or a UTF-8 byte-order mark before it,
 /// non-integer or out-of-range ids, a merges line that is not two
-/// space-separated tokens, a UTF-8 byte-order mark before a line 1 that is
-/// not the "#version" line). A byte-order mark before merges.txt's "#version"
-/// line is skipped with that line, as Hugging Face's slow tokenizer skips
-/// line 1.
+/// space-separated tokens, a line 1 that is neither empty nor the "#version"
+/// line, with or without a UTF-8 byte-order mark before it). merges.txt is
+/// read as Hugging Face's slow tokenizer reads it (split("\n")[1:-1]): line 1
+/// is skipped (a byte-order mark before "#version" with it), and a last line
+/// without a newline after it is dropped with a warning (kq::warn).
 TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
 /// Reads a tokenizer.json (its post_processor's special tokens into
