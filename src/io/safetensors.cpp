@@ -272,13 +272,16 @@ Tensor make_tensor(const ParsedFile& pf, const HeaderEntry& e) {
   return t;
 }
 
-/// Rejects shard names that escape the model folder.
-void check_shard_name(const std::string& index_file, const std::string& shard) {
+/// Rejects shard names that escape the model folder; returns the name
+/// lexically normalized ("./a" and "sub//a" name the files "a" and "sub/a"),
+/// so that two spellings of one shard are one shard.
+std::string normal_shard_name(const std::string& index_file, const std::string& shard) {
   const fs::path p(shard);
   bool bad = shard.empty() || p.is_absolute() || p.has_root_path();
   for (const auto& part : p)
     if (part == "..") bad = true;
   if (bad) raise<FormatError>("{}: shard file name '{}' is not a plain relative path", index_file, shard);
+  return p.lexically_normal().generic_string();
 }
 
 }  // namespace
@@ -324,7 +327,7 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   }
 
   const std::string index_file = index.string();
-  const json j = io::load_json_file(index, kMaxHeaderBytes);
+  const json j = io::load_hf_json_file(index, kMaxHeaderBytes);  // a BOM: transformers' json.load refuses it
   if (!j.is_object()) raise<FormatError>("{}: not a JSON object", index_file);
   const auto wm = j.find("weight_map");
   if (wm == j.end()) raise<FormatError>("{}: missing \"weight_map\" object", index_file);
@@ -338,9 +341,7 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   for (const auto& [name, shard] : wm->items()) {
     if (!shard.is_string())
       raise<FormatError>("{}: tensor '{}': shard name is not a string", index_file, name);
-    const auto& s = shard.get_ref<const std::string&>();
-    check_shard_name(index_file, s);
-    by_shard[s].push_back(name);
+    by_shard[normal_shard_name(index_file, shard.get_ref<const std::string&>())].push_back(name);
   }
 
   TensorStore ts;

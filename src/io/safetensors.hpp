@@ -32,8 +32,10 @@ class TensorStore {
   /// "weight_map" {tensor: shard file} names must be in that shard, and the
   /// shards' other tensors are loaded too; errors for a missing shard (or one
   /// that is not a regular file), a tensor absent from its shard, a tensor
-  /// held by two shards, shard names that are absolute or contain "..", and
-  /// any invalid shard (named in the message).
+  /// held by two shards, shard names that are absolute or contain "..", a
+  /// UTF-8 byte-order mark before the index's JSON (transformers refuses it),
+  /// and any invalid shard (named in the message). Shard names are compared
+  /// lexically normalized: "./a.safetensors" and "a.safetensors" are one shard.
   static TensorStore open_dir(const std::filesystem::path& dir);
   /// Opens one .safetensors file. Validates the header fully: length bounds,
   /// JSON, dtypes, dtype × shape vs byte size, offsets inside the file, no

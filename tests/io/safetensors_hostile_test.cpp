@@ -416,6 +416,34 @@ TEST_F(HostileDir, ShardPathEscapes) {
   expect_dir_rejected({index().string(), "/etc/passwd"});
 }
 
+// Tester finding: a weight_map naming one shard as './s1.safetensors' and as 's1.safetensors' was "tensor 'b' is held
+// by two shards" (the same file twice). Names are compared lexically normalized; '..' and absolute ones still refused.
+TEST_F(HostileDir, OneShardSpelledTwoWaysIsOneShard) {
+  shard("s1.safetensors");
+  write_bytes(index(), R"({"weight_map":{"a":"./s1.safetensors","b":"s1.safetensors"}})");
+  TensorStore st = TensorStore::open_dir(tmp.path);
+  EXPECT_EQ(st.file_of("a"), (tmp.path / "s1.safetensors").string());
+  EXPECT_EQ(st.file_of("b"), (tmp.path / "s1.safetensors").string());
+  fs::create_directory(tmp.path / "sub");
+  write_bytes(tmp.path / "sub/s2.safetensors", raw_safetensors(valid_header(), valid_data()));
+  write_bytes(index(), R"({"weight_map":{"a":"sub//s2.safetensors","b":"./sub/./s2.safetensors"}})");
+  st = TensorStore::open_dir(tmp.path);
+  EXPECT_EQ(st.file_of("a"), (tmp.path / "sub/s2.safetensors").string());
+  EXPECT_EQ(st.file_of("b"), (tmp.path / "sub/s2.safetensors").string());
+  write_bytes(index(), R"({"weight_map":{"a":"./../s1.safetensors"}})");
+  expect_dir_rejected({index().string(), "'./../s1.safetensors' is not a plain relative path"});
+  write_bytes(index(), R"({"weight_map":{"a":"sub/../s1.safetensors"}})");
+  expect_dir_rejected({index().string(), "'sub/../s1.safetensors' is not a plain relative path"});
+}
+
+// Tester finding: an index with a UTF-8 byte-order mark before its JSON was read (kq's parser skips it), while
+// transformers' json.load refuses it; refused naming the file, as config.json is.
+TEST_F(HostileDir, IndexWithAByteOrderMarkIsRefused) {
+  shard("s1.safetensors");
+  write_bytes(index(), "\xEF\xBB\xBF" R"({"weight_map":{"a":"s1.safetensors"}})");
+  expect_dir_rejected({index().string() + ": starts with a UTF-8 byte-order mark (bytes EF BB BF)"});
+}
+
 TEST_F(HostileDir, CorruptShardNamesTheShard) {
   write_bytes(tmp.path / "s1.safetensors", raw_safetensors(valid_header(), "short"));
   write_bytes(index(), R"({"weight_map":{"a":"s1.safetensors"}})");
