@@ -82,11 +82,12 @@ class Reader {
     }
     return size_value(key, *v);
   }
-  /// Throws FormatError for the absent required `key` (`alt`: the other keys
-  /// that would do, quoted, e.g. "'a' or 'b'"; empty when none), naming the
-  /// model_type, and, when the file holds keys of the other architecture,
-  /// those keys and that model_type.
-  [[noreturn]] void missing(const char* key, const std::string& alt = {}) const {
+  /// Throws FormatError for the absent required `key` (`alts`: the other keys
+  /// that would do; empty when none), naming the model_type, whether the key
+  /// is missing or null (`"key": null`, which find() takes for absent; with
+  /// `alts`, which of them are null), and, when the file holds keys of the
+  /// other architecture, those keys and that model_type.
+  [[noreturn]] void missing(const char* key, const std::vector<const char*>& alts = {}) const {
     const bool gpt2 = type_ == "gpt2";
     std::vector<std::string> foreign;  // keys only the other architecture uses, present here
     for (const KeyPair& p : kKeyPairs)
@@ -107,9 +108,21 @@ class Reader {
                           fmt::join(foreign, ", "), gpt2 ? "Llama" : "GPT-2", counterpart,
                           gpt2 ? "llama" : "gpt2");
     }
-    raise<FormatError>("{}: model_type '{}' requires key '{}'{}, which is missing{}", src_,
-                       io::text_excerpt(type_), key,
-                       alt.empty() ? std::string() : fmt::format(" (or {})", alt), other);
+    std::vector<std::string> quoted_alts, nulls;  // nulls: the keys given as null
+    for (const char* k : alts) quoted_alts.push_back(fmt::format("'{}'", k));
+    const auto note_null = [&](const char* k) {
+      if (const auto it = j_.find(k); it != j_.end() && it->is_null()) nulls.push_back(fmt::format("'{}'", k));
+    };
+    note_null(key);
+    for (const char* k : alts) note_null(k);
+    const std::string state = nulls.empty() ? "missing"
+                              : alts.empty()
+                                  ? "null"
+                                  : fmt::format("missing or null ({} {} null)", fmt::join(nulls, " and "),
+                                                nulls.size() == 1 ? "is" : "are");
+    raise<FormatError>("{}: model_type '{}' requires key '{}'{}, which is {}{}", src_, io::text_excerpt(type_), key,
+                       alts.empty() ? std::string() : fmt::format(" (or {})", fmt::join(quoted_alts, " or ")), state,
+                       other);
   }
   int64_t size_value(const std::string& key, const json& v) const {
     // Parsed JSON holds non-negative integers as unsigned, built JSON may hold them signed.
@@ -185,7 +198,7 @@ int64_t gpt2_size(const Reader& r, std::string& used, const char* key, const cha
   if (v) return r.size_value(key, *v);
   if (a) return r.size_value(alias, *a);
   if (fallback && r.find(fallback)) return r.size(fallback);
-  r.missing(key, fallback ? fmt::format("'{}' or '{}'", alias, fallback) : fmt::format("'{}'", alias));
+  r.missing(key, fallback ? std::vector<const char*>{alias, fallback} : std::vector<const char*>{alias});
 }
 
 ModelConfig parse_gpt2(const Reader& r) {
@@ -316,7 +329,9 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   } else if (type == "llama") {
     c = parse_llama(r);
   } else if (type.empty()) {
-    raise<FormatError>("{}: no \"model_type\" (supported: gpt2, llama)", source);
+    const auto it = j.find("model_type");
+    raise<FormatError>("{}: {} (supported: gpt2, llama)", source,
+                       it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
   } else {
     raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama)", source,
                        io::text_excerpt(type));

@@ -260,6 +260,29 @@ TEST(Config, ModelTypeOfTheOtherArchitectureIsNamed) {
                  "is missing"});
 }
 
+// Tester finding: '"vocab_size": null' was "requires key 'vocab_size', which is missing"; the key is there, null
+// (transformers keeps None, which no model builds with). Every required key is said to be null the same way.
+TEST(Config, RequiredKeyThatIsNullIsSaidToBeNull) {
+  json j = json::parse(kHubGpt2);
+  j["vocab_size"] = nullptr;
+  std::string msg = expect_throw_with<FormatError>(
+      [&] { parse(j); }, {"test/config.json: model_type 'gpt2' requires key 'vocab_size', which is null"});
+  EXPECT_EQ(msg.find("missing"), std::string::npos) << msg;
+  j = json::parse(kHubGpt2);
+  j["n_layer"] = nullptr;
+  expect_bad(j, {"requires key 'n_layer' (or 'num_hidden_layers'), which is missing or null ('n_layer' is null)"});
+  j = json::parse(kHubGpt2);
+  j["n_positions"] = nullptr;
+  j["n_ctx"] = nullptr;
+  expect_bad(j, {"requires key 'n_positions' (or 'max_position_embeddings' or 'n_ctx'), which is missing or null "
+                 "('n_positions' and 'n_ctx' are null)"});
+  j = json::parse(kLlama4);
+  j["hidden_size"] = nullptr;
+  expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is null"});
+  j["model_type"] = nullptr;
+  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama)"});
+}
+
 // Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
 // n_positions. A config with only transformers' aliases (GPT2Config.
 // attribute_map: num_hidden_layers, hidden_size, num_attention_heads,
