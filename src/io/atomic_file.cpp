@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/magic.h>
+#include <sys/vfs.h>
+#endif
 
 #include <cerrno>
 #include <cstdio>
@@ -40,6 +44,38 @@ void fsync_path(const std::filesystem::path& path) {
     raise<Error>("{}: fsync failed: {}", path.string(), std::strerror(err));
 }
 
+namespace {
+
+/// The name of the kernel pseudo file system (proc, sysfs, ...) `dir` is on,
+/// which holds kernel interfaces, not stored files: none can be created there
+/// (the call fails with ENOENT, EACCES or EPERM, whoever asks). Empty for any
+/// other file system, or when it cannot be told.
+std::string_view pseudo_file_system(const std::filesystem::path& dir) {
+#ifdef __linux__
+  struct statfs st {};
+  if (::statfs((dir.empty() ? std::filesystem::path(".") : dir).c_str(), &st) != 0) return {};
+  switch (static_cast<unsigned long>(st.f_type)) {
+    case PROC_SUPER_MAGIC: return "proc";
+    case SYSFS_MAGIC: return "sysfs";
+    case CGROUP_SUPER_MAGIC: return "cgroup";
+    case CGROUP2_SUPER_MAGIC: return "cgroup2";
+    case DEBUGFS_MAGIC: return "debugfs";
+    case TRACEFS_MAGIC: return "tracefs";
+    case SECURITYFS_MAGIC: return "securityfs";
+    case DEVPTS_SUPER_MAGIC: return "devpts";
+    case BPF_FS_MAGIC: return "bpf";
+    case PSTOREFS_MAGIC: return "pstore";
+    case EFIVARFS_MAGIC: return "efivarfs";
+    default: return {};
+  }
+#else
+  (void)dir;
+  return {};
+#endif
+}
+
+}  // namespace
+
 std::string temporary_sibling_failure(const std::filesystem::path& dir, int err) {
   if (const auto why = why_not_folder(dir)) return *why;
   if (err == ENAMETOOLONG)
@@ -47,8 +83,16 @@ std::string temporary_sibling_failure(const std::filesystem::path& dir, int err)
            "longer in the same folder, and that name must fit the file system's limit (usually 255 "
            "bytes); choose a shorter name";
   const std::string shown = dir.empty() ? std::string(".") : dir.string();
-  if (err == EACCES || err == EPERM || err == EROFS)
+  if (const std::string_view fs_name = pseudo_file_system(dir); !fs_name.empty())
+    return fmt::format("folder '{}' is on the kernel's {} file system, which holds no ordinary files: none can be "
+                       "created there (creating one failed: {}); choose a folder on a disk",
+                       shown, fs_name, std::strerror(err));
+  if (err == EROFS) return fmt::format("folder '{}' is on a read-only file system ({})", shown, std::strerror(err));
+  if (err == EACCES || err == EPERM)
     return fmt::format("no permission to create files in folder '{}' ({})", shown, std::strerror(err));
+  if (err == ENOENT)  // the folder is there (why_not_folder): ENOENT names no missing folder
+    return fmt::format("cannot create a file in folder '{}', which exists (creating one failed: {})", shown,
+                       std::strerror(err));
   return fmt::format("cannot create a file in folder '{}' ({})", shown, std::strerror(err));
 }
 

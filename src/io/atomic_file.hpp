@@ -70,7 +70,11 @@ std::string temporary_file_template(const std::filesystem::path& target);
 /// put after "<user's path>: cannot write it: ": why_not_folder(dir) when `dir`
 /// is not a usable folder ("'notes.txt' is not a directory", ...); for
 /// ENAMETOOLONG, that the name leaves no room for the temporary name's
-/// suffix; otherwise the system message with `dir`. Names no temporary name.
+/// suffix; for a folder on a kernel pseudo file system (proc, sysfs, ...),
+/// that one (whatever `err` says: /proc gives ENOENT, which read alone would
+/// say the existing folder is missing); a read-only file system (EROFS) or no
+/// permission (EACCES, EPERM) as such; otherwise the system message with
+/// `dir`. Names no temporary name.
 std::string temporary_sibling_failure(const std::filesystem::path& dir, int err);
 
 /// write_file_atomic for a byte string (config.json, tokenizer files, ...).

@@ -264,6 +264,23 @@ TEST(AtomicFile, NameTooLongForTheTemporaryNamesTheUserPathOnly) {
   EXPECT_EQ(entries(tmp.path), 0u);
 }
 
+// Tester finding: 'kq eval --json /proc/version' said "cannot create a file in folder '/proc' (No such file or
+// directory)" of a folder that exists: /proc's file system gives ENOENT to any file creation. The message names the
+// real cause, the kernel's proc file system (which holds no ordinary files), with the system's message as detail.
+TEST(AtomicFile, FolderOnAKernelFileSystemIsNamedNotCalledMissing) {
+  std::error_code ec;
+  if (!fs::is_regular_file("/proc/version", ec)) GTEST_SKIP() << "no /proc";
+  for (const fs::path& out : {fs::path("/proc/version"), fs::path("/proc/kq-test.json")}) {
+    const std::string msg = testing::expect_throw_with<Error>(
+        [&] { io::write_file_atomic(out, "{}"); },
+        {out.string() + ": cannot write it: folder '/proc' is on the kernel's proc file system, which holds no "
+                        "ordinary files: none can be created there (creating one failed: "});
+    EXPECT_EQ(msg.find(".tmp-"), std::string::npos) << msg;
+  }
+  testing::expect_throw_with<Error>([&] { io::AtomicDir d("/proc/kq-test"); },
+                                    {"/proc/kq-test", "folder '/proc' is on the kernel's proc file system"});
+}
+
 // Errors while filling the staging folder (e.g. a full disk) name the target
 // folder the user asked for, with the exception's type kept.
 TEST(AtomicDir, WriteErrorsNameTheTargetNotTheStagingFolder) {
