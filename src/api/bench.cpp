@@ -3,6 +3,7 @@
 #include "kq/bench.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -71,6 +72,23 @@ std::string few_scored_tokens_warning(const BenchReport& r) {
       "reliable on fewer than {} (give more BenchOptions::samples, a larger BenchOptions::ctx or a longer "
       "BenchOptions::text)",
       r.scored_tokens, r.scored_tokens == 1 ? "" : "s", kMinScoredTokensForVerdict);
+}
+
+std::string implausible_comparison_warning(const BenchResult& r) {
+  std::vector<std::string> why;
+  if (r.ppl_delta_pct < -kImplausiblePplDropPct)  // (false for NaN)
+    why.push_back(fmt::format("a quantized model is not more than {:.0f} % better than the model it approximates",
+                              kImplausiblePplDropPct));
+  if (r.pass && r.top1_agreement < kImplausibleTop1Agreement)
+    why.push_back(fmt::format("a mode within its threshold ({:.0f} %) agrees with the baseline on most top-1 tokens, "
+                              "not under {:.0f} %",
+                              r.threshold_pct, kImplausibleTop1Agreement * 100));
+  if (why.empty()) return {};
+  return fmt::format("mode {}: implausible comparison with the baseline: perplexity {:.2f} -> {:.2f} ({:+.2f} %), "
+                     "top-1 agreement {:.1f} %, KL {:.4g} nats, but {}. The baseline's numbers are likely wrong (check "
+                     "the unquantized model's perplexity on this text alone); the {} verdict says nothing here",
+                     r.mode, r.ppl_before, r.ppl_after, r.ppl_delta_pct, r.top1_agreement * 100, r.kl_div,
+                     fmt::join(why, ", and "), r.pass ? "PASS" : "FAIL");
 }
 
 std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes) {

@@ -46,6 +46,54 @@ TEST(BenchVerdict, FewScoredTokensAreWarned) {
   EXPECT_EQ(few_scored_tokens_warning(rep), "");
 }
 
+// Tester finding: with a wrong baseline (27368a9) kq bench printed PASS for a mode 99 % below it, top-1 agreement
+// 5 %, KL 2.8, without a word. PASS / FAIL stay the thresholds'; such a comparison is warned as implausible.
+TEST(BenchVerdict, ImplausibleComparisonIsWarned) {
+  EXPECT_DOUBLE_EQ(kImplausiblePplDropPct, 5.0);
+  EXPECT_DOUBLE_EQ(kImplausibleTop1Agreement, 0.5);
+  BenchResult r;
+  EXPECT_EQ(implausible_comparison_warning(r), "");  // nothing measured
+  r.mode = "int8";
+  r.threshold_pct = 2;
+  r.ppl_before = 18156.49;
+  r.ppl_after = 161.24;
+  r.ppl_delta_pct = (r.ppl_after / r.ppl_before - 1) * 100;
+  r.pass = true;
+  r.top1_agreement = 0.05;
+  r.kl_div = 2.8;
+  std::string w = implausible_comparison_warning(r);
+  EXPECT_EQ(w.rfind("mode int8: implausible comparison with the baseline: perplexity 18156.49 -> 161.24 (-99.11 %), "
+                    "top-1 agreement 5.0 %, KL 2.8 nats, but a quantized model is not more than 5 % better than the "
+                    "model it approximates, and a mode within its threshold (2 %) agrees with the baseline on most "
+                    "top-1 tokens, not under 50 %.",
+                    0),
+            0u)
+      << w;
+  EXPECT_NE(w.find("the PASS verdict says nothing here"), std::string::npos) << w;
+  // Each condition alone.
+  r.top1_agreement = 0.9;
+  w = implausible_comparison_warning(r);
+  EXPECT_NE(w.find("not more than 5 % better"), std::string::npos) << w;
+  EXPECT_EQ(w.find("not under 50 %"), std::string::npos) << w;
+  r.ppl_after = 18156.49 * 1.01;
+  r.ppl_delta_pct = 1;
+  r.top1_agreement = 0.4;
+  w = implausible_comparison_warning(r);
+  EXPECT_EQ(w.find("better than"), std::string::npos) << w;
+  EXPECT_NE(w.find("top-1 agreement 40.0 %"), std::string::npos) << w;
+  EXPECT_NE(w.find("not under 50 %"), std::string::npos) << w;
+  // Plausible: measured modes (docs/PERFORMANCE.md), a few per cent below by chance, an honest FAIL.
+  r.ppl_delta_pct = 0.16;
+  r.top1_agreement = 0.972;
+  EXPECT_EQ(implausible_comparison_warning(r), "");
+  r.ppl_delta_pct = -4.9;
+  EXPECT_EQ(implausible_comparison_warning(r), "");
+  r.ppl_delta_pct = 40;
+  r.pass = false;
+  r.top1_agreement = 0.3;
+  EXPECT_EQ(implausible_comparison_warning(r), "");
+}
+
 TEST(LatencySpread, WarningNamesTheModeAndTheSpreads) {
   BenchResult r;
   r.mode = "int4";

@@ -446,6 +446,8 @@ void add_bench_command(CLI::App& app) {
     flush_stdout();  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
+    for (const BenchResult& m : r.results)
+      if (const std::string w = implausible_comparison_warning(m); !w.empty()) warn(w);
     if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);
     if (const std::string w = ppl_overflow_warning(r); !w.empty()) warn(w);
     if (json_stdout) {
