@@ -8,8 +8,7 @@
 // pass, each weight converted once for all tokens.
 // Prefill (M > 4): panels of weight rows are converted to F32 in per-thread
 // scratch (exact) and multiplied with oneDNN's sgemm, as the FP32 Linear does
-// (gemm_f32_dnnl_ldy); the conversion is read once per panel and call, against
-// M·N·K multiply-adds.
+// (gemm_f32_dequant_panels, dequant_gemm.hpp).
 // All sum in F32, in different orders (as the FP32 Linear's paths do).
 // No std:: templates or baseline headers' inline functions here (see
 // scratch.hpp); simd_avx2.hpp is included only by AVX2 files.
@@ -18,9 +17,8 @@
 
 #include <cstring>
 
-#include "kernels/cpu/linear_f32_kernels.hpp"
+#include "kernels/cpu/dequant_gemm.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
-#include "kernels/cpu/scratch.hpp"
 #include "kernels/cpu/simd_avx2.hpp"
 
 namespace kq::cpu::avx2 {
@@ -123,26 +121,16 @@ inline void convert_row(const uint16_t* p, int64_t len, float* out) {
   for (; k < len; ++k) out[k] = load1<BF16>(p + k);
 }
 
-/// F32 elements of one converted weight panel (16 MiB): big enough that
-/// sgemm runs on wide panels, small enough to stay in the outer caches.
-constexpr int64_t kPanelElems = int64_t(1) << 22;
+/// DequantRowsFn of the prefill path: rows [n0, n1) of the W16WeightView at ctx as F32.
+template <bool BF16>
+void convert_rows(const void* ctx, int64_t n0, int64_t n1, float* out) {
+  const W16WeightView& w = *static_cast<const W16WeightView*>(ctx);
+  for (int64_t n = n0; n < n1; ++n) convert_row<BF16>(w.w + n * w.K, w.K, out + (n - n0) * w.K);
+}
 
 template <bool BF16>
 void gemm(const W16WeightView& w, const float* x, int64_t M, float* y, int threads) {
-  const int64_t N = w.N, K = w.K;
-  int64_t rows = kPanelElems / K / 16 * 16;
-  if (rows < 16) rows = 16;
-  if (rows > N) rows = N;
-  float* panel = thread_scratch_as<float>(kScratchCall0, size_t(rows * K));
-  for (int64_t n0 = 0; n0 < N; n0 += rows) {
-    const int64_t nb = N - n0 < rows ? N - n0 : rows;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && nb * K >= (int64_t(1) << 16))
-    for (int64_t r = 0; r < nb; ++r) convert_row<BF16>(w.w + (n0 + r) * K, K, panel + r * K);
-    gemm_f32_dnnl_ldy(x, M, panel, nb, K, y + n0, N, threads);
-  }
-  if (w.bias)
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) y[m * N + n] += w.bias[n];
+  gemm_f32_dequant_panels(x, M, w.N, w.K, convert_rows<BF16>, &w, w.bias, y, threads);
 }
 
 template <bool BF16>
