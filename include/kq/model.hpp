@@ -237,7 +237,9 @@ class Model {
   /// was set at the first step (0 otherwise, and on the CPU). A step's wall
   /// time minus this is the host's share (metadata upload, launch, logits copy).
   double cuda_graph_gpu_ms() const;
-  /// The folder the model was loaded from (empty for random()).
+  /// The folder the model was loaded from, absolute (the path given to load(),
+  /// made absolute and weakly canonical then: a later change of the working
+  /// directory does not change the folder it names); empty for random().
   const std::filesystem::path& source_dir() const { return source_dir_; }
 
   /// A KV cache for up to `max_tokens` tokens (0 = config().max_positions), on

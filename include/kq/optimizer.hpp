@@ -179,8 +179,10 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 /// pattern matches or an lm_head quantized without quantize_lm_head, a
 /// layer in high precision that the options would quantize), a keep pattern
 /// is malformed, or `out` exists and is not empty without `overwrite`; FormatError for a side
-/// file that check_quantized_side_files refuses (before anything is written);
-/// Error on I/O failure.
+/// file that check_quantized_side_files refuses (before anything is written),
+/// and when the folder the model was loaded from (Model::source_dir(), read
+/// again for config.json, side files and unquantized tensors) is gone or no
+/// longer holds a config.json; Error on I/O failure.
 void save_quantized_model(Model& model, const QuantizeOptions& options, const std::filesystem::path& out,
                           bool overwrite = false);
 

@@ -104,6 +104,24 @@ void check_options_describe_model(Model& model, const QuantizeOptions& options) 
   }
 }
 
+/// The folder `model` was loaded from, read again by save_quantized_model (config.json, side files, the
+/// tensors kept unquantized): it may have been removed or emptied since the load. Throws FormatError saying so.
+void check_source_folder_still_there(const fs::path& src) {
+  std::error_code ec;
+  const char* why = nullptr;
+  if (!fs::exists(src, ec))
+    why = "is gone (not found)";
+  else if (!fs::is_directory(src, ec))
+    why = "is no longer a folder";
+  else if (!fs::exists(src / "config.json", ec))
+    why = "is no longer a model folder (no config.json)";
+  if (why)
+    raise<FormatError>(
+        "save_quantized_model: the folder the model was loaded from, '{}', {}; saving reads its config.json, side "
+        "files and unquantized tensors again, so it must stay in place until the model is saved",
+        src.string(), why);
+}
+
 }  // namespace
 
 void check_quantized_output(const fs::path& out, const fs::path& src, bool overwrite) {
@@ -228,6 +246,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   const fs::path src = model.source_dir();
   if (src.empty())
     raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");
+  check_source_folder_still_there(src);
   check_quantized_output(out, src, overwrite);
   check_quantized_side_files(src, model.config().vocab_size);
 

@@ -111,8 +111,11 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
   models::FileWeights weights(dir);
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
-  auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, dir, transform)
-                                  : models::make_llama(cfg, weights, ctx, dir, transform);
+  // source_dir() is absolute: save_quantized_model reads the folder again later, after any chdir of the caller's.
+  fs::path source = fs::weakly_canonical(dir, ec);
+  if (ec) source = fs::absolute(dir, ec).lexically_normal();
+  auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, source, transform)
+                                  : models::make_llama(cfg, weights, ctx, source, transform);
   m->transform_ = {};  // built: its captures need not outlive the call
   if (weights.quantized()) m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
   m->upload_parameters();

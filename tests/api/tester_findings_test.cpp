@@ -106,3 +106,50 @@ TEST(TesterFindings, Gpt2AttentionVariantsWeDoNotComputeAreRefused) {
   set_config(b, "scale_attn_weights", false);
   EXPECT_THROW(Model::load(b), FormatError);
 }
+
+// A model loaded through a relative path was saved from that path taken from the working directory at save time:
+// after a chdir, a folder of the same name there (a decoy) gave its config.json, side files and unquantized tensors
+// to the quantized folder. source_dir() is made absolute at load.
+TEST(TesterFindings, RelativeSourceFolderSurvivesAChdir) {
+  kq::testing::TempDir tmp;
+  copy_demo(tmp.path / "a" / "m");
+  const fs::path decoy = copy_demo(tmp.path / "b" / "m");
+  set_config(decoy, "kq_test_decoy", true);
+  const fs::path cwd = fs::current_path();
+  struct Restore {
+    fs::path to;
+    ~Restore() { fs::current_path(to); }
+  } restore{cwd};
+  fs::current_path(tmp.path / "a");
+  auto m = Model::load("m");
+  EXPECT_TRUE(m->source_dir().is_absolute()) << m->source_dir();
+  QuantizeOptions o;
+  quantize_model(*m, o);
+  fs::current_path(tmp.path / "b");
+  save_quantized_model(*m, o, tmp.path / "q");
+  const auto cfg = nlohmann::json::parse(std::ifstream(tmp.path / "q" / "config.json"));
+  EXPECT_FALSE(cfg.contains("kq_test_decoy")) << "config.json was read from the decoy folder";
+}
+
+// A source folder removed before the save was named by an internal step ("check_quantized_side_files: ...: not a
+// model folder (not found)").
+TEST(TesterFindings, SaveSaysTheSourceFolderIsGone) {
+  kq::testing::TempDir tmp;
+  const fs::path src = copy_demo(tmp.path / "src");
+  auto m = Model::load(src);
+  QuantizeOptions o;
+  quantize_model(*m, o);
+  fs::remove(src / "config.json");
+  std::string msg = error_of<FormatError>([&] { save_quantized_model(*m, o, tmp.path / "q"); });
+  EXPECT_NE(msg.find("the folder the model was loaded from, '" + m->source_dir().string() +
+                     "', is no longer a model folder (no config.json)"),
+            std::string::npos)
+      << msg;
+  fs::remove_all(src);
+  msg = error_of<FormatError>([&] { save_quantized_model(*m, o, tmp.path / "q"); });
+  EXPECT_NE(msg.find("the folder the model was loaded from, '" + m->source_dir().string() + "', is gone"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(msg.find("check_quantized_side_files"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(tmp.path / "q"));
+}
