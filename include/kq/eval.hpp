@@ -53,7 +53,9 @@ struct PerplexityResult {
 /// Throws InvalidArgument when ctx is 1, negative or beyond the model's max
 /// positions, when the tokens give no window of 2 or more tokens, or for a
 /// token id outside the vocabulary in the windows scored (naming its index in
-/// `tokens`), before any window runs.
+/// `tokens`), before any window runs; and when another thread runs `model`
+/// (forward() or decode_batch(), e.g. its own evaluate_perplexity) meanwhile:
+/// a Model is not thread-safe (kq/model.hpp), use one Model per thread.
 PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> tokens, int ctx = 0,
                                      int max_windows = 0, const ProgressFn& progress = {});
 
@@ -76,8 +78,9 @@ struct ComparisonResult {
 /// same windows of `tokens` and compares their next-token distributions; the
 /// perplexity protocol is that of evaluate_perplexity. ctx 0 = the smaller of
 /// the two models' context lengths.
-/// Throws InvalidArgument as evaluate_perplexity does, and when the models'
-/// vocabulary sizes differ.
+/// Throws InvalidArgument as evaluate_perplexity does (another thread running
+/// `ref` or `cand` meanwhile included; `ref` and `cand` may be the same
+/// Model), and when the models' vocabulary sizes differ.
 ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t> tokens, int ctx = 0,
                                 int max_windows = 0, const ProgressFn& progress = {});
 

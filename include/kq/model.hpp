@@ -2,6 +2,7 @@
 // Causal transformer language models (GPT-2, Llama) for inference: load a
 // Hugging Face folder (or build random weights), run prefill/decode with a KV
 // cache, and expose every linear projection so a quantizer can swap it.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -130,8 +132,14 @@ using LinearTransform = std::function<std::unique_ptr<Linear>(const std::string&
 /// quantized ones) or on a CUDA GPU (BF16 activations, F32 residual stream,
 /// BF16 KV cache, every Linear converted by gpu::to_cuda). The architecture
 /// code is the same for both; only the ops differ (src/models/backend.hpp).
-/// Not copyable; forward() uses internal scratch buffers, so one Model must
-/// not run forward() from two threads at once.
+/// Not copyable. Not thread-safe: forward() and decode_batch() use internal
+/// scratch buffers, so one Model must not run them from two threads at once
+/// (evaluate_perplexity, compare_models and kq/bench.hpp run forward()). Such
+/// a call, made while a call from another thread on the same Model runs,
+/// throws InvalidArgument ("Model::forward called while another call on the
+/// same Model runs (a Model is not thread-safe; use one Model per thread)")
+/// instead of corrupting both results; the call already running is not
+/// disturbed. An atomic flag, not a lock: nothing waits. Use one Model per thread.
 class Model {
  public:
   virtual ~Model();
@@ -257,7 +265,9 @@ class Model {
   /// [0, vocab), a cache of another model's shape or device, a cache
   /// without room for the tokens, or a linear layer whose op, put into its
   /// LinearSlot after the load, has other in/out features than the layer's
-  /// (or is null), naming the layer and both shapes (nothing is computed then).
+  /// (or is null), naming the layer and both shapes (nothing is computed then),
+  /// and when another thread's forward() or decode_batch() on this Model runs
+  /// (see the class comment).
   void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits = true);
 
   /// Batched decode: one new token per sequence, tokens[i] appended to
@@ -268,7 +278,8 @@ class Model {
   /// Throws InvalidArgument for sizes that differ or are 0, a null or
   /// repeated cache, a token outside the vocabulary, a cache of another
   /// model's shape or device or without room, or a linear layer of another
-  /// shape as for forward() (nothing is computed then).
+  /// shape as for forward() (nothing is computed then), and when another
+  /// thread's forward() or decode_batch() on this Model runs (class comment).
   void decode_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches, float* logits);
 
   /// Every linear projection, in execution order, lm_head last.
@@ -387,6 +398,8 @@ class Model {
   std::vector<ParamEntry> parameters_;
   std::vector<std::vector<std::unique_ptr<Linear>*>> fusions_;
   std::vector<int32_t> meta_;  // per-step row metadata (host), reused
+  /// The thread running forward() / decode_batch() (none: std::thread::id{}); a call from another throws.
+  std::atomic<std::thread::id> running_{};
   size_t disk_bytes_ = 0;
 };
 

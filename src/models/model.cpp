@@ -4,7 +4,9 @@
 #include "kq/model.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <system_error>
+#include <thread>
 
 #include "io/file_kind.hpp"
 #include "kernels/linear.hpp"
@@ -63,6 +65,34 @@ void check_random_shapes(const ModelConfig& c, const char* where) {
                              key, n, c.hidden_size, 4);
   }
 }
+
+/// For its lifetime, marks `model`'s forward() / decode_batch() as running on this thread (`owner`: Model::running_).
+/// A call from another thread meanwhile throws InvalidArgument instead of sharing the scratch buffers and
+/// corrupting both results; a nested call on the same thread passes (it holds the mark already).
+class RunningMark {
+ public:
+  RunningMark(std::atomic<std::thread::id>& owner, const char* where) : owner_(owner) {
+    const std::thread::id self = std::this_thread::get_id();
+    std::thread::id expected{};
+    if (owner_.compare_exchange_strong(expected, self)) {
+      held_ = true;
+    } else if (expected != self) {
+      raise<InvalidArgument>(
+          "Model::{} called while another call on the same Model runs (a Model is not thread-safe; use one Model "
+          "per thread)",
+          where);
+    }
+  }
+  ~RunningMark() {
+    if (held_) owner_.store(std::thread::id{});
+  }
+  RunningMark(const RunningMark&) = delete;
+  RunningMark& operator=(const RunningMark&) = delete;
+
+ private:
+  std::atomic<std::thread::id>& owner_;
+  bool held_ = false;
+};
 
 bool is_16bit(DType t) { return t == DType::BF16 || t == DType::F16; }
 
@@ -288,6 +318,7 @@ void Model::run_step(std::span<const int32_t> tokens, std::span<const int32_t> r
 }
 
 void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits) {
+  const RunningMark running(running_, "forward");
   const int64_t n = int64_t(tokens.size());
   if (n == 0) raise<InvalidArgument>("forward: no tokens");
   check_cache(cache, "forward");
@@ -319,6 +350,7 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
 }
 
 void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches, float* logits) {
+  const RunningMark running(running_, "decode_batch");
   const int64_t n = int64_t(tokens.size());
   if (n == 0) raise<InvalidArgument>("decode_batch: no tokens");
   if (caches.size() != tokens.size())
