@@ -209,7 +209,8 @@ std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoi
 /// Throws InvalidArgument for target_reduction outside (0, 1) or not finite,
 /// a strategy outside AllocationStrategy (e.g. AllocationStrategy(9)), no
 /// candidates, an invalid or AWQ candidate (named), two equal candidates, a
-/// malformed keep pattern, an already-quantized layer (named), no quantizable
+/// malformed keep pattern, a LinearSlot holding a null op or an op of another
+/// shape (Model::check_linear_layers), an already-quantized layer (named), no quantizable
 /// layer, or a target that cannot be met even with every layer at its smallest
 /// option (naming the target and the largest reachable reduction) — all of
 /// these before any layer is analysed (check_adaptive_options).

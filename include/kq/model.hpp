@@ -285,6 +285,15 @@ class Model {
   /// Every linear projection, in execution order, lm_head last.
   std::vector<LinearSlot> linear_layers();
 
+  /// What every function that reads the linear layers checks first (forward,
+  /// decode_batch, weight_breakdown, quantize_model, plan_adaptive_precision,
+  /// save_quantized_model): integer compares over the slots, nothing else.
+  /// Throws InvalidArgument, prefixed by `where` and naming the layer, for a
+  /// slot holding a null op ("holds no op") or an op, put into its LinearSlot
+  /// after the load, whose in/out features differ from the layer's (both
+  /// shapes named).
+  void check_linear_layers(const char* where) const;
+
   /// The groups of linear layers that read the same input, by module name
   /// (LinearSlot::name), as the architecture registered them (Llama: q/k/v
   /// and gate/up of every layer; GPT-2 none, its c_attn is one matrix): what a
@@ -306,7 +315,8 @@ class Model {
   void hold_unquantized_in_disk_dtype();
 
   /// Bytes of all weights in memory (linear + other). A tied lm_head that still
-  /// shares the embedding matrix is counted once.
+  /// shares the embedding matrix is counted once. Throws InvalidArgument for a
+  /// null op or an op of another shape in a LinearSlot (check_linear_layers).
   size_t weight_bytes() const { return weight_breakdown().total(); }
   WeightBytes weight_breakdown() const;
   /// Bytes of the weights in their on-disk dtype (as loaded; for random(),
@@ -350,7 +360,7 @@ class Model {
   /// device) and a constant buffer (uploaded, not counted, e.g. RoPE tables).
   /// Registered objects must stay at their address for the model's lifetime.
   /// A linear slot's op must be there: its in/out features, as built, are
-  /// what forward() and decode_batch() check a later replacement against;
+  /// what check_linear_layers() checks a later replacement against;
   /// its LinearSlot::disk_dtype is the one make_linear() recorded for `name`.
   void register_linear(std::string name, std::unique_ptr<Linear>* op, bool is_lm_head = false);
   void register_parameter(models::Param& p, models::ParamKind kind);
@@ -380,7 +390,6 @@ class Model {
                 std::span<const int32_t> row_pos, std::span<KVCache* const> caches, float* logits, bool last_only,
                 bool graphable);
   void check_cache(const KVCache& cache, const char* where) const;
-  void check_linear_shapes(const char* where) const;
 
   ModelConfig config_;
   ExecContext ctx_;

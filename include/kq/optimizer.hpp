@@ -115,6 +115,8 @@ struct QuantizeReport {
 /// (q/k/v, gate/up, as AWQ's reference code does; the GPU then still fuses
 /// them), one s per layer otherwise.
 /// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named),
+/// a LinearSlot holding a null op or an op of another shape
+/// (Model::check_linear_layers, before anything is quantized),
 /// an already-quantized layer (named), an AWQ mode without calibration tokens,
 /// with a calibration token outside [0, vocab_size) (naming
 /// QuantizeOptions::calibration.tokens and the index) or with a
@@ -173,7 +175,9 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 /// the lm_head without quantize_lm_head or a keep pattern matches it; else
 /// quantized to options.spec).
 /// Throws InvalidArgument if the model has no source folder (random weights),
-/// no layer is quantized, a layer is not held as `options` say (naming the
+/// a LinearSlot holds a null op or an op of another shape
+/// (Model::check_linear_layers: such a folder would not load again), no
+/// layer is quantized, a layer is not held as `options` say (naming the
 /// layer and the option: a quantized layer of another format than
 /// options.spec or its layer_specs entry, a quantized layer that a keep
 /// pattern matches or an lm_head quantized without quantize_lm_head, a

@@ -148,10 +148,11 @@ bool plans_lm_head(const Model& model, const AdaptiveOptions& o) {
 }
 
 /// The layers a plan covers (not the lm_head unless plans_lm_head, none
-/// matching a keep pattern), after checking the options; none may be quantized
-/// already, and there must be one.
+/// matching a keep pattern), after checking the options and the model's slots
+/// (Model::check_linear_layers); none may be quantized already, and there must be one.
 std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
   check_options(o);
+  model.check_linear_layers("adaptive precision");
   std::vector<KeepPattern> keep;
   try {
     keep = compile_keep_patterns(o.keep_patterns);

@@ -187,6 +187,7 @@ void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   LayerQuantizer quantizer(options);
   check_layer_specs(model, options.layer_specs);
+  model.check_linear_layers("quantize_model");
   const auto t0 = Clock::now();
   QuantizeReport report;
 

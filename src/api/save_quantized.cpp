@@ -243,6 +243,7 @@ void check_quantized_side_files(const fs::path& src, int64_t vocab_size) {
 }
 
 void save_quantized_model(Model& model, const QuantizeOptions& options, const fs::path& out, bool overwrite) {
+  model.check_linear_layers("save_quantized_model");
   const fs::path src = model.source_dir();
   if (src.empty())
     raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");

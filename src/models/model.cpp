@@ -283,7 +283,7 @@ void Model::check_cache(const KVCache& cache, const char* where) const {
 // A LinearSlot can be given an op of another shape after the load; the step's buffers are sized for the
 // layer's, so the op would read or write past them (a 4x-vocabulary lm_head: past the caller's logits). Integer
 // compares only, once per call: every layer, before anything is computed.
-void Model::check_linear_shapes(const char* where) const {
+void Model::check_linear_layers(const char* where) const {
   for (size_t i = 0; i < linears_.size(); ++i) {
     const LinearSlot& s = linears_[i];
     const Linear* op = s.op->get();
@@ -329,7 +329,7 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
     if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= config_.vocab_size)
       raise<InvalidArgument>("forward: token id {} at index {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
-  check_linear_shapes("forward");
+  check_linear_layers("forward");
 
   reserve_positions(cache.capacity());
   const int64_t chunk = std::min(config_.max_positions, backend_->max_rows());
@@ -368,7 +368,7 @@ void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* con
       raise<InvalidArgument>("decode_batch: token id {} of sequence {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
   }
-  check_linear_shapes("decode_batch");
+  check_linear_layers("decode_batch");
   int64_t capacity = 0;
   for (const KVCache* c : caches) capacity = std::max(capacity, c->capacity());
   reserve_positions(capacity);
@@ -457,6 +457,7 @@ void Model::hold_unquantized_in_disk_dtype() {
 }
 
 WeightBytes Model::weight_breakdown() const {
+  check_linear_layers("weight_breakdown");
   WeightBytes b;
   std::vector<const void*> shared;  // dense Linear weights (a tied lm_head shares the embedding)
   for (const LinearSlot& s : linears_) {

@@ -173,6 +173,22 @@ TEST(ModelLoadTransform, MiddleLayerOfAnotherShapeInItsSlotIsRefusedByEveryForwa
   expect_other_shape_refused_by_every_forward(*m, "transformer.h.1.mlp.c_fc");
 }
 
+// A null op put into a LinearSlot (API-user round 16: forward refused it, weight_bytes crashed with SIGSEGV):
+// forward and weight_breakdown refuse it through one check, Model::check_linear_layers, naming the layer.
+TEST(ModelLoadTransform, NullOpInItsSlotIsRefusedByForwardAndWeightBytes) {
+  auto m = Model::load(kq::testing::demo_model());
+  const LinearSlot slot = m->linear_layers()[2];
+  slot.op->reset();
+  const std::string want =
+      fmt::format("layer '{}' holds no op (a null Linear was put into its LinearSlot)", slot.name);
+  const std::string bytes = error_of<InvalidArgument>([&] { (void)m->weight_bytes(); });
+  EXPECT_NE(bytes.find("weight_breakdown: " + want), std::string::npos) << bytes;
+  const std::string fwd = error_of<InvalidArgument>([&] { logits_of(*m); });
+  EXPECT_NE(fwd.find("forward: " + want), std::string::npos) << fwd;
+  EXPECT_NE(error_of<InvalidArgument>([&] { m->check_linear_layers("here"); }).find("here: " + want),
+            std::string::npos);
+}
+
 /// Resident kB of this process's mappings of `file` (/proc/self/smaps), or -1 without /proc.
 long resident_kb_of_mapping(const std::filesystem::path& file) {
   std::ifstream smaps("/proc/self/smaps");
