@@ -213,7 +213,9 @@ std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoi
 /// shape (Model::check_linear_layers), an already-quantized layer (named), no quantizable
 /// layer, or a target that cannot be met even with every layer at its smallest
 /// option (naming the target and the largest reachable reduction) — all of
-/// these before any layer is analysed (check_adaptive_options).
+/// these before any layer is analysed (check_adaptive_options); then for a
+/// planned layer whose op's dequantized_weight() is undefined, not a float
+/// tensor or not [out_features, in_features] (named; BF16 / F16 ones are converted).
 AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& options);
 
 /// What plan_adaptive_precision checks before analysing any layer: the

@@ -116,7 +116,9 @@ struct QuantizeReport {
 /// them), one s per layer otherwise.
 /// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named),
 /// a LinearSlot holding a null op or an op of another shape
-/// (Model::check_linear_layers, before anything is quantized),
+/// (Model::check_linear_layers, before anything is quantized), a layer to
+/// quantize whose op's dequantized_weight() is undefined, not a float tensor
+/// or not [out_features, in_features] (named; BF16 / F16 ones are converted),
 /// an already-quantized layer (named), an AWQ mode without calibration tokens,
 /// with a calibration token outside [0, vocab_size) (naming
 /// QuantizeOptions::calibration.tokens and the index) or with a

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "api/hold_unquantized.hpp"
+#include "api/layer_weight.hpp"
 #include "core/enum_name.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
@@ -218,7 +219,7 @@ LayerAnalysis analyse_layer(const LinearSlot& slot, const AdaptiveOptions& o) {
   la.K = op.in_features();
   la.bias_bytes = bias_bytes(op);
   la.held = slot.disk_dtype;
-  const Tensor w = op.dequantized_weight();  // F32 [N, K]
+  const Tensor w = layer_weight_f32(op, slot.name);  // F32 [N, K]
   const float* wp = w.data<float>();
   const int64_t n = w.numel();
   la.entropy_bits = weight_entropy_bits(std::span<const float>(wp, size_t(n)));

@@ -14,6 +14,7 @@
 
 #include "api/awq.hpp"
 #include "api/hold_unquantized.hpp"
+#include "api/layer_weight.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/linear_w16.hpp"
@@ -70,9 +71,10 @@ using Clock = std::chrono::steady_clock;
 /// then finish() ends the quantization.
 class LayerQuantizer {
  public:
-  /// Quantizes layer `op` by `spec` in step() instead of round-to-nearest
-  /// (AWQ), filling lq's AWQ fields.
-  using Quantize = std::function<std::unique_ptr<Linear>(Linear& op, const QuantSpec& spec, LayerQuantization& lq)>;
+  /// Quantizes layer `op`, whose weight is `weight` (layer_weight_f32), by
+  /// `spec` in step() instead of round-to-nearest (AWQ), filling lq's AWQ fields.
+  using Quantize = std::function<std::unique_ptr<Linear>(Linear& op, const Tensor& weight, const QuantSpec& spec,
+                                                         LayerQuantization& lq)>;
 
   /// Checks options.spec and compiles options.keep_patterns: InvalidArgument
   /// as quantize_model. `options` must outlive the object.
@@ -105,8 +107,9 @@ class LayerQuantizer {
   /// Replaces `op` by its quantization with `spec` (by `quantize` when given,
   /// else round-to-nearest), or keeps it when `spec` is std::nullopt, and
   /// appends the layer's LayerQuantization to `report`, adding a quantized
-  /// layer to its totals. Throws InvalidArgument naming the layer and the
-  /// mode when the quantization fails (e.g. a non-finite weight).
+  /// layer to its totals. Throws InvalidArgument naming the layer: for a
+  /// weight that layer_weight_f32 refuses, and (with the mode) when the
+  /// quantization fails (e.g. a non-finite weight).
   void step(const std::string& name, std::unique_ptr<Linear>& op, const std::optional<QuantSpec>& spec,
             QuantizeReport& report, const Quantize& quantize = {}) const {
     LayerQuantization lq;
@@ -115,8 +118,9 @@ class LayerQuantizer {
     lq.in_features = op->in_features();
     lq.bytes_before = op->weight_bytes();
     if (spec) {
+      const Tensor weight = layer_weight_f32(*op, name);
       try {
-        op = quantize ? quantize(*op, *spec, lq) : quantize_linear(op->dequantized_weight(), op->bias(), *spec);
+        op = quantize ? quantize(*op, weight, *spec, lq) : quantize_linear(weight, op->bias(), *spec);
       } catch (const InvalidArgument& e) {
         raise<InvalidArgument>("layer '{}' ({}): {}", name, spec->name(), e.what());
       }
@@ -227,7 +231,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
       if (!same) continue;  // members of other precisions: each searched alone below
       std::vector<Tensor> weights, biases;
       for (const std::string& n : group) {
-        weights.push_back(ops.at(n)->dequantized_weight());
+        weights.push_back(layer_weight_f32(*ops.at(n), n));
         biases.push_back(ops.at(n)->bias());
       }
       std::vector<awq::ScaleSearch> r;
@@ -242,12 +246,12 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   }
 
   // AWQ layers: the scales searched for the group, else for the layer alone.
-  const LayerQuantizer::Quantize awq_quantize = [&](Linear& op, const QuantSpec& spec, LayerQuantization& lq) {
+  const LayerQuantizer::Quantize awq_quantize = [&](Linear& op, const Tensor& weight, const QuantSpec& spec,
+                                                    LayerQuantization& lq) {
     const auto grouped = awq_grouped.find(lq.name);
     awq::ScaleSearch r = grouped != awq_grouped.end()
                              ? std::move(grouped->second)
-                             : awq::search_scales(op.dequantized_weight(), op.bias(), stats.at(lq.name), spec,
-                                                  options.calibration.grid);
+                             : awq::search_scales(weight, op.bias(), stats.at(lq.name), spec, options.calibration.grid);
     lq.awq_alpha = r.alpha;
     lq.awq_duo = r.duo;
     lq.awq_rtn_error = r.rtn_error;

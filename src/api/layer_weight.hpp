@@ -1,0 +1,18 @@
+#pragma once
+// A linear layer's weight matrix as quantize_model and plan_adaptive_precision
+// read it: its op's dequantized_weight(), checked against the op's shape (a
+// caller's own Linear put into a LinearSlot may return anything).
+#include <string>
+
+#include "kq/linear.hpp"
+#include "kq/tensor.hpp"
+
+namespace kq {
+
+/// op.dequantized_weight() as F32 [op.out_features(), op.in_features()]: a
+/// BF16, F16 or F64 one converted to F32, an F32 one not 4-byte aligned
+/// copied. Throws InvalidArgument naming `layer` when it is undefined, of
+/// another dtype (an integer or FP8 one) or of another shape than the op's.
+Tensor layer_weight_f32(const Linear& op, const std::string& layer);
+
+}  // namespace kq
