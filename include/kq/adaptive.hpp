@@ -164,6 +164,8 @@ struct AdaptivePlan {
   /// linear layer that the plan's keep_patterns and quantize_lm_head do not
   /// keep: a uniform quantization, not a plan. Make plans with
   /// plan_adaptive_precision (it never returns one without layers).
+  /// Throws InvalidArgument naming the layer when a layer's `chosen` is not
+  /// an index into its candidates (a hand-edited plan), as lowest_precision_spec.
   QuantizeOptions to_options() const;
 };
 

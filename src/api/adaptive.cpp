@@ -244,6 +244,15 @@ LayerAnalysis analyse_layer(const LinearSlot& slot, const AdaptiveOptions& o) {
   return la;
 }
 
+/// l.choice(), after checking that l.chosen is an index into l.candidates (a hand-edited plan may hold any
+/// number): InvalidArgument prefixed by `where`, naming the layer.
+const CandidateAnalysis& checked_choice(const LayerAnalysis& l, const char* where) {
+  if (l.chosen < 0 || size_t(l.chosen) >= l.candidates.size())
+    raise<InvalidArgument>("{}: layer '{}' has chosen = {}, outside its {} candidates", where, l.name, l.chosen,
+                           l.candidates.size());
+  return l.choice();
+}
+
 /// Uniform: the option index (same for every layer) with the most total bytes
 /// within the budget (`budget` and `bytes_before` include the biases).
 int uniform_choice(const std::vector<LayerAnalysis>& layers, size_t budget, const AdaptiveOptions& o,
@@ -328,7 +337,7 @@ QuantizeOptions AdaptivePlan::to_options() const {
   }
   o.quantize_lm_head = quantize_lm_head;
   o.keep_patterns = keep_patterns;
-  for (const LayerAnalysis& l : layers) o.layer_specs[l.name] = l.choice().spec;
+  for (const LayerAnalysis& l : layers) o.layer_specs[l.name] = checked_choice(l, "AdaptivePlan::to_options").spec;
   return o;
 }
 
@@ -460,10 +469,7 @@ std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan) {
   std::optional<QuantSpec> best;
   double best_bits = 0;
   for (const LayerAnalysis& l : plan.layers) {
-    if (l.chosen < 0 || size_t(l.chosen) >= l.candidates.size())
-      raise<InvalidArgument>("lowest_precision_spec: layer '{}' has chosen = {}, outside its {} candidates", l.name,
-                             l.chosen, l.candidates.size());
-    const CandidateAnalysis& c = l.choice();
+    const CandidateAnalysis& c = checked_choice(l, "lowest_precision_spec");
     if (!c.spec) continue;
     const double bits = bits_per_weight(*c.spec, l.N, l.K);
     if (!best || bits < best_bits) {

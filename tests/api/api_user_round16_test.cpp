@@ -2,7 +2,8 @@
 // here: a null op or an op of another shape put into a LinearSlot, refused by
 // forward but crashing (or quantized, planned, and saved as a folder that does
 // not load) in the other functions that read the layers; a caller's own
-// Linear whose dequantized_weight() is BF16, undefined or of another shape.
+// Linear whose dequantized_weight() is BF16, undefined or of another shape; a
+// hand-edited plan's chosen index in AdaptivePlan::to_options.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -160,6 +161,22 @@ TEST(ApiUserRound16, BadDequantizedWeightIsRefusedByQuantizeAndPlanNamingTheLaye
     const std::string q = error_of<InvalidArgument>([&] { (void)quantize_model(*m, {}); });
     EXPECT_TRUE(has(q, want)) << q;
     EXPECT_FALSE(has(q, "bias")) << q;
+  }
+}
+
+// A hand-edited plan's chosen index: lowest_precision_spec named the layer, to_options threw std::out_of_range.
+TEST(ApiUserRound16, ToOptionsNamesABadChosenIndex) {
+  for (const int chosen : {17, -1}) {
+    AdaptivePlan plan;
+    LayerAnalysis l;
+    l.name = "transformer.h.0.mlp.c_fc";
+    l.candidates.resize(2);
+    l.chosen = chosen;
+    plan.layers.push_back(l);
+    const std::string want =
+        fmt::format("layer 'transformer.h.0.mlp.c_fc' has chosen = {}, outside its 2 candidates", chosen);
+    expect_refused([&] { (void)plan.to_options(); }, "AdaptivePlan::to_options: " + want);
+    expect_refused([&] { (void)lowest_precision_spec(plan); }, "lowest_precision_spec: " + want);
   }
 }
 
