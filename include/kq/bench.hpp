@@ -109,7 +109,9 @@ struct BenchOptions {
   /// with a calibration file to do the same.
   std::vector<std::string> modes{"int8", "int4", "fp8"};
   int ctx = 0;                                ///< window length, 0 = the model's context
-  int samples = 0;                            ///< first N windows, 0 = all
+  /// First N windows, 0 = all; more than the text has evaluates all of them, with a warning
+  /// (samples_beyond_text_warning, through kq::warn()).
+  int samples = 0;
   bool quantize_lm_head = false;
   std::vector<std::string> keep_patterns;     ///< QuantizeOptions::keep_patterns
   /// UTF-8 calibration text for AWQ modes (QuantizeOptions::calibration); other
@@ -117,7 +119,7 @@ struct BenchOptions {
   std::filesystem::path calibration;
   LatencyOptions latency;                     ///< resolved with fit_latency_options before any work
   bool measure_latency = true;
-  ExecContext context;
+  ExecContext context;  ///< a device or thread count out of range is named "BenchOptions::context.threads ..."
 };
 
 /// One mode's row of the benchmark table.
@@ -201,6 +203,15 @@ inline constexpr int64_t kMinScoredTokensForVerdict = 1000;
 /// otherwise. The CLI hands it to kq::warn().
 std::string few_scored_tokens_warning(const BenchReport& report);
 
+/// The warning for a BenchOptions::samples (`samples`) above the `windows`
+/// the text has (all of them are evaluated): the windows' real lengths and
+/// the value in effect, e.g. "BenchOptions::samples 2: the text (3 tokens)
+/// has only 1 window, of 3 tokens (at most 256 per window); it was evaluated
+/// (as with BenchOptions::samples 1)"; `windows` windows of at most `ctx`
+/// tokens cover `text_tokens`. "" when samples <= windows. run_bench hands
+/// it to kq::warn() itself (`kq eval` too, for its --samples).
+std::string samples_beyond_text_warning(int samples, int64_t windows, int64_t text_tokens, int ctx);
+
 /// Perplexity drop (per cent below the unquantized baseline's) beyond which a
 /// mode's comparison is called implausible. Quantization adds noise to the
 /// model it approximates: measured modes land 0.06 to 6 % above the baseline
@@ -252,8 +263,10 @@ using BenchResultFn = std::function<void(const BenchReport& so_far)>;
 /// as is a mode whose every layer is kept (keep_patterns), after the modes
 /// before it have run.
 /// Messages name the BenchOptions fields they concern
-/// ("BenchOptions::samples ..."). Non-fatal findings (e.g. a keep pattern matching
-/// no layer, latency defaults reduced to fit) go to kq::warn(). The latency
+/// ("BenchOptions::samples ...", "context length (BenchOptions::ctx) ...",
+/// "BenchOptions::context.threads ..."). Non-fatal findings (e.g. a keep
+/// pattern matching no layer, latency defaults reduced to fit, a
+/// BenchOptions::samples above the windows the text has) go to kq::warn(). The latency
 /// figures depend on OpenMP's wait policy: `kq bench` runs with
 /// OMP_WAIT_POLICY=PASSIVE unless set, a library caller with OpenMP's default
 /// unless it starts the program with it set (ExecContext says why and how).

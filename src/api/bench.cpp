@@ -74,6 +74,25 @@ std::string few_scored_tokens_warning(const BenchReport& r) {
       r.scored_tokens, r.scored_tokens == 1 ? "" : "s", kMinScoredTokensForVerdict);
 }
 
+std::string samples_beyond_text_warning(int samples, int64_t windows, int64_t text_tokens, int ctx) {
+  if (samples <= windows) return {};
+  const auto count_noun = [](int64_t n, const char* noun) { return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s"); };
+  const int64_t full = ctx > 0 ? std::min<int64_t>(windows, text_tokens / ctx) : 0;
+  const int64_t last = windows > full ? text_tokens - full * ctx : 0;  // a shorter last window
+  std::string sizes;
+  if (windows == 1)
+    sizes = fmt::format("of {}", count_noun(full == 1 ? ctx : last, "token"));
+  else if (last == 0)
+    sizes = fmt::format("each of {} tokens", ctx);
+  else
+    sizes = fmt::format("{} of {} tokens and 1 of {}", full, ctx, last);
+  return fmt::format(
+      "BenchOptions::samples {}: the text ({}) has only {}, {} (at most {} per window); {} (as with "
+      "BenchOptions::samples {})",
+      samples, count_noun(text_tokens, "token"), count_noun(windows, "window"), sizes, ctx,
+      windows == 1 ? "it was evaluated" : fmt::format("all {} were evaluated", windows), windows);
+}
+
 std::string implausible_comparison_warning(const BenchResult& r) {
   std::vector<std::string> why;
   if (r.ppl_delta_pct < -kImplausiblePplDropPct)  // (false for NaN)
@@ -115,6 +134,12 @@ std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes) 
 
 BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, const BenchResultFn& on_result) {
   if (o.samples < 0) raise<InvalidArgument>("BenchOptions::samples must be >= 0 (0 = all windows), got {}", o.samples);
+  // As Model::load checks an ExecContext, but naming the field of BenchOptions the caller set.
+  if (o.context.device != Device::CPU && o.context.device != Device::CUDA)
+    raise<InvalidArgument>("BenchOptions::context.device {} is not a Device (cpu or cuda)", int(o.context.device));
+  if (o.context.threads < 0 || o.context.threads > kMaxThreads)
+    raise<InvalidArgument>("BenchOptions::context.threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads,
+                           o.context.threads);
   // Parse every mode first so a typo fails before minutes of work.
   const std::vector<BenchMode> specs = parse_bench_modes(o.modes);
 
@@ -155,7 +180,7 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     }
   }
   // Latency options that cannot fit fail (or defaults shrink, with a warning) before minutes of work.
-  (void)eval::resolve_ctx(o.ctx, base->config().max_positions);  // a BenchOptions::ctx that does not fit, named now
+  (void)eval::resolve_ctx(o.ctx, base->config().max_positions, "BenchOptions::ctx");  // one that does not fit, now
   LatencyOptions latency = o.latency;
   if (o.measure_latency) latency = fit_latency_options(o.latency, base->config().max_positions);
   const Tokenizer tok = Tokenizer::load(o.model_dir);
@@ -240,6 +265,10 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     rep.ctx = c.ctx;
     rep.windows = c.windows;
     rep.scored_tokens = c.scored_tokens;
+    if (i == 0)  // every mode runs the same windows: said once
+      if (const std::string w = samples_beyond_text_warning(o.samples, rep.windows, rep.text_tokens, rep.ctx);
+          !w.empty())
+        warn(w);
     r.eval_seconds = c.seconds;
     r.ppl_before = c.ppl_ref;
     r.ppl_after = c.ppl_cand;

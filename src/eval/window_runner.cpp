@@ -7,11 +7,11 @@
 
 namespace kq::eval {
 
-int resolve_ctx(int ctx, int64_t max_positions) {
+int resolve_ctx(int ctx, int64_t max_positions, const char* name) {
   if (ctx == 0) return int(max_positions);
-  if (ctx < 2) raise<InvalidArgument>("context length (ctx) {}: a window needs at least 2 tokens", ctx);
+  if (ctx < 2) raise<InvalidArgument>("context length ({}) {}: a window needs at least 2 tokens", name, ctx);
   if (ctx > max_positions)
-    raise<InvalidArgument>("context length (ctx) {} exceeds the model's maximum of {} positions", ctx,
+    raise<InvalidArgument>("context length ({}) {} exceeds the model's maximum of {} positions", name, ctx,
                            max_positions);
   return ctx;
 }

@@ -14,8 +14,9 @@ namespace kq::eval {
 
 /// Resolves and checks a window length: 0 = `max_positions`; throws
 /// InvalidArgument (naming the value and the limit) for ctx < 0, ctx == 1 or
-/// ctx > max_positions.
-int resolve_ctx(int ctx, int64_t max_positions);
+/// ctx > max_positions. `name`: the parameter as the caller's user set it
+/// ("context length (<name>) ...": "ctx", "BenchOptions::ctx").
+int resolve_ctx(int ctx, int64_t max_positions, const char* name = "ctx");
 
 /// The index of the first of `tokens` that is not an id of a vocabulary of
 /// `vocab` (< 0 or >= vocab), if any. The one check behind check_token_ids

@@ -86,7 +86,7 @@ TEST(ApiMessages, ErrorsNameTheApiFieldNotACommandLineFlag) {
   EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "BenchOptions::calibration"));
   b.modes = {"int8"};
   b.ctx = 1;
-  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "context length (ctx) 1"));
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "context length (BenchOptions::ctx) 1"));
   b.ctx = 0;
   b.latency.prompt_tokens = 300;  // the demo model has 256 positions
   EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(b); }), "LatencyOptions::prompt_tokens 300"));
@@ -131,6 +131,45 @@ TEST(ApiMessages, WarningsNameTheApiFieldNotACommandLineFlag) {
   EXPECT_TRUE(names_field(warnings[0], "QuantizeOptions::keep_patterns 'no_such_layer' matches no linear layer"));
   EXPECT_TRUE(names_field(warnings[1], "LatencyOptions::prompt_tokens: using 68"));
   EXPECT_TRUE(names_field(warnings[2], "more BenchOptions::samples, a larger BenchOptions::ctx"));
+}
+
+// run_bench named its ctx and context by evaluate_perplexity's and ExecContext's names ("context length (ctx)",
+// "ExecContext::threads"), and reduced a BenchOptions::samples above the windows of the text without a word
+// (the CLI warned by itself).
+TEST(ApiMessages, RunBenchNamesItsOwnFieldsAndWarnsOfSamplesBeyondTheText) {
+  BenchOptions o;
+  o.model_dir = demo_model();
+  o.text = demo_model() / "demo-eval.txt";
+  o.modes = {"int8"};
+  o.measure_latency = false;
+  o.context.threads = 1;
+  BenchOptions bad = o;
+  bad.ctx = 100000;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(bad); }),
+                          "context length (BenchOptions::ctx) 100000 exceeds the model's maximum of 256 positions"));
+  bad = o;
+  bad.context.threads = -2;
+  EXPECT_TRUE(names_field(error_of<InvalidArgument>([&] { run_bench(bad); }),
+                          "BenchOptions::context.threads must be in [0, 1024] (0 = all cores), got -2"));
+  std::vector<std::string> warnings;
+  const WarningHandler previous = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  o.samples = 100;
+  o.ctx = 128;
+  BenchReport r;
+  try {
+    r = run_bench(o);
+  } catch (...) {
+    set_warning_handler(previous);
+    throw;
+  }
+  set_warning_handler(previous);
+  EXPECT_EQ(r.windows, 13);
+  size_t said = 0;
+  for (const std::string& w : warnings)
+    if (has(w, "BenchOptions::samples 100: the text (1655 tokens) has only 13 windows, 12 of 128 tokens and 1 of 119 "
+               "(at most 128 per window); all 13 were evaluated (as with BenchOptions::samples 13)"))
+      ++said;
+  EXPECT_EQ(said, 1u) << ::testing::PrintToString(warnings);
 }
 
 }  // namespace

@@ -25,6 +25,8 @@ TEST(CliOptionNames, ApiNamesReadAsTheOptionsThatSetThem) {
   EXPECT_EQ(with_option_names("context length (ctx) 1: a window needs at least 2 tokens"),
             "context length (--ctx) 1: a window needs at least 2 tokens");
   EXPECT_EQ(with_option_names("SamplingParams::top_p must be in (0, 1]"), "--top-p must be in (0, 1]");
+  EXPECT_EQ(with_option_names("BenchOptions::context.threads must be in [0, 1024]"), "--threads must be in [0, 1024]");
+  EXPECT_EQ(with_option_names("context length (BenchOptions::ctx) 300 exceeds"), "context length (--ctx) 300 exceeds");
   EXPECT_EQ(with_option_names("(give more BenchOptions::samples, a larger BenchOptions::ctx or a longer "
                               "BenchOptions::text)"),
             "(give more --samples, a larger --ctx or a longer --text)");
@@ -49,6 +51,19 @@ TEST(CliOptionNames, EvalCtxErrorNamesTheOption) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_TRUE(has(r.err, "kq: error: context length (--ctx) 100000 exceeds the model's maximum")) << r.err;
   EXPECT_FALSE(has(r.err, "(ctx)")) << r.err;
+}
+
+// run_bench warns of a BenchOptions::samples beyond the text itself (the CLI did, the library did not): `kq bench`
+// says it once, as --samples.
+TEST(CliOptionNames, BenchSamplesBeyondTheTextIsWarnedOnceAsSamples) {
+  const auto r = run_kq({"bench", "--model", demo_model().string(), "--text", (demo_model() / "demo-eval.txt").string(),
+                         "--modes", "int8", "nf4", "--samples", "99", "--no-latency", "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(kq::testing::count(r.err, "kq: warning: --samples 99: the text (1655 tokens) has only 7 windows, 6 of 256 "
+                                      "tokens and 1 of 119 (at most 256 per window); all 7 were evaluated (as with "
+                                      "--samples 7)\n"),
+            1u)
+      << r.err;
 }
 
 // check_quantized_output's "output folder '...'" and `overwrite` read as --out and --overwrite.

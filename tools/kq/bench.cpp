@@ -440,8 +440,6 @@ void add_bench_command(CLI::App& app) {
     }
     bar.reset();
     unchanged();
-    if (r.samples > r.windows)
-      warn(samples_beyond_text_warning(r.samples, r.windows, r.text_tokens, r.ctx));
     print_table(out, r);
     flush_stdout();  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)

@@ -15,6 +15,7 @@
 #include "format_util.hpp"
 #include "int_option.hpp"
 #include "path_option.hpp"
+#include "kq/bench.hpp"
 #include "kq/context.hpp"
 #include "io/atomic_file.hpp"
 #include "io/json_strict.hpp"

@@ -169,27 +169,6 @@ inline std::string count_noun(long long n, const char* noun) {
   return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
 }
 
-/// The warning of `kq eval` and `kq bench` when --samples asks for more
-/// windows than the text has (all of them are evaluated): the windows'
-/// real lengths and the --samples value in effect, e.g. "--samples 2: the
-/// text (2 tokens) has only 1 window, of 2 tokens (at most 256 per window);
-/// it was evaluated (as with --samples 1)". `windows` windows of at most `ctx`
-/// tokens cover `text_tokens` (a last piece of fewer than 2 is not a window).
-inline std::string samples_beyond_text_warning(int samples, int64_t windows, int64_t text_tokens, int ctx) {
-  const int64_t full = ctx > 0 ? std::min<int64_t>(windows, text_tokens / ctx) : 0;
-  const int64_t last = windows > full ? text_tokens - full * ctx : 0;  // a shorter last window
-  std::string sizes;
-  if (windows == 1)
-    sizes = fmt::format("of {}", count_noun(full == 1 ? ctx : last, "token"));
-  else if (last == 0)
-    sizes = fmt::format("each of {} tokens", ctx);
-  else
-    sizes = fmt::format("{} of {} tokens and 1 of {}", full, ctx, last);
-  return fmt::format("--samples {}: the text ({}) has only {}, {} (at most {} per window); {} (as with --samples {})",
-                     samples, count_noun(text_tokens, "token"), count_noun(windows, "window"), sizes, ctx,
-                     windows == 1 ? "it was evaluated" : fmt::format("all {} were evaluated", windows), windows);
-}
-
 /// The note of `kq eval` and `kq bench` (a warning) for a perplexity that
 /// overflowed: exp(mean negative log-likelihood) beyond a double is +inf,
 /// printed "inf" (null in --json). `whose`: {"the model"}, {"the baseline",

@@ -27,6 +27,8 @@ inline std::string with_option_names(std::string message) {
       {"BenchOptions::text", "--text"},
       {"BenchOptions::modes", "--modes"},
       {"BenchOptions::ctx", "--ctx"},
+      {"BenchOptions::context.threads", "--threads"},
+      {"BenchOptions::context.device", "--device"},
       {"BenchOptions::samples", "--samples"},
       {"BenchOptions::keep_patterns", "--keep"},
       {"BenchOptions::calibration", "--calibration"},
