@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -216,13 +217,19 @@ int main(int argc, char** argv) {
             ->Unit(benchmark::kMicrosecond)
             ->UseRealTime();
       }
-  for (int64_t M : {int64_t(128)})
-    for (int64_t S : {int64_t(768), int64_t(2048), int64_t(4096), int64_t(5632)})
-      for (const std::string& m : modes) {
-        const std::string name = "GEMM/" + m + "/M=" + std::to_string(M) + "/N=" + std::to_string(S) +
-                                 "/K=" + std::to_string(S);
-        benchmark::RegisterBenchmark(name.c_str(), BM_Gemm, m, M, S, S)->Unit(benchmark::kMillisecond)->UseRealTime();
-      }
+  // Prefill of 128 tokens on the square shapes and the TinyLlama MLP up/gate shape (N = 5632, K = 2048); fewer
+  // tokens at 2048² for the quantized kernels' sgemm thresholds (kQ4SgemmMinM, kFp8SgemmMinM).
+  std::vector<std::array<int64_t, 3>> gemm_shapes;  // M, N, K
+  for (int64_t S : {int64_t(768), int64_t(2048), int64_t(4096), int64_t(5632)}) gemm_shapes.push_back({128, S, S});
+  gemm_shapes.push_back({128, 5632, 2048});
+  for (int64_t M : {int64_t(4), int64_t(8), int64_t(16), int64_t(32), int64_t(64), int64_t(80), int64_t(96)})
+    gemm_shapes.push_back({M, 2048, 2048});
+  for (const auto& [M, N, K] : gemm_shapes)
+    for (const std::string& m : modes) {
+      const std::string name = "GEMM/" + m + "/M=" + std::to_string(M) + "/N=" + std::to_string(N) +
+                               "/K=" + std::to_string(K);
+      benchmark::RegisterBenchmark(name.c_str(), BM_Gemm, m, M, N, K)->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

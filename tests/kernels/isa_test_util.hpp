@@ -86,4 +86,17 @@ std::vector<float> expect_batch_and_thread_invariant(int64_t M, int64_t N, int64
   return y1;
 }
 
+/// expect_batch_and_thread_invariant for M < `sgemm_min_m`. From `sgemm_min_m`
+/// tokens on the FP8 / 4-bit kernels run oneDNN's sgemm over dequantized panels
+/// (dequant_gemm.hpp), whose order depends on M: there, only the batch with 2
+/// threads. Returns the batch's result.
+template <class Run>
+std::vector<float> run_batch(int64_t M, int64_t N, int64_t K, const std::vector<float>& x, const Run& run,
+                             int64_t sgemm_min_m, const std::string& what) {
+  if (M < sgemm_min_m) return expect_batch_and_thread_invariant(M, N, K, x, run, what);
+  std::vector<float> y(static_cast<size_t>(M * N), std::nanf(""));
+  run(M, x.data(), y.data(), 2);
+  return y;
+}
+
 }  // namespace kq::testing

@@ -1,7 +1,8 @@
 // Optimized INT8 / FP8 kernels of every ISA vs the scalar reference kernels:
 // W8A8 INT8 and the activation quantizer bit-identical, weight-only INT8 and
 // FP8 within F32 tolerance of a double reference; decode = prefill bits and
-// thread invariance; every FP8 code decoded exactly. Odd shapes throughout
+// thread invariance (FP8: below the sgemm threshold, sgemm over the decoded
+// weights from it on); every FP8 code decoded exactly. Odd shapes throughout
 // (K and N not multiples of the vector width, K past one 1024/2048 chunk).
 #include <gtest/gtest.h>
 
@@ -13,6 +14,8 @@
 #include "formats/fp8.hpp"
 #include "formats/int8.hpp"
 #include "isa_test_util.hpp"
+#include "kernels/cpu/linear_f32_kernels.hpp"
+#include "kernels/cpu/quant_kernels_avx2.hpp"
 
 namespace kq::testing {
 namespace {
@@ -24,7 +27,9 @@ struct Shape {
   int64_t N, K;
 };
 constexpr Shape kShapes[] = {{7, 688}, {5, 33}, {9, 1}, {3, 100}, {1, 256}, {13, 64}, {6, 2100}, {4, 4133}};
-constexpr int64_t kBatches[] = {1, 3, 8, 17, 50};
+// 95, 96, 97: below, at and past the FP8 kernels' sgemm threshold (kFp8SgemmMinM).
+constexpr int64_t kBatches[] = {1, 3, 8, 17, 95, 96, 97};
+static_assert(cpu::avx2::kFp8SgemmMinM == 96, "kBatches straddles the FP8 sgemm threshold");
 
 class QuantKernels8 : public ::testing::TestWithParam<Isa> {
  protected:
@@ -228,7 +233,7 @@ TEST_P(QuantKernels8, Fp8WithinToleranceOfDoubleReference) {
             const float* sp = xsp ? xsp + (xp - x.data()) / s.K : nullptr;
             k().gemm_f32fp8_f32_rowwise(w, xp, sp, m, y, t);
           };
-          const std::vector<float> y = expect_batch_and_thread_invariant(M, s.N, s.K, x, run, "fp8");
+          const std::vector<float> y = run_batch(M, s.N, s.K, x, run, cpu::avx2::kFp8SgemmMinM, "fp8");
           std::vector<double> ref(y.size()), mag(y.size());
           for (int64_t m = 0; m < M; ++m)
             for (int64_t n = 0; n < s.N; ++n) {
@@ -248,6 +253,48 @@ TEST_P(QuantKernels8, Fp8WithinToleranceOfDoubleReference) {
                                       std::to_string(s.N) + " K=" + std::to_string(s.K));
         }
       }
+}
+
+// FP8 prefill from kFp8SgemmMinM tokens on: oneDNN sgemm over exactly the
+// decoded FP8 weights (one panel), then the reference's epilogue
+// acc · (xs[m] · ws[n]) + bias[n], bit for bit; both formats, weight-only and
+// W8A8, per-channel and per-tensor scales, with and without bias.
+TEST_P(QuantKernels8, Fp8PrefillIsSgemmOverTheDecodedWeights) {
+  KQ_REQUIRE_ISA(GetParam());
+  const int64_t min_m = cpu::avx2::kFp8SgemmMinM;
+  for (FP8Format f : {FP8Format::E4M3, FP8Format::E5M2})
+    for (const Shape& s : {Shape{37, 700}, Shape{13, 33}, Shape{5, 2100}})
+      for (bool w8a8 : {false, true})
+        for (int64_t M : {min_m, min_m + 1, min_m + 27}) {
+          std::vector<uint8_t> codes = random_bytes(size_t(s.N * s.K), uint32_t(s.K + s.N + int(f)));
+          for (uint8_t& c : codes)
+            if (!std::isfinite(formats::fp8_decode(c, f))) c &= 0xF0;
+          std::vector<float> W(codes.size());
+          for (size_t i = 0; i < codes.size(); ++i) W[i] = formats::fp8_decode(codes[i], f);
+          const std::vector<float> ws = gaussian(size_t(s.N), 10, 0.01f), bias = gaussian(size_t(s.N), 11);
+          const std::vector<float> xs = gaussian(size_t(M), 12, 0.1f);
+          cpu::Fp8WeightView w;
+          w.codes = codes.data();
+          w.scales = ws.data();
+          w.per_tensor = s.N == 13;
+          w.format = f;
+          w.bias = s.N == 5 ? nullptr : bias.data();
+          w.N = s.N;
+          w.K = s.K;
+          const std::vector<float> x = gaussian(size_t(M * s.K), uint32_t(M * 7 + s.K), 2.0f);
+          std::vector<float> y(size_t(M * s.N), std::nanf("")), want(y.size());
+          k().gemm_f32fp8_f32_rowwise(w, x.data(), w8a8 ? xs.data() : nullptr, M, y.data(), 2);
+          cpu::gemm_f32_dnnl(x.data(), M, W.data(), s.N, s.K, want.data(), 2);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < s.N; ++n) {
+              const float sc = ws[size_t(w.per_tensor ? 0 : n)];
+              float& v = want[size_t(m * s.N + n)];
+              v = v * (w8a8 ? xs[size_t(m)] * sc : sc) + (w.bias ? bias[size_t(n)] : 0.0f);
+            }
+          for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_EQ(y[i], want[i]) << fp8_format_name(f) << (w8a8 ? " w8a8" : " wo") << " N=" << s.N
+                                     << " K=" << s.K << " M=" << M << " at " << i;
+        }
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, QuantKernels8, ::testing::ValuesIn(kOptimizedIsas), isa_param_name);

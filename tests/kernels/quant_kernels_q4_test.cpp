@@ -2,7 +2,9 @@
 // reference built from the reference decoder (q4_decode_block_ref): every
 // block size, with and without double quantization, odd shapes (K not a
 // multiple of the block or of the decode unit, K past one 1024 chunk, odd N),
-// decode = prefill bits, thread invariance, and exact decoding of every code.
+// decode = prefill bits and thread invariance below the sgemm threshold, the
+// prefill path's sgemm over the reference's decoded weights from it on, and
+// exact decoding of every code.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,7 +14,10 @@
 
 #include "formats/double_quant.hpp"
 #include "isa_test_util.hpp"
+#include "kernels/cpu/linear_f32_kernels.hpp"
 #include "kernels/cpu/linear_int4_ref.hpp"
+#include "kernels/cpu/quant_kernels_avx2.hpp"
+#include "kq/dtype.hpp"
 
 namespace kq::testing {
 namespace {
@@ -87,6 +92,9 @@ std::string format_name(WeightFormat f) {
 constexpr WeightFormat kFormats[] = {WeightFormat::NF4, WeightFormat::FP4, WeightFormat::INT4_SYM,
                                      WeightFormat::INT4_ASYM};
 
+/// Tokens from which the optimized tables run the dequantized weight through oneDNN sgemm.
+constexpr int64_t kSgemmMinM = cpu::avx2::kQ4SgemmMinM;
+
 class QuantKernelsQ4 : public ::testing::TestWithParam<Isa> {
  protected:
   const cpu::QuantKernels& k() const { return cpu::quant_kernels(GetParam()); }
@@ -94,9 +102,11 @@ class QuantKernelsQ4 : public ::testing::TestWithParam<Isa> {
 
 void check_against_double(const cpu::QuantKernels& k, const Q4Weight& q, int64_t M, const std::string& what) {
   const cpu::Q4WeightView& v = q.v;
-  const std::vector<float> x = gaussian(size_t(M * v.K), uint32_t(M * 17 + v.K + v.N));
+  std::vector<float> x = gaussian(size_t(M * v.K), uint32_t(M * 17 + v.K + v.N));
+  if (v.bf16)  // the op passes bf16-rounded activations for the compute dtype BF16
+    for (float& e : x) e = bf16_to_f32(f32_to_bf16(e));
   auto run = [&](int64_t m, const float* xp, float* y, int t) { k.gemm_f32q4_f32_blockwise(v, xp, m, y, t); };
-  const std::vector<float> y = expect_batch_and_thread_invariant(M, v.N, v.K, x, run, what);
+  const std::vector<float> y = run_batch(M, v.N, v.K, x, run, cpu::avx2::kQ4SgemmMinM, what);
   const std::vector<float> W = q.dequantized();
   std::vector<double> ref(y.size()), mag(y.size());
   for (int64_t m = 0; m < M; ++m)
@@ -125,7 +135,7 @@ TEST_P(QuantKernelsQ4, EveryFormatBlockAndShapeWithinTolerance) {
   for (WeightFormat f : kFormats)
     for (const Case& c : cases) {
       const Q4Weight q(f, c.N, c.K, c.block, c.dq, c.N % 2 == 1, uint32_t(c.N * 101 + c.K + c.block));
-      for (int64_t M : {1, 3, 8, 17})
+      for (int64_t M : {int64_t(1), int64_t(3), int64_t(8), kSgemmMinM - 1, kSgemmMinM, kSgemmMinM + 1})
         check_against_double(k(), q, M,
                              format_name(f) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " B=" +
                                  std::to_string(c.block) + (c.dq ? " dq" : "") + " M=" + std::to_string(M));
@@ -164,7 +174,48 @@ TEST_P(QuantKernelsQ4, Bf16ComputeMatchesReference) {
   std::vector<float> y0(15), y1(15);
   cpu::quant_kernels(Isa::Ref).gemm_f32q4_f32_blockwise(q.v, x.data(), 3, y0.data(), 2);
   k().gemm_f32q4_f32_blockwise(q.v, x.data(), 3, y1.data(), 2);
-  EXPECT_EQ(y0, y1);  // BF16 compute runs the reference kernel on every ISA
+  EXPECT_EQ(y0, y1);  // BF16 compute below kSgemmMinM runs the reference kernel on every ISA
+}
+
+// Prefill from kSgemmMinM tokens on (every format, both compute dtypes, with
+// and without double quantization, bias and zero points): the result is
+// oneDNN sgemm over exactly the reference's decoded weights plus the bias, bit
+// for bit (one panel: N·K < 2^22), and within tolerance of a double
+// recomputation on shapes whose N and K are not multiples of the block, of 16
+// or of a panel (two panels at 2100 × 2100).
+TEST_P(QuantKernelsQ4, PrefillIsSgemmOverTheReferenceDecodedWeights) {
+  KQ_REQUIRE_ISA(GetParam());
+  struct Case {
+    int64_t N, K, block;
+    bool dq, bias;
+  };
+  const Case cases[] = {{37, 700, 64, true, true}, {5, 33, 32, false, false}, {19, 1100, 256, false, true},
+                        {8, 129, 128, true, false}, {3, 2050, 32, false, true}};
+  for (WeightFormat f : kFormats)
+    for (bool bf16 : {false, true})
+      for (const Case& c : cases) {
+        Q4Weight q(f, c.N, c.K, c.block, c.dq, c.bias, uint32_t(c.N * 7 + c.K + c.block));
+        q.v.bf16 = bf16;
+        const std::vector<float> W = q.dequantized();
+        for (int64_t M : {kSgemmMinM, kSgemmMinM + 1, kSgemmMinM + 27}) {
+          const std::string what = format_name(f) + (bf16 ? " bf16" : "") + " N=" + std::to_string(c.N) +
+                                   " K=" + std::to_string(c.K) + " B=" + std::to_string(c.block) +
+                                   (c.dq ? " dq" : "") + (c.bias ? " bias" : "") + " M=" + std::to_string(M);
+          std::vector<float> x = gaussian(size_t(M * c.K), uint32_t(M + c.K));
+          if (bf16)
+            for (float& e : x) e = bf16_to_f32(f32_to_bf16(e));
+          std::vector<float> y(size_t(M * c.N), std::nanf("")), want(y.size());
+          k().gemm_f32q4_f32_blockwise(q.v, x.data(), M, y.data(), 2);
+          cpu::gemm_f32_dnnl(x.data(), M, W.data(), c.N, c.K, want.data(), 2);
+          if (c.bias)
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t n = 0; n < c.N; ++n) want[size_t(m * c.N + n)] += q.bias[size_t(n)];
+          for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], want[i]) << what << " at " << i;
+          check_against_double(k(), q, M, what);
+        }
+      }
+  Q4Weight big(WeightFormat::INT4_ASYM, 2100, 2100, 128, true, true, 3);  // 2 panels of 1984 and 116 rows
+  check_against_double(k(), big, kSgemmMinM + 3, "int4-asym N=K=2100 dq bias");
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, QuantKernelsQ4, ::testing::ValuesIn(kOptimizedIsas), isa_param_name);

@@ -14,6 +14,7 @@
 #include "common/rtn_modes.hpp"
 #include "common/tolerances.hpp"
 #include "formats/fp8.hpp"
+#include "kernels/cpu/quant_kernels_avx2.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 
@@ -108,7 +109,9 @@ TEST_P(QuantizedLinearAllModes, ForwardMatchesDoubleReference) {
       for (float v : Wv) ASSERT_EQ(v, bf16_to_f32(f32_to_bf16(v)));
     }
     const std::vector<float> ob = values(op->bias());
-    for (int64_t M : {1, 3, 8, 11}) {
+    static_assert(cpu::avx2::kQ4SgemmMinM == cpu::avx2::kFp8SgemmMinM);
+    constexpr int64_t kS = cpu::avx2::kQ4SgemmMinM;  // from here the FP8 / 4-bit prefill runs through sgemm
+    for (int64_t M : {int64_t(1), int64_t(3), int64_t(8), int64_t(11), kS - 1, kS, kS + 1}) {
       const std::vector<float> x = activations(M, c.K, uint32_t(M * 31 + c.K));
       std::vector<float> y(size_t(M * c.N), NAN);
       op->forward(x.data(), M, y.data(), ExecContext{Device::CPU, 2});
@@ -130,7 +133,9 @@ TEST_P(QuantizedLinearAllModes, ForwardMatchesDoubleReference) {
 
 TEST_P(QuantizedLinearAllModes, ThreadAndBatchInvariant) {
   const QuantSpec spec = parse_quant_mode(GetParam());
-  const int64_t N = 13, K = 100, M = 11;
+  // Below the FP8 / 4-bit kernels' sgemm threshold, whose order depends on M (quant_kernels_avx2.hpp).
+  constexpr int64_t N = 13, K = 100, M = 11;
+  static_assert(M < cpu::avx2::kQ4SgemmMinM && M < cpu::avx2::kFp8SgemmMinM);
   const std::unique_ptr<Linear> op =
       quantize_linear(tensor_from(gaussian(size_t(N * K), 4, 0.05f), {N, K}), Tensor(), spec);
   const std::vector<float> x = activations(M, K, 8);

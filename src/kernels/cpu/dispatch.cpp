@@ -58,11 +58,13 @@ void gemm_s8s8_f32_rowwise_vnni_table(const Int8WeightView& w, const int8_t* xq,
 }
 
 // 4-bit weights on AVX-512 machines: one `vpermps` looks up 16 codes
-// (gemm_q4_avx512.cpp); what it does not handle (compute dtype BF16) takes the
-// AVX2 kernel, which hands that to the reference.
+// (gemm_q4_avx512.cpp); prefill from avx2::kQ4SgemmMinM tokens on, and what it
+// does not handle (compute dtype BF16), take the AVX2 kernel: dequantized
+// panels and oneDNN sgemm, or (BF16 below the threshold) the reference.
 void gemm_f32q4_f32_blockwise_avx512_table(const Q4WeightView& w, const float* x, int64_t M, float* y,
                                            int threads) {
-  if (!avx512::gemm_f32q4_f32_blockwise(w, x, M, y, threads)) avx2::gemm_f32q4_f32_blockwise(w, x, M, y, threads);
+  if (M >= avx2::kQ4SgemmMinM || !avx512::gemm_f32q4_f32_blockwise(w, x, M, y, threads))
+    avx2::gemm_f32q4_f32_blockwise(w, x, M, y, threads);
 }
 
 const QuantKernels kRefTable = {Isa::Ref,

@@ -26,10 +26,12 @@
 //   4-bit) sum in a different order and agree within
 //   tests/common/tolerances.hpp forward_tolerance(). Within one table the
 //   result of a row never depends on M (decode = prefill bits) or on threads,
-//   except for the 16-bit Linear's AVX2 kernel, which is unquantized and
-//   computes as the FP32 Linear does: a GEMV for M = 1, one reading each weight
-//   once for all tokens for M = 2..4, oneDNN sgemm (its own summation order) for
-//   M > 4.
+//   except where an optimized table's prefill runs oneDNN sgemm (its own
+//   summation order) over weight panels dequantized to F32 (dequant_gemm.hpp),
+//   as the FP32 Linear does: the 16-bit Linear (a GEMV for M = 1, one reading
+//   each weight once for all tokens for M = 2..4, sgemm for M > 4), and FP8 and
+//   4-bit from avx2::kFp8SgemmMinM / kQ4SgemmMinM tokens on
+//   (quant_kernels_avx2.hpp; the Ref table never does).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -120,6 +122,8 @@ struct QuantKernels {
                                   int threads);
 
   /// 4-bit weights (NF4, FP4, INT4 sym/asym; F32 or BF16 compute): y = Σ x·ŵ + bias.
+  /// (ŵ: q4_decode_block_ref's values; the optimized kernels may apply the block
+  /// scale to partial sums below their sgemm threshold.)
   void (*gemm_f32q4_f32_blockwise)(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
 
   /// 16-bit unquantized weights (BF16 or F16, converted to F32 exactly as

@@ -10,11 +10,15 @@
 // ops whose weights hold them use the reference kernel (linear_fp8.cpp); the
 // round-to-nearest quantizer never writes them (it rejects non-finite weights
 // and saturates).
+// Prefill from kFp8SgemmMinM tokens on: panels of rows decoded the same way to
+// their exact FP8 values in F32 and multiplied with oneDNN's sgemm
+// (dequant_gemm.hpp); the scales and bias are applied to the sums as above.
 #include <immintrin.h>
 
 #include <cfloat>
 
 #include "formats/fp8.hpp"
+#include "kernels/cpu/dequant_gemm.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
 #include "kernels/cpu/rowwise8_avx2.hpp"
 
@@ -58,8 +62,37 @@ struct Decoder {
   void operator()(const uint8_t* p, __m256 f[4]) const { decode32<E4M3>(p, f); }
 };
 
+/// DequantRowsFn of the prefill path: rows [n0, n1) of the Fp8WeightView at
+/// ctx as their FP8 values (formats::fp8_decode, exact in F32; the scales are
+/// applied to the sums, as in the reference).
+template <bool E4M3>
+void dequant_rows(const void* ctx, int64_t n0, int64_t n1, float* out) {
+  const Fp8WeightView& w = *static_cast<const Fp8WeightView*>(ctx);
+  const float* table = formats::fp8_table(w.format).data();
+  const __m256 unscale = _mm256_set1_ps(kUnscale<E4M3>);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* p = w.codes + n * w.K;
+    float* o = out + (n - n0) * w.K;
+    int64_t k = 0;
+    for (; k + kByteUnit <= w.K; k += kByteUnit) {
+      __m256 f[4];
+      decode32<E4M3>(p + k, f);
+      for (int j = 0; j < 4; ++j) _mm256_storeu_ps(o + k + 8 * j, _mm256_mul_ps(f[j], unscale));
+    }
+    for (; k < w.K; ++k) o[k] = table[p[k]];
+  }
+}
+
 template <bool E4M3>
 void run(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y, int threads) {
+  if (M >= kFp8SgemmMinM) {
+    gemm_f32_dequant_panels(x, M, w.N, w.K, dequant_rows<E4M3>, &w, nullptr, y, threads);
+    const Finish fin{w, xs, 1.0f};
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && M * w.N >= (int64_t(1) << 16))
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < w.N; ++n) y[m * w.N + n] = fin(m, n, y[m * w.N + n]);
+    return;
+  }
   const Finish fin{w, xs, kUnscale<E4M3>};
   if (M == 1)
     rowwise8_gemv(w.codes, w.N, w.K, x, y, threads, Decoder<E4M3>{}, fin);

@@ -15,6 +15,13 @@
 // permute k inside a unit; x is permuted the same way once per call (xp), so
 // the dot product is unchanged. The compute dtype BF16 (weights and
 // activations rounded to bfloat16) runs the reference kernel.
+//
+// Prefill from kQ4SgemmMinM tokens on (both compute dtypes): panels of rows
+// are dequantized to F32 in k order, with the reference's values (the block's
+// 16-entry table V·s, rounded to bfloat16 for BF16, looked up with two
+// `vpermps` and a blend per 8 codes), and multiplied with oneDNN's sgemm
+// (dequant_gemm.hpp): 16 codes cost ~20 µops once per call, against 2·M flops
+// each in the GEMM.
 #include <immintrin.h>
 
 #include <array>
@@ -23,6 +30,7 @@
 
 #include "formats/fp4.hpp"
 #include "formats/nf4.hpp"
+#include "kernels/cpu/dequant_gemm.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
 #include "kernels/cpu/simd_avx2.hpp"
 
@@ -293,6 +301,80 @@ void gemm(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M,
   panel_gemm<4, 3, true>(w.N, M, kp, xp, w.block, y, threads, decode_row, fin);
 }
 
+// ---- prefill from kQ4SgemmMinM tokens on: dequantized panels and oneDNN sgemm ----
+
+/// v rounded to bfloat16 and back, lane by lane, as bf16_to_f32(f32_to_bf16(v))
+/// (kq/dtype.hpp): round to nearest even; a NaN stays a quiet NaN.
+inline __m256 round_bf16(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i hi_mask = _mm256_set1_epi32(int(0xFFFF0000u));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rne = _mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb)), hi_mask);
+  const __m256i qnan = _mm256_or_si256(_mm256_and_si256(u, hi_mask), _mm256_set1_epi32(0x00400000));
+  const __m256i is_nan =
+      _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF)), _mm256_set1_epi32(0x7F800000));
+  return _mm256_castsi256_ps(_mm256_blendv_epi8(rne, qnan, is_nan));
+}
+
+/// The 8 codes in the INT32 lanes of c (0..15) looked up in the 16-entry table lo = T[0, 8), hi = T[8, 16).
+inline __m256 lookup8(__m256i c, __m256 lo, __m256 hi) {
+  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, c), _mm256_permutevar8x32_ps(hi, c),
+                          _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
+}
+
+/// DequantRowsFn of the prefill path: rows [n0, n1) of the Q4WeightView at ctx,
+/// in k order, with exactly q4_decode_block_ref's values: T[c] = V[c]·s (one
+/// F32 rounding, s the block scale, V the codebook or c − zero point), rounded
+/// to bfloat16 for the compute dtype BF16.
+void dequant_rows(const void* ctx, int64_t n0, int64_t n1, float* out) {
+  const Q4WeightView& w = *static_cast<const Q4WeightView*>(ctx);
+  const bool asym = w.format == WeightFormat::INT4_ASYM;
+  const float* book = w.format == WeightFormat::NF4 ? formats::kNF4.data() : formats::kE2M1.data();
+  alignas(32) float int4[16];
+  for (int c = 0; c < 16; ++c) int4[c] = float(c - 8);
+  if (w.format == WeightFormat::INT4_SYM) book = int4;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m128i m4 = _mm_set1_epi16(0x0F);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = w.codes + n * w.row_bytes;
+    for (int64_t b = 0; b < w.nb; ++b) {
+      const int64_t i = n * w.nb + b;
+      __m256 lo, hi;
+      if (asym) {
+        const __m256i z = _mm256_set1_epi32(w.zeros[i]);
+        lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(iota, z));
+        hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(iota, _mm256_set1_epi32(8)), z));
+      } else {
+        lo = _mm256_loadu_ps(book);
+        hi = _mm256_loadu_ps(book + 8);
+      }
+      const __m256 s = _mm256_set1_ps(block_scale(w, i));
+      lo = _mm256_mul_ps(lo, s);
+      hi = _mm256_mul_ps(hi, s);
+      if (w.bf16) {
+        lo = round_bf16(lo);
+        hi = round_bf16(hi);
+      }
+      const int64_t k0 = b * w.block, len = std::min(w.block, w.K - k0);
+      const uint8_t* p = row + k0 / 2;  // blocks are even-sized: a block starts on a byte
+      float* o = out + (n - n0) * w.K + k0;
+      int64_t k = 0;
+      for (; k + 16 <= len; k += 16) {  // 8 bytes: codes low nibble first
+        const __m128i c16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + k / 2)));
+        const __m128i l = _mm_and_si128(c16, m4), h = _mm_srli_epi16(c16, 4);
+        _mm256_storeu_ps(o + k, lookup8(_mm256_cvtepu16_epi32(_mm_unpacklo_epi16(l, h)), lo, hi));
+        _mm256_storeu_ps(o + k + 8, lookup8(_mm256_cvtepu16_epi32(_mm_unpackhi_epi16(l, h)), lo, hi));
+      }
+      if (k < len) {
+        alignas(32) float t[16];
+        _mm256_store_ps(t, lo);
+        _mm256_store_ps(t + 8, hi);
+        for (; k < len; ++k) o[k] = t[(p[k >> 1] >> (4 * (k & 1))) & 0xF];
+      }
+    }
+  }
+}
+
 template <int NP, bool Asym>
 void run(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M, float* y, int threads) {
   if (M > 1) {
@@ -310,6 +392,12 @@ void run(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M, 
 }  // namespace
 
 void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads) {
+  const bool four_bit = w.format == WeightFormat::NF4 || w.format == WeightFormat::FP4 ||
+                        w.format == WeightFormat::INT4_SYM || w.format == WeightFormat::INT4_ASYM;
+  if (M >= kQ4SgemmMinM && four_bit) {
+    gemm_f32_dequant_panels(x, M, w.N, w.K, dequant_rows, &w, w.bias, y, threads);
+    return;
+  }
   if (w.bf16) {
     gemm_f32q4_f32_blockwise_ref(w, x, M, y, threads);
     return;

@@ -15,7 +15,8 @@
 // z·Σx per lane (Σx of the lane's 8 activations, computed with xp).
 //
 // Canonical F32 order of this table, shared by GEMV and GEMM (decode =
-// prefill bits; see dispatch.hpp): K padded to whole units (zero codes and
+// prefill bits below avx2::kQ4SgemmMinM tokens, from where the table runs the
+// AVX2 file's dequantized panels through oneDNN sgemm; see dispatch.hpp): K padded to whole units (zero codes and
 // zero activations past K), cut into chunks of kChunk elements; for each
 // output (m, n), with 16-lane vectors:
 //   tot = 0

@@ -28,13 +28,24 @@ void gemm_f32s8_f32_rowwise(const Int8WeightView& w, const float* x, int64_t M, 
 void quantize_rows_fp8(const float* x, int64_t M, int64_t K, FP8Format f, bool saturate, float* xd, float* xs,
                        int threads);
 
+/// Prefill thresholds: from this many tokens on, the FP8 and 4-bit kernels
+/// dequantize panels of weight rows to F32 (the reference's values) and run
+/// oneDNN's sgemm (dequant_gemm.hpp), which sums in its own order; below it
+/// they run the GEMV / GEMM of the canonical order (simd_avx2.hpp), which are
+/// faster up to 64 tokens and slower from 128 at 2048² (AVX2 and AVX-512
+/// tables; docs/PERFORMANCE.md, "Prefill through sgemm").
+inline constexpr int64_t kFp8SgemmMinM = 96;
+inline constexpr int64_t kQ4SgemmMinM = 96;
+
 /// FP8: codes widened to FP16 bit patterns (E5M2 exactly, E4M3 as value·2⁻⁸) and
-/// converted with `vcvtph2ps`.
+/// converted with `vcvtph2ps`. M >= kFp8SgemmMinM: dequantized panels and sgemm.
 void gemm_f32fp8_f32_rowwise(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y,
                              int threads);
 
 /// 4-bit formats: nibbles looked up with `vpshufb` in byte planes of the
-/// format's 16-value codebook, block scales applied once per block.
+/// format's 16-value codebook, block scales applied once per block; compute
+/// dtype BF16: the reference kernel. M >= kQ4SgemmMinM (both compute dtypes):
+/// dequantized panels and sgemm.
 void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);
 
 /// 16-bit (BF16 / F16) weights, F32 activations. GEMV (M = 1): weights converted

@@ -4,7 +4,8 @@
 //
 // The canonical F32 summation order of the weight-only kernels (INT8-wo,
 // FP8, 4-bit), shared by the GEMV (decode) and GEMM (prefill) paths so that a
-// token's output does not depend on M or on the thread count:
+// token's output does not depend on M or on the thread count (FP8 and 4-bit:
+// below their sgemm thresholds, quant_kernels_avx2.hpp):
 //   K (padded to whole decode units with zero weights and zero activations)
 //   is cut into chunks of kChunk elements. For each output (m, n):
 //     total = 0
