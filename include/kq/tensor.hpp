@@ -102,7 +102,9 @@ class Tensor {
   bool is_mapped() const;  ///< true when the bytes live in a read-only file mapping
 
   const void* raw() const { return storage_ ? storage_->data() + offset_ : nullptr; }
-  /// Writable pointer. Throws Error for read-only (mapped) storage.
+  /// Writable pointer. Throws Error for read-only (mapped) storage, and
+  /// InvalidArgument for an undefined tensor (as clone() does; raw() gives
+  /// nullptr there, which only reading code can check).
   void* raw_mut();
   template <class T> const T* data() const { return static_cast<const T*>(raw()); }
   template <class T> T* mutable_data() { return static_cast<T*>(raw_mut()); }

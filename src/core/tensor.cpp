@@ -75,7 +75,8 @@ int64_t Tensor::dim(int i) const {
 bool Tensor::is_mapped() const { return dynamic_cast<const MappedFile*>(storage_.get()) != nullptr; }
 
 void* Tensor::raw_mut() {
-  if (!storage_) return nullptr;
+  // As clone() / to_f32(): a caller writing through nullptr would crash far from the cause.
+  if (!storage_) raise<InvalidArgument>("raw_mut() of an undefined (default-constructed) tensor");
   std::byte* p = storage_->mutable_data();
   if (!p) raise("tensor is read-only (memory-mapped); clone() it before writing");
   return p + offset_;

@@ -66,3 +66,20 @@ TEST(Tensor, ShapesViewsAndErrors) {
   auto st = std::make_shared<HeapStorage>(16);
   EXPECT_THROW(Tensor::view(st, 8, DType::F32, {3}), InvalidArgument);
 }
+
+// raw_mut() (and mutable_data()) of an undefined tensor returned nullptr silently, while clone(), to_f32() and
+// transposed() throw: a writer then crashed far from the cause.
+TEST(Tensor, UndefinedTensorIsRefusedByRawMutLikeClone) {
+  Tensor t;
+  EXPECT_EQ(t.raw(), nullptr);
+  EXPECT_THROW(t.clone(), InvalidArgument);
+  EXPECT_THROW(t.to_f32(), InvalidArgument);
+  EXPECT_THROW(t.transposed(), InvalidArgument);
+  try {
+    (void)t.raw_mut();
+    ADD_FAILURE() << "raw_mut() of an undefined tensor did not throw";
+  } catch (const InvalidArgument& e) {
+    EXPECT_STREQ(e.what(), "raw_mut() of an undefined (default-constructed) tensor");
+  }
+  EXPECT_THROW((void)t.mutable_data<float>(), InvalidArgument);
+}
