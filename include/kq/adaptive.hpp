@@ -232,10 +232,11 @@ double check_adaptive_options(Model& model, const AdaptiveOptions& options);
 /// dtype: F32, BF16 or F16) can reach beyond with options.candidates (and
 /// keeping, if allowed): 1 − the fewest bytes of a candidate per byte held on
 /// a bias-free 2^20 x 2^20 layer (smaller layers, padding and biases only add
-/// bytes). With the default candidates NF4's 0.8710 for F32, 0.7420 for BF16 /
-/// F16. With held = F32 a bound for every model (a 16-bit checkpoint reaches
-/// less): the CLI refuses a target above it as a usage error before loading
-/// the model; check_adaptive_options then checks the model's own bound.
+/// bytes). With the default candidates NF4's 0.87103 for F32, 0.74207 for
+/// BF16 / F16 (the CLI prints them floored: 87.10 %, 74.20 %). With held =
+/// F32 a bound for every model (a 16-bit checkpoint reaches less): the CLI
+/// refuses a target above it as a usage error before loading the model;
+/// check_adaptive_options then checks the model's own bound.
 /// Throws InvalidArgument for invalid candidates (as check_adaptive_options)
 /// or a `held` other than F32, BF16 and F16.
 double adaptive_reduction_limit(const AdaptiveOptions& options, DType held = DType::F32);
