@@ -20,8 +20,8 @@ namespace kq {
 
 class Model;
 
-/// Latency of one model (docs/EVALUATION.md: decode at batch 1 with a KV cache
-/// after a prompt, after a warm-up, median of several runs).
+/// Latency of one model (the evaluation protocol: decode at batch 1 with a KV
+/// cache after a prompt, after a warm-up, median of several runs).
 struct LatencyResult {
   double decode_ms_per_token = 0;  ///< median milliseconds per decoded token
   double decode_tokens_per_s = 0;  ///< 1000 / decode_ms_per_token
@@ -194,8 +194,9 @@ std::vector<BenchMode> parse_bench_modes(const std::vector<std::string>& modes);
 
 /// Fewest scored tokens for which `kq bench` gives its PASS/FAIL verdicts
 /// without a warning: a perplexity over fewer moves by per cents from the
-/// luck of the tokens alone (the demo text scores 1,648; the protocol of
-/// docs/EVALUATION.md scores the whole wikitext-2 test set).
+/// luck of the tokens alone (the demo text scores 1,648; the perplexity
+/// protocol, README.md of the source repository, scores the whole wikitext-2
+/// test set).
 inline constexpr int64_t kMinScoredTokensForVerdict = 1000;
 
 /// The warning for a report whose perplexities cover fewer than
@@ -215,7 +216,7 @@ std::string samples_beyond_text_warning(int samples, int64_t windows, int64_t te
 /// Perplexity drop (per cent below the unquantized baseline's) beyond which a
 /// mode's comparison is called implausible. Quantization adds noise to the
 /// model it approximates: measured modes land 0.06 to 6 % above the baseline
-/// (docs/PERFORMANCE.md), and a few per cent below it on a short text by the
+/// (docs/PERFORMANCE.md of the source repository), and a few per cent below it on a short text by the
 /// luck of the tokens; 5 %, the largest increase any PASS threshold allows
 /// (INT4 < 5 %), is as far as chance goes the other way. A mode far better
 /// than the model it copies means the baseline was wrong (seen: -99 % when
@@ -225,7 +226,7 @@ inline constexpr double kImplausiblePplDropPct = 5.0;
 /// Top-1 agreement below which a mode that PASSes is called implausible: a
 /// perplexity within its threshold of the baseline's comes from much the same
 /// predictions. Modes measured agree on 83 to 98 % of the scored tokens, the
-/// INT4 ones at +4 to +6 % included (docs/PERFORMANCE.md); under half means
+/// INT4 ones at +4 to +6 % included (docs/PERFORMANCE.md of the source repository); under half means
 /// the two models predict different tokens and the perplexities only happen
 /// to be close (or the baseline's is wrong).
 inline constexpr double kImplausibleTop1Agreement = 0.5;

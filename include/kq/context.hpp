@@ -26,7 +26,7 @@ inline constexpr int kMaxThreads = 1024;
 /// CLI makes PASSIVE its default; a library user sets it: OMP_WAIT_POLICY=PASSIVE
 /// in the environment the program starts with (libgomp, GCC's OpenMP, reads
 /// it once when the library is loaded, before main, so a setenv() in main
-/// comes too late; `kq` re-executes itself with it set, tools/kq/main.cpp).
+/// comes too late; the `kq` program re-executes itself with it set).
 /// ACTIVE (spinning) is up to ~30 % faster on a dedicated, otherwise idle machine.
 struct ExecContext {
   Device device = Device::CPU;

@@ -1,7 +1,8 @@
 #pragma once
 // Element types of dense tensors and the scalar conversions between them.
 // Packed block formats (NF4, FP4, INT4 groups, double-quantized scales) are not
-// element dtypes: they live in src/formats/ as block layouts over U8 storage.
+// element dtypes: they are block layouts over U8 storage, internal to the
+// library (src/formats/ of the source repository).
 #include <bit>
 #include <cstdint>
 #include <cstring>

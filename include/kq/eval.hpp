@@ -21,8 +21,8 @@ struct EvalWindow {
   int64_t end = 0;
 };
 
-/// The windows of the perplexity protocol (docs/EVALUATION.md in the shared
-/// data): non-overlapping windows of `ctx` tokens starting at 0, ctx, 2·ctx, …;
+/// The windows of the perplexity protocol (README.md of the source
+/// repository): non-overlapping windows of `ctx` tokens starting at 0, ctx, 2·ctx, …;
 /// the last may be shorter; a window of fewer than 2 tokens is dropped. Only
 /// the first `max_windows` are returned when max_windows > 0.
 /// Throws InvalidArgument for ctx < 2, max_windows < 0, num_tokens < 0, or more
@@ -42,7 +42,7 @@ struct PerplexityResult {
 };
 
 /// Perplexity of `model` on `tokens` (the whole text tokenized as one string,
-/// no BOS/EOS) under docs/EVALUATION.md: each window (perplexity_windows) is an
+/// no BOS/EOS) under the perplexity protocol: each window (perplexity_windows) is an
 /// independent forward pass from position 0 (fresh KV cache) scoring tokens
 /// 1 … len−1 with nll += −log softmax(logits[t−1])[token[t]]; PPL =
 /// exp(total nll / scored tokens). log-softmax: max-subtracted, exponentials in

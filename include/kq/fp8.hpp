@@ -3,7 +3,7 @@
 //
 // FP8 E4M3 GEMMs (OCP OFP8 rev 1.0) run on tensor cores of compute capability
 // 8.9 or newer (Ada, Hopper, Blackwell) through cuBLASLt; KernelQuant's CUDA
-// backend (src/kernels/cuda) is compiled only when CMake finds nvcc
+// backend is compiled only when CMake finds nvcc
 // (KQ_CUDA=AUTO/ON). In a CPU-only build every function here still works and
 // says why FP8 is not available.
 #include <cstddef>

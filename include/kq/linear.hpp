@@ -6,7 +6,7 @@
 // may implement Linear: such a layer runs as it is in a CPU model, while a CUDA
 // model (Model::to_device, or a transform of a model built for CUDA) throws
 // Unsupported for it, having a GPU path only for the library's own ops. Those
-// implementations (FP32, each quantized format) are internal (src/kernels).
+// implementations (FP32, each quantized format) are internal to the library.
 #include <cstdint>
 #include <map>
 #include <memory>

@@ -22,7 +22,7 @@
 namespace kq {
 
 namespace models {
-class Backend;  // src/models/backend.hpp: the device ops a forward step runs on
+class Backend;  // internal (src/models/backend.hpp of the source repository): the device ops a step runs on
 struct Param;
 enum class ParamKind;
 }  // namespace models
@@ -131,7 +131,7 @@ using LinearTransform = std::function<std::unique_ptr<Linear>(const std::string&
 /// A causal language model on the CPU (FP32, Linear ops may be swapped for
 /// quantized ones) or on a CUDA GPU (BF16 activations, F32 residual stream,
 /// BF16 KV cache, every Linear converted by gpu::to_cuda). The architecture
-/// code is the same for both; only the ops differ (src/models/backend.hpp).
+/// code is the same for both; only the ops differ (models::Backend, internal).
 /// Not copyable. Not thread-safe: forward() and decode_batch() use internal
 /// scratch buffers, so one Model must not run them from two threads at once
 /// (evaluate_perplexity, compare_models and kq/bench.hpp run forward()). Such
@@ -303,7 +303,7 @@ class Model {
   /// Holds every weight that is not quantized and was BF16 or F16 on disk in
   /// that 16-bit dtype instead of F32: the embedding tables and the FP32 linear
   /// layers (the lm_head, tied or not; layers kept by keep patterns), which
-  /// become 16-bit Linear ops (src/kernels/linear_w16.hpp); a tied lm_head that
+  /// become 16-bit Linear ops (format() "bf16" / "f16"); a tied lm_head that
   /// shares the token embedding goes on sharing it (one 16-bit copy). Exact:
   /// the F32 values came from that dtype, and compute stays F32 (only the
   /// summation order of those layers changes). quantize_model calls it once a

@@ -51,7 +51,7 @@ struct QuantizeOptions {
   /// not anchored, in each linear layer's module name (e.g. "mlp\\.down_proj",
   /// "layers\\.0\\."): a layer matching any of them stays in high precision, as
   /// bitsandbytes' skip-modules list does. Checked and matched by PCRE2 alone,
-  /// within bounds (src/quant/keep_pattern.hpp): at most 1024 bytes and 32
+  /// within bounds: at most 1024 bytes and 32
   /// nested parentheses, and no catastrophic backtracking (e.g. "(.*)*x$");
   /// beyond them, or not valid PCRE2, the pattern is an InvalidArgument.
   std::vector<std::string> keep_patterns;
@@ -138,7 +138,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 /// besides the FP32 embedding tables (converted to their disk dtype at the
 /// end), so the peak is about the quantized model plus the FP32 embeddings
 /// and one layer, not the whole FP32 model (a 7B BF16 checkpoint: about 28 GB;
-/// docs/PERFORMANCE.md has measurements). AWQ modes
+/// docs/PERFORMANCE.md of the source repository has measurements). AWQ modes
 /// calibrate on the FP32 model and layer_specs name its layers: they load the
 /// whole model first, then quantize it. report->seconds counts the
 /// quantization, not the reading. A KernelQuant quantized folder
@@ -162,7 +162,8 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 ///   model.safetensors every non-quantized tensor copied unchanged from the
 ///                     source (names and dtypes as on disk), and for each quantized
 ///                     module "<module>.<part>" tensors (Linear::export_tensors:
-///                     U8 codes, F32 scales, ...; layouts in src/formats/*.hpp)
+///                     U8 codes, F32 scales, ...; layouts in src/formats/*.hpp
+///                     of the source repository)
 ///   side files      copied byte for byte from the source folder when there:
 ///                     vocab.json, merges.txt, tokenizer.json, tokenizer_config.json,
 ///                     special_tokens_map.json, generation_config.json,
@@ -213,8 +214,8 @@ void check_quantized_output(const std::filesystem::path& out, const std::filesys
 /// and, when `vocab_size` > 0, Tokenizer::check_fits(vocab_size);
 /// and the end-of-sequence ids `kq generate` reads (generation_config.json's
 /// eos_token_id, else config.json's: integers or lists of them in 0 ..
-/// 2^31-1; ids past the vocabulary are warned about and ignored;
-/// src/api/generation_config.hpp). Every side file that is there must be a
+/// 2^31-1; ids past the vocabulary are warned about and ignored). Every
+/// side file that is there must be a
 /// regular file of at most 1 GiB. Files no loader reads
 /// (special_tokens_map.json, added_tokens.json, chat_template.json,
 /// chat_template.jinja) are not parsed. A tokenizer.json that is well formed

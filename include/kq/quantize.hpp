@@ -2,7 +2,7 @@
 // Weight quantization: the modes KernelQuant supports, their names on the
 // command line, and tensor-level FP8 conversion.
 //
-// Formats (byte layouts documented in src/formats/*.hpp):
+// Formats (byte layouts documented in src/formats/*.hpp of the source repository):
 //   INT8  symmetric per-output-channel (or per-tensor) weights, scale = absmax/127;
 //         W8A8 adds dynamic per-token INT8 activations with INT32 accumulation.
 //   NF4   QLoRA 4-bit NormalFloat (Dettmers et al. 2023), blockwise absmax along K,
@@ -160,7 +160,7 @@ void validate_quant_spec(const QuantSpec& spec);
 QuantSpec fp8_quant_spec(const FP8Config& cfg);
 
 /// Maximum perplexity increase in percent allowed by the specification
-/// (docs/EVALUATION.md): INT8 2, INT4/NF4/FP4 5, AWQ INT4 3, FP8 1. Throws InvalidArgument
+/// (its evaluation protocol): INT8 2, INT4/NF4/FP4 5, AWQ INT4 3, FP8 1. Throws InvalidArgument
 /// as QuantSpec::family() for a format that is not a quantized weight format.
 double max_ppl_increase_pct(const QuantSpec& spec);
 

@@ -52,7 +52,7 @@
 // Special tokens in text (a documented choice): by default (allow_special =
 // false) text is treated as raw text, so a literal "<|endoftext|>" inside the
 // text is encoded as ordinary characters ("<", "|", "endoftext", ...). This is
-// what perplexity evaluation wants (docs/EVALUATION.md tokenizes raw text;
+// what perplexity evaluation wants (the perplexity protocol tokenizes raw text;
 // none of the shared texts or tokenizer_cases.json contain the string, so both
 // choices give the same ids there) and it keeps decode(encode(x)) == x for
 // every input. Hugging Face's tokenizers instead recognize added tokens in
@@ -192,7 +192,7 @@ class Tokenizer {
   /// an added token is a warning at load, and that list is empty. encode()
   /// never adds them: a caller that wants Hugging Face's ids puts them around
   /// the text (`kq generate` puts the prefix before its prompt; perplexity
-  /// evaluation uses neither, docs/EVALUATION.md). Never throws on a loaded
+  /// evaluation uses neither: the perplexity protocol). Never throws on a loaded
   /// tokenizer (InvalidArgument on a moved-from one).
   const std::vector<int32_t>& prompt_prefix() const;
   const std::vector<int32_t>& prompt_suffix() const;
