@@ -230,7 +230,8 @@ class Model {
   /// layers swapped in since (e.g. by a quantizer) and sets the threads.
   /// Nothing changes when it throws: Unsupported for CUDA → CPU, a CPU-only
   /// build, no usable device, or a layer format without a GPU path (naming
-  /// the layer); InvalidArgument for a bad thread count.
+  /// the layer); InvalidArgument for a bad thread count, or a LinearSlot
+  /// holding a null op or an op of another shape (check_linear_layers).
   void to_device(const ExecContext& ctx);
   /// Enables (default) or disables CUDA graphs for decode steps on CUDA: each
   /// decode step shape (batch size, cache capacity) is captured once after a
@@ -286,8 +287,9 @@ class Model {
   std::vector<LinearSlot> linear_layers();
 
   /// What every function that reads the linear layers checks first (forward,
-  /// decode_batch, weight_breakdown, quantize_model, plan_adaptive_precision,
-  /// save_quantized_model): integer compares over the slots, nothing else.
+  /// decode_batch, weight_breakdown, to_device, hold_unquantized_in_disk_dtype,
+  /// quantize_model, plan_adaptive_precision, save_quantized_model): integer
+  /// compares over the slots, nothing else.
   /// Throws InvalidArgument, prefixed by `where` and naming the layer, for a
   /// slot holding a null op ("holds no op") or an op, put into its LinearSlot
   /// after the load, whose in/out features differ from the layer's (both
@@ -311,7 +313,9 @@ class Model {
   /// model stays F32. Norm parameters, quantized layers, weights that were F32
   /// on disk, random weights, and layers already converted to a device are
   /// left as they are (on CUDA only the host tables change: the device holds
-  /// BF16 copies). Calling it again changes nothing. Throws only std::bad_alloc.
+  /// BF16 copies). Calling it again changes nothing. Throws std::bad_alloc, and
+  /// InvalidArgument, before anything changes, for a LinearSlot holding a null
+  /// op or an op of another shape (check_linear_layers).
   void hold_unquantized_in_disk_dtype();
 
   /// Bytes of all weights in memory (linear + other). A tied lm_head that still

@@ -195,6 +195,7 @@ void Model::set_context(const ExecContext& ctx) {
 
 void Model::to_device(const ExecContext& ctx) {
   check_context(ctx);
+  check_linear_layers("to_device");
   if (ctx_.device != Device::CPU && ctx.device == Device::CPU)
     raise<Unsupported>("moving a model from '{}' back to the CPU is not supported; load it again on the CPU",
                        device_name(ctx_.device));
@@ -432,6 +433,7 @@ size_t Model::buffer_bytes() const {
 }
 
 void Model::hold_unquantized_in_disk_dtype() {
+  check_linear_layers("hold_unquantized_in_disk_dtype");  // before anything changes
   // Tables first. The F32 tensors they replace are kept until the end, so that
   // a tied lm_head still pointing at one is recognised by its address.
   std::vector<std::pair<Tensor, const Tensor*>> replaced;  // (old F32 table, its 16-bit successor)

@@ -189,6 +189,20 @@ TEST(ModelLoadTransform, NullOpInItsSlotIsRefusedByForwardAndWeightBytes) {
             std::string::npos);
 }
 
+// to_device (same device: converts the layers swapped in since) and hold_unquantized_in_disk_dtype read every
+// slot too, and crashed on a null one: they refuse it through the same check, before anything changes.
+TEST(ModelLoadTransform, NullOpInItsSlotIsRefusedByToDeviceAndHoldUnquantized) {
+  auto m = Model::load(kq::testing::demo_model());
+  const LinearSlot slot = m->linear_layers()[2];
+  slot.op->reset();
+  const std::string want =
+      fmt::format("layer '{}' holds no op (a null Linear was put into its LinearSlot)", slot.name);
+  const std::string dev = error_of<InvalidArgument>([&] { m->to_device({}); });
+  EXPECT_NE(dev.find("to_device: " + want), std::string::npos) << dev;
+  const std::string hold = error_of<InvalidArgument>([&] { m->hold_unquantized_in_disk_dtype(); });
+  EXPECT_NE(hold.find("hold_unquantized_in_disk_dtype: " + want), std::string::npos) << hold;
+}
+
 /// Resident kB of this process's mappings of `file` (/proc/self/smaps), or -1 without /proc.
 long resident_kb_of_mapping(const std::filesystem::path& file) {
   std::ifstream smaps("/proc/self/smaps");
