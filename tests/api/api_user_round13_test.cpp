@@ -47,18 +47,7 @@ TEST(ApiUserRound13, HeapStorageSizeNearSizeMaxIsBadAlloc) {
 }
 
 // A small consistent GPT-2 shape for Model::random / random_quantized.
-ModelConfig tiny_gpt2() {
-  ModelConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_layers = 1;
-  c.num_heads = 2;
-  c.num_kv_heads = 2;
-  c.head_dim = 16;
-  c.max_positions = 16;
-  return c;
-}
+ModelConfig tiny_gpt2() { return kq::testing::tiny_gpt2_config(); }
 
 // arch = Arch(9) built a model whose config().arch was "unknown(9)" (the Llama
 // path ran for it); the docs promise InvalidArgument for an inconsistent config.

@@ -1,7 +1,7 @@
 #pragma once
 // Small helpers the test programs share: substring checks and counts, writing and
 // reading whole files, the shipped demo model, the message of an expected
-// exception.
+// exception, a tiny model shape.
 #include <gtest/gtest.h>
 
 #include <cstddef>
@@ -10,6 +10,8 @@
 #include <functional>
 #include <sstream>
 #include <string>
+
+#include "kq/config.hpp"
 
 namespace kq::testing {
 
@@ -52,6 +54,23 @@ std::string error_of(const std::function<void()>& f) {
   }
   ADD_FAILURE() << "no exception";
   return {};
+}
+
+/// A small consistent GPT-2 shape (ModelConfig's defaults: gelu_new, tied
+/// lm_head, eps 1e-5) for Model::random / random_quantized: vocab 64, hidden
+/// 32, one layer of 2 heads of 16, MLP 64, 16 positions.
+inline ModelConfig tiny_gpt2_config() {
+  ModelConfig c;
+  c.arch = Arch::GPT2;
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_layers = 1;
+  c.num_heads = 2;
+  c.num_kv_heads = 2;
+  c.head_dim = 16;
+  c.max_positions = 16;
+  return c;
 }
 
 }  // namespace kq::testing

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 
@@ -18,22 +19,7 @@ using namespace kq;
 
 namespace {
 
-ModelConfig tiny_gpt2() {
-  ModelConfig c;
-  c.arch = Arch::GPT2;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_layers = 1;
-  c.num_heads = 2;
-  c.num_kv_heads = 2;
-  c.head_dim = 16;
-  c.max_positions = 16;
-  c.norm_eps = 1e-5;
-  c.tie_word_embeddings = true;
-  c.activation = "gelu_new";
-  return c;
-}
+ModelConfig tiny_gpt2() { return kq::testing::tiny_gpt2_config(); }
 
 /// Latches for holding the first forward() inside a layer until the test lets it go.
 struct Gate {
