@@ -76,7 +76,9 @@ std::string few_scored_tokens_warning(const BenchReport& r) {
 
 std::string samples_beyond_text_warning(int samples, int64_t windows, int64_t text_tokens, int ctx) {
   if (samples <= windows) return {};
-  const auto count_noun = [](int64_t n, const char* noun) { return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s"); };
+  const auto count_noun = [](int64_t n, const char* noun) {
+    return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+  };
   const int64_t full = ctx > 0 ? std::min<int64_t>(windows, text_tokens / ctx) : 0;
   const int64_t last = windows > full ? text_tokens - full * ctx : 0;  // a shorter last window
   std::string sizes;
