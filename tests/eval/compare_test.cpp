@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
 #include "kq/model.hpp"
@@ -100,16 +101,8 @@ TEST(CompareModels, MatchesDirectComputation) {
 }
 
 TEST(CompareModels, RejectsDifferentVocabularies) {
-  ModelConfig c;
-  c.arch = Arch::GPT2;
+  ModelConfig c = kq::testing::tiny_gpt2_config();
   c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_layers = 1;
-  c.num_heads = 2;
-  c.num_kv_heads = 2;
-  c.head_dim = 16;
-  c.max_positions = 16;
   auto a = Model::random(c, 1);
   c.vocab_size = 51;
   auto b = Model::random(c, 1);

@@ -31,6 +31,28 @@ constexpr Shape kShapes[] = {{7, 688}, {5, 33}, {9, 1}, {3, 100}, {1, 256}, {13,
 constexpr int64_t kBatches[] = {1, 3, 8, 17, 95, 96, 97};
 static_assert(cpu::avx2::kFp8SgemmMinM == 96, "kBatches straddles the FP8 sgemm threshold");
 
+/// Random finite FP8 codes of an s.N x s.K weight (E4M3 NaN and E5M2 Inf/NaN patterns replaced), from `seed`.
+std::vector<uint8_t> random_finite_fp8(const Shape& s, FP8Format f, uint32_t seed) {
+  std::vector<uint8_t> codes = random_bytes(size_t(s.N * s.K), seed);
+  for (uint8_t& c : codes)
+    if (!std::isfinite(formats::fp8_decode(c, f))) c &= 0xF0;
+  return codes;
+}
+
+/// The FP8 tests' weight view over `codes` with scales `ws`: per-tensor for N = 13, no bias for N = 5.
+cpu::Fp8WeightView fp8_view(const std::vector<uint8_t>& codes, const std::vector<float>& ws,
+                            const std::vector<float>& bias, const Shape& s, FP8Format f) {
+  cpu::Fp8WeightView w;
+  w.codes = codes.data();
+  w.scales = ws.data();
+  w.per_tensor = s.N == 13;
+  w.format = f;
+  w.bias = s.N == 5 ? nullptr : bias.data();
+  w.N = s.N;
+  w.K = s.K;
+  return w;
+}
+
 class QuantKernels8 : public ::testing::TestWithParam<Isa> {
  protected:
   const QuantKernels& k() const { return cpu::quant_kernels(GetParam()); }
@@ -209,19 +231,9 @@ TEST_P(QuantKernels8, Fp8WithinToleranceOfDoubleReference) {
   for (FP8Format f : {FP8Format::E4M3, FP8Format::E5M2})
     for (const Shape& s : kShapes)
       for (bool w8a8 : {false, true}) {
-        // Random finite codes (E4M3 NaN and E5M2 Inf/NaN patterns replaced).
-        std::vector<uint8_t> codes = random_bytes(size_t(s.N * s.K), uint32_t(s.K * 3 + s.N + int(f)));
-        for (uint8_t& c : codes)
-          if (!std::isfinite(formats::fp8_decode(c, f))) c &= 0xF0;
+        const std::vector<uint8_t> codes = random_finite_fp8(s, f, uint32_t(s.K * 3 + s.N + int(f)));
         const std::vector<float> ws = gaussian(size_t(s.N), 10, 0.01f), bias = gaussian(size_t(s.N), 11);
-        cpu::Fp8WeightView w;
-        w.codes = codes.data();
-        w.scales = ws.data();
-        w.per_tensor = s.N == 13;
-        w.format = f;
-        w.bias = s.N == 5 ? nullptr : bias.data();
-        w.N = s.N;
-        w.K = s.K;
+        const cpu::Fp8WeightView w = fp8_view(codes, ws, bias, s, f);
         for (int64_t M : kBatches) {
           std::vector<float> x = gaussian(size_t(M * s.K), uint32_t(M * 7 + s.K), 2.0f);
           if (w8a8)  // the op passes decoded FP8 activations
@@ -266,21 +278,12 @@ TEST_P(QuantKernels8, Fp8PrefillIsSgemmOverTheDecodedWeights) {
     for (const Shape& s : {Shape{37, 700}, Shape{13, 33}, Shape{5, 2100}})
       for (bool w8a8 : {false, true})
         for (int64_t M : {min_m, min_m + 1, min_m + 27}) {
-          std::vector<uint8_t> codes = random_bytes(size_t(s.N * s.K), uint32_t(s.K + s.N + int(f)));
-          for (uint8_t& c : codes)
-            if (!std::isfinite(formats::fp8_decode(c, f))) c &= 0xF0;
+          const std::vector<uint8_t> codes = random_finite_fp8(s, f, uint32_t(s.K + s.N + int(f)));
           std::vector<float> W(codes.size());
           for (size_t i = 0; i < codes.size(); ++i) W[i] = formats::fp8_decode(codes[i], f);
           const std::vector<float> ws = gaussian(size_t(s.N), 10, 0.01f), bias = gaussian(size_t(s.N), 11);
           const std::vector<float> xs = gaussian(size_t(M), 12, 0.1f);
-          cpu::Fp8WeightView w;
-          w.codes = codes.data();
-          w.scales = ws.data();
-          w.per_tensor = s.N == 13;
-          w.format = f;
-          w.bias = s.N == 5 ? nullptr : bias.data();
-          w.N = s.N;
-          w.K = s.K;
+          const cpu::Fp8WeightView w = fp8_view(codes, ws, bias, s, f);
           const std::vector<float> x = gaussian(size_t(M * s.K), uint32_t(M * 7 + s.K), 2.0f);
           std::vector<float> y(size_t(M * s.N), std::nanf("")), want(y.size());
           k().gemm_f32fp8_f32_rowwise(w, x.data(), w8a8 ? xs.data() : nullptr, M, y.data(), 2);
