@@ -242,7 +242,8 @@ double check_adaptive_options(Model& model, const AdaptiveOptions& options);
 double adaptive_reduction_limit(const AdaptiveOptions& options, DType held = DType::F32);
 
 /// plan_adaptive_precision, then quantize_model(model, plan.to_options()).
-/// The plan is stored in *plan_out when given. Same errors as both. The
+/// The plan is stored in *plan_out when given. Same errors as both (the
+/// Model::InUse one named "quantize_model_adaptive": the model is marked in use for the whole call). The
 /// report's quantized_bytes_before / quantized_bytes_after cover every
 /// planned layer, those the plan keeps unquantized included, and are
 /// plan.bytes_before / plan.bytes_after: before counts every planned layer in

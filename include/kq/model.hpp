@@ -134,12 +134,21 @@ using LinearTransform = std::function<std::unique_ptr<Linear>(const std::string&
 /// code is the same for both; only the ops differ (models::Backend, internal).
 /// Not copyable. Not thread-safe: forward() and decode_batch() use internal
 /// scratch buffers, so one Model must not run them from two threads at once
-/// (evaluate_perplexity, compare_models and kq/bench.hpp run forward()). Such
-/// a call, made while a call from another thread on the same Model runs,
-/// throws InvalidArgument ("Model::forward called while another call on the
-/// same Model runs (a Model is not thread-safe; use one Model per thread)")
-/// instead of corrupting both results; the call already running is not
-/// disturbed. An atomic flag, not a lock: nothing waits. Use one Model per thread.
+/// (evaluate_perplexity, compare_models and kq/bench.hpp run forward()), nor
+/// change the model while one of them runs. Each of these calls takes the
+/// model's InUse mark first: forward(), decode_batch(), and every call that
+/// changes the model (set_context, to_device, set_cuda_graphs,
+/// hold_unquantized_in_disk_dtype, and kq/optimizer.hpp's quantize_model /
+/// kq/adaptive.hpp's quantize_model_adaptive on it). Such a call, made while
+/// one of them from another thread on the same Model runs, throws
+/// InvalidArgument ("Model::forward called while another call on the same
+/// Model runs (a Model is not thread-safe; use one Model per thread)", with
+/// the call's own name) before it reads or changes anything, instead of
+/// corrupting both; the call already running is not disturbed. An atomic
+/// flag, not a lock: nothing waits. Calls that only read the model (weight_bytes,
+/// linear_layers, plan_adaptive_precision, save_quantized_model, ...) take no
+/// mark: they may run beside a forward(), not beside a call that changes the
+/// model. Use one Model per thread.
 class Model {
  public:
   virtual ~Model();
@@ -218,10 +227,33 @@ class Model {
   static std::unique_ptr<Model> random_quantized(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
                                                  const std::string& mode, bool quantize_lm_head = false);
 
+  /// Marks the Model as in use by the calling thread for the object's
+  /// lifetime (see the class comment): what forward(), decode_batch() and
+  /// every call that changes the model take first. A caller that changes the
+  /// model itself (e.g. replaces ops through linear_layers()) may take it too.
+  /// A thread that holds the mark already passes (quantize_model's AWQ
+  /// calibration runs forward() inside it). `what` names the call in the
+  /// message. Throws InvalidArgument "<what> called while another call on the
+  /// same Model runs (a Model is not thread-safe; use one Model per thread)"
+  /// when another thread holds the mark; nothing waits.
+  class InUse {
+   public:
+    InUse(Model& model, const char* what);
+    ~InUse();
+    InUse(const InUse&) = delete;
+    InUse& operator=(const InUse&) = delete;
+
+   private:
+    std::atomic<std::thread::id>& owner_;
+    bool held_ = false;
+  };
+
   const ModelConfig& config() const { return config_; }
   const ExecContext& context() const { return ctx_; }
   /// Changes the CPU threads used by later forward() calls. The device must
-  /// stay the same (throws Unsupported otherwise; see to_device()).
+  /// stay the same (throws Unsupported otherwise; see to_device()). Throws
+  /// InvalidArgument for a bad thread count, and while another thread's call on
+  /// this Model runs (class comment); nothing changes then.
   void set_context(const ExecContext& ctx);
   /// Moves a CPU model (FP32 or quantized) to ctx.device: converts every
   /// linear layer with gpu::to_cuda (quantized formats keep their codes) and
@@ -230,13 +262,15 @@ class Model {
   /// layers swapped in since (e.g. by a quantizer) and sets the threads.
   /// Nothing changes when it throws: Unsupported for CUDA → CPU, a CPU-only
   /// build, no usable device, or a layer format without a GPU path (naming
-  /// the layer); InvalidArgument for a bad thread count, or a LinearSlot
-  /// holding a null op or an op of another shape (check_linear_layers).
+  /// the layer); InvalidArgument for a bad thread count, a LinearSlot
+  /// holding a null op or an op of another shape (check_linear_layers), or
+  /// while another thread's call on this Model runs (class comment).
   void to_device(const ExecContext& ctx);
   /// Enables (default) or disables CUDA graphs for decode steps on CUDA: each
   /// decode step shape (batch size, cache capacity) is captured once after a
   /// warm-up step, then replayed. Also off when the environment variable
-  /// KQ_CUDA_GRAPHS=0. No effect on the CPU.
+  /// KQ_CUDA_GRAPHS=0. No effect on the CPU. Throws InvalidArgument while
+  /// another thread's call on this Model runs (class comment).
   void set_cuda_graphs(bool enabled);
   /// Diagnostics: decode steps served so far by replaying a captured CUDA
   /// graph (0 on the CPU or with graphs off).
@@ -267,8 +301,8 @@ class Model {
   /// without room for the tokens, or a linear layer whose op, put into its
   /// LinearSlot after the load, has other in/out features than the layer's
   /// (or is null), naming the layer and both shapes (nothing is computed then),
-  /// and when another thread's forward() or decode_batch() on this Model runs
-  /// (see the class comment).
+  /// and when another thread's call on this Model runs (forward(),
+  /// decode_batch() or a call that changes the model: see the class comment).
   void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits = true);
 
   /// Batched decode: one new token per sequence, tokens[i] appended to
@@ -280,7 +314,7 @@ class Model {
   /// repeated cache, a token outside the vocabulary, a cache of another
   /// model's shape or device or without room, or a linear layer of another
   /// shape as for forward() (nothing is computed then), and when another
-  /// thread's forward() or decode_batch() on this Model runs (class comment).
+  /// thread's call on this Model runs (as forward(); class comment).
   void decode_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches, float* logits);
 
   /// Every linear projection, in execution order, lm_head last.
@@ -315,7 +349,8 @@ class Model {
   /// left as they are (on CUDA only the host tables change: the device holds
   /// BF16 copies). Calling it again changes nothing. Throws std::bad_alloc, and
   /// InvalidArgument, before anything changes, for a LinearSlot holding a null
-  /// op or an op of another shape (check_linear_layers).
+  /// op or an op of another shape (check_linear_layers), and while another
+  /// thread's call on this Model runs (class comment).
   void hold_unquantized_in_disk_dtype();
 
   /// Bytes of all weights in memory (linear + other). A tied lm_head that still
@@ -411,7 +446,7 @@ class Model {
   std::vector<ParamEntry> parameters_;
   std::vector<std::vector<std::unique_ptr<Linear>*>> fusions_;
   std::vector<int32_t> meta_;  // per-step row metadata (host), reused
-  /// The thread running forward() / decode_batch() (none: std::thread::id{}); a call from another throws.
+  /// The thread holding the InUse mark (none: std::thread::id{}); a call from another throws.
   std::atomic<std::thread::id> running_{};
   size_t disk_bytes_ = 0;
 };

@@ -124,8 +124,10 @@ struct QuantizeReport {
 /// QuantizeOptions::calibration.tokens and the index) or with a
 /// CalibrationOptions::grid outside [1, kMaxAwqGrid] (named; both checked
 /// before the calibration runs), or a
-/// layer_specs entry that names no linear layer or holds an invalid spec (named). A keep pattern that matches no layer
-/// is not an error: it is listed in QuantizeReport::unmatched_keep_patterns and
+/// layer_specs entry that names no linear layer or holds an invalid spec (named), and
+/// while another thread's call on `model` runs (Model::InUse: "quantize_model called while another call on the
+/// same Model runs ..."; a forward() from another thread meanwhile throws likewise). A keep pattern that matches
+/// no layer is not an error: it is listed in QuantizeReport::unmatched_keep_patterns and
 /// reported with kq::warn() naming the pattern.
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 

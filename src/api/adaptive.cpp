@@ -481,6 +481,7 @@ std::optional<QuantSpec> lowest_precision_spec(const AdaptivePlan& plan) {
 }
 
 QuantizeReport quantize_model_adaptive(Model& model, const AdaptiveOptions& options, AdaptivePlan* plan_out) {
+  const Model::InUse in_use(model, "quantize_model_adaptive");  // the plan and the quantization, as one call
   AdaptivePlan plan = plan_adaptive_precision(model, options);
   QuantizeReport report = quantize_model(model, plan.to_options());
   // The plan priced its kept layers as held once the model is quantized (16-bit

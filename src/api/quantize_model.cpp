@@ -189,6 +189,7 @@ void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
 }
 
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
+  const Model::InUse in_use(model, "quantize_model");  // it replaces the model's ops
   LayerQuantizer quantizer(options);
   check_layer_specs(model, options.layer_specs);
   model.check_linear_layers("quantize_model");

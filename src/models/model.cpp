@@ -66,34 +66,6 @@ void check_random_shapes(const ModelConfig& c, const char* where) {
   }
 }
 
-/// For its lifetime, marks `model`'s forward() / decode_batch() as running on this thread (`owner`: Model::running_).
-/// A call from another thread meanwhile throws InvalidArgument instead of sharing the scratch buffers and
-/// corrupting both results; a nested call on the same thread passes (it holds the mark already).
-class RunningMark {
- public:
-  RunningMark(std::atomic<std::thread::id>& owner, const char* where) : owner_(owner) {
-    const std::thread::id self = std::this_thread::get_id();
-    std::thread::id expected{};
-    if (owner_.compare_exchange_strong(expected, self)) {
-      held_ = true;
-    } else if (expected != self) {
-      raise<InvalidArgument>(
-          "Model::{} called while another call on the same Model runs (a Model is not thread-safe; use one Model "
-          "per thread)",
-          where);
-    }
-  }
-  ~RunningMark() {
-    if (held_) owner_.store(std::thread::id{});
-  }
-  RunningMark(const RunningMark&) = delete;
-  RunningMark& operator=(const RunningMark&) = delete;
-
- private:
-  std::atomic<std::thread::id>& owner_;
-  bool held_ = false;
-};
-
 bool is_16bit(DType t) { return t == DType::BF16 || t == DType::F16; }
 
 /// A heap copy of `t` (F32) in `dtype` (BF16 or F16): exact for values that came from that dtype.
@@ -116,6 +88,24 @@ size_t disk_dtype_size(const std::string& torch_dtype) {
   return 4;
 }
 }  // namespace
+
+// A call from another thread while the mark is held throws instead of sharing the scratch buffers (forward) or
+// changing what a running forward reads; a nested call on the same thread passes (it holds the mark already).
+Model::InUse::InUse(Model& model, const char* what) : owner_(model.running_) {
+  const std::thread::id self = std::this_thread::get_id();
+  std::thread::id expected{};
+  if (owner_.compare_exchange_strong(expected, self)) {
+    held_ = true;
+  } else if (expected != self) {
+    raise<InvalidArgument>(
+        "{} called while another call on the same Model runs (a Model is not thread-safe; use one Model per thread)",
+        what);
+  }
+}
+
+Model::InUse::~InUse() {
+  if (held_) owner_.store(std::thread::id{});
+}
 
 Model::Model(ModelConfig config, ExecContext ctx, fs::path source_dir, LinearTransform transform)
     : config_(std::move(config)),
@@ -185,6 +175,7 @@ std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64
 }
 
 void Model::set_context(const ExecContext& ctx) {
+  const InUse in_use(*this, "Model::set_context");
   check_context(ctx);
   if (ctx.device != ctx_.device)
     raise<Unsupported>("set_context cannot move the model from '{}' to '{}'; use Model::to_device",
@@ -194,6 +185,7 @@ void Model::set_context(const ExecContext& ctx) {
 }
 
 void Model::to_device(const ExecContext& ctx) {
+  const InUse in_use(*this, "Model::to_device");
   check_context(ctx);
   check_linear_layers("to_device");
   if (ctx_.device != Device::CPU && ctx.device == Device::CPU)
@@ -220,7 +212,10 @@ void Model::fuse_linears() {
   for (const auto& group : fusions_) backend_->fuse(group);
 }
 
-void Model::set_cuda_graphs(bool enabled) { backend_->set_graphs(enabled); }
+void Model::set_cuda_graphs(bool enabled) {
+  const InUse in_use(*this, "Model::set_cuda_graphs");
+  backend_->set_graphs(enabled);
+}
 
 int64_t Model::cuda_graph_replays() const { return backend_->graph_replays(); }
 
@@ -319,7 +314,7 @@ void Model::run_step(std::span<const int32_t> tokens, std::span<const int32_t> r
 }
 
 void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits) {
-  const RunningMark running(running_, "forward");
+  const InUse in_use(*this, "Model::forward");
   const int64_t n = int64_t(tokens.size());
   if (n == 0) raise<InvalidArgument>("forward: no tokens");
   check_cache(cache, "forward");
@@ -351,7 +346,7 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
 }
 
 void Model::decode_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches, float* logits) {
-  const RunningMark running(running_, "decode_batch");
+  const InUse in_use(*this, "Model::decode_batch");
   const int64_t n = int64_t(tokens.size());
   if (n == 0) raise<InvalidArgument>("decode_batch: no tokens");
   if (caches.size() != tokens.size())
@@ -433,6 +428,7 @@ size_t Model::buffer_bytes() const {
 }
 
 void Model::hold_unquantized_in_disk_dtype() {
+  const InUse in_use(*this, "Model::hold_unquantized_in_disk_dtype");
   check_linear_layers("hold_unquantized_in_disk_dtype");  // before anything changes
   // Tables first. The F32 tensors they replace are kept until the end, so that
   // a tied lm_head still pointing at one is recognised by its address.

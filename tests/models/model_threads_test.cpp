@@ -1,16 +1,17 @@
 // One Model used from two threads at once: forward() and decode_batch() share
 // the model's scratch buffers, so the second call throws instead of silently
-// corrupting both results (a tester's perplexities differed run to run).
+// corrupting both results (a tester's perplexities differed run to run); a call
+// that changes the model throws likewise while a forward() runs (Model::InUse).
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <condition_variable>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "common/holding_linear.hpp"
 #include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
@@ -21,48 +22,12 @@ namespace {
 
 ModelConfig tiny_gpt2() { return kq::testing::tiny_gpt2_config(); }
 
-/// Latches for holding the first forward() inside a layer until the test lets it go.
-struct Gate {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool inside = false, released = false;
-};
-
-/// Forwards to `inner`; the first call announces itself and waits (at most 10 s) for the release,
-/// later calls pass straight through.
-class HoldingLinear : public Linear {
- public:
-  HoldingLinear(std::unique_ptr<Linear> inner, Gate& gate) : inner_(std::move(inner)), gate_(gate) {}
-  int64_t in_features() const override { return inner_->in_features(); }
-  int64_t out_features() const override { return inner_->out_features(); }
-  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
-    {
-      std::unique_lock lock(gate_.mu);
-      if (!gate_.inside) {
-        gate_.inside = true;
-        gate_.cv.notify_all();
-        gate_.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate_.released; });
-      }
-    }
-    inner_->forward(x, M, y, ctx);
-  }
-  size_t weight_bytes() const override { return inner_->weight_bytes(); }
-  std::string format() const override { return inner_->format(); }
-  Tensor dequantized_weight() const override { return inner_->dequantized_weight(); }
-  Tensor bias() const override { return inner_->bias(); }
-
- private:
-  std::unique_ptr<Linear> inner_;
-  Gate& gate_;
-};
-
 }  // namespace
 
 TEST(ModelThreads, SecondThreadOnTheSameModelThrowsInsteadOfCorrupting) {
   auto m = Model::random(tiny_gpt2(), 3);
-  Gate gate;
-  std::unique_ptr<Linear>& slot = *m->linear_layers()[0].op;
-  slot = std::make_unique<HoldingLinear>(std::move(slot), gate);
+  kq::testing::Gate gate;
+  kq::testing::hold_layer0(*m, gate);
   const std::vector<int32_t> tokens = {1, 2, 3};
   std::string first_error;
   std::thread first([&] {
@@ -73,10 +38,7 @@ TEST(ModelThreads, SecondThreadOnTheSameModelThrowsInsteadOfCorrupting) {
       first_error = e.what();
     }
   });
-  {
-    std::unique_lock lock(gate.mu);
-    ASSERT_TRUE(gate.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate.inside; }));
-  }
+  ASSERT_TRUE(gate.wait_inside());
   // The first forward() is held inside layer 0: this one overlaps it for sure.
   std::string msg, batch_msg;
   try {
@@ -93,11 +55,7 @@ TEST(ModelThreads, SecondThreadOnTheSameModelThrowsInsteadOfCorrupting) {
   } catch (const InvalidArgument& e) {
     batch_msg = e.what();
   }
-  {
-    std::lock_guard lock(gate.mu);
-    gate.released = true;
-  }
-  gate.cv.notify_all();
+  gate.release();
   first.join();
   EXPECT_EQ(msg,
             "Model::forward called while another call on the same Model runs (a Model is not thread-safe; use one "
@@ -111,4 +69,55 @@ TEST(ModelThreads, SecondThreadOnTheSameModelThrowsInsteadOfCorrupting) {
     EXPECT_NO_THROW(m->forward(tokens, cache, nullptr));
   });
   later.join();
+}
+
+// Every call that changes a Model (set_context, to_device, set_cuda_graphs,
+// hold_unquantized_in_disk_dtype) made while another thread's forward() runs
+// throws, naming itself, before it changes anything: set_context and to_device
+// changed the threads (and to_device the ops) under the running forward. The
+// forward's logits are those of the same model run alone.
+TEST(ModelThreads, CallsThatChangeTheModelThrowWhileAForwardRuns) {
+  const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8};
+  const int64_t vocab = tiny_gpt2().vocab_size;
+  std::vector<float> alone(size_t(8 * vocab)), logits(size_t(8 * vocab));
+  std::thread([&] {  // on a fresh thread too: the same OpenMP default thread count
+    auto ref = Model::random(tiny_gpt2(), 3);
+    KVCache cache = ref->make_cache();
+    ref->forward(tokens, cache, alone.data());
+  }).join();
+  auto m = Model::random(tiny_gpt2(), 3);
+  kq::testing::Gate gate;
+  kq::testing::hold_layer0(*m, gate);
+  std::string first_error;
+  std::thread first([&] {
+    try {
+      KVCache cache = m->make_cache();
+      m->forward(tokens, cache, logits.data());
+    } catch (const std::exception& e) {
+      first_error = e.what();
+    }
+  });
+  ASSERT_TRUE(gate.wait_inside());
+  const ExecContext one{Device::CPU, 1};
+  const std::pair<const char*, std::function<void()>> calls[] = {
+      {"Model::set_context", [&] { m->set_context(one); }},
+      {"Model::to_device", [&] { m->to_device(one); }},
+      {"Model::set_cuda_graphs", [&] { m->set_cuda_graphs(false); }},
+      {"Model::hold_unquantized_in_disk_dtype", [&] { m->hold_unquantized_in_disk_dtype(); }},
+  };
+  std::vector<std::string> messages;
+  for (const auto& [name, call] : calls) messages.push_back(kq::testing::error_of<InvalidArgument>(call));
+  gate.release();
+  first.join();
+  for (size_t i = 0; i < messages.size(); ++i)
+    EXPECT_EQ(messages[i], std::string(calls[i].first) +
+                               " called while another call on the same Model runs (a Model is not thread-safe; "
+                               "use one Model per thread)");
+  EXPECT_EQ(first_error, "");
+  EXPECT_EQ(logits, alone);  // bit for bit: nothing changed under the running forward
+  EXPECT_EQ(m->context().threads, 0);
+  // Once the forward is done, the same calls pass.
+  EXPECT_NO_THROW(m->set_context(one));
+  EXPECT_NO_THROW(m->to_device(one));
+  EXPECT_EQ(m->context().threads, 1);
 }
