@@ -11,8 +11,8 @@
 # Consumers: find_package(KernelQuant 0.1 REQUIRED) and link kq::kq, the same
 # name the build tree defines, so add_subdirectory() and an installed package
 # are interchangeable. The layers' own dependencies (fmt, nlohmann_json,
-# OpenMP, PCRE2, oneDNN, and CUDA when the backend was built) are looked up
-# again by the package (KernelQuantConfig.cmake.in).
+# OpenMP, PCRE2, utf8proc, oneDNN, and CUDA when the backend was built) are
+# looked up again by the package (KernelQuantConfig.cmake.in).
 include(CMakePackageConfigHelpers)
 
 set(KQ_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/KernelQuant)

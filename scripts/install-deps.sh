@@ -8,6 +8,7 @@ PKGS=(
   libcli11-dev         # command-line parsing
   libfmt-dev           # formatting
   libpcre2-dev         # GPT-2 pre-tokenizer regex with Unicode classes
+  libutf8proc-dev      # Unicode normalization (tokenizer.json NFC / NFKC normalizers, Qwen2)
   libdnnl-dev          # oneDNN: FP32 GEMM baseline
   libgtest-dev libgmock-dev libbenchmark-dev
 )

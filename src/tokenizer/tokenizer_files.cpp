@@ -357,6 +357,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
       raise<Unsupported>("{}: BPE byte_fallback is not supported with a byte-level pre_tokenizer (only in "
                          "SentencePiece-style tokenizers: a Metaspace pre_tokenizer or a Prepend/Replace normalizer)",
                          src);
+    spec.normalization = byte_level_normalization(root, src);
     spec.pretokenizer_regex = pretokenizer_regex(root, src);
     spec.pretokenizer_source = src;
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tokenizer/metaspace.hpp"
+#include "tokenizer/normalizer.hpp"
 #include "tokenizer/pretokenizer.hpp"
 
 namespace kq::tok {
@@ -75,6 +76,9 @@ struct TokenizerSpec {
   /// tokenizer.json's Split pre-tokenizer.
   std::string pretokenizer_regex = std::string(kGpt2Pattern);
   std::string pretokenizer_source;  ///< the file that gives pretokenizer_regex ("" = kq's GPT-2 pattern)
+  /// The Unicode normalization a byte-level tokenizer.json's normalizer does
+  /// before pre-tokenization (NFC for Qwen2), in order; empty: none.
+  std::vector<UnicodeForm> normalization;
   /// BPE "ignore_merges" (tokenizer.json): a pre-token that is itself a
   /// vocabulary token is that token, whatever the merges would make of it.
   bool ignore_merges = false;
@@ -104,12 +108,13 @@ TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std
 /// once tokenizer_config.json is applied). Throws FormatError naming the file
 /// for malformed content (also a UTF-8 byte-order mark before the JSON, which
 /// Hugging Face's parser refuses), Unsupported for a tokenizer that is not BPE of one of these
-/// kinds: byte-level without a normalizer whose pre_tokenizer is ByteLevel
-/// with the GPT-2 regex (GPT-2) or a Sequence of a Split (behavior
-/// "Isolated", not inverted) and a ByteLevel without regex (Llama-3; the
-/// Split's pattern becomes spec.pretokenizer_regex, compiled and checked by
-/// Tokenizer construction); SentencePiece-style (Llama-2; spec.sentencepiece)
-/// with a normalizer Sequence [Prepend "▁" (optional), Replace " " -> "▁"] and
+/// kinds: byte-level whose pre_tokenizer is ByteLevel with the GPT-2 regex
+/// (GPT-2) or a Sequence of a Split (behavior "Isolated", not inverted) and a
+/// ByteLevel without regex (Llama-3, Qwen2; the Split's pattern becomes
+/// spec.pretokenizer_regex, compiled and checked by Tokenizer construction),
+/// without a normalizer or with a Unicode one: NFC, NFD, NFKC or NFKD, or a
+/// Sequence of them (Qwen2: NFC; spec.normalization); SentencePiece-style
+/// (Llama-2; spec.sentencepiece) with a normalizer Sequence [Prepend "▁" (optional), Replace " " -> "▁"] and
 /// no pre_tokenizer, or no normalizer and a Metaspace pre_tokenizer
 /// (replacement "▁", split false, any prepend_scheme). A TemplateProcessing
 /// post_processor (also inside a Sequence) whose "single" template names a

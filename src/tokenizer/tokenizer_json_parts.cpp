@@ -1,12 +1,14 @@
 // tokenizer.json's normalizer, pre_tokenizer and decoder: see tokenizer_json_parts.hpp.
 #include "tokenizer/tokenizer_json_parts.hpp"
 
+#include <utility>
 #include <vector>
 
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
 #include "tokenizer/metaspace.hpp"
+#include "tokenizer/normalizer.hpp"
 #include "tokenizer/pretokenizer.hpp"
 
 namespace kq::tok {
@@ -53,6 +55,22 @@ std::string normalizer_types(const json& n) {
     types += (types.empty() ? "" : ", ") +
              (type_of(x).empty() ? io::json_excerpt(x, 40) : io::text_excerpt(type_of(x), 40));
   return "Sequence [" + types + "]";
+}
+
+/// The forms of a normalizer made of Unicode normalizations only: one NFC,
+/// NFD, NFKC or NFKD, or a non-empty Sequence of them (not nested); nullopt
+/// for any other normalizer.
+std::optional<std::vector<UnicodeForm>> unicode_forms(const json& n) {
+  if (const auto form = unicode_form(type_of(n))) return std::vector<UnicodeForm>{*form};
+  const auto list = n.is_object() && type_of(n) == "Sequence" ? n.find("normalizers") : n.end();
+  if (list == n.end() || !list->is_array() || list->empty()) return std::nullopt;
+  std::vector<UnicodeForm> forms;
+  for (const json& x : *list) {
+    const auto form = unicode_form(type_of(x));
+    if (!form) return std::nullopt;
+    forms.push_back(*form);
+  }
+  return forms;
 }
 
 /// The "▁" rule of a SentencePiece-style normalizer: a Sequence [Prepend "▁",
@@ -162,8 +180,9 @@ std::string split_regex(const json& p, const std::string& source) {
 }  // namespace
 
 /// The SentencePiece-style description of a tokenizer.json that has a
-/// normalizer or a Metaspace pre_tokenizer (BPE from characters: no
-/// ByteLevel), or nullopt when it has neither (byte-level BPE, checked by
+/// normalizer other than a Unicode one (unicode_forms) or a Metaspace
+/// pre_tokenizer (BPE from characters: no ByteLevel), or nullopt when it has
+/// neither (byte-level BPE, checked by byte_level_normalization and
 /// pretokenizer_regex). Throws Unsupported naming the file and the part for a
 /// normalizer other than normalizer_rule's, a pre_tokenizer beside it, or a
 /// Metaspace other than metaspace_rule's; FormatError for wrongly typed model
@@ -172,7 +191,9 @@ std::optional<SentencePieceSpec> sentencepiece_layout(const json& root, const st
   const auto n = root.find("normalizer");
   const auto p = root.find("pre_tokenizer");
   const bool has_normalizer = n != root.end() && !n->is_null(), has_pre = p != root.end() && !p->is_null();
-  if (!has_normalizer && !(has_pre && type_of(*p) == "Metaspace")) return std::nullopt;
+  // A Unicode normalizer goes with byte-level BPE (Qwen2: NFC); with a Metaspace it is refused below.
+  const bool unicode_normalizer = has_normalizer && unicode_forms(*n);
+  if ((!has_normalizer || unicode_normalizer) && !(has_pre && type_of(*p) == "Metaspace")) return std::nullopt;
   SentencePieceSpec sp;
   if (has_normalizer) {
     sp.metaspace = normalizer_rule(*n, source);
@@ -225,6 +246,21 @@ bool sentencepiece_strip(const json& root, const SentencePieceSpec& sp, const st
                    source, d == root.end() ? std::string("(none)") : io::json_excerpt(*d),
                    strip ? ", dropping one leading space (the \"\u2581\" encoding prepends)" : ""));
   return strip;
+}
+
+/// The Unicode normalization of a byte-level tokenizer.json: its
+/// normalizer's forms (unicode_forms), none without one. Any other normalizer
+/// (which sentencepiece_layout has refused already) is Unsupported naming the
+/// file and the normalizer.
+std::vector<UnicodeForm> byte_level_normalization(const json& root, const std::string& source) {
+  const auto n = root.find("normalizer");
+  if (n == root.end() || n->is_null()) return {};
+  auto forms = unicode_forms(*n);
+  if (!forms)
+    raise<Unsupported>("{}: a normalizer ({}) is not supported with byte-level BPE (only NFC, NFD, NFKC, NFKD or a "
+                       "Sequence of them)",
+                       source, normalizer_types(*n));
+  return std::move(*forms);
 }
 
 /// The pre-tokenization regex of tokenizer.json's pre_tokenizer: GPT-2's for

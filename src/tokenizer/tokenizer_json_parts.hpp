@@ -2,14 +2,16 @@
 // The parts of a Hugging Face tokenizer.json that say how text becomes BPE
 // words (normalizer, pre_tokenizer) and how pieces become text again
 // (decoder): the layouts kq runs are byte-level BPE with the GPT-2 regex or a
-// Split regex (Llama-3), and SentencePiece-style BPE with byte fallback
-// (Llama-2). tokenizer_files.cpp reads the rest of the file.
+// Split regex (Llama-3; Qwen2 with its NFC normalizer), and SentencePiece-style
+// BPE with byte fallback (Llama-2). tokenizer_files.cpp reads the rest of the file.
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/normalizer.hpp"
 #include "tokenizer/tokenizer_files.hpp"
 
 namespace kq::tok {
@@ -27,10 +29,11 @@ bool flag(const nlohmann::json& obj, const char* key, bool absent, const std::st
           std::string_view where);
 
 /// The SentencePiece-style description of a tokenizer.json that has a
-/// normalizer or a Metaspace pre_tokenizer (BPE from characters: no
-/// ByteLevel), or nullopt when it has neither (byte-level BPE, read by
-/// pretokenizer_regex). Throws Unsupported naming the file and the part for
-/// a normalizer other than [Prepend "▁", Replace " " -> "▁"] (or that Replace
+/// normalizer other than a Unicode one (see byte_level_normalization) or a
+/// Metaspace pre_tokenizer (BPE from characters: no ByteLevel), or nullopt
+/// when it has neither (byte-level BPE, read by byte_level_normalization and
+/// pretokenizer_regex). Throws Unsupported naming the file and the part for a
+/// normalizer other than [Prepend "▁", Replace " " -> "▁"] (or that Replace
 /// alone), a pre_tokenizer beside it, or a Metaspace other than replacement
 /// "▁" with split false; FormatError for wrongly typed fields.
 std::optional<SentencePieceSpec> sentencepiece_layout(const nlohmann::json& root, const std::string& source);
@@ -40,6 +43,13 @@ std::optional<SentencePieceSpec> sentencepiece_layout(const nlohmann::json& root
 /// warning naming the file (kq decodes "▁" as a space and "<0xNN>" as its
 /// byte all the same).
 bool sentencepiece_strip(const nlohmann::json& root, const SentencePieceSpec& sp, const std::string& source);
+
+/// The Unicode normalization of a byte-level tokenizer.json (one that
+/// sentencepiece_layout leaves to byte-level BPE): the form of its NFC, NFD,
+/// NFKC or NFKD normalizer, or those of a non-empty Sequence of them in
+/// order; empty without a normalizer. Throws Unsupported naming the file and
+/// the normalizer for any other.
+std::vector<UnicodeForm> byte_level_normalization(const nlohmann::json& root, const std::string& source);
 
 /// The pre-tokenization regex of a byte-level tokenizer.json: GPT-2's for a
 /// ByteLevel pre_tokenizer with use_regex (alone or alone in a Sequence), the

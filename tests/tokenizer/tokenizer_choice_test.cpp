@@ -66,7 +66,7 @@ TEST(TokenizerChoice, TokenizerJsonWinsWhenTheFilesDiffer) {
 TEST(TokenizerChoice, UnsupportedTokenizerJsonFallsBackToVocabAndMerges) {
   kq::testing::TempDir tmp;
   json tj = json::parse(slurp(demo_dir() / "tokenizer.json"));
-  tj["normalizer"] = json{{"type", "NFC"}};
+  tj["normalizer"] = json{{"type", "BertNormalizer"}};
   write_tokenizer_folder(tmp.path, tj);
   const Tokenizer t = Tokenizer::load(tmp.path);
   EXPECT_NE(t.source().find("vocab.json + merges.txt (tokenizer.json not used:"), std::string::npos)
