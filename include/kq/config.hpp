@@ -13,6 +13,32 @@ enum class Arch { GPT2, Llama };
 /// Lower-case config.json model_type: "gpt2" / "llama"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string arch_name(Arch a);
 
+/// RoPE frequency scaling: config.json "rope_scaling" (transformers 4: {"rope_type" or "type", ...}) or
+/// "rope_parameters" (transformers 5: {"rope_type", "rope_theta", ...}), computed as transformers'
+/// ROPE_INIT_FUNCTIONS do (modeling_rope_utils.py). It changes the inverse frequencies
+/// inv_freq_i = θ^(−2i/head_dim) (i < head_dim/2, rad per position) of every head; cos/sin are not rescaled
+/// (both types have attention factor 1). Built by cpu::rope_inv_freq.
+struct RopeScaling {
+  enum class Type {
+    Default,  ///< "default" or absent: inv_freq unchanged
+    Linear,   ///< "linear" (position interpolation, Chen et al. 2023): inv_freq / factor
+    /// "llama3" (Llama 3.1 / 3.2; transformers' _compute_llama3_parameters), by wavelength 2π/inv_freq:
+    /// > original_max_positions/low_freq_factor: inv_freq/factor; < original_max_positions/high_freq_factor:
+    /// unchanged; between: s = (original_max_positions/wavelength − low_freq_factor) /
+    /// (high_freq_factor − low_freq_factor), inv_freq·((1−s)/factor + s).
+    Llama3,
+  };
+  Type type = Type::Default;
+  double factor = 1.0;                    ///< Linear, Llama3: finite, > 0
+  double low_freq_factor = 1.0;           ///< Llama3: finite, > 0
+  double high_freq_factor = 4.0;          ///< Llama3: finite, > 0, != low_freq_factor
+  int64_t original_max_positions = 8192;  ///< Llama3: original_max_position_embeddings, >= 1
+  bool operator==(const RopeScaling&) const = default;
+};
+
+/// The config.json rope_type of `t`: "default" / "linear" / "llama3"; "unknown(N)" outside the enum.
+std::string rope_type_name(RopeScaling::Type t);
+
 /// Architecture hyper-parameters in one neutral form for both families.
 /// GPT-2 keys map as: n_layer -> num_layers, n_embd -> hidden_size, n_head ->
 /// num_heads (= num_kv_heads), n_positions (else n_ctx) -> max_positions,
@@ -28,6 +54,10 @@ std::string arch_name(Arch a);
 /// num_attention_heads, num_key_value_heads (default = heads), head_dim,
 /// max_position_embeddings (default 2048), rms_norm_eps (default 1e-6),
 /// rope_theta (top level or rope_parameters.rope_theta, default 10000),
+/// rope_scaling / rope_parameters (RopeScaling: "default", "linear" or
+/// "llama3"; a type in rope_scaling wins over rope_parameters', as in
+/// transformers 4, which reads only rope_scaling, and 5, which replaces
+/// rope_parameters by it),
 /// hidden_act (must be "silu", or "swish": transformers' alias, read as
 /// "silu"), tie_word_embeddings (default false).
 /// Every size is a positive integer <= 2^31-1.
@@ -43,6 +73,7 @@ struct ModelConfig {
   int64_t max_positions = 0;      ///< context length (n_positions / max_position_embeddings)
   double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
   double rope_theta = 10000.0;    ///< Llama only
+  RopeScaling rope_scaling;       ///< Llama only: RoPE frequency scaling (Type::Default: none)
   bool tie_word_embeddings = true;
   bool attention_bias = false;    ///< attention projections have biases (Llama q/k/v/o; always true for GPT-2)
   bool mlp_bias = false;          ///< MLP projections have biases (Llama config key; always true for GPT-2)
@@ -66,7 +97,12 @@ struct ModelConfig {
 /// missing/invalid keys, a GPT-2 key and its alias with different values
 /// (naming both keys and values), inconsistent head counts (named by the keys
 /// the file uses: ModelConfig::size_keys), or an unsupported
-/// rope_scaling / rope_parameters.rope_type (only "default" or absent is supported).
+/// rope_scaling / rope_parameters rope_type (supported: "default" or absent,
+/// "linear", "llama3"; "dynamic", "yarn", "longrope", ... are refused), a
+/// scaling key that is missing, not a number (original_max_position_embeddings:
+/// not a positive integer), not finite or not positive (each error names the
+/// key: "rope_scaling.factor"), a llama3 high_freq_factor equal to its
+/// low_freq_factor.
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 
 /// Reads and parses DIR/config.json (strict JSON: duplicate keys rejected; a

@@ -28,6 +28,15 @@ std::string arch_name(Arch a) {
   return std::string(unknown_enum_name(int64_t(a)));
 }
 
+std::string rope_type_name(RopeScaling::Type t) {
+  switch (t) {
+    case RopeScaling::Type::Default: return "default";
+    case RopeScaling::Type::Linear: return "linear";
+    case RopeScaling::Type::Llama3: return "llama3";
+  }
+  return std::string(unknown_enum_name(int64_t(t)));
+}
+
 namespace {
 
 constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();  // sanity cap for any dimension
@@ -233,19 +242,68 @@ ModelConfig parse_gpt2(const Reader& r) {
   return c;
 }
 
-/// Rejects any RoPE variant other than the plain one ("default" or absent).
-void check_rope_type(const Reader& r, const char* where, const json& obj) {
+/// The RoPE scaling the object `obj` at `where` ("rope_scaling" or "rope_parameters") gives, as transformers
+/// reads it (rope_type, else transformers 4's "type"; the keys of _compute_linear_scaling_rope_parameters and
+/// _compute_llama3_parameters); nullopt when it names no type. Throws FormatError for a non-object, a type that
+/// is not a string, rope_type and type that differ, a type other than default / linear / llama3, and a scaling
+/// key that is missing, null or invalid (named as "<where>.<key>").
+std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, const json& obj) {
   if (!obj.is_object())
     raise<FormatError>("{}: '{}' must be an object or null, got {}", r.source(), where, io::json_excerpt(obj));
+  std::optional<std::string> type;
+  const char* type_key = nullptr;
   for (const char* k : {"rope_type", "type"}) {
     const auto it = obj.find(k);
     if (it == obj.end() || it->is_null()) continue;
     if (!it->is_string())
       raise<FormatError>("{}: '{}.{}' must be a string, got {}", r.source(), where, k, io::json_excerpt(*it));
-    if (it->get_ref<const std::string&>() != "default")
-      raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (only default RoPE)", r.source(),
-                         io::text_excerpt(it->get_ref<const std::string&>()), where, k);
+    const std::string& t = it->get_ref<const std::string&>();
+    if (type && *type != t)
+      raise<FormatError>("{}: {}.rope_type '{}' and {}.type '{}' differ (transformers reads rope_type)", r.source(),
+                         where, io::text_excerpt(*type), where, io::text_excerpt(t));
+    if (!type) {
+      type = t;
+      type_key = k;
+    }
   }
+  if (!type) return std::nullopt;
+  // A scaling key's value, which the type requires; `name` is "<where>.<key>".
+  const auto value = [&](const char* key, std::string& name) -> const json& {
+    name = fmt::format("{}.{}", where, key);
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null())
+      raise<FormatError>("{}: RoPE scaling type '{}' requires key '{}', which is {}", r.source(), *type, name,
+                         it == obj.end() ? "missing" : "null");
+    return *it;
+  };
+  const auto number = [&](const char* key) {
+    std::string name;
+    const json& v = value(key, name);
+    return r.positive(name, &v, 0);
+  };
+  RopeScaling s;
+  if (*type == "default") return s;
+  if (*type == "linear") {
+    s.type = RopeScaling::Type::Linear;
+    s.factor = number("factor");
+    return s;
+  }
+  if (*type == "llama3") {
+    s.type = RopeScaling::Type::Llama3;
+    s.factor = number("factor");
+    s.low_freq_factor = number("low_freq_factor");
+    s.high_freq_factor = number("high_freq_factor");
+    std::string name;
+    const json& v = value("original_max_position_embeddings", name);
+    s.original_max_positions = r.size_value(name, v);
+    if (s.high_freq_factor == s.low_freq_factor)
+      raise<FormatError>("{}: {}.high_freq_factor {} equals {}.low_freq_factor (llama3 RoPE scaling divides by "
+                         "their difference)",
+                         r.source(), where, s.high_freq_factor, where, s.low_freq_factor);
+    return s;
+  }
+  raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (supported: default, linear, llama3)",
+                     r.source(), io::text_excerpt(*type), where, type_key);
 }
 
 /// Rejects a partial_rotary_factor (at `key`; `v` null when absent) other than 1.
@@ -295,9 +353,11 @@ ModelConfig parse_llama(const Reader& r) {
   // RoPE: transformers 4 keeps rope_theta / rope_scaling at the top level,
   // transformers 5 moves both into rope_parameters {rope_theta, rope_type}.
   std::optional<double> theta;
-  if (const json* rs = r.find("rope_scaling")) check_rope_type(r, "rope_scaling", *rs);
+  std::optional<RopeScaling> scaling;
+  if (const json* rs = r.find("rope_scaling")) scaling = rope_scaling_of(r, "rope_scaling", *rs);
   if (const json* rp = r.find("rope_parameters")) {
-    check_rope_type(r, "rope_parameters", *rp);
+    // A type in rope_scaling wins: transformers 4 reads only it, transformers 5 replaces rope_parameters by it.
+    if (!scaling) scaling = rope_scaling_of(r, "rope_parameters", *rp);
     const auto it = rp->find("rope_theta");
     if (it != rp->end() && !it->is_null()) theta = r.positive("rope_parameters.rope_theta", &*it, 0);
   }
@@ -308,6 +368,7 @@ ModelConfig parse_llama(const Reader& r) {
     theta = t;
   }
   c.rope_theta = theta.value_or(10000.0);
+  c.rope_scaling = scaling.value_or(RopeScaling{});
   // transformers rotates only partial_rotary_factor · head_dim dimensions of each head (the
   // rest pass unrotated); kq rotates them all: refuse rather than compute another model.
   check_partial_rotary_factor(r, "partial_rotary_factor", r.find("partial_rotary_factor"));

@@ -53,10 +53,11 @@ struct Rope {
   cpu::RopeTable table;
   Param cos, sin;
 };
-/// Builds both forms for `positions` positions (cpu::make_rope_table; head_dim
-/// even, checked by check_config). Position p's values do not depend on
-/// `positions`: a smaller table is a prefix of a larger one, bit for bit.
-Rope make_rope(double theta, int64_t head_dim, int64_t positions);
+/// Builds both forms for `positions` positions (cpu::make_rope_table with
+/// `scaling`; head_dim even and scaling valid, checked by check_config).
+/// Position p's values do not depend on `positions`: a smaller table is a
+/// prefix of a larger one, bit for bit.
+Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling = {});
 
 /// A matrix of activations in the backend's activation dtype (CPU: F32,
 /// CUDA: BF16 device memory): row r starts at p + r·ld elements.

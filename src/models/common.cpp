@@ -1,5 +1,6 @@
 #include "models/common.hpp"
 
+#include <cmath>
 #include <cstring>
 
 #include "kq/error.hpp"
@@ -7,6 +8,30 @@
 namespace kq::models {
 
 namespace {
+/// The checks of parse_model_config on a RopeScaling built in code (finite positive factors, a positive
+/// original context, high_freq_factor != low_freq_factor for llama3).
+template <class E>
+void check_rope_scaling(const RopeScaling& s, const std::string& where) {
+  using T = RopeScaling::Type;
+  if (s.type == T::Default) return;
+  if (s.type != T::Linear && s.type != T::Llama3)
+    raise<E>("{}: RopeScaling::type {} is not a RoPE scaling type (default, linear or llama3)", where, int(s.type));
+  const auto positive = [&](const char* key, double v) {
+    if (!std::isfinite(v) || v <= 0)
+      raise<E>("{}: rope scaling {} {} must be a finite positive number", where, key, v);
+  };
+  positive("factor", s.factor);
+  if (s.type == T::Linear) return;
+  positive("low_freq_factor", s.low_freq_factor);
+  positive("high_freq_factor", s.high_freq_factor);
+  if (s.original_max_positions < 1)
+    raise<E>("{}: rope scaling original_max_position_embeddings {} must be positive", where,
+             s.original_max_positions);
+  if (s.high_freq_factor == s.low_freq_factor)
+    raise<E>("{}: rope scaling high_freq_factor {} equals low_freq_factor (llama3 divides by their difference)",
+             where, s.high_freq_factor);
+}
+
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.arch != Arch::GPT2 && c.arch != Arch::Llama)
@@ -36,6 +61,7 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
   } else {
     if (c.head_dim % 2 != 0) raise<E>("{}: head_dim {} must be even for RoPE", where, c.head_dim);
     if (!(c.rope_theta > 0)) raise<E>("{}: rope_theta {} must be positive", where, c.rope_theta);
+    check_rope_scaling<E>(c.rope_scaling, where);
     if (c.activation != "silu")
       raise<Unsupported>("{}: Llama activation '{}' is not supported (silu)", where, c.activation);
   }

@@ -18,9 +18,9 @@
 
 namespace kq::models {
 
-Rope make_rope(double theta, int64_t head_dim, int64_t positions) {
+Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling) {
   Rope r;
-  r.table = cpu::make_rope_table(theta, head_dim, positions);
+  r.table = cpu::make_rope_table(theta, head_dim, positions, scaling);
   const Shape shape{positions, head_dim / 2};
   r.cos.host = Tensor::empty(DType::F32, shape);
   r.sin.host = Tensor::empty(DType::F32, shape);

@@ -48,7 +48,8 @@ constexpr int64_t kInitialRopePositions = Model::prefill_chunk();
 
 LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
                        const std::filesystem::path& dir, const LinearTransform& transform)
-    : Model(c, ctx, dir, transform), rope_(make_rope(c.rope_theta, c.head_dim, std::min(c.max_positions, kInitialRopePositions))) {
+    : Model(c, ctx, dir, transform),
+      rope_(make_rope(c.rope_theta, c.head_dim, std::min(c.max_positions, kInitialRopePositions), c.rope_scaling)) {
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
 
@@ -113,7 +114,7 @@ void LlamaModel::reserve_positions(int64_t capacity) {
   const int64_t have = rope_.table.max_positions;
   if (capacity <= have) return;
   const int64_t want = std::min(c.max_positions, std::max(capacity, 2 * have));
-  Rope grown = make_rope(c.rope_theta, c.head_dim, want);
+  Rope grown = make_rope(c.rope_theta, c.head_dim, want, c.rope_scaling);
   backend().upload(grown.cos, ParamKind::Vector);
   backend().upload(grown.sin, ParamKind::Vector);
   rope_ = std::move(grown);  // registered Params keep their address

@@ -2,6 +2,7 @@
 // hub-style GPT-2 and transformers-4 Llama configs, and rejections.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <tuple>
 #include <utility>
 
@@ -161,10 +162,10 @@ TEST(Config, Transformers4Llama) {
 
 TEST(Config, LlamaRejections) {
   json j = json::parse(kLlama4);
-  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
-  expect_bad(j, {"linear", "rope_scaling"});
+  j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  expect_bad(j, {"dynamic", "rope_scaling.type", "not supported"});
   j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
-  expect_bad(j, {"llama3"});
+  expect_bad(j, {"llama3", "'rope_scaling.low_freq_factor'", "missing"});
   j = json::parse(kLlama4);
   j["rope_parameters"] = {{"rope_theta", 1e6}, {"rope_type", "yarn"}};
   expect_bad(j, {"yarn", "rope_parameters"});
@@ -192,6 +193,113 @@ TEST(Config, LlamaRejections) {
   j = json::parse(kLlama4);
   j["attention_bias"] = "no";
   expect_bad(j, {"attention_bias"});
+}
+
+// Llama-3.2-1B's config.json (transformers 4.45): rope_scaling llama3 at the top level.
+const char* kLlama32 = R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 128000, "eos_token_id": 128001, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2048,
+  "initializer_range": 0.02, "intermediate_size": 8192, "max_position_embeddings": 131072, "mlp_bias": false,
+  "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8,
+  "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+  "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": 128256})";
+
+TEST(Config, RopeScalingLlama3AndLinearAreRead) {
+  const ModelConfig c = parse(json::parse(kLlama32));
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Llama3);
+  EXPECT_EQ(rope_type_name(c.rope_scaling.type), "llama3");
+  EXPECT_EQ(c.rope_scaling.factor, 32.0);
+  EXPECT_EQ(c.rope_scaling.low_freq_factor, 1.0);
+  EXPECT_EQ(c.rope_scaling.high_freq_factor, 4.0);
+  EXPECT_EQ(c.rope_scaling.original_max_positions, 8192);
+  EXPECT_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.max_positions, 131072);
+  // transformers 5: the same in rope_parameters (with rope_theta), no top-level keys.
+  json j = json::parse(kLlama32);
+  json rp = j["rope_scaling"];
+  rp["rope_theta"] = 500000.0;
+  j.erase("rope_scaling");
+  j.erase("rope_theta");
+  j["rope_parameters"] = rp;
+  ModelConfig c5 = parse(j);
+  EXPECT_EQ(c5.rope_scaling, c.rope_scaling);
+  EXPECT_EQ(c5.rope_theta, 500000.0);
+  j["rope_scaling"] = json::parse(kLlama32)["rope_scaling"];  // both, the same
+  EXPECT_EQ(parse(j).rope_scaling, c.rope_scaling);
+  // "linear", under transformers 4's "type" or "rope_type".
+  j = json::parse(kLlama4);
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2}};
+  c5 = parse(j);
+  EXPECT_EQ(c5.rope_scaling.type, RopeScaling::Type::Linear);
+  EXPECT_EQ(rope_type_name(c5.rope_scaling.type), "linear");
+  EXPECT_EQ(c5.rope_scaling.factor, 2.0);
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"type", "linear"}, {"factor", 0.5}};
+  EXPECT_EQ(parse(j).rope_scaling.factor, 0.5);
+  // default / absent / null: no scaling.
+  for (const json& none : {json(nullptr), json{{"rope_type", "default"}}, json::object()}) {
+    j["rope_scaling"] = none;
+    EXPECT_EQ(parse(j).rope_scaling, RopeScaling{});
+  }
+  EXPECT_EQ(rope_type_name(RopeScaling::Type(7)), "unknown(7)");
+}
+
+TEST(Config, RopeScalingKeysAreValidated) {
+  const json base = json::parse(kLlama32);
+  for (const char* key : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+    SCOPED_TRACE(key);
+    const std::string name = fmt::format("'rope_scaling.{}'", key);
+    json j = base;
+    j["rope_scaling"].erase(key);
+    expect_bad(j, {"RoPE scaling type 'llama3' requires key " + name, "missing"});
+    j["rope_scaling"][key] = nullptr;
+    expect_bad(j, {"requires key " + name, "null"});
+    const std::string bare = fmt::format("key 'rope_scaling.{}'", key);
+    for (const json& bad : {json(0), json(-1.5), json("8"), json(true), json(std::nan("")), json(INFINITY)}) {
+      j["rope_scaling"][key] = bad;
+      expect_bad(j, {bare});
+    }
+  }
+  json j = base;
+  j["rope_scaling"]["original_max_position_embeddings"] = 8192.5;  // an integer, as transformers checks
+  expect_bad(j, {"key 'rope_scaling.original_max_position_embeddings': expected a positive integer"});
+  j = base;
+  j["rope_scaling"]["high_freq_factor"] = 1.0;
+  expect_bad(j, {"rope_scaling.high_freq_factor 1 equals rope_scaling.low_freq_factor"});
+  j = base;
+  j["rope_scaling"] = {{"type", "linear"}};
+  expect_bad(j, {"RoPE scaling type 'linear' requires key 'rope_scaling.factor', which is missing"});
+  j["rope_scaling"]["factor"] = -2;
+  expect_bad(j, {"key 'rope_scaling.factor': expected a finite positive number"});
+  // transformers 5's place: the key is named there.
+  j = json::parse(kLlama4);
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", "2"}};
+  expect_bad(j, {"key 'rope_parameters.factor': expected a number"});
+  // rope_type and type that differ.
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"type", "llama3"}, {"factor", 2}};
+  expect_bad(j, {"rope_parameters.rope_type 'linear' and rope_parameters.type 'llama3' differ"});
+  // A type in rope_scaling wins over rope_parameters' (transformers 4 reads only rope_scaling, 5 replaces
+  // rope_parameters by it), whose type is then not read.
+  j = base;
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 2}};
+  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Llama3);
+  j["rope_parameters"] = {{"rope_type", "yarn"}};
+  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Llama3);
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2}};
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};  // llama-small's, say
+  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Linear);
+  j["rope_scaling"] = nullptr;  // none there: rope_parameters' is read
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 3}};
+  EXPECT_EQ(parse(j).rope_scaling.factor, 3.0);
+  // The other types stay refused with the supported ones named.
+  for (const char* other : {"dynamic", "yarn", "longrope", "su", "mrope"}) {
+    j = base;
+    j["rope_scaling"]["rope_type"] = other;
+    expect_bad(j, {fmt::format("RoPE scaling type '{}' (rope_scaling.rope_type) is not supported", other),
+                   "supported: default, linear, llama3"});
+  }
 }
 
 // Fresh-user finding (round 14): partial_rotary_factor (transformers rotates only that fraction of head_dim)

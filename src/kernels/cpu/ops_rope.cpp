@@ -4,16 +4,49 @@
 
 namespace kq::cpu {
 
-RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions) {
+std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScaling& scaling) {
+  const int64_t half = head_dim / 2;
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)
+    inv_freq[size_t(i)] = 1.0f / std::pow(float(theta), float(2 * i) / float(head_dim));
+  const float factor = float(scaling.factor);
+  switch (scaling.type) {
+    case RopeScaling::Type::Default: break;
+    case RopeScaling::Type::Linear:
+      for (float& f : inv_freq) f = f / factor;
+      break;
+    case RopeScaling::Type::Llama3: {
+      // transformers: the band limits are Python floats (double), compared with the F32 wavelengths in F32;
+      // every other step is an F32 tensor op (scalars rounded to F32; x / y a true F32 division).
+      const double original = double(scaling.original_max_positions);
+      const float low_wavelen = float(original / scaling.low_freq_factor);
+      const float high_wavelen = float(original / scaling.high_freq_factor);
+      const float low = float(scaling.low_freq_factor);
+      const float band = float(scaling.high_freq_factor - scaling.low_freq_factor);
+      const float two_pi = float(2.0 * 3.14159265358979323846);
+      for (float& f : inv_freq) {
+        const float wavelen = (1.0f / f) * two_pi;  // torch's 2π / inv_freq: inv_freq.reciprocal() · 2π
+        if (wavelen > low_wavelen) {
+          f = f / factor;  // low frequencies: interpolated
+        } else if (!(wavelen < high_wavelen)) {  // medium: a blend of both
+          const float smooth = ((1.0f / wavelen) * float(original) - low) / band;
+          f = (1.0f - smooth) * f / factor + smooth * f;
+        }  // high frequencies: unchanged
+      }
+      break;
+    }
+  }
+  return inv_freq;
+}
+
+RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions, const RopeScaling& scaling) {
   RopeTable t;
   t.head_dim = head_dim;
   t.max_positions = max_positions;
   const int64_t half = head_dim / 2;
   t.cos.resize(size_t(max_positions * half));
   t.sin.resize(size_t(max_positions * half));
-  std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq[size_t(i)] = 1.0f / std::pow(float(theta), float(2 * i) / float(head_dim));
+  const std::vector<float> inv_freq = rope_inv_freq(theta, head_dim, scaling);
   for (int64_t p = 0; p < max_positions; ++p)
     for (int64_t i = 0; i < half; ++i) {
       const float angle = float(p) * inv_freq[size_t(i)];

@@ -5,11 +5,23 @@
 #include <cstdint>
 #include <vector>
 
+#include "kq/config.hpp"
+
 namespace kq::cpu {
 
+/// The head_dim/2 inverse frequencies (rad per position) of RoPE with base `theta` and `scaling`, in F32 as
+/// transformers computes them on the CPU: inv_freq_i = 1 / θ^(2i/head_dim) (_compute_default_rope_parameters),
+/// then, for RopeScaling::Type::Linear, inv_freq_i / factor, and for Llama3 the band-wise scaling of
+/// RopeScaling::Type::Llama3 evaluated step by step in F32 as _compute_llama3_parameters does on float32
+/// tensors (wavelength = (1/inv_freq)·2π; the band limits original_max/low_freq_factor and
+/// original_max/high_freq_factor rounded to F32 before comparing). head_dim must be even and > 0 and the
+/// scaling valid (callers validate configs: models::check_config). Never throws but std::bad_alloc.
+std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScaling& scaling = {});
+
 /// cos/sin tables for positions [0, max_positions), each F32 [max_positions, head_dim/2]:
-/// angle(p, i) = p · θ^(−2i/head_dim), computed as transformers does in F32
-/// (inv_freq = 1 / θ^(2i/d) in F32, angle = F32(p) · inv_freq), then cos/sin of that F32 angle.
+/// angle(p, i) = F32(p) · inv_freq_i (rope_inv_freq: θ^(−2i/head_dim) with `scaling` applied), computed as
+/// transformers does in F32, then cos/sin of that F32 angle. Position p's values depend only on p, not on
+/// max_positions.
 struct RopeTable {
   int64_t head_dim = 0;
   int64_t max_positions = 0;
@@ -17,8 +29,8 @@ struct RopeTable {
   std::vector<float> sin;  ///< [max_positions, head_dim/2]
 };
 
-/// Builds the table. head_dim must be even and > 0 (callers validate configs).
-RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions);
+/// Builds the table. head_dim must be even and > 0 and `scaling` valid (callers validate configs).
+RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions, const RopeScaling& scaling = {});
 
 /// Rotates, in place, `heads` vectors of head_dim floats for each of n tokens at
 /// positions pos0 .. pos0+n−1: for i < h = head_dim/2,

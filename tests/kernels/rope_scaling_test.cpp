@@ -1,0 +1,150 @@
+// RoPE frequency scaling (cpu::rope_inv_freq, cpu::make_rope_table with a RopeScaling): "linear" and
+// "llama3" inverse frequencies and cos/sin tables against the formulas of transformers'
+// _compute_linear_scaling_rope_parameters / _compute_llama3_parameters recomputed in double.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "kernels/cpu/ops_rope.hpp"
+
+namespace kq::cpu {
+namespace {
+
+/// Which llama3 band the wavelength 2π/inv_freq (double) falls in.
+enum class Band { Unchanged, Smoothed, Divided };
+
+/// The llama3 band of `inv` under `s`, in double.
+Band band_of(double inv, const RopeScaling& s) {
+  const double wavelen = 2 * std::numbers::pi / inv;
+  const double orig = double(s.original_max_positions);
+  if (wavelen < orig / s.high_freq_factor) return Band::Unchanged;
+  if (wavelen > orig / s.low_freq_factor) return Band::Divided;
+  return Band::Smoothed;
+}
+
+/// transformers' scaled inverse frequency i of RoPE (θ, head_dim, s), recomputed in double.
+double reference_inv_freq(double theta, int64_t head_dim, int64_t i, const RopeScaling& s) {
+  const double inv = std::pow(theta, -double(2 * i) / double(head_dim));
+  switch (s.type) {
+    case RopeScaling::Type::Default: return inv;
+    case RopeScaling::Type::Linear: return inv / s.factor;
+    case RopeScaling::Type::Llama3: break;
+  }
+  switch (band_of(inv, s)) {
+    case Band::Unchanged: return inv;
+    case Band::Divided: return inv / s.factor;
+    case Band::Smoothed: break;
+  }
+  const double wavelen = 2 * std::numbers::pi / inv;
+  const double smooth =
+      (double(s.original_max_positions) / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  return inv * ((1 - smooth) / s.factor + smooth);
+}
+
+RopeScaling llama3(double factor, double low, double high, int64_t original) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Llama3;
+  s.factor = factor;
+  s.low_freq_factor = low;
+  s.high_freq_factor = high;
+  s.original_max_positions = original;
+  return s;
+}
+
+// Llama-3.2-1B: head_dim 64, θ 500000, factor 32, low 1, high 4, original 8192. Wavelengths
+// 2π·500000^(i/32): i <= 14 below 2048 (unchanged), 15..17 between 2048 and 8192 (smoothed), >= 18 above
+// 8192 (divided by 32); none within 4 % of a band limit, so F32 rounding cannot move one across.
+TEST(RopeScaling, Llama32InvFreqAndTablesMatchDoubleReference) {
+  const double theta = 500000.0;
+  const int64_t hd = 64, half = 32;
+  const RopeScaling s = llama3(32, 1, 4, 8192);
+  const std::vector<float> inv = rope_inv_freq(theta, hd, s);
+  const std::vector<float> plain = rope_inv_freq(theta, hd);
+  ASSERT_EQ(int64_t(inv.size()), half);
+  int counts[3] = {0, 0, 0};
+  for (int64_t i = 0; i < half; ++i) {
+    SCOPED_TRACE(i);
+    const double ref = reference_inv_freq(theta, hd, i, s);
+    const Band b = band_of(std::pow(theta, -double(2 * i) / double(hd)), s);
+    ++counts[int(b)];
+    EXPECT_NEAR(inv[size_t(i)], ref, 2e-6 * ref);
+    if (b == Band::Unchanged) {
+      EXPECT_EQ(inv[size_t(i)], plain[size_t(i)]);  // bit for bit
+    } else if (b == Band::Divided) {
+      EXPECT_EQ(inv[size_t(i)], plain[size_t(i)] / 32.0f);
+    }
+  }
+  EXPECT_EQ(counts[int(Band::Unchanged)], 15);
+  EXPECT_EQ(counts[int(Band::Smoothed)], 3);
+  EXPECT_EQ(counts[int(Band::Divided)], 14);
+
+  // cos/sin of angle p·inv_freq: the F32 angle's error grows with it (transformers' F32 too).
+  const int64_t positions = 4096;
+  const RopeTable t = make_rope_table(theta, hd, positions, s);
+  for (int64_t p = 0; p < positions; p += 7)
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = double(p) * reference_inv_freq(theta, hd, i, s);
+      const double tol = 3e-6 * angle + 2e-7;
+      EXPECT_NEAR(t.cos[size_t(p * half + i)], std::cos(angle), tol) << "p " << p << " i " << i;
+      EXPECT_NEAR(t.sin[size_t(p * half + i)], std::sin(angle), tol) << "p " << p << " i " << i;
+    }
+  // Position p's values do not depend on the table size.
+  const RopeTable small = make_rope_table(theta, hd, 100, s);
+  EXPECT_EQ(small.cos, std::vector<float>(t.cos.begin(), t.cos.begin() + 100 * half));
+  EXPECT_EQ(small.sin, std::vector<float>(t.sin.begin(), t.sin.begin() + 100 * half));
+}
+
+// head_dim 2: one frequency, inv_freq 1, wavelength 2π ≈ 6.283. With low 1 and high 4 the band limits are
+// original and original/4: original <= 6 divides by the factor, 7..25 smooths, >= 26 leaves it unchanged;
+// at the limits the smoothed value meets the neighbouring band's (smooth 0 and 1).
+TEST(RopeScaling, Llama3BandBoundaries) {
+  const double factor = 8;
+  const auto one = [&](int64_t original) { return rope_inv_freq(10000.0, 2, llama3(factor, 1, 4, original))[0]; };
+  EXPECT_EQ(one(1), 0.125f);
+  EXPECT_EQ(one(6), 0.125f);  // 2π > 6: divided
+  EXPECT_EQ(one(26), 1.0f);   // 2π < 26/4 = 6.5: unchanged
+  EXPECT_EQ(one(100000), 1.0f);
+  for (int64_t original = 7; original <= 25; ++original) {
+    SCOPED_TRACE(original);
+    const double smooth = (double(original) / (2 * std::numbers::pi) - 1) / 3;
+    ASSERT_GT(smooth, 0);
+    ASSERT_LT(smooth, 1);
+    EXPECT_NEAR(one(original), (1 - smooth) / factor + smooth, 1e-6);
+  }
+  EXPECT_NEAR(one(7), 0.125 + 0.875 * (7 / (2 * std::numbers::pi) - 1) / 3, 1e-6);  // just inside: near 1/8
+  EXPECT_NEAR(one(25), 1 - 0.875 * (1 - (25 / (2 * std::numbers::pi) - 1) / 3), 1e-6);  // near 1
+  // Continuity at the limits: a wavelength exactly at original/low_freq_factor (smooth 0) and at
+  // original/high_freq_factor (smooth 1), with low and high chosen so that the limit is 2π.
+  const double two_pi = 2 * std::numbers::pi;
+  EXPECT_NEAR(rope_inv_freq(10000.0, 2, llama3(factor, 1 / two_pi, 1, 1))[0], 1 / factor, 1e-6);
+  EXPECT_NEAR(rope_inv_freq(10000.0, 2, llama3(factor, 0.1, 1 / two_pi, 1))[0], 1.0, 1e-6);
+  // high_freq_factor below low_freq_factor is accepted as transformers computes it (the bands swap roles).
+  const RopeScaling swapped = llama3(4, 2, 0.5, 20);  // limits 10 and 40: 2π below both: unchanged
+  EXPECT_EQ(rope_inv_freq(10000.0, 2, swapped)[0], 1.0f);
+}
+
+TEST(RopeScaling, LinearDividesEveryFrequency) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Linear;
+  for (const double factor : {1.0, 2.0, 0.5, 3.7}) {
+    SCOPED_TRACE(factor);
+    s.factor = factor;
+    const std::vector<float> inv = rope_inv_freq(10000.0, 128, s);
+    const std::vector<float> plain = rope_inv_freq(10000.0, 128);
+    for (int64_t i = 0; i < 64; ++i) {
+      EXPECT_EQ(inv[size_t(i)], plain[size_t(i)] / float(factor));
+      const double ref = reference_inv_freq(10000.0, 128, i, s);
+      EXPECT_NEAR(inv[size_t(i)], ref, 1e-6 * ref);
+    }
+  }
+  // factor 1: the default table, bit for bit.
+  s.factor = 1;
+  const RopeTable a = make_rope_table(10000.0, 32, 300, s), b = make_rope_table(10000.0, 32, 300);
+  EXPECT_EQ(a.cos, b.cos);
+  EXPECT_EQ(a.sin, b.sin);
+}
+
+}  // namespace
+}  // namespace kq::cpu
