@@ -80,6 +80,12 @@ class Tensor {
   /// holds no bytes: check defined() before using the sizes of a tensor that may
   /// be undefined (an optional bias, say).
   Tensor() = default;
+  Tensor(const Tensor&) = default;
+  Tensor(Tensor&&) noexcept = default;
+  Tensor& operator=(const Tensor&) = default;
+  /// Takes `other`'s storage, dtype and shape, leaving `other` undefined;
+  /// `x = std::move(x)` leaves x as it was. Never throws.
+  Tensor& operator=(Tensor&& other) noexcept;
 
   /// Uninitialised heap tensor. Throws InvalidArgument for a dtype that is not a
   /// DType value (a cast such as DType(99)), on negative dims, or when the

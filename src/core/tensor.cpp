@@ -1,6 +1,7 @@
 #include "kq/tensor.hpp"
 
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -35,6 +36,16 @@ void check_shape(DType dtype, const Shape& s) {
                            dtype_name(dtype), n, dtype_size(dtype));
 }
 }  // namespace
+
+Tensor& Tensor::operator=(Tensor&& other) noexcept {
+  if (this == &other) return *this;  // the members' own self-moves would empty the shape
+  storage_ = std::move(other.storage_);
+  offset_ = std::exchange(other.offset_, 0);
+  dtype_ = std::exchange(other.dtype_, DType::F32);
+  shape_ = std::move(other.shape_);
+  other.shape_.clear();
+  return *this;
+}
 
 Tensor Tensor::empty(DType dtype, Shape shape) {
   check_shape(dtype, shape);

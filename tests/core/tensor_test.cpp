@@ -83,3 +83,26 @@ TEST(Tensor, UndefinedTensorIsRefusedByRawMutLikeClone) {
   }
   EXPECT_THROW((void)t.mutable_data<float>(), InvalidArgument);
 }
+
+// `x = std::move(x)` left a [3, 4] tensor defined with shape [] (numel 1) over its 48 bytes: the defaulted move
+// assignment self-moved the shape vector, which empties it. A self-move leaves the tensor as it was.
+TEST(Tensor, SelfMoveAssignmentLeavesTheTensorUnchanged) {
+  Tensor x = Tensor::zeros(DType::F32, {3, 4});
+  x.mutable_data<float>()[11] = 7.0f;
+  const void* bytes = x.raw();
+  Tensor& same = x;
+  x = std::move(same);  // NOLINT(bugprone-use-after-move,clang-diagnostic-self-move): the case under test
+  EXPECT_TRUE(x.defined());
+  EXPECT_EQ(x.shape(), (Shape{3, 4}));
+  EXPECT_EQ(x.numel(), 12);
+  EXPECT_EQ(x.nbytes(), 48u);
+  EXPECT_EQ(x.raw(), bytes);
+  EXPECT_EQ(x.data<float>()[11], 7.0f);
+  // A move from another tensor still takes it over and leaves the source undefined.
+  Tensor y;
+  y = std::move(x);
+  EXPECT_EQ(y.shape(), (Shape{3, 4}));
+  EXPECT_EQ(y.raw(), bytes);
+  EXPECT_FALSE(x.defined());  // NOLINT(bugprone-use-after-move): the documented moved-from state
+  EXPECT_EQ(x.shape(), Shape{});
+}
