@@ -405,8 +405,13 @@ void add_bench_command(CLI::App& app) {
     std::FILE* out = json_stdout ? stderr : stdout;
     // The header and each mode's block are printed (and flushed: stdout may be a
     // file or a pipe) as soon as the mode is done, so that an interrupted run or
-    // a later mode's error keeps the finished ones.
+    // a later mode's error keeps the finished ones. A report that cannot be
+    // written (print_report) ends the run there, unless --json asks for the
+    // results: the run then goes on, unreported, to write them.
     size_t printed = 0;
+    const auto report = [&](auto&& print) {
+      if (!print_report(out, print) && args->json.empty()) throw_report_error(out);
+    };
     auto unchanged = [&] {
       check_model_files_unchanged(printed == 0 ? "the results are not reported"
                                                : "the modes reported above ran before it; the rest are not reported");
@@ -426,10 +431,11 @@ void add_bench_command(CLI::App& app) {
           [&](const BenchReport& so_far) {
             if (bar) bar->finish();
             unchanged();
-            if (printed == 0) print_header(out, so_far, o.modes);
-            print_mode(out, so_far.results.back(), verdict_reliable(so_far));
+            report([&] {
+              if (printed == 0) print_header(out, so_far, o.modes);
+              print_mode(out, so_far.results.back(), verdict_reliable(so_far));
+            });
             ++printed;
-            flush_stdout();
           });
     } catch (const FormatError&) {
       // Each mode loads the model again: a file truncated or replaced during
@@ -440,8 +446,7 @@ void add_bench_command(CLI::App& app) {
     }
     bar.reset();
     unchanged();
-    print_table(out, r);
-    flush_stdout();  // the warnings (stderr) come after the table, where the speedups are read
+    report([&] { print_table(out, r); });  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
     for (const BenchResult& m : r.results)
@@ -453,7 +458,7 @@ void add_bench_command(CLI::App& app) {
       flush_stdout();
     } else if (!args->json.empty()) {
       io::write_file_atomic(args->json, io::json_text(to_json(r, o), 2) + "\n");
-      fmt::print("wrote {}\n", args->json);
+      print_report(stdout, [&] { fmt::print("wrote {}\n", args->json); });
     }
     bool all_pass = true;
     for (const BenchResult& m : r.results) all_pass = all_pass && m.pass;

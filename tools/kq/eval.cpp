@@ -98,25 +98,29 @@ void run_eval(const EvalOptions& o) {
   // --json -: standard output carries the JSON alone, the report goes to standard error.
   const bool json_stdout = o.json == "-";
   std::FILE* out = json_stdout ? stderr : stdout;
-  fmt::print(out, "model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model,
-             arch_name(model->config().arch), model->config().num_layers, model->config().hidden_size,
-             model->config().vocab_size);
   std::map<std::string, int> formats;
   std::string lm_head_format;
-  fmt::print(out, "weights:       {}\n", weight_formats(*model, formats, lm_head_format));
-  fmt::print(out, "tokenizer:     {}\n", tok.source());
-  fmt::print(out, "text:          {}{} ({})\n", o.text, o.special_tokens ? ", special tokens recognized" : "",
-             count_noun(static_cast<long long>(tokens.size()), "token"));
-  fmt::print(out, "perplexity:    {:.4f}\n", r.ppl);
-  fmt::print(out, "scored tokens: {} in {} window{} of up to {} tokens{}\n", r.scored_tokens, r.windows,
-             r.windows == 1 ? "" : "s", r.ctx,
-             !o.samples || o.samples > r.windows ? std::string()
-             : o.samples == 1                    ? std::string(" (first window only)")
-                                                 : fmt::format(" (first {} windows only)", o.samples));
-  fmt::print(out, "time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
-             ctx.device == Device::CPU ? count_noun(resolve_threads(o.threads), "thread")
-                                       : device_name(ctx.device));
-  flush_stdout();  // the report is out before the JSON is written (stdout may be a file or a pipe)
+  const std::string weights = weight_formats(*model, formats, lm_head_format);
+  // The report is out (flushed: stdout may be a file or a pipe) before the JSON is written, which a report
+  // that cannot be written does not stop (print_report).
+  print_report(out, [&] {
+    fmt::print(out, "model:         {} ({}, {} layers, hidden {}, vocab {})\n", o.model,
+               arch_name(model->config().arch), model->config().num_layers, model->config().hidden_size,
+               model->config().vocab_size);
+    fmt::print(out, "weights:       {}\n", weights);
+    fmt::print(out, "tokenizer:     {}\n", tok.source());
+    fmt::print(out, "text:          {}{} ({})\n", o.text, o.special_tokens ? ", special tokens recognized" : "",
+               count_noun(static_cast<long long>(tokens.size()), "token"));
+    fmt::print(out, "perplexity:    {:.4f}\n", r.ppl);
+    fmt::print(out, "scored tokens: {} in {} window{} of up to {} tokens{}\n", r.scored_tokens, r.windows,
+               r.windows == 1 ? "" : "s", r.ctx,
+               !o.samples || o.samples > r.windows ? std::string()
+               : o.samples == 1                    ? std::string(" (first window only)")
+                                                   : fmt::format(" (first {} windows only)", o.samples));
+    fmt::print(out, "time:          {:.2f} s ({:.0f} tokens/s, {})\n", r.seconds, tps,
+               ctx.device == Device::CPU ? count_noun(resolve_threads(o.threads), "thread")
+                                         : device_name(ctx.device));
+  });
 
   if (!o.json.empty()) {
     const nlohmann::json j = {
@@ -145,7 +149,7 @@ void run_eval(const EvalOptions& o) {
       flush_stdout();
     } else {
       io::write_file_atomic(o.json, io::json_text(j, 2) + "\n");
-      fmt::print("wrote {}\n", o.json);
+      print_report(stdout, [&] { fmt::print("wrote {}\n", o.json); });
     }
   }
 }

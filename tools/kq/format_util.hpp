@@ -164,6 +164,44 @@ inline void flush_stdout() {
     throw std::system_error(errno ? errno : EIO, std::generic_category(), "standard output");
 }
 
+/// The errno of the first write to `stream` (standard output or standard error) that failed in print_report;
+/// 0 while none has. main() reports standard output's at exit (stdout_ok).
+inline int& report_error(std::FILE* stream) {
+  static int out = 0, err = 0;
+  return stream == stderr ? err : out;
+}
+
+/// Runs `print` (fmt::print calls to `stream`, standard output or, with --json -, standard error) and flushes
+/// `stream`: the text report of a command that has a result to write besides it (the --json of `kq eval` and
+/// `kq bench`, the --out folder of `kq quantize`). A write that fails (a full disk, /dev/full, a closed stream,
+/// a pipe closed early: SIGPIPE is ignored, main()) does not lose the result: it is recorded (report_error) and
+/// false returned, then and at every later call for that stream, which prints nothing more to it; the command
+/// goes on to write its result, and main() then says "kq: error writing to standard output: <strerror>" (exit
+/// status 1; standard error carries diagnostics: its loss does not change the exit status, diag.hpp). A
+/// command with nothing left to write stops at once instead (throw_report_error).
+template <typename Print>
+bool print_report(std::FILE* stream, Print&& print) {
+  int& lost = report_error(stream);
+  if (lost != 0) return false;
+  try {
+    print();
+    errno = 0;
+    if (std::fflush(stream) == 0) return true;
+    lost = errno ? errno : EIO;
+  } catch (const std::system_error& e) {  // fmt::print's failed write
+    if (!std::ferror(stream)) throw;
+    lost = e.code().value() ? e.code().value() : EIO;
+  }
+  return false;
+}
+
+/// Ends the command with the write error print_report recorded for `stream`, as flush_stdout does (main()
+/// reports it): for a command whose result is lost with the report, or that has none to write.
+[[noreturn]] inline void throw_report_error(std::FILE* stream) {
+  throw std::system_error(report_error(stream) ? report_error(stream) : EIO, std::generic_category(),
+                          stream == stderr ? "standard error" : "standard output");
+}
+
 /// "1 token", "2 tokens", "0 tokens": `n` and `noun`, with an "s" unless n is 1.
 inline std::string count_noun(long long n, const char* noun) {
   return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");

@@ -6,8 +6,15 @@
 // value of the wrong type or out of range); 3 `kq bench` ran but a mode
 // failed its threshold; 70 an internal error (a bug: please report it).
 // Output that cannot be written to standard output (a full disk, /dev/full,
-// a closed pipe) is an error: "kq: error writing to standard output: ...", 1.
+// a closed stream or pipe) is an error: "kq: error writing to standard output:
+// ...", 1; the result file a command was asked for (--json FILE, the --out
+// folder) is written all the same (print_report, format_util.hpp). SIGPIPE is
+// ignored, so a pipe closed early is such a write error (EPIPE), not the end
+// of the process. Standard error carries diagnostics: a write to it that fails
+// loses the message, never the exit status (diag.hpp).
 #include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <cctype>
@@ -30,6 +37,7 @@
 
 #include "commands.hpp"
 #include "diag.hpp"
+#include "format_util.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/cpu/dispatch.hpp"
@@ -153,8 +161,10 @@ std::string plain_usage_message(std::string message) {
 /// failure prints "kq: error writing to standard output: <strerror>" to
 /// stderr: a command whose output is lost has failed, whatever it computed.
 /// `err` is the errno of a write that failed earlier (fmt::print and
-/// cli::flush_stdout throw std::system_error), 0 if none is known.
+/// cli::flush_stdout throw std::system_error), 0 if none is known (then that
+/// of a report's failed write, cli::report_error).
 bool stdout_ok(int err = 0) {
+  if (err == 0) err = kq::cli::report_error(stdout);
   errno = 0;
   if (std::fflush(stdout) != 0 && errno != 0 && err == 0) err = errno;
   std::cout.flush();  // (synced with stdio: already flushed above)
@@ -167,6 +177,9 @@ bool stdout_ok(int err = 0) {
 
 int main(int argc, char** argv) {
   default_passive_wait(argv);
+  // A pipe closed early (`kq bench --json r.json | head -3`) makes writes to it fail with EPIPE, reported like
+  // any failed write (stdout_ok), instead of killing kq by SIGPIPE before it writes the --json file or folder.
+  (void)std::signal(SIGPIPE, SIG_IGN);
   // The weights are memory-mapped: a model file truncated while kq runs
   // raises SIGBUS at the next read of a page past its new end. Say so and
   // exit 1 (removing the staging folders of `kq quantize`) instead of dying
