@@ -323,7 +323,7 @@ void add_bench_command(CLI::App& app) {
       "--json", args->json,
       "Also write the results as JSON to this file (atomically). It must not be the --text or --calibration "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
-      "output and the human-readable report to standard error")
+      "output and the human-readable report to standard error; /dev/null: nothing is written")
       ->check(non_empty_path("file"));
   cmd->add_flag("--quantize-lm-head", args->lm_head,
                 "Quantize lm_head too (default: keep it in its original precision, FP32 or the 16-bit dtype of a "
@@ -456,8 +456,7 @@ void add_bench_command(CLI::App& app) {
     if (json_stdout) {
       fmt::print("{}\n", io::json_text(to_json(r, o), 2));
       flush_stdout();
-    } else if (!args->json.empty()) {
-      io::write_file_atomic(args->json, io::json_text(to_json(r, o), 2) + "\n");
+    } else if (!args->json.empty() && write_json_file(args->json, io::json_text(to_json(r, o), 2) + "\n")) {
       print_report(stdout, [&] { fmt::print("wrote {}\n", args->json); });
     }
     bool all_pass = true;

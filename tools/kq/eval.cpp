@@ -147,8 +147,7 @@ void run_eval(const EvalOptions& o) {
     if (json_stdout) {
       fmt::print("{}\n", io::json_text(j, 2));
       flush_stdout();
-    } else {
-      io::write_file_atomic(o.json, io::json_text(j, 2) + "\n");
+    } else if (write_json_file(o.json, io::json_text(j, 2) + "\n")) {
       print_report(stdout, [&] { fmt::print("wrote {}\n", o.json); });
     }
   }
@@ -182,7 +181,7 @@ void add_eval_command(CLI::App& app) {
       "--json", opts->json,
       "Also write the results as JSON to this file (atomically; default: none). It must not be the --text "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to "
-      "standard output and the human-readable report to standard error")
+      "standard output and the human-readable report to standard error; /dev/null: nothing is written")
       ->check(non_empty_path("file"));
   cmd->add_flag(
       "--special-tokens", opts->special_tokens,

@@ -2,6 +2,7 @@
 // Small formatting helpers shared by the CLI subcommands.
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,12 +24,21 @@
 
 namespace kq::cli {
 
+/// Whether `path` is the null device: a character device with Linux's numbers
+/// 1,3, found by stat (so /dev/null, or a symbolic link to it), not by name.
+inline bool is_null_device(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3;
+}
+
 /// Checks, before any work starts, that an output file option (e.g. --json)
 /// names a file in an existing, writable folder and not a folder itself, so a
 /// long run does not end in a write error, nor a stream (/dev/stdout, ...) or
 /// the file standard output or standard error already writes to (same device
-/// and inode, whatever the name). Throws InvalidArgument naming the
-/// option and the path (a file on the way is named: "'x' is not a directory").
+/// and inode, whatever the name). The null device (is_null_device) is
+/// accepted: the output is discarded (write_json_file writes nothing there).
+/// Throws InvalidArgument naming the option and the path (a file on the way is
+/// named: "'x' is not a directory").
 inline void check_output_file(const char* option, const std::string& path) {
   if (path.empty()) return;
   namespace fs = std::filesystem;
@@ -39,6 +49,7 @@ inline void check_output_file(const char* option, const std::string& path) {
   for (const char* stream : {"/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/fd/", "/proc/self/fd/"})
     if (path == stream || (std::string_view(stream).ends_with('/') && path.starts_with(stream)))
       raise<InvalidArgument>("{}: '{}' is a stream, not a file; give {} - for standard output", option, path, option);
+  if (is_null_device(path)) return;  // discarded, whatever standard output writes to (/dev/null too)
   // The file standard output or standard error already writes to, by any name (a link to /proc/self/fd/1, the
   // file of a `>` redirection): replacing it would lose the report. Compared by device and inode.
   if (struct stat target {}; ::stat(path.c_str(), &target) == 0)
@@ -151,6 +162,15 @@ inline void check_json_output(const std::string& json, const std::string& text,
   check_not_input("--json", json, "--text", text);
   check_not_input("--json", json, "--calibration", calibration);
   check_output_file("--json", json);
+}
+
+/// Writes the --json document `text` to the file `path` atomically
+/// (io::write_file_atomic), or nothing when `path` is the null device
+/// (is_null_device: the JSON is discarded). Returns whether a file was written.
+inline bool write_json_file(const std::string& path, const std::string& text) {
+  if (is_null_device(path)) return false;
+  io::write_file_atomic(path, text);
+  return true;
 }
 
 /// fflush(stdout), for output streamed as it is produced (kq generate). A
