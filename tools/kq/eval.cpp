@@ -134,6 +134,10 @@ void run_eval(const EvalOptions& o) {
         {"text_tokens", tokens.size()},
         {"model", o.model},
         {"arch", arch_name(model->config().arch)},
+        // The model's shape, as the report's "model:" line gives it.
+        {"num_layers", model->config().num_layers},
+        {"hidden_size", model->config().hidden_size},
+        {"vocab_size", model->config().vocab_size},
         {"weight_formats", formats},  // format -> linear layers holding it (lm_head apart)
         {"lm_head_format", lm_head_format},
         {"text", o.text},
