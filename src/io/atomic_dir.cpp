@@ -6,6 +6,7 @@
 #include <stdio.h>  // renameat2 (glibc >= 2.28, _GNU_SOURCE)
 #include <unistd.h>
 
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/mapped_regions.hpp"
@@ -59,19 +61,82 @@ bool is_nonempty_dir(const fs::path& p) {
   return fs::is_directory(p, ec) && !fs::is_empty(p, ec);
 }
 
-/// mkdtemp on "<base>.<tag>-XXXXXX". A failure names `base` only.
-fs::path make_sibling_dir(const fs::path& base, const char* tag) {
-  std::string tmpl = base.string() + "." + tag + "-XXXXXX";
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  if (!::mkdtemp(name.data())) {
-    const int err = errno;
-    raise<Error>("{}: cannot write it: {}", base.string(),
-                 temporary_sibling_failure(base.parent_path(), err));
+/// A file descriptor, closed (and so its flock released) when destroyed.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&&) = delete;
+  int get() const { return fd_; }
+  /// Hands the descriptor over (no longer closed here).
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
   }
-  // mkdtemp makes the folder 0700; give it the permissions mkdir would (0777 & ~umask).
-  ::chmod(name.data(), 0777 & ~current_umask());
-  return fs::path(name.data());
+
+ private:
+  int fd_;
+};
+
+/// Opens the folder `dir` itself (never a symbolic link at that name) for flock: O_RDONLY, close-on-exec.
+int open_folder(const fs::path& dir) { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); }
+
+/// flock(LOCK_EX) on `fd` (with LOCK_NB when `nonblocking`), retried on EINTR.
+/// Returns 0, or the errno: EWOULDBLOCK (held elsewhere), or what a file
+/// system without flock gives (EOPNOTSUPP, ENOLCK, EINVAL, ...).
+int lock_exclusive(int fd, bool nonblocking) {
+  while (::flock(fd, LOCK_EX | (nonblocking ? LOCK_NB : 0)) != 0)
+    if (errno != EINTR) return errno;
+  return 0;
+}
+
+/// Whether the open folder `fd` is still the folder named `path` (same device
+/// and inode; `path` not followed if it is a link).
+bool is_folder_at(int fd, const fs::path& path) {
+  struct stat a {}, b {};
+  return ::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && S_ISDIR(b.st_mode) && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
+}
+
+/// A folder made by make_locked_sibling_dir and the descriptor holding its lock.
+struct LockedDir {
+  fs::path path;
+  UniqueFd lock;  ///< -1 where the file system has no flock (the folder is then written unlocked)
+};
+
+/// mkdtemp on "<base>.<tag>-XXXXXX", locked (flock LOCK_EX) before anything
+/// is written into it. Until the lock is taken, a concurrent
+/// remove_stale_staging_leftovers() may find the new folder unlocked and
+/// delete it: the lock then waits for that deletion to end, the folder is no
+/// longer at its name, and another one is made. A failure names `base` only.
+LockedDir make_locked_sibling_dir(const fs::path& base, const char* tag) {
+  const std::string tmpl = base.string() + "." + tag + "-XXXXXX";
+  for (int attempt = 0;; ++attempt) {
+    std::vector<char> name(tmpl.begin(), tmpl.end());
+    name.push_back('\0');
+    if (!::mkdtemp(name.data())) {
+      const int err = errno;
+      raise<Error>("{}: cannot write it: {}", base.string(), temporary_sibling_failure(base.parent_path(), err));
+    }
+    LockedDir dir{fs::path(name.data()), UniqueFd(open_folder(name.data()))};  // opened while still 0700 (readable)
+    bool deleted = dir.lock.get() < 0 && errno == ENOENT;
+    if (dir.lock.get() >= 0) {
+      if (lock_exclusive(dir.lock.get(), false) != 0)
+        dir.lock.reset();  // no flock on this file system: written unlocked (and never deleted as stale)
+      else
+        deleted = !is_folder_at(dir.lock.get(), dir.path);
+    }
+    if (deleted) {
+      if (attempt < 8) continue;
+      raise<Error>("{}: cannot write it: its new folder {} was deleted by another process as soon as it was made",
+                   base.string(), dir.path.string());
+    }
+    // mkdtemp makes the folder 0700; give it the permissions mkdir would (0777 & ~umask).
+    ::chmod(name.data(), 0777 & ~current_umask());
+    return dir;
+  }
 }
 
 /// fsync every regular file and folder under `root`, deepest first, then root.
@@ -356,6 +421,52 @@ std::vector<fs::path> staging_leftovers(const fs::path& out) {
   return found;
 }
 
+namespace {
+
+/// What remove_if_stale() did with one leftover.
+enum class Leftover { kGone, kRemoved, kKept, kKeptOld };
+
+/// One of staging_leftovers(): deleted when it is stale, as
+/// remove_stale_staging_leftovers() says; `target` is the folder it was
+/// staging or set aside (empty when `out` cannot be resolved).
+Leftover remove_if_stale(const fs::path& leftover, const fs::path& target) {
+  const UniqueFd dir(open_folder(leftover));  // a symbolic link swapped in meanwhile is not opened (ELOOP)
+  if (dir.get() < 0) return errno == ENOENT ? Leftover::kGone : Leftover::kKept;
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) return Leftover::kKept;
+  if (lock_exclusive(dir.get(), true) != 0) return Leftover::kKept;  // being written (EWOULDBLOCK), or no flock here
+  // Locked, so no AtomicDir holds it: its process died, or it was moved into
+  // place (then no longer at this name) before we took the lock.
+  if (!is_folder_at(dir.get(), leftover)) return Leftover::kGone;
+  const std::string name = leftover.filename().string();
+  const bool old = name.compare(name.size() - 11, 5, ".old-") == 0;  // "<name>.old-XXXXXX"
+  std::error_code ec;
+  if (old && !(fs::is_empty(leftover, ec) && !ec) && (target.empty() || !is_nonempty_dir(target)))
+    return Leftover::kKeptOld;  // perhaps the only copy of the folder an overwrite was replacing
+  remove_tree(leftover);
+  return fs::exists(fs::symlink_status(leftover, ec)) ? Leftover::kKept : Leftover::kRemoved;
+}
+
+}  // namespace
+
+StagingCleanup remove_stale_staging_leftovers(const fs::path& out) {
+  StagingCleanup done;
+  fs::path target;
+  try {
+    target = AtomicDir::resolve_target(out);
+  } catch (const Error&) {
+  }
+  for (const fs::path& leftover : staging_leftovers(out)) {
+    switch (remove_if_stale(leftover, target)) {
+      case Leftover::kGone: break;
+      case Leftover::kRemoved: done.removed.push_back(leftover); break;
+      case Leftover::kKept: done.in_use_or_unknown.push_back(leftover); break;
+      case Leftover::kKeptOld: done.kept_old.push_back(leftover); break;
+    }
+  }
+  return done;
+}
+
 fs::path AtomicDir::resolve_target(fs::path out) {
   out = out.lexically_normal();
   if (out.filename().empty()) out = out.parent_path();  // "dir/" -> "dir"
@@ -390,11 +501,14 @@ AtomicDir::AtomicDir(fs::path out, bool overwrite) : out_(resolve_target(std::mo
   if (!overwrite_ && is_nonempty_dir(out_))
     raise<InvalidArgument>("{}: folder exists and is not empty (overwrite = true replaces it)", out_.string());
   const std::lock_guard lock(registry().mutex);  // no interrupt between mkdtemp and the registration
-  staging_ = make_sibling_dir(out_, "tmp");
+  LockedDir staging = make_locked_sibling_dir(out_, "tmp");
+  staging_ = std::move(staging.path);
+  lock_fd_ = staging.lock.release();
   registry().dirs.insert(staging_.string());
 }
 
 AtomicDir::~AtomicDir() {
+  const UniqueFd release(lock_fd_);  // after the removal below: never seen unlocked while it is removed
   if (committed_ || staging_.empty()) return;
   const std::lock_guard lock(registry().mutex);
   std::error_code ec;
@@ -421,6 +535,15 @@ void AtomicDir::commit() {
   // watcher (remove_staging_dirs_on_signals), which waits for this lock.
   const std::lock_guard lock(registry().mutex);
 
+  // The staging folder's lock moves with it to out_ (the descriptor follows
+  // the folder) and is released when commit() succeeded, once the old folder
+  // is deleted; a failed commit keeps it for the destructor's removal.
+  struct ReleaseOnCommit {
+    AtomicDir& dir;
+    ~ReleaseOnCommit() {
+      if (dir.committed_ && dir.lock_fd_ >= 0) ::close(std::exchange(dir.lock_fd_, -1));
+    }
+  } const release{*this};
   if (::rename(staging_.c_str(), out_.c_str()) == 0) {  // out absent or an empty folder
     committed_ = true;
     registry().dirs.erase(staging_.string());
@@ -434,7 +557,11 @@ void AtomicDir::commit() {
   if (!overwrite_)
     raise<InvalidArgument>("{}: folder exists and is not empty (overwrite = true replaces it)", out_.string());
 
-  // Replace a non-empty `out`: atomic exchange when available.
+  // Replace a non-empty `out`: atomic exchange when available. The old
+  // folder is locked before it moves, and until it is deleted, so that
+  // remove_stale_staging_leftovers() in another process leaves it alone.
+  UniqueFd old_lock(open_folder(out_));
+  if (old_lock.get() >= 0 && lock_exclusive(old_lock.get(), true) != 0) old_lock.reset();  // best effort
   if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, out_.c_str(), RENAME_EXCHANGE) == 0) {
     // staging_ now names the old folder.
     committed_ = true;
@@ -450,8 +577,10 @@ void AtomicDir::commit() {
     raise<Error>("{}: cannot replace the old folder with the new one: {}", out_.string(),
                  std::strerror(xerr));
 
-  // Fallback: out -> out.old-XXXXXX, staging -> out, delete old.
-  const fs::path old = make_sibling_dir(out_, "old");
+  // Fallback: out -> out.old-XXXXXX, staging -> out, delete old. The name
+  // `old` is locked until it is deleted: the placeholder, then the old folder.
+  const LockedDir placeholder = make_locked_sibling_dir(out_, "old");
+  const fs::path& old = placeholder.path;
   if (::rename(out_.c_str(), old.c_str()) != 0) {  // replaces the empty placeholder `old`
     const int e2 = errno;
     std::error_code ec;

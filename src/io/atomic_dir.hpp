@@ -4,10 +4,13 @@
 // `<out>.tmp-XXXXXX` on the same file system, fsync'ed, and only then renamed
 // to `<out>`. A crash at any point leaves either no `<out>`, the old `<out>`,
 // or the complete new `<out>` — never a half-written folder under that name.
-// Stale `<out>.tmp-*` / `<out>.old-*` siblings from a crash can be deleted
-// (staging_leftovers() finds them). A process that calls
-// remove_staging_dirs_on_signals() also removes its staging folders when it is
-// interrupted (SIGINT, SIGTERM, SIGHUP).
+// While the staging folder exists, its process holds an exclusive flock(2) on
+// it (the kernel drops the lock when the process dies, kill -9 included), so
+// the `<out>.tmp-*` / `<out>.old-*` siblings a crash leaves can be told from
+// those another process is writing: staging_leftovers() finds them,
+// remove_stale_staging_leftovers() deletes the stale ones. A process that
+// calls remove_staging_dirs_on_signals() also removes its staging folders
+// when it is interrupted (SIGINT, SIGTERM, SIGHUP).
 //
 // `out` may be a symbolic link to a folder: the link is followed, and the
 // folder it points to is the one written (the link itself stays).
@@ -31,14 +34,20 @@ namespace kq::io {
 /// A staging folder that becomes `out` on commit().
 class AtomicDir {
  public:
-  /// Creates the staging folder next to resolve_target(out). Throws
+  /// Creates the staging folder next to resolve_target(out) and takes an
+  /// exclusive flock(2) on it (an O_RDONLY, close-on-exec descriptor kept
+  /// open until the folder is moved into place or removed), which tells
+  /// remove_stale_staging_leftovers() in any process that the folder is being
+  /// written. Where the file system has no flock the folder is written
+  /// unlocked (and is then never deleted as stale). Throws
   /// InvalidArgument as resolve_target() does, or when `out` is a non-empty folder and
   /// `overwrite` is false; Error naming `out` (not the staging name) when the
   /// staging folder cannot be created: the folder `out` goes in is missing or
   /// is a file ("'notes.txt' is not a directory"), no permission, or a name
   /// too long for the staging suffix (io::temporary_sibling_failure).
   AtomicDir(std::filesystem::path out, bool overwrite = false);
-  /// Removes the staging folder (and everything in it) unless commit() succeeded. Never throws.
+  /// Removes the staging folder (and everything in it) unless commit()
+  /// succeeded, then releases its lock. Never throws.
   ~AtomicDir();
   AtomicDir(const AtomicDir&) = delete;
   AtomicDir& operator=(const AtomicDir&) = delete;
@@ -71,8 +80,10 @@ class AtomicDir {
   /// fsyncs every file and folder under staging(), then moves staging() to
   /// target(). With overwrite, an existing `out` is swapped out atomically
   /// (renameat2 RENAME_EXCHANGE; where the file system lacks it, two renames
-  /// through an `<out>.old-XXXXXX` sibling, so `out` is never half-written)
-  /// and the old folder is deleted afterwards. Throws Error naming `out` (and
+  /// through an `<out>.old-XXXXXX` sibling, locked like the staging folder
+  /// from its creation until it is deleted, so `out` is never half-written)
+  /// and the old folder is deleted afterwards; the lock is then released (the
+  /// descriptor followed the folder to `out`). Throws Error naming `out` (and
   /// files under it, never the staging name) on failure (the staging folder
   /// is then still removed by the destructor), or
   /// InvalidArgument if `out` became non-empty meanwhile without overwrite.
@@ -81,6 +92,7 @@ class AtomicDir {
  private:
   std::filesystem::path out_;
   std::filesystem::path staging_;
+  int lock_fd_ = -1;  // the staging folder, flock'ed; -1 once released or where flock is unsupported
   bool overwrite_ = false;
   bool committed_ = false;
 };
@@ -134,7 +146,37 @@ void exit_on_mapped_file_fault(const char* message);
 /// characters [A-Za-z0-9], mkdtemp's) next to resolve_target(out) (next to
 /// `out` itself when it cannot be resolved). Sorted; never throws (an
 /// unreadable parent folder gives none). Nothing is deleted: another process
-/// may be writing one of them.
+/// may be writing one of them (remove_stale_staging_leftovers() tells).
 std::vector<std::filesystem::path> staging_leftovers(const std::filesystem::path& out);
+
+/// What remove_stale_staging_leftovers() did with each of staging_leftovers(out).
+struct StagingCleanup {
+  /// Stale (no process held its lock) and deleted.
+  std::vector<std::filesystem::path> removed;
+  /// Kept: a process holds its lock (a write of `out` in progress), or it
+  /// could not be checked (the file system has no flock(2), it is not a
+  /// folder of this user, it cannot be opened or deleted).
+  std::vector<std::filesystem::path> in_use_or_unknown;
+  /// Kept: a stale non-empty `<out>.old-XXXXXX` while `out` is missing or
+  /// empty, which may be the only copy of the folder an interrupted overwrite
+  /// was replacing (`mv <out>.old-XXXXXX <out>` restores it).
+  std::vector<std::filesystem::path> kept_old;
+};
+
+/// Deletes the stale leftovers of earlier writes of `out`: each of
+/// staging_leftovers(out) that is a real folder (not a symbolic link, never
+/// followed) owned by this user, on whose open descriptor flock(LOCK_EX |
+/// LOCK_NB) succeeds (no AtomicDir, in any process, holds it: the process
+/// that created it died), and that is still the folder at that name once
+/// locked. A `<out>.tmp-XXXXXX` is then deleted: it holds an unfinished new
+/// folder, or, left after an atomic exchange, the old one that the complete
+/// new `out` replaced. A `<out>.old-XXXXXX` is deleted only when it is
+/// empty (the placeholder of an interrupted move) or `out` exists as a
+/// non-empty folder (the replacement is in place); otherwise it is the only
+/// copy of the previous `out` (killed between moving it aside and moving the
+/// new one in) and is kept (StagingCleanup::kept_old) until a complete `out`
+/// exists again. Nothing is deleted where flock is unsupported. Never throws
+/// (a folder that cannot be checked or deleted is kept and listed).
+StagingCleanup remove_stale_staging_leftovers(const std::filesystem::path& out);
 
 }  // namespace kq::io

@@ -1,9 +1,13 @@
 // An interrupted `kq quantize` (Ctrl-C, SIGTERM, SIGHUP) removes its staging
-// folder (<out>.tmp-XXXXXX) instead of leaving it to pile up, and a later run
-// names the leftovers of an earlier one (without deleting them).
+// folder (<out>.tmp-XXXXXX) instead of leaving it to pile up; the folder of a
+// run killed by kill -9 (no process holds its lock any more) is removed by the
+// next run of the same --out, saying so; one another run is still writing
+// (locked) is named and kept, and so is an <out>.old-XXXXXX while <out> is
+// missing (the only copy of the folder being replaced).
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,15 +104,87 @@ TEST(CliInterrupt, QuantizeRemovesItsStagingFolder) {
   }
 }
 
-TEST(CliInterrupt, QuantizeNamesLeftoversOfAnEarlierRun) {
+TEST(CliInterrupt, QuantizeRemovesTheStagingFolderOfARunKilledByKill9) {
+  TempDir tmp;
+  // kill -9 runs no handler: the staging folder stays. (If kq finished
+  // before the signal was sent, try again under another name.)
+  Interrupted r;
+  std::string name;
+  for (int attempt = 0; attempt < 5 && !r.signalled; ++attempt)
+    r = quantize_and_interrupt(tmp.path, name = std::string("q").append(std::to_string(attempt)), SIGKILL);
+  ASSERT_TRUE(r.signalled) << "kq quantize never got to write its folder (status " << r.status << ")";
+  EXPECT_TRUE(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGKILL) << "status " << r.status;
+  const std::vector<std::string> left = tmp_entries(tmp.path);
+  ASSERT_EQ(left.size(), 1u);
+  const fs::path out = tmp.path / name;
+  const auto again =
+      run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8", "-o", out.string()});
+  EXPECT_EQ(again.status, 0) << again.err;
+  // (strings built with append: GCC 12 warns falsely on "literal" + std::string)
+  EXPECT_TRUE(has(again.err, std::string("kq: warning: --out '")
+                                 .append(out.string())
+                                 .append("': removed '")
+                                 .append((tmp.path / left[0]).string())
+                                 .append("', left by a kq quantize that was killed before removing it\n")))
+      << again.err;
+  EXPECT_EQ(tmp_entries(tmp.path), std::vector<std::string>{});
+  EXPECT_TRUE(fs::is_regular_file(out / "model.safetensors"));
+}
+
+TEST(CliInterrupt, QuantizeNamesAndKeepsALeftoverThatIsStillLocked) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q", left = tmp.path / "q.tmp-Ab12Cd";
+  fs::create_directory(left);
+  // Another kq quantize writing it holds its lock.
+  const int writer = ::open(left.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(::flock(writer, LOCK_EX | LOCK_NB), 0);
+  const auto r = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8", "-o", out.string()});
+  ::close(writer);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, std::string("kq: warning: --out '").append(out.string()).append("'"))) << r.err;
+  EXPECT_TRUE(has(r.err, "still running")) << r.err;
+  EXPECT_TRUE(has(r.err, std::string("'").append(left.string()).append("' (not deleted"))) << r.err;
+  EXPECT_FALSE(has(r.err, "removed")) << r.err;
+  EXPECT_TRUE(fs::is_directory(left)) << "a folder being written was deleted";
+  EXPECT_TRUE(fs::is_regular_file(out / "model.safetensors"));
+}
+
+// <out>.old-XXXXXX is <out> moved aside by --overwrite where the file system
+// cannot exchange two folders; killed before the new folder moved in, it is
+// the only copy of the old one: kept, with the command that restores it,
+// while <out> is missing; removed by a run that finds <out> in place.
+TEST(CliInterrupt, QuantizeKeepsAnOldFolderUntilOutIsWrittenAgain) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q", old = tmp.path / "q.old-Ab12Cd";
+  fs::create_directory(old);
+  kq::testing::write_text(old / "config.json", "{}\n");
+  const std::vector<std::string> args{"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8",
+                                      "-o",       out.string()};
+  const auto first = run_kq(args);
+  EXPECT_EQ(first.status, 0) << first.err;
+  EXPECT_TRUE(has(first.err, std::string("': kept '").append(old.string()).append("'"))) << first.err;
+  EXPECT_TRUE(has(first.err, std::string("mv '").append(old.string()).append("' '").append(out.string()).append("'")))
+      << first.err;
+  EXPECT_EQ(kq::testing::read_all(old / "config.json"), "{}\n");
+  auto overwrite = args;
+  overwrite.push_back("--overwrite");
+  const auto second = run_kq(overwrite);
+  EXPECT_EQ(second.status, 0) << second.err;
+  EXPECT_TRUE(has(second.err, std::string("removed '").append(old.string()).append("'"))) << second.err;
+  EXPECT_FALSE(fs::exists(old));
+  EXPECT_TRUE(fs::is_regular_file(out / "model.safetensors"));
+}
+
+TEST(CliInterrupt, QuantizeLeavesALinkNamedLikeALeftoverAlone) {
   TempDir tmp;
   const fs::path out = tmp.path / "q";
-  fs::create_directory(tmp.path / "q.tmp-Ab12Cd");
+  fs::create_directory(tmp.path / "mine");
+  kq::testing::write_text(tmp.path / "mine" / "notes.txt", "keep");
+  fs::create_directory_symlink("mine", tmp.path / "q.tmp-Ab12Cd");
   const auto r = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8", "-o", out.string()});
   EXPECT_EQ(r.status, 0) << r.err;
-  // (strings built with append: GCC 12 warns falsely on "literal" + std::string)
-  EXPECT_TRUE(has(r.err, std::string("kq: warning: --out '").append(out.string()).append("'"))) << r.err;
-  EXPECT_TRUE(has(r.err, std::string("'").append((tmp.path / "q.tmp-Ab12Cd").string()).append("'"))) << r.err;
-  EXPECT_TRUE(fs::is_directory(tmp.path / "q.tmp-Ab12Cd")) << "someone else's folder was deleted";
-  EXPECT_TRUE(fs::is_regular_file(out / "model.safetensors"));
+  EXPECT_FALSE(has(r.err, "q.tmp-Ab12Cd")) << r.err;
+  EXPECT_TRUE(fs::is_symlink(tmp.path / "q.tmp-Ab12Cd"));
+  EXPECT_EQ(kq::testing::read_all(tmp.path / "mine" / "notes.txt"), "keep");
 }

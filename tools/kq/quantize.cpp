@@ -35,18 +35,32 @@
 namespace kq::cli {
 namespace {
 
-/// Warns about `<out>.tmp-XXXXXX` / `<out>.old-XXXXXX` folders left next to
-/// --out by an interrupted (killed, crashed) or still-running kq quantize.
-/// They are named, never deleted: another process may be writing one.
-void warn_staging_leftovers(const std::string& out) {
-  const std::vector<std::filesystem::path> left = io::staging_leftovers(out);
-  if (left.empty()) return;
+/// Deletes the `<out>.tmp-XXXXXX` / `<out>.old-XXXXXX` folders left next to
+/// --out by a kq quantize that died without removing them (kill -9, a crash,
+/// power loss): those no process holds the lock of
+/// (io::remove_stale_staging_leftovers), one line each naming it. Warns about
+/// the others, kept: one being written by a running kq quantize (or that
+/// cannot be checked: a file system without flock), and an `<out>.old-XXXXXX`
+/// that may be the only copy of the folder an interrupted --overwrite was
+/// replacing (with the command that restores it).
+void clean_staging_leftovers(const std::string& out) {
+  const io::StagingCleanup left = io::remove_stale_staging_leftovers(out);
+  for (const auto& p : left.removed)
+    warn(fmt::format("--out '{}': removed '{}', left by a kq quantize that was killed before removing it", out,
+                     p.string()));
+  for (const auto& p : left.kept_old)
+    warn(fmt::format("--out '{}': kept '{}': it holds '{}' as it was before a kq quantize --overwrite that was killed "
+                     "while replacing it, and may be its only copy (to restore it: stop this run, then mv '{}' '{}'; "
+                     "once '{}' is written again, a later kq quantize deletes it)",
+                     out, p.string(), out, p.string(), out, out));
+  const std::vector<std::filesystem::path>& kept = left.in_use_or_unknown;
+  if (kept.empty()) return;
   std::string names;
-  for (const auto& p : left) names.append(names.empty() ? "'" : ", '").append(p.string()).append("'");
+  for (const auto& p : kept) names.append(names.empty() ? "'" : ", '").append(p.string()).append("'");
   warn(fmt::format(
-      "--out '{}': {} unfinished output folder{} of an interrupted or still-running kq quantize next to it: {} "
-      "(not deleted; remove {} if no kq quantize is writing '{}')",
-      out, left.size(), left.size() == 1 ? "" : "s", names, left.size() == 1 ? "it" : "them", out));
+      "--out '{}': {} unfinished output folder{} of a kq quantize that is still running (or that could not be "
+      "checked) next to it: {} (not deleted; remove {} if no kq quantize is writing '{}')",
+      out, kept.size(), kept.size() == 1 ? "" : "s", names, kept.size() == 1 ? "it" : "them", out));
 }
 
 /// The folder --out writes, resolved through symbolic links, "." and ".."
@@ -249,7 +263,7 @@ void add_quantize_command(CLI::App& app) {
     if (qo.spec.awq) check_out_against_input(a->out, "--calibration", calibration_text(a->calibration, a->model));
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
     check_side_files(a->model);
-    warn_staging_leftovers(a->out);
+    clean_staging_leftovers(a->out);
     if (qo.spec.awq) {
       check_context_evaluable(a->model, "AWQ calibration windows");
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
