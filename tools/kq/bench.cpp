@@ -20,6 +20,7 @@
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
 #include "demo_files.hpp"
+#include "adaptive_option.hpp"
 #include "mode_option.hpp"
 #include "model_context.hpp"
 #include "model_files.hpp"
@@ -288,11 +289,15 @@ void add_bench_command(CLI::App& app) {
                       std::string("Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
                                   "default: the specification's int8 int4 awq fp8). ") +
                           cli::kInt4NamingHelp +
-                          " adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, nf4 or "
-                          "unquantized) removing P % (default 80; P in (0, 100), at most 4 decimals; at most 87.1 % "
-                          "can be reached, nf4 everywhere, 74.2 % on a BF16 / F16 checkpoint) of the linear layers' "
-                          "bytes in their on-disk dtype; its PASS threshold is that of the lowest precision the plan "
-                          "uses (nf4: 5 %)")
+                          fmt::format(
+                              " adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, nf4 or "
+                              "unquantized) removing P % (default 80; P in (0, 100), at most 4 decimals; at most "
+                              "{:.2f} % can be reached, nf4 everywhere, {:.2f} % on a BF16 / F16 checkpoint, a little "
+                              "less on a model with biases or small layers: an unreachable target's error gives the "
+                              "model's own) of the linear layers' bytes in their on-disk dtype; its PASS threshold is "
+                              "that of the lowest precision the plan uses (nf4: 5 %)",
+                              reduction_limit_pct(AdaptiveOptions{}),
+                              reduction_limit_pct(AdaptiveOptions{}, DType::BF16)))
           ->expected(1, -1)
           ->check(cli::quant_mode());
   cmd->add_option("--text,-t", args->text,
