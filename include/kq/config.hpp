@@ -7,10 +7,13 @@
 
 namespace kq {
 
-/// Supported architectures (config.json "model_type").
-enum class Arch { GPT2, Llama };
+/// Supported architectures (config.json "model_type"). Mistral is the Llama
+/// architecture (same tensor names) with MistralConfig's defaults and
+/// sliding-window attention (ModelConfig::sliding_window).
+enum class Arch { GPT2, Llama, Mistral };
 
-/// Lower-case config.json model_type: "gpt2" / "llama"; "unknown(N)" for a value outside the enum (see dtype_name).
+/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral"; "unknown(N)" for a value outside the enum
+/// (see dtype_name).
 std::string arch_name(Arch a);
 
 /// RoPE frequency scaling: config.json "rope_scaling" (transformers 4: {"rope_type" or "type", ...}) or
@@ -60,6 +63,14 @@ std::string rope_type_name(RopeScaling::Type t);
 /// rope_parameters by it),
 /// hidden_act (must be "silu", or "swish": transformers' alias, read as
 /// "silu"), tie_word_embeddings (default false).
+/// Mistral keys: Llama's, with MistralConfig's defaults where they differ:
+/// num_key_value_heads 8 (null: = heads), max_position_embeddings 131072
+/// (4096·32); no attention_bias / mlp_bias (never biases); sliding_window
+/// (default 4096, null: none). Attention of each query covers the last
+/// sliding_window positions only; within that many positions it is exactly
+/// full causal attention, so kq caps max_positions at sliding_window (every
+/// evaluation window, generation and KV cache then fits in one window;
+/// size_keys.max_positions names "sliding_window"; context_limit_note).
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;
@@ -72,7 +83,9 @@ struct ModelConfig {
   int64_t head_dim = 0;           ///< from config "head_dim" when present, else hidden/heads
   int64_t max_positions = 0;      ///< context length (n_positions / max_position_embeddings)
   double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
-  double rope_theta = 10000.0;    ///< Llama only
+  double rope_theta = 10000.0;    ///< Llama / Mistral only
+  /// Mistral's attention window in positions (0: none); max_positions is at most this (see above).
+  int64_t sliding_window = 0;
   RopeScaling rope_scaling;       ///< Llama only: RoPE frequency scaling (Type::Default: none)
   bool tie_word_embeddings = true;
   bool attention_bias = false;    ///< attention projections have biases (Llama q/k/v/o; always true for GPT-2)
@@ -92,7 +105,12 @@ struct ModelConfig {
   } size_keys;
 };
 
-/// Parses a config.json object. `source` names the file in error messages.
+/// " (config.json sliding_window W: ...)": why the context is max_positions, for messages about a size that
+/// does not fit, when it was capped at Mistral's sliding window (sliding_window > 0 and max_positions ==
+/// sliding_window); "" otherwise.
+std::string context_limit_note(const ModelConfig& c);
+
+/// Parses a config.json object ("gpt2", "llama" or "mistral"). `source` names the file in error messages.
 /// Throws FormatError for unknown model_type (listing the supported ones),
 /// missing/invalid keys, a GPT-2 key and its alias with different values
 /// (naming both keys and values), inconsistent head counts (named by the keys

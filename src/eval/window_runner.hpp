@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kq/eval.hpp"
@@ -15,8 +16,10 @@ namespace kq::eval {
 /// Resolves and checks a window length: 0 = `max_positions`; throws
 /// InvalidArgument (naming the value and the limit) for ctx < 0, ctx == 1 or
 /// ctx > max_positions. `name`: the parameter as the caller's user set it
-/// ("context length (<name>) ...": "ctx", "BenchOptions::ctx").
-int resolve_ctx(int ctx, int64_t max_positions, const char* name = "ctx");
+/// ("context length (<name>) ...": "ctx", "BenchOptions::ctx"); `why`, added
+/// to the message of a ctx over the limit, says where the limit comes from
+/// (context_limit_note of the model's config: Mistral's sliding window).
+int resolve_ctx(int ctx, int64_t max_positions, const char* name = "ctx", const std::string& why = {});
 
 /// The index of the first of `tokens` that is not an id of a vocabulary of
 /// `vocab` (< 0 or >= vocab), if any. The one check behind check_token_ids

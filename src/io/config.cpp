@@ -24,6 +24,7 @@ std::string arch_name(Arch a) {
   switch (a) {
     case Arch::GPT2: return "gpt2";
     case Arch::Llama: return "llama";
+    case Arch::Mistral: return "mistral";
   }
   return std::string(unknown_enum_name(int64_t(a)));
 }
@@ -71,12 +72,17 @@ constexpr const char* kGpt2OnlyKeys[] = {"n_ctx"};
 constexpr const char* kLlamaOnlyKeys[] = {"num_key_value_heads", "rope_theta", "rope_parameters"};
 
 /// Reads config keys with uniform error messages "<source>: key 'k': ...".
-/// `type` is the config's model_type ("gpt2" or "llama"), named when a
+/// `type` is the config's model_type ("gpt2", "llama" or "mistral"), named when a
 /// required key is missing.
 class Reader {
  public:
   Reader(const json& j, const std::string& source, const std::string& type) : j_(j), src_(source), type_(type) {}
 
+  /// true when `key` is present and JSON null (which find() takes for absent).
+  bool is_null(const char* key) const {
+    const auto it = j_.find(key);
+    return it != j_.end() && it->is_null();
+  }
   /// The value of `key`, or nullptr when absent or JSON null.
   const json* find(const char* key) const {
     const auto it = j_.find(key);
@@ -316,26 +322,29 @@ void check_partial_rotary_factor(const Reader& r, const char* key, const json* v
                        r.source(), key, io::json_excerpt(*v));
 }
 
-ModelConfig parse_llama(const Reader& r) {
+/// A Llama config, or with `mistral` a Mistral one (MistralConfig's defaults; sliding_window).
+ModelConfig parse_llama(const Reader& r, bool mistral) {
   ModelConfig c;
-  c.arch = Arch::Llama;
+  c.arch = mistral ? Arch::Mistral : Arch::Llama;
   c.size_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"};
   c.hidden_size = r.size("hidden_size");
   c.intermediate_size = r.size("intermediate_size");
   c.num_layers = r.size("num_hidden_layers");
   c.num_heads = r.size("num_attention_heads");
-  c.num_kv_heads = r.size("num_key_value_heads", c.num_heads);
+  // MistralConfig: 8 when absent, the query heads when null; LlamaConfig: the query heads.
+  c.num_kv_heads = r.size("num_key_value_heads", mistral && !r.is_null("num_key_value_heads") ? 8 : c.num_heads);
   c.vocab_size = r.size("vocab_size");
-  c.max_positions = r.size("max_position_embeddings", 2048);  // LlamaConfig default
-  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);               // LlamaConfig default
+  c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : 2048);  // the configs' defaults
+  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);                                     // both configs' default
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
-  c.attention_bias = r.boolean("attention_bias", false);
-  c.mlp_bias = r.boolean("mlp_bias", false);
+  // MistralConfig has no attention_bias / mlp_bias: its projections never have biases (the keys are ignored).
+  c.attention_bias = !mistral && r.boolean("attention_bias", false);
+  c.mlp_bias = !mistral && r.boolean("mlp_bias", false);
   c.activation = r.string("hidden_act", "silu");
   if (c.activation == "swish") c.activation = "silu";  // transformers' ACT2FN: the same function (x * sigmoid(x))
   if (c.activation != "silu")
-    raise<FormatError>("{}: hidden_act '{}' is not supported for llama (supported: silu, or swish, its alias)",
-                       r.source(), io::text_excerpt(c.activation));
+    raise<FormatError>("{}: hidden_act '{}' is not supported for {} (supported: silu, or swish, its alias)",
+                       r.source(), io::text_excerpt(c.activation), arch_name(c.arch));
   if (c.num_heads % c.num_kv_heads != 0)
     raise<FormatError>("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", r.source(),
                        c.num_heads, c.num_kv_heads);
@@ -375,6 +384,15 @@ ModelConfig parse_llama(const Reader& r) {
   if (const json* rp = r.find("rope_parameters"))
     if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
       check_partial_rotary_factor(r, "rope_parameters.partial_rotary_factor", &*it);
+  // Mistral's sliding window (MistralConfig: 4096 when absent, none when null): within W positions the
+  // windowed attention is exactly full causal attention, so the context is capped at W.
+  if (mistral && !r.is_null("sliding_window")) {
+    c.sliding_window = r.size("sliding_window", 4096);
+    if (c.sliding_window < c.max_positions) {
+      c.max_positions = c.sliding_window;
+      c.size_keys.max_positions = "sliding_window";
+    }
+  }
   return c;
 }
 
@@ -387,19 +405,26 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   ModelConfig c;
   if (type == "gpt2") {
     c = parse_gpt2(r);
-  } else if (type == "llama") {
-    c = parse_llama(r);
+  } else if (type == "llama" || type == "mistral") {
+    c = parse_llama(r, type == "mistral");
   } else if (type.empty()) {
     const auto it = j.find("model_type");
-    raise<FormatError>("{}: {} (supported: gpt2, llama)", source,
+    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral)", source,
                        it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
   } else {
-    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama)", source,
+    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral)", source,
                        io::text_excerpt(type));
   }
   // transformers 5 writes "dtype"; older versions "torch_dtype".
   c.torch_dtype = r.find("dtype") ? r.string("dtype", "") : r.string("torch_dtype", "");
   return c;
+}
+
+std::string context_limit_note(const ModelConfig& c) {
+  if (c.sliding_window <= 0 || c.max_positions != c.sliding_window) return {};
+  return fmt::format(" (config.json sliding_window {}: each position attends to the last {} only, which kq runs "
+                     "as full causal attention within one window, so the context is capped at {} positions)",
+                     c.sliding_window, c.sliding_window, c.sliding_window);
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {

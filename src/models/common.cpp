@@ -34,8 +34,8 @@ void check_rope_scaling(const RopeScaling& s, const std::string& where) {
 
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
-  if (c.arch != Arch::GPT2 && c.arch != Arch::Llama)
-    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2 or llama)", where, int(c.arch));
+  if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral)
+    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama or mistral)", where, int(c.arch));
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
                                                    {"intermediate_size", c.intermediate_size},
@@ -49,6 +49,13 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.num_heads % c.num_kv_heads != 0)
     raise<E>("{}: num_heads {} is not a multiple of num_kv_heads {}", where, c.num_heads, c.num_kv_heads);
   if (!(c.norm_eps > 0)) raise<E>("{}: norm epsilon {} must be positive", where, c.norm_eps);
+  // Attention is full causal attention: right for a sliding window only while the context fits in it.
+  if (c.sliding_window < 0)
+    raise<E>("{}: sliding_window {} must be positive (0: none)", where, c.sliding_window);
+  if (c.sliding_window > 0 && c.max_positions > c.sliding_window)
+    raise<E>("{}: max_positions {} exceeds sliding_window {} (kq runs sliding-window attention within one "
+             "window only: max_positions must be <= sliding_window)",
+             where, c.max_positions, c.sliding_window);
   if (c.arch == Arch::GPT2) {
     if (c.num_kv_heads != c.num_heads)
       raise<E>("{}: GPT-2 has num_kv_heads = num_heads, got {} and {}", where, c.num_kv_heads, c.num_heads);
@@ -63,7 +70,8 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
     if (!(c.rope_theta > 0)) raise<E>("{}: rope_theta {} must be positive", where, c.rope_theta);
     check_rope_scaling<E>(c.rope_scaling, where);
     if (c.activation != "silu")
-      raise<Unsupported>("{}: Llama activation '{}' is not supported (silu)", where, c.activation);
+      raise<Unsupported>("{}: {} activation '{}' is not supported (silu)", where,
+                         c.arch == Arch::Mistral ? "Mistral" : "Llama", c.activation);
   }
 }
 }  // namespace

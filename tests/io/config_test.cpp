@@ -302,6 +302,101 @@ TEST(Config, RopeScalingKeysAreValidated) {
   }
 }
 
+// Mistral-7B-v0.1's config.json: a sliding window of 4096 over 32768 positions.
+const char* kMistral01 = R"({
+  "architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 32768,
+  "model_type": "mistral", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16", "transformers_version": "4.34.0.dev0", "use_cache": true, "vocab_size": 32000})";
+
+TEST(Config, MistralIsLlamaWithItsDefaultsAndAWindow) {
+  ModelConfig c = parse(json::parse(kMistral01));
+  EXPECT_EQ(c.arch, Arch::Mistral);
+  EXPECT_EQ(arch_name(c.arch), "mistral");
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_EQ(c.norm_eps, 1e-5);
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_EQ(c.activation, "silu");
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(c.max_positions, 4096);  // capped at the window
+  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
+  const std::string note = context_limit_note(c);
+  EXPECT_NE(note.find("config.json sliding_window 4096"), std::string::npos) << note;
+  EXPECT_NE(note.find("capped at 4096 positions"), std::string::npos) << note;
+
+  // Mistral-7B-v0.2 / v0.3: sliding_window null, rope_theta 1e6: no window, the whole context.
+  json j = json::parse(kMistral01);
+  j["sliding_window"] = nullptr;
+  j["rope_theta"] = 1e6;
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.max_positions, 32768);
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(context_limit_note(c), "");
+  EXPECT_EQ(c.rope_theta, 1e6);
+  j["sliding_window"] = 100000;  // longer than the context: nothing capped
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 100000);
+  EXPECT_EQ(c.max_positions, 32768);
+  EXPECT_EQ(context_limit_note(c), "");
+
+  // MistralConfig's defaults (transformers): kv heads 8, 4096·32 positions, window 4096, eps 1e-6, untied.
+  j = json{{"model_type", "mistral"}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
+           {"num_attention_heads", 16}, {"vocab_size", 1000}};
+  c = parse(j);
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.norm_eps, 1e-6);
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  j["sliding_window"] = nullptr;
+  EXPECT_EQ(parse(j).max_positions, 4096 * 32);
+  j["num_key_value_heads"] = nullptr;  // null: as many as the query heads (MistralConfig)
+  EXPECT_EQ(parse(j).num_kv_heads, 16);
+  j["head_dim"] = nullptr;  // null: hidden / heads
+  EXPECT_EQ(parse(j).head_dim, 16);
+  j["head_dim"] = 32;
+  EXPECT_EQ(parse(j).head_dim, 32);
+  // MistralConfig has no attention_bias / mlp_bias: Mistral's projections have none.
+  j["attention_bias"] = true;
+  j["mlp_bias"] = true;
+  EXPECT_FALSE(parse(j).attention_bias);
+  EXPECT_FALSE(parse(j).mlp_bias);
+  // RoPE scaling is read as for llama.
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 4}};
+  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Linear);
+  // A llama config is not given a window, whatever it holds.
+  j["model_type"] = "llama";
+  j["sliding_window"] = 16;
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.max_positions, 2048);
+}
+
+TEST(Config, MistralRejections) {
+  json j = json::parse(kMistral01);
+  for (const json& bad : {json(0), json(-4096), json(4096.5), json("4096"), json(true)}) {
+    j["sliding_window"] = bad;
+    expect_bad(j, {"key 'sliding_window': expected a positive integer"});
+  }
+  j = json::parse(kMistral01);
+  j["num_attention_heads"] = 12;  // kv heads 8 do not divide 12
+  expect_bad(j, {"num_attention_heads 12 is not a multiple of num_key_value_heads 8"});
+  j.erase("num_key_value_heads");  // MistralConfig's default 8: the same
+  expect_bad(j, {"num_attention_heads 12 is not a multiple of num_key_value_heads 8"});
+  j = json::parse(kMistral01);
+  j["hidden_act"] = "gelu";
+  expect_bad(j, {"hidden_act 'gelu' is not supported for mistral"});
+  j = json::parse(kMistral01);
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}};
+  expect_bad(j, {"RoPE scaling type 'yarn'"});
+}
+
 // Fresh-user finding (round 14): partial_rotary_factor (transformers rotates only that fraction of head_dim)
 // was ignored; kq rotates the whole head_dim, so any other value is refused, naming the file and the key.
 TEST(Config, LlamaPartialRotaryFactorOtherThanOneIsRefused) {
@@ -388,7 +483,7 @@ TEST(Config, RequiredKeyThatIsNullIsSaidToBeNull) {
   j["hidden_size"] = nullptr;
   expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is null"});
   j["model_type"] = nullptr;
-  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama)"});
+  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral)"});
 }
 
 // Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
@@ -469,10 +564,10 @@ TEST(Config, SizeKeysAreTheKeysTheFileUses) {
 
 TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
-  j["model_type"] = "mistral";
-  expect_bad(j, {"mistral", "supported: gpt2, llama"});
+  j["model_type"] = "qwen2";
+  expect_bad(j, {"unsupported model_type 'qwen2'", "supported: gpt2, llama, mistral"});
   j.erase("model_type");
-  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama"});
+  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral"});
   expect_bad(json::array(), {"not a JSON object"});
 }
 

@@ -162,8 +162,8 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
                           int64_t(prompt.size() - prefix_added) <= max_pos
                               ? "--no-special-prefix omits it, and the text's own tokens fit"
                               : "the text's own tokens do not fit either");
-    raise<InvalidArgument>("--prompt has {} tokens{}; the model's context is {} positions (at most {} prompt tokens)",
-                           prompt.size(), added, max_pos, max_pos);
+    raise<InvalidArgument>("--prompt has {} tokens{}; the model's context is {} positions (at most {} prompt tokens){}",
+                           prompt.size(), added, max_pos, max_pos, context_limit_note(model->config()));
   }
   // Generation stops at an end-of-sequence token: eos_token_id of
   // generation_config.json, else config.json (an int or a list), else the
@@ -179,10 +179,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     n = max_pos - int64_t(prompt.size()) + 1;
     warn(fmt::format(
         "-n/--max-new-tokens: generating at most {} instead of the {}{}: the prompt's {} "
-        "{} {} of the model's {} positions (the last generated token needs none)",
+        "{} {} of the model's {} positions (the last generated token needs none){}",
         count_noun(n, "token"), n_given ? "requested " : "default ", o.n,
         count_noun((long long)prompt.size(), "token"), prompt.size() == 1 ? "leaves" : "leave",
-        max_pos - int64_t(prompt.size()), max_pos));
+        max_pos - int64_t(prompt.size()), max_pos, context_limit_note(model->config())));
   }
 
   KVCache cache = make_cache_for(*model, cache_positions(int64_t(prompt.size()), n), n);
