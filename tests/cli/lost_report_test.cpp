@@ -1,14 +1,16 @@
 // A text report that cannot be written (standard output on /dev/full, closed, or a pipe closed early; standard
-// error with `--json -`) does not lose the result file the command was asked for: `kq eval` and `kq bench` write
-// their --json all the same, and the exit status still says standard output failed (1, with the message). A pipe
-// closed early is a write error (EPIPE), not the end of kq by SIGPIPE. Standard error carries diagnostics: its
-// loss does not change the exit status (FreshUserRound11.UnwritableStderrLosesTheMessageNotTheExitStatus).
+// error with `--json -`) does not lose the result the command was asked for: `kq eval` and `kq bench` write
+// their --json all the same, `kq quantize` its folder, and the exit status still says standard output failed (1,
+// with the message). A pipe closed early is a write error (EPIPE), not the end of kq by SIGPIPE. Standard error
+// carries diagnostics: its loss does not change the exit status
+// (FreshUserRound11.UnwritableStderrLosesTheMessageNotTheExitStatus).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cli/cli_util.hpp"
@@ -100,6 +102,27 @@ TEST(CliLostReport, BenchWritesItsJsonWhenStdoutIsFullOrThePipeClosesEarly) {
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_TRUE(has(r.err, "kq: error writing to standard output: Broken pipe")) << r.err;
     EXPECT_FALSE(has(r.err, "int4")) << "went on to the second mode: " << r.err;
+  }
+}
+
+TEST(CliLostReport, QuantizeWritesItsFolderWhenStdoutFails) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full on this system";
+  // awq prints its calibration line before the slow part (flushed: the error stopped the run there, no folder);
+  // adaptive its plan.
+  for (const std::string mode : {"awq", "adaptive"}) {
+    for (const auto& [redirect, pipe_to, message] :
+         {std::tuple<std::string, std::string, std::string>{">/dev/full", "", "No space left on device"},
+          {"", "true", "Broken pipe"}}) {
+      SCOPED_TRACE(mode + " " + redirect + pipe_to);
+      TempDir tmp;
+      const fs::path out = tmp.path / "q";
+      const CliResult r = run_redirected(
+          tmp.path, {"quantize", "-m", demo_model().string(), "--mode", mode, "-o", out.string(), "--threads", "1"},
+          redirect, pipe_to);
+      EXPECT_EQ(r.status, 1) << r.err;
+      EXPECT_TRUE(has(r.err, "kq: error writing to standard output: " + message)) << r.err;
+      EXPECT_TRUE(fs::exists(out / "config.json")) << "no folder written; stderr: " << r.err;
+    }
   }
 }
 

@@ -269,12 +269,14 @@ void add_quantize_command(CLI::App& app) {
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
       qo.calibration.tokens = calibration_tokens(
           calib, input_name("--calibration", !a->calibration.empty(), "calibration text"), a->model, qo.calibration);
-      fmt::print("AWQ calibration text {} ({} token{}{})\n", calib.string(), qo.calibration.tokens.size(),
-                 qo.calibration.tokens.size() == 1 ? "" : "s",
-                 int64_t(qo.calibration.tokens.size()) > qo.calibration.max_tokens
-                     ? fmt::format(", the first {} used", qo.calibration.max_tokens)
-                     : std::string());
-      flush_stdout();
+      // The report goes through print_report: standard output that cannot be written does not stop the folder.
+      print_report(stdout, [&] {
+        fmt::print("AWQ calibration text {} ({} token{}{})\n", calib.string(), qo.calibration.tokens.size(),
+                   qo.calibration.tokens.size() == 1 ? "" : "s",
+                   int64_t(qo.calibration.tokens.size()) > qo.calibration.max_tokens
+                       ? fmt::format(", the first {} used", qo.calibration.max_tokens)
+                       : std::string());
+      });
     }
     std::unique_ptr<Model> model;
     std::string mode_name = qo.spec.name();
@@ -286,7 +288,7 @@ void add_quantize_command(CLI::App& app) {
       model = Model::load(a->model, ctx);
       AdaptivePlan plan;
       rep = quantize_model_adaptive(*model, ao, &plan);
-      print_adaptive_plan(plan);
+      print_report(stdout, [&] { print_adaptive_plan(plan); });
       qo = plan.to_options();
       mode_name = adaptive_mode_name(ao);
       linear_vs = linear_basis_label(held_dtype_names(plan));
@@ -308,24 +310,26 @@ void add_quantize_command(CLI::App& app) {
     check_model_files_unchanged(fmt::format("--out '{}' was written from it: remove it", a->out));
     const bool awq_table =
         std::any_of(rep.layers.begin(), rep.layers.end(), [](const auto& l) { return l.awq_alpha >= 0; });
-    if (awq_table) {
-      // Per layer: the scale form and alpha chosen and the output error on the calibration rows, RTN vs AWQ.
-      // s = |x|^a: the paper's form; s = |x|^a/|w|^(1-a): AutoAWQ's duo scaling.
-      fmt::print("{:<48} {:>15} {:>5}  {:>12}  {:>12}\n", "layer", "s", "alpha", "RTN error", "AWQ error");
-      for (const auto& l : rep.layers)
-        if (l.awq_alpha >= 0)
-          fmt::print("{:<48} {:>15} {:>5.2f}  {:>12.3e}  {:>12.3e}\n", l.name, l.awq_duo ? "|x|^a/|w|^(1-a)" : "|x|^a",
-                     l.awq_alpha, l.awq_rtn_error, l.awq_error);
-    }
-    fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
-               rep.seconds);
-    fmt::print("linear weights {} -> {} ({:.1f} % smaller vs {}, {:.3f} bits/weight)\n",
-               human_bytes(rep.quantized_bytes_before), human_bytes(rep.quantized_bytes_after),
-               reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), linear_vs,
-               rep.bits_per_weight());
-    fmt::print("whole model in memory {} (on disk before: {})\n", human_bytes(model->weight_bytes()),
-               human_bytes(model->disk_weight_bytes()));
-    fmt::print("wrote {}\n", a->out);
+    print_report(stdout, [&] {
+      if (awq_table) {
+        // Per layer: the scale form and alpha chosen and the output error on the calibration rows, RTN vs AWQ.
+        // s = |x|^a: the paper's form; s = |x|^a/|w|^(1-a): AutoAWQ's duo scaling.
+        fmt::print("{:<48} {:>15} {:>5}  {:>12}  {:>12}\n", "layer", "s", "alpha", "RTN error", "AWQ error");
+        for (const auto& l : rep.layers)
+          if (l.awq_alpha >= 0)
+            fmt::print("{:<48} {:>15} {:>5.2f}  {:>12.3e}  {:>12.3e}\n", l.name,
+                       l.awq_duo ? "|x|^a/|w|^(1-a)" : "|x|^a", l.awq_alpha, l.awq_rtn_error, l.awq_error);
+      }
+      fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
+                 rep.seconds);
+      fmt::print("linear weights {} -> {} ({:.1f} % smaller vs {}, {:.3f} bits/weight)\n",
+                 human_bytes(rep.quantized_bytes_before), human_bytes(rep.quantized_bytes_after),
+                 reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), linear_vs,
+                 rep.bits_per_weight());
+      fmt::print("whole model in memory {} (on disk before: {})\n", human_bytes(model->weight_bytes()),
+                 human_bytes(model->disk_weight_bytes()));
+      fmt::print("wrote {}\n", a->out);
+    });
   });
 }
 
