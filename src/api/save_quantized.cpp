@@ -258,6 +258,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   std::map<std::string, Tensor> tensors;
   nlohmann::json modules = nlohmann::json::object();
   std::set<std::string> replaced;  // file prefixes whose source tensors are superseded
+  bool lm_head_quantized = false;
   for (const LinearSlot& slot : model.linear_layers()) {
     const Linear& op = **slot.op;
     const QuantSpec* spec = quantized_linear_spec(op);
@@ -266,6 +267,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
     op.export_tensors(prefix, tensors);
     modules[slot.name] = spec->name();
     replaced.insert(prefix + ".");
+    lm_head_quantized = lm_head_quantized || slot.is_lm_head;
   }
   if (modules.empty())
     raise<InvalidArgument>(
@@ -283,7 +285,9 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   qc["format_version"] = 1;
   // Per-layer overrides (adaptive precision) mix formats: the modules map says which.
   qc["mode"] = options.layer_specs.empty() ? options.spec.name() : std::string("mixed");
-  qc["quantize_lm_head"] = options.quantize_lm_head;
+  // Whether the folder holds a quantized lm_head: a layer_specs entry quantizes it whatever
+  // options.quantize_lm_head says, and the loader refuses a record of false beside a quantized 'lm_head'.
+  qc["quantize_lm_head"] = options.quantize_lm_head || lm_head_quantized;
   qc["keep_patterns"] = options.keep_patterns;
   qc["modules"] = modules;
   config["quantization_config"] = qc;

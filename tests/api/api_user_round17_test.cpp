@@ -1,0 +1,61 @@
+// Findings of a C++ user of the installed library (round 17), each re-run
+// here: a folder saved with the lm_head quantized through
+// QuantizeOptions::layer_specs (without quantize_lm_head) that Model::load
+// refused.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "common/test_util.hpp"
+#include "kq/error.hpp"
+#include "kq/linear.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+
+namespace kq {
+namespace {
+
+using kq::testing::demo_model;
+using kq::testing::TempDir;
+
+/// Logits of every token of `ids`, run as one prefill: F32 [ids.size(), vocab].
+std::vector<float> logits_of(Model& m, const std::vector<int32_t>& ids) {
+  KVCache cache = m.make_cache(int64_t(ids.size()));
+  std::vector<float> out(ids.size() * size_t(m.config().vocab_size));
+  m.forward(ids, cache, out.data());
+  return out;
+}
+
+/// Quantizes `dir` to int8 with the lm_head in `head_mode` through layer_specs (quantize_lm_head false), saves it,
+/// reloads it and expects the reloaded model's logits to be bit-identical.
+void expect_head_override_round_trips(const std::filesystem::path& dir, const std::string& head_mode) {
+  SCOPED_TRACE(dir.string() + ", lm_head " + head_mode);
+  auto m = Model::load(dir);
+  const QuantizeOptions o{.spec = parse_quant_mode("int8"), .layer_specs = {{"lm_head", parse_quant_mode(head_mode)}}};
+  (void)quantize_model(*m, o);
+  TempDir tmp;
+  save_quantized_model(*m, o, tmp.path / "q");
+  std::unique_ptr<Model> r;
+  ASSERT_NO_THROW(r = Model::load(tmp.path / "q"));  // FormatError: "quantize_lm_head is false but ... 'lm_head'"
+  const std::vector<int32_t> ids{1, 17, 5, 42, 9, 3};
+  EXPECT_EQ(logits_of(*r, ids), logits_of(*m, ids));
+}
+
+// quantize_model quantizes a layer_specs entry for the lm_head whatever quantize_lm_head says, but
+// save_quantized_model recorded options.quantize_lm_head (false) beside a quantized 'lm_head', which the loader
+// refuses: the record now says what the folder holds.
+TEST(ApiUserRound17, LmHeadQuantizedByALayerSpecSavesAFolderThatLoads) {
+  expect_head_override_round_trips(demo_model(), "nf4");
+  expect_head_override_round_trips(demo_model(), "fp8");
+  if (!kq::testing::have_shared("models/llama-small")) GTEST_SKIP() << "shared models/llama-small not found";
+  expect_head_override_round_trips(kq::testing::shared_dir() / "models/llama-small", "nf4");
+}
+
+}  // namespace
+}  // namespace kq
