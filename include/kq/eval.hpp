@@ -56,6 +56,11 @@ struct PerplexityResult {
 /// `tokens`), before any window runs; and when another thread runs `model`
 /// (forward() or decode_batch(), e.g. its own evaluate_perplexity) meanwhile:
 /// a Model is not thread-safe (kq/model.hpp), use one Model per thread.
+/// Throws Error when a logit of a scored row (any token of the vocabulary, not
+/// only the target) is NaN, +inf or -inf (weights or activations that
+/// overflow), naming the token and the window ("perplexity: the model produced
+/// non-finite logits at token 3 of window 0 ..."); unlike Sampler::sample, no
+/// -inf logit is taken as a masked token.
 PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> tokens, int ctx = 0,
                                      int max_windows = 0, const ProgressFn& progress = {});
 
@@ -80,7 +85,10 @@ struct ComparisonResult {
 /// the two models' context lengths.
 /// Throws InvalidArgument as evaluate_perplexity does (another thread running
 /// `ref` or `cand` meanwhile included; `ref` and `cand` may be the same
-/// Model), and when the models' vocabulary sizes differ.
+/// Model), and when the models' vocabulary sizes differ. Throws Error for a
+/// non-finite logit of a scored row of either model, as evaluate_perplexity
+/// does, naming the model ("compare_models: the candidate model produced
+/// non-finite logits at token 3 of window 0 ...", or "the reference model").
 ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t> tokens, int ctx = 0,
                                 int max_windows = 0, const ProgressFn& progress = {});
 

@@ -58,15 +58,11 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
       const float* logits = runner.step(win.subspan(size_t(off), size_t(m)));
       // Row i predicts token off+i+1 of the window (when there is one).
       const int64_t scored = std::min(m, len - 1 - off);
+      eval::check_finite_logits(logits, scored, vocab, "perplexity", "the model", r.windows, w, off);
       double nll = 0.0;
 #pragma omp parallel for num_threads(threads) reduction(+ : nll) schedule(static)
       for (int64_t i = 0; i < scored; ++i)
         nll += eval::token_nll(logits + i * vocab, vocab, win[size_t(off + i + 1)]);
-      if (!std::isfinite(nll))
-        raise<Error>(
-            "perplexity: the model produced non-finite logits in window {} (tokens {}..{}): its weights or "
-            "activations overflow (damaged or out-of-range weights?)",
-            r.windows, w.begin, w.end - 1);
       r.nll += nll;
       r.scored_tokens += scored;
     }

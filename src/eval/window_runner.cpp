@@ -1,6 +1,7 @@
 #include "eval/window_runner.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/cpu/ops_softmax.hpp"
 #include "kq/error.hpp"
@@ -55,6 +56,20 @@ const float* WindowRunner::step(std::span<const int32_t> tokens) {
 
 double token_nll(const float* row, int64_t vocab, int32_t target) {
   return cpu::log_sum_exp(row, vocab) - double(row[target]);
+}
+
+void check_finite_logits(const float* logits, int64_t rows, int64_t vocab, const char* what, const char* who,
+                         int64_t window, const EvalWindow& w, int64_t first_row) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t v = 0; v < vocab; ++v) {
+      const float x = logits[i * vocab + v];
+      if (std::isfinite(x)) continue;
+      const int64_t t = first_row + i;  // the row's position in the window
+      raise<Error>(
+          "{}: {} produced non-finite logits at token {} of window {} (index {} of the tokens; the logit "
+          "of token id {} is {}): its weights or activations overflow (damaged or out-of-range weights?)",
+          what, who, t, window, w.begin + t, v, x);
+    }
 }
 
 }  // namespace kq::eval

@@ -66,4 +66,12 @@ class WindowRunner {
 /// −log softmax(row)[target] over a row of `vocab` logits (double).
 double token_nll(const float* row, int64_t vocab, int32_t target);
 
+/// Checks the `rows` scored logits rows, F32 [rows, vocab], of one step of a window: row i predicts token
+/// first_row + i + 1 of window `window` (tokens [w.begin, w.end) of the text). Every logit must be finite:
+/// a NaN or an infinity (even -inf, which the Sampler treats as a masked token) makes the metrics
+/// meaningless, or is silently skipped by the max-subtracted exponentials. Throws Error "<what>: <who>
+/// produced non-finite logits at token <t> of window <n> (...)" (who: "the candidate model"), naming the first.
+void check_finite_logits(const float* logits, int64_t rows, int64_t vocab, const char* what, const char* who,
+                         int64_t window, const EvalWindow& w, int64_t first_row);
+
 }  // namespace kq::eval
