@@ -163,6 +163,19 @@ std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, cons
   return awq::read_calibration_tokens(calib, Tokenizer::load(model_dir), window, name);
 }
 
+/// --model as the library names it once the model is loaded (Model::source_dir(): absolute, weakly canonical),
+/// for the reads of its files that kq quantize makes before (check_side_files, the AWQ calibration's
+/// tokenizer): a warning about one of them (tokenizer_config.json's add_bos_token, ...) is then the very message
+/// that save_quantized_model's own check repeats, which main() prints once; with the path as given (a relative
+/// --model) it was printed twice, once per spelling. The path as given when it cannot be made absolute.
+std::string as_source_dir(const std::string& model) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path source = fs::weakly_canonical(model, ec);
+  if (ec) source = fs::absolute(model, ec).lexically_normal();
+  return ec ? model : source.string();
+}
+
 /// check_quantized_side_files on --model with the vocabulary size of its
 /// config.json, before the model is loaded: a tokenizer or generation file the
 /// quantized folder's loaders would refuse fails the command before any work.
@@ -262,13 +275,14 @@ void add_quantize_command(CLI::App& app) {
     check_out_against_model(a->out, a->model);
     if (qo.spec.awq) check_out_against_input(a->out, "--calibration", calibration_text(a->calibration, a->model));
     check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
-    check_side_files(a->model);
+    check_side_files(as_source_dir(a->model));
     clean_staging_leftovers(a->out);
     if (qo.spec.awq) {
       check_context_evaluable(a->model, "AWQ calibration windows");
       const std::filesystem::path calib = calibration_text(a->calibration, a->model);
       qo.calibration.tokens = calibration_tokens(
-          calib, input_name("--calibration", !a->calibration.empty(), "calibration text"), a->model, qo.calibration);
+          calib, input_name("--calibration", !a->calibration.empty(), "calibration text"), as_source_dir(a->model),
+          qo.calibration);
       // The report goes through print_report: standard output that cannot be written does not stop the folder.
       print_report(stdout, [&] {
         fmt::print("AWQ calibration text {} ({} token{}{})\n", calib.string(), qo.calibration.tokens.size(),
