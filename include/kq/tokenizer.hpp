@@ -91,8 +91,9 @@ struct EncodeOptions {
 /// cheap and share the tables and the per-word cache. All const member
 /// functions are thread-safe (the word cache is guarded by a mutex).
 /// Movable: a moved-from tokenizer has no tables; every member function called
-/// on it throws InvalidArgument ("Tokenizer: moved-from or default ...") until
-/// a loaded tokenizer is assigned to it.
+/// on it (model_vocab_size() of a bound one included) throws InvalidArgument
+/// ("Tokenizer: moved-from tokenizer ...") until a loaded tokenizer is assigned
+/// to it. There is no default constructor: Tokenizer::load() makes one.
 class Tokenizer {
  public:
   /// Loads the tokenizer of a Hugging Face model folder. DIR/tokenizer.json
@@ -226,7 +227,8 @@ class Tokenizer {
   /// and generation goes on. Ids < 0 or >= model_vocab stay an InvalidArgument.
   /// Encoding is unchanged (it never produces a padding id). Checks the sizes
   /// as check_fits() does (FormatError naming `model_dir`); throws
-  /// InvalidArgument when model_vocab is above 2^31 (ids are int32).
+  /// InvalidArgument naming model_vocab when it is < 1 (no vocabulary size)
+  /// or above 2^31 (ids are int32).
   Tokenizer for_model(int64_t model_vocab, const std::string& model_dir) const;
 
   struct Impl;

@@ -132,8 +132,8 @@ void Tokenizer::Impl::check_id(int32_t id) const {
 
 const Tokenizer::Impl& Tokenizer::impl() const {
   if (!impl_)
-    raise<InvalidArgument>("Tokenizer: moved-from or default tokenizer (it has no tables); load one with "
-                           "Tokenizer::load() or assign a loaded one to it");
+    raise<InvalidArgument>("Tokenizer: moved-from tokenizer (it has no tables); load one with Tokenizer::load() "
+                           "or assign a loaded one to it");
   return *impl_;
 }
 
@@ -212,7 +212,10 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
 }
 
 int32_t Tokenizer::vocab_size() const { return int32_t(impl().kind.size()); }
-int64_t Tokenizer::model_vocab_size() const { return model_vocab_ > 0 ? model_vocab_ : vocab_size(); }
+int64_t Tokenizer::model_vocab_size() const {
+  const int32_t own = vocab_size();  // throws for a moved-from tokenizer, bound or not
+  return model_vocab_ > 0 ? model_vocab_ : own;
+}
 std::optional<int32_t> Tokenizer::bos_token_id() const { return impl().bos; }
 std::optional<int32_t> Tokenizer::eos_token_id() const { return impl().eos; }
 const std::vector<int32_t>& Tokenizer::prompt_prefix() const { return impl().prefix; }
@@ -228,7 +231,11 @@ void Tokenizer::check_fits(int64_t model_vocab, const std::string& model_dir) co
 }
 
 Tokenizer Tokenizer::for_model(int64_t model_vocab, const std::string& model_dir) const {
+  (void)impl();  // a moved-from tokenizer is named as such, whatever the arguments
   constexpr int64_t max_ids = int64_t(std::numeric_limits<int32_t>::max()) + 1;
+  if (model_vocab < 1)
+    raise<InvalidArgument>("Tokenizer::for_model: model_vocab must be a vocabulary size >= 1, got {} ({})",
+                           model_vocab, model_dir);
   if (model_vocab > max_ids)
     raise<InvalidArgument>("{}: the model's vocabulary of {} ids exceeds the {} that int32 token ids can name",
                            model_dir, model_vocab, max_ids);

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kq/error.hpp"
@@ -101,6 +103,31 @@ TEST(PaddedVocab, ForModelChecksTheSizes) {
   // Exactly the tokenizer's size: no padding ids, 8192 is out of range.
   const Tokenizer same = tok.for_model(8192, "some/model");
   EXPECT_THROW((void)same.decode_token(8192), kq::InvalidArgument);
+}
+
+// A size of 0 or below was a FormatError saying the tokenizer and the model "do not belong together": it is no
+// vocabulary size at all, an InvalidArgument naming the argument.
+TEST(PaddedVocab, ForModelRefusesAnImpossibleSizeNamingTheArgument) {
+  const Tokenizer tok = demo_tokenizer();
+  for (const int64_t n : {int64_t(0), int64_t(-5)}) {
+    const std::string msg = error_of([&] { (void)tok.for_model(n, "some/model"); });
+    EXPECT_NE(msg.find("Tokenizer::for_model: model_vocab must be a vocabulary size >= 1, got " + std::to_string(n)),
+              std::string::npos)
+        << msg;
+  }
+}
+
+// A moved-from tokenizer that had been bound with for_model still answered model_vocab_size() (the bound size);
+// every member of a moved-from tokenizer throws.
+TEST(PaddedVocab, MovedFromBoundTokenizerThrowsToo) {
+  Tokenizer t = demo_tokenizer().for_model(8256, "models/gpt2-tiny");
+  const Tokenizer u = std::move(t);
+  EXPECT_EQ(u.model_vocab_size(), 8256);
+  // NOLINTBEGIN(bugprone-use-after-move): the documented moved-from state
+  const std::string msg = error_of([&] { (void)t.model_vocab_size(); });
+  EXPECT_NE(msg.find("Tokenizer: moved-from tokenizer (it has no tables)"), std::string::npos) << msg;
+  EXPECT_NE(error_of([&] { (void)t.for_model(-5, "d"); }).find("moved-from"), std::string::npos);
+  // NOLINTEND(bugprone-use-after-move)
 }
 
 }  // namespace
