@@ -24,10 +24,10 @@ TEST(CliBench, JsonHasTheLatencySpreadOfEachMode) {
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(kq::testing::read_all(json));
   const auto& m = j.at("results").at(0);
-  ASSERT_TRUE(m.at("latency_spread_before").is_number()) << m.dump();
-  ASSERT_TRUE(m.at("latency_spread_after").is_number()) << m.dump();
-  EXPECT_GE(m["latency_spread_before"].get<double>(), 0.0);
-  EXPECT_GE(m["latency_spread_after"].get<double>(), 0.0);
+  ASSERT_TRUE(m.at("latency_spread_pct_before").is_number()) << m.dump();
+  ASSERT_TRUE(m.at("latency_spread_pct_after").is_number()) << m.dump();
+  EXPECT_GE(m["latency_spread_pct_before"].get<double>(), 0.0);
+  EXPECT_GE(m["latency_spread_pct_after"].get<double>(), 0.0);
   ASSERT_TRUE(m.at("latency_unstable").is_boolean()) << m.dump();
   // Flagged in --json exactly when a warning naming the mode was printed.
   EXPECT_EQ(m["latency_unstable"].get<bool>(),
@@ -39,7 +39,7 @@ TEST(CliBench, JsonHasTheLatencySpreadOfEachMode) {
       {"bench", "--modes", "int8", "--samples", "1", "--threads", "1", "--no-latency", "--json", json});
   ASSERT_EQ(n.status, 0) << n.err;
   const auto jn = nlohmann::json::parse(kq::testing::read_all(json));
-  EXPECT_TRUE(jn["results"][0].at("latency_spread_before").is_null());
+  EXPECT_TRUE(jn["results"][0].at("latency_spread_pct_before").is_null());
   EXPECT_TRUE(jn["results"][0].at("latency_unstable").is_null());
 }
 

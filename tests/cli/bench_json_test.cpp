@@ -71,7 +71,7 @@ TEST(CliBenchJson, HoldsEveryNumberOfThePrintedReport) {
   EXPECT_NEAR(std::exp(m["mean_nll_after"].get<double>()), m.at("ppl_after").get<double>(),
               1e-9 * m["ppl_after"].get<double>());
   // The keys that were there stay.
-  for (const char* key : {"ppl_before", "ppl_after", "ppl_delta_pct", "kl_div", "top1_agreement", "load_seconds",
+  for (const char* key : {"ppl_before", "ppl_after", "ppl_delta_pct", "kl_div", "top1_agreement_pct", "load_seconds",
                           "rss_bytes", "latency_ms_before", "latency_ms_after", "speedup", "pass"})
     EXPECT_TRUE(m.contains(key)) << key;
 
@@ -113,6 +113,26 @@ TEST(CliBenchJson, OverflowedPerplexityKeepsTheMeanNll) {
   char line[128];
   std::snprintf(line, sizeof line, "  mean NLL     %.4f -> %.4f nats/token\n", before, after);
   EXPECT_TRUE(has(r.out, line)) << r.out;
+}
+
+// Every per-cent figure of the JSON is a *_pct key in per cent, as the report prints it: top1_agreement and
+// latency_spread_before/after were fractions among per-cent ppl_delta_pct and threshold_pct.
+TEST(CliBenchJson, PerCentKeysSayTheirUnit) {
+  const CliResult r = run_kq({"bench", "--modes", "int8", "--samples", "1", "--ctx", "64", "--runs", "2",
+                              "--prompt-tokens", "4", "--decode-tokens", "2", "--threads", "1", "--json", "-"});
+  ASSERT_TRUE(r.status == 0 || r.status == 3) << r.err;
+  const nlohmann::json m = nlohmann::json::parse(r.out).at("results").at(0);
+  for (const char* old : {"top1_agreement", "latency_spread_before", "latency_spread_after"})
+    EXPECT_FALSE(m.contains(old)) << old;
+  const double top1 = m.at("top1_agreement_pct").get<double>();
+  EXPECT_GT(top1, 1.0) << "a fraction, not per cent";
+  EXPECT_LE(top1, 100.0);
+  char line[128];
+  std::snprintf(line, sizeof line, "top-1 agreement %.2f %%", top1);
+  EXPECT_TRUE(has(r.err, line)) << line << "\n" << r.err;
+  std::snprintf(line, sizeof line, "run-to-run spread %.0f %% -> %.0f %%",
+                m.at("latency_spread_pct_before").get<double>(), m.at("latency_spread_pct_after").get<double>());
+  EXPECT_TRUE(has(r.err, line)) << line << "\n" << r.err;
 }
 
 }  // namespace

@@ -157,14 +157,14 @@ TEST(CliUsage, BenchSpreadOfOneRunIsNotAvailable) {
   EXPECT_FALSE(has(r.err, "spread 0 %")) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   const nlohmann::json& x = j["results"][0];
-  EXPECT_TRUE(x["latency_spread_before"].is_null()) << x;
-  EXPECT_TRUE(x["latency_spread_after"].is_null()) << x;
+  EXPECT_TRUE(x["latency_spread_pct_before"].is_null()) << x;
+  EXPECT_TRUE(x["latency_spread_pct_after"].is_null()) << x;
   EXPECT_TRUE(x["latency_unstable"].is_null()) << x;
   EXPECT_TRUE(x["latency_ms_before"].is_number()) << x;
   const auto two = run_kq({"bench", "--modes", "int8", "--samples", "1", "--ctx", "16", "--runs", "2",
                            "--prompt-tokens", "4", "--decode-tokens", "2", "--threads", "1", "--json", "-"});
   ASSERT_TRUE(two.status == 0 || two.status == 3) << two.err;
-  EXPECT_TRUE(nlohmann::json::parse(two.out)["results"][0]["latency_spread_before"].is_number());
+  EXPECT_TRUE(nlohmann::json::parse(two.out)["results"][0]["latency_spread_pct_before"].is_number());
 }
 
 // libgomp ignores an OMP_WAIT_POLICY that is not ACTIVE or PASSIVE (any case,

@@ -253,14 +253,16 @@ nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
     x["prefill_tokens_per_s_before"] = num(m.latency_before.prefill_tokens_per_s);
     x["prefill_tokens_per_s_after"] = num(m.latency_after.prefill_tokens_per_s);
     x["speedup"] = num(m.speedup);
-    // (max - min) / median of the runs' decode ms/token; > kUnstableLatencySpread is unstable.
-    // null with --no-latency, and with --runs 1 (one run has no spread to measure).
+    // (max - min) / median of the runs' decode ms/token, in per cent as printed (every per-cent value is a
+    // *_pct key); > kUnstableLatencySpread is unstable. null with --no-latency, and with --runs 1 (one run has
+    // no spread to measure).
     const bool spread = timed && spread_measured(m);
-    x["latency_spread_before"] = spread ? nlohmann::json(m.latency_before.decode_spread) : nlohmann::json(nullptr);
-    x["latency_spread_after"] = spread ? nlohmann::json(m.latency_after.decode_spread) : nlohmann::json(nullptr);
+    auto pct = [&](double fraction) { return spread ? nlohmann::json(fraction * 100) : nlohmann::json(nullptr); };
+    x["latency_spread_pct_before"] = pct(m.latency_before.decode_spread);
+    x["latency_spread_pct_after"] = pct(m.latency_after.decode_spread);
     x["latency_unstable"] = spread ? nlohmann::json(!latency_stability_warning(m).empty()) : nlohmann::json(nullptr);
     x["kl_div"] = m.kl_div;
-    x["top1_agreement"] = m.top1_agreement;
+    x["top1_agreement_pct"] = m.top1_agreement * 100;  // per cent of the scored tokens, as printed
     x["load_seconds"] = m.load_seconds;
     x["rss_bytes"] = m.rss_bytes;
     x["pass"] = m.pass;
