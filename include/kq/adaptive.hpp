@@ -207,7 +207,8 @@ std::vector<int> allocate_precision(const std::vector<std::vector<AllocationChoi
 /// biases included), allocate_precision over est_loss
 /// (Entropy, ReconstructionError) or the uniform choice (Uniform). Each
 /// candidate is quantized once per layer to measure its error, so this takes
-/// about as long as quantizing the model once per candidate.
+/// about as long as quantizing the model once per candidate, on the model's
+/// CPU threads (resolve_threads(model.context().threads), as quantize_model).
 /// Throws InvalidArgument for target_reduction outside (0, 1) or not finite,
 /// a strategy outside AllocationStrategy (e.g. AllocationStrategy(9)), no
 /// candidates, an invalid or AWQ candidate (named), two equal candidates, a

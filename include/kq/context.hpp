@@ -30,8 +30,11 @@ inline constexpr int kMaxThreads = 1024;
 /// ACTIVE (spinning) is up to ~30 % faster on a dedicated, otherwise idle machine.
 struct ExecContext {
   Device device = Device::CPU;
-  /// Worker threads for CPU ops; 0 means OpenMP's default (all cores or OMP_NUM_THREADS, or
-  /// set_default_threads). Work that takes no ExecContext (quantizing weights) uses that default.
+  /// Worker threads for CPU ops, and for the CPU work on a model's weights: Model::load / random with this
+  /// context (converting weights, a LinearTransform), Model::to_device to it, and quantize_model /
+  /// plan_adaptive_precision on a model holding it (Model::context()); 0 means OpenMP's default (all cores or
+  /// OMP_NUM_THREADS, or set_default_threads). Work that takes no ExecContext (quantize_weight,
+  /// quantize_linear called directly) uses that default.
   int threads = 0;
 };
 
@@ -51,9 +54,9 @@ struct ExecContext {
 int resolve_threads(int threads);
 
 /// Sets OpenMP's default thread count (omp_set_num_threads) for this process:
-/// what resolve_threads(0) returns from then on, and what the CPU work that
-/// takes no ExecContext uses (weight quantization, AWQ's search, loading and
-/// converting weights); bounded and with dynamic adjustment off as in
+/// what resolve_threads(0) returns from then on, so what an ExecContext with
+/// threads = 0 runs on, and what the CPU work that takes no ExecContext uses
+/// (quantize_weight, quantize_linear); bounded and with dynamic adjustment off as in
 /// resolve_threads. `threads` in [1, kMaxThreads]; throws InvalidArgument
 /// otherwise. `kq --threads N` calls it, so N bounds every parallel region.
 void set_default_threads(int threads);

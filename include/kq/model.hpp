@@ -172,7 +172,9 @@ class Model {
   /// names; RoPE inv_freq buffers are not reported.
   /// ctx.device == CUDA: each linear layer is converted to the GPU as it is
   /// read (the host never holds all F32 weights), embeddings become BF16 on
-  /// the device, norms F32.
+  /// the device, norms F32. The load's CPU work (converting weights, a
+  /// LinearTransform's quantization) runs on ctx.threads (resolve_threads), as
+  /// does that of random() and random_quantized().
   /// Throws FormatError naming the folder (and tensor) for a missing folder,
   /// config or tensor, a wrong shape or a non-float dtype, and naming
   /// config.json and the key, before anything is allocated per layer, for a
@@ -249,8 +251,12 @@ class Model {
   };
 
   const ModelConfig& config() const { return config_; }
+  /// The device, and the CPU threads (ExecContext::threads) of forward(),
+  /// decode_batch() and of the CPU work on the model's weights:
+  /// quantize_model (AWQ's calibration and search included),
+  /// plan_adaptive_precision, quantize_model_adaptive.
   const ExecContext& context() const { return ctx_; }
-  /// Changes the CPU threads used by later forward() calls. The device must
+  /// Changes the CPU threads used by later calls (context()). The device must
   /// stay the same (throws Unsupported otherwise; see to_device()). Throws
   /// InvalidArgument for a bad thread count, and while another thread's call on
   /// this Model runs (class comment); nothing changes then.
@@ -264,7 +270,8 @@ class Model {
   /// build, no usable device, or a layer format without a GPU path (naming
   /// the layer); InvalidArgument for a bad thread count, a LinearSlot
   /// holding a null op or an op of another shape (check_linear_layers), or
-  /// while another thread's call on this Model runs (class comment).
+  /// while another thread's call on this Model runs (class comment). The
+  /// conversion's CPU work runs on ctx.threads.
   void to_device(const ExecContext& ctx);
   /// Enables (default) or disables CUDA graphs for decode steps on CUDA: each
   /// decode step shape (batch size, cache capacity) is captured once after a

@@ -113,9 +113,13 @@ struct QuantizeReport {
 /// to collect each layer's input statistics, then search the scales: one s
 /// per Model::fusion_groups() group whose members all get the same AWQ spec
 /// (q/k/v, gate/up, as AWQ's reference code does; the GPU then still fuses
-/// them), one s per layer otherwise.
+/// them), one s per layer otherwise. Runs on the model's CPU threads,
+/// resolve_threads(model.context().threads) (set them with Model::set_context),
+/// whatever OpenMP's default; round-to-nearest results do not depend on the
+/// count, AWQ's may in their last bits (its calibration and search run sgemm).
 /// Throws InvalidArgument for an invalid spec, a malformed keep pattern (named),
-/// a LinearSlot holding a null op or an op of another shape
+/// a model.context().threads of 0 with OpenMP's default above kMaxThreads
+/// (resolve_threads), a LinearSlot holding a null op or an op of another shape
 /// (Model::check_linear_layers, before anything is quantized), a layer to
 /// quantize whose op's dequantized_weight() is undefined, not a float tensor
 /// or not [out_features, in_features] (named; BF16 / F16 ones are converted),
@@ -142,7 +146,8 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 /// and one layer, not the whole FP32 model (a 7B BF16 checkpoint: about 28 GB;
 /// docs/PERFORMANCE.md of the source repository has measurements). AWQ modes
 /// calibrate on the FP32 model and layer_specs name its layers: they load the
-/// whole model first, then quantize it. report->seconds counts the
+/// whole model first, then quantize it. The reading and the quantization run on
+/// ctx.threads CPU threads (resolve_threads). report->seconds counts the
 /// quantization, not the reading. A KernelQuant quantized folder
 /// (save_quantized_model's output) is refused once loaded: InvalidArgument
 /// naming a quantized layer ("the model is already quantized ..."); load it

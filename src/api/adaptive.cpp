@@ -17,6 +17,7 @@
 #include "api/hold_unquantized.hpp"
 #include "api/layer_weight.hpp"
 #include "core/enum_name.hpp"
+#include "kernels/cpu/ops_threads.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/linear_w16.hpp"
@@ -356,6 +357,7 @@ double adaptive_reduction_limit(const AdaptiveOptions& o, DType held) {
 }
 
 AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
+  const cpu::OmpThreadsScope threads(resolve_threads(model.context().threads));  // the candidates' quantizations
   // Every check that needs no analysis first (options, layers, reachability).
   const std::vector<LinearSlot> slots = planned_slots(model, o);
   const PlanBytes bytes = plan_bytes(slots, o);

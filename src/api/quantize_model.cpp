@@ -15,6 +15,7 @@
 #include "api/awq.hpp"
 #include "api/hold_unquantized.hpp"
 #include "api/layer_weight.hpp"
+#include "kernels/cpu/ops_threads.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/linear_w16.hpp"
@@ -190,6 +191,7 @@ void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
 
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   const Model::InUse in_use(model, "quantize_model");  // it replaces the model's ops
+  const cpu::OmpThreadsScope threads(resolve_threads(model.context().threads));  // every region below, AWQ's too
   LayerQuantizer quantizer(options);
   check_layer_specs(model, options.layer_specs);
   model.check_linear_layers("quantize_model");

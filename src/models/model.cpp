@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "io/file_kind.hpp"
+#include "kernels/cpu/ops_threads.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/linear_w16.hpp"
@@ -120,6 +121,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) 
 
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, const LinearTransform& transform) {
   check_context(ctx);
+  const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // converting weights, `transform`
   std::error_code ec;
   if (dir.empty()) raise<InvalidArgument>("the model folder path is empty");
   // Not found, or a symbolic link loop / dangling link (said so: "not found" misled).
@@ -150,6 +152,7 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, c
 std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
                                      const LinearTransform& transform) {
   check_context(ctx);
+  const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // `transform`
   models::check_config(config, "Model::random: config", /*from_file=*/false);
   check_random_shapes(config, "Model::random");
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
@@ -163,6 +166,7 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, c
 std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64_t seed, const ExecContext& ctx,
                                                const std::string& mode, bool quantize_lm_head) {
   check_context(ctx);
+  const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // quantizing each random layer
   models::check_config(config, "Model::random_quantized: config", /*from_file=*/false);
   check_random_shapes(config, "Model::random_quantized");
   check_random_mode(mode, ctx.device);
@@ -188,6 +192,7 @@ void Model::to_device(const ExecContext& ctx) {
   const InUse in_use(*this, "Model::to_device");
   check_context(ctx);
   check_linear_layers("to_device");
+  const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));
   if (ctx_.device != Device::CPU && ctx.device == Device::CPU)
     raise<Unsupported>("moving a model from '{}' back to the CPU is not supported; load it again on the CPU",
                        device_name(ctx_.device));

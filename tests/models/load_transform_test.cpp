@@ -6,10 +6,12 @@
 // from do not stay resident once it is converted.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -233,6 +235,35 @@ TEST(ModelLoadTransform, Bf16PagesReadAreNotKeptResident) {
   const long file_kb = long(std::filesystem::file_size(file) / 1024);
   EXPECT_GE(at_lm_head, 0);
   EXPECT_LT(at_lm_head, file_kb / 4) << "of " << file_kb << " kB mapped";
+}
+
+// A LinearTransform (load_quantized quantizes each layer in one) and the load's
+// own weight conversions run on ctx.threads, not on OpenMP's default: the team
+// of a parallel region the transform starts without a thread count is
+// ctx.threads (it was the default, 4 here).
+TEST(ModelLoadTransform, TransformRunsOnTheContextsThreads) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(4);
+  std::vector<int> teams;
+  const LinearTransform probe = [&](const std::string&, std::unique_ptr<Linear> op) {
+    int team = 0;
+#pragma omp parallel
+    {
+#pragma omp single
+      team = omp_get_num_threads();
+    }
+    teams.push_back(team);
+    return op;
+  };
+  (void)Model::random(kq::testing::tiny_gpt2_config(), 1, ExecContext{Device::CPU, 1}, probe);
+  const size_t random_layers = teams.size();
+  (void)Model::load(kq::testing::demo_model(), ExecContext{Device::CPU, 2}, probe);
+  const int after = omp_get_max_threads();
+  omp_set_num_threads(saved);
+  ASSERT_GT(random_layers, 0u);
+  ASSERT_GT(teams.size(), random_layers);
+  for (size_t i = 0; i < teams.size(); ++i) EXPECT_EQ(teams[i], i < random_layers ? 1 : 2) << "layer call " << i;
+  EXPECT_EQ(after, 4);  // the caller's default is left as it was
 }
 
 }  // namespace
