@@ -20,8 +20,13 @@
 //      itself a vocabulary token is that token; otherwise apply BPE merges by
 //      rank (lowest rank first, leftmost first among equal ranks) until no
 //      merge applies; emit the ids of the resulting symbols.
-// No BOS/EOS is added (Tokenizer::prompt_prefix() says which Hugging Face
-// would add) and no other normalization is done.
+// Before step 2, a tokenizer.json normalizer of Unicode forms (NFC for Qwen2
+// and Qwen2.5; NFD, NFKC, NFKD, or a Sequence of them) is applied to the text
+// (with allow_special, to each part between added tokens) by utf8proc
+// (Unicode 15.0); ill-formed bytes stay as they are and the well-formed runs
+// around them are normalized on their own. No BOS/EOS is added
+// (Tokenizer::prompt_prefix() says which Hugging Face would add) and no other
+// normalization is done.
 //
 // SentencePiece-style tokenizer.json (Llama-2, TinyLlama, Mistral: BPE
 // converted from SentencePiece, byte_fallback) replaces steps 2-4: each
@@ -66,7 +71,8 @@
 // sequences never match; every maximal run of bytes that the regex leaves
 // between two matches becomes a pre-token of its own and is BPE-encoded byte
 // by byte like any other pre-token (each byte has a token). Hence for ANY byte
-// string x: decode(encode(x)) == x. Valid UTF-8 is never affected (GPT-2's and
+// string x: decode(encode(x)) == x, or x with its well-formed runs normalized
+// under a Unicode normalizer. Valid UTF-8 is never affected (GPT-2's and
 // Llama-3's regexes cover every valid character).
 #include <cstdint>
 #include <filesystem>
@@ -120,7 +126,8 @@ class Tokenizer {
   /// vocabulary. Throws Unsupported for a tokenizer.json that is not BPE of
   /// one of these kinds: byte-level whose pre_tokenizer is ByteLevel with the
   /// GPT-2 regex or Sequence [Split (behavior "Isolated", invert false),
-  /// ByteLevel with use_regex false], without a normalizer; SentencePiece-style
+  /// ByteLevel with use_regex false], without a normalizer or with one of
+  /// Unicode forms (NFC, NFD, NFKC, NFKD, or a Sequence of them); SentencePiece-style
   /// (see the header comment) with the normalizer Sequence [Prepend "▁",
   /// Replace " " -> "▁"] (or that Replace alone) and no pre_tokenizer, or no
   /// normalizer and a Metaspace pre_tokenizer with replacement "▁" and split

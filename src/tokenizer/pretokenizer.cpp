@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <string>
-#include <utility>
 
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
@@ -67,7 +66,6 @@ struct Pretokenizer::Compiled {
   pcre2_code* code = nullptr;
   bool jit = false;
   std::string pattern, source;  // for the messages of split()
-  std::vector<UnicodeForm> normalization;  // set_normalization
   ~Compiled() { pcre2_code_free(code); }
 };
 
@@ -93,14 +91,7 @@ Pretokenizer::~Pretokenizer() = default;
 
 bool Pretokenizer::jit() const { return c_->jit; }
 
-void Pretokenizer::set_normalization(std::vector<UnicodeForm> forms) { c_->normalization = std::move(forms); }
-
 void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& out) const {
-  if (!c_->normalization.empty()) {
-    thread_local std::string normalized;  // what the pieces view until this thread's next split()
-    normalized = normalize(text, c_->normalization);
-    text = normalized;
-  }
   MatchData m(c_->code);
   const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   const size_t n = text.size();

@@ -2,14 +2,11 @@
 // Pre-tokenization: splits text into "words" with a regex run by PCRE2 (UTF +
 // UCP, JIT when available): the GPT-2 one of openai/gpt-2 encoder.py (and of
 // Hugging Face's ByteLevel pre-tokenizer with use_regex), or the pattern of a
-// tokenizer.json's Split pre-tokenizer (Llama-3), after the Unicode
-// normalization of the tokenizer.json's normalizer, if any (Qwen2: NFC).
+// tokenizer.json's Split pre-tokenizer (Llama-3).
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "tokenizer/normalizer.hpp"
 
 namespace kq::tok {
 
@@ -35,28 +32,18 @@ class Pretokenizer {
   Pretokenizer(const Pretokenizer&) = delete;
   Pretokenizer& operator=(const Pretokenizer&) = delete;
 
-  /// Makes split() normalize the text by `forms`, in order, before splitting
-  /// it (tokenizer.json's NFC / NFD / NFKC / NFKD normalizer, or a Sequence of
-  /// them: tok::normalize), as Hugging Face pre-tokenizes the normalized text.
-  /// Call it before the pre-tokenizer is shared between threads (Tokenizer
-  /// construction does); empty `forms`: no normalization (the default).
-  void set_normalization(std::vector<UnicodeForm> forms);
-
   /// Appends the pre-tokens of `text` to `out`, in order: the matches of the
   /// pattern and the runs of bytes between them (Hugging Face's Split with
   /// behavior "Isolated"; empty pieces are dropped). The pieces cover `text`
-  /// exactly (their concatenation is `text`). With a normalization
-  /// (set_normalization) they cover the normalized text instead, which is
-  /// held in a buffer of the calling thread: the pieces stay valid until the
-  /// next split() on that thread. Bytes between matches are only
+  /// exactly (their concatenation is `text`). Bytes between matches are only
   /// possible for a pattern that does not match everything or for invalid
   /// UTF-8, which never matches. As the regex iterator of Hugging Face
   /// tokenizers (Oniguruma's find_iter), an empty match ends the run before
   /// it, and one right where the previous match ended is skipped by one
   /// character. Throws kq::Error if PCRE2 reports a matching error (resource
   /// limits: a pattern that backtracks catastrophically) naming the file that
-  /// gives the pattern, the pattern and the byte of `text` (of the normalized
-  /// text, with a normalization) where the failing match attempt started.
+  /// gives the pattern, the pattern and the byte of `text` where the failing
+  /// match attempt started.
   void split(std::string_view text, std::vector<std::string_view>& out) const;
 
   /// true when the pattern was JIT-compiled.

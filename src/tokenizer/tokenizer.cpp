@@ -110,6 +110,11 @@ void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& 
     cache.insert(word, ids.data() + start, ids.size() - start);
     return;
   }
+  std::string normalized;  // the pieces below view it when there is a normalizer
+  if (!normalization.empty()) {
+    normalized = tok::normalize(text, normalization);
+    text = normalized;
+  }
   std::vector<std::string_view> pieces;
   pieces.reserve(text.size() / 4 + 1);
   pre.split(text, pieces);

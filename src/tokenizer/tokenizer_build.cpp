@@ -192,7 +192,7 @@ tok::BpeModel::CharSymbols char_symbols(const Tokenizer::Impl& t, const tok::Tok
 
 std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::TokenizerSpec& spec) {
   auto t = std::make_shared<Impl>(spec.pretokenizer_regex, spec.pretokenizer_source);
-  t->pre.set_normalization(spec.normalization);  // tokenizer.json's NFC (Qwen2) etc., before the regex splits
+  t->normalization = spec.normalization;  // tokenizer.json's NFC (Qwen2) etc., before the regex splits
   t->source = spec.description;
   int64_t max_id = -1;
   for (const auto& [s, id] : spec.vocab) max_id = std::max<int64_t>(max_id, id);

@@ -12,6 +12,7 @@
 
 #include "kq/tokenizer.hpp"
 #include "tokenizer/bpe.hpp"
+#include "tokenizer/normalizer.hpp"
 #include "tokenizer/pretokenizer.hpp"
 #include "tokenizer/tokenizer_files.hpp"
 #include "tokenizer/word_cache.hpp"
@@ -35,6 +36,9 @@ struct Tokenizer::Impl {
   std::string source;  ///< which files it was built from (Tokenizer::source())
   tok::BpeModel bpe;
   tok::Pretokenizer pre;
+  /// tokenizer.json's Unicode normalizer (NFC for Qwen2; empty: none), applied
+  /// by encode_plain to each section of text before `pre` splits it.
+  std::vector<tok::UnicodeForm> normalization;
   /// SentencePiece-style (TokenizerSpec::sentencepiece): each section of text
   /// becomes one word by this rule (no regex), BPE starts from characters.
   std::optional<tok::MetaspaceRule> metaspace;
