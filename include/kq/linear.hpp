@@ -36,7 +36,9 @@ class Linear {
   virtual size_t weight_bytes() const = 0;
   /// Short format tag, e.g. "f32", "int8-w8a8", "nf4-b64-dq".
   virtual std::string format() const = 0;
-  /// The weight as the op computes with it, dequantized: F32 [N, K].
+  /// The weight as the op computes with it, dequantized: F32 [N, K]. The
+  /// library's ops return a copy (the FP32 op too): writing to it leaves the
+  /// op, and the model holding it, unchanged.
   virtual Tensor dequantized_weight() const = 0;
   /// Bias F32 [N], or an undefined tensor when the layer has none.
   virtual Tensor bias() const = 0;

@@ -3,11 +3,13 @@
 
 #include <cstdint>
 
+#include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 
 namespace kq {
 
 Tensor layer_weight_f32(const Linear& op, const std::string& layer) {
+  if (const Tensor* f32 = linear_f32_weight(op)) return *f32;  // shared (dequantized_weight() copies), read only
   const int64_t N = op.out_features(), K = op.in_features();
   Tensor w = op.dequantized_weight();
   constexpr const char* kWant = "a Linear returns its weight dequantized as F32 [out_features, in_features]";

@@ -9,7 +9,8 @@
 
 namespace kq {
 
-/// op.dequantized_weight() as F32 [op.out_features(), op.in_features()]: a
+/// op.dequantized_weight() as F32 [op.out_features(), op.in_features()] (an
+/// FP32 op's own weight, shared rather than copied: only read it): a
 /// BF16, F16 or F64 one converted to F32, an F32 one not 4-byte aligned
 /// copied. Throws InvalidArgument naming `layer` when it is undefined, of
 /// another dtype (an integer or FP8 one) or of another shape than the op's.

@@ -28,6 +28,11 @@ std::unique_ptr<Linear> make_linear_f32(Tensor weight, Tensor bias = {}, DType d
 /// embedding matrix, so its bytes are counted once.
 const float* linear_f32_weight_data(const Linear& op);
 
+/// The weight tensor itself (F32 [N, K], shared with the op, not copied) when `op` is an FP32 Linear, else
+/// nullptr: for the library's readers of the weight (quantizing) that must not copy it, as
+/// Linear::dequantized_weight() does. Callers only read it.
+const Tensor* linear_f32_weight(const Linear& op);
+
 /// The disk_dtype given to make_linear_f32 when `op` is an FP32 Linear, else DType::F32.
 DType linear_f32_disk_dtype(const Linear& op);
 

@@ -1,7 +1,7 @@
 // Findings of a C++ user of the installed library (round 17), each re-run
 // here: a folder saved with the lm_head quantized through
 // QuantizeOptions::layer_specs (without quantize_lm_head) that Model::load
-// refused.
+// refused; an FP32 op's dequantized_weight() that wrote through to the model.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -55,6 +55,21 @@ TEST(ApiUserRound17, LmHeadQuantizedByALayerSpecSavesAFolderThatLoads) {
   expect_head_override_round_trips(demo_model(), "fp8");
   if (!kq::testing::have_shared("models/llama-small")) GTEST_SKIP() << "shared models/llama-small not found";
   expect_head_override_round_trips(kq::testing::shared_dir() / "models/llama-small", "nf4");
+}
+
+// An unquantized (FP32) op returned its live weight from the const dequantized_weight(): writing to the tensor
+// changed the model's logits (quantized ops returned a copy). Every op returns a copy now.
+TEST(ApiUserRound17, WritingToDequantizedWeightLeavesTheModelUnchanged) {
+  auto m = Model::load(demo_model());
+  const std::vector<int32_t> ids{1, 17, 5, 42, 9, 3};
+  const std::vector<float> before = logits_of(*m, ids);
+  for (const LinearSlot& s : m->linear_layers()) {  // the tied lm_head's weight is the token embedding
+    ASSERT_EQ((*s.op)->format(), "f32") << s.name;
+    Tensor w = (*s.op)->dequantized_weight();
+    float* p = w.mutable_data<float>();
+    for (int64_t i = 0; i < w.numel(); ++i) p[i] = 1e3f;
+  }
+  EXPECT_EQ(logits_of(*m, ids), before);
 }
 
 }  // namespace

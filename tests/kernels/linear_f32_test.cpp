@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -97,7 +98,13 @@ TEST(LinearF32, SharesWeightAndCountsBytes) {
   auto op = make_linear_f32(w, b);
   EXPECT_EQ(op->weight_bytes(), size_t(12 * 8 * 4 + 12 * 4));
   EXPECT_EQ(op->format(), "f32");
-  EXPECT_EQ(op->dequantized_weight().data<float>(), w.data<float>());  // no copy
+  EXPECT_EQ(linear_f32_weight(*op)->data<float>(), w.data<float>());  // the op holds `w`, not a copy
+  // dequantized_weight() is a copy (it was a writable view of the op's weight: a const method changed the model).
+  Tensor d = op->dequantized_weight();
+  EXPECT_NE(d.data<float>(), w.data<float>());
+  EXPECT_TRUE(std::equal(w.data<float>(), w.data<float>() + w.numel(), d.data<float>()));
+  d.mutable_data<float>()[0] = w.data<float>()[0] + 1.0f;
+  EXPECT_NE(op->dequantized_weight().data<float>()[0], d.data<float>()[0]);
   EXPECT_EQ(op->bias().data<float>(), b.data<float>());
   EXPECT_EQ(linear_f32_weight_data(*op), w.data<float>());
   EXPECT_FALSE(make_linear_f32(w)->bias().defined());

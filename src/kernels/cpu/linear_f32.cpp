@@ -75,9 +75,10 @@ class LinearF32 final : public Linear {
 
   size_t weight_bytes() const override { return w_.nbytes() + (b_.defined() ? b_.nbytes() : 0); }
   std::string format() const override { return "f32"; }
-  Tensor dequantized_weight() const override { return w_; }
+  Tensor dequantized_weight() const override { return w_.clone(); }  // a copy: no write reaches the model
   Tensor bias() const override { return b_; }
 
+  const Tensor& weight() const { return w_; }
   const float* weight_data() const { return w_.data<float>(); }
   DType disk_dtype() const { return disk_dtype_; }
 
@@ -100,6 +101,11 @@ std::unique_ptr<Linear> make_linear_f32(Tensor weight, Tensor bias, DType disk_d
 const float* linear_f32_weight_data(const Linear& op) {
   const auto* f = dynamic_cast<const LinearF32*>(&op);
   return f ? f->weight_data() : nullptr;
+}
+
+const Tensor* linear_f32_weight(const Linear& op) {
+  const auto* f = dynamic_cast<const LinearF32*>(&op);
+  return f ? &f->weight() : nullptr;
 }
 
 DType linear_f32_disk_dtype(const Linear& op) {
