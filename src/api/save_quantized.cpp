@@ -20,6 +20,8 @@
 #include "io/json_strict.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/linear.hpp"
+#include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/optimizer.hpp"
@@ -70,14 +72,22 @@ void check_options_describe_model(Model& model, const QuantizeOptions& options) 
   } catch (const InvalidArgument& e) {
     raise<InvalidArgument>("save_quantized_model: QuantizeOptions::keep_patterns: keep pattern {}", e.what());
   }
-  constexpr std::string_view kPass = "pass the QuantizeOptions the model was quantized with";
   for (const LinearSlot& slot : model.linear_layers()) {
-    const QuantSpec* held = quantized_linear_spec(**slot.op);
-    const std::string held_name = held ? held->name() : fmt::format("not quantized ({})", (*slot.op)->format());
+    const Linear& op = **slot.op;
+    const QuantSpec* held = quantized_linear_spec(op);
+    // kq's dense ops are saved as the source's tensors; any other op that is not kq's quantized op is the
+    // caller's own (a wrapper, say), whose weights kq cannot write: the advice is then to put kq's op back.
+    const bool users_op = !held && !linear_f32_weight_data(op) && !linear_w16_weight(op);
+    const std::string held_name =
+        held       ? held->name()
+        : users_op ? fmt::format("a user-defined Linear (format '{}'), whose format kq cannot save,", op.format())
+                   : fmt::format("not quantized ({})", op.format());
+    const std::string_view advice = users_op ? "put kq's own op back into its LinearSlot before saving"
+                                             : "pass the QuantizeOptions the model was quantized with";
     if (const auto it = options.layer_specs.find(slot.name); it != options.layer_specs.end()) {
       if (held ? !it->second || it->second->name() != held->name() : it->second.has_value())
         raise<InvalidArgument>("save_quantized_model: layer '{}' is {} but QuantizeOptions::layer_specs says {}; {}",
-                               slot.name, held_name, it->second ? it->second->name() : "keep it", kPass);
+                               slot.name, held_name, it->second ? it->second->name() : "keep it", advice);
       continue;
     }
     const bool lm_head_kept = slot.is_lm_head && !options.quantize_lm_head;
@@ -86,21 +96,21 @@ void check_options_describe_model(Model& model, const QuantizeOptions& options) 
     if (held && lm_head_kept)
       raise<InvalidArgument>(
           "save_quantized_model: the lm_head '{}' is {} but QuantizeOptions::quantize_lm_head is false; {}", slot.name,
-          held_name, kPass);
+          held_name, advice);
     if (held && match != keep.end())
       raise<InvalidArgument>(
           "save_quantized_model: layer '{}' is {} but QuantizeOptions::keep_patterns '{}' matches it, which says it "
           "stays in high precision; {}",
-          slot.name, held_name, match->pattern(), kPass);
+          slot.name, held_name, match->pattern(), advice);
     if (!held && !lm_head_kept && match == keep.end())
       raise<InvalidArgument>(
           "save_quantized_model: layer '{}' is {} but the options say {}: no QuantizeOptions::keep_patterns entry "
           "matches it{}; {}",
           slot.name, held_name, options.spec.name(),
-          slot.is_lm_head ? " and QuantizeOptions::quantize_lm_head is true" : "", kPass);
+          slot.is_lm_head ? " and QuantizeOptions::quantize_lm_head is true" : "", advice);
     if (held && held->name() != options.spec.name())
       raise<InvalidArgument>("save_quantized_model: layer '{}' is {} but the options say {}; {}", slot.name,
-                             held_name, options.spec.name(), kPass);
+                             held_name, options.spec.name(), advice);
   }
 }
 

@@ -1,7 +1,8 @@
 // Findings of a C++ user of the installed library (round 17), each re-run
 // here: a folder saved with the lm_head quantized through
 // QuantizeOptions::layer_specs (without quantize_lm_head) that Model::load
-// refused; an FP32 op's dequantized_weight() that wrote through to the model.
+// refused; an FP32 op's dequantized_weight() that wrote through to the model;
+// a user-wrapped op that save_quantized_model called "not quantized".
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -70,6 +71,43 @@ TEST(ApiUserRound17, WritingToDequantizedWeightLeavesTheModelUnchanged) {
     for (int64_t i = 0; i < w.numel(); ++i) p[i] = 1e3f;
   }
   EXPECT_EQ(logits_of(*m, ids), before);
+}
+
+/// A user's Linear wrapping kq's op, as it is, under the format "wrap(<inner format>)".
+class WrapLinear final : public Linear {
+ public:
+  explicit WrapLinear(std::unique_ptr<Linear> inner) : inner_(std::move(inner)) {}
+  int64_t in_features() const override { return inner_->in_features(); }
+  int64_t out_features() const override { return inner_->out_features(); }
+  void forward(const float* x, int64_t M, float* y, const ExecContext& ctx) const override {
+    inner_->forward(x, M, y, ctx);
+  }
+  size_t weight_bytes() const override { return inner_->weight_bytes(); }
+  std::string format() const override { return "wrap(" + inner_->format() + ")"; }
+  Tensor dequantized_weight() const override { return inner_->dequantized_weight(); }
+  Tensor bias() const override { return inner_->bias(); }
+
+ private:
+  std::unique_ptr<Linear> inner_;
+};
+
+// A quantized layer wrapped by the caller was "not quantized (wrap(int8))", and the advice was to pass other
+// QuantizeOptions: it is a user-defined Linear whose format kq cannot save.
+TEST(ApiUserRound17, SavingAUserWrappedOpSaysWhatItIs) {
+  auto m = Model::load(demo_model());
+  const QuantizeOptions o{.spec = parse_quant_mode("int8")};
+  (void)quantize_model(*m, o);
+  const LinearSlot slot = m->linear_layers()[0];
+  *slot.op = std::make_unique<WrapLinear>(std::move(*slot.op));
+  TempDir tmp;
+  const std::string msg = kq::testing::error_of<InvalidArgument>([&] { save_quantized_model(*m, o, tmp.path / "q"); });
+  EXPECT_TRUE(kq::testing::has(msg, "save_quantized_model: layer '" + slot.name +
+                                        "' is a user-defined Linear (format 'wrap(int8)'), whose format kq "
+                                        "cannot save, but the options say int8"))
+      << msg;
+  EXPECT_TRUE(kq::testing::has(msg, "put kq's own op back into its LinearSlot before saving")) << msg;
+  EXPECT_FALSE(kq::testing::has(msg, "not quantized")) << msg;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path / "q"));
 }
 
 }  // namespace
