@@ -9,11 +9,13 @@ namespace kq {
 
 /// Supported architectures (config.json "model_type"). Mistral is the Llama
 /// architecture (same tensor names) with MistralConfig's defaults and
-/// sliding-window attention (ModelConfig::sliding_window).
-enum class Arch { GPT2, Llama, Mistral };
+/// sliding-window attention (ModelConfig::sliding_window). Qwen2 (Qwen2 and
+/// Qwen2.5) is the Llama architecture with biases on q/k/v_proj
+/// (ModelConfig::qkv_bias) and Qwen2Config's defaults.
+enum class Arch { GPT2, Llama, Mistral, Qwen2 };
 
-/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral"; "unknown(N)" for a value outside the enum
-/// (see dtype_name).
+/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2"; "unknown(N)" for a value outside
+/// the enum (see dtype_name).
 std::string arch_name(Arch a);
 
 /// RoPE frequency scaling: config.json "rope_scaling" (transformers 4: {"rope_type" or "type", ...}) or
@@ -71,6 +73,19 @@ std::string rope_type_name(RopeScaling::Type t);
 /// full causal attention, so kq caps max_positions at sliding_window (every
 /// evaluation window, generation and KV cache then fits in one window;
 /// size_keys.max_positions names "sliding_window"; context_limit_note).
+/// Qwen2 keys: Llama's, with Qwen2Config's defaults where they differ:
+/// num_key_value_heads = heads when absent or null, max_position_embeddings
+/// 32768; no attention_bias / mlp_bias: q/k/v_proj always have biases
+/// (qkv_bias), o_proj and the MLP never; use_sliding_window (default false),
+/// sliding_window (default 4096, null: none), max_window_layers (default 28)
+/// and layer_types (transformers >= 4.53; absent or null: layers >=
+/// max_window_layers are "sliding_attention"). Layers whose type is
+/// "sliding_attention" attend to the last sliding_window positions when
+/// use_sliding_window is true (the released Qwen2 / Qwen2.5 models: false,
+/// no window). When any layer would use the window, kq caps max_positions at
+/// sliding_window as for Mistral (full causal attention within one window is
+/// exactly the windowed attention, and the other layers' full attention);
+/// otherwise sliding_window is 0.
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;
@@ -83,12 +98,15 @@ struct ModelConfig {
   int64_t head_dim = 0;           ///< from config "head_dim" when present, else hidden/heads
   int64_t max_positions = 0;      ///< context length (n_positions / max_position_embeddings)
   double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
-  double rope_theta = 10000.0;    ///< Llama / Mistral only
-  /// Mistral's attention window in positions (0: none); max_positions is at most this (see above).
+  double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 only
+  /// Mistral's or Qwen2's attention window in positions (0: none); max_positions is at most this (see above).
   int64_t sliding_window = 0;
-  RopeScaling rope_scaling;       ///< Llama only: RoPE frequency scaling (Type::Default: none)
+  RopeScaling rope_scaling;       ///< Llama / Mistral / Qwen2 only: RoPE frequency scaling (Type::Default: none)
   bool tie_word_embeddings = true;
   bool attention_bias = false;    ///< attention projections have biases (Llama q/k/v/o; always true for GPT-2)
+  /// Llama architectures: q/k/v_proj have biases even without attention_bias, o_proj only with it (always true
+  /// for Qwen2, whose o_proj has none; false for the others). GPT-2: unused (attention_bias covers c_attn).
+  bool qkv_bias = false;
   bool mlp_bias = false;          ///< MLP projections have biases (Llama config key; always true for GPT-2)
   /// GPT-2 "gelu_new" or "gelu_pytorch_tanh" (tanh approximation) or "gelu" (exact erf); Llama "silu".
   std::string activation = "gelu_new";
@@ -106,11 +124,12 @@ struct ModelConfig {
 };
 
 /// " (config.json sliding_window W: ...)": why the context is max_positions, for messages about a size that
-/// does not fit, when it was capped at Mistral's sliding window (sliding_window > 0 and max_positions ==
-/// sliding_window); "" otherwise.
+/// does not fit, when it was capped at Mistral's or Qwen2's sliding window (sliding_window > 0 and
+/// max_positions == sliding_window); "" otherwise.
 std::string context_limit_note(const ModelConfig& c);
 
-/// Parses a config.json object ("gpt2", "llama" or "mistral"). `source` names the file in error messages.
+/// Parses a config.json object ("gpt2", "llama", "mistral" or "qwen2"). `source` names the file in error
+/// messages.
 /// Throws FormatError for unknown model_type (listing the supported ones),
 /// missing/invalid keys, a GPT-2 key and its alias with different values
 /// (naming both keys and values), inconsistent head counts (named by the keys
@@ -120,7 +139,10 @@ std::string context_limit_note(const ModelConfig& c);
 /// scaling key that is missing, not a number (original_max_position_embeddings:
 /// not a positive integer), not finite or not positive (each error names the
 /// key: "rope_scaling.factor"), a llama3 high_freq_factor equal to its
-/// low_freq_factor.
+/// low_freq_factor, a Qwen2 use_sliding_window that is not a boolean and, when
+/// it is true, a sliding_window that is not a positive integer, a
+/// max_window_layers that is not an integer >= 0, a layer_types that is not
+/// one "full_attention" or "sliding_attention" per layer.
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 
 /// Reads and parses DIR/config.json (strict JSON: duplicate keys rejected; a

@@ -1,5 +1,5 @@
-// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama.
-// Key names and defaults follow transformers' GPT2Config and LlamaConfig.
+// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2: Llama's architecture).
+// Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig and Qwen2Config.
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -25,6 +25,7 @@ std::string arch_name(Arch a) {
     case Arch::GPT2: return "gpt2";
     case Arch::Llama: return "llama";
     case Arch::Mistral: return "mistral";
+    case Arch::Qwen2: return "qwen2";
   }
   return std::string(unknown_enum_name(int64_t(a)));
 }
@@ -72,7 +73,7 @@ constexpr const char* kGpt2OnlyKeys[] = {"n_ctx"};
 constexpr const char* kLlamaOnlyKeys[] = {"num_key_value_heads", "rope_theta", "rope_parameters"};
 
 /// Reads config keys with uniform error messages "<source>: key 'k': ...".
-/// `type` is the config's model_type ("gpt2", "llama" or "mistral"), named when a
+/// `type` is the config's model_type ("gpt2", "llama", "mistral" or "qwen2"), named when a
 /// required key is missing.
 class Reader {
  public:
@@ -96,6 +97,18 @@ class Reader {
       missing(key);
     }
     return size_value(key, *v);
+  }
+  /// A non-negative integer (<= 2^31-1), `fallback` when absent or null.
+  int64_t count(const char* key, int64_t fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    const bool ok = v->is_number_unsigned() ? v->get<uint64_t>() <= uint64_t(kMaxSize)
+                    : v->is_number_integer() ? (v->get<int64_t>() >= 0 && v->get<int64_t>() <= kMaxSize)
+                                             : false;
+    if (!ok)
+      raise<FormatError>("{}: key '{}': expected an integer from 0 to {}, got {}", src_, key, kMaxSize,
+                         io::json_excerpt(*v));
+    return v->get<int64_t>();
   }
   /// Throws FormatError for the absent required `key` (`alts`: the other keys
   /// that would do; empty when none), naming the model_type, whether the key
@@ -322,24 +335,52 @@ void check_partial_rotary_factor(const Reader& r, const char* key, const json* v
                        r.source(), key, io::json_excerpt(*v));
 }
 
-/// A Llama config, or with `mistral` a Mistral one (MistralConfig's defaults; sliding_window).
-ModelConfig parse_llama(const Reader& r, bool mistral) {
+/// Whether any of Qwen2's `num_layers` layers attends within the sliding window: Qwen2Config's layer_types
+/// (transformers >= 4.53) when given, else layers >= max_window_layers (default 28) are "sliding_attention".
+/// Qwen2Config gives a layer a window only when use_sliding_window is true (the caller checked it). Throws
+/// FormatError for a max_window_layers that is not an integer >= 0, and a layer_types that is not an array of
+/// num_layers "full_attention" / "sliding_attention" strings.
+bool qwen2_any_sliding_layer(const Reader& r, int64_t num_layers) {
+  const int64_t max_window_layers = r.count("max_window_layers", 28);
+  const json* types = r.find("layer_types");
+  if (!types) return max_window_layers < num_layers;
+  if (!types->is_array() || int64_t(types->size()) != num_layers)
+    raise<FormatError>("{}: key 'layer_types': expected an array of num_hidden_layers = {} strings, got {}",
+                       r.source(), num_layers, io::json_excerpt(*types));
+  bool any = false;
+  for (size_t i = 0; i < types->size(); ++i) {
+    const json& t = (*types)[i];
+    const bool sliding = t.is_string() && t.get_ref<const std::string&>() == "sliding_attention";
+    if (!sliding && !(t.is_string() && t.get_ref<const std::string&>() == "full_attention"))
+      raise<FormatError>("{}: layer_types[{}] is {} (supported: \"full_attention\", \"sliding_attention\")",
+                         r.source(), i, io::json_excerpt(t));
+    any = any || sliding;
+  }
+  return any;
+}
+
+/// A Llama config, or a Mistral one (MistralConfig's defaults; sliding_window), or a Qwen2 one (Qwen2Config's
+/// defaults; q/k/v biases; use_sliding_window).
+ModelConfig parse_llama(const Reader& r, Arch arch) {
+  const bool mistral = arch == Arch::Mistral, qwen2 = arch == Arch::Qwen2;
   ModelConfig c;
-  c.arch = mistral ? Arch::Mistral : Arch::Llama;
+  c.arch = arch;
   c.size_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"};
   c.hidden_size = r.size("hidden_size");
   c.intermediate_size = r.size("intermediate_size");
   c.num_layers = r.size("num_hidden_layers");
   c.num_heads = r.size("num_attention_heads");
-  // MistralConfig: 8 when absent, the query heads when null; LlamaConfig: the query heads.
+  // MistralConfig: 8 when absent, the query heads when null; LlamaConfig and Qwen2Config: the query heads.
   c.num_kv_heads = r.size("num_key_value_heads", mistral && !r.is_null("num_key_value_heads") ? 8 : c.num_heads);
   c.vocab_size = r.size("vocab_size");
-  c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : 2048);  // the configs' defaults
-  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);                                     // both configs' default
+  c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);  // defaults
+  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);  // the three configs' default
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
-  // MistralConfig has no attention_bias / mlp_bias: its projections never have biases (the keys are ignored).
-  c.attention_bias = !mistral && r.boolean("attention_bias", false);
-  c.mlp_bias = !mistral && r.boolean("mlp_bias", false);
+  // MistralConfig and Qwen2Config have no attention_bias / mlp_bias (the keys are ignored): Mistral's
+  // projections never have biases; Qwen2's q/k/v_proj always have, its o_proj and MLP never.
+  c.attention_bias = arch == Arch::Llama && r.boolean("attention_bias", false);
+  c.mlp_bias = arch == Arch::Llama && r.boolean("mlp_bias", false);
+  c.qkv_bias = qwen2;
   c.activation = r.string("hidden_act", "silu");
   if (c.activation == "swish") c.activation = "silu";  // transformers' ACT2FN: the same function (x * sigmoid(x))
   if (c.activation != "silu")
@@ -393,6 +434,18 @@ ModelConfig parse_llama(const Reader& r, bool mistral) {
       c.size_keys.max_positions = "sliding_window";
     }
   }
+  // Qwen2's sliding window (Qwen2Config: none unless use_sliding_window; then 4096 when absent, none when
+  // null) on the layers layer_types / max_window_layers give it: capped as Mistral's when any layer has it.
+  if (qwen2 && r.boolean("use_sliding_window", false) && !r.is_null("sliding_window")) {
+    const int64_t window = r.size("sliding_window", 4096);
+    if (qwen2_any_sliding_layer(r, c.num_layers)) {
+      c.sliding_window = window;
+      if (c.sliding_window < c.max_positions) {
+        c.max_positions = c.sliding_window;
+        c.size_keys.max_positions = "sliding_window";
+      }
+    }
+  }
   return c;
 }
 
@@ -405,14 +458,14 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   ModelConfig c;
   if (type == "gpt2") {
     c = parse_gpt2(r);
-  } else if (type == "llama" || type == "mistral") {
-    c = parse_llama(r, type == "mistral");
+  } else if (type == "llama" || type == "mistral" || type == "qwen2") {
+    c = parse_llama(r, type == "mistral" ? Arch::Mistral : type == "qwen2" ? Arch::Qwen2 : Arch::Llama);
   } else if (type.empty()) {
     const auto it = j.find("model_type");
-    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral)", source,
+    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2)", source,
                        it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
   } else {
-    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral)", source,
+    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2)", source,
                        io::text_excerpt(type));
   }
   // transformers 5 writes "dtype"; older versions "torch_dtype".
@@ -422,9 +475,11 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 
 std::string context_limit_note(const ModelConfig& c) {
   if (c.sliding_window <= 0 || c.max_positions != c.sliding_window) return {};
-  return fmt::format(" (config.json sliding_window {}: each position attends to the last {} only, which kq runs "
+  // Qwen2: only the layers use_sliding_window with max_window_layers / layer_types gives the window.
+  const char* layers = c.arch == Arch::Qwen2 ? " in its sliding-window layers (max_window_layers / layer_types)" : "";
+  return fmt::format(" (config.json sliding_window {}: each position attends to the last {} only{}, which kq runs "
                      "as full causal attention within one window, so the context is capped at {} positions)",
-                     c.sliding_window, c.sliding_window, c.sliding_window);
+                     c.sliding_window, c.sliding_window, layers, c.sliding_window);
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {

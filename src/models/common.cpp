@@ -34,8 +34,8 @@ void check_rope_scaling(const RopeScaling& s, const std::string& where) {
 
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
-  if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral)
-    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama or mistral)", where, int(c.arch));
+  if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2)
+    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral or qwen2)", where, int(c.arch));
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
                                                    {"intermediate_size", c.intermediate_size},
@@ -71,7 +71,8 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
     check_rope_scaling<E>(c.rope_scaling, where);
     if (c.activation != "silu")
       raise<Unsupported>("{}: {} activation '{}' is not supported (silu)", where,
-                         c.arch == Arch::Mistral ? "Mistral" : "Llama", c.activation);
+                         c.arch == Arch::Mistral ? "Mistral" : c.arch == Arch::Qwen2 ? "Qwen2" : "Llama",
+                         c.activation);
   }
 }
 }  // namespace

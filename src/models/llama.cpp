@@ -1,6 +1,7 @@
 // Llama (Touvron et al. 2023): RMSNorm pre-norm blocks, rotary position
 // embeddings (rotate_half convention), grouped-query attention, SwiGLU MLP.
-// Weights follow transformers' LlamaForCausalLM.
+// Weights follow transformers' LlamaForCausalLM (also MistralForCausalLM and
+// Qwen2ForCausalLM: the same tensor names; Qwen2's q/k/v_proj have biases).
 #include <algorithm>
 #include <cmath>
 
@@ -70,9 +71,11 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
                                                 w.disk_dtype(p + m + ".weight")));
     };
     b.input_norm.host = w.get(p + "input_layernorm.weight", {d}, Init::Ones);
-    b.q_proj = linear("self_attn.q_proj", q_dim, d, c.attention_bias);
-    b.k_proj = linear("self_attn.k_proj", kv_dim, d, c.attention_bias);
-    b.v_proj = linear("self_attn.v_proj", kv_dim, d, c.attention_bias);
+    // Qwen2: biases on q/k/v_proj only (qkv_bias); Llama's attention_bias: on all four.
+    const bool qkv_bias = c.attention_bias || c.qkv_bias;
+    b.q_proj = linear("self_attn.q_proj", q_dim, d, qkv_bias);
+    b.k_proj = linear("self_attn.k_proj", kv_dim, d, qkv_bias);
+    b.v_proj = linear("self_attn.v_proj", kv_dim, d, qkv_bias);
     b.o_proj = linear("self_attn.o_proj", d, q_dim, c.attention_bias);
     b.post_attention_norm.host = w.get(p + "post_attention_layernorm.weight", {d}, Init::Ones);
     b.gate_proj = linear("mlp.gate_proj", ffn, d, c.mlp_bias);

@@ -397,6 +397,170 @@ TEST(Config, MistralRejections) {
   expect_bad(j, {"RoPE scaling type 'yarn'"});
 }
 
+// Qwen2.5-0.5B's config.json: GQA 14/2, tied embeddings, no sliding window (use_sliding_window false).
+const char* kQwen25 = R"({
+  "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+  "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 896, "initializer_range": 0.02,
+  "intermediate_size": 4864, "max_position_embeddings": 32768, "max_window_layers": 24, "model_type": "qwen2",
+  "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+  "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+  "transformers_version": "4.40.1", "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})";
+
+TEST(Config, Qwen2IsLlamaWithQkvBiasesAndItsDefaults) {
+  ModelConfig c = parse(json::parse(kQwen25));
+  EXPECT_EQ(c.arch, Arch::Qwen2);
+  EXPECT_EQ(arch_name(c.arch), "qwen2");
+  EXPECT_EQ(c.hidden_size, 896);
+  EXPECT_EQ(c.num_layers, 24);
+  EXPECT_EQ(c.num_heads, 14);
+  EXPECT_EQ(c.num_kv_heads, 2);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.vocab_size, 151936);
+  EXPECT_EQ(c.norm_eps, 1e-6);
+  EXPECT_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.activation, "silu");
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_TRUE(c.qkv_bias);  // q/k/v_proj have biases, o_proj and the MLP none
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_FALSE(c.mlp_bias);
+  EXPECT_EQ(c.sliding_window, 0);  // use_sliding_window false: no window whatever sliding_window says
+  EXPECT_EQ(c.max_positions, 32768);
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(context_limit_note(c), "");
+
+  // Qwen2Config has no attention_bias / mlp_bias: the keys change nothing.
+  json j = json::parse(kQwen25);
+  j["attention_bias"] = true;
+  j["mlp_bias"] = true;
+  c = parse(j);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_FALSE(c.mlp_bias);
+  j["attention_bias"] = false;
+  EXPECT_TRUE(parse(j).qkv_bias);
+
+  // Qwen2Config's defaults (transformers): kv heads = heads (absent or null), 32768 positions, eps 1e-6,
+  // untied, theta 10000, no window.
+  j = json{{"model_type", "qwen2"}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
+           {"num_attention_heads", 16}, {"vocab_size", 1000}};
+  c = parse(j);
+  EXPECT_EQ(c.num_kv_heads, 16);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.max_positions, 32768);
+  EXPECT_EQ(c.norm_eps, 1e-6);
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_TRUE(c.qkv_bias);
+  j["num_key_value_heads"] = nullptr;
+  EXPECT_EQ(parse(j).num_kv_heads, 16);
+  j["num_key_value_heads"] = 4;
+  EXPECT_EQ(parse(j).num_kv_heads, 4);
+  // RoPE scaling is read as for llama.
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 4}};
+  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Linear);
+
+  // Llama and Mistral have no qkv_bias: Llama's attention_bias covers all four projections.
+  j = json::parse(kLlama4);
+  EXPECT_FALSE(parse(j).qkv_bias);
+  j["attention_bias"] = true;
+  EXPECT_FALSE(parse(j).qkv_bias);
+  EXPECT_TRUE(parse(j).attention_bias);
+  EXPECT_FALSE(parse(json::parse(kMistral01)).qkv_bias);
+}
+
+// Qwen2's sliding window: only with use_sliding_window, on the layers >= max_window_layers (or those layer_types
+// names "sliding_attention"); when any layer has it, the context is capped at it as for Mistral.
+TEST(Config, Qwen2SlidingWindowOnlyWhenALayerUsesIt) {
+  json j = json::parse(kQwen25);
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 4096;
+  ModelConfig c = parse(j);  // max_window_layers 24 of 24 layers: no layer has the window
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.max_positions, 32768);
+  j["max_window_layers"] = 21;  // layers 21, 22, 23
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
+  const std::string note = context_limit_note(c);
+  EXPECT_NE(note.find("config.json sliding_window 4096: each position attends to the last 4096 only in its "
+                      "sliding-window layers (max_window_layers / layer_types)"),
+            std::string::npos)
+      << note;
+  j["max_window_layers"] = 0;  // every layer
+  EXPECT_EQ(parse(j).max_positions, 4096);
+  j.erase("max_window_layers");  // Qwen2Config's default 28 >= 24 layers: none
+  EXPECT_EQ(parse(j).sliding_window, 0);
+  j["num_hidden_layers"] = 32;  // layers 28 to 31
+  EXPECT_EQ(parse(j).sliding_window, 4096);
+  j.erase("sliding_window");  // Qwen2Config's default 4096
+  EXPECT_EQ(parse(j).sliding_window, 4096);
+  j["sliding_window"] = nullptr;  // none
+  EXPECT_EQ(parse(j).sliding_window, 0);
+  EXPECT_EQ(parse(j).max_positions, 32768);
+  j["sliding_window"] = 100000;  // longer than the context: nothing capped
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 100000);
+  EXPECT_EQ(c.max_positions, 32768);
+  j["sliding_window"] = 4096;
+  j["use_sliding_window"] = false;
+  EXPECT_EQ(parse(j).sliding_window, 0);
+  j.erase("use_sliding_window");  // default false
+  EXPECT_EQ(parse(j).sliding_window, 0);
+
+  // layer_types (transformers >= 4.53) says which layers have it, instead of max_window_layers.
+  j = json::parse(kQwen25);
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 4096;
+  j["max_window_layers"] = 0;
+  j["layer_types"] = std::vector<std::string>(24, "full_attention");
+  EXPECT_EQ(parse(j).sliding_window, 0);
+  j["layer_types"][5] = "sliding_attention";
+  EXPECT_EQ(parse(j).max_positions, 4096);
+  j["use_sliding_window"] = false;  // Qwen2Config: no window at all without use_sliding_window
+  EXPECT_EQ(parse(j).sliding_window, 0);
+  j["use_sliding_window"] = true;
+  j["layer_types"] = nullptr;  // null: from max_window_layers
+  EXPECT_EQ(parse(j).sliding_window, 4096);
+}
+
+TEST(Config, Qwen2Rejections) {
+  json j = json::parse(kQwen25);
+  j["use_sliding_window"] = "yes";
+  expect_bad(j, {"key 'use_sliding_window': expected true/false"});
+  j["use_sliding_window"] = true;
+  for (const json& bad : {json(0), json(-4096), json(4096.5), json("4096")}) {
+    j["sliding_window"] = bad;
+    expect_bad(j, {"key 'sliding_window': expected a positive integer"});
+  }
+  j["sliding_window"] = 4096;
+  for (const json& bad : {json(-1), json(2.5), json("28"), json(true)}) {
+    j["max_window_layers"] = bad;
+    expect_bad(j, {"key 'max_window_layers': expected an integer from 0 to 2147483647"});
+  }
+  j["max_window_layers"] = 24;
+  j["layer_types"] = std::vector<std::string>(23, "full_attention");
+  expect_bad(j, {"key 'layer_types': expected an array of num_hidden_layers = 24 strings"});
+  j["layer_types"] = "full_attention";
+  expect_bad(j, {"key 'layer_types': expected an array of num_hidden_layers = 24 strings"});
+  j["layer_types"] = std::vector<std::string>(24, "full_attention");
+  j["layer_types"][3] = "chunked_attention";
+  expect_bad(j, {"layer_types[3] is \"chunked_attention\" (supported: \"full_attention\", \"sliding_attention\")"});
+  j = json::parse(kQwen25);
+  j["hidden_act"] = "gelu";
+  expect_bad(j, {"hidden_act 'gelu' is not supported for qwen2"});
+  j = json::parse(kQwen25);
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"original_max_position_embeddings", 32768}};
+  expect_bad(j, {"RoPE scaling type 'yarn'"});
+  j = json::parse(kQwen25);
+  j.erase("hidden_size");
+  expect_bad(j, {"model_type 'qwen2' requires key 'hidden_size', which is missing"});
+  j = json::parse(kQwen25);
+  j["num_key_value_heads"] = 4;  // does not divide 14
+  expect_bad(j, {"num_attention_heads 14 is not a multiple of num_key_value_heads 4"});
+}
+
 // Fresh-user finding (round 14): partial_rotary_factor (transformers rotates only that fraction of head_dim)
 // was ignored; kq rotates the whole head_dim, so any other value is refused, naming the file and the key.
 TEST(Config, LlamaPartialRotaryFactorOtherThanOneIsRefused) {
@@ -483,7 +647,7 @@ TEST(Config, RequiredKeyThatIsNullIsSaidToBeNull) {
   j["hidden_size"] = nullptr;
   expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is null"});
   j["model_type"] = nullptr;
-  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral)"});
+  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2)"});
 }
 
 // Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
@@ -564,10 +728,10 @@ TEST(Config, SizeKeysAreTheKeysTheFileUses) {
 
 TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
-  j["model_type"] = "qwen2";
-  expect_bad(j, {"unsupported model_type 'qwen2'", "supported: gpt2, llama, mistral"});
+  j["model_type"] = "qwen3";
+  expect_bad(j, {"unsupported model_type 'qwen3'", "supported: gpt2, llama, mistral, qwen2"});
   j.erase("model_type");
-  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral"});
+  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2"});
   expect_bad(json::array(), {"not a JSON object"});
 }
 

@@ -21,6 +21,7 @@
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/quantize.hpp"
+#include "models/llama_variant.hpp"
 #ifdef KQ_WITH_CUDA
 #include "gpu/cuda_linear.hpp"
 #endif
@@ -363,6 +364,59 @@ TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
         EXPECT_LE(rel_l2(w.data<float>(), q_weight_cpu[i].data<float>(), size_t(w.numel())), 5e-3) << mode;
         ++i;
       }
+  }
+}
+
+// Qwen2 (llama-small as model_type qwen2, random q/k/v_proj biases, none on o_proj and the MLP) on the device,
+// BF16 and INT8: the q/k/v group is fused with its members' biases one after the other (fuse_cuda_linears'
+// concat_bias), each part reads back its own bias, and the logits are the CPU model's within the tolerances of
+// the tests above.
+TEST(ModelCuda, Qwen2QkvBiasesMatchCpu) {
+  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_SHARED("models/llama-small");
+  kq::testing::TempDir tmp;
+  const auto dir = kq::testing::llama_small_as_qwen2(tmp.path / "qwen2", kq::testing::llama_small_qkv_biases(7));
+  for (const std::string mode : {"bf16", "int8"}) {
+    auto m = Model::load(dir, kCpu);
+    ASSERT_EQ(m->config().arch, Arch::Qwen2);
+    bool activations = false;
+    if (mode != "bf16") {
+      const QuantSpec spec = parse_quant_mode(mode);
+      activations = spec.quantize_activations;
+      for (const LinearSlot& s : m->linear_layers())
+        if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+    }
+    const int64_t V = m->config().vocab_size, n = 40;
+    const auto t = tokens_for(6, n, V);
+    const auto want = full_pass(*m, t);
+    std::map<std::string, Tensor> cpu_bias;
+    for (const LinearSlot& s : m->linear_layers())
+      if (const Tensor b = (*s.op)->bias(); b.defined()) cpu_bias[s.name] = b.clone();
+    EXPECT_EQ(cpu_bias.size(), 3u * size_t(m->config().num_layers)) << mode << ": q, k, v of every layer";
+    m->to_device(kCuda);
+    int fused = 0;
+#ifdef KQ_WITH_CUDA
+    for (const LinearSlot& s : m->linear_layers())
+      fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
+#endif
+    EXPECT_EQ(fused, 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
+    for (const LinearSlot& s : m->linear_layers()) {
+      const Tensor b = (*s.op)->bias();
+      const auto it = cpu_bias.find(s.name);
+      ASSERT_EQ(b.defined(), it != cpu_bias.end()) << mode << ": " << s.name;
+      if (!b.defined()) continue;
+      ASSERT_EQ(b.numel(), it->second.numel()) << mode << ": " << s.name;
+      for (int64_t i = 0; i < b.numel(); ++i)
+        ASSERT_EQ(b.data<float>()[i], it->second.data<float>()[i]) << mode << ": " << s.name << " [" << i << "]";
+    }
+    const auto got = full_pass(*m, t);
+    const double err = rel_l2(got.data(), want.data(), want.size());
+    std::printf("qwen2 llama-small %s: GPU vs CPU logits, relative L2 %.3g\n", mode.c_str(), err);
+    EXPECT_LE(err, mode == "bf16" ? 1e-2 : activations ? 8e-2 : 3e-2) << mode;
+    if (mode == "bf16") {
+      for (int64_t i = 0; i < n; ++i)
+        EXPECT_LE(rel_l2(got.data() + i * V, want.data() + i * V, size_t(V)), 1.5e-2) << "row " << i;
+    }
   }
 }
 
