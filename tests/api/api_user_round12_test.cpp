@@ -80,7 +80,7 @@ TEST(ApiUserRound12, OutOfRangeEnumValuesAreNamedUnknown) {
   EXPECT_EQ(scale_granularity_name(ScaleGranularity(9)), "unknown(9)");
   EXPECT_EQ(quant_family_name(QuantFamily(9)), "unknown(9)");
   EXPECT_EQ(dtype_name(DType(200)), "unknown(200)");
-  EXPECT_EQ(arch_name(Arch(3)), "unknown(3)");
+  EXPECT_EQ(arch_name(Arch(9)), "unknown(9)");
   EXPECT_EQ(allocation_strategy_name(AllocationStrategy(9)), "unknown(9)");
   EXPECT_EQ(device_name(Device::CUDA), "cuda");
   EXPECT_EQ(fp8_format_name(FP8Format::E5M2), "e5m2");
