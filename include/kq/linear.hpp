@@ -40,7 +40,8 @@ class Linear {
   /// library's ops return a copy (the FP32 op too): writing to it leaves the
   /// op, and the model holding it, unchanged.
   virtual Tensor dequantized_weight() const = 0;
-  /// Bias F32 [N], or an undefined tensor when the layer has none.
+  /// Bias F32 [N], or an undefined tensor when the layer has none. A copy, as
+  /// dequantized_weight() is: writing to it leaves the op unchanged.
   virtual Tensor bias() const = 0;
   /// Adds the dense tensors holding this op's weights to `out`, named
   /// `prefix` + suffix (quantized ops: ".qweight" codes, ".scales", ".zeros",

@@ -20,7 +20,8 @@ namespace kq {
 /// over before quantization. Use text the quality is not reported on (e.g.
 /// WikiText-2 *valid* when reporting on *test*).
 struct CalibrationOptions {
-  /// Token ids of the calibration text (Tokenizer::encode); empty = none.
+  /// Token ids of the calibration text (Tokenizer::encode); empty = none. AWQ
+  /// needs at least 2 (of the first max_tokens); a few thousand give reliable scales.
   std::vector<int32_t> tokens;
   /// Tokens per forward window, each starting at position 0 (0 = min(512, the model's context)).
   int64_t window = 0;
@@ -123,7 +124,7 @@ struct QuantizeReport {
 /// (Model::check_linear_layers, before anything is quantized), a layer to
 /// quantize whose op's dequantized_weight() is undefined, not a float tensor
 /// or not [out_features, in_features] (named; BF16 / F16 ones are converted),
-/// an already-quantized layer (named), an AWQ mode without calibration tokens,
+/// an already-quantized layer (named), an AWQ mode with fewer than 2 calibration tokens,
 /// with a calibration token outside [0, vocab_size) (naming
 /// QuantizeOptions::calibration.tokens and the index) or with a
 /// CalibrationOptions::grid outside [1, kMaxAwqGrid] (named; both checked

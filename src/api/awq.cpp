@@ -201,6 +201,12 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
     raise<InvalidArgument>("calibration search_rows and max_tokens must be >= 1 (got {} and {})",
                            options.search_rows, options.max_tokens);
   const int64_t total = std::min<int64_t>(int64_t(tokens.size()), options.max_tokens);
+  // Position 0 alone (the attention sink, an outlier row) would decide every scale.
+  if (total < 2)
+    raise<InvalidArgument>("AWQ needs at least 2 calibration tokens ({}): the first position alone is no statistic "
+                           "of the model's activations",
+                           tokens.size() < 2 ? "QuantizeOptions::calibration.tokens holds 1"
+                                             : "QuantizeOptions::calibration.max_tokens is 1");
   const int64_t stride = std::max<int64_t>(1, total / options.search_rows);
 
   std::map<std::string, ActivationStats> stats;

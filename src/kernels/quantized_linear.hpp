@@ -53,7 +53,7 @@ class QuantizedLinear : public Linear {
   /// F32 [N, K]: the stored weight dequantized, rounded to bf16 when the
   /// compute dtype is BF16 (the values the multiply actually uses).
   Tensor dequantized_weight() const override;
-  Tensor bias() const override { return bias_; }
+  Tensor bias() const override { return bias_.defined() ? bias_.clone() : Tensor(); }  // a copy
   void export_tensors(const std::string& prefix, std::map<std::string, Tensor>& out) const override;
 
   const PackedWeight& packed() const { return w_; }

@@ -73,6 +73,43 @@ TEST(ApiUserRound17, WritingToDequantizedWeightLeavesTheModelUnchanged) {
   EXPECT_EQ(logits_of(*m, ids), before);
 }
 
+TEST(ApiUserRound17, WritingToBiasLeavesTheModelUnchanged) {
+  for (const char* mode : {"", "int8", "nf4"}) {
+    SCOPED_TRACE(*mode ? mode : "f32");
+    auto m = Model::load(demo_model());
+    if (*mode) quantize_model(*m, QuantizeOptions{.spec = parse_quant_mode(mode)});
+    const std::vector<int32_t> ids{1, 17, 5, 42, 9, 3};
+    const std::vector<float> before = logits_of(*m, ids);
+    int with_bias = 0;
+    for (const LinearSlot& s : m->linear_layers()) {
+      Tensor b = (*s.op)->bias();
+      if (!b.defined()) continue;
+      ++with_bias;
+      float* p = b.mutable_data<float>();
+      for (int64_t i = 0; i < b.numel(); ++i) p[i] = 1e3f;
+    }
+    EXPECT_GT(with_bias, 0) << "GPT-2's linear layers carry biases";
+    EXPECT_EQ(logits_of(*m, ids), before);
+  }
+}
+
+TEST(ApiUserRound17, AwqRefusesASingleCalibrationToken) {
+  auto m = Model::load(demo_model());
+  for (const CalibrationOptions& c :
+       {CalibrationOptions{.tokens = {5}}, CalibrationOptions{.tokens = {5, 6, 7}, .max_tokens = 1}}) {
+    try {
+      quantize_model(*m, {.spec = parse_quant_mode("awq"), .calibration = c});
+      ADD_FAILURE() << "one calibration token was accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("at least 2 calibration tokens"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.tokens.size() == 1 ? "calibration.tokens" : "calibration.max_tokens"),
+                std::string::npos) << e.what();
+    }
+  }
+  for (const LinearSlot& s : m->linear_layers()) EXPECT_EQ((*s.op)->format(), "f32") << s.name;
+  quantize_model(*m, {.spec = parse_quant_mode("awq"), .calibration = {.tokens = {5, 6}}});  // 2 are enough
+}
+
 /// A user's Linear wrapping kq's op, as it is, under the format "wrap(<inner format>)".
 class WrapLinear final : public Linear {
  public:

@@ -105,7 +105,9 @@ TEST(LinearF32, SharesWeightAndCountsBytes) {
   EXPECT_TRUE(std::equal(w.data<float>(), w.data<float>() + w.numel(), d.data<float>()));
   d.mutable_data<float>()[0] = w.data<float>()[0] + 1.0f;
   EXPECT_NE(op->dequantized_weight().data<float>()[0], d.data<float>()[0]);
-  EXPECT_EQ(op->bias().data<float>(), b.data<float>());
+  // bias() is a copy too, with the same values.
+  EXPECT_NE(op->bias().data<float>(), b.data<float>());
+  EXPECT_TRUE(std::equal(b.data<float>(), b.data<float>() + b.numel(), op->bias().data<float>()));
   EXPECT_EQ(linear_f32_weight_data(*op), w.data<float>());
   EXPECT_FALSE(make_linear_f32(w)->bias().defined());
 }

@@ -76,7 +76,7 @@ class LinearF32 final : public Linear {
   size_t weight_bytes() const override { return w_.nbytes() + (b_.defined() ? b_.nbytes() : 0); }
   std::string format() const override { return "f32"; }
   Tensor dequantized_weight() const override { return w_.clone(); }  // a copy: no write reaches the model
-  Tensor bias() const override { return b_; }
+  Tensor bias() const override { return b_.defined() ? b_.clone() : Tensor(); }  // a copy, as dequantized_weight()
 
   const Tensor& weight() const { return w_; }
   const float* weight_data() const { return w_.data<float>(); }

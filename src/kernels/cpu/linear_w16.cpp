@@ -34,7 +34,7 @@ class LinearW16 final : public Linear {
   size_t weight_bytes() const override { return w_.nbytes() + (b_.defined() ? b_.nbytes() : 0); }
   std::string format() const override { return w_.dtype() == DType::BF16 ? "bf16" : "f16"; }
   Tensor dequantized_weight() const override { return w_.to_f32(); }
-  Tensor bias() const override { return b_; }
+  Tensor bias() const override { return b_.defined() ? b_.clone() : Tensor(); }  // a copy, as dequantized_weight()
 
   const Tensor& weight() const { return w_; }
 
