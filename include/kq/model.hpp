@@ -179,8 +179,10 @@ class Model {
   /// config or tensor, a wrong shape or a non-float dtype, and naming
   /// config.json and the key, before anything is allocated per layer, for a
   /// layer count above the layers the safetensors files hold or an embedding
-  /// (or Llama layer-0 attention) shape that contradicts the config's sizes; Unsupported for an
-  /// activation other than gelu_new, gelu_pytorch_tanh or gelu (GPT-2) / silu (Llama), for CUDA in a
+  /// (or Llama layer-0 attention) shape that contradicts the config's sizes, and naming config.json
+  /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2, a RoPE type
+  /// other than default / llama3 / linear, an activation other than gelu_new, gelu_pytorch_tanh or gelu
+  /// (GPT-2) / silu (Llama); see parse_model_config); Unsupported for CUDA in a
   /// CPU-only build or without a usable device, or for a format or activation
   /// the GPU path lacks (exact-erf GELU). Throws InvalidArgument for an empty `dir`
   /// path, for a ctx.device that is not a Device value (e.g. Device(7)) and for
