@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,6 @@
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
 #include "kq/optimizer.hpp"
-#include "kq/warning.hpp"
 #include "models/llama_variant.hpp"
 
 namespace kq {
@@ -80,11 +80,12 @@ TEST(Qwen2Quantize, Int8FolderKeepsTheBiasesAndReloadsToTheSameLogits) {
     }
     for (const std::string& n : store.names()) EXPECT_FALSE(n.ends_with(".bias") && !biases.count(n)) << n;
   }
-  std::vector<std::string> warnings;
-  const WarningHandler old = set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
-  auto reloaded = Model::load(out, kCpu);
-  set_warning_handler(old);
-  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  std::unique_ptr<Model> reloaded;
+  {
+    testing::CapturedWarnings warnings;
+    reloaded = Model::load(out, kCpu);
+    EXPECT_TRUE(warnings.list.empty()) << warnings.list.front();
+  }
   EXPECT_EQ(reloaded->config().arch, Arch::Qwen2);
   expect_qkv_biases(*reloaded, biases, "reloaded");
   EXPECT_EQ(logits_of(*reloaded, tokens), want);

@@ -1,7 +1,7 @@
 #pragma once
 // Small helpers the test programs share: substring checks and counts, writing and
 // reading whole files, the shipped demo model, the message of an expected
-// exception, a tiny model shape.
+// exception, captured warnings, a tiny model shape.
 #include <gtest/gtest.h>
 
 #include <cstddef>
@@ -10,8 +10,10 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "kq/config.hpp"
+#include "kq/warning.hpp"
 
 namespace kq::testing {
 
@@ -55,6 +57,22 @@ std::string error_of(const std::function<void()>& f) {
   ADD_FAILURE() << "no exception";
   return {};
 }
+
+/// Collects the library's warnings (kq::set_warning_handler) from its
+/// construction to its destruction, which puts the previous handler back
+/// (also when the test throws).
+class CapturedWarnings {
+ public:
+  CapturedWarnings() : previous_(set_warning_handler([this](const std::string& w) { list.push_back(w); })) {}
+  ~CapturedWarnings() { set_warning_handler(previous_); }
+  CapturedWarnings(const CapturedWarnings&) = delete;
+  CapturedWarnings& operator=(const CapturedWarnings&) = delete;
+
+  std::vector<std::string> list;  ///< the warnings so far, in order
+
+ private:
+  WarningHandler previous_;
+};
 
 /// A small consistent GPT-2 shape (ModelConfig's defaults: gelu_new, tied
 /// lm_head, eps 1e-5) for Model::random / random_quantized: vocab 64, hidden

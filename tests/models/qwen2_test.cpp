@@ -12,7 +12,6 @@
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
-#include "kq/warning.hpp"
 #include "models/llama_variant.hpp"
 
 namespace kq {
@@ -23,15 +22,9 @@ namespace {
 /// all_logits(dir, tokens), with the warnings of the load and run in `warnings`.
 std::vector<float> logits_and_warnings(const std::filesystem::path& dir, const std::vector<int32_t>& tokens,
                                        std::vector<std::string>& warnings) {
-  const WarningHandler old = set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
-  std::vector<float> out;
-  try {
-    out = testing::all_logits(dir, tokens);
-  } catch (...) {
-    set_warning_handler(old);
-    throw;
-  }
-  set_warning_handler(old);
+  testing::CapturedWarnings captured;
+  std::vector<float> out = testing::all_logits(dir, tokens);
+  warnings.insert(warnings.end(), captured.list.begin(), captured.list.end());
   return out;
 }
 

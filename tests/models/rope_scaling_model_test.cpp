@@ -12,7 +12,6 @@
 #include "common/test_util.hpp"
 #include "kernels/cpu/ops_rope.hpp"
 #include "kq/model.hpp"
-#include "kq/warning.hpp"
 #include "models/backend.hpp"
 #include "models/llama_variant.hpp"
 
@@ -34,17 +33,9 @@ void set_llama3(json& j, double factor, double low, double high, int64_t origina
 std::vector<float> variant_logits(const std::function<void(json&)>& edit, const std::vector<int32_t>& tokens) {
   testing::TempDir tmp;
   const auto dir = testing::llama_small_variant(tmp.path / "m", edit);
-  std::vector<std::string> warnings;
-  const WarningHandler old = set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
-  std::vector<float> out;
-  try {
-    out = testing::all_logits(dir, tokens);
-  } catch (...) {
-    set_warning_handler(old);
-    throw;
-  }
-  set_warning_handler(old);
-  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  testing::CapturedWarnings warnings;
+  std::vector<float> out = testing::all_logits(dir, tokens);
+  EXPECT_TRUE(warnings.list.empty()) << warnings.list.front();
   return out;
 }
 
