@@ -424,7 +424,7 @@ std::vector<fs::path> staging_leftovers(const fs::path& out) {
 namespace {
 
 /// What remove_if_stale() did with one leftover.
-enum class Leftover { kGone, kRemoved, kKept, kKeptOld };
+enum class Leftover { kGone, kRemoved, kKept, kKeptOld, kNotMadeByKq };
 
 /// One of staging_leftovers(): deleted when it is stale, as
 /// remove_stale_staging_leftovers() says; `target` is the folder it was
@@ -441,8 +441,15 @@ Leftover remove_if_stale(const fs::path& leftover, const fs::path& target) {
   const std::string name = leftover.filename().string();
   const bool old = name.compare(name.size() - 11, 5, ".old-") == 0;  // "<name>.old-XXXXXX"
   std::error_code ec;
-  if (old && !(fs::is_empty(leftover, ec) && !ec) && (target.empty() || !is_nonempty_dir(target)))
-    return Leftover::kKeptOld;  // perhaps the only copy of the folder an overwrite was replacing
+  if (old) {
+    if (!(fs::is_empty(leftover, ec) && !ec))  // only the empty placeholder is deleted
+      return target.empty() || !is_nonempty_dir(target) ? Leftover::kKeptOld  // perhaps the only copy of `out`
+                                                         : Leftover::kNotMadeByKq;
+  } else {
+    struct stat mst {};
+    if (::fstatat(dir.get(), kStagingMarker, &mst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(mst.st_mode))
+      return Leftover::kNotMadeByKq;  // a user's folder named like a staging folder
+  }
   remove_tree(leftover);
   return fs::exists(fs::symlink_status(leftover, ec)) ? Leftover::kKept : Leftover::kRemoved;
 }
@@ -462,6 +469,7 @@ StagingCleanup remove_stale_staging_leftovers(const fs::path& out) {
       case Leftover::kRemoved: done.removed.push_back(leftover); break;
       case Leftover::kKept: done.in_use_or_unknown.push_back(leftover); break;
       case Leftover::kKeptOld: done.kept_old.push_back(leftover); break;
+      case Leftover::kNotMadeByKq: done.not_made_by_kq.push_back(leftover); break;
     }
   }
   return done;
@@ -502,6 +510,15 @@ AtomicDir::AtomicDir(fs::path out, bool overwrite) : out_(resolve_target(std::mo
     raise<InvalidArgument>("{}: folder exists and is not empty (overwrite = true replaces it)", out_.string());
   const std::lock_guard lock(registry().mutex);  // no interrupt between mkdtemp and the registration
   LockedDir staging = make_locked_sibling_dir(out_, "tmp");
+  // The marker that tells remove_stale_staging_leftovers() kq made this folder (commit() removes it).
+  const int marker = ::open((staging.path / kStagingMarker).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (marker < 0) {
+    const int err = errno;
+    std::error_code ec;
+    fs::remove_all(staging.path, ec);  // still locked (staging.lock) while it is removed
+    raise<Error>("{}: cannot write it: {}", out_.string(), std::strerror(err));
+  }
+  ::close(marker);
   staging_ = std::move(staging.path);
   lock_fd_ = staging.lock.release();
   registry().dirs.insert(staging_.string());
@@ -531,6 +548,12 @@ void AtomicDir::commit() {
     }
   });
   const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
+  // The marker goes before the move: `out` holds only what write() wrote. (A process killed from here to the
+  // move leaves a staging folder without it, which the next run keeps and names instead of deleting.)
+  if (::unlink((staging_ / kStagingMarker).c_str()) != 0 && errno != ENOENT) {
+    const int err = errno;
+    raise<Error>("{}: cannot finish the new folder: {}", out_.string(), std::strerror(err));
+  }
   // The moves below run whole or not at all with respect to the interrupt
   // watcher (remove_staging_dirs_on_signals), which waits for this lock.
   const std::lock_guard lock(registry().mutex);

@@ -7,8 +7,11 @@
 // While the staging folder exists, its process holds an exclusive flock(2) on
 // it (the kernel drops the lock when the process dies, kill -9 included), so
 // the `<out>.tmp-*` / `<out>.old-*` siblings a crash leaves can be told from
-// those another process is writing: staging_leftovers() finds them,
-// remove_stale_staging_leftovers() deletes the stale ones. A process that
+// those another process is writing, and it holds an empty marker file
+// (kStagingMarker, removed just before the folder is moved into place), so
+// they can be told from a user's own folders of such a name:
+// staging_leftovers() finds them, remove_stale_staging_leftovers() deletes
+// the stale ones kq made. A process that
 // calls remove_staging_dirs_on_signals() also removes its staging folders
 // when it is interrupted (SIGINT, SIGTERM, SIGHUP).
 //
@@ -38,7 +41,8 @@ class AtomicDir {
   /// exclusive flock(2) on it (an O_RDONLY, close-on-exec descriptor kept
   /// open until the folder is moved into place or removed), which tells
   /// remove_stale_staging_leftovers() in any process that the folder is being
-  /// written. Where the file system has no flock the folder is written
+  /// written, and writes the empty marker file kStagingMarker into it, which
+  /// tells that kq made it (commit() removes it). Where the file system has no flock the folder is written
   /// unlocked (and is then never deleted as stale). Throws
   /// InvalidArgument as resolve_target() does, or when `out` is a non-empty folder and
   /// `overwrite` is false; Error naming `out` (not the staging name) when the
@@ -149,6 +153,12 @@ void exit_on_mapped_file_fault(const char* message);
 /// may be writing one of them (remove_stale_staging_leftovers() tells).
 std::vector<std::filesystem::path> staging_leftovers(const std::filesystem::path& out);
 
+/// The empty file an AtomicDir's staging folder holds from its creation until
+/// commit() moves it into place: remove_stale_staging_leftovers() deletes a
+/// `<out>.tmp-XXXXXX` only when it holds this (a regular file), so a user's
+/// own folder of such a name (`model.tmp-backup`) is never deleted.
+inline constexpr const char* kStagingMarker = ".kq-staging";
+
 /// What remove_stale_staging_leftovers() did with each of staging_leftovers(out).
 struct StagingCleanup {
   /// Stale (no process held its lock) and deleted.
@@ -161,6 +171,12 @@ struct StagingCleanup {
   /// empty, which may be the only copy of the folder an interrupted overwrite
   /// was replacing (`mv <out>.old-XXXXXX <out>` restores it).
   std::vector<std::filesystem::path> kept_old;
+  /// Kept: not locked, but without the marker of a kq staging folder
+  /// (kStagingMarker): a folder of the user's that only looks like one, or
+  /// (rarely) one whose process was killed during commit(), or a non-empty
+  /// `<out>.old-XXXXXX` next to a complete `out` (kq cannot tell it from the
+  /// user's own).
+  std::vector<std::filesystem::path> not_made_by_kq;
 };
 
 /// Deletes the stale leftovers of earlier writes of `out`: each of
@@ -168,14 +184,14 @@ struct StagingCleanup {
 /// followed) owned by this user, on whose open descriptor flock(LOCK_EX |
 /// LOCK_NB) succeeds (no AtomicDir, in any process, holds it: the process
 /// that created it died), and that is still the folder at that name once
-/// locked. A `<out>.tmp-XXXXXX` is then deleted: it holds an unfinished new
-/// folder, or, left after an atomic exchange, the old one that the complete
-/// new `out` replaced. A `<out>.old-XXXXXX` is deleted only when it is
-/// empty (the placeholder of an interrupted move) or `out` exists as a
-/// non-empty folder (the replacement is in place); otherwise it is the only
+/// locked. A `<out>.tmp-XXXXXX` is then deleted when it holds the marker
+/// kStagingMarker (an unfinished new folder of a killed kq); one without it
+/// is kept (StagingCleanup::not_made_by_kq). A `<out>.old-XXXXXX` is deleted
+/// only when it is empty (the placeholder of an interrupted move); a
+/// non-empty one is kept: while `out` is missing or empty it may be the only
 /// copy of the previous `out` (killed between moving it aside and moving the
-/// new one in) and is kept (StagingCleanup::kept_old) until a complete `out`
-/// exists again. Nothing is deleted where flock is unsupported. Never throws
+/// new one in: StagingCleanup::kept_old), else it may be the user's
+/// (not_made_by_kq). Nothing is deleted where flock is unsupported. Never throws
 /// (a folder that cannot be checked or deleted is kept and listed).
 StagingCleanup remove_stale_staging_leftovers(const std::filesystem::path& out);
 

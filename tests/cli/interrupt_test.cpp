@@ -154,7 +154,7 @@ TEST(CliInterrupt, QuantizeNamesAndKeepsALeftoverThatIsStillLocked) {
 // cannot exchange two folders; killed before the new folder moved in, it is
 // the only copy of the old one: kept, with the command that restores it,
 // while <out> is missing; removed by a run that finds <out> in place.
-TEST(CliInterrupt, QuantizeKeepsAnOldFolderUntilOutIsWrittenAgain) {
+TEST(CliInterrupt, QuantizeKeepsAnOldFolderAndNamesIt) {
   TempDir tmp;
   const fs::path out = tmp.path / "q", old = tmp.path / "q.old-Ab12Cd";
   fs::create_directory(old);
@@ -171,9 +171,25 @@ TEST(CliInterrupt, QuantizeKeepsAnOldFolderUntilOutIsWrittenAgain) {
   overwrite.push_back("--overwrite");
   const auto second = run_kq(overwrite);
   EXPECT_EQ(second.status, 0) << second.err;
-  EXPECT_TRUE(has(second.err, std::string("removed '").append(old.string()).append("'"))) << second.err;
-  EXPECT_FALSE(fs::exists(old));
+  // With out written again the old folder may as well be the user's (kq cannot mark a folder it moved aside):
+  // named, never deleted.
+  EXPECT_TRUE(has(second.err, std::string("'").append(old.string()).append("' is named like a kq quantize staging")))
+      << second.err;
+  EXPECT_EQ(kq::testing::read_all(old / "config.json"), "{}\n");
   EXPECT_TRUE(fs::is_regular_file(out / "model.safetensors"));
+}
+
+// Tester round 17: a user's own folders named like leftovers were deleted with their files.
+TEST(CliInterrupt, QuantizeKeepsAUsersFoldersNamedLikeLeftovers) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "res";
+  fs::create_directory(tmp.path / "res.tmp-backup");
+  kq::testing::write_text(tmp.path / "res.tmp-backup" / "notes.txt", "my precious data");
+  const auto r = run_kq({"quantize", "-m", kq::testing::demo_model().string(), "--mode", "int8", "-o", out.string()});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "res.tmp-backup' is named like a kq quantize staging folder")) << r.err;
+  EXPECT_FALSE(has(r.err, "removed")) << r.err;
+  EXPECT_EQ(kq::testing::read_all(tmp.path / "res.tmp-backup" / "notes.txt"), "my precious data");
 }
 
 TEST(CliInterrupt, QuantizeLeavesALinkNamedLikeALeftoverAlone) {

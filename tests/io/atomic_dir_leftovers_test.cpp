@@ -115,6 +115,7 @@ TEST(AtomicDirLeftovers, ALockedLeftoverIsKeptAndAnUnlockedOneRemoved) {
   const fs::path out = tmp.path / "q", left = tmp.path / "q.tmp-Ab12Cd";
   fs::create_directory(left);
   testing::write_text(left / "model.safetensors", "partial");
+  testing::write_text(left / io::kStagingMarker, "");  // as an AtomicDir's staging folder holds it
   {
     const HeldLock writer(left);
     const io::StagingCleanup done = io::remove_stale_staging_leftovers(out);
@@ -129,9 +130,11 @@ TEST(AtomicDirLeftovers, ALockedLeftoverIsKeptAndAnUnlockedOneRemoved) {
 
 // `<out>.old-XXXXXX` is `out` moved aside by a commit without RENAME_EXCHANGE.
 // Killed after that move and before the new folder's, it is the only copy of
-// the old folder: kept while `out` is missing or empty; deleted once `out` is
-// a non-empty folder again, or when it is empty (the placeholder mkdtemp made).
-TEST(AtomicDirLeftovers, AnOldFolderIsRemovedOnlyWhenOutIsInPlace) {
+// the old folder. kq cannot mark it (it is the user's folder, moved), so a
+// non-empty one is never deleted: named as a possible only copy while `out`
+// is missing or empty, else as a folder kq cannot tell it made; the empty
+// placeholder mkdtemp made is deleted.
+TEST(AtomicDirLeftovers, AnOldFolderIsKeptAndNamedTheEmptyPlaceholderRemoved) {
   TempDir tmp;
   const fs::path out = tmp.path / "q", old = tmp.path / "q.old-Ab12Cd", placeholder = tmp.path / "q.old-Empty0";
   fs::create_directory(old);
@@ -143,19 +146,53 @@ TEST(AtomicDirLeftovers, AnOldFolderIsRemovedOnlyWhenOutIsInPlace) {
   fs::create_directory(out);  // empty: not a replacement
   done = io::remove_stale_staging_leftovers(out);
   EXPECT_EQ(done.kept_old, std::vector<fs::path>{old});
-  EXPECT_EQ(testing::read_all(old / "config.json"), "{}\n");
   testing::write_text(out / "config.json", "{\"new\": true}\n");
   {  // in place, but the old folder is still locked (a commit deleting it): kept
     const HeldLock writer(old);
     done = io::remove_stale_staging_leftovers(out);
     EXPECT_EQ(done.in_use_or_unknown, std::vector<fs::path>{old});
-    EXPECT_TRUE(fs::exists(old));
   }
   done = io::remove_stale_staging_leftovers(out);
-  EXPECT_EQ(done.removed, std::vector<fs::path>{old});
+  EXPECT_TRUE(done.removed.empty());
   EXPECT_TRUE(done.kept_old.empty());
-  EXPECT_FALSE(fs::exists(old));
+  EXPECT_EQ(done.not_made_by_kq, std::vector<fs::path>{old});
+  EXPECT_EQ(testing::read_all(old / "config.json"), "{}\n");
   EXPECT_EQ(testing::read_all(out / "config.json"), "{\"new\": true}\n");
+}
+
+// A user's own folders named like leftovers (tester round 17: "res.tmp-backup", "res.old-archiv" were deleted
+// with their files): without kq's marker a `.tmp-` one is kept, and so is a non-empty `.old-` one.
+TEST(AtomicDirLeftovers, AUsersFoldersNamedLikeLeftoversAreKept) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "res", backup = tmp.path / "res.tmp-backup", archive = tmp.path / "res.old-archiv";
+  fs::create_directory(out);
+  testing::write_text(out / "config.json", "{}\n");
+  fs::create_directory(backup);
+  testing::write_text(backup / "notes.txt", "my precious data");
+  fs::create_directory(archive);
+  testing::write_text(archive / "x.txt", "old results");
+  const io::StagingCleanup done = io::remove_stale_staging_leftovers(out);
+  EXPECT_TRUE(done.removed.empty());
+  EXPECT_EQ(done.not_made_by_kq, (std::vector<fs::path>{archive, backup}));
+  EXPECT_EQ(testing::read_all(backup / "notes.txt"), "my precious data");
+  EXPECT_EQ(testing::read_all(archive / "x.txt"), "old results");
+}
+
+// The marker is in the staging folder while it is written, and not in the committed folder.
+TEST(AtomicDirLeftovers, TheMarkerIsInTheStagingFolderOnly) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  io::AtomicDir dir(out);
+  const std::vector<fs::path> left = io::staging_leftovers(out);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_TRUE(fs::is_regular_file(left[0] / io::kStagingMarker));
+  dir.write([&] { io::write_file_atomic(dir.file("config.json"), "{}\n"); });
+  dir.commit();
+  EXPECT_TRUE(fs::is_regular_file(out / "config.json"));
+  EXPECT_FALSE(fs::exists(out / io::kStagingMarker));
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(out)) ++files;
+  EXPECT_EQ(files, 1u);
 }
 
 TEST(AtomicDirLeftovers, LinksAndOtherNamesAreNeverTouched) {

@@ -49,10 +49,14 @@ void clean_staging_leftovers(const std::string& out) {
     warn(fmt::format("--out '{}': removed '{}', left by a kq quantize that was killed before removing it", out,
                      p.string()));
   for (const auto& p : left.kept_old)
-    warn(fmt::format("--out '{}': kept '{}': it holds '{}' as it was before a kq quantize --overwrite that was killed "
-                     "while replacing it, and may be its only copy (to restore it: stop this run, then mv '{}' '{}'; "
-                     "once '{}' is written again, a later kq quantize deletes it)",
-                     out, p.string(), out, p.string(), out, out));
+    warn(fmt::format("--out '{}': kept '{}': it may hold '{}' as it was before a kq quantize --overwrite that was "
+                     "killed while replacing it, then its only copy (to restore it: stop this run, then mv '{}' '{}'); "
+                     "kq never deletes it: remove it yourself when it is not needed",
+                     out, p.string(), out, p.string(), out));
+  for (const auto& p : left.not_made_by_kq)
+    warn(fmt::format("--out '{}': '{}' is named like a kq quantize staging folder but kq cannot tell it made it "
+                     "(no {} marker, or an .old- folder next to a complete '{}'): not deleted",
+                     out, p.string(), io::kStagingMarker, out));
   const std::vector<std::filesystem::path>& kept = left.in_use_or_unknown;
   if (kept.empty()) return;
   std::string names;
