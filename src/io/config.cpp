@@ -269,6 +269,13 @@ ModelConfig parse_gpt2(const Reader& r) {
 std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, const json& obj) {
   if (!obj.is_object())
     raise<FormatError>("{}: '{}' must be an object or null, got {}", r.source(), where, io::json_excerpt(obj));
+  // transformers 5's form for models with several layer types ({"full_attention": {...}, ...}): read as one
+  // flat object it would silently be default RoPE.
+  for (const auto& [key, value] : obj.items())
+    if (value.is_object())
+      raise<FormatError>("{}: '{}.{}' is an object: RoPE parameters per layer type are not supported (only one "
+                         "flat object of rope_type, rope_theta and its keys)",
+                         r.source(), where, io::text_excerpt(key));
   std::optional<std::string> type;
   const char* type_key = nullptr;
   for (const char* k : {"rope_type", "type"}) {

@@ -263,6 +263,11 @@ TEST(Config, RopeScalingKeysAreValidated) {
     }
   }
   json j = base;
+  // transformers 5's per-layer-type form was read as a flat object with no type: default RoPE (tester round 17).
+  j.erase("rope_scaling");
+  j["rope_parameters"] = json::parse(R"({"full_attention": {"rope_type": "linear", "factor": 2.0}})");
+  expect_bad(j, {"'rope_parameters.full_attention' is an object: RoPE parameters per layer type are not supported"});
+  j = base;
   j["rope_scaling"]["original_max_position_embeddings"] = 8192.5;  // an integer, as transformers checks
   expect_bad(j, {"key 'rope_scaling.original_max_position_embeddings': expected a positive integer"});
   j = base;
