@@ -298,7 +298,8 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   }
   std::vector<std::string> read;  // tensors handed out, to name the file an error is about
   auto get = [&](const std::string& n) {
-    if (!store_.contains(n)) return Tensor();
+    // A bias the architecture does not have is not read (and is warned as unused), as for an unquantized layer.
+    if (!store_.contains(n) || (!bias && n == file_prefix + ".bias")) return Tensor();
     Tensor t = store_.get(n);
     disk_bytes_ += t.nbytes();
     used_.insert(n);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -89,6 +91,17 @@ TEST(Qwen2Quantize, Int8FolderKeepsTheBiasesAndReloadsToTheSameLogits) {
   EXPECT_EQ(reloaded->config().arch, Arch::Qwen2);
   expect_qkv_biases(*reloaded, biases, "reloaded");
   EXPECT_EQ(logits_of(*reloaded, tokens), want);
+
+  // The same folder relabelled llama (no biases): the q/k/v biases are unused and warned, as for an unquantized
+  // folder (tester round 17: the quantized load applied them, the same file giving two models).
+  nlohmann::json cfg = nlohmann::json::parse(testing::read_all(out / "config.json"));
+  cfg["model_type"] = "llama";
+  testing::write_text(out / "config.json", cfg.dump(2));
+  testing::CapturedWarnings warnings;
+  auto relabelled = Model::load(out, kCpu);
+  ASSERT_EQ(warnings.list.size(), 1u);
+  EXPECT_TRUE(testing::has(warnings.list[0], "not used by the llama architecture")) << warnings.list[0];
+  expect_qkv_biases(*relabelled, {}, "relabelled llama");
 }
 
 // AWQ scales each layer's input channels inside its op: the biases (added after the product) are untouched,
