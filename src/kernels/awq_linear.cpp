@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/quantized_linear.hpp"
+#include "kq/context.hpp"
 #include "kq/error.hpp"
 
 #include <fmt/format.h>
@@ -26,7 +27,8 @@ void AwqLinear::forward(const float* x, int64_t M, float* y, const ExecContext& 
   scratch.resize(size_t(M * K));
   const float* inv = inv_scales_.data<float>();
   float* xs = scratch.data();
-#pragma omp parallel for schedule(static) if (M * K > (1 << 16))
+  const int threads = resolve_threads(ctx.threads);  // the caller's count, as the inner op's kernels use
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && M * K > (1 << 16))
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) xs[m * K + k] = x[m * K + k] * inv[k];
   inner_->forward(xs, M, y, ctx);
