@@ -445,7 +445,7 @@ Leftover remove_if_stale(const fs::path& leftover, const fs::path& target) {
     if (!(fs::is_empty(leftover, ec) && !ec))  // only the empty placeholder is deleted
       return target.empty() || !is_nonempty_dir(target) ? Leftover::kKeptOld  // perhaps the only copy of `out`
                                                          : Leftover::kNotMadeByKq;
-  } else {
+  } else if (!(fs::is_empty(leftover, ec) && !ec)) {  // an empty one (killed before its marker) holds nothing
     struct stat mst {};
     if (::fstatat(dir.get(), kStagingMarker, &mst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(mst.st_mode))
       return Leftover::kNotMadeByKq;  // a user's folder named like a staging folder

@@ -185,8 +185,9 @@ struct StagingCleanup {
 /// LOCK_NB) succeeds (no AtomicDir, in any process, holds it: the process
 /// that created it died), and that is still the folder at that name once
 /// locked. A `<out>.tmp-XXXXXX` is then deleted when it holds the marker
-/// kStagingMarker (an unfinished new folder of a killed kq); one without it
-/// is kept (StagingCleanup::not_made_by_kq). A `<out>.old-XXXXXX` is deleted
+/// kStagingMarker (an unfinished new folder of a killed kq) or is empty (one
+/// killed before its marker was written; nothing is lost); one holding other
+/// files without the marker is kept (StagingCleanup::not_made_by_kq). A `<out>.old-XXXXXX` is deleted
 /// only when it is empty (the placeholder of an interrupted move); a
 /// non-empty one is kept: while `out` is missing or empty it may be the only
 /// copy of the previous `out` (killed between moving it aside and moving the

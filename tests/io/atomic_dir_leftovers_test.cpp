@@ -171,8 +171,10 @@ TEST(AtomicDirLeftovers, AUsersFoldersNamedLikeLeftoversAreKept) {
   testing::write_text(backup / "notes.txt", "my precious data");
   fs::create_directory(archive);
   testing::write_text(archive / "x.txt", "old results");
+  const fs::path empty = tmp.path / "res.tmp-Empty0";  // killed between mkdtemp and its marker: nothing to lose
+  fs::create_directory(empty);
   const io::StagingCleanup done = io::remove_stale_staging_leftovers(out);
-  EXPECT_TRUE(done.removed.empty());
+  EXPECT_EQ(done.removed, std::vector<fs::path>{empty});
   EXPECT_EQ(done.not_made_by_kq, (std::vector<fs::path>{archive, backup}));
   EXPECT_EQ(testing::read_all(backup / "notes.txt"), "my precious data");
   EXPECT_EQ(testing::read_all(archive / "x.txt"), "old results");
