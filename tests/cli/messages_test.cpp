@@ -175,12 +175,13 @@ TEST(CliMessages, UnwritableJsonFolderIsAnErrorBeforeTheRun) {
 
 // --json at a device, a FIFO (or anything but a regular file) is refused before
 // the run, and the device or FIFO is left as it was (the atomic rename would
-// have replaced it with a plain file).
+// have replaced it with a plain file). /dev/null itself discards the JSON
+// (604e55c; CliJsonNullDevice.*); /dev/zero stands for the other devices.
 TEST(CliMessages, JsonAtADeviceOrFifoIsRefusedAndLeftAlone) {
   kq::testing::TempDir tmp;
   const std::filesystem::path fifo = tmp.path / "out.json";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  for (const std::string& target : {fifo.string(), std::string("/dev/null")}) {
+  for (const std::string& target : {fifo.string(), std::string("/dev/zero")}) {
     for (const char* cmd : {"eval", "bench"}) {
       const auto r = run_kq(
           {cmd, "--model", demo_model().string(), "--text", kDemoText, "--json", target, "--samples", "1"});
@@ -190,7 +191,7 @@ TEST(CliMessages, JsonAtADeviceOrFifoIsRefusedAndLeftAlone) {
     }
   }
   EXPECT_TRUE(std::filesystem::is_fifo(std::filesystem::symlink_status(fifo)));
-  EXPECT_TRUE(std::filesystem::is_character_file(std::filesystem::status("/dev/null")));
+  EXPECT_TRUE(std::filesystem::is_character_file(std::filesystem::status("/dev/zero")));
 }
 
 // PASS/FAIL over a handful of scored tokens is printed with a warning; the demo's default run has none.
