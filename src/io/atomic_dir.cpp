@@ -441,11 +441,11 @@ Leftover remove_if_stale(const fs::path& leftover, const fs::path& target) {
   const std::string name = leftover.filename().string();
   const bool old = name.compare(name.size() - 11, 5, ".old-") == 0;  // "<name>.old-XXXXXX"
   std::error_code ec;
-  if (old) {
-    if (!(fs::is_empty(leftover, ec) && !ec))  // only the empty placeholder is deleted
+  // An empty one (a placeholder, or killed before its marker) holds nothing: deleted.
+  if (!(fs::is_empty(leftover, ec) && !ec)) {
+    if (old)
       return target.empty() || !is_nonempty_dir(target) ? Leftover::kKeptOld  // perhaps the only copy of `out`
                                                          : Leftover::kNotMadeByKq;
-  } else if (!(fs::is_empty(leftover, ec) && !ec)) {  // an empty one (killed before its marker) holds nothing
     struct stat mst {};
     if (::fstatat(dir.get(), kStagingMarker, &mst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(mst.st_mode))
       return Leftover::kNotMadeByKq;  // a user's folder named like a staging folder

@@ -432,26 +432,22 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   if (const json* rp = r.find("rope_parameters"))
     if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
       check_partial_rotary_factor(r, "rope_parameters.partial_rotary_factor", &*it);
-  // Mistral's sliding window (MistralConfig: 4096 when absent, none when null): within W positions the
-  // windowed attention is exactly full causal attention, so the context is capped at W.
-  if (mistral && !r.is_null("sliding_window")) {
-    c.sliding_window = r.size("sliding_window", 4096);
-    if (c.sliding_window < c.max_positions) {
-      c.max_positions = c.sliding_window;
+  // A sliding window of W positions: within W positions the windowed attention is exactly full causal
+  // attention, so the context is capped at W.
+  const auto cap_at_window = [&](int64_t window) {
+    c.sliding_window = window;
+    if (window < c.max_positions) {
+      c.max_positions = window;
       c.size_keys.max_positions = "sliding_window";
     }
-  }
-  // Qwen2's sliding window (Qwen2Config: none unless use_sliding_window; then 4096 when absent, none when
-  // null) on the layers layer_types / max_window_layers give it: capped as Mistral's when any layer has it.
+  };
+  // Mistral's (MistralConfig: 4096 when absent, none when null).
+  if (mistral && !r.is_null("sliding_window")) cap_at_window(r.size("sliding_window", 4096));
+  // Qwen2's (Qwen2Config: none unless use_sliding_window; then 4096 when absent, none when null) on the
+  // layers layer_types / max_window_layers give it: capped when any layer has it.
   if (qwen2 && r.boolean("use_sliding_window", false) && !r.is_null("sliding_window")) {
     const int64_t window = r.size("sliding_window", 4096);
-    if (qwen2_any_sliding_layer(r, c.num_layers)) {
-      c.sliding_window = window;
-      if (c.sliding_window < c.max_positions) {
-        c.max_positions = c.sliding_window;
-        c.size_keys.max_positions = "sliding_window";
-      }
-    }
+    if (qwen2_any_sliding_layer(r, c.num_layers)) cap_at_window(window);
   }
   return c;
 }
