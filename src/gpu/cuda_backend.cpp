@@ -365,6 +365,13 @@ class CudaBackend final : public models::Backend {
       ys[i] = y.col(static_cast<const CudaLinearPart*>(ops[i])->col0());
   }
 
+  void qk_norm(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const models::Param& q_w,
+               const models::Param& k_w, float eps) override {
+    deferred_.flush(stream_);
+    cuda::qk_norm(bf16(q), q.ld, int(q_heads), bf16(k), k.ld, int(k_heads), int(head_dim), dev32(q_w), dev32(k_w),
+                  eps, n_, stream_);
+  }
+
   void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const models::Rope& r) override {
     deferred_.flush(stream_);
     cuda::rope(bf16(q), q.ld, int(q_heads), bf16(k), k.ld, int(k_heads), int(head_dim), dev32(r.cos),

@@ -167,6 +167,12 @@ class Backend {
       linear(*ops[i], x, rows, ys[i]);
     }
   }
+  /// Per-head RMSNorm in place (Qwen3's q_norm / k_norm, applied before RoPE):
+  /// every head vector v (head_dim values) of q [n, q_heads·head_dim] becomes
+  /// v / sqrt(mean(v²) + eps) · q_w, and of k [n, k_heads·head_dim] the same
+  /// with k_w (q_w, k_w: F32 [head_dim]).
+  virtual void qk_norm(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const Param& q_w,
+                       const Param& k_w, float eps) = 0;
   /// Rotates q (q_heads heads) and k (k_heads heads) of every row at its position.
   virtual void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const Rope& r) = 0;
   /// Writes every row's keys and values (kv_heads·head_dim each) into layer

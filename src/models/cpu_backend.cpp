@@ -115,6 +115,15 @@ class CpuBackend final : public Backend {
     op.forward(f32(x), rows, f32(y), ctx_);
   }
 
+  void qk_norm(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const Param& q_w, const Param& k_w,
+               float eps) override {
+    // Heads are adjacent in a dense row: n·heads vectors of head_dim, normed in place.
+    require_dense(q, q_heads * head_dim, "qk_norm q");
+    require_dense(k, k_heads * head_dim, "qk_norm k");
+    cpu::rms_norm(f32(q), n_ * q_heads, head_dim, q_w.host.data<float>(), eps, f32(q), threads_);
+    cpu::rms_norm(f32(k), n_ * k_heads, head_dim, k_w.host.data<float>(), eps, f32(k), threads_);
+  }
+
   void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t, const Rope& r) override {
     for (const Run& run : runs_) {
       cpu::apply_rope(f32(q.row(run.first)), run.n, q_heads, q.ld, run.pos0, r.table);

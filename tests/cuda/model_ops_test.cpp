@@ -259,6 +259,49 @@ TEST(ModelOps, Rope) {
   }
 }
 
+// Qwen3's per-head RMSNorm against a double-precision recomputation, odd
+// head counts and row strides, padding poisoned and left untouched.
+TEST(ModelOps, QkNorm) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  for (int hd : {64, 128, 96}) {
+    SCOPED_TRACE("head_dim=" + std::to_string(hd) + " seed=" + std::to_string(r.seed));
+    const int qh = 5, kh = 3;
+    const int64_t n = 13, ldq = qh * hd + 8, ldk = kh * hd + 3;
+    const float eps = 1e-6f;
+    std::vector<float> qw(static_cast<size_t>(hd)), kw(static_cast<size_t>(hd));
+    for (auto& w : qw) w = float(r.uniform(0.5, 1.5));
+    for (auto& w : kw) w = float(r.uniform(0.5, 1.5));
+    auto q0 = random_bf16(r, size_t(n * ldq), 3.0), k0 = random_bf16(r, size_t(n * ldk), 3.0);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t c = qh * hd; c < ldq; ++c) q0[size_t(i * ldq + c)] = kPoison16;
+      for (int64_t c = kh * hd; c < ldk; ++c) k0[size_t(i * ldk + c)] = kPoison16;
+    }
+    auto dq = up(q0), dk = up(k0);
+    auto dqw = up(qw), dkw = up(kw);
+    cuda::qk_norm(dq.data(), ldq, qh, dk.data(), ldk, kh, hd, dqw.data(), dkw.data(), eps, n, nullptr);
+    sync();
+    for (int which = 0; which < 2; ++which) {
+      const auto& in = which == 0 ? q0 : k0;
+      const auto& w = which == 0 ? qw : kw;
+      const auto got = (which == 0 ? dq : dk).download();
+      const int heads = which == 0 ? qh : kh;
+      const int64_t ld = which == 0 ? ldq : ldk;
+      std::vector<double> ref(size_t(n * heads * hd));
+      for (int64_t i = 0; i < n; ++i)
+        for (int h = 0; h < heads; ++h) {
+          double sq = 0;
+          for (int j = 0; j < hd; ++j) sq += std::pow(bf16f(in[size_t(i * ld + h * hd + j)]), 2);
+          const double inv = 1 / std::sqrt(sq / hd + eps);
+          for (int j = 0; j < hd; ++j)
+            ref[size_t((i * heads + h) * hd + j)] = bf16f(in[size_t(i * ld + h * hd + j)]) * inv * w[size_t(j)];
+        }
+      EXPECT_LE(rel_l2(ref, bf16_matrix(got, size_t(n), size_t(heads * hd), size_t(ld))), kBf16Out) << "tensor " << which;
+      EXPECT_EQ(touched_padding(got, n, heads * hd, ld), 0);
+    }
+  }
+}
+
 TEST(ModelOps, SwigluAndGelu) {
   KQ_REQUIRE_GPU();
   Rng r;

@@ -79,6 +79,23 @@ void add_residual(float* x, const uint16_t* add, int64_t ld_add, int64_t n, int6
   ops::add_residual_launch(x, add, ld_add, n, d, stream);
 }
 
+void qk_norm(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
+             const float* q_weight, const float* k_weight, float eps, int64_t n, cudaStream_t stream) {
+  if (head_dim <= 0) raise<InvalidArgument>("qk_norm: head_dim {} must be positive", head_dim);
+  if (q_heads < 0 || (k && k_heads < 0)) raise<InvalidArgument>("qk_norm: negative head count");
+  check_rows("qk_norm", n, head_dim);
+  check_ptr("qk_norm", "q", q);
+  check_ptr("qk_norm", "q_weight", q_weight);
+  check_ld("qk_norm", "ldq", ldq, int64_t(q_heads) * head_dim);
+  if (!k) k_heads = 0;
+  if (k) {
+    check_ptr("qk_norm", "k_weight", k_weight);
+    check_ld("qk_norm", "ldk", ldk, int64_t(k_heads) * head_dim);
+  }
+  if (n == 0 || q_heads + k_heads == 0) return;
+  ops::qk_norm_launch(q, ldq, q_heads, k, ldk, k_heads, head_dim, q_weight, k_weight, eps, n, stream);
+}
+
 void rope(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
           const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
   if (head_dim <= 0 || head_dim % 2 != 0) raise<InvalidArgument>("rope: head_dim {} must be even and positive", head_dim);

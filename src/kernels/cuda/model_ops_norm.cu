@@ -252,7 +252,43 @@ bool vector_path(float* x, const uint16_t* add, int64_t ld_add, const float* wei
          aligned(out, 8) && ld_out % 4 == 0 && (!add || (aligned(add, 8) && ld_add % 4 == 0));
 }
 
+/// Warp w of the grid norms head vector w: row w / heads, head w % heads
+/// (q's heads first, then k's), reading it twice from global memory (the
+/// sum of squares, then the scaled values).
+__global__ void __launch_bounds__(kNormThreads)
+    qk_norm_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, uint16_t* __restrict__ k, int64_t ldk,
+                   int k_heads, int hd, const float* __restrict__ q_weight, const float* __restrict__ k_weight,
+                   float eps, int64_t n) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int heads = q_heads + k_heads, lane = int(threadIdx.x) % 32;
+  const int64_t w = int64_t(blockIdx.x) * (kNormThreads / 32) + int64_t(threadIdx.x) / 32;
+  if (w >= n * heads) return;
+  const int64_t r = w / heads;
+  const int h = int(w % heads);
+  const bool is_q = h < q_heads;
+  uint16_t* v = is_q ? q + r * ldq + int64_t(h) * hd : k + r * ldk + int64_t(h - q_heads) * hd;
+  const float* g = is_q ? q_weight : k_weight;
+  float sq = 0.0f;
+  for (int i = lane; i < hd; i += 32) {
+    const float a = bf(v[i]);
+    sq += a * a;
+  }
+  for (int off = 16; off > 0; off /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, off);
+  const float inv = rsqrtf(sq / float(hd) + eps);
+  for (int i = lane; i < hd; i += 32) v[i] = to_bf(bf(v[i]) * inv * g[i]);
+}
+
 }  // namespace
+
+void qk_norm_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
+                    const float* q_weight, const float* k_weight, float eps, int64_t n, cudaStream_t stream) {
+  constexpr int64_t kWarps = kNormThreads / 32;
+  const int64_t vectors = n * (q_heads + k_heads);
+  launch_pdl(qk_norm_kernel, dim3(unsigned((vectors + kWarps - 1) / kWarps)), dim3(kNormThreads), 0, stream, q, ldq,
+             q_heads, k, ldk, k_heads, head_dim, q_weight, k_weight, eps, n);
+  KQ_CUDA_CHECK_LAUNCH();
+}
 
 void norm_launch(bool layer, float* x, const uint16_t* add, int64_t ld_add, const float* weight, const float* beta,
                  float eps, uint16_t* out, int64_t ld_out, int64_t n, int64_t d, cudaStream_t stream) {
