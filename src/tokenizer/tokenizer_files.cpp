@@ -392,8 +392,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
 
   if (const auto at = root.find("added_tokens"); at != root.end() && !at->is_null()) {
     if (!at->is_array()) raise<FormatError>("{}: added_tokens must be an array", src);
-    const auto n = root.find("normalizer");
-    const bool has_normalizer = n != root.end() && !n->is_null();
+    const bool normalizer = has_normalizer(root, src);
     std::vector<std::string> ignored;  // tokens with settings kq does not apply
     for (size_t i = 0; i < at->size(); ++i) {
       const json& t = (*at)[i];
@@ -402,7 +401,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
         raise<FormatError>("{}: added_tokens[{}] needs a string \"content\" and an \"id\"", src, i);
       spec.added.push_back(
           {c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)), src});
-      if (const std::string set = ignored_added_token_settings(t, has_normalizer); !set.empty())
+      if (const std::string set = ignored_added_token_settings(t, normalizer); !set.empty())
         ignored.push_back(fmt::format("'{}' ({})", io::text_excerpt(c->get_ref<const std::string&>(), 40), set));
     }
     warn_ignored_added_token_settings(ignored, src);

@@ -46,59 +46,77 @@ bool is_replace(const json& x, std::string_view from, std::string_view to) {
   return p != x.end() && p->is_object() && p->size() == 1 && has_member(*p, "String", from);
 }
 
-/// "Sequence [Prepend, Replace]" or "Lowercase": the types of a normalizer, for messages.
+/// Every normalizer kq runs, for the message refusing another.
+constexpr const char* kSupportedNormalizers =
+    "supported: NFC, NFD, NFKC or NFKD, alone or in a Sequence of them, with a byte-level pre_tokenizer; "
+    "SentencePiece-style, with no pre_tokenizer, Sequence [Prepend \"\u2581\", Replace \" \" -> \"\u2581\"] or that "
+    "Replace alone; or none, an empty Sequence";
+
+/// "Sequence [Prepend, Sequence [Replace]]" or "Lowercase": the types of a normalizer, for messages.
 std::string normalizer_types(const json& n) {
   if (type_of(n) != "Sequence" || !n.contains("normalizers") || !n["normalizers"].is_array())
     return type_of(n).empty() ? io::json_excerpt(n, 40) : io::text_excerpt(type_of(n), 40);
   std::string types;
-  for (const json& x : n["normalizers"])
-    types += (types.empty() ? "" : ", ") +
-             (type_of(x).empty() ? io::json_excerpt(x, 40) : io::text_excerpt(type_of(x), 40));
+  for (const json& x : n["normalizers"]) types += (types.empty() ? "" : ", ") + normalizer_types(x);
   return "Sequence [" + types + "]";
 }
 
-/// The forms of a normalizer made of Unicode normalizations only: one NFC,
-/// NFD, NFKC or NFKD, or a non-empty Sequence of them (not nested); nullopt
-/// for any other normalizer.
-std::optional<std::vector<UnicodeForm>> unicode_forms(const json& n) {
-  if (const auto form = unicode_form(type_of(n))) return std::vector<UnicodeForm>{*form};
-  const auto list = n.is_object() && type_of(n) == "Sequence" ? n.find("normalizers") : n.end();
-  if (list == n.end() || !list->is_array() || list->empty()) return std::nullopt;
+/// Appends the normalizers `n` (at `where` in the file, e.g. "normalizer.normalizers[1]") runs, in order, to
+/// `parts`: n itself, or the members of a Sequence with a nested Sequence's in its place (Hugging Face runs a
+/// Sequence's members in order, so nesting changes nothing and an empty Sequence is no normalizer). Throws
+/// FormatError naming the file and the field for a "type" that is not a string (Hugging Face refuses the file)
+/// or a Sequence without a "normalizers" array.
+void flatten_normalizer(const json& n, const std::string& where, const std::string& source,
+                        std::vector<const json*>& parts) {
+  if (const auto t = n.is_object() ? n.find("type") : n.end(); t != n.end() && !t->is_string())
+    raise<FormatError>("{}: {}.type must be a string (the normalizer's name), got {}", source, where,
+                       io::json_excerpt(*t, 40));
+  if (type_of(n) != "Sequence") {
+    parts.push_back(&n);
+    return;
+  }
+  const json& list = member(n, "normalizers", source, "the Sequence " + where);
+  if (!list.is_array()) raise<FormatError>("{}: {}.normalizers must be an array", source, where);
+  for (size_t i = 0; i < list.size(); ++i)
+    flatten_normalizer(list[i], fmt::format("{}.normalizers[{}]", where, i), source, parts);
+}
+
+/// The normalizers tokenizer.json's "normalizer" runs, in order (flatten_normalizer); none when it is absent,
+/// null or an empty Sequence.
+std::vector<const json*> normalizer_parts(const json& root, const std::string& source) {
+  std::vector<const json*> parts;
+  if (const auto n = root.find("normalizer"); n != root.end() && !n->is_null())
+    flatten_normalizer(*n, "normalizer", source, parts);
+  return parts;
+}
+
+/// The forms of normalizer parts that are Unicode normalizations only (NFC,
+/// NFD, NFKC or NFKD each); nullopt when any part is another normalizer.
+std::optional<std::vector<UnicodeForm>> unicode_forms(const std::vector<const json*>& parts) {
   std::vector<UnicodeForm> forms;
-  for (const json& x : *list) {
-    const auto form = unicode_form(type_of(x));
+  for (const json* x : parts) {
+    const auto form = unicode_form(type_of(*x));
     if (!form) return std::nullopt;
     forms.push_back(*form);
   }
   return forms;
 }
 
-/// The "▁" rule of a SentencePiece-style normalizer: a Sequence [Prepend "▁",
-/// Replace " " -> "▁"] (the legacy Llama-2 conversion; Prepend, to a non-empty
-/// text only, is left out with add_prefix_space false), or that Replace alone.
-/// Throws Unsupported naming the file and the normalizer's parts otherwise.
-MetaspaceRule normalizer_rule(const json& n, const std::string& source) {
-  std::vector<const json*> parts;
-  if (type_of(n) == "Sequence") {
-    const json& list = member(n, "normalizers", source, "the Sequence normalizer");
-    if (!list.is_array()) raise<FormatError>("{}: the Sequence normalizer's \"normalizers\" must be an array", source);
-    for (const json& x : list) parts.push_back(&x);
-  } else {
-    parts.push_back(&n);
-  }
+/// The "▁" rule of a SentencePiece-style normalizer `n` made of `parts`
+/// (normalizer_parts): [Prepend "▁", Replace " " -> "▁"] (the legacy Llama-2
+/// conversion; Prepend, to a non-empty text only, is left out with
+/// add_prefix_space false), or that Replace alone. Throws Unsupported naming
+/// the file, the normalizer's parts and every normalizer kq runs otherwise.
+MetaspaceRule normalizer_rule(const json& n, const std::vector<const json*>& parts, const std::string& source) {
   MetaspaceRule rule;
   size_t i = 0;
   if (parts.size() == 2 && type_of(*parts[0]) == "Prepend" && has_member(*parts[0], "prepend", kMetaspace)) {
     rule.prepend = MetaspaceRule::Prepend::kEverySection;
     i = 1;
   }
-  if (parts.size() != i + 1 || !is_replace(*parts[i], " ", kMetaspace)) {
-    if (type_of(n) != "Sequence")
-      raise<Unsupported>("{}: a normalizer ({}) is not supported", source, normalizer_types(n));
-    raise<Unsupported>("{}: a normalizer ({}) is not supported (only [Prepend \"\u2581\", Replace \" \" -> \"\u2581\"] "
-                       "or that Replace alone)",
-                       source, normalizer_types(n));
-  }
+  if (parts.size() != i + 1 || !is_replace(*parts[i], " ", kMetaspace))
+    raise<Unsupported>("{}: a normalizer ({}) is not supported ({})", source, normalizer_types(n),
+                       kSupportedNormalizers);
   return rule;
 }
 
@@ -179,8 +197,11 @@ std::string split_regex(const json& p, const std::string& source) {
 
 }  // namespace
 
+bool has_normalizer(const json& root, const std::string& source) { return !normalizer_parts(root, source).empty(); }
+
 /// The SentencePiece-style description of a tokenizer.json that has a
-/// normalizer other than a Unicode one (unicode_forms) or a Metaspace
+/// normalizer (normalizer_parts: an empty Sequence is none) other than a
+/// Unicode one (unicode_forms) or a Metaspace
 /// pre_tokenizer (BPE from characters: no ByteLevel), or nullopt when it has
 /// neither (byte-level BPE, checked by byte_level_normalization and
 /// pretokenizer_regex). Throws Unsupported naming the file and the part for a
@@ -190,13 +211,14 @@ std::string split_regex(const json& p, const std::string& source) {
 std::optional<SentencePieceSpec> sentencepiece_layout(const json& root, const std::string& source) {
   const auto n = root.find("normalizer");
   const auto p = root.find("pre_tokenizer");
-  const bool has_normalizer = n != root.end() && !n->is_null(), has_pre = p != root.end() && !p->is_null();
+  const std::vector<const json*> parts = normalizer_parts(root, source);
+  const bool has_normalizer = !parts.empty(), has_pre = p != root.end() && !p->is_null();
   // A Unicode normalizer goes with byte-level BPE (Qwen2: NFC); with a Metaspace it is refused below.
-  const bool unicode_normalizer = has_normalizer && unicode_forms(*n);
+  const bool unicode_normalizer = has_normalizer && unicode_forms(parts);
   if ((!has_normalizer || unicode_normalizer) && !(has_pre && type_of(*p) == "Metaspace")) return std::nullopt;
   SentencePieceSpec sp;
   if (has_normalizer) {
-    sp.metaspace = normalizer_rule(*n, source);
+    sp.metaspace = normalizer_rule(*n, parts, source);
     if (has_pre)
       raise<Unsupported>("{}: the pre_tokenizer {} with the normalizer ({}) is not supported (only none: the whole "
                          "text is one word)",
@@ -249,17 +271,14 @@ bool sentencepiece_strip(const json& root, const SentencePieceSpec& sp, const st
 }
 
 /// The Unicode normalization of a byte-level tokenizer.json: its
-/// normalizer's forms (unicode_forms), none without one. Any other normalizer
+/// normalizer's forms (unicode_forms of normalizer_parts), none without one. Any other normalizer
 /// (which sentencepiece_layout has refused already) is Unsupported naming the
 /// file and the normalizer.
 std::vector<UnicodeForm> byte_level_normalization(const json& root, const std::string& source) {
-  const auto n = root.find("normalizer");
-  if (n == root.end() || n->is_null()) return {};
-  auto forms = unicode_forms(*n);
+  auto forms = unicode_forms(normalizer_parts(root, source));
   if (!forms)
-    raise<Unsupported>("{}: a normalizer ({}) is not supported with byte-level BPE (only NFC, NFD, NFKC, NFKD or a "
-                       "Sequence of them)",
-                       source, normalizer_types(*n));
+    raise<Unsupported>("{}: a normalizer ({}) is not supported with byte-level BPE ({})", source,
+                       normalizer_types(root.at("normalizer")), kSupportedNormalizers);
   return std::move(*forms);
 }
 

@@ -28,14 +28,24 @@ std::string type_of(const nlohmann::json& p);
 bool flag(const nlohmann::json& obj, const char* key, bool absent, const std::string& source,
           std::string_view where);
 
+/// Whether tokenizer.json has a normalizer: one that is not null or a
+/// Sequence of none (Hugging Face's identity; nested Sequences count as their
+/// members). Throws FormatError naming the file and the field for a
+/// normalizer "type" that is not a string or a Sequence without a
+/// "normalizers" array.
+bool has_normalizer(const nlohmann::json& root, const std::string& source);
+
 /// The SentencePiece-style description of a tokenizer.json that has a
 /// normalizer other than a Unicode one (see byte_level_normalization) or a
 /// Metaspace pre_tokenizer (BPE from characters: no ByteLevel), or nullopt
 /// when it has neither (byte-level BPE, read by byte_level_normalization and
-/// pretokenizer_regex). Throws Unsupported naming the file and the part for a
+/// pretokenizer_regex). A nested normalizer Sequence is read as its members
+/// in order, an empty one as no normalizer. Throws Unsupported naming the
+/// file, the part and (for a normalizer) every normalizer kq runs for a
 /// normalizer other than [Prepend "▁", Replace " " -> "▁"] (or that Replace
 /// alone), a pre_tokenizer beside it, or a Metaspace other than replacement
-/// "▁" with split false; FormatError for wrongly typed fields.
+/// "▁" with split false; FormatError for wrongly typed fields (as
+/// has_normalizer for the normalizer's).
 std::optional<SentencePieceSpec> sentencepiece_layout(const nlohmann::json& root, const std::string& source);
 
 /// Whether the decoder of a SentencePiece-style tokenizer.json strips one
@@ -46,9 +56,10 @@ bool sentencepiece_strip(const nlohmann::json& root, const SentencePieceSpec& sp
 
 /// The Unicode normalization of a byte-level tokenizer.json (one that
 /// sentencepiece_layout leaves to byte-level BPE): the form of its NFC, NFD,
-/// NFKC or NFKD normalizer, or those of a non-empty Sequence of them in
-/// order; empty without a normalizer. Throws Unsupported naming the file and
-/// the normalizer for any other.
+/// NFKC or NFKD normalizer, or those of a Sequence of them (nested ones
+/// read as their members) in order; empty without a normalizer or with an
+/// empty Sequence. Throws Unsupported naming the file, the normalizer and
+/// every normalizer kq runs for any other.
 std::vector<UnicodeForm> byte_level_normalization(const nlohmann::json& root, const std::string& source);
 
 /// The pre-tokenization regex of a byte-level tokenizer.json: GPT-2's for a

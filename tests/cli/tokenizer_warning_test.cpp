@@ -32,7 +32,10 @@ TEST(CliTokenizerWarning, UnusedTokenizerJsonIsWarnedOnceByEveryCommand) {
   tj["normalizer"] = nlohmann::json{{"type", "Lowercase"}};
   write_text(m / "tokenizer.json", tj.dump());
   const std::string warning = "kq: warning: " + (m / "tokenizer.json").string() +
-                              ": a normalizer (Lowercase) is not supported; tokenizer.json is not used, " +
+                              ": a normalizer (Lowercase) is not supported (supported: NFC, NFD, NFKC or NFKD, "
+                              "alone or in a Sequence of them, with a byte-level pre_tokenizer; SentencePiece-style, "
+                              "with no pre_tokenizer, Sequence [Prepend \"\u2581\", Replace \" \" -> \"\u2581\"] or "
+                              "that Replace alone; or none, an empty Sequence); tokenizer.json is not used, " +
                               (m / "vocab.json").string() + " + merges.txt are instead";
   const std::string text = (demo_model() / "demo-eval.txt").string();
   const std::vector<std::vector<std::string>> commands = {

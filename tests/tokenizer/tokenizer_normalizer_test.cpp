@@ -215,7 +215,6 @@ TEST(TokenizerNormalizer, OtherFormsAndSequences) {
   const std::vector<std::pair<json, std::string>> unsupported = {
       {{{"type", "Sequence"}, {"normalizers", json::array({kNfc, {{"type", "Lowercase"}}})}},
        "a normalizer (Sequence [NFC, Lowercase]) is not supported"},
-      {{{"type", "Sequence"}, {"normalizers", json::array()}}, "a normalizer (Sequence []) is not supported"},
       {{{"type", "nfc"}}, "a normalizer (nfc) is not supported"},
   };
   for (const auto& [normalizer, needle] : unsupported) {
@@ -227,4 +226,69 @@ TEST(TokenizerNormalizer, OtherFormsAndSequences) {
   json meta = qwen2_like(kNfc);
   meta["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"split", false}};
   expect_error<kq::Unsupported>([&] { load_json(tmp.path, meta); }, {"a normalizer (NFC) is not supported"});
+}
+
+// The message refusing a normalizer lists every one kq runs, the Unicode forms
+// and the SentencePiece ones, whichever layout refused it (it listed only the
+// SentencePiece forms for a Sequence; tester round 17b).
+TEST(TokenizerNormalizer, RefusalListsEverySupportedNormalizer) {
+  const std::vector<std::string> supported = {
+      "supported: NFC, NFD, NFKC or NFKD, alone or in a Sequence of them, with a byte-level pre_tokenizer",
+      "Sequence [Prepend \"\u2581\", Replace \" \" -> \"\u2581\"] or that Replace alone",
+      "or none, an empty Sequence"};
+  json meta = qwen2_like(kNfc);
+  meta["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"split", false}};
+  const json lower = {{"type", "Lowercase"}};
+  for (const json& tj :
+       {qwen2_like({{"type", "Sequence"}, {"normalizers", json::array({kNfc, lower})}}), qwen2_like(lower), meta}) {
+    kq::testing::TempDir tmp;
+    std::vector<std::string> needles = supported;
+    needles.push_back((tmp.path / "tokenizer.json").string() + ": a normalizer (");
+    expect_error<kq::Unsupported>([&] { load_json(tmp.path, tj); }, needles);
+  }
+}
+
+// An empty Sequence is Hugging Face's identity: no normalizer (it was refused,
+// and with vocab.json + merges.txt beside it they were used instead). A nested
+// Sequence runs its members in place: read flattened, refused naming the
+// nesting when a member is not supported.
+TEST(TokenizerNormalizer, EmptyAndNestedSequences) {
+  {
+    kq::testing::TempDir tmp;
+    const Tokenizer t = load_json(tmp.path, qwen2_like({{"type", "Sequence"}, {"normalizers", json::array()}}));
+    EXPECT_EQ(t.source(), "tokenizer.json");
+    EXPECT_EQ(t.encode("cafe\u0301"), Ids({kCaf, 'e', 0xCC, 0x81}));  // as without a normalizer
+  }
+  {
+    kq::testing::TempDir tmp;
+    const json inner = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "NFKD"}}})}};
+    const json empty = {{"type", "Sequence"}, {"normalizers", json::array()}};
+    const Tokenizer t =
+        load_json(tmp.path, qwen2_like({{"type", "Sequence"}, {"normalizers", json::array({inner, empty, kNfc})}}));
+    EXPECT_EQ(t.encode("\ufb01"), Ids({kFi}));  // NFKD, then NFC
+    EXPECT_EQ(t.encode("caf\u00e9"), Ids({kCafe}));
+  }
+  {
+    kq::testing::TempDir tmp;
+    const json inner = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "Lowercase"}}})}};
+    expect_error<kq::Unsupported>(
+        [&] { load_json(tmp.path, qwen2_like({{"type", "Sequence"}, {"normalizers", json::array({kNfc, inner})}})); },
+        {(tmp.path / "tokenizer.json").string() + ": a normalizer (Sequence [NFC, Sequence [Lowercase]]) is not "
+                                                  "supported (supported: "});
+  }
+}
+
+// A normalizer "type" that is not a string is a FormatError naming the file
+// and the field (it was nlohmann's "type must be string, but is number").
+TEST(TokenizerNormalizer, NonStringTypeIsAFormatErrorNamingTheField) {
+  const std::vector<std::pair<json, std::string>> cases = {
+      {{{"type", 5}}, "normalizer.type must be a string (the normalizer's name), got 5"},
+      {{{"type", "Sequence"}, {"normalizers", json::array({kNfc, {{"type", json::array({"NFC"})}}})}},
+       "normalizer.normalizers[1].type must be a string (the normalizer's name), got [\"NFC\"]"},
+  };
+  for (const auto& [normalizer, needle] : cases) {
+    kq::testing::TempDir tmp;
+    expect_error<kq::FormatError>([&] { load_json(tmp.path, qwen2_like(normalizer)); },
+                                  {(tmp.path / "tokenizer.json").string() + ": " + needle});
+  }
 }

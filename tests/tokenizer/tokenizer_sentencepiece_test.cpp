@@ -174,6 +174,21 @@ TEST(TokenizerSentencePiece, PrependRuleOfEachLayout) {
   EXPECT_EQ(first.encode("hello</s> hello", special), (Ids{kMetaHello, kEos, kMetaHello}));  // the space is "▁"
 }
 
+// A nested normalizer Sequence is read as its members in place, an empty one
+// as no normalizer (Hugging Face's identity), as in the byte-level layout: the
+// legacy Sequence [Prepend, Sequence [Replace]] is the legacy layout, a
+// Metaspace with an empty Sequence the Metaspace one (both were Unsupported).
+TEST(TokenizerSentencePiece, NestedAndEmptyNormalizerSequences) {
+  kq::testing::TempDir a, b;
+  json legacy = sp_tokenizer_json(Layout::kLegacy);
+  json& parts = legacy["normalizer"]["normalizers"];
+  parts[1] = json{{"type", "Sequence"}, {"normalizers", json::array({parts[1]})}};
+  EXPECT_EQ(load_json(a, legacy).encode(" hello"), (Ids{kMetaId, kMetaHello}));
+  json meta = sp_tokenizer_json(Layout::kMetaspace);
+  meta["normalizer"] = json{{"type", "Sequence"}, {"normalizers", json::array()}};
+  EXPECT_EQ(load_json(b, meta).encode(" hello"), Ids{kMetaHello});
+}
+
 // decode: "▁" is a space, "<0xNN>" its byte, one leading space is stripped;
 // decode(encode(x)) == x for text (the legacy layout also for text that
 // starts with a space; Metaspace drops that space, as Hugging Face does).
