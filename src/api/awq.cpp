@@ -21,6 +21,10 @@
 namespace kq::awq {
 namespace {
 
+/// The fewest calibration tokens AWQ takes: position 0 alone (the attention sink, an outlier row) would decide
+/// every scale.
+constexpr int64_t kMinCalibrationTokens = 2;
+
 /// Passes every call to the wrapped op and records its input rows.
 class ObservedLinear : public Linear {
  public:
@@ -201,12 +205,13 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
     raise<InvalidArgument>("calibration search_rows and max_tokens must be >= 1 (got {} and {})",
                            options.search_rows, options.max_tokens);
   const int64_t total = std::min<int64_t>(int64_t(tokens.size()), options.max_tokens);
-  // Position 0 alone (the attention sink, an outlier row) would decide every scale.
-  if (total < 2)
-    raise<InvalidArgument>("AWQ needs at least 2 calibration tokens ({}): the first position alone is no statistic "
+  if (total < kMinCalibrationTokens)
+    raise<InvalidArgument>("AWQ needs at least {} calibration tokens ({}): the first position alone is no statistic "
                            "of the model's activations",
-                           tokens.size() < 2 ? "QuantizeOptions::calibration.tokens holds 1"
-                                             : "QuantizeOptions::calibration.max_tokens is 1");
+                           kMinCalibrationTokens,
+                           int64_t(tokens.size()) < kMinCalibrationTokens
+                               ? "QuantizeOptions::calibration.tokens holds 1"
+                               : "QuantizeOptions::calibration.max_tokens is 1");
   const int64_t stride = std::max<int64_t>(1, total / options.search_rows);
 
   std::map<std::string, ActivationStats> stats;
@@ -240,9 +245,16 @@ std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, 
                            "ordinary text in the model's language)",
                            source, file.string(), text.empty() ? "is empty" : "holds only whitespace");
   std::vector<int32_t> tokens = tok.encode(text);
+  const int64_t n = int64_t(tokens.size());
+  // Too few for collect_activation_stats: one error naming the file, not a few-tokens warning and then an error
+  // naming the tokens.
+  if (n < kMinCalibrationTokens)
+    raise<InvalidArgument>("{} '{}': the calibration text is {} token{} long; AWQ needs at least {} (the first "
+                           "position alone is no statistic of the model's activations) and a few thousand tokens of "
+                           "ordinary text in the model's language for reliable scales",
+                           source, file.string(), n, n == 1 ? "" : "s", kMinCalibrationTokens);
   // Fewer tokens than one window or than 128 give unreliable scales.
   constexpr int64_t kFewTokens = 128;
-  const int64_t n = int64_t(tokens.size());
   if (n < std::max(window, kFewTokens))
     warn(fmt::format(
         "{} '{}': only {} token{} of calibration text, {} (AWQ chooses its scales from these "

@@ -26,10 +26,11 @@ namespace kq::awq {
 /// tokens per calibration forward window (collect_activation_stats), for the
 /// warning. `source` names where the file came from in messages (the caller's
 /// option or field, e.g. "BenchOptions::calibration"). Throws InvalidArgument
-/// naming `source` and the file when it is empty or holds only whitespace (and
-/// as io::read_utf8_text_file for an unreadable file or invalid UTF-8); a text
-/// shorter than one window or than 128 tokens is reported with kq::warn(),
-/// naming `source`, the file and its token count, and returned.
+/// naming `source` and the file when it is empty or holds only whitespace or
+/// fewer than the 2 tokens collect_activation_stats needs (naming the count;
+/// and as io::read_utf8_text_file for an unreadable file or invalid UTF-8); a
+/// text shorter than one window or than 128 tokens is reported with
+/// kq::warn(), naming `source`, the file and its token count, and returned.
 std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, const Tokenizer& tok, int64_t window,
                                              std::string_view source);
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "cli/cli_util.hpp"
 
@@ -55,6 +56,35 @@ TEST(CliAwqFindings, ShortCalibrationTextIsWarnedAndUsed) {
   const auto d = run_kq({"quantize", "-m", kDemo, "--mode", "awq", "-o", (tmp.path / "d").string()});
   EXPECT_EQ(d.status, 0) << d.err;
   EXPECT_FALSE(has(d.err, "warning")) << d.err;
+}
+
+// A calibration text of one token: one error naming the file, its token count
+// and the 2 needed (it was a few-tokens warning, then "AWQ needs at least 2
+// calibration tokens (--calibration FILE holds 1)"), from quantize and bench.
+// Two tokens are warned about and used (as ShortCalibrationTextIsWarnedAndUsed).
+TEST(CliAwqFindings, OneTokenCalibrationTextIsOneErrorNamingTheFile) {
+  TempDir tmp;
+  const fs::path calib = write_text(tmp.path / "one.txt", "a");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"quantize", "-m", kDemo, "--mode", "awq", "-o", (tmp.path / "q").string(),
+                                 "--calibration", calib.string()},
+        std::vector<std::string>{"bench", "-m", kDemo, "--modes", "awq", "--no-latency", "--calibration",
+                                 calib.string()}}) {
+    SCOPED_TRACE(args[0]);
+    const auto r = run_kq(args);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.err, "kq: error: --calibration '" + calib.string() +
+                         "': the calibration text is 1 token long; AWQ needs at least 2 (the first position alone is "
+                         "no statistic of the model's activations) and a few thousand tokens of ordinary text in the "
+                         "model's language for reliable scales\n");
+    EXPECT_FALSE(fs::exists(tmp.path / "q"));
+  }
+  const fs::path two = write_text(tmp.path / "two.txt", "a b");
+  const auto r = run_kq({"quantize", "-m", kDemo, "--mode", "awq", "-o", (tmp.path / "q2").string(),
+                         "--calibration", two.string()});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: warning: --calibration '" + two.string() + "': only 2 tokens of calibration text"))
+      << r.err;
 }
 
 TEST(CliAwqFindings, CalibrationWithAModeThatDoesNotUseItIsAUsageError) {

@@ -149,7 +149,8 @@ void check_model_not_quantized(const std::string& model) {
 
 /// The calibration tokens of AWQ from the text file `calib` (the --calibration
 /// option's value or its default; `name` names it in messages, input_name): an
-/// empty or whitespace-only file is an error naming it; a text shorter than one
+/// empty or whitespace-only file, or one of a single token, is an error naming
+/// it (awq::read_calibration_tokens); a text shorter than one
 /// calibration window of the model (or than 128 tokens) is warned about, naming
 /// it and its token count, and used.
 std::vector<int32_t> calibration_tokens(const std::filesystem::path& calib, const std::string& name,
