@@ -100,19 +100,18 @@ std::string sum_text(int64_t a, int64_t b) {
 }
 }  // namespace
 
-LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions) {
+LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions, const std::string& why) {
   if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
     raise<InvalidArgument>(
         "latency: LatencyOptions::prompt_tokens, LatencyOptions::decode_tokens and LatencyOptions::runs must be "
         "positive (got {}, {}, {})",
         o.prompt_tokens, o.decode_tokens, o.runs);
+  const std::string limit =
+      fmt::format("the model's context of {} position{}{}", max_positions, max_positions == 1 ? "" : "s", why);
   if (max_positions < 2)
-    raise<InvalidArgument>(
-        "latency: the model's context of {} positions leaves no room for a prompt and a decoded token",
-        max_positions);
+    raise<InvalidArgument>("latency: {} leaves no room for a prompt and a decoded token", limit);
   LatencyOptions r = o;
   if (r.prompt_tokens <= max_positions - r.decode_tokens) return r;  // (no overflow: both are positive)
-  const std::string limit = fmt::format("the model's context of {} positions", max_positions);
   if (!o.fit_prompt_tokens && !o.fit_decode_tokens)
     raise<InvalidArgument>(
         "LatencyOptions::prompt_tokens {} + LatencyOptions::decode_tokens {} {}do not fit {}; give at most {} in all",
@@ -155,9 +154,11 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
     if (const auto t = eval::first_token_outside(prompt, models[i]->config().vocab_size))
       raise<InvalidArgument>("measure_latency: prompt[{}] = {} is not a token id of models[{}] (vocabulary [0, {}))",
                              *t, prompt[*t], i, models[i]->config().vocab_size);
-  int64_t max_pos = models[0]->config().max_positions;
-  for (Model* m : models) max_pos = std::min(max_pos, m->config().max_positions);
-  const LatencyOptions o = fit_latency_options(options, max_pos);
+  const Model* shortest = models[0];  // the smallest context, and why it is that small
+  for (Model* m : models)
+    if (m->config().max_positions < shortest->config().max_positions) shortest = m;
+  const LatencyOptions o =
+      fit_latency_options(options, shortest->config().max_positions, context_limit_note(shortest->config()));
   const int64_t decode = o.decode_tokens, plen = o.prompt_tokens;
   std::vector<int32_t> p(static_cast<size_t>(plen));
   for (int64_t i = 0; i < plen; ++i) p[size_t(i)] = prompt[size_t(i) % prompt.size()];

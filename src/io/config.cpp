@@ -481,8 +481,8 @@ std::string context_limit_note(const ModelConfig& c) {
   // Qwen2: only the layers use_sliding_window with max_window_layers / layer_types gives the window.
   const char* layers = c.arch == Arch::Qwen2 ? " in its sliding-window layers (max_window_layers / layer_types)" : "";
   return fmt::format(" (config.json sliding_window {}: each position attends to the last {} only{}, which kq runs "
-                     "as full causal attention within one window, so the context is capped at {} positions)",
-                     c.sliding_window, c.sliding_window, layers, c.sliding_window);
+                     "as full causal attention within one window, so the context is capped at {} position{})",
+                     c.sliding_window, c.sliding_window, layers, c.sliding_window, c.sliding_window == 1 ? "" : "s");
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {

@@ -59,11 +59,11 @@ KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
                        double(positions) * (on_cpu ? sizeof(float) : sizeof(uint16_t));
   const auto too_big = [&](const std::string& why) {
     return fmt::format(
-        "-n/--max-new-tokens {}: the KV cache for {} positions (the prompt and the -n tokens but the last) "
+        "-n/--max-new-tokens {}: the KV cache for {} (the prompt and the -n tokens but the last) "
         "needs {} ({} layers x {} KV heads x head_dim {} x {} positions x 2 (keys and values) x {} bytes); {}: "
         "give a smaller -n",
-        n, positions, human_bytes(size_t(std::min(bytes, 1e19))), c.num_layers, c.num_kv_heads, c.head_dim,
-        positions, on_cpu ? 4 : 2, why);
+        n, count_noun(positions, "position"), human_bytes(size_t(std::min(bytes, 1e19))), c.num_layers,
+        c.num_kv_heads, c.head_dim, positions, on_cpu ? 4 : 2, why);
   };
   if (on_cpu) {
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
@@ -162,8 +162,9 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
                           int64_t(prompt.size() - prefix_added) <= max_pos
                               ? "--no-special-prefix omits it, and the text's own tokens fit"
                               : "the text's own tokens do not fit either");
-    raise<InvalidArgument>("--prompt has {} tokens{}; the model's context is {} positions (at most {} prompt tokens){}",
-                           prompt.size(), added, max_pos, max_pos, context_limit_note(model->config()));
+    raise<InvalidArgument>("--prompt has {} tokens{}; the model's context is {} (at most {} prompt {}){}",
+                           prompt.size(), added, count_noun(max_pos, "position"), max_pos,
+                           max_pos == 1 ? "token" : "tokens", context_limit_note(model->config()));
   }
   // Generation stops at an end-of-sequence token: eos_token_id of
   // generation_config.json, else config.json (an int or a list), else the
@@ -179,10 +180,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     n = max_pos - int64_t(prompt.size()) + 1;
     warn(fmt::format(
         "-n/--max-new-tokens: generating at most {} instead of the {}{}: the prompt's {} "
-        "{} {} of the model's {} positions (the last generated token needs none){}",
+        "{} {} of the model's {} (the last generated token needs none){}",
         count_noun(n, "token"), n_given ? "requested " : "default ", o.n,
         count_noun((long long)prompt.size(), "token"), prompt.size() == 1 ? "leaves" : "leave",
-        max_pos - int64_t(prompt.size()), max_pos, context_limit_note(model->config())));
+        max_pos - int64_t(prompt.size()), count_noun(max_pos, "position"), context_limit_note(model->config())));
   }
 
   KVCache cache = make_cache_for(*model, cache_positions(int64_t(prompt.size()), n), n);
