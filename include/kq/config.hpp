@@ -74,7 +74,7 @@ std::string rope_type_name(RopeScaling::Type t);
 /// evaluation window, generation and KV cache then fits in one window;
 /// size_keys.max_positions names "sliding_window"; context_limit_note).
 /// Qwen2 keys: Llama's, with Qwen2Config's defaults where they differ:
-/// num_key_value_heads = heads when absent or null, max_position_embeddings
+/// num_key_value_heads 32 (null: = heads), max_position_embeddings
 /// 32768; no attention_bias / mlp_bias: q/k/v_proj always have biases
 /// (qkv_bias), o_proj and the MLP never; use_sliding_window (default false),
 /// sliding_window (default 4096, null: none), max_window_layers (default 28)

@@ -377,8 +377,11 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   c.intermediate_size = r.size("intermediate_size");
   c.num_layers = r.size("num_hidden_layers");
   c.num_heads = r.size("num_attention_heads");
-  // MistralConfig: 8 when absent, the query heads when null; LlamaConfig and Qwen2Config: the query heads.
-  c.num_kv_heads = r.size("num_key_value_heads", mistral && !r.is_null("num_key_value_heads") ? 8 : c.num_heads);
+  // MistralConfig: 8 when absent, Qwen2Config: 32 when absent, both the query heads when null; LlamaConfig: the
+  // query heads.
+  const bool kv_absent = !r.find("num_key_value_heads") && !r.is_null("num_key_value_heads");
+  const char* kv_default_of = !kv_absent ? nullptr : mistral ? "MistralConfig" : qwen2 ? "Qwen2Config" : nullptr;
+  c.num_kv_heads = r.size("num_key_value_heads", !kv_default_of ? c.num_heads : mistral ? 8 : 32);
   c.vocab_size = r.size("vocab_size");
   c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);  // defaults
   c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);  // the three configs' default
@@ -394,8 +397,9 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
     raise<FormatError>("{}: hidden_act '{}' is not supported for {} (supported: silu, or swish, its alias)",
                        r.source(), io::text_excerpt(c.activation), arch_name(c.arch));
   if (c.num_heads % c.num_kv_heads != 0)
-    raise<FormatError>("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", r.source(),
-                       c.num_heads, c.num_kv_heads);
+    raise<FormatError>("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}{}", r.source(),
+                       c.num_heads, c.num_kv_heads,
+                       kv_default_of ? fmt::format(" (absent: {}'s default)", kv_default_of) : std::string());
   if (r.find("head_dim")) {
     c.head_dim = r.size("head_dim");
   } else {

@@ -415,9 +415,13 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
   if (gpt2) return;
   // Llama's RoPE tables are sized by head_dim before any layer is read.
   const char* head_dim_key = "head_dim (hidden_size / num_attention_heads when absent)";
-  for (const auto& [proj, heads, heads_key] :
-       {std::tuple{"q_proj", c.num_heads, "num_attention_heads"},
-        std::tuple{"k_proj", c.num_kv_heads, "num_key_value_heads"}}) {
+  // The key-value heads when the key is absent: LlamaConfig's the query heads, MistralConfig's 8, Qwen2Config's 32.
+  const char* kv_heads_key = c.arch == Arch::Mistral ? "num_key_value_heads (8 when absent: MistralConfig's default)"
+                             : c.arch == Arch::Qwen2 ? "num_key_value_heads (32 when absent: Qwen2Config's default)"
+                                                     : "num_key_value_heads (num_attention_heads when absent)";
+  for (const auto& [proj, heads, heads_key, heads_name] :
+       {std::tuple{"q_proj", c.num_heads, "num_attention_heads", "num_attention_heads"},
+        std::tuple{"k_proj", c.num_kv_heads, kv_heads_key, "num_key_value_heads"}}) {
     const std::string name = fmt::format("model.layers.0.self_attn.{}.weight", proj);
     if (!store_.contains(name)) continue;
     const Tensor t = store_.get(name);
@@ -426,7 +430,7 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
       raise<FormatError>("{}: {} = {}, {} = {} and hidden_size = {} but tensor '{}' in {} has shape {}, expected "
                          "[{} × head_dim, hidden_size]",
                          cfg, heads_key, heads, head_dim_key, c.head_dim, c.hidden_size, name, store_.file_of(name),
-                         shape_str(t.shape()), heads_key);
+                         shape_str(t.shape()), heads_name);
   }
 }
 

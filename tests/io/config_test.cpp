@@ -444,13 +444,13 @@ TEST(Config, Qwen2IsLlamaWithQkvBiasesAndItsDefaults) {
   j["attention_bias"] = false;
   EXPECT_TRUE(parse(j).qkv_bias);
 
-  // Qwen2Config's defaults (transformers): kv heads = heads (absent or null), 32768 positions, eps 1e-6,
-  // untied, theta 10000, no window.
+  // Qwen2Config's defaults (transformers): kv heads 32 (null: = heads), 32768 positions, eps 1e-6, untied,
+  // theta 10000, no window.
   j = json{{"model_type", "qwen2"}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
-           {"num_attention_heads", 16}, {"vocab_size", 1000}};
+           {"num_attention_heads", 64}, {"vocab_size", 1000}};
   c = parse(j);
-  EXPECT_EQ(c.num_kv_heads, 16);
-  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.num_kv_heads, 32);
+  EXPECT_EQ(c.head_dim, 4);
   EXPECT_EQ(c.max_positions, 32768);
   EXPECT_EQ(c.norm_eps, 1e-6);
   EXPECT_EQ(c.rope_theta, 10000.0);
@@ -458,7 +458,7 @@ TEST(Config, Qwen2IsLlamaWithQkvBiasesAndItsDefaults) {
   EXPECT_EQ(c.sliding_window, 0);
   EXPECT_TRUE(c.qkv_bias);
   j["num_key_value_heads"] = nullptr;
-  EXPECT_EQ(parse(j).num_kv_heads, 16);
+  EXPECT_EQ(parse(j).num_kv_heads, 64);
   j["num_key_value_heads"] = 4;
   EXPECT_EQ(parse(j).num_kv_heads, 4);
   // RoPE scaling is read as for llama.

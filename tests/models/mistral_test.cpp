@@ -65,5 +65,55 @@ TEST(MistralModel, SmallWindowCapsTheContext) {
   EXPECT_THROW(m->make_cache(65), InvalidArgument);
 }
 
+// num_key_value_heads absent: MistralConfig's default 8 and Qwen2Config's 32
+// (null: the query heads), and the messages a wrong default leads to say that
+// the value is that default (they said "num_key_value_heads 8" of a config
+// without the key; Qwen2 took the query heads).
+TEST(MistralModel, AbsentKeyValueHeadsAreTheConfigClassDefaultAndSaidSo) {
+  KQ_REQUIRE_SHARED("models/llama-small");  // 8 query heads, 4 key-value heads, head_dim 32
+  testing::TempDir tmp;
+  const auto mistral = testing::llama_small_variant(tmp.path / "m", [](json& j) {
+    as_mistral(nullptr)(j);
+    j.erase("num_key_value_heads");
+  });
+  EXPECT_EQ(load_model_config(mistral).num_kv_heads, 8);
+  const std::string w = testing::error_of<FormatError>([&] { (void)Model::load(mistral); });
+  EXPECT_TRUE(testing::has(w, "config.json: num_key_value_heads (8 when absent: MistralConfig's default) = 8, "
+                              "head_dim (hidden_size / num_attention_heads when absent) = 32 and hidden_size = 256 "
+                              "but tensor 'model.layers.0.self_attn.k_proj.weight'"))
+      << w;
+  EXPECT_TRUE(testing::has(w, "expected [num_key_value_heads × head_dim, hidden_size]")) << w;
+  const auto four_heads = testing::llama_small_variant(tmp.path / "m4", [](json& j) {
+    as_mistral(nullptr)(j);
+    j.erase("num_key_value_heads");
+    j["num_attention_heads"] = 4;
+  });
+  const std::string m4 = testing::error_of<FormatError>([&] { (void)load_model_config(four_heads); });
+  EXPECT_TRUE(testing::has(m4, "num_attention_heads 4 is not a multiple of num_key_value_heads 8 (absent: "
+                               "MistralConfig's default)"))
+      << m4;
+  const auto qwen2 = testing::llama_small_variant(tmp.path / "q", [](json& j) {
+    j["model_type"] = "qwen2";
+    j.erase("num_key_value_heads");
+  });
+  const std::string q = testing::error_of<FormatError>([&] { (void)load_model_config(qwen2); });
+  EXPECT_TRUE(testing::has(q, "num_attention_heads 8 is not a multiple of num_key_value_heads 32 (absent: "
+                              "Qwen2Config's default)"))
+      << q;
+  // Given (or null: the query heads), nothing is said of a default.
+  const auto given = testing::llama_small_variant(tmp.path / "g", [](json& j) {
+    as_mistral(nullptr)(j);
+    j["num_key_value_heads"] = 3;
+  });
+  const std::string g = testing::error_of<FormatError>([&] { (void)load_model_config(given); });
+  EXPECT_TRUE(testing::has(g, "num_attention_heads 8 is not a multiple of num_key_value_heads 3")) << g;
+  EXPECT_FALSE(testing::has(g, "default")) << g;
+  const auto null_kv = testing::llama_small_variant(tmp.path / "n", [](json& j) {
+    j["model_type"] = "qwen2";
+    j["num_key_value_heads"] = nullptr;
+  });
+  EXPECT_EQ(load_model_config(null_kv).num_kv_heads, 8);
+}
+
 }  // namespace
 }  // namespace kq
