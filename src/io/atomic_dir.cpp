@@ -476,6 +476,16 @@ StagingCleanup remove_stale_staging_leftovers(const fs::path& out) {
 }
 
 fs::path AtomicDir::resolve_target(fs::path out) {
+  // A ".." is resolved by the file system, as the kernel resolves the path: "L/../x" with L a link to "a/b" is
+  // "a/x", where lexically_normal() would give "x" (a folder the user did not name). weakly_canonical follows
+  // the part that exists (links included) and normalizes the rest. "." alone (or "./") names the current folder.
+  const bool dotdot = std::any_of(out.begin(), out.end(), [](const fs::path& c) { return c == ".."; });
+  if (dotdot || (!out.empty() && out.lexically_normal() == ".") || out.lexically_normal() == "./") {
+    std::error_code ec;
+    fs::path real = fs::weakly_canonical(out, ec);
+    if (ec) raise<InvalidArgument>("'{}': cannot resolve the folder it names: {}", out.string(), ec.message());
+    out = std::move(real);
+  }
   out = out.lexically_normal();
   if (out.filename().empty()) out = out.parent_path();  // "dir/" -> "dir"
   if (out.empty() || out == "." || out == "..")

@@ -64,10 +64,13 @@ class AtomicDir {
   const std::filesystem::path& target() const { return out_; }
 
   /// The folder AtomicDir(out) writes: `out` lexically normalized ("q/" is
-  /// q); when `out` is a symbolic link to a folder, the folder it points to
-  /// (fs::canonical), so that the new folder replaces the link's target and
-  /// the link stays. Throws InvalidArgument naming `out` when it is empty,
-  /// "." or ".."; exists and is not a folder; or is a symbolic link to
+  /// q), except that a path with a ".." component, or "." alone, is first
+  /// resolved by the file system (fs::weakly_canonical: "L/../q" with L a
+  /// link to a/b is a/q, as the kernel reads it; "." is the current folder's
+  /// real path); when `out` is a symbolic link to a folder, the folder it
+  /// points to (fs::canonical), so that the new folder replaces the link's
+  /// target and the link stays. Throws InvalidArgument naming `out` when it is
+  /// empty or resolves to no folder name ("/"); exists and is not a folder; or is a symbolic link to
   /// something that does not exist, cannot be reached (a loop: said so) or is
   /// not a folder (naming the link's target).
   static std::filesystem::path resolve_target(std::filesystem::path out);

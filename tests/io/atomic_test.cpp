@@ -205,6 +205,41 @@ TEST(AtomicDir, RejectsFileTargetAndMissingParent) {
   testing::expect_throw_with<Error>([&] { io::AtomicDir d(deep); }, {deep.string()});
 }
 
+// Tester round 18: "L/../q" with L a link to a/b was written to q (lexically_normal() drops "L/.."), while the
+// kernel reads it as a/q; with overwrite another folder than the one named could be replaced. A ".." is now
+// resolved by the file system; "." names the current folder by its real path.
+TEST(AtomicDir, DotDotIsResolvedThroughSymbolicLinks) {
+  TempDir tmp;
+  fs::create_directories(tmp.path / "a" / "b");
+  fs::create_directory_symlink(tmp.path / "a" / "b", tmp.path / "L");
+  const fs::path real_a = fs::canonical(tmp.path / "a");
+  EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "L" / ".." / "q"), real_a / "q");
+  EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "L" / ".." / "q" / ""), real_a / "q");
+  EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "L" / ".."), real_a);
+  // A missing part is normalized as text, as before (nothing to follow there).
+  EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "a" / "none" / ".." / "q"), real_a / "q");
+  {
+    io::AtomicDir d(tmp.path / "L" / ".." / "q");
+    io::write_file_atomic(d.file("x"), "1");
+    d.commit();
+  }
+  EXPECT_TRUE(fs::is_regular_file(tmp.path / "a" / "q" / "x"));
+  EXPECT_FALSE(fs::exists(tmp.path / "q"));
+  // "." is the current folder (here the empty tmp/a/b): a usable output.
+  const fs::path cwd = fs::current_path();
+  fs::current_path(tmp.path / "a" / "b");
+  fs::path dot, dot_slash;
+  try {
+    dot = io::AtomicDir::resolve_target(".");
+    dot_slash = io::AtomicDir::resolve_target("./");
+  } catch (...) {
+  }
+  fs::current_path(cwd);
+  EXPECT_EQ(dot, real_a / "b");
+  EXPECT_EQ(dot_slash, real_a / "b");
+  testing::expect_throw_with<InvalidArgument>([&] { (void)io::AtomicDir::resolve_target(""); }, {"not a usable"});
+}
+
 // Fresh-user finding: --out a symbolic link to itself was "a symbolic link to
 // 'selfloop', which does not exist"; it is named as a loop, and nothing is created.
 TEST(AtomicDir, SymbolicLinkLoopIsNamedAsALoop) {
