@@ -350,6 +350,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
   const json root = load_tokenizer_json_file(file);
   if (!root.is_object()) raise<FormatError>("{}: top level must be a JSON object", src);
   check_supported(root, src);
+  check_component_types(root, src);
   const json& model = root.at("model");
   spec.sentencepiece = sentencepiece_layout(root, src);
   if (!spec.sentencepiece) {

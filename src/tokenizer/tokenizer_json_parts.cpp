@@ -61,16 +61,26 @@ std::string normalizer_types(const json& n) {
   return "Sequence [" + types + "]";
 }
 
+/// Throws FormatError naming the file and the field when the component `x` (at `where` in the file, e.g.
+/// "normalizer.normalizers[1]"; a `component`, whose Sequence lists its members in `members`) or one of its
+/// Sequence's members, at any depth, has a "type" that is not a string (Hugging Face refuses the file).
+void check_type_strings(const json& x, const std::string& where, const char* component, const char* members,
+                        const std::string& source) {
+  if (!x.is_object()) return;
+  if (const auto t = x.find("type"); t != x.end() && !t->is_string())
+    raise<FormatError>("{}: {}.type must be a string (the {}'s name), got {}", source, where, component,
+                       io::json_excerpt(*t, 40));
+  if (const auto list = x.find(members); list != x.end() && list->is_array())
+    for (size_t i = 0; i < list->size(); ++i)
+      check_type_strings((*list)[i], fmt::format("{}.{}[{}]", where, members, i), component, members, source);
+}
+
 /// Appends the normalizers `n` (at `where` in the file, e.g. "normalizer.normalizers[1]") runs, in order, to
 /// `parts`: n itself, or the members of a Sequence with a nested Sequence's in its place (Hugging Face runs a
 /// Sequence's members in order, so nesting changes nothing and an empty Sequence is no normalizer). Throws
-/// FormatError naming the file and the field for a "type" that is not a string (Hugging Face refuses the file)
-/// or a Sequence without a "normalizers" array.
+/// FormatError naming the file and the field for a Sequence without a "normalizers" array.
 void flatten_normalizer(const json& n, const std::string& where, const std::string& source,
                         std::vector<const json*>& parts) {
-  if (const auto t = n.is_object() ? n.find("type") : n.end(); t != n.end() && !t->is_string())
-    raise<FormatError>("{}: {}.type must be a string (the normalizer's name), got {}", source, where,
-                       io::json_excerpt(*t, 40));
   if (type_of(n) != "Sequence") {
     parts.push_back(&n);
     return;
@@ -196,6 +206,14 @@ std::string split_regex(const json& p, const std::string& source) {
 }
 
 }  // namespace
+
+void check_component_types(const json& root, const std::string& source) {
+  for (const auto& [component, members] :
+       {std::pair{"normalizer", "normalizers"}, std::pair{"pre_tokenizer", "pretokenizers"},
+        std::pair{"post_processor", "processors"}, std::pair{"decoder", "decoders"}})
+    if (const auto it = root.find(component); it != root.end())
+      check_type_strings(*it, component, component, members, source);
+}
 
 bool has_normalizer(const json& root, const std::string& source) { return !normalizer_parts(root, source).empty(); }
 

@@ -28,11 +28,17 @@ std::string type_of(const nlohmann::json& p);
 bool flag(const nlohmann::json& obj, const char* key, bool absent, const std::string& source,
           std::string_view where);
 
+/// Throws FormatError naming the file and the field (e.g.
+/// "pre_tokenizer.pretokenizers[0].type") when the normalizer, pre_tokenizer,
+/// post_processor or decoder of tokenizer.json, or a member of its Sequence at
+/// any depth, has a "type" that is not a string (Hugging Face refuses the
+/// file). The readers below take it as checked.
+void check_component_types(const nlohmann::json& root, const std::string& source);
+
 /// Whether tokenizer.json has a normalizer: one that is not null or a
 /// Sequence of none (Hugging Face's identity; nested Sequences count as their
-/// members). Throws FormatError naming the file and the field for a
-/// normalizer "type" that is not a string or a Sequence without a
-/// "normalizers" array.
+/// members). Throws FormatError naming the file and the field for a Sequence
+/// without a "normalizers" array.
 bool has_normalizer(const nlohmann::json& root, const std::string& source);
 
 /// The SentencePiece-style description of a tokenizer.json that has a

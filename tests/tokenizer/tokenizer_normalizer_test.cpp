@@ -292,3 +292,26 @@ TEST(TokenizerNormalizer, NonStringTypeIsAFormatErrorNamingTheField) {
                                   {(tmp.path / "tokenizer.json").string() + ": " + needle});
   }
 }
+
+// The same for the other components and their Sequences' members (they gave
+// nlohmann's "type must be string, but is number" too).
+TEST(TokenizerComponentTypes, NonStringTypeOfAnyComponentIsAFormatErrorNamingTheField) {
+  std::vector<std::pair<json, std::string>> cases;
+  json tj = qwen2_like(kNfc);
+  tj["pre_tokenizer"]["type"] = 5;
+  cases.push_back({tj, "pre_tokenizer.type must be a string (the pre_tokenizer's name), got 5"});
+  tj = qwen2_like(kNfc);
+  tj["pre_tokenizer"]["pretokenizers"][1]["type"] = true;
+  cases.push_back({tj, "pre_tokenizer.pretokenizers[1].type must be a string (the pre_tokenizer's name), got true"});
+  tj = qwen2_like(kNfc);
+  tj["post_processor"]["type"] = 5;
+  cases.push_back({tj, "post_processor.type must be a string (the post_processor's name), got 5"});
+  tj = qwen2_like(kNfc);
+  tj["decoder"] = {{"type", "Sequence"}, {"decoders", json::array({{{"type", json::object()}}})}};
+  cases.push_back({tj, "decoder.decoders[0].type must be a string (the decoder's name), got {}"});
+  for (const auto& [t, needle] : cases) {
+    kq::testing::TempDir tmp;
+    expect_error<kq::FormatError>([&] { load_json(tmp.path, t); },
+                                  {(tmp.path / "tokenizer.json").string() + ": " + needle});
+  }
+}
