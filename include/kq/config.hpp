@@ -11,11 +11,14 @@ namespace kq {
 /// architecture (same tensor names) with MistralConfig's defaults and
 /// sliding-window attention (ModelConfig::sliding_window). Qwen2 (Qwen2 and
 /// Qwen2.5) is the Llama architecture with biases on q/k/v_proj
-/// (ModelConfig::qkv_bias) and Qwen2Config's defaults.
-enum class Arch { GPT2, Llama, Mistral, Qwen2 };
+/// (ModelConfig::qkv_bias) and Qwen2Config's defaults. Qwen3 (the dense
+/// Qwen3ForCausalLM models) is the Llama architecture with an RMSNorm over
+/// each query and key head before RoPE (ModelConfig::qk_norm), no biases by
+/// default and Qwen3Config's defaults.
+enum class Arch { GPT2, Llama, Mistral, Qwen2, Qwen3 };
 
-/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2"; "unknown(N)" for a value outside
-/// the enum (see dtype_name).
+/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2" / "qwen3"; "unknown(N)" for a value
+/// outside the enum (see dtype_name).
 std::string arch_name(Arch a);
 
 /// RoPE frequency scaling: config.json "rope_scaling" (transformers 4: {"rope_type" or "type", ...}) or
@@ -86,6 +89,13 @@ std::string rope_type_name(RopeScaling::Type t);
 /// sliding_window as for Mistral (full causal attention within one window is
 /// exactly the windowed attention, and the other layers' full attention);
 /// otherwise sliding_window is 0.
+/// Qwen3 keys: Llama's, with Qwen3Config's defaults where they differ:
+/// num_key_value_heads 32 (null: = heads), head_dim 128 (absent or null; not
+/// hidden_size / heads, and num_attention_heads · head_dim may differ from
+/// hidden_size), max_position_embeddings 32768; attention_bias (default
+/// false: biases on q/k/v/o_proj as Llama's), no mlp_bias (never MLP
+/// biases); q_norm / k_norm always (qk_norm); use_sliding_window,
+/// sliding_window, max_window_layers and layer_types as Qwen2's.
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;
@@ -98,15 +108,19 @@ struct ModelConfig {
   int64_t head_dim = 0;           ///< from config "head_dim" when present, else hidden/heads
   int64_t max_positions = 0;      ///< context length (n_positions / max_position_embeddings)
   double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
-  double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 only
-  /// Mistral's or Qwen2's attention window in positions (0: none); max_positions is at most this (see above).
+  double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 / Qwen3 only
+  /// Mistral's, Qwen2's or Qwen3's attention window in positions (0: none); max_positions is at most this (see above).
   int64_t sliding_window = 0;
-  RopeScaling rope_scaling;       ///< Llama / Mistral / Qwen2 only: RoPE frequency scaling (Type::Default: none)
+  RopeScaling rope_scaling;       ///< Llama architectures only: RoPE frequency scaling (Type::Default: none)
   bool tie_word_embeddings = true;
   bool attention_bias = false;    ///< attention projections have biases (Llama q/k/v/o; always true for GPT-2)
   /// Llama architectures: q/k/v_proj have biases even without attention_bias, o_proj only with it (always true
   /// for Qwen2, whose o_proj has none; false for the others). GPT-2: unused (attention_bias covers c_attn).
   bool qkv_bias = false;
+  /// Llama architectures: every layer has q_norm and k_norm (F32 [head_dim] gains), an RMSNorm (eps norm_eps) over
+  /// each query and key head after q_proj / k_proj and before RoPE; values are not normed (always true for Qwen3,
+  /// false for the others). GPT-2: must be false.
+  bool qk_norm = false;
   bool mlp_bias = false;          ///< MLP projections have biases (Llama config key; always true for GPT-2)
   /// GPT-2 "gelu_new" or "gelu_pytorch_tanh" (tanh approximation) or "gelu" (exact erf); Llama "silu".
   std::string activation = "gelu_new";
@@ -124,11 +138,11 @@ struct ModelConfig {
 };
 
 /// " (config.json sliding_window W: ...)": why the context is max_positions, for messages about a size that
-/// does not fit, when it was capped at Mistral's or Qwen2's sliding window (sliding_window > 0 and
+/// does not fit, when it was capped at Mistral's, Qwen2's or Qwen3's sliding window (sliding_window > 0 and
 /// max_positions == sliding_window); "" otherwise.
 std::string context_limit_note(const ModelConfig& c);
 
-/// Parses a config.json object ("gpt2", "llama", "mistral" or "qwen2"). `source` names the file in error
+/// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2" or "qwen3"). `source` names the file in error
 /// messages.
 /// Throws FormatError for unknown model_type (listing the supported ones),
 /// missing/invalid keys, a GPT-2 key and its alias with different values
@@ -139,7 +153,7 @@ std::string context_limit_note(const ModelConfig& c);
 /// scaling key that is missing, not a number (original_max_position_embeddings:
 /// not a positive integer), not finite or not positive (each error names the
 /// key: "rope_scaling.factor"), a llama3 high_freq_factor equal to its
-/// low_freq_factor, a Qwen2 use_sliding_window that is not a boolean and, when
+/// low_freq_factor, a Qwen2 or Qwen3 use_sliding_window that is not a boolean and, when
 /// it is true, a sliding_window that is not a positive integer, a
 /// max_window_layers that is not an integer >= 0, a layer_types that is not
 /// one "full_attention" or "sliding_attention" per layer.

@@ -180,7 +180,7 @@ class Model {
   /// config.json and the key, before anything is allocated per layer, for a
   /// layer count above the layers the safetensors files hold or an embedding
   /// (or Llama layer-0 attention) shape that contradicts the config's sizes, and naming config.json
-  /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2, a RoPE type
+  /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2 / qwen3, a RoPE type
   /// other than default / llama3 / linear, an activation other than gelu_new, gelu_pytorch_tanh or gelu
   /// (GPT-2) / silu (Llama); see parse_model_config); Unsupported for CUDA in a
   /// CPU-only build or without a usable device, or for a format or activation

@@ -1,5 +1,6 @@
-// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2: Llama's architecture).
-// Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig and Qwen2Config.
+// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3: Llama's
+// architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+// and Qwen3Config.
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -26,6 +27,7 @@ std::string arch_name(Arch a) {
     case Arch::Llama: return "llama";
     case Arch::Mistral: return "mistral";
     case Arch::Qwen2: return "qwen2";
+    case Arch::Qwen3: return "qwen3";
   }
   return std::string(unknown_enum_name(int64_t(a)));
 }
@@ -73,7 +75,7 @@ constexpr const char* kGpt2OnlyKeys[] = {"n_ctx"};
 constexpr const char* kLlamaOnlyKeys[] = {"num_key_value_heads", "rope_theta", "rope_parameters"};
 
 /// Reads config keys with uniform error messages "<source>: key 'k': ...".
-/// `type` is the config's model_type ("gpt2", "llama", "mistral" or "qwen2"), named when a
+/// `type` is the config's model_type ("gpt2", "llama", "mistral", "qwen2" or "qwen3"), named when a
 /// required key is missing.
 class Reader {
  public:
@@ -367,9 +369,10 @@ bool qwen2_any_sliding_layer(const Reader& r, int64_t num_layers) {
 }
 
 /// A Llama config, or a Mistral one (MistralConfig's defaults; sliding_window), or a Qwen2 one (Qwen2Config's
-/// defaults; q/k/v biases; use_sliding_window).
+/// defaults; q/k/v biases; use_sliding_window), or a Qwen3 one (Qwen3Config's defaults; q_norm / k_norm;
+/// attention_bias; use_sliding_window as Qwen2's).
 ModelConfig parse_llama(const Reader& r, Arch arch) {
-  const bool mistral = arch == Arch::Mistral, qwen2 = arch == Arch::Qwen2;
+  const bool mistral = arch == Arch::Mistral, qwen2 = arch == Arch::Qwen2, qwen3 = arch == Arch::Qwen3;
   ModelConfig c;
   c.arch = arch;
   c.size_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"};
@@ -377,20 +380,26 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   c.intermediate_size = r.size("intermediate_size");
   c.num_layers = r.size("num_hidden_layers");
   c.num_heads = r.size("num_attention_heads");
-  // MistralConfig: 8 when absent, Qwen2Config: 32 when absent, both the query heads when null; LlamaConfig: the
-  // query heads.
+  // MistralConfig: 8 when absent, Qwen2Config and Qwen3Config: 32 when absent, all three the query heads when
+  // null; LlamaConfig: the query heads.
   const bool kv_absent = !r.find("num_key_value_heads") && !r.is_null("num_key_value_heads");
-  const char* kv_default_of = !kv_absent ? nullptr : mistral ? "MistralConfig" : qwen2 ? "Qwen2Config" : nullptr;
+  const char* kv_default_of = !kv_absent ? nullptr
+                              : mistral  ? "MistralConfig"
+                              : qwen2    ? "Qwen2Config"
+                              : qwen3    ? "Qwen3Config"
+                                         : nullptr;
   c.num_kv_heads = r.size("num_key_value_heads", !kv_default_of ? c.num_heads : mistral ? 8 : 32);
   c.vocab_size = r.size("vocab_size");
-  c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);  // defaults
-  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);  // the three configs' default
+  c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 || qwen3 ? 32768 : 2048);
+  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);  // the four configs' default
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
-  // MistralConfig and Qwen2Config have no attention_bias / mlp_bias (the keys are ignored): Mistral's
-  // projections never have biases; Qwen2's q/k/v_proj always have, its o_proj and MLP never.
-  c.attention_bias = arch == Arch::Llama && r.boolean("attention_bias", false);
+  // MistralConfig and Qwen2Config have no attention_bias / mlp_bias, Qwen3Config no mlp_bias (the keys are
+  // ignored): Mistral's projections never have biases; Qwen2's q/k/v_proj always have, its o_proj and MLP never;
+  // Qwen3's MLP never. Qwen3's attention_bias is Llama's (q/k/v/o_proj).
+  c.attention_bias = (arch == Arch::Llama || qwen3) && r.boolean("attention_bias", false);
   c.mlp_bias = arch == Arch::Llama && r.boolean("mlp_bias", false);
   c.qkv_bias = qwen2;
+  c.qk_norm = qwen3;  // Qwen3Attention's q_norm / k_norm, unconditional
   c.activation = r.string("hidden_act", "silu");
   if (c.activation == "swish") c.activation = "silu";  // transformers' ACT2FN: the same function (x * sigmoid(x))
   if (c.activation != "silu")
@@ -402,6 +411,8 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
                        kv_default_of ? fmt::format(" (absent: {}'s default)", kv_default_of) : std::string());
   if (r.find("head_dim")) {
     c.head_dim = r.size("head_dim");
+  } else if (qwen3) {
+    c.head_dim = 128;  // Qwen3Config's default, whatever hidden_size / heads is
   } else {
     if (c.hidden_size % c.num_heads != 0)
       raise<FormatError>("{}: hidden_size {} is not divisible by num_attention_heads {} (and no head_dim given)",
@@ -447,9 +458,9 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   };
   // Mistral's (MistralConfig: 4096 when absent, none when null).
   if (mistral && !r.is_null("sliding_window")) cap_at_window(r.size("sliding_window", 4096));
-  // Qwen2's (Qwen2Config: none unless use_sliding_window; then 4096 when absent, none when null) on the
-  // layers layer_types / max_window_layers give it: capped when any layer has it.
-  if (qwen2 && r.boolean("use_sliding_window", false) && !r.is_null("sliding_window")) {
+  // Qwen2's and Qwen3's (Qwen2Config, Qwen3Config: none unless use_sliding_window; then 4096 when absent, none
+  // when null) on the layers layer_types / max_window_layers give it: capped when any layer has it.
+  if ((qwen2 || qwen3) && r.boolean("use_sliding_window", false) && !r.is_null("sliding_window")) {
     const int64_t window = r.size("sliding_window", 4096);
     if (qwen2_any_sliding_layer(r, c.num_layers)) cap_at_window(window);
   }
@@ -465,14 +476,17 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   ModelConfig c;
   if (type == "gpt2") {
     c = parse_gpt2(r);
-  } else if (type == "llama" || type == "mistral" || type == "qwen2") {
-    c = parse_llama(r, type == "mistral" ? Arch::Mistral : type == "qwen2" ? Arch::Qwen2 : Arch::Llama);
+  } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3") {
+    c = parse_llama(r, type == "mistral" ? Arch::Mistral
+                       : type == "qwen2" ? Arch::Qwen2
+                       : type == "qwen3" ? Arch::Qwen3
+                                         : Arch::Llama);
   } else if (type.empty()) {
     const auto it = j.find("model_type");
-    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2)", source,
+    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2, qwen3)", source,
                        it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
   } else {
-    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2)", source,
+    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2, qwen3)", source,
                        io::text_excerpt(type));
   }
   // transformers 5 writes "dtype"; older versions "torch_dtype".
@@ -482,8 +496,10 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 
 std::string context_limit_note(const ModelConfig& c) {
   if (c.sliding_window <= 0 || c.max_positions != c.sliding_window) return {};
-  // Qwen2: only the layers use_sliding_window with max_window_layers / layer_types gives the window.
-  const char* layers = c.arch == Arch::Qwen2 ? " in its sliding-window layers (max_window_layers / layer_types)" : "";
+  // Qwen2, Qwen3: only the layers use_sliding_window with max_window_layers / layer_types gives the window.
+  const char* layers = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen3
+                           ? " in its sliding-window layers (max_window_layers / layer_types)"
+                           : "";
   return fmt::format(" (config.json sliding_window {}: each position attends to the last {} only{}, which kq runs "
                      "as full causal attention within one window, so the context is capped at {} position{})",
                      c.sliding_window, c.sliding_window, layers, c.sliding_window, c.sliding_window == 1 ? "" : "s");

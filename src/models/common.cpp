@@ -34,8 +34,9 @@ void check_rope_scaling(const RopeScaling& s, const std::string& where) {
 
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
-  if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2)
-    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral or qwen2)", where, int(c.arch));
+  if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 &&
+      c.arch != Arch::Qwen3)
+    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral, qwen2 or qwen3)", where, int(c.arch));
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
                                                    {"intermediate_size", c.intermediate_size},
@@ -62,6 +63,7 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
     if (c.hidden_size != c.num_heads * c.head_dim)
       raise<E>("{}: GPT-2 hidden_size {} != num_heads {} × head_dim {}", where, c.hidden_size, c.num_heads,
                c.head_dim);
+    if (c.qk_norm) raise<E>("{}: GPT-2 has no q_norm / k_norm (ModelConfig::qk_norm must be false)", where);
     if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
       raise<Unsupported>("{}: GPT-2 activation '{}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)",
                          where, c.activation);
@@ -71,7 +73,10 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
     check_rope_scaling<E>(c.rope_scaling, where);
     if (c.activation != "silu")
       raise<Unsupported>("{}: {} activation '{}' is not supported (silu)", where,
-                         c.arch == Arch::Mistral ? "Mistral" : c.arch == Arch::Qwen2 ? "Qwen2" : "Llama",
+                         c.arch == Arch::Mistral ? "Mistral"
+                         : c.arch == Arch::Qwen2 ? "Qwen2"
+                         : c.arch == Arch::Qwen3 ? "Qwen3"
+                                                 : "Llama",
                          c.activation);
   }
 }

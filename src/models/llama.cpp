@@ -1,7 +1,9 @@
 // Llama (Touvron et al. 2023): RMSNorm pre-norm blocks, rotary position
 // embeddings (rotate_half convention), grouped-query attention, SwiGLU MLP.
-// Weights follow transformers' LlamaForCausalLM (also MistralForCausalLM and
-// Qwen2ForCausalLM: the same tensor names; Qwen2's q/k/v_proj have biases).
+// Weights follow transformers' LlamaForCausalLM (also MistralForCausalLM,
+// Qwen2ForCausalLM and Qwen3ForCausalLM: the same tensor names; Qwen2's
+// q/k/v_proj have biases; Qwen3 adds self_attn.q_norm / k_norm, an RMSNorm
+// over each query / key head before RoPE).
 #include <algorithm>
 #include <cmath>
 
@@ -18,6 +20,7 @@ struct LlamaBlock {
   std::unique_ptr<Linear> q_proj;     // [heads·hd, d]
   std::unique_ptr<Linear> k_proj;     // [kv_heads·hd, d]
   std::unique_ptr<Linear> v_proj;     // [kv_heads·hd, d]
+  Param q_norm, k_norm;               // F32 [hd] (qk_norm: Qwen3), else empty
   std::unique_ptr<Linear> o_proj;     // [d, heads·hd]
   Param post_attention_norm;          // F32 [d]
   std::unique_ptr<Linear> gate_proj;  // [ffn, d]
@@ -76,6 +79,12 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     b.q_proj = linear("self_attn.q_proj", q_dim, d, qkv_bias);
     b.k_proj = linear("self_attn.k_proj", kv_dim, d, qkv_bias);
     b.v_proj = linear("self_attn.v_proj", kv_dim, d, qkv_bias);
+    if (c.qk_norm) {
+      b.q_norm.host = w.get(p + "self_attn.q_norm.weight", {c.head_dim}, Init::Ones);
+      b.k_norm.host = w.get(p + "self_attn.k_norm.weight", {c.head_dim}, Init::Ones);
+      register_parameter(b.q_norm, ParamKind::Vector);
+      register_parameter(b.k_norm, ParamKind::Vector);
+    }
     b.o_proj = linear("self_attn.o_proj", d, q_dim, c.attention_bias);
     b.post_attention_norm.host = w.get(p + "post_attention_layernorm.weight", {d}, Init::Ones);
     b.gate_proj = linear("mlp.gate_proj", ffn, d, c.mlp_bias);
@@ -144,11 +153,13 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LlamaBlock& b = blocks_[size_t(l)];
     // Attention: x += o_proj(attention(rope(q_proj(h)), rope(k_proj(h)), v_proj(h))), h = rms_norm(x);
-    // the previous block's MLP output o is added to x first.
+    // the previous block's MLP output o is added to x first. Qwen3 (qk_norm): each head of q_proj(h) and
+    // k_proj(h) RMS-normed (q_norm, k_norm) before RoPE.
     be.rms_norm(x, l > 0 ? o : Act{}, b.input_norm, eps, h, n, d);
     const Linear* qkv_ops[] = {b.q_proj.get(), b.k_proj.get(), b.v_proj.get()};
     be.linear_group(qkv_ops, h, n, kQkvBufs, qkv);
     const Act q = qkv[0], k = qkv[1], v = qkv[2];
+    if (c.qk_norm) be.qk_norm(q, c.num_heads, k, c.num_kv_heads, c.head_dim, b.q_norm, b.k_norm, eps);
     be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope_);
     be.attention(l, q, c.num_heads, scale, att);
     be.linear(*b.o_proj, att, n, o);

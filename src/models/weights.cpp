@@ -414,10 +414,13 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
   }
   if (gpt2) return;
   // Llama's RoPE tables are sized by head_dim before any layer is read.
-  const char* head_dim_key = "head_dim (hidden_size / num_attention_heads when absent)";
-  // The key-value heads when the key is absent: LlamaConfig's the query heads, MistralConfig's 8, Qwen2Config's 32.
+  const char* head_dim_key = c.arch == Arch::Qwen3 ? "head_dim (128 when absent: Qwen3Config's default)"
+                                                   : "head_dim (hidden_size / num_attention_heads when absent)";
+  // The key-value heads when the key is absent: LlamaConfig's the query heads, MistralConfig's 8, Qwen2Config's and
+  // Qwen3Config's 32.
   const char* kv_heads_key = c.arch == Arch::Mistral ? "num_key_value_heads (8 when absent: MistralConfig's default)"
                              : c.arch == Arch::Qwen2 ? "num_key_value_heads (32 when absent: Qwen2Config's default)"
+                             : c.arch == Arch::Qwen3 ? "num_key_value_heads (32 when absent: Qwen3Config's default)"
                                                      : "num_key_value_heads (num_attention_heads when absent)";
   for (const auto& [proj, heads, heads_key, heads_name] :
        {std::tuple{"q_proj", c.num_heads, "num_attention_heads", "num_attention_heads"},

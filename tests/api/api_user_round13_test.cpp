@@ -55,7 +55,9 @@ TEST(ApiUserRound13, ModelConfigArchOutsideTheEnumIsRefused) {
   ModelConfig c = tiny_gpt2();
   c.arch = Arch(9);
   std::string msg = error_of<InvalidArgument>([&] { (void)Model::random(c, 1); });
-  EXPECT_TRUE(has(msg, "Model::random: config: ModelConfig::arch 9 is not an Arch (gpt2, llama, mistral or qwen2)")) << msg;
+  EXPECT_TRUE(has(msg, "Model::random: config: ModelConfig::arch 9 is not an Arch (gpt2, llama, mistral, qwen2 or "
+                      "qwen3)"))
+      << msg;
   msg = error_of<InvalidArgument>([&] { (void)Model::random_quantized(c, 1, {}, "int8"); });
   EXPECT_TRUE(has(msg, "Model::random_quantized: config: ModelConfig::arch 9")) << msg;
   EXPECT_EQ(Model::random(tiny_gpt2(), 1)->config().arch, Arch::GPT2);

@@ -566,6 +566,157 @@ TEST(Config, Qwen2Rejections) {
   expect_bad(j, {"num_attention_heads 14 is not a multiple of num_key_value_heads 4"});
 }
 
+// Qwen3-0.6B's config.json: head_dim 128 given, 16 × 128 = 2048 query columns over hidden_size 1024, GQA 16/8,
+// tied embeddings, no sliding window.
+const char* kQwen3 = R"({
+  "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 151643,
+  "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02,
+  "intermediate_size": 3072, "max_position_embeddings": 40960, "max_window_layers": 28, "model_type": "qwen3",
+  "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+  "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true,
+  "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true, "use_sliding_window": false,
+  "vocab_size": 151936})";
+
+TEST(Config, Qwen3IsLlamaWithQkNormAndItsDefaults) {
+  ModelConfig c = parse(json::parse(kQwen3));
+  EXPECT_EQ(c.arch, Arch::Qwen3);
+  EXPECT_EQ(arch_name(c.arch), "qwen3");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.hidden_size, 1024);
+  EXPECT_EQ(c.intermediate_size, 3072);
+  EXPECT_EQ(c.num_layers, 28);
+  EXPECT_EQ(c.num_heads, 16);
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_EQ(c.head_dim, 128);  // not hidden_size / heads = 64
+  EXPECT_EQ(c.vocab_size, 151936);
+  EXPECT_EQ(c.max_positions, 40960);
+  EXPECT_EQ(c.norm_eps, 1e-6);
+  EXPECT_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Default);
+  EXPECT_EQ(c.activation, "silu");
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_FALSE(c.mlp_bias);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+
+  // attention_bias is Llama's (q/k/v/o_proj); Qwen3Config has no mlp_bias (ignored, as for Qwen2).
+  json j = json::parse(kQwen3);
+  j["attention_bias"] = true;
+  j["mlp_bias"] = true;
+  c = parse(j);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_FALSE(c.mlp_bias);
+  EXPECT_TRUE(c.qk_norm);
+
+  // Qwen3Config's defaults: head_dim 128 (absent or null), kv heads 32 (null: the query heads), 32768 positions,
+  // eps 1e-6, theta 10000, untied, no attention_bias, no window.
+  j = json{{"model_type", "qwen3"}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
+           {"num_attention_heads", 32}, {"vocab_size", 1000}};
+  c = parse(j);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.num_kv_heads, 32);
+  EXPECT_EQ(c.max_positions, 32768);
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(c.norm_eps, 1e-6);
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_TRUE(c.qk_norm);
+  j["head_dim"] = nullptr;
+  EXPECT_EQ(parse(j).head_dim, 128);
+  j["head_dim"] = 64;
+  EXPECT_EQ(parse(j).head_dim, 64);
+  j["num_attention_heads"] = 16;
+  j["num_key_value_heads"] = nullptr;
+  EXPECT_EQ(parse(j).num_kv_heads, 16);
+  j["num_key_value_heads"] = 4;
+  EXPECT_EQ(parse(j).num_kv_heads, 4);
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e6}};  // transformers 5
+  EXPECT_EQ(parse(j).rope_theta, 1e6);
+
+  // The other architectures have no q_norm / k_norm.
+  EXPECT_FALSE(parse(json::parse(kQwen25)).qk_norm);
+  EXPECT_FALSE(parse(json::parse(kLlama4)).qk_norm);
+  EXPECT_FALSE(parse(json::parse(kMistral01)).qk_norm);
+}
+
+// Qwen3's sliding window is Qwen2's: only with use_sliding_window, on the layers >= max_window_layers (or those
+// layer_types names "sliding_attention"), capping the context when any layer has it.
+TEST(Config, Qwen3SlidingWindowIsQwen2s) {
+  json j = json::parse(kQwen3);
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 4096;
+  ModelConfig c = parse(j);  // max_window_layers 28 of 28 layers: none
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.max_positions, 40960);
+  j["max_window_layers"] = 20;
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
+  EXPECT_NE(context_limit_note(c).find("only in its sliding-window layers (max_window_layers / layer_types)"),
+            std::string::npos)
+      << context_limit_note(c);
+  j.erase("sliding_window");  // Qwen3Config's default 4096
+  EXPECT_EQ(parse(j).sliding_window, 4096);
+  j["sliding_window"] = nullptr;  // none
+  EXPECT_EQ(parse(j).sliding_window, 0);
+  j["sliding_window"] = 1024;
+  j["layer_types"] = std::vector<std::string>(28, "full_attention");
+  EXPECT_EQ(parse(j).sliding_window, 0);
+  j["layer_types"][27] = "sliding_attention";
+  EXPECT_EQ(parse(j).max_positions, 1024);
+  j["use_sliding_window"] = false;
+  EXPECT_EQ(parse(j).sliding_window, 0);
+}
+
+// Every key is checked as for Qwen2 (and attention_bias, which Qwen3Config has, as for Llama).
+TEST(Config, Qwen3Rejections) {
+  json j = json::parse(kQwen3);
+  j["attention_bias"] = "no";
+  expect_bad(j, {"key 'attention_bias': expected true/false"});
+  j = json::parse(kQwen3);
+  for (const json& bad : {json(0), json(-128), json(127), json(64.5), json("128")}) {
+    j["head_dim"] = bad;
+    expect_bad(j, {"head_dim"});
+  }
+  j = json::parse(kQwen3);
+  j["use_sliding_window"] = "yes";
+  expect_bad(j, {"key 'use_sliding_window': expected true/false"});
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 0;
+  expect_bad(j, {"key 'sliding_window': expected a positive integer"});
+  j["sliding_window"] = 4096;
+  j["max_window_layers"] = -1;
+  expect_bad(j, {"key 'max_window_layers': expected an integer from 0 to 2147483647"});
+  j["max_window_layers"] = 0;
+  j["layer_types"] = std::vector<std::string>(27, "full_attention");
+  expect_bad(j, {"key 'layer_types': expected an array of num_hidden_layers = 28 strings"});
+  j = json::parse(kQwen3);
+  j["hidden_act"] = "gelu";
+  expect_bad(j, {"hidden_act 'gelu' is not supported for qwen3"});
+  j = json::parse(kQwen3);
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"original_max_position_embeddings", 32768}};
+  expect_bad(j, {"RoPE scaling type 'yarn'"});
+  j = json::parse(kQwen3);
+  j["partial_rotary_factor"] = 0.5;
+  expect_bad(j, {"partial_rotary_factor 0.5 is not supported"});
+  j = json::parse(kQwen3);
+  j.erase("hidden_size");
+  expect_bad(j, {"model_type 'qwen3' requires key 'hidden_size', which is missing"});
+  j = json::parse(kQwen3);
+  j.erase("num_key_value_heads");  // Qwen3Config's default 32 does not divide 16
+  expect_bad(j, {"num_attention_heads 16 is not a multiple of num_key_value_heads 32 (absent: Qwen3Config's "
+                 "default)"});
+  j = json::parse(kQwen3);
+  j["num_key_value_heads"] = 3;
+  expect_bad(j, {"num_attention_heads 16 is not a multiple of num_key_value_heads 3"});
+}
+
 // Fresh-user finding (round 14): partial_rotary_factor (transformers rotates only that fraction of head_dim)
 // was ignored; kq rotates the whole head_dim, so any other value is refused, naming the file and the key.
 TEST(Config, LlamaPartialRotaryFactorOtherThanOneIsRefused) {
@@ -652,7 +803,7 @@ TEST(Config, RequiredKeyThatIsNullIsSaidToBeNull) {
   j["hidden_size"] = nullptr;
   expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is null"});
   j["model_type"] = nullptr;
-  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2)"});
+  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2, qwen3)"});
 }
 
 // Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
@@ -733,10 +884,10 @@ TEST(Config, SizeKeysAreTheKeysTheFileUses) {
 
 TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
-  j["model_type"] = "qwen3";
-  expect_bad(j, {"unsupported model_type 'qwen3'", "supported: gpt2, llama, mistral, qwen2"});
+  j["model_type"] = "qwen3_moe";
+  expect_bad(j, {"unsupported model_type 'qwen3_moe'", "supported: gpt2, llama, mistral, qwen2, qwen3)"});
   j.erase("model_type");
-  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2"});
+  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2, qwen3)"});
   expect_bad(json::array(), {"not a JSON object"});
 }
 
