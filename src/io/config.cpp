@@ -174,6 +174,18 @@ class Reader {
     return d;
   }
   double positive(const char* key, double fallback) const { return positive(key, find(key), fallback); }
+  /// A finite positive number that stays one as a float32 (within [FLT_MIN, FLT_MAX]): RoPE's theta and
+  /// scaling factors, which the tables use in float32 as transformers does (cpu::rope_inv_freq), where 1e39
+  /// is infinite (no rotation left: silent garbage) and 1e-300 zero (non-finite logits, blamed on the weights).
+  double positive_f32(const std::string& key, const json* v, double fallback) const {
+    const double d = positive(key, v, fallback);
+    if (d < double(std::numeric_limits<float>::min()) || d > double(std::numeric_limits<float>::max()))
+      raise<FormatError>("{}: key '{}': {} is outside float32's range ({:g} to {:g}), in which the RoPE tables are "
+                         "computed (as transformers does)",
+                         src_, key, io::json_excerpt(*v), double(std::numeric_limits<float>::min()),
+                         double(std::numeric_limits<float>::max()));
+    return d;
+  }
   /// A norm epsilon: positive and below 1 (added to the variance of
   /// activations; 1e300, finite as a double, is infinite as the FP32 the
   /// kernels use and turns every output uniform).
@@ -307,7 +319,7 @@ std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, c
   const auto number = [&](const char* key) {
     std::string name;
     const json& v = value(key, name);
-    return r.positive(name, &v, 0);
+    return r.positive_f32(name, &v, 0);
   };
   RopeScaling s;
   if (*type == "default") return s;
@@ -324,7 +336,7 @@ std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, c
     std::string name;
     const json& v = value("original_max_position_embeddings", name);
     s.original_max_positions = r.size_value(name, v);
-    if (s.high_freq_factor == s.low_freq_factor)
+    if (float(s.high_freq_factor) == float(s.low_freq_factor))  // as float32, in which the tables are computed
       raise<FormatError>("{}: {}.high_freq_factor {} equals {}.low_freq_factor (llama3 RoPE scaling divides by "
                          "their difference)",
                          r.source(), where, s.high_freq_factor, where, s.low_freq_factor);
@@ -431,10 +443,10 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
     // A type in rope_scaling wins: transformers 4 reads only it, transformers 5 replaces rope_parameters by it.
     if (!scaling) scaling = rope_scaling_of(r, "rope_parameters", *rp);
     const auto it = rp->find("rope_theta");
-    if (it != rp->end() && !it->is_null()) theta = r.positive("rope_parameters.rope_theta", &*it, 0);
+    if (it != rp->end() && !it->is_null()) theta = r.positive_f32("rope_parameters.rope_theta", &*it, 0);
   }
   if (const json* top = r.find("rope_theta")) {
-    const double t = r.positive("rope_theta", top, 0);
+    const double t = r.positive_f32("rope_theta", top, 0);
     if (theta && *theta != t)
       raise<FormatError>("{}: rope_theta {} conflicts with rope_parameters.rope_theta {}", r.source(), t, *theta);
     theta = t;

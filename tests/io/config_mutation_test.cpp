@@ -63,7 +63,11 @@ std::string insane(const ModelConfig& c) {
   if (!std::isfinite(c.norm_eps) || c.norm_eps < 0) return "norm_eps not finite and >= 0";
   if (c.arch != Arch::GPT2 && (!std::isfinite(c.rope_theta) || c.rope_theta <= 0)) return "rope_theta";
   if (c.sliding_window < 0) return "negative sliding_window";
+  const auto f32_positive = [](double v) { return std::isfinite(float(v)) && float(v) > 0; };
+  if (c.arch != Arch::GPT2 && !f32_positive(c.rope_theta)) return "rope_theta as float32";
   const RopeScaling& r = c.rope_scaling;
+  if (!f32_positive(r.factor) || !f32_positive(r.low_freq_factor) || !f32_positive(r.high_freq_factor))
+    return "rope scaling values as float32";
   if (!std::isfinite(r.factor) || r.factor <= 0 || !std::isfinite(r.low_freq_factor) || r.low_freq_factor <= 0 ||
       !std::isfinite(r.high_freq_factor) || r.high_freq_factor <= 0 || r.original_max_positions < 1)
     return "rope scaling values";

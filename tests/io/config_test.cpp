@@ -273,6 +273,22 @@ TEST(Config, RopeScalingKeysAreValidated) {
   j = base;
   j["rope_scaling"]["high_freq_factor"] = 1.0;
   expect_bad(j, {"rope_scaling.high_freq_factor 1 equals rope_scaling.low_freq_factor"});
+  // Values beyond float32's range, in which the tables are computed (tester round 18: factor 1e39 ran with no
+  // rotation left, 1e-39 and a rope_theta of 1e-300 gave non-finite logits blamed on the weights).
+  for (const double v : {1e39, 1e-39, 1e-300}) {
+    j = base;
+    j["rope_scaling"]["factor"] = v;
+    expect_bad(j, {"key 'rope_scaling.factor'", "outside float32's range"});
+    j = base;
+    j["rope_theta"] = v;
+    expect_bad(j, {"key 'rope_theta'", "outside float32's range"});
+  }
+  j = base;
+  j["rope_scaling"]["factor"] = 3e38;  // finite as a float32
+  EXPECT_EQ(parse(j).rope_scaling.factor, 3e38);
+  j = base;  // equal as float32, though not as doubles: the same division by zero
+  j["rope_scaling"]["high_freq_factor"] = 1.00000001;
+  expect_bad(j, {"rope_scaling.high_freq_factor", "equals rope_scaling.low_freq_factor"});
   j = base;
   j["rope_scaling"] = {{"type", "linear"}};
   expect_bad(j, {"RoPE scaling type 'linear' requires key 'rope_scaling.factor', which is missing"});
