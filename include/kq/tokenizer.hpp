@@ -6,8 +6,9 @@
 // fallback of Llama-2's tokenizer.json (below).
 //
 // Pipeline of encode():
-//   1. (only with EncodeOptions::allow_special) split the text on the literal
-//      contents of added/special tokens such as "<|endoftext|>";
+//   1. split the text on the added tokens (see "Added tokens in text" below:
+//      the special ones such as "<|endoftext|>" only with
+//      EncodeOptions::allow_special), which become their ids;
 //   2. pre-tokenize each segment with a regex (PCRE2, UTF + UCP): GPT-2's
 //        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 //      (vocab.json + merges.txt, tokenizer.json's ByteLevel pre_tokenizer), or
@@ -22,7 +23,7 @@
 //      merge applies; emit the ids of the resulting symbols.
 // Before step 2, a tokenizer.json normalizer of Unicode forms (NFC for Qwen2
 // and Qwen2.5; NFD, NFKC, NFKD, or a Sequence of them) is applied to the text
-// (with allow_special, to each part between added tokens) by utf8proc
+// (to each part between added tokens) by utf8proc
 // (Unicode 15.0); ill-formed bytes stay as they are and the well-formed runs
 // around them are normalized on their own. No BOS/EOS is added
 // (Tokenizer::prompt_prefix() says which Hugging Face would add) and no other
@@ -54,17 +55,28 @@
 // differently than by a tokenizer built on other tables. Token ids of text
 // made of Unicode-14 characters match openai/gpt-2 encoder.py exactly.
 //
-// Special tokens in text (a documented choice): by default (allow_special =
-// false) text is treated as raw text, so a literal "<|endoftext|>" inside the
-// text is encoded as ordinary characters ("<", "|", "endoftext", ...). This is
-// what perplexity evaluation wants (the perplexity protocol tokenizes raw text;
-// none of the shared texts or tokenizer_cases.json contain the string, so both
-// choices give the same ids there) and it keeps decode(encode(x)) == x for
-// every input. Hugging Face's tokenizers instead recognize added tokens in
-// text by default; pass EncodeOptions{.allow_special = true} for that (e.g.
-// for chat/generation prompts). Only exact matches of a token's content are
-// recognized (the lstrip/rstrip/single_word flags of tokenizer.json are
-// ignored; they are all false for GPT-2).
+// Added tokens in text: an added token that is not special ("special": false
+// in tokenizer.json's added_tokens or tokenizer_config.json's
+// added_tokens_decoder, e.g. Qwen2.5's "<tool_call>") is always recognized,
+// as Hugging Face's tokenizers do. Special ones (and "<|endoftext|>", the
+// bos / eos tokens, and an entry without "special") are recognized only with
+// EncodeOptions::allow_special (a documented choice): by default a literal
+// "<|endoftext|>" inside the text is encoded as ordinary characters ("<", "|",
+// "endoftext", ...). This is what perplexity evaluation wants (the perplexity
+// protocol tokenizes raw text; none of the shared texts or
+// tokenizer_cases.json contain the string, so both choices give the same ids
+// there); Hugging Face recognizes special tokens too unless
+// split_special_tokens is set: pass EncodeOptions{.allow_special = true} for
+// that (e.g. for chat/generation prompts). As in Hugging Face, the tokens
+// whose "normalized" is false (absent: not special) are found in the raw text
+// first; then, in each part between them, those whose "normalized" is true
+// are found in the part's normalized form (a Unicode normalizer's; their
+// content normalized too), so an NFD "ḱ" in the text matches a token "ḱ"
+// under an NFC normalizer. The leftmost match wins, the longest among those
+// at one position. Only exact matches of a token's content are recognized
+// (the lstrip/rstrip/single_word flags of tokenizer.json are ignored with a
+// warning at load, as is "normalized" under a SentencePiece-style
+// normalizer; they are all false for GPT-2).
 //
 // Invalid UTF-8 (a documented choice): encode() works on bytes and accepts any
 // byte string. PCRE2 runs with PCRE2_MATCH_INVALID_UTF, under which invalid
@@ -87,8 +99,10 @@ namespace kq {
 
 /// Options of Tokenizer::encode.
 struct EncodeOptions {
-  /// Recognize the contents of added tokens (e.g. "<|endoftext|>") in the text
-  /// and emit their ids. Default false: the text is raw text (see the header comment).
+  /// Also recognize the contents of special added tokens (e.g.
+  /// "<|endoftext|>") in the text and emit their ids. Default false: they are
+  /// ordinary text. Non-special added tokens are always recognized (see the
+  /// header comment, "Added tokens in text").
   bool allow_special = false;
 };
 

@@ -99,7 +99,8 @@ Tokenizer Tokenizer::from_files(const fs::path& vocab_json, const fs::path& merg
   return Tokenizer(Impl::build(spec));
 }
 
-void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& ids, bool at_text_start) const {
+void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& ids, bool at_text_start,
+                                   bool normalized) const {
   if (text.empty()) return;
   if (metaspace) {  // SentencePiece-style: the section is one word, "▁" for spaces
     std::string word;
@@ -110,10 +111,10 @@ void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& 
     cache.insert(word, ids.data() + start, ids.size() - start);
     return;
   }
-  std::string normalized;  // the pieces below view it when there is a normalizer
-  if (!normalization.empty()) {
-    normalized = tok::normalize(text, normalization);
-    text = normalized;
+  std::string normal;  // the pieces below view it when there is a normalizer
+  if (!normalization.empty() && !normalized) {
+    normal = tok::normalize(text, normalization);
+    text = normal;
   }
   std::vector<std::string_view> pieces;
   pieces.reserve(text.size() / 4 + 1);
@@ -154,33 +155,58 @@ const std::string* Tokenizer::bytes_of(int32_t id) const {
   return nullptr;  // a padding id of the model's vocabulary
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& opts) const {
-  const Impl& t = impl();
-  std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3 + 1);
-  if (!opts.allow_special || t.added_by_length.empty()) {
-    t.encode_plain(text, ids);
-    return ids;
-  }
-  // Leftmost occurrence of any added token; among tokens at the same
-  // position the longest wins (added_by_length is sorted longest first).
+namespace {
+
+/// Calls section(part, at_start) for each part of `text` between the matches of
+/// `tokens` (Impl::match_raw / match_normalized; a special one only with
+/// `allow_special`) and appends each match's id to `ids`, in text order. The
+/// leftmost match wins, the longest among those at one position (the lists
+/// are sorted longest first), as Hugging Face's added-token matching does.
+/// `at_start`: whether a part is at the start of the text (`text_start`: the
+/// text itself is, and the part begins it).
+template <class Section>
+void split_on_added(std::string_view text, const std::vector<Tokenizer::Impl::AddedMatch>& tokens, bool allow_special,
+                    bool text_start, std::vector<int32_t>& ids, Section&& section) {
   constexpr size_t npos = std::string_view::npos;
-  std::vector<size_t> next(t.added_by_length.size());  // next occurrence of each at or after pos
-  for (size_t k = 0; k < next.size(); ++k) next[k] = text.find(t.token_bytes[size_t(t.added_by_length[k])]);
+  std::vector<const Tokenizer::Impl::AddedMatch*> wanted;
+  for (const auto& a : tokens)
+    if (allow_special || !a.special) wanted.push_back(&a);
+  std::vector<size_t> next(wanted.size());  // next occurrence of each at or after pos
+  for (size_t k = 0; k < next.size(); ++k) next[k] = text.find(wanted[k]->text);
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t best = npos, best_k = 0;
     for (size_t k = 0; k < next.size(); ++k) {
-      if (next[k] != npos && next[k] < pos) next[k] = text.find(t.token_bytes[size_t(t.added_by_length[k])], pos);
+      if (next[k] != npos && next[k] < pos) next[k] = text.find(wanted[k]->text, pos);
       if (next[k] < best) best = next[k], best_k = k;
     }
     if (best == npos) break;
-    const int32_t id = t.added_by_length[best_k];
-    t.encode_plain(text.substr(pos, best - pos), ids, pos == 0);
-    ids.push_back(id);
-    pos = best + t.token_bytes[size_t(id)].size();
+    if (best > pos) section(text.substr(pos, best - pos), text_start && pos == 0);
+    ids.push_back(wanted[best_k]->id);
+    pos = best + wanted[best_k]->text.size();
   }
-  if (pos < text.size()) t.encode_plain(text.substr(pos), ids, pos == 0);
+  if (pos < text.size()) section(text.substr(pos), text_start && pos == 0);
+}
+
+}  // namespace
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& opts) const {
+  const Impl& t = impl();
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 1);
+  // Hugging Face's order: the non-normalized added tokens in the raw text, then in each part between them (its
+  // normalized form, with a Unicode normalizer) the normalized ones; what is left is BPE-encoded.
+  split_on_added(text, t.match_raw, opts.allow_special, true, ids, [&](std::string_view part, bool at_start) {
+    if (t.match_normalized.empty()) return t.encode_plain(part, ids, at_start);
+    if (t.normalization.empty()) {  // no Unicode normalizer: the part is its normalized text (see match_normalized)
+      split_on_added(part, t.match_normalized, opts.allow_special, at_start, ids,
+                     [&](std::string_view p, bool s) { t.encode_plain(p, ids, s); });
+      return;
+    }
+    const std::string normal = tok::normalize(part, t.normalization);
+    split_on_added(normal, t.match_normalized, opts.allow_special, at_start, ids,
+                   [&](std::string_view p, bool s) { t.encode_plain(p, ids, s, /*normalized=*/true); });
+  });
   return ids;
 }
 

@@ -15,7 +15,12 @@ namespace {
 
 constexpr std::string_view kEndOfText = "<|endoftext|>";
 
-void add_special(Tokenizer::Impl& t, const std::string& content, int32_t id, const std::string& source) {
+/// Makes `id` an added token with `content` (literal text), matched in a text
+/// as `special` / `normalized` say (AddedTokenSpec). A token listed again
+/// (consistently) keeps its first settings, except that it becomes special
+/// when the later listing is special (the bos / eos and "<|endoftext|>" calls).
+void add_special(Tokenizer::Impl& t, const std::string& content, int32_t id, const std::string& source,
+                 bool special = true, bool normalized = false) {
   if (content.empty()) raise<FormatError>("{}: added token {} has empty content", source, id);
   const auto k = t.kind[size_t(id)];
   if (k != Tokenizer::Impl::kUnassigned && t.token_str[size_t(id)] != content)
@@ -24,12 +29,34 @@ void add_special(Tokenizer::Impl& t, const std::string& content, int32_t id, con
   if (const auto it = t.str_to_id.find(content); it != t.str_to_id.end() && it->second != id)
     raise<FormatError>("{}: added token '{}' has id {} but the vocabulary gives it id {}", source, content, id,
                        it->second);
-  if (k == Tokenizer::Impl::kAdded) return;  // listed twice, consistently
+  if (k == Tokenizer::Impl::kAdded) {  // listed twice, consistently
+    if (special)
+      for (Tokenizer::Impl::AddedMatch& a : t.added)
+        if (a.id == id) a.special = true;
+    return;
+  }
   t.kind[size_t(id)] = Tokenizer::Impl::kAdded;
   t.token_str[size_t(id)] = content;
   t.token_bytes[size_t(id)] = content;  // added tokens are literal text, not byte-level symbols
   t.str_to_id.emplace(content, id);
-  t.added_by_length.push_back(id);
+  t.added.push_back({content, id, special, normalized});
+}
+
+/// Splits t.added into t.match_raw and t.match_normalized (the latter's texts
+/// normalized by the Unicode normalizer, when there is one), longest first.
+void sort_added_matches(Tokenizer::Impl& t) {
+  for (const Tokenizer::Impl::AddedMatch& a : t.added) {
+    if (!a.normalized) {
+      t.match_raw.push_back(a);
+      continue;
+    }
+    Tokenizer::Impl::AddedMatch m = a;
+    if (!t.normalization.empty()) m.text = tok::normalize(a.text, t.normalization);
+    if (!m.text.empty()) t.match_normalized.push_back(std::move(m));
+  }
+  for (auto* list : {&t.match_raw, &t.match_normalized})
+    std::stable_sort(list->begin(), list->end(),
+                     [](const auto& x, const auto& y) { return x.text.size() > y.text.size(); });
 }
 
 /// The id of the special token `field` (bos_token / eos_token) that
@@ -253,7 +280,8 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
   const std::string& added_src = spec.config_source.empty() ? spec.vocab_source : spec.config_source;
   // Each listed token is blamed on the file that lists it (tokenizer.json's
   // added_tokens or tokenizer_config.json's added_tokens_decoder).
-  for (const auto& a : spec.added) add_special(*t, a.content, a.id, a.source.empty() ? added_src : a.source);
+  for (const auto& a : spec.added)
+    add_special(*t, a.content, a.id, a.source.empty() ? added_src : a.source, a.special, a.normalized);
   if (const auto it = t->str_to_id.find(kEndOfText); it != t->str_to_id.end())
     add_special(*t, std::string(kEndOfText), it->second, spec.vocab_source);
   reject_merges_missing(*t, spec);
@@ -263,9 +291,7 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
     if (id) add_special(*t, t->token_str[size_t(*id)], *id, added_src);
   t->prefix = special_ids(*t, spec.prefix_tokens, spec.prefix_source, "before");
   t->suffix = special_ids(*t, spec.suffix_tokens, spec.suffix_source, "after");
-  std::stable_sort(t->added_by_length.begin(), t->added_by_length.end(), [&](int32_t x, int32_t y) {
-    return t->token_bytes[size_t(x)].size() > t->token_bytes[size_t(y)].size();
-  });
+  sort_added_matches(*t);
   return t;
 }
 

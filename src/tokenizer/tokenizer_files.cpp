@@ -223,13 +223,28 @@ void read_post_processor_and_warn(const json& root, const std::string& source, b
   }
 }
 
+/// `token` (from `first` on) with "special" and "normalized" of the added
+/// token entry `t` (AddedTokenSpec: special when absent, normalized when
+/// absent = !special; a value that is not a boolean counts as absent).
+AddedTokenSpec added_token(const json& t, AddedTokenSpec token) {
+  const auto flag_of = [&](const char* key) -> std::optional<bool> {
+    const auto it = t.find(key);
+    return it != t.end() && it->is_boolean() ? std::optional<bool>(it->get<bool>()) : std::nullopt;
+  };
+  token.special = flag_of("special").value_or(true);
+  token.normalized = flag_of("normalized").value_or(!token.special);
+  return token;
+}
+
 /// The settings of an added token (an added_tokens entry of tokenizer.json, a
 /// value of tokenizer_config.json's added_tokens_decoder) that kq does not
 /// apply and Hugging Face does: "lstrip", "rstrip", "single_word" true, and
-/// "normalized" true on a "special" one when the tokenizer has a normalizer
-/// (`has_normalizer`; without one the normalized text is the text). "lstrip,
-/// rstrip", empty when none.
-std::string ignored_added_token_settings(const json& t, bool has_normalizer) {
+/// "normalized" true (as added_token reads it) when the tokenizer has a
+/// normalizer other than a Unicode one (`normalizer_ignored`: the
+/// SentencePiece-style Prepend / Replace, whose normalized text kq never
+/// builds; a Unicode normalizer's is applied, and without a normalizer the
+/// normalized text is the text). "lstrip, rstrip", empty when none.
+std::string ignored_added_token_settings(const json& t, bool normalizer_ignored) {
   const auto on = [&](const char* key) {
     const auto it = t.find(key);
     return it != t.end() && it->is_boolean() && it->get<bool>();
@@ -237,7 +252,7 @@ std::string ignored_added_token_settings(const json& t, bool has_normalizer) {
   std::string set;
   for (const char* key : {"lstrip", "rstrip", "single_word"})
     if (on(key)) set += (set.empty() ? "" : ", ") + std::string(key);
-  if (has_normalizer && on("special") && on("normalized")) set += set.empty() ? "normalized" : ", normalized";
+  if (normalizer_ignored && added_token(t, {}).normalized) set += set.empty() ? "normalized" : ", normalized";
   return set;
 }
 
@@ -252,8 +267,8 @@ void warn_ignored_added_token_settings(const std::vector<std::string>& tokens, c
   if (tokens.size() > kShown) list += fmt::format(" and {} more", tokens.size() - kShown);
   warn(fmt::format("{}: added token settings are ignored: {}. Hugging Face strips the spaces before (lstrip) or "
                    "after (rstrip) such a token, matches a single_word one only as a whole word and a normalized "
-                   "special one in the normalized text; kq (--special-tokens) matches each token's content as "
-                   "written and keeps the text around it",
+                   "one in the normalized text; kq matches each token's content as written in the text (a special "
+                   "one only with --special-tokens) and keeps the text around it",
                    source, list));
 }
 
@@ -393,7 +408,8 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
 
   if (const auto at = root.find("added_tokens"); at != root.end() && !at->is_null()) {
     if (!at->is_array()) raise<FormatError>("{}: added_tokens must be an array", src);
-    const bool normalizer = has_normalizer(root, src);
+    // The Unicode normalizer's text is where kq matches "normalized" tokens; a SentencePiece-style one's is not.
+    const bool normalizer = spec.sentencepiece && has_normalizer(root, src);
     std::vector<std::string> ignored;  // tokens with settings kq does not apply
     for (size_t i = 0; i < at->size(); ++i) {
       const json& t = (*at)[i];
@@ -401,7 +417,7 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
       if (!t.is_object() || c == t.end() || !c->is_string() || !t.contains("id"))
         raise<FormatError>("{}: added_tokens[{}] needs a string \"content\" and an \"id\"", src, i);
       spec.added.push_back(
-          {c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)), src});
+          added_token(t, {c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)), src}));
       if (const std::string set = ignored_added_token_settings(t, normalizer); !set.empty())
         ignored.push_back(fmt::format("'{}' ({})", io::text_excerpt(c->get_ref<const std::string&>(), 40), set));
     }
@@ -457,7 +473,7 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
     const auto c = t.is_object() ? t.find("content") : t.end();
     if (!t.is_object() || c == t.end() || !c->is_string())
       raise<FormatError>("{}: added_tokens_decoder['{}'] needs a string \"content\"", src, key);
-    spec.added.push_back({c->get<std::string>(), int32_t(id), src});
+    spec.added.push_back(added_token(t, {c->get<std::string>(), int32_t(id), src}));
     // The vocab.json + merges.txt route has no normalizer.
     if (const std::string set = ignored_added_token_settings(t, /*has_normalizer=*/false); !set.empty())
       ignored.push_back(fmt::format("'{}' ({})", io::text_excerpt(c->get_ref<const std::string&>(), 40), set));

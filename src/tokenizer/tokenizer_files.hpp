@@ -21,6 +21,14 @@ struct AddedTokenSpec {
   std::string content;  ///< literal text (not byte-level symbols)
   int32_t id = 0;
   std::string source;  ///< the file that lists it, for error messages ("" = the vocabulary's / config's)
+  /// "special": matched in a text only with EncodeOptions::allow_special (a
+  /// non-special one always, as Hugging Face does). Absent: true (kq's choice:
+  /// Hugging Face's files always give it).
+  bool special = true;
+  /// "normalized": matched in the normalized text (after the Unicode
+  /// normalizer), its content normalized too; else in the raw text. Absent:
+  /// !special (Hugging Face's AddedToken default).
+  bool normalized = false;
 };
 
 /// A special token Hugging Face adds before / after a single encoded text

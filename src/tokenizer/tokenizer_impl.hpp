@@ -30,7 +30,23 @@ struct Tokenizer::Impl {
   std::vector<std::string> token_bytes;  ///< [vocab_size] raw bytes the token stands for
   std::vector<uint8_t> kind;             ///< [vocab_size] Kind
   std::unordered_map<std::string, int32_t, StrHash, std::equal_to<>> str_to_id;
-  std::vector<int32_t> added_by_length;  ///< added token ids, longest content first (text matching)
+  /// An added token as encode() looks for it in a text: `text` is its content,
+  /// or for a "normalized" one of a tokenizer with a Unicode normalizer, its
+  /// content normalized.
+  struct AddedMatch {
+    std::string text;
+    int32_t id = 0;
+    bool special = true;  ///< matched only with EncodeOptions::allow_special
+    bool normalized = false;
+  };
+  /// The added tokens, by id order of listing: build() fills it (add_special),
+  /// then splits it into match_raw / match_normalized.
+  std::vector<AddedMatch> added;
+  /// Hugging Face's two passes: the non-normalized added tokens are found in
+  /// the raw text, then the normalized ones in each normalized part between
+  /// them; each list has the longest text first (leftmost match wins, the
+  /// longest among those at one position, as Hugging Face's LeftmostLongest).
+  std::vector<AddedMatch> match_raw, match_normalized;
   std::optional<int32_t> bos, eos;
   std::vector<int32_t> prefix, suffix;  ///< Tokenizer::prompt_prefix() / prompt_suffix()
   std::string source;  ///< which files it was built from (Tokenizer::source())
@@ -60,7 +76,9 @@ struct Tokenizer::Impl {
   /// Appends the ids of raw text (no added-token matching). `at_text_start`:
   /// the text begins the encoded text (not after an added token), for the
   /// SentencePiece rule that prepends "▁" to the first section only.
-  void encode_plain(std::string_view text, std::vector<int32_t>& ids, bool at_text_start = true) const;
+  /// `normalized`: the text is already normalized (`normalization` is not applied again).
+  void encode_plain(std::string_view text, std::vector<int32_t>& ids, bool at_text_start = true,
+                    bool normalized = false) const;
   /// Throws InvalidArgument unless id is an assigned token.
   void check_id(int32_t id) const;
 };

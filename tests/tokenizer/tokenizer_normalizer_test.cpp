@@ -6,6 +6,7 @@
 // pre-tokenizes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -176,6 +177,67 @@ TEST(TokenizerNormalizer, PartsBetweenAddedTokensAreNormalizedEachOnItsOwn) {
   EXPECT_EQ(t.encode("e<|endoftext|>\u0301", special), Ids({'e', kEndOfText, 0xCC, 0x81}));
   // Without allow_special the whole text is one part.
   EXPECT_EQ(t.encode("cafe\u0301<|endoftext|>").front(), kCafe);
+}
+
+/// `tj` with one more added token (id 264, 265, ... in order of the calls).
+void add_token(json& tj, const std::string& content, bool special, bool normalized) {
+  tj["added_tokens"].push_back(json{{"id", 263 + int(tj["added_tokens"].size())},
+                                    {"content", content},
+                                    {"single_word", false},
+                                    {"lstrip", false},
+                                    {"rstrip", false},
+                                    {"normalized", normalized},
+                                    {"special", special}});
+}
+
+// Tester round 18, finding 2: Hugging Face splits a text on every added token
+// that is not special, whatever split_special_tokens says (kq matched no added
+// token at all without allow_special / --special-tokens); a special one only
+// with allow_special, as before.
+TEST(TokenizerAddedTokens, NonSpecialOnesAreMatchedWithoutAllowSpecial) {
+  kq::testing::TempDir tmp;
+  json tj = qwen2_like(kNfc);
+  add_token(tj, "<tool_call>", /*special=*/false, /*normalized=*/false);  // 264, as Qwen2.5's
+  add_token(tj, "<|im_start|>", /*special=*/true, /*normalized=*/false);  // 265
+  const Tokenizer t = load_json(tmp.path, tj);
+  EXPECT_EQ(t.encode("ca<tool_call>ca"), Ids({kCa, 264, kCa}));
+  EXPECT_EQ(t.decode(t.encode("ca<tool_call>ca")), "ca<tool_call>ca");
+  // The special ones stay text unless allow_special.
+  const Ids plain = t.encode("ca<|im_start|><|endoftext|>");
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), 265), 0);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), kEndOfText), 0);
+  EXPECT_EQ(t.decode(plain), "ca<|im_start|><|endoftext|>");
+  const kq::EncodeOptions special{.allow_special = true};
+  EXPECT_EQ(t.encode("ca<|im_start|><tool_call><|endoftext|>", special), Ids({kCa, 265, 264, kEndOfText}));
+  // Each part between them is normalized on its own, with or without allow_special.
+  EXPECT_EQ(t.encode("e<tool_call>\u0301"), Ids({'e', 264, 0xCC, 0x81}));
+}
+
+// A "normalized": true added token is matched in the normalized text, its
+// content normalized too (an NFD "ḱ" in the text, or in tokenizer.json, under
+// the NFC normalizer), after the "normalized": false ones were found in the
+// raw text (Hugging Face's two passes: "ab" wins over the earlier "xa" in
+// "xab").
+TEST(TokenizerAddedTokens, NormalizedOnesAreMatchedInTheNormalizedText) {
+  kq::testing::TempDir tmp;
+  json tj = qwen2_like(kNfc);
+  add_token(tj, "\u1e31", /*special=*/false, /*normalized=*/true);    // 264: ḱ (NFC)
+  add_token(tj, "ab", /*special=*/false, /*normalized=*/false);        // 265
+  add_token(tj, "xa", /*special=*/false, /*normalized=*/true);         // 266
+  add_token(tj, "g\u0301", /*special=*/false, /*normalized=*/true);  // 267: ǵ given in NFD
+  const Tokenizer t = load_json(tmp.path, tj);
+  EXPECT_EQ(t.encode("xk\u0301y x\u1e31y"), Ids({'x', 264, 'y', ' ', 'x', 264, 'y'}));
+  EXPECT_EQ(t.encode("xab"), Ids({'x', 265}));
+  EXPECT_EQ(t.encode("xac"), Ids({266, 'c'}));
+  EXPECT_EQ(t.encode("\u01f5 g\u0301"), Ids({267, ' ', 267}));
+  // A "normalized": false token is matched as written only: NFD text does not match an NFC token.
+  kq::testing::TempDir raw_dir;
+  json raw = qwen2_like(kNfc);
+  add_token(raw, "\u1e31", /*special=*/false, /*normalized=*/false);
+  const Tokenizer r = load_json(raw_dir.path, raw);
+  EXPECT_EQ(r.encode("x\u1e31"), Ids({'x', 264}));
+  const Ids nfd = r.encode("xk\u0301");
+  EXPECT_EQ(std::count(nfd.begin(), nfd.end(), 264), 0);
 }
 
 // Invalid UTF-8 goes through as before the normalizer: kept byte for byte,

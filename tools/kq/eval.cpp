@@ -189,8 +189,8 @@ void add_eval_command(CLI::App& app) {
       ->check(non_empty_path("file"));
   cmd->add_flag(
       "--special-tokens", opts->special_tokens,
-      "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
-      "Face tokenizers do); default: the text is raw text");
+      "Also recognize special added tokens such as <|endoftext|> in the text and score their ids (as Hugging "
+      "Face tokenizers do); default: they are text (added tokens that are not special are always recognized)");
   cmd->add_flag("--quiet", opts->quiet, "No progress bar");
   cmd->callback([opts] { run_eval(*opts); });
 }

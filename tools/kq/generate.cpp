@@ -286,8 +286,9 @@ void add_generate_command(CLI::App& app) {
                 "the ids are eos_token_id of generation_config.json, else config.json, else the tokenizer's "
                 "EOS token)");
   cmd->add_flag("--special-tokens", opts->special_tokens,
-                "Recognize added/special tokens such as <|endoftext|> in --prompt and emit their ids (as Hugging "
-                "Face tokenizers do); default: the prompt is raw text");
+                "Also recognize special added tokens such as <|endoftext|> in --prompt and emit their ids (as "
+                "Hugging Face tokenizers do); default: they are text (added tokens that are not special are always "
+                "recognized)");
   cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
   cmd->add_flag("--no-special-prefix", opts->no_special_prefix,
                 "Do not put the special tokens the tokenizer adds before every text (e.g. Llama's BOS, from "
