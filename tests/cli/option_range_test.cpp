@@ -42,6 +42,31 @@ TEST(CliOptionRange, OutOfRangeValuesAreUsageErrors) {
   EXPECT_EQ(q.status, 2) << q.err;
 }
 
+// Tester round 18, finding 4: the range was checked as a double and again,
+// by the sampler, as the float the option holds: --top-p 1e-50 (a float 0)
+// passed the first check and failed the second with exit 1 and "got 0". Now a
+// usage error naming the value given and what it rounds to. --temperature
+// 1e-46 rounds to 0, which is in range: greedy, with --temperature 0's
+// warning about --top-k.
+TEST(CliOptionRange, ValuesAreCheckedAsTheFloatTheOptionHolds) {
+  for (const char* v : {"1e-50", "1e-46", "-0"}) {
+    const auto r = run_kq({"generate", "--model", "/nonexistent-model", "--prompt", "hi", "--top-p", v});
+    EXPECT_EQ(r.status, 2) << v << ": " << r.err;
+    EXPECT_TRUE(has(r.err, std::string("--top-p: '") + v + "' is out of range (expected a finite number in (0, 1]"))
+        << r.err;
+  }
+  const auto tiny = run_kq({"generate", "--model", "/nonexistent-model", "--prompt", "hi", "--top-p", "1e-50"});
+  EXPECT_TRUE(has(tiny.err, "as a float it is 0)")) << tiny.err;
+  const auto t = run_kq({"generate", "--model", demo_model().string(), "--prompt", "The", "-n", "2", "--threads", "1",
+                         "--temperature", "1e-46", "--top-k", "5"});
+  const auto z = run_kq({"generate", "--model", demo_model().string(), "--prompt", "The", "-n", "2", "--threads", "1",
+                         "--temperature", "0", "--top-k", "5"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  ASSERT_EQ(z.status, 0) << z.err;
+  EXPECT_EQ(t.out, z.out);
+  EXPECT_TRUE(has(t.err, "--top-k has no effect at --temperature 0")) << t.err;
+}
+
 TEST(CliOptionRange, InRangeValuesStillWork) {
   const auto r = run_kq({"generate", "--model", demo_model().string(), "--prompt", "The", "-n", "2", "--threads",
                          "1024", "--temperature", "+0.7", "--top-p", "1", "--seed", "1"});

@@ -54,9 +54,13 @@ inline std::string parse_real_in(std::string_view text, const RealInterval& rang
 }
 
 /// The CLI11 validator of a floating-point option of type T (float or
-/// double) taking finite values in `range` (parse_real_in); a value finite as
-/// a double but not as a T (1e39 for a float) is out of range. Help shows
-/// "FLOAT in (0, 1]".
+/// double) taking finite values in `range` (parse_real_in), checked as the T
+/// the option holds: a value finite as a double but not as a T (1e39 for a
+/// float) is out of range, and so is one that a T rounds to a value out of
+/// range (--top-p 1e-50 becomes a float 0, outside (0, 1]: the message names
+/// the value given and what it rounds to). One that rounds to a value in range
+/// is that value (--temperature 1e-46 is a float 0: greedy, as --temperature 0,
+/// with its warnings). Help shows "FLOAT in (0, 1]".
 template <typename T>
 CLI::Validator real_in(RealInterval range) {
   return CLI::Validator(
@@ -65,6 +69,9 @@ CLI::Validator real_in(RealInterval range) {
         std::string error = parse_real_in(input, range, value);
         if (error.empty() && std::fabs(value) > double(std::numeric_limits<T>::max()))
           error = fmt::format("'{}' is out of range (expected a finite number in {})", input, range.text());
+        else if (error.empty() && !range.contains(double(T(value))))
+          error = fmt::format("'{}' is out of range (expected a finite number in {}; as a {} it is {})", input,
+                              range.text(), sizeof(T) == sizeof(float) ? "float" : "double", T(value));
         return error;
       },
       fmt::format("FLOAT in {}", range.text()));
