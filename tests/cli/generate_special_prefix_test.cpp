@@ -120,3 +120,26 @@ TEST(GenerateSpecialPrefix, PromptTooLongByThePrefixSaysSo) {
                            "text; the text's own tokens do not fit either)"))
       << far.err;
 }
+
+// Tester round 18, finding 10: the echo was --prompt as given, not the text
+// the model saw. With an NFKC normalizer "\ufb01sh \u2460" is "fish 1" to the
+// model, and that is what is echoed (its tokens decoded); the special prefix
+// is not echoed.
+TEST(GenerateSpecialPrefix, EchoIsThePromptAsTheModelSeesIt) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(kq::testing::demo_model(), m, fs::copy_options::recursive);
+  nlohmann::json j = nlohmann::json::parse(read_all(m / "tokenizer.json"));
+  j["normalizer"] = {{"type", "NFKC"}};
+  write_text(m / "tokenizer.json", j.dump());
+  const kq::testing::CliResult r =
+      run_kq({"generate", "-m", m.string(), "--prompt", "\ufb01sh \u2460", "-n", "0", "--threads", "1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "fish 1\n");
+  TempDir tmp2;
+  const fs::path b = llama_with_bos(tmp2.path / "m");
+  if (b.empty()) GTEST_SKIP() << "no shared llama-small";
+  const kq::testing::CliResult p = run_kq({"generate", "-m", b.string(), "--prompt", "Hello", "-n", "0"});
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_EQ(p.out, "Hello\n");
+}

@@ -128,6 +128,9 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
   std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});
+  // The echo is the text the model sees: the prompt's tokens decoded (a tokenizer's normalizer may have changed
+  // it, e.g. NFKC's "ﬁ" -> "fi"), not --prompt as given; the special prefix and a BOS for an empty prompt are not.
+  const std::string echo = tok.decode(prompt);
   // The special tokens Hugging Face puts before every text (Llama-2's "<s>", Llama-3's
   // "<|begin_of_text|>") go before the prompt, as transformers' tokenizer(prompt) gives them, unless
   // --no-special-prefix; those after the text (an EOS) do not: generation continues the text. The
@@ -190,7 +193,7 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   std::vector<float> logits(static_cast<size_t>(vocab));
   StreamDecoder out(tok, StreamDecoder::InvalidBytes::Replace);  // stdout gets valid UTF-8 only
   if (!o.no_echo) {
-    fmt::print("{}", o.prompt);
+    fmt::print("{}", echo);
     flush_stdout();
   }
 
@@ -289,7 +292,9 @@ void add_generate_command(CLI::App& app) {
                 "Also recognize special added tokens such as <|endoftext|> in --prompt and emit their ids (as "
                 "Hugging Face tokenizers do); default: they are text (added tokens that are not special are always "
                 "recognized)");
-  cmd->add_flag("--no-echo", opts->no_echo, "Do not print the prompt before the generated text");
+  cmd->add_flag("--no-echo", opts->no_echo,
+                "Do not print the prompt before the generated text (default: it is printed as the model sees it, "
+                "its tokens decoded: a tokenizer's normalizer, e.g. NFKC, may have changed it)");
   cmd->add_flag("--no-special-prefix", opts->no_special_prefix,
                 "Do not put the special tokens the tokenizer adds before every text (e.g. Llama's BOS, from "
                 "tokenizer.json's post_processor or add_bos_token) before the prompt (default: they are put there, "
