@@ -106,6 +106,16 @@ struct EncodeOptions {
   bool allow_special = false;
 };
 
+/// Options of Tokenizer::load.
+struct LoadOptions {
+  /// The caller puts prompt_prefix() before its text, as Hugging Face does
+  /// (`kq generate` before its prompt): the load-time warning about the
+  /// special tokens Hugging Face adds before every text is then left out;
+  /// those after the text (prompt_suffix()) are still warned about. Default
+  /// false: one warning line per file names them all (see prompt_prefix()).
+  bool puts_prompt_prefix = false;
+};
+
 /// A BPE tokenizer (byte-level as GPT-2's and Llama-3's, or SentencePiece-style
 /// as Llama-2's). Immutable after loading; copies are
 /// cheap and share the tables and the per-word cache. All const member
@@ -149,7 +159,7 @@ class Tokenizer {
   /// add_prefix_space, byte_fallback with ByteLevel, subword
   /// prefixes/suffixes, dropout) when there is no vocab.json + merges.txt to
   /// fall back to.
-  static Tokenizer load(const std::filesystem::path& model_dir);
+  static Tokenizer load(const std::filesystem::path& model_dir, const LoadOptions& opts = {});
 
   /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one
   /// "a b" pair per line in rank order; a first line starting with "#version"
@@ -211,7 +221,10 @@ class Tokenizer {
   /// default "<|endoftext|>") when the value is true as Python tests it, and
   /// with nothing otherwise, as transformers' slow tokenizers (and
   /// LlamaTokenizerFast) do. Such a token that is not in the vocabulary nor
-  /// an added token is a warning at load, and that list is empty. encode()
+  /// an added token is a warning at load, and that list is empty (one warning
+  /// for a bos_token / eos_token that does not resolve: the one naming it).
+  /// Non-empty lists are a one-line warning at load (one per file that gives
+  /// them; LoadOptions::puts_prompt_prefix leaves the prefix out). encode()
   /// never adds them: a caller that wants Hugging Face's ids puts them around
   /// the text (`kq generate` puts the prefix before its prompt; perplexity
   /// evaluation uses neither: the perplexity protocol). Never throws on a loaded

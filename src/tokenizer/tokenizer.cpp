@@ -13,7 +13,7 @@ namespace kq {
 
 namespace fs = std::filesystem;
 
-Tokenizer Tokenizer::load(const fs::path& model_dir) {
+Tokenizer Tokenizer::load(const fs::path& model_dir, const LoadOptions& opts) {
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) raise<FormatError>("{}: not a directory", model_dir.string());
   const fs::path vocab = model_dir / "vocab.json", merges = model_dir / "merges.txt";
@@ -82,7 +82,6 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
   // only because vocab.json + merges.txt are a whole tokenizer in its place; nothing replaces this file.)
   if (fs::symlink_status(cfg, ec).type() != fs::file_type::not_found)
     tok::read_tokenizer_config(cfg, spec, /*with_added=*/gpt2_files);
-  tok::warn_post_processor_tokens(spec);  // what tokenizer_config.json left of them
   // The slow GPT-2 tokenizer of transformers also reads added_tokens.json (tokens matched
   // before BPE); kq takes added tokens from tokenizer.json / tokenizer_config.json only.
   if (const fs::path added = model_dir / "added_tokens.json"; gpt2_files && fs::exists(added, ec))
@@ -90,7 +89,10 @@ Tokenizer Tokenizer::load(const fs::path& model_dir) {
                      "vocab.json + merges.txt) or tokenizer.json; Hugging Face's GPT-2 tokenizer would match the "
                      "tokens listed here as single tokens",
                      added.string()));
-  return Tokenizer(Impl::build(spec));
+  std::shared_ptr<const Impl> impl = Impl::build(spec);
+  // What tokenizer_config.json left of the post_processor's tokens, and its own, once they resolved.
+  tok::warn_tokens_around_text(spec, !impl->prefix.empty(), !impl->suffix.empty(), opts.puts_prompt_prefix);
+  return Tokenizer(std::move(impl));
 }
 
 Tokenizer Tokenizer::from_files(const fs::path& vocab_json, const fs::path& merges_txt) {

@@ -91,16 +91,19 @@ std::optional<int32_t> named_token(const Tokenizer::Impl& t, const std::optional
 /// content, or a post_processor's id, that is neither in the vocabulary nor an
 /// added token is a warning naming the file and the token, and none is added
 /// (an empty result): a partial prefix would be neither Hugging Face's ids nor
-/// the text's. A post_processor's id that the vocabulary / added tokens give
+/// the text's. (A bos_token / eos_token in `warned`, which named_token warned
+/// about, is not warned about again.) A post_processor's id that the vocabulary / added tokens give
 /// to another token than the post_processor says is a warning naming the
 /// file, the token and both ids; the post_processor's id is added.
 std::vector<int32_t> special_ids(const Tokenizer::Impl& t, const std::vector<tok::AroundTextToken>& tokens,
-                                 const std::string& source, const char* where) {
+                                 const std::string& source, const char* where,
+                                 const std::vector<std::string>& warned) {
   std::vector<int32_t> ids;
   for (const tok::AroundTextToken& s : tokens) {
     if (!s.ids) {
       const auto it = t.str_to_id.find(s.name);
       if (it == t.str_to_id.end()) {
+        if (std::find(warned.begin(), warned.end(), s.name) != warned.end()) return {};  // named_token said so
         warn(fmt::format("{}: the special token '{}' to add {} the text is not in the vocabulary nor an added token; "
                          "kq adds none {} it",
                          source, io::text_excerpt(s.name), where, where));
@@ -287,10 +290,14 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
   reject_merges_missing(*t, spec);
   t->bos = named_token(*t, spec.bos_token, spec.config_source, "bos_token");
   t->eos = named_token(*t, spec.eos_token, spec.config_source, "eos_token");
-  for (const auto& id : {t->bos, t->eos})
-    if (id) add_special(*t, t->token_str[size_t(*id)], *id, added_src);
-  t->prefix = special_ids(*t, spec.prefix_tokens, spec.prefix_source, "before");
-  t->suffix = special_ids(*t, spec.suffix_tokens, spec.suffix_source, "after");
+  std::vector<std::string> warned;  // the bos_token / eos_token named_token warned about
+  for (const auto& [id, name] : {std::pair{t->bos, &spec.bos_token}, std::pair{t->eos, &spec.eos_token}})
+    if (id)
+      add_special(*t, t->token_str[size_t(*id)], *id, added_src);
+    else if (*name)
+      warned.push_back(**name);
+  t->prefix = special_ids(*t, spec.prefix_tokens, spec.prefix_source, "before", warned);
+  t->suffix = special_ids(*t, spec.suffix_tokens, spec.suffix_source, "after", warned);
   sort_added_matches(*t);
   return t;
 }

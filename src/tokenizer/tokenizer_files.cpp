@@ -179,15 +179,15 @@ bool python_truthy(const json& v) {
 }
 
 /// What kq does with the special tokens Hugging Face adds to every encoded
-/// text, for the load-time warnings (README "Tokenizer files").
-constexpr const char* kSpecialTokensUse =
-    "kq's encode() never adds them; `kq generate` puts the ones before the text in front of its prompt "
-    "(Tokenizer::prompt_prefix(); --no-special-prefix omits them), `kq eval` and `kq bench` do not (their "
-    "perplexity protocol: the ids of the text alone)";
+/// text, for the load-time warnings (README "Tokenizer files"): by default
+/// (`kq eval`, `kq bench`) and for a caller that puts those before the text
+/// in front of its prompt (`kq generate`), which is warned about those after it only.
+constexpr const char* kSpecialTokensUse = "kq adds none: `kq eval` and `kq bench` score the text's ids alone";
+constexpr const char* kSpecialTokensUseGenerate = "`kq generate` puts none after its prompt";
 
 /// Reads the special tokens a tokenizer.json's post_processor adds around a
 /// single text into spec.prefix_tokens / suffix_tokens (warned about later, by
-/// warn_post_processor_tokens: tokenizer_config.json may replace them), and
+/// warn_tokens_around_text: tokenizer_config.json may replace them), and
 /// warns (kq::warn, naming the file) about the parts of a tokenizer.json kq
 /// uses that it does not apply, where Hugging Face would: a post_processor
 /// that is not an object, a "truncation" setting, and (with
@@ -437,17 +437,19 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
   // from them) add these tokens to every encoded text when the value is true as Python tests
   // it: "true", 1 (or even "false", a non-empty string) count. Given, the value replaces the
   // post_processor's tokens before / after the text (prefix_tokens / suffix_tokens).
-  for (const auto& [key, what, token, list, list_source] :
-       {std::tuple{"add_bos_token", "BOS", &spec.bos_token, &spec.prefix_tokens, &spec.prefix_source},
-        std::tuple{"add_eos_token", "EOS", &spec.eos_token, &spec.suffix_tokens, &spec.suffix_source}}) {
+  for (const auto& [key, token, list, list_source, setting] :
+       {std::tuple{"add_bos_token", &spec.bos_token, &spec.prefix_tokens, &spec.prefix_source, &spec.prefix_setting},
+        std::tuple{"add_eos_token", &spec.eos_token, &spec.suffix_tokens, &spec.suffix_source,
+                   &spec.suffix_setting}}) {
     const auto a = cfg.find(key);
     if (a == cfg.end() || a->is_null()) continue;
     list->clear();
     *list_source = src;
+    setting->clear();
     if (!python_truthy(*a)) continue;
     list->push_back({token->value_or("<|endoftext|>")});
-    warn(fmt::format("{}: \"{}\": {}: Hugging Face adds the {} token '{}' to every encoded text; {}", src, key,
-                     io::json_excerpt(*a), what, io::text_excerpt(list->back().name, 40), kSpecialTokensUse));
+    // Warned about once the tokenizer is built (warn_tokens_around_text): only when the token resolves.
+    *setting = fmt::format("\"{}\": {}", key, io::json_excerpt(*a));
   }
   // The GPT-2 (slow) tokenizer puts a space before the text; kq encodes the text as it is.
   if (const auto a = cfg.find("add_prefix_space"); a != cfg.end() && python_truthy(*a))
@@ -483,26 +485,36 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
 
 }  // namespace
 
-void warn_post_processor_tokens(const TokenizerSpec& spec) {
+void warn_tokens_around_text(const TokenizerSpec& spec, bool before_added, bool after_added,
+                             bool prefix_before_prompt) {
+  const bool warn_before = before_added && !prefix_before_prompt;
+  const char* use = prefix_before_prompt ? kSpecialTokensUseGenerate : kSpecialTokensUse;
+  // tokenizer_config.json's add_bos_token / add_eos_token, when the token resolved.
+  for (const auto& [setting, what, tokens, source, wanted] :
+       {std::tuple{&spec.prefix_setting, "BOS", &spec.prefix_tokens, &spec.prefix_source, warn_before},
+        std::tuple{&spec.suffix_setting, "EOS", &spec.suffix_tokens, &spec.suffix_source, after_added}})
+    if (wanted && !setting->empty() && !tokens->empty())
+      warn(fmt::format("{}: {}: Hugging Face adds the {} token '{}' to every encoded text; {}", *source, *setting,
+                       what, io::text_excerpt(tokens->front().name, 40), use));
   if (spec.post_processor_source.empty()) return;
   // A part tokenizer_config.json's add_bos_token / add_eos_token replaced names that file as its source. A template
   // token whose special_tokens entry has "ids": [] adds nothing (in Hugging Face and kq): not named.
-  const auto left = [&](const std::vector<AroundTextToken>& tokens, const std::string& source) {
+  const auto left = [&](const std::vector<AroundTextToken>& tokens, const std::string& source, bool wanted) {
     std::vector<AroundTextToken> adding;
-    if (source == spec.post_processor_source)
+    if (wanted && source == spec.post_processor_source)
       for (const AroundTextToken& t : tokens)
         if (!t.ids || !t.ids->empty()) adding.push_back(t);
     return adding;
   };
-  const std::vector<AroundTextToken> before = left(spec.prefix_tokens, spec.prefix_source);
-  const std::vector<AroundTextToken> after = left(spec.suffix_tokens, spec.suffix_source);
+  const std::vector<AroundTextToken> before = left(spec.prefix_tokens, spec.prefix_source, warn_before);
+  const std::vector<AroundTextToken> after = left(spec.suffix_tokens, spec.suffix_source, after_added);
   if (before.empty() && after.empty()) return;
   warn(fmt::format("{}: the post_processor ({}) adds special tokens to every encoded text ({}{}{}), as Hugging Face "
                    "tokenizers apply it; {}",
                    spec.post_processor_source, io::text_excerpt(spec.post_processor_type, 40),
                    before.empty() ? "" : quoted_list(before) + " before it",
                    !before.empty() && !after.empty() ? ", " : "",
-                   after.empty() ? "" : quoted_list(after) + " after it", kSpecialTokensUse));
+                   after.empty() ? "" : quoted_list(after) + " after it", use));
 }
 
 TokenizerSpec read_tokenizer_json(const std::filesystem::path& file) {

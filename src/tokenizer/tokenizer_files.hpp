@@ -76,9 +76,12 @@ struct TokenizerSpec {
   /// (Tokenizer::prompt_prefix()). The file that said so, for messages.
   std::vector<AroundTextToken> prefix_tokens, suffix_tokens;
   std::string prefix_source, suffix_source;
+  /// The tokenizer_config.json setting that gave prefix_tokens / suffix_tokens
+  /// ("\"add_bos_token\": true"), for warn_tokens_around_text; "" when it gave none.
+  std::string prefix_setting, suffix_setting;
   /// The tokenizer.json whose post_processor adds special tokens around a text
   /// and that post_processor's type ("TemplateProcessing"), for
-  /// warn_post_processor_tokens; both "" when it adds none.
+  /// warn_tokens_around_text; both "" when it adds none.
   std::string post_processor_source, post_processor_type;
   /// The pre-tokenization regex (PCRE2 syntax): GPT-2's, or the pattern of a
   /// tokenizer.json's Split pre-tokenizer.
@@ -112,7 +115,7 @@ inline constexpr int64_t kMaxTokenId = (int64_t(1) << 24) - 1;
 TokenizerSpec read_gpt2_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
 /// Reads a tokenizer.json (its post_processor's special tokens into
-/// prefix_tokens / suffix_tokens: warn_post_processor_tokens warns about them
+/// prefix_tokens / suffix_tokens: warn_tokens_around_text warns about them
 /// once tokenizer_config.json is applied). Throws FormatError naming the file
 /// for malformed content (also a UTF-8 byte-order mark before the JSON, which
 /// Hugging Face's parser refuses), Unsupported for a tokenizer that is not BPE of one of these
@@ -150,13 +153,17 @@ TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 /// transformers' json.load refuses).
 void read_tokenizer_config(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added);
 
-/// Warns (kq::warn, naming the tokenizer.json) about the special tokens its
-/// post_processor adds around a text that still apply once
-/// tokenizer_config.json is read: the part before / after the text that
-/// add_bos_token / add_eos_token replaced (read_tokenizer_config, which warns
-/// about its own tokens) is not mentioned, and nothing is said when neither
-/// part is left. Call after read_tokenizer_config (or without one). Never throws
-/// (except what the warning handler throws).
-void warn_post_processor_tokens(const TokenizerSpec& spec);
+/// Warns (kq::warn), in one line per file, about the special tokens Hugging
+/// Face adds around every encoded text that the tokenizer built from `spec`
+/// adds (`before` / `after`: its prompt_prefix() / prompt_suffix() are not
+/// empty; a token that did not resolve was warned about when it was built):
+/// tokenizer_config.json's add_bos_token / add_eos_token (naming the file,
+/// the setting and the token) and what the tokenizer.json's post_processor
+/// adds that tokenizer_config.json left (naming the file, its type and the
+/// tokens). `prefix_before_prompt` (LoadOptions::puts_prompt_prefix): the
+/// caller puts the tokens before the text in front of its text, as Hugging
+/// Face does, so only those after it are warned about. Never throws (except
+/// what the warning handler throws).
+void warn_tokens_around_text(const TokenizerSpec& spec, bool before, bool after, bool prefix_before_prompt);
 
 }  // namespace kq::tok

@@ -94,8 +94,9 @@ TEST(FreshUserRound12, ModelFileRewrittenInPlaceDuringARunIsTheDocumentedError) 
                          " (it was modified")) << e;
 }
 
-// Hugging Face would add the BOS token to every text; kq says so once, and that only `kq generate` adds it
-// (GenerateSpecialPrefix tests that it does).
+// Hugging Face would add the BOS token to every text; kq says so once in `kq eval`, which does not add it, and
+// nothing in `kq generate`, which puts it before its prompt as Hugging Face does (GenerateSpecialPrefix tests that
+// it does; tester round 18, finding 6: the warning was printed on every generate run).
 TEST(FreshUserRound12, AddBosTokenIsWarnedAsIgnored) {
   TempDir tmp;
   const fs::path m = tmp.path / "m";
@@ -105,12 +106,17 @@ TEST(FreshUserRound12, AddBosTokenIsWarnedAsIgnored) {
   write_text(m / "tokenizer_config.json", cfg.dump());
   const CliResult r = run_kq({"generate", "-m", m.string(), "--prompt", "Hello", "-n", "2", "--threads", "1"});
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(count(r.err, "kq: warning: " + (m / "tokenizer_config.json").string() +
+  EXPECT_EQ(count(r.err, "add_bos_token"), 0u) << r.err;
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "Hello there, this is a short text for the tiny model. ";
+  write_text(tmp.path / "t.txt", text);
+  const CliResult e = run_kq({"eval", "-m", m.string(), "-t", (tmp.path / "t.txt").string(), "--threads", "1"});
+  EXPECT_EQ(e.status, 0) << e.err;
+  EXPECT_EQ(count(e.err, "kq: warning: " + (m / "tokenizer_config.json").string() +
                              ": \"add_bos_token\": true: Hugging Face adds the BOS token '<|endoftext|>' to every "
-                             "encoded text; kq's encode() never adds them; `kq generate` puts the ones before the "
-                             "text in front of its prompt"),
+                             "encoded text; kq adds none: `kq eval` and `kq bench` score the text's ids alone\n"),
             1u)
-      << r.err;
+      << e.err;
 }
 
 // A model whose context is 1 position: the evaluation commands said "perplexity window length (ctx) must be >=

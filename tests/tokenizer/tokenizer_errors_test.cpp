@@ -384,17 +384,18 @@ TEST(TokenizerErrors, MoreIgnoredTokenizerSettingsAreWarned) {
   ASSERT_EQ(warnings.size(), 4u);
   EXPECT_EQ(warnings[0], tj + ": the post_processor \"TemplateProcessing\" is not an object and is ignored (Hugging "
                               "Face would refuse it)");
-  EXPECT_EQ(warnings[1].rfind(cfg + ": \"add_bos_token\": \"true\": Hugging Face adds the BOS token", 0), 0u)
-      << warnings[1];
-  EXPECT_EQ(warnings[2].rfind(cfg + ": \"add_eos_token\": 1: Hugging Face adds the EOS token", 0), 0u)
+  // The tokens added around the text are warned about once the tokenizer is built (they resolve).
+  EXPECT_EQ(warnings[2].rfind(cfg + ": \"add_bos_token\": \"true\": Hugging Face adds the BOS token", 0), 0u)
       << warnings[2];
+  EXPECT_EQ(warnings[3].rfind(cfg + ": \"add_eos_token\": 1: Hugging Face adds the EOS token", 0), 0u)
+      << warnings[3];
   EXPECT_EQ(t.prompt_prefix(), (std::vector<int32_t>{257}));  // for kq generate
   EXPECT_EQ(t.prompt_suffix(), (std::vector<int32_t>{257}));
-  EXPECT_EQ(warnings[3].rfind(cfg + ": \"add_prefix_space\": true is ignored: Hugging Face's GPT-2 tokenizer puts a "
+  EXPECT_EQ(warnings[1].rfind(cfg + ": \"add_prefix_space\": true is ignored: Hugging Face's GPT-2 tokenizer puts a "
                                     "space before the text",
                               0),
             0u)
-      << warnings[3];
+      << warnings[1];
   // The GPT-2 file pair with an added_tokens.json, which kq does not read.
   kq::testing::TempDir g;
   write_file(g.path / "vocab.json", byte_vocab().dump());
@@ -477,16 +478,11 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
             std::string::npos)
       << warnings[1];
   EXPECT_EQ(warnings[2], cfg + ": \"add_eos_token\": true: Hugging Face adds the EOS token '<|endoftext|>' to every "
-                               "encoded text; kq's encode() never adds them; `kq generate` puts the ones before the "
-                               "text in front of its prompt (Tokenizer::prompt_prefix(); --no-special-prefix omits "
-                               "them), `kq eval` and `kq bench` do not (their perplexity protocol: the ids of the text "
-                               "alone)");
+                               "encoded text; kq adds none: `kq eval` and `kq bench` score the text's ids alone");
   // The post_processor's tokens are warned about once tokenizer_config.json is read (what it leaves of them).
   EXPECT_EQ(warnings[3], tj + ": the post_processor (Sequence) adds special tokens to every encoded text "
-                              "('<|endoftext|>' before it), as Hugging Face tokenizers apply it; kq's encode() never "
-                              "adds them; `kq generate` puts the ones before the text in front of its prompt "
-                              "(Tokenizer::prompt_prefix(); --no-special-prefix omits them), `kq eval` and `kq bench` "
-                              "do not (their perplexity protocol: the ids of the text alone)");
+                              "('<|endoftext|>' before it), as Hugging Face tokenizers apply it; kq adds none: "
+                              "`kq eval` and `kq bench` score the text's ids alone");
   // The usual GPT-2 files (a ByteLevel post_processor and decoder, no truncation, no add_bos_token): no warning.
   j = tokenizer_json();
   j["post_processor"] = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false})");

@@ -21,13 +21,14 @@ inline void write_file(const std::filesystem::path& p, const std::string& text) 
 
 /// Tokenizer::load(dir), with the warnings it gives appended to `warnings`
 /// (the previous handler restored afterwards, also when load throws).
-inline Tokenizer load_collecting_warnings(const std::filesystem::path& dir, std::vector<std::string>& warnings) {
+inline Tokenizer load_collecting_warnings(const std::filesystem::path& dir, std::vector<std::string>& warnings,
+                                          const kq::LoadOptions& opts = {}) {
   const auto previous = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
   struct Restore {
     WarningHandler h;
     ~Restore() { set_warning_handler(std::move(h)); }
   } restore{previous};
-  return Tokenizer::load(dir);
+  return Tokenizer::load(dir, opts);
 }
 
 /// Expects `f` to throw E whose message contains every one of `needles`.

@@ -124,7 +124,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   io::check_utf8(o.prompt, "--prompt");  // invalid UTF-8 is an error naming the byte offset
   auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
   // for_model: ids of a padded model vocabulary that the tokenizer lacks decode to nothing.
-  const Tokenizer tok = Tokenizer::load(o.model).for_model(model->config().vocab_size, o.model);
+  // It puts the special prefix before the prompt as Hugging Face does (the summary line says so): no warning
+  // about it at load (puts_prompt_prefix; --no-special-prefix is the user's choice).
+  const Tokenizer tok = Tokenizer::load(o.model, LoadOptions{.puts_prompt_prefix = true})
+                            .for_model(model->config().vocab_size, o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
   std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});
