@@ -50,18 +50,13 @@ TEST(CliThreads, OmpNumThreadsIsCheckedLikeThreads) {
   const std::string text = (kq::testing::demo_model() / "demo-eval.txt").string();
   {
     kq::testing::ScopedEnv env("OMP_NUM_THREADS", "100000");
-    const std::vector<std::string> eval = {"eval", "-m", model, "-t", text, "--samples", "1"};
-    for (const std::vector<std::string>& args : {eval, std::vector<std::string>{"info"}}) {
-      const auto r = run_kq(args);
-      EXPECT_EQ(r.status, 1) << args[0] << ": " << r.err;
-      EXPECT_TRUE(kq::testing::has(r.err, args[0] == "info" ? "kq: error: OMP_NUM_THREADS=100000: OpenMP's default "
-                                                              "is more than 1024 threads"  // (InfoNamesOnly...)
-                                                            : "kq: error: OMP_NUM_THREADS=100000: OpenMP's default "
-                                                              "of 100000 threads"))
-          << r.err;
-      EXPECT_TRUE(kq::testing::has(r.err, "set OMP_NUM_THREADS to at most 1024")) << r.err;
-      EXPECT_EQ(r.out, "") << args[0];
-    }
+    const auto r = run_kq({"eval", "-m", model, "-t", text, "--samples", "1"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_TRUE(kq::testing::has(r.err, "kq: error: OMP_NUM_THREADS=100000: OpenMP's default of 100000 threads"))
+        << r.err;
+    EXPECT_TRUE(kq::testing::has(r.err, "set OMP_NUM_THREADS to at most 1024")) << r.err;
+    EXPECT_EQ(r.out, "");
+    // (kq info reports it and exits 0: InfoNamesOnlyOmpNumThreads, InfoReportsAnOmpNumThreadsOtherCommandsRefuse)
     const auto t = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "1"});
     EXPECT_EQ(t.status, 0) << t.err;
   }
@@ -88,10 +83,11 @@ TEST(CliThreads, InfoNamesOnlyOmpNumThreads) {
   {
     kq::testing::ScopedEnv env("OMP_NUM_THREADS", "100000");
     const auto r = run_kq({"info"});
-    EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_EQ(r.err, "kq: error: OMP_NUM_THREADS=100000: OpenMP's default is more than 1024 threads, the most kq "
-                     "runs with; set OMP_NUM_THREADS to at most 1024 (or unset it: one thread per core)\n");
-    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.status, 0) << r.err;  // reported (InfoReportsAnOmpNumThreadsOtherCommandsRefuse)
+    EXPECT_EQ(r.err, "kq: warning: OMP_NUM_THREADS=100000: OpenMP's default is more than 1024 threads, the most kq "
+                     "runs with; set OMP_NUM_THREADS to at most 1024 (or unset it: one thread per core) (kq info "
+                     "reports anyway; other commands fail without --threads)\n");
+    EXPECT_EQ(kq::testing::count(r.out, "--threads"), 1u) << r.out;  // (other commands' --threads N)
     const auto e = run_kq({"eval", "-m", "/nonexistent/kq-model", "--text", "README.md"});
     EXPECT_EQ(e.status, 1) << e.err;
     EXPECT_TRUE(kq::testing::has(e.err, "or --threads to a count")) << e.err;
@@ -107,6 +103,63 @@ TEST(CliThreads, InfoNamesOnlyOmpNumThreads) {
             1u)
       << w.err;
   EXPECT_EQ(count(w.err, "--threads"), 0u) << w.err;
+}
+
+// Tester finding (round 18): `OMP_NUM_THREADS=1025 kq info` exited 1 with the error alone, while it reports a
+// bad KQ_ISA: kq info is what a user runs to check the thread count. It now prints its report, the threads line
+// stating the problem (the error other commands give), warns, and exits 0; other commands still fail (exit 1).
+TEST(CliThreads, InfoReportsAnOmpNumThreadsOtherCommandsRefuse) {
+  kq::testing::ScopedEnv env("OMP_NUM_THREADS", "1025");
+  const auto r = run_kq({"info"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(kq::testing::has(r.out, "KernelQuant ")) << r.out;
+  EXPECT_TRUE(kq::testing::has(r.out, "\nkernels:  ")) << r.out;
+  EXPECT_TRUE(kq::testing::has(r.out, "\nthreads:  NOT USABLE HERE: OMP_NUM_THREADS=1025: OpenMP's default is more "
+                                      "than 1024 threads"))
+      << r.out;
+  EXPECT_TRUE(kq::testing::has(r.out, "every other kq command fails with that error (exit 1) unless it is given "
+                                      "--threads N"))
+      << r.out;
+  EXPECT_TRUE(kq::testing::has(r.out, "OpenMP wait policy ")) << r.out;
+  EXPECT_TRUE(kq::testing::has(r.out, "FP8")) << r.out;  // the rest of the report (fp8_info_report) follows
+  EXPECT_EQ(count(r.err, "kq: warning: OMP_NUM_THREADS=1025: OpenMP's default is more than 1024 threads"), 1u)
+      << r.err;
+  EXPECT_EQ(count(r.err, "kq: error"), 0u) << r.err;
+  const auto e = run_kq({"eval", "-m", kq::testing::demo_model().string(), "--text", "README.md"});
+  EXPECT_EQ(e.status, 1) << e.err;
+  EXPECT_TRUE(kq::testing::has(e.err, "kq: error: OMP_NUM_THREADS=1025: OpenMP's default of 1025 threads")) << e.err;
+}
+
+// Tester finding (round 18): an OMP_NUM_THREADS the OpenMP runtime ignores ("abc", "0") printed libgomp's
+// "Invalid value for environment variable OMP_NUM_THREADS" twice (once per process: kq re-executes itself for
+// OMP_WAIT_POLICY) and no word from kq. libgomp's first line comes from its constructor, before kq's main, and
+// stays; kq now warns once, naming the variable and what it does instead, and its re-executed process (which
+// runs without the variable) prints no second libgomp line. With OMP_WAIT_POLICY set (no re-execution) the same.
+TEST(CliThreads, OmpNumThreadsTheRuntimeIgnoresIsWarnedOnceByKq) {
+  for (const char* value : {"abc", "0", "4,0", "-1"}) {
+    for (const char* policy : {static_cast<const char*>(nullptr), "PASSIVE"}) {
+      SCOPED_TRACE(std::string(value) + (policy ? " with OMP_WAIT_POLICY=PASSIVE" : ""));
+      kq::testing::ScopedEnv env("OMP_NUM_THREADS", value);
+      kq::testing::ScopedEnv wait("OMP_WAIT_POLICY", policy);
+      const auto r = run_kq({"info"});
+      EXPECT_EQ(r.status, 0) << r.err;
+      EXPECT_LE(count(r.err, "libgomp: Invalid value for environment variable OMP_NUM_THREADS"), 1u) << r.err;
+      EXPECT_EQ(count(r.err, std::string("kq: warning: OMP_NUM_THREADS=") + value +
+                                 " is not a positive integer (or a comma-separated list of them), so the OpenMP "
+                                 "runtime ignores it; kq runs as if it were unset: OpenMP's default of one thread "
+                                 "per CPU kq may run on, or --threads N\n"),
+                1u)
+          << r.err;
+      EXPECT_EQ(count(r.err, "kq: warning"), 1u) << r.err;
+      EXPECT_TRUE(kq::testing::has(r.out, "\nthreads:  " + std::to_string(kq::usable_cpus()) + " (")) << r.out;
+    }
+  }
+  for (const char* value : {"1", " 1 ", "1,1", "+1"}) {  // values the runtime takes: no warning
+    kq::testing::ScopedEnv env("OMP_NUM_THREADS", value);
+    const auto r = run_kq({"info"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(count(r.err, "OMP_NUM_THREADS"), 0u) << value << ": " << r.err;
+  }
 }
 
 // Tester finding (round 15): --threads N did not bound the parallel regions that

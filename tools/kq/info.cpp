@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include "commands.hpp"
+#include "threads_option.hpp"
 #include "wait_policy.hpp"
 #include "io/utf8_text.hpp"
 #include "kernels/cpu/dispatch.hpp"
@@ -65,11 +66,30 @@ std::string wait_policy_report(const char* env) {
                      io::escape_for_terminal(env));
 }
 
+/// The "threads:" line(s): OpenMP's default thread count (apply_threads: warned
+/// when above the CPUs kq may run on) and wait policy. An OMP_NUM_THREADS above
+/// kq::kMaxThreads is reported here, with the error every other command gives,
+/// instead of failing the report (as a bad KQ_ISA in print_kernels).
+void print_threads(const CLI::App& cmd) {
+  const std::string policy = fmt::format("OpenMP wait policy {}; kq's default is PASSIVE, OMP_WAIT_POLICY=ACTIVE spins",
+                                         wait_policy_report(std::getenv("OMP_WAIT_POLICY")));
+  try {
+    apply_threads(cmd);
+    fmt::print("threads:  {} ({})\n", resolve_threads(0), policy);
+  } catch (const InvalidArgument& e) {
+    const std::string what = io::escape_for_terminal(e.what());
+    fmt::print("threads:  NOT USABLE HERE: {}\n", what);
+    fmt::print("          every other kq command fails with that error (exit 1) unless it is given --threads N;\n");
+    fmt::print("          {}\n", policy);
+    warn(fmt::format("{} (kq info reports anyway; other commands fail without --threads)", e.what()));
+  }
+}
+
 }  // namespace
 
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show version, build, CPU features, threads and CUDA status");
-  cmd->callback([] {
+  cmd->callback([cmd] {
     const CpuFeatures& f = cpu_features();
     auto yn = [](bool b) { return b ? "yes" : "no"; };
     fmt::print("KernelQuant {} ({} build)\n", version(), build_type());
@@ -79,8 +99,7 @@ void add_info_command(CLI::App& app) {
     fmt::print("          AVX-512 VNNI {}  AVX-VNNI {}  AVX-512 BF16 {}  AVX-512 FP16 {}\n",
                yn(f.avx512vnni), yn(f.avxvnni), yn(f.avx512bf16), yn(f.avx512fp16));
     print_kernels();
-    fmt::print("threads:  {} (OpenMP wait policy {}; kq's default is PASSIVE, OMP_WAIT_POLICY=ACTIVE spins)\n",
-               resolve_threads(0), wait_policy_report(std::getenv("OMP_WAIT_POLICY")));
+    print_threads(*cmd);
     fmt::print("{}", fp8_info_report());
   });
 }

@@ -44,6 +44,7 @@
 #include "kq/error.hpp"
 #include "kq/info.hpp"
 #include "kq/warning.hpp"
+#include "omp_num_threads.hpp"
 #include "option_names.hpp"
 #include "threads_option.hpp"
 #include "wait_policy.hpp"
@@ -141,6 +142,26 @@ void default_passive_wait(char** argv) {
   ::execv("/proc/self/exe", argv);  // returns only when it fails: carry on with the default policy
 }
 
+/// OMP_NUM_THREADS that libgomp does not take (omp_num_threads_valid: "abc",
+/// "0", ...) is ignored by it, with its own line "libgomp: Invalid value for
+/// environment variable OMP_NUM_THREADS", printed by libgomp's constructor when
+/// it is loaded, before main: that first line cannot be avoided. kq says what
+/// the value means for it (the runtime's default, one thread per CPU; --threads
+/// still applies) and unsets the variable, which changes nothing in this
+/// process (libgomp has read it already) but spares the process that
+/// default_passive_wait re-executes a second libgomp line, and kq a second
+/// warning. Called before default_passive_wait.
+void drop_invalid_omp_num_threads() {
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (!env || kq::cli::omp_num_threads_valid(env)) return;
+  kq::cli::print_diag(
+      "kq: warning: OMP_NUM_THREADS={} is not a positive integer (or a comma-separated list of them), so the OpenMP "
+      "runtime ignores it; kq runs as if it were unset: OpenMP's default of one thread per CPU kq may run on, or "
+      "--threads N\n",
+      kq::io::escape_for_terminal(env));
+  (void)::unsetenv("OMP_NUM_THREADS");
+}
+
 /// CLI11's message for an option given more often than it takes values,
 /// "--prompt: At Most 1 required but received 2", said plainly: "--prompt was
 /// given 2 times; it takes one value (give it once; quote a value with
@@ -176,6 +197,7 @@ bool stdout_ok(int err = 0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  drop_invalid_omp_num_threads();
   default_passive_wait(argv);
   // A pipe closed early (`kq bench --json r.json | head -3`) makes writes to it fail with EPIPE, reported like
   // any failed write (stdout_ok), instead of killing kq by SIGPIPE before it writes the --json file or folder.
@@ -276,9 +298,11 @@ int main(int argc, char** argv) {
   // whatever KQ_ISA says), before the command runs. Except `kq info`, which
   // reports it (it is how a user finds out what this CPU supports).
   // Likewise the threads: --threads N becomes OpenMP's default for every parallel region; without it,
-  // OpenMP's default (OMP_NUM_THREADS) above kq::kMaxThreads is an error, above the CPUs a warning.
+  // OpenMP's default (OMP_NUM_THREADS) above kq::kMaxThreads is an error, above the CPUs a warning; `kq info`
+  // reports that error too (it is how a user checks the thread count).
   app.parse_complete_callback([&app] {
-    if (!app.got_subcommand("info")) (void)kq::active_isa();
+    if (app.got_subcommand("info")) return;  // (info.cpp: print_kernels, print_threads)
+    (void)kq::active_isa();
     for (const CLI::App* cmd : app.get_subcommands()) kq::cli::apply_threads(*cmd);
   });
   try {
