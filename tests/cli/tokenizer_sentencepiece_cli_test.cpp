@@ -104,7 +104,9 @@ TEST(CliTokenizerSentencePiece, EvalAndGenerateRunOnALlama2StyleTokenizer) {
   ASSERT_EQ(s.status, 0) << s.err;
   // <s>, then "▁the▁cat": "▁ t", "h e", "▁t he" -> ▁the; no merge joins "▁", "c", "a", "t".
   EXPECT_TRUE(has(s.err, "kq: prompt 6 tokens,")) << s.err;
-  EXPECT_TRUE(s.out.starts_with("<s>the cat")) << s.out;
+  // The echo is the prompt as the model sees it, its ids decoded: the legacy normalizer's "▁" before the text after
+  // <s> is a space there (as Hugging Face decodes these ids).
+  EXPECT_TRUE(s.out.starts_with("<s> the cat")) << s.out;
 }
 
 }  // namespace
