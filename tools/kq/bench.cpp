@@ -39,7 +39,7 @@ struct BenchArgs {
   std::vector<std::string> modes;  ///< --modes as given (empty: default_modes)
   std::vector<std::string> keep;
   int ctx = 0, samples = 0, threads = 0, runs = 5, decode = 32, prompt = 128;
-  bool lm_head = false, no_latency = false, special_tokens = false;
+  bool lm_head = false, no_latency = false, special_tokens = false, quiet = false;
 };
 
 /// Whether the run scored enough tokens (kMinScoredTokensForVerdict) for its
@@ -362,6 +362,7 @@ void add_bench_command(CLI::App& app) {
       "--special-tokens", args->special_tokens,
       "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
       "Face tokenizers do); default: the text is raw text");
+  cmd->add_flag("--quiet", args->quiet, "No progress bar");
   cmd->callback([args, decode_opt, prompt_opt, modes_opt] {
     BenchOptions o;
     o.model_dir = args->model.empty() ? default_model_dir() : fs::path(args->model);
@@ -430,7 +431,7 @@ void add_bench_command(CLI::App& app) {
           [&](const std::string& stage, int64_t done, int64_t total) {
             if (!bar || stage != stage_now) {
               if (bar) bar->finish();
-              bar = std::make_unique<Progress>(stage);
+              bar = std::make_unique<Progress>(stage, !args->quiet);
               stage_now = stage;
             }
             bar->update(done, total);
