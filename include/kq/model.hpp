@@ -293,6 +293,11 @@ class Model {
   /// made absolute and weakly canonical then: a later change of the working
   /// directory does not change the folder it names); empty for random().
   const std::filesystem::path& source_dir() const { return source_dir_; }
+  /// Names (sorted) of the tensors in source_dir()'s weights that the model
+  /// does not use (e.g. layers beyond num_hidden_layers), as load() reported
+  /// them through kq::warn: save_quantized_model does not copy them into the
+  /// quantized folder. Empty for random() and when every tensor is used.
+  const std::vector<std::string>& unused_source_tensors() const { return unused_source_tensors_; }
 
   /// A KV cache for up to `max_tokens` tokens (0 = config().max_positions), on
   /// the model's device (CUDA: BF16 device memory).
@@ -442,6 +447,7 @@ class Model {
   ModelConfig config_;
   ExecContext ctx_;
   std::filesystem::path source_dir_;
+  std::vector<std::string> unused_source_tensors_;
   LinearTransform transform_;
   std::unique_ptr<models::Backend> backend_;
   std::vector<LinearSlot> linears_;

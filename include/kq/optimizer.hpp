@@ -167,8 +167,9 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 ///                      ("mixed" when options.layer_specs is not empty),
 ///                      "modules": {<module name>: <mode name>, ...}, "quantize_lm_head": bool,
 ///                      "keep_patterns": [...]}
-///   model.safetensors every non-quantized tensor copied unchanged from the
-///                     source (names and dtypes as on disk), and for each quantized
+///   model.safetensors every non-quantized tensor the model uses copied unchanged
+///                     from the source (names and dtypes as on disk; those it does not
+///                     use, Model::unused_source_tensors, are left out), and for each quantized
 ///                     module "<module>.<part>" tensors (Linear::export_tensors:
 ///                     U8 codes, F32 scales, ...; layouts in src/formats/*.hpp
 ///                     of the source repository)

@@ -284,7 +284,11 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
         "no layer of the model is quantized (every layer matched QuantizeOptions::keep_patterns?); nothing to save");
   check_options_describe_model(model, options);
 
+  // The source's other tensors, as they are on disk; those the model does not use (layers beyond
+  // num_hidden_layers, ...: load() warned about them) are left out, so the folder holds what the model reads.
+  const std::set<std::string> unused(model.unused_source_tensors().begin(), model.unused_source_tensors().end());
   for (const std::string& name : store.names()) {
+    if (unused.count(name)) continue;
     bool superseded = false;
     for (const std::string& p : replaced) superseded = superseded || name.starts_with(p);
     if (!superseded && !tensors.count(name)) tensors.emplace(name, store.get(name));

@@ -141,6 +141,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
   m->transform_ = {};  // built: its captures need not outlive the call
   if (weights.quantized()) m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
   m->upload_parameters();
+  m->unused_source_tensors_ = weights.unused_tensors();  // (not saved by save_quantized_model)
   weights.warn_unused_tensors(cfg);  // e.g. layers beyond num_hidden_layers: a warning, not an error
   return m;
 }

@@ -464,9 +464,11 @@ void FileWeights::warn_unused_tensors(const ModelConfig& c) const {
     names += fmt::format("{}'{}'", i ? ", " : "", unused[i]);
   if (unused.size() > kShown) names += ", ...";
   warn(fmt::format(
-      "{}: {} tensor{} in the weights {} not used by the {} architecture with {} layers and {} ignored: {}",
+      "{}: {} tensor{} in the weights {} not used by the {} architecture with {} layers and {} ignored (a quantized "
+      "folder saved from this model leaves {} out): {}",
       dir_.string(), unused.size(), unused.size() == 1 ? "" : "s", unused.size() == 1 ? "is" : "are",
-      arch_name(c.arch), c.num_layers, unused.size() == 1 ? "was" : "were", names));
+      arch_name(c.arch), c.num_layers, unused.size() == 1 ? "was" : "were", unused.size() == 1 ? "it" : "them",
+      names));
 }
 
 Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {

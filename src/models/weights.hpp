@@ -126,7 +126,8 @@ class FileWeights final : public WeightSource {
   std::vector<std::string> unused_tensors() const;
   /// Reports unused_tensors(), if any, in one kq::warn() call: the folder, how
   /// many, the architecture and layer count of `config`, and the first names
-  /// (e.g. extra layers beyond num_hidden_layers). Not an error.
+  /// (e.g. extra layers beyond num_hidden_layers), and that a quantized folder
+  /// saved from the model leaves them out (Model::unused_source_tensors). Not an error.
   void warn_unused_tensors(const ModelConfig& config) const;
 
  private:

@@ -40,5 +40,36 @@ TEST(CliRound18, BenchTakesQuietAsEvalDoes) {
   EXPECT_TRUE(has(h.out, "--quiet")) << h.out;
 }
 
+// The demo model (2 layers) with n_layer 1: the warning says the 12 tensors of layer 1 are left out, the folder
+// written has none of them, and the report says what "on disk before" counts.
+TEST(CliRound18, QuantizeLeavesOutTensorsTheModelDoesNotUse) {
+  TempDir tmp;
+  fs::copy(demo_model(), tmp.path / "m", fs::copy_options::recursive);
+  nlohmann::json cfg = nlohmann::json::parse(read_all(tmp.path / "m" / "config.json"));
+  cfg["n_layer"] = 1;
+  write_text(tmp.path / "m" / "config.json", cfg.dump(2));
+  const CliResult r = run_kq_in(tmp.path, {"quantize", "-m", "m", "--mode", "int8", "-o", "q", "--threads", "1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count(r.err, "12 tensors in the weights are not used by the gpt2 architecture with 1 layers and were "
+                         "ignored (a quantized folder saved from this model leaves them out)"),
+            1u)
+      << r.err;
+  EXPECT_TRUE(has(r.out, ", the tensors it uses; the 12 unused tensors of --model are not copied)\n")) << r.out;
+  const TensorStore store = TensorStore::open_dir(tmp.path / "q");
+  for (const std::string& n : store.names()) EXPECT_FALSE(n.starts_with("transformer.h.1.")) << n;
+  const CliResult e = run_kq_in(tmp.path, {"eval", "-m", "q", "-t", (demo_model() / "demo-eval.txt").string(),
+                                           "--samples", "1", "--threads", "1", "--quiet"});
+  EXPECT_EQ(e.status, 0) << e.err;
+  EXPECT_EQ(count(e.err, "not used by"), 0u) << e.err;  // the folder holds what the model uses
+
+  // With every tensor used, the line is as before.
+  const CliResult full =
+      run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "-o", (tmp.path / "q2").string(),
+              "--threads", "1"});
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_FALSE(has(full.out, "unused")) << full.out;
+  EXPECT_TRUE(has(full.out, "whole model in memory ")) << full.out;
+}
+
 }  // namespace
 }  // namespace kq::testing

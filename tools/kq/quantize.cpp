@@ -345,8 +345,13 @@ void add_quantize_command(CLI::App& app) {
                  human_bytes(rep.quantized_bytes_before), human_bytes(rep.quantized_bytes_after),
                  reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), linear_vs,
                  rep.bits_per_weight());
-      fmt::print("whole model in memory {} (on disk before: {})\n", human_bytes(model->weight_bytes()),
-                 human_bytes(model->disk_weight_bytes()));
+      // disk_weight_bytes counts the tensors the model read, not the source's unused ones (not copied either).
+      const size_t unused = model->unused_source_tensors().size();
+      fmt::print("whole model in memory {} (on disk before: {}{})\n", human_bytes(model->weight_bytes()),
+                 human_bytes(model->disk_weight_bytes()),
+                 unused == 0 ? std::string()
+                             : fmt::format(", the tensors it uses; the {} unused tensor{} of --model {} not copied",
+                                           unused, unused == 1 ? "" : "s", unused == 1 ? "is" : "are"));
       fmt::print("wrote {}\n", a->out);
     });
   });
