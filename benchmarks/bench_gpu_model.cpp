@@ -1,10 +1,10 @@
 // End-to-end model speed on the GPU: prefill tokens/s of a long prompt, decode
 // tokens/s at batch 1 and at batch B (KV cache, CUDA graphs), and GPU memory
-// held, for a random-weight Llama-7B shape (or Llama-1B / GPT-2 124M) in every
+// held, for a random-weight Llama-7B shape (or Llama-1B / Qwen3-8B / GPT-2 124M) in every
 // mode, all models resident at once and measured interleaved run by run
 // (A B C … A B C …), medians reported. Speed does not depend on weight values.
 //
-//   bench_gpu_model [--shape=llama-7b|llama-1b|gpt2-124m] [--modes=bf16,fp8,int8,nf4,int4-g128]
+//   bench_gpu_model [--shape=llama-7b|llama-1b|qwen3-8b|gpt2-124m] [--modes=bf16,fp8,int8,nf4,int4-g128]
 //                   [--batch=16] [--prompt=512] [--decode=64] [--runs=5]
 //                   [--quantize-lm-head] [--no-graphs] [--json=FILE]
 //
@@ -82,7 +82,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--quantize-lm-head") o.lm_head = true;
     else if (a == "--no-graphs") o.graphs = false;
     else if (a == "-h" || a == "--help") {
-      std::puts("bench_gpu_model [--shape=llama-7b|llama-1b|gpt2-124m] [--modes=bf16,fp8,int8,nf4,int4-g128]\n"
+      std::puts("bench_gpu_model [--shape=llama-7b|llama-1b|qwen3-8b|gpt2-124m] [--modes=bf16,fp8,int8,nf4,int4-g128]\n"
                 "                [--batch=16] [--prompt=512] [--decode=64] [--runs=5] [--quantize-lm-head]\n"
                 "                [--no-graphs] [--json=FILE]");
       std::exit(0);
@@ -107,12 +107,16 @@ kq::ModelConfig shape_config(const std::string& s) {
   } else if (s == "llama-1b") {  // TinyLlama-1.1B shapes
     c.vocab_size = 32000, c.hidden_size = 2048, c.intermediate_size = 5632, c.num_layers = 22;
     c.num_heads = 32, c.num_kv_heads = 4, c.head_dim = 64, c.max_positions = 2048;
+  } else if (s == "qwen3-8b") {  // Qwen3-8B shapes: per-head q/k norm, GQA 32/8, vocab 151936, 36 layers
+    c.arch = kq::Arch::Qwen3, c.qk_norm = true, c.norm_eps = 1e-6, c.rope_theta = 1e6;
+    c.vocab_size = 151936, c.hidden_size = 4096, c.intermediate_size = 12288, c.num_layers = 36;
+    c.num_heads = 32, c.num_kv_heads = 8, c.head_dim = 128, c.max_positions = 40960;
   } else if (s == "gpt2-124m") {
     c.arch = kq::Arch::GPT2, c.activation = "gelu_new", c.torch_dtype = "float32", c.tie_word_embeddings = true;
     c.vocab_size = 50257, c.hidden_size = 768, c.intermediate_size = 3072, c.num_layers = 12;
     c.num_heads = c.num_kv_heads = 12, c.head_dim = 64, c.max_positions = 1024;
   } else {
-    kq::raise<kq::InvalidArgument>("--shape: unknown shape '{}' (llama-7b, llama-1b, gpt2-124m)", s);
+    kq::raise<kq::InvalidArgument>("--shape: unknown shape '{}' (llama-7b, llama-1b, qwen3-8b, gpt2-124m)", s);
   }
   return c;
 }

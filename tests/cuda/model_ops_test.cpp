@@ -264,7 +264,7 @@ TEST(ModelOps, Rope) {
 TEST(ModelOps, QkNorm) {
   KQ_REQUIRE_GPU();
   Rng r;
-  for (int hd : {64, 128, 96}) {
+  for (int hd : {64, 128, 96, 32, 256}) {
     SCOPED_TRACE("head_dim=" + std::to_string(hd) + " seed=" + std::to_string(r.seed));
     const int qh = 5, kh = 3;
     const int64_t n = 13, ldq = qh * hd + 8, ldk = kh * hd + 3;

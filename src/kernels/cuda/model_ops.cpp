@@ -81,7 +81,8 @@ void add_residual(float* x, const uint16_t* add, int64_t ld_add, int64_t n, int6
 
 void qk_norm(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
              const float* q_weight, const float* k_weight, float eps, int64_t n, cudaStream_t stream) {
-  if (head_dim <= 0) raise<InvalidArgument>("qk_norm: head_dim {} must be positive", head_dim);
+  if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 256)
+    raise<InvalidArgument>("qk_norm: head_dim {} must be even, positive and at most 256", head_dim);
   if (q_heads < 0 || (k && k_heads < 0)) raise<InvalidArgument>("qk_norm: negative head count");
   check_rows("qk_norm", n, head_dim);
   check_ptr("qk_norm", "q", q);

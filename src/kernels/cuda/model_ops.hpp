@@ -86,8 +86,9 @@ void add_residual(float* x, const uint16_t* add, int64_t ld_add, int64_t n, int6
 /// head vector v (head_dim values) of q and k becomes BF16(v / sqrt(mean(v²)
 /// + eps) · w), w = q_weight for q's heads, k_weight for k's. q: BF16 [n,
 /// ldq] holding q_heads heads of head_dim; k: BF16 [n, ldk] holding k_heads
-/// heads (k may be null); q_weight, k_weight: F32 [head_dim]. One warp per
-/// (row, head). Throws InvalidArgument for a bad shape, stride or pointer.
+/// heads (k may be null); q_weight, k_weight: F32 [head_dim]; head_dim even
+/// and at most 256. One warp per (row, head), holding the head in registers.
+/// Throws InvalidArgument for a bad shape, stride or pointer.
 void qk_norm(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
              const float* q_weight, const float* k_weight, float eps, int64_t n, cudaStream_t stream);
 /// Rotary position embedding (Su et al. 2021), rotate_half convention of

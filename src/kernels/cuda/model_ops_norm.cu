@@ -252,9 +252,39 @@ bool vector_path(float* x, const uint16_t* add, int64_t ld_add, const float* wei
          aligned(out, 8) && ld_out % 4 == 0 && (!add || (aligned(add, 8) && ld_add % 4 == 0));
 }
 
-/// Warp w of the grid norms head vector w: row w / heads, head w % heads
-/// (q's heads first, then k's), reading it twice from global memory (the
-/// sum of squares, then the scaled values).
+/// Head vectors of up to 256 values (head_dim <= 2 · 32 · kMaxHeadPairs).
+constexpr int kMaxHeadPairs = 4;
+
+/// Per-head RMSNorm of the head vector at `v` (hd values, hd even, <= 256) by
+/// one warp, each value read once into registers: lane l holds the values
+/// i and i + hd/2 for i = l, l + 32, ... < hd/2 in a[j], b[j] (the pairs RoPE
+/// rotates), returned normed (F32, not yet rounded).
+__device__ __forceinline__ void norm_head_pairs(const uint16_t* v, int hd, const float* __restrict__ g, float eps,
+                                                int lane, float (&a)[kMaxHeadPairs], float (&b)[kMaxHeadPairs]) {
+  const int half = hd / 2;
+  float sq = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kMaxHeadPairs; ++j) {
+    const int i = lane + 32 * j;
+    a[j] = i < half ? bf(v[i]) : 0.0f;
+    b[j] = i < half ? bf(v[i + half]) : 0.0f;
+    sq = fmaf(a[j], a[j], sq);
+    sq = fmaf(b[j], b[j], sq);
+  }
+  sq = warp_sum(sq);
+  const float inv = rsqrtf(sq / float(hd) + eps);
+#pragma unroll
+  for (int j = 0; j < kMaxHeadPairs; ++j) {
+    const int i = lane + 32 * j;
+    if (i < half) {
+      a[j] = a[j] * inv * g[i];
+      b[j] = b[j] * inv * g[i + half];
+    }
+  }
+}
+
+/// Warp w of the grid norms head vector w in place: row w / heads, head
+/// w % heads (q's heads first, then k's).
 __global__ void __launch_bounds__(kNormThreads)
     qk_norm_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, uint16_t* __restrict__ k, int64_t ldk,
                    int k_heads, int hd, const float* __restrict__ q_weight, const float* __restrict__ k_weight,
@@ -268,15 +298,15 @@ __global__ void __launch_bounds__(kNormThreads)
   const int h = int(w % heads);
   const bool is_q = h < q_heads;
   uint16_t* v = is_q ? q + r * ldq + int64_t(h) * hd : k + r * ldk + int64_t(h - q_heads) * hd;
-  const float* g = is_q ? q_weight : k_weight;
-  float sq = 0.0f;
-  for (int i = lane; i < hd; i += 32) {
-    const float a = bf(v[i]);
-    sq += a * a;
-  }
-  for (int off = 16; off > 0; off /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, off);
-  const float inv = rsqrtf(sq / float(hd) + eps);
-  for (int i = lane; i < hd; i += 32) v[i] = to_bf(bf(v[i]) * inv * g[i]);
+  float a[kMaxHeadPairs], b[kMaxHeadPairs];
+  norm_head_pairs(v, hd, is_q ? q_weight : k_weight, eps, lane, a, b);
+  const int half = hd / 2;
+#pragma unroll
+  for (int j = 0; j < kMaxHeadPairs; ++j)
+    if (const int i = lane + 32 * j; i < half) {
+      v[i] = to_bf(a[j]);
+      v[i + half] = to_bf(b[j]);
+    }
 }
 
 }  // namespace
