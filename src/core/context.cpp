@@ -51,14 +51,16 @@ int team_size(int n) {
 int resolve_threads(int threads) {
   if (threads > 0) return team_size(threads);
   const int n = omp_get_max_threads();
-  if (n > kMaxThreads) {  // a parallel region that large crashes libgomp (SIGSEGV, or "Thread creation failed")
+  // Above kMaxThreads a parallel region crashes libgomp (SIGSEGV, or "Thread creation failed"); below 1 the
+  // count did not fit an int (libgomp takes OMP_NUM_THREADS=4294967296 and omp_get_max_threads() wraps to 0).
+  if (n > kMaxThreads || n < 1) {
     const char* env = std::getenv("OMP_NUM_THREADS");
     raise<InvalidArgument>(
         "{}: OpenMP's default of {} threads, which ExecContext::threads = 0 takes, is more than {}, the most "
         "ExecContext::threads accepts; set OMP_NUM_THREADS to at most {} (or unset it: one thread per core) or "
         "ExecContext::threads to a count",
-        env ? fmt::format("OMP_NUM_THREADS={}", env) : std::string("omp_get_max_threads()"), n, kMaxThreads,
-        kMaxThreads);
+        env ? fmt::format("OMP_NUM_THREADS={}", env) : std::string("omp_get_max_threads()"),
+        n < 1 && env ? std::string(env) : std::to_string(n), kMaxThreads, kMaxThreads);
   }
   return team_size(n);
 }

@@ -38,6 +38,8 @@ TEST(CliRound18, BenchTakesQuietAsEvalDoes) {
   const CliResult h = run_kq({"bench", "--help"});
   EXPECT_EQ(h.status, 0);
   EXPECT_TRUE(has(h.out, "--quiet")) << h.out;
+  // --special-tokens says what eval's says since added tokens that are not special are always matched (eef3c2c).
+  EXPECT_TRUE(has(h.out, "added tokens that are not special are always recognized")) << h.out;
 }
 
 // The demo model (2 layers) with n_layer 1: the warning says the 12 tensors of layer 1 are left out, the folder

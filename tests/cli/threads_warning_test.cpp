@@ -60,6 +60,15 @@ TEST(CliThreads, OmpNumThreadsIsCheckedLikeThreads) {
     const auto t = run_kq({"eval", "-m", model, "-t", text, "--samples", "1", "--threads", "1"});
     EXPECT_EQ(t.status, 0) << t.err;
   }
+  // Counts libgomp takes but omp_get_max_threads() cannot return (it wrapped to 0 or below: kq ran one thread
+  // without a word; tester round 18).
+  for (const char* big : {"4294967296", "2147483648"}) {
+    kq::testing::ScopedEnv env("OMP_NUM_THREADS", big);
+    const auto r = run_kq({"eval", "-m", model, "-t", text, "--samples", "1"});
+    EXPECT_EQ(r.status, 1) << big << ": " << r.err;
+    EXPECT_TRUE(kq::testing::has(r.err, std::string("OMP_NUM_THREADS=") + big + ": OpenMP's default of " + big +
+                                             " threads")) << r.err;
+  }
   const unsigned cores = kq::usable_cpus();
   if (cores == 0 || cores >= unsigned(kq::kMaxThreads)) GTEST_SKIP() << "usable_cpus() is " << cores;
   const std::string over = std::to_string(cores + 1);

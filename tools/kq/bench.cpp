@@ -360,8 +360,8 @@ void add_bench_command(CLI::App& app) {
       ->excludes(prompt_opt);
   cmd->add_flag(
       "--special-tokens", args->special_tokens,
-      "Recognize added/special tokens such as <|endoftext|> in the text and score their ids (as Hugging "
-      "Face tokenizers do); default: the text is raw text");
+      "Also recognize special added tokens such as <|endoftext|> in the text and score their ids (as Hugging "
+      "Face tokenizers do); default: they are text (added tokens that are not special are always recognized)");
   cmd->add_flag("--quiet", args->quiet, "No progress bar");
   cmd->callback([args, decode_opt, prompt_opt, modes_opt] {
     BenchOptions o;
