@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "kq/error.hpp"
@@ -25,14 +26,6 @@ namespace {
 using kq::testing::demo_model;
 using kq::testing::TempDir;
 
-/// Logits of every token of `ids`, run as one prefill: F32 [ids.size(), vocab].
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& ids) {
-  KVCache cache = m.make_cache(int64_t(ids.size()));
-  std::vector<float> out(ids.size() * size_t(m.config().vocab_size));
-  m.forward(ids, cache, out.data());
-  return out;
-}
-
 /// Quantizes `dir` to int8 with the lm_head in `head_mode` through layer_specs (quantize_lm_head false), saves it,
 /// reloads it and expects the reloaded model's logits to be bit-identical.
 void expect_head_override_round_trips(const std::filesystem::path& dir, const std::string& head_mode) {
@@ -45,7 +38,7 @@ void expect_head_override_round_trips(const std::filesystem::path& dir, const st
   std::unique_ptr<Model> r;
   ASSERT_NO_THROW(r = Model::load(tmp.path / "q"));  // FormatError: "quantize_lm_head is false but ... 'lm_head'"
   const std::vector<int32_t> ids{1, 17, 5, 42, 9, 3};
-  EXPECT_EQ(logits_of(*r, ids), logits_of(*m, ids));
+  EXPECT_EQ(kq::testing::prefill_logits(*r, ids), kq::testing::prefill_logits(*m, ids));
 }
 
 // quantize_model quantizes a layer_specs entry for the lm_head whatever quantize_lm_head says, but
@@ -63,14 +56,14 @@ TEST(ApiUserRound17, LmHeadQuantizedByALayerSpecSavesAFolderThatLoads) {
 TEST(ApiUserRound17, WritingToDequantizedWeightLeavesTheModelUnchanged) {
   auto m = Model::load(demo_model());
   const std::vector<int32_t> ids{1, 17, 5, 42, 9, 3};
-  const std::vector<float> before = logits_of(*m, ids);
+  const std::vector<float> before = kq::testing::prefill_logits(*m, ids);
   for (const LinearSlot& s : m->linear_layers()) {  // the tied lm_head's weight is the token embedding
     ASSERT_EQ((*s.op)->format(), "f32") << s.name;
     Tensor w = (*s.op)->dequantized_weight();
     float* p = w.mutable_data<float>();
     for (int64_t i = 0; i < w.numel(); ++i) p[i] = 1e3f;
   }
-  EXPECT_EQ(logits_of(*m, ids), before);
+  EXPECT_EQ(kq::testing::prefill_logits(*m, ids), before);
 }
 
 TEST(ApiUserRound17, WritingToBiasLeavesTheModelUnchanged) {
@@ -79,7 +72,7 @@ TEST(ApiUserRound17, WritingToBiasLeavesTheModelUnchanged) {
     auto m = Model::load(demo_model());
     if (*mode) quantize_model(*m, QuantizeOptions{.spec = parse_quant_mode(mode)});
     const std::vector<int32_t> ids{1, 17, 5, 42, 9, 3};
-    const std::vector<float> before = logits_of(*m, ids);
+    const std::vector<float> before = kq::testing::prefill_logits(*m, ids);
     int with_bias = 0;
     for (const LinearSlot& s : m->linear_layers()) {
       Tensor b = (*s.op)->bias();
@@ -89,7 +82,7 @@ TEST(ApiUserRound17, WritingToBiasLeavesTheModelUnchanged) {
       for (int64_t i = 0; i < b.numel(); ++i) p[i] = 1e3f;
     }
     EXPECT_GT(with_bias, 0) << "GPT-2's linear layers carry biases";
-    EXPECT_EQ(logits_of(*m, ids), before);
+    EXPECT_EQ(kq::testing::prefill_logits(*m, ids), before);
   }
 }
 

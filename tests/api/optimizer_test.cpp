@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -35,13 +36,6 @@ std::vector<int32_t> demo_tokens(size_t max_tokens = 600) {
   auto ids = Tokenizer::load(demo_model()).encode(text);
   if (ids.size() > max_tokens) ids.resize(max_tokens);
   return ids;
-}
-
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& ids) {
-  KVCache cache = m.make_cache(int64_t(ids.size()));
-  std::vector<float> out(ids.size() * size_t(m.config().vocab_size));
-  m.forward(ids, cache, out.data());
-  return out;
 }
 
 QuantizeOptions opts(const std::string& mode) {
@@ -160,7 +154,7 @@ TEST(QuantizedFolder, SaveReloadIsBitIdenticalAndGivesSameLogits) {
       EXPECT_EQ(0, std::memcmp(wa.raw(), wb.raw(), wa.nbytes())) << a[i].name;
     }
     const auto ids = demo_tokens(64);
-    EXPECT_EQ(logits_of(*m, ids), logits_of(*back, ids));
+    EXPECT_EQ(kq::testing::prefill_logits(*m, ids), kq::testing::prefill_logits(*back, ids));
     EXPECT_EQ(m->weight_bytes(), back->weight_bytes());
   }
 }

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -24,14 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 
 const ExecContext kCpu{Device::CPU, 2};
-
-/// Logits [n, vocab] of one prefill of `tokens` through `m`.
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& tokens) {
-  std::vector<float> out(tokens.size() * size_t(m.config().vocab_size));
-  KVCache cache = m.make_cache(int64_t(tokens.size()));
-  m.forward(tokens, cache, out.data(), /*all_logits=*/true);
-  return out;
-}
 
 /// Expects the q/k/v ops of `m` to hold `biases` (F32 values of the BF16 tensors) and every other op none.
 void expect_qkv_biases(Model& m, const std::map<std::string, Tensor>& biases, const std::string& what) {
@@ -65,10 +58,10 @@ TEST(Qwen2Quantize, Int8FolderKeepsTheBiasesAndReloadsToTheSameLogits) {
   auto m = Model::load(src, kCpu);
   quantize_model(*m, o);
   expect_qkv_biases(*m, biases, "quantized in memory");
-  const std::vector<float> want = logits_of(*m, tokens);
+  const std::vector<float> want = kq::testing::prefill_logits(*m, tokens);
   auto ref = Model::load(llama, kCpu);
   quantize_model(*ref, o);
-  EXPECT_EQ(logits_of(*ref, tokens), want);
+  EXPECT_EQ(kq::testing::prefill_logits(*ref, tokens), want);
 
   const fs::path out = tmp.path / "q";
   save_quantized_model(*m, o, out);
@@ -90,7 +83,7 @@ TEST(Qwen2Quantize, Int8FolderKeepsTheBiasesAndReloadsToTheSameLogits) {
   }
   EXPECT_EQ(reloaded->config().arch, Arch::Qwen2);
   expect_qkv_biases(*reloaded, biases, "reloaded");
-  EXPECT_EQ(logits_of(*reloaded, tokens), want);
+  EXPECT_EQ(kq::testing::prefill_logits(*reloaded, tokens), want);
 
   // The same folder relabelled llama (no biases): the q/k/v biases are unused and warned, as for an unquantized
   // folder (tester round 17: the quantized load applied them, the same file giving two models).
@@ -124,11 +117,11 @@ TEST(Qwen2Quantize, AwqLeavesTheBiasesAsTheyAre) {
   EXPECT_EQ(awq, 4 * 4);  // q, k, v, o of the 4 layers
   expect_qkv_biases(*m, biases, "AWQ in memory");
   const auto tokens = testing::spread_ids(32);
-  const std::vector<float> want = logits_of(*m, tokens);
+  const std::vector<float> want = kq::testing::prefill_logits(*m, tokens);
   save_quantized_model(*m, o, tmp.path / "q");
   auto reloaded = Model::load(tmp.path / "q", kCpu);
   expect_qkv_biases(*reloaded, biases, "AWQ reloaded");
-  EXPECT_EQ(logits_of(*reloaded, tokens), want);
+  EXPECT_EQ(kq::testing::prefill_logits(*reloaded, tokens), want);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -26,14 +27,6 @@ namespace fs = std::filesystem;
 
 const ExecContext kCpu{Device::CPU, 2};
 
-/// Logits [n, vocab] of one prefill of `tokens` through `m`.
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& tokens) {
-  std::vector<float> out(tokens.size() * size_t(m.config().vocab_size));
-  KVCache cache = m.make_cache(int64_t(tokens.size()));
-  m.forward(tokens, cache, out.data(), /*all_logits=*/true);
-  return out;
-}
-
 TEST(Qwen3Quantize, SavedFolderKeepsQkNormAndReloadsToTheSameLogits) {
   const testing::TinyQwen3 s;
   const auto source = testing::tiny_qwen3_tensors(s);
@@ -41,7 +34,7 @@ TEST(Qwen3Quantize, SavedFolderKeepsQkNormAndReloadsToTheSameLogits) {
   const fs::path src = testing::write_model_folder(tmp.path / "qwen3", testing::tiny_qwen3_config(s), source);
   std::vector<int32_t> tokens(20);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 37 + 11) % size_t(s.vocab));
-  const std::vector<float> unquantized = logits_of(*Model::load(src, kCpu), tokens);
+  const std::vector<float> unquantized = kq::testing::prefill_logits(*Model::load(src, kCpu), tokens);
 
   for (const char* mode : {"int8", "nf4"}) {
     SCOPED_TRACE(mode);
@@ -52,7 +45,7 @@ TEST(Qwen3Quantize, SavedFolderKeepsQkNormAndReloadsToTheSameLogits) {
     int quantized = 0;
     for (const LayerQuantization& l : report.layers) quantized += l.quantized;
     EXPECT_EQ(quantized, 7 * s.layers);  // q, k, v, o, gate, up, down (lm_head kept)
-    const std::vector<float> want = logits_of(*m, tokens);
+    const std::vector<float> want = kq::testing::prefill_logits(*m, tokens);
     EXPECT_NE(want, unquantized);
 
     const fs::path out = tmp.path / mode;
@@ -82,7 +75,7 @@ TEST(Qwen3Quantize, SavedFolderKeepsQkNormAndReloadsToTheSameLogits) {
     }
     EXPECT_EQ(reloaded->config().arch, Arch::Qwen3);
     EXPECT_TRUE(reloaded->config().qk_norm);
-    EXPECT_EQ(logits_of(*reloaded, tokens), want);
+    EXPECT_EQ(kq::testing::prefill_logits(*reloaded, tokens), want);
 
     // Without its k_norm gains, the quantized folder is refused as an unquantized one is.
     {

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -27,14 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 
 const ExecContext kCpu{Device::CPU, 2};
-
-/// Logits [n, vocab] of one prefill of `tokens` through `m`.
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& tokens) {
-  std::vector<float> out(tokens.size() * size_t(m.config().vocab_size));
-  KVCache cache = m.make_cache(int64_t(tokens.size()));
-  m.forward(tokens, cache, out.data(), /*all_logits=*/true);
-  return out;
-}
 
 /// Copies `model` with config.json's `layers_key` set to `layers`, then checks that the load warns about the
 /// `unused` tensors of the layers beyond (names starting with one of `prefixes`, the first one's first), that
@@ -76,7 +69,7 @@ void expect_unused_left_out(const fs::path& model, const char* layers_key, int l
     ASSERT_EQ(m->unused_source_tensors().size(), unused);
     for (const std::string& n : m->unused_source_tensors()) EXPECT_TRUE(beyond(n)) << n;
     (void)quantize_model(*m, o);
-    const std::vector<float> want = logits_of(*m, tokens);
+    const std::vector<float> want = kq::testing::prefill_logits(*m, tokens);
 
     const fs::path out = tmp.path / mode;
     save_quantized_model(*m, o, out);
@@ -93,7 +86,7 @@ void expect_unused_left_out(const fs::path& model, const char* layers_key, int l
     }
     EXPECT_TRUE(reloaded->unused_source_tensors().empty());
     EXPECT_EQ(reloaded->config().num_layers, layers);
-    EXPECT_EQ(logits_of(*reloaded, tokens), want);
+    EXPECT_EQ(kq::testing::prefill_logits(*reloaded, tokens), want);
   }
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "kq/error.hpp"
@@ -138,14 +139,6 @@ double rel_l2(const A& got, const B& want) {
   return std::sqrt(num / den);
 }
 
-/// Logits [n, vocab] of one prefill of `tokens` through `m`.
-std::vector<float> logits_of(Model& m, const std::vector<int32_t>& tokens) {
-  std::vector<float> out(tokens.size() * size_t(m.config().vocab_size));
-  KVCache cache = m.make_cache(int64_t(tokens.size()));
-  m.forward(tokens, cache, out.data(), /*all_logits=*/true);
-  return out;
-}
-
 /// n token ids spread over a vocabulary of `vocab`.
 std::vector<int32_t> tokens_of(size_t n, int64_t vocab) {
   std::vector<int32_t> v(n);
@@ -178,7 +171,7 @@ TEST(Qwen3Model, TinyRandomMatchesADoubleReference) {
   for (const LinearSlot& l : m->linear_layers()) EXPECT_FALSE((*l.op)->bias().defined()) << l.name;
 
   const auto tokens = tokens_of(24, s.vocab);
-  const std::vector<float> got = logits_of(*m, tokens);
+  const std::vector<float> got = kq::testing::prefill_logits(*m, tokens);
   const Vec want = reference_logits(tensors, s, tokens);
   ASSERT_EQ(got.size(), want.size());
   const double err = rel_l2(got, want);
@@ -217,7 +210,7 @@ TEST(Qwen3Model, AttentionBiasGivesBiasesOnTheFourProjections) {
   for (const LinearSlot& l : m->linear_layers()) with_bias += (*l.op)->bias().defined();
   EXPECT_EQ(with_bias, 4 * s.layers);
   const auto tokens = tokens_of(16, s.vocab);
-  const double err = rel_l2(logits_of(*m, tokens), reference_logits(tensors, s, tokens));
+  const double err = rel_l2(kq::testing::prefill_logits(*m, tokens), reference_logits(tensors, s, tokens));
   std::printf("tiny qwen3 with attention_bias: relative L2 %.3g\n", err);
   EXPECT_LT(err, 1e-5);
 }
@@ -251,17 +244,17 @@ TEST(Qwen3Model, QNormRemovesTheScaleOfAQueryHead) {
 
   testing::TempDir tmp;
   const auto tokens = tokens_of(20, s.vocab);
-  const auto base = logits_of(*load_quietly(testing::write_tiny_qwen3(tmp.path / "base", s)), tokens);
-  const auto with_scale = logits_of(*load_quietly(testing::write_tiny_qwen3(tmp.path / "scaled", s, scaled)), tokens);
+  const auto base = kq::testing::prefill_logits(*load_quietly(testing::write_tiny_qwen3(tmp.path / "base", s)), tokens);
+  const auto with_scale = kq::testing::prefill_logits(*load_quietly(testing::write_tiny_qwen3(tmp.path / "scaled", s, scaled)), tokens);
   const double kept = rel_l2(with_scale, base);
   std::printf("qwen3, one q head's rows x3.5: relative L2 change of the logits %.3g\n", kept);
   EXPECT_LT(kept, 1e-5);
 
   auto t = testing::tiny_qwen3_tensors(s);
   as_qwen2(t);
-  const auto plain = logits_of(*load_quietly(testing::write_model_folder(tmp.path / "q2", qwen2, t)), tokens);
+  const auto plain = kq::testing::prefill_logits(*load_quietly(testing::write_model_folder(tmp.path / "q2", qwen2, t)), tokens);
   scaled(t);
-  const auto plain_scaled = logits_of(*load_quietly(testing::write_model_folder(tmp.path / "q2s", qwen2, t)), tokens);
+  const auto plain_scaled = kq::testing::prefill_logits(*load_quietly(testing::write_model_folder(tmp.path / "q2s", qwen2, t)), tokens);
   const double changed = rel_l2(plain_scaled, plain);
   std::printf("qwen2 (no q_norm), the same scaling: relative L2 change %.3g\n", changed);
   EXPECT_GT(changed, 1e-2);
@@ -348,7 +341,7 @@ TEST(Qwen3Model, RandomQwen3RunsAndGpt2RefusesQkNorm) {
   c.tie_word_embeddings = false;
   c.qk_norm = true;
   auto m = Model::random(c, 3, kCpu);
-  const auto logits = logits_of(*m, tokens_of(5, c.vocab_size));
+  const auto logits = kq::testing::prefill_logits(*m, tokens_of(5, c.vocab_size));
   for (float v : logits) ASSERT_TRUE(std::isfinite(v));
   const std::string msg =
       testing::error_of<InvalidArgument>([] {
