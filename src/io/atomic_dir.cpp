@@ -477,14 +477,21 @@ StagingCleanup remove_stale_staging_leftovers(const fs::path& out) {
 
 fs::path AtomicDir::resolve_target(fs::path out) {
   // A ".." is resolved by the file system, as the kernel resolves the path: "L/../x" with L a link to "a/b" is
-  // "a/x", where lexically_normal() would give "x" (a folder the user did not name). weakly_canonical follows
-  // the part that exists (links included) and normalizes the rest. "." alone (or "./") names the current folder.
-  const bool dotdot = std::any_of(out.begin(), out.end(), [](const fs::path& c) { return c == ".."; });
-  if (dotdot || (!out.empty() && out.lexically_normal() == ".") || out.lexically_normal() == "./") {
+  // "a/x", where lexically_normal() would give "x" (a folder the user did not name); "none/../x" and
+  // "file/../x" name nothing (ENOENT, ENOTDIR), so they are refused, not read as "x". The part up to the last
+  // ".." must exist (fs::canonical: links followed); the rest, which has no "..", is appended. "." alone (or
+  // "./") names the current folder by its real path.
+  std::vector<fs::path> parts(out.begin(), out.end());
+  const auto last_dotdot = std::find(parts.rbegin(), parts.rend(), fs::path(".."));
+  const bool dot = !out.empty() && (out.lexically_normal() == "." || out.lexically_normal() == "./");
+  if (last_dotdot != parts.rend() || dot) {
+    const size_t head_len = last_dotdot != parts.rend() ? size_t(parts.rend() - last_dotdot) : parts.size();
+    fs::path head, tail;
+    for (size_t i = 0; i < parts.size(); ++i) (i < head_len ? head : tail) /= parts[i];
     std::error_code ec;
-    fs::path real = fs::weakly_canonical(out, ec);
-    if (ec) raise<InvalidArgument>("'{}': cannot resolve the folder it names: {}", out.string(), ec.message());
-    out = std::move(real);
+    fs::path real = fs::canonical(head, ec);
+    if (ec) raise<InvalidArgument>("'{}': '{}' cannot be resolved: {}", out.string(), head.string(), ec.message());
+    out = tail.empty() ? std::move(real) : real / tail;
   }
   out = out.lexically_normal();
   if (out.filename().empty()) out = out.parent_path();  // "dir/" -> "dir"

@@ -65,12 +65,14 @@ class AtomicDir {
 
   /// The folder AtomicDir(out) writes: `out` lexically normalized ("q/" is
   /// q), except that a path with a ".." component, or "." alone, is first
-  /// resolved by the file system (fs::weakly_canonical: "L/../q" with L a
-  /// link to a/b is a/q, as the kernel reads it; "." is the current folder's
-  /// real path); when `out` is a symbolic link to a folder, the folder it
+  /// resolved by the file system as the kernel reads it: the part up to the
+  /// last ".." by fs::canonical ("L/../q" with L a link to a/b is a/q; a part
+  /// that does not exist or is no folder is an error, as for the kernel), the
+  /// rest appended; "." is the current folder's real path; when `out` is a symbolic link to a folder, the folder it
   /// points to (fs::canonical), so that the new folder replaces the link's
   /// target and the link stays. Throws InvalidArgument naming `out` when it is
-  /// empty or resolves to no folder name ("/"); exists and is not a folder; or is a symbolic link to
+  /// empty or resolves to no folder name ("/"); has a ".." the file system
+  /// cannot resolve; exists and is not a folder; or is a symbolic link to
   /// something that does not exist, cannot be reached (a loop: said so) or is
   /// not a folder (naming the link's target).
   static std::filesystem::path resolve_target(std::filesystem::path out);

@@ -216,8 +216,14 @@ TEST(AtomicDir, DotDotIsResolvedThroughSymbolicLinks) {
   EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "L" / ".." / "q"), real_a / "q");
   EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "L" / ".." / "q" / ""), real_a / "q");
   EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "L" / ".."), real_a);
-  // A missing part is normalized as text, as before (nothing to follow there).
-  EXPECT_EQ(io::AtomicDir::resolve_target(tmp.path / "a" / "none" / ".." / "q"), real_a / "q");
+  // A ".." after a part that does not exist, a file or a dangling link names nothing for the kernel: refused
+  // (it was read as text and could replace tmp/q; tester round 18b).
+  io::write_file_atomic(tmp.path / "file", "x");
+  fs::create_directory_symlink(tmp.path / "gone", tmp.path / "dangling");
+  for (const fs::path& p : {tmp.path / "a" / "none" / ".." / "q", tmp.path / "file" / ".." / "q",
+                            tmp.path / "dangling" / ".." / "q"})
+    testing::expect_throw_with<InvalidArgument>([&] { (void)io::AtomicDir::resolve_target(p); },
+                                                {p.string(), "cannot be resolved"});
   {
     io::AtomicDir d(tmp.path / "L" / ".." / "q");
     io::write_file_atomic(d.file("x"), "1");
