@@ -225,34 +225,40 @@ void read_post_processor_and_warn(const json& root, const std::string& source, b
 
 /// `token` (from `first` on) with "special" and "normalized" of the added
 /// token entry `t` (AddedTokenSpec: special when absent, normalized when
-/// absent = !special; a value that is not a boolean counts as absent).
-AddedTokenSpec added_token(const json& t, AddedTokenSpec token) {
+/// absent = !special). "special", "normalized", "lstrip", "rstrip" and
+/// "single_word" that are present must be booleans, as Hugging Face's
+/// tokenizers requires (it refuses "special": "false" or "normalized": 1):
+/// else a FormatError naming token.source and `where` ("added_tokens[3]").
+AddedTokenSpec added_token(const json& t, AddedTokenSpec token, const std::string& where) {
+  for (const char* key : {"special", "normalized", "lstrip", "rstrip", "single_word"})
+    if (const auto it = t.find(key); it != t.end() && !it->is_boolean())
+      raise<FormatError>("{}: {}.{} must be true or false, not {}", token.source, where, key, io::json_excerpt(*it));
   const auto flag_of = [&](const char* key) -> std::optional<bool> {
     const auto it = t.find(key);
-    return it != t.end() && it->is_boolean() ? std::optional<bool>(it->get<bool>()) : std::nullopt;
+    return it != t.end() ? std::optional<bool>(it->get<bool>()) : std::nullopt;
   };
   token.special = flag_of("special").value_or(true);
   token.normalized = flag_of("normalized").value_or(!token.special);
   return token;
 }
 
-/// The settings of an added token (an added_tokens entry of tokenizer.json, a
-/// value of tokenizer_config.json's added_tokens_decoder) that kq does not
-/// apply and Hugging Face does: "lstrip", "rstrip", "single_word" true, and
-/// "normalized" true (as added_token reads it) when the tokenizer has a
-/// normalizer other than a Unicode one (`normalizer_ignored`: the
-/// SentencePiece-style Prepend / Replace, whose normalized text kq never
+/// The settings of the added token `token` (read by added_token from `t`, an
+/// added_tokens entry of tokenizer.json, a value of tokenizer_config.json's
+/// added_tokens_decoder) that kq does not apply and Hugging Face does:
+/// "lstrip", "rstrip", "single_word" true, and "normalized" when the
+/// tokenizer has a normalizer other than a Unicode one (`normalizer_ignored`:
+/// the SentencePiece-style Prepend / Replace, whose normalized text kq never
 /// builds; a Unicode normalizer's is applied, and without a normalizer the
 /// normalized text is the text). "lstrip, rstrip", empty when none.
-std::string ignored_added_token_settings(const json& t, bool normalizer_ignored) {
+std::string ignored_added_token_settings(const json& t, const AddedTokenSpec& token, bool normalizer_ignored) {
   const auto on = [&](const char* key) {
     const auto it = t.find(key);
-    return it != t.end() && it->is_boolean() && it->get<bool>();
+    return it != t.end() && it->get<bool>();  // a boolean: added_token checked it
   };
   std::string set;
   for (const char* key : {"lstrip", "rstrip", "single_word"})
     if (on(key)) set += (set.empty() ? "" : ", ") + std::string(key);
-  if (normalizer_ignored && added_token(t, {}).normalized) set += set.empty() ? "normalized" : ", normalized";
+  if (normalizer_ignored && token.normalized) set += set.empty() ? "normalized" : ", normalized";
   return set;
 }
 
@@ -416,9 +422,9 @@ TokenizerSpec read_tokenizer_json_unguarded(const std::filesystem::path& file) {
       const auto c = t.is_object() ? t.find("content") : t.end();
       if (!t.is_object() || c == t.end() || !c->is_string() || !t.contains("id"))
         raise<FormatError>("{}: added_tokens[{}] needs a string \"content\" and an \"id\"", src, i);
-      spec.added.push_back(
-          added_token(t, {c->get<std::string>(), token_id(t.at("id"), src, fmt::format("added_tokens[{}]", i)), src}));
-      if (const std::string set = ignored_added_token_settings(t, normalizer); !set.empty())
+      const std::string where = fmt::format("added_tokens[{}]", i);
+      spec.added.push_back(added_token(t, {c->get<std::string>(), token_id(t.at("id"), src, where), src}, where));
+      if (const std::string set = ignored_added_token_settings(t, spec.added.back(), normalizer); !set.empty())
         ignored.push_back(fmt::format("'{}' ({})", io::text_excerpt(c->get_ref<const std::string&>(), 40), set));
     }
     warn_ignored_added_token_settings(ignored, src);
@@ -475,9 +481,11 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
     const auto c = t.is_object() ? t.find("content") : t.end();
     if (!t.is_object() || c == t.end() || !c->is_string())
       raise<FormatError>("{}: added_tokens_decoder['{}'] needs a string \"content\"", src, key);
-    spec.added.push_back(added_token(t, {c->get<std::string>(), int32_t(id), src}));
+    spec.added.push_back(
+        added_token(t, {c->get<std::string>(), int32_t(id), src}, fmt::format("added_tokens_decoder['{}']", key)));
     // The vocab.json + merges.txt route has no normalizer.
-    if (const std::string set = ignored_added_token_settings(t, /*has_normalizer=*/false); !set.empty())
+    if (const std::string set = ignored_added_token_settings(t, spec.added.back(), /*has_normalizer=*/false);
+        !set.empty())
       ignored.push_back(fmt::format("'{}' ({})", io::text_excerpt(c->get_ref<const std::string&>(), 40), set));
   }
   warn_ignored_added_token_settings(ignored, src);

@@ -494,3 +494,33 @@ TEST(TokenizerErrors, IgnoredTokenizerFeaturesAreWarned) {
   (void)load_collecting_warnings(tmp.path, warnings);
   EXPECT_TRUE(warnings.empty()) << warnings.front();
 }
+
+// An added token's "special", "normalized", "lstrip", "rstrip" or
+// "single_word" that is not a boolean (tester round 18, finding 8): kq took
+// "special": "false" as special and "normalized": 1 as true, without a word;
+// Hugging Face refuses the file ("invalid type: string \"false\", expected a
+// boolean"). Now a FormatError naming the file and the field, in
+// tokenizer.json's added_tokens and tokenizer_config.json's added_tokens_decoder.
+TEST(TokenizerErrors, AddedTokenFlagsThatAreNoBooleansAreRefused) {
+  kq::testing::TempDir tmp;
+  const fs::path f = tmp.path / "tokenizer.json";
+  for (const char* key : {"special", "normalized", "lstrip", "rstrip", "single_word"})
+    for (const json& value : {json("false"), json(1), json(nullptr)}) {
+      json j = tokenizer_json();
+      j["model"]["vocab"]["<tool>"] = 258;
+      j["added_tokens"].push_back(json{{"id", 258}, {"content", "<tool>"}, {"special", false}});
+      j["added_tokens"][1][key] = value;
+      write_file(f, j.dump());
+      expect_error_containing<kq::FormatError>(
+          [&] { Tokenizer::load(tmp.path); },
+          f.string() + ": added_tokens[1]." + key + " must be true or false, not " + value.dump());
+    }
+  kq::testing::TempDir g;
+  write_file(g.path / "vocab.json", byte_vocab().dump());
+  write_file(g.path / "merges.txt", "#version: 0.2\na b\n");
+  write_file(g.path / "tokenizer_config.json",
+             json{{"added_tokens_decoder", {{"257", {{"content", "<|endoftext|>"}, {"special", "false"}}}}}}.dump());
+  expect_error_containing<kq::FormatError>(
+      [&] { Tokenizer::load(g.path); },
+      (g.path / "tokenizer_config.json").string() + ": added_tokens_decoder['257'].special must be true or false");
+}
