@@ -19,16 +19,22 @@ constexpr std::string_view kEndOfText = "<|endoftext|>";
 /// as `special` / `normalized` say (AddedTokenSpec). A token listed again
 /// (consistently) keeps its first settings, except that it becomes special
 /// when the later listing is special (the bos / eos and "<|endoftext|>" calls).
+/// Content that already has another id (a vocabulary token's, or an earlier
+/// added token's) keeps that id with a warning, as Hugging Face's tokenizers
+/// does ("Token 'x' was expected to have ID ... but was given ID ...").
 void add_special(Tokenizer::Impl& t, const std::string& content, int32_t id, const std::string& source,
                  bool special = true, bool normalized = false) {
   if (content.empty()) raise<FormatError>("{}: added token {} has empty content", source, id);
+  if (const auto it = t.str_to_id.find(content); it != t.str_to_id.end() && it->second != id) {
+    warn(fmt::format("{}: added token '{}' has id {}, but '{}' already has id {} (in the vocabulary or as an "
+                     "earlier added token); kq uses id {} for it, as Hugging Face does",
+                     source, content, id, content, it->second, it->second));
+    id = it->second;
+  }
   const auto k = t.kind[size_t(id)];
   if (k != Tokenizer::Impl::kUnassigned && t.token_str[size_t(id)] != content)
     raise<FormatError>("{}: added token '{}' has id {}, which already belongs to '{}'", source, content, id,
                        t.token_str[size_t(id)]);
-  if (const auto it = t.str_to_id.find(content); it != t.str_to_id.end() && it->second != id)
-    raise<FormatError>("{}: added token '{}' has id {} but the vocabulary gives it id {}", source, content, id,
-                       it->second);
   if (k == Tokenizer::Impl::kAdded) {  // listed twice, consistently
     if (special)
       for (Tokenizer::Impl::AddedMatch& a : t.added)
@@ -285,6 +291,12 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::Impl::build(const tok::Tokeniz
   // added_tokens or tokenizer_config.json's added_tokens_decoder).
   for (const auto& a : spec.added)
     add_special(*t, a.content, a.id, a.source.empty() ? added_src : a.source, a.special, a.normalized);
+  // Ids given up for the vocabulary's (add_special) leave no unassigned entries at the end of the tables.
+  while (t->kind.back() == kUnassigned) {
+    t->kind.pop_back();
+    t->token_str.pop_back();
+    t->token_bytes.pop_back();
+  }
   if (const auto it = t->str_to_id.find(kEndOfText); it != t->str_to_id.end())
     add_special(*t, std::string(kEndOfText), it->second, spec.vocab_source);
   reject_merges_missing(*t, spec);

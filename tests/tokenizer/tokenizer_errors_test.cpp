@@ -159,9 +159,9 @@ TEST(TokenizerErrors, BadTokenizerJson) {
   write_file(f, j.dump());
   expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "\"vocab\"");
   j = tokenizer_json();
-  j["added_tokens"][0]["id"] = 5;  // id 5 is byte token "\x05"
+  j["added_tokens"][0] = json{{"id", 5}, {"content", "<|x|>"}};  // id 5 is byte token "\x05"
   write_file(f, j.dump());
-  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "<|endoftext|>");
+  expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "'<|x|>' has id 5, which already");
   j = tokenizer_json();
   j["pre_tokenizer"]["add_prefix_space"] = "yes";  // wrong JSON type
   write_file(f, j.dump());
@@ -523,4 +523,33 @@ TEST(TokenizerErrors, AddedTokenFlagsThatAreNoBooleansAreRefused) {
   expect_error_containing<kq::FormatError>(
       [&] { Tokenizer::load(g.path); },
       (g.path / "tokenizer_config.json").string() + ": added_tokens_decoder['257'].special must be true or false");
+}
+
+// An added token whose content the vocabulary (or an earlier added token)
+// gives another id (tester round 18, finding 7): kq refused the tokenizer
+// ("added token 'ab' has id 258 but the vocabulary gives it id 256"); Hugging
+// Face's tokenizers loads it with the vocabulary's id and a warning ("Token
+// 'ab' was expected to have ID '258' but was given ID '256'"). Now the same,
+// the warning naming the file, the token and both ids; the id given up is
+// left out (no unassigned id past the vocabulary).
+TEST(TokenizerErrors, AddedTokenOfAVocabularyTokenUnderAnotherIdTakesTheVocabularysId) {
+  kq::testing::TempDir tmp;
+  const fs::path f = tmp.path / "tokenizer.json";
+  json j = tokenizer_json();
+  j["added_tokens"].push_back(json{{"id", 258}, {"content", "ab"}, {"special", false}});
+  j["added_tokens"].push_back(json{{"id", 259}, {"content", "<|endoftext|>"}, {"special", true}});  // listed twice
+  write_file(f, j.dump());
+  std::vector<std::string> warnings;
+  const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[0], f.string() + ": added token 'ab' has id 258, but 'ab' already has id 256 (in the vocabulary "
+                                      "or as an earlier added token); kq uses id 256 for it, as Hugging Face does");
+  EXPECT_EQ(warnings[1].rfind(f.string() + ": added token '<|endoftext|>' has id 259, but '<|endoftext|>' already "
+                                           "has id 257",
+                              0),
+            0u)
+      << warnings[1];
+  EXPECT_EQ(t.vocab_size(), 258);
+  EXPECT_EQ(t.encode("xaby"), (std::vector<int32_t>{'x', 256, 'y'}));  // matched as an added token, not special
+  EXPECT_EQ(t.encode("<|endoftext|>", {.allow_special = true}), (std::vector<int32_t>{257}));
 }
