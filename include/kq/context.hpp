@@ -49,7 +49,9 @@ struct ExecContext {
 /// OMP_DYNAMIC=true gave regions fewer threads than asked on a loaded machine.
 /// Throws InvalidArgument, naming OMP_NUM_THREADS and its value, when
 /// `threads` is 0 and that default is more than kMaxThreads (libgomp crashes
-/// or fails to create that many threads), so a CPU forward pass with such a
+/// or fails to create that many threads) or, set_default_threads() not called,
+/// OMP_NUM_THREADS asks more than kMaxThreads in a count that omp_get_max_threads()
+/// returns cut to an int (4294967297 as 1), so a CPU forward pass with such a
 /// default fails before its first op runs.
 int resolve_threads(int threads);
 

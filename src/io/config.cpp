@@ -174,16 +174,18 @@ class Reader {
     return d;
   }
   double positive(const char* key, double fallback) const { return positive(key, find(key), fallback); }
-  /// A finite positive number that stays one as a float32 (within [FLT_MIN, FLT_MAX]): RoPE's theta and
-  /// scaling factors, which the tables use in float32 as transformers does (cpu::rope_inv_freq), where 1e39
-  /// is infinite (no rotation left: silent garbage) and 1e-300 zero (non-finite logits, blamed on the weights).
+  /// A finite positive number that stays a normal one as a float32 (at least FLT_MIN, at most FLT_MAX once rounded
+  /// to float32): RoPE's theta and scaling factors, which the tables use in float32 as transformers does
+  /// (cpu::rope_inv_freq), where 1e39 is infinite (no rotation left: silent garbage) and 1e-300 zero (non-finite
+  /// logits, blamed on the weights).
   double positive_f32(const std::string& key, const json* v, double fallback) const {
     const double d = positive(key, v, fallback);
-    if (d < double(std::numeric_limits<float>::min()) || d > double(std::numeric_limits<float>::max()))
-      raise<FormatError>("{}: key '{}': {} is outside float32's range ({:g} to {:g}), in which the RoPE tables are "
+    const float f = static_cast<float>(d);
+    if (!std::isfinite(f) || f < std::numeric_limits<float>::min())
+      raise<FormatError>("{}: key '{}': {} is outside float32's range ({} to {}), in which the RoPE tables are "
                          "computed (as transformers does)",
-                         src_, key, io::json_excerpt(*v), double(std::numeric_limits<float>::min()),
-                         double(std::numeric_limits<float>::max()));
+                         src_, key, io::json_excerpt(*v), std::numeric_limits<float>::min(),
+                         std::numeric_limits<float>::max());
     return d;
   }
   /// A norm epsilon: positive and below 1 (added to the variance of
@@ -383,6 +385,24 @@ bool qwen2_any_sliding_layer(const Reader& r, int64_t num_layers) {
 /// A Llama config, or a Mistral one (MistralConfig's defaults; sliding_window), or a Qwen2 one (Qwen2Config's
 /// defaults; q/k/v biases; use_sliding_window), or a Qwen3 one (Qwen3Config's defaults; q_norm / k_norm;
 /// attention_bias; use_sliding_window as Qwen2's).
+/// The largest RoPE angle, position max_positions − 1 times the largest inverse frequency (max(1,
+/// θ^(−(head_dim−2)/head_dim)), divided by a scaling factor below 1), must be finite as a float32, in which the
+/// tables are computed: a tiny rope_theta or factor within float32's range still overflows there (cos / sin of
+/// inf: NaN logits, blamed on the weights; tester round 18b). Throws FormatError naming the keys.
+void check_rope_angles(const Reader& r, const ModelConfig& c) {
+  const double hd = double(c.head_dim);
+  double inv_max = std::max(1.0, std::pow(c.rope_theta, -(hd - 2) / hd));
+  const bool scaled = c.rope_scaling.type != RopeScaling::Type::Default;
+  if (scaled) inv_max /= std::min(1.0, c.rope_scaling.factor);
+  const double angle = double(c.max_positions - 1) * inv_max;
+  if (!(angle <= double(std::numeric_limits<float>::max())))
+    raise<FormatError>("{}: RoPE angles overflow float32, in which the tables are computed: position {} ({} {}) "
+                       "times the largest inverse frequency {:g} (rope_theta {:g}{}) is {:g}",
+                       r.source(), c.max_positions - 1, c.size_keys.max_positions, c.max_positions, inv_max,
+                       c.rope_theta, scaled ? fmt::format(", scaling factor {:g}", c.rope_scaling.factor) : "",
+                       angle);
+}
+
 ModelConfig parse_llama(const Reader& r, Arch arch) {
   const bool mistral = arch == Arch::Mistral, qwen2 = arch == Arch::Qwen2, qwen3 = arch == Arch::Qwen3;
   ModelConfig c;
@@ -476,6 +496,7 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
     const int64_t window = r.size("sliding_window", 4096);
     if (qwen2_any_sliding_layer(r, c.num_layers)) cap_at_window(window);
   }
+  check_rope_angles(r, c);
   return c;
 }
 

@@ -62,7 +62,7 @@ TEST(CliThreads, OmpNumThreadsIsCheckedLikeThreads) {
   }
   // Counts libgomp takes but omp_get_max_threads() cannot return (it wrapped to 0 or below: kq ran one thread
   // without a word; tester round 18).
-  for (const char* big : {"4294967296", "2147483648"}) {
+  for (const char* big : {"4294967296", "2147483648", "4294967297"}) {
     kq::testing::ScopedEnv env("OMP_NUM_THREADS", big);
     const auto r = run_kq({"eval", "-m", model, "-t", text, "--samples", "1"});
     EXPECT_EQ(r.status, 1) << big << ": " << r.err;

@@ -286,6 +286,20 @@ TEST(Config, RopeScalingKeysAreValidated) {
   j = base;
   j["rope_scaling"]["factor"] = 3e38;  // finite as a float32
   EXPECT_EQ(parse(j).rope_scaling.factor, 3e38);
+  j["rope_scaling"]["factor"] = 3.4028235e38;  // numpy's FLT_MAX: above it as a double, FLT_MAX as a float32
+  EXPECT_EQ(parse(j).rope_scaling.factor, 3.4028235e38);
+  j["rope_scaling"]["factor"] = 3.5e38;
+  expect_bad(j, {"outside float32's range (1.1754944e-38 to 3.4028235e+38)"});
+  // Within float32's range, but the angles of the last position overflow it (tester round 18b: NaN logits).
+  j = base;
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 1.2e-38}};
+  expect_bad(j, {"RoPE angles overflow float32", "position 131071 (max_position_embeddings 131072)",
+                 "scaling factor 1.2e-38"});
+  j = base;
+  j["rope_theta"] = 1.2e-38;
+  expect_bad(j, {"RoPE angles overflow float32", "rope_theta 1.2e-38"});
+  j["rope_theta"] = 1e-3;  // small, but the angles stay finite
+  EXPECT_EQ(parse(j).rope_theta, 1e-3);
   j = base;  // equal as float32, though not as doubles: the same division by zero
   j["rope_scaling"]["high_freq_factor"] = 1.00000001;
   expect_bad(j, {"rope_scaling.high_freq_factor", "equals rope_scaling.low_freq_factor"});
