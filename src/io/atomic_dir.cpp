@@ -523,6 +523,19 @@ fs::path AtomicDir::resolve_target(fs::path out) {
 }
 
 AtomicDir::AtomicDir(fs::path out, bool overwrite) : out_(resolve_target(std::move(out))), overwrite_(overwrite) {
+  struct stat st {};
+  if (::stat(out_.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    // A mount point: the new folder, made beside it, could never be renamed over it (EBUSY, after all the
+    // work); the user's folder keeps its permissions and group (tester round 18b: a 0700 folder became 0755).
+    struct stat up {};
+    if (::stat((out_ / "..").c_str(), &up) == 0 && (up.st_dev != st.st_dev || up.st_ino == st.st_ino))
+      raise<InvalidArgument>("{}: is a mount point, which kq cannot replace (it writes the new folder beside it "
+                             "and renames it into place); give a folder inside it, e.g. {}",
+                             out_.string(), (out_ / "model").string());
+    replaces_ = true;
+    mode_ = unsigned(st.st_mode) & 07777u;
+    gid_ = unsigned(st.st_gid);
+  }
   if (!overwrite_ && is_nonempty_dir(out_))
     raise<InvalidArgument>("{}: folder exists and is not empty (overwrite = true replaces it)", out_.string());
   const std::lock_guard lock(registry().mutex);  // no interrupt between mkdtemp and the registration
@@ -570,6 +583,10 @@ void AtomicDir::commit() {
   if (::unlink((staging_ / kStagingMarker).c_str()) != 0 && errno != ENOENT) {
     const int err = errno;
     raise<Error>("{}: cannot finish the new folder: {}", out_.string(), std::strerror(err));
+  }
+  if (replaces_) {  // best effort: a group the caller is not in cannot be given, and then setgid is dropped too
+    if (::chown(staging_.c_str(), uid_t(-1), gid_t(gid_)) != 0) mode_ &= ~unsigned(S_ISGID);
+    ::chmod(staging_.c_str(), mode_t(mode_));
   }
   // The moves below run whole or not at all with respect to the interrupt
   // watcher (remove_staging_dirs_on_signals), which waits for this lock.

@@ -16,7 +16,10 @@
 // when it is interrupted (SIGINT, SIGTERM, SIGHUP).
 //
 // `out` may be a symbolic link to a folder: the link is followed, and the
-// folder it points to is the one written (the link itself stays).
+// folder it points to is the one written (the link itself stays). An `out`
+// that exists (empty, or replaced with overwrite) is replaced by the new
+// folder, which takes its permission bits (and group, where the caller may
+// set it); a mount point cannot be replaced so and is refused up front.
 //
 // Error messages name `<out>` (and files under it), never the staging name.
 //
@@ -44,7 +47,8 @@ class AtomicDir {
   /// written, and writes the empty marker file kStagingMarker into it, which
   /// tells that kq made it (commit() removes it). Where the file system has no flock the folder is written
   /// unlocked (and is then never deleted as stale). Throws
-  /// InvalidArgument as resolve_target() does, or when `out` is a non-empty folder and
+  /// InvalidArgument as resolve_target() does, when `out` is a mount point (a
+  /// rename cannot replace it: "give a folder inside it"), or when `out` is a non-empty folder and
   /// `overwrite` is false; Error naming `out` (not the staging name) when the
   /// staging folder cannot be created: the folder `out` goes in is missing or
   /// is a file ("'notes.txt' is not a directory"), no permission, or a name
@@ -104,6 +108,9 @@ class AtomicDir {
   int lock_fd_ = -1;  // the staging folder, flock'ed; -1 once released or where flock is unsupported
   bool overwrite_ = false;
   bool committed_ = false;
+  bool replaces_ = false;  // `out` existed as a folder: the new one takes mode_ and gid_
+  unsigned mode_ = 0;      // its permission bits (07777)
+  unsigned gid_ = 0;       // its group
 };
 
 /// Installs, once per process, the removal of the staging folder of every

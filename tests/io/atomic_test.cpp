@@ -187,6 +187,46 @@ TEST(AtomicDir, EmptyExistingFolderIsReplaced) {
   EXPECT_EQ(read_bytes(out / "a"), "a");
 }
 
+// Tester round 18b: an existing folder (empty, or replaced with overwrite) came back 0755 with a new inode,
+// losing the user's 0700 / setgid; a mount point was refused only at the rename, after all the work.
+TEST(AtomicDir, AReplacedFolderKeepsItsPermissionsAndAMountPointIsRefused) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  for (const unsigned mode : {0700u, 02750u, 0755u}) {
+    SCOPED_TRACE(mode);
+    fs::create_directories(out);
+    ASSERT_EQ(::chmod(out.c_str(), mode), 0);
+    {
+      io::AtomicDir d(out, /*overwrite=*/true);
+      io::write_file_atomic(d.file("a"), "a");
+      d.commit();
+    }
+    struct stat st {};
+    ASSERT_EQ(::stat(out.c_str(), &st), 0);
+    EXPECT_EQ(unsigned(st.st_mode) & 07777u, mode);
+    EXPECT_EQ(read_bytes(out / "a"), "a");
+  }
+  // A folder that did not exist gets mkdir's permissions, as before.
+  const fs::path fresh = tmp.path / "fresh";
+  {
+    io::AtomicDir d(fresh);
+    d.commit();
+  }
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  struct stat st {};
+  ASSERT_EQ(::stat(fresh.c_str(), &st), 0);
+  EXPECT_EQ(unsigned(st.st_mode) & 07777u, 0777u & ~unsigned(mask));
+  // "/" and a mounted file system (here /dev/shm or /proc where they are mount points): refused, nothing made.
+  testing::expect_throw_with<InvalidArgument>([&] { io::AtomicDir d("/", true); }, {"is a mount point"});
+  for (const char* mnt : {"/dev/shm", "/proc"}) {
+    struct stat a {}, b {};
+    if (::stat(mnt, &a) != 0 || ::stat((std::string(mnt) + "/..").c_str(), &b) != 0 || a.st_dev == b.st_dev) continue;
+    testing::expect_throw_with<InvalidArgument>([&] { io::AtomicDir d(mnt, true); },
+                                                {std::string(mnt) + ": is a mount point", "give a folder inside it"});
+  }
+}
+
 TEST(AtomicDir, CommitFailsIfFolderFilledMeanwhile) {
   TempDir tmp;
   const fs::path out = tmp.path / "q";
