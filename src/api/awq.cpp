@@ -234,6 +234,20 @@ std::map<std::string, ActivationStats> collect_activation_stats(Model& model, st
     if (lm_head_observed) logits.resize(size_t(n * model.config().vocab_size));
     model.forward(tokens.subspan(size_t(b), size_t(n)), cache, lm_head_observed ? logits.data() : nullptr, true);
   }
+  // Non-finite inputs leave no statistic to choose scales from (every error NaN, every layer plain
+  // round-to-nearest): refused, naming the first layer in the forward order whose inputs were not finite.
+  for (const LinearSlot& slot : model.linear_layers()) {
+    const auto st = stats.find(slot.name);
+    if (st == stats.end()) continue;
+    const std::vector<double>& sum = st->second.sum_abs;
+    if (const auto k = std::find_if(sum.begin(), sum.end(), [](double v) { return !std::isfinite(v); });
+        k != sum.end())
+      raise<Error>("AWQ calibration: the model's forward pass over the calibration text produced non-finite values "
+                   "(inf or NaN) in the inputs of layer '{}' (input feature {}), so AWQ has no activation statistics "
+                   "to choose scales from; the model's weights or config give non-finite activations on this text "
+                   "(a mode without calibration, such as int8 or nf4, does not run the model)",
+                   slot.name, k - sum.begin());
+  }
   return stats;
 }
 

@@ -52,7 +52,9 @@ struct ActivationStats {
 /// Throws InvalidArgument for a model not on the CPU, empty tokens, a token
 /// outside [0, vocab_size) (naming QuantizeOptions::calibration.tokens and the
 /// index), a window < 2 or > max_positions, search_rows < 1, or a grid outside
-/// [1, kMaxAwqGrid] (naming CalibrationOptions::grid), all before any window runs.
+/// [1, kMaxAwqGrid] (naming CalibrationOptions::grid), all before any window runs;
+/// throws Error naming the first layer (in the forward order) whose inputs were
+/// not finite (inf or NaN) in the calibration forward pass.
 std::map<std::string, ActivationStats> collect_activation_stats(Model& model, std::span<const int32_t> tokens,
                                                                 const CalibrationOptions& options,
                                                                 const std::function<bool(const std::string&)>& want);
