@@ -414,26 +414,39 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
   }
   if (gpt2) return;
   // Llama's RoPE tables are sized by head_dim before any layer is read.
-  const char* head_dim_key = c.arch == Arch::Qwen3 ? "head_dim (128 when absent: Qwen3Config's default)"
-                                                   : "head_dim (hidden_size / num_attention_heads when absent)";
-  // The key-value heads when the key is absent: LlamaConfig's the query heads, MistralConfig's 8, Qwen2Config's and
-  // Qwen3Config's 32.
-  const char* kv_heads_key = c.arch == Arch::Mistral ? "num_key_value_heads (8 when absent: MistralConfig's default)"
-                             : c.arch == Arch::Qwen2 ? "num_key_value_heads (32 when absent: Qwen2Config's default)"
-                             : c.arch == Arch::Qwen3 ? "num_key_value_heads (32 when absent: Qwen3Config's default)"
-                                                     : "num_key_value_heads (num_attention_heads when absent)";
-  for (const auto& [proj, heads, heads_key, heads_name] :
-       {std::tuple{"q_proj", c.num_heads, "num_attention_heads", "num_attention_heads"},
-        std::tuple{"k_proj", c.num_kv_heads, kv_heads_key, "num_key_value_heads"}}) {
+  for (const auto& [proj, heads, heads_name] : {std::tuple{"q_proj", c.num_heads, "num_attention_heads"},
+                                                std::tuple{"k_proj", c.num_kv_heads, "num_key_value_heads"}}) {
     const std::string name = fmt::format("model.layers.0.self_attn.{}.weight", proj);
     if (!store_.contains(name)) continue;
     const Tensor t = store_.get(name);
     if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16) continue;  // quantized
-    if (t.shape() != Shape{heads * c.head_dim, c.hidden_size})
-      raise<FormatError>("{}: {} = {}, {} = {} and hidden_size = {} but tensor '{}' in {} has shape {}, expected "
-                         "[{} × head_dim, hidden_size]",
-                         cfg, heads_key, heads, head_dim_key, c.head_dim, c.hidden_size, name, store_.file_of(name),
-                         shape_str(t.shape()), heads_name);
+    if (t.shape() == Shape{heads * c.head_dim, c.hidden_size}) continue;
+    // A key config.json gives (not null) is named as it is; an absent one with the default it stood for.
+    const auto given = [&](const char* key) {
+      try {
+        const nlohmann::json j = io::load_hf_json_file(cfg);
+        const auto it = j.is_object() ? j.find(key) : j.end();
+        return it != j.end() && !it->is_null();
+      } catch (const Error&) {
+        return false;
+      }
+    };
+    const std::string head_dim_key =
+        given("head_dim") ? "head_dim"
+        : c.arch == Arch::Qwen3 ? "head_dim (128 when absent: Qwen3Config's default)"
+                                : "head_dim (hidden_size / num_attention_heads when absent)";
+    // The key-value heads when the key is absent: LlamaConfig's the query heads, MistralConfig's 8, Qwen2Config's
+    // and Qwen3Config's 32.
+    const std::string heads_key =
+        heads_name == std::string_view("num_attention_heads") || given("num_key_value_heads") ? heads_name
+        : c.arch == Arch::Mistral ? "num_key_value_heads (8 when absent: MistralConfig's default)"
+        : c.arch == Arch::Qwen2   ? "num_key_value_heads (32 when absent: Qwen2Config's default)"
+        : c.arch == Arch::Qwen3   ? "num_key_value_heads (32 when absent: Qwen3Config's default)"
+                                  : "num_key_value_heads (num_attention_heads when absent)";
+    raise<FormatError>("{}: {} = {}, {} = {} and hidden_size = {} but tensor '{}' in {} has shape {}, expected "
+                       "[{} × head_dim, hidden_size]",
+                       cfg, heads_key, heads, head_dim_key, c.head_dim, c.hidden_size, name, store_.file_of(name),
+                       shape_str(t.shape()), heads_name);
   }
 }
 
@@ -464,10 +477,11 @@ void FileWeights::warn_unused_tensors(const ModelConfig& c) const {
     names += fmt::format("{}'{}'", i ? ", " : "", unused[i]);
   if (unused.size() > kShown) names += ", ...";
   warn(fmt::format(
-      "{}: {} tensor{} in the weights {} not used by the {} architecture with {} layers and {} ignored (a quantized "
+      "{}: {} tensor{} in the weights {} not used by the {} architecture with {} layer{} and {} ignored (a quantized "
       "folder saved from this model leaves {} out): {}",
       dir_.string(), unused.size(), unused.size() == 1 ? "" : "s", unused.size() == 1 ? "is" : "are",
-      arch_name(c.arch), c.num_layers, unused.size() == 1 ? "was" : "were", unused.size() == 1 ? "it" : "them",
+      arch_name(c.arch), c.num_layers, c.num_layers == 1 ? "" : "s", unused.size() == 1 ? "was" : "were",
+      unused.size() == 1 ? "it" : "them",
       names));
 }
 

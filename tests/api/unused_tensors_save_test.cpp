@@ -61,9 +61,9 @@ void expect_unused_left_out(const fs::path& model, const char* layers_key, int l
       ASSERT_EQ(warnings.list.size(), 1u);
       EXPECT_TRUE(testing::has(warnings.list[0],
                                fmt::format("{} tensors in the weights are not used by the {} architecture with {} "
-                                           "layers and were ignored (a quantized folder saved from this model "
+                                           "layer{} and were ignored (a quantized folder saved from this model "
                                            "leaves them out): '{}",
-                                           unused, arch, layers, prefixes.front())))
+                                           unused, arch, layers, layers == 1 ? "" : "s", prefixes.front())))
           << warnings.list[0];
     }
     ASSERT_EQ(m->unused_source_tensors().size(), unused);

@@ -42,7 +42,8 @@ TEST(CliRound18, BenchTakesQuietAsEvalDoes) {
   EXPECT_TRUE(has(h.out, "added tokens that are not special are always recognized")) << h.out;
 }
 
-// The demo model (2 layers) with n_layer 1: the warning says the 12 tensors of layer 1 are left out, the folder
+// The demo model (2 layers) with n_layer 1: the warning says the 12 tensors of layer 1 are left out ("with 1
+// layer", not "1 layers": tester round 18, finding 11), the folder
 // written has none of them, and the report says what "on disk before" counts.
 TEST(CliRound18, QuantizeLeavesOutTensorsTheModelDoesNotUse) {
   TempDir tmp;
@@ -52,7 +53,7 @@ TEST(CliRound18, QuantizeLeavesOutTensorsTheModelDoesNotUse) {
   write_text(tmp.path / "m" / "config.json", cfg.dump(2));
   const CliResult r = run_kq_in(tmp.path, {"quantize", "-m", "m", "--mode", "int8", "-o", "q", "--threads", "1"});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(count(r.err, "12 tensors in the weights are not used by the gpt2 architecture with 1 layers and were "
+  EXPECT_EQ(count(r.err, "12 tensors in the weights are not used by the gpt2 architecture with 1 layer and were "
                          "ignored (a quantized folder saved from this model leaves them out)"),
             1u)
       << r.err;

@@ -79,7 +79,7 @@ TEST(MistralModel, AbsentKeyValueHeadsAreTheConfigClassDefaultAndSaidSo) {
   EXPECT_EQ(load_model_config(mistral).num_kv_heads, 8);
   const std::string w = testing::error_of<FormatError>([&] { (void)Model::load(mistral); });
   EXPECT_TRUE(testing::has(w, "config.json: num_key_value_heads (8 when absent: MistralConfig's default) = 8, "
-                              "head_dim (hidden_size / num_attention_heads when absent) = 32 and hidden_size = 256 "
+                              "head_dim = 32 and hidden_size = 256 "
                               "but tensor 'model.layers.0.self_attn.k_proj.weight'"))
       << w;
   EXPECT_TRUE(testing::has(w, "expected [num_key_value_heads × head_dim, hidden_size]")) << w;

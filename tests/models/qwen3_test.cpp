@@ -324,6 +324,21 @@ TEST(Qwen3Model, AbsentHeadDimIsQwen3ConfigsDefault) {
   EXPECT_EQ(load_quietly(dir)->config().head_dim, 32);
 }
 
+// head_dim given: the shape message names it as it is, not with the default of a config without it (tester round 18,
+// finding 11: "head_dim (128 when absent: Qwen3Config's default) = 16").
+TEST(Qwen3Model, GivenHeadDimIsNamedWithoutTheAbsentDefault) {
+  const testing::TinyQwen3 s;
+  json config = testing::tiny_qwen3_config(s);
+  config["head_dim"] = 16;
+  testing::TempDir tmp;
+  const auto dir = testing::write_model_folder(tmp.path / "m", config, testing::tiny_qwen3_tensors(s));
+  const std::string msg = testing::error_of<FormatError>([&] { (void)Model::load(dir, kCpu); });
+  EXPECT_TRUE(testing::has(msg, "config.json: num_attention_heads = 4, head_dim = 16 and hidden_size = 64 but tensor "
+                                "'model.layers.0.self_attn.q_proj.weight'"))
+      << msg;
+  EXPECT_FALSE(testing::has(msg, "when absent")) << msg;
+}
+
 // Model::random with a Qwen3 config (q_norm / k_norm all ones) runs; a GPT-2 config with qk_norm is refused.
 TEST(Qwen3Model, RandomQwen3RunsAndGpt2RefusesQkNorm) {
   ModelConfig c;
