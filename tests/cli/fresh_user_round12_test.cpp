@@ -292,7 +292,7 @@ TEST(FreshUserRound12, EmptyOutFolderIsWrittenLikeANewOneAsDocumented) {
   EXPECT_TRUE(has(help, "a non-empty one without config.json")) << help;
   const std::string readme = read_all(fs::path(KQ_SOURCE_DIR) / "README.md");
   EXPECT_TRUE(has(readme, "An `--out` that is an empty folder is written like a\n  new one, with or without "
-                          "`--overwrite`."));
+                          "`--overwrite` ("));
 }
 
 // --json naming, through a link, the file standard output (or error) writes to replaced the report with the
