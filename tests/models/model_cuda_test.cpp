@@ -81,6 +81,18 @@ std::vector<int32_t> tokens_for(int64_t seq, int64_t n, int64_t vocab) {
 }
 
 /// Full-pass logits [n, vocab] of a fresh cache.
+/// Linear slots of `m` (on the GPU) that are views of a fused group's output (gpu::CudaLinearPart); 0 in a
+/// CPU-only build.
+int fused_parts(Model& m) {
+  int fused = 0;
+#ifdef KQ_WITH_CUDA
+  for (const LinearSlot& s : m.linear_layers())
+    fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
+#endif
+  (void)m;
+  return fused;
+}
+
 std::vector<float> full_pass(Model& m, const std::vector<int32_t>& t) {
   std::vector<float> out(t.size() * size_t(m.config().vocab_size));
   KVCache c = m.make_cache(int64_t(t.size()));
@@ -347,11 +359,7 @@ TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
     for (const LinearSlot& s : m->linear_layers())
       if (s.name.ends_with("q_proj")) q_weight_cpu.push_back((*s.op)->dequantized_weight());
     m->to_device(kCuda);
-    int fused = 0;
-#ifdef KQ_WITH_CUDA
-    for (const LinearSlot& s : m->linear_layers()) fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
-#endif
-    EXPECT_EQ(fused, 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
+    EXPECT_EQ(fused_parts(*m), 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
     const auto got = full_pass(*m, t);
     const double err = rel_l2(got.data(), want.data(), want.size());
     std::printf("random Llama %s, fused q/k/v and gate/up: GPU vs CPU logits, relative L2 %.3g\n", mode, err);
@@ -395,12 +403,7 @@ TEST(ModelCuda, Qwen2QkvBiasesMatchCpu) {
       if (const Tensor b = (*s.op)->bias(); b.defined()) cpu_bias[s.name] = b.clone();
     EXPECT_EQ(cpu_bias.size(), 3u * size_t(m->config().num_layers)) << mode << ": q, k, v of every layer";
     m->to_device(kCuda);
-    int fused = 0;
-#ifdef KQ_WITH_CUDA
-    for (const LinearSlot& s : m->linear_layers())
-      fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
-#endif
-    EXPECT_EQ(fused, 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
+    EXPECT_EQ(fused_parts(*m), 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
     for (const LinearSlot& s : m->linear_layers()) {
       const Tensor b = (*s.op)->bias();
       const auto it = cpu_bias.find(s.name);
@@ -449,12 +452,7 @@ TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
     const auto t = tokens_for(7, n, V);
     const auto want = full_pass(*m, t);
     m->to_device(kCuda);
-    int fused = 0;
-#ifdef KQ_WITH_CUDA
-    for (const LinearSlot& s : m->linear_layers())
-      fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
-#endif
-    EXPECT_EQ(fused, 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
+    EXPECT_EQ(fused_parts(*m), 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
     const double tol = mode == "bf16" ? 1e-2 : activations ? 8e-2 : 3e-2;
     const auto got = full_pass(*m, t);
     const double err = rel_l2(got.data(), want.data(), want.size());
@@ -524,12 +522,7 @@ TEST(ModelCuda, AwqModelMatchesCpu) {
         m->forward(std::span(t).subspan(i, 1), c, want_steps.data() + i * size_t(V));
     }
     m->to_device(kCuda);
-    int fused = 0;
-#ifdef KQ_WITH_CUDA
-    for (const LinearSlot& s : m->linear_layers())
-      fused += dynamic_cast<const gpu::CudaLinearPart*>(s.op->get()) != nullptr;
-#endif
-    EXPECT_EQ(fused, shared ? 5 * int(m->config().num_layers) : 0) << "variant " << variant;
+    EXPECT_EQ(fused_parts(*m), shared ? 5 * int(m->config().num_layers) : 0) << "variant " << variant;
     const auto got = full_pass(*m, t);
     const double err = rel_l2(got.data(), want.data(), want.size());
     std::vector<float> steps(t.size() * size_t(V));
