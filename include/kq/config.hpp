@@ -130,10 +130,14 @@ struct ModelConfig {
   /// name them: GPT-2's "n_layer", "n_embd", "n_head", "n_positions", or the
   /// attribute_map alias the file gives instead ("num_hidden_layers",
   /// "hidden_size", "num_attention_heads", "max_position_embeddings"; "n_ctx"
-  /// for a context given by neither); Llama's own names. Set by
-  /// parse_model_config; empty in a config built in code.
+  /// for a context given by neither); Llama's own names. head_dim and
+  /// num_kv_heads: "head_dim" / "num_key_value_heads" when config.json gives
+  /// the key (not null), empty when the size is a default (hidden_size /
+  /// heads, Qwen3Config's 128; the query heads, MistralConfig's 8, ...) or
+  /// GPT-2's. Set by parse_model_config; empty in a config built in code.
   struct SizeKeys {
     std::string num_layers, hidden_size, num_heads, max_positions;
+    std::string head_dim, num_kv_heads;
   } size_keys;
 };
 

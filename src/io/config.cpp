@@ -421,6 +421,7 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
                               : qwen3    ? "Qwen3Config"
                                          : nullptr;
   c.num_kv_heads = r.size("num_key_value_heads", !kv_default_of ? c.num_heads : mistral ? 8 : 32);
+  if (r.find("num_key_value_heads")) c.size_keys.num_kv_heads = "num_key_value_heads";
   c.vocab_size = r.size("vocab_size");
   c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 || qwen3 ? 32768 : 2048);
   c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);  // the four configs' default
@@ -443,6 +444,7 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
                        kv_default_of ? fmt::format(" (absent: {}'s default)", kv_default_of) : std::string());
   if (r.find("head_dim")) {
     c.head_dim = r.size("head_dim");
+    c.size_keys.head_dim = "head_dim";
   } else if (qwen3) {
     c.head_dim = 128;  // Qwen3Config's default, whatever hidden_size / heads is
   } else {

@@ -421,24 +421,16 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
     const Tensor t = store_.get(name);
     if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16) continue;  // quantized
     if (t.shape() == Shape{heads * c.head_dim, c.hidden_size}) continue;
-    // A key config.json gives (not null) is named as it is; an absent one with the default it stood for.
-    const auto given = [&](const char* key) {
-      try {
-        const nlohmann::json j = io::load_hf_json_file(cfg);
-        const auto it = j.is_object() ? j.find(key) : j.end();
-        return it != j.end() && !it->is_null();
-      } catch (const Error&) {
-        return false;
-      }
-    };
+    // A key config.json gives (not null) is named as it is (ModelConfig::size_keys); an absent one with the
+    // default it stood for.
     const std::string head_dim_key =
-        given("head_dim") ? "head_dim"
+        !c.size_keys.head_dim.empty() ? "head_dim"
         : c.arch == Arch::Qwen3 ? "head_dim (128 when absent: Qwen3Config's default)"
                                 : "head_dim (hidden_size / num_attention_heads when absent)";
     // The key-value heads when the key is absent: LlamaConfig's the query heads, MistralConfig's 8, Qwen2Config's
     // and Qwen3Config's 32.
     const std::string heads_key =
-        heads_name == std::string_view("num_attention_heads") || given("num_key_value_heads") ? heads_name
+        heads_name == std::string_view("num_attention_heads") || !c.size_keys.num_kv_heads.empty() ? heads_name
         : c.arch == Arch::Mistral ? "num_key_value_heads (8 when absent: MistralConfig's default)"
         : c.arch == Arch::Qwen2   ? "num_key_value_heads (32 when absent: Qwen2Config's default)"
         : c.arch == Arch::Qwen3   ? "num_key_value_heads (32 when absent: Qwen3Config's default)"

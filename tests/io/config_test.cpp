@@ -886,6 +886,22 @@ TEST(Config, Gpt2AliasesAreReadAndConflictsRefused) {
 // A size given under an alias is named by that key, not by the GPT2Config name the file does not have (it said
 // "n_embd 768 is not divisible by n_head 7" of a file with hidden_size and num_attention_heads):
 // ModelConfig::size_keys hold the keys as the file writes them, for every message about those sizes.
+// head_dim and num_key_value_heads: named when the file gives them, empty for a default (the shape messages of
+// the weights then say which default was taken).
+TEST(Config, SizeKeysNameAGivenHeadDimAndKvHeads) {
+  const ModelConfig given = parse(json::parse(kQwen3));  // both keys given
+  EXPECT_EQ(given.size_keys.head_dim, "head_dim");
+  EXPECT_EQ(given.size_keys.num_kv_heads, "num_key_value_heads");
+  json j = json::parse(kQwen3);
+  j.erase("head_dim");
+  j["num_key_value_heads"] = nullptr;
+  const ModelConfig defaults = parse(j);
+  EXPECT_EQ(defaults.head_dim, 128);
+  EXPECT_EQ(defaults.size_keys.head_dim, "");
+  EXPECT_EQ(defaults.size_keys.num_kv_heads, "");
+  EXPECT_EQ(parse(json::parse(kHubGpt2)).size_keys.head_dim, "");
+}
+
 TEST(Config, SizeKeysAreTheKeysTheFileUses) {
   using Keys = std::tuple<std::string, std::string, std::string, std::string>;
   const auto keys = [](const ModelConfig& c) {
