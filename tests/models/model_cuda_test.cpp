@@ -81,6 +81,12 @@ std::vector<int32_t> tokens_for(int64_t seq, int64_t n, int64_t vocab) {
 }
 
 /// Full-pass logits [n, vocab] of a fresh cache.
+/// Quantizes every linear layer of `m` but the lm_head to `spec`, in place (quantize_linear of its weight and bias).
+void quantize_body(Model& m, const QuantSpec& spec) {
+  for (const LinearSlot& s : m.linear_layers())
+    if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+}
+
 /// Linear slots of `m` (on the GPU) that are views of a fused group's output (gpu::CudaLinearPart); 0 in a
 /// CPU-only build.
 int fused_parts(Model& m) {
@@ -290,8 +296,7 @@ TEST(ModelCuda, QuantizedCpuModelMovedToDevice) {
   for (const char* mode : {"int8", "nf4", "int4-g128", "fp8"}) {
     auto m = Model::random(random_gpt2(), 13, kCpu);
     const QuantSpec spec = parse_quant_mode(mode);
-    for (const LinearSlot& s : m->linear_layers())
-      if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+    quantize_body(*m, spec);
     const int64_t V = m->config().vocab_size;
     const auto t = tokens_for(4, 32, V);
     const auto want = full_pass(*m, t);
@@ -327,8 +332,7 @@ TEST(ModelCuda, SixteenBitHostPartsGiveTheSameDeviceModel) {
   std::unique_ptr<Model> m[2];
   for (auto& mi : m) {
     mi = Model::load(dir, kCpu);
-    for (const LinearSlot& s : mi->linear_layers())
-      if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+    quantize_body(*mi, spec);
   }
   m[0]->hold_unquantized_in_disk_dtype();
   for (const LinearSlot& s : m[0]->linear_layers()) {
@@ -351,8 +355,7 @@ TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
   for (const char* mode : {"int8", "nf4", "fp8", "int4-g128-asym"}) {
     auto m = Model::random(random_llama(), 21, kCpu);
     const QuantSpec spec = parse_quant_mode(mode);
-    for (const LinearSlot& s : m->linear_layers())
-      if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+    quantize_body(*m, spec);
     const auto t = tokens_for(4, 24, m->config().vocab_size);
     const auto want = full_pass(*m, t);
     std::vector<Tensor> q_weight_cpu;
@@ -392,8 +395,7 @@ TEST(ModelCuda, Qwen2QkvBiasesMatchCpu) {
     if (mode != "bf16") {
       const QuantSpec spec = parse_quant_mode(mode);
       activations = spec.quantize_activations;
-      for (const LinearSlot& s : m->linear_layers())
-        if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+      quantize_body(*m, spec);
     }
     const int64_t V = m->config().vocab_size, n = 40;
     const auto t = tokens_for(6, n, V);
@@ -445,8 +447,7 @@ TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
     if (mode != "bf16") {
       const QuantSpec spec = parse_quant_mode(mode);
       activations = spec.quantize_activations;
-      for (const LinearSlot& s : m->linear_layers())
-        if (!s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), (*s.op)->bias(), spec);
+      quantize_body(*m, spec);
     }
     const int64_t V = m->config().vocab_size, n = 40, prefill = 24;
     const auto t = tokens_for(7, n, V);
