@@ -359,8 +359,11 @@ class CudaBackend final : public models::Backend {
     }
     if (!whole || cols != first->whole()->out_features()) return Backend::linear_group(ops, x, rows, bufs, ys);
     const Act y = act(bufs[0], cols);
-    const QuantizedScope scope(ws_->ctx, deferred_.produce_for(*first->whole(), x, rows, ws_->ctx));
-    first->whole()->forward_device(ws_->ctx, bf16(x), x.ld, rows, bf16(y), y.ld);
+    // The fused op is the only reader of x: a norm producing it may be folded in.
+    if (!deferred_.linear_of_rms_norm(*first->whole(), x, rows, y, ws_->ctx)) {
+      const QuantizedScope scope(ws_->ctx, deferred_.produce_for(*first->whole(), x, rows, ws_->ctx));
+      first->whole()->forward_device(ws_->ctx, bf16(x), x.ld, rows, bf16(y), y.ld);
+    }
     for (size_t i = 0; i < ops.size(); ++i)
       ys[i] = y.col(static_cast<const CudaLinearPart*>(ops[i])->col0());
   }
@@ -417,7 +420,10 @@ class CudaBackend final : public models::Backend {
   void lm_head(const Linear& op, Act h, int64_t rows) override {
     const int64_t vocab = op.out_features();
     uint16_t* y = grow(ws_->logits_bf16, size_t(rows * vocab));
-    linear(op, h, rows, Act{y, vocab, int64_t(sizeof(uint16_t))});
+    const Act out{y, vocab, int64_t(sizeof(uint16_t))};
+    // h is read by the lm_head only: a norm producing it may be folded in.
+    const auto* cl = dynamic_cast<const CudaLinear*>(&op);
+    if (!cl || !deferred_.linear_of_rms_norm(*cl, h, rows, out, ws_->ctx)) linear(op, h, rows, out);
     cuda::bf16_to_f32(y, grow(ws_->logits_f32, size_t(rows * vocab)), rows * vocab, stream_);
     ws_->logit_rows = rows;
     ws_->vocab = vocab;

@@ -103,6 +103,13 @@ class CudaLinearBase : public CudaLinear {
     if (!bias_.empty()) detail::add_bias_bf16(y, N_, 1, N_, bias_.data(), ctx.stream());
     return true;
   }
+  bool forward_rms_norm(cuda::GpuContext& ctx, const cuda::W4RmsNormInput& in, uint16_t* y) const final {
+    if (!in.residual || !in.weight || !y)
+      raise<InvalidArgument>("CudaLinear ({}): forward_rms_norm with a null pointer", format_);
+    if (!matmul_rms_norm(ctx, in, y)) return false;
+    if (!bias_.empty()) detail::add_bias_bf16(y, N_, 1, N_, bias_.data(), ctx.stream());
+    return true;
+  }
 
  protected:
   /// y = BF16(x · Wᵀ), arguments already checked.
@@ -113,6 +120,12 @@ class CudaLinearBase : public CudaLinear {
   /// y = BF16(BF16(silu(gate) · up) · Wᵀ) for one token, or false (nothing enqueued).
   virtual bool matmul_swiglu(cuda::GpuContext& ctx, const uint16_t* gate, const uint16_t* up, uint16_t* y) const {
     (void)ctx, (void)gate, (void)up, (void)y;
+    return false;
+  }
+  /// y = BF16(BF16(RMSNorm(x + add) · weight) · Wᵀ) for one token, x += add written back, or false (nothing
+  /// enqueued).
+  virtual bool matmul_rms_norm(cuda::GpuContext& ctx, const cuda::W4RmsNormInput& in, uint16_t* y) const {
+    (void)ctx, (void)in, (void)y;
     return false;
   }
 
@@ -265,6 +278,9 @@ class W4CudaLinear final : public CudaLinearBase {
   size_t matrix_bytes() const override { return w_.bytes(); }
   bool matmul_swiglu(cuda::GpuContext& ctx, const uint16_t* gate, const uint16_t* up, uint16_t* y) const override {
     return cuda::w4a16_gemv_swiglu(w_, gate, up, y, ctx.stream());
+  }
+  bool matmul_rms_norm(cuda::GpuContext& ctx, const cuda::W4RmsNormInput& in, uint16_t* y) const override {
+    return cuda::w4a16_gemv_rms_norm(w_, in, y, ctx.stream());
   }
 
  public:

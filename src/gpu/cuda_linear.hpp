@@ -14,6 +14,10 @@
 #include "kernels/cuda/gpu_context.hpp"
 #include "kernels/linear.hpp"
 
+namespace kq::cuda {
+struct W4RmsNormInput;  // kernels/cuda/w4a16.hpp
+}
+
 namespace kq::gpu {
 
 /// A Linear whose weights live on the GPU. Implements the kq::Linear
@@ -52,6 +56,17 @@ class CudaLinear : public Linear {
   /// forward_device).
   virtual bool forward_swiglu(cuda::GpuContext& ctx, const uint16_t* gate, const uint16_t* up, uint16_t* y) const {
     (void)ctx, (void)gate, (void)up, (void)y;
+    return false;
+  }
+  /// y[1, N] = BF16(h · Wᵀ + bias) for one token whose input is the RMSNorm
+  /// h = BF16(RMSNorm(x + add) · weight) of models::Backend::rms_norm
+  /// (cuda::W4RmsNormInput: x F32 [K], add BF16 [K] or null, weight F32 [K]),
+  /// computed by this op while it reads its input (the 4-bit streaming GEMV),
+  /// x += add written back; h is not stored. Returns false with nothing
+  /// enqueued where the op has no such path (then run the norm and
+  /// forward_device).
+  virtual bool forward_rms_norm(cuda::GpuContext& ctx, const cuda::W4RmsNormInput& in, uint16_t* y) const {
+    (void)ctx, (void)in, (void)y;
     return false;
   }
   /// Host entry of the Linear interface: rounds x (F32 [M, K], host) to BF16,

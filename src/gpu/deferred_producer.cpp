@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "kernels/cuda/model_ops.hpp"
+#include "kernels/cuda/w4a16.hpp"
 #include "kernels/cuda/w8a8.hpp"
 
 namespace kq::gpu {
@@ -12,11 +13,18 @@ namespace {
 
 uint16_t* bf16(models::Act a) { return static_cast<uint16_t*>(a.p); }
 
+bool env_off(const char* name) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, "0") == 0;
+}
+
 bool fusion_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("KQ_FUSED_QUANT");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
+  static const bool on = !env_off("KQ_FUSED_QUANT");
+  return on;
+}
+
+bool norm_fusion_enabled() {
+  static const bool on = fusion_enabled() && !env_off("KQ_FUSED_NORM");
   return on;
 }
 
@@ -46,12 +54,24 @@ void DeferredProducer::flush(cudaStream_t stream) {
   launch(o, stream);
 }
 
+bool DeferredProducer::feeds(Kind kind, const CudaLinear& op, models::Act x, int64_t rows) const {
+  return op_.kind == kind && fusion_enabled() && rows == 1 && op_.rows == 1 && op_.out.p == x.p &&
+         op_.cols == op.in_features();
+}
+
 bool DeferredProducer::linear_of_swiglu(const CudaLinear& op, models::Act x, int64_t rows, models::Act y,
                                         cuda::GpuContext& ctx) {
-  const Op o = op_;
-  if (o.kind != Kind::Swiglu || !fusion_enabled() || rows != 1 || o.rows != 1 || o.out.p != x.p ||
-      o.cols != op.in_features() || !op.forward_swiglu(ctx, bf16(o.in), bf16(o.in2), bf16(y)))
+  if (!feeds(Kind::Swiglu, op, x, rows) || !op.forward_swiglu(ctx, bf16(op_.in), bf16(op_.in2), bf16(y)))
     return false;
+  op_ = Op{};
+  return true;
+}
+
+bool DeferredProducer::linear_of_rms_norm(const CudaLinear& op, models::Act x, int64_t rows, models::Act y,
+                                          cuda::GpuContext& ctx) {
+  if (!norm_fusion_enabled() || !feeds(Kind::RmsNorm, op, x, rows)) return false;
+  const cuda::W4RmsNormInput in{op_.x, bf16(op_.in), op_.weight, op_.eps, ctx.grid_counter()};
+  if (!op.forward_rms_norm(ctx, in, bf16(y))) return false;
   op_ = Op{};
   return true;
 }

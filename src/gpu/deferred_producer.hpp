@@ -12,9 +12,11 @@
 // kernel runs and the linear is handed a cuda::QuantizedInput; before any
 // other op the deferred kernel is launched as it is. The results are the same
 // bits either way (the fused kernels reproduce the stand-alone quantizers).
-// Likewise a one-row SwiGLU feeding a 4-bit linear is computed by that
-// linear's GEMV while it stages its input (linear_of_swiglu).
-// KQ_FUSED_QUANT=0 turns both fusions off (A/B runs).
+// Likewise a one-row SwiGLU or RMSNorm feeding a 4-bit linear is computed by
+// that linear's GEMV while it stages its input (linear_of_swiglu,
+// linear_of_rms_norm).
+// KQ_FUSED_QUANT=0 turns every fusion off, KQ_FUSED_NORM=0 only the RMSNorm
+// into the 4-bit GEMV (A/B runs).
 #include <cstdint>
 
 #include "gpu/cuda_linear.hpp"
@@ -47,9 +49,16 @@ class DeferredProducer {
   /// values; only this op reads it in the architectures). Otherwise false,
   /// nothing launched.
   bool linear_of_swiglu(const CudaLinear& op, models::Act x, int64_t rows, models::Act y, cuda::GpuContext& ctx);
+  /// The same for a deferred one-row RMSNorm (CudaLinear::forward_rms_norm):
+  /// its residual add is written, its output never. Call it only where `op` is
+  /// the norm output's one reader (a fused q/k/v or gate/up group, the
+  /// lm_head), never for one linear of several sharing it.
+  bool linear_of_rms_norm(const CudaLinear& op, models::Act x, int64_t rows, models::Act y, cuda::GpuContext& ctx);
 
  private:
   enum class Kind { None, RmsNorm, Swiglu };
+  /// Whether the deferred op is a one-row `kind` writing x, the input of `op`.
+  bool feeds(Kind kind, const CudaLinear& op, models::Act x, int64_t rows) const;
   struct Op {
     Kind kind = Kind::None;
     float* x = nullptr;        // RmsNorm: residual [rows, d]

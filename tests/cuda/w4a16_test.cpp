@@ -299,6 +299,84 @@ TEST_P(W4A16, SwigluFoldedIntoTheGemvEqualsSwigluThenGemv) {
   }
 }
 
+/// The RMSNorm (with its residual add) folded into the streaming GEMV's
+/// staging gives the same bits as model_ops' rms_norm followed by the same
+/// GEMV, writes back the same residual, and leaves its counter at 0, launch
+/// after launch; shapes it cannot take are refused with nothing written.
+TEST_P(W4A16, RmsNormFoldedIntoTheGemvEqualsNormThenGemv) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  struct NormCase {
+    int64_t N, K;
+    bool add, x_scale;
+  };
+  for (const NormCase& c : {NormCase{3001, 4096, true, false}, NormCase{515, 2112, false, false},
+                            NormCase{37, 300, true, false}, NormCase{77, 16384, true, false},
+                            NormCase{1200, 11008, true, true}, NormCase{4096, 516, false, true}}) {
+    SCOPED_TRACE("N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " add=" + std::to_string(c.add) +
+                 " x_scale=" + std::to_string(c.x_scale) + " seed=" + std::to_string(r.seed));
+    const HostW4 h = random_w4(r, GetParam(), c.N, c.K, 64);
+    cuda::W4Weight w = upload(h);
+    if (c.x_scale) {
+      std::vector<float> xs(size_t(c.K));
+      for (auto& v : xs) v = float(std::exp2(r.uniform(-2.0, 2.0)));
+      cuda::set_w4_input_scale(w, xs.data());
+    }
+    std::vector<float> resid(size_t(c.K)), gamma(size_t(c.K));
+    for (auto& v : resid) v = float(r.uniform(-3.0, 3.0));
+    for (auto& v : gamma) v = float(r.uniform(0.5, 1.5));
+    const auto add = random_bf16(r, size_t(c.K), 2.0);
+    DeviceBuffer<float> x1, x2, dg;
+    DeviceBuffer<uint16_t> da, hbuf(size_t(c.K)), y1(size_t(c.N)), y2(size_t(c.N));
+    DeviceBuffer<unsigned> counter(1);
+    x1.upload(resid);
+    x2.upload(resid);
+    dg.upload(gamma);
+    da.upload(add);
+    counter.fill_bytes(0);
+    const uint16_t* a = c.add ? da.data() : nullptr;
+    const cuda::W4RmsNormInput in{x2.data(), a, dg.data(), 1e-5f, counter.data()};
+    for (int launch = 0; launch < 3; ++launch) {  // the residual grows by add each time
+      y1.fill_bytes(0xFF);
+      y2.fill_bytes(0xFF);
+      cuda::rms_norm(x1.data(), a, c.K, dg.data(), 1e-5f, hbuf.data(), c.K, 1, c.K, nullptr);
+      cuda::w4a16_gemv(w, hbuf.data(), c.K, 1, y1.data(), c.N, nullptr, cuda::W4GemvTuning{0, 0, 2});
+      ASSERT_TRUE(cuda::w4a16_gemv_rms_norm(w, in, y2.data(), nullptr));
+      KQ_CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_EQ(y1.download(), y2.download()) << "launch " << launch;
+      EXPECT_EQ(x1.download(), x2.download()) << "launch " << launch;
+      EXPECT_EQ(counter.download(), std::vector<unsigned>{0u});
+    }
+  }
+  // K % 4 != 0 (the norm's scalar path) and misaligned pointers: refused, nothing written.
+  const HostW4 h = random_w4(r, GetParam(), 64, 302, 64);
+  const cuda::W4Weight w = upload(h);
+  const std::vector<float> resid(308, 1.0f);
+  DeviceBuffer<float> dx, dg;
+  DeviceBuffer<uint16_t> da, dy(64);
+  DeviceBuffer<unsigned> counter(1);
+  dx.upload(resid);
+  dg.upload(resid);
+  da.upload(random_bf16(r, 308));
+  dy.fill_bytes(0xFF);
+  counter.fill_bytes(0);
+  EXPECT_FALSE(cuda::w4a16_gemv_rms_norm(w, {dx.data(), da.data(), dg.data(), 1e-5f, counter.data()}, dy.data(),
+                                         nullptr));
+  const HostW4 h4 = random_w4(r, GetParam(), 64, 304, 64);
+  const cuda::W4Weight w4 = upload(h4);
+  EXPECT_FALSE(cuda::w4a16_gemv_rms_norm(w4, {dx.data() + 1, da.data(), dg.data(), 1e-5f, counter.data()},
+                                         dy.data(), nullptr));
+  EXPECT_FALSE(cuda::w4a16_gemv_rms_norm(w4, {dx.data(), da.data() + 1, dg.data(), 1e-5f, counter.data()},
+                                         dy.data(), nullptr));
+  EXPECT_THROW(cuda::w4a16_gemv_rms_norm(w4, {dx.data(), da.data(), dg.data(), 1e-5f, nullptr}, dy.data(), nullptr),
+               InvalidArgument);
+  EXPECT_THROW(cuda::w4a16_gemv_rms_norm(w4, {nullptr, nullptr, dg.data(), 1e-5f, nullptr}, dy.data(), nullptr),
+               InvalidArgument);
+  KQ_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_EQ(dx.download(), resid);
+  EXPECT_EQ(dy.download(), std::vector<uint16_t>(64, 0xFFFF));
+}
+
 TEST_P(W4A16, DequantizeIsExactFromDeviceScales) {
   KQ_REQUIRE_GPU();
   Rng r;

@@ -147,7 +147,9 @@ void LtPlan::run(cublasLtHandle_t h, const void* a, const void* b, void* d, cons
 
 // ---- GpuContext -----------------------------------------------------------------
 GpuContext::GpuContext(cudaStream_t stream, size_t workspace_bytes)
-    : stream_(stream), device_(&current_device()), workspace_(workspace_bytes) {}
+    : stream_(stream), device_(&current_device()), workspace_(workspace_bytes), counter_(1) {
+  KQ_CUDA_CHECK(cudaMemset(counter_.data(), 0, sizeof(unsigned)));
+}
 
 LtPlan* GpuContext::plan(const LtGemmKey& key, const void* scale_a, const void* scale_b) {
   auto it = plans_.find(key);

@@ -138,6 +138,11 @@ class GpuContext {
   void set_quantized_input(const QuantizedInput& q) { quantized_input_ = q; }
   void clear_quantized_input() { quantized_input_ = QuantizedInput{}; }
 
+  /// A device word that is 0 between kernel launches on this context's stream,
+  /// for kernels whose blocks count themselves (the last one resets it):
+  /// w4a16_gemv_rms_norm's residual write.
+  unsigned* grid_counter() { return counter_.data(); }
+
  private:
   cudaStream_t stream_;
   const DeviceQuery* device_;
@@ -146,6 +151,7 @@ class GpuContext {
   std::unordered_map<LtGemmKey, std::unique_ptr<LtPlan>, LtGemmKeyHash> plans_;
   std::array<DeviceBuffer<std::byte>, size_t(Scratch::Count)> scratch_;
   QuantizedInput quantized_input_;
+  DeviceBuffer<unsigned> counter_;
 };
 
 /// Largest power of two (at most 256) dividing the address: the alignment

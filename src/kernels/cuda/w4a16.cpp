@@ -161,6 +161,13 @@ bool w4a16_gemv_swiglu(const W4Weight& w, const uint16_t* gate, const uint16_t* 
                                   w.x_scale.empty() ? nullptr : w.x_scale.data());
 }
 
+bool w4a16_gemv_rms_norm(const W4Weight& w, const W4RmsNormInput& in, uint16_t* y, cudaStream_t stream) {
+  if (!in.residual || !in.weight || !y) raise<InvalidArgument>("w4a16_gemv_rms_norm: null residual, weight or y");
+  if (in.add && !in.counter) raise<InvalidArgument>("w4a16_gemv_rms_norm: a residual add needs a counter");
+  return w4a16_gemv_stream_launch(w, nullptr, y, stream, W4GemvTuning{0, 0, 2}, nullptr,
+                                  w.x_scale.empty() ? nullptr : w.x_scale.data(), &in);
+}
+
 void w4a16_gemm(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y, int64_t ldy,
                 cudaStream_t stream) {
   if (M < 1) raise<InvalidArgument>("w4a16_gemm: M = {} tokens (must be >= 1)", M);

@@ -148,6 +148,30 @@ void w4a16_gemv(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_t M, ui
 bool w4a16_gemv_swiglu(const W4Weight& w, const uint16_t* gate, const uint16_t* up, uint16_t* y,
                        cudaStream_t stream);
 
+/// One token's RMSNorm with its residual add (models::Backend::rms_norm; model_ops'
+/// rms_norm) as the input of a decode GEMV (w4a16_gemv_rms_norm).
+struct W4RmsNormInput {
+  float* residual = nullptr;      ///< F32 [K], 16-byte aligned: the residual stream x (x += add is written back)
+  const uint16_t* add = nullptr;  ///< BF16 [K], 8-byte aligned, or null: no residual add
+  const float* weight = nullptr;  ///< F32 [K], 16-byte aligned: the norm's weight (gain)
+  float eps = 0.0f;               ///< added to the mean square
+  /// Device word that is 0 between launches (GpuContext::grid_counter()); needed with add: the
+  /// blocks count themselves done reading x on it, and the last one writes x += add.
+  unsigned* counter = nullptr;
+};
+
+/// Decode GEMV of a linear whose input is an RMSNorm, for one token:
+/// y[n] = BF16(Σ_k h[k] · w[n, k]) with h = BF16(RMSNorm(x + add) · weight)
+/// computed while the streaming kernel stages its input (the same bits as
+/// model_ops' rms_norm stores), and x += add written back as rms_norm does;
+/// so no separate norm kernel runs, and h is not stored anywhere. Input
+/// scales (x_scale) multiply h. y: BF16 [N]. Returns false with nothing
+/// launched where the streaming kernel or the norm's vector path cannot take
+/// it (K % 4 != 0, K > 16384, misaligned pointers, shared memory or 32-bit
+/// index limits); then run rms_norm and w4a16_gemv. Throws InvalidArgument
+/// for a null residual, weight or y, or an add without a counter.
+bool w4a16_gemv_rms_norm(const W4Weight& w, const W4RmsNormInput& in, uint16_t* y, cudaStream_t stream);
+
 /// Fused prefill GEMM: y[m, n] = BF16(Σ_k x[m, k] · BF16(w[n, k])) for any
 /// M >= 1, each weight dequantized to BF16 once per tile in shared memory
 /// (the value w4_dequantize_bf16 gives), FP32 accumulation on the tensor cores.

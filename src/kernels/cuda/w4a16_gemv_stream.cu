@@ -30,6 +30,15 @@
 // Partial sums: each warp adds its items' sums into its own shared-memory
 // slot per (group, row); after one barrier the block adds the slots of all
 // warps and writes y.
+//
+// Input producers folded into the staging (so no one-row kernel runs before
+// the GEMV): SwiGLU (x = silu(gate) · up) or RMSNorm with the residual add
+// (x = RMSNorm(resid + add) · gamma, the sum of squares computed by every block
+// as model_ops' norm_reg_kernel computes it, so the staged values are the same
+// bits). The residual update resid += add cannot be written while other
+// blocks may still be reading resid: each block counts itself done with its
+// staging on a device counter, and the last one writes it (and resets the
+// counter for the next launch).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -58,6 +67,11 @@ struct StreamParams {
   const uint16_t* x;       // BF16 [K] (token 0); with `up`: SwiGLU's gate
   const uint16_t* up;      // BF16 [K] or null: x is then BF16(silu(gate) · up), computed while staging
   const float* x_scale;    // FP32 [K] or null: the input is then BF16(that · x_scale) (AWQ's 1 / s)
+  float* resid;            // F32 [K] or null: x is then BF16(RMSNorm(resid + add) · gamma) (x, up unused)
+  const uint16_t* add;     // BF16 [K] or null (with resid): added to resid, which the last block writes back
+  const float* gamma;      // F32 [K] (with resid)
+  unsigned* counter;       // blocks done staging (with add): 0 between launches
+  float eps;               // (with resid)
   __nv_bfloat16* y;        // BF16 [N]
   uint32_t ldq;            // code bytes per row (K_pad / 2)
   uint32_t lds;            // scales per row (blocks_pad)
@@ -69,7 +83,7 @@ struct StreamParams {
   int ctas;                // gridDim.x
   int g_max;               // 8-row groups per block, at most
   bool x_vec;              // x 8-byte aligned
-  uint32_t off_sums, off_slots;  // bytes after the staged x (which starts the data area)
+  uint32_t off_sums, off_slots, off_red;  // bytes after the staged x (which starts the data area)
   float base;              // INT4 offset: 136 (symmetric, 128 + 8) or 128 (asymmetric, + zero)
   float codebook[16];      // Lut only
 };
@@ -233,17 +247,80 @@ __device__ __forceinline__ void load4(const uint16_t* v, int k, int K, bool vec,
   }
 }
 
+/// Threads of model_ops' norm_reg_kernel: the RMSNorm's sum of squares is
+/// split over this many threads as there (thread t: quads t, t + 512, ...).
+constexpr int kNormThreads = 512;
+
+/// 1 / RMS of resid + add (p.resid set), every thread of the block getting the
+/// value model_ops' norm_reg_kernel computes: the same per-thread sums over the
+/// same quads, the same shuffle tree, the same order (the warps past
+/// kNormThreads add zeros). red: kWarps floats of shared memory.
+template <int kWarps>
+__device__ __forceinline__ float rms_inv(const StreamParams& p, float* red, int warp, int lane) {
+  static_assert(kWarps * 32 >= kNormThreads, "the norm needs kNormThreads threads");
+  const int nv = p.K / 4;
+  float sum = 0.0f;
+  for (int i = int(threadIdx.x); i < nv && threadIdx.x < kNormThreads; i += kNormThreads) {
+    float4 a = *reinterpret_cast<const float4*>(p.resid + 4 * i);
+    if (p.add) {
+      const uint2 b = *reinterpret_cast<const uint2*>(p.add + 4 * i);
+      a.x += __uint_as_float(b.x << 16);
+      a.y += __uint_as_float(b.x & 0xFFFF0000u);
+      a.z += __uint_as_float(b.y << 16);
+      a.w += __uint_as_float(b.y & 0xFFFF0000u);
+    }
+    sum += a.x * a.x;
+    sum += a.y * a.y;
+    sum += a.z * a.z;
+    sum += a.w * a.w;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
+  if (lane == 0) red[warp] = sum;
+  __syncthreads();
+  float v = lane < kWarps ? red[lane] : 0.0f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  return rsqrtf(v / float(p.K) + p.eps);
+}
+
+/// BF16 bits of the normed input at k..k+3 (0 past K): (resid + add) · inv · gamma,
+/// rounded as model_ops' RMSNorm rounds its output.
+__device__ __forceinline__ void load4_normed(const StreamParams& p, int k, float inv, uint32_t (&e)[4]) {
+  if (k + 4 <= p.K) {
+    float4 a = *reinterpret_cast<const float4*>(p.resid + k);
+    if (p.add) {
+      const uint2 b = *reinterpret_cast<const uint2*>(p.add + k);
+      a.x += __uint_as_float(b.x << 16);
+      a.y += __uint_as_float(b.x & 0xFFFF0000u);
+      a.z += __uint_as_float(b.y << 16);
+      a.w += __uint_as_float(b.y & 0xFFFF0000u);
+    }
+    const float4 w = *reinterpret_cast<const float4*>(p.gamma + k);
+    e[0] = __bfloat16_as_ushort(__float2bfloat16_rn(a.x * inv * w.x));
+    e[1] = __bfloat16_as_ushort(__float2bfloat16_rn(a.y * inv * w.y));
+    e[2] = __bfloat16_as_ushort(__float2bfloat16_rn(a.z * inv * w.z));
+    e[3] = __bfloat16_as_ushort(__float2bfloat16_rn(a.w * inv * w.w));
+  } else {
+    e[0] = e[1] = e[2] = e[3] = 0u;  // K % 4 == 0: a quad is all in or all out
+  }
+}
+
 /// Block prologue: stages x (zero past K, 2 * pairs tiles) in the x_offset
 /// layout and, for INT4, the per-part sums (Σx, base·Σx); fills the LUT
 /// (NF4/FP4); zeroes the slots; ends with a barrier.
 template <int kWarps, int kParts, Dq kDq>
 __device__ __forceinline__ void stage_block(const StreamParams& p, unsigned char* lut, unsigned char* xs, float2* sums,
-                                            float* slots, int warp, int lane) {
+                                            float* slots, float* red, int warp, int lane) {
+  const float inv = p.resid ? rms_inv<kWarps>(p, red, warp, lane) : 0.0f;
   // Stage x (zero past K, 2 * pairs tiles) and, for INT4, the per-part sums Σx.
   for (int kt = warp; kt < 2 * p.pairs; kt += kWarps) {
     const int k = kt * kTileK + 4 * lane;
     uint32_t e[4];
-    load4(p.x, k, p.K, p.x_vec, e);
+    if (p.resid)
+      load4_normed(p, k, inv, e);
+    else
+      load4(p.x, k, p.K, p.x_vec, e);
     if (p.up) {
       // The SwiGLU, exactly as model_ops' swiglu kernel rounds it (silu(0) · u = 0 past K).
       uint32_t u[4];
@@ -277,6 +354,34 @@ __device__ __forceinline__ void stage_block(const StreamParams& p, unsigned char
   __syncthreads();
 }
 
+/// After the staging barrier (every read of resid done): thread 0 counts the
+/// block and notes in red[0] whether it was the last one (then resets the
+/// counter). Only with a residual add.
+__device__ __forceinline__ void count_staged(const StreamParams& p, float* red) {
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const bool last = atomicAdd(p.counter, 1u) == unsigned(p.ctas) - 1u;
+    if (last) {
+      atomicExch(p.counter, 0u);
+      __threadfence();
+    }
+    red[0] = last ? 1.0f : 0.0f;
+  }
+}
+
+/// The last block writes resid += add (as model_ops' RMSNorm does).
+__device__ __forceinline__ void write_residual(const StreamParams& p, int threads) {
+  for (int i = int(threadIdx.x); i < p.K / 4; i += threads) {
+    float4 a = *reinterpret_cast<const float4*>(p.resid + 4 * i);
+    const uint2 b = *reinterpret_cast<const uint2*>(p.add + 4 * i);
+    a.x += __uint_as_float(b.x << 16);
+    a.y += __uint_as_float(b.x & 0xFFFF0000u);
+    a.z += __uint_as_float(b.y << 16);
+    a.w += __uint_as_float(b.y & 0xFFFF0000u);
+    *reinterpret_cast<float4*>(p.resid + 4 * i) = a;
+  }
+}
+
 template <int kWarps, int kD, int kParts, Dq kDq>
 __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const __grid_constant__ StreamParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -289,6 +394,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
   unsigned char* xs = data;
   float2* sums = reinterpret_cast<float2*>(data + p.off_sums);
   float* slots = reinterpret_cast<float*>(data + p.off_slots);  // [kWarps][g_max][8]
+  float* red = reinterpret_cast<float*>(data + p.off_red);       // [kWarps]: the RMSNorm's sums, the last-block flag
   const uint32_t lut_lane = lut_addr | uint32_t(lane) << 2;
   uint32_t mask = 0x000F000Fu, magic = 0x43004300u;  // INT4: (128 + u_lo, 128 + u_hi) from nibbles 0 and 4
   asm volatile("" : "+r"(mask), "+r"(magic));      // keep both in registers for the 3-input LOP3
@@ -351,7 +457,9 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
 
   // x is the previous kernel's output (PDL: the weight loads above may overlap it).
   pdl_wait();
-  stage_block<kWarps, kParts, kDq>(p, smem + (lut_addr - smem_base), xs, sums, slots, warp, lane);
+  stage_block<kWarps, kParts, kDq>(p, smem + (lut_addr - smem_base), xs, sums, slots, red, warp, lane);
+  const bool add_residual = p.resid && p.add;
+  if (add_residual) count_staged(p, red);
 
   float* my_slots = slots + warp * p.g_max * 8 + g;
   const unsigned char* x_lane = xs + (g & 1) * 64 + t * 16;
@@ -397,6 +505,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) w4a16_gemv_stream_kernel(const
     for (int w = 0; w < kWarps; ++w) s += slots[(w * p.g_max + (j >> 3)) * 8 + (j & 7)];
     p.y[r] = __float2bfloat16_rn(s);
   }
+  if (add_residual && red[0] != 0.0f) write_residual(p, kWarps * 32);
 }
 
 template <int kWarps, int kD, int kParts, Dq kDq>
@@ -440,7 +549,8 @@ void launch_stream_parts(const StreamParams& p, size_t smem, int warps, int dept
 }  // namespace
 
 bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y, cudaStream_t stream,
-                              W4GemvTuning tuning, const uint16_t* up, const float* x_scale) {
+                              W4GemvTuning tuning, const uint16_t* up, const float* x_scale,
+                              const W4RmsNormInput* norm) {
   const DeviceQuery& dev = current_device();
   int warps = tuning.warps, depth = tuning.tiles;
   if (warps != 16 && warps != 20 && warps != 24 && warps != 32) {
@@ -469,6 +579,20 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   const int64_t rows_max = (w.N + p.ctas - 1) / p.ctas;
   p.g_max = int((rows_max + 7) / 8);
   p.x_vec = reinterpret_cast<uintptr_t>(x) % 8 == 0 && (!up || reinterpret_cast<uintptr_t>(up) % 8 == 0);
+  if (norm) {
+    // The vector path of model_ops' norm_reg_kernel (whose sums rms_inv reproduces) and 32-bit element indices.
+    const auto aligned = [](const void* q, uintptr_t a) { return reinterpret_cast<uintptr_t>(q) % a == 0; };
+    if (w.K % 4 != 0 || w.K > 8 * 4 * kNormThreads || !aligned(norm->residual, 16) || !aligned(norm->weight, 16) ||
+        (norm->add && (!aligned(norm->add, 8) || !norm->counter)) || warps * 32 < kNormThreads)
+      return false;
+    p.x = nullptr;
+    p.up = nullptr;
+    p.resid = norm->residual;
+    p.add = norm->add;
+    p.gamma = norm->weight;
+    p.counter = norm->counter;
+    p.eps = norm->eps;
+  }
   p.base = w.format == W4Format::INT4 ? 136.0f : 128.0f;
   const std::array<float, 16> cb = w4_codebook(w.format);
   std::copy(cb.begin(), cb.end(), p.codebook);
@@ -479,6 +603,8 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
   off += lut ? 0 : size_t(p.pairs) * 2 * size_t(parts) * sizeof(float2);
   p.off_slots = uint32_t(off);
   off += size_t(warps) * size_t(p.g_max) * 8 * sizeof(float);
+  p.off_red = uint32_t(off);
+  off += size_t(warps) * sizeof(float);
   if (lut) off += 2 * size_t(kLutBytes);
   const int64_t items_max = int64_t(p.g_max) * p.pairs;
   if (off > dev.smem_per_block_optin || w.N * p.ctas >= (int64_t(1) << 32) || 32 * items_max >= (int64_t(1) << 32) ||

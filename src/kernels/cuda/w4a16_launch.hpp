@@ -16,8 +16,11 @@ void w4a16_gemv_launch(const W4Weight& w, const uint16_t* x, int64_t ldx, int64_
 /// false, launching nothing, where a block's shared memory cannot hold x.
 /// up != nullptr: x is SwiGLU's gate and the GEMV's input BF16(silu(x) · up).
 /// x_scale != nullptr (FP32 [K]): the input is BF16(that · x_scale).
+/// norm != nullptr: x and up are unused, the input is the RMSNorm of
+/// w4a16_gemv_rms_norm; false also where its vector path does not apply.
 bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y, cudaStream_t stream,
-                              W4GemvTuning tuning, const uint16_t* up = nullptr, const float* x_scale = nullptr);
+                              W4GemvTuning tuning, const uint16_t* up = nullptr, const float* x_scale = nullptr,
+                              const W4RmsNormInput* norm = nullptr);
 
 /// Launches the small-batch decode GEMV (w4a16_gemv_batch.cu: one block per
 /// SM, x tiles shared by up to three 16-row groups) for 1 <= M <= 16; returns
