@@ -2,6 +2,7 @@
 // Model hyper-parameters, read from a Hugging Face config.json.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -14,18 +15,22 @@ namespace kq {
 /// (ModelConfig::qkv_bias) and Qwen2Config's defaults. Qwen3 (the dense
 /// Qwen3ForCausalLM models) is the Llama architecture with an RMSNorm over
 /// each query and key head before RoPE (ModelConfig::qk_norm), no biases by
-/// default and Qwen3Config's defaults.
-enum class Arch { GPT2, Llama, Mistral, Qwen2, Qwen3 };
+/// default and Qwen3Config's defaults. Phi3 (Phi3ForCausalLM: Phi-3, Phi-3.5
+/// and Phi-4-mini) is the Llama architecture whose checkpoints fuse q/k/v_proj
+/// into self_attn.qkv_proj and gate/up_proj into mlp.gate_up_proj (split at
+/// load), with RoPE over the first ModelConfig::rotary_dim dimensions of each
+/// head (partial_rotary_factor) and "longrope" RoPE scaling.
+enum class Arch { GPT2, Llama, Mistral, Qwen2, Qwen3, Phi3 };
 
-/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2" / "qwen3"; "unknown(N)" for a value
-/// outside the enum (see dtype_name).
+/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2" / "qwen3" / "phi3"; "unknown(N)" for a
+/// value outside the enum (see dtype_name).
 std::string arch_name(Arch a);
 
 /// RoPE frequency scaling: config.json "rope_scaling" (transformers 4: {"rope_type" or "type", ...}) or
 /// "rope_parameters" (transformers 5: {"rope_type", "rope_theta", ...}), computed as transformers'
 /// ROPE_INIT_FUNCTIONS do (modeling_rope_utils.py). It changes the inverse frequencies
-/// inv_freq_i = θ^(−2i/head_dim) (i < head_dim/2, rad per position) of every head; cos/sin are not rescaled
-/// (both types have attention factor 1). Built by cpu::rope_inv_freq.
+/// inv_freq_i = θ^(−2i/dim) (i < dim/2, rad per position, dim = ModelConfig::rotary_dim or head_dim) of every head;
+/// cos/sin are rescaled by attention_factor (1 but for LongRope). Built by cpu::rope_inv_freq.
 struct RopeScaling {
   enum class Type {
     Default,  ///< "default" or absent: inv_freq unchanged
@@ -35,16 +40,31 @@ struct RopeScaling {
     /// unchanged; between: s = (original_max_positions/wavelength − low_freq_factor) /
     /// (high_freq_factor − low_freq_factor), inv_freq·((1−s)/factor + s).
     Llama3,
+    /// "longrope" (or "su", its old name; Phi-3 / Phi-3.5 / Phi-4-mini, transformers'
+    /// _compute_longrope_parameters): inv_freq_i / short_factor_i, and cos/sin times attention_factor.
+    /// transformers switches to long_factor once a sequence is longer than original_max_positions; kq
+    /// computes the short factors only and caps the context there (ModelConfig::max_positions, context_limit_note).
+    LongRope,
   };
   Type type = Type::Default;
-  double factor = 1.0;                    ///< Linear, Llama3: finite, > 0
+  /// Linear, Llama3: finite, > 0. LongRope: the "factor" key, else max_position_embeddings / original_max_positions
+  /// (read for the attention factor only).
+  double factor = 1.0;
   double low_freq_factor = 1.0;           ///< Llama3: finite, > 0
   double high_freq_factor = 4.0;          ///< Llama3: finite, > 0, != low_freq_factor
-  int64_t original_max_positions = 8192;  ///< Llama3: original_max_position_embeddings, >= 1
+  /// Llama3, LongRope: original_max_position_embeddings, >= 1 (LongRope: the context the short factors serve)
+  int64_t original_max_positions = 8192;
+  /// LongRope: short_factor and long_factor, rotary_dim/2 finite positive values each (long_factor is validated
+  /// and kept, not used: see Type::LongRope).
+  std::vector<double> short_factor, long_factor;
+  /// LongRope: the factor cos and sin are multiplied by (finite, > 0): "attention_factor" when given, else
+  /// sqrt(1 + ln(f) / ln(original_max_positions)) with f = "factor" when given, else max_position_embeddings /
+  /// original_max_positions (1 when f <= 1), as transformers computes it. 1 for the other types.
+  double attention_factor = 1.0;
   bool operator==(const RopeScaling&) const = default;
 };
 
-/// The config.json rope_type of `t`: "default" / "linear" / "llama3"; "unknown(N)" outside the enum.
+/// The config.json rope_type of `t`: "default" / "linear" / "llama3" / "longrope"; "unknown(N)" outside the enum.
 std::string rope_type_name(RopeScaling::Type t);
 
 /// Architecture hyper-parameters in one neutral form for both families.
@@ -96,6 +116,18 @@ std::string rope_type_name(RopeScaling::Type t);
 /// false: biases on q/k/v/o_proj as Llama's), no mlp_bias (never MLP
 /// biases); q_norm / k_norm always (qk_norm); use_sliding_window,
 /// sliding_window, max_window_layers and layer_types as Qwen2's.
+/// Phi3 keys: Llama's, with Phi3Config's defaults where they differ:
+/// rms_norm_eps 1e-5, max_position_embeddings 4096, original_max_position_embeddings
+/// 4096; no attention_bias / mlp_bias (never biases); partial_rotary_factor
+/// (top level or in rope_parameters; default 1, in (0, 1]): rotary_dim =
+/// int(head_dim · factor), even and >= 2; rope_scaling type "longrope" (or "su")
+/// with short_factor / long_factor (rotary_dim/2 finite positive numbers each),
+/// optional factor / attention_factor and original_max_position_embeddings
+/// (in rope_scaling, else the top-level key); kq caps max_positions at
+/// original_max_position_embeddings (size_keys.max_positions names it;
+/// context_limit_note). sliding_window (default null: none) caps the context as
+/// Mistral's. "longrope" and a partial_rotary_factor other than 1 are refused
+/// for the other model types.
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;
@@ -108,8 +140,13 @@ struct ModelConfig {
   int64_t head_dim = 0;           ///< from config "head_dim" when present, else hidden/heads
   int64_t max_positions = 0;      ///< context length (n_positions / max_position_embeddings)
   double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
-  double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 / Qwen3 only
-  /// Mistral's, Qwen2's or Qwen3's attention window in positions (0: none); max_positions is at most this (see above).
+  double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 / Qwen3 / Phi3 only
+  /// Llama architectures: RoPE rotates the first rotary_dim dimensions of each head (rotate_half within them:
+  /// pairs (i, i + rotary_dim/2)) and passes the rest through; 0 (a config built in code) or head_dim: the whole
+  /// head. Phi3's partial_rotary_factor sets it; the CUDA backend runs only the whole head.
+  int64_t rotary_dim = 0;
+  /// Mistral's, Qwen2's, Qwen3's or Phi3's attention window in positions (0: none); max_positions is at most this
+  /// (see above).
   int64_t sliding_window = 0;
   RopeScaling rope_scaling;       ///< Llama architectures only: RoPE frequency scaling (Type::Default: none)
   bool tie_word_embeddings = true;
@@ -142,18 +179,26 @@ struct ModelConfig {
 };
 
 /// " (config.json sliding_window W: ...)": why the context is max_positions, for messages about a size that
-/// does not fit, when it was capped at Mistral's, Qwen2's or Qwen3's sliding window (sliding_window > 0 and
-/// max_positions == sliding_window); "" otherwise.
+/// does not fit, when it was capped at Mistral's, Qwen2's, Qwen3's or Phi3's sliding window (sliding_window > 0 and
+/// max_positions == sliding_window), or " (config.json rope_scaling longrope: ...)" when it was capped at a
+/// longrope original_max_position_embeddings; "" otherwise.
 std::string context_limit_note(const ModelConfig& c);
 
-/// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2" or "qwen3"). `source` names the file in error
-/// messages.
+/// The dimensions of each head RoPE rotates: c.rotary_dim, or head_dim when it is 0.
+inline int64_t rotary_dim_of(const ModelConfig& c) { return c.rotary_dim > 0 ? c.rotary_dim : c.head_dim; }
+
+/// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2", "qwen3" or "phi3"). `source` names the file in
+/// error messages.
 /// Throws FormatError for unknown model_type (listing the supported ones),
 /// missing/invalid keys, a GPT-2 key and its alias with different values
 /// (naming both keys and values), inconsistent head counts (named by the keys
 /// the file uses: ModelConfig::size_keys), or an unsupported
 /// rope_scaling / rope_parameters rope_type (supported: "default" or absent,
-/// "linear", "llama3"; "dynamic", "yarn", "longrope", ... are refused), a
+/// "linear", "llama3", and for phi3 "longrope" / "su"; "dynamic", "yarn", ... are
+/// refused), a longrope short_factor / long_factor that is not rotary_dim/2 finite
+/// positive numbers (naming the key and, for a bad value, its index), a
+/// partial_rotary_factor other than 1 outside phi3 (for phi3: not in (0, 1], or
+/// giving an odd or zero rotary_dim), a
 /// scaling key that is missing, not a number (original_max_position_embeddings:
 /// not a positive integer), not finite or not positive (each error names the
 /// key: "rope_scaling.factor"), a llama3 high_freq_factor equal to its

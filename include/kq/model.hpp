@@ -180,11 +180,12 @@ class Model {
   /// config.json and the key, before anything is allocated per layer, for a
   /// layer count above the layers the safetensors files hold or an embedding
   /// (or Llama layer-0 attention) shape that contradicts the config's sizes, and naming config.json
-  /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2 / qwen3, a RoPE type
-  /// other than default / llama3 / linear, an activation other than gelu_new, gelu_pytorch_tanh or gelu
-  /// (GPT-2) / silu (Llama); see parse_model_config); Unsupported for CUDA in a
-  /// CPU-only build or without a usable device, or for a format or activation
-  /// the GPU path lacks (exact-erf GELU). Throws InvalidArgument for an empty `dir`
+  /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2 / qwen3 / phi3, a RoPE
+  /// type other than default / llama3 / linear / longrope (phi3), an activation other than gelu_new,
+  /// gelu_pytorch_tanh or gelu (GPT-2) / silu (Llama); see parse_model_config); Unsupported for CUDA in a
+  /// CPU-only build or without a usable device, or for a format, activation or RoPE
+  /// the GPU path lacks (exact-erf GELU; a rotary_dim below head_dim, Phi-3's partial_rotary_factor, refused
+  /// naming config.json before any weight is read). Throws InvalidArgument for an empty `dir`
   /// path, for a ctx.device that is not a Device value (e.g. Device(7)) and for
   /// ctx.threads outside [0, kMaxThreads].
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
@@ -269,8 +270,9 @@ class Model {
   /// before must be made again (make_cache()). Same device: converts only
   /// layers swapped in since (e.g. by a quantizer) and sets the threads.
   /// Nothing changes when it throws: Unsupported for CUDA → CPU, a CPU-only
-  /// build, no usable device, or a layer format without a GPU path (naming
-  /// the layer); InvalidArgument for a bad thread count, a LinearSlot
+  /// build, no usable device, a layer format without a GPU path (naming
+  /// the layer) or a config rotating part of each head (ModelConfig::rotary_dim);
+  /// InvalidArgument for a bad thread count, a LinearSlot
   /// holding a null op or an op of another shape (check_linear_layers), or
   /// while another thread's call on this Model runs (class comment). The
   /// conversion's CPU work runs on ctx.threads.

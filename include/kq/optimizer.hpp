@@ -169,7 +169,10 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
 ///                      "keep_patterns": [...]}
 ///   model.safetensors every non-quantized tensor the model uses copied unchanged
 ///                     from the source (names and dtypes as on disk; those it does not
-///                     use, Model::unused_source_tensors, are left out), and for each quantized
+///                     use, Model::unused_source_tensors, are left out; a weight the source
+///                     stores fused, Phi-3's qkv_proj / gate_up_proj, is written as the
+///                     rows of its layers kept in high precision, under their names:
+///                     "...self_attn.k_proj.weight"), and for each quantized
 ///                     module "<module>.<part>" tensors (Linear::export_tensors:
 ///                     U8 codes, F32 scales, ...; layouts in src/formats/*.hpp
 ///                     of the source repository)

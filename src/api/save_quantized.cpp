@@ -27,6 +27,7 @@
 #include "kq/optimizer.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
+#include "models/weights.hpp"
 #include "quant/keep_pattern.hpp"
 
 namespace kq {
@@ -287,11 +288,22 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   // The source's other tensors, as they are on disk; those the model does not use (layers beyond
   // num_hidden_layers, ...: load() warned about them) are left out, so the folder holds what the model reads.
   const std::set<std::string> unused(model.unused_source_tensors().begin(), model.unused_source_tensors().end());
+  // A weight the source stores fused (Phi3's qkv_proj, gate_up_proj) is saved as the split parts the model reads
+  // (rows of it, as they are on disk) for the layers kept in high precision: the folder has the model's layer names.
+  const auto superseded = [&](const std::string& name) {
+    for (const std::string& p : replaced)
+      if (name.starts_with(p)) return true;
+    return false;
+  };
   for (const std::string& name : store.names()) {
     if (unused.count(name)) continue;
-    bool superseded = false;
-    for (const std::string& p : replaced) superseded = superseded || name.starts_with(p);
-    if (!superseded && !tensors.count(name)) tensors.emplace(name, store.get(name));
+    if (const std::vector<models::FusedPart> parts = models::fused_parts(model.config(), name); !parts.empty()) {
+      for (const models::FusedPart& part : parts)
+        if (!superseded(part.name) && !tensors.count(part.name))
+          tensors.emplace(part.name, store.get(name).slice_rows(part.row0, part.row0 + part.rows));
+      continue;
+    }
+    if (!superseded(name) && !tensors.count(name)) tensors.emplace(name, store.get(name));
   }
 
   nlohmann::json qc;

@@ -1,6 +1,6 @@
-// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3: Llama's
-// architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
-// and Qwen3Config.
+// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3, Phi3: Llama's
+// architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig, Qwen2Config,
+// Qwen3Config and Phi3Config.
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -28,6 +28,7 @@ std::string arch_name(Arch a) {
     case Arch::Mistral: return "mistral";
     case Arch::Qwen2: return "qwen2";
     case Arch::Qwen3: return "qwen3";
+    case Arch::Phi3: return "phi3";
   }
   return std::string(unknown_enum_name(int64_t(a)));
 }
@@ -37,6 +38,7 @@ std::string rope_type_name(RopeScaling::Type t) {
     case RopeScaling::Type::Default: return "default";
     case RopeScaling::Type::Linear: return "linear";
     case RopeScaling::Type::Llama3: return "llama3";
+    case RopeScaling::Type::LongRope: return "longrope";
   }
   return std::string(unknown_enum_name(int64_t(t)));
 }
@@ -75,7 +77,7 @@ constexpr const char* kGpt2OnlyKeys[] = {"n_ctx"};
 constexpr const char* kLlamaOnlyKeys[] = {"num_key_value_heads", "rope_theta", "rope_parameters"};
 
 /// Reads config keys with uniform error messages "<source>: key 'k': ...".
-/// `type` is the config's model_type ("gpt2", "llama", "mistral", "qwen2" or "qwen3"), named when a
+/// `type` is the config's model_type ("gpt2", "llama", "mistral", "qwen2", "qwen3" or "phi3"), named when a
 /// required key is missing.
 class Reader {
  public:
@@ -278,11 +280,13 @@ ModelConfig parse_gpt2(const Reader& r) {
 }
 
 /// The RoPE scaling the object `obj` at `where` ("rope_scaling" or "rope_parameters") gives, as transformers
-/// reads it (rope_type, else transformers 4's "type"; the keys of _compute_linear_scaling_rope_parameters and
-/// _compute_llama3_parameters); nullopt when it names no type. Throws FormatError for a non-object, a type that
-/// is not a string, rope_type and type that differ, a type other than default / linear / llama3, and a scaling
-/// key that is missing, null or invalid (named as "<where>.<key>").
-std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, const json& obj) {
+/// reads it (rope_type, else transformers 4's "type"; the keys of _compute_linear_scaling_rope_parameters,
+/// _compute_llama3_parameters and, when `phi3`, _compute_longrope_parameters); nullopt when it names no type.
+/// Throws FormatError for a non-object, a type that is not a string, rope_type and type that differ, a type other
+/// than default / linear / llama3 (and longrope / su for phi3), and a scaling key that is missing, null or invalid
+/// (named as "<where>.<key>"; a factor list's bad value as "<where>.<key>[i]"). longrope's optional keys read as
+/// 0 when absent (original_max_position_embeddings, factor, attention_factor): longrope_context completes them.
+std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, const json& obj, bool phi3) {
   if (!obj.is_object())
     raise<FormatError>("{}: '{}' must be an object or null, got {}", r.source(), where, io::json_excerpt(obj));
   // transformers 5's form for models with several layer types ({"full_attention": {...}, ...}): read as one
@@ -344,8 +348,35 @@ std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, c
                          r.source(), where, s.high_freq_factor, where, s.low_freq_factor);
     return s;
   }
-  raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (supported: default, linear, llama3)",
-                     r.source(), io::text_excerpt(*type), where, type_key);
+  if (*type == "longrope" || *type == "su") {  // Phi3Config reads the old name "su" as "longrope"
+    if (!phi3)
+      raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is supported for model_type phi3 only (supported here: "
+                         "default, linear, llama3)",
+                         r.source(), io::text_excerpt(*type), where, type_key);
+    s.type = RopeScaling::Type::LongRope;
+    for (const char* key : {"short_factor", "long_factor"}) {
+      std::string name;
+      const json& v = value(key, name);
+      if (!v.is_array() || v.empty())
+        raise<FormatError>("{}: key '{}': expected a list of numbers (one per rotated dimension pair), got {}",
+                           r.source(), name, io::json_excerpt(v));
+      std::vector<double>& out = std::string_view(key) == "short_factor" ? s.short_factor : s.long_factor;
+      for (size_t i = 0; i < v.size(); ++i) out.push_back(r.positive_f32(fmt::format("{}[{}]", name, i), &v[i], 0));
+    }
+    // Optional: taken from the config's other keys when absent (longrope_context).
+    s.original_max_positions = 0;
+    s.factor = 0;
+    s.attention_factor = 0;
+    if (const auto it = obj.find("original_max_position_embeddings"); it != obj.end() && !it->is_null())
+      s.original_max_positions = r.size_value(fmt::format("{}.original_max_position_embeddings", where), *it);
+    if (const auto it = obj.find("factor"); it != obj.end() && !it->is_null())
+      s.factor = r.positive_f32(fmt::format("{}.factor", where), &*it, 0);
+    if (const auto it = obj.find("attention_factor"); it != obj.end() && !it->is_null())
+      s.attention_factor = r.positive_f32(fmt::format("{}.attention_factor", where), &*it, 0);
+    return s;
+  }
+  raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (supported: default, linear, llama3{})",
+                     r.source(), io::text_excerpt(*type), where, type_key, phi3 ? ", longrope (su)" : "");
 }
 
 /// Rejects a partial_rotary_factor (at `key`; `v` null when absent) other than 1.
@@ -356,6 +387,74 @@ void check_partial_rotary_factor(const Reader& r, const char* key, const json* v
     raise<FormatError>("{}: {} {} is not supported (RoPE over that fraction of head_dim; kq rotates the whole "
                        "head_dim: only 1)",
                        r.source(), key, io::json_excerpt(*v));
+}
+
+/// Phi3's rotary_dim: int(head_dim · partial_rotary_factor) as Phi3's rotary embedding computes it, from the
+/// top-level key or rope_parameters' (transformers 5; both given must agree); head_dim when neither is given.
+/// Throws FormatError naming the key for a factor that is not a number in (0, 1], or one that leaves an odd or
+/// zero rotary_dim (rotate_half pairs dimension i with i + rotary_dim/2).
+int64_t phi3_rotary_dim(const Reader& r, int64_t head_dim) {
+  const char* key = nullptr;
+  double f = 1.0;
+  const auto read = [&](const char* k, const json* v) {
+    if (!v) return;
+    const double x = r.positive(k, v, 1.0);
+    if (x > 1.0)
+      raise<FormatError>("{}: key '{}': {} is not a fraction of head_dim (expected a number in (0, 1])", r.source(),
+                         k, io::json_excerpt(*v));
+    if (key && x != f)
+      raise<FormatError>("{}: {} {} conflicts with {} {}", r.source(), k, x, key, f);
+    key = k;
+    f = x;
+  };
+  if (const json* rp = r.find("rope_parameters"); rp && rp->is_object())
+    if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
+      read("rope_parameters.partial_rotary_factor", &*it);
+  read("partial_rotary_factor", r.find("partial_rotary_factor"));
+  const auto dim = static_cast<int64_t>(double(head_dim) * f);  // Python's int(): truncation
+  if (dim < 2 || dim % 2 != 0)
+    raise<FormatError>("{}: {} {} gives rotary_dim int(head_dim {} × {}) = {}, which RoPE cannot rotate (it must be "
+                       "even and at least 2)",
+                       r.source(), key, f, head_dim, f, dim);
+  return dim;
+}
+
+/// Completes and checks Phi3's longrope scaling `s` (rope_scaling_of's, at `where`) for the config `c` read so far
+/// (head_dim, rotary_dim, max_positions = max_position_embeddings): both factor lists have rotary_dim/2 values;
+/// original_max_position_embeddings is the scaling's own key, else the top-level one (Phi3Config's default 4096);
+/// the attention factor is computed as transformers' _compute_longrope_parameters does when not given. Caps
+/// c.max_positions at original_max_position_embeddings (the short factors' context; size_keys names the key).
+void longrope_context(const Reader& r, const char* where, ModelConfig& c) {
+  RopeScaling& s = c.rope_scaling;
+  const int64_t pairs = c.rotary_dim / 2;
+  for (const auto& [key, list] :
+       {std::pair{"short_factor", &s.short_factor}, std::pair{"long_factor", &s.long_factor}})
+    if (int64_t(list->size()) != pairs)
+      raise<FormatError>("{}: key '{}.{}' has {} value{}; longrope needs one per rotated dimension pair: rotary_dim / "
+                         "2 = {} (head_dim {}{})",
+                         r.source(), where, key, list->size(), list->size() == 1 ? "" : "s", pairs, c.head_dim,
+                         c.rotary_dim != c.head_dim ? fmt::format(" × partial_rotary_factor = rotary_dim {}",
+                                                                  c.rotary_dim)
+                                                    : std::string());
+  std::string original_key = fmt::format("{}.original_max_position_embeddings", where);
+  if (s.original_max_positions == 0) {
+    original_key = "original_max_position_embeddings";
+    s.original_max_positions = r.size("original_max_position_embeddings", 4096);  // Phi3Config's default
+  }
+  const double original = double(s.original_max_positions);
+  const double factor = s.factor > 0 ? s.factor : double(c.max_positions) / original;
+  if (s.factor == 0) s.factor = factor;
+  if (s.attention_factor == 0) {
+    s.attention_factor = factor <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(factor) / std::log(original));
+    if (!std::isfinite(s.attention_factor) || !(float(s.attention_factor) > 0))
+      raise<FormatError>("{}: the longrope attention factor sqrt(1 + ln({:g}) / ln({} {})) is not a finite positive "
+                         "number; give {}.attention_factor",
+                         r.source(), factor, original_key, s.original_max_positions, where);
+  }
+  if (s.original_max_positions < c.max_positions) {
+    c.max_positions = s.original_max_positions;
+    c.size_keys.max_positions = original_key;
+  }
 }
 
 /// Whether any of Qwen2's `num_layers` layers attends within the sliding window: Qwen2Config's layer_types
@@ -384,16 +483,24 @@ bool qwen2_any_sliding_layer(const Reader& r, int64_t num_layers) {
 
 /// A Llama config, or a Mistral one (MistralConfig's defaults; sliding_window), or a Qwen2 one (Qwen2Config's
 /// defaults; q/k/v biases; use_sliding_window), or a Qwen3 one (Qwen3Config's defaults; q_norm / k_norm;
-/// attention_bias; use_sliding_window as Qwen2's).
+/// attention_bias; use_sliding_window as Qwen2's), or a Phi3 one (Phi3Config's defaults; partial_rotary_factor;
+/// longrope; sliding_window as Mistral's, none when absent).
 /// The largest RoPE angle, position max_positions − 1 times the largest inverse frequency (max(1,
-/// θ^(−(head_dim−2)/head_dim)), divided by a scaling factor below 1), must be finite as a float32, in which the
-/// tables are computed: a tiny rope_theta or factor within float32's range still overflows there (cos / sin of
-/// inf: NaN logits, blamed on the weights; tester round 18b). Throws FormatError naming the keys.
+/// θ^(−(dim−2)/dim)), dim = rotary_dim, divided by a scaling factor below 1; longrope: the largest
+/// θ^(−2i/dim) / short_factor_i), must be finite as a float32, in which the tables are computed: a tiny rope_theta
+/// or factor within float32's range still overflows there (cos / sin of inf: NaN logits, blamed on the weights;
+/// tester round 18b). Throws FormatError naming the keys.
 void check_rope_angles(const Reader& r, const ModelConfig& c) {
-  const double hd = double(c.head_dim);
+  const double hd = double(rotary_dim_of(c));
   double inv_max = std::max(1.0, std::pow(c.rope_theta, -(hd - 2) / hd));
   const bool scaled = c.rope_scaling.type != RopeScaling::Type::Default;
-  if (scaled) inv_max /= std::min(1.0, c.rope_scaling.factor);
+  if (c.rope_scaling.type == RopeScaling::Type::LongRope) {
+    inv_max = 0;
+    for (size_t i = 0; i < c.rope_scaling.short_factor.size(); ++i)
+      inv_max = std::max(inv_max, std::pow(c.rope_theta, -2.0 * double(i) / hd) / c.rope_scaling.short_factor[i]);
+  } else if (scaled) {
+    inv_max /= std::min(1.0, c.rope_scaling.factor);
+  }
   const double angle = double(c.max_positions - 1) * inv_max;
   if (!(angle <= double(std::numeric_limits<float>::max())))
     raise<FormatError>("{}: RoPE angles overflow float32, in which the tables are computed: position {} ({} {}) "
@@ -405,6 +512,7 @@ void check_rope_angles(const Reader& r, const ModelConfig& c) {
 
 ModelConfig parse_llama(const Reader& r, Arch arch) {
   const bool mistral = arch == Arch::Mistral, qwen2 = arch == Arch::Qwen2, qwen3 = arch == Arch::Qwen3;
+  const bool phi3 = arch == Arch::Phi3;
   ModelConfig c;
   c.arch = arch;
   c.size_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"};
@@ -423,12 +531,13 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   c.num_kv_heads = r.size("num_key_value_heads", !kv_default_of ? c.num_heads : mistral ? 8 : 32);
   if (r.find("num_key_value_heads")) c.size_keys.num_kv_heads = "num_key_value_heads";
   c.vocab_size = r.size("vocab_size");
-  c.max_positions = r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 || qwen3 ? 32768 : 2048);
-  c.norm_eps = r.epsilon("rms_norm_eps", 1e-6);  // the four configs' default
+  c.max_positions =
+      r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 || qwen3 ? 32768 : phi3 ? 4096 : 2048);
+  c.norm_eps = r.epsilon("rms_norm_eps", phi3 ? 1e-5 : 1e-6);  // Phi3Config's default, the four others'
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
-  // MistralConfig and Qwen2Config have no attention_bias / mlp_bias, Qwen3Config no mlp_bias (the keys are
-  // ignored): Mistral's projections never have biases; Qwen2's q/k/v_proj always have, its o_proj and MLP never;
-  // Qwen3's MLP never. Qwen3's attention_bias is Llama's (q/k/v/o_proj).
+  // MistralConfig, Qwen2Config and Phi3Config have no attention_bias / mlp_bias, Qwen3Config no mlp_bias (the keys
+  // are ignored): Mistral's and Phi3's projections never have biases; Qwen2's q/k/v_proj always have, its o_proj and
+  // MLP never; Qwen3's MLP never. Qwen3's attention_bias is Llama's (q/k/v/o_proj).
   c.attention_bias = (arch == Arch::Llama || qwen3) && r.boolean("attention_bias", false);
   c.mlp_bias = arch == Arch::Llama && r.boolean("mlp_bias", false);
   c.qkv_bias = qwen2;
@@ -460,10 +569,14 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   // transformers 5 moves both into rope_parameters {rope_theta, rope_type}.
   std::optional<double> theta;
   std::optional<RopeScaling> scaling;
-  if (const json* rs = r.find("rope_scaling")) scaling = rope_scaling_of(r, "rope_scaling", *rs);
+  const char* scaling_key = "rope_scaling";
+  if (const json* rs = r.find("rope_scaling")) scaling = rope_scaling_of(r, "rope_scaling", *rs, phi3);
   if (const json* rp = r.find("rope_parameters")) {
     // A type in rope_scaling wins: transformers 4 reads only it, transformers 5 replaces rope_parameters by it.
-    if (!scaling) scaling = rope_scaling_of(r, "rope_parameters", *rp);
+    if (!scaling) {
+      scaling = rope_scaling_of(r, "rope_parameters", *rp, phi3);
+      scaling_key = "rope_parameters";
+    }
     const auto it = rp->find("rope_theta");
     if (it != rp->end() && !it->is_null()) theta = r.positive_f32("rope_parameters.rope_theta", &*it, 0);
   }
@@ -475,12 +588,19 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   }
   c.rope_theta = theta.value_or(10000.0);
   c.rope_scaling = scaling.value_or(RopeScaling{});
-  // transformers rotates only partial_rotary_factor · head_dim dimensions of each head (the
-  // rest pass unrotated); kq rotates them all: refuse rather than compute another model.
-  check_partial_rotary_factor(r, "partial_rotary_factor", r.find("partial_rotary_factor"));
-  if (const json* rp = r.find("rope_parameters"))
-    if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
-      check_partial_rotary_factor(r, "rope_parameters.partial_rotary_factor", &*it);
+  // Phi3 rotates only partial_rotary_factor · head_dim dimensions of each head (the rest pass unrotated). The other
+  // architectures' modeling code rotates the whole head whatever the key says: refuse rather than compute another
+  // model.
+  if (phi3) {
+    c.rotary_dim = phi3_rotary_dim(r, c.head_dim);
+  } else {
+    check_partial_rotary_factor(r, "partial_rotary_factor", r.find("partial_rotary_factor"));
+    if (const json* rp = r.find("rope_parameters"))
+      if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
+        check_partial_rotary_factor(r, "rope_parameters.partial_rotary_factor", &*it);
+  }
+  // longrope's short factors serve original_max_position_embeddings positions: the context is capped there.
+  if (c.rope_scaling.type == RopeScaling::Type::LongRope) longrope_context(r, scaling_key, c);
   // A sliding window of W positions: within W positions the windowed attention is exactly full causal
   // attention, so the context is capped at W.
   const auto cap_at_window = [&](int64_t window) {
@@ -490,8 +610,9 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
       c.size_keys.max_positions = "sliding_window";
     }
   };
-  // Mistral's (MistralConfig: 4096 when absent, none when null).
+  // Mistral's (MistralConfig: 4096 when absent, none when null); Phi3's (Phi3Config: none when absent or null).
   if (mistral && !r.is_null("sliding_window")) cap_at_window(r.size("sliding_window", 4096));
+  if (phi3 && r.find("sliding_window")) cap_at_window(r.size("sliding_window"));
   // Qwen2's and Qwen3's (Qwen2Config, Qwen3Config: none unless use_sliding_window; then 4096 when absent, none
   // when null) on the layers layer_types / max_window_layers give it: capped when any layer has it.
   if ((qwen2 || qwen3) && r.boolean("use_sliding_window", false) && !r.is_null("sliding_window")) {
@@ -511,18 +632,19 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   ModelConfig c;
   if (type == "gpt2") {
     c = parse_gpt2(r);
-  } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3") {
+  } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "phi3") {
     c = parse_llama(r, type == "mistral" ? Arch::Mistral
                        : type == "qwen2" ? Arch::Qwen2
                        : type == "qwen3" ? Arch::Qwen3
+                       : type == "phi3"  ? Arch::Phi3
                                          : Arch::Llama);
   } else if (type.empty()) {
     const auto it = j.find("model_type");
-    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2, qwen3)", source,
+    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2, qwen3, phi3)", source,
                        it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
   } else {
-    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2, qwen3)", source,
-                       io::text_excerpt(type));
+    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2, qwen3, phi3)",
+                       source, io::text_excerpt(type));
   }
   // transformers 5 writes "dtype"; older versions "torch_dtype".
   c.torch_dtype = r.find("dtype") ? r.string("dtype", "") : r.string("torch_dtype", "");
@@ -530,6 +652,13 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 }
 
 std::string context_limit_note(const ModelConfig& c) {
+  const RopeScaling& s = c.rope_scaling;
+  if ((c.sliding_window <= 0 || c.max_positions != c.sliding_window) && s.type == RopeScaling::Type::LongRope &&
+      c.max_positions == s.original_max_positions)
+    return fmt::format(" (config.json rope_scaling longrope: transformers uses its short factors up to "
+                       "original_max_position_embeddings {} positions and its long factors beyond; kq computes the "
+                       "short factors only, so the context is capped at {} position{})",
+                       s.original_max_positions, s.original_max_positions, s.original_max_positions == 1 ? "" : "s");
   if (c.sliding_window <= 0 || c.max_positions != c.sliding_window) return {};
   // Qwen2, Qwen3: only the layers use_sliding_window with max_window_layers / layer_types gives the window.
   const char* layers = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen3

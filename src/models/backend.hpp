@@ -47,17 +47,20 @@ enum class ParamKind {
 
 /// RoPE tables for positions [0, table.max_positions): the CPU form
 /// (cpu::RopeTable) and the same cos/sin values as Params F32
-/// [positions, head_dim/2] for device backends. A model sizes them to the KV
+/// [positions, rotary_dim/2] for device backends (which run only rotary_dim =
+/// head_dim: Model refuses another on CUDA). A model sizes them to the KV
 /// caches it runs (Model::reserve_positions), not to config.max_positions.
 struct Rope {
   cpu::RopeTable table;
   Param cos, sin;
 };
 /// Builds both forms for `positions` positions (cpu::make_rope_table with
-/// `scaling`; head_dim even and scaling valid, checked by check_config).
+/// `scaling` and `rotary_dim`, 0: head_dim; head_dim even, rotary_dim and scaling
+/// valid, checked by check_config).
 /// Position p's values do not depend on `positions`: a smaller table is a
 /// prefix of a larger one, bit for bit.
-Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling = {});
+Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling = {},
+               int64_t rotary_dim = 0);
 
 /// A matrix of activations in the backend's activation dtype (CPU: F32,
 /// CUDA: BF16 device memory): row r starts at p + r·ld elements.

@@ -9,17 +9,33 @@ namespace kq::models {
 
 namespace {
 /// The checks of parse_model_config on a RopeScaling built in code (finite positive factors, a positive
-/// original context, high_freq_factor != low_freq_factor for llama3).
+/// original context, high_freq_factor != low_freq_factor for llama3; longrope: `rotary_dim`/2 finite positive
+/// short and long factors, a finite positive attention factor).
 template <class E>
-void check_rope_scaling(const RopeScaling& s, const std::string& where) {
+void check_rope_scaling(const RopeScaling& s, int64_t rotary_dim, const std::string& where) {
   using T = RopeScaling::Type;
   if (s.type == T::Default) return;
-  if (s.type != T::Linear && s.type != T::Llama3)
-    raise<E>("{}: RopeScaling::type {} is not a RoPE scaling type (default, linear or llama3)", where, int(s.type));
+  if (s.type != T::Linear && s.type != T::Llama3 && s.type != T::LongRope)
+    raise<E>("{}: RopeScaling::type {} is not a RoPE scaling type (default, linear, llama3 or longrope)", where,
+             int(s.type));
   const auto positive = [&](const char* key, double v) {
     if (!std::isfinite(v) || v <= 0)
       raise<E>("{}: rope scaling {} {} must be a finite positive number", where, key, v);
   };
+  if (s.type == T::LongRope) {
+    for (const auto& [key, list] :
+         {std::pair{"short_factor", &s.short_factor}, std::pair{"long_factor", &s.long_factor}}) {
+      if (int64_t(list->size()) != rotary_dim / 2)
+        raise<E>("{}: rope scaling {} has {} values, expected rotary_dim / 2 = {}", where, key, list->size(),
+                 rotary_dim / 2);
+      for (double v : *list) positive(key, v);
+    }
+    positive("attention_factor", s.attention_factor);
+    if (s.original_max_positions < 1)
+      raise<E>("{}: rope scaling original_max_position_embeddings {} must be positive", where,
+               s.original_max_positions);
+    return;
+  }
   positive("factor", s.factor);
   if (s.type == T::Linear) return;
   positive("low_freq_factor", s.low_freq_factor);
@@ -35,8 +51,9 @@ void check_rope_scaling(const RopeScaling& s, const std::string& where) {
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 &&
-      c.arch != Arch::Qwen3)
-    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral, qwen2 or qwen3)", where, int(c.arch));
+      c.arch != Arch::Qwen3 && c.arch != Arch::Phi3)
+    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral, qwen2, qwen3 or phi3)", where,
+             int(c.arch));
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
                                                    {"intermediate_size", c.intermediate_size},
@@ -69,13 +86,17 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
                          where, c.activation);
   } else {
     if (c.head_dim % 2 != 0) raise<E>("{}: head_dim {} must be even for RoPE", where, c.head_dim);
+    if (c.rotary_dim != 0 && (c.rotary_dim < 2 || c.rotary_dim % 2 != 0 || c.rotary_dim > c.head_dim))
+      raise<E>("{}: rotary_dim {} must be even, at least 2 and at most head_dim {} (0: head_dim)", where,
+               c.rotary_dim, c.head_dim);
     if (!(c.rope_theta > 0)) raise<E>("{}: rope_theta {} must be positive", where, c.rope_theta);
-    check_rope_scaling<E>(c.rope_scaling, where);
+    check_rope_scaling<E>(c.rope_scaling, rotary_dim_of(c), where);
     if (c.activation != "silu")
       raise<Unsupported>("{}: {} activation '{}' is not supported (silu)", where,
                          c.arch == Arch::Mistral ? "Mistral"
                          : c.arch == Arch::Qwen2 ? "Qwen2"
                          : c.arch == Arch::Qwen3 ? "Qwen3"
+                         : c.arch == Arch::Phi3  ? "Phi3"
                                                  : "Llama",
                          c.activation);
   }

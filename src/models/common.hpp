@@ -17,7 +17,8 @@ namespace kq::models {
 
 /// Checks that `c` describes a model this code can run (positive sizes, head
 /// counts that divide, GPT-2: hidden = heads·head_dim and kv heads = heads;
-/// Llama / Mistral / Qwen2: even head_dim, positive rope_theta, a valid rope_scaling;
+/// Llama architectures: even head_dim, a rotary_dim of 0 or even in [2, head_dim], positive rope_theta, a valid
+/// rope_scaling;
 /// a supported activation; sliding_window >= 0 and, when > 0, >= max_positions). `where` names the config in
 /// messages. Throws FormatError when `from_file`, else InvalidArgument;
 /// Unsupported for an activation this code does not implement.

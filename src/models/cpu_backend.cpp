@@ -18,10 +18,10 @@
 
 namespace kq::models {
 
-Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling) {
+Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling, int64_t rotary_dim) {
   Rope r;
-  r.table = cpu::make_rope_table(theta, head_dim, positions, scaling);
-  const Shape shape{positions, head_dim / 2};
+  r.table = cpu::make_rope_table(theta, head_dim, positions, scaling, rotary_dim);
+  const Shape shape{positions, r.table.rotary_dim / 2};
   r.cos.host = Tensor::empty(DType::F32, shape);
   r.sin.host = Tensor::empty(DType::F32, shape);
   std::copy(r.table.cos.begin(), r.table.cos.end(), r.cos.host.mutable_data<float>());

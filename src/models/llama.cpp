@@ -3,9 +3,14 @@
 // Weights follow transformers' LlamaForCausalLM (also MistralForCausalLM,
 // Qwen2ForCausalLM and Qwen3ForCausalLM: the same tensor names; Qwen2's
 // q/k/v_proj have biases; Qwen3 adds self_attn.q_norm / k_norm, an RMSNorm
-// over each query / key head before RoPE).
+// over each query / key head before RoPE; Phi3ForCausalLM stores q/k/v_proj as
+// one self_attn.qkv_proj and gate/up_proj as one mlp.gate_up_proj, split here
+// into the same linear layers, and may rotate only part of each head).
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <string_view>
+#include <vector>
 
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
@@ -53,7 +58,8 @@ constexpr int64_t kInitialRopePositions = Model::prefill_chunk();
 LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
                        const std::filesystem::path& dir, const LinearTransform& transform)
     : Model(c, ctx, dir, transform),
-      rope_(make_rope(c.rope_theta, c.head_dim, std::min(c.max_positions, kInitialRopePositions), c.rope_scaling)) {
+      rope_(make_rope(c.rope_theta, c.head_dim, std::min(c.max_positions, kInitialRopePositions), c.rope_scaling,
+                      c.rotary_dim)) {
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
 
@@ -73,12 +79,34 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
                                                 bias ? w.get(p + m + ".bias", {out}, Init::Zeros) : Tensor(),
                                                 w.disk_dtype(p + m + ".weight")));
     };
+    // Phi3's fused weight `fused` ([rows, d]; rows: the parts' sum) split into the linear layers of its parts
+    // (fused_parts), each a copy of its rows, in the order the parts are given (biases: never). Phi3 checkpoints
+    // store them so; a kq quantized folder (saved with the split names) and random weights (any name is there)
+    // use the split names, read by `linear`.
+    const auto split_source = [&](const std::string& first_part) {
+      return c.arch != Arch::Phi3 || w.quantized() || w.contains(p + first_part + ".weight");
+    };
+    auto fused_linears = [&](const std::string& fused, std::initializer_list<std::unique_ptr<Linear>*> outs) {
+      const std::vector<FusedPart> parts = fused_parts(c, p + fused + ".weight");
+      const Tensor all = w.get(p + fused + ".weight", {parts.back().row0 + parts.back().rows, d}, Init::Weight);
+      const DType dtype = w.disk_dtype(p + fused + ".weight");
+      auto out = outs.begin();
+      for (const FusedPart& part : parts) {
+        const std::string module = part.name.substr(0, part.name.size() - std::string_view(".weight").size());
+        **out++ = make_linear(module, make_linear_f32(all.slice_rows(part.row0, part.row0 + part.rows).clone(),
+                                                      Tensor(), dtype));
+      }
+    };
     b.input_norm.host = w.get(p + "input_layernorm.weight", {d}, Init::Ones);
     // Qwen2: biases on q/k/v_proj only (qkv_bias); Llama's attention_bias: on all four.
     const bool qkv_bias = c.attention_bias || c.qkv_bias;
-    b.q_proj = linear("self_attn.q_proj", q_dim, d, qkv_bias);
-    b.k_proj = linear("self_attn.k_proj", kv_dim, d, qkv_bias);
-    b.v_proj = linear("self_attn.v_proj", kv_dim, d, qkv_bias);
+    if (split_source("self_attn.q_proj")) {
+      b.q_proj = linear("self_attn.q_proj", q_dim, d, qkv_bias);
+      b.k_proj = linear("self_attn.k_proj", kv_dim, d, qkv_bias);
+      b.v_proj = linear("self_attn.v_proj", kv_dim, d, qkv_bias);
+    } else {
+      fused_linears("self_attn.qkv_proj", {&b.q_proj, &b.k_proj, &b.v_proj});
+    }
     if (c.qk_norm) {
       b.q_norm.host = w.get(p + "self_attn.q_norm.weight", {c.head_dim}, Init::Ones);
       b.k_norm.host = w.get(p + "self_attn.k_norm.weight", {c.head_dim}, Init::Ones);
@@ -87,8 +115,12 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     }
     b.o_proj = linear("self_attn.o_proj", d, q_dim, c.attention_bias);
     b.post_attention_norm.host = w.get(p + "post_attention_layernorm.weight", {d}, Init::Ones);
-    b.gate_proj = linear("mlp.gate_proj", ffn, d, c.mlp_bias);
-    b.up_proj = linear("mlp.up_proj", ffn, d, c.mlp_bias);
+    if (split_source("mlp.gate_proj")) {
+      b.gate_proj = linear("mlp.gate_proj", ffn, d, c.mlp_bias);
+      b.up_proj = linear("mlp.up_proj", ffn, d, c.mlp_bias);
+    } else {
+      fused_linears("mlp.gate_up_proj", {&b.gate_proj, &b.up_proj});
+    }
     b.down_proj = linear("mlp.down_proj", d, ffn, c.mlp_bias);
     register_parameter(b.input_norm, ParamKind::Vector);
     register_parameter(b.post_attention_norm, ParamKind::Vector);
@@ -126,7 +158,7 @@ void LlamaModel::reserve_positions(int64_t capacity) {
   const int64_t have = rope_.table.max_positions;
   if (capacity <= have) return;
   const int64_t want = std::min(c.max_positions, std::max(capacity, 2 * have));
-  Rope grown = make_rope(c.rope_theta, c.head_dim, want, c.rope_scaling);
+  Rope grown = make_rope(c.rope_theta, c.head_dim, want, c.rope_scaling, c.rotary_dim);
   backend().upload(grown.cos, ParamKind::Vector);
   backend().upload(grown.sin, ParamKind::Vector);
   rope_ = std::move(grown);  // registered Params keep their address

@@ -361,6 +361,23 @@ std::optional<int64_t> layer_index(const std::string& name, std::string_view pre
 }
 }  // namespace
 
+std::vector<FusedPart> fused_parts(const ModelConfig& c, const std::string& name) {
+  if (c.arch != Arch::Phi3) return {};
+  const std::optional<int64_t> l = layer_index(name, "model.layers.");
+  if (!l) return {};
+  const std::string p = fmt::format("model.layers.{}.", *l);
+  if (name == p + "self_attn.qkv_proj.weight") {
+    const int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+    return {{p + "self_attn.q_proj.weight", 0, q},
+            {p + "self_attn.k_proj.weight", q, kv},
+            {p + "self_attn.v_proj.weight", q + kv, kv}};
+  }
+  if (name == p + "mlp.gate_up_proj.weight")
+    return {{p + "mlp.gate_proj.weight", 0, c.intermediate_size},
+            {p + "mlp.up_proj.weight", c.intermediate_size, c.intermediate_size}};
+  return {};
+}
+
 void FileWeights::check_config_sizes(const ModelConfig& c) const {
   const std::string cfg = (dir_ / "config.json").string();
   const bool gpt2 = c.arch == Arch::GPT2;
@@ -439,6 +456,22 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
                        "[{} × head_dim, hidden_size]",
                        cfg, heads_key, heads, head_dim_key, c.head_dim, c.hidden_size, name, store_.file_of(name),
                        shape_str(t.shape()), heads_name);
+  }
+  // Phi3's fused projections, split by rows at load (fused_parts): a wrong shape would split at the wrong rows.
+  for (const auto& [name, rows_of] :
+       {std::pair{std::string("self_attn.qkv_proj.weight"),
+                  "(num_attention_heads + 2 × num_key_value_heads) × head_dim = q, k and v rows"},
+        std::pair{std::string("mlp.gate_up_proj.weight"), "2 × intermediate_size = gate and up rows"}}) {
+    const std::string full = "model.layers.0." + name;
+    const std::vector<FusedPart> parts = fused_parts(c, full);
+    if (parts.empty() || !store_.contains(full)) continue;
+    const Tensor t = store_.get(full);
+    const Shape want{parts.back().row0 + parts.back().rows, c.hidden_size};
+    if (t.shape() != want)
+      raise<FormatError>("{}: num_attention_heads = {}, num_key_value_heads = {}, head_dim = {}, intermediate_size = "
+                         "{} and hidden_size = {} but tensor '{}' in {} has shape {}, expected {}: [{}, hidden_size]",
+                         cfg, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.hidden_size, full,
+                         store_.file_of(full), shape_str(t.shape()), shape_str(want), rows_of);
   }
 }
 

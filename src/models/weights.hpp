@@ -26,6 +26,21 @@ enum class Init {
   Zeros,   ///< biases
 };
 
+/// One part of a weight a checkpoint stores fused: rows [row0, row0 + rows) of
+/// the fused [total, in] tensor are the weight `name` of a linear layer kq
+/// builds (e.g. "model.layers.0.self_attn.k_proj.weight").
+struct FusedPart {
+  std::string name;
+  int64_t row0 = 0, rows = 0;
+};
+
+/// The parts, in row order, of the tensor `name` when config `c` stores it fused: Phi3's
+/// "model.layers.N.self_attn.qkv_proj.weight" [(heads + 2·kv_heads)·head_dim, hidden] (q_proj's rows, then
+/// k_proj's, then v_proj's) and "model.layers.N.mlp.gate_up_proj.weight" [2·intermediate_size, hidden] (gate_proj's
+/// rows, then up_proj's). Empty for any other tensor or architecture. The loader splits them into the linear
+/// layers (Llama's), and a quantized folder is saved with the split names.
+std::vector<FusedPart> fused_parts(const ModelConfig& c, const std::string& name);
+
 /// A source of F32 parameters.
 class WeightSource {
  public:

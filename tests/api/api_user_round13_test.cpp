@@ -55,8 +55,8 @@ TEST(ApiUserRound13, ModelConfigArchOutsideTheEnumIsRefused) {
   ModelConfig c = tiny_gpt2();
   c.arch = Arch(9);
   std::string msg = error_of<InvalidArgument>([&] { (void)Model::random(c, 1); });
-  EXPECT_TRUE(has(msg, "Model::random: config: ModelConfig::arch 9 is not an Arch (gpt2, llama, mistral, qwen2 or "
-                      "qwen3)"))
+  EXPECT_TRUE(has(msg, "Model::random: config: ModelConfig::arch 9 is not an Arch (gpt2, llama, mistral, qwen2, "
+                      "qwen3 or phi3)"))
       << msg;
   msg = error_of<InvalidArgument>([&] { (void)Model::random_quantized(c, 1, {}, "int8"); });
   EXPECT_TRUE(has(msg, "Model::random_quantized: config: ModelConfig::arch 9")) << msg;

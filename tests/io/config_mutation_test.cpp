@@ -49,6 +49,17 @@ const char* const kConfigs[] = {
         "use_sliding_window": false, "sliding_window": null, "max_window_layers": 2, "attention_bias": false,
         "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "hidden_act": "silu", "tie_word_embeddings": true,
         "vocab_size": 1000})",
+    R"({"model_type": "phi3", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 131072,
+        "original_max_position_embeddings": 4096, "partial_rotary_factor": 0.75, "sliding_window": 262144,
+        "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": true,
+        "vocab_size": 1000, "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.1, 1.2, 1.5, 2.0, 3.0],
+        "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]}})",
+    R"({"model_type": "phi3", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "vocab_size": 1000, "rope_parameters": {"rope_type": "longrope",
+        "rope_theta": 10000.0, "partial_rotary_factor": 1.0, "original_max_position_embeddings": 64,
+        "factor": 2.0, "attention_factor": 1.1, "short_factor": [1, 1, 1, 1, 1, 1, 1, 1],
+        "long_factor": [2, 2, 2, 2, 2, 2, 2, 2]}})",
 };
 
 bool sane_size(int64_t v) { return v >= 1 && v <= std::numeric_limits<int32_t>::max(); }
@@ -71,6 +82,18 @@ std::string insane(const ModelConfig& c) {
   if (!std::isfinite(r.factor) || r.factor <= 0 || !std::isfinite(r.low_freq_factor) || r.low_freq_factor <= 0 ||
       !std::isfinite(r.high_freq_factor) || r.high_freq_factor <= 0 || r.original_max_positions < 1)
     return "rope scaling values";
+  if (c.rotary_dim != 0 && (c.rotary_dim < 2 || c.rotary_dim % 2 != 0 || c.rotary_dim > c.head_dim))
+    return "rotary_dim";
+  if (r.type == RopeScaling::Type::LongRope) {
+    const size_t pairs = size_t(rotary_dim_of(c) / 2);
+    if (r.short_factor.size() != pairs || r.long_factor.size() != pairs) return "longrope factor counts";
+    for (const double v : r.short_factor)
+      if (!f32_positive(v) || !std::isfinite(v) || v <= 0) return "longrope short factors";
+    for (const double v : r.long_factor)
+      if (!f32_positive(v) || !std::isfinite(v) || v <= 0) return "longrope long factors";
+    if (!f32_positive(r.attention_factor) || !std::isfinite(r.attention_factor)) return "longrope attention factor";
+    if (c.max_positions > r.original_max_positions) return "longrope context not capped";
+  }
   return "";
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -328,12 +329,19 @@ TEST(Config, RopeScalingKeysAreValidated) {
   j["rope_scaling"] = nullptr;  // none there: rope_parameters' is read
   j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 3}};
   EXPECT_EQ(parse(j).rope_scaling.factor, 3.0);
-  // The other types stay refused with the supported ones named.
-  for (const char* other : {"dynamic", "yarn", "longrope", "su", "mrope"}) {
+  // The other types stay refused with the supported ones named; longrope (and its old name su) is Phi3's.
+  for (const char* other : {"dynamic", "yarn", "mrope"}) {
     j = base;
     j["rope_scaling"]["rope_type"] = other;
     expect_bad(j, {fmt::format("RoPE scaling type '{}' (rope_scaling.rope_type) is not supported", other),
-                   "supported: default, linear, llama3"});
+                   "supported: default, linear, llama3)"});
+  }
+  for (const char* phi3_only : {"longrope", "su"}) {
+    j = base;
+    j["rope_scaling"]["rope_type"] = phi3_only;
+    expect_bad(j, {fmt::format("RoPE scaling type '{}' (rope_scaling.rope_type) is supported for model_type phi3 "
+                               "only (supported here: default, linear, llama3)",
+                               phi3_only)});
   }
 }
 
@@ -747,6 +755,209 @@ TEST(Config, Qwen3Rejections) {
   expect_bad(j, {"num_attention_heads 16 is not a multiple of num_key_value_heads 3"});
 }
 
+// The shape of Phi-3.5-mini-instruct's config.json (keys and sizes as published; the 48 short / long factors are
+// made-up values here): longrope over 4096 original positions extended to 131072, a 262144 sliding window.
+json phi35_mini() {
+  json j = json::parse(R"({
+    "architectures": ["Phi3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 1,
+    "embd_pdrop": 0.0, "eos_token_id": 32000, "hidden_act": "silu", "hidden_size": 3072, "initializer_range": 0.02,
+    "intermediate_size": 8192, "max_position_embeddings": 131072, "model_type": "phi3", "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 32, "original_max_position_embeddings": 4096,
+    "pad_token_id": 32000, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+    "sliding_window": 262144, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+    "transformers_version": "4.43.3", "use_cache": true, "vocab_size": 32064})");
+  std::vector<double> shorts, longs;
+  for (int i = 0; i < 48; ++i) {
+    shorts.push_back(1.0 + 0.05 * i);
+    longs.push_back(1.0 + 2.5 * i);
+  }
+  j["rope_scaling"] = {{"long_factor", longs}, {"short_factor", shorts}, {"type", "longrope"}};
+  return j;
+}
+
+// Phi-4-mini-instruct's shape: 24 query heads of 128 over 8 kv heads, partial_rotary_factor 0.75 (96 rotated
+// dimensions: 48 factors), tied embeddings.
+json phi4_mini() {
+  json j = phi35_mini();
+  j["hidden_size"] = 3072;
+  j["num_attention_heads"] = 24;
+  j["num_key_value_heads"] = 8;
+  j["partial_rotary_factor"] = 0.75;
+  j["tie_word_embeddings"] = true;
+  j["vocab_size"] = 200064;
+  return j;
+}
+
+TEST(Config, Phi35MiniIsLlamaWithLongRopeCappedAtItsOriginalContext) {
+  ModelConfig c = parse(phi35_mini());
+  EXPECT_EQ(c.arch, Arch::Phi3);
+  EXPECT_EQ(arch_name(c.arch), "phi3");
+  EXPECT_EQ(c.head_dim, 96);
+  EXPECT_EQ(c.rotary_dim, 96);
+  EXPECT_EQ(rotary_dim_of(c), 96);
+  EXPECT_EQ(c.num_kv_heads, 32);
+  EXPECT_EQ(c.norm_eps, 1e-5);
+  EXPECT_FALSE(c.attention_bias || c.qkv_bias || c.mlp_bias || c.qk_norm);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  const RopeScaling& s = c.rope_scaling;
+  EXPECT_EQ(s.type, RopeScaling::Type::LongRope);
+  EXPECT_EQ(rope_type_name(s.type), "longrope");
+  ASSERT_EQ(s.short_factor.size(), 48u);
+  ASSERT_EQ(s.long_factor.size(), 48u);
+  EXPECT_EQ(s.short_factor[3], 1.0 + 0.05 * 3);
+  EXPECT_EQ(s.long_factor[47], 1.0 + 2.5 * 47);
+  EXPECT_EQ(s.original_max_positions, 4096);
+  EXPECT_EQ(s.factor, 32.0);  // max_position_embeddings / original_max_position_embeddings
+  EXPECT_DOUBLE_EQ(s.attention_factor, std::sqrt(1.0 + std::log(32.0) / std::log(4096.0)));  // 1.19...
+  // The short factors serve 4096 positions: the context is capped there, and said why.
+  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.size_keys.max_positions, "original_max_position_embeddings");
+  EXPECT_EQ(c.sliding_window, 262144);  // longer than the context: nothing more to cap
+  const std::string note = context_limit_note(c);
+  EXPECT_NE(note.find("config.json rope_scaling longrope"), std::string::npos) << note;
+  EXPECT_NE(note.find("original_max_position_embeddings 4096"), std::string::npos) << note;
+  EXPECT_NE(note.find("capped at 4096 positions"), std::string::npos) << note;
+
+  // "su", the old name Phi3Config reads as longrope; "rope_type" as well as "type".
+  json j = phi35_mini();
+  j["rope_scaling"]["type"] = "su";
+  EXPECT_EQ(parse(j).rope_scaling, s);
+  j["rope_scaling"].erase("type");
+  j["rope_scaling"]["rope_type"] = "longrope";
+  EXPECT_EQ(parse(j).rope_scaling, s);
+  // Given keys win: original_max_position_embeddings in rope_scaling, factor, attention_factor.
+  j = phi35_mini();
+  j["rope_scaling"]["original_max_position_embeddings"] = 8192;
+  c = parse(j);
+  EXPECT_EQ(c.max_positions, 8192);
+  EXPECT_EQ(c.size_keys.max_positions, "rope_scaling.original_max_position_embeddings");
+  EXPECT_DOUBLE_EQ(c.rope_scaling.attention_factor, std::sqrt(1.0 + std::log(16.0) / std::log(8192.0)));
+  j["rope_scaling"]["factor"] = 4.0;
+  EXPECT_DOUBLE_EQ(parse(j).rope_scaling.attention_factor, std::sqrt(1.0 + std::log(4.0) / std::log(8192.0)));
+  j["rope_scaling"]["attention_factor"] = 1.25;
+  EXPECT_EQ(parse(j).rope_scaling.attention_factor, 1.25);
+  // A context no longer than the original one: attention factor 1, nothing capped, but the note still says why the
+  // context ends there.
+  j = phi35_mini();
+  j["max_position_embeddings"] = 4096;
+  c = parse(j);
+  EXPECT_EQ(c.rope_scaling.attention_factor, 1.0);
+  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  j["max_position_embeddings"] = 2048;
+  c = parse(j);
+  EXPECT_EQ(c.max_positions, 2048);
+  EXPECT_EQ(context_limit_note(c), "");
+  // transformers 5's rope_parameters.
+  j = phi35_mini();
+  json rp = j["rope_scaling"];
+  rp.erase("type");
+  rp["rope_type"] = "longrope";
+  rp["rope_theta"] = 10000.0;
+  rp["original_max_position_embeddings"] = 4096;
+  j.erase("rope_scaling");
+  j["rope_parameters"] = rp;
+  c = parse(j);
+  EXPECT_EQ(c.rope_scaling, s);
+  EXPECT_EQ(c.size_keys.max_positions, "rope_parameters.original_max_position_embeddings");
+}
+
+TEST(Config, Phi4MiniRotatesThreeQuartersOfEachHead) {
+  ModelConfig c = parse(phi4_mini());
+  EXPECT_EQ(c.arch, Arch::Phi3);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rotary_dim, 96);  // int(128 · 0.75)
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.rope_scaling.short_factor.size(), 48u);
+  EXPECT_EQ(c.max_positions, 4096);
+  json j = phi4_mini();  // transformers 5 keeps the factor in rope_parameters
+  j.erase("partial_rotary_factor");
+  j["rope_parameters"] = {{"rope_theta", 10000.0}, {"partial_rotary_factor", 0.75}};
+  EXPECT_EQ(parse(j).rotary_dim, 96);
+  j["partial_rotary_factor"] = 0.75;  // both, the same
+  EXPECT_EQ(parse(j).rotary_dim, 96);
+  j["partial_rotary_factor"] = 0.5;
+  expect_bad(j, {"partial_rotary_factor 0.5 conflicts with rope_parameters.partial_rotary_factor 0.75"});
+  // Without longrope (Phi-3-mini-4k's shape): the whole head_dim, Phi3Config's defaults, a window that caps.
+  j = json{{"model_type", "phi3"}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
+           {"num_attention_heads", 8}, {"vocab_size", 1000}, {"rope_scaling", nullptr}};
+  c = parse(j);
+  EXPECT_EQ(c.head_dim, 32);
+  EXPECT_EQ(c.rotary_dim, 32);
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.norm_eps, 1e-5);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Default);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  j["sliding_window"] = 2047;  // Phi-3-mini-4k-instruct's
+  c = parse(j);
+  EXPECT_EQ(c.max_positions, 2047);
+  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
+  EXPECT_NE(context_limit_note(c).find("sliding_window 2047"), std::string::npos) << context_limit_note(c);
+  j["attention_bias"] = true;  // not a Phi3Config key: ignored
+  j["mlp_bias"] = true;
+  EXPECT_FALSE(parse(j).attention_bias || parse(j).mlp_bias);
+}
+
+// Every longrope and partial_rotary_factor key is checked, each error naming it.
+TEST(Config, Phi3LongRopeAndPartialRotaryRejections) {
+  json j = phi4_mini();
+  j["rope_scaling"]["short_factor"].erase(0);
+  expect_bad(j, {"key 'rope_scaling.short_factor' has 47 values; longrope needs one per rotated dimension pair: "
+                 "rotary_dim / 2 = 48 (head_dim 128 × partial_rotary_factor = rotary_dim 96)"});
+  j = phi35_mini();
+  j["rope_scaling"]["long_factor"].push_back(1.0);
+  expect_bad(j, {"key 'rope_scaling.long_factor' has 49 values", "rotary_dim / 2 = 48 (head_dim 96)"});
+  for (const char* key : {"short_factor", "long_factor"}) {
+    SCOPED_TRACE(key);
+    for (const json& bad : {json(0), json(-1.5), json("1.0"), json(nullptr), json(true), json(1e39)}) {
+      j = phi35_mini();
+      j["rope_scaling"][key][3] = bad;
+      expect_bad(j, {fmt::format("key 'rope_scaling.{}[3]'", key)});
+    }
+    for (const json& bad : {json(1.0), json::array(), json("x")}) {
+      j = phi35_mini();
+      j["rope_scaling"][key] = bad;
+      expect_bad(j, {fmt::format("key 'rope_scaling.{}': expected a list of numbers", key)});
+    }
+    j = phi35_mini();
+    j["rope_scaling"].erase(key);
+    expect_bad(j, {fmt::format("RoPE scaling type 'longrope' requires key 'rope_scaling.{}', which is missing", key)});
+  }
+  j = phi35_mini();
+  j["rope_scaling"]["attention_factor"] = 0;
+  expect_bad(j, {"key 'rope_scaling.attention_factor'"});
+  j = phi35_mini();
+  j["rope_scaling"]["original_max_position_embeddings"] = 4096.5;
+  expect_bad(j, {"key 'rope_scaling.original_max_position_embeddings': expected a positive integer"});
+  j = phi35_mini();
+  j["original_max_position_embeddings"] = 0;
+  expect_bad(j, {"key 'original_max_position_embeddings': expected a positive integer"});
+  j["original_max_position_embeddings"] = 1;  // ln(1) = 0: the attention factor's formula divides by it
+  expect_bad(j, {"the longrope attention factor", "give rope_scaling.attention_factor"});
+  j = phi35_mini();
+  j["rope_scaling"]["type"] = "yarn";
+  expect_bad(j, {"RoPE scaling type 'yarn' (rope_scaling.type) is not supported (supported: default, linear, "
+                 "llama3, longrope (su))"});
+  // partial_rotary_factor: a fraction in (0, 1] leaving an even, non-zero rotary_dim.
+  j = phi4_mini();
+  for (const json& bad : {json(1.5), json(0), json(-0.5), json("0.75")}) {
+    j["partial_rotary_factor"] = bad;
+    expect_bad(j, {"key 'partial_rotary_factor'"});
+  }
+  j["partial_rotary_factor"] = 0.01;  // int(1.28) = 1
+  expect_bad(j, {"partial_rotary_factor 0.01 gives rotary_dim int(head_dim 128 × 0.01) = 1, which RoPE cannot "
+                 "rotate (it must be even and at least 2)"});
+  j["partial_rotary_factor"] = 0.2;  // int(25.6) = 25
+  expect_bad(j, {"= 25, which RoPE cannot rotate"});
+  j["partial_rotary_factor"] = 0.5;  // 64 dimensions, but 48 factors
+  expect_bad(j, {"key 'rope_scaling.short_factor' has 48 values", "rotary_dim / 2 = 32"});
+  j.erase("rope_scaling");
+  EXPECT_EQ(parse(j).rotary_dim, 64);
+}
+
 // Fresh-user finding (round 14): partial_rotary_factor (transformers rotates only that fraction of head_dim)
 // was ignored; kq rotates the whole head_dim, so any other value is refused, naming the file and the key.
 TEST(Config, LlamaPartialRotaryFactorOtherThanOneIsRefused) {
@@ -833,7 +1044,7 @@ TEST(Config, RequiredKeyThatIsNullIsSaidToBeNull) {
   j["hidden_size"] = nullptr;
   expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is null"});
   j["model_type"] = nullptr;
-  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2, qwen3)"});
+  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2, qwen3, phi3)"});
 }
 
 // Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
@@ -931,9 +1142,9 @@ TEST(Config, SizeKeysAreTheKeysTheFileUses) {
 TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
   j["model_type"] = "qwen3_moe";
-  expect_bad(j, {"unsupported model_type 'qwen3_moe'", "supported: gpt2, llama, mistral, qwen2, qwen3)"});
+  expect_bad(j, {"unsupported model_type 'qwen3_moe'", "supported: gpt2, llama, mistral, qwen2, qwen3, phi3)"});
   j.erase("model_type");
-  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2, qwen3)"});
+  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2, qwen3, phi3)"});
   expect_bad(json::array(), {"not a JSON object"});
 }
 

@@ -1,6 +1,7 @@
-// RoPE frequency scaling (cpu::rope_inv_freq, cpu::make_rope_table with a RopeScaling): "linear" and
-// "llama3" inverse frequencies and cos/sin tables against the formulas of transformers'
-// _compute_linear_scaling_rope_parameters / _compute_llama3_parameters recomputed in double.
+// RoPE frequency scaling (cpu::rope_inv_freq, cpu::make_rope_table with a RopeScaling): "linear", "llama3" and
+// "longrope" inverse frequencies and cos/sin tables against the formulas of transformers'
+// _compute_linear_scaling_rope_parameters / _compute_llama3_parameters / _compute_longrope_parameters recomputed in
+// double; RoPE over the first rotary_dim dimensions of each head (Phi-3's partial_rotary_factor).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -31,6 +32,7 @@ double reference_inv_freq(double theta, int64_t head_dim, int64_t i, const RopeS
     case RopeScaling::Type::Default: return inv;
     case RopeScaling::Type::Linear: return inv / s.factor;
     case RopeScaling::Type::Llama3: break;
+    case RopeScaling::Type::LongRope: return inv / s.short_factor[size_t(i)];
   }
   switch (band_of(inv, s)) {
     case Band::Unchanged: return inv;
@@ -144,6 +146,52 @@ TEST(RopeScaling, LinearDividesEveryFrequency) {
   const RopeTable a = make_rope_table(10000.0, 32, 300, s), b = make_rope_table(10000.0, 32, 300);
   EXPECT_EQ(a.cos, b.cos);
   EXPECT_EQ(a.sin, b.sin);
+}
+
+// longrope (Phi-3.5-mini / Phi-4-mini): inv_freq_i / short_factor_i over rotary_dim = 12 of head_dim 16, cos and
+// sin times the attention factor, as a [positions, rotary_dim/2] table; apply_rope rotates pairs (i, i + 6) of the
+// first 12 dimensions of each head and leaves dimensions 12..15 as they are.
+TEST(RopeScaling, LongRopeOverPartOfTheHead) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::LongRope;
+  s.short_factor = {1.0, 1.25, 1.5, 2.0, 3.5, 7.0};
+  s.long_factor = {2, 4, 8, 16, 32, 64};
+  s.original_max_positions = 64;
+  s.attention_factor = 1.1547005383792515;
+  const int64_t hd = 16, rot = 12, positions = 50;
+  const std::vector<float> inv = rope_inv_freq(10000.0, rot, s);
+  ASSERT_EQ(inv.size(), 6u);
+  for (int64_t i = 0; i < 6; ++i) {
+    const double ref = reference_inv_freq(10000.0, rot, i, s);
+    EXPECT_NEAR(inv[size_t(i)], ref, 1e-6 * ref) << i;
+  }
+  const RopeTable t = make_rope_table(10000.0, hd, positions, s, rot);
+  EXPECT_EQ(t.head_dim, hd);
+  EXPECT_EQ(t.rotary_dim, rot);
+  ASSERT_EQ(t.cos.size(), size_t(positions * 6));
+  for (int64_t p = 0; p < positions; ++p)
+    for (int64_t i = 0; i < 6; ++i) {
+      const double a = double(p) * reference_inv_freq(10000.0, rot, i, s);
+      EXPECT_NEAR(t.cos[size_t(p * 6 + i)], std::cos(a) * s.attention_factor, 2e-6) << p << " " << i;
+      EXPECT_NEAR(t.sin[size_t(p * 6 + i)], std::sin(a) * s.attention_factor, 2e-6) << p << " " << i;
+    }
+  // Two heads of 16 at position 37 in a row of stride 40.
+  std::vector<float> x(40), y;
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(0.1 * double(i) - 1.3);
+  y = x;
+  apply_rope(y.data(), 1, 2, 40, 37, t);
+  for (int64_t h = 0; h < 2; ++h)
+    for (int64_t i = 0; i < 6; ++i) {
+      const size_t a = size_t(h * hd + i), b = a + 6;
+      const double c = t.cos[size_t(37 * 6 + i)], sn = t.sin[size_t(37 * 6 + i)];
+      EXPECT_NEAR(y[a], x[a] * c - x[b] * sn, 1e-6);
+      EXPECT_NEAR(y[b], x[b] * c + x[a] * sn, 1e-6);
+    }
+  for (const size_t passed : {12, 13, 14, 15, 28, 29, 30, 31, 32, 39}) EXPECT_EQ(y[passed], x[passed]) << passed;
+  // rotary_dim 0 or head_dim: the whole head, as before.
+  RopeScaling plain;
+  EXPECT_EQ(make_rope_table(10000.0, hd, 10, plain, 0).cos, make_rope_table(10000.0, hd, 10, plain, hd).cos);
+  EXPECT_EQ(make_rope_table(10000.0, hd, 10).rotary_dim, hd);
 }
 
 }  // namespace

@@ -35,30 +35,43 @@ std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScali
       }
       break;
     }
+    case RopeScaling::Type::LongRope:
+      // transformers: 1.0 / (ext_factors · base^(arange(0, dim, 2) / dim)), every step an F32 tensor op.
+      for (int64_t i = 0; i < half; ++i)
+        inv_freq[size_t(i)] = 1.0f / (float(scaling.short_factor[size_t(i)]) *
+                                      std::pow(float(theta), float(2 * i) / float(head_dim)));
+      break;
   }
   return inv_freq;
 }
 
-RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions, const RopeScaling& scaling) {
+RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions, const RopeScaling& scaling,
+                          int64_t rotary_dim) {
   RopeTable t;
   t.head_dim = head_dim;
+  t.rotary_dim = rotary_dim > 0 ? rotary_dim : head_dim;
   t.max_positions = max_positions;
-  const int64_t half = head_dim / 2;
+  const int64_t half = t.rotary_dim / 2;
   t.cos.resize(size_t(max_positions * half));
   t.sin.resize(size_t(max_positions * half));
-  const std::vector<float> inv_freq = rope_inv_freq(theta, head_dim, scaling);
+  const std::vector<float> inv_freq = rope_inv_freq(theta, t.rotary_dim, scaling);
+  // transformers: cos() · attention_scaling in F32 (1 but for longrope: then not multiplied at all).
+  const bool scaled = scaling.type == RopeScaling::Type::LongRope;
+  const float attention = float(scaling.attention_factor);
   for (int64_t p = 0; p < max_positions; ++p)
     for (int64_t i = 0; i < half; ++i) {
       const float angle = float(p) * inv_freq[size_t(i)];
-      t.cos[size_t(p * half + i)] = float(std::cos(double(angle)));
-      t.sin[size_t(p * half + i)] = float(std::sin(double(angle)));
+      float c = float(std::cos(double(angle))), s = float(std::sin(double(angle)));
+      if (scaled) c *= attention, s *= attention;
+      t.cos[size_t(p * half + i)] = c;
+      t.sin[size_t(p * half + i)] = s;
     }
   return t;
 }
 
 void apply_rope(float* x, int64_t n, int64_t heads, int64_t row_stride, int64_t pos0,
                 const RopeTable& table) {
-  const int64_t half = table.head_dim / 2;
+  const int64_t half = table.rotary_dim / 2;
   for (int64_t t = 0; t < n; ++t) {
     const float* c = table.cos.data() + (pos0 + t) * half;
     const float* s = table.sin.data() + (pos0 + t) * half;

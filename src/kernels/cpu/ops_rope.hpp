@@ -1,7 +1,9 @@
 #pragma once
 // Rotary position embeddings (RoFormer, Su et al. 2021) in Llama's
 // "rotate_half" convention as in Hugging Face transformers: dimension i is
-// paired with i + head_dim/2 (not with i+1 as in the paper's interleaved form).
+// paired with i + head_dim/2 (not with i+1 as in the paper's interleaved form);
+// with a rotary_dim below head_dim (Phi-3's partial_rotary_factor), i with
+// i + rotary_dim/2 among the first rotary_dim dimensions, the rest unchanged.
 #include <cstdint>
 #include <vector>
 
@@ -10,8 +12,10 @@
 namespace kq::cpu {
 
 /// The head_dim/2 inverse frequencies (rad per position) of RoPE with base `theta` and `scaling`, in F32 as
-/// transformers computes them on the CPU: inv_freq_i = 1 / θ^(2i/head_dim) (_compute_default_rope_parameters),
-/// then, for RopeScaling::Type::Linear, inv_freq_i / factor, and for Llama3 the band-wise scaling of
+/// transformers computes them on the CPU: inv_freq_i = 1 / θ^(2i/head_dim) (_compute_default_rope_parameters;
+/// head_dim is the rotary dimension, rotary_dim, when RoPE rotates part of each head),
+/// then, for RopeScaling::Type::Linear, inv_freq_i / factor, for LongRope 1 / (short_factor_i · θ^(2i/head_dim))
+/// (_compute_longrope_parameters' short factors; each F32), and for Llama3 the band-wise scaling of
 /// RopeScaling::Type::Llama3 evaluated step by step in F32 as _compute_llama3_parameters does on float32
 /// tensors (wavelength = (1/inv_freq)·2π; the band limits original_max/low_freq_factor and
 /// original_max/high_freq_factor rounded to F32 before comparing). head_dim must be even and > 0 and the
@@ -21,20 +25,26 @@ std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScali
 /// cos/sin tables for positions [0, max_positions), each F32 [max_positions, head_dim/2]:
 /// angle(p, i) = F32(p) · inv_freq_i (rope_inv_freq: θ^(−2i/head_dim) with `scaling` applied), computed as
 /// transformers does in F32, then cos/sin of that F32 angle. Position p's values depend only on p, not on
-/// max_positions.
+/// max_positions. With a rotary_dim below head_dim the tables are [max_positions, rotary_dim/2] of
+/// rope_inv_freq(theta, rotary_dim, scaling). LongRope: cos and sin multiplied (in F32) by
+/// scaling.attention_factor, as transformers' rotary embedding does (attention_scaling).
 struct RopeTable {
   int64_t head_dim = 0;
+  int64_t rotary_dim = 0;  ///< the first rotary_dim dimensions of each head are rotated (<= head_dim, even)
   int64_t max_positions = 0;
-  std::vector<float> cos;  ///< [max_positions, head_dim/2]
-  std::vector<float> sin;  ///< [max_positions, head_dim/2]
+  std::vector<float> cos;  ///< [max_positions, rotary_dim/2]
+  std::vector<float> sin;  ///< [max_positions, rotary_dim/2]
 };
 
-/// Builds the table. head_dim must be even and > 0 and `scaling` valid (callers validate configs).
-RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions, const RopeScaling& scaling = {});
+/// Builds the table. head_dim must be even and > 0, rotary_dim (0: head_dim) even in [2, head_dim] and `scaling`
+/// valid for it (callers validate configs).
+RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions, const RopeScaling& scaling = {},
+                          int64_t rotary_dim = 0);
 
 /// Rotates, in place, `heads` vectors of head_dim floats for each of n tokens at
-/// positions pos0 .. pos0+n−1: for i < h = head_dim/2,
-///   x'[i]   = x[i]·cos − x[i+h]·sin,   x'[i+h] = x[i+h]·cos + x[i]·sin.
+/// positions pos0 .. pos0+n−1: for i < h = rotary_dim/2,
+///   x'[i]   = x[i]·cos − x[i+h]·sin,   x'[i+h] = x[i+h]·cos + x[i]·sin;
+/// dimensions rotary_dim .. head_dim−1 are left as they are.
 /// x: token t's heads start at x + t·row_stride, head j at + j·head_dim.
 /// pos0 + n must be <= table.max_positions (caller checks). Never throws.
 void apply_rope(float* x, int64_t n, int64_t heads, int64_t row_stride, int64_t pos0, const RopeTable& table);
