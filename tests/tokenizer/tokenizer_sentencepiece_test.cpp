@@ -8,6 +8,7 @@
 
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -172,6 +173,38 @@ TEST(TokenizerSentencePiece, PrependRuleOfEachLayout) {
   EXPECT_EQ(first.encode("<s>hello", special), (Ids{kBos, kHello}));  // not at the start of the text
   EXPECT_EQ(first.encode("<s></s>", special), (Ids{kBos, kEos}));     // nothing between: no "▁"
   EXPECT_EQ(first.encode("hello</s> hello", special), (Ids{kMetaHello, kEos, kMetaHello}));  // the space is "▁"
+}
+
+// Phi-3's tokenizer.json (model_type "phi3": Phi-3 / Phi-3.5) is the legacy Llama-2 layout with chat tokens added
+// after the vocabulary: <|endoftext|>, and <|assistant|>, <|end|>, <|user|>, ... with "rstrip": true. It loads as
+// is; the chat tokens are matched as special tokens, and their rstrip (Hugging Face strips the spaces after them,
+// e.g. the "\n" of "<|user|>\n") is warned as ignored, so kq keeps that text.
+TEST(TokenizerSentencePiece, Phi3LayoutWithRstripChatTokensLoads) {
+  json tj = sp_tokenizer_json(Layout::kLegacy);
+  constexpr int32_t kEot = 286, kAssistant = 287, kEnd = 288, kUser = 289;
+  for (const auto& [id, content, rstrip] : {std::tuple{kEot, "<|endoftext|>", false},
+                                            std::tuple{kAssistant, "<|assistant|>", true},
+                                            std::tuple{kEnd, "<|end|>", true}, std::tuple{kUser, "<|user|>", true}}) {
+    tj["model"]["vocab"][content] = id;
+    tj["added_tokens"].push_back(json{{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false},
+                                      {"rstrip", rstrip}, {"normalized", false}, {"special", true}});
+  }
+  kq::testing::TempDir tmp;
+  write_file(tmp.path / "tokenizer.json", tj.dump());
+  std::vector<std::string> warnings;
+  const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
+  EXPECT_EQ(t.vocab_size(), 290);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("added token settings are ignored: '<|assistant|>' (rstrip), '<|end|>' (rstrip), "
+                             "'<|user|>' (rstrip)."),
+            std::string::npos)
+      << warnings[0];
+  const kq::EncodeOptions special{.allow_special = true};
+  EXPECT_EQ(t.encode("<|user|>hello<|end|><|assistant|>", special), (Ids{kUser, kMetaHello, kEnd, kAssistant}));
+  EXPECT_EQ(t.encode("<|user|>\nhello", special), (Ids{kUser, kMetaId, byte_id('\n'), kHello}));  // "\n" kept
+  EXPECT_TRUE(t.is_special(kEot));
+  EXPECT_EQ(t.decode(Ids{kUser, kMetaHello, kEnd}), "<|user|> hello<|end|>");
+  EXPECT_EQ(t.encode("<|end|>").size(), 8u);  // without special tokens: "▁" and the bytes of the text
 }
 
 // A nested normalizer Sequence is read as its members in place, an empty one
