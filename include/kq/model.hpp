@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <thread>
@@ -34,7 +35,9 @@ enum class ParamKind;
 /// model on CUDA (device() tells). Create one with Model::make_cache(); one
 /// cache per sequence. Movable: a moved-from cache is empty (capacity 0; a
 /// forward with it throws InvalidArgument). Copyable (a copy of a device cache
-/// shares its device memory).
+/// shares its device memory). Host memory is not initialized when it is
+/// allocated (so the resident memory follows the positions filled): the model
+/// reads only positions [0, size()).
 class KVCache {
  public:
   KVCache() = default;
@@ -82,13 +85,45 @@ class KVCache {
   /// For model implementations: marks n more positions as filled. Throws
   /// InvalidArgument if that exceeds the capacity.
   void advance(int64_t n);
+  /// Host caches only: grows the capacity to `capacity` tokens (nothing when it
+  /// is not larger), keeping the tokens held (positions [0, size()) of every
+  /// layer's keys and values, copied into the larger layout), so a forward
+  /// after it computes exactly what it would have with a cache of that
+  /// capacity from the start. The capacity must stay within the model's
+  /// max_positions for a forward to accept the cache. Throws Unsupported for
+  /// a device cache (make_cache() one of the capacity needed instead),
+  /// InvalidArgument for a moved-from cache or an element count past 2^56, and
+  /// std::bad_alloc when the memory is not there (the cache unchanged then).
+  void reserve(int64_t capacity);
 
  private:
+  /// std::allocator whose vector::resize leaves the floats uninitialized: a
+  /// large cache's pages are not touched until a token is stored there.
+  template <class T>
+  struct UninitAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+      using other = UninitAllocator<U>;
+    };
+    UninitAllocator() = default;
+    template <class U>
+    UninitAllocator(const UninitAllocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept {
+      ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+  };
+  using HostStorage = std::vector<float, UninitAllocator<float>>;
+
   int64_t layer_stride() const { return num_kv_heads_ * capacity_ * head_dim_; }
   uint16_t* device_base() const { return static_cast<uint16_t*>(device_data_.get()); }
   int64_t num_layers_ = 0, num_kv_heads_ = 0, head_dim_ = 0, capacity_ = 0, size_ = 0;
   Device device_ = Device::CPU;
-  std::vector<float> data_;
+  HostStorage data_;
   std::shared_ptr<void> device_data_;
 };
 

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <utility>
 
 #include "kq/error.hpp"
@@ -73,6 +74,21 @@ void KVCache::advance(int64_t n) {
   if (n < 0 || n > capacity_ - size_)
     raise<InvalidArgument>("KVCache: cannot add {} tokens to a cache holding {} of {}", n, size_, capacity_);
   size_ += n;
+}
+
+void KVCache::reserve(int64_t capacity) {
+  if (device_ != Device::CPU)
+    raise<Unsupported>("KVCache::reserve: a {} cache cannot grow (make_cache() one of the capacity needed)",
+                       device_name(device_));
+  if (capacity <= capacity_) return;
+  check_sizes(num_layers_, num_kv_heads_, head_dim_, capacity);
+  // Keys and values of every layer are [num_kv_heads, capacity, head_dim]: 2 · layers · kv heads blocks of
+  // capacity · head_dim floats, of which each block's first size() rows are filled.
+  HostStorage grown(size_t(2 * num_layers_ * num_kv_heads_ * capacity * head_dim_));
+  for (int64_t b = 0; b < 2 * num_layers_ * num_kv_heads_; ++b)
+    std::copy_n(data_.data() + b * capacity_ * head_dim_, size_ * head_dim_, grown.data() + b * capacity * head_dim_);
+  data_.swap(grown);
+  capacity_ = capacity;
 }
 
 }  // namespace kq
