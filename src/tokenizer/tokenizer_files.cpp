@@ -453,6 +453,13 @@ void read_tokenizer_config_unguarded(const std::filesystem::path& file, Tokenize
     *list_source = src;
     setting->clear();
     if (!python_truthy(*a)) continue;
+    // "bos_token": null is no token, not the default one: transformers refuses the pair at load
+    // (LlamaTokenizerFast.update_post_processor: "add_bos_token = True but bos_token = None").
+    const char* token_key = token == &spec.bos_token ? "bos_token" : "eos_token";
+    if (const auto t = cfg.find(token_key); t != cfg.end() && t->is_null())
+      raise<FormatError>("{}: \"{}\": {} but \"{}\" is null: there is no token to add (Hugging Face refuses this "
+                         "too: \"{} = True but {} = None\"); set \"{}\" to the token, or \"{}\" to false",
+                         src, key, io::json_excerpt(*a), token_key, key, token_key, token_key, key);
     list->push_back({token->value_or("<|endoftext|>")});
     // Warned about once the tokenizer is built (warn_tokens_around_text): only when the token resolves.
     *setting = fmt::format("\"{}\": {}", key, io::json_excerpt(*a));

@@ -146,11 +146,12 @@ TokenizerSpec read_tokenizer_json(const std::filesystem::path& file);
 /// Applies tokenizer_config.json: bos_token / eos_token (a string or an object
 /// with "content"), add_bos_token / add_eos_token (prefix_tokens /
 /// suffix_tokens: the BOS / EOS token when Python takes the value as true,
-/// none otherwise; bos_token / eos_token default to "<|endoftext|>") and,
-/// when `with_added` is set, the added_tokens_decoder
+/// none otherwise; bos_token / eos_token default to "<|endoftext|>" when
+/// absent) and, when `with_added` is set, the added_tokens_decoder
 /// entries ({"<id>": {"content": ...}}). Throws FormatError naming the file
 /// (malformed content, also a UTF-8 byte-order mark before the JSON, which
-/// transformers' json.load refuses).
+/// transformers' json.load refuses; add_bos_token / add_eos_token true with
+/// bos_token / eos_token null, which transformers refuses at load too).
 void read_tokenizer_config(const std::filesystem::path& file, TokenizerSpec& spec, bool with_added);
 
 /// Warns (kq::warn), in one line per file, about the special tokens Hugging

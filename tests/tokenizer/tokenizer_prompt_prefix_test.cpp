@@ -135,6 +135,31 @@ TEST(TokenizerPromptPrefix, FromAddBosToken) {
   }
 }
 
+// "bos_token": null with "add_bos_token": true names no token: kq put the default "<|endoftext|>" before the text
+// (and warned that Hugging Face adds it), where transformers refuses the pair at load ("add_bos_token = True but
+// bos_token = None"). A FormatError naming the file and both keys; the same for add_eos_token / eos_token.
+TEST(TokenizerPromptPrefix, AddTokenTrueWithANullTokenIsAnError) {
+  const json byte_level{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}};
+  std::vector<std::string> warnings;
+  for (const auto& [add, token] : {std::pair{"add_bos_token", "bos_token"}, {"add_eos_token", "eos_token"}}) {
+    kq::testing::TempDir tmp;
+    const json cfg{{token, nullptr}, {add, true}};
+    try {
+      (void)load(tmp.path, byte_level, &cfg, warnings);
+      ADD_FAILURE() << add << ": loaded";
+    } catch (const kq::FormatError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find((tmp.path / "tokenizer_config.json").string()), std::string::npos) << m;
+      EXPECT_NE(m.find(std::string("\"") + add + "\": true but \"" + token + "\" is null"), std::string::npos) << m;
+    }
+  }
+  {  // null with add_bos_token false adds nothing: fine
+    kq::testing::TempDir tmp;
+    const json cfg{{"bos_token", nullptr}, {"add_bos_token", false}};
+    EXPECT_EQ(load(tmp.path, byte_level, &cfg, warnings).prompt_prefix(), Ids{});
+  }
+}
+
 // The post_processor's warning names only the tokens tokenizer_config.json's add_bos_token / add_eos_token leave
 // of it (it warned about a BOS that "add_bos_token": false had removed).
 TEST(TokenizerPromptPrefix, PostProcessorWarningOnlyForTokensThatApply) {
