@@ -46,37 +46,75 @@ struct GenerateOptions {
   bool no_special_prefix = false;
 };
 
-/// The model's KV cache for `positions` (the prompt and all of the `n` new
-/// tokens but the last, which is never fed back: cache_positions). A cache
-/// larger than this machine's memory (CPU: F32 keys and values of every layer)
-/// is an error naming its size and the -n that asked for it, before anything
-/// is allocated; an allocation that fails all the same (a CUDA
-/// device's memory, or memory taken by others) is turned into the same error.
-KVCache make_cache_for(const Model& model, int64_t positions, int64_t n) {
+/// Positions a CPU KV cache holds beyond the prompt's at first; it grows (grow_cache_for) as tokens are
+/// generated, so memory and time follow the tokens generated rather than -n.
+constexpr int64_t kCacheChunk = 256;
+
+/// Bytes of the model's KV cache for `positions` (CPU: F32 keys and values of every layer; CUDA: BF16).
+double cache_bytes(const Model& model, int64_t positions) {
   const ModelConfig& c = model.config();
   const bool on_cpu = model.context().device == Device::CPU;
-  const double bytes = 2.0 * double(c.num_layers) * double(c.num_kv_heads) * double(c.head_dim) *
-                       double(positions) * (on_cpu ? sizeof(float) : sizeof(uint16_t));
-  const auto too_big = [&](const std::string& why) {
-    return fmt::format(
-        "-n/--max-new-tokens {}: the KV cache for {} (the prompt and the -n tokens but the last) "
-        "needs {} ({} layers x {} KV heads x head_dim {} x {} positions x 2 (keys and values) x {} bytes); {}: "
-        "give a smaller -n",
-        n, count_noun(positions, "position"), human_bytes(size_t(std::min(bytes, 1e19))), c.num_layers,
-        c.num_kv_heads, c.head_dim, positions, on_cpu ? 4 : 2, why);
-  };
-  if (on_cpu) {
-    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0 && bytes > double(pages) * double(page))
-      raise<InvalidArgument>("{}", too_big(fmt::format("this machine has {} of memory",
-                                                       human_bytes(size_t(pages) * size_t(page)))));
-  }
+  return 2.0 * double(c.num_layers) * double(c.num_kv_heads) * double(c.head_dim) * double(positions) *
+         (on_cpu ? sizeof(float) : sizeof(uint16_t));
+}
+
+/// The message for a KV cache of `positions` (`what`: which positions those are) that -n `n` asked for and
+/// that cannot be had: its size, how it is made up, `why`, and that a smaller -n helps.
+std::string cache_too_big(const Model& model, int64_t positions, const std::string& what, int64_t n,
+                          const std::string& why) {
+  const ModelConfig& c = model.config();
+  const bool on_cpu = model.context().device == Device::CPU;
+  return fmt::format(
+      "-n/--max-new-tokens {}: the KV cache for {} ({}) needs {} ({} layers x {} KV heads x head_dim {} x {} "
+      "positions x 2 (keys and values) x {} bytes); {}: give a smaller -n",
+      n, count_noun(positions, "position"), what, human_bytes(size_t(std::min(cache_bytes(model, positions), 1e19))),
+      c.num_layers, c.num_kv_heads, c.head_dim, positions, on_cpu ? 4 : 2, why);
+}
+
+/// On the CPU: InvalidArgument (cache_too_big) for a KV cache of `positions` larger than this machine's
+/// memory, before anything is allocated.
+void check_cache_fits(const Model& model, int64_t positions, const std::string& what, int64_t n) {
+  if (model.context().device != Device::CPU) return;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0 && cache_bytes(model, positions) > double(pages) * double(page))
+    raise<InvalidArgument>("{}", cache_too_big(model, positions, what, n,
+                                               fmt::format("this machine has {} of memory",
+                                                           human_bytes(size_t(pages) * size_t(page)))));
+}
+
+/// The model's KV cache for `positions` (`what`: which positions those are, for messages), for generating
+/// -n `n` tokens. A cache larger than this machine's memory is an error naming its size and the -n that
+/// asked for it, before anything is allocated (check_cache_fits); an allocation that fails all the same
+/// (a CUDA device's memory, or memory taken by others) is turned into the same error.
+KVCache make_cache_for(const Model& model, int64_t positions, const std::string& what, int64_t n) {
+  check_cache_fits(model, positions, what, n);
+  const std::string oom = "it could not be allocated (out of memory)";
   try {
     return model.make_cache(positions);
   } catch (const std::bad_alloc&) {
-    raise<Error>("{}", too_big("it could not be allocated (out of memory)"));
+    raise<Error>("{}", cache_too_big(model, positions, what, n, oom));
   } catch (const std::length_error&) {
-    raise<Error>("{}", too_big("it could not be allocated (out of memory)"));
+    raise<Error>("{}", cache_too_big(model, positions, what, n, oom));
+  } catch (const Error& e) {
+    if (model.context().device == Device::CPU) throw;
+    // A device's allocation failing (cudaMalloc: out of memory) is an Error naming the call alone.
+    raise<Error>("{}", cache_too_big(model, positions, what, n,
+                                     fmt::format("it could not be allocated on the device ({})", e.what())));
+  }
+}
+
+/// Grows a full CPU KV cache for the next token: to about double its capacity, at most `positions` (all
+/// that generating -n `n` tokens takes: cache_positions), the tokens held kept (KVCache::reserve), so the
+/// tokens generated are those of a cache that held `positions` from the start. Errors as make_cache_for.
+void grow_cache_for(const Model& model, KVCache& cache, int64_t positions, int64_t n) {
+  const int64_t capacity = std::min(positions, 2 * cache.capacity());
+  const std::string what = fmt::format("grown from {} for the tokens generated so far; -n takes {} at most",
+                                       cache.capacity(), positions);
+  check_cache_fits(model, capacity, what, n);
+  try {
+    cache.reserve(capacity);
+  } catch (const std::bad_alloc&) {
+    raise<Error>("{}", cache_too_big(model, capacity, what, n, "it could not be allocated (out of memory)"));
   }
 }
 
@@ -192,7 +230,15 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
         max_pos - int64_t(prompt.size()), count_noun(max_pos, "position"), context_limit_note(model->config())));
   }
 
-  KVCache cache = make_cache_for(*model, cache_positions(int64_t(prompt.size()), n), n);
+  // On the CPU the KV cache starts with the prompt's positions and kCacheChunk more, and grows as tokens are
+  // generated (grow_cache_for). On CUDA it holds every position from the start: a device cache cannot grow
+  // (KVCache::reserve), and decode CUDA graphs are captured per capacity.
+  const int64_t positions = cache_positions(int64_t(prompt.size()), n);
+  const bool grows = model->context().device == Device::CPU;
+  const int64_t first = grows ? std::min(positions, int64_t(prompt.size()) + kCacheChunk) : positions;
+  KVCache cache = make_cache_for(*model, first, first == positions ? "the prompt and the -n tokens but the last"
+                                                                   : "the prompt and the first tokens generated",
+                                 n);
   std::vector<float> logits(static_cast<size_t>(vocab));
   StreamDecoder out(tok, StreamDecoder::InvalidBytes::Replace);  // stdout gets valid UTF-8 only
   if (!o.no_echo) {
@@ -220,7 +266,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
       }
       fmt::print("{}", out.push(next));
       flush_stdout();
-      if (generated + 1 < n) model->forward(std::span(&next, 1), cache, logits.data());
+      if (generated + 1 < n) {
+        if (cache.size() == cache.capacity()) grow_cache_for(*model, cache, positions, n);
+        model->forward(std::span(&next, 1), cache, logits.data());
+      }
     }
   } catch (const kq::Error&) {
     if (!o.no_echo || generated > 0) {
@@ -239,10 +288,12 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     return;
   }
   print_diag(
-      "kq: prompt {}{}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}, {:.1f} tokens/s{}\n",
+      "kq: prompt {}{}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}{}{}\n",
       count_noun((long long)prompt.size(), "token"), prompt_note, prefill_s * 1e3,
       prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, count_noun(generated, "token"),
-      decode_s > 0 ? double(generated) / decode_s : 0.0,
+      // No rate for no token (an end-of-sequence token first): "0 tokens, 0.0 tokens/s" says nothing.
+      generated > 0 ? fmt::format(", {:.1f} tokens/s", decode_s > 0 ? double(generated) / decode_s : 0.0)
+                    : std::string(),
       stopped_at
           ? fmt::format("; stopped at end-of-sequence token {} ({})", *stopped_at, eos_text(tok, *stopped_at))
           : std::string());
