@@ -1,5 +1,6 @@
 // The decode-step stream probe (bench_model_ops --stream-floor): its checks, and
 // that the persistent kernel's grid barrier completes every phase.
+#ifdef KQ_WITH_CUDA
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -66,3 +67,4 @@ TEST(StreamProbe, PersistentKernelPassesEveryBarrier) {
 }
 
 }  // namespace
+#endif  // KQ_WITH_CUDA
