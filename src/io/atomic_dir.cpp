@@ -47,10 +47,21 @@ StagingRegistry& registry() {
 }
 
 /// Removes `dir` and everything in it; retried a few times, as a writer may add
-/// a file between the listing and the final rmdir. Never throws.
+/// a file between the listing and the final rmdir. Its markers (kStagingMarker,
+/// kReplacedMarker) go last, so that a process killed meanwhile (kill -9 while
+/// the old `out` is deleted) leaves a folder the next run still knows as kq's:
+/// std::filesystem::remove_all took them in directory order, often first. A
+/// symbolic link `dir` is removed, never followed. Never throws.
 void remove_tree(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_directory(fs::symlink_status(dir, ec))) {
+    std::vector<fs::path> entries;
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+      if (const fs::path name = it->path().filename(); name != kStagingMarker && name != kReplacedMarker)
+        entries.push_back(it->path());
+    for (const fs::path& e : entries) fs::remove_all(e, ec);
+  }
   for (int attempt = 0; attempt < 8; ++attempt) {
-    std::error_code ec;
     fs::remove_all(dir, ec);
     if (!fs::exists(fs::symlink_status(dir, ec))) return;
   }
@@ -98,6 +109,41 @@ bool is_folder_at(int fd, const fs::path& path) {
   struct stat a {}, b {};
   return ::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && S_ISDIR(b.st_mode) && a.st_dev == b.st_dev &&
          a.st_ino == b.st_ino;
+}
+
+/// The content of kReplacedMarker in the open folder `fd`: "<st_dev>:<st_ino>\n"; "" when it cannot be read.
+std::string folder_identity(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return {};
+  return fmt::format("{}:{}\n", static_cast<unsigned long long>(st.st_dev), static_cast<unsigned long long>(st.st_ino));
+}
+
+/// Writes kReplacedMarker (its identity) into the folder `dir` that commit() is about to move aside, so that a
+/// process killed before it is deleted leaves a folder remove_stale_staging_leftovers() knows as kq's. Best
+/// effort (a folder kq may not write into stays unmarked, as before); returns whether it was written.
+bool mark_replaced(const fs::path& dir) {
+  const UniqueFd folder(open_folder(dir));
+  if (folder.get() < 0) return false;
+  const std::string id = folder_identity(folder.get());
+  const int fd = ::openat(folder.get(), kReplacedMarker, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const bool ok = !id.empty() && ::write(fd, id.data(), id.size()) == ssize_t(id.size());
+  ::close(fd);
+  if (!ok) ::unlinkat(folder.get(), kReplacedMarker, 0);
+  return ok;
+}
+
+/// Whether the open folder `fd` holds kReplacedMarker naming this very folder (a copy of a marked folder, whose
+/// inode differs, does not).
+bool holds_replaced_marker(int fd) {
+  const int m = ::openat(fd, kReplacedMarker, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);  // a FIFO: no wait
+  if (m < 0) return false;
+  struct stat st {};
+  char buf[64];
+  const ssize_t n = ::fstat(m, &st) == 0 && S_ISREG(st.st_mode) ? ::read(m, buf, sizeof buf) : -1;
+  ::close(m);
+  const std::string id = folder_identity(fd);
+  return n > 0 && !id.empty() && std::string(buf, size_t(n)) == id;
 }
 
 /// A folder made by make_locked_sibling_dir and the descriptor holding its lock.
@@ -440,15 +486,20 @@ Leftover remove_if_stale(const fs::path& leftover, const fs::path& target) {
   if (!is_folder_at(dir.get(), leftover)) return Leftover::kGone;
   const std::string name = leftover.filename().string();
   const bool old = name.compare(name.size() - 11, 5, ".old-") == 0;  // "<name>.old-XXXXXX"
+  const bool in_place = !target.empty() && is_nonempty_dir(target);
   std::error_code ec;
   // An empty one (a placeholder, or killed before its marker) holds nothing: deleted.
   if (!(fs::is_empty(leftover, ec) && !ec)) {
-    if (old)
-      return target.empty() || !is_nonempty_dir(target) ? Leftover::kKeptOld  // perhaps the only copy of `out`
-                                                         : Leftover::kNotMadeByKq;
-    struct stat mst {};
-    if (::fstatat(dir.get(), kStagingMarker, &mst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(mst.st_mode))
-      return Leftover::kNotMadeByKq;  // a user's folder named like a staging folder
+    // `out` as a commit moved it aside (killed before deleting it): deleted once a new `out` is in place.
+    if (holds_replaced_marker(dir.get())) {
+      if (!in_place) return Leftover::kKeptOld;
+    } else if (old) {
+      return in_place ? Leftover::kNotMadeByKq : Leftover::kKeptOld;  // else perhaps the only copy of `out`
+    } else {
+      struct stat mst {};
+      if (::fstatat(dir.get(), kStagingMarker, &mst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(mst.st_mode))
+        return Leftover::kNotMadeByKq;  // a user's folder named like a staging folder
+    }
   }
   remove_tree(leftover);
   return fs::exists(fs::symlink_status(leftover, ec)) ? Leftover::kKept : Leftover::kRemoved;
@@ -558,8 +609,7 @@ AtomicDir::~AtomicDir() {
   const UniqueFd release(lock_fd_);  // after the removal below: never seen unlocked while it is removed
   if (committed_ || staging_.empty()) return;
   const std::lock_guard lock(registry().mutex);
-  std::error_code ec;
-  fs::remove_all(staging_, ec);
+  remove_tree(staging_);
   registry().dirs.erase(staging_.string());
 }
 
@@ -619,42 +669,56 @@ void AtomicDir::commit() {
   // remove_stale_staging_leftovers() in another process leaves it alone.
   UniqueFd old_lock(open_folder(out_));
   if (old_lock.get() >= 0 && lock_exclusive(old_lock.get(), true) != 0) old_lock.reset();  // best effort
+  // Marked as kq's before it moves (to staging_'s name, or `<out>.old-XXXXXX`): a kill -9 before its deletion
+  // leaves it without kStagingMarker, and the next run would keep it for good (tester: 11 runs).
+  const bool marked = mark_replaced(out_);
+  const auto unmark = [&](const fs::path& old) {
+    if (marked) ::unlink((old / kReplacedMarker).c_str());
+  };
   if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, out_.c_str(), RENAME_EXCHANGE) == 0) {
     // staging_ now names the old folder.
     committed_ = true;
     registry().written.push_back(out_.string());
     fsync_path(parent);
-    std::error_code ec;
-    fs::remove_all(staging_, ec);
+    remove_tree(staging_);  // its kReplacedMarker last
     registry().dirs.erase(staging_.string());
     return;
   }
   const int xerr = errno;
-  if (xerr != EINVAL && xerr != ENOSYS && xerr != ENOTSUP)
+  if (xerr != EINVAL && xerr != ENOSYS && xerr != ENOTSUP) {
+    unmark(out_);
     raise<Error>("{}: cannot replace the old folder with the new one: {}", out_.string(),
                  std::strerror(xerr));
+  }
 
   // Fallback: out -> out.old-XXXXXX, staging -> out, delete old. The name
   // `old` is locked until it is deleted: the placeholder, then the old folder.
-  const LockedDir placeholder = make_locked_sibling_dir(out_, "old");
+  const LockedDir placeholder = [&] {
+    try {
+      return make_locked_sibling_dir(out_, "old");
+    } catch (...) {
+      unmark(out_);
+      throw;
+    }
+  }();
   const fs::path& old = placeholder.path;
   if (::rename(out_.c_str(), old.c_str()) != 0) {  // replaces the empty placeholder `old`
     const int e2 = errno;
     std::error_code ec;
     fs::remove(old, ec);
+    unmark(out_);
     raise<Error>("{}: cannot move the old folder aside: {}", out_.string(), std::strerror(e2));
   }
   if (::rename(staging_.c_str(), out_.c_str()) != 0) {
     const int e3 = errno;
-    ::rename(old.c_str(), out_.c_str());  // best effort: put the old folder back
+    if (::rename(old.c_str(), out_.c_str()) == 0) unmark(out_);  // best effort: put the old folder back
     raise<Error>("{}: cannot move the new folder into place: {}", out_.string(), std::strerror(e3));
   }
   committed_ = true;
   registry().dirs.erase(staging_.string());
   registry().written.push_back(out_.string());
   fsync_path(parent);
-  std::error_code ec;
-  fs::remove_all(old, ec);
+  remove_tree(old);  // its kReplacedMarker last
 }
 
 }  // namespace kq::io

@@ -95,7 +95,8 @@ class AtomicDir {
   /// (renameat2 RENAME_EXCHANGE; where the file system lacks it, two renames
   /// through an `<out>.old-XXXXXX` sibling, locked like the staging folder
   /// from its creation until it is deleted, so `out` is never half-written)
-  /// and the old folder is deleted afterwards; the lock is then released (the
+  /// and the old folder, marked with kReplacedMarker before it moved, is
+  /// deleted afterwards; the lock is then released (the
   /// descriptor followed the folder to `out`). Throws Error naming `out` (and
   /// files under it, never the staging name) on failure (the staging folder
   /// is then still removed by the destructor), or
@@ -171,6 +172,16 @@ std::vector<std::filesystem::path> staging_leftovers(const std::filesystem::path
 /// own folder of such a name (`model.tmp-backup`) is never deleted.
 inline constexpr const char* kStagingMarker = ".kq-staging";
 
+/// The file AtomicDir::commit() writes into an existing `out` just before it
+/// moves it aside to be replaced (to the staging name by the exchange, or to
+/// `<out>.old-XXXXXX`), holding "<st_dev>:<st_ino>\n" of that folder (decimal),
+/// so that the old folder a process killed before deleting it leaves is known
+/// as kq's: a copy of it (another inode) is not. remove_stale_staging_leftovers()
+/// deletes such a leftover once a new `out` is in place. A process killed
+/// between writing it and the move leaves it in `out` (an empty-looking file
+/// that the next overwrite replaces with the folder).
+inline constexpr const char* kReplacedMarker = ".kq-replaced";
+
 /// What remove_stale_staging_leftovers() did with each of staging_leftovers(out).
 struct StagingCleanup {
   /// Stale (no process held its lock) and deleted.
@@ -184,9 +195,10 @@ struct StagingCleanup {
   /// was replacing (`mv <out>.old-XXXXXX <out>` restores it).
   std::vector<std::filesystem::path> kept_old;
   /// Kept: not locked, but without the marker of a kq staging folder
-  /// (kStagingMarker): a folder of the user's that only looks like one, or
-  /// (rarely) one whose process was killed during commit(), or a non-empty
-  /// `<out>.old-XXXXXX` next to a complete `out` (kq cannot tell it from the
+  /// (kStagingMarker, or kReplacedMarker naming that folder): a folder of the
+  /// user's that only looks like one, or (rarely) one whose process was killed
+  /// during commit(), or a non-empty `<out>.old-XXXXXX` without
+  /// kReplacedMarker next to a complete `out` (kq cannot tell it from the
   /// user's own).
   std::vector<std::filesystem::path> not_made_by_kq;
 };
@@ -200,12 +212,15 @@ struct StagingCleanup {
 /// kStagingMarker (an unfinished new folder of a killed kq) or is empty (one
 /// killed before its marker was written; nothing is lost); one holding other
 /// files without the marker is kept (StagingCleanup::not_made_by_kq). A `<out>.old-XXXXXX` is deleted
-/// only when it is empty (the placeholder of an interrupted move); a
+/// when it is empty (the placeholder of an interrupted move); a
 /// non-empty one is kept: while `out` is missing or empty it may be the only
 /// copy of the previous `out` (killed between moving it aside and moving the
 /// new one in: StagingCleanup::kept_old), else it may be the user's
-/// (not_made_by_kq). Nothing is deleted where flock is unsupported. Never throws
-/// (a folder that cannot be checked or deleted is kept and listed).
+/// (not_made_by_kq). Either name holding kReplacedMarker that names it (the
+/// old `out` a commit moved aside and was killed before deleting) is deleted
+/// when a non-empty `out` is in place, else kept (kept_old). Nothing is
+/// deleted where flock is unsupported. Never throws (a folder that cannot be
+/// checked or deleted is kept and listed).
 StagingCleanup remove_stale_staging_leftovers(const std::filesystem::path& out);
 
 }  // namespace kq::io

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -178,6 +180,133 @@ TEST(AtomicDirLeftovers, AUsersFoldersNamedLikeLeftoversAreKept) {
   EXPECT_EQ(done.not_made_by_kq, (std::vector<fs::path>{archive, backup}));
   EXPECT_EQ(testing::read_all(backup / "notes.txt"), "my precious data");
   EXPECT_EQ(testing::read_all(archive / "x.txt"), "old results");
+}
+
+/// Writes io::kReplacedMarker into `dir` as AtomicDir::commit() does into the `out` it moves aside: the folder's
+/// "<st_dev>:<st_ino>" (`of`: another folder's, for a copy).
+void write_replaced_marker(const fs::path& dir, const fs::path& of) {
+  struct stat st {};
+  ASSERT_EQ(::stat(of.c_str(), &st), 0) << of;
+  testing::write_text(dir / io::kReplacedMarker, std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + "\n");
+}
+
+// Tester: kill -9 during `kq quantize --overwrite`, just after the exchange, left the OLD `out` (partly deleted)
+// under the staging name without kq's marker; it was kept (not_made_by_kq) by 11 later runs. The state as that
+// kill leaves it, at both names a commit moves `out` to: removed once a new `out` is in place, kept (a possible
+// only copy) while `out` is missing.
+TEST(AtomicDirLeftovers, TheOldFolderAKilledOverwriteMovedAsideIsRemoved) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  for (const char* name : {"q.tmp-Ab12Cd", "q.old-Ab12Cd"}) {
+    const fs::path old = tmp.path / name;
+    fs::create_directory(old);
+    testing::write_text(old / "config.json", "{\"old\": true}\n");
+    write_replaced_marker(old, old);
+    io::StagingCleanup done = io::remove_stale_staging_leftovers(out);  // no new `out`: the only copy
+    EXPECT_EQ(done.kept_old, std::vector<fs::path>{old}) << name;
+    EXPECT_TRUE(done.removed.empty()) << name;
+    fs::create_directory(out);
+    testing::write_text(out / "config.json", "{\"new\": true}\n");
+    {  // the commit still deleting it holds its lock
+      const HeldLock writer(old);
+      EXPECT_EQ(io::remove_stale_staging_leftovers(out).in_use_or_unknown, std::vector<fs::path>{old}) << name;
+    }
+    done = io::remove_stale_staging_leftovers(out);
+    EXPECT_EQ(done.removed, std::vector<fs::path>{old}) << name;
+    EXPECT_TRUE(done.not_made_by_kq.empty()) << name;
+    EXPECT_FALSE(fs::exists(old)) << name;
+    EXPECT_EQ(testing::read_all(out / "config.json"), "{\"new\": true}\n");
+    fs::remove_all(out);
+  }
+}
+
+/// The names deleted in the folder `dir` (inotify IN_DELETE events, in order) while `f` runs; the watch follows the
+/// folder when it is renamed.
+template <class F>
+std::vector<std::string> deletions_in(const fs::path& dir, F f) {
+  std::vector<std::string> names;
+  const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  EXPECT_GE(::inotify_add_watch(fd, dir.c_str(), IN_DELETE), 0) << dir;
+  f();
+  alignas(struct inotify_event) char buf[1 << 16];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+    for (ssize_t at = 0; at < n;) {
+      const auto* ev = reinterpret_cast<const struct inotify_event*>(buf + at);
+      if ((ev->mask & IN_DELETE) && ev->len > 0) names.emplace_back(ev->name);
+      at += ssize_t(sizeof(struct inotify_event) + ev->len);
+    }
+  ::close(fd);
+  return names;
+}
+
+// The marker goes last when the old folder is deleted, by commit() and by the cleanup: std::filesystem::remove_all
+// took it in directory order (on tmpfs first), so a kill -9 during the deletion left the half-deleted old folder
+// unmarked again (the CLI repro still left `out.tmp-XXXXXX` with config.json, vocab.json, ... and no marker).
+TEST(AtomicDirLeftovers, TheReplacedMarkerIsDeletedLast) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  fs::create_directory(out);
+  for (int i = 0; i < 50; ++i) testing::write_text(out / ("old" + std::to_string(i)), "old");
+  std::vector<std::string> deleted = deletions_in(out, [&] {
+    io::AtomicDir dir(out, /*overwrite=*/true);
+    io::write_file_atomic(dir.file("config.json"), "{}\n");
+    dir.commit();
+  });
+  ASSERT_EQ(deleted.size(), 51u);
+  EXPECT_EQ(deleted.back(), io::kReplacedMarker);
+  EXPECT_EQ(testing::read_all(out / "config.json"), "{}\n");
+
+  const fs::path old = tmp.path / "q.tmp-Ab12Cd";  // as a kill -9 during that deletion leaves it
+  fs::create_directory(old);
+  write_replaced_marker(old, old);
+  for (int i = 0; i < 50; ++i) testing::write_text(old / ("old" + std::to_string(i)), "old");
+  deleted = deletions_in(old, [&] { EXPECT_EQ(io::remove_stale_staging_leftovers(out).removed.size(), 1u); });
+  ASSERT_EQ(deleted.size(), 51u);
+  EXPECT_EQ(deleted.back(), io::kReplacedMarker);
+}
+
+// A user's folder named like a leftover is never deleted for holding a kReplacedMarker that does not name it
+// (copied from a folder that had one: `cp -r`), nor one whose marker is not kq's (garbage, a link).
+TEST(AtomicDirLeftovers, AUsersLookAlikeOfAMovedAsideFolderIsKept) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q", copy = tmp.path / "q.tmp-backup", junk = tmp.path / "q.old-junk00",
+                 link = tmp.path / "q.tmp-link00";
+  fs::create_directory(out);
+  testing::write_text(out / "config.json", "{}\n");
+  for (const fs::path& d : {copy, junk, link}) {
+    fs::create_directory(d);
+    testing::write_text(d / "notes.txt", "mine");
+  }
+  write_replaced_marker(copy, out);  // the marker of the folder it was copied from
+  testing::write_text(junk / io::kReplacedMarker, "not an identity\n");
+  struct stat st {};
+  ASSERT_EQ(::stat(link.c_str(), &st), 0);
+  testing::write_text(tmp.path / "id.txt", std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + "\n");
+  fs::create_symlink(tmp.path / "id.txt", link / io::kReplacedMarker);
+  const fs::path fifo = tmp.path / "q.tmp-fifo00";  // a FIFO named like the marker is not opened to wait on
+  fs::create_directory(fifo);
+  testing::write_text(fifo / "notes.txt", "mine");
+  ASSERT_EQ(::mkfifo((fifo / io::kReplacedMarker).c_str(), 0600), 0);
+  const io::StagingCleanup done = io::remove_stale_staging_leftovers(out);
+  EXPECT_TRUE(done.removed.empty());
+  EXPECT_EQ(done.not_made_by_kq, (std::vector<fs::path>{junk, copy, fifo, link}));
+  for (const fs::path& d : {copy, junk, link, fifo}) EXPECT_EQ(testing::read_all(d / "notes.txt"), "mine") << d;
+}
+
+// commit() marks the old `out` before moving it aside; the new `out` holds no marker, and a failed commit leaves
+// none in the old one.
+TEST(AtomicDirLeftovers, TheReplacedMarkerIsInTheOldFolderOnly) {
+  TempDir tmp;
+  const fs::path out = tmp.path / "q";
+  fs::create_directory(out);
+  testing::write_text(out / "config.json", "{\"v\": 1}\n");
+  io::AtomicDir dir(out, /*overwrite=*/true);
+  dir.write([&] { io::write_file_atomic(dir.file("config.json"), "{\"v\": 2}\n"); });
+  dir.commit();
+  EXPECT_EQ(testing::read_all(out / "config.json"), "{\"v\": 2}\n");
+  EXPECT_FALSE(fs::exists(out / io::kReplacedMarker));
+  EXPECT_TRUE(io::staging_leftovers(out).empty());
 }
 
 // The marker is in the staging folder while it is written, and not in the committed folder.
