@@ -19,6 +19,7 @@
 #include "core/mapped_regions.hpp"
 #include "io/file_kind.hpp"
 #include "io/json_strict.hpp"
+#include "io/utf8_text.hpp"
 #include "kq/error.hpp"
 
 namespace kq {
@@ -83,53 +84,56 @@ std::string why_not_u64(const json& v) {
 }
 
 HeaderEntry parse_entry(const std::string& file, const std::string& name, const json& v) {
-  if (!v.is_object()) raise<FormatError>("{}: tensor '{}': header entry is not a JSON object", file, name);
+  const std::string shown = io::name_excerpt(name);  // for messages: a name may be 100,000 characters long
+  if (!v.is_object()) raise<FormatError>("{}: tensor '{}': header entry is not a JSON object", file, shown);
   HeaderEntry e;
   e.name = name;
 
   const auto dt = v.find("dtype");
-  if (dt == v.end() || !dt->is_string()) raise<FormatError>("{}: tensor '{}': missing or non-string \"dtype\"", file, name);
+  if (dt == v.end() || !dt->is_string())
+    raise<FormatError>("{}: tensor '{}': missing or non-string \"dtype\"", file, shown);
   const auto parsed = parse_dtype(dt->get_ref<const std::string&>());
   if (!parsed)
-    raise<FormatError>("{}: tensor '{}': unknown dtype '{}'", file, name, dt->get_ref<const std::string&>());
+    raise<FormatError>("{}: tensor '{}': unknown dtype '{}'", file, shown, dt->get_ref<const std::string&>());
   e.dtype = *parsed;
 
   const auto sh = v.find("shape");
-  if (sh == v.end() || !sh->is_array()) raise<FormatError>("{}: tensor '{}': missing or non-array \"shape\"", file, name);
+  if (sh == v.end() || !sh->is_array())
+    raise<FormatError>("{}: tensor '{}': missing or non-array \"shape\"", file, shown);
   constexpr uint64_t kMaxDim = uint64_t(std::numeric_limits<int64_t>::max());
   // Every entry first, so that a shape printed below holds only integers.
   for (size_t i = 0; i < sh->size(); ++i) {
     const json& d = (*sh)[i];
     const auto u = as_u64(d);
     if (!u)
-      raise<FormatError>("{}: tensor '{}': shape entry {} (counting from 0) {}", file, name, i,
+      raise<FormatError>("{}: tensor '{}': shape entry {} (counting from 0) {}", file, shown, i,
                          why_not_u64(d));
     if (*u > kMaxDim)
       raise<FormatError>("{}: tensor '{}': shape entry {} (counting from 0) is {}, above the largest "
                          "dimension {}",
-                         file, name, i, *u, kMaxDim);
+                         file, shown, i, *u, kMaxDim);
     e.shape.push_back(int64_t(*u));
   }
   uint64_t numel = 1;
   for (const int64_t dim : e.shape)
     if (__builtin_mul_overflow(numel, uint64_t(dim), &numel) || numel > kMaxDim)
-      raise<FormatError>("{}: tensor '{}': shape {} overflows the element count", file, name, io::json_excerpt(*sh));
+      raise<FormatError>("{}: tensor '{}': shape {} overflows the element count", file, shown, io::json_excerpt(*sh));
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(numel, uint64_t(dtype_size(e.dtype)), &nbytes))
-    raise<FormatError>("{}: tensor '{}': shape {} overflows the byte size", file, name, io::json_excerpt(*sh));
+    raise<FormatError>("{}: tensor '{}': shape {} overflows the byte size", file, shown, io::json_excerpt(*sh));
 
   const auto off = v.find("data_offsets");
   if (off == v.end() || !off->is_array() || off->size() != 2)
-    raise<FormatError>("{}: tensor '{}': \"data_offsets\" must be an array [begin, end]", file, name);
+    raise<FormatError>("{}: tensor '{}': \"data_offsets\" must be an array [begin, end]", file, shown);
   const auto b = as_u64((*off)[0]), en = as_u64((*off)[1]);
   if (!b)
-    raise<FormatError>("{}: tensor '{}': data_offsets begin (the first) {}", file, name,
+    raise<FormatError>("{}: tensor '{}': data_offsets begin (the first) {}", file, shown,
                        why_not_u64((*off)[0]));
   if (!en)
-    raise<FormatError>("{}: tensor '{}': data_offsets end (the second) {}", file, name,
+    raise<FormatError>("{}: tensor '{}': data_offsets end (the second) {}", file, shown,
                        why_not_u64((*off)[1]));
   if (*b > *en)
-    raise<FormatError>("{}: tensor '{}': data_offsets {}: begin is after end", file, name, io::json_excerpt(*off));
+    raise<FormatError>("{}: tensor '{}': data_offsets {}: begin is after end", file, shown, io::json_excerpt(*off));
   e.begin = *b;
   e.end = *en;
   if (e.end - e.begin != nbytes)
@@ -140,7 +144,7 @@ HeaderEntry parse_entry(const std::string& file, const std::string& name, const 
 
 /// "tensor 'a' [b, e]", or `none` when `e` is null (for messages).
 std::string describe(const HeaderEntry* e, const char* none) {
-  return e ? fmt::format("tensor '{}' [{}, {}]", e->name, e->begin, e->end) : std::string(none);
+  return e ? fmt::format("tensor '{}' [{}, {}]", io::name_excerpt(e->name), e->begin, e->end) : std::string(none);
 }
 
 /// Rejects two tensors sharing bytes: sorted by begin, each non-empty range
@@ -156,7 +160,8 @@ void check_overlaps(const std::string& file, const std::vector<HeaderEntry>& ent
   for (size_t i = 1; i < order.size(); ++i) {
     if (order[i]->begin < order[i - 1]->end)
       raise<FormatError>("{}: tensor '{}': data_offsets [{}, {}] overlap tensor '{}' [{}, {}]", file,
-                         order[i]->name, order[i]->begin, order[i]->end, order[i - 1]->name,
+                         io::name_excerpt(order[i]->name), order[i]->begin, order[i]->end,
+                         io::name_excerpt(order[i - 1]->name),
                          order[i - 1]->begin, order[i - 1]->end);
   }
 }
@@ -185,11 +190,12 @@ void check_coverage(const std::string& file, uint64_t data_start, uint64_t data_
       raise<FormatError>("{}: data bytes [{}, {}) (file offsets [{}, {})) belong to no tensor: a hole between "
                          "{} and tensor '{}' [{}, {}] ({})",
                          file, pos, e->begin, data_start + pos, data_start + e->begin,
-                         describe(last, "the start of the data section"), e->name, e->begin, e->end, kRule);
+                         describe(last, "the start of the data section"), io::name_excerpt(e->name), e->begin,
+                         e->end, kRule);
     if (e->begin < pos)  // only an empty tensor can start before pos: the others do not overlap
       raise<FormatError>("{}: tensor '{}': empty tensor at data offset {} lies inside {} (an empty tensor must "
                          "sit between two tensors, as the reference reader requires)",
-                         file, e->name, e->begin, describe(last, "another tensor"));
+                         file, io::name_excerpt(e->name), e->begin, describe(last, "another tensor"));
     if (e->end > pos || !last) last = e;
     pos = e->end;
   }
@@ -340,7 +346,7 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   std::map<std::string, std::vector<std::string>> by_shard;
   for (const auto& [name, shard] : wm->items()) {
     if (!shard.is_string())
-      raise<FormatError>("{}: tensor '{}': shard name is not a string", index_file, name);
+      raise<FormatError>("{}: tensor '{}': shard name is not a string", index_file, io::name_excerpt(name));
     by_shard[normal_shard_name(index_file, shard.get_ref<const std::string&>())].push_back(name);
   }
 
@@ -353,18 +359,20 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   for (const auto& [shard, names] : by_shard) {
     const fs::path shard_path = dir / shard;
     if (const auto why = io::why_not_regular_file(shard_path))
-      raise<FormatError>("{}: shard '{}' (holding tensor '{}') {}", index_file, shard, names.front(), *why);
+      raise<FormatError>("{}: shard '{}' (holding tensor '{}') {}", index_file, shard, io::name_excerpt(names.front()),
+                         *why);
     const ParsedFile pf = parse_file(shard_path);
     for (const auto& e : pf.entries) {
       const auto [it, fresh] = holder.emplace(e.name, shard_path.string());
       if (!fresh)
-        raise<FormatError>("{}: tensor '{}' is held by two shards, '{}' and '{}'", index_file, e.name,
+        raise<FormatError>("{}: tensor '{}' is held by two shards, '{}' and '{}'", index_file,
+                           io::name_excerpt(e.name),
                            it->second, shard_path.string());
     }
     for (const auto& name : names)
       if (const auto it = holder.find(name); it == holder.end() || it->second != shard_path.string())
         raise<FormatError>("{}: tensor '{}' is mapped to shard '{}', which has no such tensor", index_file,
-                           name, shard_path.string());
+                           io::name_excerpt(name), shard_path.string());
     for (const auto& e : pf.entries)
       ts.tensors_.emplace(e.name, Entry{make_tensor(pf, e), shard_path.string()});
     for (const auto& [k, v] : pf.metadata) ts.metadata_.emplace(k, v);
@@ -376,7 +384,7 @@ bool TensorStore::contains(const std::string& name) const { return tensors_.coun
 
 Tensor TensorStore::get(const std::string& name) const {
   const auto it = tensors_.find(name);
-  if (it == tensors_.end()) raise<FormatError>("{}: no tensor named '{}'", source_, name);
+  if (it == tensors_.end()) raise<FormatError>("{}: no tensor named '{}'", source_, io::name_excerpt(name));
   return it->second.tensor;
 }
 
@@ -389,7 +397,7 @@ std::vector<std::string> TensorStore::names() const {
 
 std::string TensorStore::file_of(const std::string& name) const {
   const auto it = tensors_.find(name);
-  if (it == tensors_.end()) raise<FormatError>("{}: no tensor named '{}'", source_, name);
+  if (it == tensors_.end()) raise<FormatError>("{}: no tensor named '{}'", source_, io::name_excerpt(name));
   return it->second.file;
 }
 

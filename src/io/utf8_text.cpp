@@ -41,6 +41,48 @@ size_t sequence_length(std::string_view s, size_t i) {
   return len;
 }
 
+/// The code point of the well-formed sequence of `n` bytes at s[i].
+char32_t code_point(std::string_view s, size_t i, size_t n) {
+  const auto b = [&](size_t k) { return char32_t(static_cast<unsigned char>(s[i + k])); };
+  if (n == 1) return b(0);
+  char32_t cp = b(0) & (n == 2 ? 0x1Fu : n == 3 ? 0x0Fu : 0x07u);
+  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (b(k) & 0x3Fu);
+  return cp;
+}
+
+/// Whether `cp` is a character that is invisible or reorders the text around it when printed: the format
+/// characters (Unicode category Cf) such as the bidirectional controls U+202A..U+202E and U+2066..U+2069
+/// (U+202E shows "abc" as "cba"), U+200B..U+200F (zero-width, LRM, RLM), U+061C, U+2060..U+2064 and U+FEFF; also
+/// U+034F, U+115F, U+1160, U+3164, U+FFA0 (invisible fillers) and the tag characters.
+bool is_invisible_format(char32_t cp) {
+  return cp == 0x00AD || cp == 0x034F || cp == 0x061C || cp == 0x115F || cp == 0x1160 ||
+         (cp >= 0x180B && cp <= 0x180E) || (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202E) ||
+         (cp >= 0x2060 && cp <= 0x206F) || cp == 0x3164 || (cp >= 0xFE00 && cp <= 0xFE0F) || cp == 0xFEFF ||
+         cp == 0xFFA0 || (cp >= 0xFFF9 && cp <= 0xFFFB) || (cp >= 0x1D173 && cp <= 0x1D17A) ||
+         (cp >= 0xE0000 && cp <= 0xE0FFF);
+}
+
+/// Number of characters of `text` as escape_for_terminal reads it: each well-formed sequence, and each other
+/// byte, is one.
+size_t character_count(std::string_view text) {
+  size_t count = 0;
+  for (size_t i = 0; i < text.size(); ++count) {
+    const size_t n = static_cast<unsigned char>(text[i]) < 0x80 ? 1 : sequence_length(text, i);
+    i += n == 0 ? 1 : n;
+  }
+  return count;
+}
+
+/// The byte length of the first `chars` characters of `text` (counted as character_count does).
+size_t prefix_bytes(std::string_view text, size_t chars) {
+  size_t i = 0;
+  for (size_t c = 0; c < chars && i < text.size(); ++c) {
+    const size_t n = static_cast<unsigned char>(text[i]) < 0x80 ? 1 : sequence_length(text, i);
+    i += n == 0 ? 1 : n;
+  }
+  return i;
+}
+
 }  // namespace
 
 std::optional<size_t> find_invalid_utf8(std::string_view text) {
@@ -76,12 +118,31 @@ std::string escape_for_terminal(std::string_view text) {
     } else if (n == 2 && c == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0) {  // U+0080..U+009F
       out += fmt::format("\\u{:04X}", static_cast<unsigned char>(text[i + 1]));
       i += 2;
+    } else if (const char32_t cp = code_point(text, i, n); is_invisible_format(cp)) {
+      out += cp > 0xFFFF ? fmt::format("\\U{:08X}", uint32_t(cp)) : fmt::format("\\u{:04X}", uint32_t(cp));
+      i += n;
     } else {
       out.append(text.substr(i, n));
       i += n;
     }
   }
   return out;
+}
+
+std::string name_excerpt(std::string_view name, size_t max_chars) {
+  const size_t chars = character_count(name);
+  if (chars <= max_chars) return escape_for_terminal(name);
+  return fmt::format("{}\u2026 ({} characters)", escape_for_terminal(name.substr(0, prefix_bytes(name, max_chars))),
+                     chars);
+}
+
+std::string message_excerpt(std::string_view message, size_t head_chars, size_t tail_chars) {
+  const size_t chars = character_count(message);
+  if (chars <= head_chars + tail_chars) return escape_for_terminal(message);
+  const size_t head = prefix_bytes(message, head_chars), tail = prefix_bytes(message, chars - tail_chars);
+  return fmt::format("{} \u2026 ({} of its {} characters left out) \u2026 {}",
+                     escape_for_terminal(message.substr(0, head)), chars - head_chars - tail_chars, chars,
+                     escape_for_terminal(message.substr(tail)));
 }
 
 void check_utf8(std::string_view text, const std::string& source) {

@@ -23,10 +23,31 @@ std::optional<size_t> find_invalid_utf8(std::string_view text);
 /// sequence (see find_invalid_utf8) and every C0 control character
 /// (U+0000..U+001F: also tab and newline) and DEL is written as `\xNN` (two
 /// upper-case hex digits), and a C1 control character (U+0080..U+009F, which
-/// terminals may act on, e.g. U+009B CSI) as `\u00NN`. Backslashes are kept,
+/// terminals may act on, e.g. U+009B CSI) as `\u00NN`, and so is a character
+/// that is invisible or reorders the text around it: the bidirectional
+/// controls U+202A..U+202E and U+2066..U+2069 (U+202E prints what follows
+/// backwards), the other format characters (U+200B..U+200F, U+2060..U+2064,
+/// U+FEFF, U+00AD, ...) as `\uNNNN` (`\UNNNNNNNN` above U+FFFF: the tag
+/// characters). Backslashes are kept,
 /// so escaping twice changes nothing more. The result is valid UTF-8 without
 /// control characters. Never throws (except std::bad_alloc).
 std::string escape_for_terminal(std::string_view text);
+
+/// A name from a file (a tensor name, a JSON key) for a message:
+/// escape_for_terminal(name) when it has at most `max_chars` characters (code
+/// points; a byte of no well-formed sequence counts as one), else its first
+/// `max_chars` characters, escaped, then "… (N characters)" with N its length
+/// (a 100,000-character tensor name gave a 100 KB warning line). Never throws
+/// (except std::bad_alloc).
+std::string name_excerpt(std::string_view name, size_t max_chars = 200);
+
+/// A whole message for the terminal: escape_for_terminal(message) when it has
+/// at most head_chars + tail_chars characters, else its first `head_chars`
+/// and last `tail_chars` characters, escaped, around " … (N of its M
+/// characters left out) … ". kq's command line prints every warning and error
+/// through it, so that a name quoted whole from a file never makes a line of
+/// megabytes. Never throws (except std::bad_alloc).
+std::string message_excerpt(std::string_view message, size_t head_chars = 1500, size_t tail_chars = 500);
 
 /// Throws FormatError "<source>: invalid UTF-8 at byte offset N (line L,
 /// column C): byte 0xXX ..." when `text` is not valid UTF-8 (see

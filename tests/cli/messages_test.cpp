@@ -7,11 +7,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/cli_util.hpp"
+#include "io/safetensors.hpp"
 
 using kq::testing::demo_model;
 using kq::testing::run_kq;
@@ -235,3 +237,27 @@ TEST(CliMessages, SpecialTokensInThePromptOnlyWhenAsked) {
   EXPECT_EQ(special.status, 0) << special.err;
   EXPECT_NE(special.err.find("prompt 1 token,"), std::string::npos) << special.err;
 }
+
+// Tester: a tensor name of 100,000 characters with a U+202E in it, unused by the model, gave a 100 KB warning line
+// with the override printed raw (the rest of the line read backwards). The line is cut (io::message_excerpt) and
+// the override escaped.
+TEST(CliMessages, AHugeTensorNameDoesNotMakeAHugeLine) {
+  kq::testing::TempDir tmp;
+  std::filesystem::copy(demo_model(), tmp.path / "m", std::filesystem::copy_options::recursive);
+  {
+    const kq::TensorStore store = kq::TensorStore::open_file(tmp.path / "m" / "model.safetensors");
+    std::map<std::string, kq::Tensor> tensors;
+    for (const std::string& n : store.names()) tensors.emplace(n, store.get(n));
+    tensors.emplace(std::string(50000, 'x') + "\u202E" + std::string(50000, 'y'), store.get(store.names().front()));
+    kq::write_safetensors(tmp.path / "model.safetensors", tensors);
+  }
+  std::filesystem::rename(tmp.path / "model.safetensors", tmp.path / "m" / "model.safetensors");
+  const auto r = kq::testing::run_kq_in(tmp.path, {"quantize", "-m", "m", "--mode", "int8", "-o", "q", "--threads",
+                                                   "1"});
+  ASSERT_EQ(r.status, 0) << r.err.substr(0, 2000);
+  EXPECT_TRUE(has(r.err, "1 tensor in the weights is not used")) << r.err.substr(0, 2000);
+  for (const std::string& line : lines(r.err)) EXPECT_LT(line.size(), 2200u) << line.substr(0, 300);
+  EXPECT_FALSE(has(r.err, "\u202E")) << "the override printed raw";
+  EXPECT_TRUE(has(r.err, "\\u202E") || has(r.err, "characters left out")) << r.err.substr(0, 2000);
+}
+

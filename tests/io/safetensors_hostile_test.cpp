@@ -49,6 +49,24 @@ TEST_F(Hostile, ValidBaseLoads) {
   EXPECT_EQ(st.names(), (std::vector<std::string>{"a", "b"}));
 }
 
+// Tester: a 100,000-character tensor name was quoted whole (and a U+202E in it raw): the message keeps its first
+// 200 characters, escaped, and says how long it is.
+TEST_F(Hostile, ALongTensorNameIsCutInMessages) {
+  const std::string name = "\u202E" + std::string(100000, 'n');
+  const fs::path p = tmp.path / "long.safetensors";
+  write_bytes(p, tensor_file("\"" + name + R"(":{"dtype":"Q9","shape":[2],"data_offsets":[0,8]})", 8));
+  try {
+    TensorStore::open_file(p);
+    ADD_FAILURE() << "opened";
+  } catch (const FormatError& e) {
+    const std::string m = e.what();
+    EXPECT_LT(m.size(), 400u + p.string().size()) << m.substr(0, 300);
+    EXPECT_NE(m.find("tensor '\\u202E" + std::string(199, 'n') + "\u2026 (100001 characters)': unknown dtype 'Q9'"),
+              std::string::npos)
+        << m.substr(0, 400);
+  }
+}
+
 TEST_F(Hostile, TooShortForHeaderLength) {
   expect_rejected("", {"too short"});
   expect_rejected("\x08\0\0\0\0\0\0", {"too short"});

@@ -3,9 +3,11 @@
 // of Unicode scalar values (U+0000..U+10FFFF without the surrogates), RFC 3629.
 #include "io/utf8_text.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <ios>
 #include <string>
 #include <unordered_set>
 
@@ -122,3 +124,49 @@ TEST(Utf8Text, ReadFileChecksTheEncoding) {
         << e.what();
   }
 }
+
+// Tester: U+202E (RIGHT-TO-LEFT OVERRIDE) in a tensor name was printed raw (the rest of the line read backwards);
+// the bidirectional controls and the other invisible format characters are escaped as \uNNNN, visible text kept.
+TEST(Utf8Text, EscapingMarksBidiControlsAndInvisibleFormatCharacters) {
+  using kq::io::escape_for_terminal;
+  EXPECT_EQ(escape_for_terminal("a\u202Eb"), "a\\u202Eb");
+  for (const char32_t cp : {0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200B, 0x200E,
+                            0x200F, 0x061C, 0x2060, 0xFEFF, 0x00AD}) {
+    const std::string e = escape_for_terminal(std::string("x").append(encode(cp)).append("y"));
+    EXPECT_EQ(e, fmt::format("x\\u{:04X}y", uint32_t(cp))) << std::hex << uint32_t(cp);
+  }
+  EXPECT_EQ(escape_for_terminal(encode(0xE0041)), "\\U000E0041");  // a tag character
+  // Visible text, in any script, is kept; escaping twice changes nothing more.
+  const std::string visible = "caf\u00E9 \u05E9\u05DC\u05D5\u05DD \u0645\u0631\u062D\u0628\u0627 \u20AC \U0001F600";
+  EXPECT_EQ(escape_for_terminal(visible), visible);
+  EXPECT_EQ(escape_for_terminal(escape_for_terminal("a\u2067b")), escape_for_terminal("a\u2067b"));
+}
+
+// Tester: a 100,000-character tensor name made a 100 KB warning line. name_excerpt keeps 200 characters (whole
+// ones: a multi-byte character is never cut) and says how long the name is.
+TEST(Utf8Text, NameExcerptBoundsTheLength) {
+  using kq::io::name_excerpt;
+  EXPECT_EQ(name_excerpt("model.embed_tokens.weight"), "model.embed_tokens.weight");
+  EXPECT_EQ(name_excerpt(std::string(200, 'a')), std::string(200, 'a'));
+  EXPECT_EQ(name_excerpt(std::string(100000, 'a')), std::string(200, 'a') + "\u2026 (100000 characters)");
+  std::string euros;
+  for (int i = 0; i < 300; ++i) euros += "\u20AC";
+  std::string kept;
+  for (int i = 0; i < 200; ++i) kept += "\u20AC";
+  EXPECT_EQ(name_excerpt(euros), kept + "\u2026 (300 characters)");
+  EXPECT_EQ(name_excerpt("\u202E" + std::string(300, 'b'), 3), "\\u202Ebb\u2026 (301 characters)");
+}
+
+// A whole message is cut in the middle past head + tail characters, saying how much was left out.
+TEST(Utf8Text, MessageExcerptKeepsTheStartAndTheEnd) {
+  using kq::io::message_excerpt;
+  EXPECT_EQ(message_excerpt("short \x1b message"), "short \\x1B message");
+  const std::string m = "m: tensor '" + std::string(100000, 'x') + "' is not used";
+  const std::string e = message_excerpt(m);
+  EXPECT_LT(e.size(), 2100u);
+  EXPECT_TRUE(e.starts_with("m: tensor 'xxx")) << e.substr(0, 40);
+  EXPECT_TRUE(e.ends_with("xxx' is not used")) << e.substr(e.size() - 40);
+  EXPECT_NE(e.find(fmt::format(" \u2026 ({} of its {} characters left out) \u2026 ", m.size() - 2000, m.size())),
+            std::string::npos);
+}
+

@@ -231,14 +231,15 @@ int main(int argc, char** argv) {
 
   // Library warnings go to stderr, each distinct message once (`kq bench`
   // loads the model once per mode and would repeat them). Messages may quote
-  // names from model files (tensor names, JSON keys): control characters and
-  // invalid UTF-8 in them are printed escaped (\xNN), never sent raw to the terminal.
+  // names from model files (tensor names, JSON keys): control characters, bidirectional controls and
+  // invalid UTF-8 in them are printed escaped (\xNN, \u202E), never sent raw to the terminal, and a message of
+  // more than 2,000 characters is cut in the middle (io::message_excerpt: a 100,000-character tensor name).
   // The C++ names they quote (BenchOptions::samples) read as the options (--samples).
   std::set<std::string> warned;
   kq::set_warning_handler([&warned](const std::string& message) {
     const std::string m = kq::cli::with_option_names(message);
     if (warned.insert(m).second) {
-      kq::cli::print_diag("kq: warning: {}\n", kq::io::escape_for_terminal(m));
+      kq::cli::print_diag("kq: warning: {}\n", kq::io::message_excerpt(m));
     }
   });
 
@@ -316,7 +317,7 @@ int main(int argc, char** argv) {
     if (rc == 0) return stdout_ok(std::ferror(stdout) || std::cout.fail() ? exit_errno : 0) ? 0 : 1;
     return kUsageError;
   } catch (const kq::Error& e) {  // the library's C++ names (ExecContext::threads) read as options (--threads)
-    kq::cli::print_diag("kq: error: {}\n", kq::io::escape_for_terminal(kq::cli::with_option_names(e.what())));
+    kq::cli::print_diag("kq: error: {}\n", kq::io::message_excerpt(kq::cli::with_option_names(e.what())));
     return 1;
   } catch (const std::bad_alloc&) {
     kq::cli::print_diag("kq: error: out of memory\n");
