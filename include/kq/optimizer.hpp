@@ -207,7 +207,9 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const st
 
 /// The checks save_quantized_model makes of `out` before writing, for callers
 /// that want to fail before loading and quantizing (`kq quantize` does): the
-/// folder `out` would be created in exists and is writable; `out` is not a
+/// folder `out` would be created in exists and is writable (also when `out`
+/// exists: the new folder is written beside it and renamed over it, said so
+/// in the message); `out` is not a
 /// file; a non-empty `out` needs `overwrite` and then must be a folder
 /// save_quantized_model wrote (a config.json that Model::load can read, with a
 /// kq quantization_config; no other files); `out` is neither the source folder

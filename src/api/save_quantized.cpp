@@ -144,9 +144,18 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
   // Missing, or a file on the way ("'notes.txt' is not a directory").
   if (const auto why = io::why_not_folder(parent))
     raise<InvalidArgument>("output folder '{}': cannot create it: {}", out.string(), *why);
-  if (::access(parent.c_str(), W_OK | X_OK) != 0)
+  if (::access(parent.c_str(), W_OK | X_OK) != 0) {
+    const int err = errno;
+    // An existing (empty, or replaced) `out` is not written in place either: the new folder is made beside it.
+    if (fs::is_directory(out, ec))
+      raise<InvalidArgument>("output folder '{}': cannot write it: kq writes the new folder as a sibling in '{}' and "
+                             "then renames it over '{}' (so that it is never half-written), so '{}' must be "
+                             "writable, not only '{}' ({})",
+                             out.string(), parent.string(), out.string(), parent.string(), out.string(),
+                             std::strerror(err));
     raise<InvalidArgument>("output folder '{}': cannot create it in '{}' ({})", out.string(), parent.string(),
-                           std::strerror(errno));
+                           std::strerror(err));
+  }
   // `out` itself: a stat error other than "not there" (ENAMETOOLONG for a name
   // longer than the file system allows, EACCES) is named here; the throwing
   // std::filesystem calls below would end in "internal error: filesystem error".

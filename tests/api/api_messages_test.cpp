@@ -5,6 +5,7 @@
 // CLI puts its options back in (tools/kq/option_names.hpp; tests/cli/
 // api_names_cli_test.cpp checks that).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <filesystem>
@@ -110,6 +111,32 @@ TEST(ApiMessages, ErrorsNameTheApiFieldNotACommandLineFlag) {
   kq::testing::write_text(full / "config.json", "{}");
   e = error_of<InvalidArgument>([&] { check_quantized_output(full, demo_model(), true); });
   EXPECT_TRUE(names_field(e, "refusing to replace it with overwrite = true")) << e;
+}
+
+// Tester: an existing, empty, writable `out` in a read-only folder gave "cannot create it in '<parent>' (Permission
+// denied)", though `out` exists: the message says that the new folder is written beside `out` and renamed over it,
+// so the folder it is in must be writable.
+TEST(ApiMessages, AnOutputFolderInAReadOnlyFolderSaysTheParentMustBeWritable) {
+  if (::geteuid() == 0) GTEST_SKIP() << "running as root: a read-only folder is writable";
+  kq::testing::TempDir tmp;
+  const fs::path ro = tmp.path / "ro3", out = ro / "q";
+  fs::create_directories(out);
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
+  const std::string e = error_of<InvalidArgument>([&] { check_quantized_output(out, demo_model(), false); });
+  const std::string e2 = error_of<InvalidArgument>([&] { check_quantized_output(out, demo_model(), true); });
+  fs::permissions(ro, fs::perms::owner_all);
+  EXPECT_TRUE(has(e, "output folder '" + out.string() + "': cannot write it: kq writes the new folder as a sibling "
+                     "in '" + ro.string() + "' and then renames it over '" + out.string() + "'"))
+      << e;
+  EXPECT_TRUE(has(e, "so '" + ro.string() + "' must be writable, not only '" + out.string() + "' (Permission denied)"))
+      << e;
+  EXPECT_EQ(e2, e);
+  // A missing `out` is still "cannot create it in".
+  fs::remove(out);
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
+  const std::string e3 = error_of<InvalidArgument>([&] { check_quantized_output(out, demo_model(), false); });
+  fs::permissions(ro, fs::perms::owner_all);
+  EXPECT_TRUE(has(e3, "output folder '" + out.string() + "': cannot create it in '" + ro.string() + "'")) << e3;
 }
 
 TEST(ApiMessages, WarningsNameTheApiFieldNotACommandLineFlag) {
