@@ -143,7 +143,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 / Qwen3 / Phi3 only
   /// Llama architectures: RoPE rotates the first rotary_dim dimensions of each head (rotate_half within them:
   /// pairs (i, i + rotary_dim/2)) and passes the rest through; 0 (a config built in code) or head_dim: the whole
-  /// head. Phi3's partial_rotary_factor sets it; the CUDA backend runs only the whole head.
+  /// head. Phi3's partial_rotary_factor sets it.
   int64_t rotary_dim = 0;
   /// Mistral's, Qwen2's, Qwen3's or Phi3's attention window in positions (0: none); max_positions is at most this
   /// (see above).

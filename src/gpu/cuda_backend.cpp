@@ -378,7 +378,7 @@ class CudaBackend final : public models::Backend {
   void rope(Act q, int64_t q_heads, Act k, int64_t k_heads, int64_t head_dim, const models::Rope& r) override {
     deferred_.flush(stream_);
     cuda::rope(bf16(q), q.ld, int(q_heads), bf16(k), k.ld, int(k_heads), int(head_dim), dev32(r.cos),
-               dev32(r.sin), ws_->row_pos, n_, stream_);
+               dev32(r.sin), ws_->row_pos, n_, stream_, int(r.table.rotary_dim));
   }
 
   void store_kv(int64_t layer, Act k, Act v) override {
@@ -394,7 +394,7 @@ class CudaBackend final : public models::Backend {
       raise<InvalidArgument>("rope_store_kv: {} heads of {} for a cache of {} heads of {}", k_heads, head_dim,
                              kv.kv_heads, kv.head_dim);
     cuda::rope_store_kv(bf16(q), q.ld, int(q_heads), bf16(k), k.ld, bf16(v), v.ld, kv, dev32(r.cos), dev32(r.sin),
-                        ws_->row_seq, ws_->row_pos, n_, stream_);
+                        ws_->row_seq, ws_->row_pos, n_, stream_, int(r.table.rotary_dim));
   }
 
   void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) override {

@@ -47,8 +47,8 @@ enum class ParamKind {
 
 /// RoPE tables for positions [0, table.max_positions): the CPU form
 /// (cpu::RopeTable) and the same cos/sin values as Params F32
-/// [positions, rotary_dim/2] for device backends (which run only rotary_dim =
-/// head_dim: Model refuses another on CUDA). A model sizes them to the KV
+/// [positions, rotary_dim/2] for device backends (rotary_dim: table.rotary_dim).
+/// A model sizes them to the KV
 /// caches it runs (Model::reserve_positions), not to config.max_positions.
 struct Rope {
   cpu::RopeTable table;

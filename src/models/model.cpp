@@ -31,16 +31,6 @@ void check_context(const ExecContext& ctx) {
     raise<InvalidArgument>("ExecContext::threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads, ctx.threads);
 }
 
-/// The CUDA backend rotates whole heads only (cuda::rope / rope_store_kv pair i with i + head_dim/2): a config
-/// rotating part of each head (Phi-3's partial_rotary_factor) is refused on it before anything is built or moved.
-/// `where` names the config. Throws Unsupported.
-void check_device_support(const ModelConfig& c, Device device, const std::string& where) {
-  if (device != Device::CUDA || c.arch == Arch::GPT2 || rotary_dim_of(c) == c.head_dim) return;
-  raise<Unsupported>("{}: RoPE over the first {} of each head's {} dimensions (partial_rotary_factor {:g}) has no "
-                     "CUDA kernel yet; run this model on the CPU",
-                     where, rotary_dim_of(c), c.head_dim, double(rotary_dim_of(c)) / double(c.head_dim));
-}
-
 std::unique_ptr<models::Backend> make_backend(const ExecContext& ctx) {
   return ctx.device == Device::CPU ? models::make_cpu_backend(ctx) : models::make_cuda_backend(ctx);
 }
@@ -141,7 +131,6 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
     raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());
   const ModelConfig cfg = load_model_config(dir);
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
-  check_device_support(cfg, ctx.device, (dir / "config.json").string());
   models::FileWeights weights(dir);
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
   // source_dir() is absolute: save_quantized_model reads the folder again later, after any chdir of the caller's.
@@ -166,7 +155,6 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, c
   check_context(ctx);
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // `transform`
   models::check_config(config, "Model::random: config", /*from_file=*/false);
-  check_device_support(config, ctx.device, "Model::random: config");
   check_random_shapes(config, "Model::random");
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
   auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, transform)
@@ -181,7 +169,6 @@ std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64
   check_context(ctx);
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // quantizing each random layer
   models::check_config(config, "Model::random_quantized: config", /*from_file=*/false);
-  check_device_support(config, ctx.device, "Model::random_quantized: config");
   check_random_shapes(config, "Model::random_quantized");
   check_random_mode(mode, ctx.device);
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
@@ -206,7 +193,6 @@ void Model::to_device(const ExecContext& ctx) {
   const InUse in_use(*this, "Model::to_device");
   check_context(ctx);
   check_linear_layers("to_device");
-  check_device_support(config_, ctx.device, "Model::to_device");
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));
   if (ctx_.device != Device::CPU && ctx.device == Device::CPU)
     raise<Unsupported>("moving a model from '{}' back to the CPU is not supported; load it again on the CPU",

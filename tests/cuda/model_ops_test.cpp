@@ -215,14 +215,16 @@ TEST(ModelOps, AddResidual) {
 TEST(ModelOps, Rope) {
   KQ_REQUIRE_GPU();
   Rng r;
-  for (int hd : {64, 128}) {
-    SCOPED_TRACE("head_dim=" + std::to_string(hd) + " seed=" + std::to_string(r.seed));
-    const int qh = 4, kh = 2, max_pos = 1024, half = hd / 2;
+  // (head_dim, rotary_dim): whole heads, and Phi-3's partial rotation (the rest of each head left as it is).
+  for (const auto& [hd, rd] : {std::pair{64, 64}, std::pair{128, 128}, std::pair{128, 96}, std::pair{64, 16}}) {
+    SCOPED_TRACE("head_dim=" + std::to_string(hd) + " rotary_dim=" + std::to_string(rd) + " seed=" +
+                 std::to_string(r.seed));
+    const int qh = 4, kh = 2, max_pos = 1024, half = rd / 2;
     const int64_t n = 17, ldq = qh * hd + 8, ldk = kh * hd + 3;
     std::vector<float> cs(size_t(max_pos * half)), sn(cs.size());
     for (int p = 0; p < max_pos; ++p)
       for (int i = 0; i < half; ++i) {
-        const double a = p * std::pow(10000.0, -2.0 * i / hd);
+        const double a = p * std::pow(10000.0, -2.0 * i / rd);
         cs[size_t(p * half + i)] = float(std::cos(a));
         sn[size_t(p * half + i)] = float(std::sin(a));
       }
@@ -236,7 +238,8 @@ TEST(ModelOps, Rope) {
     auto dq = up(q0), dk = up(k0);
     auto dcs = up(cs), dsn = up(sn);
     auto dpos = up(pos);
-    cuda::rope(dq.data(), ldq, qh, dk.data(), ldk, kh, hd, dcs.data(), dsn.data(), dpos.data(), n, nullptr);
+    cuda::rope(dq.data(), ldq, qh, dk.data(), ldk, kh, hd, dcs.data(), dsn.data(), dpos.data(), n, nullptr,
+               rd == hd ? 0 : rd);
     sync();
     for (int which = 0; which < 2; ++which) {
       const auto& in = which == 0 ? q0 : k0;
@@ -245,7 +248,9 @@ TEST(ModelOps, Rope) {
       const int64_t ld = which == 0 ? ldq : ldk;
       std::vector<double> ref(size_t(n * heads * hd));
       for (int64_t i = 0; i < n; ++i)
-        for (int h = 0; h < heads; ++h)
+        for (int h = 0; h < heads; ++h) {
+          for (int j = rd; j < hd; ++j)  // past rotary_dim: unchanged
+            ref[size_t((i * heads + h) * hd + j)] = bf16f(in[size_t(i * ld + h * hd + j)]);
           for (int j = 0; j < half; ++j) {
             const size_t o = size_t(i * ld + h * hd + j);
             const double a = bf16f(in[o]), b = bf16f(in[o + size_t(half)]);
@@ -253,6 +258,7 @@ TEST(ModelOps, Rope) {
             ref[size_t((i * heads + h) * hd + j)] = a * c - b * s;
             ref[size_t((i * heads + h) * hd + j + half)] = b * c + a * s;
           }
+        }
       EXPECT_LE(rel_l2(ref, bf16_matrix(got, size_t(n), size_t(heads * hd), size_t(ld))), kBf16Out) << "tensor " << which;
       EXPECT_EQ(touched_padding(got, n, heads * hd, ld), 0);
     }
@@ -425,8 +431,8 @@ TEST(ModelOps, RopeStoreKvEqualsRopeThenStoreKv) {
   KQ_REQUIRE_GPU();
   Rng r;
   SCOPED_TRACE("seed=" + std::to_string(r.seed));
-  for (int hd : {64, 128}) {
-    const int qh = 8, kvh = 2, half = hd / 2;
+  for (const auto& [hd, rd] : {std::pair{64, 0}, std::pair{128, 0}, std::pair{128, 96}, std::pair{64, 2}}) {
+    const int qh = 8, kvh = 2, half = (rd ? rd : hd) / 2;
     const int64_t cap = 40, n = 7, ldq = qh * hd + 6, ldk = kvh * hd + 5, ldv = kvh * hd + 1;
     std::vector<float> cs(size_t(cap * half)), sn(cs.size());
     for (size_t i = 0; i < cs.size(); ++i) {
@@ -441,13 +447,13 @@ TEST(ModelOps, RopeStoreKvEqualsRopeThenStoreKv) {
     auto dv = up(v);
     Caches two(r, kvh, hd, cap, {0, 0, 0}), one(r, kvh, hd, cap, {0, 0, 0});
     auto q2 = up(q0), k2 = up(k0), q1 = up(q0), k1 = up(k0);
-    cuda::rope(q2.data(), ldq, qh, k2.data(), ldk, kvh, hd, dcs.data(), dsn.data(), dpos.data(), n, nullptr);
+    cuda::rope(q2.data(), ldq, qh, k2.data(), ldk, kvh, hd, dcs.data(), dsn.data(), dpos.data(), n, nullptr, rd);
     cuda::store_kv(k2.data(), ldk, dv.data(), ldv, two.view, dseq.data(), dpos.data(), n, nullptr);
     cuda::rope_store_kv(q1.data(), ldq, qh, k1.data(), ldk, dv.data(), ldv, one.view, dcs.data(), dsn.data(),
-                        dseq.data(), dpos.data(), n, nullptr);
+                        dseq.data(), dpos.data(), n, nullptr, rd);
     sync();
-    EXPECT_TRUE(q1.download() == q2.download()) << "q, head_dim " << hd;
-    EXPECT_TRUE(k1.download() == k2.download()) << "k, head_dim " << hd;
+    EXPECT_TRUE(q1.download() == q2.download()) << "q, head_dim " << hd << ", rotary_dim " << rd;
+    EXPECT_TRUE(k1.download() == k2.download()) << "k, head_dim " << hd << ", rotary_dim " << rd;
     for (size_t s = 0; s < 3; ++s) {
       EXPECT_TRUE(one.dk[s].download() == two.dk[s].download()) << "keys of sequence " << s << ", head_dim " << hd;
       EXPECT_TRUE(one.dv[s].download() == two.dv[s].download()) << "values of sequence " << s << ", head_dim " << hd;

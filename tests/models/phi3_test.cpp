@@ -4,7 +4,7 @@
 // modeling_rope_utils.py (_compute_longrope_parameters), in one prefill and token by token with the KV cache; the
 // same weights under split names, or as a Llama without the Phi-3 RoPE, give the same logits; the context is
 // capped at original_max_position_embeddings; fused weights of the wrong shape are refused naming the tensor and
-// the file; the CUDA backend refuses a partial rotary_dim at load. No shared data: every model is written to a
+// the file. No shared data: every model is written to a
 // temporary folder.
 #include <gtest/gtest.h>
 
@@ -328,28 +328,6 @@ TEST(Phi3Model, FusedWeightsOfTheWrongShapeAreRefusedNamingTheTensor) {
   EXPECT_TRUE(testing::has(msg, dir.string() + ": missing tensor 'model.layers.1.self_attn.qkv_proj.weight' "
                                                "(expected shape [128, 64])"))
       << msg;
-}
-
-// The CUDA backend rotates whole heads only: a Phi-3 rotating part of each head is refused on it at load (and when
-// moved there, and as a random model), before any weight is read; the CPU runs it.
-TEST(Phi3Model, CudaRefusesAPartialRotaryDimAtLoad) {
-  const testing::TinyPhi3 s;
-  testing::TempDir tmp;
-  const auto dir = testing::write_model_folder(tmp.path / "m", testing::tiny_phi3_config(s),
-                                               testing::tiny_phi3_tensors(s));
-  const ExecContext cuda{Device::CUDA, 2};
-  std::string msg = testing::error_of<Unsupported>([&] { (void)Model::load(dir, cuda); });
-  EXPECT_TRUE(testing::has(msg, (dir / "config.json").string() + ": RoPE over the first 12 of each head's 16 "
-                                "dimensions (partial_rotary_factor 0.75) has no CUDA kernel yet; run this model on "
-                                "the CPU"))
-      << msg;
-  auto m = load_quietly(dir);
-  msg = testing::error_of<Unsupported>([&] { m->to_device(cuda); });
-  EXPECT_TRUE(testing::has(msg, "Model::to_device: RoPE over the first 12")) << msg;
-  EXPECT_EQ(m->context().device, Device::CPU);
-  EXPECT_EQ(kq::testing::prefill_logits(*m, tokens_of(4, s.vocab)).size(), size_t(4 * s.vocab));  // still runs
-  msg = testing::error_of<Unsupported>([&] { (void)Model::random(m->config(), 1, cuda); });
-  EXPECT_TRUE(testing::has(msg, "Model::random: config: RoPE over the first 12")) << msg;
 }
 
 }  // namespace

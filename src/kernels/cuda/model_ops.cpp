@@ -97,9 +97,21 @@ void qk_norm(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, in
   ops::qk_norm_launch(q, ldq, q_heads, k, ldk, k_heads, head_dim, q_weight, k_weight, eps, n, stream);
 }
 
+namespace {
+/// rotary_dim (0: head_dim) checked against head_dim; the rotated dimensions.
+int checked_rotary_dim(const char* op, int head_dim, int rotary_dim) {
+  const int rd = rotary_dim == 0 ? head_dim : rotary_dim;
+  if (rd < 2 || rd > head_dim || rd % 2 != 0)
+    raise<InvalidArgument>("{}: rotary_dim {} must be even and in [2, head_dim = {}]", op, rotary_dim, head_dim);
+  return rd;
+}
+}  // namespace
+
 void rope(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
-          const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
+          const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream,
+          int rotary_dim) {
   if (head_dim <= 0 || head_dim % 2 != 0) raise<InvalidArgument>("rope: head_dim {} must be even and positive", head_dim);
+  const int rd = checked_rotary_dim("rope", head_dim, rotary_dim);
   if (q_heads < 0 || (k && k_heads < 0)) raise<InvalidArgument>("rope: negative head count");
   check_rows("rope", n, head_dim);
   check_ptr("rope", "q", q);
@@ -110,7 +122,7 @@ void rope(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k
   if (!k) k_heads = 0;
   if (k) check_ld("rope", "ldk", ldk, int64_t(k_heads) * head_dim);
   if (n == 0 || q_heads + k_heads == 0) return;
-  ops::rope_launch(q, ldq, q_heads, k, ldk, k_heads, head_dim, cos, sin, row_pos, n, stream);
+  ops::rope_launch(q, ldq, q_heads, k, ldk, k_heads, head_dim, rd, cos, sin, row_pos, n, stream);
 }
 
 namespace {
@@ -139,10 +151,11 @@ void store_kv(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, co
 
 void rope_store_kv(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv,
                    const KVLayerView& kv, const float* cos, const float* sin, const int32_t* row_seq,
-                   const int32_t* row_pos, int64_t n, cudaStream_t stream) {
+                   const int32_t* row_pos, int64_t n, cudaStream_t stream, int rotary_dim) {
   check_kv("rope_store_kv", kv);
   const int head_dim = kv.head_dim;
   if (head_dim % 2 != 0) raise<InvalidArgument>("rope_store_kv: head_dim {} must be even", head_dim);
+  const int rd = checked_rotary_dim("rope_store_kv", head_dim, rotary_dim);
   if (q_heads < 0) raise<InvalidArgument>("rope_store_kv: negative head count");
   check_rows("rope_store_kv", n, head_dim);
   for (const auto& [name, ptr] : {std::pair<const char*, const void*>{"q", q}, {"k", k}, {"v", v}, {"cos", cos},
@@ -153,7 +166,7 @@ void rope_store_kv(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t l
   check_ld("rope_store_kv", "ldk", ldk, cols);
   check_ld("rope_store_kv", "ldv", ldv, cols);
   if (n == 0) return;
-  ops::rope_store_kv_launch(q, ldq, q_heads, k, ldk, v, ldv, kv, cos, sin, row_seq, row_pos, n, stream);
+  ops::rope_store_kv_launch(q, ldq, q_heads, k, ldk, v, ldv, kv, rd, cos, sin, row_seq, row_pos, n, stream);
 }
 
 size_t attention_workspace_bytes(int64_t n, int q_heads, int head_dim, int64_t capacity) {

@@ -92,13 +92,16 @@ void add_residual(float* x, const uint16_t* add, int64_t ld_add, int64_t n, int6
 void qk_norm(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
              const float* q_weight, const float* k_weight, float eps, int64_t n, cudaStream_t stream);
 /// Rotary position embedding (Su et al. 2021), rotate_half convention of
-/// Hugging Face Llama: for each head and i < head_dim/2, with c = cos[p, i],
-/// s = sin[p, i], p = row_pos[r]: (a, b) = (x[i], x[i + hd/2]) →
-/// (a·c − b·s, b·c + a·s). q: BF16 [n, ldq] holding q_heads heads of
+/// Hugging Face Llama: for each head and i < rd/2 (rd = rotary_dim, 0: head_dim),
+/// with c = cos[p, i], s = sin[p, i], p = row_pos[r]: (a, b) = (x[i], x[i + rd/2]) →
+/// (a·c − b·s, b·c + a·s); dimensions rd.. of each head are left as they are
+/// (Phi-3's partial_rotary_factor). q: BF16 [n, ldq] holding q_heads heads of
 /// head_dim; k: BF16 [n, ldk] holding k_heads heads (k may be null).
-/// cos, sin: F32 [max_positions, head_dim/2].
+/// cos, sin: F32 [max_positions, rd/2]. Throws InvalidArgument for an odd
+/// head_dim or a rotary_dim that is odd or outside [2, head_dim].
 void rope(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
-          const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream);
+          const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream,
+          int rotary_dim = 0);
 
 /// Writes the keys and values of n rows into the caches: for row r, head h,
 /// cache row_seq[r] at position row_pos[r]. k, v: BF16 [n, ldk] / [n, ldv]
@@ -109,10 +112,10 @@ void store_kv(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, co
 /// rope(q, k) then store_kv(k, v) in one kernel (one launch per decode layer
 /// instead of two): q and k rotated in place, the rotated keys and the values
 /// written to the caches. k holds kv.kv_heads heads of kv.head_dim; the same
-/// results and errors as the two calls.
+/// results and errors as the two calls (rotary_dim as for rope).
 void rope_store_kv(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv,
                    const KVLayerView& kv, const float* cos, const float* sin, const int32_t* row_seq,
-                   const int32_t* row_pos, int64_t n, cudaStream_t stream);
+                   const int32_t* row_pos, int64_t n, cudaStream_t stream, int rotary_dim = 0);
 
 /// Which attention kernel causal_attention runs.
 ///  * Decode: flash-decoding (one block per row, kv head and key split, then

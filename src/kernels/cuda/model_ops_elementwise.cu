@@ -46,13 +46,14 @@ __global__ void add_residual_kernel(float* __restrict__ x, const uint16_t* __res
   KQ_ROWS_LOOP(n, d) x[r * d + c] += bf(add[r * ld_add + c]);
 }
 
-/// grid.y = rows; thread (x) = (head, i) pair index over (q_heads + k_heads) * half.
+/// grid.y = rows; thread (x) = (head, i) pair index over (q_heads + k_heads) * half; half = rotary_dim / 2 (the
+/// dimensions from rotary_dim on are left as they are).
 __global__ void rope_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, uint16_t* __restrict__ k,
-                            int64_t ldk, int k_heads, int head_dim, const float* __restrict__ cos_t,
+                            int64_t ldk, int k_heads, int head_dim, int rotary_dim, const float* __restrict__ cos_t,
                             const float* __restrict__ sin_t, const int32_t* __restrict__ row_pos, int64_t n) {
   pdl_launch_dependents();
   pdl_wait();
-  const int half = head_dim / 2;
+  const int half = rotary_dim / 2;
   const int64_t pairs = int64_t(q_heads + k_heads) * half;
   KQ_ROWS_LOOP(n, pairs) {
     const int head = int(c / half), i = int(c % half);
@@ -84,17 +85,19 @@ __global__ void store_kv_kernel(const uint16_t* __restrict__ k, int64_t ldk, con
 
 /// rope_kernel and store_kv_kernel in one pass: columns [0, qp) rotate q
 /// pairs, [qp, qp + kp) rotate k pairs (written back to k and to the cache),
+/// [qp + kp, qp + kp + kr) copy k's dimensions past rotary_dim into the cache,
 /// the rest copy v into the cache. Same arithmetic as the two kernels.
 __global__ void rope_store_kv_kernel(uint16_t* __restrict__ q, int64_t ldq, int q_heads, uint16_t* __restrict__ k,
                                      int64_t ldk, const uint16_t* __restrict__ v, int64_t ldv, KVLayerView kv,
-                                     const float* __restrict__ cos_t, const float* __restrict__ sin_t,
+                                     int rotary_dim, const float* __restrict__ cos_t, const float* __restrict__ sin_t,
                                      const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos,
                                      int64_t n) {
   pdl_launch_dependents();
   pdl_wait();
-  const int hd = kv.head_dim, half = hd / 2;
+  const int hd = kv.head_dim, half = rotary_dim / 2, rest = hd - rotary_dim;
   const int64_t qp = int64_t(q_heads) * half, kp = int64_t(kv.kv_heads) * half;
-  const int64_t cols = qp + kp + int64_t(kv.kv_heads) * hd;
+  const int64_t kr = int64_t(kv.kv_heads) * rest;
+  const int64_t cols = qp + kp + kr + int64_t(kv.kv_heads) * hd;
   KQ_ROWS_LOOP(n, cols) {
     const int64_t p = row_pos[r];
     if (c < qp + kp) {
@@ -112,8 +115,11 @@ __global__ void rope_store_kv_kernel(uint16_t* __restrict__ q, int64_t ldq, int 
         dst[i] = ra;
         dst[i + half] = rb;
       }
+    } else if (c < qp + kp + kr) {  // unrotated key dimensions (rotary_dim < head_dim)
+      const int64_t j = c - qp - kp, h = j / rest, i = rotary_dim + j % rest;
+      kv.k[row_seq[r]][(h * kv.capacity + p) * hd + i] = k[r * ldk + h * hd + i];
     } else {
-      const int64_t j = c - qp - kp, h = j / hd, i = j % hd;
+      const int64_t j = c - qp - kp - kr, h = j / hd, i = j % hd;
       kv.v[row_seq[r]][(h * kv.capacity + p) * hd + i] = v[r * ldv + j];
     }
   }
@@ -171,10 +177,11 @@ void add_residual_launch(float* x, const uint16_t* add, int64_t ld_add, int64_t 
 }
 
 void rope_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
-                 const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
-  const RowGrid g(n, int64_t(q_heads + k_heads) * (head_dim / 2));
-  launch_pdl(rope_kernel, g.grid, dim3(kThreads), 0, stream, q, ldq, q_heads, k, ldk, k_heads, head_dim, cos,
-             sin, row_pos, n);
+                 int rotary_dim, const float* cos, const float* sin, const int32_t* row_pos, int64_t n,
+                 cudaStream_t stream) {
+  const RowGrid g(n, int64_t(q_heads + k_heads) * (rotary_dim / 2));
+  launch_pdl(rope_kernel, g.grid, dim3(kThreads), 0, stream, q, ldq, q_heads, k, ldk, k_heads, head_dim,
+             rotary_dim, cos, sin, row_pos, n);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
@@ -186,11 +193,13 @@ void store_kv_launch(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t 
 }
 
 void rope_store_kv_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v,
-                          int64_t ldv, const KVLayerView& kv, const float* cos, const float* sin,
+                          int64_t ldv, const KVLayerView& kv, int rotary_dim, const float* cos, const float* sin,
                           const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream) {
-  const RowGrid g(n, int64_t(q_heads + 3 * kv.kv_heads) * (kv.head_dim / 2));
+  const int64_t cols = int64_t(q_heads + kv.kv_heads) * (rotary_dim / 2) +
+                       int64_t(kv.kv_heads) * (kv.head_dim - rotary_dim) + int64_t(kv.kv_heads) * kv.head_dim;
+  const RowGrid g(n, cols);
   launch_pdl(rope_store_kv_kernel, g.grid, dim3(kThreads), 0, stream, q, ldq, q_heads, k, ldk, v, ldv, kv,
-             cos, sin, row_seq, row_pos, n);
+             rotary_dim, cos, sin, row_seq, row_pos, n);
   KQ_CUDA_CHECK_LAUNCH();
 }
 

@@ -19,11 +19,12 @@ void add_residual_launch(float* x, const uint16_t* add, int64_t ld_add, int64_t 
 void qk_norm_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
                     const float* q_weight, const float* k_weight, float eps, int64_t n, cudaStream_t stream);
 void rope_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
-                 const float* cos, const float* sin, const int32_t* row_pos, int64_t n, cudaStream_t stream);
+                 int rotary_dim, const float* cos, const float* sin, const int32_t* row_pos, int64_t n,
+                 cudaStream_t stream);
 void store_kv_launch(const uint16_t* k, int64_t ldk, const uint16_t* v, int64_t ldv, const KVLayerView& kv,
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream);
 void rope_store_kv_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, const uint16_t* v,
-                          int64_t ldv, const KVLayerView& kv, const float* cos, const float* sin,
+                          int64_t ldv, const KVLayerView& kv, int rotary_dim, const float* cos, const float* sin,
                           const int32_t* row_seq, const int32_t* row_pos, int64_t n, cudaStream_t stream);
 void swiglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
                    int64_t ld_out, int64_t n, int64_t f, cudaStream_t stream);
