@@ -179,6 +179,41 @@ std::unique_ptr<Model> on_cuda(const Subject& s) {
   return m;
 }
 
+/// The model folder `dir` loaded on the CPU (every linear but the lm_head quantized to `mode` unless "bf16"), then
+/// moved to the device: q/k/v and gate/up fused there, and the GPU logits within the tolerances of the tests below
+/// of the CPU model's (BF16 1e-2, weight-only 3e-2, W8A8 8e-2 relative L2) in one full pass, one prefill and the
+/// decode steps after it through the KV cache (CUDA graphs replayed). `name` labels the printed error.
+void expect_folder_matches_cpu(const std::filesystem::path& dir, const std::string& mode, const std::string& name) {
+  SCOPED_TRACE(name + " " + mode);
+  auto m = Model::load(dir, kCpu);
+  bool activations = false;
+  if (mode != "bf16") {
+    const QuantSpec spec = parse_quant_mode(mode);
+    activations = spec.quantize_activations;
+    quantize_body(*m, spec);
+  }
+  const int64_t V = m->config().vocab_size, n = 40, prefill = 24;
+  const auto t = tokens_for(7, n, V);
+  const auto want = full_pass(*m, t);
+  m->to_device(kCuda);
+  EXPECT_EQ(fused_parts(*m), 5 * int(m->config().num_layers)) << "q, k, v, gate, up of every layer";
+  const double tol = mode == "bf16" ? 1e-2 : activations ? 8e-2 : 3e-2;
+  const auto got = full_pass(*m, t);
+  const double err = rel_l2(got.data(), want.data(), want.size());
+  std::printf("%s %s: GPU vs CPU logits, relative L2 %.3g\n", name.c_str(), mode.c_str(), err);
+  EXPECT_LE(err, tol);
+  // Prefill, then one token at a time: each step's logits are the CPU full pass's row.
+  KVCache cache = m->make_cache(n);
+  std::vector<float> step(size_t(prefill * V));
+  m->forward(std::span(t).first(size_t(prefill)), cache, step.data());
+  EXPECT_LE(rel_l2(step.data(), want.data(), step.size()), tol) << "prefill";
+  std::vector<float> row(static_cast<size_t>(V));
+  for (int64_t i = prefill; i < n; ++i) {
+    m->forward(std::span(t).subspan(size_t(i), 1), cache, row.data());
+    EXPECT_LE(rel_l2(row.data(), want.data() + i * V, size_t(V)), 1.5 * tol) << "decode step " << i;
+  }
+}
+
 }  // namespace
 
 TEST(ModelCuda, Bf16LogitsMatchCpuFp32) {
@@ -430,7 +465,7 @@ TEST(ModelCuda, Qwen2QkvBiasesMatchCpu) {
 // Qwen3 (a tiny random model_type qwen3 folder: q_norm / k_norm with random gains, 4 query heads of 128 over
 // hidden_size 256, GQA 4/2) on the device, BF16 and INT8: the per-head RMSNorm of q and k (Backend::qk_norm on the
 // fused q/k/v output) gives the CPU model's logits within the tolerances of the Qwen2 test above, in a full pass
-// and in decode steps through the KV cache (CUDA graphs replayed).
+// and in decode steps through the KV cache (CUDA graphs replayed): expect_folder_matches_cpu.
 TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
   REQUIRE_CUDA_MODEL();
   kq::testing::TempDir tmp;
@@ -440,44 +475,17 @@ TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
   size.ffn = 512;
   size.vocab = 512;
   const auto dir = kq::testing::write_tiny_qwen3(tmp.path / "qwen3", size);
-  for (const std::string mode : {"bf16", "int8"}) {
-    auto m = Model::load(dir, kCpu);
-    ASSERT_EQ(m->config().arch, Arch::Qwen3);
-    ASSERT_TRUE(m->config().qk_norm);
-    bool activations = false;
-    if (mode != "bf16") {
-      const QuantSpec spec = parse_quant_mode(mode);
-      activations = spec.quantize_activations;
-      quantize_body(*m, spec);
-    }
-    const int64_t V = m->config().vocab_size, n = 40, prefill = 24;
-    const auto t = tokens_for(7, n, V);
-    const auto want = full_pass(*m, t);
-    m->to_device(kCuda);
-    EXPECT_EQ(fused_parts(*m), 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
-    const double tol = mode == "bf16" ? 1e-2 : activations ? 8e-2 : 3e-2;
-    const auto got = full_pass(*m, t);
-    const double err = rel_l2(got.data(), want.data(), want.size());
-    std::printf("qwen3 tiny %s: GPU vs CPU logits, relative L2 %.3g\n", mode.c_str(), err);
-    EXPECT_LE(err, tol) << mode;
-    // Prefill, then one token at a time: each step's logits are the CPU full pass's row.
-    KVCache cache = m->make_cache(n);
-    std::vector<float> step(size_t(prefill * V));
-    m->forward(std::span(t).first(size_t(prefill)), cache, step.data());
-    EXPECT_LE(rel_l2(step.data(), want.data(), step.size()), tol) << mode << ": prefill";
-    std::vector<float> row(static_cast<size_t>(V));
-    for (int64_t i = prefill; i < n; ++i) {
-      m->forward(std::span(t).subspan(size_t(i), 1), cache, row.data());
-      EXPECT_LE(rel_l2(row.data(), want.data() + i * V, size_t(V)), 1.5 * tol) << mode << ": decode step " << i;
-    }
-  }
+  const ModelConfig c = load_model_config(dir);
+  ASSERT_EQ(c.arch, Arch::Qwen3);
+  ASSERT_TRUE(c.qk_norm);
+  for (const std::string mode : {"bf16", "int8"}) expect_folder_matches_cpu(dir, mode, "qwen3 tiny");
 }
 
 // Phi-3 (a tiny random model_type phi3 folder: fused qkv_proj / gate_up_proj split at load, longrope short factors
-// and attention factor in the RoPE tables, the whole head rotated as Phi-3 / Phi-3.5-mini do; 2 query heads of 128
-// over 1 kv head) on the device, BF16 and INT8: the split layers are fused again and the logits are the CPU model's
-// within the Qwen3 test's tolerances, in a full pass and in decode steps. (A partial rotary_dim is refused on CUDA:
-// Phi3Model.CudaRefusesAPartialRotaryDimAtLoad.)
+// and attention factor in the RoPE tables; 2 query heads of 128 over 1 kv head) on the device, BF16 and INT8, with
+// the whole head rotated (Phi-3 / Phi-3.5-mini) and with 0.75 of it (Phi-4-mini: 96 of 128 dimensions, the rest
+// passed through by cuda::rope / rope_store_kv and stored in the cache as they are): the split layers are fused
+// again and the logits are the CPU model's as in the Qwen3 test.
 TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
   REQUIRE_CUDA_MODEL();
   kq::testing::TempDir tmp;
@@ -487,45 +495,17 @@ TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
   size.kv_heads = 1;
   size.ffn = 512;
   size.vocab = 512;
-  // The whole head (Phi-3.5-mini) and 0.75 of it (Phi-4-mini: 96 of 128 dimensions rotated, the rest passed
-  // through by cuda::rope / rope_store_kv and stored in the cache as they are).
   for (const double factor : {1.0, 0.75}) {
     size.partial_rotary_factor = factor;
+    const std::string name = "phi3 tiny, partial_rotary_factor " + std::to_string(factor);
     const auto dir = kq::testing::write_model_folder(tmp.path / ("phi3-" + std::to_string(factor)),
                                                      kq::testing::tiny_phi3_config(size),
                                                      kq::testing::tiny_phi3_tensors(size));
-    for (const std::string mode : {"bf16", "int8"}) {
-      SCOPED_TRACE("partial_rotary_factor " + std::to_string(factor));
-      auto m = Model::load(dir, kCpu);
-      ASSERT_EQ(m->config().arch, Arch::Phi3);
-      ASSERT_EQ(m->config().rope_scaling.type, RopeScaling::Type::LongRope);
-      bool activations = false;
-      if (mode != "bf16") {
-        const QuantSpec spec = parse_quant_mode(mode);
-        activations = spec.quantize_activations;
-        quantize_body(*m, spec);
-      }
-      const int64_t V = m->config().vocab_size, n = 40, prefill = 24;
-      const auto t = tokens_for(7, n, V);
-      const auto want = full_pass(*m, t);
-      m->to_device(kCuda);
-      EXPECT_EQ(fused_parts(*m), 5 * int(m->config().num_layers)) << mode << ": q, k, v, gate, up of every layer";
-      const double tol = mode == "bf16" ? 1e-2 : activations ? 8e-2 : 3e-2;
-      const auto got = full_pass(*m, t);
-      const double err = rel_l2(got.data(), want.data(), want.size());
-      std::printf("phi3 tiny %s, partial_rotary_factor %.2f: GPU vs CPU logits, relative L2 %.3g\n", mode.c_str(),
-                  factor, err);
-      EXPECT_LE(err, tol) << mode;
-      KVCache cache = m->make_cache(n);
-      std::vector<float> step(size_t(prefill * V));
-      m->forward(std::span(t).first(size_t(prefill)), cache, step.data());
-      EXPECT_LE(rel_l2(step.data(), want.data(), step.size()), tol) << mode << ": prefill";
-      std::vector<float> row(static_cast<size_t>(V));
-      for (int64_t i = prefill; i < n; ++i) {
-        m->forward(std::span(t).subspan(size_t(i), 1), cache, row.data());
-        EXPECT_LE(rel_l2(row.data(), want.data() + i * V, size_t(V)), 1.5 * tol) << mode << ": decode step " << i;
-      }
-    }
+    const ModelConfig c = load_model_config(dir);
+    ASSERT_EQ(c.arch, Arch::Phi3);
+    ASSERT_EQ(c.rope_scaling.type, RopeScaling::Type::LongRope);
+    ASSERT_EQ(c.rotary_dim, int64_t(128 * factor));
+    for (const std::string mode : {"bf16", "int8"}) expect_folder_matches_cpu(dir, mode, name);
   }
 }
 
