@@ -12,6 +12,7 @@
 
 #include "core/mapped_regions.hpp"
 #include "io/json_strict.hpp"
+#include "io/utf8_text.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
@@ -499,7 +500,7 @@ void FileWeights::warn_unused_tensors(const ModelConfig& c) const {
   constexpr size_t kShown = 5;
   std::string names;
   for (size_t i = 0; i < unused.size() && i < kShown; ++i)
-    names += fmt::format("{}'{}'", i ? ", " : "", unused[i]);
+    names += fmt::format("{}'{}'", i ? ", " : "", io::name_excerpt(unused[i]));  // a name may be 100 MB long
   if (unused.size() > kShown) names += ", ...";
   warn(fmt::format(
       "{}: {} tensor{} in the weights {} not used by the {} architecture with {} layer{} and {} ignored (a quantized "

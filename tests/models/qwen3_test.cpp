@@ -368,4 +368,25 @@ TEST(Qwen3Model, RandomQwen3RunsAndGpt2RefusesQkNorm) {
 }
 
 }  // namespace
+// An unused tensor with a 100,000-character name: the warning names it by its first 200 characters and its
+// length, for every warning handler (the command line also bounds whole messages).
+TEST(Qwen3Model, AnUnusedTensorsHugeNameIsCutInTheWarning) {
+  testing::TempDir tmp;
+  const testing::TinyQwen3 s;
+  const std::string huge(100000, 'x');
+  const auto dir = testing::write_tiny_qwen3(tmp.path / "m", s, [&](std::map<std::string, Tensor>& t) {
+    Tensor v = Tensor::empty(DType::F32, {2});
+    std::fill_n(v.mutable_data<float>(), 2, 0.0f);
+    t[huge] = std::move(v);
+  });
+  testing::CapturedWarnings warnings;
+  (void)Model::load(dir, kCpu);
+  ASSERT_EQ(warnings.list.size(), 1u);
+  EXPECT_TRUE(testing::has(warnings.list[0], "1 tensor in the weights is not used by the qwen3 architecture"))
+      << warnings.list[0].substr(0, 300);
+  EXPECT_TRUE(testing::has(warnings.list[0], "'" + std::string(200, 'x') + "… (100000 characters)'"))
+      << warnings.list[0].substr(0, 600);
+  EXPECT_LT(warnings.list[0].size(), size_t(2000));
+}
+
 }  // namespace kq
