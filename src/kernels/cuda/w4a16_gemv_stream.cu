@@ -251,6 +251,19 @@ __device__ __forceinline__ void load4(const uint16_t* v, int k, int K, bool vec,
 /// split over this many threads as there (thread t: quads t, t + 512, ...).
 constexpr int kNormThreads = 512;
 
+/// resid[k..k+3] + add[k..k+3] (add: when given), as model_ops' RMSNorm adds them; k % 4 == 0, k + 4 <= K.
+__device__ __forceinline__ float4 resid_plus_add(const StreamParams& p, int k) {
+  float4 a = *reinterpret_cast<const float4*>(p.resid + k);
+  if (p.add) {
+    const uint2 b = *reinterpret_cast<const uint2*>(p.add + k);
+    a.x += __uint_as_float(b.x << 16);
+    a.y += __uint_as_float(b.x & 0xFFFF0000u);
+    a.z += __uint_as_float(b.y << 16);
+    a.w += __uint_as_float(b.y & 0xFFFF0000u);
+  }
+  return a;
+}
+
 /// 1 / RMS of resid + add (p.resid set), every thread of the block getting the
 /// value model_ops' norm_reg_kernel computes: the same per-thread sums over the
 /// same quads, the same shuffle tree, the same order (the warps past
@@ -261,14 +274,7 @@ __device__ __forceinline__ float rms_inv(const StreamParams& p, float* red, int 
   const int nv = p.K / 4;
   float sum = 0.0f;
   for (int i = int(threadIdx.x); i < nv && threadIdx.x < kNormThreads; i += kNormThreads) {
-    float4 a = *reinterpret_cast<const float4*>(p.resid + 4 * i);
-    if (p.add) {
-      const uint2 b = *reinterpret_cast<const uint2*>(p.add + 4 * i);
-      a.x += __uint_as_float(b.x << 16);
-      a.y += __uint_as_float(b.x & 0xFFFF0000u);
-      a.z += __uint_as_float(b.y << 16);
-      a.w += __uint_as_float(b.y & 0xFFFF0000u);
-    }
+    const float4 a = resid_plus_add(p, 4 * i);
     sum += a.x * a.x;
     sum += a.y * a.y;
     sum += a.z * a.z;
@@ -288,14 +294,7 @@ __device__ __forceinline__ float rms_inv(const StreamParams& p, float* red, int 
 /// rounded as model_ops' RMSNorm rounds its output.
 __device__ __forceinline__ void load4_normed(const StreamParams& p, int k, float inv, uint32_t (&e)[4]) {
   if (k + 4 <= p.K) {
-    float4 a = *reinterpret_cast<const float4*>(p.resid + k);
-    if (p.add) {
-      const uint2 b = *reinterpret_cast<const uint2*>(p.add + k);
-      a.x += __uint_as_float(b.x << 16);
-      a.y += __uint_as_float(b.x & 0xFFFF0000u);
-      a.z += __uint_as_float(b.y << 16);
-      a.w += __uint_as_float(b.y & 0xFFFF0000u);
-    }
+    const float4 a = resid_plus_add(p, k);
     const float4 w = *reinterpret_cast<const float4*>(p.gamma + k);
     e[0] = __bfloat16_as_ushort(__float2bfloat16_rn(a.x * inv * w.x));
     e[1] = __bfloat16_as_ushort(__float2bfloat16_rn(a.y * inv * w.y));
@@ -372,13 +371,7 @@ __device__ __forceinline__ void count_staged(const StreamParams& p, float* red) 
 /// The last block writes resid += add (as model_ops' RMSNorm does).
 __device__ __forceinline__ void write_residual(const StreamParams& p, int threads) {
   for (int i = int(threadIdx.x); i < p.K / 4; i += threads) {
-    float4 a = *reinterpret_cast<const float4*>(p.resid + 4 * i);
-    const uint2 b = *reinterpret_cast<const uint2*>(p.add + 4 * i);
-    a.x += __uint_as_float(b.x << 16);
-    a.y += __uint_as_float(b.x & 0xFFFF0000u);
-    a.z += __uint_as_float(b.y << 16);
-    a.w += __uint_as_float(b.y & 0xFFFF0000u);
-    *reinterpret_cast<float4*>(p.resid + 4 * i) = a;
+    *reinterpret_cast<float4*>(p.resid + 4 * i) = resid_plus_add(p, 4 * i);
   }
 }
 
