@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -262,6 +263,7 @@ TEST(OpsRope, ScoresDependOnlyOnRelativePosition) {
 
 struct AttnCase {
   int64_t heads, kv_heads, head_dim, pos0, n;
+  int64_t window = 0;  ///< sliding window (0: none)
 };
 
 class OpsAttention : public ::testing::TestWithParam<AttnCase> {};
@@ -273,19 +275,26 @@ TEST_P(OpsAttention, MatchesDoubleReference) {
   const int64_t q_stride = (c.heads + 2 * c.kv_heads) * hd;  // q packed with k, v as in a fused projection
   const int64_t out_stride = c.heads * hd + 5;
   const auto q = random_vec(size_t(c.n * q_stride), 12, -2.0f, 2.0f);
-  const auto kc = random_vec(size_t(c.kv_heads * capacity * hd), 13, -2.0f, 2.0f);
-  const auto vc = random_vec(size_t(c.kv_heads * capacity * hd), 14);
+  auto kc = random_vec(size_t(c.kv_heads * capacity * hd), 13, -2.0f, 2.0f);
+  auto vc = random_vec(size_t(c.kv_heads * capacity * hd), 14);
   const float scale = 1.0f / std::sqrt(float(hd));
   const int64_t group = c.heads / c.kv_heads;
+  // A window: query i sees keys t with pos0 + i − window < t <= pos0 + i (transformers' sliding_window_causal
+  // mask). Keys no query sees are NaN: a kernel that read them would give NaN.
+  const auto first_key = [&](int64_t pos) { return c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0; };
+  for (int64_t g = 0; g < c.kv_heads; ++g)
+    for (int64_t t = 0; t < first_key(c.pos0); ++t)
+      for (int64_t j = 0; j < hd; ++j)
+        kc[size_t((g * capacity + t) * hd + j)] = vc[size_t((g * capacity + t) * hd + j)] = std::nanf("");
 
   // reference
   std::vector<double> ref(static_cast<size_t>(c.n * c.heads * hd));
   for (int64_t i = 0; i < c.n; ++i)
     for (int64_t h = 0; h < c.heads; ++h) {
-      const int64_t g = h / group, keys = c.pos0 + i + 1;
-      std::vector<double> s(static_cast<size_t>(keys));
+      const int64_t g = h / group, keys = c.pos0 + i + 1, t0 = first_key(c.pos0 + i);
+      std::vector<double> s(static_cast<size_t>(keys), 0.0);
       double mx = -1e300;
-      for (int64_t t = 0; t < keys; ++t) {
+      for (int64_t t = t0; t < keys; ++t) {
         double d = 0;
         for (int64_t j = 0; j < hd; ++j)
           d += double(q[size_t(i * q_stride + h * hd + j)]) * kc[size_t((g * capacity + t) * hd + j)];
@@ -293,10 +302,10 @@ TEST_P(OpsAttention, MatchesDoubleReference) {
         mx = std::max(mx, s[size_t(t)]);
       }
       double sum = 0;
-      for (auto& v : s) sum += (v = std::exp(v - mx));
+      for (int64_t t = t0; t < keys; ++t) sum += (s[size_t(t)] = std::exp(s[size_t(t)] - mx));
       for (int64_t j = 0; j < hd; ++j) {
         double o = 0;
-        for (int64_t t = 0; t < keys; ++t) o += s[size_t(t)] / sum * vc[size_t((g * capacity + t) * hd + j)];
+        for (int64_t t = t0; t < keys; ++t) o += s[size_t(t)] / sum * vc[size_t((g * capacity + t) * hd + j)];
         ref[size_t((i * c.heads + h) * hd + j)] = o;
       }
     }
@@ -306,7 +315,7 @@ TEST_P(OpsAttention, MatchesDoubleReference) {
         static_cast<size_t>(attention_scratch_floats(dims, c.n, c.pos0 + c.n, threads)));
     std::vector<float> out(static_cast<size_t>(c.n * out_stride), -7.0f);
     causal_attention(q.data(), q_stride, c.n, c.pos0, kc.data(), vc.data(), capacity, dims, scale, out.data(),
-                     out_stride, scratch.data(), threads);
+                     out_stride, scratch.data(), threads, c.window);
     for (int64_t i = 0; i < c.n; ++i) {
       for (int64_t j = 0; j < c.heads * hd; ++j)
         ASSERT_NEAR(out[size_t(i * out_stride + j)], ref[size_t(i * c.heads * hd + j)], 2e-5)
@@ -324,7 +333,18 @@ INSTANTIATE_TEST_SUITE_P(Cases, OpsAttention,
                                            AttnCase{6, 3, 16, 0, 8},      // smallest GEMM path
                                            AttnCase{8, 4, 32, 0, 130},    // prefill, 3 row blocks
                                            AttnCase{12, 12, 64, 20, 70},  // MHA prefill after a prefix
-                                           AttnCase{4, 1, 8, 129, 65}));  // MQA, chunk after 129 tokens
+                                           AttnCase{4, 1, 8, 129, 65},    // MQA, chunk after 129 tokens
+                                           // Sliding windows (Mistral): decode and prefill, a window shorter
+                                           // than a row block, odd windows, a window of 1 (only the own key),
+                                           // one longer than the sequence (no effect), GQA.
+                                           AttnCase{8, 2, 64, 37, 1, 16},      // decode, GQA group 4
+                                           AttnCase{8, 4, 32, 90, 5, 7},       // direct path, odd window
+                                           AttnCase{6, 3, 16, 0, 9, 1},        // GEMM path, window 1
+                                           AttnCase{8, 4, 32, 0, 130, 37},     // 3 row blocks, window < block
+                                           AttnCase{8, 2, 32, 0, 130, 100},    // window across blocks
+                                           AttnCase{12, 12, 64, 20, 70, 33},   // MHA chunk after a prefix
+                                           AttnCase{4, 1, 8, 129, 65, 129},    // MQA, window starts mid-prefix
+                                           AttnCase{8, 4, 32, 3, 10, 1000}));  // window beyond the sequence
 
 TEST(OpsAttention, ChunkedPrefillEqualsOnePass) {
   // Running positions [0, 100) as one call or as 60 + 1 + 39 rows gives the same outputs.
@@ -344,4 +364,31 @@ TEST(OpsAttention, ChunkedPrefillEqualsOnePass) {
     pos += len;
   }
   for (size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(full[i], parts[i], 1e-5) << i;
+}
+
+TEST(OpsAttention, ChunkedWindowedPrefillEqualsOnePassAndDecodeSteps) {
+  // A window of 23 over positions [0, 100): one call, 60 + 1 + 39 rows, or one row at a time (decode) give the
+  // same outputs.
+  const AttentionDims dims{8, 2, 32};
+  const int64_t hd = 32, n = 100, capacity = 100, q_stride = 8 * hd, window = 23;
+  const auto q = random_vec(size_t(n * q_stride), 18);
+  const auto kc = random_vec(size_t(2 * capacity * hd), 19);
+  const auto vc = random_vec(size_t(2 * capacity * hd), 20);
+  std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(dims, n, n, 2)));
+  std::vector<float> full(static_cast<size_t>(n * q_stride)), parts(full.size()), steps(full.size());
+  causal_attention(q.data(), q_stride, n, 0, kc.data(), vc.data(), capacity, dims, 0.2f, full.data(), q_stride,
+                   scratch.data(), 2, window);
+  int64_t pos = 0;
+  for (int64_t len : {60, 1, 39}) {
+    causal_attention(q.data() + pos * q_stride, q_stride, len, pos, kc.data(), vc.data(), capacity, dims, 0.2f,
+                     parts.data() + pos * q_stride, q_stride, scratch.data(), 2, window);
+    pos += len;
+  }
+  for (int64_t p = 0; p < n; ++p)
+    causal_attention(q.data() + p * q_stride, q_stride, 1, p, kc.data(), vc.data(), capacity, dims, 0.2f,
+                     steps.data() + p * q_stride, q_stride, scratch.data(), 1, window);
+  for (size_t i = 0; i < full.size(); ++i) {
+    ASSERT_NEAR(full[i], parts[i], 1e-5) << i;
+    ASSERT_NEAR(full[i], steps[i], 1e-5) << i;
+  }
 }

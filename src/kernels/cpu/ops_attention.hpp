@@ -20,7 +20,10 @@ int64_t attention_scratch_floats(const AttentionDims& dims, int64_t max_rows, in
 
 /// Scaled dot-product attention with a causal mask, for n new tokens at
 /// positions pos0 .. pos0+n−1 whose keys/values are already in the cache:
-///   out_h[i] = Σ_{t <= pos0+i} softmax_t(scale · q_h[i]·k_g[t]) · v_g[t],   g = KV head of h.
+///   out_h[i] = Σ_{lo(i) <= t <= pos0+i} softmax_t(scale · q_h[i]·k_g[t]) · v_g[t],   g = KV head of h,
+/// lo(i) = 0 without a window (window 0), else max(0, pos0+i − window + 1): sliding-window attention
+/// (Mistral; transformers' sliding_window_causal mask, key t visible when pos0+i − window < t <= pos0+i), whose
+/// keys before the window are neither read nor computed.
 /// q:   query token i, head h at q + i·q_stride + h·head_dim (F32).
 /// k_cache, v_cache: one layer's cache, F32 [num_kv_heads, capacity, head_dim],
 ///      positions 0 .. pos0+n−1 filled.
@@ -29,9 +32,9 @@ int64_t attention_scratch_floats(const AttentionDims& dims, int64_t max_rows, in
 /// Decode (few rows): for each (token, KV head) the cached K and V rows are read
 /// once and used by all query heads of the group. Prefill: per query head, row
 /// blocks of 64 tokens go through oneDNN sgemm (scale·Q·Kᵀ, then P·V) over only
-/// the keys the block can see. Heads/blocks split over `threads`. Never throws.
+/// the keys the block can see. Heads/blocks split over `threads`. window >= 0. Never throws.
 void causal_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
                       const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
-                      float* out, int64_t out_stride, float* scratch, int threads);
+                      float* out, int64_t out_stride, float* scratch, int threads, int64_t window = 0);
 
 }  // namespace kq::cpu
