@@ -91,7 +91,7 @@ class KVCache {
   /// after it computes exactly what it would have with a cache of that
   /// capacity from the start. The capacity must stay within the model's
   /// max_positions for a forward to accept the cache. Throws Unsupported for
-  /// a device cache (make_cache() one of the capacity needed instead),
+  /// a device cache (grow it with Model::reserve_cache),
   /// InvalidArgument for a moved-from cache or an element count past 2^56, and
   /// std::bad_alloc when the memory is not there (the cache unchanged then).
   void reserve(int64_t capacity);
@@ -340,6 +340,15 @@ class Model {
   /// the model's device (CUDA: BF16 device memory).
   /// Throws InvalidArgument if max_tokens < 0 or > config().max_positions.
   KVCache make_cache(int64_t max_tokens = 0) const;
+
+  /// Grows `cache` (made by this model's make_cache, on its device) to hold `capacity` tokens, keeping the
+  /// tokens it holds, so later forwards compute exactly what they would have with a cache of that capacity from
+  /// the start; nothing when `capacity` is not larger. Host caches: KVCache::reserve. Device caches: new device
+  /// memory of the larger capacity, the positions held copied into it (the old memory is released once no copy
+  /// of the cache holds it); a decode CUDA graph is captured per capacity, so grow by large steps (doubling).
+  /// Throws InvalidArgument when `cache` was not made for this model or `capacity` > config().max_positions,
+  /// std::bad_alloc (host) or kq::Error (device: out of memory) when the memory is not there, `cache` unchanged.
+  void reserve_cache(KVCache& cache, int64_t capacity) const;
 
   /// Runs the model on `tokens`, appended at the cache's current position
   /// (prefill when many, decode when one), and advances the cache. Tokens are

@@ -252,6 +252,15 @@ class CudaBackend final : public models::Backend {
     return mem;
   }
 
+  void copy_cache(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t block_bytes,
+                  size_t blocks) override {
+    // alloc_cache zero-fills on the legacy default stream, which a non-blocking stream does not wait for.
+    KQ_CUDA_CHECK(cudaDeviceSynchronize());
+    KQ_CUDA_CHECK(
+        cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, block_bytes, blocks, cudaMemcpyDeviceToDevice, stream_));
+    KQ_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
   void run(const StepRows& rows, const std::function<void(Backend&)>& body) override {
     rows_ = rows;
     n_ = int64_t(rows.tokens.size());

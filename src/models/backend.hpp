@@ -126,6 +126,12 @@ class Backend {
   /// Zero-filled device memory for a KV cache (CPU: nullptr: the cache holds
   /// its own host memory).
   virtual std::shared_ptr<void> alloc_cache(size_t bytes) = 0;
+  /// Copies `blocks` blocks of `block_bytes` bytes from device cache memory `src` (one block every `src_pitch`
+  /// bytes) to `dst` (one every `dst_pitch` bytes), for Model::reserve_cache: a grown cache's keys and values
+  /// of the positions held. Ordered after every step run so far and complete when it returns. CPU: throws
+  /// Unsupported (host caches grow by KVCache::reserve). Throws kq::Error when the device fails.
+  virtual void copy_cache(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t block_bytes,
+                          size_t blocks) = 0;
   /// Replaces the CPU thread count of later steps.
   virtual void set_context(const ExecContext& ctx) = 0;
   /// Enables/disables CUDA graphs for decode steps (CPU: ignored).

@@ -49,6 +49,9 @@ class CpuBackend final : public Backend {
   void upload(Param&, ParamKind) override {}
   std::unique_ptr<Linear> convert(const std::string&, const Linear&) override { return nullptr; }
   std::shared_ptr<void> alloc_cache(size_t) override { return nullptr; }
+  void copy_cache(void*, size_t, const void*, size_t, size_t, size_t) override {
+    raise<Unsupported>("CpuBackend::copy_cache: host KV caches grow by KVCache::reserve");
+  }
   void set_context(const ExecContext& ctx) override { ctx_ = ctx; }
   void set_graphs(bool) override {}
 

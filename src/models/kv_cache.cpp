@@ -78,7 +78,7 @@ void KVCache::advance(int64_t n) {
 
 void KVCache::reserve(int64_t capacity) {
   if (device_ != Device::CPU)
-    raise<Unsupported>("KVCache::reserve: a {} cache cannot grow (make_cache() one of the capacity needed)",
+    raise<Unsupported>("KVCache::reserve: a {} cache grows by Model::reserve_cache (its device copies it)",
                        device_name(device_));
   if (capacity <= capacity_) return;
   check_sizes(num_layers_, num_kv_heads_, head_dim_, capacity);

@@ -268,6 +268,28 @@ KVCache Model::make_cache(int64_t max_tokens) const {
                  backend_->alloc_cache(bytes));
 }
 
+void Model::reserve_cache(KVCache& cache, int64_t capacity) const {
+  check_cache(cache, "reserve_cache");
+  if (capacity <= cache.capacity()) return;
+  if (capacity > config_.max_positions)
+    raise<InvalidArgument>("reserve_cache: capacity {} exceeds the model's max positions {}", capacity,
+                           config_.max_positions);
+  if (cache.device() == Device::CPU) {
+    cache.reserve(capacity);
+    return;
+  }
+  // Device keys and values: 2 · layers · kv heads blocks of capacity · head_dim BF16 values, one after another
+  // (KVCache's layout), of which each block's first size() rows are held.
+  KVCache grown = make_cache(capacity);
+  const size_t row_bytes = size_t(config_.head_dim) * sizeof(uint16_t);
+  if (cache.size() > 0)
+    backend_->copy_cache(grown.device_keys(0), size_t(capacity) * row_bytes, cache.device_keys(0),
+                         size_t(cache.capacity()) * row_bytes, size_t(cache.size()) * row_bytes,
+                         size_t(2 * config_.num_layers * config_.num_kv_heads));
+  grown.advance(cache.size());
+  cache = std::move(grown);
+}
+
 void Model::check_cache(const KVCache& cache, const char* where) const {
   if (cache.num_layers() != config_.num_layers || cache.num_kv_heads() != config_.num_kv_heads ||
       cache.head_dim() != config_.head_dim || cache.capacity() > config_.max_positions)

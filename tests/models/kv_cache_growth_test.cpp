@@ -59,7 +59,8 @@ int32_t argmax(const std::vector<float>& v) { return int32_t(std::max_element(v.
 /// A prompt of `prompt` tokens, then greedy decode until the model's context is full: once with a cache of
 /// the whole context, once with one of `first` positions grown (doubled, at most the context) whenever
 /// full. The logits of every step must be the same bits; the grown cache's unused part holds NaN.
-void expect_growth_bit_identical(Model& m, int64_t prompt, int64_t first) {
+/// `through_model`: grown by Model::reserve_cache instead of KVCache::reserve.
+void expect_growth_bit_identical(Model& m, int64_t prompt, int64_t first, bool through_model = false) {
   const int64_t V = m.config().vocab_size, max_pos = m.config().max_positions;
   KVCache full = m.make_cache(max_pos), grown = m.make_cache(first);
   poison_unused(grown);
@@ -73,7 +74,10 @@ void expect_growth_bit_identical(Model& m, int64_t prompt, int64_t first) {
     const int32_t next = argmax(want);
     if (grown.size() == grown.capacity()) {
       const int64_t before = grown.size();
-      grown.reserve(std::min(max_pos, 2 * grown.capacity()));
+      if (through_model)
+        m.reserve_cache(grown, std::min(max_pos, 2 * grown.capacity()));
+      else
+        grown.reserve(std::min(max_pos, 2 * grown.capacity()));
       ASSERT_EQ(grown.size(), before);
       poison_unused(grown);
       ++growths;
@@ -94,6 +98,21 @@ TEST(KvCacheGrowth, GrownCacheGivesBitIdenticalLogitsLlama) {
   auto m = Model::random(tiny_llama(), 5, ExecContext{Device::CPU, 2});
   expect_growth_bit_identical(*m, 12, 20);  // 12 rows: the GEMM (prefill) attention path; 20 -> 40 -> 80 -> 96
   expect_growth_bit_identical(*m, 3, 5);    // 3 rows: the direct (decode) path
+}
+
+TEST(KvCacheGrowth, ModelReserveCacheGrowsAHostCache) {
+  auto m = Model::random(tiny_llama(), 6, ExecContext{Device::CPU, 2});
+  expect_growth_bit_identical(*m, 12, 20, /*through_model=*/true);
+  KVCache c = m->make_cache(8);
+  c.advance(3);
+  m->reserve_cache(c, 4);  // not larger: nothing changes
+  EXPECT_EQ(c.capacity(), 8);
+  EXPECT_THROW(m->reserve_cache(c, m->config().max_positions + 1), InvalidArgument);
+  EXPECT_EQ(c.capacity(), 8);
+  EXPECT_EQ(c.size(), 3);
+  KVCache other(3, 2, 16, 8);  // three layers: not this model's
+  EXPECT_THROW(m->reserve_cache(other, 16), InvalidArgument);
+  EXPECT_EQ(other.capacity(), 8);
 }
 
 TEST(KvCacheGrowth, GrownCacheGivesBitIdenticalLogitsGpt2) {

@@ -259,6 +259,43 @@ TEST(ModelCuda, DecodeWithKVCacheMatchesFullPass) {
   }
 }
 
+// Model::reserve_cache on the device (what `kq generate --device cuda` does when its cache is full): a cache of 10
+// positions grown (doubled) while decoding gives the logits of a cache that held every position from the start,
+// through graph replays of each capacity.
+TEST(ModelCuda, GrownCacheMatchesAFullCache) {
+  REQUIRE_CUDA_MODEL();
+  for (const Subject& sub : subjects()) {
+    auto m = on_cuda(sub);
+    if (!m) continue;
+    const int64_t V = m->config().vocab_size, n = std::min<int64_t>(48, m->config().max_positions);
+    const auto t = tokens_for(4, n, V);
+    KVCache full = m->make_cache(n), grown = m->make_cache(10);
+    std::vector<float> want(static_cast<size_t>(V)), got(static_cast<size_t>(V));
+    m->forward(std::span(t).first(9), full, want.data(), /*all_logits=*/false);
+    m->forward(std::span(t).first(9), grown, got.data(), /*all_logits=*/false);
+    int growths = 0;
+    double worst = rel_l2(got.data(), want.data(), size_t(V));
+    for (int64_t i = 9; i < n; ++i) {
+      if (grown.size() == grown.capacity()) {
+        const int64_t before = grown.size();
+        m->reserve_cache(grown, std::min(n, 2 * grown.capacity()));
+        ASSERT_EQ(grown.size(), before) << sub.name;
+        ++growths;
+      }
+      m->forward(std::span(t).subspan(size_t(i), 1), full, want.data());
+      m->forward(std::span(t).subspan(size_t(i), 1), grown, got.data());
+      worst = std::max(worst, rel_l2(got.data(), want.data(), size_t(V)));
+    }
+    std::printf("%s: decode with a grown device cache vs a full one, %d growths, worst relative L2 %.3g\n",
+                sub.name.c_str(), growths, worst);
+    EXPECT_LE(worst, 1e-2) << sub.name;
+    EXPECT_GE(growths, 2) << sub.name;
+    EXPECT_EQ(grown.capacity(), n) << sub.name;
+    EXPECT_EQ(grown.bytes(), full.bytes()) << sub.name;
+    EXPECT_THROW(m->reserve_cache(grown, m->config().max_positions + 1), InvalidArgument) << sub.name;
+  }
+}
+
 TEST(ModelCuda, DecodeBatchMatchesSeparateDecodes) {
   REQUIRE_CUDA_MODEL();
   for (const Subject& sub : subjects()) {

@@ -46,7 +46,7 @@ struct GenerateOptions {
   bool no_special_prefix = false;
 };
 
-/// Positions a CPU KV cache holds beyond the prompt's at first; it grows (grow_cache_for) as tokens are
+/// Positions a KV cache holds beyond the prompt's at first; it grows (grow_cache_for) as tokens are
 /// generated, so memory and time follow the tokens generated rather than -n.
 constexpr int64_t kCacheChunk = 256;
 
@@ -103,18 +103,24 @@ KVCache make_cache_for(const Model& model, int64_t positions, const std::string&
   }
 }
 
-/// Grows a full CPU KV cache for the next token: to about double its capacity, at most `positions` (all
-/// that generating -n `n` tokens takes: cache_positions), the tokens held kept (KVCache::reserve), so the
+/// Grows a full KV cache for the next token: to about double its capacity, at most `positions` (all that
+/// generating -n `n` tokens takes: cache_positions), the tokens held kept (Model::reserve_cache), so the
 /// tokens generated are those of a cache that held `positions` from the start. Errors as make_cache_for.
 void grow_cache_for(const Model& model, KVCache& cache, int64_t positions, int64_t n) {
   const int64_t capacity = std::min(positions, 2 * cache.capacity());
   const std::string what = fmt::format("grown from {} for the tokens generated so far; -n takes {} at most",
                                        cache.capacity(), positions);
   check_cache_fits(model, capacity, what, n);
+  const std::string oom = "it could not be allocated (out of memory)";
   try {
-    cache.reserve(capacity);
+    model.reserve_cache(cache, capacity);
   } catch (const std::bad_alloc&) {
-    raise<Error>("{}", cache_too_big(model, capacity, what, n, "it could not be allocated (out of memory)"));
+    raise<Error>("{}", cache_too_big(model, capacity, what, n, oom));
+  } catch (const Error& e) {
+    if (model.context().device == Device::CPU) throw;
+    // A device's allocation failing (cudaMalloc: out of memory) is an Error naming the call alone.
+    raise<Error>("{}", cache_too_big(model, capacity, what, n,
+                                     fmt::format("it could not be allocated on the device ({})", e.what())));
   }
 }
 
@@ -230,12 +236,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
         max_pos - int64_t(prompt.size()), count_noun(max_pos, "position"), context_limit_note(model->config())));
   }
 
-  // On the CPU the KV cache starts with the prompt's positions and kCacheChunk more, and grows as tokens are
-  // generated (grow_cache_for). On CUDA it holds every position from the start: a device cache cannot grow
-  // (KVCache::reserve), and decode CUDA graphs are captured per capacity.
+  // The KV cache starts with the prompt's positions and kCacheChunk more, and doubles as tokens are generated
+  // (grow_cache_for; on CUDA a decode graph is captured for each capacity, a few in all).
   const int64_t positions = cache_positions(int64_t(prompt.size()), n);
-  const bool grows = model->context().device == Device::CPU;
-  const int64_t first = grows ? std::min(positions, int64_t(prompt.size()) + kCacheChunk) : positions;
+  const int64_t first = std::min(positions, int64_t(prompt.size()) + kCacheChunk);
   KVCache cache = make_cache_for(*model, first, first == positions ? "the prompt and the -n tokens but the last"
                                                                    : "the prompt and the first tokens generated",
                                  n);
