@@ -18,6 +18,7 @@
 #include "kq/quantize.hpp"
 #include "kq/warning.hpp"
 #include "models/backend.hpp"
+#include "models/hub_checkpoint.hpp"
 #include "quant/keep_pattern.hpp"
 
 namespace kq::models {
@@ -171,10 +172,15 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     raise<FormatError>("{}: quantization_config.quant_method is not a string (it is {}); a kq folder's is \"kq\"",
                        cfg.string(), io::json_excerpt(q["quant_method"]));
   const std::string method = q["quant_method"].get<std::string>();
+  if (is_hub_quant_method(method)) {  // an AutoAWQ / AutoGPTQ checkpoint: its 4-bit layers converted as read
+    hub_ = parse_hub_quant_config(q, cfg.string());
+    return;
+  }
   if (method != "kq")
     raise<FormatError>(
         "{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
-        "\"kq\" folders; load the original unquantized model instead)",
+        "\"kq\" folders and AutoAWQ (\"awq\") and AutoGPTQ (\"gptq\") 4-bit checkpoints; load the original "
+        "unquantized model instead)",
         cfg.string(), method);
   if (!q.contains("format_version") || q["format_version"] != 1)
     raise<FormatError>("{}: quantization_config.format_version must be 1 (this KernelQuant reads version 1)",
@@ -286,16 +292,21 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
                                                       const std::string& file_prefix, int64_t out,
                                                       int64_t in, bool bias) {
   const auto it = quantized_modules_.find(module);
-  if (it == quantized_modules_.end()) return nullptr;
+  // An AWQ / GPTQ checkpoint's quantized layers are those with codes; others
+  // (modules_to_not_convert, lm_head) have a plain weight.
+  const bool hub = hub_ && store_.contains(file_prefix + ".qweight");
+  if (it == quantized_modules_.end() && !hub) return nullptr;
   // load_quantized_linear takes a bias when there is one; a layer that has a
   // bias by the architecture but lost it would run with none (wrong output).
   if (bias && !store_.contains(file_prefix + ".bias")) raise_missing(file_prefix + ".bias", Shape{out});
   QuantSpec spec;
-  try {
-    spec = parse_quant_mode(it->second);
-  } catch (const InvalidArgument& e) {
-    raise<FormatError>("{}: config.json quantization_config.modules['{}']: {}", dir_.string(), module,
-                       e.what());
+  if (!hub) {
+    try {
+      spec = parse_quant_mode(it->second);
+    } catch (const InvalidArgument& e) {
+      raise<FormatError>("{}: config.json quantization_config.modules['{}']: {}", dir_.string(), module,
+                         e.what());
+    }
   }
   std::vector<std::string> read;  // tensors handed out, to name the file an error is about
   auto get = [&](const std::string& n) {
@@ -308,6 +319,7 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
     return t;
   };
   try {
+    if (hub) return load_hub_int4_linear(get, file_prefix, *hub_, out, in);
     return load_quantized_linear(get, file_prefix, spec, out, in);
   } catch (const FormatError& e) {
     // A bad value (scale, code, zero point) is reported with its tensor name;

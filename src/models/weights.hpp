@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "kernels/linear.hpp"
 #include "kq/config.hpp"
 #include "kq/tensor.hpp"
+#include "quant/hub_int4.hpp"
 
 namespace kq::models {
 
@@ -101,8 +103,12 @@ class WeightSource {
 /// linear layers (a mode that parse_quant_mode does not know is a FormatError
 /// naming config.json, the module and the mode, listing the valid modes);
 /// a module no tensor of the folder belongs to is a FormatError naming
-/// config.json and the module ("the model has no such layer");
-/// any other quant_method is a FormatError, and so is a folder
+/// config.json and the module ("the model has no such layer").
+/// An AutoAWQ or AutoGPTQ 4-bit checkpoint (quant_method "awq" / "gptq",
+/// models/hub_checkpoint.hpp) yields each layer that has "<prefix>.qweight"
+/// converted losslessly into kq's INT4 format (quant/hub_int4.hpp); its
+/// other layers are plain weights.
+/// Any other quant_method is a FormatError, and so is a folder
 /// whose weights are kq-quantized ('kq_quantization' metadata or "*.qweight"
 /// tensors) while its config.json has no quantization_config (named).
 class FileWeights final : public WeightSource {
@@ -116,8 +122,8 @@ class FileWeights final : public WeightSource {
   /// The tensor's dtype in the folder (F32 when the folder has no such tensor:
   /// get() names the missing tensor).
   DType disk_dtype(const std::string& name) const override;
-  /// true when config.json has a kq quantization_config.
-  bool quantized() const override { return !quantized_modules_.empty(); }
+  /// true when config.json has a kq quantization_config, or is an AutoAWQ / AutoGPTQ checkpoint.
+  bool quantized() const override { return !quantized_modules_.empty() || hub_.has_value(); }
 
   /// Checks the sizes of `config` (read from the folder's config.json)
   /// against the tensors in the folder's safetensors headers, before the
@@ -154,6 +160,7 @@ class FileWeights final : public WeightSource {
   std::filesystem::path dir_;
   TensorStore store_;
   std::map<std::string, std::string> quantized_modules_;  // module -> quant mode name
+  std::optional<HubInt4Config> hub_;                      // an AutoAWQ / AutoGPTQ checkpoint's layout
   std::set<std::string> used_;                            // tensors read so far
 };
 

@@ -1,0 +1,44 @@
+#pragma once
+// Pre-quantized Hugging Face Hub checkpoints (AutoAWQ "-AWQ", AutoGPTQ /
+// GPTQModel "-GPTQ" folders): their config.json quantization_config, read and
+// checked, and their 4-bit linear layers as kq INT4 ops (quant/hub_int4.hpp
+// converts the tensors losslessly at load time).
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/linear.hpp"
+#include "quant/hub_int4.hpp"
+
+namespace kq::models {
+
+/// Whether quantization_config.quant_method `method` is one kq converts ("awq", "gptq").
+bool is_hub_quant_method(const std::string& method);
+
+/// The layout of a quantization_config `q` whose quant_method is "awq" or
+/// "gptq". `cfg` names config.json in messages. Keys read (absent ones take
+/// transformers' defaults, AwqConfig / GPTQConfig):
+///   awq:  bits (required, 4), group_size (128; −1 or > 0), zero_point (true;
+///         false is refused: AutoAWQ's GEMM layout stores zero points),
+///         version ("gemm", any case; "gemv", "gemv_fast", "exllama", "marlin",
+///         "ipex" and others refused), backend ("autoawq"; "llm-awq" refused: its
+///         packing differs), modules_to_not_convert (not read: such a layer has
+///         a plain .weight and is loaded as one).
+///   gptq: bits (required, 4), group_size (128; −1 or > 0), desc_act (false),
+///         sym (true; not needed: the zero points decide), checkpoint_format or
+///         format ("gptq" = v1, "gptq_v2"; "marlin", "bitblas", ... refused),
+///         is_marlin_format (true refused).
+/// Throws FormatError naming `cfg` and the key (with its value) for a missing,
+/// mistyped, or unsupported value.
+HubInt4Config parse_hub_quant_config(const nlohmann::json& q, const std::string& cfg);
+
+/// The kq INT4 op of the linear layer W [N, K] stored under `prefix` in
+/// `config`'s layout (import_hub_int4), with `prefix`.bias (F16, BF16 or F32
+/// [N], kept in F32) when `get` returns one. Throws FormatError naming the
+/// tensor as import_hub_int4 does, and for a bias of another dtype or shape or
+/// with NaN / Inf.
+std::unique_ptr<Linear> load_hub_int4_linear(const TensorGetter& get, const std::string& prefix,
+                                             const HubInt4Config& config, int64_t N, int64_t K);
+
+}  // namespace kq::models
