@@ -45,26 +45,41 @@ struct RopeScaling {
     /// transformers switches to long_factor once a sequence is longer than original_max_positions; kq
     /// computes the short factors only and caps the context there (ModelConfig::max_positions, context_limit_note).
     LongRope,
+    /// "yarn" (YaRN, Peng et al. 2023; transformers' _compute_yarn_parameters, e.g. Qwen2.5 / Qwen3 beyond 32K):
+    /// per pair i, a blend of inv_freq_i (extrapolation) and inv_freq_i / factor (interpolation) by a linear ramp
+    /// over the pairs between the correction dims of beta_fast and beta_slow rotations in original_max_positions
+    /// (floor / ceil when truncate), and cos/sin times attention_factor.
+    Yarn,
+    /// "dynamic" (dynamic NTK): transformers changes the base only for sequences longer than
+    /// max_position_embeddings, which kq's context never exceeds: the default frequencies.
+    Dynamic,
   };
   Type type = Type::Default;
-  /// Linear, Llama3: finite, > 0. LongRope: the "factor" key, else max_position_embeddings / original_max_positions
-  /// (read for the attention factor only).
+  /// Linear, Llama3, Yarn, Dynamic: finite, > 0. LongRope: the "factor" key, else max_position_embeddings /
+  /// original_max_positions (read for the attention factor only).
   double factor = 1.0;
   double low_freq_factor = 1.0;           ///< Llama3: finite, > 0
   double high_freq_factor = 4.0;          ///< Llama3: finite, > 0, != low_freq_factor
-  /// Llama3, LongRope: original_max_position_embeddings, >= 1 (LongRope: the context the short factors serve)
+  /// Llama3, LongRope, Yarn: original_max_position_embeddings, >= 1 (LongRope: the context the short factors
+  /// serve; Yarn: the pretrained context, the key else max_position_embeddings)
   int64_t original_max_positions = 8192;
+  double beta_fast = 32.0;  ///< Yarn: rotations at the ramp's high-frequency end (finite, > 0; 32 when absent)
+  double beta_slow = 1.0;   ///< Yarn: rotations at the ramp's low-frequency end (finite, > 0; 1 when absent)
+  bool truncate = true;     ///< Yarn: the correction dims rounded outward (floor / ceil) to whole pairs
   /// LongRope: short_factor and long_factor, rotary_dim/2 finite positive values each (long_factor is validated
   /// and kept, not used: see Type::LongRope).
   std::vector<double> short_factor, long_factor;
   /// LongRope: the factor cos and sin are multiplied by (finite, > 0): "attention_factor" when given, else
   /// sqrt(1 + ln(f) / ln(original_max_positions)) with f = "factor" when given, else max_position_embeddings /
-  /// original_max_positions (1 when f <= 1), as transformers computes it. 1 for the other types.
+  /// original_max_positions (1 when f <= 1), as transformers computes it. Yarn: "attention_factor" when given,
+  /// else mscale(factor, mscale) / mscale(factor, mscale_all_dim) when both keys are given, else mscale(factor, 1),
+  /// with mscale(s, m) = 0.1·m·ln(s) + 1 (1 when s <= 1). 1 for the other types.
   double attention_factor = 1.0;
   bool operator==(const RopeScaling&) const = default;
 };
 
-/// The config.json rope_type of `t`: "default" / "linear" / "llama3" / "longrope"; "unknown(N)" outside the enum.
+/// The config.json rope_type of `t`: "default" / "linear" / "llama3" / "longrope" / "yarn" / "dynamic";
+/// "unknown(N)" outside the enum.
 std::string rope_type_name(RopeScaling::Type t);
 
 /// Architecture hyper-parameters in one neutral form for both families.
@@ -82,8 +97,9 @@ std::string rope_type_name(RopeScaling::Type t);
 /// num_attention_heads, num_key_value_heads (default = heads), head_dim,
 /// max_position_embeddings (default 2048), rms_norm_eps (default 1e-6),
 /// rope_theta (top level or rope_parameters.rope_theta, default 10000),
-/// rope_scaling / rope_parameters (RopeScaling: "default", "linear" or
-/// "llama3"; a type in rope_scaling wins over rope_parameters', as in
+/// rope_scaling / rope_parameters (RopeScaling: "default", "linear",
+/// "llama3", "yarn" or "dynamic"; yarn's factor · original_max_position_embeddings
+/// becomes max_positions when longer; a type in rope_scaling wins over rope_parameters', as in
 /// transformers 4, which reads only rope_scaling, and 5, which replaces
 /// rope_parameters by it),
 /// hidden_act (must be "silu", or "swish": transformers' alias, read as

@@ -39,6 +39,8 @@ std::string rope_type_name(RopeScaling::Type t) {
     case RopeScaling::Type::Linear: return "linear";
     case RopeScaling::Type::Llama3: return "llama3";
     case RopeScaling::Type::LongRope: return "longrope";
+    case RopeScaling::Type::Yarn: return "yarn";
+    case RopeScaling::Type::Dynamic: return "dynamic";
   }
   return std::string(unknown_enum_name(int64_t(t)));
 }
@@ -348,10 +350,64 @@ std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, c
                          r.source(), where, s.high_freq_factor, where, s.low_freq_factor);
     return s;
   }
-  if (*type == "longrope" || *type == "su") {  // Phi3Config reads the old name "su" as "longrope"
+  // An optional key's value (nullptr when absent or null; `name` is "<where>.<key>").
+  const auto optional = [&](const char* key, std::string& name) -> const json* {
+    name = fmt::format("{}.{}", where, key);
+    const auto it = obj.find(key);
+    return it == obj.end() || it->is_null() ? nullptr : &*it;
+  };
+  if (*type == "dynamic") {  // the default frequencies within max_position_embeddings (RopeScaling::Type::Dynamic)
+    s.type = RopeScaling::Type::Dynamic;
+    s.factor = number("factor");
+    return s;
+  }
+  if (*type == "yarn" && !phi3) {  // Phi3Config reads "yarn" as an old name of longrope (below)
+    s.type = RopeScaling::Type::Yarn;
+    s.factor = number("factor");
+    std::string name;
+    // Optional: original_max_position_embeddings (else max_position_embeddings) and attention_factor (else from
+    // mscale / mscale_all_dim) are completed by yarn_context; 0 marks them absent.
+    s.original_max_positions = 0;
+    s.attention_factor = 0;
+    if (const json* v = optional("original_max_position_embeddings", name))
+      s.original_max_positions = r.size_value(name, *v);
+    if (const json* v = optional("attention_factor", name)) s.attention_factor = r.positive_f32(name, v, 0);
+    // transformers: `get("beta_fast") or 32`: absent, null or 0 take the default.
+    if (const json* v = optional("beta_fast", name); v && !(v->is_number() && v->get<double>() == 0))
+      s.beta_fast = r.positive(name, v, 32);
+    if (const json* v = optional("beta_slow", name); v && !(v->is_number() && v->get<double>() == 0))
+      s.beta_slow = r.positive(name, v, 1);
+    if (const json* v = optional("truncate", name)) {
+      if (!v->is_boolean())
+        raise<FormatError>("{}: key '{}': expected true or false, got {}", r.source(), name, io::json_excerpt(*v));
+      s.truncate = v->get<bool>();
+    }
+    // mscale / mscale_all_dim (DeepSeek-V3): used, as in transformers, only when both are given and non-zero.
+    double mscale = 0, mscale_all_dim = 0;
+    if (const json* v = optional("mscale", name); v && !(v->is_number() && v->get<double>() == 0))
+      mscale = r.positive(name, v, 0);
+    if (const json* v = optional("mscale_all_dim", name); v && !(v->is_number() && v->get<double>() == 0))
+      mscale_all_dim = r.positive(name, v, 0);
+    if (s.attention_factor == 0) {
+      const auto get_mscale = [&](double m) { return s.factor <= 1.0 ? 1.0 : 0.1 * m * std::log(s.factor) + 1.0; };
+      s.attention_factor = mscale > 0 && mscale_all_dim > 0 ? get_mscale(mscale) / get_mscale(mscale_all_dim)
+                                                            : get_mscale(1.0);
+      if (!std::isfinite(s.attention_factor) || !(float(s.attention_factor) > 0))
+        raise<FormatError>("{}: the yarn attention factor from {}.factor {:g}{} is {:g}, not a finite positive "
+                           "number; give {}.attention_factor",
+                           r.source(), where, s.factor,
+                           mscale > 0 && mscale_all_dim > 0
+                               ? fmt::format(", mscale {:g} and mscale_all_dim {:g}", mscale, mscale_all_dim)
+                               : std::string(),
+                           s.attention_factor, where);
+    }
+    return s;
+  }
+  // Phi3Config reads the old names "su" and "yarn" as "longrope" (Phi3Config._rope_scaling_adjustment).
+  if (*type == "longrope" || *type == "su" || (phi3 && *type == "yarn")) {
     if (!phi3)
       raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is supported for model_type phi3 only (supported here: "
-                         "default, linear, llama3)",
+                         "default, linear, llama3, yarn, dynamic)",
                          r.source(), io::text_excerpt(*type), where, type_key);
     s.type = RopeScaling::Type::LongRope;
     for (const char* key : {"short_factor", "long_factor"}) {
@@ -375,8 +431,9 @@ std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, c
       s.attention_factor = r.positive_f32(fmt::format("{}.attention_factor", where), &*it, 0);
     return s;
   }
-  raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (supported: default, linear, llama3{})",
-                     r.source(), io::text_excerpt(*type), where, type_key, phi3 ? ", longrope (su)" : "");
+  raise<FormatError>("{}: RoPE scaling type '{}' ({}.{}) is not supported (supported: default, linear, llama3, {})",
+                     r.source(), io::text_excerpt(*type), where, type_key,
+                     phi3 ? "dynamic, longrope (su, yarn)" : "yarn, dynamic");
 }
 
 /// Rejects a partial_rotary_factor (at `key`; `v` null when absent) other than 1.
@@ -454,6 +511,21 @@ void longrope_context(const Reader& r, const char* where, ModelConfig& c) {
   if (s.original_max_positions < c.max_positions) {
     c.max_positions = s.original_max_positions;
     c.size_keys.max_positions = original_key;
+  }
+}
+
+/// Completes yarn scaling (rope_scaling_of's, at `where`) for the config `c` read so far (max_positions =
+/// max_position_embeddings): original_max_position_embeddings is max_position_embeddings when the scaling does not
+/// give it. The context becomes factor · original_max_position_embeddings when the factor is above 1 and that is
+/// longer (YaRN's extended context, as vLLM derives its max_model_len; transformers sets no limit); size_keys
+/// names the keys then.
+void yarn_context(const char* where, ModelConfig& c) {
+  RopeScaling& s = c.rope_scaling;
+  if (s.original_max_positions == 0) s.original_max_positions = c.max_positions;
+  const double extended = std::floor(s.factor * double(s.original_max_positions));
+  if (s.factor > 1.0 && extended > double(c.max_positions)) {
+    c.max_positions = extended >= double(kMaxSize) ? kMaxSize : int64_t(extended);
+    c.size_keys.max_positions = fmt::format("{}.factor × original_max_position_embeddings", where);
   }
 }
 
@@ -601,6 +673,7 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   }
   // longrope's short factors serve original_max_position_embeddings positions: the context is capped there.
   if (c.rope_scaling.type == RopeScaling::Type::LongRope) longrope_context(r, scaling_key, c);
+  if (c.rope_scaling.type == RopeScaling::Type::Yarn) yarn_context(scaling_key, c);
   // A sliding window of W positions: within W positions the windowed attention is exactly full causal
   // attention, so the context is capped at W.
   const auto cap_at_window = [&](int64_t window) {

@@ -10,14 +10,16 @@ namespace kq::models {
 namespace {
 /// The checks of parse_model_config on a RopeScaling built in code (finite positive factors, a positive
 /// original context, high_freq_factor != low_freq_factor for llama3; longrope: `rotary_dim`/2 finite positive
-/// short and long factors, a finite positive attention factor).
+/// short and long factors, a finite positive attention factor; yarn: finite positive betas and attention factor).
 template <class E>
 void check_rope_scaling(const RopeScaling& s, int64_t rotary_dim, const std::string& where) {
   using T = RopeScaling::Type;
   if (s.type == T::Default) return;
-  if (s.type != T::Linear && s.type != T::Llama3 && s.type != T::LongRope)
-    raise<E>("{}: RopeScaling::type {} is not a RoPE scaling type (default, linear, llama3 or longrope)", where,
-             int(s.type));
+  if (s.type != T::Linear && s.type != T::Llama3 && s.type != T::LongRope && s.type != T::Yarn &&
+      s.type != T::Dynamic)
+    raise<E>("{}: RopeScaling::type {} is not a RoPE scaling type (default, linear, llama3, longrope, yarn or "
+             "dynamic)",
+             where, int(s.type));
   const auto positive = [&](const char* key, double v) {
     if (!std::isfinite(v) || v <= 0)
       raise<E>("{}: rope scaling {} {} must be a finite positive number", where, key, v);
@@ -37,7 +39,16 @@ void check_rope_scaling(const RopeScaling& s, int64_t rotary_dim, const std::str
     return;
   }
   positive("factor", s.factor);
-  if (s.type == T::Linear) return;
+  if (s.type == T::Linear || s.type == T::Dynamic) return;
+  if (s.type == T::Yarn) {
+    positive("beta_fast", s.beta_fast);
+    positive("beta_slow", s.beta_slow);
+    positive("attention_factor", s.attention_factor);
+    if (s.original_max_positions < 1)
+      raise<E>("{}: rope scaling original_max_position_embeddings {} must be positive", where,
+               s.original_max_positions);
+    return;
+  }
   positive("low_freq_factor", s.low_freq_factor);
   positive("high_freq_factor", s.high_freq_factor);
   if (s.original_max_positions < 1)

@@ -163,8 +163,8 @@ TEST(Config, Transformers4Llama) {
 
 TEST(Config, LlamaRejections) {
   json j = json::parse(kLlama4);
-  j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
-  expect_bad(j, {"dynamic", "rope_scaling.type", "not supported"});
+  j["rope_scaling"] = {{"type", "mrope"}, {"factor", 2.0}};
+  expect_bad(j, {"mrope", "rope_scaling.type", "not supported"});
   j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
   expect_bad(j, {"llama3", "'rope_scaling.low_freq_factor'", "missing"});
   j = json::parse(kLlama4);
@@ -330,17 +330,17 @@ TEST(Config, RopeScalingKeysAreValidated) {
   j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 3}};
   EXPECT_EQ(parse(j).rope_scaling.factor, 3.0);
   // The other types stay refused with the supported ones named; longrope (and its old name su) is Phi3's.
-  for (const char* other : {"dynamic", "yarn", "mrope"}) {
+  for (const char* other : {"mrope", "ntk", "YARN"}) {
     j = base;
     j["rope_scaling"]["rope_type"] = other;
     expect_bad(j, {fmt::format("RoPE scaling type '{}' (rope_scaling.rope_type) is not supported", other),
-                   "supported: default, linear, llama3)"});
+                   "supported: default, linear, llama3, yarn, dynamic)"});
   }
   for (const char* phi3_only : {"longrope", "su"}) {
     j = base;
     j["rope_scaling"]["rope_type"] = phi3_only;
     expect_bad(j, {fmt::format("RoPE scaling type '{}' (rope_scaling.rope_type) is supported for model_type phi3 "
-                               "only (supported here: default, linear, llama3)",
+                               "only (supported here: default, linear, llama3, yarn, dynamic)",
                                phi3_only)});
   }
 }
@@ -436,8 +436,8 @@ TEST(Config, MistralRejections) {
   j["hidden_act"] = "gelu";
   expect_bad(j, {"hidden_act 'gelu' is not supported for mistral"});
   j = json::parse(kMistral01);
-  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}};
-  expect_bad(j, {"RoPE scaling type 'yarn'"});
+  j["rope_scaling"] = {{"rope_type", "yarn"}};
+  expect_bad(j, {"RoPE scaling type 'yarn' requires key 'rope_scaling.factor', which is missing"});
 }
 
 // Qwen2.5-0.5B's config.json: GQA 14/2, tied embeddings, no sliding window (use_sliding_window false).
@@ -594,8 +594,8 @@ TEST(Config, Qwen2Rejections) {
   j["hidden_act"] = "gelu";
   expect_bad(j, {"hidden_act 'gelu' is not supported for qwen2"});
   j = json::parse(kQwen25);
-  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"original_max_position_embeddings", 32768}};
-  expect_bad(j, {"RoPE scaling type 'yarn'"});
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"original_max_position_embeddings", 32768.5}};
+  expect_bad(j, {"key 'rope_scaling.original_max_position_embeddings': expected a positive integer"});
   j = json::parse(kQwen25);
   j.erase("hidden_size");
   expect_bad(j, {"model_type 'qwen2' requires key 'hidden_size', which is missing"});
@@ -682,6 +682,67 @@ TEST(Config, Qwen3IsLlamaWithQkNormAndItsDefaults) {
   EXPECT_FALSE(parse(json::parse(kMistral01)).qk_norm);
 }
 
+// YaRN as the Qwen2.5 / Qwen3 model cards tell users to add it for 128K: factor 4 over an original 32768; the
+// context becomes 4 · 32768 (as vLLM derives it), the attention factor 0.1·ln 4 + 1. mscale / mscale_all_dim
+// (DeepSeek-V3's form) give their ratio; attention_factor given wins; "dynamic" is accepted with its factor.
+TEST(Config, YarnAndDynamicScaling) {
+  json j = json::parse(kQwen3);
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+  ModelConfig c = parse(j);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_EQ(rope_type_name(c.rope_scaling.type), "yarn");
+  EXPECT_EQ(c.rope_scaling.factor, 4.0);
+  EXPECT_EQ(c.rope_scaling.original_max_positions, 32768);
+  EXPECT_EQ(c.rope_scaling.beta_fast, 32.0);
+  EXPECT_EQ(c.rope_scaling.beta_slow, 1.0);
+  EXPECT_TRUE(c.rope_scaling.truncate);
+  EXPECT_NEAR(c.rope_scaling.attention_factor, 0.1 * std::log(4.0) + 1.0, 1e-12);
+  EXPECT_EQ(c.max_positions, 131072);
+  EXPECT_EQ(c.size_keys.max_positions, "rope_scaling.factor × original_max_position_embeddings");
+  // Without original_max_position_embeddings: max_position_embeddings (Qwen3's 40960) is the original context.
+  j["rope_scaling"].erase("original_max_position_embeddings");
+  c = parse(j);
+  EXPECT_EQ(c.rope_scaling.original_max_positions, 40960);
+  EXPECT_EQ(c.max_positions, 4 * 40960);
+  // A factor that does not extend the context leaves max_position_embeddings.
+  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 1.0}, {"original_max_position_embeddings", 8192}};
+  c = parse(j);
+  EXPECT_EQ(c.max_positions, 40960);
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(c.rope_scaling.attention_factor, 1.0);  // mscale(s <= 1) = 1
+  // mscale / mscale_all_dim, betas (0 or null: the defaults, as transformers' `or`), truncate, attention_factor.
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 40}, {"mscale", 1.0}, {"mscale_all_dim", 0.707},
+                       {"beta_fast", 0},     {"beta_slow", nullptr}, {"truncate", false}};
+  c = parse(j);
+  EXPECT_NEAR(c.rope_scaling.attention_factor, (0.1 * std::log(40.0) + 1) / (0.1 * 0.707 * std::log(40.0) + 1),
+              1e-12);
+  EXPECT_EQ(c.rope_scaling.beta_fast, 32.0);
+  EXPECT_EQ(c.rope_scaling.beta_slow, 1.0);
+  EXPECT_FALSE(c.rope_scaling.truncate);
+  j["rope_scaling"]["mscale_all_dim"] = 0;  // one of them 0: mscale(factor) alone
+  EXPECT_NEAR(parse(j).rope_scaling.attention_factor, 0.1 * std::log(40.0) + 1, 1e-12);
+  j["rope_scaling"]["attention_factor"] = 0.5;
+  j["rope_scaling"]["beta_fast"] = 16;
+  c = parse(j);
+  EXPECT_EQ(c.rope_scaling.attention_factor, 0.5);
+  EXPECT_EQ(c.rope_scaling.beta_fast, 16.0);
+  // transformers 5's rope_parameters form.
+  j.erase("rope_scaling");
+  j["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e6}, {"factor", 2}};
+  c = parse(j);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_EQ(c.size_keys.max_positions, "rope_parameters.factor × original_max_position_embeddings");
+  // dynamic: kept with its factor (the default frequencies within the context: RopeScaling::Type::Dynamic).
+  j.erase("rope_parameters");
+  j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  c = parse(j);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Dynamic);
+  EXPECT_EQ(c.rope_scaling.factor, 2.0);
+  EXPECT_EQ(c.max_positions, 40960);
+  j["rope_scaling"].erase("factor");
+  expect_bad(j, {"RoPE scaling type 'dynamic' requires key 'rope_scaling.factor', which is missing"});
+}
+
 // Qwen3's sliding window is Qwen2's: only with use_sliding_window, on the layers >= max_window_layers (or those
 // layer_types names "sliding_attention"), capping the context when any layer has it.
 TEST(Config, Qwen3SlidingWindowIsQwen2s) {
@@ -738,8 +799,12 @@ TEST(Config, Qwen3Rejections) {
   j["hidden_act"] = "gelu";
   expect_bad(j, {"hidden_act 'gelu' is not supported for qwen3"});
   j = json::parse(kQwen3);
-  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"original_max_position_embeddings", 32768}};
-  expect_bad(j, {"RoPE scaling type 'yarn'"});
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"truncate", "yes"}};
+  expect_bad(j, {"key 'rope_scaling.truncate': expected true or false, got \"yes\""});
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"beta_fast", -32}};
+  expect_bad(j, {"key 'rope_scaling.beta_fast': expected a finite positive number"});
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 0.5}, {"mscale", 1}, {"mscale_all_dim", -20}};
+  expect_bad(j, {"key 'rope_scaling.mscale_all_dim': expected a finite positive number"});
   j = json::parse(kQwen3);
   j["partial_rotary_factor"] = 0.5;
   expect_bad(j, {"partial_rotary_factor 0.5 is not supported"});
@@ -937,10 +1002,12 @@ TEST(Config, Phi3LongRopeAndPartialRotaryRejections) {
   expect_bad(j, {"key 'original_max_position_embeddings': expected a positive integer"});
   j["original_max_position_embeddings"] = 1;  // ln(1) = 0: the attention factor's formula divides by it
   expect_bad(j, {"the longrope attention factor", "give rope_scaling.attention_factor"});
-  j = phi35_mini();
+  j = phi35_mini();  // Phi3Config reads "yarn" as an old name of longrope, as "su"
   j["rope_scaling"]["type"] = "yarn";
-  expect_bad(j, {"RoPE scaling type 'yarn' (rope_scaling.type) is not supported (supported: default, linear, "
-                 "llama3, longrope (su))"});
+  EXPECT_EQ(parse(j).rope_scaling, parse(phi35_mini()).rope_scaling);
+  j["rope_scaling"]["type"] = "mrope";
+  expect_bad(j, {"RoPE scaling type 'mrope' (rope_scaling.type) is not supported (supported: default, linear, "
+                 "llama3, dynamic, longrope (su, yarn))"});
   // partial_rotary_factor: a fraction in (0, 1] leaving an even, non-zero rotary_dim.
   j = phi4_mini();
   for (const json& bad : {json(1.5), json(0), json(-0.5), json("0.75")}) {

@@ -4,6 +4,7 @@
 // double; RoPE over the first rotary_dim dimensions of each head (Phi-3's partial_rotary_factor).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <vector>
@@ -33,6 +34,25 @@ double reference_inv_freq(double theta, int64_t head_dim, int64_t i, const RopeS
     case RopeScaling::Type::Linear: return inv / s.factor;
     case RopeScaling::Type::Llama3: break;
     case RopeScaling::Type::LongRope: return inv / s.short_factor[size_t(i)];
+    case RopeScaling::Type::Dynamic: return inv;
+    case RopeScaling::Type::Yarn: {
+      // YaRN (Peng et al. 2023, eqs. for the "NTK-by-parts" ramp), as transformers computes the correction range.
+      const double d = double(head_dim);
+      const auto dim_of = [&](double rotations) {
+        return d * std::log(double(s.original_max_positions) / (rotations * 2 * std::numbers::pi)) /
+               (2 * std::log(theta));
+      };
+      double lo = dim_of(s.beta_fast), hi = dim_of(s.beta_slow);
+      if (s.truncate) {
+        lo = std::floor(lo);
+        hi = std::ceil(hi);
+      }
+      lo = std::max(lo, 0.0);
+      hi = std::min(hi, d - 1);
+      if (lo == hi) hi += 0.001;
+      const double ramp = std::clamp((double(i) - lo) / (hi - lo), 0.0, 1.0);
+      return inv / s.factor * ramp + inv * (1 - ramp);
+    }
   }
   switch (band_of(inv, s)) {
     case Band::Unchanged: return inv;
@@ -192,6 +212,75 @@ TEST(RopeScaling, LongRopeOverPartOfTheHead) {
   RopeScaling plain;
   EXPECT_EQ(make_rope_table(10000.0, hd, 10, plain, 0).cos, make_rope_table(10000.0, hd, 10, plain, hd).cos);
   EXPECT_EQ(make_rope_table(10000.0, hd, 10).rotary_dim, hd);
+}
+
+RopeScaling yarn(double factor, int64_t original) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Yarn;
+  s.factor = factor;
+  s.original_max_positions = original;
+  s.attention_factor = 0.1 * std::log(factor) + 1;  // transformers' default (no mscale keys)
+  return s;
+}
+
+// YaRN as Qwen2.5 / Qwen3 document it for 128K (factor 4, original 32768, θ 1e6, head_dim 128): the correction
+// dims 128·ln(32768 / (β·2π)) / (2·ln 1e6) are 23.6 (β_fast 32) and 39.7 (β_slow 1), so pairs 0..23 keep their
+// frequency, pairs 40..63 are divided by 4 and 24..39 blend linearly; cos/sin are times 0.1·ln 4 + 1 = 1.13863.
+TEST(RopeScaling, YarnMatchesTheFormulaAndItsKnownBands) {
+  const RopeScaling s = yarn(4.0, 32768);
+  const std::vector<float> inv = rope_inv_freq(1e6, 128, s), plain = rope_inv_freq(1e6, 128);
+  ASSERT_EQ(inv.size(), 64u);
+  for (int64_t i = 0; i < 64; ++i) {
+    const double ref = reference_inv_freq(1e6, 128, i, s);
+    EXPECT_NEAR(inv[size_t(i)], ref, 2e-6 * ref) << i;
+    if (i <= 23) {
+      EXPECT_EQ(inv[size_t(i)], plain[size_t(i)]) << i;
+    }
+    if (i >= 40) {
+      EXPECT_NEAR(inv[size_t(i)], plain[size_t(i)] / 4, 1e-6 * plain[size_t(i)]) << i;
+    }
+    if (i > 23 && i < 40) {
+      EXPECT_LT(inv[size_t(i)], plain[size_t(i)]) << i;
+      EXPECT_GT(inv[size_t(i)], plain[size_t(i)] / 4) << i;
+    }
+  }
+  EXPECT_NEAR(s.attention_factor, 1.1386294361, 1e-9);
+  const RopeTable t = make_rope_table(1e6, 128, 40, s);
+  EXPECT_FLOAT_EQ(t.cos[0], float(s.attention_factor));  // position 0: cos 1 times the attention factor
+  EXPECT_EQ(t.sin[0], 0.0f);
+  for (int64_t p = 0; p < 40; ++p)
+    for (int64_t i = 0; i < 64; ++i) {
+      const double a = double(p) * reference_inv_freq(1e6, 128, i, s);
+      EXPECT_NEAR(t.cos[size_t(p * 64 + i)], std::cos(a) * s.attention_factor, 4e-6) << p << " " << i;
+      EXPECT_NEAR(t.sin[size_t(p * 64 + i)], std::sin(a) * s.attention_factor, 4e-6) << p << " " << i;
+    }
+  // truncate false (gpt-oss): the ramp runs between the unrounded dims 23.6 and 39.65, so pair 24 blends less
+  // (ramp 0.025 instead of 1/17) and pair 23 is still unchanged.
+  RopeScaling exact = s;
+  exact.truncate = false;
+  const std::vector<float> untruncated = rope_inv_freq(1e6, 128, exact);
+  for (int64_t i = 0; i < 64; ++i) {
+    const double ref = reference_inv_freq(1e6, 128, i, exact);
+    EXPECT_NEAR(untruncated[size_t(i)], ref, 2e-6 * ref) << i;
+  }
+  EXPECT_EQ(untruncated[23], plain[23]);
+  EXPECT_GT(untruncated[24], inv[24]);
+  // Other betas move the ramp: β_fast 64 lowers the first blended pair (dim 128·ln(32768/(64·2π))/(2·ln 1e6) =
+  // 20.4 -> 20).
+  RopeScaling wide = s;
+  wide.beta_fast = 64;
+  const std::vector<float> w = rope_inv_freq(1e6, 128, wide);
+  EXPECT_EQ(w[20], plain[20]);
+  EXPECT_LT(w[21], plain[21]);
+}
+
+// "dynamic" (dynamic NTK) changes the base only past max_position_embeddings, which kq's context never exceeds.
+TEST(RopeScaling, DynamicIsTheDefaultWithinTheContext) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Dynamic;
+  s.factor = 2.0;
+  EXPECT_EQ(rope_inv_freq(10000.0, 64, s), rope_inv_freq(10000.0, 64));
+  EXPECT_EQ(make_rope_table(10000.0, 64, 30, s).cos, make_rope_table(10000.0, 64, 30).cos);
 }
 
 }  // namespace

@@ -91,6 +91,33 @@ TEST(RopeScalingModel, LinearFactorOneIdenticalFactorTwoDiffers) {
             std::vector<float>(original.begin(), original.begin() + long(vocab)));
 }
 
+// yarn on llama-small (head_dim 32, θ 10000): with original 2^30 both correction dims exceed the 15 pairs, so
+// every frequency is kept (extrapolation) and with factor 1 the attention factor is 1: the original logits bit
+// for bit. Factor 4 over llama-small's own 512 positions blends the low frequencies and scales cos/sin by
+// 1.1386: other logits. "dynamic" within the context: the original logits.
+TEST(RopeScalingModel, YarnKeepsOrChangesTheLogitsAsItsBandsSay) {
+  KQ_REQUIRE_SHARED("models/llama-small");
+  const auto tokens = testing::spread_ids(96);
+  const std::vector<float> original = testing::all_logits(testing::llama_small_dir(), tokens);
+  const auto yarn = [](double factor, int64_t original_max) {
+    return [factor, original_max](json& j) {
+      j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", factor},
+                           {"original_max_position_embeddings", original_max}};
+    };
+  };
+  RopeScaling keep;
+  keep.type = RopeScaling::Type::Yarn;
+  keep.factor = 1;
+  keep.original_max_positions = int64_t(1) << 30;
+  ASSERT_EQ(cpu::rope_inv_freq(10000.0, 32, keep), cpu::rope_inv_freq(10000.0, 32));
+  EXPECT_EQ(variant_logits(yarn(1, int64_t(1) << 30), tokens), original);
+  const std::vector<float> four = variant_logits(yarn(4, 512), tokens);
+  ASSERT_EQ(four.size(), original.size());
+  EXPECT_NE(four, original);
+  EXPECT_EQ(variant_logits([](json& j) { j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 4.0}}; }, tokens),
+            original);
+}
+
 // A RopeScaling built in code is checked as config.json's is (check_config), and a model's tables with
 // scaling are those of cpu::make_rope_table: position p's values do not depend on how far they were grown.
 TEST(RopeScalingModel, ScalingBuiltInCodeIsCheckedAndTablesGrowAsPrefixes) {

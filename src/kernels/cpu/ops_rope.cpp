@@ -1,5 +1,6 @@
 #include "kernels/cpu/ops_rope.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace kq::cpu {
@@ -35,6 +36,33 @@ std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScali
       }
       break;
     }
+    case RopeScaling::Type::Yarn: {
+      // transformers' _compute_yarn_parameters: the correction range in Python floats (double), the blend of
+      // 1 / pos_freq (extrapolation) and 1 / (factor · pos_freq) (interpolation) in F32 tensor ops.
+      const double pi = 3.14159265358979323846, dim = double(head_dim);
+      const auto correction_dim = [&](double rotations) {
+        return dim * std::log(double(scaling.original_max_positions) / (rotations * 2.0 * pi)) /
+               (2.0 * std::log(theta));
+      };
+      double low = correction_dim(scaling.beta_fast), high = correction_dim(scaling.beta_slow);
+      if (scaling.truncate) {
+        low = std::floor(low);
+        high = std::ceil(high);
+      }
+      low = std::max(low, 0.0);
+      high = std::min(high, dim - 1.0);
+      if (low == high) high += 0.001;  // transformers' guard against a zero-width ramp
+      const float low_f = float(low), width = float(high - low);
+      for (int64_t i = 0; i < half; ++i) {
+        const float pos_freq = std::pow(float(theta), float(2 * i) / float(head_dim));
+        const float extrapolation = 1.0f / pos_freq, interpolation = 1.0f / (factor * pos_freq);
+        const float ramp = std::clamp((float(i) - low_f) / width, 0.0f, 1.0f);
+        const float keep = 1.0f - ramp;  // inv_freq_extrapolation_factor
+        inv_freq[size_t(i)] = interpolation * (1.0f - keep) + extrapolation * keep;
+      }
+      break;
+    }
+    case RopeScaling::Type::Dynamic: break;  // within max_position_embeddings: the default frequencies
     case RopeScaling::Type::LongRope:
       // transformers: 1.0 / (ext_factors · base^(arange(0, dim, 2) / dim)), every step an F32 tensor op.
       for (int64_t i = 0; i < half; ++i)
@@ -55,8 +83,8 @@ RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions,
   t.cos.resize(size_t(max_positions * half));
   t.sin.resize(size_t(max_positions * half));
   const std::vector<float> inv_freq = rope_inv_freq(theta, t.rotary_dim, scaling);
-  // transformers: cos() · attention_scaling in F32 (1 but for longrope: then not multiplied at all).
-  const bool scaled = scaling.type == RopeScaling::Type::LongRope;
+  // transformers: cos() · attention_scaling in F32 (1 but for longrope and yarn: then not multiplied at all).
+  const bool scaled = scaling.type == RopeScaling::Type::LongRope || scaling.type == RopeScaling::Type::Yarn;
   const float attention = float(scaling.attention_factor);
   for (int64_t p = 0; p < max_positions; ++p)
     for (int64_t i = 0; i < half; ++i) {
