@@ -66,6 +66,9 @@ TEST(ModelOps, RejectsBadArguments) {
   EXPECT_THROW(cuda::causal_attention(fb, 384, 3, kv, fi, fi, 1, 10, 1.0f, fb, 384, fx, nullptr), InvalidArgument);
   EXPECT_THROW(cuda::causal_attention(fb, 512, 4, kv, fi, fi, 1, 101, 1.0f, fb, 512, fx, nullptr), InvalidArgument);
   EXPECT_THROW(cuda::causal_attention(fb, 500, 4, kv, fi, fi, 1, 10, 1.0f, fb, 512, fx, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::causal_attention(fb, 512, 4, kv, fi, fi, 1, 10, 1.0f, fb, 512, fx, nullptr,
+                                      cuda::AttentionPath::Auto, /*window=*/-1),
+               InvalidArgument);
   kv.head_dim = 96;
   EXPECT_THROW(cuda::causal_attention(fb, 512, 4, kv, fi, fi, 1, 10, 1.0f, fb, 512, fx, nullptr), Unsupported);
   kv.head_dim = 128;
@@ -471,7 +474,8 @@ struct AttnCase {
   int hd, qh, kvh;
   int64_t cap;
   int seqs;
-  std::vector<RowSpan> rows;
+  std::vector<RowSpan> rows;  // empty: one row per sequence at a random position
+  int64_t window = 0;         // sliding window (0: none)
 };
 
 const std::vector<AttnCase>& attn_cases() {
@@ -515,6 +519,8 @@ struct AttnSetup {
   DeviceBuffer<uint8_t> ws;
 
   AttnSetup(Rng& r, const AttnCase& ac) : c(ac) {
+    if (c.rows.empty())
+      for (int s = 0; s < c.seqs; ++s) c.rows.push_back({s, -1, 1});
     std::vector<int64_t> len(size_t(c.seqs), 0);
     for (const RowSpan& s : c.rows) {
       const int p0 = s.pos0 >= 0 ? s.pos0 : r.integer(0, int(c.cap) - 1);
@@ -531,10 +537,34 @@ struct AttnSetup {
     scale = float(1.0 / std::sqrt(double(c.hd)));
     q = random_bf16(r, size_t(n * ldq));
     caches = std::make_unique<Caches>(r, c.kvh, c.hd, c.cap, len);
+    poison_before_windows();
     dseq.upload(seq);
     dpos.upload(pos);
     dq.upload(q);
     ws = poisoned<uint8_t>(std::max<size_t>(1, cuda::attention_workspace_bytes(n, c.qh, c.hd, c.cap)));
+  }
+
+  /// The first key a row at position `p` sees: p − window + 1 (at least 0) with a window, else 0
+  /// (transformers' sliding_window_causal mask: key j visible when p − window < j <= p).
+  int64_t first_key(int64_t p) const { return c.window > 0 ? std::max<int64_t>(0, p - c.window + 1) : 0; }
+
+  /// With a window, every cache position before the windows of all rows of its sequence becomes NaN poison (on
+  /// the device too): a kernel that read one would give NaN outputs.
+  void poison_before_windows() {
+    if (c.window == 0) return;
+    for (int s = 0; s < c.seqs; ++s) {
+      int64_t first = c.cap;
+      for (int64_t r = 0; r < n; ++r)
+        if (seq[size_t(r)] == s) first = std::min(first, first_key(pos[size_t(r)]));
+      if (first == c.cap) continue;  // no row of this sequence
+      for (int which = 0; which < 2; ++which) {
+        std::vector<uint16_t>& host = (which ? caches->v : caches->k)[size_t(s)];
+        for (int h = 0; h < c.kvh; ++h)
+          std::fill_n(host.begin() + std::ptrdiff_t(h * c.cap * c.hd), size_t(first * c.hd), kPoison16);
+        KQ_CUDA_CHECK(cudaMemcpy((which ? caches->dv : caches->dk)[size_t(s)].data(), host.data(),
+                                 host.size() * sizeof(uint16_t), cudaMemcpyHostToDevice));
+      }
+    }
   }
 
   std::vector<double> reference() const {
@@ -546,18 +576,19 @@ struct AttnSetup {
         const auto& K = caches->k[size_t(seq[size_t(r)])];
         const auto& V = caches->v[size_t(seq[size_t(r)])];
         const int64_t kvbase = int64_t(h / group) * c.cap * c.hd, len = pos[size_t(r)] + 1;
+        const int64_t first = first_key(pos[size_t(r)]);
         const uint16_t* qr = &q[size_t(r * ldq + h * c.hd)];
         w.assign(size_t(len), 0.0);
         double mx = -1e300, sum = 0;
-        for (int64_t p = 0; p < len; ++p) {
+        for (int64_t p = first; p < len; ++p) {
           double d = 0;
           for (int i = 0; i < c.hd; ++i) d += double(bf16f(qr[i])) * bf16f(K[size_t(kvbase + p * c.hd + i)]);
           w[size_t(p)] = d * scale;
           mx = std::max(mx, w[size_t(p)]);
         }
-        for (auto& e : w) sum += (e = std::exp(e - mx));
+        for (int64_t p = first; p < len; ++p) sum += (w[size_t(p)] = std::exp(w[size_t(p)] - mx));
         double* o = &ref[size_t((r * c.qh + h) * c.hd)];
-        for (int64_t p = 0; p < len; ++p)
+        for (int64_t p = first; p < len; ++p)
           for (int i = 0; i < c.hd; ++i) o[i] += w[size_t(p)] / sum * bf16f(V[size_t(kvbase + p * c.hd + i)]);
       }
     return ref;
@@ -566,7 +597,7 @@ struct AttnSetup {
   /// at_capacity: max_len = the cache capacity, as a CUDA graph captured for every position passes it.
   void launch(uint16_t* out, cuda::AttentionPath path, cudaStream_t stream, bool at_capacity = false) {
     cuda::causal_attention(dq.data(), ldq, c.qh, caches->view, dseq.data(), dpos.data(), n,
-                           at_capacity ? c.cap : max_len, scale, out, ldo, ws.data(), stream, path);
+                           at_capacity ? c.cap : max_len, scale, out, ldo, ws.data(), stream, path, c.window);
   }
 };
 
@@ -574,10 +605,11 @@ const char* path_name(cuda::AttentionPath p) {
   return p == cuda::AttentionPath::Auto ? "Auto" : (p == cuda::AttentionPath::Decode ? "Decode" : "Prefill");
 }
 
-TEST(ModelOps, CausalAttentionMatchesFloat64Reference) {
-  KQ_REQUIRE_GPU();
+/// Every case of `cases` on every path (and the decode path with max_len at the capacity) against the float64
+/// reference; output padding untouched.
+void expect_attention_matches_reference(const std::vector<AttnCase>& cases) {
   Rng r;
-  for (const AttnCase& ac : attn_cases()) {
+  for (const AttnCase& ac : cases) {
     AttnSetup st(r, ac);
     const auto ref = st.reference();
     const int64_t cols = int64_t(ac.qh) * ac.hd;
@@ -596,6 +628,68 @@ TEST(ModelOps, CausalAttentionMatchesFloat64Reference) {
         EXPECT_EQ(touched_padding(out, st.n, cols, st.ldo), 0);
       }
   }
+}
+
+TEST(ModelOps, CausalAttentionMatchesFloat64Reference) {
+  KQ_REQUIRE_GPU();
+  expect_attention_matches_reference(attn_cases());
+}
+
+/// Sliding windows (Mistral; keys before each row's window are NaN poison in the caches): odd windows, windows
+/// shorter than a 64-key prefill tile and across tiles, a window of 1, GQA / MQA / MHA, several decode splits with
+/// the window starting inside a split's chunk, rows of several sequences, and a window longer than every row.
+const std::vector<AttnCase>& windowed_attn_cases() {
+  static const std::vector<AttnCase> cases = {
+      {"window 7 prefill 200 gqa4 hd64", 64, 8, 2, 512, 1, {{0, 0, 200}}, 7},
+      {"window 100 prefill 130 after 300 gqa4 hd128", 128, 8, 2, 1024, 1, {{0, 300, 130}}, 100},
+      {"window 1 (own key only) 20 rows hd64", 64, 4, 4, 256, 1, {{0, 50, 20}}, 1},
+      {"window 65 mixed sequences gqa3", 64, 6, 2, 1000, 3, {{1, 10, 40}, {0, 0, 30}, {2, 800, 1}}, 65},
+      {"mistral 7b window 4096 decode b1 at 5000", 128, 32, 8, 8192, 1, {{0, 4999, 1}}, 4096},
+      {"window 500 long decode gqa4 at 3999", 128, 8, 2, 4096, 1, {{0, 3999, 1}}, 500},
+      {"window 33 decode b5 gqa8", 128, 16, 2, 600, 5, {}, 33},
+      {"window 37 hd256 decode b3", 256, 2, 1, 300, 3, {}, 37},
+      {"window 19 hd32 prefill 40 rows on the decode path", 32, 4, 2, 256, 1, {{0, 100, 40}}, 19},
+      {"window 1000 beyond every row hd32", 32, 4, 2, 300, 3, {}, 1000},
+  };
+  return cases;
+}
+
+TEST(ModelOps, CausalAttentionWithSlidingWindowMatchesFloat64Reference) {
+  KQ_REQUIRE_GPU();
+  expect_attention_matches_reference(windowed_attn_cases());
+}
+
+// A windowed decode step captured in a CUDA graph (for the cache capacity, as the CUDA backend captures decode
+// steps) replays to the direct launch's outputs.
+TEST(ModelOps, WindowedAttentionReplaysInCudaGraph) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  cudaStream_t stream;
+  KQ_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (size_t ci : {size_t(4), size_t(6)}) {  // split decode b1, GQA batch decode
+    const AttnCase& ac = windowed_attn_cases()[ci];
+    SCOPED_TRACE(ac.name + " seed=" + std::to_string(r.seed));
+    AttnSetup st(r, ac);
+    auto direct = poisoned<uint16_t>(size_t(st.n * st.ldo)), g_out = poisoned<uint16_t>(size_t(st.n * st.ldo));
+    st.launch(direct.data(), cuda::AttentionPath::Decode, stream, /*at_capacity=*/true);
+    KQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    KQ_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    st.launch(g_out.data(), cuda::AttentionPath::Decode, stream, /*at_capacity=*/true);
+    KQ_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    KQ_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    KQ_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    KQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(g_out.download() == direct.download());
+    const auto ref = st.reference();
+    EXPECT_LE(rel_l2(ref, bf16_matrix(g_out.download(), size_t(st.n), size_t(ac.qh) * size_t(ac.hd),
+                                      size_t(st.ldo))),
+              kAttention);
+    KQ_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    KQ_CUDA_CHECK(cudaGraphDestroy(graph));
+  }
+  KQ_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
 TEST(ModelOps, AttentionAndNormReplayInCudaGraph) {

@@ -183,7 +183,7 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
 
 void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv, const int32_t* row_seq,
                       const int32_t* row_pos, int64_t n, int64_t max_len, float scale, uint16_t* out, int64_t ldo,
-                      void* workspace, cudaStream_t stream, AttentionPath path) {
+                      void* workspace, cudaStream_t stream, AttentionPath path, int64_t window) {
   const char* op = "causal_attention";
   check_kv(op, kv);
   const int hd = kv.head_dim;
@@ -195,6 +195,9 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   if (n == 0) return;
   if (max_len < 1 || max_len > kv.capacity)
     raise<InvalidArgument>("{}: max_len {} outside 1..capacity ({})", op, max_len, kv.capacity);
+  if (window < 0) raise<InvalidArgument>("{}: window {} is negative (0: none)", op, window);
+  // A window at least max_len long hides no key of any row: plain causal attention.
+  const int w = window > 0 && window < max_len ? int(window) : 0;
   check_ptr(op, "q", q);
   check_ptr(op, "out", out);
   check_ptr(op, "row_seq", row_seq);
@@ -204,15 +207,16 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   const bool tiles_ok = hd == 64 || hd == 128;
   const bool prefill = tiles_ok && (path == AttentionPath::Prefill || (path == AttentionPath::Auto && n > 16));
   if (prefill) {
-    ops::attention_prefill_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, scale, out, ldo, stream);
+    ops::attention_prefill_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, w, scale, out, ldo, stream);
     return;
   }
+  // Each row's keys are at most the window: the plan's splits serve that many.
   const ops::DecodePlan plan =
-      ops::decode_plan(n, q_heads, kv.kv_heads, max_len, ops::decode_cluster_limit());
+      ops::decode_plan(n, q_heads, kv.kv_heads, w > 0 ? int64_t(w) : max_len, ops::decode_cluster_limit());
   if (ops::decode_workspace_floats(n, q_heads, hd, plan) > 0 && !workspace)
     raise<InvalidArgument>("{}: workspace is null but {} bytes are needed (attention_workspace_bytes)", op,
                            ops::decode_workspace_floats(n, q_heads, hd, plan) * sizeof(float));
-  ops::attention_decode_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale, out, ldo,
+  ops::attention_decode_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, w, scale, out, ldo,
                                static_cast<float*>(workspace), stream);
 }
 

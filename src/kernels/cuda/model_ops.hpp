@@ -138,24 +138,31 @@ size_t attention_workspace_bytes(int64_t n, int q_heads, int head_dim, int64_t c
 /// Causal scaled-dot-product attention over the KV caches: for row r and
 /// query head h (kv head h / (q_heads / kv_heads), grouped-query attention
 /// reading each K/V row once for the whole group where possible),
-/// out[r, h] = Σ_{p ≤ row_pos[r]} softmax_p(scale · q[r, h] · K[p]) · V[p],
-/// with K, V of cache row_seq[r]. The rows' own keys/values must already be
+/// out[r, h] = Σ_{lo ≤ p ≤ row_pos[r]} softmax_p(scale · q[r, h] · K[p]) · V[p],
+/// with K, V of cache row_seq[r]; lo = 0, or with a sliding window (window >
+/// 0: Mistral; transformers' sliding_window_causal mask) lo = max(0,
+/// row_pos[r] − window + 1): the keys before it are not read (the decode
+/// kernel splits only [lo, row_pos[r]] over its key splits, the prefill
+/// kernel skips the key tiles before every row's window and masks the
+/// partial one). The rows' own keys/values must already be
 /// stored (store_kv). q: BF16 [n, ldq]; out: BF16 [n, ldo]; FP32 softmax
 /// and accumulation. workspace: attention_workspace_bytes(...) bytes.
 /// max_len: an upper bound of row_pos[r] + 1 over the rows, known on the host
 /// (it sizes the launch; rows read their true length from row_pos).
 /// Requirements: head_dim 32, 64, 128 or 256 (32 and 256: decode kernel only); q_heads a multiple of kv_heads;
 /// 1 <= max_len <= capacity; ldq, ldo >= q_heads·head_dim; every cache
-/// pointer 16-byte aligned (K/V rows are read with 16-byte loads).
-/// Throws kq::InvalidArgument (naming the argument) otherwise, or when the
-/// workspace is null but needed. Uses AttentionPath::Auto.
+/// pointer 16-byte aligned (K/V rows are read with 16-byte loads); window >= 0
+/// (0: none). Throws kq::InvalidArgument (naming the argument) otherwise, or
+/// when the workspace is null but needed. Uses AttentionPath::Auto.
 void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                       const int32_t* row_seq, const int32_t* row_pos, int64_t n, int64_t max_len, float scale,
                       uint16_t* out, int64_t ldo, void* workspace, cudaStream_t stream);
-/// As above with the kernel chosen explicitly (results agree to rounding).
+/// As above with the kernel chosen explicitly (results agree to rounding) and
+/// a sliding window of `window` positions (0: none).
 void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                       const int32_t* row_seq, const int32_t* row_pos, int64_t n, int64_t max_len, float scale,
-                      uint16_t* out, int64_t ldo, void* workspace, cudaStream_t stream, AttentionPath path);
+                      uint16_t* out, int64_t ldo, void* workspace, cudaStream_t stream, AttentionPath path,
+                      int64_t window = 0);
 
 /// SwiGLU (Shazeer 2020, Llama MLP): out[r, j] = BF16(silu(gate[r, j]) · up[r, j]),
 /// silu(g) = g / (1 + e^−g). gate, up, out: BF16 [n, ld] with f columns used;

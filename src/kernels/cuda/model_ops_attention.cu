@@ -6,10 +6,14 @@
 // of 64 (cp.async, two stages); S = Q·Kᵀ and O += P·V on the tensor cores
 // (mma.sync m16n8k16 BF16, FP32 accumulate); FP32 online softmax in registers.
 // Rows of one tile may belong to different sequences: the block makes one pass
-// over the keys per distinct sequence (a prefill chunk has one).
+// over the keys per distinct sequence (a prefill chunk has one). With a sliding
+// window the pass starts at the tile of keys holding the earliest row's first
+// visible key; a warp skips the tiles before its rows' windows, and the keys
+// before a row's window in a tile it runs are masked.
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "kernels/cuda/cuda_check.hpp"
@@ -54,7 +58,7 @@ template <int D>
 __global__ void __launch_bounds__(kThreads)
     attn_prefill_kernel(const uint16_t* __restrict__ q, int64_t ldq, int q_heads, KVLayerView kv,
                         const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos, int64_t n,
-                        float scale_log2, uint16_t* __restrict__ out, int64_t ldo) {
+                        int window, float scale_log2, uint16_t* __restrict__ out, int64_t ldo) {
   constexpr int S = prefill_stride<D>();
   constexpr int KT = D / 16;  // k-steps of Q·Kᵀ
   constexpr int NT = D / 8;   // n-tiles of O
@@ -97,21 +101,29 @@ __global__ void __launch_bounds__(kThreads)
   uint64_t done = 0;
   for (;;) {
     // Next sequence of the tile (every thread computes the same from shared memory).
-    int s = -1, kend = 0, wmax = -1;
+    // kmin / wmin: the earliest position of the tile's / this warp's rows of the sequence.
+    int s = -1, kend = 0, wmax = -1, kmin = INT_MAX, wmin = INT_MAX;
     for (int i = 0; i < kPRows; ++i) {
       const int si = s_seq[i];
       if (((done >> i) & 1u) || si < 0) continue;
       if (s < 0) s = si;
       if (si == s) {
         kend = max(kend, s_pos[i] + 1);
+        kmin = min(kmin, s_pos[i]);
         done |= uint64_t(1) << i;
-        if ((i >> 4) == warp) wmax = max(wmax, s_pos[i]);
+        if ((i >> 4) == warp) {
+          wmax = max(wmax, s_pos[i]);
+          wmin = min(wmin, s_pos[i]);
+        }
       }
     }
     if (s < 0) break;
+    // The first key any row sees (0 without a window), and this warp's rows' earliest one.
+    const int kfirst = window > 0 ? max(0, kmin - window + 1) : 0;
+    const int wfirst = window > 0 && wmax >= 0 ? max(0, wmin - window + 1) : 0;
     const uint16_t* kb = kv.k[s] + int64_t(kvh) * kv.capacity * D;
     const uint16_t* vb = kv.v[s] + int64_t(kvh) * kv.capacity * D;
-    const int ntiles = (kend + kPKeys - 1) / kPKeys;
+    const int tile0 = kfirst / kPKeys, ntiles = (kend + kPKeys - 1) / kPKeys;
     auto load_tile = [&](int tile, int stage) {
       uint16_t* ks = smem + stage * (2 * kPKeys * S);
       uint16_t* vs = ks + kPKeys * S;
@@ -125,8 +137,8 @@ __global__ void __launch_bounds__(kThreads)
       }
       cp_async_commit();
     };
-    load_tile(0, 0);
-    for (int tile = 0; tile < ntiles; ++tile) {
+    load_tile(tile0, tile0 & 1);
+    for (int tile = tile0; tile < ntiles; ++tile) {
       if (tile + 1 < ntiles) {
         load_tile(tile + 1, (tile + 1) & 1);
         cp_async_wait<1>();
@@ -135,7 +147,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       __syncthreads();
       const int k0 = tile * kPKeys;
-      if (k0 <= wmax) {  // warp-uniform causal skip
+      if (k0 <= wmax && k0 + kPKeys > wfirst) {  // warp-uniform causal and window skip
         const uint16_t* ks = smem + (tile & 1) * (2 * kPKeys * S);
         const uint16_t* vs = ks + kPKeys * S;
         float sacc[kPKeys / 8][4];
@@ -155,7 +167,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int key = k0 + j * 8 + 2 * t + (e & 1);
-            const bool ok = e < 2 ? (seq0 == s && key <= pos0) : (seq1 == s && key <= pos1);
+            // Causal, and inside the row's window: pos - window < key (window 0: none).
+            const bool ok = e < 2 ? (seq0 == s && key <= pos0 && (window == 0 || key > pos0 - window))
+                                  : (seq1 == s && key <= pos1 && (window == 0 || key > pos1 - window));
             const float v = ok ? sacc[j][e] * scale_log2 : -INFINITY;
             sacc[j][e] = v;
             if (e < 2) mx0 = fmaxf(mx0, v);
@@ -231,8 +245,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int D>
 void prefill_launch_d(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv, const int32_t* row_seq,
-                      const int32_t* row_pos, int64_t n, float scale_log2, uint16_t* out, int64_t ldo,
-                      cudaStream_t stream) {
+                      const int32_t* row_pos, int64_t n, int window, float scale_log2, uint16_t* out,
+                      int64_t ldo, cudaStream_t stream) {
   constexpr size_t bytes = prefill_smem_bytes<D>();
   static const bool configured = [] {
     KQ_CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -241,21 +255,21 @@ void prefill_launch_d(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   }();
   (void)configured;
   const dim3 grid(unsigned((n + kPRows - 1) / kPRows), unsigned(q_heads));
-  attn_prefill_kernel<D><<<grid, kThreads, bytes, stream>>>(q, ldq, q_heads, kv, row_seq, row_pos, n, scale_log2, out,
-                                                           ldo);
+  attn_prefill_kernel<D><<<grid, kThreads, bytes, stream>>>(q, ldq, q_heads, kv, row_seq, row_pos, n, window,
+                                                           scale_log2, out, ldo);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void attention_prefill_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
-                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, float scale, uint16_t* out,
-                              int64_t ldo, cudaStream_t stream) {
+                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, int window, float scale,
+                              uint16_t* out, int64_t ldo, cudaStream_t stream) {
   const float scale_log2 = scale * 1.4426950408889634f;
   if (kv.head_dim == 64)
-    prefill_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, scale_log2, out, ldo, stream);
+    prefill_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
   else
-    prefill_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, scale_log2, out, ldo, stream);
+    prefill_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
 }
 
 }  // namespace kq::cuda::ops

@@ -17,7 +17,9 @@
 // elements by reading its peers' shared memory (distributed shared memory),
 // with no workspace round trip and no second kernel. Otherwise (more splits,
 // or clusters unavailable) the partial results go to the workspace and a
-// combine kernel merges them.
+// combine kernel merges them. With a sliding window only the row's last
+// `window` keys are split (the earlier ones are never read), and the plan is
+// made for at most `window` keys per row.
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
@@ -62,7 +64,7 @@ template <int D, int GB, bool kCluster>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_kernel(const uint16_t* __restrict__ q, int64_t ldq, int q_heads, KVLayerView kv,
                        const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos, int64_t n,
-                       int group, int subs, int64_t chunk, int splits, float scale_log2,
+                       int group, int subs, int64_t chunk, int splits, int window, float scale_log2,
                        uint16_t* __restrict__ out, int64_t ldo, float* __restrict__ ws_acc,
                        float* __restrict__ ws_ml) {
   constexpr int T = D / 8;      // lanes per key row (8 dims each)
@@ -87,13 +89,17 @@ __global__ void __launch_bounds__(kThreads)
   // kernels, so they may be read before the PDL wait.
   const int64_t len = int64_t(row_pos[r]) + 1;
   const int seq = row_seq[r];
+  // The row's keys are [first, len): all of them, or the last `window` (sliding window; transformers'
+  // sliding_window_causal mask: key p visible when row_pos - window < p).
+  const int64_t first = window > 0 ? max(int64_t(0), len - window) : 0;
   // This row's keys split evenly over the splits (multiples of 16 keys, at
   // least kMinChunk): the plan's chunk serves the longest row the launch
   // allows (a decode step's graph is captured for the cache capacity), so a
   // shorter row would leave its keys to the first few splits, each walking
   // several sub-chunks.
-  const int64_t row_chunk = min(chunk, max(kMinChunk, ((len + splits - 1) / splits + 15) / 16 * 16));
-  const int64_t kbeg = int64_t(blockIdx.y) * row_chunk;
+  const int64_t span = len - first;
+  const int64_t row_chunk = min(chunk, max(kMinChunk, ((span + splits - 1) / splits + 15) / 16 * 16));
+  const int64_t kbeg = first + int64_t(blockIdx.y) * row_chunk;
   const int64_t kend = min(len, kbeg + row_chunk);
   const uint16_t* kbase = kv.k[seq] + int64_t(g) * kv.capacity * D + sl * 8;
   const uint16_t* vbase = kv.v[seq] + int64_t(g) * kv.capacity * D + sl * 8;
@@ -297,7 +303,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int D, int GB>
 void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& p,
-                     float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
+                     int window, float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
                      cudaStream_t stream) {
   const dim3 grid(unsigned(n * kv.kv_heads * p.subs), unsigned(p.splits));
   if (p.cluster) {
@@ -308,31 +314,32 @@ void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerV
     }();
     (void)attr;
     launch_pdl_cluster(kernel, grid, dim3(1, unsigned(p.splits)), dim3(kThreads), 0, stream, q, ldq, q_heads,
-                       kv, row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, scale_log2, out, ldo,
-                       ws_acc, ws_ml);
+                       kv, row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, window, scale_log2, out,
+                       ldo, ws_acc, ws_ml);
   } else {
     launch_pdl(attn_decode_kernel<D, GB, false>, grid, dim3(kThreads), 0, stream, q, ldq, q_heads, kv,
-               row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, scale_log2, out, ldo, ws_acc, ws_ml);
+               row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, window, scale_log2, out, ldo, ws_acc,
+               ws_ml);
   }
 }
 
 template <int D>
 void decode_launch_d(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& p,
-                     float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
+                     int window, float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
                      cudaStream_t stream) {
   switch (p.heads_per_block) {
     case 1:
-      decode_launch_t<D, 1>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, scale_log2, out, ldo, ws_acc, ws_ml,
-                            stream);
+      decode_launch_t<D, 1>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, scale_log2, out, ldo, ws_acc,
+                            ws_ml, stream);
       break;
     case 2:
-      decode_launch_t<D, 2>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, scale_log2, out, ldo, ws_acc, ws_ml,
-                            stream);
+      decode_launch_t<D, 2>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, scale_log2, out, ldo, ws_acc,
+                            ws_ml, stream);
       break;
     default:
-      decode_launch_t<D, 4>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, scale_log2, out, ldo, ws_acc, ws_ml,
-                            stream);
+      decode_launch_t<D, 4>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, scale_log2, out, ldo, ws_acc,
+                            ws_ml, stream);
       break;
   }
 }
@@ -389,7 +396,7 @@ size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64
 
 void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                              const int32_t* row_seq, const int32_t* row_pos, int64_t n,
-                             const DecodePlan& plan, float scale, uint16_t* out, int64_t ldo,
+                             const DecodePlan& plan, int window, float scale, uint16_t* out, int64_t ldo,
                              float* workspace, cudaStream_t stream) {
   const float scale_log2 = scale * 1.4426950408889634f;
   float* ws_acc = workspace;
@@ -398,20 +405,20 @@ void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const 
                      : nullptr;
   switch (kv.head_dim) {
     case 32:
-      decode_launch_d<32>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml,
-                          stream);
+      decode_launch_d<32>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+                          ws_acc, ws_ml, stream);
       break;
     case 64:
-      decode_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc, ws_ml,
-                          stream);
+      decode_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+                          ws_acc, ws_ml, stream);
       break;
     case 128:
-      decode_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc,
-                           ws_ml, stream);
+      decode_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+                           ws_acc, ws_ml, stream);
       break;
     default:
-      decode_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, scale_log2, out, ldo, ws_acc,
-                           ws_ml, stream);
+      decode_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+                           ws_acc, ws_ml, stream);
       break;
   }
   if (plan.splits > 1 && !plan.cluster) {

@@ -62,12 +62,15 @@ size_t decode_workspace_floats(int64_t n, int q_heads, int head_dim, const Decod
 /// Upper bound of decode_workspace_floats over every kv_heads dividing q_heads and max_len <= capacity.
 size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64_t capacity);
 
+/// `window`: a sliding window of that many positions (0: none; model_ops.hpp's causal_attention), with the
+/// plan made for at most `window` keys per row.
 void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& plan,
-                             float scale, uint16_t* out, int64_t ldo, float* workspace, cudaStream_t stream);
-/// Tensor-core tiled attention (head_dim 64 or 128).
+                             int window, float scale, uint16_t* out, int64_t ldo, float* workspace,
+                             cudaStream_t stream);
+/// Tensor-core tiled attention (head_dim 64 or 128); `window` as for the decode launch.
 void attention_prefill_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
-                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, float scale, uint16_t* out,
-                              int64_t ldo, cudaStream_t stream);
+                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, int window, float scale,
+                              uint16_t* out, int64_t ldo, cudaStream_t stream);
 
 }  // namespace kq::cuda::ops
