@@ -167,7 +167,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
   rep.baseline_load_seconds = since(t_load);
   for (const LinearSlot& s : base->linear_layers())
     if ((*s.op)->format() != "f32")
-      raise<InvalidArgument>("{}: the model is already quantized (layer '{}' is {}); bench needs the original model",
+      raise<InvalidArgument>("{}: the model is already quantized (layer '{}' is {}); bench needs the original model "
+                             "(it quantizes it in each mode and compares with it); a quantized folder (kq's, or an "
+                             "AutoAWQ / AutoGPTQ checkpoint) runs with kq eval and kq generate",
                              o.model_dir.string(), s.name, (*s.op)->format());
   // Adaptive targets this model cannot reach (from its layers' shapes) fail before any mode runs.
   for (const BenchMode& m : specs) {

@@ -35,9 +35,17 @@ constexpr std::string_view kGpt2Prefix = "transformer.";
 /// weights say what they are: the 'kq_quantization' safetensors metadata
 /// save_quantized_model writes, or the ".qweight" codes tensors of
 /// export_packed (src/quant/packed_io.cpp). Throws FormatError naming the
-/// config.json when either is there.
+/// config.json when either is there, or a ".qzeros" tensor of an AutoAWQ /
+/// AutoGPTQ checkpoint (named as one).
 void reject_quantized_weights_without_config(const TensorStore& store, const std::filesystem::path& dir,
                                              const std::filesystem::path& cfg) {
+  // An AutoAWQ / AutoGPTQ checkpoint (packed zero points, which kq folders never have) is named as one.
+  for (const std::string& name : store.names())
+    if (name.ends_with(".qzeros"))
+      raise<FormatError>("{}: the folder looks like an AutoAWQ / AutoGPTQ checkpoint (tensor '{}' in {} holds packed "
+                         "zero points), but {} has no quantization_config; put back the checkpoint's config.json "
+                         "(quant_method \"awq\" or \"gptq\")",
+                         dir.string(), io::name_excerpt(name), store.file_of(name), cfg.string());
   std::string evidence;
   if (store.metadata().count("kq_quantization")) {
     evidence = "its safetensors metadata has the 'kq_quantization' record kq quantize writes";
@@ -174,6 +182,14 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
   const std::string method = q["quant_method"].get<std::string>();
   if (is_hub_quant_method(method)) {  // an AutoAWQ / AutoGPTQ checkpoint: its 4-bit layers converted as read
     hub_ = parse_hub_quant_config(q, cfg.string());
+    // A config that says so over weights without one quantized layer (a copied config.json) is not loaded as
+    // an unquantized model.
+    const std::vector<std::string> names = store_.names();
+    if (std::none_of(names.begin(), names.end(), [](const std::string& n) { return n.ends_with(".qweight"); }))
+      raise<FormatError>("{}: quantization_config.quant_method is '{}' but no tensor of the safetensors files of {} "
+                         "is a quantized layer's (no '<layer>.qweight'): the config.json does not belong to these "
+                         "weights",
+                         cfg.string(), method, dir.string());
     return;
   }
   if (method != "kq")

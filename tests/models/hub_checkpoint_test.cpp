@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -179,6 +181,40 @@ TEST(HubCheckpoint, LoadsAwqAndGptqLosslesslyWithTheLogitsOfTheDequantizedModel)
   }
 }
 
+/// Why a CUDA model cannot run here, or "" when it can.
+std::string cuda_unavailable() {
+  static const std::string why = [] {
+    try {
+      (void)Model::random(testing::tiny_gpt2_config(), 1, {Device::CUDA, 2});
+      return std::string();
+    } catch (const Unsupported& e) {
+      return std::string(e.what());
+    }
+  }();
+  return why;
+}
+
+// The converted layers are kq INT4 ops, so the GPU runs them through the W4A16 kernels of any kq INT4 folder:
+// loaded on CUDA, the checkpoint gives the CPU's logits up to the BF16 activations of the GPU path (the bound of
+// ModelCuda.QuantizedCpuModelMovedToDevice for weight-only modes). Skipped without CUDA (KQ_REQUIRE_CUDA: fails).
+TEST(HubCheckpoint, CudaRunsTheConvertedLayers) {
+  if (const std::string why = cuda_unavailable(); !why.empty()) {
+    if (std::getenv("KQ_REQUIRE_CUDA")) FAIL() << "KQ_REQUIRE_CUDA set: " << why;
+    GTEST_SKIP() << why;
+  }
+  const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
+  for (const Variant& v : {Variant{HubFormat::Awq, false, 32, true, "int4-g32-asym"},
+                           Variant{HubFormat::GptqV1, true, -1, false, "int4-g64"}}) {
+    testing::TempDir tmp;
+    const Pair p = write_pair(tmp.path, v.format, v.sym, v.group, v.bias);
+    auto cpu = Model::load(p.hub, kCpu);
+    auto gpu = Model::load(p.hub, {Device::CUDA, 2});
+    const double err = rel_l2(testing::prefill_logits(*gpu, tokens), testing::prefill_logits(*cpu, tokens));
+    std::printf("hub checkpoint %s: GPU vs CPU logits, relative L2 %.3g\n", v.expected_format, err);
+    EXPECT_LE(err, 3e-2) << v.expected_format;
+  }
+}
+
 /// A hub folder of `f` whose config.json's quantization_config is edited by `edit`, and the load's message.
 std::string load_error(HubFormat f, const std::function<void(json&)>& edit,
                        const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
@@ -219,6 +255,28 @@ TEST(HubCheckpoint, UnsupportedQuantizationConfigsAreRefusedNamingTheKey) {
   expect(load_error(HubFormat::GptqV2, [](json& q) { q["group_size"] = "128"; }),
          {"quantization_config.group_size must be an integer"});
   expect(load_error(HubFormat::GptqV2, [](json& q) { q["desc_act"] = "yes"; }), {"quantization_config.desc_act"});
+  // An AWQ config over weights without quantized layers (every .qweight renamed away).
+  expect(load_error(HubFormat::Awq, [](json&) {},
+                    [](auto& t) {
+                      std::map<std::string, Tensor> renamed;
+                      for (auto& [n, v] : t) renamed[n.ends_with(".qweight") ? n + "_x" : n] = v;
+                      t = renamed;
+                    }),
+         {"quant_method is 'awq' but no tensor", "'<layer>.qweight'"});
+}
+
+// A checkpoint whose config.json lost its quantization_config is named as an AWQ / GPTQ one (it read as a kq
+// folder's loss before: "looks like a kq-quantized model").
+TEST(HubCheckpoint, ACheckpointWithoutItsQuantizationConfigIsNamed) {
+  testing::TempDir tmp;
+  const Pair p = write_pair(tmp.path, HubFormat::Awq, false, 32, false);
+  json cfg = json::parse(testing::read_all(p.hub / "config.json"));
+  cfg.erase("quantization_config");
+  testing::write_text(p.hub / "config.json", cfg.dump(2));
+  const std::string m = error_of<FormatError>([&] { (void)Model::load(p.hub, kCpu); });
+  EXPECT_TRUE(has(m, "AutoAWQ / AutoGPTQ checkpoint") && has(m, ".qzeros'") && has(m, "config.json") &&
+              has(m, "no quantization_config"))
+      << m;
 }
 
 TEST(HubCheckpoint, DamagedTensorsAreNamedWithTheFolderLayerAndFile) {
