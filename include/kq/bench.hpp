@@ -77,7 +77,7 @@ struct LatencyOptions {
 /// values that may not be reduced do not fit, or for non-positive values.
 /// `why`, added after "the model's context of N positions" in those messages,
 /// says where the limit comes from (context_limit_note of the model's config:
-/// a sliding_window that capped it).
+/// a longrope original_max_position_embeddings that capped it).
 LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions, const std::string& why = {});
 
 /// Measures `models` (e.g. baseline and candidate) in the same run with runs

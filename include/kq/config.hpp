@@ -107,11 +107,9 @@ std::string rope_type_name(RopeScaling::Type t);
 /// Mistral keys: Llama's, with MistralConfig's defaults where they differ:
 /// num_key_value_heads 8 (null: = heads), max_position_embeddings 131072
 /// (4096·32); no attention_bias / mlp_bias (never biases); sliding_window
-/// (default 4096, null: none). Attention of each query covers the last
-/// sliding_window positions only; within that many positions it is exactly
-/// full causal attention, so kq caps max_positions at sliding_window (every
-/// evaluation window, generation and KV cache then fits in one window;
-/// size_keys.max_positions names "sliding_window"; context_limit_note).
+/// (default 4096, null: none): every layer's query at position i attends to
+/// the keys at positions i − sliding_window < j <= i only (ModelConfig::
+/// sliding_window); max_positions stays max_position_embeddings.
 /// Qwen2 keys: Llama's, with Qwen2Config's defaults where they differ:
 /// num_key_value_heads 32 (null: = heads), max_position_embeddings
 /// 32768; no attention_bias / mlp_bias: q/k/v_proj always have biases
@@ -121,10 +119,9 @@ std::string rope_type_name(RopeScaling::Type t);
 /// max_window_layers are "sliding_attention"). Layers whose type is
 /// "sliding_attention" attend to the last sliding_window positions when
 /// use_sliding_window is true (the released Qwen2 / Qwen2.5 models: false,
-/// no window). When any layer would use the window, kq caps max_positions at
-/// sliding_window as for Mistral (full causal attention within one window is
-/// exactly the windowed attention, and the other layers' full attention);
-/// otherwise sliding_window is 0.
+/// no window); ModelConfig::sliding_layers marks them, the other layers
+/// attend to every earlier position. When no layer has the window,
+/// sliding_window is 0.
 /// Qwen3 keys: Llama's, with Qwen3Config's defaults where they differ:
 /// num_key_value_heads 32 (null: = heads), head_dim 128 (absent or null; not
 /// hidden_size / heads, and num_attention_heads · head_dim may differ from
@@ -141,8 +138,8 @@ std::string rope_type_name(RopeScaling::Type t);
 /// optional factor / attention_factor and original_max_position_embeddings
 /// (in rope_scaling, else the top-level key); kq caps max_positions at
 /// original_max_position_embeddings (size_keys.max_positions names it;
-/// context_limit_note). sliding_window (default null: none) caps the context as
-/// Mistral's. "longrope" and a partial_rotary_factor other than 1 are refused
+/// context_limit_note). sliding_window (default null: none): every layer's
+/// window, as Mistral's. "longrope" and a partial_rotary_factor other than 1 are refused
 /// for the other model types.
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
@@ -161,9 +158,15 @@ struct ModelConfig {
   /// pairs (i, i + rotary_dim/2)) and passes the rest through; 0 (a config built in code) or head_dim: the whole
   /// head. Phi3's partial_rotary_factor sets it.
   int64_t rotary_dim = 0;
-  /// Mistral's, Qwen2's, Qwen3's or Phi3's attention window in positions (0: none); max_positions is at most this
-  /// (see above).
+  /// Mistral's, Qwen2's, Qwen3's or Phi3's attention window in positions (0: none): in a layer that has it, the
+  /// query at position i attends to the keys at positions j with i − sliding_window < j <= i (transformers'
+  /// sliding_window_causal mask: the last sliding_window positions, its own included). It may exceed
+  /// max_positions (then it changes nothing). Which layers have it: sliding_layers (layer_window).
   int64_t sliding_window = 0;
+  /// The layers that attend within sliding_window: empty: every layer (Mistral, Phi3, and a config built in code
+  /// that leaves it empty); else one flag per layer (num_layers), true for a windowed layer (Qwen2, Qwen3:
+  /// layer_types' "sliding_attention", else the layers >= max_window_layers).
+  std::vector<bool> sliding_layers;
   RopeScaling rope_scaling;       ///< Llama architectures only: RoPE frequency scaling (Type::Default: none)
   bool tie_word_embeddings = true;
   bool attention_bias = false;    ///< attention projections have biases (Llama q/k/v/o; always true for GPT-2)
@@ -194,11 +197,17 @@ struct ModelConfig {
   } size_keys;
 };
 
-/// " (config.json sliding_window W: ...)": why the context is max_positions, for messages about a size that
-/// does not fit, when it was capped at Mistral's, Qwen2's, Qwen3's or Phi3's sliding window (sliding_window > 0 and
-/// max_positions == sliding_window), or " (config.json rope_scaling longrope: ...)" when it was capped at a
-/// longrope original_max_position_embeddings; "" otherwise.
+/// " (config.json rope_scaling longrope: ...)": why the context is max_positions, for messages about a size that
+/// does not fit, when it was capped at a longrope original_max_position_embeddings; "" otherwise (a sliding
+/// window caps nothing: kq runs the windowed attention).
 std::string context_limit_note(const ModelConfig& c);
+
+/// The attention window of layer `layer` (in [0, num_layers)): c.sliding_window when that layer has it
+/// (sliding_layers empty, or true at `layer`), else 0 (full causal attention).
+inline int64_t layer_window(const ModelConfig& c, int64_t layer) {
+  const bool windowed = c.sliding_layers.empty() || c.sliding_layers[size_t(layer)];
+  return windowed ? c.sliding_window : 0;
+}
 
 /// The dimensions of each head RoPE rotates: c.rotary_dim, or head_dim when it is 0.
 inline int64_t rotary_dim_of(const ModelConfig& c) { return c.rotary_dim > 0 ? c.rotary_dim : c.head_dim; }

@@ -1,6 +1,7 @@
 // Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3, Phi3: Llama's
 // architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig, Qwen2Config,
 // Qwen3Config and Phi3Config.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -529,28 +530,30 @@ void yarn_context(const char* where, ModelConfig& c) {
   }
 }
 
-/// Whether any of Qwen2's `num_layers` layers attends within the sliding window: Qwen2Config's layer_types
-/// (transformers >= 4.53) when given, else layers >= max_window_layers (default 28) are "sliding_attention".
-/// Qwen2Config gives a layer a window only when use_sliding_window is true (the caller checked it). Throws
-/// FormatError for a max_window_layers that is not an integer >= 0, and a layer_types that is not an array of
-/// num_layers "full_attention" / "sliding_attention" strings.
-bool qwen2_any_sliding_layer(const Reader& r, int64_t num_layers) {
+/// Which of Qwen2's `num_layers` layers attend within the sliding window (one flag each, true: windowed):
+/// Qwen2Config's layer_types (transformers >= 4.53) when given, "sliding_attention"; else the layers >=
+/// max_window_layers (default 28). Qwen2Config gives a layer a window only when use_sliding_window is true (the
+/// caller checked it). Throws FormatError for a max_window_layers that is not an integer >= 0, and a layer_types
+/// that is not an array of num_layers "full_attention" / "sliding_attention" strings.
+std::vector<bool> qwen2_sliding_layers(const Reader& r, int64_t num_layers) {
   const int64_t max_window_layers = r.count("max_window_layers", 28);
   const json* types = r.find("layer_types");
-  if (!types) return max_window_layers < num_layers;
+  std::vector<bool> sliding(size_t(num_layers), false);
+  if (!types) {
+    for (int64_t l = max_window_layers; l < num_layers; ++l) sliding[size_t(l)] = true;
+    return sliding;
+  }
   if (!types->is_array() || int64_t(types->size()) != num_layers)
     raise<FormatError>("{}: key 'layer_types': expected an array of num_hidden_layers = {} strings, got {}",
                        r.source(), num_layers, io::json_excerpt(*types));
-  bool any = false;
   for (size_t i = 0; i < types->size(); ++i) {
     const json& t = (*types)[i];
-    const bool sliding = t.is_string() && t.get_ref<const std::string&>() == "sliding_attention";
-    if (!sliding && !(t.is_string() && t.get_ref<const std::string&>() == "full_attention"))
+    sliding[i] = t.is_string() && t.get_ref<const std::string&>() == "sliding_attention";
+    if (!sliding[i] && !(t.is_string() && t.get_ref<const std::string&>() == "full_attention"))
       raise<FormatError>("{}: layer_types[{}] is {} (supported: \"full_attention\", \"sliding_attention\")",
                          r.source(), i, io::json_excerpt(t));
-    any = any || sliding;
   }
-  return any;
+  return sliding;
 }
 
 /// A Llama config, or a Mistral one (MistralConfig's defaults; sliding_window), or a Qwen2 one (Qwen2Config's
@@ -674,23 +677,19 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   // longrope's short factors serve original_max_position_embeddings positions: the context is capped there.
   if (c.rope_scaling.type == RopeScaling::Type::LongRope) longrope_context(r, scaling_key, c);
   if (c.rope_scaling.type == RopeScaling::Type::Yarn) yarn_context(scaling_key, c);
-  // A sliding window of W positions: within W positions the windowed attention is exactly full causal
-  // attention, so the context is capped at W.
-  const auto cap_at_window = [&](int64_t window) {
-    c.sliding_window = window;
-    if (window < c.max_positions) {
-      c.max_positions = window;
-      c.size_keys.max_positions = "sliding_window";
-    }
-  };
-  // Mistral's (MistralConfig: 4096 when absent, none when null); Phi3's (Phi3Config: none when absent or null).
-  if (mistral && !r.is_null("sliding_window")) cap_at_window(r.size("sliding_window", 4096));
-  if (phi3 && r.find("sliding_window")) cap_at_window(r.size("sliding_window"));
+  // Mistral's (MistralConfig: 4096 when absent, none when null) and Phi3's (Phi3Config: none when absent or null)
+  // window, on every layer. The context stays max_position_embeddings: the attention runs the window.
+  if (mistral && !r.is_null("sliding_window")) c.sliding_window = r.size("sliding_window", 4096);
+  if (phi3 && r.find("sliding_window")) c.sliding_window = r.size("sliding_window");
   // Qwen2's and Qwen3's (Qwen2Config, Qwen3Config: none unless use_sliding_window; then 4096 when absent, none
-  // when null) on the layers layer_types / max_window_layers give it: capped when any layer has it.
+  // when null) on the layers layer_types / max_window_layers give it; none when no layer has it.
   if ((qwen2 || qwen3) && r.boolean("use_sliding_window", false) && !r.is_null("sliding_window")) {
     const int64_t window = r.size("sliding_window", 4096);
-    if (qwen2_any_sliding_layer(r, c.num_layers)) cap_at_window(window);
+    std::vector<bool> layers = qwen2_sliding_layers(r, c.num_layers);
+    if (std::find(layers.begin(), layers.end(), true) != layers.end()) {
+      c.sliding_window = window;
+      c.sliding_layers = std::move(layers);
+    }
   }
   check_rope_angles(r, c);
   return c;
@@ -726,20 +725,11 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 
 std::string context_limit_note(const ModelConfig& c) {
   const RopeScaling& s = c.rope_scaling;
-  if ((c.sliding_window <= 0 || c.max_positions != c.sliding_window) && s.type == RopeScaling::Type::LongRope &&
-      c.max_positions == s.original_max_positions)
-    return fmt::format(" (config.json rope_scaling longrope: transformers uses its short factors up to "
-                       "original_max_position_embeddings {} positions and its long factors beyond; kq computes the "
-                       "short factors only, so the context is capped at {} position{})",
-                       s.original_max_positions, s.original_max_positions, s.original_max_positions == 1 ? "" : "s");
-  if (c.sliding_window <= 0 || c.max_positions != c.sliding_window) return {};
-  // Qwen2, Qwen3: only the layers use_sliding_window with max_window_layers / layer_types gives the window.
-  const char* layers = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen3
-                           ? " in its sliding-window layers (max_window_layers / layer_types)"
-                           : "";
-  return fmt::format(" (config.json sliding_window {}: each position attends to the last {} only{}, which kq runs "
-                     "as full causal attention within one window, so the context is capped at {} position{})",
-                     c.sliding_window, c.sliding_window, layers, c.sliding_window, c.sliding_window == 1 ? "" : "s");
+  if (s.type != RopeScaling::Type::LongRope || c.max_positions != s.original_max_positions) return {};
+  return fmt::format(" (config.json rope_scaling longrope: transformers uses its short factors up to "
+                     "original_max_position_embeddings {} positions and its long factors beyond; kq computes the "
+                     "short factors only, so the context is capped at {} position{})",
+                     s.original_max_positions, s.original_max_positions, s.original_max_positions == 1 ? "" : "s");
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {

@@ -194,8 +194,10 @@ class Backend {
     rope(q, q_heads, k, k_heads, head_dim, r);
     store_kv(layer, k, v);
   }
-  /// Causal attention of every row over its sequence's cache (positions <= its own).
-  virtual void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) = 0;
+  /// Causal attention of every row over its sequence's cache (positions <= its own), within a sliding window
+  /// of `window` positions when window > 0 (the row at position i sees positions i − window < j <= i;
+  /// layer_window of the config), else over every earlier position.
+  virtual void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window) = 0;
   /// gate[:, :f] = silu(gate)·up (SwiGLU). Read the result only through the
   /// next op (the architectures pass it to the down projection): the CUDA
   /// backend may compute it inside that op (a 4-bit decode GEMV stages

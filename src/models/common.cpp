@@ -78,13 +78,11 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.num_heads % c.num_kv_heads != 0)
     raise<E>("{}: num_heads {} is not a multiple of num_kv_heads {}", where, c.num_heads, c.num_kv_heads);
   if (!(c.norm_eps > 0)) raise<E>("{}: norm epsilon {} must be positive", where, c.norm_eps);
-  // Attention is full causal attention: right for a sliding window only while the context fits in it.
   if (c.sliding_window < 0)
     raise<E>("{}: sliding_window {} must be positive (0: none)", where, c.sliding_window);
-  if (c.sliding_window > 0 && c.max_positions > c.sliding_window)
-    raise<E>("{}: max_positions {} exceeds sliding_window {} (kq runs sliding-window attention within one "
-             "window only: max_positions must be <= sliding_window)",
-             where, c.max_positions, c.sliding_window);
+  if (!c.sliding_layers.empty() && int64_t(c.sliding_layers.size()) != c.num_layers)
+    raise<E>("{}: sliding_layers has {} flags, expected none (every layer) or one per layer (num_layers = {})",
+             where, c.sliding_layers.size(), c.num_layers);
   if (c.arch == Arch::GPT2) {
     if (c.num_kv_heads != c.num_heads)
       raise<E>("{}: GPT-2 has num_kv_heads = num_heads, got {} and {}", where, c.num_kv_heads, c.num_heads);

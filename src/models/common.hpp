@@ -19,7 +19,7 @@ namespace kq::models {
 /// counts that divide, GPT-2: hidden = heads·head_dim and kv heads = heads;
 /// Llama architectures: even head_dim, a rotary_dim of 0 or even in [2, head_dim], positive rope_theta, a valid
 /// rope_scaling;
-/// a supported activation; sliding_window >= 0 and, when > 0, >= max_positions). `where` names the config in
+/// a supported activation; sliding_window >= 0; sliding_layers empty or one flag per layer). `where` names the config in
 /// messages. Throws FormatError when `from_file`, else InvalidArgument;
 /// Unsupported for an activation this code does not implement.
 void check_config(const ModelConfig& c, const std::string& where, bool from_file);

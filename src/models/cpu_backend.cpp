@@ -140,7 +140,7 @@ class CpuBackend final : public Backend {
       models::store_kv(cache(run), layer, run.pos0, run.n, f32(k.row(run.first)), f32(v.row(run.first)), k.ld);
   }
 
-  void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out) override {
+  void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window) override {
     for (const Run& run : runs_) {
       KVCache& c = cache(run);
       const cpu::AttentionDims dims{q_heads, c.num_kv_heads(), c.head_dim()};
@@ -149,7 +149,8 @@ class CpuBackend final : public Backend {
       float* scratch = attn_.get(
           size_t(cpu::attention_scratch_floats(dims, Model::prefill_chunk(), c.capacity(), threads_)));
       cpu::causal_attention(f32(q.row(run.first)), q.ld, run.n, run.pos0, c.keys(layer), c.values(layer),
-                            c.capacity(), dims, scale, f32(out.row(run.first)), out.ld, scratch, threads_);
+                            c.capacity(), dims, scale, f32(out.row(run.first)), out.ld, scratch, threads_,
+                            window);
     }
   }
 

@@ -193,7 +193,7 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
     const Act q = qkv[0], k = qkv[1], v = qkv[2];
     if (c.qk_norm) be.qk_norm(q, c.num_heads, k, c.num_kv_heads, c.head_dim, b.q_norm, b.k_norm, eps);
     be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope_);
-    be.attention(l, q, c.num_heads, scale, att);
+    be.attention(l, q, c.num_heads, scale, att, layer_window(c, l));  // Mistral's, Qwen2's, Phi3's window
     be.linear(*b.o_proj, att, n, o);
     // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x).
     be.rms_norm(x, o, b.post_attention_norm, eps, h, n, d);

@@ -74,6 +74,7 @@ std::string insane(const ModelConfig& c) {
   if (!std::isfinite(c.norm_eps) || c.norm_eps < 0) return "norm_eps not finite and >= 0";
   if (c.arch != Arch::GPT2 && (!std::isfinite(c.rope_theta) || c.rope_theta <= 0)) return "rope_theta";
   if (c.sliding_window < 0) return "negative sliding_window";
+  if (!c.sliding_layers.empty() && int64_t(c.sliding_layers.size()) != c.num_layers) return "sliding_layers count";
   const auto f32_positive = [](double v) { return std::isfinite(float(v)) && float(v) > 0; };
   if (c.arch != Arch::GPT2 && !f32_positive(c.rope_theta)) return "rope_theta as float32";
   const RopeScaling& r = c.rope_scaling;

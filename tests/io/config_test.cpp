@@ -364,11 +364,12 @@ TEST(Config, MistralIsLlamaWithItsDefaultsAndAWindow) {
   EXPECT_EQ(c.activation, "silu");
   EXPECT_FALSE(c.tie_word_embeddings);
   EXPECT_EQ(c.sliding_window, 4096);
-  EXPECT_EQ(c.max_positions, 4096);  // capped at the window
-  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
-  const std::string note = context_limit_note(c);
-  EXPECT_NE(note.find("config.json sliding_window 4096"), std::string::npos) << note;
-  EXPECT_NE(note.find("capped at 4096 positions"), std::string::npos) << note;
+  EXPECT_TRUE(c.sliding_layers.empty());  // every layer
+  EXPECT_EQ(layer_window(c, 0), 4096);
+  EXPECT_EQ(layer_window(c, 31), 4096);
+  EXPECT_EQ(c.max_positions, 32768);  // the whole context: kq runs the windowed attention
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(context_limit_note(c), "");
 
   // Mistral-7B-v0.2 / v0.3: sliding_window null, rope_theta 1e6: no window, the whole context.
   json j = json::parse(kMistral01);
@@ -393,7 +394,7 @@ TEST(Config, MistralIsLlamaWithItsDefaultsAndAWindow) {
   EXPECT_EQ(c.num_kv_heads, 8);
   EXPECT_EQ(c.head_dim, 16);
   EXPECT_EQ(c.sliding_window, 4096);
-  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.max_positions, 4096 * 32);
   EXPECT_EQ(c.norm_eps, 1e-6);
   EXPECT_EQ(c.rope_theta, 10000.0);
   EXPECT_FALSE(c.tie_word_embeddings);
@@ -512,37 +513,50 @@ TEST(Config, Qwen2IsLlamaWithQkvBiasesAndItsDefaults) {
   EXPECT_FALSE(parse(json::parse(kMistral01)).qkv_bias);
 }
 
+/// The layers of `c` with the window (layer_window > 0).
+std::vector<int64_t> windowed_layers(const ModelConfig& c) {
+  std::vector<int64_t> out;
+  for (int64_t l = 0; l < c.num_layers; ++l)
+    if (layer_window(c, l) > 0) out.push_back(l);
+  return out;
+}
+
 // Qwen2's sliding window: only with use_sliding_window, on the layers >= max_window_layers (or those layer_types
-// names "sliding_attention"); when any layer has it, the context is capped at it as for Mistral.
-TEST(Config, Qwen2SlidingWindowOnlyWhenALayerUsesIt) {
+// names "sliding_attention"), the others full attention; the context stays max_position_embeddings.
+TEST(Config, Qwen2SlidingWindowOnTheLayersThatUseIt) {
   json j = json::parse(kQwen25);
   j["use_sliding_window"] = true;
   j["sliding_window"] = 4096;
   ModelConfig c = parse(j);  // max_window_layers 24 of 24 layers: no layer has the window
   EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_TRUE(c.sliding_layers.empty());
   EXPECT_EQ(c.max_positions, 32768);
   j["max_window_layers"] = 21;  // layers 21, 22, 23
   c = parse(j);
   EXPECT_EQ(c.sliding_window, 4096);
-  EXPECT_EQ(c.max_positions, 4096);
-  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
-  const std::string note = context_limit_note(c);
-  EXPECT_NE(note.find("config.json sliding_window 4096: each position attends to the last 4096 only in its "
-                      "sliding-window layers (max_window_layers / layer_types)"),
-            std::string::npos)
-      << note;
+  EXPECT_EQ(c.sliding_layers.size(), 24u);
+  EXPECT_EQ(windowed_layers(c), (std::vector<int64_t>{21, 22, 23}));
+  EXPECT_EQ(layer_window(c, 20), 0);
+  EXPECT_EQ(layer_window(c, 21), 4096);
+  EXPECT_EQ(c.max_positions, 32768);  // not capped: kq runs the window
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(context_limit_note(c), "");
   j["max_window_layers"] = 0;  // every layer
-  EXPECT_EQ(parse(j).max_positions, 4096);
+  c = parse(j);
+  EXPECT_EQ(windowed_layers(c).size(), 24u);
+  EXPECT_EQ(c.max_positions, 32768);
   j.erase("max_window_layers");  // Qwen2Config's default 28 >= 24 layers: none
   EXPECT_EQ(parse(j).sliding_window, 0);
   j["num_hidden_layers"] = 32;  // layers 28 to 31
   EXPECT_EQ(parse(j).sliding_window, 4096);
+  EXPECT_EQ(windowed_layers(parse(j)), (std::vector<int64_t>{28, 29, 30, 31}));
   j.erase("sliding_window");  // Qwen2Config's default 4096
   EXPECT_EQ(parse(j).sliding_window, 4096);
   j["sliding_window"] = nullptr;  // none
   EXPECT_EQ(parse(j).sliding_window, 0);
+  EXPECT_TRUE(windowed_layers(parse(j)).empty());
   EXPECT_EQ(parse(j).max_positions, 32768);
-  j["sliding_window"] = 100000;  // longer than the context: nothing capped
+  j["sliding_window"] = 100000;  // longer than the context: kept, it changes nothing
   c = parse(j);
   EXPECT_EQ(c.sliding_window, 100000);
   EXPECT_EQ(c.max_positions, 32768);
@@ -551,6 +565,7 @@ TEST(Config, Qwen2SlidingWindowOnlyWhenALayerUsesIt) {
   EXPECT_EQ(parse(j).sliding_window, 0);
   j.erase("use_sliding_window");  // default false
   EXPECT_EQ(parse(j).sliding_window, 0);
+  EXPECT_TRUE(parse(j).sliding_layers.empty());
 
   // layer_types (transformers >= 4.53) says which layers have it, instead of max_window_layers.
   j = json::parse(kQwen25);
@@ -560,12 +575,17 @@ TEST(Config, Qwen2SlidingWindowOnlyWhenALayerUsesIt) {
   j["layer_types"] = std::vector<std::string>(24, "full_attention");
   EXPECT_EQ(parse(j).sliding_window, 0);
   j["layer_types"][5] = "sliding_attention";
-  EXPECT_EQ(parse(j).max_positions, 4096);
+  j["layer_types"][17] = "sliding_attention";
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(windowed_layers(c), (std::vector<int64_t>{5, 17}));
+  EXPECT_EQ(c.max_positions, 32768);
   j["use_sliding_window"] = false;  // Qwen2Config: no window at all without use_sliding_window
   EXPECT_EQ(parse(j).sliding_window, 0);
   j["use_sliding_window"] = true;
   j["layer_types"] = nullptr;  // null: from max_window_layers
   EXPECT_EQ(parse(j).sliding_window, 4096);
+  EXPECT_EQ(windowed_layers(parse(j)).size(), 24u);
 }
 
 TEST(Config, Qwen2Rejections) {
@@ -744,7 +764,7 @@ TEST(Config, YarnAndDynamicScaling) {
 }
 
 // Qwen3's sliding window is Qwen2's: only with use_sliding_window, on the layers >= max_window_layers (or those
-// layer_types names "sliding_attention"), capping the context when any layer has it.
+// layer_types names "sliding_attention"); the context stays max_position_embeddings.
 TEST(Config, Qwen3SlidingWindowIsQwen2s) {
   json j = json::parse(kQwen3);
   j["use_sliding_window"] = true;
@@ -755,11 +775,10 @@ TEST(Config, Qwen3SlidingWindowIsQwen2s) {
   j["max_window_layers"] = 20;
   c = parse(j);
   EXPECT_EQ(c.sliding_window, 4096);
-  EXPECT_EQ(c.max_positions, 4096);
-  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
-  EXPECT_NE(context_limit_note(c).find("only in its sliding-window layers (max_window_layers / layer_types)"),
-            std::string::npos)
-      << context_limit_note(c);
+  EXPECT_EQ(windowed_layers(c), (std::vector<int64_t>{20, 21, 22, 23, 24, 25, 26, 27}));
+  EXPECT_EQ(c.max_positions, 40960);
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(context_limit_note(c), "");
   j.erase("sliding_window");  // Qwen3Config's default 4096
   EXPECT_EQ(parse(j).sliding_window, 4096);
   j["sliding_window"] = nullptr;  // none
@@ -768,7 +787,10 @@ TEST(Config, Qwen3SlidingWindowIsQwen2s) {
   j["layer_types"] = std::vector<std::string>(28, "full_attention");
   EXPECT_EQ(parse(j).sliding_window, 0);
   j["layer_types"][27] = "sliding_attention";
-  EXPECT_EQ(parse(j).max_positions, 1024);
+  c = parse(j);
+  EXPECT_EQ(c.sliding_window, 1024);
+  EXPECT_EQ(windowed_layers(c), std::vector<int64_t>{27});
+  EXPECT_EQ(c.max_positions, 40960);
   j["use_sliding_window"] = false;
   EXPECT_EQ(parse(j).sliding_window, 0);
 }
@@ -944,7 +966,7 @@ TEST(Config, Phi4MiniRotatesThreeQuartersOfEachHead) {
   EXPECT_EQ(parse(j).rotary_dim, 96);
   j["partial_rotary_factor"] = 0.5;
   expect_bad(j, {"partial_rotary_factor 0.5 conflicts with rope_parameters.partial_rotary_factor 0.75"});
-  // Without longrope (Phi-3-mini-4k's shape): the whole head_dim, Phi3Config's defaults, a window that caps.
+  // Without longrope (Phi-3-mini-4k's shape): the whole head_dim, Phi3Config's defaults, a window on every layer.
   j = json{{"model_type", "phi3"}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
            {"num_attention_heads", 8}, {"vocab_size", 1000}, {"rope_scaling", nullptr}};
   c = parse(j);
@@ -958,9 +980,12 @@ TEST(Config, Phi4MiniRotatesThreeQuartersOfEachHead) {
   EXPECT_FALSE(c.tie_word_embeddings);
   j["sliding_window"] = 2047;  // Phi-3-mini-4k-instruct's
   c = parse(j);
-  EXPECT_EQ(c.max_positions, 2047);
-  EXPECT_EQ(c.size_keys.max_positions, "sliding_window");
-  EXPECT_NE(context_limit_note(c).find("sliding_window 2047"), std::string::npos) << context_limit_note(c);
+  EXPECT_EQ(c.sliding_window, 2047);
+  EXPECT_TRUE(c.sliding_layers.empty());
+  EXPECT_EQ(layer_window(c, 1), 2047);
+  EXPECT_EQ(c.max_positions, 4096);  // the whole context: kq runs the window
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(context_limit_note(c), "");
   j["attention_bias"] = true;  // not a Phi3Config key: ignored
   j["mlp_bias"] = true;
   EXPECT_FALSE(parse(j).attention_bias || parse(j).mlp_bias);

@@ -76,9 +76,10 @@ TEST(Qwen2Model, ZeroQkvBiasesGiveTheLlamaLogits) {
   EXPECT_EQ(testing::all_logits(dir, tokens), testing::all_logits(testing::llama_small_dir(), tokens));
 }
 
-// use_sliding_window with layers >= max_window_layers (2 of 4) windowed: the context is capped at sliding_window
-// 64, within which the logits are those of the same copy without a window; max_window_layers 4: no layer has it.
-TEST(Qwen2Model, SlidingWindowLayersCapTheContext) {
+// use_sliding_window with layers >= max_window_layers (2 of 4) windowed (sliding_window 64): the context stays
+// 512 positions; within one window the logits are those of the same copy without a window, past it they differ;
+// max_window_layers 4: no layer has it.
+TEST(Qwen2Model, SlidingWindowLayersKeepTheContext) {
   KQ_REQUIRE_SHARED("models/llama-small");
   testing::TempDir tmp;
   const auto biases = testing::llama_small_qkv_biases(9);
@@ -91,14 +92,16 @@ TEST(Qwen2Model, SlidingWindowLayersCapTheContext) {
   };
   const auto dir = testing::llama_small_as_qwen2(tmp.path / "w", biases, window(2));
   const auto tokens = testing::spread_ids(64);
-  EXPECT_EQ(testing::all_logits(dir, tokens),
-            testing::all_logits(testing::llama_small_as_qwen2(tmp.path / "plain", biases), tokens));
+  const auto plain = testing::llama_small_as_qwen2(tmp.path / "plain", biases);
+  EXPECT_EQ(testing::all_logits(dir, tokens), testing::all_logits(plain, tokens));
+  const auto longer = testing::spread_ids(80);
+  EXPECT_NE(testing::all_logits(dir, longer), testing::all_logits(plain, longer));
   auto m = Model::load(dir, ExecContext{Device::CPU, 2});
   EXPECT_EQ(m->config().sliding_window, 64);
-  EXPECT_EQ(m->config().max_positions, 64);
-  EXPECT_EQ(m->config().size_keys.max_positions, "sliding_window");
-  EXPECT_EQ(m->make_cache(0).capacity(), 64);
-  EXPECT_THROW(m->make_cache(65), InvalidArgument);
+  EXPECT_EQ(m->config().sliding_layers, (std::vector<bool>{false, false, true, true}));
+  EXPECT_EQ(m->config().max_positions, 512);
+  EXPECT_EQ(m->config().size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(m->make_cache(0).capacity(), 512);
   const ModelConfig none = load_model_config(testing::llama_small_as_qwen2(tmp.path / "n", biases, window(4)));
   EXPECT_EQ(none.sliding_window, 0);
   EXPECT_EQ(none.max_positions, 512);
