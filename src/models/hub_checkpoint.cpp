@@ -57,6 +57,10 @@ int64_t bits_and_group(const nlohmann::json& q, const std::string& method, const
   return group;
 }
 
+/// The op of `w` with "<prefix>.bias" (F16, BF16 or F32 [N], kept in F32) when `get` returns one. Throws
+/// FormatError naming the bias for another dtype or shape or a NaN / Inf.
+std::unique_ptr<Linear> with_bias(PackedWeight w, const TensorGetter& get, const std::string& prefix, int64_t N);
+
 }  // namespace
 
 bool is_hub_quant_method(const std::string& method) { return method == "awq" || method == "gptq"; }
@@ -109,9 +113,78 @@ HubInt4Config parse_hub_quant_config(const nlohmann::json& q, const std::string&
                      io::json_excerpt(q.value("quant_method", nlohmann::json())));
 }
 
+void check_bnb_quant_config(const nlohmann::json& q, const std::string& cfg) {
+  if (bool_key(q, "load_in_8bit", false, cfg))
+    raise<FormatError>("{}: quantization_config.load_in_8bit true is not supported: kq converts bitsandbytes 4-bit "
+                       "NF4 checkpoints (load_in_4bit), not LLM.int8() ones",
+                       cfg);
+  if (!bool_key(q, "load_in_4bit", false, cfg))
+    raise<FormatError>("{}: quantization_config.load_in_4bit is not true: kq converts bitsandbytes 4-bit NF4 "
+                       "checkpoints",
+                       cfg);
+  const std::string type = string_key(q, "bnb_4bit_quant_type", "fp4", cfg);
+  if (type != "nf4")
+    raise<FormatError>("{}: quantization_config.bnb_4bit_quant_type '{}'{} is not supported: kq converts NF4 "
+                       "(bitsandbytes' FP4 values {{0, 0.0625, 2, 3, 4, 6, 8, 12}} / 12 are not the OCP E2M1 values "
+                       "of kq's FP4, so no lossless conversion exists)",
+                       cfg, type, q.contains("bnb_4bit_quant_type") ? "" : " (absent: transformers' default)");
+  const std::string storage = string_key(q, "bnb_4bit_quant_storage", "uint8", cfg);
+  if (storage != "uint8")
+    raise<FormatError>("{}: quantization_config.bnb_4bit_quant_storage '{}' is not supported (kq reads \"uint8\")",
+                       cfg, storage);
+}
+
+std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::string& prefix, int64_t N,
+                                            int64_t K) {
+  const std::string weight = prefix + ".weight", name = weight + ".quant_state.bitsandbytes__nf4";
+  const Tensor t = get(name);
+  if (!t.defined()) raise<FormatError>("tensor '{}' is missing (needed by a bitsandbytes NF4 layer)", name);
+  if (t.dtype() != DType::U8 || t.ndim() != 1)
+    raise<FormatError>("tensor '{}': expected U8 [bytes] (the packed JSON of the quant state), got {} {}", name,
+                       dtype_name(t.dtype()), shape_str(t.shape()));
+  const nlohmann::json j = io::parse_json_strict(
+      std::string_view(static_cast<const char*>(t.raw()), size_t(t.numel())), "tensor '" + name + "'");
+  if (!j.is_object()) raise<FormatError>("tensor '{}': the quant state is not a JSON object", name);
+  const auto field = [&](const char* key) -> const nlohmann::json& {
+    if (!j.contains(key)) raise<FormatError>("tensor '{}': the quant state has no \"{}\"", name, key);
+    return j[key];
+  };
+  const auto integer = [&](const char* key) {
+    const nlohmann::json& v = field(key);
+    if (!v.is_number_integer())
+      raise<FormatError>("tensor '{}': quant state \"{}\" must be an integer, not {}", name, key, io::json_excerpt(v));
+    return v.get<int64_t>();
+  };
+  if (field("quant_type") != "nf4")
+    raise<FormatError>("tensor '{}': quant state \"quant_type\" is {}, not \"nf4\"", name,
+                       io::json_excerpt(field("quant_type")));
+  Bnb4State st;
+  st.blocksize = integer("blocksize");
+  const nlohmann::json& shape = field("shape");
+  if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_integer() || !shape[1].is_number_integer())
+    raise<FormatError>("tensor '{}': quant state \"shape\" must be [rows, cols], not {}", name,
+                       io::json_excerpt(shape));
+  st.rows = shape[0].get<int64_t>();
+  st.cols = shape[1].get<int64_t>();
+  st.nested = j.contains("nested_offset") || j.contains("nested_blocksize");
+  if (st.nested) {
+    st.nested_blocksize = integer("nested_blocksize");
+    const nlohmann::json& off = field("nested_offset");
+    if (!off.is_number())
+      raise<FormatError>("tensor '{}': quant state \"nested_offset\" must be a number, not {}", name,
+                         io::json_excerpt(off));
+    st.nested_offset = float(off.get<double>());
+  }
+  return with_bias(import_bnb_nf4(get, weight, st, N, K), get, prefix, N);
+}
+
 std::unique_ptr<Linear> load_hub_int4_linear(const TensorGetter& get, const std::string& prefix,
                                              const HubInt4Config& config, int64_t N, int64_t K) {
-  PackedWeight w = import_hub_int4(get, prefix, config, N, K);
+  return with_bias(import_hub_int4(get, prefix, config, N, K), get, prefix, N);
+}
+
+namespace {
+std::unique_ptr<Linear> with_bias(PackedWeight w, const TensorGetter& get, const std::string& prefix, int64_t N) {
   Tensor bias = get(prefix + ".bias");
   if (bias.defined()) {
     const std::string name = prefix + ".bias";
@@ -126,5 +199,6 @@ std::unique_ptr<Linear> load_hub_int4_linear(const TensorGetter& get, const std:
   }
   return make_quantized_linear(std::move(w), std::move(bias));
 }
+}  // namespace
 
 }  // namespace kq::models

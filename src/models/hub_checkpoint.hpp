@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/linear.hpp"
+#include "quant/bnb4.hpp"
 #include "quant/hub_int4.hpp"
 
 namespace kq::models {
@@ -32,6 +33,24 @@ bool is_hub_quant_method(const std::string& method);
 /// Throws FormatError naming `cfg` and the key (with its value) for a missing,
 /// mistyped, or unsupported value.
 HubInt4Config parse_hub_quant_config(const nlohmann::json& q, const std::string& cfg);
+
+/// Checks a quantization_config `q` of quant_method "bitsandbytes"
+/// (transformers' BitsAndBytesConfig): load_in_4bit must be true
+/// (load_in_8bit, LLM.int8(), is refused), bnb_4bit_quant_type "nf4" (absent:
+/// "fp4", transformers' default; FP4 is refused: bitsandbytes' FP4 values are
+/// not OCP E2M1, kq's FP4, so no lossless conversion), bnb_4bit_quant_storage
+/// "uint8" when given. Throws FormatError naming `cfg` and the key.
+void check_bnb_quant_config(const nlohmann::json& q, const std::string& cfg);
+
+/// The kq NF4 op of the bitsandbytes NF4 layer W [N, K] under `prefix`
+/// (quant/bnb4.hpp: "<prefix>.weight" and its QuantState tensors; the packed
+/// JSON "<prefix>.weight.quant_state.bitsandbytes__nf4" gives quant_type
+/// "nf4", blocksize, shape, and nested_blocksize / nested_offset when double
+/// quantized), with "<prefix>.bias" as load_hub_int4_linear. Throws
+/// FormatError naming the tensor and field for a state that is not valid JSON
+/// or lacks / mistypes a field, and as import_bnb_nf4.
+std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::string& prefix, int64_t N,
+                                            int64_t K);
 
 /// The kq INT4 op of the linear layer W [N, K] stored under `prefix` in
 /// `config`'s layout (import_hub_int4), with `prefix`.bias (F16, BF16 or F32

@@ -192,10 +192,23 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
                          cfg.string(), method, dir.string());
     return;
   }
+  if (method == "bitsandbytes") {  // a bitsandbytes 4-bit NF4 checkpoint: its layers converted as read
+    check_bnb_quant_config(q, cfg.string());
+    const std::vector<std::string> names = store_.names();
+    if (std::none_of(names.begin(), names.end(),
+                     [](const std::string& n) { return n.ends_with(".quant_state.bitsandbytes__nf4"); }))
+      raise<FormatError>("{}: quantization_config.quant_method is 'bitsandbytes' but no tensor of the safetensors "
+                         "files of {} is a 4-bit layer's quant state ('<layer>.weight.quant_state.bitsandbytes__nf4'): "
+                         "the config.json does not belong to these weights",
+                         cfg.string(), dir.string());
+    bnb_ = true;
+    return;
+  }
   if (method != "kq")
     raise<FormatError>(
         "{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
-        "\"kq\" folders and AutoAWQ (\"awq\") and AutoGPTQ (\"gptq\") 4-bit checkpoints; load the original "
+        "\"kq\" folders, AutoAWQ (\"awq\") and AutoGPTQ (\"gptq\") 4-bit checkpoints and bitsandbytes NF4 ones; load "
+        "the original "
         "unquantized model instead)",
         cfg.string(), method);
   if (!q.contains("format_version") || q["format_version"] != 1)
@@ -311,12 +324,18 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   // An AWQ / GPTQ checkpoint's quantized layers are those with codes; others
   // (modules_to_not_convert, lm_head) have a plain weight.
   const bool hub = hub_ && store_.contains(file_prefix + ".qweight");
-  if (it == quantized_modules_.end() && !hub) return nullptr;
+  const bool bnb = bnb_ && store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__nf4");
+  if (bnb_ && store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__fp4"))
+    raise<FormatError>("{}: layer '{}' is bitsandbytes FP4 ('{}.weight.quant_state.bitsandbytes__fp4' in {}): kq "
+                       "converts NF4 layers only (bitsandbytes' FP4 values are not OCP E2M1)",
+                       dir_.string(), module, file_prefix,
+                       store_.file_of(file_prefix + ".weight.quant_state.bitsandbytes__fp4"));
+  if (it == quantized_modules_.end() && !hub && !bnb) return nullptr;
   // load_quantized_linear takes a bias when there is one; a layer that has a
   // bias by the architecture but lost it would run with none (wrong output).
   if (bias && !store_.contains(file_prefix + ".bias")) raise_missing(file_prefix + ".bias", Shape{out});
   QuantSpec spec;
-  if (!hub) {
+  if (!hub && !bnb) {
     try {
       spec = parse_quant_mode(it->second);
     } catch (const InvalidArgument& e) {
@@ -336,6 +355,7 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   };
   try {
     if (hub) return load_hub_int4_linear(get, file_prefix, *hub_, out, in);
+    if (bnb) return load_bnb_nf4_linear(get, file_prefix, out, in);
     return load_quantized_linear(get, file_prefix, spec, out, in);
   } catch (const FormatError& e) {
     // A bad value (scale, code, zero point) is reported with its tensor name;

@@ -107,7 +107,9 @@ class WeightSource {
 /// An AutoAWQ or AutoGPTQ 4-bit checkpoint (quant_method "awq" / "gptq",
 /// models/hub_checkpoint.hpp) yields each layer that has "<prefix>.qweight"
 /// converted losslessly into kq's INT4 format (quant/hub_int4.hpp); its
-/// other layers are plain weights.
+/// other layers are plain weights. A bitsandbytes 4-bit checkpoint
+/// (quant_method "bitsandbytes", load_in_4bit, NF4) likewise yields each layer
+/// with "<prefix>.weight.quant_state.bitsandbytes__nf4" as a kq NF4 op (quant/bnb4.hpp).
 /// Any other quant_method is a FormatError, and so is a folder
 /// whose weights are kq-quantized ('kq_quantization' metadata or "*.qweight"
 /// tensors) while its config.json has no quantization_config (named).
@@ -122,8 +124,8 @@ class FileWeights final : public WeightSource {
   /// The tensor's dtype in the folder (F32 when the folder has no such tensor:
   /// get() names the missing tensor).
   DType disk_dtype(const std::string& name) const override;
-  /// true when config.json has a kq quantization_config, or is an AutoAWQ / AutoGPTQ checkpoint.
-  bool quantized() const override { return !quantized_modules_.empty() || hub_.has_value(); }
+  /// true when config.json has a kq quantization_config, or is an AutoAWQ / AutoGPTQ / bitsandbytes checkpoint.
+  bool quantized() const override { return !quantized_modules_.empty() || hub_.has_value() || bnb_; }
 
   /// Checks the sizes of `config` (read from the folder's config.json)
   /// against the tensors in the folder's safetensors headers, before the
@@ -161,6 +163,7 @@ class FileWeights final : public WeightSource {
   TensorStore store_;
   std::map<std::string, std::string> quantized_modules_;  // module -> quant mode name
   std::optional<HubInt4Config> hub_;                      // an AutoAWQ / AutoGPTQ checkpoint's layout
+  bool bnb_ = false;                                      // a bitsandbytes 4-bit NF4 checkpoint
   std::set<std::string> used_;                            // tensors read so far
 };
 

@@ -1,0 +1,138 @@
+#pragma once
+// A test-side packer of bitsandbytes 4-bit NF4 layers as transformers saves them (Params4bit + packed
+// QuantState), written from bitsandbytes' published layout, not from kq's loader: W [N, K] flattened row-major,
+// two codes per byte with the even element in the HIGH nibble, one absmax per block of `blocksize` elements
+// (or, nested, U8 codes into a 256-entry map times a per-256-blocks absmax plus an offset), the NF4 values as
+// "quant_map", and the other fields as JSON bytes in "<w>.quant_state.bitsandbytes__nf4".
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kq/tensor.hpp"
+
+namespace kq::testing {
+
+/// bitsandbytes' NF4 code values (create_normal_map), as published.
+inline constexpr float kBnbNf4[16] = {-1.0f,
+                                      -0.6961928009986877f,
+                                      -0.5250730514526367f,
+                                      -0.39491748809814453f,
+                                      -0.28444138169288635f,
+                                      -0.18477343022823334f,
+                                      -0.09105003625154495f,
+                                      0.0f,
+                                      0.07958029955625534f,
+                                      0.16093020141124725f,
+                                      0.24611230194568634f,
+                                      0.33791524171829224f,
+                                      0.44070982933044434f,
+                                      0.5626170039176941f,
+                                      0.7229568362236023f,
+                                      1.0f};
+
+/// Known codes and block scales of one NF4 layer W [N, K].
+struct BnbCodes {
+  int64_t N = 0, K = 0, blocksize = 64;
+  std::vector<uint8_t> q;       ///< [N·K] codes, flat row-major
+  bool nested = false;
+  std::vector<float> absmax;    ///< [nb] (not nested)
+  std::vector<uint8_t> a8;      ///< [nb] nested codes
+  std::vector<float> a2;        ///< [ceil(nb / 256)] nested absmax
+  std::vector<float> code2;     ///< [256] nested map
+  float offset = 0.0f;
+  int64_t blocks() const { return (N * K + blocksize - 1) / blocksize; }
+  /// Block j's absmax as bitsandbytes decodes it (F32 product, then the offset).
+  float block_absmax(int64_t j) const {
+    if (!nested) return absmax[size_t(j)];
+    float v = code2[a8[size_t(j)]] * a2[size_t(j / 256)];
+    v += offset;
+    return v;
+  }
+};
+
+/// Deterministic codes, absmax in [0.01, 0.1) (nested: a linear 256-entry map in [-1, 1), codes, absmax 0.02
+/// per 256 blocks and offset 0.05, so every decoded absmax is positive).
+inline BnbCodes bnb_codes(int64_t N, int64_t K, int64_t blocksize, bool nested, uint64_t seed) {
+  uint64_t st = seed * 0x9E3779B97F4A7C15ull + 99;
+  auto next = [&] {
+    st ^= st << 13;
+    st ^= st >> 7;
+    st ^= st << 17;
+    return st;
+  };
+  BnbCodes c;
+  c.N = N;
+  c.K = K;
+  c.blocksize = blocksize;
+  c.nested = nested;
+  c.q.resize(size_t(N * K));
+  for (uint8_t& v : c.q) v = uint8_t(next() % 16);
+  const int64_t nb = c.blocks();
+  if (!nested) {
+    c.absmax.resize(size_t(nb));
+    for (float& a : c.absmax) a = 0.01f + 0.09f * float(next() % 10000) / 10000.0f;
+  } else {
+    c.code2.resize(256);
+    for (int i = 0; i < 256; ++i) c.code2[size_t(i)] = -1.0f + float(i) / 128.0f;
+    c.a8.resize(size_t(nb));
+    for (uint8_t& v : c.a8) v = uint8_t(next() % 256);
+    c.a2.assign(size_t((nb + 255) / 256), 0.02f);
+    c.offset = 0.05f;
+  }
+  return c;
+}
+
+/// The reference dequantization F32 [N, K]: NF4 value times the block's absmax, in F32.
+inline Tensor bnb_reference(const BnbCodes& c) {
+  Tensor w = Tensor::empty(DType::F32, {c.N, c.K});
+  float* p = w.mutable_data<float>();
+  for (int64_t i = 0; i < c.N * c.K; ++i) p[i] = kBnbNf4[c.q[size_t(i)]] * c.block_absmax(i / c.blocksize);
+  return w;
+}
+
+/// The tensors of the layer under `prefix` as transformers saves a bitsandbytes Linear4bit.
+inline std::map<std::string, Tensor> bnb_layer_tensors(const BnbCodes& c, const std::string& prefix) {
+  const std::string w = prefix + ".weight";
+  const int64_t total = c.N * c.K, nb = c.blocks();
+  std::map<std::string, Tensor> out;
+  Tensor packed = Tensor::empty(DType::U8, {(total + 1) / 2, 1});
+  uint8_t* b = packed.mutable_data<uint8_t>();
+  for (int64_t j = 0; j < (total + 1) / 2; ++j) {
+    const uint8_t hi = c.q[size_t(2 * j)], lo = 2 * j + 1 < total ? c.q[size_t(2 * j + 1)] : 0;
+    b[j] = uint8_t(hi << 4 | lo);
+  }
+  out[w] = packed;
+  Tensor qmap = Tensor::empty(DType::F32, {16});
+  for (int i = 0; i < 16; ++i) qmap.mutable_data<float>()[i] = kBnbNf4[i];
+  out[w + ".quant_map"] = qmap;
+  nlohmann::json state = {{"quant_type", "nf4"}, {"blocksize", c.blocksize}, {"dtype", "bfloat16"},
+                          {"shape", {c.N, c.K}}};
+  if (!c.nested) {
+    Tensor a = Tensor::empty(DType::F32, {nb});
+    for (int64_t j = 0; j < nb; ++j) a.mutable_data<float>()[j] = c.absmax[size_t(j)];
+    out[w + ".absmax"] = a;
+  } else {
+    Tensor a = Tensor::empty(DType::U8, {nb});
+    for (int64_t j = 0; j < nb; ++j) a.mutable_data<uint8_t>()[j] = c.a8[size_t(j)];
+    out[w + ".absmax"] = a;
+    Tensor a2 = Tensor::empty(DType::F32, {int64_t(c.a2.size())});
+    for (size_t j = 0; j < c.a2.size(); ++j) a2.mutable_data<float>()[j] = c.a2[j];
+    out[w + ".nested_absmax"] = a2;
+    Tensor m = Tensor::empty(DType::F32, {256});
+    for (int i = 0; i < 256; ++i) m.mutable_data<float>()[i] = c.code2[size_t(i)];
+    out[w + ".nested_quant_map"] = m;
+    state["nested_blocksize"] = 256;
+    state["nested_dtype"] = "float32";
+    state["nested_offset"] = double(c.offset);
+  }
+  const std::string text = state.dump();
+  Tensor s = Tensor::empty(DType::U8, {int64_t(text.size())});
+  for (size_t i = 0; i < text.size(); ++i) s.mutable_data<uint8_t>()[i] = uint8_t(text[i]);
+  out[w + ".quant_state.bitsandbytes__nf4"] = s;
+  return out;
+}
+
+}  // namespace kq::testing
