@@ -130,7 +130,9 @@ __global__ void __launch_bounds__(kThreads)
       const int k0 = tile * kPKeys;
       for (int idx = threadIdx.x; idx < kPKeys * CPR; idx += kThreads) {
         const int key = idx / CPR, c = idx % CPR;
-        const bool valid = k0 + key < kend;
+        // Keys past the sequence and before every row's window are zero-filled, never read: a masked key's
+        // probability is 0, and 0 x V must stay 0 (the rows before the window are not the pass's to read).
+        const bool valid = k0 + key < kend && k0 + key >= kfirst;
         const int64_t off = valid ? int64_t(k0 + key) * D + c * 8 : 0;
         cp_async16(ks + key * S + c * 8, kb + off, valid);
         cp_async16(vs + key * S + c * 8, vb + off, valid);
