@@ -229,6 +229,17 @@ AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& option
 /// reachable reduction on this model (1 − Σ smallest bytes / bytes_before).
 double check_adaptive_options(Model& model, const AdaptiveOptions& options);
 
+/// check_adaptive_options, for a target the caller's user may not have chosen:
+/// when `target_is_default` (AdaptiveOptions' default 0.80, neither a value
+/// nor an adaptive-rP name gave it), the error of a target beyond the model's
+/// reach (a BF16 / F16 checkpoint's: NF4 everywhere removes about 74 % of its
+/// bytes) goes on to say that it is the default and what to give instead:
+/// `target_option` (e.g. "--target-reduction"; empty: none) with the largest
+/// reachable reduction, floored to 6 decimals, or less, or adaptive-rP with P
+/// up to 100 times it. Returns, and throws otherwise, as check_adaptive_options.
+double check_adaptive_reach(Model& model, const AdaptiveOptions& options, bool target_is_default,
+                            const std::string& target_option);
+
 /// The reduction no model whose layers are held in `held` (their on-disk
 /// dtype: F32, BF16 or F16) can reach beyond with options.candidates (and
 /// keeping, if allowed): 1 − the fewest bytes of a candidate per byte held on

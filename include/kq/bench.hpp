@@ -35,6 +35,10 @@ struct LatencyResult {
   std::vector<double> decode_ms_per_token_runs;
   /// relative_spread(decode_ms_per_token_runs): how much the runs disagree.
   double decode_spread = 0;
+  /// Each timed run's prefill milliseconds (the whole prompt), in run order; `runs` values.
+  std::vector<double> prefill_ms_runs;
+  /// relative_spread(prefill_ms_runs): how much the runs' prefill times disagree.
+  double prefill_spread = 0;
 };
 
 /// Run-to-run spread above which latency is called unstable: (max − min) /
@@ -175,10 +179,42 @@ struct BenchReport {
 };
 
 /// The warning for a benchmarked mode whose latency runs (baseline or
-/// quantized, latency_is_unstable) disagree too much, naming the mode and both
-/// spreads in per cent, the threshold and the advice; "" when both are stable
-/// or latency was not measured. The CLI hands it to kq::warn().
+/// quantized, latency_is_unstable) disagree too much: the runs' decode
+/// ms/token (the speedup is then unreliable) or their prefill ms (the prefill
+/// tokens/s then are), naming the mode and both spreads in per cent of each
+/// measure that is unstable, the threshold and the advice; "" when all four
+/// are stable or latency was not measured. A pure function of the result's
+/// run values. The CLI hands it to kq::warn().
 std::string latency_stability_warning(const BenchResult& result);
+
+/// How much the baseline's latency, measured again beside each mode of one
+/// bench run (measure_latency interleaves the baseline's runs with the mode's),
+/// differs between the modes. Each speedup is against the baseline timed with
+/// it, so a baseline that ran 2x slower beside one mode than beside another
+/// means the modes were timed under different machine load, and their
+/// speedups do not rank them.
+struct BaselineLatencyDrift {
+  size_t modes = 0;           ///< results with latency measured (both spreads are 0 for fewer than 2)
+  /// relative_spread of those results' latency_before.decode_ms_per_token (the medians).
+  double decode_spread = 0;
+  /// relative_spread of their latency_before.prefill_ms (the medians; the same prompt for every mode).
+  double prefill_spread = 0;
+  /// Whether either spread is above kUnstableLatencySpread, the limit of one mode's runs.
+  bool unstable() const { return decode_spread > kUnstableLatencySpread || prefill_spread > kUnstableLatencySpread; }
+};
+
+/// BaselineLatencyDrift of `results` (a BenchReport's): the results whose
+/// latency_before.runs > 0 are compared, the others (latency not measured) skipped.
+/// A pure function of the values (tested as such).
+BaselineLatencyDrift baseline_latency_drift(std::span<const BenchResult> results);
+
+/// The warning for a run whose baseline latency differs between its modes by
+/// more than kUnstableLatencySpread (baseline_latency_drift): the decode
+/// ms/token and prefill tokens/s ranges, naming the modes at both ends and the
+/// spreads in per cent, and that the speedups of different modes are then not
+/// comparable; "" when the drift is within the limit, or fewer than 2 modes
+/// were timed. The CLI hands it to kq::warn().
+std::string baseline_latency_drift_warning(std::span<const BenchResult> results);
 
 /// One entry of `kq bench --modes`: a fixed quantization or an adaptive plan.
 struct BenchMode {
@@ -240,7 +276,9 @@ inline constexpr double kImplausibleTop1Agreement = 0.5;
 /// kImplausibleTop1Agreement; it names the mode, the perplexities, the
 /// agreement and the KL, and says the verdict tells nothing then. "" when
 /// neither holds. PASS / FAIL stay those of the thresholds. The CLI hands it
-/// to kq::warn().
+/// to kq::warn() only when the run scored enough tokens for a verdict
+/// (few_scored_tokens_warning is ""): over fewer, a perplexity moves by per
+/// cents from the luck of the tokens, and the baseline is not to blame.
 std::string implausible_comparison_warning(const BenchResult& result);
 
 /// Progress events for a UI: a stage name and done/total counts.

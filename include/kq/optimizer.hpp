@@ -83,6 +83,11 @@ struct LayerQuantization {
   /// AWQ modes: s also divides by the weight's mean normalized magnitude per
   /// input channel to the power 1 − α (AutoAWQ's "duo scaling"), see awq_alpha.
   bool awq_duo = false;
+  /// AWQ modes: the layers that share this layer's s, searched jointly for them
+  /// (linears reading one input: Llama's q/k/v, gate/up), this one included, in
+  /// the model's order; awq_rtn_error and awq_error are then the group's, the
+  /// same for each of them. Empty when its s was searched for it alone.
+  std::vector<std::string> awq_group;
 };
 
 /// Summary of quantize_model.
@@ -212,7 +217,9 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const st
 /// in the message); `out` is not a
 /// file; a non-empty `out` needs `overwrite` and then must be a folder
 /// save_quantized_model wrote (a config.json that Model::load can read, with a
-/// kq quantization_config; no other files); `out` is neither the source folder
+/// kq quantization_config; no other files); without `overwrite` the error of a
+/// non-empty `out` says overwrite = true replaces it only for such a folder,
+/// and for another one why overwrite would not (choose another output folder); `out` is neither the source folder
 /// `src` nor contains it (skipped when `src` is empty). Throws InvalidArgument
 /// naming `out` ("output folder '<out>': ...") and, for a config.json that
 /// cannot be read (bad JSON, a UTF-8 byte-order mark), why.

@@ -347,6 +347,31 @@ double check_adaptive_options(Model& model, const AdaptiveOptions& o) {
   return 1.0 - double(b.smallest) / double(b.before);
 }
 
+double check_adaptive_reach(Model& model, const AdaptiveOptions& o, bool target_is_default,
+                            const std::string& target_option) {
+  const std::vector<LinearSlot> slots = planned_slots(model, o);
+  try {
+    const PlanBytes b = plan_bytes(slots, o);
+    return 1.0 - double(b.smallest) / double(b.before);
+  } catch (const InvalidArgument& e) {
+    if (!target_is_default) throw;
+    AdaptiveOptions least = o;  // the smallest target there is: its bytes give the model's reach
+    least.target_reduction = 0.000001;
+    const PlanBytes b = plan_bytes(slots, least);
+    const double reach = std::floor((1.0 - double(b.smallest) / double(b.before)) * 1e6) / 1e6;  // (6 decimals)
+    const bool sixteen_bit = std::any_of(slots.begin(), slots.end(), [](const LinearSlot& s) {
+      return s.disk_dtype == DType::BF16 || s.disk_dtype == DType::F16;
+    });
+    raise<InvalidArgument>(
+        "{}; {:g} is the default target: give {}the mode adaptive-rP with P up to {:.4f} instead{}", e.what(),
+        o.target_reduction, target_option.empty() ? "" : fmt::format("{} {:.6g} or less, or ", target_option, reach),
+        reach * 100,
+        sixteen_bit && reach >= 0.6 ? " (adaptive-r60 keeps of a BF16 / F16 checkpoint the bytes adaptive-r80 keeps "
+                                      "of the same weights in F32)"
+                                    : "");
+  }
+}
+
 double adaptive_reduction_limit(const AdaptiveOptions& o, DType held) {
   check_options(o);
   if (held != DType::F32 && held != DType::BF16 && held != DType::F16)

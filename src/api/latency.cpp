@@ -1,4 +1,7 @@
 // Decode and prefill latency, measured for several models in one interleaved run.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -6,6 +9,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "eval/window_runner.hpp"
@@ -81,15 +85,68 @@ std::string spread_pct_text(double spread) {
 
 std::string latency_stability_warning(const BenchResult& r) {
   const LatencyResult &a = r.latency_before, &b = r.latency_after;
-  if (!latency_is_unstable(a.decode_ms_per_token_runs) && !latency_is_unstable(b.decode_ms_per_token_runs))
-    return {};
+  const int runs = std::max(a.runs, b.runs);
+  // One clause per measure whose runs disagree: decode (the speedup), prefill (its tokens/s).
+  std::vector<std::string> unstable;
+  const auto clause = [&](const char* measure, const std::vector<double>& before, const std::vector<double>& after,
+                          const std::string& consequence) {
+    if (!latency_is_unstable(before) && !latency_is_unstable(after)) return;
+    unstable.push_back(fmt::format(
+        "the {} of the {} runs spread by {} % for the baseline and {} % for {} ((max - min) / median; more than "
+        "{:.0f} % is unstable), so {} unreliable",
+        measure, runs, spread_pct_text(relative_spread(before)), spread_pct_text(relative_spread(after)), r.mode,
+        kUnstableLatencySpread * 100, consequence));
+  };
+  clause("decode ms/token", a.decode_ms_per_token_runs, b.decode_ms_per_token_runs,
+         fmt::format("the {:.2f}x speedup is", r.speedup));
+  clause("prefill ms", a.prefill_ms_runs, b.prefill_ms_runs, "the prefill tokens/s are");
+  if (unstable.empty()) return {};
   return fmt::format(
-      "mode {}: unstable latency: the decode ms/token of the {} runs spread by {} % for the baseline and "
-      "{} % for {} ((max - min) / median; more than {:.0f} % is unstable), so the {:.2f}x speedup is "
-      "unreliable; the machine was busy: rerun when it is idle, or with more LatencyOptions::runs",
-      r.mode, std::max(a.runs, b.runs), spread_pct_text(relative_spread(a.decode_ms_per_token_runs)),
-      spread_pct_text(relative_spread(b.decode_ms_per_token_runs)), r.mode, kUnstableLatencySpread * 100,
-      r.speedup);
+      "mode {}: unstable latency: {}; the machine was busy: rerun when it is idle, or with more "
+      "LatencyOptions::runs",
+      r.mode, fmt::join(unstable, "; and "));
+}
+
+BaselineLatencyDrift baseline_latency_drift(std::span<const BenchResult> results) {
+  BaselineLatencyDrift d;
+  std::vector<double> decode, prefill;
+  for (const BenchResult& r : results)
+    if (r.latency_before.runs > 0) {
+      decode.push_back(r.latency_before.decode_ms_per_token);
+      prefill.push_back(r.latency_before.prefill_ms);
+    }
+  d.modes = decode.size();
+  d.decode_spread = relative_spread(decode);
+  d.prefill_spread = relative_spread(prefill);
+  return d;
+}
+
+std::string baseline_latency_drift_warning(std::span<const BenchResult> results) {
+  const BaselineLatencyDrift d = baseline_latency_drift(results);
+  if (!d.unstable()) return {};
+  // The modes beside which the baseline was fastest and slowest, by a measure of latency_before.
+  const auto range = [&](auto value) {
+    const BenchResult *lo = nullptr, *hi = nullptr;
+    for (const BenchResult& r : results) {
+      if (r.latency_before.runs <= 0) continue;
+      if (!lo || value(r) < value(*lo)) lo = &r;
+      if (!hi || value(r) > value(*hi)) hi = &r;
+    }
+    return std::pair{lo, hi};
+  };
+  const auto [dlo, dhi] = range([](const BenchResult& r) { return r.latency_before.decode_ms_per_token; });
+  const auto [plo, phi] = range([](const BenchResult& r) { return r.latency_before.prefill_tokens_per_s; });
+  return fmt::format(
+      "the baseline's latency changed between the modes of this run: its median decode went from {:.3f} ms/token "
+      "(measured with mode {}) to {:.3f} (with {}), a spread of {} %, and its prefill from {:.0f} tokens/s (with "
+      "{}) to {:.0f} (with {}), a spread of {} % ((max - min) / median over the {} modes; more than {:.0f} % is "
+      "unstable). Each speedup is against the baseline timed beside that mode, but the modes were timed under "
+      "different machine load, so their speedups and ms/token do not rank them; rerun when the machine is idle, "
+      "or with more LatencyOptions::runs",
+      dlo->latency_before.decode_ms_per_token, dlo->mode, dhi->latency_before.decode_ms_per_token, dhi->mode,
+      spread_pct_text(d.decode_spread), plo->latency_before.prefill_tokens_per_s, plo->mode,
+      phi->latency_before.prefill_tokens_per_s, phi->mode, spread_pct_text(d.prefill_spread), d.modes,
+      kUnstableLatencySpread * 100);
 }
 
 namespace {
@@ -196,6 +253,8 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
     lr.runs = o.runs;
     lr.decode_ms_per_token_runs = s.run_ms_per_token;
     lr.decode_spread = relative_spread(lr.decode_ms_per_token_runs);
+    lr.prefill_ms_runs = s.prefill_ms;
+    lr.prefill_spread = relative_spread(lr.prefill_ms_runs);
     out.push_back(lr);
   }
   return out;

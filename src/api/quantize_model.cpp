@@ -221,6 +221,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   // the group, as AWQ's reference code scales them, so a backend can still
   // fuse them (the GPU's fused GEMVs need one x for the group).
   std::map<std::string, awq::ScaleSearch> awq_grouped;
+  std::map<std::string, std::vector<std::string>> awq_groups;  // each grouped layer's group (LayerQuantization::awq_group)
   if (!stats.empty()) {
     std::map<std::string, Linear*> ops;
     for (const LinearSlot& slot : model.linear_layers()) ops.emplace(slot.name, slot.op->get());
@@ -244,7 +245,10 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
       } catch (const InvalidArgument& e) {  // e.g. a non-finite weight: name the group's layers
         raise<InvalidArgument>("layers '{}': {}", fmt::join(group, "', '"), e.what());
       }
-      for (size_t i = 0; i < group.size(); ++i) awq_grouped.emplace(group[i], std::move(r[i]));
+      for (size_t i = 0; i < group.size(); ++i) {
+        awq_grouped.emplace(group[i], std::move(r[i]));
+        awq_groups.emplace(group[i], group);
+      }
     }
   }
 
@@ -259,6 +263,7 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
     lq.awq_duo = r.duo;
     lq.awq_rtn_error = r.rtn_error;
     lq.awq_error = r.error;
+    if (const auto g = awq_groups.find(lq.name); g != awq_groups.end()) lq.awq_group = g->second;
     return std::move(r.op);
   };
   for (const LinearSlot& slot : model.linear_layers()) {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -133,6 +134,51 @@ void check_source_folder_still_there(const fs::path& src) {
         src.string(), why);
 }
 
+/// Why check_quantized_output(out, src, true) refuses to replace the existing, non-empty folder `out`.
+struct ReplaceRefusal {
+  std::string reason;   ///< e.g. "is not a model folder (no config.json)", after "it"
+  std::string message;  ///< the whole error of overwrite = true, naming `out`
+};
+
+/// Whether `out` (an existing, non-empty folder) is one overwrite = true may
+/// replace: only a folder check_quantized_output's caller wrote (config.json
+/// with a kq quantization_config, and no file it would not write), so an
+/// original model folder, or one holding other work, is never deleted.
+/// std::nullopt when it is; else why not.
+std::optional<ReplaceRefusal> why_not_replaceable(const fs::path& out) {
+  std::error_code ec;
+  if (!fs::exists(out / "config.json", ec))
+    return ReplaceRefusal{"is not a model folder (no config.json)",
+                          fmt::format("output folder '{}' exists and is not a model folder (no config.json); refusing "
+                                      "to replace it",
+                                      out.string())};
+  bool kq_folder = false;
+  std::string why = "its config.json has no kq quantization_config";
+  try {
+    const nlohmann::json cfg = io::load_hf_json_file(out / "config.json");  // as Model::load reads it
+    kq_folder = cfg.is_object() && cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
+                cfg["quantization_config"].value("quant_method", "") == "kq";
+  } catch (const Error& e) {
+    why = fmt::format("its config.json cannot be read: {}", e.what());
+  }
+  if (!kq_folder)
+    return ReplaceRefusal{fmt::format("is not a folder written by kq quantize ({})", why),
+                          fmt::format("output folder '{}' is not a folder written by kq quantize ({}); refusing to "
+                                      "replace it with overwrite = true",
+                                      out.string(), why)};
+  for (const auto& e : fs::directory_iterator(out)) {
+    const std::string name = e.path().filename().string();
+    const bool ours = name == "config.json" || name == "model.safetensors" ||
+                      std::find(std::begin(kSideFiles), std::end(kSideFiles), name) != std::end(kSideFiles);
+    if (!ours || !e.is_regular_file())
+      return ReplaceRefusal{fmt::format("holds '{}', which kq quantize does not write", name),
+                            fmt::format("output folder '{}' holds '{}', which kq quantize does not write; refusing to "
+                                        "replace the folder with overwrite = true (move it away first)",
+                                        out.string(), name)};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 void check_quantized_output(const fs::path& out, const fs::path& src, bool overwrite) {
@@ -164,9 +210,16 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
     raise<InvalidArgument>("output folder '{}': cannot be accessed ({})", out.string(), ec.message());
   if (fs::exists(out_link) && !fs::is_directory(out, ec))
     raise<InvalidArgument>("output folder '{}' exists and is not a folder", out.string());
-  if (!overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec))
+  if (!overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec)) {
+    // overwrite = true is the way out only for a folder it would replace.
+    if (const auto refusal = why_not_replaceable(out))
+      raise<InvalidArgument>(
+          "output folder '{}': folder exists and is not empty, and overwrite = true would not replace it: it {}; "
+          "choose another output folder",
+          out.string(), refusal->reason);
     raise<InvalidArgument>("output folder '{}': folder exists and is not empty (overwrite = true replaces it)",
                            out.string());
+  }
   if (src.empty()) return;
   if (fs::exists(out, ec) && fs::exists(src, ec) && fs::equivalent(out, src, ec))
     raise<InvalidArgument>("output folder '{}' is the source model folder; choose another folder", out.string());
@@ -180,38 +233,8 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
   if (!src_ec && mismatch == out_abs.end())
     raise<InvalidArgument>("output folder '{}' contains the source model folder '{}'; choose another folder",
                            out.string(), src.string());
-  if (overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec)) {
-    // Only a folder this function wrote may be replaced: config.json with a kq
-    // quantization_config, and no file it would not write (so an original model
-    // folder, or one holding other work, is never deleted).
-    if (!fs::exists(out / "config.json", ec))
-      raise<InvalidArgument>(
-          "output folder '{}' exists and is not a model folder (no config.json); refusing to replace it", out.string());
-    bool kq_folder = false;
-    std::string why = "its config.json has no kq quantization_config";
-    try {
-      const nlohmann::json cfg = io::load_hf_json_file(out / "config.json");  // as Model::load reads it
-      kq_folder = cfg.is_object() && cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
-                  cfg["quantization_config"].value("quant_method", "") == "kq";
-    } catch (const Error& e) {
-      why = fmt::format("its config.json cannot be read: {}", e.what());
-    }
-    if (!kq_folder)
-      raise<InvalidArgument>(
-          "output folder '{}' is not a folder written by kq quantize ({}); refusing to replace it with overwrite = "
-          "true",
-          out.string(), why);
-    for (const auto& e : fs::directory_iterator(out)) {
-      const std::string name = e.path().filename().string();
-      const bool ours = name == "config.json" || name == "model.safetensors" ||
-                        std::find(std::begin(kSideFiles), std::end(kSideFiles), name) != std::end(kSideFiles);
-      if (!ours || !e.is_regular_file())
-        raise<InvalidArgument>(
-            "output folder '{}' holds '{}', which kq quantize does not write; refusing to replace the folder with "
-            "overwrite = true (move it away first)",
-            out.string(), name);
-    }
-  }
+  if (overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec))
+    if (const auto refusal = why_not_replaceable(out)) raise<InvalidArgument>("{}", refusal->message);
 }
 
 void check_quantized_side_files(const fs::path& src, int64_t vocab_size) {

@@ -74,8 +74,10 @@ TEST(CliOptionNames, QuantizeOutputFolderErrorsNameOutAndOverwrite) {
   kq::testing::write_text(out / "notes.txt", "mine");
   auto r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "-o", out.string()});
   EXPECT_EQ(r.status, 1) << r.err;
+  // --overwrite would refuse it (no config.json): not suggested (tester round 20).
   EXPECT_TRUE(has(r.err, "kq: error: --out '" + out.string() +
-                             "': folder exists and is not empty (use --overwrite to replace it)"))
+                             "': folder exists and is not empty, and --overwrite would not replace it: it is not a "
+                             "model folder (no config.json); give another --out"))
       << r.err;
   kq::testing::write_text(out / "config.json", "{}");
   r = run_kq({"quantize", "-m", demo_model().string(), "--mode", "int8", "-o", out.string(), "--overwrite"});

@@ -18,6 +18,7 @@
 #include "io/atomic_file.hpp"
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
+#include "kq/fp8.hpp"
 #include "kq/warning.hpp"
 #include "demo_files.hpp"
 #include "adaptive_option.hpp"
@@ -54,19 +55,27 @@ std::string verdict(const BenchResult& m, bool reliable) {
 /// The modes run without --modes: the specification's four, on either device.
 std::vector<std::string> default_modes() { return {"int8", "int4", "awq", "fp8"}; }
 
-/// The run's header, to `out`; `modes` are the modes run, as given (or the defaults).
-void print_header(std::FILE* out, const BenchReport& r, const std::vector<std::string>& modes) {
+/// The first lines of the run's header, to `out`: what runs (the model, the
+/// device, the `modes` as given or the defaults, the text and the calibration
+/// text of `o`), printed before the first progress bar so that the user knows
+/// what a bar is for; print_header_rest adds what the run found out.
+void print_header_start(std::FILE* out, const BenchOptions& o, const std::vector<std::string>& modes) {
   fmt::print(out, "KernelQuant bench\n");
-  fmt::print(out, "  model   {}\n", r.model);
-  if (r.device == "cpu")
-    fmt::print(out, "  device  cpu ({})\n", count_noun(r.threads, "thread"));
+  fmt::print(out, "  model   {}\n", o.model_dir.string());
+  if (o.context.device == Device::CPU)
+    fmt::print(out, "  device  cpu ({})\n", count_noun(resolve_threads(o.context.threads), "thread"));
   else
-    fmt::print(out, "  device  {} ({}; baseline BF16 on the GPU)\n", r.device, r.device_name);
+    fmt::print(out, "  device  {} ({}; baseline BF16 on the GPU)\n", device_name(o.context.device),
+               get_fp8_info().device_name);
   fmt::print(out, "  modes   {}\n", fmt::join(modes, " "));
-  fmt::print(out, "  tokenizer {}\n", r.tokenizer);
-  fmt::print(out, "  text    {}{} ({})\n", r.text, r.special_tokens ? ", special tokens recognized" : "",
-             count_noun(r.text_tokens, "token"));
-  if (!r.calibration.empty()) fmt::print(out, "  calibration {} (AWQ)\n", r.calibration);
+  fmt::print(out, "  text    {}{}\n", o.text.string(), o.allow_special_tokens ? ", special tokens recognized" : "");
+  if (!o.calibration.empty()) fmt::print(out, "  calibration {} (AWQ)\n", o.calibration.string());
+}
+
+/// The rest of the run's header, to `out`, once the first mode is done: the
+/// tokenizer and the text's tokens, the windows and the latency protocol of `r`.
+void print_header_rest(std::FILE* out, const BenchReport& r) {
+  fmt::print(out, "  text tokenized by {} ({})\n", r.tokenizer, count_noun(r.text_tokens, "token"));
   fmt::print(out, "  windows {} of ctx {} ({} scored tokens{})\n", r.windows, r.ctx, r.scored_tokens,
              r.samples ? fmt::format(", --samples {}", r.samples) : "");
   if (!r.results.empty() && r.results[0].latency_before.runs)
@@ -134,8 +143,12 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
             : std::string("run-to-run spread n/a (1 run)");
     fmt::print(out, "  decode       {:.3f} -> {:.3f} ms/token  ({:.2f}x; {})\n", m.latency_before.decode_ms_per_token,
                m.latency_after.decode_ms_per_token, m.speedup, spread);
-    fmt::print(out, "  prefill      {:.0f} -> {:.0f} tokens/s\n", m.latency_before.prefill_tokens_per_s,
-               m.latency_after.prefill_tokens_per_s);
+    fmt::print(out, "  prefill      {:.0f} -> {:.0f} tokens/s{}\n", m.latency_before.prefill_tokens_per_s,
+               m.latency_after.prefill_tokens_per_s,
+               spread_measured(m) ? fmt::format("  (run-to-run spread {:.0f} % -> {:.0f} %)",
+                                                m.latency_before.prefill_spread * 100,
+                                                m.latency_after.prefill_spread * 100)
+                                  : std::string());
   }
   fmt::print(out, "  load+quantize {:.2f} s, eval {:.2f} s, resident {}\n", m.load_seconds, m.eval_seconds,
              human_bytes(m.rss_bytes));
@@ -230,6 +243,14 @@ nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
   j["latency_prompt_tokens"] = lat ? nlohmann::json(lat->prompt_tokens) : nlohmann::json(nullptr);
   j["latency_decode_tokens"] = lat ? nlohmann::json(lat->decode_tokens) : nlohmann::json(nullptr);
   j["latency_runs"] = lat ? nlohmann::json(lat->runs) : nlohmann::json(nullptr);
+  // The baseline is timed again beside each mode: how much its medians differ between the modes ((max - min) /
+  // median, per cent), and whether that is above the 20 % a mode's own runs may spread (the speedups of
+  // different modes are then not comparable; a warning says so). null with --no-latency or one mode.
+  const BaselineLatencyDrift drift = baseline_latency_drift(r.results);
+  const auto drift_value = [&](nlohmann::json v) { return drift.modes >= 2 ? v : nlohmann::json(nullptr); };
+  j["baseline_decode_spread_pct"] = drift_value(drift.decode_spread * 100);
+  j["baseline_prefill_spread_pct"] = drift_value(drift.prefill_spread * 100);
+  j["baseline_latency_unstable"] = drift_value(drift.unstable());
   j["results"] = nlohmann::json::array();
   for (const BenchResult& m : r.results) {
     nlohmann::json x;
@@ -260,6 +281,10 @@ nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
     auto pct = [&](double fraction) { return spread ? nlohmann::json(fraction * 100) : nlohmann::json(nullptr); };
     x["latency_spread_pct_before"] = pct(m.latency_before.decode_spread);
     x["latency_spread_pct_after"] = pct(m.latency_after.decode_spread);
+    // The same of the runs' prefill ms (the prompt's, whole).
+    x["prefill_spread_pct_before"] = pct(m.latency_before.prefill_spread);
+    x["prefill_spread_pct_after"] = pct(m.latency_after.prefill_spread);
+    // The mode's "unstable latency" warning: its decode or its prefill runs spread by more than 20 %.
     x["latency_unstable"] = spread ? nlohmann::json(!latency_stability_warning(m).empty()) : nlohmann::json(nullptr);
     x["kl_div"] = m.kl_div;
     x["top1_agreement_pct"] = m.top1_agreement * 100;  // per cent of the scored tokens, as printed
@@ -424,11 +449,18 @@ void add_bench_command(CLI::App& app) {
       check_model_files_unchanged(printed == 0 ? "the results are not reported"
                                                : "the modes reported above ran before it; the rest are not reported");
     };
+    bool header_started = false;
+    const auto start_header = [&] {
+      if (header_started) return;
+      header_started = true;
+      report([&] { print_header_start(out, o, o.modes); });
+    };
     BenchReport r;
     try {
       r = run_bench(
           o,
           [&](const std::string& stage, int64_t done, int64_t total) {
+            start_header();  // before the first bar: what runs
             if (!bar || stage != stage_now) {
               if (bar) bar->finish();
               bar = std::make_unique<Progress>(stage, !args->quiet);
@@ -439,8 +471,9 @@ void add_bench_command(CLI::App& app) {
           [&](const BenchReport& so_far) {
             if (bar) bar->finish();
             unchanged();
+            start_header();
             report([&] {
-              if (printed == 0) print_header(out, so_far, o.modes);
+              if (printed == 0) print_header_rest(out, so_far);
               print_mode(out, so_far.results.back(), verdict_reliable(so_far));
             });
             ++printed;
@@ -457,8 +490,12 @@ void add_bench_command(CLI::App& app) {
     report([&] { print_table(out, r); });  // the warnings (stderr) come after the table, where the speedups are read
     for (const BenchResult& m : r.results)
       if (const std::string w = latency_stability_warning(m); !w.empty()) warn(w);
-    for (const BenchResult& m : r.results)
-      if (const std::string w = implausible_comparison_warning(m); !w.empty()) warn(w);
+    if (const std::string w = baseline_latency_drift_warning(r.results); !w.empty()) warn(w);
+    // Over too few scored tokens (the verdicts read PASS? / FAIL?, and a warning says why) a perplexity moves by
+    // per cents from the luck of the tokens: a mode below the baseline then says nothing about the baseline.
+    if (verdict_reliable(r))
+      for (const BenchResult& m : r.results)
+        if (const std::string w = implausible_comparison_warning(m); !w.empty()) warn(w);
     if (const std::string w = few_scored_tokens_warning(r); !w.empty()) warn(w);
     if (const std::string w = ppl_overflow_warning(r); !w.empty()) warn(w);
     if (json_stdout) {

@@ -46,6 +46,7 @@
 #include "kq/warning.hpp"
 #include "omp_num_threads.hpp"
 #include "option_names.hpp"
+#include "progress.hpp"
 #include "threads_option.hpp"
 #include "wait_policy.hpp"
 
@@ -239,6 +240,7 @@ int main(int argc, char** argv) {
   kq::set_warning_handler([&warned](const std::string& message) {
     const std::string m = kq::cli::with_option_names(message);
     if (warned.insert(m).second) {
+      kq::cli::end_progress_line();  // a bar on the terminal: the warning starts on its own line
       kq::cli::print_diag("kq: warning: {}\n", kq::io::message_excerpt(m));
     }
   });

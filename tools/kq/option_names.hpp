@@ -20,6 +20,9 @@ inline std::string with_option_names(std::string message) {
       {"ExecContext::threads", "--threads"},
       {"ExecContext::device = Device::CPU", "--device cpu"},
       {"context length (ctx)", "context length (--ctx)"},  // evaluate_perplexity / compare_models' ctx
+      // compare_models' models, as kq bench passes them: the unquantized model and a mode's quantization of it.
+      {"compare_models: the reference model", "the unquantized model (the baseline)"},
+      {"compare_models: the candidate model", "the quantized model"},
       {"SamplingParams::temperature", "--temperature"},
       {"SamplingParams::top_k", "--top-k"},
       {"SamplingParams::top_p", "--top-p"},
@@ -44,6 +47,8 @@ inline std::string with_option_names(std::string message) {
       {"output folder '", "--out '"},
       {"(overwrite = true replaces it)", "(use --overwrite to replace it)"},
       {"with overwrite = true", "with --overwrite"},
+      {"and overwrite = true would not replace it", "and --overwrite would not replace it"},
+      {"choose another output folder", "give another --out"},
   };
   for (const auto& [api, option] : kNames)
     for (size_t at = message.find(api); at != std::string::npos; at = message.find(api, at + option.size()))

@@ -9,10 +9,26 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "diag.hpp"
 
 namespace kq::cli {
+
+/// Whether a progress bar's line is on the terminal unfinished (the cursor at
+/// its end); one for the process (one bar is drawn at a time).
+inline bool& progress_line_open() noexcept {
+  static bool open = false;
+  return open;
+}
+
+/// Ends an unfinished progress bar's line, so that the diagnostic printed next
+/// (a library warning handed to main.cpp's handler while a bar is drawn)
+/// starts on its own line; the bar is drawn again below it at its next update.
+/// Nothing when no bar's line is open.
+inline void end_progress_line() noexcept {
+  if (std::exchange(progress_line_open(), false)) print_diag("\n");
+}
 
 class Progress {
  public:
@@ -40,6 +56,7 @@ class Progress {
       print_diag("\r[{}{}] {}/{} {}  {:.0f} s, ETA {:.0f} s ", std::string(size_t(filled), '#'),
                  std::string(size_t(kWidth - filled), ' '), done, total, unit_, elapsed, eta);
       drawn_ = true;
+      progress_line_open() = true;
     } else {
       if (elapsed < 15.0 || seconds(now - last_) < 15.0) return;
       print_diag("{}/{} {} ({:.0f} s, ETA {:.0f} s)\n", done, total, unit_, elapsed, eta);
@@ -49,7 +66,7 @@ class Progress {
 
   /// Ends the bar's line (idempotent).
   void finish() {
-    if (drawn_) print_diag("\n");
+    if (drawn_) end_progress_line();  // (already ended when a warning was printed since the last redraw)
     drawn_ = false;
   }
 

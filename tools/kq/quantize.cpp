@@ -305,6 +305,10 @@ void add_quantize_command(CLI::App& app) {
       ao.quantize_lm_head = a->lm_head;
       ao.keep_patterns = a->keep;
       model = Model::load(a->model, ctx);
+      AdaptiveModeParts parts;
+      (void)parse_adaptive_mode(a->mode, &parts);
+      // The default 0.8 is beyond a BF16 / F16 checkpoint's reach: the error says it is the default, and what to give.
+      (void)check_adaptive_reach(*model, ao, target_opt->count() == 0 && !parts.target, "--target-reduction");
       AdaptivePlan plan;
       rep = quantize_model_adaptive(*model, ao, &plan);
       print_report(stdout, [&] { print_adaptive_plan(plan); });
@@ -333,11 +337,26 @@ void add_quantize_command(CLI::App& app) {
       if (awq_table) {
         // Per layer: the scale form and alpha chosen and the output error on the calibration rows, RTN vs AWQ.
         // s = |x|^a: the paper's form; s = |x|^a/|w|^(1-a): AutoAWQ's duo scaling.
-        fmt::print("{:<48} {:>15} {:>5}  {:>12}  {:>12}\n", "layer", "s", "alpha", "RTN error", "AWQ error");
-        for (const auto& l : rep.layers)
-          if (l.awq_alpha >= 0)
-            fmt::print("{:<48} {:>15} {:>5.2f}  {:>12.3e}  {:>12.3e}\n", l.name,
-                       l.awq_duo ? "|x|^a/|w|^(1-a)" : "|x|^a", l.awq_alpha, l.awq_rtn_error, l.awq_error);
+        // The error: relative squared output error on the calibration rows, ||X (W - Q(W))^T||^2 / ||X W^T||^2
+        // (awq::ScaleSearch), a fraction without unit. Layers reading one input (q/k/v, gate/up) share one s,
+        // searched over their outputs together: their rows repeat the group's numbers, marked in the last column.
+        fmt::print("AWQ scale search (error: relative squared output error on the calibration rows, "
+                   "||X (W - Q(W))^T||^2 / ||X W^T||^2, no unit; RTN: round to nearest without s)\n");
+        fmt::print("{:<48} {:>15} {:>5}  {:>14}  {:>14}  {}\n", "layer", "s", "alpha", "RTN rel. error",
+                   "AWQ rel. error", "s searched");
+        const auto short_name = [](const std::string& name) {  // "model.layers.0.self_attn.q_proj" -> "q_proj"
+          const size_t dot = name.rfind('.');
+          return dot == std::string::npos ? name : name.substr(dot + 1);
+        };
+        for (const auto& l : rep.layers) {
+          if (l.awq_alpha < 0) continue;
+          std::vector<std::string> members;
+          for (const std::string& m : l.awq_group) members.push_back(short_name(m));
+          fmt::print("{:<48} {:>15} {:>5.2f}  {:>14.3e}  {:>14.3e}  {}\n", l.name,
+                     l.awq_duo ? "|x|^a/|w|^(1-a)" : "|x|^a", l.awq_alpha, l.awq_rtn_error, l.awq_error,
+                     members.empty() ? std::string("alone")
+                                     : fmt::format("jointly for {} (the group's errors)", fmt::join(members, "+")));
+        }
       }
       fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
                  rep.seconds);
