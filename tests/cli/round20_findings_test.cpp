@@ -13,7 +13,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -26,6 +29,26 @@ namespace {
 namespace fs = std::filesystem;
 
 const fs::path kLlamaSmall = shared_dir() / "models/llama-small";
+
+/// Sets every element of the F32 tensor `name` in the safetensors file `file` to `value`.
+void fill_floats(const fs::path& file, const std::string& name, float value) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f) << file;
+  unsigned char len8[8];
+  f.read(reinterpret_cast<char*>(len8), 8);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len8[i];
+  std::string header(n, '\0');
+  f.read(header.data(), std::streamsize(n));
+  const nlohmann::json h = nlohmann::json::parse(header);
+  ASSERT_EQ(h.at(name).at("dtype"), "F32");
+  const uint64_t begin = h[name]["data_offsets"][0].get<uint64_t>(), end = h[name]["data_offsets"][1].get<uint64_t>();
+  std::string bytes(end - begin, '\0');
+  for (uint64_t i = 0; i + 4 <= bytes.size(); i += 4) std::memcpy(bytes.data() + i, &value, 4);  // little-endian host
+  f.seekp(std::streamoff(8 + n + begin));
+  f.write(bytes.data(), std::streamsize(bytes.size()));
+  ASSERT_TRUE(f) << file;
+}
 
 // The cross-mode check in the JSON: numbers with latency over two modes, null with --no-latency.
 TEST(CliRound20, BenchJsonGivesTheBaselinesDriftAndThePrefillSpread) {
@@ -174,7 +197,17 @@ TEST(CliRound20, TheAwqTableNamesItsErrorAndItsJointRows) {
 }
 
 // Tester: "kq: error: compare_models: the reference model produced non-finite logits ..." named an API function.
+// A weight of 3e37 in the first MLP overflows the unquantized model's activations (the tester's m8.py).
 TEST(CliRound20, CompareModelsReadsAsTheModelsBenchCompares) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "huge";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  fill_floats(m / "model.safetensors", "transformer.h.0.mlp.c_fc.weight", 3e37f);
+  const CliResult r = run_kq({"bench", "-m", m.string(), "--modes", "int8", "--no-latency", "--quiet", "--samples",
+                              "1", "--threads", "1"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: the unquantized model (the baseline) produced non-finite logits")) << r.err;
+  EXPECT_FALSE(has(r.err, "compare_models")) << r.err;
   using kq::cli::with_option_names;
   EXPECT_EQ(with_option_names("compare_models: the reference model produced non-finite logits at token 3"),
             "the unquantized model (the baseline) produced non-finite logits at token 3");
