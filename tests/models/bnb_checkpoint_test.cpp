@@ -21,7 +21,7 @@
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
-#include "models/qwen3_tiny.hpp"
+#include "models/quantized_tiny_llama.hpp"
 
 namespace kq {
 namespace {
@@ -31,26 +31,6 @@ using testing::error_of;
 using testing::has;
 
 const ExecContext kCpu{Device::CPU, 2};
-constexpr int64_t kLayers = 2, kHidden = 64, kHeads = 4, kKvHeads = 2, kHeadDim = 16, kFfn = 128, kVocab = 96;
-
-json tiny_llama_config() {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"model_type", "llama"},
-          {"head_dim", kHeadDim},
-          {"hidden_act", "silu"},
-          {"hidden_size", kHidden},
-          {"intermediate_size", kFfn},
-          {"max_position_embeddings", 64},
-          {"num_attention_heads", kHeads},
-          {"num_hidden_layers", kLayers},
-          {"num_key_value_heads", kKvHeads},
-          {"rms_norm_eps", 1e-5},
-          {"rope_theta", 10000.0},
-          {"tie_word_embeddings", false},
-          {"torch_dtype", "float32"},
-          {"vocab_size", kVocab}};
-}
-
 json bnb_config() {
   return {{"quant_method", "bitsandbytes"},     {"load_in_4bit", true},
           {"load_in_8bit", false},              {"bnb_4bit_quant_type", "nf4"},
@@ -58,43 +38,16 @@ json bnb_config() {
           {"bnb_4bit_quant_storage", "uint8"},  {"llm_int8_skip_modules", nullptr}};
 }
 
-struct Pair {
-  std::filesystem::path bnb, ref;
-  std::map<std::string, Tensor> reference;  // module -> F32 [N, K]
-};
-
-Pair write_pair(const std::filesystem::path& root, bool nested, int64_t blocksize) {
-  testing::TinyRandom r(11);
-  std::map<std::string, Tensor> plain, bnb;
-  plain["model.embed_tokens.weight"] = testing::tiny_random_tensor(r, {kVocab, kHidden}, -1, 1);
-  plain["model.norm.weight"] = testing::tiny_random_tensor(r, {kHidden}, 0.5, 1.5);
-  plain["lm_head.weight"] = testing::tiny_random_tensor(r, {kVocab, kHidden}, -0.125, 0.125);
-  Pair p;
-  uint64_t seed = 1;
-  for (int64_t l = 0; l < kLayers; ++l) {
-    const std::string pre = fmt::format("model.layers.{}.", l);
-    plain[pre + "input_layernorm.weight"] = testing::tiny_random_tensor(r, {kHidden}, 0.5, 1.5);
-    plain[pre + "post_attention_layernorm.weight"] = testing::tiny_random_tensor(r, {kHidden}, 0.5, 1.5);
-    for (const auto& [m, N, K] : {std::tuple{"self_attn.q_proj", kHeads * kHeadDim, kHidden},
-                                  std::tuple{"self_attn.k_proj", kKvHeads * kHeadDim, kHidden},
-                                  std::tuple{"self_attn.v_proj", kKvHeads * kHeadDim, kHidden},
-                                  std::tuple{"self_attn.o_proj", kHidden, kHeads * kHeadDim},
-                                  std::tuple{"mlp.gate_proj", kFfn, kHidden}, std::tuple{"mlp.up_proj", kFfn, kHidden},
-                                  std::tuple{"mlp.down_proj", kHidden, kFfn}}) {
-      const std::string module = pre + m;
-      const testing::BnbCodes c = testing::bnb_codes(N, K, blocksize, nested, seed++);
-      for (auto& [name, t] : testing::bnb_layer_tensors(c, module)) bnb[name] = t;
-      p.reference[module] = testing::bnb_reference(c);
-      plain[module + ".weight"] = p.reference[module];
-    }
-  }
-  for (const auto& [name, t] : plain)
-    if (!name.ends_with("_proj.weight")) bnb[name] = t;
-  json cfg = tiny_llama_config();
-  cfg["quantization_config"] = bnb_config();
-  p.bnb = testing::write_model_folder(root / "bnb", cfg, bnb);
-  p.ref = testing::write_model_folder(root / "ref", tiny_llama_config(), plain);
-  return p;
+/// The tiny Llama (models/quantized_tiny_llama.hpp) as a bitsandbytes checkpoint ("bnb") and with F32 weights
+/// ("ref").
+testing::QuantizedPair write_pair(const std::filesystem::path& root, bool nested, int64_t blocksize) {
+  const json cfg = testing::quantized_tiny_llama_config(false, "float32");
+  return testing::write_quantized_pair(root, "bnb", 11, cfg, bnb_config(), cfg, false,
+                                       [&](const std::string& module, int64_t N, int64_t K, uint64_t seed) {
+                                         const testing::BnbCodes c = testing::bnb_codes(N, K, blocksize, nested, seed);
+                                         return testing::QuantizedLayer{testing::bnb_layer_tensors(c, module),
+                                                                        testing::bnb_reference(c)};
+                                       });
 }
 
 double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
@@ -112,8 +65,8 @@ TEST(BnbCheckpoint, Nf4LoadsLosslesslyWithTheLogitsOfTheDequantizedModel) {
                                    std::pair{true, int64_t(256)}}) {
     const std::string what = fmt::format("nested {} blocksize {}", nested, bs);
     testing::TempDir tmp;
-    const Pair p = write_pair(tmp.path, nested, bs);
-    auto m = Model::load(p.bnb, kCpu);
+    const testing::QuantizedPair p = write_pair(tmp.path, nested, bs);
+    auto m = Model::load(p.quantized, kCpu);
     auto ref = Model::load(p.ref, kCpu);
     int converted = 0;
     for (const LinearSlot& s : m->linear_layers()) {
@@ -126,7 +79,7 @@ TEST(BnbCheckpoint, Nf4LoadsLosslesslyWithTheLogitsOfTheDequantizedModel) {
           << what << " " << s.name;
       ++converted;
     }
-    EXPECT_EQ(converted, 7 * kLayers) << what;
+    EXPECT_EQ(converted, 7 * testing::kQtLayers) << what;
     EXPECT_LT(rel_l2(testing::prefill_logits(*m, tokens), testing::prefill_logits(*ref, tokens)), 1e-5) << what;
   }
 }
@@ -134,21 +87,21 @@ TEST(BnbCheckpoint, Nf4LoadsLosslesslyWithTheLogitsOfTheDequantizedModel) {
 std::string load_error(const std::function<void(json&)>& edit,
                        const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
   testing::TempDir tmp;
-  const Pair p = write_pair(tmp.path, true, 64);
-  json cfg = json::parse(testing::read_all(p.bnb / "config.json"));
+  const testing::QuantizedPair p = write_pair(tmp.path, true, 64);
+  json cfg = json::parse(testing::read_all(p.quantized / "config.json"));
   edit(cfg["quantization_config"]);
-  testing::write_text(p.bnb / "config.json", cfg.dump(2));
+  testing::write_text(p.quantized / "config.json", cfg.dump(2));
   if (edit_tensors) {
     std::map<std::string, Tensor> t;
     {
-      const TensorStore store = TensorStore::open_dir(p.bnb);
+      const TensorStore store = TensorStore::open_dir(p.quantized);
       for (const std::string& n : store.names()) t[n] = store.get(n).clone();
     }
     edit_tensors(t);
-    std::filesystem::remove(p.bnb / "model.safetensors");
-    write_safetensors(p.bnb / "model.safetensors", t);
+    std::filesystem::remove(p.quantized / "model.safetensors");
+    write_safetensors(p.quantized / "model.safetensors", t);
   }
-  return error_of<FormatError>([&] { (void)Model::load(p.bnb, kCpu); });
+  return error_of<FormatError>([&] { (void)Model::load(p.quantized, kCpu); });
 }
 
 TEST(BnbCheckpoint, UnsupportedConfigsAndDamagedStatesAreRefused) {

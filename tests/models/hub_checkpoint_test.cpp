@@ -23,7 +23,7 @@
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
-#include "models/qwen3_tiny.hpp"
+#include "models/quantized_tiny_llama.hpp"
 
 namespace kq {
 namespace {
@@ -34,27 +34,6 @@ using testing::has;
 using testing::HubFormat;
 
 const ExecContext kCpu{Device::CPU, 2};
-// head_dim 32: the smallest the CUDA attention runs (CudaRunsTheConvertedLayers).
-constexpr int64_t kLayers = 2, kHidden = 64, kHeads = 2, kKvHeads = 1, kHeadDim = 32, kFfn = 128, kVocab = 96;
-
-json tiny_llama_config(bool attention_bias) {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"model_type", "llama"},
-          {"attention_bias", attention_bias},
-          {"head_dim", kHeadDim},
-          {"hidden_act", "silu"},
-          {"hidden_size", kHidden},
-          {"intermediate_size", kFfn},
-          {"max_position_embeddings", 64},
-          {"num_attention_heads", kHeads},
-          {"num_hidden_layers", kLayers},
-          {"num_key_value_heads", kKvHeads},
-          {"rms_norm_eps", 1e-5},
-          {"rope_theta", 10000.0},
-          {"tie_word_embeddings", false},
-          {"torch_dtype", "float16"},
-          {"vocab_size", kVocab}};
-}
 
 /// quantization_config of `f` as AutoAWQ / AutoGPTQ / GPTQModel write it.
 json quant_config(HubFormat f, bool sym, int64_t group) {
@@ -70,54 +49,16 @@ json quant_config(HubFormat f, bool sym, int64_t group) {
           {"checkpoint_format", f == HubFormat::GptqV1 ? "gptq" : "gptq_v2"}};
 }
 
-/// The two folders of one tiny Llama: `hub` in the checkpoint format, `ref` with the dequantized weights as F32.
-struct Pair {
-  std::filesystem::path hub, ref;
-  std::map<std::string, Tensor> reference;  // module -> F32 [N, K] (q - z) * s
-};
-
-Pair write_pair(const std::filesystem::path& root, HubFormat f, bool sym, int64_t group, bool bias) {
-  testing::TinyRandom r(7);
-  std::map<std::string, Tensor> plain, hub;
-  plain["model.embed_tokens.weight"] = testing::tiny_random_tensor(r, {kVocab, kHidden}, -1, 1);
-  plain["model.norm.weight"] = testing::tiny_random_tensor(r, {kHidden}, 0.5, 1.5);
-  plain["lm_head.weight"] = testing::tiny_random_tensor(r, {kVocab, kHidden}, -0.125, 0.125);
-  Pair p;
-  uint64_t seed = 1;
-  for (int64_t l = 0; l < kLayers; ++l) {
-    const std::string pre = fmt::format("model.layers.{}.", l);
-    plain[pre + "input_layernorm.weight"] = testing::tiny_random_tensor(r, {kHidden}, 0.5, 1.5);
-    plain[pre + "post_attention_layernorm.weight"] = testing::tiny_random_tensor(r, {kHidden}, 0.5, 1.5);
-    for (const auto& [m, N, K] : {std::tuple{"self_attn.q_proj", kHeads * kHeadDim, kHidden},
-                                  std::tuple{"self_attn.k_proj", kKvHeads * kHeadDim, kHidden},
-                                  std::tuple{"self_attn.v_proj", kKvHeads * kHeadDim, kHidden},
-                                  std::tuple{"self_attn.o_proj", kHidden, kHeads * kHeadDim},
-                                  std::tuple{"mlp.gate_proj", kFfn, kHidden}, std::tuple{"mlp.up_proj", kFfn, kHidden},
-                                  std::tuple{"mlp.down_proj", kHidden, kFfn}}) {
-      const std::string module = pre + m;
-      const testing::HubCodes c =
-          testing::hub_codes(N, K, group, sym, f == HubFormat::GptqV1 ? 1 : 0, seed++);
-      for (auto& [name, t] : testing::hub_layer_tensors(c, module, f)) hub[name] = t;
-      p.reference[module] = testing::hub_reference(c);
-      plain[module + ".weight"] = p.reference[module];
-      if (bias && std::string(m).starts_with("self_attn.")) {
-        const Tensor b32 = testing::tiny_random_tensor(r, {N}, -0.5, 0.5);
-        Tensor b = Tensor::empty(DType::F16, {N});
-        convert_from_f32(DType::F16, b32.data<float>(), b.mutable_data<uint16_t>(), size_t(N));
-        hub[module + ".bias"] = b;
-        plain[module + ".bias"] = b.to_f32();
-      }
-    }
-  }
-  for (const auto& [name, t] : plain)
-    if (!name.ends_with("_proj.weight")) hub[name] = t;
-  json hub_cfg = tiny_llama_config(bias);
-  hub_cfg["quantization_config"] = quant_config(f, sym, group);
-  json ref_cfg = tiny_llama_config(bias);
-  ref_cfg["torch_dtype"] = "float32";
-  p.hub = testing::write_model_folder(root / "hub", hub_cfg, hub);
-  p.ref = testing::write_model_folder(root / "ref", ref_cfg, plain);
-  return p;
+/// The tiny Llama (models/quantized_tiny_llama.hpp) as a checkpoint of `f` ("hub") and with F32 weights ("ref").
+testing::QuantizedPair write_pair(const std::filesystem::path& root, HubFormat f, bool sym, int64_t group,
+                                  bool bias) {
+  return testing::write_quantized_pair(
+      root, "hub", 7, testing::quantized_tiny_llama_config(bias, "float16"), quant_config(f, sym, group),
+      testing::quantized_tiny_llama_config(bias, "float32"), bias,
+      [&](const std::string& module, int64_t N, int64_t K, uint64_t seed) {
+        const testing::HubCodes c = testing::hub_codes(N, K, group, sym, f == HubFormat::GptqV1 ? 1 : 0, seed);
+        return testing::QuantizedLayer{testing::hub_layer_tensors(c, module, f), testing::hub_reference(c)};
+      });
 }
 
 double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
@@ -151,8 +92,8 @@ TEST(HubCheckpoint, LoadsAwqAndGptqLosslesslyWithTheLogitsOfTheDequantizedModel)
                            Variant{HubFormat::GptqV2, true, -1, true, "int4-g64"}}) {
     const std::string what = fmt::format("format {} sym {} group {} bias {}", int(v.format), v.sym, v.group, v.bias);
     testing::TempDir tmp;
-    const Pair p = write_pair(tmp.path, v.format, v.sym, v.group, v.bias);
-    auto hub = Model::load(p.hub, kCpu);
+    const testing::QuantizedPair p = write_pair(tmp.path, v.format, v.sym, v.group, v.bias);
+    auto hub = Model::load(p.quantized, kCpu);
     auto ref = Model::load(p.ref, kCpu);
     int converted = 0;
     for (const LinearSlot& s : hub->linear_layers()) {
@@ -169,7 +110,7 @@ TEST(HubCheckpoint, LoadsAwqAndGptqLosslesslyWithTheLogitsOfTheDequantizedModel)
       EXPECT_TRUE(same_bytes((*s.op)->dequantized_weight(), p.reference.at(s.name))) << what << " " << s.name;
       ++converted;
     }
-    EXPECT_EQ(converted, 7 * kLayers) << what;
+    EXPECT_EQ(converted, 7 * testing::kQtLayers) << what;
     if (v.bias) {
       const Tensor b = (*hub->linear_layers()[0].op)->bias();
       ASSERT_TRUE(b.defined()) << what;
@@ -207,9 +148,9 @@ TEST(HubCheckpoint, CudaRunsTheConvertedLayers) {
   for (const Variant& v : {Variant{HubFormat::Awq, false, 32, true, "int4-g32-asym"},
                            Variant{HubFormat::GptqV1, true, -1, false, "int4-g64"}}) {
     testing::TempDir tmp;
-    const Pair p = write_pair(tmp.path, v.format, v.sym, v.group, v.bias);
-    auto cpu = Model::load(p.hub, kCpu);
-    auto gpu = Model::load(p.hub, {Device::CUDA, 2});
+    const testing::QuantizedPair p = write_pair(tmp.path, v.format, v.sym, v.group, v.bias);
+    auto cpu = Model::load(p.quantized, kCpu);
+    auto gpu = Model::load(p.quantized, {Device::CUDA, 2});
     const double err = rel_l2(testing::prefill_logits(*gpu, tokens), testing::prefill_logits(*cpu, tokens));
     std::printf("hub checkpoint %s: GPU vs CPU logits, relative L2 %.3g\n", v.expected_format, err);
     EXPECT_LE(err, 3e-2) << v.expected_format;
@@ -220,19 +161,19 @@ TEST(HubCheckpoint, CudaRunsTheConvertedLayers) {
 std::string load_error(HubFormat f, const std::function<void(json&)>& edit,
                        const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
   testing::TempDir tmp;
-  const Pair p = write_pair(tmp.path, f, false, 32, false);
-  json cfg = json::parse(testing::read_all(p.hub / "config.json"));
+  const testing::QuantizedPair p = write_pair(tmp.path, f, false, 32, false);
+  json cfg = json::parse(testing::read_all(p.quantized / "config.json"));
   edit(cfg["quantization_config"]);
-  testing::write_text(p.hub / "config.json", cfg.dump(2));
+  testing::write_text(p.quantized / "config.json", cfg.dump(2));
   if (edit_tensors) {
-    const TensorStore store = TensorStore::open_dir(p.hub);
+    const TensorStore store = TensorStore::open_dir(p.quantized);
     std::map<std::string, Tensor> t;
     for (const std::string& n : store.names()) t[n] = store.get(n).clone();
     edit_tensors(t);
-    std::filesystem::remove(p.hub / "model.safetensors");
-    write_safetensors(p.hub / "model.safetensors", t);
+    std::filesystem::remove(p.quantized / "model.safetensors");
+    write_safetensors(p.quantized / "model.safetensors", t);
   }
-  return error_of<FormatError>([&] { (void)Model::load(p.hub, kCpu); });
+  return error_of<FormatError>([&] { (void)Model::load(p.quantized, kCpu); });
 }
 
 TEST(HubCheckpoint, UnsupportedQuantizationConfigsAreRefusedNamingTheKey) {
@@ -270,11 +211,11 @@ TEST(HubCheckpoint, UnsupportedQuantizationConfigsAreRefusedNamingTheKey) {
 // folder's loss before: "looks like a kq-quantized model").
 TEST(HubCheckpoint, ACheckpointWithoutItsQuantizationConfigIsNamed) {
   testing::TempDir tmp;
-  const Pair p = write_pair(tmp.path, HubFormat::Awq, false, 32, false);
-  json cfg = json::parse(testing::read_all(p.hub / "config.json"));
+  const testing::QuantizedPair p = write_pair(tmp.path, HubFormat::Awq, false, 32, false);
+  json cfg = json::parse(testing::read_all(p.quantized / "config.json"));
   cfg.erase("quantization_config");
-  testing::write_text(p.hub / "config.json", cfg.dump(2));
-  const std::string m = error_of<FormatError>([&] { (void)Model::load(p.hub, kCpu); });
+  testing::write_text(p.quantized / "config.json", cfg.dump(2));
+  const std::string m = error_of<FormatError>([&] { (void)Model::load(p.quantized, kCpu); });
   EXPECT_TRUE(has(m, "AutoAWQ / AutoGPTQ checkpoint") && has(m, ".qzeros'") && has(m, "config.json") &&
               has(m, "no quantization_config"))
       << m;
@@ -296,7 +237,7 @@ TEST(HubCheckpoint, DamagedTensorsAreNamedWithTheFolderLayerAndFile) {
   // Act-order: a permuted g_idx under desc_act.
   m = load_error(HubFormat::GptqV2, [](json& q) { q["desc_act"] = true; }, [](auto& t) {
     int32_t* g = t["model.layers.0.mlp.up_proj.g_idx"].template mutable_data<int32_t>();
-    for (int64_t k = 0; k < kHidden; ++k) g[k] = int32_t(k % 2);
+    for (int64_t k = 0; k < testing::kQtHidden; ++k) g[k] = int32_t(k % 2);
   });
   EXPECT_TRUE(has(m, "'model.layers.0.mlp.up_proj.g_idx'") && has(m, "desc_act") && has(m, "model.safetensors"))
       << m;
