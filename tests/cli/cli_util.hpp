@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -90,8 +91,10 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-/// Sets the first element of F32 tensor `name` in the safetensors file `file` to `value`.
-inline void poke_first_float(const std::filesystem::path& file, const std::string& name, float value) {
+/// Sets the first `count` elements (all when count < 0) of F32 tensor `name` in the safetensors file `file` to
+/// `value`, in place.
+inline void fill_floats(const std::filesystem::path& file, const std::string& name, float value,
+                        int64_t count = -1) {
   std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
   ASSERT_TRUE(f) << file;
   unsigned char len8[8];
@@ -103,12 +106,18 @@ inline void poke_first_float(const std::filesystem::path& file, const std::strin
   const nlohmann::json h = nlohmann::json::parse(header);
   ASSERT_TRUE(h.contains(name)) << name;
   ASSERT_EQ(h[name]["dtype"], "F32");
-  const uint64_t off = 8 + n + h[name]["data_offsets"][0].get<uint64_t>();
-  char bytes[4];
-  std::memcpy(bytes, &value, 4);  // little-endian host (x86-64), as the file
-  f.seekp(std::streamoff(off));
-  f.write(bytes, 4);
+  const uint64_t begin = h[name]["data_offsets"][0].get<uint64_t>(), end = h[name]["data_offsets"][1].get<uint64_t>();
+  const uint64_t elements = count < 0 ? (end - begin) / 4 : std::min<uint64_t>(uint64_t(count), (end - begin) / 4);
+  std::string bytes(elements * 4, '\0');
+  for (uint64_t i = 0; i < bytes.size(); i += 4) std::memcpy(bytes.data() + i, &value, 4);  // little-endian host
+  f.seekp(std::streamoff(8 + n + begin));
+  f.write(bytes.data(), std::streamsize(bytes.size()));
   ASSERT_TRUE(f) << file;
+}
+
+/// Sets the first element of F32 tensor `name` in the safetensors file `file` to `value`.
+inline void poke_first_float(const std::filesystem::path& file, const std::string& name, float value) {
+  fill_floats(file, name, value, 1);
 }
 
 /// A copy of the demo model in `dir` whose perplexity overflows to inf: token 0's

@@ -30,25 +30,6 @@ namespace fs = std::filesystem;
 
 const fs::path kLlamaSmall = shared_dir() / "models/llama-small";
 
-/// Sets every element of the F32 tensor `name` in the safetensors file `file` to `value`.
-void fill_floats(const fs::path& file, const std::string& name, float value) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f) << file;
-  unsigned char len8[8];
-  f.read(reinterpret_cast<char*>(len8), 8);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len8[i];
-  std::string header(n, '\0');
-  f.read(header.data(), std::streamsize(n));
-  const nlohmann::json h = nlohmann::json::parse(header);
-  ASSERT_EQ(h.at(name).at("dtype"), "F32");
-  const uint64_t begin = h[name]["data_offsets"][0].get<uint64_t>(), end = h[name]["data_offsets"][1].get<uint64_t>();
-  std::string bytes(end - begin, '\0');
-  for (uint64_t i = 0; i + 4 <= bytes.size(); i += 4) std::memcpy(bytes.data() + i, &value, 4);  // little-endian host
-  f.seekp(std::streamoff(8 + n + begin));
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-  ASSERT_TRUE(f) << file;
-}
 
 // The cross-mode check in the JSON: numbers with latency over two modes, null with --no-latency.
 TEST(CliRound20, BenchJsonGivesTheBaselinesDriftAndThePrefillSpread) {
