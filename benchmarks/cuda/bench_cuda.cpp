@@ -324,8 +324,8 @@ void bench_decode(Events& ev, GpuContext& ctx, int64_t N, int64_t K, bool quick,
       };
       for (const V& v : {V{{8, 4, 1}, "split-K w8x4"}, V{{16, 4, 2}, "stream w16 d4"}, V{{20, 3, 2}, "stream w20 d3"},
                          V{{24, 2, 2}, "stream w24 d2"}, V{{24, 3, 2}, "stream w24 d3"}, V{{32, 2, 2}, "stream w32 d2"},
-                         V{{16, 8, 3}, "stream-smem w16 d8"}, V{{16, 4, 3}, "stream-smem w16 d4"},
-                         V{{24, 4, 3}, "stream-smem w24 d4"}, V{{24, 2, 2}, "stream w24 d2 (again)"}}) {
+                         V{{16, 0, 3}, "batch w16"}, V{{12, 0, 3}, "batch w12"},
+                         V{{24, 2, 2}, "stream w24 d2 (again)"}}) {
         const double ms = ev.graph_ms(
             [&](int i) { w4a16_gemv(ws[size_t(i % c)], x.data(), K, 1, y.data(), N, s, v.t); }, s, 4 * c, reps);
         const double gbs = double(wbytes + size_t(K + N) * 2) / (ms * 1e-3) / 1e9;
