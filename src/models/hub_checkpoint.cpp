@@ -1,4 +1,4 @@
-// AutoAWQ / AutoGPTQ checkpoints: quantization_config and their linear layers (see hub_checkpoint.hpp).
+// AutoAWQ / AutoGPTQ / bitsandbytes checkpoints: quantization_config and their linear layers (see hub_checkpoint.hpp).
 #include "models/hub_checkpoint.hpp"
 
 #include <algorithm>
@@ -113,15 +113,29 @@ HubInt4Config parse_hub_quant_config(const nlohmann::json& q, const std::string&
                      io::json_excerpt(q.value("quant_method", nlohmann::json())));
 }
 
-void check_bnb_quant_config(const nlohmann::json& q, const std::string& cfg) {
-  if (bool_key(q, "load_in_8bit", false, cfg))
-    raise<FormatError>("{}: quantization_config.load_in_8bit true is not supported: kq converts bitsandbytes 4-bit "
-                       "NF4 checkpoints (load_in_4bit), not LLM.int8() ones",
-                       cfg);
-  if (!bool_key(q, "load_in_4bit", false, cfg))
-    raise<FormatError>("{}: quantization_config.load_in_4bit is not true: kq converts bitsandbytes 4-bit NF4 "
-                       "checkpoints",
-                       cfg);
+BnbConfig parse_bnb_quant_config(const nlohmann::json& q, const std::string& cfg) {
+  BnbConfig c;
+  c.int8 = bool_key(q, "load_in_8bit", false, cfg);
+  const bool four = bool_key(q, "load_in_4bit", false, cfg);
+  if (c.int8 == four)
+    raise<FormatError>("{}: quantization_config.load_in_8bit and quantization_config.load_in_4bit are both {}: a bitsandbytes "
+                       "checkpoint is either 8-bit (LLM.int8()) or 4-bit (NF4)",
+                       cfg, four ? "true" : "false");
+  if (c.int8) {
+    if (bool_key(q, "llm_int8_has_fp16_weight", false, cfg))
+      raise<FormatError>("{}: quantization_config.llm_int8_has_fp16_weight true is not supported: such a checkpoint "
+                         "stores 16-bit weights, not 8-bit codes (remove quantization_config to load it as an "
+                         "unquantized model)",
+                         cfg);
+    if (q.contains("llm_int8_threshold") && !q["llm_int8_threshold"].is_null()) {
+      const nlohmann::json& t = q["llm_int8_threshold"];
+      if (!t.is_number() || !std::isfinite(t.get<double>()) || t.get<double>() < 0.0)
+        raise<FormatError>("{}: quantization_config.llm_int8_threshold must be a number >= 0, not {}", cfg,
+                           io::json_excerpt(t));
+      c.threshold = t.get<double>();
+    }
+    return c;
+  }
   const std::string type = string_key(q, "bnb_4bit_quant_type", "fp4", cfg);
   if (type != "nf4")
     raise<FormatError>("{}: quantization_config.bnb_4bit_quant_type '{}'{} is not supported: kq converts NF4 "
@@ -132,6 +146,12 @@ void check_bnb_quant_config(const nlohmann::json& q, const std::string& cfg) {
   if (storage != "uint8")
     raise<FormatError>("{}: quantization_config.bnb_4bit_quant_storage '{}' is not supported (kq reads \"uint8\")",
                        cfg, storage);
+  return c;
+}
+
+std::unique_ptr<Linear> load_bnb_int8_linear(const TensorGetter& get, const std::string& prefix,
+                                             const BnbConfig& config, int64_t N, int64_t K) {
+  return with_bias(import_bnb_int8(get, prefix, config.threshold == 0.0, N, K), get, prefix, N);
 }
 
 std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::string& prefix, int64_t N,

@@ -10,6 +10,7 @@
 
 #include "kernels/linear.hpp"
 #include "quant/bnb4.hpp"
+#include "quant/bnb8.hpp"
 #include "quant/hub_int4.hpp"
 
 namespace kq::models {
@@ -34,13 +35,22 @@ bool is_hub_quant_method(const std::string& method);
 /// mistyped, or unsupported value.
 HubInt4Config parse_hub_quant_config(const nlohmann::json& q, const std::string& cfg);
 
-/// Checks a quantization_config `q` of quant_method "bitsandbytes"
-/// (transformers' BitsAndBytesConfig): load_in_4bit must be true
-/// (load_in_8bit, LLM.int8(), is refused), bnb_4bit_quant_type "nf4" (absent:
-/// "fp4", transformers' default; FP4 is refused: bitsandbytes' FP4 values are
-/// not OCP E2M1, kq's FP4, so no lossless conversion), bnb_4bit_quant_storage
-/// "uint8" when given. Throws FormatError naming `cfg` and the key.
-void check_bnb_quant_config(const nlohmann::json& q, const std::string& cfg);
+/// Reads a quantization_config `q` of quant_method "bitsandbytes"
+/// (transformers' BitsAndBytesConfig). Exactly one of load_in_8bit /
+/// load_in_4bit must be true. 4-bit: bnb_4bit_quant_type "nf4" (absent: "fp4",
+/// transformers' default; FP4 is refused: bitsandbytes' FP4 values are not OCP
+/// E2M1, kq's FP4, so no lossless conversion), bnb_4bit_quant_storage "uint8"
+/// when given. 8-bit: llm_int8_has_fp16_weight false (true stores 16-bit
+/// weights, not codes), llm_int8_threshold a number >= 0 (default 6.0).
+/// Throws FormatError naming `cfg` and the key.
+BnbConfig parse_bnb_quant_config(const nlohmann::json& q, const std::string& cfg);
+
+/// The kq INT8 op of the bitsandbytes 8-bit layer W [N, K] under `prefix`
+/// (quant/bnb8.hpp: "<prefix>.weight" I8, "<prefix>.SCB", "<prefix>.weight_format"),
+/// int8-wo when config.threshold > 0 else int8 (W8A8), with "<prefix>.bias" as
+/// load_hub_int4_linear. Throws FormatError as import_bnb_int8 and for a bad bias.
+std::unique_ptr<Linear> load_bnb_int8_linear(const TensorGetter& get, const std::string& prefix,
+                                             const BnbConfig& config, int64_t N, int64_t K);
 
 /// The kq NF4 op of the bitsandbytes NF4 layer W [N, K] under `prefix`
 /// (quant/bnb4.hpp: "<prefix>.weight" and its QuantState tensors; the packed

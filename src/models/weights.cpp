@@ -192,23 +192,25 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
                          cfg.string(), method, dir.string());
     return;
   }
-  if (method == "bitsandbytes") {  // a bitsandbytes 4-bit NF4 checkpoint: its layers converted as read
-    check_bnb_quant_config(q, cfg.string());
+  if (method == "bitsandbytes") {  // a bitsandbytes 8-bit or 4-bit NF4 checkpoint: its layers converted as read
+    const BnbConfig bnb = parse_bnb_quant_config(q, cfg.string());
     const std::vector<std::string> names = store_.names();
-    if (std::none_of(names.begin(), names.end(),
-                     [](const std::string& n) { return n.ends_with(".quant_state.bitsandbytes__nf4"); }))
-      raise<FormatError>("{}: quantization_config.quant_method is 'bitsandbytes' but no tensor of the safetensors "
-                         "files of {} is a 4-bit layer's quant state ('<layer>.weight.quant_state.bitsandbytes__nf4'): "
-                         "the config.json does not belong to these weights",
-                         cfg.string(), dir.string());
-    bnb_ = true;
+    const char* marker = bnb.int8 ? ".SCB" : ".quant_state.bitsandbytes__nf4";
+    if (std::none_of(names.begin(), names.end(), [&](const std::string& n) { return n.ends_with(marker); }))
+      raise<FormatError>("{}: quantization_config.quant_method is 'bitsandbytes' ({}) but no tensor of the "
+                         "safetensors files of {} is {} ('<layer>{}'): the config.json does not belong to these "
+                         "weights",
+                         cfg.string(), bnb.int8 ? "load_in_8bit" : "load_in_4bit", dir.string(),
+                         bnb.int8 ? "an 8-bit layer's row absmax" : "a 4-bit layer's quant state",
+                         bnb.int8 ? ".SCB" : ".weight.quant_state.bitsandbytes__nf4");
+    bnb_ = bnb;
     return;
   }
   if (method != "kq")
     raise<FormatError>(
         "{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
-        "\"kq\" folders, AutoAWQ (\"awq\") and AutoGPTQ (\"gptq\") 4-bit checkpoints and bitsandbytes NF4 ones; load "
-        "the original "
+        "\"kq\" folders, AutoAWQ (\"awq\") and AutoGPTQ (\"gptq\") 4-bit checkpoints and bitsandbytes 8-bit and "
+        "NF4 ones; load the original "
         "unquantized model instead)",
         cfg.string(), method);
   if (!q.contains("format_version") || q["format_version"] != 1)
@@ -324,8 +326,9 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   // An AWQ / GPTQ checkpoint's quantized layers are those with codes; others
   // (modules_to_not_convert, lm_head) have a plain weight.
   const bool hub = hub_ && store_.contains(file_prefix + ".qweight");
-  const bool bnb = bnb_ && store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__nf4");
-  if (bnb_ && store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__fp4"))
+  const bool bnb = bnb_ && (bnb_->int8 ? store_.contains(file_prefix + ".SCB")
+                                       : store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__nf4"));
+  if (bnb_ && !bnb_->int8 && store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__fp4"))
     raise<FormatError>("{}: layer '{}' is bitsandbytes FP4 ('{}.weight.quant_state.bitsandbytes__fp4' in {}): kq "
                        "converts NF4 layers only (bitsandbytes' FP4 values are not OCP E2M1)",
                        dir_.string(), module, file_prefix,
@@ -355,7 +358,8 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   };
   try {
     if (hub) return load_hub_int4_linear(get, file_prefix, *hub_, out, in);
-    if (bnb) return load_bnb_nf4_linear(get, file_prefix, out, in);
+    if (bnb) return bnb_->int8 ? load_bnb_int8_linear(get, file_prefix, *bnb_, out, in)
+                               : load_bnb_nf4_linear(get, file_prefix, out, in);
     return load_quantized_linear(get, file_prefix, spec, out, in);
   } catch (const FormatError& e) {
     // A bad value (scale, code, zero point) is reported with its tensor name;

@@ -15,6 +15,7 @@
 #include "kernels/linear.hpp"
 #include "kq/config.hpp"
 #include "kq/tensor.hpp"
+#include "quant/bnb8.hpp"
 #include "quant/hub_int4.hpp"
 
 namespace kq::models {
@@ -109,7 +110,9 @@ class WeightSource {
 /// converted losslessly into kq's INT4 format (quant/hub_int4.hpp); its
 /// other layers are plain weights. A bitsandbytes 4-bit checkpoint
 /// (quant_method "bitsandbytes", load_in_4bit, NF4) likewise yields each layer
-/// with "<prefix>.weight.quant_state.bitsandbytes__nf4" as a kq NF4 op (quant/bnb4.hpp).
+/// with "<prefix>.weight.quant_state.bitsandbytes__nf4" as a kq NF4 op (quant/bnb4.hpp),
+/// an 8-bit one (load_in_8bit, LLM.int8()) each layer with "<prefix>.SCB" as a
+/// kq INT8 op (quant/bnb8.hpp: int8-wo, or int8 with llm_int8_threshold 0).
 /// Any other quant_method is a FormatError, and so is a folder
 /// whose weights are kq-quantized ('kq_quantization' metadata or "*.qweight"
 /// tensors) while its config.json has no quantization_config (named).
@@ -125,7 +128,7 @@ class FileWeights final : public WeightSource {
   /// get() names the missing tensor).
   DType disk_dtype(const std::string& name) const override;
   /// true when config.json has a kq quantization_config, or is an AutoAWQ / AutoGPTQ / bitsandbytes checkpoint.
-  bool quantized() const override { return !quantized_modules_.empty() || hub_.has_value() || bnb_; }
+  bool quantized() const override { return !quantized_modules_.empty() || hub_.has_value() || bnb_.has_value(); }
 
   /// Checks the sizes of `config` (read from the folder's config.json)
   /// against the tensors in the folder's safetensors headers, before the
@@ -163,7 +166,7 @@ class FileWeights final : public WeightSource {
   TensorStore store_;
   std::map<std::string, std::string> quantized_modules_;  // module -> quant mode name
   std::optional<HubInt4Config> hub_;                      // an AutoAWQ / AutoGPTQ checkpoint's layout
-  bool bnb_ = false;                                      // a bitsandbytes 4-bit NF4 checkpoint
+  std::optional<BnbConfig> bnb_;                          // a bitsandbytes 8-bit or 4-bit NF4 checkpoint
   std::set<std::string> used_;                            // tensors read so far
 };
 

@@ -4,6 +4,9 @@
 // two codes per byte with the even element in the HIGH nibble, one absmax per block of `blocksize` elements
 // (or, nested, U8 codes into a 256-entry map times a per-256-blocks absmax plus an offset), the NF4 values as
 // "quant_map", and the other fields as JSON bytes in "<w>.quant_state.bitsandbytes__nf4".
+// And of 8-bit layers (LLM.int8(), Linear8bitLt with has_fp16_weights false): the I8 codes [N, K] as "<w>", the
+// row absmax as F32 [N] "<prefix>.SCB", and the layout (0 = row-major) as a U8 scalar "<prefix>.weight_format";
+// bitsandbytes dequantizes them as codes · SCB · 7.874015718698502e-3 (its int8_vectorwise_dequant).
 #include <cstdint>
 #include <map>
 #include <string>
@@ -132,6 +135,63 @@ inline std::map<std::string, Tensor> bnb_layer_tensors(const BnbCodes& c, const 
   Tensor s = Tensor::empty(DType::U8, {int64_t(text.size())});
   for (size_t i = 0; i < text.size(); ++i) s.mutable_data<uint8_t>()[i] = uint8_t(text[i]);
   out[w + ".quant_state.bitsandbytes__nf4"] = s;
+  return out;
+}
+
+/// Known codes and row absmax values of one 8-bit layer W [N, K].
+struct Bnb8Codes {
+  int64_t N = 0, K = 0;
+  std::vector<int8_t> q;   ///< [N·K] codes in [-127, 127], flat row-major
+  std::vector<float> scb;  ///< [N] row absmax
+};
+
+/// Deterministic codes, absmax in [0.05, 0.5); row `zero_row` (when < N) all zeros with absmax 0, as
+/// bitsandbytes leaves an all-zero row.
+inline Bnb8Codes bnb8_codes(int64_t N, int64_t K, uint64_t seed, int64_t zero_row = -1) {
+  uint64_t st = seed * 0x9E3779B97F4A7C15ull + 7;
+  auto next = [&] {
+    st ^= st << 13;
+    st ^= st >> 7;
+    st ^= st << 17;
+    return st;
+  };
+  Bnb8Codes c;
+  c.N = N;
+  c.K = K;
+  c.q.resize(size_t(N * K));
+  for (int8_t& v : c.q) v = int8_t(int(next() % 255) - 127);
+  c.scb.resize(size_t(N));
+  for (float& a : c.scb) a = 0.05f + 0.45f * float(next() % 10000) / 10000.0f;
+  if (zero_row >= 0 && zero_row < N) {
+    c.scb[size_t(zero_row)] = 0.0f;
+    for (int64_t k = 0; k < K; ++k) c.q[size_t(zero_row * K + k)] = 0;
+  }
+  return c;
+}
+
+/// bitsandbytes' dequantization F32 [N, K]: (code · SCB) · 7.874015718698502e-3, two F32 roundings.
+inline Tensor bnb8_reference(const Bnb8Codes& c) {
+  Tensor w = Tensor::empty(DType::F32, {c.N, c.K});
+  float* p = w.mutable_data<float>();
+  for (int64_t i = 0; i < c.N * c.K; ++i) {
+    const float prod = float(c.q[size_t(i)]) * c.scb[size_t(i / c.K)];
+    p[i] = prod * 7.874015718698502e-3f;
+  }
+  return w;
+}
+
+/// The tensors of the layer under `prefix` as transformers saves a bitsandbytes Linear8bitLt.
+inline std::map<std::string, Tensor> bnb8_layer_tensors(const Bnb8Codes& c, const std::string& prefix) {
+  std::map<std::string, Tensor> out;
+  Tensor w = Tensor::empty(DType::I8, {c.N, c.K});
+  for (int64_t i = 0; i < c.N * c.K; ++i) w.mutable_data<int8_t>()[i] = c.q[size_t(i)];
+  out[prefix + ".weight"] = w;
+  Tensor scb = Tensor::empty(DType::F32, {c.N});
+  for (int64_t n = 0; n < c.N; ++n) scb.mutable_data<float>()[n] = c.scb[size_t(n)];
+  out[prefix + ".SCB"] = scb;
+  Tensor f = Tensor::empty(DType::U8, {});
+  f.mutable_data<uint8_t>()[0] = 0;
+  out[prefix + ".weight_format"] = f;
   return out;
 }
 

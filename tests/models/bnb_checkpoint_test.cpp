@@ -1,11 +1,14 @@
 // bitsandbytes 4-bit NF4 checkpoints (transformers' BitsAndBytesConfig load_in_4bit, saved with the packed
 // QuantState): a tiny Llama written by tests/common/bnb_pack.hpp from known codes and absmax values (plain and
 // nested) loads with every linear layer dequantizing to exactly NF4 value · absmax and gives the logits of the
-// same model with those weights stored as F32; unsupported configs (8-bit, FP4) and damaged states are refused
-// naming config.json and the key, or the layer and tensor.
+// same model with those weights stored as F32; unsupported configs (FP4, 16-bit LLM.int8() weights) and damaged
+// states are refused naming config.json and the key, or the layer and tensor. 8-bit (LLM.int8()) checkpoints load
+// into kq's INT8 (int8-wo, or int8 W8A8 with llm_int8_threshold 0) with bitsandbytes' dequantized weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -84,6 +87,141 @@ TEST(BnbCheckpoint, Nf4LoadsLosslesslyWithTheLogitsOfTheDequantizedModel) {
   }
 }
 
+json bnb8_config(double threshold) {
+  return {{"quant_method", "bitsandbytes"},   {"load_in_4bit", false},
+          {"load_in_8bit", true},             {"llm_int8_threshold", threshold},
+          {"llm_int8_has_fp16_weight", false}, {"llm_int8_skip_modules", nullptr}};
+}
+
+/// The tiny Llama as a bitsandbytes 8-bit checkpoint ("bnb8") and with bitsandbytes' dequantized weights as F32
+/// ("ref"); the second layer's row 3 is all zeros (absmax 0).
+testing::QuantizedPair write_pair8(const std::filesystem::path& root, double threshold) {
+  const json cfg = testing::quantized_tiny_llama_config(false, "float32");
+  return testing::write_quantized_pair(root, "bnb8", 12, cfg, bnb8_config(threshold), cfg, false,
+                                       [&](const std::string& module, int64_t N, int64_t K, uint64_t seed) {
+                                         const testing::Bnb8Codes c = testing::bnb8_codes(N, K, seed, seed == 2 ? 3 : -1);
+                                         return testing::QuantizedLayer{testing::bnb8_layer_tensors(c, module),
+                                                                        testing::bnb8_reference(c)};
+                                       });
+}
+
+TEST(BnbCheckpoint, Int8LoadsWithTheWeightsBitsandbytesDequantizes) {
+  const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
+  for (const double threshold : {6.0, 0.0}) {
+    const std::string what = fmt::format("llm_int8_threshold {}", threshold);
+    testing::TempDir tmp;
+    const testing::QuantizedPair p = write_pair8(tmp.path, threshold);
+    auto m = Model::load(p.quantized, kCpu);
+    auto ref = Model::load(p.ref, kCpu);
+    int converted = 0;
+    for (const LinearSlot& s : m->linear_layers()) {
+      if (s.is_lm_head) continue;
+      // A positive threshold keeps LLM.int8()'s 16-bit outlier columns: kq runs the activations unquantized.
+      EXPECT_EQ((*s.op)->format(), threshold > 0 ? "int8-wo" : "int8") << what << " " << s.name;
+      const Tensor w = (*s.op)->dequantized_weight();
+      const Tensor& want = p.reference.at(s.name);
+      ASSERT_TRUE(w.shape() == want.shape()) << s.name;
+      // bitsandbytes rounds (code · SCB) · (1/127), kq code · (SCB · (1/127)): two F32 roundings each, so within
+      // a relative 2^-22.
+      for (int64_t i = 0; i < w.numel(); ++i) {
+        const float a = w.data<float>()[i], b = want.data<float>()[i];
+        ASSERT_LE(std::fabs(a - b), std::ldexp(std::fabs(b), -22) * 1.01f) << what << " " << s.name << " " << i;
+      }
+      ++converted;
+    }
+    EXPECT_EQ(converted, 7 * testing::kQtLayers) << what;
+    const double err = rel_l2(testing::prefill_logits(*m, tokens), testing::prefill_logits(*ref, tokens));
+    // Weight-only: the dequantized model's logits; W8A8: per-token 8-bit activations on top (measured 0.028 on
+    // this random model).
+    EXPECT_LT(err, threshold > 0 ? 1e-5 : 6e-2) << what;
+    if (threshold == 0.0) {
+      EXPECT_GT(err, 1e-6) << "W8A8 should quantize the activations";
+    }
+  }
+}
+
+/// Why a CUDA model cannot run here, or "" when it can.
+std::string cuda_unavailable() {
+  static const std::string why = [] {
+    try {
+      (void)Model::random(testing::tiny_gpt2_config(), 1, {Device::CUDA, 2});
+      return std::string();
+    } catch (const Unsupported& e) {
+      return std::string(e.what());
+    }
+  }();
+  return why;
+}
+
+// On the GPU the converted layers run as any kq int8-wo (BF16 weights) or int8 (W8A8) layer: the CPU's logits up
+// to the GPU path's BF16 activations. Skipped without CUDA (KQ_REQUIRE_CUDA: fails).
+TEST(BnbCheckpoint, Int8RunsOnCuda) {
+  if (const std::string why = cuda_unavailable(); !why.empty()) {
+    if (std::getenv("KQ_REQUIRE_CUDA")) FAIL() << "KQ_REQUIRE_CUDA set: " << why;
+    GTEST_SKIP() << why;
+  }
+  const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
+  for (const double threshold : {6.0, 0.0}) {
+    testing::TempDir tmp;
+    const testing::QuantizedPair p = write_pair8(tmp.path, threshold);
+    auto cpu = Model::load(p.quantized, kCpu);
+    auto gpu = Model::load(p.quantized, {Device::CUDA, 2});
+    const double err = rel_l2(testing::prefill_logits(*gpu, tokens), testing::prefill_logits(*cpu, tokens));
+    std::printf("bitsandbytes 8-bit, threshold %g: GPU vs CPU logits, relative L2 %.3g\n", threshold, err);
+    EXPECT_LE(err, 3e-2) << threshold;
+  }
+}
+
+TEST(BnbCheckpoint, Int8ConfigsAndDamagedLayersAreRefused) {
+  auto error8 = [](const std::function<void(json&)>& edit,
+                   const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
+    testing::TempDir tmp;
+    const testing::QuantizedPair p = write_pair8(tmp.path, 6.0);
+    json cfg = json::parse(testing::read_all(p.quantized / "config.json"));
+    edit(cfg["quantization_config"]);
+    testing::write_text(p.quantized / "config.json", cfg.dump(2));
+    if (edit_tensors) {
+      std::map<std::string, Tensor> t;
+      {
+        const TensorStore store = TensorStore::open_dir(p.quantized);
+        for (const std::string& n : store.names()) t[n] = store.get(n).clone();
+      }
+      edit_tensors(t);
+      std::filesystem::remove(p.quantized / "model.safetensors");
+      write_safetensors(p.quantized / "model.safetensors", t);
+    }
+    return error_of<FormatError>([&] { (void)Model::load(p.quantized, kCpu); });
+  };
+  std::string m = error8([](json& q) { q["llm_int8_has_fp16_weight"] = true; });
+  EXPECT_TRUE(has(m, "config.json") && has(m, "quantization_config.llm_int8_has_fp16_weight true")) << m;
+  m = error8([](json& q) { q["llm_int8_threshold"] = -1.0; });
+  EXPECT_TRUE(has(m, "quantization_config.llm_int8_threshold") && has(m, "-1")) << m;
+  m = error8([](json& q) { q["llm_int8_threshold"] = "6"; });
+  EXPECT_TRUE(has(m, "quantization_config.llm_int8_threshold")) << m;
+  m = error8([](json& q) { q["load_in_4bit"] = true; });
+  EXPECT_TRUE(has(m, "load_in_8bit and quantization_config.load_in_4bit are both true")) << m;
+  // A 4-bit config over 8-bit weights: no quant state in the folder.
+  m = error8([](json& q) {
+    q["load_in_8bit"] = false;
+    q["load_in_4bit"] = true;
+    q["bnb_4bit_quant_type"] = "nf4";
+  });
+  EXPECT_TRUE(has(m, "does not belong to these weights") && has(m, "load_in_4bit")) << m;
+  const std::string layer = "model.layers.1.mlp.down_proj";
+  m = error8([](json&) {}, [&](auto& t) { t[layer + ".weight_format"].template mutable_data<uint8_t>()[0] = 1; });
+  EXPECT_TRUE(has(m, "quantized layer '" + layer + "'") && has(m, layer + ".weight_format") && has(m, "col32")) << m;
+  m = error8([](json&) {}, [&](auto& t) { t[layer + ".SCB"].template mutable_data<float>()[5] = -0.25f; });
+  EXPECT_TRUE(has(m, layer + ".SCB") && has(m, "row 5") && has(m, "negative")) << m;
+  m = error8([](json&) {}, [&](auto& t) { t[layer + ".SCB"].template mutable_data<float>()[2] = NAN; });
+  EXPECT_TRUE(has(m, layer + ".SCB") && has(m, "row 2") && has(m, "non-finite")) << m;
+  m = error8([](json&) {}, [&](auto& t) { t[layer + ".SCB"].template mutable_data<float>()[4] = 0.0f; });
+  EXPECT_TRUE(has(m, layer + ".weight") && has(m, "row 4") && has(m, "absmax") && has(m, "is 0")) << m;
+  m = error8([](json&) {}, [&](auto& t) { t[layer + ".SCB"] = Tensor::zeros(DType::F32, {3}); });
+  EXPECT_TRUE(has(m, layer + ".SCB") && has(m, "F32 [64]") && has(m, "[3]")) << m;
+  m = error8([](json&) {}, [&](auto& t) { t[layer + ".weight"] = Tensor::zeros(DType::F32, {64, 128}); });
+  EXPECT_TRUE(has(m, layer + ".weight") && has(m, "I8 [64, 128]") && has(m, "F32")) << m;
+}
+
 std::string load_error(const std::function<void(json&)>& edit,
                        const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
   testing::TempDir tmp;
@@ -110,9 +248,15 @@ TEST(BnbCheckpoint, UnsupportedConfigsAndDamagedStatesAreRefused) {
   m = load_error([](json& q) { q.erase("bnb_4bit_quant_type"); });
   EXPECT_TRUE(has(m, "'fp4' (absent: transformers' default)")) << m;
   m = load_error([](json& q) { q["load_in_8bit"] = true; });
-  EXPECT_TRUE(has(m, "quantization_config.load_in_8bit")) << m;
+  EXPECT_TRUE(has(m, "quantization_config.load_in_8bit and quantization_config.load_in_4bit are both true")) << m;
   m = load_error([](json& q) { q["load_in_4bit"] = false; });
-  EXPECT_TRUE(has(m, "quantization_config.load_in_4bit")) << m;
+  EXPECT_TRUE(has(m, "quantization_config.load_in_4bit are both false")) << m;
+  // An 8-bit config over NF4 weights: no row absmax in the folder.
+  m = load_error([](json& q) {
+    q["load_in_4bit"] = false;
+    q["load_in_8bit"] = true;
+  });
+  EXPECT_TRUE(has(m, "does not belong to these weights") && has(m, ".SCB")) << m;
   m = load_error([](json& q) { q["bnb_4bit_quant_storage"] = "bfloat16"; });
   EXPECT_TRUE(has(m, "quantization_config.bnb_4bit_quant_storage 'bfloat16'")) << m;
   // A quant state that is not JSON, and one of another shape.
