@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -18,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/bnb_pack.hpp"
+#include "common/cuda_model.hpp"
 #include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
@@ -140,26 +140,10 @@ TEST(BnbCheckpoint, Int8LoadsWithTheWeightsBitsandbytesDequantizes) {
   }
 }
 
-/// Why a CUDA model cannot run here, or "" when it can.
-std::string cuda_unavailable() {
-  static const std::string why = [] {
-    try {
-      (void)Model::random(testing::tiny_gpt2_config(), 1, {Device::CUDA, 2});
-      return std::string();
-    } catch (const Unsupported& e) {
-      return std::string(e.what());
-    }
-  }();
-  return why;
-}
-
 // On the GPU the converted layers run as any kq int8-wo (BF16 weights) or int8 (W8A8) layer: the CPU's logits up
 // to the GPU path's BF16 activations. Skipped without CUDA (KQ_REQUIRE_CUDA: fails).
 TEST(BnbCheckpoint, Int8RunsOnCuda) {
-  if (const std::string why = cuda_unavailable(); !why.empty()) {
-    if (std::getenv("KQ_REQUIRE_CUDA")) FAIL() << "KQ_REQUIRE_CUDA set: " << why;
-    GTEST_SKIP() << why;
-  }
+  KQ_REQUIRE_CUDA_MODEL();
   const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
   for (const double threshold : {6.0, 0.0}) {
     testing::TempDir tmp;

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/cuda_model.hpp"
 #include "common/hub_pack.hpp"
 #include "common/model_logits.hpp"
 #include "common/test_data.hpp"
@@ -123,27 +124,11 @@ TEST(HubCheckpoint, LoadsAwqAndGptqLosslesslyWithTheLogitsOfTheDequantizedModel)
   }
 }
 
-/// Why a CUDA model cannot run here, or "" when it can.
-std::string cuda_unavailable() {
-  static const std::string why = [] {
-    try {
-      (void)Model::random(testing::tiny_gpt2_config(), 1, {Device::CUDA, 2});
-      return std::string();
-    } catch (const Unsupported& e) {
-      return std::string(e.what());
-    }
-  }();
-  return why;
-}
-
 // The converted layers are kq INT4 ops, so the GPU runs them through the W4A16 kernels of any kq INT4 folder:
 // loaded on CUDA, the checkpoint gives the CPU's logits up to the BF16 activations of the GPU path (the bound of
 // ModelCuda.QuantizedCpuModelMovedToDevice for weight-only modes). Skipped without CUDA (KQ_REQUIRE_CUDA: fails).
 TEST(HubCheckpoint, CudaRunsTheConvertedLayers) {
-  if (const std::string why = cuda_unavailable(); !why.empty()) {
-    if (std::getenv("KQ_REQUIRE_CUDA")) FAIL() << "KQ_REQUIRE_CUDA set: " << why;
-    GTEST_SKIP() << why;
-  }
+  KQ_REQUIRE_CUDA_MODEL();
   const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
   for (const Variant& v : {Variant{HubFormat::Awq, false, 32, true, "int4-g32-asym"},
                            Variant{HubFormat::GptqV1, true, -1, false, "int4-g64"}}) {

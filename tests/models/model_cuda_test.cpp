@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_model.hpp"
 #include "common/test_data.hpp"
 #include "kernels/awq_linear.hpp"
 #include "kernels/linear.hpp"
@@ -41,30 +42,6 @@ std::filesystem::path repo_gpt2_tiny() {
   const char* e = std::getenv("KQ_SOURCE_DIR");
   return std::filesystem::path(e ? e : KQ_SOURCE_DIR) / "models/gpt2-tiny";
 }
-
-ModelConfig random_gpt2();
-
-/// Why CUDA models cannot run here, or "" when they can.
-std::string cuda_unavailable() {
-  static const std::string why = [] {
-    try {
-      Model::random(random_gpt2(), 1, kCuda);
-      return std::string();
-    } catch (const Unsupported& e) {
-      return std::string(e.what());
-    }
-  }();
-  return why;
-}
-
-#define REQUIRE_CUDA_MODEL()                                                         \
-  do {                                                                               \
-    const std::string why_ = cuda_unavailable();                                     \
-    if (!why_.empty()) {                                                             \
-      if (std::getenv("KQ_REQUIRE_CUDA")) FAIL() << "KQ_REQUIRE_CUDA set: " << why_; \
-      GTEST_SKIP() << why_;                                                          \
-    }                                                                                \
-  } while (0)
 
 double rel_l2(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;
@@ -217,7 +194,7 @@ void expect_folder_matches_cpu(const std::filesystem::path& dir, const std::stri
 }  // namespace
 
 TEST(ModelCuda, Bf16LogitsMatchCpuFp32) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   int compared = 0;
   for (const Subject& sub : subjects()) {
     auto gpu = on_cuda(sub);
@@ -238,7 +215,7 @@ TEST(ModelCuda, Bf16LogitsMatchCpuFp32) {
 }
 
 TEST(ModelCuda, DecodeWithKVCacheMatchesFullPass) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   for (const Subject& sub : subjects()) {
     auto m = on_cuda(sub);
     if (!m) continue;
@@ -263,7 +240,7 @@ TEST(ModelCuda, DecodeWithKVCacheMatchesFullPass) {
 // positions grown (doubled) while decoding gives the logits of a cache that held every position from the start,
 // through graph replays of each capacity.
 TEST(ModelCuda, GrownCacheMatchesAFullCache) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   for (const Subject& sub : subjects()) {
     auto m = on_cuda(sub);
     if (!m) continue;
@@ -297,7 +274,7 @@ TEST(ModelCuda, GrownCacheMatchesAFullCache) {
 }
 
 TEST(ModelCuda, DecodeBatchMatchesSeparateDecodes) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   for (const Subject& sub : subjects()) {
     auto m = on_cuda(sub);
     if (!m) continue;
@@ -333,7 +310,7 @@ TEST(ModelCuda, DecodeBatchMatchesSeparateDecodes) {
 }
 
 TEST(ModelCuda, GraphReplayMatchesEagerSteps) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   for (const Subject& sub : subjects()) {
     auto m = on_cuda(sub);
     if (!m) continue;
@@ -365,7 +342,7 @@ TEST(ModelCuda, GraphReplayMatchesEagerSteps) {
 }
 
 TEST(ModelCuda, QuantizedCpuModelMovedToDevice) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   for (const char* mode : {"int8", "nf4", "int4-g128", "fp8"}) {
     auto m = Model::random(random_gpt2(), 13, kCpu);
     const QuantSpec spec = parse_quant_mode(mode);
@@ -398,7 +375,7 @@ TEST(ModelCuda, QuantizedCpuModelMovedToDevice) {
 // it is the same device model as the one whose host parts stayed F32 (both
 // are rounded to the same BF16 there), so the logits agree bit for bit.
 TEST(ModelCuda, SixteenBitHostPartsGiveTheSameDeviceModel) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   KQ_REQUIRE_SHARED("models/llama-small");
   const std::filesystem::path dir = kq::testing::shared_dir() / "models/llama-small";
   const QuantSpec spec = parse_quant_mode("int8");
@@ -424,7 +401,7 @@ TEST(ModelCuda, SixteenBitHostPartsGiveTheSameDeviceModel) {
 }
 
 TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   for (const char* mode : {"int8", "nf4", "fp8", "int4-g128-asym"}) {
     auto m = Model::random(random_llama(), 21, kCpu);
     const QuantSpec spec = parse_quant_mode(mode);
@@ -457,7 +434,7 @@ TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
 // concat_bias), each part reads back its own bias, and the logits are the CPU model's within the tolerances of
 // the tests above.
 TEST(ModelCuda, Qwen2QkvBiasesMatchCpu) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   KQ_REQUIRE_SHARED("models/llama-small");
   kq::testing::TempDir tmp;
   const auto dir = kq::testing::llama_small_as_qwen2(tmp.path / "qwen2", kq::testing::llama_small_qkv_biases(7));
@@ -504,7 +481,7 @@ TEST(ModelCuda, Qwen2QkvBiasesMatchCpu) {
 // fused q/k/v output) gives the CPU model's logits within the tolerances of the Qwen2 test above, in a full pass
 // and in decode steps through the KV cache (CUDA graphs replayed): expect_folder_matches_cpu.
 TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   kq::testing::TempDir tmp;
   kq::testing::TinyQwen3 size;
   size.hidden = 256;
@@ -524,7 +501,7 @@ TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
 // passed through by cuda::rope / rope_store_kv and stored in the cache as they are): the split layers are fused
 // again and the logits are the CPU model's as in the Qwen3 test.
 TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   kq::testing::TempDir tmp;
   kq::testing::TinyPhi3 size;
   size.hidden = 256;
@@ -554,7 +531,7 @@ TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
 // decode steps (streaming GEMV, the down projection with the SwiGLU and the
 // scales inside) give the CPU model's logits.
 TEST(ModelCuda, AwqModelMatchesCpu) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   // Llama with one s per group and per linear; GPT-2 (biases, LayerNorm, GELU before mlp.c_proj).
   for (const int variant : {0, 1, 2}) {
     const bool shared = variant == 0;
@@ -616,7 +593,7 @@ TEST(ModelCuda, AwqModelMatchesCpu) {
 // parts of the old fused op (CudaLinearPart alone) and q as its own op; the
 // logits still match the CPU model with the same swap.
 TEST(ModelCuda, LayerSwappedAfterFusionStillMatchesCpu) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   const ModelConfig c = random_llama();
   auto cpu = Model::random(c, 5, kCpu);
   auto gpu = Model::random(c, 5, kCpu);
@@ -639,7 +616,7 @@ TEST(ModelCuda, LayerSwappedAfterFusionStillMatchesCpu) {
 }
 
 TEST(ModelCuda, RandomLlamaWithTransformOnDevice) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   const ModelConfig c = random_llama();
   int calls = 0;
   auto count = [&](const std::string&, std::unique_ptr<Linear> op) {
@@ -660,7 +637,7 @@ TEST(ModelCuda, RandomLlamaWithTransformOnDevice) {
 }
 
 TEST(ModelCuda, RandomQuantizedModesRunOnDevice) {
-  REQUIRE_CUDA_MODEL();
+  KQ_REQUIRE_CUDA_MODEL();
   ModelConfig c;
   c.arch = Arch::Llama;
   c.vocab_size = 1024;
