@@ -141,7 +141,7 @@ TEST(BnbCheckpoint, Int8LoadsWithTheWeightsBitsandbytesDequantizes) {
 }
 
 // On the GPU the converted layers run as any kq int8-wo (BF16 weights) or int8 (W8A8) layer: the CPU's logits up
-// to the GPU path's BF16 activations. Skipped without CUDA (KQ_REQUIRE_CUDA: fails).
+// to the GPU path's BF16 activations (and, W8A8, activation codes taken from them). Skipped without CUDA (KQ_REQUIRE_CUDA: fails).
 TEST(BnbCheckpoint, Int8RunsOnCuda) {
   KQ_REQUIRE_CUDA_MODEL();
   const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
@@ -152,7 +152,9 @@ TEST(BnbCheckpoint, Int8RunsOnCuda) {
     auto gpu = Model::load(p.quantized, {Device::CUDA, 2});
     const double err = rel_l2(testing::prefill_logits(*gpu, tokens), testing::prefill_logits(*cpu, tokens));
     std::printf("bitsandbytes 8-bit, threshold %g: GPU vs CPU logits, relative L2 %.3g\n", threshold, err);
-    EXPECT_LE(err, 3e-2) << threshold;
+    // ModelCuda's bounds: weight-only 3e-2, W8A8 (per-token activation codes from BF16 rows) 8e-2; measured on
+    // the H200 0.0096 / 0.033.
+    EXPECT_LE(err, threshold > 0 ? 3e-2 : 8e-2) << threshold;
   }
 }
 
