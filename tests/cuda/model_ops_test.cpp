@@ -348,6 +348,71 @@ TEST(ModelOps, SwigluAndGelu) {
     for (int64_t c = f; c < ld; ++c) ASSERT_EQ(out[size_t(i * ld + c)], gate[size_t(i * ld + c)]);
 }
 
+/// Gemma's ops: GeGLU (tanh and erf GELU, in place too), RMSNorm of BF16 rows in place, the residual scale.
+TEST(ModelOps, GegluRmsNormRowsAndScaleRows) {
+  KQ_REQUIRE_GPU();
+  Rng r;
+  SCOPED_TRACE("seed=" + std::to_string(r.seed));
+  const int64_t n = 3, f = 1001, ld = 1006;
+  const auto gate = random_bf16(r, size_t(n * ld), 2.0), upv = random_bf16(r, size_t(n * ld), 2.0);
+  for (const bool exact : {false, true}) {
+    std::vector<double> ref(size_t(n * f));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < f; ++c) {
+        const double g = bf16f(gate[size_t(i * ld + c)]), u = bf16f(upv[size_t(i * ld + c)]);
+        const double a = exact ? 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)))
+                               : 0.5 * g * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (g + 0.044715 * g * g * g)));
+        ref[size_t(i * f + c)] = a * u;
+      }
+    auto dg = up(gate), du = up(upv);
+    auto dout = poisoned<uint16_t>(size_t(n * ld));
+    cuda::geglu(dg.data(), ld, du.data(), ld, dout.data(), ld, n, f, exact, nullptr);
+    sync();
+    auto out = dout.download();
+    EXPECT_LE(rel_l2(ref, bf16_matrix(out, size_t(n), size_t(f), size_t(ld))), kBf16Out) << exact;
+    EXPECT_EQ(touched_padding(out, n, f, ld), 0);
+    cuda::geglu(dg.data(), ld, du.data(), ld, dg.data(), ld, n, f, exact, nullptr);  // in place
+    sync();
+    out = dg.download();
+    EXPECT_LE(rel_l2(ref, bf16_matrix(out, size_t(n), size_t(f), size_t(ld))), kBf16Out) << exact;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = f; c < ld; ++c) ASSERT_EQ(out[size_t(i * ld + c)], gate[size_t(i * ld + c)]);
+  }
+  // rms_norm_rows: rows of 1152 (Gemma 3 1B's hidden) and 300, stride past d poisoned.
+  for (const int64_t d : {int64_t(1152), int64_t(300)}) {
+    const int64_t rows = 5, ldy = d + 7;
+    const float eps = 1e-6f;
+    auto y0 = random_bf16(r, size_t(rows * ldy), 4.0);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = d; c < ldy; ++c) y0[size_t(i * ldy + c)] = kPoison16;
+    const auto w = random_f32(r, size_t(d), 0.5, 1.5);
+    std::vector<double> ref(size_t(rows * d));
+    for (int64_t i = 0; i < rows; ++i) {
+      double sq = 0;
+      for (int64_t c = 0; c < d; ++c) sq += std::pow(bf16f(y0[size_t(i * ldy + c)]), 2);
+      const double inv = 1 / std::sqrt(sq / double(d) + eps);
+      for (int64_t c = 0; c < d; ++c) ref[size_t(i * d + c)] = bf16f(y0[size_t(i * ldy + c)]) * inv * w[size_t(c)];
+    }
+    auto dy = up(y0);
+    auto dw = up(w);
+    cuda::rms_norm_rows(dy.data(), ldy, dw.data(), eps, rows, d, nullptr);
+    sync();
+    const auto got = dy.download();
+    EXPECT_LE(rel_l2(ref, bf16_matrix(got, size_t(rows), size_t(d), size_t(ldy))), kBf16Out) << d;
+    EXPECT_EQ(touched_padding(got, rows, d, ldy), 0);
+  }
+  // scale_rows: exact F32 products.
+  const auto x0 = random_f32(r, size_t(7 * 333), -3, 3);
+  auto dx = up(x0);
+  cuda::scale_rows(dx.data(), 33.9411255f, 7, 333, nullptr);
+  sync();
+  const auto x = dx.download();
+  for (size_t i = 0; i < x0.size(); ++i) ASSERT_EQ(x[i], x0[i] * 33.9411255f) << i;
+  EXPECT_THROW(cuda::rms_norm_rows(nullptr, 10, nullptr, 1e-6f, 1, 10, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::geglu(nullptr, 10, nullptr, 10, nullptr, 10, 1, 10, false, nullptr), InvalidArgument);
+  EXPECT_THROW(cuda::scale_rows(nullptr, 2.0f, 1, 10, nullptr), InvalidArgument);
+}
+
 TEST(ModelOps, Conversions) {
   KQ_REQUIRE_GPU();
   Rng r;

@@ -258,6 +258,36 @@ void gelu_tanh_inplace(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream
   ops::gelu_tanh_launch(x, ld, n, f, stream);
 }
 
+void geglu(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out, int64_t ld_out,
+           int64_t n, int64_t f, bool exact, cudaStream_t stream) {
+  check_rows("geglu", n, f);
+  check_ptr("geglu", "gate", gate);
+  check_ptr("geglu", "up", up);
+  check_ptr("geglu", "out", out);
+  check_ld("geglu", "ld_gate", ld_gate, f);
+  check_ld("geglu", "ld_up", ld_up, f);
+  check_ld("geglu", "ld_out", ld_out, f);
+  if (n == 0) return;
+  ops::geglu_launch(gate, ld_gate, up, ld_up, out, ld_out, n, f, exact, stream);
+}
+
+void rms_norm_rows(uint16_t* y, int64_t ld, const float* weight, float eps, int64_t n, int64_t d,
+                   cudaStream_t stream) {
+  check_rows("rms_norm_rows", n, d);
+  check_ptr("rms_norm_rows", "y", y);
+  check_ptr("rms_norm_rows", "weight", weight);
+  check_ld("rms_norm_rows", "ld", ld, d);
+  if (n == 0) return;
+  ops::rms_norm_rows_launch(y, ld, weight, eps, n, d, stream);
+}
+
+void scale_rows(float* x, float s, int64_t n, int64_t d, cudaStream_t stream) {
+  check_rows("scale_rows", n, d);
+  check_ptr("scale_rows", "x", x);
+  if (n == 0) return;
+  ops::scale_rows_launch(x, s, n * d, stream);
+}
+
 void f32_to_bf16(const float* in, uint16_t* out, int64_t count, cudaStream_t stream) {
   if (count < 0) raise<InvalidArgument>("f32_to_bf16: count {} is negative", count);
   if (count == 0) return;

@@ -182,6 +182,23 @@ bool swiglu_quantize(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, 
 /// GELU, tanh approximation (GPT-2's gelu_new), in place on BF16 [n, ld] (f columns).
 void gelu_tanh_inplace(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream);
 
+/// GeGLU (Shazeer 2020; Gemma's MLP): out[r, c] = BF16(GELU(gate[r, c]) · up[r, c]) in F32, GELU the tanh
+/// approximation (gelu_pytorch_tanh) or, with `exact`, the erf form. gate, up, out: BF16 [n, ld_*] (f columns;
+/// out may alias gate). Throws InvalidArgument as swiglu.
+void geglu(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out, int64_t ld_out,
+           int64_t n, int64_t f, bool exact, cudaStream_t stream);
+
+/// RMSNorm of BF16 rows in place (Gemma's post_attention_layernorm / post_feedforward_layernorm on a
+/// sub-layer's output before its residual add): y[r, :] = BF16(y[r, :] / sqrt(mean(y[r, :]²) + eps) · weight),
+/// the sum in F32. y: BF16 [n, ld] (d columns); weight: F32 [d]. Throws InvalidArgument for a bad shape,
+/// stride or pointer.
+void rms_norm_rows(uint16_t* y, int64_t ld, const float* weight, float eps, int64_t n, int64_t d,
+                   cudaStream_t stream);
+
+/// x[r, :] *= s for the n rows of the F32 residual stream x [n, d] (Gemma's embedding scale sqrt(hidden)).
+/// Throws InvalidArgument for a bad shape or a null x.
+void scale_rows(float* x, float s, int64_t n, int64_t d, cudaStream_t stream);
+
 /// F32 → BF16 (round to nearest even) and BF16 → F32, count elements.
 void f32_to_bf16(const float* in, uint16_t* out, int64_t count, cudaStream_t stream);
 void bf16_to_f32(const uint16_t* in, float* out, int64_t count, cudaStream_t stream);

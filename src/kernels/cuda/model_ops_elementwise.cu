@@ -147,6 +147,32 @@ __global__ void gelu_tanh_kernel(uint16_t* __restrict__ x, int64_t ld, int64_t n
   }
 }
 
+/// out = BF16(GELU(gate) · up); kExact: the erf form, else the tanh approximation (as gelu_tanh_kernel).
+template <bool kExact>
+__global__ void geglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint16_t* __restrict__ up, int64_t ld_up,
+                             uint16_t* out, int64_t ld_out, int64_t n, int64_t f) {
+  pdl_launch_dependents();
+  pdl_wait();
+  // out may alias gate (same element read then written by one thread): no __restrict__ on them.
+  KQ_ROWS_LOOP(n, f) {
+    const float g = bf(gate[r * ld_gate + c]);
+    const float u = bf(up[r * ld_up + c]);
+    float a;
+    if constexpr (kExact)
+      a = 0.5f * g * (1.0f + erff(g * 0.7071067811865476f));  // 1 / sqrt(2)
+    else
+      a = 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));  // sqrt(2/pi)
+    out[r * ld_out + c] = to_bf(a * u);
+  }
+}
+
+__global__ void scale_kernel(float* __restrict__ x, float s, int64_t count) {
+  pdl_launch_dependents();
+  pdl_wait();
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    x[i] *= s;
+}
+
 __global__ void f32_to_bf16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out, int64_t count) {
   pdl_launch_dependents();
   pdl_wait();
@@ -213,6 +239,19 @@ void swiglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, in
 void gelu_tanh_launch(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream) {
   const RowGrid g(n, f);
   launch_pdl(gelu_tanh_kernel, g.grid, dim3(kThreads), 0, stream, x, ld, n, f);
+  KQ_CUDA_CHECK_LAUNCH();
+}
+
+void geglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
+                  int64_t ld_out, int64_t n, int64_t f, bool exact, cudaStream_t stream) {
+  const RowGrid g(n, f);
+  launch_pdl(exact ? geglu_kernel<true> : geglu_kernel<false>, g.grid, dim3(kThreads), 0, stream, gate, ld_gate, up,
+             ld_up, out, ld_out, n, f);
+  KQ_CUDA_CHECK_LAUNCH();
+}
+
+void scale_rows_launch(float* x, float s, int64_t count, cudaStream_t stream) {
+  launch_pdl(scale_kernel, grid_for(count, kThreads, 4096), dim3(kThreads), 0, stream, x, s, count);
   KQ_CUDA_CHECK_LAUNCH();
 }
 

@@ -37,6 +37,11 @@ bool swiglu_quant_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* 
                          uint16_t* out, int64_t ld_out, int64_t n, int64_t f, ActCode code, void* q,
                          int64_t ldq, float* scale, cudaStream_t stream);
 void gelu_tanh_launch(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream_t stream);
+void geglu_launch(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
+                  int64_t ld_out, int64_t n, int64_t f, bool exact, cudaStream_t stream);
+void rms_norm_rows_launch(uint16_t* y, int64_t ld, const float* weight, float eps, int64_t n, int64_t d,
+                          cudaStream_t stream);
+void scale_rows_launch(float* x, float s, int64_t count, cudaStream_t stream);
 void f32_to_bf16_launch(const float* in, uint16_t* out, int64_t count, cudaStream_t stream);
 void bf16_to_f32_launch(const uint16_t* in, float* out, int64_t count, cudaStream_t stream);
 

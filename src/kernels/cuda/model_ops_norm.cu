@@ -309,7 +309,32 @@ __global__ void __launch_bounds__(kNormThreads)
     }
 }
 
+/// One block per row: y[r] = BF16(y[r] / rms · weight) in place, the sum of squares in F32 (two passes over
+/// the row; each thread rewrites only the elements it read).
+__global__ void __launch_bounds__(kNormThreads)
+    rms_norm_rows_kernel(uint16_t* __restrict__ y, int64_t ld, const float* __restrict__ weight, float eps,
+                         int64_t d) {
+  __shared__ float red[32];
+  pdl_launch_dependents();
+  pdl_wait();
+  uint16_t* yr = y + int64_t(blockIdx.x) * ld;
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < d; i += kNormThreads) {
+    const float v = bf(yr[i]);
+    sum = fmaf(v, v, sum);
+  }
+  sum = block_sum<kNormThreads>(sum, red);
+  const float inv = rsqrtf(sum / float(d) + eps);
+  for (int64_t i = threadIdx.x; i < d; i += kNormThreads) yr[i] = to_bf(bf(yr[i]) * inv * weight[i]);
+}
+
 }  // namespace
+
+void rms_norm_rows_launch(uint16_t* y, int64_t ld, const float* weight, float eps, int64_t n, int64_t d,
+                          cudaStream_t stream) {
+  launch_pdl(rms_norm_rows_kernel, dim3(unsigned(n)), dim3(kNormThreads), 0, stream, y, ld, weight, eps, d);
+  KQ_CUDA_CHECK_LAUNCH();
+}
 
 void qk_norm_launch(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t ldk, int k_heads, int head_dim,
                     const float* q_weight, const float* k_weight, float eps, int64_t n, cudaStream_t stream) {
