@@ -19,11 +19,17 @@ namespace kq {
 /// and Phi-4-mini) is the Llama architecture whose checkpoints fuse q/k/v_proj
 /// into self_attn.qkv_proj and gate/up_proj into mlp.gate_up_proj (split at
 /// load), with RoPE over the first ModelConfig::rotary_dim dimensions of each
-/// head (partial_rotary_factor) and "longrope" RoPE scaling.
-enum class Arch { GPT2, Llama, Mistral, Qwen2, Qwen3, Phi3 };
+/// head (partial_rotary_factor) and "longrope" RoPE scaling. Gemma3 (model_type "gemma3_text",
+/// Gemma3ForCausalLM: the Gemma 3 text models, e.g. gemma-3-1b) is the Llama architecture with Qwen3's q_norm
+/// / k_norm, RMSNorm gains stored as offsets from 1 (ModelConfig::norm_offset), a norm on each sub-layer's
+/// output before its residual add (ModelConfig::post_norms), a GeGLU MLP (activation "gelu_pytorch_tanh"),
+/// embeddings scaled by sqrt(hidden_size) (ModelConfig::scale_embeddings), an attention scale of
+/// query_pre_attn_scalar^-1/2, and sliding-window layers with their own RoPE base
+/// (ModelConfig::rope_local_theta).
+enum class Arch { GPT2, Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma3 };
 
-/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2" / "qwen3" / "phi3"; "unknown(N)" for a
-/// value outside the enum (see dtype_name).
+/// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2" / "qwen3" / "phi3" /
+/// "gemma3_text"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string arch_name(Arch a);
 
 /// RoPE frequency scaling: config.json "rope_scaling" (transformers 4: {"rope_type" or "type", ...}) or
@@ -141,6 +147,22 @@ std::string rope_type_name(RopeScaling::Type t);
 /// context_limit_note). sliding_window (default null: none): every layer's
 /// window, as Mistral's. "longrope" and a partial_rotary_factor other than 1 are refused
 /// for the other model types.
+/// Gemma3 keys (model_type "gemma3_text"): Llama's, with Gemma3TextConfig's defaults where they differ:
+/// num_key_value_heads 4, head_dim 256 (absent or null), max_position_embeddings 131072, rope_theta 1e6,
+/// tie_word_embeddings true; attention_bias (Llama's: q/k/v/o_proj), no mlp_bias; hidden_activation (default
+/// "gelu_pytorch_tanh"; "gelu_new", the same function, and "gelu", the exact erf form, are accepted;
+/// hidden_act is not read, as in transformers); query_pre_attn_scalar (default 256; the attention scale is
+/// its −1/2 power); sliding_window (default 4096; null: none) on the layers layer_types marks
+/// "sliding_attention", else every layer but each sliding_window_pattern-th (default 6: layers 5, 11, ... are
+/// global); rope_local_base_freq (default 1e4): the RoPE θ of the sliding layers, which take no rope_scaling
+/// (rope_theta and rope_scaling are the global layers'); transformers 5's rope_parameters {"full_attention":
+/// {...}, "sliding_attention": {...}} is read the same way. q_norm / k_norm always; every RMSNorm multiplies
+/// by (1 + weight) (norm_offset), post_attention_layernorm and post_feedforward_layernorm norm the sub-layer
+/// outputs and pre_feedforward_layernorm is the MLP's input norm (post_norms); embeddings times
+/// sqrt(hidden_size) (scale_embeddings). Refused, naming the key: final_logit_softcapping or
+/// attn_logit_softcapping not null (Gemma 2's tanh soft-capping), and use_bidirectional_attention true.
+/// model_type "gemma" and "gemma2" (Gemma 1 and 2) and "gemma3" (the multimodal
+/// Gemma3ForConditionalGeneration folders, text_config nested) are refused naming gemma3_text.
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;
@@ -153,7 +175,14 @@ struct ModelConfig {
   int64_t head_dim = 0;           ///< from config "head_dim" when present, else hidden/heads
   int64_t max_positions = 0;      ///< context length (n_positions / max_position_embeddings)
   double norm_eps = 1e-5;         ///< LayerNorm / RMSNorm epsilon
-  double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 / Qwen3 / Phi3 only
+  double rope_theta = 10000.0;    ///< Llama / Mistral / Qwen2 / Qwen3 / Phi3 / Gemma3 only
+  /// Gemma3's rope_local_base_freq: the RoPE θ of the sliding-window layers (those sliding_layers marks,
+  /// every layer when it is empty), which use the default frequencies (no rope_scaling); 0: every layer uses
+  /// rope_theta and rope_scaling.
+  double rope_local_theta = 0.0;
+  /// Gemma3's query_pre_attn_scalar: attention scores are scaled by query_pre_attn_scalar^−1/2 (finite, > 0);
+  /// 0: by head_dim^−1/2.
+  double query_pre_attn_scalar = 0.0;
   /// Llama architectures: RoPE rotates the first rotary_dim dimensions of each head (rotate_half within them:
   /// pairs (i, i + rotary_dim/2)) and passes the rest through; 0 (a config built in code) or head_dim: the whole
   /// head. Phi3's partial_rotary_factor sets it.
@@ -163,9 +192,11 @@ struct ModelConfig {
   /// sliding_window_causal mask: the last sliding_window positions, its own included). It may exceed
   /// max_positions (then it changes nothing). Which layers have it: sliding_layers (layer_window).
   int64_t sliding_window = 0;
-  /// The layers that attend within sliding_window: empty: every layer (Mistral, Phi3, and a config built in code
-  /// that leaves it empty); else one flag per layer (num_layers), true for a windowed layer (Qwen2, Qwen3:
-  /// layer_types' "sliding_attention", else the layers >= max_window_layers).
+  /// The layers that attend within sliding_window: empty: every layer (Mistral, Phi3, and a config built in
+  /// code that leaves it empty); else one flag per layer (num_layers), true for a windowed layer (Qwen2,
+  /// Qwen3: layer_types' "sliding_attention", else the layers >= max_window_layers; Gemma3: layer_types, else
+  /// sliding_window_pattern). Gemma3 keeps the flags when sliding_window is 0 (null): they choose the RoPE
+  /// table.
   std::vector<bool> sliding_layers;
   RopeScaling rope_scaling;       ///< Llama architectures only: RoPE frequency scaling (Type::Default: none)
   bool tie_word_embeddings = true;
@@ -173,12 +204,28 @@ struct ModelConfig {
   /// Llama architectures: q/k/v_proj have biases even without attention_bias, o_proj only with it (always true
   /// for Qwen2, whose o_proj has none; false for the others). GPT-2: unused (attention_bias covers c_attn).
   bool qkv_bias = false;
-  /// Llama architectures: every layer has q_norm and k_norm (F32 [head_dim] gains), an RMSNorm (eps norm_eps) over
-  /// each query and key head after q_proj / k_proj and before RoPE; values are not normed (always true for Qwen3,
-  /// false for the others). GPT-2: must be false.
+  /// Llama architectures: every layer has q_norm and k_norm (F32 [head_dim] gains), an RMSNorm (eps norm_eps)
+  /// over each query and key head after q_proj / k_proj and before RoPE; values are not normed (always true
+  /// for Qwen3 and Gemma3, false for the others). GPT-2: must be false.
   bool qk_norm = false;
   bool mlp_bias = false;          ///< MLP projections have biases (Llama config key; always true for GPT-2)
-  /// GPT-2 "gelu_new" or "gelu_pytorch_tanh" (tanh approximation) or "gelu" (exact erf); Llama "silu".
+  /// Llama architectures (true for Gemma3): every RMSNorm gain (input / post-attention / pre- and
+  /// post-feedforward / final / q_norm / k_norm) is stored as w and multiplies by (1 + w), computed in F32 as
+  /// transformers' Gemma3RMSNorm does; the loader holds 1 + w (exact in F32), the folders keep w. GPT-2: must
+  /// be false.
+  bool norm_offset = false;
+  /// Llama architectures (true for Gemma3): "sandwich" norms: the attention output is RMS-normed by
+  /// post_attention_layernorm before its residual add, the MLP input by pre_feedforward_layernorm, and the
+  /// MLP output by post_feedforward_layernorm before its residual add (Llama's post_attention_layernorm is
+  /// the MLP's input norm). GPT-2: must be false.
+  bool post_norms = false;
+  /// Llama architectures (true for Gemma3): the token embeddings are multiplied by sqrt(hidden_size) after
+  /// the lookup, that factor rounded to the embedding table's dtype on disk (BF16 / F16 / F32) as
+  /// transformers casts it to the weights' dtype; the product is kept in F32. GPT-2: must be false.
+  bool scale_embeddings = false;
+  /// GPT-2 "gelu_new" or "gelu_pytorch_tanh" (tanh approximation) or "gelu" (exact erf); Llama "silu"; Gemma3
+  /// the gate activation of its GeGLU MLP: "gelu_pytorch_tanh" (the tanh form; "gelu_new" is read as it) or
+  /// "gelu".
   std::string activation = "gelu_new";
   std::string torch_dtype;        ///< config "dtype" (transformers 5) or "torch_dtype": "float32", "bfloat16", ...; may be empty
   /// The config.json keys num_layers, hidden_size, num_heads and
@@ -212,16 +259,20 @@ inline int64_t layer_window(const ModelConfig& c, int64_t layer) {
 /// The dimensions of each head RoPE rotates: c.rotary_dim, or head_dim when it is 0.
 inline int64_t rotary_dim_of(const ModelConfig& c) { return c.rotary_dim > 0 ? c.rotary_dim : c.head_dim; }
 
-/// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2", "qwen3" or "phi3"). `source` names the file in
-/// error messages.
-/// Throws FormatError for unknown model_type (listing the supported ones),
-/// missing/invalid keys, a GPT-2 key and its alias with different values
-/// (naming both keys and values), inconsistent head counts (named by the keys
-/// the file uses: ModelConfig::size_keys), or an unsupported
-/// rope_scaling / rope_parameters rope_type (supported: "default" or absent,
-/// "linear", "llama3", and for phi3 "longrope" / "su"; "dynamic", "yarn", ... are
-/// refused), a longrope short_factor / long_factor that is not rotary_dim/2 finite
-/// positive numbers (naming the key and, for a bad value, its index), a
+/// Whether layer `layer` of a Gemma3 config uses the local RoPE table (θ = rope_local_theta, default
+/// frequencies): rope_local_theta is set and the layer is a sliding one (sliding_layers empty, or true at
+/// `layer`).
+inline bool layer_rope_local(const ModelConfig& c, int64_t layer) {
+  return c.rope_local_theta > 0 && (c.sliding_layers.empty() || c.sliding_layers[size_t(layer)]);
+}
+
+/// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3" or "gemma3_text").
+/// `source` names the file in error messages. Throws FormatError for unknown model_type (listing the
+/// supported ones), missing/invalid keys, a GPT-2 key and its alias with different values (naming both keys
+/// and values), inconsistent head counts (named by the keys the file uses: ModelConfig::size_keys), or an
+/// unsupported rope_scaling / rope_parameters rope_type (supported: "default" or absent, "linear", "llama3",
+/// and for phi3 "longrope" / "su"; "dynamic", "yarn", ... are refused), a longrope short_factor / long_factor
+/// that is not rotary_dim/2 finite positive numbers (naming the key and, for a bad value, its index), a
 /// partial_rotary_factor other than 1 outside phi3 (for phi3: not in (0, 1], or
 /// giving an odd or zero rotary_dim), a
 /// scaling key that is missing, not a number (original_max_position_embeddings:

@@ -215,12 +215,13 @@ class Model {
   /// config.json and the key, before anything is allocated per layer, for a
   /// layer count above the layers the safetensors files hold or an embedding
   /// (or Llama layer-0 attention) shape that contradicts the config's sizes, and naming config.json
-  /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2 / qwen3 / phi3, a RoPE
-  /// type other than default / llama3 / linear / longrope (phi3), an activation other than gelu_new,
-  /// gelu_pytorch_tanh or gelu (GPT-2) / silu (Llama); see parse_model_config); Unsupported for CUDA in a
-  /// CPU-only build or without a usable device, or for a format, activation or RoPE
-  /// the GPU path lacks (exact-erf GELU; a rotary_dim below head_dim, Phi-3's partial_rotary_factor, refused
-  /// naming config.json before any weight is read). Throws InvalidArgument for an empty `dir`
+  /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2 / qwen3 / phi3 /
+  /// gemma3_text, a RoPE type other than default / llama3 / linear / yarn / dynamic / longrope (phi3), an
+  /// activation other than gelu_new, gelu_pytorch_tanh or gelu (GPT-2, Gemma3) / silu (Llama); see
+  /// parse_model_config); Unsupported for CUDA in a CPU-only build or without a usable device, or for a format,
+  /// activation or RoPE the GPU path lacks (exact-erf GELU; a rotary_dim below head_dim, Phi-3's
+  /// partial_rotary_factor, refused naming config.json before any weight is read; gemma3_text, refused naming
+  /// config.json and the missing kernels before any weight is read: models::check_device_support). Throws InvalidArgument for an empty `dir`
   /// path, for a ctx.device that is not a Device value (e.g. Device(7)) and for
   /// ctx.threads outside [0, kMaxThreads].
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});

@@ -1,6 +1,6 @@
-// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3, Phi3: Llama's
-// architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig, Qwen2Config,
-// Qwen3Config and Phi3Config.
+// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3, Phi3, Gemma3:
+// Llama's architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig,
+// Qwen2Config, Qwen3Config, Phi3Config and Gemma3TextConfig.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -30,6 +30,7 @@ std::string arch_name(Arch a) {
     case Arch::Qwen2: return "qwen2";
     case Arch::Qwen3: return "qwen3";
     case Arch::Phi3: return "phi3";
+    case Arch::Gemma3: return "gemma3_text";
   }
   return std::string(unknown_enum_name(int64_t(a)));
 }
@@ -530,19 +531,10 @@ void yarn_context(const char* where, ModelConfig& c) {
   }
 }
 
-/// Which of Qwen2's `num_layers` layers attend within the sliding window (one flag each, true: windowed):
-/// Qwen2Config's layer_types (transformers >= 4.53) when given, "sliding_attention"; else the layers >=
-/// max_window_layers (default 28). Qwen2Config gives a layer a window only when use_sliding_window is true (the
-/// caller checked it). Throws FormatError for a max_window_layers that is not an integer >= 0, and a layer_types
-/// that is not an array of num_layers "full_attention" / "sliding_attention" strings.
-std::vector<bool> qwen2_sliding_layers(const Reader& r, int64_t num_layers) {
-  const int64_t max_window_layers = r.count("max_window_layers", 28);
-  const json* types = r.find("layer_types");
+/// The flags of config.json's layer_types `types` (not null): true for "sliding_attention", false for
+/// "full_attention". Throws FormatError for anything but an array of num_layers such strings.
+std::vector<bool> layer_types_sliding(const Reader& r, const json* types, int64_t num_layers) {
   std::vector<bool> sliding(size_t(num_layers), false);
-  if (!types) {
-    for (int64_t l = max_window_layers; l < num_layers; ++l) sliding[size_t(l)] = true;
-    return sliding;
-  }
   if (!types->is_array() || int64_t(types->size()) != num_layers)
     raise<FormatError>("{}: key 'layer_types': expected an array of num_hidden_layers = {} strings, got {}",
                        r.source(), num_layers, io::json_excerpt(*types));
@@ -556,15 +548,109 @@ std::vector<bool> qwen2_sliding_layers(const Reader& r, int64_t num_layers) {
   return sliding;
 }
 
+/// Which of Qwen2's `num_layers` layers attend within the sliding window (one flag each, true: windowed):
+/// Qwen2Config's layer_types (transformers >= 4.53) when given, "sliding_attention"; else the layers >=
+/// max_window_layers (default 28). Qwen2Config gives a layer a window only when use_sliding_window is true (the
+/// caller checked it). Throws FormatError for a max_window_layers that is not an integer >= 0, and a layer_types
+/// that is not an array of num_layers "full_attention" / "sliding_attention" strings.
+std::vector<bool> qwen2_sliding_layers(const Reader& r, int64_t num_layers) {
+  const int64_t max_window_layers = r.count("max_window_layers", 28);
+  const json* types = r.find("layer_types");
+  std::vector<bool> sliding(size_t(num_layers), false);
+  if (!types) {
+    for (int64_t l = max_window_layers; l < num_layers; ++l) sliding[size_t(l)] = true;
+    return sliding;
+  }
+  return layer_types_sliding(r, types, num_layers);
+}
+
+/// Gemma3TextConfig's keys beyond Llama's, into `c` (sizes and RoPE read): query_pre_attn_scalar (default
+/// 256), the local RoPE θ (`local_theta`, from transformers 5's rope_parameters.sliding_attention, else
+/// rope_local_base_freq, default 1e4), sliding_window (default 4096, null: none) on the layers of
+/// layer_types, else all but every sliding_window_pattern-th (default 6), and the Gemma flags. Throws
+/// FormatError naming the key for a soft-capping that is not null (Gemma 2's tanh capping of the attention
+/// scores or the logits, which kq does not compute), use_bidirectional_attention true (EmbeddingGemma's
+/// encoder), a hidden_activation other than gelu_pytorch_tanh / gelu_new / gelu, and a bad value.
+void gemma3_keys(const Reader& r, std::optional<double> local_theta, ModelConfig& c) {
+  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"})
+    if (const json* v = r.find(key))
+      raise<FormatError>(
+          "{}: key '{}' is {}: tanh soft-capping (Gemma 2's) is not supported; gemma3_text models "
+          "have it null",
+          r.source(), key, io::json_excerpt(*v));
+  if (r.boolean("use_bidirectional_attention", false))
+    raise<FormatError>(
+        "{}: key 'use_bidirectional_attention' is true (an encoder, as EmbeddingGemma's): kq runs "
+        "causal language models only",
+        r.source());
+  c.activation = r.string("hidden_activation", "gelu_pytorch_tanh");  // Gemma3TextConfig reads no hidden_act
+  if (c.activation != "gelu_pytorch_tanh" && c.activation != "gelu_new" && c.activation != "gelu")
+    raise<FormatError>(
+        "{}: hidden_activation '{}' is not supported for gemma3_text (supported: gelu_pytorch_tanh, "
+        "gelu_new (the same tanh form), gelu)",
+        r.source(), io::text_excerpt(c.activation));
+  c.query_pre_attn_scalar = r.positive("query_pre_attn_scalar", 256.0);
+  c.rope_local_theta = local_theta
+                           ? *local_theta
+                           : r.positive_f32("rope_local_base_freq", r.find("rope_local_base_freq"), 10000.0);
+  c.sliding_window = r.is_null("sliding_window") ? 0 : r.size("sliding_window", 4096);
+  if (const json* types = r.find("layer_types")) {
+    c.sliding_layers = layer_types_sliding(r, types, c.num_layers);
+  } else {
+    // Gemma3TextConfig: layer i is "sliding_attention" unless (i + 1) is a multiple of the pattern.
+    const int64_t pattern = r.size("sliding_window_pattern", 6);
+    c.sliding_layers.assign(size_t(c.num_layers), false);
+    for (int64_t l = 0; l < c.num_layers; ++l) c.sliding_layers[size_t(l)] = (l + 1) % pattern != 0;
+  }
+  c.norm_offset = c.post_norms = c.scale_embeddings = true;
+}
+
+/// transformers 5's Gemma3 rope_parameters per layer type, {"full_attention": {...}, "sliding_attention":
+/// {...}}: the "full_attention" object (the global layers' rope_type, rope_theta and scaling keys) is
+/// returned for the generic reading, and the "sliding_attention" one's rope_theta put into `local_theta`; its
+/// rope_type must be default (Gemma3's local layers take no scaling). nullptr when `rp` is not of that form.
+/// Throws FormatError naming the key.
+const json* gemma3_rope_parameters(const Reader& r, const json& rp, std::optional<double>& local_theta) {
+  if (!rp.is_object() || (!rp.contains("full_attention") && !rp.contains("sliding_attention")))
+    return nullptr;
+  for (const auto& [key, value] : rp.items())
+    if (key != "full_attention" && key != "sliding_attention")
+      raise<FormatError>(
+          "{}: rope_parameters.{}: expected only 'full_attention' and 'sliding_attention' (RoPE "
+          "parameters per layer type)",
+          r.source(), io::text_excerpt(key));
+  const auto object = [&](const char* key) -> const json* {
+    const auto it = rp.find(key);
+    if (it == rp.end() || it->is_null()) return nullptr;
+    if (!it->is_object())
+      raise<FormatError>("{}: 'rope_parameters.{}' must be an object, got {}", r.source(), key,
+                         io::json_excerpt(*it));
+    return &*it;
+  };
+  if (const json* local = object("sliding_attention")) {
+    for (const char* k : {"rope_type", "type"})
+      if (const auto t = local->find(k); t != local->end() && !t->is_null() && *t != "default")
+        raise<FormatError>(
+            "{}: rope_parameters.sliding_attention.{} is {}: the sliding-window layers of "
+            "gemma3_text take default RoPE (only rope_theta)",
+            r.source(), k, io::json_excerpt(*t));
+    if (const auto t = local->find("rope_theta"); t != local->end() && !t->is_null())
+      local_theta = r.positive_f32("rope_parameters.sliding_attention.rope_theta", &*t, 0);
+  }
+  static const json kEmpty = json::object();
+  const json* full = object("full_attention");
+  return full ? full : &kEmpty;
+}
+
 /// A Llama config, or a Mistral one (MistralConfig's defaults; sliding_window), or a Qwen2 one (Qwen2Config's
 /// defaults; q/k/v biases; use_sliding_window), or a Qwen3 one (Qwen3Config's defaults; q_norm / k_norm;
-/// attention_bias; use_sliding_window as Qwen2's), or a Phi3 one (Phi3Config's defaults; partial_rotary_factor;
-/// longrope; sliding_window as Mistral's, none when absent).
-/// The largest RoPE angle, position max_positions − 1 times the largest inverse frequency (max(1,
-/// θ^(−(dim−2)/dim)), dim = rotary_dim, divided by a scaling factor below 1; longrope: the largest
-/// θ^(−2i/dim) / short_factor_i), must be finite as a float32, in which the tables are computed: a tiny rope_theta
-/// or factor within float32's range still overflows there (cos / sin of inf: NaN logits, blamed on the weights;
-/// tester round 18b). Throws FormatError naming the keys.
+/// attention_bias; use_sliding_window as Qwen2's), or a Phi3 one (Phi3Config's defaults;
+/// partial_rotary_factor; longrope; sliding_window as Mistral's, none when absent), or a Gemma3 one
+/// (Gemma3TextConfig's defaults and gemma3_keys). The largest RoPE angle, position max_positions − 1 times
+/// the largest inverse frequency (max(1, θ^(−(dim−2)/dim)), dim = rotary_dim, divided by a scaling factor
+/// below 1; longrope: the largest θ^(−2i/dim) / short_factor_i), must be finite as a float32, in which the
+/// tables are computed: a tiny rope_theta or factor within float32's range still overflows there (cos / sin
+/// of inf: NaN logits, blamed on the weights; tester round 18b). Throws FormatError naming the keys.
 void check_rope_angles(const Reader& r, const ModelConfig& c) {
   const double hd = double(rotary_dim_of(c));
   double inv_max = std::max(1.0, std::pow(c.rope_theta, -(hd - 2) / hd));
@@ -576,6 +662,9 @@ void check_rope_angles(const Reader& r, const ModelConfig& c) {
   } else if (scaled) {
     inv_max /= std::min(1.0, c.rope_scaling.factor);
   }
+  // Gemma3's local table (rope_local_theta, default frequencies) too.
+  if (c.rope_local_theta > 0)
+    inv_max = std::max(inv_max, std::max(1.0, std::pow(c.rope_local_theta, -(hd - 2) / hd)));
   const double angle = double(c.max_positions - 1) * inv_max;
   if (!(angle <= double(std::numeric_limits<float>::max())))
     raise<FormatError>("{}: RoPE angles overflow float32, in which the tables are computed: position {} ({} {}) "
@@ -587,7 +676,7 @@ void check_rope_angles(const Reader& r, const ModelConfig& c) {
 
 ModelConfig parse_llama(const Reader& r, Arch arch) {
   const bool mistral = arch == Arch::Mistral, qwen2 = arch == Arch::Qwen2, qwen3 = arch == Arch::Qwen3;
-  const bool phi3 = arch == Arch::Phi3;
+  const bool phi3 = arch == Arch::Phi3, gemma3 = arch == Arch::Gemma3;
   ModelConfig c;
   c.arch = arch;
   c.size_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"};
@@ -602,22 +691,28 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
                               : mistral  ? "MistralConfig"
                               : qwen2    ? "Qwen2Config"
                               : qwen3    ? "Qwen3Config"
+                              : gemma3   ? "Gemma3TextConfig"
                                          : nullptr;
-  c.num_kv_heads = r.size("num_key_value_heads", !kv_default_of ? c.num_heads : mistral ? 8 : 32);
+  c.num_kv_heads = r.size("num_key_value_heads", !kv_default_of ? c.num_heads
+                                                 : mistral      ? 8
+                                                 : gemma3       ? 4
+                                                                : 32);
   if (r.find("num_key_value_heads")) c.size_keys.num_kv_heads = "num_key_value_heads";
   c.vocab_size = r.size("vocab_size");
-  c.max_positions =
-      r.size("max_position_embeddings", mistral ? 4096 * 32 : qwen2 || qwen3 ? 32768 : phi3 ? 4096 : 2048);
+  c.max_positions = r.size("max_position_embeddings", mistral || gemma3 ? 4096 * 32
+                                                      : qwen2 || qwen3  ? 32768
+                                                      : phi3            ? 4096
+                                                                        : 2048);
   c.norm_eps = r.epsilon("rms_norm_eps", phi3 ? 1e-5 : 1e-6);  // Phi3Config's default, the four others'
-  c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", gemma3);  // Gemma3TextConfig: tied
   // MistralConfig, Qwen2Config and Phi3Config have no attention_bias / mlp_bias, Qwen3Config no mlp_bias (the keys
   // are ignored): Mistral's and Phi3's projections never have biases; Qwen2's q/k/v_proj always have, its o_proj and
   // MLP never; Qwen3's MLP never. Qwen3's attention_bias is Llama's (q/k/v/o_proj).
-  c.attention_bias = (arch == Arch::Llama || qwen3) && r.boolean("attention_bias", false);
+  c.attention_bias = (arch == Arch::Llama || qwen3 || gemma3) && r.boolean("attention_bias", false);
   c.mlp_bias = arch == Arch::Llama && r.boolean("mlp_bias", false);
   c.qkv_bias = qwen2;
-  c.qk_norm = qwen3;  // Qwen3Attention's q_norm / k_norm, unconditional
-  c.activation = r.string("hidden_act", "silu");
+  c.qk_norm = qwen3 || gemma3;  // Qwen3Attention's and Gemma3Attention's q_norm / k_norm, unconditional
+  c.activation = gemma3 ? "silu" : r.string("hidden_act", "silu");  // Gemma3: hidden_activation (gemma3_keys)
   if (c.activation == "swish") c.activation = "silu";  // transformers' ACT2FN: the same function (x * sigmoid(x))
   if (c.activation != "silu")
     raise<FormatError>("{}: hidden_act '{}' is not supported for {} (supported: silu, or swish, its alias)",
@@ -629,8 +724,9 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   if (r.find("head_dim")) {
     c.head_dim = r.size("head_dim");
     c.size_keys.head_dim = "head_dim";
-  } else if (qwen3) {
-    c.head_dim = 128;  // Qwen3Config's default, whatever hidden_size / heads is
+  } else if (qwen3 || gemma3) {
+    c.head_dim =
+        qwen3 ? 128 : 256;  // Qwen3Config's and Gemma3TextConfig's defaults, whatever hidden_size / heads is
   } else {
     if (c.hidden_size % c.num_heads != 0)
       raise<FormatError>("{}: hidden_size {} is not divisible by num_attention_heads {} (and no head_dim given)",
@@ -642,26 +738,33 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
 
   // RoPE: transformers 4 keeps rope_theta / rope_scaling at the top level,
   // transformers 5 moves both into rope_parameters {rope_theta, rope_type}.
-  std::optional<double> theta;
+  std::optional<double> theta, local_theta;
   std::optional<RopeScaling> scaling;
   const char* scaling_key = "rope_scaling";
   if (const json* rs = r.find("rope_scaling")) scaling = rope_scaling_of(r, "rope_scaling", *rs, phi3);
-  if (const json* rp = r.find("rope_parameters")) {
+  const json* rp = r.find("rope_parameters");
+  const char* rp_key = "rope_parameters";
+  if (const json* full = rp && gemma3 ? gemma3_rope_parameters(r, *rp, local_theta) : nullptr) {
+    rp = full;
+    rp_key = "rope_parameters.full_attention";
+  }
+  if (rp) {
     // A type in rope_scaling wins: transformers 4 reads only it, transformers 5 replaces rope_parameters by it.
     if (!scaling) {
-      scaling = rope_scaling_of(r, "rope_parameters", *rp, phi3);
-      scaling_key = "rope_parameters";
+      scaling = rope_scaling_of(r, rp_key, *rp, phi3);
+      scaling_key = rp_key;
     }
     const auto it = rp->find("rope_theta");
-    if (it != rp->end() && !it->is_null()) theta = r.positive_f32("rope_parameters.rope_theta", &*it, 0);
+    if (it != rp->end() && !it->is_null())
+      theta = r.positive_f32(fmt::format("{}.rope_theta", rp_key), &*it, 0);
   }
   if (const json* top = r.find("rope_theta")) {
     const double t = r.positive_f32("rope_theta", top, 0);
     if (theta && *theta != t)
-      raise<FormatError>("{}: rope_theta {} conflicts with rope_parameters.rope_theta {}", r.source(), t, *theta);
+      raise<FormatError>("{}: rope_theta {} conflicts with {}.rope_theta {}", r.source(), t, rp_key, *theta);
     theta = t;
   }
-  c.rope_theta = theta.value_or(10000.0);
+  c.rope_theta = theta.value_or(gemma3 ? 1e6 : 10000.0);  // Gemma3TextConfig's default; LlamaConfig's
   c.rope_scaling = scaling.value_or(RopeScaling{});
   // Phi3 rotates only partial_rotary_factor · head_dim dimensions of each head (the rest pass unrotated). The other
   // architectures' modeling code rotates the whole head whatever the key says: refuse rather than compute another
@@ -670,9 +773,9 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
     c.rotary_dim = phi3_rotary_dim(r, c.head_dim);
   } else {
     check_partial_rotary_factor(r, "partial_rotary_factor", r.find("partial_rotary_factor"));
-    if (const json* rp = r.find("rope_parameters"))
+    if (rp)
       if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
-        check_partial_rotary_factor(r, "rope_parameters.partial_rotary_factor", &*it);
+        check_partial_rotary_factor(r, fmt::format("{}.partial_rotary_factor", rp_key).c_str(), &*it);
   }
   // longrope's short factors serve original_max_position_embeddings positions: the context is capped there.
   if (c.rope_scaling.type == RopeScaling::Type::LongRope) longrope_context(r, scaling_key, c);
@@ -691,6 +794,7 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
       c.sliding_layers = std::move(layers);
     }
   }
+  if (gemma3) gemma3_keys(r, local_theta, c);
   check_rope_angles(r, c);
   return c;
 }
@@ -704,19 +808,33 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   ModelConfig c;
   if (type == "gpt2") {
     c = parse_gpt2(r);
-  } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "phi3") {
-    c = parse_llama(r, type == "mistral" ? Arch::Mistral
-                       : type == "qwen2" ? Arch::Qwen2
-                       : type == "qwen3" ? Arch::Qwen3
-                       : type == "phi3"  ? Arch::Phi3
-                                         : Arch::Llama);
+  } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "phi3" ||
+             type == "gemma3_text") {
+    c = parse_llama(r, type == "mistral"       ? Arch::Mistral
+                       : type == "qwen2"       ? Arch::Qwen2
+                       : type == "qwen3"       ? Arch::Qwen3
+                       : type == "phi3"        ? Arch::Phi3
+                       : type == "gemma3_text" ? Arch::Gemma3
+                                               : Arch::Llama);
+  } else if (type == "gemma" || type == "gemma2") {
+    raise<FormatError>(
+        "{}: model_type '{}' ({}) is not supported: of the Gemma models kq runs gemma3_text only "
+        "(Gemma3ForCausalLM, the Gemma 3 text models such as gemma-3-1b)",
+        source, type, type == "gemma" ? "Gemma 1" : "Gemma 2, with attention logit soft-capping");
+  } else if (type == "gemma3") {
+    raise<FormatError>(
+        "{}: model_type 'gemma3' is a multimodal Gemma3ForConditionalGeneration folder (text_config "
+        "nested, weights under language_model.*), which kq does not load; kq runs model_type "
+        "gemma3_text (Gemma3ForCausalLM, e.g. gemma-3-1b-it / -pt)",
+        source);
   } else if (type.empty()) {
     const auto it = j.find("model_type");
-    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2, qwen3, phi3)", source,
+    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)", source,
                        it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
   } else {
-    raise<FormatError>("{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2, qwen3, phi3)",
-                       source, io::text_excerpt(type));
+    raise<FormatError>(
+        "{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)",
+        source, io::text_excerpt(type));
   }
   // transformers 5 writes "dtype"; older versions "torch_dtype".
   c.torch_dtype = r.find("dtype") ? r.string("dtype", "") : r.string("torch_dtype", "");

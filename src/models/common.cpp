@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kq/error.hpp"
+#include "models/backend.hpp"
 
 namespace kq::models {
 
@@ -62,9 +63,10 @@ void check_rope_scaling(const RopeScaling& s, int64_t rotary_dim, const std::str
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 &&
-      c.arch != Arch::Qwen3 && c.arch != Arch::Phi3)
-    raise<E>("{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral, qwen2, qwen3 or phi3)", where,
-             int(c.arch));
+      c.arch != Arch::Qwen3 && c.arch != Arch::Phi3 && c.arch != Arch::Gemma3)
+    raise<E>(
+        "{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral, qwen2, qwen3, phi3 or gemma3_text)",
+        where, int(c.arch));
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
                                                    {"intermediate_size", c.intermediate_size},
@@ -90,6 +92,12 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
       raise<E>("{}: GPT-2 hidden_size {} != num_heads {} × head_dim {}", where, c.hidden_size, c.num_heads,
                c.head_dim);
     if (c.qk_norm) raise<E>("{}: GPT-2 has no q_norm / k_norm (ModelConfig::qk_norm must be false)", where);
+    if (c.norm_offset || c.post_norms || c.scale_embeddings || c.rope_local_theta != 0 ||
+        c.query_pre_attn_scalar != 0)
+      raise<E>(
+          "{}: GPT-2 has none of Gemma's norm_offset, post_norms, scale_embeddings, rope_local_theta and "
+          "query_pre_attn_scalar (they must be false / 0)",
+          where);
     if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
       raise<Unsupported>("{}: GPT-2 activation '{}' is not supported (gelu_new, gelu_pytorch_tanh, gelu)",
                          where, c.activation);
@@ -100,7 +108,17 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
                c.rotary_dim, c.head_dim);
     if (!(c.rope_theta > 0)) raise<E>("{}: rope_theta {} must be positive", where, c.rope_theta);
     check_rope_scaling<E>(c.rope_scaling, rotary_dim_of(c), where);
-    if (c.activation != "silu")
+    if (!(c.rope_local_theta >= 0) || !std::isfinite(c.rope_local_theta))
+      raise<E>("{}: rope_local_theta {} must be finite and positive (0: none)", where, c.rope_local_theta);
+    if (!(c.query_pre_attn_scalar >= 0) || !std::isfinite(c.query_pre_attn_scalar))
+      raise<E>("{}: query_pre_attn_scalar {} must be finite and positive (0: head_dim)", where,
+               c.query_pre_attn_scalar);
+    if (c.arch == Arch::Gemma3) {
+      if (c.activation != "gelu_pytorch_tanh" && c.activation != "gelu_new" && c.activation != "gelu")
+        raise<Unsupported>(
+            "{}: gemma3_text activation '{}' is not supported (gelu_pytorch_tanh, gelu_new, gelu)", where,
+            c.activation);
+    } else if (c.activation != "silu")
       raise<Unsupported>("{}: {} activation '{}' is not supported (silu)", where,
                          c.arch == Arch::Mistral ? "Mistral"
                          : c.arch == Arch::Qwen2 ? "Qwen2"
@@ -112,11 +130,43 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
 }
 }  // namespace
 
+void check_device_support(const ModelConfig& c, Device device, const std::string& where) {
+  if (device != Device::CUDA) return;
+  std::vector<std::string> missing;
+  if (c.scale_embeddings) missing.push_back("the embedding scale sqrt(hidden_size)");
+  if (c.post_norms)
+    missing.push_back(
+        "the RMSNorm of a sub-layer's output (post_attention_layernorm / "
+        "post_feedforward_layernorm)");
+  if (c.arch != Arch::GPT2 && c.activation != "silu") missing.push_back("the GeGLU MLP (GELU(gate) · up)");
+  if (missing.empty()) return;
+  std::string ops;
+  for (size_t i = 0; i < missing.size(); ++i) ops += (i ? "; " : "") + missing[i];
+  raise<Unsupported>(
+      "{}: {} is not supported on --device cuda yet: the CUDA backend has no kernels for {}; run it "
+      "with --device cpu",
+      where, arch_name(c.arch), ops);
+}
+
 void check_config(const ModelConfig& c, const std::string& where, bool from_file) {
   if (from_file)
     check_config_as<FormatError>(c, where);
   else
     check_config_as<InvalidArgument>(c, where);
+}
+
+void Backend::geglu(Act, Act, int64_t, bool) {
+  raise<Unsupported>("the {} backend has no GeGLU op (Backend::geglu)", device_name(device()));
+}
+
+void Backend::rms_norm_rows(Act, const Param&, float, int64_t) {
+  raise<Unsupported>("the {} backend has no in-place RMSNorm of activations (Backend::rms_norm_rows)",
+                     device_name(device()));
+}
+
+void Backend::scale_residual(float*, float, int64_t) {
+  raise<Unsupported>("the {} backend has no residual scale op (Backend::scale_residual)",
+                     device_name(device()));
 }
 
 void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const float* k, const float* v,

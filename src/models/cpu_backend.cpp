@@ -168,6 +168,23 @@ class CpuBackend final : public Backend {
       cpu::gelu_new_inplace(f32(x), n_ * f, threads_);
   }
 
+  void geglu(Act gate, Act up, int64_t f, bool exact) override {
+    require_dense(gate, f, "geglu gate");
+    require_dense(up, f, "geglu up");
+    cpu::geglu_inplace(f32(gate), f32(up), n_ * f, exact, threads_);
+  }
+
+  void rms_norm_rows(Act y, const Param& w, float eps, int64_t d) override {
+    require_dense(y, d, "rms_norm_rows input");
+    cpu::rms_norm(f32(y), n_, d, w.host.data<float>(), eps, f32(y), threads_);  // in place, row by row
+  }
+
+  void scale_residual(float* x, float s, int64_t d) override {
+    const int64_t count = n_ * d;
+#pragma omp parallel for num_threads(threads_) schedule(static) if (count >= (1 << 16) && threads_ > 1)
+    for (int64_t i = 0; i < count; ++i) x[i] *= s;
+  }
+
   void lm_head(const Linear& op, Act h, int64_t rows) override {
     require_dense(h, op.in_features(), "lm_head input");
     if (rows_.logits) op.forward(f32(h), rows, rows_.logits, ctx_);

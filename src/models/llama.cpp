@@ -5,7 +5,10 @@
 // q/k/v_proj have biases; Qwen3 adds self_attn.q_norm / k_norm, an RMSNorm
 // over each query / key head before RoPE; Phi3ForCausalLM stores q/k/v_proj as
 // one self_attn.qkv_proj and gate/up_proj as one mlp.gate_up_proj, split here
-// into the same linear layers, and may rotate only part of each head).
+// into the same linear layers, and may rotate only part of each head; Gemma3ForCausalLM (Gemma 3 text, after
+// transformers' modeling_gemma3.py) has Qwen3's q_norm / k_norm, RMSNorm gains w applied as 1 + w, a norm on
+// each sub-layer's output before its residual add and a pre-MLP norm of its own, a GeGLU MLP, embeddings
+// times sqrt(hidden_size), and a RoPE table of its own for the sliding-window layers).
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -22,12 +25,16 @@ namespace {
 
 struct LlamaBlock {
   Param input_norm;                   // F32 [d]
+  // post_norms (Gemma3) only, else empty: F32 [d] RMSNorm gains of the attention output
+  // (post_attention_layernorm) and of the MLP output (post_feedforward_layernorm), applied before their
+  // residual adds.
+  Param attn_out_norm, mlp_out_norm;
   std::unique_ptr<Linear> q_proj;     // [heads·hd, d]
   std::unique_ptr<Linear> k_proj;     // [kv_heads·hd, d]
   std::unique_ptr<Linear> v_proj;     // [kv_heads·hd, d]
   Param q_norm, k_norm;               // F32 [hd] (qk_norm: Qwen3), else empty
   std::unique_ptr<Linear> o_proj;     // [d, heads·hd]
-  Param post_attention_norm;          // F32 [d]
+  Param mlp_norm;                     // F32 [d]: the MLP's input norm (Llama's post_attention_layernorm)
   std::unique_ptr<Linear> gate_proj;  // [ffn, d]
   std::unique_ptr<Linear> up_proj;    // [ffn, d]
   std::unique_ptr<Linear> down_proj;  // [d, ffn]
@@ -48,6 +55,17 @@ class LlamaModel final : public Model {
   Param norm_;                       // F32 [d]
   std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares embed_'s host tensor when tied (on the CPU)
   Rope rope_;  // cos/sin [positions, hd/2]: positions grow on demand (reserve_positions)
+  /// Gemma3's sliding-window layers' table (rope_local_theta, default frequencies; layer_rope_local), grown
+  /// with rope_; empty (0 positions) when the config has no rope_local_theta.
+  Rope rope_local_;
+  float embed_scale_ = 1.0f;  // scale_embeddings: sqrt(hidden_size) rounded to the embedding's disk dtype
+
+  /// An RMSNorm gain F32 [n] read as `name`: as stored, or 1 + w (in F32) for a config with norm_offset,
+  /// whose random weights are then zeros (gains of 1, as transformers initializes Gemma's).
+  Tensor norm_gain(WeightSource& w, const std::string& name, int64_t n) const;
+  /// The RoPE tables of `positions` positions: rope_ (theta, scaling) and, with rope_local_theta,
+  /// rope_local_.
+  void make_ropes(int64_t positions, Rope& global, Rope& local) const;
 };
 
 /// Positions the RoPE tables cover before any step: one CPU prefill chunk, so
@@ -55,19 +73,54 @@ class LlamaModel final : public Model {
 /// costs nothing until a KV cache that long is run.
 constexpr int64_t kInitialRopePositions = Model::prefill_chunk();
 
+Tensor LlamaModel::norm_gain(WeightSource& w, const std::string& name, int64_t n) const {
+  if (!config().norm_offset) return w.get(name, {n}, Init::Ones);
+  // Gemma3RMSNorm: output · (1.0 + weight.float()), in F32: the same sum, done once here. The tensor is a
+  // copy (F32 weights are views of the file mapping); the folder keeps w, which save_quantized_model copies
+  // as it is.
+  const Tensor stored = w.get(name, {n}, Init::Zeros);
+  Tensor gain = Tensor::empty(DType::F32, {n});
+  for (int64_t i = 0; i < n; ++i) gain.mutable_data<float>()[i] = 1.0f + stored.data<float>()[i];
+  return gain;
+}
+
+void LlamaModel::make_ropes(int64_t positions, Rope& global, Rope& local) const {
+  const ModelConfig& c = config();
+  global = make_rope(c.rope_theta, c.head_dim, positions, c.rope_scaling, c.rotary_dim);
+  // Gemma3's local layers: rope_local_base_freq with the default frequencies (transformers builds their
+  // rotary embedding from a copy of the config with rope_scaling {"rope_type": "default"}).
+  if (c.rope_local_theta > 0) local = make_rope(c.rope_local_theta, c.head_dim, positions, {}, c.rotary_dim);
+}
+
 LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext& ctx,
                        const std::filesystem::path& dir, const LinearTransform& transform)
-    : Model(c, ctx, dir, transform),
-      rope_(make_rope(c.rope_theta, c.head_dim, std::min(c.max_positions, kInitialRopePositions), c.rope_scaling,
-                      c.rotary_dim)) {
+    : Model(c, ctx, dir, transform) {
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  make_ropes(std::min(c.max_positions, kInitialRopePositions), rope_, rope_local_);
 
   embed_.host = w.get("model.embed_tokens.weight", {c.vocab_size, d}, Init::Weight);
   embed_.disk_dtype = w.disk_dtype("model.embed_tokens.weight");
+  if (c.scale_embeddings) {
+    // Gemma3TextScaledWordEmbedding: embed_scale (float32 sqrt(hidden_size)) cast to the weights' dtype, then
+    // the product. kq rounds the factor to the table's dtype on disk (the dtype transformers runs a
+    // checkpoint in with torch_dtype "auto"; 33.94 -> 34 in BF16 for hidden_size 1152) and keeps the product
+    // in F32, not rounded.
+    const float exact = float(std::sqrt(double(d)));
+    uint16_t half = 0;
+    embed_scale_ = exact;
+    if (embed_.disk_dtype == DType::BF16 || embed_.disk_dtype == DType::F16) {
+      convert_from_f32(embed_.disk_dtype, &exact, &half, 1);
+      convert_to_f32(embed_.disk_dtype, &half, &embed_scale_, 1);
+    }
+  }
   register_parameter(embed_, ParamKind::Table);
   register_buffer(rope_.cos);
   register_buffer(rope_.sin);
+  if (c.rope_local_theta > 0) {
+    register_buffer(rope_local_.cos);
+    register_buffer(rope_local_.sin);
+  }
   blocks_.resize(size_t(c.num_layers));
   for (int64_t l = 0; l < c.num_layers; ++l) {
     LlamaBlock& b = blocks_[size_t(l)];
@@ -97,7 +150,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
                                                       Tensor(), dtype));
       }
     };
-    b.input_norm.host = w.get(p + "input_layernorm.weight", {d}, Init::Ones);
+    b.input_norm.host = norm_gain(w, p + "input_layernorm.weight", d);
     // Qwen2: biases on q/k/v_proj only (qkv_bias); Llama's attention_bias: on all four.
     const bool qkv_bias = c.attention_bias || c.qkv_bias;
     if (split_source("self_attn.q_proj")) {
@@ -108,13 +161,23 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
       fused_linears("self_attn.qkv_proj", {&b.q_proj, &b.k_proj, &b.v_proj});
     }
     if (c.qk_norm) {
-      b.q_norm.host = w.get(p + "self_attn.q_norm.weight", {c.head_dim}, Init::Ones);
-      b.k_norm.host = w.get(p + "self_attn.k_norm.weight", {c.head_dim}, Init::Ones);
+      b.q_norm.host = norm_gain(w, p + "self_attn.q_norm.weight", c.head_dim);
+      b.k_norm.host = norm_gain(w, p + "self_attn.k_norm.weight", c.head_dim);
       register_parameter(b.q_norm, ParamKind::Vector);
       register_parameter(b.k_norm, ParamKind::Vector);
     }
     b.o_proj = linear("self_attn.o_proj", d, q_dim, c.attention_bias);
-    b.post_attention_norm.host = w.get(p + "post_attention_layernorm.weight", {d}, Init::Ones);
+    // Gemma3 (post_norms): post_attention_layernorm norms the attention output, pre_feedforward_layernorm is
+    // the MLP's input norm and post_feedforward_layernorm norms its output.
+    if (c.post_norms) {
+      b.attn_out_norm.host = norm_gain(w, p + "post_attention_layernorm.weight", d);
+      b.mlp_norm.host = norm_gain(w, p + "pre_feedforward_layernorm.weight", d);
+      b.mlp_out_norm.host = norm_gain(w, p + "post_feedforward_layernorm.weight", d);
+      register_parameter(b.attn_out_norm, ParamKind::Vector);
+      register_parameter(b.mlp_out_norm, ParamKind::Vector);
+    } else {
+      b.mlp_norm.host = norm_gain(w, p + "post_attention_layernorm.weight", d);
+    }
     if (split_source("mlp.gate_proj")) {
       b.gate_proj = linear("mlp.gate_proj", ffn, d, c.mlp_bias);
       b.up_proj = linear("mlp.up_proj", ffn, d, c.mlp_bias);
@@ -123,7 +186,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     }
     b.down_proj = linear("mlp.down_proj", d, ffn, c.mlp_bias);
     register_parameter(b.input_norm, ParamKind::Vector);
-    register_parameter(b.post_attention_norm, ParamKind::Vector);
+    register_parameter(b.mlp_norm, ParamKind::Vector);
     register_linear(p + "self_attn.q_proj", &b.q_proj);
     register_linear(p + "self_attn.k_proj", &b.k_proj);
     register_linear(p + "self_attn.v_proj", &b.v_proj);
@@ -134,7 +197,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     register_fusion({&b.q_proj, &b.k_proj, &b.v_proj});
     register_fusion({&b.gate_proj, &b.up_proj});
   }
-  norm_.host = w.get("model.norm.weight", {d}, Init::Ones);
+  norm_.host = norm_gain(w, "model.norm.weight", d);
   register_parameter(norm_, ParamKind::Vector);
   lm_head_ = w.quantized_linear("lm_head", "lm_head", c.vocab_size, d, /*bias=*/false);
   if (!lm_head_) lm_head_ = w.generated_linear("lm_head", c.vocab_size, d, backend());
@@ -158,10 +221,15 @@ void LlamaModel::reserve_positions(int64_t capacity) {
   const int64_t have = rope_.table.max_positions;
   if (capacity <= have) return;
   const int64_t want = std::min(c.max_positions, std::max(capacity, 2 * have));
-  Rope grown = make_rope(c.rope_theta, c.head_dim, want, c.rope_scaling, c.rotary_dim);
-  backend().upload(grown.cos, ParamKind::Vector);
-  backend().upload(grown.sin, ParamKind::Vector);
+  Rope grown, grown_local;
+  make_ropes(want, grown, grown_local);
+  for (Rope* r : {&grown, &grown_local}) {
+    if (r->table.max_positions == 0) continue;  // no local table
+    backend().upload(r->cos, ParamKind::Vector);
+    backend().upload(r->sin, ParamKind::Vector);
+  }
   rope_ = std::move(grown);  // registered Params keep their address
+  if (c.rope_local_theta > 0) rope_local_ = std::move(grown_local);
 }
 
 void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_only) {
@@ -169,7 +237,11 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const float eps = float(c.norm_eps);
-  const float scale = 1.0f / std::sqrt(float(c.head_dim));
+  // Gemma3: query_pre_attn_scalar^−1/2 (transformers' scaling, a Python float), else head_dim^−1/2.
+  const float scale = c.query_pre_attn_scalar > 0 ? float(1.0 / std::sqrt(c.query_pre_attn_scalar))
+                                                  : 1.0f / std::sqrt(float(c.head_dim));
+  const bool swiglu = c.activation == "silu";      // else Gemma3's GeGLU
+  const bool gelu_exact = c.activation == "gelu";  // its erf form
   float* x = be.residual(d);            // residual stream [n, d]
   const Act h = be.act(Buf::H, d);      // normed input [n, d]
   const Act o = be.act(Buf::O, d);      // sub-layer output, added to x by the next norm [n, d]
@@ -179,28 +251,38 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
   Act qkv[3];     // q [n, heads·hd], k and v [n, kv_heads·hd] (columns of one buffer when fused)
   Act gate_up[2]; // gate and up [n, ffn]
 
-  // Token embedding (positions enter through RoPE).
+  // Token embedding (positions enter through RoPE); Gemma3: times sqrt(hidden_size).
   be.embed(embed_, nullptr, x, d);
+  if (c.scale_embeddings) be.scale_residual(x, embed_scale_, d);
 
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LlamaBlock& b = blocks_[size_t(l)];
     // Attention: x += o_proj(attention(rope(q_proj(h)), rope(k_proj(h)), v_proj(h))), h = rms_norm(x);
     // the previous block's MLP output o is added to x first. Qwen3 (qk_norm): each head of q_proj(h) and
-    // k_proj(h) RMS-normed (q_norm, k_norm) before RoPE.
+    // k_proj(h) RMS-normed (q_norm, k_norm) before RoPE. Gemma3 (post_norms): o_proj's output RMS-normed
+    // before the add, and its sliding layers rotated with the local table.
     be.rms_norm(x, l > 0 ? o : Act{}, b.input_norm, eps, h, n, d);
     const Linear* qkv_ops[] = {b.q_proj.get(), b.k_proj.get(), b.v_proj.get()};
     be.linear_group(qkv_ops, h, n, kQkvBufs, qkv);
     const Act q = qkv[0], k = qkv[1], v = qkv[2];
     if (c.qk_norm) be.qk_norm(q, c.num_heads, k, c.num_kv_heads, c.head_dim, b.q_norm, b.k_norm, eps);
-    be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope_);
-    be.attention(l, q, c.num_heads, scale, att, layer_window(c, l));  // Mistral's, Qwen2's, Phi3's window
+    const Rope& rope = layer_rope_local(c, l) ? rope_local_ : rope_;
+    be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope);
+    // Mistral's, Qwen2's, Phi3's, Gemma3's window.
+    be.attention(l, q, c.num_heads, scale, att, layer_window(c, l));
     be.linear(*b.o_proj, att, n, o);
-    // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x).
-    be.rms_norm(x, o, b.post_attention_norm, eps, h, n, d);
+    if (c.post_norms) be.rms_norm_rows(o, b.attn_out_norm, eps, d);
+    // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x); Gemma3: GELU(gate_proj(h)) ·
+    // up_proj(h) (GeGLU) and the output RMS-normed before the add.
+    be.rms_norm(x, o, b.mlp_norm, eps, h, n, d);
     const Linear* gate_up_ops[] = {b.gate_proj.get(), b.up_proj.get()};
     be.linear_group(gate_up_ops, h, n, kGateUpBufs, gate_up);
-    be.swiglu(gate_up[0], gate_up[1], ffn);
+    if (swiglu)
+      be.swiglu(gate_up[0], gate_up[1], ffn);
+    else
+      be.geglu(gate_up[0], gate_up[1], ffn, gelu_exact);
     be.linear(*b.down_proj, gate_up[0], n, o);
+    if (c.post_norms) be.rms_norm_rows(o, b.mlp_out_norm, eps, d);
   }
 
   // Last residual add, final RMSNorm and lm_head, for every row or only the last one.

@@ -1136,7 +1136,9 @@ TEST(Config, RequiredKeyThatIsNullIsSaidToBeNull) {
   j["hidden_size"] = nullptr;
   expect_bad(j, {"model_type 'llama' requires key 'hidden_size', which is null"});
   j["model_type"] = nullptr;
-  expect_bad(j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2, qwen3, phi3)"});
+  expect_bad(
+      j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, "
+          "gemma3_text)"});
 }
 
 // Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
@@ -1234,9 +1236,10 @@ TEST(Config, SizeKeysAreTheKeysTheFileUses) {
 TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
   j["model_type"] = "qwen3_moe";
-  expect_bad(j, {"unsupported model_type 'qwen3_moe'", "supported: gpt2, llama, mistral, qwen2, qwen3, phi3)"});
+  expect_bad(j, {"unsupported model_type 'qwen3_moe'",
+                 "supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)"});
   j.erase("model_type");
-  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2, qwen3, phi3)"});
+  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)"});
   expect_bad(json::array(), {"not a JSON object"});
 }
 

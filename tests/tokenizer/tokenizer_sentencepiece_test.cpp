@@ -445,3 +445,41 @@ TEST(TokenizerSentencePiece, UnsupportedLayoutsAreNamed) {
   write_file(tmp.path / "tokenizer.json", x.dump());
   expect_error<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, {"no merges", "multi-character tokens"});
 }
+
+// Gemma's tokenizer.json (Gemma 3: gemma-3-1b-it): SentencePiece BPE with byte fallback, a normalizer that is
+// the Replace " " -> "▁" alone (no Prepend: SentencePiece's add_dummy_prefix is off, no "▁" before the text),
+// no pre_tokenizer, a decoder without Strip, and a TemplateProcessing post_processor putting <bos> before the
+// text (with tokenizer_config.json's add_bos_token true, as Gemma's says). It loads as is: the text gets no
+// leading "▁", its spaces are "▁", unknown characters their bytes, decode gives the text back, and the prompt
+// prefix is <bos>.
+TEST(TokenizerSentencePiece, GemmaLayoutWithoutDummyPrefixAndBosPrefix) {
+  json tj = sp_tokenizer_json(Layout::kLegacy);
+  tj["normalizer"] = json{{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kMeta}};
+  tj["decoder"] = strip_decoder(false);
+  tj["model"]["vocab"].erase("<s>");
+  tj["model"]["vocab"]["<bos>"] = kBos;
+  tj["added_tokens"][1]["content"] = "<bos>";
+  tj["post_processor"] =
+      json{{"type", "TemplateProcessing"},
+           {"single", json::array({json{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}},
+                                   json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+           {"pair", json::array()},
+           {"special_tokens", {{"<bos>", {{"id", "<bos>"}, {"ids", {kBos}}, {"tokens", {"<bos>"}}}}}}};
+  kq::testing::TempDir tmp;
+  write_file(tmp.path / "tokenizer.json", tj.dump());
+  write_file(
+      tmp.path / "tokenizer_config.json",
+      json{{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token", "<bos>"}, {"eos_token", "</s>"}}
+          .dump());
+  std::vector<std::string> warnings;
+  const Tokenizer t = load_collecting_warnings(tmp.path, warnings);
+  EXPECT_EQ(t.source(), "tokenizer.json");
+  EXPECT_EQ(t.prompt_prefix(), Ids{kBos});
+  EXPECT_EQ(t.bos_token_id(), kBos);
+  // "hello▁world": no "▁" before the text; ▁wor from "▁ w" and "▁w or".
+  EXPECT_EQ(t.encode("hello world"), (Ids{kHello, kMetaWor, kL, kD}));
+  EXPECT_EQ(t.encode(" hello"), Ids{kMetaHello});                        // a leading space is the "▁"
+  EXPECT_EQ(t.encode("\xC3\xA9"), (Ids{byte_id(0xC3), byte_id(0xA9)}));  // é: its bytes
+  for (const std::string text : {"hello world", " hello  world", "\xC3\xA9t\xC3\xA9 a\nb"})
+    EXPECT_EQ(t.decode(t.encode(text)), text);  // no Strip: a leading space is kept
+}

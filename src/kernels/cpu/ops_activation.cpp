@@ -55,4 +55,18 @@ void swiglu_inplace(float* gate, const float* up, int64_t n, int threads) {
   parallel_ranges(n, threads, [&](int64_t b, int64_t e) { k.swiglu(gate + b, up + b, e - b); });
 }
 
+void geglu_inplace(float* gate, const float* up, int64_t n, bool exact, int threads) {
+  // One range per thread: its GELU (the kernels above, on the range alone) and then its product with up.
+  const VecKernels& k = vec_kernels();
+  constexpr float kInvSqrt2 = 0.7071067811865476f;
+  parallel_ranges(n, threads, [&](int64_t b, int64_t e) {
+    if (exact) {
+      for (int64_t i = b; i < e; ++i) gate[i] = 0.5f * gate[i] * (1.0f + std::erf(gate[i] * kInvSqrt2));
+    } else {
+      k.gelu_tanh(gate + b, e - b);
+    }
+    for (int64_t i = b; i < e; ++i) gate[i] *= up[i];
+  });
+}
+
 }  // namespace kq::cpu

@@ -19,4 +19,8 @@ void silu_inplace(float* x, int64_t n, int threads);
 /// n floats each. Never throws.
 void swiglu_inplace(float* gate, const float* up, int64_t n, int threads);
 
+/// GeGLU gating (Shazeer 2020, as in Gemma's MLP): gate ← GELU(gate) · up, n floats each; GELU is the tanh
+/// approximation (gelu_new_inplace's), or the exact erf form when `exact`. Never throws.
+void geglu_inplace(float* gate, const float* up, int64_t n, bool exact, int threads);
+
 }  // namespace kq::cpu
