@@ -175,6 +175,33 @@ TEST(OpsActivation, KnownValuesAndReference) {
   }
 }
 
+// GeGLU (Gemma's MLP): gate = GELU(gate) · up, tanh or erf form, against a double-precision reference, on the
+// multi-threaded path (thread counts giving the same bits) and on a short array.
+TEST(OpsActivation, GegluMatchesADoubleReference) {
+  const size_t n = 100000;  // large enough for the multi-threaded path
+  const auto x = random_vec(n, 10, -8.0f, 8.0f);
+  const auto up = random_vec(n, 11);
+  const double c = std::sqrt(2.0 / std::numbers::pi);
+  for (const bool exact : {false, true}) {
+    auto one = x, four = x;
+    geglu_inplace(one.data(), up.data(), int64_t(n), exact, 1);
+    geglu_inplace(four.data(), up.data(), int64_t(n), exact, 4);
+    EXPECT_EQ(one, four) << exact;
+    for (size_t i = 0; i < n; ++i) {
+      const double v = x[i];
+      const double gelu = exact ? 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))
+                                : 0.5 * v * (1 + std::tanh(c * (v + 0.044715 * v * v * v)));
+      ASSERT_NEAR(one[i], gelu * up[i], 1e-5 * (1 + std::fabs(v))) << exact << " [" << i << "]";
+    }
+  }
+  float g[] = {1.0f, -1.0f, 3.0f};
+  const float u[] = {2.0f, 1.0f, -1.0f};
+  geglu_inplace(g, u, 3, /*exact=*/false, 1);
+  EXPECT_NEAR(g[0], 2 * 0.8411919906082768, 2e-6);
+  EXPECT_NEAR(g[1], -0.15880800939172324, 1e-6);
+  EXPECT_NEAR(g[2], -2.996362607918227, 4e-6);
+}
+
 /// OpenMP may give a parallel region fewer threads than asked: OMP_DYNAMIC,
 /// OMP_THREAD_LIMIT, or a call from inside the caller's own parallel region (as
 /// here: with one active level the inner region has one thread). The
