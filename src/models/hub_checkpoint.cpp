@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "formats/traits.hpp"
 #include "io/json_strict.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
@@ -41,7 +42,11 @@ std::string string_key(const nlohmann::json& q, const char* key, const std::stri
   return lower(q[key].get<std::string>());
 }
 
-/// bits (required, 4) and group_size (−1 or > 0, default 128) of either method.
+/// bits (required, 4) and group_size (default 128) of either method: −1 (one group per row) or a positive
+/// multiple of kq's smallest INT4 group (32), the sizes import_hub_int4 converts losslessly: a checkpoint group
+/// of 32·m channels is m (or m / 2^j) whole kq groups of 32-256 with its scale and zero point repeated (96 → 3
+/// groups of 32, 512 → 2 of 256). Any other size (16, 48, ...) has groups that no kq group fits in: refused here,
+/// naming config.json and the key, before any tensor is read.
 int64_t bits_and_group(const nlohmann::json& q, const std::string& method, const std::string& cfg) {
   if (!q.contains("bits") || q["bits"].is_null())
     raise<FormatError>("{}: quantization_config.bits is missing (kq converts 4-bit {} checkpoints)", cfg, method);
@@ -54,6 +59,13 @@ int64_t bits_and_group(const nlohmann::json& q, const std::string& method, const
   if (group == 0 || group < -1)
     raise<FormatError>("{}: quantization_config.group_size {} must be -1 (one group per row) or positive", cfg,
                        group);
+  const formats::FormatTraits& int4 = formats::format_traits(formats::WeightFormat::INT4_ASYM);
+  if (group > 0 && group % int4.min_block != 0)
+    raise<FormatError>("{}: quantization_config.group_size {} is not supported: kq converts {} checkpoints whose "
+                       "group_size is -1 (one group per row) or a multiple of {} (32, 64, 128, 256, ...: kq's INT4 "
+                       "groups are {}-{} consecutive input channels, a power of two, and each checkpoint group must "
+                       "split into whole kq groups)",
+                       cfg, group, method, int4.min_block, int4.min_block, int4.max_block);
   return group;
 }
 

@@ -128,6 +128,12 @@ PackedWeight import_hub_int4(const TensorGetter& get, const std::string& prefix,
     raise<FormatError>("tensor '{}.qweight': a {} layer of weight [{}, {}] cannot be packed eight 4-bit codes per "
                        "int32 ({} must be a multiple of 8)",
                        prefix, layout, N, K, N % 8 != 0 ? "out_features" : "in_features");
+  // A group size that is not a multiple of kMinBlock splits the row into groups no kq group fits in (unless
+  // the row is one group): named as such, not as the act-order layout the check after the tensors reports.
+  if (c.group_size > 0 && c.group_size % kMinBlock != 0 && K > c.group_size)
+    raise<FormatError>("'{}': {} group_size {} is not a multiple of {}: kq's INT4 groups are {}-{} consecutive "
+                       "input channels (a power of two), and each checkpoint group must split into whole kq groups",
+                       prefix, layout, c.group_size, kMinBlock, kMinBlock, kMaxBlock);
   const int64_t G = c.group_size < 0 ? 1 : (K + c.group_size - 1) / c.group_size;
   const HubTensors h = fetch(get, prefix, c, N, K, G);
 

@@ -25,7 +25,9 @@
 // conversion picks the largest B (not above K's largest power of two, at least 32)
 // for which every block [bB, (b+1)B) lies in one checkpoint group, and gives
 // each block its group's scale and zero point (a group of 128 gives B = 128; one
-// group per row gives B = 256 with the one scale repeated). A g_idx that no B
+// group per row gives B = 256 with the one scale repeated; 96 gives B = 32, three
+// kq groups per checkpoint group; 512 gives B = 256). So group_size must be −1 or
+// a multiple of 32 (a smaller row, K <= group_size, is one group). A g_idx that no B
 // satisfies (GPTQ act-order, desc_act) is refused: its groups are not runs of
 // consecutive input channels. Scales (F16, BF16 or F32 in the file) are exact in
 // F32; kq computes (q − z) · s in F32 where AutoAWQ's and exllama's kernels round
@@ -71,7 +73,8 @@ inline constexpr int kAwqPackOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 /// size, when a scale is negative or not finite, a GPTQ v1 stored zero is 15
 /// (zero point 16, outside kq's 0..15; AutoGPTQ writes z − 1 for z in 0..15, so
 /// it is a damaged file), a g_idx value is outside [0, G), or the groups (g_idx)
-/// are not runs of at least 32 consecutive input channels, or a .g_idx is
+/// are not runs of at least 32 consecutive input channels, the group size is
+/// not a multiple of 32 (while K > group size: 16, 48, ...), or a .g_idx is
 /// missing under desc_act; InvalidArgument for
 /// N, K < 1 or a group size that is neither −1 nor positive.
 PackedWeight import_hub_int4(const TensorGetter& get, const std::string& prefix, const HubInt4Config& config,

@@ -181,7 +181,7 @@ TEST(HubInt4, BadValuesAreNamedWithTheirIndex) {
   EXPECT_TRUE(has(m, "'p.g_idx'") && has(m, "group -1 at index 5")) << m;
 }
 
-// Act-order (desc_act) groups, or groups of 16, are not runs of 32 consecutive input channels: refused.
+// Act-order (desc_act) groups are not runs of 32 consecutive input channels: refused.
 TEST(HubInt4, GroupsThatAreNotRunsOfConsecutiveChannelsAreRefused) {
   std::string m = error_after(HubFormat::GptqV2, [](auto& t) {
     int32_t* g = t["p.g_idx"].template mutable_data<int32_t>();
@@ -191,8 +191,36 @@ TEST(HubInt4, GroupsThatAreNotRunsOfConsecutiveChannelsAreRefused) {
                                                                         "in group 1") &&
               has(m, "desc_act"))
       << m;
-  m = error_after(HubFormat::Awq, [](auto&) {}, /*group=*/16);
-  EXPECT_TRUE(has(m, "'p.qweight'") && has(m, "channel 16 in group 1")) << m;
+}
+
+// Tester round 21, finding 1: a group_size that is not a multiple of 32 (16, 48) was refused as act-order
+// ("desc_act: true ... use a checkpoint quantized without desc_act") for a checkpoint without act-order; it is
+// named as the group size now, in every layout. Multiples of 32 that are not kq group sizes (96, 160, 512)
+// convert exactly: each checkpoint group is whole kq groups with its scale and zero point repeated.
+TEST(HubInt4, GroupSizeThatIsNotAMultipleOf32IsNamedAndOtherMultiplesConvert) {
+  for (const HubFormat f : {HubFormat::Awq, HubFormat::GptqV1, HubFormat::GptqV2})
+    for (const int64_t group : {16, 48}) {
+      const std::string m = error_after(f, [](auto&) {}, group);
+      EXPECT_TRUE(has(m, "'p'") && has(m, fmt::format("group_size {} is not a multiple of 32", group)) &&
+                  !has(m, "desc_act"))
+          << m;
+    }
+  // A row no longer than the group is one group: converts (block 32).
+  const HubCodes one = testing::hub_codes(16, 16, 16, false, 0, 5);
+  const PackedWeight p1 =
+      import_hub_int4(getter(testing::hub_layer_tensors(one, "p", HubFormat::Awq)), "p", {HubInt4Layout::AwqGemm, 16},
+                      16, 16);
+  EXPECT_TRUE(same_bytes(p1.dequantize(), testing::hub_reference(one)));
+  for (const auto& [group, K, block] : {std::tuple{int64_t(96), int64_t(384), int64_t(32)},
+                                        std::tuple{int64_t(160), int64_t(320), int64_t(32)},
+                                        std::tuple{int64_t(512), int64_t(1024), int64_t(256)}})
+    for (const HubFormat f : {HubFormat::Awq, HubFormat::GptqV1}) {
+      const HubCodes c = testing::hub_codes(16, K, group, false, 1, uint64_t(group));
+      const PackedWeight p = import_hub_int4(getter(testing::hub_layer_tensors(c, "p", f)), "p", {layout_of(f), group},
+                                             16, K);
+      EXPECT_EQ(p.spec.block_size, block) << group;
+      EXPECT_TRUE(same_bytes(p.dequantize(), testing::hub_reference(c))) << group;
+    }
 }
 
 }  // namespace
