@@ -1,10 +1,13 @@
 // Export/import of PackedWeight tensors (quantized model folders).
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "formats/double_quant.hpp"
 #include "formats/fp8.hpp"
+#include "formats/traits.hpp"
 #include "kq/error.hpp"
 #include "quant/packed_weight.hpp"
 
@@ -29,10 +32,43 @@ enum class ScaleRule {
   NonNegative,
 };
 
+/// The largest |value| a code of `f` decodes to at scale 1 (finite codes only;
+/// INT4 asymmetric: over every zero point, |code − zero| <= 15): 128 for INT8
+/// (code −128), 448 / 57344 for FP8 E4M3 / E5M2, 1 for NF4, 6 for FP4, 8 / 15
+/// for INT4 symmetric / asymmetric. From the traits' reference dequantizers.
+double largest_code_value(formats::WeightFormat f) {
+  const formats::FormatTraits& t = formats::format_traits(f);
+  const int per_byte = t.code_bits == 8 ? 1 : 2;
+  double m = 0.0;
+  for (int c = 0; c < 256; ++c)
+    for (const uint8_t zero : {uint8_t(0), uint8_t(15)}) {
+      const uint8_t code = uint8_t(c);
+      float v[2];
+      t.dequantize_block(&code, per_byte, 1.0f, zero, v);
+      for (int i = 0; i < per_byte; ++i)
+        if (std::isfinite(v[i])) m = std::max(m, double(std::fabs(v[i])));
+    }
+  return m;
+}
+
+/// Throws FormatError when scale `s` (index `i` of tensor `name`) times the
+/// largest |code value| `code_max` of its format is above F32's largest
+/// value: a dequantized weight would be Inf (kq quantize derives scales from
+/// finite weights, so only a damaged or edited file holds such a scale).
+void check_applied_scale(float s, double code_max, const std::string& name, int64_t i, const char* what) {
+  if (std::fabs(double(s)) * code_max <= double(std::numeric_limits<float>::max())) return;
+  raise<FormatError>("tensor '{}': {} {} at index {} overflows F32 when applied: times {} (the format's largest "
+                     "|code value|) it exceeds the largest F32 value {} (kq quantize writes the scales of finite "
+                     "weights)",
+                     name, what, s, i, code_max, std::numeric_limits<float>::max());
+}
+
 /// The one check every quantized format's scale tensors go through on load:
-/// finite, never negative, and > 0 where the quantizer never writes 0.
+/// finite, never negative, > 0 where the quantizer never writes 0, and, when
+/// `code_max` > 0 (the scales applied to codes directly), small enough that
+/// scale × the largest |code value| `code_max` is a finite F32 (one pass).
 /// Throws FormatError naming the tensor and the index of the first bad value.
-void check_scales(const Tensor& t, const std::string& name, ScaleRule rule) {
+void check_scales(const Tensor& t, const std::string& name, ScaleRule rule, double code_max) {
   const float* p = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i) {
     const float s = p[i];
@@ -42,6 +78,26 @@ void check_scales(const Tensor& t, const std::string& name, ScaleRule rule) {
     if (s == 0.0f && rule == ScaleRule::Positive)
       raise<FormatError>(
           "tensor '{}': zero scale at index {} (kq quantize writes scale 1 for an all-zero row, never 0)", name, i);
+    if (code_max > 0.0) check_applied_scale(s, code_max, name, i, "scale");
+  }
+}
+
+/// The double-quantized block scales ŝ = dq_decode(code, group scale, mean)
+/// of p (dq_codes, dq_scales, dq_mean already checked as scales) must be
+/// finite and, times `code_max`, a finite F32. One pass over the N·nb codes.
+/// Throws FormatError naming <prefix>.dq_codes and the index of the block.
+void check_decoded_scales(const PackedWeight& p, const std::string& prefix, double code_max) {
+  const int8_t* q = p.dq_codes.data<int8_t>();
+  const float* c = p.dq_scales.data<float>();
+  const float mean = p.dq_mean.data<float>()[0];
+  const std::string name = prefix + kDqCodes;
+  for (int64_t i = 0; i < p.dq_codes.numel(); ++i) {
+    const float s = formats::dq_decode(q[i], c[i / formats::kDqGroup], mean);
+    if (!std::isfinite(s))
+      raise<FormatError>("tensor '{}': the block scale at index {} decodes to {} (code {} x group scale {} + mean "
+                         "{})",
+                         name, i, s, int(q[i]), c[i / formats::kDqGroup], mean);
+    check_applied_scale(s, code_max, name, i, "decoded block scale");
   }
 }
 
@@ -112,7 +168,7 @@ PackedWeight import_packed(const TensorGetter& get, const std::string& prefix, c
       check_fp8_codes(p.codes, prefix + kCodes,
                       wf == formats::WeightFormat::FP8_E4M3 ? FP8Format::E4M3 : FP8Format::E5M2, K);
     p.scales = need(kScales, DType::F32, {per_tensor ? 1 : N});
-    check_scales(p.scales, prefix + kScales, ScaleRule::Positive);
+    check_scales(p.scales, prefix + kScales, ScaleRule::Positive, largest_code_value(wf));
     forbid(kZeros);
     forbid(kDqCodes);
     return p;
@@ -126,12 +182,13 @@ PackedWeight import_packed(const TensorGetter& get, const std::string& prefix, c
     p.dq_codes = need(kDqCodes, DType::I8, {N, nb});
     p.dq_scales = need(kDqScales, DType::F32, {(N * nb + formats::kDqGroup - 1) / formats::kDqGroup});
     p.dq_mean = need(kDqMean, DType::F32, {1});
-    check_scales(p.dq_scales, prefix + kDqScales, ScaleRule::NonNegative);
-    check_scales(p.dq_mean, prefix + kDqMean, ScaleRule::NonNegative);
+    check_scales(p.dq_scales, prefix + kDqScales, ScaleRule::NonNegative, 0.0);
+    check_scales(p.dq_mean, prefix + kDqMean, ScaleRule::NonNegative, 0.0);
+    check_decoded_scales(p, prefix, largest_code_value(wf));
   } else {
     forbid(kDqCodes);
     p.scales = need(kScales, DType::F32, {N, nb});
-    check_scales(p.scales, prefix + kScales, ScaleRule::NonNegative);
+    check_scales(p.scales, prefix + kScales, ScaleRule::NonNegative, largest_code_value(wf));
   }
   if (wf == formats::WeightFormat::INT4_ASYM) {
     p.zeros = need(kZeros, DType::U8, {N, nb});

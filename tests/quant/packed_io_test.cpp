@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <utility>
 #include <vector>
@@ -153,6 +154,61 @@ TEST(PackedIO, RejectsNegativeScalesInEveryModeAndZeroScalesWhereNeverWritten) {
       EXPECT_NO_THROW(import_packed(getter(with_f32(m, scales, i, 0.0f)), "x", spec, 4, 70)) << mode;
     }
   }
+}
+
+/// The largest |value| of a code of `f` at scale 1, from the formats' definitions: INT8 codes −128..127, OCP FP8
+/// E4M3 max 448 and E5M2 max 57344, NF4 (QLoRA) values in [−1, 1], FP4 (E2M1) max 6, INT4 symmetric
+/// (code − 8) in −8..7, asymmetric (code − zero) in −15..15.
+double published_code_max(formats::WeightFormat f) {
+  switch (f) {
+    case formats::WeightFormat::INT8: return 128.0;
+    case formats::WeightFormat::FP8_E4M3: return 448.0;
+    case formats::WeightFormat::FP8_E5M2: return 57344.0;
+    case formats::WeightFormat::NF4: return 1.0;
+    case formats::WeightFormat::FP4: return 6.0;
+    case formats::WeightFormat::INT4_SYM: return 8.0;
+    case formats::WeightFormat::INT4_ASYM: return 15.0;
+  }
+  return 0.0;
+}
+
+bool all_finite(const Tensor& t) {
+  const float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
+
+// Tester round 21, finding 2: an INT8 folder whose scales were 1e38 (x code 127 = 1.3e40, not an F32) loaded
+// and evaluated to a meaningless perplexity. A scale (or a double-quantized block scale) whose product with the
+// format's largest |code value| overflows F32 is refused naming the tensor and index; one just below loads, and
+// every weight it dequantizes to is finite.
+TEST(PackedIO, RejectsScalesThatOverflowWhenApplied) {
+  expect_format_error(with_f32(exported("int8"), "x.scales", 2, 1e38f), parse_quant_mode("int8"),
+                      "tensor 'x.scales': scale 1e+38 at index 2 overflows F32 when applied");
+  const double fmax = double(std::numeric_limits<float>::max());
+  int checked = 0;
+  for (const std::string& mode : kq::testing::rtn_mode_names()) {
+    const QuantSpec spec = parse_quant_mode(mode);
+    const double bound = fmax / published_code_max(weight_format_of(spec));
+    const auto m = exported(mode);
+    const bool dq = m.count("x.dq_mean") > 0;
+    // Double quantization: the mean moves every decoded block scale (the group scales add a few ulps at most).
+    const std::string name = dq ? "x.dq_mean" : "x.scales";
+    const int64_t i = dq ? 0 : m.at(name).numel() - 1;
+    if (bound * 1.01 < fmax)  // NF4 (largest |value| 1): every finite scale is safe
+      expect_format_error(with_f32(m, name, i, float(bound * 1.01)), spec,
+                          dq ? "tensor 'x.dq_codes': decoded block scale" : "tensor 'x.scales': scale");
+    const auto ok = with_f32(m, name, i, float(bound * 0.99));
+    PackedWeight p;
+    ASSERT_NO_THROW(p = import_packed(getter(ok), "x", spec, 4, 70)) << mode;
+    EXPECT_TRUE(all_finite(p.dequantize())) << mode;
+    ++checked;
+  }
+  EXPECT_GE(checked, 10);
+  // A double-quantized block scale that decodes to Inf (127 x 3e38 + mean) is named too.
+  const auto nf4 = with_f32(exported("nf4"), "x.dq_scales", 0, 3e38f);
+  expect_format_error(nf4, parse_quant_mode("nf4"), "tensor 'x.dq_codes': the block scale at index");
 }
 
 // The rule above follows what the quantizer writes for an all-zero row:
