@@ -331,7 +331,7 @@ void add_bench_command(CLI::App& app) {
                   "UTF-8 evaluation text; invalid UTF-8 is an error naming the byte offset; standard input "
                   "is not read: '-' is an error (default: MODEL/demo-eval.txt, else the shipped "
                   "models/gpt2-tiny/demo-eval.txt)")
-      ->check(non_empty_path("file"));
+      ->check(input_text_path());
   cmd->add_option("--samples", args->samples, "Evaluate only the first N windows (0 = all)")
       ->transform(integer_in(0, 1 << 30))
       ->capture_default_str();
@@ -349,7 +349,7 @@ void add_bench_command(CLI::App& app) {
                   "MODEL/demo-calibration.txt, else the shipped demo model's, found from where kq is installed or "
                   "built, not in the current folder); "
                   "other modes do not read it (given without an AWQ mode among --modes: a usage error)")
-      ->check(non_empty_path("file"));
+      ->check(input_text_path());
   add_threads_option(cmd, args->threads);
   cmd->add_option(
       "--json", args->json,
@@ -428,7 +428,10 @@ void add_bench_command(CLI::App& app) {
     o.measure_latency = !args->no_latency;
     o.context.device = parse_device(args->device);
     check_json_output(args->json, o.text.string(), o.model_dir, o.calibration.string());
-    if (o.ctx == 0) check_context_evaluable(o.model_dir, "perplexity windows");
+    if (o.ctx == 0) {
+      check_context_evaluable(o.model_dir, "perplexity windows");
+      if (const std::string w = long_default_window_warning(o.model_dir, o.context.device); !w.empty()) warn(w);
+    }
     o.context.threads = args->threads;
 
     std::unique_ptr<Progress> bar;  // one bar per stage ("[1/3] int8 perplexity", ...)
@@ -478,9 +481,10 @@ void add_bench_command(CLI::App& app) {
             });
             ++printed;
           });
-    } catch (const FormatError&) {
+    } catch (const Error&) {
       // Each mode loads the model again: a file truncated or replaced during
-      // the run fails that load as "corrupt"; say what happened instead.
+      // the run fails that load as "corrupt", and one rewritten in place can
+      // give non-finite logits; say what happened instead.
       bar.reset();
       unchanged();
       throw;

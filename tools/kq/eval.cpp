@@ -73,7 +73,10 @@ void run_eval(const EvalOptions& o) {
   const ExecContext ctx{parse_device(o.device), o.threads};
   check_input_file("--text", o.text);
   check_json_output(o.json, o.text, o.model);
-  if (o.ctx == 0) check_context_evaluable(o.model, "perplexity windows");
+  if (o.ctx == 0) {
+    check_context_evaluable(o.model, "perplexity windows");
+    if (const std::string w = long_default_window_warning(o.model, ctx.device); !w.empty()) warn(w);
+  }
   // Check the cheap argument first; invalid UTF-8 is an error naming the byte offset.
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
   auto model = Model::load(o.model, ctx);
@@ -85,8 +88,15 @@ void run_eval(const EvalOptions& o) {
                            tokens.size(), tokens.size() == 1 ? "" : "s");
 
   Progress bar("windows", !o.quiet);
-  const PerplexityResult r =
-      evaluate_perplexity(*model, tokens, o.ctx, o.samples, [&](int64_t d, int64_t t) { bar.update(d, t); });
+  PerplexityResult r;
+  try {
+    r = evaluate_perplexity(*model, tokens, o.ctx, o.samples, [&](int64_t d, int64_t t) { bar.update(d, t); });
+  } catch (const Error&) {
+    // A model file rewritten in place during the run can give non-finite logits: name the file, not the logits.
+    bar.finish();
+    check_model_files_unchanged();
+    throw;
+  }
   bar.finish();
   check_model_files_unchanged();
   if (o.samples > r.windows)
@@ -170,7 +180,7 @@ void add_eval_command(CLI::App& app) {
          "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset; "
          "standard input is not read: '-' is an error)")
       ->required()
-      ->check(non_empty_path("file"));
+      ->check(input_text_path());
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the model's context length)")
       ->transform(window_length())
       ->capture_default_str();

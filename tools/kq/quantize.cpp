@@ -126,7 +126,8 @@ void check_out_against_input(const std::string& out, const char* in_option, cons
 }
 
 /// --model must be an original model, not a folder kq quantize wrote (its
-/// config.json has a kq quantization_config): requantizing one, or re-saving
+/// config.json has a kq quantization_config) nor a pre-quantized AutoAWQ /
+/// AutoGPTQ / bitsandbytes checkpoint: requantizing one, or re-saving
 /// it with every layer kept, would pass for a quantization. Throws
 /// InvalidArgument naming the folder and its mode; a config.json that cannot
 /// be read is left to the model load, which names the problem.
@@ -139,7 +140,14 @@ void check_model_not_quantized(const std::string& model) {
   }
   if (!cfg.is_object() || !cfg.contains("quantization_config") || !cfg["quantization_config"].is_object()) return;
   const nlohmann::json& qc = cfg["quantization_config"];
-  if (!qc.contains("quant_method") || qc["quant_method"] != "kq") return;
+  if (!qc.contains("quant_method") || !qc["quant_method"].is_string()) return;
+  const std::string method = qc["quant_method"].get<std::string>();
+  if (method == "awq" || method == "gptq" || method == "bitsandbytes")  // tester round 21, finding 6
+    raise<InvalidArgument>(
+        "--model '{}' is already quantized (a pre-quantized checkpoint: config.json quantization_config.quant_method "
+        "\"{}\"); kq eval and kq generate run it as it is; to quantize, give the original, unquantized model folder",
+        model, method);
+  if (method != "kq") return;
   const std::string mode = qc.contains("mode") && qc["mode"].is_string() ? qc["mode"].get<std::string>() : "?";
   raise<InvalidArgument>(
       "--model '{}' is already quantized (a folder written by kq quantize, mode {}); quantize the original model "
@@ -248,7 +256,7 @@ void add_quantize_command(CLI::App& app) {
                       "AWQ modes only: UTF-8 calibration text, not text you will report quality on (default: "
                       "MODEL/demo-calibration.txt, else the shipped demo model's demo-calibration.txt, found from "
                       "where kq is installed or built, not in the current folder)")
-          ->check(non_empty_path("file"));
+          ->check(input_text_path());
   cmd->add_flag("--overwrite", a->overwrite,
                 "Replace OUT if it exists and is not empty (atomically; an empty folder is written like a new one, "
                 "with or without --overwrite); only a folder kq quantize wrote: a non-empty one without config.json, "
