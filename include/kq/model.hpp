@@ -220,10 +220,9 @@ class Model {
   /// activation other than gelu_new, gelu_pytorch_tanh or gelu (GPT-2, Gemma3) / silu (Llama); see
   /// parse_model_config); Unsupported for CUDA in a CPU-only build or without a usable device, or for a format,
   /// activation or RoPE the GPU path lacks (exact-erf GELU; a rotary_dim below head_dim, Phi-3's
-  /// partial_rotary_factor, refused naming config.json before any weight is read; gemma3_text, refused naming
-  /// config.json and the missing kernels before any weight is read: models::check_device_support). Throws InvalidArgument for an empty `dir`
-  /// path, for a ctx.device that is not a Device value (e.g. Device(7)) and for
-  /// ctx.threads outside [0, kMaxThreads].
+  /// partial_rotary_factor, refused naming config.json before any weight is read). Throws InvalidArgument for an
+  /// empty `dir` path, for a ctx.device that is not a Device value (e.g. Device(7)) and for ctx.threads outside
+  /// [0, kMaxThreads].
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
   /// As load(dir, ctx), passing every linear layer through `transform` as it
   /// is read (in linear_layers() order, lm_head last; a tied lm_head arrives

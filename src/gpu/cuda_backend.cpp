@@ -417,6 +417,21 @@ class CudaBackend final : public models::Backend {
 
   void swiglu(Act gate, Act up, int64_t f) override { deferred_.defer_swiglu(gate, up, n_, f, stream_); }
 
+  void geglu(Act gate, Act up, int64_t f, bool exact) override {
+    deferred_.flush(stream_);
+    cuda::geglu(bf16(gate), gate.ld, bf16(up), up.ld, bf16(gate), gate.ld, n_, f, exact, stream_);
+  }
+
+  void rms_norm_rows(Act y, const Param& w, float eps, int64_t d) override {
+    deferred_.flush(stream_);
+    cuda::rms_norm_rows(bf16(y), y.ld, dev32(w), eps, n_, d, stream_);
+  }
+
+  void scale_residual(float* x, float s, int64_t d) override {
+    deferred_.flush(stream_);
+    cuda::scale_rows(x, s, n_, d, stream_);
+  }
+
   void gelu(Act x, int64_t f, bool exact) override {
     deferred_.flush(stream_);
     if (exact)

@@ -206,16 +206,13 @@ class Backend {
   /// x[:, :f] = GELU(x): tanh approximation, or the erf form when exact.
   virtual void gelu(Act x, int64_t f, bool exact) = 0;
   /// gate[:, :f] = GELU(gate)·up (GeGLU, Shazeer 2020; Gemma's MLP): tanh approximation, or the erf form when
-  /// exact. gate, up: [n, f]. Default (a backend without it): throws Unsupported naming the op and the
-  /// device; check_device_support refuses such a model before a step runs.
-  virtual void geglu(Act gate, Act up, int64_t f, bool exact);
+  /// exact. gate, up: [n, f].
+  virtual void geglu(Act gate, Act up, int64_t f, bool exact) = 0;
   /// y[r] = RMSNorm(y[r])·w for the n rows of y [n, d] in place (Gemma's post_attention_layernorm /
-  /// post_feedforward_layernorm on a sub-layer's output before its residual add); w: F32 [d]. Default: throws
-  /// Unsupported as geglu.
-  virtual void rms_norm_rows(Act y, const Param& w, float eps, int64_t d);
-  /// x[r] *= s for the n rows of the residual stream x [n, d] (Gemma's embedding scale). Default: throws
-  /// Unsupported as geglu.
-  virtual void scale_residual(float* x, float s, int64_t d);
+  /// post_feedforward_layernorm on a sub-layer's output before its residual add); w: F32 [d].
+  virtual void rms_norm_rows(Act y, const Param& w, float eps, int64_t d) = 0;
+  /// x[r] *= s for the n rows of the residual stream x [n, d] (Gemma's embedding scale).
+  virtual void scale_residual(float* x, float s, int64_t d) = 0;
   /// The step's logits from the normed hidden rows h [rows, d] (the last
   /// `rows` rows of the step): rows.logits when the step ends.
   virtual void lm_head(const Linear& op, Act h, int64_t rows) = 0;

@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "kq/error.hpp"
-#include "models/backend.hpp"
 
 namespace kq::models {
 
@@ -130,43 +129,11 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
 }
 }  // namespace
 
-void check_device_support(const ModelConfig& c, Device device, const std::string& where) {
-  if (device != Device::CUDA) return;
-  std::vector<std::string> missing;
-  if (c.scale_embeddings) missing.push_back("the embedding scale sqrt(hidden_size)");
-  if (c.post_norms)
-    missing.push_back(
-        "the RMSNorm of a sub-layer's output (post_attention_layernorm / "
-        "post_feedforward_layernorm)");
-  if (c.arch != Arch::GPT2 && c.activation != "silu") missing.push_back("the GeGLU MLP (GELU(gate) · up)");
-  if (missing.empty()) return;
-  std::string ops;
-  for (size_t i = 0; i < missing.size(); ++i) ops += (i ? "; " : "") + missing[i];
-  raise<Unsupported>(
-      "{}: {} is not supported on --device cuda yet: the CUDA backend has no kernels for {}; run it "
-      "with --device cpu",
-      where, arch_name(c.arch), ops);
-}
-
 void check_config(const ModelConfig& c, const std::string& where, bool from_file) {
   if (from_file)
     check_config_as<FormatError>(c, where);
   else
     check_config_as<InvalidArgument>(c, where);
-}
-
-void Backend::geglu(Act, Act, int64_t, bool) {
-  raise<Unsupported>("the {} backend has no GeGLU op (Backend::geglu)", device_name(device()));
-}
-
-void Backend::rms_norm_rows(Act, const Param&, float, int64_t) {
-  raise<Unsupported>("the {} backend has no in-place RMSNorm of activations (Backend::rms_norm_rows)",
-                     device_name(device()));
-}
-
-void Backend::scale_residual(float*, float, int64_t) {
-  raise<Unsupported>("the {} backend has no residual scale op (Backend::scale_residual)",
-                     device_name(device()));
 }
 
 void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const float* k, const float* v,

@@ -24,12 +24,6 @@ namespace kq::models {
 /// Unsupported for an activation this code does not implement.
 void check_config(const ModelConfig& c, const std::string& where, bool from_file);
 
-/// Refuses, before any weight is read or step run, a model whose forward needs ops the backend of `device`
-/// lacks: Gemma3 (scale_embeddings, post_norms, the GeGLU MLP) on Device::CUDA, whose backend has no kernels
-/// for Backend::scale_residual, rms_norm_rows and geglu yet. `where` names the caller. Throws Unsupported
-/// naming the model_type, the device and the missing ops.
-void check_device_support(const ModelConfig& c, Device device, const std::string& where);
-
 /// Copies the keys and values of n new tokens into layer `layer` of the cache
 /// at positions pos0 .. pos0+n−1. k, v: token i's kv_heads·head_dim values at
 /// k + i·row_stride (heads adjacent). The caller checked the capacity.

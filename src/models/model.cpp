@@ -131,7 +131,6 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
     raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());
   const ModelConfig cfg = load_model_config(dir);
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
-  models::check_device_support(cfg, ctx.device, (dir / "config.json").string());
   models::FileWeights weights(dir);
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
   // source_dir() is absolute: save_quantized_model reads the folder again later, after any chdir of the caller's.
@@ -156,7 +155,6 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, c
   check_context(ctx);
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // `transform`
   models::check_config(config, "Model::random: config", /*from_file=*/false);
-  models::check_device_support(config, ctx.device, "Model::random");
   check_random_shapes(config, "Model::random");
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
   auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, transform)
@@ -171,7 +169,6 @@ std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64
   check_context(ctx);
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // quantizing each random layer
   models::check_config(config, "Model::random_quantized: config", /*from_file=*/false);
-  models::check_device_support(config, ctx.device, "Model::random_quantized");
   check_random_shapes(config, "Model::random_quantized");
   check_random_mode(mode, ctx.device);
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
@@ -196,7 +193,6 @@ void Model::to_device(const ExecContext& ctx) {
   const InUse in_use(*this, "Model::to_device");
   check_context(ctx);
   check_linear_layers("to_device");
-  models::check_device_support(config_, ctx.device, "Model::to_device");
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));
   if (ctx_.device != Device::CPU && ctx.device == Device::CPU)
     raise<Unsupported>("moving a model from '{}' back to the CPU is not supported; load it again on the CPU",

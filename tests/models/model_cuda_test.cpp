@@ -22,6 +22,7 @@
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/quantize.hpp"
+#include "models/gemma3_tiny.hpp"
 #include "models/llama_variant.hpp"
 #include "models/phi3_tiny.hpp"
 #include "models/qwen3_tiny.hpp"
@@ -521,6 +522,23 @@ TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
     ASSERT_EQ(c.rotary_dim, int64_t(128 * factor));
     for (const std::string mode : {"bf16", "int8"}) expect_folder_matches_cpu(dir, mode, name);
   }
+}
+
+// Gemma 3 (the tiny random gemma3_text folder of the CPU tests: 1 + w norm gains, the post-attention and
+// post-feedforward norms on the sub-layer outputs, a GeGLU MLP, embeddings times sqrt(hidden), query_pre_attn_scalar
+// 48, sliding layers with window 5 and their own RoPE table, 4 query heads of 64 over 2 kv heads) on the device,
+// BF16, INT8 and NF4: Backend::geglu / rms_norm_rows / scale_residual on cuda::geglu / rms_norm_rows / scale_rows
+// give the CPU model's logits as in the Qwen3 test, in a full pass and in decode steps.
+TEST(ModelCuda, Gemma3MatchesCpu) {
+  KQ_REQUIRE_CUDA_MODEL();
+  kq::testing::TempDir tmp;
+  const kq::testing::TinyGemma3 size;
+  const auto dir = kq::testing::write_model_folder(tmp.path / "gemma3", kq::testing::tiny_gemma3_config(size),
+                                                   kq::testing::tiny_gemma3_tensors(size));
+  const ModelConfig c = load_model_config(dir);
+  ASSERT_EQ(c.arch, Arch::Gemma3);
+  ASSERT_TRUE(c.post_norms && c.scale_embeddings && c.norm_offset);
+  for (const std::string mode : {"bf16", "int8", "nf4"}) expect_folder_matches_cpu(dir, mode, "gemma3 tiny");
 }
 
 // AWQ on the GPU: a random Llama (GQA) whose linears are AWQ ops (the INT4
