@@ -520,13 +520,17 @@ void longrope_context(const Reader& r, const char* where, ModelConfig& c) {
 /// max_position_embeddings): original_max_position_embeddings is max_position_embeddings when the scaling does not
 /// give it. The context becomes factor · original_max_position_embeddings when the factor is above 1 and that is
 /// longer (YaRN's extended context, as vLLM derives its max_model_len; transformers sets no limit); size_keys
-/// names the keys then.
-void yarn_context(const char* where, ModelConfig& c) {
+/// names the keys then. Throws FormatError naming the factor when that context exceeds kMaxSize (2^31 − 1).
+void yarn_context(const Reader& r, const char* where, ModelConfig& c) {
   RopeScaling& s = c.rope_scaling;
   if (s.original_max_positions == 0) s.original_max_positions = c.max_positions;
   const double extended = std::floor(s.factor * double(s.original_max_positions));
   if (s.factor > 1.0 && extended > double(c.max_positions)) {
-    c.max_positions = extended >= double(kMaxSize) ? kMaxSize : int64_t(extended);
+    if (!(extended <= double(kMaxSize)))
+      raise<FormatError>("{}: {}.factor {:g} × original_max_position_embeddings {} is a context of {:g} positions, "
+                         "more than the {} kq allows (corrupt or mistyped factor?)",
+                         r.source(), where, s.factor, s.original_max_positions, extended, kMaxSize);
+    c.max_positions = int64_t(extended);
     c.size_keys.max_positions = fmt::format("{}.factor × original_max_position_embeddings", where);
   }
 }
@@ -779,7 +783,7 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   }
   // longrope's short factors serve original_max_position_embeddings positions: the context is capped there.
   if (c.rope_scaling.type == RopeScaling::Type::LongRope) longrope_context(r, scaling_key, c);
-  if (c.rope_scaling.type == RopeScaling::Type::Yarn) yarn_context(scaling_key, c);
+  if (c.rope_scaling.type == RopeScaling::Type::Yarn) yarn_context(r, scaling_key, c);
   // Mistral's (MistralConfig: 4096 when absent, none when null) and Phi3's (Phi3Config: none when absent or null)
   // window, on every layer. The context stays max_position_embeddings: the attention runs the window.
   if (mistral && !r.is_null("sliding_window")) c.sliding_window = r.size("sliding_window", 4096);

@@ -702,6 +702,18 @@ TEST(Config, Qwen3IsLlamaWithQkNormAndItsDefaults) {
   EXPECT_FALSE(parse(json::parse(kMistral01)).qk_norm);
 }
 
+// A yarn factor whose extended context exceeds kq's size cap (2^31 − 1) is refused naming the factor; it was
+// clamped silently, and a whole text then became one window (tester round 21).
+TEST(Config, YarnContextBeyondTheSizeCapIsRefused) {
+  json j = json::parse(kQwen3);
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 1e30}, {"original_max_position_embeddings", 32768}};
+  expect_bad(j, {"rope_scaling.factor 1e+30", "more than the 2147483647 kq allows"});
+  j["rope_scaling"]["factor"] = 65536.0;  // exactly 2^31: one past the cap
+  expect_bad(j, {"rope_scaling.factor 65536", "2.14748e+09 positions"});
+  j["rope_scaling"]["factor"] = 65535.0;  // 2147450880 positions: within
+  EXPECT_EQ(parse(j).max_positions, int64_t(65535) * 32768);
+}
+
 // YaRN as the Qwen2.5 / Qwen3 model cards tell users to add it for 128K: factor 4 over an original 32768; the
 // context becomes 4 · 32768 (as vLLM derives it), the attention factor 0.1·ln 4 + 1. mscale / mscale_all_dim
 // (DeepSeek-V3's form) give their ratio; attention_factor given wins; "dynamic" is accepted with its factor.
