@@ -19,6 +19,7 @@
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
 #include "models/qwen3_tiny.hpp"
+#include "models/tiny_model_checks.hpp"
 
 namespace kq {
 using nlohmann::json;
@@ -129,30 +130,9 @@ Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::Tiny
   return out;
 }
 
-template <class A, class B>
-double rel_l2(const A& got, const B& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (double(got[i]) - double(want[i])) * (double(got[i]) - double(want[i]));
-    den += double(want[i]) * double(want[i]);
-  }
-  return std::sqrt(num / den);
-}
-
-/// n token ids spread over a vocabulary of `vocab`.
-std::vector<int32_t> tokens_of(size_t n, int64_t vocab) {
-  std::vector<int32_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = int32_t((i * 37 + 11) % size_t(vocab));
-  return v;
-}
-
-/// The tiny Qwen3 in `dir`, loaded on the CPU, with no warning (every tensor read, none unused).
-std::unique_ptr<Model> load_quietly(const std::filesystem::path& dir) {
-  testing::CapturedWarnings warnings;
-  auto m = Model::load(dir, kCpu);
-  EXPECT_TRUE(warnings.list.empty()) << warnings.list.front();
-  return m;
-}
+using testing::rel_l2;
+using testing::tokens_of;
+using testing::load_quietly;
 
 TEST(Qwen3Model, TinyRandomMatchesADoubleReference) {
   const testing::TinyQwen3 s;

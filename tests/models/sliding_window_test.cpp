@@ -17,28 +17,15 @@
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "models/sliding_window_tiny.hpp"
+#include "models/tiny_model_checks.hpp"
 
 namespace kq {
 namespace {
 
 const ExecContext kCpu{Device::CPU, 2};
 
-template <class A, class B>
-double rel_l2(const A& got, const B& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (double(got[i]) - double(want[i])) * (double(got[i]) - double(want[i]));
-    den += double(want[i]) * double(want[i]);
-  }
-  return std::sqrt(num / den);
-}
-
-/// n token ids spread over a vocabulary of `vocab`.
-std::vector<int32_t> tokens_of(size_t n, int64_t vocab) {
-  std::vector<int32_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = int32_t((i * 37 + 11) % size_t(vocab));
-  return v;
-}
+using testing::rel_l2;
+using testing::tokens_of;
 
 /// Rows [from, to) of logits [rows, vocab].
 std::vector<float> rows_of(const std::vector<float>& all, size_t from, size_t to, size_t vocab) {
