@@ -158,25 +158,31 @@ TEST(BnbCheckpoint, Int8RunsOnCuda) {
   }
 }
 
+/// The load error of the checkpoint folder of `p` after `edit` changed its quantization_config and
+/// `edit_tensors` (when given) its tensors.
+std::string edited_load_error(const testing::QuantizedPair& p, const std::function<void(json&)>& edit,
+                              const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors) {
+  json cfg = json::parse(testing::read_all(p.quantized / "config.json"));
+  edit(cfg["quantization_config"]);
+  testing::write_text(p.quantized / "config.json", cfg.dump(2));
+  if (edit_tensors) {
+    std::map<std::string, Tensor> t;
+    {
+      const TensorStore store = TensorStore::open_dir(p.quantized);
+      for (const std::string& n : store.names()) t[n] = store.get(n).clone();
+    }
+    edit_tensors(t);
+    std::filesystem::remove(p.quantized / "model.safetensors");
+    write_safetensors(p.quantized / "model.safetensors", t);
+  }
+  return error_of<FormatError>([&] { (void)Model::load(p.quantized, kCpu); });
+}
+
 TEST(BnbCheckpoint, Int8ConfigsAndDamagedLayersAreRefused) {
   auto error8 = [](const std::function<void(json&)>& edit,
                    const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
     testing::TempDir tmp;
-    const testing::QuantizedPair p = write_pair8(tmp.path, 6.0);
-    json cfg = json::parse(testing::read_all(p.quantized / "config.json"));
-    edit(cfg["quantization_config"]);
-    testing::write_text(p.quantized / "config.json", cfg.dump(2));
-    if (edit_tensors) {
-      std::map<std::string, Tensor> t;
-      {
-        const TensorStore store = TensorStore::open_dir(p.quantized);
-        for (const std::string& n : store.names()) t[n] = store.get(n).clone();
-      }
-      edit_tensors(t);
-      std::filesystem::remove(p.quantized / "model.safetensors");
-      write_safetensors(p.quantized / "model.safetensors", t);
-    }
-    return error_of<FormatError>([&] { (void)Model::load(p.quantized, kCpu); });
+    return edited_load_error(write_pair8(tmp.path, 6.0), edit, edit_tensors);
   };
   std::string m = error8([](json& q) { q["llm_int8_has_fp16_weight"] = true; });
   EXPECT_TRUE(has(m, "config.json") && has(m, "quantization_config.llm_int8_has_fp16_weight true")) << m;
@@ -211,21 +217,7 @@ TEST(BnbCheckpoint, Int8ConfigsAndDamagedLayersAreRefused) {
 std::string load_error(const std::function<void(json&)>& edit,
                        const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
   testing::TempDir tmp;
-  const testing::QuantizedPair p = write_pair(tmp.path, true, 64);
-  json cfg = json::parse(testing::read_all(p.quantized / "config.json"));
-  edit(cfg["quantization_config"]);
-  testing::write_text(p.quantized / "config.json", cfg.dump(2));
-  if (edit_tensors) {
-    std::map<std::string, Tensor> t;
-    {
-      const TensorStore store = TensorStore::open_dir(p.quantized);
-      for (const std::string& n : store.names()) t[n] = store.get(n).clone();
-    }
-    edit_tensors(t);
-    std::filesystem::remove(p.quantized / "model.safetensors");
-    write_safetensors(p.quantized / "model.safetensors", t);
-  }
-  return error_of<FormatError>([&] { (void)Model::load(p.quantized, kCpu); });
+  return edited_load_error(write_pair(tmp.path, true, 64), edit, edit_tensors);
 }
 
 TEST(BnbCheckpoint, UnsupportedConfigsAndDamagedStatesAreRefused) {
