@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -70,8 +71,7 @@ void row(const std::string& name, const std::string& shape, double us, double gb
 /// The cache holds `capacity` positions (0: exactly pos0 + rows_per_seq) and
 /// max_len is the capacity, as in a decode step's CUDA graph.
 void bench_attention(cudaStream_t s, int seqs, int kv_heads, int64_t rows_per_seq, int64_t pos0, AttentionPath path,
-                     int reps, int64_t capacity = 0) {
-  const int qh = 32, hd = 128;
+                     int reps, int64_t capacity = 0, int qh = 32, int hd = 128) {
   const int64_t cap = std::max(capacity, pos0 + rows_per_seq), n = seqs * rows_per_seq;
   const size_t cache_elems = size_t(kv_heads) * size_t(cap) * hd;
   const size_t layer_bytes = size_t(seqs) * cache_elems * 2 * 2;
@@ -104,13 +104,14 @@ void bench_attention(cudaStream_t s, int seqs, int kv_heads, int64_t rows_per_se
   const double us = graph_us(
       [&](int i) {
         causal_attention(q.data(), qh * hd, qh, views[size_t(i % copies)], dseq.data(), dpos.data(), n, cap,
-                         0.08838834764f, out.data(), qh * hd, ws.data(), s, path);
+                         1.0f / std::sqrt(float(hd)), out.data(), qh * hd, ws.data(), s, path);
       },
       s, 4 * copies, reps);
   // K/V bytes each sequence must read once (its longest row's keys).
   const double bytes = double(seqs) * kv_heads * double(pos0 + rows_per_seq) * hd * 2 * 2;
   const char* pn = path == AttentionPath::Decode ? "decode" : (path == AttentionPath::Prefill ? "prefill" : "auto");
-  row(std::string("attention ") + pn + " b" + std::to_string(seqs) + (kv_heads == qh ? " MHA" : " GQA"),
+  row(std::string("attention ") + pn + " b" + std::to_string(seqs) + (kv_heads == qh ? " MHA" : " GQA") +
+          (hd != 128 ? " hd" + std::to_string(hd) : ""),
       "rows " + std::to_string(n) + " ctx " + std::to_string(pos0 + rows_per_seq) +
           (cap > pos0 + rows_per_seq ? " of " + std::to_string(cap) : "") + " kv_heads " + std::to_string(kv_heads),
       us,
@@ -275,6 +276,9 @@ int main(int argc, char** argv) {
       bench_attention(s, 1, kvh, 256, 0, AttentionPath::Prefill, reps);
     }
     bench_attention(s, 1, 32, 256, 256, AttentionPath::Decode, reps);
+    // Gemma 3 1B's attention (4 query heads of 256 over 1 kv head): a 512-token prefill chunk, both paths.
+    for (AttentionPath p : {AttentionPath::Prefill, AttentionPath::Decode})
+      bench_attention(s, 1, 1, 512, 0, p, reps, 0, 4, 256);
     for (int64_t n : {1, 16, 256}) bench_norm(s, n, reps);
     for (int64_t n : {1, 16}) bench_mlp_rope(s, n, reps);
     KQ_CUDA_CHECK(cudaStreamDestroy(s));

@@ -555,6 +555,8 @@ const std::vector<AttnCase>& attn_cases() {
         {"mixed sequences gqa3", 64, 6, 2, 1000, 3, {{1, 10, 40}, {0, 0, 30}, {2, 800, 1}}},
         {"gqa8 decode", 128, 16, 2, 600, 5, {}},
         {"hd256 decode", 256, 2, 1, 300, 3, {}},
+        // Gemma 3 1B's heads (4 of 256 over 1 kv head): a prefill chunk on the tensor-core path
+        {"prefill 100 gqa4 hd256", 256, 4, 1, 512, 1, {{0, 37, 100}}},
         {"hd32 decode gqa2 (gpt2-tiny / llama-small shapes)", 32, 4, 2, 300, 3, {}},
         {"hd32 prefill 40 rows on the decode path", 32, 4, 4, 256, 1, {{0, 100, 40}}},
         {"one row prefill", 128, 4, 1, 64, 1, {{0, 63, 1}}},
@@ -713,6 +715,7 @@ const std::vector<AttnCase>& windowed_attn_cases() {
       {"window 500 long decode gqa4 at 3999", 128, 8, 2, 4096, 1, {{0, 3999, 1}}, 500},
       {"window 33 decode b5 gqa8", 128, 16, 2, 600, 5, {}, 33},
       {"window 37 hd256 decode b3", 256, 2, 1, 300, 3, {}, 37},
+      {"window 70 prefill 150 after 40 hd256 gqa4", 256, 4, 1, 512, 1, {{0, 40, 150}}, 70},
       {"window 19 hd32 prefill 40 rows on the decode path", 32, 4, 2, 256, 1, {{0, 100, 40}}, 19},
       {"window 1000 beyond every row hd32", 32, 4, 2, 300, 3, {}, 1000},
   };

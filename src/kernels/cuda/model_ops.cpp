@@ -204,7 +204,7 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   check_ptr(op, "row_pos", row_pos);
   check_ld(op, "ldq", ldq, int64_t(q_heads) * hd);
   check_ld(op, "ldo", ldo, int64_t(q_heads) * hd);
-  const bool tiles_ok = hd == 64 || hd == 128;
+  const bool tiles_ok = hd == 64 || hd == 128 || hd == 256;
   const bool prefill = tiles_ok && (path == AttentionPath::Prefill || (path == AttentionPath::Auto && n > 16));
   if (prefill) {
     ops::attention_prefill_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, w, scale, out, ldo, stream);

@@ -125,8 +125,8 @@ void rope_store_kv(uint16_t* q, int64_t ldq, int q_heads, uint16_t* k, int64_t l
 ///  * Prefill: FlashAttention-2 style tiles of 64 query rows × 64 keys on the
 ///    tensor cores; efficient for many consecutive rows of one sequence (a
 ///    prefill chunk); rows of several sequences in one tile cost one pass
-///    over the keys per sequence. head_dim 64 or 128 (else Decode is used).
-///  * Auto: Prefill when n > 16 and head_dim is 64 or 128, else Decode.
+///    over the keys per sequence. head_dim 64, 128 or 256 (else Decode is used).
+///  * Auto: Prefill when n > 16 and head_dim is 64, 128 or 256, else Decode.
 ///    A batched decode step of more than 16 sequences should ask for Decode.
 enum class AttentionPath { Auto, Decode, Prefill };
 

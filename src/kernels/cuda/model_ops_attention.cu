@@ -270,6 +270,8 @@ void attention_prefill_launch(const uint16_t* q, int64_t ldq, int q_heads, const
   const float scale_log2 = scale * 1.4426950408889634f;
   if (kv.head_dim == 64)
     prefill_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
+  else if (kv.head_dim == 256)  // Gemma's: 255 registers, a few spilled (FlashAttention-2 keeps O in registers)
+    prefill_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
   else
     prefill_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
 }

@@ -73,7 +73,7 @@ void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const 
                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& plan,
                              int window, float scale, uint16_t* out, int64_t ldo, float* workspace,
                              cudaStream_t stream);
-/// Tensor-core tiled attention (head_dim 64 or 128); `window` as for the decode launch.
+/// Tensor-core tiled attention (head_dim 64, 128 or 256); `window` as for the decode launch.
 void attention_prefill_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                               const int32_t* row_seq, const int32_t* row_pos, int64_t n, int window, float scale,
                               uint16_t* out, int64_t ldo, cudaStream_t stream);
