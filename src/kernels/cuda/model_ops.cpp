@@ -31,6 +31,18 @@ void check_norm(const char* op, const float* x, const uint16_t* add, int64_t ld_
   if (add) check_ld(op, "ld_add", ld_add, d);
 }
 
+/// The checks of a gated activation (swiglu, swiglu_quantize, geglu): gate, up and out [n, ld_*] of f columns.
+void check_glu(const char* op, const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up,
+               const uint16_t* out, int64_t ld_out, int64_t n, int64_t f) {
+  check_rows(op, n, f);
+  check_ptr(op, "gate", gate);
+  check_ptr(op, "up", up);
+  check_ptr(op, "out", out);
+  check_ld(op, "ld_gate", ld_gate, f);
+  check_ld(op, "ld_up", ld_up, f);
+  check_ld(op, "ld_out", ld_out, f);
+}
+
 }  // namespace
 
 void embed_rows(const uint16_t* table, const uint16_t* pos_table, const int32_t* tokens, const int32_t* row_pos,
@@ -222,13 +234,7 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
 
 void swiglu(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out, int64_t ld_out,
             int64_t n, int64_t f, cudaStream_t stream) {
-  check_rows("swiglu", n, f);
-  check_ptr("swiglu", "gate", gate);
-  check_ptr("swiglu", "up", up);
-  check_ptr("swiglu", "out", out);
-  check_ld("swiglu", "ld_gate", ld_gate, f);
-  check_ld("swiglu", "ld_up", ld_up, f);
-  check_ld("swiglu", "ld_out", ld_out, f);
+  check_glu("swiglu", gate, ld_gate, up, ld_up, out, ld_out, n, f);
   if (n == 0) return;
   ops::swiglu_launch(gate, ld_gate, up, ld_up, out, ld_out, n, f, stream);
 }
@@ -236,16 +242,9 @@ void swiglu(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t l
 bool swiglu_quantize(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out,
                      int64_t ld_out, int64_t n, int64_t f, ActCode code, void* q, int64_t ldq, float* scale,
                      cudaStream_t stream) {
-  check_rows("swiglu_quantize", n, f);
-  for (const auto& [name, p] : {std::pair<const char*, const void*>{"gate", gate},
-                                {"up", up},
-                                {"out", out},
-                                {"q", q},
-                                {"scale", scale}})
-    check_ptr("swiglu_quantize", name, p);
-  check_ld("swiglu_quantize", "ld_gate", ld_gate, f);
-  check_ld("swiglu_quantize", "ld_up", ld_up, f);
-  check_ld("swiglu_quantize", "ld_out", ld_out, f);
+  check_glu("swiglu_quantize", gate, ld_gate, up, ld_up, out, ld_out, n, f);
+  check_ptr("swiglu_quantize", "q", q);
+  check_ptr("swiglu_quantize", "scale", scale);
   if (n == 0) return true;
   return ops::swiglu_quant_launch(gate, ld_gate, up, ld_up, out, ld_out, n, f, code, q, ldq, scale, stream);
 }
@@ -260,13 +259,7 @@ void gelu_tanh_inplace(uint16_t* x, int64_t ld, int64_t n, int64_t f, cudaStream
 
 void geglu(const uint16_t* gate, int64_t ld_gate, const uint16_t* up, int64_t ld_up, uint16_t* out, int64_t ld_out,
            int64_t n, int64_t f, bool exact, cudaStream_t stream) {
-  check_rows("geglu", n, f);
-  check_ptr("geglu", "gate", gate);
-  check_ptr("geglu", "up", up);
-  check_ptr("geglu", "out", out);
-  check_ld("geglu", "ld_gate", ld_gate, f);
-  check_ld("geglu", "ld_up", ld_up, f);
-  check_ld("geglu", "ld_out", ld_out, f);
+  check_glu("geglu", gate, ld_gate, up, ld_up, out, ld_out, n, f);
   if (n == 0) return;
   ops::geglu_launch(gate, ld_gate, up, ld_up, out, ld_out, n, f, exact, stream);
 }

@@ -137,13 +137,16 @@ __global__ void swiglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint1
   }
 }
 
+/// GELU, tanh approximation (GPT-2's gelu_new, gelu_pytorch_tanh), in F32.
+__device__ __forceinline__ float gelu_tanh(float v) {
+  return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));  // sqrt(2/pi)
+}
+
 __global__ void gelu_tanh_kernel(uint16_t* __restrict__ x, int64_t ld, int64_t n, int64_t f) {
   pdl_launch_dependents();
   pdl_wait();
   KQ_ROWS_LOOP(n, f) {
-    const float v = bf(x[r * ld + c]);
-    const float t = tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v));  // sqrt(2/pi)
-    x[r * ld + c] = to_bf(0.5f * v * (1.0f + t));
+    x[r * ld + c] = to_bf(gelu_tanh(bf(x[r * ld + c])));
   }
 }
 
@@ -157,11 +160,8 @@ __global__ void geglu_kernel(const uint16_t* gate, int64_t ld_gate, const uint16
   KQ_ROWS_LOOP(n, f) {
     const float g = bf(gate[r * ld_gate + c]);
     const float u = bf(up[r * ld_up + c]);
-    float a;
-    if constexpr (kExact)
-      a = 0.5f * g * (1.0f + erff(g * 0.7071067811865476f));  // 1 / sqrt(2)
-    else
-      a = 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));  // sqrt(2/pi)
+    const float a = kExact ? 0.5f * g * (1.0f + erff(g * 0.7071067811865476f))  // 1 / sqrt(2)
+                           : gelu_tanh(g);
     out[r * ld_out + c] = to_bf(a * u);
   }
 }
