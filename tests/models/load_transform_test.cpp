@@ -234,7 +234,10 @@ TEST(ModelLoadTransform, Bf16PagesReadAreNotKeptResident) {
   });
   const long file_kb = long(std::filesystem::file_size(file) / 1024);
   EXPECT_GE(at_lm_head, 0);
-  EXPECT_LT(at_lm_head, file_kb / 4) << "of " << file_kb << " kB mapped";
+  // Kept resident, every page read would be: the whole file. Released, what remains is what faults map back
+  // around the tensors being read (fault-around maps cached neighbours, whole large folios on recent kernels):
+  // 2,464 of 9,768 kB on this repo's Linux 6.18 machines (just over a quarter), less on older kernels.
+  EXPECT_LT(at_lm_head, file_kb / 2) << "of " << file_kb << " kB mapped";
 }
 
 // A LinearTransform (load_quantized quantizes each layer in one) and the load's
