@@ -215,6 +215,25 @@ std::unique_ptr<Linear> load_hub_int4_linear(const TensorGetter& get, const std:
   return with_bias(import_hub_int4(get, prefix, config, N, K), get, prefix, N);
 }
 
+std::vector<std::unique_ptr<Linear>> load_hub_int4_fused_linears(const TensorGetter& get, const std::string& prefix,
+                                                                 const HubInt4Config& config,
+                                                                 const std::vector<int64_t>& rows, int64_t K) {
+  int64_t N = 0;
+  for (const int64_t r : rows) {
+    if (r < 1) raise<InvalidArgument>("'{}': a part of a fused layer must have at least one row, not {}", prefix, r);
+    N += r;
+  }
+  if (rows.empty()) raise<InvalidArgument>("'{}': a fused layer needs at least one part", prefix);
+  const PackedWeight all = import_hub_int4(get, prefix, config, N, K);
+  std::vector<std::unique_ptr<Linear>> ops;
+  int64_t row0 = 0;
+  for (const int64_t r : rows) {
+    ops.push_back(make_quantized_linear(hub_int4_rows(all, row0, r), Tensor()));
+    row0 += r;
+  }
+  return ops;
+}
+
 namespace {
 std::unique_ptr<Linear> with_bias(PackedWeight w, const TensorGetter& get, const std::string& prefix, int64_t N) {
   Tensor bias = get(prefix + ".bias");

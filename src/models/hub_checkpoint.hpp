@@ -5,6 +5,7 @@
 // converts the tensors losslessly at load time).
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -69,5 +70,16 @@ std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::
 /// with NaN / Inf.
 std::unique_ptr<Linear> load_hub_int4_linear(const TensorGetter& get, const std::string& prefix,
                                              const HubInt4Config& config, int64_t N, int64_t K);
+
+/// The kq INT4 ops of the parts of a layer the checkpoint quantized as one, W [sum of `rows`, K] stored under
+/// `prefix` in `config`'s layout (Phi-3's "...self_attn.qkv_proj": q, k then v rows; "...mlp.gate_up_proj": gate
+/// then up rows): the fused layer converted by import_hub_int4 (every check and message about its tensors, named
+/// as the file names them), then split by output rows (hub_int4_rows), part i the next rows[i] rows. Lossless:
+/// each op is the one load_hub_int4_linear gives for its rows stored as a layer of their own. A "<prefix>.bias" is
+/// not read (the fused layers kq splits, Phi-3's, have none). Throws FormatError as import_hub_int4,
+/// InvalidArgument for an empty `rows` or a part of fewer than 1 row.
+std::vector<std::unique_ptr<Linear>> load_hub_int4_fused_linears(const TensorGetter& get, const std::string& prefix,
+                                                                 const HubInt4Config& config,
+                                                                 const std::vector<int64_t>& rows, int64_t K);
 
 }  // namespace kq::models

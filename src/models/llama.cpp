@@ -134,26 +134,32 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     };
     // Phi3's fused weight `fused` ([rows, d]; rows: the parts' sum) split into the linear layers of its parts
     // (fused_parts), each a copy of its rows, in the order the parts are given (biases: never). Phi3 checkpoints
-    // store them so; a kq quantized folder (saved with the split names) and random weights (any name is there)
-    // use the split names, read by `linear`.
-    const auto split_source = [&](const std::string& first_part) {
-      return c.arch != Arch::Phi3 || w.quantized() || w.contains(p + first_part + ".weight");
+    // store them so, also AutoAWQ / AutoGPTQ ones (quantized as one: "<fused>.qweight", ..., split by
+    // quantized_fused_linears); a kq quantized folder (saved with the split names) and random weights (any name
+    // is there) use the split names, read by `linear`.
+    const auto split_source = [&](const std::string& first_part, const std::string& fused) {
+      if (c.arch != Arch::Phi3 || w.contains(p + first_part + ".weight")) return true;
+      return w.quantized() && !w.contains(p + fused + ".weight") && !w.contains(p + fused + ".qweight");
     };
     auto fused_linears = [&](const std::string& fused, std::initializer_list<std::unique_ptr<Linear>*> outs) {
       const std::vector<FusedPart> parts = fused_parts(c, p + fused + ".weight");
-      const Tensor all = w.get(p + fused + ".weight", {parts.back().row0 + parts.back().rows, d}, Init::Weight);
-      const DType dtype = w.disk_dtype(p + fused + ".weight");
+      std::vector<std::unique_ptr<Linear>> ops = w.quantized_fused_linears(p + fused, parts, d);
+      if (ops.empty()) {
+        const Tensor all = w.get(p + fused + ".weight", {parts.back().row0 + parts.back().rows, d}, Init::Weight);
+        const DType dtype = w.disk_dtype(p + fused + ".weight");
+        for (const FusedPart& part : parts)
+          ops.push_back(make_linear_f32(all.slice_rows(part.row0, part.row0 + part.rows).clone(), Tensor(), dtype));
+      }
       auto out = outs.begin();
-      for (const FusedPart& part : parts) {
-        const std::string module = part.name.substr(0, part.name.size() - std::string_view(".weight").size());
-        **out++ = make_linear(module, make_linear_f32(all.slice_rows(part.row0, part.row0 + part.rows).clone(),
-                                                      Tensor(), dtype));
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const std::string module = parts[i].name.substr(0, parts[i].name.size() - std::string_view(".weight").size());
+        **out++ = make_linear(module, std::move(ops[i]));
       }
     };
     b.input_norm.host = norm_gain(w, p + "input_layernorm.weight", d);
     // Qwen2: biases on q/k/v_proj only (qkv_bias); Llama's attention_bias: on all four.
     const bool qkv_bias = c.attention_bias || c.qkv_bias;
-    if (split_source("self_attn.q_proj")) {
+    if (split_source("self_attn.q_proj", "self_attn.qkv_proj")) {
       b.q_proj = linear("self_attn.q_proj", q_dim, d, qkv_bias);
       b.k_proj = linear("self_attn.k_proj", kv_dim, d, qkv_bias);
       b.v_proj = linear("self_attn.v_proj", kv_dim, d, qkv_bias);
@@ -178,7 +184,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     } else {
       b.mlp_norm.host = norm_gain(w, p + "post_attention_layernorm.weight", d);
     }
-    if (split_source("mlp.gate_proj")) {
+    if (split_source("mlp.gate_proj", "mlp.gate_up_proj")) {
       b.gate_proj = linear("mlp.gate_proj", ffn, d, c.mlp_bias);
       b.up_proj = linear("mlp.up_proj", ffn, d, c.mlp_bias);
     } else {

@@ -347,32 +347,63 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
     }
   }
   std::vector<std::string> read;  // tensors handed out, to name the file an error is about
-  auto get = [&](const std::string& n) {
-    // A bias the architecture does not have is not read (and is warned as unused), as for an unquantized layer.
-    if (!store_.contains(n) || (!bias && n == file_prefix + ".bias")) return Tensor();
-    Tensor t = store_.get(n);
-    disk_bytes_ += t.nbytes();
-    used_.insert(n);
-    read.push_back(n);
-    return t;
-  };
+  // A bias the architecture does not have is not read (and is warned as unused), as for an unquantized layer.
+  const TensorGetter get = layer_getter(read, bias ? std::string() : file_prefix + ".bias");
   try {
     if (hub) return load_hub_int4_linear(get, file_prefix, *hub_, out, in);
     if (bnb) return bnb_->int8 ? load_bnb_int8_linear(get, file_prefix, *bnb_, out, in)
                                : load_bnb_nf4_linear(get, file_prefix, out, in);
     return load_quantized_linear(get, file_prefix, spec, out, in);
   } catch (const FormatError& e) {
-    // A bad value (scale, code, zero point) is reported with its tensor name;
-    // add the safetensors file holding it (shards may split a layer's tensors).
-    // A missing tensor is in no file: name the file of the layer's other
-    // tensors, where it was looked for.
-    const std::string what = e.what();
-    std::string file;
-    for (const std::string& n : read)
-      if (what.find("'" + n + "'") != std::string::npos) file = fmt::format(" (in {})", store_.file_of(n));
-    if (file.empty() && !read.empty()) file = fmt::format(" (in {})", store_.file_of(read.front()));
-    raise<FormatError>("{}: quantized layer '{}'{}: {}", dir_.string(), module, file, what);
+    raise_in_layer(module, read, e);
   }
+}
+
+std::vector<std::unique_ptr<Linear>> FileWeights::quantized_fused_linears(const std::string& fused_prefix,
+                                                                          const std::vector<FusedPart>& parts,
+                                                                          int64_t in) {
+  if (bnb_)
+    for (const char* suffix : {".SCB", ".weight.quant_state.bitsandbytes__nf4", ".weight.quant_state.bitsandbytes__fp4"})
+      if (store_.contains(fused_prefix + suffix))
+        raise<FormatError>("{}: layer '{}' is a bitsandbytes layer quantized fused ('{}{}' in {}): kq splits the "
+                           "fused layers of AutoAWQ / AutoGPTQ checkpoints and unquantized ones into their parts, "
+                           "not bitsandbytes ones",
+                           dir_.string(), fused_prefix, fused_prefix, suffix, store_.file_of(fused_prefix + suffix));
+  if (!hub_ || !store_.contains(fused_prefix + ".qweight")) return {};
+  std::vector<int64_t> rows;
+  for (const FusedPart& part : parts) rows.push_back(part.rows);
+  std::vector<std::string> read;
+  const TensorGetter get = layer_getter(read, fused_prefix + ".bias");  // Phi-3's fused layers have no bias
+  try {
+    return load_hub_int4_fused_linears(get, fused_prefix, *hub_, rows, in);
+  } catch (const FormatError& e) {
+    raise_in_layer(fused_prefix, read, e);
+  }
+}
+
+TensorGetter FileWeights::layer_getter(std::vector<std::string>& read, const std::string& hidden) {
+  return [this, &read, hidden](const std::string& n) {
+    if (!store_.contains(n) || n == hidden) return Tensor();
+    Tensor t = store_.get(n);
+    disk_bytes_ += t.nbytes();
+    used_.insert(n);
+    read.push_back(n);
+    return t;
+  };
+}
+
+void FileWeights::raise_in_layer(const std::string& module, const std::vector<std::string>& read,
+                                 const FormatError& e) const {
+  // A bad value (scale, code, zero point) is reported with its tensor name;
+  // add the safetensors file holding it (shards may split a layer's tensors).
+  // A missing tensor is in no file: name the file of the layer's other
+  // tensors, where it was looked for.
+  const std::string what = e.what();
+  std::string file;
+  for (const std::string& n : read)
+    if (what.find("'" + n + "'") != std::string::npos) file = fmt::format(" (in {})", store_.file_of(n));
+  if (file.empty() && !read.empty()) file = fmt::format(" (in {})", store_.file_of(read.front()));
+  raise<FormatError>("{}: quantized layer '{}'{}: {}", dir_.string(), module, file, what);
 }
 
 void FileWeights::raise_missing(const std::string& name, const Shape& shape) const {

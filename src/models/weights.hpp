@@ -14,6 +14,7 @@
 #include "io/safetensors.hpp"
 #include "kernels/linear.hpp"
 #include "kq/config.hpp"
+#include "kq/error.hpp"
 #include "kq/tensor.hpp"
 #include "quant/bnb8.hpp"
 #include "quant/hub_int4.hpp"
@@ -68,6 +69,16 @@ class WeightSource {
     (void)module, (void)file_prefix, (void)out, (void)in, (void)bias;
     return nullptr;
   }
+  /// The linear layers of `parts` (fused_parts of "<fused_prefix>.weight", in their row order; `in`: K) when the
+  /// source stores the fused layer `fused_prefix` quantized as one (an AutoAWQ / AutoGPTQ checkpoint of Phi-3:
+  /// "<fused_prefix>.qweight", ...), split by output rows losslessly (load_hub_int4_fused_linears); empty when it
+  /// does not. Throws FormatError naming the tensor on a mismatch.
+  virtual std::vector<std::unique_ptr<Linear>> quantized_fused_linears(const std::string& fused_prefix,
+                                                                       const std::vector<FusedPart>& parts,
+                                                                       int64_t in) {
+    (void)fused_prefix, (void)parts, (void)in;
+    return {};
+  }
   /// A linear layer the source generates itself in its final form (random
   /// quantized weights for benchmarks, see RandomWeights::set_linear_mode),
   /// on `be`'s device; nullptr for a plain weight (read with get()).
@@ -107,8 +118,9 @@ class WeightSource {
 /// config.json and the module ("the model has no such layer").
 /// An AutoAWQ or AutoGPTQ 4-bit checkpoint (quant_method "awq" / "gptq",
 /// models/hub_checkpoint.hpp) yields each layer that has "<prefix>.qweight"
-/// converted losslessly into kq's INT4 format (quant/hub_int4.hpp); its
-/// other layers are plain weights. A bitsandbytes 4-bit checkpoint
+/// converted losslessly into kq's INT4 format (quant/hub_int4.hpp), a fused
+/// one (Phi3's qkv_proj, gate_up_proj) split into its parts after the
+/// conversion (quantized_fused_linears); its other layers are plain weights. A bitsandbytes 4-bit checkpoint
 /// (quant_method "bitsandbytes", load_in_4bit, NF4) likewise yields each layer
 /// with "<prefix>.weight.quant_state.bitsandbytes__nf4" as a kq NF4 op (quant/bnb4.hpp),
 /// an 8-bit one (load_in_8bit, LLM.int8()) each layer with "<prefix>.SCB" as a
@@ -124,6 +136,12 @@ class FileWeights final : public WeightSource {
   Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override;
   std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
                                            int64_t out, int64_t in, bool bias) override;
+  /// An AutoAWQ / AutoGPTQ checkpoint's fused layer "<fused_prefix>.qweight" (...) split into `parts`; empty for
+  /// any other folder or a fused layer stored unquantized. Throws FormatError naming the folder, the fused layer,
+  /// the safetensors file and the tensor (as quantized_linear), and for a bitsandbytes fused layer (not converted).
+  std::vector<std::unique_ptr<Linear>> quantized_fused_linears(const std::string& fused_prefix,
+                                                               const std::vector<FusedPart>& parts,
+                                                               int64_t in) override;
   /// The tensor's dtype in the folder (F32 when the folder has no such tensor:
   /// get() names the missing tensor).
   DType disk_dtype(const std::string& name) const override;
@@ -158,6 +176,14 @@ class FileWeights final : public WeightSource {
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
+  /// A getter of the folder's tensors for a quantized layer's loader: absent ones (and `hidden`, a bias the
+  /// architecture does not have) are undefined; each one handed out is counted (disk_bytes_, used_) and its
+  /// name appended to `read`.
+  TensorGetter layer_getter(std::vector<std::string>& read, const std::string& hidden);
+  /// Rethrows `e`, a quantized layer's loader error, naming the folder, `module` and the safetensors file of
+  /// the tensor it names (of `read`, the tensors handed out; else the file of the first).
+  [[noreturn]] void raise_in_layer(const std::string& module, const std::vector<std::string>& read,
+                                   const FormatError& e) const;
   /// Throws FormatError "missing tensor '<name>' (expected shape ...)", saying
   /// that the file mixes GPT-2's "transformer." prefixed and bare names when
   /// `name` is there under the other form.

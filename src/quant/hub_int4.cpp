@@ -231,4 +231,29 @@ PackedWeight import_hub_int4(const TensorGetter& get, const std::string& prefix,
   return p;
 }
 
+PackedWeight hub_int4_rows(const PackedWeight& w, int64_t row0, int64_t rows) {
+  const formats::WeightFormat f = w.weight_format();
+  if (f != formats::WeightFormat::INT4_SYM && f != formats::WeightFormat::INT4_ASYM)
+    raise<InvalidArgument>("hub_int4_rows: the weight is {}, not INT4", w.spec.name());
+  if (rows < 1 || row0 < 0 || row0 + rows > w.N)
+    raise<InvalidArgument>("hub_int4_rows: rows [{}, {}) are not a non-empty range of the weight's {} rows", row0,
+                           row0 + rows, w.N);
+  PackedWeight p;
+  p.N = rows;
+  p.K = w.K;
+  p.block = w.block;
+  p.blocks_per_row = w.blocks_per_row;
+  p.codes = w.codes.slice_rows(row0, row0 + rows).clone();
+  p.scales = w.scales.slice_rows(row0, row0 + rows).clone();
+  bool all_eight = true;
+  if (w.zeros.defined()) {
+    p.zeros = w.zeros.slice_rows(row0, row0 + rows).clone();
+    const uint8_t* z = p.zeros.data<uint8_t>();
+    for (int64_t i = 0; i < p.zeros.numel() && all_eight; ++i) all_eight = z[i] == 8;
+    if (all_eight) p.zeros = Tensor();
+  }
+  p.spec = parse_quant_mode(fmt::format("int4-g{}{}", p.block, all_eight ? "" : "-asym"));
+  return p;
+}
+
 }  // namespace kq

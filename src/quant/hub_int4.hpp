@@ -80,4 +80,13 @@ inline constexpr int kAwqPackOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 PackedWeight import_hub_int4(const TensorGetter& get, const std::string& prefix, const HubInt4Config& config,
                              int64_t N, int64_t K);
 
+/// Output rows [row0, row0 + rows) of `w` (an INT4 weight [N, K] of import_hub_int4) as an INT4 weight [rows, K]
+/// of their own: the same codes, scales and zero points (copied), symmetric INT4 when the part's own zero points
+/// are all 8, so exactly what import_hub_int4 gives for those rows stored as a layer of their own (the group size
+/// depends on the input channels' groups only, which all rows share). How the layers a checkpoint quantizes fused
+/// (Phi-3's self_attn.qkv_proj, mlp.gate_up_proj) become the layers of their parts: lossless at any row boundary
+/// (no packing constraint: the rows are split after the int32s are unpacked). Throws InvalidArgument when `w` is
+/// not INT4 or the range is empty or outside [0, N).
+PackedWeight hub_int4_rows(const PackedWeight& w, int64_t row0, int64_t rows);
+
 }  // namespace kq

@@ -8,7 +8,7 @@
 //         qzeros I32 [G, N/8] the same interleave; scales F16 [G, N].
 //   GPTQ: qweight I32 [K/8, N], nibble i of word (r, n) = q[n, 8r + i];
 //         qzeros I32 [G, N/8], nibble i of (g, c) = z[g, 8c + i] − 1 (v1) or z (v2);
-//         scales F16 [G, N]; g_idx I32 [K] = k / group_size.
+//         scales F16 [G, N]; g_idx I32 [K] = k / group_size (or HubCodes::g_idx).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -31,7 +31,8 @@ struct HubCodes {
   std::vector<uint8_t> q;             ///< [N, K] codes 0..15
   std::vector<uint8_t> z;             ///< [G, N] zero points 0..15
   Tensor scales;                      ///< F16 [G, N]
-  int64_t group_of(int64_t k) const { return group < 0 ? 0 : k / group; }
+  std::vector<int32_t> g_idx;         ///< [K] the group of each input channel (GPTQ act-order); empty: k / group
+  int64_t group_of(int64_t k) const { return !g_idx.empty() ? g_idx[size_t(k)] : group < 0 ? 0 : k / group; }
 };
 
 /// Deterministic codes of W [N, K]: codes uniform in 0..15, zero points 8 when
@@ -87,6 +88,30 @@ inline HubCodes hub_codes_rtn(const Tensor& w, int64_t group) {
       const float r = sc > 0.0f ? std::nearbyint(p[n * c.K + k] / sc) : 0.0f;
       c.q[size_t(n * c.K + k)] = uint8_t(std::clamp(r + 8.0f, 0.0f, 15.0f));
     }
+  return c;
+}
+
+/// The codes of one layer whose output rows are those of `parts` in order (each [N_i, K], the same K, groups and
+/// g_idx): a fused layer (Phi-3's qkv_proj = q, k, v rows) as a checkpoint that quantized it as one stores it.
+inline HubCodes hub_codes_concat(const std::vector<HubCodes>& parts) {
+  HubCodes c = parts.front();
+  c.N = 0;
+  for (const HubCodes& p : parts) c.N += p.N;
+  c.q.clear();
+  c.z.assign(size_t(c.G * c.N), 0);
+  std::vector<uint16_t> s(size_t(c.G * c.N));
+  int64_t n0 = 0;
+  for (const HubCodes& p : parts) {
+    c.q.insert(c.q.end(), p.q.begin(), p.q.end());  // rows [n0, n0 + p.N)
+    for (int64_t g = 0; g < c.G; ++g)
+      for (int64_t n = 0; n < p.N; ++n) {
+        c.z[size_t(g * c.N + n0 + n)] = p.z[size_t(g * p.N + n)];
+        s[size_t(g * c.N + n0 + n)] = p.scales.data<uint16_t>()[g * p.N + n];
+      }
+    n0 += p.N;
+  }
+  c.scales = Tensor::empty(DType::F16, {c.G, c.N});
+  std::copy(s.begin(), s.end(), c.scales.mutable_data<uint16_t>());
   return c;
 }
 

@@ -223,5 +223,49 @@ TEST(HubInt4, GroupSizeThatIsNotAMultipleOf32IsNamedAndOtherMultiplesConvert) {
     }
 }
 
+// A layer quantized fused (Phi-3's qkv_proj: q, k then v rows) split after the conversion: each part's weight is
+// exactly its own reference (q - z) * s, symmetric when its own zero points are all 8 although the fused layer's
+// are not, and, for parts whose rows hold whole int32s, the very PackedWeight of the part stored on its own (codes,
+// scales, zero points, spec). Boundaries need not be multiples of 8 (24 | 12 | 12: v starts at row 36): the rows
+// are split after the int32s are unpacked. GPTQ act-order with static groups (g_idx runs of 32, not in order).
+TEST(HubInt4, RowsOfAFusedLayerAreTheWeightsOfItsParts) {
+  const int64_t K = 128, group = 32;
+  for (const HubFormat f : {HubFormat::Awq, HubFormat::GptqV1, HubFormat::GptqV2})
+    for (const bool act_order : {false, true}) {
+      if (act_order && f == HubFormat::Awq) continue;
+      const int zmin = f == HubFormat::GptqV1 ? 1 : 0;
+      std::vector<HubCodes> parts = {testing::hub_codes(24, K, group, /*symmetric=*/true, zmin, 21),
+                                     testing::hub_codes(12, K, group, false, zmin, 22),
+                                     testing::hub_codes(12, K, group, false, zmin, 23)};
+      if (act_order)
+        for (HubCodes& c : parts) {
+          c.g_idx.resize(size_t(K));
+          for (int64_t k = 0; k < K; ++k) c.g_idx[size_t(k)] = int32_t((k / group + 2) % (K / group));
+        }
+      const HubCodes fused = testing::hub_codes_concat(parts);
+      const PackedWeight all = import_hub_int4(getter(testing::hub_layer_tensors(fused, "qkv", f)), "qkv",
+                                               {layout_of(f), group, act_order}, 48, K);
+      EXPECT_FALSE(all.spec.symmetric);
+      int64_t row0 = 0;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const std::string what = fmt::format("format {} act_order {} part {}", int(f), act_order, i);
+        const PackedWeight p = hub_int4_rows(all, row0, parts[i].N);
+        row0 += parts[i].N;
+        EXPECT_EQ(p.N, parts[i].N) << what;
+        EXPECT_EQ(p.spec.symmetric, i == 0) << what;
+        EXPECT_EQ(p.spec.block_size, group) << what;
+        EXPECT_TRUE(same_bytes(p.dequantize(), testing::hub_reference(parts[i]))) << what;
+        if (parts[i].N % 8 != 0) continue;
+        const PackedWeight alone = import_hub_int4(getter(testing::hub_layer_tensors(parts[i], "q", f)), "q",
+                                                   {layout_of(f), group, act_order}, parts[i].N, K);
+        EXPECT_EQ(p.spec.name(), alone.spec.name()) << what;
+        EXPECT_TRUE(same_bytes(p.codes, alone.codes) && same_bytes(p.scales, alone.scales)) << what;
+        EXPECT_EQ(p.zeros.defined(), alone.zeros.defined()) << what;
+      }
+      EXPECT_THROW((void)hub_int4_rows(all, 40, 12), InvalidArgument);
+      EXPECT_THROW((void)hub_int4_rows(all, 0, 0), InvalidArgument);
+    }
+}
+
 }  // namespace
 }  // namespace kq
