@@ -363,7 +363,8 @@ std::vector<std::unique_ptr<Linear>> FileWeights::quantized_fused_linears(const 
                                                                           const std::vector<FusedPart>& parts,
                                                                           int64_t in) {
   if (bnb_)
-    for (const char* suffix : {".SCB", ".weight.quant_state.bitsandbytes__nf4", ".weight.quant_state.bitsandbytes__fp4"})
+    for (const char* suffix :
+         {".SCB", ".weight.quant_state.bitsandbytes__nf4", ".weight.quant_state.bitsandbytes__fp4"})
       if (store_.contains(fused_prefix + suffix))
         raise<FormatError>("{}: layer '{}' is a bitsandbytes layer quantized fused ('{}{}' in {}): kq splits the "
                            "fused layers of AutoAWQ / AutoGPTQ checkpoints and unquantized ones into their parts, "

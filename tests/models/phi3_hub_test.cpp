@@ -4,9 +4,10 @@
 // loads with the linear layers (format, dequantized weight) and the logits, bit for bit, of the same checkpoint
 // with the fused layers stored split (q/k/v_proj, gate/up_proj: the Llama names the loader already read), and the
 // logits of the F32 model of the dequantized weights within float tolerance; a part whose zero points are all 8 is
-// symmetric INT4 as it would be stored alone; GPTQ act-order with static groups (a g_idx of runs of 32 out of
-// order) converts, an interleaved g_idx is refused; fused tensors of the wrong shape, a missing or bad fused
-// tensor, and a bitsandbytes fused layer are refused naming the tensor.
+// symmetric INT4 as it would be stored alone; a fused layer left unquantized is split as a plain weight; GPTQ
+// act-order with static groups (a g_idx of runs of 32 out of order) converts, an interleaved g_idx is refused;
+// fused tensors of the wrong shape, a missing or bad fused tensor, and a bitsandbytes fused layer are refused
+// naming the tensor.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -20,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/hub_pack.hpp"
+#include "io/safetensors.hpp"
 #include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
@@ -44,8 +46,12 @@ const ExecContext kCpu{Device::CPU, 2};
 json quant_config(HubFormat f, int64_t group, bool desc_act) {
   if (f == HubFormat::Awq)
     return {{"quant_method", "awq"}, {"bits", 4}, {"group_size", group}, {"zero_point", true}, {"version", "gemm"}};
-  return {{"quant_method", "gptq"}, {"bits", 4},          {"group_size", group},
-          {"desc_act", desc_act},   {"sym", false},       {"checkpoint_format", f == HubFormat::GptqV1 ? "gptq" : "gptq_v2"}};
+  return {{"quant_method", "gptq"},
+          {"bits", 4},
+          {"group_size", group},
+          {"desc_act", desc_act},
+          {"sym", false},
+          {"checkpoint_format", f == HubFormat::GptqV1 ? "gptq" : "gptq_v2"}};
 }
 
 /// One checkpoint variant: layout, group size, act-order g_idx (GPTQ: runs of `group` channels, groups rotated by
@@ -62,9 +68,9 @@ struct HubPhi3 {
   std::filesystem::path fused, split, ref;
 };
 
-/// Writes the folders of `v` under `root`; `edit` (when given) changes the fused checkpoint's tensors and `edit_config`
-/// its config.json. Each linear part gets its own codes (seeds 1, 2, ...): q_proj and up_proj symmetric (zero
-/// points 8), the others not, so that a fused layer mixes both.
+/// Writes the folders of `v` under `root`; `edit` (when given) changes the fused checkpoint's tensors and
+/// `edit_config` its config.json. Each linear part gets its own codes (seeds 1, 2, ...): q_proj and up_proj
+/// symmetric (zero points 8), the others not, so that a fused layer mixes both.
 HubPhi3 write_hub_phi3(const std::filesystem::path& root, const testing::TinyPhi3& s, const Variant& v,
                        const std::function<void(TensorMap&)>& edit = {},
                        const std::function<void(json&)>& edit_config = {}) {
@@ -169,6 +175,37 @@ TEST(Phi3Hub, FusedLayersLoadAsTheSameCheckpointStoredSplit) {
   }
 }
 
+// A fused layer the checkpoint left unquantized (modules_to_not_convert: a plain gate_up_proj.weight among
+// quantized layers) is split as the F32 path splits it: the F32 parts of the unquantized model.
+TEST(Phi3Hub, AnUnquantizedFusedLayerInACheckpointIsSplitAsAPlainWeight) {
+  const testing::TinyPhi3 s;
+  testing::TempDir tmp;
+  const HubPhi3 f = write_hub_phi3(tmp.path, s, {HubFormat::Awq, 32, false});
+  const std::string layer = "model.layers.1.mlp.gate_up_proj";
+  TensorMap t;
+  {
+    const TensorStore fused = TensorStore::open_dir(f.fused), ref = TensorStore::open_dir(f.ref);
+    for (const std::string& n : fused.names())
+      if (!n.starts_with(layer + ".")) t[n] = fused.get(n).clone();
+    t[layer + ".weight"] = ref.get(layer + ".weight").clone();
+  }
+  std::filesystem::remove(f.fused / "model.safetensors");
+  write_safetensors(f.fused / "model.safetensors", t);
+  auto hub = testing::load_quietly(f.fused);
+  auto ref = testing::load_quietly(f.ref);
+  int plain = 0;
+  for (const LinearSlot& a : hub->linear_layers())
+    for (const LinearSlot& b : ref->linear_layers())
+      if (a.name == b.name && a.name.starts_with("model.layers.1.mlp.") && !a.name.ends_with("down_proj")) {
+        EXPECT_EQ((*a.op)->format(), "f32") << a.name;
+        EXPECT_TRUE(same_bytes((*a.op)->dequantized_weight(), (*b.op)->dequantized_weight())) << a.name;
+        ++plain;
+      }
+  EXPECT_EQ(plain, 2);
+  const std::vector<int32_t> tokens = testing::tokens_of(12, s.vocab);
+  EXPECT_LT(testing::rel_l2(testing::prefill_logits(*hub, tokens), testing::prefill_logits(*ref, tokens)), 1e-5);
+}
+
 /// The load error of the fused checkpoint of `v` after `edit` / `edit_config`.
 std::string fused_load_error(const Variant& v, const std::function<void(TensorMap&)>& edit,
                              const std::function<void(json&)>& edit_config = {}) {
@@ -225,7 +262,8 @@ TEST(Phi3Hub, InterleavedActOrderInAFusedLayerIsRefused) {
 TEST(Phi3Hub, BitsandbytesFusedLayerIsRefused) {
   const testing::TinyPhi3 s;
   TensorMap t = testing::tiny_phi3_tensors(s);
-  t["model.layers.0.self_attn.qkv_proj.SCB"] = Tensor::zeros(DType::F32, {(s.heads + 2 * s.kv_heads) * s.head_dim()});
+  const int64_t rows = (s.heads + 2 * s.kv_heads) * s.head_dim();
+  t["model.layers.0.self_attn.qkv_proj.SCB"] = Tensor::zeros(DType::F32, {rows});
   json config = testing::tiny_phi3_config(s);
   config["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}};
   testing::TempDir tmp;
