@@ -482,8 +482,14 @@ class Model {
     models::Param* param;
     models::ParamKind kind;
     bool counted;
+    /// The linear slot make_linear built over this table's host values (a tied lm_head), or empty.
+    std::string tied_linear = {};
   };
   void upload_parameters();
+  /// Uploads `e` to `be`, or shares a table with `tied` (its tied linear as `be` runs it, or nullptr).
+  static void upload_parameter(models::Backend& be, ParamEntry& e, const Linear* tied);
+  /// Index in linears_ of the slot named `name`, or -1.
+  int64_t linear_index(const std::string& name) const;
   void fuse_linears();
   void run_step(std::span<const int32_t> tokens, std::span<const int32_t> row_seq,
                 std::span<const int32_t> row_pos, std::span<KVCache* const> caches, float* logits, bool last_only,

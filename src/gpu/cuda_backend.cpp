@@ -218,6 +218,20 @@ class CudaBackend final : public models::Backend {
     params_.push_back(std::move(buf));
   }
 
+  bool share_table(Param& p, const Linear& op) override {
+    const auto* dev = dynamic_cast<const CudaLinear*>(&op);
+    auto w = dev ? dev->bf16_weight() : nullptr;
+    if (!w || p.host.ndim() != 2 || w->size() != size_t(p.host.numel()) || op.out_features() != p.host.shape()[0] ||
+        op.in_features() != p.host.shape()[1])
+      return false;
+    // Same values: the op's weight was rounded from the same host tensor as upload() rounds a table (F32 or F16
+    // to BF16, nearest even; BF16 copied), and is [N, K] row-major like a table's [rows, cols].
+    p.device = w->data();
+    p.device_bytes = 0;  // counted once, in the linear's weight_bytes()
+    shared_tables_.push_back(std::move(w));
+    return true;
+  }
+
   std::unique_ptr<Linear> convert(const std::string& name, const Linear& op) override {
     if (dynamic_cast<const CudaLinear*>(&op)) return nullptr;
     try {
@@ -548,6 +562,7 @@ class CudaBackend final : public models::Backend {
   std::unique_ptr<Workspace> eager_;
   std::map<GraphKey, GraphEntry> graphs_by_key_;
   std::vector<cuda::DeviceBuffer<std::byte>> params_;
+  std::vector<std::shared_ptr<const cuda::DeviceBuffer<uint16_t>>> shared_tables_;  // share_table's weights
   bool graphs_ = true;
   int64_t replays_ = 0;
   double replay_gpu_ms_ = 0;  // with timing_: GPU time of the replays

@@ -155,35 +155,37 @@ class Bf16CudaLinear final : public CudaLinearBase {
  public:
   Bf16CudaLinear(cuda::DeviceBuffer<uint16_t> w, int64_t N, int64_t K, cuda::DeviceBuffer<float> bias,
                  std::string format)
-      : CudaLinearBase(N, K, std::move(bias), std::move(format)), w_(std::move(w)) {
-    if (N < 1 || K < 1 || w_.size() != size_t(N * K))
-      raise<InvalidArgument>("CudaLinear ({}): BF16 weight of {} elements for shape [{}, {}]", format_, w_.size(),
+      : CudaLinearBase(N, K, std::move(bias), std::move(format)),
+        w_(std::make_shared<cuda::DeviceBuffer<uint16_t>>(std::move(w))) {
+    if (N < 1 || K < 1 || w_->size() != size_t(N * K))
+      raise<InvalidArgument>("CudaLinear ({}): BF16 weight of {} elements for shape [{}, {}]", format_, w_->size(),
                              N, K);
   }
   Tensor dequantized_weight() const override {
-    return bf16_matrix_to_f32(w_, N_, K_);
+    return bf16_matrix_to_f32(*w_, N_, K_);
   }
+  std::shared_ptr<const cuda::DeviceBuffer<uint16_t>> bf16_weight() const override { return w_; }
 
  protected:
   void matmul(cuda::GpuContext& ctx, const uint16_t* x, int64_t ldx, int64_t M, uint16_t* y,
               int64_t ldy) const override {
-    cuda::gemm_bf16(ctx, x, ldx, w_.data(), K_, y, ldy, M, N_, K_);
+    cuda::gemm_bf16(ctx, x, ldx, w_->data(), K_, y, ldy, M, N_, K_);
   }
-  size_t matrix_bytes() const override { return w_.bytes(); }
+  size_t matrix_bytes() const override { return w_->bytes(); }
 
  public:
   std::unique_ptr<CudaLinear> concat(const std::vector<const CudaLinearBase*>& ops, std::string&) const override {
     std::vector<const cuda::DeviceBuffer<uint16_t>*> parts;
     int64_t N = 0;
     for (const auto* o : ops) {
-      parts.push_back(&static_cast<const Bf16CudaLinear*>(o)->w_);
+      parts.push_back(static_cast<const Bf16CudaLinear*>(o)->w_.get());
       N += o->out_features();
     }
     return std::make_unique<Bf16CudaLinear>(concat_buffers(parts), N, K_, concat_bias(ops), format_);
   }
 
  private:
-  cuda::DeviceBuffer<uint16_t> w_;
+  std::shared_ptr<cuda::DeviceBuffer<uint16_t>> w_;  // shared with a tied embedding table (bf16_weight)
 };
 
 /// FP8 E4M3 or INT8 W8A8 on the padded W8Weight layout.

@@ -48,6 +48,11 @@ class CudaLinear : public Linear {
     int64_t K_pad = 0;
   };
   virtual InputCodes input_codes() const { return {}; }
+  /// The BF16 weight [N, K] (row-major on the device) when this op holds one
+  /// as it is (the f32 / 16-bit layouts, not fused), shared with the caller:
+  /// the CUDA backend gathers a tied embedding table's rows from it instead of
+  /// holding a second copy. nullptr for every other layout.
+  virtual std::shared_ptr<const cuda::DeviceBuffer<uint16_t>> bf16_weight() const { return nullptr; }
   /// y[1, N] = BF16(h · Wᵀ + bias) for one token whose input is the SwiGLU
   /// h = BF16(silu(gate) · up) (gate, up: BF16 device [K]), computed by this
   /// op while it reads its input (the 4-bit streaming GEMV), so no SwiGLU

@@ -104,6 +104,14 @@ class Backend {
   /// Makes `p` usable by this backend's ops (device copy). CPU: nothing.
   /// A Table's host copy may be F32, BF16 or F16, a Vector's is F32.
   virtual void upload(Param& p, ParamKind kind) = 0;
+  /// Instead of upload(p, Table): makes table `p` ([rows, cols], e.g. a tied
+  /// token embedding) read its device copy from the weights of `op`, a linear
+  /// of this backend built over the same host values (a tied lm_head [vocab,
+  /// d]), so the device holds one copy; `op`'s weight storage then lives as
+  /// long as this backend. Returns false, with nothing changed, where `op`
+  /// holds no such copy (quantized, another layout or shape; CPU: always, the
+  /// host tensor is already shared); then upload `p` as usual.
+  virtual bool share_table(Param& p, const Linear& op) = 0;
   /// `op` converted to run on this backend (CUDA: gpu::to_cuda), or nullptr
   /// when `op` runs here as it is (always on the CPU). Throws Unsupported for
   /// a format the device cannot run, naming the layer `name`.

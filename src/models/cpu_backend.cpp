@@ -47,6 +47,7 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::CPU; }
   int64_t max_rows() const override { return Model::prefill_chunk(); }
   void upload(Param&, ParamKind) override {}
+  bool share_table(Param&, const Linear&) override { return false; }
   std::unique_ptr<Linear> convert(const std::string&, const Linear&) override { return nullptr; }
   std::shared_ptr<void> alloc_cache(size_t) override { return nullptr; }
   void copy_cache(void*, size_t, const void*, size_t, size_t, size_t) override {

@@ -205,7 +205,13 @@ void Model::to_device(const ExecContext& ctx) {
   converted.reserve(linears_.size());
   for (const LinearSlot& s : linears_) converted.push_back(be.convert(s.name, **s.op));
   if (fresh)
-    for (ParamEntry& e : parameters_) fresh->upload(*e.param, e.kind);
+    for (ParamEntry& e : parameters_) {
+      // Shared only while the tied slot still holds a linear over the table (not one swapped in since).
+      const int64_t i = e.tied_linear.empty() ? -1 : linear_index(e.tied_linear);
+      const bool tied = i >= 0 && converted[size_t(i)] && e.param->host.defined() &&
+                        dense_weight_data(**linears_[size_t(i)].op) == e.param->host.raw();
+      upload_parameter(*fresh, e, tied ? converted[size_t(i)].get() : nullptr);
+    }
   for (size_t i = 0; i < linears_.size(); ++i)
     if (converted[i]) *linears_[i].op = std::move(converted[i]);
   if (fresh) backend_ = std::move(fresh);
@@ -247,12 +253,32 @@ std::unique_ptr<Linear> Model::make_linear(const std::string& name, std::unique_
           "replacement must keep the layer's shape",
           op->out_features(), op->in_features(), name, out, in);
   }
+  // A linear over a registered table's values (a tied lm_head, unless the transform replaced it): a device
+  // backend may then hold one copy of both (upload_parameter).
+  if (const void* w = dense_weight_data(*op))
+    for (ParamEntry& e : parameters_)
+      if (e.kind == models::ParamKind::Table && e.param->host.raw() == w) e.tied_linear = name;
   if (auto converted = backend_->convert(name, *op)) op = std::move(converted);
   return op;
 }
 
+void Model::upload_parameter(models::Backend& be, ParamEntry& e, const Linear* tied) {
+  if (tied && e.kind == models::ParamKind::Table && be.share_table(*e.param, *tied)) return;
+  be.upload(*e.param, e.kind);
+}
+
+int64_t Model::linear_index(const std::string& name) const {
+  for (size_t i = 0; i < linears_.size(); ++i)
+    if (linears_[i].name == name) return int64_t(i);
+  return -1;
+}
+
 void Model::upload_parameters() {
-  for (ParamEntry& e : parameters_) backend_->upload(*e.param, e.kind);
+  // At construction: a tied slot's op is the one make_linear converted over the table.
+  for (ParamEntry& e : parameters_) {
+    const int64_t i = e.tied_linear.empty() ? -1 : linear_index(e.tied_linear);
+    upload_parameter(*backend_, e, i < 0 ? nullptr : linears_[size_t(i)].op->get());
+  }
   fuse_linears();
 }
 

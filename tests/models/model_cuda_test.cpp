@@ -401,6 +401,56 @@ TEST(ModelCuda, SixteenBitHostPartsGiveTheSameDeviceModel) {
   EXPECT_LE(rel_l2(got16.data(), cpu.data(), cpu.size()), 8e-2);  // W8A8 from BF16 vs F32 activations
 }
 
+// A tied lm_head and the token embedding are one BF16 copy on the device (Backend::share_table): the table's
+// rows are gathered from the lm_head's weight, so the whole-model bytes count it once, whether the model is
+// loaded on the device or moved there, with the same logits. Swapping the lm_head afterwards keeps the table
+// alive (shared ownership); a quantized lm_head leaves the table a copy of its own.
+TEST(ModelCuda, TiedEmbeddingIsOneDeviceCopy) {
+  KQ_REQUIRE_CUDA_MODEL();
+  const auto dir = repo_gpt2_tiny();
+  auto cpu = Model::load(dir, kCpu);
+  auto direct = Model::load(dir, kCuda);
+  auto moved = Model::load(dir, kCpu);
+  moved->to_device(kCuda);
+  ASSERT_TRUE(cpu->config().tie_word_embeddings);
+  const int64_t V = cpu->config().vocab_size, d = cpu->config().hidden_size;
+  const size_t table16 = size_t(V * d) * 2;
+  for (Model* m : {direct.get(), moved.get()}) {
+    const WeightBytes b = m->weight_breakdown();
+    std::printf("gpt2-tiny on CUDA: linear %zu bytes, other %zu bytes (BF16 table %zu)\n", b.linear, b.other, table16);
+    EXPECT_GE(b.linear, table16) << "the lm_head holds the BF16 table";
+    EXPECT_LT(b.other, table16) << "the embedding is not a second copy";
+  }
+  EXPECT_EQ(direct->weight_bytes(), moved->weight_bytes());
+  const auto t = tokens_for(3, 24, V);
+  const auto want = full_pass(*cpu, t), a = full_pass(*direct, t), b = full_pass(*moved, t);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "logit " << i;
+  EXPECT_LE(rel_l2(a.data(), want.data(), want.size()), 1e-2);
+
+  // The lm_head swapped for an INT8 op on both devices: the GPU model's embedding still reads the old BF16
+  // weight (kept alive by the backend), the CPU model's its F32 table.
+  const QuantSpec spec = parse_quant_mode("int8-wo");
+  Tensor w;  // the CPU model's FP32 lm_head: both models get the same INT8 op of it
+  for (const LinearSlot& s : cpu->linear_layers())
+    if (s.is_lm_head) w = (*s.op)->dequantized_weight();
+  ASSERT_TRUE(w.defined());
+  for (Model* m : {cpu.get(), moved.get()})
+    for (const LinearSlot& s : m->linear_layers())
+      if (s.is_lm_head) *s.op = quantize_linear(w, {}, spec);
+  moved->to_device(kCuda);
+  const auto want2 = full_pass(*cpu, t), got2 = full_pass(*moved, t);
+  EXPECT_LE(rel_l2(got2.data(), want2.data(), want2.size()), 3e-2);
+
+  // Quantized before the move: the table is uploaded on its own.
+  auto q = Model::load(dir, kCpu);
+  for (const LinearSlot& s : q->linear_layers())
+    if (s.is_lm_head) *s.op = quantize_linear((*s.op)->dequantized_weight(), {}, spec);
+  q->to_device(kCuda);
+  EXPECT_GE(q->weight_breakdown().other, table16);
+  const auto got3 = full_pass(*q, t);
+  EXPECT_LE(rel_l2(got3.data(), want2.data(), want2.size()), 3e-2);
+}
+
 TEST(ModelCuda, QuantizedLlamaFusedGroupsMatchCpu) {
   KQ_REQUIRE_CUDA_MODEL();
   for (const char* mode : {"int8", "nf4", "fp8", "int4-g128-asym"}) {
