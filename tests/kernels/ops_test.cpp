@@ -291,6 +291,7 @@ TEST(OpsRope, ScoresDependOnlyOnRelativePosition) {
 struct AttnCase {
   int64_t heads, kv_heads, head_dim, pos0, n;
   int64_t window = 0;  ///< sliding window (0: none)
+  float softcap = 0;   ///< tanh soft-capping of the scores (Gemma 2; 0: none)
 };
 
 class OpsAttention : public ::testing::TestWithParam<AttnCase> {};
@@ -326,6 +327,7 @@ TEST_P(OpsAttention, MatchesDoubleReference) {
         for (int64_t j = 0; j < hd; ++j)
           d += double(q[size_t(i * q_stride + h * hd + j)]) * kc[size_t((g * capacity + t) * hd + j)];
         s[size_t(t)] = d * double(scale);
+        if (c.softcap > 0) s[size_t(t)] = double(c.softcap) * std::tanh(s[size_t(t)] / double(c.softcap));
         mx = std::max(mx, s[size_t(t)]);
       }
       double sum = 0;
@@ -342,7 +344,7 @@ TEST_P(OpsAttention, MatchesDoubleReference) {
         static_cast<size_t>(attention_scratch_floats(dims, c.n, c.pos0 + c.n, threads)));
     std::vector<float> out(static_cast<size_t>(c.n * out_stride), -7.0f);
     causal_attention(q.data(), q_stride, c.n, c.pos0, kc.data(), vc.data(), capacity, dims, scale, out.data(),
-                     out_stride, scratch.data(), threads, c.window);
+                     out_stride, scratch.data(), threads, c.window, c.softcap);
     for (int64_t i = 0; i < c.n; ++i) {
       for (int64_t j = 0; j < c.heads * hd; ++j)
         ASSERT_NEAR(out[size_t(i * out_stride + j)], ref[size_t(i * c.heads * hd + j)], 2e-5)
@@ -371,7 +373,42 @@ INSTANTIATE_TEST_SUITE_P(Cases, OpsAttention,
                                            AttnCase{8, 2, 32, 0, 130, 100},    // window across blocks
                                            AttnCase{12, 12, 64, 20, 70, 33},   // MHA chunk after a prefix
                                            AttnCase{4, 1, 8, 129, 65, 129},    // MQA, window starts mid-prefix
-                                           AttnCase{8, 4, 32, 3, 10, 1000}));  // window beyond the sequence
+                                           AttnCase{8, 4, 32, 3, 10, 1000},    // window beyond the sequence
+                                           // Gemma 2's soft-capping with caps below the scores (|s| up to ~5):
+                                           // tanh bends them (SoftcapChangesTheOutput), decode and prefill,
+                                           // with and without a window.
+                                           AttnCase{8, 2, 64, 37, 1, 16, 1.0f},     // decode, window
+                                           AttnCase{8, 4, 32, 0, 5, 0, 0.5f},       // direct path
+                                           AttnCase{8, 4, 32, 0, 130, 37, 0.7f},    // 3 row blocks, window
+                                           AttnCase{4, 1, 8, 129, 65, 0, 2.0f}));   // MQA chunk, no window
+
+// Soft-capping (Gemma 2) changes the output when the scores exceed the cap, on both paths: a cap of 1 against
+// scores of several units is far from the uncapped attention, a cap of 1e6 equal to it within rounding.
+TEST(OpsAttention, SoftcapChangesTheOutput) {
+  const AttentionDims dims{8, 2, 32};
+  const int64_t hd = 32, capacity = 40, q_stride = 8 * hd;
+  const auto q = random_vec(size_t(capacity * q_stride), 21, -2.0f, 2.0f);
+  const auto kc = random_vec(size_t(2 * capacity * hd), 22, -2.0f, 2.0f);
+  const auto vc = random_vec(size_t(2 * capacity * hd), 23);
+  for (const int64_t n : {int64_t(1), int64_t(40)}) {  // direct (decode) and GEMM paths
+    const int64_t pos0 = capacity - n;
+    std::vector<float> scratch(static_cast<size_t>(attention_scratch_floats(dims, n, capacity, 2)));
+    const auto run = [&](float cap) {
+      std::vector<float> out(static_cast<size_t>(n * q_stride));
+      causal_attention(q.data() + pos0 * q_stride, q_stride, n, pos0, kc.data(), vc.data(), capacity, dims, 1.0f,
+                       out.data(), q_stride, scratch.data(), 2, 0, cap);
+      return out;
+    };
+    const auto plain = run(0.0f), capped = run(1.0f), loose = run(1e6f);
+    double diff = 0, same = 0;
+    for (size_t i = 0; i < plain.size(); ++i) {
+      diff = std::max(diff, double(std::abs(capped[i] - plain[i])));
+      same = std::max(same, double(std::abs(loose[i] - plain[i])));
+    }
+    EXPECT_GT(diff, 0.05) << n << " rows";
+    EXPECT_LT(same, 1e-5) << n << " rows";
+  }
+}
 
 TEST(OpsAttention, ChunkedPrefillEqualsOnePass) {
   // Running positions [0, 100) as one call or as 60 + 1 + 39 rows gives the same outputs.

@@ -4,6 +4,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/cpu/ops_threads.hpp"
 #include "kernels/cpu/ops_vec.hpp"
@@ -18,11 +19,18 @@ constexpr int64_t kRowBlock = 64;    // query rows per GEMM block in prefill
 /// window (window 0).
 int64_t first_key(int64_t pos, int64_t window) { return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0; }
 
+/// Gemma 2's tanh soft-capping of n scaled scores in place: s = cap · tanh(s / cap) (transformers'
+/// Gemma2 eager_attention_forward: divide, tanh, multiply, in that order). cap > 0.
+void softcap_scores(float* s, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) s[i] = cap * std::tanh(s[i] / cap);
+}
+
 // Decode path: one task per (query token i, KV head g). Every cached K and V
 // row of head g in the query's window is loaded once and used for all `group` query heads.
 void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
                       const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
-                      float* out, int64_t out_stride, float* scratch, int threads, int64_t window) {
+                      float* out, int64_t out_stride, float* scratch, int threads, int64_t window,
+                      float softcap) {
   const int64_t hd = dims.head_dim;
   const int64_t group = dims.num_heads / dims.num_kv_heads;
   const int64_t max_keys = pos0 + n;
@@ -44,6 +52,7 @@ void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0,
       float* og = out + i * out_stride + g * group * hd;
       for (int64_t t = 0; t < keys; ++t)
         for (int64_t h = 0; h < group; ++h) scores[h * keys + t] = scale * k.dot(qg + h * hd, K + t * hd, hd);
+      if (softcap > 0) softcap_scores(scores, group * keys, softcap);
       for (int64_t h = 0; h < group; ++h) k.softmax(scores + h * keys, keys);
       std::fill(og, og + group * hd, 0.0f);
       for (int64_t t = 0; t < keys; ++t)
@@ -57,7 +66,7 @@ void attention_direct(const float* q, int64_t q_stride, int64_t n, int64_t pos0,
 // from the first row's first key (its window's start) to the last row's position.
 void attention_gemm(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
                     const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
-                    float* out, int64_t out_stride, float* scratch, int threads, int64_t window) {
+                    float* out, int64_t out_stride, float* scratch, int threads, int64_t window, float softcap) {
   const int64_t hd = dims.head_dim;
   const int64_t group = dims.num_heads / dims.num_kv_heads;
   const int64_t max_keys = pos0 + n;
@@ -92,6 +101,7 @@ void attention_gemm(const float* q, int64_t q_stride, int64_t n, int64_t pos0, c
         const int64_t lo = first_key(pos0 + i0 + r, window) - kbeg;  // columns [lo, hi) are visible
         const int64_t hi = pos0 + i0 + r + 1 - kbeg;
         std::fill(row, row + lo, 0.0f);  // before the window
+        if (softcap > 0) softcap_scores(row + lo, hi - lo, softcap);  // the visible scores only
         k.softmax(row + lo, hi - lo);
         std::fill(row + hi, row + keys, 0.0f);  // causal mask
       }
@@ -110,13 +120,14 @@ int64_t attention_scratch_floats(const AttentionDims& dims, int64_t max_rows, in
 
 void causal_attention(const float* q, int64_t q_stride, int64_t n, int64_t pos0, const float* k_cache,
                       const float* v_cache, int64_t capacity, const AttentionDims& dims, float scale,
-                      float* out, int64_t out_stride, float* scratch, int threads, int64_t window) {
+                      float* out, int64_t out_stride, float* scratch, int threads, int64_t window,
+                      float softcap) {
   if (n < kGemmMinRows)
     attention_direct(q, q_stride, n, pos0, k_cache, v_cache, capacity, dims, scale, out, out_stride, scratch,
-                     threads, window);
+                     threads, window, softcap);
   else
     attention_gemm(q, q_stride, n, pos0, k_cache, v_cache, capacity, dims, scale, out, out_stride, scratch,
-                   threads, window);
+                   threads, window, softcap);
 }
 
 }  // namespace kq::cpu
