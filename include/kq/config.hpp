@@ -25,11 +25,16 @@ namespace kq {
 /// output before its residual add (ModelConfig::post_norms), a GeGLU MLP (activation "gelu_pytorch_tanh"),
 /// embeddings scaled by sqrt(hidden_size) (ModelConfig::scale_embeddings), an attention scale of
 /// query_pre_attn_scalar^-1/2, and sliding-window layers with their own RoPE base
-/// (ModelConfig::rope_local_theta).
-enum class Arch { GPT2, Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma3 };
+/// (ModelConfig::rope_local_theta). Gemma (model_type "gemma", GemmaForCausalLM: Gemma 1, e.g. gemma-2b / 7b)
+/// is the Llama architecture with Gemma 3's (1 + w) RMSNorm gains, GeGLU MLP and scaled embeddings, and none of
+/// its post norms, q_norm / k_norm or sliding windows. Gemma2 (model_type "gemma2", Gemma2ForCausalLM: e.g.
+/// gemma-2-2b / 9b / 27b) is Gemma with Gemma 3's post norms, query_pre_attn_scalar and a sliding window on
+/// every other layer (one RoPE table, no q_norm / k_norm), plus tanh soft-capping of the attention scores and
+/// of the logits (ModelConfig::attn_logit_softcapping, final_logit_softcapping).
+enum class Arch { GPT2, Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma3, Gemma, Gemma2 };
 
 /// Lower-case config.json model_type: "gpt2" / "llama" / "mistral" / "qwen2" / "qwen3" / "phi3" /
-/// "gemma3_text"; "unknown(N)" for a value outside the enum (see dtype_name).
+/// "gemma3_text" / "gemma" / "gemma2"; "unknown(N)" for a value outside the enum (see dtype_name).
 std::string arch_name(Arch a);
 
 /// RoPE frequency scaling: config.json "rope_scaling" (transformers 4: {"rope_type" or "type", ...}) or
@@ -159,10 +164,27 @@ std::string rope_type_name(RopeScaling::Type t);
 /// {...}, "sliding_attention": {...}} is read the same way. q_norm / k_norm always; every RMSNorm multiplies
 /// by (1 + weight) (norm_offset), post_attention_layernorm and post_feedforward_layernorm norm the sub-layer
 /// outputs and pre_feedforward_layernorm is the MLP's input norm (post_norms); embeddings times
-/// sqrt(hidden_size) (scale_embeddings). Refused, naming the key: final_logit_softcapping or
-/// attn_logit_softcapping not null (Gemma 2's tanh soft-capping), and use_bidirectional_attention true.
-/// model_type "gemma" and "gemma2" (Gemma 1 and 2) and "gemma3" (the multimodal
-/// Gemma3ForConditionalGeneration folders, text_config nested) are refused naming gemma3_text.
+/// sqrt(hidden_size) (scale_embeddings); final_logit_softcapping and attn_logit_softcapping (default null:
+/// none) as Gemma2's. Refused, naming the key: use_bidirectional_attention true. model_type "gemma3" (the
+/// multimodal Gemma3ForConditionalGeneration folders, text_config nested) is refused naming gemma3_text.
+/// Gemma keys (model_type "gemma", GemmaConfig): Llama's, with GemmaConfig's defaults where they differ:
+/// num_key_value_heads 16, head_dim 256 (absent or null), max_position_embeddings 8192, tie_word_embeddings
+/// true; attention_bias (q/k/v/o_proj), no mlp_bias; the attention scale head_dim^−1/2. The GeGLU activation is
+/// hidden_activation ("gelu_pytorch_tanh", "gelu_new" or "gelu") when given, else "gelu_pytorch_tanh" whatever
+/// hidden_act says: GemmaConfig documents hidden_act as legacy, overwritten by hidden_activation, and
+/// transformers 4.39 to 4.47 (GemmaMLP, after transformers PR 29402) ignore it so, which is the tanh GELU the
+/// models were trained with; transformers >= 4.48 reads hidden_act instead, which differs (the exact erf GELU)
+/// only for the early gemma-2b / 7b configs that say hidden_act "gelu". norm_offset and scale_embeddings as
+/// Gemma3's; no post_norms, q_norm / k_norm, sliding window or soft-capping (a soft-capping key that is not
+/// null is refused: GemmaForCausalLM would ignore it).
+/// Gemma2 keys (model_type "gemma2", Gemma2Config): Gemma's, with Gemma2Config's defaults where they differ:
+/// num_key_value_heads 4; hidden_activation (default "gelu_pytorch_tanh"; hidden_act is not read);
+/// query_pre_attn_scalar (default 256; the attention scale is its −1/2 power); sliding_window (default 4096;
+/// null: none) on the layers layer_types marks "sliding_attention", else the even layers (0, 2, ...:
+/// Gemma2DecoderLayer.is_sliding = not layer_idx % 2); one RoPE table (rope_theta, rope_scaling) for every
+/// layer; attn_logit_softcapping (default 50) and final_logit_softcapping (default 30): null means none,
+/// otherwise a finite positive number (attn_logit_softcapping, final_logit_softcapping); norm_offset,
+/// post_norms and scale_embeddings as Gemma3's.
 /// Every size is a positive integer <= 2^31-1.
 struct ModelConfig {
   Arch arch = Arch::GPT2;
@@ -183,6 +205,16 @@ struct ModelConfig {
   /// Gemma3's query_pre_attn_scalar: attention scores are scaled by query_pre_attn_scalar^−1/2 (finite, > 0);
   /// 0: by head_dim^−1/2.
   double query_pre_attn_scalar = 0.0;
+  /// tanh soft-capping of the attention scores (Gemma 2's attn_logit_softcapping; finite, >= 0; 0: none): every
+  /// score s = scale · q·k becomes c · tanh(s / c) with c = attn_logit_softcapping, after the scaling and before
+  /// the causal / sliding-window mask and the softmax (transformers' Gemma2 eager_attention_forward), in
+  /// prefill and decode alike. Every architecture reads it; Device::CUDA refuses a config that sets it.
+  double attn_logit_softcapping = 0.0;
+  /// tanh soft-capping of the logits (Gemma 2's final_logit_softcapping; finite, >= 0; 0: none): every logit z
+  /// the model returns (Model::forward, decode_batch, so generate, eval's perplexity / KL, bench and the API)
+  /// is c · tanh(z / c) with c = final_logit_softcapping (Gemma2ForCausalLM.forward). Every architecture reads
+  /// it; Device::CUDA refuses a config that sets it.
+  double final_logit_softcapping = 0.0;
   /// Llama architectures: RoPE rotates the first rotary_dim dimensions of each head (rotate_half within them:
   /// pairs (i, i + rotary_dim/2)) and passes the rest through; 0 (a config built in code) or head_dim: the whole
   /// head. Phi3's partial_rotary_factor sets it.
@@ -266,7 +298,8 @@ inline bool layer_rope_local(const ModelConfig& c, int64_t layer) {
   return c.rope_local_theta > 0 && (c.sliding_layers.empty() || c.sliding_layers[size_t(layer)]);
 }
 
-/// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3" or "gemma3_text").
+/// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2" or
+/// "gemma3_text"; a soft-capping key that is not null and not a finite positive number is refused naming it).
 /// `source` names the file in error messages. Throws FormatError for unknown model_type (listing the
 /// supported ones), missing/invalid keys, a GPT-2 key and its alias with different values (naming both keys
 /// and values), inconsistent head counts (named by the keys the file uses: ModelConfig::size_keys), or an

@@ -216,11 +216,12 @@ class Model {
   /// layer count above the layers the safetensors files hold or an embedding
   /// (or Llama layer-0 attention) shape that contradicts the config's sizes, and naming config.json
   /// for a config kq does not run (a model_type other than gpt2 / llama / mistral / qwen2 / qwen3 / phi3 /
-  /// gemma3_text, a RoPE type other than default / llama3 / linear / yarn / dynamic / longrope (phi3), an
-  /// activation other than gelu_new, gelu_pytorch_tanh or gelu (GPT-2, Gemma3) / silu (Llama); see
+  /// gemma / gemma2 / gemma3_text, a RoPE type other than default / llama3 / linear / yarn / dynamic /
+  /// longrope (phi3), an activation other than gelu_new, gelu_pytorch_tanh or gelu (GPT-2, the Gemmas) / silu (Llama); see
   /// parse_model_config); Unsupported for CUDA in a CPU-only build or without a usable device, or for a format,
   /// activation or RoPE the GPU path lacks (exact-erf GELU; a rotary_dim below head_dim, Phi-3's
-  /// partial_rotary_factor, refused naming config.json before any weight is read). Throws InvalidArgument for an
+  /// partial_rotary_factor, and Gemma 2's attn_logit_softcapping / final_logit_softcapping, refused naming
+  /// config.json and the key before any weight is read). Throws InvalidArgument for an
   /// empty `dir` path, for a ctx.device that is not a Device value (e.g. Device(7)) and for ctx.threads outside
   /// [0, kMaxThreads].
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
@@ -243,7 +244,9 @@ class Model {
   /// speed does not depend on weight values. config.torch_dtype ("bfloat16",
   /// "float16", else F32) sets disk_weight_bytes(). Throws InvalidArgument for
   /// an inconsistent config (a size outside [1, 2^31], head counts that do not
-  /// divide, an arch that is not an Arch value such as Arch(9), ...).
+  /// divide, an arch that is not an Arch value such as Arch(9), a negative or
+  /// non-finite soft-capping, ...); Unsupported for a soft-capping config on
+  /// Device::CUDA (no kernel yet).
   static std::unique_ptr<Model> random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx = {});
   /// As random(config, seed, ctx), passing every linear layer through
   /// `transform` as it is built (then, on CUDA, converting it to the GPU), one
@@ -306,7 +309,9 @@ class Model {
   /// layers swapped in since (e.g. by a quantizer) and sets the threads.
   /// Nothing changes when it throws: Unsupported for CUDA → CPU, a CPU-only
   /// build, no usable device, a layer format without a GPU path (naming
-  /// the layer) or a config rotating part of each head (ModelConfig::rotary_dim);
+  /// the layer), a config rotating part of each head (ModelConfig::rotary_dim)
+  /// or one with soft-capping (ModelConfig::attn_logit_softcapping,
+  /// final_logit_softcapping: no CUDA kernel yet, the key named);
   /// InvalidArgument for a bad thread count, a LinearSlot
   /// holding a null op or an op of another shape (check_linear_layers), or
   /// while another thread's call on this Model runs (class comment). The
@@ -355,7 +360,9 @@ class Model {
   /// processed in chunks of at most prefill_chunk() rows (exactly equivalent
   /// to one pass: attention is causal).
   /// logits: F32 row-major [tokens.size(), vocab] when all_logits, else only
-  /// the last token's [vocab]; may be nullptr to skip the lm_head.
+  /// the last token's [vocab]; may be nullptr to skip the lm_head. With
+  /// ModelConfig::final_logit_softcapping c > 0 (Gemma 2) each logit z is
+  /// returned as c · tanh(z / c).
   /// Throws InvalidArgument for an empty `tokens`, a token id outside
   /// [0, vocab), a cache of another model's shape or device, a cache
   /// without room for the tokens, or a linear layer whose op, put into its
@@ -369,7 +376,7 @@ class Model {
   /// *caches[i] at its own position, all sequences in one step (each weight
   /// read once for the batch); advances every cache by one.
   /// logits: F32 row-major [tokens.size(), vocab] (row i for sequence i), or
-  /// nullptr. Equivalent to forward(tokens[i], *caches[i]) for each i.
+  /// nullptr; soft-capped as forward()'s. Equivalent to forward(tokens[i], *caches[i]) for each i.
   /// Throws InvalidArgument for sizes that differ or are 0, a null or
   /// repeated cache, a token outside the vocabulary, a cache of another
   /// model's shape or device or without room, or a linear layer of another

@@ -1,6 +1,6 @@
-// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3, Phi3, Gemma3:
-// Llama's architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig, MistralConfig,
-// Qwen2Config, Qwen3Config, Phi3Config and Gemma3TextConfig.
+// Hugging Face config.json -> kq::ModelConfig for GPT-2 and Llama (and Mistral, Qwen2, Qwen3, Phi3, Gemma,
+// Gemma2, Gemma3: Llama's architecture). Key names and defaults follow transformers' GPT2Config, LlamaConfig,
+// MistralConfig, Qwen2Config, Qwen3Config, Phi3Config, GemmaConfig, Gemma2Config and Gemma3TextConfig.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -31,6 +31,8 @@ std::string arch_name(Arch a) {
     case Arch::Qwen3: return "qwen3";
     case Arch::Phi3: return "phi3";
     case Arch::Gemma3: return "gemma3_text";
+    case Arch::Gemma: return "gemma";
+    case Arch::Gemma2: return "gemma2";
   }
   return std::string(unknown_enum_name(int64_t(a)));
 }
@@ -568,45 +570,93 @@ std::vector<bool> qwen2_sliding_layers(const Reader& r, int64_t num_layers) {
   return layer_types_sliding(r, types, num_layers);
 }
 
-/// Gemma3TextConfig's keys beyond Llama's, into `c` (sizes and RoPE read): query_pre_attn_scalar (default
-/// 256), the local RoPE θ (`local_theta`, from transformers 5's rope_parameters.sliding_attention, else
-/// rope_local_base_freq, default 1e4), sliding_window (default 4096, null: none) on the layers of
-/// layer_types, else all but every sliding_window_pattern-th (default 6), and the Gemma flags. Throws
-/// FormatError naming the key for a soft-capping that is not null (Gemma 2's tanh capping of the attention
-/// scores or the logits, which kq does not compute), use_bidirectional_attention true (EmbeddingGemma's
-/// encoder), a hidden_activation other than gelu_pytorch_tanh / gelu_new / gelu, and a bad value.
-void gemma3_keys(const Reader& r, std::optional<double> local_theta, ModelConfig& c) {
-  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"})
-    if (const json* v = r.find(key))
+/// A soft-capping key (attn_logit_softcapping / final_logit_softcapping): absent or null: 0 (none), else a
+/// finite positive number (FormatError naming the key otherwise). `fallback`: the value when absent (Gemma2Config's
+/// 50 / 30), null always meaning none.
+double softcap(const Reader& r, const char* key, double fallback) {
+  if (r.is_null(key)) return 0.0;
+  return r.positive(key, fallback);
+}
+
+/// The keys of GemmaConfig (model_type "gemma"), Gemma2Config ("gemma2") or Gemma3TextConfig ("gemma3_text")
+/// beyond Llama's, into `c` (sizes and RoPE read), after transformers' modeling_gemma.py, modeling_gemma2.py and
+/// modeling_gemma3.py:
+/// - the GeGLU activation: hidden_activation (Gemma2Config's and Gemma3TextConfig's only activation key; default
+///   "gelu_pytorch_tanh"); for gemma, hidden_activation when given, else "gelu_pytorch_tanh" whatever the legacy
+///   hidden_act says (GemmaMLP of transformers 4.39 to 4.47; see ModelConfig's Gemma keys for >= 4.48);
+/// - query_pre_attn_scalar (gemma2, gemma3_text: default 256; gemma: none, head_dim^−1/2 as GemmaAttention);
+/// - sliding_window (gemma2, gemma3_text: default 4096, null: none) on the layers of layer_types, else gemma2's
+///   even layers (Gemma2DecoderLayer.is_sliding = not bool(layer_idx % 2)) or all but gemma3_text's every
+///   sliding_window_pattern-th (default 6); gemma has no window;
+/// - gemma3_text's local RoPE θ (`local_theta`, from transformers 5's rope_parameters.sliding_attention, else
+///   rope_local_base_freq, default 1e4);
+/// - soft-capping: gemma2's attn_logit_softcapping (default 50) and final_logit_softcapping (default 30), null:
+///   none (Gemma2Attention / Gemma2ForCausalLM apply them when not None); gemma3_text's
+///   final_logit_softcapping (default null; Gemma3ForCausalLM applies it when not None);
+/// - the Gemma flags: norm_offset and scale_embeddings always, post_norms for gemma2 and gemma3_text.
+/// Throws FormatError naming the key for a soft-capping that is not null and not a finite positive number, a
+/// soft-capping key in a gemma config (GemmaForCausalLM has none: it would be ignored) or gemma3_text's
+/// attn_logit_softcapping (transformers' Gemma3Attention does not apply it in every version),
+/// use_bidirectional_attention true (EmbeddingGemma's encoder), a hidden_activation other than
+/// gelu_pytorch_tanh / gelu_new / gelu, and a bad value.
+void gemma_keys(const Reader& r, std::optional<double> local_theta, ModelConfig& c) {
+  const bool gemma1 = c.arch == Arch::Gemma, gemma2 = c.arch == Arch::Gemma2;
+  const std::string type = arch_name(c.arch);
+  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"}) {
+    const json* v = r.find(key);
+    if (!v) continue;
+    if (gemma1)
       raise<FormatError>(
-          "{}: key '{}' is {}: tanh soft-capping (Gemma 2's) is not supported; gemma3_text models "
-          "have it null",
+          "{}: key '{}' is {}: model_type 'gemma' (GemmaForCausalLM) has no soft-capping and would ignore it; "
+          "is \"model_type\" meant to be \"gemma2\"?",
           r.source(), key, io::json_excerpt(*v));
-  if (r.boolean("use_bidirectional_attention", false))
+    if (!gemma2 && std::string_view(key) == "attn_logit_softcapping")
+      raise<FormatError>(
+          "{}: key 'attn_logit_softcapping' is {}: not supported for gemma3_text (transformers' Gemma3Attention "
+          "does not apply it in every version; gemma3_text models have it null)",
+          r.source(), io::json_excerpt(*v));
+  }
+  if (gemma2) {
+    c.attn_logit_softcapping = softcap(r, "attn_logit_softcapping", 50.0);  // Gemma2Config's defaults
+    c.final_logit_softcapping = softcap(r, "final_logit_softcapping", 30.0);
+  } else if (!gemma1) {
+    c.final_logit_softcapping = softcap(r, "final_logit_softcapping", 0.0);
+  }
+  if (!gemma1 && r.boolean("use_bidirectional_attention", false))
     raise<FormatError>(
         "{}: key 'use_bidirectional_attention' is true (an encoder, as EmbeddingGemma's): kq runs "
         "causal language models only",
         r.source());
-  c.activation = r.string("hidden_activation", "gelu_pytorch_tanh");  // Gemma3TextConfig reads no hidden_act
+  // Gemma2Config and Gemma3TextConfig read no hidden_act; GemmaConfig's hidden_act is the legacy key that
+  // hidden_activation overwrites (GemmaMLP, transformers 4.39 to 4.47: gelu_pytorch_tanh when it is None).
+  c.activation = r.string("hidden_activation", "gelu_pytorch_tanh");
   if (c.activation != "gelu_pytorch_tanh" && c.activation != "gelu_new" && c.activation != "gelu")
     raise<FormatError>(
-        "{}: hidden_activation '{}' is not supported for gemma3_text (supported: gelu_pytorch_tanh, "
+        "{}: hidden_activation '{}' is not supported for {} (supported: gelu_pytorch_tanh, "
         "gelu_new (the same tanh form), gelu)",
-        r.source(), io::text_excerpt(c.activation));
+        r.source(), io::text_excerpt(c.activation), type);
+  c.norm_offset = c.scale_embeddings = true;
+  if (gemma1) return;  // no post norms, window or query_pre_attn_scalar
+  c.post_norms = true;
   c.query_pre_attn_scalar = r.positive("query_pre_attn_scalar", 256.0);
-  c.rope_local_theta = local_theta
-                           ? *local_theta
-                           : r.positive_f32("rope_local_base_freq", r.find("rope_local_base_freq"), 10000.0);
+  if (!gemma2)
+    c.rope_local_theta = local_theta
+                             ? *local_theta
+                             : r.positive_f32("rope_local_base_freq", r.find("rope_local_base_freq"), 10000.0);
   c.sliding_window = r.is_null("sliding_window") ? 0 : r.size("sliding_window", 4096);
   if (const json* types = r.find("layer_types")) {
     c.sliding_layers = layer_types_sliding(r, types, c.num_layers);
+  } else if (gemma2) {
+    c.sliding_layers.assign(size_t(c.num_layers), false);
+    for (int64_t l = 0; l < c.num_layers; l += 2) c.sliding_layers[size_t(l)] = true;
   } else {
     // Gemma3TextConfig: layer i is "sliding_attention" unless (i + 1) is a multiple of the pattern.
     const int64_t pattern = r.size("sliding_window_pattern", 6);
     c.sliding_layers.assign(size_t(c.num_layers), false);
     for (int64_t l = 0; l < c.num_layers; ++l) c.sliding_layers[size_t(l)] = (l + 1) % pattern != 0;
   }
-  c.norm_offset = c.post_norms = c.scale_embeddings = true;
+  // Gemma2 has one RoPE table: without a window no layer differs from another.
+  if (gemma2 && c.sliding_window == 0) c.sliding_layers.clear();
 }
 
 /// transformers 5's Gemma3 rope_parameters per layer type, {"full_attention": {...}, "sliding_attention":
@@ -649,11 +699,11 @@ const json* gemma3_rope_parameters(const Reader& r, const json& rp, std::optiona
 /// A Llama config, or a Mistral one (MistralConfig's defaults; sliding_window), or a Qwen2 one (Qwen2Config's
 /// defaults; q/k/v biases; use_sliding_window), or a Qwen3 one (Qwen3Config's defaults; q_norm / k_norm;
 /// attention_bias; use_sliding_window as Qwen2's), or a Phi3 one (Phi3Config's defaults;
-/// partial_rotary_factor; longrope; sliding_window as Mistral's, none when absent), or a Gemma3 one
-/// (Gemma3TextConfig's defaults and gemma3_keys). The largest RoPE angle, position max_positions − 1 times
-/// the largest inverse frequency (max(1, θ^(−(dim−2)/dim)), dim = rotary_dim, divided by a scaling factor
-/// below 1; longrope: the largest θ^(−2i/dim) / short_factor_i), must be finite as a float32, in which the
-/// tables are computed: a tiny rope_theta or factor within float32's range still overflows there (cos / sin
+/// partial_rotary_factor; longrope; sliding_window as Mistral's, none when absent), or a Gemma, Gemma2 or
+/// Gemma3 one (GemmaConfig's, Gemma2Config's or Gemma3TextConfig's defaults and gemma_keys). The largest RoPE
+/// angle, position max_positions − 1 times the largest inverse frequency (max(1, θ^(−(dim−2)/dim)), dim =
+/// rotary_dim, divided by a scaling factor below 1; longrope: the largest θ^(−2i/dim) / short_factor_i), must
+/// be finite as a float32, in which the tables are computed: a tiny rope_theta or factor within float32's range still overflows there (cos / sin
 /// of inf: NaN logits, blamed on the weights; tester round 18b). Throws FormatError naming the keys.
 void check_rope_angles(const Reader& r, const ModelConfig& c) {
   const double hd = double(rotary_dim_of(c));
@@ -681,6 +731,8 @@ void check_rope_angles(const Reader& r, const ModelConfig& c) {
 ModelConfig parse_llama(const Reader& r, Arch arch) {
   const bool mistral = arch == Arch::Mistral, qwen2 = arch == Arch::Qwen2, qwen3 = arch == Arch::Qwen3;
   const bool phi3 = arch == Arch::Phi3, gemma3 = arch == Arch::Gemma3;
+  const bool gemma1 = arch == Arch::Gemma, gemma2 = arch == Arch::Gemma2;
+  const bool gemma = gemma1 || gemma2 || gemma3;  // GemmaConfig, Gemma2Config, Gemma3TextConfig
   ModelConfig c;
   c.arch = arch;
   c.size_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "max_position_embeddings"};
@@ -696,27 +748,32 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
                               : qwen2    ? "Qwen2Config"
                               : qwen3    ? "Qwen3Config"
                               : gemma3   ? "Gemma3TextConfig"
+                              : gemma1   ? "GemmaConfig"
+                              : gemma2   ? "Gemma2Config"
                                          : nullptr;
   c.num_kv_heads = r.size("num_key_value_heads", !kv_default_of ? c.num_heads
                                                  : mistral      ? 8
                                                  : gemma3       ? 4
+                                                 : gemma1       ? 16
+                                                 : gemma2       ? 4
                                                                 : 32);
   if (r.find("num_key_value_heads")) c.size_keys.num_kv_heads = "num_key_value_heads";
   c.vocab_size = r.size("vocab_size");
   c.max_positions = r.size("max_position_embeddings", mistral || gemma3 ? 4096 * 32
                                                       : qwen2 || qwen3  ? 32768
                                                       : phi3            ? 4096
+                                                      : gemma           ? 8192  // GemmaConfig, Gemma2Config
                                                                         : 2048);
   c.norm_eps = r.epsilon("rms_norm_eps", phi3 ? 1e-5 : 1e-6);  // Phi3Config's default, the four others'
-  c.tie_word_embeddings = r.boolean("tie_word_embeddings", gemma3);  // Gemma3TextConfig: tied
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", gemma);  // the Gemma configs: tied
   // MistralConfig, Qwen2Config and Phi3Config have no attention_bias / mlp_bias, Qwen3Config no mlp_bias (the keys
   // are ignored): Mistral's and Phi3's projections never have biases; Qwen2's q/k/v_proj always have, its o_proj and
   // MLP never; Qwen3's MLP never. Qwen3's attention_bias is Llama's (q/k/v/o_proj).
-  c.attention_bias = (arch == Arch::Llama || qwen3 || gemma3) && r.boolean("attention_bias", false);
+  c.attention_bias = (arch == Arch::Llama || qwen3 || gemma) && r.boolean("attention_bias", false);
   c.mlp_bias = arch == Arch::Llama && r.boolean("mlp_bias", false);
   c.qkv_bias = qwen2;
   c.qk_norm = qwen3 || gemma3;  // Qwen3Attention's and Gemma3Attention's q_norm / k_norm, unconditional
-  c.activation = gemma3 ? "silu" : r.string("hidden_act", "silu");  // Gemma3: hidden_activation (gemma3_keys)
+  c.activation = gemma ? "silu" : r.string("hidden_act", "silu");  // Gemma: hidden_activation (gemma_keys)
   if (c.activation == "swish") c.activation = "silu";  // transformers' ACT2FN: the same function (x * sigmoid(x))
   if (c.activation != "silu")
     raise<FormatError>("{}: hidden_act '{}' is not supported for {} (supported: silu, or swish, its alias)",
@@ -728,9 +785,9 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
   if (r.find("head_dim")) {
     c.head_dim = r.size("head_dim");
     c.size_keys.head_dim = "head_dim";
-  } else if (qwen3 || gemma3) {
-    c.head_dim =
-        qwen3 ? 128 : 256;  // Qwen3Config's and Gemma3TextConfig's defaults, whatever hidden_size / heads is
+  } else if (qwen3 || gemma) {
+    // Qwen3Config's and the Gemma configs' defaults, whatever hidden_size / heads is.
+    c.head_dim = qwen3 ? 128 : 256;
   } else {
     if (c.hidden_size % c.num_heads != 0)
       raise<FormatError>("{}: hidden_size {} is not divisible by num_attention_heads {} (and no head_dim given)",
@@ -798,7 +855,7 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
       c.sliding_layers = std::move(layers);
     }
   }
-  if (gemma3) gemma3_keys(r, local_theta, c);
+  if (gemma) gemma_keys(r, local_theta, c);
   check_rope_angles(r, c);
   return c;
 }
@@ -813,31 +870,29 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   if (type == "gpt2") {
     c = parse_gpt2(r);
   } else if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "phi3" ||
-             type == "gemma3_text") {
+             type == "gemma3_text" || type == "gemma" || type == "gemma2") {
     c = parse_llama(r, type == "mistral"       ? Arch::Mistral
                        : type == "qwen2"       ? Arch::Qwen2
                        : type == "qwen3"       ? Arch::Qwen3
                        : type == "phi3"        ? Arch::Phi3
                        : type == "gemma3_text" ? Arch::Gemma3
+                       : type == "gemma"       ? Arch::Gemma
+                       : type == "gemma2"      ? Arch::Gemma2
                                                : Arch::Llama);
-  } else if (type == "gemma" || type == "gemma2") {
-    raise<FormatError>(
-        "{}: model_type '{}' ({}) is not supported: of the Gemma models kq runs gemma3_text only "
-        "(Gemma3ForCausalLM, the Gemma 3 text models such as gemma-3-1b)",
-        source, type, type == "gemma" ? "Gemma 1" : "Gemma 2, with attention logit soft-capping");
   } else if (type == "gemma3") {
     raise<FormatError>(
         "{}: model_type 'gemma3' is a multimodal Gemma3ForConditionalGeneration folder (text_config "
         "nested, weights under language_model.*), which kq does not load; kq runs model_type "
-        "gemma3_text (Gemma3ForCausalLM, e.g. gemma-3-1b-it / -pt)",
+        "gemma3_text (Gemma3ForCausalLM, e.g. gemma-3-1b-it / -pt), gemma2 and gemma",
         source);
   } else if (type.empty()) {
     const auto it = j.find("model_type");
-    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)", source,
-                       it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
+    raise<FormatError>("{}: {} (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text)",
+                       source, it != j.end() && it->is_null() ? "\"model_type\" is null" : "no \"model_type\"");
   } else {
     raise<FormatError>(
-        "{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)",
+        "{}: unsupported model_type '{}' (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, "
+        "gemma3_text)",
         source, io::text_excerpt(type));
   }
   // transformers 5 writes "dtype"; older versions "torch_dtype".

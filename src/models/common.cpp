@@ -62,9 +62,11 @@ void check_rope_scaling(const RopeScaling& s, int64_t rotary_dim, const std::str
 template <class E>
 void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.arch != Arch::GPT2 && c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 &&
-      c.arch != Arch::Qwen3 && c.arch != Arch::Phi3 && c.arch != Arch::Gemma3)
+      c.arch != Arch::Qwen3 && c.arch != Arch::Phi3 && c.arch != Arch::Gemma3 && c.arch != Arch::Gemma &&
+      c.arch != Arch::Gemma2)
     raise<E>(
-        "{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral, qwen2, qwen3, phi3 or gemma3_text)",
+        "{}: ModelConfig::arch {} is not an Arch (gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text, gemma "
+        "or gemma2)",
         where, int(c.arch));
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
@@ -79,6 +81,11 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.num_heads % c.num_kv_heads != 0)
     raise<E>("{}: num_heads {} is not a multiple of num_kv_heads {}", where, c.num_heads, c.num_kv_heads);
   if (!(c.norm_eps > 0)) raise<E>("{}: norm epsilon {} must be positive", where, c.norm_eps);
+  // Soft-capping divides by the cap: 0 is none, a negative, NaN or infinite cap garbage.
+  for (const auto& [key, v] : {std::pair{"attn_logit_softcapping", c.attn_logit_softcapping},
+                               std::pair{"final_logit_softcapping", c.final_logit_softcapping}})
+    if (!std::isfinite(v) || v < 0)
+      raise<E>("{}: {} {} must be a finite positive number (0: none)", where, key, v);
   if (c.sliding_window < 0)
     raise<E>("{}: sliding_window {} must be positive (0: none)", where, c.sliding_window);
   if (!c.sliding_layers.empty() && int64_t(c.sliding_layers.size()) != c.num_layers)
@@ -112,11 +119,10 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
     if (!(c.query_pre_attn_scalar >= 0) || !std::isfinite(c.query_pre_attn_scalar))
       raise<E>("{}: query_pre_attn_scalar {} must be finite and positive (0: head_dim)", where,
                c.query_pre_attn_scalar);
-    if (c.arch == Arch::Gemma3) {
+    if (c.arch == Arch::Gemma3 || c.arch == Arch::Gemma || c.arch == Arch::Gemma2) {
       if (c.activation != "gelu_pytorch_tanh" && c.activation != "gelu_new" && c.activation != "gelu")
-        raise<Unsupported>(
-            "{}: gemma3_text activation '{}' is not supported (gelu_pytorch_tanh, gelu_new, gelu)", where,
-            c.activation);
+        raise<Unsupported>("{}: {} activation '{}' is not supported (gelu_pytorch_tanh, gelu_new, gelu)", where,
+                           arch_name(c.arch), c.activation);
     } else if (c.activation != "silu")
       raise<Unsupported>("{}: {} activation '{}' is not supported (silu)", where,
                          c.arch == Arch::Mistral ? "Mistral"
@@ -151,6 +157,11 @@ void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const floa
 void add_inplace(float* x, const float* y, int64_t n, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (n >= (1 << 16) && threads > 1)
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void softcap_inplace(float* x, int64_t n, float cap, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= (1 << 16) && threads > 1)
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
 }
 
 }  // namespace kq::models

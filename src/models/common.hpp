@@ -19,7 +19,8 @@ namespace kq::models {
 /// counts that divide, GPT-2: hidden = heads·head_dim and kv heads = heads;
 /// Llama architectures: even head_dim, a rotary_dim of 0 or even in [2, head_dim], positive rope_theta, a valid
 /// rope_scaling;
-/// a supported activation; sliding_window >= 0; sliding_layers empty or one flag per layer). `where` names the config in
+/// a supported activation; sliding_window >= 0; sliding_layers empty or one flag per layer; soft-capping values
+/// finite and >= 0). `where` names the config in
 /// messages. Throws FormatError when `from_file`, else InvalidArgument;
 /// Unsupported for an activation this code does not implement.
 void check_config(const ModelConfig& c, const std::string& where, bool from_file);
@@ -32,6 +33,10 @@ void store_kv(KVCache& cache, int64_t layer, int64_t pos0, int64_t n, const floa
 
 /// x[i] += y[i] for n floats (the residual connection).
 void add_inplace(float* x, const float* y, int64_t n, int threads);
+
+/// x[i] = cap · tanh(x[i] / cap) for n floats (Gemma 2's final_logit_softcapping on the logits, as
+/// Gemma2ForCausalLM.forward: divide, tanh, multiply; F32). cap > 0.
+void softcap_inplace(float* x, int64_t n, float cap, int threads);
 
 /// An F32 buffer that only ever grows, so steady-state decode allocates nothing.
 class Scratch {

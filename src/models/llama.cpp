@@ -8,7 +8,10 @@
 // into the same linear layers, and may rotate only part of each head; Gemma3ForCausalLM (Gemma 3 text, after
 // transformers' modeling_gemma3.py) has Qwen3's q_norm / k_norm, RMSNorm gains w applied as 1 + w, a norm on
 // each sub-layer's output before its residual add and a pre-MLP norm of its own, a GeGLU MLP, embeddings
-// times sqrt(hidden_size), and a RoPE table of its own for the sliding-window layers).
+// times sqrt(hidden_size), and a RoPE table of its own for the sliding-window layers; GemmaForCausalLM (Gemma 1,
+// modeling_gemma.py) has only the 1 + w gains, the GeGLU MLP and the scaled embeddings; Gemma2ForCausalLM
+// (modeling_gemma2.py) Gemma 3's post norms and query_pre_attn_scalar without q_norm / k_norm, one RoPE table,
+// a window on every other layer, and tanh soft-capping of the attention scores and of the logits).
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -25,7 +28,7 @@ namespace {
 
 struct LlamaBlock {
   Param input_norm;                   // F32 [d]
-  // post_norms (Gemma3) only, else empty: F32 [d] RMSNorm gains of the attention output
+  // post_norms (Gemma2, Gemma3) only, else empty: F32 [d] RMSNorm gains of the attention output
   // (post_attention_layernorm) and of the MLP output (post_feedforward_layernorm), applied before their
   // residual adds.
   Param attn_out_norm, mlp_out_norm;
@@ -75,9 +78,9 @@ constexpr int64_t kInitialRopePositions = Model::prefill_chunk();
 
 Tensor LlamaModel::norm_gain(WeightSource& w, const std::string& name, int64_t n) const {
   if (!config().norm_offset) return w.get(name, {n}, Init::Ones);
-  // Gemma3RMSNorm: output · (1.0 + weight.float()), in F32: the same sum, done once here. The tensor is a
-  // copy (F32 weights are views of the file mapping); the folder keeps w, which save_quantized_model copies
-  // as it is.
+  // Gemma3RMSNorm (GemmaRMSNorm, Gemma2RMSNorm alike): output · (1.0 + weight.float()), in F32: the same sum,
+  // done once here. The tensor is a copy (F32 weights are views of the file mapping); the folder keeps w,
+  // which save_quantized_model copies as it is.
   const Tensor stored = w.get(name, {n}, Init::Zeros);
   Tensor gain = Tensor::empty(DType::F32, {n});
   for (int64_t i = 0; i < n; ++i) gain.mutable_data<float>()[i] = 1.0f + stored.data<float>()[i];
@@ -102,7 +105,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   embed_.host = w.get("model.embed_tokens.weight", {c.vocab_size, d}, Init::Weight);
   embed_.disk_dtype = w.disk_dtype("model.embed_tokens.weight");
   if (c.scale_embeddings) {
-    // Gemma3TextScaledWordEmbedding: embed_scale (float32 sqrt(hidden_size)) cast to the weights' dtype, then
+    // Gemma3TextScaledWordEmbedding (GemmaModel's and Gemma2Model's `normalizer` alike): embed_scale (float32
+    // sqrt(hidden_size)) cast to the weights' dtype, then
     // the product. kq rounds the factor to the table's dtype on disk (the dtype transformers runs a
     // checkpoint in with torch_dtype "auto"; 33.94 -> 34 in BF16 for hidden_size 1152) and keeps the product
     // in F32, not rounded.
@@ -173,7 +177,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
       register_parameter(b.k_norm, ParamKind::Vector);
     }
     b.o_proj = linear("self_attn.o_proj", d, q_dim, c.attention_bias);
-    // Gemma3 (post_norms): post_attention_layernorm norms the attention output, pre_feedforward_layernorm is
+    // Gemma2 / Gemma3 (post_norms): post_attention_layernorm norms the attention output, pre_feedforward_layernorm is
     // the MLP's input norm and post_feedforward_layernorm norms its output.
     if (c.post_norms) {
       b.attn_out_norm.host = norm_gain(w, p + "post_attention_layernorm.weight", d);
@@ -243,10 +247,12 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const float eps = float(c.norm_eps);
-  // Gemma3: query_pre_attn_scalar^−1/2 (transformers' scaling, a Python float), else head_dim^−1/2.
+  // Gemma2 / Gemma3: query_pre_attn_scalar^−1/2 (transformers' scaling, a Python float), else head_dim^−1/2.
   const float scale = c.query_pre_attn_scalar > 0 ? float(1.0 / std::sqrt(c.query_pre_attn_scalar))
                                                   : 1.0f / std::sqrt(float(c.head_dim));
-  const bool swiglu = c.activation == "silu";      // else Gemma3's GeGLU
+  const bool swiglu = c.activation == "silu";      // else Gemma's GeGLU
+  // Gemma2's attn_logit_softcapping (0: none), applied to the scaled scores inside the attention.
+  const float softcap = float(c.attn_logit_softcapping);
   const bool gelu_exact = c.activation == "gelu";  // its erf form
   float* x = be.residual(d);            // residual stream [n, d]
   const Act h = be.act(Buf::H, d);      // normed input [n, d]
@@ -257,7 +263,7 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
   Act qkv[3];     // q [n, heads·hd], k and v [n, kv_heads·hd] (columns of one buffer when fused)
   Act gate_up[2]; // gate and up [n, ffn]
 
-  // Token embedding (positions enter through RoPE); Gemma3: times sqrt(hidden_size).
+  // Token embedding (positions enter through RoPE); Gemma: times sqrt(hidden_size).
   be.embed(embed_, nullptr, x, d);
   if (c.scale_embeddings) be.scale_residual(x, embed_scale_, d);
 
@@ -274,8 +280,11 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
     if (c.qk_norm) be.qk_norm(q, c.num_heads, k, c.num_kv_heads, c.head_dim, b.q_norm, b.k_norm, eps);
     const Rope& rope = layer_rope_local(c, l) ? rope_local_ : rope_;
     be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope);
-    // Mistral's, Qwen2's, Phi3's, Gemma3's window.
-    be.attention(l, q, c.num_heads, scale, att, layer_window(c, l));
+    // Mistral's, Qwen2's, Phi3's, Gemma2's, Gemma3's window; Gemma2's soft-capping of the scores.
+    if (softcap > 0)
+      be.attention_softcap(l, q, c.num_heads, scale, att, layer_window(c, l), softcap);
+    else
+      be.attention(l, q, c.num_heads, scale, att, layer_window(c, l));
     be.linear(*b.o_proj, att, n, o);
     if (c.post_norms) be.rms_norm_rows(o, b.attn_out_norm, eps, d);
     // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x); Gemma3: GELU(gate_proj(h)) ·

@@ -529,15 +529,19 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
         !c.size_keys.head_dim.empty() ? "head_dim"
         : c.arch == Arch::Qwen3 ? "head_dim (128 when absent: Qwen3Config's default)"
         : c.arch == Arch::Gemma3 ? "head_dim (256 when absent: Gemma3TextConfig's default)"
+        : c.arch == Arch::Gemma  ? "head_dim (256 when absent: GemmaConfig's default)"
+        : c.arch == Arch::Gemma2 ? "head_dim (256 when absent: Gemma2Config's default)"
                                 : "head_dim (hidden_size / num_attention_heads when absent)";
     // The key-value heads when the key is absent: LlamaConfig's the query heads, MistralConfig's 8, Qwen2Config's
-    // and Qwen3Config's 32, Gemma3TextConfig's 4.
+    // and Qwen3Config's 32, Gemma3TextConfig's 4, GemmaConfig's 16, Gemma2Config's 4.
     const std::string heads_key =
         heads_name == std::string_view("num_attention_heads") || !c.size_keys.num_kv_heads.empty() ? heads_name
         : c.arch == Arch::Mistral ? "num_key_value_heads (8 when absent: MistralConfig's default)"
         : c.arch == Arch::Qwen2   ? "num_key_value_heads (32 when absent: Qwen2Config's default)"
         : c.arch == Arch::Qwen3   ? "num_key_value_heads (32 when absent: Qwen3Config's default)"
         : c.arch == Arch::Gemma3  ? "num_key_value_heads (4 when absent: Gemma3TextConfig's default)"
+        : c.arch == Arch::Gemma   ? "num_key_value_heads (16 when absent: GemmaConfig's default)"
+        : c.arch == Arch::Gemma2  ? "num_key_value_heads (4 when absent: Gemma2Config's default)"
                                   : "num_key_value_heads (num_attention_heads when absent)";
     raise<FormatError>("{}: {} = {}, {} = {} and hidden_size = {} but tensor '{}' in {} has shape {}, expected "
                        "[{} × head_dim, hidden_size]",

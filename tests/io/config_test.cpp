@@ -1150,7 +1150,7 @@ TEST(Config, RequiredKeyThatIsNullIsSaidToBeNull) {
   j["model_type"] = nullptr;
   expect_bad(
       j, {"test/config.json: \"model_type\" is null (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, "
-          "gemma3_text)"});
+          "gemma, gemma2, gemma3_text)"});
 }
 
 // Fresh-user finding: GPT-2's config read only n_layer / n_embd / n_head /
@@ -1249,9 +1249,10 @@ TEST(Config, UnknownModelTypeListsSupported) {
   json j = json::parse(kLlama4);
   j["model_type"] = "qwen3_moe";
   expect_bad(j, {"unsupported model_type 'qwen3_moe'",
-                 "supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)"});
+                 "supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text)"});
   j.erase("model_type");
-  expect_bad(j, {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma3_text)"});
+  expect_bad(j,
+             {"no \"model_type\"", "supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text)"});
   expect_bad(json::array(), {"not a JSON object"});
 }
 

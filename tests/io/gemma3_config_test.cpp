@@ -1,7 +1,7 @@
 // config.json of model_type "gemma3_text" (Gemma3TextConfig): gemma-3-1b-it's keys, the defaults of absent
 // keys, layer_types over sliding_window_pattern, transformers 5's rope_parameters per layer type, and the
-// refusals (soft-capping, bidirectional attention, other activations, Gemma 1 / 2 and the multimodal gemma3
-// folders).
+// refusals (attention soft-capping, bidirectional attention, other activations and the multimodal gemma3
+// folders). Gemma 1 and 2: gemma2_config_test.cpp.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -152,12 +152,19 @@ TEST(Gemma3Config, RopeParametersPerLayerType) {
   expect_bad(llama, {"'rope_parameters.", "per layer type are not supported"});
 }
 
-TEST(Gemma3Config, SoftCappingIsRefusedNamingTheKey) {
-  for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"}) {
-    json j = json::parse(kGemma3_1b);
-    j[key] = 30.0;
-    expect_bad(j, {key, "30", "soft-capping"});
-  }
+// Gemma3ForCausalLM caps its logits when final_logit_softcapping is not null; attn_logit_softcapping, which
+// Gemma3Attention does not apply in every transformers version, is refused naming the key.
+TEST(Gemma3Config, FinalSoftCappingIsReadAttentionSoftCappingRefused) {
+  json j = json::parse(kGemma3_1b);
+  EXPECT_EQ(parse(j).final_logit_softcapping, 0.0);
+  EXPECT_EQ(parse(j).attn_logit_softcapping, 0.0);
+  j["final_logit_softcapping"] = 30.0;
+  EXPECT_EQ(parse(j).final_logit_softcapping, 30.0);
+  j["final_logit_softcapping"] = -1.0;
+  expect_bad(j, {"final_logit_softcapping", "finite positive"});
+  j = json::parse(kGemma3_1b);
+  j["attn_logit_softcapping"] = 50.0;
+  expect_bad(j, {"attn_logit_softcapping", "50", "gemma3_text"});
 }
 
 TEST(Gemma3Config, OtherRefusals) {
@@ -175,15 +182,6 @@ TEST(Gemma3Config, OtherRefusals) {
   expect_bad(j, {"rope_local_base_freq"});
 }
 
-TEST(Gemma3Config, GemmaOneAndTwoAreRefusedNamingGemma3Text) {
-  json j = json::parse(kGemma3_1b);
-  j["model_type"] = "gemma2";
-  j["final_logit_softcapping"] = 30.0;
-  expect_bad(j, {"model_type 'gemma2'", "Gemma 2", "gemma3_text"});
-  j["model_type"] = "gemma";
-  expect_bad(j, {"model_type 'gemma'", "Gemma 1", "gemma3_text"});
-}
-
 // The multimodal folders (Gemma3ForConditionalGeneration: gemma-3-4b-it and larger) nest the text config.
 TEST(Gemma3Config, TheMultimodalGemma3IsRefusedNamingGemma3Text) {
   json text = json::parse(kGemma3_1b);
@@ -194,8 +192,10 @@ TEST(Gemma3Config, TheMultimodalGemma3IsRefusedNamingGemma3Text) {
   expect_bad(j, {"model_type 'gemma3'", "Gemma3ForConditionalGeneration", "text_config", "gemma3_text"});
 }
 
-// The unknown-model_type message lists gemma3_text.
-TEST(Gemma3Config, SupportedListNamesGemma3Text) { expect_bad({{"model_type", "t5"}}, {"gemma3_text"}); }
+// The unknown-model_type message lists the Gemmas.
+TEST(Gemma3Config, SupportedListNamesTheGemmas) {
+  expect_bad({{"model_type", "t5"}}, {"gemma, gemma2, gemma3_text"});
+}
 
 }  // namespace
 }  // namespace kq
