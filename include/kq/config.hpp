@@ -208,12 +208,12 @@ struct ModelConfig {
   /// tanh soft-capping of the attention scores (Gemma 2's attn_logit_softcapping; finite, >= 0; 0: none): every
   /// score s = scale · q·k becomes c · tanh(s / c) with c = attn_logit_softcapping, after the scaling and before
   /// the causal / sliding-window mask and the softmax (transformers' Gemma2 eager_attention_forward), in
-  /// prefill and decode alike. Every architecture reads it; Device::CUDA refuses a config that sets it.
+  /// prefill and decode alike, on the CPU and CUDA. Every architecture reads it.
   double attn_logit_softcapping = 0.0;
   /// tanh soft-capping of the logits (Gemma 2's final_logit_softcapping; finite, >= 0; 0: none): every logit z
   /// the model returns (Model::forward, decode_batch, so generate, eval's perplexity / KL, bench and the API)
-  /// is c · tanh(z / c) with c = final_logit_softcapping (Gemma2ForCausalLM.forward). Every architecture reads
-  /// it; Device::CUDA refuses a config that sets it.
+  /// is c · tanh(z / c) with c = final_logit_softcapping (Gemma2ForCausalLM.forward), applied to the host
+  /// logits on either device. Every architecture reads it.
   double final_logit_softcapping = 0.0;
   /// Llama architectures: RoPE rotates the first rotary_dim dimensions of each head (rotate_half within them:
   /// pairs (i, i + rotary_dim/2)) and passes the rest through; 0 (a config built in code) or head_dim: the whole

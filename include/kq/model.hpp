@@ -220,8 +220,8 @@ class Model {
   /// longrope (phi3), an activation other than gelu_new, gelu_pytorch_tanh or gelu (GPT-2, the Gemmas) / silu (Llama); see
   /// parse_model_config); Unsupported for CUDA in a CPU-only build or without a usable device, or for a format,
   /// activation or RoPE the GPU path lacks (exact-erf GELU; a rotary_dim below head_dim, Phi-3's
-  /// partial_rotary_factor, and Gemma 2's attn_logit_softcapping / final_logit_softcapping, refused naming
-  /// config.json and the key before any weight is read). Throws InvalidArgument for an
+  /// partial_rotary_factor, refused naming config.json and the key before any weight is read). Throws
+  /// InvalidArgument for an
   /// empty `dir` path, for a ctx.device that is not a Device value (e.g. Device(7)) and for ctx.threads outside
   /// [0, kMaxThreads].
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
@@ -245,8 +245,7 @@ class Model {
   /// "float16", else F32) sets disk_weight_bytes(). Throws InvalidArgument for
   /// an inconsistent config (a size outside [1, 2^31], head counts that do not
   /// divide, an arch that is not an Arch value such as Arch(9), a negative or
-  /// non-finite soft-capping, ...); Unsupported for a soft-capping config on
-  /// Device::CUDA (no kernel yet).
+  /// non-finite soft-capping, ...).
   static std::unique_ptr<Model> random(const ModelConfig& config, uint64_t seed, const ExecContext& ctx = {});
   /// As random(config, seed, ctx), passing every linear layer through
   /// `transform` as it is built (then, on CUDA, converting it to the GPU), one
@@ -309,9 +308,7 @@ class Model {
   /// layers swapped in since (e.g. by a quantizer) and sets the threads.
   /// Nothing changes when it throws: Unsupported for CUDA → CPU, a CPU-only
   /// build, no usable device, a layer format without a GPU path (naming
-  /// the layer), a config rotating part of each head (ModelConfig::rotary_dim)
-  /// or one with soft-capping (ModelConfig::attn_logit_softcapping,
-  /// final_logit_softcapping: no CUDA kernel yet, the key named);
+  /// the layer), a config rotating part of each head (ModelConfig::rotary_dim);
   /// InvalidArgument for a bad thread count, a LinearSlot
   /// holding a null op or an op of another shape (check_linear_layers), or
   /// while another thread's call on this Model runs (class comment). The

@@ -420,13 +420,14 @@ class CudaBackend final : public models::Backend {
                         ws_->row_seq, ws_->row_pos, n_, stream_, int(r.table.rotary_dim));
   }
 
-  void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window) override {
+  void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window,
+                 float softcap) override {
     deferred_.flush(stream_);
     const cuda::KVLayerView kv = view(layer);
     const size_t bytes = cuda::attention_workspace_bytes(n_, int(q_heads), kv.head_dim, capacity_);
     void* ws = bytes ? grow(ws_->attention, bytes) : nullptr;
     cuda::causal_attention(bf16(q), q.ld, int(q_heads), kv, ws_->row_seq, ws_->row_pos, n_, max_len_, scale,
-                           bf16(out), out.ld, ws, stream_, cuda::AttentionPath::Auto, window);
+                           bf16(out), out.ld, ws, stream_, cuda::AttentionPath::Auto, window, softcap);
   }
 
   void swiglu(Act gate, Act up, int64_t f) override { deferred_.defer_swiglu(gate, up, n_, f, stream_); }

@@ -205,20 +205,12 @@ class Backend {
   }
   /// Causal attention of every row over its sequence's cache (positions <= its own), within a sliding window
   /// of `window` positions when window > 0 (the row at position i sees positions i − window < j <= i;
-  /// layer_window of the config), else over every earlier position.
-  virtual void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window) = 0;
-  /// attention() with Gemma 2's tanh soft-capping of the scores (ModelConfig::attn_logit_softcapping,
-  /// softcap > 0): every score s = scale · q·k becomes softcap · tanh(s / softcap) before the causal / window
-  /// mask and the softmax (transformers' Gemma2 eager_attention_forward). The CPU backend overrides it. This
-  /// default throws Unsupported naming the key: a backend without the op (CUDA today, whose models refuse such
-  /// a config before any weight is read: Model::load / random / to_device) must override it to run one.
-  virtual void attention_softcap(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window,
-                                 float softcap) {
-    (void)layer, (void)q, (void)q_heads, (void)scale, (void)out, (void)window;
-    raise<Unsupported>("attn_logit_softcapping {} (tanh soft-capping of the attention scores) has no kernel on "
-                       "'{}'",
-                       softcap, device_name(device()));
-  }
+  /// layer_window of the config), else over every earlier position. softcap > 0: Gemma 2's tanh soft-capping
+  /// of the scores (ModelConfig::attn_logit_softcapping): every score s = scale · q·k becomes
+  /// softcap · tanh(s / softcap) before the causal / window mask and the softmax (transformers' Gemma2
+  /// eager_attention_forward); 0: none.
+  virtual void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window,
+                         float softcap) = 0;
   /// gate[:, :f] = silu(gate)·up (SwiGLU). Read the result only through the
   /// next op (the architectures pass it to the down projection): the CUDA
   /// backend may compute it inside that op (a 4-bit decode GEMV stages

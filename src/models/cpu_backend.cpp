@@ -141,12 +141,8 @@ class CpuBackend final : public Backend {
       models::store_kv(cache(run), layer, run.pos0, run.n, f32(k.row(run.first)), f32(v.row(run.first)), k.ld);
   }
 
-  void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window) override {
-    attend(layer, q, q_heads, scale, out, window, 0.0f);
-  }
-
-  void attention_softcap(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window,
-                         float softcap) override {
+  void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window,
+                 float softcap) override {
     attend(layer, q, q_heads, scale, out, window, softcap);
   }
 

@@ -124,10 +124,7 @@ void Gpt2Model::forward_step(Backend& be, int64_t n, bool logits, bool last_only
     be.linear(*b.c_attn, h, n, qkv);
     be.store_kv(l, qkv.col(d), qkv.col(2 * d));
     // Window and soft-capping: 0 from config.json (a config built in code may set them).
-    if (c.attn_logit_softcapping > 0)
-      be.attention_softcap(l, qkv, c.num_heads, scale, att, layer_window(c, l), float(c.attn_logit_softcapping));
-    else
-      be.attention(l, qkv, c.num_heads, scale, att, layer_window(c, l));
+    be.attention(l, qkv, c.num_heads, scale, att, layer_window(c, l), float(c.attn_logit_softcapping));
     be.linear(*b.attn_proj, att, n, o);
     // MLP: x += c_proj(gelu(c_fc(ln_2(x)))).
     be.layer_norm(x, o, b.ln_2_w, b.ln_2_b, eps, h, n, d);

@@ -281,10 +281,7 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
     const Rope& rope = layer_rope_local(c, l) ? rope_local_ : rope_;
     be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope);
     // Mistral's, Qwen2's, Phi3's, Gemma2's, Gemma3's window; Gemma2's soft-capping of the scores.
-    if (softcap > 0)
-      be.attention_softcap(l, q, c.num_heads, scale, att, layer_window(c, l), softcap);
-    else
-      be.attention(l, q, c.num_heads, scale, att, layer_window(c, l));
+    be.attention(l, q, c.num_heads, scale, att, layer_window(c, l), softcap);
     be.linear(*b.o_proj, att, n, o);
     if (c.post_norms) be.rms_norm_rows(o, b.attn_out_norm, eps, d);
     // MLP: x += down_proj(silu(gate_proj(h)) · up_proj(h)), h = rms_norm(x); Gemma3: GELU(gate_proj(h)) ·

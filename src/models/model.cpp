@@ -31,19 +31,6 @@ void check_context(const ExecContext& ctx) {
     raise<InvalidArgument>("ExecContext::threads must be in [0, {}] (0 = all cores), got {}", kMaxThreads, ctx.threads);
 }
 
-// Gemma 2's tanh soft-capping has no CUDA kernel yet (models::Backend::attention_softcap; the logits' cap would
-// run on the host, but the model is one: both or neither): a config that sets either is refused on CUDA,
-// before any weight is read, naming the key. `where` names the config.
-void check_device_features(const ModelConfig& c, Device device, const std::string& where) {
-  if (device != Device::CUDA) return;
-  for (const auto& [key, v] : {std::pair{"attn_logit_softcapping", c.attn_logit_softcapping},
-                               std::pair{"final_logit_softcapping", c.final_logit_softcapping}})
-    if (v > 0)
-      raise<Unsupported>(
-          "{}: {} {:g} (tanh soft-capping, Gemma 2's) is not supported on 'cuda' yet; run the model on the CPU",
-          where, key, v);
-}
-
 std::unique_ptr<models::Backend> make_backend(const ExecContext& ctx) {
   return ctx.device == Device::CPU ? models::make_cpu_backend(ctx) : models::make_cuda_backend(ctx);
 }
@@ -144,7 +131,6 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
     raise<FormatError>("{}: not a folder (expected a Hugging Face model folder)", dir.string());
   const ModelConfig cfg = load_model_config(dir);
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
-  check_device_features(cfg, ctx.device, (dir / "config.json").string());
   models::FileWeights weights(dir);
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
   // source_dir() is absolute: save_quantized_model reads the folder again later, after any chdir of the caller's.
@@ -169,7 +155,6 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, uint64_t seed, c
   check_context(ctx);
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // `transform`
   models::check_config(config, "Model::random: config", /*from_file=*/false);
-  check_device_features(config, ctx.device, "Model::random: config");
   check_random_shapes(config, "Model::random");
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
   auto m = config.arch == Arch::GPT2 ? models::make_gpt2(config, weights, ctx, {}, transform)
@@ -184,7 +169,6 @@ std::unique_ptr<Model> Model::random_quantized(const ModelConfig& config, uint64
   check_context(ctx);
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // quantizing each random layer
   models::check_config(config, "Model::random_quantized: config", /*from_file=*/false);
-  check_device_features(config, ctx.device, "Model::random_quantized: config");
   check_random_shapes(config, "Model::random_quantized");
   check_random_mode(mode, ctx.device);
   models::RandomWeights weights(seed, disk_dtype_size(config.torch_dtype));
@@ -208,7 +192,6 @@ void Model::set_context(const ExecContext& ctx) {
 void Model::to_device(const ExecContext& ctx) {
   const InUse in_use(*this, "Model::to_device");
   check_context(ctx);
-  check_device_features(config_, ctx.device, "Model::to_device: the model's config");
   check_linear_layers("to_device");
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));
   if (ctx_.device != Device::CPU && ctx.device == Device::CPU)

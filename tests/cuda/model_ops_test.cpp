@@ -541,6 +541,8 @@ struct AttnCase {
   int seqs;
   std::vector<RowSpan> rows;  // empty: one row per sequence at a random position
   int64_t window = 0;         // sliding window (0: none)
+  float softcap = 0;          // attention logit softcapping (Gemma 2; 0: none)
+  float scale_mul = 1;        // the attention scale is scale_mul / sqrt(hd) (large scores make the cap matter)
 };
 
 const std::vector<AttnCase>& attn_cases() {
@@ -601,7 +603,7 @@ struct AttnSetup {
     n = int64_t(seq.size());
     ldq = int64_t(c.qh) * c.hd + 24;  // e.g. q inside a fused qkv row
     ldo = int64_t(c.qh) * c.hd + 8;
-    scale = float(1.0 / std::sqrt(double(c.hd)));
+    scale = float(double(c.scale_mul) / std::sqrt(double(c.hd)));
     q = random_bf16(r, size_t(n * ldq));
     caches = std::make_unique<Caches>(r, c.kvh, c.hd, c.cap, len);
     poison_before_windows();
@@ -634,7 +636,9 @@ struct AttnSetup {
     }
   }
 
-  std::vector<double> reference() const {
+  /// Float64 reference; `cap`: the softcap applied (the case's by default).
+  std::vector<double> reference() const { return reference(c.softcap); }
+  std::vector<double> reference(double cap) const {
     std::vector<double> ref(size_t(n * c.qh * c.hd));
     const int group = c.qh / c.kvh;
     std::vector<double> w;
@@ -650,7 +654,7 @@ struct AttnSetup {
         for (int64_t p = first; p < len; ++p) {
           double d = 0;
           for (int i = 0; i < c.hd; ++i) d += double(bf16f(qr[i])) * bf16f(K[size_t(kvbase + p * c.hd + i)]);
-          w[size_t(p)] = d * scale;
+          w[size_t(p)] = cap > 0 ? cap * std::tanh(d * scale / cap) : d * scale;
           mx = std::max(mx, w[size_t(p)]);
         }
         for (int64_t p = first; p < len; ++p) sum += (w[size_t(p)] = std::exp(w[size_t(p)] - mx));
@@ -664,7 +668,8 @@ struct AttnSetup {
   /// at_capacity: max_len = the cache capacity, as a CUDA graph captured for every position passes it.
   void launch(uint16_t* out, cuda::AttentionPath path, cudaStream_t stream, bool at_capacity = false) {
     cuda::causal_attention(dq.data(), ldq, c.qh, caches->view, dseq.data(), dpos.data(), n,
-                           at_capacity ? c.cap : max_len, scale, out, ldo, ws.data(), stream, path, c.window);
+                           at_capacity ? c.cap : max_len, scale, out, ldo, ws.data(), stream, path, c.window,
+                           c.softcap);
   }
 };
 
@@ -725,6 +730,36 @@ const std::vector<AttnCase>& windowed_attn_cases() {
 TEST(ModelOps, CausalAttentionWithSlidingWindowMatchesFloat64Reference) {
   KQ_REQUIRE_GPU();
   expect_attention_matches_reference(windowed_attn_cases());
+}
+
+/// Attention logit softcapping (Gemma 2: cap · tanh(score / cap)), scores scaled up so that tanh bends them: every
+/// path, with windows, GQA, head_dim 256, a prefill chunk after cached keys and a long decode split over a cluster.
+TEST(ModelOps, CausalAttentionWithSoftcapMatchesFloat64Reference) {
+  KQ_REQUIRE_GPU();
+  const std::vector<AttnCase> cases = {
+      {"softcap 2 decode b3 hd256 gqa2 window 37", 256, 4, 2, 300, 3, {}, 37, 2.0f, 8.0f},
+      {"softcap 2 prefill 130 after 20 hd256", 256, 8, 4, 512, 1, {{0, 20, 130}}, 0, 2.0f, 8.0f},
+      {"softcap 3 prefill 130 after 300 hd128 window 100", 128, 8, 2, 1024, 1, {{0, 300, 130}}, 100, 3.0f, 8.0f},
+      {"softcap 5 long decode gqa4 hd128", 128, 8, 2, 4096, 1, {{0, 3999, 1}}, 0, 5.0f, 8.0f},
+      {"softcap 50 (gemma 2's) hd64 mixed sequences", 64, 6, 2, 1000, 3, {{1, 10, 40}, {0, 0, 30}, {2, 800, 1}}, 0,
+       50.0f, 8.0f},
+  };
+  // The cap changes the result well beyond the tolerance (else the test could not tell it was applied).
+  Rng r;
+  for (const AttnCase& ac : cases) {
+    if (ac.softcap >= 50) continue;  // Gemma 2's cap barely bends these scores: checked for agreement only
+    AttnSetup st(r, ac);
+    const std::vector<double> capped = st.reference();
+    EXPECT_GT(rel_l2(st.reference(0), std::vector<float>(capped.begin(), capped.end())), 20 * kAttention) << ac.name;
+  }
+  expect_attention_matches_reference(cases);
+  // A negative or non-finite cap is refused.
+  AttnSetup st(r, cases[0]);
+  auto dout = poisoned<uint16_t>(size_t(st.n * st.ldo));
+  for (float bad : {-1.0f, std::nanf(""), INFINITY}) {
+    st.c.softcap = bad;
+    EXPECT_THROW(st.launch(dout.data(), cuda::AttentionPath::Auto, nullptr), InvalidArgument) << bad;
+  }
 }
 
 // A windowed decode step captured in a CUDA graph (for the cache capacity, as the CUDA backend captures decode

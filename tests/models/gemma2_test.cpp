@@ -4,8 +4,7 @@
 // tiny Gemma 1 give on the CPU the logits of a double-precision forward written here from transformers'
 // modeling_gemma2.py / modeling_gemma.py, in one prefill and token by token with the KV cache; references
 // that drop one Gemma 2 difference (either soft-capping, the window parity, the post norms) are far from them;
-// soft-capping configs are refused on CUDA and bad
-// values / activations refused naming the key. No shared data.
+// bad soft-capping values / activations refused naming the key. No shared data.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -295,27 +294,14 @@ TEST(GemmaModel, TinyRandomGemma1MatchesADoubleReference) {
   expect_decode_matches(*m, tokens, got, 8);
 }
 
-// Soft-capping has no CUDA kernel yet: Model::random / load on CUDA refuse the config naming the key (before
-// any weight is read, even in a CPU-only build); values that are not finite and >= 0 are refused on the CPU.
+// Soft-capping values that are not finite and >= 0 are refused naming the key (in config.json: with the file).
+// (On CUDA soft-capping runs: ModelCuda.Gemma2AndGemma1MatchCpu.)
 TEST(Gemma2Model, SoftCappingRefusals) {
   const testing::TinyGemma2 s;
   testing::TempDir tmp;
   const auto dir = testing::write_model_folder(tmp.path / "g2", testing::tiny_gemma2_config(s),
                                                testing::tiny_gemma2_tensors(s));
-  const ExecContext cuda{Device::CUDA, 2};
-  std::string msg = testing::error_of<Unsupported>([&] { Model::load(dir, cuda); });
-  EXPECT_NE(msg.find("attn_logit_softcapping"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
-  ModelConfig c = load_model_config(dir);
-  c.attn_logit_softcapping = 0;
-  msg = testing::error_of<Unsupported>([&] { Model::random(c, 1, cuda); });
-  EXPECT_NE(msg.find("final_logit_softcapping"), std::string::npos) << msg;
-  // A CPU model moved to CUDA: refused before anything changes.
-  auto m = Model::random(c, 1, kCpu);
-  msg = testing::error_of<Unsupported>([&] { m->to_device(cuda); });
-  EXPECT_NE(msg.find("final_logit_softcapping"), std::string::npos) << msg;
-  EXPECT_EQ(m->context().device, Device::CPU);
-
+  std::string msg;
   for (const double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
     ModelConfig b = load_model_config(dir);
     b.attn_logit_softcapping = bad;

@@ -22,6 +22,7 @@
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/quantize.hpp"
+#include "models/gemma2_tiny.hpp"
 #include "models/gemma3_tiny.hpp"
 #include "models/llama_variant.hpp"
 #include "models/phi3_tiny.hpp"
@@ -589,6 +590,28 @@ TEST(ModelCuda, Gemma3MatchesCpu) {
   ASSERT_EQ(c.arch, Arch::Gemma3);
   ASSERT_TRUE(c.post_norms && c.scale_embeddings && c.norm_offset);
   for (const std::string mode : {"bf16", "int8", "nf4"}) expect_folder_matches_cpu(dir, mode, "gemma3 tiny");
+}
+
+// Gemma 2 (tiny random gemma2 folder of the CPU tests: soft-caps 1.5 on the scores and 6 on the logits, small
+// enough for tanh to bend them, the window of 5 on the even layers, query_pre_attn_scalar 40; head_dim 64 and
+// ffn 128 here: 48 is not a GPU head size) and Gemma 1 on the device: the scores are capped inside cuda::causal_attention
+// (decode and prefill kernels), the logits on the host as on the CPU.
+TEST(ModelCuda, Gemma2AndGemma1MatchCpu) {
+  KQ_REQUIRE_CUDA_MODEL();
+  kq::testing::TempDir tmp;
+  for (const bool gemma1 : {false, true}) {
+    kq::testing::TinyGemma2 size;
+    size.gemma1 = gemma1;
+    size.head_dim = 64;
+    size.ffn = 128;
+    const std::string name = gemma1 ? "gemma1 tiny" : "gemma2 tiny";
+    const auto dir = kq::testing::write_model_folder(tmp.path / (gemma1 ? "gemma" : "gemma2"),
+                                                     kq::testing::tiny_gemma2_config(size),
+                                                     kq::testing::tiny_gemma2_tensors(size));
+    const ModelConfig c = load_model_config(dir);
+    ASSERT_EQ(c.attn_logit_softcapping > 0, !gemma1);
+    for (const std::string mode : {"bf16", "int8", "nf4"}) expect_folder_matches_cpu(dir, mode, name);
+  }
 }
 
 // AWQ on the GPU: a random Llama (GQA) whose linears are AWQ ops (the INT4

@@ -2,6 +2,7 @@
 // launchers of model_ops_*.cu. Nothing here synchronizes or allocates.
 #include "kernels/cuda/model_ops.hpp"
 
+#include <cmath>
 #include <initializer_list>
 #include <utility>
 
@@ -195,7 +196,7 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
 
 void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv, const int32_t* row_seq,
                       const int32_t* row_pos, int64_t n, int64_t max_len, float scale, uint16_t* out, int64_t ldo,
-                      void* workspace, cudaStream_t stream, AttentionPath path, int64_t window) {
+                      void* workspace, cudaStream_t stream, AttentionPath path, int64_t window, float softcap) {
   const char* op = "causal_attention";
   check_kv(op, kv);
   const int hd = kv.head_dim;
@@ -208,6 +209,9 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   if (max_len < 1 || max_len > kv.capacity)
     raise<InvalidArgument>("{}: max_len {} outside 1..capacity ({})", op, max_len, kv.capacity);
   if (window < 0) raise<InvalidArgument>("{}: window {} is negative (0: none)", op, window);
+  if (!std::isfinite(softcap) || softcap < 0)
+    raise<InvalidArgument>("{}: softcap {} is not a finite value >= 0 (0: none)", op, softcap);
+  const ops::ScoreMap sm = ops::ScoreMap::make(scale, softcap);
   // A window at least max_len long hides no key of any row: plain causal attention.
   const int w = window > 0 && window < max_len ? int(window) : 0;
   check_ptr(op, "q", q);
@@ -219,7 +223,7 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   const bool tiles_ok = hd == 64 || hd == 128 || hd == 256;
   const bool prefill = tiles_ok && (path == AttentionPath::Prefill || (path == AttentionPath::Auto && n > 16));
   if (prefill) {
-    ops::attention_prefill_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, w, scale, out, ldo, stream);
+    ops::attention_prefill_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, w, sm, out, ldo, stream);
     return;
   }
   // Each row's keys are at most the window: the plan's splits serve that many.
@@ -228,7 +232,7 @@ void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   if (ops::decode_workspace_floats(n, q_heads, hd, plan) > 0 && !workspace)
     raise<InvalidArgument>("{}: workspace is null but {} bytes are needed (attention_workspace_bytes)", op,
                            ops::decode_workspace_floats(n, q_heads, hd, plan) * sizeof(float));
-  ops::attention_decode_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, w, scale, out, ldo,
+  ops::attention_decode_launch(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, w, sm, out, ldo,
                                static_cast<float*>(workspace), stream);
 }
 

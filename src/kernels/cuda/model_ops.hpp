@@ -157,12 +157,15 @@ size_t attention_workspace_bytes(int64_t n, int q_heads, int head_dim, int64_t c
 void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                       const int32_t* row_seq, const int32_t* row_pos, int64_t n, int64_t max_len, float scale,
                       uint16_t* out, int64_t ldo, void* workspace, cudaStream_t stream);
-/// As above with the kernel chosen explicitly (results agree to rounding) and
-/// a sliding window of `window` positions (0: none).
+/// As above with the kernel chosen explicitly (results agree to rounding), a
+/// sliding window of `window` positions (0: none) and attention logit
+/// softcapping (Gemma 2's attn_logit_softcapping; 0: none): each score
+/// scale · q · K[p] becomes softcap · tanh(scale · q · K[p] / softcap) before
+/// the softmax. Throws InvalidArgument for a negative or non-finite softcap.
 void causal_attention(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                       const int32_t* row_seq, const int32_t* row_pos, int64_t n, int64_t max_len, float scale,
                       uint16_t* out, int64_t ldo, void* workspace, cudaStream_t stream, AttentionPath path,
-                      int64_t window = 0);
+                      int64_t window = 0, float softcap = 0);
 
 /// SwiGLU (Shazeer 2020, Llama MLP): out[r, j] = BF16(silu(gate[r, j]) · up[r, j]),
 /// silu(g) = g / (1 + e^−g). gate, up, out: BF16 [n, ld] with f columns used;

@@ -58,7 +58,7 @@ template <int D>
 __global__ void __launch_bounds__(kThreads)
     attn_prefill_kernel(const uint16_t* __restrict__ q, int64_t ldq, int q_heads, KVLayerView kv,
                         const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos, int64_t n,
-                        int window, float scale_log2, uint16_t* __restrict__ out, int64_t ldo) {
+                        int window, ScoreMap sm, uint16_t* __restrict__ out, int64_t ldo) {
   constexpr int S = prefill_stride<D>();
   constexpr int KT = D / 16;  // k-steps of Q·Kᵀ
   constexpr int NT = D / 8;   // n-tiles of O
@@ -172,7 +172,8 @@ __global__ void __launch_bounds__(kThreads)
             // Causal, and inside the row's window: pos - window < key (window 0: none).
             const bool ok = e < 2 ? (seq0 == s && key <= pos0 && (window == 0 || key > pos0 - window))
                                   : (seq1 == s && key <= pos1 && (window == 0 || key > pos1 - window));
-            const float v = ok ? sacc[j][e] * scale_log2 : -INFINITY;
+            const float v = ok ? (sm.cap_mul != 0.0f ? tanhf(sacc[j][e] * sm.mul) * sm.cap_mul : sacc[j][e] * sm.mul)
+                                 : -INFINITY;
             sacc[j][e] = v;
             if (e < 2) mx0 = fmaxf(mx0, v);
             else mx1 = fmaxf(mx1, v);
@@ -247,7 +248,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int D>
 void prefill_launch_d(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv, const int32_t* row_seq,
-                      const int32_t* row_pos, int64_t n, int window, float scale_log2, uint16_t* out,
+                      const int32_t* row_pos, int64_t n, int window, ScoreMap sm, uint16_t* out,
                       int64_t ldo, cudaStream_t stream) {
   constexpr size_t bytes = prefill_smem_bytes<D>();
   static const bool configured = [] {
@@ -258,22 +259,21 @@ void prefill_launch_d(const uint16_t* q, int64_t ldq, int q_heads, const KVLayer
   (void)configured;
   const dim3 grid(unsigned((n + kPRows - 1) / kPRows), unsigned(q_heads));
   attn_prefill_kernel<D><<<grid, kThreads, bytes, stream>>>(q, ldq, q_heads, kv, row_seq, row_pos, n, window,
-                                                           scale_log2, out, ldo);
+                                                           sm, out, ldo);
   KQ_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void attention_prefill_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
-                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, int window, float scale,
+                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, int window, ScoreMap sm,
                               uint16_t* out, int64_t ldo, cudaStream_t stream) {
-  const float scale_log2 = scale * 1.4426950408889634f;
   if (kv.head_dim == 64)
-    prefill_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
+    prefill_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, sm, out, ldo, stream);
   else if (kv.head_dim == 256)  // Gemma's: 255 registers, a few spilled (FlashAttention-2 keeps O in registers)
-    prefill_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
+    prefill_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, sm, out, ldo, stream);
   else
-    prefill_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, scale_log2, out, ldo, stream);
+    prefill_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, window, sm, out, ldo, stream);
 }
 
 }  // namespace kq::cuda::ops

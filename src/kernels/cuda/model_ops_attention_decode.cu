@@ -64,7 +64,7 @@ template <int D, int GB, bool kCluster>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_kernel(const uint16_t* __restrict__ q, int64_t ldq, int q_heads, KVLayerView kv,
                        const int32_t* __restrict__ row_seq, const int32_t* __restrict__ row_pos, int64_t n,
-                       int group, int subs, int64_t chunk, int splits, int window, float scale_log2,
+                       int group, int subs, int64_t chunk, int splits, int window, ScoreMap sm,
                        uint16_t* __restrict__ out, int64_t ldo, float* __restrict__ ws_acc,
                        float* __restrict__ ws_ml) {
   constexpr int T = D / 8;      // lanes per key row (8 dims each)
@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int j = 0; j < GB; ++j)
 #pragma unroll
     for (int e = 0; e < 8; ++e)
-      qf[j][e] = j < gb ? bf(q[r * ldq + int64_t(h0 + j) * D + sl * 8 + e]) * scale_log2 : 0.0f;
+      qf[j][e] = j < gb ? bf(q[r * ldq + int64_t(h0 + j) * D + sl * 8 + e]) * sm.mul : 0.0f;
   if (threadIdx.x < GB) {
     s_m[threadIdx.x] = -INFINITY;
     s_l[threadIdx.x] = 0.0f;
@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t c0 = kbeg; c0 < kend; c0 += kSubK) {
     const int cn = int(min(int64_t(kSubK), kend - c0));
     if (c0 != kbeg) load_rows(c0, cn, 0, kend);
-      // Scores (already in log2 units); every lane takes part in the shuffles.
+      // Scores (in log2 units: q holds sm.mul, softcapping applied here); every lane takes part in the shuffles.
 #pragma unroll
     for (int u = 0; u < R; ++u) {
       float kf[8];
@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kThreads)
       const int i = u * KPB + kg;
       if (sl == 0 && i < cn)
 #pragma unroll
-        for (int j = 0; j < GB; ++j) sc[j][i] = s[j];
+        for (int j = 0; j < GB; ++j) sc[j][i] = sm.cap_mul != 0.0f ? tanhf(s[j]) * sm.cap_mul : s[j];
     }
     __syncthreads();
     if (warp < gb) {  // warp j: online-softmax update of head j
@@ -303,7 +303,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int D, int GB>
 void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& p,
-                     int window, float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
+                     int window, ScoreMap sm, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
                      cudaStream_t stream) {
   const dim3 grid(unsigned(n * kv.kv_heads * p.subs), unsigned(p.splits));
   if (p.cluster) {
@@ -314,11 +314,11 @@ void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerV
     }();
     (void)attr;
     launch_pdl_cluster(kernel, grid, dim3(1, unsigned(p.splits)), dim3(kThreads), 0, stream, q, ldq, q_heads,
-                       kv, row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, window, scale_log2, out,
+                       kv, row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, window, sm, out,
                        ldo, ws_acc, ws_ml);
   } else {
     launch_pdl(attn_decode_kernel<D, GB, false>, grid, dim3(kThreads), 0, stream, q, ldq, q_heads, kv,
-               row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, window, scale_log2, out, ldo, ws_acc,
+               row_seq, row_pos, n, p.group, p.subs, p.chunk, p.splits, window, sm, out, ldo, ws_acc,
                ws_ml);
   }
 }
@@ -326,19 +326,19 @@ void decode_launch_t(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerV
 template <int D>
 void decode_launch_d(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                      const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& p,
-                     int window, float scale_log2, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
+                     int window, ScoreMap sm, uint16_t* out, int64_t ldo, float* ws_acc, float* ws_ml,
                      cudaStream_t stream) {
   switch (p.heads_per_block) {
     case 1:
-      decode_launch_t<D, 1>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, scale_log2, out, ldo, ws_acc,
+      decode_launch_t<D, 1>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, sm, out, ldo, ws_acc,
                             ws_ml, stream);
       break;
     case 2:
-      decode_launch_t<D, 2>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, scale_log2, out, ldo, ws_acc,
+      decode_launch_t<D, 2>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, sm, out, ldo, ws_acc,
                             ws_ml, stream);
       break;
     default:
-      decode_launch_t<D, 4>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, scale_log2, out, ldo, ws_acc,
+      decode_launch_t<D, 4>(q, ldq, q_heads, kv, row_seq, row_pos, n, p, window, sm, out, ldo, ws_acc,
                             ws_ml, stream);
       break;
   }
@@ -396,28 +396,27 @@ size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64
 
 void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                              const int32_t* row_seq, const int32_t* row_pos, int64_t n,
-                             const DecodePlan& plan, int window, float scale, uint16_t* out, int64_t ldo,
+                             const DecodePlan& plan, int window, ScoreMap sm, uint16_t* out, int64_t ldo,
                              float* workspace, cudaStream_t stream) {
-  const float scale_log2 = scale * 1.4426950408889634f;
   float* ws_acc = workspace;
   float* ws_ml = plan.splits > 1 && !plan.cluster
                      ? workspace + size_t(n) * q_heads * plan.splits * kv.head_dim
                      : nullptr;
   switch (kv.head_dim) {
     case 32:
-      decode_launch_d<32>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+      decode_launch_d<32>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, sm, out, ldo,
                           ws_acc, ws_ml, stream);
       break;
     case 64:
-      decode_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+      decode_launch_d<64>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, sm, out, ldo,
                           ws_acc, ws_ml, stream);
       break;
     case 128:
-      decode_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+      decode_launch_d<128>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, sm, out, ldo,
                            ws_acc, ws_ml, stream);
       break;
     default:
-      decode_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, scale_log2, out, ldo,
+      decode_launch_d<256>(q, ldq, q_heads, kv, row_seq, row_pos, n, plan, window, sm, out, ldo,
                            ws_acc, ws_ml, stream);
       break;
   }

@@ -67,15 +67,28 @@ size_t decode_workspace_floats(int64_t n, int q_heads, int head_dim, const Decod
 /// Upper bound of decode_workspace_floats over every kv_heads dividing q_heads and max_len <= capacity.
 size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64_t capacity);
 
+/// How an attention score q·k becomes a softmax logit in log2 units (the kernels use exp2): s · mul, or with
+/// logit softcapping (Gemma 2: cap · tanh(scale · s / cap)) tanh(s · mul) · cap_mul with mul = scale / cap and
+/// cap_mul = cap · log2(e). The decode kernel folds mul into q.
+struct ScoreMap {
+  float mul = 0;
+  float cap_mul = 0;  ///< 0: no softcapping
+  /// scale: the attention scale; softcap: the cap (0: none).
+  static ScoreMap make(float scale, float softcap) {
+    constexpr float kLog2e = 1.4426950408889634f;
+    return softcap > 0 ? ScoreMap{scale / softcap, softcap * kLog2e} : ScoreMap{scale * kLog2e, 0.0f};
+  }
+};
+
 /// `window`: a sliding window of that many positions (0: none; model_ops.hpp's causal_attention), with the
-/// plan made for at most `window` keys per row.
+/// plan made for at most `window` keys per row; `sm`: the scores' scale and softcapping.
 void attention_decode_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, const DecodePlan& plan,
-                             int window, float scale, uint16_t* out, int64_t ldo, float* workspace,
+                             int window, ScoreMap sm, uint16_t* out, int64_t ldo, float* workspace,
                              cudaStream_t stream);
 /// Tensor-core tiled attention (head_dim 64, 128 or 256); `window` as for the decode launch.
 void attention_prefill_launch(const uint16_t* q, int64_t ldq, int q_heads, const KVLayerView& kv,
-                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, int window, float scale,
+                              const int32_t* row_seq, const int32_t* row_pos, int64_t n, int window, ScoreMap sm,
                               uint16_t* out, int64_t ldo, cudaStream_t stream);
 
 }  // namespace kq::cuda::ops
