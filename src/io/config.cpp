@@ -810,9 +810,17 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
     rp_key = "rope_parameters.full_attention";
   }
   if (rp) {
-    // A type in rope_scaling wins: transformers 4 reads only it, transformers 5 replaces rope_parameters by it.
+    // transformers 4 reads only rope_scaling, transformers 5 replaces rope_parameters by it (gemma3_text:
+    // updates full_attention with it): a type in rope_scaling wins. Two different scalings in one config are a
+    // contradiction, refused as a rope_theta one is (tester 22); rope_parameters' "default", which transformers 5
+    // writes for every model without scaling, is none (a rope_scaling added to such a config is read).
+    const std::optional<RopeScaling> from_rp = rope_scaling_of(r, rp_key, *rp, phi3);
+    if (scaling && from_rp && from_rp->type != RopeScaling::Type::Default && *scaling != *from_rp)
+      raise<FormatError>("{}: rope_scaling {} conflicts with {} {} (transformers would use rope_scaling's; keep the "
+                         "one the model was trained with)",
+                         r.source(), io::json_excerpt(*r.find("rope_scaling")), rp_key, io::json_excerpt(*rp));
     if (!scaling) {
-      scaling = rope_scaling_of(r, rp_key, *rp, phi3);
+      scaling = from_rp;
       scaling_key = rp_key;
     }
     const auto it = rp->find("rope_theta");

@@ -316,16 +316,24 @@ TEST(Config, RopeScalingKeysAreValidated) {
   // rope_type and type that differ.
   j["rope_parameters"] = {{"rope_type", "linear"}, {"type", "llama3"}, {"factor", 2}};
   expect_bad(j, {"rope_parameters.rope_type 'linear' and rope_parameters.type 'llama3' differ"});
-  // A type in rope_scaling wins over rope_parameters' (transformers 4 reads only rope_scaling, 5 replaces
-  // rope_parameters by it), whose type is then not read.
+  // rope_scaling (transformers 4 reads only it; 5 replaces rope_parameters by it) and rope_parameters both
+  // naming a scaling must agree: a contradiction is refused (tester 22), as one of rope_theta is.
   j = base;
   j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 2}};
-  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Llama3);
-  j["rope_parameters"] = {{"rope_type", "yarn"}};
-  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Llama3);
-  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2}};
-  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};  // llama-small's, say
-  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::Linear);
+  expect_bad(j, {"rope_scaling {", "conflicts with rope_parameters {", "\"linear\"", "keep the one"});
+  j["rope_parameters"] = {{"rope_type", "yarn"}};  // and each is read in full
+  expect_bad(j, {"requires key 'rope_parameters.factor'"});
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 8}};
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 500000.0}};
+  expect_bad(j, {"rope_scaling {\"factor\":8,\"type\":\"linear\"} conflicts with rope_parameters {"});
+  // rope_parameters' "default" (transformers 5 writes it for every unscaled model, e.g. llama-small's) is no
+  // scaling: a rope_scaling added to such a config is read, as transformers reads it.
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};
+  EXPECT_EQ(parse(j).rope_scaling.factor, 8.0);
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 500000.0}};  // equal: read
+  EXPECT_EQ(parse(j).rope_scaling.factor, 8.0);
+  j["rope_parameters"] = {{"rope_theta", 500000.0}};  // no type there: rope_scaling's is read
+  EXPECT_EQ(parse(j).rope_scaling.factor, 8.0);
   j["rope_scaling"] = nullptr;  // none there: rope_parameters' is read
   j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 3}};
   EXPECT_EQ(parse(j).rope_scaling.factor, 3.0);

@@ -167,6 +167,20 @@ TEST(Gemma3Config, FinalSoftCappingIsReadAttentionSoftCappingRefused) {
   expect_bad(j, {"attn_logit_softcapping", "50", "gemma3_text"});
 }
 
+// rope_scaling (transformers 4) and rope_parameters.full_attention (transformers 5) must agree (tester 22).
+TEST(Gemma3Config, RopeScalingConflictingWithRopeParametersIsRefused) {
+  json j = json::parse(kGemma3_1b);
+  j.erase("rope_theta");
+  j.erase("rope_local_base_freq");
+  j["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 1e6}}},
+                          {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 1e4}}}};
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+  expect_bad(j, {"rope_scaling {\"factor\":8.0,\"rope_type\":\"linear\"} conflicts with "
+                 "rope_parameters.full_attention {"});
+  j["rope_scaling"]["factor"] = 2.0;  // the same scaling: accepted
+  EXPECT_EQ(parse(j).rope_scaling.factor, 2.0);
+}
+
 TEST(Gemma3Config, OtherRefusals) {
   json j = json::parse(kGemma3_1b);
   j["hidden_activation"] = "silu";
