@@ -155,6 +155,56 @@ bool has_module_tensors(const std::vector<std::string>& names, const std::string
          (module.starts_with(kGpt2Prefix) && has_prefix(module.substr(kGpt2Prefix.size()) + "."));
 }
 
+/// A layer of a pre-quantized checkpoint (AutoAWQ / AutoGPTQ `hub`, bitsandbytes `bnb`) is recognized by one
+/// tensor: "<prefix>.qweight", "<prefix>.SCB" or "<prefix>.weight.quant_state.bitsandbytes__nf4". One lost (a
+/// partial download, a hand edit) left the layer read as an unquantized one, whose ".weight" was blamed for its
+/// dtype or shape, or as missing (tester 22). Throws FormatError naming the folder, the layer `prefix`, the missing
+/// tensor, the method (config.json quant_method) and the quantized-layer tensor that is there, when the layer has
+/// such a tensor ("<prefix>.scales" / ".qzeros" / ".g_idx"; ".weight_format" or an I8 ".weight"; ".weight.absmax",
+/// ".weight.quant_map", ".weight.nested_absmax" or a U8 ".weight") but not its marker.
+void reject_partial_prequantized_layer(const TensorStore& store, const std::filesystem::path& dir,
+                                       const std::string& prefix, const std::optional<HubInt4Config>& hub,
+                                       const std::optional<BnbConfig>& bnb) {
+  std::string marker, method, what, found, found_name;  // found: found_name as the message names it
+  const auto find = [&](std::initializer_list<const char*> suffixes) {
+    for (const char* sfx : suffixes)
+      if (store.contains(prefix + sfx)) {
+        found_name = prefix + sfx;
+        found = fmt::format("'{}'", found_name);
+        return;
+      }
+  };
+  // `dtype` in place of the codes: a plain weight never has it.
+  const auto weight_of_dtype = [&](DType dtype) {
+    if (found.empty() && store.contains(prefix + ".weight") && store.get(prefix + ".weight").dtype() == dtype) {
+      found_name = prefix + ".weight";
+      found = fmt::format("'{}' of dtype {}", found_name, dtype_name(dtype));
+    }
+  };
+  if (hub) {
+    marker = ".qweight";
+    method = hub->layout == HubInt4Layout::AwqGemm ? "awq" : "gptq";
+    what = "its packed 4-bit codes";
+    find({".scales", ".qzeros", ".g_idx"});
+  } else if (bnb && bnb->int8) {
+    marker = ".SCB";
+    method = "bitsandbytes, load_in_8bit";
+    what = "the row absmax of its int8 codes";
+    find({".weight_format"});
+    weight_of_dtype(DType::I8);
+  } else if (bnb) {
+    marker = ".weight.quant_state.bitsandbytes__nf4";
+    method = "bitsandbytes, load_in_4bit";
+    what = "its NF4 quant state";
+    find({".weight.absmax", ".weight.quant_map", ".weight.nested_absmax", ".weight.nested_quant_map"});
+    weight_of_dtype(DType::U8);
+  }
+  if (found.empty() || store.contains(prefix + marker)) return;
+  raise<FormatError>("{}: layer '{}' is quantized ({} in {}; config.json quant_method {}) but has no '{}{}' ({}): "
+                     "the checkpoint is incomplete",
+                     dir.string(), prefix, found, store.file_of(found_name), method, prefix, marker, what);
+}
+
 }  // namespace
 
 FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(TensorStore::open_dir(dir)) {
@@ -333,7 +383,10 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
                        "converts NF4 layers only (bitsandbytes' FP4 values are not OCP E2M1)",
                        dir_.string(), module, file_prefix,
                        store_.file_of(file_prefix + ".weight.quant_state.bitsandbytes__fp4"));
-  if (it == quantized_modules_.end() && !hub && !bnb) return nullptr;
+  if (it == quantized_modules_.end() && !hub && !bnb) {
+    reject_partial_prequantized_layer(store_, dir_, file_prefix, hub_, bnb_);
+    return nullptr;
+  }
   // load_quantized_linear takes a bias when there is one; a layer that has a
   // bias by the architecture but lost it would run with none (wrong output).
   if (bias && !store_.contains(file_prefix + ".bias")) raise_missing(file_prefix + ".bias", Shape{out});
@@ -370,7 +423,10 @@ std::vector<std::unique_ptr<Linear>> FileWeights::quantized_fused_linears(const 
                            "fused layers of AutoAWQ / AutoGPTQ checkpoints and unquantized ones into their parts, "
                            "not bitsandbytes ones",
                            dir_.string(), fused_prefix, fused_prefix, suffix, store_.file_of(fused_prefix + suffix));
-  if (!hub_ || !store_.contains(fused_prefix + ".qweight")) return {};
+  if (!hub_ || !store_.contains(fused_prefix + ".qweight")) {
+    reject_partial_prequantized_layer(store_, dir_, fused_prefix, hub_, std::nullopt);
+    return {};
+  }
   std::vector<int64_t> rows;
   for (const FusedPart& part : parts) rows.push_back(part.rows);
   std::vector<std::string> read;

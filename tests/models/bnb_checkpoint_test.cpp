@@ -200,6 +200,16 @@ TEST(BnbCheckpoint, Int8ConfigsAndDamagedLayersAreRefused) {
   });
   EXPECT_TRUE(has(m, "does not belong to these weights") && has(m, "load_in_4bit")) << m;
   const std::string layer = "model.layers.1.mlp.down_proj";
+  // A layer that lost its row absmax (tester 22): named, not its I8 '.weight' blamed for not being F32.
+  m = error8([](json&) {}, [&](auto& t) { t.erase(layer + ".SCB"); });
+  EXPECT_TRUE(has(m, "layer '" + layer + "' is quantized ('" + layer + ".weight_format' in ") &&
+              has(m, "bitsandbytes, load_in_8bit") && has(m, "no '" + layer + ".SCB'") && !has(m, "expected F32"))
+      << m;
+  m = error8([](json&) {}, [&](auto& t) {
+    t.erase(layer + ".SCB");
+    t.erase(layer + ".weight_format");
+  });
+  EXPECT_TRUE(has(m, "('" + layer + ".weight' of dtype I8 in ") && has(m, "no '" + layer + ".SCB'")) << m;
   m = error8([](json&) {}, [&](auto& t) { t[layer + ".weight_format"].template mutable_data<uint8_t>()[0] = 1; });
   EXPECT_TRUE(has(m, "quantized layer '" + layer + "'") && has(m, layer + ".weight_format") && has(m, "col32")) << m;
   m = error8([](json&) {}, [&](auto& t) { t[layer + ".SCB"].template mutable_data<float>()[5] = -0.25f; });
@@ -249,6 +259,12 @@ TEST(BnbCheckpoint, UnsupportedConfigsAndDamagedStatesAreRefused) {
     t[state] = x;
   });
   EXPECT_TRUE(has(m, state) && has(m, "[16, 64]") && has(m, "[32, 64]")) << m;
+  // A layer that lost its quant state (tester 22): named, not its packed '.weight' blamed for its shape.
+  m = load_error([](json&) {}, [&](auto& t) { t.erase(state); });
+  EXPECT_TRUE(has(m, "layer 'model.layers.0.self_attn.v_proj' is quantized ('model.layers.0.self_attn.v_proj.weight."
+                     "absmax' in ") &&
+              has(m, "bitsandbytes, load_in_4bit") && has(m, "no '" + state + "'") && !has(m, "has shape"))
+      << m;
   // An FP4 layer in an NF4 folder.
   m = load_error([](json&) {}, [&](auto& t) {
     const std::string fp4 = "model.layers.1.mlp.up_proj.weight.quant_state.bitsandbytes__fp4";

@@ -219,6 +219,15 @@ TEST(HubCheckpoint, DamagedTensorsAreNamedWithTheFolderLayerAndFile) {
   EXPECT_TRUE(has(m, "quantized layer 'model.layers.0.self_attn.k_proj'") &&
               has(m, "'model.layers.0.self_attn.k_proj.scales' is missing"))
       << m;
+  // A layer that lost its codes (tester 22): named, not read as an unquantized layer missing '.weight'.
+  for (const HubFormat f : {HubFormat::Awq, HubFormat::GptqV1}) {
+    m = load_error(f, [](json&) {}, [](auto& t) { t.erase("model.layers.1.self_attn.q_proj.qweight"); });
+    EXPECT_TRUE(has(m, "layer 'model.layers.1.self_attn.q_proj' is quantized ('model.layers.1.self_attn.q_proj.scales'"
+                       " in ") &&
+                has(m, f == HubFormat::Awq ? "quant_method awq" : "quant_method gptq") &&
+                has(m, "no 'model.layers.1.self_attn.q_proj.qweight'") && !has(m, "q_proj.weight'"))
+        << m;
+  }
   // Act-order: a permuted g_idx under desc_act.
   m = load_error(HubFormat::GptqV2, [](json& q) { q["desc_act"] = true; }, [](auto& t) {
     int32_t* g = t["model.layers.0.mlp.up_proj.g_idx"].template mutable_data<int32_t>();
