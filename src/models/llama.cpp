@@ -143,7 +143,9 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     // is there) use the split names, read by `linear`.
     const auto split_source = [&](const std::string& first_part, const std::string& fused) {
       if (c.arch != Arch::Phi3 || w.contains(p + first_part + ".weight")) return true;
-      return w.quantized() && !w.contains(p + fused + ".weight") && !w.contains(p + fused + ".qweight");
+      // (a fused layer that lost its .qweight but kept its .scales is fused: quantized_fused_linears names it)
+      return w.quantized() && !w.contains(p + fused + ".weight") && !w.contains(p + fused + ".qweight") &&
+             !w.contains(p + fused + ".scales");
     };
     auto fused_linears = [&](const std::string& fused, std::initializer_list<std::unique_ptr<Linear>*> outs) {
       const std::vector<FusedPart> parts = fused_parts(c, p + fused + ".weight");

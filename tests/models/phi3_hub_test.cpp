@@ -233,6 +233,13 @@ TEST(Phi3Hub, BadFusedTensorsAreRefusedNamingTheTensor) {
   EXPECT_TRUE(has(m, "quantized layer 'model.layers.1.mlp.gate_up_proj'") &&
               has(m, "'model.layers.1.mlp.gate_up_proj.scales' is missing"))
       << m;
+  // A fused layer that lost its codes is named as such, not taken for split parts missing q_proj (tester 22).
+  m = fused_load_error({HubFormat::Awq, 32, false},
+                       [](TensorMap& t) { t.erase("model.layers.0.self_attn.qkv_proj.qweight"); });
+  EXPECT_TRUE(has(m, "layer 'model.layers.0.self_attn.qkv_proj' is quantized") &&
+              has(m, "no 'model.layers.0.self_attn.qkv_proj.qweight'") && has(m, "quant_method awq") &&
+              !has(m, "q_proj"))
+      << m;
   // A negative scale in up_proj's rows is named at its place in the fused tensor (group 1, column 96 + 3).
   m = fused_load_error({HubFormat::Awq, 32, false}, [](TensorMap& t) {
     Tensor& sc = t["model.layers.0.mlp.gate_up_proj.scales"];
