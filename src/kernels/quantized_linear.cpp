@@ -1,6 +1,9 @@
 #include "kernels/quantized_linear.hpp"
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
+#include <map>
 
 #include "kernels/awq_linear.hpp"
 #include "kq/error.hpp"
@@ -15,6 +18,26 @@ Tensor checked_bias(const Tensor& bias, int64_t N, const std::string& where) {
   Tensor b = bias.dtype() == DType::F32 ? bias : bias.to_f32();
   if (reinterpret_cast<uintptr_t>(b.raw()) % alignof(float) != 0) b = b.clone();
   return b;
+}
+
+/// `weight` through the loader's validation of every tensor's dtype, shape and values (zero copy). Throws
+/// FormatError naming the part ("weight.scales", ...) when inconsistent.
+PackedWeight revalidated(const PackedWeight& weight) {
+  std::map<std::string, Tensor> parts;
+  export_packed(weight, "weight", parts);
+  return import_packed([&](const std::string& n) { return parts.count(n) ? parts.at(n) : Tensor(); }, "weight",
+                       weight.spec, weight.N, weight.K);
+}
+
+/// The op of a validated `weight` and `bias` (checked_bias).
+std::unique_ptr<Linear> linear_of(PackedWeight weight, Tensor bias) {
+  Tensor b = checked_bias(bias, weight.N, "make_quantized_linear");
+  switch (weight.spec.format) {
+    case PrecisionFormat::INT8: return detail::make_int8_linear(std::move(weight), std::move(b));
+    case PrecisionFormat::FP8_E4M3:
+    case PrecisionFormat::FP8_E5M2: return detail::make_fp8_linear(std::move(weight), std::move(b));
+    default: return detail::make_int4_linear(std::move(weight), std::move(b));
+  }
 }
 
 }  // namespace
@@ -39,27 +62,32 @@ void QuantizedLinear::export_tensors(const std::string& prefix, std::map<std::st
 
 std::unique_ptr<Linear> make_quantized_linear(PackedWeight weight, Tensor bias) {
   validate_quant_spec(weight.spec);
-  // Check every tensor's dtype/shape/values through the loader's validation (zero copy).
-  std::map<std::string, Tensor> parts;
-  export_packed(weight, "weight", parts);
   try {
-    weight = import_packed([&](const std::string& n) { return parts.count(n) ? parts.at(n) : Tensor(); }, "weight",
-                           weight.spec, weight.N, weight.K);
+    weight = revalidated(weight);
   } catch (const FormatError& e) {
     raise<InvalidArgument>("make_quantized_linear: inconsistent PackedWeight: {}", e.what());
   }
-  Tensor b = checked_bias(bias, weight.N, "make_quantized_linear");
-  switch (weight.spec.format) {
-    case PrecisionFormat::INT8: return detail::make_int8_linear(std::move(weight), std::move(b));
-    case PrecisionFormat::FP8_E4M3:
-    case PrecisionFormat::FP8_E5M2: return detail::make_fp8_linear(std::move(weight), std::move(b));
-    default: return detail::make_int4_linear(std::move(weight), std::move(b));
-  }
+  return linear_of(std::move(weight), std::move(bias));
 }
 
 std::unique_ptr<Linear> quantize_linear(const Tensor& weight_f32, const Tensor& bias, const QuantSpec& spec) {
   PackedWeight w = quantize_weight(weight_f32, spec);
-  return make_quantized_linear(std::move(w), bias);
+  try {
+    w = revalidated(w);
+  } catch (const FormatError&) {
+    // From finite weights only a scale whose dequantized codes overflow F32 fails here: one from a weight near
+    // F32's largest value (tester 22). Name that weight, not the packed tensors.
+    const Tensor f = weight_f32.dtype() == DType::F32 ? weight_f32 : weight_f32.to_f32();
+    const float* p = f.data<float>();
+    int64_t at = 0;
+    for (int64_t i = 1; i < f.numel(); ++i)
+      if (std::fabs(p[i]) > std::fabs(p[at])) at = i;
+    raise<InvalidArgument>("the weight holds {} at [{}, {}] (output channel, input channel), too large for {}: its "
+                           "quantization scale times the format's largest code value exceeds the largest F32 "
+                           "value {} (the dequantized weight would be infinite)",
+                           p[at], at / w.K, at % w.K, spec.name(), std::numeric_limits<float>::max());
+  }
+  return linear_of(std::move(w), bias);
 }
 
 std::unique_ptr<Linear> load_quantized_linear(const std::function<Tensor(const std::string&)>& get,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/rtn_modes.hpp"
+#include "common/test_util.hpp"
 #include "common/tolerances.hpp"
 #include "formats/fp8.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
@@ -244,6 +245,22 @@ TEST(QuantizedLinear, BadArguments) {
   PackedWeight p = quantize_weight(w, spec);
   p.scales = Tensor::zeros(DType::F32, {2});
   EXPECT_THROW(make_quantized_linear(p, Tensor()), InvalidArgument);
+}
+
+// A finite weight so large that its scale times the format's largest code value overflows F32: named by its
+// value, index and the mode, not by the packed tensors (tester 22). INT4 symmetric: scale |w|/7 (with rounding),
+// times code −8: over F32's largest value from |w| ≈ 2.98e38; INT8 (scale |w|/127, times −128) quantizes 3e38.
+TEST(QuantizedLinear, AWeightTooLargeForTheModeIsNamed) {
+  std::vector<float> v = gaussian(4 * 256, 3, 0.05f);
+  v[2 * 256 + 5] = -3e38f;
+  const Tensor w = tensor_from(v, {4, 256});
+  const std::string m =
+      testing::error_of<InvalidArgument>([&] { quantize_linear(w, Tensor(), parse_quant_mode("int4-g128")); });
+  EXPECT_TRUE(testing::has(m, "holds -3e+38 at [2, 5] (output channel, input channel), too large for int4-g128") &&
+              !testing::has(m, "PackedWeight") && !testing::has(m, "make_quantized_linear") &&
+              !testing::has(m, "weight.scales"))
+      << m;
+  EXPECT_EQ(quantize_linear(w, Tensor(), parse_quant_mode("int8"))->out_features(), 4);
 }
 
 TEST(QuantizedLinear, BaseLinearExportIsUnsupported) {
