@@ -1,6 +1,7 @@
 // bitsandbytes 8-bit (LLM.int8()) layers into kq's INT8 format (see bnb8.hpp).
 #include "quant/bnb8.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -49,6 +50,12 @@ PackedWeight import_bnb_int8(const TensorGetter& get, const std::string& prefix,
     if (!std::isfinite(a) || a < 0.0f)
       raise<FormatError>("tensor '{}.SCB': row {} has {} absmax {}", prefix, n, std::isfinite(a) ? "negative" : "non-finite",
                          a);
+    // LLM.int8() rounds w · 127 / absmax: codes in [-127, 127]; -128 would dequantize beyond the row's absmax.
+    const int8_t* row = q + n * K;
+    if (const int8_t* bad = std::find(row, row + K, int8_t(-128)); bad != row + K)
+      raise<FormatError>("tensor '{}.weight': code -128 at [{}, {}] (bitsandbytes 8-bit codes are in [-127, 127]: "
+                         "a damaged file)",
+                         prefix, n, bad - row);
     scale[n] = a * kBnbInt8Dequant;
     if (scale[n] == 0.0f) {  // an all-zero row (or an absmax below 2^-142, whose values round to 0 anyway)
       for (int64_t k = 0; k < K; ++k)

@@ -35,7 +35,8 @@ inline constexpr float kBnbInt8Dequant = 7.874015718698502e-3f;
 /// scales SCB · kBnbInt8Dequant (a row with SCB 0 is all zeros: stored as codes 0 with scale 1, kq's form of an
 /// all-zero row) and `w8a8` as its quantize_activations (int8 or int8-wo). Throws FormatError naming the tensor
 /// (and index) for a missing tensor, a dtype or shape other than above, a weight_format other than 0, a negative
-/// or non-finite SCB, or non-zero codes in a row whose SCB is 0; InvalidArgument for N or K < 1.
+/// or non-finite SCB, a code -128 (LLM.int8() writes [-127, 127]; tensor and [row, column] named), or non-zero
+/// codes in a row whose SCB is 0; InvalidArgument for N or K < 1.
 PackedWeight import_bnb_int8(const TensorGetter& get, const std::string& prefix, bool w8a8, int64_t N, int64_t K);
 
 }  // namespace kq

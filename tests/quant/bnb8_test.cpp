@@ -69,6 +69,9 @@ TEST(Bnb8, BadTensorsAreNamed) {
   EXPECT_TRUE(has(m, "x.q_proj.weight") && has(m, "I8 [8, 32]") && has(m, "[8, 31]")) << m;
   m = error([](auto& t) { t["x.q_proj.SCB"].template mutable_data<float>()[7] = INFINITY; });
   EXPECT_TRUE(has(m, "x.q_proj.SCB") && has(m, "row 7") && has(m, "non-finite")) << m;
+  // LLM.int8() writes codes in [-127, 127]: -128 is named with its index (tester 22).
+  m = error([](auto& t) { t["x.q_proj.weight"].template mutable_data<int8_t>()[5 * 32 + 17] = -128; });
+  EXPECT_TRUE(has(m, "'x.q_proj.weight': code -128 at [5, 17]") && has(m, "[-127, 127]")) << m;
   EXPECT_THROW((void)import_bnb_int8(getter(testing::bnb8_layer_tensors(c, "p")), "p", false, 0, 32),
                InvalidArgument);
 }
