@@ -169,7 +169,7 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     if ((*s.op)->format() != "f32")
       raise<InvalidArgument>("{}: the model is already quantized (layer '{}' is {}); bench needs the original model "
                              "(it quantizes it in each mode and compares with it); a quantized folder (kq's, or an "
-                             "AutoAWQ / AutoGPTQ checkpoint) runs with kq eval and kq generate",
+                             "AutoAWQ / AutoGPTQ / bitsandbytes checkpoint) runs with kq eval and kq generate",
                              o.model_dir.string(), s.name, (*s.op)->format());
   // Adaptive targets this model cannot reach (from its layers' shapes) fail before any mode runs.
   for (const BenchMode& m : specs) {

@@ -33,17 +33,18 @@ HubTensors fetch(const TensorGetter& get, const std::string& prefix, const HubIn
                  int64_t G) {
   const std::string layout = hub_int4_layout_name(c.layout);
   const bool awq = c.layout == HubInt4Layout::AwqGemm;
+  const std::string a_layout = (awq ? "an " : "a ") + layout;  // "an AWQ (gemm)", "a GPTQ (v1)"
   const std::string sizes = fmt::format("weight [N = {}, K = {}], group_size {}", N, K, c.group_size);
   // Each tensor is asked for once (a getter may count the bytes it hands out).
   auto check = [&](const char* suffix, Tensor t, const Shape& shape, bool float_ok) {
     const std::string name = prefix + suffix;
-    if (!t.defined()) raise<FormatError>("tensor '{}' is missing (needed by a {} layer)", name, layout);
+    if (!t.defined()) raise<FormatError>("tensor '{}' is missing (needed by {} layer)", name, a_layout);
     const bool dtype_ok = float_ok ? (t.dtype() == DType::F16 || t.dtype() == DType::BF16 || t.dtype() == DType::F32)
                                    : t.dtype() == DType::I32;
     if (!dtype_ok || t.shape() != shape)
-      raise<FormatError>("tensor '{}': expected {} {} for a {} layer with {}, got {} {}", name,
-                         float_ok ? "F16 (or BF16, F32)" : "I32", shape_str(shape), layout, sizes, dtype_name(t.dtype()),
-                         shape_str(t.shape()));
+      raise<FormatError>("tensor '{}': expected {} {} for {} layer with {}, got {} {}", name,
+                         float_ok ? "F16 (or BF16, F32)" : "I32", shape_str(shape), a_layout, sizes,
+                         dtype_name(t.dtype()), shape_str(t.shape()));
     if (reinterpret_cast<uintptr_t>(t.raw()) % dtype_size(t.dtype()) != 0) t = t.clone();
     return t;
   };
@@ -123,11 +124,12 @@ PackedWeight import_hub_int4(const TensorGetter& get, const std::string& prefix,
     raise<InvalidArgument>("'{}': group_size {} must be -1 or positive", prefix, c.group_size);
   const bool awq = c.layout == HubInt4Layout::AwqGemm;
   const std::string layout = hub_int4_layout_name(c.layout);
+  const std::string a_layout = (awq ? "an " : "a ") + layout;  // "an AWQ (gemm)", "a GPTQ (v1)"
   // The packed dimension must hold whole int32s: N (AWQ's columns, both formats' zeros), GPTQ's K.
   if (N % 8 != 0 || (!awq && K % 8 != 0))
-    raise<FormatError>("tensor '{}.qweight': a {} layer of weight [{}, {}] cannot be packed eight 4-bit codes per "
+    raise<FormatError>("tensor '{}.qweight': {} layer of weight [{}, {}] cannot be packed eight 4-bit codes per "
                        "int32 ({} must be a multiple of 8)",
-                       prefix, layout, N, K, N % 8 != 0 ? "out_features" : "in_features");
+                       prefix, a_layout, N, K, N % 8 != 0 ? "out_features" : "in_features");
   // A group size that is not a multiple of kMinBlock splits the row into groups no kq group fits in (unless
   // the row is one group): named as such, not as the act-order layout the check after the tensors reports.
   if (c.group_size > 0 && c.group_size % kMinBlock != 0 && K > c.group_size)
@@ -142,10 +144,10 @@ PackedWeight import_hub_int4(const TensorGetter& get, const std::string& prefix,
   std::vector<float> s(size_t(G * N));
   std::memcpy(s.data(), s32.data<float>(), s.size() * sizeof(float));
   if (const int64_t i = first_bad_scale(s); i >= 0)
-    raise<FormatError>("tensor '{}.scales': {} scale {} at [{}, {}] (group, output channel); a {} checkpoint "
+    raise<FormatError>("tensor '{}.scales': {} scale {} at [{}, {}] (group, output channel); {} checkpoint "
                        "writes finite scales >= 0",
                        prefix, std::isfinite(s[size_t(i)]) ? "negative" : "non-finite", s[size_t(i)], i / N, i % N,
-                       layout);
+                       a_layout);
 
   // Zero points [G, N] as the dequantization uses them.
   std::vector<uint8_t> z(size_t(G * N));

@@ -142,7 +142,9 @@ TEST(HubInt4, WrongDtypeShapeOrMissingTensorIsNamed) {
   m = error_after(HubFormat::GptqV1, [](auto& t) { t["p.qweight"] = t["p.qweight"].slice_rows(0, 7); });
   EXPECT_TRUE(has(m, "'p.qweight'") && has(m, "expected I32 [8, 16]") && has(m, "[7, 16]")) << m;
   m = error_after(HubFormat::GptqV2, [](auto& t) { t.erase("p.scales"); });
-  EXPECT_TRUE(has(m, "'p.scales' is missing")) << m;
+  EXPECT_TRUE(has(m, "'p.scales' is missing (needed by a GPTQ (v2) layer)")) << m;
+  m = error_after(HubFormat::Awq, [](auto& t) { t.erase("p.qzeros"); });  // "an AWQ" (tester 22)
+  EXPECT_TRUE(has(m, "'p.qzeros' is missing (needed by an AWQ (gemm) layer)")) << m;
   m = error_after(HubFormat::Awq, [](auto& t) { t["p.qzeros"] = t["p.qzeros"].slice_rows(0, 1); });
   EXPECT_TRUE(has(m, "'p.qzeros'") && has(m, "[2, 2]")) << m;
   m = error_after(HubFormat::GptqV2, [](auto& t) { t["p.scales"] = Tensor::empty(DType::I32, {2, 16}); });
@@ -163,7 +165,9 @@ TEST(HubInt4, BadValuesAreNamedWithTheirIndex) {
   std::vector<float> s(32, 0.01f);
   s[17] = -0.5f;
   std::string m = error_after(HubFormat::Awq, [&](auto& t) { t["p.scales"] = f16(s, {2, 16}); });
-  EXPECT_TRUE(has(m, "'p.scales'") && has(m, "negative scale") && has(m, "[1, 1]")) << m;
+  EXPECT_TRUE(has(m, "'p.scales'") && has(m, "negative scale") && has(m, "[1, 1]") &&
+              has(m, "an AWQ (gemm) checkpoint writes finite scales"))
+      << m;
   s[17] = std::numeric_limits<float>::infinity();
   m = error_after(HubFormat::GptqV1, [&](auto& t) { t["p.scales"] = f16(s, {2, 16}); });
   EXPECT_TRUE(has(m, "'p.scales'") && has(m, "non-finite")) << m;
