@@ -36,6 +36,7 @@ namespace {
 struct GenerateOptions {
   std::string model;
   std::string prompt;
+  std::string prompt_file;  ///< --prompt-file: the prompt is this file's text (instead of --prompt)
   int n = 64;
   SamplingParams sampling;
   int threads = 0;
@@ -45,6 +46,9 @@ struct GenerateOptions {
   bool no_echo = false;
   bool no_special_prefix = false;
 };
+
+/// The largest --prompt-file read (a prompt longer than any model's context fails after tokenizing anyway).
+constexpr uint64_t kMaxPromptFileBytes = uint64_t(1) << 28;
 
 /// Positions a KV cache holds beyond the prompt's at first; it grows (grow_cache_for) as tokens are
 /// generated, so memory and time follow the tokens generated rather than -n.
@@ -165,7 +169,17 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
                      "to sample",
                      names, sampling_given.size() == 1 ? "has" : "have"));
   }
-  io::check_utf8(o.prompt, "--prompt");  // invalid UTF-8 is an error naming the byte offset
+  // The prompt: --prompt, or the whole text of --prompt-file, as it is (a final newline included), checked as
+  // kq eval's --text is; `what` names it in messages. Invalid UTF-8 is an error naming the byte offset.
+  std::string text = o.prompt;
+  std::string what = "--prompt";
+  if (!o.prompt_file.empty()) {
+    check_input_file("--prompt-file", o.prompt_file);
+    text = io::read_utf8_text_file(o.prompt_file, kMaxPromptFileBytes);
+    what = fmt::format("--prompt-file '{}'", o.prompt_file);
+  } else {
+    io::check_utf8(text, "--prompt");
+  }
   auto model = Model::load(o.model, ExecContext{parse_device(o.device), o.threads});
   // for_model: ids of a padded model vocabulary that the tokenizer lacks decode to nothing.
   // It puts the special prefix before the prompt as Hugging Face does (the summary line says so): no warning
@@ -174,7 +188,7 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
                             .for_model(model->config().vocab_size, o.model);
   const int64_t max_pos = model->config().max_positions, vocab = model->config().vocab_size;
 
-  std::vector<int32_t> prompt = tok.encode(o.prompt, EncodeOptions{.allow_special = o.special_tokens});
+  std::vector<int32_t> prompt = tok.encode(text, EncodeOptions{.allow_special = o.special_tokens});
   // The echo is the text the model sees: the prompt's tokens decoded (a tokenizer's normalizer may have changed
   // it, e.g. NFKC's "ﬁ" -> "fi"), not --prompt as given; the special prefix and a BOS for an empty prompt are not.
   const std::string echo = tok.decode(prompt);
@@ -192,16 +206,16 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     prompt_note = fmt::format(" (with the tokenizer's special {} {} before the {}, as Hugging Face adds {}; "
                               "--no-special-prefix omits {})",
                               prefix.size() == 1 ? "token" : "tokens", which,
-                              o.prompt.empty() ? "empty --prompt" : "text", prefix.size() == 1 ? "it" : "them",
+                              text.empty() ? "empty " + what : "text", prefix.size() == 1 ? "it" : "them",
                               prefix.size() == 1 ? "it" : "them");
   }
   // An empty prompt (without a prefix) starts from the BOS token (as transformers' generate does
   // without input ids); the summary line on stderr says so.
   if (prompt.empty()) {
     const auto bos = tok.bos_token_id();
-    if (!bos) raise<InvalidArgument>("empty --prompt and the tokenizer has no BOS token to start from");
+    if (!bos) raise<InvalidArgument>("empty {} and the tokenizer has no BOS token to start from", what);
     prompt.push_back(*bos);
-    prompt_note = fmt::format(" (empty --prompt: the BOS token {} {})", *bos, eos_text(tok, *bos));
+    prompt_note = fmt::format(" (empty {}: the BOS token {} {})", what, *bos, eos_text(tok, *bos));
   }
   if (int64_t(prompt.size()) > max_pos) {
     // Say when the tokenizer's prefix (a BOS) is what makes it too long, and that --no-special-prefix omits it.
@@ -212,7 +226,7 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
                           int64_t(prompt.size() - prefix_added) <= max_pos
                               ? "--no-special-prefix omits it, and the text's own tokens fit"
                               : "the text's own tokens do not fit either");
-    raise<InvalidArgument>("--prompt has {} tokens{}; the model's context is {} (at most {} prompt {}){}",
+    raise<InvalidArgument>("{} has {} tokens{}; the model's context is {} (at most {} prompt {}){}", what,
                            prompt.size(), added, count_noun(max_pos, "position"), max_pos,
                            max_pos == 1 ? "token" : "tokens", context_limit_note(model->config()));
   }
@@ -311,9 +325,19 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
       ->required()
       ->check(non_empty_path("folder"));
-  cmd->add_option("--prompt", opts->prompt,
-                  "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)")
-      ->required();
+  // One of --prompt and --prompt-file: checked while the command line is parsed (a usage error, exit status 2,
+  // before anything runs).
+  CLI::Option_group* prompt_group = cmd->add_option_group("Prompt", "The text generation continues: one of the two options below");
+  CLI::Option* prompt_opt = prompt_group->add_option(
+      "--prompt", opts->prompt,
+      "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)");
+  prompt_group
+      ->add_option("--prompt-file", opts->prompt_file,
+                   "Read the prompt from this UTF-8 text file instead (all of it, a final newline included; "
+                   "invalid UTF-8 is an error naming the byte offset; standard input is not read: '-' is an error)")
+      ->check(input_text_path())
+      ->excludes(prompt_opt);
+  prompt_group->require_option(1);
   CLI::Option* n_opt =
       cmd->add_option(
              "-n,--max-new-tokens", opts->n,
@@ -347,7 +371,7 @@ void add_generate_command(CLI::App& app) {
                 "the ids are eos_token_id of generation_config.json, else config.json, else the tokenizer's "
                 "EOS token)");
   cmd->add_flag("--special-tokens", opts->special_tokens,
-                "Also recognize special added tokens such as <|endoftext|> in --prompt and emit their ids (as "
+                "Also recognize special added tokens such as <|endoftext|> in the prompt and emit their ids (as "
                 "Hugging Face tokenizers do); default: they are text (added tokens that are not special are always "
                 "recognized)");
   cmd->add_flag("--no-echo", opts->no_echo,
