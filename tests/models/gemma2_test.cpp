@@ -19,6 +19,7 @@
 #include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
+#include "models/double_reference.hpp"
 #include "models/gemma2_tiny.hpp"
 #include "models/tiny_model_checks.hpp"
 
@@ -26,10 +27,15 @@ namespace kq {
 namespace {
 
 const ExecContext kCpu{Device::CPU, 2};
-using Vec = std::vector<double>;
 using testing::load_quietly;
 using testing::rel_l2;
 using testing::tokens_of;
+using testing::ref::causal_attention;
+using testing::ref::gelu_tanh;
+using testing::ref::matvec;
+using testing::ref::rms_norm;
+using testing::ref::rope;
+using testing::ref::Vec;
 
 /// What the reference computes; each flag off (or `odd_sliding` on) drops one of Gemma 2's differences, to show
 /// that the comparison with kq sees it.
@@ -39,37 +45,6 @@ struct Variant {
   bool odd_sliding = false;   // the window on the odd layers instead of the even ones
   bool post_norms = true;     // attention / MLP outputs normed before their residual adds
 };
-
-/// y[N] = W[N, K]·x.
-Vec matvec(const Tensor& w, const Vec& x) {
-  const int64_t N = w.shape()[0], K = w.shape()[1];
-  Vec y(size_t(N), 0.0);
-  for (int64_t n = 0; n < N; ++n) {
-    double acc = 0;
-    for (int64_t k = 0; k < K; ++k) acc += double(w.data<float>()[n * K + k]) * x[size_t(k)];
-    y[size_t(n)] = acc;
-  }
-  return y;
-}
-
-/// GemmaRMSNorm / Gemma2RMSNorm of v in place: v / sqrt(mean(v²) + eps) · (1 + w).
-void rms_norm(Vec& v, const Tensor& w, double eps) {
-  double ss = 0;
-  for (double e : v) ss += e * e;
-  const double inv = 1.0 / std::sqrt(ss / double(v.size()) + eps);
-  for (size_t i = 0; i < v.size(); ++i) v[i] *= inv * (1.0 + double(w.data<float>()[i]));
-}
-
-/// RoPE (rotate_half) of the head at v[off, off + hd) at position `pos`, inverse frequencies θ^(−2i/hd).
-void rope(Vec& v, size_t off, int64_t hd, int64_t pos, double theta) {
-  const int64_t half = hd / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const double a = double(pos) * std::pow(theta, -2.0 * double(i) / double(hd));
-    const double x1 = v[off + size_t(i)], x2 = v[off + size_t(i + half)];
-    v[off + size_t(i)] = x1 * std::cos(a) - x2 * std::sin(a);
-    v[off + size_t(i + half)] = x2 * std::cos(a) + x1 * std::sin(a);
-  }
-}
 
 /// Logits [n, vocab] of the tiny Gemma 2 (s.gemma1: Gemma 1) for `tokens` in double precision, as
 /// modeling_gemma2.py computes them: x = embed · sqrt(d); per layer h = input_layernorm(x); q, k, v; RoPE
@@ -82,11 +57,11 @@ void rope(Vec& v, size_t off, int64_t hd, int64_t pos, double theta) {
 Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::TinyGemma2& s,
                      const std::vector<int32_t>& tokens, const Variant& g = {}) {
   const size_t n = tokens.size(), hd = size_t(s.head_dim), d = size_t(s.hidden);
-  const size_t group = size_t(s.heads / s.kv_heads);
   const bool post_norms = !s.gemma1 && g.post_norms;
   const double attn_cap = !s.gemma1 && g.attn_softcap ? s.attn_softcap : 0.0;
   const double final_cap = !s.gemma1 && g.final_softcap ? s.final_softcap : 0.0;
   const Tensor& emb = t.at("model.embed_tokens.weight");
+  // Every Gemma norm scales by 1 + w: rms_norm(..., one_plus_w = true).
   std::vector<Vec> x(n, Vec(d));
   for (size_t i = 0; i < n; ++i)
     for (size_t j = 0; j < d; ++j)
@@ -99,7 +74,7 @@ Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::Tiny
     std::vector<Vec> q(n), k(n), v(n);
     for (size_t i = 0; i < n; ++i) {
       Vec h = x[i];
-      rms_norm(h, t.at(p + "input_layernorm.weight"), s.eps);
+      rms_norm(h, t.at(p + "input_layernorm.weight"), s.eps, true);
       q[i] = matvec(t.at(p + "self_attn.q_proj.weight"), h);
       k[i] = matvec(t.at(p + "self_attn.k_proj.weight"), h);
       v[i] = matvec(t.at(p + "self_attn.v_proj.weight"), h);
@@ -108,45 +83,26 @@ Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::Tiny
     }
     for (size_t i = 0; i < n; ++i) {
       const size_t first = window > 0 && int64_t(i) >= window ? i - size_t(window) + 1 : 0;
-      Vec att(size_t(s.heads) * hd, 0.0);
-      for (size_t hh = 0; hh < size_t(s.heads); ++hh) {
-        const size_t kv = hh / group;
-        Vec score(i + 1, 0.0);
-        double mx = -1e300;
-        for (size_t j = first; j <= i; ++j) {
-          double dot = 0;
-          for (size_t e = 0; e < hd; ++e) dot += q[i][hh * hd + e] * k[j][kv * hd + e];
-          score[j] = dot * scale;
-          if (attn_cap > 0) score[j] = attn_cap * std::tanh(score[j] / attn_cap);
-          mx = std::max(mx, score[j]);
-        }
-        double sum = 0;
-        for (size_t j = first; j <= i; ++j) sum += (score[j] = std::exp(score[j] - mx));
-        for (size_t j = first; j <= i; ++j)
-          for (size_t e = 0; e < hd; ++e) att[hh * hd + e] += score[j] / sum * v[j][kv * hd + e];
-      }
+      const Vec att = causal_attention(q, k, v, i, size_t(s.heads), size_t(s.kv_heads), hd, scale, first, attn_cap);
       Vec o = matvec(t.at(p + "self_attn.o_proj.weight"), att);
-      if (post_norms) rms_norm(o, t.at(p + "post_attention_layernorm.weight"), s.eps);
+      if (post_norms) rms_norm(o, t.at(p + "post_attention_layernorm.weight"), s.eps, true);
       for (size_t j = 0; j < d; ++j) x[i][j] += o[j];
       Vec h = x[i];
       // Gemma 2's MLP input norm is pre_feedforward_layernorm; Gemma 1's (and a Gemma 2 without post norms)
       // post_attention_layernorm.
       rms_norm(h, t.at(p + (post_norms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")),
-               s.eps);
+               s.eps, true);
       Vec gate = matvec(t.at(p + "mlp.gate_proj.weight"), h);
       const Vec up = matvec(t.at(p + "mlp.up_proj.weight"), h);
-      for (size_t f = 0; f < gate.size(); ++f) {
-        const double a = gate[f];
-        gate[f] = 0.5 * a * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (a + 0.044715 * a * a * a))) * up[f];
-      }
+      for (size_t f = 0; f < gate.size(); ++f) gate[f] = gelu_tanh(gate[f]) * up[f];
       Vec down = matvec(t.at(p + "mlp.down_proj.weight"), gate);
-      if (post_norms) rms_norm(down, t.at(p + "post_feedforward_layernorm.weight"), s.eps);
+      if (post_norms) rms_norm(down, t.at(p + "post_feedforward_layernorm.weight"), s.eps, true);
       for (size_t j = 0; j < d; ++j) x[i][j] += down[j];
     }
   }
   Vec out;
   for (size_t i = 0; i < n; ++i) {
-    rms_norm(x[i], t.at("model.norm.weight"), s.eps);
+    rms_norm(x[i], t.at("model.norm.weight"), s.eps, true);
     Vec row = matvec(emb, x[i]);  // tied lm_head: the unscaled embedding table
     if (final_cap > 0)
       for (double& z : row) z = final_cap * std::tanh(z / final_cap);

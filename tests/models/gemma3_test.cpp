@@ -18,6 +18,7 @@
 #include "kq/dtype.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
+#include "models/double_reference.hpp"
 #include "models/gemma3_tiny.hpp"
 #include "models/tiny_model_checks.hpp"
 
@@ -25,7 +26,13 @@ namespace kq {
 namespace {
 
 const ExecContext kCpu{Device::CPU, 2};
-using Vec = std::vector<double>;
+using testing::ref::causal_attention;
+using testing::ref::gelu_tanh;
+using testing::ref::matvec;
+using testing::ref::rms_norm;
+using testing::ref::rope;
+using testing::ref::silu;
+using testing::ref::Vec;
 
 /// What the reference computes; each flag off drops one of Gemma's differences from Llama (to show that the
 /// comparison with kq sees it).
@@ -40,38 +47,6 @@ struct Gemma {
   double embed_factor = 0;      // the embedding scale; 0: sqrt(hidden_size)
 };
 
-/// y[N] = W[N, K]·x.
-Vec matvec(const Tensor& w, const Vec& x) {
-  const int64_t N = w.shape()[0], K = w.shape()[1];
-  Vec y(size_t(N), 0.0);
-  for (int64_t n = 0; n < N; ++n) {
-    double s = 0;
-    for (int64_t k = 0; k < K; ++k) s += double(w.data<float>()[n * K + k]) * x[size_t(k)];
-    y[size_t(n)] = s;
-  }
-  return y;
-}
-
-/// Gemma3RMSNorm in place of v[off, off + n): v / sqrt(mean(v²) + eps) · (1 + w) (· w without the offset).
-void rms_norm(Vec& v, size_t off, size_t n, const Tensor& w, double eps, bool offset) {
-  double ss = 0;
-  for (size_t i = 0; i < n; ++i) ss += v[off + i] * v[off + i];
-  const double inv = 1.0 / std::sqrt(ss / double(n) + eps);
-  for (size_t i = 0; i < n; ++i) v[off + i] *= inv * ((offset ? 1.0 : 0.0) + double(w.data<float>()[i]));
-}
-
-/// RoPE (rotate_half) of the head at v[off, off + hd) at position `pos`, inverse frequencies θ^(−2i/hd) /
-/// factor.
-void rope(Vec& v, size_t off, int64_t hd, int64_t pos, double theta, double factor) {
-  const int64_t half = hd / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const double a = double(pos) * std::pow(theta, -2.0 * double(i) / double(hd)) / factor;
-    const double x1 = v[off + size_t(i)], x2 = v[off + size_t(i + half)];
-    v[off + size_t(i)] = x1 * std::cos(a) - x2 * std::sin(a);
-    v[off + size_t(i + half)] = x2 * std::cos(a) + x1 * std::sin(a);
-  }
-}
-
 /// Logits [n, vocab] of the Gemma 3 of sizes `s` and tensors `t` for `tokens` in double precision, as
 /// modeling_gemma3.py computes them: x = embed · sqrt(d); per layer h = norm_in(x); q, k, v; q_norm / k_norm
 /// per head; RoPE (sliding layers: rope_local_theta, global: rope_theta / linear factor); causal GQA
@@ -82,7 +57,6 @@ void rope(Vec& v, size_t off, int64_t hd, int64_t pos, double theta, double fact
 Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::TinyGemma3& s,
                      const std::vector<int32_t>& tokens, const Gemma& g = {}) {
   const size_t n = tokens.size(), hd = size_t(s.head_dim), d = size_t(s.hidden);
-  const size_t group = size_t(s.heads / s.kv_heads);
   const bool off = g.norm_offset;
   std::vector<Vec> x(n, Vec(d));
   const Tensor& emb = t.at("model.embed_tokens.weight");
@@ -116,22 +90,7 @@ Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::Tiny
     }
     for (size_t i = 0; i < n; ++i) {
       const size_t first = window > 0 && int64_t(i) >= window ? i - size_t(window) + 1 : 0;
-      Vec att(size_t(s.heads) * hd, 0.0);
-      for (size_t hh = 0; hh < size_t(s.heads); ++hh) {
-        const size_t kv = hh / group;
-        Vec score(i + 1, 0.0);
-        double mx = -1e300;
-        for (size_t j = first; j <= i; ++j) {
-          double dot = 0;
-          for (size_t e = 0; e < hd; ++e) dot += q[i][hh * hd + e] * k[j][kv * hd + e];
-          score[j] = dot * scale;
-          mx = std::max(mx, score[j]);
-        }
-        double sum = 0;
-        for (size_t j = first; j <= i; ++j) sum += (score[j] = std::exp(score[j] - mx));
-        for (size_t j = first; j <= i; ++j)
-          for (size_t e = 0; e < hd; ++e) att[hh * hd + e] += score[j] / sum * v[j][kv * hd + e];
-      }
+      const Vec att = causal_attention(q, k, v, i, size_t(s.heads), size_t(s.kv_heads), hd, scale, first);
       Vec o = matvec(t.at(p + "self_attn.o_proj.weight"), att);
       if (g.post_norms) rms_norm(o, 0, d, t.at(p + "post_attention_layernorm.weight"), s.eps, off);
       for (size_t j = 0; j < d; ++j) x[i][j] += o[j];
@@ -142,13 +101,7 @@ Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::Tiny
           s.eps, off);
       Vec gate = matvec(t.at(p + "mlp.gate_proj.weight"), h);
       const Vec up = matvec(t.at(p + "mlp.up_proj.weight"), h);
-      for (size_t f = 0; f < gate.size(); ++f) {
-        const double a = gate[f];
-        const double act =
-            g.geglu ? 0.5 * a * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (a + 0.044715 * a * a * a)))
-                    : a / (1.0 + std::exp(-a));
-        gate[f] = act * up[f];
-      }
+      for (size_t f = 0; f < gate.size(); ++f) gate[f] = (g.geglu ? gelu_tanh(gate[f]) : silu(gate[f])) * up[f];
       Vec down = matvec(t.at(p + "mlp.down_proj.weight"), gate);
       if (g.post_norms) rms_norm(down, 0, d, t.at(p + "post_feedforward_layernorm.weight"), s.eps, off);
       for (size_t j = 0; j < d; ++j) x[i][j] += down[j];

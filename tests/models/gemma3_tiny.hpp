@@ -9,10 +9,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kq/tensor.hpp"
-#include "models/qwen3_tiny.hpp"  // TinyRandom, tiny_random_tensor, write_model_folder
+#include "models/qwen3_tiny.hpp"  // TinyTensorDraw, write_model_folder
 
 namespace kq::testing {
 
@@ -37,16 +38,10 @@ struct TinyGemma3 {
 /// ±1/sqrt(K), every RMSNorm weight (input / post-attention / pre- and post-feedforward / final, q_norm,
 /// k_norm) in [-0.5, 0.5), which Gemma applies as 1 + w. No lm_head (tied).
 inline std::map<std::string, Tensor> tiny_gemma3_tensors(const TinyGemma3& s) {
-  TinyRandom r(s.seed);
-  std::map<std::string, Tensor> t;
-  const auto linear = [&](const std::string& name, int64_t n, int64_t k) {
-    const double a = 1.0 / std::sqrt(double(k));
-    t[name] = tiny_random_tensor(r, {n, k}, -a, a);
-  };
-  const auto norm = [&](const std::string& name, int64_t n) {
-    t[name] = tiny_random_tensor(r, {n}, -0.5, 0.5);
-  };
-  t["model.embed_tokens.weight"] = tiny_random_tensor(r, {s.vocab, s.hidden}, -1, 1);
+  TinyTensorDraw draw(s.seed);
+  const auto linear = [&](const std::string& name, int64_t n, int64_t k) { draw.linear(name, n, k); };
+  const auto norm = [&](const std::string& name, int64_t n) { draw.uniform(name, {n}, -0.5, 0.5); };
+  draw.uniform("model.embed_tokens.weight", {s.vocab, s.hidden}, -1, 1);
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     norm(p + "input_layernorm.weight", s.hidden);
@@ -64,7 +59,7 @@ inline std::map<std::string, Tensor> tiny_gemma3_tensors(const TinyGemma3& s) {
     norm(p + "post_feedforward_layernorm.weight", s.hidden);
   }
   norm("model.norm.weight", s.hidden);
-  return t;
+  return std::move(draw.t);
 }
 
 /// The config.json of a Gemma 3 of sizes `s`, with the keys gemma-3-1b-it's config.json writes (sliding

@@ -24,6 +24,7 @@
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
+#include "models/double_reference.hpp"
 #include "models/phi3_tiny.hpp"
 #include "models/tiny_model_checks.hpp"
 
@@ -33,31 +34,18 @@ using nlohmann::json;
 namespace {
 
 const ExecContext kCpu{Device::CPU, 2};
-using Vec = std::vector<double>;
+using testing::ref::causal_attention;
+using testing::ref::rms_norm;
+using testing::ref::silu;
+using testing::ref::Vec;
 
-/// y[rows] = W[row0 .. row0 + rows)·x for the weight `name` [N, K] of `t` (a part of a fused weight, or all of it).
+/// W[row0, row0 + rows)·x for the weight `name` of `t` (a part of a fused weight), or W·x.
 Vec matvec_rows(const std::map<std::string, Tensor>& t, const std::string& name, int64_t row0, int64_t rows,
                 const Vec& x) {
-  const Tensor& w = t.at(name);
-  const int64_t K = w.shape()[1];
-  Vec y(size_t(rows), 0.0);
-  for (int64_t n = 0; n < rows; ++n) {
-    double s = 0.0;
-    for (int64_t k = 0; k < K; ++k) s += double(w.data<float>()[(row0 + n) * K + k]) * x[size_t(k)];
-    y[size_t(n)] = s;
-  }
-  return y;
+  return testing::ref::matvec_rows(t.at(name), row0, rows, x);
 }
 Vec matvec(const std::map<std::string, Tensor>& t, const std::string& name, const Vec& x) {
-  return matvec_rows(t, name, 0, t.at(name).shape()[0], x);
-}
-
-/// RMSNorm in place with gain g: v / sqrt(mean(v²) + eps) · g.
-void rms_norm(Vec& v, const Tensor& g, double eps) {
-  double ss = 0;
-  for (const double x : v) ss += x * x;
-  const double inv = 1.0 / std::sqrt(ss / double(v.size()) + eps);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = v[i] * inv * double(g.data<float>()[i]);
+  return testing::ref::matvec(t.at(name), x);
 }
 
 /// The RoPE of the reference: the first rotary_dim dimensions of each head rotated (rotate_half within them),
@@ -81,15 +69,10 @@ RefRope rope_of(const testing::TinyPhi3& s) {
 /// RoPE of the head at v[off, off + head_dim) at position `pos` (apply_rotary_pos_emb of modeling_phi3.py: q_rot =
 /// q[..., :rotary_dim] rotated, q_pass = the rest unchanged).
 void rope(Vec& v, size_t off, int64_t pos, double theta, const RefRope& r) {
-  const int64_t half = r.rotary_dim / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const double inv_freq = 1.0 / (r.ext[size_t(i)] * std::pow(theta, 2.0 * double(i) / double(r.rotary_dim)));
-    const double a = double(pos) * inv_freq;
-    const double c = std::cos(a) * r.attention, sn = std::sin(a) * r.attention;
-    const double x1 = v[off + size_t(i)], x2 = v[off + size_t(i + half)];
-    v[off + size_t(i)] = x1 * c - x2 * sn;
-    v[off + size_t(i + half)] = x2 * c + x1 * sn;
-  }
+  Vec angles(size_t(r.rotary_dim / 2));
+  for (size_t i = 0; i < angles.size(); ++i)
+    angles[i] = double(pos) * (1.0 / (r.ext[i] * std::pow(theta, 2.0 * double(i) / double(r.rotary_dim))));
+  testing::ref::rotate_half(v, off, angles, r.attention);
 }
 
 /// Logits [n, vocab] of the Phi-3 of sizes `s` and (fused) tensors `t` for `tokens` in double precision, as
@@ -99,7 +82,6 @@ void rope(Vec& v, size_t off, int64_t pos, double theta, const RefRope& r) {
 Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::TinyPhi3& s, const RefRope& r,
                      const std::vector<int32_t>& tokens) {
   const size_t n = tokens.size(), hd = size_t(s.head_dim()), d = size_t(s.hidden);
-  const size_t group = size_t(s.heads / s.kv_heads);
   const int64_t q_rows = s.heads * s.head_dim(), kv_rows = s.kv_heads * s.head_dim();
   std::vector<Vec> x(n, Vec(d));
   const Tensor& emb = t.at("model.embed_tokens.weight");
@@ -118,29 +100,15 @@ Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::Tiny
       for (size_t g = 0; g < size_t(s.kv_heads); ++g) rope(k[i], g * hd, int64_t(i), s.rope_theta, r);
     }
     for (size_t i = 0; i < n; ++i) {
-      Vec att(size_t(s.heads) * hd, 0.0);
-      for (size_t hh = 0; hh < size_t(s.heads); ++hh) {
-        const size_t g = hh / group;
-        Vec score(i + 1);
-        double mx = -1e300;
-        for (size_t j = 0; j <= i; ++j) {
-          double dot = 0;
-          for (size_t e = 0; e < hd; ++e) dot += q[i][hh * hd + e] * k[j][g * hd + e];
-          score[j] = dot / std::sqrt(double(hd));
-          mx = std::max(mx, score[j]);
-        }
-        double sum = 0;
-        for (double& sc : score) sum += (sc = std::exp(sc - mx));
-        for (size_t j = 0; j <= i; ++j)
-          for (size_t e = 0; e < hd; ++e) att[hh * hd + e] += score[j] / sum * v[j][g * hd + e];
-      }
+      const Vec att =
+          causal_attention(q, k, v, i, size_t(s.heads), size_t(s.kv_heads), hd, 1.0 / std::sqrt(double(hd)));
       const Vec o = matvec(t, p + "self_attn.o_proj.weight", att);
       for (size_t j = 0; j < d; ++j) x[i][j] += o[j];
       Vec h = x[i];
       rms_norm(h, t.at(p + "post_attention_layernorm.weight"), s.eps);
       Vec gate = matvec_rows(t, p + "mlp.gate_up_proj.weight", 0, s.ffn, h);
       const Vec up = matvec_rows(t, p + "mlp.gate_up_proj.weight", s.ffn, s.ffn, h);
-      for (size_t f = 0; f < gate.size(); ++f) gate[f] = gate[f] / (1.0 + std::exp(-gate[f])) * up[f];
+      for (size_t f = 0; f < gate.size(); ++f) gate[f] = silu(gate[f]) * up[f];
       const Vec down = matvec(t, p + "mlp.down_proj.weight", gate);
       for (size_t j = 0; j < d; ++j) x[i][j] += down[j];
     }

@@ -8,13 +8,14 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "kq/tensor.hpp"
-#include "models/qwen3_tiny.hpp"  // TinyRandom, tiny_random_tensor, write_model_folder
+#include "models/qwen3_tiny.hpp"  // TinyRandom, TinyTensorDraw, write_model_folder
 
 namespace kq::testing {
 
@@ -51,15 +52,11 @@ struct TinyPhi3 {
 /// ±1/sqrt(K) (qkv_proj [(heads + 2·kv_heads)·head_dim, hidden], gate_up_proj [2·ffn, hidden]), every norm gain in
 /// [0.5, 1.5).
 inline std::map<std::string, Tensor> tiny_phi3_tensors(const TinyPhi3& s) {
-  TinyRandom r(s.seed);
-  std::map<std::string, Tensor> t;
-  const auto linear = [&](const std::string& name, int64_t n, int64_t k) {
-    const double a = 1.0 / std::sqrt(double(k));
-    t[name] = tiny_random_tensor(r, {n, k}, -a, a);
-  };
-  const auto gain = [&](const std::string& name, int64_t n) { t[name] = tiny_random_tensor(r, {n}, 0.5, 1.5); };
+  TinyTensorDraw draw(s.seed);
+  const auto linear = [&](const std::string& name, int64_t n, int64_t k) { draw.linear(name, n, k); };
+  const auto gain = [&](const std::string& name, int64_t n) { draw.uniform(name, {n}, 0.5, 1.5); };
   const int64_t hd = s.head_dim();
-  t["model.embed_tokens.weight"] = tiny_random_tensor(r, {s.vocab, s.hidden}, -1, 1);
+  draw.uniform("model.embed_tokens.weight", {s.vocab, s.hidden}, -1, 1);
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     gain(p + "input_layernorm.weight", s.hidden);
@@ -71,7 +68,7 @@ inline std::map<std::string, Tensor> tiny_phi3_tensors(const TinyPhi3& s) {
   }
   gain("model.norm.weight", s.hidden);
   linear("lm_head.weight", s.vocab, s.hidden);
-  return t;
+  return std::move(draw.t);
 }
 
 /// The config.json of a Phi-3 of sizes `s` (as Phi-4-mini's writes its keys; no rope_scaling unless s.longrope).

@@ -18,6 +18,7 @@
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
+#include "models/double_reference.hpp"
 #include "models/qwen3_tiny.hpp"
 #include "models/tiny_model_checks.hpp"
 
@@ -27,39 +28,16 @@ using nlohmann::json;
 namespace {
 
 const ExecContext kCpu{Device::CPU, 2};
-using Vec = std::vector<double>;
+using testing::ref::causal_attention;
+using testing::ref::rms_norm;
+using testing::ref::rope;
+using testing::ref::silu;
+using testing::ref::Vec;
 
-/// y[N] = W[N, K]·x (+ b when the tensor map has `name`.bias).
+/// W·x (+ b) for the weight `name`.weight of `t` (and `name`.bias when `t` has it).
 Vec matvec(const std::map<std::string, Tensor>& t, const std::string& name, const Vec& x) {
-  const Tensor& w = t.at(name + ".weight");
-  const int64_t N = w.shape()[0], K = w.shape()[1];
   const auto b = t.find(name + ".bias");
-  Vec y(size_t(N), 0.0);
-  for (int64_t n = 0; n < N; ++n) {
-    double s = b != t.end() ? double(b->second.data<float>()[n]) : 0.0;
-    for (int64_t k = 0; k < K; ++k) s += double(w.data<float>()[n * K + k]) * x[size_t(k)];
-    y[size_t(n)] = s;
-  }
-  return y;
-}
-
-/// RMSNorm in place of v[off, off + n) with gain g: v / sqrt(mean(v²) + eps) · g.
-void rms_norm(Vec& v, size_t off, size_t n, const Tensor& g, double eps) {
-  double ss = 0;
-  for (size_t i = 0; i < n; ++i) ss += v[off + i] * v[off + i];
-  const double inv = 1.0 / std::sqrt(ss / double(n) + eps);
-  for (size_t i = 0; i < n; ++i) v[off + i] = v[off + i] * inv * double(g.data<float>()[i]);
-}
-
-/// RoPE (rotate_half) of the head at v[off, off + hd) at position `pos`.
-void rope(Vec& v, size_t off, int64_t hd, int64_t pos, double theta) {
-  const int64_t half = hd / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const double a = double(pos) * std::pow(theta, -2.0 * double(i) / double(hd));
-    const double x1 = v[off + size_t(i)], x2 = v[off + size_t(i + half)];
-    v[off + size_t(i)] = x1 * std::cos(a) - x2 * std::sin(a);
-    v[off + size_t(i + half)] = x2 * std::cos(a) + x1 * std::sin(a);
-  }
+  return testing::ref::matvec(t.at(name + ".weight"), x, b != t.end() ? &b->second : nullptr);
 }
 
 /// Logits [n, vocab] of the model of sizes `s` and tensors `t` for `tokens` in double precision, as
@@ -69,7 +47,6 @@ void rope(Vec& v, size_t off, int64_t hd, int64_t pos, double theta) {
 Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::TinyQwen3& s,
                      const std::vector<int32_t>& tokens) {
   const size_t n = tokens.size(), hd = size_t(s.head_dim), d = size_t(s.hidden);
-  const size_t group = size_t(s.heads / s.kv_heads);
   std::vector<Vec> x(n, Vec(d));
   const Tensor& emb = t.at("model.embed_tokens.weight");
   for (size_t i = 0; i < n; ++i)
@@ -94,29 +71,15 @@ Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::Tiny
       }
     }
     for (size_t i = 0; i < n; ++i) {
-      Vec att(size_t(s.heads) * hd, 0.0);
-      for (size_t hh = 0; hh < size_t(s.heads); ++hh) {
-        const size_t g = hh / group;
-        Vec score(i + 1);
-        double mx = -1e300;
-        for (size_t j = 0; j <= i; ++j) {
-          double dot = 0;
-          for (size_t e = 0; e < hd; ++e) dot += q[i][hh * hd + e] * k[j][g * hd + e];
-          score[j] = dot / std::sqrt(double(hd));
-          mx = std::max(mx, score[j]);
-        }
-        double sum = 0;
-        for (double& sc : score) sum += (sc = std::exp(sc - mx));
-        for (size_t j = 0; j <= i; ++j)
-          for (size_t e = 0; e < hd; ++e) att[hh * hd + e] += score[j] / sum * v[j][g * hd + e];
-      }
+      const Vec att =
+          causal_attention(q, k, v, i, size_t(s.heads), size_t(s.kv_heads), hd, 1.0 / std::sqrt(double(hd)));
       const Vec o = matvec(t, p + "self_attn.o_proj", att);
       for (size_t j = 0; j < d; ++j) x[i][j] += o[j];
       Vec h = x[i];
       rms_norm(h, 0, d, t.at(p + "post_attention_layernorm.weight"), s.eps);
       Vec gate = matvec(t, p + "mlp.gate_proj", h);
       const Vec up = matvec(t, p + "mlp.up_proj", h);
-      for (size_t f = 0; f < gate.size(); ++f) gate[f] = gate[f] / (1.0 + std::exp(-gate[f])) * up[f];
+      for (size_t f = 0; f < gate.size(); ++f) gate[f] = silu(gate[f]) * up[f];
       const Vec down = matvec(t, p + "mlp.down_proj", gate);
       for (size_t j = 0; j < d; ++j) x[i][j] += down[j];
     }

@@ -2,12 +2,14 @@
 // A tiny random Qwen3 (model_type "qwen3", Qwen3ForCausalLM tensor names, F32 safetensors) written to a folder,
 // for tests of the q_norm / k_norm path that need no shared data: its tensors are kept so that a test can recompute
 // the forward itself, change one and write the folder again, or write the same weights as another model_type.
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -51,17 +53,31 @@ inline Tensor tiny_random_tensor(TinyRandom& r, const Shape& shape, double lo, d
   return t;
 }
 
+/// The named tensors of a tiny random model, drawn in call order from one TinyRandom stream (the order of the
+/// calls fixes every value).
+struct TinyTensorDraw {
+  explicit TinyTensorDraw(uint64_t seed) : r(seed) {}
+  /// A projection weight `name` [n, k] with values in ±1/sqrt(k).
+  void linear(const std::string& name, int64_t n, int64_t k) {
+    const double a = 1.0 / std::sqrt(double(k));
+    t[name] = tiny_random_tensor(r, {n, k}, -a, a);
+  }
+  /// A tensor `name` of `shape` with values in [lo, hi).
+  void uniform(const std::string& name, const Shape& shape, double lo, double hi) {
+    t[name] = tiny_random_tensor(r, shape, lo, hi);
+  }
+
+  TinyRandom r;
+  std::map<std::string, Tensor> t;
+};
+
 /// The tensors of a random Qwen3ForCausalLM of sizes `s`: embeddings in [-1, 1), each projection [N, K] in
 /// ±1/sqrt(K), every norm gain (input / post-attention / final, q_norm, k_norm) in [0.5, 1.5).
 inline std::map<std::string, Tensor> tiny_qwen3_tensors(const TinyQwen3& s) {
-  TinyRandom r(s.seed);
-  std::map<std::string, Tensor> t;
-  const auto linear = [&](const std::string& name, int64_t n, int64_t k) {
-    const double a = 1.0 / std::sqrt(double(k));
-    t[name] = tiny_random_tensor(r, {n, k}, -a, a);
-  };
-  const auto gain = [&](const std::string& name, int64_t n) { t[name] = tiny_random_tensor(r, {n}, 0.5, 1.5); };
-  t["model.embed_tokens.weight"] = tiny_random_tensor(r, {s.vocab, s.hidden}, -1, 1);
+  TinyTensorDraw draw(s.seed);
+  const auto linear = [&](const std::string& name, int64_t n, int64_t k) { draw.linear(name, n, k); };
+  const auto gain = [&](const std::string& name, int64_t n) { draw.uniform(name, {n}, 0.5, 1.5); };
+  draw.uniform("model.embed_tokens.weight", {s.vocab, s.hidden}, -1, 1);
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     gain(p + "input_layernorm.weight", s.hidden);
@@ -78,7 +94,7 @@ inline std::map<std::string, Tensor> tiny_qwen3_tensors(const TinyQwen3& s) {
   }
   gain("model.norm.weight", s.hidden);
   linear("lm_head.weight", s.vocab, s.hidden);
-  return t;
+  return std::move(draw.t);
 }
 
 /// The config.json of a Qwen3 of sizes `s` (as Qwen3-0.6B's writes its keys).

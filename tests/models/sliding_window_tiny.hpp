@@ -9,13 +9,14 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "kq/tensor.hpp"
-#include "models/qwen3_tiny.hpp"  // TinyRandom, tiny_random_tensor, write_model_folder
+#include "models/qwen3_tiny.hpp"  // TinyTensorDraw, write_model_folder
 
 namespace kq::testing {
 
@@ -43,16 +44,14 @@ struct TinyWindowed {
 /// The tensors of a random model of sizes `s` (Llama names): embeddings in [-1, 1), each projection [N, K] in
 /// ±1/sqrt(K) (Qwen2: q/k/v biases in [-0.5, 0.5)), every norm gain in [0.5, 1.5).
 inline std::map<std::string, Tensor> tiny_windowed_tensors(const TinyWindowed& s) {
-  TinyRandom r(s.seed);
-  std::map<std::string, Tensor> t;
+  TinyTensorDraw draw(s.seed);
   const auto linear = [&](const std::string& name, int64_t n, int64_t k, bool bias) {
-    const double a = 1.0 / std::sqrt(double(k));
-    t[name + ".weight"] = tiny_random_tensor(r, {n, k}, -a, a);
-    if (bias) t[name + ".bias"] = tiny_random_tensor(r, {n}, -0.5, 0.5);
+    draw.linear(name + ".weight", n, k);
+    if (bias) draw.uniform(name + ".bias", {n}, -0.5, 0.5);
   };
-  const auto gain = [&](const std::string& name, int64_t n) { t[name] = tiny_random_tensor(r, {n}, 0.5, 1.5); };
+  const auto gain = [&](const std::string& name, int64_t n) { draw.uniform(name, {n}, 0.5, 1.5); };
   const int64_t hd = s.head_dim();
-  t["model.embed_tokens.weight"] = tiny_random_tensor(r, {s.vocab, s.hidden}, -1, 1);
+  draw.uniform("model.embed_tokens.weight", {s.vocab, s.hidden}, -1, 1);
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     gain(p + "input_layernorm.weight", s.hidden);
@@ -67,7 +66,7 @@ inline std::map<std::string, Tensor> tiny_windowed_tensors(const TinyWindowed& s
   }
   gain("model.norm.weight", s.hidden);
   linear("lm_head", s.vocab, s.hidden, false);
-  return t;
+  return std::move(draw.t);
 }
 
 /// The config.json of sizes `s`: Mistral's sliding_window, or Qwen2's use_sliding_window with layer_types (and a
