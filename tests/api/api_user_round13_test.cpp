@@ -56,7 +56,7 @@ TEST(ApiUserRound13, ModelConfigArchOutsideTheEnumIsRefused) {
   c.arch = Arch(9);
   std::string msg = error_of<InvalidArgument>([&] { (void)Model::random(c, 1); });
   EXPECT_TRUE(has(msg, "Model::random: config: ModelConfig::arch 9 is not an Arch (gpt2, llama, mistral, qwen2, "
-                      "qwen3, phi3 or gemma3_text)"))
+                      "qwen3, phi3, gemma3_text, gemma or gemma2)"))
       << msg;
   msg = error_of<InvalidArgument>([&] { (void)Model::random_quantized(c, 1, {}, "int8"); });
   EXPECT_TRUE(has(msg, "Model::random_quantized: config: ModelConfig::arch 9")) << msg;
