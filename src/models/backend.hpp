@@ -22,7 +22,6 @@
 #include "kernels/cpu/ops_rope.hpp"
 #include "kernels/linear.hpp"
 #include "kq/context.hpp"
-#include "kq/error.hpp"
 #include "kq/model.hpp"
 #include "kq/tensor.hpp"
 

@@ -143,7 +143,17 @@ class CpuBackend final : public Backend {
 
   void attention(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window,
                  float softcap) override {
-    attend(layer, q, q_heads, scale, out, window, softcap);
+    for (const Run& run : runs_) {
+      KVCache& c = cache(run);
+      const cpu::AttentionDims dims{q_heads, c.num_kv_heads(), c.head_dim()};
+      // Sized once for a full chunk over the whole cache, so the buffer grows
+      // only on the first step (no allocation while decoding).
+      float* scratch = attn_.get(
+          size_t(cpu::attention_scratch_floats(dims, Model::prefill_chunk(), c.capacity(), threads_)));
+      cpu::causal_attention(f32(q.row(run.first)), q.ld, run.n, run.pos0, c.keys(layer), c.values(layer),
+                            c.capacity(), dims, scale, f32(out.row(run.first)), out.ld, scratch, threads_,
+                            window, softcap);
+    }
   }
 
   void swiglu(Act gate, Act up, int64_t f) override {
@@ -183,21 +193,6 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  /// Causal attention of every run over its cache (cpu::causal_attention), soft-capped when softcap > 0.
-  void attend(int64_t layer, Act q, int64_t q_heads, float scale, Act out, int64_t window, float softcap) {
-    for (const Run& run : runs_) {
-      KVCache& c = cache(run);
-      const cpu::AttentionDims dims{q_heads, c.num_kv_heads(), c.head_dim()};
-      // Sized once for a full chunk over the whole cache, so the buffer grows
-      // only on the first step (no allocation while decoding).
-      float* scratch = attn_.get(
-          size_t(cpu::attention_scratch_floats(dims, Model::prefill_chunk(), c.capacity(), threads_)));
-      cpu::causal_attention(f32(q.row(run.first)), q.ld, run.n, run.pos0, c.keys(layer), c.values(layer),
-                            c.capacity(), dims, scale, f32(out.row(run.first)), out.ld, scratch, threads_,
-                            window, softcap);
-    }
-  }
-
   /// Linear::forward and the element-wise CPU ops take dense [rows, cols] buffers.
   static void require_dense(Act a, int64_t cols, const char* what) {
     if (a && a.ld != cols) raise<Error>("CPU backend: {} has row stride {}, expected {}", what, a.ld, cols);
