@@ -181,25 +181,8 @@ std::string format_bench_table(const BenchReport& r) {
                                         "weights", "bits",       "decode ms/token", "speedup", "result"};
   std::vector<std::vector<std::string>> rows{header};
   for (const BenchResult& m : r.results) rows.push_back(table_row(m, reliable));
-  std::vector<size_t> width(header.size(), 0);
-  for (const auto& row : rows)
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
-  std::string out;
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t c = 0; c < row.size(); ++c) {
-      // The mode is left-aligned, numbers right-aligned, the result last and unpadded.
-      const std::string pad(width[c] - row[c].size(), ' ');
-      if (c == 0)
-        line += row[c] + pad;
-      else if (c + 1 == row.size())
-        line += "  " + row[c];
-      else
-        line += "  " + pad + row[c];
-    }
-    out += line + "\n";
-  }
-  return out;
+  // The mode is left-aligned, numbers right-aligned, the result last and unpadded.
+  return align_columns(rows, false);
 }
 
 /// The summary table and the peak memory, to `out`; then, when the verdicts

@@ -29,6 +29,7 @@
 #include "model_files.hpp"
 #include "progress.hpp"
 #include "threads_option.hpp"
+#include "weight_formats.hpp"
 
 namespace kq::cli {
 namespace {
@@ -44,27 +45,6 @@ struct EvalOptions {
   bool quiet = false;
   bool special_tokens = false;
 };
-
-/// How the model's linear layers are held: "nf4 (8 linear layers), lm_head f32",
-/// "int8 x3, nf4 x5 (8 linear layers), lm_head f32" (an adaptive folder); fills
-/// `counts` (format -> layers, lm_head excluded) and `lm_head` (its format, or "").
-std::string weight_formats(Model& m, std::map<std::string, int>& counts, std::string& lm_head) {
-  int layers = 0;
-  for (const LinearSlot& s : m.linear_layers()) {
-    if (s.is_lm_head) {
-      lm_head = (*s.op)->format();
-    } else {
-      ++counts[(*s.op)->format()];
-      ++layers;
-    }
-  }
-  std::string list;
-  for (const auto& [format, n] : counts)
-    list += (list.empty() ? "" : ", ") + (counts.size() == 1 ? format : fmt::format("{} x{}", format, n));
-  std::string r = fmt::format("{} ({})", list, count_noun(layers, "linear layer"));
-  if (!lm_head.empty()) r += ", lm_head " + lm_head;
-  return r;
-}
 
 void run_eval(const EvalOptions& o) {
   if (o.ctx < 0) raise<InvalidArgument>("--ctx must be >= 0 (0 = the model's context), got {}", o.ctx);

@@ -121,9 +121,9 @@ inline void check_not_input(const char* out_option, const std::string& out, cons
 /// version may read): nothing there that exists is kq's to replace. A new file
 /// in the folder is allowed. A model folder that does not exist is left to the
 /// model load to name. Throws InvalidArgument naming the option, the file and
-/// the folder.
+/// the folder, as `folder` names it ("--model", `kq compare`'s "REFERENCE").
 inline void check_not_model_file(const char* out_option, const std::string& out,
-                                 const std::filesystem::path& model_dir) {
+                                 const std::filesystem::path& model_dir, const char* folder = "--model") {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (out.empty() || model_dir.empty() || !fs::exists(out, ec)) return;  // a new file: nothing to replace
@@ -139,9 +139,9 @@ inline void check_not_model_file(const char* out_option, const std::string& out,
   }
   if (inside)
     raise<InvalidArgument>(
-        "{} '{}' is a file of the --model folder '{}' (the model's own files are inputs and are never "
+        "{} '{}' is a file of the {} folder '{}' (the model's own files are inputs and are never "
         "replaced); choose a file outside it or a new name",
-        out_option, out, model_dir.string());
+        out_option, out, folder, model_dir.string());
 }
 
 /// The --json option of `kq eval` and `kq bench`, checked before the run, in
@@ -220,6 +220,35 @@ bool print_report(std::FILE* stream, Print&& print) {
 [[noreturn]] inline void throw_report_error(std::FILE* stream) {
   throw std::system_error(report_error(stream) ? report_error(stream) : EIO, std::generic_category(),
                           stream == stderr ? "standard error" : "standard output");
+}
+
+/// `rows` (the first one a header) as lines of aligned columns, each as wide as
+/// its widest cell, two spaces apart: the first column left-aligned, the others
+/// right-aligned, except the last when `pad_last` is false, which is
+/// left-aligned and unpadded (a verdict, a note). Rows may be shorter than
+/// others (their missing cells are empty). Each line ends with '\n'.
+inline std::string align_columns(const std::vector<std::vector<std::string>>& rows, bool pad_last) {
+  std::vector<size_t> width;
+  size_t columns = 0;
+  for (const auto& row : rows) columns = std::max(columns, row.size());
+  width.assign(columns, 0);
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      if (c == 0)
+        line += row[c] + (row.size() > 1 ? pad : "");
+      else if (c + 1 == columns && !pad_last)
+        line += "  " + row[c];
+      else
+        line += "  " + pad + row[c];
+    }
+    out += line + "\n";
+  }
+  return out;
 }
 
 /// "1 token", "2 tokens", "0 tokens": `n` and `noun`, with an "s" unless n is 1.
