@@ -9,5 +9,6 @@ void add_eval_command(CLI::App& app);      // tools/kq/eval.cpp
 void add_generate_command(CLI::App& app);  // tools/kq/generate.cpp
 void add_quantize_command(CLI::App& app);  // tools/kq/quantize.cpp
 void add_bench_command(CLI::App& app);     // tools/kq/bench.cpp
+void add_compare_command(CLI::App& app);   // tools/kq/compare.cpp
 
 }  // namespace kq::cli
