@@ -165,10 +165,15 @@ void run_compare(const CompareOptions& o) {
         "compares two models token by token (e.g. a model and a quantization of it)",
         ref.dir, cand.dir, ref.config.vocab_size, (fs::path(ref.dir) / "config.json").string(),
         cand.config.vocab_size, (fs::path(cand.dir) / "config.json").string());
-  if (o.ctx == 0) {  // the windows are the shorter context's: warned of when even that one is long
-    const Side& shorter = ref.config.max_positions <= cand.config.max_positions ? ref : cand;
+  // The windows fit the shorter context: a --ctx beyond it is named with its model; without --ctx, they are that
+  // context, warned of when even that one is long.
+  const Side& shorter = ref.config.max_positions <= cand.config.max_positions ? ref : cand;
+  if (o.ctx > shorter.config.max_positions)
+    raise<InvalidArgument>("--ctx {} is longer than the {} model's context, {} positions ({} in {}{})", o.ctx,
+                           shorter.role, shorter.config.max_positions, shorter.config.size_keys.max_positions,
+                           (fs::path(shorter.dir) / "config.json").string(), context_limit_note(shorter.config));
+  if (o.ctx == 0)
     if (const std::string w = long_default_window_warning(shorter.dir, ctx.device); !w.empty()) warn(w);
-  }
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
   const EncodeOptions enc{.allow_special = o.special_tokens};
   std::vector<int32_t> tokens, cand_tokens;
