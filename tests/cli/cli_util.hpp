@@ -39,11 +39,11 @@ inline std::string sh_quote(const std::string& s) {
   return q;
 }
 
-/// Runs `kq ARGS` (each argument quoted) in the folder `dir`, stdin from /dev/null.
+/// Runs `kq ARGS` (each argument quoted) in the folder `dir`, stdin from the file `input` (default /dev/null).
 /// time_limit_s > 0: a kq that blocks is killed after that many seconds
 /// (status 124, as timeout(1) reports it) instead of hanging the test.
 inline CliResult run_kq_in(const std::filesystem::path& dir, const std::vector<std::string>& args,
-                           int time_limit_s = 0) {
+                           int time_limit_s = 0, const std::filesystem::path& input = "/dev/null") {
   TempDir tmp;
   // (built with append: GCC 12 warns falsely on "literal" + std::string)
   std::string cmd("cd ");
@@ -51,7 +51,7 @@ inline CliResult run_kq_in(const std::filesystem::path& dir, const std::vector<s
   if (time_limit_s > 0) cmd.append("timeout -s KILL ").append(std::to_string(time_limit_s)).append(" ");
   cmd.append(sh_quote(KQ_CLI_BINARY));
   for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
-  cmd.append(" </dev/null >").append(sh_quote((tmp.path / "out").string()));
+  cmd.append(" <").append(sh_quote(input.string())).append(" >").append(sh_quote((tmp.path / "out").string()));
   cmd.append(" 2>").append(sh_quote((tmp.path / "err").string()));
   const int rc = std::system(cmd.c_str());
   CliResult r;

@@ -10,5 +10,6 @@ void add_generate_command(CLI::App& app);  // tools/kq/generate.cpp
 void add_quantize_command(CLI::App& app);  // tools/kq/quantize.cpp
 void add_bench_command(CLI::App& app);     // tools/kq/bench.cpp
 void add_compare_command(CLI::App& app);   // tools/kq/compare.cpp
+void add_tokenize_command(CLI::App& app);  // tools/kq/tokenize.cpp
 
 }  // namespace kq::cli

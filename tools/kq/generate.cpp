@@ -29,6 +29,7 @@
 #include "path_option.hpp"
 #include "real_option.hpp"
 #include "threads_option.hpp"
+#include "token_text.hpp"
 
 namespace kq::cli {
 namespace {
@@ -138,23 +139,6 @@ double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// The text of token `id` for a message: double-quoted, with control
-/// characters and invalid UTF-8 escaped (\n, \xNN), e.g. "<|endoftext|>".
-std::string eos_text(const Tokenizer& tok, int32_t id) {
-  std::string text;
-  for (const char ch : tok.decode_token(id)) {
-    if (ch == '\n')
-      text += "\\n";
-    else if (ch == '\t')
-      text += "\\t";
-    else if (ch == '"' || ch == '\\')
-      text += std::string("\\") + ch;
-    else
-      text += ch;
-  }
-  return "\"" + io::escape_for_terminal(text) + "\"";
-}
-
 /// `sampling_given`: the sampling options given on the command line (--top-k,
 /// --top-p, --seed), warned about as having no effect at temperature 0.
 void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std::string>& sampling_given) {
@@ -201,7 +185,8 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   if (const std::vector<int32_t>& prefix = tok.prompt_prefix(); !o.no_special_prefix && !prefix.empty()) {
     prefix_added = prefix.size();
     std::string which;
-    for (const int32_t id : prefix) which += fmt::format("{}{} {}", which.empty() ? "" : ", ", id, eos_text(tok, id));
+    for (const int32_t id : prefix)
+      which += fmt::format("{}{} {}", which.empty() ? "" : ", ", id, quoted_token(tok, id));
     prompt.insert(prompt.begin(), prefix.begin(), prefix.end());
     prompt_note = fmt::format(" (with the tokenizer's special {} {} before the {}, as Hugging Face adds {}; "
                               "--no-special-prefix omits {})",
@@ -215,7 +200,7 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     const auto bos = tok.bos_token_id();
     if (!bos) raise<InvalidArgument>("empty {} and the tokenizer has no BOS token to start from", what);
     prompt.push_back(*bos);
-    prompt_note = fmt::format(" (empty {}: the BOS token {} {})", what, *bos, eos_text(tok, *bos));
+    prompt_note = fmt::format(" (empty {}: the BOS token {} {})", what, *bos, quoted_token(tok, *bos));
   }
   if (int64_t(prompt.size()) > max_pos) {
     // Say when the tokenizer's prefix (a BOS) is what makes it too long, and that --no-special-prefix omits it.
@@ -313,7 +298,7 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
       generated > 0 ? fmt::format(", {:.1f} tokens/s", decode_s > 0 ? double(generated) / decode_s : 0.0)
                     : std::string(),
       stopped_at
-          ? fmt::format("; stopped at end-of-sequence token {} ({})", *stopped_at, eos_text(tok, *stopped_at))
+          ? fmt::format("; stopped at end-of-sequence token {} ({})", *stopped_at, quoted_token(tok, *stopped_at))
           : std::string());
 }
 

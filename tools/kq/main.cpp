@@ -227,6 +227,7 @@ int main(int argc, char** argv) {
   kq::cli::add_quantize_command(app);
   kq::cli::add_bench_command(app);
   kq::cli::add_compare_command(app);
+  kq::cli::add_tokenize_command(app);
   // `kq help [COMMAND]` is rewritten to `kq [COMMAND] --help` below, before parsing; it is
   // registered only to be listed with the commands in `kq --help` (its callback never runs).
   app.add_subcommand("help", "Show this help, or a command's options: kq help [COMMAND]");

@@ -1,0 +1,246 @@
+// `kq tokenize`: the token ids a model's tokenizer gives a text, and the text of token ids (--decode), to compare
+// with another tokenizer (Hugging Face's) when the perplexities differ.
+#include <fmt/core.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "demo_files.hpp"
+#include "format_util.hpp"
+#include "io/file_kind.hpp"
+#include "io/json_strict.hpp"
+#include "io/utf8_text.hpp"
+#include "kq/error.hpp"
+#include "kq/tokenizer.hpp"
+#include "kq/warning.hpp"
+#include "path_option.hpp"
+#include "token_text.hpp"
+
+namespace kq::cli {
+namespace {
+
+struct TokenizeOptions {
+  std::string model;              ///< --model; empty: the shipped demo model (default_model_dir)
+  std::vector<std::string> args;  ///< TEXT (one), or with --decode the ids; "-": standard input
+  std::string file;               ///< --file: the input is this file's bytes ("-": standard input)
+  std::string json;               ///< --json FILE ("-": the JSON alone on standard output)
+  bool tokens = false;            ///< --tokens: one line per token, then the count
+  bool decode = false;            ///< --decode: the input is token ids, the output their text
+  bool special_tokens = false;    ///< --special-tokens: recognize special added tokens in the text
+};
+
+/// The most bytes read from --file or standard input (a text longer than any model's context by far).
+constexpr size_t kMaxInputBytes = size_t(1) << 28;
+
+/// All the bytes of `f` (at most kMaxInputBytes), read to its end as they come; `name` names the input in
+/// errors: Error when a read fails or there are more bytes than that.
+std::string read_all_bytes(std::FILE* f, const std::string& name) {
+  std::string bytes;
+  char buf[1 << 16];
+  for (;;) {
+    const size_t n = std::fread(buf, 1, sizeof buf, f);
+    bytes.append(buf, n);
+    if (bytes.size() > kMaxInputBytes)
+      raise<Error>("{}: more than {} bytes; kq tokenize reads at most that", name, kMaxInputBytes);
+    if (n < sizeof buf) break;
+  }
+  if (std::ferror(f)) raise<Error>("{}: read failed: {}", name, std::strerror(errno));
+  return bytes;
+}
+
+/// The input: its bytes and how messages name it.
+struct Input {
+  std::string bytes;
+  std::string name;  ///< "--file 'x'", "standard input" or "TEXT"
+};
+
+/// The input: --file's bytes (a regular file; "-" is standard input), else standard input for TEXT "-", else
+/// TEXT itself (the ids joined by spaces with --decode). InvalidArgument names a --file that is not a regular
+/// file (missing, a folder, a FIFO: pipe it to '-' instead).
+Input read_input(const TokenizeOptions& o) {
+  if (o.file == "-" || (o.file.empty() && o.args.size() == 1 && o.args[0] == "-"))
+    return {read_all_bytes(stdin, "standard input"), "standard input"};
+  if (!o.file.empty()) {
+    if (const auto why = io::why_not_regular_file(o.file))  // never opened: a FIFO or a device could block
+      raise<InvalidArgument>("--file: '{}' {}{}", o.file, *why,
+                             std::filesystem::is_fifo(o.file) ? " (to read a pipe, give --file - and pipe it to "
+                                                                "standard input)"
+                                                              : "");
+    std::FILE* f = std::fopen(o.file.c_str(), "rb");
+    if (!f) raise<InvalidArgument>("--file: '{}': cannot open it: {}", o.file, std::strerror(errno));
+    const std::unique_ptr<std::FILE, int (*)(std::FILE*)> close(f, &std::fclose);
+    const std::string name = fmt::format("--file '{}'", o.file);
+    return {read_all_bytes(f, name), name};
+  }
+  std::string joined;
+  for (const std::string& a : o.args) joined.append(joined.empty() ? "" : " ").append(a);
+  return {joined, "TEXT"};
+}
+
+/// The ids written in `text`: integers separated by white space and/or commas, the whole list optionally in
+/// square brackets (as Python prints a list: "[40, 5677, 3017]"). InvalidArgument naming an item that is not an
+/// integer, and an id outside [0, vocab_size) of the tokenizer (`source` names it) with that size.
+std::vector<int32_t> parse_ids(std::string_view text, const Tokenizer& tok, const std::string& source) {
+  const auto is_separator = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::string_view rest = text;
+  const auto trim = [&] {
+    while (!rest.empty() && is_separator(rest.front())) rest.remove_prefix(1);
+    while (!rest.empty() && is_separator(rest.back())) rest.remove_suffix(1);
+  };
+  trim();
+  if (rest.starts_with('[') && rest.ends_with(']')) {
+    rest = rest.substr(1, rest.size() - 2);
+    trim();
+  }
+  std::vector<int32_t> ids;
+  while (!rest.empty()) {
+    size_t end = 0;
+    while (end < rest.size() && !is_separator(rest[end])) ++end;
+    const std::string_view item = rest.substr(0, end);
+    rest.remove_prefix(end);
+    trim();
+    int64_t id = 0;
+    const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
+    const bool integer =
+        ptr == item.data() + item.size() && (ec == std::errc() || ec == std::errc::result_out_of_range);
+    if (!integer)
+      raise<InvalidArgument>("--decode: '{}' is not a token id (ids are integers separated by spaces or commas)",
+                             io::name_excerpt(item, 40));
+    if (ec == std::errc::result_out_of_range || id < 0 || id >= tok.vocab_size())
+      raise<InvalidArgument>("--decode: token id {} is out of range: the tokenizer of {} has {} tokens (ids 0 to {})",
+                             item, source, tok.vocab_size(), tok.vocab_size() - 1);
+    ids.push_back(int32_t(id));
+  }
+  return ids;
+}
+
+/// Warns when `text` (the input of the encoding) is not valid UTF-8, naming `source` and the first bad byte's
+/// offset: the tokenizer encodes any bytes (include/kq/tokenizer.hpp, "Invalid UTF-8"), but a Hugging Face
+/// tokenizer takes a Python str, which cannot hold them, so there are no ids there to compare with.
+void warn_if_not_utf8(std::string_view text, const std::string& source) {
+  const auto at = io::find_invalid_utf8(text);
+  if (!at) return;
+  warn(fmt::format("{} is not valid UTF-8 (byte offset {}): kq's tokenizer encodes any bytes (each run of ill-formed "
+                   "bytes is a pre-token of its own, BPE-encoded from its single bytes; decoding the ids gives the "
+                   "same bytes back), but a Hugging Face tokenizer takes only valid text, so its ids for these bytes "
+                   "are not comparable",
+                   source, *at));
+}
+
+void run_tokenize(const TokenizeOptions& o) {
+  const std::string model = o.model.empty() ? default_model_dir().string() : o.model;
+  const std::string source = o.model.empty() ? fmt::format("the default model '{}' (no --model given)", model)
+                                             : fmt::format("--model '{}'", model);
+  if (!o.json.empty() && o.json != "-") {
+    check_not_model_file("--json", o.json, model);
+    if (o.file != "-") check_not_input("--json", o.json, "--file", o.file);
+    check_output_file("--json", o.json);
+  }
+  const Input input = read_input(o);
+  const Tokenizer tok = Tokenizer::load(model);
+  std::vector<int32_t> ids;
+  if (o.decode) {
+    ids = parse_ids(input.bytes, tok, source);
+  } else {
+    warn_if_not_utf8(input.bytes, input.name);
+    ids = tok.encode(input.bytes, EncodeOptions{.allow_special = o.special_tokens});
+  }
+
+  nlohmann::json tokens = nlohmann::json::array();  // the vocabulary strings, as Hugging Face's convert_ids_to_tokens
+  for (const int32_t id : ids) tokens.push_back(tok.id_to_token(id));
+  const std::string decoded = o.decode ? tok.decode(ids) : std::string();  // the bytes, exactly
+  const bool json_stdout = o.json == "-";
+  if (!json_stdout) {
+    print_report(stdout, [&] {
+      if (o.tokens) {
+        // id, the bytes it stands for (quoted, escaped), the vocabulary string; then the count.
+        const size_t width = fmt::formatted_size("{}", tok.vocab_size() - 1);
+        for (const int32_t id : ids)
+          fmt::print("{:>{}}  {}  {}\n", id, width, quoted_token(tok, id),
+                     io::escape_for_terminal(tok.id_to_token(id)));
+        fmt::print("{}\n", count_noun(static_cast<long long>(ids.size()), "token"));
+      } else if (o.decode) {
+        (void)std::fwrite(decoded.data(), 1, decoded.size(), stdout);  // (a failure: print_report's fflush)
+        fmt::print("\n");
+      } else {
+        fmt::print("{}\n", fmt::join(ids, " "));
+      }
+    });
+  }
+  if (!o.json.empty()) {
+    const nlohmann::json j = {{"ids", ids}, {"tokens", tokens}};
+    if (json_stdout) {
+      fmt::print("{}\n", io::json_text(j, 2));
+      flush_stdout();
+    } else {
+      (void)write_json_file(o.json, io::json_text(j, 2) + "\n");
+    }
+  }
+}
+
+}  // namespace
+
+void add_tokenize_command(CLI::App& app) {
+  auto opts = std::make_shared<TokenizeOptions>();
+  auto* cmd = app.add_subcommand(
+      "tokenize", "Show the token ids a model's tokenizer gives a text (or, with --decode, the text of token ids)");
+  cmd->add_option("--model,-m", opts->model,
+                  "Model folder whose tokenizer is used (tokenizer.json, or vocab.json + merges.txt; default: the "
+                  "shipped demo model models/gpt2-tiny)")
+      ->check(non_empty_path("folder"));
+  // The input: TEXT or --file, exactly one (checked in the callback: a usage error, exit status 2). TEXT is
+  // the command's own positional, not in an option group, so that "--" before it works as usual.
+  CLI::Option* text_opt =
+      cmd->add_option("TEXT", opts->args,
+                      "The text, as one argument (quote it; its bytes as given, any bytes: invalid UTF-8 is encoded "
+                      "as the tokenizer encodes any bytes, with a warning); with --decode, the token ids (\"40 5677 "
+                      "3017\", \"[40, 5677, 3017]\" or several arguments); '-' reads standard input; a text that "
+                      "starts with '-': put -- before it")
+          ->type_name("");
+  CLI::Option* file_opt =
+      cmd->add_option("--file,-f", opts->file,
+                      "Read the text (with --decode, the ids) from this file instead of TEXT: all its bytes, a final "
+                      "newline included; '-' reads standard input")
+          ->check(non_empty_path("file"))
+          ->excludes(text_opt);
+  cmd->add_flag("--tokens", opts->tokens,
+                "Print one line per token instead: the id, the bytes it stands for (quoted; newline, tab, quotes, "
+                "control bytes and invalid UTF-8 escaped: \\n, \\t, \\\", \\xNN) and its vocabulary string (as "
+                "Hugging Face's convert_ids_to_tokens gives it, e.g. \"Ġworld\"), then the number of tokens");
+  cmd->add_flag("--decode", opts->decode,
+                "The input is token ids: print the text they stand for, byte for byte, then a newline (ids outside "
+                "the tokenizer's vocabulary are an error naming the id)");
+  cmd->add_option("--json", opts->json,
+                  "Also write {\"ids\": [...], \"tokens\": [...]} (tokens: the vocabulary strings, as --tokens) to "
+                  "this file (atomically); '-': the JSON alone on standard output; /dev/null: nothing is written")
+      ->check(non_empty_path("file"));
+  cmd->add_flag(
+      "--special-tokens", opts->special_tokens,
+      "Also recognize special added tokens such as <|endoftext|> in the text and give their ids (as Hugging Face "
+      "tokenizers do); default: they are text, as kq eval and kq bench read them");
+  cmd->callback([opts, text_opt, file_opt] {
+    if (text_opt->count() == 0 && file_opt->count() == 0)
+      throw CLI::ValidationError("no input: give the TEXT, --file FILE, or - to read standard input");
+    if (!opts->decode && opts->args.size() > 1)
+      throw CLI::ValidationError(fmt::format(
+          "TEXT: {} arguments given; the text is one argument: quote a text with spaces (\"Hello world\")",
+          opts->args.size()));
+    if (opts->decode && opts->special_tokens)
+      throw CLI::ValidationError("--special-tokens goes with encoding a text, not with --decode");
+    run_tokenize(*opts);
+  });
+}
+
+}  // namespace kq::cli
