@@ -38,6 +38,7 @@ namespace {
 struct StagingRegistry {
   std::mutex mutex;
   std::set<std::string> dirs;
+  std::set<std::string> made_folders;  // remove_folders_on_signals: removed after `dirs`, deepest first
   std::vector<std::string> written;  // targets of the AtomicDirs committed, for the interrupt message
 };
 
@@ -369,6 +370,10 @@ void on_mapped_file_fault(int, siginfo_t* info, void*) {
   // folder after this point, and the process ends below.
   registry().mutex.lock();
   for (const std::string& d : registry().dirs) remove_tree(d);
+  // Then the folders made above them, deepest first (a folder's name is longer than those above it), while empty.
+  std::vector<std::string> made(registry().made_folders.begin(), registry().made_folders.end());
+  std::sort(made.begin(), made.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const std::string& f : made) (void)::rmdir(f.c_str());
   if (sig == g_fault_signal.load()) ::_exit(1);  // a SIGBUS (exit_on_mapped_file_fault) wrote its message
   report_written_folders();
   // The default action, on this thread only (it is blocked in every other):
@@ -571,6 +576,19 @@ fs::path AtomicDir::resolve_target(fs::path out) {
   if (fs::exists(link) && !fs::is_directory(link))
     raise<InvalidArgument>("{}: exists and is not a folder", out.string());
   return out;
+}
+
+void remove_folders_on_signals(const std::vector<fs::path>& made) {
+  const std::lock_guard lock(registry().mutex);
+  for (const fs::path& f : made) registry().made_folders.insert(f.string());
+}
+
+void forget_folders_on_signals(const std::vector<fs::path>& made) noexcept {
+  try {
+    const std::lock_guard lock(registry().mutex);
+    for (const fs::path& f : made) registry().made_folders.erase(f.string());
+  } catch (...) {  // (std::string's allocation, a mutex error: the entry stays, an rmdir that may fail harmlessly)
+  }
 }
 
 AtomicDir::AtomicDir(fs::path out, bool overwrite) : out_(resolve_target(std::move(out))), overwrite_(overwrite) {

@@ -141,6 +141,18 @@ class AtomicDir {
 /// be set up.
 void remove_staging_dirs_on_signals();
 
+/// Has the interrupt watcher of remove_staging_dirs_on_signals() also remove
+/// the folders `made` (made by io::make_folders for an output not yet
+/// written, outermost first; io::MadeFolders registers them) after the
+/// staging folders: deepest first, each while it is empty (rmdir(2)), until
+/// forget_folders_on_signals(made). Without the watcher installed nothing
+/// happens on an interrupt. Never throws (except std::bad_alloc).
+void remove_folders_on_signals(const std::vector<std::filesystem::path>& made);
+
+/// Undoes remove_folders_on_signals(made): the output is in place (they stay)
+/// or they were removed. Never throws.
+void forget_folders_on_signals(const std::vector<std::filesystem::path>& made) noexcept;
+
 /// Installs, once per process, a SIGBUS handler for the fault a memory-mapped
 /// file raises when it is truncated (or replaced) while it is being read
 /// (safetensors weights are mapped, not read): the first faulting thread

@@ -336,7 +336,8 @@ void add_bench_command(CLI::App& app) {
   add_threads_option(cmd, args->threads);
   cmd->add_option(
       "--json", args->json,
-      "Also write the results as JSON to this file (atomically). It must not be the --text or --calibration "
+      "Also write the results as JSON to this file (atomically; missing folders above it are made). It must not be "
+      "the --text or --calibration "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to standard "
       "output and the human-readable report to standard error; /dev/null: nothing is written")
       ->check(non_empty_path("file"));

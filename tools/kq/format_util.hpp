@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -20,6 +21,7 @@
 
 #include "io/atomic_file.hpp"
 #include "io/file_kind.hpp"
+#include "io/output_folders.hpp"
 #include "kq/error.hpp"
 
 namespace kq::cli {
@@ -32,7 +34,9 @@ inline bool is_null_device(const std::string& path) {
 }
 
 /// Checks, before any work starts, that an output file option (e.g. --json)
-/// names a file in an existing, writable folder and not a folder itself, so a
+/// names a file in a writable folder, existing or missing (write_json_file makes
+/// missing folders, mkdir -p: the nearest existing one above must then be
+/// writable; nothing is created here), and not a folder itself, so a
 /// long run does not end in a write error, nor a stream (/dev/stdout, ...) or
 /// the file standard output or standard error already writes to (same device
 /// and inode, whatever the name). The null device (is_null_device) is
@@ -65,9 +69,15 @@ inline void check_output_file(const char* option, const std::string& path) {
     raise<InvalidArgument>("{}: {}", option, e.what());
   }
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  // Missing, or a file on the way ("'notes.txt' is not a directory").
-  if (const auto why = io::why_not_folder(dir))
+  // A file on the way ("'notes.txt' is not a directory"); missing folders are made when the file is written.
+  if (const auto why = io::why_not_creatable_folder(dir))
     raise<InvalidArgument>("{}: cannot write '{}': {}", option, path, *why);
+  if (const fs::path top = io::nearest_existing_folder(dir); top != dir) {
+    if (::access(top.c_str(), W_OK | X_OK) != 0)
+      raise<InvalidArgument>("{}: cannot write '{}': folder '{}' is missing and cannot be made in '{}' ({})", option,
+                             path, dir.string(), top.string(), std::strerror(errno));
+    return;  // (the temporary file is probed below only in an existing folder)
+  }
   // Writable before minutes of work (a read-only mount was only found at the
   // end): the output is written atomically through a temporary file in that
   // folder, so make (and remove) one now, named as the writer names it (a
@@ -166,10 +176,21 @@ inline void check_json_output(const std::string& json, const std::string& text,
 
 /// Writes the --json document `text` to the file `path` atomically
 /// (io::write_file_atomic), or nothing when `path` is the null device
-/// (is_null_device: the JSON is discarded). Returns whether a file was written.
+/// (is_null_device: the JSON is discarded). Missing folders above the file
+/// are made first (mkdir -p: io::MadeFolders), and removed again, each while
+/// empty, when the write fails. Returns whether a file was written. Throws
+/// as io::write_file_atomic and io::make_folders do.
 inline bool write_json_file(const std::string& path, const std::string& text) {
   if (is_null_device(path)) return false;
+  const std::filesystem::path target = io::atomic_write_target(path);  // (a symbolic link's file)
+  std::optional<io::MadeFolders> folders;
+  try {
+    folders.emplace(target.has_parent_path() ? target.parent_path() : std::filesystem::path("."));
+  } catch (const Error& e) {  // (a folder that became a file since check_output_file, a full disk)
+    raise<Error>("{}: cannot write it: {}", path, e.what());
+  }
   io::write_file_atomic(path, text);
+  folders->keep();
   return true;
 }
 

@@ -4,7 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -18,6 +23,7 @@
 #include "int_option.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/json_strict.hpp"
+#include "io/output_folders.hpp"
 #include "kq/config.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
@@ -107,6 +113,44 @@ void check_out_against_model(const std::string& out, const std::string& model) {
         "--out '{}' is inside the --model folder '{}': the output folder must not be inside the input folder "
         "(nor be it); choose a folder outside it",
         out, model);
+}
+
+/// The folder --out goes in: the parent of resolved_out(out) (absolute); empty when it cannot be resolved.
+std::filesystem::path out_parent(const std::string& out) {
+  const std::filesystem::path dst = resolved_out(out);
+  return dst.empty() ? dst : dst.parent_path();
+}
+
+/// The library's checks of --out before the slow part (check_quantized_output, which wants the folder --out
+/// goes in to exist), or, when folders above --out are missing (kq quantize makes them as it writes the folder:
+/// make_out_parents), the checks that apply then: no part of the path is a file or a dangling link (named:
+/// "'notes.txt' is not a directory") and the nearest existing folder is writable. Nothing is created here.
+/// Throws InvalidArgument naming --out.
+void check_out_folder(const std::string& out, const std::string& model, bool overwrite) {
+  const std::filesystem::path parent = out_parent(out);
+  if (parent.empty()) return check_quantized_output(out, model, overwrite);  // which names what is wrong
+  if (const auto why = io::why_not_creatable_folder(parent))
+    raise<InvalidArgument>("--out '{}': cannot create it: {}", out, *why);
+  const std::filesystem::path top = io::nearest_existing_folder(parent);
+  if (top == parent) return check_quantized_output(out, model, overwrite);
+  if (::access(top.c_str(), W_OK | X_OK) != 0) {
+    const int err = errno;
+    raise<InvalidArgument>("--out '{}': cannot create it: folder '{}' is missing and cannot be made in '{}' ({})", out,
+                           parent.string(), top.string(), std::strerror(err));
+  }
+}
+
+/// Makes the missing folders above --out (mkdir -p), just before the folder is written; they are removed again,
+/// each while empty, unless keep() is called once it is in place (and on an interrupt: io::MadeFolders). Errors
+/// name --out.
+std::unique_ptr<io::MadeFolders> make_out_parents(const std::string& out) {
+  const std::filesystem::path parent = out_parent(out);
+  if (parent.empty()) return nullptr;
+  try {
+    return std::make_unique<io::MadeFolders>(parent);
+  } catch (const Error& e) {
+    raise<Error>("--out '{}': cannot create it: {}", out, e.what());
+  }
 }
 
 /// --out against an input file that is not in the model folder (the AWQ
@@ -242,7 +286,9 @@ void add_quantize_command(CLI::App& app) {
                       "--mode adaptive: layer sensitivity: entropy (weight entropy x measured error; default), "
                       "error (measured error alone), uniform (one format for all)")
           ->check(CLI::IsMember({"entropy", "error", "uniform"}, CLI::ignore_case));
-  cmd->add_option("--out,-o", a->out, "Output folder (written atomically)")
+  cmd->add_option("--out,-o", a->out,
+                  "Output folder (written atomically; missing folders above it are made, as mkdir -p does, and "
+                  "removed again if the write fails)")
       ->required()
       ->check(non_empty_path("folder"));
   cmd->add_flag("--quantize-lm-head", a->lm_head,
@@ -287,7 +333,7 @@ void add_quantize_command(CLI::App& app) {
     check_model_not_quantized(a->model);
     check_out_against_model(a->out, a->model);
     if (qo.spec.awq) check_out_against_input(a->out, "--calibration", calibration_text(a->calibration, a->model));
-    check_quantized_output(a->out, a->model, a->overwrite);  // fail before the slow part
+    check_out_folder(a->out, a->model, a->overwrite);  // fail before the slow part
     check_side_files(as_source_dir(a->model));
     clean_staging_leftovers(a->out);
     if (qo.spec.awq) {
@@ -336,8 +382,11 @@ void add_quantize_command(CLI::App& app) {
           a->keep.empty() ? std::string()
                           : fmt::format(" (--keep {})", fmt::join(a->keep.begin(), a->keep.end(), " --keep ")));
     check_model_files_unchanged("no folder written");
-    // The staging folder is removed as the save fails (io::AtomicDir), before the error is reported.
+    // The staging folder is removed as the save fails (io::AtomicDir), before the error is reported, and then the
+    // folders made above it.
+    const std::unique_ptr<io::MadeFolders> parents = make_out_parents(a->out);
     write_from_model_files([&] { save_quantized_model(*model, qo, a->out, a->overwrite); }, "no folder written");
+    if (parents) parents->keep();
     check_model_files_unchanged(fmt::format("--out '{}' was written from it: remove it", a->out));
     const bool awq_table =
         std::any_of(rep.layers.begin(), rep.layers.end(), [](const auto& l) { return l.awq_alpha >= 0; });

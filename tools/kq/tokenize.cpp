@@ -224,7 +224,8 @@ void add_tokenize_command(CLI::App& app) {
                 "the tokenizer's vocabulary are an error naming the id)");
   cmd->add_option("--json", opts->json,
                   "Also write {\"ids\": [...], \"tokens\": [...]} (tokens: the vocabulary strings, as --tokens) to "
-                  "this file (atomically); '-': the JSON alone on standard output; /dev/null: nothing is written")
+                  "this file (atomically; missing folders above it are made); '-': the JSON alone on standard "
+                  "output; /dev/null: nothing is written")
       ->check(non_empty_path("file"));
   cmd->add_flag(
       "--special-tokens", opts->special_tokens,
