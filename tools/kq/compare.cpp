@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "eval_options.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
 #include "io/file_kind.hpp"
@@ -300,22 +301,13 @@ void add_compare_command(CLI::App& app) {
                   "checkpoint, or any folder kq eval takes; it must tokenize the text as the reference does")
       ->required()
       ->check(non_empty_path("folder"));
-  cmd->add_option(
-         "--text,-t", opts->text,
-         "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset; "
-         "standard input is not read: '-' is an error)")
-      ->required()
-      ->check(input_text_path());
+  add_text_option(cmd, opts->text);
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the shorter of the two models' contexts)")
       ->transform(window_length())
       ->capture_default_str();
-  cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (0 = all)")
-      ->transform(integer_in(0, 1 << 30))
-      ->capture_default_str();
+  add_samples_option(cmd, opts->samples);
   add_threads_option(cmd, opts->threads);
-  cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
-      ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
-      ->capture_default_str();
+  add_device_option(cmd, opts->device);
   cmd->add_option(
          "--json", opts->json,
          "Also write the results as JSON to this file (atomically; default: none). It must not be the --text "

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "eval_options.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
 #include "path_option.hpp"
@@ -155,22 +156,13 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
       ->required()
       ->check(non_empty_path("folder"));
-  cmd->add_option(
-         "--text,-t", opts->text,
-         "UTF-8 text file, tokenized as one string (invalid UTF-8 is an error naming the byte offset; "
-         "standard input is not read: '-' is an error)")
-      ->required()
-      ->check(input_text_path());
+  add_text_option(cmd, opts->text);
   cmd->add_option("--ctx", opts->ctx, "Window length in tokens (0 = the model's context length)")
       ->transform(window_length())
       ->capture_default_str();
-  cmd->add_option("--samples", opts->samples, "Evaluate only the first N windows (0 = all)")
-      ->transform(integer_in(0, 1 << 30))
-      ->capture_default_str();
+  add_samples_option(cmd, opts->samples);
   add_threads_option(cmd, opts->threads);
-  cmd->add_option("--device", opts->device, "cpu or cuda (the GPU: BF16 activations, see docs/GPU.md)")
-      ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
-      ->capture_default_str();
+  add_device_option(cmd, opts->device);
   cmd->add_option(
       "--json", opts->json,
       "Also write the results as JSON to this file (atomically; missing folders above it are made; default: none). "
