@@ -214,6 +214,51 @@ TEST(RopeScaling, LongRopeOverPartOfTheHead) {
   EXPECT_EQ(make_rope_table(10000.0, hd, 10).rotary_dim, hd);
 }
 
+// longrope's long factors: rope_inv_freq(..., Long) divides by long_factor_i; make_rope_table's long_from picks,
+// row by row, the short factors' angles before it and the long factors' from it on (both times the attention
+// factor), each row equal, bit for bit, to the row of the table of that one factor list.
+TEST(RopeScaling, LongRopeLongFactorsFromAPosition) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::LongRope;
+  s.short_factor = {1.0, 1.25, 1.5, 2.0, 3.5, 7.0};
+  s.long_factor = {2, 4, 8, 16, 32, 64};
+  s.original_max_positions = 16;
+  s.attention_factor = 1.2;
+  const int64_t hd = 16, rot = 12, positions = 40;
+  RopeScaling as_long = s;
+  as_long.short_factor = s.long_factor;  // the reference's long list, read as the short one
+  const std::vector<float> inv = rope_inv_freq(10000.0, rot, s, LongRopeFactors::Long);
+  EXPECT_EQ(inv, rope_inv_freq(10000.0, rot, as_long));
+  for (int64_t i = 0; i < 6; ++i) {
+    const double ref = reference_inv_freq(10000.0, rot, i, as_long);
+    EXPECT_NEAR(inv[size_t(i)], ref, 1e-6 * ref) << i;
+    EXPECT_LT(inv[size_t(i)], rope_inv_freq(10000.0, rot, s)[size_t(i)]) << i;  // long factors > short ones here
+  }
+  const RopeTable shorts = make_rope_table(10000.0, hd, positions, s, rot);
+  const RopeTable longs = make_rope_table(10000.0, hd, positions, s, rot, 0);
+  const RopeTable mixed = make_rope_table(10000.0, hd, positions, s, rot, 16);
+  EXPECT_EQ(longs.cos, make_rope_table(10000.0, hd, positions, as_long, rot).cos);
+  EXPECT_EQ(shorts.cos, make_rope_table(10000.0, hd, positions, s, rot, positions).cos);
+  for (int64_t p = 1; p < positions; ++p) {
+    const RopeTable& want = p < 16 ? shorts : longs;
+    const RopeTable& other = p < 16 ? longs : shorts;
+    for (int64_t i = 0; i < 6; ++i) {
+      const size_t k = size_t(p * 6 + i);
+      EXPECT_EQ(mixed.cos[k], want.cos[k]) << p << " " << i;
+      EXPECT_EQ(mixed.sin[k], want.sin[k]) << p << " " << i;
+    }
+    EXPECT_NE(mixed.sin[size_t(p * 6)], other.sin[size_t(p * 6)]) << p;  // pair 0: short 1, long 2
+  }
+  // The other types ignore long_from.
+  const RopeScaling y = [] {
+    RopeScaling r;
+    r.type = RopeScaling::Type::Linear;
+    r.factor = 2;
+    return r;
+  }();
+  EXPECT_EQ(make_rope_table(10000.0, hd, positions, y, 0, 0).cos, make_rope_table(10000.0, hd, positions, y).cos);
+}
+
 RopeScaling yarn(double factor, int64_t original) {
   RopeScaling s;
   s.type = RopeScaling::Type::Yarn;

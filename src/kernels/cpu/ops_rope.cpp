@@ -5,7 +5,8 @@
 
 namespace kq::cpu {
 
-std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScaling& scaling) {
+std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScaling& scaling,
+                                 LongRopeFactors factors) {
   const int64_t half = head_dim / 2;
   std::vector<float> inv_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i)
@@ -63,18 +64,19 @@ std::vector<float> rope_inv_freq(double theta, int64_t head_dim, const RopeScali
       break;
     }
     case RopeScaling::Type::Dynamic: break;  // within max_position_embeddings: the default frequencies
-    case RopeScaling::Type::LongRope:
+    case RopeScaling::Type::LongRope: {
       // transformers: 1.0 / (ext_factors · base^(arange(0, dim, 2) / dim)), every step an F32 tensor op.
+      const std::vector<double>& ext = factors == LongRopeFactors::Long ? scaling.long_factor : scaling.short_factor;
       for (int64_t i = 0; i < half; ++i)
-        inv_freq[size_t(i)] = 1.0f / (float(scaling.short_factor[size_t(i)]) *
-                                      std::pow(float(theta), float(2 * i) / float(head_dim)));
+        inv_freq[size_t(i)] = 1.0f / (float(ext[size_t(i)]) * std::pow(float(theta), float(2 * i) / float(head_dim)));
       break;
+    }
   }
   return inv_freq;
 }
 
 RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions, const RopeScaling& scaling,
-                          int64_t rotary_dim) {
+                          int64_t rotary_dim, int64_t long_from) {
   RopeTable t;
   t.head_dim = head_dim;
   t.rotary_dim = rotary_dim > 0 ? rotary_dim : head_dim;
@@ -82,11 +84,16 @@ RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions,
   const int64_t half = t.rotary_dim / 2;
   t.cos.resize(size_t(max_positions * half));
   t.sin.resize(size_t(max_positions * half));
-  const std::vector<float> inv_freq = rope_inv_freq(theta, t.rotary_dim, scaling);
+  const bool longrope = scaling.type == RopeScaling::Type::LongRope;
+  const std::vector<float> inv_short = rope_inv_freq(theta, t.rotary_dim, scaling);
+  const std::vector<float> inv_long =
+      longrope && long_from < max_positions ? rope_inv_freq(theta, t.rotary_dim, scaling, LongRopeFactors::Long)
+                                            : std::vector<float>();
   // transformers: cos() · attention_scaling in F32 (1 but for longrope and yarn: then not multiplied at all).
-  const bool scaled = scaling.type == RopeScaling::Type::LongRope || scaling.type == RopeScaling::Type::Yarn;
+  const bool scaled = longrope || scaling.type == RopeScaling::Type::Yarn;
   const float attention = float(scaling.attention_factor);
-  for (int64_t p = 0; p < max_positions; ++p)
+  for (int64_t p = 0; p < max_positions; ++p) {
+    const std::vector<float>& inv_freq = longrope && p >= long_from ? inv_long : inv_short;
     for (int64_t i = 0; i < half; ++i) {
       const float angle = float(p) * inv_freq[size_t(i)];
       float c = float(std::cos(double(angle))), s = float(std::sin(double(angle)));
@@ -94,6 +101,7 @@ RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_positions,
       t.cos[size_t(p * half + i)] = c;
       t.sin[size_t(p * half + i)] = s;
     }
+  }
   return t;
 }
 
