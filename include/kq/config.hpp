@@ -52,9 +52,11 @@ struct RopeScaling {
     /// (high_freq_factor − low_freq_factor), inv_freq·((1−s)/factor + s).
     Llama3,
     /// "longrope" (or "su", its old name; Phi-3 / Phi-3.5 / Phi-4-mini, transformers'
-    /// _compute_longrope_parameters): inv_freq_i / short_factor_i, and cos/sin times attention_factor.
-    /// transformers switches to long_factor once a sequence is longer than original_max_positions; kq
-    /// computes the short factors only and caps the context there (ModelConfig::max_positions, context_limit_note).
+    /// _compute_longrope_parameters): inv_freq_i / short_factor_i for a forward pass whose sequence ends within
+    /// original_max_positions, inv_freq_i / long_factor_i for every position of a pass that ends past it
+    /// (dynamic_rope_update), cos/sin times attention_factor in both. Keys already in the KV cache keep the
+    /// rotation they were stored with (Model::forward; kq generate recomputes the sequence when it first grows
+    /// past original_max_positions, as transformers' generate() does).
     LongRope,
     /// "yarn" (YaRN, Peng et al. 2023; transformers' _compute_yarn_parameters, e.g. Qwen2.5 / Qwen3 beyond 32K):
     /// per pair i, a blend of inv_freq_i (extrapolation) and inv_freq_i / factor (interpolation) by a linear ramp
@@ -77,8 +79,7 @@ struct RopeScaling {
   double beta_fast = 32.0;  ///< Yarn: rotations at the ramp's high-frequency end (finite, > 0; 32 when absent)
   double beta_slow = 1.0;   ///< Yarn: rotations at the ramp's low-frequency end (finite, > 0; 1 when absent)
   bool truncate = true;     ///< Yarn: the correction dims rounded outward (floor / ceil) to whole pairs
-  /// LongRope: short_factor and long_factor, rotary_dim/2 finite positive values each (long_factor is validated
-  /// and kept, not used: see Type::LongRope).
+  /// LongRope: short_factor and long_factor, rotary_dim/2 finite positive values each (see Type::LongRope).
   std::vector<double> short_factor, long_factor;
   /// LongRope: the factor cos and sin are multiplied by (finite, > 0): "attention_factor" when given, else
   /// sqrt(1 + ln(f) / ln(original_max_positions)) with f = "factor" when given, else max_position_embeddings /
@@ -147,9 +148,10 @@ std::string rope_type_name(RopeScaling::Type t);
 /// int(head_dim · factor), even and >= 2; rope_scaling type "longrope" (or "su")
 /// with short_factor / long_factor (rotary_dim/2 finite positive numbers each),
 /// optional factor / attention_factor and original_max_position_embeddings
-/// (in rope_scaling, else the top-level key); kq caps max_positions at
-/// original_max_position_embeddings (size_keys.max_positions names it;
-/// context_limit_note). sliding_window (default null: none): every layer's
+/// (in rope_scaling, else the top-level key): the short factors serve
+/// sequences up to original_max_position_embeddings, the long ones longer
+/// sequences, up to max_position_embeddings (RopeScaling::Type::LongRope).
+/// sliding_window (default null: none): every layer's
 /// window, as Mistral's. "longrope" and a partial_rotary_factor other than 1 are refused
 /// for the other model types.
 /// Gemma3 keys (model_type "gemma3_text"): Llama's, with Gemma3TextConfig's defaults where they differ:
@@ -276,10 +278,18 @@ struct ModelConfig {
   } size_keys;
 };
 
-/// " (config.json rope_scaling longrope: ...)": why the context is max_positions, for messages about a size that
-/// does not fit, when it was capped at a longrope original_max_position_embeddings; "" otherwise (a sliding
-/// window caps nothing: kq runs the windowed attention).
+/// Why the context is max_positions, for messages about a size that does not fit, when a config caps it below
+/// what it names; "" when it is the config's own size. Every config kq reads now gives "" (longrope runs its long
+/// factors up to max_position_embeddings; a sliding window caps nothing: kq runs the windowed attention).
 std::string context_limit_note(const ModelConfig& c);
+
+/// Whether generation recomputes the whole sequence, instead of decoding with the KV cache, for the token that
+/// follows `cached` tokens, as transformers' generate() does for longrope (Phi3ForCausalLM.
+/// prepare_inputs_for_generation): when the sequence first grows past original_max_positions, the cache (keys
+/// rotated with the short factors) is dropped and the sequence, new token included, run again as one pass (all
+/// of it with the long factors: RopeScaling::Type::LongRope). True for a LongRope config and cached ==
+/// original_max_positions only (a prompt longer than that was one pass with the long factors already).
+bool longrope_recomputes_cache(const ModelConfig& c, int64_t cached);
 
 /// The attention window of layer `layer` (in [0, num_layers)): c.sliding_window when that layer has it
 /// (sliding_layers empty, or true at `layer`), else 0 (full causal attention).

@@ -360,20 +360,32 @@ class Model {
   /// the last token's [vocab]; may be nullptr to skip the lm_head. With
   /// ModelConfig::final_logit_softcapping c > 0 (Gemma 2) each logit z is
   /// returned as c · tanh(z / c).
+  /// The call is one forward pass of transformers over these tokens with the
+  /// cache as past_key_values, unless `pass_end` (> 0) says it is part of a
+  /// longer one: a pass ending at sequence length pass_end (>= cache.size() +
+  /// tokens.size()) fed in several calls (e.g. an evaluation window in
+  /// chunks). It matters only where the RoPE depends on the pass's length:
+  /// Phi-3's longrope (RopeScaling::Type::LongRope) rotates every position of
+  /// a pass ending past original_max_positions with the long factors, the
+  /// keys already in the cache keeping the rotation they were stored with.
   /// Throws InvalidArgument for an empty `tokens`, a token id outside
   /// [0, vocab), a cache of another model's shape or device, a cache
-  /// without room for the tokens, or a linear layer whose op, put into its
+  /// without room for the tokens, a pass_end below cache.size() +
+  /// tokens.size() (but 0) or past config().max_positions, or a linear layer whose op, put into its
   /// LinearSlot after the load, has other in/out features than the layer's
   /// (or is null), naming the layer and both shapes (nothing is computed then),
   /// and when another thread's call on this Model runs (forward(),
   /// decode_batch() or a call that changes the model: see the class comment).
-  void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits = true);
+  void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits = true,
+               int64_t pass_end = 0);
 
   /// Batched decode: one new token per sequence, tokens[i] appended to
   /// *caches[i] at its own position, all sequences in one step (each weight
   /// read once for the batch); advances every cache by one.
   /// logits: F32 row-major [tokens.size(), vocab] (row i for sequence i), or
-  /// nullptr; soft-capped as forward()'s. Equivalent to forward(tokens[i], *caches[i]) for each i.
+  /// nullptr; soft-capped as forward()'s. Equivalent to forward(tokens[i], *caches[i]) for each i (longrope:
+  /// each sequence's own length picks its factors, where transformers' one pass over a batch takes the
+  /// longest sequence's for all).
   /// Throws InvalidArgument for sizes that differ or are 0, a null or
   /// repeated cache, a token outside the vocabulary, a cache of another
   /// model's shape or device or without room, or a linear layer of another
@@ -427,7 +439,7 @@ class Model {
   size_t disk_weight_bytes() const { return disk_bytes_; }
 
   /// Bytes of the model's constant buffers in host memory (the registered
-  /// ones: Llama's RoPE cos/sin tables, F32 [positions, head_dim/2] each; not
+  /// ones: Llama's RoPE cos/sin tables, F32 [positions, head_dim/2] each, two sets for longrope; not
   /// weights, so not in weight_bytes()). Position tables are sized on demand:
   /// min(256, config().max_positions) positions at first, grown (to at least
   /// the capacity, at least doubling, at most config().max_positions) when
@@ -450,6 +462,13 @@ class Model {
   /// sequence for the same (n, logits, last_only): the CUDA backend replays it
   /// as a captured graph.
   virtual void forward_step(models::Backend& be, int64_t n, bool logits, bool last_only) = 0;
+
+  /// During forward_step: true when the step belongs to a forward() pass of a longrope config
+  /// (RopeScaling::Type::LongRope) that ends past original_max_positions and starts before it, whose every
+  /// position transformers rotates with the long factors (forward()'s pass_end); false otherwise, and always in
+  /// decode_batch() (one position per sequence: a sequence ending at position p uses the long factors exactly
+  /// when p >= original_max_positions). Such steps are never graphable.
+  bool long_rope_pass() const { return long_rope_pass_; }
 
   /// The backend the model runs on (for constructors: WeightSource::generated_linear).
   models::Backend& backend() { return *backend_; }
@@ -517,6 +536,7 @@ class Model {
   std::vector<ParamEntry> parameters_;
   std::vector<std::vector<std::unique_ptr<Linear>*>> fusions_;
   std::vector<int32_t> meta_;  // per-step row metadata (host), reused
+  bool long_rope_pass_ = false;  // long_rope_pass(): set by forward() for its steps
   /// The thread holding the InUse mark (none: std::thread::id{}); a call from another throws.
   std::atomic<std::thread::id> running_{};
   size_t disk_bytes_ = 0;

@@ -483,8 +483,9 @@ int64_t phi3_rotary_dim(const Reader& r, int64_t head_dim) {
 /// Completes and checks Phi3's longrope scaling `s` (rope_scaling_of's, at `where`) for the config `c` read so far
 /// (head_dim, rotary_dim, max_positions = max_position_embeddings): both factor lists have rotary_dim/2 values;
 /// original_max_position_embeddings is the scaling's own key, else the top-level one (Phi3Config's default 4096);
-/// the attention factor is computed as transformers' _compute_longrope_parameters does when not given. Caps
-/// c.max_positions at original_max_position_embeddings (the short factors' context; size_keys names the key).
+/// the attention factor is computed as transformers' _compute_longrope_parameters does when not given. The context
+/// stays max_position_embeddings: past original_max_position_embeddings the long factors serve (RopeScaling::
+/// Type::LongRope).
 void longrope_context(const Reader& r, const char* where, ModelConfig& c) {
   RopeScaling& s = c.rope_scaling;
   const int64_t pairs = c.rotary_dim / 2;
@@ -511,10 +512,6 @@ void longrope_context(const Reader& r, const char* where, ModelConfig& c) {
       raise<FormatError>("{}: the longrope attention factor sqrt(1 + ln({:g}) / ln({} {})) is not a finite positive "
                          "number; give {}.attention_factor",
                          r.source(), factor, original_key, s.original_max_positions, where);
-  }
-  if (s.original_max_positions < c.max_positions) {
-    c.max_positions = s.original_max_positions;
-    c.size_keys.max_positions = original_key;
   }
 }
 
@@ -702,7 +699,8 @@ const json* gemma3_rope_parameters(const Reader& r, const json& rp, std::optiona
 /// partial_rotary_factor; longrope; sliding_window as Mistral's, none when absent), or a Gemma, Gemma2 or
 /// Gemma3 one (GemmaConfig's, Gemma2Config's or Gemma3TextConfig's defaults and gemma_keys). The largest RoPE
 /// angle, position max_positions − 1 times the largest inverse frequency (max(1, θ^(−(dim−2)/dim)), dim =
-/// rotary_dim, divided by a scaling factor below 1; longrope: the largest θ^(−2i/dim) / short_factor_i), must
+/// rotary_dim, divided by a scaling factor below 1; longrope: the largest θ^(−2i/dim) / f_i over the short and
+/// the long factors f), must
 /// be finite as a float32, in which the tables are computed: a tiny rope_theta or factor within float32's range still overflows there (cos / sin
 /// of inf: NaN logits, blamed on the weights; tester round 18b). Throws FormatError naming the keys.
 void check_rope_angles(const Reader& r, const ModelConfig& c) {
@@ -711,8 +709,9 @@ void check_rope_angles(const Reader& r, const ModelConfig& c) {
   const bool scaled = c.rope_scaling.type != RopeScaling::Type::Default;
   if (c.rope_scaling.type == RopeScaling::Type::LongRope) {
     inv_max = 0;
-    for (size_t i = 0; i < c.rope_scaling.short_factor.size(); ++i)
-      inv_max = std::max(inv_max, std::pow(c.rope_theta, -2.0 * double(i) / hd) / c.rope_scaling.short_factor[i]);
+    for (const std::vector<double>* f : {&c.rope_scaling.short_factor, &c.rope_scaling.long_factor})
+      for (size_t i = 0; i < f->size(); ++i)
+        inv_max = std::max(inv_max, std::pow(c.rope_theta, -2.0 * double(i) / hd) / (*f)[i]);
   } else if (scaled) {
     inv_max /= std::min(1.0, c.rope_scaling.factor);
   }
@@ -846,7 +845,6 @@ ModelConfig parse_llama(const Reader& r, Arch arch) {
       if (const auto it = rp->find("partial_rotary_factor"); it != rp->end() && !it->is_null())
         check_partial_rotary_factor(r, fmt::format("{}.partial_rotary_factor", rp_key).c_str(), &*it);
   }
-  // longrope's short factors serve original_max_position_embeddings positions: the context is capped there.
   if (c.rope_scaling.type == RopeScaling::Type::LongRope) longrope_context(r, scaling_key, c);
   if (c.rope_scaling.type == RopeScaling::Type::Yarn) yarn_context(r, scaling_key, c);
   // Mistral's (MistralConfig: 4096 when absent, none when null) and Phi3's (Phi3Config: none when absent or null)
@@ -909,12 +907,14 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 }
 
 std::string context_limit_note(const ModelConfig& c) {
-  const RopeScaling& s = c.rope_scaling;
-  if (s.type != RopeScaling::Type::LongRope || c.max_positions != s.original_max_positions) return {};
-  return fmt::format(" (config.json rope_scaling longrope: transformers uses its short factors up to "
-                     "original_max_position_embeddings {} positions and its long factors beyond; kq computes the "
-                     "short factors only, so the context is capped at {} position{})",
-                     s.original_max_positions, s.original_max_positions, s.original_max_positions == 1 ? "" : "s");
+  (void)c;  // no config caps the context below its max_position_embeddings now (longrope runs its long factors)
+  return {};
+}
+
+bool longrope_recomputes_cache(const ModelConfig& c, int64_t cached) {
+  // transformers: input_ids.shape[1] >= original + 1 (the sequence with the new token) and past_length <= original
+  // (the cache) hold together, one token at a time, only for past_length == original.
+  return c.rope_scaling.type == RopeScaling::Type::LongRope && cached == c.rope_scaling.original_max_positions;
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {

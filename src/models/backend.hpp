@@ -55,12 +55,13 @@ struct Rope {
   Param cos, sin;
 };
 /// Builds both forms for `positions` positions (cpu::make_rope_table with
-/// `scaling` and `rotary_dim`, 0: head_dim; head_dim even, rotary_dim and scaling
-/// valid, checked by check_config).
+/// `scaling`, `rotary_dim`, 0: head_dim, and `long_from`, the first position
+/// of longrope's long factors; head_dim even, rotary_dim and scaling valid,
+/// checked by check_config).
 /// Position p's values do not depend on `positions`: a smaller table is a
 /// prefix of a larger one, bit for bit.
 Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling = {},
-               int64_t rotary_dim = 0);
+               int64_t rotary_dim = 0, int64_t long_from = cpu::kShortFactorsOnly);
 
 /// A matrix of activations in the backend's activation dtype (CPU: F32,
 /// CUDA: BF16 device memory): row r starts at p + r·ld elements.

@@ -18,9 +18,10 @@
 
 namespace kq::models {
 
-Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling, int64_t rotary_dim) {
+Rope make_rope(double theta, int64_t head_dim, int64_t positions, const RopeScaling& scaling, int64_t rotary_dim,
+               int64_t long_from) {
   Rope r;
-  r.table = cpu::make_rope_table(theta, head_dim, positions, scaling, rotary_dim);
+  r.table = cpu::make_rope_table(theta, head_dim, positions, scaling, rotary_dim, long_from);
   const Shape shape{positions, r.table.rotary_dim / 2};
   r.cos.host = Tensor::empty(DType::F32, shape);
   r.sin.host = Tensor::empty(DType::F32, shape);

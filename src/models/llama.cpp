@@ -57,7 +57,25 @@ class LlamaModel final : public Model {
   std::vector<LlamaBlock> blocks_;
   Param norm_;                       // F32 [d]
   std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares embed_'s host tensor when tied (on the CPU)
+  // Phi-3's longrope (RopeScaling::Type::LongRope) has two factor lists. transformers (modeling_rope_utils.py,
+  // dynamic_rope_update's longrope_frequency_update before every forward of the rotary embedding) computes the
+  // inverse frequencies of a forward pass from its sequence length max(position_ids) + 1: short_factor up to
+  // original_max_position_embeddings, long_factor past it, for every position of that pass; cos/sin are times
+  // the one attention factor in both cases. Keys already in the KV cache are not touched: they keep the rotation
+  // of the pass that stored them (a prompt within the original context, then decoding past it: the prompt's
+  // keys short, the new ones long). kq does the same with two tables:
+  //  - rope_: the short factors' angles at positions < original_max_positions, the long factors' from there on.
+  //    What every pass that ends within the original context (all its positions short) and every pass that
+  //    starts at or past it (all long) reads; a decode step at position p ends at p + 1, so decode_batch always
+  //    reads it.
+  //  - rope_long_ (longrope only): the long factors at every position, for a forward() pass that starts before
+  //    original_max_positions and ends past it (Model::long_rope_pass: a long prompt, an evaluation window; not
+  //    graphable, so a captured decode graph always reads rope_).
+  // transformers' generate() adds one more rule (Phi3ForCausalLM.prepare_inputs_for_generation): when the
+  // sequence first grows past original_max_position_embeddings it drops the cache and recomputes the whole
+  // sequence, all long. That needs the tokens, which the caller has: kq generate does it (see there).
   Rope rope_;  // cos/sin [positions, hd/2]: positions grow on demand (reserve_positions)
+  Rope rope_long_;  // longrope's long factors at every position, grown with rope_; empty (0 positions) otherwise
   /// Gemma3's sliding-window layers' table (rope_local_theta, default frequencies; layer_rope_local), grown
   /// with rope_; empty (0 positions) when the config has no rope_local_theta.
   Rope rope_local_;
@@ -66,9 +84,11 @@ class LlamaModel final : public Model {
   /// An RMSNorm gain F32 [n] read as `name`: as stored, or 1 + w (in F32) for a config with norm_offset,
   /// whose random weights are then zeros (gains of 1, as transformers initializes Gemma's).
   Tensor norm_gain(WeightSource& w, const std::string& name, int64_t n) const;
-  /// The RoPE tables of `positions` positions: rope_ (theta, scaling) and, with rope_local_theta,
-  /// rope_local_.
-  void make_ropes(int64_t positions, Rope& global, Rope& local) const;
+  /// The RoPE tables of `positions` positions: rope_ (theta, scaling), with longrope rope_long_, and with
+  /// rope_local_theta rope_local_ (the others left empty).
+  void make_ropes(int64_t positions, Rope& global, Rope& global_long, Rope& local) const;
+  /// Whether the config's RoPE is Phi-3's longrope (rope_long_ is built then).
+  bool longrope() const { return config().rope_scaling.type == RopeScaling::Type::LongRope; }
 };
 
 /// Positions the RoPE tables cover before any step: one CPU prefill chunk, so
@@ -87,9 +107,11 @@ Tensor LlamaModel::norm_gain(WeightSource& w, const std::string& name, int64_t n
   return gain;
 }
 
-void LlamaModel::make_ropes(int64_t positions, Rope& global, Rope& local) const {
+void LlamaModel::make_ropes(int64_t positions, Rope& global, Rope& global_long, Rope& local) const {
   const ModelConfig& c = config();
-  global = make_rope(c.rope_theta, c.head_dim, positions, c.rope_scaling, c.rotary_dim);
+  const int64_t original = c.rope_scaling.original_max_positions;  // longrope's switch (ignored by the others)
+  global = make_rope(c.rope_theta, c.head_dim, positions, c.rope_scaling, c.rotary_dim, original);
+  if (longrope()) global_long = make_rope(c.rope_theta, c.head_dim, positions, c.rope_scaling, c.rotary_dim, 0);
   // Gemma3's local layers: rope_local_base_freq with the default frequencies (transformers builds their
   // rotary embedding from a copy of the config with rope_scaling {"rope_type": "default"}).
   if (c.rope_local_theta > 0) local = make_rope(c.rope_local_theta, c.head_dim, positions, {}, c.rotary_dim);
@@ -100,7 +122,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     : Model(c, ctx, dir, transform) {
   const int64_t d = c.hidden_size, ffn = c.intermediate_size;
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
-  make_ropes(std::min(c.max_positions, kInitialRopePositions), rope_, rope_local_);
+  make_ropes(std::min(c.max_positions, kInitialRopePositions), rope_, rope_long_, rope_local_);
 
   embed_.host = w.get("model.embed_tokens.weight", {c.vocab_size, d}, Init::Weight);
   embed_.disk_dtype = w.disk_dtype("model.embed_tokens.weight");
@@ -121,6 +143,10 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   register_parameter(embed_, ParamKind::Table);
   register_buffer(rope_.cos);
   register_buffer(rope_.sin);
+  if (longrope()) {
+    register_buffer(rope_long_.cos);
+    register_buffer(rope_long_.sin);
+  }
   if (c.rope_local_theta > 0) {
     register_buffer(rope_local_.cos);
     register_buffer(rope_local_.sin);
@@ -233,14 +259,15 @@ void LlamaModel::reserve_positions(int64_t capacity) {
   const int64_t have = rope_.table.max_positions;
   if (capacity <= have) return;
   const int64_t want = std::min(c.max_positions, std::max(capacity, 2 * have));
-  Rope grown, grown_local;
-  make_ropes(want, grown, grown_local);
-  for (Rope* r : {&grown, &grown_local}) {
-    if (r->table.max_positions == 0) continue;  // no local table
+  Rope grown, grown_long, grown_local;
+  make_ropes(want, grown, grown_long, grown_local);
+  for (Rope* r : {&grown, &grown_long, &grown_local}) {
+    if (r->table.max_positions == 0) continue;  // no long or local table
     backend().upload(r->cos, ParamKind::Vector);
     backend().upload(r->sin, ParamKind::Vector);
   }
   rope_ = std::move(grown);  // registered Params keep their address
+  if (longrope()) rope_long_ = std::move(grown_long);
   if (c.rope_local_theta > 0) rope_local_ = std::move(grown_local);
 }
 
@@ -280,7 +307,7 @@ void LlamaModel::forward_step(Backend& be, int64_t n, bool logits, bool last_onl
     be.linear_group(qkv_ops, h, n, kQkvBufs, qkv);
     const Act q = qkv[0], k = qkv[1], v = qkv[2];
     if (c.qk_norm) be.qk_norm(q, c.num_heads, k, c.num_kv_heads, c.head_dim, b.q_norm, b.k_norm, eps);
-    const Rope& rope = layer_rope_local(c, l) ? rope_local_ : rope_;
+    const Rope& rope = layer_rope_local(c, l) ? rope_local_ : long_rope_pass() ? rope_long_ : rope_;
     be.rope_store_kv(l, q, c.num_heads, k, v, c.num_kv_heads, c.head_dim, rope);
     // Mistral's, Qwen2's, Phi3's, Gemma2's, Gemma3's window; Gemma2's soft-capping of the scores.
     be.attention(l, q, c.num_heads, scale, att, layer_window(c, l), softcap);

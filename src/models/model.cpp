@@ -372,7 +372,8 @@ void Model::run_step(std::span<const int32_t> tokens, std::span<const int32_t> r
                             resolve_threads(ctx_.threads));
 }
 
-void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits) {
+void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, bool all_logits,
+                    int64_t pass_end) {
   const InUse in_use(*this, "Model::forward");
   const int64_t n = int64_t(tokens.size());
   if (n == 0) raise<InvalidArgument>("forward: no tokens");
@@ -380,11 +381,27 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
   if (n > cache.capacity() - cache.size())
     raise<InvalidArgument>("forward: {} tokens do not fit in the KV cache (holds {} of {} tokens)", n,
                            cache.size(), cache.capacity());
+  const int64_t end = cache.size() + n;
+  if (pass_end != 0 && (pass_end < end || pass_end > config_.max_positions))
+    raise<InvalidArgument>("forward: pass_end {} is outside [{}, {}] (the sequence length after these {} tokens, "
+                           "the model's max positions)",
+                           pass_end, end, config_.max_positions, n);
   for (int64_t i = 0; i < n; ++i)
     if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= config_.vocab_size)
       raise<InvalidArgument>("forward: token id {} at index {} is outside the vocabulary [0, {})",
                              tokens[size_t(i)], i, config_.vocab_size);
   check_linear_layers("forward");
+  // transformers' longrope_frequency_update: the pass's length max(position_ids) + 1 picks the factors of all
+  // its positions. Passes that start at or past original_max_positions need nothing special (the tables already
+  // hold the long factors there; see LlamaModel's rope_).
+  const RopeScaling& rs = config_.rope_scaling;
+  const bool long_pass = rs.type == RopeScaling::Type::LongRope && cache.size() < rs.original_max_positions &&
+                         std::max(pass_end, end) > rs.original_max_positions;
+  struct PassMark {  // long_rope_pass() for this call's steps only, also when one throws
+    bool& flag;
+    ~PassMark() { flag = false; }
+  } mark{long_rope_pass_};
+  long_rope_pass_ = long_pass;
 
   reserve_positions(cache.capacity());
   const int64_t chunk = std::min(config_.max_positions, backend_->max_rows());
@@ -399,7 +416,7 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, float* logi
     for (int64_t i = 0; i < len; ++i) meta_[size_t(len + i)] = int32_t(cache.size() + i);
     const std::span<const int32_t> meta(meta_);
     run_step(tokens.subspan(size_t(begin), size_t(len)), meta.first(size_t(len)), meta.last(size_t(len)),
-             caches, out, /*last_only=*/!all_logits && len > 1, /*graphable=*/len == 1);
+             caches, out, /*last_only=*/!all_logits && len > 1, /*graphable=*/len == 1 && !long_pass);
     cache.advance(len);
   }
 }

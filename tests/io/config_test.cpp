@@ -895,7 +895,7 @@ json phi4_mini() {
   return j;
 }
 
-TEST(Config, Phi35MiniIsLlamaWithLongRopeCappedAtItsOriginalContext) {
+TEST(Config, Phi35MiniIsLlamaWithLongRopeOverItsWholeContext) {
   ModelConfig c = parse(phi35_mini());
   EXPECT_EQ(c.arch, Arch::Phi3);
   EXPECT_EQ(arch_name(c.arch), "phi3");
@@ -916,14 +916,14 @@ TEST(Config, Phi35MiniIsLlamaWithLongRopeCappedAtItsOriginalContext) {
   EXPECT_EQ(s.original_max_positions, 4096);
   EXPECT_EQ(s.factor, 32.0);  // max_position_embeddings / original_max_position_embeddings
   EXPECT_DOUBLE_EQ(s.attention_factor, std::sqrt(1.0 + std::log(32.0) / std::log(4096.0)));  // 1.19...
-  // The short factors serve 4096 positions: the context is capped there, and said why.
-  EXPECT_EQ(c.max_positions, 4096);
-  EXPECT_EQ(c.size_keys.max_positions, "original_max_position_embeddings");
-  EXPECT_EQ(c.sliding_window, 262144);  // longer than the context: nothing more to cap
-  const std::string note = context_limit_note(c);
-  EXPECT_NE(note.find("config.json rope_scaling longrope"), std::string::npos) << note;
-  EXPECT_NE(note.find("original_max_position_embeddings 4096"), std::string::npos) << note;
-  EXPECT_NE(note.find("capped at 4096 positions"), std::string::npos) << note;
+  // The short factors serve 4096 positions, the long ones the rest of max_position_embeddings: nothing is capped.
+  EXPECT_EQ(c.max_positions, 131072);
+  EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
+  EXPECT_EQ(c.sliding_window, 262144);  // longer than the context: it changes nothing
+  EXPECT_EQ(context_limit_note(c), "");
+  // transformers' generate() recomputes the sequence once, for the token after the 4096th.
+  EXPECT_TRUE(longrope_recomputes_cache(c, 4096));
+  for (const int64_t cached : {0, 1, 4095, 4097, 131071}) EXPECT_FALSE(longrope_recomputes_cache(c, cached)) << cached;
 
   // "su", the old name Phi3Config reads as longrope; "rope_type" as well as "type".
   json j = phi35_mini();
@@ -936,15 +936,16 @@ TEST(Config, Phi35MiniIsLlamaWithLongRopeCappedAtItsOriginalContext) {
   j = phi35_mini();
   j["rope_scaling"]["original_max_position_embeddings"] = 8192;
   c = parse(j);
-  EXPECT_EQ(c.max_positions, 8192);
-  EXPECT_EQ(c.size_keys.max_positions, "rope_scaling.original_max_position_embeddings");
+  EXPECT_EQ(c.rope_scaling.original_max_positions, 8192);
+  EXPECT_EQ(c.max_positions, 131072);
+  EXPECT_TRUE(longrope_recomputes_cache(c, 8192));
+  EXPECT_FALSE(longrope_recomputes_cache(c, 4096));
   EXPECT_DOUBLE_EQ(c.rope_scaling.attention_factor, std::sqrt(1.0 + std::log(16.0) / std::log(8192.0)));
   j["rope_scaling"]["factor"] = 4.0;
   EXPECT_DOUBLE_EQ(parse(j).rope_scaling.attention_factor, std::sqrt(1.0 + std::log(4.0) / std::log(8192.0)));
   j["rope_scaling"]["attention_factor"] = 1.25;
   EXPECT_EQ(parse(j).rope_scaling.attention_factor, 1.25);
-  // A context no longer than the original one: attention factor 1, nothing capped, but the note still says why the
-  // context ends there.
+  // A context no longer than the original one: attention factor 1, the context max_position_embeddings.
   j = phi35_mini();
   j["max_position_embeddings"] = 4096;
   c = parse(j);
@@ -966,7 +967,7 @@ TEST(Config, Phi35MiniIsLlamaWithLongRopeCappedAtItsOriginalContext) {
   j["rope_parameters"] = rp;
   c = parse(j);
   EXPECT_EQ(c.rope_scaling, s);
-  EXPECT_EQ(c.size_keys.max_positions, "rope_parameters.original_max_position_embeddings");
+  EXPECT_EQ(c.max_positions, 131072);
 }
 
 TEST(Config, Phi4MiniRotatesThreeQuartersOfEachHead) {
@@ -977,7 +978,7 @@ TEST(Config, Phi4MiniRotatesThreeQuartersOfEachHead) {
   EXPECT_EQ(c.num_kv_heads, 8);
   EXPECT_TRUE(c.tie_word_embeddings);
   EXPECT_EQ(c.rope_scaling.short_factor.size(), 48u);
-  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_EQ(c.max_positions, 131072);
   json j = phi4_mini();  // transformers 5 keeps the factor in rope_parameters
   j.erase("partial_rotary_factor");
   j["rope_parameters"] = {{"rope_theta", 10000.0}, {"partial_rotary_factor", 0.75}};
@@ -1039,6 +1040,11 @@ TEST(Config, Phi3LongRopeAndPartialRotaryRejections) {
   j = phi35_mini();
   j["rope_scaling"]["attention_factor"] = 0;
   expect_bad(j, {"key 'rope_scaling.attention_factor'"});
+  // The long factors' angles count too: a tiny long factor overflows float32 at the last of 131072 positions
+  // (the short factors alone would not).
+  j = phi35_mini();
+  j["rope_scaling"]["long_factor"][0] = 1e-36;
+  expect_bad(j, {"RoPE angles overflow float32", "position 131071 (max_position_embeddings 131072)"});
   j = phi35_mini();
   j["rope_scaling"]["original_max_position_embeddings"] = 4096.5;
   expect_bad(j, {"key 'rope_scaling.original_max_position_embeddings': expected a positive integer"});

@@ -2,10 +2,9 @@
 // fused qkv_proj / gate_up_proj, partial_rotary_factor 0.75, longrope short factors and attention factor) gives on
 // the CPU the logits of a double-precision forward written here from transformers' modeling_phi3.py and
 // modeling_rope_utils.py (_compute_longrope_parameters), in one prefill and token by token with the KV cache; the
-// same weights under split names, or as a Llama without the Phi-3 RoPE, give the same logits; the context is
-// capped at original_max_position_embeddings; fused weights of the wrong shape are refused naming the tensor and
-// the file. No shared data: every model is written to a
-// temporary folder.
+// same weights under split names, or as a Llama without the Phi-3 RoPE, give the same logits; fused weights of the
+// wrong shape are refused naming the tensor and the file (longrope past original_max_position_embeddings:
+// phi3_longrope_test.cpp). No shared data: every model is written to a temporary folder.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -24,7 +23,7 @@
 #include "kq/error.hpp"
 #include "kq/linear.hpp"
 #include "kq/model.hpp"
-#include "models/double_reference.hpp"
+#include "models/phi3_reference.hpp"
 #include "models/phi3_tiny.hpp"
 #include "models/tiny_model_checks.hpp"
 
@@ -34,93 +33,10 @@ using nlohmann::json;
 namespace {
 
 const ExecContext kCpu{Device::CPU, 2};
-using testing::ref::causal_attention;
-using testing::ref::rms_norm;
-using testing::ref::silu;
 using testing::ref::Vec;
-
-/// W[row0, row0 + rows)·x for the weight `name` of `t` (a part of a fused weight), or W·x.
-Vec matvec_rows(const std::map<std::string, Tensor>& t, const std::string& name, int64_t row0, int64_t rows,
-                const Vec& x) {
-  return testing::ref::matvec_rows(t.at(name), row0, rows, x);
-}
-Vec matvec(const std::map<std::string, Tensor>& t, const std::string& name, const Vec& x) {
-  return testing::ref::matvec(t.at(name), x);
-}
-
-/// The RoPE of the reference: the first rotary_dim dimensions of each head rotated (rotate_half within them),
-/// inv_freq_i = 1 / (ext_i · θ^(2i/rotary_dim)) (ext: longrope's short factors, or ones), cos and sin times
-/// `attention` (longrope's attention factor, or 1).
-struct RefRope {
-  int64_t rotary_dim = 0;
-  Vec ext;
-  double attention = 1.0;
-};
-
-RefRope rope_of(const testing::TinyPhi3& s) {
-  RefRope r{s.rotary_dim(), Vec(size_t(s.rotary_dim() / 2), 1.0), 1.0};
-  if (s.longrope) {
-    r.ext = s.short_factor();
-    r.attention = s.attention_factor();
-  }
-  return r;
-}
-
-/// RoPE of the head at v[off, off + head_dim) at position `pos` (apply_rotary_pos_emb of modeling_phi3.py: q_rot =
-/// q[..., :rotary_dim] rotated, q_pass = the rest unchanged).
-void rope(Vec& v, size_t off, int64_t pos, double theta, const RefRope& r) {
-  Vec angles(size_t(r.rotary_dim / 2));
-  for (size_t i = 0; i < angles.size(); ++i)
-    angles[i] = double(pos) * (1.0 / (r.ext[i] * std::pow(theta, 2.0 * double(i) / double(r.rotary_dim))));
-  testing::ref::rotate_half(v, off, angles, r.attention);
-}
-
-/// Logits [n, vocab] of the Phi-3 of sizes `s` and (fused) tensors `t` for `tokens` in double precision, as
-/// modeling_phi3.py computes them: per layer h = RMSNorm(x); qkv = qkv_proj(h) split into q (heads·hd rows), k and v
-/// (kv_heads·hd each); RoPE `r` on q and k; causal GQA attention; x += o_proj; gate, up = gate_up_proj(h') split in
-/// halves with h' = RMSNorm(x); x += down(silu(gate) · up); then the final norm and lm_head.
-Vec reference_logits(const std::map<std::string, Tensor>& t, const testing::TinyPhi3& s, const RefRope& r,
-                     const std::vector<int32_t>& tokens) {
-  const size_t n = tokens.size(), hd = size_t(s.head_dim()), d = size_t(s.hidden);
-  const int64_t q_rows = s.heads * s.head_dim(), kv_rows = s.kv_heads * s.head_dim();
-  std::vector<Vec> x(n, Vec(d));
-  const Tensor& emb = t.at("model.embed_tokens.weight");
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < d; ++j) x[i][j] = emb.data<float>()[size_t(tokens[i]) * d + j];
-  for (int64_t l = 0; l < s.layers; ++l) {
-    const std::string p = fmt::format("model.layers.{}.", l);
-    std::vector<Vec> q(n), k(n), v(n);
-    for (size_t i = 0; i < n; ++i) {
-      Vec h = x[i];
-      rms_norm(h, t.at(p + "input_layernorm.weight"), s.eps);
-      q[i] = matvec_rows(t, p + "self_attn.qkv_proj.weight", 0, q_rows, h);
-      k[i] = matvec_rows(t, p + "self_attn.qkv_proj.weight", q_rows, kv_rows, h);
-      v[i] = matvec_rows(t, p + "self_attn.qkv_proj.weight", q_rows + kv_rows, kv_rows, h);
-      for (size_t hh = 0; hh < size_t(s.heads); ++hh) rope(q[i], hh * hd, int64_t(i), s.rope_theta, r);
-      for (size_t g = 0; g < size_t(s.kv_heads); ++g) rope(k[i], g * hd, int64_t(i), s.rope_theta, r);
-    }
-    for (size_t i = 0; i < n; ++i) {
-      const Vec att =
-          causal_attention(q, k, v, i, size_t(s.heads), size_t(s.kv_heads), hd, 1.0 / std::sqrt(double(hd)));
-      const Vec o = matvec(t, p + "self_attn.o_proj.weight", att);
-      for (size_t j = 0; j < d; ++j) x[i][j] += o[j];
-      Vec h = x[i];
-      rms_norm(h, t.at(p + "post_attention_layernorm.weight"), s.eps);
-      Vec gate = matvec_rows(t, p + "mlp.gate_up_proj.weight", 0, s.ffn, h);
-      const Vec up = matvec_rows(t, p + "mlp.gate_up_proj.weight", s.ffn, s.ffn, h);
-      for (size_t f = 0; f < gate.size(); ++f) gate[f] = silu(gate[f]) * up[f];
-      const Vec down = matvec(t, p + "mlp.down_proj.weight", gate);
-      for (size_t j = 0; j < d; ++j) x[i][j] += down[j];
-    }
-  }
-  Vec out;
-  for (size_t i = 0; i < n; ++i) {
-    rms_norm(x[i], t.at("model.norm.weight"), s.eps);
-    const Vec row = matvec(t, "lm_head.weight", x[i]);
-    out.insert(out.end(), row.begin(), row.end());
-  }
-  return out;
-}
+using testing::phi3::RefRope;
+using testing::phi3::reference_logits;
+using testing::phi3::rope_of;
 
 using testing::rel_l2;
 using testing::tokens_of;
@@ -213,24 +129,6 @@ TEST(Phi3Model, SplitNamesAndTheLlamaPathGiveTheSameLogits) {
                                         tokens),
             phi3);
   EXPECT_GT(rel_l2(phi3, want), 1e-3);
-}
-
-// longrope's short factors serve original_max_position_embeddings positions (transformers switches to the long
-// factors beyond): the context is capped there and said why.
-TEST(Phi3Model, LongRopeCapsTheContextAtTheOriginalPositions) {
-  const testing::TinyPhi3 s;
-  testing::TempDir tmp;
-  auto m = load_quietly(testing::write_model_folder(tmp.path / "m", testing::tiny_phi3_config(s),
-                                                    testing::tiny_phi3_tensors(s)));
-  EXPECT_EQ(m->config().max_positions, 64);
-  EXPECT_EQ(m->config().size_keys.max_positions, "original_max_position_embeddings");
-  const std::string note = context_limit_note(m->config());
-  EXPECT_TRUE(testing::has(note, "original_max_position_embeddings 64")) << note;
-  EXPECT_TRUE(testing::has(note, "capped at 64 positions")) << note;
-  EXPECT_EQ(m->make_cache(0).capacity(), 64);
-  EXPECT_THROW(m->make_cache(65), InvalidArgument);
-  const auto logits = kq::testing::prefill_logits(*m, tokens_of(64, s.vocab));  // the whole context
-  for (const float v : logits) ASSERT_TRUE(std::isfinite(v));
 }
 
 // A fused weight of the wrong shape would split at the wrong rows: refused naming the tensor, the file and the
