@@ -61,8 +61,8 @@ ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t
   for (const EvalWindow& w : windows) {
     const auto win = tokens.subspan(size_t(w.begin), size_t(w.end - w.begin));
     const int64_t len = int64_t(win.size());
-    run_ref.reset();
-    run_cand.reset();
+    run_ref.reset(len);
+    run_cand.reset(len);
     for (int64_t off = 0; off < len; off += run_ref.rows()) {
       const int64_t m = std::min(run_ref.rows(), len - off);
       const float* lr = run_ref.step(win.subspan(size_t(off), size_t(m)));

@@ -52,7 +52,7 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
   for (const EvalWindow& w : windows) {
     const auto win = tokens.subspan(size_t(w.begin), size_t(w.end - w.begin));
     const int64_t len = int64_t(win.size());
-    runner.reset();
+    runner.reset(len);
     for (int64_t off = 0; off < len; off += runner.rows()) {
       const int64_t m = std::min(runner.rows(), len - off);
       const float* logits = runner.step(win.subspan(size_t(off), size_t(m)));

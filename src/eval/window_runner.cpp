@@ -50,7 +50,9 @@ WindowRunner::WindowRunner(Model& model, int64_t capacity)
       logits_(size_t(Model::prefill_chunk() * model.config().vocab_size)) {}
 
 const float* WindowRunner::step(std::span<const int32_t> tokens) {
-  model_.forward(tokens, cache_, logits_.data(), /*all_logits=*/true);
+  // The window's length as the pass's end (a caller's window shorter than it said: this call's own end).
+  const int64_t end = cache_.size() + int64_t(tokens.size());
+  model_.forward(tokens, cache_, logits_.data(), /*all_logits=*/true, std::max(length_, end));
   return logits_.data();
 }
 

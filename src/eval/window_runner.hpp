@@ -51,8 +51,13 @@ class WindowRunner {
   int64_t capacity() const { return cache_.capacity(); }
   /// Rows per step.
   int64_t rows() const { return Model::prefill_chunk(); }
-  /// Starts a new window at position 0.
-  void reset() { cache_.reset(); }
+  /// Starts a new window of `length` tokens (<= capacity()) at position 0. Its chunks are one forward pass
+  /// of the model, as transformers runs a window (Model::forward's pass_end: the RoPE of Phi-3's longrope
+  /// depends on the pass's length).
+  void reset(int64_t length) {
+    cache_.reset();
+    length_ = length;
+  }
   /// Feeds the next `tokens` (at most rows()) of the window; returns their
   /// logits, F32 [tokens.size(), vocab], valid until the next call.
   const float* step(std::span<const int32_t> tokens);
@@ -61,6 +66,7 @@ class WindowRunner {
   Model& model_;
   KVCache cache_;
   std::vector<float> logits_;
+  int64_t length_ = 0;  // the window's length (reset)
 };
 
 /// −log softmax(row)[target] over a row of `vocab` logits (double).
