@@ -258,6 +258,8 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   double prefill_s = 0;
   std::chrono::steady_clock::time_point t1;
   try {
+    // The sequence so far (the prompt, then each token generated): what longrope's recomputation runs again.
+    std::vector<int32_t> sequence = prompt;
     if (n > 0) model->forward(prompt, cache, logits.data(), /*all_logits=*/false);
     prefill_s = since(t0);
     t1 = std::chrono::steady_clock::now();
@@ -271,7 +273,15 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
       flush_stdout();
       if (generated + 1 < n) {
         if (cache.size() == cache.capacity()) grow_cache_for(*model, cache, positions, n);
-        model->forward(std::span(&next, 1), cache, logits.data());
+        sequence.push_back(next);
+        if (longrope_recomputes_cache(model->config(), cache.size())) {
+          // Phi-3's longrope crossing original_max_position_embeddings: transformers' generate() drops the
+          // cache here and runs the whole sequence again with the long factors; so does kq.
+          cache.reset();
+          model->forward(sequence, cache, logits.data(), /*all_logits=*/false);
+        } else {
+          model->forward(std::span(&next, 1), cache, logits.data());
+        }
       }
     }
   } catch (const kq::Error&) {
