@@ -575,6 +575,69 @@ TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
   }
 }
 
+// Phi-3's longrope past original_max_position_embeddings on the device (the tiny Phi-3 of the test above with
+// original_max_position_embeddings 16 of 64, 0.75 of each head rotated; the CPU side is checked against a
+// double reference in tests/models/phi3_longrope_test.cpp): a 40-token pass (every position with the long
+// factors: the long table uploaded beside the by-position one), the same pass fed in chunks of 8 with pass_end 40,
+// a 10-token prompt decoded one token at a time across position 16 (the by-position table, decode graphs captured
+// before the switch and replayed after it), and a decode_batch of two sequences on either side of it, each within
+// BF16's tolerance of the CPU model doing the same.
+TEST(ModelCuda, Phi3LongRopePastTheOriginalContextMatchesCpu) {
+  KQ_REQUIRE_CUDA_MODEL();
+  kq::testing::TempDir tmp;
+  kq::testing::TinyPhi3 size;
+  size.hidden = 256;
+  size.heads = 2;
+  size.kv_heads = 1;
+  size.ffn = 512;
+  size.vocab = 512;
+  size.max_positions = 64;
+  size.original_max_positions = 16;
+  const auto dir = kq::testing::write_model_folder(tmp.path / "phi3-longrope", kq::testing::tiny_phi3_config(size),
+                                                   kq::testing::tiny_phi3_tensors(size));
+  auto cpu = Model::load(dir, kCpu), gpu = Model::load(dir, kCpu);
+  gpu->to_device(kCuda);
+  ASSERT_EQ(cpu->config().max_positions, 64);
+  const int64_t V = cpu->config().vocab_size, n = 40, prefill = 10;
+  const auto t = tokens_for(5, n, V);
+  const double tol = 1e-2;
+  // One pass, whole and in chunks with pass_end.
+  const auto want = full_pass(*cpu, t);
+  EXPECT_LE(rel_l2(full_pass(*gpu, t).data(), want.data(), want.size()), tol) << "one pass";
+  std::vector<float> chunked(size_t(n * V));
+  KVCache c = gpu->make_cache(n);
+  for (int64_t b = 0; b < n; b += 8)
+    gpu->forward(std::span(t).subspan(size_t(b), 8), c, chunked.data() + b * V, true, /*pass_end=*/n);
+  EXPECT_LE(rel_l2(chunked.data(), want.data(), want.size()), tol) << "chunked pass";
+  // Decoding across the switch, on both devices.
+  std::vector<std::vector<float>> rows;
+  for (Model* m : {cpu.get(), gpu.get()}) {
+    KVCache cache = m->make_cache(n);
+    std::vector<float> out(size_t(n * V));
+    m->forward(std::span(t).first(size_t(prefill)), cache, out.data());
+    for (int64_t i = prefill; i < n; ++i) m->forward(std::span(t).subspan(size_t(i), 1), cache, out.data() + i * V);
+    rows.push_back(std::move(out));
+  }
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_LE(rel_l2(rows[1].data() + i * V, rows[0].data() + i * V, size_t(V)), 1.5 * tol) << "position " << i;
+  // Past the switch the decoded rows are not the one long pass's (the cached keys keep the short rotation).
+  EXPECT_GT(rel_l2(rows[0].data() + 30 * V, want.data() + 30 * V, size_t(V)), 10 * tol);
+  // decode_batch at positions 12 and 16.
+  std::vector<std::vector<float>> batches;
+  for (Model* m : {cpu.get(), gpu.get()}) {
+    KVCache a = m->make_cache(32), b = m->make_cache(32);
+    m->forward(std::span(t).first(12), a, nullptr);
+    m->forward(std::span(t).first(16), b, nullptr);
+    const int32_t next[2] = {t[12], t[16]};
+    KVCache* const caches[2] = {&a, &b};
+    std::vector<float> out(size_t(2 * V));
+    m->decode_batch(next, caches, out.data());
+    batches.push_back(std::move(out));
+  }
+  EXPECT_LE(rel_l2(batches[1].data(), batches[0].data(), batches[0].size()), 1.5 * tol) << "decode_batch";
+  EXPECT_LE(rel_l2(batches[0].data() + V, rows[0].data() + 16 * V, size_t(V)), 1e-5) << "decode_batch on the CPU";
+}
+
 // Gemma 3 (the tiny random gemma3_text folder of the CPU tests: 1 + w norm gains, the post-attention and
 // post-feedforward norms on the sub-layer outputs, a GeGLU MLP, embeddings times sqrt(hidden), query_pre_attn_scalar
 // 48, sliding layers with window 5 and their own RoPE table, 4 query heads of 64 over 2 kv heads) on the device,
