@@ -620,8 +620,13 @@ TEST(ModelCuda, Phi3LongRopePastTheOriginalContextMatchesCpu) {
   }
   for (int64_t i = 0; i < n; ++i)
     EXPECT_LE(rel_l2(rows[1].data() + i * V, rows[0].data() + i * V, size_t(V)), 1.5 * tol) << "position " << i;
-  // Past the switch the decoded rows are not the one long pass's (the cached keys keep the short rotation).
-  EXPECT_GT(rel_l2(rows[0].data() + 30 * V, want.data() + 30 * V, size_t(V)), 10 * tol);
+  // Past the switch the decoded rows are not the one long pass's (the cached keys keep the short rotation): on
+  // the CPU they differ far beyond float noise, and the GPU's rows are nearer the CPU's decode than that pass
+  // (this tiny model puts the two 1.7 % apart at position 30 (H200, 2026-12-03), BF16 noise is ~0.4-0.8 %).
+  const size_t past = size_t(16 * V), len = size_t((n - 16) * V);
+  EXPECT_GT(rel_l2(rows[0].data() + past, want.data() + past, len), 1e-3);
+  EXPECT_LT(2 * rel_l2(rows[1].data() + past, rows[0].data() + past, len),
+            rel_l2(rows[1].data() + past, want.data() + past, len));
   // decode_batch at positions 12 and 16.
   std::vector<std::vector<float>> batches;
   for (Model* m : {cpu.get(), gpu.get()}) {
