@@ -18,7 +18,7 @@ namespace kq::eval {
 /// ctx > max_positions. `name`: the parameter as the caller's user set it
 /// ("context length (<name>) ...": "ctx", "BenchOptions::ctx"); `why`, added
 /// to the message of a ctx over the limit, says where the limit comes from
-/// (context_limit_note of the model's config: Phi-3's longrope cap).
+/// (context_limit_note of the model's config).
 int resolve_ctx(int ctx, int64_t max_positions, const char* name = "ctx", const std::string& why = {});
 
 /// The index of the first of `tokens` that is not an id of a vocabulary of

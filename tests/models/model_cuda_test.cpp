@@ -547,6 +547,17 @@ TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
   for (const std::string mode : {"bf16", "int8"}) expect_folder_matches_cpu(dir, mode, "qwen3 tiny");
 }
 
+// The tiny Phi-3 of the GPU tests: 2 query heads of 128 over 1 kv head, hidden 256, FFN 512, vocabulary 512.
+kq::testing::TinyPhi3 gpu_tiny_phi3() {
+  kq::testing::TinyPhi3 size;
+  size.hidden = 256;
+  size.heads = 2;
+  size.kv_heads = 1;
+  size.ffn = 512;
+  size.vocab = 512;
+  return size;
+}
+
 // Phi-3 (a tiny random model_type phi3 folder: fused qkv_proj / gate_up_proj split at load, longrope short factors
 // and attention factor in the RoPE tables; 2 query heads of 128 over 1 kv head) on the device, BF16 and INT8, with
 // the whole head rotated (Phi-3 / Phi-3.5-mini) and with 0.75 of it (Phi-4-mini: 96 of 128 dimensions, the rest
@@ -555,12 +566,7 @@ TEST(ModelCuda, Qwen3QkNormMatchesCpu) {
 TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
   KQ_REQUIRE_CUDA_MODEL();
   kq::testing::TempDir tmp;
-  kq::testing::TinyPhi3 size;
-  size.hidden = 256;
-  size.heads = 2;
-  size.kv_heads = 1;
-  size.ffn = 512;
-  size.vocab = 512;
+  kq::testing::TinyPhi3 size = gpu_tiny_phi3();
   for (const double factor : {1.0, 0.75}) {
     size.partial_rotary_factor = factor;
     const std::string name = "phi3 tiny, partial_rotary_factor " + std::to_string(factor);
@@ -585,12 +591,7 @@ TEST(ModelCuda, Phi3LongRopeMatchesCpu) {
 TEST(ModelCuda, Phi3LongRopePastTheOriginalContextMatchesCpu) {
   KQ_REQUIRE_CUDA_MODEL();
   kq::testing::TempDir tmp;
-  kq::testing::TinyPhi3 size;
-  size.hidden = 256;
-  size.heads = 2;
-  size.kv_heads = 1;
-  size.ffn = 512;
-  size.vocab = 512;
+  kq::testing::TinyPhi3 size = gpu_tiny_phi3();
   size.max_positions = 64;
   size.original_max_positions = 16;
   const auto dir = kq::testing::write_model_folder(tmp.path / "phi3-longrope", kq::testing::tiny_phi3_config(size),
