@@ -309,7 +309,8 @@ inline bool layer_rope_local(const ModelConfig& c, int64_t layer) {
 }
 
 /// Parses a config.json object ("gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2" or
-/// "gemma3_text"; a soft-capping key that is not null and not a finite positive number is refused naming it).
+/// "gemma3_text"; a soft-capping key that is not null and not a positive number within float32's range is refused
+/// naming it).
 /// `source` names the file in error messages. Throws FormatError for unknown model_type (listing the
 /// supported ones), missing/invalid keys, a GPT-2 key and its alias with different values (naming both keys
 /// and values), inconsistent head counts (named by the keys the file uses: ModelConfig::size_keys), or an

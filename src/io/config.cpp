@@ -185,15 +185,18 @@ class Reader {
   /// A finite positive number that stays a normal one as a float32 (at least FLT_MIN, at most FLT_MAX once rounded
   /// to float32): RoPE's theta and scaling factors, which the tables use in float32 as transformers does
   /// (cpu::rope_inv_freq), where 1e39 is infinite (no rotation left: silent garbage) and 1e-300 zero (non-finite
-  /// logits, blamed on the weights).
-  double positive_f32(const std::string& key, const json* v, double fallback) const {
+  /// logits, blamed on the weights); Gemma 2's soft-capping, applied in float32 (an infinite cap gives
+  /// inf · tanh(x / inf) = NaN). Absent (`v` null): `fallback`, unchecked. `use`: where the value is used in
+  /// float32, for the message.
+  double positive_f32(const std::string& key, const json* v, double fallback,
+                      const char* use = "the RoPE tables are computed") const {
+    if (!v) return fallback;  // the caller's default as it is (a soft-capping's 0: none)
     const double d = positive(key, v, fallback);
     const float f = static_cast<float>(d);
     if (!std::isfinite(f) || f < std::numeric_limits<float>::min())
-      raise<FormatError>("{}: key '{}': {} is outside float32's range ({} to {}), in which the RoPE tables are "
-                         "computed (as transformers does)",
+      raise<FormatError>("{}: key '{}': {} is outside float32's range ({} to {}), in which {} (as transformers does)",
                          src_, key, io::json_excerpt(*v), std::numeric_limits<float>::min(),
-                         std::numeric_limits<float>::max());
+                         std::numeric_limits<float>::max(), use);
     return d;
   }
   /// A norm epsilon: positive and below 1 (added to the variance of
@@ -568,11 +571,12 @@ std::vector<bool> qwen2_sliding_layers(const Reader& r, int64_t num_layers) {
 }
 
 /// A soft-capping key (attn_logit_softcapping / final_logit_softcapping): absent or null: 0 (none), else a
-/// finite positive number (FormatError naming the key otherwise). `fallback`: the value when absent (Gemma2Config's
-/// 50 / 30), null always meaning none.
+/// positive number within float32's range, in which the cap is applied (FormatError naming the key otherwise:
+/// 1e300 would be an infinite cap, NaN logits blamed on the weights). `fallback`: the value when absent
+/// (Gemma2Config's 50 / 30), null always meaning none.
 double softcap(const Reader& r, const char* key, double fallback) {
   if (r.is_null(key)) return 0.0;
-  return r.positive(key, fallback);
+  return r.positive_f32(key, r.find(key), fallback, "the soft-capping is applied");
 }
 
 /// The keys of GemmaConfig (model_type "gemma"), Gemma2Config ("gemma2") or Gemma3TextConfig ("gemma3_text")
@@ -591,9 +595,9 @@ double softcap(const Reader& r, const char* key, double fallback) {
 ///   none (Gemma2Attention / Gemma2ForCausalLM apply them when not None); gemma3_text's
 ///   final_logit_softcapping (default null; Gemma3ForCausalLM applies it when not None);
 /// - the Gemma flags: norm_offset and scale_embeddings always, post_norms for gemma2 and gemma3_text.
-/// Throws FormatError naming the key for a soft-capping that is not null and not a finite positive number, a
-/// soft-capping key in a gemma config (GemmaForCausalLM has none: it would be ignored) or gemma3_text's
-/// attn_logit_softcapping (transformers' Gemma3Attention does not apply it in every version),
+/// Throws FormatError naming the key for a soft-capping that is not null and not a positive number within
+/// float32's range, a soft-capping key in a gemma config (GemmaForCausalLM has none: it would be ignored) or
+/// gemma3_text's attn_logit_softcapping (transformers' Gemma3Attention does not apply it in every version),
 /// use_bidirectional_attention true (EmbeddingGemma's encoder), a hidden_activation other than
 /// gelu_pytorch_tanh / gelu_new / gelu, and a bad value.
 void gemma_keys(const Reader& r, std::optional<double> local_theta, ModelConfig& c) {

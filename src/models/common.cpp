@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "kq/error.hpp"
 
@@ -81,11 +82,15 @@ void check_config_as(const ModelConfig& c, const std::string& where) {
   if (c.num_heads % c.num_kv_heads != 0)
     raise<E>("{}: num_heads {} is not a multiple of num_kv_heads {}", where, c.num_heads, c.num_kv_heads);
   if (!(c.norm_eps > 0)) raise<E>("{}: norm epsilon {} must be positive", where, c.norm_eps);
-  // Soft-capping divides by the cap: 0 is none, a negative, NaN or infinite cap garbage.
+  // Soft-capping divides by the cap, in float32: 0 is none, a negative, NaN or infinite cap garbage, and so is one
+  // finite as a double but not as a float32 (1e300: inf · tanh(x / inf) = NaN; 1e-300: a cap of 0).
   for (const auto& [key, v] : {std::pair{"attn_logit_softcapping", c.attn_logit_softcapping},
                                std::pair{"final_logit_softcapping", c.final_logit_softcapping}})
-    if (!std::isfinite(v) || v < 0)
-      raise<E>("{}: {} {} must be a finite positive number (0: none)", where, key, v);
+    if (!std::isfinite(v) || v < 0 ||
+        (v > 0 && (!std::isfinite(float(v)) || float(v) < std::numeric_limits<float>::min())))
+      raise<E>("{}: {} {} must be 0 (none) or a positive number within float32's range ({} to {}), in which the "
+               "cap is applied",
+               where, key, v, std::numeric_limits<float>::min(), std::numeric_limits<float>::max());
   if (c.sliding_window < 0)
     raise<E>("{}: sliding_window {} must be positive (0: none)", where, c.sliding_window);
   if (!c.sliding_layers.empty() && int64_t(c.sliding_layers.size()) != c.num_layers)

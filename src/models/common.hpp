@@ -20,7 +20,7 @@ namespace kq::models {
 /// Llama architectures: even head_dim, a rotary_dim of 0 or even in [2, head_dim], positive rope_theta, a valid
 /// rope_scaling;
 /// a supported activation; sliding_window >= 0; sliding_layers empty or one flag per layer; soft-capping values
-/// finite and >= 0). `where` names the config in
+/// 0 (none) or positive within float32's range). `where` names the config in
 /// messages. Throws FormatError when `from_file`, else InvalidArgument;
 /// Unsupported for an activation this code does not implement.
 void check_config(const ModelConfig& c, const std::string& where, bool from_file);

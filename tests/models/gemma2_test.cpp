@@ -250,15 +250,16 @@ TEST(GemmaModel, TinyRandomGemma1MatchesADoubleReference) {
   expect_decode_matches(*m, tokens, got, 8);
 }
 
-// Soft-capping values that are not finite and >= 0 are refused naming the key (in config.json: with the file).
-// (On CUDA soft-capping runs: ModelCuda.Gemma2AndGemma1MatchCpu.)
+// Soft-capping values that are not finite and >= 0 are refused naming the key (in config.json: with the file), and
+// so are values finite as a double but not as the float32 the cap is applied in (tester round 23: 1e300 and 3.5e38
+// ran, NaN logits blamed on the weights). (On CUDA soft-capping runs: ModelCuda.Gemma2AndGemma1MatchCpu.)
 TEST(Gemma2Model, SoftCappingRefusals) {
   const testing::TinyGemma2 s;
   testing::TempDir tmp;
   const auto dir = testing::write_model_folder(tmp.path / "g2", testing::tiny_gemma2_config(s),
                                                testing::tiny_gemma2_tensors(s));
   std::string msg;
-  for (const double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+  for (const double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity(), 1e300, 3.5e38, 1e-300}) {
     ModelConfig b = load_model_config(dir);
     b.attn_logit_softcapping = bad;
     msg = testing::error_of<InvalidArgument>([&] { Model::random(b, 1, kCpu); });
@@ -269,14 +270,24 @@ TEST(Gemma2Model, SoftCappingRefusals) {
     EXPECT_NE(msg.find("final_logit_softcapping"), std::string::npos) << msg;
   }
   // In config.json: named with the file.
-  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
-    nlohmann::json cfg = testing::tiny_gemma2_config(s);
-    cfg[key] = -5.0;
-    const auto bad_dir = testing::write_model_folder(tmp.path / key, cfg, testing::tiny_gemma2_tensors(s));
-    msg = testing::error_of<FormatError>([&] { Model::load(bad_dir, kCpu); });
-    EXPECT_NE(msg.find(key), std::string::npos) << msg;
-    EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
-  }
+  int folder = 0;
+  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"})
+    for (const double bad : {-5.0, 1e300, 3.5e38}) {
+      nlohmann::json cfg = testing::tiny_gemma2_config(s);
+      cfg[key] = bad;
+      const auto bad_dir = testing::write_model_folder(tmp.path / fmt::format("bad{}", folder++), cfg,
+                                                       testing::tiny_gemma2_tensors(s));
+      msg = testing::error_of<FormatError>([&] { Model::load(bad_dir, kCpu); });
+      EXPECT_NE(msg.find(fmt::format("key '{}'", key)), std::string::npos) << msg;
+      EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
+      if (bad > 0) {
+        EXPECT_NE(msg.find("outside float32's range"), std::string::npos) << msg;
+      }
+    }
+  // The largest float32 is a cap that works (cap · tanh(x / cap) = x to rounding).
+  ModelConfig b = load_model_config(dir);
+  b.attn_logit_softcapping = b.final_logit_softcapping = 3.4e38;
+  EXPECT_NO_THROW(Model::random(b, 1, kCpu));
 }
 
 // An activation Gemma does not have is refused naming hidden_activation; a Gemma 1 folder without its post norms
