@@ -322,7 +322,8 @@ inline bool layer_rope_local(const ModelConfig& c, int64_t layer) {
 /// scaling key that is missing, not a number (original_max_position_embeddings:
 /// not a positive integer), not finite or not positive (each error names the
 /// key: "rope_scaling.factor"), a llama3 high_freq_factor equal to its
-/// low_freq_factor, a Qwen2 or Qwen3 use_sliding_window that is not a boolean and, when
+/// low_freq_factor (one below it is run, with a warning naming both keys:
+/// kq::warn), a Qwen2 or Qwen3 use_sliding_window that is not a boolean and, when
 /// it is true, a sliding_window that is not a positive integer, a
 /// max_window_layers that is not an integer >= 0, a layer_types that is not
 /// one "full_attention" or "sliding_attention" per layer.

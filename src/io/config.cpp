@@ -18,6 +18,7 @@
 #include "io/json_strict.hpp"
 #include "kq/config.hpp"
 #include "kq/error.hpp"
+#include "kq/warning.hpp"
 
 namespace kq {
 using nlohmann::json;
@@ -355,6 +356,15 @@ std::optional<RopeScaling> rope_scaling_of(const Reader& r, const char* where, c
       raise<FormatError>("{}: {}.high_freq_factor {} equals {}.low_freq_factor (llama3 RoPE scaling divides by "
                          "their difference)",
                          r.source(), where, s.high_freq_factor, where, s.low_freq_factor);
+    // Swapped factors (a copy/paste slip) run, but not as the scaling meant: the band of blended frequencies is
+    // empty, every wavelength above original / low_freq_factor scaled (cpu::rope_inv_freq, as transformers).
+    // transformers' _validate_llama3_parameters warns here too.
+    if (float(s.high_freq_factor) < float(s.low_freq_factor))
+      warn(fmt::format("{}: {}.low_freq_factor {} is above {}.high_freq_factor {}: llama3 RoPE scaling expects "
+                       "low_freq_factor < high_freq_factor (Llama 3.1: 1 and 4; swapped values?); as given, no "
+                       "frequency is blended and every wavelength above original_max_position_embeddings / "
+                       "low_freq_factor is scaled (kq runs them as transformers does, which warns too)",
+                       r.source(), where, s.low_freq_factor, where, s.high_freq_factor));
     return s;
   }
   // An optional key's value (nullptr when absent or null; `name` is "<where>.<key>").

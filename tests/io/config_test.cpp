@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "io/io_test_util.hpp"
 #include "kq/config.hpp"
 
@@ -274,6 +275,21 @@ TEST(Config, RopeScalingKeysAreValidated) {
   j = base;
   j["rope_scaling"]["high_freq_factor"] = 1.0;
   expect_bad(j, {"rope_scaling.high_freq_factor 1 equals rope_scaling.low_freq_factor"});
+  {
+    // Swapped (low above high: tester round 23 ran them silently): run as transformers does, with one warning
+    // naming both keys; the given order gives none.
+    testing::CapturedWarnings warnings;
+    EXPECT_NO_THROW(parse(base));
+    EXPECT_TRUE(warnings.list.empty());
+    j = base;
+    j["rope_scaling"]["low_freq_factor"] = 4.0;
+    j["rope_scaling"]["high_freq_factor"] = 1.0;
+    EXPECT_EQ(parse(j).rope_scaling.low_freq_factor, 4.0);
+    ASSERT_EQ(warnings.list.size(), 1u);
+    for (const char* needle : {"test/config.json", "rope_scaling.low_freq_factor 4 is above "
+                               "rope_scaling.high_freq_factor 1", "swapped"})
+      EXPECT_TRUE(testing::has(warnings.list[0], needle)) << warnings.list[0];
+  }
   // Values beyond float32's range, in which the tables are computed (tester round 18: factor 1e39 ran with no
   // rotation left, 1e-39 and a rope_theta of 1e-300 gave non-finite logits blamed on the weights).
   for (const double v : {1e39, 1e-39, 1e-300}) {
