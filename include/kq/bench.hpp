@@ -303,7 +303,9 @@ using BenchResultFn = std::function<void(const BenchReport& so_far)>;
 /// Unsupported (device); an adaptive mode whose plan quantizes no layer
 /// (which a target in (0, 1) never gives) is an InvalidArgument naming the mode,
 /// as is a mode whose every layer is kept (keep_patterns), after the modes
-/// before it have run.
+/// before it have run. Memory that runs out while the baseline (FP32) or a
+/// mode's model is built is an OutOfMemory (kq/out_of_memory.hpp) saying which,
+/// and what was being allocated where the loader knows it (a weight's F32 copy).
 /// Messages name the BenchOptions fields they concern
 /// ("BenchOptions::samples ...", "context length (BenchOptions::ctx) ...",
 /// "BenchOptions::context.threads ..."). Non-fatal findings (e.g. a keep

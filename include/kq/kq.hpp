@@ -12,6 +12,7 @@
 #include "kq/linear.hpp"     // Linear: the op of a model's linear layer (LinearSlot, LinearTransform)
 #include "kq/model.hpp"      // Model, KVCache
 #include "kq/optimizer.hpp"  // quantize_model, save_quantized_model, LLMOptimizer
+#include "kq/out_of_memory.hpp"  // OutOfMemory: a failed allocation that names what it was for
 #include "kq/quantize.hpp"   // QuantSpec / QuantizationMode, FP8Config, quantize_to_fp8
 #include "kq/tensor.hpp"     // Tensor
 #include "kq/tokenizer.hpp"  // Tokenizer

@@ -223,7 +223,8 @@ class Model {
   /// partial_rotary_factor, refused naming config.json and the key before any weight is read). Throws
   /// InvalidArgument for an
   /// empty `dir` path, for a ctx.device that is not a Device value (e.g. Device(7)) and for ctx.threads outside
-  /// [0, kMaxThreads].
+  /// [0, kMaxThreads]. A weight whose F32 copy cannot be allocated is an OutOfMemory (kq/out_of_memory.hpp, a
+  /// std::bad_alloc) naming the folder, the tensor, its shape, dtype and file, and the bytes asked.
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx = {});
   /// As load(dir, ctx), passing every linear layer through `transform` as it
   /// is read (in linear_layers() order, lm_head last; a tied lm_head arrives

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "api/awq.hpp"
+#include "core/out_of_memory.hpp"
 #include "eval/window_runner.hpp"
 #include "io/file_kind.hpp"
 #include "io/utf8_text.hpp"
@@ -163,7 +164,13 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
   if (const auto why = io::why_not_regular_file(o.text))
     raise<InvalidArgument>("BenchOptions::text: '{}' {}", o.text.string(), *why);
   const auto t_load = Clock::now();
-  auto base = Model::load(o.model_dir, o.context);
+  std::unique_ptr<Model> base;
+  try {
+    base = Model::load(o.model_dir, o.context);
+  } catch (const std::bad_alloc& e) {  // what was being allocated (named by the loader) and why FP32
+    throw OutOfMemory(out_of_memory_text(e, " (loading the baseline: the unquantized model, held in FP32, 4 bytes "
+                                            "per parameter, beside which each mode's model is built)"));
+  }
   rep.baseline_load_seconds = since(t_load);
   for (const LinearSlot& s : base->linear_layers())
     if ((*s.op)->format() != "f32")
@@ -233,29 +240,34 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     QuantizeReport qr;
     std::unique_ptr<Model> cand;
     std::optional<QuantSpec> threshold_spec = specs[i].spec;
-    if (specs[i].adaptive) {
-      // The per-layer plan is made on the host model as loaded, then moved like load_quantized does.
-      AdaptiveOptions ao = *specs[i].adaptive;
-      ao.quantize_lm_head = o.quantize_lm_head;
-      ao.keep_patterns = o.keep_patterns;
-      ExecContext host = o.context;
-      host.device = Device::CPU;
-      cand = Model::load(o.model_dir, host);
-      AdaptivePlan plan;
-      qr = quantize_model_adaptive(*cand, ao, &plan);  // its bytes: every planned layer (the target's)
-      threshold_spec = lowest_precision_spec(plan);
-      // Every target in (0, 1) quantizes a layer (keeping all removes nothing); a plan that did not would
-      // have no precision to judge it by.
-      if (!threshold_spec)
-        raise<InvalidArgument>(
-            "BenchOptions::modes {}: the adaptive plan keeps every one of its {} layers unquantized ({}), "
-            "which reaches no target; nothing to compare",
-            r.mode, plan.layers.size(), held_dtype_names(plan));
-      r.linear_before_dtype = held_dtype_names(plan);
-      if (o.context.device != Device::CPU) cand->to_device(o.context);
-    } else {
-      const QuantizeOptions qo{*specs[i].spec, o.quantize_lm_head, o.keep_patterns, calibration};
-      cand = load_quantized(o.model_dir, qo, o.context, &qr);
+    try {
+      if (specs[i].adaptive) {
+        // The per-layer plan is made on the host model as loaded, then moved like load_quantized does.
+        AdaptiveOptions ao = *specs[i].adaptive;
+        ao.quantize_lm_head = o.quantize_lm_head;
+        ao.keep_patterns = o.keep_patterns;
+        ExecContext host = o.context;
+        host.device = Device::CPU;
+        cand = Model::load(o.model_dir, host);
+        AdaptivePlan plan;
+        qr = quantize_model_adaptive(*cand, ao, &plan);  // its bytes: every planned layer (the target's)
+        threshold_spec = lowest_precision_spec(plan);
+        // Every target in (0, 1) quantizes a layer (keeping all removes nothing); a plan that did not would
+        // have no precision to judge it by.
+        if (!threshold_spec)
+          raise<InvalidArgument>(
+              "BenchOptions::modes {}: the adaptive plan keeps every one of its {} layers unquantized ({}), "
+              "which reaches no target; nothing to compare",
+              r.mode, plan.layers.size(), held_dtype_names(plan));
+        r.linear_before_dtype = held_dtype_names(plan);
+        if (o.context.device != Device::CPU) cand->to_device(o.context);
+      } else {
+        const QuantizeOptions qo{*specs[i].spec, o.quantize_lm_head, o.keep_patterns, calibration};
+        cand = load_quantized(o.model_dir, qo, o.context, &qr);
+      }
+    } catch (const std::bad_alloc& e) {
+      throw OutOfMemory(out_of_memory_text(
+          e, fmt::format(" (building mode {}'s model, beside the FP32 baseline, which stays loaded)", r.mode)));
     }
     r.load_seconds = since(t0);
     if (qr.quantized_elements == 0)

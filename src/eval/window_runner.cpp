@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
+#include "core/out_of_memory.hpp"
 #include "kernels/cpu/ops_softmax.hpp"
 #include "kq/error.hpp"
 
@@ -42,12 +45,23 @@ int64_t checked_capacity(int64_t capacity) {
   if (capacity < 1) raise<InvalidArgument>("WindowRunner: capacity must be >= 1 token, got {}", capacity);
   return capacity;
 }
+
+/// The logits buffer, `rows` × `vocab` floats; an OutOfMemory naming it when it cannot be allocated (a
+/// vocabulary of 4M entries takes 4 GiB at 256 rows).
+std::vector<float> logits_buffer(int64_t rows, int64_t vocab) {
+  const size_t n = size_t(rows) * size_t(vocab);
+  return naming_allocation(
+      n * sizeof(float),
+      [&] { return fmt::format("evaluation: the F32 logits of {} tokens × a vocabulary of {}", rows, vocab); },
+      [&] { return std::vector<float>(n); });
+}
 }  // namespace
 
 WindowRunner::WindowRunner(Model& model, int64_t capacity)
     : model_(model),
       cache_(model.make_cache(checked_capacity(capacity))),
-      logits_(size_t(Model::prefill_chunk() * model.config().vocab_size)) {}
+      rows_(std::min(Model::prefill_chunk(), capacity)),
+      logits_(logits_buffer(rows_, model.config().vocab_size)) {}
 
 const float* WindowRunner::step(std::span<const int32_t> tokens) {
   // The window's length as the pass's end (a caller's window shorter than it said: this call's own end).

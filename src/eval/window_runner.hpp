@@ -1,6 +1,7 @@
 #pragma once
 // Runs a model over one evaluation window chunk by chunk, so logits never
-// need more than prefill_chunk() × vocab floats whatever the window length.
+// need more than prefill_chunk() × vocab floats whatever the window length
+// (nor more rows than the longest window has).
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -45,12 +46,14 @@ int64_t window_capacity(std::span<const EvalWindow> windows);
 class WindowRunner {
  public:
   /// Throws InvalidArgument when `capacity` is < 1 or more than the model's
-  /// positions (Model::make_cache).
+  /// positions (Model::make_cache), OutOfMemory naming the logits buffer
+  /// (rows() × vocab floats) when it cannot be allocated.
   WindowRunner(Model& model, int64_t capacity);
   /// The KV cache length in tokens: the longest window this runner can score.
   int64_t capacity() const { return cache_.capacity(); }
-  /// Rows per step.
-  int64_t rows() const { return Model::prefill_chunk(); }
+  /// Rows per step: Model::prefill_chunk(), or capacity() when that is less (a window is at most capacity()
+  /// tokens: one step then, as with prefill_chunk() rows).
+  int64_t rows() const { return rows_; }
   /// Starts a new window of `length` tokens (<= capacity()) at position 0. Its chunks are one forward pass
   /// of the model, as transformers runs a window (Model::forward's pass_end: the RoPE of Phi-3's longrope
   /// depends on the pass's length).
@@ -65,6 +68,7 @@ class WindowRunner {
  private:
   Model& model_;
   KVCache cache_;
+  int64_t rows_;
   std::vector<float> logits_;
   int64_t length_ = 0;  // the window's length (reset)
 };

@@ -109,7 +109,9 @@ class WeightSource {
 /// mapping; BF16/F16 are converted to F32 on the heap (and GPT-2 Conv1D weights
 /// transposed there), after which the mapping's pages they were read from are
 /// dropped from the resident memory (core::release_mapped_pages: a load holds
-/// each such weight once, not also the file's copy). A KernelQuant quantized
+/// each such weight once, not also the file's copy); such a copy that cannot be
+/// allocated is an OutOfMemory naming the folder, the tensor, its shape, dtype
+/// and file, and the bytes asked. A KernelQuant quantized
 /// folder (config.json "quantization_config": {"quant_method": "kq", "modules":
 /// {module: mode}}, written by save_quantized_model) also yields its quantized
 /// linear layers (a mode that parse_quant_mode does not know is a FormatError

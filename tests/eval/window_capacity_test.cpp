@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "eval/window_runner.hpp"
 #include "kq/error.hpp"
 #include "kq/eval.hpp"
@@ -36,6 +37,14 @@ TEST(WindowCapacity, RunnerHoldsOnlyWhatItNeeds) {
   auto model = Model::load(std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny");
   eval::WindowRunner runner(*model, 40);
   EXPECT_EQ(runner.capacity(), 40);
+  // Logits rows: no more than a window has (tester round 23: --ctx 8 with a vocabulary of 4M held the logits of
+  // 256 rows, 4 GiB), at most prefill_chunk() for a longer one.
+  EXPECT_EQ(runner.rows(), 40);
+  EXPECT_EQ(eval::WindowRunner(*model, 2).rows(), 2);
+  ModelConfig c = kq::testing::tiny_gpt2_config();
+  c.max_positions = Model::prefill_chunk() + 44;
+  auto longer = Model::random(c, 1);
+  EXPECT_EQ(eval::WindowRunner(*longer, Model::prefill_chunk() + 1).rows(), Model::prefill_chunk());
   EXPECT_THROW(eval::WindowRunner(*model, 0), InvalidArgument);  // 0 would mean the whole context
   EXPECT_THROW(eval::WindowRunner(*model, model->config().max_positions + 1), InvalidArgument);
 }

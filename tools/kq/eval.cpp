@@ -18,6 +18,7 @@
 #include "path_option.hpp"
 #include "kq/bench.hpp"
 #include "kq/context.hpp"
+#include "core/out_of_memory.hpp"
 #include "io/atomic_file.hpp"
 #include "io/json_strict.hpp"
 #include "io/utf8_text.hpp"
@@ -60,7 +61,15 @@ void run_eval(const EvalOptions& o) {
   }
   // Check the cheap argument first; invalid UTF-8 is an error naming the byte offset.
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);
-  auto model = Model::load(o.model, ctx);
+  std::unique_ptr<Model> model;
+  try {
+    model = Model::load(o.model, ctx);
+  } catch (const std::bad_alloc& e) {
+    // What was being allocated (the weight's FP32 copy, named by the loader) and why FP32.
+    throw OutOfMemory(out_of_memory_text(
+        e, " (kq eval holds the weights of an unquantized model in FP32, 4 bytes per parameter, as kq bench's "
+           "baseline; a folder written by kq quantize needs less)"));
+  }
   const Tokenizer tok = Tokenizer::load(o.model);
   tok.check_fits(model->config().vocab_size, o.model);
   const std::vector<int32_t> tokens = tok.encode(text, EncodeOptions{.allow_special = o.special_tokens});
@@ -77,6 +86,11 @@ void run_eval(const EvalOptions& o) {
     bar.finish();
     check_model_files_unchanged();
     throw;
+  } catch (const std::bad_alloc& e) {  // (the logits buffer of a large vocabulary, named by the evaluation)
+    bar.finish();
+    throw OutOfMemory(out_of_memory_text(
+        e, fmt::format(" (the logits of up to {} tokens are held at a time; a smaller --ctx holds fewer)",
+                       Model::prefill_chunk())));
   }
   bar.finish();
   check_model_files_unchanged();

@@ -36,6 +36,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "core/out_of_memory.hpp"
 #include "diag.hpp"
 #include "format_util.hpp"
 #include "io/atomic_dir.hpp"
@@ -323,8 +324,8 @@ int main(int argc, char** argv) {
   } catch (const kq::Error& e) {  // the library's C++ names (ExecContext::threads) read as options (--threads)
     kq::cli::print_diag("kq: error: {}\n", kq::io::message_excerpt(kq::cli::with_option_names(e.what())));
     return 1;
-  } catch (const std::bad_alloc&) {
-    kq::cli::print_diag("kq: error: out of memory\n");
+  } catch (const std::bad_alloc& e) {  // an OutOfMemory says what was being allocated, and its size
+    kq::cli::print_diag("kq: error: {}\n", kq::io::message_excerpt(kq::out_of_memory_text(e)));
     return 1;
   } catch (const std::system_error& e) {
     // fmt::print throws this when a write to standard output fails.

@@ -1,0 +1,140 @@
+// Fresh-user findings, round 23 (tester23.md), as a `kq` user meets them:
+// 4. a checkpoint too large for the memory named nothing ("kq: error: out of memory"): the weight being
+//    converted, its shape, dtype and the bytes asked are named, and why kq eval holds FP32.
+// (Gemma 2 soft-capping and llama3 RoPE factors: tests/io; compare --json's folders: output_parents_test.cpp.)
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_util.hpp"
+#include "common/test_util.hpp"
+
+namespace kq::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A one-layer Llama folder (hidden 64, 2 heads of 32, MLP 128, tied embeddings, 512 positions) with a vocabulary
+/// of `vocab`: its BF16 embedding [vocab, 64] left as a hole of the file (sparse: a 1 GiB embedding takes no disk),
+/// the other tensors F32 zeros except the norms (ones); the demo model's tokenizer.
+fs::path sparse_llama_folder(const fs::path& dir, int64_t vocab) {
+  fs::create_directories(dir);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"})
+    if (fs::exists(demo_model() / f)) fs::copy_file(demo_model() / f, dir / f);
+  constexpr int64_t d = 64, inter = 128;
+  const nlohmann::json config = {
+      {"model_type", "llama"},         {"hidden_size", d},         {"intermediate_size", inter},
+      {"num_hidden_layers", 1},        {"num_attention_heads", 2}, {"num_key_value_heads", 2},
+      {"vocab_size", vocab},           {"max_position_embeddings", 512},
+      {"tie_word_embeddings", true},   {"rms_norm_eps", 1e-5}};
+  std::ofstream(dir / "config.json") << config.dump(2);
+  struct Entry {
+    std::string name;
+    std::vector<int64_t> shape;
+    bool ones = false;
+  };
+  const std::string l = "model.layers.0.";
+  const std::vector<Entry> f32 = {{"model.norm.weight", {d}, true},
+                                  {l + "input_layernorm.weight", {d}, true},
+                                  {l + "post_attention_layernorm.weight", {d}, true},
+                                  {l + "self_attn.q_proj.weight", {d, d}},
+                                  {l + "self_attn.k_proj.weight", {d, d}},
+                                  {l + "self_attn.v_proj.weight", {d, d}},
+                                  {l + "self_attn.o_proj.weight", {d, d}},
+                                  {l + "mlp.gate_proj.weight", {inter, d}},
+                                  {l + "mlp.up_proj.weight", {inter, d}},
+                                  {l + "mlp.down_proj.weight", {d, inter}}};
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const Entry& e : f32) {
+    int64_t n = 1;
+    for (const int64_t s : e.shape) n *= s;
+    const size_t begin = data.size();
+    data.append(size_t(n) * 4, '\0');
+    if (e.ones)
+      for (int64_t i = 0; i < n; ++i) std::memcpy(data.data() + begin + size_t(i) * 4, "\x00\x00\x80\x3f", 4);
+    header[e.name] = {{"dtype", "F32"}, {"shape", e.shape}, {"data_offsets", {begin, data.size()}}};
+  }
+  const uint64_t embed_bytes = uint64_t(vocab) * d * 2;
+  header["model.embed_tokens.weight"] = {
+      {"dtype", "BF16"}, {"shape", {vocab, d}}, {"data_offsets", {data.size(), data.size() + embed_bytes}}};
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');
+  std::string len(8, '\0');
+  for (int i = 0; i < 8; ++i) len[size_t(i)] = char((uint64_t(h.size()) >> (8 * i)) & 0xff);
+  const fs::path file = dir / "model.safetensors";
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << len << h << data;
+  }
+  fs::resize_file(file, 8 + h.size() + data.size() + embed_bytes);  // the embedding: a hole of zeros
+  return dir;
+}
+
+/// Runs `kq ARGS` in a shell whose address space is limited to `kib` KiB (ulimit -v), so that an allocation
+/// beyond it fails as on a machine without the memory.
+CliResult run_kq_limited(uint64_t kib, const std::vector<std::string>& args) {
+  TempDir tmp;
+  std::string cmd = fmt::format("ulimit -v {} && {}", kib, sh_quote(KQ_CLI_BINARY));
+  for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
+  cmd.append(" </dev/null >").append(sh_quote((tmp.path / "out").string()));
+  cmd.append(" 2>").append(sh_quote((tmp.path / "err").string()));
+  const int rc = std::system(cmd.c_str());
+  CliResult r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.out = read_all(tmp.path / "out");
+  r.err = read_all(tmp.path / "err");
+  return r;
+}
+
+// Finding 4: a llama-small copy with a 2 GiB BF16 embedding under `ulimit -v 2500000` said "kq: error: out of
+// memory" and nothing else. Here: a 1 GiB BF16 embedding [8388608, 64] (mapped: 1 GiB of address space) whose
+// F32 copy asks 2 GiB more, beyond a limit of 1 GiB above the mapping.
+TEST(CliRound23, OutOfMemoryNamesTheTensorItsShapeAndTheBytesAsked) {
+  TempDir tmp;
+  const int64_t vocab = int64_t(1) << 23;
+  const fs::path m = sparse_llama_folder(tmp.path / "huge", vocab);
+  const std::string text = write_text(tmp.path / "t.txt", "Some text to score.").string();
+  const CliResult r = run_kq_limited(uint64_t(2) << 20,  // 2 GiB in KiB
+                                     {"eval", "-m", m.string(), "-t", text, "--ctx", "8", "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, fmt::format("kq: error: {}: converting tensor 'model.embed_tokens.weight' [8388608, 64] of "
+                                     "model.safetensors from BF16 to F32 needs 2.00 GiB: out of memory",
+                                     m.string())))
+      << r.err;
+  EXPECT_TRUE(has(r.err, "kq eval holds the weights of an unquantized model in FP32")) << r.err;
+  EXPECT_EQ(count(r.err, "\n"), 1u) << r.err;
+}
+
+// Finding 4, the tester's second case: with the memory for the FP32 model, a vocabulary of 4M still ran out at
+// --ctx 8 (the logits buffer held 256 rows whatever the window: 4 GiB). Here a 256 MiB BF16 embedding [2097152, 64]
+// (512 MiB in FP32) under a limit of 2 GiB (about 1 GiB is needed): --ctx 8 holds 8 rows (64 MiB) and runs; the
+// default window (the text's 300 tokens) holds 256 rows, 2 GiB, and the error names that buffer.
+TEST(CliRound23, EvaluationLogitsHoldOnlyTheWindowsRowsAndAreNamedWhenTooLarge) {
+  TempDir tmp;
+  const fs::path m = sparse_llama_folder(tmp.path / "wide", int64_t(1) << 21);
+  std::string words;
+  for (int i = 0; i < 300; ++i) words += " a";
+  const std::string text = write_text(tmp.path / "t.txt", words).string();
+  const uint64_t limit = uint64_t(2) << 20;  // 2 GiB in KiB
+  const CliResult r = run_kq_limited(limit, {"eval", "-m", m.string(), "-t", text, "--ctx", "8", "--samples", "1",
+                                             "--quiet", "--threads", "1"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "scored tokens: 7 in 1 window of up to 8 tokens")) << r.out;
+  const CliResult d =
+      run_kq_limited(limit, {"eval", "-m", m.string(), "-t", text, "--samples", "1", "--quiet", "--threads", "1"});
+  EXPECT_EQ(d.status, 1) << d.err;
+  EXPECT_EQ(d.err, "kq: error: evaluation: the F32 logits of 256 tokens × a vocabulary of 2097152 needs 2.00 GiB: "
+                   "out of memory (the logits of up to 256 tokens are held at a time; a smaller --ctx holds fewer)\n");
+}
+
+}  // namespace
+}  // namespace kq::testing
