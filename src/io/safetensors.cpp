@@ -15,6 +15,8 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <string_view>
+#include <vector>
 
 #include "core/mapped_regions.hpp"
 #include "io/file_kind.hpp"
@@ -278,6 +280,36 @@ Tensor make_tensor(const ParsedFile& pf, const HeaderEntry& e) {
   return t;
 }
 
+/// Whether `name` is a shard's file name as save_pretrained writes them, "<prefix>-<digits>-of-<digits>.safetensors"
+/// ("model-00001-of-00004.safetensors").
+bool is_shard_name(std::string_view name) {
+  constexpr std::string_view ext = ".safetensors";
+  if (!name.ends_with(ext)) return false;
+  name.remove_suffix(ext.size());
+  // Two runs of digits around "-of-", after a "-".
+  const auto digits_back = [&](std::string_view& s) {
+    size_t n = 0;
+    while (n < s.size() && s[s.size() - 1 - n] >= '0' && s[s.size() - 1 - n] <= '9') ++n;
+    s.remove_suffix(n);
+    return n > 0;
+  };
+  if (!digits_back(name) || !name.ends_with("-of-")) return false;
+  name.remove_suffix(4);
+  return digits_back(name) && name.ends_with("-") && name.size() > 1;
+}
+
+/// The shard files in `dir` (is_shard_name), sorted; none when it cannot be listed.
+std::vector<std::string> shard_files(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (is_shard_name(name)) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 /// Rejects shard names that escape the model folder; returns the name
 /// lexically normalized ("./a" and "sub//a" name the files "a" and "sub/a"),
 /// so that two spellings of one shard are one shard.
@@ -328,6 +360,15 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
             "which kq does not read); convert it with transformers: "
             "AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)",
             dir.string(), pickle);
+    // Shards without their index: a download that stopped early, or an index left behind.
+    if (const std::vector<std::string> shards = shard_files(dir); !shards.empty()) {
+      const size_t others = shards.size() - 1;
+      raise<FormatError>(
+          "{}: found {}{} but no model.safetensors.index.json, which lists the tensors of each shard (an incomplete "
+          "download?)",
+          dir.string(), io::name_excerpt(shards[0]),
+          others == 0 ? std::string() : fmt::format(" and {} other shard file{}", others, others == 1 ? "" : "s"));
+    }
     raise<FormatError>("{}: no model.safetensors or model.safetensors.index.json in the folder",
                        dir.string());
   }

@@ -28,7 +28,9 @@ class TensorStore {
  public:
   /// Opens a model folder: DIR/model.safetensors if it exists (as Hugging
   /// Face transformers does), else DIR/model.safetensors.index.json (sharded).
-  /// Throws FormatError naming the file. For an index: every tensor its
+  /// Throws FormatError naming the file; with neither, naming the folder and
+  /// what it has instead (pytorch_model.bin; shard files such as
+  /// model-00001-of-00002.safetensors without their index). For an index: every tensor its
   /// "weight_map" {tensor: shard file} names must be in that shard, and the
   /// shards' other tensors are loaded too; errors for a missing shard (or one
   /// that is not a regular file), a tensor absent from its shard, a tensor

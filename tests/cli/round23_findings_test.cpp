@@ -1,6 +1,7 @@
 // Fresh-user findings, round 23 (tester23.md), as a `kq` user meets them:
 // 4. a checkpoint too large for the memory named nothing ("kq: error: out of memory"): the weight being
-//    converted, its shape, dtype and the bytes asked are named, and why kq eval holds FP32.
+//    converted, its shape, dtype and the bytes asked are named, and why kq eval holds FP32;
+// 5. shard files without model.safetensors.index.json: the shard found is named, the index said missing.
 // (Gemma 2 soft-capping and llama3 RoPE factors: tests/io; compare --json's folders: output_parents_test.cpp.)
 #include <gtest/gtest.h>
 
@@ -134,6 +135,21 @@ TEST(CliRound23, EvaluationLogitsHoldOnlyTheWindowsRowsAndAreNamedWhenTooLarge) 
   EXPECT_EQ(d.status, 1) << d.err;
   EXPECT_EQ(d.err, "kq: error: evaluation: the F32 logits of 256 tokens × a vocabulary of 2097152 needs 2.00 GiB: "
                    "out of memory (the logits of up to 256 tokens are held at a time; a smaller --ctx holds fewer)\n");
+}
+
+// Finding 5: a folder of gpt2-tiny's files whose weights are a shard, model-00001-of-00001.safetensors, without
+// the index said "no model.safetensors or model.safetensors.index.json in the folder".
+TEST(CliRound23, ShardsWithoutTheirIndexAreNamed) {
+  TempDir tmp;
+  const fs::path m = tmp.path / "m";
+  fs::copy(demo_model(), m, fs::copy_options::recursive);
+  fs::rename(m / "model.safetensors", m / "model-00001-of-00001.safetensors");
+  const CliResult r = run_kq({"eval", "-m", m.string(), "-t", (m / "demo-eval.txt").string(), "--quiet"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(r.err, fmt::format("kq: error: {}: found model-00001-of-00001.safetensors but no "
+                               "model.safetensors.index.json, which lists the tensors of each shard (an incomplete "
+                               "download?)\n",
+                               m.string()));
 }
 
 }  // namespace

@@ -361,6 +361,32 @@ TEST_F(HostileDir, PickleOnlyFolderSaysHowToConvert) {
   expect_dir_rejected({tmp.path.string(), "only pytorch_model.bin", "safe_serialization=True"});
 }
 
+// Shards without their index (a partial download: tester round 23) named the index alone, not the shards found.
+TEST_F(HostileDir, ShardsWithoutTheirIndexAreNamed) {
+  shard("model-00002-of-00003.safetensors");
+  expect_dir_rejected({tmp.path.string() + ": found model-00002-of-00003.safetensors but no "
+                       "model.safetensors.index.json", "incomplete download?"});
+  shard("model-00001-of-00003.safetensors");
+  expect_dir_rejected({": found model-00001-of-00003.safetensors and 1 other shard file but no "
+                       "model.safetensors.index.json"});
+  shard("model-00003-of-00003.safetensors");
+  expect_dir_rejected({"model-00001-of-00003.safetensors and 2 other shard files but no"});
+}
+
+// Files that are not shards by name leave the plain message.
+TEST_F(HostileDir, OtherSafetensorsFilesAreNotShards) {
+  for (const char* name : {"adapter_model.safetensors", "model-1-of.safetensors", "-00001-of-00002.safetensors",
+                           "model-00001-of-00002.safetensors.part", "model-a-of-2.safetensors"})
+    write_bytes(tmp.path / name, "x");
+  try {
+    TensorStore::open_dir(tmp.path);
+    ADD_FAILURE() << "no exception";
+  } catch (const FormatError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              tmp.path.string() + ": no model.safetensors or model.safetensors.index.json in the folder");
+  }
+}
+
 TEST_F(HostileDir, MissingShard) {
   write_bytes(index(), R"({"weight_map":{"a":"model-00001-of-00002.safetensors"}})");
   expect_dir_rejected({index().string(), "model-00001-of-00002.safetensors", "'a'", "not found"});
