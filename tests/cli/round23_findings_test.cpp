@@ -1,7 +1,9 @@
 // Fresh-user findings, round 23 (tester23.md), as a `kq` user meets them:
 // 4. a checkpoint too large for the memory named nothing ("kq: error: out of memory"): the weight being
 //    converted, its shape, dtype and the bytes asked are named, and why kq eval holds FP32;
-// 5. shard files without model.safetensors.index.json: the shard found is named, the index said missing.
+// 5. shard files without model.safetensors.index.json: the shard found is named, the index said missing;
+// 6. (no change) kq generate ends the text with U+FFFD for the bytes of a character the last token left
+//    incomplete, as Hugging Face's decode does.
 // (Gemma 2 soft-capping and llama3 RoPE factors: tests/io; compare --json's folders: output_parents_test.cpp.)
 #include <gtest/gtest.h>
 
@@ -150,6 +152,22 @@ TEST(CliRound23, ShardsWithoutTheirIndexAreNamed) {
                                "model.safetensors.index.json, which lists the tensors of each shard (an incomplete "
                                "download?)\n",
                                m.string()));
+}
+
+// Finding 6 (the tester's reading, not a bug): greedy generation from "日本語の文章と" gives "譯" as two tokens,
+// "\xE8\xAD" and "\xAF", then the first bytes of the next character. -n 1 and -n 3 end inside a character: its
+// bytes are printed as one U+FFFD, as Hugging Face's tokenizer.decode gives them (and as kq does for bytes that
+// are not UTF-8 mid-stream); -n 2 ends on a whole character.
+TEST(CliRound23, GenerationEndingInsideACharacterEndsWithU_FFFD) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  for (const auto& [n, want] : {std::pair{"1", fffd + "\n"}, std::pair{"2", std::string("譯\n")},
+                                std::pair{"3", "譯" + fffd + "\n"}}) {
+    const CliResult r = run_kq({"generate", "-m", demo_model().string(), "--prompt", "日本語の文章と", "-n", n,
+                                "--no-echo", "--ignore-eos", "--threads", "1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, want) << "-n " << n;
+    EXPECT_TRUE(has(r.err, fmt::format("generated {} token", n))) << r.err;
+  }
 }
 
 }  // namespace
