@@ -150,9 +150,10 @@ void check_utf8(std::string_view text, const std::string& source) {
   if (!bad) return;
   // The column counts characters (code points), as an editor shows it: the
   // text before the bad byte is valid UTF-8, so every byte that is not a
-  // continuation byte (10xxxxxx) starts one character.
+  // continuation byte (10xxxxxx) starts one character. A byte order mark at the start is no column (editors
+  // do not show it).
   size_t line = 1, column = 1;
-  for (size_t k = 0; k < *bad; ++k) {
+  for (size_t k = text.starts_with("\xEF\xBB\xBF") ? 3 : 0; k < *bad; ++k) {
     if (text[k] == '\n') {
       ++line, column = 1;
     } else if ((static_cast<unsigned char>(text[k]) & 0xC0) != 0x80) {

@@ -52,7 +52,8 @@ std::string message_excerpt(std::string_view message, size_t head_chars = 1500, 
 /// Throws FormatError "<source>: invalid UTF-8 at byte offset N (line L,
 /// column C): byte 0xXX ..." when `text` is not valid UTF-8 (see
 /// find_invalid_utf8). `source` names the file or option (e.g. "--prompt").
-/// Lines and columns count from 1; the column counts characters (code points), as an editor does.
+/// Lines and columns count from 1; the column counts characters (code points), as an editor does (a byte order
+/// mark at the start of `text` is not one).
 void check_utf8(std::string_view text, const std::string& source);
 
 /// Reads a whole text file (at most `max_bytes`), streamed to its end (the

@@ -3,7 +3,8 @@
 //    converted, its shape, dtype and the bytes asked are named, and why kq eval holds FP32;
 // 5. shard files without model.safetensors.index.json: the shard found is named, the index said missing;
 // 6. (no change) kq generate ends the text with U+FFFD for the bytes of a character the last token left
-//    incomplete, as Hugging Face's decode does.
+//    incomplete, as Hugging Face's decode does;
+// 7. kq bench --json names the kq version (and the AWQ calibration text, which it already did).
 // (Gemma 2 soft-capping and llama3 RoPE factors: tests/io; compare --json's folders: output_parents_test.cpp.)
 #include <gtest/gtest.h>
 
@@ -168,6 +169,31 @@ TEST(CliRound23, GenerationEndingInsideACharacterEndsWithU_FFFD) {
     EXPECT_EQ(r.out, want) << "-n " << n;
     EXPECT_TRUE(has(r.err, fmt::format("generated {} token", n))) << r.err;
   }
+}
+
+// Finding 7: the kq bench JSON did not say which kq made it; the AWQ calibration text is named in the JSON and
+// the report when an AWQ mode runs, absent from the JSON when none does.
+TEST(CliRound23, BenchJsonNamesTheVersionAndTheCalibrationText) {
+  TempDir tmp;
+  const CliResult v = run_kq({"--version"});
+  ASSERT_EQ(v.status, 0) << v.err;
+  const std::string version = v.out.substr(0, v.out.find('\n'));
+  const std::string json = (tmp.path / "b.json").string();
+  const CliResult r = run_kq({"bench", "--modes", "awq", "--samples", "1", "--no-latency", "--threads", "1",
+                              "--quiet", "--json", json});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(read_all(json));
+  ASSERT_TRUE(j.contains("kq_version")) << j.dump();
+  EXPECT_EQ(j["kq_version"], version);  // kq --version's
+  const std::string calibration = (demo_model() / "demo-calibration.txt").string();
+  EXPECT_EQ(j.value("calibration", ""), calibration) << j.dump();
+  EXPECT_TRUE(has(r.out, "  calibration " + calibration + " (AWQ)\n")) << r.out;
+  const CliResult n = run_kq({"bench", "--modes", "int8", "--samples", "1", "--no-latency", "--threads", "1",
+                              "--quiet", "--json", json});
+  ASSERT_EQ(n.status, 0) << n.err;
+  const auto k = nlohmann::json::parse(read_all(json));
+  EXPECT_FALSE(k.contains("calibration")) << k.dump();
+  EXPECT_EQ(k.value("kq_version", ""), j["kq_version"]);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kq/error.hpp"
 
 namespace {
@@ -107,6 +108,28 @@ TEST(Utf8Text, ErrorNamesSourceOffsetLineAndColumn) {
     EXPECT_NE(m.find("0xE9"), std::string::npos) << m;
   }
   EXPECT_NO_THROW(kq::io::check_utf8("caf\xC3\xA9 \xF0\x9F\x98\x80", "ok"));
+}
+
+// A byte order mark at the start is not a column (tester round 23: "\xEF\xBB\xBFab\xE9" said column 4, editors
+// show the 0xE9 at column 3); the byte offset still counts its 3 bytes. Elsewhere U+FEFF is a character.
+TEST(Utf8Text, ColumnsDoNotCountALeadingByteOrderMark) {
+  const auto message = [](const std::string& text) {
+    try {
+      kq::io::check_utf8(text, "t.txt");
+    } catch (const kq::FormatError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string bom = "\xEF\xBB\xBF";
+  EXPECT_TRUE(message(bom + "ab\xE9").starts_with("t.txt: invalid UTF-8 at byte offset 5 (line 1, column 3)"))
+      << message(bom + "ab\xE9");
+  EXPECT_TRUE(message("ab\xE9").starts_with("t.txt: invalid UTF-8 at byte offset 2 (line 1, column 3)"));
+  // A second line's U+FEFF is column 1 of it, as one after "x".
+  const std::string later = message(bom + "a\n" + bom + "b\xE9");
+  EXPECT_TRUE(kq::testing::has(later, "(line 2, column 3)")) << later;
+  const std::string after_x = message("x" + bom + "b\xE9");
+  EXPECT_TRUE(kq::testing::has(after_x, "(line 1, column 4)")) << after_x;
 }
 
 TEST(Utf8Text, ReadFileChecksTheEncoding) {

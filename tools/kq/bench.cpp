@@ -19,6 +19,7 @@
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
 #include "kq/fp8.hpp"
+#include "kq/info.hpp"
 #include "kq/warning.hpp"
 #include "demo_files.hpp"
 #include "adaptive_option.hpp"
@@ -201,6 +202,7 @@ void print_table(std::FILE* out, const BenchReport& r) {
 /// The --json document: the run's settings (`o` as run), then one object per mode.
 nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
   nlohmann::json j;
+  j["kq_version"] = version();  // the kq that ran (kq --version), to tell results of different versions apart
   j["model"] = r.model;
   j["device"] = r.device;
   if (!r.device_name.empty()) j["device_name"] = r.device_name;
