@@ -1,4 +1,5 @@
-// Output paths whose parent folders are missing: kq quantize --out and the --json files make them (mkdir -p),
+// Output paths whose parent folders are missing: kq quantize --out and the --json files (kq eval, compare, bench,
+// tokenize) make them (mkdir -p),
 // still writing atomically; a write that fails leaves neither the output nor the folders it made (the folders
 // that were there stay); a part of the path that is a file is an error naming it, before any work.
 #include <gtest/gtest.h>
@@ -97,6 +98,25 @@ TEST(CliOutputParents, JsonFilesMakeMissingParentFolders) {
   EXPECT_EQ(t.status, 0) << t.err;
   EXPECT_EQ(nlohmann::json::parse(read_all(tok_json)).at("ids").size(), 3u);
   EXPECT_EQ(names_in(tok_json.parent_path()), std::vector<std::string>{"ids.json"});  // no temporary file left
+  // kq compare and kq bench write theirs the same way (tester round 23 asked for compare).
+  const fs::path cmp_json = tmp.path / "runs" / "cmp" / "c.json";
+  const auto c = run_kq({"compare", demo_model().string(), demo_model().string(), "-t",
+                         (demo_model() / "demo-eval.txt").string(), "--samples", "1", "--quiet", "--json",
+                         cmp_json.string()});
+  EXPECT_EQ(c.status, 0) << c.err;
+  EXPECT_TRUE(nlohmann::json::parse(read_all(cmp_json)).contains("candidate"));
+  EXPECT_EQ(names_in(cmp_json.parent_path()), std::vector<std::string>{"c.json"});
+  const fs::path bench_json = tmp.path / "runs" / "bench" / "b.json";
+  const auto b = run_kq({"bench", "--modes", "int8", "--samples", "1", "--no-latency", "--threads", "1", "--quiet",
+                         "--json", bench_json.string()});
+  EXPECT_EQ(b.status, 0) << b.err;
+  EXPECT_TRUE(nlohmann::json::parse(read_all(bench_json)).contains("results"));
+  // ... and their help says so (kq compare's did not).
+  for (const char* command : {"eval", "bench", "compare", "tokenize"}) {
+    const auto h = run_kq({command, "--help"});
+    EXPECT_EQ(h.status, 0) << h.err;
+    EXPECT_TRUE(has(h.out, "missing folders above it are made")) << command << ": " << h.out;
+  }
   // A write that fails leaves neither the file nor the folders made for it.
   fs::create_directory(tmp.path / "kept");
   const fs::path big = tmp.path / "kept" / "new" / "ids.json";
@@ -127,6 +147,11 @@ TEST(CliOutputParents, APartOfThePathThatIsAFileIsNamedBeforeAnyWork) {
   const auto t = run_kq({"tokenize", "--json", json.string(), "x"});
   EXPECT_EQ(t.status, 1) << t.err;
   EXPECT_TRUE(has(t.err, named)) << t.err;
+  const auto c = run_kq({"compare", demo_model().string(), demo_model().string(), "-t",
+                         (demo_model() / "demo-eval.txt").string(), "--samples", "1", "--json", json.string()});
+  EXPECT_EQ(c.status, 1) << c.err;
+  EXPECT_TRUE(has(c.err, std::string("kq: error: --json: cannot write '") + json.string() + "': " + named)) << c.err;
+  EXPECT_FALSE(has(c.out, "perplexity")) << "ran before failing: " << c.out;
   // A dangling symbolic link on the way is named as one.
   fs::create_symlink(tmp.path / "nowhere", tmp.path / "dangling");
   const fs::path under_link = tmp.path / "dangling" / "sub" / "q";

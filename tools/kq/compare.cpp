@@ -310,7 +310,8 @@ void add_compare_command(CLI::App& app) {
   add_device_option(cmd, opts->device);
   cmd->add_option(
          "--json", opts->json,
-         "Also write the results as JSON to this file (atomically; default: none). It must not be the --text "
+         "Also write the results as JSON to this file (atomically; missing folders above it are made; default: "
+         "none). It must not be the --text "
          "file or an existing file inside either model folder (a new file there is fine). '-': the JSON goes to "
          "standard output and the human-readable report to standard error; /dev/null: nothing is written")
       ->check(non_empty_path("file"));
