@@ -91,7 +91,11 @@ LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_position
 /// smallest context first. Throws InvalidArgument for empty models/prompt, a
 /// null model, a prompt token outside a model's [0, vocab_size) (naming
 /// prompt[i] and models[j], before any run), non-positive options or options
-/// that do not fit (see fit_latency_options). Timings depend on OpenMP's wait
+/// that do not fit (see fit_latency_options), and when another thread's call
+/// holds a model's mark (Model::InUse): each model is marked in use
+/// ("measure_latency") for the whole call, so a call from another thread
+/// that runs or changes one of them meanwhile throws InvalidArgument instead
+/// of changing it between two runs. Timings depend on OpenMP's wait
 /// policy, which the library leaves at OpenMP's default (spinning): on a
 /// shared machine start the program with OMP_WAIT_POLICY=PASSIVE, as `kq`
 /// does (ExecContext says why and how).

@@ -49,13 +49,20 @@ struct PerplexityResult {
 /// F32 (relative error < 2e-7), sums and logs in double.
 /// ctx: window length; 0 = the model's context length (config().max_positions).
 /// max_windows: evaluate only the first N windows (0 = all).
-/// progress: called after each window (may be empty).
+/// progress: called after each window (may be empty), on the calling thread,
+/// with the model marked in use: it must not change `model` itself.
+/// The model is marked in use (Model::InUse, named "evaluate_perplexity") for
+/// the whole evaluation, not only during each forward(): a call from another
+/// thread that runs or changes `model` before the last window is scored
+/// (forward(), quantize_model, set_context, its own evaluate_perplexity, ...)
+/// throws InvalidArgument, and the perplexity stays that of one model.
 /// Throws InvalidArgument when ctx is 1, negative or beyond the model's max
 /// positions, when the tokens give no window of 2 or more tokens, or for a
 /// token id outside the vocabulary in the windows scored (naming its index in
-/// `tokens`), before any window runs; and when another thread runs `model`
-/// (forward() or decode_batch(), e.g. its own evaluate_perplexity) meanwhile:
-/// a Model is not thread-safe (kq/model.hpp), use one Model per thread.
+/// `tokens`), before any window runs; and when another thread's call on
+/// `model` holds its mark as it starts ("evaluate_perplexity called while
+/// another call on the same Model runs ..."): a Model is not thread-safe
+/// (kq/model.hpp), use one Model per thread.
 /// Throws Error when a logit of a scored row (any token of the vocabulary, not
 /// only the target) is NaN, +inf or -inf (weights or activations that
 /// overflow), naming the token and the window ("perplexity: the model produced
@@ -83,9 +90,10 @@ struct ComparisonResult {
 /// same windows of `tokens` and compares their next-token distributions; the
 /// perplexity protocol is that of evaluate_perplexity. ctx 0 = the smaller of
 /// the two models' context lengths.
-/// Throws InvalidArgument as evaluate_perplexity does (another thread running
-/// `ref` or `cand` meanwhile included; `ref` and `cand` may be the same
-/// Model), and when the models' vocabulary sizes differ. Throws Error for a
+/// Both models are marked in use ("compare_models") for the whole call, as
+/// evaluate_perplexity marks its model; `ref` and `cand` may be the same Model.
+/// Throws InvalidArgument as evaluate_perplexity does (another thread's call
+/// on `ref` or `cand` included), and when the models' vocabulary sizes differ. Throws Error for a
 /// non-finite logit of a scored row of either model, as evaluate_perplexity
 /// does, naming the model ("compare_models: the candidate model produced
 /// non-finite logits at token 3 of window 0 ...", or "the reference model").

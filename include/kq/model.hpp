@@ -179,7 +179,12 @@ using LinearTransform = std::function<std::unique_ptr<Linear>(const std::string&
 /// InvalidArgument ("Model::forward called while another call on the same
 /// Model runs (a Model is not thread-safe; use one Model per thread)", with
 /// the call's own name) before it reads or changes anything, instead of
-/// corrupting both; the call already running is not disturbed. An atomic
+/// corrupting both; the call already running is not disturbed. Calls made of
+/// many forward() calls hold the mark from their start to their end, so no
+/// other thread can change the model between two of them: evaluate_perplexity,
+/// compare_models (kq/eval.hpp), measure_latency (kq/bench.hpp); a caller's
+/// own loop of forward() calls (generation) may do the same with an InUse
+/// object, the forward() calls inside it on the same thread passing. An atomic
 /// flag, not a lock: nothing waits. Calls that only read the model (weight_bytes,
 /// linear_layers, plan_adaptive_precision, save_quantized_model, ...) take no
 /// mark: they may run beside a forward(), not beside a call that changes the

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <memory>
 #include <numeric>
 #include <span>
 #include <string>
@@ -211,6 +212,11 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
     if (const auto t = eval::first_token_outside(prompt, models[i]->config().vocab_size))
       raise<InvalidArgument>("measure_latency: prompt[{}] = {} is not a token id of models[{}] (vocabulary [0, {}))",
                              *t, prompt[*t], i, models[i]->config().vocab_size);
+  // Every model for the whole measurement (warm-up and runs), as evaluate_perplexity holds its model: no other
+  // thread may change one between two of its forward() calls. The same Model twice in `models` passes.
+  std::vector<std::unique_ptr<Model::InUse>> in_use;
+  in_use.reserve(models.size());
+  for (Model* m : models) in_use.push_back(std::make_unique<Model::InUse>(*m, "measure_latency"));
   const Model* shortest = models[0];  // the smallest context, and why it is that small
   for (Model* m : models)
     if (m->config().max_positions < shortest->config().max_positions) shortest = m;

@@ -38,6 +38,10 @@ RowStats compare_row(const float* r, const float* c, int64_t vocab, int32_t targ
 
 ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t> tokens, int ctx,
                                 int max_windows, const ProgressFn& progress) {
+  // Both models, for every window (evaluate_perplexity); `ref` and `cand` may be the same Model (the thread
+  // holding the mark passes).
+  const Model::InUse ref_in_use(ref, "compare_models");
+  const Model::InUse cand_in_use(cand, "compare_models");
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t vocab = ref.config().vocab_size;
   if (cand.config().vocab_size != vocab)

@@ -36,6 +36,9 @@ std::vector<EvalWindow> perplexity_windows(int64_t num_tokens, int ctx, int max_
 
 PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> tokens, int ctx, int max_windows,
                                      const ProgressFn& progress) {
+  // Held for every window, not per forward(): a change of the model between two windows from another thread
+  // (quantize_model, set_context) would otherwise mix two models in one perplexity.
+  const Model::InUse in_use(model, "evaluate_perplexity");
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t vocab = model.config().vocab_size;
   const int threads = resolve_threads(model.context().threads);
