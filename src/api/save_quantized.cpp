@@ -220,19 +220,22 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
     raise<InvalidArgument>("output folder '{}': folder exists and is not empty (overwrite = true replaces it)",
                            out.string());
   }
-  if (src.empty()) return;
-  if (fs::exists(out, ec) && fs::exists(src, ec) && fs::equivalent(out, src, ec))
-    raise<InvalidArgument>("output folder '{}' is the source model folder; choose another folder", out.string());
-  // Never replace a folder that holds the source, nor one that is not a model folder.
-  const fs::path out_abs = fs::weakly_canonical(out, ec);
-  if (ec) raise<InvalidArgument>("output folder '{}': cannot be resolved ({})", out.string(), ec.message());
-  std::error_code src_ec;  // a source that cannot be resolved is named by the model load
-  const fs::path src_abs = fs::weakly_canonical(src, src_ec);
-  const auto [mismatch, unused] = std::mismatch(out_abs.begin(), out_abs.end(), src_abs.begin(), src_abs.end());
-  (void)unused;
-  if (!src_ec && mismatch == out_abs.end())
-    raise<InvalidArgument>("output folder '{}' contains the source model folder '{}'; choose another folder",
-                           out.string(), src.string());
+  // The source: skipped when `src` is empty; the replaceable-folder rule below is not (tester 24: with an empty
+  // `src`, overwrite = true accepted any non-empty folder, '/' included).
+  if (!src.empty()) {
+    if (fs::exists(out, ec) && fs::exists(src, ec) && fs::equivalent(out, src, ec))
+      raise<InvalidArgument>("output folder '{}' is the source model folder; choose another folder", out.string());
+    // Never replace a folder that holds the source, nor one that is not a model folder.
+    const fs::path out_abs = fs::weakly_canonical(out, ec);
+    if (ec) raise<InvalidArgument>("output folder '{}': cannot be resolved ({})", out.string(), ec.message());
+    std::error_code src_ec;  // a source that cannot be resolved is named by the model load
+    const fs::path src_abs = fs::weakly_canonical(src, src_ec);
+    const auto [mismatch, unused] = std::mismatch(out_abs.begin(), out_abs.end(), src_abs.begin(), src_abs.end());
+    (void)unused;
+    if (!src_ec && mismatch == out_abs.end())
+      raise<InvalidArgument>("output folder '{}' contains the source model folder '{}'; choose another folder",
+                             out.string(), src.string());
+  }
   if (overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec))
     if (const auto refusal = why_not_replaceable(out)) raise<InvalidArgument>("{}", refusal->message);
 }

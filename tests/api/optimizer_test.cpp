@@ -226,6 +226,40 @@ TEST(QuantizedFolder, OutputIsCheckedUpFront) {
                              (q / "config.json").string() + ": starts with a UTF-8 byte-order mark");
 }
 
+// Tester 24 (F4): with an empty `src` (a caller checking before it has a model), overwrite = true accepted any
+// non-empty folder ('/', '/usr', a folder of notes): the replaceable-folder rule holds whatever `src` is.
+TEST(QuantizedFolder, AnEmptySourceStillRefusesAFolderKqDidNotWrite) {
+  kq::testing::TempDir tmp;
+  const fs::path notes = tmp.path / "notes";
+  fs::create_directories(notes / "sub");
+  std::ofstream(notes / "notes.txt") << "precious";
+  std::ofstream(notes / "sub" / "data.bin") << "data";
+  auto message = [](const fs::path& out) {
+    try {
+      check_quantized_output(out, "", true);
+    } catch (const InvalidArgument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message(notes), "output folder '" + notes.string() +
+                                "' exists and is not a model folder (no config.json); refusing to replace it");
+  std::ofstream(notes / "config.json") << "{}";
+  EXPECT_EQ(message(notes), "output folder '" + notes.string() +
+                                "' is not a folder written by kq quantize (its config.json has no kq "
+                                "quantization_config); refusing to replace it with overwrite = true");
+  EXPECT_TRUE(fs::exists(notes / "sub" / "data.bin"));
+  // What may be replaced still passes: an empty folder, a missing one, a folder save_quantized_model wrote.
+  fs::create_directories(tmp.path / "empty");
+  EXPECT_EQ(message(tmp.path / "empty"), "no error");
+  EXPECT_EQ(message(tmp.path / "missing"), "no error");
+  auto m = Model::load(demo_model());
+  const QuantizeOptions o = opts("int8");
+  quantize_model(*m, o);
+  save_quantized_model(*m, o, tmp.path / "q");
+  EXPECT_EQ(message(tmp.path / "q"), "no error");
+}
+
 TEST(QuantizedFolder, ForeignQuantizationConfigIsAClearError) {
   kq::testing::TempDir tmp;
   for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
