@@ -314,8 +314,12 @@ inline bool layer_rope_local(const ModelConfig& c, int64_t layer) {
 /// `source` names the file in error messages. Throws FormatError for unknown model_type (listing the
 /// supported ones), missing/invalid keys, a GPT-2 key and its alias with different values (naming both keys
 /// and values), inconsistent head counts (named by the keys the file uses: ModelConfig::size_keys), or an
-/// unsupported rope_scaling / rope_parameters rope_type (supported: "default" or absent, "linear", "llama3",
-/// and for phi3 "longrope" / "su"; "dynamic", "yarn", ... are refused), a longrope short_factor / long_factor
+/// unsupported rope_scaling / rope_parameters rope_type (or transformers 4's "type"; the message lists the
+/// supported ones). Accepted, for the RoPE model types (not gpt2): "default" or absent, "linear", "llama3" and
+/// "dynamic" for all of them; "yarn" (YaRN) for llama, mistral, qwen2, qwen3, gemma, gemma2 and gemma3_text;
+/// for phi3 "longrope" and its old names "su" and "yarn" (read as longrope, as Phi3Config does, not as YaRN).
+/// Refused: "longrope" / "su" outside phi3, any other type, and for gemma3_text a sliding_attention entry of
+/// rope_parameters other than "default". Further: a longrope short_factor / long_factor
 /// that is not rotary_dim/2 finite positive numbers (naming the key and, for a bad value, its index), a
 /// partial_rotary_factor other than 1 outside phi3 (for phi3: not in (0, 1], or
 /// giving an odd or zero rotary_dim), a
