@@ -100,7 +100,11 @@ struct ComparisonResult {
 ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t> tokens, int ctx = 0,
                                 int max_windows = 0, const ProgressFn& progress = {});
 
-/// How generate picks the next token from the logits.
+/// How a Sampler picks the next token from the logits (`kq generate`'s
+/// --temperature, --top-k, --top-p, --seed). The library has no generate():
+/// a caller's generation loop runs Model::forward and a Sampler, and for
+/// Phi-3's longrope recomputes the sequence once as Model::forward's doc
+/// says (longrope_recomputes_cache, kq/config.hpp) to match transformers.
 struct SamplingParams {
   /// Softmax temperature; 0 = greedy (argmax). Logits are divided by it before top-k / top-p.
   float temperature = 0.0f;
@@ -114,7 +118,9 @@ struct SamplingParams {
 };
 
 /// Draws token ids from logits with SamplingParams. Keeps its buffers between
-/// calls (no allocation per token after the first).
+/// calls (no allocation per token after the first). One sample() per
+/// generated token, on the last row of Model::forward's logits (see there for
+/// the loop that generates as transformers does, longrope included).
 class Sampler {
  public:
   /// Throws InvalidArgument for temperature < 0 or non-finite, top_k < 0, or

@@ -374,6 +374,16 @@ class Model {
   /// Phi-3's longrope (RopeScaling::Type::LongRope) rotates every position of
   /// a pass ending past original_max_positions with the long factors, the
   /// keys already in the cache keeping the rotation they were stored with.
+  /// Generating token by token as transformers' generate() does (the library
+  /// has no generate(); `kq generate` is this loop, with a Sampler of
+  /// kq/eval.hpp picking each token from the last row's logits): forward the
+  /// prompt, then for each new token call longrope_recomputes_cache(config(),
+  /// cache.size()) (kq/config.hpp) first; when it is true, cache.reset() and
+  /// forward the whole sequence (prompt, the tokens generated so far and the
+  /// new one) as one pass, else forward the new token alone. Without that
+  /// step a longrope model (Phi-3) decoding past original_max_positions keeps
+  /// the short-factor keys and its tokens differ from transformers' (the
+  /// check is false for every other config, so the loop fits all models).
   /// Throws InvalidArgument for an empty `tokens`, a token id outside
   /// [0, vocab), a cache of another model's shape or device, a cache
   /// without room for the tokens, a pass_end below cache.size() +
