@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -175,4 +176,61 @@ TEST(CliTokenize, BadInputIsNamed) {
   r = run_kq({"tokenize", "--model", tmp.path.string(), "x"});
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(has(r.err, tmp.path.string())) << r.err;
+}
+
+// Tester 24 (F6): one rule for --decode's ids: integers separated by white space and/or one comma each,
+// optionally in one [ ]; "[1,,2]", ",1" and "[[1]]" were accepted, and "[1,2," named '[1' instead of the
+// missing ']'.
+TEST(CliTokenize, DecodeIdListsFollowOneRule) {
+  const auto want = run_kq({"tokenize", "--decode", "40 5677 3017"});
+  ASSERT_EQ(want.status, 0) << want.err;
+  for (const std::string list : {"40,5677,3017", "[40, 5677, 3017]", " [40 ,5677,\n3017] ", "40, 5677 3017"}) {
+    const auto r = run_kq({"tokenize", "--decode", list});
+    EXPECT_EQ(r.status, 0) << list << ": " << r.err;
+    EXPECT_EQ(r.out, want.out) << list;
+  }
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"[1,2,", "the list opened by '[' at byte 0 has no closing ']' at its end"},
+      {"1,2]", "the ']' at byte 3 closes no '['"},
+      {"[1,,2]", "empty element: the ',' at byte 3 has no id before it"},
+      {",1", "empty element: the ',' at byte 0 has no id before it"},
+      {"[1,2,]", "empty element: the ',' at byte 4 has no id after it"},
+      {"1 2 ,", "empty element: the ',' at byte 4 has no id after it"},
+      {"[[1]]", "'[' at byte 1 is inside the list: nested lists are not token ids"},
+      {"[1, [2]]", "'[' at byte 4 is inside the list"},
+  };
+  // Through --file: CLI11 itself splits one argument of the form "[...]" at its commas (dropping empty
+  // elements) before kq sees it, so the file gives the list as written.
+  TempDir tmp;
+  for (const std::string list : {"[40,5677,\n3017]\n", "40 5677 3017\n", " 40,\t5677 , 3017"}) {
+    const fs::path in = write_text(tmp.path / "ids.txt", list);
+    EXPECT_EQ(run_kq({"tokenize", "--decode", "--file", in.string()}).out, want.out) << list;
+  }
+  EXPECT_EQ(run_kq({"tokenize", "--decode", "--file", write_text(tmp.path / "e.txt", "[ ]\n").string()}).out, "\n");
+  for (const auto& [list, message] : refused) {
+    const fs::path in = write_text(tmp.path / "ids.txt", list);
+    const auto r = run_kq({"tokenize", "--decode", "--file", in.string()});
+    EXPECT_EQ(r.status, 1) << list;
+    EXPECT_TRUE(has(r.err, "kq: error: --decode: " + message)) << list << ": " << r.err;
+    EXPECT_EQ(r.out, "") << list;
+  }
+}
+
+// Tester 24 (F7): --no-newline prints the decoded text's bytes alone, so that they encode to the same ids again.
+TEST(CliTokenize, NoNewlinePrintsTheDecodedBytesExactly) {
+  const std::string text = "First line,\nsecond line ?\n";
+  const Ids ids = kq::Tokenizer::load(demo_model()).encode(text);
+  std::vector<std::string> args{"tokenize", "--decode", "--no-newline"};
+  for (const int32_t id : ids) args.push_back(std::to_string(id));
+  const auto r = run_kq(args);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, text);
+  TempDir tmp;
+  const fs::path back = write_text(tmp.path / "back.txt", r.out);
+  EXPECT_EQ(run_kq({"tokenize", "--file", back.string()}).out, id_line(ids));
+  args.erase(args.begin() + 2);  // without the flag: the text, then a newline
+  EXPECT_EQ(run_kq(args).out, text + "\n");
+  const auto usage = run_kq({"tokenize", "--no-newline", "Hello"});
+  EXPECT_EQ(usage.status, 2);
+  EXPECT_TRUE(has(usage.err, "--no-newline goes with --decode")) << usage.err;
 }

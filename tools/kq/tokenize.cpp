@@ -38,6 +38,7 @@ struct TokenizeOptions {
   std::string json;               ///< --json FILE ("-": the JSON alone on standard output)
   bool tokens = false;            ///< --tokens: one line per token, then the count
   bool decode = false;            ///< --decode: the input is token ids, the output their text
+  bool no_newline = false;        ///< --no-newline: --decode's text alone, without the newline after it
   bool special_tokens = false;    ///< --special-tokens: recognize special added tokens in the text
 };
 
@@ -89,28 +90,52 @@ Input read_input(const TokenizeOptions& o) {
   return {joined, "TEXT"};
 }
 
-/// The ids written in `text`: integers separated by white space and/or commas, the whole list optionally in
-/// square brackets (as Python prints a list: "[40, 5677, 3017]"). InvalidArgument naming an item that is not an
-/// integer, and an id outside [0, vocab_size) of the tokenizer (`source` names it) with that size.
+/// The ids written in `text`: integers separated by white space and/or one comma each, the whole list optionally
+/// in one pair of square brackets (a JSON list, as Python prints one: "[40, 5677, 3017]"); empty (or "[]"): no
+/// ids. InvalidArgument naming the malformed part: an item that is not an integer, an empty element (a comma
+/// with no id before or after it: "1,,2", ",1", "[1,]"), a '[' without its ']' (or the reverse), a bracket
+/// inside the list (nested lists), and an id outside [0, vocab_size) of the tokenizer (`source` names it).
 std::vector<int32_t> parse_ids(std::string_view text, const Tokenizer& tok, const std::string& source) {
-  const auto is_separator = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  const auto offset = [&](const char* p) { return size_t(p - text.data()); };
   std::string_view rest = text;
-  const auto trim = [&] {
-    while (!rest.empty() && is_separator(rest.front())) rest.remove_prefix(1);
-    while (!rest.empty() && is_separator(rest.back())) rest.remove_suffix(1);
+  const auto trim = [&](std::string_view& v) {
+    while (!v.empty() && is_space(v.front())) v.remove_prefix(1);
+    while (!v.empty() && is_space(v.back())) v.remove_suffix(1);
   };
-  trim();
-  if (rest.starts_with('[') && rest.ends_with(']')) {
+  trim(rest);
+  if (rest.starts_with('[')) {
+    if (!rest.ends_with(']') || rest.size() < 2)
+      raise<InvalidArgument>("--decode: the list opened by '[' at byte {} has no closing ']' at its end (ids are "
+                             "integers separated by spaces or commas, optionally in one [ ])",
+                             offset(rest.data()));
     rest = rest.substr(1, rest.size() - 2);
-    trim();
+  } else if (rest.ends_with(']')) {
+    raise<InvalidArgument>("--decode: the ']' at byte {} closes no '[' (ids are integers separated by spaces or "
+                           "commas, optionally in one [ ])",
+                           offset(rest.data() + rest.size() - 1));
   }
+  if (const size_t at = rest.find_first_of("[]"); at != std::string_view::npos)
+    raise<InvalidArgument>("--decode: '{}' at byte {} is inside the list: nested lists are not token ids (one [ ] "
+                           "around the whole list at most)",
+                           rest[at], offset(rest.data() + at));
   std::vector<int32_t> ids;
-  while (!rest.empty()) {
+  const char* comma = nullptr;  // the comma after the last id, not yet followed by one
+  for (;;) {
+    while (!rest.empty() && is_space(rest.front())) rest.remove_prefix(1);
+    if (rest.empty()) break;
+    if (rest.front() == ',') {
+      if (ids.empty() || comma)
+        raise<InvalidArgument>("--decode: empty element: the ',' at byte {} has no id before it", offset(rest.data()));
+      comma = rest.data();
+      rest.remove_prefix(1);
+      continue;
+    }
     size_t end = 0;
-    while (end < rest.size() && !is_separator(rest[end])) ++end;
+    while (end < rest.size() && !is_space(rest[end]) && rest[end] != ',') ++end;
     const std::string_view item = rest.substr(0, end);
     rest.remove_prefix(end);
-    trim();
+    comma = nullptr;
     int64_t id = 0;
     const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
     const bool integer =
@@ -123,6 +148,8 @@ std::vector<int32_t> parse_ids(std::string_view text, const Tokenizer& tok, cons
                              item, source, tok.vocab_size(), tok.vocab_size() - 1);
     ids.push_back(int32_t(id));
   }
+  if (comma)
+    raise<InvalidArgument>("--decode: empty element: the ',' at byte {} has no id after it", offset(comma));
   return ids;
 }
 
@@ -173,7 +200,7 @@ void run_tokenize(const TokenizeOptions& o) {
         fmt::print("{}\n", count_noun(static_cast<long long>(ids.size()), "token"));
       } else if (o.decode) {
         (void)std::fwrite(decoded.data(), 1, decoded.size(), stdout);  // (a failure: print_report's fflush)
-        fmt::print("\n");
+        if (!o.no_newline) fmt::print("\n");
       } else {
         fmt::print("{}\n", fmt::join(ids, " "));
       }
@@ -222,6 +249,9 @@ void add_tokenize_command(CLI::App& app) {
   cmd->add_flag("--decode", opts->decode,
                 "The input is token ids: print the text they stand for, byte for byte, then a newline (ids outside "
                 "the tokenizer's vocabulary are an error naming the id)");
+  cmd->add_flag("--no-newline", opts->no_newline,
+                "With --decode: print the text's bytes alone, without the newline after them (so that the output, "
+                "written to a file, encodes to the same ids again)");
   cmd->add_option("--json", opts->json,
                   "Also write {\"ids\": [...], \"tokens\": [...]} (tokens: the vocabulary strings, as --tokens) to "
                   "this file (atomically; missing folders above it are made); '-': the JSON alone on standard "
@@ -238,6 +268,8 @@ void add_tokenize_command(CLI::App& app) {
       throw CLI::ValidationError(fmt::format(
           "TEXT: {} arguments given; the text is one argument: quote a text with spaces (\"Hello world\")",
           opts->args.size()));
+    if (opts->no_newline && !opts->decode)
+      throw CLI::ValidationError("--no-newline goes with --decode (the text printed is that of the ids)");
     if (opts->decode && opts->special_tokens)
       throw CLI::ValidationError("--special-tokens goes with encoding a text, not with --decode");
     run_tokenize(*opts);
