@@ -115,8 +115,8 @@ class Tensor {
   template <class T> const T* data() const { return static_cast<const T*>(raw()); }
   template <class T> T* mutable_data() { return static_cast<T*>(raw_mut()); }
 
-  /// Same bytes, new shape with the same element count. Throws InvalidArgument (a negative
-  /// dimension, an overflowing size, another element count).
+  /// Same bytes, new shape with the same element count. Throws InvalidArgument (an undefined
+  /// tensor, a negative dimension, an overflowing size, another element count).
   Tensor reshaped(Shape shape) const;
   /// Rows [begin, end) of dimension 0, sharing storage.
   Tensor slice_rows(int64_t begin, int64_t end) const;
@@ -125,7 +125,8 @@ class Tensor {
   /// Heap copy converted to F32 (F32, F16, BF16, F64 sources). Throws InvalidArgument otherwise
   /// (other dtypes, an undefined tensor).
   Tensor to_f32() const;
-  /// 2-D transpose into a new heap tensor: [a, b] -> [b, a]. Any dtype.
+  /// 2-D transpose into a new heap tensor: [a, b] -> [b, a]. Any dtype. Throws
+  /// InvalidArgument for an undefined tensor or one that is not 2-D.
   Tensor transposed() const;
 
  private:

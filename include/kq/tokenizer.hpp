@@ -158,7 +158,7 @@ class Tokenizer {
   /// false (other model/pre_tokenizer/normalizer types and layouts,
   /// add_prefix_space, byte_fallback with ByteLevel, subword
   /// prefixes/suffixes, dropout) when there is no vocab.json + merges.txt to
-  /// fall back to.
+  /// fall back to. Throws InvalidArgument for an empty `model_dir`.
   static Tokenizer load(const std::filesystem::path& model_dir, const LoadOptions& opts = {});
 
   /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one

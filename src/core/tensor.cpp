@@ -94,6 +94,7 @@ void* Tensor::raw_mut() {
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
+  if (!defined()) raise<InvalidArgument>("reshaped() of an undefined (default-constructed) tensor");
   check_shape(dtype_, shape);
   if (shape_numel(shape) != numel())
     raise<InvalidArgument>("cannot reshape {} to {}", shape_str(shape_), shape_str(shape));
@@ -127,6 +128,7 @@ Tensor Tensor::to_f32() const {
 }
 
 Tensor Tensor::transposed() const {
+  if (!defined()) raise<InvalidArgument>("transposed() of an undefined (default-constructed) tensor");
   if (ndim() != 2) raise<InvalidArgument>("transposed() needs a 2-D tensor, got {}", shape_str(shape_));
   const int64_t a = shape_[0], b = shape_[1];
   const size_t es = dtype_size(dtype_);

@@ -15,6 +15,7 @@ namespace fs = std::filesystem;
 
 Tokenizer Tokenizer::load(const fs::path& model_dir, const LoadOptions& opts) {
   std::error_code ec;
+  if (model_dir.empty()) raise<InvalidArgument>("Tokenizer::load: the model folder path is empty");
   if (!fs::is_directory(model_dir, ec)) raise<FormatError>("{}: not a directory", model_dir.string());
   const fs::path vocab = model_dir / "vocab.json", merges = model_dir / "merges.txt";
   const fs::path tj = model_dir / "tokenizer.json", cfg = model_dir / "tokenizer_config.json";

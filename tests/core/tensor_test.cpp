@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "kq/error.hpp"
 #include "kq/tensor.hpp"
@@ -82,6 +86,16 @@ TEST(Tensor, UndefinedTensorIsRefusedByRawMutLikeClone) {
     EXPECT_STREQ(e.what(), "raw_mut() of an undefined (default-constructed) tensor");
   }
   EXPECT_THROW((void)t.mutable_data<float>(), InvalidArgument);
+  // Tester 24 (F8): reshaped() of an undefined tensor did not throw, transposed() said "got []".
+  for (const auto& [what, call] : std::vector<std::pair<std::string, std::function<void()>>>{
+           {"reshaped()", [&] { (void)t.reshaped({1}); }}, {"transposed()", [&] { (void)t.transposed(); }}}) {
+    try {
+      call();
+      ADD_FAILURE() << what << " of an undefined tensor did not throw";
+    } catch (const InvalidArgument& e) {
+      EXPECT_EQ(std::string(e.what()), what + " of an undefined (default-constructed) tensor");
+    }
+  }
 }
 
 // `x = std::move(x)` left a [3, 4] tensor defined with shape [] (numel 1) over its 48 bytes: the defaulted move

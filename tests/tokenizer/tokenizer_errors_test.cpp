@@ -64,6 +64,9 @@ TEST(TokenizerErrors, ValidMiniFilesLoad) {
 TEST(TokenizerErrors, MissingFiles) {
   kq::testing::TempDir tmp;
   expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path / "nope"); }, "nope");
+  // Tester 24 (F8): "" said ": not a directory"; named as Model::load("") names it.
+  expect_error_containing<kq::InvalidArgument>([&] { Tokenizer::load(""); },
+                                               "Tokenizer::load: the model folder path is empty");
   expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "no tokenizer files");
   write_file(tmp.path / "vocab.json", byte_vocab().dump());
   expect_error_containing<kq::FormatError>([&] { Tokenizer::load(tmp.path); }, "merges.txt");
