@@ -8,6 +8,9 @@
 //   NF4   QLoRA 4-bit NormalFloat (Dettmers et al. 2023), blockwise absmax along K,
 //         optional double quantization of the absmax values.
 //   FP4   OCP E2M1 4-bit float, blockwise absmax normalised to 6, optional double quantization.
+//   FP4_BNB  bitsandbytes' own 4-bit float codebook (its "fp4" quant_type: magnitudes
+//         {0, 0.0625, 2, 3, 4, 6, 8, 12} / 12, not E2M1), blockwise absmax as NF4: the
+//         format bitsandbytes FP4 checkpoints load into; also a `kq quantize` mode (fp4-bnb).
 //   INT4  round-to-nearest integer 4-bit with one scale (and zero point when
 //         asymmetric) per group of K elements: the baseline AWQ improves on.
 //   FP8   OCP OFP8 rev 1.0 E4M3 / E5M2 with per-channel or per-tensor weight
@@ -23,10 +26,11 @@
 namespace kq {
 
 /// Precision of a weight (or of a whole model). INT4 is integer 4-bit with
-/// groups (int4-gN modes); NF4 and FP4 are the 4-bit codebook formats.
-enum class PrecisionFormat { FP32, BF16, FP16, INT8, INT4, NF4, FP4, FP8_E4M3, FP8_E5M2 };
+/// groups (int4-gN modes); NF4, FP4 (E2M1) and FP4_BNB (bitsandbytes' FP4) are
+/// the 4-bit codebook formats. FP4_BNB comes last: the values before it keep their numbers.
+enum class PrecisionFormat { FP32, BF16, FP16, INT8, INT4, NF4, FP4, FP8_E4M3, FP8_E5M2, FP4_BNB };
 
-/// "fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp4", "fp8_e4m3", "fp8_e5m2";
+/// "fp32", "bf16", "fp16", "int8", "int4", "nf4", "fp4", "fp8_e4m3", "fp8_e5m2", "fp4_bnb";
 /// "unknown(N)" for a value outside the enum (see dtype_name).
 std::string_view precision_format_name(PrecisionFormat f);
 
@@ -82,22 +86,22 @@ std::string_view quant_family_name(QuantFamily f);
 /// Blocks/groups run along K (the input dimension) of each output row; a last
 /// block shorter than block_size covers the tail when K is not a multiple of it.
 struct QuantSpec {
-  /// INT8, INT4 (integer groups), NF4, FP4, FP8_E4M3 or FP8_E5M2.
+  /// INT8, INT4 (integer groups), NF4, FP4, FP4_BNB, FP8_E4M3 or FP8_E5M2.
   PrecisionFormat format = PrecisionFormat::INT8;
-  /// Elements per block (NF4/FP4, default 64) or group (INT4, default 128) along K:
+  /// Elements per block (NF4/FP4/FP4_BNB, default 64) or group (INT4, default 128) along K:
   /// a power of two in [32, 256]. 0 for INT8/FP8 (per-channel or per-tensor scales).
   int block_size = 0;
-  /// NF4/FP4: QLoRA double quantization of the per-block scales (8-bit codes in
+  /// NF4/FP4/FP4_BNB: QLoRA double quantization of the per-block scales (8-bit codes in
   /// groups of 256 with one F32 scale per group and one F32 mean per tensor).
   bool double_quant = false;
   /// INT4: symmetric (scale only) or asymmetric (scale + zero point per group).
-  /// INT8/FP8/NF4/FP4 are always symmetric.
+  /// INT8/FP8/NF4/FP4/FP4_BNB are always symmetric.
   bool symmetric = true;
-  /// INT8/FP8: PerChannel or PerTensor. NF4/FP4/INT4: PerGroup.
+  /// INT8/FP8: PerChannel or PerTensor. NF4/FP4/FP4_BNB/INT4: PerGroup.
   ScaleGranularity weight_scales = ScaleGranularity::PerChannel;
   /// INT8/FP8 only: W8A8 (activations quantized per token at run time) vs weight-only.
   bool quantize_activations = false;
-  /// NF4/FP4/INT4: F32 or BF16. BF16 rounds activations and dequantized weights
+  /// NF4/FP4/FP4_BNB/INT4: F32 or BF16. BF16 rounds activations and dequantized weights
   /// to bfloat16 before the multiply; accumulation stays F32. INT8/FP8: F32.
   DType compute_dtype = DType::F32;
   /// FP8 only: saturating conversion of activations (see FP8Config::saturate).
@@ -115,7 +119,7 @@ struct QuantSpec {
   /// that is not valid: no mode has it, and the fields it has would pass for another mode's (a format
   /// of FP32 with NF4's block fields read "fp4").
   std::string name() const;
-  /// INT8 for int8, FP8 for both FP8 formats, INT4 for int4/nf4/fp4 (AWQ included). Throws
+  /// INT8 for int8, FP8 for both FP8 formats, INT4 for int4/nf4/fp4/fp4-bnb (AWQ included). Throws
   /// InvalidArgument for a format that is not a quantized weight format (FP32, BF16, FP16, or a
   /// value outside PrecisionFormat): such a spec has no family and no threshold.
   QuantFamily family() const;
@@ -129,11 +133,12 @@ using QuantizationMode = QuantSpec;
 ///   int8 (W8A8: per-channel weights, per-token activations), int8-wo (weight-only),
 ///   int8-pt (per-tensor weights, W8A8); int4 = nf4 (NF4, block 64, double quant);
 ///   nf4-b32/-b128/-b256 (block size), nf4-nodq (no double quant); fp4 (E2M1, block 64,
-///   double quant); int4-g128 (symmetric INT4, group 128), int4-g128-asym;
+///   double quant); fp4-bnb (bitsandbytes' FP4 codebook, block 64, double quant: fp4 with
+///   the modifier -bnb); int4-g128 (symmetric INT4, group 128), int4-g128-asym;
 ///   fp8 (E4M3 W8A8, per-channel weights, per-token activations), fp8-e5m2, fp8-wo
 ///   (weight-only), fp8-pt (per-tensor weights); awq = awq-g128 (AWQ INT4, group
 ///   128, zero points, as the AWQ paper), awq-g128-sym. Modifiers combine in any order:
-///   -bN / -gN, -nodq, -asym, -bf16 (4-bit compute dtype), -e4m3/-e5m2, -pt, -wo, -nosat.
+///   -bN / -gN, -nodq, -asym, -bf16 (4-bit compute dtype), -e4m3/-e5m2, -bnb (fp4 only), -pt, -wo, -nosat.
 ///   A 4-bit size may be written -bN or -gN (nf4-g64 = nf4-b64, awq-b64 = awq-g64), except after
 ///   int4: "int4" alone is nf4, int4 with -gN, -sym or -asym is integer INT4 (int4-sym =
 ///   int4-g128), and any other int4 name (int4-b64, int4-bf16, int4-nodq) is ambiguous.
@@ -160,7 +165,7 @@ void validate_quant_spec(const QuantSpec& spec);
 QuantSpec fp8_quant_spec(const FP8Config& cfg);
 
 /// Maximum perplexity increase in percent allowed by the specification
-/// (its evaluation protocol): INT8 2, INT4/NF4/FP4 5, AWQ INT4 3, FP8 1. Throws InvalidArgument
+/// (its evaluation protocol): INT8 2, INT4/NF4/FP4/FP4_BNB 5, AWQ INT4 3, FP8 1. Throws InvalidArgument
 /// as QuantSpec::family() for a format that is not a quantized weight format.
 double max_ppl_increase_pct(const QuantSpec& spec);
 

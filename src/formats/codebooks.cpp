@@ -1,8 +1,9 @@
-// Element encoders of the 4-bit formats (NF4, FP4 E2M1, INT4).
+// Element encoders of the 4-bit formats (NF4, FP4 E2M1, bitsandbytes FP4, INT4).
 #include <algorithm>
 #include <cmath>
 
 #include "formats/fp4.hpp"
+#include "formats/fp4_bnb.hpp"
 #include "formats/int4.hpp"
 #include "formats/nf4.hpp"
 #include "formats/packed4.hpp"
@@ -25,6 +26,19 @@ uint8_t fp4_encode(float x) {
     }
   }
   return uint8_t((std::signbit(x) ? 8 : 0) | m);
+}
+
+uint8_t fp4_bnb_encode(float x) {
+  if (x != x) return 0;
+  // The codes' magnitudes are not in code order: scan the 8 of them for the nearest, a tie kept by the smaller
+  // magnitude. |x| saturates at 1 first; the distances, in double, are then exact at a midpoint of two values.
+  const double a = std::min(std::fabs(double(x)), 1.0);
+  int best = 0;
+  for (int c = 1; c < 8; ++c) {
+    const double d = std::fabs(a - double(kFP4Bnb[size_t(c)])), db = std::fabs(a - double(kFP4Bnb[size_t(best)]));
+    if (d < db || (d == db && kFP4Bnb[size_t(c)] < kFP4Bnb[size_t(best)])) best = c;
+  }
+  return uint8_t((x < 0.0f ? 8 : 0) | best);
 }
 
 float int4_sym_scale(float absmax) { return absmax / 7.0f; }

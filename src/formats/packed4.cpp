@@ -1,6 +1,7 @@
 #include "formats/packed4.hpp"
 
 #include "formats/fp4.hpp"
+#include "formats/fp4_bnb.hpp"
 #include "formats/nf4.hpp"
 
 namespace kq::formats {
@@ -15,14 +16,21 @@ void unpack_nibbles(const uint8_t* packed, int64_t n, uint8_t* codes) {
   for (int64_t i = 0; i < n; ++i) codes[i] = get_nibble(packed, i);
 }
 
-void q4_block_lut(WeightFormat f, float scale, uint8_t zero, float lut[16]) {
+const float* q4_codebook(WeightFormat f) {
   switch (f) {
-    case WeightFormat::NF4:
-      for (int c = 0; c < 16; ++c) lut[c] = kNF4[size_t(c)] * scale;
-      return;
-    case WeightFormat::FP4:
-      for (int c = 0; c < 16; ++c) lut[c] = kE2M1[size_t(c)] * scale;
-      return;
+    case WeightFormat::NF4: return kNF4.data();
+    case WeightFormat::FP4: return kE2M1.data();
+    case WeightFormat::FP4_BNB: return kFP4Bnb.data();
+    default: return nullptr;
+  }
+}
+
+void q4_block_lut(WeightFormat f, float scale, uint8_t zero, float lut[16]) {
+  if (const float* book = q4_codebook(f)) {
+    for (int c = 0; c < 16; ++c) lut[c] = book[c] * scale;
+    return;
+  }
+  switch (f) {
     case WeightFormat::INT4_SYM:
       for (int c = 0; c < 16; ++c) lut[c] = float(c - 8) * scale;
       return;

@@ -1,5 +1,5 @@
 #pragma once
-// Code plane shared by the 4-bit formats (NF4, FP4, INT4 symmetric/asymmetric).
+// Code plane shared by the 4-bit formats (NF4, FP4, bitsandbytes FP4, INT4 symmetric/asymmetric).
 //
 // Layout of a weight [N, K] (blocks/groups of B elements run along K):
 //   codes   U8 [N, ceil(K/2)]  two 4-bit codes per byte; element k of row n is in
@@ -29,9 +29,15 @@ void pack_nibbles(const uint8_t* codes, int64_t n, uint8_t* packed);
 /// Unpacks n codes from ceil(n/2) packed bytes.
 void unpack_nibbles(const uint8_t* packed, int64_t n, uint8_t* codes);
 
+/// The 16 code values (before scaling) of a codebook format: kNF4 (NF4),
+/// kE2M1 (FP4), kFP4Bnb (FP4_BNB); nullptr for any other format (INT4's values
+/// are arithmetic: c − 8, or c − zero). The one place a kernel finds a
+/// codebook (out of line: safe to call from files built for other ISAs).
+const float* q4_codebook(WeightFormat f);
+
 /// The 16 decoded values of one block: lut[c] = value of code c for this block's
 /// scale (and zero point for INT4_ASYM). `f` must be a 4-bit format.
-///   NF4: kNF4[c]·scale   FP4: kE2M1[c]·scale   INT4_SYM: (c − 8)·scale   INT4_ASYM: (c − zero)·scale
+///   NF4 / FP4 / FP4_BNB: q4_codebook(f)[c]·scale   INT4_SYM: (c − 8)·scale   INT4_ASYM: (c − zero)·scale
 void q4_block_lut(WeightFormat f, float scale, uint8_t zero, float lut[16]);
 
 /// Index of the value nearest to x in an ascending table of 16 values; exact

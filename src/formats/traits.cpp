@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "formats/fp4.hpp"
+#include "formats/fp4_bnb.hpp"
 #include "formats/fp8.hpp"
 #include "formats/int4.hpp"
 #include "formats/int8.hpp"
@@ -42,7 +43,8 @@ void fp8_dequant(const uint8_t* codes, int64_t n, float scale, uint8_t, float* o
 }
 
 // ---- 4-bit ------------------------------------------------------------------
-void nf4_params(const float* w, int64_t n, float* scale, uint8_t* zero) {
+/// NF4 and bitsandbytes FP4: the block's absmax (codebooks normalised to a largest magnitude of 1).
+void absmax_params(const float* w, int64_t n, float* scale, uint8_t* zero) {
   *scale = absmax(w, n);
   *zero = 0;
 }
@@ -69,6 +71,8 @@ uint8_t encode4(float w, float scale, uint8_t zero) {
     return scale != 0.0f ? nf4_encode(w / scale) : uint8_t(7);
   } else if constexpr (F == WeightFormat::FP4) {
     return scale != 0.0f ? fp4_encode(w / scale) : uint8_t(0);
+  } else if constexpr (F == WeightFormat::FP4_BNB) {
+    return scale != 0.0f ? fp4_bnb_encode(w / scale) : uint8_t(0);
   } else if constexpr (F == WeightFormat::INT4_SYM) {
     return int4_sym_encode(w, scale);
   } else {
@@ -94,13 +98,13 @@ void dequant4(const uint8_t* codes, int64_t n, float scale, uint8_t zero, float*
 
 constexpr int kF32Bytes = 4;
 
-const std::array<FormatTraits, 7> kTraits = {{
+const std::array<FormatTraits, 8> kTraits = {{
     {WeightFormat::INT8, "int8", 8, 0, 0, 0, kF32Bytes, 0, int8_params, int8_quant, int8_dequant},
     {WeightFormat::FP8_E4M3, "fp8_e4m3", 8, 0, 0, 0, kF32Bytes, 0, fp8_params<FP8Format::E4M3>,
      fp8_quant<FP8Format::E4M3>, fp8_dequant<FP8Format::E4M3>},
     {WeightFormat::FP8_E5M2, "fp8_e5m2", 8, 0, 0, 0, kF32Bytes, 0, fp8_params<FP8Format::E5M2>,
      fp8_quant<FP8Format::E5M2>, fp8_dequant<FP8Format::E5M2>},
-    {WeightFormat::NF4, "nf4", 4, 64, 32, 256, kF32Bytes, 0, nf4_params, quant4<WeightFormat::NF4>,
+    {WeightFormat::NF4, "nf4", 4, 64, 32, 256, kF32Bytes, 0, absmax_params, quant4<WeightFormat::NF4>,
      dequant4<WeightFormat::NF4>},
     {WeightFormat::FP4, "fp4", 4, 64, 32, 256, kF32Bytes, 0, fp4_params, quant4<WeightFormat::FP4>,
      dequant4<WeightFormat::FP4>},
@@ -108,6 +112,8 @@ const std::array<FormatTraits, 7> kTraits = {{
      quant4<WeightFormat::INT4_SYM>, dequant4<WeightFormat::INT4_SYM>},
     {WeightFormat::INT4_ASYM, "int4_asym", 4, 128, 32, 256, kF32Bytes, 1, int4_asym_block_params,
      quant4<WeightFormat::INT4_ASYM>, dequant4<WeightFormat::INT4_ASYM>},
+    {WeightFormat::FP4_BNB, "fp4_bnb", 4, 64, 32, 256, kF32Bytes, 0, absmax_params, quant4<WeightFormat::FP4_BNB>,
+     dequant4<WeightFormat::FP4_BNB>},
 }};
 
 }  // namespace

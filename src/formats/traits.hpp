@@ -3,7 +3,7 @@
 // mapping it to its name, code width, block size, bytes per block and the
 // scalar reference quantize/dequantize functions (the test oracle every
 // optimised kernel is checked against). The byte layout of each format is
-// documented in its own header: int8.hpp, fp8.hpp, nf4.hpp, fp4.hpp, int4.hpp,
+// documented in its own header: int8.hpp, fp8.hpp, nf4.hpp, fp4.hpp, fp4_bnb.hpp, int4.hpp,
 // packed4.hpp (4-bit code planes) and double_quant.hpp (compressed scales).
 #include <cstddef>
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 namespace kq::formats {
 
-/// Weight formats with a block layout.
+/// Weight formats with a block layout (the value indexes the traits table: new formats go last).
 enum class WeightFormat : uint8_t {
   INT8,       ///< symmetric INT8, one scale per row (per-channel) or per tensor
   FP8_E4M3,   ///< OCP FP8 E4M3 codes, one scale per row or per tensor
@@ -20,6 +20,7 @@ enum class WeightFormat : uint8_t {
   FP4,        ///< OCP E2M1, blockwise absmax normalised to 6
   INT4_SYM,   ///< integer 4-bit, scale per group, no zero point
   INT4_ASYM,  ///< integer 4-bit, scale + zero point per group
+  FP4_BNB,    ///< bitsandbytes' FP4 codebook (fp4_bnb.hpp), blockwise absmax as NF4
 };
 
 /// Per-block scale (and zero point) from the block's values.

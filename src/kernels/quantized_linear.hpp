@@ -1,5 +1,5 @@
 #pragma once
-// Quantized Linear ops (INT8, FP8, NF4, FP4, INT4): the factory that quantizes
+// Quantized Linear ops (INT8, FP8, NF4, FP4, FP4_BNB, INT4): the factory that quantizes
 // an F32 weight, the loader that rebuilds an op from a quantized model
 // folder's tensors, and the base class the per-format ops share.
 // Kernels live in src/kernels/cpu/linear_{int8,fp8,int4}*.cpp.
@@ -70,7 +70,7 @@ namespace detail {
 /// Per-format constructors (src/kernels/cpu/linear_int8.cpp, linear_fp8.cpp, linear_int4.cpp).
 std::unique_ptr<Linear> make_int8_linear(PackedWeight weight, Tensor bias);
 std::unique_ptr<Linear> make_fp8_linear(PackedWeight weight, Tensor bias);
-std::unique_ptr<Linear> make_int4_linear(PackedWeight weight, Tensor bias);  ///< NF4, FP4, INT4 sym/asym
+std::unique_ptr<Linear> make_int4_linear(PackedWeight weight, Tensor bias);  ///< NF4, FP4, FP4_BNB, INT4 sym/asym
 }  // namespace detail
 
 }  // namespace kq

@@ -34,7 +34,7 @@ enum class ScaleRule {
 
 /// The largest |value| a code of `f` decodes to at scale 1 (finite codes only;
 /// INT4 asymmetric: over every zero point, |code − zero| <= 15): 128 for INT8
-/// (code −128), 448 / 57344 for FP8 E4M3 / E5M2, 1 for NF4, 6 for FP4, 8 / 15
+/// (code −128), 448 / 57344 for FP8 E4M3 / E5M2, 1 for NF4 and FP4_BNB, 6 for FP4, 8 / 15
 /// for INT4 symmetric / asymmetric. From the traits' reference dequantizers.
 double largest_code_value(formats::WeightFormat f) {
   const formats::FormatTraits& t = formats::format_traits(f);

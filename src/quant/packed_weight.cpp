@@ -18,6 +18,7 @@ formats::WeightFormat weight_format_of(const QuantSpec& spec) {
     case PrecisionFormat::FP8_E5M2: return WeightFormat::FP8_E5M2;
     case PrecisionFormat::NF4: return WeightFormat::NF4;
     case PrecisionFormat::FP4: return WeightFormat::FP4;
+    case PrecisionFormat::FP4_BNB: return WeightFormat::FP4_BNB;
     case PrecisionFormat::INT4: return spec.symmetric ? WeightFormat::INT4_SYM : WeightFormat::INT4_ASYM;
     default: raise<InvalidArgument>("{} is not a quantized weight format", precision_format_name(spec.format));
   }

@@ -23,11 +23,12 @@ std::string lower(std::string_view s) {
 
 bool is_fp8(PrecisionFormat f) { return f == PrecisionFormat::FP8_E4M3 || f == PrecisionFormat::FP8_E5M2; }
 bool is_4bit(PrecisionFormat f) {
-  return f == PrecisionFormat::NF4 || f == PrecisionFormat::FP4 || f == PrecisionFormat::INT4;
+  return f == PrecisionFormat::NF4 || f == PrecisionFormat::FP4 || f == PrecisionFormat::FP4_BNB ||
+         f == PrecisionFormat::INT4;
 }
 bool valid_block(int b) { return b >= 32 && b <= 256 && (b & (b - 1)) == 0; }
 
-constexpr int kDefaultCodebookBlock = 64;  // NF4/FP4 (QLoRA)
+constexpr int kDefaultCodebookBlock = 64;  // NF4/FP4/FP4_BNB (QLoRA, bitsandbytes)
 constexpr int kDefaultInt4Group = 128;     // INT4 RTN / AWQ
 
 }  // namespace
@@ -43,6 +44,7 @@ std::string_view precision_format_name(PrecisionFormat f) {
     case PrecisionFormat::FP4: return "fp4";
     case PrecisionFormat::FP8_E4M3: return "fp8_e4m3";
     case PrecisionFormat::FP8_E5M2: return "fp8_e5m2";
+    case PrecisionFormat::FP4_BNB: return "fp4_bnb";
   }
   return unknown_enum_name(int64_t(f));
 }
@@ -56,11 +58,11 @@ PrecisionFormat parse_precision_format(std::string_view s) {
   if (l == "fp8") return PrecisionFormat::FP8_E4M3;
   for (PrecisionFormat f : {PrecisionFormat::FP32, PrecisionFormat::BF16, PrecisionFormat::FP16, PrecisionFormat::INT8,
                             PrecisionFormat::INT4, PrecisionFormat::NF4, PrecisionFormat::FP4,
-                            PrecisionFormat::FP8_E4M3, PrecisionFormat::FP8_E5M2}) {
+                            PrecisionFormat::FP8_E4M3, PrecisionFormat::FP8_E5M2, PrecisionFormat::FP4_BNB}) {
     if (l == precision_format_name(f)) return f;
   }
   raise<InvalidArgument>(
-      "unknown precision '{}' (valid: fp32, bf16, fp16, int8, int4, nf4, fp4, fp8_e4m3, fp8_e5m2)", s);
+      "unknown precision '{}' (valid: fp32, bf16, fp16, int8, int4, nf4, fp4, fp8_e4m3, fp8_e5m2, fp4_bnb)", s);
 }
 
 std::string_view scale_granularity_name(ScaleGranularity g) {
@@ -83,7 +85,7 @@ std::string_view quant_family_name(QuantFamily f) {
 }
 
 void validate_quant_spec(const QuantSpec& s) {
-  if (int(s.format) < int(PrecisionFormat::FP32) || int(s.format) > int(PrecisionFormat::FP8_E5M2))
+  if (int(s.format) < int(PrecisionFormat::FP32) || int(s.format) > int(PrecisionFormat::FP4_BNB))
     raise<InvalidArgument>("QuantSpec.format {} is not a PrecisionFormat", int(s.format));
   const std::string_view fname = precision_format_name(s.format);
   if (s.format == PrecisionFormat::FP32 || s.format == PrecisionFormat::BF16 || s.format == PrecisionFormat::FP16)
@@ -105,7 +107,7 @@ void validate_quant_spec(const QuantSpec& s) {
     if (s.compute_dtype != DType::F32 && s.compute_dtype != DType::BF16)
       raise<InvalidArgument>("QuantSpec.compute_dtype for {} must be F32 or BF16", fname);
     if (s.format == PrecisionFormat::INT4 && s.double_quant)
-      raise<InvalidArgument>("QuantSpec.double_quant applies to NF4/FP4 only, not int4");
+      raise<InvalidArgument>("QuantSpec.double_quant applies to NF4/FP4/FP4_BNB only, not int4");
     if (s.format != PrecisionFormat::INT4 && !s.symmetric)
       raise<InvalidArgument>("QuantSpec.symmetric = false (zero points) applies to int4 only, not {}", fname);
     return;
@@ -116,13 +118,14 @@ void validate_quant_spec(const QuantSpec& s) {
   if (s.weight_scales != ScaleGranularity::PerChannel && s.weight_scales != ScaleGranularity::PerTensor)
     raise<InvalidArgument>("QuantSpec.weight_scales for {} must be per-channel or per-tensor (got {})", fname,
                            scale_granularity_name(s.weight_scales));
-  if (s.double_quant) raise<InvalidArgument>("QuantSpec.double_quant applies to NF4/FP4 only, not {}", fname);
+  if (s.double_quant)
+    raise<InvalidArgument>("QuantSpec.double_quant applies to NF4/FP4/FP4_BNB only, not {}", fname);
   if (!s.symmetric) raise<InvalidArgument>("QuantSpec.symmetric = false is not supported for {}", fname);
   if (s.compute_dtype != DType::F32) raise<InvalidArgument>("QuantSpec.compute_dtype for {} must be F32", fname);
 }
 
 QuantFamily QuantSpec::family() const {
-  if (int(format) < int(PrecisionFormat::INT8) || int(format) > int(PrecisionFormat::FP8_E5M2))
+  if (int(format) < int(PrecisionFormat::INT8) || int(format) > int(PrecisionFormat::FP4_BNB))
     raise<InvalidArgument>("QuantSpec::family: format {} is not a quantized weight format", precision_format_name(format));
   if (format == PrecisionFormat::INT8) return QuantFamily::INT8;
   if (is_fp8(format)) return QuantFamily::FP8;
@@ -147,7 +150,7 @@ std::string QuantSpec::name() const {
     n = fmt::format("int4-g{}", block_size);
     if (!symmetric) n += "-asym";
   } else {
-    n = format == PrecisionFormat::NF4 ? "nf4" : "fp4";
+    n = format == PrecisionFormat::NF4 ? "nf4" : format == PrecisionFormat::FP4 ? "fp4" : "fp4-bnb";
     if (block_size != kDefaultCodebookBlock) n += fmt::format("-b{}", block_size);
     if (!double_quant) n += "-nodq";
   }
@@ -170,9 +173,10 @@ std::vector<std::string> valid_quant_mode_names() {
           s.fp8_saturate = sat;
           add(s);
         }
-  for (PrecisionFormat f : {PrecisionFormat::NF4, PrecisionFormat::FP4, PrecisionFormat::INT4})
+  for (PrecisionFormat f :
+       {PrecisionFormat::NF4, PrecisionFormat::FP4, PrecisionFormat::FP4_BNB, PrecisionFormat::INT4})
     for (int b : {32, 64, 128, 256})
-      for (bool variant : {true, false})  // NF4/FP4: double quant; INT4: symmetric
+      for (bool variant : {true, false})  // NF4/FP4/FP4_BNB: double quant; INT4: symmetric
         for (DType c : {DType::F32, DType::BF16})
           for (bool awq : {false, true}) {
             if (awq && f != PrecisionFormat::INT4) continue;
@@ -293,6 +297,7 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
                           : (t == "asym" || t == "sym")                           ? "zero points"
                           : (t == "bf16" || t == "f32" || t == "fp32")            ? "compute dtype"
                           : (t == "e4m3" || t == "e5m2")                          ? "FP8 format"
+                          : t == "bnb"                                            ? "FP4 codebook"
                           : (t == "pt" || t == "pc")                              ? "scale granularity"
                           : (t == "wo" || t == "w8a8")                            ? "activation quantization"
                           : (t == "nosat" || t == "sat")                          ? "saturation"
@@ -312,6 +317,8 @@ QuantSpec parse_quant_mode(std::string_view name, std::string_view more_valid) {
       s.compute_dtype = t == "bf16" ? DType::BF16 : DType::F32;
     } else if ((t == "e4m3" || t == "e5m2") && is_fp8(s.format)) {
       s.format = t == "e4m3" ? PrecisionFormat::FP8_E4M3 : PrecisionFormat::FP8_E5M2;
+    } else if (t == "bnb" && fam == "fp4") {  // fp4-bnb: bitsandbytes' FP4 codebook in place of E2M1
+      s.format = PrecisionFormat::FP4_BNB;
     } else if ((t == "pt" || t == "pc") && !four) {
       s.weight_scales = t == "pt" ? ScaleGranularity::PerTensor : ScaleGranularity::PerChannel;
     } else if ((t == "wo" || t == "w8a8") && !four) {

@@ -28,7 +28,8 @@ using namespace kq;
 
 namespace {
 
-const std::vector<std::string> kModes = {"int8", "int8-wo", "fp8", "fp8-e5m2", "nf4", "fp4", "int4-g128-asym"};
+const std::vector<std::string> kModes = {"int8", "int8-wo", "fp8", "fp8-e5m2", "nf4", "fp4", "fp4-bnb",
+                                         "int4-g128-asym"};
 
 struct Numbers {
   double ppl = 0;

@@ -1,9 +1,9 @@
 #pragma once
-// A test-side packer of bitsandbytes 4-bit NF4 layers as transformers saves them (Params4bit + packed
+// A test-side packer of bitsandbytes 4-bit NF4 and FP4 layers as transformers saves them (Params4bit + packed
 // QuantState), written from bitsandbytes' published layout, not from kq's loader: W [N, K] flattened row-major,
 // two codes per byte with the even element in the HIGH nibble, one absmax per block of `blocksize` elements
-// (or, nested, U8 codes into a 256-entry map times a per-256-blocks absmax plus an offset), the NF4 values as
-// "quant_map", and the other fields as JSON bytes in "<w>.quant_state.bitsandbytes__nf4".
+// (or, nested, U8 codes into a 256-entry map times a per-256-blocks absmax plus an offset), the NF4 or FP4
+// values as "quant_map", and the other fields as JSON bytes in "<w>.quant_state.bitsandbytes__nf4" (__fp4).
 // And of 8-bit layers (LLM.int8(), Linear8bitLt with has_fp16_weights false): the I8 codes [N, K] as "<w>", the
 // row absmax as F32 [N] "<prefix>.SCB", and the layout (0 = row-major) as a U8 scalar "<prefix>.weight_format";
 // bitsandbytes dequantizes them as codes · SCB · 7.874015718698502e-3 (its int8_vectorwise_dequant).
@@ -36,8 +36,18 @@ inline constexpr float kBnbNf4[16] = {-1.0f,
                                       0.7229568362236023f,
                                       1.0f};
 
-/// Known codes and block scales of one NF4 layer W [N, K].
+/// bitsandbytes' FP4 table before normalisation, in code order, as bitsandbytes.functional.get_4bit_type("fp4")
+/// lists it: [0, 0.0625, 8, 12, 4, 6, 2, 3, -0, -0.0625, -8, -12, -4, -6, -2, -3], where the "-0" is a Python
+/// integer (so +0 once in a tensor).
+inline constexpr double kBnbFp4Raw[16] = {0,  0.0625,  8,   12,  4,  6,  2,  3,
+                                          +0, -0.0625, -8, -12, -4, -6, -2, -3};
+
+/// The FP4 quant_map bitsandbytes saves: the table above as F32 divided by its absmax 12 (data /= data.abs().max()).
+inline float bnb_fp4_map(int c) { return float(kBnbFp4Raw[c]) / 12.0f; }
+
+/// Known codes and block scales of one 4-bit layer W [N, K], NF4 or (fp4) FP4.
 struct BnbCodes {
+  bool fp4 = false;
   int64_t N = 0, K = 0, blocksize = 64;
   std::vector<uint8_t> q;       ///< [N·K] codes, flat row-major
   bool nested = false;
@@ -47,6 +57,10 @@ struct BnbCodes {
   std::vector<float> code2;     ///< [256] nested map
   float offset = 0.0f;
   int64_t blocks() const { return (N * K + blocksize - 1) / blocksize; }
+  /// The quant_map entry of code c.
+  float code_value(int c) const { return fp4 ? bnb_fp4_map(c) : kBnbNf4[c]; }
+  /// "nf4" / "fp4".
+  const char* type() const { return fp4 ? "fp4" : "nf4"; }
   /// Block j's absmax as bitsandbytes decodes it (F32 product, then the offset).
   float block_absmax(int64_t j) const {
     if (!nested) return absmax[size_t(j)];
@@ -57,8 +71,8 @@ struct BnbCodes {
 };
 
 /// Deterministic codes, absmax in [0.01, 0.1) (nested: a linear 256-entry map in [-1, 1), codes, absmax 0.02
-/// per 256 blocks and offset 0.05, so every decoded absmax is positive).
-inline BnbCodes bnb_codes(int64_t N, int64_t K, int64_t blocksize, bool nested, uint64_t seed) {
+/// per 256 blocks and offset 0.05, so every decoded absmax is positive); NF4, or FP4 with `fp4`.
+inline BnbCodes bnb_codes(int64_t N, int64_t K, int64_t blocksize, bool nested, uint64_t seed, bool fp4 = false) {
   uint64_t st = seed * 0x9E3779B97F4A7C15ull + 99;
   auto next = [&] {
     st ^= st << 13;
@@ -67,6 +81,7 @@ inline BnbCodes bnb_codes(int64_t N, int64_t K, int64_t blocksize, bool nested, 
     return st;
   };
   BnbCodes c;
+  c.fp4 = fp4;
   c.N = N;
   c.K = K;
   c.blocksize = blocksize;
@@ -88,11 +103,32 @@ inline BnbCodes bnb_codes(int64_t N, int64_t K, int64_t blocksize, bool nested, 
   return c;
 }
 
-/// The reference dequantization F32 [N, K]: NF4 value times the block's absmax, in F32.
+/// The reference dequantization F32 [N, K] as bitsandbytes' dequantize_4bit kernels compute it, before their
+/// rounding to the compute dtype: NF4 value times the block's absmax in F32; FP4 (dDequantizeFP4Tree) the
+/// magnitude's value times absmax, times the sign of bit 3: the quant_map product, except that code 8 gives -0.
 inline Tensor bnb_reference(const BnbCodes& c) {
   Tensor w = Tensor::empty(DType::F32, {c.N, c.K});
   float* p = w.mutable_data<float>();
-  for (int64_t i = 0; i < c.N * c.K; ++i) p[i] = kBnbNf4[c.q[size_t(i)]] * c.block_absmax(i / c.blocksize);
+  for (int64_t i = 0; i < c.N * c.K; ++i) {
+    const int code = c.q[size_t(i)];
+    const float absmax = c.block_absmax(i / c.blocksize);
+    p[i] = c.fp4 ? c.code_value(code & 7) * absmax * ((code & 8) ? -1.0f : 1.0f) : c.code_value(code) * absmax;
+  }
+  return w;
+}
+
+/// bitsandbytes' formula in double: table value / 12 (FP4) or NF4 value, times the block absmax, a nested one
+/// decoded in double (code2 · nested absmax + offset), with no rounding before the result. F64 [N, K] as a vector.
+inline std::vector<double> bnb_reference_f64(const BnbCodes& c) {
+  std::vector<double> w(size_t(c.N * c.K));
+  for (int64_t i = 0; i < c.N * c.K; ++i) {
+    const int code = c.q[size_t(i)];
+    const int64_t j = i / c.blocksize;
+    const double value = c.fp4 ? kBnbFp4Raw[code] / 12.0 : double(kBnbNf4[code]);
+    const double absmax = c.nested ? double(c.code2[c.a8[size_t(j)]]) * double(c.a2[size_t(j / 256)]) + c.offset
+                                   : double(c.absmax[size_t(j)]);
+    w[size_t(i)] = value * absmax;
+  }
   return w;
 }
 
@@ -109,9 +145,9 @@ inline std::map<std::string, Tensor> bnb_layer_tensors(const BnbCodes& c, const 
   }
   out[w] = packed;
   Tensor qmap = Tensor::empty(DType::F32, {16});
-  for (int i = 0; i < 16; ++i) qmap.mutable_data<float>()[i] = kBnbNf4[i];
+  for (int i = 0; i < 16; ++i) qmap.mutable_data<float>()[i] = c.code_value(i);
   out[w + ".quant_map"] = qmap;
-  nlohmann::json state = {{"quant_type", "nf4"}, {"blocksize", c.blocksize}, {"dtype", "bfloat16"},
+  nlohmann::json state = {{"quant_type", c.type()}, {"blocksize", c.blocksize}, {"dtype", "bfloat16"},
                           {"shape", {c.N, c.K}}};
   if (!c.nested) {
     Tensor a = Tensor::empty(DType::F32, {nb});
@@ -134,7 +170,7 @@ inline std::map<std::string, Tensor> bnb_layer_tensors(const BnbCodes& c, const 
   const std::string text = state.dump();
   Tensor s = Tensor::empty(DType::U8, {int64_t(text.size())});
   for (size_t i = 0; i < text.size(); ++i) s.mutable_data<uint8_t>()[i] = uint8_t(text[i]);
-  out[w + ".quant_state.bitsandbytes__nf4"] = s;
+  out[w + ".quant_state.bitsandbytes__" + c.type()] = s;
   return out;
 }
 

@@ -1,12 +1,14 @@
-// 4-bit formats: NF4 codebook (QLoRA), FP4 E2M1 values, INT4 codes, nibble order.
+// 4-bit formats: NF4 codebook (QLoRA), FP4 E2M1 values, bitsandbytes' FP4 values, INT4 codes, nibble order.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "common/tolerances.hpp"
 #include "formats/fp4.hpp"
+#include "formats/fp4_bnb.hpp"
 #include "formats/int4.hpp"
 #include "formats/nf4.hpp"
 #include "formats/packed4.hpp"
@@ -98,6 +100,81 @@ TEST(FP4, EncodeNearestTiesToEvenSaturating) {
   EXPECT_EQ(fp4_encode(-100.0f), 15);
   EXPECT_EQ(fp4_encode(-2.6f), 13);  // -3
   EXPECT_EQ(fp4_encode(NAN), 0);
+}
+
+// bitsandbytes' FP4 from its bit fields, as bitsandbytes' own test (tests/test_functional.py, test_4bit_quant)
+// builds the code: code = sign·8 + e1·4 + e2·2 + p; exponent e = 2·e1 + e2; e = 0: p ? 0.0625 : 0; else
+// 2^(−e + bias + 1) · (p ? 1.5 : 1) with bias 3; then divided by the largest magnitude, 12
+// (functional.get_4bit_type("fp4"): data /= data.abs().max()), in F32.
+TEST(FP4Bnb, ValuesFromBitsandbytesBitFields) {
+  for (int c = 0; c < 16; ++c) {
+    const int sign = c >> 3, e1 = (c >> 2) & 1, e2 = (c >> 1) & 1, p = c & 1, e = 2 * e1 + e2;
+    const double mag = e == 0 ? (p ? 0.0625 : 0.0) : std::ldexp(1.0, -e + 3 + 1) * (p ? 1.5 : 1.0);
+    EXPECT_EQ(kFP4Bnb[size_t(c)], float(sign ? -mag : mag) / 12.0f) << c;
+    EXPECT_EQ(std::signbit(kFP4Bnb[size_t(c)]), bool(sign)) << c;  // code 8 is -0
+  }
+  // bitsandbytes' CUDA dequantizer (dDequantizeFP4Tree) writes the same F32 constants by code.
+  const float kernel[8] = {0.0f, 5.208333333e-03f, 0.66666667f, 1.0f, 0.33333333f, 0.5f, 0.16666667f, 0.25f};
+  for (int c = 0; c < 8; ++c) EXPECT_EQ(kFP4Bnb[size_t(c)], kernel[c]) << c;
+  for (int c = 0; c < 8; ++c) EXPECT_EQ(kFP4Bnb[size_t(c + 8)], -kernel[c]) << c;
+}
+
+// The magnitudes, sorted, are E2M1's divided by 6 except the smallest nonzero one (1/192 in place of 1/12).
+TEST(FP4Bnb, DiffersFromE2M1OverSixOnlyInTheSubnormal) {
+  std::vector<double> bnb, e2m1;
+  for (int c = 0; c < 8; ++c) {
+    bnb.push_back(kFP4Bnb[size_t(c)]);
+    e2m1.push_back(double(kE2M1[size_t(c)]) / 6.0);
+  }
+  std::sort(bnb.begin(), bnb.end());
+  for (size_t i = 0; i < 8; ++i) {
+    if (i == 1) {
+      EXPECT_NEAR(bnb[i], 1.0 / 192.0, 1e-9);
+      EXPECT_NEAR(e2m1[i], 1.0 / 12.0, 1e-12);
+    } else {
+      EXPECT_NEAR(bnb[i], e2m1[i], 1e-7) << i;
+    }
+  }
+}
+
+// Nearest value (by exact double distance), ties to the smaller magnitude, sign bit for x < 0, saturating at ±1:
+// bitsandbytes' quantizer (dQuantizeFP4) picks the same codes.
+TEST(FP4Bnb, EncodeIsNearestTiesToSmallerMagnitude) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.3f, 1.3f);
+  for (int t = 0; t < 50000; ++t) {
+    const float x = t % 4 == 0 ? u(rng) * 0.02f : u(rng);
+    const uint8_t c = fp4_bnb_encode(x);
+    ASSERT_LT(c, 16);
+    ASSERT_EQ(bool(c & 8), x < 0.0f) << x;
+    const double a = std::min(std::fabs(double(x)), 1.0), got = std::fabs(double(kFP4Bnb[c]));
+    for (int j = 0; j < 8; ++j) {
+      const double v = kFP4Bnb[size_t(j)];
+      ASSERT_TRUE(std::fabs(a - got) < std::fabs(a - v) || (std::fabs(a - got) == std::fabs(a - v) && got <= v))
+          << x << " code " << int(c) << " vs " << j;
+    }
+  }
+  for (int c = 0; c < 16; ++c) {
+    if (c != 8) {
+      EXPECT_EQ(fp4_bnb_encode(kFP4Bnb[size_t(c)]), c) << c;
+    }
+  }
+  EXPECT_EQ(fp4_bnb_encode(-0.0f), 0);    // not negative: code 0, as bitsandbytes
+  EXPECT_EQ(fp4_bnb_encode(-1e-6f), 8);   // a tiny negative: -0
+  EXPECT_EQ(fp4_bnb_encode(1.0f / 384.0f), 0);          // tie 0 / (1/192): the smaller
+  EXPECT_EQ(fp4_bnb_encode(std::nextafter(1.0f / 384.0f, 1.0f)), 1);
+  // bitsandbytes' threshold between codes 1 (1/192) and 6 (1/6) is 0.0859375f, their midpoint (11/128), with
+  // x > threshold going up: 11/128 itself stays at code 1 (the F32 values are a hair above 1/192 and 1/6).
+  EXPECT_EQ(fp4_bnb_encode(0.0859375f), 1);
+  EXPECT_EQ(fp4_bnb_encode(std::nextafter(0.0859375f, 1.0f)), 6);
+  EXPECT_EQ(fp4_bnb_encode(0.375f), 4);   // between 1/3 and 1/2: nearer 1/3
+  EXPECT_EQ(fp4_bnb_encode(0.75f), 2);    // 2/3 (distance 1/12) over 1 (1/4)
+  EXPECT_EQ(fp4_bnb_encode(0.8f), 2);
+  EXPECT_EQ(fp4_bnb_encode(0.9f), 3);
+  EXPECT_EQ(fp4_bnb_encode(5.0f), 3);     // saturates at 1
+  EXPECT_EQ(fp4_bnb_encode(-5.0f), 11);
+  EXPECT_EQ(fp4_bnb_encode(1e30f), 3);
+  EXPECT_EQ(fp4_bnb_encode(NAN), 0);
 }
 
 TEST(INT4, SymmetricAndAsymmetricCodes) {

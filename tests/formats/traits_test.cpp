@@ -16,9 +16,9 @@
 namespace kq::formats {
 namespace {
 
-constexpr WeightFormat kAll[] = {WeightFormat::INT8, WeightFormat::FP8_E4M3, WeightFormat::FP8_E5M2,
-                                 WeightFormat::NF4,  WeightFormat::FP4,      WeightFormat::INT4_SYM,
-                                 WeightFormat::INT4_ASYM};
+constexpr WeightFormat kAll[] = {WeightFormat::INT8,     WeightFormat::FP8_E4M3,  WeightFormat::FP8_E5M2,
+                                 WeightFormat::NF4,      WeightFormat::FP4,       WeightFormat::INT4_SYM,
+                                 WeightFormat::INT4_ASYM, WeightFormat::FP4_BNB};
 
 TEST(Traits, TableIsConsistent) {
   for (WeightFormat f : kAll) {
@@ -35,6 +35,9 @@ TEST(Traits, TableIsConsistent) {
   EXPECT_EQ(format_traits(WeightFormat::INT4_ASYM).bytes_per_block(128), 64u + 4u + 1u);
   EXPECT_EQ(format_traits(WeightFormat::INT8).bytes_per_block(688), 688u + 4u);
   EXPECT_EQ(format_traits(WeightFormat::NF4).default_block, 64);
+  EXPECT_EQ(format_traits(WeightFormat::FP4_BNB).name, "fp4_bnb");
+  EXPECT_EQ(format_traits(WeightFormat::FP4_BNB).default_block, 64);
+  EXPECT_EQ(format_traits(WeightFormat::FP4_BNB).bytes_per_block(64), 32u + 4u);
   EXPECT_EQ(format_traits(WeightFormat::INT4_SYM).default_block, 128);
   EXPECT_EQ(row_code_bytes(WeightFormat::FP4, 33), 17);
   EXPECT_EQ(row_code_bytes(WeightFormat::FP8_E4M3, 33), 33);
@@ -73,12 +76,29 @@ TEST(Traits, BlockRoundTripBounds) {
           case WeightFormat::FP8_E5M2: bound = 0.125f * 1.0001f * std::fabs(w[size_t(i)]) + s * 1e-4f; break;
           case WeightFormat::NF4: bound = 0.5f * nf4_widest_gap() * amax * 1.0001f; break;
           case WeightFormat::FP4: bound = 1.0f * s; break;                                     // gap 4..6 = 2·s
+          case WeightFormat::FP4_BNB: bound = 0.5f / 3.0f * amax * 1.0001f; break;             // gap 2/3..1
           default: bound = 0.5f * s * 1.0001f; break;
         }
         EXPECT_LE(err, bound) << t.name << " n=" << n << " i=" << i;
       }
     }
   }
+}
+
+// The codebook formats' block tables are q4_codebook(f)[c] · scale: bitsandbytes' FP4 by its values (code 8 is -0).
+TEST(Traits, Fp4BnbBlockTableIsItsCodebookTimesTheScale) {
+  EXPECT_EQ(q4_codebook(WeightFormat::INT4_SYM), nullptr);
+  EXPECT_EQ(q4_codebook(WeightFormat::INT8), nullptr);
+  ASSERT_NE(q4_codebook(WeightFormat::FP4_BNB), nullptr);
+  const float scale = 0.75f;
+  float lut[16];
+  q4_block_lut(WeightFormat::FP4_BNB, scale, 0, lut);
+  const double raw[8] = {0, 0.0625, 8, 12, 4, 6, 2, 3};  // bitsandbytes' get_4bit_type("fp4"), before / 12
+  for (int c = 0; c < 16; ++c) {
+    EXPECT_EQ(lut[c], float(raw[c & 7] / 12.0 * (c & 8 ? -1 : 1)) * scale) << c;
+    EXPECT_EQ(lut[c], q4_codebook(WeightFormat::FP4_BNB)[c] * scale) << c;
+  }
+  EXPECT_TRUE(std::signbit(lut[8]));
 }
 
 TEST(DoubleQuant, ErrorBoundAndLayout) {

@@ -1,10 +1,10 @@
-// Optimized 4-bit kernels (NF4, FP4, INT4 sym/asym) of every ISA vs a double
+// Optimized 4-bit kernels (NF4, FP4, bitsandbytes FP4, INT4 sym/asym) of every ISA vs a double
 // reference built from the reference decoder (q4_decode_block_ref): every
 // block size, with and without double quantization, odd shapes (K not a
 // multiple of the block or of the decode unit, K past one 1024 chunk, odd N),
 // decode = prefill bits and thread invariance below the sgemm threshold, the
 // prefill path's sgemm over the reference's decoded weights from it on, and
-// exact decoding of every code.
+// exact decoding of every code (bitsandbytes FP4's also against its published values).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/bnb_pack.hpp"
 #include "formats/double_quant.hpp"
 #include "isa_test_util.hpp"
 #include "kernels/cpu/linear_f32_kernels.hpp"
@@ -85,12 +86,13 @@ std::string format_name(WeightFormat f) {
     case WeightFormat::NF4: return "nf4";
     case WeightFormat::FP4: return "fp4";
     case WeightFormat::INT4_SYM: return "int4";
+    case WeightFormat::FP4_BNB: return "fp4-bnb";
     default: return "int4-asym";
   }
 }
 
 constexpr WeightFormat kFormats[] = {WeightFormat::NF4, WeightFormat::FP4, WeightFormat::INT4_SYM,
-                                     WeightFormat::INT4_ASYM};
+                                     WeightFormat::INT4_ASYM, WeightFormat::FP4_BNB};
 
 /// Tokens from which the optimized tables run the dequantized weight through oneDNN sgemm.
 constexpr int64_t kSgemmMinM = cpu::avx2::kQ4SgemmMinM;
@@ -159,9 +161,14 @@ TEST_P(QuantKernelsQ4, EveryCodeAtEveryUnitPositionDecodesExactly) {
         std::vector<float> x(size_t(K), 0.0f), y(static_cast<size_t>(N));
         x[size_t(pos)] = 1.0f;
         k().gemm_f32q4_f32_blockwise(q.v, x.data(), 1, y.data(), 1);
-        for (int64_t n = 0; n < N; ++n)
+        for (int64_t n = 0; n < N; ++n) {
           ASSERT_EQ(y[size_t(n)], W[size_t(n * K + pos)]) << format_name(f) << " B=" << block << " code " << n
                                                             << " position " << pos;
+          if (f == WeightFormat::FP4_BNB) {  // bitsandbytes' value of code n (quant_map, sign of bit 3) · scale
+            const float value = bnb_fp4_map(int(n & 7)) * ((n & 8) ? -1.0f : 1.0f);
+            ASSERT_EQ(y[size_t(n)], value * q.scales[size_t(n * q.v.nb + pos / block)]) << "code " << n;
+          }
+        }
       }
     }
 }

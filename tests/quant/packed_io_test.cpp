@@ -157,8 +157,8 @@ TEST(PackedIO, RejectsNegativeScalesInEveryModeAndZeroScalesWhereNeverWritten) {
 }
 
 /// The largest |value| of a code of `f` at scale 1, from the formats' definitions: INT8 codes −128..127, OCP FP8
-/// E4M3 max 448 and E5M2 max 57344, NF4 (QLoRA) values in [−1, 1], FP4 (E2M1) max 6, INT4 symmetric
-/// (code − 8) in −8..7, asymmetric (code − zero) in −15..15.
+/// E4M3 max 448 and E5M2 max 57344, NF4 (QLoRA) values in [−1, 1], FP4 (E2M1) max 6, bitsandbytes' FP4 (its
+/// table over its absmax 12) in [−1, 1], INT4 symmetric (code − 8) in −8..7, asymmetric (code − zero) in −15..15.
 double published_code_max(formats::WeightFormat f) {
   switch (f) {
     case formats::WeightFormat::INT8: return 128.0;
@@ -168,6 +168,7 @@ double published_code_max(formats::WeightFormat f) {
     case formats::WeightFormat::FP4: return 6.0;
     case formats::WeightFormat::INT4_SYM: return 8.0;
     case formats::WeightFormat::INT4_ASYM: return 15.0;
+    case formats::WeightFormat::FP4_BNB: return 1.0;
   }
   return 0.0;
 }

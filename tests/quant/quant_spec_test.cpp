@@ -44,6 +44,20 @@ TEST(QuantSpec, Presets) {
   EXPECT_EQ(s.block_size, 64);
   EXPECT_TRUE(s.double_quant);
 
+  // bitsandbytes' FP4 codebook: fp4 with the modifier -bnb, in any order with the others.
+  s = parse_quant_mode("fp4-bnb");
+  EXPECT_EQ(s.format, PrecisionFormat::FP4_BNB);
+  EXPECT_EQ(s.block_size, 64);
+  EXPECT_TRUE(s.double_quant);
+  EXPECT_EQ(s.weight_scales, ScaleGranularity::PerGroup);
+  EXPECT_EQ(parse_quant_mode("FP4-BNB"), s);
+  s = parse_quant_mode("fp4-nodq-b128-bnb-bf16");
+  EXPECT_EQ(s.format, PrecisionFormat::FP4_BNB);
+  EXPECT_EQ(s.block_size, 128);
+  EXPECT_FALSE(s.double_quant);
+  EXPECT_EQ(s.compute_dtype, DType::BF16);
+  EXPECT_EQ(s.name(), "fp4-bnb-b128-nodq-bf16");
+
   s = parse_quant_mode("int4-g128");
   EXPECT_EQ(s.format, PrecisionFormat::INT4);
   EXPECT_EQ(s.block_size, 128);
@@ -64,7 +78,8 @@ TEST(QuantSpec, Presets) {
 
 TEST(QuantSpec, EveryValidNameRoundTrips) {
   const std::vector<std::string> names = valid_quant_mode_names();
-  EXPECT_EQ(names.size(), 4u + 16u + 16u + 16u + 16u + 16u);  // INT8, FP8 E4M3/E5M2, NF4, FP4, INT4, AWQ
+  // INT8, FP8 E4M3/E5M2, NF4, FP4, FP4_BNB, INT4, AWQ
+  EXPECT_EQ(names.size(), 4u + 16u + 16u + 16u + 16u + 16u + 16u);
   EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size());
   for (const std::string& n : names) {
     const QuantSpec s = parse_quant_mode(n);
@@ -72,7 +87,8 @@ TEST(QuantSpec, EveryValidNameRoundTrips) {
     EXPECT_NO_THROW(validate_quant_spec(s));
   }
   for (const char* preset : {"int8", "int8-wo", "int8-pt", "nf4", "nf4-b32", "nf4-b128", "nf4-b256", "nf4-nodq",
-                             "fp4", "int4-g128", "int4-g128-asym", "fp8", "fp8-e5m2", "fp8-wo", "fp8-pt"})
+                             "fp4", "fp4-bnb", "fp4-bnb-nodq", "fp4-bnb-b256", "int4-g128", "int4-g128-asym", "fp8",
+                             "fp8-e5m2", "fp8-wo", "fp8-pt"})
     EXPECT_EQ(parse_quant_mode(preset).name(), preset);
   EXPECT_EQ(parse_quant_mode("int4").name(), "nf4");
   EXPECT_EQ(parse_quant_mode("fp8-e4m3").name(), "fp8");
@@ -81,7 +97,8 @@ TEST(QuantSpec, EveryValidNameRoundTrips) {
 
 TEST(QuantSpec, UnknownNamesListEveryValidName) {
   for (const char* bad : {"", "int3", "int8-asym", "fp8-bf16", "int8-e5m2",
-                          "nf4-nodq-nodq", "int4-g128-dq", "fp8-", "nf4-wo", "int8-nosat", "fp4-b64x"}) {
+                          "nf4-nodq-nodq", "int4-g128-dq", "fp8-", "nf4-wo", "int8-nosat", "fp4-b64x", "nf4-bnb",
+                          "fp4-bnb-bnb", "int4-bnb", "fp8-bnb", "bnb", "fp4-bnb-asym"}) {
     try {
       parse_quant_mode(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
@@ -266,11 +283,13 @@ TEST(QuantSpec, FamiliesAndThresholds) {
   EXPECT_EQ(parse_quant_mode("int8-wo").family(), QuantFamily::INT8);
   EXPECT_EQ(parse_quant_mode("nf4").family(), QuantFamily::INT4);
   EXPECT_EQ(parse_quant_mode("fp4").family(), QuantFamily::INT4);
+  EXPECT_EQ(parse_quant_mode("fp4-bnb").family(), QuantFamily::INT4);
   EXPECT_EQ(parse_quant_mode("int4-g128").family(), QuantFamily::INT4);
   EXPECT_EQ(parse_quant_mode("fp8-e5m2").family(), QuantFamily::FP8);
   EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("int8")), 2.0);
   EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("nf4")), 5.0);
   EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("fp4")), 5.0);
+  EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("fp4-bnb")), 5.0);
   EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("int4-g128-asym")), 5.0);
   EXPECT_EQ(max_ppl_increase_pct(parse_quant_mode("fp8")), 1.0);
   EXPECT_EQ(quant_family_name(QuantFamily::FP8), "fp8");
@@ -287,6 +306,7 @@ TEST(QuantSpec, BitsPerWeightExact) {
   EXPECT_DOUBLE_EQ(bpw, 4.0 + 8.0 / 64 + 32.0 / (64 * 256) + 32.0 / double(n * k));
   EXPECT_NEAR(bpw, 4.127, 0.0005);
   EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("fp4"), n, k), bpw);
+  EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("fp4-bnb"), n, k), bpw);
   EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("nf4-nodq"), n, k), 4.5);
   EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("int4-g128"), n, k), 4.25);
   EXPECT_DOUBLE_EQ(bits_per_weight(parse_quant_mode("int4-g128-asym"), n, k), 4.3125);
@@ -303,8 +323,10 @@ TEST(QuantSpec, BitsPerWeightExact) {
 TEST(PrecisionFormat, NamesRoundTrip) {
   for (PrecisionFormat f : {PrecisionFormat::FP32, PrecisionFormat::BF16, PrecisionFormat::FP16,
                             PrecisionFormat::INT8, PrecisionFormat::INT4, PrecisionFormat::NF4, PrecisionFormat::FP4,
-                            PrecisionFormat::FP8_E4M3, PrecisionFormat::FP8_E5M2})
+                            PrecisionFormat::FP8_E4M3, PrecisionFormat::FP8_E5M2, PrecisionFormat::FP4_BNB})
     EXPECT_EQ(parse_precision_format(precision_format_name(f)), f);
+  EXPECT_EQ(precision_format_name(PrecisionFormat::FP4_BNB), "fp4_bnb");
+  EXPECT_EQ(parse_precision_format("fp4-bnb"), PrecisionFormat::FP4_BNB);
   EXPECT_EQ(parse_precision_format("FP8-E5M2"), PrecisionFormat::FP8_E5M2);
   EXPECT_EQ(parse_precision_format("float32"), PrecisionFormat::FP32);
   EXPECT_THROW(parse_precision_format("int2"), InvalidArgument);

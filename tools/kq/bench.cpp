@@ -298,8 +298,8 @@ void add_bench_command(CLI::App& app) {
       ->check(non_empty_path("folder"));
   CLI::Option* modes_opt =
       cmd->add_option("--modes", args->modes,
-                      std::string("Quantization modes (int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
-                                  "default: the specification's int8 int4 awq fp8). ") +
+                      std::string("Quantization modes (int8 int4 nf4 fp4 fp4-bnb int4-g128 awq fp8 fp8-e5m2 "
+                                  "int8-wo ...; default: the specification's int8 int4 awq fp8). ") +
                           cli::kInt4NamingHelp +
                           fmt::format(
                               " adaptive / adaptive-rP[-error|-uniform]: a precision per layer (int8, nf4 or "

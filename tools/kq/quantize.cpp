@@ -264,7 +264,7 @@ void add_quantize_command(CLI::App& app) {
       ->required()
       ->check(non_empty_path("folder"));
   cmd->add_option("--mode", a->mode,
-                  std::string("Quantization mode: int8 int4 nf4 fp4 int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
+                  std::string("Quantization mode: int8 int4 nf4 fp4 fp4-bnb int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
                               "awq = awq-g128 (zero points), awq-gN (N = 32, 64, 128, 256), awq-sym, awq-bf16; "
                               "adaptive: a precision per layer (see --target-reduction). ") +
                       cli::kInt4NamingHelp +

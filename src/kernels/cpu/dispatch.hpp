@@ -1,5 +1,5 @@
 #pragma once
-// Runtime ISA dispatch of the quantized Linear kernels (INT8, FP8, NF4/FP4/INT4)
+// Runtime ISA dispatch of the quantized Linear kernels (INT8, FP8, NF4/FP4/FP4_BNB/INT4)
 // and of the 16-bit (BF16/F16) Linear that holds a quantized model's
 // unquantized layers in their on-disk dtype.
 //
@@ -121,7 +121,7 @@ struct QuantKernels {
   void (*gemm_f32fp8_f32_rowwise)(const Fp8WeightView& w, const float* x, const float* xs, int64_t M, float* y,
                                   int threads);
 
-  /// 4-bit weights (NF4, FP4, INT4 sym/asym; F32 or BF16 compute): y = Σ x·ŵ + bias.
+  /// 4-bit weights (NF4, FP4, FP4_BNB, INT4 sym/asym; F32 or BF16 compute): y = Σ x·ŵ + bias.
   /// (ŵ: q4_decode_block_ref's values; the optimized kernels may apply the block
   /// scale to partial sums below their sgemm threshold.)
   void (*gemm_f32q4_f32_blockwise)(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads);

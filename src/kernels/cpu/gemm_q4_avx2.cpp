@@ -1,12 +1,14 @@
-// AVX2 4-bit Linear kernels (NF4, FP4 E2M1, INT4 symmetric / asymmetric; W4A16
-// with F32 compute): GEMV (decode) and GEMM (prefill).
+// AVX2 4-bit Linear kernels (NF4, FP4 E2M1, bitsandbytes FP4, INT4 symmetric /
+// asymmetric; W4A16 with F32 compute): GEMV (decode) and GEMM (prefill).
 //
 // Decoding without a dequantized copy of the weight: each 4-bit code indexes
-// the format's 16-entry codebook V (NF4: kNF4; FP4: kE2M1; INT4: c − 8, or
-// c − zero for the block's zero point) with `vpshufb`, one byte plane of the
-// F32 bit patterns of V at a time, and the planes are interleaved back into
-// F32 lanes with unpack instructions. NF4 needs all 4 byte planes; the other
-// codebooks are exact in bfloat16 (low 16 bits zero), so 2 planes suffice.
+// the format's 16-entry codebook V (formats::q4_codebook: NF4 kNF4, FP4 kE2M1,
+// FP4_BNB kFP4Bnb; INT4: c − 8, or c − zero for the block's zero point) with
+// `vpshufb`, one byte plane of the F32 bit patterns of V at a time, and the
+// planes are interleaved back into F32 lanes with unpack instructions. NF4 and
+// bitsandbytes' FP4 (1/3, 1/6, ... are not bfloat16 values) need all 4 byte
+// planes; the other codebooks are exact in bfloat16 (low 16 bits zero), so 2
+// planes suffice.
 // The block scale multiplies the block's partial sum once (Σ_b s_b·Σ x·V),
 // which reorders the reference's roundings of x·(V·s) within F32 tolerance.
 //
@@ -28,8 +30,7 @@
 #include <bit>
 #include <cmath>
 
-#include "formats/fp4.hpp"
-#include "formats/nf4.hpp"
+#include "formats/packed4.hpp"
 #include "kernels/cpu/dequant_gemm.hpp"
 #include "kernels/cpu/quant_kernels_avx2.hpp"
 #include "kernels/cpu/simd_avx2.hpp"
@@ -55,11 +56,12 @@ Planes make_planes(const float* v) {
 }
 
 struct Codebooks {
-  Planes nf4, fp4, int4_sym;
+  Planes nf4, fp4, fp4_bnb, int4_sym;
   std::array<Planes, 16> int4_asym;  // by zero point
   Codebooks() {
-    nf4 = make_planes(formats::kNF4.data());
-    fp4 = make_planes(formats::kE2M1.data());
+    nf4 = make_planes(formats::q4_codebook(WeightFormat::NF4));
+    fp4 = make_planes(formats::q4_codebook(WeightFormat::FP4));
+    fp4_bnb = make_planes(formats::q4_codebook(WeightFormat::FP4_BNB));
     float v[16];
     for (int c = 0; c < 16; ++c) v[c] = float(c - 8);
     int4_sym = make_planes(v);
@@ -329,10 +331,10 @@ inline __m256 lookup8(__m256i c, __m256 lo, __m256 hi) {
 void dequant_rows(const void* ctx, int64_t n0, int64_t n1, float* out) {
   const Q4WeightView& w = *static_cast<const Q4WeightView*>(ctx);
   const bool asym = w.format == WeightFormat::INT4_ASYM;
-  const float* book = w.format == WeightFormat::NF4 ? formats::kNF4.data() : formats::kE2M1.data();
   alignas(32) float int4[16];
   for (int c = 0; c < 16; ++c) int4[c] = float(c - 8);
-  if (w.format == WeightFormat::INT4_SYM) book = int4;
+  const float* book = formats::q4_codebook(w.format);  // INT4: c − 8 (asymmetric: built per block below)
+  if (!book) book = int4;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m128i m4 = _mm_set1_epi16(0x0F);
   for (int64_t n = n0; n < n1; ++n) {
@@ -392,8 +394,8 @@ void run(const Q4WeightView& w, const Planes& fixed, const float* x, int64_t M, 
 }  // namespace
 
 void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, float* y, int threads) {
-  const bool four_bit = w.format == WeightFormat::NF4 || w.format == WeightFormat::FP4 ||
-                        w.format == WeightFormat::INT4_SYM || w.format == WeightFormat::INT4_ASYM;
+  const bool four_bit = formats::q4_codebook(w.format) || w.format == WeightFormat::INT4_SYM ||
+                        w.format == WeightFormat::INT4_ASYM;
   if (M >= kQ4SgemmMinM && four_bit) {
     gemm_f32_dequant_panels(x, M, w.N, w.K, dequant_rows, &w, w.bias, y, threads);
     return;
@@ -406,6 +408,7 @@ void gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, 
   switch (w.format) {
     case WeightFormat::NF4: run<4, false>(w, cb.nf4, x, M, y, threads); return;
     case WeightFormat::FP4: run<2, false>(w, cb.fp4, x, M, y, threads); return;
+    case WeightFormat::FP4_BNB: run<4, false>(w, cb.fp4_bnb, x, M, y, threads); return;
     case WeightFormat::INT4_SYM: run<2, false>(w, cb.int4_sym, x, M, y, threads); return;
     case WeightFormat::INT4_ASYM: run<2, true>(w, cb.int4_sym, x, M, y, threads); return;
     default: gemm_f32q4_f32_blockwise_ref(w, x, M, y, threads); return;  // not a 4-bit format

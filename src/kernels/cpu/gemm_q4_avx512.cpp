@@ -1,5 +1,5 @@
-// AVX-512 4-bit Linear kernels (NF4, FP4 E2M1, INT4 symmetric / asymmetric;
-// W4A16 with F32 compute): GEMV (decode) and GEMM (prefill).
+// AVX-512 4-bit Linear kernels (NF4, FP4 E2M1, bitsandbytes FP4, INT4
+// symmetric / asymmetric; W4A16 with F32 compute): GEMV (decode) and GEMM (prefill).
 //
 // A 16-entry codebook fits one zmm of F32 values, and `vpermps` looks up 16
 // codes at once using the low 4 bits of each INT32 index lane. So the codes
@@ -40,8 +40,7 @@
 
 #include <cstring>
 
-#include "formats/fp4.hpp"
-#include "formats/nf4.hpp"
+#include "formats/packed4.hpp"
 #include "kernels/cpu/quant_kernels_avx512.hpp"
 #include "kernels/cpu/scratch.hpp"
 
@@ -84,16 +83,13 @@ float hsum16(__m512 v) {
   return t[0];
 }
 
-/// The format's codebook as 16 F32 lanes (INT4: c − 8 symmetric; c
-/// asymmetric, whose zero point is subtracted from the sums).
+/// The format's codebook as 16 F32 lanes (formats::q4_codebook for NF4, FP4
+/// and FP4_BNB, an out-of-line function; INT4: c − 8 symmetric; c asymmetric,
+/// whose zero point is subtracted from the sums).
 __m512 codebook(WeightFormat f) {
   alignas(64) float v[16];
-  // The tables' bytes, copied without calling std::array members (see the file comment).
-  static_assert(sizeof(formats::kNF4) == sizeof(v) && sizeof(formats::kE2M1) == sizeof(v));
-  if (f == WeightFormat::NF4)
-    std::memcpy(v, &formats::kNF4, sizeof(v));
-  else if (f == WeightFormat::FP4)
-    std::memcpy(v, &formats::kE2M1, sizeof(v));
+  if (const float* book = formats::q4_codebook(f))
+    std::memcpy(v, book, sizeof(v));
   else
     for (int c = 0; c < 16; ++c) v[c] = float(f == WeightFormat::INT4_SYM ? c - 8 : c);
   return _mm512_load_ps(v);
@@ -381,6 +377,7 @@ bool gemm_f32q4_f32_blockwise(const Q4WeightView& w, const float* x, int64_t M, 
   switch (w.format) {
     case WeightFormat::NF4:
     case WeightFormat::FP4:
+    case WeightFormat::FP4_BNB:
     case WeightFormat::INT4_SYM: run<false>(w, x, M, y, threads); return true;
     case WeightFormat::INT4_ASYM: run<true>(w, x, M, y, threads); return true;
     default: return false;

@@ -1,4 +1,4 @@
-// The 4-bit Linear ops (W4A16): NF4 and FP4 (blockwise absmax, optional
+// The 4-bit Linear ops (W4A16): NF4, FP4 and bitsandbytes FP4 (blockwise absmax, optional
 // double quantization) and INT4 round-to-nearest groups (symmetric or with
 // zero points), with F32 or BF16 compute dtype. Kernels come from the ISA
 // dispatch table (dispatch.hpp), chosen when the op is built.

@@ -1,5 +1,5 @@
 #pragma once
-// Scalar reference kernel of the 4-bit Linear ops: NF4, FP4 (E2M1) and INT4
+// Scalar reference kernel of the 4-bit Linear ops: NF4, FP4 (E2M1), bitsandbytes FP4 and INT4
 // symmetric/asymmetric (src/formats/packed4.hpp layout). Each block of a row is
 // decoded through a 16-entry table built from the block's scale (decoded from
 // the double-quantized codes when present) and zero point.
@@ -12,7 +12,7 @@ namespace kq::cpu {
 
 /// A 4-bit weight [N, K] in blocks of `block` elements along K.
 struct Q4WeightView {
-  formats::WeightFormat format = formats::WeightFormat::NF4;  ///< NF4, FP4, INT4_SYM or INT4_ASYM
+  formats::WeightFormat format = formats::WeightFormat::NF4;  ///< NF4, FP4, FP4_BNB, INT4_SYM or INT4_ASYM
   const uint8_t* codes = nullptr;    ///< U8 [N, row_bytes], two codes per byte, low nibble first
   int64_t row_bytes = 0;             ///< ceil(K / 2)
   const float* scales = nullptr;     ///< F32 [N, nb], or nullptr when double-quantized

@@ -8,7 +8,7 @@
 
 namespace kq::cpu::avx512 {
 
-/// 4-bit weights (NF4, FP4, INT4 sym/asym) with F32 compute: y F32 [M, N] =
+/// 4-bit weights (NF4, FP4, FP4_BNB, INT4 sym/asym) with F32 compute: y F32 [M, N] =
 /// x F32 [M, K] · ŵᵀ + bias, `vpermps` codebook lookups of 16 codes at a time
 /// (gemm_q4_avx512.cpp: layout and summation order). Returns false, writing
 /// nothing, for what it does not handle (compute dtype BF16, a format that is
