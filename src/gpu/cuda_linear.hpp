@@ -1,6 +1,6 @@
 #pragma once
 // Linear ops on the GPU: the CPU ops of every weight format (FP32, INT8 W8A8,
-// FP8 E4M3/E5M2, NF4, FP4, INT4 groups) converted once to the CUDA backend's
+// FP8 E4M3/E5M2, NF4, FP4, bitsandbytes FP4, INT4 groups) converted once to the CUDA backend's
 // device layouts, run with BF16 activations (src/kernels/cuda/: cuBLASLt
 // BF16/FP8/INT8 GEMMs, our W4A16 and FP8 GEMVs).
 #include <cstdint>
@@ -150,10 +150,12 @@ std::vector<std::unique_ptr<CudaLinearPart>> fuse_cuda_linears(std::span<const C
 ///                         is not: one rounding, relative error <= 2^-9, far
 ///                         below the FP8 step (2^-3 / 2^-4). E5M2 W8A8's activation
 ///                         quantization is not applied (activations stay BF16);
-///   nf4 / fp4 / int4-gN (symmetric, asymmetric), any block 32..256, F32 or BF16
+///   nf4 / fp4 / fp4-bnb / int4-gN (symmetric, asymmetric), any block 32..256, F32 or BF16
 ///   compute dtype       → cuda::W4Weight, w4a16_linear; double-quantized (QLoRA)
 ///                         block scales are decoded to FP32 on the host first;
-///                         the device holds the scales in BF16 (rounding <= 2^-9);
+///                         the device holds the scales in BF16 (rounding <= 2^-9;
+///                         fp4-bnb: absmax / 12 with its code values times 12,
+///                         exact in BF16, as cuda::W4Format::FP4Bnb);
 ///   awq-gN (AwqLinear: INT4 weight of W · diag(s))
 ///                       → the same W4Weight with input scales 1 / s (FP32 [K],
 ///                         cuda::set_w4_input_scale), applied to x by the kernels;

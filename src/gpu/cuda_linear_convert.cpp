@@ -90,10 +90,14 @@ std::unique_ptr<CudaLinear> convert_w4(const QuantizedLinear& q, const AwqLinear
   switch (p.spec.format) {
     case PrecisionFormat::NF4: f = cuda::W4Format::NF4; break;
     case PrecisionFormat::FP4: f = cuda::W4Format::FP4; break;
+    case PrecisionFormat::FP4_BNB: f = cuda::W4Format::FP4Bnb; break;
     case PrecisionFormat::INT4: f = p.spec.symmetric ? cuda::W4Format::INT4 : cuda::W4Format::INT4Asym; break;
     default: raise<Unsupported>("to_cuda: format '{}' is not a 4-bit format", q.format());
   }
-  const std::vector<float> scales = all_scales(p);
+  std::vector<float> scales = all_scales(p);
+  // bitsandbytes' FP4: the device codebook holds its values times 12 (exact in BF16), so the scales are absmax / 12.
+  if (f == cuda::W4Format::FP4Bnb)
+    for (float& s : scales) s /= 12.0f;
   const uint8_t* zeros = f == cuda::W4Format::INT4Asym ? p.zeros.data<uint8_t>() : nullptr;
   cuda::W4Weight w = cuda::upload_w4_weight_packed(f, p.N, p.K, p.spec.block_size, p.codes.data<uint8_t>(),
                                                    scales.data(), zeros);
@@ -118,6 +122,7 @@ DeviceLayout device_layout(const QuantSpec& spec, const cuda::DeviceQuery& dev) 
     }
     case PrecisionFormat::NF4:
     case PrecisionFormat::FP4:
+    case PrecisionFormat::FP4_BNB:
     case PrecisionFormat::INT4: return DeviceLayout::W4;
     default: return DeviceLayout::BF16;
   }

@@ -19,7 +19,7 @@ namespace kq::gpu {
 enum class DeviceLayout { BF16, Int8W8A8, Fp8W8A8, W4 };
 
 /// Layout of a quantized `spec` on `dev` (see to_cuda's documentation):
-/// INT8 W8A8 → Int8W8A8; FP8 E4M3 W8A8 on cc >= 8.9 → Fp8W8A8; NF4/FP4/INT4 →
+/// INT8 W8A8 → Int8W8A8; FP8 E4M3 W8A8 on cc >= 8.9 → Fp8W8A8; NF4/FP4/FP4_BNB/INT4 →
 /// W4; every other 8-bit variant (weight-only, E5M2, no FP8 hardware) → BF16.
 DeviceLayout device_layout(const QuantSpec& spec, const cuda::DeviceQuery& dev);
 
@@ -37,7 +37,7 @@ std::unique_ptr<CudaLinear> make_cuda_linear_int8(cuda::Int8Weight w, cuda::Devi
 std::unique_ptr<CudaLinear> make_cuda_linear_fp8(cuda::Fp8Weight w, cuda::DeviceBuffer<float> bias,
                                                  std::string format);
 
-/// W4A16: NF4, FP4, INT4 (cuda::w4a16_linear). bias, format as above.
+/// W4A16: NF4, FP4, FP4_BNB, INT4 (cuda::w4a16_linear). bias, format as above.
 std::unique_ptr<CudaLinear> make_cuda_linear_w4(cuda::W4Weight w, cuda::DeviceBuffer<float> bias,
                                                 std::string format);
 

@@ -131,6 +131,7 @@ std::unique_ptr<CudaLinear> device_w4(const QuantSpec& spec, int64_t N, int64_t 
   switch (spec.format) {
     case PrecisionFormat::NF4: w.format = cuda::W4Format::NF4; break;
     case PrecisionFormat::FP4: w.format = cuda::W4Format::FP4; break;
+    case PrecisionFormat::FP4_BNB: w.format = cuda::W4Format::FP4Bnb; break;
     default: w.format = spec.symmetric ? cuda::W4Format::INT4 : cuda::W4Format::INT4Asym; break;
   }
   w.N = N;

@@ -1,4 +1,4 @@
-// W4A16 (NF4, FP4 E2M1, INT4, INT4 asymmetric): the decode GEMV, the BF16
+// W4A16 (NF4, FP4 E2M1, bitsandbytes FP4, INT4, INT4 asymmetric): the decode GEMV, the BF16
 // dequantization and the prefill paths (fused GEMM, dequantize + cuBLASLt) against float64 / exact host references
 // on fresh random weights, odd shapes and every block size.
 #ifdef KQ_WITH_CUDA
@@ -509,7 +509,8 @@ TEST_P(W4A16, FusedGemmDirectMatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, W4A16,
-                         ::testing::Values(W4Format::NF4, W4Format::FP4, W4Format::INT4, W4Format::INT4Asym),
+                         ::testing::Values(W4Format::NF4, W4Format::FP4, W4Format::INT4, W4Format::INT4Asym,
+                                           W4Format::FP4Bnb),
                          [](const auto& p) {
                            std::string s = cuda::w4_format_name(p.param);
                            for (auto& ch : s)
@@ -662,6 +663,15 @@ TEST(W4A16Codebooks, MatchPublishedValues) {
   EXPECT_EQ(i4[0], -8.0f);
   EXPECT_EQ(i4[8], 0.0f);
   EXPECT_EQ(i4[15], 7.0f);
+  // bitsandbytes' FP4 (functional.get_4bit_type("fp4") before its division by 12), by code, sign in bit 3; every
+  // value a BF16 value (low 16 bits of the F32 pattern zero), so the GEMV's BF16 table holds them exactly.
+  const auto bnb = cuda::w4_codebook(W4Format::FP4Bnb);
+  const float raw[8] = {0.0f, 0.0625f, 8.0f, 12.0f, 4.0f, 6.0f, 2.0f, 3.0f};
+  for (int c = 0; c < 16; ++c) {
+    EXPECT_EQ(bnb[size_t(c)], c < 8 ? raw[c] : -raw[c - 8]) << c;
+    EXPECT_EQ(bf16f(f32_to_bf16(bnb[size_t(c)])), bnb[size_t(c)]) << c;
+  }
+  EXPECT_STREQ(cuda::w4_format_name(W4Format::FP4Bnb), "fp4-bnb");
 }
 
 }  // namespace

@@ -202,7 +202,8 @@ TEST(CudaLinear, ListedFormatsMatchFloat64ReferenceOnOddShapes) {
                                           "int8-pt-wo", "fp8",         "fp8-pt",         "fp8-e5m2",
                                           "fp8-e5m2-wo", "fp8-wo",     "nf4",            "nf4-nodq",
                                           "nf4-b32",   "nf4-b256-bf16", "fp4",           "fp4-nodq",
-                                          "int4-g128", "int4-g128-asym", "int4-g32-asym", "int4-g256"};
+                                          "int4-g128", "int4-g128-asym", "int4-g32-asym", "int4-g256",
+                                          "fp4-bnb",   "fp4-bnb-nodq", "fp4-bnb-b32-bf16", "fp4-bnb-b256-nodq"};
   const std::vector<Shape> shapes = {{16, 128}, {37, 300}, {129, 1000}};
   for (const std::string& mode : modes)
     for (Shape s : shapes) check_mode(r, ctx, mode, s, {1, 3, 8, 9, 64});
@@ -230,7 +231,8 @@ TEST(CudaLinear, DeviceWeightsMatchCpuOp) {
   Rng r;
   cuda::GpuContext ctx;
   for (const std::string mode :
-       {"f32", "int8", "int8-pt", "fp8", "fp8-e5m2", "nf4", "fp4", "int4-g128-asym", "awq", "awq-g128-sym"}) {
+       {"f32", "int8", "int8-pt", "fp8", "fp8-e5m2", "nf4", "fp4", "fp4-bnb", "int4-g128-asym", "awq",
+        "awq-g128-sym"}) {
     const auto cpu = make_cpu_op(r, mode, 33, 260, true, 1.0);
     const auto gpu = gpu::to_cuda(*cpu, ctx);
     const Tensor wc = cpu->dequantized_weight(), wg = gpu->dequantized_weight();
@@ -380,7 +382,7 @@ TEST(RandomCudaLinear, ValidWeightsInTheToCudaLayout) {
   // {64, 256}: device fast path; {40, 200}: host F32 -> quantize_linear -> to_cuda.
   for (Shape s : {Shape{64, 256}, Shape{40, 200}})
     for (const std::string mode : {"bf16", "int8", "int8-pt", "int8-wo", "fp8", "fp8-e5m2", "nf4", "fp4",
-                                   "int4-g128", "int4-g128-asym", "nf4-b256"}) {
+                                   "int4-g128", "int4-g128-asym", "nf4-b256", "fp4-bnb"}) {
       const auto op = gpu::random_cuda_linear(mode, s.N, s.K, 1234, ctx, sigma);
       EXPECT_EQ(op->format(), mode == "bf16" ? std::string("bf16") : parse_quant_mode(mode).name());
       EXPECT_EQ(op->in_features(), s.K);

@@ -19,6 +19,7 @@ const char* w4_format_name(W4Format f) {
     case W4Format::FP4: return "fp4";
     case W4Format::INT4: return "int4";
     case W4Format::INT4Asym: return "int4-asym";
+    case W4Format::FP4Bnb: return "fp4-bnb";
   }
   return "?";
 }
@@ -38,6 +39,11 @@ std::array<float, 16> w4_codebook(W4Format f) {
       return {-8.f, -7.f, -6.f, -5.f, -4.f, -3.f, -2.f, -1.f, 0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f};
     case W4Format::INT4Asym:
       return {0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 9.f, 10.f, 11.f, 12.f, 13.f, 14.f, 15.f};
+    case W4Format::FP4Bnb:
+      // bitsandbytes' FP4 (functional.py get_4bit_type("fp4"), before its division by 12), in code order:
+      // bit 3 the sign; every value exact in BF16.
+      return {0.0f, 0.0625f, 8.0f, 12.0f, 4.0f, 6.0f, 2.0f, 3.0f,
+              -0.0f, -0.0625f, -8.0f, -12.0f, -4.0f, -6.0f, -2.0f, -3.0f};
   }
   return {};
 }

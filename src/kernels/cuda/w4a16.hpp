@@ -1,6 +1,6 @@
 #pragma once
-// W4A16 on the GPU: 4-bit weights (NF4, FP4 E2M1, INT4 groups) with BF16
-// activations and FP32 accumulation.
+// W4A16 on the GPU: 4-bit weights (NF4, FP4 E2M1, bitsandbytes FP4, INT4
+// groups) with BF16 activations and FP32 accumulation.
 //  * decode (M <= 16 tokens): w4a16_gemv, our own kernels. M = 1 on large
 //    weights: the streaming kernel (w4a16_gemv_stream.cu: one block per SM
 //    owning N / SMs rows, x staged in shared memory, items of 8 rows x 256 k
@@ -11,7 +11,7 @@
 //    shared memory does not fit) the split-K kernel (w4a16_kernels.cu): one
 //    block per 16 weight rows, its warps split K. Every 4-bit code is read once with
 //    16-byte loads, all of a warp's first loads issued up front, turned into
-//    BF16 pairs (NF4/FP4: a byte -> BF16x2 lookup table in shared memory, one
+//    BF16 pairs (NF4/FP4/FP4Bnb: a byte -> BF16x2 lookup table in shared memory, one
 //    copy per lane so no bank conflicts; INT4: arithmetic, from interleaved
 //    nibbles) and fed unscaled to the tensor cores (mma.sync m16n8k16 BF16,
 //    the tokens are the n = 8 side, two halves for M > 8); each block's scale
@@ -22,8 +22,9 @@
 //    into a scratch BF16 weight and the cuBLASLt BF16 GEMM (w4a16_linear's
 //    default today: faster on the H200, see W4PrefillPath).
 // Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = OCP
-// MX E2M1 (blockwise absmax normalised to 6), INT4 round-to-nearest groups
-// (symmetric, or asymmetric with a zero point per group).
+// MX E2M1 (blockwise absmax normalised to 6), FP4Bnb = bitsandbytes' FP4
+// (blockwise absmax normalised to 12, see W4Format), INT4 round-to-nearest
+// groups (symmetric, or asymmetric with a zero point per group).
 //
 // Device layout (W4Weight). This is the CUDA backend's own layout; the CPU
 // formats (src/formats/) are converted at upload from unpacked codes:
@@ -34,18 +35,18 @@
 //           32t + 4s + i, so GEMV lane t's 16-byte load holds, for mma step s,
 //           four consecutive k of the 16 the step covers (a step never crosses
 //           a block). Positions are packed into bytes as follows.
-//           NF4/FP4 ("plain"): byte j holds position 2j in its low nibble and
+//           NF4/FP4/FP4Bnb ("plain"): byte j holds position 2j in its low nibble and
 //           2j+1 in its high nibble. INT4/INT4Asym ("interleaved"): in each
 //           little-endian 32-bit word of 8 positions, nibble j (bits 4j..4j+3)
 //           holds position 2j and nibble j+4 position 2j+1, j = 0..3.
 //   scales  BF16 [N, K_pad/block] (+1 spare element): the multiplier of each
-//           block (NF4: absmax; FP4: absmax/6; INT4: scale); 0 for padding blocks.
+//           block (NF4: absmax; FP4: absmax/6; FP4Bnb: absmax/12; INT4: scale); 0 for padding blocks.
 //   zeros   BF16 [N, K_pad/block] (+1 spare, INT4Asym only): integer zero point in [0, 15].
 // Weight value: w[n, k] = (codebook[q] − zero) · scale (zero = 0 except INT4Asym).
 // Double-quantized absmax values (QLoRA) are expanded to BF16 scales at upload.
 // Scales are held in BF16 (relative rounding <= 2^-9). The GEMV multiplies
-// unscaled code values (NF4 values rounded to BF16; E2M1 and INT4 values are
-// exact) with FP32 accumulation and applies each block's scale and zero point
+// unscaled code values (NF4 values rounded to BF16; E2M1, FP4Bnb's and INT4
+// values are exact) with FP32 accumulation and applies each block's scale and zero point
 // to the FP32 partial sums; the prefill path rounds (value - zero) * scale to
 // BF16 once per weight.
 #include <array>
@@ -63,12 +64,18 @@ enum class W4Format : uint8_t {
              ///< magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}; w = E2M1[q] · scale
   INT4,      ///< symmetric: code c in [0, 15] (offset binary, as src/formats/int4.hpp), w = (c − 8) · scale
   INT4Asym,  ///< asymmetric: q in [0, 15], w = (q − zero) · scale
+  /// bitsandbytes' FP4 (src/formats/fp4_bnb.hpp) with its values times 12, so
+  /// they are exact in BF16: codes 0..7 {0, 0.0625, 8, 12, 4, 6, 2, 3}, codes
+  /// 8..15 their negatives; w = value · scale with scale = absmax / 12 (the CPU
+  /// format's kFP4Bnb[q] · absmax; to_cuda divides the CPU scales by 12).
+  FP4Bnb,
 };
 
-/// Name for messages: "nf4", "fp4", "int4", "int4-asym".
+/// Name for messages: "nf4", "fp4", "int4", "int4-asym", "fp4-bnb".
 const char* w4_format_name(W4Format f);
 
-/// Value of each 4-bit code before scaling (NF4 constants from the QLoRA paper).
+/// Value of each 4-bit code before scaling (NF4 constants from the QLoRA paper;
+/// FP4Bnb: bitsandbytes' FP4 values times 12, as above).
 std::array<float, 16> w4_codebook(W4Format f);
 
 /// A 4-bit weight W [N, K] on the device, in the layout described above.

@@ -551,7 +551,7 @@ bool w4a16_gemv_stream_launch(const W4Weight& w, const uint16_t* x, uint16_t* y,
     depth = 2;
   }
   const int parts = w.block >= kTileK ? 1 : kTileK / w.block;
-  const bool lut = w.format == W4Format::NF4 || w.format == W4Format::FP4;
+  const bool lut = w.format != W4Format::INT4 && w.format != W4Format::INT4Asym;  // the codebook formats
 
   StreamParams p{};
   p.codes = w.codes.data();
