@@ -131,7 +131,7 @@ BnbConfig parse_bnb_quant_config(const nlohmann::json& q, const std::string& cfg
   const bool four = bool_key(q, "load_in_4bit", false, cfg);
   if (c.int8 == four)
     raise<FormatError>("{}: quantization_config.load_in_8bit and quantization_config.load_in_4bit are both {}: a bitsandbytes "
-                       "checkpoint is either 8-bit (LLM.int8()) or 4-bit (NF4)",
+                       "checkpoint is either 8-bit (LLM.int8()) or 4-bit (NF4 or FP4)",
                        cfg, four ? "true" : "false");
   if (c.int8) {
     if (bool_key(q, "llm_int8_has_fp16_weight", false, cfg))
@@ -148,12 +148,13 @@ BnbConfig parse_bnb_quant_config(const nlohmann::json& q, const std::string& cfg
     }
     return c;
   }
+  // Absent: "fp4", transformers' default (BitsAndBytesConfig), so many 4-bit checkpoints are FP4.
   const std::string type = string_key(q, "bnb_4bit_quant_type", "fp4", cfg);
-  if (type != "nf4")
-    raise<FormatError>("{}: quantization_config.bnb_4bit_quant_type '{}'{} is not supported: kq converts NF4 "
-                       "(bitsandbytes' FP4 values {{0, 0.0625, 2, 3, 4, 6, 8, 12}} / 12 are not the OCP E2M1 values "
-                       "of kq's FP4, so no lossless conversion exists)",
-                       cfg, type, q.contains("bnb_4bit_quant_type") ? "" : " (absent: transformers' default)");
+  if (type != "nf4" && type != "fp4")
+    raise<FormatError>("{}: quantization_config.bnb_4bit_quant_type '{}' is not supported: bitsandbytes' 4-bit "
+                       "types are \"nf4\" and \"fp4\" (kq converts both)",
+                       cfg, type);
+  c.fp4 = type == "fp4";
   const std::string storage = string_key(q, "bnb_4bit_quant_storage", "uint8", cfg);
   if (storage != "uint8")
     raise<FormatError>("{}: quantization_config.bnb_4bit_quant_storage '{}' is not supported (kq reads \"uint8\")",
@@ -166,11 +167,13 @@ std::unique_ptr<Linear> load_bnb_int8_linear(const TensorGetter& get, const std:
   return with_bias(import_bnb_int8(get, prefix, config.threshold == 0.0, N, K), get, prefix, N);
 }
 
-std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::string& prefix, int64_t N,
-                                            int64_t K) {
-  const std::string weight = prefix + ".weight", name = weight + ".quant_state.bitsandbytes__nf4";
+std::unique_ptr<Linear> load_bnb_4bit_linear(const TensorGetter& get, const std::string& prefix, bool fp4, int64_t N,
+                                             int64_t K) {
+  const std::string weight = prefix + ".weight",
+                    name = weight + ".quant_state.bitsandbytes__" + bnb4_type_name(fp4);
   const Tensor t = get(name);
-  if (!t.defined()) raise<FormatError>("tensor '{}' is missing (needed by a bitsandbytes NF4 layer)", name);
+  if (!t.defined())
+    raise<FormatError>("tensor '{}' is missing (needed by a bitsandbytes {} layer)", name, fp4 ? "FP4" : "NF4");
   if (t.dtype() != DType::U8 || t.ndim() != 1)
     raise<FormatError>("tensor '{}': expected U8 [bytes] (the packed JSON of the quant state), got {} {}", name,
                        dtype_name(t.dtype()), shape_str(t.shape()));
@@ -187,10 +190,11 @@ std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::
       raise<FormatError>("tensor '{}': quant state \"{}\" must be an integer, not {}", name, key, io::json_excerpt(v));
     return v.get<int64_t>();
   };
-  if (field("quant_type") != "nf4")
-    raise<FormatError>("tensor '{}': quant state \"quant_type\" is {}, not \"nf4\"", name,
-                       io::json_excerpt(field("quant_type")));
+  if (field("quant_type") != bnb4_type_name(fp4))
+    raise<FormatError>("tensor '{}': quant state \"quant_type\" is {}, not \"{}\" (the tensor's name)", name,
+                       io::json_excerpt(field("quant_type")), bnb4_type_name(fp4));
   Bnb4State st;
+  st.fp4 = fp4;
   st.blocksize = integer("blocksize");
   const nlohmann::json& shape = field("shape");
   if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_integer() || !shape[1].is_number_integer())
@@ -207,7 +211,7 @@ std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::
                          io::json_excerpt(off));
     st.nested_offset = float(off.get<double>());
   }
-  return with_bias(import_bnb_nf4(get, weight, st, N, K), get, prefix, N);
+  return with_bias(import_bnb_4bit(get, weight, st, N, K), get, prefix, N);
 }
 
 std::unique_ptr<Linear> load_hub_int4_linear(const TensorGetter& get, const std::string& prefix,

@@ -38,10 +38,9 @@ HubInt4Config parse_hub_quant_config(const nlohmann::json& q, const std::string&
 
 /// Reads a quantization_config `q` of quant_method "bitsandbytes"
 /// (transformers' BitsAndBytesConfig). Exactly one of load_in_8bit /
-/// load_in_4bit must be true. 4-bit: bnb_4bit_quant_type "nf4" (absent: "fp4",
-/// transformers' default; FP4 is refused: bitsandbytes' FP4 values are not OCP
-/// E2M1, kq's FP4, so no lossless conversion), bnb_4bit_quant_storage "uint8"
-/// when given. 8-bit: llm_int8_has_fp16_weight false (true stores 16-bit
+/// load_in_4bit must be true. 4-bit: bnb_4bit_quant_type "nf4" or "fp4"
+/// (absent: "fp4", transformers' default; bitsandbytes' FP4 loads into kq's
+/// FP4_BNB format, not kq's E2M1 FP4), bnb_4bit_quant_storage "uint8" when given. 8-bit: llm_int8_has_fp16_weight false (true stores 16-bit
 /// weights, not codes), llm_int8_threshold a number >= 0 (default 6.0).
 /// Throws FormatError naming `cfg` and the key.
 BnbConfig parse_bnb_quant_config(const nlohmann::json& q, const std::string& cfg);
@@ -53,15 +52,17 @@ BnbConfig parse_bnb_quant_config(const nlohmann::json& q, const std::string& cfg
 std::unique_ptr<Linear> load_bnb_int8_linear(const TensorGetter& get, const std::string& prefix,
                                              const BnbConfig& config, int64_t N, int64_t K);
 
-/// The kq NF4 op of the bitsandbytes NF4 layer W [N, K] under `prefix`
-/// (quant/bnb4.hpp: "<prefix>.weight" and its QuantState tensors; the packed
-/// JSON "<prefix>.weight.quant_state.bitsandbytes__nf4" gives quant_type
-/// "nf4", blocksize, shape, and nested_blocksize / nested_offset when double
-/// quantized), with "<prefix>.bias" as load_hub_int4_linear. Throws
-/// FormatError naming the tensor and field for a state that is not valid JSON
-/// or lacks / mistypes a field, and as import_bnb_nf4.
-std::unique_ptr<Linear> load_bnb_nf4_linear(const TensorGetter& get, const std::string& prefix, int64_t N,
-                                            int64_t K);
+/// The kq op of the bitsandbytes 4-bit layer W [N, K] under `prefix`: NF4
+/// (kq NF4), or with `fp4` FP4 (kq FP4_BNB) (quant/bnb4.hpp: "<prefix>.weight"
+/// and its QuantState tensors; the packed JSON
+/// "<prefix>.weight.quant_state.bitsandbytes__nf4" / "...__fp4" gives quant_type
+/// "nf4" / "fp4", blocksize, shape, and nested_blocksize / nested_offset when
+/// double quantized), with "<prefix>.bias" as load_hub_int4_linear. Throws
+/// FormatError naming the tensor and field for a state that is missing, not
+/// valid JSON, lacks / mistypes a field or names the other quant_type, and as
+/// import_bnb_4bit.
+std::unique_ptr<Linear> load_bnb_4bit_linear(const TensorGetter& get, const std::string& prefix, bool fp4, int64_t N,
+                                             int64_t K);
 
 /// The kq INT4 op of the linear layer W [N, K] stored under `prefix` in
 /// `config`'s layout (import_hub_int4), with `prefix`.bias (F16, BF16 or F32

@@ -157,7 +157,7 @@ bool has_module_tensors(const std::vector<std::string>& names, const std::string
 }
 
 /// A layer of a pre-quantized checkpoint (AutoAWQ / AutoGPTQ `hub`, bitsandbytes `bnb`) is recognized by one
-/// tensor: "<prefix>.qweight", "<prefix>.SCB" or "<prefix>.weight.quant_state.bitsandbytes__nf4". One lost (a
+/// tensor: "<prefix>.qweight", "<prefix>.SCB" or "<prefix>.weight.quant_state.bitsandbytes__nf4" (__fp4). One lost (a
 /// partial download, a hand edit) left the layer read as an unquantized one, whose ".weight" was blamed for its
 /// dtype or shape, or as missing (tester 22). Throws FormatError naming the folder, the layer `prefix`, the missing
 /// tensor, the method (config.json quant_method) and the quantized-layer tensor that is there, when the layer has
@@ -194,9 +194,9 @@ void reject_partial_prequantized_layer(const TensorStore& store, const std::file
     find({".weight_format"});
     weight_of_dtype(DType::I8);
   } else if (bnb) {
-    marker = ".weight.quant_state.bitsandbytes__nf4";
-    method = "bitsandbytes, load_in_4bit";
-    what = "its NF4 quant state";
+    marker = std::string(".weight.quant_state.bitsandbytes__") + bnb4_type_name(bnb->fp4);
+    method = fmt::format("bitsandbytes, load_in_4bit, bnb_4bit_quant_type {}", bnb4_type_name(bnb->fp4));
+    what = fmt::format("its {} quant state", bnb->fp4 ? "FP4" : "NF4");
     find({".weight.absmax", ".weight.quant_map", ".weight.nested_absmax", ".weight.nested_quant_map"});
     weight_of_dtype(DType::U8);
   }
@@ -243,17 +243,22 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
                          cfg.string(), method, dir.string());
     return;
   }
-  if (method == "bitsandbytes") {  // a bitsandbytes 8-bit or 4-bit NF4 checkpoint: its layers converted as read
+  if (method == "bitsandbytes") {  // a bitsandbytes 8-bit or 4-bit (NF4, FP4) checkpoint: its layers converted as read
     const BnbConfig bnb = parse_bnb_quant_config(q, cfg.string());
     const std::vector<std::string> names = store_.names();
-    const char* marker = bnb.int8 ? ".SCB" : ".quant_state.bitsandbytes__nf4";
+    const std::string marker =
+        bnb.int8 ? std::string(".SCB") : std::string(".quant_state.bitsandbytes__") + bnb4_type_name(bnb.fp4);
     if (std::none_of(names.begin(), names.end(), [&](const std::string& n) { return n.ends_with(marker); }))
       raise<FormatError>("{}: quantization_config.quant_method is 'bitsandbytes' ({}) but no tensor of the "
                          "safetensors files of {} is {} ('<layer>{}'): the config.json does not belong to these "
                          "weights",
-                         cfg.string(), bnb.int8 ? "load_in_8bit" : "load_in_4bit", dir.string(),
-                         bnb.int8 ? "an 8-bit layer's row absmax" : "a 4-bit layer's quant state",
-                         bnb.int8 ? ".SCB" : ".weight.quant_state.bitsandbytes__nf4");
+                         cfg.string(),
+                         bnb.int8 ? "load_in_8bit"
+                                  : fmt::format("load_in_4bit, bnb_4bit_quant_type {}", bnb4_type_name(bnb.fp4)),
+                         dir.string(),
+                         bnb.int8 ? "an 8-bit layer's row absmax"
+                                  : fmt::format("a 4-bit {} layer's quant state", bnb.fp4 ? "FP4" : "NF4"),
+                         bnb.int8 ? marker : ".weight" + marker);
     bnb_ = bnb;
     return;
   }
@@ -261,7 +266,7 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
     raise<FormatError>(
         "{}: quantization_config.quant_method '{}' is not supported (KernelQuant reads its own "
         "\"kq\" folders, AutoAWQ (\"awq\") and AutoGPTQ (\"gptq\") 4-bit checkpoints and bitsandbytes 8-bit and "
-        "NF4 ones; load the original "
+        "4-bit (NF4, FP4) ones; load the original "
         "unquantized model instead)",
         cfg.string(), method);
   if (!q.contains("format_version") || q["format_version"] != 1)
@@ -397,13 +402,19 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   // An AWQ / GPTQ checkpoint's quantized layers are those with codes; others
   // (modules_to_not_convert, lm_head) have a plain weight.
   const bool hub = hub_ && store_.contains(file_prefix + ".qweight");
+  const std::string bnb4_state = ".weight.quant_state.bitsandbytes__";
   const bool bnb = bnb_ && (bnb_->int8 ? store_.contains(file_prefix + ".SCB")
-                                       : store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__nf4"));
-  if (bnb_ && !bnb_->int8 && store_.contains(file_prefix + ".weight.quant_state.bitsandbytes__fp4"))
-    raise<FormatError>("{}: layer '{}' is bitsandbytes FP4 ('{}.weight.quant_state.bitsandbytes__fp4' in {}): kq "
-                       "converts NF4 layers only (bitsandbytes' FP4 values are not OCP E2M1)",
-                       dir_.string(), module, file_prefix,
-                       store_.file_of(file_prefix + ".weight.quant_state.bitsandbytes__fp4"));
+                                       : store_.contains(file_prefix + bnb4_state + bnb4_type_name(bnb_->fp4)));
+  // A layer of the other 4-bit type: transformers would read it by its own state's type; kq keeps to the
+  // config's, so a folder that mixes them (never written by transformers: one BitsAndBytesConfig) is refused.
+  if (bnb_ && !bnb_->int8 && store_.contains(file_prefix + bnb4_state + bnb4_type_name(!bnb_->fp4))) {
+    const std::string other = file_prefix + bnb4_state + bnb4_type_name(!bnb_->fp4);
+    raise<FormatError>("{}: layer '{}' is bitsandbytes {} ('{}' in {}) but config.json's "
+                       "quantization_config.bnb_4bit_quant_type is '{}'{}: a checkpoint is of one 4-bit type",
+                       dir_.string(), module, bnb_->fp4 ? "NF4" : "FP4", other, store_.file_of(other),
+                       bnb4_type_name(bnb_->fp4),
+                       bnb_->fp4 ? " (as when the key is absent: transformers' default)" : "");
+  }
   if (it == quantized_modules_.end() && !hub && !bnb) {
     reject_partial_prequantized_layer(store_, dir_, file_prefix, hub_, bnb_);
     return nullptr;
@@ -426,7 +437,7 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
   try {
     if (hub) return load_hub_int4_linear(get, file_prefix, *hub_, out, in);
     if (bnb) return bnb_->int8 ? load_bnb_int8_linear(get, file_prefix, *bnb_, out, in)
-                               : load_bnb_nf4_linear(get, file_prefix, out, in);
+                               : load_bnb_4bit_linear(get, file_prefix, bnb_->fp4, out, in);
     return load_quantized_linear(get, file_prefix, spec, out, in);
   } catch (const FormatError& e) {
     raise_in_layer(module, read, e);

@@ -123,8 +123,9 @@ class WeightSource {
 /// converted losslessly into kq's INT4 format (quant/hub_int4.hpp), a fused
 /// one (Phi3's qkv_proj, gate_up_proj) split into its parts after the
 /// conversion (quantized_fused_linears); its other layers are plain weights. A bitsandbytes 4-bit checkpoint
-/// (quant_method "bitsandbytes", load_in_4bit, NF4) likewise yields each layer
-/// with "<prefix>.weight.quant_state.bitsandbytes__nf4" as a kq NF4 op (quant/bnb4.hpp),
+/// (quant_method "bitsandbytes", load_in_4bit, NF4 or FP4) likewise yields each layer
+/// with "<prefix>.weight.quant_state.bitsandbytes__nf4" as a kq NF4 op, or with
+/// "...__fp4" as a kq FP4_BNB op (quant/bnb4.hpp; the config's bnb_4bit_quant_type decides),
 /// an 8-bit one (load_in_8bit, LLM.int8()) each layer with "<prefix>.SCB" as a
 /// kq INT8 op (quant/bnb8.hpp: int8-wo, or int8 with llm_int8_threshold 0).
 /// Any other quant_method is a FormatError, and so is a folder
@@ -194,7 +195,7 @@ class FileWeights final : public WeightSource {
   TensorStore store_;
   std::map<std::string, std::string> quantized_modules_;  // module -> quant mode name
   std::optional<HubInt4Config> hub_;                      // an AutoAWQ / AutoGPTQ checkpoint's layout
-  std::optional<BnbConfig> bnb_;                          // a bitsandbytes 8-bit or 4-bit NF4 checkpoint
+  std::optional<BnbConfig> bnb_;                          // a bitsandbytes 8-bit or 4-bit (NF4, FP4) checkpoint
   std::set<std::string> used_;                            // tensors read so far
 };
 

@@ -1,20 +1,22 @@
-// bitsandbytes NF4 layers into kq's NF4 format (see bnb4.hpp).
+// bitsandbytes NF4 and FP4 layers into kq's NF4 and FP4_BNB formats (see bnb4.hpp).
 #include "quant/bnb4.hpp"
 
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "formats/fp4_bnb.hpp"
 #include "formats/nf4.hpp"
 #include "formats/traits.hpp"
 #include "kq/error.hpp"
 
 namespace kq {
 
-PackedWeight import_bnb_nf4(const TensorGetter& get, const std::string& weight, const Bnb4State& st, int64_t N,
-                            int64_t K) {
+PackedWeight import_bnb_4bit(const TensorGetter& get, const std::string& weight, const Bnb4State& st, int64_t N,
+                             int64_t K) {
   if (N < 1 || K < 1) raise<InvalidArgument>("'{}': weight shape [{}, {}] must have N, K >= 1", weight, N, K);
-  const std::string state = weight + ".quant_state.bitsandbytes__nf4";
+  const char* type = st.fp4 ? "FP4" : "NF4";
+  const std::string state = weight + ".quant_state.bitsandbytes__" + bnb4_type_name(st.fp4);
   if (st.rows != N || st.cols != K)
     raise<FormatError>("tensor '{}': shape [{}, {}] in the quant state, but the layer is [{}, {}]", state, st.rows,
                        st.cols, N, K);
@@ -34,22 +36,25 @@ PackedWeight import_bnb_nf4(const TensorGetter& get, const std::string& weight, 
   const int64_t total = N * K, nb_bnb = (total + st.blocksize - 1) / st.blocksize;
   auto need = [&](const std::string& name, DType dt, const Shape& shape) {
     Tensor t = get(name);
-    if (!t.defined()) raise<FormatError>("tensor '{}' is missing (needed by a bitsandbytes NF4 layer)", name);
+    if (!t.defined()) raise<FormatError>("tensor '{}' is missing (needed by a bitsandbytes {} layer)", name, type);
     if (t.dtype() != dt || t.shape() != shape)
-      raise<FormatError>("tensor '{}': expected {} {} for a bitsandbytes NF4 layer [{}, {}] with blocksize {}, got "
+      raise<FormatError>("tensor '{}': expected {} {} for a bitsandbytes {} layer [{}, {}] with blocksize {}, got "
                          "{} {}",
-                         name, dtype_name(dt), shape_str(shape), N, K, st.blocksize, dtype_name(t.dtype()),
+                         name, dtype_name(dt), shape_str(shape), type, N, K, st.blocksize, dtype_name(t.dtype()),
                          shape_str(t.shape()));
     if (reinterpret_cast<uintptr_t>(t.raw()) % dtype_size(dt) != 0) t = t.clone();
     return t;
   };
   const Tensor codes = need(weight, DType::U8, {(total + 1) / 2, 1});
+  // The code values kq's format decodes with. Compared by value: bitsandbytes saves FP4's code 8 as +0 (its
+  // table's "-0" is a Python integer) where its kernel, and kq's kFP4Bnb, give -0; a NaN never matches.
+  const float* values = st.fp4 ? formats::kFP4Bnb.data() : formats::kNF4.data();
   const Tensor qmap = need(weight + ".quant_map", DType::F32, {16});
   for (int c = 0; c < 16; ++c)
-    if (std::memcmp(&qmap.data<float>()[c], &formats::kNF4[size_t(c)], sizeof(float)) != 0)
-      raise<FormatError>("tensor '{}.quant_map': value {} at index {} is not NF4's {} (kq converts bitsandbytes' "
-                         "NF4 code values only)",
-                         weight, qmap.data<float>()[c], c, formats::kNF4[size_t(c)]);
+    if (!(qmap.data<float>()[c] == values[c]))
+      raise<FormatError>("tensor '{}.quant_map': value {} at index {} is not bitsandbytes {}'s {} (kq converts "
+                         "the code values of bitsandbytes' NF4 and FP4 only)",
+                         weight, qmap.data<float>()[c], c, type, values[c]);
 
   // bitsandbytes' absmax per block, decoded from the nested 8-bit codes as dequantize_blockwise does.
   std::vector<float> absmax(static_cast<size_t>(nb_bnb));
@@ -74,7 +79,7 @@ PackedWeight import_bnb_nf4(const TensorGetter& get, const std::string& weight, 
                          st.nested ? " (decoded from the nested codes)" : "");
 
   PackedWeight p;
-  p.spec = parse_quant_mode(fmt::format("nf4-b{}-nodq", B));
+  p.spec = parse_quant_mode(fmt::format("{}-b{}-nodq", st.fp4 ? "fp4-bnb" : "nf4", B));
   p.N = N;
   p.K = K;
   p.block = B;

@@ -24,7 +24,8 @@ namespace kq {
 
 /// What a bitsandbytes checkpoint holds (models/hub_checkpoint.hpp: parse_bnb_quant_config).
 struct BnbConfig {
-  bool int8 = false;       ///< load_in_8bit (LLM.int8(), this file); else load_in_4bit NF4 (quant/bnb4.hpp)
+  bool int8 = false;       ///< load_in_8bit (LLM.int8(), this file); else load_in_4bit (quant/bnb4.hpp)
+  bool fp4 = false;        ///< load_in_4bit: bnb_4bit_quant_type "fp4" (bitsandbytes' FP4), else "nf4"
   double threshold = 6.0;  ///< llm_int8_threshold (8-bit): > 0 runs as kq int8-wo, 0 as kq int8 (W8A8)
 };
 

@@ -1,9 +1,11 @@
-// bitsandbytes 4-bit NF4 checkpoints (transformers' BitsAndBytesConfig load_in_4bit, saved with the packed
-// QuantState): a tiny Llama written by tests/common/bnb_pack.hpp from known codes and absmax values (plain and
-// nested) loads with every linear layer dequantizing to exactly NF4 value · absmax and gives the logits of the
-// same model with those weights stored as F32; unsupported configs (FP4, 16-bit LLM.int8() weights) and damaged
-// states are refused naming config.json and the key, or the layer and tensor. 8-bit (LLM.int8()) checkpoints load
-// into kq's INT8 (int8-wo, or int8 W8A8 with llm_int8_threshold 0) with bitsandbytes' dequantized weights.
+// bitsandbytes 4-bit NF4 and FP4 checkpoints (transformers' BitsAndBytesConfig load_in_4bit, saved with the
+// packed QuantState): a tiny Llama written by tests/common/bnb_pack.hpp from known codes and absmax values (plain
+// and nested) loads with every linear layer dequantizing to exactly NF4 value · absmax (FP4: bitsandbytes' FP4
+// value · absmax, kq's fp4-bnb format) and gives the logits of the same model with those weights stored as F32;
+// unsupported configs (a 4-bit type other than nf4 / fp4, 16-bit LLM.int8() weights), layers of the other 4-bit
+// type and damaged states are refused naming config.json and the key, or the layer and tensor. 8-bit
+// (LLM.int8()) checkpoints load into kq's INT8 (int8-wo, or int8 W8A8 with llm_int8_threshold 0) with
+// bitsandbytes' dequantized weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -34,20 +37,26 @@ using testing::error_of;
 using testing::has;
 
 const ExecContext kCpu{Device::CPU, 2};
-json bnb_config() {
-  return {{"quant_method", "bitsandbytes"},     {"load_in_4bit", true},
-          {"load_in_8bit", false},              {"bnb_4bit_quant_type", "nf4"},
-          {"bnb_4bit_use_double_quant", true},  {"bnb_4bit_compute_dtype", "bfloat16"},
-          {"bnb_4bit_quant_storage", "uint8"},  {"llm_int8_skip_modules", nullptr}};
+/// A load_in_4bit quantization_config of quant type `type` ("nf4", "fp4"; empty: no bnb_4bit_quant_type key,
+/// transformers' default fp4).
+json bnb_config(const std::string& type = "nf4") {
+  json q = {{"quant_method", "bitsandbytes"},     {"load_in_4bit", true},
+            {"load_in_8bit", false},              {"bnb_4bit_use_double_quant", true},
+            {"bnb_4bit_compute_dtype", "bfloat16"}, {"bnb_4bit_quant_storage", "uint8"},
+            {"llm_int8_skip_modules", nullptr}};
+  if (!type.empty()) q["bnb_4bit_quant_type"] = type;
+  return q;
 }
 
 /// The tiny Llama (models/quantized_tiny_llama.hpp) as a bitsandbytes checkpoint ("bnb") and with F32 weights
-/// ("ref").
-testing::QuantizedPair write_pair(const std::filesystem::path& root, bool nested, int64_t blocksize) {
+/// ("ref"): NF4 layers, or FP4 ones with `fp4` (config type `type`: "fp4", or "" for none).
+testing::QuantizedPair write_pair(const std::filesystem::path& root, bool nested, int64_t blocksize, bool fp4 = false,
+                                  const std::string& type = "fp4") {
   const json cfg = testing::quantized_tiny_llama_config(false, "float32");
-  return testing::write_quantized_pair(root, "bnb", 11, cfg, bnb_config(), cfg, false,
+  return testing::write_quantized_pair(root, "bnb", 11, cfg, bnb_config(fp4 ? type : "nf4"), cfg, false,
                                        [&](const std::string& module, int64_t N, int64_t K, uint64_t seed) {
-                                         const testing::BnbCodes c = testing::bnb_codes(N, K, blocksize, nested, seed);
+                                         const testing::BnbCodes c =
+                                             testing::bnb_codes(N, K, blocksize, nested, seed, fp4);
                                          return testing::QuantizedLayer{testing::bnb_layer_tensors(c, module),
                                                                         testing::bnb_reference(c)};
                                        });
@@ -84,6 +93,65 @@ TEST(BnbCheckpoint, Nf4LoadsLosslesslyWithTheLogitsOfTheDequantizedModel) {
     }
     EXPECT_EQ(converted, 7 * testing::kQtLayers) << what;
     EXPECT_LT(rel_l2(testing::prefill_logits(*m, tokens), testing::prefill_logits(*ref, tokens)), 1e-5) << what;
+  }
+}
+
+// FP4 (transformers' default quant type: also with no bnb_4bit_quant_type in the config): every layer becomes kq
+// fp4-bnb holding exactly bitsandbytes' dequantized weights (value · absmax in F32, as its kernel), and the model's
+// logits are those of the same weights run as F32 layers. Not bit for bit: the 4-bit kernels apply each block's
+// scale to a partial sum (and the prefill path runs oneDNN's sgemm over the decoded panel), summing in another
+// order than the F32 layers do: F32 reordering over K <= 128 products per output through two layers, a relative
+// L2 of order 1e-7 (measured 6.5e-8 to 7.9e-8 on AVX-512), bounded at 1e-6.
+TEST(BnbCheckpoint, Fp4LoadsLosslesslyWithTheLogitsOfTheDequantizedModel) {
+  const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
+  for (const auto& [nested, bs, type] : {std::tuple{true, int64_t(64), std::string("fp4")},
+                                         std::tuple{false, int64_t(64), std::string("")},
+                                         std::tuple{true, int64_t(256), std::string("")},
+                                         std::tuple{false, int64_t(32), std::string("fp4")}}) {
+    const std::string what = fmt::format("nested {} blocksize {} bnb_4bit_quant_type '{}'", nested, bs, type);
+    testing::TempDir tmp;
+    const testing::QuantizedPair p = write_pair(tmp.path, nested, bs, /*fp4=*/true, type);
+    auto m = Model::load(p.quantized, kCpu);
+    auto ref = Model::load(p.ref, kCpu);
+    int converted = 0;
+    for (const LinearSlot& s : m->linear_layers()) {
+      if (s.is_lm_head) continue;
+      const Tensor w = (*s.op)->dequantized_weight();
+      const Tensor& want = p.reference.at(s.name);
+      // fp4-bnb[-bB]-nodq, F32 block scales; B the largest power of two <= 256 dividing the blocksize and K.
+      int64_t B = 256;
+      while (bs % B != 0 || (*s.op)->in_features() % B != 0) B /= 2;
+      EXPECT_EQ((*s.op)->format(), B == 64 ? "fp4-bnb-nodq" : fmt::format("fp4-bnb-b{}-nodq", B)) << what << s.name;
+      EXPECT_TRUE(w.shape() == want.shape() && std::memcmp(w.raw(), want.raw(), w.nbytes()) == 0)
+          << what << " " << s.name;
+      ++converted;
+    }
+    EXPECT_EQ(converted, 7 * testing::kQtLayers) << what;
+    const std::vector<float> got = testing::prefill_logits(*m, tokens), want = testing::prefill_logits(*ref, tokens);
+    EXPECT_LT(rel_l2(got, want), 1e-6) << what;
+    EXPECT_GT(rel_l2(want, std::vector<float>(want.size(), 0.0f)), 0.99) << what;  // logits are not all zero
+  }
+}
+
+// On the GPU the FP4 layers run through the W4A16 kernels with bitsandbytes' FP4 table (times 12, exact in BF16,
+// scales absmax / 12 in BF16): the CPU model's logits within ModelCuda's weight-only bound (3e-2 relative L2:
+// BF16 activations and block scales). Skipped without CUDA (KQ_REQUIRE_CUDA: fails).
+TEST(BnbCheckpoint, Fp4RunsOnCuda) {
+  KQ_REQUIRE_CUDA_MODEL();
+  const std::vector<int32_t> tokens = {1, 5, 9, 33, 77, 2, 40, 95, 12, 60};
+  for (const bool nested : {false, true}) {
+    testing::TempDir tmp;
+    const testing::QuantizedPair p = write_pair(tmp.path, nested, 64, /*fp4=*/true);
+    auto cpu = Model::load(p.quantized, kCpu);
+    auto gpu = Model::load(p.quantized, {Device::CUDA, 2});
+    auto ref = Model::load(p.ref, kCpu);
+    const std::vector<float> g = testing::prefill_logits(*gpu, tokens);
+    const double err = rel_l2(g, testing::prefill_logits(*cpu, tokens));
+    const double err_ref = rel_l2(g, testing::prefill_logits(*ref, tokens));
+    std::printf("bitsandbytes FP4, nested %d: GPU vs CPU logits %.3g, vs the F32 model %.3g\n", int(nested), err,
+                err_ref);
+    EXPECT_LE(err, 3e-2) << nested;
+    EXPECT_LE(err_ref, 3e-2) << nested;
   }
 }
 
@@ -231,10 +299,22 @@ std::string load_error(const std::function<void(json&)>& edit,
 }
 
 TEST(BnbCheckpoint, UnsupportedConfigsAndDamagedStatesAreRefused) {
-  std::string m = load_error([](json& q) { q["bnb_4bit_quant_type"] = "fp4"; });
-  EXPECT_TRUE(has(m, "config.json") && has(m, "quantization_config.bnb_4bit_quant_type 'fp4'")) << m;
-  m = load_error([](json& q) { q.erase("bnb_4bit_quant_type"); });
-  EXPECT_TRUE(has(m, "'fp4' (absent: transformers' default)")) << m;
+  std::string m = load_error([](json& q) { q["bnb_4bit_quant_type"] = "int4"; });
+  EXPECT_TRUE(has(m, "config.json") && has(m, "quantization_config.bnb_4bit_quant_type 'int4' is not supported") &&
+              has(m, "\"nf4\" and \"fp4\""))
+      << m;
+  // An FP4 config over NF4 weights (or no type: transformers' default fp4): no FP4 quant state in the folder.
+  for (const bool erase : {false, true}) {
+    m = load_error([&](json& q) {
+      if (erase)
+        q.erase("bnb_4bit_quant_type");
+      else
+        q["bnb_4bit_quant_type"] = "fp4";
+    });
+    EXPECT_TRUE(has(m, "does not belong to these weights") && has(m, "bnb_4bit_quant_type fp4") &&
+                has(m, ".weight.quant_state.bitsandbytes__fp4"))
+        << m;
+  }
   m = load_error([](json& q) { q["load_in_8bit"] = true; });
   EXPECT_TRUE(has(m, "quantization_config.load_in_8bit and quantization_config.load_in_4bit are both true")) << m;
   m = load_error([](json& q) { q["load_in_4bit"] = false; });
@@ -265,14 +345,60 @@ TEST(BnbCheckpoint, UnsupportedConfigsAndDamagedStatesAreRefused) {
                      "absmax' in ") &&
               has(m, "bitsandbytes, load_in_4bit") && has(m, "no '" + state + "'") && !has(m, "has shape"))
       << m;
-  // An FP4 layer in an NF4 folder.
+  // An FP4 layer in an NF4 folder: named with the config's type.
+  const std::string up = "model.layers.1.mlp.up_proj.weight.quant_state.bitsandbytes__";
   m = load_error([](json&) {}, [&](auto& t) {
-    const std::string fp4 = "model.layers.1.mlp.up_proj.weight.quant_state.bitsandbytes__fp4";
-    t[fp4] = t["model.layers.1.mlp.up_proj.weight.quant_state.bitsandbytes__nf4"];
-    t.erase("model.layers.1.mlp.up_proj.weight.quant_state.bitsandbytes__nf4");
+    t[up + "fp4"] = t[up + "nf4"];
+    t.erase(up + "nf4");
   });
-  EXPECT_TRUE(has(m, "model.layers.1.mlp.up_proj") && has(m, "bitsandbytes__fp4") && has(m, "NF4 layers only"))
+  EXPECT_TRUE(has(m, "layer 'model.layers.1.mlp.up_proj' is bitsandbytes FP4 ('" + up + "fp4' in ") &&
+              has(m, "bnb_4bit_quant_type is 'nf4'"))
       << m;
+}
+
+std::string fp4_load_error(const std::function<void(json&)>& edit,
+                           const std::function<void(std::map<std::string, Tensor>&)>& edit_tensors = {}) {
+  testing::TempDir tmp;
+  return edited_load_error(write_pair(tmp.path, true, 64, /*fp4=*/true), edit, edit_tensors);
+}
+
+TEST(BnbCheckpoint, Fp4DamagedStatesAndNf4LayersAreRefused) {
+  const std::string up = "model.layers.1.mlp.up_proj.weight";
+  // An NF4 layer in an FP4 folder.
+  std::string m = fp4_load_error([](json&) {}, [&](auto& t) {
+    t[up + ".quant_state.bitsandbytes__nf4"] = t[up + ".quant_state.bitsandbytes__fp4"];
+    t.erase(up + ".quant_state.bitsandbytes__fp4");
+  });
+  EXPECT_TRUE(has(m, "layer 'model.layers.1.mlp.up_proj' is bitsandbytes NF4") &&
+              has(m, "bnb_4bit_quant_type is 'fp4'"))
+      << m;
+  // An FP4 state whose JSON says nf4.
+  const std::string state = up + ".quant_state.bitsandbytes__fp4";
+  m = fp4_load_error([](json&) {}, [&](auto& t) {
+    const std::string text(static_cast<const char*>(t[state].raw()), size_t(t[state].numel()));
+    json j = json::parse(text);
+    j["quant_type"] = "nf4";
+    const std::string s = j.dump();
+    Tensor x = Tensor::empty(DType::U8, {int64_t(s.size())});
+    std::memcpy(x.raw_mut(), s.data(), s.size());
+    t[state] = x;
+  });
+  EXPECT_TRUE(has(m, state) && has(m, "\"quant_type\" is \"nf4\", not \"fp4\"")) << m;
+  // NF4's quant_map under the FP4 state.
+  m = fp4_load_error([](json&) {}, [&](auto& t) {
+    for (int i = 0; i < 16; ++i) t[up + ".quant_map"].template mutable_data<float>()[i] = testing::kBnbNf4[i];
+  });
+  EXPECT_TRUE(has(m, "quantized layer 'model.layers.1.mlp.up_proj'") && has(m, up + ".quant_map") &&
+              has(m, "bitsandbytes FP4"))
+      << m;
+  // A layer that lost its FP4 quant state.
+  m = fp4_load_error([](json&) {}, [&](auto& t) { t.erase(state); });
+  EXPECT_TRUE(has(m, "layer 'model.layers.1.mlp.up_proj' is quantized") &&
+              has(m, "bnb_4bit_quant_type fp4") && has(m, "no '" + state + "'") && has(m, "its FP4 quant state"))
+      << m;
+  // An NF4 config over FP4 weights.
+  m = fp4_load_error([](json& q) { q["bnb_4bit_quant_type"] = "nf4"; });
+  EXPECT_TRUE(has(m, "does not belong to these weights") && has(m, "bitsandbytes__nf4")) << m;
 }
 
 }  // namespace
