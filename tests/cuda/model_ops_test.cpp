@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <memory>
 #include <numbers>
@@ -743,6 +744,9 @@ TEST(ModelOps, CausalAttentionWithSoftcapMatchesFloat64Reference) {
       {"softcap 5 long decode gqa4 hd128", 128, 8, 2, 4096, 1, {{0, 3999, 1}}, 0, 5.0f, 8.0f},
       {"softcap 50 (gemma 2's) hd64 mixed sequences", 64, 6, 2, 1000, 3, {{1, 10, 40}, {0, 0, 30}, {2, 800, 1}}, 0,
        50.0f, 8.0f},
+      // Caps far above any score (config.json allows up to float32's largest) bend nothing: no overflow to NaN.
+      {"softcap 1e30 prefill 40 after 9 hd128", 128, 8, 2, 256, 1, {{0, 9, 40}}, 0, 1e30f, 8.0f},
+      {"softcap FLT_MAX decode b2 hd64", 64, 4, 2, 300, 2, {}, 0, FLT_MAX, 8.0f},
   };
   // The cap changes the result well beyond the tolerance (else the test could not tell it was applied).
   Rng r;

@@ -664,17 +664,20 @@ TEST(ModelCuda, Gemma3MatchesCpu) {
 // Gemma 2 (tiny random gemma2 folder of the CPU tests: soft-caps 1.5 on the scores and 6 on the logits, small
 // enough for tanh to bend them, the window of 5 on the even layers, query_pre_attn_scalar 40; head_dim 64 and
 // ffn 128 here: 48 is not a GPU head size) and Gemma 1 on the device: the scores are capped inside cuda::causal_attention
-// (decode and prefill kernels), the logits on the host as on the CPU.
+// (decode and prefill kernels), the logits on the host as on the CPU. Variant 2: Gemma 2 with the largest score cap
+// config.json may hold (3.4e38, below float32's largest; cap · log2(e) would overflow on the device).
 TEST(ModelCuda, Gemma2AndGemma1MatchCpu) {
   KQ_REQUIRE_CUDA_MODEL();
   kq::testing::TempDir tmp;
-  for (const bool gemma1 : {false, true}) {
+  for (const int variant : {0, 1, 2}) {
+    const bool gemma1 = variant == 1;
     kq::testing::TinyGemma2 size;
     size.gemma1 = gemma1;
     size.head_dim = 64;
     size.ffn = 128;
-    const std::string name = gemma1 ? "gemma1 tiny" : "gemma2 tiny";
-    const auto dir = kq::testing::write_model_folder(tmp.path / (gemma1 ? "gemma" : "gemma2"),
+    if (variant == 2) size.attn_softcap = 3.4e38;
+    const std::string name = gemma1 ? "gemma1 tiny" : variant == 2 ? "gemma2 tiny, cap 3.4e38" : "gemma2 tiny";
+    const auto dir = kq::testing::write_model_folder(tmp.path / ("gemma" + std::to_string(variant)),
                                                      kq::testing::tiny_gemma2_config(size),
                                                      kq::testing::tiny_gemma2_tensors(size));
     const ModelConfig c = load_model_config(dir);

@@ -73,10 +73,14 @@ size_t decode_workspace_bound_floats(int64_t n, int q_heads, int head_dim, int64
 struct ScoreMap {
   float mul = 0;
   float cap_mul = 0;  ///< 0: no softcapping
-  /// scale: the attention scale; softcap: the cap (0: none).
+  /// scale: the attention scale; softcap: the cap (0: none). A cap of 1e30 or more is applied as no cap:
+  /// cap · tanh(x / cap) equals x in float32 for every |x| < 1e26 (the relative change is (x / cap)² / 3), while
+  /// cap · log2(e) overflows float32 above 2.36e38 and scale / cap falls into the subnormals the kernels flush.
   static ScoreMap make(float scale, float softcap) {
     constexpr float kLog2e = 1.4426950408889634f;
-    return softcap > 0 ? ScoreMap{scale / softcap, softcap * kLog2e} : ScoreMap{scale * kLog2e, 0.0f};
+    constexpr float kNoBend = 1e30f;
+    return softcap > 0 && softcap < kNoBend ? ScoreMap{scale / softcap, softcap * kLog2e}
+                                            : ScoreMap{scale * kLog2e, 0.0f};
   }
 };
 
