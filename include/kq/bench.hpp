@@ -79,10 +79,7 @@ struct LatencyOptions {
 /// (LatencyOptions::prompt_tokens / LatencyOptions::decode_tokens), the value
 /// asked and the value used. Throws InvalidArgument naming the fields when the
 /// values that may not be reduced do not fit, or for non-positive values.
-/// `why`, added after "the model's context of N positions" in those messages,
-/// says where the limit comes from (context_limit_note of the model's config:
-/// a longrope original_max_position_embeddings that capped it).
-LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions, const std::string& why = {});
+LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions);
 
 /// Measures `models` (e.g. baseline and candidate) in the same run with runs
 /// interleaved (A B A B ...), so machine noise hits both alike. `prompt` must

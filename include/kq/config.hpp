@@ -278,11 +278,6 @@ struct ModelConfig {
   } size_keys;
 };
 
-/// Why the context is max_positions, for messages about a size that does not fit, when a config caps it below
-/// what it names; "" when it is the config's own size. Every config kq reads now gives "" (longrope runs its long
-/// factors up to max_position_embeddings; a sliding window caps nothing: kq runs the windowed attention).
-std::string context_limit_note(const ModelConfig& c);
-
 /// Whether generation recomputes the whole sequence, instead of decoding with the KV cache, for the token that
 /// follows `cached` tokens, as transformers' generate() does for longrope (Phi3ForCausalLM.
 /// prepare_inputs_for_generation): when the sequence first grows past original_max_positions, the cache (keys

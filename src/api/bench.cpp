@@ -193,11 +193,9 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     }
   }
   // Latency options that cannot fit fail (or defaults shrink, with a warning) before minutes of work.
-  (void)eval::resolve_ctx(o.ctx, base->config().max_positions, "BenchOptions::ctx",
-                          context_limit_note(base->config()));  // one that does not fit, now
+  (void)eval::resolve_ctx(o.ctx, base->config().max_positions, "BenchOptions::ctx");  // one that does not fit, now
   LatencyOptions latency = o.latency;
-  if (o.measure_latency)
-    latency = fit_latency_options(o.latency, base->config().max_positions, context_limit_note(base->config()));
+  if (o.measure_latency) latency = fit_latency_options(o.latency, base->config().max_positions);
   const Tokenizer tok = Tokenizer::load(o.model_dir);
   rep.tokenizer = tok.source();
   tok.check_fits(base->config().vocab_size, o.model_dir.string());

@@ -158,14 +158,14 @@ std::string sum_text(int64_t a, int64_t b) {
 }
 }  // namespace
 
-LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions, const std::string& why) {
+LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions) {
   if (o.prompt_tokens < 1 || o.decode_tokens < 1 || o.runs < 1)
     raise<InvalidArgument>(
         "latency: LatencyOptions::prompt_tokens, LatencyOptions::decode_tokens and LatencyOptions::runs must be "
         "positive (got {}, {}, {})",
         o.prompt_tokens, o.decode_tokens, o.runs);
   const std::string limit =
-      fmt::format("the model's context of {} position{}{}", max_positions, max_positions == 1 ? "" : "s", why);
+      fmt::format("the model's context of {} position{}", max_positions, max_positions == 1 ? "" : "s");
   if (max_positions < 2)
     raise<InvalidArgument>("latency: {} leaves no room for a prompt and a decoded token", limit);
   LatencyOptions r = o;
@@ -217,11 +217,10 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
   std::vector<std::unique_ptr<Model::InUse>> in_use;
   in_use.reserve(models.size());
   for (Model* m : models) in_use.push_back(std::make_unique<Model::InUse>(*m, "measure_latency"));
-  const Model* shortest = models[0];  // the smallest context, and why it is that small
+  const Model* shortest = models[0];  // the smallest context
   for (Model* m : models)
     if (m->config().max_positions < shortest->config().max_positions) shortest = m;
-  const LatencyOptions o =
-      fit_latency_options(options, shortest->config().max_positions, context_limit_note(shortest->config()));
+  const LatencyOptions o = fit_latency_options(options, shortest->config().max_positions);
   const int64_t decode = o.decode_tokens, plen = o.prompt_tokens;
   std::vector<int32_t> p(static_cast<size_t>(plen));
   for (int64_t i = 0; i < plen; ++i) p[size_t(i)] = prompt[size_t(i) % prompt.size()];

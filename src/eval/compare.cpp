@@ -51,7 +51,7 @@ ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t
   ComparisonResult r;
   const ModelConfig& shorter =
       ref.config().max_positions <= cand.config().max_positions ? ref.config() : cand.config();
-  r.ctx = eval::resolve_ctx(ctx, shorter.max_positions, "ctx", context_limit_note(shorter));
+  r.ctx = eval::resolve_ctx(ctx, shorter.max_positions, "ctx");
   const auto windows = perplexity_windows(int64_t(tokens.size()), r.ctx, max_windows);
   if (windows.empty())
     raise<InvalidArgument>("compare_models: the text has {} tokens, fewer than the 2 needed to score one",

@@ -43,7 +43,7 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
   const int64_t vocab = model.config().vocab_size;
   const int threads = resolve_threads(model.context().threads);
   PerplexityResult r;
-  r.ctx = eval::resolve_ctx(ctx, model.config().max_positions, "ctx", context_limit_note(model.config()));
+  r.ctx = eval::resolve_ctx(ctx, model.config().max_positions, "ctx");
   const auto windows = perplexity_windows(int64_t(tokens.size()), r.ctx, max_windows);
   if (windows.empty())
     raise<InvalidArgument>("perplexity: the text has {} tokens, fewer than the 2 needed to score one",

@@ -11,12 +11,12 @@
 
 namespace kq::eval {
 
-int resolve_ctx(int ctx, int64_t max_positions, const char* name, const std::string& why) {
+int resolve_ctx(int ctx, int64_t max_positions, const char* name) {
   if (ctx == 0) return int(max_positions);
   if (ctx < 2) raise<InvalidArgument>("context length ({}) {}: a window needs at least 2 tokens", name, ctx);
   if (ctx > max_positions)
-    raise<InvalidArgument>("context length ({}) {} exceeds the model's maximum of {} position{}{}", name, ctx,
-                           max_positions, max_positions == 1 ? "" : "s", why);
+    raise<InvalidArgument>("context length ({}) {} exceeds the model's maximum of {} position{}", name, ctx,
+                           max_positions, max_positions == 1 ? "" : "s");
   return ctx;
 }
 

@@ -17,10 +17,8 @@ namespace kq::eval {
 /// Resolves and checks a window length: 0 = `max_positions`; throws
 /// InvalidArgument (naming the value and the limit) for ctx < 0, ctx == 1 or
 /// ctx > max_positions. `name`: the parameter as the caller's user set it
-/// ("context length (<name>) ...": "ctx", "BenchOptions::ctx"); `why`, added
-/// to the message of a ctx over the limit, says where the limit comes from
-/// (context_limit_note of the model's config).
-int resolve_ctx(int ctx, int64_t max_positions, const char* name = "ctx", const std::string& why = {});
+/// ("context length (<name>) ...": "ctx", "BenchOptions::ctx").
+int resolve_ctx(int ctx, int64_t max_positions, const char* name = "ctx");
 
 /// The index of the first of `tokens` that is not an id of a vocabulary of
 /// `vocab` (< 0 or >= vocab), if any. The one check behind check_token_ids

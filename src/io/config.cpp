@@ -920,11 +920,6 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   return c;
 }
 
-std::string context_limit_note(const ModelConfig& c) {
-  (void)c;  // no config caps the context below its max_position_embeddings now (longrope runs its long factors)
-  return {};
-}
-
 bool longrope_recomputes_cache(const ModelConfig& c, int64_t cached) {
   // transformers: input_ids.shape[1] >= original + 1 (the sequence with the new token) and past_length <= original
   // (the cache) hold together, one token at a time, only for past_length == original.

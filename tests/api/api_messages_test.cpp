@@ -202,16 +202,14 @@ TEST(ApiMessages, RunBenchNamesItsOwnFieldsAndWarnsOfSamplesBeyondTheText) {
   EXPECT_EQ(said, 1u) << ::testing::PrintToString(warnings);
 }
 
-// fit_latency_options says where the context's limit comes from (`why`: a
-// sliding_window that capped it, context_limit_note) and counts a context of
-// one position in the singular (it said "1 positions"; tester round 17b).
-TEST(ApiMessages, LatencyContextMessagesSayWhyAndCountInTheSingular) {
+// fit_latency_options names the model's context and counts a context of one
+// position in the singular (it said "1 positions"; tester round 17b).
+TEST(ApiMessages, LatencyContextMessagesCountInTheSingular) {
   const std::string one = error_of<InvalidArgument>([] { fit_latency_options({}, 1); });
   EXPECT_TRUE(has(one, "latency: the model's context of 1 position leaves no room")) << one;
-  const std::string note = " (config.json sliding_window 64: ...)";
-  const std::string given = error_of<InvalidArgument>([&] { fit_latency_options({.prompt_tokens = 100}, 64, note); });
+  const std::string given = error_of<InvalidArgument>([&] { fit_latency_options({.prompt_tokens = 100}, 64); });
   EXPECT_TRUE(has(given, "LatencyOptions::prompt_tokens 100 + LatencyOptions::decode_tokens 32 = 132 tokens do not "
-                         "fit the model's context of 64 positions" + note + "; give at most 64 in all"))
+                         "fit the model's context of 64 positions; give at most 64 in all"))
       << given;
 }
 

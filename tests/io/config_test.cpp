@@ -393,7 +393,6 @@ TEST(Config, MistralIsLlamaWithItsDefaultsAndAWindow) {
   EXPECT_EQ(layer_window(c, 31), 4096);
   EXPECT_EQ(c.max_positions, 32768);  // the whole context: kq runs the windowed attention
   EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
-  EXPECT_EQ(context_limit_note(c), "");
 
   // Mistral-7B-v0.2 / v0.3: sliding_window null, rope_theta 1e6: no window, the whole context.
   json j = json::parse(kMistral01);
@@ -403,13 +402,11 @@ TEST(Config, MistralIsLlamaWithItsDefaultsAndAWindow) {
   EXPECT_EQ(c.sliding_window, 0);
   EXPECT_EQ(c.max_positions, 32768);
   EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
-  EXPECT_EQ(context_limit_note(c), "");
   EXPECT_EQ(c.rope_theta, 1e6);
   j["sliding_window"] = 100000;  // longer than the context: nothing capped
   c = parse(j);
   EXPECT_EQ(c.sliding_window, 100000);
   EXPECT_EQ(c.max_positions, 32768);
-  EXPECT_EQ(context_limit_note(c), "");
 
   // MistralConfig's defaults (transformers): kv heads 8, 4096·32 positions, window 4096, eps 1e-6, untied.
   j = json{{"model_type", "mistral"}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
@@ -494,7 +491,6 @@ TEST(Config, Qwen2IsLlamaWithQkvBiasesAndItsDefaults) {
   EXPECT_EQ(c.sliding_window, 0);  // use_sliding_window false: no window whatever sliding_window says
   EXPECT_EQ(c.max_positions, 32768);
   EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
-  EXPECT_EQ(context_limit_note(c), "");
 
   // Qwen2Config has no attention_bias / mlp_bias: the keys change nothing.
   json j = json::parse(kQwen25);
@@ -564,7 +560,6 @@ TEST(Config, Qwen2SlidingWindowOnTheLayersThatUseIt) {
   EXPECT_EQ(layer_window(c, 21), 4096);
   EXPECT_EQ(c.max_positions, 32768);  // not capped: kq runs the window
   EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
-  EXPECT_EQ(context_limit_note(c), "");
   j["max_window_layers"] = 0;  // every layer
   c = parse(j);
   EXPECT_EQ(windowed_layers(c).size(), 24u);
@@ -814,7 +809,6 @@ TEST(Config, Qwen3SlidingWindowIsQwen2s) {
   EXPECT_EQ(windowed_layers(c), (std::vector<int64_t>{20, 21, 22, 23, 24, 25, 26, 27}));
   EXPECT_EQ(c.max_positions, 40960);
   EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
-  EXPECT_EQ(context_limit_note(c), "");
   j.erase("sliding_window");  // Qwen3Config's default 4096
   EXPECT_EQ(parse(j).sliding_window, 4096);
   j["sliding_window"] = nullptr;  // none
@@ -936,7 +930,6 @@ TEST(Config, Phi35MiniIsLlamaWithLongRopeOverItsWholeContext) {
   EXPECT_EQ(c.max_positions, 131072);
   EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
   EXPECT_EQ(c.sliding_window, 262144);  // longer than the context: it changes nothing
-  EXPECT_EQ(context_limit_note(c), "");
   // transformers' generate() recomputes the sequence once, for the token after the 4096th.
   EXPECT_TRUE(longrope_recomputes_cache(c, 4096));
   for (const int64_t cached : {0, 1, 4095, 4097, 131071}) EXPECT_FALSE(longrope_recomputes_cache(c, cached)) << cached;
@@ -971,7 +964,6 @@ TEST(Config, Phi35MiniIsLlamaWithLongRopeOverItsWholeContext) {
   j["max_position_embeddings"] = 2048;
   c = parse(j);
   EXPECT_EQ(c.max_positions, 2048);
-  EXPECT_EQ(context_limit_note(c), "");
   // transformers 5's rope_parameters.
   j = phi35_mini();
   json rp = j["rope_scaling"];
@@ -1022,7 +1014,6 @@ TEST(Config, Phi4MiniRotatesThreeQuartersOfEachHead) {
   EXPECT_EQ(layer_window(c, 1), 2047);
   EXPECT_EQ(c.max_positions, 4096);  // the whole context: kq runs the window
   EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
-  EXPECT_EQ(context_limit_note(c), "");
   j["attention_bias"] = true;  // not a Phi3Config key: ignored
   j["mlp_bias"] = true;
   EXPECT_FALSE(parse(j).attention_bias || parse(j).mlp_bias);

@@ -42,7 +42,6 @@ TEST(MistralModel, NoWindowOrALargeOneGivesTheLlamaLogits) {
     EXPECT_EQ(c.max_positions, 512);
     EXPECT_EQ(c.size_keys.max_positions, "max_position_embeddings");
     EXPECT_EQ(c.sliding_window, window.is_null() ? 0 : window.get<int64_t>());
-    EXPECT_EQ(context_limit_note(c), "");
     EXPECT_EQ(testing::all_logits(dir, tokens), original);
   }
 }
@@ -65,7 +64,6 @@ TEST(MistralModel, SmallWindowKeepsTheContextAndChangesOnlyLaterPositions) {
   EXPECT_EQ(m->config().max_positions, 512);
   EXPECT_EQ(m->config().sliding_window, 64);
   EXPECT_EQ(m->config().size_keys.max_positions, "max_position_embeddings");
-  EXPECT_EQ(context_limit_note(m->config()), "");
   EXPECT_EQ(m->make_cache(0).capacity(), 512);
 }
 

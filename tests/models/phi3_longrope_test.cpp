@@ -85,7 +85,6 @@ TEST(Phi3LongRope, TheContextIsMaxPositionEmbeddings) {
   EXPECT_EQ(c.rope_scaling.original_max_positions, 16);
   EXPECT_EQ(c.rope_scaling.long_factor, f.s.long_factor());
   EXPECT_DOUBLE_EQ(c.rope_scaling.attention_factor, std::sqrt(1 + std::log(4.0) / std::log(16.0)));
-  EXPECT_EQ(context_limit_note(c), "");
   EXPECT_EQ(f.m->make_cache(0).capacity(), 64);
 }
 

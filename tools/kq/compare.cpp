@@ -170,9 +170,9 @@ void run_compare(const CompareOptions& o) {
   // context, warned of when even that one is long.
   const Side& shorter = ref.config.max_positions <= cand.config.max_positions ? ref : cand;
   if (o.ctx > shorter.config.max_positions)
-    raise<InvalidArgument>("--ctx {} is longer than the {} model's context, {} positions ({} in {}{})", o.ctx,
+    raise<InvalidArgument>("--ctx {} is longer than the {} model's context, {} positions ({} in {})", o.ctx,
                            shorter.role, shorter.config.max_positions, shorter.config.size_keys.max_positions,
-                           (fs::path(shorter.dir) / "config.json").string(), context_limit_note(shorter.config));
+                           (fs::path(shorter.dir) / "config.json").string());
   if (o.ctx == 0)
     if (const std::string w = long_default_window_warning(shorter.dir, ctx.device); !w.empty()) warn(w);
   const std::string text = io::read_utf8_text_file(o.text, uint64_t(1) << 31);

@@ -211,9 +211,9 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
                           int64_t(prompt.size() - prefix_added) <= max_pos
                               ? "--no-special-prefix omits it, and the text's own tokens fit"
                               : "the text's own tokens do not fit either");
-    raise<InvalidArgument>("{} has {} tokens{}; the model's context is {} (at most {} prompt {}){}", what,
+    raise<InvalidArgument>("{} has {} tokens{}; the model's context is {} (at most {} prompt {})", what,
                            prompt.size(), added, count_noun(max_pos, "position"), max_pos,
-                           max_pos == 1 ? "token" : "tokens", context_limit_note(model->config()));
+                           max_pos == 1 ? "token" : "tokens");
   }
   // Generation stops at an end-of-sequence token: eos_token_id of
   // generation_config.json, else config.json (an int or a list), else the
@@ -229,10 +229,10 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     n = max_pos - int64_t(prompt.size()) + 1;
     warn(fmt::format(
         "-n/--max-new-tokens: generating at most {} instead of the {}{}: the prompt's {} "
-        "{} {} of the model's {} (the last generated token needs none){}",
+        "{} {} of the model's {} (the last generated token needs none)",
         count_noun(n, "token"), n_given ? "requested " : "default ", o.n,
         count_noun((long long)prompt.size(), "token"), prompt.size() == 1 ? "leaves" : "leave",
-        max_pos - int64_t(prompt.size()), count_noun(max_pos, "position"), context_limit_note(model->config())));
+        max_pos - int64_t(prompt.size()), count_noun(max_pos, "position")));
   }
 
   // The KV cache starts with the prompt's positions and kCacheChunk more, and doubles as tokens are generated

@@ -56,10 +56,10 @@ inline std::string long_default_window_warning(const std::filesystem::path& mode
   }
   if (cfg.max_positions <= kLongCpuWindow) return "";
   return fmt::format("no --ctx given: the perplexity windows are the model's context, up to {} tokens "
-                     "({} in {}{}); on the CPU the cost of a window grows with the square of its length, so a text "
+                     "({} in {}); on the CPU the cost of a window grows with the square of its length, so a text "
                      "longer than {} tokens can take hours: give --ctx (e.g. --ctx 2048) for shorter windows",
                      cfg.max_positions, cfg.size_keys.max_positions, (model_dir / "config.json").string(),
-                     context_limit_note(cfg), kLongCpuWindow);
+                     kLongCpuWindow);
 }
 
 }  // namespace kq::cli
