@@ -68,8 +68,8 @@ struct RopeScaling {
     Dynamic,
   };
   Type type = Type::Default;
-  /// Linear, Llama3, Yarn, Dynamic: finite, > 0. LongRope: the "factor" key, else max_position_embeddings /
-  /// original_max_positions (read for the attention factor only).
+  /// Linear, Llama3, Yarn, Dynamic: finite, > 0. LongRope: the "factor" key when given (as transformers 5; 4.x
+  /// ignores it), else max_position_embeddings / original_max_positions (read for the attention factor only).
   double factor = 1.0;
   double low_freq_factor = 1.0;           ///< Llama3: finite, > 0
   double high_freq_factor = 4.0;          ///< Llama3: finite, > 0, != low_freq_factor
@@ -141,19 +141,19 @@ std::string rope_type_name(RopeScaling::Type t);
 /// false: biases on q/k/v/o_proj as Llama's), no mlp_bias (never MLP
 /// biases); q_norm / k_norm always (qk_norm); use_sliding_window,
 /// sliding_window, max_window_layers and layer_types as Qwen2's.
-/// Phi3 keys: Llama's, with Phi3Config's defaults where they differ:
-/// rms_norm_eps 1e-5, max_position_embeddings 4096, original_max_position_embeddings
-/// 4096; no attention_bias / mlp_bias (never biases); partial_rotary_factor
-/// (top level or in rope_parameters; default 1, in (0, 1]): rotary_dim =
-/// int(head_dim · factor), even and >= 2; rope_scaling type "longrope" (or "su")
-/// with short_factor / long_factor (rotary_dim/2 finite positive numbers each),
-/// optional factor / attention_factor and original_max_position_embeddings
-/// (in rope_scaling, else the top-level key): the short factors serve
-/// sequences up to original_max_position_embeddings, the long ones longer
-/// sequences, up to max_position_embeddings (RopeScaling::Type::LongRope).
-/// sliding_window (default null: none): every layer's
-/// window, as Mistral's. "longrope" and a partial_rotary_factor other than 1 are refused
-/// for the other model types.
+/// Phi3 keys: Llama's, with Phi3Config's defaults where they differ: rms_norm_eps 1e-5, max_position_embeddings
+/// 4096, original_max_position_embeddings 4096; no attention_bias / mlp_bias (never biases); partial_rotary_factor
+/// (top level or in rope_parameters; default 1, in (0, 1]): rotary_dim = int(head_dim · factor), even and >= 2;
+/// rope_scaling type "longrope" (or "su") with short_factor / long_factor (rotary_dim/2 finite positive numbers
+/// each), optional factor / attention_factor and original_max_position_embeddings (in rope_scaling, else the
+/// top-level key): the short factors serve sequences up to original_max_position_embeddings, the long ones longer
+/// sequences, up to max_position_embeddings (RopeScaling::Type::LongRope). factor and the scaling's
+/// original_max_position_embeddings are read as transformers 5 reads them; transformers 4.x ignores factor whenever
+/// the config has original_max_position_embeddings (Phi3Config always has it) and reads only the top-level
+/// original_max_position_embeddings (see RopeScaling::factor). Released Phi-3 configs have no factor and give the
+/// key at the top level only, so the versions differ only on hand-edited or converted configs.
+/// sliding_window (default null: none): every layer's window, as Mistral's. "longrope" and a partial_rotary_factor
+/// other than 1 are refused for the other model types.
 /// Gemma3 keys (model_type "gemma3_text"): Llama's, with Gemma3TextConfig's defaults where they differ:
 /// num_key_value_heads 4, head_dim 256 (absent or null), max_position_embeddings 131072, rope_theta 1e6,
 /// tie_word_embeddings true; attention_bias (Llama's: q/k/v/o_proj), no mlp_bias; hidden_activation (default
