@@ -81,6 +81,10 @@ void KVCache::reserve(int64_t capacity) {
     raise<Unsupported>("KVCache::reserve: a {} cache grows by Model::reserve_cache (its device copies it)",
                        device_name(device_));
   if (capacity <= capacity_) return;
+  if (num_layers_ == 0)  // KVCache() or moved-from: no sizes to grow
+    raise<InvalidArgument>(
+        "KVCache::reserve: the cache is empty (default-constructed or moved-from: no layers, capacity 0); make one "
+        "with Model::make_cache");
   check_sizes(num_layers_, num_kv_heads_, head_dim_, capacity);
   // Keys and values of every layer are [num_kv_heads, capacity, head_dim]: 2 · layers · kv heads blocks of
   // capacity · head_dim floats, of which each block's first size() rows are filled.

@@ -317,14 +317,23 @@ void Model::reserve_cache(KVCache& cache, int64_t capacity) const {
 }
 
 void Model::check_cache(const KVCache& cache, const char* where) const {
+  if (cache.num_layers() == 0)  // KVCache() or moved-from: no sizes, no memory
+    raise<InvalidArgument>("{}: the KV cache is empty (default-constructed or moved-from: no layers, capacity 0); "
+                           "make one with this model's make_cache()",
+                           where);
   if (cache.num_layers() != config_.num_layers || cache.num_kv_heads() != config_.num_kv_heads ||
-      cache.head_dim() != config_.head_dim || cache.capacity() > config_.max_positions)
+      cache.head_dim() != config_.head_dim)
     raise<InvalidArgument>(
-        "{}: the KV cache (layers {}, kv heads {}, head_dim {}, capacity {}) was not made for this "
-        "model "
-        "(layers {}, kv heads {}, head_dim {}, max positions {})",
-        where, cache.num_layers(), cache.num_kv_heads(), cache.head_dim(), cache.capacity(), config_.num_layers,
-        config_.num_kv_heads, config_.head_dim, config_.max_positions);
+        "{}: the KV cache (layers {}, kv heads {}, head_dim {}) was not made for this model (layers {}, kv heads {}, "
+        "head_dim {}); make one with its make_cache()",
+        where, cache.num_layers(), cache.num_kv_heads(), cache.head_dim(), config_.num_layers, config_.num_kv_heads,
+        config_.head_dim);
+  if (cache.capacity() > config_.max_positions)  // KVCache::reserve knows no model
+    raise<InvalidArgument>(
+        "{}: the KV cache's capacity of {} positions exceeds the model's max_positions {} (grown with "
+        "KVCache::reserve, which does not check it, or made by a model with a longer context); make one with this "
+        "model's make_cache() and grow it with reserve_cache()",
+        where, cache.capacity(), config_.max_positions);
   if (cache.device() != backend_->device())
     raise<InvalidArgument>("{}: the KV cache lives on '{}' but the model runs on '{}' (make_cache() again)",
                            where, device_name(cache.device()), device_name(backend_->device()));

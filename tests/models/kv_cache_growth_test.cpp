@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
 
@@ -162,4 +163,54 @@ TEST(KvCacheGrowth, ReserveKeepsASmallerCapacityAndRefusesDeviceCaches) {
   EXPECT_EQ(device.capacity(), 8);
   KVCache moved_from;
   EXPECT_THROW(moved_from.reserve(16), InvalidArgument);
+}
+
+// An empty cache (default-constructed or moved-from) and one grown with KVCache::reserve past the model's
+// max_positions are named as such (tester24 F8: forward said "the KV cache (layers 0, ...) was not made for this
+// model" for both, KVCache::reserve "sizes must be positive (layers 0, ...)"); a cache of another shape still
+// says it was not made for this model.
+TEST(KvCacheGrowth, EmptyAndOverlongCachesAreNamedAsSuch) {
+  using kq::testing::error_of;
+  using kq::testing::has;
+  auto m = Model::random(tiny_llama(), 8, ExecContext{Device::CPU, 2});
+  const int64_t V = m->config().vocab_size;
+  const std::vector<int32_t> t = prompt_tokens(3, V);
+  std::vector<float> logits(static_cast<size_t>(3 * V));
+  KVCache made = m->make_cache(16);
+  KVCache taken = std::move(made);
+  KVCache fresh;
+  for (KVCache* empty : {&made, &fresh}) {  // NOLINT(bugprone-use-after-move): the documented moved-from state
+    const std::string f = error_of<InvalidArgument>([&] { m->forward(t, *empty, logits.data()); });
+    EXPECT_TRUE(has(f, "forward: the KV cache is empty (default-constructed or moved-from: no layers, capacity 0); "
+                       "make one with this model's make_cache()"))
+        << f;
+    KVCache* one[] = {empty};
+    const std::string d =
+        error_of<InvalidArgument>([&] { m->decode_batch(std::span(t).first(1), one, logits.data()); });
+    EXPECT_TRUE(has(d, "decode_batch: the KV cache is empty")) << d;
+    const std::string g = error_of<InvalidArgument>([&] { m->reserve_cache(*empty, 32); });
+    EXPECT_TRUE(has(g, "reserve_cache: the KV cache is empty")) << g;
+    const std::string r = error_of<InvalidArgument>([&] { empty->reserve(16); });
+    EXPECT_TRUE(has(r, "KVCache::reserve: the cache is empty (default-constructed or moved-from: no layers, "
+                       "capacity 0); make one with Model::make_cache"))
+        << r;
+    EXPECT_FALSE(has(f + d + g + r, "was not made for this model") || has(r, "sizes must be positive")) << f << r;
+  }
+  EXPECT_NO_THROW(m->forward(t, taken, logits.data()));  // the cache moved into `taken` works
+
+  // Grown by KVCache::reserve (which knows no model) past max_positions 96: named with max_positions.
+  KVCache big = m->make_cache(96);
+  big.reserve(200);
+  const std::string f = error_of<InvalidArgument>([&] { m->forward(t, big, logits.data()); });
+  EXPECT_TRUE(has(f, "forward: the KV cache's capacity of 200 positions exceeds the model's max_positions 96"))
+      << f;
+  EXPECT_FALSE(has(f, "was not made for this model")) << f;
+  EXPECT_EQ(big.size(), 0);  // nothing run
+
+  // Another model's shape (3 layers for 2).
+  KVCache other(3, 2, 16, 8);
+  const std::string o = error_of<InvalidArgument>([&] { m->forward(t, other, logits.data()); });
+  EXPECT_TRUE(has(o, "forward: the KV cache (layers 3, kv heads 2, head_dim 16) was not made for this model "
+                     "(layers 2, kv heads 2, head_dim 16)"))
+      << o;
 }
