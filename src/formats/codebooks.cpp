@@ -29,16 +29,25 @@ uint8_t fp4_encode(float x) {
 }
 
 uint8_t fp4_bnb_encode(float x) {
-  if (x != x) return 0;
-  // The codes' magnitudes are not in code order: scan the 8 of them for the nearest, a tie kept by the smaller
-  // magnitude. |x| saturates at 1 first; the distances, in double, are then exact at a midpoint of two values.
-  const double a = std::min(std::fabs(double(x)), 1.0);
-  int best = 0;
-  for (int c = 1; c < 8; ++c) {
-    const double d = std::fabs(a - double(kFP4Bnb[size_t(c)])), db = std::fabs(a - double(kFP4Bnb[size_t(best)]));
-    if (d < db || (d == db && kFP4Bnb[size_t(c)] < kFP4Bnb[size_t(best)])) best = c;
+  // bitsandbytes' decision tree on |x| with its F32 literals (each a decimal rounding of the midpoint of two
+  // neighbouring magnitudes: 7/24, 7/12, 5/6, 5/12, 11/128, 5/24, 1/384) and strict '>': a ratio at or below a
+  // threshold takes the smaller magnitude. 0.583333f is 3.2e-7 below 7/12, so float(7/12) = 0.58333331 goes up to
+  // 2/3. NaN fails every comparison (code 0); |x| > 1 takes code 3 (1).
+  const uint8_t sign = x < 0.0f ? 8 : 0;
+  const float a = std::fabs(x);
+  uint8_t c = 0;
+  if (a > 0.29166667f) {
+    if (a > 0.583333f) {
+      c = a > 0.8333333f ? 3 : 2;
+    } else {
+      c = a > 0.4166667f ? 5 : 4;
+    }
+  } else if (a > 0.0859375f) {
+    c = a > 0.20833333f ? 7 : 6;
+  } else {
+    c = a > 0.00260417f ? 1 : 0;
   }
-  return uint8_t((x < 0.0f ? 8 : 0) | best);
+  return uint8_t(sign | c);
 }
 
 float int4_sym_scale(float absmax) { return absmax / 7.0f; }

@@ -23,9 +23,22 @@
 // Block layout: as NF4 (nf4.hpp): packed4.hpp planes with per-block scale =
 // absmax of the block (optionally double-quantized). w ≈ kFP4Bnb[code] · absmax,
 // computed in F32 as bitsandbytes' dequantize_4bit does (its kernel then rounds
-// to the compute dtype). bitsandbytes' own quantizer (dQuantizeFP4) picks the
-// nearest magnitude, ties to the smaller one, and sets the sign bit for x < 0
-// (so −0 gives code 0 and a tiny negative code 8, −0); fp4_bnb_encode does the same.
+// to the compute dtype).
+//
+// Encoding: bitsandbytes' quantizer (dQuantizeFP4, csrc/kernels.cu, applied by
+// kQuantizeBlockwise to w · (1 / absmax) in F32) is a decision tree comparing
+// |x| with the F32 literals 0.29166667f, 0.583333f, 0.8333333f, 0.4166667f,
+// 0.0859375f, 0.20833333f, 0.00260417f (the midpoints 7/24, 7/12, 5/6, 5/12,
+// 11/128, 5/24, 1/384 of neighbouring magnitudes, written to 6-8 digits) with
+// strict '>', and sets the sign bit for x < 0 (so −0 and NaN give code 0, a tiny
+// negative code 8, −0). It is the nearest magnitude, ties to the smaller one,
+// except just below 0.583333f's rounding: 0.583333f is 3.2e-7 under 7/12, so a
+// ratio in (0.583333f, 7/12] (float(7/12) = 0.58333331 among them) takes 2/3
+// where the nearest is 1/2. fp4_bnb_encode uses the same literals and
+// comparisons, and kq's quantizer (formats/traits.cpp) the same w · (1 / scale),
+// so for the same block scale the codes are bitsandbytes' own. (With double
+// quantization kq encodes against the decoded scale, and its blocks lie within
+// a row; bitsandbytes encodes against the exact absmax of flat blocks.)
 #include <array>
 #include <cstdint>
 
@@ -38,10 +51,10 @@ inline constexpr std::array<float, 16> kFP4Bnb = {
     -0.0f,         -0.0625f / 12.0f, -8.0f / 12.0f, -1.0f, -4.0f / 12.0f, -0.5f, -2.0f / 12.0f, -0.25f,
 };
 
-/// Code of the bitsandbytes FP4 value nearest to x (x normalised by the block
-/// absmax; magnitudes beyond 1 saturate to ±1). Ties go to the smaller
-/// magnitude and the sign bit is set for x < 0, as bitsandbytes' quantizer
-/// (−0 gives code 0); NaN gives code 0.
+/// bitsandbytes' FP4 code of x (x = w · (1 / block absmax)), chosen exactly as
+/// bitsandbytes' dQuantizeFP4 does (see above: its thresholds, nearly the
+/// nearest value with ties to the smaller magnitude); |x| > 1 gives ±1 (code 3
+/// or 11), the sign bit is set for x < 0 (−0 gives code 0), NaN gives code 0.
 uint8_t fp4_bnb_encode(float x);
 
 }  // namespace kq::formats

@@ -72,7 +72,8 @@ uint8_t encode4(float w, float scale, uint8_t zero) {
   } else if constexpr (F == WeightFormat::FP4) {
     return scale != 0.0f ? fp4_encode(w / scale) : uint8_t(0);
   } else if constexpr (F == WeightFormat::FP4_BNB) {
-    return scale != 0.0f ? fp4_bnb_encode(w / scale) : uint8_t(0);
+    // bitsandbytes' kQuantizeBlockwise multiplies by the F32 reciprocal of the absmax (not w / absmax).
+    return scale != 0.0f ? fp4_bnb_encode(w * (1.0f / scale)) : uint8_t(0);
   } else if constexpr (F == WeightFormat::INT4_SYM) {
     return int4_sym_encode(w, scale);
   } else {

@@ -12,6 +12,7 @@
 #include "formats/int4.hpp"
 #include "formats/nf4.hpp"
 #include "formats/packed4.hpp"
+#include "formats/traits.hpp"
 
 namespace kq::formats {
 namespace {
@@ -137,23 +138,74 @@ TEST(FP4Bnb, DiffersFromE2M1OverSixOnlyInTheSubnormal) {
   }
 }
 
-// Nearest value (by exact double distance), ties to the smaller magnitude, sign bit for x < 0, saturating at ±1:
-// bitsandbytes' quantizer (dQuantizeFP4) picks the same codes.
-TEST(FP4Bnb, EncodeIsNearestTiesToSmallerMagnitude) {
+// bitsandbytes' dQuantizeFP4 (csrc/kernels.cu): |x| against its F32 literals with strict '>', the code of each
+// side as in its decision tree; the sign bit (8) for x < 0. Each literal is (nearly) the midpoint of the two
+// values it separates, which the first loop checks against kFP4Bnb.
+TEST(FP4Bnb, EncodeUsesBitsandbytesThresholds) {
+  struct Cut {
+    float t;
+    int below, above;  // code for |x| == t and for the next float above t
+  };
+  const Cut cuts[] = {{0.00260417f, 0, 1}, {0.0859375f, 1, 6},  {0.20833333f, 6, 7}, {0.29166667f, 7, 4},
+                      {0.4166667f, 4, 5},  {0.583333f, 5, 2},   {0.8333333f, 2, 3}};
+  for (const Cut& c : cuts) {
+    const double mid = 0.5 * (double(kFP4Bnb[size_t(c.below)]) + double(kFP4Bnb[size_t(c.above)]));
+    EXPECT_NEAR(c.t, mid, 4e-7) << c.t;
+    EXPECT_LT(kFP4Bnb[size_t(c.below)], kFP4Bnb[size_t(c.above)]) << c.t;
+    const float up = std::nextafter(c.t, 2.0f);
+    EXPECT_EQ(fp4_bnb_encode(c.t), c.below) << c.t;
+    EXPECT_EQ(fp4_bnb_encode(up), c.above) << c.t;
+    EXPECT_EQ(fp4_bnb_encode(-c.t), c.below | 8) << c.t;
+    EXPECT_EQ(fp4_bnb_encode(-up), c.above | 8) << c.t;
+  }
+  // float(7/12) = 0.58333331 is above 0.583333f (0.58333302): 2/3, although 1/2 is a hair nearer (tester25 F1).
+  const float seven_twelfths = float(7.0 / 12.0);
+  EXPECT_EQ(fp4_bnb_encode(seven_twelfths), 2);
+  EXPECT_EQ(fp4_bnb_encode(-seven_twelfths), 10);
+  EXPECT_EQ(fp4_bnb_encode(float(5.0 / 12.0)), 4);       // 0.41666666 <= 0.4166667f (0.41666669): 1/3
+  EXPECT_EQ(fp4_bnb_encode(float(1.0 / 384.0)), 0);      // 0.0026041667 <= 0.00260417f (0.0026041700): 0
+  EXPECT_EQ(fp4_bnb_encode(std::nextafter(float(1.0 / 384.0), 1.0f)), 0);
+}
+
+// bitsandbytes' kQuantizeBlockwise encodes w · (1 / absmax) (the reciprocal in F32, then the product), not
+// w / absmax; the two roundings differ by an ulp, across a threshold here: w / a = 0.83333331 (0.8333333f itself:
+// code 2), w · (1 / a) = 0.83333337 (code 3). kq's block quantizer gives bitsandbytes' code 3.
+TEST(FP4Bnb, BlockQuantizerMultipliesByTheReciprocalScale) {
+  const float a = 0x1.00418ap-1f, w = 0x1.ab17e6p-2f;
+  ASSERT_EQ(w / a, 0.8333333f);
+  ASSERT_GT(w * (1.0f / a), 0.8333333f);
+  const float block[2] = {w, -a};
+  uint8_t packed = 0xFF;
+  format_traits(WeightFormat::FP4_BNB).quantize_block(block, 2, a, 0, &packed);
+  EXPECT_EQ(packed & 15, 3);   // w: 1 (bitsandbytes), not 2/3
+  EXPECT_EQ(packed >> 4, 11);  // -a: -1
+}
+
+// Away from the thresholds the code is the nearest value (exact double distance), the sign bit set for x < 0,
+// |x| saturating at 1; and each code's own value encodes to it.
+TEST(FP4Bnb, EncodeIsNearestAwayFromThresholds) {
+  const double mids[] = {0.00260417, 0.0859375, 0.20833333, 0.29166667, 0.4166667, 0.583333, 0.8333333};
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.3f, 1.3f);
+  int checked = 0;
   for (int t = 0; t < 50000; ++t) {
     const float x = t % 4 == 0 ? u(rng) * 0.02f : u(rng);
     const uint8_t c = fp4_bnb_encode(x);
     ASSERT_LT(c, 16);
     ASSERT_EQ(bool(c & 8), x < 0.0f) << x;
     const double a = std::min(std::fabs(double(x)), 1.0), got = std::fabs(double(kFP4Bnb[c]));
+    bool near_cut = false;
+    for (double m : mids) near_cut = near_cut || std::fabs(a - m) < 1e-6;
+    if (near_cut) continue;
+    ++checked;
     for (int j = 0; j < 8; ++j) {
       const double v = kFP4Bnb[size_t(j)];
-      ASSERT_TRUE(std::fabs(a - got) < std::fabs(a - v) || (std::fabs(a - got) == std::fabs(a - v) && got <= v))
-          << x << " code " << int(c) << " vs " << j;
+      if (v != got) {
+        ASSERT_LT(std::fabs(a - got), std::fabs(a - v)) << x << " code " << int(c) << " vs " << j;
+      }
     }
   }
+  EXPECT_GT(checked, 49000);
   for (int c = 0; c < 16; ++c) {
     if (c != 8) {
       EXPECT_EQ(fp4_bnb_encode(kFP4Bnb[size_t(c)]), c) << c;
@@ -161,12 +213,6 @@ TEST(FP4Bnb, EncodeIsNearestTiesToSmallerMagnitude) {
   }
   EXPECT_EQ(fp4_bnb_encode(-0.0f), 0);    // not negative: code 0, as bitsandbytes
   EXPECT_EQ(fp4_bnb_encode(-1e-6f), 8);   // a tiny negative: -0
-  EXPECT_EQ(fp4_bnb_encode(1.0f / 384.0f), 0);          // tie 0 / (1/192): the smaller
-  EXPECT_EQ(fp4_bnb_encode(std::nextafter(1.0f / 384.0f, 1.0f)), 1);
-  // bitsandbytes' threshold between codes 1 (1/192) and 6 (1/6) is 0.0859375f, their midpoint (11/128), with
-  // x > threshold going up: 11/128 itself stays at code 1 (the F32 values are a hair above 1/192 and 1/6).
-  EXPECT_EQ(fp4_bnb_encode(0.0859375f), 1);
-  EXPECT_EQ(fp4_bnb_encode(std::nextafter(0.0859375f, 1.0f)), 6);
   EXPECT_EQ(fp4_bnb_encode(0.375f), 4);   // between 1/3 and 1/2: nearer 1/3
   EXPECT_EQ(fp4_bnb_encode(0.75f), 2);    // 2/3 (distance 1/12) over 1 (1/4)
   EXPECT_EQ(fp4_bnb_encode(0.8f), 2);
