@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <tuple>
 #include <vector>
 
 #include "formats/fp4_bnb.hpp"
@@ -20,9 +22,14 @@ PackedWeight import_bnb_4bit(const TensorGetter& get, const std::string& weight,
   if (st.rows != N || st.cols != K)
     raise<FormatError>("tensor '{}': shape [{}, {}] in the quant state, but the layer is [{}, {}]", state, st.rows,
                        st.cols, N, K);
-  if (st.blocksize < 1 || (st.nested && st.nested_blocksize < 1))
-    raise<FormatError>("tensor '{}': blocksize {} / nested_blocksize {} must be positive", state, st.blocksize,
-                       st.nested_blocksize);
+  // The quant state is JSON (any integer): the range first, as the block counts below add blocksize - 1 to the
+  // element count in int64. bitsandbytes' kernels take both sizes as C ints (its blocksizes are 32 to 4096).
+  constexpr int64_t kMaxBlocksize = std::numeric_limits<int32_t>::max();
+  for (const auto& [key, value, used] : {std::tuple{"blocksize", st.blocksize, true},
+                                         std::tuple{"nested_blocksize", st.nested_blocksize, st.nested}})
+    if (used && (value < 1 || value > kMaxBlocksize))
+      raise<FormatError>("tensor '{}': {} {} is out of range (1 to {}, a C int as in bitsandbytes' kernels)", state,
+                         key, value, kMaxBlocksize);
   if (!std::isfinite(st.nested_offset))
     raise<FormatError>("tensor '{}': nested_offset {} is not finite", state, st.nested_offset);
   // kq's block: a power of two in [32, 256] dividing blocksize and K (each kq block in one bitsandbytes block,

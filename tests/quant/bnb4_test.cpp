@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -97,6 +98,18 @@ TEST(Bnb4, BadTensorsAndStatesAreNamed) {
   EXPECT_TRUE(has(m, "blocksize 48") && has(m, "no kq block size")) << m;
   m = error_after([](auto& t, auto&) { t.erase("p.weight.nested_quant_map"); }, /*nested=*/true);
   EXPECT_TRUE(has(m, "'p.weight.nested_quant_map' is missing")) << m;
+  // tester25: a blocksize near INT64_MAX overflowed (total + blocksize - 1) into "expected U8 [0]"; the range is
+  // checked first, naming the key.
+  m = error_after([](auto&, auto& s) { s.blocksize = 9223372036854775552; });
+  EXPECT_TRUE(has(m, "quant_state.bitsandbytes__nf4': blocksize 9223372036854775552 is out of range")) << m;
+  m = error_after([](auto&, auto& s) { s.blocksize = int64_t(1) << 31; });
+  EXPECT_TRUE(has(m, "blocksize 2147483648 is out of range (1 to 2147483647")) << m;
+  m = error_after([](auto&, auto& s) { s.blocksize = 0; });
+  EXPECT_TRUE(has(m, "blocksize 0 is out of range")) << m;
+  m = error_after([](auto&, auto& s) { s.nested_blocksize = std::numeric_limits<int64_t>::max(); }, /*nested=*/true);
+  EXPECT_TRUE(has(m, "': nested_blocksize 9223372036854775807 is out of range")) << m;
+  m = error_after([](auto&, auto& s) { s.nested_blocksize = -3; }, /*nested=*/true);
+  EXPECT_TRUE(has(m, "': nested_blocksize -3 is out of range")) << m;
   m = error_after([](auto&, auto& s) { s.nested_offset = -1.0f; }, /*nested=*/true);
   EXPECT_TRUE(has(m, "'p.weight.absmax'") && has(m, "decoded from the nested codes")) << m;
 }
