@@ -220,7 +220,8 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const st
 /// kq quantization_config; no other files), whether `src` is given or empty; without `overwrite` the error of a
 /// non-empty `out` says overwrite = true replaces it only for such a folder,
 /// and for another one why overwrite would not (choose another output folder); `out` is neither the source folder
-/// `src` nor contains it (skipped when `src` is empty). Throws InvalidArgument
+/// `src` nor contains it (skipped when `src` is empty); `out` is neither the current working directory nor
+/// contains it (renamed over it, the process would be left in a deleted folder). Throws InvalidArgument
 /// naming `out` ("output folder '<out>': ...") and, for a config.json that
 /// cannot be read (bad JSON, a UTF-8 byte-order mark), why.
 void check_quantized_output(const std::filesystem::path& out, const std::filesystem::path& src, bool overwrite);

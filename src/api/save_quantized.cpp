@@ -210,6 +210,20 @@ void check_quantized_output(const fs::path& out, const fs::path& src, bool overw
     raise<InvalidArgument>("output folder '{}': cannot be accessed ({})", out.string(), ec.message());
   if (fs::exists(out_link) && !fs::is_directory(out, ec))
     raise<InvalidArgument>("output folder '{}' exists and is not a folder", out.string());
+  // The current directory: `out` renamed over it (or over a folder above it) would leave this process and the
+  // shell that started it in the old, deleted folder, where the written files are not seen (tester25 F7: '-o .').
+  if (fs::is_directory(out, ec)) {
+    const fs::path cwd = fs::current_path(ec);
+    std::error_code out_ec;
+    const fs::path out_abs = fs::canonical(out, out_ec);
+    if (!ec && !out_ec && std::mismatch(out_abs.begin(), out_abs.end(), cwd.begin(), cwd.end()).first == out_abs.end())
+      raise<InvalidArgument>(
+          "output folder '{}' {} the current directory{}: the new folder is written beside it and renamed over it, "
+          "which would leave the current directory (the shell's too) a deleted folder in which the files are not "
+          "seen; choose another output folder, or run from a folder outside it",
+          out.string(), out_abs == cwd ? "is" : "contains",
+          out_abs == cwd ? std::string() : fmt::format(" '{}'", cwd.string()));
+  }
   if (!overwrite && fs::is_directory(out, ec) && !fs::is_empty(out, ec)) {
     // overwrite = true is the way out only for a folder it would replace.
     if (const auto refusal = why_not_replaceable(out))

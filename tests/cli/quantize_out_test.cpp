@@ -110,3 +110,34 @@ TEST(CliQuantizeOut, ConfigJsonWithAByteOrderMarkIsRefusedByTheUpFrontChecks) {
       << out.err;
   EXPECT_EQ(kq::testing::read_all(q / "config.json"), "\xEF\xBB\xBF" + config);  // not replaced
 }
+
+// tester25 F7: `kq quantize -o .` in an empty folder said "wrote ." and exit 0, but the new folder had been renamed
+// over the current directory, so the shell saw an empty (deleted) folder. An --out that is the current directory,
+// or contains it, is refused naming --out; nothing is written or replaced.
+TEST(CliQuantizeOut, CurrentDirectoryOrAFolderAboveItIsRefused) {
+  TempDir tmp;
+  const std::string model = kq::testing::demo_model().string();
+  const fs::path here = tmp.path / "empty" / "inner";
+  fs::create_directories(here);
+  for (const std::string& out : {std::string("."), std::string("./"), std::string(".."), here.string(),
+                                 (tmp.path / "empty").string()}) {
+    const auto r = kq::testing::run_kq_in(here, {"quantize", "-m", model, "--mode", "int8", "-o", out});
+    EXPECT_EQ(r.status, 1) << out << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "kq: error: --out '" + out + "' ")) << out << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "the current directory")) << out << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "give another --out")) << out << ": " << r.err;
+    EXPECT_TRUE(fs::is_empty(here)) << out;
+  }
+  // A kq folder as the current directory, with --overwrite: not replaced either.
+  const fs::path q = tmp.path / "q";
+  ASSERT_EQ(run_kq({"quantize", "-m", model, "--mode", "int8", "-o", q.string()}).status, 0);
+  const auto before = fs::last_write_time(q / "model.safetensors");
+  const auto r = kq::testing::run_kq_in(q, {"quantize", "-m", model, "--mode", "nf4", "-o", ".", "--overwrite"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "kq: error: --out '.' is the current directory")) << r.err;
+  EXPECT_EQ(fs::last_write_time(q / "model.safetensors"), before);
+  // A sibling of the current directory is still fine.
+  const auto ok = kq::testing::run_kq_in(here, {"quantize", "-m", model, "--mode", "int8", "-o", "../sibling"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_TRUE(fs::is_regular_file(tmp.path / "empty" / "sibling" / "model.safetensors"));
+}
