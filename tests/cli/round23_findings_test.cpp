@@ -118,6 +118,23 @@ TEST(CliRound23, OutOfMemoryNamesTheTensorItsShapeAndTheBytesAsked) {
   EXPECT_EQ(count(r.err, "\n"), 1u) << r.err;
 }
 
+// tester25 F6: kq quantize ran out of memory at the same conversion (the embedding, read whole into FP32 while the
+// model is loaded) with no word of why FP32; its message now says so, as kq eval's does.
+TEST(CliRound23, QuantizeOutOfMemorySaysWhyTheEmbeddingIsConvertedToFP32) {
+  TempDir tmp;
+  const fs::path m = sparse_llama_folder(tmp.path / "huge", int64_t(1) << 23);
+  const CliResult r = run_kq_limited(uint64_t(2) << 20,  // 2 GiB in KiB
+                                     {"quantize", "-m", m.string(), "--mode", "int8", "-o", (tmp.path / "q").string()});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(has(r.err, fmt::format("kq: error: {}: converting tensor 'model.embed_tokens.weight' [8388608, 64] of "
+                                     "model.safetensors from BF16 to F32 needs 2.00 GiB: out of memory (kq quantize "
+                                     "converts the weights it reads to FP32",
+                                     m.string())))
+      << r.err;
+  EXPECT_TRUE(has(r.err, "the embedding tables whole")) << r.err;
+  EXPECT_FALSE(fs::exists(tmp.path / "q"));
+}
+
 // Finding 4, the tester's second case: with the memory for the FP32 model, a vocabulary of 4M still ran out at
 // --ctx 8 (the logits buffer held 256 rows whatever the window: 4 GiB). Here a 256 MiB BF16 embedding [2097152, 64]
 // (512 MiB in FP32) under a limit of 2 GiB (about 1 GiB is needed): --ctx 8 holds 8 rows (64 MiB) and runs; the

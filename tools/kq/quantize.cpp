@@ -18,6 +18,7 @@
 #include "adaptive_option.hpp"
 #include "api/awq.hpp"
 #include "commands.hpp"
+#include "core/out_of_memory.hpp"
 #include "demo_files.hpp"
 #include "format_util.hpp"
 #include "int_option.hpp"
@@ -358,7 +359,14 @@ void add_quantize_command(CLI::App& app) {
       AdaptiveOptions ao = adaptive_options(a->mode, target_opt->count() > 0, a->target, a->strategy);
       ao.quantize_lm_head = a->lm_head;
       ao.keep_patterns = a->keep;
-      model = Model::load(a->model, ctx);
+      try {
+        model = Model::load(a->model, ctx);
+      } catch (const std::bad_alloc& e) {  // what was being allocated (named by the loader) and why FP32
+        throw OutOfMemory(out_of_memory_text(
+            e, " (an adaptive mode loads the whole unquantized model in FP32, 4 bytes per parameter, to measure "
+               "every layer before it plans their formats; a fixed --mode such as int8 or nf4 holds one layer's "
+               "FP32 weights at a time)"));
+      }
       AdaptiveModeParts parts;
       (void)parse_adaptive_mode(a->mode, &parts);
       // The default 0.8 is beyond a BF16 / F16 checkpoint's reach: the error says it is the default, and what to give.
@@ -370,7 +378,14 @@ void add_quantize_command(CLI::App& app) {
       mode_name = adaptive_mode_name(ao);
       linear_vs = linear_basis_label(held_dtype_names(plan));
     } else {
-      model = load_quantized(a->model, qo, ctx, &rep);
+      try {
+        model = load_quantized(a->model, qo, ctx, &rep);
+      } catch (const std::bad_alloc& e) {  // what was being allocated (named by the loader) and why FP32
+        throw OutOfMemory(out_of_memory_text(
+            e, " (kq quantize converts the weights it reads to FP32, 4 bytes per parameter, before quantizing "
+               "them: each linear layer one at a time, but the embedding tables whole, while the model is loaded; "
+               "the quantized folder keeps the embeddings in their checkpoint dtype)"));
+      }
     }
     int quantized = 0;
     for (const auto& l : rep.layers) quantized += l.quantized ? 1 : 0;
