@@ -234,3 +234,73 @@ TEST(CliTokenize, NoNewlinePrintsTheDecodedBytesExactly) {
   EXPECT_EQ(usage.status, 2);
   EXPECT_TRUE(has(usage.err, "--no-newline goes with --decode")) << usage.err;
 }
+
+// Tester 25 (F8): a UTF-8 byte-order mark before the ids (a file saved by a Windows editor) was blamed on a ']'
+// ("closes no '['"), and kq tokenize's own --json output was refused as "nested lists". The mark is skipped, and
+// a JSON object gives its "ids" list, so --json's output decodes back to the text.
+TEST(CliTokenize, DecodeSkipsAByteOrderMarkAndReadsItsOwnJson) {
+  TempDir tmp;
+  const auto want = run_kq({"tokenize", "--decode", "40 5677"});
+  ASSERT_EQ(want.status, 0) << want.err;
+  for (const std::string list : {"\xEF\xBB\xBF[40, 5677]\r\n", "\xEF\xBB\xBF" "40 5677", "\xEF\xBB\xBF {\"ids\": [40, 5677]}"}) {
+    const auto r = run_kq({"tokenize", "--decode", "--file", write_text(tmp.path / "bom.txt", list).string()});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, want.out);
+  }
+  // The round trip through --json: the text, its ids in own.json, decoded back with --no-newline.
+  const std::string text = "Hello world, again.";
+  const fs::path own = tmp.path / "own.json";
+  ASSERT_EQ(run_kq({"tokenize", "--json", own.string(), text}).status, 0);
+  const auto back = run_kq({"tokenize", "--decode", "--no-newline", "--file", own.string()});
+  EXPECT_EQ(back.status, 0) << back.err;
+  EXPECT_EQ(back.out, text);
+  const auto piped = run_kq_in(KQ_SOURCE_DIR, {"tokenize", "--decode", "-"}, 0, own);
+  EXPECT_EQ(piped.out, text + "\n") << piped.err;
+  // A JSON object that is not one: named, and told what to give.
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"{\"tokens\": [\"Hello\"]}", "is a JSON object without an \"ids\" list: give the ids"},
+      {"{\"ids\": 40}", "is a JSON object without an \"ids\" list"},
+      {"{\"ids\": [40, \"x\"]}", "\"ids\"[1] is \"x\", not a token id"},
+      {"{\"ids\": [40, 1.5]}", "\"ids\"[1] is 1.5, not a token id"},
+      {"{\"ids\": [40, -1]}", "token id -1 is out of range"},
+      {"{\"ids\": [18446744073709551615]}", "token id 18446744073709551615 is out of range"},
+      {"{\"ids\": [40]", "the input starts with '{' but is not valid JSON"},
+  };
+  for (const auto& [json, message] : refused) {
+    const fs::path in = write_text(tmp.path / "bad.json", json);
+    const auto r = run_kq({"tokenize", "--decode", "--file", in.string()});
+    EXPECT_EQ(r.status, 1) << json;
+    EXPECT_TRUE(has(r.err, "kq: error: --decode: ")) << json << ": " << r.err;
+    EXPECT_TRUE(has(r.err, message)) << json << ": " << r.err;
+    EXPECT_EQ(r.out, "") << json;
+  }
+}
+
+// Tester 25 (F3): "[]" as the one TEXT argument was the usage error "no input" (CLI11 takes "[...]" as a list of
+// its comma-separated items and added none); it is an empty id list, as "[]" through standard input: an empty line.
+// A ']' inside a list without brackets was called a nested list.
+TEST(CliTokenize, DecodeEmptyBracketsArgumentAndStrayBracket) {
+  TempDir tmp;
+  const auto arg = run_kq({"tokenize", "--decode", "[]"});
+  EXPECT_EQ(arg.status, 0) << arg.err;
+  EXPECT_EQ(arg.out, "\n");
+  const auto piped = run_kq_in(KQ_SOURCE_DIR, {"tokenize", "--decode", "-"}, 0, write_text(tmp.path / "e", "[]"));
+  EXPECT_EQ(piped.status, 0) << piped.err;
+  EXPECT_EQ(piped.out, arg.out);
+  EXPECT_EQ(run_kq({"tokenize", "--decode", "--no-newline", "[]"}).out, "");
+  EXPECT_EQ(run_kq({"tokenize", "--decode"}).status, 2);  // still no input at all
+  // Without --decode the text is lost the same way: a usage error that says how to give it.
+  for (const std::string text : {"[]", "[1,2]"}) {
+    const auto enc = run_kq({"tokenize", text});
+    EXPECT_EQ(enc.status, 2) << text;
+    EXPECT_TRUE(has(enc.err, "give such a text with --file FILE or on standard input")) << text << ": " << enc.err;
+  }
+  const auto enc = run_kq_in(KQ_SOURCE_DIR, {"tokenize", "-"}, 0, write_text(tmp.path / "b", "[1,2]"));
+  EXPECT_EQ(enc.out, id_line(kq::Tokenizer::load(demo_model()).encode("[1,2]"))) << enc.err;
+  const auto stray = run_kq({"tokenize", "--decode", "1 ] 2"});
+  EXPECT_EQ(stray.status, 1);
+  EXPECT_TRUE(has(stray.err, "kq: error: --decode: ']' at byte 2 is inside the list: brackets go only around the "
+                             "whole list"))
+      << stray.err;
+  EXPECT_FALSE(has(stray.err, "nested")) << stray.err;
+}

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -90,21 +91,67 @@ Input read_input(const TokenizeOptions& o) {
   return {joined, "TEXT"};
 }
 
-/// The ids written in `text`: integers separated by white space and/or one comma each, the whole list optionally
-/// in one pair of square brackets (a JSON list, as Python prints one: "[40, 5677, 3017]"); empty (or "[]"): no
-/// ids. InvalidArgument naming the malformed part: an item that is not an integer, an empty element (a comma
-/// with no id before or after it: "1,,2", ",1", "[1,]"), a '[' without its ']' (or the reverse), a bracket
-/// inside the list (nested lists), and an id outside [0, vocab_size) of the tokenizer (`source` names it).
-std::vector<int32_t> parse_ids(std::string_view text, const Tokenizer& tok, const std::string& source) {
+/// InvalidArgument for the token id `item` (its text as given) outside [0, vocab_size) of the tokenizer
+/// (`source` names it).
+[[noreturn]] void id_out_of_range(std::string_view item, const Tokenizer& tok, const std::string& source) {
+  raise<InvalidArgument>("--decode: token id {} is out of range: the tokenizer of {} has {} tokens (ids 0 to {})",
+                         item, source, tok.vocab_size(), tok.vocab_size() - 1);
+}
+
+/// The ids of a JSON object `text` (`input` names where it came from, `first_offset` is the offset of text[0]
+/// there): its "ids" list, as kq tokenize --json
+/// writes it ({"ids": [...], "tokens": [...]}; other members are ignored). InvalidArgument when it is not valid
+/// JSON, not an object with an "ids" list, or an element is not an integer (naming it); ids out of range as
+/// parse_ids.
+std::vector<int32_t> parse_json_ids(std::string_view text, const std::string& input, uint64_t first_offset,
+                                    const Tokenizer& tok, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = io::parse_json_strict(text, input, first_offset);
+  } catch (const FormatError& e) {
+    raise<InvalidArgument>("--decode: the input starts with '{{' but is not valid JSON: {}", e.what());
+  }
+  if (!j.is_object() || !j.contains("ids") || !j["ids"].is_array())
+    raise<InvalidArgument>("--decode: {} is a JSON object without an \"ids\" list: give the ids (a list such as "
+                           "[40, 5677], or kq tokenize --json's {{\"ids\": [...], ...}})",
+                           input);
+  std::vector<int32_t> ids;
+  const nlohmann::json& list = j["ids"];
+  for (size_t i = 0; i < list.size(); ++i) {
+    const nlohmann::json& v = list[i];
+    if (!v.is_number_integer())
+      raise<InvalidArgument>("--decode: {}: \"ids\"[{}] is {}, not a token id (an integer)", input, i,
+                             io::json_excerpt(v, 40));
+    const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < uint64_t(tok.vocab_size())
+                                                  : v.get<int64_t>() >= 0 && v.get<int64_t>() < tok.vocab_size();
+    if (!in_range) id_out_of_range(v.dump(), tok, source);
+    ids.push_back(int32_t(v.get<int64_t>()));
+  }
+  return ids;
+}
+
+/// The ids written in `text` (`input` names where it came from): integers separated by white space and/or one
+/// comma each, the whole list optionally in one pair of square brackets (a JSON list, as Python prints one:
+/// "[40, 5677, 3017]"); empty (or "[]"): no ids. A leading UTF-8 byte-order mark (EF BB BF, as some Windows
+/// editors write) is skipped; a JSON object (kq tokenize --json's output) gives its "ids" list (parse_json_ids).
+/// InvalidArgument naming the malformed part: an item that is not an integer, an empty element (a comma with no
+/// id before or after it: "1,,2", ",1", "[1,]"), a '[' without its ']' (or the reverse), a bracket inside the
+/// list (nested lists, or one not around the whole list), and an id outside [0, vocab_size) of the tokenizer
+/// (`source` names it). Byte offsets in messages count from the start of `text` (the mark included).
+std::vector<int32_t> parse_ids(std::string_view text, const std::string& input, const Tokenizer& tok,
+                               const std::string& source) {
   const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
   const auto offset = [&](const char* p) { return size_t(p - text.data()); };
   std::string_view rest = text;
+  if (rest.starts_with("\xEF\xBB\xBF")) rest.remove_prefix(3);
   const auto trim = [&](std::string_view& v) {
     while (!v.empty() && is_space(v.front())) v.remove_prefix(1);
     while (!v.empty() && is_space(v.back())) v.remove_suffix(1);
   };
   trim(rest);
-  if (rest.starts_with('[')) {
+  if (rest.starts_with('{')) return parse_json_ids(rest, input, offset(rest.data()), tok, source);
+  const bool bracketed = rest.starts_with('[');
+  if (bracketed) {
     if (!rest.ends_with(']') || rest.size() < 2)
       raise<InvalidArgument>("--decode: the list opened by '[' at byte {} has no closing ']' at its end (ids are "
                              "integers separated by spaces or commas, optionally in one [ ])",
@@ -116,9 +163,10 @@ std::vector<int32_t> parse_ids(std::string_view text, const Tokenizer& tok, cons
                            offset(rest.data() + rest.size() - 1));
   }
   if (const size_t at = rest.find_first_of("[]"); at != std::string_view::npos)
-    raise<InvalidArgument>("--decode: '{}' at byte {} is inside the list: nested lists are not token ids (one [ ] "
-                           "around the whole list at most)",
-                           rest[at], offset(rest.data() + at));
+    raise<InvalidArgument>("--decode: '{}' at byte {} is inside the list: {}", rest[at], offset(rest.data() + at),
+                           bracketed && rest[at] == '['
+                               ? "nested lists are not token ids (one [ ] around the whole list at most)"
+                               : "brackets go only around the whole list (one [ ] at most)");
   std::vector<int32_t> ids;
   const char* comma = nullptr;  // the comma after the last id, not yet followed by one
   for (;;) {
@@ -143,9 +191,7 @@ std::vector<int32_t> parse_ids(std::string_view text, const Tokenizer& tok, cons
     if (!integer)
       raise<InvalidArgument>("--decode: '{}' is not a token id (ids are integers separated by spaces or commas)",
                              io::name_excerpt(item, 40));
-    if (ec == std::errc::result_out_of_range || id < 0 || id >= tok.vocab_size())
-      raise<InvalidArgument>("--decode: token id {} is out of range: the tokenizer of {} has {} tokens (ids 0 to {})",
-                             item, source, tok.vocab_size(), tok.vocab_size() - 1);
+    if (ec == std::errc::result_out_of_range || id < 0 || id >= tok.vocab_size()) id_out_of_range(item, tok, source);
     ids.push_back(int32_t(id));
   }
   if (comma)
@@ -179,7 +225,7 @@ void run_tokenize(const TokenizeOptions& o) {
   const Tokenizer tok = Tokenizer::load(model);
   std::vector<int32_t> ids;
   if (o.decode) {
-    ids = parse_ids(input.bytes, tok, source);
+    ids = parse_ids(input.bytes, input.name, tok, source);
   } else {
     warn_if_not_utf8(input.bytes, input.name);
     ids = tok.encode(input.bytes, EncodeOptions{.allow_special = o.special_tokens});
@@ -251,7 +297,9 @@ void add_tokenize_command(CLI::App& app) {
                 "the tokenizer's vocabulary are an error naming the id)");
   cmd->add_flag("--no-newline", opts->no_newline,
                 "With --decode: print the text's bytes alone, without the newline after them (so that the output, "
-                "written to a file, encodes to the same ids again)");
+                "written to a file, holds exactly the ids' bytes; encoding it gives the same ids again when they "
+                "are the tokenizer's own encoding of a text, with --special-tokens for special tokens, not for any "
+                "ids: e.g. \"40 322 317\" spells \"Hello\", which encodes to \"40 5677\")");
   cmd->add_option("--json", opts->json,
                   "Also write {\"ids\": [...], \"tokens\": [...]} (tokens: the vocabulary strings, as --tokens) to "
                   "this file (atomically; missing folders above it are made); '-': the JSON alone on standard "
@@ -261,13 +309,23 @@ void add_tokenize_command(CLI::App& app) {
       "--special-tokens", opts->special_tokens,
       "Also recognize special added tokens such as <|endoftext|> in the text and give their ids (as Hugging Face "
       "tokenizers do); default: they are text, as kq eval and kq bench read them");
-  cmd->callback([opts, text_opt, file_opt] {
-    if (text_opt->count() == 0 && file_opt->count() == 0)
+  cmd->callback([opts, cmd, text_opt, file_opt] {
+    // CLI11 takes an argument "[...]" as a list of its comma-separated items (empty ones dropped), so "[]" adds
+    // none: the TEXT was given (it is in the parse order). With --decode that is an empty id list, as "[]" on
+    // standard input; a text to encode is lost, and so is one with commas in [ ] (several arguments): said so.
+    const auto& order = cmd->parse_order();
+    const bool text_given = text_opt->count() > 0 || std::find(order.begin(), order.end(), text_opt) != order.end();
+    if (!text_given && file_opt->count() == 0)
       throw CLI::ValidationError("no input: give the TEXT, --file FILE, or - to read standard input");
+    constexpr const char* kBracketsNote =
+        " (an argument in [ ] is read by the command-line parser as a list of its comma-separated items: give "
+        "such a text with --file FILE or on standard input, -)";
+    if (!opts->decode && text_given && opts->args.empty())
+      throw CLI::ValidationError(fmt::format("TEXT: the text is empty after option parsing{}", kBracketsNote));
     if (!opts->decode && opts->args.size() > 1)
       throw CLI::ValidationError(fmt::format(
-          "TEXT: {} arguments given; the text is one argument: quote a text with spaces (\"Hello world\")",
-          opts->args.size()));
+          "TEXT: {} arguments given; the text is one argument: quote a text with spaces (\"Hello world\"){}",
+          opts->args.size(), kBracketsNote));
     if (opts->no_newline && !opts->decode)
       throw CLI::ValidationError("--no-newline goes with --decode (the text printed is that of the ids)");
     if (opts->decode && opts->special_tokens)
