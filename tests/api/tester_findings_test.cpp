@@ -131,6 +131,26 @@ TEST(TesterFindings, RelativeSourceFolderSurvivesAChdir) {
   EXPECT_FALSE(cfg.contains("kq_test_decoy")) << "config.json was read from the decoy folder";
 }
 
+// tester25 F7: an output folder that is the current directory, or holds it, was renamed over it (the process and
+// its shell left in the deleted folder); check_quantized_output refuses it, a sibling stays fine.
+TEST(TesterFindings, OutputFolderHoldingTheCurrentDirectoryIsRefused) {
+  kq::testing::TempDir tmp;
+  fs::create_directories(tmp.path / "o" / "in");
+  const fs::path cwd = fs::current_path();
+  struct Restore {
+    fs::path to;
+    ~Restore() { fs::current_path(to); }
+  } restore{cwd};
+  fs::current_path(tmp.path / "o" / "in");
+  for (const fs::path& out : {fs::path("."), fs::path(".."), tmp.path / "o", tmp.path / "o" / "in"}) {
+    const std::string msg = error_of<InvalidArgument>([&] { check_quantized_output(out, "", false); });
+    EXPECT_TRUE(msg.starts_with("output folder '" + out.string() + "' ")) << msg;
+    EXPECT_NE(msg.find("the current directory"), std::string::npos) << msg;
+  }
+  EXPECT_NO_THROW(check_quantized_output("../sibling", "", false));
+  EXPECT_NO_THROW(check_quantized_output(tmp.path / "elsewhere", "", false));
+}
+
 // A source folder removed before the save was named by an internal step ("check_quantized_side_files: ...: not a
 // model folder (not found)").
 TEST(TesterFindings, SaveSaysTheSourceFolderIsGone) {
