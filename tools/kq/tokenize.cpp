@@ -285,7 +285,8 @@ void add_tokenize_command(CLI::App& app) {
   CLI::Option* file_opt =
       cmd->add_option("--file,-f", opts->file,
                       "Read the text (with --decode, the ids) from this file instead of TEXT: all its bytes, a final "
-                      "newline included; '-' reads standard input")
+                      "newline included; '-' reads standard input. With --decode it may also be the JSON that "
+                      "--json writes (its \"ids\" are decoded), and a leading UTF-8 byte-order mark is skipped")
           ->check(non_empty_path("file"))
           ->excludes(text_opt);
   cmd->add_flag("--tokens", opts->tokens,
