@@ -39,16 +39,12 @@ inline std::string sh_quote(const std::string& s) {
   return q;
 }
 
-/// Runs `kq ARGS` (each argument quoted) in the folder `dir`, stdin from the file `input` (default /dev/null).
-/// time_limit_s > 0: a kq that blocks is killed after that many seconds
-/// (status 124, as timeout(1) reports it) instead of hanging the test.
-inline CliResult run_kq_in(const std::filesystem::path& dir, const std::vector<std::string>& args,
-                           int time_limit_s = 0, const std::filesystem::path& input = "/dev/null") {
+/// Runs `PREFIX kq ARGS <input` in a shell (PREFIX e.g. "cd DIR && " or "ulimit -v N && "), its stdout and stderr
+/// captured through files.
+inline CliResult run_kq_after(const std::string& prefix, const std::vector<std::string>& args,
+                              const std::filesystem::path& input = "/dev/null") {
   TempDir tmp;
-  // (built with append: GCC 12 warns falsely on "literal" + std::string)
-  std::string cmd("cd ");
-  cmd.append(sh_quote(dir.string())).append(" && ");
-  if (time_limit_s > 0) cmd.append("timeout -s KILL ").append(std::to_string(time_limit_s)).append(" ");
+  std::string cmd = prefix;
   cmd.append(sh_quote(KQ_CLI_BINARY));
   for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
   cmd.append(" <").append(sh_quote(input.string())).append(" >").append(sh_quote((tmp.path / "out").string()));
@@ -59,6 +55,18 @@ inline CliResult run_kq_in(const std::filesystem::path& dir, const std::vector<s
   r.out = read_all(tmp.path / "out");
   r.err = read_all(tmp.path / "err");
   return r;
+}
+
+/// Runs `kq ARGS` (each argument quoted) in the folder `dir`, stdin from the file `input` (default /dev/null).
+/// time_limit_s > 0: a kq that blocks is killed after that many seconds
+/// (status 124, as timeout(1) reports it) instead of hanging the test.
+inline CliResult run_kq_in(const std::filesystem::path& dir, const std::vector<std::string>& args,
+                           int time_limit_s = 0, const std::filesystem::path& input = "/dev/null") {
+  // (built with append: GCC 12 warns falsely on "literal" + std::string)
+  std::string prefix("cd ");
+  prefix.append(sh_quote(dir.string())).append(" && ");
+  if (time_limit_s > 0) prefix.append("timeout -s KILL ").append(std::to_string(time_limit_s)).append(" ");
+  return run_kq_after(prefix, args, input);
 }
 
 /// run_kq_in the source folder (where the tests' relative paths start).

@@ -86,17 +86,7 @@ fs::path sparse_llama_folder(const fs::path& dir, int64_t vocab) {
 /// Runs `kq ARGS` in a shell whose address space is limited to `kib` KiB (ulimit -v), so that an allocation
 /// beyond it fails as on a machine without the memory.
 CliResult run_kq_limited(uint64_t kib, const std::vector<std::string>& args) {
-  TempDir tmp;
-  std::string cmd = fmt::format("ulimit -v {} && {}", kib, sh_quote(KQ_CLI_BINARY));
-  for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
-  cmd.append(" </dev/null >").append(sh_quote((tmp.path / "out").string()));
-  cmd.append(" 2>").append(sh_quote((tmp.path / "err").string()));
-  const int rc = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = read_all(tmp.path / "out");
-  r.err = read_all(tmp.path / "err");
-  return r;
+  return run_kq_after(fmt::format("ulimit -v {} && ", kib), args);
 }
 
 // Finding 4: a llama-small copy with a 2 GiB BF16 embedding under `ulimit -v 2500000` said "kq: error: out of

@@ -3,11 +3,13 @@
 // in double, and errors naming the tensor.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <string>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -42,15 +44,15 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
 
-// Block sizes 64 (bitsandbytes' default), 32, 128, 256 and 4096 (over rows of 1024: kq blocks of 256 with the
-// absmax repeated, one bitsandbytes block spanning four rows), plain and nested (double-quantized) absmax.
+/// {bitsandbytes blocksize, K, kq block}: 64 (bitsandbytes' default), 32, 128, 256 and 4096 (over rows of 1024: kq
+/// blocks of 256 with the absmax repeated, one bitsandbytes block spanning four rows).
+constexpr std::array<std::tuple<int64_t, int64_t, int64_t>, 5> kBlockCases{
+    {{64, 128, 64}, {32, 96, 32}, {128, 256, 128}, {256, 512, 256}, {4096, 1024, 256}}};
+
+// Every block size of kBlockCases, plain and nested (double-quantized) absmax.
 TEST(Bnb4, Nf4DequantizesExactlyToTheReference) {
   for (const bool nested : {false, true})
-    for (const auto& [bs, K, block] : {std::tuple{int64_t(64), int64_t(128), int64_t(64)},
-                                       std::tuple{int64_t(32), int64_t(96), int64_t(32)},
-                                       std::tuple{int64_t(128), int64_t(256), int64_t(128)},
-                                       std::tuple{int64_t(256), int64_t(512), int64_t(256)},
-                                       std::tuple{int64_t(4096), int64_t(1024), int64_t(256)}}) {
+    for (const auto& [bs, K, block] : kBlockCases) {
       const int64_t N = 12;
       const testing::BnbCodes c = testing::bnb_codes(N, K, bs, nested, uint64_t(bs + K + nested));
       const auto t = testing::bnb_layer_tensors(c, "m.l");
@@ -121,11 +123,7 @@ TEST(Bnb4, BadTensorsAndStatesAreNamed) {
 // |code2 · 0.02| + 0.05 over at least 0.03, a factor of 7/3) -> at most 2^-24 · (1 + 1 + 7/3 + 1) < 2^-21.
 TEST(Bnb4, Fp4DequantizesToBitsandbytesFormula) {
   for (const bool nested : {false, true})
-    for (const auto& [bs, K, block] : {std::tuple{int64_t(64), int64_t(128), int64_t(64)},
-                                       std::tuple{int64_t(32), int64_t(96), int64_t(32)},
-                                       std::tuple{int64_t(128), int64_t(256), int64_t(128)},
-                                       std::tuple{int64_t(256), int64_t(512), int64_t(256)},
-                                       std::tuple{int64_t(4096), int64_t(1024), int64_t(256)}}) {
+    for (const auto& [bs, K, block] : kBlockCases) {
       const int64_t N = 12;
       const testing::BnbCodes c = testing::bnb_codes(N, K, bs, nested, uint64_t(3 * bs + K + nested), /*fp4=*/true);
       const auto t = testing::bnb_layer_tensors(c, "m.l");
