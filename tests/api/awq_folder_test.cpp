@@ -26,7 +26,7 @@ namespace kq {
 namespace {
 namespace fs = std::filesystem;
 
-const fs::path kDemo = fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
+const fs::path kDemo = kq::testing::demo_model();
 const std::string kScales = "transformer.h.1.mlp.c_fc.awq_scales";
 
 using kq::testing::has;

@@ -289,7 +289,7 @@ TEST(AwqModel, LlamaGroupsShareScales) {
 }
 
 TEST(AwqModel, NeedsCalibrationTokens) {
-  const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
+  const auto dir = kq::testing::demo_model();
   auto m = Model::load(dir);
   QuantizeOptions o;
   o.spec = parse_quant_mode("awq");
@@ -300,7 +300,7 @@ TEST(AwqModel, NeedsCalibrationTokens) {
 // evaluation text): AWQ beats round-to-nearest INT4 with the same groups, and
 // the saved folder reloads to the same logits.
 TEST(AwqModel, DemoModelBeatsRoundToNearestAndRoundTrips) {
-  const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
+  const auto dir = kq::testing::demo_model();
   const Tokenizer tok = Tokenizer::load(dir);
   const auto calib = tok.encode(read_all(dir / "demo-calibration.txt"));
   const auto eval = tok.encode(read_all(dir / "demo-eval.txt"));

@@ -73,7 +73,7 @@ TEST(GenerationConfig, NeitherFileSetsIt) {
 }
 
 TEST(GenerationConfig, ShippedDemoModel) {
-  const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
+  const auto dir = kq::testing::demo_model();
   const EosTokens e = load_eos_token_ids(dir, 8192);
   EXPECT_EQ(e.ids, std::vector<int32_t>{0});  // <|endoftext|>, both files
   EXPECT_EQ(e.source, (dir / "generation_config.json").string());

@@ -39,8 +39,7 @@ struct Numbers {
 using kq::testing::read_all;
 
 Numbers compute(const std::string& mode) {
-  const char* src = std::getenv("KQ_SOURCE_DIR");  // the repo elsewhere (e.g. on another machine)
-  const std::filesystem::path dir = std::filesystem::path(src ? src : KQ_SOURCE_DIR) / "models/gpt2-tiny";
+  const std::filesystem::path dir = kq::testing::demo_model();  // KQ_SOURCE_DIR honoured (another machine)
   QuantizeOptions qo;
   qo.spec = parse_quant_mode(mode);
   qo.quantize_lm_head = true;

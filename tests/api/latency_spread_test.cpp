@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "kq/bench.hpp"
 #include "kq/model.hpp"
 
@@ -136,7 +137,7 @@ TEST(LatencySpread, ASpreadJustAboveTheThresholdIsPrintedAboveIt) {
 // (structure only: no assertion on how long anything took).
 TEST(LatencySpread, MeasureLatencyReportsEachRun) {
   auto m =
-      Model::load(std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny", ExecContext{Device::CPU, 1});
+      Model::load(kq::testing::demo_model(), ExecContext{Device::CPU, 1});
   LatencyOptions o;
   o.prompt_tokens = 4;
   o.decode_tokens = 3;

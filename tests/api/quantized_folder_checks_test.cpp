@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kDemo = fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
+const fs::path kDemo = kq::testing::demo_model();
 
 using kq::testing::has;
 

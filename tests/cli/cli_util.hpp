@@ -71,7 +71,7 @@ inline CliResult run_kq_in(const std::filesystem::path& dir, const std::vector<s
 
 /// run_kq_in the source folder (where the tests' relative paths start).
 inline CliResult run_kq(const std::vector<std::string>& args, int time_limit_s = 0) {
-  return run_kq_in(KQ_SOURCE_DIR, args, time_limit_s);
+  return run_kq_in(kq::testing::source_dir(), args, time_limit_s);
 }
 
 /// Sets (or, with nullptr, unsets) one environment variable for the lifetime

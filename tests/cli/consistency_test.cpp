@@ -78,6 +78,6 @@ TEST(CliConsistency, EvalAndBenchJsonNameTheSamplesLimitAlike) {
     EXPECT_EQ((*j)["windows"], 2) << j->dump();
   }
   // The README names the key as the JSON has it.
-  const std::string readme = kq::testing::read_all(std::filesystem::path(KQ_SOURCE_DIR) / "README.md");
+  const std::string readme = kq::testing::read_all(kq::testing::source_dir() / "README.md");
   EXPECT_FALSE(has(readme, "max_windows"));
 }

@@ -14,7 +14,7 @@ using kq::testing::read_all;
 using kq::testing::run_kq;
 
 namespace {
-const std::string kDemo = std::string(KQ_SOURCE_DIR) + "/models/gpt2-tiny";
+const std::string kDemo = kq::testing::demo_model().string();
 }
 
 TEST(CliEval, ReportsTheWeightFormats) {

@@ -24,7 +24,7 @@ namespace {
 /// `err_redirect` says ("2>/dev/full", "2>&-"); -1 when a signal ended it.
 int status_with_stderr(const std::vector<std::string>& args, const std::string& err_redirect) {
   std::string cmd("cd ");
-  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && ").append(sh_quote(KQ_CLI_BINARY));
+  cmd.append(sh_quote(kq::testing::source_dir().string())).append(" && ").append(sh_quote(KQ_CLI_BINARY));
   for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
   cmd.append(" </dev/null >/dev/null ").append(err_redirect);
   const int rc = std::system(cmd.c_str());

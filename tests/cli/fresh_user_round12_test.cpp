@@ -290,7 +290,7 @@ TEST(FreshUserRound12, EmptyOutFolderIsWrittenLikeANewOneAsDocumented) {
   const std::string help = run_kq({"quantize", "--help"}).out;
   EXPECT_TRUE(has(help, "an empty folder is written like a new one, with or without --overwrite")) << help;
   EXPECT_TRUE(has(help, "a non-empty one without config.json")) << help;
-  const std::string readme = read_all(fs::path(KQ_SOURCE_DIR) / "README.md");
+  const std::string readme = read_all(kq::testing::source_dir() / "README.md");
   EXPECT_TRUE(has(readme, "An `--out` that is an empty folder is written like a\n  new one, with or without "
                           "`--overwrite` ("));
 }

@@ -153,7 +153,7 @@ TEST(FreshUserRound14, ThreadsZeroIsOpenMpsDefault) {
   EXPECT_TRUE(has(info.out, "threads:  1 (")) << info.out;
   const CliResult help = run_kq({"eval", "--help"});
   EXPECT_TRUE(has(help.out, "0 = OpenMP's default: OMP_NUM_THREADS when set")) << help.out;
-  EXPECT_TRUE(has(read_all(fs::path(KQ_SOURCE_DIR) / "README.md"), "`OMP_NUM_THREADS=1` gives 1 thread"));
+  EXPECT_TRUE(has(read_all(kq::testing::source_dir() / "README.md"), "`OMP_NUM_THREADS=1` gives 1 thread"));
 }
 
 TEST(FreshUserRound14, EmptyPromptSaysItStartsFromTheBosToken) {

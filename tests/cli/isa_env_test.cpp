@@ -141,7 +141,7 @@ TEST(CliIsa, ListedValuesAreTheAcceptedValues) {
     EXPECT_TRUE(has(r.err, "valid values: " + joined + "\n")) << r.err;
   }
   // The README documents the same list.
-  const std::string readme = kq::testing::read_all(std::filesystem::path(KQ_SOURCE_DIR) / "README.md");
+  const std::string readme = kq::testing::read_all(kq::testing::source_dir() / "README.md");
   EXPECT_TRUE(has(readme, "`KQ_ISA=" + list + "`")) << "README.md does not list KQ_ISA=" << list;
 }
 

@@ -43,7 +43,7 @@ TEST(CliJsonNullDevice, DevNullDiscardsTheJson) {
   }
   EXPECT_TRUE(fs::is_symlink(link));  // not replaced by a file
   // Standard output on /dev/null too: not refused as "the file standard output writes to".
-  const std::string cmd = "cd " + sh_quote(KQ_SOURCE_DIR) + " && " + sh_quote(KQ_CLI_BINARY) + " eval -m " +
+  const std::string cmd = "cd " + sh_quote(kq::testing::source_dir().string()) + " && " + sh_quote(KQ_CLI_BINARY) + " eval -m " +
                           sh_quote(model) + " --text README.md --samples 1 --ctx 64 --threads 1 --json /dev/null "
                                             "</dev/null >/dev/null 2>" + sh_quote((tmp.path / "err").string());
   const int rc = std::system(cmd.c_str());

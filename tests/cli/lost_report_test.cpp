@@ -32,7 +32,7 @@ CliResult run_redirected(const fs::path& dir, const std::vector<std::string>& ar
   kq.append(" ").append(redirect);
   const std::string status = sh_quote((dir / "status").string());
   std::string cmd("cd ");
-  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && { ").append(kq).append("; echo $? >").append(status).append("; }");
+  cmd.append(sh_quote(kq::testing::source_dir().string())).append(" && { ").append(kq).append("; echo $? >").append(status).append("; }");
   if (!pipe_to.empty()) cmd.append(" | ").append(pipe_to);
   cmd.append(" >").append(sh_quote((dir / "out").string()));
   (void)std::system(cmd.c_str());

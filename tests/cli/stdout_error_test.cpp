@@ -25,7 +25,7 @@ struct Result {
 Result run_kq_to_dev_full(const std::vector<std::string>& args) {
   TempDir tmp;
   std::string cmd("cd ");
-  cmd.append(sh_quote(KQ_SOURCE_DIR)).append(" && ").append(sh_quote(KQ_CLI_BINARY));
+  cmd.append(sh_quote(kq::testing::source_dir().string())).append(" && ").append(sh_quote(KQ_CLI_BINARY));
   for (const std::string& a : args) cmd.append(" ").append(sh_quote(a));
   cmd.append(" </dev/null >/dev/full 2>").append(sh_quote((tmp.path / "err").string()));
   const int rc = std::system(cmd.c_str());

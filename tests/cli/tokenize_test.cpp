@@ -63,7 +63,7 @@ TEST(CliTokenize, IdsAreThoseOfTheSharedTokenizerCases) {
     }
     // Standard input ('-' and --file -) gives the same ids.
     for (const char* dash : {"-", "--file=-"}) {
-      const auto s = run_kq_in(KQ_SOURCE_DIR, {"tokenize", "-m", shared_model().string(), dash}, 0, in);
+      const auto s = run_kq_in(kq::testing::source_dir(), {"tokenize", "-m", shared_model().string(), dash}, 0, in);
       EXPECT_EQ(s.status, 0) << s.err;
       EXPECT_EQ(s.out, id_line(want)) << dash << ": " << text;
     }
@@ -254,7 +254,7 @@ TEST(CliTokenize, DecodeSkipsAByteOrderMarkAndReadsItsOwnJson) {
   const auto back = run_kq({"tokenize", "--decode", "--no-newline", "--file", own.string()});
   EXPECT_EQ(back.status, 0) << back.err;
   EXPECT_EQ(back.out, text);
-  const auto piped = run_kq_in(KQ_SOURCE_DIR, {"tokenize", "--decode", "-"}, 0, own);
+  const auto piped = run_kq_in(kq::testing::source_dir(), {"tokenize", "--decode", "-"}, 0, own);
   EXPECT_EQ(piped.out, text + "\n") << piped.err;
   // A JSON object that is not one: named, and told what to give.
   const std::vector<std::pair<std::string, std::string>> refused = {
@@ -284,7 +284,7 @@ TEST(CliTokenize, DecodeEmptyBracketsArgumentAndStrayBracket) {
   const auto arg = run_kq({"tokenize", "--decode", "[]"});
   EXPECT_EQ(arg.status, 0) << arg.err;
   EXPECT_EQ(arg.out, "\n");
-  const auto piped = run_kq_in(KQ_SOURCE_DIR, {"tokenize", "--decode", "-"}, 0, write_text(tmp.path / "e", "[]"));
+  const auto piped = run_kq_in(kq::testing::source_dir(), {"tokenize", "--decode", "-"}, 0, write_text(tmp.path / "e", "[]"));
   EXPECT_EQ(piped.status, 0) << piped.err;
   EXPECT_EQ(piped.out, arg.out);
   EXPECT_EQ(run_kq({"tokenize", "--decode", "--no-newline", "[]"}).out, "");
@@ -295,7 +295,7 @@ TEST(CliTokenize, DecodeEmptyBracketsArgumentAndStrayBracket) {
     EXPECT_EQ(enc.status, 2) << text;
     EXPECT_TRUE(has(enc.err, "give such a text with --file FILE or on standard input")) << text << ": " << enc.err;
   }
-  const auto enc = run_kq_in(KQ_SOURCE_DIR, {"tokenize", "-"}, 0, write_text(tmp.path / "b", "[1,2]"));
+  const auto enc = run_kq_in(kq::testing::source_dir(), {"tokenize", "-"}, 0, write_text(tmp.path / "b", "[1,2]"));
   EXPECT_EQ(enc.out, id_line(kq::Tokenizer::load(demo_model()).encode("[1,2]"))) << enc.err;
   const auto stray = run_kq({"tokenize", "--decode", "1 ] 2"});
   EXPECT_EQ(stray.status, 1);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -41,10 +42,15 @@ inline std::string read_all(const std::filesystem::path& p) {
   return ss.str();
 }
 
-/// The shipped demo model (always present).
-inline std::filesystem::path demo_model() {
-  return std::filesystem::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny";
+/// The repository root: the KQ_SOURCE_DIR environment variable when set (the test programs run from another
+/// checkout, e.g. carried to the GPU machine by scripts/gpu-run.sh), else the source tree they were built from.
+inline std::filesystem::path source_dir() {
+  if (const char* e = std::getenv("KQ_SOURCE_DIR"); e && *e) return e;
+  return KQ_SOURCE_DIR;
 }
+
+/// The shipped demo model (always present), under source_dir().
+inline std::filesystem::path demo_model() { return source_dir() / "models" / "gpt2-tiny"; }
 
 /// The message of the E that `f` throws; a test failure (and "") when it throws nothing.
 template <class E>

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "common/test_data.hpp"
 #include "io/safetensors.hpp"
 #include "kq/error.hpp"
@@ -70,7 +71,7 @@ void write_padded_copy(const fs::path& src, const fs::path& dst, int32_t favouri
 }
 
 TEST(PaddedVocabGeneration, PaddingIdIsSampledDecodedToNothingAndGenerationGoesOn) {
-  const fs::path src = fs::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
+  const fs::path src = kq::testing::demo_model();
   const ExecContext cpu{Device::CPU, 2};
   const Tokenizer tok = Tokenizer::load(src);
   const std::vector<int32_t> prompt = tok.encode("The meaning of life is");

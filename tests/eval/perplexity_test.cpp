@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/test_util.hpp"
 #include "common/test_data.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
@@ -67,7 +68,7 @@ TEST(PerplexityWindows, FollowTheProtocol) {
 // Weights that overflow (finite on disk, so accepted at load) give non-finite
 // logits: a clear error, never a NaN perplexity reported as a result.
 TEST(Perplexity, OverflowingWeightsAreAnError) {
-  const auto dir = std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny";
+  const auto dir = kq::testing::demo_model();
   auto model = Model::load(dir);
   for (const LinearSlot& s : model->linear_layers())
     if (s.name == "transformer.h.0.attn.c_attn") {

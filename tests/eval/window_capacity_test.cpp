@@ -34,7 +34,7 @@ TEST(WindowCapacity, IsTheLongestWindowNotCtx) {
 }
 
 TEST(WindowCapacity, RunnerHoldsOnlyWhatItNeeds) {
-  auto model = Model::load(std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny");
+  auto model = Model::load(kq::testing::demo_model());
   eval::WindowRunner runner(*model, 40);
   EXPECT_EQ(runner.capacity(), 40);
   // Logits rows: no more than a window has (tester round 23: --ctx 8 with a vocabulary of 4M held the logits of

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+fs::path demo_dir() { return kq::testing::demo_model(); }
 
 std::map<std::string, Tensor> demo_tensors() {
   const TensorStore store = TensorStore::open_dir(demo_dir());

@@ -117,7 +117,7 @@ TEST(KvCacheGrowth, ModelReserveCacheGrowsAHostCache) {
 }
 
 TEST(KvCacheGrowth, GrownCacheGivesBitIdenticalLogitsGpt2) {
-  auto m = Model::load(std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny", ExecContext{Device::CPU, 2});
+  auto m = Model::load(kq::testing::demo_model(), ExecContext{Device::CPU, 2});
   expect_growth_bit_identical(*m, 9, 16);
 }
 

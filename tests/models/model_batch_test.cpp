@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "common/test_data.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -85,7 +86,7 @@ void expect_batch_matches_separate(Model& m, int64_t steps, double tol) {
 }  // namespace
 
 TEST(ModelBatch, DecodeBatchMatchesSeparateForwardsGpt2) {
-  auto m = Model::load(std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny", ExecContext{Device::CPU, 2});
+  auto m = Model::load(kq::testing::demo_model(), ExecContext{Device::CPU, 2});
   expect_batch_matches_separate(*m, 6, 1e-5);
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "common/cuda_model.hpp"
 #include "common/test_data.hpp"
 #include "kernels/awq_linear.hpp"
@@ -37,13 +38,6 @@ namespace {
 
 const ExecContext kCpu{Device::CPU, 2};
 const ExecContext kCuda{Device::CUDA, 2};
-
-/// The repo's models/gpt2-tiny (KQ_SOURCE_DIR, overridable by the environment
-/// variable of that name when the tests run from another checkout).
-std::filesystem::path repo_gpt2_tiny() {
-  const char* e = std::getenv("KQ_SOURCE_DIR");
-  return std::filesystem::path(e ? e : KQ_SOURCE_DIR) / "models/gpt2-tiny";
-}
 
 double rel_l2(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;
@@ -129,7 +123,7 @@ std::vector<Subject> subjects() {
   std::vector<Subject> s = {
       {"random-gpt2", [](const ExecContext& c) { return Model::random(random_gpt2(), 11, c); }},
       {"random-llama-gqa", [](const ExecContext& c) { return Model::random(random_llama(), 12, c); }},
-      {"repo gpt2-tiny", [](const ExecContext& c) { return Model::load(repo_gpt2_tiny(), c); }},
+      {"repo gpt2-tiny", [](const ExecContext& c) { return Model::load(kq::testing::demo_model(), c); }},
   };
   for (const char* rel : {"models/gpt2-tiny", "models/gpt2-small", "models/llama-small"}) {
     if (kq::testing::have_shared(rel))
@@ -408,7 +402,7 @@ TEST(ModelCuda, SixteenBitHostPartsGiveTheSameDeviceModel) {
 // alive (shared ownership); a quantized lm_head leaves the table a copy of its own.
 TEST(ModelCuda, TiedEmbeddingIsOneDeviceCopy) {
   KQ_REQUIRE_CUDA_MODEL();
-  const auto dir = repo_gpt2_tiny();
+  const auto dir = kq::testing::demo_model();
   auto cpu = Model::load(dir, kCpu);
   auto direct = Model::load(dir, kCuda);
   auto moved = Model::load(dir, kCpu);

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/tokenizer.hpp"
 
@@ -20,7 +21,7 @@ namespace {
 
 // The repo's demo model: vocab 8192 (0..8191), "<|endoftext|>" = 0.
 Tokenizer demo_tokenizer() {
-  return Tokenizer::load(std::filesystem::path(KQ_SOURCE_DIR) / "models/gpt2-tiny");
+  return Tokenizer::load(kq::testing::demo_model());
 }
 
 template <class F>

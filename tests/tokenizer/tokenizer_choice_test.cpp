@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.hpp"
 #include "common/test_data.hpp"
 #include "kq/error.hpp"
 #include "kq/tokenizer.hpp"
@@ -20,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+fs::path demo_dir() { return kq::testing::demo_model(); }
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

@@ -29,7 +29,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-fs::path demo_dir() { return fs::path(KQ_SOURCE_DIR) / "models" / "gpt2-tiny"; }
+fs::path demo_dir() { return kq::testing::demo_model(); }
 
 json read_json(const fs::path& p) {
   std::ifstream in(p);
