@@ -202,7 +202,7 @@ class Model {
   /// (hold_unquantized_in_disk_dtype): the model then holds every FP32 weight
   /// (a 7B BF16 checkpoint: about 28 GB); to quantize a folder, load_quantized
   /// (kq/optimizer.hpp) quantizes each layer as it is read instead, through
-  /// load(dir, ctx, transform). GPT-2 Conv1D weights [in, out]
+  /// load(dir, ctx, transform, tables_in_disk_dtype). GPT-2 Conv1D weights [in, out]
   /// are transposed to [out, in]; F32 tensors that need no change stay
   /// memory-mapped (zero copy). GPT-2 accepts "transformer."-prefixed and bare
   /// hub-style names (h.0.attn.c_attn.weight, wte.weight) and ignores the
@@ -243,6 +243,24 @@ class Model {
   /// InvalidArgument naming the layer).
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx,
                                      const LinearTransform& transform);
+  /// As load(dir, ctx, transform); with `tables_in_disk_dtype` (and ctx.device
+  /// == CPU; on another device it is ignored) the embedding tables (Llama's
+  /// embed_tokens, GPT-2's wte and wpe) and an unquantized lm_head that were
+  /// BF16 or F16 on disk are read in that dtype, never converted to F32: a
+  /// tied lm_head arrives at `transform` as a 16-bit op (format() "bf16" /
+  /// "f16") over the 16-bit table, an untied one as a 16-bit op over its own
+  /// weight (a transform that quantizes it reads it with dequantized_weight()).
+  /// The host then never holds an FP32 copy of them, which is how load_quantized
+  /// (kq/optimizer.hpp) keeps the peak memory of a BF16 checkpoint down. When
+  /// no linear layer ends up quantized (every op dense: FP32 or 16-bit), the
+  /// tables and the lm_head read so are converted to F32 at the end, so the
+  /// model is then the one load(dir, ctx, transform) returns; otherwise it is
+  /// as that model after hold_unquantized_in_disk_dtype() for these parts.
+  /// Same errors as load(dir, ctx, transform); a 16-bit copy that cannot be
+  /// allocated is an OutOfMemory naming the folder, the tensor, its shape,
+  /// dtype and file, and the bytes asked.
+  static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ExecContext& ctx,
+                                     const LinearTransform& transform, bool tables_in_disk_dtype);
 
   /// A model with random weights generated in-process (uniform with standard
   /// deviation 0.02, norm gains 1, biases 0; deterministic for a seed), for
@@ -525,6 +543,11 @@ class Model {
     std::string tied_linear = {};
   };
   void upload_parameters();
+  /// load(..., tables_in_disk_dtype) when nothing was quantized: each 16-bit
+  /// table becomes F32 again, a 16-bit op over one an FP32 op over its F32
+  /// successor (as built without the flag), and a 16-bit lm_head of its own
+  /// an FP32 op recording its dtype as disk_dtype. Throws std::bad_alloc.
+  void hold_tables_in_f32();
   /// Uploads `e` to `be`, or shares a table with `tied` (its tied linear as `be` runs it, or nullptr).
   static void upload_parameter(models::Backend& be, ParamEntry& e, const Linear* tied);
   /// Index in linears_ of the slot named `name`, or -1.

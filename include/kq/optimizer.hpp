@@ -146,13 +146,15 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 /// warnings are those of Model::load(dir) followed by quantize_model(model,
 /// options), but without AWQ and layer_specs each linear layer is quantized
 /// as it is read (Model::load's LinearTransform), and a kept one held in its
-/// BF16/F16 disk dtype then: the host holds one layer's FP32 weights at a time
-/// besides the FP32 embedding tables (converted to their disk dtype at the
-/// end), so the peak is about the quantized model plus the FP32 embeddings
-/// and one layer, not the whole FP32 model (a 7B BF16 checkpoint: about 28 GB;
-/// docs/PERFORMANCE.md of the source repository has measurements). AWQ modes
+/// BF16/F16 disk dtype then: the host holds one layer's FP32 weights at a time.
+/// The embedding tables and an unquantized lm_head (tied or not) of a BF16/F16
+/// checkpoint are read in that dtype (Model::load's tables_in_disk_dtype),
+/// never as F32, so the peak is about the quantized model (its 16-bit
+/// embeddings included) and one layer's FP32 weights, not the whole FP32 model
+/// (a 7B BF16 checkpoint: about 28 GB; docs/PERFORMANCE.md of the source
+/// repository has measurements). AWQ modes
 /// calibrate on the FP32 model and layer_specs name its layers: they load the
-/// whole model first, then quantize it. The reading and the quantization run on
+/// whole model first (embeddings included, in FP32), then quantize it. The reading and the quantization run on
 /// ctx.threads CPU threads (resolve_threads). report->seconds counts the
 /// quantization, not the reading. A KernelQuant quantized folder
 /// (save_quantized_model's output) is refused once loaded: InvalidArgument

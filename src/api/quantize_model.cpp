@@ -108,16 +108,20 @@ class LayerQuantizer {
   /// Replaces `op` by its quantization with `spec` (by `quantize` when given,
   /// else round-to-nearest), or keeps it when `spec` is std::nullopt, and
   /// appends the layer's LayerQuantization to `report`, adding a quantized
-  /// layer to its totals. Throws InvalidArgument naming the layer: for a
+  /// layer to its totals. `bytes_before`, when given, is the layer's
+  /// LayerQuantization::bytes_before instead of op->weight_bytes() (a layer
+  /// read in its 16-bit disk dtype counted as the FP32 op Model::load builds
+  /// otherwise). Throws InvalidArgument naming the layer: for a
   /// weight that layer_weight_f32 refuses, and (with the mode) when the
   /// quantization fails (e.g. a non-finite weight).
   void step(const std::string& name, std::unique_ptr<Linear>& op, const std::optional<QuantSpec>& spec,
-            QuantizeReport& report, const Quantize& quantize = {}) const {
+            QuantizeReport& report, const Quantize& quantize = {},
+            std::optional<size_t> bytes_before = std::nullopt) const {
     LayerQuantization lq;
     lq.name = name;
     lq.out_features = op->out_features();
     lq.in_features = op->in_features();
-    lq.bytes_before = op->weight_bytes();
+    lq.bytes_before = bytes_before.value_or(op->weight_bytes());
     if (spec) {
       const Tensor weight = layer_weight_f32(*op, name);
       try {
@@ -178,8 +182,9 @@ class LayerQuantizer {
 
 }  // namespace
 
-void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
-  model.hold_unquantized_in_disk_dtype();
+namespace {
+/// Each kept layer's LayerQuantization::format and bytes_after, from the op its slot holds now.
+void report_kept_layers(Model& model, QuantizeReport& report) {
   const std::vector<LinearSlot> slots = model.linear_layers();
   for (size_t i = 0; i < slots.size() && i < report.layers.size(); ++i) {
     LayerQuantization& lq = report.layers[i];
@@ -187,6 +192,12 @@ void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
     lq.format = (*slots[i].op)->format();
     lq.bytes_after = (*slots[i].op)->weight_bytes();
   }
+}
+}  // namespace
+
+void hold_unquantized_and_report(Model& model, QuantizeReport& report) {
+  model.hold_unquantized_in_disk_dtype();
+  report_kept_layers(model, report);
 }
 
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
@@ -280,10 +291,11 @@ namespace {
 
 /// load_quantized without AWQ and layer_specs: each linear layer is quantized
 /// (or, kept, held in its 16-bit disk dtype when it was BF16/F16 on disk) as
-/// Model::load reads it, so the host holds one layer's FP32 weights at a time
-/// (besides the FP32 embedding tables, as Model::load holds them). The model
-/// and the report are those of Model::load + quantize_model; report.seconds
-/// counts the quantization steps only, not the reading.
+/// Model::load reads it, so the host holds one layer's FP32 weights at a time;
+/// the embedding tables and an unquantized lm_head of a BF16/F16 checkpoint
+/// are read in that dtype (Model::load's tables_in_disk_dtype), never as F32.
+/// The model and the report are those of Model::load + quantize_model;
+/// report.seconds counts the quantization steps only, not the reading.
 std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQuantizer& quantizer,
                                       const ExecContext& host, QuantizeReport& report) {
   std::string quantized, quantized_format;  // a layer the folder holds quantized: refused once loaded
@@ -299,9 +311,15 @@ std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQua
     const auto t0 = Clock::now();
     // Both architectures name their output projection "lm_head" (LinearSlot::is_lm_head).
     const std::optional<QuantSpec> spec = quantizer.plan(name, name == "lm_head");
-    quantizer.step(name, op, spec, report);
-    // A kept layer is held now as finish() would hold it. A kept tied lm_head (an FP32 op over the embedding
-    // table, whose disk dtype it does not record) stays F32 here: finish() makes it share the 16-bit table.
+    // An lm_head of a 16-bit checkpoint arrives as a 16-bit op (tied: over the 16-bit table); the report counts
+    // it as quantize_model does, as the FP32 op Model::load builds without tables_in_disk_dtype.
+    std::optional<size_t> fp32_bytes;
+    if (linear_w16_weight(*op) != nullptr) {
+      const Tensor b = op->bias();
+      fp32_bytes = size_t(op->out_features() * op->in_features()) * sizeof(float) + (b.defined() ? b.nbytes() : 0);
+    }
+    quantizer.step(name, op, spec, report, {}, fp32_bytes);
+    // A kept layer read as an FP32 op is held now as finish() would hold it (a 16-bit one already is).
     if (!spec)
       if (auto w16 = linear_in_disk_dtype(*op)) {
         op = std::move(w16);
@@ -316,16 +334,19 @@ std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQua
     spent += Clock::now() - t0;
     return op;
   };
-  auto model = Model::load(dir, host, transform);
+  auto model = Model::load(dir, host, transform, /*tables_in_disk_dtype=*/true);
   if (!quantized.empty()) raise_already_quantized(quantized, quantized_format);
   const auto t0 = Clock::now();
   quantizer.flush_warnings();  // after Model::load's own warnings, as for Model::load + quantize_model
-  // Nothing quantized (every layer kept): quantize_model holds nothing in 16 bits then, so neither does this.
-  if (report.quantized_elements == 0)
+  // Nothing quantized (every layer kept): quantize_model holds nothing in 16 bits then, so neither does this
+  // (Model::load turned its tables and lm_head back to F32), and the report shows the F32 ops.
+  if (report.quantized_elements == 0) {
     for (const LinearSlot& slot : model->linear_layers())
       if (std::find(held.begin(), held.end(), slot.name) != held.end())
         *slot.op = make_linear_f32((*slot.op)->dequantized_weight(), (*slot.op)->bias(),
                                    linear_w16_weight(**slot.op)->dtype());
+    report_kept_layers(*model, report);
+  }
   quantizer.finish(*model, report);
   report.seconds = std::chrono::duration<double>(spent + (Clock::now() - t0)).count();
   return model;

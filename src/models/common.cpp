@@ -4,6 +4,8 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kq/error.hpp"
 
 namespace kq::models {
@@ -167,6 +169,11 @@ void add_inplace(float* x, const float* y, int64_t n, int threads) {
 void softcap_inplace(float* x, int64_t n, float cap, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (n >= (1 << 16) && threads > 1)
   for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
+std::unique_ptr<Linear> make_dense_lm_head(Tensor weight, DType disk_dtype) {
+  if (weight.dtype() == DType::BF16 || weight.dtype() == DType::F16) return make_linear_w16(std::move(weight));
+  return make_linear_f32(std::move(weight), Tensor(), disk_dtype);
 }
 
 }  // namespace kq::models

@@ -50,6 +50,12 @@ class Scratch {
   std::vector<float> buf_;
 };
 
+/// The unquantized lm_head over `weight` [vocab, hidden] as read by
+/// WeightSource::held (a tied one: over the token embedding table, sharing
+/// it): a 16-bit op (make_linear_w16) for a BF16/F16 weight, else an FP32 op
+/// (make_linear_f32) recording `disk_dtype`. Throws as those.
+std::unique_ptr<Linear> make_dense_lm_head(Tensor weight, DType disk_dtype);
+
 /// The architectures (src/models/gpt2.cpp, src/models/llama.cpp). `c` has been
 /// checked; `source_dir` is empty for random weights; `transform` (may be
 /// empty) is applied to every linear layer as it is built.

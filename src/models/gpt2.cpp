@@ -52,9 +52,9 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
                        dir.string());
   exact_gelu_ = c.activation == "gelu";
 
-  wte_.host = w.get(p + "wte.weight", {c.vocab_size, d}, Init::Weight);
+  wte_.host = w.held(p + "wte.weight", {c.vocab_size, d}, Init::Weight);
   wte_.disk_dtype = w.disk_dtype(p + "wte.weight");
-  wpe_.host = w.get(p + "wpe.weight", {c.max_positions, d}, Init::Weight);
+  wpe_.host = w.held(p + "wpe.weight", {c.max_positions, d}, Init::Weight);
   wpe_.disk_dtype = w.disk_dtype(p + "wpe.weight");
   register_parameter(wte_, ParamKind::Table);
   register_parameter(wpe_, ParamKind::Table);
@@ -93,9 +93,9 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
   if (!lm_head_) lm_head_ = w.generated_linear("lm_head", c.vocab_size, d, backend());
   if (!lm_head_)
     lm_head_ = c.tie_word_embeddings
-                   ? make_linear_f32(wte_.host)
-                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight), Tensor(),
-                                     w.disk_dtype("lm_head.weight"));
+                   ? make_dense_lm_head(wte_.host, DType::F32)
+                   : make_dense_lm_head(w.held("lm_head.weight", {c.vocab_size, d}, Init::Weight),
+                                        w.disk_dtype("lm_head.weight"));
   lm_head_ = make_linear("lm_head", std::move(lm_head_));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());

@@ -53,7 +53,7 @@ class LlamaModel final : public Model {
   void reserve_positions(int64_t capacity) override;
 
  private:
-  Param embed_;  // F32 [vocab, d] (a quantized model: its BF16/F16 disk dtype)
+  Param embed_;  // F32 [vocab, d] (a quantized model: its BF16/F16 disk dtype, read so: WeightSource::held)
   std::vector<LlamaBlock> blocks_;
   Param norm_;                       // F32 [d]
   std::unique_ptr<Linear> lm_head_;  // [vocab, d]; shares embed_'s host tensor when tied (on the CPU)
@@ -124,7 +124,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
   make_ropes(std::min(c.max_positions, kInitialRopePositions), rope_, rope_long_, rope_local_);
 
-  embed_.host = w.get("model.embed_tokens.weight", {c.vocab_size, d}, Init::Weight);
+  embed_.host = w.held("model.embed_tokens.weight", {c.vocab_size, d}, Init::Weight);
   embed_.disk_dtype = w.disk_dtype("model.embed_tokens.weight");
   if (c.scale_embeddings) {
     // Gemma3TextScaledWordEmbedding (GemmaModel's and Gemma2Model's `normalizer` alike): embed_scale (float32
@@ -241,9 +241,9 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
   if (!lm_head_) lm_head_ = w.generated_linear("lm_head", c.vocab_size, d, backend());
   if (!lm_head_)
     lm_head_ = c.tie_word_embeddings
-                   ? make_linear_f32(embed_.host)
-                   : make_linear_f32(w.get("lm_head.weight", {c.vocab_size, d}, Init::Weight), Tensor(),
-                                     w.disk_dtype("lm_head.weight"));
+                   ? make_dense_lm_head(embed_.host, DType::F32)
+                   : make_dense_lm_head(w.held("lm_head.weight", {c.vocab_size, d}, Init::Weight),
+                                        w.disk_dtype("lm_head.weight"));
   lm_head_ = make_linear("lm_head", std::move(lm_head_));
   register_linear("lm_head", &lm_head_, /*is_lm_head=*/true);
   set_disk_weight_bytes(w.disk_bytes());

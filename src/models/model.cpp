@@ -120,6 +120,11 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx) { return load(dir, ctx, {}); }
 
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, const LinearTransform& transform) {
+  return load(dir, ctx, transform, /*tables_in_disk_dtype=*/false);
+}
+
+std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, const LinearTransform& transform,
+                                   bool tables_in_disk_dtype) {
   check_context(ctx);
   const cpu::OmpThreadsScope threads(resolve_threads(ctx.threads));  // converting weights, `transform`
   std::error_code ec;
@@ -133,13 +138,20 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
   models::FileWeights weights(dir);
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
+  const bool held = tables_in_disk_dtype && ctx.device == Device::CPU;
+  weights.set_hold_in_disk_dtype(held);
   // source_dir() is absolute: save_quantized_model reads the folder again later, after any chdir of the caller's.
   fs::path source = fs::weakly_canonical(dir, ec);
   if (ec) source = fs::absolute(dir, ec).lexically_normal();
   auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, source, transform)
                                   : models::make_llama(cfg, weights, ctx, source, transform);
   m->transform_ = {};  // built: its captures need not outlive the call
-  if (weights.quantized()) m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
+  if (weights.quantized()) {
+    m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
+  } else if (held && std::all_of(m->linears_.begin(), m->linears_.end(),
+                                 [](const LinearSlot& s) { return dense_weight_data(**s.op) != nullptr; })) {
+    m->hold_tables_in_f32();  // nothing quantized: as load(dir, ctx, transform) holds them
+  }
   m->upload_parameters();
   m->unused_source_tensors_ = weights.unused_tensors();  // (not saved by save_quantized_model)
   weights.warn_unused_tensors(cfg);  // e.g. layers beyond num_hidden_layers: a warning, not an error
@@ -536,6 +548,27 @@ void Model::hold_unquantized_in_disk_dtype() {
     } else if (auto held = linear_in_disk_dtype(op)) {
       *s.op = std::move(held);
     }
+  }
+}
+
+void Model::hold_tables_in_f32() {
+  std::vector<std::pair<Tensor, const Tensor*>> replaced;  // (old 16-bit table, its F32 successor)
+  for (ParamEntry& e : parameters_) {
+    models::Param& p = *e.param;
+    if (e.kind != models::ParamKind::Table || !is_16bit(p.host.dtype())) continue;
+    Tensor old = p.host;
+    p.host = old.to_f32();
+    replaced.emplace_back(std::move(old), &p.host);
+  }
+  for (const LinearSlot& s : linears_) {
+    const Tensor* w = linear_w16_weight(**s.op);
+    if (!w) continue;
+    const auto table = std::find_if(replaced.begin(), replaced.end(),
+                                     [&](const auto& r) { return r.first.raw() == w->raw(); });
+    if (table != replaced.end())
+      *s.op = make_linear_f32(*table->second, (*s.op)->bias());
+    else if (s.is_lm_head)
+      *s.op = make_linear_f32(w->to_f32(), (*s.op)->bias(), w->dtype());
   }
 }
 

@@ -1,6 +1,7 @@
 #include "models/weights.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -378,6 +379,8 @@ Tensor require_finite(Tensor t, const std::string& name, const std::filesystem::
 /// from BF16 / F16, an unaligned F32 one copied, `transposed` for a GPT-2 Conv1D weight. An allocation that fails
 /// is an OutOfMemory naming the tensor, its shape and dtype, and the F32 bytes asked (a checkpoint too large for
 /// the machine's memory read "out of memory" with nothing else: tester round 23).
+std::atomic<size_t> f32_copy_bytes{0};  // file_weights_f32_copy_bytes()
+
 template <class Make>
 Tensor f32_copy(const Tensor& t, const std::string& name, const std::string& file, const std::filesystem::path& dir,
                 bool transposed, Make&& make) {
@@ -391,9 +394,26 @@ Tensor f32_copy(const Tensor& t, const std::string& name, const std::string& fil
                                    : fmt::format("copying {} (F32, unaligned in the file)", tensor);
     return fmt::format("{}: {}{}", dir.string(), action, transposed ? ", transposed" : "");
   };
-  return naming_allocation(size_t(t.numel()) * sizeof(float), what, std::forward<Make>(make));
+  Tensor copy = naming_allocation(size_t(t.numel()) * sizeof(float), what, std::forward<Make>(make));
+  f32_copy_bytes.fetch_add(copy.nbytes(), std::memory_order_relaxed);
+  return copy;
+}
+
+/// Rejects NaN/Inf values of a BF16 or F16 tensor (an exponent of all ones), naming it, as require_finite.
+Tensor require_finite_16bit(Tensor t, const std::string& name, const std::filesystem::path& dir) {
+  const uint16_t mask = t.dtype() == DType::BF16 ? 0x7F80 : 0x7C00;
+  const uint16_t* p = static_cast<const uint16_t*>(t.raw());
+  const int64_t n = t.numel();
+  bool ok = true;
+#pragma omp parallel for reduction(&& : ok) schedule(static) if (n > (1 << 20))
+  for (int64_t i = 0; i < n; ++i) ok = ok && (p[i] & mask) != mask;
+  if (!ok)
+    raise<FormatError>("{}: tensor '{}' holds NaN or Inf values (corrupt weights?)", dir.string(), name);
+  return t;
 }
 }  // namespace
+
+size_t file_weights_f32_copy_bytes() { return f32_copy_bytes.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
                                                       const std::string& file_prefix, int64_t out,
@@ -696,6 +716,22 @@ Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {
   Tensor copy = f32_copy(t, name, store_.file_of(name), dir_, /*transposed=*/false,
                          [&] { return t.dtype() == DType::F32 ? t.clone() : t.to_f32(); });
   return release_source(t, require_finite(std::move(copy), name, dir_));
+}
+
+Tensor FileWeights::get_in_disk_dtype(const std::string& name, const Shape& shape, Init init) {
+  if (disk_dtype(name) == DType::F32) return get(name, shape, init);  // F32 (or missing: get() names it)
+  const Tensor t = fetch(name, shape);
+  const std::string file = store_.file_of(name);
+  Tensor copy = naming_allocation(
+      t.nbytes(),
+      [&] {
+        const std::filesystem::path relative = std::filesystem::path(file).lexically_relative(dir_);
+        const std::string in_file = relative.empty() || *relative.begin() == ".." ? file : relative.string();
+        return fmt::format("{}: copying tensor '{}' {} of {} ({})", dir_.string(), io::name_excerpt(name),
+                           shape_str(t.shape()), in_file, dtype_name(t.dtype()));
+      },
+      [&] { return t.clone(); });
+  return release_source(t, require_finite_16bit(std::move(copy), name, dir_));
 }
 
 DType FileWeights::disk_dtype(const std::string& name) const {

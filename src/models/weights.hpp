@@ -1,7 +1,9 @@
 #pragma once
 // Where a model's parameters come from: a safetensors folder or a seeded
 // random generator. Architectures ask for tensors by Hugging Face name and
-// expected shape and always get F32 [rows, cols] tensors back.
+// expected shape and get F32 [rows, cols] tensors back (the embedding tables
+// and an unquantized lm_head in their BF16/F16 disk dtype when the load asks
+// for it: WeightSource::held).
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -44,6 +46,12 @@ struct FusedPart {
 /// rows, then up_proj's). Empty for any other tensor or architecture. The loader splits them into the linear
 /// layers (Llama's), and a quantized folder is saved with the split names.
 std::vector<FusedPart> fused_parts(const ModelConfig& c, const std::string& name);
+
+/// Diagnostics for tests of what a load converts: the bytes of the F32 heap
+/// copies every FileWeights has made so far (BF16/F16 tensors converted, F32
+/// ones copied for alignment or a transpose; 4 bytes per element), summed over
+/// the process. Thread-safe; never reset (tests compare differences).
+size_t file_weights_f32_copy_bytes();
 
 /// A source of F32 parameters.
 class WeightSource {
@@ -97,11 +105,30 @@ class WeightSource {
   /// Whether the source is a KernelQuant quantized folder (its unquantized
   /// parts are then held in their disk dtype, see Model::load).
   virtual bool quantized() const { return false; }
+  /// Tensor `name` with exactly `shape` in its on-disk dtype when that is BF16
+  /// or F16 (a heap copy of the file's values, never converted to F32), else
+  /// as get(name, shape, init). Same errors as get() (NaN or Inf values too).
+  /// Default (random weights): get().
+  virtual Tensor get_in_disk_dtype(const std::string& name, const Shape& shape, Init init) {
+    return get(name, shape, init);
+  }
+  /// Whether the architectures read the embedding tables and an unquantized
+  /// lm_head with held() (Model::load's tables_in_disk_dtype); default false.
+  void set_hold_in_disk_dtype(bool hold) { hold_in_disk_dtype_ = hold; }
+  /// What an architecture reads an embedding table or an unquantized lm_head
+  /// weight with: get_in_disk_dtype() after set_hold_in_disk_dtype(true),
+  /// else get() (F32). Same errors as those.
+  Tensor held(const std::string& name, const Shape& shape, Init init) {
+    return hold_in_disk_dtype_ ? get_in_disk_dtype(name, shape, init) : get(name, shape, init);
+  }
   /// Bytes of the tensors handed out so far, in their on-disk dtype.
   size_t disk_bytes() const { return disk_bytes_; }
 
  protected:
   size_t disk_bytes_ = 0;
+
+ private:
+  bool hold_in_disk_dtype_ = false;
 };
 
 /// Parameters from a model folder's safetensors (TensorStore::open_dir).
@@ -137,6 +164,11 @@ class FileWeights final : public WeightSource {
   bool contains(const std::string& name) const override { return store_.contains(name); }
   Tensor get(const std::string& name, const Shape& shape, Init init) override;
   Tensor get_transposed(const std::string& name, const Shape& shape, Init init) override;
+  /// A BF16/F16 tensor as a heap copy in that dtype (the mapping's pages it
+  /// was read from dropped, as for get()'s F32 copies); an F32 one as get().
+  /// A copy that cannot be allocated is an OutOfMemory naming the folder, the
+  /// tensor, its shape, dtype and file, and the bytes asked.
+  Tensor get_in_disk_dtype(const std::string& name, const Shape& shape, Init init) override;
   std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
                                            int64_t out, int64_t in, bool bias) override;
   /// An AutoAWQ / AutoGPTQ checkpoint's fused layer "<fused_prefix>.qweight" (...) split into `parts`; empty for

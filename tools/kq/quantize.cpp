@@ -382,9 +382,10 @@ void add_quantize_command(CLI::App& app) {
         model = load_quantized(a->model, qo, ctx, &rep);
       } catch (const std::bad_alloc& e) {  // what was being allocated (named by the loader) and why FP32
         throw OutOfMemory(out_of_memory_text(
-            e, " (kq quantize converts the weights it reads to FP32, 4 bytes per parameter, before quantizing "
-               "them: each linear layer one at a time, but the embedding tables whole, while the model is loaded; "
-               "the quantized folder keeps the embeddings in their checkpoint dtype)"));
+            e, " (kq quantize converts each linear layer it reads to FP32, 4 bytes per parameter, before "
+               "quantizing it, one layer at a time; the embedding tables and an unquantized lm_head are held in "
+               "their checkpoint dtype, BF16/F16 or FP32, from the start: the peak is about the quantized model "
+               "plus one layer's FP32 weights)"));
       }
     }
     int quantized = 0;

@@ -1,0 +1,371 @@
+// tester25 #4: load_quantized of a BF16/F16 checkpoint converted the embedding
+// tables (and an unquantized lm_head) to FP32 while loading and only went back
+// to the 16-bit dtype after the quantization (a 2 GiB BF16 embedding: a 4 GiB
+// FP32 copy). It now reads them in their disk dtype (Model::load's
+// tables_in_disk_dtype). On tiny Llama and GPT-2 folders written here in BF16,
+// F16 and F32, tied and untied: the result is that of Model::load +
+// quantize_model (report, layer formats and bytes, logits bit for bit, saved
+// folder byte for byte), and the F32 bytes the loader converts
+// (file_weights_f32_copy_bytes) are the reference's minus exactly the tables
+// and the 16-bit lm_head, so no FP32 copy of them was ever made.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "common/test_data.hpp"
+#include "common/test_util.hpp"
+#include "io/safetensors.hpp"
+#include "kernels/quantized_linear.hpp"
+#include "kq/dtype.hpp"
+#include "kq/error.hpp"
+#include "kq/linear.hpp"
+#include "kq/model.hpp"
+#include "kq/optimizer.hpp"
+#include "kq/quantize.hpp"
+#include "kq/warning.hpp"
+#include "models/weights.hpp"
+
+using namespace kq;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kVocab = 96, kHidden = 64, kInter = 128, kLayers = 2, kPositions = 32;
+
+struct Folder {
+  bool gpt2;
+  DType dtype;
+  bool tied;
+};
+
+std::string dtype_key(DType t) { return t == DType::BF16 ? "bfloat16" : t == DType::F16 ? "float16" : "float32"; }
+
+/// Deterministic values in [-a, a) (plus `center`), rounded to `dtype` as the file stores them.
+Tensor values(DType dtype, const Shape& shape, uint32_t seed, float a, float center = 0.0f) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  std::vector<float> f(static_cast<size_t>(n));
+  uint32_t x = seed * 2654435761u + 12345u;
+  for (float& v : f) {
+    x = x * 1664525u + 1013904223u;
+    v = center + a * (float(x >> 8) / float(1u << 24) * 2.0f - 1.0f);
+  }
+  Tensor t = Tensor::empty(dtype, shape);
+  if (dtype == DType::F32)
+    std::memcpy(t.raw_mut(), f.data(), f.size() * sizeof(float));
+  else
+    convert_from_f32(dtype, f.data(), t.raw_mut(), f.size());
+  return t;
+}
+
+/// A tiny model folder (no tokenizer: the API quantizes and saves it, warning about that).
+fs::path write_folder(const fs::path& dir, const Folder& f) {
+  fs::create_directories(dir);
+  nlohmann::json cfg;
+  std::map<std::string, Tensor> t;
+  uint32_t seed = 1;
+  const auto w = [&](const std::string& name, const Shape& shape) { t[name] = values(f.dtype, shape, seed++, 0.08f); };
+  const auto gain = [&](const std::string& name, int64_t n) { t[name] = values(f.dtype, {n}, seed++, 0.1f, 1.0f); };
+  const auto bias = [&](const std::string& name, int64_t n) { t[name] = values(f.dtype, {n}, seed++, 0.02f); };
+  if (f.gpt2) {
+    cfg = {{"model_type", "gpt2"},    {"architectures", {"GPT2LMHeadModel"}},
+           {"n_embd", kHidden},       {"n_head", 4},
+           {"n_layer", kLayers},      {"n_positions", kPositions},
+           {"n_inner", nullptr},      {"vocab_size", kVocab},
+           {"activation_function", "gelu_new"}, {"layer_norm_epsilon", 1e-5},
+           {"eos_token_id", 0},       {"tie_word_embeddings", f.tied},
+           {"torch_dtype", dtype_key(f.dtype)}};
+    w("transformer.wte.weight", {kVocab, kHidden});
+    w("transformer.wpe.weight", {kPositions, kHidden});
+    for (int64_t l = 0; l < kLayers; ++l) {
+      const std::string p = "transformer.h." + std::to_string(l) + ".";
+      gain(p + "ln_1.weight", kHidden);
+      bias(p + "ln_1.bias", kHidden);
+      w(p + "attn.c_attn.weight", {kHidden, 3 * kHidden});  // Conv1D: [in, out]
+      bias(p + "attn.c_attn.bias", 3 * kHidden);
+      w(p + "attn.c_proj.weight", {kHidden, kHidden});
+      bias(p + "attn.c_proj.bias", kHidden);
+      gain(p + "ln_2.weight", kHidden);
+      bias(p + "ln_2.bias", kHidden);
+      w(p + "mlp.c_fc.weight", {kHidden, 4 * kHidden});
+      bias(p + "mlp.c_fc.bias", 4 * kHidden);
+      w(p + "mlp.c_proj.weight", {4 * kHidden, kHidden});
+      bias(p + "mlp.c_proj.bias", kHidden);
+    }
+    gain("transformer.ln_f.weight", kHidden);
+    bias("transformer.ln_f.bias", kHidden);
+  } else {
+    cfg = {{"model_type", "llama"},          {"architectures", {"LlamaForCausalLM"}},
+           {"hidden_size", kHidden},         {"intermediate_size", kInter},
+           {"num_hidden_layers", kLayers},   {"num_attention_heads", 4},
+           {"num_key_value_heads", 2},       {"head_dim", 16},
+           {"max_position_embeddings", kPositions}, {"vocab_size", kVocab},
+           {"hidden_act", "silu"},           {"rms_norm_eps", 1e-5},
+           {"rope_theta", 10000.0},          {"eos_token_id", 0},
+           {"tie_word_embeddings", f.tied},  {"torch_dtype", dtype_key(f.dtype)}};
+    w("model.embed_tokens.weight", {kVocab, kHidden});
+    for (int64_t l = 0; l < kLayers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      gain(p + "input_layernorm.weight", kHidden);
+      w(p + "self_attn.q_proj.weight", {64, kHidden});
+      w(p + "self_attn.k_proj.weight", {32, kHidden});
+      w(p + "self_attn.v_proj.weight", {32, kHidden});
+      w(p + "self_attn.o_proj.weight", {kHidden, 64});
+      gain(p + "post_attention_layernorm.weight", kHidden);
+      w(p + "mlp.gate_proj.weight", {kInter, kHidden});
+      w(p + "mlp.up_proj.weight", {kInter, kHidden});
+      w(p + "mlp.down_proj.weight", {kHidden, kInter});
+    }
+    gain("model.norm.weight", kHidden);
+  }
+  if (!f.tied) w("lm_head.weight", {kVocab, kHidden});
+  kq::testing::write_text(dir / "config.json", cfg.dump(2));
+  write_safetensors(dir / "model.safetensors", t);
+  return dir;
+}
+
+/// The F32 bytes of what the new path reads in 16 bits: the tables (GPT-2: wte and wpe) and an untied lm_head.
+size_t tables_f32_bytes(const Folder& f) {
+  if (f.dtype == DType::F32) return 0;
+  size_t n = size_t(kVocab * kHidden) + (f.gpt2 ? size_t(kPositions * kHidden) : 0);
+  if (!f.tied) n += size_t(kVocab * kHidden);
+  return n * sizeof(float);
+}
+
+struct Result {
+  std::unique_ptr<Model> model;
+  QuantizeReport report;
+  std::vector<std::string> warnings;
+  size_t f32_copied = 0;  // file_weights_f32_copy_bytes() during the load
+};
+
+template <class F>
+Result run(F&& load) {
+  Result r;
+  kq::testing::CapturedWarnings w;
+  const size_t before = models::file_weights_f32_copy_bytes();
+  load(r);
+  r.f32_copied = models::file_weights_f32_copy_bytes() - before;
+  r.warnings = w.list;
+  return r;
+}
+
+std::vector<float> logits_of(Model& m) {
+  const size_t V = size_t(m.config().vocab_size);
+  KVCache cache = m.make_cache(16);
+  std::vector<float> out(4 * V);
+  m.forward(std::vector<int32_t>{1, 50, 30, 7}, cache, out.data());
+  for (int32_t t : {11, 95}) {
+    std::vector<float> row(V);
+    m.forward(std::vector<int32_t>{t}, cache, row.data());
+    out.insert(out.end(), row.begin(), row.end());
+  }
+  return out;
+}
+
+std::map<std::string, std::string> files_of(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    files[e.path().filename().string()] = std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  return files;
+}
+
+void expect_same(const Result& s, const Result& ref) {
+  ASSERT_EQ(s.report.layers.size(), ref.report.layers.size());
+  for (size_t i = 0; i < s.report.layers.size(); ++i) {
+    const LayerQuantization &x = s.report.layers[i], &y = ref.report.layers[i];
+    SCOPED_TRACE(y.name);
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.format, y.format);
+    EXPECT_EQ(x.bytes_before, y.bytes_before);
+    EXPECT_EQ(x.bytes_after, y.bytes_after);
+    EXPECT_EQ(x.quantized, y.quantized);
+  }
+  EXPECT_EQ(s.report.quantized_bytes_before, ref.report.quantized_bytes_before);
+  EXPECT_EQ(s.report.quantized_bytes_after, ref.report.quantized_bytes_after);
+  EXPECT_EQ(s.report.quantized_matrix_bytes, ref.report.quantized_matrix_bytes);
+  EXPECT_EQ(s.report.quantized_elements, ref.report.quantized_elements);
+  EXPECT_EQ(s.warnings, ref.warnings);
+  const std::vector<LinearSlot> a = s.model->linear_layers(), b = ref.model->linear_layers();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ((*a[i].op)->format(), (*b[i].op)->format()) << a[i].name;
+    EXPECT_EQ((*a[i].op)->weight_bytes(), (*b[i].op)->weight_bytes()) << a[i].name;
+    EXPECT_EQ(a[i].disk_dtype, b[i].disk_dtype) << a[i].name;
+  }
+  EXPECT_EQ(s.model->weight_breakdown().linear, ref.model->weight_breakdown().linear);
+  EXPECT_EQ(s.model->weight_breakdown().other, ref.model->weight_breakdown().other);
+  EXPECT_EQ(s.model->disk_weight_bytes(), ref.model->disk_weight_bytes());
+  const std::vector<float> ls = logits_of(*s.model), lr = logits_of(*ref.model);
+  ASSERT_EQ(ls.size(), lr.size());
+  EXPECT_EQ(std::memcmp(ls.data(), lr.data(), ls.size() * sizeof(float)), 0) << "logits differ";
+}
+
+struct Case {
+  Folder folder;
+  const char* mode;
+  bool quantize_lm_head;
+  std::vector<std::string> keep;
+};
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << (c.folder.gpt2 ? "gpt2 " : "llama ") << dtype_name(c.folder.dtype) << (c.folder.tied ? " tied " : " untied ")
+      << c.mode << (c.quantize_lm_head ? " quantize_lm_head" : "");
+  for (const std::string& k : c.keep) *os << " keep '" << k << "'";
+}
+
+class Streaming16BitTables : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Streaming16BitTables, SameAsLoadThenQuantizeWithoutAnFp32CopyOfTheTables) {
+  const Case& c = GetParam();
+  kq::testing::TempDir tmp;
+  const fs::path dir = write_folder(tmp.path / "m", c.folder);
+  QuantizeOptions o;
+  o.spec = parse_quant_mode(c.mode);
+  o.quantize_lm_head = c.quantize_lm_head;
+  o.keep_patterns = c.keep;
+  const Result s = run([&](Result& r) { r.model = load_quantized(dir, o, {}, &r.report); });
+  const Result ref = run([&](Result& r) {
+    r.model = Model::load(dir);
+    r.report = quantize_model(*r.model, o);
+  });
+  expect_same(s, ref);
+  ASSERT_GT(s.report.quantized_elements, 0);
+
+  // The loader converted to F32 all the reference did but the tables and the 16-bit lm_head (F32 folders:
+  // the same, none of them; the reference's count includes them, so this can fail).
+  EXPECT_EQ(s.f32_copied + tables_f32_bytes(c.folder), ref.f32_copied);
+  EXPECT_EQ(tables_f32_bytes(c.folder) > 0, c.folder.dtype != DType::F32);
+
+  kq::testing::TempDir out;
+  {
+    kq::testing::CapturedWarnings quiet;  // no tokenizer files: warned about for both
+    save_quantized_model(*s.model, o, out.path / "streamed");
+    save_quantized_model(*ref.model, o, out.path / "reference");
+  }
+  const auto fs_ = files_of(out.path / "streamed"), fr = files_of(out.path / "reference");
+  ASSERT_EQ(fs_.size(), fr.size());
+  for (const auto& [name, bytes] : fr) {
+    ASSERT_TRUE(fs_.count(name)) << name;
+    EXPECT_TRUE(fs_.at(name) == bytes) << name << " differs";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Folders, Streaming16BitTables,
+    ::testing::Values(Case{{false, DType::BF16, false}, "int8", false, {}},
+                      Case{{false, DType::BF16, true}, "int8", false, {}},
+                      Case{{false, DType::BF16, false}, "nf4", true, {}},
+                      Case{{false, DType::BF16, true}, "nf4", true, {}},
+                      Case{{false, DType::F16, false}, "int8", false, {"down_proj"}},
+                      Case{{false, DType::F16, true}, "fp8", true, {"lm_head"}},
+                      Case{{false, DType::F32, false}, "int8", false, {}},
+                      Case{{false, DType::F32, true}, "nf4", false, {}},
+                      Case{{true, DType::BF16, true}, "int8", false, {}},
+                      Case{{true, DType::F16, true}, "nf4", true, {}},
+                      Case{{true, DType::BF16, false}, "int8", false, {"c_fc"}},
+                      Case{{true, DType::F32, true}, "int8", false, {}}));
+
+// The held parts right after load_quantized: the tables and the kept lm_head are the 16-bit tensors
+// (2 bytes per value in weight_breakdown: norms and biases F32), and Model::load with tables_in_disk_dtype hands
+// the transform a 16-bit lm_head, tied over the table or untied, never an FP32 op.
+TEST(Streaming16BitTablesHeld, TheTablesAndTheLmHeadAreSixteenBitFromTheStart) {
+  for (const bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    kq::testing::TempDir tmp;
+    const Folder f{false, DType::BF16, tied};
+    const fs::path dir = write_folder(tmp.path / "m", f);
+    std::string lm_head_format;
+    const size_t before = models::file_weights_f32_copy_bytes();
+    auto m = Model::load(
+        dir, {},
+        [&](const std::string& name, std::unique_ptr<Linear> op) -> std::unique_ptr<Linear> {
+          if (name == "lm_head") {
+            lm_head_format = op->format();
+            return op;
+          }
+          return quantize_linear(op->dequantized_weight(), op->bias(), parse_quant_mode("int8"));
+        },
+        /*tables_in_disk_dtype=*/true);
+    const size_t copied = models::file_weights_f32_copy_bytes() - before;
+    EXPECT_EQ(lm_head_format, "bf16");
+    // Copied to F32: the quantized layers' weights and the three norm gains of each layer (Llama: two) and the
+    // final one; nothing of the table or the lm_head.
+    const size_t layer_weights = size_t(64 * kHidden + 2 * 32 * kHidden + kHidden * 64 + 3 * kInter * kHidden);
+    EXPECT_EQ(copied, size_t(kLayers) * (layer_weights + 2 * kHidden) * 4 + kHidden * 4);
+    const size_t norms = size_t(kLayers * 2 + 1) * kHidden * 4;
+    const size_t table = size_t(kVocab * kHidden) * 2;
+    // Tied: the lm_head shares the table, counted once (with the linear layers); untied: the table is "other".
+    EXPECT_EQ(m->weight_breakdown().other, norms + (tied ? 0 : table));
+    for (const LinearSlot& s : m->linear_layers())
+      if (s.is_lm_head) {
+        EXPECT_EQ((*s.op)->format(), "bf16");
+        EXPECT_EQ((*s.op)->weight_bytes(), table);
+      }
+  }
+}
+
+// Nothing quantized (every layer kept): as Model::load + quantize_model, everything F32 (tables converted back).
+TEST(Streaming16BitTablesHeld, EveryLayerKeptIsF32AsLoadThenQuantize) {
+  for (const bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    kq::testing::TempDir tmp;
+    const fs::path dir = write_folder(tmp.path / "m", {false, DType::BF16, tied});
+    QuantizeOptions o;
+    o.spec = parse_quant_mode("int8");
+    o.keep_patterns = {"."};
+    const Result s = run([&](Result& r) { r.model = load_quantized(dir, o, {}, &r.report); });
+    const Result ref = run([&](Result& r) {
+      r.model = Model::load(dir);
+      r.report = quantize_model(*r.model, o);
+    });
+    expect_same(s, ref);
+    EXPECT_EQ(s.report.quantized_elements, 0);
+    for (const LinearSlot& l : s.model->linear_layers()) EXPECT_EQ((*l.op)->format(), "f32") << l.name;
+  }
+}
+
+// A non-finite value in a 16-bit table is refused as the F32 conversion refused it, naming the tensor.
+TEST(Streaming16BitTablesHeld, NonFiniteTableValueIsTheSameError) {
+  kq::testing::TempDir tmp;
+  const fs::path dir = write_folder(tmp.path / "m", {false, DType::BF16, false});
+  {
+    TensorStore store = TensorStore::open_dir(dir);
+    std::map<std::string, Tensor> t;
+    for (const std::string& n : store.names()) t[n] = store.get(n).clone();
+    store = TensorStore();
+    static_cast<uint16_t*>(t["model.embed_tokens.weight"].raw_mut())[77] = 0x7F80;  // BF16 +Inf
+    write_safetensors(dir / "model.safetensors", t);
+  }
+  QuantizeOptions o;
+  o.spec = parse_quant_mode("int8");
+  std::string streamed, reference;
+  try {
+    load_quantized(dir, o);
+  } catch (const FormatError& e) {
+    streamed = e.what();
+  }
+  try {
+    Model::load(dir);
+  } catch (const FormatError& e) {
+    reference = e.what();
+  }
+  EXPECT_NE(streamed.find("tensor 'model.embed_tokens.weight' holds NaN or Inf"), std::string::npos) << streamed;
+  EXPECT_EQ(streamed, reference);
+}
+
+}  // namespace
