@@ -30,7 +30,8 @@ namespace kq::models {
 /// A non-linear model parameter (embedding table, norm gain/bias, RoPE
 /// cos/sin table). `host` is on the host: F32, except the embedding tables
 /// (ParamKind::Table) of a quantized model, which
-/// Model::hold_unquantized_in_disk_dtype turns into their BF16/F16 disk_dtype.
+/// Model::hold_unquantized_in_disk_dtype turns into their BF16/F16 disk_dtype
+/// (load_quantized reads them in it: Model::load's tables_in_disk_dtype).
 /// A device backend keeps a copy (Backend::upload) and records where it is.
 struct Param {
   Tensor host;                   ///< F32 (Table: F32, BF16 or F16), shape as loaded
