@@ -117,6 +117,19 @@ struct SamplingParams {
   uint64_t seed = 0;
 };
 
+/// The repetition penalty of CTRL (Keskar et al. 2019, arXiv:1909.05858) as
+/// Hugging Face transformers' RepetitionPenaltyLogitsProcessor applies it:
+/// for each distinct token id in `tokens` (the sequence so far: the prompt
+/// and the tokens generated), its logit in `logits` (F32 [vocab], changed in
+/// place) is divided by `penalty` when > 0 and multiplied by it when < 0 (0
+/// and -inf stay). Each id is penalized once however often it occurs. Apply
+/// it to the raw logits before Sampler::sample (transformers runs it before
+/// the temperature / top-k / top-p warpers; in greedy decoding too).
+/// `penalty` 1 changes nothing; > 1 discourages repeats. Throws
+/// InvalidArgument for a penalty that is not a finite number > 0, or an id
+/// of `tokens` outside [0, logits.size()).
+void apply_repetition_penalty(std::span<float> logits, std::span<const int32_t> tokens, float penalty);
+
 /// Draws token ids from logits with SamplingParams. Keeps its buffers between
 /// calls (no allocation per token after the first). One sample() per
 /// generated token, on the last row of Model::forward's logits (see there for

@@ -2,6 +2,7 @@
 #include "api/generation_config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -91,7 +92,57 @@ std::optional<EosTokens> eos_from(const std::filesystem::path& path, int64_t voc
   return e;
 }
 
+/// `key` of `j` as a float: a JSON number, finite as a float, checked by `ok` (`range` says the allowed
+/// range in the message). Empty when absent or null. Throws FormatError naming `file` and `key`.
+template <class Ok>
+std::optional<float> number_key(const nlohmann::json& j, const char* key, const std::string& file, Ok ok,
+                                const char* range) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number())
+    raise<FormatError>("{}: {} must be a number ({}), got {}", file, key, range, io::json_excerpt(*it));
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || std::abs(v) > double(std::numeric_limits<float>::max()) || !ok(v))
+    raise<FormatError>("{}: {} must be {}, got {}", file, key, range, io::json_excerpt(*it));
+  return float(v);
+}
+
+/// `key` of `j` as an integer in [lo, hi]; empty when absent or null. Throws FormatError naming `file` and `key`.
+std::optional<int64_t> integer_key(const nlohmann::json& j, const char* key, const std::string& file, int64_t lo,
+                                   int64_t hi) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer())
+    raise<FormatError>("{}: {} must be an integer ({} .. {}), got {}", file, key, lo, hi, io::json_excerpt(*it));
+  if (it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(hi)
+                               : (it->get<int64_t>() < lo || it->get<int64_t>() > hi))
+    raise<FormatError>("{}: {} must be in {} .. {}, got {}", file, key, lo, hi, io::json_excerpt(*it));
+  return it->get<int64_t>();
+}
+
 }  // namespace
+
+GenerationDefaults load_generation_defaults(const std::filesystem::path& model_dir) {
+  const std::filesystem::path path = model_dir / "generation_config.json";
+  GenerationDefaults g;
+  if (!present(path)) return g;
+  const std::string file = path.string();
+  const nlohmann::json j = io::load_hf_json_file(path);
+  if (!j.is_object()) raise<FormatError>("{}: expected a JSON object", file);
+  g.source = file;
+  if (const auto it = j.find("do_sample"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean())
+      raise<FormatError>("{}: do_sample must be true or false, got {}", file, io::json_excerpt(*it));
+    g.do_sample = it->get<bool>();
+  }
+  g.temperature = number_key(j, "temperature", file, [](double v) { return v >= 0; }, "a finite number >= 0");
+  g.top_p = number_key(j, "top_p", file, [](double v) { return v > 0 && v <= 1; }, "in (0, 1]");
+  g.repetition_penalty =
+      number_key(j, "repetition_penalty", file, [](double v) { return v > 0; }, "a finite number > 0; 1 = off");
+  if (const auto k = integer_key(j, "top_k", file, 0, std::numeric_limits<int>::max())) g.top_k = int(*k);
+  g.max_new_tokens = integer_key(j, "max_new_tokens", file, 0, int64_t(1) << 30);
+  return g;
+}
 
 EosTokens load_eos_token_ids(const std::filesystem::path& model_dir, int64_t vocab_size) {
   if (auto e = eos_from(model_dir / "generation_config.json", vocab_size,

@@ -3,6 +3,7 @@
 // Hugging Face model folder the way transformers resolves them.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,5 +36,30 @@ struct EosTokens {
 /// io::load_hf_json_file) for an unreadable file, a UTF-8 byte-order mark
 /// before the JSON, nesting deeper than io::kMaxJsonDepth or invalid JSON.
 EosTokens load_eos_token_ids(const std::filesystem::path& model_dir, int64_t vocab_size);
+
+/// The generation defaults a model folder's generation_config.json sets (the
+/// keys of Hugging Face transformers' GenerationConfig that `kq generate`
+/// applies). Each member is empty when the file is absent or the key is
+/// absent or null (transformers' None); what they mean for sampling is
+/// resolve_generation_defaults' business (tools/kq/generate.cpp).
+struct GenerationDefaults {
+  std::optional<bool> do_sample;             ///< true: sample; false: greedy decoding
+  std::optional<float> temperature;          ///< softmax temperature, >= 0
+  std::optional<int> top_k;                  ///< >= 0 (0 = no limit)
+  std::optional<float> top_p;                ///< in (0, 1]
+  std::optional<float> repetition_penalty;   ///< > 0 (1 = off; CTRL, Keskar et al. 2019)
+  std::optional<int64_t> max_new_tokens;     ///< 0 .. 2^30
+  std::string source;                        ///< "DIR/generation_config.json", or "" when the file is absent
+};
+
+/// The sampling keys of DIR/generation_config.json (do_sample, temperature,
+/// top_k, top_p, repetition_penalty, max_new_tokens); all empty when the file
+/// is absent. Throws FormatError naming the file and the key for a value of
+/// the wrong JSON type (do_sample not a boolean, top_k / max_new_tokens not
+/// an integer, the others not a number) or out of range (temperature < 0,
+/// top_p outside (0, 1], top_k < 0, repetition_penalty <= 0,
+/// max_new_tokens < 0 or > 2^30), for a file that is only a link leading
+/// nowhere, and as load_eos_token_ids does for an unreadable or invalid file.
+GenerationDefaults load_generation_defaults(const std::filesystem::path& model_dir);
 
 }  // namespace kq

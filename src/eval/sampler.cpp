@@ -1,6 +1,7 @@
 // Token sampling: greedy, temperature, top-k, top-p (nucleus).
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/ops_softmax.hpp"
 #include "kq/error.hpp"
@@ -16,6 +17,21 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
     raise<InvalidArgument>("SamplingParams::top_k must be >= 0 (0 = no limit), got {}", params.top_k);
   if (!(params.top_p > 0.0f && params.top_p <= 1.0f))
     raise<InvalidArgument>("SamplingParams::top_p must be in (0, 1], got {}", params.top_p);
+}
+
+void apply_repetition_penalty(std::span<float> logits, std::span<const int32_t> tokens, float penalty) {
+  if (!std::isfinite(penalty) || penalty <= 0.0f)
+    raise<InvalidArgument>("repetition penalty must be a finite number > 0 (1 = off), got {}", penalty);
+  if (penalty == 1.0f) return;
+  std::vector<int32_t> ids(tokens.begin(), tokens.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  for (const int32_t id : ids) {
+    if (id < 0 || size_t(id) >= logits.size())
+      raise<InvalidArgument>("apply_repetition_penalty: token id {} is outside the {} logits", id, logits.size());
+    float& v = logits[size_t(id)];
+    v = v < 0.0f ? v * penalty : v / penalty;
+  }
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/test_data.hpp"
@@ -160,6 +161,74 @@ TEST(GenerationConfig, DanglingLinkIsAFormatErrorNamingTheFile) {
   write_text(d.path / "real.json", R"({"eos_token_id": 9})");
   std::filesystem::create_symlink(d.path / "real.json", gen);
   EXPECT_EQ(load_eos_token_ids(d.path, 100).ids, std::vector<int32_t>{9});
+}
+
+// The sampling keys kq generate applies (do_sample, temperature, top_k, top_p, repetition_penalty,
+// max_new_tokens): each read, absent / null ones empty, bad types and ranges refused naming file and key.
+TEST(GenerationDefaults, ReadsEachKey) {
+  TempDir d;
+  GenerationDefaults g = load_generation_defaults(d.path);  // no file
+  EXPECT_TRUE(g.source.empty());
+  EXPECT_FALSE(g.do_sample || g.temperature || g.top_k || g.top_p || g.repetition_penalty || g.max_new_tokens);
+  write_text(d.path / "generation_config.json",
+             R"({"do_sample": true, "temperature": 0.7, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.3,
+                 "max_new_tokens": 256, "eos_token_id": 2})");
+  g = load_generation_defaults(d.path);
+  EXPECT_EQ(g.source, (d.path / "generation_config.json").string());
+  EXPECT_EQ(g.do_sample, true);
+  EXPECT_EQ(g.temperature, 0.7f);
+  EXPECT_EQ(g.top_k, 40);
+  EXPECT_EQ(g.top_p, 0.95f);
+  EXPECT_EQ(g.repetition_penalty, 1.3f);
+  EXPECT_EQ(g.max_new_tokens, 256);
+  // Integers where floats go, the range ends, and null (transformers' None) = absent.
+  write_text(d.path / "generation_config.json",
+             R"({"do_sample": false, "temperature": 0, "top_k": 0, "top_p": 1, "repetition_penalty": 2,
+                 "max_new_tokens": null})");
+  g = load_generation_defaults(d.path);
+  EXPECT_EQ(g.do_sample, false);
+  EXPECT_EQ(g.temperature, 0.0f);
+  EXPECT_EQ(g.top_k, 0);
+  EXPECT_EQ(g.top_p, 1.0f);
+  EXPECT_EQ(g.repetition_penalty, 2.0f);
+  EXPECT_FALSE(g.max_new_tokens);
+  // The shipped demo model sets none of them.
+  g = load_generation_defaults(kq::testing::demo_model());
+  EXPECT_FALSE(g.source.empty());
+  EXPECT_FALSE(g.do_sample || g.temperature || g.top_k || g.top_p || g.repetition_penalty || g.max_new_tokens);
+}
+
+TEST(GenerationDefaults, BadValuesAreFormatErrorsNamingFileAndKey) {
+  const std::vector<std::pair<const char*, const char*>> cases = {
+      {R"({"do_sample": 1})", "do_sample"},
+      {R"({"do_sample": "true"})", "do_sample"},
+      {R"({"temperature": -0.1})", "temperature"},
+      {R"({"temperature": "0.7"})", "temperature"},
+      {R"({"temperature": 1e300})", "temperature"},
+      {R"({"top_k": -1})", "top_k"},
+      {R"({"top_k": 50.0})", "top_k"},
+      {R"({"top_k": 3000000000})", "top_k"},
+      {R"({"top_p": 0})", "top_p"},
+      {R"({"top_p": 1.01})", "top_p"},
+      {R"({"top_p": [0.9]})", "top_p"},
+      {R"({"repetition_penalty": 0})", "repetition_penalty"},
+      {R"({"repetition_penalty": -1.2})", "repetition_penalty"},
+      {R"({"max_new_tokens": -1})", "max_new_tokens"},
+      {R"({"max_new_tokens": 2000000000})", "max_new_tokens"},
+      {R"({"max_new_tokens": true})", "max_new_tokens"},
+      {R"([1, 2])", "expected a JSON object"},
+  };
+  for (const auto& [text, key] : cases) {
+    TempDir d;
+    write_text(d.path / "generation_config.json", text);
+    try {
+      (void)load_generation_defaults(d.path);
+      ADD_FAILURE() << text << " accepted";
+    } catch (const FormatError& e) {
+      const std::string m = e.what();
+      EXPECT_EQ(m.rfind((d.path / "generation_config.json").string() + ": " + key, 0), 0u) << text << ": " << m;
+    }
+  }
 }
 
 }  // namespace

@@ -97,3 +97,45 @@ TEST(Sampler, SeedReproducesAndValidates) {
   Sampler s({});
   EXPECT_THROW(s.sample({}), InvalidArgument);
 }
+
+// Repetition penalty (CTRL, Keskar et al. 2019, as transformers' RepetitionPenaltyLogitsProcessor applies it):
+// each distinct id seen once, positive logits divided, negative multiplied, against hand-computed values.
+TEST(RepetitionPenalty, DividesPositiveAndMultipliesNegativeLogitsOfSeenTokensOnce) {
+  std::vector<float> l = {2.0f, -1.0f, 0.0f, 3.0f, -INFINITY, 0.5f};
+  const std::vector<int32_t> seen = {0, 1, 0, 2, 0, 4, 1};  // 0 three times, 1 twice: penalized once each
+  apply_repetition_penalty(l, seen, 2.0f);
+  EXPECT_EQ(l[0], 1.0f);    // 2 / 2
+  EXPECT_EQ(l[1], -2.0f);   // -1 * 2
+  EXPECT_EQ(l[2], 0.0f);    // 0 stays
+  EXPECT_EQ(l[3], 3.0f);    // not seen
+  EXPECT_EQ(l[4], -INFINITY);
+  EXPECT_EQ(l[5], 0.5f);    // not seen
+  // A penalty below 1 favours repeats the same way (transformers allows any penalty > 0).
+  std::vector<float> m = {4.0f, -4.0f};
+  apply_repetition_penalty(m, std::vector<int32_t>{0, 1}, 0.5f);
+  EXPECT_EQ(m[0], 8.0f);
+  EXPECT_EQ(m[1], -2.0f);
+  // 1 = off: nothing changes.
+  std::vector<float> o = {1.5f, -2.5f};
+  apply_repetition_penalty(o, std::vector<int32_t>{0, 1}, 1.0f);
+  EXPECT_EQ(o, (std::vector<float>{1.5f, -2.5f}));
+}
+
+TEST(RepetitionPenalty, ChangesTheGreedyChoice) {
+  // Token 1 leads (1.2 > 1.0); once it is in the sequence its logit is 1.2 / 1.3 = 0.923 < 1.0: token 0 wins.
+  std::vector<float> l = {1.0f, 1.2f, -0.5f};
+  Sampler greedy(SamplingParams{});
+  EXPECT_EQ(greedy.sample(l), 1);
+  apply_repetition_penalty(l, std::vector<int32_t>{1}, 1.3f);
+  EXPECT_FLOAT_EQ(l[1], 1.2f / 1.3f);
+  EXPECT_EQ(greedy.sample(l), 0);
+}
+
+TEST(RepetitionPenalty, BadPenaltyOrIdIsAnError) {
+  std::vector<float> l = {1.0f, 2.0f};
+  for (const float p : {0.0f, -1.0f, NAN, INFINITY})
+    EXPECT_THROW(apply_repetition_penalty(l, std::vector<int32_t>{0}, p), InvalidArgument) << p;
+  EXPECT_THROW(apply_repetition_penalty(l, std::vector<int32_t>{2}, 1.5f), InvalidArgument);
+  EXPECT_THROW(apply_repetition_penalty(l, std::vector<int32_t>{-1}, 1.5f), InvalidArgument);
+  EXPECT_EQ(l, (std::vector<float>{1.0f, 2.0f}));
+}

@@ -40,6 +40,7 @@ struct GenerateOptions {
   std::string prompt_file;  ///< --prompt-file: the prompt is this file's text (instead of --prompt)
   int n = 64;
   SamplingParams sampling;
+  float repetition_penalty = 1.0f;  ///< --repetition-penalty (1 = off)
   int threads = 0;
   std::string device = "cpu";
   bool ignore_eos = false;
@@ -135,17 +136,109 @@ void grow_cache_for(const Model& model, KVCache& cache, int64_t positions, int64
 /// for n >= 1; the prompt's for n = 0, when nothing runs).
 int64_t cache_positions(int64_t prompt_tokens, int64_t n) { return prompt_tokens + std::max<int64_t>(n - 1, 0); }
 
+/// Which of the options that generation_config.json can also set were given on the command line.
+struct GivenOptions {
+  bool n = false, temperature = false, top_k = false, top_p = false, repetition_penalty = false;
+  std::vector<std::string> sampling;  ///< --top-k, --top-p, --seed as given: warned about at temperature 0
+};
+
+/// The settings `kq generate` runs with and, for the summary line, where they came from.
+struct ResolvedSettings {
+  SamplingParams sampling;
+  float repetition_penalty = 1.0f;
+  int64_t n = 64;
+  bool n_from_file = false;  ///< n is generation_config.json's max_new_tokens
+  std::string note;  ///< "; sampling from generation_config.json: ..." or "" when the file set nothing used
+};
+
+/// The command line's settings (`o`, `given`) over generation_config.json's (`g`), as Hugging Face
+/// transformers' generate() applies GenerationConfig by default
+/// (https://huggingface.co/docs/transformers/main_classes/text_generation, GenerationConfig: do_sample
+/// defaults to False = greedy decoding, temperature to 1.0, top_k to 50, top_p to 1.0, repetition_penalty
+/// to 1.0; temperature / top_k / top_p are used only when sampling):
+///  - temperature: --temperature when given; else do_sample true: the file's temperature (1 when absent);
+///    else greedy (0), whatever temperature the file sets;
+///  - top-k: --top-k; else the file's top_k; else 50 when the file's do_sample is true (transformers'
+///    default), else kq's 0 (all tokens);
+///  - top-p, repetition penalty: the option, else the file's key, else 1 (off);
+///  - -n: the option, else the file's max_new_tokens, else 64.
+/// A file without these keys leaves kq's defaults (greedy, -n 64) as they were.
+ResolvedSettings resolve_settings(const GenerateOptions& o, const GivenOptions& given, const GenerationDefaults& g) {
+  ResolvedSettings r;
+  r.sampling = o.sampling;
+  r.repetition_penalty = o.repetition_penalty;
+  r.n = o.n;
+  const bool sample = g.do_sample.value_or(false);
+  std::vector<std::string> from_file;  // settings taken from the file, for the note
+  std::vector<std::string> from_cli;
+  if (!given.temperature) {
+    r.sampling.temperature = sample ? g.temperature.value_or(1.0f) : 0.0f;
+    if (sample) from_file.push_back(fmt::format("temperature {}{}", r.sampling.temperature,
+                                                g.temperature ? "" : " (transformers' default)"));
+  } else {
+    from_cli.push_back(fmt::format("temperature {} (--temperature)", r.sampling.temperature));
+  }
+  if (!given.top_k && (g.top_k || sample)) {
+    r.sampling.top_k = g.top_k.value_or(50);
+    from_file.push_back(fmt::format("top-k {}{}", r.sampling.top_k, g.top_k ? "" : " (transformers' default)"));
+  } else if (given.top_k) {
+    from_cli.push_back(fmt::format("top-k {} (--top-k)", r.sampling.top_k));
+  }
+  if (!given.top_p && g.top_p) {
+    r.sampling.top_p = *g.top_p;
+    from_file.push_back(fmt::format("top-p {}", r.sampling.top_p));
+  } else if (given.top_p) {
+    from_cli.push_back(fmt::format("top-p {} (--top-p)", r.sampling.top_p));
+  }
+  std::string penalty;
+  if (!given.repetition_penalty && g.repetition_penalty) {
+    r.repetition_penalty = *g.repetition_penalty;
+    penalty = fmt::format("; repetition penalty {} from generation_config.json", r.repetition_penalty);
+  }
+  std::string n;
+  if (!given.n && g.max_new_tokens) {
+    r.n = *g.max_new_tokens;
+    r.n_from_file = true;
+    n = fmt::format("; -n {} from generation_config.json's max_new_tokens", r.n);
+  }
+  std::string sampling;
+  const bool file_sampling_keys = g.do_sample || g.temperature || g.top_k || g.top_p;
+  if (r.sampling.temperature == 0.0f) {
+    // Greedy: say so when the file asked for it or set sampling keys that greedy decoding does not use.
+    if (!given.temperature && file_sampling_keys)
+      sampling = fmt::format("; greedy decoding: generation_config.json {} (its temperature, top_k and top_p "
+                             "apply only with do_sample true, as in transformers; --temperature > 0 samples)",
+                             g.do_sample ? (sample ? "sets temperature 0" : "sets do_sample false")
+                                         : "does not set do_sample");
+  } else if (!from_file.empty()) {
+    std::string list;
+    if (from_cli.empty()) {
+      for (const std::string& s : from_file) list += (list.empty() ? "" : ", ") + s;
+      sampling = "; sampling from generation_config.json: " + list;
+    } else {
+      for (const std::string& s : from_cli) list += (list.empty() ? "" : ", ") + s;
+      for (const std::string& s : from_file) list += ", " + s + " (generation_config.json)";
+      sampling = "; sampling: " + list;
+    }
+  }
+  r.note = sampling + penalty + n;
+  return r;
+}
+
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// `sampling_given`: the sampling options given on the command line (--top-k,
-/// --top-p, --seed), warned about as having no effect at temperature 0.
-void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std::string>& sampling_given) {
+/// `given`: the options given on the command line; they override generation_config.json's keys
+/// (resolve_settings), and --top-k, --top-p, --seed are warned about as having no effect at temperature 0.
+void run_generate(const GenerateOptions& o, const GivenOptions& given) {
   if (o.n < 0) raise<InvalidArgument>("-n must be >= 0, got {}", o.n);
   if (o.threads < 0) raise<InvalidArgument>("--threads must be >= 0 (0 = all cores), got {}", o.threads);
-  Sampler sampler(o.sampling);  // validates temperature / top-k / top-p
-  if (o.sampling.temperature == 0 && !sampling_given.empty()) {
+  const ResolvedSettings settings = resolve_settings(o, given, load_generation_defaults(o.model));
+  Sampler sampler(settings.sampling);  // validates temperature / top-k / top-p
+  const std::vector<std::string>& sampling_given = given.sampling;
+  const bool n_given = given.n;
+  if (settings.sampling.temperature == 0 && !sampling_given.empty()) {
     std::string names;
     for (size_t i = 0; i < sampling_given.size(); ++i)
       names += (i == 0 ? "" : i + 1 == sampling_given.size() ? " and " : ", ") + sampling_given[i];
@@ -224,13 +317,16 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   auto is_eos = [&](int32_t t) { return std::find(eos.ids.begin(), eos.ids.end(), t) != eos.ids.end(); };
   // -n is a maximum (generation also stops at the end-of-sequence token): one that
   // does not fit the context (cache_positions) is reduced to what fits, and said so on stderr.
-  int64_t n = o.n;
+  int64_t n = settings.n;
   if (cache_positions(int64_t(prompt.size()), n) > max_pos) {
     n = max_pos - int64_t(prompt.size()) + 1;
     warn(fmt::format(
         "-n/--max-new-tokens: generating at most {} instead of the {}{}: the prompt's {} "
         "{} {} of the model's {} (the last generated token needs none)",
-        count_noun(n, "token"), n_given ? "requested " : "default ", o.n,
+        count_noun(n, "token"), n_given               ? "requested "
+        : settings.n_from_file ? "generation_config.json's max_new_tokens "
+                               : "default ",
+        settings.n,
         count_noun((long long)prompt.size(), "token"), prompt.size() == 1 ? "leaves" : "leave",
         max_pos - int64_t(prompt.size()), count_noun(max_pos, "position")));
   }
@@ -264,6 +360,8 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
     prefill_s = since(t0);
     t1 = std::chrono::steady_clock::now();
     for (; generated < n; ++generated) {
+      // The repetition penalty over the prompt and the tokens generated so far (`sequence`), before sampling.
+      if (settings.repetition_penalty != 1.0f) apply_repetition_penalty(logits, sequence, settings.repetition_penalty);
       const int32_t next = sampler.sample(logits);
       if (!o.ignore_eos && is_eos(next)) {
         stopped_at = next;
@@ -296,12 +394,12 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
   const double decode_s = since(t1);
   check_model_files_unchanged("the text generated above may not be the model's");
   if (n == 0) {  // nothing ran: no rates to report
-    print_diag("kq: prompt {}{}; -n 0: nothing generated\n", count_noun((long long)prompt.size(), "token"),
-               prompt_note);
+    print_diag("kq: prompt {}{}; -n 0: nothing generated{}\n", count_noun((long long)prompt.size(), "token"),
+               prompt_note, settings.note);
     return;
   }
   print_diag(
-      "kq: prompt {}{}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}{}{}\n",
+      "kq: prompt {}{}, prefill {:.1f} ms ({:.0f} tokens/s); generated {}{}{}{}\n",
       count_noun((long long)prompt.size(), "token"), prompt_note, prefill_s * 1e3,
       prefill_s > 0 ? double(prompt.size()) / prefill_s : 0.0, count_noun(generated, "token"),
       // No rate for no token (an end-of-sequence token first): "0 tokens, 0.0 tokens/s" says nothing.
@@ -309,7 +407,8 @@ void run_generate(const GenerateOptions& o, bool n_given, const std::vector<std:
                     : std::string(),
       stopped_at
           ? fmt::format("; stopped at end-of-sequence token {} ({})", *stopped_at, quoted_token(tok, *stopped_at))
-          : std::string());
+          : std::string(),
+      settings.note);
 }
 
 }  // namespace
@@ -336,27 +435,42 @@ void add_generate_command(CLI::App& app) {
   CLI::Option* n_opt =
       cmd->add_option(
              "-n,--max-new-tokens", opts->n,
-             "Tokens to generate at most (reduced, with a warning, to what the model's context leaves)")
+             "Tokens to generate at most (reduced, with a warning, to what the model's context leaves); default: "
+             "generation_config.json's max_new_tokens when it sets one, else 64")
           ->transform(integer_in(0, 1 << 30))
           ->capture_default_str();
-  cmd->add_option("--temperature", opts->sampling.temperature,
-                  "Sampling temperature; 0 = greedy (--top-k, --top-p and --seed then have no effect)")
+  CLI::Option* temperature_opt = cmd->add_option(
+      "--temperature", opts->sampling.temperature,
+      "Sampling temperature; 0 = greedy (--top-k, --top-p and --seed then have no effect); default: greedy, "
+      "unless generation_config.json sets do_sample true: then its temperature (1 when absent), as transformers "
+      "does")
       // The upper bound is the largest float (the temperature is a float), so
       // that a value beyond it names the real limit rather than "inf".
       ->check(real_in<float>({0.0, double(std::numeric_limits<float>::max())}))
       ->capture_default_str();
   CLI::Option* top_k_opt =
-      cmd->add_option("--top-k", opts->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
+      cmd->add_option("--top-k", opts->sampling.top_k,
+                      "Sample from the k most likely tokens (0 = all); default: generation_config.json's top_k, "
+                      "else 50 when it sets do_sample true (transformers' default), else 0")
       ->transform(integer_in(0, std::numeric_limits<int>::max()))
       ->capture_default_str();
   CLI::Option* top_p_opt =
-      cmd->add_option("--top-p", opts->sampling.top_p, "Nucleus sampling probability mass (1 = off)")
+      cmd->add_option("--top-p", opts->sampling.top_p,
+                      "Nucleus sampling probability mass (1 = off); default: generation_config.json's top_p, else 1")
       ->check(real_in<float>({.lo = 0.0, .hi = 1.0, .lo_open = true}))
       ->capture_default_str();
   CLI::Option* seed_opt =
       cmd->add_option("--seed", opts->sampling.seed, "Random seed (of std::mt19937_64)")
       ->transform(integer_in<uint64_t>(0, std::numeric_limits<uint64_t>::max()))
       ->capture_default_str();
+  CLI::Option* penalty_opt =
+      cmd->add_option("--repetition-penalty", opts->repetition_penalty,
+                      "Repetition penalty (CTRL, as transformers applies it): the logit of every token already in "
+                      "the prompt or the text generated is divided by it when positive, multiplied when negative; "
+                      "1 = off, > 1 discourages repeats; default: generation_config.json's repetition_penalty, "
+                      "else 1")
+          ->check(real_in<float>({.lo = 0.0, .hi = double(std::numeric_limits<float>::max()), .lo_open = true}))
+          ->capture_default_str();
   add_threads_option(cmd, opts->threads);
   cmd->add_option("--device", opts->device, "cpu or cuda (the GPU, see docs/GPU.md)")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu"}, CLI::ignore_case))
@@ -376,11 +490,15 @@ void add_generate_command(CLI::App& app) {
                 "Do not put the special tokens the tokenizer adds before every text (e.g. Llama's BOS, from "
                 "tokenizer.json's post_processor or add_bos_token) before the prompt (default: they are put there, "
                 "as Hugging Face tokenizers do; tokens after the text, e.g. an EOS, never are)");
-  cmd->callback([opts, n_opt, top_k_opt, top_p_opt, seed_opt] {
-    std::vector<std::string> sampling_given;
+  cmd->callback([opts, n_opt, temperature_opt, top_k_opt, top_p_opt, seed_opt, penalty_opt] {
+    GivenOptions given{.n = n_opt->count() > 0,
+                       .temperature = temperature_opt->count() > 0,
+                       .top_k = top_k_opt->count() > 0,
+                       .top_p = top_p_opt->count() > 0,
+                       .repetition_penalty = penalty_opt->count() > 0};
     for (const CLI::Option* opt : {top_k_opt, top_p_opt, seed_opt})
-      if (opt->count() > 0) sampling_given.push_back(opt->get_name());
-    run_generate(*opts, n_opt->count() > 0, sampling_given);
+      if (opt->count() > 0) given.sampling.push_back(opt->get_name());
+    run_generate(*opts, given);
   });
 }
 
