@@ -54,8 +54,8 @@ ComparisonResult compare_models(Model& ref, Model& cand, std::span<const int32_t
   r.ctx = eval::resolve_ctx(ctx, shorter.max_positions, "ctx");
   const auto windows = perplexity_windows(int64_t(tokens.size()), r.ctx, max_windows);
   if (windows.empty())
-    raise<InvalidArgument>("compare_models: the text has {} tokens, fewer than the 2 needed to score one",
-                           tokens.size());
+    raise<InvalidArgument>("compare_models: the text has {} token{}, fewer than the 2 needed to score one",
+                           tokens.size(), tokens.size() == 1 ? "" : "s");
   eval::check_token_ids(tokens, windows.back().end, vocab, "compare_models");
 
   // Buffers sized to the longest window scored, not to ctx (same windows).

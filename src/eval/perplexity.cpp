@@ -46,8 +46,8 @@ PerplexityResult evaluate_perplexity(Model& model, std::span<const int32_t> toke
   r.ctx = eval::resolve_ctx(ctx, model.config().max_positions, "ctx");
   const auto windows = perplexity_windows(int64_t(tokens.size()), r.ctx, max_windows);
   if (windows.empty())
-    raise<InvalidArgument>("perplexity: the text has {} tokens, fewer than the 2 needed to score one",
-                           tokens.size());
+    raise<InvalidArgument>("perplexity: the text has {} token{}, fewer than the 2 needed to score one",
+                           tokens.size(), tokens.size() == 1 ? "" : "s");
   eval::check_token_ids(tokens, windows.back().end, vocab, "perplexity");
 
   // Buffers sized to the longest window scored, not to ctx (same windows).

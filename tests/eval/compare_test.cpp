@@ -109,3 +109,27 @@ TEST(CompareModels, RejectsDifferentVocabularies) {
   const std::vector<int32_t> tokens = {1, 2, 3, 4};
   EXPECT_THROW(compare_models(*a, *b, tokens), InvalidArgument);
 }
+
+// tester26: "the text has 1 tokens"; the count is pluralized as the CLI's messages are.
+TEST(CompareModels, TooShortTextCountsTokensInEnglish) {
+  const ModelConfig c = kq::testing::tiny_gpt2_config();
+  auto a = Model::random(c, 1);
+  auto b = Model::random(c, 2);
+  const std::vector<std::pair<std::vector<int32_t>, std::string>> cases = {
+      {{5}, "the text has 1 token, fewer than the 2 needed"}, {{}, "the text has 0 tokens, fewer than the 2 needed"}};
+  for (const auto& [tokens, expected] : cases) {
+    for (const bool compare : {false, true}) {
+      try {
+        if (compare)
+          (void)compare_models(*a, *b, tokens);
+        else
+          (void)evaluate_perplexity(*a, tokens);
+        ADD_FAILURE() << "accepted " << tokens.size() << " tokens";
+      } catch (const InvalidArgument& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find(std::string(compare ? "compare_models: " : "perplexity: ") + expected), std::string::npos)
+            << m;
+      }
+    }
+  }
+}
