@@ -1,10 +1,14 @@
 // `kq generate --prompt-file FILE` (tester 22: a long prompt had to go through the shell's argument list): the
 // file's whole text is the prompt, exactly as --prompt with the same text (same output, same token count); it is
-// checked as kq eval's --text is (UTF-8 with the byte offset named, a regular file, '-' a usage error); it and
-// --prompt exclude each other, and one of the two is required (usage errors, exit status 2).
+// checked as kq eval's --text is (UTF-8 with the byte offset named; a folder or a device refused); '-' reads
+// standard input and a FIFO is read to its end (tester26), both capped at 16 MiB; it and --prompt exclude each
+// other, and one of the two is required (usage errors, exit status 2).
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <string>
+#include <vector>
 
 #include "cli/cli_util.hpp"
 
@@ -54,9 +58,12 @@ TEST(CliGeneratePromptFile, BadFilesAndOptionsAreRefused) {
   r = generate({"--prompt-file", tmp.path.string()});  // a folder
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(has(r.err, "--prompt-file")) << r.err;
-  r = generate({"--prompt-file", "-"});
+  r = generate({"--prompt-file", ""});
   EXPECT_EQ(r.status, 2);
-  EXPECT_TRUE(has(r.err, "--prompt-file") && has(r.err, "standard input is not supported")) << r.err;
+  EXPECT_TRUE(has(r.err, "--prompt-file") && has(r.err, "the path is empty")) << r.err;
+  r = generate({"--prompt-file", "/dev/zero"});  // a device is never read (it would not end)
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(has(r.err, "--prompt-file: '/dev/zero' is a character device")) << r.err;
   kq::testing::write_text(tmp.path / "p.txt", "Hello");
   r = generate({"--prompt", "Hi", "--prompt-file", (tmp.path / "p.txt").string()});
   EXPECT_EQ(r.status, 2);
@@ -69,6 +76,43 @@ TEST(CliGeneratePromptFile, BadFilesAndOptionsAreRefused) {
   r = generate({"--prompt-file", (tmp.path / "empty.txt").string()});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(has(r.err, "(empty --prompt-file '" + (tmp.path / "empty.txt").string() + "': the BOS token")) << r.err;
+}
+
+// tester26: `--prompt-file -` was refused and a pipe (`<(...)`) too; both are read to their end now, as a file is.
+TEST(CliGeneratePromptFile, StandardInputAndPipesAreReadWhole) {
+  kq::testing::TempDir tmp;
+  const std::string text = "Once upon a time,\nthere was a";
+  const auto file = kq::testing::write_text(tmp.path / "prompt.txt", text);
+  const auto a = generate({"--prompt", text});
+  ASSERT_EQ(a.status, 0) << a.err;
+  std::vector<std::string> args = {"generate", "-m", demo_model().string(), "-n", "6", "--ignore-eos",
+                                   "--threads", "1", "--prompt-file", "-"};
+  const auto in = kq::testing::run_kq_in(tmp.path, args, 60, file);
+  ASSERT_EQ(in.status, 0) << in.err;
+  EXPECT_EQ(in.out, a.out);
+  // A FIFO written by another process (what a shell's <(...) gives).
+  const auto fifo = tmp.path / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  args.back() = fifo.string();
+  const auto p = kq::testing::run_kq_after(
+      "cd " + kq::testing::sh_quote(tmp.path.string()) + " && (cat prompt.txt > fifo &) && timeout -s KILL 60 ",
+      args);
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_EQ(p.out, a.out);
+  // Standard input is checked as a file is: UTF-8 with the offset named, and at most 16 MiB.
+  kq::testing::write_text(tmp.path / "latin1.txt", "caf\xe9");
+  args.back() = "-";
+  auto r = kq::testing::run_kq_in(tmp.path, args, 60, tmp.path / "latin1.txt");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(has(r.err, "--prompt-file - (standard input): invalid UTF-8 at byte offset 3")) << r.err;
+  kq::testing::write_text(tmp.path / "big.txt", std::string((size_t(1) << 24) + 1, 'a'));
+  r = kq::testing::run_kq_in(tmp.path, args, 60, tmp.path / "big.txt");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(has(r.err, "--prompt-file - (standard input): more than 16777216 bytes")) << r.err;
+  // An empty standard input is an empty prompt.
+  r = kq::testing::run_kq_in(tmp.path, args, 60);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "(empty --prompt-file - (standard input): the BOS token")) << r.err;
 }
 
 }  // namespace

@@ -5,7 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <tuple>
+#include <utility>
 #include <limits>
 #include <new>
 #include <optional>
@@ -49,8 +55,41 @@ struct GenerateOptions {
   bool no_special_prefix = false;
 };
 
-/// The largest --prompt-file read (a prompt longer than any model's context fails after tokenizing anyway).
-constexpr uint64_t kMaxPromptFileBytes = uint64_t(1) << 28;
+/// The most bytes --prompt-file reads (a file, standard input or a pipe): 16 MiB, far more than any model's
+/// context holds (128k tokens are about 0.5 MiB of text); a longer input is an error naming this limit.
+constexpr uint64_t kMaxPromptFileBytes = uint64_t(1) << 24;
+
+/// The whole prompt of --prompt-file `path` and how messages name it ("--prompt-file 'x'", or "--prompt-file -
+/// (standard input)"): "-" reads standard input to its end, a FIFO (a named pipe, a shell's `<(...)`) is read
+/// to its end (a prompt is small and read once), anything else must be a regular file (check_input_file: a
+/// folder or a device is InvalidArgument saying what it is). More than kMaxPromptFileBytes is InvalidArgument
+/// naming the limit; text that is not UTF-8 is FormatError naming the byte offset.
+std::pair<std::string, std::string> read_prompt_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool from_stdin = path == "-";
+  if (!from_stdin && fs::status(path, ec).type() != fs::file_type::fifo) {
+    check_input_file("--prompt-file", path);
+    return {io::read_utf8_text_file(path, kMaxPromptFileBytes), fmt::format("--prompt-file '{}'", path)};
+  }
+  const std::string name = from_stdin ? "--prompt-file - (standard input)" : fmt::format("--prompt-file '{}'", path);
+  std::FILE* f = from_stdin ? stdin : std::fopen(path.c_str(), "rb");
+  if (!f) raise<InvalidArgument>("{}: cannot open it: {}", name, std::strerror(errno));
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> close(from_stdin ? nullptr : f, &std::fclose);
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const size_t got = std::fread(buf, 1, sizeof buf, f);
+    if (got > kMaxPromptFileBytes - text.size())
+      raise<InvalidArgument>("{}: more than {} bytes ({}), the most a prompt may have", name, kMaxPromptFileBytes,
+                             human_bytes(size_t(kMaxPromptFileBytes)));
+    text.append(buf, got);
+    if (got < sizeof buf) break;
+  }
+  if (std::ferror(f)) raise<Error>("{}: read failed: {}", name, std::strerror(errno));
+  io::check_utf8(text, name);
+  return {std::move(text), name};
+}
 
 /// Positions a KV cache holds beyond the prompt's at first; it grows (grow_cache_for) as tokens are
 /// generated, so memory and time follow the tokens generated rather than -n.
@@ -251,9 +290,7 @@ void run_generate(const GenerateOptions& o, const GivenOptions& given) {
   std::string text = o.prompt;
   std::string what = "--prompt";
   if (!o.prompt_file.empty()) {
-    check_input_file("--prompt-file", o.prompt_file);
-    text = io::read_utf8_text_file(o.prompt_file, kMaxPromptFileBytes);
-    what = fmt::format("--prompt-file '{}'", o.prompt_file);
+    std::tie(text, what) = read_prompt_file(o.prompt_file);
   } else {
     io::check_utf8(text, "--prompt");
   }
@@ -427,9 +464,10 @@ void add_generate_command(CLI::App& app) {
       "Prompt text (UTF-8; invalid UTF-8 is an error naming the byte offset)");
   prompt_group
       ->add_option("--prompt-file", opts->prompt_file,
-                   "Read the prompt from this UTF-8 text file instead (all of it, a final newline included; "
-                   "invalid UTF-8 is an error naming the byte offset; standard input is not read: '-' is an error)")
-      ->check(input_text_path())
+                   "Read the prompt from this UTF-8 text file instead (all of it, a final newline included; at "
+                   "most 16 MiB; invalid UTF-8 is an error naming the byte offset); '-' reads standard input, "
+                   "and a pipe (e.g. <(...)) is read to its end too")
+      ->check(non_empty_path("file"))
       ->excludes(prompt_opt);
   prompt_group->require_option(1);
   CLI::Option* n_opt =
