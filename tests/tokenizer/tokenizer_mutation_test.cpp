@@ -18,6 +18,7 @@
 
 #include "common/json_mutations.hpp"
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kq/error.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
