@@ -329,8 +329,8 @@ inline bool layer_rope_local(const ModelConfig& c, int64_t layer) {
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 
 /// Reads and parses DIR/config.json (strict JSON: duplicate keys rejected; a
-/// UTF-8 byte-order mark before it refused, as transformers' json.load does).
-/// Throws FormatError naming the file.
+/// UTF-8 byte-order mark before it refused, as transformers' json.load does). Throws FormatError naming the file,
+/// or the folder when it holds kq quantize's staging marker .kq-staging (an unfinished output, OUT.tmp-XXXXXX).
 ModelConfig load_model_config(const std::filesystem::path& model_dir);
 
 }  // namespace kq

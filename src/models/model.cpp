@@ -146,6 +146,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
   auto m = cfg.arch == Arch::GPT2 ? models::make_gpt2(cfg, weights, ctx, source, transform)
                                   : models::make_llama(cfg, weights, ctx, source, transform);
   m->transform_ = {};  // built: its captures need not outlive the call
+  weights.check_quantized_modules_read(cfg);  // a kq folder lists only linear layers the model has
   if (weights.quantized()) {
     m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
   } else if (held && std::all_of(m->linears_.begin(), m->linears_.end(),

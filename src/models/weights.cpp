@@ -435,6 +435,7 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
                        bnb4_type_name(bnb_->fp4),
                        bnb_->fp4 ? " (as when the key is absent: transformers' default)" : "");
   }
+  if (it != quantized_modules_.end()) modules_read_.insert(module);
   if (it == quantized_modules_.end() && !hub && !bnb) {
     reject_partial_prequantized_layer(store_, dir_, file_prefix, hub_, bnb_);
     return nullptr;
@@ -707,6 +708,33 @@ void FileWeights::warn_unused_tensors(const ModelConfig& c) const {
       arch_name(c.arch), c.num_layers, c.num_layers == 1 ? "" : "s", unused.size() == 1 ? "was" : "were",
       unused.size() == 1 ? "it" : "them",
       names));
+}
+
+void FileWeights::check_quantized_modules_read(const ModelConfig& c) const {
+  const std::string cfg = (dir_ / "config.json").string();
+  std::vector<std::string> beyond;  // modules of layers the config does not have
+  int64_t highest = -1;
+  for (const auto& [module, mode] : quantized_modules_) {
+    if (modules_read_.count(module)) continue;
+    std::optional<int64_t> l;
+    for (const std::string_view prefix : c.arch == Arch::GPT2 ? std::vector<std::string_view>{"transformer.h.", "h."}
+                                                              : std::vector<std::string_view>{"model.layers."})
+      if (!l) l = layer_index(module, prefix);
+    if (l && *l >= c.num_layers) {
+      beyond.push_back(module);
+      highest = std::max(highest, *l);
+      continue;
+    }
+    raise<FormatError>("{}: quantization_config.modules['{}'] ('{}'): not a linear layer of the {} architecture "
+                       "(kq quantize lists linear layers only; the model reads this module unquantized): an edited "
+                       "quantization record",
+                       cfg, module, mode, arch_name(c.arch));
+  }
+  if (!beyond.empty())
+    raise<FormatError>("{}: {} = {} but quantization_config.modules lists {} module{} of layers {} to {} (e.g. '{}'): "
+                       "kq quantize wrote this folder for a model with at least {} layers; put back the {} it wrote",
+                       cfg, c.size_keys.num_layers, c.num_layers, beyond.size(), beyond.size() == 1 ? "" : "s",
+                       c.num_layers, highest, beyond.front(), highest + 1, c.size_keys.num_layers);
 }
 
 Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {

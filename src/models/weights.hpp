@@ -208,6 +208,14 @@ class FileWeights final : public WeightSource {
   /// (e.g. extra layers beyond num_hidden_layers), and that a quantized folder
   /// saved from the model leaves them out (Model::unused_source_tensors). Not an error.
   void warn_unused_tensors(const ModelConfig& config) const;
+  /// For a kq folder (config.json's quantization_config.modules): checks, once
+  /// the model is built, that every listed module was read as a quantized
+  /// linear layer. Throws FormatError naming config.json and the module when
+  /// one lies in a layer at or beyond the layer count (naming the key,
+  /// n_layer / num_hidden_layers as config.json writes it, and the layers:
+  /// kq quantize lists only layers the model has), or is not a linear layer
+  /// of the architecture (e.g. transformer.wte, transformer.h.0.ln_1).
+  void check_quantized_modules_read(const ModelConfig& config) const;
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
@@ -229,6 +237,7 @@ class FileWeights final : public WeightSource {
   std::optional<HubInt4Config> hub_;                      // an AutoAWQ / AutoGPTQ checkpoint's layout
   std::optional<BnbConfig> bnb_;                          // a bitsandbytes 8-bit or 4-bit (NF4, FP4) checkpoint
   std::set<std::string> used_;                            // tensors read so far
+  std::set<std::string> modules_read_;                    // quantized_modules_ keys quantized_linear() looked up
 };
 
 /// Random parameters, deterministic for (seed, name): a counter-based generator

@@ -205,3 +205,48 @@ TEST(QuantizedFolderChecks, AdaptiveBitsPerWeightCoverEveryPlannedLayer) {
   EXPECT_GT(r.bits_per_weight(), 20.0);
   EXPECT_LT(r.bits_per_weight(), 32.0);
 }
+
+// tester26b #3: a copy of kq quantize's staging folder (its .kq-staging marker still there: copied while being
+// written, or left by a killed kq) loaded with rc 0 though files written last may be missing.
+TEST(QuantizedFolderChecks, StagingFolderIsRefused) {
+  TempDir tmp;
+  const fs::path dir = quantized_folder(tmp, "int8");
+  EXPECT_NO_THROW(Model::load(dir));
+  { std::ofstream(dir / ".kq-staging"); }
+  const std::string msg = load_error(dir);
+  EXPECT_TRUE(has(msg, dir.string() + ": the folder holds .kq-staging: it is an unfinished kq quantize output"))
+      << msg;
+  EXPECT_TRUE(has(msg, "remove it and run kq quantize again")) << msg;
+}
+
+// tester26b #4: n_layer lowered in a kq folder whose quantization_config lists the dropped layer's modules loaded
+// with a warning only (and another perplexity); kq quantize never lists a layer the model lacks.
+TEST(QuantizedFolderChecks, LayerCountBelowTheQuantizedModulesIsAnError) {
+  TempDir tmp;
+  const fs::path dir = quantized_folder(tmp, "int8");
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  ASSERT_EQ(cfg["n_layer"], 2);
+  cfg["n_layer"] = 1;
+  { std::ofstream(dir / "config.json") << cfg.dump(2); }
+  const std::string msg = load_error(dir);
+  EXPECT_TRUE(has(msg, "config.json: n_layer = 1 but quantization_config.modules lists 4 modules of layers 1 to 1 "
+                       "(e.g. 'transformer.h.1."))
+      << msg;
+  EXPECT_TRUE(has(msg, "put back the n_layer it wrote")) << msg;
+}
+
+// tester26b #7: a module that is no linear layer (the token embedding, a LayerNorm) listed as quantized in both
+// records was ignored silently; a module the model lacks was already an error.
+TEST(QuantizedFolderChecks, NonLinearModuleListedAsQuantizedIsAnError) {
+  TempDir tmp;
+  const fs::path base = quantized_folder(tmp, "int8");
+  for (const std::string module : {"transformer.wte", "transformer.h.0.ln_1"}) {
+    const fs::path dir = tmp.path / module;
+    fs::copy(base, dir);
+    edit_record(dir, [&](nlohmann::json& q) { q["modules"][module] = "int8"; });
+    const std::string msg = load_error(dir);
+    EXPECT_TRUE(has(msg, "quantization_config.modules['" + module + "'] ('int8'): not a linear layer of the gpt2 "
+                         "architecture"))
+        << msg;
+  }
+}
