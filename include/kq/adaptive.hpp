@@ -85,7 +85,9 @@ struct AdaptiveOptions {
   /// so) and AdaptivePlan::quantize_lm_head is false.
   bool quantize_lm_head = false;
   /// As QuantizeOptions::keep_patterns: matching layers stay in high precision
-  /// and are not part of the budget.
+  /// and are not part of the budget: target_reduction then applies to the
+  /// other layers alone (AdaptivePlan::kept_bytes and overall_reduction give
+  /// the figures of all of them).
   std::vector<std::string> keep_patterns;
 };
 
@@ -155,6 +157,21 @@ struct AdaptivePlan {
   bool exact = true;
   bool quantize_lm_head = false;
   std::vector<std::string> keep_patterns;
+  /// The linear layers that keep_patterns leave out of the plan (the lm_head
+  /// only when the plan would otherwise have planned it): their number and
+  /// their bytes as the model holds them unquantized (N·K · size of the
+  /// on-disk dtype + bias), counted like bytes_before. They are not part of
+  /// bytes_before, of the budget or of target_reduction: the target applies to
+  /// the planned layers alone. 0 without keep patterns.
+  int kept_layers = 0;
+  size_t kept_bytes = 0;
+  /// The reduction of all the linear layers the plan covers or keep_patterns
+  /// keep: 1 − (bytes_after + kept_bytes) / (bytes_before + kept_bytes),
+  /// never more than achieved_reduction (equal without kept layers).
+  double overall_reduction() const {
+    const double before = double(bytes_before + kept_bytes);
+    return before > 0 ? 1.0 - double(bytes_after + kept_bytes) / before : 0.0;
+  }
   /// QuantizeOptions that apply the plan: layer_specs holds every planned
   /// layer (std::nullopt for a kept one); spec is the first candidate (it
   /// applies to no planned layer); a saved folder's mode is then "mixed".

@@ -155,6 +155,11 @@ struct BenchResult {
   /// The dtype linear_bytes_before counts the layers' weights in: "f32"; for an adaptive
   /// mode the on-disk dtype the plan refers to (held_dtype_names: "f32", "bf16", "f16").
   std::string linear_before_dtype = "f32";
+  /// Adaptive mode: the linear layers BenchOptions::keep_patterns left out of the plan
+  /// (AdaptivePlan::kept_layers / kept_bytes, unquantized in their on-disk dtype, biases
+  /// included): not in linear_bytes_* nor in the target's budget. 0 for other modes.
+  int linear_kept_layers = 0;
+  size_t linear_kept_bytes = 0;
   double bits_per_weight = 0;     ///< 8 · bytes of the quantized matrices (biases excluded) / elements (real, unpadded)
   LatencyResult latency_before, latency_after;
   double speedup = 0;             ///< latency_before.decode_ms / latency_after.decode_ms

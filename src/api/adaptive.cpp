@@ -152,7 +152,8 @@ bool plans_lm_head(const Model& model, const AdaptiveOptions& o) {
 /// The layers a plan covers (not the lm_head unless plans_lm_head, none
 /// matching a keep pattern), after checking the options and the model's slots
 /// (Model::check_linear_layers); none may be quantized already, and there must be one.
-std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
+std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o,
+                                      std::vector<LinearSlot>* kept = nullptr) {
   check_options(o);
   model.check_linear_layers("adaptive precision");
   std::vector<KeepPattern> keep;
@@ -165,8 +166,10 @@ std::vector<LinearSlot> planned_slots(Model& model, const AdaptiveOptions& o) {
   for (const LinearSlot& slot : model.linear_layers()) {
     if (slot.is_lm_head && !plans_lm_head(model, o)) continue;
     if (std::any_of(keep.begin(), keep.end(),
-                    [&](const KeepPattern& r) { return r.search(slot.name); }))
+                    [&](const KeepPattern& r) { return r.search(slot.name); })) {
+      if (kept) kept->push_back(slot);
       continue;
+    }
     const Linear& op = **slot.op;
     if (quantized_linear_spec(op) != nullptr)
       raise<InvalidArgument>(
@@ -384,9 +387,16 @@ double adaptive_reduction_limit(const AdaptiveOptions& o, DType held) {
 AdaptivePlan plan_adaptive_precision(Model& model, const AdaptiveOptions& o) {
   const cpu::OmpThreadsScope threads(resolve_threads(model.context().threads));  // the candidates' quantizations
   // Every check that needs no analysis first (options, layers, reachability).
-  const std::vector<LinearSlot> slots = planned_slots(model, o);
+  std::vector<LinearSlot> kept;
+  const std::vector<LinearSlot> slots = planned_slots(model, o, &kept);
   const PlanBytes bytes = plan_bytes(slots, o);
   AdaptivePlan plan;
+  for (const LinearSlot& slot : kept) {  // counted as plan_bytes counts `before`
+    const Linear& op = **slot.op;
+    plan.kept_bytes +=
+        size_t(op.out_features()) * size_t(op.in_features()) * dtype_size(slot.disk_dtype) + bias_bytes(op);
+    ++plan.kept_layers;
+  }
   plan.strategy = o.strategy;
   plan.target_reduction = o.target_reduction;
   plan.quantize_lm_head = plans_lm_head(model, o);

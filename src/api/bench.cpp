@@ -258,6 +258,8 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
               "which reaches no target; nothing to compare",
               r.mode, plan.layers.size(), held_dtype_names(plan));
         r.linear_before_dtype = held_dtype_names(plan);
+        r.linear_kept_layers = plan.kept_layers;
+        r.linear_kept_bytes = plan.kept_bytes;
         if (o.context.device != Device::CPU) cand->to_device(o.context);
       } else {
         const QuantizeOptions qo{*specs[i].spec, o.quantize_lm_head, o.keep_patterns, calibration};

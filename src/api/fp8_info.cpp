@@ -87,7 +87,8 @@ std::string fp8_info_report() {
   else
     s += fmt::format(
         "FP8:      GPU FP8 tensor cores not available: {}; the fp8 quantization modes still run on the CPU "
-        "(FP8 weights decoded to FP32)\n",
+        "(fp8 / fp8-e5m2: W8A8, the activations quantized to FP8 per token as well, products summed in FP32; "
+        "fp8-wo: FP8 weights only)\n",
         i.reason);
   return s;
 }

@@ -744,3 +744,31 @@ TEST(AdaptiveMode, BenchChecksEveryAdaptiveTargetBeforeTheFirstModeRuns) {
   }
   EXPECT_EQ(progress_calls, 0) << "int8 ran before the adaptive mode was refused";
 }
+
+// tester26b #1: layers kept by keep_patterns are not in the plan's budget; the plan now counts them apart
+// (kept_layers, kept_bytes) so that the reduction of all the linear layers can be stated next to the target's.
+TEST(AdaptivePlan, KeptLayersAreCountedApartFromTheBudget) {
+  auto m = Model::load(demo_model());
+  AdaptiveOptions all;
+  all.target_reduction = 0.5;
+  const AdaptivePlan whole = plan_adaptive_precision(*m, all);
+  EXPECT_EQ(whole.kept_layers, 0);
+  EXPECT_EQ(whole.kept_bytes, 0u);
+  EXPECT_EQ(whole.overall_reduction(), whole.achieved_reduction);
+  AdaptiveOptions o = all;
+  o.keep_patterns = {"c_fc"};
+  const AdaptivePlan plan = plan_adaptive_precision(*m, o);
+  EXPECT_EQ(plan.kept_layers, 2);
+  EXPECT_EQ(plan.layers.size() + 2, whole.layers.size());
+  // The kept layers' bytes recomputed from their shapes: F32 weights and biases.
+  size_t want = 0;
+  for (const LinearSlot& s : m->linear_layers())
+    if (s.name.find("c_fc") != std::string::npos)
+      want += (size_t((*s.op)->out_features()) * size_t((*s.op)->in_features()) + size_t((*s.op)->out_features())) * 4;
+  EXPECT_EQ(plan.kept_bytes, want);
+  EXPECT_EQ(plan.bytes_before + plan.kept_bytes, whole.bytes_before);  // the same linear layers in all
+  EXPECT_GE(plan.achieved_reduction, 0.5);
+  const double overall = 1.0 - double(plan.bytes_after + want) / double(whole.bytes_before);
+  EXPECT_DOUBLE_EQ(plan.overall_reduction(), overall);
+  EXPECT_LT(plan.overall_reduction(), plan.achieved_reduction);
+}

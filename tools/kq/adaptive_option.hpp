@@ -114,10 +114,19 @@ inline CLI::Validator target_reduction_value() {
 /// totals (the layers' bytes, unquantized in their on-disk dtype before,
 /// biases included: the figure the target refers to and the quantize report
 /// prints) and whether the knapsack was exact.
+/// With layers kept by --keep (AdaptivePlan::kept_layers), the header says the
+/// target is of the planned layers alone and a last line gives the reduction
+/// of all the linear layers, the kept ones included.
 inline void print_adaptive_plan(const AdaptivePlan& plan) {
-  fmt::print("adaptive precision plan ({} strategy, target {:g} % of the linear layers' {} bytes removed):\n",
+  const std::string kept =
+      plan.kept_layers == 0
+          ? std::string()
+          : fmt::format(" ({} kept by --keep {} not in the budget)", plan.kept_layers,
+                        plan.kept_layers == 1 ? "is" : "are");
+  fmt::print("adaptive precision plan ({} strategy, target {:g} % of the {} planned linear layer{} {} bytes "
+             "removed{}):\n",
              allocation_strategy_name(plan.strategy), std::round(plan.target_reduction * 1e6) / 1e4,
-             held_dtype_names(plan));
+             plan.layers.size(), plan.layers.size() == 1 ? "'s" : "s'", held_dtype_names(plan), kept);
   fmt::print("  {:<40} {:>11} {:>8} {:>8} {:>10} {:>10}\n", "layer", "N x K", "entropy", "format", "bytes",
              "rel. error");
   for (const LayerAnalysis& l : plan.layers) {
@@ -129,6 +138,10 @@ inline void print_adaptive_plan(const AdaptivePlan& plan) {
              human_bytes(plan.bytes_before), human_bytes(plan.bytes_after),
              std::floor(plan.achieved_reduction * 1e4) / 1e2, plan.estimated_loss,
              plan.exact ? "exact knapsack" : "greedy knapsack (too many layer combinations for the exact one)");
+  if (plan.kept_layers > 0)
+    fmt::print("  with the {} layer{} kept by --keep: {} -> {} ({:.2f} % smaller, all these linear layers)\n",
+               plan.kept_layers, plan.kept_layers == 1 ? "" : "s", human_bytes(plan.bytes_before + plan.kept_bytes),
+               human_bytes(plan.bytes_after + plan.kept_bytes), std::floor(plan.overall_reduction() * 1e4) / 1e2);
 }
 
 }  // namespace kq::cli

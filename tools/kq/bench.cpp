@@ -131,6 +131,14 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), linear_basis_label(m.linear_before_dtype),
              m.bits_per_weight);
+  if (m.linear_kept_layers > 0)  // an adaptive target is of the planned layers; these are not among them
+    fmt::print(out,
+               "  kept         {} linear layer{} by --keep ({}), not in the line above nor the target's budget; "
+               "with them: {} -> {} ({:.1f} % smaller)\n",
+               m.linear_kept_layers, m.linear_kept_layers == 1 ? "" : "s", human_bytes(m.linear_kept_bytes),
+               human_bytes(m.linear_bytes_before + m.linear_kept_bytes),
+               human_bytes(m.linear_bytes_after + m.linear_kept_bytes),
+               reduction_pct(m.linear_bytes_before + m.linear_kept_bytes, m.linear_bytes_after + m.linear_kept_bytes));
   if (m.weight_bytes_after > m.linear_bytes_after)
     fmt::print(out,
                "  other        {}  (embeddings, unquantized layers: in their on-disk dtype; biases, norms: FP32)\n",
@@ -251,6 +259,8 @@ nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
     x["linear_bytes_before"] = m.linear_bytes_before;
     x["linear_bytes_after"] = m.linear_bytes_after;
     x["linear_before_dtype"] = m.linear_before_dtype;  // "f32"; adaptive: the on-disk dtype its target refers to
+    x["linear_kept_layers"] = m.linear_kept_layers;    // adaptive: layers --keep left out of the plan (else 0)
+    x["linear_kept_bytes"] = m.linear_kept_bytes;      // their bytes unquantized, biases included
     x["bits_per_weight"] = m.bits_per_weight;
     const bool timed = m.latency_before.runs > 0;  // --no-latency: null, not 0
     auto num = [&](double v) { return timed ? nlohmann::json(v) : nlohmann::json(nullptr); };

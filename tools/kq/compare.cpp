@@ -26,6 +26,7 @@
 #include "kq/config.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
+#include "kq/info.hpp"
 #include "kq/eval.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
@@ -276,6 +277,7 @@ void run_compare(const CompareOptions& o) {
       {"load_seconds", load_seconds},
       {"threads", resolve_threads(o.threads)},
       {"device", device_name(ctx.device)},
+      {"kq_version", version()},  // the kq that ran (kq --version), as in kq bench --json
   };
   if (json_stdout) {
     fmt::print("{}\n", io::json_text(j, 2));
@@ -313,7 +315,8 @@ void add_compare_command(CLI::App& app) {
          "Also write the results as JSON to this file (atomically; missing folders above it are made; default: "
          "none). It must not be the --text "
          "file or an existing file inside either model folder (a new file there is fine). '-': the JSON goes to "
-         "standard output and the human-readable report to standard error; /dev/null: nothing is written")
+         "standard output and the human-readable report to standard error; /dev/null: nothing is written. "
+      "Its keys: README.md (kq compare), schema in tools/kq/compare.cpp")
       ->check(non_empty_path("file"));
   cmd->add_flag(
       "--special-tokens", opts->special_tokens,

@@ -24,6 +24,7 @@
 #include "io/utf8_text.hpp"
 #include "kernels/linear.hpp"
 #include "kq/error.hpp"
+#include "kq/info.hpp"
 #include "kq/model.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
@@ -152,6 +153,7 @@ void run_eval(const EvalOptions& o) {
         {"tokens_per_second", tps},
         {"threads", resolve_threads(o.threads)},
         {"device", device_name(ctx.device)},
+        {"kq_version", version()},  // the kq that ran (kq --version), as in kq bench --json
     };
     if (json_stdout) {
       fmt::print("{}\n", io::json_text(j, 2));
@@ -167,7 +169,8 @@ void run_eval(const EvalOptions& o) {
 void add_eval_command(CLI::App& app) {
   auto opts = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file (non-overlapping windows)");
-  cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
+  cmd->add_option("--model,-m", opts->model, "Model folder (config.json, safetensors, tokenizer): a Hugging Face checkpoint, a kq "
+                  "quantize folder, or an AutoAWQ / AutoGPTQ / bitsandbytes quantized checkpoint")
       ->required()
       ->check(non_empty_path("folder"));
   add_text_option(cmd, opts->text);
@@ -182,7 +185,8 @@ void add_eval_command(CLI::App& app) {
       "Also write the results as JSON to this file (atomically; missing folders above it are made; default: none). "
       "It must not be the --text "
       "file or an existing file inside the --model folder (a new file there is fine). '-': the JSON goes to "
-      "standard output and the human-readable report to standard error; /dev/null: nothing is written")
+      "standard output and the human-readable report to standard error; /dev/null: nothing is written. "
+      "Its keys: README.md (kq compare), schema in tools/kq/eval.cpp")
       ->check(non_empty_path("file"));
   cmd->add_flag(
       "--special-tokens", opts->special_tokens,

@@ -453,7 +453,8 @@ void run_generate(const GenerateOptions& o, const GivenOptions& given) {
 void add_generate_command(CLI::App& app) {
   auto opts = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
-  cmd->add_option("--model,-m", opts->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
+  cmd->add_option("--model,-m", opts->model, "Model folder (config.json, safetensors, tokenizer): a Hugging Face checkpoint, a kq "
+                  "quantize folder, or an AutoAWQ / AutoGPTQ / bitsandbytes quantized checkpoint")
       ->required()
       ->check(non_empty_path("folder"));
   // One of --prompt and --prompt-file: checked while the command line is parsed (a usage error, exit status 2,

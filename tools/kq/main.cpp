@@ -27,6 +27,7 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -34,6 +35,7 @@
 
 #include <fmt/core.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "commands.hpp"
 #include "core/out_of_memory.hpp"
@@ -167,10 +169,21 @@ void drop_invalid_omp_num_threads() {
 /// CLI11's message for an option given more often than it takes values,
 /// "--prompt: At Most 1 required but received 2", said plainly: "--prompt was
 /// given 2 times; it takes one value (give it once; quote a value with
-/// spaces)". Other messages are returned unchanged.
-std::string plain_usage_message(std::string message) {
+/// spaces)"; its "The following argument was not expected: x" in kq's words,
+/// naming the command (`command`: its word, or empty for kq itself). Other
+/// messages are returned unchanged.
+std::string plain_usage_message(std::string message, const std::string& command) {
+  static const std::regex extras(R"(^The following arguments? (?:was|were) not expected: (.*)$)");
   static const std::regex at_most(R"(^(\S+): At Most (\d+) required but received (\d+)$)");
   std::smatch m;
+  if (std::regex_match(message, m, extras)) {
+    const std::string cmd = command.empty() ? "kq" : "kq " + command;
+    std::vector<std::string> words;  // CLI11 lists them last first ("b a" for `kq info a b`)
+    std::istringstream in(m[1].str());
+    for (std::string w; in >> w;) words.insert(words.begin(), w);
+    return fmt::format("unexpected argument{} {} for '{}' (see '{} --help' for what it takes)",
+                       words.size() == 1 ? "" : "s", fmt::join(words, " "), cmd, cmd);
+  }
   if (!std::regex_match(message, m, at_most)) return message;
   if (m[2] == "1")
     return fmt::format(
@@ -215,9 +228,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", kq::version());
   // Usage errors (exit status 2) start with "kq: error:" like every other error.
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return fmt::format("kq: error: {}\nRun with --help for more information.\n",
-                       kq::io::escape_for_terminal(plain_usage_message(kq::cli::with_option_names(e.what()))));
+  app.failure_message([&argc, &argv](const CLI::App*, const CLI::Error& e) {
+    const char* word = command_word(argc, argv);
+    return fmt::format(
+        "kq: error: {}\nRun with --help for more information.\n",
+        kq::io::escape_for_terminal(plain_usage_message(kq::cli::with_option_names(e.what()), word ? word : "")));
   });
   app.footer(
       "Exit status: 0 ok, 1 error in the input or the run, 2 usage error, 3 bench: a mode failed,\n"
@@ -231,7 +246,8 @@ int main(int argc, char** argv) {
   kq::cli::add_tokenize_command(app);
   // `kq help [COMMAND]` is rewritten to `kq [COMMAND] --help` below, before parsing; it is
   // registered only to be listed with the commands in `kq --help` (its callback never runs).
-  app.add_subcommand("help", "Show this help, or a command's options: kq help [COMMAND]");
+  CLI::App* help = app.add_subcommand("help", "Show this help, or a command's options: kq help [COMMAND]");
+  help->add_option("COMMAND", "The command whose options to show (without it: the list of commands)");
 
   // Library warnings go to stderr, each distinct message once (`kq bench`
   // loads the model once per mode and would repeat them). Messages may quote
@@ -257,7 +273,11 @@ int main(int argc, char** argv) {
       return kUsageError;
     }
     help_args.push_back(argv[0]);
-    if (argc == 3) help_args.push_back(argv[2]);
+    // `kq help --help` (-h) asks for help's own help, as `kq help help` does.
+    static char help_word[] = "help";
+    if (argc == 3)
+      help_args.push_back(std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h" ? help_word
+                                                                                                      : argv[2]);
     help_args.push_back(help_flag);
     help_args.push_back(nullptr);
     argc = int(help_args.size()) - 1;

@@ -267,7 +267,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--mode", a->mode,
                   std::string("Quantization mode: int8 int4 nf4 fp4 fp4-bnb int4-g128 awq fp8 fp8-e5m2 int8-wo ...; "
                               "awq = awq-g128 (zero points), awq-gN (N = 32, 64, 128, 256), awq-sym, awq-bf16; "
-                              "adaptive: a precision per layer (see --target-reduction). ") +
+                              "adaptive: a precision per layer (see --target-reduction), also adaptive-rP "
+                              "(P = per cent to remove) and the strategy suffixes -entropy (default), -error, "
+                              "-uniform (adaptive-r80-error = --strategy error). ") +
                       cli::kInt4NamingHelp +
                       " Otherwise a 4-bit block size may be written -bN or -gN (awq-b64 = awq-g64, nf4-g64 = "
                       "nf4-b64), and a modifier that restates the default is accepted (awq-g128-asym = awq); the "
@@ -280,7 +282,8 @@ void add_quantize_command(CLI::App& app) {
                       "model holds them unquantized (its on-disk dtype: f32, or bf16 / f16 for a 16-bit checkpoint, "
                       "where nf4 everywhere removes about 74 %); each layer gets int8, nf4 or stays unquantized so "
                       "that this is reached at the least estimated loss (default 0.8, or P/100 of adaptive-rP); in "
-                      "[0.000001, 0.999999], at most 6 decimals")
+                      "[0.000001, 0.999999], at most 6 decimals. Layers kept by --keep are not planned and not in "
+                      "this budget: the fraction is then of the other layers (the plan prints both figures)")
           ->check(target_reduction_value());
   CLI::Option* strategy_opt =
       cmd->add_option("--strategy", a->strategy,
@@ -355,6 +358,7 @@ void add_quantize_command(CLI::App& app) {
     std::unique_ptr<Model> model;
     std::string mode_name = qo.spec.name();
     std::string linear_vs = "FP32";  // what quantized_bytes_before counts: FP32, or an adaptive plan's on-disk dtype
+    std::string kept_note;  // an adaptive plan with --keep: the linear line counts the planned layers alone
     if (adaptive) {  // analyse every layer, plan a format per layer, quantize with the plan
       AdaptiveOptions ao = adaptive_options(a->mode, target_opt->count() > 0, a->target, a->strategy);
       ao.quantize_lm_head = a->lm_head;
@@ -377,6 +381,9 @@ void add_quantize_command(CLI::App& app) {
       qo = plan.to_options();
       mode_name = adaptive_mode_name(ao);
       linear_vs = linear_basis_label(held_dtype_names(plan));
+      if (plan.kept_layers > 0)
+        kept_note = fmt::format("; the {} planned layer{}, not the {} kept by --keep", plan.layers.size(),
+                                plan.layers.size() == 1 ? "" : "s", plan.kept_layers);
     } else {
       try {
         model = load_quantized(a->model, qo, ctx, &rep);
@@ -433,10 +440,10 @@ void add_quantize_command(CLI::App& app) {
       }
       fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
                  rep.seconds);
-      fmt::print("linear weights {} -> {} ({:.1f} % smaller vs {}, {:.3f} bits/weight)\n",
+      fmt::print("linear weights {} -> {} ({:.1f} % smaller vs {}, {:.3f} bits/weight{})\n",
                  human_bytes(rep.quantized_bytes_before), human_bytes(rep.quantized_bytes_after),
                  reduction_pct(rep.quantized_bytes_before, rep.quantized_bytes_after), linear_vs,
-                 rep.bits_per_weight());
+                 rep.bits_per_weight(), kept_note);
       // disk_weight_bytes counts the tensors the model read, not the source's unused ones (not copied either).
       const size_t unused = model->unused_source_tensors().size();
       fmt::print("whole model in memory {} (on disk before: {}{})\n", human_bytes(model->weight_bytes()),

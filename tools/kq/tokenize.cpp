@@ -253,7 +253,8 @@ void run_tokenize(const TokenizeOptions& o) {
     });
   }
   if (!o.json.empty()) {
-    const nlohmann::json j = {{"ids", ids}, {"tokens", tokens}};
+    nlohmann::json j = {{"ids", ids}, {"tokens", tokens}};
+    if (o.decode) j["text"] = decoded;  // (json_text writes a byte that is not UTF-8 as U+FFFD)
     if (json_stdout) {
       fmt::print("{}\n", io::json_text(j, 2));
       flush_stdout();
@@ -302,8 +303,8 @@ void add_tokenize_command(CLI::App& app) {
                 "are the tokenizer's own encoding of a text, with --special-tokens for special tokens, not for any "
                 "ids: e.g. \"40 322 317\" spells \"Hello\", which encodes to \"40 5677\")");
   cmd->add_option("--json", opts->json,
-                  "Also write {\"ids\": [...], \"tokens\": [...]} (tokens: the vocabulary strings, as --tokens) to "
-                  "this file (atomically; missing folders above it are made); '-': the JSON alone on standard "
+                  "Also write {\"ids\": [...], \"tokens\": [...]} (tokens: the vocabulary strings, as --tokens; "
+                  "with --decode also \"text\": the decoded text, a byte that is not UTF-8 as U+FFFD) to this file (atomically; missing folders above it are made); '-': the JSON alone on standard "
                   "output; /dev/null: nothing is written")
       ->check(non_empty_path("file"));
   cmd->add_flag(
