@@ -175,15 +175,6 @@ std::vector<float> logits_of(Model& m) {
   return out;
 }
 
-std::map<std::string, std::string> files_of(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    std::ifstream f(e.path(), std::ios::binary);
-    files[e.path().filename().string()] = std::string(std::istreambuf_iterator<char>(f), {});
-  }
-  return files;
-}
-
 void expect_same(const Result& s, const Result& ref) {
   ASSERT_EQ(s.report.layers.size(), ref.report.layers.size());
   for (size_t i = 0; i < s.report.layers.size(); ++i) {
@@ -257,12 +248,7 @@ TEST_P(Streaming16BitTables, SameAsLoadThenQuantizeWithoutAnFp32CopyOfTheTables)
     save_quantized_model(*s.model, o, out.path / "streamed");
     save_quantized_model(*ref.model, o, out.path / "reference");
   }
-  const auto fs_ = files_of(out.path / "streamed"), fr = files_of(out.path / "reference");
-  ASSERT_EQ(fs_.size(), fr.size());
-  for (const auto& [name, bytes] : fr) {
-    ASSERT_TRUE(fs_.count(name)) << name;
-    EXPECT_TRUE(fs_.at(name) == bytes) << name << " differs";
-  }
+  kq::testing::expect_same_folder_files(out.path / "streamed", out.path / "reference");
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -13,12 +13,12 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "common/test_data.hpp"
+#include "common/test_util.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 #include "kq/model.hpp"
@@ -139,16 +139,6 @@ std::vector<float> logits_of(Model& m) {
   return out;
 }
 
-/// Every file of folder `dir`, by name, as bytes.
-std::map<std::string, std::string> files_of(const std::filesystem::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    std::ifstream f(e.path(), std::ios::binary);
-    files[e.path().filename().string()] = std::string(std::istreambuf_iterator<char>(f), {});
-  }
-  return files;
-}
-
 /// The most FP32 weight bytes one linear layer of the report holds (F32 [out, in]).
 size_t largest_layer_f32_bytes(const QuantizeReport& r) {
   size_t most = 0;
@@ -193,12 +183,7 @@ TEST_P(StreamingQuantize, SameAsLoadThenQuantizeHoldingOneFp32LayerAtATime) {
   kq::testing::TempDir tmp;
   save_quantized_model(*s.model, o, tmp.path / "streamed");
   save_quantized_model(*ref.model, o, tmp.path / "reference");
-  const auto fs = files_of(tmp.path / "streamed"), fr = files_of(tmp.path / "reference");
-  ASSERT_EQ(fs.size(), fr.size());
-  for (const auto& [name, bytes] : fr) {
-    ASSERT_TRUE(fs.count(name)) << name;
-    EXPECT_TRUE(fs.at(name) == bytes) << name << " differs";
-  }
+  kq::testing::expect_same_folder_files(tmp.path / "streamed", tmp.path / "reference");
 }
 
 // Keep patterns that keep layers (held in BF16 as read on llama-small) or match

@@ -4,6 +4,7 @@
 // exception, captured warnings, a tiny model shape.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <filesystem>
@@ -51,6 +52,18 @@ inline std::filesystem::path source_dir() {
 
 /// The shipped demo model (always present), under source_dir().
 inline std::filesystem::path demo_model() { return source_dir() / "models" / "gpt2-tiny"; }
+
+/// Expects folders `a` and `b` to hold the same file names with the same bytes (top level only): e.g. two saved
+/// quantized folders that must be identical. Names the first missing or differing file.
+inline void expect_same_folder_files(const std::filesystem::path& a, const std::filesystem::path& b) {
+  std::vector<std::string> names_a, names_b;
+  for (const auto& e : std::filesystem::directory_iterator(a)) names_a.push_back(e.path().filename().string());
+  for (const auto& e : std::filesystem::directory_iterator(b)) names_b.push_back(e.path().filename().string());
+  std::sort(names_a.begin(), names_a.end());
+  std::sort(names_b.begin(), names_b.end());
+  ASSERT_EQ(names_a, names_b) << a << " vs " << b;
+  for (const auto& name : names_a) EXPECT_TRUE(read_all(a / name) == read_all(b / name)) << name << " differs";
+}
 
 /// The message of the E that `f` throws; a test failure (and "") when it throws nothing.
 template <class E>
