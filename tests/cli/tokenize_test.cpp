@@ -199,8 +199,7 @@ TEST(CliTokenize, DecodeIdListsFollowOneRule) {
       {"[[1]]", "'[' at byte 1 is inside the list: nested lists are not token ids"},
       {"[1, [2]]", "'[' at byte 4 is inside the list"},
   };
-  // Through --file: CLI11 itself splits one argument of the form "[...]" at its commas (dropping empty
-  // elements) before kq sees it, so the file gives the list as written.
+  // Through --file the same rule (one argument is taken as given too: BracketedArgumentIsTakenAsGiven).
   TempDir tmp;
   for (const std::string list : {"[40,5677,\n3017]\n", "40 5677 3017\n", " 40,\t5677 , 3017"}) {
     const fs::path in = write_text(tmp.path / "ids.txt", list);
@@ -213,6 +212,9 @@ TEST(CliTokenize, DecodeIdListsFollowOneRule) {
     EXPECT_EQ(r.status, 1) << list;
     EXPECT_TRUE(has(r.err, "kq: error: --decode: " + message)) << list << ": " << r.err;
     EXPECT_EQ(r.out, "") << list;
+    const auto a = run_kq({"tokenize", "--decode", list});  // the same as one argument
+    EXPECT_EQ(a.status, 1) << list;
+    EXPECT_TRUE(has(a.err, "kq: error: --decode: " + message)) << list << ": " << a.err;
   }
 }
 
@@ -276,7 +278,7 @@ TEST(CliTokenize, DecodeSkipsAByteOrderMarkAndReadsItsOwnJson) {
   }
 }
 
-// Tester 25 (F3): "[]" as the one TEXT argument was the usage error "no input" (CLI11 takes "[...]" as a list of
+// Tester 25 (F3): "[]" as the one TEXT argument was the usage error "no input" (CLI11 took "[...]" as a list of
 // its comma-separated items and added none); it is an empty id list, as "[]" through standard input: an empty line.
 // A ']' inside a list without brackets was called a nested list.
 TEST(CliTokenize, DecodeEmptyBracketsArgumentAndStrayBracket) {
@@ -289,12 +291,6 @@ TEST(CliTokenize, DecodeEmptyBracketsArgumentAndStrayBracket) {
   EXPECT_EQ(piped.out, arg.out);
   EXPECT_EQ(run_kq({"tokenize", "--decode", "--no-newline", "[]"}).out, "");
   EXPECT_EQ(run_kq({"tokenize", "--decode"}).status, 2);  // still no input at all
-  // Without --decode the text is lost the same way: a usage error that says how to give it.
-  for (const std::string text : {"[]", "[1,2]"}) {
-    const auto enc = run_kq({"tokenize", text});
-    EXPECT_EQ(enc.status, 2) << text;
-    EXPECT_TRUE(has(enc.err, "give such a text with --file FILE or on standard input")) << text << ": " << enc.err;
-  }
   const auto enc = run_kq_in(kq::testing::source_dir(), {"tokenize", "-"}, 0, write_text(tmp.path / "b", "[1,2]"));
   EXPECT_EQ(enc.out, id_line(kq::Tokenizer::load(demo_model()).encode("[1,2]"))) << enc.err;
   const auto stray = run_kq({"tokenize", "--decode", "1 ] 2"});
@@ -303,4 +299,38 @@ TEST(CliTokenize, DecodeEmptyBracketsArgumentAndStrayBracket) {
                              "whole list"))
       << stray.err;
   EXPECT_FALSE(has(stray.err, "nested")) << stray.err;
+}
+
+// Stop 26's Left: CLI11 reads an argument "[...]" given to a list option as its comma-separated items (empty ones
+// dropped), so the TEXT "[x]" was tokenized as "x", "[1,2]" was refused as two arguments, and --decode took
+// "[1,,2]" and "[[1]]" as one argument. The first argument is now taken as given.
+TEST(CliTokenize, BracketedArgumentIsTakenAsGiven) {
+  const kq::Tokenizer tok = kq::Tokenizer::load(demo_model());
+  for (const std::string text : {"[x]", "[]", "[1,2]", "[a,,b]", "[[1]]"}) {
+    const auto r = run_kq({"tokenize", text});
+    EXPECT_EQ(r.status, 0) << text << ": " << r.err;
+    EXPECT_EQ(r.out, id_line(tok.encode(text))) << text;
+  }
+  const auto two = run_kq({"tokenize", "a", "[b]"});
+  EXPECT_EQ(two.status, 2);
+  EXPECT_TRUE(has(two.err, "TEXT: 2 arguments given")) << two.err;
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"[1,,2]", "empty element: the ',' at byte 3 has no id before it"},
+      {"[[1]]", "'[' at byte 1 is inside the list: nested lists are not token ids"},
+  };
+  for (const auto& [list, message] : refused) {
+    const auto r = run_kq({"tokenize", "--decode", list});
+    EXPECT_EQ(r.status, 1) << list;
+    EXPECT_TRUE(has(r.err, message)) << list << ": " << r.err;
+  }
+  // Several id arguments still work, the first in [ ] too.
+  const auto want = run_kq({"tokenize", "--decode", "40 5677 3017"});
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"40", "5677", "3017"},
+                                               std::vector<std::string>{"[40,", "5677,", "3017]"}}) {
+    std::vector<std::string> cmd = {"tokenize", "--decode"};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    const auto r = run_kq(cmd);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, want.out);
+  }
 }

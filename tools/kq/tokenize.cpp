@@ -34,7 +34,9 @@ namespace {
 
 struct TokenizeOptions {
   std::string model;              ///< --model; empty: the shipped demo model (default_model_dir)
-  std::vector<std::string> args;  ///< TEXT (one), or with --decode the ids; "-": standard input
+  std::vector<std::string> args;  ///< TEXT (one), or with --decode the ids; "-": standard input (set by the callback)
+  std::string text;               ///< the first positional argument, exactly as given
+  std::vector<std::string> more;  ///< the positional arguments after it (--decode's further ids)
   std::string file;               ///< --file: the input is this file's bytes ("-": standard input)
   std::string json;               ///< --json FILE ("-": the JSON alone on standard output)
   bool tokens = false;            ///< --tokens: one line per token, then the count
@@ -276,20 +278,25 @@ void add_tokenize_command(CLI::App& app) {
       ->check(non_empty_path("folder"));
   // The input: TEXT or --file, exactly one (checked in the callback: a usage error, exit status 2). TEXT is
   // the command's own positional, not in an option group, so that "--" before it works as usual.
+  // The first positional argument is a std::string option: CLI11 reads an argument "[...]" given to a list
+  // option (a std::vector) as its comma-separated items, so a TEXT "[x]" became "x"; a string option takes it
+  // as given. Further arguments (--decode's ids as several arguments) go to a hidden list option.
   CLI::Option* text_opt =
-      cmd->add_option("TEXT", opts->args,
+      cmd->add_option("TEXT", opts->text,
                       "The text, as one argument (quote it; its bytes as given, any bytes: invalid UTF-8 is encoded "
                       "as the tokenizer encodes any bytes, with a warning); with --decode, the token ids (\"40 5677 "
                       "3017\", \"[40, 5677, 3017]\" or several arguments); '-' reads standard input; a text that "
                       "starts with '-': put -- before it")
           ->type_name("");
+  CLI::Option* more_opt = cmd->add_option("IDS", opts->more)->group("");
   CLI::Option* file_opt =
       cmd->add_option("--file,-f", opts->file,
                       "Read the text (with --decode, the ids) from this file instead of TEXT: all its bytes, a final "
                       "newline included; '-' reads standard input. With --decode it may also be the JSON that "
                       "--json writes (its \"ids\" are decoded), and a leading UTF-8 byte-order mark is skipped")
           ->check(non_empty_path("file"))
-          ->excludes(text_opt);
+          ->excludes(text_opt)
+          ->excludes(more_opt);
   cmd->add_flag("--tokens", opts->tokens,
                 "Print one line per token instead: the id, the bytes it stands for (quoted; newline, tab, quotes, "
                 "control bytes and invalid UTF-8 escaped: \\n, \\t, \\\", \\xNN) and its vocabulary string (as "
@@ -311,23 +318,19 @@ void add_tokenize_command(CLI::App& app) {
       "--special-tokens", opts->special_tokens,
       "Also recognize special added tokens such as <|endoftext|> in the text and give their ids (as Hugging Face "
       "tokenizers do); default: they are text, as kq eval and kq bench read them");
-  cmd->callback([opts, cmd, text_opt, file_opt] {
-    // CLI11 takes an argument "[...]" as a list of its comma-separated items (empty ones dropped), so "[]" adds
-    // none: the TEXT was given (it is in the parse order). With --decode that is an empty id list, as "[]" on
-    // standard input; a text to encode is lost, and so is one with commas in [ ] (several arguments): said so.
-    const auto& order = cmd->parse_order();
-    const bool text_given = text_opt->count() > 0 || std::find(order.begin(), order.end(), text_opt) != order.end();
+  cmd->callback([opts, text_opt, more_opt, file_opt] {
+    const bool text_given = text_opt->count() > 0;
     if (!text_given && file_opt->count() == 0)
       throw CLI::ValidationError("no input: give the TEXT, --file FILE, or - to read standard input");
-    constexpr const char* kBracketsNote =
-        " (an argument in [ ] is read by the command-line parser as a list of its comma-separated items: give "
-        "such a text with --file FILE or on standard input, -)";
-    if (!opts->decode && text_given && opts->args.empty())
-      throw CLI::ValidationError(fmt::format("TEXT: the text is empty after option parsing{}", kBracketsNote));
-    if (!opts->decode && opts->args.size() > 1)
+    if (text_given) {
+      opts->args = {opts->text};
+      opts->args.insert(opts->args.end(), opts->more.begin(), opts->more.end());
+    }
+    // The arguments after the first are read as a list: CLI11 takes one in [ ] as its comma-separated items.
+    if (!opts->decode && more_opt->count() > 0)
       throw CLI::ValidationError(fmt::format(
-          "TEXT: {} arguments given; the text is one argument: quote a text with spaces (\"Hello world\"){}",
-          opts->args.size(), kBracketsNote));
+          "TEXT: {} arguments given; the text is one argument: quote a text with spaces (\"Hello world\")",
+          opts->args.size()));
     if (opts->no_newline && !opts->decode)
       throw CLI::ValidationError("--no-newline goes with --decode (the text printed is that of the ids)");
     if (opts->decode && opts->special_tokens)
