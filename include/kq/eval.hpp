@@ -21,8 +21,8 @@ struct EvalWindow {
   int64_t end = 0;
 };
 
-/// The windows of the perplexity protocol (README.md of the source
-/// repository): non-overlapping windows of `ctx` tokens starting at 0, ctx, 2·ctx, …;
+/// The windows of the perplexity protocol (the project's evaluation protocol,
+/// summarized in README.md's "Perplexity protocol"): non-overlapping windows of `ctx` tokens starting at 0, ctx, 2·ctx, …;
 /// the last may be shorter; a window of fewer than 2 tokens is dropped. Only
 /// the first `max_windows` are returned when max_windows > 0.
 /// Throws InvalidArgument for ctx < 2, max_windows < 0, num_tokens < 0, or more
