@@ -271,6 +271,9 @@ double check_adaptive_reach(Model& model, const AdaptiveOptions& options, bool t
 double adaptive_reduction_limit(const AdaptiveOptions& options, DType held = DType::F32);
 
 /// plan_adaptive_precision, then quantize_model(model, plan.to_options()).
+/// On a model from load_to_quantize (kq/optimizer.hpp: a BF16/F16 checkpoint
+/// held in that dtype, each layer converted to FP32 only while it is analysed
+/// or quantized) the plan, the report and the model are those of Model::load's.
 /// The plan is stored in *plan_out when given. Same errors as both (the
 /// Model::InUse one named "quantize_model_adaptive": the model is marked in use for the whole call). The
 /// report's quantized_bytes_before / quantized_bytes_after cover every
@@ -279,7 +282,7 @@ double adaptive_reduction_limit(const AdaptiveOptions& options, DType held = DTy
 /// its on-disk dtype, as AdaptiveOptions::target_reduction does (so 1 − after
 /// / before = plan.achieved_reduction >= the target; for a 16-bit checkpoint
 /// this is not the sum of the layers' LayerQuantization::bytes_before, which
-/// are the F32 bytes the loaded model held); quantized_matrix_bytes,
+/// are the layers' FP32 bytes); quantized_matrix_bytes,
 /// quantized_elements and bits_per_weight() cover the same planned layers (a
 /// kept one counts 32 or 16 bits per weight), so the bits per weight agree
 /// with the reduction; layers outside the plan (lm_head not quantized,

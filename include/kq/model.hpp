@@ -252,10 +252,13 @@ class Model {
   /// weight (a transform that quantizes it reads it with dequantized_weight()).
   /// The host then never holds an FP32 copy of them, which is how load_quantized
   /// (kq/optimizer.hpp) keeps the peak memory of a BF16 checkpoint down. When
-  /// no linear layer ends up quantized (every op dense: FP32 or 16-bit), the
-  /// tables and the lm_head read so are converted to F32 at the end, so the
-  /// model is then the one load(dir, ctx, transform) returns; otherwise it is
-  /// as that model after hold_unquantized_in_disk_dtype() for these parts.
+  /// no linear layer ends up quantized or held in 16 bits by `transform`
+  /// (every op FP32, but for an lm_head returned as the 16-bit op it came as),
+  /// the tables and the lm_head read so are converted to F32 at the end
+  /// (hold_unquantized_in_f32), so the model is then the one load(dir, ctx,
+  /// transform) returns; otherwise it is as that model after
+  /// hold_unquantized_in_disk_dtype() for these parts (load_to_quantize,
+  /// kq/optimizer.hpp, holds every layer in 16 bits so).
   /// Same errors as load(dir, ctx, transform); a 16-bit copy that cannot be
   /// allocated is an OutOfMemory naming the folder, the tensor, its shape,
   /// dtype and file, and the bytes asked.
@@ -463,6 +466,21 @@ class Model {
   /// thread's call on this Model runs (class comment).
   void hold_unquantized_in_disk_dtype();
 
+  /// The reverse of hold_unquantized_in_disk_dtype, for a model none of whose
+  /// layers ended up quantized: each 16-bit embedding table becomes F32 again,
+  /// a 16-bit Linear op over one an FP32 op over its F32 successor (a tied
+  /// lm_head goes on sharing the table), and every other 16-bit Linear op
+  /// (make_linear_w16) an FP32 op over its weight converted, recording its
+  /// dtype as the op's disk dtype: the model Model::load(dir) builds. Exact
+  /// (the same values). load(..., tables_in_disk_dtype) calls it when nothing
+  /// was quantized or held in 16 bits by its transform; load_quantized
+  /// (kq/optimizer.hpp) when it quantized nothing. Norm parameters, quantized
+  /// layers, FP32 ones and layers converted to a device are left as they are
+  /// (on CUDA only the host tables change). Throws std::bad_alloc, and
+  /// InvalidArgument as hold_unquantized_in_disk_dtype (check_linear_layers;
+  /// another thread's call on this Model).
+  void hold_unquantized_in_f32();
+
   /// Bytes of all weights in memory (linear + other). A tied lm_head that still
   /// shares the embedding matrix is counted once. Throws InvalidArgument for a
   /// null op or an op of another shape in a LinearSlot (check_linear_layers).
@@ -543,11 +561,6 @@ class Model {
     std::string tied_linear = {};
   };
   void upload_parameters();
-  /// load(..., tables_in_disk_dtype) when nothing was quantized: each 16-bit
-  /// table becomes F32 again, a 16-bit op over one an FP32 op over its F32
-  /// successor (as built without the flag), and a 16-bit lm_head of its own
-  /// an FP32 op recording its dtype as disk_dtype. Throws std::bad_alloc.
-  void hold_tables_in_f32();
   /// Uploads `e` to `be`, or shares a table with `tied` (its tied linear as `be` runs it, or nullptr).
   static void upload_parameter(models::Backend& be, ParamEntry& e, const Linear* tied);
   /// Index in linears_ of the slot named `name`, or -1.

@@ -73,7 +73,8 @@ struct LayerQuantization {
   int64_t in_features = 0;    ///< K
   std::string format;         ///< the op's format after the call ("f32" when kept; "bf16"/"f16" when
                               ///< kept from a 16-bit checkpoint, see Model::hold_unquantized_in_disk_dtype)
-  size_t bytes_before = 0;    ///< weight bytes before (as held in memory)
+  size_t bytes_before = 0;    ///< weight bytes before, as the FP32 op Model::load builds (a 16-bit op,
+                              ///< e.g. load_to_quantize's, counted as its F32 conversion)
   size_t bytes_after = 0;     ///< weight bytes after
   bool quantized = false;     ///< false: kept in high precision (lm_head or keep_patterns)
   /// AWQ modes: the α chosen (s_k ∝ mean|x_k|^α) and the relative output error
@@ -93,7 +94,7 @@ struct LayerQuantization {
 /// Summary of quantize_model.
 struct QuantizeReport {
   std::vector<LayerQuantization> layers;
-  /// Bytes of the quantized layers' weights, before (F32 as held) and after.
+  /// Bytes of the quantized layers' weights, before (as FP32, LayerQuantization::bytes_before) and after.
   size_t quantized_bytes_before = 0, quantized_bytes_after = 0;
   /// Bytes of the quantized layers' weight matrices alone (codes, scales, zero
   /// points, double-quant data; the F32 biases, which stay unquantized, excluded).
@@ -115,6 +116,8 @@ struct QuantizeReport {
 /// kept layers) is held in its on-disk dtype when that was BF16/F16
 /// (Model::hold_unquantized_in_disk_dtype: the same values in half the bytes
 /// of F32); norms stay F32. A layer that is already quantized is an error.
+/// A layer held in 16 bits (load_to_quantize) is converted to FP32 only while
+/// it is quantized (AWQ: while its group's scales are searched), then freed.
 /// AWQ modes first run the model over options.calibration.tokens (on the CPU)
 /// to collect each layer's input statistics, then search the scales: one s
 /// per Model::fusion_groups() group whose members all get the same AWQ spec
@@ -153,8 +156,13 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 /// embeddings included) and one layer's FP32 weights, not the whole FP32 model
 /// (a 7B BF16 checkpoint: about 28 GB; docs/PERFORMANCE.md of the source
 /// repository has measurements). AWQ modes
-/// calibrate on the FP32 model and layer_specs name its layers: they load the
-/// whole model first (embeddings included, in FP32), then quantize it. The reading and the quantization run on
+/// calibrate on the whole model and layer_specs name its layers: they load it
+/// first with load_to_quantize (a BF16/F16 checkpoint held in that dtype,
+/// embeddings included: half the bytes of FP32), then quantize it with
+/// quantize_model, which converts each layer (an AWQ group: q/k/v, gate/up)
+/// to FP32 only while it searches and quantizes it: the peak is about the
+/// 16-bit model plus one layer's (group's) FP32 weights; the results are
+/// those of the FP32 load bit for bit. The reading and the quantization run on
 /// ctx.threads CPU threads (resolve_threads). report->seconds counts the
 /// quantization, not the reading. A KernelQuant quantized folder
 /// (save_quantized_model's output) is refused once loaded: InvalidArgument
@@ -166,6 +174,25 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options);
 /// reported when it is read, before the rest of the folder.
 std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
                                       const ExecContext& ctx = {}, QuantizeReport* report = nullptr);
+
+/// Loads DIR (a Hugging Face folder: unquantized weights) on the CPU for
+/// quantize_model or quantize_model_adaptive (kq/adaptive.hpp) without an
+/// FP32 copy of the whole model: as Model::load(dir, ctx), but each linear
+/// layer of a BF16/F16 checkpoint is held in that dtype (make_linear_w16;
+/// format() "bf16" / "f16"), its FP32 copy given back as soon as it is read,
+/// and the embedding tables and the lm_head are read in it (Model::load's
+/// tables_in_disk_dtype). A 7B BF16 checkpoint then takes about 14 GB instead
+/// of 28. The values are those of the FP32 load (converted exactly), so the
+/// quantization and the adaptive analysis, which read each layer's weight
+/// converted to FP32 one layer at a time, give the same results; a forward
+/// pass (AWQ's calibration) differs at most by summation order
+/// (make_linear_w16). F32 checkpoints load as with Model::load; so does a
+/// quantized folder, which quantize_model then refuses. What quantize_model
+/// reports as LayerQuantization::bytes_before is the FP32 op's bytes, as
+/// after Model::load. A model quantize_model leaves unquantized (every layer
+/// kept) stays 16-bit; Model::hold_unquantized_in_f32 makes it Model::load's. Same errors as
+/// Model::load; InvalidArgument for a ctx.device other than the CPU.
+std::unique_ptr<Model> load_to_quantize(const std::filesystem::path& dir, const ExecContext& ctx = {});
 
 /// Writes `model` (loaded from a folder, then quantized) as a KernelQuant
 /// quantized model folder at `out`:

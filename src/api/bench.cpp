@@ -240,13 +240,14 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
     std::optional<QuantSpec> threshold_spec = specs[i].spec;
     try {
       if (specs[i].adaptive) {
-        // The per-layer plan is made on the host model as loaded, then moved like load_quantized does.
+        // The per-layer plan is made on the host model as loaded (in its 16-bit disk dtype, as kq quantize
+        // loads it: load_to_quantize), then moved like load_quantized does.
         AdaptiveOptions ao = *specs[i].adaptive;
         ao.quantize_lm_head = o.quantize_lm_head;
         ao.keep_patterns = o.keep_patterns;
         ExecContext host = o.context;
         host.device = Device::CPU;
-        cand = Model::load(o.model_dir, host);
+        cand = load_to_quantize(o.model_dir, host);
         AdaptivePlan plan;
         qr = quantize_model_adaptive(*cand, ao, &plan);  // its bytes: every planned layer (the target's)
         threshold_spec = lowest_precision_spec(plan);

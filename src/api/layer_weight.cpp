@@ -3,6 +3,10 @@
 
 #include <cstdint>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 
@@ -29,6 +33,12 @@ Tensor layer_weight_f32(const Linear& op, const std::string& layer) {
   if (w.dtype() != DType::F32) return w.to_f32();
   if (reinterpret_cast<uintptr_t>(w.raw()) % alignof(float) != 0) return w.clone();
   return w;
+}
+
+void return_freed_memory() noexcept {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 }  // namespace kq

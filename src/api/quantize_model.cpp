@@ -8,10 +8,6 @@
 
 #include <fmt/format.h>
 
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
-
 #include "api/awq.hpp"
 #include "api/hold_unquantized.hpp"
 #include "api/layer_weight.hpp"
@@ -108,27 +104,33 @@ class LayerQuantizer {
   /// Replaces `op` by its quantization with `spec` (by `quantize` when given,
   /// else round-to-nearest), or keeps it when `spec` is std::nullopt, and
   /// appends the layer's LayerQuantization to `report`, adding a quantized
-  /// layer to its totals. `bytes_before`, when given, is the layer's
-  /// LayerQuantization::bytes_before instead of op->weight_bytes() (a layer
-  /// read in its 16-bit disk dtype counted as the FP32 op Model::load builds
-  /// otherwise). Throws InvalidArgument naming the layer: for a
+  /// layer to its totals. LayerQuantization::bytes_before is op->weight_bytes(),
+  /// but for a 16-bit op (make_linear_w16: a layer held in its disk dtype by
+  /// load_to_quantize, an lm_head read so) the bytes of the FP32 op Model::load
+  /// builds for it. Throws InvalidArgument naming the layer: for a
   /// weight that layer_weight_f32 refuses, and (with the mode) when the
   /// quantization fails (e.g. a non-finite weight).
   void step(const std::string& name, std::unique_ptr<Linear>& op, const std::optional<QuantSpec>& spec,
-            QuantizeReport& report, const Quantize& quantize = {},
-            std::optional<size_t> bytes_before = std::nullopt) const {
+            QuantizeReport& report, const Quantize& quantize = {}) const {
     LayerQuantization lq;
     lq.name = name;
     lq.out_features = op->out_features();
     lq.in_features = op->in_features();
-    lq.bytes_before = bytes_before.value_or(op->weight_bytes());
+    lq.bytes_before = op->weight_bytes();
+    if (linear_w16_weight(*op) != nullptr) {
+      const Tensor b = op->bias();
+      lq.bytes_before = size_t(lq.out_features * lq.in_features) * sizeof(float) + (b.defined() ? b.nbytes() : 0);
+    }
     if (spec) {
-      const Tensor weight = layer_weight_f32(*op, name);
-      try {
-        op = quantize ? quantize(*op, weight, *spec, lq) : quantize_linear(weight, op->bias(), *spec);
-      } catch (const InvalidArgument& e) {
-        raise<InvalidArgument>("layer '{}' ({}): {}", name, spec->name(), e.what());
+      {
+        const Tensor weight = layer_weight_f32(*op, name);  // a 16-bit op's: a copy, freed at the end of the block
+        try {
+          op = quantize ? quantize(*op, weight, *spec, lq) : quantize_linear(weight, op->bias(), *spec);
+        } catch (const InvalidArgument& e) {
+          raise<InvalidArgument>("layer '{}' ({}): {}", name, spec->name(), e.what());
+        }
       }
+      return_freed_memory();  // the layer's FP32 weight and the op it replaced
       lq.quantized = true;
       report.quantized_bytes_before += lq.bytes_before;
       report.quantized_bytes_after += op->weight_bytes();
@@ -260,6 +262,8 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
         awq_grouped.emplace(group[i], std::move(r[i]));
         awq_groups.emplace(group[i], group);
       }
+      weights.clear();  // the group's FP32 weights (16-bit ops': copies)
+      return_freed_memory();
     }
   }
 
@@ -299,7 +303,6 @@ namespace {
 std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQuantizer& quantizer,
                                       const ExecContext& host, QuantizeReport& report) {
   std::string quantized, quantized_format;  // a layer the folder holds quantized: refused once loaded
-  std::vector<std::string> held;            // kept layers held in their 16-bit disk dtype as read
   Clock::duration spent{};
   const LinearTransform transform = [&](const std::string& name, std::unique_ptr<Linear> op) {
     if (!quantized.empty()) return op;  // refused below, after the load's own errors, as quantize_model does
@@ -311,26 +314,16 @@ std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQua
     const auto t0 = Clock::now();
     // Both architectures name their output projection "lm_head" (LinearSlot::is_lm_head).
     const std::optional<QuantSpec> spec = quantizer.plan(name, name == "lm_head");
-    // An lm_head of a 16-bit checkpoint arrives as a 16-bit op (tied: over the 16-bit table); the report counts
-    // it as quantize_model does, as the FP32 op Model::load builds without tables_in_disk_dtype.
-    std::optional<size_t> fp32_bytes;
-    if (linear_w16_weight(*op) != nullptr) {
-      const Tensor b = op->bias();
-      fp32_bytes = size_t(op->out_features() * op->in_features()) * sizeof(float) + (b.defined() ? b.nbytes() : 0);
-    }
-    quantizer.step(name, op, spec, report, {}, fp32_bytes);
-    // A kept layer read as an FP32 op is held now as finish() would hold it (a 16-bit one already is).
+    // An lm_head of a 16-bit checkpoint arrives as a 16-bit op (tied: over the 16-bit table); step() counts it
+    // as quantize_model does, as the FP32 op Model::load builds without tables_in_disk_dtype.
+    quantizer.step(name, op, spec, report);
+    // A kept layer read as an FP32 op is held now as finish() would hold it (a 16-bit one already is); its FP32
+    // weight goes back to the system (return_freed_memory), as a quantized one's does in step().
     if (!spec)
       if (auto w16 = linear_in_disk_dtype(*op)) {
         op = std::move(w16);
-        held.push_back(name);
+        return_freed_memory();
       }
-#ifdef __GLIBC__
-    // The FP32 weight just freed goes back to the system: glibc serves blocks under its dynamic mmap threshold
-    // (up to 32 MiB) from its heaps and keeps them when freed, and the quantized layers allocated in between
-    // stop them from being reused, so the model's FP32 layers would pile up in the resident memory anyway.
-    malloc_trim(0);
-#endif
     spent += Clock::now() - t0;
     return op;
   };
@@ -338,13 +331,10 @@ std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQua
   if (!quantized.empty()) raise_already_quantized(quantized, quantized_format);
   const auto t0 = Clock::now();
   quantizer.flush_warnings();  // after Model::load's own warnings, as for Model::load + quantize_model
-  // Nothing quantized (every layer kept): quantize_model holds nothing in 16 bits then, so neither does this
-  // (Model::load turned its tables and lm_head back to F32), and the report shows the F32 ops.
+  // Nothing quantized (every layer kept): quantize_model holds nothing in 16 bits then, so neither does this,
+  // and the report shows the F32 ops.
   if (report.quantized_elements == 0) {
-    for (const LinearSlot& slot : model->linear_layers())
-      if (std::find(held.begin(), held.end(), slot.name) != held.end())
-        *slot.op = make_linear_f32((*slot.op)->dequantized_weight(), (*slot.op)->bias(),
-                                   linear_w16_weight(**slot.op)->dtype());
+    model->hold_unquantized_in_f32();
     report_kept_layers(*model, report);
   }
   quantizer.finish(*model, report);
@@ -354,6 +344,27 @@ std::unique_ptr<Model> load_streaming(const std::filesystem::path& dir, LayerQua
 
 }  // namespace
 
+std::unique_ptr<Model> load_to_quantize(const std::filesystem::path& dir, const ExecContext& ctx) {
+  if (ctx.device != Device::CPU)
+    raise<InvalidArgument>("load_to_quantize: ExecContext::device must be the CPU, where quantize_model runs (got "
+                           "{}); move the quantized model with Model::to_device",
+                           device_name(ctx.device));
+  bool quantized = false;  // a layer the folder holds quantized: the rest pass as read (quantize_model refuses it)
+  const LinearTransform transform = [&](const std::string&, std::unique_ptr<Linear> op) {
+    if (quantized || quantized_linear_spec(*op) != nullptr) {
+      quantized = true;
+      return op;
+    }
+    // An FP32 op over a BF16/F16 weight: held in that dtype, its FP32 weight given back at once.
+    if (auto w16 = linear_in_disk_dtype(*op)) {
+      op = std::move(w16);
+      return_freed_memory();
+    }
+    return op;
+  };
+  return Model::load(dir, ctx, transform, /*tables_in_disk_dtype=*/true);
+}
+
 std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const QuantizeOptions& options,
                                       const ExecContext& ctx, QuantizeReport* report) {
   // Quantization runs on the host (round-to-nearest over the FP32 weights);
@@ -362,9 +373,11 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
   host.device = Device::CPU;
   QuantizeReport r;
   std::unique_ptr<Model> model;
-  // AWQ calibrates on the whole FP32 model, and layer_specs are checked against
-  // the loaded model's layers: those load first. So do invalid options, for
-  // quantize_model to report them after the load's own errors, as before.
+  // AWQ calibrates on the whole model, and layer_specs are checked against
+  // the loaded model's layers: those load first, held in their 16-bit disk
+  // dtype (load_to_quantize), each layer converted to FP32 only while it is
+  // searched and quantized. So do invalid options, for quantize_model to
+  // report them after the load's own errors.
   std::optional<LayerQuantizer> quantizer;
   if (!options.spec.awq && options.layer_specs.empty()) {
     try {
@@ -375,8 +388,13 @@ std::unique_ptr<Model> load_quantized(const std::filesystem::path& dir, const Qu
   if (quantizer) {
     model = load_streaming(dir, *quantizer, host, r);
   } else {
-    model = Model::load(dir, host);
+    model = load_to_quantize(dir, host);
     r = quantize_model(*model, options);
+    // Nothing quantized (every layer kept): the model Model::load + quantize_model leave, all F32.
+    if (r.quantized_elements == 0) {
+      model->hold_unquantized_in_f32();
+      report_kept_layers(*model, r);
+    }
   }
   if (ctx.device != Device::CPU) model->to_device(ctx);
   if (report) *report = std::move(r);

@@ -149,9 +149,10 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
   weights.check_quantized_modules_read(cfg);  // a kq folder lists only linear layers the model has
   if (weights.quantized()) {
     m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
-  } else if (held && std::all_of(m->linears_.begin(), m->linears_.end(),
-                                 [](const LinearSlot& s) { return dense_weight_data(**s.op) != nullptr; })) {
-    m->hold_tables_in_f32();  // nothing quantized: as load(dir, ctx, transform) holds them
+  } else if (held && std::all_of(m->linears_.begin(), m->linears_.end(), [](const LinearSlot& s) {
+               return linear_f32_weight_data(**s.op) != nullptr || (s.is_lm_head && linear_w16_weight(**s.op));
+             })) {
+    m->hold_unquantized_in_f32();  // nothing quantized or held in 16 bits: as load(dir, ctx, transform) holds them
   }
   m->upload_parameters();
   m->unused_source_tensors_ = weights.unused_tensors();  // (not saved by save_quantized_model)
@@ -552,7 +553,9 @@ void Model::hold_unquantized_in_disk_dtype() {
   }
 }
 
-void Model::hold_tables_in_f32() {
+void Model::hold_unquantized_in_f32() {
+  const InUse in_use(*this, "Model::hold_unquantized_in_f32");
+  check_linear_layers("hold_unquantized_in_f32");  // before anything changes
   std::vector<std::pair<Tensor, const Tensor*>> replaced;  // (old 16-bit table, its F32 successor)
   for (ParamEntry& e : parameters_) {
     models::Param& p = *e.param;
@@ -568,7 +571,7 @@ void Model::hold_tables_in_f32() {
                                      [&](const auto& r) { return r.first.raw() == w->raw(); });
     if (table != replaced.end())
       *s.op = make_linear_f32(*table->second, (*s.op)->bias());
-    else if (s.is_lm_head)
+    else
       *s.op = make_linear_f32(w->to_f32(), (*s.op)->bias(), w->dtype());
   }
 }

@@ -364,12 +364,13 @@ void add_quantize_command(CLI::App& app) {
       ao.quantize_lm_head = a->lm_head;
       ao.keep_patterns = a->keep;
       try {
-        model = Model::load(a->model, ctx);
-      } catch (const std::bad_alloc& e) {  // what was being allocated (named by the loader) and why FP32
+        model = load_to_quantize(a->model, ctx);
+      } catch (const std::bad_alloc& e) {  // what was being allocated (named by the loader) and why the whole model
         throw OutOfMemory(out_of_memory_text(
-            e, " (an adaptive mode loads the whole unquantized model in FP32, 4 bytes per parameter, to measure "
-               "every layer before it plans their formats; a fixed --mode such as int8 or nf4 holds one layer's "
-               "FP32 weights at a time)"));
+            e, " (an adaptive mode loads the whole unquantized model, in its checkpoint dtype (BF16/F16: 2 bytes "
+               "per parameter; FP32: 4), to measure every layer before it plans their formats, converting one "
+               "layer at a time to FP32; a fixed --mode such as int8 or nf4 holds the quantized model and one "
+               "layer's FP32 weights)"));
       }
       AdaptiveModeParts parts;
       (void)parse_adaptive_mode(a->mode, &parts);
@@ -392,7 +393,8 @@ void add_quantize_command(CLI::App& app) {
             e, " (kq quantize converts each linear layer it reads to FP32, 4 bytes per parameter, before "
                "quantizing it, one layer at a time; the embedding tables and an unquantized lm_head are held in "
                "their checkpoint dtype, BF16/F16 or FP32, from the start: the peak is about the quantized model "
-               "plus one layer's FP32 weights)"));
+               "plus one layer's FP32 weights; AWQ modes hold the whole model in its checkpoint dtype for the "
+               "calibration, and one layer's FP32 weights)"));
       }
     }
     int quantized = 0;
