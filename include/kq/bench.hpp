@@ -21,15 +21,22 @@ namespace kq {
 class Model;
 
 /// Latency of one model (the evaluation protocol: decode at batch 1 with a KV
-/// cache after a prompt, after a warm-up, median of several runs).
+/// cache after a prompt, after a warm-up, median of several runs). Each timed
+/// run prefills the prompt, then decodes decode_tokens tokens greedily; the
+/// headline figures are medians over the runs of each run's own figure (the
+/// values decode_ms_per_token_runs / prefill_ms_runs hold, which the spreads
+/// are of), not of the single tokens' times pooled over the runs.
 struct LatencyResult {
-  double decode_ms_per_token = 0;  ///< median milliseconds per decoded token
+  /// Median over the runs of each run's decode milliseconds per token (its
+  /// whole decode time, each step's argmax and forward, / decode_tokens):
+  /// the median of decode_ms_per_token_runs.
+  double decode_ms_per_token = 0;
   double decode_tokens_per_s = 0;  ///< 1000 / decode_ms_per_token
-  double prefill_ms = 0;           ///< median milliseconds to prefill the prompt
-  double prefill_tokens_per_s = 0; ///< prompt tokens / prefill seconds
+  double prefill_ms = 0;           ///< median over the runs of each run's milliseconds to prefill the whole prompt
+  double prefill_tokens_per_s = 0; ///< prompt_tokens / (prefill_ms / 1000)
   int64_t prompt_tokens = 0;
   int64_t decode_tokens = 0;       ///< tokens decoded per run
-  int runs = 0;
+  int runs = 0;                    ///< timed runs (the warm-up not counted)
   /// Each timed run's decode milliseconds per token (the run's decode time /
   /// decode_tokens), in run order; `runs` values.
   std::vector<double> decode_ms_per_token_runs;
@@ -59,11 +66,23 @@ double relative_spread(std::span<const double> run_values);
 /// the values (tested as such).
 bool latency_is_unstable(std::span<const double> run_values);
 
+/// The LatencyResult of one model's timed runs: run i prefilled `prompt_tokens`
+/// tokens in prefill_ms[i] milliseconds, then decoded `decode_tokens` tokens
+/// in decode_ms[i] milliseconds (the whole decode). decode_ms_per_token is the
+/// median over the runs of decode_ms[i] / decode_tokens, prefill_ms the median
+/// of prefill_ms (the median of an even count is the mean of the middle two);
+/// the per-run values and their spreads are filled in too. A pure function of
+/// the values (measure_latency's statistic, tested as such). Throws
+/// InvalidArgument for no runs, a different count of prefill and decode
+/// times, a time that is NaN, infinite or negative, or non-positive token counts.
+LatencyResult summarize_latency_runs(std::span<const double> prefill_ms, std::span<const double> decode_ms,
+                                     int64_t prompt_tokens, int64_t decode_tokens);
+
 /// How latency is measured.
 struct LatencyOptions {
   int64_t prompt_tokens = 128;  ///< prefill length
   int64_t decode_tokens = 32;   ///< greedy tokens decoded after the prompt, per run
-  int runs = 5;                 ///< timed runs (after one warm-up), median taken
+  int runs = 5;                 ///< timed runs (after one warm-up), the median of their figures taken
   /// Whether prompt_tokens / decode_tokens may be reduced when prompt + decode
   /// do not fit the model's context (values the user did not choose, i.e.
   /// defaults). false (the default): such a value is an InvalidArgument.
@@ -82,7 +101,10 @@ struct LatencyOptions {
 LatencyOptions fit_latency_options(const LatencyOptions& o, int64_t max_positions);
 
 /// Measures `models` (e.g. baseline and candidate) in the same run with runs
-/// interleaved (A B A B ...), so machine noise hits both alike. `prompt` must
+/// interleaved (A B A B ...), so machine noise hits both alike, after one
+/// warm-up run of each; each model's result is summarize_latency_runs of its
+/// timed runs (steady_clock around the prompt's forward and around the whole
+/// greedy decode). `prompt` must
 /// hold at least one token; it is repeated if shorter than prompt_tokens.
 /// The options are resolved with fit_latency_options against the models'
 /// smallest context first. Throws InvalidArgument for empty models/prompt, a
@@ -147,13 +169,17 @@ struct BenchResult {
   double top1_agreement = 0;      ///< fraction of scored tokens with the same argmax
   size_t weight_bytes_before = 0; ///< whole model, original on-disk dtype
   size_t weight_bytes_after = 0;  ///< whole model as held in memory after quantization
-  /// Quantized linear layers at FP32, biases included (QuantizeReport::quantized_bytes_before);
-  /// for an adaptive mode every planned layer, those it keeps unquantized included, in the
-  /// checkpoint's on-disk dtype (linear_before_dtype): the bytes its target refers to.
+  /// The quantized linear layers unquantized in the checkpoint's original (on-disk) dtype, biases (F32)
+  /// included: Σ N·K · dtype size + bias bytes (EVALUATION.md's "the unquantized model in its original dtype";
+  /// 2 bytes per weight for a BF16 / F16 checkpoint, 4 for an F32 one), for every mode. For an adaptive mode
+  /// every planned layer, those it keeps unquantized included: the bytes its target refers to. (Not
+  /// QuantizeReport::quantized_bytes_before of a fixed mode, which counts the layers in FP32 as the loaded model
+  /// held them: for a 16-bit checkpoint twice the matrices' bytes here.)
   size_t linear_bytes_before = 0;
   size_t linear_bytes_after = 0;  ///< the same layers quantized (1 − after / before: the reduction)
-  /// The dtype linear_bytes_before counts the layers' weights in: "f32"; for an adaptive
-  /// mode the on-disk dtype the plan refers to (held_dtype_names: "f32", "bf16", "f16").
+  /// The dtype(s) linear_bytes_before counts the layers' weights in, the checkpoint's: "f32", "bf16", "f16",
+  /// or several joined with '+' in the order first seen ("bf16+f32") when the layers' dtypes differ (as
+  /// held_dtype_names names an adaptive plan's).
   std::string linear_before_dtype = "f32";
   /// Adaptive mode: the linear layers BenchOptions::keep_patterns left out of the plan
   /// (AdaptivePlan::kept_layers / kept_bytes, unquantized in their on-disk dtype, biases

@@ -61,6 +61,33 @@ bool same_content(const std::filesystem::path& a, const std::filesystem::path& b
   return true;
 }
 
+/// A fixed mode's quantized layers as the checkpoint stored them (EVALUATION.md's "the unquantized model in its
+/// original dtype").
+struct OnDiskLinearBytes {
+  size_t bytes = 0;    ///< Σ N·K · size of LinearSlot::disk_dtype + the F32 bias, as adaptive plans count them
+  std::string dtypes;  ///< "f32", "bf16", "f16", or several joined with '+' in model order ("bf16+f32")
+};
+
+/// OnDiskLinearBytes of the layers `qr` (quantize_model's report on `base`'s checkpoint) quantized: each
+/// layer's on-disk dtype from `base`'s slot of the same name (F32 where there is none), its bias the
+/// LayerQuantization::bytes_before (FP32 as held) beyond the FP32 matrix.
+OnDiskLinearBytes quantized_layers_on_disk(Model& base, const QuantizeReport& qr) {
+  std::vector<LinearSlot> slots = base.linear_layers();
+  OnDiskLinearBytes r;
+  std::vector<std::string> names;
+  for (const LayerQuantization& l : qr.layers) {
+    if (!l.quantized) continue;
+    const auto slot = std::find_if(slots.begin(), slots.end(), [&](const LinearSlot& s) { return s.name == l.name; });
+    const DType d = slot == slots.end() ? DType::F32 : slot->disk_dtype;
+    const size_t nk = size_t(l.out_features) * size_t(l.in_features), f32_matrix = nk * dtype_size(DType::F32);
+    r.bytes += nk * dtype_size(d) + (l.bytes_before > f32_matrix ? l.bytes_before - f32_matrix : 0);
+    const std::string name = d == DType::BF16 ? "bf16" : d == DType::F16 ? "f16" : "f32";
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  r.dtypes = fmt::format("{}", fmt::join(names, "+"));
+  return r;
+}
+
 }  // namespace
 
 size_t current_rss_bytes() { return proc_status_kb("VmRSS"); }
@@ -304,7 +331,14 @@ BenchReport run_bench(const BenchOptions& o, const BenchProgressFn& progress, co
 
     r.weight_bytes_before = base->disk_weight_bytes();
     r.weight_bytes_after = cand->weight_bytes();
+    // The layers in the checkpoint's dtype, for every mode: an adaptive plan's report counts them so; a fixed
+    // mode's (QuantizeReport::quantized_bytes_before) counts them in FP32, as the loaded model held them.
     r.linear_bytes_before = qr.quantized_bytes_before;
+    if (!specs[i].adaptive) {
+      const OnDiskLinearBytes disk = quantized_layers_on_disk(*base, qr);
+      r.linear_bytes_before = disk.bytes;
+      r.linear_before_dtype = disk.dtypes;
+    }
     r.linear_bytes_after = qr.quantized_bytes_after;
     r.bits_per_weight = qr.bits_per_weight();
 

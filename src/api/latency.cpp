@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstddef>
 #include <memory>
-#include <numeric>
 #include <span>
 #include <string>
 #include <utility>
@@ -35,21 +34,28 @@ int32_t argmax(const std::vector<float>& logits) {
   return int32_t(cpu::argmax(logits.data(), int64_t(logits.size())));
 }
 
-// One run: prefill the prompt, then decode greedily; returns the prefill time
-// and appends each decoded token's time (ms).
-double run_once(Model& m, KVCache& cache, std::span<const int32_t> prompt, int64_t decode_tokens,
-                std::vector<float>& logits, std::vector<double>& token_ms) {
+/// One run's times, milliseconds.
+struct RunTimes {
+  double prefill_ms = 0;  ///< the prompt's forward
+  double decode_ms = 0;   ///< all decode_tokens steps, each picking its token (argmax) and running its forward
+};
+
+// One run: prefill the prompt, then decode greedily.
+RunTimes run_once(Model& m, KVCache& cache, std::span<const int32_t> prompt, int64_t decode_tokens,
+                  std::vector<float>& logits) {
   cache.reset();
+  RunTimes t;
   const auto t0 = Clock::now();
   m.forward(prompt, cache, logits.data(), /*all_logits=*/false);
-  const double prefill_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  const auto t1 = Clock::now();
   for (int64_t i = 0; i < decode_tokens; ++i) {
     const int32_t next = argmax(logits);
-    const auto t = Clock::now();
     m.forward(std::span<const int32_t>(&next, 1), cache, logits.data(), false);
-    token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
   }
-  return prefill_ms;
+  const auto t2 = Clock::now();
+  t.prefill_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  t.decode_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
+  return t;
 }
 
 }  // namespace
@@ -67,6 +73,36 @@ double relative_spread(std::span<const double> run_values) {
 
 bool latency_is_unstable(std::span<const double> run_values) {
   return relative_spread(run_values) > kUnstableLatencySpread;
+}
+
+LatencyResult summarize_latency_runs(std::span<const double> prefill_ms, std::span<const double> decode_ms,
+                                     int64_t prompt_tokens, int64_t decode_tokens) {
+  if (prefill_ms.empty() || prefill_ms.size() != decode_ms.size())
+    raise<InvalidArgument>(
+        "summarize_latency_runs: give one prefill and one decode time per run (got {} prefill and {} decode times)",
+        prefill_ms.size(), decode_ms.size());
+  if (prompt_tokens < 1 || decode_tokens < 1)
+    raise<InvalidArgument>("summarize_latency_runs: prompt_tokens and decode_tokens must be positive (got {}, {})",
+                           prompt_tokens, decode_tokens);
+  for (size_t i = 0; i < decode_ms.size(); ++i)
+    for (const auto& [what, ms] : {std::pair{"prefill", prefill_ms[i]}, std::pair{"decode", decode_ms[i]}})
+      if (!(ms >= 0 && std::isfinite(ms)))
+        raise<InvalidArgument>("summarize_latency_runs: run {}'s {} time is {} ms, not a finite time >= 0", i, what,
+                               ms);
+  LatencyResult lr;
+  lr.prompt_tokens = prompt_tokens;
+  lr.decode_tokens = decode_tokens;
+  lr.runs = int(decode_ms.size());
+  for (const double ms : decode_ms) lr.decode_ms_per_token_runs.push_back(ms / double(decode_tokens));
+  lr.prefill_ms_runs.assign(prefill_ms.begin(), prefill_ms.end());
+  // The protocol's "median of several runs": the median of the runs' own figures, the values the spread is of.
+  lr.decode_ms_per_token = median(lr.decode_ms_per_token_runs);
+  lr.decode_tokens_per_s = lr.decode_ms_per_token > 0 ? 1000.0 / lr.decode_ms_per_token : 0;
+  lr.prefill_ms = median(lr.prefill_ms_runs);
+  lr.prefill_tokens_per_s = lr.prefill_ms > 0 ? double(prompt_tokens) * 1000.0 / lr.prefill_ms : 0;
+  lr.decode_spread = relative_spread(lr.decode_ms_per_token_runs);
+  lr.prefill_spread = relative_spread(lr.prefill_ms_runs);
+  return lr;
 }
 
 namespace {
@@ -228,40 +264,23 @@ std::vector<LatencyResult> measure_latency(const std::vector<Model*>& models, st
   struct State {
     KVCache cache;
     std::vector<float> logits;
-    std::vector<double> prefill_ms, token_ms, run_ms_per_token;
+    std::vector<double> prefill_ms, decode_ms;  // per timed run
   };
   std::vector<State> st(models.size());
   for (size_t i = 0; i < models.size(); ++i) {
     st[i].cache = models[i]->make_cache(plen + decode);
     st[i].logits.resize(size_t(models[i]->config().vocab_size));
-    std::vector<double> warm;
-    run_once(*models[i], st[i].cache, p, decode, st[i].logits, warm);  // warm-up
+    (void)run_once(*models[i], st[i].cache, p, decode, st[i].logits);  // warm-up
   }
   for (int r = 0; r < o.runs; ++r)
     for (size_t i = 0; i < models.size(); ++i) {
-      const size_t first = st[i].token_ms.size();
-      st[i].prefill_ms.push_back(run_once(*models[i], st[i].cache, p, decode, st[i].logits, st[i].token_ms));
-      const double run_ms =
-          std::accumulate(st[i].token_ms.begin() + std::ptrdiff_t(first), st[i].token_ms.end(), 0.0);
-      st[i].run_ms_per_token.push_back(run_ms / double(decode));
+      const RunTimes t = run_once(*models[i], st[i].cache, p, decode, st[i].logits);
+      st[i].prefill_ms.push_back(t.prefill_ms);
+      st[i].decode_ms.push_back(t.decode_ms);
     }
 
   std::vector<LatencyResult> out;
-  for (State& s : st) {
-    LatencyResult lr;
-    lr.decode_ms_per_token = median(s.token_ms);
-    lr.decode_tokens_per_s = lr.decode_ms_per_token > 0 ? 1000.0 / lr.decode_ms_per_token : 0;
-    lr.prefill_ms = median(s.prefill_ms);
-    lr.prefill_tokens_per_s = lr.prefill_ms > 0 ? double(plen) * 1000.0 / lr.prefill_ms : 0;
-    lr.prompt_tokens = plen;
-    lr.decode_tokens = decode;
-    lr.runs = o.runs;
-    lr.decode_ms_per_token_runs = s.run_ms_per_token;
-    lr.decode_spread = relative_spread(lr.decode_ms_per_token_runs);
-    lr.prefill_ms_runs = s.prefill_ms;
-    lr.prefill_spread = relative_spread(lr.prefill_ms_runs);
-    out.push_back(lr);
-  }
+  for (const State& s : st) out.push_back(summarize_latency_runs(s.prefill_ms, s.decode_ms, plen, decode));
   return out;
 }
 

@@ -137,6 +137,12 @@ TEST(LatencySpread, MeasureLatencyReportsEachPrefill) {
     std::vector<double> sorted = l.prefill_ms_runs;
     std::sort(sorted.begin(), sorted.end());
     EXPECT_EQ(l.prefill_ms, sorted[1]);  // the median of the runs reported
+    // Decode likewise (tester27 F1): the median of the runs' own ms/token, the values the spread is of.
+    ASSERT_EQ(l.decode_ms_per_token_runs.size(), 3u);
+    EXPECT_EQ(l.decode_spread, relative_spread(l.decode_ms_per_token_runs));
+    sorted = l.decode_ms_per_token_runs;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(l.decode_ms_per_token, sorted[1]);
   }
 }
 

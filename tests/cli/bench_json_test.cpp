@@ -49,7 +49,7 @@ TEST(CliBenchJson, HoldsEveryNumberOfThePrintedReport) {
   EXPECT_EQ(j.at("latency_prompt_tokens"), 8);
   EXPECT_EQ(j.at("latency_decode_tokens"), 4);
   EXPECT_EQ(j.at("latency_runs"), 2);
-  EXPECT_TRUE(has(r.out, "after a 8-token prompt; median of 2 runs x 4 tokens\n")) << r.out;
+  EXPECT_TRUE(has(r.out, "after a 8-token prompt, 4 tokens per run; median over 2 runs of each run's ms/token\n")) << r.out;
   ASSERT_TRUE(j.at("baseline_load_seconds").is_number()) << j.dump();
   EXPECT_TRUE(has(r.out, "baseline load " + two_decimals(j["baseline_load_seconds"].get<double>()) + " s\n"))
       << r.out;

@@ -48,15 +48,19 @@ TEST(FreshUserRound14, AdaptiveOnABf16CheckpointIsMeasuredAgainstItsBf16Bytes) {
   for (const std::string mode : {"int8", "nf4", "adaptive-r30"}) {
     EXPECT_TRUE(has(r.out, "== " + mode + " ")) << r.out;
   }
-  EXPECT_TRUE(has(r.out, "% smaller vs BF16")) << r.out;  // the adaptive mode's linear line
+  // Every mode's linear line against the checkpoint's BF16 (tester27 F2: int8 / nf4 read "vs FP32" beside it).
+  EXPECT_EQ(count(r.out, "% smaller vs BF16"), 3u) << r.out;
+  EXPECT_FALSE(has(r.out, "vs FP32")) << r.out;
   const nlohmann::json j = nlohmann::json::parse(read_all(json));
   ASSERT_EQ(j["results"].size(), 3u);
   const nlohmann::json& int8 = j["results"][0];
   const nlohmann::json& a = j["results"][2];
-  EXPECT_EQ(int8["linear_before_dtype"], "f32");
+  EXPECT_EQ(int8["linear_before_dtype"], "bf16");
+  EXPECT_EQ(j["results"][1]["linear_before_dtype"], "bf16");
   EXPECT_EQ(a["linear_before_dtype"], "bf16");
-  // The same layers (the tied lm_head is in neither): the adaptive mode counts them in BF16, half the FP32 bytes.
-  EXPECT_EQ(a["linear_bytes_before"].get<size_t>() * 2, int8["linear_bytes_before"].get<size_t>());
+  // The same layers (the tied lm_head is in neither), counted in BF16 by every mode.
+  EXPECT_EQ(a["linear_bytes_before"].get<size_t>(), int8["linear_bytes_before"].get<size_t>());
+  EXPECT_EQ(j["results"][1]["linear_bytes_before"].get<size_t>(), int8["linear_bytes_before"].get<size_t>());
   const double reduction = 1.0 - a["linear_bytes_after"].get<double>() / a["linear_bytes_before"].get<double>();
   EXPECT_GE(reduction, 0.30);
   EXPECT_LT(reduction, 0.40);

@@ -53,7 +53,7 @@ TEST(CliMessages, BenchDefaultThatDoesNotFitIsReducedWithOneWarningLine) {
                          "--decode-tokens", "200"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(count(r.err, "kq: warning: --prompt-tokens: using 56 instead of the default 128"), 1u) << r.err;
-  EXPECT_TRUE(has(r.out, "after a 56-token prompt; median of 1 run x 200 tokens")) << r.out;
+  EXPECT_TRUE(has(r.out, "after a 56-token prompt, 200 tokens per run; median over 1 run")) << r.out;
 }
 
 TEST(CliMessages, BenchTableColumnsFollowTheLongestModeName) {

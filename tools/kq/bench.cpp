@@ -81,9 +81,11 @@ void print_header_rest(std::FILE* out, const BenchReport& r) {
              r.samples ? fmt::format(", --samples {}", r.samples) : "");
   if (!r.results.empty() && r.results[0].latency_before.runs)
     fmt::print(out,
-               "  latency decode at batch 1 with a KV cache after a {}-token prompt; median of {} x {}\n",
-               r.results[0].latency_before.prompt_tokens, count_noun(r.results[0].latency_before.runs, "run"),
-               count_noun(r.results[0].latency_before.decode_tokens, "token"));
+               "  latency decode at batch 1 with a KV cache after a {}-token prompt, {} per run; median over {} "
+               "of each run's ms/token\n",
+               r.results[0].latency_before.prompt_tokens,
+               count_noun(r.results[0].latency_before.decode_tokens, "token"),
+               count_noun(r.results[0].latency_before.runs, "run"));
 }
 
 /// Whether the latency of `m` was timed over 2 or more runs, so that their
@@ -126,7 +128,8 @@ void print_mode(std::FILE* out, const BenchResult& m, bool reliable) {
   fmt::print(out, "  weights      {} -> {}  ({:+.1f} %, whole model in memory vs on-disk dtype)\n",
              human_bytes(m.weight_bytes_before), human_bytes(m.weight_bytes_after),
              -reduction_pct(m.weight_bytes_before, m.weight_bytes_after));
-  // Against FP32; an adaptive mode against the on-disk dtype its target refers to (BF16 for a BF16 checkpoint).
+  // Every mode against the layers in the checkpoint's on-disk dtype (BF16 for a BF16 checkpoint), as the whole-model
+  // line: EVALUATION.md's "the unquantized model in its original dtype" (an adaptive target refers to the same).
   fmt::print(out, "  linear       {} -> {}  ({:.1f} % smaller vs {}, {:.3f} bits/weight)\n",
              human_bytes(m.linear_bytes_before), human_bytes(m.linear_bytes_after),
              reduction_pct(m.linear_bytes_before, m.linear_bytes_after), linear_basis_label(m.linear_before_dtype),
@@ -258,7 +261,7 @@ nlohmann::json to_json(const BenchReport& r, const BenchOptions& o) {
     x["weight_bytes_after"] = m.weight_bytes_after;
     x["linear_bytes_before"] = m.linear_bytes_before;
     x["linear_bytes_after"] = m.linear_bytes_after;
-    x["linear_before_dtype"] = m.linear_before_dtype;  // "f32"; adaptive: the on-disk dtype its target refers to
+    x["linear_before_dtype"] = m.linear_before_dtype;  // the on-disk dtype linear_bytes_before counts: "f32", "bf16"
     x["linear_kept_layers"] = m.linear_kept_layers;    // adaptive: layers --keep left out of the plan (else 0)
     x["linear_kept_bytes"] = m.linear_kept_bytes;      // their bytes unquantized, biases included
     x["bits_per_weight"] = m.bits_per_weight;
@@ -359,7 +362,9 @@ void add_bench_command(CLI::App& app) {
   add_keep_option(cmd, args->keep,
                   "Regex of layer names to keep in high precision, taken verbatim; one pattern per --keep: repeat "
                   "the option for more (--keep c_fc --keep c_attn); one that matches no layer is warned");
-  CLI::Option* runs_opt = cmd->add_option("--runs", args->runs, "Timed latency runs (median taken)")
+  CLI::Option* runs_opt = cmd->add_option("--runs", args->runs,
+                                          "Timed latency runs, after a warm-up (reported: the median over them of "
+                                          "each run's decode ms/token and prefill time)")
                               ->transform(integer_in(1, 1 << 30))
                               ->capture_default_str();
   CLI::Option* decode_opt = cmd->add_option("--decode-tokens", args->decode,
