@@ -197,9 +197,13 @@ class Model {
 
   /// Loads a Hugging Face model folder: DIR/config.json (GPT2LMHeadModel or
   /// LlamaForCausalLM) and DIR/model.safetensors or a sharded index. Weights
-  /// are converted to F32 (BF16/F16 on disk), except in a kq-quantized folder,
-  /// whose unquantized embeddings and linears stay BF16/F16
-  /// (hold_unquantized_in_disk_dtype): the model then holds every FP32 weight
+  /// are converted to F32 (BF16/F16 on disk), except in a quantized folder (kq,
+  /// AutoAWQ / AutoGPTQ, bitsandbytes), whose unquantized embeddings and linears
+  /// (an unquantized lm_head, layers kept by keep patterns) stay BF16/F16: on the
+  /// CPU they are read in that dtype from the start, never as an FP32 copy (the
+  /// model hold_unquantized_in_disk_dtype makes of the FP32 one, byte for byte;
+  /// on CUDA they are converted to it after the read). An unquantized folder's
+  /// model holds every FP32 weight
   /// (a 7B BF16 checkpoint: about 28 GB); to quantize a folder, load_quantized
   /// (kq/optimizer.hpp) quantizes each layer as it is read instead, through
   /// load(dir, ctx, transform, tables_in_disk_dtype). GPT-2 Conv1D weights [in, out]
@@ -237,7 +241,10 @@ class Model {
   /// the GPU. A layer's weights are read just before its call, so a transform
   /// that quantizes leaves one layer's FP32 weights alive at a time, never all
   /// of them (load_quantized builds on this). The layers of a kq-quantized
-  /// folder arrive quantized. `transform` is not kept past the call. Same
+  /// folder arrive quantized, its unquantized ones (and the lm_head) as FP32
+  /// ops, held in their 16-bit disk dtype after the build (a transform
+  /// makes the load read them as FP32 first, as load(dir, ctx) no longer
+  /// does on the CPU). `transform` is not kept past the call. Same
   /// errors as load(dir, ctx), and whatever `transform` throws (returning
   /// nullptr or an op whose in/out features differ from the layer's:
   /// InvalidArgument naming the layer).

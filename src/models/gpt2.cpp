@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "kernels/linear.hpp"
-#include "kernels/linear_f32.hpp"
 #include "kq/error.hpp"
 #include "models/backend.hpp"
 #include "models/common.hpp"
@@ -67,9 +66,7 @@ Gpt2Model::Gpt2Model(const ModelConfig& c, WeightSource& w, const ExecContext& c
       if (auto q = w.quantized_linear(name + m, h + m, out, in, /*bias=*/true))
         return make_linear(name + m, std::move(q));
       if (auto g = w.generated_linear(name + m, out, in, backend())) return make_linear(name + m, std::move(g));
-      return make_linear(name + m, make_linear_f32(w.get_transposed(h + m + ".weight", {out, in}, Init::Weight),
-                                                   w.get(h + m + ".bias", {out}, Init::Zeros),
-                                                   w.disk_dtype(h + m + ".weight")));
+      return make_linear(name + m, w.dense_linear(h + m + ".weight", {out, in}, /*transposed=*/true, h + m + ".bias"));
     };
     b.ln_1_w.host = w.get(h + "ln_1.weight", {d}, Init::Ones);
     b.ln_1_b.host = w.get(h + "ln_1.bias", {d}, Init::Zeros);

@@ -158,9 +158,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, WeightSource& w, const ExecContext&
     auto linear = [&](const std::string& m, int64_t out, int64_t in, bool bias) -> std::unique_ptr<Linear> {
       if (auto q = w.quantized_linear(p + m, p + m, out, in, bias)) return make_linear(p + m, std::move(q));
       if (auto g = w.generated_linear(p + m, out, in, backend())) return make_linear(p + m, std::move(g));
-      return make_linear(p + m, make_linear_f32(w.get(p + m + ".weight", {out, in}, Init::Weight),
-                                                bias ? w.get(p + m + ".bias", {out}, Init::Zeros) : Tensor(),
-                                                w.disk_dtype(p + m + ".weight")));
+      return make_linear(p + m, w.dense_linear(p + m + ".weight", {out, in}, /*transposed=*/false,
+                                               bias ? p + m + ".bias" : std::string()));
     };
     // Phi3's fused weight `fused` ([rows, d]; rows: the parts' sum) split into the linear layers of its parts
     // (fused_parts), each a copy of its rows, in the order the parts are given (biases: never). Phi3 checkpoints

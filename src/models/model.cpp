@@ -138,8 +138,13 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
   models::check_config(cfg, (dir / "config.json").string(), /*from_file=*/true);
   models::FileWeights weights(dir);
   weights.check_config_sizes(cfg);  // before anything is allocated per layer or by size
-  const bool held = tables_in_disk_dtype && ctx.device == Device::CPU;
+  // A quantized folder's unquantized parts end up in their BF16/F16 disk dtype (hold_unquantized_in_disk_dtype
+  // below). On the CPU, with no transform (which gets FP32 ops, as documented), they are read in it from the
+  // start: the tables, an unquantized lm_head and kept layers, never an FP32 copy. CUDA: converted after the build.
+  const bool quantized_held = weights.quantized() && !transform && ctx.device == Device::CPU;
+  const bool held = (tables_in_disk_dtype || quantized_held) && ctx.device == Device::CPU;
   weights.set_hold_in_disk_dtype(held);
+  weights.set_hold_linears_in_disk_dtype(quantized_held);
   // source_dir() is absolute: save_quantized_model reads the folder again later, after any chdir of the caller's.
   fs::path source = fs::weakly_canonical(dir, ec);
   if (ec) source = fs::absolute(dir, ec).lexically_normal();
@@ -148,7 +153,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ExecContext& ctx, 
   m->transform_ = {};  // built: its captures need not outlive the call
   weights.check_quantized_modules_read(cfg);  // a kq folder lists only linear layers the model has
   if (weights.quantized()) {
-    m->hold_unquantized_in_disk_dtype();  // before the upload: tables as held
+    m->hold_unquantized_in_disk_dtype();  // before the upload (read so already on the CPU without a transform)
   } else if (held && std::all_of(m->linears_.begin(), m->linears_.end(), [](const LinearSlot& s) {
                return linear_f32_weight_data(**s.op) != nullptr || (s.is_lm_head && linear_w16_weight(**s.op));
              })) {

@@ -15,6 +15,8 @@
 #include "core/out_of_memory.hpp"
 #include "io/json_strict.hpp"
 #include "io/utf8_text.hpp"
+#include "kernels/linear_f32.hpp"
+#include "kernels/linear_w16.hpp"
 #include "kernels/quantized_linear.hpp"
 #include "kq/error.hpp"
 #include "kq/quantize.hpp"
@@ -415,6 +417,18 @@ Tensor require_finite_16bit(Tensor t, const std::string& name, const std::filesy
 
 size_t file_weights_f32_copy_bytes() { return f32_copy_bytes.load(std::memory_order_relaxed); }
 
+std::unique_ptr<Linear> WeightSource::dense_linear(const std::string& weight, const Shape& shape, bool transposed,
+                                                   const std::string& bias) {
+  const DType disk = disk_dtype(weight);
+  if (hold_linears_in_disk_dtype_ && disk != DType::F32) {
+    Tensor w = transposed ? get_transposed_in_disk_dtype(weight, shape, Init::Weight)
+                          : get_in_disk_dtype(weight, shape, Init::Weight);
+    return make_linear_w16(std::move(w), bias.empty() ? Tensor() : get(bias, {shape[0]}, Init::Zeros));
+  }
+  Tensor w = transposed ? get_transposed(weight, shape, Init::Weight) : get(weight, shape, Init::Weight);
+  return make_linear_f32(std::move(w), bias.empty() ? Tensor() : get(bias, {shape[0]}, Init::Zeros), disk);
+}
+
 std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
                                                       const std::string& file_prefix, int64_t out,
                                                       int64_t in, bool bias) {
@@ -748,17 +762,27 @@ Tensor FileWeights::get(const std::string& name, const Shape& shape, Init) {
 
 Tensor FileWeights::get_in_disk_dtype(const std::string& name, const Shape& shape, Init init) {
   if (disk_dtype(name) == DType::F32) return get(name, shape, init);  // F32 (or missing: get() names it)
-  const Tensor t = fetch(name, shape);
+  return copy_16bit(name, shape, /*transposed=*/false);
+}
+
+Tensor FileWeights::get_transposed_in_disk_dtype(const std::string& name, const Shape& shape, Init init) {
+  if (disk_dtype(name) == DType::F32) return get_transposed(name, shape, init);
+  if (shape.size() != 2) raise<InvalidArgument>("get_transposed_in_disk_dtype: '{}' needs a 2-D shape", name);
+  return copy_16bit(name, {shape[1], shape[0]}, /*transposed=*/true);
+}
+
+Tensor FileWeights::copy_16bit(const std::string& name, const Shape& disk_shape, bool transposed) {
+  const Tensor t = fetch(name, disk_shape);
   const std::string file = store_.file_of(name);
   Tensor copy = naming_allocation(
       t.nbytes(),
       [&] {
         const std::filesystem::path relative = std::filesystem::path(file).lexically_relative(dir_);
         const std::string in_file = relative.empty() || *relative.begin() == ".." ? file : relative.string();
-        return fmt::format("{}: copying tensor '{}' {} of {} ({})", dir_.string(), io::name_excerpt(name),
-                           shape_str(t.shape()), in_file, dtype_name(t.dtype()));
+        return fmt::format("{}: copying tensor '{}' {} of {} ({}){}", dir_.string(), io::name_excerpt(name),
+                           shape_str(t.shape()), in_file, dtype_name(t.dtype()), transposed ? ", transposed" : "");
       },
-      [&] { return t.clone(); });
+      [&] { return transposed ? t.transposed() : t.clone(); });
   return release_source(t, require_finite_16bit(std::move(copy), name, dir_));
 }
 

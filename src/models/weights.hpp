@@ -3,7 +3,8 @@
 // random generator. Architectures ask for tensors by Hugging Face name and
 // expected shape and get F32 [rows, cols] tensors back (the embedding tables
 // and an unquantized lm_head in their BF16/F16 disk dtype when the load asks
-// for it: WeightSource::held).
+// for it: WeightSource::held; the unquantized linear layers of a quantized
+// folder likewise: WeightSource::dense_linear).
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -112,6 +113,11 @@ class WeightSource {
   virtual Tensor get_in_disk_dtype(const std::string& name, const Shape& shape, Init init) {
     return get(name, shape, init);
   }
+  /// As get_in_disk_dtype for a GPT-2 Conv1D weight stored [in, out]: returned [out, in] = `shape` (a BF16/F16
+  /// one transposed in that dtype, an F32 one as get_transposed). Default (random weights): get_transposed().
+  virtual Tensor get_transposed_in_disk_dtype(const std::string& name, const Shape& shape, Init init) {
+    return get_transposed(name, shape, init);
+  }
   /// Whether the architectures read the embedding tables and an unquantized
   /// lm_head with held() (Model::load's tables_in_disk_dtype); default false.
   void set_hold_in_disk_dtype(bool hold) { hold_in_disk_dtype_ = hold; }
@@ -121,6 +127,18 @@ class WeightSource {
   Tensor held(const std::string& name, const Shape& shape, Init init) {
     return hold_in_disk_dtype_ ? get_in_disk_dtype(name, shape, init) : get(name, shape, init);
   }
+  /// Whether the architectures' unquantized linear layers (dense_linear) keep a BF16/F16 weight in that dtype
+  /// (Model::load of a quantized folder on the CPU, whose unquantized layers end up so anyway:
+  /// Model::hold_unquantized_in_disk_dtype); default false (FP32 ops).
+  void set_hold_linears_in_disk_dtype(bool hold) { hold_linears_in_disk_dtype_ = hold; }
+  /// The op of an unquantized linear layer: weight `weight` with `shape` = [out, in] (`transposed`: stored
+  /// [in, out], a GPT-2 Conv1D weight) and, unless `bias` is empty, the F32 bias `bias` [out]. An FP32 op
+  /// (make_linear_f32, recording the weight's disk dtype); after set_hold_linears_in_disk_dtype(true), a weight
+  /// that is BF16/F16 on disk becomes a 16-bit op over a copy in that dtype (make_linear_w16: the op that
+  /// hold_unquantized_in_disk_dtype makes of the FP32 one, with the same bytes), never converted to F32.
+  /// Same errors as get(), get_transposed() and get_in_disk_dtype().
+  std::unique_ptr<Linear> dense_linear(const std::string& weight, const Shape& shape, bool transposed,
+                                       const std::string& bias);
   /// Bytes of the tensors handed out so far, in their on-disk dtype.
   size_t disk_bytes() const { return disk_bytes_; }
 
@@ -129,6 +147,7 @@ class WeightSource {
 
  private:
   bool hold_in_disk_dtype_ = false;
+  bool hold_linears_in_disk_dtype_ = false;
 };
 
 /// Parameters from a model folder's safetensors (TensorStore::open_dir).
@@ -169,6 +188,9 @@ class FileWeights final : public WeightSource {
   /// A copy that cannot be allocated is an OutOfMemory naming the folder, the
   /// tensor, its shape, dtype and file, and the bytes asked.
   Tensor get_in_disk_dtype(const std::string& name, const Shape& shape, Init init) override;
+  /// get_in_disk_dtype's copy of a BF16/F16 Conv1D weight [in, out], transposed to [out, in] = `shape` (one
+  /// 16-bit allocation, same errors); an F32 one as get_transposed().
+  Tensor get_transposed_in_disk_dtype(const std::string& name, const Shape& shape, Init init) override;
   std::unique_ptr<Linear> quantized_linear(const std::string& module, const std::string& file_prefix,
                                            int64_t out, int64_t in, bool bias) override;
   /// An AutoAWQ / AutoGPTQ checkpoint's fused layer "<fused_prefix>.qweight" (...) split into `parts`; empty for
@@ -219,6 +241,9 @@ class FileWeights final : public WeightSource {
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
+  /// The BF16/F16 tensor `name` (`disk_shape` in the file) as a heap copy in its dtype, `transposed` or not;
+  /// an allocation that fails is an OutOfMemory naming it. NaN / Inf values refused (FormatError).
+  Tensor copy_16bit(const std::string& name, const Shape& disk_shape, bool transposed);
   /// A getter of the folder's tensors for a quantized layer's loader: absent ones (and `hidden`, a bias the
   /// architecture does not have) are undefined; each one handed out is counted (disk_bytes_, used_) and its
   /// name appended to `read`.
