@@ -272,7 +272,8 @@ void check_quantized_output(const std::filesystem::path& out, const std::filesys
 /// chat_template.jinja) are not parsed. A tokenizer.json that is well formed
 /// but not one kq runs (Unsupported) is warned about (kq::warn), not refused.
 /// Throws FormatError naming the file, or naming `src` when it is not a folder
-/// (missing, or a file).
+/// (missing, or a file) or holds kq quantize's staging marker .kq-staging (an
+/// unfinished output, as load_model_config refuses it).
 void check_quantized_side_files(const std::filesystem::path& src, int64_t vocab_size);
 
 /// Configuration of an LLMOptimizer (the specification's optimizer config).

@@ -158,7 +158,9 @@ class Tokenizer {
   /// false (other model/pre_tokenizer/normalizer types and layouts,
   /// add_prefix_space, byte_fallback with ByteLevel, subword
   /// prefixes/suffixes, dropout) when there is no vocab.json + merges.txt to
-  /// fall back to. Throws InvalidArgument for an empty `model_dir`.
+  /// fall back to. Throws InvalidArgument for an empty `model_dir`; FormatError
+  /// naming the folder when it holds kq quantize's staging marker .kq-staging (an
+  /// unfinished output, OUT.tmp-XXXXXX), as load_model_config.
   static Tokenizer load(const std::filesystem::path& model_dir, const LoadOptions& opts = {});
 
   /// Loads GPT-2 style files: vocab.json ({token: id}) and merges.txt (one

@@ -11,6 +11,7 @@
 
 #include <fmt/core.h>
 
+#include "io/atomic_dir.hpp"
 #include "io/json_strict.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
@@ -123,6 +124,7 @@ std::optional<int64_t> integer_key(const nlohmann::json& j, const char* key, con
 }  // namespace
 
 GenerationDefaults load_generation_defaults(const std::filesystem::path& model_dir) {
+  io::check_not_staging_folder(model_dir);  // not "absent": an unfinished kq quantize output may lack the file
   const std::filesystem::path path = model_dir / "generation_config.json";
   GenerationDefaults g;
   if (!present(path)) return g;
@@ -145,6 +147,7 @@ GenerationDefaults load_generation_defaults(const std::filesystem::path& model_d
 }
 
 EosTokens load_eos_token_ids(const std::filesystem::path& model_dir, int64_t vocab_size) {
+  io::check_not_staging_folder(model_dir);
   if (auto e = eos_from(model_dir / "generation_config.json", vocab_size,
                         "config.json's eos_token_id (or the tokenizer's EOS token)"))
     return *std::move(e);

@@ -34,7 +34,9 @@ struct EosTokens {
 /// Throws FormatError naming the file and the key for a value that is not an
 /// integer or a list of integers, or an id < 0 or > 2^31 - 1, and (from
 /// io::load_hf_json_file) for an unreadable file, a UTF-8 byte-order mark
-/// before the JSON, nesting deeper than io::kMaxJsonDepth or invalid JSON.
+/// before the JSON, nesting deeper than io::kMaxJsonDepth or invalid JSON;
+/// FormatError naming the folder when it holds kq quantize's staging marker
+/// .kq-staging (io::check_not_staging_folder), whose files may be missing.
 EosTokens load_eos_token_ids(const std::filesystem::path& model_dir, int64_t vocab_size);
 
 /// The generation defaults a model folder's generation_config.json sets (the
@@ -59,7 +61,8 @@ struct GenerationDefaults {
 /// an integer, the others not a number) or out of range (temperature < 0,
 /// top_p outside (0, 1], top_k < 0, repetition_penalty <= 0,
 /// max_new_tokens < 0 or > 2^30), for a file that is only a link leading
-/// nowhere, and as load_eos_token_ids does for an unreadable or invalid file.
+/// nowhere, and as load_eos_token_ids does for an unreadable or invalid file
+/// or a staging folder.
 GenerationDefaults load_generation_defaults(const std::filesystem::path& model_dir);
 
 }  // namespace kq

@@ -259,6 +259,7 @@ void check_quantized_side_files(const fs::path& src, int64_t vocab_size) {
   if (!fs::is_directory(src, ec))  // else every file would be "absent": only the no-tokenizer warning
     raise<FormatError>("check_quantized_side_files: {}: not a model folder ({})", src.string(),
                        fs::exists(src, ec) ? "not a folder" : "not found");
+  io::check_not_staging_folder(src);  // its side files may be missing: not to be copied as the model's
   // Every side file that is there must be one the copy can read.
   for (const char* f : kSideFiles) {
     const fs::path p = src / f;

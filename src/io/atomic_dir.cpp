@@ -739,4 +739,15 @@ void AtomicDir::commit() {
   remove_tree(old);  // its kReplacedMarker last
 }
 
+void check_not_staging_folder(const fs::path& model_dir) {
+  std::error_code ec;
+  const fs::file_status marker = fs::symlink_status(model_dir / kStagingMarker, ec);
+  if (!ec && marker.type() != fs::file_type::not_found)
+    raise<FormatError>(
+        "{}: the folder holds {}: it is an unfinished kq quantize output (a staging folder copied while it was "
+        "being written, or left by an interrupted kq quantize) and may lack files; remove it and run kq quantize "
+        "again",
+        model_dir.string(), kStagingMarker);
+}
+
 }  // namespace kq::io

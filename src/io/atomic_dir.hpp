@@ -184,6 +184,18 @@ std::vector<std::filesystem::path> staging_leftovers(const std::filesystem::path
 /// own folder of such a name (`model.tmp-backup`) is never deleted.
 inline constexpr const char* kStagingMarker = ".kq-staging";
 
+/// The one refusal of a staging folder as a model folder: every reader of a
+/// model folder (load_model_config, Tokenizer::load, load_eos_token_ids,
+/// load_generation_defaults, check_quantized_side_files, kq quantize's checks
+/// of --model) calls it before reading anything. A folder holding
+/// kStagingMarker (anything at that name, even a dangling link) is an
+/// unfinished kq quantize output (a copy of OUT.tmp-XXXXXX made while it was
+/// being written, or one left by a killed kq) that may lack the files written
+/// last (tokenizer and generation configs). Throws FormatError naming
+/// `model_dir` and the marker; nothing for any other folder, or a path that is
+/// not one (left to the caller's own error).
+void check_not_staging_folder(const std::filesystem::path& model_dir);
+
 /// The file AtomicDir::commit() writes into an existing `out` just before it
 /// moves it aside to be replaced (to the staging name by the exchange, or to
 /// `<out>.old-XXXXXX`), holding "<st_dev>:<st_ino>\n" of that folder (decimal),

@@ -928,16 +928,7 @@ bool longrope_recomputes_cache(const ModelConfig& c, int64_t cached) {
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
-  // kq quantize's staging folder (OUT.tmp-XXXXXX) holds the marker until it is moved into place: a copy of it, or
-  // one left by a killed kq, may lack files written last (tokenizer and generation configs) and must not pass.
-  std::error_code ec;
-  const auto marker = std::filesystem::symlink_status(model_dir / io::kStagingMarker, ec);
-  if (!ec && marker.type() != std::filesystem::file_type::not_found)
-    raise<FormatError>(
-        "{}: the folder holds {}: it is an unfinished kq quantize output (a staging folder copied while it was "
-        "being written, or left by an interrupted kq quantize) and may lack files; remove it and run kq quantize "
-        "again",
-        model_dir.string(), io::kStagingMarker);
+  io::check_not_staging_folder(model_dir);  // an unfinished kq quantize output may lack files written last
   const std::filesystem::path file = model_dir / "config.json";
   const json j = io::load_hf_json_file(file, 16u << 20);  // a BOM: transformers' json.load refuses it
   return parse_model_config(j, file.string());

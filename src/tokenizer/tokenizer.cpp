@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "io/atomic_dir.hpp"
 #include "io/file_kind.hpp"
 #include "kq/error.hpp"
 #include "kq/warning.hpp"
@@ -17,6 +18,7 @@ Tokenizer Tokenizer::load(const fs::path& model_dir, const LoadOptions& opts) {
   std::error_code ec;
   if (model_dir.empty()) raise<InvalidArgument>("Tokenizer::load: the model folder path is empty");
   if (!fs::is_directory(model_dir, ec)) raise<FormatError>("{}: not a directory", model_dir.string());
+  io::check_not_staging_folder(model_dir);  // an unfinished kq quantize output: its tokenizer files may be missing
   const fs::path vocab = model_dir / "vocab.json", merges = model_dir / "merges.txt";
   const fs::path tj = model_dir / "tokenizer.json", cfg = model_dir / "tokenizer_config.json";
   const bool have_vocab = fs::is_regular_file(vocab, ec), have_merges = fs::is_regular_file(merges, ec);

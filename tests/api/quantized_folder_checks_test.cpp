@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "api/generation_config.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -217,6 +218,17 @@ TEST(QuantizedFolderChecks, StagingFolderIsRefused) {
   EXPECT_TRUE(has(msg, dir.string() + ": the folder holds .kq-staging: it is an unfinished kq quantize output"))
       << msg;
   EXPECT_TRUE(has(msg, "remove it and run kq quantize again")) << msg;
+  // Every other reader of a model folder refuses it with the same message (io::check_not_staging_folder): the
+  // tokenizer, generation_config.json (absent from an unfinished copy: not "no file"), the side-file check.
+  const auto error_of = kq::testing::error_of<FormatError>;
+  EXPECT_EQ(error_of([&] { (void)Tokenizer::load(dir); }), msg);
+  EXPECT_EQ(error_of([&] { (void)load_eos_token_ids(dir, 0); }), msg);
+  EXPECT_EQ(error_of([&] { (void)load_generation_defaults(dir); }), msg);
+  EXPECT_EQ(error_of([&] { check_quantized_side_files(dir, 0); }), msg);
+  fs::remove(dir / ".kq-staging");
+  EXPECT_NO_THROW((void)Tokenizer::load(dir));  // the same folder without the marker reads
+  EXPECT_NO_THROW((void)load_eos_token_ids(dir, 0));
+  EXPECT_NO_THROW((void)load_generation_defaults(dir));
 }
 
 // tester26b #4: n_layer lowered in a kq folder whose quantization_config lists the dropped layer's modules loaded

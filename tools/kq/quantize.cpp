@@ -177,6 +177,7 @@ void check_out_against_input(const std::string& out, const char* in_option, cons
 /// InvalidArgument naming the folder and its mode; a config.json that cannot
 /// be read is left to the model load, which names the problem.
 void check_model_not_quantized(const std::string& model) {
+  io::check_not_staging_folder(model);  // first: a staging folder's config.json is a kq quantized one
   nlohmann::json cfg;
   try {
     cfg = io::load_hf_json_file(std::filesystem::path(model) / "config.json");  // as the model load reads it
