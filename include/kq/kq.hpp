@@ -8,6 +8,7 @@
 #include "kq/error.hpp"      // Error, FormatError, InvalidArgument, Unsupported
 #include "kq/eval.hpp"       // perplexity, model comparison, sampling
 #include "kq/fp8.hpp"        // is_fp8_available(), get_fp8_info()
+#include "kq/gptq_export.hpp"  // save_gptq_model: AutoGPTQ (GPTQ v1) checkpoints
 #include "kq/info.hpp"       // version, CPU features
 #include "kq/linear.hpp"     // Linear: the op of a model's linear layer (LinearSlot, LinearTransform)
 #include "kq/model.hpp"      // Model, KVCache

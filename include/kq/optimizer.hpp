@@ -246,7 +246,9 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const st
 /// in the message); `out` is not a
 /// file; a non-empty `out` needs `overwrite` and then must be a folder
 /// save_quantized_model wrote (a config.json that Model::load can read, with a
-/// kq quantization_config; no other files), whether `src` is given or empty; without `overwrite` the error of a
+/// kq quantization_config; no other files) or save_gptq_model wrote (its GPTQ
+/// quantization_config naming kq in meta.quantizer, and quantize_config.json),
+/// whether `src` is given or empty; without `overwrite` the error of a
 /// non-empty `out` says overwrite = true replaces it only for such a folder,
 /// and for another one why overwrite would not (choose another output folder); `out` is neither the source folder
 /// `src` nor contains it (skipped when `src` is empty); `out` is neither the current working directory nor

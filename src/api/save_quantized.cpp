@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/generation_config.hpp"
+#include "api/save_common.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/atomic_file.hpp"
 #include "io/file_kind.hpp"
@@ -52,86 +53,9 @@ constexpr const char* kSideFiles[] = {"vocab.json",        "merges.txt",        
 /// Largest side file copied (io::read_text_file's limit in the copy).
 constexpr uint64_t kMaxSideFileBytes = uint64_t(1) << 30;
 
-/// The tensor-name prefix of a module in the source files: GPT-2 slot names
-/// always carry "transformer." but hub checkpoints store bare names.
-std::string file_prefix(const std::string& module, bool bare_gpt2) {
-  constexpr std::string_view kT = "transformer.";
-  if (bare_gpt2 && module.starts_with(kT)) return module.substr(kT.size());
-  return module;
-}
-
-/// `options` describe how `model`'s layers are held, layer by layer as
-/// quantize_model(model, options) decides: a layer_specs entry, else kept
-/// (the lm_head without quantize_lm_head, or a keep pattern matching), else
-/// options.spec. config.json records the options (its mode, quantize_lm_head
-/// and keep_patterns), and the loader holds the folder to them: options that
-/// do not describe the model would write a record that is false, or a folder
-/// that does not load. Throws InvalidArgument naming the first layer that differs.
-void check_options_describe_model(Model& model, const QuantizeOptions& options) {
-  std::vector<KeepPattern> keep;
-  try {
-    keep = compile_keep_patterns(options.keep_patterns);
-  } catch (const InvalidArgument& e) {
-    raise<InvalidArgument>("save_quantized_model: QuantizeOptions::keep_patterns: keep pattern {}", e.what());
-  }
-  for (const LinearSlot& slot : model.linear_layers()) {
-    const Linear& op = **slot.op;
-    const QuantSpec* held = quantized_linear_spec(op);
-    // kq's dense ops are saved as the source's tensors; any other op that is not kq's quantized op is the
-    // caller's own (a wrapper, say), whose weights kq cannot write: the advice is then to put kq's op back.
-    const bool users_op = !held && !linear_f32_weight_data(op) && !linear_w16_weight(op);
-    const std::string held_name =
-        held       ? held->name()
-        : users_op ? fmt::format("a user-defined Linear (format '{}'), whose format kq cannot save,", op.format())
-                   : fmt::format("not quantized ({})", op.format());
-    const std::string_view advice = users_op ? "put kq's own op back into its LinearSlot before saving"
-                                             : "pass the QuantizeOptions the model was quantized with";
-    if (const auto it = options.layer_specs.find(slot.name); it != options.layer_specs.end()) {
-      if (held ? !it->second || it->second->name() != held->name() : it->second.has_value())
-        raise<InvalidArgument>("save_quantized_model: layer '{}' is {} but QuantizeOptions::layer_specs says {}; {}",
-                               slot.name, held_name, it->second ? it->second->name() : "keep it", advice);
-      continue;
-    }
-    const bool lm_head_kept = slot.is_lm_head && !options.quantize_lm_head;
-    const auto match =
-        std::find_if(keep.begin(), keep.end(), [&](const KeepPattern& k) { return k.search(slot.name); });
-    if (held && lm_head_kept)
-      raise<InvalidArgument>(
-          "save_quantized_model: the lm_head '{}' is {} but QuantizeOptions::quantize_lm_head is false; {}", slot.name,
-          held_name, advice);
-    if (held && match != keep.end())
-      raise<InvalidArgument>(
-          "save_quantized_model: layer '{}' is {} but QuantizeOptions::keep_patterns '{}' matches it, which says it "
-          "stays in high precision; {}",
-          slot.name, held_name, match->pattern(), advice);
-    if (!held && !lm_head_kept && match == keep.end())
-      raise<InvalidArgument>(
-          "save_quantized_model: layer '{}' is {} but the options say {}: no QuantizeOptions::keep_patterns entry "
-          "matches it{}; {}",
-          slot.name, held_name, options.spec.name(),
-          slot.is_lm_head ? " and QuantizeOptions::quantize_lm_head is true" : "", advice);
-    if (held && held->name() != options.spec.name())
-      raise<InvalidArgument>("save_quantized_model: layer '{}' is {} but the options say {}; {}", slot.name,
-                             held_name, options.spec.name(), advice);
-  }
-}
-
-/// The folder `model` was loaded from, read again by save_quantized_model (config.json, side files, the
-/// tensors kept unquantized): it may have been removed or emptied since the load. Throws FormatError saying so.
-void check_source_folder_still_there(const fs::path& src) {
-  std::error_code ec;
-  const char* why = nullptr;
-  if (!fs::exists(src, ec))
-    why = "is gone (not found)";
-  else if (!fs::is_directory(src, ec))
-    why = "is no longer a folder";
-  else if (!fs::exists(src / "config.json", ec))
-    why = "is no longer a model folder (no config.json)";
-  if (why)
-    raise<FormatError>(
-        "save_quantized_model: the folder the model was loaded from, '{}', {}; saving reads its config.json, side "
-        "files and unquantized tensors again, so it must stay in place until the model is saved",
-        src.string(), why);
+/// A kq folder's quantization_config: quant_method "kq".
+bool is_kq_quantization_config(const nlohmann::json& q) {
+  return q.is_object() && q.contains("quant_method") && q["quant_method"] == "kq";
 }
 
 /// Why check_quantized_output(out, src, true) refuses to replace the existing, non-empty folder `out`.
@@ -156,8 +80,9 @@ std::optional<ReplaceRefusal> why_not_replaceable(const fs::path& out) {
   std::string why = "its config.json has no kq quantization_config";
   try {
     const nlohmann::json cfg = io::load_hf_json_file(out / "config.json");  // as Model::load reads it
-    kq_folder = cfg.is_object() && cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
-                cfg["quantization_config"].value("quant_method", "") == "kq";
+    kq_folder = cfg.is_object() && cfg.contains("quantization_config") &&
+                (is_kq_quantization_config(cfg["quantization_config"]) ||
+                 detail::is_kq_gptq_quantization_config(cfg["quantization_config"]));
   } catch (const Error& e) {
     why = fmt::format("its config.json cannot be read: {}", e.what());
   }
@@ -168,7 +93,7 @@ std::optional<ReplaceRefusal> why_not_replaceable(const fs::path& out) {
                                       out.string(), why)};
   for (const auto& e : fs::directory_iterator(out)) {
     const std::string name = e.path().filename().string();
-    const bool ours = name == "config.json" || name == "model.safetensors" ||
+    const bool ours = name == "config.json" || name == "model.safetensors" || name == detail::kGptqConfigFile ||
                       std::find(std::begin(kSideFiles), std::end(kSideFiles), name) != std::end(kSideFiles);
     if (!ours || !e.is_regular_file())
       return ReplaceRefusal{fmt::format("holds '{}', which kq quantize does not write", name),
@@ -180,6 +105,98 @@ std::optional<ReplaceRefusal> why_not_replaceable(const fs::path& out) {
 }
 
 }  // namespace
+
+namespace detail {
+
+std::string source_file_prefix(const std::string& module, bool bare_gpt2) {
+  constexpr std::string_view kT = "transformer.";
+  if (bare_gpt2 && module.starts_with(kT)) return module.substr(kT.size());
+  return module;
+}
+
+/// `options` describe how `model`'s layers are held, layer by layer as
+/// quantize_model(model, options) decides: a layer_specs entry, else kept
+/// (the lm_head without quantize_lm_head, or a keep pattern matching), else
+/// options.spec. config.json records the options (its mode, quantize_lm_head
+/// and keep_patterns), and the loader holds the folder to them: options that
+/// do not describe the model would write a record that is false, or a folder
+/// that does not load. Throws InvalidArgument naming the first layer that differs.
+void check_options_describe_model(Model& model, const QuantizeOptions& options, const char* who) {
+  std::vector<KeepPattern> keep;
+  try {
+    keep = compile_keep_patterns(options.keep_patterns);
+  } catch (const InvalidArgument& e) {
+    raise<InvalidArgument>("{}: QuantizeOptions::keep_patterns: keep pattern {}", who, e.what());
+  }
+  for (const LinearSlot& slot : model.linear_layers()) {
+    const Linear& op = **slot.op;
+    const QuantSpec* held = quantized_linear_spec(op);
+    // kq's dense ops are saved as the source's tensors; any other op that is not kq's quantized op is the
+    // caller's own (a wrapper, say), whose weights kq cannot write: the advice is then to put kq's op back.
+    const bool users_op = !held && !linear_f32_weight_data(op) && !linear_w16_weight(op);
+    const std::string held_name =
+        held       ? held->name()
+        : users_op ? fmt::format("a user-defined Linear (format '{}'), whose format kq cannot save,", op.format())
+                   : fmt::format("not quantized ({})", op.format());
+    const std::string_view advice = users_op ? "put kq's own op back into its LinearSlot before saving"
+                                             : "pass the QuantizeOptions the model was quantized with";
+    if (const auto it = options.layer_specs.find(slot.name); it != options.layer_specs.end()) {
+      if (held ? !it->second || it->second->name() != held->name() : it->second.has_value())
+        raise<InvalidArgument>("{}: layer '{}' is {} but QuantizeOptions::layer_specs says {}; {}", who,
+                               slot.name, held_name, it->second ? it->second->name() : "keep it", advice);
+      continue;
+    }
+    const bool lm_head_kept = slot.is_lm_head && !options.quantize_lm_head;
+    const auto match =
+        std::find_if(keep.begin(), keep.end(), [&](const KeepPattern& k) { return k.search(slot.name); });
+    if (held && lm_head_kept)
+      raise<InvalidArgument>(
+          "{}: the lm_head '{}' is {} but QuantizeOptions::quantize_lm_head is false; {}", who, slot.name,
+          held_name, advice);
+    if (held && match != keep.end())
+      raise<InvalidArgument>(
+          "{}: layer '{}' is {} but QuantizeOptions::keep_patterns '{}' matches it, which says it "
+          "stays in high precision; {}", who,
+          slot.name, held_name, match->pattern(), advice);
+    if (!held && !lm_head_kept && match == keep.end())
+      raise<InvalidArgument>(
+          "{}: layer '{}' is {} but the options say {}: no QuantizeOptions::keep_patterns entry "
+          "matches it{}; {}", who,
+          slot.name, held_name, options.spec.name(),
+          slot.is_lm_head ? " and QuantizeOptions::quantize_lm_head is true" : "", advice);
+    if (held && held->name() != options.spec.name())
+      raise<InvalidArgument>("{}: layer '{}' is {} but the options say {}; {}", who, slot.name,
+                             held_name, options.spec.name(), advice);
+  }
+}
+
+/// The folder `model` was loaded from, read again by save_quantized_model (config.json, side files, the
+/// tensors kept unquantized): it may have been removed or emptied since the load. Throws FormatError saying so.
+void check_source_folder_still_there(const fs::path& src, const char* who) {
+  std::error_code ec;
+  const char* why = nullptr;
+  if (!fs::exists(src, ec))
+    why = "is gone (not found)";
+  else if (!fs::is_directory(src, ec))
+    why = "is no longer a folder";
+  else if (!fs::exists(src / "config.json", ec))
+    why = "is no longer a model folder (no config.json)";
+  if (why)
+    raise<FormatError>(
+        "{}: the folder the model was loaded from, '{}', {}; saving reads its config.json, side "
+        "files and unquantized tensors again, so it must stay in place until the model is saved", who,
+        src.string(), why);
+}
+
+void copy_side_files(const io::AtomicDir& dir, const fs::path& src) {
+  for (const char* f : kSideFiles) {
+    const fs::path p = src / f;
+    if (!fs::exists(p)) continue;
+    io::write_file_atomic(dir.file(f), io::read_text_file(p, kMaxSideFileBytes));
+  }
+}
+
+}  // namespace detail
 
 void check_quantized_output(const fs::path& out, const fs::path& src, bool overwrite) {
   std::error_code ec;
@@ -308,7 +325,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   const fs::path src = model.source_dir();
   if (src.empty())
     raise<InvalidArgument>("save_quantized_model: the model has no source folder (random weights cannot be saved)");
-  check_source_folder_still_there(src);
+  detail::check_source_folder_still_there(src, "save_quantized_model");
   check_quantized_output(out, src, overwrite);
   check_quantized_side_files(src, model.config().vocab_size);
 
@@ -324,7 +341,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
     const Linear& op = **slot.op;
     const QuantSpec* spec = quantized_linear_spec(op);
     if (!spec) continue;  // kept in high precision: its source tensors are copied below
-    const std::string prefix = file_prefix(slot.name, bare_gpt2);
+    const std::string prefix = detail::source_file_prefix(slot.name, bare_gpt2);
     op.export_tensors(prefix, tensors);
     modules[slot.name] = spec->name();
     replaced.insert(prefix + ".");
@@ -333,7 +350,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   if (modules.empty())
     raise<InvalidArgument>(
         "no layer of the model is quantized (every layer matched QuantizeOptions::keep_patterns?); nothing to save");
-  check_options_describe_model(model, options);
+  detail::check_options_describe_model(model, options, "save_quantized_model");
 
   // The source's other tensors, as they are on disk; those the model does not use (layers beyond
   // num_hidden_layers, ...: load() warned about them) are left out, so the folder holds what the model reads.
@@ -373,11 +390,7 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
     write_safetensors(dir.file("model.safetensors"), tensors,
                       {{"format", "pt"}, {"kq_quantization", io::json_text(qc)}});
     io::write_file_atomic(dir.file("config.json"), io::json_text(config, 2) + "\n");
-    for (const char* f : kSideFiles) {
-      const fs::path p = src / f;
-      if (!fs::exists(p)) continue;
-      io::write_file_atomic(dir.file(f), io::read_text_file(p, uint64_t(1) << 30));
-    }
+    detail::copy_side_files(dir, src);
   });
   dir.commit();
 }

@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "adaptive_option.hpp"
@@ -28,6 +31,7 @@
 #include "kq/config.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
+#include "kq/gptq_export.hpp"
 #include "kq/optimizer.hpp"
 #include "kq/tokenizer.hpp"
 #include "kq/warning.hpp"
@@ -249,11 +253,50 @@ void check_side_files(const std::string& model_dir) {
   check_quantized_side_files(model_dir, vocab_size);
 }
 
+/// --format gptq: the checks of check_gptq_options and check_gptq_model_config (its config.json, read as the
+/// model load reads it; one that cannot be read is left to the load) before anything is loaded, their messages
+/// naming the option ("--format gptq: mode nf4 cannot be written as GPTQ ...").
+void check_gptq_export(const std::string& mode, bool adaptive, const QuantizeOptions& qo, const std::string& model) {
+  if (adaptive)
+    raise<InvalidArgument>("--format gptq: --mode {} (a precision per layer) cannot be written as GPTQ, which has one "
+                           "integer 4-bit format for all quantized layers; use --mode int4-gB or int4-gB-asym "
+                           "(B = 32..256, e.g. int4-g128), or --format kq",
+                           mode);
+  const auto as_option = [](const InvalidArgument& e) {
+    constexpr std::string_view kPrefix = "GPTQ format: ";
+    std::string msg = e.what();
+    if (msg.starts_with(kPrefix)) msg = msg.substr(kPrefix.size());
+    for (const auto& [api, option] :
+         {std::pair<std::string, std::string>{"use the kq format", "use --format kq"},
+          {"or the kq format", "or --format kq"},
+          {"use an int4-gB or int4-gB-asym mode", "use --mode int4-gB or int4-gB-asym"}})
+      if (const size_t at = msg.find(api); at != std::string::npos) msg.replace(at, api.size(), option);
+    raise<InvalidArgument>("--format gptq: {}", msg);
+  };
+  try {
+    check_gptq_options(qo);
+  } catch (const InvalidArgument& e) {
+    as_option(e);
+  }
+  ModelConfig config;
+  try {
+    config = load_model_config(model);
+  } catch (const Error&) {
+    return;  // the model load names what is wrong with the folder
+  }
+  try {
+    check_gptq_model_config(config, model);
+  } catch (const InvalidArgument& e) {
+    as_option(e);
+  }
+}
+
 }  // namespace
 
 void add_quantize_command(CLI::App& app) {
   struct Args {
     std::string model, mode, out, calibration;
+    std::string format = "kq";  // --format
     std::vector<std::string> keep;
     bool lm_head = false, overwrite = false;
     double target = 0.8;  // --target-reduction (adaptive modes)
@@ -261,7 +304,7 @@ void add_quantize_command(CLI::App& app) {
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder");
+  auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder (or, with --format gptq, an AutoGPTQ checkpoint)");
   cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")
       ->required()
       ->check(non_empty_path("folder"));
@@ -313,6 +356,14 @@ void add_quantize_command(CLI::App& app) {
                 "with or without --overwrite); only a folder kq quantize wrote: a non-empty one without config.json, "
                 "one whose config.json has no kq quantization_config, or one holding files kq quantize does not "
                 "write is refused");
+  cmd->add_option("--format", a->format,
+                  "Output folder format: kq (default: KernelQuant's own folder, every mode) or gptq (an AutoGPTQ "
+                  "checkpoint, GPTQ v1, that vLLM, transformers with GPTQModel / optimum, TGI and exllama load: "
+                  "--mode int4-gB or int4-gB-asym only (round to nearest, B = 32..256), without --keep or "
+                  "--quantize-lm-head, GPT-2 and Llama-family models; its scales are FP16, kq's F32 ones rounded, "
+                  "and the unquantized tensors FP16)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kq", "gptq"}, CLI::ignore_case));
   add_threads_option(cmd, a->threads);
   cmd->callback([a, target_opt, strategy_opt, calibration_opt] {
     const bool adaptive = is_adaptive_mode(a->mode);
@@ -336,6 +387,9 @@ void add_quantize_command(CLI::App& app) {
     ctx.threads = a->threads;
     QuantizeReport rep;
     check_model_not_quantized(a->model);
+    std::transform(a->format.begin(), a->format.end(), a->format.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    const bool gptq = a->format == "gptq";
+    if (gptq) check_gptq_export(a->mode, adaptive, qo, a->model);
     check_out_against_model(a->out, a->model);
     if (qo.spec.awq) check_out_against_input(a->out, "--calibration", calibration_text(a->calibration, a->model));
     check_out_folder(a->out, a->model, a->overwrite);  // fail before the slow part
@@ -411,7 +465,14 @@ void add_quantize_command(CLI::App& app) {
     // The staging folder is removed as the save fails (io::AtomicDir), before the error is reported, and then the
     // folders made above it.
     const std::unique_ptr<io::MadeFolders> parents = make_out_parents(a->out);
-    write_from_model_files([&] { save_quantized_model(*model, qo, a->out, a->overwrite); }, "no folder written");
+    write_from_model_files(
+        [&] {
+          if (gptq)
+            save_gptq_model(*model, qo, a->out, a->overwrite);
+          else
+            save_quantized_model(*model, qo, a->out, a->overwrite);
+        },
+        "no folder written");
     if (parents) parents->keep();
     check_model_files_unchanged(fmt::format("--out '{}' was written from it: remove it", a->out));
     const bool awq_table =
@@ -454,7 +515,12 @@ void add_quantize_command(CLI::App& app) {
                  unused == 0 ? std::string()
                              : fmt::format(", the tensors it uses; the {} unused tensor{} of --model {} not copied",
                                            unused, unused == 1 ? "" : "s", unused == 1 ? "is" : "are"));
-      fmt::print("wrote {}\n", a->out);
+      if (gptq)
+        fmt::print("wrote {} (GPTQ v1 checkpoint, quant_method gptq, group_size {}, sym {}: scales and unquantized "
+                   "tensors as FP16)\n",
+                   a->out, qo.spec.block_size, qo.spec.symmetric ? "true" : "false");
+      else
+        fmt::print("wrote {}\n", a->out);
     });
   });
 }
