@@ -28,6 +28,7 @@
 
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
+#include "common/quantized_compare.hpp"
 #include "common/tiny_folder.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kq/adaptive.hpp"
@@ -79,19 +80,6 @@ std::vector<int32_t> calibration_ids(int64_t vocab, int n) {
   return ids;
 }
 
-std::vector<float> logits_of(Model& m) {
-  const size_t V = size_t(m.config().vocab_size);
-  KVCache cache = m.make_cache(16);
-  std::vector<float> out(4 * V);
-  m.forward(std::vector<int32_t>{1, 50, 30, 7}, cache, out.data());
-  for (int32_t t : {11, 95}) {
-    std::vector<float> row(V);
-    m.forward(std::vector<int32_t>{t}, cache, row.data());
-    out.insert(out.end(), row.begin(), row.end());
-  }
-  return out;
-}
-
 void expect_same_plan(const AdaptivePlan& a, const AdaptivePlan& b) {
   ASSERT_EQ(a.layers.size(), b.layers.size());
   for (size_t i = 0; i < a.layers.size(); ++i) {
@@ -120,39 +108,8 @@ void expect_same_plan(const AdaptivePlan& a, const AdaptivePlan& b) {
 
 /// Report (AWQ fields included), warnings, formats and bytes of every layer, weights held, logits bit for bit.
 void expect_same(const Result& s, const Result& ref) {
-  ASSERT_EQ(s.report.layers.size(), ref.report.layers.size());
-  for (size_t i = 0; i < s.report.layers.size(); ++i) {
-    const LayerQuantization &x = s.report.layers[i], &y = ref.report.layers[i];
-    SCOPED_TRACE(y.name);
-    EXPECT_EQ(x.name, y.name);
-    EXPECT_EQ(x.format, y.format);
-    EXPECT_EQ(x.bytes_before, y.bytes_before);
-    EXPECT_EQ(x.bytes_after, y.bytes_after);
-    EXPECT_EQ(x.quantized, y.quantized);
-    EXPECT_EQ(x.awq_alpha, y.awq_alpha);
-    EXPECT_EQ(x.awq_duo, y.awq_duo);
-    EXPECT_EQ(x.awq_rtn_error, y.awq_rtn_error);
-    EXPECT_EQ(x.awq_error, y.awq_error);
-    EXPECT_EQ(x.awq_group, y.awq_group);
-  }
-  EXPECT_EQ(s.report.quantized_bytes_before, ref.report.quantized_bytes_before);
-  EXPECT_EQ(s.report.quantized_bytes_after, ref.report.quantized_bytes_after);
-  EXPECT_EQ(s.report.quantized_matrix_bytes, ref.report.quantized_matrix_bytes);
-  EXPECT_EQ(s.report.quantized_elements, ref.report.quantized_elements);
-  EXPECT_EQ(s.report.unmatched_keep_patterns, ref.report.unmatched_keep_patterns);
+  kq::testing::expect_same_quantized_models(*s.model, s.report, *ref.model, ref.report);
   EXPECT_EQ(s.warnings, ref.warnings);
-  const std::vector<LinearSlot> a = s.model->linear_layers(), b = ref.model->linear_layers();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ((*a[i].op)->format(), (*b[i].op)->format()) << a[i].name;
-    EXPECT_EQ((*a[i].op)->weight_bytes(), (*b[i].op)->weight_bytes()) << a[i].name;
-    EXPECT_EQ(a[i].disk_dtype, b[i].disk_dtype) << a[i].name;
-  }
-  EXPECT_EQ(s.model->weight_breakdown().linear, ref.model->weight_breakdown().linear);
-  EXPECT_EQ(s.model->weight_breakdown().other, ref.model->weight_breakdown().other);
-  const std::vector<float> ls = logits_of(*s.model), lr = logits_of(*ref.model);
-  ASSERT_EQ(ls.size(), lr.size());
-  EXPECT_EQ(std::memcmp(ls.data(), lr.data(), ls.size() * sizeof(float)), 0) << "logits differ";
 }
 
 /// The saved folders of both are the same files, byte for byte.
@@ -333,7 +290,7 @@ TEST(Quantize16BitLoadHeld, EveryLinearLayerAndTableIsSixteenBit) {
     // A tied lm_head shares the table, counted once (weight_breakdown) but here in both sums alike.
     EXPECT_EQ(linear * (f.dtype == DType::F32 ? 1 : 2), f32_linear);
     EXPECT_EQ(m->disk_weight_bytes(), ref->disk_weight_bytes());
-    const std::vector<float> ls = logits_of(*m), lr = logits_of(*ref);
+    const std::vector<float> ls = kq::testing::prefill_decode_logits(*m), lr = kq::testing::prefill_decode_logits(*ref);
     ASSERT_EQ(ls.size(), lr.size());
     for (size_t i = 0; i < ls.size(); ++i) ASSERT_NEAR(ls[i], lr[i], 1e-4f) << i;  // summation order only
   }

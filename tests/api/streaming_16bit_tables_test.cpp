@@ -25,6 +25,7 @@
 
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
+#include "common/quantized_compare.hpp"
 #include "common/tiny_folder.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/quantized_linear.hpp"
@@ -77,48 +78,10 @@ Result run(F&& load) {
   return r;
 }
 
-std::vector<float> logits_of(Model& m) {
-  const size_t V = size_t(m.config().vocab_size);
-  KVCache cache = m.make_cache(16);
-  std::vector<float> out(4 * V);
-  m.forward(std::vector<int32_t>{1, 50, 30, 7}, cache, out.data());
-  for (int32_t t : {11, 95}) {
-    std::vector<float> row(V);
-    m.forward(std::vector<int32_t>{t}, cache, row.data());
-    out.insert(out.end(), row.begin(), row.end());
-  }
-  return out;
-}
-
 void expect_same(const Result& s, const Result& ref) {
-  ASSERT_EQ(s.report.layers.size(), ref.report.layers.size());
-  for (size_t i = 0; i < s.report.layers.size(); ++i) {
-    const LayerQuantization &x = s.report.layers[i], &y = ref.report.layers[i];
-    SCOPED_TRACE(y.name);
-    EXPECT_EQ(x.name, y.name);
-    EXPECT_EQ(x.format, y.format);
-    EXPECT_EQ(x.bytes_before, y.bytes_before);
-    EXPECT_EQ(x.bytes_after, y.bytes_after);
-    EXPECT_EQ(x.quantized, y.quantized);
-  }
-  EXPECT_EQ(s.report.quantized_bytes_before, ref.report.quantized_bytes_before);
-  EXPECT_EQ(s.report.quantized_bytes_after, ref.report.quantized_bytes_after);
-  EXPECT_EQ(s.report.quantized_matrix_bytes, ref.report.quantized_matrix_bytes);
-  EXPECT_EQ(s.report.quantized_elements, ref.report.quantized_elements);
+  kq::testing::expect_same_quantized_models(*s.model, s.report, *ref.model, ref.report);
   EXPECT_EQ(s.warnings, ref.warnings);
-  const std::vector<LinearSlot> a = s.model->linear_layers(), b = ref.model->linear_layers();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ((*a[i].op)->format(), (*b[i].op)->format()) << a[i].name;
-    EXPECT_EQ((*a[i].op)->weight_bytes(), (*b[i].op)->weight_bytes()) << a[i].name;
-    EXPECT_EQ(a[i].disk_dtype, b[i].disk_dtype) << a[i].name;
-  }
-  EXPECT_EQ(s.model->weight_breakdown().linear, ref.model->weight_breakdown().linear);
-  EXPECT_EQ(s.model->weight_breakdown().other, ref.model->weight_breakdown().other);
   EXPECT_EQ(s.model->disk_weight_bytes(), ref.model->disk_weight_bytes());
-  const std::vector<float> ls = logits_of(*s.model), lr = logits_of(*ref.model);
-  ASSERT_EQ(ls.size(), lr.size());
-  EXPECT_EQ(std::memcmp(ls.data(), lr.data(), ls.size() * sizeof(float)), 0) << "logits differ";
 }
 
 struct Case {
