@@ -64,6 +64,14 @@ struct QuantizeOptions {
   /// its layer whatever quantize_lm_head and keep_patterns say; layers not in
   /// the map get `spec`. A name that is no linear layer of the model is an InvalidArgument.
   std::map<std::string, std::optional<QuantSpec>> layer_specs;
+  /// AWQ modes: layers (LinearSlot names) whose per-input-channel scales s are
+  /// fixed at 1 (plain round-to-nearest of W, AWQ's clipping still searched),
+  /// as AutoAWQ leaves a layer whose s cannot be folded exactly into the
+  /// operator before it (a grouped-query attention's o_proj: see
+  /// awq_unit_scale_layers in kq/awq_export.hpp, which save_awq_model needs).
+  /// A member of a group sharing s (q/k/v, gate/up) fixes the group's s. A name
+  /// that is no linear layer of the model is an InvalidArgument; unused by other modes.
+  std::vector<std::string> awq_unit_scale_layers;
 };
 
 /// What quantize_model did to one linear layer.
@@ -89,6 +97,8 @@ struct LayerQuantization {
   /// the model's order; awq_rtn_error and awq_error are then the group's, the
   /// same for each of them. Empty when its s was searched for it alone.
   std::vector<std::string> awq_group;
+  /// AWQ modes: s was fixed at 1 (QuantizeOptions::awq_unit_scale_layers), not searched.
+  bool awq_unit_scale = false;
 };
 
 /// Summary of quantize_model.
@@ -137,7 +147,8 @@ struct QuantizeReport {
 /// QuantizeOptions::calibration.tokens and the index) or with a
 /// CalibrationOptions::grid outside [1, kMaxAwqGrid] (named; both checked
 /// before the calibration runs), or a
-/// layer_specs entry that names no linear layer or holds an invalid spec (named), and
+/// layer_specs entry that names no linear layer or holds an invalid spec (named), an awq_unit_scale_layers
+/// entry that names no linear layer (named), and
 /// while another thread's call on `model` runs (Model::InUse: "quantize_model called while another call on the
 /// same Model runs ..."; a forward() from another thread meanwhile throws likewise). A keep pattern that matches
 /// no layer is not an error: it is listed in QuantizeReport::unmatched_keep_patterns and

@@ -280,7 +280,8 @@ std::vector<int32_t> read_calibration_tokens(const std::filesystem::path& file, 
 }
 
 std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, std::span<const Tensor> biases,
-                                             const ActivationStats& stats, const QuantSpec& spec, int grid, bool clip) {
+                                             const ActivationStats& stats, const QuantSpec& spec, int grid, bool clip,
+                                             bool scale) {
   if (!spec.awq) raise<InvalidArgument>("awq::search_scales: {} is not an AWQ mode", spec.name());
   check_grid(grid);
   if (weights.empty() || biases.size() != weights.size())
@@ -388,7 +389,9 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
   best.error = INFINITY;
   best.rtn_error = INFINITY;
   Tensor best_s, rtn_s;
-  for (int64_t i = 0; i < 2 * int64_t(grid); ++i) {  // (2 * grid in int wrapped negative for grid >= 2^30)
+  // Without `scale`, the α = 0 candidate alone (s = 1).
+  const int64_t candidates = scale ? 2 * int64_t(grid) : 1;  // (2 * grid in int wrapped negative for grid >= 2^30)
+  for (int64_t i = 0; i < candidates; ++i) {
     // i < grid: s_k = mean|x_k|^α (the paper); then s_k = mean|x_k|^α / (w_k^(1−α) + 1e-4) (duo scaling).
     const bool duo = i >= grid;
     const double alpha = double(i % grid) / double(grid);
@@ -460,9 +463,9 @@ std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, st
 }
 
 ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
-                          const QuantSpec& spec, int grid, bool clip) {
+                          const QuantSpec& spec, int grid, bool clip, bool scale) {
   const Tensor w[] = {weight}, b[] = {bias};
-  return std::move(search_group_scales(w, b, stats, spec, grid, clip).front());
+  return std::move(search_group_scales(w, b, stats, spec, grid, clip, scale).front());
 }
 
 }  // namespace kq::awq

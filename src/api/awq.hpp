@@ -83,11 +83,14 @@ struct ScaleSearch {
 /// weight or error is not finite (a weight near FLT_MAX times s) are skipped;
 /// α = 0 (plain round-to-nearest) always stands, so the result is never
 /// worse than it (error NaN when no output error is finite).
-/// weight: F32 [N, K]; bias: F32 [N] or undefined. Throws InvalidArgument for
+/// weight: F32 [N, K]; bias: F32 [N] or undefined. `scale` false: s = 1
+/// alone (α = 0, plain round-to-nearest of W), the clipping still searched,
+/// as AutoAWQ quantizes a layer whose s it cannot fold into the operator before
+/// it (QuantizeOptions::awq_unit_scale_layers). Throws InvalidArgument for
 /// a non-AWQ spec, stats of another K or without sampled rows, a grid
 /// outside [1, kMaxAwqGrid].
 ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const ActivationStats& stats,
-                          const QuantSpec& spec, int grid, bool clip = true);
+                          const QuantSpec& spec, int grid, bool clip = true, bool scale = true);
 
 /// The same search for linears that read the same input (Llama's q/k/v, or
 /// gate/up), as the AWQ reference code scales them: one s for the group,
@@ -101,6 +104,6 @@ ScaleSearch search_scales(const Tensor& weight, const Tensor& bias, const Activa
 /// different K.
 std::vector<ScaleSearch> search_group_scales(std::span<const Tensor> weights, std::span<const Tensor> biases,
                                              const ActivationStats& stats, const QuantSpec& spec, int grid,
-                                             bool clip = true);
+                                             bool clip = true, bool scale = true);
 
 }  // namespace kq::awq

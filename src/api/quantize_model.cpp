@@ -3,6 +3,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -208,6 +209,15 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   LayerQuantizer quantizer(options);
   check_layer_specs(model, options.layer_specs);
   model.check_linear_layers("quantize_model");
+  const std::set<std::string> unit_scale(options.awq_unit_scale_layers.begin(), options.awq_unit_scale_layers.end());
+  {
+    const std::vector<LinearSlot> slots = model.linear_layers();
+    for (const std::string& name : unit_scale)
+      if (std::none_of(slots.begin(), slots.end(), [&](const LinearSlot& s) { return s.name == name; }))
+        raise<InvalidArgument>("QuantizeOptions::awq_unit_scale_layers: '{}' is not a linear layer of the model "
+                               "(layer names look like '{}')",
+                               name, slots.empty() ? std::string("?") : slots.front().name);
+  }
   const auto t0 = Clock::now();
   QuantizeReport report;
 
@@ -252,9 +262,10 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
         biases.push_back(ops.at(n)->bias());
       }
       std::vector<awq::ScaleSearch> r;
+      const bool fixed = std::any_of(group.begin(), group.end(), [&](const std::string& n) { return unit_scale.count(n) > 0; });
       try {
         r = awq::search_group_scales(weights, biases, stats.at(group.front()), first->second,
-                                     options.calibration.grid);
+                                     options.calibration.grid, true, !fixed);
       } catch (const InvalidArgument& e) {  // e.g. a non-finite weight: name the group's layers
         raise<InvalidArgument>("layers '{}': {}", fmt::join(group, "', '"), e.what());
       }
@@ -271,14 +282,20 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& options) {
   const LayerQuantizer::Quantize awq_quantize = [&](Linear& op, const Tensor& weight, const QuantSpec& spec,
                                                     LayerQuantization& lq) {
     const auto grouped = awq_grouped.find(lq.name);
+    const auto g = awq_groups.find(lq.name);
+    lq.awq_unit_scale = g != awq_groups.end()
+                            ? std::any_of(g->second.begin(), g->second.end(),
+                                          [&](const std::string& n) { return unit_scale.count(n) > 0; })
+                            : unit_scale.count(lq.name) > 0;
     awq::ScaleSearch r = grouped != awq_grouped.end()
                              ? std::move(grouped->second)
-                             : awq::search_scales(weight, op.bias(), stats.at(lq.name), spec, options.calibration.grid);
+                             : awq::search_scales(weight, op.bias(), stats.at(lq.name), spec, options.calibration.grid,
+                                                  true, !lq.awq_unit_scale);
     lq.awq_alpha = r.alpha;
     lq.awq_duo = r.duo;
     lq.awq_rtn_error = r.rtn_error;
     lq.awq_error = r.error;
-    if (const auto g = awq_groups.find(lq.name); g != awq_groups.end()) lq.awq_group = g->second;
+    if (g != awq_groups.end()) lq.awq_group = g->second;
     return std::move(r.op);
   };
   for (const LinearSlot& slot : model.linear_layers()) {
