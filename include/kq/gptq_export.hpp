@@ -14,9 +14,10 @@ namespace kq {
 enum class SaveFormat {
   Kq,    ///< KernelQuant's own folder (save_quantized_model), every mode; the default
   Gptq,  ///< AutoGPTQ v1 (save_gptq_model): round-to-nearest INT4 groups only
+  Awq,   ///< AutoAWQ GEMM (save_awq_model, kq/awq_export.hpp): AWQ modes only
 };
 
-/// "kq" or "gptq", as kq quantize --format spells them.
+/// "kq", "gptq" or "awq", as kq quantize --format spells them.
 const char* save_format_name(SaveFormat f);
 
 /// The checks save_gptq_model makes of `options` before anything is read, for

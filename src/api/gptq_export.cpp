@@ -1,69 +1,27 @@
 // `kq quantize --format gptq`: a quantized model written as an AutoGPTQ v1 checkpoint (see kq/gptq_export.hpp).
 #include "kq/gptq_export.hpp"
 
-#include <algorithm>
-#include <cmath>
 #include <map>
 #include <set>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "api/hub_export.hpp"
 #include "api/save_common.hpp"
-#include "io/atomic_dir.hpp"
-#include "io/atomic_file.hpp"
 #include "io/json_strict.hpp"
-#include "io/safetensors.hpp"
 #include "kernels/quantized_linear.hpp"
-#include "kq/dtype.hpp"
 #include "kq/error.hpp"
-#include "kq/info.hpp"
-#include "kq/warning.hpp"
 #include "models/weights.hpp"
 #include "quant/gptq_pack.hpp"
 
 namespace kq {
-namespace {
 
 namespace fs = std::filesystem;
 
-/// `t` as FP16: F16 as it is; F32 / BF16 rounded to nearest even (the values AutoGPTQ's fp16 model holds);
-/// other dtypes (integer buffers) unchanged. Throws InvalidArgument naming the tensor when a finite value
-/// overflows FP16.
-Tensor to_f16(const Tensor& t, const std::string& name) {
-  if (t.dtype() == DType::F16 || (t.dtype() != DType::F32 && t.dtype() != DType::BF16)) return t;
-  const Tensor f = t.dtype() == DType::F32 ? t : t.to_f32();
-  Tensor h = Tensor::empty(DType::F16, t.shape());
-  const float* src = f.data<float>();
-  uint16_t* dst = h.mutable_data<uint16_t>();
-  const int64_t n = t.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    dst[i] = f32_to_f16(src[i]);
-    if (std::isfinite(src[i]) && !std::isfinite(f16_to_f32(dst[i])))
-      raise<InvalidArgument>("save_gptq_model: tensor '{}' holds {} at index {}, beyond FP16's range (largest 65504): "
-                             "a GPTQ checkpoint is FP16, so this model cannot be written as one",
-                             name, src[i], i);
-  }
-  return h;
+const char* save_format_name(SaveFormat f) {
+  return f == SaveFormat::Gptq ? "gptq" : f == SaveFormat::Awq ? "awq" : "kq";
 }
-
-}  // namespace
-
-namespace detail {
-
-std::string gptq_quantizer_tag() { return "kq:" + version(); }
-
-bool is_kq_gptq_quantization_config(const nlohmann::json& q) {
-  if (!q.is_object() || !q.contains("quant_method") || q["quant_method"] != "gptq") return false;
-  if (!q.contains("meta") || !q["meta"].is_object() || !q["meta"].contains("quantizer")) return false;
-  const nlohmann::json& who = q["meta"]["quantizer"];
-  return who.is_array() && !who.empty() && who[0].is_string() && who[0].get<std::string>().starts_with("kq:");
-}
-
-}  // namespace detail
-
-const char* save_format_name(SaveFormat f) { return f == SaveFormat::Gptq ? "gptq" : "kq"; }
 
 void check_gptq_options(const QuantizeOptions& options) {
   const QuantSpec& s = options.spec;
@@ -110,16 +68,9 @@ void check_gptq_model_config(const ModelConfig& c, const fs::path& src) {
 }
 
 void save_gptq_model(Model& model, const QuantizeOptions& options, const fs::path& out, bool overwrite) {
+  constexpr const char* kWho = "save_gptq_model";
   check_gptq_options(options);
-  model.check_linear_layers("save_gptq_model");
-  const fs::path src = model.source_dir();
-  if (src.empty())
-    raise<InvalidArgument>("save_gptq_model: the model has no source folder (random weights cannot be saved)");
-  check_gptq_model_config(model.config(), src);
-  detail::check_source_folder_still_there(src, "save_gptq_model");
-  check_quantized_output(out, src, overwrite);
-  check_quantized_side_files(src, model.config().vocab_size);
-  detail::check_options_describe_model(model, options, "save_gptq_model");
+  const fs::path src = detail::check_hub_export(model, options, out, overwrite, kWho, check_gptq_model_config);
 
   const TensorStore store = TensorStore::open_dir(src);
   nlohmann::json config = io::load_hf_json_file(src / "config.json");
@@ -141,29 +92,15 @@ void save_gptq_model(Model& model, const QuantizeOptions& options, const fs::pat
     tensors.emplace(prefix + ".qzeros", std::move(t.qzeros));
     tensors.emplace(prefix + ".scales", std::move(t.scales));
     tensors.emplace(prefix + ".g_idx", std::move(t.g_idx));
-    if (const Tensor bias = op->bias(); bias.defined()) tensors.emplace(prefix + ".bias", to_f16(bias, prefix + ".bias"));
+    if (const Tensor bias = op->bias(); bias.defined())
+      tensors.emplace(prefix + ".bias", detail::hub_f16(bias, prefix + ".bias", kWho, "GPTQ"));
     replaced.insert(prefix + ".");
   }
   if (replaced.empty())
     raise<InvalidArgument>("save_gptq_model: no layer of the model is quantized; nothing to save");
-
-  // The source's other tensors the model uses, as FP16 (unused ones are left out, as save_quantized_model does).
-  const std::set<std::string> unused(model.unused_source_tensors().begin(), model.unused_source_tensors().end());
-  for (const std::string& name : store.names()) {
-    if (unused.count(name) || tensors.count(name)) continue;
-    if (!models::fused_parts(model.config(), name).empty())
-      raise<InvalidArgument>("save_gptq_model: tensor '{}' of '{}' is a fused layer, which kq does not write as GPTQ; "
-                             "use the kq format",
-                             name, src.string());
-    const bool superseded = std::any_of(replaced.begin(), replaced.end(),
-                                        [&](const std::string& p) { return name.starts_with(p); });
-    if (!superseded) tensors.emplace(name, to_f16(store.get(name), name));
-  }
-  if (flushed > 0)
-    warn(fmt::format("GPTQ format: {} nonzero scale{} below FP16's smallest subnormal (2^-24) became 0 (first in "
-                     "layer '{}'): {} group{} decode{} to zeros",
-                     flushed, flushed == 1 ? "" : "s", first_flushed, flushed == 1 ? "its" : "their",
-                     flushed == 1 ? "" : "s", flushed == 1 ? "s" : ""));
+  // The source's other tensors the model uses, as FP16.
+  detail::add_source_tensors(model, store, src, replaced, tensors, kWho, "GPTQ");
+  detail::warn_flushed_scales("GPTQ", flushed, first_flushed);
 
   nlohmann::json qc = nlohmann::json::object();
   qc["quant_method"] = "gptq";
@@ -175,21 +112,13 @@ void save_gptq_model(Model& model, const QuantizeOptions& options, const fs::pat
   qc["checkpoint_format"] = "gptq";
   qc["lm_head"] = false;
   qc["model_file_base_name"] = "model";
-  qc["meta"] = {{"quantizer", nlohmann::json::array({detail::gptq_quantizer_tag()})},
+  qc["meta"] = {{"quantizer", nlohmann::json::array({detail::hub_quantizer_tag()})},
                 {"kq_mode", options.spec.name()},
                 {"method", "round-to-nearest"}};
   config["quantization_config"] = qc;
   config["torch_dtype"] = "float16";
   if (config.contains("dtype")) config["dtype"] = "float16";
-
-  io::AtomicDir dir(out, overwrite);
-  dir.write([&] {  // errors (e.g. a full disk) name `out`, not the staging folder
-    write_safetensors(dir.file("model.safetensors"), tensors, {{"format", "pt"}});
-    io::write_file_atomic(dir.file("config.json"), io::json_text(config, 2) + "\n");
-    io::write_file_atomic(dir.file(detail::kGptqConfigFile), io::json_text(qc, 2) + "\n");
-    detail::copy_side_files(dir, src);
-  });
-  dir.commit();
+  detail::write_hub_folder(out, overwrite, tensors, config, detail::kGptqConfigFile, qc, src);
 }
 
 }  // namespace kq

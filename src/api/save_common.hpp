@@ -1,6 +1,6 @@
 #pragma once
 // What the writers of quantized folders share (save_quantized.cpp: kq's own
-// folders; gptq_export.cpp: AutoGPTQ v1 folders): the source checks, the
+// folders; hub_export.cpp: AutoGPTQ v1 and AutoAWQ folders): the source checks, the
 // record of the options, the tensor-name prefix and the side files.
 #include <filesystem>
 #include <string>
@@ -30,13 +30,5 @@ void copy_side_files(const io::AtomicDir& dir, const std::filesystem::path& src)
 
 /// The file AutoGPTQ writes beside config.json holding the quantization config (save_gptq_model writes it too).
 inline constexpr const char* kGptqConfigFile = "quantize_config.json";
-
-/// The tag save_gptq_model puts first in quantization_config.meta.quantizer: "kq:<version>".
-std::string gptq_quantizer_tag();
-
-/// Whether `q` is the quantization_config of a folder save_gptq_model wrote: quant_method "gptq" and a
-/// meta.quantizer list whose first entry starts with "kq:" (the folders check_quantized_output lets
-/// overwrite = true replace, beside kq's own).
-bool is_kq_gptq_quantization_config(const nlohmann::json& q);
 
 }  // namespace kq::detail

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/generation_config.hpp"
+#include "api/hub_export.hpp"
 #include "api/save_common.hpp"
 #include "io/atomic_dir.hpp"
 #include "io/atomic_file.hpp"
@@ -82,7 +83,7 @@ std::optional<ReplaceRefusal> why_not_replaceable(const fs::path& out) {
     const nlohmann::json cfg = io::load_hf_json_file(out / "config.json");  // as Model::load reads it
     kq_folder = cfg.is_object() && cfg.contains("quantization_config") &&
                 (is_kq_quantization_config(cfg["quantization_config"]) ||
-                 detail::is_kq_gptq_quantization_config(cfg["quantization_config"]));
+                 detail::is_kq_hub_quantization_config(cfg["quantization_config"]));
   } catch (const Error& e) {
     why = fmt::format("its config.json cannot be read: {}", e.what());
   }
