@@ -1,6 +1,7 @@
 #pragma once
 // KernelQuant public API, everything in one include.
 #include "kq/adaptive.hpp"   // adaptive (mixed) precision per layer: plan_adaptive_precision
+#include "kq/awq_export.hpp"  // save_awq_model: AutoAWQ (GEMM) checkpoints
 #include "kq/bench.hpp"      // kq bench: quality / memory / latency per mode
 #include "kq/config.hpp"     // ModelConfig from config.json
 #include "kq/context.hpp"    // ExecContext, Device

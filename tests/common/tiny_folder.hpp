@@ -19,11 +19,16 @@ namespace kq::testing {
 
 inline constexpr int64_t kVocab = 96, kHidden = 64, kInter = 128, kLayers = 2, kPositions = 32;
 
-/// What write_folder writes: the architecture (GPT-2 or Llama), the dtype of every tensor, a tied lm_head.
+/// What write_folder writes: the architecture (GPT-2 or Llama), the dtype of every tensor, a tied lm_head;
+/// Llama only: the vocabulary, the key/value heads (of 4 query heads of 16) and model_type "gemma" instead of
+/// "llama" (its (1 + w) norm gains, stored as w around 0, and GeGLU).
 struct TinyFolder {
   bool gpt2;
   DType dtype;
   bool tied;
+  int64_t vocab = kVocab;
+  int64_t kv_heads = 2;
+  bool gemma = false;
 };
 
 inline std::string dtype_key(DType t) { return t == DType::BF16 ? "bfloat16" : t == DType::F16 ? "float16" : "float32"; }
@@ -53,7 +58,10 @@ inline std::filesystem::path write_folder(const std::filesystem::path& dir, cons
   std::map<std::string, Tensor> t;
   uint32_t seed = 1;
   const auto w = [&](const std::string& name, const Shape& shape) { t[name] = values(f.dtype, shape, seed++, 0.08f); };
-  const auto gain = [&](const std::string& name, int64_t n) { t[name] = values(f.dtype, {n}, seed++, 0.1f, 1.0f); };
+  const bool gemma = !f.gpt2 && f.gemma;
+  const auto gain = [&](const std::string& name, int64_t n) {
+    t[name] = values(f.dtype, {n}, seed++, 0.1f, gemma ? 0.0f : 1.0f);
+  };
   const auto bias = [&](const std::string& name, int64_t n) { t[name] = values(f.dtype, {n}, seed++, 0.02f); };
   if (f.gpt2) {
     cfg = {{"model_type", "gpt2"},    {"architectures", {"GPT2LMHeadModel"}},
@@ -83,21 +91,21 @@ inline std::filesystem::path write_folder(const std::filesystem::path& dir, cons
     gain("transformer.ln_f.weight", kHidden);
     bias("transformer.ln_f.bias", kHidden);
   } else {
-    cfg = {{"model_type", "llama"},          {"architectures", {"LlamaForCausalLM"}},
+    cfg = {{"model_type", gemma ? "gemma" : "llama"},     {"architectures", {gemma ? "GemmaForCausalLM" : "LlamaForCausalLM"}},
            {"hidden_size", kHidden},         {"intermediate_size", kInter},
            {"num_hidden_layers", kLayers},   {"num_attention_heads", 4},
-           {"num_key_value_heads", 2},       {"head_dim", 16},
-           {"max_position_embeddings", kPositions}, {"vocab_size", kVocab},
-           {"hidden_act", "silu"},           {"rms_norm_eps", 1e-5},
+           {"num_key_value_heads", f.kv_heads}, {"head_dim", 16},
+           {"max_position_embeddings", kPositions}, {"vocab_size", f.vocab},
+           {"hidden_act", gemma ? "gelu_pytorch_tanh" : "silu"}, {"rms_norm_eps", 1e-5},
            {"rope_theta", 10000.0},          {"eos_token_id", 0},
            {"tie_word_embeddings", f.tied},  {"torch_dtype", dtype_key(f.dtype)}};
-    w("model.embed_tokens.weight", {kVocab, kHidden});
+    w("model.embed_tokens.weight", {f.vocab, kHidden});
     for (int64_t l = 0; l < kLayers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       gain(p + "input_layernorm.weight", kHidden);
       w(p + "self_attn.q_proj.weight", {64, kHidden});
-      w(p + "self_attn.k_proj.weight", {32, kHidden});
-      w(p + "self_attn.v_proj.weight", {32, kHidden});
+      w(p + "self_attn.k_proj.weight", {16 * f.kv_heads, kHidden});
+      w(p + "self_attn.v_proj.weight", {16 * f.kv_heads, kHidden});
       w(p + "self_attn.o_proj.weight", {kHidden, 64});
       gain(p + "post_attention_layernorm.weight", kHidden);
       w(p + "mlp.gate_proj.weight", {kInter, kHidden});
@@ -106,7 +114,7 @@ inline std::filesystem::path write_folder(const std::filesystem::path& dir, cons
     }
     gain("model.norm.weight", kHidden);
   }
-  if (!f.tied) w("lm_head.weight", {kVocab, kHidden});
+  if (!f.tied) w("lm_head.weight", {f.gpt2 ? kVocab : f.vocab, kHidden});
   kq::testing::write_text(dir / "config.json", cfg.dump(2));
   write_safetensors(dir / "model.safetensors", t);
   return dir;
