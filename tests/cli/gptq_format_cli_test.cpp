@@ -80,7 +80,7 @@ TEST(CliGptqFormat, ModesAndOptionsGptqCannotHoldAreRefusedBeforeAnyWork) {
     EXPECT_FALSE(has(r.out, "quantized")) << r.out;  // no work done
     EXPECT_FALSE(fs::exists(out));
   }
-  const auto bad = run_kq({"quantize", "-m", demo(), "--mode", "int4-g128", "--format", "awq", "-o", out});
+  const auto bad = run_kq({"quantize", "-m", demo(), "--mode", "int4-g128", "--format", "exl2", "-o", out});
   EXPECT_EQ(bad.status, 2) << bad.err;
   EXPECT_TRUE(has(bad.err, "--format")) << bad.err;
 }

@@ -28,6 +28,7 @@
 #include "io/atomic_dir.hpp"
 #include "io/json_strict.hpp"
 #include "io/output_folders.hpp"
+#include "kq/awq_export.hpp"
 #include "kq/config.hpp"
 #include "kq/context.hpp"
 #include "kq/error.hpp"
@@ -253,28 +254,38 @@ void check_side_files(const std::string& model_dir) {
   check_quantized_side_files(model_dir, vocab_size);
 }
 
-/// --format gptq: the checks of check_gptq_options and check_gptq_model_config (its config.json, read as the
-/// model load reads it; one that cannot be read is left to the load) before anything is loaded, their messages
-/// naming the option ("--format gptq: mode nf4 cannot be written as GPTQ ...").
-void check_gptq_export(const std::string& mode, bool adaptive, const QuantizeOptions& qo, const std::string& model) {
+/// --format gptq / awq: the checks of check_gptq_options and check_gptq_model_config (check_awq_options and
+/// check_awq_model_config) on the config.json of --model, read as the model load reads it (one that cannot be read
+/// is left to the load), before anything is loaded, their messages naming the option ("--format gptq: mode nf4
+/// cannot be written as GPTQ ..."). --format awq: returns the layers whose AWQ s is fixed at 1
+/// (awq_unit_scale_layers: o_proj of a grouped-query model) for QuantizeOptions::awq_unit_scale_layers.
+std::vector<std::string> check_hub_format(const std::string& format, const std::string& mode, bool adaptive,
+                                          const QuantizeOptions& qo, const std::string& model) {
+  const bool awq = format == "awq";
+  const char* name = awq ? "AutoAWQ" : "GPTQ";
+  const std::string modes = awq ? "--mode awq, awq-gB or awq-gB-sym (B = 32..256)"
+                                : "--mode int4-gB or int4-gB-asym (B = 32..256, e.g. int4-g128)";
   if (adaptive)
-    raise<InvalidArgument>("--format gptq: --mode {} (a precision per layer) cannot be written as GPTQ, which has one "
-                           "integer 4-bit format for all quantized layers; use --mode int4-gB or int4-gB-asym "
-                           "(B = 32..256, e.g. int4-g128), or --format kq",
-                           mode);
-  const auto as_option = [](const InvalidArgument& e) {
-    constexpr std::string_view kPrefix = "GPTQ format: ";
+    raise<InvalidArgument>("--format {}: --mode {} (a precision per layer) cannot be written as {}, which has one "
+                           "{} 4-bit format for all quantized layers; use {}, or --format kq",
+                           format, mode, name, awq ? "AWQ" : "integer", modes);
+  const auto as_option = [&](const InvalidArgument& e) {
+    const std::string prefix = std::string(name) + " format: ";
     std::string msg = e.what();
-    if (msg.starts_with(kPrefix)) msg = msg.substr(kPrefix.size());
+    if (msg.starts_with(prefix)) msg = msg.substr(prefix.size());
     for (const auto& [api, option] :
          {std::pair<std::string, std::string>{"use the kq format", "use --format kq"},
           {"or the kq format", "or --format kq"},
-          {"use an int4-gB or int4-gB-asym mode", "use --mode int4-gB or int4-gB-asym"}})
+          {"use an int4-gB or int4-gB-asym mode", "use --mode int4-gB or int4-gB-asym"},
+          {"use an AWQ mode (awq, awq-gB, awq-gB-sym)", "use --mode awq, awq-gB or awq-gB-sym"}})
       if (const size_t at = msg.find(api); at != std::string::npos) msg.replace(at, api.size(), option);
-    raise<InvalidArgument>("--format gptq: {}", msg);
+    raise<InvalidArgument>("--format {}: {}", format, msg);
   };
   try {
-    check_gptq_options(qo);
+    if (awq)
+      check_awq_options(qo);
+    else
+      check_gptq_options(qo);
   } catch (const InvalidArgument& e) {
     as_option(e);
   }
@@ -282,13 +293,17 @@ void check_gptq_export(const std::string& mode, bool adaptive, const QuantizeOpt
   try {
     config = load_model_config(model);
   } catch (const Error&) {
-    return;  // the model load names what is wrong with the folder
+    return {};  // the model load names what is wrong with the folder
   }
   try {
-    check_gptq_model_config(config, model);
+    if (awq)
+      check_awq_model_config(config, model, qo.spec.block_size);
+    else
+      check_gptq_model_config(config, model);
   } catch (const InvalidArgument& e) {
     as_option(e);
   }
+  return awq ? awq_unit_scale_layers(config) : std::vector<std::string>();
 }
 
 }  // namespace
@@ -304,7 +319,7 @@ void add_quantize_command(CLI::App& app) {
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder (or, with --format gptq, an AutoGPTQ checkpoint)");
+  auto* cmd = app.add_subcommand("quantize", "Quantize a Hugging Face model folder and write a KernelQuant folder (or, with --format gptq / awq, an AutoGPTQ / AutoAWQ checkpoint)");
   cmd->add_option("--model,-m", a->model, "Source model folder (config.json + safetensors + tokenizer)")
       ->required()
       ->check(non_empty_path("folder"));
@@ -361,9 +376,12 @@ void add_quantize_command(CLI::App& app) {
                   "checkpoint, GPTQ v1, that vLLM, transformers with GPTQModel / optimum, TGI and exllama load: "
                   "--mode int4-gB or int4-gB-asym only (round to nearest, B = 32..256), without --keep or "
                   "--quantize-lm-head, GPT-2 and Llama-family models; its scales are FP16, kq's F32 ones rounded, "
-                  "and the unquantized tensors FP16)")
+                  "and the unquantized tensors FP16) or awq (an AutoAWQ GEMM checkpoint that vLLM and transformers "
+                  "load: --mode awq, awq-gB or awq-gB-sym only, without --keep or --quantize-lm-head, Llama-family "
+                  "models whose layer widths are multiples of B; AWQ's s folded into the norms, up_proj and v_proj; "
+                  "a grouped-query model's o_proj is quantized with s = 1, as AutoAWQ does; FP16 as gptq)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"kq", "gptq"}, CLI::ignore_case));
+      ->check(CLI::IsMember({"kq", "gptq", "awq"}, CLI::ignore_case));
   add_threads_option(cmd, a->threads);
   cmd->callback([a, target_opt, strategy_opt, calibration_opt] {
     const bool adaptive = is_adaptive_mode(a->mode);
@@ -388,8 +406,8 @@ void add_quantize_command(CLI::App& app) {
     QuantizeReport rep;
     check_model_not_quantized(a->model);
     std::transform(a->format.begin(), a->format.end(), a->format.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    const bool gptq = a->format == "gptq";
-    if (gptq) check_gptq_export(a->mode, adaptive, qo, a->model);
+    const bool gptq = a->format == "gptq", awq_format = a->format == "awq";
+    if (gptq || awq_format) qo.awq_unit_scale_layers = check_hub_format(a->format, a->mode, adaptive, qo, a->model);
     check_out_against_model(a->out, a->model);
     if (qo.spec.awq) check_out_against_input(a->out, "--calibration", calibration_text(a->calibration, a->model));
     check_out_folder(a->out, a->model, a->overwrite);  // fail before the slow part
@@ -469,6 +487,8 @@ void add_quantize_command(CLI::App& app) {
         [&] {
           if (gptq)
             save_gptq_model(*model, qo, a->out, a->overwrite);
+          else if (awq_format)
+            save_awq_model(*model, qo, a->out, a->overwrite);
           else
             save_quantized_model(*model, qo, a->out, a->overwrite);
         },
@@ -497,9 +517,12 @@ void add_quantize_command(CLI::App& app) {
           std::vector<std::string> members;
           for (const std::string& m : l.awq_group) members.push_back(short_name(m));
           fmt::print("{:<48} {:>15} {:>5.2f}  {:>14.3e}  {:>14.3e}  {}\n", l.name,
-                     l.awq_duo ? "|x|^a/|w|^(1-a)" : "|x|^a", l.awq_alpha, l.awq_rtn_error, l.awq_error,
-                     members.empty() ? std::string("alone")
-                                     : fmt::format("jointly for {} (the group's errors)", fmt::join(members, "+")));
+                     l.awq_unit_scale ? "1" : l.awq_duo ? "|x|^a/|w|^(1-a)" : "|x|^a", l.awq_alpha, l.awq_rtn_error,
+                     l.awq_error,
+                     l.awq_unit_scale ? std::string("not searched: s = 1, as it cannot be folded into v_proj "
+                                                    "(grouped-query attention; --format awq)")
+                     : members.empty() ? std::string("alone")
+                                       : fmt::format("jointly for {} (the group's errors)", fmt::join(members, "+")));
         }
       }
       fmt::print("quantized {} of {} linear layers to {} in {:.2f} s\n", quantized, rep.layers.size(), mode_name,
@@ -519,6 +542,10 @@ void add_quantize_command(CLI::App& app) {
         fmt::print("wrote {} (GPTQ v1 checkpoint, quant_method gptq, group_size {}, sym {}: scales and unquantized "
                    "tensors as FP16)\n",
                    a->out, qo.spec.block_size, qo.spec.symmetric ? "true" : "false");
+      else if (awq_format)
+        fmt::print("wrote {} (AutoAWQ checkpoint, quant_method awq, version gemm, group_size {}{}: s folded into the "
+                   "norms, up_proj and v_proj; scales and unquantized tensors as FP16)\n",
+                   a->out, qo.spec.block_size, qo.spec.symmetric ? ", zero points 8 (symmetric)" : "");
       else
         fmt::print("wrote {}\n", a->out);
     });
