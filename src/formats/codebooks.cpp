@@ -50,7 +50,9 @@ uint8_t fp4_bnb_encode(float x) {
   return uint8_t(sign | c);
 }
 
-float int4_sym_scale(float absmax) { return absmax / 7.0f; }
+// GPTQ's symmetric scale (xmax − xmin) / maxq = 2·absmax / 15. 2·absmax is exact in F32 (or overflows), so
+// absmax / 7.5f is the same single rounding of the same real value, without the overflow.
+float int4_sym_scale(float absmax) { return absmax / 7.5f; }
 
 uint8_t int4_sym_encode(float w, float scale) {
   if (!(scale > 0.0f)) return uint8_t(kInt4SymOffset);

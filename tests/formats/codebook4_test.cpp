@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -224,8 +225,11 @@ TEST(FP4Bnb, EncodeIsNearestAwayFromThresholds) {
 }
 
 TEST(INT4, SymmetricAndAsymmetricCodes) {
-  const float s = int4_sym_scale(7.0f);
+  // GPTQ's symmetric rule: scale = 2·absmax / 15 (absmax 7.5 -> scale 1), q = clamp(round(w / scale), −8, 7) + 8.
+  const float s = int4_sym_scale(7.5f);
   EXPECT_EQ(s, 1.0f);
+  EXPECT_EQ(int4_sym_encode(7.5f, s), 15);   // +absmax: 7.5 -> 8 (tie to even), clipped to 7
+  EXPECT_EQ(int4_sym_encode(-7.5f, s), 0);   // −absmax: −7.5 -> −8 (tie to even), code 0 is used
   EXPECT_EQ(int4_sym_encode(7.0f, s), 15);
   EXPECT_EQ(int4_sym_encode(-7.0f, s), 1);
   EXPECT_EQ(int4_sym_encode(0.0f, s), 8);
@@ -246,6 +250,116 @@ TEST(INT4, SymmetricAndAsymmetricCodes) {
   int4_asym_params(0.0f, 0.0f, &sc, &z);
   EXPECT_EQ(sc, 0.0f);
   EXPECT_EQ(int4_asym_encode(0.0f, sc, z), z);
+}
+
+// GPTQ's symmetric scale (quant.py Quantizer.find_params, sym: (xmax − xmin) / maxq with xmin = −absmax, maxq = 15)
+// against the same value computed in double and rounded once to F32, including absmax near F32's largest value
+// (where 2·absmax would overflow F32).
+TEST(INT4, SymmetricScaleIsTwoAbsmaxOverFifteen) {
+  EXPECT_EQ(int4_sym_scale(0.0f), 0.0f);
+  EXPECT_EQ(int4_sym_scale(15.0f), 2.0f);
+  EXPECT_EQ(int4_sym_scale(1.0f), float(2.0 / 15.0));  // 0.13333334f
+  for (const float a : {1e-38f, 1e-30f, 0.0123f, 0.5f, 1.0f, 3.0f, 117.25f, 6.5e4f, 1e20f, 3e38f,
+                        std::numeric_limits<float>::max()}) {
+    const float want = float(2.0 * double(a) / 15.0);
+    EXPECT_EQ(int4_sym_scale(a), want) << a;
+    EXPECT_TRUE(std::isfinite(int4_sym_scale(a))) << a;
+  }
+}
+
+// Whole groups through the format's traits (block params, quantize, dequantize), values worked out by hand.
+TEST(INT4, SymmetricGroupsByHand) {
+  const FormatTraits& t = format_traits(WeightFormat::INT4_SYM);
+  constexpr int64_t B = 32;
+  auto run = [&](const std::vector<float>& w, float* scale, std::vector<int>& codes, std::vector<float>& dq) {
+    uint8_t zero = 255;
+    t.block_params(w.data(), B, scale, &zero);
+    EXPECT_EQ(zero, 0);
+    std::vector<uint8_t> packed(size_t(B / 2));
+    t.quantize_block(w.data(), B, *scale, 0, packed.data());
+    codes.resize(size_t(B));
+    for (int64_t i = 0; i < B; ++i) codes[size_t(i)] = (packed[size_t(i / 2)] >> (4 * (i % 2))) & 0xF;
+    dq.resize(size_t(B));
+    t.dequantize_block(packed.data(), B, *scale, 0, dq.data());
+  };
+  float s = 0;
+  std::vector<int> c;
+  std::vector<float> d;
+
+  // Positive absmax 7.5: scale 1; 7.5 clips to 7 (code 15, decodes 7); ties go to even.
+  std::vector<float> g(size_t(B), 0.0f);
+  g[0] = 7.5f, g[1] = 2.5f, g[2] = 3.5f, g[3] = -0.5f, g[4] = -1.5f, g[5] = 6.5f, g[6] = -6.4f, g[7] = 0.49f;
+  run(g, &s, c, d);
+  EXPECT_EQ(s, 1.0f);
+  const int want_pos[8] = {15, 10, 12, 8, 6, 14, 2, 8};
+  const float want_pos_dq[8] = {7.0f, 2.0f, 4.0f, 0.0f, -2.0f, 6.0f, -6.0f, 0.0f};
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(c[size_t(i)], want_pos[i]) << i;
+    EXPECT_EQ(d[size_t(i)], want_pos_dq[i]) << i;
+  }
+  for (int64_t i = 8; i < B; ++i) EXPECT_EQ(c[size_t(i)], 8) << i;
+
+  // Negative absmax −15: scale 2; −15 -> −7.5 -> −8 (code 0, decodes −16); 15 is not present, 13 -> 6.5 -> 6.
+  std::fill(g.begin(), g.end(), 0.0f);
+  g[0] = -15.0f, g[1] = 13.0f, g[2] = -14.0f, g[3] = 1.0f, g[4] = 3.0f;
+  run(g, &s, c, d);
+  EXPECT_EQ(s, 2.0f);
+  const int want_neg[5] = {0, 14, 1, 8, 10};
+  const float want_neg_dq[5] = {-16.0f, 12.0f, -14.0f, 0.0f, 4.0f};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(c[size_t(i)], want_neg[i]) << i;
+    EXPECT_EQ(d[size_t(i)], want_neg_dq[i]) << i;
+  }
+
+  // absmax 1: scale = float(2/15) = 0.13333334 lies above 2/15, so ±1 / scale = ±7.4999995 rounds to ±7 (codes
+  // 15 and 1), as GPTQ's F32 division would.
+  std::fill(g.begin(), g.end(), 0.0f);
+  g[0] = 1.0f, g[1] = -1.0f;
+  run(g, &s, c, d);
+  EXPECT_EQ(s, float(2.0 / 15.0));
+  EXPECT_GT(double(s), 2.0 / 15.0);
+  EXPECT_EQ(c[0], 15);
+  EXPECT_EQ(c[1], 1);
+  EXPECT_EQ(d[1], -7.0f * s);
+
+  // A zero group: scale 0, every code 8, decodes to 0.
+  std::fill(g.begin(), g.end(), 0.0f);
+  run(g, &s, c, d);
+  EXPECT_EQ(s, 0.0f);
+  for (int64_t i = 0; i < B; ++i) {
+    EXPECT_EQ(c[size_t(i)], 8) << i;
+    EXPECT_EQ(d[size_t(i)], 0.0f) << i;
+  }
+}
+
+// Every code against a double-precision reference of GPTQ's rule on random groups: round(w / scale) with the F32
+// scale, ties to even, clamp to [−8, 7]; all 16 codes occur (code 0 included).
+TEST(INT4, SymmetricRandomGroupsMatchGptqRule) {
+  const FormatTraits& t = format_traits(WeightFormat::INT4_SYM);
+  std::mt19937 rng(28);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  constexpr int64_t B = 128;
+  std::vector<float> w(static_cast<size_t>(B));
+  std::vector<uint8_t> packed(size_t(B / 2));
+  std::vector<int> seen(16, 0);
+  for (int rep = 0; rep < 200; ++rep) {
+    for (float& x : w) x = nd(rng);
+    float s = 0;
+    uint8_t z = 0;
+    t.block_params(w.data(), B, &s, &z);
+    double amax = 0;
+    for (float x : w) amax = std::max(amax, double(std::fabs(x)));
+    ASSERT_EQ(s, float(2.0 * amax / 15.0));
+    t.quantize_block(w.data(), B, s, z, packed.data());
+    for (int64_t i = 0; i < B; ++i) {
+      const int code = (packed[size_t(i / 2)] >> (4 * (i % 2))) & 0xF;
+      const float r = float(double(w[size_t(i)]) / double(s));  // the F32 quotient, as torch computes x / scale
+      const double q = std::clamp(double(std::nearbyint(r)), -8.0, 7.0);
+      ASSERT_EQ(code, int(q) + 8) << rep << " " << i;
+      ++seen[size_t(code)];
+    }
+  }
+  for (int c = 0; c < 16; ++c) EXPECT_GT(seen[size_t(c)], 0) << c;
 }
 
 TEST(Packed4, NibbleOrderLowFirst) {

@@ -248,15 +248,16 @@ TEST(QuantizedLinear, BadArguments) {
 }
 
 // A finite weight so large that its scale times the format's largest code value overflows F32: named by its
-// value, index and the mode, not by the packed tensors (tester 22). INT4 symmetric: scale |w|/7 (with rounding),
-// times code −8: over F32's largest value from |w| ≈ 2.98e38; INT8 (scale |w|/127, times −128) quantizes 3e38.
+// value, index and the mode, not by the packed tensors (tester 22). INT4 symmetric: scale 2·|w|/15 (with
+// rounding), times code −8: over F32's largest value from |w| ≈ 3.19e38; INT8 (scale |w|/127, times −128)
+// quantizes 3.3e38.
 TEST(QuantizedLinear, AWeightTooLargeForTheModeIsNamed) {
   std::vector<float> v = gaussian(4 * 256, 3, 0.05f);
-  v[2 * 256 + 5] = -3e38f;
+  v[2 * 256 + 5] = -3.3e38f;
   const Tensor w = tensor_from(v, {4, 256});
   const std::string m =
       testing::error_of<InvalidArgument>([&] { quantize_linear(w, Tensor(), parse_quant_mode("int4-g128")); });
-  EXPECT_TRUE(testing::has(m, "holds -3e+38 at [2, 5] (output channel, input channel), too large for int4-g128") &&
+  EXPECT_TRUE(testing::has(m, "holds -3.3e+38 at [2, 5] (output channel, input channel), too large for int4-g128") &&
               !testing::has(m, "PackedWeight") && !testing::has(m, "make_quantized_linear") &&
               !testing::has(m, "weight.scales"))
       << m;
