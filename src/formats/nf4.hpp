@@ -36,7 +36,12 @@ inline constexpr std::array<float, 16> kNF4 = {
 };
 
 /// Code of the NF4 entry nearest to x (x normalised by the block absmax; values
-/// beyond ±1 clamp). Ties go to the even code; NaN gives code 7 (zero).
+/// beyond ±1 clamp), decided exactly (nearest_index16: midpoints in double).
+/// An exact tie goes to the lower code, as bitsandbytes' dQuantizeNF4 does
+/// (strict '>' against the midpoints), so kq's codes equal bnb's wherever bnb's
+/// thresholds are exact; they differ only for x within half an F32 ulp of the 9
+/// midpoints that F32 cannot hold, where bnb compares with the midpoint rounded
+/// to F32 and kq keeps the truly nearest entry. NaN gives code 7 (zero).
 uint8_t nf4_encode(float x);
 
 }  // namespace kq::formats

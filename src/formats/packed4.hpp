@@ -40,8 +40,10 @@ const float* q4_codebook(WeightFormat f);
 ///   NF4 / FP4 / FP4_BNB: q4_codebook(f)[c]·scale   INT4_SYM: (c − 8)·scale   INT4_ASYM: (c − zero)·scale
 void q4_block_lut(WeightFormat f, float scale, uint8_t zero, float lut[16]);
 
-/// Index of the value nearest to x in an ascending table of 16 values; exact
-/// ties go to the even index; NaN gives `nan_index`.
+/// Index of the value nearest to x in an ascending table of 16 finite values
+/// (decided exactly: midpoints in double); an exact tie (x exactly halfway
+/// between two entries) goes to the lower index; NaN gives `nan_index`;
+/// x beyond the ends gives 0 or 15.
 uint8_t nearest_index16(const float* sorted, float x, uint8_t nan_index);
 
 }  // namespace kq::formats

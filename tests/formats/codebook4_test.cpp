@@ -77,6 +77,62 @@ TEST(NF4, EncodeIsNearestEntry) {
   EXPECT_EQ(nf4_encode(NAN), 7);
 }
 
+// The index of the entry of `t` nearest to x, distances in double (exact for the x near a midpoint used here);
+// an exact tie goes to the lower index. `tie` reports one.
+int nearest_in_double(const float* t, float x, bool* tie) {
+  int best = 0;
+  double bd = std::fabs(double(x) - double(t[0]));
+  *tie = false;
+  for (int i = 1; i < 16; ++i) {
+    const double d = std::fabs(double(x) - double(t[i]));
+    if (d < bd) {
+      bd = d, best = i, *tie = false;
+    } else if (d == bd) {
+      *tie = true;  // keeps the lower index
+    }
+  }
+  return best;
+}
+
+// At each of the 15 midpoints (the F32 rounding of it, and 3 floats either side) the code is the truly nearest
+// entry (tester 28 F1: with midpoints computed in F32, 5 of these 15 values took the farther entry), and an exact
+// tie goes to the lower code, as bitsandbytes' dQuantizeNF4 (strict '>').
+TEST(NF4, EncodeIsExactlyNearestAtTheMidpoints) {
+  int ties = 0, not_ties = 0;
+  for (int i = 0; i < 15; ++i) {
+    const double mid = 0.5 * (double(kNF4[size_t(i)]) + double(kNF4[size_t(i + 1)]));
+    float x = float(mid);
+    for (int s = 0; s < 3; ++s) x = std::nextafter(x, -2.0f);
+    for (int s = 0; s < 7; ++s, x = std::nextafter(x, 2.0f)) {
+      bool tie = false;
+      const int want = nearest_in_double(kNF4.data(), x, &tie);
+      EXPECT_EQ(nf4_encode(x), want) << "midpoint " << i << " x " << x;
+      if (tie) {
+        ++ties;
+        EXPECT_EQ(want, i) << "midpoint " << i;
+      }
+      if (s == 3) not_ties += double(x) != mid;
+    }
+  }
+  EXPECT_EQ(ties, 6);       // F32 holds 6 of the 15 midpoints exactly
+  EXPECT_EQ(not_ties, 9);
+  // Known values (tester 28, exact search in float64): F32-rounded midpoints and the entry truly nearest them.
+  EXPECT_EQ(nf4_encode(-0.8480964f), 1);
+  EXPECT_EQ(nf4_encode(-0.2346074f), 5);
+  EXPECT_EQ(nf4_encode(-0.13791174f), 5);
+  EXPECT_EQ(nf4_encode(0.50166345f), 13);
+  EXPECT_EQ(nf4_encode(0.86147845f), 15);
+  EXPECT_EQ(nf4_encode(-0.6106329f), 2);
+  EXPECT_EQ(nf4_encode(-0.33967942f), 4);
+  // Exact ties: the lower code (bitsandbytes' dQuantizeNF4 gives the same).
+  EXPECT_EQ(nf4_encode(0.03979015f), 7);
+  EXPECT_EQ(nf4_encode(0.20352125f), 9);
+  EXPECT_EQ(nf4_encode(0.38931254f), 11);
+  EXPECT_EQ(nf4_encode(0.6427869f), 13);
+  EXPECT_EQ(nf4_encode(-0.45999527f), 2);
+  EXPECT_EQ(nf4_encode(-0.045525018f), 6);
+}
+
 TEST(FP4, E2M1ValuesFromBitFields) {
   for (int c = 0; c < 16; ++c) {
     const int s = c >> 3, e = (c >> 1) & 3, m = c & 1;
