@@ -96,7 +96,8 @@ double sq_diff(const std::vector<float>& a, const std::vector<float>* b, const s
   return e;
 }
 
-/// AWQ's weight clipping (the reference code's auto_clip): for every row n and
+/// AWQ's weight clipping (as the reference code's auto_clip, which skips q_proj and k_proj; kq clips every layer
+/// it is called for, awq.hpp says why): for every row n and
 /// group g of the scaled weight ws [N, K], the clipping range ±r·absmax(n, g)
 /// with r in {1, 1 − 1/20, …, 0.55} whose quantized group gives the smallest
 /// output error Σ_samples (x_g · Δ_g)² on the scaled inputs x / s, computed as

@@ -21,8 +21,9 @@
 //    tensor-core tiles (cp.async multi-stage pipeline); or w4_dequantize_bf16
 //    into a scratch BF16 weight and the cuBLASLt BF16 GEMM (w4a16_linear's
 //    default today: faster on the H200, see W4PrefillPath).
-// Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = OCP
-// MX E2M1 (blockwise absmax normalised to 6), FP4Bnb = bitsandbytes' FP4
+// Formats: NF4 from QLoRA (Dettmers et al. 2023, blockwise absmax), FP4 = E2M1
+// elements (the OCP MX v1.0 element type) with an F32 absmax / 6 block scale
+// (not MXFP4, whose blocks of 32 share a power-of-two E8M0 scale), FP4Bnb = bitsandbytes' FP4
 // (blockwise absmax normalised to 12, see W4Format), INT4 round-to-nearest
 // groups (symmetric, or asymmetric with a zero point per group).
 //
