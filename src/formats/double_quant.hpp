@@ -22,6 +22,24 @@
 // is far below the ≈ 7–30 % steps of the 4-bit codebook it multiplies).
 // Codes are then chosen against ŝ (not s), so each weight decodes to the
 // codebook entry nearest to w / ŝ.
+//
+// Limitation (tester 28 F6): (3) assumes no outlier block. One block whose
+// absmax is far above the others sets c_g for its whole group, so each of the
+// other 255 scales of that group gets an absolute error up to c_g/2 ≈
+// (outlier absmax − mean)/254, which can be most of their own size; a
+// scale far below the mean can even decode slightly negative (its codes are
+// then chosen against the negative ŝ, so the signs stay right). QLoRA's
+// dynamic map (bitsandbytes create_dynamic_map, log-spaced over 7 decades)
+// keeps small deviations precise. Measured (llama-small o_proj rows 0..63 =
+// one group, one weight set to f × the layer's absmax; NF4 error of the
+// group's other weights vs no double quantization): f = 20: +10.2 % (dynamic
+// map −0.1 %), f = 100: +19.8 % (+0.9 %), f = 1000: +360 % (+47 %); the
+// whole o_proj at f = 100: +5.8 % (+0.3 %); one block of absmax 57344 beside
+// blocks of 0.02 zeroes the group's other blocks (ŝ = −223). The shipped
+// models have no such blocks (kq's map is there slightly better than the
+// dynamic one). With outlier weights, quantize with `-nodq` (F32 block
+// scales). The stored format is unchanged; a fallback (per-group F32 scales,
+// or a nonuniform map) is not implemented.
 #include <cmath>
 #include <cstdint>
 
