@@ -10,6 +10,7 @@ PKGS=(
   libpcre2-dev         # GPT-2 pre-tokenizer regex with Unicode classes
   libutf8proc-dev      # Unicode normalization (tokenizer.json NFC / NFKC normalizers, Qwen2)
   libdnnl-dev          # oneDNN: FP32 GEMM baseline
+  libxxhash-dev        # XXH3-64 checksums of kq folders (used header-only)
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()
