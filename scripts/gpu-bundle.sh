@@ -9,8 +9,8 @@
 #    -DKQ_CUDA=ON -DKQ_WERROR=ON);
 # 2. writes .gpu/bundle.tar.xz: bin/ (the programs) and lib/ (the shared
 #    libraries they load that are not part of glibc, libstdc++ or CUDA: oneDNN,
-#    fmt, PCRE2, utf8proc, libgomp, Google Benchmark), xz-compressed (oneDNN alone is
-#    40 MB, 7 MB packed);
+#    fmt, PCRE2, utf8proc, libgomp, Google Benchmark; xxHash is compiled in
+#    header-only, nothing to ship), xz-compressed (oneDNN alone is 40 MB, 7 MB packed);
 # 3. with --shared, copies those paths of ../shared (default: models/llama-small
 #    and data/text) into .gpu/shared/, uncompressed.
 # Everything travels with carry [".gpu"]; the device tool's working-tree limit

@@ -213,7 +213,12 @@ class Model {
   /// h.N.attn.bias / h.N.attn.masked_bias buffers. Tensors of the file that
   /// the architecture does not use (e.g. layers beyond num_hidden_layers) are
   /// reported once through kq::warn (kq/warning.hpp) with their count and first
-  /// names; RoPE inv_freq buffers are not reported.
+  /// names; RoPE inv_freq buffers are not reported. A kq quantized folder with
+  /// checksums (save_quantized_model, kq/optimizer.hpp) has each tensor verified
+  /// the first time it is read (one XXH3-64 pass over its mapped bytes): a
+  /// FormatError naming the folder, file and tensor ("checksum mismatch: the
+  /// file was changed after kq wrote it"), or naming the key of a malformed
+  /// record; a folder without them (an older kq's) loads unchecked.
   /// ctx.device == CUDA: each linear layer is converted to the GPU as it is
   /// read (the host never holds all F32 weights), embeddings become BF16 on
   /// the device, norms F32. The load's CPU work (converting weights, a

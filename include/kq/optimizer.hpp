@@ -211,7 +211,12 @@ std::unique_ptr<Model> load_to_quantize(const std::filesystem::path& dir, const 
 ///                     {"quant_method": "kq", "format_version": 1, "mode": <QuantSpec::name()>
 ///                      ("mixed" when options.layer_specs is not empty),
 ///                      "modules": {<module name>: <mode name>, ...}, "quantize_lm_head": bool,
-///                      "keep_patterns": [...]}
+///                      "keep_patterns": [...],
+///                      "checksums": {"algorithm": "xxh3-64", "files": {"model.safetensors":
+///                                    {<tensor name>: <16 hex digits>, ...}}}}
+///                     (the checksums: XXH3-64 of each tensor's name, dtype, shape and bytes,
+///                     which Model::load verifies as it reads the tensors; a folder without
+///                     them, from an older kq, loads unchecked)
 ///   model.safetensors every non-quantized tensor the model uses copied unchanged
 ///                     from the source (names and dtypes as on disk; those it does not
 ///                     use, Model::unused_source_tensors, are left out; a weight the source

@@ -22,6 +22,7 @@
 #include "io/file_kind.hpp"
 #include "io/json_strict.hpp"
 #include "io/safetensors.hpp"
+#include "io/tensor_checksums.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/linear_f32.hpp"
 #include "kernels/linear_w16.hpp"
@@ -384,12 +385,15 @@ void save_quantized_model(Model& model, const QuantizeOptions& options, const fs
   qc["quantize_lm_head"] = options.quantize_lm_head || lm_head_quantized;
   qc["keep_patterns"] = options.keep_patterns;
   qc["modules"] = modules;
+  // The safetensors metadata repeats the record above (the loader compares the two); the checksums of the tensors
+  // (io/tensor_checksums.hpp: XXH3-64 of each tensor's name, dtype, shape and bytes) are in config.json only.
+  const std::string file_record = io::json_text(qc);
+  qc["checksums"] = io::make_checksum_record({{"model.safetensors", &tensors}});
   config["quantization_config"] = qc;
 
   io::AtomicDir dir(out, overwrite);
   dir.write([&] {  // errors (e.g. a full disk) name `out`, not the staging folder
-    write_safetensors(dir.file("model.safetensors"), tensors,
-                      {{"format", "pt"}, {"kq_quantization", io::json_text(qc)}});
+    write_safetensors(dir.file("model.safetensors"), tensors, {{"format", "pt"}, {"kq_quantization", file_record}});
     io::write_file_atomic(dir.file("config.json"), io::json_text(config, 2) + "\n");
     detail::copy_side_files(dir, src);
   });

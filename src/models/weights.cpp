@@ -353,6 +353,9 @@ FileWeights::FileWeights(const std::filesystem::path& dir) : dir_(dir), store_(T
         "'kq_quantization' metadata; the folder mixes files",
         dir.string());
   }
+  // Absent in folders of an older kq: those load unchecked.
+  if (const auto it = q.find("checksums"); it != q.end())
+    checksums_ = io::TensorChecksums(*it, cfg.string() + ": quantization_config.checksums", store_, dir);
 }
 
 namespace {
@@ -475,6 +478,7 @@ std::unique_ptr<Linear> FileWeights::quantized_linear(const std::string& module,
                                : load_bnb_4bit_linear(get, file_prefix, bnb_->fp4, out, in);
     return load_quantized_linear(get, file_prefix, spec, out, in);
   } catch (const FormatError& e) {
+    if (checksums_.mismatched()) throw;  // names the folder, file and tensor already
     raise_in_layer(module, read, e);
   }
 }
@@ -509,6 +513,7 @@ TensorGetter FileWeights::layer_getter(std::vector<std::string>& read, const std
   return [this, &read, hidden](const std::string& n) {
     if (!store_.contains(n) || n == hidden) return Tensor();
     Tensor t = store_.get(n);
+    checksums_.verify(n, t);
     disk_bytes_ += t.nbytes();
     used_.insert(n);
     read.push_back(n);
@@ -545,6 +550,7 @@ void FileWeights::raise_missing(const std::string& name, const Shape& shape) con
 Tensor FileWeights::fetch(const std::string& name, const Shape& disk_shape) {
   if (!store_.contains(name)) raise_missing(name, disk_shape);
   Tensor t = store_.get(name);
+  checksums_.verify(name, t);  // before the shape and dtype are judged: a relabelled tensor is named as one
   if (t.shape() != disk_shape)
     raise<FormatError>("{}: tensor '{}' in {} has shape {}, expected {}", dir_.string(), name,
                        store_.file_of(name), shape_str(t.shape()), shape_str(disk_shape));
@@ -630,6 +636,7 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
   const std::string embed = gpt2 ? (store_.contains("transformer.wte.weight") ? "transformer.wte.weight" : "wte.weight")
                                  : "model.embed_tokens.weight";
   if (store_.contains(embed)) {
+    checksums_.verify(embed, store_.get(embed));  // the shapes below are judged only once their record holds
     const Shape s = store_.get(embed).shape();
     if (s != Shape{c.vocab_size, c.hidden_size})
       raise<FormatError>("{}: vocab_size = {} and {} = {} but tensor '{}' in {} has shape {}, expected [vocab_size, "
@@ -644,6 +651,7 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
     const std::string name = fmt::format("model.layers.0.self_attn.{}.weight", proj);
     if (!store_.contains(name)) continue;
     const Tensor t = store_.get(name);
+    checksums_.verify(name, t);
     if (t.dtype() != DType::F32 && t.dtype() != DType::BF16 && t.dtype() != DType::F16) continue;  // quantized
     if (t.shape() == Shape{heads * c.head_dim, c.hidden_size}) continue;
     // A key config.json gives (not null) is named as it is (ModelConfig::size_keys); an absent one with the
@@ -680,6 +688,7 @@ void FileWeights::check_config_sizes(const ModelConfig& c) const {
     const std::vector<FusedPart> parts = fused_parts(c, full);
     if (parts.empty() || !store_.contains(full)) continue;
     const Tensor t = store_.get(full);
+    checksums_.verify(full, t);
     const Shape want{parts.back().row0 + parts.back().rows, c.hidden_size};
     if (t.shape() != want)
       raise<FormatError>("{}: num_attention_heads = {}, num_key_value_heads = {}, head_dim = {}, intermediate_size = "

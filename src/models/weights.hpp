@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "io/safetensors.hpp"
+#include "io/tensor_checksums.hpp"
 #include "kernels/linear.hpp"
 #include "kq/config.hpp"
 #include "kq/error.hpp"
@@ -177,6 +178,15 @@ class WeightSource {
 /// Any other quant_method is a FormatError, and so is a folder
 /// whose weights are kq-quantized ('kq_quantization' metadata or "*.qweight"
 /// tensors) while its config.json has no quantization_config (named).
+/// A kq folder whose quantization_config has "checksums" (written by kq
+/// quantize since they were added; io/tensor_checksums.hpp) has the record
+/// checked against the files' tensors here (FormatError naming the key), and
+/// each tensor verified the first time its bytes are read (get(),
+/// get_transposed(), the 16-bit reads, a quantized layer's tensors; the
+/// embedding and layer-0 projections already in check_config_sizes, before
+/// their shapes are judged): a mismatch is a FormatError naming the folder,
+/// the file and the tensor ("checksum mismatch: the file was changed after kq
+/// wrote it"). A folder without the record (an older kq's) loads unchecked.
 class FileWeights final : public WeightSource {
  public:
   explicit FileWeights(const std::filesystem::path& dir);
@@ -238,6 +248,8 @@ class FileWeights final : public WeightSource {
   /// kq quantize lists only layers the model has), or is not a linear layer
   /// of the architecture (e.g. transformer.wte, transformer.h.0.ln_1).
   void check_quantized_modules_read(const ModelConfig& config) const;
+  /// The folder's checksum record (TensorChecksums::recorded() false when it has none) and what it has verified.
+  const io::TensorChecksums& checksums() const { return checksums_; }
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
@@ -263,6 +275,8 @@ class FileWeights final : public WeightSource {
   std::optional<BnbConfig> bnb_;                          // a bitsandbytes 8-bit or 4-bit (NF4, FP4) checkpoint
   std::set<std::string> used_;                            // tensors read so far
   std::set<std::string> modules_read_;                    // quantized_modules_ keys quantized_linear() looked up
+  // A kq folder's checksums; mutable: check_config_sizes (const) verifies the tensors whose shapes it judges.
+  mutable io::TensorChecksums checksums_;
 };
 
 /// Random parameters, deterministic for (seed, name): a counter-based generator

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/checksum_record.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -45,7 +46,8 @@ void write_awq_folder(const fs::path& out) {
   save_quantized_model(*m, o, out);
 }
 
-/// Rewrites out/model.safetensors through `edit` (its tensors copied, metadata kept).
+/// Rewrites out/model.safetensors through `edit` (its tensors copied, metadata kept) and records the tensors'
+/// checksums again (as if kq had written the bad values: the loader's value checks are tested, not the checksums).
 template <class Edit>
 void edit_weights(const fs::path& out, Edit edit) {
   std::map<std::string, Tensor> tensors;
@@ -57,6 +59,7 @@ void edit_weights(const fs::path& out, Edit edit) {
   }
   edit(tensors);
   write_safetensors(out / "model.safetensors", tensors, meta);
+  testing::record_checksums_again(out);
 }
 
 /// The message of the FormatError Model::load(dir) throws ("" if it loads).

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "api/generation_config.hpp"
+#include "common/checksum_record.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
 #include "io/safetensors.hpp"
@@ -65,7 +66,8 @@ fs::path quantized_folder(const TempDir& tmp, const std::string& mode) {
 }
 
 /// Rewrites dir/model.safetensors (header and offsets) with `edit` applied to
-/// its tensors and metadata.
+/// its tensors and metadata, and records the tensors' checksums again (the
+/// checks behind them are tested, as if kq had written the edited tensors).
 template <class F>
 void rewrite_weights(const fs::path& dir, F&& edit) {
   std::map<std::string, Tensor> t;
@@ -77,6 +79,7 @@ void rewrite_weights(const fs::path& dir, F&& edit) {
   }
   edit(t, meta);
   write_safetensors(dir / "model.safetensors", t, meta);
+  kq::testing::record_checksums_again(dir);
 }
 
 /// Applies `edit` to the quantization record in config.json and (when

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/checksum_record.hpp"
 #include "common/model_logits.hpp"
 #include "common/test_data.hpp"
 #include "common/test_util.hpp"
@@ -87,6 +88,7 @@ TEST(Qwen3Quantize, SavedFolderKeepsQkNormAndReloadsToTheSameLogits) {
       fs::create_directories(broken);
       fs::copy_file(out / "config.json", broken / "config.json");
       write_safetensors(broken / "model.safetensors", tensors, store.metadata());
+      testing::record_checksums_again(broken);  // the missing-tensor check behind the checksums
       const std::string msg = testing::error_of<FormatError>([&] { (void)Model::load(broken, kCpu); });
       EXPECT_TRUE(testing::has(msg, "missing tensor 'model.layers.0.self_attn.k_norm.weight' (expected shape [32])"))
           << msg;
