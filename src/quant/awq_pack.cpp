@@ -36,10 +36,8 @@ AwqGemmTensors pack_awq_gemm(const PackedWeight& w, const std::string& layer, st
   AwqGemmTensors t;
   t.qweight = Tensor::empty(DType::I32, {K, N / 8});
   t.qzeros = Tensor::empty(DType::I32, {G, N / 8});
-  t.scales = Tensor::empty(DType::F16, {G, N});
   int32_t* qw = t.qweight.mutable_data<int32_t>();
   int32_t* qz = t.qzeros.mutable_data<int32_t>();
-  uint16_t* sc = t.scales.mutable_data<uint16_t>();
 
   // Codes: kq holds row n's codes two per byte along K (low nibble = even k); AutoAWQ packs eight output
   // channels per int32 along N, channel 8c + kAwqPackOrder[i] in nibble i.
@@ -53,22 +51,7 @@ AwqGemmTensors pack_awq_gemm(const PackedWeight& w, const std::string& layer, st
     }
   }
   // Scales [G, N] (transposed from kq's [N, G]), each divided by its row's divisor, then rounded to FP16.
-  std::vector<float> s(static_cast<size_t>(G));
-  int64_t flushed = 0;
-  for (int64_t n = 0; n < N; ++n) {
-    w.row_scales(n, s.data());
-    const float d = row_divisors.empty() ? 1.0f : row_divisors[size_t(n)];
-    for (int64_t g = 0; g < G; ++g) {
-      const float v = s[size_t(g)] / d;
-      const uint16_t h = f32_to_f16(v);
-      if (!std::isfinite(f16_to_f32(h)))
-        raise<InvalidArgument>("layer '{}': scale {} of group {}, output channel {} is beyond FP16's range (largest "
-                               "65504); AutoAWQ stores FP16 scales, so this layer cannot be written as AutoAWQ",
-                               layer, v, g, n);
-      if (v != 0.0f && f16_to_f32(h) == 0.0f) ++flushed;
-      sc[g * N + n] = h;
-    }
-  }
+  t.scales = hub_f16_group_scales(w, layer, "AutoAWQ", row_divisors, rounding);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t c = 0; c < N / 8; ++c) {
       uint32_t word = 0;
@@ -78,7 +61,6 @@ AwqGemmTensors pack_awq_gemm(const PackedWeight& w, const std::string& layer, st
       }
       qz[g * (N / 8) + c] = int32_t(word);
     }
-  if (rounding) rounding->flushed = flushed;
   return t;
 }
 

@@ -11,6 +11,31 @@ namespace kq {
 
 float gptq_f16_scale(float scale) { return f16_to_f32(f32_to_f16(scale)); }
 
+Tensor hub_f16_group_scales(const PackedWeight& w, const std::string& layer, const char* format,
+                            std::span<const float> row_divisors, GptqScaleRounding* rounding) {
+  const int64_t N = w.N, G = w.blocks_per_row;
+  Tensor scales = Tensor::empty(DType::F16, {G, N});
+  uint16_t* sc = scales.mutable_data<uint16_t>();
+  std::vector<float> s(static_cast<size_t>(G));
+  int64_t flushed = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    w.row_scales(n, s.data());
+    const float d = row_divisors.empty() ? 1.0f : row_divisors[size_t(n)];
+    for (int64_t g = 0; g < G; ++g) {
+      const float v = s[size_t(g)] / d;
+      const uint16_t h = f32_to_f16(v);
+      if (!std::isfinite(f16_to_f32(h)))
+        raise<InvalidArgument>("layer '{}': scale {} of group {}, output channel {} is beyond FP16's range (largest "
+                               "65504); {} stores FP16 scales, so this layer cannot be written as {}",
+                               layer, v, g, n, format, format);
+      if (v != 0.0f && f16_to_f32(h) == 0.0f) ++flushed;
+      sc[g * N + n] = h;
+    }
+  }
+  if (rounding) rounding->flushed = flushed;
+  return scales;
+}
+
 GptqV1Tensors pack_gptq_v1(const PackedWeight& w, const std::string& layer, GptqScaleRounding* rounding) {
   const formats::WeightFormat f = w.weight_format();
   const bool sym = f == formats::WeightFormat::INT4_SYM;
@@ -29,11 +54,9 @@ GptqV1Tensors pack_gptq_v1(const PackedWeight& w, const std::string& layer, Gptq
   GptqV1Tensors t;
   t.qweight = Tensor::empty(DType::I32, {K / 8, N});
   t.qzeros = Tensor::empty(DType::I32, {G, N / 8});
-  t.scales = Tensor::empty(DType::F16, {G, N});
   t.g_idx = Tensor::empty(DType::I32, {K});
   int32_t* qw = t.qweight.mutable_data<int32_t>();
   int32_t* qz = t.qzeros.mutable_data<int32_t>();
-  uint16_t* sc = t.scales.mutable_data<uint16_t>();
   int32_t* gi = t.g_idx.mutable_data<int32_t>();
 
   // Codes: kq's packed row bytes are GPTQ's int32s along K (low nibble = even k), row by row.
@@ -45,22 +68,8 @@ GptqV1Tensors pack_gptq_v1(const PackedWeight& w, const std::string& layer, Gptq
       qw[r * N + n] = int32_t(word);
     }
   }
-  // Scales and zero points, [G, N] (transposed from kq's [N, G]).
-  std::vector<float> s(static_cast<size_t>(G));
-  int64_t flushed = 0;
-  for (int64_t n = 0; n < N; ++n) {
-    w.row_scales(n, s.data());
-    for (int64_t g = 0; g < G; ++g) {
-      const float v = s[size_t(g)];
-      const uint16_t h = f32_to_f16(v);
-      if (!std::isfinite(f16_to_f32(h)))
-        raise<InvalidArgument>("layer '{}': scale {} of group {}, output channel {} is beyond FP16's range (largest "
-                               "65504); GPTQ stores FP16 scales, so this layer cannot be written as GPTQ",
-                               layer, v, g, n);
-      if (v != 0.0f && f16_to_f32(h) == 0.0f) ++flushed;
-      sc[g * N + n] = h;
-    }
-  }
+  // Scales [G, N] (transposed from kq's [N, G]) in FP16; zero points likewise.
+  t.scales = hub_f16_group_scales(w, layer, "GPTQ", {}, rounding);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t c = 0; c < N / 8; ++c) {
       uint32_t word = 0;
@@ -77,7 +86,6 @@ GptqV1Tensors pack_gptq_v1(const PackedWeight& w, const std::string& layer, Gptq
       qz[g * (N / 8) + c] = int32_t(word);
     }
   for (int64_t k = 0; k < K; ++k) gi[k] = int32_t(k / B);
-  if (rounding) rounding->flushed = flushed;
   return t;
 }
 

@@ -4,6 +4,7 @@
 // in full): qweight I32 [K/8, N] packed along K, qzeros I32 [G, N/8] holding
 // zero point − 1, scales F16 [G, N], g_idx I32 [K] = k / group.
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "quant/packed_weight.hpp"
@@ -33,6 +34,15 @@ struct GptqScaleRounding {
 /// point 0 (v1 would store −1: named with its group and output channel), and a
 /// scale above FP16's range (named with its group, output channel and value).
 GptqV1Tensors pack_gptq_v1(const PackedWeight& w, const std::string& layer, GptqScaleRounding* rounding = nullptr);
+
+/// The group scales of `w` (an INT4 weight, G = w.blocks_per_row groups per row) as the Hub's INT4 formats store
+/// them: F16 [G, N], transposed from kq's [N, G], the scale of (row n, group g) divided by row_divisors[n] when
+/// given (F32 [N], checked by the caller) and rounded to FP16 (f32_to_f16: to nearest even, subnormals kept, as
+/// torch's .half()). `format` names the format in messages ("GPTQ", "AutoAWQ"); `rounding`, when given, gets the
+/// count of nonzero scales FP16 flushed to 0. Throws InvalidArgument naming the layer, group, output channel and
+/// value for a scale beyond FP16's range (largest 65504).
+Tensor hub_f16_group_scales(const PackedWeight& w, const std::string& layer, const char* format,
+                            std::span<const float> row_divisors = {}, GptqScaleRounding* rounding = nullptr);
 
 /// A kq group scale as the GPTQ v1 export stores it: rounded to FP16 and back (exact in F32).
 float gptq_f16_scale(float scale);
