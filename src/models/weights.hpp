@@ -248,8 +248,6 @@ class FileWeights final : public WeightSource {
   /// kq quantize lists only layers the model has), or is not a linear layer
   /// of the architecture (e.g. transformer.wte, transformer.h.0.ln_1).
   void check_quantized_modules_read(const ModelConfig& config) const;
-  /// The folder's checksum record (TensorChecksums::recorded() false when it has none) and what it has verified.
-  const io::TensorChecksums& checksums() const { return checksums_; }
 
  private:
   Tensor fetch(const std::string& name, const Shape& disk_shape);
